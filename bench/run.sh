@@ -1,0 +1,359 @@
+#!/usr/bin/env bash
+# Benchmarks tine's examples/hello against actix-web, axum, may_minihttp and
+# nginx on this machine, all loads to 127.0.0.1 only. See README.md.
+#
+# Knobs (environment):
+#   ROUNDS=3  DURATION=10s  SERVERS="tine actix axum may nginx"
+#   CONFIGS="1core 2core"
+#   SCENARIOS="idle plaintext json hello pipeline static4k static1m ws"
+#   IDLE_CONNS=5000  WS_SIZE=64  PORT_BASE=18000  SKIP_BUILD=0
+#   TINE_BIN=<root>/target/release/hello
+# Output: out/results.tsv (one line per round, server, config, scenario),
+# out/summary.md, out/chart.png, raw tool output under out/logs/.
+set -euo pipefail
+
+BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$BENCH")
+OUT=$BENCH/out
+LOGS=$OUT/logs
+STATIC=$OUT/static
+RESULTS=$OUT/results.tsv
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+SERVERS=${SERVERS:-tine actix axum may nginx}
+CONFIGS=${CONFIGS:-1core 2core}
+SCENARIOS=${SCENARIOS:-idle plaintext json hello pipeline static4k static1m ws}
+IDLE_CONNS=${IDLE_CONNS:-5000}
+WS_SIZE=${WS_SIZE:-64}
+PORT_BASE=${PORT_BASE:-18000}
+SKIP_BUILD=${SKIP_BUILD:-0}
+PEER_TARGET=${CARGO_TARGET_DIR:-$BENCH/target}
+TINE_BIN=${TINE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/hello}
+CLK_TCK=$(getconf CLK_TCK)
+PATH=$PATH:/usr/sbin:/sbin # Debian puts nginx in /usr/sbin
+
+log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
+warn() { log "WARNING: $*"; }
+die() {
+    log "ERROR: $*"
+    exit 1
+}
+
+# DURATION as whole seconds: 10s, 90, 2m.
+case $DURATION in
+*m) SECS=$((${DURATION%m} * 60)) ;;
+*s) SECS=${DURATION%s} ;;
+*) SECS=$DURATION ;;
+esac
+[[ $SECS =~ ^[0-9]+$ && $SECS -gt 0 ]] || die "DURATION must look like 10s, 10 or 2m"
+
+# ---------------------------------------------------------------- tools ---
+missing=()
+for tool in wrk taskset curl python3 cargo; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+done
+if [[ " $SERVERS " == *" nginx "* ]] && ! command -v nginx >/dev/null; then
+    missing+=(nginx)
+fi
+if ((${#missing[@]})); then
+    die "missing: ${missing[*]}. On Debian/Ubuntu: apt-get install -y wrk nginx util-linux curl python3 (cargo: rustup)"
+fi
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if (($(ulimit -n) < IDLE_CONNS + 200)); then
+    warn "open-file limit $(ulimit -n) is below IDLE_CONNS=$IDLE_CONNS; the idle scenario will fall short"
+fi
+
+# ---------------------------------------------------------------- build ---
+if [[ $SKIP_BUILD != 1 ]]; then
+    log "building the peers (release, fat LTO): first build takes several minutes"
+    CARGO_TARGET_DIR=$PEER_TARGET nice -n 10 cargo build --release --quiet \
+        --manifest-path "$BENCH/Cargo.toml"
+    if [[ " $SERVERS " == *" tine "* ]]; then
+        log "building tine's examples/hello"
+        (cd "$ROOT" && nice -n 10 cargo build --release --quiet -p hello) ||
+            warn "cargo build --release -p hello failed"
+    fi
+fi
+WSLOAD=$PEER_TARGET/release/wsload
+
+server_bin() {
+    case $1 in
+    tine) echo "$TINE_BIN" ;;
+    nginx) command -v nginx ;;
+    *) echo "$PEER_TARGET/release/bench-$1" ;;
+    esac
+}
+
+present=()
+for server in $SERVERS; do
+    case $server in tine | actix | axum | may | nginx) ;; *) die "unknown server $server" ;; esac
+    if [[ -x $(server_bin "$server") ]]; then
+        present+=("$server")
+    else
+        warn "no binary for $server ($(server_bin "$server")): skipped"
+    fi
+done
+((${#present[@]})) || die "no server to benchmark"
+
+# --------------------------------------------------------- static files ---
+mkdir -p "$LOGS" "$STATIC"
+python3 - "$STATIC" <<'EOF'
+import os, random, sys
+rng = random.Random(20240808)  # fixed seed: same bytes on every machine
+for name, size in (("4k.bin", 4096), ("1m.bin", 1 << 20)):
+    with open(os.path.join(sys.argv[1], name), "wb") as f:
+        f.write(rng.randbytes(size))
+EOF
+
+# ------------------------------------------------------ process helpers ---
+# The server's process and all its descendants (prefork workers, nginx workers).
+tree_pids() {
+    local child
+    echo "$1"
+    for child in $(pgrep -P "$1" || true); do tree_pids "$child"; done
+}
+
+# utime + stime (clock ticks) over the tree: fields 14 and 15 of /proc/PID/stat,
+# counted after the ")" that ends the command name.
+tree_cpu_ticks() {
+    local pid stat f total=0
+    for pid in $(tree_pids "$1"); do
+        stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+        read -r -a f <<<"${stat##*) }"
+        total=$((total + f[11] + f[12]))
+    done
+    echo "$total"
+}
+
+tree_rss_kb() {
+    local pid kb total=0
+    for pid in $(tree_pids "$1"); do
+        kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null) || continue
+        total=$((total + ${kb:-0}))
+    done
+    echo "$total"
+}
+
+alive() { # running and not a zombie
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    [[ ${stat:0:1} != Z ]]
+}
+
+SPID= IDLE_PID=
+start_server() { # server port log
+    local server=$1 port=$2 log=$3 cmd i
+    case $server in
+    tine) cmd=("$TINE_BIN" --bind "127.0.0.1:$port" --workers "$WORKERS" --static "$STATIC") ;;
+    nginx)
+        local dir=$OUT/nginx-run
+        rm -rf "$dir" && mkdir -p "$dir"
+        sed -e "s|@PORT@|$port|g" -e "s|@WORKERS@|$WORKERS|g" -e "s|@STATIC_DIR@|$STATIC|g" \
+            -e "s|@RUN_DIR@|$dir|g" "$BENCH/nginx.conf.template" >"$dir/nginx.conf"
+        cmd=(nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log")
+        ;;
+    *) cmd=("$(server_bin "$server")" --port "$port" --workers "$WORKERS" --static "$STATIC") ;;
+    esac
+    "${SERVER_PIN[@]}" "${cmd[@]}" >"$log" 2>&1 &
+    SPID=$!
+    for ((i = 0; i < 100; i++)); do # up to 10 s
+        curl -sf -o /dev/null --max-time 1 "http://127.0.0.1:$port/plaintext" && return 0
+        alive "$SPID" || break
+        sleep 0.1
+    done
+    warn "$server did not answer on port $port (see $log)"
+    stop_server
+    return 1
+}
+
+stop_server() { # SIGTERM, up to 5 s, then SIGKILL the whole tree
+    [[ -n $SPID ]] || return 0
+    local pids i pid
+    pids=$(tree_pids "$SPID")
+    kill -TERM "$SPID" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        local any=0
+        for pid in $pids; do alive "$pid" && any=1; done
+        ((any)) || break
+        sleep 0.1
+    done
+    # shellcheck disable=SC2086
+    kill -KILL $pids 2>/dev/null || true
+    wait "$SPID" 2>/dev/null || true
+    SPID=
+}
+
+cleanup() {
+    [[ -z $IDLE_PID ]] || kill "$IDLE_PID" 2>/dev/null || true
+    stop_server
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ------------------------------------------------------------ scenarios ---
+declare -A PATHS=([plaintext]=/plaintext [json]=/json [hello]=/hello/bench
+    [pipeline]=/plaintext [static4k]=/static/4k.bin [static1m]=/static/1m.bin)
+
+supports() { # server scenario: what each peer can serve at all
+    case $1:$2 in
+    may:static* | may:ws | nginx:ws) return 1 ;;
+    *) return 0 ;;
+    esac
+}
+
+# wrk output -> "req/s p50_us p99_us errors requests"
+parse_wrk() {
+    awk '
+    function us(v) {
+        if (v ~ /us$/) return v + 0
+        if (v ~ /ms$/) return v * 1000
+        if (v ~ /m$/) return v * 60e6
+        if (v ~ /s$/) return v * 1e6
+        return v + 0
+    }
+    $1 == "50%" { p50 = us($2) }
+    $1 == "99%" { p99 = us($2) }
+    / requests in / { n = $1 }
+    /^Requests\/sec:/ { rps = $2 }
+    /Non-2xx or 3xx responses:/ { errors += $NF }
+    /Socket errors:/ { gsub(",", ""); errors += $4 + $6 + $8 + $10 }
+    END { printf "%.0f %.0f %.0f %d %d\n", rps, p50, p99, errors, n }'
+}
+
+cpu_per_req() { # ticks requests -> microseconds
+    awk -v t="$1" -v n="$2" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", n ? t * 1e6 / hz / n : 0 }'
+}
+
+emit() { # the TSV line, and a readable one on stderr
+    local IFS=$'\t'
+    echo "$*" >>"$RESULTS"
+    if [[ $4 == idle ]]; then
+        log "  $2 $3 idle: ${11} bytes per idle connection ($9 open, $8 failed)"
+    else
+        log "  $2 $3 $4: $5/s, p50 ${6}us, p99 ${7}us, errors $8, server cpu ${10}us per request"
+    fi
+}
+
+run_load() { # round server port scenario: wrk or wsload, CPU measured around it
+    local round=$1 server=$2 port=$3 scenario=$4
+    local tag=$server-$CONFIG-$scenario-r$round before after rps p50 p99 errors n
+    local url=http://127.0.0.1:$port${PATHS[$scenario]:-}
+    if [[ $scenario != ws ]] && ! curl -sf -o /dev/null --max-time 2 "$url"; then
+        warn "$server does not serve $url: $scenario skipped"
+        return
+    fi
+    before=$(tree_cpu_ticks "$SPID")
+    if [[ $scenario == ws ]]; then
+        if ! "${LOAD_PIN[@]}" "$WSLOAD" --url "ws://127.0.0.1:$port/ws/echo" --conns "$CONNS" \
+            --duration "$SECS" --size "$WS_SIZE" >"$LOGS/$tag.txt" 2>&1; then
+            warn "$server: no WebSocket echo ($(tail -1 "$LOGS/$tag.txt")): ws skipped"
+            return
+        fi
+        after=$(tree_cpu_ticks "$SPID")
+        local kv
+        kv=$(tail -1 "$LOGS/$tag.txt")
+        read -r n rps p50 p99 errors < <(awk '{ for (i = 1; i <= NF; i++) { split($i, a, "="); v[a[1]] = a[2] }
+            print v["messages"], v["msgs_per_sec"], v["p50_us"], v["p99_us"], v["errors"] }' <<<"$kv")
+    else
+        local args=(-t "$THREADS" -c "$CONNS" -d "${SECS}s" --latency "$url")
+        [[ $scenario == pipeline ]] && args+=(-s "$BENCH/pipeline.lua" -- 16)
+        if ! "${LOAD_PIN[@]}" wrk "${args[@]}" >"$LOGS/$tag.txt" 2>&1; then
+            warn "wrk failed for $server $scenario (see $LOGS/$tag.txt)"
+            return
+        fi
+        after=$(tree_cpu_ticks "$SPID")
+        read -r rps p50 p99 errors n < <(parse_wrk <"$LOGS/$tag.txt")
+    fi
+    emit "$round" "$server" "$CONFIG" "$scenario" "$rps" "$p50" "$p99" "$errors" "$n" \
+        "$(cpu_per_req $((after - before)) "$n")" -
+}
+
+run_idle() { # round server port: RSS growth per idle keep-alive connection
+    local round=$1 server=$2 port=$3 ready=$OUT/idle.ready before after opened failed i
+    rm -f "$ready"
+    sleep 0.5
+    before=$(tree_rss_kb "$SPID")
+    "${LOAD_PIN[@]}" python3 "$BENCH/idle.py" --port "$port" --conns "$IDLE_CONNS" \
+        --ready "$ready" --hold 120 >"$LOGS/$server-$CONFIG-idle-r$round.txt" 2>&1 &
+    IDLE_PID=$!
+    for ((i = 0; i < 900; i++)); do # up to 90 s
+        [[ -s $ready ]] && break
+        alive "$IDLE_PID" || break
+        sleep 0.1
+    done
+    if [[ -s $ready ]]; then
+        sleep 1 # let the server settle
+        after=$(tree_rss_kb "$SPID")
+    fi
+    kill "$IDLE_PID" 2>/dev/null || true
+    wait "$IDLE_PID" 2>/dev/null || true
+    IDLE_PID=
+    if [[ ! -s $ready ]]; then
+        warn "$server: idle client did not finish: idle skipped"
+        return
+    fi
+    read -r opened failed < <(sed 's/[a-z]*=//g' "$ready")
+    ((failed == 0)) || warn "$server: $failed of $IDLE_CONNS idle connections failed"
+    local per_conn=-
+    ((opened > 0)) && per_conn=$(((after - before) * 1024 / opened))
+    emit "$round" "$server" "$CONFIG" idle - - - "$failed" "$opened" - "$per_conn"
+    sleep 1 # let the server close them
+}
+
+set_config() {
+    CONFIG=$1
+    case $1 in
+    1core) WORKERS=1 CONNS=64 THREADS=1 SERVER_PIN=(taskset -c 0) LOAD_PIN=(taskset -c 1) ;;
+    2core) WORKERS=2 CONNS=128 THREADS=2 SERVER_PIN=() LOAD_PIN=() ;;
+    *) die "unknown config $1 (1core or 2core)" ;;
+    esac
+}
+
+# ----------------------------------------------------------------- main ---
+# Estimate: each load run takes SECS + ~2 s, an idle run ~8 s, a restart ~3 s.
+per_round=0
+for server in "${present[@]}"; do
+    per_round=$((per_round + 3))
+    for scenario in $SCENARIOS; do
+        supports "$server" "$scenario" || continue
+        if [[ $scenario == idle ]]; then per_round=$((per_round + 8)); else per_round=$((per_round + SECS + 2)); fi
+    done
+done
+estimate=$((ROUNDS * $(wc -w <<<"$CONFIGS") * per_round / 60 + 1))
+log "servers: ${present[*]}; configs: $CONFIGS; scenarios: $SCENARIOS"
+log "$ROUNDS round(s) of ${SECS}s runs: about $estimate min (less where a server lacks a scenario)"
+
+[[ -f $RESULTS ]] && mv "$RESULTS" "$OUT/results.prev.tsv"
+printf 'round\tserver\tconfig\tscenario\treq_per_s\tp50_us\tp99_us\terrors\trequests\tcpu_us_per_req\tidle_bytes_per_conn\n' >"$RESULTS"
+
+port=$PORT_BASE
+for ((round = 1; round <= ROUNDS; round++)); do
+    # Rotate the server order each round so no server always goes first.
+    shift_by=$(((round - 1) % ${#present[@]}))
+    order=("${present[@]:shift_by}" "${present[@]:0:shift_by}")
+    for config in $CONFIGS; do
+        set_config "$config"
+        for server in "${order[@]}"; do
+            port=$((port + 1))
+            log "round $round/$ROUNDS, $config: starting $server on port $port"
+            start_server "$server" "$port" "$LOGS/$server-$config-r$round.server.log" || continue
+            for scenario in $SCENARIOS; do
+                supports "$server" "$scenario" || continue
+                case $scenario in
+                idle) run_idle "$round" "$server" "$port" ;;
+                plaintext | json | hello | pipeline | static4k | static1m | ws)
+                    run_load "$round" "$server" "$port" "$scenario"
+                    sleep 1
+                    ;;
+                *) die "unknown scenario $scenario" ;;
+                esac
+            done
+            stop_server
+        done
+    done
+done
+
+log "results: $RESULTS"
+python3 "$BENCH/summarize.py" "$RESULTS" --chart "$OUT/chart.png" | tee "$OUT/summary.md"

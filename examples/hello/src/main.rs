@@ -1,0 +1,157 @@
+//! tine's reference example. Its routes and flags are a stable contract:
+//! the end-to-end tests, the benchmarks and outside conformance checks rely
+//! on them.
+//!
+//! ```text
+//! GET  /plaintext      Hello, World!
+//! GET  /json           {"message":"Hello, World!"}
+//! GET  /hello/:name    Hello, <name>!
+//! POST /echo           the request body, same Content-Type
+//! GET  /pid            the serving process's id
+//! GET  /sleep?ms=N     blocks its worker N ms (max 10,000), then "slept"
+//! GET  /panic          a handler that panics (answers 500)
+//! GET  /stream?n=N&size=S  N chunks of S bytes, streamed
+//! ```
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use tine::{App, Request, Response, StatusCode};
+
+/// Command-line flags.
+#[derive(Parser, Debug)]
+#[command(about = "tine's reference example")]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    bind: SocketAddr,
+    /// Worker processes (multi-process serving lands with the workers
+    /// issue; today the server runs in one process).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Serve this directory under /static/.
+    #[arg(long = "static")]
+    static_dir: Option<std::path::PathBuf>,
+    /// Log one line per request.
+    #[arg(long)]
+    log: bool,
+    /// Header-read timeout in milliseconds (tests use a short one).
+    #[arg(long)]
+    header_timeout_ms: Option<u64>,
+    /// Idle keep-alive timeout in milliseconds.
+    #[arg(long)]
+    idle_timeout_ms: Option<u64>,
+    /// Maximum request body in bytes.
+    #[arg(long)]
+    max_body: Option<usize>,
+    /// Maximum open connections per process.
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Drain deadline in milliseconds.
+    #[arg(long)]
+    drain_timeout_ms: Option<u64>,
+}
+
+#[derive(serde::Serialize)]
+struct Message {
+    message: &'static str,
+}
+
+fn plaintext(_: &Request) -> Response {
+    Response::text("Hello, World!")
+}
+
+fn json(_: &Request) -> Response {
+    Response::json(&Message {
+        message: "Hello, World!",
+    })
+}
+
+fn hello(req: &Request) -> Response {
+    Response::text(format!("Hello, {}!", req.param("name").unwrap_or("")))
+}
+
+fn echo(req: &Request) -> Response {
+    let mut res = Response::bytes(req.body_bytes());
+    if let Some(ct) = req.headers().get(tine::header::CONTENT_TYPE) {
+        res.headers_mut().insert(tine::header::CONTENT_TYPE, ct.clone());
+    }
+    res
+}
+
+fn pid(_: &Request) -> Response {
+    Response::text(std::process::id().to_string())
+}
+
+fn sleep(req: &Request) -> Result<Response, tine::Error> {
+    let ms: u64 = req
+        .query_param("ms")
+        .unwrap_or_default()
+        .parse()
+        .map_err(|_| tine::Error::bad_request("ms must be a number of milliseconds"))?;
+    std::thread::sleep(Duration::from_millis(ms.min(10_000)));
+    Ok(Response::text("slept"))
+}
+
+fn stream(req: &Request) -> Result<Response, tine::Error> {
+    let n: usize = req.query_param("n").unwrap_or("10".into()).parse().map_err(|_| tine::Error::bad_request("n"))?;
+    let size: usize = req.query_param("size").unwrap_or("1024".into()).parse().map_err(|_| tine::Error::bad_request("size"))?;
+    let chunk = tine::Bytes::from(vec![b'x'; size.min(1 << 20)]);
+    Ok(Response::stream((0..n).map(move |_| chunk.clone())))
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = Args::parse();
+    let mut limits = tine::Limits::default();
+    if let Some(ms) = args.header_timeout_ms {
+        limits.header_timeout = Duration::from_millis(ms);
+    }
+    if let Some(ms) = args.idle_timeout_ms {
+        limits.idle_timeout = Duration::from_millis(ms);
+    }
+    if let Some(n) = args.max_body {
+        limits.max_body = n;
+    }
+    if let Some(n) = args.max_connections {
+        limits.max_connections = n;
+    }
+    if let Some(ms) = args.drain_timeout_ms {
+        limits.drain_timeout = Duration::from_millis(ms);
+    }
+    let _ = (args.workers, &args.static_dir);
+    let mut app = App::new()
+        .get("/plaintext", plaintext)
+        .get("/json", json)
+        .get("/hello/:name", hello)
+        .post("/echo", echo)
+        .get("/pid", pid)
+        .get("/sleep", sleep)
+        .get("/stream", stream)
+        .get("/panic", |_: &Request| -> Response { panic!("deliberate panic from /panic") })
+        .errors(|_req, status: StatusCode| {
+            Response::text(format!("{} {}\n", status.as_u16(), status.canonical_reason().unwrap_or("")))
+        })
+        .limits(limits);
+    if args.log {
+        app = app.log_requests();
+    }
+    let server = match app.bind(args.bind) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Tests and scripts read the bound address from this line.
+    println!("listening on http://{}", server.local_addr());
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tine: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! The chunked transfer-coding decoder (RFC 9112 §7.1), on buffers.
+//!
+//! Hand-written because no maintained crate decodes chunked bodies
+//! incrementally from a caller-owned buffer; `httparse::parse_chunk_size`
+//! does the chunk-size line (size, extensions) and this file does the rest.
+
+use http::StatusCode;
+
+/// Longest chunk-size line (with extensions) accepted, in bytes.
+const MAX_SIZE_LINE: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Inside a chunk's data, this many bytes left.
+    Data(u64),
+    /// Expecting the CRLF that ends a chunk's data.
+    DataEnd,
+    /// After the last chunk: trailer fields until an empty line.
+    Trailers,
+    /// The body is complete.
+    Done,
+}
+
+/// Incremental decoder of one chunked body.
+#[derive(Debug)]
+pub(crate) struct ChunkedDecoder {
+    state: State,
+    trailer_bytes: usize,
+}
+
+impl ChunkedDecoder {
+    pub(crate) fn new() -> Self {
+        ChunkedDecoder {
+            state: State::Size,
+            trailer_bytes: 0,
+        }
+    }
+
+    /// Decodes as much of `input` as possible, appending body bytes to `out`.
+    ///
+    /// Returns how many input bytes were consumed and whether the body is
+    /// complete. Errors carry the status to answer: 400 for malformed
+    /// framing, 413 when the decoded body would exceed `max_body`, 431 when
+    /// the trailers exceed `max_trailers`.
+    pub(crate) fn decode(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        max_body: usize,
+        max_trailers: usize,
+    ) -> Result<(usize, bool), StatusCode> {
+        let mut pos = 0;
+        loop {
+            let rest = &input[pos..];
+            match self.state {
+                State::Done => return Ok((pos, true)),
+                State::Size => match httparse::parse_chunk_size(rest) {
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        pos += used;
+                        if size == 0 {
+                            self.state = State::Trailers;
+                        } else {
+                            let total = (out.len() as u64).saturating_add(size);
+                            if total > max_body as u64 {
+                                return Err(StatusCode::PAYLOAD_TOO_LARGE);
+                            }
+                            self.state = State::Data(size);
+                        }
+                    }
+                    Ok(httparse::Status::Partial) => {
+                        if rest.len() > MAX_SIZE_LINE {
+                            return Err(StatusCode::BAD_REQUEST);
+                        }
+                        return Ok((pos, false));
+                    }
+                    Err(_) => return Err(StatusCode::BAD_REQUEST),
+                },
+                State::Data(left) => {
+                    if rest.is_empty() {
+                        return Ok((pos, false));
+                    }
+                    let take = rest.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    out.extend_from_slice(&rest[..take]);
+                    pos += take;
+                    let left = left - take as u64;
+                    self.state = if left == 0 {
+                        State::DataEnd
+                    } else {
+                        State::Data(left)
+                    };
+                }
+                State::DataEnd => {
+                    if rest.len() < 2 {
+                        return Ok((pos, false));
+                    }
+                    if &rest[..2] != b"\r\n" {
+                        return Err(StatusCode::BAD_REQUEST);
+                    }
+                    pos += 2;
+                    self.state = State::Size;
+                }
+                State::Trailers => match memchr::memmem::find(rest, b"\r\n") {
+                    Some(0) => {
+                        pos += 2;
+                        self.state = State::Done;
+                    }
+                    Some(n) => {
+                        // Trailer fields are tolerated and dropped: none of
+                        // them may change how the message is framed.
+                        self.trailer_bytes += n + 2;
+                        if self.trailer_bytes > max_trailers {
+                            return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+                        }
+                        pos += n + 2;
+                    }
+                    None => {
+                        if self.trailer_bytes + rest.len() > max_trailers {
+                            return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+                        }
+                        return Ok((pos, false));
+                    }
+                },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(input: &[u8]) -> Result<(Vec<u8>, usize, bool), StatusCode> {
+        let mut d = ChunkedDecoder::new();
+        let mut out = Vec::new();
+        let (used, done) = d.decode(input, &mut out, 1 << 20, 1024)?;
+        Ok((out, used, done))
+    }
+
+    #[test]
+    fn simple_body() {
+        let (out, used, done) = decode_all(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\nNEXT").unwrap();
+        assert_eq!(out, b"hello world");
+        assert!(done);
+        assert_eq!(used, 26);
+    }
+
+    #[test]
+    fn extensions_and_trailers_tolerated() {
+        let (out, _, done) =
+            decode_all(b"3;name=val\r\nabc\r\n0;x\r\nX-Trailer: 1\r\nY: 2\r\n\r\n").unwrap();
+        assert_eq!(out, b"abc");
+        assert!(done);
+    }
+
+    #[test]
+    fn byte_at_a_time() {
+        let input = b"A\r\n0123456789\r\n2\r\nab\r\n0\r\n\r\n";
+        let mut d = ChunkedDecoder::new();
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        let mut done = false;
+        for &b in input.iter() {
+            buf.push(b);
+            let (used, fin) = d.decode(&buf, &mut out, 100, 100).unwrap();
+            buf.drain(..used);
+            done = fin;
+        }
+        assert!(done);
+        assert_eq!(out, b"0123456789ab");
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn malformed_is_400() {
+        assert_eq!(decode_all(b"zz\r\n").unwrap_err(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            decode_all(b"3\r\nabcX\r\n").unwrap_err(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            decode_all(b"ffffffffffffffffffff\r\n").unwrap_err(),
+            StatusCode::BAD_REQUEST
+        );
+        let long = vec![b'1'; MAX_SIZE_LINE + 10];
+        assert_eq!(decode_all(&long).unwrap_err(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn too_large_is_413_before_reading_data() {
+        let mut d = ChunkedDecoder::new();
+        let mut out = Vec::new();
+        assert_eq!(
+            d.decode(b"100\r\n", &mut out, 10, 100).unwrap_err(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+    }
+
+    #[test]
+    fn oversized_trailers_rejected() {
+        let mut d = ChunkedDecoder::new();
+        let mut out = Vec::new();
+        let mut input = b"0\r\n".to_vec();
+        input.extend(std::iter::repeat_n(b'a', 200));
+        assert_eq!(
+            d.decode(&input, &mut out, 10, 100).unwrap_err(),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
+    }
+}

@@ -1,0 +1,13 @@
+//! The HTTP/1.1 wire format and the request/response types. Nothing in
+//! here touches a socket: parsing and encoding work on buffers.
+
+pub(crate) mod body;
+pub(crate) mod date;
+pub(crate) mod encode;
+pub(crate) mod parse;
+mod request;
+mod response;
+
+pub use request::{Extensions, Params, Request, RequestBuilder};
+pub(crate) use response::{Body, FileBody};
+pub use response::{IntoResponse, Response};

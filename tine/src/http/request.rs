@@ -1,0 +1,520 @@
+//! The request a handler sees.
+
+use std::any::{Any, TypeId};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap};
+use http::uri::PathAndQuery;
+use http::{Method, StatusCode, Version};
+use percent_encoding::percent_decode_str;
+use serde::de::DeserializeOwned;
+
+use crate::error::Error;
+
+/// An HTTP request, fully read (head and body) before the handler runs.
+///
+/// Handlers get `&Request`; before-hooks get `&mut Request` and may add
+/// [`extensions`](Request::extensions_mut). Header names are
+/// case-insensitive (they are [`http::HeaderName`]s).
+///
+/// ```
+/// use tine::{Method, Request};
+/// let req = Request::builder(Method::POST, "/users/42?page=2&q=a+b")
+///     .header("content-type", "application/json")
+///     .body(r#"{"name":"ada"}"#)
+///     .finish();
+/// assert_eq!(req.path(), "/users/42");
+/// assert_eq!(req.query_param("q").as_deref(), Some("a b"));
+/// assert_eq!(req.body(), br#"{"name":"ada"}"#);
+/// ```
+pub struct Request {
+    method: Method,
+    target: PathAndQuery,
+    /// The percent-decoded path when it differs from the raw one.
+    decoded_path: Option<Box<str>>,
+    version: Version,
+    headers: HeaderMap,
+    body: Bytes,
+    params: Params,
+    peer: SocketAddr,
+    extensions: Extensions,
+}
+
+impl Request {
+    pub(crate) fn new(
+        method: Method,
+        target: PathAndQuery,
+        version: Version,
+        headers: HeaderMap,
+        body: Bytes,
+        peer: SocketAddr,
+    ) -> Result<Self, StatusCode> {
+        let decoded_path = match percent_decode_str(target.path()).decode_utf8() {
+            Ok(Cow::Borrowed(_)) => None,
+            Ok(Cow::Owned(s)) => Some(s.into_boxed_str()),
+            Err(_) => return Err(StatusCode::BAD_REQUEST),
+        };
+        Ok(Request {
+            method,
+            target,
+            decoded_path,
+            version,
+            headers,
+            body,
+            params: Params::default(),
+            peer,
+            extensions: Extensions::default(),
+        })
+    }
+
+    /// Starts building a request by hand, for testing handlers and hooks
+    /// without a socket.
+    pub fn builder(method: Method, target: &str) -> RequestBuilder {
+        RequestBuilder {
+            method,
+            target: target.to_string(),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            peer: SocketAddr::from(([127, 0, 0, 1], 0)),
+            params: Vec::new(),
+        }
+    }
+
+    /// The request method.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The percent-decoded path (`/a%20b` → `/a b`), without the query.
+    pub fn path(&self) -> &str {
+        self.decoded_path.as_deref().unwrap_or(self.target.path())
+    }
+
+    /// The path exactly as sent, still percent-encoded.
+    pub fn raw_path(&self) -> &str {
+        self.target.path()
+    }
+
+    /// The raw query string (after `?`), if any.
+    pub fn query_string(&self) -> Option<&str> {
+        self.target.query()
+    }
+
+    /// The decoded query parameters, in order (`+` is a space).
+    pub fn query_pairs(&self) -> Vec<(String, String)> {
+        self.query_string()
+            .map(|q| {
+                form_urlencoded_pairs(q)
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// One decoded query parameter; the last one wins if repeated.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        let q = self.query_string()?;
+        form_urlencoded_pairs(q)
+            .filter(|(k, _)| k == name)
+            .last()
+            .map(|(_, v)| v.into_owned())
+    }
+
+    /// The query string deserialized into `T` (`serde_urlencoded`); a
+    /// mismatch is a `400`.
+    pub fn query<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        serde_urlencoded::from_str(self.query_string().unwrap_or(""))
+            .map_err(|e| Error::bad_request(format!("invalid query string: {e}")))
+    }
+
+    /// The HTTP version of the request.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// All request headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The first value of a header as text, if present and visible ASCII.
+    pub fn header(&self, name: impl header::AsHeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The request body (empty when there was none).
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The request body as a cheaply clonable [`Bytes`].
+    pub fn body_bytes(&self) -> Bytes {
+        self.body.clone()
+    }
+
+    /// The body as UTF-8 text; invalid UTF-8 is a `400`.
+    pub fn text(&self) -> Result<&str, Error> {
+        std::str::from_utf8(&self.body)
+            .map_err(|_| Error::bad_request("request body is not valid UTF-8"))
+    }
+
+    /// The body parsed as JSON. A `Content-Type` other than JSON is a `415`,
+    /// a body that does not parse into `T` a `400` naming the problem.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        if !self.content_type_is(is_json) {
+            return Err(Error::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "expected Content-Type: application/json",
+            ));
+        }
+        serde_json::from_slice(&self.body)
+            .map_err(|e| Error::bad_request(format!("invalid JSON body: {e}")))
+    }
+
+    /// The body parsed as `application/x-www-form-urlencoded` (`+` is a
+    /// space, percent-escapes decoded). Only when the `Content-Type` says so
+    /// (`415` otherwise); a mismatch with `T` is a `400`.
+    pub fn form<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        if !self.content_type_is(|m| m == "application/x-www-form-urlencoded") {
+            return Err(Error::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "expected Content-Type: application/x-www-form-urlencoded",
+            ));
+        }
+        serde_urlencoded::from_bytes(&self.body)
+            .map_err(|e| Error::bad_request(format!("invalid form body: {e}")))
+    }
+
+    /// The form body as a map where the last duplicate wins (as in the
+    /// original framework); empty unless the `Content-Type` is a form.
+    pub fn form_map(&self) -> HashMap<String, String> {
+        if !self.content_type_is(|m| m == "application/x-www-form-urlencoded") {
+            return HashMap::new();
+        }
+        let text = String::from_utf8_lossy(&self.body);
+        form_urlencoded_pairs(&text)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    }
+
+    fn content_type_is(&self, pred: impl Fn(&str) -> bool) -> bool {
+        self.header(header::CONTENT_TYPE)
+            .map(|ct| {
+                let mime = ct.split(';').next().unwrap_or("").trim();
+                pred(&mime.to_ascii_lowercase())
+            })
+            .unwrap_or(false)
+    }
+
+    /// A path capture by name (`:id` in the route, or `*` for a trailing
+    /// wildcard), percent-decoded.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.get(name)
+    }
+
+    /// All path captures.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    pub(crate) fn set_params(&mut self, params: Params) {
+        self.params = params;
+    }
+
+    /// A cookie sent by the client, by name.
+    pub fn cookie(&self, name: &str) -> Option<cookie::Cookie<'_>> {
+        self.cookies().find(|c| c.name() == name)
+    }
+
+    /// Every cookie sent by the client (all `Cookie` headers).
+    pub fn cookies(&self) -> impl Iterator<Item = cookie::Cookie<'_>> {
+        self.headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(cookie::Cookie::split_parse_encoded)
+            .filter_map(Result::ok)
+    }
+
+    /// The address of the client (the TCP peer).
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Typed values attached to this request by middleware.
+    pub fn extensions(&self) -> &Extensions {
+        &self.extensions
+    }
+
+    /// Mutable access to the extensions, for before-hooks.
+    pub fn extensions_mut(&mut self) -> &mut Extensions {
+        &mut self.extensions
+    }
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("target", &self.target)
+            .field("version", &self.version)
+            .field("headers", &self.headers)
+            .field("body_len", &self.body.len())
+            .field("params", &self.params)
+            .field("peer", &self.peer)
+            .finish()
+    }
+}
+
+fn is_json(mime: &str) -> bool {
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+fn form_urlencoded_pairs(s: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+    s.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode_form(k), decode_form(v))
+    })
+}
+
+/// Form decoding: `+` is a space, then percent-decoding (lossy UTF-8).
+fn decode_form(s: &str) -> Cow<'_, str> {
+    if !s.contains(['+', '%']) {
+        return Cow::Borrowed(s);
+    }
+    let spaced = s.replace('+', " ");
+    Cow::Owned(percent_decode_str(&spaced).decode_utf8_lossy().into_owned())
+}
+
+/// Builds a [`Request`] by hand (see [`Request::builder`]).
+#[derive(Debug)]
+pub struct RequestBuilder {
+    method: Method,
+    target: String,
+    headers: HeaderMap,
+    body: Bytes,
+    peer: SocketAddr,
+    params: Vec<(Rc<str>, String)>,
+}
+
+impl RequestBuilder {
+    /// Adds a header. Panics on an invalid name or value (this is for tests).
+    #[track_caller]
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        let name = header::HeaderName::from_bytes(name.as_bytes()).expect("valid header name");
+        let value = header::HeaderValue::from_str(value).expect("valid header value");
+        self.headers.append(name, value);
+        self
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Sets the peer address.
+    pub fn peer(mut self, peer: SocketAddr) -> Self {
+        self.peer = peer;
+        self
+    }
+
+    /// Adds a path capture, as the router would.
+    pub fn param(mut self, name: &str, value: &str) -> Self {
+        self.params.push((Rc::from(name), value.to_string()));
+        self
+    }
+
+    /// Finishes the request. Panics on a target that is not a valid path.
+    #[track_caller]
+    pub fn finish(self) -> Request {
+        let target = PathAndQuery::try_from(self.target.as_str()).expect("valid request target");
+        let mut req = Request::new(
+            self.method,
+            target,
+            Version::HTTP_11,
+            self.headers,
+            self.body,
+            self.peer,
+        )
+        .expect("valid UTF-8 path");
+        req.params = Params(self.params);
+        req
+    }
+}
+
+/// Path captures of the matched route, in pattern order.
+#[derive(Debug, Default, Clone)]
+pub struct Params(pub(crate) Vec<(Rc<str>, String)>);
+
+impl Params {
+    /// The capture named `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| &**k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// All captures as `(name, value)` pairs.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (&**k, v.as_str()))
+    }
+
+    /// Number of captures.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no captures.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A map of values keyed by their type, for data middleware attaches to a
+/// request (an authenticated user, a request id, ...).
+///
+/// Unlike `http::Extensions` it needs no `Send` or `Sync`: a worker is one
+/// thread.
+///
+/// ```
+/// let mut ext = tine::Extensions::default();
+/// ext.insert(42u32);
+/// assert_eq!(ext.get::<u32>(), Some(&42));
+/// assert_eq!(ext.get::<String>(), None);
+/// ```
+#[derive(Default)]
+pub struct Extensions {
+    map: Option<HashMap<TypeId, Box<dyn Any>>>,
+}
+
+impl Extensions {
+    /// Stores `value`, returning the previous value of that type.
+    pub fn insert<T: 'static>(&mut self, value: T) -> Option<T> {
+        self.map
+            .get_or_insert_with(HashMap::new)
+            .insert(TypeId::of::<T>(), Box::new(value))
+            .and_then(|old| old.downcast().ok().map(|b| *b))
+    }
+
+    /// The stored value of type `T`.
+    pub fn get<T: 'static>(&self) -> Option<&T> {
+        self.map
+            .as_ref()?
+            .get(&TypeId::of::<T>())
+            .and_then(|b| b.downcast_ref())
+    }
+
+    /// The stored value of type `T`, mutably.
+    pub fn get_mut<T: 'static>(&mut self) -> Option<&mut T> {
+        self.map
+            .as_mut()?
+            .get_mut(&TypeId::of::<T>())
+            .and_then(|b| b.downcast_mut())
+    }
+
+    /// Removes and returns the value of type `T`.
+    pub fn remove<T: 'static>(&mut self) -> Option<T> {
+        self.map
+            .as_mut()?
+            .remove(&TypeId::of::<T>())
+            .and_then(|b| b.downcast().ok().map(|b| *b))
+    }
+}
+
+impl fmt::Debug for Extensions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Extensions")
+            .field("len", &self.map.as_ref().map_or(0, HashMap::len))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct Login {
+        user: String,
+        pass: String,
+    }
+
+    #[test]
+    fn decoded_path_and_query() {
+        let req = Request::builder(Method::GET, "/a%20b/c?x=1&y=a+b%21&x=2").finish();
+        assert_eq!(req.path(), "/a b/c");
+        assert_eq!(req.raw_path(), "/a%20b/c");
+        assert_eq!(req.query_param("x").as_deref(), Some("2"));
+        assert_eq!(req.query_param("y").as_deref(), Some("a b!"));
+        assert_eq!(req.query_pairs().len(), 3);
+    }
+
+    #[test]
+    fn json_and_form() {
+        let req = Request::builder(Method::POST, "/")
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("user=ada+l&pass=%3Dx")
+            .finish();
+        let login: Login = req.form().unwrap();
+        assert_eq!(login.user, "ada l");
+        assert_eq!(login.pass, "=x");
+        assert_eq!(
+            req.json::<Login>().unwrap_err().status(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
+
+        let req = Request::builder(Method::POST, "/")
+            .header("content-type", "application/json; charset=utf-8")
+            .body("{\"user\": 1}")
+            .finish();
+        let err = req.json::<Login>().unwrap_err();
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+        assert!(err.message().contains("invalid JSON"), "{err}");
+        assert!(req.form_map().is_empty());
+    }
+
+    #[test]
+    fn form_map_last_wins() {
+        let req = Request::builder(Method::POST, "/")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("a=1&a=2&b=x%20y")
+            .finish();
+        let m = req.form_map();
+        assert_eq!(m["a"], "2");
+        assert_eq!(m["b"], "x y");
+    }
+
+    #[test]
+    fn cookies() {
+        let req = Request::builder(Method::GET, "/")
+            .header("cookie", "a=1; b=hello%20world")
+            .header("cookie", "c=3")
+            .finish();
+        assert_eq!(req.cookie("b").unwrap().value(), "hello world");
+        assert_eq!(req.cookie("c").unwrap().value(), "3");
+        assert!(req.cookie("d").is_none());
+    }
+
+    #[test]
+    fn invalid_utf8_path_is_rejected() {
+        let target = PathAndQuery::from_static("/%ff");
+        let err = Request::new(
+            Method::GET,
+            target,
+            Version::HTTP_11,
+            HeaderMap::new(),
+            Bytes::new(),
+            SocketAddr::from(([127, 0, 0, 1], 1)),
+        )
+        .unwrap_err();
+        assert_eq!(err, StatusCode::BAD_REQUEST);
+    }
+}

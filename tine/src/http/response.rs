@@ -1,0 +1,333 @@
+//! The response a handler returns, and its body kinds.
+
+use std::fmt;
+use std::fs::File;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::StatusCode;
+use serde::Serialize;
+
+/// An HTTP response: a status, headers and a body.
+///
+/// tine writes `Date`, `Content-Length` (or `Transfer-Encoding: chunked`
+/// for streams) and `Connection` itself; values a handler sets for those
+/// names are ignored.
+///
+/// ```
+/// use tine::{Response, StatusCode};
+/// let res = Response::text("created")
+///     .with_status(StatusCode::CREATED)
+///     .with_header("x-request-id", "7");
+/// assert_eq!(res.status(), StatusCode::CREATED);
+/// assert_eq!(res.headers()["content-type"], "text/plain; charset=utf-8");
+/// assert_eq!(res.body_bytes().unwrap(), "created");
+/// ```
+pub struct Response {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Body,
+}
+
+/// What follows the head of a response.
+pub(crate) enum Body {
+    /// No body (`Content-Length: 0` where a body is allowed).
+    Empty,
+    /// A body held in memory.
+    Full(Bytes),
+    /// A body produced piece by piece, pulled only when the socket can take
+    /// more, sent with chunked transfer coding.
+    Stream(Box<dyn Iterator<Item = Bytes>>),
+    /// A region of a file, sent with `sendfile(2)`.
+    File(FileBody),
+}
+
+/// A region of an open file sent as a body.
+#[derive(Debug)]
+pub(crate) struct FileBody {
+    pub(crate) file: File,
+    pub(crate) offset: u64,
+    pub(crate) len: u64,
+}
+
+const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
+const HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+const OCTETS: HeaderValue = HeaderValue::from_static("application/octet-stream");
+
+impl Response {
+    /// An empty response with `status`.
+    pub fn empty(status: StatusCode) -> Self {
+        Response {
+            status,
+            headers: HeaderMap::new(),
+            body: Body::Empty,
+        }
+    }
+
+    fn with_body(content_type: HeaderValue, body: Bytes) -> Self {
+        let mut headers = HeaderMap::with_capacity(2);
+        headers.insert(header::CONTENT_TYPE, content_type);
+        Response {
+            status: StatusCode::OK,
+            headers,
+            body: Body::Full(body),
+        }
+    }
+
+    /// `200` with a `text/plain; charset=utf-8` body. A `&'static str` is
+    /// not copied.
+    pub fn text(body: impl Into<Bytes>) -> Self {
+        Self::with_body(TEXT, body.into())
+    }
+
+    /// `200` with a `text/html; charset=utf-8` body.
+    pub fn html(body: impl Into<Bytes>) -> Self {
+        Self::with_body(HTML, body.into())
+    }
+
+    /// `200` with `value` serialized as JSON. If serialization fails (a map
+    /// with non-string keys, say) the answer is a `500` and the error is
+    /// logged.
+    pub fn json<T: Serialize + ?Sized>(value: &T) -> Self {
+        match serde_json::to_vec(value) {
+            Ok(body) => Self::with_body(JSON, body.into()),
+            Err(e) => {
+                log::error!("Response::json: cannot serialize the value: {e}");
+                Response::empty(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        }
+    }
+
+    /// `200` with raw bytes, `application/octet-stream` unless a
+    /// `Content-Type` is set afterwards.
+    pub fn bytes(body: impl Into<Bytes>) -> Self {
+        Self::with_body(OCTETS, body.into())
+    }
+
+    /// `404 Not Found` with a short text body.
+    pub fn not_found() -> Self {
+        Response::text("Not Found").with_status(StatusCode::NOT_FOUND)
+    }
+
+    /// `400 Bad Request` with a short text body.
+    pub fn bad_request() -> Self {
+        Response::text("Bad Request").with_status(StatusCode::BAD_REQUEST)
+    }
+
+    /// `302 Found` to `location`.
+    ///
+    /// ```
+    /// let res = tine::Response::redirect("/login");
+    /// assert_eq!(res.status(), 302);
+    /// assert_eq!(res.headers()["location"], "/login");
+    /// ```
+    #[track_caller]
+    pub fn redirect(location: &str) -> Self {
+        Self::redirect_with(StatusCode::FOUND, location)
+    }
+
+    /// A redirect with a chosen status: 301, 303, 307 or 308 (or 302).
+    /// Panics if `location` is not a valid header value.
+    #[track_caller]
+    pub fn redirect_with(status: StatusCode, location: &str) -> Self {
+        Response::empty(status).with_header(header::LOCATION, location)
+    }
+
+    /// A body streamed from an iterator with chunked transfer coding. The
+    /// iterator is pulled only when the socket accepts more data, so a slow
+    /// client holds back the producer instead of filling memory.
+    ///
+    /// ```
+    /// let res = tine::Response::stream((0..3).map(|i| format!("line {i}\n")));
+    /// assert!(res.body_bytes().is_none()); // not in memory
+    /// ```
+    pub fn stream<I, B>(chunks: I) -> Self
+    where
+        I: IntoIterator<Item = B>,
+        I::IntoIter: 'static,
+        B: Into<Bytes> + 'static,
+    {
+        let mut res = Response::empty(StatusCode::OK);
+        res.headers
+            .insert(header::CONTENT_TYPE, OCTETS);
+        res.body = Body::Stream(Box::new(
+            chunks
+                .into_iter()
+                .map(Into::into)
+                .filter(|b: &Bytes| !b.is_empty()),
+        ));
+        res
+    }
+
+    /// A body sent with chunked transfer coding from chunks already in
+    /// memory (the original framework's `chunked`).
+    pub fn chunked<B: Into<Bytes> + 'static>(chunks: Vec<B>) -> Self {
+        Self::stream(chunks)
+    }
+
+    /// Replaces the status.
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Appends a header (several values of one name are allowed). Panics,
+    /// pointing at the caller, if the name or value is invalid; a panic in
+    /// a handler becomes a `500`.
+    #[track_caller]
+    pub fn with_header<K, V>(mut self, name: K, value: V) -> Self
+    where
+        K: TryInto<HeaderName>,
+        K::Error: fmt::Debug,
+        V: TryInto<HeaderValue>,
+        V::Error: fmt::Debug,
+    {
+        let name = name.try_into().expect("invalid header name");
+        let value = value.try_into().expect("invalid header value");
+        self.headers.append(name, value);
+        self
+    }
+
+    /// Adds a `Set-Cookie` header for a cookie built with the `cookie`
+    /// crate (re-exported as [`tine::cookie`](crate::cookie)).
+    ///
+    /// ```
+    /// use tine::cookie::Cookie;
+    /// let res = tine::Response::text("hi").set_cookie(Cookie::build(("theme", "dark")).path("/").build());
+    /// assert_eq!(res.headers()["set-cookie"], "theme=dark; Path=/");
+    /// ```
+    pub fn set_cookie(self, cookie: cookie::Cookie<'_>) -> Self {
+        let value = cookie.encoded().to_string();
+        self.with_header(header::SET_COOKIE, value)
+    }
+
+    /// Sets a simple session-style cookie: `Path=/; HttpOnly; SameSite=Lax`
+    /// (as the original framework's helper).
+    ///
+    /// ```
+    /// let res = tine::Response::text("hi").simple_cookie("sid", "abc");
+    /// assert_eq!(res.headers()["set-cookie"], "sid=abc; HttpOnly; SameSite=Lax; Path=/");
+    /// ```
+    pub fn simple_cookie(self, name: &str, value: &str) -> Self {
+        let cookie = cookie::Cookie::build((name.to_string(), value.to_string()))
+            .path("/")
+            .http_only(true)
+            .same_site(cookie::SameSite::Lax)
+            .build();
+        self.set_cookie(cookie)
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The headers set so far.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// Mutable access to the headers.
+    pub fn headers_mut(&mut self) -> &mut HeaderMap {
+        &mut self.headers
+    }
+
+    /// The body, when it is held in memory (`None` for streams and files).
+    pub fn body_bytes(&self) -> Option<Bytes> {
+        match &self.body {
+            Body::Empty => Some(Bytes::new()),
+            Body::Full(b) => Some(b.clone()),
+            Body::Stream(_) | Body::File(_) => None,
+        }
+    }
+
+    pub(crate) fn file(file: File, offset: u64, len: u64) -> Self {
+        Response {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: Body::File(FileBody { file, offset, len }),
+        }
+    }
+}
+
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let body = match &self.body {
+            Body::Empty => "empty".to_string(),
+            Body::Full(b) => format!("{} bytes", b.len()),
+            Body::Stream(_) => "stream".to_string(),
+            Body::File(fb) => format!("file, {} bytes", fb.len),
+        };
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body", &body)
+            .finish()
+    }
+}
+
+/// Anything a handler may return.
+///
+/// Implemented for [`Response`], [`Error`](crate::Error), [`StatusCode`],
+/// text (`&'static str`, `String`: `200 text/plain`), `(StatusCode, T)`
+/// and `Result<T, E>` where both sides convert, so handlers can use `?`.
+///
+/// ```
+/// use tine::{IntoResponse, Request, Response, StatusCode};
+/// fn create(req: &Request) -> Result<Response, tine::Error> {
+///     let name: String = req.json()?;
+///     Ok(Response::text(format!("hi {name}")).with_status(StatusCode::CREATED))
+/// }
+/// let req = Request::builder(tine::Method::POST, "/").body("\"x\"").finish();
+/// assert_eq!(create(&req).into_response().status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+/// ```
+pub trait IntoResponse {
+    /// Converts into a response.
+    fn into_response(self) -> Response;
+}
+
+impl IntoResponse for Response {
+    fn into_response(self) -> Response {
+        self
+    }
+}
+
+impl IntoResponse for crate::Error {
+    fn into_response(self) -> Response {
+        self.into()
+    }
+}
+
+impl IntoResponse for StatusCode {
+    fn into_response(self) -> Response {
+        Response::empty(self)
+    }
+}
+
+impl IntoResponse for &'static str {
+    fn into_response(self) -> Response {
+        Response::text(self)
+    }
+}
+
+impl IntoResponse for String {
+    fn into_response(self) -> Response {
+        Response::text(self)
+    }
+}
+
+impl<T: IntoResponse> IntoResponse for (StatusCode, T) {
+    fn into_response(self) -> Response {
+        self.1.into_response().with_status(self.0)
+    }
+}
+
+impl<T: IntoResponse, E: IntoResponse> IntoResponse for Result<T, E> {
+    fn into_response(self) -> Response {
+        match self {
+            Ok(t) => t.into_response(),
+            Err(e) => e.into_response(),
+        }
+    }
+}

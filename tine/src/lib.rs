@@ -1,0 +1,61 @@
+//! # tine
+//!
+//! A fast, simple HTTP/1.1 framework whose multi-core story is processes,
+//! not threads: each process runs one single-threaded, non-blocking event
+//! loop (mio: epoll/kqueue), and handlers are plain synchronous functions.
+//! No async runtime, no `Send`/`Sync` bounds, no locks.
+//!
+//! ```no_run
+//! use tine::{App, Request, Response};
+//!
+//! App::new()
+//!     .get("/", |_req: &Request| "Hello, World!")
+//!     .get("/hello/:name", |req: &Request| {
+//!         Response::text(format!("Hello, {}!", req.param("name").unwrap_or("?")))
+//!     })
+//!     .log_requests()
+//!     .serve("127.0.0.1:8080")
+//!     .unwrap();
+//! ```
+//!
+//! ## The model
+//!
+//! * **One loop per process.** The loop owns every connection; protocol
+//!   code (parsing, encoding) works on buffers and never sees a socket.
+//! * **Handlers block their process.** A handler runs on the loop's only
+//!   thread; while it runs, that process serves nobody else. Keep handlers
+//!   short, or run more worker processes.
+//! * **Requests are read whole** (head and body, within [`Limits`]) before
+//!   the handler runs; responses may stream ([`Response::stream`]).
+//! * **Bad input gets a status, never a panic:** 400, 408, 413, 431, ...
+//!   and a handler that panics yields a 500 while the process goes on.
+//!
+//! ## Layout
+//!
+//! | module | concern |
+//! | --- | --- |
+//! | `http` | wire format: request parsing, chunked bodies, response encoding |
+//! | `router` | route patterns and matching |
+//! | `app`, `handler` | the application builder, dispatch, hooks, panic boundary |
+//! | `middleware` | CORS |
+//! | `server` | sockets, the event loop, timers |
+
+mod app;
+mod error;
+mod handler;
+mod http;
+mod limits;
+mod middleware;
+mod router;
+mod server;
+
+pub use crate::app::App;
+pub use crate::error::Error;
+pub use crate::http::{Extensions, IntoResponse, Params, Request, RequestBuilder, Response};
+pub use crate::limits::Limits;
+pub use crate::middleware::Cors;
+pub use crate::server::Server;
+
+pub use ::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+pub use bytes::Bytes;
+pub use cookie;

@@ -1,0 +1,199 @@
+//! Cross-origin resource sharing (the Fetch standard's CORS protocol).
+
+use std::rc::Rc;
+
+use http::header::{self, HeaderValue};
+use http::{Method, StatusCode};
+
+use crate::app::App;
+use crate::http::{Request, Response};
+
+/// CORS settings, installed with [`App::cors`].
+///
+/// Preflight requests (`OPTIONS` with `Origin` and
+/// `Access-Control-Request-Method`) are answered `204` with the allowed
+/// methods, headers and max-age, before routing reaches a handler. Every
+/// other response to an allowed origin gets `Access-Control-Allow-Origin`;
+/// when a specific origin is echoed (not `*`), `Vary: Origin` is added so
+/// caches keep answers per origin.
+///
+/// ```
+/// use tine::{App, Cors, Method, Request};
+/// let app = App::new()
+///     .get("/api", |_: &Request| "data")
+///     .cors(Cors::new().allow_origin("https://app.example").max_age(600));
+/// let mut req = Request::builder(Method::GET, "/api").header("origin", "https://app.example").finish();
+/// let res = app.handle(&mut req);
+/// assert_eq!(res.headers()["access-control-allow-origin"], "https://app.example");
+/// assert_eq!(res.headers()["vary"], "Origin");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Cors {
+    /// `None`: any origin (`*`).
+    origins: Option<Vec<String>>,
+    methods: HeaderValue,
+    headers: HeaderValue,
+    max_age: u32,
+    credentials: bool,
+}
+
+impl Default for Cors {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Cors {
+    /// Any origin; methods GET, HEAD, POST, PUT, PATCH, DELETE; request
+    /// headers `Content-Type` and `Authorization`; max-age 1 day.
+    pub fn new() -> Self {
+        Cors {
+            origins: None,
+            methods: HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE"),
+            headers: HeaderValue::from_static("Content-Type, Authorization"),
+            max_age: 86_400,
+            credentials: false,
+        }
+    }
+
+    /// Allows one more origin (e.g. `https://app.example`); once any is
+    /// given, only the listed origins are allowed.
+    pub fn allow_origin(mut self, origin: &str) -> Self {
+        self.origins
+            .get_or_insert_with(Vec::new)
+            .push(origin.trim_end_matches('/').to_string());
+        self
+    }
+
+    /// The methods preflights allow.
+    pub fn allow_methods(mut self, methods: &[Method]) -> Self {
+        let list = methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+        self.methods = HeaderValue::from_str(&list).expect("method names are valid header text");
+        self
+    }
+
+    /// The request headers preflights allow. Panics on a name that is not
+    /// valid header text.
+    #[track_caller]
+    pub fn allow_headers(mut self, headers: &[&str]) -> Self {
+        self.headers = HeaderValue::from_str(&headers.join(", ")).expect("valid header names");
+        self
+    }
+
+    /// How long (seconds) browsers may cache a preflight answer.
+    pub fn max_age(mut self, seconds: u32) -> Self {
+        self.max_age = seconds;
+        self
+    }
+
+    /// Sends `Access-Control-Allow-Credentials: true` (then the origin is
+    /// always echoed, never `*`, as the standard requires).
+    pub fn allow_credentials(mut self, allow: bool) -> Self {
+        self.credentials = allow;
+        self
+    }
+
+    /// The `Access-Control-Allow-Origin` value for a request's origin, if
+    /// allowed, and whether it echoes the origin.
+    fn allow_origin_for(&self, origin: &str) -> Option<(HeaderValue, bool)> {
+        match &self.origins {
+            None if !self.credentials => Some((HeaderValue::from_static("*"), false)),
+            None => HeaderValue::from_str(origin).ok().map(|v| (v, true)),
+            Some(list) => list
+                .iter()
+                .any(|o| o == origin)
+                .then(|| HeaderValue::from_str(origin).ok().map(|v| (v, true)))
+                .flatten(),
+        }
+    }
+
+    fn decorate(&self, origin: &str, res: &mut Response) {
+        let Some((value, echoed)) = self.allow_origin_for(origin) else {
+            return;
+        };
+        let headers = res.headers_mut();
+        if headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+            return;
+        }
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        if self.credentials {
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
+        }
+        if echoed {
+            headers.append(header::VARY, HeaderValue::from_static("Origin"));
+        }
+    }
+
+    pub(crate) fn install(self, app: App) -> App {
+        let cors = Rc::new(self);
+        let pre = cors.clone();
+        app.before(move |req: &mut Request| {
+            let is_preflight = req.method() == Method::OPTIONS
+                && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+            let origin = req.header(header::ORIGIN)?;
+            if !is_preflight {
+                return None;
+            }
+            let mut res = Response::empty(StatusCode::NO_CONTENT);
+            if pre.allow_origin_for(origin).is_some() {
+                let h = res.headers_mut();
+                h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, pre.methods.clone());
+                h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, pre.headers.clone());
+                h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from(pre.max_age));
+                pre.decorate(origin, &mut res);
+            }
+            Some(res)
+        })
+        .after(move |req: &Request, mut res: Response| {
+            if let Some(origin) = req.header(header::ORIGIN) {
+                cors.decorate(origin, &mut res);
+            }
+            res
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(cors: Cors) -> App {
+        App::new().post("/x", |_: &Request| "ok").cors(cors)
+    }
+
+    #[test]
+    fn preflight_answered_204() {
+        let app = app(Cors::new().allow_origin("https://a.example").max_age(60));
+        let mut req = Request::builder(Method::OPTIONS, "/x")
+            .header("origin", "https://a.example")
+            .header("access-control-request-method", "POST")
+            .finish();
+        let res = app.handle(&mut req);
+        assert_eq!(res.status(), 204);
+        assert_eq!(res.headers()["access-control-allow-origin"], "https://a.example");
+        assert_eq!(res.headers()["access-control-max-age"], "60");
+        assert!(res.headers()["access-control-allow-methods"].to_str().unwrap().contains("POST"));
+        assert_eq!(res.headers()["vary"], "Origin");
+    }
+
+    #[test]
+    fn disallowed_origin_gets_no_headers() {
+        let app = app(Cors::new().allow_origin("https://a.example"));
+        let mut req = Request::builder(Method::POST, "/x").header("origin", "https://evil.example").finish();
+        let res = app.handle(&mut req);
+        assert_eq!(res.status(), 200);
+        assert!(!res.headers().contains_key("access-control-allow-origin"));
+    }
+
+    #[test]
+    fn any_origin_is_star_without_vary() {
+        let app = app(Cors::new());
+        let mut req = Request::builder(Method::POST, "/x").header("origin", "https://b.example").finish();
+        let res = app.handle(&mut req);
+        assert_eq!(res.headers()["access-control-allow-origin"], "*");
+        assert!(!res.headers().contains_key("vary"));
+    }
+}

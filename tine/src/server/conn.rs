@@ -1,0 +1,230 @@
+//! One connection's state, and its socket I/O: flushing queued bytes,
+//! sending bodies (memory, stream, file), lingering close.
+//!
+//! A connection holds no buffer while idle: read data lives in `rbuf` only
+//! while a request is incomplete, and queued output in `wbuf` only while
+//! the socket refuses more. That keeps an idle keep-alive connection to the
+//! size of this struct.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use mio::net::TcpStream;
+
+use crate::http::encode::{encode_chunk, LAST_CHUNK};
+use crate::http::parse::Decoder;
+use crate::http::FileBody;
+
+/// Most bytes of stream chunks gathered per write.
+const STREAM_BATCH: usize = 64 * 1024;
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Reading requests, writing responses.
+    Open,
+    /// The last response is queued; close once it is sent.
+    Closing,
+    /// Output done and write side shut; discarding input until the peer
+    /// closes or the linger deadline passes, so the peer reads our last
+    /// response instead of a reset.
+    Lingering,
+}
+
+/// A body still being sent after its head.
+pub(crate) enum Pending {
+    Bytes(Bytes),
+    Stream {
+        chunks: Box<dyn Iterator<Item = Bytes>>,
+        chunked: bool,
+    },
+    File(FileBody),
+}
+
+pub(crate) struct Conn {
+    pub(crate) stream: TcpStream,
+    pub(crate) peer: SocketAddr,
+    pub(crate) generation: u32,
+    pub(crate) rbuf: BytesMut,
+    pub(crate) decoder: Decoder,
+    pub(crate) wbuf: Vec<u8>,
+    pub(crate) wpos: usize,
+    pub(crate) pending: Option<Pending>,
+    pub(crate) phase: Phase,
+    /// Responses completed on this connection.
+    pub(crate) served: u32,
+    /// The socket may have unread data (edge-triggered readiness).
+    pub(crate) readable: bool,
+    /// When the current request head started arriving.
+    pub(crate) head_started: Option<Instant>,
+    /// When the connection last made progress.
+    pub(crate) last_active: Instant,
+    pub(crate) deadline: Instant,
+    /// The wheel tick of this connection's earliest live timer entry.
+    pub(crate) timer_tick: Option<u64>,
+}
+
+/// The outcome of pushing queued output to the socket.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Flush {
+    /// Everything queued was sent.
+    Done,
+    /// The socket is full; wait for a writable event.
+    Blocked,
+    /// The connection is broken; close it.
+    Failed,
+}
+
+impl Conn {
+    pub(crate) fn new(stream: TcpStream, peer: SocketAddr, generation: u32, now: Instant) -> Self {
+        Conn {
+            stream,
+            peer,
+            generation,
+            rbuf: BytesMut::new(),
+            decoder: Decoder::new(),
+            wbuf: Vec::new(),
+            wpos: 0,
+            pending: None,
+            phase: Phase::Open,
+            served: 0,
+            readable: true,
+            head_started: None,
+            last_active: now,
+            deadline: now,
+            timer_tick: None,
+        }
+    }
+
+    /// Whether output is queued or a body is being sent.
+    pub(crate) fn writing(&self) -> bool {
+        self.wpos < self.wbuf.len() || self.pending.is_some()
+    }
+
+    /// Whether part of a request has arrived.
+    pub(crate) fn reading_request(&self) -> bool {
+        !self.rbuf.is_empty() || self.decoder.mid_request()
+    }
+
+    /// Whether nothing is in flight: safe to close during a drain.
+    pub(crate) fn idle(&self) -> bool {
+        !self.writing() && !self.reading_request() && self.phase == Phase::Open
+    }
+
+    /// Reads once into `scratch` and appends to `rbuf`. `Ok(0)` is EOF.
+    pub(crate) fn read_some(&mut self, scratch: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.stream.read(scratch) {
+                Ok(n) => {
+                    if n > 0 {
+                        if self.rbuf.is_empty() && !self.decoder.mid_request() {
+                            self.head_started.get_or_insert_with(Instant::now);
+                        }
+                        self.rbuf.extend_from_slice(&scratch[..n]);
+                    }
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Writes queued bytes; on `Done` the buffer is empty.
+    pub(crate) fn flush(&mut self) -> Flush {
+        while self.wpos < self.wbuf.len() {
+            match self.stream.write(&self.wbuf[self.wpos..]) {
+                Ok(0) => return Flush::Failed,
+                Ok(n) => self.wpos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flush::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Flush::Failed,
+            }
+        }
+        self.wbuf.clear();
+        self.wpos = 0;
+        Flush::Done
+    }
+
+    /// Sends more of the pending body. `Done` means the body is finished
+    /// (and `pending` is `None`); the head must have been flushed first.
+    pub(crate) fn pump(&mut self) -> Flush {
+        loop {
+            let Some(pending) = &mut self.pending else {
+                return Flush::Done;
+            };
+            match pending {
+                Pending::Bytes(bytes) => {
+                    while !bytes.is_empty() {
+                        match self.stream.write(bytes) {
+                            Ok(0) => return Flush::Failed,
+                            Ok(n) => {
+                                let _ = bytes.split_to(n);
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                                return Flush::Blocked
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(_) => return Flush::Failed,
+                        }
+                    }
+                    self.pending = None;
+                }
+                Pending::Stream { chunks, chunked } => {
+                    // Pull only as much as one write can take; the
+                    // producer waits while the client is slow.
+                    let mut finished = false;
+                    while self.wbuf.len() < STREAM_BATCH {
+                        match chunks.next() {
+                            Some(chunk) if *chunked => encode_chunk(&mut self.wbuf, &chunk),
+                            Some(chunk) => self.wbuf.extend_from_slice(&chunk),
+                            None => {
+                                if *chunked {
+                                    self.wbuf.extend_from_slice(LAST_CHUNK);
+                                }
+                                finished = true;
+                                break;
+                            }
+                        }
+                    }
+                    if finished {
+                        self.pending = None;
+                    }
+                    match self.flush() {
+                        Flush::Done => {}
+                        other => return other,
+                    }
+                }
+                Pending::File(file) => {
+                    while file.len > 0 {
+                        let count = usize::try_from(file.len).unwrap_or(usize::MAX).min(1 << 30);
+                        match rustix::fs::sendfile(&self.stream, &file.file, Some(&mut file.offset), count) {
+                            Ok(0) => return Flush::Failed, // the file shrank
+                            Ok(n) => file.len -= n as u64,
+                            Err(rustix::io::Errno::AGAIN) => return Flush::Blocked,
+                            Err(rustix::io::Errno::INTR) => {}
+                            Err(_) => return Flush::Failed,
+                        }
+                    }
+                    self.pending = None;
+                }
+            }
+        }
+    }
+
+    /// Reads and drops input while lingering. Returns `false` once the peer
+    /// has closed or failed (time to close).
+    pub(crate) fn discard_input(&mut self, scratch: &mut [u8]) -> bool {
+        loop {
+            match self.stream.read(scratch) {
+                Ok(0) => return false,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+    }
+}

@@ -1,0 +1,527 @@
+//! The event loop: one per process, owning every connection.
+//!
+//! mio (epoll/kqueue), edge-triggered: every accept and read drains until
+//! `WouldBlock`. Connections live in a slab keyed by their mio token.
+//! Requests are decoded from a connection's buffer, answered in order, and
+//! their responses gathered into one buffer that is written once per batch
+//! (pipelining costs one write, not one per request). A connection whose
+//! socket is full keeps its queued output and gets no more reading until it
+//! drains, so a slow client only slows itself.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use http::{Method, StatusCode, Version};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+
+use super::conn::{Conn, Flush, Pending, Phase};
+use super::timer::{Entry, Wheel};
+use crate::app::App;
+use crate::http::date::DateCache;
+use crate::http::encode::{encode_head, status_allows_body, Connection, Length};
+use crate::http::parse::Decoded;
+use crate::http::{Body, Request, Response};
+
+const SIGNALS: Token = Token(usize::MAX);
+/// Listener `i` has token `LISTENER0 + i`; connection keys stay below.
+const LISTENER0: usize = usize::MAX / 2;
+/// Size of the read scratch buffer: one read takes at most this much.
+const READ_CHUNK: usize = 64 * 1024;
+/// Bodies up to this size are copied behind their head into one write;
+/// larger ones are written from their own buffer.
+const INLINE_BODY: usize = 16 * 1024;
+/// Pipelined responses are gathered until this much output is queued.
+const OUT_BATCH: usize = 256 * 1024;
+/// How long a closing connection waits for the peer to close after our
+/// last response before closing anyway.
+const LINGER: Duration = Duration::from_secs(2);
+/// Pause in accepting after the process ran out of descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+struct Listener {
+    socket: TcpListener,
+    registered: bool,
+}
+
+/// Buffers and settings shared by all connections of the loop, split from
+/// the connection slab so both can be borrowed at once.
+struct Shared {
+    app: App,
+    date: DateCache,
+    scratch: Vec<u8>,
+    /// An output buffer lent to a connection while it writes, so idle
+    /// connections hold none.
+    spare_out: Vec<u8>,
+    draining: bool,
+}
+
+/// What a connection needs after being driven.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    Keep,
+    Close,
+}
+
+pub(crate) struct EventLoop {
+    poll: Poll,
+    listeners: Vec<Listener>,
+    conns: Slab<Conn>,
+    generation: u32,
+    wheel: Wheel,
+    due: Vec<Entry>,
+    shared: Shared,
+    now: Instant,
+    drain_deadline: Option<Instant>,
+    /// Accepting is paused (descriptor exhaustion) until then.
+    accept_resume: Option<Instant>,
+    signals: Signals,
+}
+
+impl EventLoop {
+    pub(crate) fn new(app: App, listeners: Vec<TcpListener>) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let now = Instant::now();
+        let mut this = EventLoop {
+            poll,
+            listeners: listeners
+                .into_iter()
+                .map(|socket| Listener {
+                    socket,
+                    registered: false,
+                })
+                .collect(),
+            conns: Slab::new(),
+            generation: 0,
+            wheel: Wheel::new(now),
+            due: Vec::new(),
+            shared: Shared {
+                app,
+                date: DateCache::new(),
+                scratch: vec![0; READ_CHUNK],
+                spare_out: Vec::with_capacity(OUT_BATCH),
+                draining: false,
+            },
+            now,
+            drain_deadline: None,
+            accept_resume: None,
+            signals,
+        };
+        this.set_accepting(true);
+        Ok(this)
+    }
+
+    /// Runs until a stop signal has been handled and the drain finished.
+    pub(crate) fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.wheel.until_next_tick(self.now);
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            self.now = Instant::now();
+            self.shared.date.tick(self.now);
+            for event in events.iter() {
+                match event.token() {
+                    SIGNALS => {
+                        if self.signals.pending().next().is_some() {
+                            self.begin_drain();
+                        }
+                    }
+                    Token(t) if t >= LISTENER0 => self.accept(t - LISTENER0),
+                    Token(key) => {
+                        if let Some(conn) = self.conns.get_mut(key) {
+                            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                                conn.readable = true;
+                            }
+                            self.drive(key);
+                        }
+                    }
+                }
+            }
+            self.fire_timers();
+            if let Some(at) = self.accept_resume {
+                if self.now >= at {
+                    self.accept_resume = None;
+                    self.set_accepting(true);
+                }
+            }
+            if let Some(deadline) = self.drain_deadline {
+                if self.conns.is_empty() {
+                    log::info!("drained; exiting");
+                    return Ok(());
+                }
+                if self.now >= deadline {
+                    log::warn!(
+                        "drain deadline passed; closing {} connection(s)",
+                        self.conns.len()
+                    );
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Starts a graceful shutdown: stop accepting, close idle connections,
+    /// let the others finish their current exchange.
+    fn begin_drain(&mut self) {
+        if self.drain_deadline.is_some() {
+            return;
+        }
+        self.drain_deadline = Some(self.now + self.shared.app.limits.drain_timeout);
+        self.shared.draining = true;
+        self.set_accepting(false);
+        let idle: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.idle())
+            .map(|(k, _)| k)
+            .collect();
+        for key in idle {
+            self.close(key);
+        }
+        log::info!(
+            "stop requested: draining {} connection(s)",
+            self.conns.len()
+        );
+    }
+
+    fn set_accepting(&mut self, on: bool) {
+        let on = on && self.drain_deadline.is_none() && self.accept_resume.is_none();
+        for (i, l) in self.listeners.iter_mut().enumerate() {
+            if on && !l.registered {
+                let token = Token(LISTENER0 + i);
+                if let Err(e) = self
+                    .poll
+                    .registry()
+                    .register(&mut l.socket, token, Interest::READABLE)
+                {
+                    log::error!("cannot watch the listener: {e}");
+                    continue;
+                }
+                l.registered = true;
+            } else if !on && l.registered {
+                let _ = self.poll.registry().deregister(&mut l.socket);
+                l.registered = false;
+            }
+        }
+    }
+
+    fn accept(&mut self, index: usize) {
+        let max = self.shared.app.limits.max_connections;
+        loop {
+            if self.conns.len() >= max {
+                log::warn!("{max} connections open (the limit); pausing accept");
+                self.set_accepting(false);
+                return;
+            }
+            let Some(listener) = self.listeners.get(index) else {
+                return;
+            };
+            if !listener.registered {
+                return;
+            }
+            match listener.socket.accept() {
+                Ok((mut stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let entry = self.conns.vacant_entry();
+                    let key = entry.key();
+                    if let Err(e) = self.poll.registry().register(
+                        &mut stream,
+                        Token(key),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        log::warn!("cannot watch a new connection: {e}");
+                        continue;
+                    }
+                    self.generation = self.generation.wrapping_add(1);
+                    entry.insert(Conn::new(stream, peer, self.generation, self.now));
+                    let deadline = self.now + self.shared.app.limits.header_timeout;
+                    self.set_deadline(key, deadline);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_resource_exhaustion(&e) => {
+                    log::warn!("accept failed ({e}); pausing accept for {ACCEPT_BACKOFF:?}");
+                    self.set_accepting(false);
+                    self.accept_resume = Some(self.now + ACCEPT_BACKOFF);
+                    return;
+                }
+                // ECONNABORTED and friends concern one connection only.
+                Err(e) => log::debug!("accept: {e}"),
+            }
+        }
+    }
+
+    fn drive(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if drive_conn(conn, &mut self.shared) == Next::Close {
+            self.close(key);
+            return;
+        }
+        let limits = &self.shared.app.limits;
+        let deadline = if conn.phase == Phase::Lingering {
+            conn.deadline
+        } else if conn.writing() {
+            self.now + limits.idle_timeout
+        } else if let Some(started) = conn.head_started {
+            started + limits.header_timeout
+        } else if conn.decoder.mid_request() {
+            self.now + limits.idle_timeout
+        } else if conn.served == 0 {
+            conn.last_active + limits.header_timeout
+        } else {
+            self.now + limits.idle_timeout
+        };
+        self.set_deadline(key, deadline);
+    }
+
+    fn set_deadline(&mut self, key: usize, at: Instant) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.deadline = at;
+        let tick = self.wheel.tick_of(at);
+        if conn.timer_tick.is_none_or(|t| tick < t) {
+            conn.timer_tick = Some(self.wheel.schedule(key, conn.generation, at));
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        self.wheel.expire(self.now, &mut self.due);
+        let due = std::mem::take(&mut self.due);
+        for entry in &due {
+            let Some(conn) = self.conns.get_mut(entry.key) else {
+                continue;
+            };
+            if conn.generation != entry.generation || conn.timer_tick != Some(entry.tick) {
+                continue; // a stale entry: the connection has a sooner one
+            }
+            conn.timer_tick = None;
+            if conn.deadline > self.now {
+                let (key, at) = (entry.key, conn.deadline);
+                self.set_deadline(key, at);
+                continue;
+            }
+            self.timeout(entry.key);
+        }
+        self.due = due;
+        self.due.clear();
+    }
+
+    fn timeout(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if conn.phase != Phase::Open || conn.writing() || !conn.reading_request() {
+            // Lingering done, a client that stopped reading, or an idle
+            // keep-alive connection: nothing to say.
+            self.close(key);
+            return;
+        }
+        // A request that did not arrive in time: 408, then close.
+        let res = self.shared.app.error_response(None, StatusCode::REQUEST_TIMEOUT);
+        lend_output(conn, &mut self.shared.spare_out);
+        encode_response(conn, res, false, false, false, &self.shared.date);
+        conn.rbuf.clear();
+        conn.head_started = None;
+        let deadline = self.now + LINGER;
+        self.drive(key);
+        self.set_deadline(key, deadline);
+    }
+
+    fn close(&mut self, key: usize) {
+        let mut conn = self.conns.remove(key);
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        drop(conn);
+        if self.conns.len() < self.shared.app.limits.max_connections
+            && self.listeners.iter().any(|l| !l.registered)
+        {
+            self.set_accepting(true);
+        }
+    }
+}
+
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc_errno::EMFILE | libc_errno::ENFILE | libc_errno::ENOBUFS | libc_errno::ENOMEM)
+    )
+}
+
+/// errno values, from rustix so no `libc` dependency is needed.
+mod libc_errno {
+    pub(super) const EMFILE: i32 = rustix::io::Errno::MFILE.raw_os_error();
+    pub(super) const ENFILE: i32 = rustix::io::Errno::NFILE.raw_os_error();
+    pub(super) const ENOBUFS: i32 = rustix::io::Errno::NOBUFS.raw_os_error();
+    pub(super) const ENOMEM: i32 = rustix::io::Errno::NOMEM.raw_os_error();
+}
+
+/// Moves a connection as far as it can go without blocking: send queued
+/// output, answer buffered requests, read more.
+fn drive_conn(conn: &mut Conn, shared: &mut Shared) -> Next {
+    loop {
+        if conn.phase == Phase::Lingering {
+            if conn.readable {
+                conn.readable = false;
+                if !conn.discard_input(&mut shared.scratch) {
+                    return Next::Close;
+                }
+            }
+            return Next::Keep;
+        }
+        match conn.flush() {
+            Flush::Done => {}
+            Flush::Blocked => return Next::Keep,
+            Flush::Failed => return Next::Close,
+        }
+        match conn.pump() {
+            Flush::Done => {}
+            Flush::Blocked => return Next::Keep,
+            Flush::Failed => return Next::Close,
+        }
+        // Everything queued is sent: give the output buffer back.
+        if conn.wbuf.capacity() > 0 {
+            if shared.spare_out.capacity() < conn.wbuf.capacity() {
+                std::mem::swap(&mut conn.wbuf, &mut shared.spare_out);
+            }
+            conn.wbuf = Vec::new();
+        }
+        if conn.phase == Phase::Closing {
+            let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+            conn.phase = Phase::Lingering;
+            conn.deadline = Instant::now() + LINGER;
+            continue;
+        }
+        if answer_buffered(conn, shared) {
+            continue;
+        }
+        if !conn.readable {
+            return Next::Keep;
+        }
+        match conn.read_some(&mut shared.scratch) {
+            // EOF: a half-sent request cannot be answered.
+            Ok(0) => return Next::Close,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                conn.readable = false;
+                return Next::Keep;
+            }
+            Err(_) => return Next::Close,
+        }
+    }
+}
+
+/// Decodes and answers the requests already in the read buffer, queueing
+/// their responses. Returns whether anything was queued.
+fn answer_buffered(conn: &mut Conn, shared: &mut Shared) -> bool {
+    let mut produced = false;
+    while conn.pending.is_none() && conn.phase == Phase::Open && conn.wbuf.len() < OUT_BATCH {
+        if conn.rbuf.is_empty() && !conn.decoder.mid_request() {
+            break;
+        }
+        match conn.decoder.decode(&mut conn.rbuf, &shared.app.limits) {
+            Decoded::NeedMore => break,
+            Decoded::Continue => {
+                lend_output(conn, &mut shared.spare_out);
+                conn.wbuf.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                produced = true;
+            }
+            Decoded::Error(status) => {
+                let res = shared.app.error_response(None, status);
+                lend_output(conn, &mut shared.spare_out);
+                encode_response(conn, res, false, false, false, &shared.date);
+                conn.rbuf.clear();
+                produced = true;
+            }
+            Decoded::Request(head, body) => {
+                conn.head_started = None;
+                let keep_alive = head.keep_alive && !shared.draining;
+                let is_head = head.method == Method::HEAD;
+                let http10 = head.version == Version::HTTP_10;
+                let res = match Request::new(
+                    head.method,
+                    head.target,
+                    head.version,
+                    head.headers,
+                    body,
+                    conn.peer,
+                ) {
+                    Ok(mut req) => shared.app.handle(&mut req),
+                    Err(status) => shared.app.error_response(None, status),
+                };
+                lend_output(conn, &mut shared.spare_out);
+                encode_response(conn, res, keep_alive, is_head, http10, &shared.date);
+                conn.served = conn.served.saturating_add(1);
+                produced = true;
+            }
+        }
+    }
+    if conn.rbuf.is_empty() && conn.rbuf.capacity() > 0 {
+        // Release the read buffer: idle connections hold none.
+        conn.rbuf = bytes::BytesMut::new();
+    }
+    produced
+}
+
+/// Gives a connection the loop's spare output buffer if it has none.
+fn lend_output(conn: &mut Conn, spare: &mut Vec<u8>) {
+    if conn.wbuf.capacity() == 0 {
+        std::mem::swap(&mut conn.wbuf, spare);
+    }
+}
+
+/// Queues a response: its head, and its body inline or as pending.
+fn encode_response(
+    conn: &mut Conn,
+    res: Response,
+    mut keep_alive: bool,
+    is_head: bool,
+    http10: bool,
+    date: &DateCache,
+) {
+    let Response {
+        status,
+        headers,
+        body,
+    } = res;
+    let (length, pending) = if !status_allows_body(status) {
+        (Length::None, None)
+    } else {
+        match body {
+            Body::Empty => (Length::Fixed(0), None),
+            Body::Full(bytes) => (Length::Fixed(bytes.len() as u64), Some(Pending::Bytes(bytes))),
+            Body::File(file) => (Length::Fixed(file.len), Some(Pending::File(file))),
+            Body::Stream(chunks) if http10 => {
+                keep_alive = false;
+                (Length::UntilClose, Some(Pending::Stream { chunks, chunked: false }))
+            }
+            Body::Stream(chunks) => (Length::Chunked, Some(Pending::Stream { chunks, chunked: true })),
+        }
+    };
+    let connection = match (keep_alive, http10) {
+        (false, _) => Connection::Close,
+        (true, true) => Connection::KeepAlive10,
+        (true, false) => Connection::Default,
+    };
+    encode_head(&mut conn.wbuf, status, &headers, length, connection, date.bytes());
+    if !is_head {
+        match pending {
+            Some(Pending::Bytes(bytes)) if bytes.len() <= INLINE_BODY => {
+                conn.wbuf.extend_from_slice(&bytes);
+            }
+            other => conn.pending = other,
+        }
+    }
+    if !keep_alive {
+        conn.phase = Phase::Closing;
+    }
+}

@@ -1,0 +1,134 @@
+//! A coarse timing wheel for connection deadlines.
+//!
+//! mio has no timers. Each connection has one deadline (header read, idle
+//! keep-alive, write progress, linger); the wheel holds at most a few
+//! entries per connection in slots of [`TICK`]. Scheduling is O(1); a
+//! deadline that moves later is not rescheduled at once: its old entry
+//! fires, sees the new deadline and re-files itself (lazy rescheduling), so
+//! a busy connection costs nothing per request. Firing visits only the
+//! slots that came due, never every connection.
+
+use std::time::{Duration, Instant};
+
+/// Resolution of deadlines.
+pub(crate) const TICK: Duration = Duration::from_millis(250);
+/// Number of slots: a horizon of 128 s. Later deadlines wrap around and
+/// are re-filed when their slot comes up early.
+const SLOTS: usize = 512;
+
+/// An entry: a connection key and the generation of the connection that
+/// held that key when the entry was made (keys are reused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub(crate) key: usize,
+    pub(crate) generation: u32,
+    /// The tick the entry was filed for.
+    pub(crate) tick: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Wheel {
+    start: Instant,
+    slots: Vec<Vec<Entry>>,
+    /// Every tick before this one has been fired.
+    next_tick: u64,
+}
+
+impl Wheel {
+    pub(crate) fn new(now: Instant) -> Self {
+        Wheel {
+            start: now,
+            slots: (0..SLOTS).map(|_| Vec::new()).collect(),
+            next_tick: 0,
+        }
+    }
+
+    /// The tick a deadline falls in (rounded up: never fires early by more
+    /// than the lazy re-check allows).
+    pub(crate) fn tick_of(&self, at: Instant) -> u64 {
+        let nanos = at.saturating_duration_since(self.start).as_nanos();
+        let tick = nanos.div_ceil(TICK.as_nanos()) as u64;
+        tick.max(self.next_tick)
+    }
+
+    /// Files an entry for `key` at `at`; returns the tick used, which the
+    /// caller remembers to recognise the entry when it fires.
+    pub(crate) fn schedule(&mut self, key: usize, generation: u32, at: Instant) -> u64 {
+        let tick = self.tick_of(at);
+        self.slots[(tick % SLOTS as u64) as usize].push(Entry {
+            key,
+            generation,
+            tick,
+        });
+        tick
+    }
+
+    /// Moves every entry due by `now` into `due`.
+    pub(crate) fn expire(&mut self, now: Instant, due: &mut Vec<Entry>) {
+        let now_tick = (now.saturating_duration_since(self.start).as_nanos() / TICK.as_nanos()) as u64;
+        while self.next_tick <= now_tick {
+            let slot = &mut self.slots[(self.next_tick % SLOTS as u64) as usize];
+            let current = self.next_tick;
+            let mut i = 0;
+            while i < slot.len() {
+                if slot[i].tick <= current {
+                    due.push(slot.swap_remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+            self.next_tick += 1;
+        }
+    }
+
+    /// Time until the next tick boundary: the longest a poll may sleep.
+    pub(crate) fn until_next_tick(&self, now: Instant) -> Duration {
+        let next = self.start + TICK * (self.next_tick as u32);
+        next.saturating_duration_since(now).max(Duration::from_millis(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fires_when_due_and_not_before() {
+        let t0 = Instant::now();
+        let mut w = Wheel::new(t0);
+        w.schedule(1, 0, t0 + Duration::from_secs(1));
+        w.schedule(2, 0, t0 + Duration::from_secs(3));
+        let mut due = Vec::new();
+        w.expire(t0 + Duration::from_millis(900), &mut due);
+        assert!(due.is_empty());
+        w.expire(t0 + Duration::from_millis(1000), &mut due);
+        assert_eq!(due.iter().map(|e| e.key).collect::<Vec<_>>(), [1]);
+        due.clear();
+        w.expire(t0 + Duration::from_secs(5), &mut due);
+        assert_eq!(due.iter().map(|e| e.key).collect::<Vec<_>>(), [2]);
+    }
+
+    #[test]
+    fn far_deadlines_wrap_and_wait_their_turn() {
+        let t0 = Instant::now();
+        let mut w = Wheel::new(t0);
+        let far = t0 + TICK * (SLOTS as u32 + 10);
+        let tick = w.schedule(7, 3, far);
+        let mut due = Vec::new();
+        w.expire(t0 + TICK * 20, &mut due);
+        assert!(due.is_empty(), "an entry for a later lap must not fire early");
+        w.expire(far, &mut due);
+        assert_eq!(due, [Entry { key: 7, generation: 3, tick }]);
+    }
+
+    #[test]
+    fn past_deadlines_fire_on_the_next_expire() {
+        let t0 = Instant::now();
+        let mut w = Wheel::new(t0);
+        let mut due = Vec::new();
+        w.expire(t0 + Duration::from_secs(2), &mut due);
+        w.schedule(1, 0, t0);
+        w.expire(t0 + Duration::from_secs(2) + TICK, &mut due);
+        assert_eq!(due.len(), 1);
+    }
+}
