@@ -1,0 +1,168 @@
+//! HTTP/1.1 behaviour over real TCP: keep-alive, pipelining, bodies,
+//! 100-continue, HEAD, routing errors, panics.
+
+mod support;
+
+use std::io::Write;
+
+use support::{serve, Client};
+use tine::{App, Request, Response, StatusCode};
+
+fn app() -> App {
+    App::new()
+        .get("/plaintext", |_: &Request| "Hello, World!")
+        .get("/hello/:name", |req: &Request| {
+            format!("Hello, {}!", req.param("name").unwrap())
+        })
+        .post("/echo", |req: &Request| Response::bytes(req.body_bytes()))
+        .get("/query", |req: &Request| {
+            format!("{:?}", req.query_pairs())
+        })
+        .get("/panic", |_: &Request| -> Response { panic!("deliberate") })
+        .get("/cookie", |req: &Request| {
+            Response::text(req.cookie("a").map(|c| c.value().to_string()).unwrap_or_default())
+                .simple_cookie("sid", "x")
+        })
+}
+
+#[test]
+fn keep_alive_reuses_the_connection() {
+    let addr = serve(app);
+    let mut c = Client::connect(addr);
+    for i in 0..5 {
+        let r = c.get(&format!("/hello/n{i}"));
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), format!("Hello, n{i}!"));
+        assert!(r.header("connection").is_none());
+        assert!(r.header("date").is_some());
+        assert_eq!(r.header("content-length"), Some(&*r.body.len().to_string()));
+    }
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let addr = serve(app);
+    let mut c = Client::connect(addr);
+    let mut batch = Vec::new();
+    for i in 0..50 {
+        batch.extend_from_slice(format!("GET /hello/{i} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+    }
+    batch.extend_from_slice(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nlast");
+    c.send(&batch);
+    for i in 0..50 {
+        assert_eq!(c.read_response().text(), format!("Hello, {i}!"));
+    }
+    assert_eq!(c.read_response().text(), "last");
+}
+
+#[test]
+fn content_length_and_chunked_bodies() {
+    let addr = serve(app);
+    let mut c = Client::connect(addr);
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhello");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    c.send(b" world");
+    assert_eq!(c.read_response().text(), "hello world");
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    c.send(b"6\r\n world\r\n0\r\nTrailer: x\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "hello world");
+    // The connection is still usable.
+    assert_eq!(c.get("/plaintext").text(), "Hello, World!");
+}
+
+#[test]
+fn expect_100_continue() {
+    let addr = serve(app);
+    let mut c = Client::connect(addr);
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+    let interim = c.read_response();
+    assert_eq!(interim.status, 100);
+    c.send(b"abc");
+    let r = c.read_response();
+    assert_eq!((r.status, r.text().as_str()), (200, "abc"));
+}
+
+#[test]
+fn head_has_headers_but_no_body() {
+    let addr = serve(app);
+    let mut c = Client::connect(addr);
+    c.send(b"HEAD /plaintext HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.read_head_response();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), Some("13"));
+    // No body bytes were sent: the next response parses cleanly.
+    assert_eq!(c.get("/plaintext").text(), "Hello, World!");
+}
+
+#[test]
+fn not_found_and_method_not_allowed() {
+    let addr = serve(app);
+    let mut c = Client::connect(addr);
+    assert_eq!(c.get("/nope").status, 404);
+    c.send(b"DELETE /plaintext HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+}
+
+#[test]
+fn a_panicking_handler_gives_500_and_the_connection_goes_on() {
+    let addr = serve(app);
+    let mut c = Client::connect(addr);
+    let r = c.get("/panic");
+    assert_eq!(r.status, 500);
+    assert_eq!(c.get("/plaintext").text(), "Hello, World!");
+}
+
+#[test]
+fn http10_closes_unless_keep_alive() {
+    let addr = serve(app);
+    let mut c = Client::connect(addr);
+    c.send(b"GET /plaintext HTTP/1.0\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(c.is_closed());
+
+    let mut c = Client::connect(addr);
+    c.send(b"GET /plaintext HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert_eq!(c.read_response().header("connection"), Some("keep-alive"));
+    c.send(b"GET /plaintext HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert_eq!(c.read_response().status, 200);
+}
+
+#[test]
+fn connection_close_is_honoured() {
+    let addr = serve(app);
+    let mut c = Client::connect(addr);
+    c.send(b"GET /plaintext HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!(c.read_response().header("connection"), Some("close"));
+    assert!(c.is_closed());
+}
+
+#[test]
+fn query_decoding_params_and_cookies() {
+    let addr = serve(app);
+    let mut c = Client::connect(addr);
+    assert_eq!(c.get("/query?a=1&b=x+y%21").text(), r#"[("a", "1"), ("b", "x y!")]"#);
+    assert_eq!(c.get("/hello/J%C3%BCrgen").text(), "Hello, Jürgen!");
+    c.send(b"GET /cookie HTTP/1.1\r\nHost: t\r\nCookie: a=42; b=1\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(r.text(), "42");
+    assert_eq!(r.header("set-cookie"), Some("sid=x; HttpOnly; SameSite=Lax; Path=/"));
+}
+
+#[test]
+fn custom_error_handler_renders_server_errors() {
+    let addr = serve(|| {
+        app().errors(|_req, status: StatusCode| Response::html(format!("<h1>{}</h1>", status.as_u16())))
+    });
+    let mut c = Client::connect(addr);
+    let r = c.get("/missing");
+    assert_eq!((r.status, r.text().as_str()), (404, "<h1>404</h1>"));
+    c.stream.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    let r = c.read_response();
+    assert_eq!((r.status, r.text().as_str()), (400, "<h1>400</h1>"));
+}
