@@ -1,0 +1,172 @@
+//! Every limit and its status code, and the request-smuggling defences,
+//! over real TCP.
+
+mod support;
+
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use support::{serve, wait_until, Client};
+use tine::{App, Limits, Request, Response};
+
+fn app_with(limits: Limits) -> App {
+    App::new()
+        .get("/", |_: &Request| "ok")
+        .post("/echo", |req: &Request| Response::bytes(req.body_bytes()))
+        .limits(limits)
+}
+
+fn small() -> Limits {
+    Limits {
+        max_header: 1024,
+        max_body: 64,
+        header_timeout: Duration::from_millis(400),
+        idle_timeout: Duration::from_millis(600),
+        max_connections: 4,
+        ..Limits::default()
+    }
+}
+
+#[test]
+fn oversized_head_gets_431_and_close() {
+    let addr = serve(|| app_with(small()));
+    let mut c = Client::connect(addr);
+    let big = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "a".repeat(2000));
+    c.send(big.as_bytes());
+    assert_eq!(c.read_response().status, 431);
+    assert!(c.is_closed());
+    // Even when the head never ends.
+    let mut c = Client::connect(addr);
+    c.send(format!("GET / HTTP/1.1\r\nX: {}", "b".repeat(1500)).as_bytes());
+    assert_eq!(c.read_response().status, 431);
+}
+
+#[test]
+fn too_many_headers_get_431() {
+    let addr = serve(|| {
+        app_with(Limits {
+            max_headers: 5,
+            ..Limits::default()
+        })
+    });
+    let mut c = Client::connect(addr);
+    let mut req = String::from("GET / HTTP/1.1\r\nHost: t\r\n");
+    for i in 0..10 {
+        req.push_str(&format!("X-{i}: {i}\r\n"));
+    }
+    req.push_str("\r\n");
+    c.send(req.as_bytes());
+    assert_eq!(c.read_response().status, 431);
+}
+
+#[test]
+fn oversized_body_gets_413_before_the_body_is_sent() {
+    let addr = serve(|| app_with(small()));
+    let mut c = Client::connect(addr);
+    // Only the head: the answer must come without the body.
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(r.status, 413);
+    assert_eq!(r.header("connection"), Some("close"));
+
+    let mut c = Client::connect(addr);
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for _ in 0..3 {
+        c.send(b"20\r\n01234567890123456789012345678901\r\n");
+    }
+    assert_eq!(c.read_response().status, 413);
+    // A body at the limit is fine.
+    let mut c = Client::connect(addr);
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 64\r\n\r\n");
+    c.send(&[b'z'; 64]);
+    assert_eq!(c.read_response().body.len(), 64);
+}
+
+#[test]
+fn slow_head_gets_408_and_close() {
+    let addr = serve(|| app_with(small()));
+    let mut c = Client::connect(addr);
+    let start = Instant::now();
+    c.send(b"GET / HTTP/1.1\r\nHost: t\r\n");
+    // Trickle bytes: progress must not extend the header deadline.
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(100));
+        c.send(b"X-Slow: 1\r\n");
+    }
+    let r = c.read_response();
+    assert_eq!(r.status, 408);
+    assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+    assert!(c.is_closed());
+}
+
+#[test]
+fn idle_keep_alive_connections_are_closed_silently() {
+    let addr = serve(|| app_with(small()));
+    let mut c = Client::connect(addr);
+    assert_eq!(c.get("/").status, 200);
+    let start = Instant::now();
+    assert!(c.is_closed(), "idle connection must be closed");
+    let waited = start.elapsed();
+    assert!(waited >= Duration::from_millis(400) && waited < Duration::from_secs(3), "{waited:?}");
+}
+
+#[test]
+fn connection_limit_pauses_accept_without_failing() {
+    let addr = serve(|| {
+        app_with(Limits {
+            max_connections: 4,
+            ..Limits::default()
+        })
+    });
+    let mut held: Vec<Client> = (0..4).map(|_| Client::connect(addr)).collect();
+    for c in &mut held {
+        assert_eq!(c.get("/").status, 200);
+    }
+    // A fifth connects (the kernel queues it) but is not served yet.
+    let mut fifth = Client::connect(addr);
+    fifth.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    fifth.stream.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let mut byte = [0u8; 1];
+    assert!(std::io::Read::read(&mut fifth.stream, &mut byte).is_err(), "served past the limit");
+    // Freeing a slot lets it through.
+    drop(held.pop());
+    fifth.stream.set_read_timeout(Some(testkit::TIMEOUT)).unwrap();
+    assert_eq!(fifth.read_response().status, 200);
+}
+
+#[test]
+fn smuggling_attempts_get_400_and_close() {
+    let addr = serve(|| app_with(Limits::default()));
+    let attempts: &[&[u8]] = &[
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nabcde",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: abc\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: -5\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length : 3\r\n\r\nabc",
+        b"GET / HTTP/1.1\r\nHost: t\r\nX-Folded: a\r\n b\r\n\r\n",
+        b"GET / HTTP/1.1\r\n\r\n",
+    ];
+    for attempt in attempts {
+        let mut c = Client::connect(addr);
+        c.send(attempt);
+        // A smuggled second request must never be answered.
+        c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        let r = c.read_response();
+        assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(attempt));
+        assert_eq!(r.header("connection"), Some("close"));
+        assert!(c.is_closed(), "{}", String::from_utf8_lossy(attempt));
+    }
+}
+
+#[test]
+fn clients_that_vanish_leave_the_server_healthy() {
+    let addr = serve(|| app_with(Limits::default()));
+    for _ in 0..200 {
+        let s = TcpStream::connect(addr).unwrap();
+        let _ = std::io::Write::write_all(&mut &s, b"GET / HTTP/1.1\r\nHo");
+        drop(s);
+    }
+    assert!(wait_until(Duration::from_secs(5), || Client::connect(addr).get("/").status == 200));
+}
