@@ -265,7 +265,9 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if drive_conn(conn, &mut self.shared) == Next::Close {
+        if drive_conn(conn, &mut self.shared) == Next::Close
+            || (self.shared.draining && conn.idle())
+        {
             self.close(key);
             return;
         }

@@ -1,0 +1,64 @@
+//! Graceful shutdown of the real `hello` binary, driven by signals from
+//! outside (never forking inside the test process).
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use testkit::{Client, ServerProcess};
+
+const HELLO: &str = env!("CARGO_BIN_EXE_hello");
+
+fn drains_in_flight_request_on(sig: Signal) {
+    let mut server = ServerProcess::start(HELLO, &["--bind", "127.0.0.1:0"]);
+    let addr = server.addr;
+    let mut idle = Client::connect(addr);
+    assert_eq!(idle.get("/plaintext").status, 200);
+    let slow = std::thread::spawn(move || Client::connect(addr).get("/sleep?ms=1500"));
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    server.signal(sig);
+    let r = slow.join().unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "slept"));
+    let status = server.wait_exit(Duration::from_secs(5)).expect("exited");
+    assert!(status.success(), "{status:?}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    // The idle keep-alive connection was closed, not left hanging.
+    assert!(idle.is_closed());
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests() {
+    drains_in_flight_request_on(Signal::SIGTERM);
+}
+
+#[test]
+fn sigint_drains_in_flight_requests() {
+    drains_in_flight_request_on(Signal::SIGINT);
+}
+
+#[test]
+fn drain_deadline_bounds_shutdown() {
+    let mut server = ServerProcess::start(HELLO, &["--bind", "127.0.0.1:0", "--drain-timeout-ms", "300"]);
+    let addr = server.addr;
+    // A client that never finishes its request holds a connection open.
+    let mut stuck = Client::connect(addr);
+    stuck.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nab");
+    std::thread::sleep(Duration::from_millis(100));
+    server.signal(Signal::SIGTERM);
+    let start = Instant::now();
+    let status = server.wait_exit(Duration::from_secs(5)).expect("exited");
+    assert!(status.success());
+    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+}
+
+#[test]
+fn binding_a_used_address_fails_with_one_clear_line() {
+    let first = ServerProcess::start(HELLO, &["--bind", "127.0.0.1:0"]);
+    let out = std::process::Command::new(HELLO)
+        .args(["--bind", &first.addr.to_string()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&first.addr.to_string()) && stderr.contains("in use"), "{stderr}");
+}
