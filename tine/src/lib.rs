@@ -48,6 +48,7 @@ mod limits;
 mod middleware;
 mod router;
 mod server;
+mod static_files;
 
 pub use crate::app::App;
 pub use crate::error::Error;
@@ -55,7 +56,65 @@ pub use crate::http::{Extensions, IntoResponse, Params, Request, RequestBuilder,
 pub use crate::limits::Limits;
 pub use crate::middleware::Cors;
 pub use crate::server::Server;
+pub use crate::static_files::StaticConfig;
 
 pub use ::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 pub use bytes::Bytes;
 pub use cookie;
+
+/// Entry points for the fuzz targets in `tine/fuzz`; not part of the API.
+#[doc(hidden)]
+pub mod __fuzz {
+    use bytes::BytesMut;
+
+    /// Feeds `data` to a request decoder in pieces of `split` bytes, as the
+    /// event loop would, decoding every request it yields.
+    pub fn decode_requests(data: &[u8], split: usize) {
+        let limits = crate::Limits {
+            max_body: 64 * 1024,
+            ..crate::Limits::default()
+        };
+        let mut decoder = crate::http::parse::Decoder::new();
+        let mut buf = BytesMut::new();
+        for piece in data.chunks(split.max(1)) {
+            buf.extend_from_slice(piece);
+            loop {
+                match decoder.decode(&mut buf, &limits) {
+                    crate::http::parse::Decoded::Request(head, body) => {
+                        let _ = crate::Request::new(
+                            head.method,
+                            head.target,
+                            head.version,
+                            head.headers,
+                            body,
+                            std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+                        );
+                    }
+                    crate::http::parse::Decoded::Continue => {}
+                    crate::http::parse::Decoded::NeedMore => break,
+                    crate::http::parse::Decoded::Error(_) => return,
+                }
+            }
+        }
+    }
+
+    /// Decodes `data` as a chunked body in pieces of `split` bytes.
+    pub fn decode_chunked(data: &[u8], split: usize) {
+        let mut decoder = crate::http::body::ChunkedDecoder::new();
+        let mut out = Vec::new();
+        let mut pending = Vec::new();
+        for piece in data.chunks(split.max(1)) {
+            pending.extend_from_slice(piece);
+            match decoder.decode(&pending, &mut out, 1 << 20, 4096) {
+                Ok((used, done)) => {
+                    assert!(used <= pending.len());
+                    pending.drain(..used);
+                    if done {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    }
+}

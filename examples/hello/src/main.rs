@@ -121,7 +121,7 @@ fn main() -> ExitCode {
     if let Some(ms) = args.drain_timeout_ms {
         limits.drain_timeout = Duration::from_millis(ms);
     }
-    let _ = (args.workers, &args.static_dir);
+    let _ = args.workers;
     let mut app = App::new()
         .get("/plaintext", plaintext)
         .get("/json", json)
@@ -135,6 +135,9 @@ fn main() -> ExitCode {
             Response::text(format!("{} {}\n", status.as_u16(), status.canonical_reason().unwrap_or("")))
         })
         .limits(limits);
+    if let Some(dir) = &args.static_dir {
+        app = app.static_dir("/static", dir);
+    }
     if args.log {
         app = app.log_requests();
     }

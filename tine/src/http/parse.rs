@@ -43,8 +43,6 @@ pub(crate) struct Head {
     pub(crate) keep_alive: bool,
     /// `Expect: 100-continue` was sent.
     pub(crate) expect_continue: bool,
-    /// `Connection: upgrade` was sent (WebSocket handshakes).
-    pub(crate) upgrade: bool,
 }
 
 /// What one call to [`Decoder::decode`] produced.
@@ -230,7 +228,6 @@ fn parse_with<'b>(
     let mut has_te = false;
     let mut hosts = 0;
     let mut keep_alive = version == Version::HTTP_11;
-    let mut upgrade = false;
     let mut expect_continue = false;
     for h in req.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| StatusCode::BAD_REQUEST)?;
@@ -255,8 +252,6 @@ fn parse_with<'b>(
                 } else if token.eq_ignore_ascii_case(b"keep-alive") && version == Version::HTTP_10
                 {
                     keep_alive = true;
-                } else if token.eq_ignore_ascii_case(b"upgrade") {
-                    upgrade = true;
                 }
             }
         } else if name == header::EXPECT {
@@ -290,7 +285,6 @@ fn parse_with<'b>(
         framing,
         keep_alive,
         expect_continue: expect_continue && framing != Framing::Empty,
-        upgrade,
     })
 }
 

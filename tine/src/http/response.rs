@@ -27,6 +27,9 @@ pub struct Response {
     pub(crate) status: StatusCode,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Body,
+    /// Render this status through the app's error handler (keeping the
+    /// headers set here, such as `Allow`).
+    pub(crate) error_page: bool,
 }
 
 /// What follows the head of a response.
@@ -62,7 +65,26 @@ impl Response {
             status,
             headers: HeaderMap::new(),
             body: Body::Empty,
+            error_page: false,
         }
+    }
+
+    /// An error status the dispatcher renders through the app's error
+    /// handler ([`App::errors`](crate::App::errors)), like the errors tine
+    /// generates itself.
+    ///
+    /// ```
+    /// use tine::{App, Method, Request, Response, StatusCode};
+    /// let app = App::new()
+    ///     .get("/gone", |_: &Request| Response::error(StatusCode::GONE))
+    ///     .errors(|_, status| Response::text(format!("custom {}", status.as_u16())));
+    /// let mut req = Request::builder(Method::GET, "/gone").finish();
+    /// assert_eq!(app.handle(&mut req).body_bytes().unwrap(), "custom 410");
+    /// ```
+    pub fn error(status: StatusCode) -> Self {
+        let mut res = Response::empty(status);
+        res.error_page = true;
+        res
     }
 
     fn with_body(content_type: HeaderValue, body: Bytes) -> Self {
@@ -72,6 +94,7 @@ impl Response {
             status: StatusCode::OK,
             headers,
             body: Body::Full(body),
+            error_page: false,
         }
     }
 
@@ -242,12 +265,51 @@ impl Response {
         }
     }
 
-    pub(crate) fn file(file: File, offset: u64, len: u64) -> Self {
-        Response {
-            status: StatusCode::OK,
-            headers: HeaderMap::new(),
-            body: Body::File(FileBody { file, offset, len }),
+    /// A file from disk, sent with `sendfile(2)` (zero copy) and a
+    /// `Content-Type` guessed from its extension. A missing or unreadable
+    /// file is a `404` rendered by the app's error handler. (Conditional
+    /// requests and ranges are handled for files served with
+    /// [`App::static_dir`](crate::App::static_dir).)
+    ///
+    /// ```no_run
+    /// use tine::{App, Request, Response};
+    /// let app = App::new().get("/report", |_: &Request| Response::file("/var/reports/latest.pdf"));
+    /// ```
+    pub fn file(path: impl AsRef<std::path::Path>) -> Self {
+        let path = path.as_ref();
+        let opened = File::open(path).and_then(|f| {
+            let meta = f.metadata()?;
+            if meta.is_file() {
+                Ok((f, meta.len()))
+            } else {
+                Err(std::io::ErrorKind::NotFound.into())
+            }
+        });
+        match opened {
+            Ok((file, len)) => {
+                let mime = mime_guess::from_path(path).first_or_octet_stream();
+                let ct = if mime.type_() == mime_guess::mime::TEXT {
+                    format!("{mime}; charset=utf-8")
+                } else {
+                    mime.to_string()
+                };
+                let mut res = Response::from_file(file, 0, len);
+                if let Ok(v) = HeaderValue::from_str(&ct) {
+                    res.headers.insert(header::CONTENT_TYPE, v);
+                }
+                res
+            }
+            Err(e) => {
+                log::debug!("Response::file({}): {e}", path.display());
+                Response::error(StatusCode::NOT_FOUND)
+            }
         }
+    }
+
+    pub(crate) fn from_file(file: File, offset: u64, len: u64) -> Self {
+        let mut res = Response::empty(StatusCode::OK);
+        res.body = Body::File(FileBody { file, offset, len });
+        res
     }
 }
 

@@ -32,7 +32,6 @@ enum Segment {
 /// A compiled route pattern.
 #[derive(Debug, Clone)]
 pub(crate) struct Pattern {
-    source: Box<str>,
     /// `None` for the bare `*` pattern.
     segments: Option<Vec<Segment>>,
 }
@@ -42,7 +41,6 @@ impl Pattern {
     pub(crate) fn parse(source: &str) -> Result<Pattern, String> {
         if source == "*" {
             return Ok(Pattern {
-                source: source.into(),
                 segments: None,
             });
         }
@@ -74,14 +72,8 @@ impl Pattern {
             }
         }
         Ok(Pattern {
-            source: source.into(),
             segments: Some(segments),
         })
-    }
-
-    /// The pattern as written.
-    pub(crate) fn as_str(&self) -> &str {
-        &self.source
     }
 
     fn first_static(&self) -> Option<&str> {
@@ -200,11 +192,6 @@ impl<T> Router<T> {
             pattern,
             value,
         });
-    }
-
-    /// Whether no route was added.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.routes.is_empty()
     }
 
     /// Routes `method` and the raw (percent-encoded) `raw_path`. `HEAD` falls

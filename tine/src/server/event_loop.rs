@@ -494,6 +494,7 @@ fn encode_response(
         status,
         headers,
         body,
+        ..
     } = res;
     let (length, pending) = if !status_allows_body(status) {
         (Length::None, None)

@@ -1,0 +1,482 @@
+//! Static file serving: all the *decisions* (path safety, file lookup,
+//! content negotiation, conditional requests, ranges), none of the I/O.
+//!
+//! [`serve`] maps a request to an [`Outcome`]. For a body it hands back an
+//! open [`FileBody`] (file + offset + length) that the event loop streams with
+//! `sendfile(2)`. Nothing here blocks except the `openat2`/`statx` calls on
+//! the local file system.
+//!
+//! Safety model: the request path is percent-decoded segment by segment and
+//! rejected if any segment is `..`, empty, or decodes to something containing
+//! `/`, `\` or NUL. The result is opened relative to the root directory fd
+//! with `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`, so the kernel
+//! refuses any resolution — including through symlinks — that leaves the
+//! root. Symlinks that stay inside the root work. Everything refused looks
+//! exactly like a missing file ([`Outcome::NotFound`]).
+//!
+//! Requires Linux ≥ 5.6 (`openat2`); [`Mount::open`] fails otherwise.
+
+use std::ffi::{CStr, OsStr};
+use std::fmt::Write as _;
+use std::fs::{File, Metadata};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use http::header::{
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_RANGE, CONTENT_TYPE, ETAG,
+    LAST_MODIFIED, RANGE, VARY,
+};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+
+mod conditional;
+mod encoding;
+mod path;
+mod range;
+#[cfg(test)]
+mod tests;
+
+use conditional::Precondition;
+use encoding::Coding;
+use path::RelPath;
+use range::RangeDecision;
+
+/// Value for the `Allow` header of a [`Outcome::MethodNotAllowed`] response.
+pub(crate) const ALLOW: HeaderValue = HeaderValue::from_static("GET, HEAD");
+
+/// Configuration of one static-file mount.
+#[derive(Debug, Clone)]
+pub struct StaticConfig {
+    /// Directory whose contents are served. Nothing outside it is ever
+    /// served, whatever the request path or symlinks say.
+    pub root: PathBuf,
+    /// File served for a directory request ending in `/` (default
+    /// `Some("index.html")`). Must be a single path component. `None`: such
+    /// requests get [`Outcome::NotFound`] (there is no directory listing).
+    pub index: Option<String>,
+    /// `Cache-Control` value added to 200/206/304 responses, if any.
+    pub cache_control: Option<HeaderValue>,
+    /// Look for precompressed siblings `<file>.br` / `<file>.gz` and serve
+    /// them to clients that accept the coding (default `true`).
+    pub precompressed: bool,
+}
+
+impl StaticConfig {
+    /// Configuration with the defaults: `index.html`, no `Cache-Control`,
+    /// precompressed siblings enabled.
+    pub fn new(root: impl Into<PathBuf>) -> StaticConfig {
+        StaticConfig {
+            root: root.into(),
+            index: Some("index.html".to_owned()),
+            cache_control: None,
+            precompressed: true,
+        }
+    }
+}
+
+/// A ready-to-serve mount: an `O_PATH | O_DIRECTORY` descriptor of the root
+/// plus the validated configuration. Opening it once at startup means later
+/// renames of the root path do not change what is served.
+#[derive(Debug)]
+pub(crate) struct Mount {
+    root: rustix::fd::OwnedFd,
+    index: Option<Box<[u8]>>,
+    cache_control: Option<HeaderValue>,
+    precompressed: bool,
+}
+
+impl Mount {
+    /// Opens `cfg.root` and checks that `openat2` is available.
+    ///
+    /// Errors: the root cannot be opened or is not a directory;
+    /// `cfg.index` is not a single path component (`InvalidInput`); the
+    /// kernel lacks `openat2` (`Unsupported`).
+    pub(crate) fn open(cfg: StaticConfig) -> io::Result<Mount> {
+        let index = match cfg.index {
+            Some(name) => {
+                let b = name.as_bytes();
+                if b.is_empty() || b == b"." || b == b".." || b.contains(&b'/') || b.contains(&0) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("static index {name:?} must be a single file name"),
+                    ));
+                }
+                Some(name.into_bytes().into_boxed_slice())
+            }
+            None => None,
+        };
+        let root = rustix::fs::open(
+            &cfg.root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| {
+            let e = io::Error::from(e);
+            io::Error::new(e.kind(), format!("static root {}: {e}", cfg.root.display()))
+        })?;
+        match openat2(&root, c".", OFlags::PATH | OFlags::CLOEXEC) {
+            Ok(_) => {}
+            Err(Errno::NOSYS) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "static files need openat2(2) (Linux >= 5.6)",
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(Mount {
+            root,
+            index,
+            cache_control: cfg.cache_control,
+            precompressed: cfg.precompressed,
+        })
+    }
+}
+
+/// The open file and the byte span of it to send.
+#[derive(Debug)]
+pub(crate) struct FileBody {
+    /// The file (opened read-only, close-on-exec; may carry `O_NONBLOCK`,
+    /// which has no effect on regular files).
+    pub file: File,
+    /// Offset of the first byte to send.
+    pub offset: u64,
+    /// Number of bytes to send; also the `Content-Length` to declare.
+    pub len: u64,
+}
+
+/// What to answer.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Answer 404 Not Found. Also used for everything unsafe, outside the
+    /// root, unreadable, or not a regular file, so existence is never
+    /// revealed.
+    NotFound,
+    /// 405: the method is neither GET nor HEAD. Send `Allow:` [`ALLOW`].
+    MethodNotAllowed,
+    /// 301 to `location`: a directory was requested without a trailing
+    /// slash. `location` is the raw request path plus `/`, with the query
+    /// string (if `raw_path` had one) kept.
+    Redirect {
+        /// Value for the `Location` header (already percent-encoded).
+        location: String,
+    },
+    /// A response about the file.
+    Respond {
+        /// 200, 206, 304, 412 or 416.
+        status: StatusCode,
+        /// Representation headers (`Content-Type`, `ETag`,
+        /// `Last-Modified`, `Accept-Ranges`, `Cache-Control`,
+        /// `Content-Encoding`, `Vary`, `Content-Range`, as applicable).
+        /// `Content-Length` is *not* included: derive it from `body.len`.
+        headers: HeaderMap,
+        /// `Some` for 200/206 — **including HEAD requests**, so the encoder
+        /// can send `Content-Length: len`; for HEAD the caller must send the
+        /// headers only and drop the file. `None` for 304/412/416 (no body;
+        /// 412/416 get `Content-Length: 0`, 304 none).
+        body: Option<FileBody>,
+    },
+    /// An unexpected local error (out of file descriptors, out of memory,
+    /// I/O error) that should become a 500/503, not a 404.
+    Error(io::Error),
+}
+
+/// Decides how to answer a request for a file under `mount`.
+///
+/// - `method`: only GET and HEAD are served; Range is honoured for GET only.
+/// - `raw_path`: the request target as on the wire (percent-encoded, may
+///   include `?query`), used only to build a redirect `Location`.
+/// - `rel`: the part of the request path after the mount prefix, still
+///   percent-encoded and without the query (e.g. `/css/site.css` or
+///   `css/site.css`; one leading `/` is ignored, `""` and `/` mean the root
+///   directory).
+/// - `headers`: the request headers (`Accept-Encoding`, `Range`, `If-*`).
+///
+/// A directory requested with a trailing slash is served through its index
+/// file; without it, a [`Outcome::Redirect`] adds the slash.
+pub(crate) fn serve(
+    mount: &Mount,
+    method: &Method,
+    raw_path: &str,
+    rel: &str,
+    headers: &HeaderMap,
+) -> Outcome {
+    let is_get = *method == Method::GET;
+    if !is_get && *method != Method::HEAD {
+        return Outcome::MethodNotAllowed;
+    }
+    let Some(mut path) = RelPath::parse(rel) else {
+        return Outcome::NotFound;
+    };
+
+    // 1. Find the regular file to serve.
+    let plain = if path.trailing_slash() {
+        // "dir/" → "dir/index.html" directly: a regular file "x/" fails with
+        // ENOTDIR, a directory without index with ENOENT; both are 404.
+        match &mount.index {
+            Some(index) if path.join(index) => open_file(mount, &path),
+            _ => return Outcome::NotFound,
+        }
+    } else {
+        match open_node(mount, path.as_cstr()) {
+            Ok((_, meta)) if meta.is_dir() => return redirect(raw_path),
+            Ok(node) => Ok(node),
+            Err(miss) => Err(miss),
+        }
+        .and_then(only_regular)
+    };
+    let (file, meta) = match plain {
+        Ok(found) => found,
+        Err(Miss::NotFound) => return Outcome::NotFound,
+        Err(Miss::Error(e)) => return Outcome::Error(e),
+    };
+
+    // 2. Content negotiation between the file and its precompressed siblings.
+    let (mut file, mut meta, mut coding, mut vary) = (file, meta, None, false);
+    if mount.precompressed {
+        let mark = path.len();
+        let mut tried = [false; 2];
+        for c in encoding::preferred(headers) {
+            tried[c as usize] = true;
+            if path.push(c.suffix()) {
+                if let Ok((f, m)) = open_file(mount, &path) {
+                    (file, meta, coding, vary) = (f, m, Some(c), true);
+                }
+            }
+            path.truncate(mark);
+            if coding.is_some() {
+                break;
+            }
+        }
+        if coding.is_none() {
+            // Nothing acceptable exists, but if some sibling does, other
+            // clients get other bytes for this URL: caches must know.
+            vary = Coding::ALL.iter().any(|&c| {
+                let exists = !tried[c as usize]
+                    && path.push(c.suffix())
+                    && openat2(&mount.root, path.as_cstr(), OFlags::PATH | OFlags::CLOEXEC).is_ok();
+                path.truncate(mark);
+                exists
+            });
+        }
+    }
+
+    // 3. Validators of the selected representation.
+    let size = meta.len();
+    let etag = etag(&meta, coding);
+    let last_modified = last_modified_secs(meta.mtime());
+    let mut h = HeaderMap::with_capacity(10);
+    if let Some(cc) = &mount.cache_control {
+        h.insert(CACHE_CONTROL, cc.clone());
+    }
+    if vary {
+        h.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
+    if let Some(secs) = last_modified {
+        let date = httpdate::HttpDate::from(UNIX_EPOCH + Duration::from_secs(secs));
+        h.insert(LAST_MODIFIED, fmt_value(format_args!("{date}")));
+    }
+
+    // 4. Conditional requests (RFC 9110 §13.2.2).
+    let status = match conditional::evaluate(headers, etag.as_bytes(), last_modified) {
+        Precondition::Proceed => None,
+        Precondition::NotModified => Some(StatusCode::NOT_MODIFIED),
+        Precondition::Failed => {
+            h.remove(CACHE_CONTROL);
+            Some(StatusCode::PRECONDITION_FAILED)
+        }
+    };
+    if let Some(status) = status {
+        h.insert(ETAG, etag);
+        return Outcome::Respond {
+            status,
+            headers: h,
+            body: None,
+        };
+    }
+
+    // 5. Range (GET only; one Range field; a failed If-Range means "send
+    //    everything", which also skips the 416 check).
+    let mut ranges = headers.get_all(RANGE).iter();
+    let decision = match (ranges.next(), ranges.next()) {
+        (Some(v), None)
+            if is_get && conditional::if_range_allows(headers, etag.as_bytes(), last_modified) =>
+        {
+            range::decide(v.as_bytes(), size)
+        }
+        _ => RangeDecision::Full,
+    };
+    h.insert(ETAG, etag);
+    h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    let (status, offset, len) = match decision {
+        RangeDecision::Full => (StatusCode::OK, 0, size),
+        RangeDecision::Partial { start, len } => {
+            let end = start + len - 1;
+            h.insert(
+                CONTENT_RANGE,
+                fmt_value(format_args!("bytes {start}-{end}/{size}")),
+            );
+            (StatusCode::PARTIAL_CONTENT, start, len)
+        }
+        RangeDecision::Unsatisfiable => {
+            h.insert(CONTENT_RANGE, fmt_value(format_args!("bytes */{size}")));
+            return Outcome::Respond {
+                status: StatusCode::RANGE_NOT_SATISFIABLE,
+                headers: h,
+                body: None,
+            };
+        }
+    };
+    // Type of the original file, even when a .br/.gz sibling is sent.
+    h.insert(CONTENT_TYPE, content_type(path.as_bytes()));
+    if let Some(c) = coding {
+        h.insert(CONTENT_ENCODING, HeaderValue::from_static(c.token()));
+    }
+    Outcome::Respond {
+        status,
+        headers: h,
+        body: Some(FileBody { file, offset, len }),
+    }
+}
+
+/// Why a lookup produced no file.
+#[derive(Debug)]
+enum Miss {
+    /// Missing, refused, unsafe, not a regular file: all look the same.
+    NotFound,
+    /// Resource exhaustion or I/O error: not the client's fault.
+    Error(io::Error),
+}
+
+/// `openat2` beneath the root, retrying the transient `EINTR`/`EAGAIN`
+/// (the latter is returned when a concurrent rename races a `..`
+/// resolution inside a symlink target).
+fn openat2(
+    root: &rustix::fd::OwnedFd,
+    path: &CStr,
+    flags: OFlags,
+) -> Result<rustix::fd::OwnedFd, Errno> {
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+    let mut attempts = 0;
+    loop {
+        match rustix::fs::openat2(root, path, flags, Mode::empty(), resolve) {
+            Err(Errno::INTR | Errno::AGAIN) if attempts < 3 => attempts += 1,
+            other => return other,
+        }
+    }
+}
+
+/// Opens `path` (any type) for reading and stats it. `O_NONBLOCK` keeps a
+/// FIFO from blocking the event loop on open; `O_NOCTTY` keeps a terminal
+/// from becoming the controlling one. Sockets fail with `ENXIO`.
+fn open_node(mount: &Mount, path: &CStr) -> Result<(File, Metadata), Miss> {
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
+    let fd = openat2(&mount.root, path, flags).map_err(|e| match e {
+        Errno::MFILE | Errno::NFILE | Errno::NOMEM | Errno::IO => Miss::Error(e.into()),
+        _ => Miss::NotFound,
+    })?;
+    let file = File::from(fd);
+    let meta = file.metadata().map_err(Miss::Error)?;
+    Ok((file, meta))
+}
+
+/// [`open_node`] restricted to regular files.
+fn open_file(mount: &Mount, path: &RelPath) -> Result<(File, Metadata), Miss> {
+    open_node(mount, path.as_cstr()).and_then(only_regular)
+}
+
+fn only_regular((file, meta): (File, Metadata)) -> Result<(File, Metadata), Miss> {
+    if meta.is_file() {
+        Ok((file, meta))
+    } else {
+        Err(Miss::NotFound)
+    }
+}
+
+/// 301 target for a directory requested without its trailing slash.
+fn redirect(raw_path: &str) -> Outcome {
+    let (path, query) = match raw_path.find('?') {
+        Some(q) => raw_path.split_at(q),
+        None => (raw_path, ""),
+    };
+    // "//host/x/" or "/\host/x/" would be read as a network-path reference
+    // (an open redirect); refuse rather than rewrite.
+    if !path.starts_with('/') || path[1..].starts_with(['/', '\\']) {
+        return Outcome::NotFound;
+    }
+    let mut location = String::with_capacity(raw_path.len() + 1);
+    location.push_str(path);
+    location.push('/');
+    location.push_str(query);
+    Outcome::Redirect { location }
+}
+
+/// `Content-Type` of the original (uncompressed) file, from its extension.
+/// Textual types get `; charset=utf-8`.
+fn content_type(path: &[u8]) -> HeaderValue {
+    let guess = mime_guess::from_path(Path::new(OsStr::from_bytes(path)));
+    let mime = guess.first_raw().unwrap_or("application/octet-stream");
+    let textual = mime.starts_with("text/")
+        || matches!(
+            mime,
+            "application/javascript" | "application/json" | "image/svg+xml"
+        );
+    if textual {
+        fmt_value(format_args!("{mime}; charset=utf-8"))
+    } else {
+        HeaderValue::from_static(mime)
+    }
+}
+
+/// Strong ETag `"<size hex>-<mtime secs hex>.<mtime nanos hex>[-br|-gz]"`.
+/// The coding suffix makes each precompressed variant's tag distinct from
+/// the identity one even if sizes and mtimes collide.
+fn etag(meta: &Metadata, coding: Option<Coding>) -> HeaderValue {
+    let suffix = match coding {
+        Some(Coding::Br) => "-br",
+        Some(Coding::Gzip) => "-gz",
+        None => "",
+    };
+    let (size, secs, nanos) = (meta.len(), meta.mtime(), meta.mtime_nsec());
+    fmt_value(format_args!("\"{size:x}-{secs:x}.{nanos:x}{suffix}\""))
+}
+
+/// Modification time in whole Unix seconds, if it can be written as an
+/// HTTP-date (1970 ..= 9999); otherwise no `Last-Modified` is sent and date
+/// conditions are ignored.
+fn last_modified_secs(mtime: i64) -> Option<u64> {
+    const YEAR_10000: u64 = 253_402_300_800;
+    u64::try_from(mtime).ok().filter(|&s| s < YEAR_10000)
+}
+
+/// Formats a header value on the stack, then copies it into the value's
+/// own exact-size buffer: one allocation per header value, no `String`.
+/// Only used for text we generate (visible ASCII, < 128 bytes).
+fn fmt_value(args: std::fmt::Arguments<'_>) -> HeaderValue {
+    struct StackBuf {
+        buf: [u8; 128],
+        len: usize,
+    }
+    impl std::fmt::Write for StackBuf {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            let end = self.len + s.len();
+            let dst = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+            dst.copy_from_slice(s.as_bytes());
+            self.len = end;
+            Ok(())
+        }
+    }
+    let mut b = StackBuf {
+        buf: [0; 128],
+        len: 0,
+    };
+    match b.write_fmt(args) {
+        Ok(()) => HeaderValue::from_bytes(&b.buf[..b.len]),
+        Err(_) => HeaderValue::from_str(&args.to_string()),
+    }
+    .unwrap_or_else(|_| HeaderValue::from_static(""))
+}

@@ -1,0 +1,176 @@
+//! Static files over real TCP: index, redirects, traversal attempts,
+//! validators, ranges, precompressed variants, HEAD, slow downloads.
+
+mod support;
+
+use std::io::Read;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use support::{serve, Client};
+use tine::{App, Request};
+
+struct Site {
+    _dir: tempfile::TempDir,
+    root: std::path::PathBuf,
+}
+
+fn site() -> Site {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("public");
+    std::fs::create_dir_all(root.join("docs")).unwrap();
+    std::fs::write(dir.path().join("secret.txt"), "TOP SECRET").unwrap();
+    std::fs::write(root.join("index.html"), "<h1>home</h1>").unwrap();
+    std::fs::write(root.join("docs/index.html"), "<h1>docs</h1>").unwrap();
+    std::fs::write(root.join("app.js"), "console.log(1)").unwrap();
+    std::fs::write(root.join("app.js.gz"), "GZIPPED").unwrap();
+    std::fs::write(root.join("app.js.br"), "BROTLI").unwrap();
+    std::fs::write(root.join("digits.txt"), "0123456789").unwrap();
+    std::os::unix::fs::symlink(dir.path().join("secret.txt"), root.join("escape.txt")).unwrap();
+    // Relative links that stay inside work; absolute links are refused.
+    std::os::unix::fs::symlink("digits.txt", root.join("inside.txt")).unwrap();
+    Site { _dir: dir, root }
+}
+
+fn serve_site(root: &Path) -> std::net::SocketAddr {
+    let root = root.to_path_buf();
+    serve(move || App::new().get("/dynamic", |_: &Request| "dyn").static_dir("/static", root))
+}
+
+fn req(addr: std::net::SocketAddr, raw: &str) -> support::Resp {
+    let mut c = Client::connect(addr);
+    c.send(raw.as_bytes());
+    c.read_response()
+}
+
+#[test]
+fn index_redirect_and_types() {
+    let site = site();
+    let addr = serve_site(&site.root);
+    let r = Client::connect(addr).get("/static/");
+    assert_eq!((r.status, r.text().as_str()), (200, "<h1>home</h1>"));
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    let r = Client::connect(addr).get("/static/docs?x=1");
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("location"), Some("/static/docs/?x=1"));
+    assert_eq!(Client::connect(addr).get("/static/docs/").text(), "<h1>docs</h1>");
+    assert_eq!(Client::connect(addr).get("/static/inside.txt").text(), "0123456789");
+    assert_eq!(Client::connect(addr).get("/static/nope.txt").status, 404);
+    assert_eq!(Client::connect(addr).get("/dynamic").text(), "dyn");
+    let r = req(addr, "POST /static/digits.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(r.status, 405);
+}
+
+#[test]
+fn traversal_never_escapes_the_root() {
+    let site = site();
+    let addr = serve_site(&site.root);
+    for path in [
+        "/static/../secret.txt",
+        "/static/%2e%2e/secret.txt",
+        "/static/..%2fsecret.txt",
+        "/static/%2e%2e%2fsecret.txt",
+        "/static/..%5csecret.txt",
+        "/static/..\\secret.txt",
+        "/static/%00secret.txt",
+        "/static//etc/passwd",
+        "/static/%2fetc%2fpasswd",
+        "/static/escape.txt",
+        "/static/docs/../../secret.txt",
+    ] {
+        let r = Client::connect(addr).get(path);
+        assert_eq!(r.status, 404, "{path}");
+        assert!(!r.text().contains("SECRET"), "{path}");
+    }
+}
+
+#[test]
+fn validators_give_304() {
+    let site = site();
+    let addr = serve_site(&site.root);
+    let r = Client::connect(addr).get("/static/digits.txt");
+    let etag = r.header("etag").unwrap().to_string();
+    let modified = r.header("last-modified").unwrap().to_string();
+    let r = req(addr, &format!("GET /static/digits.txt HTTP/1.1\r\nHost: t\r\nIf-None-Match: {etag}\r\n\r\n"));
+    assert_eq!(r.status, 304);
+    assert!(r.body.is_empty());
+    let r = req(addr, &format!("GET /static/digits.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: {modified}\r\n\r\n"));
+    assert_eq!(r.status, 304);
+    let r = req(addr, "GET /static/digits.txt HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"other\"\r\n\r\n");
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn ranges() {
+    let site = site();
+    let addr = serve_site(&site.root);
+    let r = req(addr, "GET /static/digits.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=2-4\r\n\r\n");
+    assert_eq!((r.status, r.text().as_str()), (206, "234"));
+    assert_eq!(r.header("content-range"), Some("bytes 2-4/10"));
+    let r = req(addr, "GET /static/digits.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=-3\r\n\r\n");
+    assert_eq!(r.text(), "789");
+    let r = req(addr, "GET /static/digits.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=20-\r\n\r\n");
+    assert_eq!(r.status, 416);
+    assert_eq!(r.header("content-range"), Some("bytes */10"));
+    let etag = Client::connect(addr).get("/static/digits.txt").header("etag").unwrap().to_string();
+    let r = req(addr, &format!("GET /static/digits.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=0-0\r\nIf-Range: {etag}\r\n\r\n"));
+    assert_eq!((r.status, r.text().as_str()), (206, "0"));
+    let r = req(addr, "GET /static/digits.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=0-0\r\nIf-Range: \"stale\"\r\n\r\n");
+    assert_eq!((r.status, r.text().as_str()), (200, "0123456789"));
+}
+
+#[test]
+fn precompressed_variants_and_vary() {
+    let site = site();
+    let addr = serve_site(&site.root);
+    let r = req(addr, "GET /static/app.js HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip, br\r\n\r\n");
+    assert_eq!((r.text().as_str(), r.header("content-encoding")), ("BROTLI", Some("br")));
+    assert_eq!(r.header("vary"), Some("Accept-Encoding"));
+    assert!(r.header("content-type").unwrap().contains("javascript"));
+    let r = req(addr, "GET /static/app.js HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n");
+    assert_eq!(r.text(), "GZIPPED");
+    let r = Client::connect(addr).get("/static/app.js");
+    assert_eq!((r.text().as_str(), r.header("content-encoding")), ("console.log(1)", None));
+    assert_eq!(r.header("vary"), Some("Accept-Encoding"));
+}
+
+#[test]
+fn head_sends_the_length_only() {
+    let site = site();
+    let addr = serve_site(&site.root);
+    let mut c = Client::connect(addr);
+    c.send(b"HEAD /static/digits.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.read_head_response();
+    assert_eq!((r.status, r.header("content-length")), (200, Some("10")));
+    assert_eq!(c.get("/static/digits.txt").text(), "0123456789");
+}
+
+#[test]
+fn a_slow_64_mib_download_does_not_stall_others() {
+    let site = site();
+    let size = 64 * 1024 * 1024;
+    std::fs::write(site.root.join("big.bin"), vec![7u8; size]).unwrap();
+    let addr = serve_site(&site.root);
+    let mut slow = Client::connect(addr);
+    slow.send(b"GET /static/big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    let reader = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0;
+        for _ in 0..10 {
+            std::thread::sleep(Duration::from_millis(50));
+            total += slow.stream.read(&mut buf).unwrap();
+        }
+        while total < size {
+            let n = slow.stream.read(&mut buf).unwrap();
+            assert!(n > 0);
+            total += n;
+        }
+        total
+    });
+    for _ in 0..20 {
+        let start = Instant::now();
+        assert_eq!(Client::connect(addr).get("/static/digits.txt").status, 200);
+        assert!(start.elapsed() < Duration::from_millis(500));
+    }
+    assert!(reader.join().unwrap() >= size);
+}
