@@ -142,8 +142,11 @@ impl App {
             Ok(p) => p,
             Err(msg) => panic!("{msg}"),
         };
-        self.router
-            .add(method, pattern, Box::new(move |req| handler(req).into_response()));
+        self.router.add(
+            method,
+            pattern,
+            Box::new(move |req| handler(req).into_response()),
+        );
         self
     }
 
@@ -183,7 +186,9 @@ impl App {
         };
         let prefix = prefix.trim_end_matches('/').to_string();
         let pattern = format!("{prefix}/*");
-        self.get(&pattern, move |req: &Request| serve_static(&mount, &prefix, req))
+        self.get(&pattern, move |req: &Request| {
+            serve_static(&mount, &prefix, req)
+        })
     }
 
     /// Adds a before-hook. Hooks run in registration order after routing
@@ -391,11 +396,12 @@ fn serve_static(mount: &Mount, prefix: &str, req: &Request) -> Response {
     };
     match static_files::serve(mount, req.method(), &target, rel, req.headers()) {
         Outcome::NotFound => Response::error(StatusCode::NOT_FOUND),
-        Outcome::MethodNotAllowed => {
-            Response::error(StatusCode::METHOD_NOT_ALLOWED).with_header(header::ALLOW, static_files::ALLOW)
-        }
+        Outcome::MethodNotAllowed => Response::error(StatusCode::METHOD_NOT_ALLOWED)
+            .with_header(header::ALLOW, static_files::ALLOW),
         Outcome::Redirect { location } => match HeaderValue::from_str(&location) {
-            Ok(v) => Response::empty(StatusCode::MOVED_PERMANENTLY).with_header(header::LOCATION, v),
+            Ok(v) => {
+                Response::empty(StatusCode::MOVED_PERMANENTLY).with_header(header::LOCATION, v)
+            }
             Err(_) => Response::error(StatusCode::NOT_FOUND),
         },
         Outcome::Respond {
@@ -420,7 +426,10 @@ fn serve_static(mount: &Mount, prefix: &str, req: &Request) -> Response {
 
 fn resolve(addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
     addr.to_socket_addrs()?.next().ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, "the address resolved to nothing")
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the address resolved to nothing",
+        )
     })
 }
 
@@ -452,7 +461,11 @@ mod tests {
     fn hooks_in_order_and_short_circuit() {
         let app = App::new()
             .get("/p/:id", |req: &Request| {
-                format!("{}:{}", req.param("id").unwrap(), req.extensions().get::<u8>().unwrap())
+                format!(
+                    "{}:{}",
+                    req.param("id").unwrap(),
+                    req.extensions().get::<u8>().unwrap()
+                )
             })
             .before(|req: &mut Request| {
                 req.extensions_mut().insert(7u8);
@@ -478,12 +491,19 @@ mod tests {
         let app = App::new()
             .get("/boom", |_: &Request| -> Response { panic!("boom") })
             .errors(|req, status| {
-                Response::text(format!("custom {} {}", status.as_u16(), req.map_or("-", |r| r.path())))
+                Response::text(format!(
+                    "custom {} {}",
+                    status.as_u16(),
+                    req.map_or("-", |r| r.path())
+                ))
             });
         let res = get(&app, Method::GET, "/boom");
         assert_eq!(res.status(), 500);
         assert_eq!(res.body_bytes().unwrap(), "custom 500 /boom");
-        assert_eq!(get(&app, Method::GET, "/x").body_bytes().unwrap(), "custom 404 /x");
+        assert_eq!(
+            get(&app, Method::GET, "/x").body_bytes().unwrap(),
+            "custom 404 /x"
+        );
     }
 
     #[test]

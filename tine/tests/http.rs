@@ -15,13 +15,15 @@ fn app() -> App {
             format!("Hello, {}!", req.param("name").unwrap())
         })
         .post("/echo", |req: &Request| Response::bytes(req.body_bytes()))
-        .get("/query", |req: &Request| {
-            format!("{:?}", req.query_pairs())
-        })
+        .get("/query", |req: &Request| format!("{:?}", req.query_pairs()))
         .get("/panic", |_: &Request| -> Response { panic!("deliberate") })
         .get("/cookie", |req: &Request| {
-            Response::text(req.cookie("a").map(|c| c.value().to_string()).unwrap_or_default())
-                .simple_cookie("sid", "x")
+            Response::text(
+                req.cookie("a")
+                    .map(|c| c.value().to_string())
+                    .unwrap_or_default(),
+            )
+            .simple_cookie("sid", "x")
         })
 }
 
@@ -63,7 +65,9 @@ fn content_length_and_chunked_bodies() {
     std::thread::sleep(std::time::Duration::from_millis(50));
     c.send(b" world");
     assert_eq!(c.read_response().text(), "hello world");
-    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n");
+    c.send(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n",
+    );
     std::thread::sleep(std::time::Duration::from_millis(50));
     c.send(b"6\r\n world\r\n0\r\nTrailer: x\r\n\r\n");
     let r = c.read_response();
@@ -146,18 +150,26 @@ fn connection_close_is_honoured() {
 fn query_decoding_params_and_cookies() {
     let addr = serve(app);
     let mut c = Client::connect(addr);
-    assert_eq!(c.get("/query?a=1&b=x+y%21").text(), r#"[("a", "1"), ("b", "x y!")]"#);
+    assert_eq!(
+        c.get("/query?a=1&b=x+y%21").text(),
+        r#"[("a", "1"), ("b", "x y!")]"#
+    );
     assert_eq!(c.get("/hello/J%C3%BCrgen").text(), "Hello, Jürgen!");
     c.send(b"GET /cookie HTTP/1.1\r\nHost: t\r\nCookie: a=42; b=1\r\n\r\n");
     let r = c.read_response();
     assert_eq!(r.text(), "42");
-    assert_eq!(r.header("set-cookie"), Some("sid=x; HttpOnly; SameSite=Lax; Path=/"));
+    assert_eq!(
+        r.header("set-cookie"),
+        Some("sid=x; HttpOnly; SameSite=Lax; Path=/")
+    );
 }
 
 #[test]
 fn custom_error_handler_renders_server_errors() {
     let addr = serve(|| {
-        app().errors(|_req, status: StatusCode| Response::html(format!("<h1>{}</h1>", status.as_u16())))
+        app().errors(|_req, status: StatusCode| {
+            Response::html(format!("<h1>{}</h1>", status.as_u16()))
+        })
     });
     let mut c = Client::connect(addr);
     let r = c.get("/missing");

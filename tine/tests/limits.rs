@@ -31,7 +31,10 @@ fn small() -> Limits {
 fn oversized_head_gets_431_and_close() {
     let addr = serve(|| app_with(small()));
     let mut c = Client::connect(addr);
-    let big = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "a".repeat(2000));
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(2000)
+    );
     c.send(big.as_bytes());
     assert_eq!(c.read_response().status, 431);
     assert!(c.is_closed());
@@ -95,7 +98,11 @@ fn slow_head_gets_408_and_close() {
     }
     let r = c.read_response();
     assert_eq!(r.status, 408);
-    assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
     assert!(c.is_closed());
 }
 
@@ -107,7 +114,10 @@ fn idle_keep_alive_connections_are_closed_silently() {
     let start = Instant::now();
     assert!(c.is_closed(), "idle connection must be closed");
     let waited = start.elapsed();
-    assert!(waited >= Duration::from_millis(400) && waited < Duration::from_secs(3), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(400) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
 }
 
 #[test]
@@ -125,12 +135,21 @@ fn connection_limit_pauses_accept_without_failing() {
     // A fifth connects (the kernel queues it) but is not served yet.
     let mut fifth = Client::connect(addr);
     fifth.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
-    fifth.stream.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    fifth
+        .stream
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     let mut byte = [0u8; 1];
-    assert!(std::io::Read::read(&mut fifth.stream, &mut byte).is_err(), "served past the limit");
+    assert!(
+        std::io::Read::read(&mut fifth.stream, &mut byte).is_err(),
+        "served past the limit"
+    );
     // Freeing a slot lets it through.
     drop(held.pop());
-    fifth.stream.set_read_timeout(Some(testkit::TIMEOUT)).unwrap();
+    fifth
+        .stream
+        .set_read_timeout(Some(testkit::TIMEOUT))
+        .unwrap();
     assert_eq!(fifth.read_response().status, 200);
 }
 
@@ -168,5 +187,8 @@ fn clients_that_vanish_leave_the_server_healthy() {
         let _ = std::io::Write::write_all(&mut &s, b"GET / HTTP/1.1\r\nHo");
         drop(s);
     }
-    assert!(wait_until(Duration::from_secs(5), || Client::connect(addr).get("/").status == 200));
+    assert!(wait_until(Duration::from_secs(5), || Client::connect(addr)
+        .get("/")
+        .status
+        == 200));
 }

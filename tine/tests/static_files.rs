@@ -34,7 +34,11 @@ fn site() -> Site {
 
 fn serve_site(root: &Path) -> std::net::SocketAddr {
     let root = root.to_path_buf();
-    serve(move || App::new().get("/dynamic", |_: &Request| "dyn").static_dir("/static", root))
+    serve(move || {
+        App::new()
+            .get("/dynamic", |_: &Request| "dyn")
+            .static_dir("/static", root)
+    })
 }
 
 fn req(addr: std::net::SocketAddr, raw: &str) -> support::Resp {
@@ -53,11 +57,20 @@ fn index_redirect_and_types() {
     let r = Client::connect(addr).get("/static/docs?x=1");
     assert_eq!(r.status, 301);
     assert_eq!(r.header("location"), Some("/static/docs/?x=1"));
-    assert_eq!(Client::connect(addr).get("/static/docs/").text(), "<h1>docs</h1>");
-    assert_eq!(Client::connect(addr).get("/static/inside.txt").text(), "0123456789");
+    assert_eq!(
+        Client::connect(addr).get("/static/docs/").text(),
+        "<h1>docs</h1>"
+    );
+    assert_eq!(
+        Client::connect(addr).get("/static/inside.txt").text(),
+        "0123456789"
+    );
     assert_eq!(Client::connect(addr).get("/static/nope.txt").status, 404);
     assert_eq!(Client::connect(addr).get("/dynamic").text(), "dyn");
-    let r = req(addr, "POST /static/digits.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+    let r = req(
+        addr,
+        "POST /static/digits.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
+    );
     assert_eq!(r.status, 405);
 }
 
@@ -91,12 +104,23 @@ fn validators_give_304() {
     let r = Client::connect(addr).get("/static/digits.txt");
     let etag = r.header("etag").unwrap().to_string();
     let modified = r.header("last-modified").unwrap().to_string();
-    let r = req(addr, &format!("GET /static/digits.txt HTTP/1.1\r\nHost: t\r\nIf-None-Match: {etag}\r\n\r\n"));
+    let r = req(
+        addr,
+        &format!("GET /static/digits.txt HTTP/1.1\r\nHost: t\r\nIf-None-Match: {etag}\r\n\r\n"),
+    );
     assert_eq!(r.status, 304);
     assert!(r.body.is_empty());
-    let r = req(addr, &format!("GET /static/digits.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: {modified}\r\n\r\n"));
+    let r = req(
+        addr,
+        &format!(
+            "GET /static/digits.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: {modified}\r\n\r\n"
+        ),
+    );
     assert_eq!(r.status, 304);
-    let r = req(addr, "GET /static/digits.txt HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"other\"\r\n\r\n");
+    let r = req(
+        addr,
+        "GET /static/digits.txt HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"other\"\r\n\r\n",
+    );
     assert_eq!(r.status, 200);
 }
 
@@ -104,15 +128,28 @@ fn validators_give_304() {
 fn ranges() {
     let site = site();
     let addr = serve_site(&site.root);
-    let r = req(addr, "GET /static/digits.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=2-4\r\n\r\n");
+    let r = req(
+        addr,
+        "GET /static/digits.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=2-4\r\n\r\n",
+    );
     assert_eq!((r.status, r.text().as_str()), (206, "234"));
     assert_eq!(r.header("content-range"), Some("bytes 2-4/10"));
-    let r = req(addr, "GET /static/digits.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=-3\r\n\r\n");
+    let r = req(
+        addr,
+        "GET /static/digits.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=-3\r\n\r\n",
+    );
     assert_eq!(r.text(), "789");
-    let r = req(addr, "GET /static/digits.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=20-\r\n\r\n");
+    let r = req(
+        addr,
+        "GET /static/digits.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=20-\r\n\r\n",
+    );
     assert_eq!(r.status, 416);
     assert_eq!(r.header("content-range"), Some("bytes */10"));
-    let etag = Client::connect(addr).get("/static/digits.txt").header("etag").unwrap().to_string();
+    let etag = Client::connect(addr)
+        .get("/static/digits.txt")
+        .header("etag")
+        .unwrap()
+        .to_string();
     let r = req(addr, &format!("GET /static/digits.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=0-0\r\nIf-Range: {etag}\r\n\r\n"));
     assert_eq!((r.status, r.text().as_str()), (206, "0"));
     let r = req(addr, "GET /static/digits.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=0-0\r\nIf-Range: \"stale\"\r\n\r\n");
@@ -123,14 +160,26 @@ fn ranges() {
 fn precompressed_variants_and_vary() {
     let site = site();
     let addr = serve_site(&site.root);
-    let r = req(addr, "GET /static/app.js HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip, br\r\n\r\n");
-    assert_eq!((r.text().as_str(), r.header("content-encoding")), ("BROTLI", Some("br")));
+    let r = req(
+        addr,
+        "GET /static/app.js HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip, br\r\n\r\n",
+    );
+    assert_eq!(
+        (r.text().as_str(), r.header("content-encoding")),
+        ("BROTLI", Some("br"))
+    );
     assert_eq!(r.header("vary"), Some("Accept-Encoding"));
     assert!(r.header("content-type").unwrap().contains("javascript"));
-    let r = req(addr, "GET /static/app.js HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n");
+    let r = req(
+        addr,
+        "GET /static/app.js HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n",
+    );
     assert_eq!(r.text(), "GZIPPED");
     let r = Client::connect(addr).get("/static/app.js");
-    assert_eq!((r.text().as_str(), r.header("content-encoding")), ("console.log(1)", None));
+    assert_eq!(
+        (r.text().as_str(), r.header("content-encoding")),
+        ("console.log(1)", None)
+    );
     assert_eq!(r.header("vary"), Some("Accept-Encoding"));
 }
 

@@ -47,7 +47,11 @@ fn slow_reader_does_not_stall_others(path: &'static str) {
     for _ in 0..20 {
         let start = Instant::now();
         assert_eq!(Client::connect(addr).get("/fast").text(), "fast");
-        assert!(start.elapsed() < Duration::from_millis(500), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            start.elapsed()
+        );
     }
     let total = reader.join().unwrap();
     // Head plus chunk framing plus body.

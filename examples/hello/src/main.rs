@@ -13,6 +13,9 @@
 //! GET  /stream?n=N&size=S  N chunks of S bytes, streamed
 //! ```
 
+// A binary talks to its operator on stdout/stderr; the library never does.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -76,7 +79,8 @@ fn hello(req: &Request) -> Response {
 fn echo(req: &Request) -> Response {
     let mut res = Response::bytes(req.body_bytes());
     if let Some(ct) = req.headers().get(tine::header::CONTENT_TYPE) {
-        res.headers_mut().insert(tine::header::CONTENT_TYPE, ct.clone());
+        res.headers_mut()
+            .insert(tine::header::CONTENT_TYPE, ct.clone());
     }
     res
 }
@@ -96,8 +100,16 @@ fn sleep(req: &Request) -> Result<Response, tine::Error> {
 }
 
 fn stream(req: &Request) -> Result<Response, tine::Error> {
-    let n: usize = req.query_param("n").unwrap_or("10".into()).parse().map_err(|_| tine::Error::bad_request("n"))?;
-    let size: usize = req.query_param("size").unwrap_or("1024".into()).parse().map_err(|_| tine::Error::bad_request("size"))?;
+    let n: usize = req
+        .query_param("n")
+        .unwrap_or("10".into())
+        .parse()
+        .map_err(|_| tine::Error::bad_request("n"))?;
+    let size: usize = req
+        .query_param("size")
+        .unwrap_or("1024".into())
+        .parse()
+        .map_err(|_| tine::Error::bad_request("size"))?;
     let chunk = tine::Bytes::from(vec![b'x'; size.min(1 << 20)]);
     Ok(Response::stream((0..n).map(move |_| chunk.clone())))
 }
@@ -130,9 +142,15 @@ fn main() -> ExitCode {
         .get("/pid", pid)
         .get("/sleep", sleep)
         .get("/stream", stream)
-        .get("/panic", |_: &Request| -> Response { panic!("deliberate panic from /panic") })
+        .get("/panic", |_: &Request| -> Response {
+            panic!("deliberate panic from /panic")
+        })
         .errors(|_req, status: StatusCode| {
-            Response::text(format!("{} {}\n", status.as_u16(), status.canonical_reason().unwrap_or("")))
+            Response::text(format!(
+                "{} {}\n",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("")
+            ))
         })
         .limits(limits);
     if let Some(dir) = &args.static_dir {

@@ -38,7 +38,10 @@ fn sigint_drains_in_flight_requests() {
 
 #[test]
 fn drain_deadline_bounds_shutdown() {
-    let mut server = ServerProcess::start(HELLO, &["--bind", "127.0.0.1:0", "--drain-timeout-ms", "300"]);
+    let mut server = ServerProcess::start(
+        HELLO,
+        &["--bind", "127.0.0.1:0", "--drain-timeout-ms", "300"],
+    );
     let addr = server.addr;
     // A client that never finishes its request holds a connection open.
     let mut stuck = Client::connect(addr);
@@ -48,7 +51,11 @@ fn drain_deadline_bounds_shutdown() {
     let start = Instant::now();
     let status = server.wait_exit(Duration::from_secs(5)).expect("exited");
     assert!(status.success());
-    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[test]
@@ -60,5 +67,8 @@ fn binding_a_used_address_fails_with_one_clear_line() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&first.addr.to_string()) && stderr.contains("in use"), "{stderr}");
+    assert!(
+        stderr.contains(&first.addr.to_string()) && stderr.contains("in use"),
+        "{stderr}"
+    );
 }

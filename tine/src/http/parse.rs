@@ -230,7 +230,8 @@ fn parse_with<'b>(
     let mut keep_alive = version == Version::HTTP_11;
     let mut expect_continue = false;
     for h in req.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| StatusCode::BAD_REQUEST)?;
+        let name =
+            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| StatusCode::BAD_REQUEST)?;
         let value = HeaderValue::from_maybe_shared(raw.slice_ref(h.value))
             .map_err(|_| StatusCode::BAD_REQUEST)?;
         if name == header::CONTENT_LENGTH {
@@ -249,8 +250,7 @@ fn parse_with<'b>(
             for token in tokens(h.value) {
                 if token.eq_ignore_ascii_case(b"close") {
                     keep_alive = false;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") && version == Version::HTTP_10
-                {
+                } else if token.eq_ignore_ascii_case(b"keep-alive") && version == Version::HTTP_10 {
                     keep_alive = true;
                 }
             }
@@ -406,7 +406,8 @@ mod tests {
     fn content_length_body() {
         let mut d = Decoder::new();
         let limits = Limits::default();
-        let mut buf = BytesMut::from(&b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhe"[..]);
+        let mut buf =
+            BytesMut::from(&b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhe"[..]);
         assert!(matches!(d.decode(&mut buf, &limits), Decoded::NeedMore));
         assert!(d.mid_request());
         buf.extend_from_slice(b"lloGET");
@@ -446,12 +447,14 @@ mod tests {
             panic!()
         };
         assert!(!h.keep_alive);
-        let Decoded::Request(h, _) = decode_one(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+        let Decoded::Request(h, _) =
+            decode_one(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
         else {
             panic!()
         };
         assert!(h.keep_alive);
-        let Decoded::Request(h, _) = decode_one(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: x, close\r\n\r\n")
+        let Decoded::Request(h, _) =
+            decode_one(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: x, close\r\n\r\n")
         else {
             panic!()
         };
@@ -478,7 +481,12 @@ mod tests {
             b"GET nopath HTTP/1.1\r\nHost: h\r\n\r\n",
         ];
         for req in bad {
-            assert_eq!(status(req), StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(req));
+            assert_eq!(
+                status(req),
+                StatusCode::BAD_REQUEST,
+                "{}",
+                String::from_utf8_lossy(req)
+            );
         }
         assert_eq!(
             status(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n"),
@@ -507,7 +515,8 @@ mod tests {
             Decoded::Error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
         ));
         let mut d = Decoder::new();
-        let mut buf = BytesMut::from(&b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n"[..]);
+        let mut buf =
+            BytesMut::from(&b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n"[..]);
         assert!(matches!(
             d.decode(&mut buf, &limits),
             Decoded::Error(StatusCode::PAYLOAD_TOO_LARGE)
@@ -516,7 +525,8 @@ mod tests {
 
     #[test]
     fn absolute_and_asterisk_forms() {
-        let Decoded::Request(h, _) = decode_one(b"GET http://h/x?y HTTP/1.1\r\nHost: h\r\n\r\n") else {
+        let Decoded::Request(h, _) = decode_one(b"GET http://h/x?y HTTP/1.1\r\nHost: h\r\n\r\n")
+        else {
             panic!()
         };
         assert_eq!(h.target.path(), "/x");

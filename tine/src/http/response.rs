@@ -172,8 +172,7 @@ impl Response {
         B: Into<Bytes> + 'static,
     {
         let mut res = Response::empty(StatusCode::OK);
-        res.headers
-            .insert(header::CONTENT_TYPE, OCTETS);
+        res.headers.insert(header::CONTENT_TYPE, OCTETS);
         res.body = Body::Stream(Box::new(
             chunks
                 .into_iter()

@@ -67,7 +67,11 @@ impl Cors {
 
     /// The methods preflights allow.
     pub fn allow_methods(mut self, methods: &[Method]) -> Self {
-        let list = methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+        let list = methods
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
         self.methods = HeaderValue::from_str(&list).expect("method names are valid header text");
         self
     }
@@ -132,7 +136,9 @@ impl Cors {
         let pre = cors.clone();
         app.before(move |req: &mut Request| {
             let is_preflight = req.method() == Method::OPTIONS
-                && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+                && req
+                    .headers()
+                    .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
             let origin = req.header(header::ORIGIN)?;
             if !is_preflight {
                 return None;
@@ -142,7 +148,10 @@ impl Cors {
                 let h = res.headers_mut();
                 h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, pre.methods.clone());
                 h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, pre.headers.clone());
-                h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from(pre.max_age));
+                h.insert(
+                    header::ACCESS_CONTROL_MAX_AGE,
+                    HeaderValue::from(pre.max_age),
+                );
                 pre.decorate(origin, &mut res);
             }
             Some(res)
@@ -173,16 +182,24 @@ mod tests {
             .finish();
         let res = app.handle(&mut req);
         assert_eq!(res.status(), 204);
-        assert_eq!(res.headers()["access-control-allow-origin"], "https://a.example");
+        assert_eq!(
+            res.headers()["access-control-allow-origin"],
+            "https://a.example"
+        );
         assert_eq!(res.headers()["access-control-max-age"], "60");
-        assert!(res.headers()["access-control-allow-methods"].to_str().unwrap().contains("POST"));
+        assert!(res.headers()["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("POST"));
         assert_eq!(res.headers()["vary"], "Origin");
     }
 
     #[test]
     fn disallowed_origin_gets_no_headers() {
         let app = app(Cors::new().allow_origin("https://a.example"));
-        let mut req = Request::builder(Method::POST, "/x").header("origin", "https://evil.example").finish();
+        let mut req = Request::builder(Method::POST, "/x")
+            .header("origin", "https://evil.example")
+            .finish();
         let res = app.handle(&mut req);
         assert_eq!(res.status(), 200);
         assert!(!res.headers().contains_key("access-control-allow-origin"));
@@ -191,7 +208,9 @@ mod tests {
     #[test]
     fn any_origin_is_star_without_vary() {
         let app = app(Cors::new());
-        let mut req = Request::builder(Method::POST, "/x").header("origin", "https://b.example").finish();
+        let mut req = Request::builder(Method::POST, "/x")
+            .header("origin", "https://b.example")
+            .finish();
         let res = app.handle(&mut req);
         assert_eq!(res.headers()["access-control-allow-origin"], "*");
         assert!(!res.headers().contains_key("vary"));

@@ -21,6 +21,9 @@ use percent_encoding::percent_decode_str;
 
 use crate::http::Params;
 
+/// Captures collected while matching: `(name, decoded value)`.
+type Captures = Vec<(Rc<str>, String)>;
+
 #[derive(Debug, Clone)]
 enum Segment {
     Static(Box<str>),
@@ -40,12 +43,12 @@ impl Pattern {
     /// Compiles a pattern, or says what is wrong with it.
     pub(crate) fn parse(source: &str) -> Result<Pattern, String> {
         if source == "*" {
-            return Ok(Pattern {
-                segments: None,
-            });
+            return Ok(Pattern { segments: None });
         }
         let Some(rest) = source.strip_prefix('/') else {
-            return Err(format!("route pattern {source:?} must start with '/' (or be \"*\")"));
+            return Err(format!(
+                "route pattern {source:?} must start with '/' (or be \"*\")"
+            ));
         };
         let parts: Vec<&str> = rest.split('/').collect();
         let mut segments = Vec::with_capacity(parts.len());
@@ -63,7 +66,9 @@ impl Pattern {
                     return Err(format!("route pattern {source:?}: ':' needs a name"));
                 }
                 if names.contains(&name) {
-                    return Err(format!("route pattern {source:?}: capture ':{name}' appears twice"));
+                    return Err(format!(
+                        "route pattern {source:?}: capture ':{name}' appears twice"
+                    ));
                 }
                 names.push(name);
                 segments.push(Segment::Param(Rc::from(name)));
@@ -208,7 +213,7 @@ impl<T> Router<T> {
             .get(&*decode(first))
             .map_or(&[], Vec::as_slice);
         let mut params = Vec::new();
-        let mut head_fallback: Option<(usize, Vec<(Rc<str>, String)>)> = None;
+        let mut head_fallback: Option<(usize, Captures)> = None;
         let mut path_matched = false;
         for index in merged(statics, &self.dynamic) {
             let route = &self.routes[index];
@@ -278,7 +283,11 @@ mod tests {
     fn router(routes: &[(&str, &str)]) -> Router<usize> {
         let mut r = Router::default();
         for (i, (m, p)) in routes.iter().enumerate() {
-            let method = if *m == "ANY" { None } else { Some(Method::from_bytes(m.as_bytes()).unwrap()) };
+            let method = if *m == "ANY" {
+                None
+            } else {
+                Some(Method::from_bytes(m.as_bytes()).unwrap())
+            };
             r.add(method, Pattern::parse(p).unwrap(), i);
         }
         r
@@ -286,14 +295,23 @@ mod tests {
 
     fn found(r: &Router<usize>, m: Method, path: &str) -> Option<(usize, Vec<(String, String)>)> {
         match r.find(&m, path) {
-            Match::Found(v, p) => Some((*v, p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())),
+            Match::Found(v, p) => Some((
+                *v,
+                p.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )),
             _ => None,
         }
     }
 
     #[test]
     fn static_and_params() {
-        let r = router(&[("GET", "/"), ("GET", "/users/:id"), ("GET", "/users/:id/posts/:post")]);
+        let r = router(&[
+            ("GET", "/"),
+            ("GET", "/users/:id"),
+            ("GET", "/users/:id/posts/:post"),
+        ]);
         assert_eq!(found(&r, Method::GET, "/").unwrap().0, 0);
         let (i, p) = found(&r, Method::GET, "/users/42").unwrap();
         assert_eq!(i, 1);
@@ -360,7 +378,11 @@ mod tests {
     fn many_routes() {
         let mut r = Router::default();
         for i in 0..500 {
-            r.add(Some(Method::GET), Pattern::parse(&format!("/r{i}/:id")).unwrap(), i);
+            r.add(
+                Some(Method::GET),
+                Pattern::parse(&format!("/r{i}/:id")).unwrap(),
+                i,
+            );
         }
         assert_eq!(found(&r, Method::GET, "/r499/1").unwrap().0, 499);
     }

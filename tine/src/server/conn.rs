@@ -200,7 +200,12 @@ impl Conn {
                 Pending::File(file) => {
                     while file.len > 0 {
                         let count = usize::try_from(file.len).unwrap_or(usize::MAX).min(1 << 30);
-                        match rustix::fs::sendfile(&self.stream, &file.file, Some(&mut file.offset), count) {
+                        match rustix::fs::sendfile(
+                            &self.stream,
+                            &file.file,
+                            Some(&mut file.offset),
+                            count,
+                        ) {
                             Ok(0) => return Flush::Failed, // the file shrank
                             Ok(n) => file.len -= n as u64,
                             Err(rustix::io::Errno::AGAIN) => return Flush::Blocked,

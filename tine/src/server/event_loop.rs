@@ -199,10 +199,10 @@ impl EventLoop {
         for (i, l) in self.listeners.iter_mut().enumerate() {
             if on && !l.registered {
                 let token = Token(LISTENER0 + i);
-                if let Err(e) = self
-                    .poll
-                    .registry()
-                    .register(&mut l.socket, token, Interest::READABLE)
+                if let Err(e) =
+                    self.poll
+                        .registry()
+                        .register(&mut l.socket, token, Interest::READABLE)
                 {
                     log::error!("cannot watch the listener: {e}");
                     continue;
@@ -330,7 +330,10 @@ impl EventLoop {
             return;
         }
         // A request that did not arrive in time: 408, then close.
-        let res = self.shared.app.error_response(None, StatusCode::REQUEST_TIMEOUT);
+        let res = self
+            .shared
+            .app
+            .error_response(None, StatusCode::REQUEST_TIMEOUT);
         lend_output(conn, &mut self.shared.spare_out);
         encode_response(conn, res, false, false, false, &self.shared.date);
         conn.rbuf.clear();
@@ -434,7 +437,8 @@ fn answer_buffered(conn: &mut Conn, shared: &mut Shared) -> bool {
             Decoded::NeedMore => break,
             Decoded::Continue => {
                 lend_output(conn, &mut shared.spare_out);
-                conn.wbuf.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                conn.wbuf
+                    .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                 produced = true;
             }
             Decoded::Error(status) => {
@@ -501,13 +505,28 @@ fn encode_response(
     } else {
         match body {
             Body::Empty => (Length::Fixed(0), None),
-            Body::Full(bytes) => (Length::Fixed(bytes.len() as u64), Some(Pending::Bytes(bytes))),
+            Body::Full(bytes) => (
+                Length::Fixed(bytes.len() as u64),
+                Some(Pending::Bytes(bytes)),
+            ),
             Body::File(file) => (Length::Fixed(file.len), Some(Pending::File(file))),
             Body::Stream(chunks) if http10 => {
                 keep_alive = false;
-                (Length::UntilClose, Some(Pending::Stream { chunks, chunked: false }))
+                (
+                    Length::UntilClose,
+                    Some(Pending::Stream {
+                        chunks,
+                        chunked: false,
+                    }),
+                )
             }
-            Body::Stream(chunks) => (Length::Chunked, Some(Pending::Stream { chunks, chunked: true })),
+            Body::Stream(chunks) => (
+                Length::Chunked,
+                Some(Pending::Stream {
+                    chunks,
+                    chunked: true,
+                }),
+            ),
         }
     };
     let connection = match (keep_alive, http10) {
@@ -515,7 +534,14 @@ fn encode_response(
         (true, true) => Connection::KeepAlive10,
         (true, false) => Connection::Default,
     };
-    encode_head(&mut conn.wbuf, status, &headers, length, connection, date.bytes());
+    encode_head(
+        &mut conn.wbuf,
+        status,
+        &headers,
+        length,
+        connection,
+        date.bytes(),
+    );
     if !is_head {
         match pending {
             Some(Pending::Bytes(bytes)) if bytes.len() <= INLINE_BODY => {

@@ -65,7 +65,8 @@ impl Wheel {
 
     /// Moves every entry due by `now` into `due`.
     pub(crate) fn expire(&mut self, now: Instant, due: &mut Vec<Entry>) {
-        let now_tick = (now.saturating_duration_since(self.start).as_nanos() / TICK.as_nanos()) as u64;
+        let now_tick =
+            (now.saturating_duration_since(self.start).as_nanos() / TICK.as_nanos()) as u64;
         while self.next_tick <= now_tick {
             let slot = &mut self.slots[(self.next_tick % SLOTS as u64) as usize];
             let current = self.next_tick;
@@ -84,7 +85,8 @@ impl Wheel {
     /// Time until the next tick boundary: the longest a poll may sleep.
     pub(crate) fn until_next_tick(&self, now: Instant) -> Duration {
         let next = self.start + TICK * (self.next_tick as u32);
-        next.saturating_duration_since(now).max(Duration::from_millis(1))
+        next.saturating_duration_since(now)
+            .max(Duration::from_millis(1))
     }
 }
 
@@ -116,9 +118,19 @@ mod tests {
         let tick = w.schedule(7, 3, far);
         let mut due = Vec::new();
         w.expire(t0 + TICK * 20, &mut due);
-        assert!(due.is_empty(), "an entry for a later lap must not fire early");
+        assert!(
+            due.is_empty(),
+            "an entry for a later lap must not fire early"
+        );
         w.expire(far, &mut due);
-        assert_eq!(due, [Entry { key: 7, generation: 3, tick }]);
+        assert_eq!(
+            due,
+            [Entry {
+                key: 7,
+                generation: 3,
+                tick
+            }]
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! ephemeral port on its own thread (no fork: this is a test process).
 //! Raw client helpers come from the shared `testkit` crate.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unused_imports, unreachable_pub)]
 
 use std::net::SocketAddr;
 use std::sync::mpsc;
@@ -20,5 +20,6 @@ pub fn serve(build: impl FnOnce() -> App + Send + 'static) -> SocketAddr {
         tx.send(server.local_addr()).unwrap();
         server.run().expect("server run");
     });
-    rx.recv_timeout(Duration::from_secs(10)).expect("server started")
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("server started")
 }
