@@ -247,7 +247,7 @@ run_load() { # round server port scenario: wrk or wsload, CPU measured around it
     before=$(tree_cpu_ticks "$SPID")
     if [[ $scenario == ws ]]; then
         if ! "${LOAD_PIN[@]}" "$WSLOAD" --url "ws://127.0.0.1:$port/ws/echo" --conns "$CONNS" \
-            --duration "$SECS" --size "$WS_SIZE" >"$LOGS/$tag.txt" 2>&1; then
+            --threads "$THREADS" --duration "$SECS" --size "$WS_SIZE" >"$LOGS/$tag.txt" 2>&1; then
             warn "$server: no WebSocket echo ($(tail -1 "$LOGS/$tag.txt")): ws skipped"
             return
         fi
@@ -312,13 +312,13 @@ set_config() {
 }
 
 # ----------------------------------------------------------------- main ---
-# Estimate: each load run takes SECS + ~2 s, an idle run ~8 s, a restart ~3 s.
+# Estimate (measured): a load run takes SECS + ~1.2 s, an idle run ~3-4 s, a restart ~2-3 s.
 per_round=0
 for server in "${present[@]}"; do
     per_round=$((per_round + 3))
     for scenario in $SCENARIOS; do
         supports "$server" "$scenario" || continue
-        if [[ $scenario == idle ]]; then per_round=$((per_round + 8)); else per_round=$((per_round + SECS + 2)); fi
+        if [[ $scenario == idle ]]; then per_round=$((per_round + 4)); else per_round=$((per_round + SECS + 1)); fi
     done
 done
 estimate=$((ROUNDS * $(wc -w <<<"$CONFIGS") * per_round / 60 + 1))

@@ -3,13 +3,14 @@
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::time::Instant;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
 use http::{Method, StatusCode};
 
 use crate::handler::{self, After, Before, ErrorHandler, Handler};
-use crate::http::{IntoResponse, Request, Response};
+use crate::http::{Extensions, IntoResponse, Request, Response};
 use crate::limits::Limits;
 use crate::middleware::Cors;
 use crate::router::{Match, Pattern, Router};
@@ -44,6 +45,12 @@ pub struct App {
     pub(crate) error_handler: Option<ErrorHandler>,
     pub(crate) limits: Limits,
     pub(crate) log_requests: bool,
+    pub(crate) workers: usize,
+    pub(crate) graceful_timeout: Duration,
+    pub(crate) join_existing: bool,
+    pub(crate) worker_init: Vec<Box<dyn Fn(&mut Extensions)>>,
+    /// What the worker-init hooks built, shared by every request.
+    pub(crate) state: Rc<Extensions>,
 }
 
 impl Default for App {
@@ -87,6 +94,11 @@ impl App {
             error_handler: None,
             limits: Limits::default(),
             log_requests: false,
+            workers: 1,
+            graceful_timeout: Duration::from_secs(30),
+            join_existing: false,
+            worker_init: Vec::new(),
+            state: Rc::new(Extensions::default()),
         }
     }
 
@@ -261,6 +273,71 @@ impl App {
     pub fn log_requests(mut self) -> Self {
         self.log_requests = true;
         self
+    }
+
+    /// Serves with `n` worker processes. With `n > 1`, [`serve`](App::serve)
+    /// makes the calling process a supervising master that forks `n`
+    /// workers, each with its own `SO_REUSEPORT` listener and event loop;
+    /// `n <= 1` serves in the calling process, with no fork. The
+    /// environment variable `TINE_WORKERS` (a number, or `auto` for the
+    /// number of available cores) overrides this at start-up.
+    ///
+    /// ```
+    /// let app = tine::App::new().workers(4);
+    /// ```
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
+    /// How long the master lets workers drain on a graceful stop (and
+    /// retired workers on reload or scale-down) before killing them.
+    /// Default 30 s.
+    pub fn graceful_timeout(mut self, timeout: Duration) -> Self {
+        self.graceful_timeout = timeout;
+        self
+    }
+
+    /// Joins an existing `SO_REUSEPORT` group on the address on purpose.
+    /// By default a master refuses to start when another process already
+    /// listens there, rather than silently sharing its traffic.
+    pub fn join_existing(mut self, join: bool) -> Self {
+        self.join_existing = join;
+        self
+    }
+
+    /// Runs `init` in each worker process after the fork (and once before
+    /// serving in single-process mode), for resources that must not cross a
+    /// fork: database connections, thread pools, RNG seeds. What it stores
+    /// is reachable from every request with [`Request::state`].
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use tine::{App, Request};
+    /// struct Counter(Cell<u64>);
+    /// let app = App::new()
+    ///     .on_worker_start(|state| { state.insert(Counter(Cell::new(0))); })
+    ///     .get("/hits", |req: &Request| {
+    ///         let c = req.state::<Counter>().unwrap();
+    ///         c.0.set(c.0.get() + 1);
+    ///         c.0.get().to_string()
+    ///     });
+    /// ```
+    pub fn on_worker_start<F>(mut self, init: F) -> Self
+    where
+        F: Fn(&mut Extensions) + 'static,
+    {
+        self.worker_init.push(Box::new(init));
+        self
+    }
+
+    /// Runs the worker-init hooks (in the process that will serve).
+    pub(crate) fn init_worker(&mut self) {
+        let mut state = Extensions::default();
+        for init in &self.worker_init {
+            init(&mut state);
+        }
+        self.state = Rc::new(state);
     }
 
     /// Replaces the [`Limits`].

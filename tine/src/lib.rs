@@ -55,7 +55,7 @@ pub use crate::error::Error;
 pub use crate::http::{Extensions, IntoResponse, Params, Request, RequestBuilder, Response};
 pub use crate::limits::Limits;
 pub use crate::middleware::Cors;
-pub use crate::server::Server;
+pub use crate::server::{worker, Server, WorkerInfo};
 pub use crate::static_files::StaticConfig;
 
 pub use ::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};

@@ -1,10 +1,13 @@
 //! WebSocket echo load client.
 //!
-//! `wsload --url ws://127.0.0.1:P/ws/echo --conns C --duration SECS --size BYTES`
+//! `wsload --url ws://127.0.0.1:P/ws/echo --conns C --threads T --duration SECS --size BYTES`
 //!
-//! Opens C connections (one thread each), then each sends a binary message of
-//! BYTES bytes, waits for its echo, and repeats until SECS have passed. Prints one
-//! line: `messages=.. seconds=.. msgs_per_sec=.. p50_us=.. p99_us=.. errors=..`.
+//! T threads share C connections. Each thread, in rounds until SECS have
+//! passed, sends one binary message of BYTES bytes on each of its connections,
+//! then reads every echo back: one message in flight per connection, few
+//! context switches, so the client stays cheap. Prints one line:
+//! `messages=.. seconds=.. msgs_per_sec=.. p50_us=.. p99_us=.. errors=..`
+//! (latency: send to echo received; errors: connections that failed).
 //! Exits 1 when no connection could be opened (the server has no WebSocket).
 
 use std::net::TcpStream;
@@ -16,18 +19,20 @@ use tungstenite::{Bytes, Message, WebSocket};
 struct Opts {
     url: String,
     conns: usize,
+    threads: usize,
     duration: Duration,
     size: usize,
 }
 
 fn parse_opts() -> Opts {
-    let mut opts = Opts { url: String::new(), conns: 64, duration: Duration::from_secs(10), size: 64 };
+    let mut opts = Opts { url: String::new(), conns: 64, threads: 1, duration: Duration::from_secs(10), size: 64 };
     let mut it = std::env::args().skip(1);
     while let (Some(flag), Some(value)) = (it.next(), it.next()) {
         let bad = || -> ! { fail(&format!("bad value for {flag}: {value}")) };
         match flag.as_str() {
             "--url" => opts.url = value.clone(),
             "--conns" => opts.conns = value.parse().unwrap_or_else(|_| bad()),
+            "--threads" => opts.threads = value.parse().unwrap_or_else(|_| bad()),
             "--size" => opts.size = value.parse().unwrap_or_else(|_| bad()),
             "--duration" => {
                 let secs: f64 = value.trim_end_matches('s').parse().unwrap_or_else(|_| bad());
@@ -36,9 +41,10 @@ fn parse_opts() -> Opts {
             _ => fail(&format!("unknown flag {flag}")),
         }
     }
-    if !opts.url.starts_with("ws://") || opts.conns == 0 {
-        fail("usage: wsload --url ws://HOST:PORT/PATH [--conns C] [--duration SECS] [--size BYTES]");
+    if !opts.url.starts_with("ws://") || opts.conns == 0 || opts.threads == 0 {
+        fail("usage: wsload --url ws://HOST:PORT/PATH [--conns C] [--threads T] [--duration SECS] [--size BYTES]");
     }
+    opts.threads = opts.threads.min(opts.conns);
     opts
 }
 
@@ -56,24 +62,31 @@ fn connect(url: &str) -> Result<WebSocket<TcpStream>, String> {
     Ok(ws)
 }
 
-/// One connection's echo loop; returns the round-trip latencies in microseconds.
-fn echo_loop(ws: &mut WebSocket<TcpStream>, size: usize, end: Instant) -> Result<Vec<u32>, String> {
+/// One thread's echo rounds over its connections; returns latencies in microseconds.
+fn echo_rounds(conns: &mut [WebSocket<TcpStream>], size: usize, end: Instant) -> Result<Vec<u32>, String> {
     let payload = Bytes::from(vec![b'x'; size]);
+    let mut sent_at = vec![Instant::now(); conns.len()];
     let mut latencies = Vec::with_capacity(1 << 16);
     while Instant::now() < end {
-        let start = Instant::now();
-        ws.send(Message::Binary(payload.clone())).map_err(|e| e.to_string())?;
-        loop {
-            match ws.read().map_err(|e| e.to_string())? {
-                Message::Binary(echo) if echo == payload => break,
-                Message::Ping(_) | Message::Pong(_) => continue,
-                other => return Err(format!("unexpected reply: {other:?}")),
-            }
+        for (ws, at) in conns.iter_mut().zip(&mut sent_at) {
+            *at = Instant::now();
+            ws.send(Message::Binary(payload.clone())).map_err(|e| e.to_string())?;
         }
-        latencies.push(start.elapsed().as_micros() as u32);
+        for (ws, at) in conns.iter_mut().zip(&sent_at) {
+            loop {
+                match ws.read().map_err(|e| e.to_string())? {
+                    Message::Binary(echo) if echo == payload => break,
+                    Message::Ping(_) | Message::Pong(_) => continue,
+                    other => return Err(format!("unexpected reply: {other:?}")),
+                }
+            }
+            latencies.push(at.elapsed().as_micros() as u32);
+        }
     }
-    let _ = ws.close(None);
-    let _ = ws.flush();
+    for ws in conns {
+        let _ = ws.close(None);
+        let _ = ws.flush();
+    }
     Ok(latencies)
 }
 
@@ -87,15 +100,17 @@ fn percentile(sorted: &[u32], p: f64) -> u32 {
 fn main() {
     let opts = parse_opts();
     // Every thread connects first; the clock starts once all are ready.
-    let ready = Arc::new(Barrier::new(opts.conns + 1));
-    let threads: Vec<_> = (0..opts.conns)
-        .map(|_| {
+    let ready = Arc::new(Barrier::new(opts.threads + 1));
+    let threads: Vec<_> = (0..opts.threads)
+        .map(|t| {
+            // Split the connections as evenly as possible over the threads.
+            let n = (opts.conns + opts.threads - 1 - t) / opts.threads;
             let (url, ready, size, duration) = (opts.url.clone(), ready.clone(), opts.size, opts.duration);
             std::thread::spawn(move || {
-                let ws = connect(&url);
+                let conns: Result<Vec<_>, _> = (0..n).map(|_| connect(&url)).collect();
                 ready.wait();
                 let end = Instant::now() + duration;
-                ws.and_then(|mut ws| echo_loop(&mut ws, size, end))
+                (n, conns.and_then(|mut conns| echo_rounds(&mut conns, size, end)))
             })
         })
         .collect();
@@ -106,12 +121,12 @@ fn main() {
     let mut first_error = None;
     for thread in threads {
         match thread.join().expect("load thread panicked") {
-            Ok(latencies) => {
-                connected += 1;
+            (n, Ok(latencies)) => {
+                connected += n;
                 all.extend(latencies);
             }
-            Err(e) => {
-                errors += 1;
+            (n, Err(e)) => {
+                errors += n;
                 first_error.get_or_insert(e);
             }
         }

@@ -30,10 +30,20 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     bind: SocketAddr,
-    /// Worker processes (multi-process serving lands with the workers
-    /// issue; today the server runs in one process).
+    /// Worker processes: >1 forks a master and that many workers;
+    /// 0 or 1 serves in this process (TINE_WORKERS overrides).
     #[arg(long, default_value_t = 1)]
     workers: usize,
+    /// Join an existing SO_REUSEPORT group on the address on purpose.
+    #[arg(long)]
+    join_existing: bool,
+    /// Testing aid: every worker exits with status 1 at start-up (to check
+    /// the master's crash-loop backoff).
+    #[arg(long, hide = true)]
+    crash_on_start: bool,
+    /// Graceful-stop timeout of the master, in milliseconds.
+    #[arg(long)]
+    graceful_timeout_ms: Option<u64>,
     /// Serve this directory under /static/.
     #[arg(long = "static")]
     static_dir: Option<std::path::PathBuf>,
@@ -86,7 +96,7 @@ fn echo(req: &Request) -> Response {
 }
 
 fn pid(_: &Request) -> Response {
-    Response::text(std::process::id().to_string())
+    Response::text(tine::worker().pid.to_string())
 }
 
 fn sleep(req: &Request) -> Result<Response, tine::Error> {
@@ -133,7 +143,6 @@ fn main() -> ExitCode {
     if let Some(ms) = args.drain_timeout_ms {
         limits.drain_timeout = Duration::from_millis(ms);
     }
-    let _ = args.workers;
     let mut app = App::new()
         .get("/plaintext", plaintext)
         .get("/json", json)
@@ -152,7 +161,15 @@ fn main() -> ExitCode {
                 status.canonical_reason().unwrap_or("")
             ))
         })
-        .limits(limits);
+        .limits(limits)
+        .workers(args.workers)
+        .join_existing(args.join_existing);
+    if let Some(ms) = args.graceful_timeout_ms {
+        app = app.graceful_timeout(Duration::from_millis(ms));
+    }
+    if args.crash_on_start {
+        app = app.on_worker_start(|_| std::process::exit(1));
+    }
     if let Some(dir) = &args.static_dir {
         app = app.static_dir("/static", dir);
     }

@@ -43,6 +43,7 @@ pub struct Request {
     params: Params,
     peer: SocketAddr,
     extensions: Extensions,
+    state: Option<Rc<Extensions>>,
 }
 
 impl Request {
@@ -69,6 +70,7 @@ impl Request {
             params: Params::default(),
             peer,
             extensions: Extensions::default(),
+            state: None,
         })
     }
 
@@ -239,6 +241,16 @@ impl Request {
             .filter_map(|v| v.to_str().ok())
             .flat_map(cookie::Cookie::split_parse_encoded)
             .filter_map(Result::ok)
+    }
+
+    /// Per-worker state of type `T`, built by
+    /// [`App::on_worker_start`](crate::App::on_worker_start).
+    pub fn state<T: 'static>(&self) -> Option<&T> {
+        self.state.as_deref()?.get()
+    }
+
+    pub(crate) fn set_state(&mut self, state: Rc<Extensions>) {
+        self.state = Some(state);
     }
 
     /// The address of the client (the TCP peer).

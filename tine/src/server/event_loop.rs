@@ -19,6 +19,7 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use super::conn::{Conn, Flush, Pending, Phase};
+use super::control::{self, Channel, Msg, SendNoSignal};
 use super::timer::{Entry, Wheel};
 use crate::app::App;
 use crate::http::date::DateCache;
@@ -27,6 +28,8 @@ use crate::http::parse::Decoded;
 use crate::http::{Body, Request, Response};
 
 const SIGNALS: Token = Token(usize::MAX);
+/// The control channel to the master (worker processes only).
+const CONTROL: Token = Token(usize::MAX - 1);
 /// Listener `i` has token `LISTENER0 + i`; connection keys stay below.
 const LISTENER0: usize = usize::MAX / 2;
 /// Size of the read scratch buffer: one read takes at most this much.
@@ -39,12 +42,24 @@ const OUT_BATCH: usize = 256 * 1024;
 /// How long a closing connection waits for the peer to close after our
 /// last response before closing anyway.
 const LINGER: Duration = Duration::from_secs(2);
+/// How long a connection idle during a drain is kept before it is closed.
+const DRAIN_IDLE: Duration = Duration::from_secs(1);
 /// Pause in accepting after the process ran out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 struct Listener {
     socket: TcpListener,
+    /// This process accepts on it (a worker holds every listener of the
+    /// master but accepts only on its own, plus adopted ones).
+    active: bool,
     registered: bool,
+}
+
+/// A worker's link to its master: READY/ADOPT messages, and EOF when the
+/// master is gone.
+struct MasterLink {
+    stream: mio::net::UnixStream,
+    channel: Channel,
 }
 
 /// Buffers and settings shared by all connections of the loop, split from
@@ -79,10 +94,18 @@ pub(crate) struct EventLoop {
     /// Accepting is paused (descriptor exhaustion) until then.
     accept_resume: Option<Instant>,
     signals: Signals,
+    master: Option<MasterLink>,
 }
 
 impl EventLoop {
-    pub(crate) fn new(app: App, listeners: Vec<TcpListener>) -> io::Result<Self> {
+    /// A loop accepting on `listeners[i]` for each `i` in `active`; a
+    /// worker also gets its control channel to the master.
+    pub(crate) fn new(
+        app: App,
+        listeners: Vec<TcpListener>,
+        active: &[usize],
+        control: Option<std::os::unix::net::UnixStream>,
+    ) -> io::Result<Self> {
         let poll = Poll::new()?;
         let mut signals = Signals::new([SIGINT, SIGTERM])?;
         poll.registry()
@@ -92,8 +115,10 @@ impl EventLoop {
             poll,
             listeners: listeners
                 .into_iter()
-                .map(|socket| Listener {
+                .enumerate()
+                .map(|(i, socket)| Listener {
                     socket,
+                    active: active.contains(&i),
                     registered: false,
                 })
                 .collect(),
@@ -112,8 +137,23 @@ impl EventLoop {
             drain_deadline: None,
             accept_resume: None,
             signals,
+            master: None,
         };
         this.set_accepting(true);
+        if let Some(control) = control {
+            control.set_nonblocking(true)?;
+            let mut stream = mio::net::UnixStream::from_std(control);
+            this.poll.registry().register(
+                &mut stream,
+                CONTROL,
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            this.master = Some(MasterLink {
+                stream,
+                channel: Channel::new(),
+            });
+            this.tell_master_ready();
+        }
         Ok(this)
     }
 
@@ -136,6 +176,7 @@ impl EventLoop {
                             self.begin_drain();
                         }
                     }
+                    CONTROL => self.on_control(),
                     Token(t) if t >= LISTENER0 => self.accept(t - LISTENER0),
                     Token(key) => {
                         if let Some(conn) = self.conns.get_mut(key) {
@@ -186,7 +227,7 @@ impl EventLoop {
             .map(|(k, _)| k)
             .collect();
         for key in idle {
-            self.close(key);
+            self.set_deadline(key, self.now + DRAIN_IDLE);
         }
         log::info!(
             "stop requested: draining {} connection(s)",
@@ -194,10 +235,61 @@ impl EventLoop {
         );
     }
 
+    /// Tells the master this worker is accepting (at start and after an
+    /// adoption).
+    fn tell_master_ready(&mut self) {
+        if let Some(link) = &mut self.master {
+            link.channel.queue(control::READY, &[]);
+            if let Err(e) = link.channel.flush_to(&mut SendNoSignal(&link.stream)) {
+                log::warn!("control channel: {e}");
+            }
+        }
+    }
+
+    fn on_control(&mut self) {
+        let Some(link) = &mut self.master else {
+            return;
+        };
+        let mut messages = Vec::new();
+        let eof = match link.channel.receive(&mut link.stream, |m| messages.push(m)) {
+            Ok(eof) => eof,
+            Err(e) => {
+                log::warn!("control channel: {e}");
+                true
+            }
+        };
+        let _ = link.channel.flush_to(&mut SendNoSignal(&link.stream));
+        for msg in messages {
+            match msg {
+                Msg::Adopt(index) => {
+                    let index = index as usize;
+                    if let Some(l) = self.listeners.get_mut(index) {
+                        log::info!("adopting listener {index}");
+                        l.active = true;
+                        self.set_accepting(true);
+                        self.tell_master_ready();
+                    }
+                }
+                Msg::Malformed { .. } => {
+                    log::error!("malformed control message; stopping");
+                    self.begin_drain();
+                }
+                _ => {}
+            }
+        }
+        if eof {
+            log::warn!("the master is gone; draining and exiting");
+            if let Some(mut link) = self.master.take() {
+                let _ = self.poll.registry().deregister(&mut link.stream);
+            }
+            self.begin_drain();
+        }
+    }
+
     fn set_accepting(&mut self, on: bool) {
         let on = on && self.drain_deadline.is_none() && self.accept_resume.is_none();
         for (i, l) in self.listeners.iter_mut().enumerate() {
-            if on && !l.registered {
+            if on && l.active && !l.registered {
                 let token = Token(LISTENER0 + i);
                 if let Err(e) =
                     self.poll
@@ -265,9 +357,7 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if drive_conn(conn, &mut self.shared) == Next::Close
-            || (self.shared.draining && conn.idle())
-        {
+        if drive_conn(conn, &mut self.shared) == Next::Close {
             self.close(key);
             return;
         }
@@ -280,6 +370,11 @@ impl EventLoop {
             started + limits.header_timeout
         } else if conn.decoder.mid_request() {
             self.now + limits.idle_timeout
+        } else if self.shared.draining {
+            // Idle while draining: close soon, but not at once, so a client
+            // that is sending its next request right now gets an answer
+            // (with `Connection: close`) instead of a closed socket.
+            self.now + DRAIN_IDLE
         } else if conn.served == 0 {
             conn.last_active + limits.header_timeout
         } else {
@@ -348,7 +443,7 @@ impl EventLoop {
         let _ = self.poll.registry().deregister(&mut conn.stream);
         drop(conn);
         if self.conns.len() < self.shared.app.limits.max_connections
-            && self.listeners.iter().any(|l| !l.registered)
+            && self.listeners.iter().any(|l| l.active && !l.registered)
         {
             self.set_accepting(true);
         }
@@ -461,7 +556,10 @@ fn answer_buffered(conn: &mut Conn, shared: &mut Shared) -> bool {
                     body,
                     conn.peer,
                 ) {
-                    Ok(mut req) => shared.app.handle(&mut req),
+                    Ok(mut req) => {
+                        req.set_state(shared.app.state.clone());
+                        shared.app.handle(&mut req)
+                    }
                     Err(status) => shared.app.error_response(None, status),
                 };
                 lend_output(conn, &mut shared.spare_out);

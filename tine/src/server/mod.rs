@@ -1,18 +1,51 @@
 //! The server: listening sockets, the per-process event loop, and (with
 //! several workers) the supervising master. Only this module touches file
-//! descriptors.
+//! descriptors; the master knows nothing of HTTP.
 
 mod conn;
+mod control;
 mod event_loop;
 mod listener;
+mod master;
+mod sys;
 mod timer;
 
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::app::App;
 use crate::handler;
+
+static WORKER_INDEX: AtomicUsize = AtomicUsize::new(0);
+static WORKER_COUNT: AtomicUsize = AtomicUsize::new(1);
+
+/// Which process is serving: see [`worker`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerInfo {
+    /// The worker's slot, `0..count` (0 in single-process mode). A
+    /// replacement worker takes the slot of the one it replaces.
+    pub index: usize,
+    /// The number of worker slots configured at start-up.
+    pub count: usize,
+    /// This process's id.
+    pub pid: u32,
+}
+
+/// The serving process's worker slot and pid.
+///
+/// ```
+/// let me = tine::worker();
+/// assert_eq!(me.pid, std::process::id());
+/// ```
+pub fn worker() -> WorkerInfo {
+    WorkerInfo {
+        index: WORKER_INDEX.load(Ordering::Relaxed),
+        count: WORKER_COUNT.load(Ordering::Relaxed),
+        pid: std::process::id(),
+    }
+}
 
 /// A bound server, ready to [`run`](Server::run). Made by [`App::bind`].
 ///
@@ -23,25 +56,51 @@ use crate::handler;
 /// ```
 pub struct Server {
     app: App,
-    listener: std::net::TcpListener,
+    listeners: Vec<std::net::TcpListener>,
     addr: SocketAddr,
+    workers: usize,
 }
 
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Server").field("addr", &self.addr).finish()
+        f.debug_struct("Server")
+            .field("addr", &self.addr)
+            .field("workers", &self.workers)
+            .finish()
+    }
+}
+
+/// The worker count: `TINE_WORKERS` (a number or `auto`) wins over the
+/// builder's value.
+fn resolve_workers(configured: usize) -> io::Result<usize> {
+    match std::env::var("TINE_WORKERS") {
+        Ok(v) if v.trim() == "auto" => Ok(std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)),
+        Ok(v) => v.trim().parse().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("tine: TINE_WORKERS must be a number or \"auto\", not {v:?}"),
+            )
+        }),
+        Err(_) => Ok(configured),
     }
 }
 
 impl Server {
     pub(crate) fn bind(app: App, addr: SocketAddr) -> io::Result<Server> {
-        let listener =
-            listener::bind(addr, false).map_err(|e| listener::describe_bind_error(addr, e))?;
-        let addr = listener.local_addr()?;
+        let workers = resolve_workers(app.workers)?;
+        let listeners = if workers > 1 {
+            master::bind_listeners(addr, workers, &master_config(&app, workers))?
+        } else {
+            vec![master::bind_single(addr, listener::BACKLOG)?]
+        };
+        let addr = listeners[0].local_addr()?;
         Ok(Server {
             app,
-            listener,
+            listeners,
             addr,
+            workers,
         })
     }
 
@@ -53,10 +112,87 @@ impl Server {
     /// Serves until SIGINT or SIGTERM, then stops accepting, finishes
     /// in-flight requests (up to [`Limits::drain_timeout`](crate::Limits))
     /// and returns.
+    ///
+    /// With several workers the calling process becomes the master: it
+    /// forks the workers, replaces any that die, and handles the signals
+    /// listed in the README (`TERM`/`INT` graceful stop, `QUIT` immediate
+    /// stop, `HUP` rolling restart, `TTIN`/`TTOU` one worker more or
+    /// fewer). It refuses to fork if the process already runs other
+    /// threads.
     pub fn run(self) -> io::Result<()> {
         handler::install_panic_hook();
-        let listener = mio::net::TcpListener::from_std(self.listener);
-        log::info!("listening on http://{}", self.addr);
-        event_loop::EventLoop::new(self.app, vec![listener])?.run()
+        let Server {
+            mut app,
+            listeners,
+            addr,
+            workers,
+        } = self;
+        if workers <= 1 {
+            log::info!("listening on http://{addr} (single process)");
+            app.init_worker();
+            let listeners = listeners
+                .into_iter()
+                .map(mio::net::TcpListener::from_std)
+                .collect();
+            return event_loop::EventLoop::new(app, listeners, &[0], None)?.run();
+        }
+        log::info!("listening on http://{addr} with {workers} workers");
+        WORKER_COUNT.store(workers, Ordering::Relaxed);
+        let config = master_config(&app, workers);
+        let mut app = Some(app);
+        let code = master::run_master(listeners, config, &mut |start| {
+            worker_main(app.take(), start)
+        })?;
+        if code == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "tine: master exited with status {code}"
+            )))
+        }
+    }
+}
+
+fn master_config(app: &App, workers: usize) -> master::MasterConfig {
+    master::MasterConfig {
+        workers,
+        graceful_timeout: app.graceful_timeout,
+        join_existing: app.join_existing,
+        backlog: listener::BACKLOG,
+        ..master::MasterConfig::default()
+    }
+}
+
+/// The body of a forked worker: per-worker init, then the event loop.
+fn worker_main(app: Option<App>, start: master::WorkerStart) -> i32 {
+    let Some(mut app) = app else {
+        log::error!("worker started without an app");
+        return 1;
+    };
+    WORKER_INDEX.store(start.index, Ordering::Relaxed);
+    log::debug!(
+        "worker {} (pid {}) of master {} starting",
+        start.index,
+        std::process::id(),
+        start.master_pid
+    );
+    app.init_worker();
+    let listeners = start
+        .listeners
+        .into_iter()
+        .map(mio::net::TcpListener::from_std)
+        .collect();
+    let result = event_loop::EventLoop::new(app, listeners, &start.active, Some(start.control))
+        .and_then(|event_loop| {
+            // Handlers exist now: let the signals the master blocked in.
+            master::worker_signals_ready();
+            event_loop.run()
+        });
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            log::error!("worker {}: {e}", start.index);
+            1
+        }
     }
 }

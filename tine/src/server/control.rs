@@ -1,0 +1,514 @@
+//! The control channel between the master and each worker.
+//!
+//! Every worker gets one end of a Unix socketpair ([`WorkerStart::control`]);
+//! the master keeps the other. Both sides speak the same framing:
+//!
+//! ```text
+//! [kind: u8][len: u32 little-endian][payload: len bytes]
+//! ```
+//!
+//! Kinds:
+//!
+//! | kind | direction | payload | meaning |
+//! |---|---|---|---|
+//! | [`READY`] (1) | worker → master | empty | sent once when the worker has registered its initial listeners and is accepting, and once more after handling each [`ADOPT`] |
+//! | [`ADOPT`] (2) | master → worker | listener index, `u32` LE | also accept on `listeners[index]` (scale-down hand-over); answer with [`READY`] |
+//! | [`PUBLISH`] (3) | worker → master → other workers | opaque | relayed verbatim by the master to every other live worker (provisional: reserved for the pub/sub issue) |
+//!
+//! Unknown kinds decode to [`Msg::Other`] so that either side can skip them.
+//! End-of-file on the channel means the peer is gone: a worker that reads EOF
+//! treats it as "the master died", stops accepting, drains and exits.
+//!
+//! [`Channel`] is a small buffer pair (inbound bytes, bounded outbound queue)
+//! that both sides can drive from a non-blocking socket registered in their
+//! mio `Poll`. Writes should go through [`SendNoSignal`] so that a peer that
+//! died never raises `SIGPIPE`.
+//!
+//! [`WorkerStart::control`]: super::master::WorkerStart::control
+
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+
+use nix::sys::socket::{send, MsgFlags};
+
+/// Worker → master: "my listeners are registered and I am accepting".
+/// Sent once at start-up and once after handling each [`ADOPT`].
+pub(crate) const READY: u8 = 1;
+/// Master → worker: "also accept on this listener index" (payload: `u32` LE).
+pub(crate) const ADOPT: u8 = 2;
+/// Relayed by the master to every other live worker (reserved for pub/sub).
+pub(crate) const PUBLISH: u8 = 3;
+
+/// Bytes in a frame header: one kind byte and a `u32` LE payload length.
+pub(crate) const HEADER_LEN: usize = 5;
+/// Largest payload either side accepts; a larger length is [`Msg::Malformed`].
+pub(crate) const MAX_PAYLOAD: usize = 1 << 20;
+/// Upper bound on the bytes queued for one peer; [`Channel::queue`] refuses
+/// a frame that would exceed it (the caller logs and drops it).
+pub(crate) const MAX_OUTBOUND: usize = 4 << 20;
+
+/// A decoded control message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Msg {
+    /// See [`READY`].
+    Ready,
+    /// See [`ADOPT`]: the listener index to accept on as well.
+    Adopt(u32),
+    /// See [`PUBLISH`]: an opaque payload to relay.
+    Publish(Vec<u8>),
+    /// A kind this version does not know; skip it.
+    Other {
+        /// The frame's kind byte.
+        kind: u8,
+        /// The frame's payload.
+        payload: Vec<u8>,
+    },
+    /// A frame that can never be valid (length over [`MAX_PAYLOAD`], or an
+    /// `ADOPT` whose payload is not 4 bytes). The stream is out of sync
+    /// afterwards: close the channel.
+    Malformed {
+        /// The frame's kind byte.
+        kind: u8,
+        /// The length the header announced.
+        len: usize,
+    },
+}
+
+impl Msg {
+    /// Appends this message's frame to `out`.
+    ///
+    /// # Panics
+    ///
+    /// On [`Msg::Malformed`], which is never sent.
+    #[cfg(test)]
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Msg::Ready => encode(READY, &[], out),
+            Msg::Adopt(index) => encode(ADOPT, &index.to_le_bytes(), out),
+            Msg::Publish(payload) => encode(PUBLISH, payload, out),
+            Msg::Other { kind, payload } => encode(*kind, payload, out),
+            Msg::Malformed { .. } => panic!("a malformed message is never encoded"),
+        }
+    }
+}
+
+/// Appends one frame `[kind][len u32 LE][payload]` to `out`.
+///
+/// # Panics
+///
+/// If `payload` is longer than [`MAX_PAYLOAD`].
+pub(crate) fn encode(kind: u8, payload: &[u8], out: &mut Vec<u8>) {
+    assert!(
+        payload.len() <= MAX_PAYLOAD,
+        "control payload of {} bytes exceeds MAX_PAYLOAD",
+        payload.len()
+    );
+    out.reserve(HEADER_LEN + payload.len());
+    out.push(kind);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Decodes the first frame in `buf`.
+///
+/// Returns `None` while the frame is incomplete, otherwise the message and
+/// the number of bytes it used. A header announcing more than
+/// [`MAX_PAYLOAD`] bytes yields [`Msg::Malformed`] consuming the whole
+/// buffer: the caller should close the channel.
+pub(crate) fn decode(buf: &[u8]) -> Option<(Msg, usize)> {
+    if buf.len() < HEADER_LEN {
+        return None;
+    }
+    let kind = buf[0];
+    let len = u32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+    if len > MAX_PAYLOAD {
+        return Some((Msg::Malformed { kind, len }, buf.len()));
+    }
+    let end = HEADER_LEN + len;
+    if buf.len() < end {
+        return None;
+    }
+    let payload = &buf[HEADER_LEN..end];
+    let msg = match kind {
+        READY => Msg::Ready,
+        ADOPT => match <[u8; 4]>::try_from(payload) {
+            Ok(b) => Msg::Adopt(u32::from_le_bytes(b)),
+            Err(_) => Msg::Malformed { kind, len },
+        },
+        PUBLISH => Msg::Publish(payload.to_vec()),
+        _ => Msg::Other {
+            kind,
+            payload: payload.to_vec(),
+        },
+    };
+    Some((msg, end))
+}
+
+/// Inbound buffer plus bounded outbound queue for one end of the channel.
+///
+/// Typical use from a mio loop (the socket is non-blocking and registered
+/// for `READABLE | WRITABLE`, edge-triggered):
+///
+/// ```ignore
+/// let mut chan = Channel::new();
+/// chan.queue(READY, &[]);
+/// chan.flush_to(&mut SendNoSignal(&sock))?;
+/// // on a readable event for the control token:
+/// let eof = chan.receive(&mut sock, |msg| match msg {
+///     Msg::Adopt(index) => { /* register listeners[index], then queue READY */ }
+///     _ => {}
+/// })?;
+/// if eof { /* the master died: stop accepting, drain, exit */ }
+/// ```
+#[derive(Debug, Default)]
+pub(crate) struct Channel {
+    inbuf: Vec<u8>,
+    outbuf: Vec<u8>,
+    out_pos: usize,
+}
+
+impl Channel {
+    /// An empty channel buffer.
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads everything currently available from `r` (until `WouldBlock` or
+    /// EOF) and calls `f` for each complete message, in order. Returns
+    /// `Ok(true)` on EOF (the peer is gone). Inbound memory stays bounded by
+    /// one maximal frame. After `f` has seen [`Msg::Malformed`] the caller
+    /// should stop using the channel.
+    pub(crate) fn receive<R: Read>(
+        &mut self,
+        r: &mut R,
+        mut f: impl FnMut(Msg),
+    ) -> io::Result<bool> {
+        let cap = HEADER_LEN + MAX_PAYLOAD;
+        let mut chunk = [0u8; 8192];
+        loop {
+            let room = cap.saturating_sub(self.inbuf.len()).clamp(1, chunk.len());
+            let n = match r.read(&mut chunk[..room]) {
+                Ok(0) => {
+                    self.drain_msgs(&mut f);
+                    return Ok(true);
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.inbuf.extend_from_slice(&chunk[..n]);
+            self.drain_msgs(&mut f);
+        }
+        Ok(false)
+    }
+
+    /// Takes the next complete message out of the inbound buffer, if any.
+    /// Mostly for tests; [`Channel::receive`] calls it for you.
+    pub(crate) fn next_msg(&mut self) -> Option<Msg> {
+        let (msg, used) = decode(&self.inbuf)?;
+        self.inbuf.drain(..used);
+        Some(msg)
+    }
+
+    /// Appends raw received bytes to the inbound buffer (for tests and for
+    /// callers that do their own reads).
+    #[cfg(test)]
+    pub(crate) fn push_inbound(&mut self, bytes: &[u8]) {
+        self.inbuf.extend_from_slice(bytes);
+    }
+
+    fn drain_msgs(&mut self, f: &mut impl FnMut(Msg)) {
+        while let Some(msg) = self.next_msg() {
+            f(msg);
+        }
+    }
+
+    /// Queues one frame for sending. Returns `false` (and queues nothing)
+    /// when the frame is over [`MAX_PAYLOAD`] or the queue would exceed
+    /// [`MAX_OUTBOUND`]: a slow or stuck peer cannot make the sender grow
+    /// without bound.
+    pub(crate) fn queue(&mut self, kind: u8, payload: &[u8]) -> bool {
+        if payload.len() > MAX_PAYLOAD
+            || self.pending_out() + HEADER_LEN + payload.len() > MAX_OUTBOUND
+        {
+            return false;
+        }
+        if self.out_pos > 0 && self.out_pos == self.outbuf.len() {
+            self.outbuf.clear();
+            self.out_pos = 0;
+        }
+        encode(kind, payload, &mut self.outbuf);
+        true
+    }
+
+    /// Bytes queued but not yet written.
+    pub(crate) fn pending_out(&self) -> usize {
+        self.outbuf.len() - self.out_pos
+    }
+
+    /// Writes queued bytes to `w` until the queue is empty or `w` would
+    /// block (the rest goes out on the next writable event).
+    pub(crate) fn flush_to<W: Write>(&mut self, w: &mut W) -> io::Result<()> {
+        while self.out_pos < self.outbuf.len() {
+            match w.write(&self.outbuf[self.out_pos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if self.out_pos == self.outbuf.len() {
+            self.outbuf.clear();
+            self.out_pos = 0;
+        } else if self.out_pos > 64 * 1024 {
+            self.outbuf.drain(..self.out_pos);
+            self.out_pos = 0;
+        }
+        Ok(())
+    }
+}
+
+/// A `Write` adapter that sends on a socket with `MSG_NOSIGNAL`, so writing
+/// to a peer that has died returns `EPIPE` instead of raising `SIGPIPE`.
+#[derive(Debug)]
+pub(crate) struct SendNoSignal<'a, F: AsFd>(pub &'a F);
+
+impl<F: AsFd> Write for SendNoSignal<'_, F> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        send(self.0.as_fd().as_raw_fd(), buf, MsgFlags::MSG_NOSIGNAL).map_err(io::Error::from)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_all_kinds() {
+        let msgs = [
+            Msg::Ready,
+            Msg::Adopt(7),
+            Msg::Adopt(u32::MAX),
+            Msg::Publish(b"hello".to_vec()),
+            Msg::Publish(Vec::new()),
+            Msg::Other {
+                kind: 200,
+                payload: vec![1, 2, 3],
+            },
+        ];
+        let mut buf = Vec::new();
+        for m in &msgs {
+            m.encode(&mut buf);
+        }
+        let mut at = 0;
+        for m in &msgs {
+            let (got, used) = decode(&buf[at..]).expect("complete frame");
+            assert_eq!(&got, m);
+            at += used;
+        }
+        assert_eq!(at, buf.len());
+        assert_eq!(decode(&buf[at..]), None);
+    }
+
+    #[test]
+    fn wire_format_is_kind_len_le_payload() {
+        let mut buf = Vec::new();
+        encode(ADOPT, &3u32.to_le_bytes(), &mut buf);
+        assert_eq!(buf, [2, 4, 0, 0, 0, 3, 0, 0, 0]);
+        buf.clear();
+        encode(READY, &[], &mut buf);
+        assert_eq!(buf, [1, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn partial_frames_need_more() {
+        let mut buf = Vec::new();
+        Msg::Publish(vec![9; 100]).encode(&mut buf);
+        for cut in 0..buf.len() {
+            assert_eq!(decode(&buf[..cut]), None, "cut at {cut}");
+        }
+        assert!(decode(&buf).is_some());
+    }
+
+    #[test]
+    fn byte_by_byte_channel_delivers_in_order() {
+        let mut wire = Vec::new();
+        Msg::Ready.encode(&mut wire);
+        Msg::Adopt(2).encode(&mut wire);
+        Msg::Ready.encode(&mut wire);
+        let mut chan = Channel::new();
+        let mut got = Vec::new();
+        for b in &wire {
+            chan.push_inbound(std::slice::from_ref(b));
+            while let Some(m) = chan.next_msg() {
+                got.push(m);
+            }
+        }
+        assert_eq!(got, [Msg::Ready, Msg::Adopt(2), Msg::Ready]);
+    }
+
+    #[test]
+    fn oversized_and_bad_adopt_are_malformed() {
+        let mut buf = vec![PUBLISH];
+        buf.extend_from_slice(&((MAX_PAYLOAD as u32) + 1).to_le_bytes());
+        assert_eq!(
+            decode(&buf),
+            Some((
+                Msg::Malformed {
+                    kind: PUBLISH,
+                    len: MAX_PAYLOAD + 1
+                },
+                buf.len()
+            ))
+        );
+        let mut buf = Vec::new();
+        encode(ADOPT, &[1, 2], &mut buf);
+        assert_eq!(
+            decode(&buf),
+            Some((
+                Msg::Malformed {
+                    kind: ADOPT,
+                    len: 2
+                },
+                7
+            ))
+        );
+    }
+
+    /// A reader that returns at most `step` bytes, then `WouldBlock` once,
+    /// alternating, and EOF at the end.
+    struct Trickle {
+        data: Vec<u8>,
+        pos: usize,
+        step: usize,
+        block_next: bool,
+    }
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.block_next {
+                self.block_next = false;
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.block_next = true;
+            let n = self.step.min(buf.len()).min(self.data.len() - self.pos);
+            buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+            self.pos += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn receive_reports_eof_after_last_message() {
+        let mut wire = Vec::new();
+        for i in 0..50 {
+            Msg::Adopt(i).encode(&mut wire);
+        }
+        let mut r = Trickle {
+            data: wire,
+            pos: 0,
+            step: 3,
+            block_next: false,
+        };
+        let mut chan = Channel::new();
+        let mut got = Vec::new();
+        let mut eof = false;
+        for _ in 0..10_000 {
+            eof = chan.receive(&mut r, |m| got.push(m)).unwrap();
+            if eof {
+                break;
+            }
+        }
+        assert!(eof);
+        assert_eq!(got, (0..50).map(Msg::Adopt).collect::<Vec<_>>());
+    }
+
+    /// A writer that accepts `cap` bytes, then blocks.
+    struct Limited {
+        out: Vec<u8>,
+        cap: usize,
+    }
+
+    impl Write for Limited {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let room = self.cap - self.out.len();
+            if room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = room.min(buf.len());
+            self.out.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn outbound_queue_is_bounded_and_resumes() {
+        let mut chan = Channel::new();
+        let payload = vec![7u8; 1000];
+        let mut queued = 0;
+        while chan.queue(PUBLISH, &payload) {
+            queued += 1;
+            assert!(queued < 100_000, "queue never filled");
+        }
+        assert!(chan.pending_out() <= MAX_OUTBOUND);
+        assert_eq!(queued, MAX_OUTBOUND / (HEADER_LEN + payload.len()));
+        // Oversized payloads are refused outright.
+        assert!(!Channel::new().queue(PUBLISH, &vec![0; MAX_PAYLOAD + 1]));
+
+        let mut w = Limited {
+            out: Vec::new(),
+            cap: 10_000,
+        };
+        chan.flush_to(&mut w).unwrap();
+        assert_eq!(chan.pending_out(), queued * 1005 - 10_000);
+        assert!(chan.queue(READY, &[]), "room again after a partial flush");
+        w.cap = usize::MAX;
+        chan.flush_to(&mut w).unwrap();
+        assert_eq!(chan.pending_out(), 0);
+        let mut rx = Channel::new();
+        rx.push_inbound(&w.out);
+        let mut n = 0;
+        while let Some(m) = rx.next_msg() {
+            if n < queued {
+                assert_eq!(m, Msg::Publish(payload.clone()));
+            } else {
+                assert_eq!(m, Msg::Ready);
+            }
+            n += 1;
+        }
+        assert_eq!(n, queued + 1);
+    }
+
+    #[test]
+    fn socketpair_roundtrip_without_sigpipe() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        b.set_nonblocking(true).unwrap();
+        let mut ca = Channel::new();
+        assert!(ca.queue(READY, &[]));
+        assert!(ca.queue(ADOPT, &5u32.to_le_bytes()));
+        ca.flush_to(&mut SendNoSignal(&a)).unwrap();
+        let mut cb = Channel::new();
+        let mut got = Vec::new();
+        let mut rb = &b;
+        assert!(!cb.receive(&mut rb, |m| got.push(m)).unwrap());
+        assert_eq!(got, [Msg::Ready, Msg::Adopt(5)]);
+        drop(b);
+        assert!(ca.queue(READY, &[]));
+        let err = ca.flush_to(&mut SendNoSignal(&a)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+        let mut ra = &a;
+        assert!(Channel::new().receive(&mut ra, |_| ()).unwrap(), "EOF");
+    }
+}
