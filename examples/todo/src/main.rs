@@ -1,0 +1,3 @@
+//! The todo example (being built).
+
+fn main() {}
