@@ -16,6 +16,15 @@ use crate::middleware::Cors;
 use crate::router::{Match, Pattern, Router};
 use crate::server::Server;
 use crate::static_files::{self, Mount, Outcome, StaticConfig};
+use crate::ws::{handshake, WebSocket, WsConfig, WsEvent, WsHandler};
+
+/// What the server does with a request.
+pub(crate) enum Answer {
+    /// Send this response.
+    Response(Response),
+    /// Send this `101` and switch the connection to WebSocket.
+    Upgrade(Response, WsHandler),
+}
 
 /// A tine application: routes, middleware and settings.
 ///
@@ -40,6 +49,8 @@ use crate::static_files::{self, Mount, Outcome, StaticConfig};
 /// ```
 pub struct App {
     pub(crate) router: Router<Handler>,
+    pub(crate) ws_router: Router<WsHandler>,
+    pub(crate) ws_config: WsConfig,
     pub(crate) before: Vec<Before>,
     pub(crate) after: Vec<After>,
     pub(crate) error_handler: Option<ErrorHandler>,
@@ -89,6 +100,8 @@ impl App {
     pub fn new() -> Self {
         App {
             router: Router::default(),
+            ws_router: Router::default(),
+            ws_config: WsConfig::default(),
             before: Vec::new(),
             after: Vec::new(),
             error_handler: None,
@@ -201,6 +214,85 @@ impl App {
         self.get(&pattern, move |req: &Request| {
             serve_static(&mount, &prefix, req)
         })
+    }
+
+    /// Routes WebSocket upgrade requests matching `pattern` (same syntax as
+    /// HTTP routes) to `handler`, called once per [`WsEvent`]. Before-hooks
+    /// run on the upgrade request (so authentication applies), and the
+    /// handler sees its params and extensions through
+    /// [`WebSocket::request`]. A bad handshake is answered 400, an
+    /// unsupported version 426; a plain request to the path is ordinary
+    /// HTTP (404/405 unless an HTTP route matches).
+    ///
+    /// ```no_run
+    /// use tine::{App, WebSocket, WsEvent};
+    /// let app = App::new().ws("/ws/echo", |ws: &mut WebSocket, ev: WsEvent| match ev {
+    ///     WsEvent::Text(t) => ws.send_text(t),
+    ///     WsEvent::Binary(b) => ws.send_binary(b),
+    ///     _ => {}
+    /// });
+    /// ```
+    #[track_caller]
+    pub fn ws<F>(mut self, pattern: &str, handler: F) -> Self
+    where
+        F: Fn(&mut WebSocket<'_>, WsEvent) + 'static,
+    {
+        let pattern = match Pattern::parse(pattern) {
+            Ok(p) => p,
+            Err(msg) => panic!("{msg}"),
+        };
+        self.ws_router
+            .add(Some(Method::GET), pattern, Rc::new(handler));
+        self
+    }
+
+    /// Replaces the WebSocket settings ([`WsConfig`]).
+    pub fn ws_config(mut self, config: WsConfig) -> Self {
+        self.ws_config = config;
+        self
+    }
+
+    /// Answers a request, or accepts it as a WebSocket upgrade.
+    pub(crate) fn answer(&self, req: &mut Request) -> Answer {
+        if !self.ws_router_is_empty() && handshake::is_upgrade(req) {
+            if let Match::Found(handler, params) = self.ws_router.find(req.method(), req.raw_path())
+            {
+                req.set_params(params);
+                let handler = handler.clone();
+                let mut early = None;
+                let ran = handler::catch(|| {
+                    for hook in &self.before {
+                        if let Some(res) = hook(req) {
+                            early = Some(res);
+                            return;
+                        }
+                    }
+                });
+                if ran.is_none() {
+                    return Answer::Response(
+                        self.error_response(Some(req), StatusCode::INTERNAL_SERVER_ERROR),
+                    );
+                }
+                let res = match early {
+                    Some(res) => res,
+                    None => match handshake::accept(req, &self.ws_config.protocols) {
+                        Ok(res) => return Answer::Upgrade(res, handler),
+                        Err(res) => res,
+                    },
+                };
+                let page = if res.error_page {
+                    self.render_error_page(req, res)
+                } else {
+                    res
+                };
+                return Answer::Response(page);
+            }
+        }
+        Answer::Response(self.handle(req))
+    }
+
+    fn ws_router_is_empty(&self) -> bool {
+        self.ws_router.is_empty()
     }
 
     /// Adds a before-hook. Hooks run in registration order after routing
@@ -410,11 +502,7 @@ impl App {
             (None, Ok(h)) => {
                 let res = h(req);
                 if res.error_page {
-                    let mut page = self.error_response(Some(req), res.status);
-                    for (name, value) in &res.headers {
-                        page.headers_mut().append(name, value.clone());
-                    }
-                    page
+                    self.render_error_page(req, res)
                 } else {
                     res
                 }
@@ -426,6 +514,16 @@ impl App {
             res = hook(req, res);
         }
         res
+    }
+
+    /// Renders a handler's [`Response::error`] through the error handler,
+    /// keeping the headers it set (such as `Allow`).
+    fn render_error_page(&self, req: &Request, res: Response) -> Response {
+        let mut page = self.error_response(Some(req), res.status);
+        for (name, value) in &res.headers {
+            page.headers_mut().append(name, value.clone());
+        }
+        page
     }
 
     fn method_not_allowed(&self, req: &Request, allowed: &[Method]) -> Response {

@@ -46,17 +46,21 @@ mod handler;
 mod http;
 mod limits;
 mod middleware;
+pub mod pubsub;
 mod router;
 mod server;
 mod static_files;
+mod ws;
 
 pub use crate::app::App;
 pub use crate::error::Error;
 pub use crate::http::{Extensions, IntoResponse, Params, Request, RequestBuilder, Response};
 pub use crate::limits::Limits;
 pub use crate::middleware::Cors;
+pub use crate::pubsub::{publish, publish_binary};
 pub use crate::server::{worker, Server, WorkerInfo};
 pub use crate::static_files::StaticConfig;
+pub use crate::ws::{WebSocket, WsConfig, WsEvent};
 
 pub use ::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 pub use bytes::Bytes;

@@ -11,6 +11,10 @@
 //! GET  /sleep?ms=N     blocks its worker N ms (max 10,000), then "slept"
 //! GET  /panic          a handler that panics (answers 500)
 //! GET  /stream?n=N&size=S  N chunks of S bytes, streamed
+//! WS   /ws/echo        echoes text as text, binary as binary
+//! WS   /ws/chat        a chat room across all workers (tine::publish)
+//! POST /publish/:topic publishes the body to a topic
+//! GET  /static/*       files from --static DIR
 //! ```
 
 // A binary talks to its operator on stdout/stderr; the library never does.
@@ -21,7 +25,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use tine::{App, Request, Response, StatusCode};
+use tine::{App, Request, Response, StatusCode, WebSocket, WsEvent};
 
 /// Command-line flags.
 #[derive(Parser, Debug)]
@@ -124,6 +128,39 @@ fn stream(req: &Request) -> Result<Response, tine::Error> {
     Ok(Response::stream((0..n).map(move |_| chunk.clone())))
 }
 
+fn ws_echo(ws: &mut WebSocket, event: WsEvent) {
+    match event {
+        WsEvent::Text(text) => ws.send_text(text),
+        WsEvent::Binary(data) => ws.send_binary(data),
+        _ => {}
+    }
+}
+
+/// Every message sent by any client reaches every client, whichever worker
+/// holds it.
+fn ws_chat(ws: &mut WebSocket, event: WsEvent) {
+    match event {
+        WsEvent::Open => {
+            let room = ws
+                .request()
+                .query_param("room")
+                .unwrap_or_else(|| "chat".into());
+            ws.subscribe(&room);
+        }
+        WsEvent::Text(text) => {
+            if let Some(room) = ws.topics().first().cloned() {
+                tine::publish(&room, text);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn publish(req: &Request) -> Result<StatusCode, tine::Error> {
+    tine::publish(req.param("topic").unwrap_or(""), req.text()?);
+    Ok(StatusCode::ACCEPTED)
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
@@ -151,6 +188,9 @@ fn main() -> ExitCode {
         .get("/pid", pid)
         .get("/sleep", sleep)
         .get("/stream", stream)
+        .post("/publish/:topic", publish)
+        .ws("/ws/echo", ws_echo)
+        .ws("/ws/chat", ws_chat)
         .get("/panic", |_: &Request| -> Response {
             panic!("deliberate panic from /panic")
         })

@@ -54,6 +54,7 @@ pub(crate) fn encode_head(
     match connection {
         Connection::Close => out.extend_from_slice(b"\r\nconnection: close"),
         Connection::KeepAlive10 => out.extend_from_slice(b"\r\nconnection: keep-alive"),
+        Connection::Upgrade => out.extend_from_slice(b"\r\nconnection: upgrade"),
         Connection::Default => {}
     }
     for (name, value) in headers {
@@ -81,6 +82,8 @@ pub(crate) enum Connection {
     Close,
     /// An HTTP/1.0 client asked for keep-alive and gets it.
     KeepAlive10,
+    /// A protocol switch (`101`).
+    Upgrade,
 }
 
 /// Frames one chunk of a chunked body.

@@ -199,6 +199,11 @@ impl<T> Router<T> {
         });
     }
 
+    /// Whether no route was added.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
     /// Routes `method` and the raw (percent-encoded) `raw_path`. `HEAD` falls
     /// back to a `GET` route.
     pub(crate) fn find(&self, method: &Method, raw_path: &str) -> Match<'_, T> {

@@ -16,6 +16,7 @@ use mio::net::TcpStream;
 use crate::http::encode::{encode_chunk, LAST_CHUNK};
 use crate::http::parse::Decoder;
 use crate::http::FileBody;
+use crate::ws::session::{Session, Wire};
 
 /// Most bytes of stream chunks gathered per write.
 const STREAM_BATCH: usize = 64 * 1024;
@@ -64,6 +65,8 @@ pub(crate) struct Conn {
     pub(crate) deadline: Instant,
     /// The wheel tick of this connection's earliest live timer entry.
     pub(crate) timer_tick: Option<u64>,
+    /// Set once the connection has switched to WebSocket.
+    pub(crate) ws: Option<Box<Session>>,
 }
 
 /// The outcome of pushing queued output to the socket.
@@ -95,6 +98,7 @@ impl Conn {
             last_active: now,
             deadline: now,
             timer_tick: None,
+            ws: None,
         }
     }
 
@@ -110,7 +114,7 @@ impl Conn {
 
     /// Whether nothing is in flight: safe to close during a drain.
     pub(crate) fn idle(&self) -> bool {
-        !self.writing() && !self.reading_request() && self.phase == Phase::Open
+        !self.writing() && !self.reading_request() && self.phase == Phase::Open && self.ws.is_none()
     }
 
     /// Reads once into `scratch` and appends to `rbuf`. `Ok(0)` is EOF.
@@ -231,5 +235,38 @@ impl Conn {
                 Err(_) => return false,
             }
         }
+    }
+}
+
+/// How long `send_now` waits for a full socket before giving up.
+const SEND_NOW_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Wire for TcpStream {
+    fn write_all_now(&self, mut data: &[u8]) -> io::Result<()> {
+        let deadline = Instant::now() + SEND_NOW_TIMEOUT;
+        while !data.is_empty() {
+            match (&*self).write(data) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => data = &data[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if Instant::now() >= deadline {
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                    // Wait (bounded) until the socket can take more.
+                    let mut fds = [rustix::event::PollFd::new(
+                        self,
+                        rustix::event::PollFlags::OUT,
+                    )];
+                    let slice = rustix::event::Timespec {
+                        tv_sec: 0,
+                        tv_nsec: 100_000_000,
+                    };
+                    let _ = rustix::event::poll(&mut fds, Some(&slice));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 }

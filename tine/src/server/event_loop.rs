@@ -8,6 +8,7 @@
 //! socket is full keeps its queued output and gets no more reading until it
 //! drains, so a slow client only slows itself.
 
+use std::collections::HashMap;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -21,11 +22,13 @@ use slab::Slab;
 use super::conn::{Conn, Flush, Pending, Phase};
 use super::control::{self, Channel, Msg, SendNoSignal};
 use super::timer::{Entry, Wheel};
-use crate::app::App;
+use crate::app::{Answer, App};
 use crate::http::date::DateCache;
 use crate::http::encode::{encode_head, status_allows_body, Connection, Length};
 use crate::http::parse::Decoded;
 use crate::http::{Body, Request, Response};
+use crate::pubsub::{self, Payload, Published};
+use crate::ws::session::Session;
 
 const SIGNALS: Token = Token(usize::MAX);
 /// The control channel to the master (worker processes only).
@@ -95,6 +98,9 @@ pub(crate) struct EventLoop {
     accept_resume: Option<Instant>,
     signals: Signals,
     master: Option<MasterLink>,
+    /// WebSocket subscribers by topic: `(key, generation)` of each
+    /// connection.
+    topics: HashMap<String, Vec<(usize, u32)>>,
 }
 
 impl EventLoop {
@@ -138,6 +144,7 @@ impl EventLoop {
             accept_resume: None,
             signals,
             master: None,
+            topics: HashMap::new(),
         };
         this.set_accepting(true);
         if let Some(control) = control {
@@ -188,6 +195,9 @@ impl EventLoop {
                     }
                 }
             }
+            if !pubsub::outbox_is_empty() {
+                self.deliver_published();
+            }
             self.fire_timers();
             if let Some(at) = self.accept_resume {
                 if self.now >= at {
@@ -228,6 +238,20 @@ impl EventLoop {
             .collect();
         for key in idle {
             self.set_deadline(key, self.now + DRAIN_IDLE);
+        }
+        // WebSocket peers get a close with 1001 and until the drain
+        // deadline to answer it.
+        let sockets: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.ws.is_some())
+            .map(|(k, _)| k)
+            .collect();
+        for key in sockets {
+            if let Some(ws) = self.conns[key].ws.as_mut() {
+                ws.go_away();
+            }
+            self.drive(key);
         }
         log::info!(
             "stop requested: draining {} connection(s)",
@@ -270,6 +294,10 @@ impl EventLoop {
                         self.tell_master_ready();
                     }
                 }
+                Msg::Publish(payload) => match pubsub::decode(&payload) {
+                    Some(published) => self.deliver_local(&published),
+                    None => log::warn!("dropping a malformed relayed message"),
+                },
                 Msg::Malformed { .. } => {
                     log::error!("malformed control message; stopping");
                     self.begin_drain();
@@ -362,6 +390,28 @@ impl EventLoop {
             return;
         }
         let limits = &self.shared.app.limits;
+        if let Some(ws) = conn.ws.as_mut() {
+            for (subscribed, topic) in ws.topic_changes.drain(..) {
+                let subscribers = self.topics.entry(topic).or_default();
+                if subscribed {
+                    subscribers.push((key, conn.generation));
+                } else {
+                    subscribers.retain(|&(k, _)| k != key);
+                }
+            }
+            let config = &self.shared.app.ws_config;
+            let deadline = if ws.core.overflowed {
+                self.now + config.pong_timeout
+            } else if ws.awaiting_pong {
+                conn.deadline
+            } else if let Some(interval) = config.ping_interval {
+                self.now + interval
+            } else {
+                self.now + Duration::from_secs(24 * 3600)
+            };
+            self.set_deadline(key, deadline);
+            return;
+        }
         let deadline = if conn.phase == Phase::Lingering {
             conn.deadline
         } else if conn.writing() {
@@ -418,6 +468,16 @@ impl EventLoop {
 
     fn timeout(&mut self, key: usize) {
         let conn = &mut self.conns[key];
+        if let Some(ws) = conn.ws.as_mut() {
+            if ws.awaiting_pong || ws.core.overflowed || ws.finished || self.shared.draining {
+                self.close(key);
+            } else {
+                ws.ping();
+                conn.deadline = self.now + self.shared.app.ws_config.pong_timeout;
+                self.drive(key);
+            }
+            return;
+        }
         if conn.phase != Phase::Open || conn.writing() || !conn.reading_request() {
             // Lingering done, a client that stopped reading, or an idle
             // keep-alive connection: nothing to say.
@@ -441,11 +501,78 @@ impl EventLoop {
     fn close(&mut self, key: usize) {
         let mut conn = self.conns.remove(key);
         let _ = self.poll.registry().deregister(&mut conn.stream);
+        if let Some(ws) = conn.ws.as_mut() {
+            ws.closed(1006, String::new(), &conn.stream);
+            for topic in &ws.topics {
+                if let Some(subscribers) = self.topics.get_mut(topic) {
+                    subscribers.retain(|&(k, _)| k != key);
+                    if subscribers.is_empty() {
+                        self.topics.remove(topic);
+                    }
+                }
+            }
+        }
         drop(conn);
         if self.conns.len() < self.shared.app.limits.max_connections
             && self.listeners.iter().any(|l| l.active && !l.registered)
         {
             self.set_accepting(true);
+        }
+    }
+}
+
+impl EventLoop {
+    /// Delivers what handlers published: to this process's subscribers,
+    /// and through the master to the other workers.
+    fn deliver_published(&mut self) {
+        // Delivery may run handlers (a Close event) that publish again;
+        // bound the rounds so a feedback loop cannot spin forever.
+        for _ in 0..8 {
+            let batch = pubsub::take_outbox();
+            if batch.is_empty() {
+                return;
+            }
+            for published in &batch {
+                if let Some(link) = &mut self.master {
+                    let mut wire = Vec::new();
+                    pubsub::encode(published, &mut wire);
+                    if !link.channel.queue(control::PUBLISH, &wire) {
+                        log::warn!(
+                            "control channel full; message to {:?} not relayed",
+                            published.topic
+                        );
+                    }
+                }
+                self.deliver_local(published);
+            }
+            if let Some(link) = &mut self.master {
+                if let Err(e) = link.channel.flush_to(&mut SendNoSignal(&link.stream)) {
+                    log::warn!("control channel: {e}");
+                }
+            }
+        }
+    }
+
+    /// Sends a published message to this process's subscribers.
+    fn deliver_local(&mut self, published: &Published) {
+        let Some(subscribers) = self.topics.get(&published.topic) else {
+            return;
+        };
+        let message = match &published.payload {
+            Payload::Text(t) => tungstenite::Message::Text(t.as_str().into()),
+            Payload::Binary(b) => tungstenite::Message::Binary(b.clone()),
+        };
+        let keys: Vec<usize> = subscribers
+            .iter()
+            .filter_map(|&(key, generation)| {
+                let conn = self.conns.get_mut(key)?;
+                let ws = conn.ws.as_mut().filter(|_| conn.generation == generation)?;
+                ws.deliver(message.clone());
+                Some(key)
+            })
+            .collect();
+        for key in keys {
+            self.drive(key);
         }
     }
 }
@@ -483,6 +610,9 @@ fn drive_conn(conn: &mut Conn, shared: &mut Shared) -> Next {
             Flush::Blocked => return Next::Keep,
             Flush::Failed => return Next::Close,
         }
+        if conn.ws.is_some() {
+            return drive_ws(conn, shared);
+        }
         match conn.pump() {
             Flush::Done => {}
             Flush::Blocked => return Next::Keep,
@@ -515,6 +645,51 @@ fn drive_conn(conn: &mut Conn, shared: &mut Shared) -> Next {
                 conn.readable = false;
                 return Next::Keep;
             }
+            Err(_) => return Next::Close,
+        }
+    }
+}
+
+/// Moves a WebSocket connection along: send queued frames, read and
+/// process incoming ones.
+fn drive_ws(conn: &mut Conn, shared: &mut Shared) -> Next {
+    let Conn {
+        stream,
+        ws,
+        readable,
+        ..
+    } = conn;
+    let Some(session) = ws.as_mut() else {
+        return Next::Close;
+    };
+    loop {
+        while session.core.backlog() > 0 {
+            let core = &mut session.core;
+            match io::Write::write(&mut &*stream, &core.io.output[core.sent..]) {
+                Ok(0) => return Next::Close,
+                Ok(n) => core.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Keep,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Next::Close,
+            }
+        }
+        if session.finished {
+            return Next::Close;
+        }
+        if !*readable {
+            return Next::Keep;
+        }
+        match io::Read::read(&mut &*stream, &mut shared.scratch) {
+            Ok(0) => {
+                session.closed(1006, String::new(), &*stream);
+                return Next::Close;
+            }
+            Ok(n) => session.feed(&shared.scratch[..n], &*stream),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                *readable = false;
+                return Next::Keep;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return Next::Close,
         }
     }
@@ -558,7 +733,24 @@ fn answer_buffered(conn: &mut Conn, shared: &mut Shared) -> bool {
                 ) {
                     Ok(mut req) => {
                         req.set_state(shared.app.state.clone());
-                        shared.app.handle(&mut req)
+                        match shared.app.answer(&mut req) {
+                            Answer::Response(res) => res,
+                            Answer::Upgrade(res, handler) => {
+                                lend_output(conn, &mut shared.spare_out);
+                                encode_response(conn, res, true, false, false, &shared.date);
+                                let leftover = std::mem::take(&mut conn.rbuf).to_vec();
+                                let mut session = Box::new(Session::new(
+                                    req,
+                                    handler,
+                                    &shared.app.ws_config,
+                                    shared.app.limits.max_body,
+                                    leftover,
+                                ));
+                                session.open(&conn.stream);
+                                conn.ws = Some(session);
+                                return true;
+                            }
+                        }
                     }
                     Err(status) => shared.app.error_response(None, status),
                 };
@@ -628,6 +820,7 @@ fn encode_response(
         }
     };
     let connection = match (keep_alive, http10) {
+        _ if status == StatusCode::SWITCHING_PROTOCOLS => Connection::Upgrade,
         (false, _) => Connection::Close,
         (true, true) => Connection::KeepAlive10,
         (true, false) => Connection::Default,

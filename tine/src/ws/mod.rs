@@ -1,0 +1,193 @@
+//! WebSocket (RFC 6455) on the event loop: the handshake, and an
+//! event-style handler API.
+//!
+//! A WebSocket route's handler is called once per event: [`WsEvent::Open`]
+//! after the handshake, [`WsEvent::Text`] / [`WsEvent::Binary`] per whole
+//! message (fragments are reassembled), and [`WsEvent::Close`] once at the
+//! end. It answers through the [`WebSocket`] handle. Like HTTP handlers, it
+//! runs on the worker's only thread: a handler that blocks, blocks the
+//! worker (use [`WebSocket::send_text_now`] to stream from a long-running
+//! handler).
+//!
+//! ```no_run
+//! use tine::{App, WebSocket, WsEvent};
+//! App::new()
+//!     .ws("/ws/echo", |ws: &mut WebSocket, event: WsEvent| match event {
+//!         WsEvent::Text(text) => ws.send_text(text),
+//!         WsEvent::Binary(data) => ws.send_binary(data),
+//!         _ => {}
+//!     })
+//!     .serve("127.0.0.1:8080")
+//!     .unwrap();
+//! ```
+
+pub(crate) mod handshake;
+pub(crate) mod session;
+
+use std::io;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::Message;
+
+use crate::http::{Extensions, Request};
+use session::{Core, Wire};
+
+/// A WebSocket handler.
+pub(crate) type WsHandler = Rc<dyn Fn(&mut WebSocket<'_>, WsEvent)>;
+
+/// What happened on a WebSocket connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WsEvent {
+    /// The handshake completed.
+    Open,
+    /// A whole text message (valid UTF-8).
+    Text(String),
+    /// A whole binary message.
+    Binary(Bytes),
+    /// The connection is over: the peer's close code and reason, `1005`
+    /// when its close frame had none, `1006` when the connection dropped
+    /// without one, or the code tine closed with (1002 protocol error,
+    /// 1007 invalid UTF-8, 1009 too big, 1011 handler panic).
+    Close {
+        /// The close code.
+        code: u16,
+        /// The close reason (may be empty).
+        reason: String,
+    },
+}
+
+/// WebSocket settings, set with [`App::ws_config`](crate::App::ws_config).
+#[derive(Debug, Clone)]
+pub struct WsConfig {
+    /// Largest message (and frame) accepted, in bytes. `None` (the
+    /// default) uses the app's `Limits::max_body`. Over it the connection
+    /// is closed with 1009 before the payload is buffered.
+    pub max_message: Option<usize>,
+    /// Most bytes queued for a peer that reads slowly. Default 8 MiB. Past
+    /// it, further messages are dropped and the connection is closed with
+    /// 1008 (policy violation): a slow reader never makes the worker buffer
+    /// without bound.
+    pub max_outbuf: usize,
+    /// Send a ping after this long without traffic. Default 30 s; `None`
+    /// disables pings (idle connections then stay open).
+    pub ping_interval: Option<Duration>,
+    /// Drop the connection when a ping is not answered within this time.
+    /// Default 10 s.
+    pub pong_timeout: Duration,
+    /// Subprotocols the server speaks, in preference order; the first one
+    /// the client offers is selected. Default: none.
+    pub protocols: Vec<String>,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            max_message: None,
+            max_outbuf: 8 * 1024 * 1024,
+            ping_interval: Some(Duration::from_secs(30)),
+            pong_timeout: Duration::from_secs(10),
+            protocols: Vec::new(),
+        }
+    }
+}
+
+/// The handle a WebSocket handler answers through.
+pub struct WebSocket<'a> {
+    pub(crate) core: &'a mut Core,
+    pub(crate) request: &'a mut Request,
+    pub(crate) topics: &'a mut Vec<String>,
+    pub(crate) changes: &'a mut Vec<(bool, String)>,
+    pub(crate) wire: &'a dyn Wire,
+}
+
+impl std::fmt::Debug for WebSocket<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("path", &self.request.path())
+            .field("topics", &self.topics)
+            .finish()
+    }
+}
+
+impl WebSocket<'_> {
+    /// Queues a text message; the event loop sends it when the socket
+    /// can take it.
+    pub fn send_text(&mut self, text: impl Into<String>) {
+        self.core.queue(Message::Text(text.into().into()));
+    }
+
+    /// Queues a binary message.
+    pub fn send_binary(&mut self, data: impl Into<Bytes>) {
+        self.core.queue(Message::Binary(data.into()));
+    }
+
+    /// Sends a text message at once, waiting (up to 10 s) for the socket to
+    /// take it: for handlers that run long and stream results (the
+    /// original framework's `send-now`).
+    pub fn send_text_now(&mut self, text: impl Into<String>) -> io::Result<()> {
+        self.send_text(text);
+        self.flush_now()
+    }
+
+    /// Sends a binary message at once (see [`send_text_now`](Self::send_text_now)).
+    pub fn send_binary_now(&mut self, data: impl Into<Bytes>) -> io::Result<()> {
+        self.send_binary(data);
+        self.flush_now()
+    }
+
+    fn flush_now(&mut self) -> io::Result<()> {
+        let pending = &self.core.io.output[self.core.sent..];
+        let n = pending.len();
+        self.wire.write_all_now(pending)?;
+        self.core.advance(n);
+        Ok(())
+    }
+
+    /// Starts the close handshake with `code` (1000 for a normal close)
+    /// and a short reason; the connection closes once the peer answers.
+    pub fn close(&mut self, code: u16, reason: &str) {
+        self.core.close(CloseCode::from(code), reason);
+    }
+
+    /// The upgrade request: path, params, headers, and extensions set by
+    /// before-hooks (for example an authenticated user).
+    pub fn request(&self) -> &Request {
+        self.request
+    }
+
+    /// A path capture of the WebSocket route.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.request.param(name)
+    }
+
+    /// Per-connection state: the upgrade request's extensions, kept for
+    /// the connection's life.
+    pub fn extensions_mut(&mut self) -> &mut Extensions {
+        self.request.extensions_mut()
+    }
+
+    /// Subscribes this connection to `topic`: every message
+    /// [`publish`](crate::publish)ed to it, in any worker, is sent here.
+    pub fn subscribe(&mut self, topic: &str) {
+        if !self.topics.iter().any(|t| t == topic) {
+            self.topics.push(topic.to_string());
+            self.changes.push((true, topic.to_string()));
+        }
+    }
+
+    /// Stops delivering `topic` to this connection.
+    pub fn unsubscribe(&mut self, topic: &str) {
+        if let Some(i) = self.topics.iter().position(|t| t == topic) {
+            self.topics.swap_remove(i);
+            self.changes.push((false, topic.to_string()));
+        }
+    }
+
+    /// The topics this connection is subscribed to.
+    pub fn topics(&self) -> &[String] {
+        self.topics
+    }
+}

@@ -1,0 +1,262 @@
+//! WebSocket over real TCP, checked with independent clients: the
+//! `tungstenite` client crate, and hand-made frames (testkit::ws) for what a
+//! well-behaved client would never send.
+
+mod support;
+
+use std::net::TcpStream;
+use std::time::Duration;
+
+use support::{serve, Client};
+use testkit::ws::{self, client_frame, frame, op, read_close_code, read_frame};
+use tine::{App, Limits, WebSocket, WsConfig, WsEvent};
+use tungstenite::Message;
+
+fn echo(ws: &mut WebSocket, event: WsEvent) {
+    match event {
+        WsEvent::Text(t) => ws.send_text(t),
+        WsEvent::Binary(b) => ws.send_binary(b),
+        _ => {}
+    }
+}
+
+fn app() -> App {
+    App::new()
+        .ws("/echo", echo)
+        .ws("/params/:room", |ws: &mut WebSocket, event: WsEvent| {
+            if event == WsEvent::Open {
+                let room = ws.param("room").unwrap_or("").to_string();
+                ws.send_text(format!("joined {room}"));
+            }
+        })
+        .limits(Limits {
+            max_body: 2 * 1024 * 1024,
+            ..Limits::default()
+        })
+        .ws_config(WsConfig {
+            max_message: Some(1024 * 1024 + 16),
+            ..WsConfig::default()
+        })
+}
+
+fn client(addr: std::net::SocketAddr, path: &str) -> tungstenite::WebSocket<TcpStream> {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(testkit::TIMEOUT)).unwrap();
+    let (socket, response) =
+        tungstenite::client(format!("ws://{addr}{path}"), stream).expect("handshake");
+    assert_eq!(response.status(), 101);
+    socket
+}
+
+#[test]
+fn echo_text_and_binary_at_boundary_sizes() {
+    let addr = serve(app);
+    let mut c = client(addr, "/echo");
+    for len in [0usize, 125, 126, 65535, 65536, 1024 * 1024] {
+        let text = "a".repeat(len);
+        c.send(Message::Text(text.clone().into())).unwrap();
+        assert_eq!(c.read().unwrap(), Message::Text(text.into()), "text {len}");
+        let bin: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        c.send(Message::Binary(bin.clone().into())).unwrap();
+        assert_eq!(
+            c.read().unwrap(),
+            Message::Binary(bin.into()),
+            "binary {len}"
+        );
+    }
+    c.close(None).unwrap();
+}
+
+#[test]
+fn handshake_accept_key_and_route_params() {
+    let addr = serve(app);
+    let mut s = ws::connect(addr, "/params/lobby");
+    let (_, opcode, payload) = read_frame(&mut s).unwrap();
+    assert_eq!(
+        (opcode, payload.as_slice()),
+        (op::TEXT, &b"joined lobby"[..])
+    );
+}
+
+#[test]
+fn bad_handshakes_get_400_or_426() {
+    let addr = serve(app);
+    let req = |extra: &str| {
+        let mut c = Client::connect(addr);
+        c.send(format!("GET /echo HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n{extra}\r\n").as_bytes());
+        c.read_response()
+    };
+    let r = req("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n");
+    assert_eq!(r.status, 426);
+    assert_eq!(r.header("sec-websocket-version"), Some("13"));
+    let r = req("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 7\r\n");
+    assert_eq!(r.status, 426);
+    let r = req("Sec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n");
+    assert_eq!(r.status, 400);
+    // An upgrade to a path without a WebSocket route is plain HTTP.
+    let mut c = Client::connect(addr);
+    c.send(b"GET /nowhere HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    assert_eq!(c.read_response().status, 404);
+}
+
+#[test]
+fn fragmented_message_with_interleaved_ping() {
+    let addr = serve(app);
+    let mut s = ws::connect(addr, "/echo");
+    let key = Some([1, 2, 3, 4]);
+    ws::send(&mut s, &frame(false, 0, op::TEXT, b"Hel", key));
+    ws::send(&mut s, &frame(true, 0, op::PING, b"ping-data", key));
+    ws::send(&mut s, &frame(false, 0, op::CONT, b"lo, ", key));
+    ws::send(&mut s, &frame(true, 0, op::CONT, b"World", key));
+    assert_eq!(
+        read_frame(&mut s).unwrap(),
+        (true, op::PONG, b"ping-data".to_vec())
+    );
+    assert_eq!(
+        read_frame(&mut s).unwrap(),
+        (true, op::TEXT, b"Hello, World".to_vec())
+    );
+}
+
+#[test]
+fn close_handshake_is_echoed() {
+    let addr = serve(app);
+    let mut s = ws::connect(addr, "/echo");
+    ws::send(
+        &mut s,
+        &client_frame(op::CLOSE, &[0x03, 0xe8, b'b', b'y', b'e']),
+    );
+    assert_eq!(read_close_code(&mut s), 1000);
+    let mut rest = Vec::new();
+    assert_eq!(
+        std::io::Read::read_to_end(&mut s, &mut rest).unwrap(),
+        0,
+        "TCP closed after the handshake"
+    );
+}
+
+fn expect_close(frame_bytes: &[u8], code: u16) {
+    let addr = serve(app);
+    let mut s = ws::connect(addr, "/echo");
+    ws::send(&mut s, frame_bytes);
+    assert_eq!(read_close_code(&mut s), code);
+}
+
+#[test]
+fn unmasked_frame_is_1002() {
+    expect_close(&frame(true, 0, op::TEXT, b"hi", None), 1002);
+}
+
+#[test]
+fn reserved_bits_are_1002() {
+    expect_close(&frame(true, 4, op::TEXT, b"hi", Some([9, 9, 9, 9])), 1002);
+}
+
+#[test]
+fn unknown_opcode_is_1002() {
+    expect_close(&frame(true, 0, 3, b"hi", Some([9, 9, 9, 9])), 1002);
+}
+
+#[test]
+fn invalid_utf8_is_1007() {
+    expect_close(&client_frame(op::TEXT, &[0xff, 0xfe, 0x41]), 1007);
+}
+
+#[test]
+fn oversized_message_is_1009_without_sending_the_payload() {
+    let addr = serve(app);
+    let mut s = ws::connect(addr, "/echo");
+    // Only the header of a 64 MiB frame: the server must refuse on the
+    // declared length alone.
+    let mut head = vec![0x82, 0x80 | 127];
+    head.extend_from_slice(&(64u64 << 20).to_be_bytes());
+    head.extend_from_slice(&[1, 2, 3, 4]);
+    ws::send(&mut s, &head);
+    assert_eq!(read_close_code(&mut s), 1009);
+}
+
+#[test]
+fn server_answers_ping_with_same_payload() {
+    let addr = serve(app);
+    let mut c = client(addr, "/echo");
+    c.send(Message::Ping(b"are you there"[..].into())).unwrap();
+    loop {
+        match c.read().unwrap() {
+            Message::Pong(p) => {
+                assert_eq!(&p[..], b"are you there");
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn server_pings_idle_clients_and_drops_silent_ones() {
+    let addr = serve(|| {
+        app().ws_config(WsConfig {
+            ping_interval: Some(Duration::from_millis(300)),
+            pong_timeout: Duration::from_millis(300),
+            ..WsConfig::default()
+        })
+    });
+    let mut s = ws::connect(addr, "/echo");
+    let (_, opcode, _) = read_frame(&mut s).unwrap();
+    assert_eq!(opcode, op::PING);
+    // Never answer: the server gives up and closes the TCP connection.
+    let mut buf = [0u8; 64];
+    let start = std::time::Instant::now();
+    loop {
+        match std::io::Read::read(&mut s, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => assert!(start.elapsed() < Duration::from_secs(5)),
+        }
+    }
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn five_hundred_concurrent_connections_echo() {
+    let addr = serve(app);
+    let mut clients: Vec<_> = (0..500).map(|_| client(addr, "/echo")).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.send(Message::Text(format!("m{i}").into())).unwrap();
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert_eq!(c.read().unwrap(), Message::Text(format!("m{i}").into()));
+    }
+}
+
+#[test]
+fn a_reader_that_stalls_is_closed_not_buffered_forever() {
+    let addr = serve(|| {
+        App::new()
+            .ws("/flood", |ws: &mut WebSocket, event: WsEvent| {
+                if let WsEvent::Text(_) = event {
+                    for _ in 0..400 {
+                        ws.send_binary(vec![0u8; 64 * 1024]);
+                    }
+                }
+            })
+            .ws_config(WsConfig {
+                max_outbuf: 1024 * 1024,
+                pong_timeout: Duration::from_millis(500),
+                ..WsConfig::default()
+            })
+    });
+    let mut s = ws::connect(addr, "/flood");
+    ws::send(&mut s, &client_frame(op::TEXT, b"go"));
+    // 25 MiB were offered; with a 1 MiB cap the server queues about 1 MiB,
+    // then a 1008 close. Reading everything, we find the close and far
+    // fewer bytes than offered.
+    let mut total = 0usize;
+    loop {
+        let (_, opcode, payload) = read_frame(&mut s).unwrap();
+        if opcode == op::CLOSE {
+            assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1008);
+            break;
+        }
+        total += payload.len();
+    }
+    assert!(total < 4 * 1024 * 1024, "{total}");
+}
