@@ -3,6 +3,8 @@
 //! that starts a server binary as a subprocess and drives it with signals.
 //! Everything talks to 127.0.0.1 only, with bounded waits.
 
+pub mod ws;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
