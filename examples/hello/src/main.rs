@@ -12,7 +12,8 @@
 //! GET  /panic          a handler that panics (answers 500)
 //! GET  /stream?n=N&size=S  N chunks of S bytes, streamed
 //! WS   /ws/echo        echoes text as text, binary as binary
-//! WS   /ws/chat        a chat room across all workers (tine::publish)
+//! WS   /ws/chat?room=R a chat room across all workers (tine::publish);
+//!                      first message "pid N"; "/leave" unsubscribes
 //! POST /publish/:topic publishes the body to a topic
 //! GET  /static/*       files from --static DIR
 //! ```
@@ -146,6 +147,15 @@ fn ws_chat(ws: &mut WebSocket, event: WsEvent) {
                 .query_param("room")
                 .unwrap_or_else(|| "chat".into());
             ws.subscribe(&room);
+            // Tells the client which worker holds it.
+            ws.send_text(format!("pid {}", tine::worker().pid));
+        }
+        WsEvent::Text(text) if text == "/leave" => {
+            let topics = ws.topics().to_vec();
+            for room in topics {
+                ws.unsubscribe(&room);
+            }
+            ws.send_text("left");
         }
         WsEvent::Text(text) => {
             if let Some(room) = ws.topics().first().cloned() {

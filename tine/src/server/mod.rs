@@ -170,6 +170,7 @@ fn worker_main(app: Option<App>, start: master::WorkerStart) -> i32 {
         return 1;
     };
     WORKER_INDEX.store(start.index, Ordering::Relaxed);
+    sys::ignore_master_signals();
     log::debug!(
         "worker {} (pid {}) of master {} starting",
         start.index,

@@ -105,3 +105,16 @@ mod tests {
         }
     }
 }
+
+/// Makes a worker ignore the master-only signals (`SIGHUP`, `SIGTTIN`,
+/// `SIGTTOU`) so that one sent to a worker by mistake neither ends it
+/// (`HUP`) nor stops it (`TTIN`/`TTOU` default to "stop the process").
+pub(crate) fn ignore_master_signals() {
+    for sig in [Signal::SIGHUP, Signal::SIGTTIN, Signal::SIGTTOU] {
+        // SAFETY: `SIG_IGN` runs no code in signal context, and these
+        // signals have no other user in a worker: the master's dispositions
+        // were reset to default after the fork and nothing else installs
+        // handlers for them.
+        let _ = unsafe { signal(sig, SigHandler::SigIgn) };
+    }
+}
