@@ -163,6 +163,9 @@ pub(crate) fn decode(buf: &[u8]) -> Option<(Msg, usize)> {
 #[derive(Debug, Default)]
 pub(crate) struct Channel {
     inbuf: Vec<u8>,
+    /// Bytes of `inbuf` already decoded (compacted lazily, so decoding a
+    /// burst of messages does not move the buffer once per message).
+    in_pos: usize,
     outbuf: Vec<u8>,
     out_pos: usize,
 }
@@ -184,9 +187,11 @@ impl Channel {
         mut f: impl FnMut(Msg),
     ) -> io::Result<bool> {
         let cap = HEADER_LEN + MAX_PAYLOAD;
-        let mut chunk = [0u8; 8192];
+        let mut chunk = [0u8; 64 * 1024];
         loop {
-            let room = cap.saturating_sub(self.inbuf.len()).clamp(1, chunk.len());
+            let room = cap
+                .saturating_sub(self.inbuf.len() - self.in_pos)
+                .clamp(1, chunk.len());
             let n = match r.read(&mut chunk[..room]) {
                 Ok(0) => {
                     self.drain_msgs(&mut f);
@@ -206,8 +211,17 @@ impl Channel {
     /// Takes the next complete message out of the inbound buffer, if any.
     /// Mostly for tests; [`Channel::receive`] calls it for you.
     pub(crate) fn next_msg(&mut self) -> Option<Msg> {
-        let (msg, used) = decode(&self.inbuf)?;
-        self.inbuf.drain(..used);
+        let Some((msg, used)) = decode(&self.inbuf[self.in_pos..]) else {
+            // Incomplete: drop what was decoded so the buffer stays bounded.
+            self.inbuf.drain(..self.in_pos);
+            self.in_pos = 0;
+            return None;
+        };
+        self.in_pos += used;
+        if self.in_pos == self.inbuf.len() {
+            self.inbuf.clear();
+            self.in_pos = 0;
+        }
         Some(msg)
     }
 
