@@ -565,19 +565,18 @@ pub(crate) fn default_error(status: StatusCode) -> Response {
 fn serve_static(mount: &Mount, prefix: &str, req: &Request) -> Response {
     let raw = req.raw_path();
     let rel = raw.get(prefix.len()..).unwrap_or("");
-    let target = match req.query_string() {
-        Some(q) => format!("{raw}?{q}"),
-        None => raw.to_string(),
-    };
-    match static_files::serve(mount, req.method(), &target, rel, req.headers()) {
+    match static_files::serve(mount, req.method(), raw, rel, req.headers()) {
         Outcome::NotFound => Response::error(StatusCode::NOT_FOUND),
         Outcome::MethodNotAllowed => Response::error(StatusCode::METHOD_NOT_ALLOWED)
             .with_header(header::ALLOW, static_files::ALLOW),
-        Outcome::Redirect { location } => match HeaderValue::from_str(&location) {
-            Ok(v) => {
-                Response::empty(StatusCode::MOVED_PERMANENTLY).with_header(header::LOCATION, v)
+        Outcome::Redirect { mut location } => match req.query_string() {
+            // The query is only needed here: keep it off the hot path.
+            Some(q) => {
+                location.push('?');
+                location.push_str(q);
+                redirect(&location)
             }
-            Err(_) => Response::error(StatusCode::NOT_FOUND),
+            None => redirect(&location),
         },
         Outcome::Respond {
             status,
@@ -596,6 +595,13 @@ fn serve_static(mount: &Mount, prefix: &str, req: &Request) -> Response {
             log::error!("static file {raw}: {e}");
             Response::error(StatusCode::SERVICE_UNAVAILABLE)
         }
+    }
+}
+
+fn redirect(location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(v) => Response::empty(StatusCode::MOVED_PERMANENTLY).with_header(header::LOCATION, v),
+        Err(_) => Response::error(StatusCode::NOT_FOUND),
     }
 }
 

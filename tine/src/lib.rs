@@ -102,6 +102,42 @@ pub mod __fuzz {
         }
     }
 
+    /// Feeds `data` (client-to-server WebSocket bytes) to a session in
+    /// pieces of `split` bytes, with an echoing handler: tine's glue around
+    /// tungstenite's framing, close-code mapping and limits.
+    pub fn ws_session(data: &[u8], split: usize) {
+        struct NoWire;
+        impl crate::ws::session::Wire for NoWire {
+            fn write_all_now(&self, _: &[u8]) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let handler: crate::ws::WsHandler = std::rc::Rc::new(
+            |ws: &mut crate::WebSocket<'_>, ev: crate::WsEvent| match ev {
+                crate::WsEvent::Text(t) => ws.send_text(t),
+                crate::WsEvent::Binary(b) => ws.send_binary(b),
+                _ => {}
+            },
+        );
+        let config = crate::WsConfig {
+            max_message: Some(64 * 1024),
+            max_outbuf: 256 * 1024,
+            ..crate::WsConfig::default()
+        };
+        let req = crate::Request::builder(::http::Method::GET, "/ws").finish();
+        let mut session =
+            crate::ws::session::Session::new(req, handler, &config, 1 << 20, Vec::new());
+        session.open(&NoWire);
+        for piece in data.chunks(split.max(1)) {
+            session.feed(piece, &NoWire);
+            let backlog = session.core.backlog();
+            session.core.advance(backlog);
+            if session.finished {
+                return;
+            }
+        }
+    }
+
     /// Decodes `data` as a chunked body in pieces of `split` bytes.
     pub fn decode_chunked(data: &[u8], split: usize) {
         let mut decoder = crate::http::body::ChunkedDecoder::new();

@@ -198,7 +198,8 @@ fn serves_a_file_with_representation_headers() {
     assert_eq!(r.header(LAST_MODIFIED), Some(MTIME_HTTP));
     let etag = r.header(ETAG).unwrap();
     assert!(etag.starts_with("\"c-") && etag.ends_with('"'), "{etag}");
-    assert_eq!(r.header(VARY), None);
+    // Precompressed lookups are on: caches are always told to vary.
+    assert_eq!(r.header(VARY), Some("Accept-Encoding"));
     assert_eq!(r.header(CONTENT_ENCODING), None);
     assert_eq!(r.header(CONTENT_RANGE), None);
     assert!(!r.headers.contains_key(http::header::CONTENT_LENGTH));
@@ -756,10 +757,10 @@ fn vary_when_only_an_unaccepted_sibling_exists() {
 }
 
 #[test]
-fn no_vary_without_siblings() {
+fn vary_even_without_siblings_while_precompressed_lookups_are_on() {
     let f = fixture();
     let r = ok(f.get("/hello.txt", &[(ACCEPT_ENCODING, "br, gzip")]));
-    assert_eq!(r.header(VARY), None);
+    assert_eq!(r.header(VARY), Some("Accept-Encoding"));
     assert_eq!(r.header(CONTENT_ENCODING), None);
 }
 
