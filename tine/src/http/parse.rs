@@ -17,6 +17,10 @@ use http::{Method, StatusCode, Version};
 use super::body::ChunkedDecoder;
 use crate::limits::Limits;
 
+/// The searcher for the blank line ending a head, built once.
+static HEAD_END: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
+
 /// Header slots kept on the stack; a larger `max_headers` uses the heap.
 const STACK_HEADERS: usize = 128;
 
@@ -177,7 +181,7 @@ impl Decoder {
     fn find_head_end(&mut self, buf: &[u8]) -> Option<usize> {
         // Tolerate empty lines before a request (RFC 9112 §2.2).
         let start = self.scanned.saturating_sub(3);
-        match memchr::memmem::find(&buf[start..], b"\r\n\r\n") {
+        match HEAD_END.find(&buf[start..]) {
             Some(i) => Some(start + i + 4),
             None => {
                 self.scanned = buf.len();
