@@ -18,6 +18,9 @@ use crate::server::Server;
 use crate::static_files::{self, Mount, Outcome, StaticConfig};
 use crate::ws::{handshake, WebSocket, WsConfig, WsEvent, WsHandler};
 
+/// A per-worker initialisation hook.
+pub(crate) type WorkerInit = Box<dyn Fn(&mut Extensions)>;
+
 /// What the server does with a request.
 pub(crate) enum Answer {
     /// Send this response.
@@ -59,7 +62,7 @@ pub struct App {
     pub(crate) workers: usize,
     pub(crate) graceful_timeout: Duration,
     pub(crate) join_existing: bool,
-    pub(crate) worker_init: Vec<Box<dyn Fn(&mut Extensions)>>,
+    pub(crate) worker_init: Vec<WorkerInit>,
     /// What the worker-init hooks built, shared by every request.
     pub(crate) state: Rc<Extensions>,
 }
@@ -277,7 +280,7 @@ impl App {
                     Some(res) => res,
                     None => match handshake::accept(req, &self.ws_config.protocols) {
                         Ok(res) => return Answer::Upgrade(res, handler),
-                        Err(res) => res,
+                        Err(res) => *res,
                     },
                 };
                 let page = if res.error_page {

@@ -40,6 +40,9 @@
 //! | `middleware` | CORS |
 //! | `server` | sockets, the event loop, timers |
 
+// A library never prints: it logs through `log`, and the app decides.
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
 mod app;
 mod error;
 mod handler;

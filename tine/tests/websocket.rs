@@ -180,14 +180,9 @@ fn server_answers_ping_with_same_payload() {
     let addr = serve(app);
     let mut c = client(addr, "/echo");
     c.send(Message::Ping(b"are you there"[..].into())).unwrap();
-    loop {
-        match c.read().unwrap() {
-            Message::Pong(p) => {
-                assert_eq!(&p[..], b"are you there");
-                break;
-            }
-            other => panic!("{other:?}"),
-        }
+    match c.read().unwrap() {
+        Message::Pong(p) => assert_eq!(&p[..], b"are you there"),
+        other => panic!("{other:?}"),
     }
 }
 
@@ -259,4 +254,25 @@ fn a_reader_that_stalls_is_closed_not_buffered_forever() {
         total += payload.len();
     }
     assert!(total < 4 * 1024 * 1024, "{total}");
+}
+
+#[test]
+fn close_frame_survives_unread_input() {
+    // A client still sending a too-big frame must get the 1009 close frame,
+    // not a reset that destroys it (the server lingers like HTTP does).
+    let addr = serve(app);
+    let mut s = ws::connect(addr, "/echo");
+    let big = client_frame(op::BINARY, &vec![7u8; 4 << 20]);
+    let mut writer = s.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let _ = std::io::Write::write_all(&mut writer, &big);
+    });
+    assert_eq!(read_close_code(&mut s), 1009);
+    let mut rest = [0u8; 16];
+    assert!(
+        matches!(std::io::Read::read(&mut s, &mut rest), Ok(0)),
+        "expected a clean FIN"
+    );
+    drop(s);
+    sender.join().unwrap();
 }

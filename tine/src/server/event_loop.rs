@@ -390,7 +390,7 @@ impl EventLoop {
             return;
         }
         let limits = &self.shared.app.limits;
-        if let Some(ws) = conn.ws.as_mut() {
+        if let Some(ws) = conn.ws.as_mut().filter(|_| conn.phase != Phase::Lingering) {
             for (subscribed, topic) in ws.topic_changes.drain(..) {
                 let subscribers = self.topics.entry(topic).or_default();
                 if subscribed {
@@ -657,6 +657,8 @@ fn drive_ws(conn: &mut Conn, shared: &mut Shared) -> Next {
         stream,
         ws,
         readable,
+        phase,
+        deadline,
         ..
     } = conn;
     let Some(session) = ws.as_mut() else {
@@ -674,7 +676,13 @@ fn drive_ws(conn: &mut Conn, shared: &mut Shared) -> Next {
             }
         }
         if session.finished {
-            return Next::Close;
+            // Close like HTTP does: shut our side, then read until the peer
+            // closes, so unread input cannot turn into a reset that makes
+            // the peer lose our close frame.
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+            *phase = Phase::Lingering;
+            *deadline = Instant::now() + LINGER;
+            return Next::Keep;
         }
         if !*readable {
             return Next::Keep;

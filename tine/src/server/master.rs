@@ -787,7 +787,7 @@ impl Master {
                         }
                     }
                 }
-                if self.slots.get(slot).map_or(true, |s| s.removing) {
+                if self.slots.get(slot).is_none_or(|s| s.removing) {
                     warn!("worker {slot} (pid {pid}) exited unexpectedly: {status} (slot being removed)");
                     return;
                 }
@@ -941,7 +941,7 @@ impl Master {
         }
         for slot in 0..self.slots.len() {
             let s = &self.slots[slot];
-            if s.removing || s.worker.is_some() || !s.respawn_at.is_some_and(|t| t <= now) {
+            if s.removing || s.worker.is_some() || s.respawn_at.is_none_or(|t| t > now) {
                 continue;
             }
             self.slots[slot].respawn_at = None;

@@ -86,6 +86,19 @@ pub(crate) fn child_after_fork(master: Pid, signals: &[Signal]) -> bool {
     nix::unistd::getppid() == master
 }
 
+/// Makes a worker ignore the master-only signals (`SIGHUP`, `SIGTTIN`,
+/// `SIGTTOU`) so that one sent to a worker by mistake neither ends it
+/// (`HUP`) nor stops it (`TTIN`/`TTOU` default to "stop the process").
+pub(crate) fn ignore_master_signals() {
+    for sig in [Signal::SIGHUP, Signal::SIGTTIN, Signal::SIGTTOU] {
+        // SAFETY: `SIG_IGN` runs no code in signal context, and these
+        // signals have no other user in a worker: the master's dispositions
+        // were reset to default after the fork and nothing else installs
+        // handlers for them.
+        let _ = unsafe { signal(sig, SigHandler::SigIgn) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,18 +116,5 @@ mod tests {
             let err = fork().unwrap_err();
             assert!(err.to_string().contains("threads"), "{err}");
         }
-    }
-}
-
-/// Makes a worker ignore the master-only signals (`SIGHUP`, `SIGTTIN`,
-/// `SIGTTOU`) so that one sent to a worker by mistake neither ends it
-/// (`HUP`) nor stops it (`TTIN`/`TTOU` default to "stop the process").
-pub(crate) fn ignore_master_signals() {
-    for sig in [Signal::SIGHUP, Signal::SIGTTIN, Signal::SIGTTOU] {
-        // SAFETY: `SIG_IGN` runs no code in signal context, and these
-        // signals have no other user in a worker: the master's dispositions
-        // were reset to default after the fork and nothing else installs
-        // handlers for them.
-        let _ = unsafe { signal(sig, SigHandler::SigIgn) };
     }
 }

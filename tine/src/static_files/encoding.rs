@@ -16,9 +16,6 @@ pub(super) enum Coding {
 }
 
 impl Coding {
-    /// Both codings in tie-break order (Brotli first: smaller output).
-    pub(super) const ALL: [Coding; 2] = [Coding::Br, Coding::Gzip];
-
     /// File-name suffix of the sibling.
     pub(super) fn suffix(self) -> &'static [u8] {
         match self {

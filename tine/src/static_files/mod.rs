@@ -238,15 +238,17 @@ pub(crate) fn serve(
     };
 
     // 2. Content negotiation between the file and its precompressed siblings.
-    let (mut file, mut meta, mut coding, mut vary) = (file, meta, None, false);
+    let (mut file, mut meta, mut coding) = (file, meta, None);
+    // With lookups on, other clients may get other bytes for this URL
+    // whether or not a sibling exists: caches must know. Always saying so
+    // (as nginx's `gzip_vary on`) spares probing for siblings per request.
+    let vary = mount.precompressed;
     if mount.precompressed {
         let mark = path.len();
-        let mut tried = [false; 2];
         for c in encoding::preferred(headers) {
-            tried[c as usize] = true;
             if path.push(c.suffix()) {
                 if let Ok((f, m)) = open_file(mount, &path) {
-                    (file, meta, coding, vary) = (f, m, Some(c), true);
+                    (file, meta, coding) = (f, m, Some(c));
                 }
             }
             path.truncate(mark);
@@ -254,10 +256,6 @@ pub(crate) fn serve(
                 break;
             }
         }
-        // Whether or not a sibling exists or was chosen, other clients may
-        // get other bytes for this URL: caches must know. Always saying so
-        // (as nginx's `gzip_vary on`) spares two lookups per request.
-        vary = true;
     }
 
     // 3. Validators of the selected representation.

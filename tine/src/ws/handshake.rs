@@ -18,8 +18,8 @@ pub(crate) fn is_upgrade(req: &Request) -> bool {
 /// first subprotocol the client offers that the server supports.
 /// Failures carry their status: 426 (with `Sec-WebSocket-Version: 13`) for
 /// a missing or unsupported version, 400 for anything else.
-pub(crate) fn accept(req: &Request, protocols: &[String]) -> Result<Response, Response> {
-    let bad = || Response::error(StatusCode::BAD_REQUEST);
+pub(crate) fn accept(req: &Request, protocols: &[String]) -> Result<Response, Box<Response>> {
+    let bad = || Box::new(Response::error(StatusCode::BAD_REQUEST));
     if req.method() != Method::GET || req.version() != Version::HTTP_11 {
         return Err(bad());
     }
@@ -27,8 +27,10 @@ pub(crate) fn accept(req: &Request, protocols: &[String]) -> Result<Response, Re
         return Err(bad());
     }
     if req.header(header::SEC_WEBSOCKET_VERSION).map(str::trim) != Some("13") {
-        return Err(Response::error(StatusCode::UPGRADE_REQUIRED)
-            .with_header(header::SEC_WEBSOCKET_VERSION, "13"));
+        return Err(Box::new(
+            Response::error(StatusCode::UPGRADE_REQUIRED)
+                .with_header(header::SEC_WEBSOCKET_VERSION, "13"),
+        ));
     }
     let key = req
         .header(header::SEC_WEBSOCKET_KEY)

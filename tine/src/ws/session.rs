@@ -157,8 +157,10 @@ impl Session {
             .max_message_size(Some(max_message))
             .max_frame_size(Some(max_message));
         let ctx = WebSocketContext::new(Role::Server, Some(ws_config));
-        let mut io = WsIo::default();
-        io.input = leftover;
+        let io = WsIo {
+            input: leftover,
+            ..WsIo::default()
+        };
         Session {
             core: Core {
                 ctx,
