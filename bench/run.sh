@@ -142,7 +142,7 @@ alive() { # running and not a zombie
     [[ ${stat:0:1} != Z ]]
 }
 
-SPID= IDLE_PID=
+SPID='' IDLE_PID=''
 start_server() { # server port log
     local server=$1 port=$2 log=$3 cmd i
     case $server in
@@ -219,7 +219,11 @@ parse_wrk() {
     /^Requests\/sec:/ { rps = $2 }
     /Non-2xx or 3xx responses:/ { errors += $NF }
     /Socket errors:/ { gsub(",", ""); errors += $4 + $6 + $8 + $10 }
-    END { printf "%.0f %.0f %.0f %d %d\n", rps, p50, p99, errors, n }'
+    END {
+        # wrk sometimes prints a 99th percentile of 0.00us under pipelining: report none
+        p99s = p99 < p50 ? "-" : sprintf("%.0f", p99)
+        printf "%.0f %.0f %s %d %d\n", rps, p50, p99s, errors, n
+    }'
 }
 
 cpu_per_req() { # ticks requests -> microseconds
@@ -232,7 +236,9 @@ emit() { # the TSV line, and a readable one on stderr
     if [[ $4 == idle ]]; then
         log "  $2 $3 idle: ${11} bytes per idle connection ($9 open, $8 failed)"
     else
-        log "  $2 $3 $4: $5/s, p50 ${6}us, p99 ${7}us, errors $8, server cpu ${10}us per request"
+        local unit=request
+        [[ $4 == ws ]] && unit=message
+        log "  $2 $3 $4: $5 ${unit}s/s, p50 ${6}us, p99 ${7}us, errors $8, server cpu ${10}us per $unit"
     fi
 }
 
@@ -323,6 +329,10 @@ for server in "${present[@]}"; do
 done
 estimate=$((ROUNDS * $(wc -w <<<"$CONFIGS") * per_round / 60 + 1))
 log "servers: ${present[*]}; configs: $CONFIGS; scenarios: $SCENARIOS"
+read -r load1 _ </proc/loadavg
+if awk -v l="$load1" 'BEGIN { exit !(l > 1.0) }'; then
+    warn "load average is $load1: other work is running on this machine, results will be noisy"
+fi
 log "$ROUNDS round(s) of ${SECS}s runs: about $estimate min (less where a server lacks a scenario)"
 
 [[ -f $RESULTS ]] && mv "$RESULTS" "$OUT/results.prev.tsv"

@@ -85,7 +85,10 @@ def tables(groups):
             f"{fmt(median(g['p50_us']))} | {fmt(median(g['p99_us']))} | "
             f"{fmt(median(g['cpu_us_per_req']), 2)} | {fmt(sum(g['errors']))} | {len(rps)} |"
         )
-    return "\n".join(lines) + "\n\nIdle keep-alive connections (server RSS growth, all processes):\n\n" + "\n".join(idle)
+    text = "\n".join(lines) if len(lines) > 2 else ""
+    if len(idle) > 2:
+        text += "\n\nIdle keep-alive connections (server RSS growth, all processes):\n\n" + "\n".join(idle)
+    return text.strip()
 
 
 def chart(groups, path):

@@ -25,7 +25,13 @@ struct Opts {
 }
 
 fn parse_opts() -> Opts {
-    let mut opts = Opts { url: String::new(), conns: 64, threads: 1, duration: Duration::from_secs(10), size: 64 };
+    let mut opts = Opts {
+        url: String::new(),
+        conns: 64,
+        threads: 1,
+        duration: Duration::from_secs(10),
+        size: 64,
+    };
     let mut it = std::env::args().skip(1);
     while let (Some(flag), Some(value)) = (it.next(), it.next()) {
         let bad = || -> ! { fail(&format!("bad value for {flag}: {value}")) };
@@ -35,7 +41,10 @@ fn parse_opts() -> Opts {
             "--threads" => opts.threads = value.parse().unwrap_or_else(|_| bad()),
             "--size" => opts.size = value.parse().unwrap_or_else(|_| bad()),
             "--duration" => {
-                let secs: f64 = value.trim_end_matches('s').parse().unwrap_or_else(|_| bad());
+                let secs: f64 = value
+                    .trim_end_matches('s')
+                    .parse()
+                    .unwrap_or_else(|_| bad());
                 opts.duration = Duration::from_secs_f64(secs);
             }
             _ => fail(&format!("unknown flag {flag}")),
@@ -57,20 +66,27 @@ fn connect(url: &str) -> Result<WebSocket<TcpStream>, String> {
     let host = url["ws://".len()..].split('/').next().unwrap_or_default();
     let stream = TcpStream::connect(host).map_err(|e| e.to_string())?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
     let (ws, _response) = tungstenite::client(url, stream).map_err(|e| e.to_string())?;
     Ok(ws)
 }
 
 /// One thread's echo rounds over its connections; returns latencies in microseconds.
-fn echo_rounds(conns: &mut [WebSocket<TcpStream>], size: usize, end: Instant) -> Result<Vec<u32>, String> {
+fn echo_rounds(
+    conns: &mut [WebSocket<TcpStream>],
+    size: usize,
+    end: Instant,
+) -> Result<Vec<u32>, String> {
     let payload = Bytes::from(vec![b'x'; size]);
     let mut sent_at = vec![Instant::now(); conns.len()];
     let mut latencies = Vec::with_capacity(1 << 16);
     while Instant::now() < end {
         for (ws, at) in conns.iter_mut().zip(&mut sent_at) {
             *at = Instant::now();
-            ws.send(Message::Binary(payload.clone())).map_err(|e| e.to_string())?;
+            ws.send(Message::Binary(payload.clone()))
+                .map_err(|e| e.to_string())?;
         }
         for (ws, at) in conns.iter_mut().zip(&sent_at) {
             loop {
@@ -105,12 +121,16 @@ fn main() {
         .map(|t| {
             // Split the connections as evenly as possible over the threads.
             let n = (opts.conns + opts.threads - 1 - t) / opts.threads;
-            let (url, ready, size, duration) = (opts.url.clone(), ready.clone(), opts.size, opts.duration);
+            let (url, ready, size, duration) =
+                (opts.url.clone(), ready.clone(), opts.size, opts.duration);
             std::thread::spawn(move || {
                 let conns: Result<Vec<_>, _> = (0..n).map(|_| connect(&url)).collect();
                 ready.wait();
                 let end = Instant::now() + duration;
-                (n, conns.and_then(|mut conns| echo_rounds(&mut conns, size, end)))
+                (
+                    n,
+                    conns.and_then(|mut conns| echo_rounds(&mut conns, size, end)),
+                )
             })
         })
         .collect();

@@ -6,16 +6,22 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use bench_common::{Args, HELLO, KEEP_ALIVE_SECS};
 
 async fn plaintext() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain").body("Hello, World!")
+    HttpResponse::Ok()
+        .content_type("text/plain")
+        .body("Hello, World!")
 }
 
 async fn json() -> HttpResponse {
     let body = serde_json::to_vec(&HELLO).expect("serialize");
-    HttpResponse::Ok().content_type("application/json").body(body)
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body)
 }
 
 async fn hello(name: web::Path<String>) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain").body(format!("Hello, {name}!"))
+    HttpResponse::Ok()
+        .content_type("text/plain")
+        .body(format!("Hello, {name}!"))
 }
 
 /// Echo text and binary messages back; answer pings; close when the client closes.

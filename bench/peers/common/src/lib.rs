@@ -11,10 +11,16 @@ pub struct Args {
 
 impl Args {
     pub fn parse() -> Args {
-        let mut args = Args { port: 8080, workers: 1, static_dir: None };
+        let mut args = Args {
+            port: 8080,
+            workers: 1,
+            static_dir: None,
+        };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
-            let value = it.next().unwrap_or_else(|| usage(&format!("{flag} needs a value")));
+            let value = it
+                .next()
+                .unwrap_or_else(|| usage(&format!("{flag} needs a value")));
             match flag.as_str() {
                 "--port" => args.port = value.parse().unwrap_or_else(|_| usage("bad --port")),
                 "--workers" => {
@@ -45,7 +51,9 @@ pub struct Message {
     pub message: &'static str,
 }
 
-pub const HELLO: Message = Message { message: "Hello, World!" };
+pub const HELLO: Message = Message {
+    message: "Hello, World!",
+};
 
 /// Keep-alive timeout for every peer: longer than any load run.
 pub const KEEP_ALIVE_SECS: u64 = 75;

@@ -24,7 +24,10 @@ impl HttpService for Peer {
         } else if path == "/json" {
             rsp.header("Content-Type: application/json");
             serde_json::to_writer(rsp.body_mut().writer(), &HELLO)?;
-        } else if let Some(name) = path.strip_prefix("/hello/").filter(|n| !n.is_empty() && !n.contains('/')) {
+        } else if let Some(name) = path
+            .strip_prefix("/hello/")
+            .filter(|n| !n.is_empty() && !n.contains('/'))
+        {
             rsp.header("Content-Type: text/plain");
             rsp.body_vec(format!("Hello, {name}!").into_bytes());
         } else {
@@ -52,5 +55,7 @@ fn main() -> io::Result<()> {
     let args = Args::parse();
     may::config().set_workers(args.workers);
     let server = Factory.start(args.addr())?;
-    server.join().map_err(|_| io::Error::other("server coroutine panicked"))
+    server
+        .join()
+        .map_err(|_| io::Error::other("server coroutine panicked"))
 }
