@@ -280,3 +280,6 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+pub mod load;
+pub mod procs;

@@ -1,0 +1,318 @@
+//! Life and death of `hello`'s worker processes, driven from outside (the
+//! test process never forks): graceful and immediate stops, crashes and
+//! respawns with backoff, the master's death, and signals racing start-up.
+//!
+//! `hello`'s handlers are synchronous: a worker inside `/sleep` serves
+//! nothing else. Tests that need requests in flight on every worker
+//! therefore put one on a connection known to be served by each worker.
+// A few tests print what they measured (see it with `--nocapture`).
+#![allow(clippy::print_stdout)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::process::ExitStatusExt;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use testkit::load::{connection_per_worker, spread, try_get, PID_PATH};
+use testkit::procs::{all_gone, heavy, signal, ServerTree, Signal};
+use testkit::{wait_until, Client};
+
+const HELLO: &str = env!("CARGO_BIN_EXE_hello");
+/// Bound of every wait for the processes to reach a state.
+const T: Duration = Duration::from_secs(5);
+
+fn graceful_stop(sig: Signal) {
+    let mut s = ServerTree::start_workers(HELLO, 2, &["--graceful-timeout-ms", "10000"]);
+    let kids = s.wait_ready(2, T);
+    let addr = s.addr();
+    // An idle kept-alive connection must not hold the stop up for long.
+    // (Made first: a worker inside /sleep would not answer it.)
+    let mut idle = Client::connect(addr);
+    assert_eq!(idle.get(PID_PATH).status, 200);
+    // One slow request in flight on each worker.
+    let slow: Vec<_> = connection_per_worker(addr, &kids, 200)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (pid, mut conn))| {
+            thread::spawn(move || {
+                conn.send(
+                    format!(
+                        "GET /sleep?ms={} HTTP/1.1\r\nHost: t\r\n\r\n",
+                        1200 + i * 100
+                    )
+                    .as_bytes(),
+                );
+                let res = conn.try_read_response(false);
+                // Then the stopping worker closes the connection.
+                let closed = conn.closed_within(Duration::from_secs(4));
+                (pid, res, closed)
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    s.signal(sig);
+    for h in slow {
+        let (pid, res, closed) = h.join().unwrap();
+        let r = res.unwrap_or_else(|e| panic!("in-flight request on worker {pid} failed: {e}"));
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "slept"),
+            "worker {pid}"
+        );
+        assert!(
+            closed,
+            "worker {pid} kept the connection open while stopping"
+        );
+    }
+    let status = s
+        .wait_exit(Duration::from_secs(10))
+        .expect("the master exits");
+    let took = t0.elapsed();
+    assert!(status.success(), "{sig}: {status}\n{}", s.stderr());
+    assert!(
+        took >= Duration::from_millis(800),
+        "did not wait for in-flight requests: {took:?}"
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(
+        idle.closed_within(Duration::from_secs(1)),
+        "idle connection left open"
+    );
+    assert!(all_gone(&kids), "workers left (or unreaped) after {sig}");
+    assert!(s.tagged().is_empty(), "orphans: {:?}", s.tagged());
+    s.wait_log("graceful stop", T);
+}
+
+#[test]
+fn sigterm_is_a_graceful_stop() {
+    graceful_stop(Signal::SIGTERM);
+}
+
+#[test]
+fn sigint_is_a_graceful_stop() {
+    graceful_stop(Signal::SIGINT);
+}
+
+#[test]
+fn graceful_timeout_ends_in_sigkill() {
+    let mut s = ServerTree::start_workers(HELLO, 2, &["--graceful-timeout-ms", "800"]);
+    let kids = s.wait_ready(2, T);
+    let addr = s.addr();
+    // /sleep is capped at 10 s: far beyond the graceful timeout.
+    let stuck = thread::spawn(move || try_get(addr, "/sleep?ms=10000"));
+    thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    s.signal(Signal::SIGTERM);
+    let status = s
+        .wait_exit(Duration::from_secs(10))
+        .expect("the master exits");
+    let took = t0.elapsed();
+    assert!(status.success(), "{status}");
+    assert!(
+        took >= Duration::from_millis(700) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+    let cut = stuck.join().unwrap();
+    assert!(cut.is_err(), "the stuck request was not cut off: {cut:?}");
+    s.wait_log("killed by SIGKILL", T);
+    assert!(all_gone(&kids));
+    assert!(s.tagged().is_empty());
+}
+
+#[test]
+fn sigquit_is_an_immediate_stop() {
+    let mut s = ServerTree::start_workers(HELLO, 3, &[]);
+    let kids = s.wait_ready(3, T);
+    let addr = s.addr();
+    let slow = thread::spawn(move || try_get(addr, "/sleep?ms=5000"));
+    thread::sleep(Duration::from_millis(200));
+    let t0 = Instant::now();
+    s.signal(Signal::SIGQUIT);
+    let status = s
+        .wait_exit(Duration::from_secs(5))
+        .expect("the master exits");
+    assert!(status.success(), "{status}");
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    assert!(slow.join().unwrap().is_err());
+    assert!(all_gone(&kids));
+    assert!(s.tagged().is_empty());
+}
+
+#[test]
+fn a_killed_worker_is_replaced_and_its_queue_survives() {
+    let s = ServerTree::start_workers(HELLO, 3, &[]);
+    let kids = s.wait_ready(3, T);
+    let victim = *kids.iter().next().unwrap();
+    let t0 = Instant::now();
+    signal(victim, Signal::SIGKILL).unwrap();
+    // Fresh connections right away: those hashed to the dead worker's
+    // listener wait in its queue (the master holds it) for the respawn.
+    let by_pid = spread(s.addr(), 40);
+    let new = s.wait_children(Duration::from_secs(2), "a replacement", |c| {
+        c.len() == 3 && !c.contains(&victim)
+    });
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(!by_pid.contains_key(&victim), "{by_pid:?}");
+    let spawned: Vec<i32> = new.difference(&kids).copied().collect();
+    assert_eq!(spawned.len(), 1, "{kids:?} -> {new:?}");
+    assert!(
+        by_pid.contains_key(&spawned[0]) || by_pid.len() >= 2,
+        "{by_pid:?}"
+    );
+    let log = s.wait_log("killed by SIGKILL", T);
+    assert!(
+        log.contains(&format!("(pid {victim}) exited unexpectedly")),
+        "{log}"
+    );
+    assert!(s.zombies().is_empty(), "unreaped: {:?}", s.zombies());
+    let after = spread(s.addr(), 30);
+    assert!(
+        after.keys().all(|p| new.contains(p)),
+        "{after:?} vs {new:?}"
+    );
+    s.stop(Duration::from_secs(10));
+}
+
+#[test]
+fn a_worker_crashing_at_start_up_is_respawned_with_backoff() {
+    let _g = heavy();
+    let mut s = ServerTree::start_workers(HELLO, 2, &["--crash-on-start"]);
+    thread::sleep(Duration::from_millis(2200));
+    let lines = s.log_lines();
+    let log = s.stderr();
+    for slot in 0..2 {
+        // Spawn times as seen by the test (lines are timestamped when they
+        // arrive), and the delays the master announced.
+        let spawns: Vec<Duration> = lines
+            .iter()
+            .filter(|(_, l)| l.contains(&format!("spawned worker {slot} (")))
+            .map(|(t, _)| *t)
+            .collect();
+        let delays: Vec<&str> = lines
+            .iter()
+            .filter(|(_, l)| l.contains(&format!("worker {slot} (pid ")))
+            .filter_map(|(_, l)| l.split("respawning in ").nth(1))
+            .collect();
+        assert!(
+            (3..=8).contains(&spawns.len()),
+            "slot {slot}: {} spawns in 2.2 s\n{log}",
+            spawns.len()
+        );
+        let want = ["100ms", "200ms", "400ms", "800ms", "1.6s"];
+        assert!(
+            delays.len() + 1 >= spawns.len()
+                && delays.len() <= want.len()
+                && delays.iter().zip(want).all(|(d, w)| *d == w),
+            "slot {slot}: respawn delays {delays:?}\n{log}"
+        );
+        let gaps: Vec<Duration> = spawns.windows(2).map(|w| w[1] - w[0]).collect();
+        // Never sooner than announced (minus the jitter of reading lines),
+        // and growing.
+        for (gap, ms) in gaps.iter().zip([100u64, 200, 400, 800, 1600]) {
+            assert!(
+                *gap >= Duration::from_millis(ms * 7 / 10),
+                "slot {slot}: gaps {gaps:?}\n{log}"
+            );
+        }
+        println!("slot {slot}: respawn delays {delays:?}, measured gaps {gaps:?}");
+        for g in gaps.windows(2) {
+            assert!(g[1] > g[0], "slot {slot}: backoff does not grow: {gaps:?}");
+        }
+    }
+    assert!(log.contains("exit status 1"), "{log}");
+    assert!(
+        s.server.child.try_wait().unwrap().is_none(),
+        "the master keeps running"
+    );
+    s.stop(T);
+}
+
+#[test]
+fn killing_the_master_leaves_no_worker_behind() {
+    let mut s = ServerTree::start_workers(HELLO, 3, &[]);
+    let kids = s.wait_ready(3, T);
+    // One worker is busy with a request when the master dies.
+    let addr = s.addr();
+    let slow = thread::spawn(move || try_get(addr, "/sleep?ms=500"));
+    thread::sleep(Duration::from_millis(100));
+    s.signal(Signal::SIGKILL);
+    s.wait_exit(T).expect("the master dies");
+    let t0 = Instant::now();
+    let gone = wait_until(Duration::from_secs(3), || s.tagged().is_empty());
+    let took = t0.elapsed();
+    assert!(gone, "workers survived the master: {:?}", s.tagged());
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(kids.iter().all(|&p| !testkit::procs::is_alive(p)));
+    let r = slow
+        .join()
+        .unwrap()
+        .expect("the in-flight request still completes");
+    assert_eq!((r.status, r.text().as_str()), (200, "slept"));
+}
+
+#[test]
+fn a_signal_right_after_start_never_leaves_an_orphan() {
+    let _g = heavy();
+    let mut outcomes = BTreeMap::<String, usize>::new();
+    for i in 0..50u64 {
+        let sig = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT][(i % 3) as usize];
+        let mut s = ServerTree::spawn(HELLO, &["--bind", "127.0.0.1:0", "--workers", "3"]);
+        if i % 2 == 0 {
+            // 0 to ~7 ms after exec: anywhere from before main to mid-fork.
+            thread::sleep(Duration::from_micros((i * 290) % 7500));
+        } else {
+            // Just as the master starts forking.
+            let deadline = Instant::now() + T;
+            while s.listening().is_none() && Instant::now() < deadline {
+                thread::sleep(Duration::from_micros(200));
+            }
+        }
+        if i % 4 == 3 {
+            let _ = signal(s.pid(), Signal::SIGHUP);
+            thread::sleep(Duration::from_millis(2));
+        }
+        let _ = signal(s.pid(), sig);
+        let status = s
+            .wait_exit(Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("iteration {i}: the master did not exit"));
+        let left = s.tagged();
+        assert!(left.is_empty(), "iteration {i} ({sig}): orphans {left:?}");
+        s.wait_log_closed(T);
+        let log = s.stderr();
+        let outcome = match (status.code(), status.signal()) {
+            (Some(0), _) => {
+                assert!(
+                    log.contains("all workers exited") || !log.contains("spawned"),
+                    "iteration {i}:\n{log}"
+                );
+                "exit 0".to_owned()
+            }
+            (_, Some(n)) if n == sig as i32 || n == Signal::SIGHUP as i32 => {
+                assert!(
+                    !log.contains("spawned worker"),
+                    "iteration {i}: killed after forking:\n{log}"
+                );
+                format!("killed by signal {n} before the master started")
+            }
+            _ => panic!("iteration {i}: unexpected status {status}\n{log}"),
+        };
+        *outcomes.entry(outcome).or_default() += 1;
+    }
+    println!("50 start-up races: {outcomes:?}");
+    // Both ends of the race happened at least once.
+    assert!(outcomes.len() >= 2, "{outcomes:?}");
+}
+
+#[test]
+fn every_worker_is_a_distinct_child_and_none_is_left_after_stop() {
+    let s = ServerTree::start_workers(HELLO, 3, &[]);
+    let kids = s.wait_ready(3, T);
+    let tagged = s.tagged();
+    let mut want: BTreeSet<i32> = kids.clone();
+    want.insert(s.pid());
+    assert_eq!(tagged, want, "the master and its workers, nothing else");
+    s.stop(Duration::from_secs(10));
+    assert!(all_gone(&kids));
+}

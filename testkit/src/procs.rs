@@ -1,0 +1,539 @@
+//! Multi-process servers (a master and its forked workers) seen from
+//! outside: process-tree inspection through `/proc`, signals, and
+//! [`ServerTree`], a harness that starts a server binary (never forking the
+//! test process), captures its log, and makes sure that every process it
+//! started, workers included, is gone when it is dropped.
+//!
+//! Every process a [`ServerTree`] starts carries a unique tag in its
+//! environment ([`TAG_VAR`]), inherited by the workers the master forks, so
+//! [`tagged`] finds them even after they were re-parented (orphans).
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use crate::{wait_until, ServerProcess};
+
+/// Environment variable holding the tag of the processes a [`ServerTree`]
+/// starts.
+pub const TAG_VAR: &str = "TINE_TEST_TAG";
+
+/// How long [`ServerTree::start`] waits for the `listening on` line.
+pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// One process, from `/proc/PID/stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proc {
+    /// Process id.
+    pub pid: i32,
+    /// Parent process id.
+    pub ppid: i32,
+    /// Process group id.
+    pub pgrp: i32,
+    /// State letter (`R`, `S`, `Z` for a zombie, ...).
+    pub state: char,
+}
+
+impl Proc {
+    /// Whether it has exited but not been reaped yet.
+    pub fn is_zombie(&self) -> bool {
+        self.state == 'Z'
+    }
+}
+
+/// The process `pid`, if it exists (zombies included).
+pub fn proc_stat(pid: i32) -> Option<Proc> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces or parentheses: split after the last ')'.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    Some(Proc {
+        pid,
+        ppid,
+        pgrp,
+        state,
+    })
+}
+
+/// Every process in `/proc`.
+pub fn processes() -> Vec<Proc> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(proc_stat)
+        .collect()
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub fn is_alive(pid: i32) -> bool {
+    proc_stat(pid).is_some_and(|p| !p.is_zombie())
+}
+
+/// Whether none of `pids` exists any more, not even as a zombie (they
+/// exited and were reaped).
+pub fn all_gone(pids: &BTreeSet<i32>) -> bool {
+    pids.iter().all(|&p| proc_stat(p).is_none())
+}
+
+/// Child pids of `ppid`, zombies included, from the kernel's per-thread
+/// `children` lists (falling back to a scan of `/proc`).
+fn child_pids(ppid: i32) -> BTreeSet<i32> {
+    let listed: Option<BTreeSet<i32>> =
+        fs::read_dir(format!("/proc/{ppid}/task"))
+            .ok()
+            .map(|tasks| {
+                tasks
+                    .flatten()
+                    .filter_map(|t| fs::read_to_string(t.path().join("children")).ok())
+                    .flat_map(|c| {
+                        c.split_whitespace()
+                            .filter_map(|p| p.parse().ok())
+                            .collect::<Vec<i32>>()
+                    })
+                    .collect()
+            });
+    listed.unwrap_or_else(|| {
+        processes()
+            .into_iter()
+            .filter(|p| p.ppid == ppid)
+            .map(|p| p.pid)
+            .collect()
+    })
+}
+
+/// Children of `ppid` in the given state (zombie or not), as two
+/// consecutive readings agree: one reading is not atomic (a child may fork
+/// or exit between listing the children and reading their states), and a
+/// torn one could show, say, an old worker gone but not yet its
+/// replacement.
+fn stable_children(ppid: i32, zombie: bool) -> BTreeSet<i32> {
+    let read = || -> BTreeSet<i32> {
+        child_pids(ppid)
+            .into_iter()
+            .filter(|&c| proc_stat(c).is_some_and(|p| p.ppid == ppid && p.is_zombie() == zombie))
+            .collect()
+    };
+    let mut last = read();
+    for _ in 0..20 {
+        let now = read();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last
+}
+
+/// Live (non-zombie) children of `ppid`.
+pub fn children_of(ppid: i32) -> BTreeSet<i32> {
+    stable_children(ppid, false)
+}
+
+/// Zombie children of `ppid`: exited, not yet reaped by it.
+pub fn zombies_of(ppid: i32) -> BTreeSet<i32> {
+    stable_children(ppid, true)
+}
+
+/// Live (non-zombie) processes whose environment has `TAG_VAR=tag`.
+pub fn tagged(tag: &str) -> BTreeSet<i32> {
+    let want = format!("{TAG_VAR}={tag}");
+    processes()
+        .into_iter()
+        .filter(|p| !p.is_zombie())
+        .filter(|p| {
+            fs::read(format!("/proc/{}/environ", p.pid))
+                .map(|env| env.split(|&b| b == 0).any(|kv| kv == want.as_bytes()))
+                .unwrap_or(false)
+        })
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// Sends `sig` to `pid`.
+pub fn signal(pid: i32, sig: Signal) -> nix::Result<()> {
+    nix::sys::signal::kill(Pid::from_raw(pid), sig)
+}
+
+/// `SIGKILL`s every live process tagged `tag` until none is left (bounded:
+/// 2 s); returns whether none is left.
+pub fn kill_tagged(tag: &str) -> bool {
+    wait_until(Duration::from_secs(2), || {
+        let left = tagged(tag);
+        for &pid in &left {
+            let _ = signal(pid, Signal::SIGKILL);
+        }
+        left.is_empty()
+    })
+}
+
+/// Number of IPv4 sockets listening on `port` (from `/proc/net/tcp`): each
+/// member of a `SO_REUSEPORT` group counts once, however many processes
+/// hold its descriptor.
+pub fn listen_sockets(port: u16) -> usize {
+    let table = fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let want = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // local_address is field 1, state field 3 (0A = LISTEN).
+            f.len() > 3 && f[1].ends_with(&want) && f[3] == "0A"
+        })
+        .count()
+}
+
+/// Serializes, within one test binary, the tests that load the machine
+/// (client load, many start-ups) so timing-sensitive assertions of one do
+/// not suffer from another.
+pub fn heavy() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn unique_tag() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "tinetest-{}-{}-{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// What the reader threads collected from the server's output.
+#[derive(Debug, Default)]
+struct Output {
+    /// stderr lines with their arrival time (since the spawn).
+    log: Vec<(Duration, String)>,
+    /// The address of the `listening on http://ADDR` line on stdout.
+    addr: Option<SocketAddr>,
+    /// stderr reached EOF: every process holding it is gone.
+    log_closed: bool,
+}
+
+fn read_lines(
+    stream: impl Read + Send + 'static,
+    output: Arc<Mutex<Output>>,
+    start: Instant,
+    stdout: bool,
+) {
+    thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            let text = line.trim_end().to_owned();
+            let mut out = output.lock().unwrap_or_else(|e| e.into_inner());
+            if stdout {
+                if let Some(addr) = text.strip_prefix("listening on http://") {
+                    out.addr = out.addr.or(addr.parse().ok());
+                }
+            } else {
+                out.log.push((start.elapsed(), text));
+            }
+            drop(out);
+            line.clear();
+        }
+        if !stdout {
+            output.lock().unwrap_or_else(|e| e.into_inner()).log_closed = true;
+        }
+    });
+}
+
+/// A server binary running as a master process with forked workers (or as
+/// a single process), started with a unique tag; see the module docs.
+///
+/// Dropping it `SIGKILL`s the master, then every process still carrying
+/// its tag (workers normally die with the master through
+/// `PR_SET_PDEATHSIG`; this does not rely on it). On a panic the captured
+/// log is printed.
+#[derive(Debug)]
+pub struct ServerTree {
+    /// The master process. Its `addr` is only meaningful once the server
+    /// announced it (see [`ServerTree::addr`]).
+    pub server: ServerProcess,
+    /// The tag in the environment of its processes.
+    pub tag: String,
+    output: Arc<Mutex<Output>>,
+}
+
+impl ServerTree {
+    /// Starts `bin` with exactly `args` and returns at once, without
+    /// waiting for the `listening on` line ([`ServerTree::addr`] panics
+    /// until [`ServerTree::listening`] reports it).
+    ///
+    /// stdin is closed; stdout and stderr are captured. `RUST_LOG=info`,
+    /// uncoloured; `TINE_WORKERS` is removed so `--workers` applies. Core
+    /// dumps are disabled in the test process (and so in its children):
+    /// `SIGQUIT` before the master takes its signals over would dump one.
+    pub fn spawn(bin: &str, args: &[&str]) -> ServerTree {
+        let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
+        let tag = unique_tag();
+        let start = Instant::now();
+        let mut child = Command::new(bin)
+            .args(args)
+            .env(TAG_VAR, &tag)
+            .env("RUST_LOG", "info")
+            .env("RUST_LOG_STYLE", "never")
+            .env_remove("TINE_WORKERS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        let output = Arc::new(Mutex::new(Output::default()));
+        if let Some(out) = child.stdout.take() {
+            read_lines(out, output.clone(), start, true);
+        }
+        if let Some(err) = child.stderr.take() {
+            read_lines(err, output.clone(), start, false);
+        }
+        ServerTree {
+            server: ServerProcess {
+                child,
+                addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            },
+            tag,
+            output,
+        }
+    }
+
+    /// Starts `bin` with exactly `args` and waits (up to [`START_TIMEOUT`])
+    /// for its `listening on http://ADDR` line; `Err((status, stderr))` if
+    /// it exits first.
+    pub fn try_start(bin: &str, args: &[&str]) -> Result<ServerTree, (ExitStatus, String)> {
+        let mut tree = ServerTree::spawn(bin, args);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if tree.listening().is_some() {
+                return Ok(tree);
+            }
+            if let Some(status) = tree.server.child.try_wait().expect("try_wait") {
+                // Whatever it wrote before exiting is worth having.
+                tree.wait_log_closed(Duration::from_secs(2));
+                return Err((status, tree.stderr()));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{bin} never announced its address:\n{}",
+                tree.stderr()
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Starts `bin` with exactly `args`, panicking with its log if it exits
+    /// before announcing its address.
+    pub fn start(bin: &str, args: &[&str]) -> ServerTree {
+        ServerTree::try_start(bin, args)
+            .unwrap_or_else(|(status, log)| panic!("{bin} exited early ({status}):\n{log}"))
+    }
+
+    /// Starts `bin --bind 127.0.0.1:0 --workers N EXTRA...`.
+    pub fn start_workers(bin: &str, workers: usize, extra: &[&str]) -> ServerTree {
+        let n = workers.to_string();
+        let mut args = vec!["--bind", "127.0.0.1:0", "--workers", &n];
+        args.extend_from_slice(extra);
+        ServerTree::start(bin, &args)
+    }
+
+    /// The address from the `listening on` line, once it was printed (it
+    /// also becomes [`ServerProcess::addr`]).
+    pub fn listening(&mut self) -> Option<SocketAddr> {
+        let addr = self.lock().addr;
+        if let Some(addr) = addr {
+            self.server.addr = addr;
+        }
+        addr
+    }
+
+    /// The address the server listens on.
+    ///
+    /// # Panics
+    /// If it has not announced it (only possible after [`ServerTree::spawn`]).
+    pub fn addr(&self) -> SocketAddr {
+        let addr = self.lock().addr;
+        addr.expect("the server has not announced its address yet")
+    }
+
+    /// The master's pid.
+    pub fn pid(&self) -> i32 {
+        self.server.pid()
+    }
+
+    /// Sends `sig` to the master.
+    pub fn signal(&self, sig: Signal) {
+        self.server.signal(sig);
+    }
+
+    /// Waits up to `limit` for the master to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        self.server.wait_exit(limit)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Output> {
+        self.output.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The captured stderr so far.
+    pub fn stderr(&self) -> String {
+        let out = self.lock();
+        let mut text = String::new();
+        for (_, line) in &out.log {
+            text.push_str(line);
+            text.push('\n');
+        }
+        text
+    }
+
+    /// The captured stderr lines so far, each with the time it arrived
+    /// (measured from the spawn, in the test process).
+    pub fn log_lines(&self) -> Vec<(Duration, String)> {
+        self.lock().log.clone()
+    }
+
+    /// Waits (up to `limit`) until every process holding the server's
+    /// stderr has exited, so [`ServerTree::stderr`] is complete.
+    pub fn wait_log_closed(&self, limit: Duration) -> bool {
+        wait_until(limit, || self.lock().log_closed)
+    }
+
+    /// Waits until the log contains `needle`; returns the log, or panics
+    /// with it.
+    pub fn wait_log(&self, needle: &str, limit: Duration) -> String {
+        self.wait_log_count(needle, 1, limit)
+    }
+
+    /// Waits until the log contains `needle` at least `n` times; returns
+    /// the log, or panics with it.
+    pub fn wait_log_count(&self, needle: &str, n: usize, limit: Duration) -> String {
+        if wait_until(limit, || self.stderr().matches(needle).count() >= n) {
+            return self.stderr();
+        }
+        panic!(
+            "the log never contained {needle:?} {n} time(s):\n{}",
+            self.stderr()
+        )
+    }
+
+    /// Live (non-zombie) children of the master.
+    pub fn children(&self) -> BTreeSet<i32> {
+        children_of(self.pid())
+    }
+
+    /// Children of the master that exited and were not reaped.
+    pub fn zombies(&self) -> BTreeSet<i32> {
+        zombies_of(self.pid())
+    }
+
+    /// Live processes carrying this server's tag: the master and its
+    /// workers, including any that outlived the master.
+    pub fn tagged(&self) -> BTreeSet<i32> {
+        tagged(&self.tag)
+    }
+
+    /// Polls until `cond(children)` holds and returns the children, or
+    /// panics naming `what`, with the log.
+    pub fn wait_children(
+        &self,
+        limit: Duration,
+        what: &str,
+        cond: impl Fn(&BTreeSet<i32>) -> bool,
+    ) -> BTreeSet<i32> {
+        let mut last = BTreeSet::new();
+        if wait_until(limit, || {
+            last = self.children();
+            cond(&last)
+        }) {
+            return last;
+        }
+        panic!(
+            "timed out waiting for {what}; children now {last:?}\n--- log ---\n{}",
+            self.stderr()
+        )
+    }
+
+    /// Waits until the master has exactly `n` live children.
+    pub fn wait_count(&self, n: usize, limit: Duration) -> BTreeSet<i32> {
+        self.wait_children(limit, &format!("{n} workers"), |c| c.len() == n)
+    }
+
+    /// Pids the master logged as ready (`worker K (pid P) ready`).
+    pub fn ready_pids(&self) -> BTreeSet<i32> {
+        self.lock()
+            .log
+            .iter()
+            .filter(|(_, l)| l.ends_with(") ready"))
+            .filter_map(|(_, l)| l.rsplit("(pid ").next()?.split(')').next()?.parse().ok())
+            .collect()
+    }
+
+    /// Waits until the master has exactly `n` live children, all of them
+    /// logged as ready; returns them, or panics with the log.
+    pub fn wait_ready(&self, n: usize, limit: Duration) -> BTreeSet<i32> {
+        let mut kids = BTreeSet::new();
+        if wait_until(limit, || {
+            kids = self.children();
+            let ready = self.ready_pids();
+            kids.len() == n && kids.is_subset(&ready)
+        }) {
+            return kids;
+        }
+        panic!(
+            "{n} ready workers never showed up (children {kids:?}, ready {:?}):\n{}",
+            self.ready_pids(),
+            self.stderr()
+        )
+    }
+
+    /// Graceful stop: `SIGTERM` to the master, then asserts that it exits
+    /// with status 0 within `limit` and leaves no process behind.
+    pub fn stop(mut self, limit: Duration) {
+        self.signal(Signal::SIGTERM);
+        let status = self.wait_exit(limit).unwrap_or_else(|| {
+            panic!(
+                "the master did not exit within {limit:?}:\n{}",
+                self.stderr()
+            )
+        });
+        assert!(status.success(), "{status}\n{}", self.stderr());
+        let left = self.tagged();
+        assert!(left.is_empty(), "left behind: {left:?}\n{}", self.stderr());
+    }
+}
+
+impl Drop for ServerTree {
+    #[allow(clippy::print_stderr)]
+    fn drop(&mut self) {
+        let _ = self.server.child.kill();
+        let _ = self.server.child.wait();
+        let clean = kill_tagged(&self.tag);
+        if thread::panicking() {
+            eprintln!(
+                "--- log of the server (tag {}) ---\n{}",
+                self.tag,
+                self.stderr()
+            );
+        }
+        if !clean {
+            eprintln!("processes tagged {} survived SIGKILL", self.tag);
+        }
+    }
+}
