@@ -63,6 +63,7 @@ pub struct App {
     pub(crate) graceful_timeout: Duration,
     pub(crate) join_existing: bool,
     pub(crate) worker_init: Vec<WorkerInit>,
+    pub(crate) redis_url: Option<String>,
     /// What the worker-init hooks built, shared by every request.
     pub(crate) state: Rc<Extensions>,
 }
@@ -114,6 +115,7 @@ impl App {
             graceful_timeout: Duration::from_secs(30),
             join_existing: false,
             worker_init: Vec::new(),
+            redis_url: None,
             state: Rc::new(Extensions::default()),
         }
     }
@@ -246,6 +248,22 @@ impl App {
         };
         self.ws_router
             .add(Some(Method::GET), pattern, Rc::new(handler));
+        self
+    }
+
+    /// Carries [`publish`](crate::publish)ed messages through Redis
+    /// (`redis://[[user]:password@]host[:port]`) instead of the master, so
+    /// servers on several machines share topics. Each process opens its own
+    /// two connections (subscribe, publish) after the fork, reconnects with
+    /// backoff, and publishes on channels named `tine:<topic>`. Delivery is
+    /// at most once, like Redis pub/sub itself: while Redis is unreachable,
+    /// messages are dropped (and counted in the log).
+    ///
+    /// ```
+    /// let app = tine::App::new().redis("redis://127.0.0.1:6379");
+    /// ```
+    pub fn redis(mut self, url: &str) -> Self {
+        self.redis_url = Some(url.to_string());
         self
     }
 

@@ -18,6 +18,12 @@
 //! the master gets a fresh channel and rejoins the bus by itself. In
 //! single-process mode there is no relay.
 //!
+//! With [`App::redis`](crate::App::redis) configured, every process
+//! publishes to Redis (`PUBLISH tine:<topic>`) and delivers what its own
+//! subscription (`PSUBSCRIBE tine:*`) brings back, itself included, so
+//! servers on several machines share topics; the master relay is not used.
+//! Delivery is then at most once, as with Redis pub/sub itself.
+//!
 //! [`WebSocket::subscribe`]: crate::WebSocket::subscribe
 //! [`WsConfig::max_outbuf`]: crate::WsConfig::max_outbuf
 

@@ -46,6 +46,10 @@ struct Args {
     /// the master's crash-loop backoff).
     #[arg(long, hide = true)]
     crash_on_start: bool,
+    /// Carry published messages through this Redis server
+    /// (redis://host:port) so several servers share topics.
+    #[arg(long)]
+    redis: Option<String>,
     /// Graceful-stop timeout of the master, in milliseconds.
     #[arg(long)]
     graceful_timeout_ms: Option<u64>,
@@ -216,6 +220,9 @@ fn main() -> ExitCode {
         .join_existing(args.join_existing);
     if let Some(ms) = args.graceful_timeout_ms {
         app = app.graceful_timeout(Duration::from_millis(ms));
+    }
+    if let Some(url) = &args.redis {
+        app = app.redis(url);
     }
     if args.crash_on_start {
         app = app.on_worker_start(|_| std::process::exit(1));

@@ -21,6 +21,7 @@ use slab::Slab;
 
 use super::conn::{Conn, Flush, Pending, Phase};
 use super::control::{self, Channel, Msg, SendNoSignal};
+use super::redis::RedisBus;
 use super::timer::{Entry, Wheel};
 use crate::app::{Answer, App};
 use crate::http::date::DateCache;
@@ -33,6 +34,9 @@ use crate::ws::session::Session;
 const SIGNALS: Token = Token(usize::MAX);
 /// The control channel to the master (worker processes only).
 const CONTROL: Token = Token(usize::MAX - 1);
+/// The Redis subscriber and publisher connections.
+const REDIS_SUB: Token = Token(usize::MAX - 2);
+const REDIS_PUB: Token = Token(usize::MAX - 3);
 /// Listener `i` has token `LISTENER0 + i`; connection keys stay below.
 const LISTENER0: usize = usize::MAX / 2;
 /// Size of the read scratch buffer: one read takes at most this much.
@@ -101,6 +105,9 @@ pub(crate) struct EventLoop {
     /// WebSocket subscribers by topic: `(key, generation)` of each
     /// connection.
     topics: HashMap<String, Vec<(usize, u32)>>,
+    /// With Redis configured, published messages go there (and come back
+    /// from there) instead of through the master.
+    redis: Option<RedisBus>,
 }
 
 impl EventLoop {
@@ -145,7 +152,13 @@ impl EventLoop {
             signals,
             master: None,
             topics: HashMap::new(),
+            redis: None,
         };
+        if let Some(url) = this.shared.app.redis_url.clone() {
+            let mut bus = RedisBus::new(&url, "tine:")?;
+            bus.register(this.poll.registry(), REDIS_SUB, REDIS_PUB)?;
+            this.redis = Some(bus);
+        }
         this.set_accepting(true);
         if let Some(control) = control {
             control.set_nonblocking(true)?;
@@ -184,6 +197,7 @@ impl EventLoop {
                         }
                     }
                     CONTROL => self.on_control(),
+                    REDIS_SUB | REDIS_PUB => self.on_redis(event.token()),
                     Token(t) if t >= LISTENER0 => self.accept(t - LISTENER0),
                     Token(key) => {
                         if let Some(conn) = self.conns.get_mut(key) {
@@ -194,6 +208,9 @@ impl EventLoop {
                         }
                     }
                 }
+            }
+            if let Some(bus) = &mut self.redis {
+                bus.tick(self.now, self.poll.registry());
             }
             if !pubsub::outbox_is_empty() {
                 self.deliver_published();
@@ -228,6 +245,14 @@ impl EventLoop {
             return;
         }
         self.drain_deadline = Some(self.now + self.shared.app.limits.drain_timeout);
+        if let Some(bus) = &self.redis {
+            if bus.dropped() > 0 {
+                log::warn!(
+                    "{} published message(s) could not be sent to Redis",
+                    bus.dropped()
+                );
+            }
+        }
         self.shared.draining = true;
         self.set_accepting(false);
         let idle: Vec<usize> = self
@@ -532,6 +557,13 @@ impl EventLoop {
             if batch.is_empty() {
                 return;
             }
+            if let Some(bus) = &mut self.redis {
+                // Redis fans out to every process, this one included.
+                for published in &batch {
+                    bus.publish(published, self.poll.registry());
+                }
+                continue;
+            }
             for published in &batch {
                 if let Some(link) = &mut self.master {
                     let mut wire = Vec::new();
@@ -550,6 +582,18 @@ impl EventLoop {
                     log::warn!("control channel: {e}");
                 }
             }
+        }
+    }
+
+    /// Drives the Redis connections and delivers what they received.
+    fn on_redis(&mut self, token: Token) {
+        let Some(bus) = &mut self.redis else {
+            return;
+        };
+        let mut incoming = Vec::new();
+        bus.on_event(token, self.poll.registry(), &mut incoming);
+        for published in &incoming {
+            self.deliver_local(published);
         }
     }
 

@@ -7,6 +7,7 @@ mod control;
 mod event_loop;
 mod listener;
 mod master;
+mod redis;
 mod sys;
 mod timer;
 
@@ -90,6 +91,10 @@ fn resolve_workers(configured: usize) -> io::Result<usize> {
 impl Server {
     pub(crate) fn bind(app: App, addr: SocketAddr) -> io::Result<Server> {
         let workers = resolve_workers(app.workers)?;
+        if let Some(url) = &app.redis_url {
+            // Fail at start-up, in one place, rather than in every worker.
+            redis::parse_url(url)?;
+        }
         let listeners = if workers > 1 {
             master::bind_listeners(addr, workers, &master_config(&app, workers))?
         } else {

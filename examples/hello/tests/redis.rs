@@ -1,0 +1,95 @@
+//! Publish/subscribe through Redis: two separate server instances (each
+//! with two workers) on two ports share a chat room.
+
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use testkit::redis::RedisServer;
+use testkit::ServerProcess;
+use tungstenite::Message;
+
+const HELLO: &str = env!("CARGO_BIN_EXE_hello");
+
+type Ws = tungstenite::WebSocket<TcpStream>;
+
+fn join(addr: SocketAddr) -> Ws {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (mut ws, _) =
+        tungstenite::client(format!("ws://{addr}/ws/chat?room=shared"), stream).unwrap();
+    let Message::Text(first) = ws.read().unwrap() else {
+        panic!("expected the pid line")
+    };
+    assert!(first.as_str().starts_with("pid "));
+    ws
+}
+
+fn text(ws: &mut Ws) -> String {
+    loop {
+        match ws.read().expect("a message") {
+            Message::Text(t) => return t.as_str().to_string(),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn two_instances_share_topics_through_redis() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let url = redis.url();
+    let args = |url: &str| {
+        vec![
+            "--bind".to_string(),
+            "127.0.0.1:0".into(),
+            "--workers".into(),
+            "2".into(),
+            "--redis".into(),
+            url.to_string(),
+        ]
+    };
+    let a_args = args(&url);
+    let b_args = args(&url);
+    let a = ServerProcess::start(
+        HELLO,
+        &a_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let b = ServerProcess::start(
+        HELLO,
+        &b_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let mut clients: Vec<Ws> = (0..4)
+        .map(|_| join(a.addr))
+        .chain((0..4).map(|_| join(b.addr)))
+        .collect();
+    // Subscriptions are local; give the Redis connections a moment.
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..20 {
+        clients[0]
+            .send(Message::Text(format!("from a {i}").into()))
+            .unwrap();
+    }
+    clients[7].send(Message::Text("from b".into())).unwrap();
+    for (n, c) in clients.iter_mut().enumerate() {
+        let mut got: Vec<String> = (0..21).map(|_| text(c)).collect();
+        // Publisher order holds per publisher.
+        let from_b = got
+            .iter()
+            .position(|m| m == "from b")
+            .unwrap_or_else(|| panic!("client {n}: {got:?}"));
+        got.remove(from_b);
+        let expected: Vec<String> = (0..20).map(|i| format!("from a {i}")).collect();
+        assert_eq!(got, expected, "client {n}");
+    }
+    // Exactly once.
+    for c in clients.iter_mut() {
+        c.get_mut()
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        assert!(c.read().is_err(), "a duplicate arrived");
+    }
+}
