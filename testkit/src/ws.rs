@@ -132,3 +132,36 @@ pub fn read_close_code(s: &mut TcpStream) -> u16 {
 pub fn send(s: &mut TcpStream, bytes: &[u8]) {
     s.write_all(bytes).expect("send");
 }
+
+/// A WebSocket client from the `tungstenite` crate (an independent
+/// implementation, unlike the hand-made frames above).
+pub type Ws = tungstenite::WebSocket<TcpStream>;
+
+/// Joins `hello`'s chat room `room` (`/ws/chat?room=...`); returns the
+/// socket and the pid of the worker serving it (the room's first message).
+pub fn chat_join(addr: SocketAddr, room: &str) -> (Ws, u32) {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let (mut ws, _) =
+        tungstenite::client(format!("ws://{addr}/ws/chat?room={room}"), stream).expect("handshake");
+    let tungstenite::Message::Text(first) = ws.read().expect("the pid line") else {
+        panic!("expected the pid line")
+    };
+    let pid = first
+        .as_str()
+        .strip_prefix("pid ")
+        .and_then(|p| p.parse().ok())
+        .expect("a pid");
+    (ws, pid)
+}
+
+/// The next text message, skipping pings and pongs.
+pub fn next_text(ws: &mut Ws) -> String {
+    loop {
+        match ws.read().expect("a message") {
+            tungstenite::Message::Text(t) => return t.as_str().to_string(),
+            tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

@@ -5,55 +5,26 @@
 //! bound.
 
 use std::collections::BTreeSet;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use testkit::procs;
+use testkit::ws::{chat_join, next_text, Ws};
 use testkit::{Client, ServerProcess};
 use tungstenite::Message;
 
 const HELLO: &str = env!("CARGO_BIN_EXE_hello");
 
-type Ws = tungstenite::WebSocket<TcpStream>;
-
 /// Connects to the chat room; returns the socket and the serving worker's
 /// pid (the room's first message).
-fn join(addr: SocketAddr, room: &str) -> (Ws, u32) {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let (mut ws, _) =
-        tungstenite::client(format!("ws://{addr}/ws/chat?room={room}"), stream).unwrap();
-    let Message::Text(first) = ws.read().unwrap() else {
-        panic!("expected the pid line")
-    };
-    let pid = first
-        .as_str()
-        .strip_prefix("pid ")
-        .unwrap()
-        .parse()
-        .unwrap();
-    (ws, pid)
-}
-
-fn text(ws: &mut Ws) -> String {
-    loop {
-        match ws.read().expect("a message") {
-            Message::Text(t) => return t.as_str().to_string(),
-            Message::Ping(_) | Message::Pong(_) => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
 
 /// Opens chat clients until they span at least two workers.
 fn clients_on_several_workers(addr: SocketAddr, room: &str, n: usize) -> (Vec<Ws>, BTreeSet<u32>) {
     let mut clients = Vec::new();
     let mut pids = BTreeSet::new();
     for _ in 0..200 {
-        let (ws, pid) = join(addr, room);
+        let (ws, pid) = chat_join(addr, room);
         clients.push(ws);
         pids.insert(pid);
         if clients.len() >= n && pids.len() >= 2 {
@@ -93,7 +64,7 @@ fn messages_reach_every_subscriber_once_and_in_order_across_workers() {
     }
     for (n, c) in clients.iter_mut().enumerate() {
         for i in 0..50 {
-            assert_eq!(text(c), format!("msg {i}"), "client {n}");
+            assert_eq!(next_text(c), format!("msg {i}"), "client {n}");
         }
     }
     // Exactly once: nothing else arrives.
@@ -110,7 +81,7 @@ fn http_handlers_publish_and_unsubscribe_stops_delivery() {
     let server = ServerProcess::start(HELLO, &["--bind", "127.0.0.1:0", "--workers", "4"]);
     let (mut clients, _) = clients_on_several_workers(server.addr, "room2", 4);
     clients[1].send(Message::Text("/leave".into())).unwrap();
-    assert_eq!(text(&mut clients[1]), "left");
+    assert_eq!(next_text(&mut clients[1]), "left");
     let mut c = Client::connect(server.addr);
     c.send(b"POST /publish/room2 HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
     assert_eq!(c.read_response().status, 202);
@@ -121,7 +92,7 @@ fn http_handlers_publish_and_unsubscribe_stops_delivery() {
                 .unwrap();
             assert!(ws.read().is_err(), "an unsubscribed client got a message");
         } else {
-            assert_eq!(text(ws), "hello");
+            assert_eq!(next_text(ws), "hello");
         }
     }
 }
@@ -157,7 +128,7 @@ fn the_bus_survives_a_killed_worker() {
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut fresh = Vec::new();
     while Instant::now() < deadline && fresh.len() < 6 {
-        let (ws, pid) = join(server.addr, "room3");
+        let (ws, pid) = chat_join(server.addr, "room3");
         assert_ne!(pid, victim);
         fresh.push(ws);
     }
@@ -166,7 +137,7 @@ fn the_bus_survives_a_killed_worker() {
         .send(Message::Text("after the crash".into()))
         .unwrap();
     for ws in survivors.iter_mut().chain(fresh.iter_mut()) {
-        assert_eq!(text(ws), "after the crash");
+        assert_eq!(next_text(ws), "after the crash");
     }
 }
 
@@ -175,8 +146,8 @@ fn a_subscriber_that_stops_reading_does_not_grow_memory_without_bound() {
     let server = ServerProcess::start(HELLO, &["--bind", "127.0.0.1:0", "--workers", "2"]);
     let addr = server.addr;
     // One subscriber never reads; another reads everything.
-    let (_stuck, _) = join(addr, "flood");
-    let (mut reader, _) = join(addr, "flood");
+    let (_stuck, _) = chat_join(addr, "flood");
+    let (mut reader, _) = chat_join(addr, "flood");
     std::thread::sleep(Duration::from_millis(100));
     let tree = || {
         let mut pids: Vec<i32> = procs::children_of(server.pid()).into_iter().collect();
@@ -193,7 +164,7 @@ fn a_subscriber_that_stops_reading_does_not_grow_memory_without_bound() {
     let reader_thread = std::thread::spawn(move || {
         let mut got = 0usize;
         while got < 1000 {
-            let _ = text(&mut reader);
+            let _ = next_text(&mut reader);
             got += 1;
         }
         got

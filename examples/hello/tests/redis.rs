@@ -1,40 +1,14 @@
 //! Publish/subscribe through Redis: two separate server instances (each
 //! with two workers) on two ports share a chat room.
 
-use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use testkit::redis::RedisServer;
+use testkit::ws::{chat_join, next_text, Ws};
 use testkit::ServerProcess;
 use tungstenite::Message;
 
 const HELLO: &str = env!("CARGO_BIN_EXE_hello");
-
-type Ws = tungstenite::WebSocket<TcpStream>;
-
-fn join(addr: SocketAddr) -> Ws {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let (mut ws, _) =
-        tungstenite::client(format!("ws://{addr}/ws/chat?room=shared"), stream).unwrap();
-    let Message::Text(first) = ws.read().unwrap() else {
-        panic!("expected the pid line")
-    };
-    assert!(first.as_str().starts_with("pid "));
-    ws
-}
-
-fn text(ws: &mut Ws) -> String {
-    loop {
-        match ws.read().expect("a message") {
-            Message::Text(t) => return t.as_str().to_string(),
-            Message::Ping(_) | Message::Pong(_) => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
 
 #[test]
 fn two_instances_share_topics_through_redis() {
@@ -63,8 +37,8 @@ fn two_instances_share_topics_through_redis() {
         &b_args.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     let mut clients: Vec<Ws> = (0..4)
-        .map(|_| join(a.addr))
-        .chain((0..4).map(|_| join(b.addr)))
+        .map(|_| chat_join(a.addr, "shared").0)
+        .chain((0..4).map(|_| chat_join(b.addr, "shared").0))
         .collect();
     // Subscriptions are local; give the Redis connections a moment.
     std::thread::sleep(Duration::from_millis(300));
@@ -75,7 +49,7 @@ fn two_instances_share_topics_through_redis() {
     }
     clients[7].send(Message::Text("from b".into())).unwrap();
     for (n, c) in clients.iter_mut().enumerate() {
-        let mut got: Vec<String> = (0..21).map(|_| text(c)).collect();
+        let mut got: Vec<String> = (0..21).map(|_| next_text(c)).collect();
         // Publisher order holds per publisher.
         let from_b = got
             .iter()

@@ -50,6 +50,8 @@ pub(crate) struct Head {
 }
 
 /// What one call to [`Decoder::decode`] produced.
+// A request is the common result; boxing it cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Decoded {
     /// The buffer holds no complete request yet.
@@ -58,7 +60,7 @@ pub(crate) enum Decoded {
     /// `100 Continue` before sending it. Reported once per request.
     Continue,
     /// A complete request.
-    Request(Box<Head>, Bytes),
+    Request(Head, Bytes),
     /// The request is malformed or over a limit: answer with this status
     /// and close the connection (the rest of the stream cannot be trusted).
     Error(StatusCode),
@@ -121,7 +123,7 @@ impl Decoder {
                 Err(status) => return Decoded::Error(status),
             };
             let body = match head.framing {
-                Framing::Empty => return Decoded::Request(Box::new(head), Bytes::new()),
+                Framing::Empty => return Decoded::Request(head, Bytes::new()),
                 Framing::Length(n) if n > limits.max_body as u64 => {
                     return Decoded::Error(StatusCode::PAYLOAD_TOO_LARGE)
                 }
@@ -166,7 +168,7 @@ impl Decoder {
                 else {
                     unreachable!("state is Body here");
                 };
-                Decoded::Request(head, bytes)
+                Decoded::Request(*head, bytes)
             }
             None if head.expect_continue && !*continue_sent => {
                 *continue_sent = true;

@@ -55,10 +55,15 @@ impl Request {
         body: Bytes,
         peer: SocketAddr,
     ) -> Result<Self, StatusCode> {
-        let decoded_path = match percent_decode_str(target.path()).decode_utf8() {
-            Ok(Cow::Borrowed(_)) => None,
-            Ok(Cow::Owned(s)) => Some(s.into_boxed_str()),
-            Err(_) => return Err(StatusCode::BAD_REQUEST),
+        // Paths without escapes are plain ASCII (httparse checked): no
+        // decoding, no UTF-8 validation.
+        let decoded_path = match target.path() {
+            p if !p.contains('%') => None,
+            p => match percent_decode_str(p).decode_utf8() {
+                Ok(Cow::Borrowed(_)) => None,
+                Ok(Cow::Owned(s)) => Some(s.into_boxed_str()),
+                Err(_) => return Err(StatusCode::BAD_REQUEST),
+            },
         };
         Ok(Request {
             method,

@@ -145,6 +145,10 @@ fn decode(s: &str) -> Cow<'_, str> {
     percent_decode_str(s).decode_utf8_lossy()
 }
 
+/// Up to this many routes, matching tries each route in order instead of
+/// looking the first segment up in the index.
+const SCAN_ALL: usize = 16;
+
 #[derive(Debug)]
 struct Route<T> {
     /// `None` matches every method.
@@ -172,6 +176,8 @@ pub(crate) struct Router<T> {
     by_first: HashMap<Box<str>, Vec<usize>>,
     /// Indices of routes whose first segment is dynamic.
     dynamic: Vec<usize>,
+    /// Every index, in order (for small routers, scanned whole).
+    every: Vec<usize>,
 }
 
 impl<T> Default for Router<T> {
@@ -180,6 +186,7 @@ impl<T> Default for Router<T> {
             routes: Vec::new(),
             by_first: HashMap::new(),
             dynamic: Vec::new(),
+            every: Vec::new(),
         }
     }
 }
@@ -188,6 +195,7 @@ impl<T> Router<T> {
     /// Adds a route; `method: None` matches every method.
     pub(crate) fn add(&mut self, method: Option<Method>, pattern: Pattern, value: T) {
         let index = self.routes.len();
+        self.every.push(index);
         match pattern.first_static() {
             Some(first) => self.by_first.entry(first.into()).or_default().push(index),
             None => self.dynamic.push(index),
@@ -213,14 +221,21 @@ impl<T> Router<T> {
             .split('/')
             .next()
             .unwrap_or("");
-        let statics: &[usize] = self
-            .by_first
-            .get(&*decode(first))
-            .map_or(&[], Vec::as_slice);
+        // Few routes: trying each is cheaper than hashing the segment.
+        let (statics, dynamic): (&[usize], &[usize]) = if self.routes.len() <= SCAN_ALL {
+            (&[], &self.every)
+        } else {
+            (
+                self.by_first
+                    .get(&*decode(first))
+                    .map_or(&[], Vec::as_slice),
+                &self.dynamic,
+            )
+        };
         let mut params = Vec::new();
         let mut head_fallback: Option<(usize, Captures)> = None;
         let mut path_matched = false;
-        for index in merged(statics, &self.dynamic) {
+        for index in merged(statics, dynamic) {
             let route = &self.routes[index];
             params.clear();
             if !route.pattern.matches(raw_path, &mut params) {
@@ -245,7 +260,7 @@ impl<T> Router<T> {
             return Match::NotFound;
         }
         let mut allowed: Vec<Method> = Vec::new();
-        for index in merged(statics, &self.dynamic) {
+        for index in merged(statics, dynamic) {
             let route = &self.routes[index];
             params.clear();
             if let Some(m) = &route.method {

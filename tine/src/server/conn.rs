@@ -138,8 +138,21 @@ impl Conn {
 
     /// Writes queued bytes; on `Done` the buffer is empty.
     pub(crate) fn flush(&mut self) -> Flush {
+        // A head followed by sendfile: tell the kernel more is coming, so
+        // head and first body bytes share a segment (like TCP_CORK).
+        let more = matches!(self.pending, Some(Pending::File(_)));
         while self.wpos < self.wbuf.len() {
-            match self.stream.write(&self.wbuf[self.wpos..]) {
+            let sent = if more {
+                rustix::net::send(
+                    &self.stream,
+                    &self.wbuf[self.wpos..],
+                    rustix::net::SendFlags::MORE,
+                )
+                .map_err(io::Error::from)
+            } else {
+                self.stream.write(&self.wbuf[self.wpos..])
+            };
+            match sent {
                 Ok(0) => return Flush::Failed,
                 Ok(n) => self.wpos += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flush::Blocked,
