@@ -16,9 +16,6 @@ use tungstenite::Message;
 
 const HELLO: &str = env!("CARGO_BIN_EXE_hello");
 
-/// Connects to the chat room; returns the socket and the serving worker's
-/// pid (the room's first message).
-
 /// Opens chat clients until they span at least two workers.
 fn clients_on_several_workers(addr: SocketAddr, room: &str, n: usize) -> (Vec<Ws>, BTreeSet<u32>) {
     let mut clients = Vec::new();
