@@ -56,6 +56,10 @@ struct Args {
     /// Serve this directory under /static/.
     #[arg(long = "static")]
     static_dir: Option<std::path::PathBuf>,
+    /// Keep opened static files for this many milliseconds (nginx's
+    /// open_file_cache); 0 or absent: look every time.
+    #[arg(long)]
+    open_file_cache_ms: Option<u64>,
     /// Log one line per request.
     #[arg(long)]
     log: bool,
@@ -228,7 +232,12 @@ fn main() -> ExitCode {
         app = app.on_worker_start(|_| std::process::exit(1));
     }
     if let Some(dir) = &args.static_dir {
-        app = app.static_dir("/static", dir);
+        let mut config = tine::StaticConfig::new(dir);
+        config.open_file_cache = args
+            .open_file_cache_ms
+            .filter(|&ms| ms > 0)
+            .map(Duration::from_millis);
+        app = app.static_files("/static", config);
     }
     if args.log {
         app = app.log_requests();

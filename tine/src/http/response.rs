@@ -48,7 +48,8 @@ pub(crate) enum Body {
 /// A region of an open file sent as a body.
 #[derive(Debug)]
 pub(crate) struct FileBody {
-    pub(crate) file: File,
+    /// Shared with the static-file cache when it is on.
+    pub(crate) file: std::rc::Rc<File>,
     pub(crate) offset: u64,
     pub(crate) len: u64,
 }
@@ -292,7 +293,7 @@ impl Response {
                 } else {
                     mime.to_string()
                 };
-                let mut res = Response::from_file(file, 0, len);
+                let mut res = Response::from_file(std::rc::Rc::new(file), 0, len);
                 if let Ok(v) = HeaderValue::from_str(&ct) {
                     res.headers.insert(header::CONTENT_TYPE, v);
                 }
@@ -305,7 +306,7 @@ impl Response {
         }
     }
 
-    pub(crate) fn from_file(file: File, offset: u64, len: u64) -> Self {
+    pub(crate) fn from_file(file: std::rc::Rc<File>, offset: u64, len: u64) -> Self {
         let mut res = Response::empty(StatusCode::OK);
         res.body = Body::File(FileBody { file, offset, len });
         res

@@ -219,7 +219,7 @@ impl Conn {
                         let count = usize::try_from(file.len).unwrap_or(usize::MAX).min(1 << 30);
                         match rustix::fs::sendfile(
                             &self.stream,
-                            &file.file,
+                            &*file.file,
                             Some(&mut file.offset),
                             count,
                         ) {

@@ -23,7 +23,8 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
+use std::rc::Rc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use http::header::{
     ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_RANGE, CONTENT_TYPE, ETAG,
@@ -65,6 +66,11 @@ pub struct StaticConfig {
     /// `Vary: Accept-Encoding`. Turn off to save the lookups when a
     /// directory has no such files. Default `true`.
     pub precompressed: bool,
+    /// Keep opened files and their metadata for this long, per worker
+    /// (nginx's `open_file_cache`): a hit saves the open, stat and close
+    /// system calls. A file changed on disk may then be served as it was
+    /// for up to this long. Default `None` (every request looks again).
+    pub open_file_cache: Option<Duration>,
 }
 
 impl StaticConfig {
@@ -76,6 +82,7 @@ impl StaticConfig {
             index: Some("index.html".to_owned()),
             cache_control: None,
             precompressed: true,
+            open_file_cache: None,
         }
     }
 }
@@ -89,7 +96,22 @@ pub(crate) struct Mount {
     index: Option<Box<[u8]>>,
     cache_control: Option<HeaderValue>,
     precompressed: bool,
+    cache: Option<OpenCache>,
 }
+
+/// An open file, its metadata, and when it was opened.
+type Cached = (Rc<File>, Metadata, Instant);
+
+/// Open files by path relative to the root, for `open_file_cache`.
+#[derive(Debug)]
+struct OpenCache {
+    ttl: Duration,
+    entries: std::cell::RefCell<std::collections::HashMap<Box<[u8]>, Cached>>,
+}
+
+/// Most cached open files per mount and worker; past it the cache starts
+/// over (a simple bound on descriptors and memory).
+const OPEN_CACHE_MAX: usize = 1024;
 
 impl Mount {
     /// Opens `cfg.root` and checks that `openat2` is available.
@@ -135,6 +157,10 @@ impl Mount {
             index,
             cache_control: cfg.cache_control,
             precompressed: cfg.precompressed,
+            cache: cfg.open_file_cache.map(|ttl| OpenCache {
+                ttl,
+                entries: Default::default(),
+            }),
         })
     }
 }
@@ -144,7 +170,7 @@ impl Mount {
 pub(crate) struct FileBody {
     /// The file (opened read-only, close-on-exec; may carry `O_NONBLOCK`,
     /// which has no effect on regular files).
-    pub file: File,
+    pub file: Rc<File>,
     /// Offset of the first byte to send.
     pub offset: u64,
     /// Number of bytes to send; also the `Content-Length` to declare.
@@ -366,7 +392,27 @@ fn openat2(
 /// Opens `path` (any type) for reading and stats it. `O_NONBLOCK` keeps a
 /// FIFO from blocking the event loop on open; `O_NOCTTY` keeps a terminal
 /// from becoming the controlling one. Sockets fail with `ENXIO`.
-fn open_node(mount: &Mount, path: &CStr) -> Result<(File, Metadata), Miss> {
+fn open_node(mount: &Mount, path: &CStr) -> Result<(Rc<File>, Metadata), Miss> {
+    let Some(cache) = &mount.cache else {
+        return open_uncached(mount, path);
+    };
+    let key = path.to_bytes();
+    let now = Instant::now();
+    if let Some((file, meta, at)) = cache.entries.borrow().get(key) {
+        if now.duration_since(*at) < cache.ttl {
+            return Ok((file.clone(), meta.clone()));
+        }
+    }
+    let (file, meta) = open_uncached(mount, path)?;
+    let mut entries = cache.entries.borrow_mut();
+    if entries.len() >= OPEN_CACHE_MAX {
+        entries.clear();
+    }
+    entries.insert(key.into(), (file.clone(), meta.clone(), now));
+    Ok((file, meta))
+}
+
+fn open_uncached(mount: &Mount, path: &CStr) -> Result<(Rc<File>, Metadata), Miss> {
     let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
     let fd = openat2(&mount.root, path, flags).map_err(|e| match e {
         Errno::MFILE | Errno::NFILE | Errno::NOMEM | Errno::IO => Miss::Error(e.into()),
@@ -374,15 +420,15 @@ fn open_node(mount: &Mount, path: &CStr) -> Result<(File, Metadata), Miss> {
     })?;
     let file = File::from(fd);
     let meta = file.metadata().map_err(Miss::Error)?;
-    Ok((file, meta))
+    Ok((Rc::new(file), meta))
 }
 
 /// [`open_node`] restricted to regular files.
-fn open_file(mount: &Mount, path: &RelPath) -> Result<(File, Metadata), Miss> {
+fn open_file(mount: &Mount, path: &RelPath) -> Result<(Rc<File>, Metadata), Miss> {
     open_node(mount, path.as_cstr()).and_then(only_regular)
 }
 
-fn only_regular((file, meta): (File, Metadata)) -> Result<(File, Metadata), Miss> {
+fn only_regular((file, meta): (Rc<File>, Metadata)) -> Result<(Rc<File>, Metadata), Miss> {
     if meta.is_file() {
         Ok((file, meta))
     } else {

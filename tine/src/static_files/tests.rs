@@ -452,18 +452,20 @@ fn symlinks_leaving_root_are_refused() {
 
 #[test]
 fn fifo_socket_and_devices_are_not_served_and_never_block() {
-    let f = fixture();
-    let root = f.base.join("root");
-    // A character device inside the root, if this file system allows it.
-    let _ = rustix::fs::mknodat(
-        rustix::fs::CWD,
-        root.join("null"),
-        rustix::fs::FileType::CharacterDevice,
-        Mode::from_raw_mode(0o666),
-        rustix::fs::makedev(1, 3),
-    );
     let (tx, rx) = mpsc::channel();
+    // The mount is not Send (its cache is per worker): build it in the
+    // thread that may block.
     std::thread::spawn(move || {
+        let f = fixture();
+        let root = f.base.join("root");
+        // A character device inside the root, if this file system allows it.
+        let _ = rustix::fs::mknodat(
+            rustix::fs::CWD,
+            root.join("null"),
+            rustix::fs::FileType::CharacterDevice,
+            Mode::from_raw_mode(0o666),
+            rustix::fs::makedev(1, 3),
+        );
         let r: Vec<bool> = ["/fifo", "/sock", "/null"]
             .iter()
             .map(|rel| matches!(f.get(rel, &[]), Outcome::NotFound))
@@ -816,4 +818,21 @@ fn compressed_sibling_requested_directly() {
     assert_eq!(r.body(), b"GZIP!!");
     assert_eq!(r.header(CONTENT_ENCODING), None);
     assert_eq!(r.header(CONTENT_TYPE), Some("application/gzip"));
+}
+
+#[test]
+fn open_file_cache_serves_the_cached_file_until_it_expires() {
+    let f = fixture_with(|c| c.open_file_cache = Some(std::time::Duration::from_millis(200)));
+    assert_eq!(ok(f.get("/hello.txt", &[])).body(), HELLO);
+    // Replace the file: within the TTL the cached open file still answers
+    // (its inode is the old one), afterwards the new content.
+    let path = f.base.join("root/hello.txt");
+    fs::remove_file(&path).unwrap();
+    write(&path, b"new content");
+    assert_eq!(ok(f.get("/hello.txt", &[])).body(), HELLO);
+    std::thread::sleep(std::time::Duration::from_millis(250));
+    assert_eq!(ok(f.get("/hello.txt", &[])).body(), b"new content");
+    // Unsafe paths are still refused (they never reach the cache).
+    assert!(matches!(f.get("/../secret.txt", &[]), Outcome::NotFound));
+    assert!(matches!(f.get("/link_out", &[]), Outcome::NotFound));
 }
