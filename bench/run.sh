@@ -7,7 +7,7 @@
 #   CONFIGS="1core 2core"
 #   SCENARIOS="idle plaintext json hello pipeline static4k static1m ws"
 #   IDLE_CONNS=5000  WS_SIZE=64  PORT_BASE=18000  SKIP_BUILD=0
-#   TINE_BIN=<root>/target/release/hello
+#   TINE_BIN=<root>/target/release/hello  TINE_ARGS="--open-file-cache-ms 10000"
 # Output: out/results.tsv (one line per round, server, config, scenario),
 # out/summary.md, out/chart.png, raw tool output under out/logs/.
 set -euo pipefail
@@ -146,7 +146,8 @@ SPID='' IDLE_PID=''
 start_server() { # server port log
     local server=$1 port=$2 log=$3 cmd i
     case $server in
-    tine) cmd=("$TINE_BIN" --bind "127.0.0.1:$port" --workers "$WORKERS" --static "$STATIC") ;;
+    # shellcheck disable=SC2206 # TINE_ARGS is split into words on purpose
+    tine) cmd=("$TINE_BIN" --bind "127.0.0.1:$port" --workers "$WORKERS" --static "$STATIC" ${TINE_ARGS:-}) ;;
     nginx)
         local dir=$OUT/nginx-run
         rm -rf "$dir" && mkdir -p "$dir"
