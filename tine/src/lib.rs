@@ -48,6 +48,7 @@ mod error;
 mod handler;
 mod http;
 mod limits;
+mod macros;
 mod middleware;
 pub mod pubsub;
 mod router;
