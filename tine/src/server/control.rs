@@ -149,7 +149,7 @@ pub(crate) fn decode(buf: &[u8]) -> Option<(Msg, usize)> {
 /// Typical use from a mio loop (the socket is non-blocking and registered
 /// for `READABLE | WRITABLE`, edge-triggered):
 ///
-/// ```ignore
+/// ```text
 /// let mut chan = Channel::new();
 /// chan.queue(READY, &[]);
 /// chan.flush_to(&mut SendNoSignal(&sock))?;
