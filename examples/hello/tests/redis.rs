@@ -12,7 +12,7 @@ const HELLO: &str = env!("CARGO_BIN_EXE_hello");
 
 #[test]
 fn two_instances_share_topics_through_redis() {
-    let Some(redis) = RedisServer::start() else {
+    let Some(redis) = RedisServer::start(&[]) else {
         return;
     };
     let url = redis.url();

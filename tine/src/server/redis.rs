@@ -1393,128 +1393,7 @@ mod tests {
         l.local_addr().unwrap().port()
     }
 
-    /// A `redis-server` child process, killed on drop.
-    struct RedisServer {
-        child: std::process::Child,
-        port: u16,
-        args: Vec<String>,
-        _dir: tempfile::TempDir,
-    }
-
-    impl RedisServer {
-        /// Starts one on a free port, or `None` (after a loud message) if
-        /// `redis-server` is not installed; with `CI` set that fails.
-        fn start(extra: &[&str]) -> Option<RedisServer> {
-            if std::process::Command::new("redis-server")
-                .arg("--version")
-                .output()
-                .is_err()
-            {
-                if std::env::var_os("CI").is_some() {
-                    panic!("redis-server is not installed (apt-get install -y redis-server)");
-                }
-                // Straight to the process's stderr: the test harness
-                // captures `eprintln!` of passing tests.
-                let _ = io::stderr().write_all(
-                    b"\n*** SKIPPING a Redis end-to-end test: redis-server is not on PATH \
-                      (apt-get install -y redis-server) ***\n\n",
-                );
-                return None;
-            }
-            let dir = tempfile::tempdir().unwrap();
-            let port = free_port();
-            let mut args: Vec<String> = [
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                dir.path().to_str().unwrap(),
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            args.extend(extra.iter().map(|s| s.to_string()));
-            let child = spawn_redis(&args, port);
-            Some(RedisServer {
-                child,
-                port,
-                args,
-                _dir: dir,
-            })
-        }
-
-        fn url(&self) -> String {
-            format!("redis://127.0.0.1:{}", self.port)
-        }
-
-        fn kill(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-
-        fn restart(&mut self) {
-            self.kill();
-            self.child = spawn_redis(&self.args, self.port);
-        }
-
-        /// The `--requirepass` the server was started with.
-        fn password(&self) -> Option<&str> {
-            let at = self.args.iter().position(|a| a == "--requirepass")?;
-            self.args.get(at + 1).map(String::as_str)
-        }
-
-        /// Runs `redis-cli -p PORT args...` and returns its output.
-        fn cli(&self, args: &[&str]) -> String {
-            let out = std::process::Command::new("redis-cli")
-                .arg("-p")
-                .arg(self.port.to_string())
-                .args(
-                    self.password()
-                        .map(|pw| ["--no-auth-warning", "-a", pw])
-                        .into_iter()
-                        .flatten(),
-                )
-                .args(args)
-                .output()
-                .expect("redis-cli");
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        }
-    }
-
-    impl Drop for RedisServer {
-        fn drop(&mut self) {
-            self.kill();
-        }
-    }
-
-    /// Spawns redis-server and waits until it accepts connections.
-    fn spawn_redis(args: &[String], port: u16) -> std::process::Child {
-        let mut child = std::process::Command::new("redis-server")
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-                let mut reply = [0u8; 64];
-                if s.write_all(b"PING\r\n").is_ok() && s.read(&mut reply).unwrap_or(0) > 0 {
-                    return child;
-                }
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("redis-server exited early: {status}");
-            }
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+    use testkit::redis::RedisServer;
 
     /// Drives buses with their own poll, as the event loop would: bus `i`
     /// has tokens `2i` (subscriber) and `2i + 1` (publisher).
@@ -1711,9 +1590,9 @@ mod tests {
         let Some(server) = RedisServer::start(&["--requirepass", "s3cr:et"]) else {
             return;
         };
-        let good = format!("redis://:s3cr%3Aet@127.0.0.1:{}/0", server.port);
-        let acl = format!("redis://default:s3cr%3Aet@127.0.0.1:{}", server.port);
-        let wrong = format!("redis://:nope@127.0.0.1:{}", server.port);
+        let good = format!("redis://:s3cr%3Aet@127.0.0.1:{}/0", server.port());
+        let acl = format!("redis://default:s3cr%3Aet@127.0.0.1:{}", server.port());
+        let wrong = format!("redis://:nope@127.0.0.1:{}", server.port());
         let none = server.url();
         let mut h = Harness::new(&[
             (&good, "tine:"),
