@@ -275,7 +275,7 @@ impl App {
 
     /// Answers a request, or accepts it as a WebSocket upgrade.
     pub(crate) fn answer(&self, req: &mut Request) -> Answer {
-        if !self.ws_router_is_empty() && handshake::is_upgrade(req) {
+        if !self.ws_router.is_empty() && handshake::is_upgrade(req) {
             if let Match::Found(handler, params) = self.ws_router.find(req.method(), req.raw_path())
             {
                 req.set_params(params);
@@ -310,10 +310,6 @@ impl App {
             }
         }
         Answer::Response(self.handle(req))
-    }
-
-    fn ws_router_is_empty(&self) -> bool {
-        self.ws_router.is_empty()
     }
 
     /// Adds a before-hook. Hooks run in registration order after routing

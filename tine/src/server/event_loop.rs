@@ -518,9 +518,8 @@ impl EventLoop {
         encode_response(conn, res, false, false, false, &self.shared.date);
         conn.rbuf.clear();
         conn.head_started = None;
-        let deadline = self.now + LINGER;
+        // Sending it moves the connection to lingering, with its deadline.
         self.drive(key);
-        self.set_deadline(key, deadline);
     }
 
     fn close(&mut self, key: usize) {
@@ -564,9 +563,10 @@ impl EventLoop {
                 }
                 continue;
             }
+            let mut wire = Vec::new();
             for published in &batch {
                 if let Some(link) = &mut self.master {
-                    let mut wire = Vec::new();
+                    wire.clear();
                     pubsub::encode(published, &mut wire);
                     if !link.channel.queue(control::PUBLISH, &wire) {
                         log::warn!(
