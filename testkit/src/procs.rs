@@ -537,3 +537,86 @@ impl Drop for ServerTree {
         }
     }
 }
+
+/// Why [`ServerTree::start_with_process_limit`] cannot run here, if it
+/// cannot: it needs root (to switch to `nobody`) and util-linux's
+/// `setpriv` and `prlimit`.
+pub fn process_limit_unavailable() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("not running as root (needed to run the server as nobody)".into());
+    }
+    for tool in ["setpriv", "prlimit"] {
+        let found = Command::new(tool)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            return Some(format!("{tool} (util-linux) is not installed"));
+        }
+    }
+    None
+}
+
+/// Number of tasks (threads included) owned by the real user `uid`: what
+/// `RLIMIT_NPROC` counts.
+fn tasks_of_user(uid: u32) -> usize {
+    processes()
+        .into_iter()
+        .filter_map(|p| {
+            let status = fs::read_to_string(format!("/proc/{}/status", p.pid)).ok()?;
+            let real: u32 = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()?;
+            let threads: usize = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Threads:"))?
+                .trim()
+                .parse()
+                .ok()?;
+            (real == uid).then_some(threads)
+        })
+        .sum()
+}
+
+impl ServerTree {
+    /// Starts `bin ARGS...` as user `nobody` (group `nogroup`) allowed at
+    /// most `nproc` processes (`setpriv ... prlimit --nproc`), so that the
+    /// master's forks beyond that fail with `EAGAIN`, as on a machine out
+    /// of processes. Processes `nobody` already runs are added to the
+    /// limit. The binary must be readable and executable by `nobody`.
+    ///
+    /// Returns `None` after printing why when this machine cannot do it
+    /// (see [`process_limit_unavailable`]); panics instead when `CI` is
+    /// set, so CI never skips.
+    #[allow(clippy::print_stderr)]
+    pub fn start_with_process_limit(bin: &str, nproc: usize, args: &[&str]) -> Option<ServerTree> {
+        if let Some(why) = process_limit_unavailable() {
+            let msg = format!("SKIPPED: cannot limit the server's processes: {why}");
+            assert!(std::env::var_os("CI").is_none(), "{msg}");
+            eprintln!("{msg}");
+            return None;
+        }
+        let nobody = nix::unistd::User::from_name("nobody")
+            .ok()
+            .flatten()
+            .map_or(65534, |u| u.uid.as_raw());
+        let limit = (tasks_of_user(nobody) + nproc).to_string();
+        let nproc_arg = format!("--nproc={limit}");
+        let mut full = vec![
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "prlimit",
+            &nproc_arg,
+            bin,
+        ];
+        full.extend_from_slice(args);
+        Some(ServerTree::start("setpriv", &full))
+    }
+}

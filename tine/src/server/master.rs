@@ -26,13 +26,18 @@
 //!   instead, like one step of a rolling restart, by a worker that inherits
 //!   all listeners and accepts on its own and the moved ones.
 //! * **Scale-up (`SIGTTIN`)**: a listener previously adopted by a survivor
-//!   is given back to the new slot; otherwise one more reuseport listener is
-//!   bound on the same port (the master's own group, so no Trap 3 probe).
+//!   is given back to the new slot; otherwise one more reuseport socket is
+//!   bound on the same port (the master's own group, so no probe), but it
+//!   only starts listening once its worker was forked: if the fork fails,
+//!   a bound socket that does not listen receives no connection, and the
+//!   fork is retried with backoff.
 //! * **Crash**: the dead worker's queue survives in the kernel because the
-//!   master holds the fd; queued connections wait for the respawned worker
-//!   (after a backoff of at least 100 ms) instead of being reset. (The other
-//!   side of that coin: while a slot is crash-looping, the connections the
-//!   kernel hashes to its listener wait until the backlog overflows.)
+//!   master holds the fd; it is lent at once to a ready survivor
+//!   ([`ADOPT`](control::ADOPT)), so its connections are served while the
+//!   slot waits for its respawn (after a backoff of at least 100 ms), even
+//!   if that respawn keeps failing to fork. The borrower goes on accepting
+//!   on it after the slot's worker is back (two acceptors on one queue are
+//!   harmless).
 //! * **Graceful stop**: workers stop accepting and finish what they
 //!   accepted; connections still queued when the master exits are reset, as
 //!   with any server that stops.
@@ -219,12 +224,27 @@ fn probe(addr: SocketAddr) -> io::Result<()> {
 }
 
 fn bind_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+    let listener = bind_reuseport_unlistened(addr)?;
+    listen(&listener, backlog)?;
+    Ok(listener)
+}
+
+/// A `SO_REUSEPORT` socket bound to `addr` but not listening yet: the
+/// kernel queues no connection for it until [`listen`] is called, so a
+/// scale-up whose fork fails leaves no accept queue behind (closing a
+/// reuseport listener instead would reset the connections queued on it).
+fn bind_reuseport_unlistened(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = new_socket(addr)?;
     socket.set_reuse_port(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(backlog)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
+}
+
+/// `listen(2)` on a bound socket (again on a listening one only updates
+/// its backlog).
+fn listen(listener: &TcpListener, backlog: i32) -> io::Result<()> {
+    socket2::SockRef::from(listener).listen(backlog)
 }
 
 fn bind_error(addr: SocketAddr, e: io::Error) -> io::Error {
@@ -311,6 +331,9 @@ struct Worker {
     /// How many listeners the worker inherited (`listeners.len()` at fork):
     /// it can only `ADOPT` indices below this.
     fds: usize,
+    /// Listener indices the process accepts on: its slot's at fork time
+    /// plus every `ADOPT` sent to it (a worker never gives one up).
+    accepts: Vec<usize>,
     /// `None` once the channel hit EOF or was closed.
     stream: Option<mio::net::UnixStream>,
     chan: Channel,
@@ -376,6 +399,9 @@ struct Master {
     addr: SocketAddr,
     pid: Pid,
     listeners: Vec<TcpListener>,
+    /// Whether `listeners[i]` is listening: a scale-up binds its socket
+    /// but only listens once a worker for it was forked.
+    listening: Vec<bool>,
     slots: Vec<Slot>,
     workers: BTreeMap<Token, Worker>,
     next_token: usize,
@@ -455,6 +481,7 @@ impl Master {
             cfg,
             addr,
             pid: nix::unistd::getpid(),
+            listening: vec![true; listeners.len()],
             listeners,
             slots,
             workers: BTreeMap::new(),
@@ -512,6 +539,9 @@ impl Master {
             }
             self.on_timers()?;
             self.drive()?;
+            if !self.stopping {
+                self.cover_stranded();
+            }
             if self.stopping && self.workers.is_empty() {
                 info!("master {}: all workers exited; bye", self.pid);
                 return Ok(Ok(0));
@@ -546,6 +576,16 @@ impl Master {
                     std::process::exit(1);
                 }
                 drop(master_end);
+                // Listen before the worker registers the socket: accept(2)
+                // on a socket that is not listening fails with EINVAL, and
+                // epoll reports such a socket as hung up, so the worker
+                // would spin on it. (The parent listens too; either call
+                // makes the shared socket listen.)
+                for &j in &self.slots[slot].listeners {
+                    if !self.listening[j] {
+                        let _ = listen(&self.listeners[j], self.cfg.backlog);
+                    }
+                }
                 Err(InChild(WorkerStart {
                     index: slot,
                     listeners: std::mem::take(&mut self.listeners),
@@ -556,6 +596,14 @@ impl Master {
             }
             Ok(sys::Fork::Parent(pid)) => {
                 drop(worker_end);
+                for &j in &self.slots[slot].listeners {
+                    if !self.listening[j] {
+                        match listen(&self.listeners[j], self.cfg.backlog) {
+                            Ok(()) => self.listening[j] = true,
+                            Err(e) => error!("cannot listen on listener {j}: {e}"),
+                        }
+                    }
+                }
                 let token = Token(self.next_token);
                 self.next_token += 1;
                 let mut stream = mio::net::UnixStream::from_std(master_end);
@@ -589,12 +637,53 @@ impl Master {
                         acks_pending: 1,
                         started: Instant::now(),
                         fds: self.listeners.len(),
+                        accepts: self.slots[slot].listeners.clone(),
                         stream,
                         chan: Channel::new(),
                         kill_at: None,
                     },
                 );
                 Ok((role != Role::Retiring).then_some(token))
+            }
+        }
+    }
+
+    /// Lends every listening socket that no running worker accepts on
+    /// (its slot's worker died and its respawn is pending, or keeps failing
+    /// to fork) to a ready worker that inherited it, with `ADOPT`: a queue
+    /// nobody accepts from would hold its connections until the backlog
+    /// overflows. The borrower keeps accepting on it after the slot's own
+    /// worker is back (two acceptors on one queue are harmless).
+    fn cover_stranded(&mut self) {
+        for j in 0..self.listeners.len() {
+            if !self.listening[j] {
+                continue;
+            }
+            let covered = self
+                .workers
+                .values()
+                .any(|w| w.role != Role::Retiring && w.accepts.contains(&j));
+            if covered {
+                continue;
+            }
+            let borrower = self
+                .workers
+                .iter()
+                .filter(|(_, w)| {
+                    w.role == Role::Current && w.ready && w.stream.is_some() && w.fds > j
+                })
+                .min_by_key(|(_, w)| w.accepts.len())
+                .map(|(&t, _)| t);
+            let Some(t) = borrower else { continue };
+            if self.send(t, control::ADOPT, &(j as u32).to_le_bytes()) {
+                if let Some(w) = self.workers.get_mut(&t) {
+                    w.acks_pending += 1;
+                    w.accepts.push(j);
+                    warn!(
+                        "listener {j} has no worker; lent to worker {} (pid {})",
+                        w.slot, w.pid
+                    );
+                }
             }
         }
     }
@@ -1177,9 +1266,12 @@ impl Master {
                     .max_by_key(|&i| self.slots[i].listeners.len());
                 let listener = match donor {
                     Some(d) => self.slots[d].listeners.pop(),
-                    None => match bind_reuseport(self.addr, self.cfg.backlog) {
+                    // Bound now (so a port conflict shows at once), listened
+                    // on only once its worker is forked.
+                    None => match bind_reuseport_unlistened(self.addr) {
                         Ok(l) => {
                             self.listeners.push(l);
+                            self.listening.push(false);
                             Some(self.listeners.len() - 1)
                         }
                         Err(e) => {
@@ -1244,6 +1336,7 @@ impl Master {
                             let _ = self.send(t, control::ADOPT, &(idx as u32).to_le_bytes());
                             if let Some(w) = self.workers.get_mut(&t) {
                                 w.acks_pending += 1;
+                                w.accepts.push(idx);
                             }
                         }
                     }
