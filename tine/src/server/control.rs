@@ -12,7 +12,7 @@
 //! | kind | direction | payload | meaning |
 //! |---|---|---|---|
 //! | [`READY`] (1) | worker → master | empty | sent once when the worker has registered its initial listeners and is accepting, and once more after handling each [`ADOPT`] |
-//! | [`ADOPT`] (2) | master → worker | listener index, `u32` LE | also accept on `listeners[index]` (scale-down hand-over); answer with [`READY`] |
+//! | [`ADOPT`] (2) | master → worker | listener index, `u32` LE | also accept on `listeners[index]` (scale-down hand-over, or the queue of a worker that died, lent until it is back); answer with [`READY`] |
 //! | [`PUBLISH`] (3) | worker → master → other workers | opaque | relayed verbatim by the master to every other live worker (provisional: reserved for the pub/sub issue) |
 //!
 //! Unknown kinds decode to [`Msg::Other`] so that either side can skip them.
