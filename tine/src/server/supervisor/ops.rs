@@ -9,14 +9,16 @@ use log::{error, info, warn};
 
 use super::{Action, Command, Mode, Role, Slot, Socket, Supervisor, WorkerId};
 
+/// The operation under way (at most one; others wait in `ops`).
 #[derive(Debug)]
 pub(super) enum Current {
+    /// Replacing slot `slot`'s worker by `candidate` (none yet: fork one).
     Reload {
         slot: usize,
         candidate: Option<WorkerId>,
         deadline: Instant,
     },
-    /// Waiting for [`Event::Bound`] answers.
+    /// Waiting for `Event::Bound` answers.
     ScaleUp {
         sockets: Vec<usize>,
         /// Sockets taken back from slots that had adopted them: (socket, slot).
@@ -24,6 +26,7 @@ pub(super) enum Current {
         /// Addresses still to bind a socket for.
         binds: VecDeque<usize>,
     },
+    /// Moving the sockets of slot `removed` (the last) to `survivor`.
     ScaleDown {
         removed: usize,
         survivor: usize,
@@ -39,6 +42,8 @@ pub(super) enum Current {
 }
 
 impl Supervisor {
+    /// The answer to `Action::Bind`: the next bind, or the new slot's fork;
+    /// on failure the scale-up is dropped and taken sockets go back.
     pub(super) fn bound(&mut self, address: usize, ok: bool, now: Instant, out: &mut Vec<Action>) {
         let Some(Current::ScaleUp {
             mut sockets,

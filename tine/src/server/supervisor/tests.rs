@@ -25,6 +25,8 @@ struct Sim {
     next_pid: i32,
     /// Forks to fail, counted from the next one (`true` = fail).
     fork_plan: VecDeque<bool>,
+    /// Whether binds succeed.
+    bind_ok: bool,
     /// Every action but forks, since the last `take`.
     actions: Vec<Action>,
     /// Every fork that succeeded, since the last `take`.
@@ -44,6 +46,7 @@ impl Sim {
             now: Instant::now(),
             next_pid: 100,
             fork_plan: fail.iter().copied().collect(),
+            bind_ok: true,
             actions: Vec::new(),
             forks: Vec::new(),
             workers: BTreeMap::new(),
@@ -94,7 +97,10 @@ impl Sim {
                         Event::Forked { worker, pid }
                     }
                 }
-                Action::Bind { address } => Event::Bound { address, ok: true },
+                Action::Bind { address } => Event::Bound {
+                    address,
+                    ok: self.bind_ok,
+                },
                 other => {
                     self.actions.push(other);
                     continue;
@@ -583,4 +589,20 @@ fn a_lent_socket_is_lent_again_when_its_borrower_dies() {
     // Worker 0 dies too: sockets 0 and 2 go to worker 1.
     sim.exit(w0, "killed by SIGKILL");
     assert_eq!(sim.take(), [adopt(&sim, w1, 0), adopt(&sim, w1, 2)]);
+}
+
+#[test]
+fn a_scale_up_whose_bind_fails_changes_nothing() {
+    let mut sim = Sim::ready(2);
+    sim.bind_ok = false;
+    sim.command(Command::ScaleUp);
+    assert!(sim.take_forks().is_empty());
+    assert!(sim.take().is_empty());
+    assert_eq!(sim.sup.slots.len(), 2);
+    assert_eq!(sim.sup.sockets.len(), 2);
+    assert!(sim.sup.current.is_none());
+    // The next operation runs.
+    sim.bind_ok = true;
+    sim.command(Command::ScaleUp);
+    assert_eq!(sim.one_fork().slot, 2);
 }
