@@ -40,9 +40,9 @@
 //!   master holds the fd; it is lent at once to a ready survivor
 //!   ([`ADOPT`](control::ADOPT)), so its connections are served while the
 //!   slot waits for its respawn (after a backoff of at least 100 ms), even
-//!   if that respawn keeps failing to fork. The borrower goes on accepting
-//!   on it after the slot's worker is back (two acceptors on one queue are
-//!   harmless).
+//!   if that respawn keeps failing to fork. Once the slot's new worker is
+//!   ready, the borrower is told to stop accepting on it
+//!   ([`RELEASE`](control::RELEASE)).
 //! * **Graceful stop**: workers stop accepting and finish what they
 //!   accepted; connections still queued when the master exits are reset, as
 //!   with any server that stops.
@@ -415,6 +415,12 @@ impl Master {
                     }
                     None
                 }
+                Action::Release { worker, socket } => {
+                    if !self.send(worker, control::RELEASE, &(socket as u32).to_le_bytes()) {
+                        debug!("cannot send RELEASE {socket} to worker {worker}");
+                    }
+                    None
+                }
                 Action::Exit(code) => return Ok(Some(code)),
             };
             if let Some(event) = outcome {
@@ -626,7 +632,9 @@ impl Master {
             match msg {
                 Msg::Ready => happened.push(Event::Ready { worker }),
                 Msg::Publish(payload) => self.relay(worker, control::PUBLISH, &payload),
-                Msg::Adopt(_) => warn!("worker {slot} (pid {pid}) sent ADOPT; ignored"),
+                Msg::Adopt(_) | Msg::Release(_) => {
+                    warn!("worker {slot} (pid {pid}) sent a master's message; ignored");
+                }
                 Msg::Other { kind, .. } => {
                     debug!("ignoring control message kind {kind} from pid {pid}");
                 }

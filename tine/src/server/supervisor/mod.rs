@@ -15,7 +15,7 @@
 //! | `Command(Reload)` | `Fork` a replacement for slot 0; on its `Ready`, `Signal Term` to the old worker and `Fork` for slot 1, ... |
 //! | `Command(ScaleUp)` | `Bind` (or take back an adopted socket), then `Fork` the new slot; `Listen` once forked |
 //! | `Command(ScaleDown)` | `Adopt` the last slot's sockets to a survivor (or `Fork` a replacement survivor that inherits them); on `Ready`, `Signal Term` to the removed worker |
-//! | `Exited` (unexpected) | `Adopt` the slot's sockets to a ready survivor; `Fork` again after the backoff |
+//! | `Exited` (unexpected) | `Adopt` the slot's sockets to a ready survivor; `Fork` again after the backoff; `Release` them from the survivor once the new worker is `Ready` |
 //! | `ForkFailed` | retry `Fork` after the backoff; the slot's listening sockets are lent meanwhile |
 //! | `Tick` | whatever deadline passed: respawn, `Kill` after the graceful timeout, abandon a replacement or hand-over not ready in time |
 //!
@@ -41,8 +41,8 @@
 //!   `SO_REUSEPORT` socket resets its queue).
 //! * A listening socket is accepted on by some running worker: a slot
 //!   waiting for its respawn (or whose fork keeps failing) lends its
-//!   sockets to a ready worker with `ADOPT`; the borrower goes on accepting
-//!   on them after the slot's own worker is back. A socket bound for a
+//!   sockets to a ready worker with `ADOPT`, and takes them back with
+//!   `RELEASE` once the slot's own worker is ready. A socket bound for a
 //!   scale-up only listens once its worker was forked.
 //! * A rolling restart or a scale-down never leaves fewer workers accepting
 //!   on a queue than before: the old worker gets `SIGTERM` only once its
@@ -145,6 +145,9 @@ pub(crate) enum Action {
     /// Send `ADOPT socket` to a worker: it also accepts on that socket and
     /// answers `READY`.
     Adopt { worker: WorkerId, socket: usize },
+    /// Send `RELEASE socket` to a worker: it stops accepting on a socket it
+    /// was lent, now that the socket's own worker is back.
+    Release { worker: WorkerId, socket: usize },
     /// Every worker is gone after a stop: exit with this code.
     Exit(i32),
 }
@@ -222,6 +225,8 @@ pub(crate) struct Supervisor {
     next_worker: WorkerId,
     ops: VecDeque<Command>,
     current: Option<Current>,
+    /// Sockets lent to a worker while their slot had none: socket -> borrower.
+    lent: BTreeMap<usize, WorkerId>,
     stopping: bool,
     exited: bool,
 }
@@ -263,6 +268,7 @@ impl Supervisor {
             next_worker: 0,
             ops: VecDeque::new(),
             current: None,
+            lent: BTreeMap::new(),
             stopping: false,
             exited: false,
         }
@@ -321,6 +327,7 @@ impl Supervisor {
         self.on_timers(now, &mut out);
         self.drive(now, &mut out);
         if !self.stopping {
+            self.take_back(&mut out);
             self.cover_stranded(&mut out);
         }
         if self.stopping && self.workers.is_empty() && !self.exited {
@@ -649,6 +656,54 @@ impl Supervisor {
         }
     }
 
+    /// Takes lent sockets back: once a ready worker whose slot owns the
+    /// socket accepts on it (and confirmed every `ADOPT`), the borrower is
+    /// told to `RELEASE` it, so the queue is again served by its own
+    /// worker only. A lend ends silently when the borrower is gone or
+    /// retiring, or when the socket became its own (a scale-down moved it
+    /// to the borrower's slot).
+    fn take_back(&mut self, out: &mut Vec<Action>) {
+        let lent: Vec<(usize, WorkerId)> = self.lent.iter().map(|(&s, &b)| (s, b)).collect();
+        for (s, b) in lent {
+            let owns = |w: &Worker| {
+                self.slots
+                    .get(w.slot)
+                    .is_some_and(|sl| sl.sockets.contains(&s))
+            };
+            let Some(bw) = self.workers.get(&b).filter(|w| w.role != Role::Retiring) else {
+                self.lent.remove(&s);
+                continue;
+            };
+            if owns(bw) {
+                self.lent.remove(&s);
+                continue;
+            }
+            let owner_back = self.workers.iter().any(|(&id, w)| {
+                id != b
+                    && w.role != Role::Retiring
+                    && w.ready
+                    && w.acks_pending == 0
+                    && w.accepts.contains(&s)
+                    && owns(w)
+            });
+            if !owner_back {
+                continue;
+            }
+            self.lent.remove(&s);
+            let bw = self.workers.get_mut(&b).expect("listed");
+            bw.accepts.retain(|&x| x != s);
+            info!(
+                "listener {s} has its worker back; worker {} (pid {}) releases it",
+                bw.slot,
+                bw.pid.unwrap_or(0)
+            );
+            out.push(Action::Release {
+                worker: b,
+                socket: s,
+            });
+        }
+    }
+
     /// Lends every listening socket that no running worker accepts on (its
     /// slot's worker died and its respawn is pending, or keeps failing to
     /// fork) to the ready worker with the fewest sockets that inherited it:
@@ -676,6 +731,7 @@ impl Supervisor {
             let w = self.workers.get_mut(&id).expect("listed");
             w.acks_pending += 1;
             w.accepts.push(s);
+            self.lent.insert(s, id);
             warn!(
                 "listener {s} has no worker; lent to worker {} (pid {})",
                 w.slot,

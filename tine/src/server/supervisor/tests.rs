@@ -402,9 +402,37 @@ fn a_crash_loop_backs_off_exponentially_and_resets_after_a_long_life() {
     sim.advance(Duration::from_secs(5));
     let f = sim.one_fork();
     sim.ready_pid(f.pid);
+    // Back: the survivor releases the lent socket.
+    let release = Action::Release {
+        worker: sim.workers[&w0],
+        socket: 1,
+    };
+    assert_eq!(sim.take(), [release]);
     sim.advance(BACKOFF_RESET_AFTER);
     sim.exit(f.pid, "killed by SIGKILL");
     assert_eq!(sim.sup.next_deadline(), Some(sim.now + BACKOFF_MIN));
+    // And lent again.
+    assert_eq!(sim.take(), [adopt(&sim, w0, 1)]);
+}
+
+#[test]
+fn a_lent_socket_moved_to_its_borrower_by_a_scale_down_is_not_released() {
+    let mut sim = Sim::ready(2);
+    let w0 = sim.pid_of(0);
+    sim.exit(sim.pid_of(1), "killed by SIGKILL");
+    assert_eq!(sim.take(), [adopt(&sim, w0, 1)]);
+    sim.ready_pid(w0);
+    // Slot 1 (waiting for its respawn) is removed: worker 0 adopts socket 1
+    // for good, and the scale-down completes at once.
+    sim.command(Command::ScaleDown);
+    assert_eq!(sim.take(), [adopt(&sim, w0, 1)]);
+    sim.ready_pid(w0);
+    assert_eq!(sim.sup.slots.len(), 1);
+    assert!(sim.take().is_empty());
+    assert!(sim.sup.lent.is_empty());
+    sim.advance(Duration::from_secs(60));
+    assert!(sim.take_forks().is_empty());
+    assert!(sim.take().is_empty());
 }
 
 #[test]
@@ -425,9 +453,17 @@ fn a_slot_that_cannot_fork_lends_its_socket_and_is_retried() {
     sim.advance(BACKOFF_MIN * 2);
     let f = sim.one_fork();
     assert_eq!((f.slot, f.accept.clone()), (1, vec![1]));
-    // Slot 1 has its socket back; the lender keeps sharing the queue.
+    // Slot 1 has its socket back: the borrower releases it.
     sim.ready_pid(f.pid);
-    assert!(sim.take().is_empty());
+    assert_eq!(
+        sim.take(),
+        [Action::Release {
+            worker: sim.workers[&w0],
+            socket: 1
+        }]
+    );
+    assert!(!sim.worker(w0).accepts.contains(&1));
+    assert!(sim.sup.lent.is_empty());
     assert_eq!(sim.sup.slots[0].sockets, [0]);
 }
 
