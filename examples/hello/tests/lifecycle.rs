@@ -316,3 +316,26 @@ fn every_worker_is_a_distinct_child_and_none_is_left_after_stop() {
     s.stop(Duration::from_secs(10));
     assert!(all_gone(&kids));
 }
+
+#[test]
+fn a_dead_workers_queue_is_lent_to_a_survivor_and_released_when_it_is_back() {
+    let s = ServerTree::start_workers(HELLO, 2, &[]);
+    let kids = s.wait_ready(2, T);
+    let victim = *kids.iter().next().unwrap();
+    let survivor = *kids.iter().nth(1).unwrap();
+    signal(victim, Signal::SIGKILL).unwrap();
+    // The master lends the dead worker's listener to the survivor at once,
+    // without waiting for the respawn...
+    let log = s.wait_log("has no worker; lent to worker", T);
+    assert!(log.contains(&format!("(pid {survivor})\n")), "{log}");
+    // ...and takes it back once the replacement is ready: the survivor
+    // stops accepting on it.
+    let new = s.wait_children(T, "a ready replacement", |c| {
+        c.len() == 2 && !c.contains(&victim) && c.is_subset(&s.ready_pids())
+    });
+    s.wait_log("has its worker back", T);
+    s.wait_log("releasing listener", T);
+    let by_pid = spread(s.addr(), 40);
+    assert!(by_pid.keys().all(|p| new.contains(p)), "{by_pid:?}");
+    s.stop(Duration::from_secs(10));
+}

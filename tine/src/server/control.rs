@@ -12,7 +12,8 @@
 //! | kind | direction | payload | meaning |
 //! |---|---|---|---|
 //! | [`READY`] (1) | worker → master | empty | sent once when the worker has registered its initial listeners and is accepting, and once more after handling each [`ADOPT`] |
-//! | [`ADOPT`] (2) | master → worker | listener index, `u32` LE | also accept on `listeners[index]` (scale-down hand-over); answer with [`READY`] |
+//! | [`ADOPT`] (2) | master → worker | listener index, `u32` LE | also accept on `listeners[index]` (scale-down hand-over, or the queue of a worker that died, lent until it is back); answer with [`READY`] |
+//! | [`RELEASE`] (4) | master → worker | listener index, `u32` LE | stop accepting on `listeners[index]` (a lent queue whose own worker is back and accepting); no answer |
 //! | [`PUBLISH`] (3) | worker → master → other workers | opaque | relayed verbatim by the master to every other live worker (provisional: reserved for the pub/sub issue) |
 //!
 //! Unknown kinds decode to [`Msg::Other`] so that either side can skip them.
@@ -38,6 +39,9 @@ pub(crate) const READY: u8 = 1;
 pub(crate) const ADOPT: u8 = 2;
 /// Relayed by the master to every other live worker (reserved for pub/sub).
 pub(crate) const PUBLISH: u8 = 3;
+/// Master → worker: "stop accepting on this listener index" (payload:
+/// `u32` LE); only sent for a listener another worker accepts on.
+pub(crate) const RELEASE: u8 = 4;
 
 /// Bytes in a frame header: one kind byte and a `u32` LE payload length.
 pub(crate) const HEADER_LEN: usize = 5;
@@ -54,6 +58,8 @@ pub(crate) enum Msg {
     Ready,
     /// See [`ADOPT`]: the listener index to accept on as well.
     Adopt(u32),
+    /// See [`RELEASE`]: the listener index to stop accepting on.
+    Release(u32),
     /// See [`PUBLISH`]: an opaque payload to relay.
     Publish(Vec<u8>),
     /// A kind this version does not know; skip it.
@@ -64,7 +70,7 @@ pub(crate) enum Msg {
         payload: Vec<u8>,
     },
     /// A frame that can never be valid (length over [`MAX_PAYLOAD`], or an
-    /// `ADOPT` whose payload is not 4 bytes). The stream is out of sync
+    /// `ADOPT` or `RELEASE` whose payload is not 4 bytes). The stream is out of sync
     /// afterwards: close the channel.
     Malformed {
         /// The frame's kind byte.
@@ -85,6 +91,7 @@ impl Msg {
         match self {
             Msg::Ready => encode(READY, &[], out),
             Msg::Adopt(index) => encode(ADOPT, &index.to_le_bytes(), out),
+            Msg::Release(index) => encode(RELEASE, &index.to_le_bytes(), out),
             Msg::Publish(payload) => encode(PUBLISH, payload, out),
             Msg::Other { kind, payload } => encode(*kind, payload, out),
             Msg::Malformed { .. } => panic!("a malformed message is never encoded"),
@@ -133,6 +140,10 @@ pub(crate) fn decode(buf: &[u8]) -> Option<(Msg, usize)> {
         READY => Msg::Ready,
         ADOPT => match <[u8; 4]>::try_from(payload) {
             Ok(b) => Msg::Adopt(u32::from_le_bytes(b)),
+            Err(_) => Msg::Malformed { kind, len },
+        },
+        RELEASE => match <[u8; 4]>::try_from(payload) {
+            Ok(b) => Msg::Release(u32::from_le_bytes(b)),
             Err(_) => Msg::Malformed { kind, len },
         },
         PUBLISH => Msg::Publish(payload.to_vec()),
@@ -310,6 +321,7 @@ mod tests {
             Msg::Ready,
             Msg::Adopt(7),
             Msg::Adopt(u32::MAX),
+            Msg::Release(7),
             Msg::Publish(b"hello".to_vec()),
             Msg::Publish(Vec::new()),
             Msg::Other {
@@ -392,6 +404,18 @@ mod tests {
                     len: 2
                 },
                 7
+            ))
+        );
+        let mut buf = Vec::new();
+        encode(RELEASE, &[1, 2, 3, 4, 5], &mut buf);
+        assert_eq!(
+            decode(&buf),
+            Some((
+                Msg::Malformed {
+                    kind: RELEASE,
+                    len: 5
+                },
+                10
             ))
         );
     }
