@@ -201,3 +201,34 @@ fn control_characters_in_chunk_lines_get_400_and_close() {
         assert!(c.is_closed(), "{}", body.escape_ascii());
     }
 }
+
+#[test]
+fn empty_lines_before_a_request_are_ignored() {
+    let addr = serve(app);
+    // Any number of empty lines (CRLF or bare LF) before a request line.
+    let mut c = Client::connect(addr);
+    c.send(b"\r\n\r\nGET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!((r.status, r.text().as_str()), (200, "Hello, World!"));
+    c.send(b"\r\n\n\r\n\r\n");
+    c.send(b"\r");
+    c.send(b"\nGET /hello/again HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read_response().text(), "Hello, again!");
+
+    // A body followed by empty lines, then a pipelined request.
+    let mut c = Client::connect(addr);
+    c.send(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc\r\n\r\n\
+          GET /hello/next HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    assert_eq!(c.read_response().text(), "abc");
+    let r = c.read_response();
+    assert_eq!((r.status, r.text().as_str()), (200, "Hello, next!"));
+
+    // Empty lines count against the head limit (16 KiB by default).
+    let mut c = Client::connect(addr);
+    c.send(&b"\r\n".repeat(9000));
+    let r = c.read_response();
+    assert_eq!(r.status, 431);
+    assert!(c.is_closed());
+}
