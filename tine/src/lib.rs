@@ -37,8 +37,13 @@
 //! | `http` | wire format: request parsing, chunked bodies, response encoding |
 //! | `router` | route patterns and matching |
 //! | `app`, `handler` | the application builder, dispatch, hooks, panic boundary |
+//! | `error`, `limits` | [`Error`] (an HTTP error with its status), [`Limits`] |
+//! | `macros` | [`app!`] and [`server!`], declarative sugar over the builder |
 //! | `middleware` | CORS |
-//! | `server` | sockets, the event loop, timers |
+//! | `static_files` | static file decisions: safe paths, validators, ranges, precompressed siblings ([`StaticConfig`]) |
+//! | `ws` | WebSocket: handshake, sessions, the event-style handler API ([`WsConfig`]) |
+//! | [`pubsub`] | [`publish`] to topics that WebSocket clients subscribe to, across workers |
+//! | `server` | sockets, the event loop, timers, the master and its workers |
 
 // A library never prints: it logs through `log`, and the app decides.
 #![warn(clippy::print_stdout, clippy::print_stderr)]

@@ -26,7 +26,7 @@ pub struct Limits {
     /// Most header fields in one request. Default 100. Over it: `431`.
     pub max_headers: usize,
     /// Largest request body, in bytes, whether sent with `Content-Length`
-    /// or chunked. Default 1 MiB, as in the original framework. Over it:
+    /// or chunked. Default 1 MiB. Over it:
     /// `413`, sent as soon as the declared length is known, then close.
     pub max_body: usize,
     /// Time a client has to deliver a complete request head once it has
@@ -35,7 +35,7 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// Time an idle keep-alive connection is kept open between requests, and
     /// the longest pause allowed while a body is being received or a
-    /// response is being sent. Default 60 s, as in the original.
+    /// response is being sent. Default 60 s.
     pub idle_timeout: Duration,
     /// Most open connections per process. Default 10,000. At the limit the
     /// process stops accepting (connections wait in the kernel's queue)

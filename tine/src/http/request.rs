@@ -197,8 +197,8 @@ impl Request {
             .map_err(|e| Error::bad_request(format!("invalid form body: {e}")))
     }
 
-    /// The form body as a map where the last duplicate wins (as in the
-    /// original framework); empty unless the `Content-Type` is a form.
+    /// The form body as a map where the last duplicate wins; empty unless
+    /// the `Content-Type` is a form.
     pub fn form_map(&self) -> HashMap<String, String> {
         if !self.content_type_is(|m| m == "application/x-www-form-urlencoded") {
             return HashMap::new();

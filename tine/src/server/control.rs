@@ -13,7 +13,7 @@
 //! |---|---|---|---|
 //! | [`READY`] (1) | worker → master | empty | sent once when the worker has registered its initial listeners and is accepting, and once more after handling each [`ADOPT`] |
 //! | [`ADOPT`] (2) | master → worker | listener index, `u32` LE | also accept on `listeners[index]` (scale-down hand-over); answer with [`READY`] |
-//! | [`PUBLISH`] (3) | worker → master → other workers | opaque | relayed verbatim by the master to every other live worker (provisional: reserved for the pub/sub issue) |
+//! | [`PUBLISH`] (3) | worker → master → other workers | one published message (topic and payload, in the wire form of `crate::pubsub`) | relayed verbatim by the master to every other live worker, which delivers it to its subscribers |
 //!
 //! Unknown kinds decode to [`Msg::Other`] so that either side can skip them.
 //! End-of-file on the channel means the peer is gone: a worker that reads EOF

@@ -1,6 +1,9 @@
 //! The server: listening sockets, the per-process event loop, and (with
-//! several workers) the supervising master. Only this module touches file
-//! descriptors; the master knows nothing of HTTP.
+//! several workers) the supervising master. The listening and connection
+//! sockets, the control channel and the worker processes are handled here;
+//! `static_files` opens the files (and directory handles) that the event
+//! loop then sends, and the pub/sub bus keeps its own Redis connection. The
+//! master knows nothing of HTTP.
 
 mod conn;
 mod control;

@@ -125,8 +125,7 @@ impl WebSocket<'_> {
     }
 
     /// Sends a text message at once, waiting (up to 10 s) for the socket to
-    /// take it: for handlers that run long and stream results (the
-    /// original framework's `send-now`).
+    /// take it: for handlers that run long and stream results.
     pub fn send_text_now(&mut self, text: impl Into<String>) -> io::Result<()> {
         self.send_text(text);
         self.flush_now()
