@@ -29,8 +29,6 @@
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 
-use nix::sys::socket::{send, MsgFlags};
-
 /// Worker → master: "my listeners are registered and I am accepting".
 /// Sent once at start-up and once after handling each [`ADOPT`].
 pub(crate) const READY: u8 = 1;
@@ -291,8 +289,8 @@ pub(crate) struct SendNoSignal<'a, F: AsFd>(pub &'a F);
 
 impl<F: AsFd> Write for SendNoSignal<'_, F> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        use std::os::fd::AsRawFd;
-        send(self.0.as_fd().as_raw_fd(), buf, MsgFlags::MSG_NOSIGNAL).map_err(io::Error::from)
+        rustix::net::send(self.0.as_fd(), buf, rustix::net::SendFlags::NOSIGNAL)
+            .map_err(io::Error::from)
     }
 
     fn flush(&mut self) -> io::Result<()> {
