@@ -83,10 +83,7 @@ pub mod __fuzz {
     /// Feeds `data` to a request decoder in pieces of `split` bytes, as the
     /// event loop would, decoding every request it yields.
     pub fn decode_requests(data: &[u8], split: usize) {
-        let limits = crate::Limits {
-            max_body: 64 * 1024,
-            ..crate::Limits::default()
-        };
+        let limits = crate::Limits::default().max_body(64 * 1024);
         let mut decoder = crate::http::parse::Decoder::new();
         let mut buf = BytesMut::new();
         for piece in data.chunks(split.max(1)) {
@@ -128,11 +125,9 @@ pub mod __fuzz {
                 _ => {}
             },
         );
-        let config = crate::WsConfig {
-            max_message: Some(64 * 1024),
-            max_outbuf: 256 * 1024,
-            ..crate::WsConfig::default()
-        };
+        let config = crate::WsConfig::default()
+            .max_message(64 * 1024)
+            .max_outbuf(256 * 1024);
         let req = crate::Request::builder(::http::Method::GET, "/ws").finish();
         let mut session =
             crate::ws::session::Session::new(req, handler, &config, 1 << 20, Vec::new());

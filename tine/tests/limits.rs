@@ -17,14 +17,12 @@ fn app_with(limits: Limits) -> App {
 }
 
 fn small() -> Limits {
-    Limits {
-        max_header: 1024,
-        max_body: 64,
-        header_timeout: Duration::from_millis(400),
-        idle_timeout: Duration::from_millis(600),
-        max_connections: 4,
-        ..Limits::default()
-    }
+    Limits::default()
+        .max_header(1024)
+        .max_body(64)
+        .header_timeout(Duration::from_millis(400))
+        .idle_timeout(Duration::from_millis(600))
+        .max_connections(4)
 }
 
 #[test]
@@ -46,12 +44,7 @@ fn oversized_head_gets_431_and_close() {
 
 #[test]
 fn too_many_headers_get_431() {
-    let addr = serve(|| {
-        app_with(Limits {
-            max_headers: 5,
-            ..Limits::default()
-        })
-    });
+    let addr = serve(|| app_with(Limits::default().max_headers(5)));
     let mut c = Client::connect(addr);
     let mut req = String::from("GET / HTTP/1.1\r\nHost: t\r\n");
     for i in 0..10 {
@@ -122,12 +115,7 @@ fn idle_keep_alive_connections_are_closed_silently() {
 
 #[test]
 fn connection_limit_pauses_accept_without_failing() {
-    let addr = serve(|| {
-        app_with(Limits {
-            max_connections: 4,
-            ..Limits::default()
-        })
-    });
+    let addr = serve(|| app_with(Limits::default().max_connections(4)));
     let mut held: Vec<Client> = (0..4).map(|_| Client::connect(addr)).collect();
     for c in &mut held {
         assert_eq!(c.get("/").status, 200);

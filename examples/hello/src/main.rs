@@ -184,19 +184,19 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let mut limits = tine::Limits::default();
     if let Some(ms) = args.header_timeout_ms {
-        limits.header_timeout = Duration::from_millis(ms);
+        limits = limits.header_timeout(Duration::from_millis(ms));
     }
     if let Some(ms) = args.idle_timeout_ms {
-        limits.idle_timeout = Duration::from_millis(ms);
+        limits = limits.idle_timeout(Duration::from_millis(ms));
     }
     if let Some(n) = args.max_body {
-        limits.max_body = n;
+        limits = limits.max_body(n);
     }
     if let Some(n) = args.max_connections {
-        limits.max_connections = n;
+        limits = limits.max_connections(n);
     }
     if let Some(ms) = args.drain_timeout_ms {
-        limits.drain_timeout = Duration::from_millis(ms);
+        limits = limits.drain_timeout(Duration::from_millis(ms));
     }
     let mut app = App::new()
         .get("/plaintext", plaintext)
@@ -232,11 +232,11 @@ fn main() -> ExitCode {
         app = app.on_worker_start(|_| std::process::exit(1));
     }
     if let Some(dir) = &args.static_dir {
-        let mut config = tine::StaticConfig::new(dir);
-        config.open_file_cache = args
-            .open_file_cache_ms
-            .filter(|&ms| ms > 0)
-            .map(Duration::from_millis);
+        let config = tine::StaticConfig::new(dir).open_file_cache(
+            args.open_file_cache_ms
+                .filter(|&ms| ms > 0)
+                .map(Duration::from_millis),
+        );
         app = app.static_files("/static", config);
     }
     if args.log {

@@ -542,12 +542,7 @@ mod tests {
 
     #[test]
     fn limits() {
-        let limits = Limits {
-            max_header: 64,
-            max_headers: 2,
-            max_body: 10,
-            ..Limits::default()
-        };
+        let limits = Limits::default().max_header(64).max_headers(2).max_body(10);
         let mut d = Decoder::new();
         let mut buf = BytesMut::from(&[b'a'; 65][..]);
         assert!(matches!(
@@ -652,10 +647,7 @@ GET /g HTTP/1.1\r\nHost: h\r\n\r\n\r\n\r\n\r\nGET /h HTTP/1.1\r\nHost: h\r\n\r\n
 
     #[test]
     fn empty_lines_count_against_the_head_limit() {
-        let limits = Limits {
-            max_header: 64,
-            ..Limits::default()
-        };
+        let limits = Limits::default().max_header(64);
         let request = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n";
         // Within the limit, empty lines and head together.
         let mut input = b"\r\n".repeat(10);
