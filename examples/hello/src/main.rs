@@ -8,7 +8,9 @@
 //! GET  /hello/:name    Hello, <name>!
 //! POST /echo           the request body, same Content-Type
 //! GET  /pid            the serving process's id
-//! GET  /sleep?ms=N     blocks its worker N ms (max 10,000), then "slept"
+//! GET  /sleep?ms=N     blocks its worker N ms (max 10,000), then "slept";
+//!                      meanwhile the worker's thread is named "sleeping"
+//!                      (ps, /proc/PID/comm), so tests can see it has begun
 //! GET  /panic          a handler that panics (answers 500)
 //! GET  /stream?n=N&size=S  N chunks of S bytes, streamed
 //! WS   /ws/echo        echoes text as text, binary as binary
@@ -118,7 +120,15 @@ fn sleep(req: &Request) -> Result<Response, tine::Error> {
         .unwrap_or_default()
         .parse()
         .map_err(|_| tine::Error::bad_request("ms must be a number of milliseconds"))?;
+    // Handlers run on the process's main thread, whose name is the
+    // process's `comm`: an outside observer (a test about to signal the
+    // server) sees the request is being handled, not merely sent.
+    let name = nix::sys::prctl::get_name().ok();
+    let _ = nix::sys::prctl::set_name(c"sleeping");
     std::thread::sleep(Duration::from_millis(ms.min(10_000)));
+    if let Some(name) = name {
+        let _ = nix::sys::prctl::set_name(&name);
+    }
     Ok(Response::text("slept"))
 }
 

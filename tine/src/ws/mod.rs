@@ -242,6 +242,14 @@ impl WebSocket<'_> {
 
     /// Subscribes this connection to `topic`: every message
     /// [`publish`](crate::publish)ed to it, in any worker, is sent here.
+    ///
+    /// The subscription takes effect when this callback returns, before
+    /// the worker handles anything else. So once the client has received a
+    /// message sent from the same callback, every message published after
+    /// that, in any worker, reaches it: a client needs no delay between
+    /// "joined" and its first publish. (With [`App::redis`](crate::App::redis),
+    /// this also needs the worker's own subscription to Redis, made when
+    /// it starts, to be confirmed.)
     pub fn subscribe(&mut self, topic: &str) {
         if !self.topics.iter().any(|t| t == topic) {
             self.topics.push(topic.to_string());
