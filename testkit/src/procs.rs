@@ -67,6 +67,27 @@ pub fn proc_stat(pid: i32) -> Option<Proc> {
     })
 }
 
+/// The name of process `pid`'s main thread (`/proc/PID/comm`), if it
+/// exists. `hello`'s `/sleep` names it `sleeping` while it sleeps.
+pub fn thread_name(pid: i32) -> Option<String> {
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(comm.trim_end_matches('\n').to_string())
+}
+
+/// Waits (up to `limit`) until one of `pids` is inside `hello`'s `/sleep`
+/// handler; returns that pid.
+pub fn wait_sleeping(pids: &BTreeSet<i32>, limit: Duration) -> Option<i32> {
+    let mut found = None;
+    crate::wait_until(limit, || {
+        found = pids
+            .iter()
+            .copied()
+            .find(|&p| thread_name(p).as_deref() == Some("sleeping"));
+        found.is_some()
+    });
+    found
+}
+
 /// Every process in `/proc`.
 pub fn processes() -> Vec<Proc> {
     let Ok(dir) = fs::read_dir("/proc") else {

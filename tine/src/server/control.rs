@@ -14,7 +14,7 @@
 //! | [`READY`] (1) | worker → master | empty | sent once when the worker has registered its initial listeners and is accepting, and once more after handling each [`ADOPT`] |
 //! | [`ADOPT`] (2) | master → worker | listener index, `u32` LE | also accept on `listeners[index]` (scale-down hand-over, or the queue of a worker that died, lent until it is back); answer with [`READY`] |
 //! | [`RELEASE`] (4) | master → worker | listener index, `u32` LE | stop accepting on `listeners[index]` (a lent queue whose own worker is back and accepting); no answer |
-//! | [`PUBLISH`] (3) | worker → master → other workers | opaque | relayed verbatim by the master to every other live worker (provisional: reserved for the pub/sub issue) |
+//! | [`PUBLISH`] (3) | worker → master → other workers | one published message (topic and payload, in the wire form of `crate::pubsub`) | relayed verbatim by the master to every other live worker, which delivers it to its subscribers |
 //!
 //! Unknown kinds decode to [`Msg::Other`] so that either side can skip them.
 //! End-of-file on the channel means the peer is gone: a worker that reads EOF
@@ -29,8 +29,6 @@
 
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
-
-use nix::sys::socket::{send, MsgFlags};
 
 /// Worker → master: "my listeners are registered and I am accepting".
 /// Sent once at start-up and once after handling each [`ADOPT`].
@@ -302,8 +300,8 @@ pub(crate) struct SendNoSignal<'a, F: AsFd>(pub &'a F);
 
 impl<F: AsFd> Write for SendNoSignal<'_, F> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        use std::os::fd::AsRawFd;
-        send(self.0.as_fd().as_raw_fd(), buf, MsgFlags::MSG_NOSIGNAL).map_err(io::Error::from)
+        rustix::net::send(self.0.as_fd(), buf, rustix::net::SendFlags::NOSIGNAL)
+            .map_err(io::Error::from)
     }
 
     fn flush(&mut self) -> io::Result<()> {

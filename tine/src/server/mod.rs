@@ -1,8 +1,9 @@
 //! The server: listening sockets (`listener.rs`), the per-process event
 //! loop, and (with several workers) the supervising master: `master.rs`
-//! performs the system calls, `supervisor.rs` makes every decision as a
+//! performs the system calls, `supervisor/` makes every decision as a
 //! state machine unit-tested without forking. The master knows nothing of
-//! HTTP.
+//! HTTP. `static_files` opens the files that the event loop then sends, and
+//! the pub/sub bus keeps its own Redis connections.
 
 mod conn;
 mod control;
