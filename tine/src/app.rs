@@ -420,6 +420,12 @@ impl App {
     /// fork: database connections, thread pools, RNG seeds. What it stores
     /// is reachable from every request with [`Request::state`].
     ///
+    /// A hook that panics stops that process from serving: the panic is
+    /// logged once; in single-process mode [`Server::run`] returns an
+    /// error before accepting anything; a worker exits with status 1, and
+    /// the master replaces it with its crash backoff (so a hook that
+    /// always panics does not fork-loop).
+    ///
     /// ```
     /// use std::cell::Cell;
     /// use tine::{App, Request};
@@ -440,13 +446,20 @@ impl App {
         self
     }
 
-    /// Runs the worker-init hooks (in the process that will serve).
-    pub(crate) fn init_worker(&mut self) {
+    /// Runs the worker-init hooks (in the process that will serve). A hook
+    /// that panics (logged once) is an error: that process must not serve
+    /// without the state the hook was to build.
+    pub(crate) fn init_worker(&mut self) -> io::Result<()> {
         let mut state = Extensions::default();
         for init in &self.worker_init {
-            init(&mut state);
+            if handler::catch_in(handler::WORKER_INIT, || init(&mut state)).is_none() {
+                return Err(io::Error::other(
+                    "tine: an on_worker_start hook panicked (see the log); not serving",
+                ));
+            }
         }
         self.state = Rc::new(state);
+        Ok(())
     }
 
     /// Replaces the [`Limits`].
@@ -564,7 +577,7 @@ impl App {
     /// if there is one (a panic in it falls back to the plain page).
     pub(crate) fn error_response(&self, req: Option<&Request>, status: StatusCode) -> Response {
         if let Some(handler) = &self.error_handler {
-            if let Some(res) = handler::catch(|| handler(req, status)) {
+            if let Some(res) = handler::catch_in(handler::ERROR_PAGE, || handler(req, status)) {
                 return res.with_status(status);
             }
         }

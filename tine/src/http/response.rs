@@ -45,6 +45,51 @@ pub(crate) enum Body {
     File(FileBody),
 }
 
+/// What [`fill_stream`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fill {
+    /// The batch is full; the stream has more.
+    More,
+    /// The stream ended; its end (the last chunk) is written.
+    Done,
+    /// The iterator panicked (logged once): the response must be cut off,
+    /// without its end, so the client sees a truncated message rather
+    /// than a complete one.
+    Aborted,
+}
+
+/// Pulls chunks from a [`Response::stream`] body into `out` until it holds
+/// `batch` bytes or the stream ends, with chunked framing if `chunked`
+/// (else raw bytes, for a body delimited by the connection's close).
+///
+/// The iterator is application code running after the handler returned,
+/// so it runs inside the panic boundary: one boundary per batch (not per
+/// chunk), no allocation.
+pub(crate) fn fill_stream(
+    chunks: &mut dyn Iterator<Item = Bytes>,
+    chunked: bool,
+    out: &mut Vec<u8>,
+    batch: usize,
+) -> Fill {
+    use super::encode::{encode_chunk, LAST_CHUNK};
+    let filled = crate::handler::catch_in(crate::handler::STREAM, || {
+        while out.len() < batch {
+            match chunks.next() {
+                Some(chunk) if chunked => encode_chunk(out, &chunk),
+                Some(chunk) => out.extend_from_slice(&chunk),
+                None => {
+                    if chunked {
+                        out.extend_from_slice(LAST_CHUNK);
+                    }
+                    return Fill::Done;
+                }
+            }
+        }
+        Fill::More
+    });
+    filled.unwrap_or(Fill::Aborted)
+}
+
 /// A region of an open file sent as a body.
 #[derive(Debug)]
 pub(crate) struct FileBody {

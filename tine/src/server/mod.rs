@@ -134,7 +134,7 @@ impl Server {
         } = self;
         if workers <= 1 {
             log::info!("listening on http://{addr} (single process)");
-            app.init_worker();
+            app.init_worker()?;
             let listeners = listeners
                 .into_iter()
                 .map(mio::net::TcpListener::from_std)
@@ -182,7 +182,10 @@ fn worker_main(app: Option<App>, start: master::WorkerStart) -> i32 {
         std::process::id(),
         start.master_pid
     );
-    app.init_worker();
+    if let Err(e) = app.init_worker() {
+        log::error!("worker {}: {e}", start.index);
+        return 1;
+    }
     let listeners = start
         .listeners
         .into_iter()
