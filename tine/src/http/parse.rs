@@ -74,6 +74,32 @@ enum State {
         body: Body,
         continue_sent: bool,
     },
+    /// A request was refused ([`Decoded::Error`]) after its head was taken
+    /// from the buffer; this is what could be read of it (for
+    /// [`Decoder::take_seen`]). Nothing more is decoded.
+    Refused(Option<Box<SeenHead>>),
+}
+
+/// What could be read of a refused request: enough for the `errors`
+/// handler, the after-hooks and the request log to see which request it
+/// was (CORS needs `Origin`). The body is never read.
+#[derive(Debug)]
+pub(crate) struct SeenHead {
+    pub(crate) method: Method,
+    pub(crate) target: PathAndQuery,
+    pub(crate) version: Version,
+    pub(crate) headers: HeaderMap,
+}
+
+impl From<Head> for SeenHead {
+    fn from(head: Head) -> Self {
+        SeenHead {
+            method: head.method,
+            target: head.target,
+            version: head.version,
+            headers: head.headers,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -104,8 +130,24 @@ impl Decoder {
         matches!(self.state, State::Body { .. })
     }
 
+    /// What was read of the request being refused (after
+    /// [`Decoded::Error`], or when its head or body did not arrive in
+    /// time): its request line and the header lines that could be read,
+    /// or `None` when not even a request line was parsed. `buf` is the
+    /// connection's unconsumed input. Only for error paths: it may copy.
+    pub(crate) fn take_seen(&mut self, buf: &[u8], max_headers: usize) -> Option<Box<SeenHead>> {
+        match std::mem::replace(&mut self.state, State::Head) {
+            State::Refused(seen) => seen,
+            State::Body { head, .. } => Some(Box::new(SeenHead::from(*head))),
+            State::Head => salvage(buf, max_headers),
+        }
+    }
+
     /// Decodes the next request from `buf`, consuming its bytes.
     pub(crate) fn decode(&mut self, buf: &mut BytesMut, limits: &Limits) -> Decoded {
+        if let State::Refused(_) = self.state {
+            return Decoded::NeedMore;
+        }
         if let State::Head = self.state {
             let Some(end) = self.find_head_end(buf) else {
                 if buf.len() > limits.max_header {
@@ -118,14 +160,18 @@ impl Decoder {
             }
             self.scanned = 0;
             let raw = buf.split_to(end).freeze();
-            let head = match parse_head(raw, limits.max_headers) {
+            let head = match parse_head(&raw, limits.max_headers) {
                 Ok(head) => head,
-                Err(status) => return Decoded::Error(status),
+                Err(status) => {
+                    self.state = State::Refused(salvage(&raw, limits.max_headers));
+                    return Decoded::Error(status);
+                }
             };
             let body = match head.framing {
                 Framing::Empty => return Decoded::Request(head, Bytes::new()),
                 Framing::Length(n) if n > limits.max_body as u64 => {
-                    return Decoded::Error(StatusCode::PAYLOAD_TOO_LARGE)
+                    self.state = State::Refused(Some(Box::new(head.into())));
+                    return Decoded::Error(StatusCode::PAYLOAD_TOO_LARGE);
                 }
                 Framing::Length(n) => Body::Length(n as usize),
                 Framing::Chunked => Body::Chunked(ChunkedDecoder::new(), Vec::new()),
@@ -195,14 +241,65 @@ impl Decoder {
 
 /// Parses a complete head (ending with the blank line) and applies the
 /// framing rules of RFC 9112 §6, rejecting anything ambiguous.
-pub(crate) fn parse_head(raw: Bytes, max_headers: usize) -> Result<Head, StatusCode> {
+pub(crate) fn parse_head(raw: &Bytes, max_headers: usize) -> Result<Head, StatusCode> {
     if max_headers <= STACK_HEADERS {
         let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); STACK_HEADERS];
-        parse_with(&raw, &mut slots[..max_headers])
+        parse_with(raw, &mut slots[..max_headers])
     } else {
         let mut slots = vec![MaybeUninit::<httparse::Header<'_>>::uninit(); max_headers];
-        parse_with(&raw, &mut slots)
+        parse_with(raw, &mut slots)
     }
+}
+
+/// Reads what it can of a head that was refused or cut short: the request
+/// line (as httparse reads it before any header) and then every complete
+/// header line that is a valid field, up to `max_headers`, stopping at the
+/// end of the head. `None` without a request line. Error paths only.
+fn salvage(buf: &[u8], max_headers: usize) -> Option<Box<SeenHead>> {
+    let mut no_slots: [httparse::Header<'_>; 0] = [];
+    let mut req = httparse::Request::new(&mut no_slots);
+    // With no header slots the parse stops at the first header, but the
+    // method, path and version read before it stay filled in.
+    let _ = req.parse(buf);
+    let method = Method::from_bytes(req.method?.as_bytes()).ok()?;
+    let path = Bytes::copy_from_slice(req.path?.as_bytes());
+    let target = parse_target(&path, std::str::from_utf8(&path).ok()?, &method).ok()?;
+    let version = match req.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    let mut rest = &buf[start..];
+    let mut headers = HeaderMap::new();
+    // Skip the request line, then take whole lines only.
+    let mut first = true;
+    while let Some(end) = memchr::memchr(b'\n', rest) {
+        let line = &rest[..end];
+        rest = &rest[end + 1..];
+        if std::mem::take(&mut first) {
+            continue;
+        }
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() || headers.len() >= max_headers {
+            break;
+        }
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
+        let value = line[colon + 1..].trim_ascii();
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(&line[..colon]),
+            HeaderValue::from_bytes(value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    Some(Box::new(SeenHead {
+        method,
+        target,
+        version,
+        headers,
+    }))
 }
 
 fn parse_with<'b>(
@@ -359,6 +456,93 @@ fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn seen(buf: &[u8]) -> Option<Box<SeenHead>> {
+        salvage(buf, 100)
+    }
+
+    #[test]
+    fn salvage_reads_the_request_line_and_whole_header_lines() {
+        let s =
+            seen(b"\r\nPOST /up?x=1 HTTP/1.0\r\nOrigin: https://a\r\nBad Name: v\r\nX-Cut: par")
+                .unwrap();
+        assert_eq!(s.method, Method::POST);
+        assert_eq!(s.target.as_str(), "/up?x=1");
+        assert_eq!(s.version, Version::HTTP_10);
+        assert_eq!(s.headers["origin"], "https://a");
+        // Invalid names and the unfinished last line are left out.
+        assert_eq!(s.headers.len(), 1);
+        // Absolute form routes on its path; the head ends at the blank line.
+        let s = seen(b"GET http://h/p HTTP/1.1\r\nA: 1\r\n\r\nB: 2\r\n").unwrap();
+        assert_eq!(s.target.as_str(), "/p");
+        assert_eq!(s.headers.len(), 1);
+        assert_eq!(
+            salvage(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n", 2)
+                .unwrap()
+                .headers
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn salvage_needs_a_request_line() {
+        assert!(seen(b"").is_none());
+        assert!(seen(b"\r\n\r\n").is_none());
+        assert!(seen(b"GET").is_none());
+        assert!(seen(b"\x01\x02 x\r\n\r\n").is_none());
+        assert!(seen(b"GET nopath HTTP/1.1\r\n\r\n").is_none());
+        // A request line without its version yet still names the request.
+        assert_eq!(seen(b"GET /a").map(|s| s.target), None);
+        assert_eq!(seen(b"GET /a HTTP/1.1").unwrap().target.as_str(), "/a");
+    }
+
+    #[test]
+    fn take_seen_after_each_kind_of_refusal() {
+        let limits = Limits {
+            max_body: 4,
+            ..Limits::default()
+        };
+        // Over max_body by Content-Length: the head, already taken from
+        // the buffer, is kept for take_seen.
+        let mut d = Decoder::new();
+        let mut buf = BytesMut::from(
+            &b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 9\r\n\r\nGET /next HTTP/1.1\r\n"[..],
+        );
+        assert!(matches!(d.decode(&mut buf, &limits), Decoded::Error(s) if s == 413));
+        let s = d.take_seen(&buf, 100).unwrap();
+        assert_eq!((s.method.as_str(), s.target.as_str()), ("POST", "/a"));
+        // A head that fails to parse: what could be read of it, not the
+        // pipelined request behind it.
+        let mut d = Decoder::new();
+        let mut buf = BytesMut::from(
+            &b"GET /b HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\nGET /next HTTP/1.1\r\n"[..],
+        );
+        assert!(matches!(d.decode(&mut buf, &limits), Decoded::Error(s) if s == 400));
+        assert_eq!(d.take_seen(&buf, 100).unwrap().target.as_str(), "/b");
+        // Nothing more is decoded after a refusal.
+        let mut d = Decoder::new();
+        let mut buf = BytesMut::from(
+            &b"GET /c HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n"[..],
+        );
+        assert!(matches!(d.decode(&mut buf, &limits), Decoded::Error(_)));
+        assert!(matches!(d.decode(&mut buf, &limits), Decoded::NeedMore));
+        // A body cut short (a timeout): the head being read.
+        let mut d = Decoder::new();
+        let mut buf =
+            BytesMut::from(&b"POST /d HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nx"[..]);
+        assert!(matches!(d.decode(&mut buf, &limits), Decoded::NeedMore));
+        assert_eq!(d.take_seen(&buf, 100).unwrap().target.as_str(), "/d");
+        // A head cut short: salvaged from the buffer.
+        let mut d = Decoder::new();
+        assert_eq!(
+            d.take_seen(b"GET /e HTTP/1.1\r\nHo", 100)
+                .unwrap()
+                .target
+                .as_str(),
+            "/e"
+        );
+    }
 
     fn decode_one(input: &[u8]) -> Decoded {
         let mut buf = BytesMut::from(input);

@@ -47,6 +47,9 @@ pub struct Request {
 }
 
 impl Request {
+    /// A request as decoded. `Err` (to be answered `400`) carries the
+    /// request anyway, with its path left undecoded, when the path's
+    /// percent-escapes are not UTF-8.
     pub(crate) fn new(
         method: Method,
         target: PathAndQuery,
@@ -54,18 +57,18 @@ impl Request {
         headers: HeaderMap,
         body: Bytes,
         peer: SocketAddr,
-    ) -> Result<Self, StatusCode> {
+    ) -> Result<Self, Box<Self>> {
         // Paths without escapes are plain ASCII (httparse checked): no
         // decoding, no UTF-8 validation.
-        let decoded_path = match target.path() {
-            p if !p.contains('%') => None,
+        let (decoded_path, valid) = match target.path() {
+            p if !p.contains('%') => (None, true),
             p => match percent_decode_str(p).decode_utf8() {
-                Ok(Cow::Borrowed(_)) => None,
-                Ok(Cow::Owned(s)) => Some(s.into_boxed_str()),
-                Err(_) => return Err(StatusCode::BAD_REQUEST),
+                Ok(Cow::Borrowed(_)) => (None, true),
+                Ok(Cow::Owned(s)) => (Some(s.into_boxed_str()), true),
+                Err(_) => (None, false),
             },
         };
-        Ok(Request {
+        let req = Request {
             method,
             target,
             decoded_path,
@@ -76,7 +79,12 @@ impl Request {
             peer,
             extensions: Extensions::default(),
             state: None,
-        })
+        };
+        if valid {
+            Ok(req)
+        } else {
+            Err(Box::new(req))
+        }
     }
 
     /// Starts building a request by hand, for testing handlers and hooks
@@ -532,6 +540,8 @@ mod tests {
             SocketAddr::from(([127, 0, 0, 1], 1)),
         )
         .unwrap_err();
-        assert_eq!(err, StatusCode::BAD_REQUEST);
+        // The refused request is still there, for the error page and log.
+        assert_eq!(err.raw_path(), "/%ff");
+        assert_eq!(err.path(), "/%ff");
     }
 }
