@@ -27,41 +27,41 @@ pub(crate) type ErrorHandler = Box<dyn Fn(Option<&Request>, StatusCode) -> Respo
 
 /// What user code is running, for the panic log line: what it is, and
 /// what happens instead.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub(crate) struct Site {
     pub(crate) what: &'static str,
     pub(crate) then: &'static str,
 }
 
 /// A handler or hook answering a request.
-pub(crate) const HANDLER: Site = Site {
+pub(crate) static HANDLER: Site = Site {
     what: "handler",
     then: "answering 500",
 };
 /// The `errors` handler rendering an error page.
-pub(crate) const ERROR_PAGE: Site = Site {
+pub(crate) static ERROR_PAGE: Site = Site {
     what: "error handler",
     then: "sending the plain error page",
 };
 /// A `Response::stream` iterator producing the body.
-pub(crate) const STREAM: Site = Site {
+pub(crate) static STREAM: Site = Site {
     what: "response stream",
     then: "cutting the response off and closing the connection",
 };
 /// A WebSocket handler.
-pub(crate) const WS_HANDLER: Site = Site {
+pub(crate) static WS_HANDLER: Site = Site {
     what: "websocket handler",
     then: "closing with 1011",
 };
 /// A worker-init hook (`App::on_worker_start`).
-pub(crate) const WORKER_INIT: Site = Site {
+pub(crate) static WORKER_INIT: Site = Site {
     what: "on_worker_start hook",
     then: "the process does not serve",
 };
 
 thread_local! {
     /// The user code running now on this thread, if any.
-    static RUNNING: Cell<Option<Site>> = const { Cell::new(None) };
+    static RUNNING: Cell<Option<&'static Site>> = const { Cell::new(None) };
 }
 
 /// Installs, once per process, a panic hook that logs a panic in user code
@@ -94,13 +94,13 @@ pub(crate) fn install_panic_hook() {
 /// Runs a handler or hook, turning a panic into `None`. The panic is logged
 /// once by the hook above.
 pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Option<R> {
-    catch_in(HANDLER, f)
+    catch_in(&HANDLER, f)
 }
 
 /// Runs user code described by `site`, turning a panic into `None`.
 /// Nested calls (an error page rendered while a handler's boundary is
 /// open) restore the outer site when they return.
-pub(crate) fn catch_in<R>(site: Site, f: impl FnOnce() -> R) -> Option<R> {
+pub(crate) fn catch_in<R>(site: &'static Site, f: impl FnOnce() -> R) -> Option<R> {
     let outer = RUNNING.with(|c| c.replace(Some(site)));
     let result = panic::catch_unwind(AssertUnwindSafe(f));
     RUNNING.with(|c| c.set(outer));
@@ -115,7 +115,7 @@ mod tests {
     fn nested_catch_restores_the_outer_site() {
         install_panic_hook();
         let inner_then_outer = catch(|| {
-            let inner = catch_in(ERROR_PAGE, || -> u8 { panic!("inner") });
+            let inner = catch_in(&ERROR_PAGE, || -> u8 { panic!("inner") });
             assert!(inner.is_none());
             RUNNING.with(Cell::get).map(|s| s.what)
         });

@@ -135,7 +135,7 @@ impl Service {
     pub(crate) fn init_worker(&mut self) -> io::Result<()> {
         let mut state = Extensions::default();
         for init in &self.worker_init {
-            if handler::catch_in(handler::WORKER_INIT, || init(&mut state)).is_none() {
+            if handler::catch_in(&handler::WORKER_INIT, || init(&mut state)).is_none() {
                 return Err(io::Error::other(
                     "tine: an on_worker_start hook panicked (see the log); not serving",
                 ));
@@ -255,12 +255,20 @@ impl Service {
         self.render(req, res)
     }
 
-    /// Renders `res` through the error handler if it is an error page,
-    /// keeping its status and the headers it set (such as `Allow`).
+    /// Renders `res` through the error handler if it is an error page.
+    #[inline]
     fn render(&self, req: &Request, res: Response) -> Response {
-        if !res.error_page {
-            return res;
+        if res.error_page {
+            self.render_page(req, res)
+        } else {
+            res
         }
+    }
+
+    /// Renders an error page through the error handler, keeping its status
+    /// and the headers it set (such as `Allow`).
+    #[cold]
+    fn render_page(&self, req: &Request, res: Response) -> Response {
         let mut page = self.error_page(Some(req), res.status);
         for (name, value) in &res.headers {
             page.headers_mut().append(name, value.clone());
@@ -306,7 +314,7 @@ impl Service {
     /// there is one (a panic in it falls back to the plain page).
     fn error_page(&self, req: Option<&Request>, status: StatusCode) -> Response {
         if let Some(handler) = &self.error_handler {
-            if let Some(res) = handler::catch_in(handler::ERROR_PAGE, || handler(req, status)) {
+            if let Some(res) = handler::catch_in(&handler::ERROR_PAGE, || handler(req, status)) {
                 return res.with_status(status);
             }
         }

@@ -135,6 +135,7 @@ impl Decoder {
     /// time): its request line and the header lines that could be read,
     /// or `None` when not even a request line was parsed. `buf` is the
     /// connection's unconsumed input. Only for error paths: it may copy.
+    #[cold]
     pub(crate) fn take_seen(&mut self, buf: &[u8], max_headers: usize) -> Option<Box<SeenHead>> {
         match std::mem::replace(&mut self.state, State::Head) {
             State::Refused(seen) => seen,
@@ -170,7 +171,7 @@ impl Decoder {
             let body = match head.framing {
                 Framing::Empty => return Decoded::Request(head, Bytes::new()),
                 Framing::Length(n) if n > limits.max_body as u64 => {
-                    self.state = State::Refused(Some(Box::new(head.into())));
+                    self.state = refused(head);
                     return Decoded::Error(StatusCode::PAYLOAD_TOO_LARGE);
                 }
                 Framing::Length(n) => Body::Length(n as usize),
@@ -239,6 +240,12 @@ impl Decoder {
     }
 }
 
+/// The decoder's state after refusing a request whose head was read.
+#[cold]
+fn refused(head: Head) -> State {
+    State::Refused(Some(Box::new(head.into())))
+}
+
 /// Parses a complete head (ending with the blank line) and applies the
 /// framing rules of RFC 9112 §6, rejecting anything ambiguous.
 pub(crate) fn parse_head(raw: &Bytes, max_headers: usize) -> Result<Head, StatusCode> {
@@ -252,33 +259,45 @@ pub(crate) fn parse_head(raw: &Bytes, max_headers: usize) -> Result<Head, Status
 }
 
 /// Reads what it can of a head that was refused or cut short: the request
-/// line (as httparse reads it before any header) and then every complete
-/// header line that is a valid field, up to `max_headers`, stopping at the
-/// end of the head. `None` without a request line. Error paths only.
+/// line (method, target, version) and then every complete header line
+/// that is a valid field, up to `max_headers`, stopping at the end of the
+/// head. `None` without a whole request line.
+///
+/// Error paths only, and written apart from the request parser on
+/// purpose: sharing its helpers made the compiler stop inlining them into
+/// the hot path.
+#[cold]
+#[inline(never)]
 fn salvage(buf: &[u8], max_headers: usize) -> Option<Box<SeenHead>> {
-    let mut no_slots: [httparse::Header<'_>; 0] = [];
-    let mut req = httparse::Request::new(&mut no_slots);
-    // With no header slots the parse stops at the first header, but the
-    // method, path and version read before it stay filled in.
-    let _ = req.parse(buf);
-    let method = Method::from_bytes(req.method?.as_bytes()).ok()?;
-    let path = Bytes::copy_from_slice(req.path?.as_bytes());
-    let target = parse_target(&path, std::str::from_utf8(&path).ok()?, &method).ok()?;
-    let version = match req.version {
-        Some(0) => Version::HTTP_10,
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    let line_end = start + memchr::memchr(b'\n', &buf[start..])?;
+    let line = &buf[start..line_end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut parts = line.split(|&b| b == b' ');
+    let method = Method::from_bytes(parts.next()?).ok()?;
+    let target = std::str::from_utf8(parts.next()?).ok()?;
+    let target = if target.starts_with('/') {
+        PathAndQuery::try_from(target).ok()?
+    } else if target == "*" && method == Method::OPTIONS {
+        PathAndQuery::from_static("*")
+    } else if target.starts_with("http://") || target.starts_with("https://") {
+        let uri: http::Uri = target.parse().ok()?;
+        uri.path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"))
+    } else {
+        return None;
+    };
+    let version = match parts.next() {
+        Some(b"HTTP/1.0") => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n')?;
-    let mut rest = &buf[start..];
+    let mut rest = &buf[line_end + 1..];
     let mut headers = HeaderMap::new();
-    // Skip the request line, then take whole lines only.
-    let mut first = true;
+    // Whole lines only: the last one may be cut short.
     while let Some(end) = memchr::memchr(b'\n', rest) {
         let line = &rest[..end];
         rest = &rest[end + 1..];
-        if std::mem::take(&mut first) {
-            continue;
-        }
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() || headers.len() >= max_headers {
             break;
@@ -492,9 +511,9 @@ mod tests {
         assert!(seen(b"GET").is_none());
         assert!(seen(b"\x01\x02 x\r\n\r\n").is_none());
         assert!(seen(b"GET nopath HTTP/1.1\r\n\r\n").is_none());
-        // A request line without its version yet still names the request.
-        assert_eq!(seen(b"GET /a").map(|s| s.target), None);
-        assert_eq!(seen(b"GET /a HTTP/1.1").unwrap().target.as_str(), "/a");
+        // The request line must be whole.
+        assert!(seen(b"GET /a HTTP/1.1").is_none());
+        assert_eq!(seen(b"GET /a HTTP/1.1\r\n").unwrap().target.as_str(), "/a");
     }
 
     #[test]

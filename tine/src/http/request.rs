@@ -60,15 +60,19 @@ impl Request {
     ) -> Result<Self, Box<Self>> {
         // Paths without escapes are plain ASCII (httparse checked): no
         // decoding, no UTF-8 validation.
-        let (decoded_path, valid) = match target.path() {
-            p if !p.contains('%') => (None, true),
+        let decoded_path = match target.path() {
+            p if !p.contains('%') => None,
             p => match percent_decode_str(p).decode_utf8() {
-                Ok(Cow::Borrowed(_)) => (None, true),
-                Ok(Cow::Owned(s)) => (Some(s.into_boxed_str()), true),
-                Err(_) => (None, false),
+                Ok(Cow::Borrowed(_)) => None,
+                Ok(Cow::Owned(s)) => Some(s.into_boxed_str()),
+                Err(_) => {
+                    return Err(Self::undecodable(
+                        method, target, version, headers, body, peer,
+                    ))
+                }
             },
         };
-        let req = Request {
+        Ok(Request {
             method,
             target,
             decoded_path,
@@ -79,12 +83,32 @@ impl Request {
             peer,
             extensions: Extensions::default(),
             state: None,
-        };
-        if valid {
-            Ok(req)
-        } else {
-            Err(Box::new(req))
-        }
+        })
+    }
+
+    /// A request whose path cannot be decoded, kept as sent (to be
+    /// answered `400` through the app's error page and hooks).
+    #[cold]
+    fn undecodable(
+        method: Method,
+        target: PathAndQuery,
+        version: Version,
+        headers: HeaderMap,
+        body: Bytes,
+        peer: SocketAddr,
+    ) -> Box<Self> {
+        Box::new(Request {
+            method,
+            target,
+            decoded_path: None,
+            version,
+            headers,
+            body,
+            params: Params::default(),
+            peer,
+            extensions: Extensions::default(),
+            state: None,
+        })
     }
 
     /// Starts building a request by hand, for testing handlers and hooks

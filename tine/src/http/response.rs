@@ -72,7 +72,7 @@ pub(crate) fn fill_stream(
     batch: usize,
 ) -> Fill {
     use super::encode::{encode_chunk, LAST_CHUNK};
-    let filled = crate::handler::catch_in(crate::handler::STREAM, || {
+    let filled = crate::handler::catch_in(&crate::handler::STREAM, || {
         while out.len() < batch {
             match chunks.next() {
                 Some(chunk) if chunked => encode_chunk(out, &chunk),
