@@ -21,7 +21,8 @@ use std::time::Duration;
 pub struct Limits {
     /// Largest request head (request line plus headers), in bytes.
     /// Default 16 KiB: more than any browser sends, small enough that a
-    /// client cannot make a worker buffer much. Over it: `431`, then close.
+    /// client cannot make a worker buffer much. Over it: `431` (`414` when
+    /// the request line alone does not end within it), then close.
     pub max_header: usize,
     /// Most header fields in one request. Default 100. Over it: `431`.
     pub max_headers: usize,

@@ -267,3 +267,25 @@ fn without_a_request_line_the_error_page_is_bare() {
     let mut rest = Vec::new();
     let _ = c.stream.read_to_end(&mut rest);
 }
+
+#[test]
+fn a_request_line_over_the_head_limit_is_414() {
+    let addr = start();
+    // The line never ends within what the server reads: no request to show.
+    let mut c = Client::connect(addr);
+    c.send(format!("GET /{}", "u".repeat(3000)).as_bytes());
+    let r = c.read_response();
+    assert_eq!(r.status, 414);
+    assert_eq!(r.text(), "custom 414 -");
+    assert!(c.is_closed());
+    // It did arrive whole: the page, the hooks and the log see it.
+    let path = format!("/{}", "v".repeat(3000));
+    let r = exchange(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: t\r\nOrigin: {ORIGIN}\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(r.status, 414);
+    assert_eq!(r.text(), format!("custom 414 GET {path}"));
+    has_hooks(&r);
+    logged(&format!("GET {path} 414"), 1);
+}

@@ -152,12 +152,12 @@ impl Decoder {
         if let State::Head = self.state {
             let Some(end) = self.find_head_end(buf) else {
                 if buf.len() > limits.max_header {
-                    return Decoded::Error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+                    return Decoded::Error(head_too_large(buf, limits.max_header));
                 }
                 return Decoded::NeedMore;
             };
             if end > limits.max_header {
-                return Decoded::Error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+                return Decoded::Error(head_too_large(buf, limits.max_header));
             }
             self.scanned = 0;
             let raw = buf.split_to(end).freeze();
@@ -237,6 +237,23 @@ impl Decoder {
                 None
             }
         }
+    }
+}
+
+/// The status for a head over `max_header` bytes: `414 URI Too Long` when
+/// the request line alone does not end within the limit (as nginx
+/// answers), else `431`.
+#[cold]
+fn head_too_large(buf: &[u8], max_header: usize) -> StatusCode {
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    let line = &buf[start..buf.len().min(start + max_header)];
+    if memchr::memchr(b'\n', line).is_some() {
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    } else {
+        StatusCode::URI_TOO_LONG
     }
 }
 
@@ -517,6 +534,27 @@ mod tests {
     }
 
     #[test]
+    fn head_over_the_limit_is_414_when_the_request_line_is() {
+        let limits = Limits {
+            max_header: 32,
+            ..Limits::default()
+        };
+        let status = |input: &[u8]| {
+            let mut buf = BytesMut::from(input);
+            match Decoder::new().decode(&mut buf, &limits) {
+                Decoded::Error(s) => s.as_u16(),
+                other => panic!("{other:?}"),
+            }
+        };
+        let long_line = format!("GET /{} HTTP/1.1\r\n", "a".repeat(40));
+        assert_eq!(status(long_line.as_bytes()), 414);
+        assert_eq!(status(format!("{long_line}\r\n").as_bytes()), 414);
+        let long_field = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(40));
+        assert_eq!(status(long_field.as_bytes()), 431);
+        assert_eq!(status(format!("{long_field}\r\n").as_bytes()), 431);
+    }
+
+    #[test]
     fn take_seen_after_each_kind_of_refusal() {
         let limits = Limits {
             max_body: 4,
@@ -712,10 +750,11 @@ mod tests {
             ..Limits::default()
         };
         let mut d = Decoder::new();
+        // A request line that does not end within the limit: 414.
         let mut buf = BytesMut::from(&[b'a'; 65][..]);
         assert!(matches!(
             d.decode(&mut buf, &limits),
-            Decoded::Error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+            Decoded::Error(StatusCode::URI_TOO_LONG)
         ));
         let mut d = Decoder::new();
         let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\n\r\n"[..]);
