@@ -350,3 +350,75 @@ pub(crate) fn default_error(status: StatusCode) -> Response {
     let reason = status.canonical_reason().unwrap_or("Error");
     Response::text(format!("{} {reason}\n", status.as_u16())).with_status(status)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service() -> Service {
+        let mut s = Service::default();
+        s.add_route(
+            Some(Method::GET),
+            "/a",
+            Box::new(|_: &Request| Response::text("a")),
+        );
+        s.add_before(Box::new(|req: &mut Request| {
+            (req.path() == "/deny").then(|| Response::error(StatusCode::FORBIDDEN))
+        }));
+        s.add_after(Box::new(|req: &Request, res: Response| {
+            if req.path() == "/after-panics" {
+                panic!("after-hook test panic");
+            }
+            res.with_header("x-after", "1")
+        }));
+        s.set_error_handler(Box::new(|req: Option<&Request>, status: StatusCode| {
+            Response::text(format!("page {} {}", status.as_u16(), req.is_some()))
+        }));
+        s
+    }
+
+    fn answer(s: &Service, path: &str) -> Response {
+        let mut req = Request::builder(Method::GET, path).finish();
+        match s.answer(&mut req) {
+            Answer::Response(res) => res,
+            Answer::Upgrade(..) => panic!("not an upgrade"),
+        }
+    }
+
+    #[test]
+    fn before_hook_error_pages_are_rendered_and_hooked() {
+        let s = service();
+        let res = answer(&s, "/deny");
+        assert_eq!(res.status(), 403);
+        assert_eq!(res.body_bytes().unwrap(), "page 403 true");
+        assert_eq!(res.headers()["x-after"], "1");
+    }
+
+    #[test]
+    fn a_panicking_after_hook_gives_a_plain_500_without_hooks() {
+        handler::install_panic_hook();
+        let res = answer(&service(), "/after-panics");
+        assert_eq!(res.status(), 500);
+        assert_eq!(res.body_bytes().unwrap(), "page 500 true");
+        assert!(!res.headers().contains_key("x-after"));
+    }
+
+    #[test]
+    fn refusals_with_and_without_a_request_line() {
+        let s = service();
+        let peer = SocketAddr::from(([127, 0, 0, 1], 9));
+        let bare = s.refuse(StatusCode::BAD_REQUEST, None, peer);
+        assert_eq!(bare.body_bytes().unwrap(), "page 400 false");
+        assert!(!bare.headers().contains_key("x-after"));
+        let seen = Box::new(SeenHead {
+            method: Method::POST,
+            target: http::uri::PathAndQuery::from_static("/a"),
+            version: http::Version::HTTP_11,
+            headers: Default::default(),
+        });
+        let res = s.refuse(StatusCode::PAYLOAD_TOO_LARGE, Some(seen), peer);
+        assert_eq!(res.status(), 413);
+        assert_eq!(res.body_bytes().unwrap(), "page 413 true");
+        assert_eq!(res.headers()["x-after"], "1");
+    }
+}

@@ -31,6 +31,9 @@ fn limits() -> Limits {
 fn app() -> App {
     App::new()
         .get("/ok", |_: &Request| "ok")
+        .get("/boom", |_: &Request| -> Response {
+            panic!("dispatch-test boom")
+        })
         .post("/upload", |req: &Request| Response::bytes(req.body_bytes()))
         .get("/resp-not-found", |_: &Request| Response::not_found())
         .get("/error-404", |_: &Request| {
@@ -288,4 +291,17 @@ fn a_request_line_over_the_head_limit_is_414() {
     assert_eq!(r.text(), format!("custom 414 GET {path}"));
     has_hooks(&r);
     logged(&format!("GET {path} 414"), 1);
+}
+
+#[test]
+fn a_handler_panic_is_a_500_page_with_the_after_hooks() {
+    let addr = start();
+    let r = exchange(
+        addr,
+        format!("GET /boom HTTP/1.1\r\nHost: t\r\nOrigin: {ORIGIN}\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(r.status, 500);
+    assert_eq!(r.text(), "custom 500 GET /boom");
+    has_hooks(&r);
+    logged("GET /boom 500", 1);
 }
