@@ -23,12 +23,13 @@ use super::conn::{Conn, Flush, Pending, Phase};
 use super::control::{self, Channel, Msg, SendNoSignal};
 use super::redis::RedisBus;
 use super::timer::{Entry, Wheel};
-use crate::app::{Answer, App};
+use super::ServerConfig;
 use crate::http::date::DateCache;
 use crate::http::encode::{encode_head, status_allows_body, Connection, Length};
 use crate::http::parse::Decoded;
 use crate::http::{Body, Request, Response};
 use crate::pubsub::{self, Payload, Published};
+use crate::service::{Answer, Service};
 use crate::ws::session::Session;
 
 const SIGNALS: Token = Token(usize::MAX);
@@ -72,7 +73,8 @@ struct MasterLink {
 /// Buffers and settings shared by all connections of the loop, split from
 /// the connection slab so both can be borrowed at once.
 struct Shared {
-    app: App,
+    service: Service,
+    config: ServerConfig,
     date: DateCache,
     scratch: Vec<u8>,
     /// An output buffer lent to a connection while it writes, so idle
@@ -114,7 +116,8 @@ impl EventLoop {
     /// A loop accepting on `listeners[i]` for each `i` in `active`; a
     /// worker also gets its control channel to the master.
     pub(crate) fn new(
-        app: App,
+        service: Service,
+        config: ServerConfig,
         listeners: Vec<TcpListener>,
         active: &[usize],
         control: Option<std::os::unix::net::UnixStream>,
@@ -140,7 +143,8 @@ impl EventLoop {
             wheel: Wheel::new(now),
             due: Vec::new(),
             shared: Shared {
-                app,
+                service,
+                config,
                 date: DateCache::new(),
                 scratch: vec![0; READ_CHUNK],
                 spare_out: Vec::with_capacity(OUT_BATCH),
@@ -154,7 +158,7 @@ impl EventLoop {
             topics: HashMap::new(),
             redis: None,
         };
-        if let Some(url) = this.shared.app.redis_url.clone() {
+        if let Some(url) = this.shared.config.redis_url.clone() {
             let mut bus = RedisBus::new(&url, "tine:")?;
             bus.register(this.poll.registry(), REDIS_SUB, REDIS_PUB)?;
             this.redis = Some(bus);
@@ -244,7 +248,7 @@ impl EventLoop {
         if self.drain_deadline.is_some() {
             return;
         }
-        self.drain_deadline = Some(self.now + self.shared.app.limits.drain_timeout);
+        self.drain_deadline = Some(self.now + self.shared.config.limits.drain_timeout);
         if let Some(bus) = &self.redis {
             if bus.dropped() > 0 {
                 log::warn!(
@@ -375,7 +379,7 @@ impl EventLoop {
     }
 
     fn accept(&mut self, index: usize) {
-        let max = self.shared.app.limits.max_connections;
+        let max = self.shared.config.limits.max_connections;
         loop {
             if self.conns.len() >= max {
                 log::warn!("{max} connections open (the limit); pausing accept");
@@ -403,7 +407,7 @@ impl EventLoop {
                     }
                     self.generation = self.generation.wrapping_add(1);
                     entry.insert(Conn::new(stream, peer, self.generation, self.now));
-                    let deadline = self.now + self.shared.app.limits.header_timeout;
+                    let deadline = self.now + self.shared.config.limits.header_timeout;
                     self.set_deadline(key, deadline);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -428,7 +432,7 @@ impl EventLoop {
             self.close(key);
             return;
         }
-        let limits = &self.shared.app.limits;
+        let limits = &self.shared.config.limits;
         if let Some(ws) = conn.ws.as_mut().filter(|_| conn.phase != Phase::Lingering) {
             for (subscribed, topic) in ws.topic_changes.drain(..) {
                 let subscribers = self.topics.entry(topic).or_default();
@@ -438,7 +442,7 @@ impl EventLoop {
                     subscribers.retain(|&(k, _)| k != key);
                 }
             }
-            let config = &self.shared.app.ws_config;
+            let config = &self.shared.config.ws;
             let deadline = if ws.core.overflowed {
                 self.now + config.pong_timeout
             } else if ws.awaiting_pong {
@@ -512,7 +516,7 @@ impl EventLoop {
                 self.close(key);
             } else {
                 ws.ping();
-                conn.deadline = self.now + self.shared.app.ws_config.pong_timeout;
+                conn.deadline = self.now + self.shared.config.ws.pong_timeout;
                 self.drive(key);
             }
             return;
@@ -524,10 +528,13 @@ impl EventLoop {
             return;
         }
         // A request that did not arrive in time: 408, then close.
+        let seen = conn
+            .decoder
+            .take_seen(&conn.rbuf, self.shared.config.limits.max_headers);
         let res = self
             .shared
-            .app
-            .error_response(None, StatusCode::REQUEST_TIMEOUT);
+            .service
+            .refuse(StatusCode::REQUEST_TIMEOUT, seen, conn.peer);
         lend_output(conn, &mut self.shared.spare_out);
         encode_response(conn, res, false, false, false, &self.shared.date);
         conn.rbuf.clear();
@@ -551,7 +558,7 @@ impl EventLoop {
             }
         }
         drop(conn);
-        if self.conns.len() < self.shared.app.limits.max_connections
+        if self.conns.len() < self.shared.config.limits.max_connections
             && self.listeners.iter().any(|l| l.active && !l.registered)
         {
             self.set_accepting(true);
@@ -774,7 +781,7 @@ fn answer_buffered(conn: &mut Conn, shared: &mut Shared) -> bool {
         if conn.rbuf.is_empty() && !conn.decoder.mid_request() {
             break;
         }
-        match conn.decoder.decode(&mut conn.rbuf, &shared.app.limits) {
+        match conn.decoder.decode(&mut conn.rbuf, &shared.config.limits) {
             Decoded::NeedMore => break,
             Decoded::Continue => {
                 lend_output(conn, &mut shared.spare_out);
@@ -783,7 +790,9 @@ fn answer_buffered(conn: &mut Conn, shared: &mut Shared) -> bool {
                 produced = true;
             }
             Decoded::Error(status) => {
-                let res = shared.app.error_response(None, status);
+                let max_headers = shared.config.limits.max_headers;
+                let seen = conn.decoder.take_seen(&conn.rbuf, max_headers);
+                let res = shared.service.refuse(status, seen, conn.peer);
                 lend_output(conn, &mut shared.spare_out);
                 encode_response(conn, res, false, false, false, &shared.date);
                 conn.rbuf.clear();
@@ -802,28 +811,27 @@ fn answer_buffered(conn: &mut Conn, shared: &mut Shared) -> bool {
                     body,
                     conn.peer,
                 ) {
-                    Ok(mut req) => {
-                        req.set_state(shared.app.state.clone());
-                        match shared.app.answer(&mut req) {
-                            Answer::Response(res) => res,
-                            Answer::Upgrade(res, handler) => {
-                                lend_output(conn, &mut shared.spare_out);
-                                encode_response(conn, res, true, false, false, &shared.date);
-                                let leftover = std::mem::take(&mut conn.rbuf).to_vec();
-                                let mut session = Box::new(Session::new(
-                                    req,
-                                    handler,
-                                    &shared.app.ws_config,
-                                    shared.app.limits.max_body,
-                                    leftover,
-                                ));
-                                session.open(&conn.stream);
-                                conn.ws = Some(session);
-                                return true;
-                            }
+                    Ok(mut req) => match shared.service.answer(&mut req) {
+                        Answer::Response(res) => res,
+                        Answer::Upgrade(res, handler) => {
+                            lend_output(conn, &mut shared.spare_out);
+                            encode_response(conn, res, true, false, false, &shared.date);
+                            let leftover = std::mem::take(&mut conn.rbuf).to_vec();
+                            let mut session = Box::new(Session::new(
+                                req,
+                                handler,
+                                &shared.config.ws,
+                                shared.config.limits.max_body,
+                                leftover,
+                            ));
+                            session.open(&conn.stream);
+                            conn.ws = Some(session);
+                            return true;
                         }
-                    }
-                    Err(status) => shared.app.error_response(None, status),
+                    },
+                    Err(mut req) => shared
+                        .service
+                        .refuse_request(StatusCode::BAD_REQUEST, &mut req),
                 };
                 lend_output(conn, &mut shared.spare_out);
                 encode_response(conn, res, keep_alive, is_head, http10, &shared.date);

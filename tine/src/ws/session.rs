@@ -188,7 +188,7 @@ impl Session {
             changes: &mut self.topic_changes,
             wire,
         };
-        if handler::catch(|| handler(&mut ws, event)).is_none() {
+        if handler::catch_in(&handler::WS_HANDLER, || handler(&mut ws, event)).is_none() {
             // Logged by the panic hook; the peer learns of it as 1011.
             self.core.close(CloseCode::Error, "internal error");
         }
