@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use testkit::procs;
 use testkit::ws::{chat_join, next_text, Ws};
-use testkit::{Client, ServerProcess};
+use testkit::{counters, wait_until, Client, ServerProcess};
 use tungstenite::Message;
 
 const HELLO: &str = env!("CARGO_BIN_EXE_hello");
@@ -184,4 +184,69 @@ fn a_subscriber_that_stops_reading_does_not_grow_memory_without_bound() {
     let growth = rss_after.saturating_sub(rss_before);
     eprintln!("RSS growth of the server tree: {growth} KiB");
     assert!(growth < 14 * 1024, "grew {growth} KiB");
+}
+
+/// Opens `/ws/chat` on a room of its own (an 8 KiB name) for each `i` in
+/// `range`, leaves it and closes: every other one reads "left" before
+/// closing, the others send `/leave` and the close frame in one write (so
+/// the server reads them together and handles `/leave` on a closing
+/// connection).
+fn join_leave_close(addr: SocketAddr, range: std::ops::Range<usize>) {
+    for i in range {
+        let room = format!("{i:08}{}", "r".repeat(8 * 1024 - 8));
+        let (mut ws, _) = chat_join(addr, &room);
+        if i % 2 == 0 {
+            ws.send(Message::Text("/leave".into())).unwrap();
+            assert_eq!(next_text(&mut ws), "left");
+            ws.close(None).unwrap();
+        } else {
+            ws.write(Message::Text("/leave".into())).unwrap();
+            ws.write(Message::Close(None)).unwrap();
+            ws.flush().unwrap();
+        }
+        // Until the server's close (or EOF).
+        while ws.read().is_ok() {}
+    }
+}
+
+/// Issue: an unsubscribe left an empty entry per topic name in the
+/// worker's topic index (about 8 MB per 1,000 rooms of 8 KiB names), and a
+/// `/leave` read together with the close frame was skipped, leaving a
+/// stale subscriber. The index must hold only topics with subscribers.
+#[test]
+fn rooms_left_and_closed_leave_nothing_in_the_topic_index() {
+    let server = ServerProcess::start(HELLO, &["--bind", "127.0.0.1:0", "--workers", "1"]);
+    let addr = server.addr;
+    let stats = || counters(addr, "/pubsub/stats");
+    let empty = || {
+        let s = stats();
+        s["topics"] == 0 && s["subscriptions"] == 0
+    };
+    // Warm up the allocator and buffers before the baseline.
+    join_leave_close(addr, 0..200);
+    assert!(
+        wait_until(Duration::from_secs(10), empty),
+        "after 200 rooms: {:?}",
+        stats()
+    );
+    let rss_before = rss_kib(server.pid());
+    join_leave_close(addr, 200..2200);
+    // Subscriptions are applied as the server reads the frames, before it
+    // answers them; a closing connection is removed as it closes.
+    assert!(
+        wait_until(Duration::from_secs(10), empty),
+        "after 2,200 rooms: {:?}",
+        stats()
+    );
+    // A second, coarser check: 2,000 leaked 8 KiB names would be 16 MiB.
+    let growth = rss_kib(server.pid()).saturating_sub(rss_before);
+    eprintln!("RSS growth over 2,000 rooms: {growth} KiB");
+    assert!(growth < 6 * 1024, "grew {growth} KiB");
+    // The index still works: a new subscriber gets messages.
+    let (mut ws, _) = chat_join(addr, "after");
+    assert_eq!(stats()["topics"], 1);
+    let mut c = Client::connect(addr);
+    c.send(b"POST /publish/after HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi");
+    assert_eq!(c.read_response().status, 202);
+    assert_eq!(next_text(&mut ws), "hi");
 }

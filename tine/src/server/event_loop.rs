@@ -8,7 +8,6 @@
 //! socket is full keeps its queued output and gets no more reading until it
 //! drains, so a slow client only slows itself.
 
-use std::collections::HashMap;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -28,7 +27,7 @@ use crate::http::date::DateCache;
 use crate::http::encode::{encode_head, status_allows_body, Connection, Length};
 use crate::http::parse::Decoded;
 use crate::http::{Body, Request, Response};
-use crate::pubsub::{self, Payload, Published};
+use crate::pubsub::{self, Payload, Published, Topics};
 use crate::ws::session::Session;
 
 const SIGNALS: Token = Token(usize::MAX);
@@ -102,9 +101,8 @@ pub(crate) struct EventLoop {
     accept_resume: Option<Instant>,
     signals: Signals,
     master: Option<MasterLink>,
-    /// WebSocket subscribers by topic: `(key, generation)` of each
-    /// connection.
-    topics: HashMap<String, Vec<(usize, u32)>>,
+    /// WebSocket subscribers by topic.
+    topics: Topics,
     /// With Redis configured, published messages go there (and come back
     /// from there) instead of through the master.
     redis: Option<RedisBus>,
@@ -151,7 +149,7 @@ impl EventLoop {
             accept_resume: None,
             signals,
             master: None,
-            topics: HashMap::new(),
+            topics: Topics::new(),
             redis: None,
         };
         if let Some(url) = this.shared.app.redis_url.clone() {
@@ -415,15 +413,13 @@ impl EventLoop {
             return;
         }
         let limits = &self.shared.app.limits;
+        if let Some(ws) = conn.ws.as_mut() {
+            // Always, lingering too: a `/leave` read together with the
+            // close frame must still leave.
+            self.topics
+                .apply((key, conn.generation), ws.topic_changes.drain(..));
+        }
         if let Some(ws) = conn.ws.as_mut().filter(|_| conn.phase != Phase::Lingering) {
-            for (subscribed, topic) in ws.topic_changes.drain(..) {
-                let subscribers = self.topics.entry(topic).or_default();
-                if subscribed {
-                    subscribers.push((key, conn.generation));
-                } else {
-                    subscribers.retain(|&(k, _)| k != key);
-                }
-            }
             let config = &self.shared.app.ws_config;
             let deadline = if ws.core.overflowed {
                 self.now + config.pong_timeout
@@ -527,14 +523,9 @@ impl EventLoop {
         let _ = self.poll.registry().deregister(&mut conn.stream);
         if let Some(ws) = conn.ws.as_mut() {
             ws.closed(1006, String::new(), &conn.stream);
-            for topic in &ws.topics {
-                if let Some(subscribers) = self.topics.get_mut(topic) {
-                    subscribers.retain(|&(k, _)| k != key);
-                    if subscribers.is_empty() {
-                        self.topics.remove(topic);
-                    }
-                }
-            }
+            let changed = ws.topic_changes.iter().map(|(_, t)| t.as_str());
+            self.topics
+                .remove_connection(key, ws.topics.iter().map(String::as_str).chain(changed));
         }
         drop(conn);
         if self.conns.len() < self.shared.app.limits.max_connections
@@ -599,9 +590,10 @@ impl EventLoop {
 
     /// Sends a published message to this process's subscribers.
     fn deliver_local(&mut self, published: &Published) {
-        let Some(subscribers) = self.topics.get(&published.topic) else {
+        let subscribers = self.topics.subscribers(&published.topic);
+        if subscribers.is_empty() {
             return;
-        };
+        }
         let message = match &published.payload {
             Payload::Text(t) => tungstenite::Message::Text(t.as_str().into()),
             Payload::Binary(b) => tungstenite::Message::Binary(b.clone()),

@@ -27,9 +27,15 @@
 //! [`WebSocket::subscribe`]: crate::WebSocket::subscribe
 //! [`WsConfig::max_outbuf`]: crate::WsConfig::max_outbuf
 
+mod index;
+mod stats;
+
 use std::cell::RefCell;
 
 use bytes::Bytes;
+
+pub(crate) use index::Topics;
+pub use stats::Stats;
 
 /// A published message waiting for the event loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +92,18 @@ pub(crate) fn take_outbox() -> Vec<Published> {
 /// Whether anything is waiting (cheap check for the loop's hot path).
 pub(crate) fn outbox_is_empty() -> bool {
     OUTBOX.with(|o| o.borrow().is_empty())
+}
+
+/// This process's publish/subscribe counters (the worker serving the
+/// current request, in a server with several workers): how many topics and
+/// subscriptions its WebSocket connections hold.
+///
+/// ```
+/// let stats = tine::pubsub::stats();
+/// assert_eq!(stats.topics, 0);
+/// ```
+pub fn stats() -> Stats {
+    stats::snapshot()
 }
 
 /// Wire form for the master relay: `[kind: 0 text | 1 binary][topic length:
