@@ -184,8 +184,8 @@ fn publish(req: &Request) -> Result<StatusCode, tine::Error> {
 fn pubsub_stats(_: &Request) -> Response {
     let s = tine::pubsub::stats();
     Response::text(format!(
-        "topics {}\nsubscriptions {}\n",
-        s.topics, s.subscriptions
+        "topics {}\nsubscriptions {}\nqueued {}\nqueued_bytes {}\ndropped {}\n",
+        s.topics, s.subscriptions, s.queued, s.queued_bytes, s.dropped
     ))
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use testkit::procs;
-use testkit::ws::{chat_join, next_text, Ws};
+use testkit::ws::{self as raw, chat_join, next_text, Ws};
 use testkit::{counters, wait_until, Client, ServerProcess};
 use tungstenite::Message;
 
@@ -249,4 +249,192 @@ fn rooms_left_and_closed_leave_nothing_in_the_topic_index() {
     c.send(b"POST /publish/after HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi");
     assert_eq!(c.read_response().status, 202);
     assert_eq!(next_text(&mut ws), "hi");
+}
+
+/// Size of each flooding message: the issue's 60 KB.
+const FLOOD_MSG: usize = 60 * 1024;
+/// Messages per flood: 90 MiB in all.
+const FLOOD_N: usize = 1500;
+/// A worker's peak RSS (VmHWM) must stay under this while it carries a
+/// flood. What it may hold by design: the outbox (1 MiB, plus what one
+/// read's worth of requests published), the control channel to the master
+/// (4 MiB), a subscriber's outbound buffer (8 MiB before a slow reader is
+/// closed), one connection's read buffers, and the binary itself (a debug
+/// build). Before the bound, the outbox held a whole loop turn of messages
+/// (gigabytes, in the issue's run).
+const WORKER_PEAK_KIB: u64 = 32 * 1024;
+
+/// A flood message: its sequence number, then filler.
+fn flood_message(i: usize) -> String {
+    let mut m = format!("{i:08} ");
+    m.push_str(&"x".repeat(FLOOD_MSG - m.len()));
+    m
+}
+
+/// Raw WebSocket subscribers to `/ws/chat?room=ROOM`, opened until every
+/// one of `workers` worker pids holds one (bounded tries).
+fn raw_subscribers(addr: SocketAddr, room: &str, workers: usize) -> Vec<std::net::TcpStream> {
+    let mut subs = Vec::new();
+    let mut pids = BTreeSet::new();
+    for _ in 0..200 {
+        let mut s = raw::connect(addr, &format!("/ws/chat?room={room}"));
+        let (_, _, first) = raw::read_frame(&mut s).unwrap();
+        let pid = String::from_utf8(first).unwrap();
+        if pids.insert(pid) {
+            subs.push(s);
+        }
+        if pids.len() == workers {
+            return subs;
+        }
+    }
+    panic!("connections reached only workers {pids:?}");
+}
+
+/// Reads `n` text messages from a raw WebSocket stream (skipping pings)
+/// and returns their sequence numbers, in arrival order.
+fn read_sequence(mut s: std::net::TcpStream, n: usize) -> std::thread::JoinHandle<Vec<usize>> {
+    std::thread::spawn(move || {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut seen = Vec::with_capacity(n);
+        while seen.len() < n {
+            match raw::read_frame(&mut s) {
+                Ok((_, raw::op::TEXT, payload)) => {
+                    assert_eq!(payload.len(), FLOOD_MSG);
+                    seen.push(std::str::from_utf8(&payload[..8]).unwrap().parse().unwrap());
+                }
+                Ok((_, raw::op::CLOSE, payload)) => {
+                    panic!("closed after {} messages: {payload:?}", seen.len())
+                }
+                Ok(_) => {}
+                Err(e) => panic!("after {} messages: {e}", seen.len()),
+            }
+        }
+        seen
+    })
+}
+
+/// The worker processes of a server started with `workers` workers.
+fn worker_pids(server: &procs::ServerTree, workers: usize) -> Vec<i32> {
+    if workers <= 1 {
+        return vec![server.pid()];
+    }
+    let pids: Vec<i32> = server.children().into_iter().collect();
+    assert_eq!(pids.len(), workers);
+    pids
+}
+
+/// Checks what a flood left behind: every subscriber got every message
+/// once, in order; no worker's peak memory passed the bound; nothing was
+/// dropped anywhere (the workers' counters, and the master's log).
+fn check_flood(
+    server: &procs::ServerTree,
+    workers: usize,
+    readers: Vec<std::thread::JoinHandle<Vec<usize>>>,
+) {
+    for (i, r) in readers.into_iter().enumerate() {
+        let seen = r.join().unwrap();
+        assert!(
+            seen.iter().copied().eq(0..FLOOD_N),
+            "subscriber {i}: messages missing or out of order"
+        );
+    }
+    for pid in worker_pids(server, workers) {
+        let peak = procs::status_kib(pid, "VmHWM");
+        eprintln!("worker {pid}: peak RSS {peak} KiB");
+        assert!(
+            peak > 0 && peak < WORKER_PEAK_KIB,
+            "worker {pid}: {peak} KiB"
+        );
+    }
+    let mut c = Client::connect(server.addr());
+    for _ in 0..20 {
+        let stats = c.get("/pubsub/stats").text();
+        assert!(stats.contains("\ndropped 0\n"), "{stats}");
+    }
+    let log = server.stderr();
+    assert!(
+        !log.contains("dropping") && !log.contains("not relayed"),
+        "{log}"
+    );
+}
+
+/// Issue: one keep-alive client pipelining `POST /publish/T` with 60 KB
+/// bodies grew the worker to gigabytes (the outbox was drained once per
+/// loop turn), and with 2 workers the relay dropped nearly every message.
+/// Now the publishing connection is slowed down instead: a bounded outbox,
+/// drained after each connection, and no reading while it is full.
+#[test]
+fn a_publishing_http_client_is_slowed_down_not_buffered() {
+    let _heavy = procs::heavy();
+    for workers in [1, 2] {
+        let server = procs::ServerTree::start_workers(HELLO, workers, &[]);
+        let addr = server.addr();
+        let readers: Vec<_> = raw_subscribers(addr, "T", workers)
+            .into_iter()
+            .map(|s| read_sequence(s, FLOOD_N))
+            .collect();
+        let mut c = Client::connect(addr);
+        let mut w = c.stream.try_clone().unwrap();
+        let writer = std::thread::spawn(move || {
+            for i in 0..FLOOD_N {
+                let body = flood_message(i);
+                let request = format!(
+                    "POST /publish/T HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                std::io::Write::write_all(&mut w, request.as_bytes()).unwrap();
+            }
+        });
+        for i in 0..FLOOD_N {
+            assert_eq!(c.read_response().status, 202, "response {i}");
+        }
+        writer.join().unwrap();
+        check_flood(&server, workers, readers);
+    }
+}
+
+/// The same flood through `/ws/chat`: one client sends 60 KB messages to
+/// its room (and reads them back, being subscribed too).
+#[test]
+fn a_publishing_websocket_client_is_slowed_down_not_buffered() {
+    let _heavy = procs::heavy();
+    for workers in [1, 2] {
+        let server = procs::ServerTree::start_workers(HELLO, workers, &[]);
+        let addr = server.addr();
+        let mut readers: Vec<_> = raw_subscribers(addr, "W", workers)
+            .into_iter()
+            .map(|s| read_sequence(s, FLOOD_N))
+            .collect();
+        let mut sender = raw::connect(addr, "/ws/chat?room=W");
+        raw::read_frame(&mut sender).unwrap(); // the pid line
+        readers.push(read_sequence(sender.try_clone().unwrap(), FLOOD_N));
+        // Framed (and masked) beforehand, so the client outruns the server.
+        let frames: Vec<u8> = (0..FLOOD_N)
+            .flat_map(|i| raw::client_frame(raw::op::TEXT, flood_message(i).as_bytes()))
+            .collect();
+        raw::send(&mut sender, &frames);
+        check_flood(&server, workers, readers);
+    }
+}
+
+/// A message the relay cannot carry (over its 1 MiB frame limit) is
+/// delivered in its own worker only: counted in the worker's `dropped`
+/// and logged, not lost silently.
+#[test]
+fn an_unrelayable_message_is_counted_and_logged() {
+    let server = procs::ServerTree::start_workers(HELLO, 2, &["--max-body", "4000000"]);
+    let mut c = Client::connect(server.addr());
+    let body = "y".repeat(1536 * 1024);
+    c.send(
+        format!(
+            "POST /publish/big HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(c.read_response().status, 202);
+    // The same connection, so the same worker.
+    let stats = c.get("/pubsub/stats").text();
+    assert!(stats.contains("\ndropped 1\n"), "{stats}");
+    server.wait_log("too large to relay", Duration::from_secs(10));
 }

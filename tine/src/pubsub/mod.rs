@@ -5,18 +5,29 @@
 //! it as a message, in every worker process of the server, the
 //! publisher's own included.
 //!
-//! How it travels: `publish` only queues the message in the calling
-//! process. When the handler returns, the event loop delivers it to its own
-//! subscribers and sends it to the master over the control socket pair
-//! created at fork; the master relays it to every other worker, which
-//! delivers it to its subscribers. Messages from one publisher arrive in
-//! publish order (one stream per worker, relayed in order). Queues are
-//! bounded: the master drops (and logs) messages for a worker whose queue
-//! to it exceeds 4 MiB, and a subscriber that reads too slowly is closed
-//! with 1008 by its worker ([`WsConfig::max_outbuf`]), so a stuck client or
-//! worker cannot grow anyone's memory without bound. A worker restarted by
-//! the master gets a fresh channel and rejoins the bus by itself. In
-//! single-process mode there is no relay.
+//! How a published message travels:
+//!
+//! 1. `publish` queues it in this process's outbox (`outbox.rs`).
+//! 2. After each connection it drives, the event loop offers the outbox,
+//!    oldest first, to the bus (`bus.rs`): the control channel to the
+//!    master in a worker (nothing in single-process mode), or Redis.
+//! 3. Each message the bus takes is delivered at once to this process's
+//!    subscribers (`index.rs` knows them); the master relays it to every
+//!    other worker, which delivers it to its own subscribers.
+//!
+//! Messages from one publisher arrive in publish order. Every queue on the
+//! way is bounded, and a full queue slows the publisher down instead of
+//! growing: while the bus cannot take more, messages wait in the outbox,
+//! and while the outbox holds more than 1 MiB the worker reads nothing
+//! from its connections and runs no handler, until the bus has drained.
+//! A message that cannot be queued at all (one handler publishing over
+//! 8 MiB at once, a message over the relay's 1 MiB frame limit, Redis
+//! unreachable) is dropped, logged and counted in [`stats`]. The master
+//! drops (and logs) messages for a worker whose queue from it exceeds
+//! 4 MiB (a stuck worker), and a subscriber that reads too slowly is
+//! closed with 1008 by its worker ([`WsConfig::max_outbuf`]), so no client
+//! or worker can grow anyone's memory without bound. A worker restarted by
+//! the master gets a fresh channel and rejoins the bus by itself.
 //!
 //! With [`App::redis`](crate::App::redis) configured, every process
 //! publishes to Redis (`PUBLISH tine:<topic>`) and delivers what its own
@@ -27,14 +38,19 @@
 //! [`WebSocket::subscribe`]: crate::WebSocket::subscribe
 //! [`WsConfig::max_outbuf`]: crate::WsConfig::max_outbuf
 
+mod bus;
 mod index;
+mod outbox;
+mod redis;
 mod stats;
-
-use std::cell::RefCell;
+pub(crate) mod wire;
 
 use bytes::Bytes;
 
+pub(crate) use bus::{Bus, Offer};
 pub(crate) use index::Topics;
+pub(crate) use outbox::{has_room as outbox_has_room, is_empty as outbox_is_empty};
+pub(crate) use outbox::{pop as outbox_pop, unpop as outbox_unpop};
 pub use stats::Stats;
 
 /// A published message waiting for the event loop.
@@ -44,15 +60,22 @@ pub(crate) struct Published {
     pub(crate) payload: Payload,
 }
 
+impl Published {
+    /// Bytes of its [wire form](wire::encode) (what the outbox counts).
+    pub(crate) fn size(&self) -> usize {
+        let data = match &self.payload {
+            Payload::Text(t) => t.len(),
+            Payload::Binary(b) => b.len(),
+        };
+        wire::OVERHEAD + self.topic.len().min(usize::from(u16::MAX)) + data
+    }
+}
+
 /// A message body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Payload {
     Text(String),
     Binary(Bytes),
-}
-
-thread_local! {
-    static OUTBOX: RefCell<Vec<Published>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Publishes a text message to `topic`: every WebSocket connection
@@ -76,22 +99,10 @@ pub fn publish_binary(topic: &str, data: impl Into<Bytes>) {
 }
 
 fn push(topic: &str, payload: Payload) {
-    OUTBOX.with(|o| {
-        o.borrow_mut().push(Published {
-            topic: topic.to_string(),
-            payload,
-        })
+    outbox::push(Published {
+        topic: topic.to_string(),
+        payload,
     });
-}
-
-/// Takes what handlers published since the last call.
-pub(crate) fn take_outbox() -> Vec<Published> {
-    OUTBOX.with(|o| std::mem::take(&mut *o.borrow_mut()))
-}
-
-/// Whether anything is waiting (cheap check for the loop's hot path).
-pub(crate) fn outbox_is_empty() -> bool {
-    OUTBOX.with(|o| o.borrow().is_empty())
 }
 
 /// This process's publish/subscribe counters (the worker serving the
@@ -106,51 +117,8 @@ pub fn stats() -> Stats {
     stats::snapshot()
 }
 
-/// Wire form for the master relay: `[kind: 0 text | 1 binary][topic length:
-/// u16 LE][topic][payload]`.
-pub(crate) fn encode(p: &Published, out: &mut Vec<u8>) {
-    let (kind, data): (u8, &[u8]) = match &p.payload {
-        Payload::Text(t) => (0, t.as_bytes()),
-        Payload::Binary(b) => (1, b),
-    };
-    let topic = &p.topic.as_bytes()[..p.topic.len().min(u16::MAX as usize)];
-    out.push(kind);
-    out.extend_from_slice(&(topic.len() as u16).to_le_bytes());
-    out.extend_from_slice(topic);
-    out.extend_from_slice(data);
-}
-
-/// Decodes [`encode`]'s form; `None` for anything malformed.
-pub(crate) fn decode(buf: &[u8]) -> Option<Published> {
-    let (&kind, rest) = buf.split_first()?;
-    let len = u16::from_le_bytes([*rest.first()?, *rest.get(1)?]) as usize;
-    let topic = std::str::from_utf8(rest.get(2..2 + len)?).ok()?.to_string();
-    let data = &rest[2 + len..];
-    let payload = match kind {
-        0 => Payload::Text(std::str::from_utf8(data).ok()?.to_string()),
-        1 => Payload::Binary(Bytes::copy_from_slice(data)),
-        _ => return None,
-    };
-    Some(Published { topic, payload })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn outbox_and_wire_round_trip() {
-        publish("a", "hello");
-        publish_binary("b", vec![0u8, 255]);
-        let out = take_outbox();
-        assert_eq!(out.len(), 2);
-        assert!(take_outbox().is_empty());
-        for p in &out {
-            let mut wire = Vec::new();
-            encode(p, &mut wire);
-            assert_eq!(decode(&wire).as_ref(), Some(p));
-        }
-        assert_eq!(decode(&[9, 0, 0]), None);
-        assert_eq!(decode(&[0, 5, 0, b'x']), None);
-    }
+/// Checks a Redis URL at start-up (`App::redis`), so a typo fails once, in
+/// the master, rather than in every worker.
+pub(crate) fn check_redis_url(url: &str) -> std::io::Result<()> {
+    redis::parse_url(url).map(drop)
 }

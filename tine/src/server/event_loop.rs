@@ -20,14 +20,13 @@ use slab::Slab;
 
 use super::conn::{Conn, Flush, Pending, Phase};
 use super::control::{self, Channel, Msg, SendNoSignal};
-use super::redis::RedisBus;
 use super::timer::{Entry, Wheel};
 use crate::app::{Answer, App};
 use crate::http::date::DateCache;
 use crate::http::encode::{encode_head, status_allows_body, Connection, Length};
 use crate::http::parse::Decoded;
 use crate::http::{Body, Request, Response};
-use crate::pubsub::{self, Payload, Published, Topics};
+use crate::pubsub::{self, Bus, Offer, Payload, Published, Topics};
 use crate::ws::session::Session;
 
 const SIGNALS: Token = Token(usize::MAX);
@@ -103,9 +102,17 @@ pub(crate) struct EventLoop {
     master: Option<MasterLink>,
     /// WebSocket subscribers by topic.
     topics: Topics,
-    /// With Redis configured, published messages go there (and come back
-    /// from there) instead of through the master.
-    redis: Option<RedisBus>,
+    /// Where published messages go: the master relay, or Redis.
+    bus: Bus,
+    /// Connections driven while the pub/sub outbox was full (they stopped
+    /// reading): driven again once it has room.
+    parked: Vec<(usize, u32)>,
+    /// `deliver_published` is running (driving a connection from inside
+    /// it must not start it again).
+    delivering: bool,
+    /// `deliver_published` stopped at its round limit with work left:
+    /// poll without waiting.
+    more_to_deliver: bool,
 }
 
 impl EventLoop {
@@ -122,6 +129,7 @@ impl EventLoop {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let now = Instant::now();
+        let app_redis = app.redis_url.clone();
         let mut this = EventLoop {
             poll,
             listeners: listeners
@@ -150,13 +158,13 @@ impl EventLoop {
             signals,
             master: None,
             topics: Topics::new(),
-            redis: None,
+            bus: Bus::new(app_redis.as_deref())?,
+            parked: Vec::new(),
+            delivering: false,
+            more_to_deliver: false,
         };
-        if let Some(url) = this.shared.app.redis_url.clone() {
-            let mut bus = RedisBus::new(&url, "tine:")?;
-            bus.register(this.poll.registry(), REDIS_SUB, REDIS_PUB)?;
-            this.redis = Some(bus);
-        }
+        this.bus
+            .register(this.poll.registry(), REDIS_SUB, REDIS_PUB)?;
         this.set_accepting(true);
         if let Some(control) = control {
             control.set_nonblocking(true)?;
@@ -179,7 +187,11 @@ impl EventLoop {
     pub(crate) fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = self.wheel.until_next_tick(self.now);
+            let timeout = if self.more_to_deliver {
+                Duration::ZERO
+            } else {
+                self.wheel.until_next_tick(self.now)
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     return Err(e);
@@ -207,10 +219,9 @@ impl EventLoop {
                     }
                 }
             }
-            if let Some(bus) = &mut self.redis {
-                bus.tick(self.now, self.poll.registry());
-            }
-            if !pubsub::outbox_is_empty() {
+            self.bus.tick(self.now, self.poll.registry());
+            self.more_to_deliver = false;
+            if !pubsub::outbox_is_empty() || !self.parked.is_empty() {
                 self.deliver_published();
             }
             self.fire_timers();
@@ -243,13 +254,9 @@ impl EventLoop {
             return;
         }
         self.drain_deadline = Some(self.now + self.shared.app.limits.drain_timeout);
-        if let Some(bus) = &self.redis {
-            if bus.dropped() > 0 {
-                log::warn!(
-                    "{} published message(s) could not be sent to Redis",
-                    bus.dropped()
-                );
-            }
+        let dropped = pubsub::stats().dropped;
+        if dropped > 0 {
+            log::warn!("{dropped} published message(s) could not be sent on");
         }
         self.shared.draining = true;
         self.set_accepting(false);
@@ -317,7 +324,7 @@ impl EventLoop {
                         self.tell_master_ready();
                     }
                 }
-                Msg::Publish(payload) => match pubsub::decode(&payload) {
+                Msg::Publish(payload) => match pubsub::wire::decode(&payload) {
                     Some(published) => self.deliver_local(&published),
                     None => log::warn!("dropping a malformed relayed message"),
                 },
@@ -404,7 +411,25 @@ impl EventLoop {
         }
     }
 
+    /// Drives a connection, then hands what its handlers published to the
+    /// bus at once (not only at the end of the loop turn, so the outbox
+    /// does not fill up with a whole turn's worth of messages).
     fn drive(&mut self, key: usize) {
+        self.drive_one(key);
+        if !pubsub::outbox_has_room() {
+            // It may have stopped reading for want of room: wake it later.
+            if let Some(conn) = self.conns.get(key) {
+                if self.parked.last() != Some(&(key, conn.generation)) {
+                    self.parked.push((key, conn.generation));
+                }
+            }
+        }
+        if !pubsub::outbox_is_empty() {
+            self.deliver_published();
+        }
+    }
+
+    fn drive_one(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -537,52 +562,72 @@ impl EventLoop {
 }
 
 impl EventLoop {
-    /// Delivers what handlers published: to this process's subscribers,
-    /// and through the master to the other workers.
+    /// Hands what handlers published to the bus, oldest first, delivering
+    /// each message to this process's subscribers as it goes, until the
+    /// outbox is empty or the bus is full (the rest waits in the outbox for
+    /// the bus to drain). Connections parked while the outbox was full are
+    /// driven again once it has room.
     fn deliver_published(&mut self) {
-        // Delivery may run handlers (a Close event) that publish again;
-        // bound the rounds so a feedback loop cannot spin forever.
-        for _ in 0..8 {
-            let batch = pubsub::take_outbox();
-            if batch.is_empty() {
-                return;
+        if self.delivering {
+            return;
+        }
+        self.delivering = true;
+        // Parked connections publish again when driven; bound the rounds so
+        // one call cannot serve them forever (the loop comes back at once).
+        for _ in 0..16 {
+            self.send_outbox();
+            if self.parked.is_empty() || !pubsub::outbox_has_room() {
+                break;
             }
-            if let Some(bus) = &mut self.redis {
-                // Redis fans out to every process, this one included.
-                for published in &batch {
-                    bus.publish(published, self.poll.registry());
-                }
-                continue;
-            }
-            let mut wire = Vec::new();
-            for published in &batch {
-                if let Some(link) = &mut self.master {
-                    wire.clear();
-                    pubsub::encode(published, &mut wire);
-                    if !link.channel.queue(control::PUBLISH, &wire) {
-                        log::warn!(
-                            "control channel full; message to {:?} not relayed",
-                            published.topic
-                        );
+            let mut parked = std::mem::take(&mut self.parked);
+            parked.sort_unstable();
+            parked.dedup();
+            for (key, generation) in parked {
+                if self
+                    .conns
+                    .get(key)
+                    .is_some_and(|c| c.generation == generation)
+                {
+                    self.drive_one(key);
+                    if !pubsub::outbox_has_room() {
+                        self.parked.push((key, generation));
                     }
                 }
-                self.deliver_local(published);
             }
-            if let Some(link) = &mut self.master {
-                if let Err(e) = link.channel.flush_to(&mut SendNoSignal(&link.stream)) {
-                    log::warn!("control channel: {e}");
+        }
+        self.more_to_deliver = !self.parked.is_empty() && pubsub::outbox_has_room();
+        self.delivering = false;
+    }
+
+    /// Moves messages from the outbox to the bus until it is empty or the
+    /// bus is full.
+    fn send_outbox(&mut self) {
+        while let Some(published) = pubsub::outbox_pop() {
+            let relay = self.master.as_mut().map(|link| &mut link.channel);
+            match self.bus.offer(&published, relay, self.poll.registry()) {
+                Offer::Full => {
+                    pubsub::outbox_unpop(published);
+                    break;
                 }
+                Offer::Taken { local } => {
+                    if local {
+                        self.deliver_local(&published);
+                    }
+                }
+            }
+        }
+        if let Some(link) = &mut self.master {
+            if let Err(e) = link.channel.flush_to(&mut SendNoSignal(&link.stream)) {
+                log::warn!("control channel: {e}");
             }
         }
     }
 
     /// Drives the Redis connections and delivers what they received.
     fn on_redis(&mut self, token: Token) {
-        let Some(bus) = &mut self.redis else {
-            return;
-        };
         let mut incoming = Vec::new();
-        bus.on_event(token, self.poll.registry(), &mut incoming);
+        self.bus
+            .on_event(token, self.poll.registry(), &mut incoming);
         for published in &incoming {
             self.deliver_local(published);
         }
@@ -667,6 +712,12 @@ fn drive_conn(conn: &mut Conn, shared: &mut Shared) -> Next {
             conn.deadline = Instant::now() + LINGER;
             continue;
         }
+        // While published messages cannot be queued, run no handler and
+        // read nothing: the event loop drives this connection again once
+        // the outbox has room (backpressure on publishing clients).
+        if !pubsub::outbox_has_room() {
+            return Next::Keep;
+        }
         if answer_buffered(conn, shared) {
             continue;
         }
@@ -725,7 +776,7 @@ fn drive_ws(conn: &mut Conn, shared: &mut Shared) -> Next {
             *deadline = Instant::now() + LINGER;
             return Next::Keep;
         }
-        if !*readable {
+        if !*readable || !pubsub::outbox_has_room() {
             return Next::Keep;
         }
         match io::Read::read(&mut &*stream, &mut shared.scratch) {
@@ -748,7 +799,11 @@ fn drive_ws(conn: &mut Conn, shared: &mut Shared) -> Next {
 /// their responses. Returns whether anything was queued.
 fn answer_buffered(conn: &mut Conn, shared: &mut Shared) -> bool {
     let mut produced = false;
-    while conn.pending.is_none() && conn.phase == Phase::Open && conn.wbuf.len() < OUT_BATCH {
+    while conn.pending.is_none()
+        && conn.phase == Phase::Open
+        && conn.wbuf.len() < OUT_BATCH
+        && pubsub::outbox_has_room()
+    {
         if conn.rbuf.is_empty() && !conn.decoder.mid_request() {
             break;
         }

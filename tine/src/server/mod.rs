@@ -3,11 +3,10 @@
 //! descriptors; the master knows nothing of HTTP.
 
 mod conn;
-mod control;
+pub(crate) mod control;
 mod event_loop;
 mod listener;
 mod master;
-mod redis;
 mod sys;
 mod timer;
 
@@ -93,7 +92,7 @@ impl Server {
         let workers = resolve_workers(app.workers)?;
         if let Some(url) = &app.redis_url {
             // Fail at start-up, in one place, rather than in every worker.
-            redis::parse_url(url)?;
+            crate::pubsub::check_redis_url(url)?;
         }
         let listeners = if workers > 1 {
             master::bind_listeners(addr, workers, &master_config(&app, workers))?

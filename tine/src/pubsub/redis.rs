@@ -11,7 +11,7 @@
 //!   message the loop hands it, and reads (and discards) the integer
 //!   replies.
 //!
-//! The Redis message is [`pubsub::encode`]'s form of the [`Published`]
+//! The Redis message is [`wire::encode`]'s form of the [`Published`]
 //! value, so text and binary payloads survive the trip. A message that does
 //! not decode as that form, or names another topic than its channel, came
 //! from some other Redis client (`PUBLISH tine:news hello`): it is
@@ -53,7 +53,7 @@ use bytes::Bytes;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use crate::pubsub::{self, Payload, Published};
+use super::{wire, Payload, Published};
 
 // The RESP2 parser below is hand-written rather than taken from the
 // `redis-protocol` crate: we need five frame types, borrowed from our own
@@ -834,12 +834,12 @@ fn on_frame(
     }
 }
 
-/// The message a `pmessage` on `channel` carries: [`pubsub::decode`]'s
+/// The message a `pmessage` on `channel` carries: [`wire::decode`]'s
 /// form when it decodes and names the channel's topic, else (a message
 /// from another Redis client) the raw data as text if UTF-8, else binary.
 fn decode_message(prefix: &str, channel: &[u8], data: &[u8]) -> Option<Published> {
     let topic = std::str::from_utf8(channel.strip_prefix(prefix.as_bytes())?).ok()?;
-    if let Some(p) = pubsub::decode(data).filter(|p| p.topic == topic) {
+    if let Some(p) = wire::decode(data).filter(|p| p.topic == topic) {
         return Some(p);
     }
     let payload = match std::str::from_utf8(data) {
@@ -963,28 +963,34 @@ impl RedisBus {
     }
 
     /// Queues `p` for `PUBLISH` (and writes it at once when the socket
-    /// takes it). Dropped, counted and logged when the publisher is
-    /// disconnected (waiting to reconnect) or [`MAX_OUTBOUND`] bytes are
-    /// queued already; a message queued while a connect is under way is
-    /// sent once it completes.
-    pub(crate) fn publish(&mut self, p: &Published, registry: &Registry) {
+    /// takes it); a message queued while a connect is under way is sent
+    /// once it completes. Returns `false`, queueing nothing, while the
+    /// outbound queue cannot take it ([`MAX_OUTBOUND`] bytes): the caller
+    /// keeps it and offers it again once the queue drained. Dropped,
+    /// counted and logged (and `true`) when the publisher is disconnected
+    /// (waiting to reconnect) or the message can never fit.
+    pub(crate) fn offer(&mut self, p: &Published, registry: &Registry) -> bool {
         if matches!(self.publ.state, State::Idle { .. }) {
             self.drop_message(p, "not connected");
-            return;
+            return true;
         }
         if p.topic.len() > usize::from(u16::MAX) {
-            // pubsub::encode would cut the topic short.
+            // wire::encode would cut the topic short.
             self.drop_message(p, "topic longer than 65535 bytes");
-            return;
+            return true;
+        }
+        let size =
+            PUBLISH_HEAD.len() + bulk_size(self.prefix.len() + p.topic.len()) + bulk_size(p.size());
+        if size > MAX_OUTBOUND {
+            self.drop_message(p, "message larger than the outbound queue");
+            return true;
+        }
+        if self.publ.queued() + size > MAX_OUTBOUND {
+            return false;
         }
         self.scratch.clear();
-        pubsub::encode(p, &mut self.scratch);
-        let size = PUBLISH_HEAD.len()
-            + bulk_size(self.prefix.len() + p.topic.len())
-            + bulk_size(self.scratch.len());
-        if self.publ.queued() + size > MAX_OUTBOUND {
-            self.drop_message(p, "outbound queue full");
-        } else {
+        wire::encode(p, &mut self.scratch);
+        {
             let link = &mut self.publ;
             link.out.extend_from_slice(PUBLISH_HEAD);
             encode_bulk(&mut link.out, &[self.prefix.as_bytes(), p.topic.as_bytes()]);
@@ -1008,6 +1014,7 @@ impl RedisBus {
         if self.scratch.capacity() > KEEP_BUFFER {
             self.scratch = Vec::new();
         }
+        true
     }
 
     /// Counts (and logs, once per streak) a message not published.
@@ -1214,7 +1221,7 @@ mod tests {
 
     fn wire(p: &Published) -> Vec<u8> {
         let mut data = Vec::new();
-        pubsub::encode(p, &mut data);
+        wire::encode(p, &mut data);
         pmessage(format!("tine:{}", p.topic).as_bytes(), &data)
     }
 
@@ -1281,7 +1288,7 @@ mod tests {
     #[test]
     fn tine_form_with_another_topic_is_taken_as_raw() {
         let mut data = Vec::new();
-        pubsub::encode(&text("a", "x"), &mut data);
+        wire::encode(&text("a", "x"), &mut data);
         let got = decode_message("tine:", b"tine:b", &data).unwrap();
         let raw = String::from_utf8(data.clone()).unwrap();
         assert_eq!(got, text("b", &raw));
@@ -1320,18 +1327,22 @@ mod tests {
         let poll = mio::Poll::new().unwrap();
         bus.register(poll.registry(), Token(0), Token(1)).unwrap();
         let mb = binary("big", &vec![7u8; 1024 * 1024]);
-        for _ in 0..9 {
-            bus.publish(&mb, poll.registry());
-        }
-        // Each takes a little over 1 MiB: seven fit in 8 MiB.
-        assert_eq!(bus.dropped(), 2);
+        // Each takes a little over 1 MiB: seven fit in 8 MiB; the others
+        // are refused (for the caller to keep), not dropped.
+        let taken: Vec<bool> = (0..9).map(|_| bus.offer(&mb, poll.registry())).collect();
+        assert_eq!(
+            taken,
+            [true, true, true, true, true, true, true, false, false]
+        );
+        assert_eq!(bus.dropped(), 0);
         assert_eq!(bus.publ.pending.len(), 7);
-        bus.publish(&binary("huge", &vec![0u8; MAX_OUTBOUND]), poll.registry());
-        assert_eq!(bus.dropped(), 3);
-        bus.publish(&text(&"t".repeat(65536), "x"), poll.registry());
-        assert_eq!(bus.dropped(), 4);
-        bus.publish(&text("small", "fits"), poll.registry());
-        assert_eq!(bus.dropped(), 4);
+        // What can never fit is dropped.
+        assert!(bus.offer(&binary("huge", &vec![0u8; MAX_OUTBOUND]), poll.registry()));
+        assert_eq!(bus.dropped(), 1);
+        assert!(bus.offer(&text(&"t".repeat(65536), "x"), poll.registry()));
+        assert_eq!(bus.dropped(), 2);
+        assert!(bus.offer(&text("small", "fits"), poll.registry()));
+        assert_eq!(bus.dropped(), 2);
         let mut want = Vec::new();
         encode_command(
             &mut want,
@@ -1378,7 +1389,7 @@ mod tests {
             h.buses[0].publ.state,
             State::Idle { .. }
         )));
-        h.buses[0].publish(&text("t", "x"), h.poll.registry());
+        assert!(h.buses[0].offer(&text("t", "x"), h.poll.registry()));
         assert_eq!(h.buses[0].dropped(), 1);
         // The backoff grows while the server stays away.
         h.pump_for(Duration::from_millis(800));
@@ -1459,7 +1470,7 @@ mod tests {
         }
 
         fn publish(&mut self, bus: usize, p: &Published) {
-            self.buses[bus].publish(p, self.poll.registry());
+            assert!(self.buses[bus].offer(p, self.poll.registry()), "queue full");
         }
 
         /// Publishes `msgs` from bus `from`, then checks that every bus in
