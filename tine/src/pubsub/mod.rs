@@ -42,6 +42,7 @@ mod bus;
 mod index;
 mod outbox;
 mod redis;
+pub(crate) mod relay;
 mod stats;
 pub(crate) mod wire;
 

@@ -13,7 +13,7 @@
 //! |---|---|---|---|
 //! | [`READY`] (1) | worker → master | empty | sent once when the worker has registered its initial listeners and is accepting, and once more after handling each [`ADOPT`] |
 //! | [`ADOPT`] (2) | master → worker | listener index, `u32` LE | also accept on `listeners[index]` (scale-down hand-over); answer with [`READY`] |
-//! | [`PUBLISH`] (3) | worker → master → other workers | opaque | relayed verbatim by the master to every other live worker (provisional: reserved for the pub/sub issue) |
+//! | [`PUBLISH`] (3) | worker → master → other workers | opaque | a published message in `pubsub::wire` form, relayed verbatim by the master to every other live worker, with flow control (`pubsub::relay`) |
 //!
 //! Unknown kinds decode to [`Msg::Other`] so that either side can skip them.
 //! End-of-file on the channel means the peer is gone: a worker that reads EOF
@@ -36,7 +36,7 @@ use nix::sys::socket::{send, MsgFlags};
 pub(crate) const READY: u8 = 1;
 /// Master → worker: "also accept on this listener index" (payload: `u32` LE).
 pub(crate) const ADOPT: u8 = 2;
-/// Relayed by the master to every other live worker (reserved for pub/sub).
+/// A published message, relayed by the master to every other live worker.
 pub(crate) const PUBLISH: u8 = 3;
 
 /// Bytes in a frame header: one kind byte and a `u32` LE payload length.

@@ -84,6 +84,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::control::{self, Channel, Msg, SendNoSignal};
 use super::sys;
+use crate::pubsub::relay;
 
 /// The signals the master blocks before forking and reads from its signalfd.
 pub(crate) const HANDLED_SIGNALS: [Signal; 7] = [
@@ -289,6 +290,9 @@ struct InChild(WorkerStart);
 type Step<T> = Result<T, InChild>;
 
 const SIGNAL_TOKEN: Token = Token(0);
+/// How often the relay's flow control is looked at while it holds a worker
+/// back.
+const RELAY_RECHECK: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -314,6 +318,8 @@ struct Worker {
     /// `None` once the channel hit EOF or was closed.
     stream: Option<mio::net::UnixStream>,
     chan: Channel,
+    /// Flow control of the messages relayed to it.
+    lane: relay::Lane,
     kill_at: Option<Instant>,
 }
 
@@ -384,6 +390,8 @@ struct Master {
     ops: VecDeque<Op>,
     current: Option<Current>,
     stopping: bool,
+    /// Workers whose published messages wait for flow control.
+    relay_paused: Vec<Token>,
 }
 
 struct Status(WaitStatus);
@@ -458,6 +466,7 @@ impl Master {
             listeners,
             slots,
             workers: BTreeMap::new(),
+            relay_paused: Vec::new(),
             next_token: 1,
             poll,
             sigfd,
@@ -489,9 +498,14 @@ impl Master {
         }
         let mut events = Events::with_capacity(64);
         loop {
-            let timeout = self
+            let mut timeout = self
                 .next_deadline()
                 .map(|d| d.saturating_duration_since(Instant::now()));
+            if !self.relay_paused.is_empty() {
+                // Look again soon: a worker that stays behind stops holding
+                // the others back after relay::STALL.
+                timeout = Some(timeout.map_or(RELAY_RECHECK, |t| t.min(RELAY_RECHECK)));
+            }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -510,6 +524,7 @@ impl Master {
                     self.on_control(event.token(), readable);
                 }
             }
+            self.resume_relay();
             self.on_timers()?;
             self.drive()?;
             if self.stopping && self.workers.is_empty() {
@@ -591,6 +606,7 @@ impl Master {
                         fds: self.listeners.len(),
                         stream,
                         chan: Channel::new(),
+                        lane: relay::Lane::default(),
                         kill_at: None,
                     },
                 );
@@ -819,6 +835,19 @@ impl Master {
         if !readable {
             return;
         }
+        if self.relay_holds_back(token) {
+            // Read later (resume_relay), when the others have caught up.
+            if !self.relay_paused.contains(&token) {
+                self.relay_paused.push(token);
+            }
+            return;
+        }
+        let Some(w) = self.workers.get_mut(&token) else {
+            return;
+        };
+        let Some(stream) = w.stream.as_mut() else {
+            return;
+        };
         let mut msgs = Vec::new();
         let eof = match w.chan.receive(stream, |m| msgs.push(m)) {
             Ok(eof) => eof,
@@ -880,8 +909,9 @@ impl Master {
     }
 
     /// Forwards one frame to every other worker with an open channel; a
-    /// worker whose queue is full loses the frame (logged), so a stuck
-    /// worker cannot make the master grow.
+    /// worker whose queue is full loses the frame (counted and logged per
+    /// streak), so a stuck worker cannot make the master grow. Flow
+    /// control (`relay_holds_back`) keeps queues from filling up otherwise.
     fn relay(&mut self, from: Token, kind: u8, payload: &[u8]) {
         for (&token, w) in self.workers.iter_mut() {
             if token == from {
@@ -890,14 +920,35 @@ impl Master {
             let Some(stream) = w.stream.as_ref() else {
                 continue;
             };
-            if !w.chan.queue(kind, payload) {
-                warn!(
-                    "control queue of worker {} (pid {}) is full; dropping a relayed message",
-                    w.slot, w.pid
-                );
-                continue;
+            let queued = w.chan.queue(kind, payload);
+            w.lane
+                .queued(queued, &format_args!("worker {} (pid {})", w.slot, w.pid));
+            if queued {
+                let _ = w.chan.flush_to(&mut SendNoSignal(stream));
             }
-            let _ = w.chan.flush_to(&mut SendNoSignal(stream));
+        }
+    }
+
+    /// Whether published messages from `source` must wait: another worker
+    /// is behind on what the master relays to it (see `pubsub::relay`).
+    fn relay_holds_back(&mut self, source: Token) -> bool {
+        let now = Instant::now();
+        let mut held = false;
+        for (&token, w) in self.workers.iter_mut() {
+            let pending = if w.stream.is_some() {
+                w.chan.pending_out()
+            } else {
+                0
+            };
+            held |= w.lane.holds_back(pending, now) && token != source;
+        }
+        held
+    }
+
+    /// Reads from the workers paused by flow control, once it allows.
+    fn resume_relay(&mut self) {
+        for token in std::mem::take(&mut self.relay_paused) {
+            self.on_control(token, true);
         }
     }
 
