@@ -15,7 +15,7 @@
 //!   publishing a great deal at once) is dropped, counted in
 //!   [`stats`](super::stats) and logged (once per streak of drops).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
 use super::{stats, Published};
@@ -35,6 +35,15 @@ struct Outbox {
 
 thread_local! {
     static OUTBOX: RefCell<Outbox> = RefCell::new(Outbox::default());
+    /// `OUTBOX`'s message count and bytes, readable without a borrow:
+    /// the event loop asks for them on every request.
+    static QUEUED: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+}
+
+/// Mirrors the outbox's size for the cheap checks and for stats.
+fn note(o: &Outbox) {
+    QUEUED.with(|q| q.set((o.queue.len(), o.bytes)));
+    stats::set_outbox(o.queue.len(), o.bytes);
 }
 
 /// Queues `p`, or drops it (counted, logged) when the outbox is full.
@@ -64,7 +73,7 @@ pub(crate) fn push(p: Published) {
         }
         o.bytes += size;
         o.queue.push_back(p);
-        stats::set_outbox(o.queue.len(), o.bytes);
+        note(&o);
     });
 }
 
@@ -77,7 +86,7 @@ pub(crate) fn pop() -> Option<Published> {
         if o.queue.is_empty() && o.queue.capacity() > 1024 {
             o.queue = VecDeque::new();
         }
-        stats::set_outbox(o.queue.len(), o.bytes);
+        note(&o);
         Some(p)
     })
 }
@@ -89,13 +98,13 @@ pub(crate) fn unpop(p: Published) {
         let mut o = o.borrow_mut();
         o.bytes += p.size();
         o.queue.push_front(p);
-        stats::set_outbox(o.queue.len(), o.bytes);
+        note(&o);
     });
 }
 
 /// Whether nothing is queued (cheap: checked on the loop's hot path).
 pub(crate) fn is_empty() -> bool {
-    OUTBOX.with(|o| o.borrow().queue.is_empty())
+    QUEUED.with(|q| q.get().0 == 0)
 }
 
 /// Whether connections may be served: the outbox holds less than
@@ -103,7 +112,7 @@ pub(crate) fn is_empty() -> bool {
 /// running a handler, and stops (keeping its input) while it is false; the
 /// event loop drives such connections again once the bus took enough.
 pub(crate) fn has_room() -> bool {
-    OUTBOX.with(|o| o.borrow().bytes < ROOM)
+    QUEUED.with(|q| q.get().1 < ROOM)
 }
 
 #[cfg(test)]
