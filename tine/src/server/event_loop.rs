@@ -113,6 +113,8 @@ pub(crate) struct EventLoop {
     /// `deliver_published` stopped at its round limit with work left:
     /// poll without waiting.
     more_to_deliver: bool,
+    /// The bus refused the last message offered (until its socket drains).
+    bus_full: bool,
 }
 
 impl EventLoop {
@@ -162,6 +164,7 @@ impl EventLoop {
             parked: Vec::new(),
             delivering: false,
             more_to_deliver: false,
+            bus_full: false,
         };
         this.bus
             .register(this.poll.registry(), REDIS_SUB, REDIS_PUB)?;
@@ -595,18 +598,23 @@ impl EventLoop {
                 }
             }
         }
-        self.more_to_deliver = !self.parked.is_empty() && pubsub::outbox_has_room();
+        // Work left that no event will announce: parked connections that
+        // could go on, or messages the bus could take.
+        self.more_to_deliver = (!self.parked.is_empty() && pubsub::outbox_has_room())
+            || (!pubsub::outbox_is_empty() && !self.bus_full);
         self.delivering = false;
     }
 
     /// Moves messages from the outbox to the bus until it is empty or the
     /// bus is full.
     fn send_outbox(&mut self) {
+        self.bus_full = false;
         while let Some(published) = pubsub::outbox_pop() {
             let relay = self.master.as_mut().map(|link| &mut link.channel);
             match self.bus.offer(&published, relay, self.poll.registry()) {
                 Offer::Full => {
                     pubsub::outbox_unpop(published);
+                    self.bus_full = true;
                     break;
                 }
                 Offer::Taken { local } => {
