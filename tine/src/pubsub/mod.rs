@@ -23,8 +23,10 @@
 //! A message that cannot be queued at all (one handler publishing over
 //! 8 MiB at once, a message over the relay's 1 MiB frame limit, Redis
 //! unreachable) is dropped, logged and counted in [`stats`]. The master
-//! drops (and logs) messages for a worker whose queue from it exceeds
-//! 4 MiB (a stuck worker), and a subscriber that reads too slowly is
+//! stops reading from the workers while one of them is behind on what it
+//! relays (`relay.rs`); a worker behind for over 2 s (stuck in a handler)
+//! stops holding the others back and loses what does not fit in its 4 MiB
+//! queue (logged with the count). A subscriber that reads too slowly is
 //! closed with 1008 by its worker ([`WsConfig::max_outbuf`]), so no client
 //! or worker can grow anyone's memory without bound. A worker restarted by
 //! the master gets a fresh channel and rejoins the bus by itself.
