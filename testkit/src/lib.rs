@@ -206,6 +206,20 @@ pub fn get(addr: SocketAddr, path: &str) -> Resp {
     Client::connect(addr).get(path)
 }
 
+/// GETs `path` and parses its body of `name value` lines (a diagnostic
+/// route such as `hello`'s `/pubsub/stats`) into a map.
+pub fn counters(addr: SocketAddr, path: &str) -> std::collections::BTreeMap<String, u64> {
+    let resp = get(addr, path);
+    assert_eq!(resp.status, 200, "{path}: {}", resp.text());
+    resp.text()
+        .lines()
+        .filter_map(|line| {
+            let (name, value) = line.split_once(' ')?;
+            Some((name.to_string(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
 /// A server binary running as a child process; killed when dropped.
 #[derive(Debug)]
 pub struct ServerProcess {

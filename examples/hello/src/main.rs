@@ -18,6 +18,7 @@
 //! WS   /ws/chat?room=R a chat room across all workers (tine::publish);
 //!                      first message "pid N"; "/leave" unsubscribes
 //! POST /publish/:topic publishes the body to a topic
+//! GET  /pubsub/stats   this worker's pub/sub counters, one `name value` a line
 //! GET  /static/*       files from --static DIR
 //! ```
 
@@ -205,6 +206,15 @@ fn publish(req: &Request) -> Result<StatusCode, tine::Error> {
     Ok(StatusCode::ACCEPTED)
 }
 
+/// `tine::pubsub::stats()` of the worker serving the request.
+fn pubsub_stats(_: &Request) -> Response {
+    let s = tine::pubsub::stats();
+    Response::text(format!(
+        "topics {}\nsubscriptions {}\nqueued {}\nqueued_bytes {}\ndropped {}\n",
+        s.topics, s.subscriptions, s.queued, s.queued_bytes, s.dropped
+    ))
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
@@ -233,6 +243,7 @@ fn main() -> ExitCode {
         .get("/sleep", sleep)
         .get("/stream", stream)
         .post("/publish/:topic", publish)
+        .get("/pubsub/stats", pubsub_stats)
         .ws("/ws/echo", ws_echo)
         .ws("/ws/chat", ws_chat)
         .get("/panic", |_: &Request| -> Response {

@@ -6,11 +6,10 @@
 //! the pub/sub bus keeps its own Redis connections.
 
 mod conn;
-mod control;
+pub(crate) mod control;
 mod event_loop;
 mod listener;
 mod master;
-mod redis;
 mod supervisor;
 mod sys;
 mod timer;
@@ -130,7 +129,7 @@ impl Server {
         let workers = resolve_workers(config.workers)?;
         if let Some(url) = &config.redis_url {
             // Fail at start-up, in one place, rather than in every worker.
-            redis::parse_url(url)?;
+            crate::pubsub::check_redis_url(url)?;
         }
         let listeners = if workers > 1 {
             listener::bind_reuseport_group(addr, workers, listener::BACKLOG, config.join_existing)?
