@@ -11,7 +11,6 @@ use http::header::{
     ETAG, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE, VARY,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use rustix::fs::Mode;
 
 use super::*;
 
@@ -123,14 +122,7 @@ fn fixture_with(cfg: impl FnOnce(&mut StaticConfig)) -> Fixture {
     }
     symlink("hop0", root.join("hop_too_many")).unwrap();
     // Special files.
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        root.join("fifo"),
-        rustix::fs::FileType::Fifo,
-        Mode::from_raw_mode(0o644),
-        0,
-    )
-    .unwrap();
+    mkfifo(&root.join("fifo"));
     std::os::unix::net::UnixListener::bind(root.join("sock")).unwrap();
 
     let mut c = StaticConfig::new(&root);
@@ -143,6 +135,35 @@ fn fixture_with(cfg: impl FnOnce(&mut StaticConfig)) -> Fixture {
     }
 }
 
+#[cfg(not(target_vendor = "apple"))]
+fn mkfifo(path: &Path) {
+    let fifo = rustix::fs::FileType::Fifo;
+    let mode = rustix::fs::Mode::from_raw_mode(0o644);
+    rustix::fs::mknodat(rustix::fs::CWD, path, fifo, mode, 0).unwrap();
+}
+
+/// rustix has no `mknodat` for Apple targets: use the system's mkfifo(1).
+#[cfg(target_vendor = "apple")]
+fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo").arg(path).status();
+    assert!(status.unwrap().success(), "mkfifo {}", path.display());
+}
+
+/// A character device (`/dev/null`'s numbers on Linux) at `path`, if this
+/// system and file system allow it (root, no `nodev`); else nothing.
+fn try_mknod_null(path: &Path) {
+    #[cfg(not(target_vendor = "apple"))]
+    let _ = rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::from_raw_mode(0o666),
+        rustix::fs::makedev(1, 3),
+    );
+    #[cfg(target_vendor = "apple")]
+    let _ = path;
+}
+
 fn fixture() -> Fixture {
     fixture_with(|_| {})
 }
@@ -152,8 +173,6 @@ fn fixture() -> Fixture {
 /// every path-safety property must hold for both.
 fn each_lookup(cfg: impl Fn(&mut StaticConfig), mut test: impl FnMut(&Fixture)) {
     for portable in [false, true] {
-        // Shown if the test fails: which lookup it was.
-        eprintln!("lookup: {}", if portable { "portable" } else { "default" });
         let f = fixture_with(|c| {
             cfg(c);
             c.portable_lookup = portable;
@@ -161,7 +180,12 @@ fn each_lookup(cfg: impl Fn(&mut StaticConfig), mut test: impl FnMut(&Fixture)) 
         if portable {
             assert_eq!(f.mount.lookup, Lookup::Portable);
         }
-        test(&f);
+        // The assertion's own message is printed first; this names the
+        // lookup it failed with.
+        let run = std::panic::AssertUnwindSafe(|| test(&f));
+        if std::panic::catch_unwind(run).is_err() {
+            panic!("failed with the {:?} lookup", f.mount.lookup);
+        }
     }
 }
 
@@ -622,13 +646,7 @@ fn fifo_socket_and_devices_are_not_served_and_never_block() {
             |f| {
                 let root = f.base.join("root");
                 // A character device inside the root, if this file system allows it.
-                let _ = rustix::fs::mknodat(
-                    rustix::fs::CWD,
-                    root.join("null"),
-                    rustix::fs::FileType::CharacterDevice,
-                    Mode::from_raw_mode(0o666),
-                    rustix::fs::makedev(1, 3),
-                );
+                try_mknod_null(&root.join("null"));
                 r.extend(
                     ["/fifo", "/sock", "/null"]
                         .iter()
