@@ -242,3 +242,72 @@ impl Names {
         &self.buf[..self.len]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    fn open_in(root: &std::path::Path, path: &str) -> Result<OwnedFd, Errno> {
+        let dir = rustix::fs::open(root, DIR_FLAGS, Mode::empty()).unwrap();
+        open(
+            dir.as_fd(),
+            path.as_bytes(),
+            OFlags::RDONLY | OFlags::CLOEXEC,
+        )
+    }
+
+    #[test]
+    fn refusals_carry_their_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("d")).unwrap();
+        std::fs::write(dir.path().join("secret"), b"x").unwrap();
+        std::fs::write(root.join("f"), b"f").unwrap();
+        symlink("/etc", root.join("abs")).unwrap();
+        symlink("../secret", root.join("out")).unwrap();
+        symlink("self_loop", root.join("self_loop")).unwrap();
+        symlink("f/", root.join("file_slash")).unwrap();
+        symlink("a/".repeat(2000), root.join("long")).unwrap();
+        assert_eq!(open_in(&root, "..").unwrap_err(), Errno::XDEV);
+        assert_eq!(open_in(&root, "d/../..").unwrap_err(), Errno::XDEV);
+        assert_eq!(open_in(&root, "abs/passwd").unwrap_err(), Errno::XDEV);
+        assert_eq!(open_in(&root, "out").unwrap_err(), Errno::XDEV);
+        assert_eq!(open_in(&root, "self_loop").unwrap_err(), Errno::LOOP);
+        assert_eq!(open_in(&root, "file_slash").unwrap_err(), Errno::NOTDIR);
+        assert_eq!(open_in(&root, "f/x").unwrap_err(), Errno::NOTDIR);
+        assert_eq!(open_in(&root, "missing").unwrap_err(), Errno::NOENT);
+        // The link's text plus the rest of the path must fit in PATH_MAX.
+        let rest = format!("long/{}", "b".repeat(200));
+        assert_eq!(open_in(&root, &rest).unwrap_err(), Errno::NAMETOOLONG);
+        // What is left is served.
+        for ok in ["", ".", "f", "./d/../f", "d/", "d/.."] {
+            assert!(open_in(&root, ok).is_ok(), "{ok:?}");
+        }
+    }
+
+    #[test]
+    fn climbing_links_are_bounded_by_the_open_budget() {
+        // A 70-deep tree whose bottom links climb to the root and come back
+        // down: one such link costs ~2,600 opens (each `..` re-walks from
+        // the root), two in a row exceed MAX_OPENS and give up, where the
+        // kernel (which counts only links) would go on.
+        const DEPTH: usize = 70;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let bottom = root.join("d/".repeat(DEPTH));
+        std::fs::create_dir_all(&bottom).unwrap();
+        std::fs::write(bottom.join("leaf"), b"leaf").unwrap();
+        let round_trip =
+            |name: &str| format!("{}{}{name}", "../".repeat(DEPTH), "d/".repeat(DEPTH));
+        symlink(round_trip("leaf"), bottom.join("once")).unwrap();
+        symlink(round_trip("once"), bottom.join("twice")).unwrap();
+        let deep = "d/".repeat(DEPTH);
+        assert!(open_in(root, &format!("{deep}once")).is_ok());
+        assert_eq!(
+            open_in(root, &format!("{deep}twice")).unwrap_err(),
+            Errno::LOOP
+        );
+    }
+}
