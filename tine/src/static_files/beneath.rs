@@ -311,3 +311,63 @@ mod tests {
         );
     }
 }
+
+/// Needs an atomic exchange of two directories (`renameat2` /
+/// `renameatx_np`).
+#[cfg(all(test, any(target_os = "linux", target_vendor = "apple")))]
+mod race {
+    use std::os::unix::fs::symlink;
+    use std::path::Path;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+
+    use super::*;
+
+    /// `dir/hop7 -> hop6 -> ... -> hop0 -> leak -> ../secret`: the chain
+    /// widens the window between entering `dir` and its `..`.
+    fn chain(dir: &Path) {
+        std::fs::create_dir_all(dir).unwrap();
+        symlink("../secret", dir.join("leak")).unwrap();
+        symlink("leak", dir.join("hop0")).unwrap();
+        for i in 1..8 {
+            symlink(format!("hop{}", i - 1), dir.join(format!("hop{i}"))).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_directory_moved_out_mid_lookup_does_not_lead_outside() {
+        // root/a and out/a hold the same link chain ending in ../secret;
+        // only out/ has a secret. Another thread keeps exchanging the two
+        // `a` directories, so a lookup that entered root/a may find that
+        // directory in out/ when it reaches `..`. A walk asking the kernel
+        // for `..` of the directory it holds would then serve out/secret;
+        // this one re-walks from the root by name and only ever sees
+        // root/secret, which does not exist.
+        let dir = tempfile::tempdir().unwrap();
+        let (root, out) = (dir.path().join("root"), dir.path().join("out"));
+        chain(&root.join("a"));
+        chain(&out.join("a"));
+        std::fs::write(out.join("secret"), b"SECRET").unwrap();
+        let root_fd = rustix::fs::open(&root, DIR_FLAGS, Mode::empty()).unwrap();
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let swapper = {
+            let stop = stop.clone();
+            let (inside, outside) = (root.join("a"), out.join("a"));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    renameat_with(CWD, &inside, CWD, &outside, RenameFlags::EXCHANGE).unwrap();
+                }
+            })
+        };
+        let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+        let leaked = (0..2_000)
+            .filter(|_| open(root_fd.as_fd(), b"a/hop7", flags).is_ok())
+            .count();
+        stop.store(true, Ordering::Relaxed);
+        swapper.join().unwrap();
+        assert_eq!(leaked, 0, "lookups that reached out/secret");
+    }
+}
