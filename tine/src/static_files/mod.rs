@@ -21,12 +21,16 @@
 //!   `beneath` module). It costs one `openat` per directory on the way.
 //!
 //! Both serve the same paths: relative symlinks whose resolution stays
-//! inside the root work, absolute symlinks and any link that steps above
-//! the root (even to come back) are refused, at most 40 links per lookup.
-//! One difference: on systems without `O_PATH` (all but Linux), the
-//! portable lookup opens the directories on the way read-only, so they must
-//! be readable, not just searchable. Everything refused looks exactly like
-//! a missing file ([`Outcome::NotFound`]).
+//! inside the root work; absolute symlinks, magic links (`/proc/PID/fd/N`)
+//! and any link that steps above the root (even to come back) are refused;
+//! at most 40 links per lookup. The portable lookup differs only at the
+//! edges: on systems without `O_PATH` (all but Linux) it opens the
+//! directories on the way read-only, so they must be readable, not just
+//! searchable; a link's text plus the rest of the path must fit in
+//! `PATH_MAX`; and it gives up after 4096 single-name opens (reached only
+//! by links that climb out of and back into trees dozens of levels deep).
+//! Everything refused looks exactly like a missing file
+//! ([`Outcome::NotFound`]).
 
 use std::ffi::{CStr, OsStr};
 use std::fmt::Write as _;
@@ -73,7 +77,7 @@ pub struct StaticConfig {
     pub root: PathBuf,
     /// File served for a directory request ending in `/` (default
     /// `Some("index.html")`). Must be a single path component. `None`: such
-    /// requests get [`Outcome::NotFound`] (there is no directory listing).
+    /// requests get a 404 (there is no directory listing).
     pub index: Option<String>,
     /// `Cache-Control` value added to 200/206/304 responses, if any.
     pub cache_control: Option<HeaderValue>,
@@ -115,7 +119,8 @@ impl StaticConfig {
     /// what those systems will serve. Default `false`.
     ///
     /// ```
-    /// let config = tine::StaticConfig::new("./public").portable_lookup(true);
+    /// let public = std::env::temp_dir();
+    /// let config = tine::StaticConfig::new(public).portable_lookup(true);
     /// let app = tine::App::new().static_files("/static", config);
     /// # let _ = app;
     /// ```
@@ -145,8 +150,9 @@ const ROOT_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::CLOEXEC);
 
 /// A ready-to-serve mount: a descriptor of the root directory
-/// ([`ROOT_FLAGS`]) plus the validated configuration. Opening it once at startup means later
-/// renames of the root path do not change what is served.
+/// ([`ROOT_FLAGS`]) plus the validated configuration. Opening it once at
+/// startup means later renames of the root path do not change what is
+/// served.
 #[derive(Debug)]
 pub(crate) struct Mount {
     root: rustix::fd::OwnedFd,
