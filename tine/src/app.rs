@@ -346,6 +346,58 @@ impl App {
         self
     }
 
+    /// Recycles each worker after it has served about `n` responses
+    /// (gunicorn's `max_requests`): the master starts a replacement for its
+    /// slot, which accepts on the same queue, and only once it is ready
+    /// tells the old worker to stop accepting and drain, so no connection
+    /// is refused or reset. A worker keeps serving until then. Each
+    /// worker's own limit is `n` plus a random `0..=j` from
+    /// [`max_requests_jitter`](App::max_requests_jitter), so workers
+    /// started together do not recycle together. `0` (the default) never
+    /// recycles. Needs workers > 1: a single process has nobody to replace
+    /// it, so there the setting is ignored with a warning.
+    ///
+    /// ```
+    /// let app = tine::App::new().workers(4).max_requests(10_000).max_requests_jitter(1_000);
+    /// ```
+    pub fn max_requests(mut self, n: u64) -> Self {
+        self.config.max_requests = (n > 0).then_some(n);
+        self
+    }
+
+    /// Spreads [`max_requests`](App::max_requests): each worker's limit is
+    /// `n + random(0..=j)`. Default 0.
+    ///
+    /// ```
+    /// let app = tine::App::new().workers(4).max_requests(1_000).max_requests_jitter(50);
+    /// ```
+    pub fn max_requests_jitter(mut self, j: u64) -> Self {
+        self.config.max_requests_jitter = j;
+        self
+    }
+
+    /// Recycles a worker whose own memory grows past `bytes` (uWSGI's
+    /// `reload-on-rss`), the same way as [`max_requests`](App::max_requests):
+    /// its replacement accepts first, then it drains. The master reads each
+    /// serving worker's memory about once a second from
+    /// `/proc/PID/smaps_rollup`, and counts its *private* memory
+    /// (`Private_Clean + Private_Dirty`): the pages only this worker maps,
+    /// which is what a leak grows and what its exit gives back. Not RSS,
+    /// which also counts the pages still shared with the master since the
+    /// fork (the whole app before any write), nor PSS, whose share of those
+    /// changes as siblings come and go. `0` (the default) never recycles.
+    ///
+    /// Linux only: elsewhere the setting is accepted and the master logs a
+    /// warning at start-up. Needs workers > 1, like `max_requests`.
+    ///
+    /// ```
+    /// let app = tine::App::new().workers(4).max_worker_memory(512 << 20);
+    /// ```
+    pub fn max_worker_memory(mut self, bytes: u64) -> Self {
+        self.config.max_worker_memory = (bytes > 0).then_some(bytes);
+        self
+    }
+
     /// Joins an existing `SO_REUSEPORT` group on the address on purpose.
     /// By default a master refuses to start when another process already
     /// listens there, rather than silently sharing its traffic.

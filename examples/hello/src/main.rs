@@ -20,6 +20,23 @@
 //! POST /publish/:topic publishes the body to a topic
 //! GET  /pubsub/stats   this worker's pub/sub counters, one `name value` a line
 //! GET  /static/*       files from --static DIR
+//! GET  /version        the --version-tag TEXT (default: the crate version)
+//! GET  /block?ms=N     blocks its worker N ms, with no cap (for a watchdog
+//!                      test: a worker stuck in a handler), then "blocked"
+//! POST /leak?kb=N      testing aid: allocates N KiB, writes them and never
+//!                      frees them (max 1 GiB per request); answers this
+//!                      worker's total leaked KiB
+//! ```
+//!
+//! Process flags besides the address and the limits:
+//!
+//! ```text
+//! --workers N                 worker processes (>1: a master and N workers)
+//! --pid-file PATH             the master's (or single process's) pid, removed on exit
+//! --max-requests N            recycle a worker after about N responses
+//! --max-requests-jitter J     ... each worker's limit is N + random(0..=J)
+//! --max-worker-memory BYTES   recycle a worker past BYTES of private memory (Linux)
+//! --version-tag TEXT          what GET /version answers
 //! ```
 
 // A binary talks to its operator on stdout/stderr; the library never does.
@@ -85,6 +102,18 @@ struct Args {
     /// Drain deadline in milliseconds.
     #[arg(long)]
     drain_timeout_ms: Option<u64>,
+    /// Recycle a worker after about this many responses.
+    #[arg(long)]
+    max_requests: Option<u64>,
+    /// Each worker's request limit is --max-requests plus up to this many.
+    #[arg(long)]
+    max_requests_jitter: Option<u64>,
+    /// Recycle a worker whose private memory passes this many bytes (Linux).
+    #[arg(long)]
+    max_worker_memory: Option<u64>,
+    /// Text answered by GET /version (to tell two builds or runs apart).
+    #[arg(long)]
+    version_tag: Option<String>,
 }
 
 #[derive(serde::Serialize)]
@@ -135,6 +164,42 @@ fn sleep(req: &Request) -> Result<Response, tine::Error> {
         let _ = nix::sys::prctl::set_name(&name);
     }
     Ok(Response::text("slept"))
+}
+
+/// Blocks the worker `ms` milliseconds with no cap (unlike `/sleep`), the
+/// way a handler stuck on a dead socket would.
+fn block(req: &Request) -> Result<Response, tine::Error> {
+    let ms: u64 = req
+        .query_param("ms")
+        .unwrap_or_default()
+        .parse()
+        .map_err(|_| tine::Error::bad_request("ms must be a number of milliseconds"))?;
+    std::thread::sleep(Duration::from_millis(ms));
+    Ok(Response::text("blocked"))
+}
+
+thread_local! {
+    /// What `/leak` allocated in this worker, kept until it exits.
+    static LEAKED: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Testing aid for memory recycling: keeps `kb` KiB, written so that the
+/// pages are really this worker's (not merely reserved).
+fn leak(req: &Request) -> Result<Response, tine::Error> {
+    let kb: usize = req
+        .query_param("kb")
+        .unwrap_or_default()
+        .parse()
+        .map_err(|_| tine::Error::bad_request("kb must be a number of KiB"))?;
+    if kb > 1 << 20 {
+        return Err(tine::Error::bad_request("kb is at most 1048576 (1 GiB)"));
+    }
+    let total = LEAKED.with(|l| {
+        let mut l = l.borrow_mut();
+        l.push(vec![0x5a; kb * 1024]);
+        l.iter().map(Vec::len).sum::<usize>() / 1024
+    });
+    Ok(Response::text(total.to_string()))
 }
 
 fn stream(req: &Request) -> Result<Response, tine::Error> {
@@ -241,6 +306,8 @@ fn main() -> ExitCode {
         .post("/echo", echo)
         .get("/pid", pid)
         .get("/sleep", sleep)
+        .get("/block", block)
+        .post("/leak", leak)
         .get("/stream", stream)
         .post("/publish/:topic", publish)
         .get("/pubsub/stats", pubsub_stats)
@@ -259,6 +326,20 @@ fn main() -> ExitCode {
         .limits(limits)
         .workers(args.workers)
         .join_existing(args.join_existing);
+    let tag = args
+        .version_tag
+        .clone()
+        .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string());
+    app = app.get("/version", move |_: &Request| Response::text(tag.clone()));
+    if let Some(n) = args.max_requests {
+        app = app.max_requests(n);
+    }
+    if let Some(j) = args.max_requests_jitter {
+        app = app.max_requests_jitter(j);
+    }
+    if let Some(bytes) = args.max_worker_memory {
+        app = app.max_worker_memory(bytes);
+    }
     if let Some(ms) = args.graceful_timeout_ms {
         app = app.graceful_timeout(Duration::from_millis(ms));
     }

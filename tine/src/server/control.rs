@@ -14,6 +14,7 @@
 //! | [`READY`] (1) | worker → master | empty | sent once when the worker has registered its initial listeners and is accepting, and once more after handling each [`ADOPT`] |
 //! | [`ADOPT`] (2) | master → worker | listener index, `u32` LE | also accept on `listeners[index]` (scale-down hand-over, or the queue of a worker that died, lent until it is back); answer with [`READY`] |
 //! | [`RELEASE`] (4) | master → worker | listener index, `u32` LE | stop accepting on `listeners[index]` (a lent queue whose own worker is back and accepting); no answer |
+//! | [`RECYCLE`] (5) | worker → master | responses served, `u64` LE | the worker is past its [`max_requests`](crate::App::max_requests) limit: the master replaces it (the replacement accepts first, then this worker gets `SIGTERM` and drains); sent once, the worker keeps serving meanwhile |
 //! | [`PUBLISH`] (3) | worker → master → other workers | one published message (topic and payload, in the wire form of `crate::pubsub`) | relayed verbatim by the master to every other live worker, which delivers it to its subscribers; with flow control (`pubsub::relay`) |
 //!
 //! Unknown kinds decode to [`Msg::Other`] so that either side can skip them.
@@ -40,6 +41,9 @@ pub(crate) const PUBLISH: u8 = 3;
 /// Master → worker: "stop accepting on this listener index" (payload:
 /// `u32` LE); only sent for a listener another worker accepts on.
 pub(crate) const RELEASE: u8 = 4;
+/// Worker → master: "I served my share, replace me" (payload: the
+/// responses served, `u64` LE).
+pub(crate) const RECYCLE: u8 = 5;
 
 /// Bytes in a frame header: one kind byte and a `u32` LE payload length.
 pub(crate) const HEADER_LEN: usize = 5;
@@ -60,6 +64,8 @@ pub(crate) enum Msg {
     Release(u32),
     /// See [`PUBLISH`]: an opaque payload to relay.
     Publish(Vec<u8>),
+    /// See [`RECYCLE`]: the responses the worker served.
+    Recycle(u64),
     /// A kind this version does not know; skip it.
     Other {
         /// The frame's kind byte.
@@ -68,7 +74,8 @@ pub(crate) enum Msg {
         payload: Vec<u8>,
     },
     /// A frame that can never be valid (length over [`MAX_PAYLOAD`], or an
-    /// `ADOPT` or `RELEASE` whose payload is not 4 bytes). The stream is out of sync
+    /// `ADOPT` or `RELEASE` whose payload is not 4 bytes, a `RECYCLE` whose
+    /// payload is not 8). The stream is out of sync
     /// afterwards: close the channel.
     Malformed {
         /// The frame's kind byte.
@@ -91,6 +98,7 @@ impl Msg {
             Msg::Adopt(index) => encode(ADOPT, &index.to_le_bytes(), out),
             Msg::Release(index) => encode(RELEASE, &index.to_le_bytes(), out),
             Msg::Publish(payload) => encode(PUBLISH, payload, out),
+            Msg::Recycle(served) => encode(RECYCLE, &served.to_le_bytes(), out),
             Msg::Other { kind, payload } => encode(*kind, payload, out),
             Msg::Malformed { .. } => panic!("a malformed message is never encoded"),
         }
@@ -142,6 +150,10 @@ pub(crate) fn decode(buf: &[u8]) -> Option<(Msg, usize)> {
         },
         RELEASE => match <[u8; 4]>::try_from(payload) {
             Ok(b) => Msg::Release(u32::from_le_bytes(b)),
+            Err(_) => Msg::Malformed { kind, len },
+        },
+        RECYCLE => match <[u8; 8]>::try_from(payload) {
+            Ok(b) => Msg::Recycle(u64::from_le_bytes(b)),
             Err(_) => Msg::Malformed { kind, len },
         },
         PUBLISH => Msg::Publish(payload.to_vec()),
@@ -320,6 +332,7 @@ mod tests {
             Msg::Adopt(7),
             Msg::Adopt(u32::MAX),
             Msg::Release(7),
+            Msg::Recycle(1001),
             Msg::Publish(b"hello".to_vec()),
             Msg::Publish(Vec::new()),
             Msg::Other {
@@ -402,6 +415,18 @@ mod tests {
                     len: 2
                 },
                 7
+            ))
+        );
+        let mut buf = Vec::new();
+        encode(RECYCLE, &[1, 2, 3, 4], &mut buf);
+        assert_eq!(
+            decode(&buf),
+            Some((
+                Msg::Malformed {
+                    kind: RECYCLE,
+                    len: 4
+                },
+                9
             ))
         );
         let mut buf = Vec::new();

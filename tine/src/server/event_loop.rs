@@ -20,6 +20,7 @@ use slab::Slab;
 
 use super::conn::{Conn, Flush, Pending, Phase};
 use super::control::{self, Channel, Msg, SendNoSignal};
+use super::recycle::RequestBudget;
 use super::timer::{Entry, Wheel};
 use super::ServerConfig;
 use crate::http::date::DateCache;
@@ -79,6 +80,8 @@ struct Shared {
     /// connections hold none.
     spare_out: Vec<u8>,
     draining: bool,
+    /// Responses served against `max_requests` (see `recycle.rs`).
+    budget: RequestBudget,
 }
 
 /// What a connection needs after being driven.
@@ -135,6 +138,7 @@ impl EventLoop {
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let now = Instant::now();
         let redis_url = config.redis_url.clone();
+        let budget = RequestBudget::for_process(&config, control.is_some());
         let mut this = EventLoop {
             poll,
             listeners: listeners
@@ -157,6 +161,7 @@ impl EventLoop {
                 scratch: vec![0; READ_CHUNK],
                 spare_out: Vec::with_capacity(OUT_BATCH),
                 draining: false,
+                budget,
             },
             now,
             drain_deadline: None,
@@ -225,6 +230,10 @@ impl EventLoop {
                         }
                     }
                 }
+            }
+            if self.shared.budget.due() {
+                let master = self.master.as_mut().map(|l| (&mut l.channel, &l.stream));
+                self.shared.budget.tell_master(master);
             }
             self.bus.tick(self.now, self.poll.registry());
             self.more_to_deliver = false;
@@ -891,6 +900,7 @@ fn answer_buffered(conn: &mut Conn, shared: &mut Shared) -> bool {
                 lend_output(conn, &mut shared.spare_out);
                 encode_response(conn, res, keep_alive, is_head, http10, &shared.date);
                 conn.served = conn.served.saturating_add(1);
+                shared.budget.count();
                 produced = true;
             }
         }

@@ -97,6 +97,7 @@ use nix::unistd::Pid;
 
 use super::control::{self, Channel, Msg, SendNoSignal};
 use super::listener::{self, Bound, Mode};
+use super::recycle;
 use super::supervisor::{Action, Command, Event, Sig, Supervisor, WorkerId};
 use super::sys;
 use crate::pubsub::relay;
@@ -125,6 +126,9 @@ pub(crate) struct MasterConfig {
     /// How long a new worker may take to report `READY` during a rolling
     /// restart or a scale-down hand-over before the step is abandoned.
     pub ready_timeout: Duration,
+    /// Recycle a worker whose private memory passes this many bytes
+    /// (checked every [`recycle::MEMORY_CHECK`]; Linux only).
+    pub max_worker_memory: Option<u64>,
 }
 
 impl Default for MasterConfig {
@@ -135,6 +139,7 @@ impl Default for MasterConfig {
             graceful_timeout: Duration::from_secs(30),
             backlog: listener::BACKLOG,
             ready_timeout: Duration::from_secs(30),
+            max_worker_memory: None,
         }
     }
 }
@@ -246,6 +251,8 @@ struct Master {
     sigfd: SignalFd,
     /// Workers whose published messages wait for flow control.
     relay_paused: Vec<WorkerId>,
+    /// When the workers' memory is read next (with `max_worker_memory`).
+    memory_check: Option<Instant>,
 }
 
 struct Status(WaitStatus);
@@ -326,6 +333,7 @@ impl Master {
             poll,
             sigfd,
             relay_paused: Vec::new(),
+            memory_check: None,
         })
     }
 
@@ -341,6 +349,17 @@ impl Master {
         if self.links.is_empty() {
             return Ok(Err(io::Error::other("tine: no workers spawned; exiting")));
         }
+        if let Some(limit) = self.cfg.max_worker_memory {
+            if recycle::MEMORY_SUPPORTED {
+                info!(
+                    "workers are recycled past {} of private memory",
+                    recycle::mib(limit)
+                );
+                self.memory_check = Some(Instant::now() + recycle::MEMORY_CHECK);
+            } else {
+                warn!("max_worker_memory is only supported on Linux: ignored");
+            }
+        }
         let mut events = Events::with_capacity(64);
         loop {
             let mut timeout = self
@@ -351,6 +370,10 @@ impl Master {
                 // Look again soon: a worker that stays behind stops holding
                 // the others back after relay::STALL.
                 timeout = Some(timeout.map_or(RELAY_RECHECK, |t| t.min(RELAY_RECHECK)));
+            }
+            if let Some(at) = self.memory_check {
+                let left = at.saturating_duration_since(Instant::now());
+                timeout = Some(timeout.map_or(left, |t| t.min(left)));
             }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -371,6 +394,10 @@ impl Master {
                 }
             }
             self.resume_relay(&mut happened);
+            if self.memory_check.is_some_and(|at| at <= Instant::now()) {
+                self.check_memory(&mut happened);
+                self.memory_check = Some(Instant::now() + recycle::MEMORY_CHECK);
+            }
             happened.push(Event::Tick);
             for event in happened {
                 let actions = self.sup.handle(Instant::now(), event);
@@ -532,6 +559,29 @@ impl Master {
         }
     }
 
+    /// Reads the private memory of every serving worker and asks for the
+    /// recycling of those past `max_worker_memory`.
+    fn check_memory(&mut self, happened: &mut Vec<Event>) {
+        let Some(limit) = self.cfg.max_worker_memory else {
+            return;
+        };
+        for (worker, slot, pid) in self.sup.serving() {
+            match recycle::private_bytes(pid) {
+                Ok(bytes) if bytes > limit => happened.push(Event::Recycle {
+                    worker,
+                    reason: format!(
+                        "private memory {} over max_worker_memory {}",
+                        recycle::mib(bytes),
+                        recycle::mib(limit)
+                    ),
+                }),
+                Ok(_) => {}
+                // It may have exited a moment ago (its reaping comes later).
+                Err(e) => debug!("cannot read the memory of worker {slot} (pid {pid}): {e}"),
+            }
+        }
+    }
+
     fn read_signals(&mut self, happened: &mut Vec<Event>) {
         let mut got = Vec::new();
         loop {
@@ -661,6 +711,10 @@ impl Master {
             match msg {
                 Msg::Ready => happened.push(Event::Ready { worker }),
                 Msg::Publish(payload) => self.relay(worker, control::PUBLISH, &payload),
+                Msg::Recycle(served) => happened.push(Event::Recycle {
+                    worker,
+                    reason: format!("served {served} responses (max_requests)"),
+                }),
                 Msg::Adopt(_) | Msg::Release(_) => {
                     warn!("worker {slot} (pid {pid}) sent a master's message; ignored");
                 }

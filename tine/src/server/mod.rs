@@ -10,6 +10,7 @@ pub(crate) mod control;
 mod event_loop;
 mod listener;
 mod master;
+mod recycle;
 mod supervisor;
 mod sys;
 mod timer;
@@ -88,6 +89,12 @@ pub(crate) struct ServerConfig {
     pub(crate) graceful_timeout: Duration,
     pub(crate) join_existing: bool,
     pub(crate) redis_url: Option<String>,
+    /// Responses after which a worker is recycled (`None`: never).
+    pub(crate) max_requests: Option<u64>,
+    /// Up to this many more, drawn per worker.
+    pub(crate) max_requests_jitter: u64,
+    /// Private memory (bytes) past which a worker is recycled.
+    pub(crate) max_worker_memory: Option<u64>,
 }
 
 impl Default for ServerConfig {
@@ -99,6 +106,9 @@ impl Default for ServerConfig {
             graceful_timeout: Duration::from_secs(30),
             join_existing: false,
             redis_url: None,
+            max_requests: None,
+            max_requests_jitter: 0,
+            max_worker_memory: None,
         }
     }
 }
@@ -172,6 +182,12 @@ impl Server {
         } = self;
         if workers <= 1 {
             log::info!("listening on http://{addr} (single process)");
+            if config.max_requests.is_some() || config.max_worker_memory.is_some() {
+                log::warn!(
+                    "max_requests and max_worker_memory need workers > 1 \
+                     (a single process has nobody to replace it): ignored"
+                );
+            }
             service.init_worker()?;
             let listeners = listeners
                 .into_iter()
@@ -206,6 +222,7 @@ fn master_config(config: &ServerConfig, workers: usize) -> master::MasterConfig 
         workers,
         graceful_timeout: config.graceful_timeout,
         backlog: listener::BACKLOG,
+        max_worker_memory: config.max_worker_memory,
         ..master::MasterConfig::default()
     }
 }

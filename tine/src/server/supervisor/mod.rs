@@ -18,6 +18,7 @@
 //! | `Command(ScaleDown)` | `Adopt` the last slot's sockets to a survivor (or `Fork` a replacement survivor that inherits them); on `Ready`, `Signal Term` to the removed worker |
 //! | `Exited` (unexpected) | `Adopt` the slot's sockets to a ready survivor; `Fork` again after the backoff; `Release` them from the survivor once the new worker is `Ready` |
 //! | `ForkFailed` | retry `Fork` after the backoff; the slot's listening sockets are lent meanwhile |
+//! | `Recycle` (a worker past `max_requests` or `max_worker_memory`) | queued like `Reload`, for that worker's slot only: `Fork` its replacement; on its `Ready`, `Signal Term` to the old worker |
 //! | `Tick` | whatever deadline passed: respawn, `Kill` after the graceful timeout, abandon a replacement or hand-over not ready in time |
 //!
 //! # Model
@@ -48,8 +49,23 @@
 //! * A rolling restart or a scale-down never leaves fewer workers accepting
 //!   on a queue than before: the old worker gets `SIGTERM` only once its
 //!   replacement or adopter reported `READY`.
-//! * Operations (`HUP`, `TTIN`, `TTOU`) run one after another, in arrival
-//!   order; a stop cancels them.
+//! * Operations (`HUP`, `TTIN`, `TTOU`, recycles) run one after another,
+//!   in arrival order; a stop cancels them.
+//!
+//! # Recycling
+//!
+//! A worker past one of its limits (its request count, which it reports
+//! itself, or its memory, which the master measures) is replaced like one
+//! step of a rolling restart: the replacement is forked for the same slot
+//! and accepts on the same sockets, and only once it is `READY` does the
+//! old worker get `SIGTERM` and drain. A worker is queued at most once;
+//! one recycle runs at a time, behind any operation already queued. When
+//! its turn comes, a worker that is no longer its slot's current worker (a
+//! rolling restart replaced it, it died, its slot was removed) is not
+//! recycled again. A replacement that dies, cannot be forked or is not
+//! ready within the ready timeout is stopped and the old worker kept; the
+//! recycle is tried again [`RECYCLE_RETRY`] later. A stop cancels every
+//! recycle, queued or under way, and ignores new requests.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -71,6 +87,9 @@ pub(crate) const BACKOFF_MIN: Duration = Duration::from_millis(100);
 pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A worker that lived this long resets its slot's backoff.
 pub(crate) const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(10);
+/// How long after a failed recycle (its replacement died or was never
+/// ready) the same worker's recycle is tried again.
+pub(crate) const RECYCLE_RETRY: Duration = Duration::from_secs(10);
 
 /// The supervisor's name for a worker (a fork under way has no pid yet).
 pub(crate) type WorkerId = usize;
@@ -89,6 +108,8 @@ pub(crate) enum Command {
     ScaleUp,
     /// `SIGTTOU`: one worker fewer (never below 1).
     ScaleDown,
+    /// Replace this worker (queued by [`Event::Recycle`], not a signal).
+    Recycle(WorkerId),
 }
 
 /// What happened, as the master reports it.
@@ -109,6 +130,9 @@ pub(crate) enum Event {
     ChannelClosed { worker: WorkerId },
     /// A child was reaped; `status` describes how it ended.
     Exited { pid: i32, status: String },
+    /// A worker is past one of its recycling limits: replace it. `reason`
+    /// (for the log) names the limit and the measured value.
+    Recycle { worker: WorkerId, reason: String },
     /// Time passed (a deadline from [`Supervisor::next_deadline`]).
     Tick,
 }
@@ -184,6 +208,11 @@ struct Worker {
     kill_at: Option<Instant>,
     /// A signal decided before its fork completed.
     pending_signal: Option<Sig>,
+    /// Why it is to be recycled, once asked (queued, under way, or
+    /// waiting for `recycle_retry`).
+    recycle: Option<String>,
+    /// When a failed recycle is queued again.
+    recycle_retry: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -291,10 +320,32 @@ impl Supervisor {
         self.workers.values().filter_map(|w| w.pid).collect()
     }
 
+    /// The serving workers whose memory the master watches: each slot's
+    /// current, ready worker not already due for recycling, as
+    /// `(worker, slot, pid)`.
+    pub(crate) fn serving(&self) -> Vec<(WorkerId, usize, i32)> {
+        if self.stopping {
+            return Vec::new();
+        }
+        self.slots
+            .iter()
+            .filter_map(|s| s.worker)
+            .filter_map(|id| {
+                let w = self.workers.get(&id)?;
+                let ok = w.role == Role::Current && w.ready && w.recycle.is_none();
+                ok.then_some((id, w.slot, w.pid?))
+            })
+            .collect()
+    }
+
     /// The earliest time at which [`Event::Tick`] has something to do.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let respawns = self.slots.iter().filter_map(|s| s.respawn_at);
-        let kills = self.workers.values().filter_map(|w| w.kill_at);
+        let kills = self
+            .workers
+            .values()
+            .filter_map(|w| w.kill_at)
+            .chain(self.workers.values().filter_map(|w| w.recycle_retry));
         let op = match &self.current {
             Some(Current::Reload {
                 candidate: Some(_),
@@ -324,6 +375,7 @@ impl Supervisor {
                 }
             }
             Event::Exited { pid, status } => self.exited(pid, &status, now),
+            Event::Recycle { worker, reason } => self.request_recycle(worker, reason),
             Event::Tick => {}
         }
         self.on_timers(now, &mut out);
@@ -340,10 +392,31 @@ impl Supervisor {
         out
     }
 
+    /// Queues the recycling of `id` unless it is already queued (or
+    /// waiting for a retry), retiring, or the master is stopping.
+    fn request_recycle(&mut self, id: WorkerId, reason: String) {
+        let stopping = self.stopping;
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        let pid = w.pid.unwrap_or(0);
+        if stopping || w.role == Role::Retiring || w.recycle.is_some() {
+            debug!(
+                "worker {} (pid {pid}): recycle ({reason}) not needed now",
+                w.slot
+            );
+            return;
+        }
+        info!("worker {} (pid {pid}) to be recycled: {reason}", w.slot);
+        w.recycle = Some(reason);
+        self.ops.push_back(Command::Recycle(id));
+    }
+
     fn queue(&mut self, op: Command) {
         let name = match op {
             Command::Reload => "SIGHUP",
             Command::ScaleUp => "SIGTTIN",
+            Command::Recycle(_) => "recycle",
             _ => "SIGTTOU",
         };
         if self.stopping {
@@ -386,6 +459,8 @@ impl Supervisor {
                 channel: true,
                 kill_at: None,
                 pending_signal: None,
+                recycle: None,
+                recycle_retry: None,
             },
         );
         out.push(Action::Fork {
@@ -615,6 +690,22 @@ impl Supervisor {
         if self.stopping {
             return;
         }
+        let retries: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.recycle_retry.is_some_and(|t| t <= now))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in retries {
+            let w = self.workers.get_mut(&id).expect("listed");
+            w.recycle_retry = None;
+            info!(
+                "worker {} (pid {}): trying its recycle again",
+                w.slot,
+                w.pid.unwrap_or(0)
+            );
+            self.ops.push_back(Command::Recycle(id));
+        }
         for slot in 0..self.slots.len() {
             let s = &self.slots[slot];
             if s.removing || s.worker.is_some() || s.respawn_at.is_none_or(|t| t > now) {
@@ -629,6 +720,7 @@ impl Supervisor {
                 slot,
                 candidate: Some(c),
                 deadline,
+                recycle,
             }) if deadline <= now => {
                 if let Some(w) = self.workers.get(&c).filter(|w| w.role == Role::Candidate) {
                     warn!(
@@ -643,6 +735,7 @@ impl Supervisor {
                     slot: slot + 1,
                     candidate: None,
                     deadline,
+                    recycle,
                 });
             }
             Some(Current::ScaleDown {

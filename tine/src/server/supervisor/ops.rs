@@ -1,22 +1,26 @@
-//! The operations that span several events: rolling restart, scale-up
-//! (with its binds) and scale-down (with its hand-over), each driven
-//! forward by `Supervisor::drive` as workers report `READY` or exit.
+//! The operations that span several events: rolling restart (and
+//! recycling, a rolling restart of one slot), scale-up (with its binds)
+//! and scale-down (with its hand-over), each driven forward by
+//! `Supervisor::drive` as workers report `READY` or exit.
 
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use log::{error, info, warn};
+use log::{debug, error, info, warn};
 
-use super::{Action, Command, Mode, Role, Slot, Socket, Supervisor, WorkerId};
+use super::{Action, Command, Mode, Role, Slot, Socket, Supervisor, WorkerId, RECYCLE_RETRY};
 
 /// The operation under way (at most one; others wait in `ops`).
 #[derive(Debug)]
 pub(super) enum Current {
     /// Replacing slot `slot`'s worker by `candidate` (none yet: fork one).
+    /// A rolling restart goes through every slot; a recycle (`recycle`:
+    /// the worker to replace) only through that worker's slot.
     Reload {
         slot: usize,
         candidate: Option<WorkerId>,
         deadline: Instant,
+        recycle: Option<WorkerId>,
     },
     /// Waiting for `Event::Bound` answers.
     ScaleUp {
@@ -134,6 +138,19 @@ impl Supervisor {
                 Some(Current::Reload {
                     slot,
                     candidate: None,
+                    recycle: Some(old),
+                    ..
+                }) => {
+                    if !self.recycle_step(slot, old, now, out) {
+                        self.current = None;
+                        continue;
+                    }
+                    return;
+                }
+                Some(Current::Reload {
+                    slot,
+                    candidate: None,
+                    recycle: None,
                     ..
                 }) => {
                     if slot >= self.slots.len() {
@@ -146,6 +163,7 @@ impl Supervisor {
                         slot: slot + 1,
                         candidate: None,
                         deadline: now,
+                        recycle: None,
                     };
                     if s.removing || s.worker.is_none() {
                         // A slot waiting for its respawn gets a new worker anyway.
@@ -157,6 +175,7 @@ impl Supervisor {
                         slot,
                         candidate: Some(c),
                         deadline: now + self.ready_timeout,
+                        recycle: None,
                     });
                     return;
                 }
@@ -164,11 +183,13 @@ impl Supervisor {
                     slot,
                     candidate: Some(c),
                     deadline,
+                    recycle,
                 }) => {
                     let next = Current::Reload {
                         slot: slot + 1,
                         candidate: None,
                         deadline,
+                        recycle,
                     };
                     let Some(cw) = self.workers.get(&c) else {
                         // Its fork failed or it died before READY (logged).
@@ -272,6 +293,57 @@ impl Supervisor {
         }
     }
 
+    /// One turn of a recycle of worker `old` at `slot`: forks its
+    /// replacement and returns `true` (wait for it) if `old` is still its
+    /// slot's current worker and has not been replaced yet; otherwise the
+    /// recycle is over (`false`), and if `old` is still serving, its
+    /// replacement failed: it is tried again after [`RECYCLE_RETRY`].
+    fn recycle_step(
+        &mut self,
+        slot: usize,
+        old: WorkerId,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let Some(w) = self.workers.get_mut(&old) else {
+            return false;
+        };
+        let current = w.role == Role::Current
+            && self
+                .slots
+                .get(w.slot)
+                .is_some_and(|s| s.worker == Some(old) && !s.removing);
+        let pid = w.pid.unwrap_or(0);
+        if !current {
+            debug!(
+                "worker {} (pid {pid}) was replaced before its recycle",
+                w.slot
+            );
+            return false;
+        }
+        if slot != w.slot {
+            // Its replacement died, could not be forked or was never ready.
+            warn!(
+                "recycling worker {} (pid {pid}) failed; keeping it, trying again in {:?}",
+                w.slot, RECYCLE_RETRY
+            );
+            w.recycle_retry = Some(now + RECYCLE_RETRY);
+            return false;
+        }
+        info!(
+            "recycling worker {slot} (pid {pid}): {}; starting its replacement",
+            w.recycle.as_deref().unwrap_or("asked")
+        );
+        let c = self.fork(slot, Role::Candidate, "recycle", now, out);
+        self.current = Some(Current::Reload {
+            slot,
+            candidate: Some(c),
+            deadline: now + self.ready_timeout,
+            recycle: Some(old),
+        });
+        true
+    }
+
     fn start_op(&mut self, op: Command, now: Instant, out: &mut Vec<Action>) {
         match op {
             Command::Reload => {
@@ -280,7 +352,18 @@ impl Supervisor {
                     slot: 0,
                     candidate: None,
                     deadline: now,
+                    recycle: None,
                 });
+            }
+            Command::Recycle(old) => {
+                if let Some(w) = self.workers.get(&old) {
+                    self.current = Some(Current::Reload {
+                        slot: w.slot,
+                        candidate: None,
+                        deadline: now,
+                        recycle: Some(old),
+                    });
+                }
             }
             Command::ScaleUp => self.start_scale_up(now, out),
             Command::ScaleDown => self.start_scale_down(now, out),

@@ -642,3 +642,207 @@ fn a_scale_up_whose_bind_fails_changes_nothing() {
     sim.command(Command::ScaleUp);
     assert_eq!(sim.one_fork().slot, 2);
 }
+
+impl Sim {
+    fn recycle(&mut self, pid: i32, reason: &str) {
+        let worker = self.workers[&pid];
+        self.feed(Event::Recycle {
+            worker,
+            reason: reason.into(),
+        });
+    }
+}
+
+#[test]
+fn a_recycle_replaces_only_that_slot_once_its_replacement_is_ready() {
+    let mut sim = Sim::ready(2);
+    let (old0, old1) = (sim.pid_of(0), sim.pid_of(1));
+    sim.recycle(old1, "served 1000 responses");
+    let c1 = sim.one_fork();
+    assert_eq!((c1.slot, c1.accept.clone()), (1, vec![1]));
+    assert!(sim.take().is_empty(), "nobody is stopped before READY");
+    // Asking again while it is under way changes nothing.
+    sim.recycle(old1, "served 1001 responses");
+    assert!(sim.sup.ops.is_empty());
+    sim.ready_pid(c1.pid);
+    assert_eq!(sim.take(), [term(old1)]);
+    assert!(sim.sup.current.is_none());
+    assert!(sim.take_forks().is_empty(), "slot 0 is left alone");
+    assert_eq!((sim.pid_of(0), sim.pid_of(1)), (old0, c1.pid));
+    // A retiring worker asking again is ignored; its exit is expected.
+    sim.recycle(old1, "served 1002 responses");
+    sim.exit(old1, "exit status 0");
+    sim.advance(GRACE * 2);
+    assert!(sim.take_forks().is_empty());
+    assert!(sim.take().is_empty());
+    assert_eq!(sim.sup.next_deadline(), None);
+}
+
+#[test]
+fn recycles_run_one_at_a_time_in_arrival_order() {
+    let mut sim = Sim::ready(3);
+    let (old0, old2) = (sim.pid_of(0), sim.pid_of(2));
+    sim.recycle(old2, "memory");
+    sim.recycle(old0, "memory");
+    sim.recycle(old2, "memory again");
+    let c2 = sim.one_fork();
+    assert_eq!(c2.slot, 2);
+    assert_eq!(sim.sup.ops.len(), 1, "slot 0 waits, slot 2 queued once");
+    sim.ready_pid(c2.pid);
+    assert_eq!(sim.take(), [term(old2)]);
+    let c0 = sim.one_fork();
+    assert_eq!(c0.slot, 0);
+    sim.ready_pid(c0.pid);
+    assert_eq!(sim.take(), [term(old0)]);
+    assert!(sim.sup.current.is_none() && sim.sup.ops.is_empty());
+}
+
+#[test]
+fn a_recycle_queued_behind_a_reload_is_dropped_when_the_reload_replaced_the_worker() {
+    let mut sim = Sim::ready(2);
+    let (old0, old1) = (sim.pid_of(0), sim.pid_of(1));
+    sim.command(Command::Reload);
+    let c0 = sim.one_fork();
+    sim.recycle(old1, "served 1000 responses");
+    assert!(sim.take_forks().is_empty(), "the reload goes first");
+    sim.ready_pid(c0.pid);
+    assert_eq!(sim.take(), [term(old0)]);
+    let c1 = sim.one_fork();
+    assert_eq!(c1.slot, 1);
+    sim.ready_pid(c1.pid);
+    assert_eq!(sim.take(), [term(old1)]);
+    // The recycle's worker is gone from its slot: nothing more is forked.
+    assert!(sim.take_forks().is_empty());
+    assert!(sim.sup.current.is_none() && sim.sup.ops.is_empty());
+    assert_eq!((sim.pid_of(0), sim.pid_of(1)), (c0.pid, c1.pid));
+}
+
+#[test]
+fn a_reload_queued_behind_a_recycle_waits_for_it() {
+    let mut sim = Sim::ready(2);
+    let old1 = sim.pid_of(1);
+    sim.recycle(old1, "memory");
+    let r1 = sim.one_fork();
+    sim.command(Command::Reload);
+    assert!(sim.take_forks().is_empty());
+    sim.ready_pid(r1.pid);
+    assert_eq!(sim.take(), [term(old1)]);
+    // Now the rolling restart starts at slot 0, and replaces r1 too.
+    let c0 = sim.one_fork();
+    assert_eq!(c0.slot, 0);
+}
+
+#[test]
+fn no_recycle_during_a_stop() {
+    let mut sim = Sim::ready(2);
+    let (old0, old1) = (sim.pid_of(0), sim.pid_of(1));
+    // One under way, one queued, then a stop cancels both.
+    sim.recycle(old0, "memory");
+    let c0 = sim.one_fork();
+    sim.recycle(old1, "memory");
+    sim.command(Command::Stop);
+    let mut stopped = sim.take();
+    stopped.sort_by_key(|a| format!("{a:?}"));
+    let mut want = vec![term(old0), term(old1), term(c0.pid)];
+    want.sort_by_key(|a| format!("{a:?}"));
+    assert_eq!(stopped, want);
+    assert!(sim.sup.ops.is_empty());
+    // A request arriving now is ignored, and READY changes nothing.
+    sim.recycle(old1, "memory");
+    sim.ready_pid(c0.pid);
+    assert!(sim.sup.ops.is_empty() && sim.sup.current.is_none());
+    assert!(sim.sup.serving().is_empty());
+    for pid in [old0, old1, c0.pid] {
+        sim.exit(pid, "exit status 0");
+    }
+    assert!(sim.take_forks().is_empty());
+    assert_eq!(sim.take(), [Action::Exit(0)]);
+}
+
+#[test]
+fn a_recycle_whose_replacement_is_never_ready_keeps_the_old_worker_and_retries() {
+    let mut sim = Sim::ready(2);
+    let old1 = sim.pid_of(1);
+    sim.recycle(old1, "memory");
+    let c1 = sim.one_fork();
+    assert_eq!(sim.sup.next_deadline(), Some(sim.now + READY));
+    sim.advance(READY);
+    assert_eq!(sim.take(), [term(c1.pid)]);
+    assert_eq!(sim.pid_of(1), old1, "the old worker keeps serving");
+    assert!(sim.sup.current.is_none());
+    // It is not watched meanwhile (its recycle is pending), and is tried
+    // again after RECYCLE_RETRY, not before.
+    assert!(sim.sup.serving().iter().all(|&(_, _, pid)| pid != old1));
+    sim.exit(c1.pid, "exit status 0");
+    assert_eq!(sim.sup.next_deadline(), Some(sim.now + RECYCLE_RETRY));
+    sim.advance(RECYCLE_RETRY - Duration::from_millis(1));
+    assert!(sim.take_forks().is_empty());
+    sim.advance(Duration::from_millis(1));
+    let again = sim.one_fork();
+    assert_eq!(again.slot, 1);
+    sim.ready_pid(again.pid);
+    assert_eq!(sim.take(), [term(old1)]);
+    assert_eq!(sim.pid_of(1), again.pid);
+}
+
+#[test]
+fn a_recycle_whose_replacement_dies_or_cannot_fork_is_retried() {
+    let mut sim = Sim::ready(1);
+    let old = sim.pid_of(0);
+    sim.fork_plan = [false, true, false].into();
+    sim.recycle(old, "memory");
+    let c = sim.one_fork();
+    sim.exit(c.pid, "exit status 1");
+    assert!(sim.take().is_empty(), "the old worker is kept");
+    assert_eq!(sim.pid_of(0), old);
+    // The retry's fork fails: kept again, retried again.
+    sim.advance(RECYCLE_RETRY);
+    assert!(sim.take_forks().is_empty());
+    assert_eq!(sim.pid_of(0), old);
+    sim.advance(RECYCLE_RETRY);
+    let c = sim.one_fork();
+    sim.ready_pid(c.pid);
+    assert_eq!(sim.take(), [term(old)]);
+}
+
+#[test]
+fn a_worker_that_dies_while_its_recycle_is_queued_is_respawned_not_recycled() {
+    let mut sim = Sim::ready(2);
+    let (old0, old1) = (sim.pid_of(0), sim.pid_of(1));
+    sim.recycle(old0, "memory");
+    let c0 = sim.one_fork();
+    sim.recycle(old1, "memory");
+    sim.exit(old1, "killed by SIGSEGV");
+    sim.ready_pid(c0.pid);
+    // Slot 1's queue was lent to old0, then to its replacement.
+    let c0_id = sim.workers[&c0.pid];
+    assert_eq!(
+        sim.take(),
+        [
+            adopt(&sim, old0, 1),
+            term(old0),
+            Action::Adopt {
+                worker: c0_id,
+                socket: 1
+            }
+        ]
+    );
+    // Slot 1's queued recycle is dropped; its respawn comes after the backoff.
+    assert!(sim.take_forks().is_empty());
+    sim.advance(BACKOFF_MIN);
+    let r = sim.one_fork();
+    assert_eq!(r.slot, 1);
+}
+
+#[test]
+fn serving_lists_ready_current_workers_not_due_for_recycling() {
+    let mut sim = Sim::ready(2);
+    let (old0, old1) = (sim.pid_of(0), sim.pid_of(1));
+    let pids = |sim: &Sim| -> Vec<i32> { sim.sup.serving().iter().map(|s| s.2).collect() };
+    assert_eq!(pids(&sim), [old0, old1]);
+    sim.recycle(old0, "memory");
+    let c0 = sim.one_fork();
+    assert_eq!(pids(&sim), [old1], "the candidate is not ready yet");
+    sim.ready_pid(c0.pid);
+    assert_eq!(pids(&sim), [c0.pid, old1]);
+}

@@ -1,0 +1,104 @@
+//! Worker recycling end to end: `hello` workers replaced after their share
+//! of requests (`--max-requests`) or past a memory limit
+//! (`--max-worker-memory`), under client load, without a failed request
+//! or a reset connection.
+// The load summary is printed (see it with `--nocapture`).
+#![allow(clippy::print_stdout)]
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use testkit::load::{Load, LoadReport};
+use testkit::procs::{heavy, ServerTree};
+use testkit::wait_until;
+
+const HELLO: &str = env!("CARGO_BIN_EXE_hello");
+
+/// Bound of the waits for the processes to reach a state.
+const T: Duration = Duration::from_secs(30);
+
+fn check(rep: &LoadReport, what: &str) {
+    println!(
+        "{what}: {} ok ({} fresh, {} kept-alive over {} connections), {} failed, {} resets; {} pids",
+        rep.ok,
+        rep.fresh,
+        rep.kept_alive,
+        rep.keep_alive_connections,
+        rep.failed,
+        rep.resets,
+        rep.by_pid.len()
+    );
+    assert_eq!(rep.failed, 0, "{what}: failures {:?}", rep.errors);
+    assert_eq!(rep.resets, 0, "{what}: resets {:?}", rep.errors);
+}
+
+#[test]
+fn max_requests_recycles_workers_under_load_without_a_failure() {
+    let _g = heavy();
+    let s = ServerTree::start_workers(
+        HELLO,
+        2,
+        &["--max-requests", "150", "--max-requests-jitter", "30"],
+    );
+    let first = s.wait_ready(2, T);
+    // 3 threads with a fresh connection per request, 3 reusing connections.
+    let load = Load::start(s.addr(), 3, 3, 100_000, Duration::from_secs(60));
+    let recycled = "served ";
+    assert!(
+        wait_until(Duration::from_secs(60), || load.done() >= 5000
+            && s.stderr().matches("replaced (pid").count() >= 20),
+        "not 5000 requests and 20 recycles: {} requests\n{}",
+        load.done(),
+        s.stderr()
+    );
+    let rep = load.finish();
+    check(&rep, "max_requests under load");
+    assert!(rep.ok >= 5000, "{rep:?}");
+    assert!(rep.fresh >= 1000 && rep.kept_alive >= 1000, "{rep:?}");
+    let log = s.stderr();
+    // The master logs who is recycled, why, and the count.
+    assert!(
+        log.contains("to be recycled: served ") && log.contains("responses (max_requests)"),
+        "{log}"
+    );
+    assert!(log.matches(recycled).count() >= 20);
+    // Distinct workers answered: at least the 20 replacements' worth.
+    assert!(rep.by_pid.len() >= 20, "{:?}", rep.by_pid);
+    assert!(rep.by_pid.keys().any(|p| first.contains(p)));
+    // With jitter the limits differ: no worker served far past its limit
+    // of at most 180 (a recycle waits for its replacement's READY).
+    assert!(rep.by_pid.values().all(|&n| n < 1000), "{:?}", rep.by_pid);
+    // Two workers serve at the end, none of the first ones.
+    let now = s.wait_count(2, T);
+    assert!(now.is_disjoint(&first));
+    s.stop(Duration::from_secs(20));
+}
+
+#[test]
+fn max_worker_memory_recycles_a_leaking_worker_without_a_failure() {
+    let _g = heavy();
+    // 64 MiB of private memory per worker; a fresh hello worker has a few.
+    let s = ServerTree::start_workers(HELLO, 2, &["--max-worker-memory", "67108864"]);
+    let first = s.wait_ready(2, T);
+    let load = Load::start(s.addr(), 2, 2, 100_000, Duration::from_secs(60));
+    assert!(load.wait_done(300, Duration::from_secs(10)));
+    // Leak 80 MiB in whichever worker answers.
+    let mut c = testkit::Client::connect(s.addr());
+    c.send(b"POST /leak?kb=81920 HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let log = s.wait_log("over max_worker_memory 64.0 MiB", T);
+    assert!(log.contains("private memory"), "{log}");
+    s.wait_log("replaced (pid", T);
+    let now: BTreeSet<i32> = s.wait_children(T, "a replaced worker", |c| {
+        c.len() == 2 && !c.is_subset(&first)
+    });
+    assert_eq!(now.intersection(&first).count(), 1, "only the leaking one");
+    let at = load.done();
+    assert!(load.wait_done(at + 500, Duration::from_secs(20)));
+    let rep = load.finish();
+    check(&rep, "max_worker_memory under load");
+    // The replacement is small again: nobody is recycled a second time.
+    assert_eq!(s.stderr().matches("to be recycled").count(), 1);
+    s.stop(Duration::from_secs(20));
+}
