@@ -398,6 +398,23 @@ impl App {
         self
     }
 
+    /// Writes the serving process's pid (the master's with workers > 1) to
+    /// `path` once its address is bound ([`bind`](App::bind),
+    /// [`serve`](App::serve)), and removes the file when the server is
+    /// done ([`Server::run`] returned, or the server was dropped), if the
+    /// file still holds that pid. A path that cannot be written makes
+    /// `bind` fail, before serving, with an error naming it. The file is replaced atomically (written aside, then
+    /// renamed), so a reader never sees a partial pid. A process killed
+    /// with `SIGKILL` leaves it behind, like any pid file.
+    ///
+    /// ```
+    /// let app = tine::App::new().workers(4).pid_file("/run/app.pid");
+    /// ```
+    pub fn pid_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.config.pid_file = Some(path.into());
+        self
+    }
+
     /// Joins an existing `SO_REUSEPORT` group on the address on purpose.
     /// By default a master refuses to start when another process already
     /// listens there, rather than silently sharing its traffic.

@@ -122,6 +122,14 @@ impl Limits {
     /// process stops accepting (connections wait in the kernel's queue)
     /// until a slot frees; it never fails with `EMFILE`.
     ///
+    /// Each connection is a file descriptor, and the usual soft open-file
+    /// limit is 1,024. So at start-up the master (or the single process)
+    /// raises its soft `RLIMIT_NOFILE` to the hard limit (workers inherit
+    /// it), and logs a warning if that still cannot hold `max_connections`
+    /// plus the listeners and 64 more descriptors (event loop, control
+    /// channel, Redis, static files being sent). Raise the hard limit with
+    /// `ulimit -Hn` or systemd's `LimitNOFILE=`, or lower this setting.
+    ///
     /// ```
     /// let limits = tine::Limits::default().max_connections(1_000);
     /// ```

@@ -111,6 +111,9 @@ struct Args {
     /// Recycle a worker whose private memory passes this many bytes (Linux).
     #[arg(long)]
     max_worker_memory: Option<u64>,
+    /// Write the master's (or single process's) pid here; removed on exit.
+    #[arg(long)]
+    pid_file: Option<std::path::PathBuf>,
     /// Text answered by GET /version (to tell two builds or runs apart).
     #[arg(long)]
     version_tag: Option<String>,
@@ -339,6 +342,9 @@ fn main() -> ExitCode {
     }
     if let Some(bytes) = args.max_worker_memory {
         app = app.max_worker_memory(bytes);
+    }
+    if let Some(path) = &args.pid_file {
+        app = app.pid_file(path);
     }
     if let Some(ms) = args.graceful_timeout_ms {
         app = app.graceful_timeout(Duration::from_millis(ms));

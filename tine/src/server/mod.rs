@@ -10,6 +10,8 @@ pub(crate) mod control;
 mod event_loop;
 mod listener;
 mod master;
+mod nofile;
+mod pidfile;
 mod recycle;
 mod supervisor;
 mod sys;
@@ -68,6 +70,8 @@ pub struct Server {
     listeners: Vec<std::net::TcpListener>,
     addr: SocketAddr,
     workers: usize,
+    /// Removed when the server is dropped (after `run`).
+    _pid_file: Option<pidfile::PidFile>,
 }
 
 impl fmt::Debug for Server {
@@ -95,6 +99,8 @@ pub(crate) struct ServerConfig {
     pub(crate) max_requests_jitter: u64,
     /// Private memory (bytes) past which a worker is recycled.
     pub(crate) max_worker_memory: Option<u64>,
+    /// Where the master (or single process) writes its pid.
+    pub(crate) pid_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -109,6 +115,7 @@ impl Default for ServerConfig {
             max_requests: None,
             max_requests_jitter: 0,
             max_worker_memory: None,
+            pid_file: None,
         }
     }
 }
@@ -147,12 +154,17 @@ impl Server {
             vec![listener::bind_single(addr, listener::BACKLOG)?]
         };
         let addr = listeners[0].local_addr()?;
+        let _pid_file = match &config.pid_file {
+            Some(path) => Some(pidfile::PidFile::create(path)?),
+            None => None,
+        };
         Ok(Server {
             service,
             config,
             listeners,
             addr,
             workers,
+            _pid_file,
         })
     }
 
@@ -173,12 +185,14 @@ impl Server {
     /// threads.
     pub fn run(self) -> io::Result<()> {
         handler::install_panic_hook();
+        nofile::raise(self.config.limits.max_connections, self.listeners.len());
         let Server {
             mut service,
             config,
             listeners,
             addr,
             workers,
+            _pid_file,
         } = self;
         if workers <= 1 {
             log::info!("listening on http://{addr} (single process)");

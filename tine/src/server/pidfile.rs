@@ -1,0 +1,111 @@
+//! The pid file of [`App::pid_file`](crate::App::pid_file): written by
+//! the master (or the single serving process) when it binds, removed when
+//! the [`Server`](super::Server) is done (dropped), but only if the file
+//! still holds its own pid (another instance may have taken the path over
+//! meanwhile). Forked workers never remove it: they exit without dropping
+//! the master's state, and the pid check would stop them anyway.
+
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+/// A pid file this process wrote.
+#[derive(Debug)]
+pub(crate) struct PidFile {
+    path: PathBuf,
+    pid: u32,
+}
+
+impl PidFile {
+    /// Writes this process's pid and a newline to `path`, through a
+    /// temporary file renamed over it, so that a reader never sees a
+    /// partial file. The error names the path.
+    pub(crate) fn create(path: &Path) -> io::Result<PidFile> {
+        let pid = std::process::id();
+        let named = |e: io::Error| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot write the pid file {}: {e}", path.display()),
+            )
+        };
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".{pid}.tmp"));
+        let tmp = PathBuf::from(tmp);
+        let written = std::fs::File::create(&tmp)
+            .and_then(|mut f| f.write_all(format!("{pid}\n").as_bytes()))
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(named(e));
+        }
+        Ok(PidFile {
+            path: path.to_owned(),
+            pid,
+        })
+    }
+
+    /// Removes the file if it still holds this process's pid.
+    fn remove(&self) {
+        if self.pid != std::process::id() {
+            return; // a forked child: the file is not its own
+        }
+        let holds_ours = std::fs::read_to_string(&self.path)
+            .is_ok_and(|text| text.trim().parse::<u32>().ok() == Some(self.pid));
+        if holds_ours {
+            if let Err(e) = std::fs::remove_file(&self.path) {
+                log::warn!("cannot remove the pid file {}: {e}", self.path.display());
+            }
+        } else {
+            log::info!(
+                "pid file {} no longer holds pid {}: left in place",
+                self.path.display(),
+                self.pid
+            );
+        }
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_with_our_pid_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.pid");
+        let f = PidFile::create(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, format!("{}\n", std::process::id()));
+        // Written over an older file, with no temporary file left.
+        let again = PidFile::create(&path).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        drop(again);
+        assert!(!path.exists());
+        drop(f); // already gone: nothing to do
+    }
+
+    #[test]
+    fn a_file_taken_over_by_another_pid_is_left_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.pid");
+        let f = PidFile::create(&path).unwrap();
+        std::fs::write(&path, "1\n").unwrap();
+        drop(f);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "1\n");
+    }
+
+    #[test]
+    fn an_unwritable_path_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing").join("app.pid");
+        let err = PidFile::create(&path).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("cannot write the pid file"), "{msg}");
+        assert!(msg.contains(&path.display().to_string()), "{msg}");
+    }
+}
