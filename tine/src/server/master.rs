@@ -22,6 +22,15 @@
 //!   the kernel socket, which the master still holds) and finishes its
 //!   in-flight connections. The queue is never without an acceptor, and
 //!   there are never fewer than `n` workers accepting.
+//! * **Recycling** (`max_requests`, `max_worker_memory`): a worker past its
+//!   request count says so with [`RECYCLE`](control::RECYCLE); the master
+//!   reads each serving worker's private memory every second (see
+//!   `recycle.rs`). Either way the worker is replaced like one step of a
+//!   rolling restart: its replacement shares its queue and accepts first,
+//!   then the old worker drains. One recycle runs at a time, queued with
+//!   the other operations; the log names the worker, the reason and the
+//!   measured value (`worker 1 (pid 4242) to be recycled: private memory
+//!   80.4 MiB over max_worker_memory 64.0 MiB`).
 //! * **Scale-down (`SIGTTOU`)**: the last slot's listeners are handed to a
 //!   surviving worker with [`ADOPT`](control::ADOPT); only after that worker
 //!   confirms (it answers `READY`) does the removed worker get `SIGTERM`.

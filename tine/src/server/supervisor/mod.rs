@@ -636,6 +636,9 @@ impl Supervisor {
         for slot in &mut self.slots {
             slot.respawn_at = None;
         }
+        for w in self.workers.values_mut() {
+            w.recycle_retry = None;
+        }
         let ids: Vec<WorkerId> = self.workers.keys().copied().collect();
         if graceful {
             info!(

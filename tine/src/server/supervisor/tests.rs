@@ -846,3 +846,20 @@ fn serving_lists_ready_current_workers_not_due_for_recycling() {
     sim.ready_pid(c0.pid);
     assert_eq!(pids(&sim), [c0.pid, old1]);
 }
+
+#[test]
+fn a_stop_cancels_a_recycle_waiting_for_its_retry() {
+    let mut sim = Sim::ready(1);
+    let old = sim.pid_of(0);
+    sim.recycle(old, "memory");
+    let c = sim.one_fork();
+    sim.exit(c.pid, "exit status 1");
+    assert_eq!(sim.sup.next_deadline(), Some(sim.now + RECYCLE_RETRY));
+    sim.command(Command::Stop);
+    assert_eq!(sim.take(), [term(old)]);
+    // Only the graceful deadline is left: no retry to wake up for.
+    assert_eq!(sim.sup.next_deadline(), Some(sim.now + GRACE));
+    sim.advance(RECYCLE_RETRY);
+    assert!(sim.take_forks().is_empty());
+    assert!(sim.sup.ops.is_empty());
+}
