@@ -98,7 +98,33 @@ fn max_worker_memory_recycles_a_leaking_worker_without_a_failure() {
     assert!(load.wait_done(at + 500, Duration::from_secs(20)));
     let rep = load.finish();
     check(&rep, "max_worker_memory under load");
+    // The load reached the leaking worker, its replacement and the other.
+    let leaker = *first.difference(&now).next().expect("the replaced worker");
+    assert!(rep.by_pid.contains_key(&leaker), "{:?}", rep.by_pid);
+    assert_eq!(rep.by_pid.len(), 3, "{:?}", rep.by_pid);
     // The replacement is small again: nobody is recycled a second time.
     assert_eq!(s.stderr().matches("to be recycled").count(), 1);
     s.stop(Duration::from_secs(20));
+}
+
+#[test]
+fn a_single_process_ignores_recycling_limits_with_a_warning() {
+    let s = ServerTree::start(
+        HELLO,
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--max-requests",
+            "5",
+            "--max-worker-memory",
+            "1048576",
+        ],
+    );
+    s.wait_log("need workers > 1", T);
+    let pid = s.pid();
+    for _ in 0..20 {
+        assert_eq!(testkit::get(s.addr(), "/pid").text(), pid.to_string());
+    }
+    assert!(!s.stderr().contains("asking the master"), "{}", s.stderr());
+    s.stop(T);
 }
