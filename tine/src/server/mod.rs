@@ -11,6 +11,7 @@ mod event_loop;
 mod listener;
 mod master;
 mod redis;
+mod signals;
 mod supervisor;
 mod sys;
 mod timer;
@@ -62,6 +63,8 @@ pub fn worker() -> WorkerInfo {
 pub struct Server {
     app: App,
     listeners: Vec<std::net::TcpListener>,
+    /// How the workers share `listeners` (with several workers).
+    mode: listener::Mode,
     addr: SocketAddr,
     workers: usize,
 }
@@ -99,15 +102,20 @@ impl Server {
             // Fail at start-up, in one place, rather than in every worker.
             redis::parse_url(url)?;
         }
-        let listeners = if workers > 1 {
-            listener::bind_reuseport_group(addr, workers, listener::BACKLOG, app.join_existing)?
+        let (listeners, mode) = if workers > 1 {
+            let mode = listener::workers_mode()?;
+            let bound =
+                listener::bind_workers(addr, mode, workers, listener::BACKLOG, app.join_existing)?;
+            (bound.sockets, mode)
         } else {
-            vec![listener::bind_single(addr, listener::BACKLOG)?]
+            let single = listener::bind_single(addr, listener::BACKLOG)?;
+            (vec![single], listener::Mode::Shared)
         };
         let addr = listeners[0].local_addr()?;
         Ok(Server {
             app,
             listeners,
+            mode,
             addr,
             workers,
         })
@@ -133,6 +141,7 @@ impl Server {
         let Server {
             mut app,
             listeners,
+            mode,
             addr,
             workers,
         } = self;
@@ -145,13 +154,17 @@ impl Server {
                 .collect();
             return event_loop::EventLoop::new(app, listeners, &[0], None)?.run();
         }
-        log::info!("listening on http://{addr} with {workers} workers");
+        let sharing = match mode {
+            listener::Mode::ReusePort => "a reuseport listener each",
+            listener::Mode::Shared => "one shared listener",
+        };
+        log::info!("listening on http://{addr} with {workers} workers ({sharing})");
         WORKER_COUNT.store(workers, Ordering::Relaxed);
         let config = master_config(&app, workers);
         let mut app = Some(app);
         let bound = listener::Bound {
             addr,
-            mode: listener::Mode::ReusePort,
+            mode,
             sockets: listeners,
         };
         let code = master::run_master(vec![bound], config, &mut |start| {
