@@ -307,7 +307,15 @@ impl ServerTree {
     /// uncoloured; `TINE_WORKERS` is removed so `--workers` applies. Core
     /// dumps are disabled in the test process (and so in its children):
     /// `SIGQUIT` before the master takes its signals over would dump one.
+    /// The rest of the environment is inherited (so the whole suite can be
+    /// run with, say, `TINE_PORTABLE_SIGNALS=1`).
     pub fn spawn(bin: &str, args: &[&str]) -> ServerTree {
+        ServerTree::spawn_env(bin, args, &[])
+    }
+
+    /// [`ServerTree::spawn`] with `env` (name, value) added to the
+    /// environment of the server.
+    pub fn spawn_env(bin: &str, args: &[&str], env: &[(&str, &str)]) -> ServerTree {
         let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
         let tag = unique_tag();
         let start = Instant::now();
@@ -317,6 +325,7 @@ impl ServerTree {
             .env("RUST_LOG", "info")
             .env("RUST_LOG_STYLE", "never")
             .env_remove("TINE_WORKERS")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -344,7 +353,17 @@ impl ServerTree {
     /// for its `listening on http://ADDR` line; `Err((status, stderr))` if
     /// it exits first.
     pub fn try_start(bin: &str, args: &[&str]) -> Result<ServerTree, (ExitStatus, String)> {
-        let mut tree = ServerTree::spawn(bin, args);
+        ServerTree::try_start_env(bin, args, &[])
+    }
+
+    /// [`ServerTree::try_start`] with `env` added to the server's
+    /// environment.
+    pub fn try_start_env(
+        bin: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<ServerTree, (ExitStatus, String)> {
+        let mut tree = ServerTree::spawn_env(bin, args, env);
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if tree.listening().is_some() {
@@ -367,7 +386,12 @@ impl ServerTree {
     /// Starts `bin` with exactly `args`, panicking with its log if it exits
     /// before announcing its address.
     pub fn start(bin: &str, args: &[&str]) -> ServerTree {
-        ServerTree::try_start(bin, args)
+        ServerTree::start_env(bin, args, &[])
+    }
+
+    /// [`ServerTree::start`] with `env` added to the server's environment.
+    pub fn start_env(bin: &str, args: &[&str], env: &[(&str, &str)]) -> ServerTree {
+        ServerTree::try_start_env(bin, args, env)
             .unwrap_or_else(|(status, log)| panic!("{bin} exited early ({status}):\n{log}"))
     }
 

@@ -129,7 +129,9 @@ pub(crate) fn child_after_fork(master: Pid, signals: &[Signal]) -> bool {
     // Errors here cannot be reported anywhere useful yet; the worker still
     // notices a dead master through EOF on its control channel.
     if portable_signals() {
-        let _ = watch_parent(master);
+        if let Err(e) = watch_parent(master) {
+            log::warn!("cannot start the thread that watches the master: {e}");
+        }
     } else {
         let _ = reset_dispositions(signals);
         #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -149,7 +151,9 @@ pub(crate) const PARENT_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 ///
 /// Start it while the handled signals are blocked (right after the fork):
 /// the thread keeps that mask, so the process-directed `SIGTERM` is
-/// handled by the worker's main thread once it unblocks them.
+/// handled by the worker's main thread once it unblocks them. (On Linux,
+/// where it only runs with the diagnostic switch on, the thread counts
+/// against `RLIMIT_NPROC` like a process.)
 pub(crate) fn watch_parent(master: Pid) -> io::Result<()> {
     std::thread::Builder::new()
         .name("tine-parent-watch".to_owned())
