@@ -120,16 +120,27 @@ fn sleep(req: &Request) -> Result<Response, tine::Error> {
         .unwrap_or_default()
         .parse()
         .map_err(|_| tine::Error::bad_request("ms must be a number of milliseconds"))?;
-    // Handlers run on the process's main thread, whose name is the
-    // process's `comm`: an outside observer (a test about to signal the
-    // server) sees the request is being handled, not merely sent.
-    let name = nix::sys::prctl::get_name().ok();
-    let _ = nix::sys::prctl::set_name(c"sleeping");
-    std::thread::sleep(Duration::from_millis(ms.min(10_000)));
-    if let Some(name) = name {
-        let _ = nix::sys::prctl::set_name(&name);
-    }
+    named_sleeping(|| std::thread::sleep(Duration::from_millis(ms.min(10_000))));
     Ok(Response::text("slept"))
+}
+
+/// Runs `f` with the main thread named `sleeping`. Handlers run on the
+/// process's main thread, whose name is the process's `comm` on Linux: an
+/// outside observer (a test about to signal the server) sees the request
+/// is being handled, not merely sent. Elsewhere (no `prctl`) it just runs
+/// `f`.
+fn named_sleeping(f: impl FnOnce()) {
+    #[cfg(target_os = "linux")]
+    {
+        let name = nix::sys::prctl::get_name().ok();
+        let _ = nix::sys::prctl::set_name(c"sleeping");
+        f();
+        if let Some(name) = name {
+            let _ = nix::sys::prctl::set_name(&name);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    f();
 }
 
 fn stream(req: &Request) -> Result<Response, tine::Error> {
