@@ -386,7 +386,9 @@ impl App {
 
     /// Serves with `n` worker processes. With `n > 1`, [`serve`](App::serve)
     /// makes the calling process a supervising master that forks `n`
-    /// workers, each with its own `SO_REUSEPORT` listener and event loop;
+    /// workers, each with its own event loop and `SO_REUSEPORT` listener
+    /// (on macOS, whose `SO_REUSEPORT` does not balance, one listener
+    /// shared by all);
     /// `n <= 1` serves in the calling process, with no fork. The
     /// environment variable `TINE_WORKERS` (a number, or `auto` for the
     /// number of available cores) overrides this at start-up.

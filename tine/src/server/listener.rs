@@ -303,6 +303,47 @@ mod tests {
     }
 
     #[test]
+    fn the_mode_is_the_platforms_unless_overridden() {
+        let want = if cfg!(target_vendor = "apple") {
+            Mode::Shared
+        } else {
+            Mode::ReusePort
+        };
+        assert_eq!(platform_mode(), want);
+        assert_eq!(parse_mode("shared"), Some(Mode::Shared));
+        assert_eq!(parse_mode(" reuseport\n"), Some(Mode::ReusePort));
+        assert_eq!(parse_mode("REUSEPORT"), None);
+        assert_eq!(parse_mode(""), None);
+    }
+
+    #[test]
+    fn shared_mode_binds_one_plain_socket_for_every_worker() {
+        let bound = bind_workers(any(), Mode::Shared, 4, BACKLOG, false).unwrap();
+        assert_eq!(bound.mode, Mode::Shared);
+        assert_eq!(bound.sockets.len(), 1);
+        assert_eq!(bound.sockets[0].local_addr().unwrap(), bound.addr);
+        assert!(!is_reuse_port(&socket2::SockRef::from(&bound.sockets[0])));
+        // A second server is refused, in either mode.
+        for mode in [Mode::Shared, Mode::ReusePort] {
+            let err = bind_workers(bound.addr, mode, 2, BACKLOG, false).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{mode:?}");
+        }
+        let group = bind_workers(any(), Mode::ReusePort, 3, BACKLOG, false).unwrap();
+        assert_eq!((group.mode, group.sockets.len()), (Mode::ReusePort, 3));
+    }
+
+    #[test]
+    fn a_shared_socket_joins_an_existing_group_only_when_asked() {
+        let group = bind_workers(any(), Mode::ReusePort, 2, BACKLOG, false).unwrap();
+        let err = bind_workers(group.addr, Mode::Shared, 2, BACKLOG, false).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        let joined = bind_workers(group.addr, Mode::Shared, 2, BACKLOG, true).unwrap();
+        assert_eq!(joined.sockets.len(), 1);
+        assert_eq!(joined.addr, group.addr);
+        assert!(is_reuse_port(&socket2::SockRef::from(&joined.sockets[0])));
+    }
+
+    #[test]
     fn zero_listeners_is_an_error() {
         let err = bind_reuseport_group(any(), 0, BACKLOG, false).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);

@@ -9,11 +9,14 @@
 //!
 //! # Listeners without lost connections
 //!
-//! On Linux, closing a `SO_REUSEPORT` listener resets every connection
-//! waiting in its accept queue. So the master creates one reuseport listener
-//! per worker slot *before* forking and never closes any of them while it
+//! Closing a `SO_REUSEPORT` listener resets every connection waiting in
+//! its accept queue. So the master creates one reuseport listener per
+//! worker slot *before* forking and never closes any of them while it
 //! runs. Worker `k` inherits every listener fd and accepts on listener `k`
-//! ([`WorkerStart::active`]).
+//! ([`WorkerStart::active`]). (Where the kernel does not balance
+//! `SO_REUSEPORT` sockets, macOS, an address has one shared listener that
+//! every worker accepts on instead: see `listener.rs`. What follows is about
+//! reuseport listeners; a shared one needs no hand-over.)
 //!
 //! * **Rolling restart (`SIGHUP`)**: for one slot at a time, the replacement
 //!   is forked first; it inherits the same listener, so old and new share
@@ -50,12 +53,17 @@
 //! # Signals
 //!
 //! Before the first fork the master blocks [`HANDLED_SIGNALS`] with
-//! `sigprocmask` and keeps them blocked; it reads them from a signalfd in
-//! its mio loop and installs no handler at all, so no signal can arrive
-//! "too early". A forked worker resets their dispositions, asks for
-//! `SIGTERM` on the master's death (`PR_SET_PDEATHSIG`), checks the master is
-//! still its parent, and keeps the mask blocked until its own handlers are
-//! installed ([`worker_signals_ready`]).
+//! `sigprocmask`. On Linux it keeps them blocked and reads them from a
+//! signalfd in its mio loop, installing no handler at all, so no signal
+//! can arrive "too early". Elsewhere (and on Linux with
+//! `TINE_PORTABLE_SIGNALS=1`, a test and diagnostic switch) signal-hook's
+//! handlers feed a self-pipe the loop polls: they are installed while the
+//! signals are blocked, which are unblocked only then, and blocked again
+//! around every fork (see `signals.rs`). A forked worker makes sure it will
+//! not outlive the master (`PR_SET_PDEATHSIG`, or a thread watching its
+//! parent pid where that does not exist), checks the master is still its
+//! parent, and keeps the mask blocked until its own handlers are installed
+//! ([`worker_signals_ready`]).
 //!
 //! | signal to the master | effect |
 //! |---|---|
@@ -74,9 +82,11 @@
 //! `SIGTTIN` sent at once may count as one. Operations (`HUP`, `TTIN`,
 //! `TTOU`) run one after another, in arrival order.
 //!
-//! Workers never outlive the master: `PR_SET_PDEATHSIG` sends them
-//! `SIGTERM` when it dies (even by `SIGKILL`), and they also see EOF on their
-//! control channel.
+//! Workers never outlive the master: they see EOF on their control channel
+//! when it dies (even by `SIGKILL`), and get `SIGTERM` as well: from the
+//! kernel on Linux (`PR_SET_PDEATHSIG`), elsewhere from a thread of their
+//! own that notices they were re-parented (checked every 100 ms), which
+//! works even while the worker is busy in a handler.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
