@@ -1,6 +1,9 @@
 //! Life and death of `hello`'s worker processes, driven from outside (the
 //! test process never forks): graceful and immediate stops, crashes and
-//! respawns with backoff, the master's death, and signals racing start-up.
+//! respawns with backoff, the master's death, and signals racing start-up;
+//! and the routes of platforms without Linux's signalfd, `PR_SET_PDEATHSIG`
+//! and balancing `SO_REUSEPORT` (self-pipe signals, a parent watch, a
+//! shared listener), selected here by their switches.
 //!
 //! `hello`'s handlers are synchronous: a worker inside `/sleep` serves
 //! nothing else. Tests that need requests in flight on every worker
