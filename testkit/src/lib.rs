@@ -3,6 +3,7 @@
 //! that starts a server binary as a subprocess and drives it with signals.
 //! Everything talks to 127.0.0.1 only, with bounded waits.
 
+pub mod logs;
 pub mod ws;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -203,6 +204,20 @@ impl Client {
 /// One GET on a fresh connection.
 pub fn get(addr: SocketAddr, path: &str) -> Resp {
     Client::connect(addr).get(path)
+}
+
+/// GETs `path` and parses its body of `name value` lines (a diagnostic
+/// route such as `hello`'s `/pubsub/stats`) into a map.
+pub fn counters(addr: SocketAddr, path: &str) -> std::collections::BTreeMap<String, u64> {
+    let resp = get(addr, path);
+    assert_eq!(resp.status, 200, "{path}: {}", resp.text());
+    resp.text()
+        .lines()
+        .filter_map(|line| {
+            let (name, value) = line.split_once(' ')?;
+            Some((name.to_string(), value.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 /// A server binary running as a child process; killed when dropped.

@@ -218,6 +218,19 @@ pub fn listen_sockets(port: u16) -> usize {
         .count()
 }
 
+/// A `kB` field of `/proc/PID/status` (`VmRSS`, or `VmHWM`: the peak
+/// resident set), in KiB; 0 if the process or field is gone.
+pub fn status_kib(pid: i32, field: &str) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// Serializes, within one test binary, the tests that load the machine
 /// (client load, many start-ups) so timing-sensitive assertions of one do
 /// not suffer from another.

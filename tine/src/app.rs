@@ -4,30 +4,18 @@ use std::fmt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::{Method, StatusCode};
 
-use crate::handler::{self, After, Before, ErrorHandler, Handler};
 use crate::http::{Extensions, IntoResponse, Request, Response};
 use crate::limits::Limits;
 use crate::middleware::Cors;
-use crate::router::{Match, Pattern, Router};
-use crate::server::Server;
+use crate::server::{Server, ServerConfig};
+use crate::service::{Answer, Service};
 use crate::static_files::{self, Mount, Outcome, StaticConfig};
-use crate::ws::{handshake, WebSocket, WsConfig, WsEvent, WsHandler};
-
-/// A per-worker initialisation hook.
-pub(crate) type WorkerInit = Box<dyn Fn(&mut Extensions)>;
-
-/// What the server does with a request.
-pub(crate) enum Answer {
-    /// Send this response.
-    Response(Response),
-    /// Send this `101` and switch the connection to WebSocket.
-    Upgrade(Response, WsHandler),
-}
+use crate::ws::{WebSocket, WsConfig, WsEvent};
 
 /// A tine application: routes, middleware and settings.
 ///
@@ -51,21 +39,10 @@ pub(crate) enum Answer {
 ///     .unwrap();
 /// ```
 pub struct App {
-    pub(crate) router: Router<Handler>,
-    pub(crate) ws_router: Router<WsHandler>,
-    pub(crate) ws_config: WsConfig,
-    pub(crate) before: Vec<Before>,
-    pub(crate) after: Vec<After>,
-    pub(crate) error_handler: Option<ErrorHandler>,
-    pub(crate) limits: Limits,
-    pub(crate) log_requests: bool,
-    pub(crate) workers: usize,
-    pub(crate) graceful_timeout: Duration,
-    pub(crate) join_existing: bool,
-    pub(crate) worker_init: Vec<WorkerInit>,
-    pub(crate) redis_url: Option<String>,
-    /// What the worker-init hooks built, shared by every request.
-    pub(crate) state: Rc<Extensions>,
+    /// Routes, hooks and error pages: what answers requests.
+    service: Service,
+    /// Limits, workers and the other settings the server reads.
+    config: ServerConfig,
 }
 
 impl Default for App {
@@ -76,11 +53,12 @@ impl Default for App {
 
 impl fmt::Debug for App {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (before, after) = self.service.counts();
         f.debug_struct("App")
             .field("router", &"..")
-            .field("before", &self.before.len())
-            .field("after", &self.after.len())
-            .field("limits", &self.limits)
+            .field("before", &before)
+            .field("after", &after)
+            .field("limits", &self.config.limits)
             .finish()
     }
 }
@@ -103,20 +81,8 @@ impl App {
     /// An application with no routes and default [`Limits`].
     pub fn new() -> Self {
         App {
-            router: Router::default(),
-            ws_router: Router::default(),
-            ws_config: WsConfig::default(),
-            before: Vec::new(),
-            after: Vec::new(),
-            error_handler: None,
-            limits: Limits::default(),
-            log_requests: false,
-            workers: 1,
-            graceful_timeout: Duration::from_secs(30),
-            join_existing: false,
-            worker_init: Vec::new(),
-            redis_url: None,
-            state: Rc::new(Extensions::default()),
+            service: Service::default(),
+            config: ServerConfig::default(),
         }
     }
 
@@ -168,11 +134,7 @@ impl App {
         H: Fn(&Request) -> R + 'static,
         R: IntoResponse,
     {
-        let pattern = match Pattern::parse(pattern) {
-            Ok(p) => p,
-            Err(msg) => panic!("{msg}"),
-        };
-        self.router.add(
+        self.service.add_route(
             method,
             pattern,
             Box::new(move |req| handler(req).into_response()),
@@ -242,12 +204,7 @@ impl App {
     where
         F: Fn(&mut WebSocket<'_>, WsEvent) + 'static,
     {
-        let pattern = match Pattern::parse(pattern) {
-            Ok(p) => p,
-            Err(msg) => panic!("{msg}"),
-        };
-        self.ws_router
-            .add(Some(Method::GET), pattern, Rc::new(handler));
+        self.service.add_ws_route(pattern, Rc::new(handler));
         self
     }
 
@@ -263,53 +220,15 @@ impl App {
     /// let app = tine::App::new().redis("redis://127.0.0.1:6379");
     /// ```
     pub fn redis(mut self, url: &str) -> Self {
-        self.redis_url = Some(url.to_string());
+        self.config.redis_url = Some(url.to_string());
         self
     }
 
     /// Replaces the WebSocket settings ([`WsConfig`]).
     pub fn ws_config(mut self, config: WsConfig) -> Self {
-        self.ws_config = config;
+        self.service.set_ws_protocols(config.protocols.clone());
+        self.config.ws = config;
         self
-    }
-
-    /// Answers a request, or accepts it as a WebSocket upgrade.
-    pub(crate) fn answer(&self, req: &mut Request) -> Answer {
-        if !self.ws_router.is_empty() && handshake::is_upgrade(req) {
-            if let Match::Found(handler, params) = self.ws_router.find(req.method(), req.raw_path())
-            {
-                req.set_params(params);
-                let handler = handler.clone();
-                let mut early = None;
-                let ran = handler::catch(|| {
-                    for hook in &self.before {
-                        if let Some(res) = hook(req) {
-                            early = Some(res);
-                            return;
-                        }
-                    }
-                });
-                if ran.is_none() {
-                    return Answer::Response(
-                        self.error_response(Some(req), StatusCode::INTERNAL_SERVER_ERROR),
-                    );
-                }
-                let res = match early {
-                    Some(res) => res,
-                    None => match handshake::accept(req, &self.ws_config.protocols) {
-                        Ok(res) => return Answer::Upgrade(res, handler),
-                        Err(res) => *res,
-                    },
-                };
-                let page = if res.error_page {
-                    self.render_error_page(req, res)
-                } else {
-                    res
-                };
-                return Answer::Response(page);
-            }
-        }
-        Answer::Response(self.handle(req))
     }
 
     /// Adds a before-hook. Hooks run in registration order after routing
@@ -317,7 +236,11 @@ impl App {
     /// requests no route matches. A hook may add
     /// [extensions](Request::extensions_mut) or answer the request itself by
     /// returning `Some(response)`, which skips the later hooks and the
-    /// handler (after-hooks still run).
+    /// handler (after-hooks still run, and a [`Response::error`] is
+    /// rendered by the [`errors`](App::errors) handler, as from a handler).
+    /// Before-hooks run on WebSocket upgrade requests too; they do not run
+    /// on requests tine refuses before routing (malformed, over a limit,
+    /// timed out).
     ///
     /// ```
     /// use tine::{App, Request, Response, StatusCode};
@@ -332,13 +255,18 @@ impl App {
     where
         F: Fn(&mut Request) -> Option<Response> + 'static,
     {
-        self.before.push(Box::new(hook));
+        self.service.add_before(Box::new(hook));
         self
     }
 
-    /// Adds an after-hook, which maps every response the dispatcher
-    /// produces (handler answers, early answers of before-hooks, 404, 405,
-    /// 500), in registration order.
+    /// Adds an after-hook, which maps every response sent for a request,
+    /// in registration order: handler answers, early answers of
+    /// before-hooks, error pages (404, 405, 500, ...), refused WebSocket
+    /// upgrades, and the errors tine answers once a request line was read
+    /// (400, 408, 413, 431, ...: the hook sees the method, target and the
+    /// header lines that could be read, with an empty body). It does not
+    /// see an accepted upgrade's `101`. If an after-hook panics, the answer
+    /// is a plain 500 page without the after-hooks.
     ///
     /// ```
     /// use tine::{App, Request, Response};
@@ -348,14 +276,25 @@ impl App {
     where
         F: Fn(&Request, Response) -> Response + 'static,
     {
-        self.after.push(Box::new(hook));
+        self.service.add_after(Box::new(hook));
         self
     }
 
-    /// Replaces the plain-text error pages. The handler renders every error
-    /// status tine generates (400, 404, 405, 408, 413, 431, 500, ...); the
-    /// request is `None` when none could be parsed. tine keeps the
-    /// status and adds `Allow` to 405s.
+    /// Replaces the plain-text error pages. The handler renders error
+    /// pages: every error status tine generates (400, 404, 405, 408, 413,
+    /// 426, 431, 500 after a panic, ...) and every [`Response::error`],
+    /// [`Response::not_found`] or [`Response::bad_request`] a handler or
+    /// before-hook returns, on HTTP and WebSocket routes alike. Responses
+    /// with content of their own (`Response::text(..).with_status(404)`,
+    /// a bare `StatusCode`, a [`tine::Error`](crate::Error) whose message
+    /// is its body) are sent as they are. tine keeps the status and the
+    /// headers of the response being rendered (such as `Allow` on 405s).
+    ///
+    /// The request is what could be read of it (for a request refused as
+    /// malformed or over a limit: method, target and header lines, no
+    /// body), or `None` when not even a request line was read; the
+    /// after-hooks then run on the page (so CORS headers are on it), except
+    /// in the `None` case.
     ///
     /// ```
     /// use tine::{App, Response};
@@ -367,7 +306,7 @@ impl App {
     where
         F: Fn(Option<&Request>, StatusCode) -> Response + 'static,
     {
-        self.error_handler = Some(Box::new(handler));
+        self.service.set_error_handler(Box::new(handler));
         self
     }
 
@@ -380,7 +319,7 @@ impl App {
     /// Logs one line per request, `METHOD /path STATUS 3ms`, through the
     /// `log` facade (target `tine::access`, level info).
     pub fn log_requests(mut self) -> Self {
-        self.log_requests = true;
+        self.service.set_log_requests();
         self
     }
 
@@ -397,7 +336,7 @@ impl App {
     /// let app = tine::App::new().workers(4);
     /// ```
     pub fn workers(mut self, n: usize) -> Self {
-        self.workers = n;
+        self.config.workers = n;
         self
     }
 
@@ -405,7 +344,7 @@ impl App {
     /// retired workers on reload or scale-down) before killing them.
     /// Default 30 s.
     pub fn graceful_timeout(mut self, timeout: Duration) -> Self {
-        self.graceful_timeout = timeout;
+        self.config.graceful_timeout = timeout;
         self
     }
 
@@ -413,7 +352,7 @@ impl App {
     /// By default a master refuses to start when another process already
     /// listens there, rather than silently sharing its traffic.
     pub fn join_existing(mut self, join: bool) -> Self {
-        self.join_existing = join;
+        self.config.join_existing = join;
         self
     }
 
@@ -421,6 +360,12 @@ impl App {
     /// serving in single-process mode), for resources that must not cross a
     /// fork: database connections, thread pools, RNG seeds. What it stores
     /// is reachable from every request with [`Request::state`].
+    ///
+    /// A hook that panics stops that process from serving: the panic is
+    /// logged once; in single-process mode [`Server::run`] returns an
+    /// error before accepting anything; a worker exits with status 1, and
+    /// the master replaces it with its crash backoff (so a hook that
+    /// always panics does not fork-loop).
     ///
     /// ```
     /// use std::cell::Cell;
@@ -438,22 +383,13 @@ impl App {
     where
         F: Fn(&mut Extensions) + 'static,
     {
-        self.worker_init.push(Box::new(init));
+        self.service.add_worker_init(Box::new(init));
         self
-    }
-
-    /// Runs the worker-init hooks (in the process that will serve).
-    pub(crate) fn init_worker(&mut self) {
-        let mut state = Extensions::default();
-        for init in &self.worker_init {
-            init(&mut state);
-        }
-        self.state = Rc::new(state);
     }
 
     /// Replaces the [`Limits`].
     pub fn limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
+        self.config.limits = limits;
         self
     }
 
@@ -462,7 +398,7 @@ impl App {
     /// [`Server::local_addr`].
     pub fn bind(self, addr: impl ToSocketAddrs) -> io::Result<Server> {
         let addr = resolve(addr)?;
-        Server::bind(self, addr)
+        Server::bind(self.service, self.config, addr)
     }
 
     /// Binds `addr` and serves until SIGINT or SIGTERM, then drains and
@@ -471,8 +407,18 @@ impl App {
         self.bind(addr)?.run()
     }
 
-    /// Answers one request: routing, hooks, handler, error pages, with
-    /// panics turned into 500s. Also usable from tests, without sockets.
+    /// The settings the server will read.
+    #[cfg(test)]
+    pub(crate) fn server_config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// The test client: answers one request without a socket, on the
+    /// same path the server uses for every request (routing, hooks,
+    /// handler or WebSocket handshake, error pages, after-hooks, the
+    /// request log), with panics turned into 500s. An accepted WebSocket
+    /// upgrade returns its `101`. Worker-init hooks have not run here, so
+    /// [`Request::state`] finds nothing.
     ///
     /// ```
     /// use tine::{App, Method, Request, StatusCode};
@@ -481,103 +427,10 @@ impl App {
     /// assert_eq!(app.handle(&mut req).status(), StatusCode::NOT_FOUND);
     /// ```
     pub fn handle(&self, req: &mut Request) -> Response {
-        let started = self.log_requests.then(Instant::now);
-        let response = match handler::catch(|| self.dispatch(req)) {
-            Some(res) => res,
-            None => self.error_response(Some(req), StatusCode::INTERNAL_SERVER_ERROR),
-        };
-        if let Some(started) = started {
-            log::info!(
-                target: "tine::access",
-                "{} {} {} {}ms",
-                req.method(),
-                req.raw_path(),
-                response.status().as_u16(),
-                started.elapsed().as_millis()
-            );
+        match self.service.answer(req) {
+            Answer::Response(res) | Answer::Upgrade(res, _) => res,
         }
-        response
     }
-
-    fn dispatch(&self, req: &mut Request) -> Response {
-        let routed = self.router.find(req.method(), req.raw_path());
-        let handler = match routed {
-            Match::Found(h, params) => {
-                req.set_params(params);
-                Ok(h)
-            }
-            Match::MethodNotAllowed(allowed) => Err(Some(allowed)),
-            Match::NotFound => Err(None),
-        };
-        let mut early = None;
-        for hook in &self.before {
-            if let Some(res) = hook(req) {
-                early = Some(res);
-                break;
-            }
-        }
-        let mut res = match (early, handler) {
-            (Some(res), _) => res,
-            (None, Ok(h)) => {
-                let res = h(req);
-                if res.error_page {
-                    self.render_error_page(req, res)
-                } else {
-                    res
-                }
-            }
-            (None, Err(Some(allowed))) => self.method_not_allowed(req, &allowed),
-            (None, Err(None)) => self.error_response(Some(req), StatusCode::NOT_FOUND),
-        };
-        for hook in &self.after {
-            res = hook(req, res);
-        }
-        res
-    }
-
-    /// Renders a handler's [`Response::error`] through the error handler,
-    /// keeping the headers it set (such as `Allow`).
-    fn render_error_page(&self, req: &Request, res: Response) -> Response {
-        let mut page = self.error_response(Some(req), res.status);
-        for (name, value) in &res.headers {
-            page.headers_mut().append(name, value.clone());
-        }
-        page
-    }
-
-    fn method_not_allowed(&self, req: &Request, allowed: &[Method]) -> Response {
-        let list = allowed
-            .iter()
-            .map(Method::as_str)
-            .collect::<Vec<_>>()
-            .join(", ");
-        let allow = HeaderValue::from_str(&list).unwrap_or(HeaderValue::from_static(""));
-        if req.method() == Method::OPTIONS {
-            let mut res = Response::empty(StatusCode::NO_CONTENT);
-            res.headers_mut().insert(header::ALLOW, allow);
-            return res;
-        }
-        let mut res = self.error_response(Some(req), StatusCode::METHOD_NOT_ALLOWED);
-        res.headers_mut().insert(header::ALLOW, allow);
-        res
-    }
-
-    /// The response for an error status, through the custom error handler
-    /// if there is one (a panic in it falls back to the plain page).
-    pub(crate) fn error_response(&self, req: Option<&Request>, status: StatusCode) -> Response {
-        if let Some(handler) = &self.error_handler {
-            if let Some(res) = handler::catch(|| handler(req, status)) {
-                return res.with_status(status);
-            }
-        }
-        default_error(status)
-    }
-}
-
-/// The plain-text page for an error status: `404 Not Found`.
-pub(crate) fn default_error(status: StatusCode) -> Response {
-    let reason = status.canonical_reason().unwrap_or("Error");
-    Response::text(format!("{} {reason}\n", status.as_u16())).with_status(status)
 }
 
 /// Answers a request for a static file under `mount`.
@@ -636,6 +489,7 @@ fn resolve(addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::handler;
 
     fn get(app: &App, method: Method, path: &str) -> Response {
         let mut req = Request::builder(method, path).finish();

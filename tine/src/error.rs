@@ -1,7 +1,4 @@
-//! [`Error`]: an HTTP error that carries its status and a message.
-//!
-//! Start-up failures (binding, a static root that cannot be opened, ...)
-//! are plain `std::io::Error`s.
+//! Errors that become HTTP answers: a status and a message for the client.
 
 use std::fmt;
 
@@ -11,6 +8,12 @@ use crate::http::Response;
 
 /// An error that becomes an HTTP answer: it carries the status to send and
 /// a short message for the client.
+///
+/// The message is the body, sent as it is: an `Error` is the app's own
+/// answer, not an error page, so the [`errors`](crate::App::errors)
+/// handler does not replace it (it would lose the message; use
+/// [`Response::error`](crate::Response::error) for a page rendered by the
+/// error handler). After-hooks see it like any response.
 ///
 /// Handlers that return `Result<Response, tine::Error>` can use `?` on the
 /// request helpers ([`Request::json`](crate::Request::json),
@@ -43,7 +46,7 @@ impl Error {
         Error::new(StatusCode::BAD_REQUEST, message)
     }
 
-    /// `404 Not Found` with a message.
+    /// `404 Not Found` with a message (sent as the body; see above).
     pub fn not_found(message: impl Into<String>) -> Self {
         Error::new(StatusCode::NOT_FOUND, message)
     }

@@ -1,4 +1,12 @@
-//! Handler and hook types, and the panic boundary around them.
+//! Handler and hook types, and the panic boundary around user code.
+//!
+//! Every piece of application code tine calls runs inside [`catch`] (or
+//! [`catch_in`], which names what runs): handlers, before- and after-hooks,
+//! the `errors` handler, WebSocket callbacks, `Response::stream` iterators
+//! and worker-init hooks. A panic there is logged once, through `log`, with
+//! its location, and the caller decides what the request gets instead (a
+//! 500, a cut-off response, a 1011 close, a worker that exits); the process
+//! serves on.
 
 use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
@@ -17,11 +25,46 @@ pub(crate) type After = Box<dyn Fn(&Request, Response) -> Response>;
 /// Renders an error status; `None` when no request could be parsed.
 pub(crate) type ErrorHandler = Box<dyn Fn(Option<&Request>, StatusCode) -> Response>;
 
-thread_local! {
-    static IN_HANDLER: Cell<bool> = const { Cell::new(false) };
+/// What user code is running, for the panic log line: what it is, and
+/// what happens instead.
+#[derive(Debug)]
+pub(crate) struct Site {
+    pub(crate) what: &'static str,
+    pub(crate) then: &'static str,
 }
 
-/// Installs, once per process, a panic hook that logs a handler's panic
+/// A handler or hook answering a request.
+pub(crate) static HANDLER: Site = Site {
+    what: "handler",
+    then: "answering 500",
+};
+/// The `errors` handler rendering an error page.
+pub(crate) static ERROR_PAGE: Site = Site {
+    what: "error handler",
+    then: "sending the plain error page",
+};
+/// A `Response::stream` iterator producing the body.
+pub(crate) static STREAM: Site = Site {
+    what: "response stream",
+    then: "cutting the response off and closing the connection",
+};
+/// A WebSocket handler.
+pub(crate) static WS_HANDLER: Site = Site {
+    what: "websocket handler",
+    then: "closing with 1011",
+};
+/// A worker-init hook (`App::on_worker_start`).
+pub(crate) static WORKER_INIT: Site = Site {
+    what: "on_worker_start hook",
+    then: "the process does not serve",
+};
+
+thread_local! {
+    /// The user code running now on this thread, if any.
+    static RUNNING: Cell<Option<&'static Site>> = const { Cell::new(None) };
+}
+
+/// Installs, once per process, a panic hook that logs a panic in user code
 /// through `log` (once, with its location) instead of printing it to
 /// stderr; panics elsewhere go to the previous hook.
 pub(crate) fn install_panic_hook() {
@@ -29,7 +72,7 @@ pub(crate) fn install_panic_hook() {
     ONCE.call_once(|| {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
-            if IN_HANDLER.with(Cell::get) {
+            if let Some(site) = RUNNING.with(Cell::get) {
                 let msg = info
                     .payload()
                     .downcast_ref::<&str>()
@@ -40,7 +83,7 @@ pub(crate) fn install_panic_hook() {
                     .location()
                     .map(|l| format!(" at {}:{}", l.file(), l.line()))
                     .unwrap_or_default();
-                log::error!("handler panicked{at}: {msg}; answering 500");
+                log::error!("{} panicked{at}: {msg}; {}", site.what, site.then);
             } else {
                 previous(info);
             }
@@ -48,16 +91,19 @@ pub(crate) fn install_panic_hook() {
     });
 }
 
-/// Runs `f`, turning a panic into `None`. The panic is logged once by the
-/// hook above.
-///
-/// Calls nest (dispatch runs the error page inside its own `catch`), so the
-/// flag is restored to what it was, not cleared: an inner `catch` must not
-/// hand the rest of the outer one's panics to the default hook.
+/// Runs a handler or hook, turning a panic into `None`. The panic is logged
+/// once by the hook above.
 pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Option<R> {
-    let outer = IN_HANDLER.with(|c| c.replace(true));
+    catch_in(&HANDLER, f)
+}
+
+/// Runs user code described by `site`, turning a panic into `None`.
+/// Nested calls (an error page rendered while a handler's boundary is
+/// open) restore the outer site when they return.
+pub(crate) fn catch_in<R>(site: &'static Site, f: impl FnOnce() -> R) -> Option<R> {
+    let outer = RUNNING.with(|c| c.replace(Some(site)));
     let result = panic::catch_unwind(AssertUnwindSafe(f));
-    IN_HANDLER.with(|c| c.set(outer));
+    RUNNING.with(|c| c.set(outer));
     result.ok()
 }
 
@@ -65,20 +111,15 @@ pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Option<R> {
 mod tests {
     use super::*;
 
-    fn in_handler() -> bool {
-        IN_HANDLER.with(Cell::get)
-    }
-
     #[test]
-    fn nested_catch_restores_the_outer_flag() {
-        assert!(!in_handler());
-        let seen = catch(|| {
-            let inner = catch(in_handler);
-            // A panicking inner call restores it too.
-            let panicked = catch(|| -> () { panic!("inner") });
-            (inner, panicked, in_handler())
+    fn nested_catch_restores_the_outer_site() {
+        install_panic_hook();
+        let inner_then_outer = catch(|| {
+            let inner = catch_in(&ERROR_PAGE, || -> u8 { panic!("inner") });
+            assert!(inner.is_none());
+            RUNNING.with(Cell::get).map(|s| s.what)
         });
-        assert_eq!(seen, Some((Some(true), None, true)));
-        assert!(!in_handler());
+        assert_eq!(inner_then_outer, Some(Some("handler")));
+        assert!(RUNNING.with(Cell::get).is_none());
     }
 }

@@ -29,6 +29,9 @@
 //!   the handler runs; responses may stream ([`Response::stream`]).
 //! * **Bad input gets a status, never a panic:** 400, 408, 413, 431, ...
 //!   and a handler that panics yields a 500 while the process goes on.
+//!   Every piece of app code (handlers, hooks, the error handler, stream
+//!   iterators, WebSocket callbacks, worker-init) runs inside that panic
+//!   boundary.
 //!
 //! ## Layout
 //!
@@ -36,7 +39,9 @@
 //! | --- | --- |
 //! | `http` | wire format: request parsing, chunked bodies, response encoding |
 //! | `router` | route patterns and matching |
-//! | `app`, `handler` | the application builder, dispatch, hooks, panic boundary |
+//! | `app` | the application builder: builds the `Service` and the server settings |
+//! | `service` | the one request-to-answer path: routing, hooks, handlers, upgrades, error pages, the request log |
+//! | `handler` | handler and hook types, the panic boundary |
 //! | `error`, `limits` | [`Error`] (an HTTP error with its status), [`Limits`] |
 //! | `macros` | [`app!`] and [`server!`], declarative sugar over the builder |
 //! | `middleware` | CORS |
@@ -58,6 +63,7 @@ mod middleware;
 pub mod pubsub;
 mod router;
 mod server;
+mod service;
 mod static_files;
 mod ws;
 
@@ -102,7 +108,11 @@ pub mod __fuzz {
                     }
                     crate::http::parse::Decoded::Continue => {}
                     crate::http::parse::Decoded::NeedMore => break,
-                    crate::http::parse::Decoded::Error(_) => return,
+                    crate::http::parse::Decoded::Error(_) => {
+                        // What the error page and after-hooks would see.
+                        let _ = decoder.take_seen(&buf, limits.max_headers);
+                        return;
+                    }
                 }
             }
         }

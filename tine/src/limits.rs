@@ -56,7 +56,8 @@ impl Limits {
     /// Largest request head (request line plus headers, and any empty
     /// lines before the request line), in bytes. Default 16 KiB: more than
     /// any browser sends, small enough that a client cannot make a worker
-    /// buffer much. Over it: `431`, then close.
+    /// buffer much. Over it: `431` (`414` when the request line alone does
+    /// not end within it), then close.
     ///
     /// ```
     /// let limits = tine::Limits::default().max_header(8 * 1024);

@@ -113,7 +113,7 @@ mod tests {
             after |_: &Request, res: Response| res.with_header("x-after", "1");
             errors |_, status: StatusCode| Response::text(format!("err {}", status.as_u16()));
         };
-        assert_eq!(app.workers, 2);
+        assert_eq!(app.server_config().workers, 2);
         let call = |m: Method, p: &str| {
             let mut req = Request::builder(m, p).finish();
             let res = app.handle(&mut req);
@@ -139,6 +139,12 @@ mod tests {
         assert_eq!(call(Method::GET, "/static/a.txt").0, 200);
         let mut req = Request::builder(Method::GET, "/g").finish();
         assert_eq!(app.handle(&mut req).headers()["x-after"], "1");
-        assert!(!app.ws_router.is_empty());
+        let mut req = Request::builder(Method::GET, "/ws")
+            .header("upgrade", "websocket")
+            .header("connection", "Upgrade")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .header("sec-websocket-version", "13")
+            .finish();
+        assert_eq!(app.handle(&mut req).status(), 101);
     }
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::{serve, Client};
-use tine::{App, Request};
+use tine::{App, Request, StaticConfig};
 
 struct Site {
     _dir: tempfile::TempDir,
@@ -27,8 +27,12 @@ fn site() -> Site {
     std::fs::write(root.join("app.js.br"), "BROTLI").unwrap();
     std::fs::write(root.join("digits.txt"), "0123456789").unwrap();
     std::os::unix::fs::symlink(dir.path().join("secret.txt"), root.join("escape.txt")).unwrap();
-    // Relative links that stay inside work; absolute links are refused.
+    // Relative links whose resolution stays inside work; absolute links
+    // and relative ones that climb out are refused.
     std::os::unix::fs::symlink("digits.txt", root.join("inside.txt")).unwrap();
+    std::os::unix::fs::symlink("../digits.txt", root.join("docs/up.txt")).unwrap();
+    std::os::unix::fs::symlink("../secret.txt", root.join("climb.txt")).unwrap();
+    std::os::unix::fs::symlink("..", root.join("parent")).unwrap();
     Site { _dir: dir, root }
 }
 
@@ -39,6 +43,18 @@ fn serve_site(root: &Path) -> std::net::SocketAddr {
             .get("/dynamic", |_: &Request| "dyn")
             .static_dir("/static", root)
     })
+}
+
+/// Serves the site once with each lookup: the default (`openat2` on
+/// Linux) and the portable component walk that macOS and FreeBSD use.
+fn serve_site_each_lookup(root: &Path) -> [std::net::SocketAddr; 2] {
+    let portable = {
+        let root = root.to_path_buf();
+        serve(move || {
+            App::new().static_files("/static", StaticConfig::new(root).portable_lookup(true))
+        })
+    };
+    [serve_site(root), portable]
 }
 
 fn req(addr: std::net::SocketAddr, raw: &str) -> support::Resp {
@@ -77,7 +93,22 @@ fn index_redirect_and_types() {
 #[test]
 fn traversal_never_escapes_the_root() {
     let site = site();
-    let addr = serve_site(&site.root);
+    for addr in serve_site_each_lookup(&site.root) {
+        traversal_never_escapes(addr);
+    }
+}
+
+fn traversal_never_escapes(addr: std::net::SocketAddr) {
+    // Links that stay inside are served (so the refusals below are not
+    // just a broken lookup).
+    assert_eq!(
+        Client::connect(addr).get("/static/inside.txt").text(),
+        "0123456789"
+    );
+    assert_eq!(
+        Client::connect(addr).get("/static/docs/up.txt").text(),
+        "0123456789"
+    );
     for path in [
         "/static/../secret.txt",
         "/static/%2e%2e/secret.txt",
@@ -89,7 +120,14 @@ fn traversal_never_escapes_the_root() {
         "/static//etc/passwd",
         "/static/%2fetc%2fpasswd",
         "/static/escape.txt",
+        "/static/climb.txt",
+        "/static/parent/secret.txt",
+        "/static/parent/public/digits.txt",
         "/static/docs/../../secret.txt",
+        "/static/docs/%2e%2e/%2e%2e/secret.txt",
+        "/static/%2e%2e%5csecret.txt",
+        "/static/secret.txt%00",
+        "/static/\\..\\secret.txt",
     ] {
         let r = Client::connect(addr).get(path);
         assert_eq!(r.status, 404, "{path}");

@@ -12,11 +12,13 @@
 //!                      meanwhile the worker's thread is named "sleeping"
 //!                      (ps, /proc/PID/comm), so tests can see it has begun
 //! GET  /panic          a handler that panics (answers 500)
-//! GET  /stream?n=N&size=S  N chunks of S bytes, streamed
+//! GET  /stream?n=N&size=S  N chunks of S bytes, streamed (with
+//!                      &panic_after=K the stream panics after K chunks)
 //! WS   /ws/echo        echoes text as text, binary as binary
 //! WS   /ws/chat?room=R a chat room across all workers (tine::publish);
 //!                      first message "pid N"; "/leave" unsubscribes
 //! POST /publish/:topic publishes the body to a topic
+//! GET  /pubsub/stats   this worker's pub/sub counters, one `name value` a line
 //! GET  /static/*       files from --static DIR
 //! ```
 
@@ -48,6 +50,9 @@ struct Args {
     /// the master's crash-loop backoff).
     #[arg(long, hide = true)]
     crash_on_start: bool,
+    /// Testing aid: the on_worker_start hook panics.
+    #[arg(long, hide = true)]
+    panic_on_start: bool,
     /// Carry published messages through this Redis server
     /// (redis://host:port) so several servers share topics.
     #[arg(long)]
@@ -154,8 +159,20 @@ fn stream(req: &Request) -> Result<Response, tine::Error> {
         .unwrap_or("1024".into())
         .parse()
         .map_err(|_| tine::Error::bad_request("size"))?;
+    let panic_after: Option<usize> = match req.query_param("panic_after") {
+        Some(k) => Some(
+            k.parse()
+                .map_err(|_| tine::Error::bad_request("panic_after"))?,
+        ),
+        None => None,
+    };
     let chunk = tine::Bytes::from(vec![b'x'; size.min(1 << 20)]);
-    Ok(Response::stream((0..n).map(move |_| chunk.clone())))
+    Ok(Response::stream((0..n).map(move |i| {
+        if Some(i) == panic_after {
+            panic!("deliberate panic in /stream after {i} chunks");
+        }
+        chunk.clone()
+    })))
 }
 
 fn ws_echo(ws: &mut WebSocket, event: WsEvent) {
@@ -200,6 +217,15 @@ fn publish(req: &Request) -> Result<StatusCode, tine::Error> {
     Ok(StatusCode::ACCEPTED)
 }
 
+/// `tine::pubsub::stats()` of the worker serving the request.
+fn pubsub_stats(_: &Request) -> Response {
+    let s = tine::pubsub::stats();
+    Response::text(format!(
+        "topics {}\nsubscriptions {}\nqueued {}\nqueued_bytes {}\ndropped {}\n",
+        s.topics, s.subscriptions, s.queued, s.queued_bytes, s.dropped
+    ))
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
@@ -228,6 +254,7 @@ fn main() -> ExitCode {
         .get("/sleep", sleep)
         .get("/stream", stream)
         .post("/publish/:topic", publish)
+        .get("/pubsub/stats", pubsub_stats)
         .ws("/ws/echo", ws_echo)
         .ws("/ws/chat", ws_chat)
         .get("/panic", |_: &Request| -> Response {
@@ -251,6 +278,9 @@ fn main() -> ExitCode {
     }
     if args.crash_on_start {
         app = app.on_worker_start(|_| std::process::exit(1));
+    }
+    if args.panic_on_start {
+        app = app.on_worker_start(|_| panic!("deliberate panic in on_worker_start"));
     }
     if let Some(dir) = &args.static_dir {
         let config = tine::StaticConfig::new(dir).open_file_cache(

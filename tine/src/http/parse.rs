@@ -74,6 +74,32 @@ enum State {
         body: Body,
         continue_sent: bool,
     },
+    /// A request was refused ([`Decoded::Error`]) after its head was taken
+    /// from the buffer; this is what could be read of it (for
+    /// [`Decoder::take_seen`]). Nothing more is decoded.
+    Refused(Option<Box<SeenHead>>),
+}
+
+/// What could be read of a refused request: enough for the `errors`
+/// handler, the after-hooks and the request log to see which request it
+/// was (CORS needs `Origin`). The body is never read.
+#[derive(Debug)]
+pub(crate) struct SeenHead {
+    pub(crate) method: Method,
+    pub(crate) target: PathAndQuery,
+    pub(crate) version: Version,
+    pub(crate) headers: HeaderMap,
+}
+
+impl From<Head> for SeenHead {
+    fn from(head: Head) -> Self {
+        SeenHead {
+            method: head.method,
+            target: head.target,
+            version: head.version,
+            headers: head.headers,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -109,8 +135,25 @@ impl Decoder {
         matches!(self.state, State::Body { .. })
     }
 
+    /// What was read of the request being refused (after
+    /// [`Decoded::Error`], or when its head or body did not arrive in
+    /// time): its request line and the header lines that could be read,
+    /// or `None` when not even a request line was parsed. `buf` is the
+    /// connection's unconsumed input. Only for error paths: it may copy.
+    #[cold]
+    pub(crate) fn take_seen(&mut self, buf: &[u8], max_headers: usize) -> Option<Box<SeenHead>> {
+        match std::mem::replace(&mut self.state, State::Head) {
+            State::Refused(seen) => seen,
+            State::Body { head, .. } => Some(Box::new(SeenHead::from(*head))),
+            State::Head => salvage(buf, max_headers),
+        }
+    }
+
     /// Decodes the next request from `buf`, consuming its bytes.
     pub(crate) fn decode(&mut self, buf: &mut BytesMut, limits: &Limits) -> Decoded {
+        if let State::Refused(_) = self.state {
+            return Decoded::NeedMore;
+        }
         if let State::Head = self.state {
             // Only the first unscanned byte is looked at: a request line
             // never starts with CR or LF, so the common case costs one
@@ -122,24 +165,28 @@ impl Decoder {
             }
             let Some(end) = self.find_head_end(buf) else {
                 if buf.len() > limits.max_header {
-                    return Decoded::Error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+                    return Decoded::Error(head_too_large(buf, limits.max_header));
                 }
                 return Decoded::NeedMore;
             };
             if end > limits.max_header {
-                return Decoded::Error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+                return Decoded::Error(head_too_large(buf, limits.max_header));
             }
             self.scanned = 0;
             self.skip = 0;
             let raw = buf.split_to(end).freeze();
-            let head = match parse_head(raw, limits.max_headers) {
+            let head = match parse_head(&raw, limits.max_headers) {
                 Ok(head) => head,
-                Err(status) => return Decoded::Error(status),
+                Err(status) => {
+                    self.state = State::Refused(salvage(&raw, limits.max_headers));
+                    return Decoded::Error(status);
+                }
             };
             let body = match head.framing {
                 Framing::Empty => return Decoded::Request(head, Bytes::new()),
                 Framing::Length(n) if n > limits.max_body as u64 => {
-                    return Decoded::Error(StatusCode::PAYLOAD_TOO_LARGE)
+                    self.state = refused(head);
+                    return Decoded::Error(StatusCode::PAYLOAD_TOO_LARGE);
                 }
                 Framing::Length(n) => Body::Length(n as usize),
                 Framing::Chunked => Body::Chunked(ChunkedDecoder::new(), Vec::new()),
@@ -233,16 +280,104 @@ impl Decoder {
     }
 }
 
+/// The status for a head over `max_header` bytes: `414 URI Too Long` when
+/// the request line alone does not end within the limit (as nginx
+/// answers), else `431`.
+#[cold]
+fn head_too_large(buf: &[u8], max_header: usize) -> StatusCode {
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    // 414 only when the request line by itself fills the limit: a head
+    // pushed over it by leading empty lines or by its fields is a 431.
+    let line = &buf[start..buf.len().min(start + max_header)];
+    if line.len() == max_header && memchr::memchr(b'\n', line).is_none() {
+        StatusCode::URI_TOO_LONG
+    } else {
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    }
+}
+
+/// The decoder's state after refusing a request whose head was read.
+#[cold]
+fn refused(head: Head) -> State {
+    State::Refused(Some(Box::new(head.into())))
+}
+
 /// Parses a complete head (ending with the blank line) and applies the
 /// framing rules of RFC 9112 §6, rejecting anything ambiguous.
-pub(crate) fn parse_head(raw: Bytes, max_headers: usize) -> Result<Head, StatusCode> {
+pub(crate) fn parse_head(raw: &Bytes, max_headers: usize) -> Result<Head, StatusCode> {
     if max_headers <= STACK_HEADERS {
         let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); STACK_HEADERS];
-        parse_with(&raw, &mut slots[..max_headers])
+        parse_with(raw, &mut slots[..max_headers])
     } else {
         let mut slots = vec![MaybeUninit::<httparse::Header<'_>>::uninit(); max_headers];
-        parse_with(&raw, &mut slots)
+        parse_with(raw, &mut slots)
     }
+}
+
+/// Reads what it can of a head that was refused or cut short: the request
+/// line (method, target, version) and then every complete header line
+/// that is a valid field, up to `max_headers`, stopping at the end of the
+/// head. `None` without a whole request line.
+///
+/// Error paths only, and written apart from the request parser on
+/// purpose: sharing its helpers made the compiler stop inlining them into
+/// the hot path.
+#[cold]
+#[inline(never)]
+fn salvage(buf: &[u8], max_headers: usize) -> Option<Box<SeenHead>> {
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    let line_end = start + memchr::memchr(b'\n', &buf[start..])?;
+    let line = &buf[start..line_end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut parts = line.split(|&b| b == b' ');
+    let method = Method::from_bytes(parts.next()?).ok()?;
+    let target = std::str::from_utf8(parts.next()?).ok()?;
+    let target = if target.starts_with('/') {
+        PathAndQuery::try_from(target).ok()?
+    } else if target == "*" && method == Method::OPTIONS {
+        PathAndQuery::from_static("*")
+    } else if target.starts_with("http://") || target.starts_with("https://") {
+        let uri: http::Uri = target.parse().ok()?;
+        uri.path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"))
+    } else {
+        return None;
+    };
+    let version = match parts.next() {
+        Some(b"HTTP/1.0") => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let mut rest = &buf[line_end + 1..];
+    let mut headers = HeaderMap::new();
+    // Whole lines only: the last one may be cut short.
+    while let Some(end) = memchr::memchr(b'\n', rest) {
+        let line = &rest[..end];
+        rest = &rest[end + 1..];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() || headers.len() >= max_headers {
+            break;
+        }
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
+        let value = line[colon + 1..].trim_ascii();
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(&line[..colon]),
+            HeaderValue::from_bytes(value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    Some(Box::new(SeenHead {
+        method,
+        target,
+        version,
+        headers,
+    }))
 }
 
 fn parse_with<'b>(
@@ -400,6 +535,114 @@ fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 mod tests {
     use super::*;
 
+    fn seen(buf: &[u8]) -> Option<Box<SeenHead>> {
+        salvage(buf, 100)
+    }
+
+    #[test]
+    fn salvage_reads_the_request_line_and_whole_header_lines() {
+        let s =
+            seen(b"\r\nPOST /up?x=1 HTTP/1.0\r\nOrigin: https://a\r\nBad Name: v\r\nX-Cut: par")
+                .unwrap();
+        assert_eq!(s.method, Method::POST);
+        assert_eq!(s.target.as_str(), "/up?x=1");
+        assert_eq!(s.version, Version::HTTP_10);
+        assert_eq!(s.headers["origin"], "https://a");
+        // Invalid names and the unfinished last line are left out.
+        assert_eq!(s.headers.len(), 1);
+        // Absolute form routes on its path; the head ends at the blank line.
+        let s = seen(b"GET http://h/p HTTP/1.1\r\nA: 1\r\n\r\nB: 2\r\n").unwrap();
+        assert_eq!(s.target.as_str(), "/p");
+        assert_eq!(s.headers.len(), 1);
+        assert_eq!(
+            salvage(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n", 2)
+                .unwrap()
+                .headers
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn salvage_needs_a_request_line() {
+        assert!(seen(b"").is_none());
+        assert!(seen(b"\r\n\r\n").is_none());
+        assert!(seen(b"GET").is_none());
+        assert!(seen(b"\x01\x02 x\r\n\r\n").is_none());
+        assert!(seen(b"GET nopath HTTP/1.1\r\n\r\n").is_none());
+        // The request line must be whole.
+        assert!(seen(b"GET /a HTTP/1.1").is_none());
+        assert_eq!(seen(b"GET /a HTTP/1.1\r\n").unwrap().target.as_str(), "/a");
+    }
+
+    #[test]
+    fn head_over_the_limit_is_414_when_the_request_line_is() {
+        let limits = Limits {
+            max_header: 32,
+            ..Limits::default()
+        };
+        let status = |input: &[u8]| {
+            let mut buf = BytesMut::from(input);
+            match Decoder::new().decode(&mut buf, &limits) {
+                Decoded::Error(s) => s.as_u16(),
+                other => panic!("{other:?}"),
+            }
+        };
+        let long_line = format!("GET /{} HTTP/1.1\r\n", "a".repeat(40));
+        assert_eq!(status(long_line.as_bytes()), 414);
+        assert_eq!(status(format!("{long_line}\r\n").as_bytes()), 414);
+        let long_field = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(40));
+        assert_eq!(status(long_field.as_bytes()), 431);
+        assert_eq!(status(format!("{long_field}\r\n").as_bytes()), 431);
+    }
+
+    #[test]
+    fn take_seen_after_each_kind_of_refusal() {
+        let limits = Limits {
+            max_body: 4,
+            ..Limits::default()
+        };
+        // Over max_body by Content-Length: the head, already taken from
+        // the buffer, is kept for take_seen.
+        let mut d = Decoder::new();
+        let mut buf = BytesMut::from(
+            &b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 9\r\n\r\nGET /next HTTP/1.1\r\n"[..],
+        );
+        assert!(matches!(d.decode(&mut buf, &limits), Decoded::Error(s) if s == 413));
+        let s = d.take_seen(&buf, 100).unwrap();
+        assert_eq!((s.method.as_str(), s.target.as_str()), ("POST", "/a"));
+        // A head that fails to parse: what could be read of it, not the
+        // pipelined request behind it.
+        let mut d = Decoder::new();
+        let mut buf = BytesMut::from(
+            &b"GET /b HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\nGET /next HTTP/1.1\r\n"[..],
+        );
+        assert!(matches!(d.decode(&mut buf, &limits), Decoded::Error(s) if s == 400));
+        assert_eq!(d.take_seen(&buf, 100).unwrap().target.as_str(), "/b");
+        // Nothing more is decoded after a refusal.
+        let mut d = Decoder::new();
+        let mut buf = BytesMut::from(
+            &b"GET /c HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n"[..],
+        );
+        assert!(matches!(d.decode(&mut buf, &limits), Decoded::Error(_)));
+        assert!(matches!(d.decode(&mut buf, &limits), Decoded::NeedMore));
+        // A body cut short (a timeout): the head being read.
+        let mut d = Decoder::new();
+        let mut buf =
+            BytesMut::from(&b"POST /d HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nx"[..]);
+        assert!(matches!(d.decode(&mut buf, &limits), Decoded::NeedMore));
+        assert_eq!(d.take_seen(&buf, 100).unwrap().target.as_str(), "/d");
+        // A head cut short: salvaged from the buffer.
+        let mut d = Decoder::new();
+        assert_eq!(
+            d.take_seen(b"GET /e HTTP/1.1\r\nHo", 100)
+                .unwrap()
+                .target
+                .as_str(),
+            "/e"
+        );
+    }
+
     fn decode_one(input: &[u8]) -> Decoded {
         let mut buf = BytesMut::from(input);
         Decoder::new().decode(&mut buf, &Limits::default())
@@ -544,10 +787,11 @@ mod tests {
     fn limits() {
         let limits = Limits::default().max_header(64).max_headers(2).max_body(10);
         let mut d = Decoder::new();
+        // A request line that does not end within the limit: 414.
         let mut buf = BytesMut::from(&[b'a'; 65][..]);
         assert!(matches!(
             d.decode(&mut buf, &limits),
-            Decoded::Error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+            Decoded::Error(StatusCode::URI_TOO_LONG)
         ));
         let mut d = Decoder::new();
         let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\n\r\n"[..]);

@@ -47,6 +47,9 @@ pub struct Request {
 }
 
 impl Request {
+    /// A request as decoded. `Err` (to be answered `400`) carries the
+    /// request anyway, with its path left undecoded, when the path's
+    /// percent-escapes are not UTF-8.
     pub(crate) fn new(
         method: Method,
         target: PathAndQuery,
@@ -54,7 +57,7 @@ impl Request {
         headers: HeaderMap,
         body: Bytes,
         peer: SocketAddr,
-    ) -> Result<Self, StatusCode> {
+    ) -> Result<Self, Box<Self>> {
         // Paths without escapes are plain ASCII (httparse checked): no
         // decoding, no UTF-8 validation.
         let decoded_path = match target.path() {
@@ -62,13 +65,42 @@ impl Request {
             p => match percent_decode_str(p).decode_utf8() {
                 Ok(Cow::Borrowed(_)) => None,
                 Ok(Cow::Owned(s)) => Some(s.into_boxed_str()),
-                Err(_) => return Err(StatusCode::BAD_REQUEST),
+                Err(_) => {
+                    return Err(Self::undecodable(
+                        method, target, version, headers, body, peer,
+                    ))
+                }
             },
         };
         Ok(Request {
             method,
             target,
             decoded_path,
+            version,
+            headers,
+            body,
+            params: Params::default(),
+            peer,
+            extensions: Extensions::default(),
+            state: None,
+        })
+    }
+
+    /// A request whose path cannot be decoded, kept as sent (to be
+    /// answered `400` through the app's error page and hooks).
+    #[cold]
+    fn undecodable(
+        method: Method,
+        target: PathAndQuery,
+        version: Version,
+        headers: HeaderMap,
+        body: Bytes,
+        peer: SocketAddr,
+    ) -> Box<Self> {
+        Box::new(Request {
+            method,
+            target,
+            decoded_path: None,
             version,
             headers,
             body,
@@ -526,6 +558,8 @@ mod tests {
             SocketAddr::from(([127, 0, 0, 1], 1)),
         )
         .unwrap_err();
-        assert_eq!(err, StatusCode::BAD_REQUEST);
+        // The refused request is still there, for the error page and log.
+        assert_eq!(err.raw_path(), "/%ff");
+        assert_eq!(err.path(), "/%ff");
     }
 }

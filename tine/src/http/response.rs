@@ -45,6 +45,51 @@ pub(crate) enum Body {
     File(FileBody),
 }
 
+/// What [`fill_stream`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fill {
+    /// The batch is full; the stream has more.
+    More,
+    /// The stream ended; its end (the last chunk) is written.
+    Done,
+    /// The iterator panicked (logged once): the response must be cut off,
+    /// without its end, so the client sees a truncated message rather
+    /// than a complete one.
+    Aborted,
+}
+
+/// Pulls chunks from a [`Response::stream`] body into `out` until it holds
+/// `batch` bytes or the stream ends, with chunked framing if `chunked`
+/// (else raw bytes, for a body delimited by the connection's close).
+///
+/// The iterator is application code running after the handler returned,
+/// so it runs inside the panic boundary: one boundary per batch (not per
+/// chunk), no allocation.
+pub(crate) fn fill_stream(
+    chunks: &mut dyn Iterator<Item = Bytes>,
+    chunked: bool,
+    out: &mut Vec<u8>,
+    batch: usize,
+) -> Fill {
+    use super::encode::{encode_chunk, LAST_CHUNK};
+    let filled = crate::handler::catch_in(&crate::handler::STREAM, || {
+        while out.len() < batch {
+            match chunks.next() {
+                Some(chunk) if chunked => encode_chunk(out, &chunk),
+                Some(chunk) => out.extend_from_slice(&chunk),
+                None => {
+                    if chunked {
+                        out.extend_from_slice(LAST_CHUNK);
+                    }
+                    return Fill::Done;
+                }
+            }
+        }
+        Fill::More
+    });
+    filled.unwrap_or(Fill::Aborted)
+}
+
 /// A region of an open file sent as a body.
 #[derive(Debug)]
 pub(crate) struct FileBody {
@@ -70,9 +115,13 @@ impl Response {
         }
     }
 
-    /// An error status the dispatcher renders through the app's error
-    /// handler ([`App::errors`](crate::App::errors)), like the errors tine
-    /// generates itself.
+    /// An error page: the status is rendered by the app's error handler
+    /// ([`App::errors`](crate::App::errors)), like the errors tine
+    /// generates itself, whether a handler or a before-hook returns it,
+    /// on HTTP and WebSocket routes alike. Headers set on it are kept.
+    /// (A response with a body of your own, such as
+    /// `Response::text("gone").with_status(StatusCode::GONE)`, is sent as
+    /// it is.)
     ///
     /// ```
     /// use tine::{App, Method, Request, Response, StatusCode};
@@ -129,14 +178,32 @@ impl Response {
         Self::with_body(OCTETS, body.into())
     }
 
-    /// `404 Not Found` with a short text body.
+    /// `404 Not Found`: an error page like [`Response::error`], rendered by
+    /// the app's error handler (its short text body is what you see when
+    /// the response is used without an app).
+    ///
+    /// ```
+    /// use tine::{App, Method, Request, Response};
+    /// let app = App::new()
+    ///     .get("/x", |_: &Request| Response::not_found())
+    ///     .errors(|_, status| Response::text(format!("custom {}", status.as_u16())));
+    /// let mut req = Request::builder(Method::GET, "/x").finish();
+    /// assert_eq!(app.handle(&mut req).body_bytes().unwrap(), "custom 404");
+    /// ```
     pub fn not_found() -> Self {
-        Response::text("Not Found").with_status(StatusCode::NOT_FOUND)
+        Self::error_page_with(StatusCode::NOT_FOUND, "Not Found")
     }
 
-    /// `400 Bad Request` with a short text body.
+    /// `400 Bad Request`: an error page like [`Response::error`], rendered
+    /// by the app's error handler.
     pub fn bad_request() -> Self {
-        Response::text("Bad Request").with_status(StatusCode::BAD_REQUEST)
+        Self::error_page_with(StatusCode::BAD_REQUEST, "Bad Request")
+    }
+
+    fn error_page_with(status: StatusCode, text: &'static str) -> Self {
+        let mut res = Response::text(text).with_status(status);
+        res.error_page = true;
+        res
     }
 
     /// `302 Found` to `location`.

@@ -8,14 +8,13 @@
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use mio::net::TcpStream;
 
-use crate::http::encode::{encode_chunk, LAST_CHUNK};
 use crate::http::parse::Decoder;
-use crate::http::FileBody;
+use crate::http::{fill_stream, FileBody, Fill};
 use crate::ws::session::{Session, Wire};
 
 /// Most bytes of stream chunks gathered per write.
@@ -192,22 +191,10 @@ impl Conn {
                 Pending::Stream { chunks, chunked } => {
                     // Pull only as much as one write can take; the
                     // producer waits while the client is slow.
-                    let mut finished = false;
-                    while self.wbuf.len() < STREAM_BATCH {
-                        match chunks.next() {
-                            Some(chunk) if *chunked => encode_chunk(&mut self.wbuf, &chunk),
-                            Some(chunk) => self.wbuf.extend_from_slice(&chunk),
-                            None => {
-                                if *chunked {
-                                    self.wbuf.extend_from_slice(LAST_CHUNK);
-                                }
-                                finished = true;
-                                break;
-                            }
-                        }
-                    }
-                    if finished {
-                        self.pending = None;
+                    match fill_stream(&mut **chunks, *chunked, &mut self.wbuf, STREAM_BATCH) {
+                        Fill::More => {}
+                        Fill::Done => self.pending = None,
+                        Fill::Aborted => return self.abort_stream(),
                     }
                     match self.flush() {
                         Flush::Done => {}
@@ -234,6 +221,24 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Cuts off a streamed response whose iterator panicked: the head and
+    /// earlier chunks are out, the end never will be. A chunked body just
+    /// stops (the client sees a message without its last chunk); a body
+    /// delimited by the close would look complete after a normal close, so
+    /// that connection is reset instead. Returns `Failed`: close it.
+    fn abort_stream(&mut self) -> Flush {
+        // What the iterator produced before it panicked goes out if the
+        // socket takes it now.
+        let _ = self.flush();
+        if let Some(Pending::Stream { chunked: false, .. }) = self.pending {
+            let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+        }
+        self.pending = None;
+        self.wbuf.clear();
+        self.wpos = 0;
+        Flush::Failed
     }
 
     /// Reads and drops input while lingering. Returns `false` once the peer

@@ -14,7 +14,7 @@
 //! | [`READY`] (1) | worker → master | empty | sent once when the worker has registered its initial listeners and is accepting, and once more after handling each [`ADOPT`] |
 //! | [`ADOPT`] (2) | master → worker | listener index, `u32` LE | also accept on `listeners[index]` (scale-down hand-over, or the queue of a worker that died, lent until it is back); answer with [`READY`] |
 //! | [`RELEASE`] (4) | master → worker | listener index, `u32` LE | stop accepting on `listeners[index]` (a lent queue whose own worker is back and accepting); no answer |
-//! | [`PUBLISH`] (3) | worker → master → other workers | one published message (topic and payload, in the wire form of `crate::pubsub`) | relayed verbatim by the master to every other live worker, which delivers it to its subscribers |
+//! | [`PUBLISH`] (3) | worker → master → other workers | one published message (topic and payload, in the wire form of `crate::pubsub`) | relayed verbatim by the master to every other live worker, which delivers it to its subscribers; with flow control (`pubsub::relay`) |
 //!
 //! Unknown kinds decode to [`Msg::Other`] so that either side can skip them.
 //! End-of-file on the channel means the peer is gone: a worker that reads EOF
@@ -36,7 +36,7 @@ use std::os::unix::net::UnixStream;
 pub(crate) const READY: u8 = 1;
 /// Master → worker: "also accept on this listener index" (payload: `u32` LE).
 pub(crate) const ADOPT: u8 = 2;
-/// Relayed by the master to every other live worker (reserved for pub/sub).
+/// A published message, relayed by the master to every other live worker.
 pub(crate) const PUBLISH: u8 = 3;
 /// Master → worker: "stop accepting on this listener index" (payload:
 /// `u32` LE); only sent for a listener another worker accepts on.

@@ -8,7 +8,6 @@
 //! socket is full keeps its queued output and gets no more reading until it
 //! drains, so a slow client only slows itself.
 
-use std::collections::HashMap;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -21,14 +20,14 @@ use slab::Slab;
 
 use super::conn::{Conn, Flush, Pending, Phase};
 use super::control::{self, Channel, Msg, SendNoSignal};
-use super::redis::RedisBus;
 use super::timer::{Entry, Wheel};
-use crate::app::{Answer, App};
+use super::ServerConfig;
 use crate::http::date::DateCache;
 use crate::http::encode::{encode_head, status_allows_body, Connection, Length};
 use crate::http::parse::Decoded;
 use crate::http::{Body, Request, Response};
-use crate::pubsub::{self, Payload, Published};
+use crate::pubsub::{self, Bus, Offer, Payload, Published, Topics};
+use crate::service::{Answer, Service};
 use crate::ws::session::Session;
 
 const SIGNALS: Token = Token(usize::MAX);
@@ -72,7 +71,8 @@ struct MasterLink {
 /// Buffers and settings shared by all connections of the loop, split from
 /// the connection slab so both can be borrowed at once.
 struct Shared {
-    app: App,
+    service: Service,
+    config: ServerConfig,
     date: DateCache,
     scratch: Vec<u8>,
     /// An output buffer lent to a connection while it writes, so idle
@@ -102,19 +102,29 @@ pub(crate) struct EventLoop {
     accept_resume: Option<Instant>,
     signals: Signals,
     master: Option<MasterLink>,
-    /// WebSocket subscribers by topic: `(key, generation)` of each
-    /// connection.
-    topics: HashMap<String, Vec<(usize, u32)>>,
-    /// With Redis configured, published messages go there (and come back
-    /// from there) instead of through the master.
-    redis: Option<RedisBus>,
+    /// WebSocket subscribers by topic.
+    topics: Topics,
+    /// Where published messages go: the master relay, or Redis.
+    bus: Bus,
+    /// Connections driven while the pub/sub outbox was full (they stopped
+    /// reading): driven again once it has room.
+    parked: Vec<(usize, u32)>,
+    /// `deliver_published` is running (driving a connection from inside
+    /// it must not start it again).
+    delivering: bool,
+    /// `deliver_published` stopped at its round limit with work left:
+    /// poll without waiting.
+    more_to_deliver: bool,
+    /// The bus refused the last message offered (until its socket drains).
+    bus_full: bool,
 }
 
 impl EventLoop {
     /// A loop accepting on `listeners[i]` for each `i` in `active`; a
     /// worker also gets its control channel to the master.
     pub(crate) fn new(
-        app: App,
+        service: Service,
+        config: ServerConfig,
         listeners: Vec<TcpListener>,
         active: &[usize],
         control: Option<std::os::unix::net::UnixStream>,
@@ -124,6 +134,7 @@ impl EventLoop {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let now = Instant::now();
+        let redis_url = config.redis_url.clone();
         let mut this = EventLoop {
             poll,
             listeners: listeners
@@ -140,7 +151,8 @@ impl EventLoop {
             wheel: Wheel::new(now),
             due: Vec::new(),
             shared: Shared {
-                app,
+                service,
+                config,
                 date: DateCache::new(),
                 scratch: vec![0; READ_CHUNK],
                 spare_out: Vec::with_capacity(OUT_BATCH),
@@ -151,14 +163,15 @@ impl EventLoop {
             accept_resume: None,
             signals,
             master: None,
-            topics: HashMap::new(),
-            redis: None,
+            topics: Topics::new(),
+            bus: Bus::new(redis_url.as_deref())?,
+            parked: Vec::new(),
+            delivering: false,
+            more_to_deliver: false,
+            bus_full: false,
         };
-        if let Some(url) = this.shared.app.redis_url.clone() {
-            let mut bus = RedisBus::new(&url, "tine:")?;
-            bus.register(this.poll.registry(), REDIS_SUB, REDIS_PUB)?;
-            this.redis = Some(bus);
-        }
+        this.bus
+            .register(this.poll.registry(), REDIS_SUB, REDIS_PUB)?;
         this.set_accepting(true);
         if let Some(control) = control {
             control.set_nonblocking(true)?;
@@ -181,7 +194,11 @@ impl EventLoop {
     pub(crate) fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = self.wheel.until_next_tick(self.now);
+            let timeout = if self.more_to_deliver {
+                Duration::ZERO
+            } else {
+                self.wheel.until_next_tick(self.now)
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     return Err(e);
@@ -209,10 +226,9 @@ impl EventLoop {
                     }
                 }
             }
-            if let Some(bus) = &mut self.redis {
-                bus.tick(self.now, self.poll.registry());
-            }
-            if !pubsub::outbox_is_empty() {
+            self.bus.tick(self.now, self.poll.registry());
+            self.more_to_deliver = false;
+            if !pubsub::outbox_is_empty() || !self.parked.is_empty() {
                 self.deliver_published();
             }
             self.fire_timers();
@@ -244,14 +260,10 @@ impl EventLoop {
         if self.drain_deadline.is_some() {
             return;
         }
-        self.drain_deadline = Some(self.now + self.shared.app.limits.drain_timeout);
-        if let Some(bus) = &self.redis {
-            if bus.dropped() > 0 {
-                log::warn!(
-                    "{} published message(s) could not be sent to Redis",
-                    bus.dropped()
-                );
-            }
+        self.drain_deadline = Some(self.now + self.shared.config.limits.drain_timeout);
+        let dropped = pubsub::stats().dropped;
+        if dropped > 0 {
+            log::warn!("{dropped} published message(s) could not be sent on");
         }
         self.shared.draining = true;
         self.set_accepting(false);
@@ -320,7 +332,7 @@ impl EventLoop {
                     }
                 }
                 Msg::Release(index) => self.release(index as usize),
-                Msg::Publish(payload) => match pubsub::decode(&payload) {
+                Msg::Publish(payload) => match pubsub::wire::decode(&payload) {
                     Some(published) => self.deliver_local(&published),
                     None => log::warn!("dropping a malformed relayed message"),
                 },
@@ -375,7 +387,7 @@ impl EventLoop {
     }
 
     fn accept(&mut self, index: usize) {
-        let max = self.shared.app.limits.max_connections;
+        let max = self.shared.config.limits.max_connections;
         loop {
             if self.conns.len() >= max {
                 log::warn!("{max} connections open (the limit); pausing accept");
@@ -403,7 +415,7 @@ impl EventLoop {
                     }
                     self.generation = self.generation.wrapping_add(1);
                     entry.insert(Conn::new(stream, peer, self.generation, self.now));
-                    let deadline = self.now + self.shared.app.limits.header_timeout;
+                    let deadline = self.now + self.shared.config.limits.header_timeout;
                     self.set_deadline(key, deadline);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -420,7 +432,25 @@ impl EventLoop {
         }
     }
 
+    /// Drives a connection, then hands what its handlers published to the
+    /// bus at once (not only at the end of the loop turn, so the outbox
+    /// does not fill up with a whole turn's worth of messages).
     fn drive(&mut self, key: usize) {
+        self.drive_one(key);
+        if !pubsub::outbox_has_room() {
+            // It may have stopped reading for want of room: wake it later.
+            if let Some(conn) = self.conns.get(key) {
+                if self.parked.last() != Some(&(key, conn.generation)) {
+                    self.parked.push((key, conn.generation));
+                }
+            }
+        }
+        if !pubsub::outbox_is_empty() {
+            self.deliver_published();
+        }
+    }
+
+    fn drive_one(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -428,17 +458,15 @@ impl EventLoop {
             self.close(key);
             return;
         }
-        let limits = &self.shared.app.limits;
+        let limits = &self.shared.config.limits;
+        if let Some(ws) = conn.ws.as_mut() {
+            // Always, lingering too: a `/leave` read together with the
+            // close frame must still leave.
+            self.topics
+                .apply((key, conn.generation), ws.topic_changes.drain(..));
+        }
         if let Some(ws) = conn.ws.as_mut().filter(|_| conn.phase != Phase::Lingering) {
-            for (subscribed, topic) in ws.topic_changes.drain(..) {
-                let subscribers = self.topics.entry(topic).or_default();
-                if subscribed {
-                    subscribers.push((key, conn.generation));
-                } else {
-                    subscribers.retain(|&(k, _)| k != key);
-                }
-            }
-            let config = &self.shared.app.ws_config;
+            let config = &self.shared.config.ws;
             let deadline = if ws.core.overflowed {
                 self.now + config.pong_timeout
             } else if ws.awaiting_pong {
@@ -512,7 +540,7 @@ impl EventLoop {
                 self.close(key);
             } else {
                 ws.ping();
-                conn.deadline = self.now + self.shared.app.ws_config.pong_timeout;
+                conn.deadline = self.now + self.shared.config.ws.pong_timeout;
                 self.drive(key);
             }
             return;
@@ -524,10 +552,13 @@ impl EventLoop {
             return;
         }
         // A request that did not arrive in time: 408, then close.
+        let seen = conn
+            .decoder
+            .take_seen(&conn.rbuf, self.shared.config.limits.max_headers);
         let res = self
             .shared
-            .app
-            .error_response(None, StatusCode::REQUEST_TIMEOUT);
+            .service
+            .refuse(StatusCode::REQUEST_TIMEOUT, seen, conn.peer);
         lend_output(conn, &mut self.shared.spare_out);
         encode_response(conn, res, false, false, false, &self.shared.date);
         conn.rbuf.clear();
@@ -541,17 +572,12 @@ impl EventLoop {
         let _ = self.poll.registry().deregister(&mut conn.stream);
         if let Some(ws) = conn.ws.as_mut() {
             ws.closed(1006, String::new(), &conn.stream);
-            for topic in &ws.topics {
-                if let Some(subscribers) = self.topics.get_mut(topic) {
-                    subscribers.retain(|&(k, _)| k != key);
-                    if subscribers.is_empty() {
-                        self.topics.remove(topic);
-                    }
-                }
-            }
+            let changed = ws.topic_changes.iter().map(|(_, t)| t.as_str());
+            self.topics
+                .remove_connection(key, ws.topics.iter().map(String::as_str).chain(changed));
         }
         drop(conn);
-        if self.conns.len() < self.shared.app.limits.max_connections
+        if self.conns.len() < self.shared.config.limits.max_connections
             && self.listeners.iter().any(|l| l.active && !l.registered)
         {
             self.set_accepting(true);
@@ -560,52 +586,77 @@ impl EventLoop {
 }
 
 impl EventLoop {
-    /// Delivers what handlers published: to this process's subscribers,
-    /// and through the master to the other workers.
+    /// Hands what handlers published to the bus, oldest first, delivering
+    /// each message to this process's subscribers as it goes, until the
+    /// outbox is empty or the bus is full (the rest waits in the outbox for
+    /// the bus to drain). Connections parked while the outbox was full are
+    /// driven again once it has room.
     fn deliver_published(&mut self) {
-        // Delivery may run handlers (a Close event) that publish again;
-        // bound the rounds so a feedback loop cannot spin forever.
-        for _ in 0..8 {
-            let batch = pubsub::take_outbox();
-            if batch.is_empty() {
-                return;
+        if self.delivering {
+            return;
+        }
+        self.delivering = true;
+        // Parked connections publish again when driven; bound the rounds so
+        // one call cannot serve them forever (the loop comes back at once).
+        for _ in 0..16 {
+            self.send_outbox();
+            if self.parked.is_empty() || !pubsub::outbox_has_room() {
+                break;
             }
-            if let Some(bus) = &mut self.redis {
-                // Redis fans out to every process, this one included.
-                for published in &batch {
-                    bus.publish(published, self.poll.registry());
-                }
-                continue;
-            }
-            let mut wire = Vec::new();
-            for published in &batch {
-                if let Some(link) = &mut self.master {
-                    wire.clear();
-                    pubsub::encode(published, &mut wire);
-                    if !link.channel.queue(control::PUBLISH, &wire) {
-                        log::warn!(
-                            "control channel full; message to {:?} not relayed",
-                            published.topic
-                        );
+            let mut parked = std::mem::take(&mut self.parked);
+            parked.sort_unstable();
+            parked.dedup();
+            for (key, generation) in parked {
+                if self
+                    .conns
+                    .get(key)
+                    .is_some_and(|c| c.generation == generation)
+                {
+                    self.drive_one(key);
+                    if !pubsub::outbox_has_room() {
+                        self.parked.push((key, generation));
                     }
                 }
-                self.deliver_local(published);
             }
-            if let Some(link) = &mut self.master {
-                if let Err(e) = link.channel.flush_to(&mut SendNoSignal(&link.stream)) {
-                    log::warn!("control channel: {e}");
+        }
+        // Work left that no event will announce: parked connections that
+        // could go on, or messages the bus could take.
+        self.more_to_deliver = (!self.parked.is_empty() && pubsub::outbox_has_room())
+            || (!pubsub::outbox_is_empty() && !self.bus_full);
+        self.delivering = false;
+    }
+
+    /// Moves messages from the outbox to the bus until it is empty or the
+    /// bus is full.
+    fn send_outbox(&mut self) {
+        self.bus_full = false;
+        while let Some(published) = pubsub::outbox_pop() {
+            let relay = self.master.as_mut().map(|link| &mut link.channel);
+            match self.bus.offer(&published, relay, self.poll.registry()) {
+                Offer::Full => {
+                    pubsub::outbox_unpop(published);
+                    self.bus_full = true;
+                    break;
                 }
+                Offer::Taken { local } => {
+                    if local {
+                        self.deliver_local(&published);
+                    }
+                }
+            }
+        }
+        if let Some(link) = &mut self.master {
+            if let Err(e) = link.channel.flush_to(&mut SendNoSignal(&link.stream)) {
+                log::warn!("control channel: {e}");
             }
         }
     }
 
     /// Drives the Redis connections and delivers what they received.
     fn on_redis(&mut self, token: Token) {
-        let Some(bus) = &mut self.redis else {
-            return;
-        };
         let mut incoming = Vec::new();
-        bus.on_event(token, self.poll.registry(), &mut incoming);
+        self.bus
+            .on_event(token, self.poll.registry(), &mut incoming);
         for published in &incoming {
             self.deliver_local(published);
         }
@@ -613,9 +664,10 @@ impl EventLoop {
 
     /// Sends a published message to this process's subscribers.
     fn deliver_local(&mut self, published: &Published) {
-        let Some(subscribers) = self.topics.get(&published.topic) else {
+        let subscribers = self.topics.subscribers(&published.topic);
+        if subscribers.is_empty() {
             return;
-        };
+        }
         let message = match &published.payload {
             Payload::Text(t) => tungstenite::Message::Text(t.as_str().into()),
             Payload::Binary(b) => tungstenite::Message::Binary(b.clone()),
@@ -689,6 +741,12 @@ fn drive_conn(conn: &mut Conn, shared: &mut Shared) -> Next {
             conn.deadline = Instant::now() + LINGER;
             continue;
         }
+        // While published messages cannot be queued, run no handler and
+        // read nothing: the event loop drives this connection again once
+        // the outbox has room (backpressure on publishing clients).
+        if !pubsub::outbox_has_room() {
+            return Next::Keep;
+        }
         if answer_buffered(conn, shared) {
             continue;
         }
@@ -747,7 +805,7 @@ fn drive_ws(conn: &mut Conn, shared: &mut Shared) -> Next {
             *deadline = Instant::now() + LINGER;
             return Next::Keep;
         }
-        if !*readable {
+        if !*readable || !pubsub::outbox_has_room() {
             return Next::Keep;
         }
         match io::Read::read(&mut &*stream, &mut shared.scratch) {
@@ -770,11 +828,15 @@ fn drive_ws(conn: &mut Conn, shared: &mut Shared) -> Next {
 /// their responses. Returns whether anything was queued.
 fn answer_buffered(conn: &mut Conn, shared: &mut Shared) -> bool {
     let mut produced = false;
-    while conn.pending.is_none() && conn.phase == Phase::Open && conn.wbuf.len() < OUT_BATCH {
+    while conn.pending.is_none()
+        && conn.phase == Phase::Open
+        && conn.wbuf.len() < OUT_BATCH
+        && pubsub::outbox_has_room()
+    {
         if conn.rbuf.is_empty() && !conn.decoder.mid_request() {
             break;
         }
-        match conn.decoder.decode(&mut conn.rbuf, &shared.app.limits) {
+        match conn.decoder.decode(&mut conn.rbuf, &shared.config.limits) {
             Decoded::NeedMore => break,
             Decoded::Continue => {
                 lend_output(conn, &mut shared.spare_out);
@@ -783,7 +845,9 @@ fn answer_buffered(conn: &mut Conn, shared: &mut Shared) -> bool {
                 produced = true;
             }
             Decoded::Error(status) => {
-                let res = shared.app.error_response(None, status);
+                let max_headers = shared.config.limits.max_headers;
+                let seen = conn.decoder.take_seen(&conn.rbuf, max_headers);
+                let res = shared.service.refuse(status, seen, conn.peer);
                 lend_output(conn, &mut shared.spare_out);
                 encode_response(conn, res, false, false, false, &shared.date);
                 conn.rbuf.clear();
@@ -802,28 +866,27 @@ fn answer_buffered(conn: &mut Conn, shared: &mut Shared) -> bool {
                     body,
                     conn.peer,
                 ) {
-                    Ok(mut req) => {
-                        req.set_state(shared.app.state.clone());
-                        match shared.app.answer(&mut req) {
-                            Answer::Response(res) => res,
-                            Answer::Upgrade(res, handler) => {
-                                lend_output(conn, &mut shared.spare_out);
-                                encode_response(conn, res, true, false, false, &shared.date);
-                                let leftover = std::mem::take(&mut conn.rbuf).to_vec();
-                                let mut session = Box::new(Session::new(
-                                    req,
-                                    handler,
-                                    &shared.app.ws_config,
-                                    shared.app.limits.max_body,
-                                    leftover,
-                                ));
-                                session.open(&conn.stream);
-                                conn.ws = Some(session);
-                                return true;
-                            }
+                    Ok(mut req) => match shared.service.answer(&mut req) {
+                        Answer::Response(res) => res,
+                        Answer::Upgrade(res, handler) => {
+                            lend_output(conn, &mut shared.spare_out);
+                            encode_response(conn, res, true, false, false, &shared.date);
+                            let leftover = std::mem::take(&mut conn.rbuf).to_vec();
+                            let mut session = Box::new(Session::new(
+                                req,
+                                handler,
+                                &shared.config.ws,
+                                shared.config.limits.max_body,
+                                leftover,
+                            ));
+                            session.open(&conn.stream);
+                            conn.ws = Some(session);
+                            return true;
                         }
-                    }
-                    Err(status) => shared.app.error_response(None, status),
+                    },
+                    Err(mut req) => shared
+                        .service
+                        .refuse_request(StatusCode::BAD_REQUEST, &mut req),
                 };
                 lend_output(conn, &mut shared.spare_out);
                 encode_response(conn, res, keep_alive, is_head, http10, &shared.date);

@@ -107,6 +107,7 @@ use super::listener::{self, Bound, Mode};
 use super::signals::{self, Source};
 use super::supervisor::{Action, Command, Event, Sig, Supervisor, WorkerId};
 use super::sys;
+use crate::pubsub::relay;
 
 /// The signals the master takes over (see `signals.rs`): blocked before
 /// forking, read from its signalfd or self-pipe.
@@ -223,6 +224,9 @@ struct InChild(WorkerStart);
 type Step<T> = Result<T, InChild>;
 
 const SIGNAL_TOKEN: Token = Token(0);
+/// How often the relay's flow control is looked at while it holds a worker
+/// back.
+const RELAY_RECHECK: Duration = Duration::from_millis(100);
 
 fn token(worker: WorkerId) -> Token {
     Token(worker + 1)
@@ -235,6 +239,8 @@ struct Link {
     /// `None` once the channel hit EOF or was closed.
     stream: Option<mio::net::UnixStream>,
     chan: Channel,
+    /// Flow control of the messages relayed to it.
+    lane: relay::Lane,
 }
 
 struct Master {
@@ -247,6 +253,8 @@ struct Master {
     links: BTreeMap<WorkerId, Link>,
     poll: Poll,
     signals: Source,
+    /// Workers whose published messages wait for flow control.
+    relay_paused: Vec<WorkerId>,
 }
 
 struct Status(WaitStatus);
@@ -319,6 +327,7 @@ impl Master {
             links: BTreeMap::new(),
             poll,
             signals,
+            relay_paused: Vec::new(),
         })
     }
 
@@ -336,10 +345,15 @@ impl Master {
         }
         let mut events = Events::with_capacity(64);
         loop {
-            let timeout = self
+            let mut timeout = self
                 .sup
                 .next_deadline()
                 .map(|d| d.saturating_duration_since(Instant::now()));
+            if !self.relay_paused.is_empty() {
+                // Look again soon: a worker that stays behind stops holding
+                // the others back after relay::STALL.
+                timeout = Some(timeout.map_or(RELAY_RECHECK, |t| t.min(RELAY_RECHECK)));
+            }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -358,6 +372,7 @@ impl Master {
                     self.on_control(event.token(), readable, &mut happened);
                 }
             }
+            self.resume_relay(&mut happened);
             happened.push(Event::Tick);
             for event in happened {
                 let actions = self.sup.handle(Instant::now(), event);
@@ -511,6 +526,7 @@ impl Master {
                         slot,
                         stream,
                         chan: Channel::new(),
+                        lane: relay::Lane::default(),
                     },
                 );
                 Ok(Event::Forked {
@@ -606,6 +622,19 @@ impl Master {
         if !readable {
             return;
         }
+        if self.relay_holds_back(worker) {
+            // Read later (resume_relay), when the others have caught up.
+            if !self.relay_paused.contains(&worker) {
+                self.relay_paused.push(worker);
+            }
+            return;
+        }
+        let Some(link) = self.links.get_mut(&worker) else {
+            return;
+        };
+        let Some(stream) = link.stream.as_mut() else {
+            return;
+        };
         let mut msgs = Vec::new();
         let eof = match link.chan.receive(stream, |m| msgs.push(m)) {
             Ok(eof) => eof,
@@ -647,8 +676,9 @@ impl Master {
     }
 
     /// Forwards one frame to every other worker with an open channel; a
-    /// worker whose queue is full loses the frame (logged), so a stuck
-    /// worker cannot make the master grow.
+    /// worker whose queue is full loses the frame (counted and logged per
+    /// streak), so a stuck worker cannot make the master grow. Flow
+    /// control (`relay_holds_back`) keeps queues from filling up otherwise.
     fn relay(&mut self, from: WorkerId, kind: u8, payload: &[u8]) {
         for (&worker, link) in self.links.iter_mut() {
             if worker == from {
@@ -657,14 +687,37 @@ impl Master {
             let Some(stream) = link.stream.as_ref() else {
                 continue;
             };
-            if !link.chan.queue(kind, payload) {
-                warn!(
-                    "control queue of worker {} (pid {}) is full; dropping a relayed message",
-                    link.slot, link.pid
-                );
-                continue;
+            let queued = link.chan.queue(kind, payload);
+            link.lane.queued(
+                queued,
+                &format_args!("worker {} (pid {})", link.slot, link.pid),
+            );
+            if queued {
+                let _ = link.chan.flush_to(&mut SendNoSignal(stream));
             }
-            let _ = link.chan.flush_to(&mut SendNoSignal(stream));
+        }
+    }
+
+    /// Whether published messages from `source` must wait: another worker
+    /// is behind on what the master relays to it (see `pubsub::relay`).
+    fn relay_holds_back(&mut self, source: WorkerId) -> bool {
+        let now = Instant::now();
+        let mut held = false;
+        for (&worker, link) in self.links.iter_mut() {
+            let pending = if link.stream.is_some() {
+                link.chan.pending_out()
+            } else {
+                0
+            };
+            held |= link.lane.holds_back(pending, now) && worker != source;
+        }
+        held
+    }
+
+    /// Reads from the workers paused by flow control, once it allows.
+    fn resume_relay(&mut self, happened: &mut Vec<Event>) {
+        for worker in std::mem::take(&mut self.relay_paused) {
+            self.on_control(token(worker), true, happened);
         }
     }
 

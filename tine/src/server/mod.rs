@@ -6,11 +6,10 @@
 //! the pub/sub bus keeps its own Redis connections.
 
 mod conn;
-mod control;
+pub(crate) mod control;
 mod event_loop;
 mod listener;
 mod master;
-mod redis;
 mod signals;
 mod supervisor;
 mod sys;
@@ -20,9 +19,12 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
-use crate::app::App;
 use crate::handler;
+use crate::limits::Limits;
+use crate::service::Service;
+use crate::ws::WsConfig;
 
 static WORKER_INDEX: AtomicUsize = AtomicUsize::new(0);
 static WORKER_COUNT: AtomicUsize = AtomicUsize::new(1);
@@ -61,7 +63,8 @@ pub fn worker() -> WorkerInfo {
 /// server.run().unwrap();
 /// ```
 pub struct Server {
-    app: App,
+    service: Service,
+    config: ServerConfig,
     listeners: Vec<std::net::TcpListener>,
     /// How the workers share `listeners` (with several workers).
     mode: listener::Mode,
@@ -75,6 +78,31 @@ impl fmt::Debug for Server {
             .field("addr", &self.addr)
             .field("workers", &self.workers)
             .finish()
+    }
+}
+
+/// The settings the server reads besides the [`Service`]: built by
+/// [`App`](crate::App), read at start-up and by the event loop.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerConfig {
+    pub(crate) limits: Limits,
+    pub(crate) ws: WsConfig,
+    pub(crate) workers: usize,
+    pub(crate) graceful_timeout: Duration,
+    pub(crate) join_existing: bool,
+    pub(crate) redis_url: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            limits: Limits::default(),
+            ws: WsConfig::default(),
+            workers: 1,
+            graceful_timeout: Duration::from_secs(30),
+            join_existing: false,
+            redis_url: None,
+        }
     }
 }
 
@@ -96,16 +124,25 @@ fn resolve_workers(configured: usize) -> io::Result<usize> {
 }
 
 impl Server {
-    pub(crate) fn bind(app: App, addr: SocketAddr) -> io::Result<Server> {
-        let workers = resolve_workers(app.workers)?;
-        if let Some(url) = &app.redis_url {
+    pub(crate) fn bind(
+        service: Service,
+        config: ServerConfig,
+        addr: SocketAddr,
+    ) -> io::Result<Server> {
+        let workers = resolve_workers(config.workers)?;
+        if let Some(url) = &config.redis_url {
             // Fail at start-up, in one place, rather than in every worker.
-            redis::parse_url(url)?;
+            crate::pubsub::check_redis_url(url)?;
         }
         let (listeners, mode) = if workers > 1 {
             let mode = listener::workers_mode()?;
-            let bound =
-                listener::bind_workers(addr, mode, workers, listener::BACKLOG, app.join_existing)?;
+            let bound = listener::bind_workers(
+                addr,
+                mode,
+                workers,
+                listener::BACKLOG,
+                config.join_existing,
+            )?;
             (bound.sockets, mode)
         } else {
             let single = listener::bind_single(addr, listener::BACKLOG)?;
@@ -113,7 +150,8 @@ impl Server {
         };
         let addr = listeners[0].local_addr()?;
         Ok(Server {
-            app,
+            service,
+            config,
             listeners,
             mode,
             addr,
@@ -139,7 +177,8 @@ impl Server {
     pub fn run(self) -> io::Result<()> {
         handler::install_panic_hook();
         let Server {
-            mut app,
+            mut service,
+            config,
             listeners,
             mode,
             addr,
@@ -147,12 +186,12 @@ impl Server {
         } = self;
         if workers <= 1 {
             log::info!("listening on http://{addr} (single process)");
-            app.init_worker();
+            service.init_worker()?;
             let listeners = listeners
                 .into_iter()
                 .map(mio::net::TcpListener::from_std)
                 .collect();
-            return event_loop::EventLoop::new(app, listeners, &[0], None)?.run();
+            return event_loop::EventLoop::new(service, config, listeners, &[0], None)?.run();
         }
         let sharing = match mode {
             listener::Mode::ReusePort => "a reuseport listener each",
@@ -160,15 +199,15 @@ impl Server {
         };
         log::info!("listening on http://{addr} with {workers} workers ({sharing})");
         WORKER_COUNT.store(workers, Ordering::Relaxed);
-        let config = master_config(&app, workers);
-        let mut app = Some(app);
+        let master = master_config(&config, workers);
+        let mut served = Some((service, config));
         let bound = listener::Bound {
             addr,
             mode,
             sockets: listeners,
         };
-        let code = master::run_master(vec![bound], config, &mut |start| {
-            worker_main(app.take(), start)
+        let code = master::run_master(vec![bound], master, &mut |start| {
+            worker_main(served.take(), start)
         })?;
         if code == 0 {
             Ok(())
@@ -180,18 +219,18 @@ impl Server {
     }
 }
 
-fn master_config(app: &App, workers: usize) -> master::MasterConfig {
+fn master_config(config: &ServerConfig, workers: usize) -> master::MasterConfig {
     master::MasterConfig {
         workers,
-        graceful_timeout: app.graceful_timeout,
+        graceful_timeout: config.graceful_timeout,
         backlog: listener::BACKLOG,
         ..master::MasterConfig::default()
     }
 }
 
 /// The body of a forked worker: per-worker init, then the event loop.
-fn worker_main(app: Option<App>, start: master::WorkerStart) -> i32 {
-    let Some(mut app) = app else {
+fn worker_main(served: Option<(Service, ServerConfig)>, start: master::WorkerStart) -> i32 {
+    let Some((mut service, config)) = served else {
         log::error!("worker started without an app");
         return 1;
     };
@@ -203,18 +242,27 @@ fn worker_main(app: Option<App>, start: master::WorkerStart) -> i32 {
         std::process::id(),
         start.master_pid
     );
-    app.init_worker();
+    if let Err(e) = service.init_worker() {
+        log::error!("worker {}: {e}", start.index);
+        return 1;
+    }
     let listeners = start
         .listeners
         .into_iter()
         .map(mio::net::TcpListener::from_std)
         .collect();
-    let result = event_loop::EventLoop::new(app, listeners, &start.active, Some(start.control))
-        .and_then(|event_loop| {
-            // Handlers exist now: let the signals the master blocked in.
-            master::worker_signals_ready();
-            event_loop.run()
-        });
+    let result = event_loop::EventLoop::new(
+        service,
+        config,
+        listeners,
+        &start.active,
+        Some(start.control),
+    )
+    .and_then(|event_loop| {
+        // Handlers exist now: let the signals the master blocked in.
+        master::worker_signals_ready();
+        event_loop.run()
+    });
     match result {
         Ok(()) => 0,
         Err(e) => {

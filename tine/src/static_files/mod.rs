@@ -2,19 +2,35 @@
 //! content negotiation, conditional requests, ranges), none of the I/O.
 //!
 //! [`serve`] maps a request to an [`Outcome`]. For a body it hands back an
-//! open [`FileBody`] (file + offset + length) that the event loop streams with
-//! `sendfile(2)`. Nothing here blocks except the `openat2`/`statx` calls on
-//! the local file system.
+//! open [`FileBody`] (file + offset + length) that the event loop streams
+//! (with `sendfile(2)` where the platform has it). Nothing here blocks
+//! except the `openat`/`fstat` calls on the local file system.
 //!
 //! Safety model: the request path is percent-decoded segment by segment and
 //! rejected if any segment is `..`, empty, or decodes to something containing
-//! `/`, `\` or NUL. The result is opened relative to the root directory fd
-//! with `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`, so the kernel
-//! refuses any resolution — including through symlinks — that leaves the
-//! root. Symlinks that stay inside the root work. Everything refused looks
-//! exactly like a missing file ([`Outcome::NotFound`]).
+//! `/`, `\` or NUL. The result is opened relative to the root directory fd by
+//! one of two lookups that both refuse any resolution — including through
+//! symlinks — that leaves the root, even for a moment:
 //!
-//! Requires Linux ≥ 5.6 (`openat2`); [`Mount::open`] fails otherwise.
+//! - **Linux** (default): one `openat2(RESOLVE_BENEATH |
+//!   RESOLVE_NO_MAGICLINKS)` call; the kernel enforces the rule.
+//! - **Portable** (macOS, FreeBSD, other Unixes; Linux kernels before 5.6,
+//!   which lack `openat2`; or chosen with
+//!   [`StaticConfig::portable_lookup`]): a walk one component at a time
+//!   with `openat(O_NOFOLLOW)`, resolving `..` and symlinks itself (see the
+//!   `beneath` module). It costs one `openat` per directory on the way.
+//!
+//! Both serve the same paths: relative symlinks whose resolution stays
+//! inside the root work; absolute symlinks, magic links (`/proc/PID/fd/N`)
+//! and any link that steps above the root (even to come back) are refused;
+//! at most 40 links per lookup. The portable lookup differs only at the
+//! edges: on systems without `O_PATH` (all but Linux) it opens the
+//! directories on the way read-only, so they must be readable, not just
+//! searchable; a link's text plus the rest of the path must fit in
+//! `PATH_MAX`; and it gives up after 4096 single-name opens (reached only
+//! by links that climb out of and back into trees dozens of levels deep).
+//! Everything refused looks exactly like a missing file
+//! ([`Outcome::NotFound`]).
 
 use std::ffi::{CStr, OsStr};
 use std::fmt::Write as _;
@@ -31,9 +47,13 @@ use http::header::{
     LAST_MODIFIED, RANGE, VARY,
 };
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fd::AsFd;
+use rustix::fs::OFlags;
+#[cfg(target_os = "linux")]
+use rustix::fs::{Mode, ResolveFlags};
 use rustix::io::Errno;
 
+mod beneath;
 mod conditional;
 mod encoding;
 mod path;
@@ -78,6 +98,8 @@ pub struct StaticConfig {
     pub(crate) precompressed: bool,
     /// See [`StaticConfig::open_file_cache`].
     pub(crate) open_file_cache: Option<Duration>,
+    /// See [`StaticConfig::portable_lookup`].
+    pub(crate) portable_lookup: bool,
 }
 
 impl StaticConfig {
@@ -96,6 +118,7 @@ impl StaticConfig {
             cache_control: None,
             precompressed: true,
             open_file_cache: None,
+            portable_lookup: false,
         }
     }
 
@@ -165,14 +188,55 @@ impl StaticConfig {
         self.open_file_cache = ttl.into();
         self
     }
+
+    /// Resolve paths with the portable lookup (one `openat(O_NOFOLLOW)` per
+    /// path component, `..` and symlinks resolved by tine) instead of
+    /// Linux's single `openat2(RESOLVE_BENEATH)` call. Both refuse the same
+    /// paths; the portable one costs a system call per directory on the
+    /// way. It is what macOS, FreeBSD and Linux before 5.6 always use (there
+    /// `false` changes nothing); on Linux, turn it on to try on your machine
+    /// what those systems will serve. Default `false`.
+    ///
+    /// ```
+    /// let public = std::env::temp_dir();
+    /// let config = tine::StaticConfig::new(public).portable_lookup(true);
+    /// let app = tine::App::new().static_files("/static", config);
+    /// # let _ = app;
+    /// ```
+    #[must_use]
+    pub fn portable_lookup(mut self, on: bool) -> Self {
+        self.portable_lookup = on;
+        self
+    }
 }
 
-/// A ready-to-serve mount: an `O_PATH | O_DIRECTORY` descriptor of the root
-/// plus the validated configuration. Opening it once at startup means later
-/// renames of the root path do not change what is served.
+/// How a mount resolves paths beneath its root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lookup {
+    /// One `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`.
+    #[cfg(target_os = "linux")]
+    Openat2,
+    /// [`beneath::open`]: component by component.
+    Portable,
+}
+
+/// Flags of the root descriptor: `O_PATH` where it exists (Linux), so only
+/// search permission is needed; elsewhere the root must be readable.
+#[cfg(target_os = "linux")]
+const ROOT_FLAGS: OFlags = OFlags::PATH.union(OFlags::DIRECTORY).union(OFlags::CLOEXEC);
+#[cfg(not(target_os = "linux"))]
+const ROOT_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::CLOEXEC);
+
+/// A ready-to-serve mount: a descriptor of the root directory
+/// ([`ROOT_FLAGS`]) plus the validated configuration. Opening it once at
+/// startup means later renames of the root path do not change what is
+/// served.
 #[derive(Debug)]
 pub(crate) struct Mount {
     root: rustix::fd::OwnedFd,
+    lookup: Lookup,
     index: Option<Box<[u8]>>,
     cache_control: Option<HeaderValue>,
     precompressed: bool,
@@ -194,11 +258,12 @@ struct OpenCache {
 const OPEN_CACHE_MAX: usize = 1024;
 
 impl Mount {
-    /// Opens `cfg.root` and checks that `openat2` is available.
+    /// Opens `cfg.root` and chooses the lookup: `openat2` on Linux unless
+    /// `cfg.portable_lookup` is set or the kernel lacks it (`ENOSYS`, before
+    /// 5.6), the portable one elsewhere.
     ///
     /// Errors: the root cannot be opened or is not a directory;
-    /// `cfg.index` is not a single path component (`InvalidInput`); the
-    /// kernel lacks `openat2` (`Unsupported`).
+    /// `cfg.index` is not a single path component (`InvalidInput`).
     pub(crate) fn open(cfg: StaticConfig) -> io::Result<Mount> {
         let index = match cfg.index {
             Some(name) => {
@@ -213,27 +278,19 @@ impl Mount {
             }
             None => None,
         };
-        let root = rustix::fs::open(
-            &cfg.root,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| {
-            let e = io::Error::from(e);
-            io::Error::new(e.kind(), format!("static root {}: {e}", cfg.root.display()))
-        })?;
-        match openat2(&root, c".", OFlags::PATH | OFlags::CLOEXEC) {
-            Ok(_) => {}
-            Err(Errno::NOSYS) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "static files need openat2(2) (Linux >= 5.6)",
-                ))
-            }
-            Err(e) => return Err(e.into()),
-        }
+        let root =
+            rustix::fs::open(&cfg.root, ROOT_FLAGS, rustix::fs::Mode::empty()).map_err(|e| {
+                let e = io::Error::from(e);
+                io::Error::new(e.kind(), format!("static root {}: {e}", cfg.root.display()))
+            })?;
+        let lookup = if cfg.portable_lookup {
+            Lookup::Portable
+        } else {
+            default_lookup(&root)?
+        };
         Ok(Mount {
             root,
+            lookup,
             index,
             cache_control: cfg.cache_control,
             precompressed: cfg.precompressed,
@@ -451,9 +508,29 @@ enum Miss {
     Error(io::Error),
 }
 
+/// `openat2` if the kernel has it (Linux >= 5.6), else the portable lookup.
+#[cfg(target_os = "linux")]
+fn default_lookup(root: &rustix::fd::OwnedFd) -> io::Result<Lookup> {
+    match openat2(root, c".", OFlags::PATH | OFlags::CLOEXEC) {
+        Ok(_) => Ok(Lookup::Openat2),
+        Err(Errno::NOSYS) => {
+            log::info!("static files: no openat2(2) (Linux < 5.6), using the portable lookup");
+            Ok(Lookup::Portable)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Only the portable lookup exists outside Linux.
+#[cfg(not(target_os = "linux"))]
+fn default_lookup(_root: &rustix::fd::OwnedFd) -> io::Result<Lookup> {
+    Ok(Lookup::Portable)
+}
+
 /// `openat2` beneath the root, retrying the transient `EINTR`/`EAGAIN`
 /// (the latter is returned when a concurrent rename races a `..`
 /// resolution inside a symlink target).
+#[cfg(target_os = "linux")]
 fn openat2(
     root: &rustix::fd::OwnedFd,
     path: &CStr,
@@ -494,7 +571,12 @@ fn open_node(mount: &Mount, path: &CStr) -> Result<(Rc<File>, Metadata), Miss> {
 
 fn open_uncached(mount: &Mount, path: &CStr) -> Result<(Rc<File>, Metadata), Miss> {
     let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
-    let fd = openat2(&mount.root, path, flags).map_err(|e| match e {
+    let fd = match mount.lookup {
+        #[cfg(target_os = "linux")]
+        Lookup::Openat2 => openat2(&mount.root, path, flags),
+        Lookup::Portable => beneath::open(mount.root.as_fd(), path.to_bytes(), flags),
+    };
+    let fd = fd.map_err(|e| match e {
         Errno::MFILE | Errno::NFILE | Errno::NOMEM | Errno::IO => Miss::Error(e.into()),
         _ => Miss::NotFound,
     })?;

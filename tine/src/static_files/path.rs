@@ -6,7 +6,7 @@ use std::ffi::CStr;
 
 /// Longest path (including the terminating NUL) the kernel accepts
 /// (`PATH_MAX`). Longer paths would fail with `ENAMETOOLONG` anyway.
-const PATH_CAP: usize = 4096;
+pub(super) const PATH_CAP: usize = 4096;
 
 /// A validated path relative to the mount root, built in a fixed stack
 /// buffer so that serving a file needs no heap allocation for the path.

@@ -116,11 +116,16 @@ impl Core {
     }
 
     /// Marks the first `n` unsent bytes as written; reclaims the buffer
-    /// once everything is out.
+    /// once everything is out, and the written part once it is most of
+    /// the buffer (a peer that keeps reading while messages keep coming
+    /// may never leave it empty, and the buffer would grow without bound).
     pub(crate) fn advance(&mut self, n: usize) {
         self.sent += n;
         if self.sent == self.io.output.len() {
             self.io.output.clear();
+            self.sent = 0;
+        } else if self.sent >= 64 * 1024 && self.sent * 2 >= self.io.output.len() {
+            self.io.output.drain(..self.sent);
             self.sent = 0;
         }
     }
@@ -188,7 +193,7 @@ impl Session {
             changes: &mut self.topic_changes,
             wire,
         };
-        if handler::catch(|| handler(&mut ws, event)).is_none() {
+        if handler::catch_in(&handler::WS_HANDLER, || handler(&mut ws, event)).is_none() {
             // Logged by the panic hook; the peer learns of it as 1011.
             self.core.close(CloseCode::Error, "internal error");
         }

@@ -1,0 +1,424 @@
+//! The request-to-answer path: one [`Service`] turns every request the
+//! server reads into what the connection sends, whether it is routed to a
+//! handler, a static file mount or a WebSocket route, or refused by tine.
+//!
+//! For a request that was read whole, [`Service::answer`] runs, inside the
+//! panic boundary:
+//!
+//! 1. routing (a WebSocket upgrade request to the WebSocket routes, every
+//!    other request to the HTTP routes);
+//! 2. the before-hooks, in order, until one answers;
+//! 3. the handler, the WebSocket handshake, or tine's 404 / 405;
+//! 4. the error page, if the response is one (the rule below);
+//! 5. the after-hooks, in order (on everything but an accepted upgrade);
+//! 6. the request log line.
+//!
+//! A request tine refuses once its request line was read (400, 408, 413,
+//! 431, ... found by the decoder or the timers) goes through
+//! [`Service::refuse`]: steps 4 to 6 with what could be read of the
+//! request (method, target, header lines; no body), so its error page is
+//! the app's, and CORS or request-id headers from after-hooks are on it.
+//! When not even a request line was read there is no request to show the
+//! hooks: the `errors` handler renders the status with `None`, and no
+//! after-hook runs and no line is logged.
+//!
+//! **Which responses the `errors` handler renders.** Error pages: every
+//! error tine makes itself (400, 404, 405, 408, 413, 414, 417, 426, 431,
+//! 500 after a panic, 501, 505, a static file's 404/405/503), and every
+//! response made with [`Response::error`], [`Response::not_found`] or
+//! [`Response::bad_request`], whoever returns it: handler, before-hook,
+//! static files, on HTTP and WebSocket routes alike. The status and the
+//! headers of the response are kept (such as `Allow`). A response built
+//! with content of its own (`Response::text(..).with_status(404)`,
+//! `(StatusCode, body)`, a bare `StatusCode`, [`Error`](crate::Error),
+//! whose message is its body) is the app's own answer and is sent as is.
+//! After-hooks see the rendered page; what they return is not rendered
+//! again.
+//!
+//! The service is built once by [`App`](crate::App) and is immutable while
+//! serving; the server holds it and knows nothing of routes or hooks.
+
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+use http::header::{self, HeaderValue};
+use http::{Method, StatusCode};
+
+use crate::handler::{self, After, Before, ErrorHandler, Handler};
+use crate::http::parse::SeenHead;
+use crate::http::{Extensions, Request, Response};
+use crate::router::{Match, Router};
+use crate::ws::{handshake, WsHandler};
+
+/// A per-worker initialisation hook.
+pub(crate) type WorkerInit = Box<dyn Fn(&mut Extensions)>;
+
+/// What the server does with a request.
+pub(crate) enum Answer {
+    /// Send this response.
+    Response(Response),
+    /// Send this `101` and switch the connection to WebSocket.
+    Upgrade(Response, WsHandler),
+}
+
+/// Routes, hooks and error pages: everything between a decoded request
+/// and the response the connection sends. See the module docs.
+#[derive(Default)]
+pub(crate) struct Service {
+    router: Router<Handler>,
+    ws_router: Router<WsHandler>,
+    /// Subprotocols the WebSocket handshake may select.
+    ws_protocols: Vec<String>,
+    before: Vec<Before>,
+    after: Vec<After>,
+    error_handler: Option<ErrorHandler>,
+    log_requests: bool,
+    worker_init: Vec<WorkerInit>,
+    /// What the worker-init hooks built, shared by every request.
+    state: Rc<Extensions>,
+}
+
+/// Where in [`Service::answer`] a panic happened.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Routing, before-hooks, handler, error page.
+    Inner,
+    /// The after-hooks.
+    After,
+}
+
+impl Service {
+    #[track_caller]
+    pub(crate) fn add_route(&mut self, method: Option<Method>, pattern: &str, handler: Handler) {
+        self.router.add(method, parse_pattern(pattern), handler);
+    }
+
+    #[track_caller]
+    pub(crate) fn add_ws_route(&mut self, pattern: &str, handler: WsHandler) {
+        self.ws_router
+            .add(Some(Method::GET), parse_pattern(pattern), handler);
+    }
+
+    pub(crate) fn set_ws_protocols(&mut self, protocols: Vec<String>) {
+        self.ws_protocols = protocols;
+    }
+
+    pub(crate) fn add_before(&mut self, hook: Before) {
+        self.before.push(hook);
+    }
+
+    pub(crate) fn add_after(&mut self, hook: After) {
+        self.after.push(hook);
+    }
+
+    pub(crate) fn set_error_handler(&mut self, handler: ErrorHandler) {
+        self.error_handler = Some(handler);
+    }
+
+    pub(crate) fn set_log_requests(&mut self) {
+        self.log_requests = true;
+    }
+
+    pub(crate) fn add_worker_init(&mut self, init: WorkerInit) {
+        self.worker_init.push(init);
+    }
+
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        (self.before.len(), self.after.len())
+    }
+
+    /// Runs the worker-init hooks (in the process that will serve). A hook
+    /// that panics (logged once) is an error: that process must not serve
+    /// without the state the hook was to build.
+    pub(crate) fn init_worker(&mut self) -> io::Result<()> {
+        let mut state = Extensions::default();
+        for init in &self.worker_init {
+            if handler::catch_in(&handler::WORKER_INIT, || init(&mut state)).is_none() {
+                return Err(io::Error::other(
+                    "tine: an on_worker_start hook panicked (see the log); not serving",
+                ));
+            }
+        }
+        self.state = Rc::new(state);
+        Ok(())
+    }
+
+    /// Answers a request read whole: a response, or an accepted WebSocket
+    /// upgrade. Panics in the app's code become a 500 error page (after
+    /// the after-hooks, unless an after-hook was what panicked).
+    pub(crate) fn answer(&self, req: &mut Request) -> Answer {
+        req.set_state(self.state.clone());
+        let started = self.log_requests.then(Instant::now);
+        let mut upgrade = None;
+        let mut stage = Stage::Inner;
+        let answered = handler::catch(|| {
+            let res = self.inner(req, &mut upgrade);
+            if upgrade.is_some() {
+                return res;
+            }
+            stage = Stage::After;
+            self.after_hooks(req, res)
+        });
+        let res = match answered {
+            Some(res) => res,
+            None => {
+                upgrade = None;
+                let page = self.error_page(Some(req), StatusCode::INTERNAL_SERVER_ERROR);
+                match stage {
+                    Stage::Inner => self.after_hooks_caught(req, page),
+                    Stage::After => page,
+                }
+            }
+        };
+        self.log(req, res.status, started);
+        match upgrade {
+            Some(handler) => Answer::Upgrade(res, handler),
+            None => Answer::Response(res),
+        }
+    }
+
+    /// The response for a request tine refuses with `status` once its
+    /// request line was read (`seen`, from the decoder) or before
+    /// (`None`): the error page, the after-hooks and the log line when
+    /// there is a request to show them.
+    pub(crate) fn refuse(
+        &self,
+        status: StatusCode,
+        seen: Option<Box<SeenHead>>,
+        peer: SocketAddr,
+    ) -> Response {
+        let Some(seen) = seen else {
+            return self.error_page(None, status);
+        };
+        let SeenHead {
+            method,
+            target,
+            version,
+            headers,
+        } = *seen;
+        let mut req = Request::new(method, target, version, headers, Default::default(), peer)
+            .unwrap_or_else(|req| *req);
+        self.refuse_request(status, &mut req)
+    }
+
+    /// Like [`refuse`](Self::refuse), for a request that was read whole
+    /// but cannot be answered (a path whose escapes are not UTF-8).
+    pub(crate) fn refuse_request(&self, status: StatusCode, req: &mut Request) -> Response {
+        req.set_state(self.state.clone());
+        let started = self.log_requests.then(Instant::now);
+        let page = self.error_page(Some(req), status);
+        let res = self.after_hooks_caught(req, page);
+        self.log(req, res.status, started);
+        res
+    }
+
+    /// Routing, before-hooks, handler or handshake, error page.
+    fn inner(&self, req: &mut Request, upgrade: &mut Option<WsHandler>) -> Response {
+        let mut ws_handler = None;
+        if !self.ws_router.is_empty() && handshake::is_upgrade(req) {
+            if let Match::Found(handler, params) = self.ws_router.find(req.method(), req.raw_path())
+            {
+                req.set_params(params);
+                ws_handler = Some(handler);
+            }
+        }
+        let routed = match ws_handler {
+            Some(_) => None,
+            None => match self.router.find(req.method(), req.raw_path()) {
+                Match::Found(handler, params) => {
+                    req.set_params(params);
+                    Some(Ok(handler))
+                }
+                Match::MethodNotAllowed(allowed) => Some(Err(Some(allowed))),
+                Match::NotFound => Some(Err(None)),
+            },
+        };
+        for hook in &self.before {
+            if let Some(res) = hook(req) {
+                return self.render(req, res);
+            }
+        }
+        let res = match (ws_handler, routed) {
+            (Some(handler), _) => match handshake::accept(req, &self.ws_protocols) {
+                Ok(res) => {
+                    *upgrade = Some(handler.clone());
+                    return res;
+                }
+                Err(res) => *res,
+            },
+            (None, Some(Ok(handler))) => handler(req),
+            (None, Some(Err(Some(allowed)))) => return self.method_not_allowed(req, &allowed),
+            (None, _) => return self.error_page(Some(req), StatusCode::NOT_FOUND),
+        };
+        self.render(req, res)
+    }
+
+    /// Renders `res` through the error handler if it is an error page.
+    #[inline]
+    fn render(&self, req: &Request, res: Response) -> Response {
+        if res.error_page {
+            self.render_page(req, res)
+        } else {
+            res
+        }
+    }
+
+    /// Renders an error page through the error handler, keeping its status
+    /// and the headers it set (such as `Allow`).
+    #[cold]
+    fn render_page(&self, req: &Request, res: Response) -> Response {
+        let mut page = self.error_page(Some(req), res.status);
+        for (name, value) in &res.headers {
+            page.headers_mut().append(name, value.clone());
+        }
+        page
+    }
+
+    fn after_hooks(&self, req: &Request, mut res: Response) -> Response {
+        for hook in &self.after {
+            res = hook(req, res);
+        }
+        res
+    }
+
+    /// The after-hooks in their own panic boundary: if one panics, the
+    /// answer is the plain 500 page, without the hooks.
+    fn after_hooks_caught(&self, req: &Request, res: Response) -> Response {
+        if self.after.is_empty() {
+            return res;
+        }
+        handler::catch(|| self.after_hooks(req, res))
+            .unwrap_or_else(|| default_error(StatusCode::INTERNAL_SERVER_ERROR))
+    }
+
+    fn method_not_allowed(&self, req: &Request, allowed: &[Method]) -> Response {
+        let list = allowed
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let allow = HeaderValue::from_str(&list).unwrap_or(HeaderValue::from_static(""));
+        if req.method() == Method::OPTIONS {
+            let mut res = Response::empty(StatusCode::NO_CONTENT);
+            res.headers_mut().insert(header::ALLOW, allow);
+            return res;
+        }
+        let mut res = self.error_page(Some(req), StatusCode::METHOD_NOT_ALLOWED);
+        res.headers_mut().insert(header::ALLOW, allow);
+        res
+    }
+
+    /// The page for an error status, through the custom error handler if
+    /// there is one (a panic in it falls back to the plain page).
+    fn error_page(&self, req: Option<&Request>, status: StatusCode) -> Response {
+        if let Some(handler) = &self.error_handler {
+            if let Some(res) = handler::catch_in(&handler::ERROR_PAGE, || handler(req, status)) {
+                return res.with_status(status);
+            }
+        }
+        default_error(status)
+    }
+
+    fn log(&self, req: &Request, status: StatusCode, started: Option<Instant>) {
+        if let Some(started) = started {
+            log::info!(
+                target: "tine::access",
+                "{} {} {} {}ms",
+                req.method(),
+                req.raw_path(),
+                status.as_u16(),
+                started.elapsed().as_millis()
+            );
+        }
+    }
+}
+
+/// Parses a route pattern, panicking (at the builder's caller) on a
+/// malformed one.
+#[track_caller]
+fn parse_pattern(pattern: &str) -> crate::router::Pattern {
+    match crate::router::Pattern::parse(pattern) {
+        Ok(p) => p,
+        Err(msg) => panic!("{msg}"),
+    }
+}
+
+/// The plain-text page for an error status: `404 Not Found`.
+pub(crate) fn default_error(status: StatusCode) -> Response {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    Response::text(format!("{} {reason}\n", status.as_u16())).with_status(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service() -> Service {
+        let mut s = Service::default();
+        s.add_route(
+            Some(Method::GET),
+            "/a",
+            Box::new(|_: &Request| Response::text("a")),
+        );
+        s.add_before(Box::new(|req: &mut Request| {
+            (req.path() == "/deny").then(|| Response::error(StatusCode::FORBIDDEN))
+        }));
+        s.add_after(Box::new(|req: &Request, res: Response| {
+            if req.path() == "/after-panics" {
+                panic!("after-hook test panic");
+            }
+            res.with_header("x-after", "1")
+        }));
+        s.set_error_handler(Box::new(|req: Option<&Request>, status: StatusCode| {
+            Response::text(format!("page {} {}", status.as_u16(), req.is_some()))
+        }));
+        s
+    }
+
+    fn answer(s: &Service, path: &str) -> Response {
+        let mut req = Request::builder(Method::GET, path).finish();
+        match s.answer(&mut req) {
+            Answer::Response(res) => res,
+            Answer::Upgrade(..) => panic!("not an upgrade"),
+        }
+    }
+
+    #[test]
+    fn before_hook_error_pages_are_rendered_and_hooked() {
+        let s = service();
+        let res = answer(&s, "/deny");
+        assert_eq!(res.status(), 403);
+        assert_eq!(res.body_bytes().unwrap(), "page 403 true");
+        assert_eq!(res.headers()["x-after"], "1");
+    }
+
+    #[test]
+    fn a_panicking_after_hook_gives_a_plain_500_without_hooks() {
+        handler::install_panic_hook();
+        let res = answer(&service(), "/after-panics");
+        assert_eq!(res.status(), 500);
+        assert_eq!(res.body_bytes().unwrap(), "page 500 true");
+        assert!(!res.headers().contains_key("x-after"));
+    }
+
+    #[test]
+    fn refusals_with_and_without_a_request_line() {
+        let s = service();
+        let peer = SocketAddr::from(([127, 0, 0, 1], 9));
+        let bare = s.refuse(StatusCode::BAD_REQUEST, None, peer);
+        assert_eq!(bare.body_bytes().unwrap(), "page 400 false");
+        assert!(!bare.headers().contains_key("x-after"));
+        let seen = Box::new(SeenHead {
+            method: Method::POST,
+            target: http::uri::PathAndQuery::from_static("/a"),
+            version: http::Version::HTTP_11,
+            headers: Default::default(),
+        });
+        let res = s.refuse(StatusCode::PAYLOAD_TOO_LARGE, Some(seen), peer);
+        assert_eq!(res.status(), 413);
+        assert_eq!(res.body_bytes().unwrap(), "page 413 true");
+        assert_eq!(res.headers()["x-after"], "1");
+    }
+}
