@@ -261,6 +261,8 @@ struct Output {
     addr: Option<SocketAddr>,
     /// stderr reached EOF: every process holding it is gone.
     log_closed: bool,
+    /// stdout reached EOF.
+    out_closed: bool,
 }
 
 fn read_lines(
@@ -285,8 +287,11 @@ fn read_lines(
             drop(out);
             line.clear();
         }
-        if !stdout {
-            output.lock().unwrap_or_else(|e| e.into_inner()).log_closed = true;
+        let mut out = output.lock().unwrap_or_else(|e| e.into_inner());
+        if stdout {
+            out.out_closed = true;
+        } else {
+            out.log_closed = true;
         }
     });
 }
@@ -383,8 +388,16 @@ impl ServerTree {
                 return Ok(tree);
             }
             if let Some(status) = tree.server.child.try_wait().expect("try_wait") {
-                // Whatever it wrote before exiting is worth having.
-                tree.wait_log_closed(Duration::from_secs(2));
+                // Whatever it wrote before exiting is worth having, and it
+                // may have announced its address just before exiting (the
+                // reader threads can lag behind the exit).
+                wait_until(Duration::from_secs(2), || {
+                    let out = tree.lock();
+                    out.log_closed && out.out_closed
+                });
+                if tree.listening().is_some() {
+                    return Ok(tree);
+                }
                 return Err((status, tree.stderr()));
             }
             assert!(
