@@ -19,6 +19,17 @@
 //!   it has dropped the master's registrations and installed its own
 //!   handlers (`worker_signals_ready`).
 //!
+//! Two differences remain between the routes, both about signals sent to
+//! a worker directly rather than to the master: on the self-pipe route the
+//! master-only signals (`QUIT`, `HUP`, `TTIN`, `TTOU`, `CHLD`) reach
+//! signal-hook's handlers, left in place in the worker with nothing
+//! registered (see `sys::child_after_fork`), so they do nothing, where the
+//! signalfd route leaves `SIGQUIT` its default (the worker dies, and the
+//! master replaces it). And a handler the application installed for one
+//! of these signals before serving with workers is reset on the signalfd
+//! route, but keeps running (in the master and its workers) on the
+//! self-pipe route, where signal-hook chains it (see [`Source::new`]).
+//!
 //! Standard signals coalesce on both routes: several `SIGTTIN` sent at once
 //! may count as one. The signalfd returns them in arrival order; the
 //! self-pipe in signal-number order (`HUP`, then `TTIN`, then `TTOU`) when
@@ -67,13 +78,23 @@ impl std::fmt::Debug for Source {
 
 impl Source {
     /// Takes `signals` over and registers the source under `token`: blocks
-    /// them, resets their dispositions, then sets up the route chosen by
-    /// [`sys::portable_signals`]. From here on every one of them is read
-    /// with [`Source::read`]; none is lost in between.
+    /// them, then sets up the route chosen by [`sys::portable_signals`].
+    /// From here on every one of them is read with [`Source::read`]; none
+    /// is lost in between.
+    ///
+    /// The signalfd route resets their dispositions to the default (the
+    /// master installs no handler; an inherited `SIG_IGN` for `SIGCHLD`
+    /// would make the kernel reap workers behind its back). The self-pipe
+    /// route does not: signal-hook's handlers replace whatever was there
+    /// (`SIG_IGN` included), and signal-hook keeps a registry of the
+    /// handlers it installed, which a reset behind its back would leave
+    /// believing its handler still in place (an application that used
+    /// signal-hook before serving would then see the master die of the
+    /// default action). A handler the application installed itself before
+    /// serving keeps running: signal-hook chains it.
     pub(crate) fn new(registry: &Registry, token: Token, signals: &[Signal]) -> io::Result<Source> {
         let set = set_of(signals);
         pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
-        sys::reset_dispositions(signals)?;
         if sys::portable_signals() {
             let numbers: Vec<i32> = signals.iter().map(|&s| s as i32).collect();
             let mut hook = signal_hook_mio::v1_0::Signals::new(numbers)?;
@@ -87,6 +108,7 @@ impl Source {
         {
             use nix::sys::signalfd::{SfdFlags, SignalFd};
             use std::os::fd::AsRawFd;
+            sys::reset_dispositions(signals)?;
             let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
             registry.register(
                 &mut mio::unix::SourceFd(&fd.as_raw_fd()),

@@ -81,10 +81,9 @@ pub(crate) fn fork() -> io::Result<Fork> {
 
 /// Resets the dispositions of `signals` to `SIG_DFL`.
 ///
-/// The master calls it before taking its signals over (with a signalfd,
-/// installing no handler at all, or with signal-hook's handlers, which
-/// then chain to no previous one), and a worker on the signalfd route right
-/// after the fork. Resetting matters because an inherited `SIG_IGN` for
+/// On the signalfd route the master calls it before taking its signals
+/// over (it installs no handler at all), and a worker right after the
+/// fork. Resetting matters because an inherited `SIG_IGN` for
 /// `SIGCHLD` would make the kernel auto-reap workers (and `waitpid` fail),
 /// and an application handler installed before `run_master` must not leak
 /// into the workers.
@@ -96,8 +95,8 @@ pub(crate) fn reset_dispositions(signals: &[Signal]) -> io::Result<()> {
         // function, so no Rust code will run asynchronously; the handlers we
         // replace belong to signals the caller is taking over on purpose
         // (they are blocked while this runs; the master then reads them
-        // through its signalfd or self-pipe, and the worker installs its own
-        // handlers after the fork).
+        // through its signalfd, and the worker installs its own handlers
+        // after the fork).
         unsafe { signal(sig, SigHandler::SigDfl) }?;
     }
     Ok(())
@@ -117,17 +116,19 @@ pub(crate) fn reset_dispositions(signals: &[Signal]) -> io::Result<()> {
 /// * portable route: the dispositions are left alone. They are
 ///   signal-hook's handlers, which do nothing once the master's
 ///   registrations are gone (dropped with the master's state before the
-///   worker runs), and signal-hook keeps a registry of the handlers it
-///   installed, copied by the fork: resetting a disposition behind its
-///   back would make it believe its handler still in place, and the
-///   worker's own `SIGTERM` handler would never be installed. A thread
-///   ([`watch_parent`]) stands in for `PR_SET_PDEATHSIG`.
+///   worker runs; a handler the application installed before serving,
+///   which signal-hook chains, still runs), and signal-hook keeps a
+///   registry of the handlers it installed, copied by the fork: resetting
+///   a disposition behind its back would make it believe its handler
+///   still in place, and the worker's own `SIGTERM` handler would never be
+///   installed. A thread ([`watch_parent`]) stands in for
+///   `PR_SET_PDEATHSIG`.
 ///
 /// Either way the worker also sees EOF on its control channel when the
 /// master dies.
 pub(crate) fn child_after_fork(master: Pid, signals: &[Signal]) -> bool {
-    // Errors here cannot be reported anywhere useful yet; the worker still
-    // notices a dead master through EOF on its control channel.
+    // Errors here are not fatal: the worker still notices a dead master
+    // through EOF on its control channel.
     if portable_signals() {
         if let Err(e) = watch_parent(master) {
             log::warn!("cannot start the thread that watches the master: {e}");
