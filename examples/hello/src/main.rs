@@ -53,6 +53,10 @@ struct Args {
     /// Testing aid: the on_worker_start hook panics.
     #[arg(long, hide = true)]
     panic_on_start: bool,
+    /// Testing aid: register signal-hook handlers for SIGINT and SIGTERM
+    /// before serving, as an application that watches signals itself.
+    #[arg(long, hide = true)]
+    hook_signals_first: bool,
     /// Carry published messages through this Redis server
     /// (redis://host:port) so several servers share topics.
     #[arg(long)]
@@ -292,6 +296,15 @@ fn main() -> ExitCode {
     }
     if args.log {
         app = app.log_requests();
+    }
+    if args.hook_signals_first {
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            if let Err(e) = signal_hook::flag::register(sig, seen.clone()) {
+                eprintln!("cannot register a signal handler: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
     let server = match app.bind(args.bind) {
         Ok(s) => s,

@@ -457,3 +457,25 @@ fn without_pdeathsig_a_worker_busy_in_a_handler_notices_its_master_is_gone() {
     );
     assert!(kids.iter().all(|&p| !testkit::procs::is_alive(p)));
 }
+
+#[test]
+fn signal_hook_handlers_registered_before_serving_leave_the_self_pipe_working() {
+    // signal-hook keeps a registry of the handlers it installed: the
+    // master must not reset a disposition behind its back, or its own
+    // registration would never be installed and SIGTERM would kill it.
+    let s = ServerTree::start_env(
+        HELLO,
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--hook-signals-first",
+        ],
+        &[PORTABLE_SIGNALS],
+    );
+    let kids = s.wait_ready(2, T);
+    assert_eq!(try_get(s.addr(), PID_PATH).unwrap().status, 200);
+    s.stop(Duration::from_secs(10));
+    assert!(all_gone(&kids));
+}
