@@ -458,12 +458,14 @@ fn without_pdeathsig_a_worker_busy_in_a_handler_notices_its_master_is_gone() {
     assert!(kids.iter().all(|&p| !testkit::procs::is_alive(p)));
 }
 
-#[test]
-fn signal_hook_handlers_registered_before_serving_leave_the_self_pipe_working() {
-    // signal-hook keeps a registry of the handlers it installed: the
-    // master must not reset a disposition behind its back, or its own
-    // registration would never be installed and SIGTERM would kill it.
-    let s = ServerTree::start_env(
+/// An application that registered signal-hook handlers before serving
+/// leaves signal-hook a registry of the handlers it installed, copied into
+/// every worker: neither the master nor a worker may reset a disposition
+/// behind its back, or its later registrations (the master's self-pipe,
+/// the worker's stop handler) are never installed and `SIGTERM` kills
+/// instead of draining.
+fn graceful_stop_after_early_signal_hooks(env: &[(&str, &str)]) {
+    let mut s = ServerTree::start_env(
         HELLO,
         &[
             "--bind",
@@ -472,10 +474,31 @@ fn signal_hook_handlers_registered_before_serving_leave_the_self_pipe_working() 
             "2",
             "--hook-signals-first",
         ],
-        &[PORTABLE_SIGNALS],
+        env,
     );
     let kids = s.wait_ready(2, T);
-    assert_eq!(try_get(s.addr(), PID_PATH).unwrap().status, 200);
-    s.stop(Duration::from_secs(10));
+    let mut held = Client::connect(s.addr());
+    let busy = held.get(PID_PATH).pid().expect("a pid");
+    held.send(b"GET /sleep?ms=700 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(wait_sleeping(&kids, T), Some(busy), "/sleep never started");
+    s.signal(Signal::SIGTERM);
+    let r = held
+        .try_read_response(false)
+        .unwrap_or_else(|e| panic!("the in-flight request was cut: {e}\n{}", s.stderr()));
+    assert_eq!((r.status, r.text().as_str()), (200, "slept"));
+    let status = s.wait_exit(T).expect("the master exits");
+    assert!(status.success(), "{status}\n{}", s.stderr());
+    let log = s.stderr();
+    assert!(!log.contains("killed by SIGTERM"), "{log}");
     assert!(all_gone(&kids));
+}
+
+#[test]
+fn signal_hooks_registered_before_serving_leave_the_graceful_stop_intact() {
+    graceful_stop_after_early_signal_hooks(&[]);
+}
+
+#[test]
+fn signal_hooks_registered_before_serving_leave_the_self_pipe_intact() {
+    graceful_stop_after_early_signal_hooks(&[PORTABLE_SIGNALS]);
 }

@@ -478,7 +478,7 @@ impl Master {
                 reason: e.to_string(),
             }),
             Ok(sys::Fork::Child) => {
-                if !sys::child_after_fork(self.pid, &HANDLED_SIGNALS) {
+                if !sys::child_after_fork(self.pid) {
                     // The master died before the worker could arrange to
                     // follow it (PR_SET_PDEATHSIG or the parent watch).
                     std::process::exit(1);

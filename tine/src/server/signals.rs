@@ -25,10 +25,7 @@
 //! signal-hook's handlers, left in place in the worker with nothing
 //! registered (see `sys::child_after_fork`), so they do nothing, where the
 //! signalfd route leaves `SIGQUIT` its default (the worker dies, and the
-//! master replaces it). And a handler the application installed for one
-//! of these signals before serving with workers is reset on the signalfd
-//! route, but keeps running (in the master and its workers) on the
-//! self-pipe route, where signal-hook chains it (see [`Source::new`]).
+//! master replaces it).
 //!
 //! Standard signals coalesce on both routes: several `SIGTTIN` sent at once
 //! may count as one. The signalfd returns them in arrival order; the
@@ -82,16 +79,16 @@ impl Source {
     /// From here on every one of them is read with [`Source::read`]; none
     /// is lost in between.
     ///
-    /// The signalfd route resets their dispositions to the default (the
-    /// master installs no handler; an inherited `SIG_IGN` for `SIGCHLD`
-    /// would make the kernel reap workers behind its back). The self-pipe
-    /// route does not: signal-hook's handlers replace whatever was there
-    /// (`SIG_IGN` included), and signal-hook keeps a registry of the
-    /// handlers it installed, which a reset behind its back would leave
-    /// believing its handler still in place (an application that used
-    /// signal-hook before serving would then see the master die of the
-    /// default action). A handler the application installed itself before
-    /// serving keeps running: signal-hook chains it.
+    /// The signalfd route replaces `SIG_IGN` by the default (an ignored
+    /// signal never reaches a signalfd; see [`sys::unignore`]). The
+    /// self-pipe route needs no such step: signal-hook's handlers replace
+    /// whatever was there, `SIG_IGN` included. Neither resets a handler:
+    /// signal-hook keeps a registry of the handlers it installed, which a
+    /// reset behind its back would leave believing its handler still in
+    /// place (an application that used signal-hook before serving would
+    /// see the master, or its workers, die of the default action). A
+    /// handler the application installed itself before serving keeps
+    /// running where signal-hook chains it.
     pub(crate) fn new(registry: &Registry, token: Token, signals: &[Signal]) -> io::Result<Source> {
         let set = set_of(signals);
         pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
@@ -108,7 +105,7 @@ impl Source {
         {
             use nix::sys::signalfd::{SfdFlags, SignalFd};
             use std::os::fd::AsRawFd;
-            sys::reset_dispositions(signals)?;
+            sys::unignore(signals)?;
             let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
             registry.register(
                 &mut mio::unix::SourceFd(&fd.as_raw_fd()),

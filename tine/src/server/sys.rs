@@ -79,25 +79,35 @@ pub(crate) fn fork() -> io::Result<Fork> {
     }
 }
 
-/// Resets the dispositions of `signals` to `SIG_DFL`.
+/// Replaces `SIG_IGN` by `SIG_DFL` for each of `signals`, leaving any
+/// handler in place. Call it with `signals` blocked.
 ///
-/// On the signalfd route the master calls it before taking its signals
-/// over (it installs no handler at all), and a worker right after the
-/// fork. Resetting matters because an inherited `SIG_IGN` for
-/// `SIGCHLD` would make the kernel auto-reap workers (and `waitpid` fail),
-/// and an application handler installed before `run_master` must not leak
-/// into the workers.
-pub(crate) fn reset_dispositions(signals: &[Signal]) -> io::Result<()> {
+/// The master does on the signalfd route before reading them: a signal
+/// whose disposition is `SIG_IGN` is discarded even while blocked, so the
+/// signalfd would never see it (think of `nohup` and `SIGHUP`), and an
+/// ignored `SIGCHLD` would make the kernel reap workers behind the
+/// master's back (and `waitpid` fail). Handlers are kept: an application
+/// that registered signal-hook handlers before serving leaves signal-hook
+/// a registry of the handlers it installed, copied into every worker; a
+/// handler reset behind its back would leave it believing its handler in
+/// place, and the worker's own `SIGTERM` handler (signal-hook too) would
+/// never be installed: the worker would die of `SIGTERM` instead of
+/// draining.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn unignore(signals: &[Signal]) -> io::Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigSet};
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     for &sig in signals {
-        // SAFETY: `signal` is unsafe because installing a *handler* means
-        // running a Rust function in signal context, and because replacing a
-        // handler may break code that relies on it. `SIG_DFL` is not a
-        // function, so no Rust code will run asynchronously; the handlers we
-        // replace belong to signals the caller is taking over on purpose
-        // (they are blocked while this runs; the master then reads them
-        // through its signalfd, and the worker installs its own handlers
-        // after the fork).
-        unsafe { signal(sig, SigHandler::SigDfl) }?;
+        // SAFETY: `sigaction` is unsafe because installing a *handler*
+        // means running a Rust function in signal context. `SIG_DFL` is not
+        // a function, and the action put back is exactly the one the
+        // process had (a handler installed by its own code, not ours).
+        // The signals are blocked, so none is delivered in between.
+        let old = unsafe { sigaction(sig, &default) }?;
+        if !matches!(old.handler(), SigHandler::SigDfl | SigHandler::SigIgn) {
+            // SAFETY: as above.
+            unsafe { sigaction(sig, &old) }?;
+        }
     }
     Ok(())
 }
@@ -108,11 +118,10 @@ pub(crate) fn reset_dispositions(signals: &[Signal]) -> io::Result<()> {
 /// Returns `false` if the master is already gone: the caller must exit at
 /// once.
 ///
-/// * signalfd route (Linux): reset `signals` to their default
-///   dispositions (the master installed no handler, but an inherited
-///   `SIG_IGN` or an application's handler must not reach the worker),
-///   and ask the kernel for `SIGTERM` when the master dies
-///   (`PR_SET_PDEATHSIG`, which `fork` clears, so it is set here).
+/// * signalfd route (Linux): ask the kernel for `SIGTERM` when the master
+///   dies (`PR_SET_PDEATHSIG`, which `fork` clears, so it is set here).
+///   The dispositions are the master's: no `SIG_IGN` (see [`unignore`]),
+///   and any handler the application installed before serving.
 /// * portable route: the dispositions are left alone. They are
 ///   signal-hook's handlers, which do nothing once the master's
 ///   registrations are gone (dropped with the master's state before the
@@ -126,7 +135,7 @@ pub(crate) fn reset_dispositions(signals: &[Signal]) -> io::Result<()> {
 ///
 /// Either way the worker also sees EOF on its control channel when the
 /// master dies.
-pub(crate) fn child_after_fork(master: Pid, signals: &[Signal]) -> bool {
+pub(crate) fn child_after_fork(master: Pid) -> bool {
     // Errors here are not fatal: the worker still notices a dead master
     // through EOF on its control channel.
     if portable_signals() {
@@ -134,7 +143,6 @@ pub(crate) fn child_after_fork(master: Pid, signals: &[Signal]) -> bool {
             log::warn!("cannot start the thread that watches the master: {e}");
         }
     } else {
-        let _ = reset_dispositions(signals);
         #[cfg(any(target_os = "linux", target_os = "android"))]
         let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
     }
@@ -182,9 +190,8 @@ pub(crate) fn ignore_master_signals() {
     }
     for sig in [Signal::SIGHUP, Signal::SIGTTIN, Signal::SIGTTOU] {
         // SAFETY: `SIG_IGN` runs no code in signal context, and these
-        // signals have no other user in a worker: the master's dispositions
-        // were reset to default after the fork and nothing else installs
-        // handlers for them.
+        // signals have no other user in a worker: the master reads them,
+        // and the worker's own handlers are installed after this.
         let _ = unsafe { signal(sig, SigHandler::SigIgn) };
     }
 }
