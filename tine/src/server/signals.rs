@@ -19,13 +19,16 @@
 //!   it has dropped the master's registrations and installed its own
 //!   handlers (`worker_signals_ready`).
 //!
-//! Two differences remain between the routes, both about signals sent to
-//! a worker directly rather than to the master: on the self-pipe route the
+//! One difference remains between the routes, about a signal sent to a
+//! worker directly rather than to the master: on the self-pipe route the
 //! master-only signals (`QUIT`, `HUP`, `TTIN`, `TTOU`, `CHLD`) reach
 //! signal-hook's handlers, left in place in the worker with nothing
 //! registered (see `sys::child_after_fork`), so they do nothing, where the
 //! signalfd route leaves `SIGQUIT` its default (the worker dies, and the
 //! master replaces it).
+//!
+//! Neither route resets a handler the application installed before
+//! serving (see [`Source::new`]).
 //!
 //! Standard signals coalesce on both routes: several `SIGTTIN` sent at once
 //! may count as one. The signalfd returns them in arrival order; the
