@@ -192,3 +192,43 @@ fn clients_that_vanish_leave_the_server_healthy() {
         .status
         == 200));
 }
+
+/// Reads from `c` while trickling one byte every 100 ms, until a response
+/// arrives or `bytes` were sent; `None` if none came.
+fn trickle_until_answer(c: &mut Client, byte: u8, bytes: usize) -> Option<u16> {
+    c.stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    for _ in 0..bytes {
+        if let Ok(r) = c.try_read_response(false) {
+            return Some(r.status);
+        }
+        // The server may have closed already; a failed write ends it too.
+        if std::io::Write::write_all(&mut c.stream, &[byte]).is_err() {
+            break;
+        }
+    }
+    c.stream.set_read_timeout(Some(testkit::TIMEOUT)).unwrap();
+    c.try_read_response(false).ok().map(|r| r.status)
+}
+
+#[test]
+fn header_timeout_covers_a_head_started_behind_a_pipelined_request() {
+    // A long idle timeout: only the header timeout can end the trickle.
+    let addr = serve(|| {
+        app_with(Limits {
+            header_timeout: Duration::from_millis(300),
+            idle_timeout: Duration::from_secs(60),
+            ..Limits::default()
+        })
+    });
+    let mut c = Client::connect(addr);
+    // A complete request and the first byte of the next one, in one write.
+    c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\nG");
+    assert_eq!(c.read_response().status, 200);
+    // The second head's clock started with its first byte: trickling more
+    // bytes (each well within the idle timeout) must not keep it alive.
+    // 100 bytes take 10 s, far past the 300 ms header timeout.
+    assert_eq!(trickle_until_answer(&mut c, b'E', 100), Some(408));
+    assert!(c.is_closed());
+}

@@ -79,6 +79,8 @@ struct Shared {
     /// connections hold none.
     spare_out: Vec<u8>,
     draining: bool,
+    /// The time of the current loop turn.
+    now: Instant,
 }
 
 /// What a connection needs after being driven.
@@ -145,6 +147,7 @@ impl EventLoop {
                 scratch: vec![0; READ_CHUNK],
                 spare_out: Vec::with_capacity(OUT_BATCH),
                 draining: false,
+                now,
             },
             now,
             drain_deadline: None,
@@ -188,6 +191,7 @@ impl EventLoop {
                 }
             }
             self.now = Instant::now();
+            self.shared.now = self.now;
             self.shared.date.tick(self.now);
             for event in events.iter() {
                 match event.token() {
@@ -776,7 +780,15 @@ fn answer_buffered(conn: &mut Conn, shared: &mut Shared) -> bool {
                 produced = true;
             }
             Decoded::Request(head, body) => {
-                conn.head_started = None;
+                // Bytes left behind this request (pipelined, or the start
+                // of a slow next head) begin the next head now: it is timed
+                // by the header timeout from here, not by the idle timeout
+                // that every trickled byte would renew.
+                conn.head_started = if conn.rbuf.is_empty() {
+                    None
+                } else {
+                    Some(shared.now)
+                };
                 let keep_alive = head.keep_alive && !shared.draining;
                 let is_head = head.method == Method::HEAD;
                 let http10 = head.version == Version::HTTP_10;
