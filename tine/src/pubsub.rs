@@ -88,6 +88,16 @@ pub(crate) fn outbox_is_empty() -> bool {
     OUTBOX.with(|o| o.borrow().is_empty())
 }
 
+/// Most messages the outbox holds before publishing connections are
+/// paused (they read no more input until the loop has delivered it).
+const OUTBOX_MAX: usize = 1024;
+
+/// Whether the outbox can take more: when not, the event loop stops
+/// decoding input from connections until it has been delivered.
+pub(crate) fn outbox_has_room() -> bool {
+    OUTBOX.with(|o| o.borrow().len() < OUTBOX_MAX)
+}
+
 /// Wire form for the master relay: `[kind: 0 text | 1 binary][topic length:
 /// u16 LE][topic][payload]`.
 pub(crate) fn encode(p: &Published, out: &mut Vec<u8>) {

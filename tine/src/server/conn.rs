@@ -67,6 +67,19 @@ pub(crate) struct Conn {
     pub(crate) timer_tick: Option<u64>,
     /// Set once the connection has switched to WebSocket.
     pub(crate) ws: Option<Box<Session>>,
+    /// In the loop's ready or parked list.
+    pub(crate) scheduled: bool,
+}
+
+/// The outcome of discarding input while lingering.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Discard {
+    /// The socket has nothing more for now.
+    Drained,
+    /// The limit was reached with input possibly left.
+    More,
+    /// The peer closed or failed: time to close.
+    Closed,
 }
 
 /// The outcome of pushing queued output to the socket.
@@ -99,6 +112,7 @@ impl Conn {
             deadline: now,
             timer_tick: None,
             ws: None,
+            scheduled: false,
         }
     }
 
@@ -236,16 +250,19 @@ impl Conn {
         }
     }
 
-    /// Reads and drops input while lingering. Returns `false` once the peer
-    /// has closed or failed (time to close).
-    pub(crate) fn discard_input(&mut self, scratch: &mut [u8]) -> bool {
+    /// Reads and drops input while lingering, at most about `limit` bytes.
+    pub(crate) fn discard_input(&mut self, scratch: &mut [u8], limit: usize) -> Discard {
+        let mut read = 0;
         loop {
+            if read >= limit {
+                return Discard::More;
+            }
             match self.stream.read(scratch) {
-                Ok(0) => return false,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Ok(0) => return Discard::Closed,
+                Ok(n) => read += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Discard::Drained,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return false,
+                Err(_) => return Discard::Closed,
             }
         }
     }

@@ -7,8 +7,16 @@
 //! (pipelining costs one write, not one per request). A connection whose
 //! socket is full keeps its queued output and gets no more reading until it
 //! drains, so a slow client only slows itself.
+//!
+//! Fairness: a connection gets a bounded share of each loop turn (a number
+//! of requests and of bytes read). One with work left when its share is
+//! spent goes to a ready queue and is driven again after the others; the
+//! loop then polls without sleeping. That queue matters with
+//! edge-triggered epoll: input left in the socket raises no new event.
+//! Connections whose handlers publish stop decoding while the publish
+//! outbox is full (parked) and resume once the loop has delivered it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -19,7 +27,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use super::conn::{Conn, Flush, Pending, Phase};
+use super::conn::{Conn, Discard, Flush, Pending, Phase};
 use super::control::{self, Channel, Msg, SendNoSignal};
 use super::redis::RedisBus;
 use super::timer::{Entry, Wheel};
@@ -46,6 +54,12 @@ const READ_CHUNK: usize = 64 * 1024;
 const INLINE_BODY: usize = 16 * 1024;
 /// Pipelined responses are gathered until this much output is queued.
 const OUT_BATCH: usize = 256 * 1024;
+/// Most requests one connection may have answered per loop turn, and most
+/// bytes it may have read (HTTP and WebSocket alike). A connection with
+/// work left goes to the back of the ready queue, so one pipelining client
+/// cannot hold the worker while others wait.
+const TURN_REQUESTS: u32 = 64;
+const TURN_READ: usize = 4 * READ_CHUNK;
 /// How long a closing connection waits for the peer to close after our
 /// last response before closing anyway.
 const LINGER: Duration = Duration::from_secs(2);
@@ -86,8 +100,35 @@ struct Shared {
 /// What a connection needs after being driven.
 #[derive(Debug, PartialEq, Eq)]
 enum Next {
+    /// Wait for the socket's next event (or a timer).
     Keep,
+    /// Its turn's budget is spent with work left (input buffered or still
+    /// in the socket): drive it again after the others. Edge-triggered
+    /// epoll will not report the unread input again.
+    Yield,
+    /// The publish outbox is full: read nothing more from it until the
+    /// loop has delivered what is queued.
+    Park,
     Close,
+}
+
+/// What one connection may still do in the current loop turn.
+struct Budget {
+    requests: u32,
+    read: usize,
+}
+
+impl Budget {
+    fn new() -> Self {
+        Budget {
+            requests: TURN_REQUESTS,
+            read: TURN_READ,
+        }
+    }
+
+    fn spent(&self) -> bool {
+        self.requests == 0 || self.read == 0
+    }
 }
 
 pub(crate) struct EventLoop {
@@ -110,6 +151,11 @@ pub(crate) struct EventLoop {
     /// With Redis configured, published messages go there (and come back
     /// from there) instead of through the master.
     redis: Option<RedisBus>,
+    /// Connections that used up their turn with work left, by `(key,
+    /// generation)`, in the order they are driven again.
+    ready: VecDeque<(usize, u32)>,
+    /// Connections waiting for room in the publish outbox.
+    parked: Vec<(usize, u32)>,
 }
 
 impl EventLoop {
@@ -156,6 +202,8 @@ impl EventLoop {
             master: None,
             topics: HashMap::new(),
             redis: None,
+            ready: VecDeque::new(),
+            parked: Vec::new(),
         };
         if let Some(url) = this.shared.app.redis_url.clone() {
             let mut bus = RedisBus::new(&url, "tine:")?;
@@ -184,7 +232,12 @@ impl EventLoop {
     pub(crate) fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = self.wheel.until_next_tick(self.now);
+            let timeout = if self.ready.is_empty() {
+                self.wheel.until_next_tick(self.now)
+            } else {
+                // Work is waiting: only look for new events, do not sleep.
+                Duration::ZERO
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     return Err(e);
@@ -213,11 +266,15 @@ impl EventLoop {
                     }
                 }
             }
+            self.drive_ready();
             if let Some(bus) = &mut self.redis {
                 bus.tick(self.now, self.poll.registry());
             }
             if !pubsub::outbox_is_empty() {
                 self.deliver_published();
+            }
+            if !self.parked.is_empty() && pubsub::outbox_has_room() {
+                self.ready.extend(self.parked.drain(..));
             }
             self.fire_timers();
             if let Some(at) = self.accept_resume {
@@ -410,13 +467,44 @@ impl EventLoop {
         }
     }
 
+    /// Drives once each connection that was ready when the turn began;
+    /// those that yield again go to the back, behind any that yield now.
+    fn drive_ready(&mut self) {
+        for _ in 0..self.ready.len() {
+            let Some((key, generation)) = self.ready.pop_front() else {
+                break;
+            };
+            match self.conns.get_mut(key) {
+                Some(conn) if conn.generation == generation => {
+                    conn.scheduled = false;
+                    self.drive(key);
+                }
+                _ => {}
+            }
+        }
+    }
+
     fn drive(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if drive_conn(conn, &mut self.shared) == Next::Close {
-            self.close(key);
-            return;
+        match drive_conn(conn, &mut self.shared) {
+            Next::Close => {
+                self.close(key);
+                return;
+            }
+            Next::Keep => {}
+            next => {
+                if !conn.scheduled {
+                    conn.scheduled = true;
+                    let entry = (key, conn.generation);
+                    if next == Next::Yield {
+                        self.ready.push_back(entry);
+                    } else {
+                        self.parked.push(entry);
+                    }
+                }
+            }
         }
         let limits = &self.shared.app.limits;
         if let Some(ws) = conn.ws.as_mut().filter(|_| conn.phase != Phase::Lingering) {
@@ -643,12 +731,14 @@ mod libc_errno {
 /// Moves a connection as far as it can go without blocking: send queued
 /// output, answer buffered requests, read more.
 fn drive_conn(conn: &mut Conn, shared: &mut Shared) -> Next {
+    let mut budget = Budget::new();
     loop {
         if conn.phase == Phase::Lingering {
             if conn.readable {
-                conn.readable = false;
-                if !conn.discard_input(&mut shared.scratch) {
-                    return Next::Close;
+                match conn.discard_input(&mut shared.scratch, budget.read) {
+                    Discard::Drained => conn.readable = false,
+                    Discard::More => return Next::Yield,
+                    Discard::Closed => return Next::Close,
                 }
             }
             return Next::Keep;
@@ -659,7 +749,7 @@ fn drive_conn(conn: &mut Conn, shared: &mut Shared) -> Next {
             Flush::Failed => return Next::Close,
         }
         if conn.ws.is_some() {
-            return drive_ws(conn, shared);
+            return drive_ws(conn, shared, &mut budget);
         }
         match conn.pump() {
             Flush::Done => {}
@@ -679,7 +769,20 @@ fn drive_conn(conn: &mut Conn, shared: &mut Shared) -> Next {
             conn.deadline = Instant::now() + LINGER;
             continue;
         }
-        if answer_buffered(conn, shared) {
+        if budget.spent() {
+            // Everything answered so far is sent; the rest waits its turn.
+            return if conn.readable || !conn.rbuf.is_empty() {
+                Next::Yield
+            } else {
+                Next::Keep
+            };
+        }
+        if !pubsub::outbox_has_room() {
+            // Its handlers' messages cannot be queued: decode and read
+            // nothing more until the loop has delivered the outbox.
+            return Next::Park;
+        }
+        if answer_buffered(conn, shared, &mut budget) {
             continue;
         }
         if !conn.readable {
@@ -692,8 +795,11 @@ fn drive_conn(conn: &mut Conn, shared: &mut Shared) -> Next {
             // only say EAGAIN. Edge-triggered epoll reports every later
             // arrival (and EOF) as a new event, so nothing is missed; this
             // saves one syscall per request (nginx does the same).
-            Ok(n) if n < shared.scratch.len() => conn.readable = false,
-            Ok(_) => {}
+            Ok(n) if n < shared.scratch.len() => {
+                conn.readable = false;
+                budget.read = budget.read.saturating_sub(n);
+            }
+            Ok(n) => budget.read = budget.read.saturating_sub(n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 conn.readable = false;
                 return Next::Keep;
@@ -705,7 +811,7 @@ fn drive_conn(conn: &mut Conn, shared: &mut Shared) -> Next {
 
 /// Moves a WebSocket connection along: send queued frames, read and
 /// process incoming ones.
-fn drive_ws(conn: &mut Conn, shared: &mut Shared) -> Next {
+fn drive_ws(conn: &mut Conn, shared: &mut Shared, budget: &mut Budget) -> Next {
     let Conn {
         stream,
         ws,
@@ -740,12 +846,21 @@ fn drive_ws(conn: &mut Conn, shared: &mut Shared) -> Next {
         if !*readable {
             return Next::Keep;
         }
+        if budget.read == 0 {
+            return Next::Yield;
+        }
+        if !pubsub::outbox_has_room() {
+            return Next::Park;
+        }
         match io::Read::read(&mut &*stream, &mut shared.scratch) {
             Ok(0) => {
                 session.closed(1006, String::new(), &*stream);
                 return Next::Close;
             }
-            Ok(n) => session.feed(&shared.scratch[..n], &*stream),
+            Ok(n) => {
+                budget.read = budget.read.saturating_sub(n);
+                session.feed(&shared.scratch[..n], &*stream);
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 *readable = false;
                 return Next::Keep;
@@ -758,10 +873,13 @@ fn drive_ws(conn: &mut Conn, shared: &mut Shared) -> Next {
 
 /// Decodes and answers the requests already in the read buffer, queueing
 /// their responses. Returns whether anything was queued.
-fn answer_buffered(conn: &mut Conn, shared: &mut Shared) -> bool {
+fn answer_buffered(conn: &mut Conn, shared: &mut Shared, budget: &mut Budget) -> bool {
     let mut produced = false;
     while conn.pending.is_none() && conn.phase == Phase::Open && conn.wbuf.len() < OUT_BATCH {
         if conn.rbuf.is_empty() && !conn.decoder.mid_request() {
+            break;
+        }
+        if budget.requests == 0 || (produced && !pubsub::outbox_has_room()) {
             break;
         }
         match conn.decoder.decode(&mut conn.rbuf, &shared.app.limits) {
@@ -777,6 +895,7 @@ fn answer_buffered(conn: &mut Conn, shared: &mut Shared) -> bool {
                 lend_output(conn, &mut shared.spare_out);
                 encode_response(conn, res, false, false, false, &shared.date);
                 conn.rbuf.clear();
+                budget.requests -= 1;
                 produced = true;
             }
             Decoded::Request(head, body) => {
@@ -826,6 +945,7 @@ fn answer_buffered(conn: &mut Conn, shared: &mut Shared) -> bool {
                 lend_output(conn, &mut shared.spare_out);
                 encode_response(conn, res, keep_alive, is_head, http10, &shared.date);
                 conn.served = conn.served.saturating_add(1);
+                budget.requests -= 1;
                 produced = true;
             }
         }
