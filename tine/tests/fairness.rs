@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use support::{serve, wait_until, Client};
-use tine::{App, Request, Response};
+use tine::{App, Request, Response, WebSocket, WsEvent};
 
 /// Pipelined small `POST`s, alternating a route that answers `405` (no
 /// handler runs) and an echo route.
@@ -145,4 +145,53 @@ fn a_client_that_does_not_read_is_not_read_from_without_bound() {
     assert!(stalled, "the server took {sent} bytes without being read");
     // The server is still healthy for others.
     assert_eq!(Client::connect(addr).get("/nothing").status, 404);
+}
+
+#[test]
+fn a_flooding_websocket_does_not_hold_the_worker() {
+    const FLOOD: usize = 60_000;
+    let received = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&received);
+    let addr = serve(move || {
+        let seen = Arc::clone(&counter);
+        App::new()
+            .get("/count", move |_: &Request| {
+                counter.load(Ordering::SeqCst).to_string()
+            })
+            .ws("/sink", move |_: &mut WebSocket, event: WsEvent| {
+                if matches!(event, WsEvent::Text(_)) {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+    });
+    let mut sink = testkit::ws::connect(addr, "/sink");
+    let frame = testkit::ws::client_frame(testkit::ws::op::TEXT, b"hi");
+    let batch: Vec<u8> = frame.repeat(FLOOD);
+    let writer = std::thread::spawn(move || sink.write_all(&batch).map(|()| sink));
+    assert!(wait_until(testkit::TIMEOUT, || received
+        .load(Ordering::SeqCst)
+        > 0));
+    let mut other = Client::connect(addr);
+    let mut progress = Vec::new();
+    for _ in 0..5 {
+        let before = received.load(Ordering::SeqCst);
+        let r = other.get("/count");
+        assert_eq!(r.status, 200);
+        let during: usize = r.text().parse().unwrap();
+        progress.push((before, during));
+    }
+    let _sink = writer.join().unwrap().unwrap();
+    assert!(wait_until(testkit::TIMEOUT, || received
+        .load(Ordering::SeqCst)
+        == FLOOD));
+    assert!(
+        progress.iter().all(|&(_, during)| during < FLOOD),
+        "the flood was over before the second client was answered: {progress:?}"
+    );
+    assert!(
+        progress
+            .iter()
+            .all(|&(before, during)| during - before <= FAIR_SHARE),
+        "the second client waited behind the flood: {progress:?}"
+    );
 }

@@ -54,8 +54,8 @@ const READ_CHUNK: usize = 64 * 1024;
 const INLINE_BODY: usize = 16 * 1024;
 /// Pipelined responses are gathered until this much output is queued.
 const OUT_BATCH: usize = 256 * 1024;
-/// Most requests one connection may have answered per loop turn, and most
-/// bytes it may have read (HTTP and WebSocket alike). A connection with
+/// Most requests (or WebSocket frames) one connection may have handled per
+/// loop turn, and most bytes it may have read. A connection with
 /// work left goes to the back of the ready queue, so one pipelining client
 /// cannot hold the worker while others wait.
 const TURN_REQUESTS: u32 = 64;
@@ -843,14 +843,19 @@ fn drive_ws(conn: &mut Conn, shared: &mut Shared, budget: &mut Budget) -> Next {
             *deadline = Instant::now() + LINGER;
             return Next::Keep;
         }
-        if !*readable {
+        if !*readable && !session.has_input() {
             return Next::Keep;
         }
-        if budget.read == 0 {
+        if budget.spent() {
             return Next::Yield;
         }
         if !pubsub::outbox_has_room() {
             return Next::Park;
+        }
+        if session.has_input() {
+            // Frames left over from the last turn come first.
+            budget.requests -= session.feed_some(&[], &*stream, budget.requests);
+            continue;
         }
         match io::Read::read(&mut &*stream, &mut shared.scratch) {
             Ok(0) => {
@@ -859,7 +864,8 @@ fn drive_ws(conn: &mut Conn, shared: &mut Shared, budget: &mut Budget) -> Next {
             }
             Ok(n) => {
                 budget.read = budget.read.saturating_sub(n);
-                session.feed(&shared.scratch[..n], &*stream);
+                budget.requests -=
+                    session.feed_some(&shared.scratch[..n], &*stream, budget.requests);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 *readable = false;
