@@ -60,6 +60,9 @@ pub(crate) struct Conn {
     pub(crate) readable: bool,
     /// When the current request head started arriving.
     pub(crate) head_started: Option<Instant>,
+    /// When the current request's head was complete, while its body is
+    /// still arriving.
+    pub(crate) body_started: Option<Instant>,
     /// When the connection last made progress.
     pub(crate) last_active: Instant,
     pub(crate) deadline: Instant,
@@ -108,6 +111,7 @@ impl Conn {
             served: 0,
             readable: true,
             head_started: None,
+            body_started: None,
             last_active: now,
             deadline: now,
             timer_tick: None,

@@ -18,6 +18,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode, Version};
@@ -156,6 +157,9 @@ pub(crate) struct EventLoop {
     ready: VecDeque<(usize, u32)>,
     /// Connections waiting for room in the publish outbox.
     parked: Vec<(usize, u32)>,
+    /// Open connections by client address, kept only when
+    /// [`Limits::max_connections_per_ip`](crate::Limits) is set.
+    per_ip: HashMap<IpAddr, usize>,
 }
 
 impl EventLoop {
@@ -204,6 +208,7 @@ impl EventLoop {
             redis: None,
             ready: VecDeque::new(),
             parked: Vec::new(),
+            per_ip: HashMap::new(),
         };
         if let Some(url) = this.shared.app.redis_url.clone() {
             let mut bus = RedisBus::new(&url, "tine:")?;
@@ -437,6 +442,11 @@ impl EventLoop {
             }
             match listener.socket.accept() {
                 Ok((mut stream, peer)) => {
+                    if !self.admit(peer.ip()) {
+                        log::debug!("{} has too many connections; closing one", peer.ip());
+                        drop(stream);
+                        continue;
+                    }
                     let _ = stream.set_nodelay(true);
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
@@ -446,6 +456,7 @@ impl EventLoop {
                         Interest::READABLE | Interest::WRITABLE,
                     ) {
                         log::warn!("cannot watch a new connection: {e}");
+                        self.release(peer.ip());
                         continue;
                     }
                     self.generation = self.generation.wrapping_add(1);
@@ -535,6 +546,8 @@ impl EventLoop {
             self.now + limits.idle_timeout
         } else if let Some(started) = conn.head_started {
             started + limits.header_timeout
+        } else if let Some(started) = conn.body_started {
+            (started + limits.body_timeout).min(self.now + limits.idle_timeout)
         } else if conn.decoder.mid_request() {
             self.now + limits.idle_timeout
         } else if self.shared.draining {
@@ -610,12 +623,43 @@ impl EventLoop {
         encode_response(conn, res, false, false, false, &self.shared.date);
         conn.rbuf.clear();
         conn.head_started = None;
+        conn.body_started = None;
         // Sending it moves the connection to lingering, with its deadline.
         self.drive(key);
     }
 
+    /// Counts a new connection from `ip`; `false` if that address is at
+    /// its limit (the connection is not counted then).
+    fn admit(&mut self, ip: IpAddr) -> bool {
+        let limit = self.shared.app.limits.max_connections_per_ip;
+        if limit == usize::MAX {
+            return true;
+        }
+        let count = self.per_ip.entry(client_key(ip)).or_insert(0);
+        if *count >= limit {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    /// Uncounts a connection counted by [`admit`](Self::admit).
+    fn release(&mut self, ip: IpAddr) {
+        if self.shared.app.limits.max_connections_per_ip == usize::MAX {
+            return;
+        }
+        let key = client_key(ip);
+        if let Some(count) = self.per_ip.get_mut(&key) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_ip.remove(&key);
+            }
+        }
+    }
+
     fn close(&mut self, key: usize) {
         let mut conn = self.conns.remove(key);
+        self.release(conn.peer.ip());
         let _ = self.poll.registry().deregister(&mut conn.stream);
         if let Some(ws) = conn.ws.as_mut() {
             ws.closed(1006, String::new(), &conn.stream);
@@ -710,6 +754,16 @@ impl EventLoop {
         for key in keys {
             self.drive(key);
         }
+    }
+}
+
+/// The address a connection counts against for the per-address limit:
+/// the address itself for IPv4 (also when mapped into IPv6), its /64
+/// network for IPv6.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u64::MAX as u128))),
+        v4 => v4,
     }
 }
 
@@ -888,7 +942,14 @@ fn answer_buffered(conn: &mut Conn, shared: &mut Shared, budget: &mut Budget) ->
         if budget.requests == 0 || (produced && !pubsub::outbox_has_room()) {
             break;
         }
-        match conn.decoder.decode(&mut conn.rbuf, &shared.app.limits) {
+        let decoded = conn.decoder.decode(&mut conn.rbuf, &shared.app.limits);
+        if conn.body_started.is_none() && conn.decoder.mid_request() {
+            // The head is complete and its body is arriving: from here the
+            // body deadline applies instead of the header deadline.
+            conn.head_started = None;
+            conn.body_started = Some(shared.now);
+        }
+        match decoded {
             Decoded::NeedMore => break,
             Decoded::Continue => {
                 lend_output(conn, &mut shared.spare_out);
@@ -914,6 +975,7 @@ fn answer_buffered(conn: &mut Conn, shared: &mut Shared, budget: &mut Budget) ->
                 } else {
                     Some(shared.now)
                 };
+                conn.body_started = None;
                 let keep_alive = head.keep_alive && !shared.draining;
                 let is_head = head.method == Method::HEAD;
                 let http10 = head.version == Version::HTTP_10;
@@ -1063,5 +1125,19 @@ fn encode_response(
     }
     if !keep_alive {
         conn.phase = Phase::Closing;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_keys_group_ipv6_by_64_and_unmap_ipv4() {
+        let key = |s: &str| client_key(s.parse().unwrap());
+        assert_eq!(key("192.0.2.7"), key("::ffff:192.0.2.7"));
+        assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
     }
 }
