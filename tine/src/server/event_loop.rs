@@ -16,7 +16,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
@@ -27,6 +26,7 @@ use slab::Slab;
 
 use super::conn::{Conn, Expired, Next, Shared, DRAIN_IDLE};
 use super::control::{self, Channel, Msg, SendNoSignal};
+use super::per_ip::PerIp;
 use super::redis::RedisBus;
 use super::timer::{Entry, Wheel};
 use crate::app::App;
@@ -96,9 +96,8 @@ pub(crate) struct EventLoop {
     ready: VecDeque<(usize, u32)>,
     /// Connections waiting for room in the publish outbox.
     parked: Vec<(usize, u32)>,
-    /// Open connections by client address, kept only when
-    /// [`Limits::max_connections_per_ip`](crate::Limits) is set.
-    per_ip: HashMap<IpAddr, usize>,
+    /// Open connections by client address.
+    per_ip: PerIp,
 }
 
 impl EventLoop {
@@ -115,6 +114,7 @@ impl EventLoop {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let now = Instant::now();
+        let per_ip_limit = app.limits.max_connections_per_ip;
         let mut this = EventLoop {
             poll,
             listeners: listeners
@@ -140,7 +140,7 @@ impl EventLoop {
             redis: None,
             ready: VecDeque::new(),
             parked: Vec::new(),
-            per_ip: HashMap::new(),
+            per_ip: PerIp::new(per_ip_limit),
         };
         if let Some(url) = this.shared.app.redis_url.clone() {
             let mut bus = RedisBus::new(&url, "tine:")?;
@@ -372,7 +372,7 @@ impl EventLoop {
             }
             match listener.socket.accept() {
                 Ok((mut stream, peer)) => {
-                    if !self.admit(peer.ip()) {
+                    if !self.per_ip.admit(peer.ip()) {
                         log::debug!("{} has too many connections; closing one", peer.ip());
                         drop(stream);
                         continue;
@@ -386,7 +386,7 @@ impl EventLoop {
                         Interest::READABLE | Interest::WRITABLE,
                     ) {
                         log::warn!("cannot watch a new connection: {e}");
-                        self.release(peer.ip());
+                        self.per_ip.release(peer.ip());
                         continue;
                     }
                     self.generation = self.generation.wrapping_add(1);
@@ -503,38 +503,9 @@ impl EventLoop {
         self.due.clear();
     }
 
-    /// Counts a new connection from `ip`; `false` if that address is at
-    /// its limit (the connection is not counted then).
-    fn admit(&mut self, ip: IpAddr) -> bool {
-        let limit = self.shared.app.limits.max_connections_per_ip;
-        if limit == usize::MAX {
-            return true;
-        }
-        let count = self.per_ip.entry(client_key(ip)).or_insert(0);
-        if *count >= limit {
-            return false;
-        }
-        *count += 1;
-        true
-    }
-
-    /// Uncounts a connection counted by [`admit`](Self::admit).
-    fn release(&mut self, ip: IpAddr) {
-        if self.shared.app.limits.max_connections_per_ip == usize::MAX {
-            return;
-        }
-        let key = client_key(ip);
-        if let Some(count) = self.per_ip.get_mut(&key) {
-            *count -= 1;
-            if *count == 0 {
-                self.per_ip.remove(&key);
-            }
-        }
-    }
-
     fn close(&mut self, key: usize) {
         let Slot { mut conn, .. } = self.conns.remove(key);
-        self.release(conn.peer().ip());
+        self.per_ip.release(conn.peer().ip());
         let _ = self.poll.registry().deregister(conn.transport_mut());
         conn.closed();
         if let Some(ws) = conn.any_session() {
@@ -634,16 +605,6 @@ impl EventLoop {
     }
 }
 
-/// The address a connection counts against for the per-address limit:
-/// the address itself for IPv4 (also when mapped into IPv6), its /64
-/// network for IPv6.
-fn client_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u64::MAX as u128))),
-        v4 => v4,
-    }
-}
-
 fn is_resource_exhaustion(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
@@ -657,18 +618,4 @@ mod libc_errno {
     pub(super) const ENFILE: i32 = rustix::io::Errno::NFILE.raw_os_error();
     pub(super) const ENOBUFS: i32 = rustix::io::Errno::NOBUFS.raw_os_error();
     pub(super) const ENOMEM: i32 = rustix::io::Errno::NOMEM.raw_os_error();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn client_keys_group_ipv6_by_64_and_unmap_ipv4() {
-        let key = |s: &str| client_key(s.parse().unwrap());
-        assert_eq!(key("192.0.2.7"), key("::ffff:192.0.2.7"));
-        assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
-        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
-        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
-    }
 }

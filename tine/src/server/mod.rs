@@ -7,6 +7,7 @@ mod control;
 mod event_loop;
 mod listener;
 mod master;
+mod per_ip;
 mod redis;
 mod sys;
 mod timer;
