@@ -86,7 +86,7 @@ mod tests {
         per_ip.release(ip);
         per_ip.release(ip);
         assert!(
-            per_ip.counts.get(&ip).is_none(),
+            !per_ip.counts.contains_key(&ip),
             "empty entries are removed"
         );
         let mut off = PerIp::new(usize::MAX);
