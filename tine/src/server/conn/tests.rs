@@ -204,3 +204,49 @@ fn file_bodies_are_copied_where_the_transport_cannot_sendfile() {
         &String::from_utf8_lossy(&out[9..12])
     );
 }
+
+#[test]
+fn an_upgrade_switches_to_websocket_and_frames_count_against_the_budget() {
+    use testkit::ws::{client_frame, op, SAMPLE_KEY};
+    let app = app().ws(
+        "/echo",
+        |ws: &mut crate::WebSocket, event: crate::WsEvent| {
+            if let crate::WsEvent::Text(t) = event {
+                ws.send_text(t);
+            }
+        },
+    );
+    let (mut conn, mut client, mut shared) = setup(app);
+    let mut input = format!(
+        "GET /echo HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {SAMPLE_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .into_bytes();
+    // More frames than one turn may handle, sent with the handshake.
+    let frames = TURN_REQUESTS as usize + 6;
+    input.extend(client_frame(op::TEXT, b"hi").repeat(frames));
+    client.write_all(&input).unwrap();
+    // The handshake's leftover frames are handled when the session opens;
+    // frames read later count against the turn's budget.
+    let first = conn.drive(&mut shared);
+    let out = received_bytes(&mut client);
+    assert!(out.starts_with(b"HTTP/1.1 101 "));
+    assert!(conn.any_session().is_some());
+    let echoed = |out: &[u8]| out.windows(4).filter(|w| *w == b"\x81\x02hi").count();
+    let mut total = echoed(&out);
+    assert_eq!(first, Next::Keep, "all frames came with the handshake");
+    assert_eq!(total, frames);
+    // Frames arriving later: one turn handles at most its budget.
+    client
+        .write_all(&client_frame(op::TEXT, b"hi").repeat(frames))
+        .unwrap();
+    conn.readable();
+    assert_eq!(conn.drive(&mut shared), Next::Yield);
+    total += echoed(&received_bytes(&mut client));
+    assert_eq!(total, frames + TURN_REQUESTS as usize);
+    assert_eq!(conn.drive(&mut shared), Next::Keep);
+    total += echoed(&received_bytes(&mut client));
+    assert_eq!(total, 2 * frames);
+    // A WebSocket peer's deadline is the ping interval or a day.
+    assert!(conn.deadline(&shared) > shared.now);
+}
