@@ -260,6 +260,21 @@ impl Session {
         done
     }
 
+    /// Output queued for the socket and not yet written.
+    pub(crate) fn unsent(&self) -> &[u8] {
+        &self.core.io.output[self.core.sent..]
+    }
+
+    /// Marks the first `n` bytes of [`unsent`](Self::unsent) as written.
+    pub(crate) fn written(&mut self, n: usize) {
+        self.core.advance(n);
+    }
+
+    /// Whether the peer read too slowly and is being closed (1008).
+    pub(crate) fn overflowed(&self) -> bool {
+        self.core.overflowed
+    }
+
     /// Whether received bytes may wait to be processed (a call to
     /// [`feed_some`](Self::feed_some) stopped at its limit).
     pub(crate) fn has_input(&self) -> bool {

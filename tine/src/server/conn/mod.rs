@@ -233,7 +233,7 @@ impl<T: Transport> Conn<T> {
             .filter(|_| self.phase != Phase::Lingering)
         {
             let config = &shared.app.ws_config;
-            return if ws.core.overflowed {
+            return if ws.overflowed() {
                 now + config.pong_timeout
             } else if ws.awaiting_pong {
                 self.give_up
@@ -270,7 +270,7 @@ impl<T: Transport> Conn<T> {
     /// time, a WebSocket peer due a ping) queue something and drive it.
     pub(crate) fn timed_out(&mut self, shared: &mut Shared) -> Expired {
         if let Some(ws) = self.ws.as_mut() {
-            if ws.awaiting_pong || ws.core.overflowed || ws.finished || shared.draining {
+            if ws.awaiting_pong || ws.overflowed() || ws.finished || shared.draining {
                 return Expired::Close;
             }
             ws.ping();

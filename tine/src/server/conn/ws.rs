@@ -14,11 +14,10 @@ impl<T: Transport> Conn<T> {
             return Next::Close;
         };
         loop {
-            while session.core.backlog() > 0 {
-                let core = &mut session.core;
-                match self.stream.write(&core.io.output[core.sent..]) {
+            while !session.unsent().is_empty() {
+                match self.stream.write(session.unsent()) {
                     Ok(0) => return Next::Close,
-                    Ok(n) => core.advance(n),
+                    Ok(n) => session.written(n),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Keep,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => return Next::Close,
