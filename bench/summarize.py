@@ -8,6 +8,7 @@ if matplotlib can be imported, draws a chart (median bars, min/max whiskers).
 """
 import argparse
 import csv
+import os
 import statistics
 from collections import defaultdict
 
@@ -91,6 +92,14 @@ def tables(groups):
     return text.strip()
 
 
+def shown(path):
+    """`path` as printed in a summary: relative to the repository when it is
+    inside it, so a summary kept in docs/ names no machine's directories."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    rel = os.path.relpath(os.path.abspath(path), repo)
+    return path if rel.startswith("..") else rel
+
+
 def chart(groups, path):
     try:
         import matplotlib
@@ -98,7 +107,7 @@ def chart(groups, path):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print(f"\n(no chart: matplotlib is not importable; `pip install matplotlib` to get {path})")
+        print(f"\n(no chart: matplotlib is not importable; `pip install matplotlib` to get {shown(path)})")
         return
     configs = sorted({k[1] for k in groups})
     servers = sorted({k[0] for k in groups}, key=lambda s: SERVERS.index(s) if s in SERVERS else 99)
@@ -135,7 +144,7 @@ def chart(groups, path):
     fig.suptitle("tine vs peers: medians over rounds, whiskers = min/max")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    print(f"\nchart: {path}")
+    print(f"\nchart: {shown(path)}")
 
 
 def main():

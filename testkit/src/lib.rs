@@ -184,12 +184,19 @@ impl Client {
     }
 
     /// Whether the server has closed the connection (EOF or reset) within
-    /// [`TIMEOUT`], with no further response bytes.
+    /// [`TIMEOUT`], with no further response bytes. Still open when the
+    /// read times out: `false`.
     pub fn is_closed(&mut self) -> bool {
         if !self.buf.is_empty() {
             return false;
         }
-        matches!(self.fill(), Ok(0) | Err(_))
+        match self.fill() {
+            Ok(n) => n == 0,
+            Err(e) => !matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ),
+        }
     }
 }
 

@@ -67,6 +67,27 @@ pub fn proc_stat(pid: i32) -> Option<Proc> {
     })
 }
 
+/// The name of process `pid`'s main thread (`/proc/PID/comm`), if it
+/// exists. `hello`'s `/sleep` names it `sleeping` while it sleeps.
+pub fn thread_name(pid: i32) -> Option<String> {
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(comm.trim_end_matches('\n').to_string())
+}
+
+/// Waits (up to `limit`) until one of `pids` is inside `hello`'s `/sleep`
+/// handler; returns that pid.
+pub fn wait_sleeping(pids: &BTreeSet<i32>, limit: Duration) -> Option<i32> {
+    let mut found = None;
+    crate::wait_until(limit, || {
+        found = pids
+            .iter()
+            .copied()
+            .find(|&p| thread_name(p).as_deref() == Some("sleeping"));
+        found.is_some()
+    });
+    found
+}
+
 /// Every process in `/proc`.
 pub fn processes() -> Vec<Proc> {
     let Ok(dir) = fs::read_dir("/proc") else {
@@ -272,6 +293,9 @@ pub struct ServerTree {
     /// The tag in the environment of its processes.
     pub tag: String,
     output: Arc<Mutex<Output>>,
+    /// A directory to remove once the server is gone (a copy of the binary
+    /// made for another user).
+    scratch: Option<std::path::PathBuf>,
 }
 
 impl ServerTree {
@@ -312,6 +336,7 @@ impl ServerTree {
             },
             tag,
             output,
+            scratch: None,
         }
     }
 
@@ -535,5 +560,121 @@ impl Drop for ServerTree {
         if !clean {
             eprintln!("processes tagged {} survived SIGKILL", self.tag);
         }
+        if let Some(dir) = self.scratch.take() {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// The unprivileged user and group the process-limited server runs as
+/// (`nobody`/`nogroup` on Debian; numeric, so no name lookup can fail).
+const NOBODY: u32 = 65534;
+
+/// Why [`ServerTree::start_with_process_limit`] cannot run here, if it
+/// cannot: it needs root (to switch to `nobody`) and util-linux's
+/// `setpriv` and `prlimit`.
+pub fn process_limit_unavailable() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("not running as root (needed to run the server as nobody)".into());
+    }
+    for tool in ["setpriv", "prlimit"] {
+        let found = Command::new(tool)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            return Some(format!("{tool} (util-linux) is not installed"));
+        }
+    }
+    None
+}
+
+/// `setpriv` arguments that run a command as [`NOBODY`].
+fn as_nobody() -> [String; 3] {
+    [
+        format!("--reuid={NOBODY}"),
+        format!("--regid={NOBODY}"),
+        "--clear-groups".to_owned(),
+    ]
+}
+
+/// Whether [`NOBODY`] may execute `bin` (the file and every directory
+/// above it).
+fn nobody_can_run(bin: &str) -> bool {
+    Command::new("setpriv")
+        .args(as_nobody())
+        .args(["test", "-x", bin])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Number of tasks (threads included) owned by the real user `uid`: what
+/// `RLIMIT_NPROC` counts.
+fn tasks_of_user(uid: u32) -> usize {
+    processes()
+        .into_iter()
+        .filter_map(|p| {
+            let status = fs::read_to_string(format!("/proc/{}/status", p.pid)).ok()?;
+            let real: u32 = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()?;
+            let threads: usize = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Threads:"))?
+                .trim()
+                .parse()
+                .ok()?;
+            (real == uid).then_some(threads)
+        })
+        .sum()
+}
+
+impl ServerTree {
+    /// Starts `bin ARGS...` as user `nobody` (uid and gid 65534) allowed at
+    /// most `nproc` processes (`setpriv ... prlimit --nproc`), so that the
+    /// master's forks beyond that fail with `EAGAIN`, as on a machine out
+    /// of processes. Processes `nobody` already runs are added to the
+    /// limit, and tests using this must not run at the same time (hold
+    /// [`heavy`]). If `nobody` cannot execute `bin` where it is (a private
+    /// target directory), a copy in a fresh temporary directory is run.
+    ///
+    /// Returns `None` after printing why when this machine cannot do it
+    /// (see [`process_limit_unavailable`]); panics instead when `CI` is
+    /// set, so CI never skips.
+    #[allow(clippy::print_stderr)]
+    pub fn start_with_process_limit(bin: &str, nproc: usize, args: &[&str]) -> Option<ServerTree> {
+        if let Some(why) = process_limit_unavailable() {
+            let msg = format!("SKIPPED: cannot limit the server's processes: {why}");
+            assert!(std::env::var_os("CI").is_none(), "{msg}");
+            eprintln!("{msg}");
+            return None;
+        }
+        let mut scratch = None;
+        let mut program = bin.to_owned();
+        if !nobody_can_run(bin) {
+            use std::os::unix::fs::PermissionsExt;
+            let dir = std::env::temp_dir().join(unique_tag());
+            fs::create_dir(&dir).expect("a scratch directory");
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+            let copy = dir.join("server");
+            fs::copy(bin, &copy).expect("copy the server binary");
+            fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).expect("chmod");
+            program = copy.to_string_lossy().into_owned();
+            scratch = Some(dir);
+        }
+        let nproc_arg = format!("--nproc={}", tasks_of_user(NOBODY) + nproc);
+        let mut full: Vec<String> = as_nobody().into();
+        full.extend(["prlimit".to_owned(), nproc_arg, program]);
+        full.extend(args.iter().map(|a| (*a).to_owned()));
+        let full: Vec<&str> = full.iter().map(String::as_str).collect();
+        let mut tree = ServerTree::start("setpriv", &full);
+        tree.scratch = scratch;
+        Some(tree)
     }
 }

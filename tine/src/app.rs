@@ -203,8 +203,8 @@ impl App {
     ///
     /// ```no_run
     /// use tine::{App, HeaderValue, StaticConfig};
-    /// let mut config = StaticConfig::new("./public");
-    /// config.cache_control = Some(HeaderValue::from_static("public, max-age=3600"));
+    /// let config = StaticConfig::new("./public")
+    ///     .cache_control(HeaderValue::from_static("public, max-age=3600"));
     /// let app = App::new().static_files("/assets", config);
     /// ```
     #[track_caller]

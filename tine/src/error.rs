@@ -1,4 +1,7 @@
-//! Errors: HTTP errors that carry their status, and server start-up errors.
+//! [`Error`]: an HTTP error that carries its status and a message.
+//!
+//! Start-up failures (binding, a static root that cannot be opened, ...)
+//! are plain `std::io::Error`s.
 
 use std::fmt;
 

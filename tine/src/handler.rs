@@ -50,9 +50,35 @@ pub(crate) fn install_panic_hook() {
 
 /// Runs `f`, turning a panic into `None`. The panic is logged once by the
 /// hook above.
+///
+/// Calls nest (dispatch runs the error page inside its own `catch`), so the
+/// flag is restored to what it was, not cleared: an inner `catch` must not
+/// hand the rest of the outer one's panics to the default hook.
 pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Option<R> {
-    IN_HANDLER.with(|c| c.set(true));
+    let outer = IN_HANDLER.with(|c| c.replace(true));
     let result = panic::catch_unwind(AssertUnwindSafe(f));
-    IN_HANDLER.with(|c| c.set(false));
+    IN_HANDLER.with(|c| c.set(outer));
     result.ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn in_handler() -> bool {
+        IN_HANDLER.with(Cell::get)
+    }
+
+    #[test]
+    fn nested_catch_restores_the_outer_flag() {
+        assert!(!in_handler());
+        let seen = catch(|| {
+            let inner = catch(in_handler);
+            // A panicking inner call restores it too.
+            let panicked = catch(|| -> () { panic!("inner") });
+            (inner, panicked, in_handler())
+        });
+        assert_eq!(seen, Some((Some(true), None, true)));
+        assert!(!in_handler());
+    }
 }

@@ -37,8 +37,13 @@
 //! | `http` | wire format: request parsing, chunked bodies, response encoding |
 //! | `router` | route patterns and matching |
 //! | `app`, `handler` | the application builder, dispatch, hooks, panic boundary |
+//! | `error`, `limits` | [`Error`] (an HTTP error with its status), [`Limits`] |
+//! | `macros` | [`app!`] and [`server!`], declarative sugar over the builder |
 //! | `middleware` | CORS |
-//! | `server` | sockets, the event loop, timers |
+//! | `static_files` | static file decisions: safe paths, validators, ranges, precompressed siblings ([`StaticConfig`]) |
+//! | `ws` | WebSocket: handshake, sessions, the event-style handler API ([`WsConfig`]) |
+//! | [`pubsub`] | [`publish`] to topics that WebSocket clients subscribe to, across workers |
+//! | `server` | sockets, the event loop, timers, the master and its workers |
 
 // A library never prints: it logs through `log`, and the app decides.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
@@ -78,10 +83,7 @@ pub mod __fuzz {
     /// Feeds `data` to a request decoder in pieces of `split` bytes, as the
     /// event loop would, decoding every request it yields.
     pub fn decode_requests(data: &[u8], split: usize) {
-        let limits = crate::Limits {
-            max_body: 64 * 1024,
-            ..crate::Limits::default()
-        };
+        let limits = crate::Limits::default().max_body(64 * 1024);
         let mut decoder = crate::http::parse::Decoder::new();
         let mut buf = BytesMut::new();
         for piece in data.chunks(split.max(1)) {
@@ -123,11 +125,9 @@ pub mod __fuzz {
                 _ => {}
             },
         );
-        let config = crate::WsConfig {
-            max_message: Some(64 * 1024),
-            max_outbuf: 256 * 1024,
-            ..crate::WsConfig::default()
-        };
+        let config = crate::WsConfig::default()
+            .max_message(64 * 1024)
+            .max_outbuf(256 * 1024);
         let req = crate::Request::builder(::http::Method::GET, "/ws").finish();
         let mut session =
             crate::ws::session::Session::new(req, handler, &config, 1 << 20, Vec::new());

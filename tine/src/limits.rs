@@ -4,71 +4,42 @@ use std::time::Duration;
 
 /// Resource limits for one server, set with [`App::limits`](crate::App::limits).
 ///
-/// Each field is a hard bound the event loop enforces per connection or per
+/// Each limit is a hard bound the event loop enforces per connection or per
 /// process; when a client crosses one it gets the documented HTTP status and
 /// the connection is closed, never a panic or an unbounded buffer.
 ///
+/// Start from the defaults and change what you need; each setter documents
+/// its limit and default. (The struct is `#[non_exhaustive]`: new limits can
+/// be added without breaking code written this way.)
+///
 /// ```
 /// use std::time::Duration;
-/// let limits = tine::Limits {
-///     max_body: 8 * 1024 * 1024,
-///     idle_timeout: Duration::from_secs(30),
-///     ..tine::Limits::default()
-/// };
-/// assert_eq!(limits.max_header, 16 * 1024);
+/// let limits = tine::Limits::default()
+///     .max_body(8 * 1024 * 1024)
+///     .idle_timeout(Duration::from_secs(30));
+/// let app = tine::App::new().limits(limits);
 /// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Limits {
-    /// Largest request head (request line plus headers), in bytes.
-    /// Default 16 KiB: more than any browser sends, small enough that a
-    /// client cannot make a worker buffer much. Over it: `431`, then close.
-    pub max_header: usize,
-    /// Most header fields in one request. Default 100. Over it: `431`.
-    pub max_headers: usize,
-    /// Largest request body, in bytes, whether sent with `Content-Length`
-    /// or chunked. Default 1 MiB, as in the original framework. Over it:
-    /// `413`, sent as soon as the declared length is known, then close.
-    pub max_body: usize,
-    /// Time a client has to deliver a complete request head once it has
-    /// started one (from its first byte, also when that byte arrived behind
-    /// a pipelined request), or once it connected. Default 10 s: the
-    /// slowloris defence. On expiry: `408`, then close.
-    pub header_timeout: Duration,
-    /// Time a client has to deliver a complete request body once its head
-    /// has arrived: a deadline for the whole body, which arriving bytes do
-    /// not extend (unlike nginx's `client_body_timeout`, which times the
-    /// pause between two reads), so a body trickled a byte at a time cannot
-    /// hold a connection. Default 60 s: the default [`max_body`] of 1 MiB
-    /// then needs about 17 KiB/s; raise it together with `max_body` for
-    /// large uploads over slow links. On expiry: `408`, then close.
-    ///
-    /// [`max_body`]: Limits::max_body
-    pub body_timeout: Duration,
-    /// Time an idle keep-alive connection is kept open between requests, and
-    /// the longest pause allowed while a body is being received or a
-    /// response is being sent. Default 60 s, as in the original.
-    pub idle_timeout: Duration,
-    /// Most open connections per process. Default 10,000. At the limit the
-    /// process stops accepting (connections wait in the kernel's queue)
-    /// until a slot frees; it never fails with `EMFILE`.
-    pub max_connections: usize,
-    /// Most open connections per process from one client address (IPv6:
-    /// one /64 network, which one host commonly holds whole), like nginx's
-    /// `limit_conn`. A connection over it is closed at once, before
-    /// anything is read from it (no answer: a `503` would cost a read and
-    /// a write for a client that is already taking too much). With several
-    /// workers each process counts its own connections, and the kernel
-    /// spreads one client's connections over them, so one address can hold
-    /// up to workers times this in all.
-    ///
-    /// Default `usize::MAX` (no limit): behind a reverse proxy or a large
-    /// NAT every client shares one address, and a default limit there
-    /// would refuse legitimate traffic. Set it when clients connect
-    /// directly, for example to a few hundred.
-    pub max_connections_per_ip: usize,
-    /// How long a graceful shutdown waits for in-flight requests and queued
-    /// responses before closing what is left. Default 10 s.
-    pub drain_timeout: Duration,
+    /// See [`Limits::max_header`].
+    pub(crate) max_header: usize,
+    /// See [`Limits::max_headers`].
+    pub(crate) max_headers: usize,
+    /// See [`Limits::max_body`].
+    pub(crate) max_body: usize,
+    /// See [`Limits::header_timeout`].
+    pub(crate) header_timeout: Duration,
+    /// See [`Limits::body_timeout`].
+    pub(crate) body_timeout: Duration,
+    /// See [`Limits::idle_timeout`].
+    pub(crate) idle_timeout: Duration,
+    /// See [`Limits::max_connections`].
+    pub(crate) max_connections: usize,
+    /// See [`Limits::max_connections_per_ip`].
+    pub(crate) max_connections_per_ip: usize,
+    /// See [`Limits::drain_timeout`].
+    pub(crate) drain_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -84,5 +55,181 @@ impl Default for Limits {
             max_connections_per_ip: usize::MAX,
             drain_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+impl Limits {
+    /// Largest request head (request line plus headers, and any empty
+    /// lines before the request line), in bytes. Default 16 KiB: more than
+    /// any browser sends, small enough that a client cannot make a worker
+    /// buffer much. Over it: `431`, then close.
+    ///
+    /// ```
+    /// let limits = tine::Limits::default().max_header(8 * 1024);
+    /// ```
+    #[must_use]
+    pub fn max_header(mut self, bytes: usize) -> Self {
+        self.max_header = bytes;
+        self
+    }
+
+    /// Most header fields in one request. Default 100. Over it: `431`.
+    ///
+    /// ```
+    /// let limits = tine::Limits::default().max_headers(50);
+    /// ```
+    #[must_use]
+    pub fn max_headers(mut self, count: usize) -> Self {
+        self.max_headers = count;
+        self
+    }
+
+    /// Largest request body, in bytes, whether sent with `Content-Length`
+    /// or chunked. Default 1 MiB. Over it: `413`, sent as soon as the
+    /// declared length is known, then close.
+    ///
+    /// ```
+    /// let limits = tine::Limits::default().max_body(10 << 20);
+    /// ```
+    #[must_use]
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// Time a client has to deliver a complete request head once it has
+    /// started one (from its first byte, also when that byte arrived
+    /// behind a pipelined request), or once it connected. Default 10 s:
+    /// the slowloris defence. On expiry: `408`, then close.
+    ///
+    /// ```
+    /// let limits = tine::Limits::default().header_timeout(std::time::Duration::from_secs(5));
+    /// ```
+    #[must_use]
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.header_timeout = timeout;
+        self
+    }
+
+    /// Time a client has to deliver a complete request body once its head
+    /// has arrived: a deadline for the whole body, which arriving bytes do
+    /// not extend (unlike nginx's `client_body_timeout`, which times the
+    /// pause between two reads), so a body trickled a byte at a time cannot
+    /// hold a connection. Default 60 s: the default [`max_body`] of 1 MiB
+    /// then needs about 17 KiB/s; raise it together with `max_body` for
+    /// large uploads over slow links. On expiry: `408`, then close.
+    ///
+    /// [`max_body`]: Limits::max_body
+    ///
+    /// ```
+    /// let limits = tine::Limits::default()
+    ///     .max_body(100 << 20)
+    ///     .body_timeout(std::time::Duration::from_secs(600));
+    /// ```
+    #[must_use]
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
+
+    /// Time an idle keep-alive connection is kept open between requests,
+    /// and the longest pause allowed while a body is being received or a
+    /// response is being sent. Default 60 s.
+    ///
+    /// ```
+    /// let limits = tine::Limits::default().idle_timeout(std::time::Duration::from_secs(30));
+    /// ```
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Most open connections per process. Default 10,000. At the limit the
+    /// process stops accepting (connections wait in the kernel's queue)
+    /// until a slot frees; it never fails with `EMFILE`.
+    ///
+    /// ```
+    /// let limits = tine::Limits::default().max_connections(1_000);
+    /// ```
+    #[must_use]
+    pub fn max_connections(mut self, count: usize) -> Self {
+        self.max_connections = count;
+        self
+    }
+
+    /// Most open connections per process from one client address (IPv6:
+    /// one /64 network, which one host commonly holds whole), like nginx's
+    /// `limit_conn`. A connection over it is closed at once, before
+    /// anything is read from it (no answer: a `503` would cost a read and
+    /// a write for a client that is already taking too much). With several
+    /// workers each process counts its own connections, and the kernel
+    /// spreads one client's connections over them, so one address can hold
+    /// up to workers times this in all.
+    ///
+    /// Default `usize::MAX` (no limit): behind a reverse proxy or a large
+    /// NAT every client shares one address, and a default limit there
+    /// would refuse legitimate traffic. Set it when clients connect
+    /// directly, for example to a few hundred.
+    ///
+    /// ```
+    /// let limits = tine::Limits::default().max_connections_per_ip(200);
+    /// ```
+    #[must_use]
+    pub fn max_connections_per_ip(mut self, count: usize) -> Self {
+        self.max_connections_per_ip = count;
+        self
+    }
+
+    /// How long a graceful shutdown waits for in-flight requests and queued
+    /// responses before closing what is left. Default 10 s.
+    ///
+    /// ```
+    /// let limits = tine::Limits::default().drain_timeout(std::time::Duration::from_secs(30));
+    /// ```
+    #[must_use]
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setters_change_only_their_limit() {
+        let d = Limits::default();
+        let l = Limits::default()
+            .max_header(1)
+            .max_headers(2)
+            .max_body(3)
+            .header_timeout(Duration::from_secs(4))
+            .idle_timeout(Duration::from_secs(5))
+            .max_connections(6)
+            .drain_timeout(Duration::from_secs(7))
+            .body_timeout(Duration::from_secs(8))
+            .max_connections_per_ip(9);
+        assert_eq!(
+            (l.max_header, l.max_headers, l.max_body, l.max_connections),
+            (1, 2, 3, 6)
+        );
+        assert_eq!(
+            (l.header_timeout, l.idle_timeout, l.drain_timeout),
+            (
+                Duration::from_secs(4),
+                Duration::from_secs(5),
+                Duration::from_secs(7)
+            )
+        );
+        assert_eq!(
+            (l.body_timeout, l.max_connections_per_ip),
+            (Duration::from_secs(8), 9)
+        );
+        let only_body = Limits::default().max_body(9);
+        assert_eq!(only_body.max_body, 9);
+        assert_eq!(only_body.max_header, d.max_header);
+        assert_eq!(only_body.idle_timeout, d.idle_timeout);
     }
 }

@@ -1,6 +1,5 @@
 //! Declarative server definitions: sugar over the [`App`](crate::App)
-//! builder, one form per builder call (the original framework's
-//! `defserver`).
+//! builder, one form per builder call.
 
 /// Builds an [`App`](crate::App) from a list of forms, each mapping to one
 /// builder call, in order:

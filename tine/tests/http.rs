@@ -178,3 +178,57 @@ fn custom_error_handler_renders_server_errors() {
     let r = c.read_response();
     assert_eq!((r.status, r.text().as_str()), (400, "<h1>400</h1>"));
 }
+
+#[test]
+fn control_characters_in_chunk_lines_get_400_and_close() {
+    let addr = serve(app);
+    // A bare LF inside a chunk extension: a proxy that ends the line there
+    // would see a chunk "Z\r\nA" of a different size than tine would.
+    let bodies: &[&[u8]] = &[
+        b"1;\nZ\r\nA\r\n0\r\n\r\n",
+        // A bare LF in the trailers.
+        b"1\r\nA\r\n0\r\nX-T: 1\n\r\n",
+    ];
+    for body in bodies {
+        let mut c = Client::connect(addr);
+        c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+        c.send(body);
+        // Whatever follows must never be answered.
+        c.send(b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n");
+        let r = c.read_response();
+        assert_eq!(r.status, 400, "{}", body.escape_ascii());
+        assert_eq!(r.header("connection"), Some("close"));
+        assert!(c.is_closed(), "{}", body.escape_ascii());
+    }
+}
+
+#[test]
+fn empty_lines_before_a_request_are_ignored() {
+    let addr = serve(app);
+    // Any number of empty lines (CRLF or bare LF) before a request line.
+    let mut c = Client::connect(addr);
+    c.send(b"\r\n\r\nGET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!((r.status, r.text().as_str()), (200, "Hello, World!"));
+    c.send(b"\r\n\n\r\n\r\n");
+    c.send(b"\r");
+    c.send(b"\nGET /hello/again HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read_response().text(), "Hello, again!");
+
+    // A body followed by empty lines, then a pipelined request.
+    let mut c = Client::connect(addr);
+    c.send(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc\r\n\r\n\
+          GET /hello/next HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    assert_eq!(c.read_response().text(), "abc");
+    let r = c.read_response();
+    assert_eq!((r.status, r.text().as_str()), (200, "Hello, next!"));
+
+    // Empty lines count against the head limit (16 KiB by default).
+    let mut c = Client::connect(addr);
+    c.send(&b"\r\n".repeat(9000));
+    let r = c.read_response();
+    assert_eq!(r.status, 431);
+    assert!(c.is_closed());
+}

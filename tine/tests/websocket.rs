@@ -29,14 +29,8 @@ fn app() -> App {
                 ws.send_text(format!("joined {room}"));
             }
         })
-        .limits(Limits {
-            max_body: 2 * 1024 * 1024,
-            ..Limits::default()
-        })
-        .ws_config(WsConfig {
-            max_message: Some(1024 * 1024 + 16),
-            ..WsConfig::default()
-        })
+        .limits(Limits::default().max_body(2 * 1024 * 1024))
+        .ws_config(WsConfig::default().max_message(1024 * 1024 + 16))
 }
 
 fn client(addr: std::net::SocketAddr, path: &str) -> tungstenite::WebSocket<TcpStream> {
@@ -189,11 +183,11 @@ fn server_answers_ping_with_same_payload() {
 #[test]
 fn server_pings_idle_clients_and_drops_silent_ones() {
     let addr = serve(|| {
-        app().ws_config(WsConfig {
-            ping_interval: Some(Duration::from_millis(300)),
-            pong_timeout: Duration::from_millis(300),
-            ..WsConfig::default()
-        })
+        app().ws_config(
+            WsConfig::default()
+                .ping_interval(Duration::from_millis(300))
+                .pong_timeout(Duration::from_millis(300)),
+        )
     });
     let mut s = ws::connect(addr, "/echo");
     let (_, opcode, _) = read_frame(&mut s).unwrap();
@@ -233,11 +227,11 @@ fn a_reader_that_stalls_is_closed_not_buffered_forever() {
                     }
                 }
             })
-            .ws_config(WsConfig {
-                max_outbuf: 1024 * 1024,
-                pong_timeout: Duration::from_millis(500),
-                ..WsConfig::default()
-            })
+            .ws_config(
+                WsConfig::default()
+                    .max_outbuf(1024 * 1024)
+                    .pong_timeout(Duration::from_millis(500)),
+            )
     });
     let mut s = ws::connect(addr, "/flood");
     ws::send(&mut s, &client_frame(op::TEXT, b"go"));

@@ -8,7 +8,9 @@
 //! GET  /hello/:name    Hello, <name>!
 //! POST /echo           the request body, same Content-Type
 //! GET  /pid            the serving process's id
-//! GET  /sleep?ms=N     blocks its worker N ms (max 10,000), then "slept"
+//! GET  /sleep?ms=N     blocks its worker N ms (max 10,000), then "slept";
+//!                      meanwhile the worker's thread is named "sleeping"
+//!                      (ps, /proc/PID/comm), so tests can see it has begun
 //! GET  /panic          a handler that panics (answers 500)
 //! GET  /stream?n=N&size=S  N chunks of S bytes, streamed
 //! WS   /ws/echo        echoes text as text, binary as binary
@@ -124,7 +126,15 @@ fn sleep(req: &Request) -> Result<Response, tine::Error> {
         .unwrap_or_default()
         .parse()
         .map_err(|_| tine::Error::bad_request("ms must be a number of milliseconds"))?;
+    // Handlers run on the process's main thread, whose name is the
+    // process's `comm`: an outside observer (a test about to signal the
+    // server) sees the request is being handled, not merely sent.
+    let name = nix::sys::prctl::get_name().ok();
+    let _ = nix::sys::prctl::set_name(c"sleeping");
     std::thread::sleep(Duration::from_millis(ms.min(10_000)));
+    if let Some(name) = name {
+        let _ = nix::sys::prctl::set_name(&name);
+    }
     Ok(Response::text("slept"))
 }
 
@@ -190,25 +200,25 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let mut limits = tine::Limits::default();
     if let Some(ms) = args.header_timeout_ms {
-        limits.header_timeout = Duration::from_millis(ms);
+        limits = limits.header_timeout(Duration::from_millis(ms));
     }
     if let Some(ms) = args.idle_timeout_ms {
-        limits.idle_timeout = Duration::from_millis(ms);
+        limits = limits.idle_timeout(Duration::from_millis(ms));
     }
     if let Some(ms) = args.body_timeout_ms {
-        limits.body_timeout = Duration::from_millis(ms);
+        limits = limits.body_timeout(Duration::from_millis(ms));
     }
     if let Some(n) = args.max_connections_per_ip {
-        limits.max_connections_per_ip = n;
+        limits = limits.max_connections_per_ip(n);
     }
     if let Some(n) = args.max_body {
-        limits.max_body = n;
+        limits = limits.max_body(n);
     }
     if let Some(n) = args.max_connections {
-        limits.max_connections = n;
+        limits = limits.max_connections(n);
     }
     if let Some(ms) = args.drain_timeout_ms {
-        limits.drain_timeout = Duration::from_millis(ms);
+        limits = limits.drain_timeout(Duration::from_millis(ms));
     }
     let mut app = App::new()
         .get("/plaintext", plaintext)
@@ -244,11 +254,11 @@ fn main() -> ExitCode {
         app = app.on_worker_start(|_| std::process::exit(1));
     }
     if let Some(dir) = &args.static_dir {
-        let mut config = tine::StaticConfig::new(dir);
-        config.open_file_cache = args
-            .open_file_cache_ms
-            .filter(|&ms| ms > 0)
-            .map(Duration::from_millis);
+        let config = tine::StaticConfig::new(dir).open_file_cache(
+            args.open_file_cache_ms
+                .filter(|&ms| ms > 0)
+                .map(Duration::from_millis),
+        );
         app = app.static_files("/static", config);
     }
     if args.log {

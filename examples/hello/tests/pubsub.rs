@@ -52,8 +52,10 @@ fn messages_reach_every_subscriber_once_and_in_order_across_workers() {
     let server = ServerProcess::start(HELLO, &["--bind", "127.0.0.1:0", "--workers", "4"]);
     let (mut clients, pids) = clients_on_several_workers(server.addr, "room1", 8);
     eprintln!("subscribers on workers {pids:?}");
-    // Let every subscription reach its worker's index.
-    std::thread::sleep(Duration::from_millis(100));
+    // No wait needed: `chat_join` returned after the room's first message,
+    // sent from the callback that subscribed, and tine guarantees the
+    // subscription is in place once such a message has been received
+    // (`WebSocket::subscribe`).
     for i in 0..50 {
         clients[0]
             .send(Message::Text(format!("msg {i}").into()))
@@ -129,7 +131,7 @@ fn the_bus_survives_a_killed_worker() {
         assert_ne!(pid, victim);
         fresh.push(ws);
     }
-    std::thread::sleep(Duration::from_millis(100));
+    // Every fresh client has its pid line: subscribed (see above).
     fresh[0]
         .send(Message::Text("after the crash".into()))
         .unwrap();
@@ -145,7 +147,6 @@ fn a_subscriber_that_stops_reading_does_not_grow_memory_without_bound() {
     // One subscriber never reads; another reads everything.
     let (_stuck, _) = chat_join(addr, "flood");
     let (mut reader, _) = chat_join(addr, "flood");
-    std::thread::sleep(Duration::from_millis(100));
     let tree = || {
         let mut pids: Vec<i32> = procs::children_of(server.pid()).into_iter().collect();
         pids.push(server.pid());

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use testkit::redis::RedisServer;
 use testkit::ws::{chat_join, next_text, Ws};
-use testkit::ServerProcess;
+use testkit::{wait_until, ServerProcess, TIMEOUT};
 use tungstenite::Message;
 
 const HELLO: &str = env!("CARGO_BIN_EXE_hello");
@@ -40,8 +40,25 @@ fn two_instances_share_topics_through_redis() {
         .map(|_| chat_join(a.addr, "shared").0)
         .chain((0..4).map(|_| chat_join(b.addr, "shared").0))
         .collect();
-    // Subscriptions are local; give the Redis connections a moment.
-    std::thread::sleep(Duration::from_millis(300));
+    // A room subscription is local to its worker, but each worker's
+    // `PSUBSCRIBE` to Redis may still be on its way: wait until Redis lists
+    // all four workers' subscriber connections (Redis runs commands in
+    // order, so every `PUBLISH` after this reaches them) and their four
+    // publisher connections.
+    let connections = || {
+        let list = redis.cli(&["CLIENT", "LIST"]);
+        let clients: Vec<&str> = list
+            .lines()
+            .filter(|l| !l.contains(" cmd=client"))
+            .collect();
+        let subscribers = clients.iter().filter(|l| l.contains(" psub=1 ")).count();
+        (subscribers, clients.len() - subscribers)
+    };
+    assert!(
+        wait_until(TIMEOUT, || connections() == (4, 4)),
+        "Redis connections (subscribers, others): {:?}",
+        connections()
+    );
     for i in 0..20 {
         clients[0]
             .send(Message::Text(format!("from a {i}").into()))

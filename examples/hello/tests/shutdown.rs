@@ -3,8 +3,11 @@
 
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeSet;
+
 use nix::sys::signal::Signal;
-use testkit::{Client, ServerProcess};
+use testkit::procs::wait_sleeping;
+use testkit::{Client, ServerProcess, TIMEOUT};
 
 const HELLO: &str = env!("CARGO_BIN_EXE_hello");
 
@@ -14,7 +17,12 @@ fn drains_in_flight_request_on(sig: Signal) {
     let mut idle = Client::connect(addr);
     assert_eq!(idle.get("/plaintext").status, 200);
     let slow = std::thread::spawn(move || Client::connect(addr).get("/sleep?ms=1500"));
-    std::thread::sleep(Duration::from_millis(300));
+    // Signal only once the handler runs (hello names its thread meanwhile).
+    let serving = BTreeSet::from([server.pid()]);
+    assert!(
+        wait_sleeping(&serving, TIMEOUT).is_some(),
+        "/sleep never started"
+    );
     let start = Instant::now();
     server.signal(sig);
     let r = slow.join().unwrap();
@@ -44,9 +52,14 @@ fn drain_deadline_bounds_shutdown() {
     );
     let addr = server.addr;
     // A client that never finishes its request holds a connection open.
+    // The server's `100 Continue` shows it has read the head: the request
+    // is in flight when the signal comes.
     let mut stuck = Client::connect(addr);
-    stuck.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nab");
-    std::thread::sleep(Duration::from_millis(100));
+    stuck.send(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n",
+    );
+    assert_eq!(stuck.read_response().status, 100);
+    stuck.send(b"ab");
     server.signal(Signal::SIGTERM);
     let start = Instant::now();
     let status = server.wait_exit(Duration::from_secs(5)).expect("exited");

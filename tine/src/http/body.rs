@@ -58,6 +58,15 @@ impl ChunkedDecoder {
                 State::Done => return Ok((pos, true)),
                 State::Size => match httparse::parse_chunk_size(rest) {
                     Ok(httparse::Status::Complete((used, size))) => {
+                        // httparse takes any octet inside a chunk extension,
+                        // a bare LF included. A front proxy that ends the
+                        // line at that LF would frame a different message
+                        // (chunk-extension smuggling), so refuse every
+                        // control character but HTAB in the line. `used`
+                        // counts the final CRLF, which httparse checked.
+                        if rest[..used - 2].iter().copied().any(is_ctl) {
+                            return Err(StatusCode::BAD_REQUEST);
+                        }
                         pos += used;
                         if size == 0 {
                             self.state = State::Trailers;
@@ -101,19 +110,29 @@ impl ChunkedDecoder {
                     pos += 2;
                     self.state = State::Size;
                 }
-                State::Trailers => match memchr::memmem::find(rest, b"\r\n") {
-                    Some(0) => {
+                State::Trailers => match memchr::memchr(b'\n', rest) {
+                    // Every trailer line must end in CRLF: a bare LF could
+                    // end the line for one parser and not for another.
+                    Some(n) if n == 0 || rest[n - 1] != b'\r' => {
+                        return Err(StatusCode::BAD_REQUEST);
+                    }
+                    Some(1) => {
                         pos += 2;
                         self.state = State::Done;
                     }
                     Some(n) => {
                         // Trailer fields are tolerated and dropped: none of
-                        // them may change how the message is framed.
-                        self.trailer_bytes += n + 2;
+                        // them may change how the message is framed. Still,
+                        // a control character (a bare CR among them) is
+                        // malformed, as it is in a header field.
+                        self.trailer_bytes += n + 1;
                         if self.trailer_bytes > max_trailers {
                             return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
                         }
-                        pos += n + 2;
+                        if rest[..n - 1].iter().copied().any(is_ctl) {
+                            return Err(StatusCode::BAD_REQUEST);
+                        }
+                        pos += n + 1;
                     }
                     None => {
                         if self.trailer_bytes + rest.len() > max_trailers {
@@ -125,6 +144,12 @@ impl ChunkedDecoder {
             }
         }
     }
+}
+
+/// A control character other than HTAB (RFC 5234 CTL minus HTAB): never
+/// valid inside a chunk-size line or a trailer field.
+fn is_ctl(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
 }
 
 #[cfg(test)]
@@ -207,5 +232,58 @@ mod tests {
             d.decode(&input, &mut out, 10, 100).unwrap_err(),
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
         );
+    }
+
+    #[test]
+    fn control_characters_in_a_chunk_extension_are_400() {
+        for input in [
+            &b"1;\nZ\r\nA\r\n0\r\n\r\n"[..],
+            b"1;a\nb=c\r\nA\r\n0\r\n\r\n",
+            b"1;a\rb\r\nA\r\n0\r\n\r\n",
+            b"1;a=\"\x00\"\r\nA\r\n0\r\n\r\n",
+            b"1;a\x7f\r\nA\r\n0\r\n\r\n",
+            b"0;\nZ\r\n\r\n",
+        ] {
+            assert_eq!(
+                decode_all(input).unwrap_err(),
+                StatusCode::BAD_REQUEST,
+                "{}",
+                input.escape_ascii()
+            );
+        }
+        // HTAB and visible octets stay fine.
+        let (out, _, done) = decode_all(b"1;a=\"x\ty\"\t;b\r\nA\r\n0\r\n\r\n").unwrap();
+        assert_eq!(out, b"A");
+        assert!(done);
+    }
+
+    #[test]
+    fn bare_lf_or_cr_in_trailers_is_400() {
+        for input in [
+            &b"0\r\n\n"[..],
+            b"0\r\nX: 1\n\r\n",
+            b"0\r\nX: 1\r\n\n",
+            b"0\r\nX: a\rb\r\n\r\n",
+            b"0\r\nX: a\x00b\r\n\r\n",
+        ] {
+            assert_eq!(
+                decode_all(input).unwrap_err(),
+                StatusCode::BAD_REQUEST,
+                "{}",
+                input.escape_ascii()
+            );
+        }
+        // The bare LF is seen even when it arrives on its own.
+        let mut d = ChunkedDecoder::new();
+        let mut out = Vec::new();
+        assert_eq!(d.decode(b"0\r\nX: 1", &mut out, 10, 100), Ok((3, false)));
+        assert_eq!(
+            d.decode(b"X: 1\n", &mut out, 10, 100).unwrap_err(),
+            StatusCode::BAD_REQUEST
+        );
+        // A tab inside a trailer value is fine.
+        let (_, used, done) = decode_all(b"0\r\nX: a\tb\r\n\r\n").unwrap();
+        assert!(done);
+        assert_eq!(used, 13);
     }
 }

@@ -87,6 +87,10 @@ enum Body {
 pub(crate) struct Decoder {
     /// Bytes of the buffer already searched for the end of the head.
     scanned: usize,
+    /// Bytes of empty lines (CRLF or bare LF) before the head's request
+    /// line. They stay in the buffer and count against `max_header`;
+    /// `httparse` skips them when it parses the head.
+    skip: usize,
     state: State,
 }
 
@@ -94,6 +98,7 @@ impl Decoder {
     pub(crate) fn new() -> Self {
         Decoder {
             scanned: 0,
+            skip: 0,
             state: State::Head,
         }
     }
@@ -107,6 +112,14 @@ impl Decoder {
     /// Decodes the next request from `buf`, consuming its bytes.
     pub(crate) fn decode(&mut self, buf: &mut BytesMut, limits: &Limits) -> Decoded {
         if let State::Head = self.state {
+            // Only the first unscanned byte is looked at: a request line
+            // never starts with CR or LF, so the common case costs one
+            // comparison.
+            if self.scanned == self.skip && matches!(buf.get(self.skip), Some(b'\r' | b'\n')) {
+                if let Some(early) = self.skip_empty_lines(buf, limits.max_header) {
+                    return early;
+                }
+            }
             let Some(end) = self.find_head_end(buf) else {
                 if buf.len() > limits.max_header {
                     return Decoded::Error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
@@ -117,6 +130,7 @@ impl Decoder {
                 return Decoded::Error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
             }
             self.scanned = 0;
+            self.skip = 0;
             let raw = buf.split_to(end).freeze();
             let head = match parse_head(raw, limits.max_headers) {
                 Ok(head) => head,
@@ -178,11 +192,37 @@ impl Decoder {
         }
     }
 
+    /// Steps over empty lines before a request line (RFC 9112 §2.2: a
+    /// client may send CRLFs between requests, after a body for instance).
+    /// Without this, two of them would look like a complete, empty head.
+    /// Returns what to answer now if the buffer holds nothing else yet.
+    #[cold]
+    fn skip_empty_lines(&mut self, buf: &[u8], max_header: usize) -> Option<Decoded> {
+        let mut at = self.skip;
+        loop {
+            match &buf[at..] {
+                [b'\r', b'\n', ..] => at += 2,
+                [b'\n', ..] => at += 1,
+                _ => break,
+            }
+        }
+        self.skip = at;
+        self.scanned = at;
+        match &buf[at..] {
+            // Nothing but empty lines (and maybe half of the next): wait
+            // for more, within the head's size limit.
+            [] | [b'\r'] if buf.len() > max_header => {
+                Some(Decoded::Error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE))
+            }
+            [] | [b'\r'] => Some(Decoded::NeedMore),
+            _ => None,
+        }
+    }
+
     /// Finds the end of the head (just past the blank line), scanning only
-    /// bytes not scanned before.
+    /// bytes not scanned before and none of the empty lines before it.
     fn find_head_end(&mut self, buf: &[u8]) -> Option<usize> {
-        // Tolerate empty lines before a request (RFC 9112 §2.2).
-        let start = self.scanned.saturating_sub(3);
+        let start = self.scanned.saturating_sub(3).max(self.skip);
         match HEAD_END.find(&buf[start..]) {
             Some(i) => Some(start + i + 4),
             None => {
@@ -502,12 +542,7 @@ mod tests {
 
     #[test]
     fn limits() {
-        let limits = Limits {
-            max_header: 64,
-            max_headers: 2,
-            max_body: 10,
-            ..Limits::default()
-        };
+        let limits = Limits::default().max_header(64).max_headers(2).max_body(10);
         let mut d = Decoder::new();
         let mut buf = BytesMut::from(&[b'a'; 65][..]);
         assert!(matches!(
@@ -540,5 +575,104 @@ mod tests {
             panic!()
         };
         assert_eq!(h.target.as_str(), "*");
+    }
+
+    /// Feeds `input` one byte at a time and collects the paths decoded.
+    fn paths_byte_at_a_time(input: &[u8], limits: &Limits) -> Result<Vec<String>, StatusCode> {
+        let mut d = Decoder::new();
+        let mut buf = BytesMut::new();
+        let mut paths = Vec::new();
+        for &b in input {
+            buf.extend_from_slice(&[b]);
+            loop {
+                match d.decode(&mut buf, limits) {
+                    Decoded::Request(h, _) => paths.push(h.target.path().to_string()),
+                    Decoded::NeedMore => break,
+                    Decoded::Error(s) => return Err(s),
+                    Decoded::Continue => panic!("no Expect sent"),
+                }
+            }
+        }
+        Ok(paths)
+    }
+
+    #[test]
+    fn empty_lines_before_a_request_are_ignored() {
+        let limits = Limits::default();
+        for input in [
+            &b"\r\nGET /a HTTP/1.1\r\nHost: h\r\n\r\n"[..],
+            b"\r\n\r\nGET /a HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"\r\n\r\n\r\n\r\n\r\nGET /a HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"\n\nGET /a HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"\r\n\n\r\n\nGET /a HTTP/1.1\r\nHost: h\r\n\r\n",
+        ] {
+            let Decoded::Request(h, _) = decode_one(input) else {
+                panic!("{}", input.escape_ascii())
+            };
+            assert_eq!(h.target.path(), "/a");
+            // Arriving one byte at a time (a lone CR waits for its LF).
+            assert_eq!(
+                paths_byte_at_a_time(input, &limits),
+                Ok(vec!["/a".to_string()]),
+                "{}",
+                input.escape_ascii()
+            );
+        }
+        // A CR that does not start a CRLF is no empty line.
+        assert_eq!(
+            status(b"\r\rGET /a HTTP/1.1\r\nHost: h\r\n\r\n"),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status(b"\r\n\rGET /a HTTP/1.1\r\nHost: h\r\n\r\n"),
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
+    fn empty_lines_between_pipelined_requests_are_ignored() {
+        let input = b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nab\r\n\r\n\
+GET /g HTTP/1.1\r\nHost: h\r\n\r\n\r\n\r\n\r\nGET /h HTTP/1.1\r\nHost: h\r\n\r\n";
+        let limits = Limits::default();
+        let mut d = Decoder::new();
+        let mut buf = BytesMut::from(&input[..]);
+        let mut paths = Vec::new();
+        while let Decoded::Request(h, _) = d.decode(&mut buf, &limits) {
+            paths.push(h.target.path().to_string());
+        }
+        assert_eq!(paths, ["/p", "/g", "/h"]);
+        assert!(buf.is_empty());
+        assert_eq!(paths_byte_at_a_time(input, &limits), Ok(paths));
+    }
+
+    #[test]
+    fn empty_lines_count_against_the_head_limit() {
+        let limits = Limits::default().max_header(64);
+        let request = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n";
+        // Within the limit, empty lines and head together.
+        let mut input = b"\r\n".repeat(10);
+        input.extend_from_slice(request);
+        assert_eq!(paths_byte_at_a_time(&input, &limits), Ok(vec!["/a".into()]));
+        // Past it: 431, whether or not a request line follows.
+        let mut input = b"\r\n".repeat(30);
+        input.extend_from_slice(request);
+        assert_eq!(
+            paths_byte_at_a_time(&input, &limits),
+            Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        );
+        assert!(matches!(
+            decode_one_with(&input, &limits),
+            Decoded::Error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        ));
+        assert_eq!(
+            paths_byte_at_a_time(&b"\n".repeat(65), &limits),
+            Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        );
+        assert_eq!(paths_byte_at_a_time(&b"\n".repeat(64), &limits), Ok(vec![]));
+    }
+
+    fn decode_one_with(input: &[u8], limits: &Limits) -> Decoded {
+        let mut buf = BytesMut::from(input);
+        Decoder::new().decode(&mut buf, limits)
     }
 }

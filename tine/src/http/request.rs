@@ -116,7 +116,7 @@ impl Request {
     pub fn query_pairs(&self) -> Vec<(String, String)> {
         self.query_string()
             .map(|q| {
-                form_urlencoded_pairs(q)
+                form_urlencoded::parse(q.as_bytes())
                     .map(|(k, v)| (k.into_owned(), v.into_owned()))
                     .collect()
             })
@@ -126,7 +126,7 @@ impl Request {
     /// One decoded query parameter; the last one wins if repeated.
     pub fn query_param(&self, name: &str) -> Option<String> {
         let q = self.query_string()?;
-        form_urlencoded_pairs(q)
+        form_urlencoded::parse(q.as_bytes())
             .filter(|(k, _)| k == name)
             .last()
             .map(|(_, v)| v.into_owned())
@@ -197,14 +197,13 @@ impl Request {
             .map_err(|e| Error::bad_request(format!("invalid form body: {e}")))
     }
 
-    /// The form body as a map where the last duplicate wins (as in the
-    /// original framework); empty unless the `Content-Type` is a form.
+    /// The form body as a map where the last duplicate wins; empty unless
+    /// the `Content-Type` is a form.
     pub fn form_map(&self) -> HashMap<String, String> {
         if !self.content_type_is(|m| m == "application/x-www-form-urlencoded") {
             return HashMap::new();
         }
-        let text = String::from_utf8_lossy(&self.body);
-        form_urlencoded_pairs(&text)
+        form_urlencoded::parse(&self.body)
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect()
     }
@@ -290,22 +289,6 @@ impl fmt::Debug for Request {
 
 fn is_json(mime: &str) -> bool {
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
-}
-
-fn form_urlencoded_pairs(s: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
-    s.split('&').filter(|p| !p.is_empty()).map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (decode_form(k), decode_form(v))
-    })
-}
-
-/// Form decoding: `+` is a space, then percent-decoding (lossy UTF-8).
-fn decode_form(s: &str) -> Cow<'_, str> {
-    if !s.contains(['+', '%']) {
-        return Cow::Borrowed(s);
-    }
-    let spaced = s.replace('+', " ");
-    Cow::Owned(percent_decode_str(&spaced).decode_utf8_lossy().into_owned())
 }
 
 /// Builds a [`Request`] by hand (see [`Request::builder`]).
@@ -507,6 +490,17 @@ mod tests {
         let m = req.form_map();
         assert_eq!(m["a"], "2");
         assert_eq!(m["b"], "x y");
+        // `+` is a space, `%2B` a plus, empty pairs are skipped, a key
+        // without `=` has an empty value, bad UTF-8 is replaced.
+        let req = Request::builder(Method::POST, "/")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("q=1+%2B+1&&flag&n=%C3%A9%FF")
+            .finish();
+        let m = req.form_map();
+        assert_eq!(m.len(), 3);
+        assert_eq!(m["q"], "1 + 1");
+        assert_eq!(m["flag"], "");
+        assert_eq!(m["n"], "é\u{fffd}");
     }
 
     #[test]

@@ -184,7 +184,7 @@ impl Response {
     }
 
     /// A body sent with chunked transfer coding from chunks already in
-    /// memory (the original framework's `chunked`).
+    /// memory.
     pub fn chunked<B: Into<Bytes> + 'static>(chunks: Vec<B>) -> Self {
         Self::stream(chunks)
     }
@@ -225,8 +225,7 @@ impl Response {
         self.with_header(header::SET_COOKIE, value)
     }
 
-    /// Sets a simple session-style cookie: `Path=/; HttpOnly; SameSite=Lax`
-    /// (as the original framework's helper).
+    /// Sets a simple session-style cookie: `Path=/; HttpOnly; SameSite=Lax`.
     ///
     /// ```
     /// let res = tine::Response::text("hi").simple_cookie("sid", "abc");

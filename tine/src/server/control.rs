@@ -12,8 +12,9 @@
 //! | kind | direction | payload | meaning |
 //! |---|---|---|---|
 //! | [`READY`] (1) | worker → master | empty | sent once when the worker has registered its initial listeners and is accepting, and once more after handling each [`ADOPT`] |
-//! | [`ADOPT`] (2) | master → worker | listener index, `u32` LE | also accept on `listeners[index]` (scale-down hand-over); answer with [`READY`] |
-//! | [`PUBLISH`] (3) | worker → master → other workers | opaque | relayed verbatim by the master to every other live worker (provisional: reserved for the pub/sub issue) |
+//! | [`ADOPT`] (2) | master → worker | listener index, `u32` LE | also accept on `listeners[index]` (scale-down hand-over, or the queue of a worker that died, lent until it is back); answer with [`READY`] |
+//! | [`RELEASE`] (4) | master → worker | listener index, `u32` LE | stop accepting on `listeners[index]` (a lent queue whose own worker is back and accepting); no answer |
+//! | [`PUBLISH`] (3) | worker → master → other workers | one published message (topic and payload, in the wire form of `crate::pubsub`) | relayed verbatim by the master to every other live worker, which delivers it to its subscribers |
 //!
 //! Unknown kinds decode to [`Msg::Other`] so that either side can skip them.
 //! End-of-file on the channel means the peer is gone: a worker that reads EOF
@@ -29,8 +30,6 @@
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 
-use nix::sys::socket::{send, MsgFlags};
-
 /// Worker → master: "my listeners are registered and I am accepting".
 /// Sent once at start-up and once after handling each [`ADOPT`].
 pub(crate) const READY: u8 = 1;
@@ -38,6 +37,9 @@ pub(crate) const READY: u8 = 1;
 pub(crate) const ADOPT: u8 = 2;
 /// Relayed by the master to every other live worker (reserved for pub/sub).
 pub(crate) const PUBLISH: u8 = 3;
+/// Master → worker: "stop accepting on this listener index" (payload:
+/// `u32` LE); only sent for a listener another worker accepts on.
+pub(crate) const RELEASE: u8 = 4;
 
 /// Bytes in a frame header: one kind byte and a `u32` LE payload length.
 pub(crate) const HEADER_LEN: usize = 5;
@@ -54,6 +56,8 @@ pub(crate) enum Msg {
     Ready,
     /// See [`ADOPT`]: the listener index to accept on as well.
     Adopt(u32),
+    /// See [`RELEASE`]: the listener index to stop accepting on.
+    Release(u32),
     /// See [`PUBLISH`]: an opaque payload to relay.
     Publish(Vec<u8>),
     /// A kind this version does not know; skip it.
@@ -64,7 +68,7 @@ pub(crate) enum Msg {
         payload: Vec<u8>,
     },
     /// A frame that can never be valid (length over [`MAX_PAYLOAD`], or an
-    /// `ADOPT` whose payload is not 4 bytes). The stream is out of sync
+    /// `ADOPT` or `RELEASE` whose payload is not 4 bytes). The stream is out of sync
     /// afterwards: close the channel.
     Malformed {
         /// The frame's kind byte.
@@ -85,6 +89,7 @@ impl Msg {
         match self {
             Msg::Ready => encode(READY, &[], out),
             Msg::Adopt(index) => encode(ADOPT, &index.to_le_bytes(), out),
+            Msg::Release(index) => encode(RELEASE, &index.to_le_bytes(), out),
             Msg::Publish(payload) => encode(PUBLISH, payload, out),
             Msg::Other { kind, payload } => encode(*kind, payload, out),
             Msg::Malformed { .. } => panic!("a malformed message is never encoded"),
@@ -133,6 +138,10 @@ pub(crate) fn decode(buf: &[u8]) -> Option<(Msg, usize)> {
         READY => Msg::Ready,
         ADOPT => match <[u8; 4]>::try_from(payload) {
             Ok(b) => Msg::Adopt(u32::from_le_bytes(b)),
+            Err(_) => Msg::Malformed { kind, len },
+        },
+        RELEASE => match <[u8; 4]>::try_from(payload) {
+            Ok(b) => Msg::Release(u32::from_le_bytes(b)),
             Err(_) => Msg::Malformed { kind, len },
         },
         PUBLISH => Msg::Publish(payload.to_vec()),
@@ -291,8 +300,8 @@ pub(crate) struct SendNoSignal<'a, F: AsFd>(pub &'a F);
 
 impl<F: AsFd> Write for SendNoSignal<'_, F> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        use std::os::fd::AsRawFd;
-        send(self.0.as_fd().as_raw_fd(), buf, MsgFlags::MSG_NOSIGNAL).map_err(io::Error::from)
+        rustix::net::send(self.0.as_fd(), buf, rustix::net::SendFlags::NOSIGNAL)
+            .map_err(io::Error::from)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -310,6 +319,7 @@ mod tests {
             Msg::Ready,
             Msg::Adopt(7),
             Msg::Adopt(u32::MAX),
+            Msg::Release(7),
             Msg::Publish(b"hello".to_vec()),
             Msg::Publish(Vec::new()),
             Msg::Other {
@@ -392,6 +402,18 @@ mod tests {
                     len: 2
                 },
                 7
+            ))
+        );
+        let mut buf = Vec::new();
+        encode(RELEASE, &[1, 2, 3, 4, 5], &mut buf);
+        assert_eq!(
+            decode(&buf),
+            Some((
+                Msg::Malformed {
+                    kind: RELEASE,
+                    len: 5
+                },
+                10
             ))
         );
     }

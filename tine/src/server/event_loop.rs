@@ -315,6 +315,7 @@ impl EventLoop {
                         self.tell_master_ready();
                     }
                 }
+                Msg::Release(index) => self.release(index as usize),
                 Msg::Publish(payload) => match pubsub::decode(&payload) {
                     Some(published) => self.deliver_local(&published),
                     None => log::warn!("dropping a malformed relayed message"),
@@ -332,6 +333,19 @@ impl EventLoop {
                 let _ = self.poll.registry().deregister(&mut link.stream);
             }
             self.begin_drain();
+        }
+    }
+
+    /// Stops accepting on a listener the master had lent this worker
+    /// (another worker accepts on it again); the socket stays open.
+    fn release(&mut self, index: usize) {
+        if let Some(l) = self.listeners.get_mut(index).filter(|l| l.active) {
+            log::info!("releasing listener {index}");
+            l.active = false;
+            if l.registered {
+                let _ = self.poll.registry().deregister(&mut l.socket);
+                l.registered = false;
+            }
         }
     }
 

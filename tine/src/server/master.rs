@@ -1,14 +1,19 @@
-//! The prefork master: binds the listeners, forks the workers, supervises
-//! them, and turns signals into graceful stop, rolling restart and scaling.
-//! It knows nothing of HTTP.
+//! The prefork master: forks the workers, supervises them, and turns
+//! signals into graceful stop, rolling restart and scaling. It knows
+//! nothing of HTTP, and decides nothing itself: it is the shell that
+//! performs the [`Supervisor`](super::supervisor)'s actions (fork, signal,
+//! bind, listen, send `ADOPT`) and reports back what happened (signals,
+//! `READY`, exits, failed forks, time). The listening sockets are bound in
+//! `listener.rs`; how they are laid out over the workers, and every
+//! decision, is in `supervisor.rs`.
 //!
-//! # Listeners: the technique (nginx's, the research notes' Trap 1)
+//! # Listeners without lost connections
 //!
 //! On Linux, closing a `SO_REUSEPORT` listener resets every connection
 //! waiting in its accept queue. So the master creates one reuseport listener
-//! per worker slot *before* forking ([`bind_listeners`]) and never closes
-//! any of them while it runs. Worker `k` inherits every listener fd and
-//! accepts on listener `k` ([`WorkerStart::active`]).
+//! per worker slot *before* forking and never closes any of them while it
+//! runs. Worker `k` inherits every listener fd and accepts on listener `k`
+//! ([`WorkerStart::active`]).
 //!
 //! * **Rolling restart (`SIGHUP`)**: for one slot at a time, the replacement
 //!   is forked first; it inherits the same listener, so old and new share
@@ -26,13 +31,18 @@
 //!   instead, like one step of a rolling restart, by a worker that inherits
 //!   all listeners and accepts on its own and the moved ones.
 //! * **Scale-up (`SIGTTIN`)**: a listener previously adopted by a survivor
-//!   is given back to the new slot; otherwise one more reuseport listener is
-//!   bound on the same port (the master's own group, so no Trap 3 probe).
+//!   is given back to the new slot; otherwise one more reuseport socket is
+//!   bound on the same port (the master's own group, so no probe), but it
+//!   only starts listening once its worker was forked: if the fork fails,
+//!   a bound socket that does not listen receives no connection, and the
+//!   fork is retried with backoff.
 //! * **Crash**: the dead worker's queue survives in the kernel because the
-//!   master holds the fd; queued connections wait for the respawned worker
-//!   (after a backoff of at least 100 ms) instead of being reset. (The other
-//!   side of that coin: while a slot is crash-looping, the connections the
-//!   kernel hashes to its listener wait until the backlog overflows.)
+//!   master holds the fd; it is lent at once to a ready survivor
+//!   ([`ADOPT`](control::ADOPT)), so its connections are served while the
+//!   slot waits for its respawn (after a backoff of at least 100 ms), even
+//!   if that respawn keeps failing to fork. Once the slot's new worker is
+//!   ready, the borrower is told to stop accepting on it
+//!   ([`RELEASE`](control::RELEASE)).
 //! * **Graceful stop**: workers stop accepting and finish what they
 //!   accepted; connections still queued when the master exits are reset, as
 //!   with any server that stops.
@@ -55,6 +65,10 @@
 //! | `SIGTTIN` | one worker more |
 //! | `SIGTTOU` | one worker fewer, never below 1, without losing its queue |
 //! | `SIGCHLD` | reap (`waitpid(-1, WNOHANG)` until none); an unexpected exit is logged with pid and status/signal and the slot respawned after an exponential backoff (100 ms doubling to 5 s; reset once a worker has lived 10 s) |
+//!
+//! A fork that fails (say, the process limit was reached) is logged with
+//! its reason and retried with the same backoff; the master keeps serving
+//! with the workers it has.
 //!
 //! Signals sent to the master coalesce like any standard signal: several
 //! `SIGTTIN` sent at once may count as one. Operations (`HUP`, `TTIN`,
@@ -80,9 +94,10 @@ use nix::sys::signal::{kill, pthread_sigmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use socket2::{Domain, Protocol, Socket, Type};
 
 use super::control::{self, Channel, Msg, SendNoSignal};
+use super::listener::{self, Bound, Mode};
+use super::supervisor::{Action, Command, Event, Sig, Supervisor, WorkerId};
 use super::sys;
 
 /// The signals the master blocks before forking and reads from its signalfd.
@@ -96,13 +111,6 @@ pub(crate) const HANDLED_SIGNALS: [Signal; 7] = [
     Signal::SIGCHLD,
 ];
 
-/// First respawn delay after an unexpected worker exit.
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-/// Largest respawn delay for a slot that keeps crashing.
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// A worker that lived this long resets its slot's backoff.
-const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(10);
-
 /// Settings of the master.
 #[derive(Debug, Clone)]
 pub(crate) struct MasterConfig {
@@ -111,9 +119,6 @@ pub(crate) struct MasterConfig {
     /// How long stopping workers may drain before they get `SIGKILL`
     /// (graceful stop, and workers retired by reload or scale-down).
     pub graceful_timeout: Duration,
-    /// Join an existing `SO_REUSEPORT` group on the address on purpose
-    /// (skips the Trap 3 probe in [`bind_listeners`]).
-    pub join_existing: bool,
     /// `listen(2)` backlog of every listener.
     pub backlog: i32,
     /// How long a new worker may take to report `READY` during a rolling
@@ -122,14 +127,12 @@ pub(crate) struct MasterConfig {
 }
 
 impl Default for MasterConfig {
-    /// 1 worker, 30 s graceful timeout, no joining, backlog 1024, 30 s ready
-    /// timeout.
+    /// 1 worker, 30 s graceful timeout, backlog 1024, 30 s ready timeout.
     fn default() -> Self {
         Self {
             workers: 1,
             graceful_timeout: Duration::from_secs(30),
-            join_existing: false,
-            backlog: 1024,
+            backlog: listener::BACKLOG,
             ready_timeout: Duration::from_secs(30),
         }
     }
@@ -140,10 +143,13 @@ impl Default for MasterConfig {
 pub(crate) struct WorkerStart {
     /// Slot number, `0..workers`.
     pub index: usize,
-    /// All listeners the master holds (inherited fds). The worker must keep
-    /// them open (deregistering is how it stops accepting); closing its own
-    /// copy is harmless to the kernel socket since the master holds one,
-    /// but a later [`ADOPT`](control::ADOPT) names an index into this vector.
+    /// All listeners the master holds (inherited fds), every address's in
+    /// order. The worker must keep them open (deregistering is how it stops
+    /// accepting); closing its own copy is harmless to the kernel socket
+    /// since the master holds one, but a later [`ADOPT`](control::ADOPT)
+    /// names an index into this vector. Some may be bound but not listening
+    /// (a scale-up whose worker is not forked yet): only `active` ones are
+    /// guaranteed to listen.
     pub listeners: Vec<TcpListener>,
     /// Indices into `listeners` this worker accepts on: normally `[index]`,
     /// more after a scale-down adoption.
@@ -154,87 +160,6 @@ pub(crate) struct WorkerStart {
     pub control: UnixStream,
     /// The master's pid (compare with `getppid()`).
     pub master_pid: i32,
-}
-
-/// Binds one listener without `SO_REUSEPORT` (`SO_REUSEADDR`, non-blocking,
-/// close-on-exec, `listen(backlog)`), for single-process mode. Errors name
-/// the address in one line, as [`bind_listeners`] does.
-pub(crate) fn bind_single(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
-    let bind = || -> io::Result<TcpListener> {
-        let socket = new_socket(addr)?;
-        socket.bind(&addr.into())?;
-        socket.listen(backlog)?;
-        socket.set_nonblocking(true)?;
-        Ok(socket.into())
-    };
-    bind().map_err(|e| bind_error(addr, e))
-}
-
-/// Binds `n` (at least 1) `SO_REUSEPORT` listeners on `addr`: `SO_REUSEADDR`
-/// and `SO_REUSEPORT`, non-blocking, close-on-exec, `listen(cfg.backlog)`.
-///
-/// Unless `cfg.join_existing`, the address is first probed with a socket
-/// *without* `SO_REUSEPORT`, so that a port already served by another
-/// process (even one of the same user using `SO_REUSEPORT`, which would
-/// otherwise silently share the traffic) is refused. Errors are one line
-/// naming the address, e.g.
-/// `tine: cannot bind 127.0.0.1:8080: address already in use`.
-///
-/// With port 0 the first listener picks the port and the others bind the
-/// same one.
-pub(crate) fn bind_listeners(
-    addr: SocketAddr,
-    n: usize,
-    cfg: &MasterConfig,
-) -> io::Result<Vec<TcpListener>> {
-    if n == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "tine: bind_listeners needs at least one listener",
-        ));
-    }
-    if !cfg.join_existing && addr.port() != 0 {
-        probe(addr).map_err(|e| bind_error(addr, e))?;
-    }
-    let first = bind_reuseport(addr, cfg.backlog).map_err(|e| bind_error(addr, e))?;
-    let actual = first.local_addr()?;
-    let mut listeners = vec![first];
-    for _ in 1..n {
-        listeners.push(bind_reuseport(actual, cfg.backlog).map_err(|e| bind_error(actual, e))?);
-    }
-    Ok(listeners)
-}
-
-fn new_socket(addr: SocketAddr) -> io::Result<Socket> {
-    // socket2 creates sockets with SOCK_CLOEXEC on Linux.
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    Ok(socket)
-}
-
-/// Trap 3: a bind without `SO_REUSEPORT` fails if anyone listens on `addr`.
-fn probe(addr: SocketAddr) -> io::Result<()> {
-    let socket = new_socket(addr)?;
-    socket.bind(&addr.into())
-}
-
-fn bind_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
-    let socket = new_socket(addr)?;
-    socket.set_reuse_port(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(backlog)?;
-    socket.set_nonblocking(true)?;
-    Ok(socket.into())
-}
-
-fn bind_error(addr: SocketAddr, e: io::Error) -> io::Error {
-    let why = match e.kind() {
-        io::ErrorKind::AddrInUse => "address already in use".to_owned(),
-        io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
-        io::ErrorKind::AddrNotAvailable => "address not available".to_owned(),
-        _ => e.to_string(),
-    };
-    io::Error::new(e.kind(), format!("tine: cannot bind {addr}: {why}"))
 }
 
 /// Unblocks [`HANDLED_SIGNALS`], which the master blocked before forking.
@@ -256,10 +181,10 @@ fn handled_set() -> SigSet {
 /// Runs the master until it is stopped by a signal and returns its exit
 /// code (0 after a graceful or immediate stop).
 ///
-/// Forks `cfg.workers` workers (binding more listeners on the same address
-/// if fewer than that were given); in each child `worker_main` runs and the
-/// child exits with its return value (`std::process::exit`), so this
-/// function returns only in the master.
+/// Forks `cfg.workers` workers (binding more `SO_REUSEPORT` listeners on an
+/// address if fewer than that were given); in each child `worker_main` runs
+/// and the child exits with its return value (`std::process::exit`), so
+/// this function returns only in the master.
 ///
 /// Errors: the process runs more than one thread (forking would be
 /// unsound), signal setup failed, or no worker could be forked at all
@@ -267,11 +192,11 @@ fn handled_set() -> SigSet {
 /// and retried with backoff. [`HANDLED_SIGNALS`] stay blocked in this
 /// process after it returns, so a late signal cannot kill it on the way out.
 pub(crate) fn run_master(
-    listeners: Vec<TcpListener>,
+    addresses: Vec<Bound>,
     cfg: MasterConfig,
     worker_main: &mut dyn FnMut(WorkerStart) -> i32,
 ) -> io::Result<i32> {
-    let outcome = Master::new(listeners, cfg).map(|mut master| master.run());
+    let outcome = Master::new(addresses, cfg).map(|mut master| master.run());
     // In a child, `master` has been dropped by now: its signalfd, epoll
     // instance and the master ends of every control channel are closed.
     match outcome {
@@ -290,100 +215,29 @@ type Step<T> = Result<T, InChild>;
 
 const SIGNAL_TOKEN: Token = Token(0);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
-    /// The slot's serving worker.
-    Current,
-    /// A rolling-restart replacement not yet promoted.
-    Candidate,
-    /// Sent `SIGTERM` (or `SIGKILL`); its exit is expected.
-    Retiring,
+fn token(worker: WorkerId) -> Token {
+    Token(worker + 1)
 }
 
-struct Worker {
-    pid: Pid,
+/// The master's end of one worker's control channel.
+struct Link {
+    pid: i32,
     slot: usize,
-    role: Role,
-    ready: bool,
-    /// `READY`s still expected: 1 for start-up plus 1 per `ADOPT` sent.
-    acks_pending: u32,
-    started: Instant,
-    /// How many listeners the worker inherited (`listeners.len()` at fork):
-    /// it can only `ADOPT` indices below this.
-    fds: usize,
     /// `None` once the channel hit EOF or was closed.
     stream: Option<mio::net::UnixStream>,
     chan: Channel,
-    kill_at: Option<Instant>,
-}
-
-struct Slot {
-    /// Listener indices; the first is the slot's own, the rest adopted.
-    listeners: Vec<usize>,
-    worker: Option<Token>,
-    backoff: Duration,
-    respawn_at: Option<Instant>,
-    /// Being removed by a scale-down: not respawned.
-    removing: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Reload,
-    ScaleUp,
-    ScaleDown,
-}
-
-enum Current {
-    Reload {
-        slot: usize,
-        candidate: Option<Token>,
-        deadline: Instant,
-    },
-    ScaleDown {
-        removed: usize,
-        survivor: usize,
-        /// Length of the survivor's listener list before the hand-over.
-        survivor_had: usize,
-        /// The survivor's worker must have inherited this many listeners.
-        need_fds: usize,
-        /// A replacement for the survivor, forked because its current worker
-        /// was forked before one of the moved listeners existed.
-        candidate: Option<Token>,
-        deadline: Instant,
-    },
-}
-
-impl Current {
-    /// The replacement being started for `slot`, if any.
-    fn candidate_for(&self, slot: usize) -> Option<Token> {
-        match *self {
-            Current::Reload {
-                slot: s, candidate, ..
-            } if s == slot => candidate,
-            Current::ScaleDown {
-                survivor,
-                candidate,
-                ..
-            } if survivor == slot => candidate,
-            _ => None,
-        }
-    }
 }
 
 struct Master {
     cfg: MasterConfig,
-    addr: SocketAddr,
     pid: Pid,
+    /// Every address, in order, with the sockets' address indices.
+    addrs: Vec<SocketAddr>,
     listeners: Vec<TcpListener>,
-    slots: Vec<Slot>,
-    workers: BTreeMap<Token, Worker>,
-    next_token: usize,
+    sup: Supervisor,
+    links: BTreeMap<WorkerId, Link>,
     poll: Poll,
     sigfd: SignalFd,
-    ops: VecDeque<Op>,
-    current: Option<Current>,
-    stopping: bool,
 }
 
 struct Status(WaitStatus);
@@ -405,36 +259,39 @@ impl fmt::Display for Status {
 }
 
 impl Master {
-    fn new(mut listeners: Vec<TcpListener>, mut cfg: MasterConfig) -> io::Result<Master> {
+    fn new(addresses: Vec<Bound>, mut cfg: MasterConfig) -> io::Result<Master> {
         let threads = sys::thread_count()?;
         if threads != 1 {
             return Err(sys::threads_error(threads));
         }
-        let first = listeners.first().ok_or_else(|| {
-            io::Error::new(
+        if addresses.iter().all(|a| a.sockets.is_empty()) {
+            return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "tine: run_master needs a listener",
-            )
-        })?;
-        let addr = first.local_addr()?;
+            ));
+        }
         cfg.workers = cfg.workers.max(1);
-        while listeners.len() < cfg.workers {
-            listeners.push(bind_reuseport(addr, cfg.backlog).map_err(|e| bind_error(addr, e))?);
+        let mut addrs = Vec::new();
+        let mut layout = Vec::new();
+        let mut listeners = Vec::new();
+        for mut a in addresses {
+            if a.mode == Mode::ReusePort {
+                while a.sockets.len() < cfg.workers {
+                    let l = listener::bind_reuseport(a.addr, cfg.backlog)
+                        .map_err(|e| listener::bind_error(a.addr, e))?;
+                    a.sockets.push(l);
+                }
+            }
+            layout.push((a.mode, a.sockets.len()));
+            addrs.push(a.addr);
+            listeners.extend(a.sockets);
         }
-        // Slot i accepts on listener i, plus any surplus listener j with
-        // j % workers == i.
-        let mut slots: Vec<Slot> = (0..cfg.workers)
-            .map(|_| Slot {
-                listeners: Vec::new(),
-                worker: None,
-                backoff: BACKOFF_MIN,
-                respawn_at: None,
-                removing: false,
-            })
-            .collect();
-        for j in 0..listeners.len() {
-            slots[j % cfg.workers].listeners.push(j);
-        }
+        let sup = Supervisor::new(
+            cfg.workers,
+            cfg.graceful_timeout,
+            cfg.ready_timeout,
+            &layout,
+        );
 
         // Block first, then take the dispositions over: from here on every
         // handled signal waits in the signalfd, in the master and in every
@@ -453,43 +310,32 @@ impl Master {
         )?;
         Ok(Master {
             cfg,
-            addr,
             pid: nix::unistd::getpid(),
+            addrs,
             listeners,
-            slots,
-            workers: BTreeMap::new(),
-            next_token: 1,
+            sup,
+            links: BTreeMap::new(),
             poll,
             sigfd,
-            ops: VecDeque::new(),
-            current: None,
-            stopping: false,
         })
     }
 
     fn run(&mut self) -> Step<io::Result<i32>> {
         info!(
-            "master {} starting {} workers on {}",
-            self.pid,
-            self.slots.len(),
-            self.addr
+            "master {} starting {} workers on {:?}",
+            self.pid, self.cfg.workers, self.addrs
         );
-        let mut started = 0;
-        for slot in 0..self.slots.len() {
-            match self.spawn(slot, Role::Current, "start")? {
-                Some(token) => {
-                    self.slots[slot].worker = Some(token);
-                    started += 1;
-                }
-                None => self.schedule_respawn(slot),
-            }
+        let start = self.sup.start(Instant::now());
+        if let Some(code) = self.perform(start)? {
+            return Ok(Ok(code));
         }
-        if started == 0 {
+        if self.links.is_empty() {
             return Ok(Err(io::Error::other("tine: no workers spawned; exiting")));
         }
         let mut events = Events::with_capacity(64);
         loop {
             let timeout = self
+                .sup
                 .next_deadline()
                 .map(|d| d.saturating_duration_since(Instant::now()));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -497,30 +343,102 @@ impl Master {
                     continue;
                 }
                 error!("master poll failed: {e}; killing workers");
-                self.kill_all(Signal::SIGKILL);
-                self.reap_all_blocking();
+                self.kill_all_and_reap();
                 return Ok(Err(e));
             }
+            let mut happened = Vec::new();
             for event in events.iter() {
                 if event.token() == SIGNAL_TOKEN {
-                    self.on_signals()?;
+                    self.read_signals(&mut happened);
                 } else {
                     let readable =
                         event.is_readable() || event.is_read_closed() || event.is_error();
-                    self.on_control(event.token(), readable);
+                    self.on_control(event.token(), readable, &mut happened);
                 }
             }
-            self.on_timers()?;
-            self.drive()?;
-            if self.stopping && self.workers.is_empty() {
-                info!("master {}: all workers exited; bye", self.pid);
-                return Ok(Ok(0));
+            happened.push(Event::Tick);
+            for event in happened {
+                let actions = self.sup.handle(Instant::now(), event);
+                if let Some(code) = self.perform(actions)? {
+                    info!("master {}: bye", self.pid);
+                    return Ok(Ok(code));
+                }
             }
         }
     }
 
-    /// Forks a worker for `slot`. `Ok(None)`: the fork failed (logged).
-    fn spawn(&mut self, slot: usize, role: Role, why: &str) -> Step<Option<Token>> {
+    /// Performs `actions` in order, feeding the outcome of each fork and
+    /// bind back to the supervisor (whose answers are performed too).
+    /// `Some(code)`: exit with it.
+    fn perform(&mut self, actions: Vec<Action>) -> Step<Option<i32>> {
+        let mut queue: VecDeque<Action> = actions.into();
+        while let Some(action) = queue.pop_front() {
+            let outcome = match action {
+                Action::Fork {
+                    worker,
+                    slot,
+                    accept,
+                    listen,
+                    why,
+                } => Some(self.fork(worker, slot, accept, &listen, why)?),
+                Action::Bind { address } => {
+                    let addr = self.addrs[address];
+                    let ok = match listener::bind_reuseport_unlistened(addr) {
+                        Ok(l) => {
+                            self.listeners.push(l);
+                            true
+                        }
+                        Err(e) => {
+                            error!("{}", listener::bind_error(addr, e));
+                            false
+                        }
+                    };
+                    Some(Event::Bound { address, ok })
+                }
+                Action::Listen { socket } => {
+                    if let Err(e) = listener::listen(&self.listeners[socket], self.cfg.backlog) {
+                        error!("cannot listen on listener {socket}: {e}");
+                    }
+                    None
+                }
+                Action::Signal { pid, sig } => {
+                    let sig = match sig {
+                        Sig::Term => Signal::SIGTERM,
+                        Sig::Kill => Signal::SIGKILL,
+                    };
+                    let _ = kill(Pid::from_raw(pid), sig);
+                    None
+                }
+                Action::Adopt { worker, socket } => {
+                    if !self.send(worker, control::ADOPT, &(socket as u32).to_le_bytes()) {
+                        debug!("cannot send ADOPT {socket} to worker {worker}");
+                    }
+                    None
+                }
+                Action::Release { worker, socket } => {
+                    if !self.send(worker, control::RELEASE, &(socket as u32).to_le_bytes()) {
+                        debug!("cannot send RELEASE {socket} to worker {worker}");
+                    }
+                    None
+                }
+                Action::Exit(code) => return Ok(Some(code)),
+            };
+            if let Some(event) = outcome {
+                queue.extend(self.sup.handle(Instant::now(), event));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Forks `worker` for `slot`; the event to report.
+    fn fork(
+        &mut self,
+        worker: WorkerId,
+        slot: usize,
+        accept: Vec<usize>,
+        listen: &[usize],
+        why: &str,
+    ) -> Step<Event> {
         let pair = UnixStream::pair().and_then(|(m, w)| {
             m.set_nonblocking(true)?;
             w.set_nonblocking(true)?;
@@ -529,39 +447,46 @@ impl Master {
         let (master_end, worker_end) = match pair {
             Ok(p) => p,
             Err(e) => {
-                error!("cannot create control channel for worker {slot}: {e}");
-                return Ok(None);
+                let reason = format!("cannot create its control channel: {e}");
+                return Ok(Event::ForkFailed { worker, reason });
             }
         };
         // Whatever sits in stdout's buffer would otherwise be written twice.
         let _ = io::stdout().flush();
         match sys::fork() {
-            Err(e) => {
-                error!("fork failed for worker {slot}: {e}");
-                Ok(None)
-            }
+            Err(e) => Ok(Event::ForkFailed {
+                worker,
+                reason: e.to_string(),
+            }),
             Ok(sys::Fork::Child) => {
                 if !sys::child_after_fork(self.pid, &HANDLED_SIGNALS) {
                     // The master died between fork and PR_SET_PDEATHSIG.
                     std::process::exit(1);
                 }
                 drop(master_end);
+                // Listen before the worker registers the socket: accept(2)
+                // on a socket that is not listening fails with EINVAL, and
+                // epoll reports such a socket as hung up, so the worker
+                // would spin on it. (The master listens too, once it sees
+                // the fork succeed; either call makes the shared socket
+                // listen.)
+                for &s in listen {
+                    let _ = listener::listen(&self.listeners[s], self.cfg.backlog);
+                }
                 Err(InChild(WorkerStart {
                     index: slot,
                     listeners: std::mem::take(&mut self.listeners),
-                    active: self.slots[slot].listeners.clone(),
+                    active: accept,
                     control: worker_end,
                     master_pid: self.pid.as_raw(),
                 }))
             }
             Ok(sys::Fork::Parent(pid)) => {
                 drop(worker_end);
-                let token = Token(self.next_token);
-                self.next_token += 1;
                 let mut stream = mio::net::UnixStream::from_std(master_end);
                 let stream = match self.poll.registry().register(
                     &mut stream,
-                    token,
+                    token(worker),
                     Interest::READABLE | Interest::WRITABLE,
                 ) {
                     Ok(()) => Some(stream),
@@ -573,55 +498,25 @@ impl Master {
                         None
                     }
                 };
-                let role = if stream.is_some() {
-                    role
-                } else {
-                    Role::Retiring
-                };
                 info!("spawned worker {slot} (pid {pid}, {why})");
-                self.workers.insert(
-                    token,
-                    Worker {
-                        pid,
+                self.links.insert(
+                    worker,
+                    Link {
+                        pid: pid.as_raw(),
                         slot,
-                        role,
-                        ready: false,
-                        acks_pending: 1,
-                        started: Instant::now(),
-                        fds: self.listeners.len(),
                         stream,
                         chan: Channel::new(),
-                        kill_at: None,
                     },
                 );
-                Ok((role != Role::Retiring).then_some(token))
+                Ok(Event::Forked {
+                    worker,
+                    pid: pid.as_raw(),
+                })
             }
         }
     }
 
-    fn schedule_respawn(&mut self, slot: usize) {
-        let s = &mut self.slots[slot];
-        let delay = s.backoff;
-        s.backoff = (s.backoff * 2).min(BACKOFF_MAX);
-        s.respawn_at = Some(Instant::now() + delay);
-    }
-
-    fn next_deadline(&self) -> Option<Instant> {
-        let slots = self.slots.iter().filter_map(|s| s.respawn_at);
-        let kills = self.workers.values().filter_map(|w| w.kill_at);
-        let op = match &self.current {
-            Some(Current::Reload {
-                candidate: Some(_),
-                deadline,
-                ..
-            })
-            | Some(Current::ScaleDown { deadline, .. }) => Some(*deadline),
-            _ => None,
-        };
-        slots.chain(kills).chain(op).min()
-    }
-
-    fn on_signals(&mut self) -> Step<()> {
+    fn read_signals(&mut self, happened: &mut Vec<Event>) {
         let mut got = Vec::new();
         loop {
             match self.sigfd.read_signal() {
@@ -640,92 +535,30 @@ impl Master {
         }
         // Stops first, then reaping, then operations.
         if got.contains(&Signal::SIGQUIT) {
-            self.stop(false);
+            happened.push(Event::Command(Command::Quit));
         }
         if got.contains(&Signal::SIGINT) || got.contains(&Signal::SIGTERM) {
-            self.stop(true);
+            happened.push(Event::Command(Command::Stop));
         }
         if got.contains(&Signal::SIGCHLD) {
-            self.reap();
+            self.reap(happened);
         }
         for sig in got {
             let op = match sig {
-                Signal::SIGHUP => Op::Reload,
-                Signal::SIGTTIN => Op::ScaleUp,
-                Signal::SIGTTOU => Op::ScaleDown,
+                Signal::SIGHUP => Command::Reload,
+                Signal::SIGTTIN => Command::ScaleUp,
+                Signal::SIGTTOU => Command::ScaleDown,
                 _ => continue,
             };
-            if self.stopping {
-                info!("{sig} ignored: stopping");
-            } else if op == Op::Reload && self.ops.contains(&Op::Reload) {
-                info!("SIGHUP: a rolling restart is already queued");
-            } else {
-                info!("{sig} received: {op:?} queued");
-                self.ops.push_back(op);
-            }
-        }
-        self.drive()
-    }
-
-    fn stop(&mut self, graceful: bool) {
-        if graceful && self.stopping {
-            info!("already stopping");
-            return;
-        }
-        let first = !self.stopping;
-        self.stopping = true;
-        self.ops.clear();
-        self.current = None;
-        for slot in &mut self.slots {
-            slot.respawn_at = None;
-        }
-        if graceful {
-            info!(
-                "graceful stop: SIGTERM to {} workers, SIGKILL after {:?}",
-                self.workers.len(),
-                self.cfg.graceful_timeout
-            );
-            let deadline = Instant::now() + self.cfg.graceful_timeout;
-            for w in self.workers.values_mut() {
-                if w.role != Role::Retiring || w.kill_at.is_none() {
-                    let _ = kill(w.pid, Signal::SIGTERM);
-                }
-                w.role = Role::Retiring;
-                w.kill_at = Some(w.kill_at.map_or(deadline, |k| k.min(deadline)));
-            }
-        } else {
-            info!(
-                "immediate stop{}: SIGKILL to {} workers",
-                if first { "" } else { " (escalated)" },
-                self.workers.len()
-            );
-            self.kill_all(Signal::SIGKILL);
+            happened.push(Event::Command(op));
         }
     }
 
-    fn kill_all(&mut self, sig: Signal) {
-        for w in self.workers.values_mut() {
-            let _ = kill(w.pid, sig);
-            w.role = Role::Retiring;
-            w.kill_at = None;
-        }
-    }
-
-    fn reap_all_blocking(&mut self) {
-        while !self.workers.is_empty() {
-            match waitpid(Pid::from_raw(-1), None) {
-                Ok(status) => self.on_exit(status),
-                Err(Errno::EINTR) => continue,
-                Err(_) => break,
-            }
-        }
-    }
-
-    fn reap(&mut self) {
+    fn reap(&mut self, happened: &mut Vec<Event>) {
         loop {
             match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
-                Ok(status) => self.on_exit(status),
+                Ok(status) => happened.extend(self.exited(status)),
                 Err(Errno::EINTR) => continue,
                 Err(e) => {
                     error!("waitpid failed: {e}");
@@ -735,549 +568,127 @@ impl Master {
         }
     }
 
-    fn on_exit(&mut self, status: WaitStatus) {
-        let Some(pid) = status.pid() else { return };
+    /// Forgets the channel of a reaped worker; the event to report.
+    fn exited(&mut self, status: WaitStatus) -> Option<Event> {
+        let pid = status.pid()?;
         if !matches!(status, WaitStatus::Exited(..) | WaitStatus::Signaled(..)) {
-            return; // stopped/continued: still alive
+            return None; // stopped/continued: still alive
         }
-        let Some(token) = self
-            .workers
+        let worker = self
+            .links
             .iter()
-            .find_map(|(t, w)| (w.pid == pid).then_some(*t))
-        else {
-            debug!("reaped unknown child {pid}: {}", Status(status));
-            return;
-        };
-        let Some(mut w) = self.workers.remove(&token) else {
-            return;
-        };
-        if let Some(mut stream) = w.stream.take() {
-            let _ = self.poll.registry().deregister(&mut stream);
-        }
-        let status = Status(status);
-        let lived = w.started.elapsed();
-        match w.role {
-            Role::Retiring => info!("worker {} (pid {pid}) exited: {status}", w.slot),
-            Role::Candidate => warn!(
-                "replacement worker {} (pid {pid}) exited before it was ready: {status}",
-                w.slot
-            ),
-            Role::Current => {
-                let slot = w.slot;
-                if self.slots.get(slot).and_then(|s| s.worker) == Some(token) {
-                    self.slots[slot].worker = None;
-                }
-                if self.stopping {
-                    info!("worker {slot} (pid {pid}) exited: {status}");
-                    return;
-                }
-                // A replacement being started for this slot takes over.
-                let candidate = self.current.as_ref().and_then(|c| c.candidate_for(slot));
-                if let Some(c) = candidate {
-                    if let Some(cw) = self.workers.get_mut(&c) {
-                        if cw.role == Role::Candidate {
-                            cw.role = Role::Current;
-                            self.slots[slot].worker = Some(c);
-                            warn!(
-                                "worker {slot} (pid {pid}) exited unexpectedly: {status}; \
-                                 its replacement (pid {}) takes over",
-                                cw.pid
-                            );
-                            return;
-                        }
-                    }
-                }
-                if self.slots.get(slot).is_none_or(|s| s.removing) {
-                    warn!("worker {slot} (pid {pid}) exited unexpectedly: {status} (slot being removed)");
-                    return;
-                }
-                if lived >= BACKOFF_RESET_AFTER {
-                    self.slots[slot].backoff = BACKOFF_MIN;
-                }
-                let delay = self.slots[slot].backoff;
-                self.schedule_respawn(slot);
-                warn!(
-                    "worker {slot} (pid {pid}) exited unexpectedly after {:.1}s: {status}; \
-                     respawning in {delay:?}",
-                    lived.as_secs_f64()
-                );
+            .find_map(|(&w, l)| (l.pid == pid.as_raw()).then_some(w));
+        if let Some(mut link) = worker.and_then(|w| self.links.remove(&w)) {
+            if let Some(mut stream) = link.stream.take() {
+                let _ = self.poll.registry().deregister(&mut stream);
             }
         }
+        Some(Event::Exited {
+            pid: pid.as_raw(),
+            status: Status(status).to_string(),
+        })
     }
 
-    fn on_control(&mut self, token: Token, readable: bool) {
-        let Some(w) = self.workers.get_mut(&token) else {
+    fn kill_all_and_reap(&mut self) {
+        for pid in self.sup.pids() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        // Until ECHILD: no child left.
+        while matches!(waitpid(Pid::from_raw(-1), None), Ok(_) | Err(Errno::EINTR)) {}
+    }
+
+    fn on_control(&mut self, token: Token, readable: bool, happened: &mut Vec<Event>) {
+        let worker = token.0 - 1;
+        let Some(link) = self.links.get_mut(&worker) else {
             return;
         };
-        let Some(stream) = w.stream.as_mut() else {
+        let Some(stream) = link.stream.as_mut() else {
             return;
         };
         // Writable (or any event): push out what is queued.
-        if let Err(e) = w.chan.flush_to(&mut SendNoSignal(&*stream)) {
-            debug!("control write to worker {} (pid {}): {e}", w.slot, w.pid);
+        if let Err(e) = link.chan.flush_to(&mut SendNoSignal(&*stream)) {
+            debug!(
+                "control write to worker {} (pid {}): {e}",
+                link.slot, link.pid
+            );
         }
         if !readable {
             return;
         }
         let mut msgs = Vec::new();
-        let eof = match w.chan.receive(stream, |m| msgs.push(m)) {
+        let eof = match link.chan.receive(stream, |m| msgs.push(m)) {
             Ok(eof) => eof,
             Err(e) => {
-                debug!("control read from worker {} (pid {}): {e}", w.slot, w.pid);
-                true
-            }
-        };
-        let mut close = eof;
-        for msg in msgs {
-            close |= self.on_message(token, msg);
-        }
-        if close {
-            if let Some(w) = self.workers.get_mut(&token) {
-                if let Some(mut stream) = w.stream.take() {
-                    let _ = self.poll.registry().deregister(&mut stream);
-                }
-            }
-        }
-    }
-
-    /// Handles one message from a worker; `true` closes its channel.
-    fn on_message(&mut self, from: Token, msg: Msg) -> bool {
-        let Some(w) = self.workers.get_mut(&from) else {
-            return true;
-        };
-        match msg {
-            Msg::Ready => {
-                w.acks_pending = w.acks_pending.saturating_sub(1);
-                if !w.ready {
-                    w.ready = true;
-                    info!("worker {} (pid {}) ready", w.slot, w.pid);
-                } else {
-                    debug!("worker {} (pid {}) confirmed adoption", w.slot, w.pid);
-                }
-                false
-            }
-            Msg::Publish(payload) => {
-                self.relay(from, control::PUBLISH, &payload);
-                false
-            }
-            Msg::Adopt(_) => {
-                warn!("worker {} (pid {}) sent ADOPT; ignored", w.slot, w.pid);
-                false
-            }
-            Msg::Other { kind, .. } => {
-                debug!("ignoring control message kind {kind} from pid {}", w.pid);
-                false
-            }
-            Msg::Malformed { kind, len } => {
-                error!(
-                    "malformed control frame (kind {kind}, length {len}) from worker {} (pid {}); \
-                     closing its channel",
-                    w.slot, w.pid
+                debug!(
+                    "control read from worker {} (pid {}): {e}",
+                    link.slot, link.pid
                 );
                 true
             }
+        };
+        let (slot, pid) = (link.slot, link.pid);
+        let mut close = eof;
+        for msg in msgs {
+            match msg {
+                Msg::Ready => happened.push(Event::Ready { worker }),
+                Msg::Publish(payload) => self.relay(worker, control::PUBLISH, &payload),
+                Msg::Adopt(_) | Msg::Release(_) => {
+                    warn!("worker {slot} (pid {pid}) sent a master's message; ignored");
+                }
+                Msg::Other { kind, .. } => {
+                    debug!("ignoring control message kind {kind} from pid {pid}");
+                }
+                Msg::Malformed { kind, len } => {
+                    error!(
+                        "malformed control frame (kind {kind}, length {len}) from worker {slot} \
+                         (pid {pid}); closing its channel"
+                    );
+                    close = true;
+                }
+            }
+        }
+        if close {
+            if let Some(mut stream) = self.links.get_mut(&worker).and_then(|l| l.stream.take()) {
+                let _ = self.poll.registry().deregister(&mut stream);
+            }
+            happened.push(Event::ChannelClosed { worker });
         }
     }
 
     /// Forwards one frame to every other worker with an open channel; a
     /// worker whose queue is full loses the frame (logged), so a stuck
     /// worker cannot make the master grow.
-    fn relay(&mut self, from: Token, kind: u8, payload: &[u8]) {
-        for (&token, w) in self.workers.iter_mut() {
-            if token == from {
+    fn relay(&mut self, from: WorkerId, kind: u8, payload: &[u8]) {
+        for (&worker, link) in self.links.iter_mut() {
+            if worker == from {
                 continue;
             }
-            let Some(stream) = w.stream.as_ref() else {
+            let Some(stream) = link.stream.as_ref() else {
                 continue;
             };
-            if !w.chan.queue(kind, payload) {
+            if !link.chan.queue(kind, payload) {
                 warn!(
                     "control queue of worker {} (pid {}) is full; dropping a relayed message",
-                    w.slot, w.pid
+                    link.slot, link.pid
                 );
                 continue;
             }
-            let _ = w.chan.flush_to(&mut SendNoSignal(stream));
+            let _ = link.chan.flush_to(&mut SendNoSignal(stream));
         }
     }
 
-    fn send(&mut self, token: Token, kind: u8, payload: &[u8]) -> bool {
-        let Some(w) = self.workers.get_mut(&token) else {
+    fn send(&mut self, worker: WorkerId, kind: u8, payload: &[u8]) -> bool {
+        let Some(link) = self.links.get_mut(&worker) else {
             return false;
         };
-        let Some(stream) = w.stream.as_ref() else {
+        let Some(stream) = link.stream.as_ref() else {
             return false;
         };
-        if !w.chan.queue(kind, payload) {
+        if !link.chan.queue(kind, payload) {
             return false;
         }
-        let _ = w.chan.flush_to(&mut SendNoSignal(stream));
+        let _ = link.chan.flush_to(&mut SendNoSignal(stream));
         true
-    }
-
-    fn retire(&mut self, token: Token) {
-        let deadline = Instant::now() + self.cfg.graceful_timeout;
-        if let Some(w) = self.workers.get_mut(&token) {
-            let _ = kill(w.pid, Signal::SIGTERM);
-            w.role = Role::Retiring;
-            w.kill_at = Some(deadline);
-        }
-    }
-
-    fn on_timers(&mut self) -> Step<()> {
-        let now = Instant::now();
-        for w in self.workers.values_mut() {
-            if w.kill_at.is_some_and(|k| k <= now) {
-                warn!(
-                    "worker {} (pid {}) still running after the graceful timeout; SIGKILL",
-                    w.slot, w.pid
-                );
-                let _ = kill(w.pid, Signal::SIGKILL);
-                w.kill_at = None;
-            }
-        }
-        if self.stopping {
-            return Ok(());
-        }
-        for slot in 0..self.slots.len() {
-            let s = &self.slots[slot];
-            if s.removing || s.worker.is_some() || s.respawn_at.is_none_or(|t| t > now) {
-                continue;
-            }
-            self.slots[slot].respawn_at = None;
-            match self.spawn(slot, Role::Current, "respawn")? {
-                Some(token) => self.slots[slot].worker = Some(token),
-                None => self.schedule_respawn(slot),
-            }
-        }
-        match self.current {
-            Some(Current::Reload {
-                slot,
-                candidate: Some(c),
-                deadline,
-            }) if deadline <= now => {
-                if let Some(w) = self.workers.get(&c) {
-                    if w.role == Role::Candidate {
-                        warn!(
-                            "replacement worker {slot} (pid {}) not ready within {:?}; \
-                             stopping it and keeping the old worker",
-                            w.pid, self.cfg.ready_timeout
-                        );
-                        self.retire(c);
-                    }
-                }
-                self.current = Some(Current::Reload {
-                    slot: slot + 1,
-                    candidate: None,
-                    deadline,
-                });
-            }
-            Some(Current::ScaleDown {
-                survivor, deadline, ..
-            }) if deadline <= now => {
-                self.abort_scale_down(&format!(
-                    "worker {survivor} did not confirm the hand-over within {:?}",
-                    self.cfg.ready_timeout
-                ));
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    /// Advances the current operation as far as it can go now, then starts
-    /// queued ones.
-    fn drive(&mut self) -> Step<()> {
-        while !self.stopping {
-            match self.current {
-                None => {
-                    let Some(op) = self.ops.pop_front() else {
-                        return Ok(());
-                    };
-                    self.start_op(op)?;
-                }
-                Some(Current::Reload {
-                    slot,
-                    candidate: None,
-                    ..
-                }) => {
-                    if slot >= self.slots.len() {
-                        info!("rolling restart complete");
-                        self.current = None;
-                        continue;
-                    }
-                    let s = &self.slots[slot];
-                    if s.removing || s.worker.is_none() {
-                        // A slot waiting for its respawn gets a new worker anyway.
-                        self.current = Some(Current::Reload {
-                            slot: slot + 1,
-                            candidate: None,
-                            deadline: Instant::now(),
-                        });
-                        continue;
-                    }
-                    let candidate = self.spawn(slot, Role::Candidate, "reload")?;
-                    if candidate.is_none() {
-                        warn!("rolling restart: could not fork a replacement for worker {slot}; keeping it");
-                    }
-                    self.current = Some(Current::Reload {
-                        slot: if candidate.is_some() { slot } else { slot + 1 },
-                        candidate,
-                        deadline: Instant::now() + self.cfg.ready_timeout,
-                    });
-                    if candidate.is_some() {
-                        return Ok(());
-                    }
-                }
-                Some(Current::Reload {
-                    slot,
-                    candidate: Some(c),
-                    deadline,
-                }) => {
-                    let next = Current::Reload {
-                        slot: slot + 1,
-                        candidate: None,
-                        deadline,
-                    };
-                    let Some(cw) = self.workers.get(&c) else {
-                        self.current = Some(next); // died before READY (logged)
-                        continue;
-                    };
-                    if cw.role == Role::Retiring {
-                        self.current = Some(next);
-                        continue;
-                    }
-                    if !cw.ready {
-                        return Ok(());
-                    }
-                    let old = self.slots[slot].worker.replace(c);
-                    if let Some(cw) = self.workers.get_mut(&c) {
-                        cw.role = Role::Current;
-                    }
-                    if let Some(old) = old.filter(|&o| o != c) {
-                        if let Some(ow) = self.workers.get(&old) {
-                            info!(
-                                "rolling restart: worker {slot} replaced (pid {} -> {}); draining the old one",
-                                ow.pid, self.workers[&c].pid
-                            );
-                        }
-                        self.retire(old);
-                    }
-                    self.current = Some(next);
-                }
-                Some(Current::ScaleDown {
-                    removed,
-                    survivor,
-                    survivor_had,
-                    need_fds,
-                    candidate,
-                    deadline,
-                }) => {
-                    if let Some(c) = candidate {
-                        match self.workers.get(&c).map(|w| (w.role, w.ready)) {
-                            Some((Role::Candidate, false)) => return Ok(()),
-                            Some((Role::Candidate, true)) => {
-                                let old = self.slots[survivor].worker.replace(c);
-                                if let Some(cw) = self.workers.get_mut(&c) {
-                                    cw.role = Role::Current;
-                                }
-                                if let Some(old) = old.filter(|&o| o != c) {
-                                    self.retire(old);
-                                }
-                            }
-                            // Promoted already: the old survivor died.
-                            Some((Role::Current, _)) => {}
-                            _ => {
-                                self.abort_scale_down("the survivor's replacement failed");
-                                continue;
-                            }
-                        }
-                        self.current = Some(Current::ScaleDown {
-                            removed,
-                            survivor,
-                            survivor_had,
-                            need_fds,
-                            candidate: None,
-                            deadline,
-                        });
-                    }
-                    let confirmed = self.slots[survivor]
-                        .worker
-                        .and_then(|t| self.workers.get(&t))
-                        .is_some_and(|w| {
-                            w.ready
-                                && w.acks_pending == 0
-                                && w.stream.is_some()
-                                && w.fds >= need_fds
-                        });
-                    if !confirmed {
-                        return Ok(());
-                    }
-                    if let Some(t) = self.slots[removed].worker.take() {
-                        self.retire(t);
-                    }
-                    self.slots.truncate(removed);
-                    info!(
-                        "scaled down to {} workers (worker {survivor} now accepts on listeners {:?})",
-                        self.slots.len(),
-                        self.slots[survivor].listeners
-                    );
-                    self.current = None;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Undoes a scale-down that could not complete: the removed worker
-    /// keeps its slot and listeners.
-    fn abort_scale_down(&mut self, why: &str) {
-        let Some(Current::ScaleDown {
-            removed,
-            survivor,
-            survivor_had,
-            candidate,
-            ..
-        }) = self.current.take()
-        else {
-            return;
-        };
-        warn!("scale-down aborted: {why}; keeping worker {removed}");
-        self.slots[survivor].listeners.truncate(survivor_had);
-        self.slots[removed].removing = false;
-        if self.slots[removed].worker.is_none() {
-            self.schedule_respawn(removed);
-        }
-        if let Some(c) = candidate {
-            if self
-                .workers
-                .get(&c)
-                .is_some_and(|w| w.role == Role::Candidate)
-            {
-                self.retire(c);
-            }
-        }
-    }
-
-    fn start_op(&mut self, op: Op) -> Step<()> {
-        match op {
-            Op::Reload => {
-                info!("rolling restart of {} workers", self.slots.len());
-                self.current = Some(Current::Reload {
-                    slot: 0,
-                    candidate: None,
-                    deadline: Instant::now(),
-                });
-            }
-            Op::ScaleUp => {
-                let slot = self.slots.len();
-                // Take back a listener a survivor adopted, else bind one more.
-                let donor = (0..slot)
-                    .filter(|&i| self.slots[i].listeners.len() > 1)
-                    .max_by_key(|&i| self.slots[i].listeners.len());
-                let listener = match donor {
-                    Some(d) => self.slots[d].listeners.pop(),
-                    None => match bind_reuseport(self.addr, self.cfg.backlog) {
-                        Ok(l) => {
-                            self.listeners.push(l);
-                            Some(self.listeners.len() - 1)
-                        }
-                        Err(e) => {
-                            error!("scale-up failed: {}", bind_error(self.addr, e));
-                            None
-                        }
-                    },
-                };
-                let Some(listener) = listener else {
-                    return Ok(());
-                };
-                self.slots.push(Slot {
-                    listeners: vec![listener],
-                    worker: None,
-                    backoff: BACKOFF_MIN,
-                    respawn_at: None,
-                    removing: false,
-                });
-                info!(
-                    "scaling up to {} workers (worker {slot} accepts on listener {listener})",
-                    slot + 1
-                );
-                match self.spawn(slot, Role::Current, "scale-up")? {
-                    Some(t) => self.slots[slot].worker = Some(t),
-                    None => self.schedule_respawn(slot),
-                }
-            }
-            Op::ScaleDown => {
-                if self.slots.len() <= 1 {
-                    warn!("SIGTTOU ignored: already down to 1 worker");
-                    return Ok(());
-                }
-                let removed = self.slots.len() - 1;
-                let moved = self.slots[removed].listeners.clone();
-                let need_fds = moved.iter().max().map_or(0, |&m| m + 1);
-                // Prefer a survivor whose worker inherited the moved listeners
-                // (it can ADOPT them), then a ready one, then the fewest
-                // listeners.
-                let key = |i: usize| {
-                    let w = self.slots[i].worker.and_then(|t| self.workers.get(&t));
-                    let has_fds = w.is_some_and(|w| w.stream.is_some() && w.fds >= need_fds);
-                    let ready = w.is_some_and(|w| w.ready);
-                    (!has_fds, !ready, self.slots[i].listeners.len(), i)
-                };
-                let survivor = (0..removed).min_by_key(|&i| key(i)).unwrap_or(0);
-                let can_adopt = !key(survivor).0;
-                let survivor_had = self.slots[survivor].listeners.len();
-                self.slots[survivor].listeners.extend(&moved);
-                self.slots[removed].removing = true;
-                self.slots[removed].respawn_at = None;
-                let mut candidate = None;
-                match self.slots[survivor].worker {
-                    Some(t) if can_adopt => {
-                        info!(
-                            "scaling down to {removed} workers: worker {survivor} adopts \
-                             listeners {moved:?} of worker {removed}"
-                        );
-                        for &idx in &moved {
-                            // Counted even if the send fails: then this worker
-                            // never confirms, and its respawn (which starts with
-                            // the moved listeners) confirms with its first READY.
-                            let _ = self.send(t, control::ADOPT, &(idx as u32).to_le_bytes());
-                            if let Some(w) = self.workers.get_mut(&t) {
-                                w.acks_pending += 1;
-                            }
-                        }
-                    }
-                    Some(_) => {
-                        // Its worker predates a moved listener and has no fd
-                        // for it: start a replacement that inherits them all
-                        // and accepts on the survivor's and the moved
-                        // listeners, then retire both old workers.
-                        info!(
-                            "scaling down to {removed} workers: worker {survivor} is replaced \
-                             by one that also accepts on listeners {moved:?} of worker {removed}"
-                        );
-                        candidate =
-                            self.spawn(survivor, Role::Candidate, "scale-down hand-over")?;
-                    }
-                    None => info!(
-                        "scaling down to {removed} workers: worker {survivor}, when respawned, \
-                         also accepts on listeners {moved:?} of worker {removed}"
-                    ),
-                }
-                self.current = Some(Current::ScaleDown {
-                    removed,
-                    survivor,
-                    survivor_had,
-                    need_fds,
-                    candidate,
-                    deadline: Instant::now() + self.cfg.ready_timeout,
-                });
-                if self.slots[survivor].worker.is_some() && candidate.is_none() && !can_adopt {
-                    self.abort_scale_down("could not fork the survivor's replacement");
-                }
-            }
-        }
-        Ok(())
     }
 }
 
@@ -1287,89 +698,12 @@ mod tests {
     //! second thread is alive, so it must refuse before forking.
     use super::*;
 
-    fn cfg() -> MasterConfig {
-        MasterConfig::default()
-    }
-
     #[test]
     fn defaults() {
-        let c = cfg();
+        let c = MasterConfig::default();
         assert_eq!(c.workers, 1);
         assert_eq!(c.graceful_timeout, Duration::from_secs(30));
-        assert!(!c.join_existing);
         assert_eq!(c.backlog, 1024);
-    }
-
-    #[test]
-    fn port_zero_binds_n_listeners_on_one_port() {
-        let ls = bind_listeners("127.0.0.1:0".parse().unwrap(), 3, &cfg()).unwrap();
-        assert_eq!(ls.len(), 3);
-        let port = ls[0].local_addr().unwrap().port();
-        assert_ne!(port, 0);
-        for l in &ls {
-            assert_eq!(l.local_addr().unwrap().port(), port);
-            // Non-blocking: nothing queued means WouldBlock, not a hang.
-            assert_eq!(l.accept().unwrap_err().kind(), io::ErrorKind::WouldBlock);
-            let sock = socket2::SockRef::from(l);
-            assert!(sock.reuse_port().unwrap());
-            assert!(sock.reuse_address().unwrap());
-        }
-    }
-
-    #[test]
-    fn an_address_already_served_is_refused_unless_joining() {
-        let first = bind_listeners("127.0.0.1:0".parse().unwrap(), 2, &cfg()).unwrap();
-        let addr = first[0].local_addr().unwrap();
-        // Another reuseport group of the same user would bind silently
-        // without the probe; with it, the bind fails naming the address.
-        let err = bind_listeners(addr, 2, &cfg()).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
-        assert_eq!(
-            err.to_string(),
-            format!("tine: cannot bind {addr}: address already in use")
-        );
-        let joined = bind_listeners(
-            addr,
-            1,
-            &MasterConfig {
-                join_existing: true,
-                ..cfg()
-            },
-        )
-        .unwrap();
-        assert_eq!(joined[0].local_addr().unwrap(), addr);
-        let err = bind_single(addr, 16).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            format!("tine: cannot bind {addr}: address already in use")
-        );
-        assert_eq!(err.to_string().lines().count(), 1);
-    }
-
-    #[test]
-    fn bind_single_is_not_reuseport() {
-        let l = bind_single("127.0.0.1:0".parse().unwrap(), 16).unwrap();
-        let sock = socket2::SockRef::from(&l);
-        assert!(!sock.reuse_port().unwrap());
-        assert_eq!(l.accept().unwrap_err().kind(), io::ErrorKind::WouldBlock);
-        // And nobody can join it.
-        let addr = l.local_addr().unwrap();
-        let err = bind_listeners(
-            addr,
-            1,
-            &MasterConfig {
-                join_existing: true,
-                ..cfg()
-            },
-        )
-        .unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
-    }
-
-    #[test]
-    fn zero_listeners_is_an_error() {
-        let err = bind_listeners("127.0.0.1:0".parse().unwrap(), 0, &cfg()).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
 
     #[test]
@@ -1377,13 +711,19 @@ mod tests {
         // Keep a second thread alive for the whole call.
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let helper = std::thread::spawn(move || rx.recv());
-        let ls = bind_listeners("127.0.0.1:0".parse().unwrap(), 1, &cfg()).unwrap();
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let sockets = listener::bind_reuseport_group(addr, 1, 16, false).unwrap();
+        let bound = Bound {
+            addr: sockets[0].local_addr().unwrap(),
+            mode: Mode::ReusePort,
+            sockets,
+        };
         let mut called = false;
         let res = run_master(
-            ls,
+            vec![bound],
             MasterConfig {
                 workers: 2,
-                ..cfg()
+                ..MasterConfig::default()
             },
             &mut |_| {
                 called = true;

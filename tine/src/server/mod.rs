@@ -1,6 +1,9 @@
-//! The server: listening sockets, the per-process event loop, and (with
-//! several workers) the supervising master. Only this module touches file
-//! descriptors; the master knows nothing of HTTP.
+//! The server: listening sockets (`listener.rs`), the per-process event
+//! loop, and (with several workers) the supervising master: `master.rs`
+//! performs the system calls, `supervisor/` makes every decision as a
+//! state machine unit-tested without forking. The master knows nothing of
+//! HTTP. `static_files` opens the files that the event loop then sends, and
+//! the pub/sub bus keeps its own Redis connections.
 
 mod conn;
 mod control;
@@ -9,6 +12,7 @@ mod listener;
 mod master;
 mod per_ip;
 mod redis;
+mod supervisor;
 mod sys;
 mod timer;
 
@@ -97,9 +101,9 @@ impl Server {
             redis::parse_url(url)?;
         }
         let listeners = if workers > 1 {
-            master::bind_listeners(addr, workers, &master_config(&app, workers))?
+            listener::bind_reuseport_group(addr, workers, listener::BACKLOG, app.join_existing)?
         } else {
-            vec![master::bind_single(addr, listener::BACKLOG)?]
+            vec![listener::bind_single(addr, listener::BACKLOG)?]
         };
         let addr = listeners[0].local_addr()?;
         Ok(Server {
@@ -146,7 +150,12 @@ impl Server {
         WORKER_COUNT.store(workers, Ordering::Relaxed);
         let config = master_config(&app, workers);
         let mut app = Some(app);
-        let code = master::run_master(listeners, config, &mut |start| {
+        let bound = listener::Bound {
+            addr,
+            mode: listener::Mode::ReusePort,
+            sockets: listeners,
+        };
+        let code = master::run_master(vec![bound], config, &mut |start| {
             worker_main(app.take(), start)
         })?;
         if code == 0 {
@@ -163,7 +172,6 @@ fn master_config(app: &App, workers: usize) -> master::MasterConfig {
     master::MasterConfig {
         workers,
         graceful_timeout: app.graceful_timeout,
-        join_existing: app.join_existing,
         backlog: listener::BACKLOG,
         ..master::MasterConfig::default()
     }

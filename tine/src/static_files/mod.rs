@@ -49,33 +49,46 @@ use range::RangeDecision;
 /// Value for the `Allow` header of a [`Outcome::MethodNotAllowed`] response.
 pub(crate) const ALLOW: HeaderValue = HeaderValue::from_static("GET, HEAD");
 
-/// Configuration of one static-file mount.
+/// Configuration of one static-file mount, for
+/// [`App::static_files`](crate::App::static_files).
+///
+/// Start from [`StaticConfig::new`] and change what you need; each setter
+/// documents its setting and default. (The struct is `#[non_exhaustive]`:
+/// settings can be added without breaking code written this way.)
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use tine::{App, HeaderValue, StaticConfig};
+/// let config = StaticConfig::new("./public")
+///     .cache_control(HeaderValue::from_static("public, max-age=3600"))
+///     .open_file_cache(Duration::from_secs(10));
+/// let app = App::new().static_files("/assets", config);
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct StaticConfig {
     /// Directory whose contents are served. Nothing outside it is ever
     /// served, whatever the request path or symlinks say.
-    pub root: PathBuf,
-    /// File served for a directory request ending in `/` (default
-    /// `Some("index.html")`). Must be a single path component. `None`: such
-    /// requests get [`Outcome::NotFound`] (there is no directory listing).
-    pub index: Option<String>,
-    /// `Cache-Control` value added to 200/206/304 responses, if any.
-    pub cache_control: Option<HeaderValue>,
-    /// Look for precompressed siblings `<file>.br` / `<file>.gz` and serve
-    /// them to clients that accept the coding; responses then always carry
-    /// `Vary: Accept-Encoding`. Turn off to save the lookups when a
-    /// directory has no such files. Default `true`.
-    pub precompressed: bool,
-    /// Keep opened files and their metadata for this long, per worker
-    /// (nginx's `open_file_cache`): a hit saves the open, stat and close
-    /// system calls. A file changed on disk may then be served as it was
-    /// for up to this long. Default `None` (every request looks again).
-    pub open_file_cache: Option<Duration>,
+    pub(crate) root: PathBuf,
+    /// See [`StaticConfig::index`].
+    pub(crate) index: Option<String>,
+    /// See [`StaticConfig::cache_control`].
+    pub(crate) cache_control: Option<HeaderValue>,
+    /// See [`StaticConfig::precompressed`].
+    pub(crate) precompressed: bool,
+    /// See [`StaticConfig::open_file_cache`].
+    pub(crate) open_file_cache: Option<Duration>,
 }
 
 impl StaticConfig {
-    /// Configuration with the defaults: `index.html`, no `Cache-Control`,
-    /// precompressed siblings enabled.
+    /// Serves the directory `root`, with the defaults: `index.html`, no
+    /// `Cache-Control`, precompressed siblings looked up, no open-file
+    /// cache. Nothing outside `root` is ever served, whatever the request
+    /// path or symlinks say.
+    ///
+    /// ```
+    /// let config = tine::StaticConfig::new("./public");
+    /// ```
     pub fn new(root: impl Into<PathBuf>) -> StaticConfig {
         StaticConfig {
             root: root.into(),
@@ -84,6 +97,73 @@ impl StaticConfig {
             precompressed: true,
             open_file_cache: None,
         }
+    }
+
+    /// File served for a directory request ending in `/` (default
+    /// `index.html`). Must be a single path component.
+    ///
+    /// ```
+    /// let config = tine::StaticConfig::new("./public").index("home.html");
+    /// ```
+    #[must_use]
+    pub fn index(mut self, file_name: impl Into<String>) -> Self {
+        self.index = Some(file_name.into());
+        self
+    }
+
+    /// No index file: a directory request ending in `/` gets `404` (there
+    /// is no directory listing).
+    ///
+    /// ```
+    /// let config = tine::StaticConfig::new("./public").no_index();
+    /// ```
+    #[must_use]
+    pub fn no_index(mut self) -> Self {
+        self.index = None;
+        self
+    }
+
+    /// `Cache-Control` value added to 200/206/304 responses (default:
+    /// none).
+    ///
+    /// ```
+    /// use tine::{HeaderValue, StaticConfig};
+    /// let config = StaticConfig::new("./public")
+    ///     .cache_control(HeaderValue::from_static("public, max-age=3600"));
+    /// ```
+    #[must_use]
+    pub fn cache_control(mut self, value: impl Into<Option<HeaderValue>>) -> Self {
+        self.cache_control = value.into();
+        self
+    }
+
+    /// Look for precompressed siblings `<file>.br` / `<file>.gz` and serve
+    /// them to clients that accept the coding; responses then always carry
+    /// `Vary: Accept-Encoding`. Turn off to save the lookups when a
+    /// directory has no such files. Default `true`.
+    ///
+    /// ```
+    /// let config = tine::StaticConfig::new("./public").precompressed(false);
+    /// ```
+    #[must_use]
+    pub fn precompressed(mut self, look_up: bool) -> Self {
+        self.precompressed = look_up;
+        self
+    }
+
+    /// Keep opened files and their metadata for this long, per worker
+    /// (nginx's `open_file_cache`): a hit saves the open, stat and close
+    /// system calls. A file changed on disk may then be served as it was
+    /// for up to this long. Default `None` (every request looks again).
+    ///
+    /// ```
+    /// let config = tine::StaticConfig::new("./public")
+    ///     .open_file_cache(std::time::Duration::from_secs(10));
+    /// ```
+    #[must_use]
+    pub fn open_file_cache(mut self, ttl: impl Into<Option<Duration>>) -> Self {
+        self.open_file_cache = ttl.into();
+        self
     }
 }
 

@@ -60,26 +60,32 @@ pub enum WsEvent {
 }
 
 /// WebSocket settings, set with [`App::ws_config`](crate::App::ws_config).
+///
+/// Start from the defaults and change what you need; each setter documents
+/// its setting and default. (The struct is `#[non_exhaustive]`: settings
+/// can be added without breaking code written this way.)
+///
+/// ```
+/// use std::time::Duration;
+/// let config = tine::WsConfig::default()
+///     .max_message(64 * 1024)
+///     .ping_interval(Duration::from_secs(20))
+///     .protocols(["chat.v2", "chat.v1"]);
+/// let app = tine::App::new().ws_config(config);
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct WsConfig {
-    /// Largest message (and frame) accepted, in bytes. `None` (the
-    /// default) uses the app's `Limits::max_body`. Over it the connection
-    /// is closed with 1009 before the payload is buffered.
-    pub max_message: Option<usize>,
-    /// Most bytes queued for a peer that reads slowly. Default 8 MiB. Past
-    /// it, further messages are dropped and the connection is closed with
-    /// 1008 (policy violation): a slow reader never makes the worker buffer
-    /// without bound.
-    pub max_outbuf: usize,
-    /// Send a ping after this long without traffic. Default 30 s; `None`
-    /// disables pings (idle connections then stay open).
-    pub ping_interval: Option<Duration>,
-    /// Drop the connection when a ping is not answered within this time.
-    /// Default 10 s.
-    pub pong_timeout: Duration,
-    /// Subprotocols the server speaks, in preference order; the first one
-    /// the client offers is selected. Default: none.
-    pub protocols: Vec<String>,
+    /// See [`WsConfig::max_message`].
+    pub(crate) max_message: Option<usize>,
+    /// See [`WsConfig::max_outbuf`].
+    pub(crate) max_outbuf: usize,
+    /// See [`WsConfig::ping_interval`].
+    pub(crate) ping_interval: Option<Duration>,
+    /// See [`WsConfig::pong_timeout`].
+    pub(crate) pong_timeout: Duration,
+    /// See [`WsConfig::protocols`].
+    pub(crate) protocols: Vec<String>,
 }
 
 impl Default for WsConfig {
@@ -91,6 +97,72 @@ impl Default for WsConfig {
             pong_timeout: Duration::from_secs(10),
             protocols: Vec::new(),
         }
+    }
+}
+
+impl WsConfig {
+    /// Largest message (and frame) accepted, in bytes. `None` (the default)
+    /// uses the app's [`Limits::max_body`](crate::Limits::max_body). Over it
+    /// the connection is closed with 1009 before the payload is buffered.
+    ///
+    /// ```
+    /// let config = tine::WsConfig::default().max_message(1 << 20);
+    /// let back_to_max_body = config.max_message(None);
+    /// ```
+    #[must_use]
+    pub fn max_message(mut self, bytes: impl Into<Option<usize>>) -> Self {
+        self.max_message = bytes.into();
+        self
+    }
+
+    /// Most bytes queued for a peer that reads slowly. Default 8 MiB. Past
+    /// it, further messages are dropped and the connection is closed with
+    /// 1008 (policy violation): a slow reader never makes the worker buffer
+    /// without bound.
+    ///
+    /// ```
+    /// let config = tine::WsConfig::default().max_outbuf(1 << 20);
+    /// ```
+    #[must_use]
+    pub fn max_outbuf(mut self, bytes: usize) -> Self {
+        self.max_outbuf = bytes;
+        self
+    }
+
+    /// Send a ping after this long without traffic. Default 30 s; `None`
+    /// disables pings (idle connections then stay open).
+    ///
+    /// ```
+    /// let config = tine::WsConfig::default().ping_interval(None);
+    /// ```
+    #[must_use]
+    pub fn ping_interval(mut self, interval: impl Into<Option<Duration>>) -> Self {
+        self.ping_interval = interval.into();
+        self
+    }
+
+    /// Drop the connection when a ping is not answered within this time.
+    /// Default 10 s.
+    ///
+    /// ```
+    /// let config = tine::WsConfig::default().pong_timeout(std::time::Duration::from_secs(5));
+    /// ```
+    #[must_use]
+    pub fn pong_timeout(mut self, timeout: Duration) -> Self {
+        self.pong_timeout = timeout;
+        self
+    }
+
+    /// Subprotocols the server speaks, in preference order; the first one
+    /// the client offers is selected. Default: none.
+    ///
+    /// ```
+    /// let config = tine::WsConfig::default().protocols(["chat.v2", "chat.v1"]);
+    /// ```
+    #[must_use]
+    pub fn protocols<S: Into<String>>(mut self, protocols: impl IntoIterator<Item = S>) -> Self {
+        self.protocols = protocols.into_iter().map(Into::into).collect();
+        self
     }
 }
 
@@ -125,8 +197,7 @@ impl WebSocket<'_> {
     }
 
     /// Sends a text message at once, waiting (up to 10 s) for the socket to
-    /// take it: for handlers that run long and stream results (the
-    /// original framework's `send-now`).
+    /// take it: for handlers that run long and stream results.
     pub fn send_text_now(&mut self, text: impl Into<String>) -> io::Result<()> {
         self.send_text(text);
         self.flush_now()
@@ -171,6 +242,14 @@ impl WebSocket<'_> {
 
     /// Subscribes this connection to `topic`: every message
     /// [`publish`](crate::publish)ed to it, in any worker, is sent here.
+    ///
+    /// The subscription takes effect when this callback returns, before
+    /// the worker handles anything else. So once the client has received a
+    /// message sent from the same callback, every message published after
+    /// that, in any worker, reaches it: a client needs no delay between
+    /// "joined" and its first publish. (With [`App::redis`](crate::App::redis),
+    /// this also needs the worker's own subscription to Redis, made when
+    /// it starts, to be confirmed.)
     pub fn subscribe(&mut self, topic: &str) {
         if !self.topics.iter().any(|t| t == topic) {
             self.topics.push(topic.to_string());

@@ -15,12 +15,12 @@ fn app() -> App {
         .get("/", |_: &Request| "ok")
         .post("/echo", |req: &Request| Response::bytes(req.body_bytes()))
         .get("/stream", |_: &Request| Response::stream(["a", "bc"]))
-        .limits(Limits {
-            header_timeout: Duration::from_secs(5),
-            body_timeout: Duration::from_secs(7),
-            idle_timeout: Duration::from_secs(60),
-            ..Limits::default()
-        })
+        .limits(
+            Limits::default()
+                .header_timeout(Duration::from_secs(5))
+                .body_timeout(Duration::from_secs(7))
+                .idle_timeout(Duration::from_secs(60)),
+        )
 }
 
 /// A connection over one end of a socket pair, the other end for the

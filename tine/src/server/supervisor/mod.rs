@@ -1,0 +1,660 @@
+//! The master's decisions, as a state machine with no system calls: events
+//! go in ([`Supervisor::handle`]), actions come out ([`Action`]), and the
+//! master (`master.rs`) performs them (fork, kill, bind, listen, send
+//! `ADOPT`/`RELEASE`) and reports back what happened. Time is an
+//! argument, so every path (timeouts and backoffs included) is unit-tested
+//! without forking or waiting (`tests.rs`). This file holds the model,
+//! start, stop, exits and timers; `lend.rs` the lending of stranded
+//! sockets; `ops.rs` the operations that span several events (rolling
+//! restart, scale-up, scale-down).
+//!
+//! # Events and actions
+//!
+//! | event in | typical actions out |
+//! |---|---|
+//! | `Command(Stop)` / `Command(Quit)` | `Signal Term` to every worker (then `Kill` at the graceful deadline) / `Signal Kill` now; `Exit(0)` once all exited |
+//! | `Command(Reload)` | `Fork` a replacement for slot 0; on its `Ready`, `Signal Term` to the old worker and `Fork` for slot 1, ... |
+//! | `Command(ScaleUp)` | `Bind` (or take back an adopted socket), then `Fork` the new slot; `Listen` once forked |
+//! | `Command(ScaleDown)` | `Adopt` the last slot's sockets to a survivor (or `Fork` a replacement survivor that inherits them); on `Ready`, `Signal Term` to the removed worker |
+//! | `Exited` (unexpected) | `Adopt` the slot's sockets to a ready survivor; `Fork` again after the backoff; `Release` them from the survivor once the new worker is `Ready` |
+//! | `ForkFailed` | retry `Fork` after the backoff; the slot's listening sockets are lent meanwhile |
+//! | `Tick` | whatever deadline passed: respawn, `Kill` after the graceful timeout, abandon a replacement or hand-over not ready in time |
+//!
+//! # Model
+//!
+//! * **Sockets** are numbered in the order the master holds them (the same
+//!   numbers the workers inherit and [`Action::Adopt`] names). Each belongs
+//!   to an address ([`Mode::ReusePort`]: one socket per slot, or
+//!   [`Mode::Shared`]: one socket every slot accepts on) and is listening or
+//!   only bound.
+//! * **Slots** `0..n` each run one worker; a slot's socket list is what a
+//!   worker forked for it accepts on: its own sockets first, then sockets
+//!   moved to it by a scale-down.
+//! * **Workers** are processes (or forks under way). Each knows the sockets
+//!   it accepts on (its slot's at fork time plus every `ADOPT` sent to it:
+//!   a worker never gives one up) and its role: the slot's current worker,
+//!   a replacement not yet promoted (candidate), or retiring (sent
+//!   `SIGTERM`/`SIGKILL`, its exit expected).
+//!
+//! # Invariants the decisions keep
+//!
+//! * No socket is ever closed while the master runs (closing a
+//!   `SO_REUSEPORT` socket resets its queue).
+//! * A listening socket is accepted on by some running worker: a slot
+//!   waiting for its respawn (or whose fork keeps failing) lends its
+//!   sockets to a ready worker with `ADOPT`, and takes them back with
+//!   `RELEASE` once the slot's own worker is ready. A socket bound for a
+//!   scale-up only listens once its worker was forked.
+//! * A rolling restart or a scale-down never leaves fewer workers accepting
+//!   on a queue than before: the old worker gets `SIGTERM` only once its
+//!   replacement or adopter reported `READY`.
+//! * Operations (`HUP`, `TTIN`, `TTOU`) run one after another, in arrival
+//!   order; a stop cancels them.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use log::{debug, error, info, warn};
+
+use ops::Current;
+
+mod lend;
+mod ops;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use super::listener::Mode;
+
+/// First respawn delay after an unexpected worker exit or a failed fork.
+pub(crate) const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Largest respawn delay for a slot that keeps crashing.
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A worker that lived this long resets its slot's backoff.
+pub(crate) const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(10);
+
+/// The supervisor's name for a worker (a fork under way has no pid yet).
+pub(crate) type WorkerId = usize;
+
+/// What the operator asked for (from the signals the master reads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Command {
+    /// `SIGINT`/`SIGTERM`: `SIGTERM` every worker, `SIGKILL` after the
+    /// graceful timeout, exit once all are gone.
+    Stop,
+    /// `SIGQUIT`: `SIGKILL` every worker, exit once all are gone.
+    Quit,
+    /// `SIGHUP`: rolling restart.
+    Reload,
+    /// `SIGTTIN`: one worker more.
+    ScaleUp,
+    /// `SIGTTOU`: one worker fewer (never below 1).
+    ScaleDown,
+}
+
+/// What happened, as the master reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// An operator command.
+    Command(Command),
+    /// The fork of [`Action::Fork`] succeeded.
+    Forked { worker: WorkerId, pid: i32 },
+    /// The fork of [`Action::Fork`] failed (the reason is logged).
+    ForkFailed { worker: WorkerId, reason: String },
+    /// The bind of [`Action::Bind`]: `ok` means the master now holds one
+    /// more socket (numbered after the existing ones), not listening.
+    Bound { address: usize, ok: bool },
+    /// A worker reported `READY` (started, or adopted a socket).
+    Ready { worker: WorkerId },
+    /// A worker's control channel hit EOF or went out of sync.
+    ChannelClosed { worker: WorkerId },
+    /// A child was reaped; `status` describes how it ended.
+    Exited { pid: i32, status: String },
+    /// Time passed (a deadline from [`Supervisor::next_deadline`]).
+    Tick,
+}
+
+/// A signal the supervisor sends to a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sig {
+    /// Stop accepting, drain, exit.
+    Term,
+    /// Now.
+    Kill,
+}
+
+/// What the master must do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Bind one more (not yet listening) `SO_REUSEPORT` socket on
+    /// `address`; answer with [`Event::Bound`].
+    Bind { address: usize },
+    /// Fork `worker` for `slot`, accepting on the sockets `accept`; the
+    /// child first calls `listen` on those in `listen` (sockets only bound
+    /// so far: a worker must not register a socket that does not listen).
+    /// Answer with [`Event::Forked`] or [`Event::ForkFailed`].
+    Fork {
+        worker: WorkerId,
+        slot: usize,
+        accept: Vec<usize>,
+        listen: Vec<usize>,
+        /// Why (for the log): start, respawn, reload, scale-up, ...
+        why: &'static str,
+    },
+    /// `listen(2)` on a socket that was only bound (after its fork).
+    Listen { socket: usize },
+    /// Send a signal to a worker process.
+    Signal { pid: i32, sig: Sig },
+    /// Send `ADOPT socket` to a worker: it also accepts on that socket and
+    /// answers `READY`.
+    Adopt { worker: WorkerId, socket: usize },
+    /// Send `RELEASE socket` to a worker: it stops accepting on a socket it
+    /// was lent, now that the socket's own worker is back.
+    Release { worker: WorkerId, socket: usize },
+    /// Every worker is gone after a stop: exit with this code.
+    Exit(i32),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The slot's serving worker.
+    Current,
+    /// A replacement not yet promoted.
+    Candidate,
+    /// Sent `SIGTERM` (or `SIGKILL`); its exit is expected.
+    Retiring,
+}
+
+#[derive(Debug)]
+struct Worker {
+    /// `None` while the fork is under way.
+    pid: Option<i32>,
+    slot: usize,
+    role: Role,
+    ready: bool,
+    /// `READY`s still expected: 1 for start-up plus 1 per `ADOPT` sent.
+    acks_pending: u32,
+    started: Instant,
+    /// How many sockets the worker inherited: it can only adopt below this.
+    fds: usize,
+    /// Sockets the process accepts on.
+    accepts: Vec<usize>,
+    /// Its control channel is open (so `ADOPT` can reach it).
+    channel: bool,
+    /// When a retiring worker gets `SIGKILL`.
+    kill_at: Option<Instant>,
+    /// A signal decided before its fork completed.
+    pending_signal: Option<Sig>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    /// Socket numbers: its own first, then moved ones.
+    sockets: Vec<usize>,
+    worker: Option<WorkerId>,
+    backoff: Duration,
+    respawn_at: Option<Instant>,
+    /// Being removed by a scale-down: not respawned.
+    removing: bool,
+}
+
+impl Slot {
+    fn new(sockets: Vec<usize>) -> Slot {
+        Slot {
+            sockets,
+            worker: None,
+            backoff: BACKOFF_MIN,
+            respawn_at: None,
+            removing: false,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Socket {
+    address: usize,
+    listening: bool,
+}
+
+/// The master's state and decisions; see the module docs.
+#[derive(Debug)]
+pub(crate) struct Supervisor {
+    graceful_timeout: Duration,
+    ready_timeout: Duration,
+    modes: Vec<Mode>,
+    sockets: Vec<Socket>,
+    slots: Vec<Slot>,
+    workers: BTreeMap<WorkerId, Worker>,
+    next_worker: WorkerId,
+    ops: VecDeque<Command>,
+    current: Option<Current>,
+    /// Sockets lent to a worker while their slot had none: socket -> borrower.
+    lent: BTreeMap<usize, WorkerId>,
+    stopping: bool,
+    exited: bool,
+}
+
+impl Supervisor {
+    /// `addresses`: each address's mode and number of bound, listening
+    /// sockets (sockets are numbered address by address). `workers` is at
+    /// least 1.
+    pub(crate) fn new(
+        workers: usize,
+        graceful_timeout: Duration,
+        ready_timeout: Duration,
+        addresses: &[(Mode, usize)],
+    ) -> Supervisor {
+        let workers = workers.max(1);
+        let mut slots: Vec<Slot> = (0..workers).map(|_| Slot::new(Vec::new())).collect();
+        let mut sockets = Vec::new();
+        for (address, &(mode, n)) in addresses.iter().enumerate() {
+            for j in 0..n {
+                let id = sockets.len();
+                sockets.push(Socket {
+                    address,
+                    listening: true,
+                });
+                match mode {
+                    // Slot i accepts on socket j of the group for j % workers == i.
+                    Mode::ReusePort => slots[j % workers].sockets.push(id),
+                    Mode::Shared => slots.iter_mut().for_each(|s| s.sockets.push(id)),
+                }
+            }
+        }
+        Supervisor {
+            graceful_timeout,
+            ready_timeout,
+            modes: addresses.iter().map(|&(m, _)| m).collect(),
+            sockets,
+            slots,
+            workers: BTreeMap::new(),
+            next_worker: 0,
+            ops: VecDeque::new(),
+            current: None,
+            lent: BTreeMap::new(),
+            stopping: false,
+            exited: false,
+        }
+    }
+
+    /// The first actions: one fork per slot.
+    pub(crate) fn start(&mut self, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        for slot in 0..self.slots.len() {
+            let id = self.fork(slot, Role::Current, "start", now, &mut out);
+            self.slots[slot].worker = Some(id);
+        }
+        out
+    }
+
+    /// Pids of every worker process alive (for an emergency stop).
+    pub(crate) fn pids(&self) -> Vec<i32> {
+        self.workers.values().filter_map(|w| w.pid).collect()
+    }
+
+    /// The earliest time at which [`Event::Tick`] has something to do.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        let respawns = self.slots.iter().filter_map(|s| s.respawn_at);
+        let kills = self.workers.values().filter_map(|w| w.kill_at);
+        let op = match &self.current {
+            Some(Current::Reload {
+                candidate: Some(_),
+                deadline,
+                ..
+            })
+            | Some(Current::ScaleDown { deadline, .. }) => Some(*deadline),
+            _ => None,
+        };
+        respawns.chain(kills).chain(op).min()
+    }
+
+    /// Applies `event` at time `now` and returns what to do.
+    pub(crate) fn handle(&mut self, now: Instant, event: Event) -> Vec<Action> {
+        let mut out = Vec::new();
+        match event {
+            Event::Command(Command::Stop) => self.stop(true, now, &mut out),
+            Event::Command(Command::Quit) => self.stop(false, now, &mut out),
+            Event::Command(op) => self.queue(op),
+            Event::Forked { worker, pid } => self.forked(worker, pid, now, &mut out),
+            Event::ForkFailed { worker, reason } => self.fork_failed(worker, &reason, now),
+            Event::Bound { address, ok } => self.bound(address, ok, now, &mut out),
+            Event::Ready { worker } => self.ready(worker),
+            Event::ChannelClosed { worker } => {
+                if let Some(w) = self.workers.get_mut(&worker) {
+                    w.channel = false;
+                }
+            }
+            Event::Exited { pid, status } => self.exited(pid, &status, now),
+            Event::Tick => {}
+        }
+        self.on_timers(now, &mut out);
+        self.drive(now, &mut out);
+        if !self.stopping {
+            self.take_back(&mut out);
+            self.cover_stranded(&mut out);
+        }
+        if self.stopping && self.workers.is_empty() && !self.exited {
+            self.exited = true;
+            info!("all workers exited; bye");
+            out.push(Action::Exit(0));
+        }
+        out
+    }
+
+    fn queue(&mut self, op: Command) {
+        let name = match op {
+            Command::Reload => "SIGHUP",
+            Command::ScaleUp => "SIGTTIN",
+            _ => "SIGTTOU",
+        };
+        if self.stopping {
+            info!("{name} ignored: stopping");
+        } else if op == Command::Reload && self.ops.contains(&Command::Reload) {
+            info!("SIGHUP: a rolling restart is already queued");
+        } else {
+            info!("{name} received: {op:?} queued");
+            self.ops.push_back(op);
+        }
+    }
+
+    fn fork(
+        &mut self,
+        slot: usize,
+        role: Role,
+        why: &'static str,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) -> WorkerId {
+        let id = self.next_worker;
+        self.next_worker += 1;
+        let accept = self.slots[slot].sockets.clone();
+        let listen = accept
+            .iter()
+            .copied()
+            .filter(|&s| !self.sockets[s].listening)
+            .collect();
+        self.workers.insert(
+            id,
+            Worker {
+                pid: None,
+                slot,
+                role,
+                ready: false,
+                acks_pending: 1,
+                started: now,
+                fds: self.sockets.len(),
+                accepts: accept.clone(),
+                channel: true,
+                kill_at: None,
+                pending_signal: None,
+            },
+        );
+        out.push(Action::Fork {
+            worker: id,
+            slot,
+            accept,
+            listen,
+            why,
+        });
+        id
+    }
+
+    fn forked(&mut self, id: WorkerId, pid: i32, now: Instant, out: &mut Vec<Action>) {
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        w.pid = Some(pid);
+        w.started = now;
+        if let Some(sig) = w.pending_signal.take() {
+            out.push(Action::Signal { pid, sig });
+        }
+        for &s in &w.accepts {
+            if !self.sockets[s].listening {
+                self.sockets[s].listening = true;
+                out.push(Action::Listen { socket: s });
+            }
+        }
+    }
+
+    fn fork_failed(&mut self, id: WorkerId, reason: &str, now: Instant) {
+        let Some(w) = self.workers.remove(&id) else {
+            return;
+        };
+        let slot = w.slot;
+        error!("fork failed for worker {slot}: {reason}");
+        if self.slots.get(slot).and_then(|s| s.worker) == Some(id) {
+            self.slots[slot].worker = None;
+            if !self.stopping && !self.slots[slot].removing {
+                let delay = self.schedule_respawn(slot, now);
+                info!("worker {slot}: retrying the fork in {delay:?}");
+            }
+        }
+        // A failed replacement: the current operation sees it missing.
+    }
+
+    fn ready(&mut self, id: WorkerId) {
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        w.acks_pending = w.acks_pending.saturating_sub(1);
+        let pid = w.pid.unwrap_or(0);
+        if !w.ready {
+            w.ready = true;
+            info!("worker {} (pid {pid}) ready", w.slot);
+        } else {
+            debug!("worker {} (pid {pid}) confirmed adoption", w.slot);
+        }
+    }
+
+    fn exited(&mut self, pid: i32, status: &str, now: Instant) {
+        let Some(id) = self
+            .workers
+            .iter()
+            .find_map(|(&id, w)| (w.pid == Some(pid)).then_some(id))
+        else {
+            debug!("reaped unknown child {pid}: {status}");
+            return;
+        };
+        let Some(w) = self.workers.remove(&id) else {
+            return;
+        };
+        let slot = w.slot;
+        match w.role {
+            Role::Retiring => info!("worker {slot} (pid {pid}) exited: {status}"),
+            Role::Candidate => {
+                warn!("replacement worker {slot} (pid {pid}) exited before it was ready: {status}")
+            }
+            Role::Current => {
+                if self.slots.get(slot).and_then(|s| s.worker) == Some(id) {
+                    self.slots[slot].worker = None;
+                }
+                if self.stopping {
+                    info!("worker {slot} (pid {pid}) exited: {status}");
+                    return;
+                }
+                // A replacement being started for this slot takes over.
+                if let Some(c) = self.candidate_for(slot) {
+                    if let Some(cw) = self.workers.get_mut(&c) {
+                        if cw.role == Role::Candidate {
+                            cw.role = Role::Current;
+                            self.slots[slot].worker = Some(c);
+                            warn!(
+                                "worker {slot} (pid {pid}) exited unexpectedly: {status}; \
+                                 its replacement (pid {}) takes over",
+                                cw.pid.unwrap_or(0)
+                            );
+                            return;
+                        }
+                    }
+                }
+                if self.slots.get(slot).is_none_or(|s| s.removing) {
+                    warn!(
+                        "worker {slot} (pid {pid}) exited unexpectedly: {status} (slot being removed)"
+                    );
+                    return;
+                }
+                let lived = now.saturating_duration_since(w.started);
+                if lived >= BACKOFF_RESET_AFTER {
+                    self.slots[slot].backoff = BACKOFF_MIN;
+                }
+                let delay = self.schedule_respawn(slot, now);
+                warn!(
+                    "worker {slot} (pid {pid}) exited unexpectedly after {:.1}s: {status}; \
+                     respawning in {delay:?}",
+                    lived.as_secs_f64()
+                );
+            }
+        }
+    }
+
+    /// The replacement being started for `slot`, if any.
+    fn candidate_for(&self, slot: usize) -> Option<WorkerId> {
+        match self.current {
+            Some(Current::Reload {
+                slot: s, candidate, ..
+            }) if s == slot => candidate,
+            Some(Current::ScaleDown {
+                survivor,
+                candidate,
+                ..
+            }) if survivor == slot => candidate,
+            _ => None,
+        }
+    }
+
+    /// Schedules the slot's respawn after its backoff, doubles the backoff
+    /// (up to [`BACKOFF_MAX`]) and returns the delay.
+    fn schedule_respawn(&mut self, slot: usize, now: Instant) -> Duration {
+        let s = &mut self.slots[slot];
+        let delay = s.backoff;
+        s.backoff = (s.backoff * 2).min(BACKOFF_MAX);
+        s.respawn_at = Some(now + delay);
+        delay
+    }
+
+    fn signal(&mut self, id: WorkerId, sig: Sig, out: &mut Vec<Action>) {
+        if let Some(w) = self.workers.get_mut(&id) {
+            match w.pid {
+                Some(pid) => out.push(Action::Signal { pid, sig }),
+                None => w.pending_signal = Some(sig),
+            }
+        }
+    }
+
+    /// `SIGTERM` now, `SIGKILL` after the graceful timeout.
+    fn retire(&mut self, id: WorkerId, now: Instant, out: &mut Vec<Action>) {
+        self.signal(id, Sig::Term, out);
+        if let Some(w) = self.workers.get_mut(&id) {
+            w.role = Role::Retiring;
+            w.kill_at = Some(now + self.graceful_timeout);
+        }
+    }
+
+    fn stop(&mut self, graceful: bool, now: Instant, out: &mut Vec<Action>) {
+        if graceful && self.stopping {
+            info!("already stopping");
+            return;
+        }
+        let first = !self.stopping;
+        self.stopping = true;
+        self.ops.clear();
+        self.current = None;
+        for slot in &mut self.slots {
+            slot.respawn_at = None;
+        }
+        let ids: Vec<WorkerId> = self.workers.keys().copied().collect();
+        if graceful {
+            info!(
+                "graceful stop: SIGTERM to {} workers, SIGKILL after {:?}",
+                ids.len(),
+                self.graceful_timeout
+            );
+            let deadline = now + self.graceful_timeout;
+            for id in ids {
+                let w = &self.workers[&id];
+                // A worker already retiring got its SIGTERM.
+                let term = w.role != Role::Retiring || w.kill_at.is_none();
+                if term {
+                    self.signal(id, Sig::Term, out);
+                }
+                let w = self.workers.get_mut(&id).expect("listed");
+                w.role = Role::Retiring;
+                w.kill_at = Some(w.kill_at.map_or(deadline, |k| k.min(deadline)));
+            }
+        } else {
+            info!(
+                "immediate stop{}: SIGKILL to {} workers",
+                if first { "" } else { " (escalated)" },
+                ids.len()
+            );
+            for id in ids {
+                self.signal(id, Sig::Kill, out);
+                let w = self.workers.get_mut(&id).expect("listed");
+                w.role = Role::Retiring;
+                w.kill_at = None;
+            }
+        }
+    }
+
+    fn on_timers(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let due: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.kill_at.is_some_and(|k| k <= now))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in due {
+            let w = self.workers.get_mut(&id).expect("listed");
+            w.kill_at = None;
+            warn!(
+                "worker {} (pid {}) still running after the graceful timeout; SIGKILL",
+                w.slot,
+                w.pid.unwrap_or(0)
+            );
+            self.signal(id, Sig::Kill, out);
+        }
+        if self.stopping {
+            return;
+        }
+        for slot in 0..self.slots.len() {
+            let s = &self.slots[slot];
+            if s.removing || s.worker.is_some() || s.respawn_at.is_none_or(|t| t > now) {
+                continue;
+            }
+            self.slots[slot].respawn_at = None;
+            let id = self.fork(slot, Role::Current, "respawn", now, out);
+            self.slots[slot].worker = Some(id);
+        }
+        match self.current {
+            Some(Current::Reload {
+                slot,
+                candidate: Some(c),
+                deadline,
+            }) if deadline <= now => {
+                if let Some(w) = self.workers.get(&c).filter(|w| w.role == Role::Candidate) {
+                    warn!(
+                        "replacement worker {slot} (pid {}) not ready within {:?}; \
+                         stopping it and keeping the old worker",
+                        w.pid.unwrap_or(0),
+                        self.ready_timeout
+                    );
+                    self.retire(c, now, out);
+                }
+                self.current = Some(Current::Reload {
+                    slot: slot + 1,
+                    candidate: None,
+                    deadline,
+                });
+            }
+            Some(Current::ScaleDown {
+                survivor, deadline, ..
+            }) if deadline <= now => {
+                let why = format!(
+                    "worker {survivor} did not confirm the hand-over within {:?}",
+                    self.ready_timeout
+                );
+                self.abort_scale_down(&why, now, out);
+            }
+            _ => {}
+        }
+    }
+}

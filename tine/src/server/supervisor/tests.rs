@@ -1,0 +1,644 @@
+//! Every path of the supervisor, driven by a simulated master: forks
+//! succeed with made-up pids (or fail on demand), binds succeed, time
+//! is advanced by hand.
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::*;
+
+const GRACE: Duration = Duration::from_secs(30);
+const READY: Duration = Duration::from_secs(20);
+
+/// A fork the simulated master performed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Forked {
+    worker: WorkerId,
+    pid: i32,
+    slot: usize,
+    accept: Vec<usize>,
+    listen: Vec<usize>,
+}
+
+struct Sim {
+    sup: Supervisor,
+    now: Instant,
+    next_pid: i32,
+    /// Forks to fail, counted from the next one (`true` = fail).
+    fork_plan: VecDeque<bool>,
+    /// Whether binds succeed.
+    bind_ok: bool,
+    /// Every action but forks, since the last `take`.
+    actions: Vec<Action>,
+    /// Every fork that succeeded, since the last `take`.
+    forks: Vec<Forked>,
+    workers: BTreeMap<i32, WorkerId>,
+}
+
+impl Sim {
+    fn new(workers: usize, addresses: &[(Mode, usize)]) -> Sim {
+        Sim::with_failures(workers, addresses, &[])
+    }
+
+    /// `fail`: the outcome of the first forks (`true` fails).
+    fn with_failures(workers: usize, addresses: &[(Mode, usize)], fail: &[bool]) -> Sim {
+        let mut sim = Sim {
+            sup: Supervisor::new(workers, GRACE, READY, addresses),
+            now: Instant::now(),
+            next_pid: 100,
+            fork_plan: fail.iter().copied().collect(),
+            bind_ok: true,
+            actions: Vec::new(),
+            forks: Vec::new(),
+            workers: BTreeMap::new(),
+        };
+        let start = sim.sup.start(sim.now);
+        sim.run(start);
+        sim
+    }
+
+    /// Starts `n` workers on one reuseport address and has them ready.
+    fn ready(n: usize) -> Sim {
+        let mut sim = Sim::new(n, &[(Mode::ReusePort, n)]);
+        let pids = sim.take_forks();
+        for f in &pids {
+            sim.ready_pid(f.pid);
+        }
+        sim.take();
+        sim
+    }
+
+    fn run(&mut self, actions: Vec<Action>) {
+        let mut queue: VecDeque<Action> = actions.into();
+        while let Some(action) = queue.pop_front() {
+            let event = match action {
+                Action::Fork {
+                    worker,
+                    slot,
+                    accept,
+                    listen,
+                    ..
+                } => {
+                    if self.fork_plan.pop_front().unwrap_or(false) {
+                        Event::ForkFailed {
+                            worker,
+                            reason: "Resource temporarily unavailable".into(),
+                        }
+                    } else {
+                        let pid = self.next_pid;
+                        self.next_pid += 1;
+                        self.workers.insert(pid, worker);
+                        self.forks.push(Forked {
+                            worker,
+                            pid,
+                            slot,
+                            accept,
+                            listen,
+                        });
+                        Event::Forked { worker, pid }
+                    }
+                }
+                Action::Bind { address } => Event::Bound {
+                    address,
+                    ok: self.bind_ok,
+                },
+                other => {
+                    self.actions.push(other);
+                    continue;
+                }
+            };
+            queue.extend(self.sup.handle(self.now, event));
+        }
+    }
+
+    fn feed(&mut self, event: Event) {
+        let actions = self.sup.handle(self.now, event);
+        self.run(actions);
+    }
+
+    fn command(&mut self, c: Command) {
+        self.feed(Event::Command(c));
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        self.feed(Event::Tick);
+    }
+
+    fn ready_pid(&mut self, pid: i32) {
+        let worker = self.workers[&pid];
+        self.feed(Event::Ready { worker });
+    }
+
+    fn exit(&mut self, pid: i32, status: &str) {
+        self.feed(Event::Exited {
+            pid,
+            status: status.into(),
+        });
+    }
+
+    fn take(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.actions)
+    }
+
+    fn take_forks(&mut self) -> Vec<Forked> {
+        std::mem::take(&mut self.forks)
+    }
+
+    /// The one fork performed since the last `take_forks`.
+    fn one_fork(&mut self) -> Forked {
+        let forks = self.take_forks();
+        assert_eq!(forks.len(), 1, "{forks:?}");
+        forks[0].clone()
+    }
+
+    fn worker(&self, pid: i32) -> &Worker {
+        &self.sup.workers[&self.workers[&pid]]
+    }
+
+    /// The pid of `slot`'s current worker.
+    fn pid_of(&self, slot: usize) -> i32 {
+        let id = self.sup.slots[slot].worker.expect("a worker");
+        self.sup.workers[&id].pid.expect("forked")
+    }
+}
+
+fn term(pid: i32) -> Action {
+    Action::Signal {
+        pid,
+        sig: Sig::Term,
+    }
+}
+
+fn kill(pid: i32) -> Action {
+    Action::Signal {
+        pid,
+        sig: Sig::Kill,
+    }
+}
+
+fn adopt(sim: &Sim, pid: i32, socket: usize) -> Action {
+    Action::Adopt {
+        worker: sim.workers[&pid],
+        socket,
+    }
+}
+
+#[test]
+fn start_forks_one_worker_per_slot_on_its_own_socket() {
+    let mut sim = Sim::new(3, &[(Mode::ReusePort, 4)]);
+    let forks = sim.take_forks();
+    let accepts: Vec<(usize, Vec<usize>)> =
+        forks.iter().map(|f| (f.slot, f.accept.clone())).collect();
+    // A surplus socket j goes to slot j % workers.
+    assert_eq!(accepts, [(0, vec![0, 3]), (1, vec![1]), (2, vec![2])]);
+    assert!(forks.iter().all(|f| f.listen.is_empty()));
+    assert!(sim.take().is_empty());
+    assert_eq!(sim.sup.next_deadline(), None);
+}
+
+#[test]
+fn rolling_restart_replaces_one_slot_at_a_time_after_ready() {
+    let mut sim = Sim::ready(2);
+    let (old0, old1) = (sim.pid_of(0), sim.pid_of(1));
+    sim.command(Command::Reload);
+    let c0 = sim.one_fork();
+    assert_eq!((c0.slot, c0.accept.clone()), (0, vec![0]));
+    assert!(sim.take().is_empty(), "nobody is stopped before READY");
+    // Before the replacement is ready, nothing else moves.
+    sim.advance(Duration::from_secs(1));
+    assert!(sim.take_forks().is_empty());
+    sim.ready_pid(c0.pid);
+    assert_eq!(sim.take(), [term(old0)]);
+    let c1 = sim.one_fork();
+    assert_eq!((c1.slot, c1.accept.clone()), (1, vec![1]));
+    sim.ready_pid(c1.pid);
+    assert_eq!(sim.take(), [term(old1)]);
+    assert!(sim.sup.current.is_none(), "restart complete");
+    assert_eq!((sim.pid_of(0), sim.pid_of(1)), (c0.pid, c1.pid));
+    // The old workers' exits are expected: no respawn.
+    sim.exit(old0, "exit status 0");
+    sim.exit(old1, "exit status 0");
+    sim.advance(GRACE * 2);
+    assert!(sim.take_forks().is_empty());
+    assert!(sim.take().is_empty());
+}
+
+#[test]
+fn a_second_hup_while_one_is_queued_is_dropped() {
+    let mut sim = Sim::ready(1);
+    sim.command(Command::ScaleUp);
+    sim.take_forks();
+    // The scale-up's worker is not ready, but scale-ups do not wait.
+    sim.command(Command::Reload);
+    sim.take_forks();
+    sim.command(Command::Reload);
+    sim.command(Command::Reload);
+    assert_eq!(
+        sim.sup
+            .ops
+            .iter()
+            .filter(|&&o| o == Command::Reload)
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_replacement_never_ready_is_stopped_and_the_old_worker_kept() {
+    let mut sim = Sim::ready(2);
+    let old0 = sim.pid_of(0);
+    sim.command(Command::Reload);
+    let c0 = sim.one_fork();
+    assert_eq!(sim.sup.next_deadline(), Some(sim.now + READY));
+    sim.advance(READY - Duration::from_millis(1));
+    assert!(sim.take().is_empty());
+    sim.advance(Duration::from_millis(1));
+    // The replacement is stopped, the old worker kept, the next slot goes on.
+    assert_eq!(sim.take(), [term(c0.pid)]);
+    assert_eq!(sim.pid_of(0), old0);
+    let c1 = sim.one_fork();
+    assert_eq!(c1.slot, 1);
+    let old1 = sim.pid_of(1);
+    sim.ready_pid(c1.pid);
+    assert_eq!(sim.take(), [term(old1)]);
+    sim.exit(old1, "exit status 0");
+    // The stopped replacement gets SIGKILL after the graceful timeout.
+    sim.advance(GRACE);
+    assert_eq!(sim.take(), [kill(c0.pid)]);
+    sim.exit(c0.pid, "killed by SIGKILL");
+    assert!(sim.take_forks().is_empty(), "not respawned");
+}
+
+#[test]
+fn a_replacement_that_dies_or_cannot_fork_keeps_the_old_worker() {
+    let mut sim = Sim::ready(2);
+    let (old0, old1) = (sim.pid_of(0), sim.pid_of(1));
+    sim.fork_plan = [false, true].into();
+    sim.command(Command::Reload);
+    let c0 = sim.one_fork();
+    sim.exit(c0.pid, "exit status 1");
+    // Slot 1's replacement cannot be forked: the restart ends there.
+    assert!(sim.take_forks().is_empty());
+    assert!(sim.sup.current.is_none());
+    assert!(sim.take().is_empty(), "no old worker stopped");
+    assert_eq!((sim.pid_of(0), sim.pid_of(1)), (old0, old1));
+}
+
+#[test]
+fn scale_down_hands_the_queue_to_a_survivor_that_can_adopt_it() {
+    let mut sim = Sim::ready(3);
+    let (w0, w2) = (sim.pid_of(0), sim.pid_of(2));
+    sim.command(Command::ScaleDown);
+    // The removed worker is only stopped once the adopter confirms.
+    assert_eq!(sim.take(), [adopt(&sim, w0, 2)]);
+    assert!(sim.take_forks().is_empty());
+    sim.ready_pid(w0);
+    assert_eq!(sim.take(), [term(w2)]);
+    assert_eq!(sim.sup.slots.len(), 2);
+    assert_eq!(sim.sup.slots[0].sockets, [0, 2]);
+    sim.exit(w2, "exit status 0");
+    sim.advance(Duration::from_secs(60));
+    assert!(sim.take_forks().is_empty());
+    assert!(sim.take().is_empty(), "socket 2 is covered by worker 0");
+}
+
+#[test]
+fn scale_down_never_goes_below_one_worker() {
+    let mut sim = Sim::ready(1);
+    sim.command(Command::ScaleDown);
+    assert!(sim.take().is_empty());
+    assert_eq!(sim.sup.slots.len(), 1);
+}
+
+#[test]
+fn scale_down_whose_adopter_never_confirms_is_aborted() {
+    let mut sim = Sim::ready(2);
+    let w1 = sim.pid_of(1);
+    sim.command(Command::ScaleDown);
+    sim.take();
+    sim.advance(READY);
+    assert!(sim.take().is_empty(), "the removed worker is kept");
+    assert_eq!(sim.sup.slots.len(), 2);
+    assert!(!sim.sup.slots[1].removing);
+    assert_eq!(sim.sup.slots[0].sockets, [0]);
+    assert_eq!(sim.pid_of(1), w1);
+    assert!(sim.sup.current.is_none());
+}
+
+#[test]
+fn scale_up_binds_a_socket_that_listens_only_once_forked() {
+    let mut sim = Sim::ready(2);
+    sim.command(Command::ScaleUp);
+    let f = sim.one_fork();
+    assert_eq!(
+        (f.slot, f.accept.clone(), f.listen.clone()),
+        (2, vec![2], vec![2])
+    );
+    assert_eq!(sim.take(), [Action::Listen { socket: 2 }]);
+    assert_eq!(sim.sup.slots.len(), 3);
+}
+
+#[test]
+fn scale_down_without_an_adoptable_survivor_replaces_it() {
+    let mut sim = Sim::ready(2);
+    let w0 = sim.pid_of(0);
+    sim.command(Command::ScaleUp);
+    let w2 = sim.one_fork().pid;
+    sim.ready_pid(w2);
+    sim.take();
+    // Workers 0 and 1 were forked before socket 2 existed.
+    sim.command(Command::ScaleDown);
+    let c = sim.one_fork();
+    assert_eq!((c.slot, c.accept.clone()), (0, vec![0, 2]));
+    assert!(sim.take().is_empty());
+    sim.ready_pid(c.pid);
+    assert_eq!(sim.take(), [term(w0), term(w2)]);
+    assert_eq!(sim.sup.slots.len(), 2);
+    assert_eq!(sim.pid_of(0), c.pid);
+}
+
+#[test]
+fn scale_up_takes_an_adopted_socket_back() {
+    let mut sim = Sim::ready(3);
+    let w0 = sim.pid_of(0);
+    sim.command(Command::ScaleDown);
+    sim.ready_pid(w0);
+    sim.take();
+    sim.command(Command::ScaleUp);
+    // No bind: socket 2 goes back to the new slot 2.
+    let f = sim.one_fork();
+    assert_eq!(
+        (f.slot, f.accept.clone(), f.listen.clone()),
+        (2, vec![2], vec![])
+    );
+    assert!(sim.take().is_empty());
+    assert_eq!(sim.sup.slots[0].sockets, [0]);
+    assert_eq!(sim.sup.sockets.len(), 3);
+}
+
+#[test]
+fn a_crash_loop_backs_off_exponentially_and_resets_after_a_long_life() {
+    let mut sim = Sim::ready(2);
+    let w0 = sim.pid_of(0);
+    let mut victim = sim.pid_of(1);
+    // The crashed slot's queue is lent to the survivor at once.
+    sim.exit(victim, "killed by SIGSEGV");
+    assert_eq!(sim.take(), [adopt(&sim, w0, 1)]);
+    assert!(sim.worker(w0).accepts.contains(&1));
+    for delay in [100, 200, 400, 800, 1600, 3200, 5000, 5000] {
+        let delay = Duration::from_millis(delay);
+        assert_eq!(sim.sup.next_deadline(), Some(sim.now + delay));
+        sim.advance(delay - Duration::from_millis(1));
+        assert!(sim.take_forks().is_empty(), "{delay:?}");
+        sim.advance(Duration::from_millis(1));
+        let f = sim.one_fork();
+        assert_eq!((f.slot, f.accept.clone()), (1, vec![1]));
+        victim = f.pid;
+        sim.exit(victim, "exit status 101");
+    }
+    // Already lent: no second ADOPT.
+    assert!(sim.take().is_empty());
+    // A worker that lived long enough resets the backoff.
+    sim.advance(Duration::from_secs(5));
+    let f = sim.one_fork();
+    sim.ready_pid(f.pid);
+    // Back: the survivor releases the lent socket.
+    let release = Action::Release {
+        worker: sim.workers[&w0],
+        socket: 1,
+    };
+    assert_eq!(sim.take(), [release]);
+    sim.advance(BACKOFF_RESET_AFTER);
+    sim.exit(f.pid, "killed by SIGKILL");
+    assert_eq!(sim.sup.next_deadline(), Some(sim.now + BACKOFF_MIN));
+    // And lent again.
+    assert_eq!(sim.take(), [adopt(&sim, w0, 1)]);
+}
+
+#[test]
+fn a_lent_socket_moved_to_its_borrower_by_a_scale_down_is_not_released() {
+    let mut sim = Sim::ready(2);
+    let w0 = sim.pid_of(0);
+    sim.exit(sim.pid_of(1), "killed by SIGKILL");
+    assert_eq!(sim.take(), [adopt(&sim, w0, 1)]);
+    sim.ready_pid(w0);
+    // Slot 1 (waiting for its respawn) is removed: worker 0 adopts socket 1
+    // for good, and the scale-down completes at once.
+    sim.command(Command::ScaleDown);
+    assert_eq!(sim.take(), [adopt(&sim, w0, 1)]);
+    sim.ready_pid(w0);
+    assert_eq!(sim.sup.slots.len(), 1);
+    assert!(sim.take().is_empty());
+    assert!(sim.sup.lent.is_empty());
+    sim.advance(Duration::from_secs(60));
+    assert!(sim.take_forks().is_empty());
+    assert!(sim.take().is_empty());
+}
+
+#[test]
+fn a_slot_that_cannot_fork_lends_its_socket_and_is_retried() {
+    // The second fork at start fails.
+    let mut sim = Sim::with_failures(2, &[(Mode::ReusePort, 2)], &[false, true, true]);
+    let w0 = sim.one_fork().pid;
+    assert_eq!(sim.sup.slots[1].worker, None);
+    // Lent as soon as worker 0 is ready.
+    assert!(sim.take().is_empty());
+    sim.ready_pid(w0);
+    assert_eq!(sim.take(), [adopt(&sim, w0, 1)]);
+    sim.ready_pid(w0);
+    // Retried with backoff: the retry after 100 ms fails too.
+    sim.advance(BACKOFF_MIN);
+    assert!(sim.take_forks().is_empty());
+    assert_eq!(sim.sup.next_deadline(), Some(sim.now + BACKOFF_MIN * 2));
+    sim.advance(BACKOFF_MIN * 2);
+    let f = sim.one_fork();
+    assert_eq!((f.slot, f.accept.clone()), (1, vec![1]));
+    // Slot 1 has its socket back: the borrower releases it.
+    sim.ready_pid(f.pid);
+    assert_eq!(
+        sim.take(),
+        [Action::Release {
+            worker: sim.workers[&w0],
+            socket: 1
+        }]
+    );
+    assert!(!sim.worker(w0).accepts.contains(&1));
+    assert!(sim.sup.lent.is_empty());
+    assert_eq!(sim.sup.slots[0].sockets, [0]);
+}
+
+#[test]
+fn a_failed_scale_up_fork_leaves_its_socket_unlistened_until_a_retry_works() {
+    let mut sim = Sim::ready(2);
+    sim.fork_plan = [true].into();
+    sim.command(Command::ScaleUp);
+    assert!(sim.take_forks().is_empty());
+    // Not listening: nothing to lend, nothing stranded.
+    assert!(sim.take().is_empty());
+    assert!(!sim.sup.sockets[2].listening);
+    sim.advance(BACKOFF_MIN);
+    let f = sim.one_fork();
+    assert_eq!((f.slot, f.listen.clone()), (2, vec![2]));
+    assert_eq!(sim.take(), [Action::Listen { socket: 2 }]);
+}
+
+#[test]
+fn no_worker_at_all_means_no_lending_until_one_is_ready() {
+    let mut sim = Sim::with_failures(2, &[(Mode::ReusePort, 2)], &[true, true]);
+    assert!(sim.take_forks().is_empty());
+    assert!(sim.take().is_empty());
+    sim.advance(BACKOFF_MIN);
+    let forks = sim.take_forks();
+    assert_eq!(forks.len(), 2);
+    sim.ready_pid(forks[0].pid);
+    // Worker 1 is starting: its socket is not stranded.
+    assert!(sim.take().is_empty());
+}
+
+#[test]
+fn stop_during_a_reload_stops_everyone_and_forks_nothing_more() {
+    let mut sim = Sim::ready(2);
+    let (w0, w1) = (sim.pid_of(0), sim.pid_of(1));
+    sim.command(Command::Reload);
+    let c0 = sim.one_fork().pid;
+    sim.command(Command::Stop);
+    let mut got = sim.take();
+    got.sort_by_key(|a| format!("{a:?}"));
+    let mut want = vec![term(w0), term(w1), term(c0)];
+    want.sort_by_key(|a| format!("{a:?}"));
+    assert_eq!(got, want);
+    // The replacement's READY no longer promotes it.
+    sim.ready_pid(c0);
+    sim.exit(w1, "exit status 0");
+    sim.advance(READY);
+    assert!(sim.take_forks().is_empty());
+    assert!(sim.take().is_empty());
+    sim.command(Command::Reload);
+    sim.command(Command::ScaleUp);
+    assert!(sim.take_forks().is_empty());
+    sim.advance(GRACE - READY);
+    let mut got = sim.take();
+    got.sort_by_key(|a| format!("{a:?}"));
+    let mut want = vec![kill(w0), kill(c0)];
+    want.sort_by_key(|a| format!("{a:?}"));
+    assert_eq!(got, want);
+    sim.exit(w0, "killed by SIGKILL");
+    assert!(sim.take().is_empty());
+    sim.exit(c0, "killed by SIGKILL");
+    assert_eq!(sim.take(), [Action::Exit(0)]);
+}
+
+#[test]
+fn term_waits_for_the_graceful_timeout_then_kills_what_is_left() {
+    let mut sim = Sim::ready(2);
+    let (w0, w1) = (sim.pid_of(0), sim.pid_of(1));
+    sim.command(Command::Stop);
+    assert_eq!(sim.take(), [term(w0), term(w1)]);
+    sim.exit(w0, "exit status 0");
+    assert!(sim.take().is_empty());
+    // A second TERM changes nothing.
+    sim.command(Command::Stop);
+    assert!(sim.take().is_empty());
+    sim.advance(GRACE);
+    assert_eq!(sim.take(), [kill(w1)]);
+    sim.exit(w1, "killed by SIGKILL");
+    assert_eq!(sim.take(), [Action::Exit(0)]);
+}
+
+#[test]
+fn quit_kills_at_once_and_exits_once_all_are_reaped() {
+    let mut sim = Sim::ready(2);
+    let (w0, w1) = (sim.pid_of(0), sim.pid_of(1));
+    sim.command(Command::Quit);
+    assert_eq!(sim.take(), [kill(w0), kill(w1)]);
+    sim.exit(w0, "killed by SIGKILL");
+    sim.exit(w1, "killed by SIGKILL");
+    assert_eq!(sim.take(), [Action::Exit(0)]);
+    assert!(sim.take_forks().is_empty(), "no respawn");
+}
+
+#[test]
+fn quit_escalates_a_graceful_stop() {
+    let mut sim = Sim::ready(1);
+    let w0 = sim.pid_of(0);
+    sim.command(Command::Stop);
+    sim.command(Command::Quit);
+    assert_eq!(sim.take(), [term(w0), kill(w0)]);
+}
+
+#[test]
+fn a_shared_socket_is_accepted_on_by_every_worker() {
+    // Address 0: a reuseport group (sockets 0, 1); address 1: shared (2).
+    let mut sim = Sim::new(2, &[(Mode::ReusePort, 2), (Mode::Shared, 1)]);
+    let forks = sim.take_forks();
+    assert_eq!(forks[0].accept, [0, 2]);
+    assert_eq!(forks[1].accept, [1, 2]);
+    for f in &forks {
+        sim.ready_pid(f.pid);
+    }
+    // A scale-up binds for the reuseport address only.
+    sim.command(Command::ScaleUp);
+    let f = sim.one_fork();
+    assert_eq!((f.accept.clone(), f.listen.clone()), (vec![2, 3], vec![3]));
+    sim.ready_pid(f.pid);
+    sim.take();
+    // A crash lends only the reuseport socket: the shared one is served.
+    let w1 = forks[1].pid;
+    sim.exit(w1, "killed by SIGKILL");
+    let lent = sim.take();
+    assert_eq!(lent.len(), 1, "{lent:?}");
+    assert!(
+        matches!(lent[0], Action::Adopt { socket: 1, .. }),
+        "{lent:?}"
+    );
+    // Scale-down moves the reuseport socket 3 only; worker 0 predates
+    // it, so a replacement accepting on 0, 2 and 3 takes over slot 0.
+    sim.command(Command::ScaleDown);
+    let c = sim.one_fork();
+    assert_eq!((c.slot, c.accept.clone()), (0, vec![0, 2, 3]));
+}
+
+#[test]
+fn a_scale_down_whose_survivor_replacement_cannot_fork_is_aborted() {
+    let mut sim = Sim::ready(2);
+    sim.command(Command::ScaleUp);
+    let w2 = sim.one_fork().pid;
+    sim.ready_pid(w2);
+    sim.take();
+    sim.fork_plan = [true].into();
+    sim.command(Command::ScaleDown);
+    assert!(sim.take_forks().is_empty());
+    assert!(sim.take().is_empty(), "worker 2 is kept");
+    assert_eq!(sim.sup.slots.len(), 3);
+    assert_eq!(sim.sup.slots[0].sockets, [0]);
+    assert!(!sim.sup.slots[2].removing);
+    assert_eq!(sim.pid_of(2), w2);
+}
+
+#[test]
+fn a_lent_socket_is_lent_again_when_its_borrower_dies() {
+    let mut sim = Sim::ready(3);
+    let (w0, w1, w2) = (sim.pid_of(0), sim.pid_of(1), sim.pid_of(2));
+    sim.exit(w2, "killed by SIGKILL");
+    assert_eq!(sim.take(), [adopt(&sim, w0, 2)]);
+    sim.ready_pid(w0);
+    // Worker 0 dies too: sockets 0 and 2 go to worker 1.
+    sim.exit(w0, "killed by SIGKILL");
+    assert_eq!(sim.take(), [adopt(&sim, w1, 0), adopt(&sim, w1, 2)]);
+}
+
+#[test]
+fn a_scale_up_whose_bind_fails_changes_nothing() {
+    let mut sim = Sim::ready(2);
+    sim.bind_ok = false;
+    sim.command(Command::ScaleUp);
+    assert!(sim.take_forks().is_empty());
+    assert!(sim.take().is_empty());
+    assert_eq!(sim.sup.slots.len(), 2);
+    assert_eq!(sim.sup.sockets.len(), 2);
+    assert!(sim.sup.current.is_none());
+    // The next operation runs.
+    sim.bind_ok = true;
+    sim.command(Command::ScaleUp);
+    assert_eq!(sim.one_fork().slot, 2);
+}
