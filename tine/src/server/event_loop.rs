@@ -1,34 +1,36 @@
 //! The event loop: one per process, owning every connection.
 //!
-//! mio (epoll/kqueue), edge-triggered: every accept and read drains until
-//! `WouldBlock`. Connections live in a slab keyed by their mio token.
-//! Requests are decoded from a connection's buffer, answered in order, and
-//! their responses gathered into one buffer that is written once per batch
-//! (pipelining costs one write, not one per request). A connection whose
-//! socket is full keeps its queued output and gets no more reading until it
-//! drains, so a slow client only slows itself.
+//! mio (epoll/kqueue), edge-triggered: every accept drains until
+//! `WouldBlock`. Connections live in a slab keyed by their mio token; the
+//! loop tells a connection when its socket is ready, drives it, and keeps
+//! the one timer it asks for in a timing wheel. What a connection does with
+//! its bytes (HTTP/1.1, WebSocket) is its own business (`conn`).
+//!
+//! Fairness: a connection gets a bounded share of each loop turn (a number
+//! of requests and of bytes read). One with work left when its share is
+//! spent goes to a ready queue and is driven again after the others; the
+//! loop then polls without sleeping. That queue matters with
+//! edge-triggered epoll: input left in the socket raises no new event.
+//! Connections whose handlers publish stop decoding while the publish
+//! outbox is full (parked) and resume once the loop has delivered it.
 
+use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
-use http::{Method, StatusCode, Version};
-use mio::net::TcpListener;
+use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use super::conn::{Conn, Flush, Pending, Phase};
+use super::conn::{Conn, Expired, Next, Shared, DRAIN_IDLE};
 use super::control::{self, Channel, Msg, SendNoSignal};
+use super::per_ip::PerIp;
 use super::timer::{Entry, Wheel};
 use super::ServerConfig;
-use crate::http::date::DateCache;
-use crate::http::encode::{encode_head, status_allows_body, Connection, Length};
-use crate::http::parse::Decoded;
-use crate::http::{Body, Request, Response};
 use crate::pubsub::{self, Bus, Offer, Payload, Published, Topics};
-use crate::service::{Answer, Service};
-use crate::ws::session::Session;
+use crate::service::Service;
 
 const SIGNALS: Token = Token(usize::MAX);
 /// The control channel to the master (worker processes only).
@@ -38,18 +40,6 @@ const REDIS_SUB: Token = Token(usize::MAX - 2);
 const REDIS_PUB: Token = Token(usize::MAX - 3);
 /// Listener `i` has token `LISTENER0 + i`; connection keys stay below.
 const LISTENER0: usize = usize::MAX / 2;
-/// Size of the read scratch buffer: one read takes at most this much.
-const READ_CHUNK: usize = 64 * 1024;
-/// Bodies up to this size are copied behind their head into one write;
-/// larger ones are written from their own buffer.
-const INLINE_BODY: usize = 16 * 1024;
-/// Pipelined responses are gathered until this much output is queued.
-const OUT_BATCH: usize = 256 * 1024;
-/// How long a closing connection waits for the peer to close after our
-/// last response before closing anyway.
-const LINGER: Duration = Duration::from_secs(2);
-/// How long a connection idle during a drain is kept before it is closed.
-const DRAIN_IDLE: Duration = Duration::from_secs(1);
 /// Pause in accepting after the process ran out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -68,30 +58,23 @@ struct MasterLink {
     channel: Channel,
 }
 
-/// Buffers and settings shared by all connections of the loop, split from
-/// the connection slab so both can be borrowed at once.
-struct Shared {
-    service: Service,
-    config: ServerConfig,
-    date: DateCache,
-    scratch: Vec<u8>,
-    /// An output buffer lent to a connection while it writes, so idle
-    /// connections hold none.
-    spare_out: Vec<u8>,
-    draining: bool,
-}
-
-/// What a connection needs after being driven.
-#[derive(Debug, PartialEq, Eq)]
-enum Next {
-    Keep,
-    Close,
+/// A connection and the loop's bookkeeping for it.
+struct Slot {
+    conn: Conn<TcpStream>,
+    /// Tells this connection from a later one given the same key.
+    generation: u32,
+    /// The deadline its timer was last set for.
+    deadline: Instant,
+    /// The wheel tick of its earliest live timer entry.
+    timer_tick: Option<u64>,
+    /// In the ready or parked list.
+    scheduled: bool,
 }
 
 pub(crate) struct EventLoop {
     poll: Poll,
     listeners: Vec<Listener>,
-    conns: Slab<Conn>,
+    conns: Slab<Slot>,
     generation: u32,
     wheel: Wheel,
     due: Vec<Entry>,
@@ -106,17 +89,21 @@ pub(crate) struct EventLoop {
     topics: Topics,
     /// Where published messages go: the master relay, or Redis.
     bus: Bus,
-    /// Connections driven while the pub/sub outbox was full (they stopped
-    /// reading): driven again once it has room.
-    parked: Vec<(usize, u32)>,
     /// `deliver_published` is running (driving a connection from inside
     /// it must not start it again).
     delivering: bool,
-    /// `deliver_published` stopped at its round limit with work left:
-    /// poll without waiting.
+    /// The outbox holds messages the bus could take but the delivery
+    /// rounds ended: poll without waiting.
     more_to_deliver: bool,
     /// The bus refused the last message offered (until its socket drains).
     bus_full: bool,
+    /// Connections that used up their turn with work left, by `(key,
+    /// generation)`, in the order they are driven again.
+    ready: VecDeque<(usize, u32)>,
+    /// Connections waiting for room in the publish outbox.
+    parked: Vec<(usize, u32)>,
+    /// Open connections by client address.
+    per_ip: PerIp,
 }
 
 impl EventLoop {
@@ -134,7 +121,8 @@ impl EventLoop {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let now = Instant::now();
-        let redis_url = config.redis_url.clone();
+        let per_ip_limit = config.limits.max_connections_per_ip;
+        let bus = Bus::new(config.redis_url.as_deref())?;
         let mut this = EventLoop {
             poll,
             listeners: listeners
@@ -150,25 +138,20 @@ impl EventLoop {
             generation: 0,
             wheel: Wheel::new(now),
             due: Vec::new(),
-            shared: Shared {
-                service,
-                config,
-                date: DateCache::new(),
-                scratch: vec![0; READ_CHUNK],
-                spare_out: Vec::with_capacity(OUT_BATCH),
-                draining: false,
-            },
+            shared: Shared::new(service, config, now),
             now,
             drain_deadline: None,
             accept_resume: None,
             signals,
             master: None,
             topics: Topics::new(),
-            bus: Bus::new(redis_url.as_deref())?,
-            parked: Vec::new(),
+            bus,
             delivering: false,
             more_to_deliver: false,
             bus_full: false,
+            ready: VecDeque::new(),
+            parked: Vec::new(),
+            per_ip: PerIp::new(per_ip_limit),
         };
         this.bus
             .register(this.poll.registry(), REDIS_SUB, REDIS_PUB)?;
@@ -194,10 +177,11 @@ impl EventLoop {
     pub(crate) fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = if self.more_to_deliver {
-                Duration::ZERO
-            } else {
+            let timeout = if self.ready.is_empty() && !self.more_to_deliver {
                 self.wheel.until_next_tick(self.now)
+            } else {
+                // Work is waiting: only look for new events, do not sleep.
+                Duration::ZERO
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -205,6 +189,7 @@ impl EventLoop {
                 }
             }
             self.now = Instant::now();
+            self.shared.now = self.now;
             self.shared.date.tick(self.now);
             for event in events.iter() {
                 match event.token() {
@@ -217,15 +202,16 @@ impl EventLoop {
                     REDIS_SUB | REDIS_PUB => self.on_redis(event.token()),
                     Token(t) if t >= LISTENER0 => self.accept(t - LISTENER0),
                     Token(key) => {
-                        if let Some(conn) = self.conns.get_mut(key) {
+                        if let Some(slot) = self.conns.get_mut(key) {
                             if event.is_readable() || event.is_read_closed() || event.is_error() {
-                                conn.readable = true;
+                                slot.conn.readable();
                             }
                             self.drive(key);
                         }
                     }
                 }
             }
+            self.drive_ready();
             self.bus.tick(self.now, self.poll.registry());
             self.more_to_deliver = false;
             if !pubsub::outbox_is_empty() || !self.parked.is_empty() {
@@ -270,7 +256,7 @@ impl EventLoop {
         let idle: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.idle())
+            .filter(|(_, s)| s.conn.idle())
             .map(|(k, _)| k)
             .collect();
         for key in idle {
@@ -281,13 +267,11 @@ impl EventLoop {
         let sockets: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.ws.is_some())
+            .filter(|(_, s)| s.conn.any_session().is_some())
             .map(|(k, _)| k)
             .collect();
         for key in sockets {
-            if let Some(ws) = self.conns[key].ws.as_mut() {
-                ws.go_away();
-            }
+            self.conns[key].conn.go_away();
             self.drive(key);
         }
         log::info!(
@@ -402,6 +386,11 @@ impl EventLoop {
             }
             match listener.socket.accept() {
                 Ok((mut stream, peer)) => {
+                    if !self.per_ip.admit(peer.ip()) {
+                        log::debug!("{} has too many connections; closing one", peer.ip());
+                        drop(stream);
+                        continue;
+                    }
                     let _ = stream.set_nodelay(true);
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
@@ -411,10 +400,17 @@ impl EventLoop {
                         Interest::READABLE | Interest::WRITABLE,
                     ) {
                         log::warn!("cannot watch a new connection: {e}");
+                        self.per_ip.release(peer.ip());
                         continue;
                     }
                     self.generation = self.generation.wrapping_add(1);
-                    entry.insert(Conn::new(stream, peer, self.generation, self.now));
+                    entry.insert(Slot {
+                        conn: Conn::new(stream, peer, self.now),
+                        generation: self.generation,
+                        deadline: self.now,
+                        timer_tick: None,
+                        scheduled: false,
+                    });
                     let deadline = self.now + self.shared.config.limits.header_timeout;
                     self.set_deadline(key, deadline);
                 }
@@ -432,82 +428,73 @@ impl EventLoop {
         }
     }
 
+    /// Drives once each connection that was ready when the turn began;
+    /// those that yield again go to the back, behind any that yield now.
+    fn drive_ready(&mut self) {
+        for _ in 0..self.ready.len() {
+            let Some((key, generation)) = self.ready.pop_front() else {
+                break;
+            };
+            match self.conns.get_mut(key) {
+                Some(slot) if slot.generation == generation => {
+                    slot.scheduled = false;
+                    self.drive(key);
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Drives a connection, then hands what its handlers published to the
     /// bus at once (not only at the end of the loop turn, so the outbox
     /// does not fill up with a whole turn's worth of messages).
     fn drive(&mut self, key: usize) {
         self.drive_one(key);
-        if !pubsub::outbox_has_room() {
-            // It may have stopped reading for want of room: wake it later.
-            if let Some(conn) = self.conns.get(key) {
-                if self.parked.last() != Some(&(key, conn.generation)) {
-                    self.parked.push((key, conn.generation));
-                }
-            }
-        }
         if !pubsub::outbox_is_empty() {
             self.deliver_published();
         }
     }
 
     fn drive_one(&mut self, key: usize) {
-        let Some(conn) = self.conns.get_mut(key) else {
+        let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
-        if drive_conn(conn, &mut self.shared) == Next::Close {
-            self.close(key);
-            return;
+        match slot.conn.drive(&mut self.shared) {
+            Next::Close => {
+                self.close(key);
+                return;
+            }
+            Next::Keep => {}
+            next => {
+                if !slot.scheduled {
+                    slot.scheduled = true;
+                    let entry = (key, slot.generation);
+                    if next == Next::Yield {
+                        self.ready.push_back(entry);
+                    } else {
+                        self.parked.push(entry);
+                    }
+                }
+            }
         }
-        let limits = &self.shared.config.limits;
-        if let Some(ws) = conn.ws.as_mut() {
-            // Always, lingering too: a `/leave` read together with the
-            // close frame must still leave.
+        // Always, lingering too: a `/leave` read together with the close
+        // frame must still leave.
+        if let Some(ws) = slot.conn.any_session_mut() {
             self.topics
-                .apply((key, conn.generation), ws.topic_changes.drain(..));
+                .apply((key, slot.generation), ws.topic_changes.drain(..));
         }
-        if let Some(ws) = conn.ws.as_mut().filter(|_| conn.phase != Phase::Lingering) {
-            let config = &self.shared.config.ws;
-            let deadline = if ws.core.overflowed {
-                self.now + config.pong_timeout
-            } else if ws.awaiting_pong {
-                conn.deadline
-            } else if let Some(interval) = config.ping_interval {
-                self.now + interval
-            } else {
-                self.now + Duration::from_secs(24 * 3600)
-            };
-            self.set_deadline(key, deadline);
-            return;
-        }
-        let deadline = if conn.phase == Phase::Lingering {
-            conn.deadline
-        } else if conn.writing() {
-            self.now + limits.idle_timeout
-        } else if let Some(started) = conn.head_started {
-            started + limits.header_timeout
-        } else if conn.decoder.mid_request() {
-            self.now + limits.idle_timeout
-        } else if self.shared.draining {
-            // Idle while draining: close soon, but not at once, so a client
-            // that is sending its next request right now gets an answer
-            // (with `Connection: close`) instead of a closed socket.
-            self.now + DRAIN_IDLE
-        } else if conn.served == 0 {
-            conn.last_active + limits.header_timeout
-        } else {
-            self.now + limits.idle_timeout
-        };
+        let deadline = slot.conn.deadline(&self.shared);
         self.set_deadline(key, deadline);
     }
 
     fn set_deadline(&mut self, key: usize, at: Instant) {
-        let Some(conn) = self.conns.get_mut(key) else {
+        let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
-        conn.deadline = at;
+        slot.deadline = at;
         let tick = self.wheel.tick_of(at);
-        if conn.timer_tick.is_none_or(|t| tick < t) {
-            conn.timer_tick = Some(self.wheel.schedule(key, conn.generation, at));
+        if slot.timer_tick.is_none_or(|t| tick < t) {
+            slot.timer_tick = Some(self.wheel.schedule(key, slot.generation, at));
         }
     }
 
@@ -515,63 +502,33 @@ impl EventLoop {
         self.wheel.expire(self.now, &mut self.due);
         let due = std::mem::take(&mut self.due);
         for entry in &due {
-            let Some(conn) = self.conns.get_mut(entry.key) else {
+            let Some(slot) = self.conns.get_mut(entry.key) else {
                 continue;
             };
-            if conn.generation != entry.generation || conn.timer_tick != Some(entry.tick) {
+            if slot.generation != entry.generation || slot.timer_tick != Some(entry.tick) {
                 continue; // a stale entry: the connection has a sooner one
             }
-            conn.timer_tick = None;
-            if conn.deadline > self.now {
-                let (key, at) = (entry.key, conn.deadline);
+            slot.timer_tick = None;
+            if slot.deadline > self.now {
+                let (key, at) = (entry.key, slot.deadline);
                 self.set_deadline(key, at);
                 continue;
             }
-            self.timeout(entry.key);
+            match slot.conn.timed_out(&mut self.shared) {
+                Expired::Close => self.close(entry.key),
+                Expired::Drive => self.drive(entry.key),
+            }
         }
         self.due = due;
         self.due.clear();
     }
 
-    fn timeout(&mut self, key: usize) {
-        let conn = &mut self.conns[key];
-        if let Some(ws) = conn.ws.as_mut() {
-            if ws.awaiting_pong || ws.core.overflowed || ws.finished || self.shared.draining {
-                self.close(key);
-            } else {
-                ws.ping();
-                conn.deadline = self.now + self.shared.config.ws.pong_timeout;
-                self.drive(key);
-            }
-            return;
-        }
-        if conn.phase != Phase::Open || conn.writing() || !conn.reading_request() {
-            // Lingering done, a client that stopped reading, or an idle
-            // keep-alive connection: nothing to say.
-            self.close(key);
-            return;
-        }
-        // A request that did not arrive in time: 408, then close.
-        let seen = conn
-            .decoder
-            .take_seen(&conn.rbuf, self.shared.config.limits.max_headers);
-        let res = self
-            .shared
-            .service
-            .refuse(StatusCode::REQUEST_TIMEOUT, seen, conn.peer);
-        lend_output(conn, &mut self.shared.spare_out);
-        encode_response(conn, res, false, false, false, &self.shared.date);
-        conn.rbuf.clear();
-        conn.head_started = None;
-        // Sending it moves the connection to lingering, with its deadline.
-        self.drive(key);
-    }
-
     fn close(&mut self, key: usize) {
-        let mut conn = self.conns.remove(key);
-        let _ = self.poll.registry().deregister(&mut conn.stream);
-        if let Some(ws) = conn.ws.as_mut() {
-            ws.closed(1006, String::new(), &conn.stream);
+        let Slot { mut conn, .. } = self.conns.remove(key);
+        self.per_ip.release(conn.peer().ip());
+        let _ = self.poll.registry().deregister(conn.transport_mut());
+        conn.closed();
+        if let Some(ws) = conn.any_session() {
             let changed = ws.topic_changes.iter().map(|(_, t)| t.as_str());
             self.topics
                 .remove_connection(key, ws.topics.iter().map(String::as_str).chain(changed));
@@ -589,40 +546,26 @@ impl EventLoop {
     /// Hands what handlers published to the bus, oldest first, delivering
     /// each message to this process's subscribers as it goes, until the
     /// outbox is empty or the bus is full (the rest waits in the outbox for
-    /// the bus to drain). Connections parked while the outbox was full are
-    /// driven again once it has room.
+    /// the bus to drain, and publishing connections stay parked). Parked
+    /// connections go back to the ready queue once the outbox has room.
     fn deliver_published(&mut self) {
         if self.delivering {
             return;
         }
         self.delivering = true;
-        // Parked connections publish again when driven; bound the rounds so
-        // one call cannot serve them forever (the loop comes back at once).
+        // Delivery drives subscribers, whose handlers may publish again;
+        // bound the rounds so a feedback loop cannot spin here (the loop
+        // comes back at once while work is left).
         for _ in 0..16 {
             self.send_outbox();
-            if self.parked.is_empty() || !pubsub::outbox_has_room() {
+            if pubsub::outbox_is_empty() || self.bus_full {
                 break;
             }
-            let mut parked = std::mem::take(&mut self.parked);
-            parked.sort_unstable();
-            parked.dedup();
-            for (key, generation) in parked {
-                if self
-                    .conns
-                    .get(key)
-                    .is_some_and(|c| c.generation == generation)
-                {
-                    self.drive_one(key);
-                    if !pubsub::outbox_has_room() {
-                        self.parked.push((key, generation));
-                    }
-                }
-            }
         }
-        // Work left that no event will announce: parked connections that
-        // could go on, or messages the bus could take.
-        self.more_to_deliver = (!self.parked.is_empty() && pubsub::outbox_has_room())
-            || (!pubsub::outbox_is_empty() && !self.bus_full);
+        self.more_to_deliver = !pubsub::outbox_is_empty() && !self.bus_full;
+        if !self.parked.is_empty() && pubsub::outbox_has_room() {
+            self.ready.extend(self.parked.drain(..));
+        }
         self.delivering = false;
     }
 
@@ -675,14 +618,16 @@ impl EventLoop {
         let keys: Vec<usize> = subscribers
             .iter()
             .filter_map(|&(key, generation)| {
-                let conn = self.conns.get_mut(key)?;
-                let ws = conn.ws.as_mut().filter(|_| conn.generation == generation)?;
-                ws.deliver(message.clone());
+                let slot = self
+                    .conns
+                    .get_mut(key)
+                    .filter(|s| s.generation == generation)?;
+                slot.conn.session_mut()?.deliver(message.clone());
                 Some(key)
             })
             .collect();
         for key in keys {
-            self.drive(key);
+            self.drive_one(key);
         }
     }
 }
@@ -700,307 +645,4 @@ mod libc_errno {
     pub(super) const ENFILE: i32 = rustix::io::Errno::NFILE.raw_os_error();
     pub(super) const ENOBUFS: i32 = rustix::io::Errno::NOBUFS.raw_os_error();
     pub(super) const ENOMEM: i32 = rustix::io::Errno::NOMEM.raw_os_error();
-}
-
-/// Moves a connection as far as it can go without blocking: send queued
-/// output, answer buffered requests, read more.
-fn drive_conn(conn: &mut Conn, shared: &mut Shared) -> Next {
-    loop {
-        if conn.phase == Phase::Lingering {
-            if conn.readable {
-                conn.readable = false;
-                if !conn.discard_input(&mut shared.scratch) {
-                    return Next::Close;
-                }
-            }
-            return Next::Keep;
-        }
-        match conn.flush() {
-            Flush::Done => {}
-            Flush::Blocked => return Next::Keep,
-            Flush::Failed => return Next::Close,
-        }
-        if conn.ws.is_some() {
-            return drive_ws(conn, shared);
-        }
-        match conn.pump() {
-            Flush::Done => {}
-            Flush::Blocked => return Next::Keep,
-            Flush::Failed => return Next::Close,
-        }
-        // Everything queued is sent: give the output buffer back.
-        if conn.wbuf.capacity() > 0 {
-            if shared.spare_out.capacity() < conn.wbuf.capacity() {
-                std::mem::swap(&mut conn.wbuf, &mut shared.spare_out);
-            }
-            conn.wbuf = Vec::new();
-        }
-        if conn.phase == Phase::Closing {
-            let _ = conn.stream.shutdown(std::net::Shutdown::Write);
-            conn.phase = Phase::Lingering;
-            conn.deadline = Instant::now() + LINGER;
-            continue;
-        }
-        // While published messages cannot be queued, run no handler and
-        // read nothing: the event loop drives this connection again once
-        // the outbox has room (backpressure on publishing clients).
-        if !pubsub::outbox_has_room() {
-            return Next::Keep;
-        }
-        if answer_buffered(conn, shared) {
-            continue;
-        }
-        if !conn.readable {
-            return Next::Keep;
-        }
-        match conn.read_some(&mut shared.scratch) {
-            // EOF: a half-sent request cannot be answered.
-            Ok(0) => return Next::Close,
-            // A short read drained the socket: skip the read that would
-            // only say EAGAIN. Edge-triggered epoll reports every later
-            // arrival (and EOF) as a new event, so nothing is missed; this
-            // saves one syscall per request (nginx does the same).
-            Ok(n) if n < shared.scratch.len() => conn.readable = false,
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                conn.readable = false;
-                return Next::Keep;
-            }
-            Err(_) => return Next::Close,
-        }
-    }
-}
-
-/// Moves a WebSocket connection along: send queued frames, read and
-/// process incoming ones.
-fn drive_ws(conn: &mut Conn, shared: &mut Shared) -> Next {
-    let Conn {
-        stream,
-        ws,
-        readable,
-        phase,
-        deadline,
-        ..
-    } = conn;
-    let Some(session) = ws.as_mut() else {
-        return Next::Close;
-    };
-    loop {
-        while session.core.backlog() > 0 {
-            let core = &mut session.core;
-            match io::Write::write(&mut &*stream, &core.io.output[core.sent..]) {
-                Ok(0) => return Next::Close,
-                Ok(n) => core.advance(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Keep,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Next::Close,
-            }
-        }
-        if session.finished {
-            // Close like HTTP does: shut our side, then read until the peer
-            // closes, so unread input cannot turn into a reset that makes
-            // the peer lose our close frame.
-            let _ = stream.shutdown(std::net::Shutdown::Write);
-            *phase = Phase::Lingering;
-            *deadline = Instant::now() + LINGER;
-            return Next::Keep;
-        }
-        if !*readable || !pubsub::outbox_has_room() {
-            return Next::Keep;
-        }
-        match io::Read::read(&mut &*stream, &mut shared.scratch) {
-            Ok(0) => {
-                session.closed(1006, String::new(), &*stream);
-                return Next::Close;
-            }
-            Ok(n) => session.feed(&shared.scratch[..n], &*stream),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                *readable = false;
-                return Next::Keep;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return Next::Close,
-        }
-    }
-}
-
-/// Decodes and answers the requests already in the read buffer, queueing
-/// their responses. Returns whether anything was queued.
-fn answer_buffered(conn: &mut Conn, shared: &mut Shared) -> bool {
-    let mut produced = false;
-    while conn.pending.is_none()
-        && conn.phase == Phase::Open
-        && conn.wbuf.len() < OUT_BATCH
-        && pubsub::outbox_has_room()
-    {
-        if conn.rbuf.is_empty() && !conn.decoder.mid_request() {
-            break;
-        }
-        match conn.decoder.decode(&mut conn.rbuf, &shared.config.limits) {
-            Decoded::NeedMore => break,
-            Decoded::Continue => {
-                lend_output(conn, &mut shared.spare_out);
-                conn.wbuf
-                    .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-                produced = true;
-            }
-            Decoded::Error(status) => {
-                let max_headers = shared.config.limits.max_headers;
-                let seen = conn.decoder.take_seen(&conn.rbuf, max_headers);
-                let res = shared.service.refuse(status, seen, conn.peer);
-                lend_output(conn, &mut shared.spare_out);
-                encode_response(conn, res, false, false, false, &shared.date);
-                conn.rbuf.clear();
-                produced = true;
-            }
-            Decoded::Request(head, body) => {
-                conn.head_started = None;
-                let keep_alive = head.keep_alive && !shared.draining;
-                let is_head = head.method == Method::HEAD;
-                let http10 = head.version == Version::HTTP_10;
-                let res = match Request::new(
-                    head.method,
-                    head.target,
-                    head.version,
-                    head.headers,
-                    body,
-                    conn.peer,
-                ) {
-                    Ok(mut req) => match shared.service.answer(&mut req) {
-                        Answer::Response(res) => res,
-                        Answer::Upgrade(res, handler) => {
-                            lend_output(conn, &mut shared.spare_out);
-                            encode_response(conn, res, true, false, false, &shared.date);
-                            let leftover = std::mem::take(&mut conn.rbuf).to_vec();
-                            let mut session = Box::new(Session::new(
-                                req,
-                                handler,
-                                &shared.config.ws,
-                                shared.config.limits.max_body,
-                                leftover,
-                            ));
-                            session.open(&conn.stream);
-                            conn.ws = Some(session);
-                            return true;
-                        }
-                    },
-                    Err(mut req) => shared
-                        .service
-                        .refuse_request(StatusCode::BAD_REQUEST, &mut req),
-                };
-                lend_output(conn, &mut shared.spare_out);
-                encode_response(conn, res, keep_alive, is_head, http10, &shared.date);
-                conn.served = conn.served.saturating_add(1);
-                produced = true;
-            }
-        }
-    }
-    if conn.rbuf.is_empty() && conn.rbuf.capacity() > 0 {
-        // Release the read buffer: idle connections hold none.
-        conn.rbuf = bytes::BytesMut::new();
-    }
-    produced
-}
-
-/// Gives a connection the loop's spare output buffer if it has none.
-fn lend_output(conn: &mut Conn, spare: &mut Vec<u8>) {
-    if conn.wbuf.capacity() == 0 {
-        std::mem::swap(&mut conn.wbuf, spare);
-    }
-}
-
-/// Appends a small file region to `out`; `false` (with `out` unchanged)
-/// if it could not be read whole, so the caller falls back to sendfile.
-fn read_inline(out: &mut Vec<u8>, file: &crate::http::FileBody) -> bool {
-    use std::os::unix::fs::FileExt;
-    let start = out.len();
-    out.resize(start + file.len as usize, 0);
-    if file
-        .file
-        .read_exact_at(&mut out[start..], file.offset)
-        .is_ok()
-    {
-        true
-    } else {
-        out.truncate(start);
-        false
-    }
-}
-
-/// Queues a response: its head, and its body inline or as pending.
-fn encode_response(
-    conn: &mut Conn,
-    res: Response,
-    mut keep_alive: bool,
-    is_head: bool,
-    http10: bool,
-    date: &DateCache,
-) {
-    let Response {
-        status,
-        headers,
-        body,
-        ..
-    } = res;
-    let (length, pending) = if !status_allows_body(status) {
-        (Length::None, None)
-    } else {
-        match body {
-            Body::Empty => (Length::Fixed(0), None),
-            Body::Full(bytes) => (
-                Length::Fixed(bytes.len() as u64),
-                Some(Pending::Bytes(bytes)),
-            ),
-            Body::File(file) => (Length::Fixed(file.len), Some(Pending::File(file))),
-            Body::Stream(chunks) if http10 => {
-                keep_alive = false;
-                (
-                    Length::UntilClose,
-                    Some(Pending::Stream {
-                        chunks,
-                        chunked: false,
-                    }),
-                )
-            }
-            Body::Stream(chunks) => (
-                Length::Chunked,
-                Some(Pending::Stream {
-                    chunks,
-                    chunked: true,
-                }),
-            ),
-        }
-    };
-    let connection = match (keep_alive, http10) {
-        _ if status == StatusCode::SWITCHING_PROTOCOLS => Connection::Upgrade,
-        (false, _) => Connection::Close,
-        (true, true) => Connection::KeepAlive10,
-        (true, false) => Connection::Default,
-    };
-    encode_head(
-        &mut conn.wbuf,
-        status,
-        &headers,
-        length,
-        connection,
-        date.bytes(),
-    );
-    if !is_head {
-        match pending {
-            Some(Pending::Bytes(bytes)) if bytes.len() <= INLINE_BODY => {
-                conn.wbuf.extend_from_slice(&bytes);
-            }
-            // A small file is read behind its head: one write, one TCP
-            // segment, instead of a write and a sendfile.
-            Some(Pending::File(file)) if file.len <= INLINE_BODY as u64 => {
-                if !read_inline(&mut conn.wbuf, &file) {
-                    conn.pending = Some(Pending::File(file));
-                }
-            }
-            other => conn.pending = other,
-        }
-    }
-    if !keep_alive {
-        conn.phase = Phase::Closing;
-    }
 }

@@ -10,6 +10,7 @@ pub(crate) mod control;
 mod event_loop;
 mod listener;
 mod master;
+mod per_ip;
 mod supervisor;
 mod sys;
 mod timer;
