@@ -13,23 +13,33 @@
 //! edge-triggered epoll: input left in the socket raises no new event.
 //! Connections whose handlers publish stop decoding while the publish
 //! outbox is full (parked) and resume once the loop has delivered it.
+//!
+//! This file holds the loop itself (poll, drive, timers, drain, close);
+//! `accept.rs` the listening sockets, `messages.rs` the control channel to
+//! the master and the pub/sub bus.
+
+mod accept;
+mod messages;
 
 use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
+
+use self::accept::Listener;
+use self::messages::MasterLink;
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use super::conn::{Conn, Expired, Next, Shared, DRAIN_IDLE};
-use super::control::{self, Channel, Msg, SendNoSignal};
+use super::control::Channel;
 use super::per_ip::PerIp;
 use super::timer::{Entry, Wheel};
 use super::ServerConfig;
-use crate::pubsub::{self, Bus, Offer, Payload, Published, Topics};
+use crate::pubsub::{self, Bus, Topics};
 use crate::service::Service;
 
 const SIGNALS: Token = Token(usize::MAX);
@@ -40,24 +50,6 @@ const REDIS_SUB: Token = Token(usize::MAX - 2);
 const REDIS_PUB: Token = Token(usize::MAX - 3);
 /// Listener `i` has token `LISTENER0 + i`; connection keys stay below.
 const LISTENER0: usize = usize::MAX / 2;
-/// Pause in accepting after the process ran out of descriptors.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
-struct Listener {
-    socket: TcpListener,
-    /// This process accepts on it (a worker holds every listener of the
-    /// master but accepts only on its own, plus adopted ones).
-    active: bool,
-    registered: bool,
-}
-
-/// A worker's link to its master: READY/ADOPT messages, and EOF when the
-/// master is gone.
-struct MasterLink {
-    stream: mio::net::UnixStream,
-    channel: Channel,
-}
-
 /// A connection and the loop's bookkeeping for it.
 struct Slot {
     conn: Conn<TcpStream>,
@@ -280,154 +272,6 @@ impl EventLoop {
         );
     }
 
-    /// Tells the master this worker is accepting (at start and after an
-    /// adoption).
-    fn tell_master_ready(&mut self) {
-        if let Some(link) = &mut self.master {
-            link.channel.queue(control::READY, &[]);
-            if let Err(e) = link.channel.flush_to(&mut SendNoSignal(&link.stream)) {
-                log::warn!("control channel: {e}");
-            }
-        }
-    }
-
-    fn on_control(&mut self) {
-        let Some(link) = &mut self.master else {
-            return;
-        };
-        let mut messages = Vec::new();
-        let eof = match link.channel.receive(&mut link.stream, |m| messages.push(m)) {
-            Ok(eof) => eof,
-            Err(e) => {
-                log::warn!("control channel: {e}");
-                true
-            }
-        };
-        let _ = link.channel.flush_to(&mut SendNoSignal(&link.stream));
-        for msg in messages {
-            match msg {
-                Msg::Adopt(index) => {
-                    let index = index as usize;
-                    if let Some(l) = self.listeners.get_mut(index) {
-                        log::info!("adopting listener {index}");
-                        l.active = true;
-                        self.set_accepting(true);
-                        self.tell_master_ready();
-                    }
-                }
-                Msg::Release(index) => self.release(index as usize),
-                Msg::Publish(payload) => match pubsub::wire::decode(&payload) {
-                    Some(published) => self.deliver_local(&published),
-                    None => log::warn!("dropping a malformed relayed message"),
-                },
-                Msg::Malformed { .. } => {
-                    log::error!("malformed control message; stopping");
-                    self.begin_drain();
-                }
-                _ => {}
-            }
-        }
-        if eof {
-            log::warn!("the master is gone; draining and exiting");
-            if let Some(mut link) = self.master.take() {
-                let _ = self.poll.registry().deregister(&mut link.stream);
-            }
-            self.begin_drain();
-        }
-    }
-
-    /// Stops accepting on a listener the master had lent this worker
-    /// (another worker accepts on it again); the socket stays open.
-    fn release(&mut self, index: usize) {
-        if let Some(l) = self.listeners.get_mut(index).filter(|l| l.active) {
-            log::info!("releasing listener {index}");
-            l.active = false;
-            if l.registered {
-                let _ = self.poll.registry().deregister(&mut l.socket);
-                l.registered = false;
-            }
-        }
-    }
-
-    fn set_accepting(&mut self, on: bool) {
-        let on = on && self.drain_deadline.is_none() && self.accept_resume.is_none();
-        for (i, l) in self.listeners.iter_mut().enumerate() {
-            if on && l.active && !l.registered {
-                let token = Token(LISTENER0 + i);
-                if let Err(e) =
-                    self.poll
-                        .registry()
-                        .register(&mut l.socket, token, Interest::READABLE)
-                {
-                    log::error!("cannot watch the listener: {e}");
-                    continue;
-                }
-                l.registered = true;
-            } else if !on && l.registered {
-                let _ = self.poll.registry().deregister(&mut l.socket);
-                l.registered = false;
-            }
-        }
-    }
-
-    fn accept(&mut self, index: usize) {
-        let max = self.shared.config.limits.max_connections;
-        loop {
-            if self.conns.len() >= max {
-                log::warn!("{max} connections open (the limit); pausing accept");
-                self.set_accepting(false);
-                return;
-            }
-            let Some(listener) = self.listeners.get(index) else {
-                return;
-            };
-            if !listener.registered {
-                return;
-            }
-            match listener.socket.accept() {
-                Ok((mut stream, peer)) => {
-                    if !self.per_ip.admit(peer.ip()) {
-                        log::debug!("{} has too many connections; closing one", peer.ip());
-                        drop(stream);
-                        continue;
-                    }
-                    let _ = stream.set_nodelay(true);
-                    let entry = self.conns.vacant_entry();
-                    let key = entry.key();
-                    if let Err(e) = self.poll.registry().register(
-                        &mut stream,
-                        Token(key),
-                        Interest::READABLE | Interest::WRITABLE,
-                    ) {
-                        log::warn!("cannot watch a new connection: {e}");
-                        self.per_ip.release(peer.ip());
-                        continue;
-                    }
-                    self.generation = self.generation.wrapping_add(1);
-                    entry.insert(Slot {
-                        conn: Conn::new(stream, peer, self.now),
-                        generation: self.generation,
-                        deadline: self.now,
-                        timer_tick: None,
-                        scheduled: false,
-                    });
-                    let deadline = self.now + self.shared.config.limits.header_timeout;
-                    self.set_deadline(key, deadline);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_resource_exhaustion(&e) => {
-                    log::warn!("accept failed ({e}); pausing accept for {ACCEPT_BACKOFF:?}");
-                    self.set_accepting(false);
-                    self.accept_resume = Some(self.now + ACCEPT_BACKOFF);
-                    return;
-                }
-                // ECONNABORTED and friends concern one connection only.
-                Err(e) => log::debug!("accept: {e}"),
-            }
-        }
-    }
-
     /// Drives once each connection that was ready when the turn began;
     /// those that yield again go to the back, behind any that yield now.
     fn drive_ready(&mut self) {
@@ -540,109 +384,4 @@ impl EventLoop {
             self.set_accepting(true);
         }
     }
-}
-
-impl EventLoop {
-    /// Hands what handlers published to the bus, oldest first, delivering
-    /// each message to this process's subscribers as it goes, until the
-    /// outbox is empty or the bus is full (the rest waits in the outbox for
-    /// the bus to drain, and publishing connections stay parked). Parked
-    /// connections go back to the ready queue once the outbox has room.
-    fn deliver_published(&mut self) {
-        if self.delivering {
-            return;
-        }
-        self.delivering = true;
-        // Delivery drives subscribers, whose handlers may publish again;
-        // bound the rounds so a feedback loop cannot spin here (the loop
-        // comes back at once while work is left).
-        for _ in 0..16 {
-            self.send_outbox();
-            if pubsub::outbox_is_empty() || self.bus_full {
-                break;
-            }
-        }
-        self.more_to_deliver = !pubsub::outbox_is_empty() && !self.bus_full;
-        if !self.parked.is_empty() && pubsub::outbox_has_room() {
-            self.ready.extend(self.parked.drain(..));
-        }
-        self.delivering = false;
-    }
-
-    /// Moves messages from the outbox to the bus until it is empty or the
-    /// bus is full.
-    fn send_outbox(&mut self) {
-        self.bus_full = false;
-        while let Some(published) = pubsub::outbox_pop() {
-            let relay = self.master.as_mut().map(|link| &mut link.channel);
-            match self.bus.offer(&published, relay, self.poll.registry()) {
-                Offer::Full => {
-                    pubsub::outbox_unpop(published);
-                    self.bus_full = true;
-                    break;
-                }
-                Offer::Taken { local } => {
-                    if local {
-                        self.deliver_local(&published);
-                    }
-                }
-            }
-        }
-        if let Some(link) = &mut self.master {
-            if let Err(e) = link.channel.flush_to(&mut SendNoSignal(&link.stream)) {
-                log::warn!("control channel: {e}");
-            }
-        }
-    }
-
-    /// Drives the Redis connections and delivers what they received.
-    fn on_redis(&mut self, token: Token) {
-        let mut incoming = Vec::new();
-        self.bus
-            .on_event(token, self.poll.registry(), &mut incoming);
-        for published in &incoming {
-            self.deliver_local(published);
-        }
-    }
-
-    /// Sends a published message to this process's subscribers.
-    fn deliver_local(&mut self, published: &Published) {
-        let subscribers = self.topics.subscribers(&published.topic);
-        if subscribers.is_empty() {
-            return;
-        }
-        let message = match &published.payload {
-            Payload::Text(t) => tungstenite::Message::Text(t.as_str().into()),
-            Payload::Binary(b) => tungstenite::Message::Binary(b.clone()),
-        };
-        let keys: Vec<usize> = subscribers
-            .iter()
-            .filter_map(|&(key, generation)| {
-                let slot = self
-                    .conns
-                    .get_mut(key)
-                    .filter(|s| s.generation == generation)?;
-                slot.conn.session_mut()?.deliver(message.clone());
-                Some(key)
-            })
-            .collect();
-        for key in keys {
-            self.drive_one(key);
-        }
-    }
-}
-
-fn is_resource_exhaustion(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc_errno::EMFILE | libc_errno::ENFILE | libc_errno::ENOBUFS | libc_errno::ENOMEM)
-    )
-}
-
-/// errno values, from rustix so no `libc` dependency is needed.
-mod libc_errno {
-    pub(super) const EMFILE: i32 = rustix::io::Errno::MFILE.raw_os_error();
-    pub(super) const ENFILE: i32 = rustix::io::Errno::NFILE.raw_os_error();
-    pub(super) const ENOBUFS: i32 = rustix::io::Errno::NOBUFS.raw_os_error();
-    pub(super) const ENOMEM: i32 = rustix::io::Errno::NOMEM.raw_os_error();
 }
