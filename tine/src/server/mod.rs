@@ -55,7 +55,7 @@ pub fn worker() -> WorkerInfo {
     }
 }
 
-/// A bound server, ready to [`run`](Server::run). Made by [`App::bind`].
+/// A bound server, ready to [`run`](Server::run). Made by [`App::bind`](crate::App::bind).
 ///
 /// ```no_run
 /// let server = tine::App::new().bind("127.0.0.1:0").unwrap();
