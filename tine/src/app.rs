@@ -413,6 +413,13 @@ impl App {
         &self.config
     }
 
+    /// The service and settings the server would take (for tests that
+    /// drive a connection without a server).
+    #[cfg(test)]
+    pub(crate) fn into_parts(self) -> (Service, ServerConfig) {
+        (self.service, self.config)
+    }
+
     /// The test client: answers one request without a socket, on the
     /// same path the server uses for every request (routing, hooks,
     /// handler or WebSocket handshake, error pages, after-hooks, the

@@ -80,6 +80,12 @@ struct Args {
     /// Idle keep-alive timeout in milliseconds.
     #[arg(long)]
     idle_timeout_ms: Option<u64>,
+    /// Whole-body deadline in milliseconds.
+    #[arg(long)]
+    body_timeout_ms: Option<u64>,
+    /// Maximum open connections per client address and process.
+    #[arg(long)]
+    max_connections_per_ip: Option<usize>,
     /// Maximum request body in bytes.
     #[arg(long)]
     max_body: Option<usize>,
@@ -239,6 +245,12 @@ fn main() -> ExitCode {
     }
     if let Some(ms) = args.idle_timeout_ms {
         limits = limits.idle_timeout(Duration::from_millis(ms));
+    }
+    if let Some(ms) = args.body_timeout_ms {
+        limits = limits.body_timeout(Duration::from_millis(ms));
+    }
+    if let Some(n) = args.max_connections_per_ip {
+        limits = limits.max_connections_per_ip(n);
     }
     if let Some(n) = args.max_body {
         limits = limits.max_body(n);

@@ -10,6 +10,7 @@ pub(crate) mod control;
 mod event_loop;
 mod listener;
 mod master;
+mod per_ip;
 mod signals;
 mod supervisor;
 mod sys;
@@ -55,7 +56,7 @@ pub fn worker() -> WorkerInfo {
     }
 }
 
-/// A bound server, ready to [`run`](Server::run). Made by [`App::bind`].
+/// A bound server, ready to [`run`](Server::run). Made by [`App::bind`](crate::App::bind).
 ///
 /// ```no_run
 /// let server = tine::App::new().bind("127.0.0.1:0").unwrap();
