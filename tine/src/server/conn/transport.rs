@@ -45,11 +45,18 @@ pub(crate) trait Transport: Read + Write + Wire + mio::event::Source {
     fn reset_on_close(&self) {}
 }
 
+/// Plain TCP. On Linux a head followed by a file goes out with `MSG_MORE`
+/// and the file by `sendfile(2)`; elsewhere (macOS, FreeBSD: their
+/// `sendfile` has another signature, which rustix does not wrap) the
+/// defaults apply and file bodies are copied through the connection's
+/// buffer in bounded pieces, the same path TLS will take.
 impl Transport for mio::net::TcpStream {
+    #[cfg(target_os = "linux")]
     fn write_more(&mut self, buf: &[u8]) -> io::Result<usize> {
         rustix::net::send(&*self, buf, rustix::net::SendFlags::MORE).map_err(io::Error::from)
     }
 
+    #[cfg(target_os = "linux")]
     fn send_file(
         &mut self,
         file: &File,

@@ -77,6 +77,11 @@ impl EventLoop {
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
+                    // Apple systems have no MSG_NOSIGNAL: a write to a peer
+                    // that has gone must not raise SIGPIPE should the app
+                    // have restored its default action.
+                    #[cfg(target_vendor = "apple")]
+                    let _ = socket2::SockRef::from(&stream).set_nosigpipe(true);
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
                     if let Err(e) = self.poll.registry().register(
