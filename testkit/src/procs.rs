@@ -261,6 +261,8 @@ struct Output {
     addr: Option<SocketAddr>,
     /// stderr reached EOF: every process holding it is gone.
     log_closed: bool,
+    /// stdout reached EOF.
+    out_closed: bool,
 }
 
 fn read_lines(
@@ -285,8 +287,11 @@ fn read_lines(
             drop(out);
             line.clear();
         }
-        if !stdout {
-            output.lock().unwrap_or_else(|e| e.into_inner()).log_closed = true;
+        let mut out = output.lock().unwrap_or_else(|e| e.into_inner());
+        if stdout {
+            out.out_closed = true;
+        } else {
+            out.log_closed = true;
         }
     });
 }
@@ -320,7 +325,15 @@ impl ServerTree {
     /// uncoloured; `TINE_WORKERS` is removed so `--workers` applies. Core
     /// dumps are disabled in the test process (and so in its children):
     /// `SIGQUIT` before the master takes its signals over would dump one.
+    /// The rest of the environment is inherited (so the whole suite can be
+    /// run with, say, `TINE_PORTABLE_SIGNALS=1`).
     pub fn spawn(bin: &str, args: &[&str]) -> ServerTree {
+        ServerTree::spawn_env(bin, args, &[])
+    }
+
+    /// [`ServerTree::spawn`] with `env` (name, value) added to the
+    /// environment of the server.
+    pub fn spawn_env(bin: &str, args: &[&str], env: &[(&str, &str)]) -> ServerTree {
         let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
         let tag = unique_tag();
         let start = Instant::now();
@@ -330,6 +343,7 @@ impl ServerTree {
             .env("RUST_LOG", "info")
             .env("RUST_LOG_STYLE", "never")
             .env_remove("TINE_WORKERS")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -357,15 +371,33 @@ impl ServerTree {
     /// for its `listening on http://ADDR` line; `Err((status, stderr))` if
     /// it exits first.
     pub fn try_start(bin: &str, args: &[&str]) -> Result<ServerTree, (ExitStatus, String)> {
-        let mut tree = ServerTree::spawn(bin, args);
+        ServerTree::try_start_env(bin, args, &[])
+    }
+
+    /// [`ServerTree::try_start`] with `env` added to the server's
+    /// environment.
+    pub fn try_start_env(
+        bin: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<ServerTree, (ExitStatus, String)> {
+        let mut tree = ServerTree::spawn_env(bin, args, env);
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if tree.listening().is_some() {
                 return Ok(tree);
             }
             if let Some(status) = tree.server.child.try_wait().expect("try_wait") {
-                // Whatever it wrote before exiting is worth having.
-                tree.wait_log_closed(Duration::from_secs(2));
+                // Whatever it wrote before exiting is worth having, and it
+                // may have announced its address just before exiting (the
+                // reader threads can lag behind the exit).
+                wait_until(Duration::from_secs(2), || {
+                    let out = tree.lock();
+                    out.log_closed && out.out_closed
+                });
+                if tree.listening().is_some() {
+                    return Ok(tree);
+                }
                 return Err((status, tree.stderr()));
             }
             assert!(
@@ -380,7 +412,12 @@ impl ServerTree {
     /// Starts `bin` with exactly `args`, panicking with its log if it exits
     /// before announcing its address.
     pub fn start(bin: &str, args: &[&str]) -> ServerTree {
-        ServerTree::try_start(bin, args)
+        ServerTree::start_env(bin, args, &[])
+    }
+
+    /// [`ServerTree::start`] with `env` added to the server's environment.
+    pub fn start_env(bin: &str, args: &[&str], env: &[(&str, &str)]) -> ServerTree {
+        ServerTree::try_start_env(bin, args, env)
             .unwrap_or_else(|(status, log)| panic!("{bin} exited early ({status}):\n{log}"))
     }
 

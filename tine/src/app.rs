@@ -325,7 +325,9 @@ impl App {
 
     /// Serves with `n` worker processes. With `n > 1`, [`serve`](App::serve)
     /// makes the calling process a supervising master that forks `n`
-    /// workers, each with its own `SO_REUSEPORT` listener and event loop;
+    /// workers, each with its own event loop and `SO_REUSEPORT` listener
+    /// (on macOS, whose `SO_REUSEPORT` does not balance, one listener
+    /// shared by all);
     /// `n <= 1` serves in the calling process, with no fork. The
     /// environment variable `TINE_WORKERS` (a number, or `auto` for the
     /// number of available cores) overrides this at start-up.
@@ -478,6 +480,13 @@ impl App {
     #[cfg(test)]
     pub(crate) fn server_config(&self) -> &ServerConfig {
         &self.config
+    }
+
+    /// The service and settings the server would take (for tests that
+    /// drive a connection without a server).
+    #[cfg(test)]
+    pub(crate) fn into_parts(self) -> (Service, ServerConfig) {
+        (self.service, self.config)
     }
 
     /// The test client: answers one request without a socket, on the

@@ -33,22 +33,48 @@
 //!   iterators, WebSocket callbacks, worker-init) runs inside that panic
 //!   boundary.
 //!
-//! ## Layout
+//! ## Architecture: who owns what
 //!
-//! | module | concern |
+//! | module | owns |
 //! | --- | --- |
-//! | `http` | wire format: request parsing, chunked bodies, response encoding |
+//! | `app` | [`App`], the builder; it produces an immutable `Service` and the server settings |
+//! | `service` | the one request-to-answer path: routing, before-hooks, the handler or WebSocket handshake, error pages (the `errors` handler), after-hooks, the request log; also the answers to requests tine refuses |
+//! | `handler` | handler and hook types, and the panic boundary every piece of app code runs in |
 //! | `router` | route patterns and matching |
-//! | `app` | the application builder: builds the `Service` and the server settings |
-//! | `service` | the one request-to-answer path: routing, hooks, handlers, upgrades, error pages, the request log |
-//! | `handler` | handler and hook types, the panic boundary |
-//! | `error`, `limits` | [`Error`] (an HTTP error with its status), [`Limits`] |
-//! | `macros` | [`app!`] and [`server!`], declarative sugar over the builder |
-//! | `middleware` | CORS |
-//! | `static_files` | static file decisions: safe paths, validators, ranges, precompressed siblings ([`StaticConfig`]) |
-//! | `ws` | WebSocket: handshake, sessions, the event-style handler API ([`WsConfig`]) |
-//! | [`pubsub`] | [`publish`] to topics that WebSocket clients subscribe to, across workers |
-//! | `server` | sockets, the event loop, timers, the master and its workers |
+//! | `middleware` | [`Cors`] |
+//! | `http` | the wire format on buffers: parsing (`parse`, `body`), the framing decision and encoding (`encode`), [`Request`], [`Response`] |
+//! | `static_files` | static files: lookups that cannot leave the root, validators, ranges, precompressed siblings ([`StaticConfig`]) |
+//! | `ws` | WebSocket: handshake, the session (tungstenite on tine's buffers), the event-style API ([`WsConfig`]) |
+//! | [`pubsub`] | [`publish`]: the bounded outbox, the topic index, the bus (master relay or Redis) |
+//! | `server` | sockets and processes: `event_loop/` (poll, accept, timers, drain), `conn/` (one connection's HTTP/1.1 and WebSocket state machine over a `Transport`), `listener.rs` (addresses, each a `SO_REUSEPORT` group or one shared socket), `master.rs` (the system calls of supervision) and `supervisor/` (its decisions, a pure state machine), `control.rs` (master-worker messages) |
+//! | `error`, `limits`, `macros` | [`Error`], [`Limits`], [`app!`] and [`server!`] |
+//!
+//! ## How a request flows
+//!
+//! 1. `server::event_loop` accepts the connection (within
+//!    `max_connections` and `max_connections_per_ip`) and, on each
+//!    readiness event, drives its `Conn` for a bounded share of the loop
+//!    turn (so one pipelining client cannot hold the process).
+//! 2. The `Conn` reads into its buffer and the `http::parse` decoder finds a
+//!    whole request (head, then body, within [`Limits`] and their
+//!    deadlines). What it refuses (400, 408, 413, 414, 431, ...) goes to the
+//!    service as a refusal, so error pages, after-hooks and the log see it.
+//! 3. `Service::answer` routes the [`Request`], runs before-hooks, the
+//!    handler (or the WebSocket handshake), renders error pages through
+//!    the `errors` handler, runs after-hooks and logs it.
+//! 4. The `Conn` frames the [`Response`] (`http::encode::framing`, a pure
+//!    function: length, chunked or close; keep-alive) and queues it;
+//!    pipelined answers leave in one write; files go by `sendfile` where
+//!    the transport allows; streams are pulled as fast as the client reads.
+//! 5. An upgraded connection becomes a WebSocket session in the same
+//!    `Conn`; what handlers [`publish`] waits in a bounded outbox that the
+//!    loop hands to the bus (the master relays it to the other workers, or
+//!    Redis carries it), and each process delivers to its subscribers.
+//!
+//! With several workers, `server::master` binds the listeners, forks the
+//! workers and performs what `server::supervisor` decides on each event
+//! (signal, worker ready or gone, fork failed, timer): fork slot k, signal
+//! a pid, lend a listener to a survivor, exit.
 
 // A library never prints: it logs through `log`, and the app decides.
 #![warn(clippy::print_stdout, clippy::print_stderr)]

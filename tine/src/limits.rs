@@ -30,10 +30,14 @@ pub struct Limits {
     pub(crate) max_body: usize,
     /// See [`Limits::header_timeout`].
     pub(crate) header_timeout: Duration,
+    /// See [`Limits::body_timeout`].
+    pub(crate) body_timeout: Duration,
     /// See [`Limits::idle_timeout`].
     pub(crate) idle_timeout: Duration,
     /// See [`Limits::max_connections`].
     pub(crate) max_connections: usize,
+    /// See [`Limits::max_connections_per_ip`].
+    pub(crate) max_connections_per_ip: usize,
     /// See [`Limits::drain_timeout`].
     pub(crate) drain_timeout: Duration,
 }
@@ -45,8 +49,10 @@ impl Default for Limits {
             max_headers: 100,
             max_body: 1024 * 1024,
             header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
+            max_connections_per_ip: usize::MAX,
             drain_timeout: Duration::from_secs(10),
         }
     }
@@ -93,8 +99,9 @@ impl Limits {
     }
 
     /// Time a client has to deliver a complete request head once it has
-    /// started one (or once it connected). Default 10 s: the slowloris
-    /// defence. On expiry: `408`, then close.
+    /// started one (from its first byte, also when that byte arrived
+    /// behind a pipelined request), or once it connected. Default 10 s:
+    /// the slowloris defence. On expiry: `408`, then close.
     ///
     /// ```
     /// let limits = tine::Limits::default().header_timeout(std::time::Duration::from_secs(5));
@@ -102,6 +109,27 @@ impl Limits {
     #[must_use]
     pub fn header_timeout(mut self, timeout: Duration) -> Self {
         self.header_timeout = timeout;
+        self
+    }
+
+    /// Time a client has to deliver a complete request body once its head
+    /// has arrived: a deadline for the whole body, which arriving bytes do
+    /// not extend (unlike nginx's `client_body_timeout`, which times the
+    /// pause between two reads), so a body trickled a byte at a time cannot
+    /// hold a connection. Default 60 s: the default [`max_body`] of 1 MiB
+    /// then needs about 17 KiB/s; raise it together with `max_body` for
+    /// large uploads over slow links. On expiry: `408`, then close.
+    ///
+    /// [`max_body`]: Limits::max_body
+    ///
+    /// ```
+    /// let limits = tine::Limits::default()
+    ///     .max_body(100 << 20)
+    ///     .body_timeout(std::time::Duration::from_secs(600));
+    /// ```
+    #[must_use]
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
         self
     }
 
@@ -139,6 +167,29 @@ impl Limits {
         self
     }
 
+    /// Most open connections per process from one client address (IPv6:
+    /// one /64 network, which one host commonly holds whole), like nginx's
+    /// `limit_conn`. A connection over it is closed at once, before
+    /// anything is read from it (no answer: a `503` would cost a read and
+    /// a write for a client that is already taking too much). With several
+    /// workers each process counts its own connections, and the kernel
+    /// spreads one client's connections over them, so one address can hold
+    /// up to workers times this in all.
+    ///
+    /// Default `usize::MAX` (no limit): behind a reverse proxy or a large
+    /// NAT every client shares one address, and a default limit there
+    /// would refuse legitimate traffic. Set it when clients connect
+    /// directly, for example to a few hundred.
+    ///
+    /// ```
+    /// let limits = tine::Limits::default().max_connections_per_ip(200);
+    /// ```
+    #[must_use]
+    pub fn max_connections_per_ip(mut self, count: usize) -> Self {
+        self.max_connections_per_ip = count;
+        self
+    }
+
     /// How long a graceful shutdown waits for in-flight requests and queued
     /// responses before closing what is left. Default 10 s.
     ///
@@ -166,7 +217,9 @@ mod tests {
             .header_timeout(Duration::from_secs(4))
             .idle_timeout(Duration::from_secs(5))
             .max_connections(6)
-            .drain_timeout(Duration::from_secs(7));
+            .drain_timeout(Duration::from_secs(7))
+            .body_timeout(Duration::from_secs(8))
+            .max_connections_per_ip(9);
         assert_eq!(
             (l.max_header, l.max_headers, l.max_body, l.max_connections),
             (1, 2, 3, 6)
@@ -178,6 +231,10 @@ mod tests {
                 Duration::from_secs(5),
                 Duration::from_secs(7)
             )
+        );
+        assert_eq!(
+            (l.body_timeout, l.max_connections_per_ip),
+            (Duration::from_secs(8), 9)
         );
         let only_body = Limits::default().max_body(9);
         assert_eq!(only_body.max_body, 9);

@@ -185,3 +185,105 @@ fn clients_that_vanish_leave_the_server_healthy() {
         .status
         == 200));
 }
+
+/// Reads from `c` while trickling one byte every 100 ms, until a response
+/// arrives or `bytes` were sent; `None` if none came.
+fn trickle_until_answer(c: &mut Client, byte: u8, bytes: usize) -> Option<u16> {
+    c.stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    for _ in 0..bytes {
+        if let Ok(r) = c.try_read_response(false) {
+            return Some(r.status);
+        }
+        // The server may have closed already; a failed write ends it too.
+        if std::io::Write::write_all(&mut c.stream, &[byte]).is_err() {
+            break;
+        }
+    }
+    c.stream.set_read_timeout(Some(testkit::TIMEOUT)).unwrap();
+    c.try_read_response(false).ok().map(|r| r.status)
+}
+
+#[test]
+fn header_timeout_covers_a_head_started_behind_a_pipelined_request() {
+    // A long idle timeout: only the header timeout can end the trickle.
+    let addr = serve(|| {
+        app_with(
+            Limits::default()
+                .header_timeout(Duration::from_millis(300))
+                .idle_timeout(Duration::from_secs(60)),
+        )
+    });
+    let mut c = Client::connect(addr);
+    // A complete request and the first byte of the next one, in one write.
+    c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\nG");
+    assert_eq!(c.read_response().status, 200);
+    // The second head's clock started with its first byte: trickling more
+    // bytes (each well within the idle timeout) must not keep it alive.
+    // 100 bytes take 10 s, far past the 300 ms header timeout.
+    assert_eq!(trickle_until_answer(&mut c, b'E', 100), Some(408));
+    assert!(c.is_closed());
+}
+
+#[test]
+fn a_body_trickled_byte_by_byte_gets_408_at_the_body_deadline() {
+    // Each byte comes well within the idle timeout; only the whole-body
+    // deadline can end this.
+    let addr = serve(|| {
+        app_with(
+            Limits::default()
+                .header_timeout(Duration::from_secs(60))
+                .idle_timeout(Duration::from_secs(60))
+                .body_timeout(Duration::from_millis(300)),
+        )
+    });
+    let mut c = Client::connect(addr);
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 64\r\n\r\n");
+    assert_eq!(trickle_until_answer(&mut c, b'z', 60), Some(408));
+    assert!(c.is_closed());
+}
+
+#[test]
+fn a_body_slower_than_the_header_timeout_is_fine_within_the_body_timeout() {
+    // The header timeout times the head only: a body may take longer.
+    let addr = serve(|| {
+        app_with(
+            Limits::default()
+                .header_timeout(Duration::from_millis(200))
+                .body_timeout(Duration::from_secs(60)),
+        )
+    });
+    let mut c = Client::connect(addr);
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 8\r\n\r\n");
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(100));
+        c.send(b"q");
+    }
+    let r = c.read_response();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"qqqqqqqq");
+}
+
+#[test]
+fn connections_over_the_per_address_limit_are_closed_at_once() {
+    let addr = serve(|| app_with(Limits::default().max_connections_per_ip(3)));
+    let mut held: Vec<Client> = (0..3).map(|_| Client::connect(addr)).collect();
+    for c in &mut held {
+        assert_eq!(c.get("/").status, 200);
+    }
+    // A fourth from the same address is closed without an answer.
+    let mut fourth = Client::connect(addr);
+    assert!(fourth.is_closed(), "a fourth connection was kept");
+    // The held ones still work, and a freed slot is usable again.
+    assert_eq!(held[0].get("/").status, 200);
+    drop(held.pop());
+    assert!(wait_until(testkit::TIMEOUT, || {
+        let mut c = Client::connect(addr);
+        c.stream
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        c.try_read_response(false).is_ok_and(|r| r.status == 200)
+    }));
+}

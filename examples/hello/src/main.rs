@@ -22,7 +22,8 @@
 //! GET  /static/*       files from --static DIR
 //! GET  /version        the --version-tag TEXT (default: the crate version)
 //! GET  /block?ms=N     blocks its worker N ms, with no cap (for a watchdog
-//!                      test: a worker stuck in a handler), then "blocked"
+//!                      test: a worker stuck in a handler), then "blocked";
+//!                      its thread is named "sleeping" meanwhile, like /sleep's
 //! POST /leak?kb=N      testing aid: allocates N KiB, writes them and never
 //!                      frees them (max 1 GiB per request); answers this
 //!                      worker's total leaked KiB
@@ -70,6 +71,10 @@ struct Args {
     /// Testing aid: the on_worker_start hook panics.
     #[arg(long, hide = true)]
     panic_on_start: bool,
+    /// Testing aid: register signal-hook handlers for SIGINT and SIGTERM
+    /// before serving, as an application that watches signals itself.
+    #[arg(long, hide = true)]
+    hook_signals_first: bool,
     /// Carry published messages through this Redis server
     /// (redis://host:port) so several servers share topics.
     #[arg(long)]
@@ -93,6 +98,12 @@ struct Args {
     /// Idle keep-alive timeout in milliseconds.
     #[arg(long)]
     idle_timeout_ms: Option<u64>,
+    /// Whole-body deadline in milliseconds.
+    #[arg(long)]
+    body_timeout_ms: Option<u64>,
+    /// Maximum open connections per client address and process.
+    #[arg(long)]
+    max_connections_per_ip: Option<usize>,
     /// Maximum request body in bytes.
     #[arg(long)]
     max_body: Option<usize>,
@@ -157,15 +168,7 @@ fn sleep(req: &Request) -> Result<Response, tine::Error> {
         .unwrap_or_default()
         .parse()
         .map_err(|_| tine::Error::bad_request("ms must be a number of milliseconds"))?;
-    // Handlers run on the process's main thread, whose name is the
-    // process's `comm`: an outside observer (a test about to signal the
-    // server) sees the request is being handled, not merely sent.
-    let name = nix::sys::prctl::get_name().ok();
-    let _ = nix::sys::prctl::set_name(c"sleeping");
-    std::thread::sleep(Duration::from_millis(ms.min(10_000)));
-    if let Some(name) = name {
-        let _ = nix::sys::prctl::set_name(&name);
-    }
+    named_sleeping(|| std::thread::sleep(Duration::from_millis(ms.min(10_000))));
     Ok(Response::text("slept"))
 }
 
@@ -177,7 +180,8 @@ fn block(req: &Request) -> Result<Response, tine::Error> {
         .unwrap_or_default()
         .parse()
         .map_err(|_| tine::Error::bad_request("ms must be a number of milliseconds"))?;
-    std::thread::sleep(Duration::from_millis(ms));
+    // Named like /sleep's, so a test can see the handler has begun.
+    named_sleeping(|| std::thread::sleep(Duration::from_millis(ms)));
     Ok(Response::text("blocked"))
 }
 
@@ -203,6 +207,25 @@ fn leak(req: &Request) -> Result<Response, tine::Error> {
         l.iter().map(Vec::len).sum::<usize>() / 1024
     });
     Ok(Response::text(total.to_string()))
+}
+
+/// Runs `f` with the main thread named `sleeping`. Handlers run on the
+/// process's main thread, whose name is the process's `comm` on Linux: an
+/// outside observer (a test about to signal the server) sees the request
+/// is being handled, not merely sent. Elsewhere (no `prctl`) it just runs
+/// `f`.
+fn named_sleeping(f: impl FnOnce()) {
+    #[cfg(target_os = "linux")]
+    {
+        let name = nix::sys::prctl::get_name().ok();
+        let _ = nix::sys::prctl::set_name(c"sleeping");
+        f();
+        if let Some(name) = name {
+            let _ = nix::sys::prctl::set_name(&name);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    f();
 }
 
 fn stream(req: &Request) -> Result<Response, tine::Error> {
@@ -293,6 +316,12 @@ fn main() -> ExitCode {
     if let Some(ms) = args.idle_timeout_ms {
         limits = limits.idle_timeout(Duration::from_millis(ms));
     }
+    if let Some(ms) = args.body_timeout_ms {
+        limits = limits.body_timeout(Duration::from_millis(ms));
+    }
+    if let Some(n) = args.max_connections_per_ip {
+        limits = limits.max_connections_per_ip(n);
+    }
     if let Some(n) = args.max_body {
         limits = limits.max_body(n);
     }
@@ -368,6 +397,15 @@ fn main() -> ExitCode {
     }
     if args.log {
         app = app.log_requests();
+    }
+    if args.hook_signals_first {
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            if let Err(e) = signal_hook::flag::register(sig, seen.clone()) {
+                eprintln!("cannot register a signal handler: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
     let server = match app.bind(args.bind) {
         Ok(s) => s,

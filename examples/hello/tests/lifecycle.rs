@@ -1,6 +1,9 @@
 //! Life and death of `hello`'s worker processes, driven from outside (the
 //! test process never forks): graceful and immediate stops, crashes and
-//! respawns with backoff, the master's death, and signals racing start-up.
+//! respawns with backoff, the master's death, and signals racing start-up;
+//! and the routes of platforms without Linux's signalfd, `PR_SET_PDEATHSIG`
+//! and balancing `SO_REUSEPORT` (self-pipe signals, a parent watch, a
+//! shared listener), selected here by their switches.
 //!
 //! `hello`'s handlers are synchronous: a worker inside `/sleep` serves
 //! nothing else. Tests that need requests in flight on every worker
@@ -14,7 +17,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use testkit::load::{connection_per_worker, spread, try_get, PID_PATH};
-use testkit::procs::{all_gone, heavy, signal, thread_name, wait_sleeping, ServerTree, Signal};
+use testkit::procs::{
+    all_gone, heavy, listen_sockets, signal, thread_name, wait_sleeping, ServerTree, Signal,
+};
 use testkit::{wait_until, Client};
 
 const HELLO: &str = env!("CARGO_BIN_EXE_hello");
@@ -267,13 +272,15 @@ fn killing_the_master_leaves_no_worker_behind() {
     assert_eq!((r.status, r.text().as_str()), (200, "slept"));
 }
 
-#[test]
-fn a_signal_right_after_start_never_leaves_an_orphan() {
+/// Starts `hello` with 3 workers `iterations` times and signals the
+/// master somewhere between exec and its first forks; every run must end
+/// with the master gone and no orphan. Returns how the runs ended.
+fn signal_races(iterations: u64, env: &[(&str, &str)]) -> BTreeMap<String, usize> {
     let _g = heavy();
     let mut outcomes = BTreeMap::<String, usize>::new();
-    for i in 0..50u64 {
+    for i in 0..iterations {
         let sig = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT][(i % 3) as usize];
-        let mut s = ServerTree::spawn(HELLO, &["--bind", "127.0.0.1:0", "--workers", "3"]);
+        let mut s = ServerTree::spawn_env(HELLO, &["--bind", "127.0.0.1:0", "--workers", "3"], env);
         if i % 2 == 0 {
             // 0 to ~7 ms after exec: anywhere from before main to mid-fork.
             thread::sleep(Duration::from_micros((i * 290) % 7500));
@@ -315,9 +322,23 @@ fn a_signal_right_after_start_never_leaves_an_orphan() {
         };
         *outcomes.entry(outcome).or_default() += 1;
     }
-    println!("50 start-up races: {outcomes:?}");
+    println!("{iterations} start-up races: {outcomes:?}");
+    outcomes
+}
+
+#[test]
+fn a_signal_right_after_start_never_leaves_an_orphan() {
+    let outcomes = signal_races(50, &[]);
     // Both ends of the race happened at least once.
     assert!(outcomes.len() >= 2, "{outcomes:?}");
+}
+
+#[test]
+fn a_signal_right_after_start_never_leaves_an_orphan_with_portable_signals() {
+    // The self-pipe route unblocks the signals once its handlers are in
+    // place and blocks them around every fork: a signal at any point must
+    // still end in a clean stop (or kill the master before it started).
+    signal_races(20, &[PORTABLE_SIGNALS]);
 }
 
 #[test]
@@ -353,4 +374,131 @@ fn a_dead_workers_queue_is_lent_to_a_survivor_and_released_when_it_is_back() {
     let by_pid = spread(s.addr(), 40);
     assert!(by_pid.keys().all(|p| new.contains(p)), "{by_pid:?}");
     s.stop(Duration::from_secs(10));
+}
+
+/// The switches that make the master take the routes of a platform without
+/// Linux's signalfd, `PR_SET_PDEATHSIG` and load-balancing `SO_REUSEPORT`
+/// (macOS): signals through signal-hook's self-pipe, workers watching
+/// their parent with a thread, one listener shared by every worker.
+const PORTABLE_SIGNALS: (&str, &str) = ("TINE_PORTABLE_SIGNALS", "1");
+const SHARED_LISTENER: (&str, &str) = ("TINE_LISTENER", "shared");
+
+#[test]
+fn the_portable_routes_start_serve_respawn_and_stop() {
+    let s = ServerTree::start_env(
+        HELLO,
+        &["--bind", "127.0.0.1:0", "--workers", "2"],
+        &[PORTABLE_SIGNALS, SHARED_LISTENER],
+    );
+    let kids = s.wait_ready(2, T);
+    let log = s.stderr();
+    assert!(log.contains("self-pipe (portable route)"), "{log}");
+    assert!(log.contains("(one shared listener)"), "{log}");
+    let addr = s.addr();
+    assert_eq!(listen_sockets(addr.port()), 1, "one socket for all workers");
+
+    // Both workers accept from the one queue: with one of them held in a
+    // handler, the other answers a new connection.
+    let mut held = Client::connect(addr);
+    let busy = held.get(PID_PATH).pid().expect("a pid");
+    held.send(b"GET /sleep?ms=1500 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(wait_sleeping(&kids, T), Some(busy), "/sleep never started");
+    let other = try_get(addr, PID_PATH).unwrap().pid().expect("a pid");
+    assert_ne!(other, busy, "only the sleeping worker accepts");
+    assert!(kids.contains(&other), "{other} is not one of {kids:?}");
+
+    // A killed worker is reaped (SIGCHLD through the pipe) and replaced.
+    let victim = other;
+    signal(victim, Signal::SIGKILL).unwrap();
+    let new = s.wait_children(T, "a ready replacement", |c| {
+        c.len() == 2 && !c.contains(&victim) && c.is_subset(&s.ready_pids())
+    });
+    s.wait_log(&format!("(pid {victim}) exited unexpectedly"), T);
+    assert!(s.zombies().is_empty(), "unreaped: {:?}", s.zombies());
+    let r = held.read_response();
+    assert_eq!((r.status, r.text().as_str()), (200, "slept"));
+    let by_pid = spread(addr, 10);
+    assert!(by_pid.keys().all(|p| new.contains(p)), "{by_pid:?}");
+
+    // SIGTERM through the pipe: graceful stop, exit 0, nothing left.
+    s.stop(Duration::from_secs(10));
+}
+
+#[test]
+fn without_pdeathsig_a_worker_busy_in_a_handler_notices_its_master_is_gone() {
+    let mut s = ServerTree::start_env(
+        HELLO,
+        &["--bind", "127.0.0.1:0", "--workers", "2"],
+        &[PORTABLE_SIGNALS],
+    );
+    let kids = s.wait_ready(2, T);
+    let addr = s.addr();
+    // A worker inside a handler reads neither its control channel nor its
+    // signals: only the parent watch (a thread) can notice the master die.
+    let mut held = Client::connect(addr);
+    let busy = held.get(PID_PATH).pid().expect("a pid");
+    held.send(b"GET /sleep?ms=2500 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(wait_sleeping(&kids, T), Some(busy), "/sleep never started");
+    let master = s.pid();
+    s.signal(Signal::SIGKILL);
+    s.wait_exit(T).expect("the master dies");
+    // Logged by the busy worker's watch thread while its handler sleeps.
+    s.wait_log(&format!("the master (pid {master}) is gone"), T);
+    assert!(
+        testkit::procs::is_alive(busy),
+        "worker {busy} did not wait for its request"
+    );
+    let r = held.read_response();
+    assert_eq!((r.status, r.text().as_str()), (200, "slept"));
+    assert!(
+        wait_until(T, || s.tagged().is_empty()),
+        "workers survived the master: {:?}",
+        s.tagged()
+    );
+    assert!(kids.iter().all(|&p| !testkit::procs::is_alive(p)));
+}
+
+/// An application that registered signal-hook handlers before serving
+/// leaves signal-hook a registry of the handlers it installed, copied into
+/// every worker: neither the master nor a worker may reset a disposition
+/// behind its back, or its later registrations (the master's self-pipe,
+/// the worker's stop handler) are never installed and `SIGTERM` kills
+/// instead of draining.
+fn graceful_stop_after_early_signal_hooks(env: &[(&str, &str)]) {
+    let mut s = ServerTree::start_env(
+        HELLO,
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--hook-signals-first",
+        ],
+        env,
+    );
+    let kids = s.wait_ready(2, T);
+    let mut held = Client::connect(s.addr());
+    let busy = held.get(PID_PATH).pid().expect("a pid");
+    held.send(b"GET /sleep?ms=700 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(wait_sleeping(&kids, T), Some(busy), "/sleep never started");
+    s.signal(Signal::SIGTERM);
+    let r = held
+        .try_read_response(false)
+        .unwrap_or_else(|e| panic!("the in-flight request was cut: {e}\n{}", s.stderr()));
+    assert_eq!((r.status, r.text().as_str()), (200, "slept"));
+    let status = s.wait_exit(T).expect("the master exits");
+    assert!(status.success(), "{status}\n{}", s.stderr());
+    let log = s.stderr();
+    assert!(!log.contains("killed by SIGTERM"), "{log}");
+    assert!(all_gone(&kids));
+}
+
+#[test]
+fn signal_hooks_registered_before_serving_leave_the_graceful_stop_intact() {
+    graceful_stop_after_early_signal_hooks(&[]);
+}
+
+#[test]
+fn signal_hooks_registered_before_serving_leave_the_self_pipe_intact() {
+    graceful_stop_after_early_signal_hooks(&[PORTABLE_SIGNALS]);
 }

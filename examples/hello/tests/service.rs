@@ -101,6 +101,7 @@ fn an_unwritable_pid_file_is_a_start_up_error_naming_it() {
 }
 
 /// The soft and hard "Max open files" of a process.
+#[cfg(target_os = "linux")]
 fn nofile(pid: i32) -> (String, String) {
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
     let line = limits
@@ -115,6 +116,7 @@ fn nofile(pid: i32) -> (String, String) {
     )
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn the_open_file_limit_is_raised_to_the_hard_limit_in_master_and_workers() {
     let _g = heavy();

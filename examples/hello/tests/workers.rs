@@ -80,6 +80,23 @@ fn workers_one_and_zero_serve_in_a_single_process() {
 }
 
 #[test]
+fn an_unknown_listener_mode_fails_with_one_line() {
+    let (status, stderr) = ServerTree::try_start_env(
+        HELLO,
+        &["--bind", "127.0.0.1:0", "--workers", "2"],
+        &[("TINE_LISTENER", "balanced")],
+    )
+    .expect_err("must fail");
+    assert!(!status.success(), "{status}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "exactly one line: {stderr:?}");
+    assert!(
+        lines[0].contains("TINE_LISTENER must be \"shared\" or \"reuseport\""),
+        "{stderr:?}"
+    );
+}
+
+#[test]
 fn binding_an_address_in_use_fails_with_one_line() {
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = holder.local_addr().unwrap().to_string();

@@ -86,6 +86,96 @@ pub(crate) enum Connection {
     Upgrade,
 }
 
+/// A response body's shape, as far as framing is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyShape {
+    /// No body bytes.
+    Empty,
+    /// A body of known length (bytes in memory, a file region).
+    Sized(u64),
+    /// A body produced piece by piece, length unknown.
+    Stream,
+}
+
+/// The request side of an exchange, as far as framing is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Exchange {
+    /// The request was `HEAD`: send the head only.
+    pub(crate) head: bool,
+    /// The request was HTTP/1.0.
+    pub(crate) http10: bool,
+    /// The connection may stay open after this response (the request
+    /// allows it and the server is not draining).
+    pub(crate) keep_alive: bool,
+}
+
+impl Exchange {
+    /// A response after which the connection closes (errors that end it,
+    /// `408`): HTTP/1.1 form, body sent.
+    pub(crate) const CLOSE: Exchange = Exchange {
+        head: false,
+        http10: false,
+        keep_alive: false,
+    };
+    /// The `101` of a WebSocket upgrade: the connection stays, for the
+    /// new protocol.
+    pub(crate) const UPGRADE: Exchange = Exchange {
+        head: false,
+        http10: false,
+        keep_alive: true,
+    };
+}
+
+/// How a response goes on the wire: what [`framing`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Framing {
+    /// How the body is delimited.
+    pub(crate) length: Length,
+    /// The `Connection` header.
+    pub(crate) connection: Connection,
+    /// Whether the body bytes are sent after the head.
+    pub(crate) send_body: bool,
+    /// Whether the connection stays open afterwards.
+    pub(crate) keep_alive: bool,
+}
+
+/// Decides a response's framing (RFC 9112 §6): 1xx, 204 and 304 carry no
+/// body and no length; sized bodies get `Content-Length`; streams are
+/// chunked for HTTP/1.1 and delimited by closing the connection for
+/// HTTP/1.0 (which has no chunking); `HEAD` gets the head a `GET` would
+/// have, without the body; `101` says `Connection: upgrade`.
+pub(crate) fn framing(status: StatusCode, body: BodyShape, exchange: Exchange) -> Framing {
+    let mut keep_alive = exchange.keep_alive;
+    let length = if !status_allows_body(status) {
+        Length::None
+    } else {
+        match body {
+            BodyShape::Empty => Length::Fixed(0),
+            BodyShape::Sized(n) => Length::Fixed(n),
+            BodyShape::Stream if exchange.http10 => {
+                keep_alive = false;
+                Length::UntilClose
+            }
+            BodyShape::Stream => Length::Chunked,
+        }
+    };
+    let connection = if status == StatusCode::SWITCHING_PROTOCOLS {
+        Connection::Upgrade
+    } else if !keep_alive {
+        Connection::Close
+    } else if exchange.http10 {
+        Connection::KeepAlive10
+    } else {
+        Connection::Default
+    };
+    Framing {
+        length,
+        connection,
+        send_body: !exchange.head && length != Length::None,
+        keep_alive,
+    }
+}
+
 /// Frames one chunk of a chunked body.
 pub(crate) fn encode_chunk(out: &mut Vec<u8>, data: &[u8]) {
     if data.is_empty() {
@@ -130,6 +220,55 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\ndate: Thu, 01 Jan 1970 00:00:00 GMT\r\ncontent-length: 13\r\ncontent-type: text/plain\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn framing_table() {
+        use BodyShape::{Empty, Sized, Stream};
+        use Connection::{Close, Default, KeepAlive10, Upgrade};
+        use Length::{Chunked, Fixed, None as NoLength, UntilClose};
+        let s = |code: u16| StatusCode::from_u16(code).unwrap();
+        // (status, body, head, http10, keep-alive) =>
+        // (length, connection, send body, stays open)
+        #[rustfmt::skip]
+        let table = [
+            (200, Sized(5), false, false, true, Fixed(5), Default, true, true),
+            (200, Empty, false, false, true, Fixed(0), Default, true, true),
+            (200, Sized(5), false, false, false, Fixed(5), Close, true, false),
+            (200, Sized(5), false, true, true, Fixed(5), KeepAlive10, true, true),
+            (200, Sized(5), false, true, false, Fixed(5), Close, true, false),
+            (200, Stream, false, false, true, Chunked, Default, true, true),
+            // HTTP/1.0 has no chunking: the close ends the body.
+            (200, Stream, false, true, true, UntilClose, Close, true, false),
+            // HEAD: the same head as GET, no body.
+            (200, Sized(5), true, false, true, Fixed(5), Default, false, true),
+            (200, Stream, true, false, true, Chunked, Default, false, true),
+            (200, Stream, true, true, true, UntilClose, Close, false, false),
+            // No body and no length for 1xx, 204 and 304.
+            (204, Sized(5), false, false, true, NoLength, Default, false, true),
+            (304, Stream, false, false, true, NoLength, Default, false, true),
+            (304, Stream, false, true, true, NoLength, KeepAlive10, false, true),
+            (101, Empty, false, false, true, NoLength, Upgrade, false, true),
+            (103, Empty, false, false, true, NoLength, Default, false, true),
+            (404, Sized(9), false, false, false, Fixed(9), Close, true, false),
+        ];
+        for (code, body, head, http10, keep, length, connection, send, stays) in table {
+            let exchange = Exchange {
+                head,
+                http10,
+                keep_alive: keep,
+            };
+            assert_eq!(
+                framing(s(code), body, exchange),
+                Framing {
+                    length,
+                    connection,
+                    send_body: send,
+                    keep_alive: stays,
+                },
+                "{code} {body:?} {exchange:?}"
+            );
+        }
     }
 
     #[test]

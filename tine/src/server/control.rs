@@ -23,13 +23,14 @@
 //!
 //! [`Channel`] is a small buffer pair (inbound bytes, bounded outbound queue)
 //! that both sides can drive from a non-blocking socket registered in their
-//! mio `Poll`. Writes should go through [`SendNoSignal`] so that a peer that
-//! died never raises `SIGPIPE`.
+//! mio `Poll`. Channels are made with [`pair`] and written through
+//! [`SendNoSignal`], so that a peer that died never raises `SIGPIPE`.
 //!
 //! [`WorkerStart::control`]: super::master::WorkerStart::control
 
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
 
 /// Worker → master: "my listeners are registered and I am accepting".
 /// Sent once at start-up and once after handling each [`ADOPT`].
@@ -305,15 +306,38 @@ impl Channel {
     }
 }
 
-/// A `Write` adapter that sends on a socket with `MSG_NOSIGNAL`, so writing
-/// to a peer that has died returns `EPIPE` instead of raising `SIGPIPE`.
+/// A new control channel: a Unix socketpair, both ends non-blocking and
+/// close-on-exec, neither raising `SIGPIPE` when written to after the peer
+/// died (`SO_NOSIGPIPE` where `send` has no `MSG_NOSIGNAL`; see
+/// [`SendNoSignal`]).
+pub(crate) fn pair() -> io::Result<(UnixStream, UnixStream)> {
+    let (a, b) = UnixStream::pair()?;
+    for end in [&a, &b] {
+        end.set_nonblocking(true)?;
+        #[cfg(target_vendor = "apple")]
+        socket2::SockRef::from(end).set_nosigpipe(true)?;
+    }
+    Ok((a, b))
+}
+
+/// `send(2)` flags that keep a write to a dead peer from raising `SIGPIPE`.
+/// macOS has no `MSG_NOSIGNAL`: there the sockets carry `SO_NOSIGPIPE`
+/// instead ([`pair`]).
+#[cfg(not(target_vendor = "apple"))]
+const NO_SIGNAL: rustix::net::SendFlags = rustix::net::SendFlags::NOSIGNAL;
+#[cfg(target_vendor = "apple")]
+const NO_SIGNAL: rustix::net::SendFlags = rustix::net::SendFlags::empty();
+
+/// A `Write` adapter that sends on a control socket without raising
+/// `SIGPIPE` (`MSG_NOSIGNAL`, or the `SO_NOSIGPIPE` that [`pair`] set where
+/// that flag does not exist), so writing to a peer that has died returns
+/// `EPIPE` instead.
 #[derive(Debug)]
 pub(crate) struct SendNoSignal<'a, F: AsFd>(pub &'a F);
 
 impl<F: AsFd> Write for SendNoSignal<'_, F> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        rustix::net::send(self.0.as_fd(), buf, rustix::net::SendFlags::NOSIGNAL)
-            .map_err(io::Error::from)
+        rustix::net::send(self.0.as_fd(), buf, NO_SIGNAL).map_err(io::Error::from)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -553,9 +577,7 @@ mod tests {
 
     #[test]
     fn socketpair_roundtrip_without_sigpipe() {
-        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
-        a.set_nonblocking(true).unwrap();
-        b.set_nonblocking(true).unwrap();
+        let (a, b) = pair().unwrap();
         let mut ca = Channel::new();
         assert!(ca.queue(READY, &[]));
         assert!(ca.queue(ADOPT, &5u32.to_le_bytes()));

@@ -4,15 +4,28 @@
 //! A server listens on one or more addresses. With workers, each address
 //! is one of two [`Mode`]s:
 //!
-//! * [`Mode::ReusePort`] (today's only mode in use): one `SO_REUSEPORT`
-//!   socket per worker slot, all bound to the same address, so the kernel
-//!   spreads connections over per-worker accept queues. On Linux, closing
-//!   such a socket resets every connection waiting in its queue, so the
-//!   master binds them before forking and never closes one while it runs.
-//! * [`Mode::Shared`]: one socket that every worker accepts on (for
-//!   handlers that block, and for systems without a load-balancing
-//!   `SO_REUSEPORT`). The master side is modelled in the supervisor; the
-//!   server does not offer it yet.
+//! * [`Mode::ReusePort`]: one load-balancing reuseport socket per worker
+//!   slot, all bound to the same address, so the kernel spreads
+//!   connections over per-worker accept queues (`SO_REUSEPORT` on Linux,
+//!   `SO_REUSEPORT_LB` on FreeBSD 12 and later). Closing such a socket
+//!   resets every connection waiting in its queue, so the master binds
+//!   them before forking and never closes one while it runs.
+//! * [`Mode::Shared`]: one socket that every worker accepts on, for
+//!   systems without a load-balancing `SO_REUSEPORT`: macOS has the option,
+//!   but it does not spread connections over the sockets bound with it, so
+//!   a shared queue is what balances there.
+//!   Every worker waits on the one queue and whichever is free accepts.
+//!
+//! Which mode the workers get ([`workers_mode`]):
+//!
+//! | platform | mode |
+//! |---|---|
+//! | Linux | [`Mode::ReusePort`] (`SO_REUSEPORT`) |
+//! | FreeBSD 12+ (and other non-Apple systems) | [`Mode::ReusePort`] (`SO_REUSEPORT_LB` on FreeBSD, `SO_REUSEPORT` elsewhere) |
+//! | macOS (and every Apple system) | [`Mode::Shared`] |
+//!
+//! `TINE_LISTENER=shared` (or `reuseport`) overrides the choice: a test and
+//! diagnostic switch, so the shared mode is exercised on Linux too.
 //!
 //! In single-process mode there is one plain socket ([`bind_single`]).
 
@@ -31,8 +44,67 @@ pub(crate) enum Mode {
     /// One `SO_REUSEPORT` socket per worker slot.
     ReusePort,
     /// One socket accepted on by every worker.
-    #[allow(dead_code)] // modelled and tested; not selectable yet
     Shared,
+}
+
+/// The environment variable that overrides [`workers_mode`]'s platform
+/// default: `shared` or `reuseport` (a test and diagnostic switch).
+pub(crate) const MODE_VAR: &str = "TINE_LISTENER";
+
+/// The mode of an address served by several workers: the platform's (see
+/// the module docs), unless [`MODE_VAR`] says otherwise. An unknown value
+/// is an error naming the variable.
+pub(crate) fn workers_mode() -> io::Result<Mode> {
+    match std::env::var(MODE_VAR) {
+        Err(_) => Ok(platform_mode()),
+        Ok(v) => parse_mode(&v).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("tine: {MODE_VAR} must be \"shared\" or \"reuseport\", not {v:?}"),
+            )
+        }),
+    }
+}
+
+/// The platform's mode for several workers on one address.
+pub(crate) fn platform_mode() -> Mode {
+    if cfg!(target_vendor = "apple") {
+        Mode::Shared
+    } else {
+        Mode::ReusePort
+    }
+}
+
+fn parse_mode(v: &str) -> Option<Mode> {
+    match v.trim() {
+        "shared" => Some(Mode::Shared),
+        "reuseport" => Some(Mode::ReusePort),
+        _ => None,
+    }
+}
+
+/// Binds `addr` for `workers` worker slots in `mode`: a reuseport group of
+/// `workers` sockets ([`bind_reuseport_group`]), or one shared socket. A
+/// shared socket is a plain one ([`bind_single`]), so another server on the
+/// address is refused, unless `join_existing`: then it is one reuseport
+/// socket joining the group already there.
+pub(crate) fn bind_workers(
+    addr: SocketAddr,
+    mode: Mode,
+    workers: usize,
+    backlog: i32,
+    join_existing: bool,
+) -> io::Result<Bound> {
+    let sockets = match mode {
+        Mode::ReusePort => bind_reuseport_group(addr, workers, backlog, join_existing)?,
+        Mode::Shared if join_existing => bind_reuseport_group(addr, 1, backlog, true)?,
+        Mode::Shared => vec![bind_single(addr, backlog)?],
+    };
+    Ok(Bound {
+        addr: sockets[0].local_addr()?,
+        mode,
+        sockets,
+    })
 }
 
 /// One address the master serves, with its bound sockets: for
@@ -64,7 +136,8 @@ pub(crate) fn bind_single(addr: SocketAddr, backlog: i32) -> io::Result<TcpListe
 }
 
 /// Binds `n` (at least 1) `SO_REUSEPORT` listeners on `addr`: `SO_REUSEADDR`
-/// and `SO_REUSEPORT`, non-blocking, close-on-exec, `listen(backlog)`.
+/// and `SO_REUSEPORT` (`SO_REUSEPORT_LB` on FreeBSD), non-blocking,
+/// close-on-exec, `listen(backlog)`.
 ///
 /// Unless `join_existing`, the address is first probed with a socket
 /// *without* `SO_REUSEPORT` (see [`probe`]), so that a port already served
@@ -127,10 +200,31 @@ pub(crate) fn bind_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<TcpLi
 /// reuseport listener instead would reset the connections queued on it).
 pub(crate) fn bind_reuseport_unlistened(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = new_socket(addr)?;
-    socket.set_reuse_port(true)?;
+    set_reuse_port(&socket)?;
     socket.bind(&addr.into())?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
+}
+
+/// Joins `socket` to the address's load-balancing reuseport group:
+/// FreeBSD's `SO_REUSEPORT` only lets sockets share an address, without
+/// spreading connections over them; its `SO_REUSEPORT_LB` (FreeBSD 12+)
+/// balances like Linux's `SO_REUSEPORT`.
+fn set_reuse_port(socket: &Socket) -> io::Result<()> {
+    #[cfg(target_os = "freebsd")]
+    return socket.set_reuse_port_lb(true);
+    #[cfg(not(target_os = "freebsd"))]
+    socket.set_reuse_port(true)
+}
+
+/// Whether `socket` is a member of a reuseport group (see
+/// [`set_reuse_port`]).
+#[cfg(test)]
+fn is_reuse_port(socket: &socket2::SockRef<'_>) -> bool {
+    #[cfg(target_os = "freebsd")]
+    return socket.reuse_port_lb().unwrap();
+    #[cfg(not(target_os = "freebsd"))]
+    socket.reuse_port().unwrap()
 }
 
 /// `listen(2)` on a bound socket (again on a listening one only updates
@@ -169,7 +263,7 @@ mod tests {
             // Non-blocking: nothing queued means WouldBlock, not a hang.
             assert_eq!(l.accept().unwrap_err().kind(), io::ErrorKind::WouldBlock);
             let sock = socket2::SockRef::from(l);
-            assert!(sock.reuse_port().unwrap());
+            assert!(is_reuse_port(&sock));
             assert!(sock.reuse_address().unwrap());
         }
     }
@@ -200,12 +294,53 @@ mod tests {
     fn bind_single_is_not_reuseport() {
         let l = bind_single(any(), 16).unwrap();
         let sock = socket2::SockRef::from(&l);
-        assert!(!sock.reuse_port().unwrap());
+        assert!(!is_reuse_port(&sock));
         assert_eq!(l.accept().unwrap_err().kind(), io::ErrorKind::WouldBlock);
         // And nobody can join it.
         let addr = l.local_addr().unwrap();
         let err = bind_reuseport_group(addr, 1, BACKLOG, true).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+    }
+
+    #[test]
+    fn the_mode_is_the_platforms_unless_overridden() {
+        let want = if cfg!(target_vendor = "apple") {
+            Mode::Shared
+        } else {
+            Mode::ReusePort
+        };
+        assert_eq!(platform_mode(), want);
+        assert_eq!(parse_mode("shared"), Some(Mode::Shared));
+        assert_eq!(parse_mode(" reuseport\n"), Some(Mode::ReusePort));
+        assert_eq!(parse_mode("REUSEPORT"), None);
+        assert_eq!(parse_mode(""), None);
+    }
+
+    #[test]
+    fn shared_mode_binds_one_plain_socket_for_every_worker() {
+        let bound = bind_workers(any(), Mode::Shared, 4, BACKLOG, false).unwrap();
+        assert_eq!(bound.mode, Mode::Shared);
+        assert_eq!(bound.sockets.len(), 1);
+        assert_eq!(bound.sockets[0].local_addr().unwrap(), bound.addr);
+        assert!(!is_reuse_port(&socket2::SockRef::from(&bound.sockets[0])));
+        // A second server is refused, in either mode.
+        for mode in [Mode::Shared, Mode::ReusePort] {
+            let err = bind_workers(bound.addr, mode, 2, BACKLOG, false).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{mode:?}");
+        }
+        let group = bind_workers(any(), Mode::ReusePort, 3, BACKLOG, false).unwrap();
+        assert_eq!((group.mode, group.sockets.len()), (Mode::ReusePort, 3));
+    }
+
+    #[test]
+    fn a_shared_socket_joins_an_existing_group_only_when_asked() {
+        let group = bind_workers(any(), Mode::ReusePort, 2, BACKLOG, false).unwrap();
+        let err = bind_workers(group.addr, Mode::Shared, 2, BACKLOG, false).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        let joined = bind_workers(group.addr, Mode::Shared, 2, BACKLOG, true).unwrap();
+        assert_eq!(joined.sockets.len(), 1);
+        assert_eq!(joined.addr, group.addr);
+        assert!(is_reuse_port(&socket2::SockRef::from(&joined.sockets[0])));
     }
 
     #[test]

@@ -9,11 +9,14 @@
 //!
 //! # Listeners without lost connections
 //!
-//! On Linux, closing a `SO_REUSEPORT` listener resets every connection
-//! waiting in its accept queue. So the master creates one reuseport listener
-//! per worker slot *before* forking and never closes any of them while it
+//! Closing a `SO_REUSEPORT` listener resets every connection waiting in
+//! its accept queue. So the master creates one reuseport listener per
+//! worker slot *before* forking and never closes any of them while it
 //! runs. Worker `k` inherits every listener fd and accepts on listener `k`
-//! ([`WorkerStart::active`]).
+//! ([`WorkerStart::active`]). (Where the kernel does not balance
+//! `SO_REUSEPORT` sockets, macOS, an address has one shared listener that
+//! every worker accepts on instead: see `listener.rs`. What follows is about
+//! reuseport listeners; a shared one needs no hand-over.)
 //!
 //! * **Rolling restart (`SIGHUP`)**: for one slot at a time, the replacement
 //!   is forked first; it inherits the same listener, so old and new share
@@ -59,12 +62,17 @@
 //! # Signals
 //!
 //! Before the first fork the master blocks [`HANDLED_SIGNALS`] with
-//! `sigprocmask` and keeps them blocked; it reads them from a signalfd in
-//! its mio loop and installs no handler at all, so no signal can arrive
-//! "too early". A forked worker resets their dispositions, asks for
-//! `SIGTERM` on the master's death (`PR_SET_PDEATHSIG`), checks the master is
-//! still its parent, and keeps the mask blocked until its own handlers are
-//! installed ([`worker_signals_ready`]).
+//! `sigprocmask`. On Linux it keeps them blocked and reads them from a
+//! signalfd in its mio loop, installing no handler at all, so no signal
+//! can arrive "too early". Elsewhere (and on Linux with
+//! `TINE_PORTABLE_SIGNALS=1`, a test and diagnostic switch) signal-hook's
+//! handlers feed a self-pipe the loop polls: they are installed while the
+//! signals are blocked, which are unblocked only then, and blocked again
+//! around every fork (see `signals.rs`). A forked worker makes sure it will
+//! not outlive the master (`PR_SET_PDEATHSIG`, or a thread watching its
+//! parent pid where that does not exist), checks the master is still its
+//! parent, and keeps the mask blocked until its own handlers are installed
+//! ([`worker_signals_ready`]).
 //!
 //! | signal to the master | effect |
 //! |---|---|
@@ -83,35 +91,36 @@
 //! `SIGTTIN` sent at once may count as one. Operations (`HUP`, `TTIN`,
 //! `TTOU`) run one after another, in arrival order.
 //!
-//! Workers never outlive the master: `PR_SET_PDEATHSIG` sends them
-//! `SIGTERM` when it dies (even by `SIGKILL`), and they also see EOF on their
-//! control channel.
+//! Workers never outlive the master: they see EOF on their control channel
+//! when it dies (even by `SIGKILL`), and get `SIGTERM` as well: from the
+//! kernel on Linux (`PR_SET_PDEATHSIG`), elsewhere from a thread of their
+//! own that notices they were re-parented (checked every 100 ms), which
+//! works even while the worker is busy in a handler.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::io::{self, Write as _};
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
-use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use nix::errno::Errno;
 use nix::sys::signal::{kill, pthread_sigmask, SigSet, SigmaskHow, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::control::{self, Channel, Msg, SendNoSignal};
 use super::listener::{self, Bound, Mode};
 use super::recycle;
+use super::signals::{self, Source};
 use super::supervisor::{Action, Command, Event, Sig, Supervisor, WorkerId};
 use super::sys;
 use crate::pubsub::relay;
 
-/// The signals the master blocks before forking and reads from its signalfd.
+/// The signals the master takes over (see `signals.rs`): blocked before
+/// forking, read from its signalfd or self-pipe.
 pub(crate) const HANDLED_SIGNALS: [Signal; 7] = [
     Signal::SIGINT,
     Signal::SIGTERM,
@@ -186,11 +195,7 @@ pub(crate) fn worker_signals_ready() {
 }
 
 fn handled_set() -> SigSet {
-    let mut set = SigSet::empty();
-    for sig in HANDLED_SIGNALS {
-        set.add(sig);
-    }
-    set
+    signals::set_of(&HANDLED_SIGNALS)
 }
 
 /// Runs the master until it is stopped by a signal and returns its exit
@@ -212,13 +217,17 @@ pub(crate) fn run_master(
     worker_main: &mut dyn FnMut(WorkerStart) -> i32,
 ) -> io::Result<i32> {
     let outcome = Master::new(addresses, cfg).map(|mut master| master.run());
-    // In a child, `master` has been dropped by now: its signalfd, epoll
-    // instance and the master ends of every control channel are closed.
-    match outcome {
+    // In a child, `master` has been dropped by now: its signalfd or
+    // self-pipe (with signal-hook's registrations), epoll instance and the
+    // master ends of every control channel are closed.
+    let result = match outcome {
         Err(e) => Err(e),
         Ok(Ok(result)) => result,
         Ok(Err(InChild(start))) => std::process::exit(worker_main(start)),
-    }
+    };
+    // The self-pipe route unblocked them; keep the promise on both routes.
+    let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&handled_set()), None);
+    result
 }
 
 /// Returned up the master's call stack in a freshly forked child, so every
@@ -257,7 +266,7 @@ struct Master {
     sup: Supervisor,
     links: BTreeMap<WorkerId, Link>,
     poll: Poll,
-    sigfd: SignalFd,
+    signals: Source,
     /// Workers whose published messages wait for flow control.
     relay_paused: Vec<WorkerId>,
     /// When the workers' memory is read next (with `max_worker_memory`).
@@ -317,21 +326,14 @@ impl Master {
             &layout,
         );
 
-        // Block first, then take the dispositions over: from here on every
-        // handled signal waits in the signalfd, in the master and in every
-        // child forked later (the mask is inherited).
-        pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&handled_set()), None)?;
-        sys::reset_dispositions(&HANDLED_SIGNALS)?;
-        let sigfd = SignalFd::with_flags(
-            &handled_set(),
-            SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
-        )?;
+        // From here on every handled signal reaches the loop through
+        // `signals`; it is blocked in every child forked later until the
+        // worker installed its own handlers (see `signals.rs`).
         let poll = Poll::new()?;
-        poll.registry().register(
-            &mut SourceFd(&sigfd.as_raw_fd()),
-            SIGNAL_TOKEN,
-            Interest::READABLE,
-        )?;
+        let signals = Source::new(poll.registry(), SIGNAL_TOKEN, &HANDLED_SIGNALS)?;
+        if signals.is_pipe() {
+            info!("master signals through a self-pipe (portable route)");
+        }
         Ok(Master {
             cfg,
             pid: nix::unistd::getpid(),
@@ -340,7 +342,7 @@ impl Master {
             sup,
             links: BTreeMap::new(),
             poll,
-            sigfd,
+            signals,
             relay_paused: Vec::new(),
             memory_check: None,
         })
@@ -490,12 +492,7 @@ impl Master {
         listen: &[usize],
         why: &str,
     ) -> Step<Event> {
-        let pair = UnixStream::pair().and_then(|(m, w)| {
-            m.set_nonblocking(true)?;
-            w.set_nonblocking(true)?;
-            Ok((m, w))
-        });
-        let (master_end, worker_end) = match pair {
+        let (master_end, worker_end) = match control::pair() {
             Ok(p) => p,
             Err(e) => {
                 let reason = format!("cannot create its control channel: {e}");
@@ -504,14 +501,22 @@ impl Master {
         };
         // Whatever sits in stdout's buffer would otherwise be written twice.
         let _ = io::stdout().flush();
-        match sys::fork() {
+        // No handler may run in the child before it has dropped the
+        // master's signal registrations and installed its own.
+        self.signals.hold();
+        let forked = sys::fork();
+        if !matches!(forked, Ok(sys::Fork::Child)) {
+            self.signals.release();
+        }
+        match forked {
             Err(e) => Ok(Event::ForkFailed {
                 worker,
                 reason: e.to_string(),
             }),
             Ok(sys::Fork::Child) => {
-                if !sys::child_after_fork(self.pid, &HANDLED_SIGNALS) {
-                    // The master died between fork and PR_SET_PDEATHSIG.
+                if !sys::child_after_fork(self.pid) {
+                    // The master died before the worker could arrange to
+                    // follow it (PR_SET_PDEATHSIG or the parent watch).
                     std::process::exit(1);
                 }
                 drop(master_end);
@@ -593,21 +598,7 @@ impl Master {
 
     fn read_signals(&mut self, happened: &mut Vec<Event>) {
         let mut got = Vec::new();
-        loop {
-            match self.sigfd.read_signal() {
-                Ok(Some(info)) => {
-                    if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
-                        got.push(sig);
-                    }
-                }
-                Ok(None) => break,
-                Err(Errno::EINTR) => continue,
-                Err(e) => {
-                    error!("reading signalfd failed: {e}");
-                    break;
-                }
-            }
-        }
+        self.signals.read(&mut got);
         // Stops first, then reaping, then operations.
         if got.contains(&Signal::SIGQUIT) {
             happened.push(Event::Command(Command::Quit));

@@ -11,8 +11,10 @@ mod event_loop;
 mod listener;
 mod master;
 mod nofile;
+mod per_ip;
 mod pidfile;
 mod recycle;
+mod signals;
 mod supervisor;
 mod sys;
 mod timer;
@@ -57,7 +59,7 @@ pub fn worker() -> WorkerInfo {
     }
 }
 
-/// A bound server, ready to [`run`](Server::run). Made by [`App::bind`].
+/// A bound server, ready to [`run`](Server::run). Made by [`App::bind`](crate::App::bind).
 ///
 /// ```no_run
 /// let server = tine::App::new().bind("127.0.0.1:0").unwrap();
@@ -68,6 +70,8 @@ pub struct Server {
     service: Service,
     config: ServerConfig,
     listeners: Vec<std::net::TcpListener>,
+    /// How the workers share `listeners` (with several workers).
+    mode: listener::Mode,
     addr: SocketAddr,
     workers: usize,
     /// Removed when the server is dropped (after `run`).
@@ -148,10 +152,19 @@ impl Server {
             // Fail at start-up, in one place, rather than in every worker.
             crate::pubsub::check_redis_url(url)?;
         }
-        let listeners = if workers > 1 {
-            listener::bind_reuseport_group(addr, workers, listener::BACKLOG, config.join_existing)?
+        let (listeners, mode) = if workers > 1 {
+            let mode = listener::workers_mode()?;
+            let bound = listener::bind_workers(
+                addr,
+                mode,
+                workers,
+                listener::BACKLOG,
+                config.join_existing,
+            )?;
+            (bound.sockets, mode)
         } else {
-            vec![listener::bind_single(addr, listener::BACKLOG)?]
+            let single = listener::bind_single(addr, listener::BACKLOG)?;
+            (vec![single], listener::Mode::Shared)
         };
         let addr = listeners[0].local_addr()?;
         let _pid_file = match &config.pid_file {
@@ -162,6 +175,7 @@ impl Server {
             service,
             config,
             listeners,
+            mode,
             addr,
             workers,
             _pid_file,
@@ -190,6 +204,7 @@ impl Server {
             mut service,
             config,
             listeners,
+            mode,
             addr,
             workers,
             _pid_file,
@@ -209,13 +224,17 @@ impl Server {
                 .collect();
             return event_loop::EventLoop::new(service, config, listeners, &[0], None)?.run();
         }
-        log::info!("listening on http://{addr} with {workers} workers");
+        let sharing = match mode {
+            listener::Mode::ReusePort => "a reuseport listener each",
+            listener::Mode::Shared => "one shared listener",
+        };
+        log::info!("listening on http://{addr} with {workers} workers ({sharing})");
         WORKER_COUNT.store(workers, Ordering::Relaxed);
         let master = master_config(&config, workers);
         let mut served = Some((service, config));
         let bound = listener::Bound {
             addr,
-            mode: listener::Mode::ReusePort,
+            mode,
             sockets: listeners,
         };
         let code = master::run_master(vec![bound], master, &mut |start| {

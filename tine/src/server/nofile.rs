@@ -58,20 +58,22 @@ pub(crate) fn shortfall(soft: Option<u64>, needed: u64, max_connections: usize) 
 /// Raises this process's soft `RLIMIT_NOFILE` as [`plan`] says and warns
 /// when it is still too low. Never fails: the server can run anyway.
 pub(crate) fn raise(max_connections: usize, listeners: usize) {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
-    let finite = |v: u64| (v != RLIM_INFINITY).then_some(v);
-    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
-        return;
-    };
-    let plan = plan(finite(soft), finite(hard), max_connections, listeners);
-    let mut now = finite(soft);
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    // `None` is unlimited, on every platform.
+    let Rlimit { current, maximum } = getrlimit(Resource::Nofile);
+    let plan = plan(current, maximum, max_connections, listeners);
+    let mut now = current;
     if let Some(to) = plan.raise_to {
-        match setrlimit(Resource::RLIMIT_NOFILE, to, hard) {
+        let want = Rlimit {
+            current: Some(to),
+            maximum,
+        };
+        match setrlimit(Resource::Nofile, want) {
             Ok(()) => {
-                log::debug!("open-file limit raised from {soft} to {to}");
+                log::debug!("open-file limit raised from {current:?} to {to}");
                 now = Some(to);
             }
-            Err(e) => log::warn!("cannot raise the open-file limit from {soft} to {to}: {e}"),
+            Err(e) => log::warn!("cannot raise the open-file limit from {current:?} to {to}: {e}"),
         }
     }
     if let Some(warning) = shortfall(now, plan.needed, max_connections) {

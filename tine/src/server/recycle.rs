@@ -54,19 +54,12 @@ impl RequestBudget {
         }
     }
 
-    /// The budget of a process: its own limit drawn from the settings (see
-    /// [`request_limit`]) when it is a worker with a master to replace it;
-    /// unlimited in single-process mode.
-    pub(crate) fn for_process(config: &super::ServerConfig, has_master: bool) -> RequestBudget {
-        let limit = if has_master {
-            request_limit(
-                config.max_requests,
-                config.max_requests_jitter,
-                jitter_seed(),
-            )
-        } else {
-            None
-        };
+    /// The budget of a worker (a process with a master to replace it):
+    /// its own limit drawn from the settings (see [`request_limit`]). A
+    /// single process keeps the unlimited [`RequestBudget::new`]`(None)`.
+    pub(crate) fn for_worker(config: &super::ServerConfig) -> RequestBudget {
+        let jitter = jitter_seed();
+        let limit = request_limit(config.max_requests, config.max_requests_jitter, jitter);
         if let Some(limit) = limit {
             log::debug!("this worker is recycled after {limit} responses");
         }

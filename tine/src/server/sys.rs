@@ -5,9 +5,34 @@
 #![allow(unsafe_code)]
 
 use std::io;
+use std::num::NonZeroUsize;
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use nix::sys::signal::{signal, SigHandler, Signal};
 use nix::unistd::{ForkResult, Pid};
+
+/// The environment variable that selects the portable process plumbing on
+/// Linux (`1`: on). It is a test and diagnostic switch: Linux normally
+/// reads the master's signals from a signalfd and has the kernel signal a
+/// worker whose master died (`PR_SET_PDEATHSIG`); with the switch on it
+/// uses the routes every other platform uses instead (signal handlers
+/// feeding a self-pipe, and a worker thread that checks its parent), so
+/// that the tests run here exercise them. Read once, at the first call of
+/// [`portable_signals`].
+pub(crate) const PORTABLE_SIGNALS_VAR: &str = "TINE_PORTABLE_SIGNALS";
+
+/// Whether the master takes its signals through signal-hook's self-pipe
+/// and workers watch their parent with a thread (see
+/// [`PORTABLE_SIGNALS_VAR`]); always on where Linux's `signalfd` and
+/// `PR_SET_PDEATHSIG` do not exist.
+pub(crate) fn portable_signals() -> bool {
+    static PORTABLE: OnceLock<bool> = OnceLock::new();
+    *PORTABLE.get_or_init(|| {
+        !cfg!(any(target_os = "linux", target_os = "android"))
+            || std::env::var_os(PORTABLE_SIGNALS_VAR).is_some_and(|v| v == "1")
+    })
+}
 
 /// Which side of a [`fork`] we are on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,9 +43,12 @@ pub(crate) enum Fork {
     Parent(Pid),
 }
 
-/// Number of threads in this process (entries of `/proc/self/task`).
+/// Number of threads in this process (`/proc` on Linux, `task_threads`
+/// on macOS, `sysctl` on FreeBSD: the `num_threads` crate).
 pub(crate) fn thread_count() -> io::Result<usize> {
-    Ok(std::fs::read_dir("/proc/self/task")?.count())
+    num_threads::num_threads()
+        .map(NonZeroUsize::get)
+        .ok_or_else(|| io::Error::other("tine: cannot count this process's threads"))
 }
 
 /// The error returned when forking would be unsound.
@@ -51,50 +79,119 @@ pub(crate) fn fork() -> io::Result<Fork> {
     }
 }
 
-/// Resets the dispositions of `signals` to `SIG_DFL`.
+/// Replaces `SIG_IGN` by `SIG_DFL` for each of `signals`, leaving any
+/// handler in place. Call it with `signals` blocked.
 ///
-/// The master handles its signals through a signalfd with the signals
-/// blocked, so it installs no handler at all; resetting matters because an
-/// inherited `SIG_IGN` for `SIGCHLD` would make the kernel auto-reap workers
-/// (and `waitpid` fail), and an application handler installed before
-/// `run_master` must not leak into the workers.
-pub(crate) fn reset_dispositions(signals: &[Signal]) -> io::Result<()> {
+/// The master does on the signalfd route before reading them: a signal
+/// whose disposition is `SIG_IGN` is discarded even while blocked, so the
+/// signalfd would never see it (think of `nohup` and `SIGHUP`), and an
+/// ignored `SIGCHLD` would make the kernel reap workers behind the
+/// master's back (and `waitpid` fail). Handlers are kept: an application
+/// that registered signal-hook handlers before serving leaves signal-hook
+/// a registry of the handlers it installed, copied into every worker; a
+/// handler reset behind its back would leave it believing its handler in
+/// place, and the worker's own `SIGTERM` handler (signal-hook too) would
+/// never be installed: the worker would die of `SIGTERM` instead of
+/// draining.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn unignore(signals: &[Signal]) -> io::Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigSet};
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     for &sig in signals {
-        // SAFETY: `signal` is unsafe because installing a *handler* means
-        // running a Rust function in signal context, and because replacing a
-        // handler may break code that relies on it. `SIG_DFL` is not a
-        // function, so no Rust code will run asynchronously; the handlers we
-        // replace belong to signals the caller is taking over on purpose
-        // (they are blocked and read through a signalfd in the master, and
-        // the worker installs its own after the fork).
-        unsafe { signal(sig, SigHandler::SigDfl) }?;
+        // SAFETY: `sigaction` is unsafe because installing a *handler*
+        // means running a Rust function in signal context. `SIG_DFL` is not
+        // a function, and the action put back is exactly the one the
+        // process had (a handler installed by its own code, not ours).
+        // The signals are blocked, so none is delivered in between.
+        let old = unsafe { sigaction(sig, &default) }?;
+        if !matches!(old.handler(), SigHandler::SigDfl | SigHandler::SigIgn) {
+            // SAFETY: as above.
+            unsafe { sigaction(sig, &old) }?;
+        }
     }
     Ok(())
 }
 
-/// What a freshly forked worker does first, before touching anything else:
-/// reset `signals` to their default dispositions, ask the kernel for
-/// `SIGTERM` when the master dies (`PR_SET_PDEATHSIG`, which `fork`
-/// clears, so it must be set here), then check the master did not die
-/// before that request took effect. Returns `false` if the master is
-/// already gone: the caller must exit at once.
-pub(crate) fn child_after_fork(master: Pid, signals: &[Signal]) -> bool {
-    // Errors here cannot be reported anywhere useful yet; the worker still
-    // notices a dead master through EOF on its control channel.
-    let _ = reset_dispositions(signals);
-    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
+/// What a freshly forked worker does first, before touching anything else
+/// (the handled signals are still blocked): make sure it will not outlive
+/// the master, then check the master did not die before that took effect.
+/// Returns `false` if the master is already gone: the caller must exit at
+/// once.
+///
+/// * signalfd route (Linux): ask the kernel for `SIGTERM` when the master
+///   dies (`PR_SET_PDEATHSIG`, which `fork` clears, so it is set here).
+///   The dispositions are the master's: no `SIG_IGN` (see [`unignore`]),
+///   and any handler the application installed before serving.
+/// * portable route: the dispositions are left alone. They are
+///   signal-hook's handlers, which do nothing once the master's
+///   registrations are gone (dropped with the master's state before the
+///   worker runs; a handler the application installed before serving,
+///   which signal-hook chains, still runs), and signal-hook keeps a
+///   registry of the handlers it installed, copied by the fork: resetting
+///   a disposition behind its back would make it believe its handler
+///   still in place, and the worker's own `SIGTERM` handler would never be
+///   installed. A thread ([`watch_parent`]) stands in for
+///   `PR_SET_PDEATHSIG`.
+///
+/// Either way the worker also sees EOF on its control channel when the
+/// master dies.
+pub(crate) fn child_after_fork(master: Pid) -> bool {
+    // Errors here are not fatal: the worker still notices a dead master
+    // through EOF on its control channel.
+    if portable_signals() {
+        if let Err(e) = watch_parent(master) {
+            log::warn!("cannot start the thread that watches the master: {e}");
+        }
+    } else {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
+    }
     nix::unistd::getppid() == master
+}
+
+/// How often [`watch_parent`] looks at the parent pid.
+pub(crate) const PARENT_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The stand-in for `PR_SET_PDEATHSIG` where it does not exist: a thread
+/// that checks every [`PARENT_CHECK_INTERVAL`] whether `master` is still
+/// this process's parent and, once it is not (the master died and the
+/// worker was re-parented), logs it and sends this process `SIGTERM`,
+/// which the worker handles as a graceful stop.
+///
+/// Start it while the handled signals are blocked (right after the fork):
+/// the thread keeps that mask, so the process-directed `SIGTERM` is
+/// handled by the worker's main thread once it unblocks them. (On Linux,
+/// where it only runs with the diagnostic switch on, the thread counts
+/// against `RLIMIT_NPROC` like a process.)
+pub(crate) fn watch_parent(master: Pid) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name("tine-parent-watch".to_owned())
+        .spawn(move || {
+            while nix::unistd::getppid() == master {
+                std::thread::sleep(PARENT_CHECK_INTERVAL);
+            }
+            log::warn!("the master (pid {master}) is gone (worker re-parented); stopping");
+            let _ = nix::sys::signal::kill(nix::unistd::getpid(), Signal::SIGTERM);
+        })?;
+    Ok(())
 }
 
 /// Makes a worker ignore the master-only signals (`SIGHUP`, `SIGTTIN`,
 /// `SIGTTOU`) so that one sent to a worker by mistake neither ends it
 /// (`HUP`) nor stops it (`TTIN`/`TTOU` default to "stop the process").
+///
+/// On the portable route they already are: signal-hook's handlers, left
+/// in place with nothing registered, do nothing (see [`child_after_fork`]),
+/// and replacing them with `SIG_IGN` behind signal-hook's back would stop
+/// an application from handling them with signal-hook in its worker.
 pub(crate) fn ignore_master_signals() {
+    if portable_signals() {
+        return;
+    }
     for sig in [Signal::SIGHUP, Signal::SIGTTIN, Signal::SIGTTOU] {
         // SAFETY: `SIG_IGN` runs no code in signal context, and these
-        // signals have no other user in a worker: the master's dispositions
-        // were reset to default after the fork and nothing else installs
-        // handlers for them.
+        // signals have no other user in a worker: the master reads them,
+        // and the worker's own handlers are installed after this.
         let _ = unsafe { signal(sig, SigHandler::SigIgn) };
     }
 }

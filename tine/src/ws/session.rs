@@ -145,6 +145,7 @@ pub(crate) struct Session {
     pub(crate) finished: bool,
     pub(crate) awaiting_pong: bool,
     closed_event_sent: bool,
+    more_input: bool,
 }
 
 impl Session {
@@ -181,6 +182,7 @@ impl Session {
             finished: false,
             awaiting_pong: false,
             closed_event_sent: false,
+            more_input: false,
         }
     }
 
@@ -209,8 +211,17 @@ impl Session {
     /// Takes bytes read from the socket, answering control frames and
     /// calling the handler once per complete message.
     pub(crate) fn feed(&mut self, data: &[u8], wire: &dyn Wire) {
+        self.feed_some(data, wire, u32::MAX);
+    }
+
+    /// Like [`feed`](Self::feed), but processes at most `limit` frames;
+    /// the rest stays buffered ([`has_input`](Self::has_input)) for the
+    /// next call. Returns how many were processed.
+    pub(crate) fn feed_some(&mut self, data: &[u8], wire: &dyn Wire, limit: u32) -> u32 {
         self.core.io.input.extend_from_slice(data);
-        while !self.finished {
+        let mut done = 0;
+        while !self.finished && done < limit {
+            done += 1;
             match self.core.ctx.read(&mut self.core.io) {
                 Ok(Message::Text(text)) => {
                     self.call(WsEvent::Text(text.as_str().to_string()), wire)
@@ -224,7 +235,10 @@ impl Session {
                     self.closed(code, reason, wire);
                 }
                 Ok(Message::Frame(_)) => {}
-                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    done -= 1;
+                    break;
+                }
                 Err(WsError::ConnectionClosed) | Err(WsError::AlreadyClosed) => {
                     self.finished = true;
                 }
@@ -245,6 +259,31 @@ impl Session {
             }
         }
         let _ = self.core.ctx.flush(&mut self.core.io);
+        // Stopped by the limit: frames may wait in the protocol's own
+        // read buffer, which cannot be inspected.
+        self.more_input = done == limit && !self.finished;
+        done
+    }
+
+    /// Output queued for the socket and not yet written.
+    pub(crate) fn unsent(&self) -> &[u8] {
+        &self.core.io.output[self.core.sent..]
+    }
+
+    /// Marks the first `n` bytes of [`unsent`](Self::unsent) as written.
+    pub(crate) fn written(&mut self, n: usize) {
+        self.core.advance(n);
+    }
+
+    /// Whether the peer read too slowly and is being closed (1008).
+    pub(crate) fn overflowed(&self) -> bool {
+        self.core.overflowed
+    }
+
+    /// Whether received bytes may wait to be processed (a call to
+    /// [`feed_some`](Self::feed_some) stopped at its limit).
+    pub(crate) fn has_input(&self) -> bool {
+        self.more_input
     }
 
     /// Tells the handler the connection is over (once).

@@ -1,0 +1,492 @@
+//! The HTTP/1.1 phase: reading requests, answering them in order, and
+//! sending responses (memory, stream, file), then the lingering close.
+//!
+//! Requests are decoded from the connection's buffer and answered in
+//! order; their responses are gathered into one buffer written once per
+//! batch (pipelining costs one write, not one per request). A connection
+//! whose socket is full keeps its queued output and reads nothing more
+//! until it drains, so a slow client only slows itself.
+
+use std::io;
+
+use http::{Method, StatusCode, Version};
+
+use super::{Budget, Conn, Next, Pending, Phase, Shared, Transport, OUT_BATCH};
+use crate::http::encode::{encode_head, framing, BodyShape, Exchange};
+use crate::http::parse::Decoded;
+use crate::http::{fill_stream, Body, Fill, Request, Response};
+use crate::pubsub;
+use crate::service::Answer;
+use crate::ws::session::Session;
+
+/// Bodies up to this size are copied behind their head into one write;
+/// larger ones are written from their own buffer.
+const INLINE_BODY: usize = 16 * 1024;
+/// Most bytes of stream chunks (or copied file) gathered per write.
+const STREAM_BATCH: usize = 64 * 1024;
+
+/// The outcome of pushing queued output to the socket.
+#[derive(Debug, PartialEq, Eq)]
+enum Flush {
+    /// Everything queued was sent.
+    Done,
+    /// The socket is full; wait for a writable event.
+    Blocked,
+    /// The connection is broken; close it.
+    Failed,
+}
+
+/// The outcome of discarding input while lingering.
+#[derive(Debug, PartialEq, Eq)]
+enum Discard {
+    /// The socket has nothing more for now.
+    Drained,
+    /// The limit was reached with input possibly left.
+    More,
+    /// The peer closed or failed: time to close.
+    Closed,
+}
+
+impl<T: Transport> Conn<T> {
+    /// Drives the HTTP/1.1 phase (and hands over to the WebSocket phase
+    /// once the `101` is sent).
+    pub(super) fn drive_http(&mut self, shared: &mut Shared, budget: &mut Budget) -> Next {
+        loop {
+            if self.phase == Phase::Lingering {
+                if self.readable {
+                    match self.discard_input(&mut shared.scratch, budget.read) {
+                        Discard::Drained => self.readable = false,
+                        Discard::More => return Next::Yield,
+                        Discard::Closed => return Next::Close,
+                    }
+                }
+                return Next::Keep;
+            }
+            match self.flush() {
+                Flush::Done => {}
+                Flush::Blocked => return Next::Keep,
+                Flush::Failed => return Next::Close,
+            }
+            if self.ws.is_some() {
+                self.return_output(shared);
+                return self.drive_ws(shared, budget);
+            }
+            match self.pump() {
+                Flush::Done => {}
+                Flush::Blocked => return Next::Keep,
+                Flush::Failed => return Next::Close,
+            }
+            self.return_output(shared);
+            if self.phase == Phase::Closing {
+                self.linger(shared.now);
+                continue;
+            }
+            if budget.spent() {
+                // Everything answered so far is sent; the rest waits its
+                // turn.
+                return if self.readable || !self.rbuf.is_empty() {
+                    Next::Yield
+                } else {
+                    Next::Keep
+                };
+            }
+            if !pubsub::outbox_has_room() {
+                // Its handlers' messages cannot be queued: decode and read
+                // nothing more until the loop has delivered the outbox.
+                return Next::Park;
+            }
+            if self.answer_buffered(shared, budget) {
+                continue;
+            }
+            if !self.readable {
+                return Next::Keep;
+            }
+            match self.read_some(&mut shared.scratch, shared.now) {
+                // EOF: a half-sent request cannot be answered.
+                Ok(0) => return Next::Close,
+                // A short read drained the socket: skip the read that
+                // would only say EAGAIN. Edge-triggered epoll reports every
+                // later arrival (and EOF) as a new event, so nothing is
+                // missed; this saves one syscall per request (nginx does
+                // the same).
+                Ok(n) if n < shared.scratch.len() => {
+                    self.readable = false;
+                    budget.read = budget.read.saturating_sub(n);
+                }
+                Ok(n) => budget.read = budget.read.saturating_sub(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return Next::Keep;
+                }
+                Err(_) => return Next::Close,
+            }
+        }
+    }
+
+    /// Everything queued is sent: give the output buffer back to the
+    /// loop, so an idle connection holds none.
+    fn return_output(&mut self, shared: &mut Shared) {
+        if self.wbuf.capacity() > 0 {
+            if shared.spare_out.capacity() < self.wbuf.capacity() {
+                std::mem::swap(&mut self.wbuf, &mut shared.spare_out);
+            }
+            self.wbuf = Vec::new();
+        }
+    }
+
+    /// Gives the connection the loop's spare output buffer if it has none.
+    fn lend_output(&mut self, shared: &mut Shared) {
+        if self.wbuf.capacity() == 0 {
+            std::mem::swap(&mut self.wbuf, &mut shared.spare_out);
+        }
+    }
+
+    /// Decodes and answers the requests already in the read buffer,
+    /// queueing their responses. Returns whether anything was queued.
+    fn answer_buffered(&mut self, shared: &mut Shared, budget: &mut Budget) -> bool {
+        let mut produced = false;
+        while self.pending.is_none() && self.phase == Phase::Open && self.wbuf.len() < OUT_BATCH {
+            if self.rbuf.is_empty() && !self.decoder.mid_request() {
+                break;
+            }
+            if budget.requests == 0 || (produced && !pubsub::outbox_has_room()) {
+                break;
+            }
+            let decoded = self.decoder.decode(&mut self.rbuf, &shared.config.limits);
+            if self.body_started.is_none() && self.decoder.mid_request() {
+                // The head is complete and its body is arriving: from here
+                // the body deadline applies instead of the header deadline.
+                self.head_started = None;
+                self.body_started = Some(shared.now);
+            }
+            match decoded {
+                Decoded::NeedMore => break,
+                Decoded::Continue => {
+                    self.lend_output(shared);
+                    self.wbuf
+                        .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    produced = true;
+                }
+                Decoded::Error(status) => {
+                    let max_headers = shared.config.limits.max_headers;
+                    let seen = self.decoder.take_seen(&self.rbuf, max_headers);
+                    let res = shared.service.refuse(status, seen, self.peer);
+                    self.lend_output(shared);
+                    self.encode_response(res, Exchange::CLOSE, shared);
+                    self.rbuf.clear();
+                    budget.requests -= 1;
+                    produced = true;
+                }
+                Decoded::Request(head, body) => {
+                    // Bytes left behind this request (pipelined, or the
+                    // start of a slow next head) begin the next head now:
+                    // it is timed by the header timeout from here, not by
+                    // the idle timeout that every trickled byte would renew.
+                    self.head_started = if self.rbuf.is_empty() {
+                        None
+                    } else {
+                        Some(shared.now)
+                    };
+                    self.body_started = None;
+                    let exchange = Exchange {
+                        head: head.method == Method::HEAD,
+                        http10: head.version == Version::HTTP_10,
+                        keep_alive: head.keep_alive && !shared.draining,
+                    };
+                    let res = match Request::new(
+                        head.method,
+                        head.target,
+                        head.version,
+                        head.headers,
+                        body,
+                        self.peer,
+                    ) {
+                        Ok(mut req) => match shared.service.answer(&mut req) {
+                            Answer::Response(res) => res,
+                            Answer::Upgrade(res, handler) => {
+                                self.lend_output(shared);
+                                self.encode_response(res, Exchange::UPGRADE, shared);
+                                let leftover = std::mem::take(&mut self.rbuf).to_vec();
+                                let mut session = Box::new(Session::new(
+                                    req,
+                                    handler,
+                                    &shared.config.ws,
+                                    shared.config.limits.max_body,
+                                    leftover,
+                                ));
+                                session.open(&self.stream);
+                                self.ws = Some(session);
+                                return true;
+                            }
+                        },
+                        Err(mut req) => shared
+                            .service
+                            .refuse_request(StatusCode::BAD_REQUEST, &mut req),
+                    };
+                    self.lend_output(shared);
+                    self.encode_response(res, exchange, shared);
+                    self.served = self.served.saturating_add(1);
+                    shared.budget.count();
+                    budget.requests -= 1;
+                    produced = true;
+                }
+            }
+        }
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
+            // Release the read buffer: idle connections hold none.
+            self.rbuf = bytes::BytesMut::new();
+        }
+        produced
+    }
+
+    /// A request did not arrive in time: queue a `408` (sending it moves
+    /// the connection to lingering).
+    pub(super) fn request_timed_out(&mut self, shared: &mut Shared) {
+        let seen = self
+            .decoder
+            .take_seen(&self.rbuf, shared.config.limits.max_headers);
+        let res = shared
+            .service
+            .refuse(StatusCode::REQUEST_TIMEOUT, seen, self.peer);
+        self.lend_output(shared);
+        self.encode_response(res, Exchange::CLOSE, shared);
+        self.rbuf.clear();
+        self.head_started = None;
+        self.body_started = None;
+    }
+
+    /// Queues a response: its head, and its body inline or as pending.
+    fn encode_response(&mut self, res: Response, exchange: Exchange, shared: &Shared) {
+        let Response {
+            status,
+            headers,
+            body,
+            ..
+        } = res;
+        let shape = match &body {
+            Body::Empty => BodyShape::Empty,
+            Body::Full(bytes) => BodyShape::Sized(bytes.len() as u64),
+            Body::File(file) => BodyShape::Sized(file.len),
+            Body::Stream(_) => BodyShape::Stream,
+        };
+        let framing = framing(status, shape, exchange);
+        encode_head(
+            &mut self.wbuf,
+            status,
+            &headers,
+            framing.length,
+            framing.connection,
+            shared.date.bytes(),
+        );
+        if framing.send_body {
+            match body {
+                Body::Empty => {}
+                Body::Full(bytes) if bytes.len() <= INLINE_BODY => {
+                    self.wbuf.extend_from_slice(&bytes);
+                }
+                Body::Full(bytes) => self.pending = Some(Pending::Bytes(bytes)),
+                // A small file is read behind its head: one write, one TCP
+                // segment, instead of a write and a sendfile.
+                Body::File(file) if file.len <= INLINE_BODY as u64 => {
+                    if !read_inline(&mut self.wbuf, &file) {
+                        self.pending = Some(Pending::File(file));
+                    }
+                }
+                Body::File(file) => self.pending = Some(Pending::File(file)),
+                Body::Stream(chunks) => {
+                    self.pending = Some(Pending::Stream {
+                        chunks,
+                        chunked: framing.length == crate::http::encode::Length::Chunked,
+                    })
+                }
+            }
+        }
+        if !framing.keep_alive {
+            self.phase = Phase::Closing;
+        }
+    }
+
+    /// Cuts off a streamed response whose iterator panicked: the head and
+    /// earlier chunks are out, the end never will be. A chunked body just
+    /// stops (the client sees a message without its last chunk); a body
+    /// delimited by the close would look complete after a normal close, so
+    /// that connection is reset instead. Returns `Failed`: close it.
+    fn abort_stream(&mut self) -> Flush {
+        // What the iterator produced before it panicked goes out if the
+        // socket takes it now.
+        let _ = self.flush();
+        if let Some(Pending::Stream { chunked: false, .. }) = self.pending {
+            self.stream.reset_on_close();
+        }
+        self.pending = None;
+        self.wbuf.clear();
+        self.wpos = 0;
+        Flush::Failed
+    }
+
+    /// Reads once into `scratch` and appends to `rbuf`. `Ok(0)` is EOF.
+    fn read_some(&mut self, scratch: &mut [u8], now: std::time::Instant) -> io::Result<usize> {
+        loop {
+            match self.stream.read(scratch) {
+                Ok(n) => {
+                    if n > 0 {
+                        if self.rbuf.is_empty() && !self.decoder.mid_request() {
+                            self.head_started.get_or_insert(now);
+                        }
+                        self.rbuf.extend_from_slice(&scratch[..n]);
+                    }
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Writes queued bytes; on `Done` the buffer is empty.
+    fn flush(&mut self) -> Flush {
+        // A head followed by sendfile: tell the kernel more is coming, so
+        // head and first body bytes share a segment (like TCP_CORK).
+        let more = matches!(self.pending, Some(Pending::File(_)));
+        while self.wpos < self.wbuf.len() {
+            let sent = if more {
+                self.stream.write_more(&self.wbuf[self.wpos..])
+            } else {
+                self.stream.write(&self.wbuf[self.wpos..])
+            };
+            match sent {
+                Ok(0) => return Flush::Failed,
+                Ok(n) => self.wpos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flush::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Flush::Failed,
+            }
+        }
+        self.wbuf.clear();
+        self.wpos = 0;
+        Flush::Done
+    }
+
+    /// Sends more of the pending body. `Done` means the body is finished
+    /// (and `pending` is `None`); the head must have been flushed first.
+    fn pump(&mut self) -> Flush {
+        loop {
+            let Some(pending) = &mut self.pending else {
+                return Flush::Done;
+            };
+            match pending {
+                Pending::Bytes(bytes) => {
+                    while !bytes.is_empty() {
+                        match self.stream.write(bytes) {
+                            Ok(0) => return Flush::Failed,
+                            Ok(n) => {
+                                let _ = bytes.split_to(n);
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                                return Flush::Blocked
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(_) => return Flush::Failed,
+                        }
+                    }
+                    self.pending = None;
+                }
+                Pending::Stream { chunks, chunked } => {
+                    // Pull only as much as one write can take; the
+                    // producer waits while the client is slow.
+                    match fill_stream(&mut **chunks, *chunked, &mut self.wbuf, STREAM_BATCH) {
+                        Fill::More => {}
+                        Fill::Done => self.pending = None,
+                        Fill::Aborted => return self.abort_stream(),
+                    }
+                    match self.flush() {
+                        Flush::Done => {}
+                        other => return other,
+                    }
+                }
+                Pending::File(file) => {
+                    let mut copied = false;
+                    while file.len > 0 {
+                        let count = usize::try_from(file.len).unwrap_or(usize::MAX).min(1 << 30);
+                        let sent = match self.stream.send_file(&file.file, &mut file.offset, count)
+                        {
+                            Some(sent) => sent,
+                            // The transport cannot send from the page
+                            // cache: copy a batch through the buffer.
+                            None => {
+                                let batch = count.min(STREAM_BATCH);
+                                let start = self.wbuf.len();
+                                self.wbuf.resize(start + batch, 0);
+                                match std::os::unix::fs::FileExt::read_at(
+                                    &*file.file,
+                                    &mut self.wbuf[start..],
+                                    file.offset,
+                                ) {
+                                    Ok(0) | Err(_) => return Flush::Failed,
+                                    Ok(n) => {
+                                        self.wbuf.truncate(start + n);
+                                        file.offset += n as u64;
+                                        file.len -= n as u64;
+                                    }
+                                }
+                                copied = true;
+                                break;
+                            }
+                        };
+                        match sent {
+                            Ok(0) => return Flush::Failed, // the file shrank
+                            Ok(n) => file.len -= n as u64,
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                                return Flush::Blocked
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(_) => return Flush::Failed,
+                        }
+                    }
+                    if copied {
+                        match self.flush() {
+                            Flush::Done => continue,
+                            other => return other,
+                        }
+                    }
+                    self.pending = None;
+                }
+            }
+        }
+    }
+
+    /// Reads and drops input while lingering, at most about `limit` bytes.
+    fn discard_input(&mut self, scratch: &mut [u8], limit: usize) -> Discard {
+        let mut read = 0;
+        loop {
+            if read >= limit {
+                return Discard::More;
+            }
+            match self.stream.read(scratch) {
+                Ok(0) => return Discard::Closed,
+                Ok(n) => read += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Discard::Drained,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Discard::Closed,
+            }
+        }
+    }
+}
+
+/// Appends a small file region to `out`; `false` (with `out` unchanged)
+/// if it could not be read whole, so the caller falls back to sendfile.
+fn read_inline(out: &mut Vec<u8>, file: &crate::http::FileBody) -> bool {
+    use std::os::unix::fs::FileExt;
+    let start = out.len();
+    out.resize(start + file.len as usize, 0);
+    if file
+        .file
+        .read_exact_at(&mut out[start..], file.offset)
+        .is_ok()
+    {
+        true
+    } else {
+        out.truncate(start);
+        false
+    }
+}

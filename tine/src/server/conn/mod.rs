@@ -1,0 +1,353 @@
+//! One client connection: its protocol state machine (HTTP/1.1, then
+//! WebSocket after an upgrade) over a [`Transport`].
+//!
+//! The event loop owns the sockets' readiness, the timers and the order in
+//! which connections run; a connection owns everything else. Its interface
+//! is small: [`readable`](Conn::readable) when the socket reported input,
+//! [`drive`](Conn::drive) to make all the progress it can without blocking
+//! (within one turn's [`Budget`]), [`deadline`](Conn::deadline) for the
+//! timer it wants, [`timed_out`](Conn::timed_out) when that passed, and
+//! [`closed`](Conn::closed) before it is dropped.
+//!
+//! A connection holds no buffer while idle: read data lives in `rbuf` only
+//! while a request is incomplete, and queued output in `wbuf` only while
+//! the socket refuses more (the loop lends one spare output buffer, see
+//! [`Shared`]). That keeps an idle keep-alive connection to the size of
+//! this struct.
+//!
+//! - `http1.rs`: reading requests, answering them in order, framing and
+//!   sending responses (memory, stream, file), lingering close.
+//! - `ws.rs`: the WebSocket phase.
+//! - `transport.rs`: the byte stream underneath (plain TCP; `sendfile`
+//!   only there).
+
+mod http1;
+mod transport;
+mod ws;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::http::date::DateCache;
+use crate::http::parse::Decoder;
+use crate::http::FileBody;
+use crate::server::recycle::RequestBudget;
+use crate::server::ServerConfig;
+use crate::service::Service;
+use crate::ws::session::Session;
+
+pub(crate) use transport::Transport;
+
+/// Size of the read scratch buffer: one read takes at most this much.
+pub(crate) const READ_CHUNK: usize = 64 * 1024;
+/// Pipelined responses are gathered until this much output is queued.
+pub(crate) const OUT_BATCH: usize = 256 * 1024;
+/// Most requests (or WebSocket frames) one connection may handle per loop
+/// turn, and most bytes it may read. A connection with work left yields
+/// ([`Next::Yield`]), so one pipelining client cannot hold the worker
+/// while others wait.
+const TURN_REQUESTS: u32 = 64;
+const TURN_READ: usize = 4 * READ_CHUNK;
+/// How long a closing connection waits for the peer to close after our
+/// last response before closing anyway.
+const LINGER: Duration = Duration::from_secs(2);
+/// How long a connection idle during a drain is kept before it is closed.
+pub(crate) const DRAIN_IDLE: Duration = Duration::from_secs(1);
+
+/// Buffers and settings shared by all connections of one loop.
+pub(crate) struct Shared {
+    pub(crate) service: Service,
+    pub(crate) config: ServerConfig,
+    pub(crate) date: DateCache,
+    /// Where reads land before being appended to a connection's buffer.
+    pub(crate) scratch: Vec<u8>,
+    /// An output buffer lent to a connection while it writes, so idle
+    /// connections hold none.
+    pub(crate) spare_out: Vec<u8>,
+    /// The server is shutting down: answer with `Connection: close`.
+    pub(crate) draining: bool,
+    /// The time of the current loop turn.
+    pub(crate) now: Instant,
+    /// Responses served against `max_requests` (see `recycle.rs`):
+    /// unlimited until the loop of a worker sets it.
+    pub(crate) budget: RequestBudget,
+}
+
+impl Shared {
+    pub(crate) fn new(service: Service, config: ServerConfig, now: Instant) -> Self {
+        Shared {
+            service,
+            config,
+            date: DateCache::new(),
+            scratch: vec![0; READ_CHUNK],
+            spare_out: Vec::with_capacity(OUT_BATCH),
+            draining: false,
+            now,
+            budget: RequestBudget::new(None),
+        }
+    }
+}
+
+/// What a connection needs after being driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Wait for the socket's next event (or a timer).
+    Keep,
+    /// Its turn's budget is spent with work left (input buffered or still
+    /// in the socket): drive it again after the others. Edge-triggered
+    /// readiness will not report the unread input again.
+    Yield,
+    /// The publish outbox is full: read nothing more from it until the
+    /// loop has delivered what is queued.
+    Park,
+    /// Done or broken: close it.
+    Close,
+}
+
+/// What a connection should do once its deadline passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expired {
+    /// Close it now.
+    Close,
+    /// It queued something (a `408`, a ping): drive it.
+    Drive,
+}
+
+/// What one connection may still do in the current loop turn.
+struct Budget {
+    requests: u32,
+    read: usize,
+}
+
+impl Budget {
+    fn new() -> Self {
+        Budget {
+            requests: TURN_REQUESTS,
+            read: TURN_READ,
+        }
+    }
+
+    fn spent(&self) -> bool {
+        self.requests == 0 || self.read == 0
+    }
+}
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Reading requests, writing responses.
+    Open,
+    /// The last response is queued; close once it is sent.
+    Closing,
+    /// Output done and write side shut; discarding input until the peer
+    /// closes or the linger deadline passes, so the peer reads our last
+    /// response instead of a reset.
+    Lingering,
+}
+
+/// A body still being sent after its head.
+enum Pending {
+    Bytes(Bytes),
+    Stream {
+        chunks: Box<dyn Iterator<Item = Bytes>>,
+        chunked: bool,
+    },
+    File(FileBody),
+}
+
+/// One client connection over transport `T`.
+pub(crate) struct Conn<T> {
+    stream: T,
+    peer: SocketAddr,
+    rbuf: BytesMut,
+    decoder: Decoder,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    pending: Option<Pending>,
+    phase: Phase,
+    /// Responses completed on this connection.
+    served: u32,
+    /// The socket may have unread data (edge-triggered readiness).
+    readable: bool,
+    /// When the connection was accepted.
+    opened: Instant,
+    /// When the current request head started arriving.
+    head_started: Option<Instant>,
+    /// When the current request's head was complete, while its body is
+    /// still arriving.
+    body_started: Option<Instant>,
+    /// When lingering ends (or an unanswered ping gives up).
+    give_up: Instant,
+    /// Set once the connection has switched to WebSocket.
+    ws: Option<Box<Session>>,
+}
+
+impl<T: Transport> Conn<T> {
+    pub(crate) fn new(stream: T, peer: SocketAddr, now: Instant) -> Self {
+        Conn {
+            stream,
+            peer,
+            rbuf: BytesMut::new(),
+            decoder: Decoder::new(),
+            wbuf: Vec::new(),
+            wpos: 0,
+            pending: None,
+            phase: Phase::Open,
+            served: 0,
+            readable: true,
+            opened: now,
+            head_started: None,
+            body_started: None,
+            give_up: now,
+            ws: None,
+        }
+    }
+
+    /// The client's address.
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The transport, to (de)register it with the poller.
+    pub(crate) fn transport_mut(&mut self) -> &mut T {
+        &mut self.stream
+    }
+
+    /// The socket reported input (or EOF, or an error): the next
+    /// [`drive`](Self::drive) reads.
+    pub(crate) fn readable(&mut self) {
+        self.readable = true;
+    }
+
+    /// Moves the connection as far as it can go without blocking, within
+    /// one turn's budget: send queued output, answer buffered requests,
+    /// read more.
+    pub(crate) fn drive(&mut self, shared: &mut Shared) -> Next {
+        self.drive_http(shared, &mut Budget::new())
+    }
+
+    /// When this connection wants its timer to fire, given its state
+    /// after [`drive`](Self::drive).
+    pub(crate) fn deadline(&self, shared: &Shared) -> Instant {
+        let now = shared.now;
+        if let Some(ws) = self
+            .ws
+            .as_deref()
+            .filter(|_| self.phase != Phase::Lingering)
+        {
+            let config = &shared.config.ws;
+            return if ws.overflowed() {
+                now + config.pong_timeout
+            } else if ws.awaiting_pong {
+                self.give_up
+            } else if let Some(interval) = config.ping_interval {
+                now + interval
+            } else {
+                now + Duration::from_secs(24 * 3600)
+            };
+        }
+        let limits = &shared.config.limits;
+        if self.phase == Phase::Lingering {
+            self.give_up
+        } else if self.writing() {
+            now + limits.idle_timeout
+        } else if let Some(started) = self.head_started {
+            started + limits.header_timeout
+        } else if let Some(started) = self.body_started {
+            (started + limits.body_timeout).min(now + limits.idle_timeout)
+        } else if self.decoder.mid_request() {
+            now + limits.idle_timeout
+        } else if shared.draining {
+            // Idle while draining: close soon, but not at once, so a client
+            // that is sending its next request right now gets an answer
+            // (with `Connection: close`) instead of a closed socket.
+            now + DRAIN_IDLE
+        } else if self.served == 0 {
+            self.opened + limits.header_timeout
+        } else {
+            now + limits.idle_timeout
+        }
+    }
+
+    /// Its deadline passed: close it, or (a request that did not arrive in
+    /// time, a WebSocket peer due a ping) queue something and drive it.
+    pub(crate) fn timed_out(&mut self, shared: &mut Shared) -> Expired {
+        if let Some(ws) = self.ws.as_mut() {
+            if ws.awaiting_pong || ws.overflowed() || ws.finished || shared.draining {
+                return Expired::Close;
+            }
+            ws.ping();
+            self.give_up = shared.now + shared.config.ws.pong_timeout;
+            return Expired::Drive;
+        }
+        if self.phase != Phase::Open || self.writing() || !self.reading_request() {
+            // Lingering done, a client that stopped reading, or an idle
+            // keep-alive connection: nothing to say.
+            return Expired::Close;
+        }
+        self.request_timed_out(shared);
+        Expired::Drive
+    }
+
+    /// The loop is about to drop the connection: a WebSocket handler
+    /// learns of it (1006) unless it already did.
+    pub(crate) fn closed(&mut self) {
+        if let Some(ws) = self.ws.as_mut() {
+            ws.closed(1006, String::new(), &self.stream);
+        }
+    }
+
+    /// Whether nothing is in flight: safe to close during a drain.
+    pub(crate) fn idle(&self) -> bool {
+        !self.writing() && !self.reading_request() && self.phase == Phase::Open && self.ws.is_none()
+    }
+
+    /// The WebSocket session, once upgraded and not lingering.
+    pub(crate) fn session_mut(&mut self) -> Option<&mut Session> {
+        self.ws
+            .as_deref_mut()
+            .filter(|_| self.phase != Phase::Lingering)
+    }
+
+    /// The WebSocket session, once upgraded (also while lingering).
+    pub(crate) fn any_session(&self) -> Option<&Session> {
+        self.ws.as_deref()
+    }
+
+    /// The WebSocket session, once upgraded, for changes (also while
+    /// lingering: its last topic changes still apply).
+    pub(crate) fn any_session_mut(&mut self) -> Option<&mut Session> {
+        self.ws.as_deref_mut()
+    }
+
+    /// Starts the WebSocket close handshake with 1001 (the server is
+    /// shutting down).
+    pub(crate) fn go_away(&mut self) {
+        if let Some(ws) = self.ws.as_mut() {
+            ws.go_away();
+        }
+    }
+
+    /// Whether output is queued or a body is being sent.
+    fn writing(&self) -> bool {
+        self.wpos < self.wbuf.len() || self.pending.is_some()
+    }
+
+    /// Whether part of a request has arrived.
+    fn reading_request(&self) -> bool {
+        !self.rbuf.is_empty() || self.decoder.mid_request()
+    }
+
+    /// Output done: shut our side and discard input until the peer closes
+    /// or the linger time passes.
+    fn linger(&mut self, now: Instant) {
+        self.stream.shutdown_write();
+        self.phase = Phase::Lingering;
+        self.give_up = now + LINGER;
+    }
+}

@@ -1,0 +1,253 @@
+//! The connection on its own: a Unix socket pair stands in for the
+//! client, so no listener, poller or event loop is involved. The test
+//! drives the connection by hand, as the loop would after each event.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::http::{Request, Response};
+use crate::{App, Limits, StatusCode};
+
+fn app() -> App {
+    App::new()
+        .get("/", |_: &Request| "ok")
+        .post("/echo", |req: &Request| Response::bytes(req.body_bytes()))
+        .get("/stream", |_: &Request| Response::stream(["a", "bc"]))
+        .limits(
+            Limits::default()
+                .header_timeout(Duration::from_secs(5))
+                .body_timeout(Duration::from_secs(7))
+                .idle_timeout(Duration::from_secs(60)),
+        )
+}
+
+/// A connection over one end of a socket pair, the other end for the
+/// test, and the loop-wide state.
+fn setup(app: App) -> (Conn<mio::net::UnixStream>, UnixStream, Shared) {
+    let (server, client) = UnixStream::pair().unwrap();
+    server.set_nonblocking(true).unwrap();
+    client.set_nonblocking(true).unwrap();
+    let now = Instant::now();
+    let conn = Conn::new(
+        mio::net::UnixStream::from_std(server),
+        "127.0.0.1:9".parse().unwrap(),
+        now,
+    );
+    let (service, config) = app.into_parts();
+    (conn, client, Shared::new(service, config, now))
+}
+
+/// Everything the connection has written so far, as text.
+fn received(client: &mut UnixStream) -> String {
+    String::from_utf8(received_bytes(client)).unwrap()
+}
+
+/// Everything the connection has written so far (it writes before
+/// `drive` returns, so nothing is in flight).
+fn received_bytes(client: &mut UnixStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match client.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    out
+}
+
+/// Whether the connection shut its sending side (EOF after its output).
+fn write_side_closed(client: &mut UnixStream) -> bool {
+    matches!(client.read(&mut [0u8; 1]), Ok(0))
+}
+
+fn statuses(text: &str) -> Vec<&str> {
+    text.match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &text[i + 9..i + 12])
+        .collect()
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order_in_one_write_batch() {
+    let (mut conn, mut client, mut shared) = setup(app());
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET /nope HTTP/1.1\r\nHost: t\r\n\r\nPOST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc")
+        .unwrap();
+    assert_eq!(conn.drive(&mut shared), Next::Keep);
+    let text = received(&mut client);
+    assert_eq!(statuses(&text), ["200", "404", "200"]);
+    assert!(text.ends_with("\r\n\r\nabc"), "{text}");
+    assert!(conn.idle());
+}
+
+#[test]
+fn a_turn_answers_a_bounded_number_of_requests_then_yields() {
+    let (mut conn, mut client, mut shared) = setup(app());
+    let n = TURN_REQUESTS as usize + 10;
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n".repeat(n).as_slice())
+        .unwrap();
+    assert_eq!(conn.drive(&mut shared), Next::Yield);
+    assert_eq!(
+        statuses(&received(&mut client)).len(),
+        TURN_REQUESTS as usize
+    );
+    // Driven again (as the ready queue does), it answers the rest.
+    assert_eq!(conn.drive(&mut shared), Next::Keep);
+    assert_eq!(statuses(&received(&mut client)).len(), 10);
+}
+
+#[test]
+fn deadlines_follow_the_request_phase() {
+    let (mut conn, mut client, mut shared) = setup(app());
+    let opened = shared.now;
+    // Fresh connection: the header timeout from the moment it opened.
+    assert_eq!(conn.deadline(&shared), opened + Duration::from_secs(5));
+    // A head started later is timed from its first byte.
+    shared.now = opened + Duration::from_secs(1);
+    client.write_all(b"POST /echo HTTP/1.1\r\n").unwrap();
+    conn.readable();
+    assert_eq!(conn.drive(&mut shared), Next::Keep);
+    assert_eq!(conn.deadline(&shared), shared.now + Duration::from_secs(5));
+    // Once the head is complete, the body has its own whole-body deadline
+    // that later bytes do not extend.
+    shared.now = opened + Duration::from_secs(2);
+    client
+        .write_all(b"Host: t\r\nContent-Length: 4\r\n\r\na")
+        .unwrap();
+    conn.readable();
+    conn.drive(&mut shared);
+    let body_deadline = opened + Duration::from_secs(2 + 7);
+    assert_eq!(conn.deadline(&shared), body_deadline);
+    shared.now = opened + Duration::from_secs(3);
+    client.write_all(b"b").unwrap();
+    conn.readable();
+    conn.drive(&mut shared);
+    assert_eq!(conn.deadline(&shared), body_deadline);
+    // A request and the first byte of the next in one read: the next
+    // head is timed by the header timeout, from now.
+    shared.now = opened + Duration::from_secs(4);
+    client.write_all(b"cdG").unwrap();
+    conn.readable();
+    conn.drive(&mut shared);
+    assert_eq!(statuses(&received(&mut client)), ["200"]);
+    assert_eq!(conn.deadline(&shared), shared.now + Duration::from_secs(5));
+}
+
+#[test]
+fn a_late_request_gets_408_then_a_lingering_close() {
+    let (mut conn, mut client, mut shared) = setup(app());
+    client.write_all(b"GET / HTTP/1.1\r\nHo").unwrap();
+    conn.drive(&mut shared);
+    assert_eq!(conn.timed_out(&mut shared), Expired::Drive);
+    assert_eq!(conn.drive(&mut shared), Next::Keep);
+    let text = received(&mut client);
+    assert_eq!(statuses(&text), ["408"]);
+    assert!(text.contains("connection: close"), "{text}");
+    assert!(write_side_closed(&mut client));
+    // Lingering: the deadline is the linger time; then it closes.
+    assert_eq!(conn.deadline(&shared), shared.now + LINGER);
+    assert_eq!(conn.timed_out(&mut shared), Expired::Close);
+    // An idle keep-alive connection just closes.
+    let (mut conn, _client, mut shared) = setup(app());
+    assert_eq!(conn.timed_out(&mut shared), Expired::Close);
+}
+
+#[test]
+fn http10_streams_are_delimited_by_close() {
+    let (mut conn, mut client, mut shared) = setup(app());
+    client
+        .write_all(b"GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .unwrap();
+    conn.drive(&mut shared);
+    let text = received(&mut client);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains("connection: close"), "{text}");
+    assert!(!text.contains("transfer-encoding"), "{text}");
+    assert!(text.ends_with("\r\n\r\nabc"), "{text}");
+    assert!(write_side_closed(&mut client));
+}
+
+#[test]
+fn file_bodies_are_copied_where_the_transport_cannot_sendfile() {
+    use std::io::Seek;
+    let mut file = tempfile::tempfile().unwrap();
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    file.write_all(&data).unwrap();
+    file.rewind().unwrap();
+    let file = std::rc::Rc::new(file);
+    let app = app().get("/file", move |_: &Request| {
+        Response::from_file(file.clone(), 10, 90_000)
+    });
+    let (mut conn, mut client, mut shared) = setup(app);
+    client
+        .write_all(b"GET /file HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    // The socket buffer may fill: read and drive until the body is out.
+    let mut out = Vec::new();
+    for _ in 0..1000 {
+        conn.drive(&mut shared);
+        out.extend_from_slice(&received_bytes(&mut client));
+        let head_end = out.windows(4).position(|w| w == b"\r\n\r\n");
+        if head_end.is_some_and(|h| out.len() >= h + 4 + 90_000) {
+            break;
+        }
+    }
+    let head_end = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(String::from_utf8_lossy(&out[..head_end]).contains("content-length: 90000"));
+    assert!(out[head_end..] == data[10..90_010], "the body differs");
+    assert_eq!(
+        StatusCode::OK.as_str(),
+        &String::from_utf8_lossy(&out[9..12])
+    );
+}
+
+#[test]
+fn an_upgrade_switches_to_websocket_and_frames_count_against_the_budget() {
+    use testkit::ws::{client_frame, op, SAMPLE_KEY};
+    let app = app().ws(
+        "/echo",
+        |ws: &mut crate::WebSocket, event: crate::WsEvent| {
+            if let crate::WsEvent::Text(t) = event {
+                ws.send_text(t);
+            }
+        },
+    );
+    let (mut conn, mut client, mut shared) = setup(app);
+    let mut input = format!(
+        "GET /echo HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {SAMPLE_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .into_bytes();
+    // More frames than one turn may handle, sent with the handshake.
+    let frames = TURN_REQUESTS as usize + 6;
+    input.extend(client_frame(op::TEXT, b"hi").repeat(frames));
+    client.write_all(&input).unwrap();
+    // The handshake's leftover frames are handled when the session opens;
+    // frames read later count against the turn's budget.
+    let first = conn.drive(&mut shared);
+    let out = received_bytes(&mut client);
+    assert!(out.starts_with(b"HTTP/1.1 101 "));
+    assert!(conn.any_session().is_some());
+    let echoed = |out: &[u8]| out.windows(4).filter(|w| *w == b"\x81\x02hi").count();
+    let mut total = echoed(&out);
+    assert_eq!(first, Next::Keep, "all frames came with the handshake");
+    assert_eq!(total, frames);
+    // Frames arriving later: one turn handles at most its budget.
+    client
+        .write_all(&client_frame(op::TEXT, b"hi").repeat(frames))
+        .unwrap();
+    conn.readable();
+    assert_eq!(conn.drive(&mut shared), Next::Yield);
+    total += echoed(&received_bytes(&mut client));
+    assert_eq!(total, frames + TURN_REQUESTS as usize);
+    assert_eq!(conn.drive(&mut shared), Next::Keep);
+    total += echoed(&received_bytes(&mut client));
+    assert_eq!(total, 2 * frames);
+    // A WebSocket peer's deadline is the ping interval or a day.
+    assert!(conn.deadline(&shared) > shared.now);
+}

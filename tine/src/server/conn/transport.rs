@@ -1,0 +1,134 @@
+//! The byte stream under a connection.
+//!
+//! Plain TCP today; TLS (rustls) will be a second implementation, whose
+//! reads and writes go through the TLS session and which cannot use
+//! `sendfile` (the kernel would send the file unencrypted), so it leaves
+//! [`Transport::send_file`] to its default and file bodies are copied
+//! through the connection's buffer. The loop drives connections through a
+//! generic parameter, not a trait object: no dynamic dispatch on the hot
+//! path.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use crate::ws::session::Wire;
+
+/// A connection's byte stream: non-blocking reads and writes, plus what
+/// the plain socket can do better.
+pub(crate) trait Transport: Read + Write + Wire + mio::event::Source {
+    /// Writes, hinting that more follows at once (a head before a file
+    /// body), so both can share a segment.
+    fn write_more(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write(buf)
+    }
+
+    /// Sends up to `count` bytes of `file` from `*offset` without copying
+    /// them through user space, advancing `*offset`; `None` if this
+    /// transport cannot (the caller copies instead).
+    fn send_file(
+        &mut self,
+        _file: &File,
+        _offset: &mut u64,
+        _count: usize,
+    ) -> Option<io::Result<usize>> {
+        None
+    }
+
+    /// Shuts the sending side (our last byte is out), keeping the
+    /// receiving side open for the lingering close.
+    fn shutdown_write(&self);
+
+    /// Makes the coming close a reset (`SO_LINGER` 0), for a response that
+    /// must not look complete to the peer.
+    fn reset_on_close(&self) {}
+}
+
+/// Plain TCP. On Linux a head followed by a file goes out with `MSG_MORE`
+/// and the file by `sendfile(2)`; elsewhere (macOS, FreeBSD: their
+/// `sendfile` has another signature, which rustix does not wrap) the
+/// defaults apply and file bodies are copied through the connection's
+/// buffer in bounded pieces, the same path TLS will take.
+impl Transport for mio::net::TcpStream {
+    #[cfg(target_os = "linux")]
+    fn write_more(&mut self, buf: &[u8]) -> io::Result<usize> {
+        rustix::net::send(&*self, buf, rustix::net::SendFlags::MORE).map_err(io::Error::from)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn send_file(
+        &mut self,
+        file: &File,
+        offset: &mut u64,
+        count: usize,
+    ) -> Option<io::Result<usize>> {
+        Some(rustix::fs::sendfile(&*self, file, Some(offset), count).map_err(io::Error::from))
+    }
+
+    fn shutdown_write(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Write);
+    }
+
+    fn reset_on_close(&self) {
+        let _ = socket2::SockRef::from(self).set_linger(Some(Duration::ZERO));
+    }
+}
+
+/// A Unix socket: used by the connection's unit tests (a socket pair
+/// needs no listener); file bodies take the copying path.
+impl Transport for mio::net::UnixStream {
+    fn shutdown_write(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+/// How long `send_now` waits for a full socket before giving up.
+const SEND_NOW_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Writes all of `data` to a non-blocking socket, waiting (bounded) while
+/// it is full: for a WebSocket handler's `send_now`.
+fn write_all_now<S>(socket: &S, mut data: &[u8]) -> io::Result<()>
+where
+    S: AsFd,
+    for<'a> &'a S: Write,
+{
+    let deadline = Instant::now() + SEND_NOW_TIMEOUT;
+    let mut writer = socket;
+    while !data.is_empty() {
+        match writer.write(data) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if Instant::now() >= deadline {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                // Wait (bounded) until the socket can take more.
+                let mut fds = [rustix::event::PollFd::new(
+                    socket,
+                    rustix::event::PollFlags::OUT,
+                )];
+                let slice = rustix::event::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 100_000_000,
+                };
+                let _ = rustix::event::poll(&mut fds, Some(&slice));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+impl Wire for mio::net::TcpStream {
+    fn write_all_now(&self, data: &[u8]) -> io::Result<()> {
+        write_all_now(self, data)
+    }
+}
+
+impl Wire for mio::net::UnixStream {
+    fn write_all_now(&self, data: &[u8]) -> io::Result<()> {
+        write_all_now(self, data)
+    }
+}

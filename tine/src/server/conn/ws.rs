@@ -1,0 +1,66 @@
+//! The WebSocket phase of a connection: writing queued frames, reading
+//! and processing incoming ones (the protocol itself is in `crate::ws`).
+
+use std::io;
+
+use super::{Budget, Conn, Next, Shared, Transport};
+use crate::pubsub;
+
+impl<T: Transport> Conn<T> {
+    /// Moves a WebSocket connection along: send queued frames, read and
+    /// process incoming ones, within the turn's budget.
+    pub(super) fn drive_ws(&mut self, shared: &mut Shared, budget: &mut Budget) -> Next {
+        let Some(session) = self.ws.as_mut() else {
+            return Next::Close;
+        };
+        loop {
+            while !session.unsent().is_empty() {
+                match self.stream.write(session.unsent()) {
+                    Ok(0) => return Next::Close,
+                    Ok(n) => session.written(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Keep,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Next::Close,
+                }
+            }
+            if session.finished {
+                // Close like HTTP does: shut our side, then read until the
+                // peer closes, so unread input cannot turn into a reset
+                // that makes the peer lose our close frame.
+                self.linger(shared.now);
+                return Next::Keep;
+            }
+            if !self.readable && !session.has_input() {
+                return Next::Keep;
+            }
+            if budget.spent() {
+                return Next::Yield;
+            }
+            if !pubsub::outbox_has_room() {
+                return Next::Park;
+            }
+            if session.has_input() {
+                // Frames left over from the last turn come first.
+                budget.requests -= session.feed_some(&[], &self.stream, budget.requests);
+                continue;
+            }
+            match self.stream.read(&mut shared.scratch) {
+                Ok(0) => {
+                    session.closed(1006, String::new(), &self.stream);
+                    return Next::Close;
+                }
+                Ok(n) => {
+                    budget.read = budget.read.saturating_sub(n);
+                    budget.requests -=
+                        session.feed_some(&shared.scratch[..n], &self.stream, budget.requests);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return Next::Keep;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Next::Close,
+            }
+        }
+    }
+}

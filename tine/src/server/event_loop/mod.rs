@@ -1,0 +1,392 @@
+//! The event loop: one per process, owning every connection.
+//!
+//! mio (epoll/kqueue), edge-triggered: every accept drains until
+//! `WouldBlock`. Connections live in a slab keyed by their mio token; the
+//! loop tells a connection when its socket is ready, drives it, and keeps
+//! the one timer it asks for in a timing wheel. What a connection does with
+//! its bytes (HTTP/1.1, WebSocket) is its own business (`conn`).
+//!
+//! Fairness: a connection gets a bounded share of each loop turn (a number
+//! of requests and of bytes read). One with work left when its share is
+//! spent goes to a ready queue and is driven again after the others; the
+//! loop then polls without sleeping. That queue matters with
+//! edge-triggered epoll: input left in the socket raises no new event.
+//! Connections whose handlers publish stop decoding while the publish
+//! outbox is full (parked) and resume once the loop has delivered it.
+//!
+//! This file holds the loop itself (poll, drive, timers, drain, close);
+//! `accept.rs` the listening sockets, `messages.rs` the control channel to
+//! the master and the pub/sub bus.
+
+mod accept;
+mod messages;
+
+use std::collections::VecDeque;
+use std::io;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+
+use self::accept::Listener;
+use self::messages::MasterLink;
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+
+use super::conn::{Conn, Expired, Next, Shared, DRAIN_IDLE};
+use super::control::Channel;
+use super::per_ip::PerIp;
+use super::recycle::RequestBudget;
+use super::timer::{Entry, Wheel};
+use super::ServerConfig;
+use crate::pubsub::{self, Bus, Topics};
+use crate::service::Service;
+
+const SIGNALS: Token = Token(usize::MAX);
+/// The control channel to the master (worker processes only).
+const CONTROL: Token = Token(usize::MAX - 1);
+/// The Redis subscriber and publisher connections.
+const REDIS_SUB: Token = Token(usize::MAX - 2);
+const REDIS_PUB: Token = Token(usize::MAX - 3);
+/// Listener `i` has token `LISTENER0 + i`; connection keys stay below.
+const LISTENER0: usize = usize::MAX / 2;
+/// A connection and the loop's bookkeeping for it.
+struct Slot {
+    conn: Conn<TcpStream>,
+    /// Tells this connection from a later one given the same key.
+    generation: u32,
+    /// The deadline its timer was last set for.
+    deadline: Instant,
+    /// The wheel tick of its earliest live timer entry.
+    timer_tick: Option<u64>,
+    /// In the ready or parked list.
+    scheduled: bool,
+}
+
+pub(crate) struct EventLoop {
+    poll: Poll,
+    listeners: Vec<Listener>,
+    conns: Slab<Slot>,
+    generation: u32,
+    wheel: Wheel,
+    due: Vec<Entry>,
+    shared: Shared,
+    now: Instant,
+    drain_deadline: Option<Instant>,
+    /// Accepting is paused (descriptor exhaustion) until then.
+    accept_resume: Option<Instant>,
+    signals: Signals,
+    master: Option<MasterLink>,
+    /// WebSocket subscribers by topic.
+    topics: Topics,
+    /// Where published messages go: the master relay, or Redis.
+    bus: Bus,
+    /// `deliver_published` is running (driving a connection from inside
+    /// it must not start it again).
+    delivering: bool,
+    /// The outbox holds messages the bus could take but the delivery
+    /// rounds ended: poll without waiting.
+    more_to_deliver: bool,
+    /// The bus refused the last message offered (until its socket drains).
+    bus_full: bool,
+    /// Connections that used up their turn with work left, by `(key,
+    /// generation)`, in the order they are driven again.
+    ready: VecDeque<(usize, u32)>,
+    /// Connections waiting for room in the publish outbox.
+    parked: Vec<(usize, u32)>,
+    /// Open connections by client address.
+    per_ip: PerIp,
+}
+
+impl EventLoop {
+    /// A loop accepting on `listeners[i]` for each `i` in `active`; a
+    /// worker also gets its control channel to the master.
+    pub(crate) fn new(
+        service: Service,
+        config: ServerConfig,
+        listeners: Vec<TcpListener>,
+        active: &[usize],
+        control: Option<std::os::unix::net::UnixStream>,
+    ) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let now = Instant::now();
+        let per_ip_limit = config.limits.max_connections_per_ip;
+        let bus = Bus::new(config.redis_url.as_deref())?;
+        let mut this = EventLoop {
+            poll,
+            listeners: listeners
+                .into_iter()
+                .enumerate()
+                .map(|(i, socket)| Listener {
+                    socket,
+                    active: active.contains(&i),
+                    registered: false,
+                })
+                .collect(),
+            conns: Slab::new(),
+            generation: 0,
+            wheel: Wheel::new(now),
+            due: Vec::new(),
+            shared: Shared::new(service, config, now),
+            now,
+            drain_deadline: None,
+            accept_resume: None,
+            signals,
+            master: None,
+            topics: Topics::new(),
+            bus,
+            delivering: false,
+            more_to_deliver: false,
+            bus_full: false,
+            ready: VecDeque::new(),
+            parked: Vec::new(),
+            per_ip: PerIp::new(per_ip_limit),
+        };
+        this.bus
+            .register(this.poll.registry(), REDIS_SUB, REDIS_PUB)?;
+        this.set_accepting(true);
+        if let Some(control) = control {
+            control.set_nonblocking(true)?;
+            let mut stream = mio::net::UnixStream::from_std(control);
+            this.poll.registry().register(
+                &mut stream,
+                CONTROL,
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            this.master = Some(MasterLink {
+                stream,
+                channel: Channel::new(),
+            });
+            this.shared.budget = RequestBudget::for_worker(&this.shared.config);
+            this.tell_master_ready();
+        }
+        Ok(this)
+    }
+
+    /// Runs until a stop signal has been handled and the drain finished.
+    pub(crate) fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = if self.ready.is_empty() && !self.more_to_deliver {
+                self.wheel.until_next_tick(self.now)
+            } else {
+                // Work is waiting: only look for new events, do not sleep.
+                Duration::ZERO
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            self.now = Instant::now();
+            self.shared.now = self.now;
+            self.shared.date.tick(self.now);
+            for event in events.iter() {
+                match event.token() {
+                    SIGNALS => {
+                        if self.signals.pending().next().is_some() {
+                            self.begin_drain();
+                        }
+                    }
+                    CONTROL => self.on_control(),
+                    REDIS_SUB | REDIS_PUB => self.on_redis(event.token()),
+                    Token(t) if t >= LISTENER0 => self.accept(t - LISTENER0),
+                    Token(key) => {
+                        if let Some(slot) = self.conns.get_mut(key) {
+                            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                                slot.conn.readable();
+                            }
+                            self.drive(key);
+                        }
+                    }
+                }
+            }
+            self.drive_ready();
+            if self.shared.budget.due() {
+                self.ask_for_replacement();
+            }
+            self.bus.tick(self.now, self.poll.registry());
+            self.more_to_deliver = false;
+            if !pubsub::outbox_is_empty() || !self.parked.is_empty() {
+                self.deliver_published();
+            }
+            self.fire_timers();
+            if let Some(at) = self.accept_resume {
+                if self.now >= at {
+                    self.accept_resume = None;
+                    self.set_accepting(true);
+                }
+            }
+            if let Some(deadline) = self.drain_deadline {
+                if self.conns.is_empty() {
+                    log::info!("drained; exiting");
+                    return Ok(());
+                }
+                if self.now >= deadline {
+                    log::warn!(
+                        "drain deadline passed; closing {} connection(s)",
+                        self.conns.len()
+                    );
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Starts a graceful shutdown: stop accepting, close idle connections,
+    /// let the others finish their current exchange.
+    fn begin_drain(&mut self) {
+        if self.drain_deadline.is_some() {
+            return;
+        }
+        self.drain_deadline = Some(self.now + self.shared.config.limits.drain_timeout);
+        let dropped = pubsub::stats().dropped;
+        if dropped > 0 {
+            log::warn!("{dropped} published message(s) could not be sent on");
+        }
+        self.shared.draining = true;
+        self.set_accepting(false);
+        let idle: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, s)| s.conn.idle())
+            .map(|(k, _)| k)
+            .collect();
+        for key in idle {
+            self.set_deadline(key, self.now + DRAIN_IDLE);
+        }
+        // WebSocket peers get a close with 1001 and until the drain
+        // deadline to answer it.
+        let sockets: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, s)| s.conn.any_session().is_some())
+            .map(|(k, _)| k)
+            .collect();
+        for key in sockets {
+            self.conns[key].conn.go_away();
+            self.drive(key);
+        }
+        log::info!(
+            "stop requested: draining {} connection(s)",
+            self.conns.len()
+        );
+    }
+
+    /// Drives once each connection that was ready when the turn began;
+    /// those that yield again go to the back, behind any that yield now.
+    fn drive_ready(&mut self) {
+        for _ in 0..self.ready.len() {
+            let Some((key, generation)) = self.ready.pop_front() else {
+                break;
+            };
+            match self.conns.get_mut(key) {
+                Some(slot) if slot.generation == generation => {
+                    slot.scheduled = false;
+                    self.drive(key);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Drives a connection, then hands what its handlers published to the
+    /// bus at once (not only at the end of the loop turn, so the outbox
+    /// does not fill up with a whole turn's worth of messages).
+    fn drive(&mut self, key: usize) {
+        self.drive_one(key);
+        if !pubsub::outbox_is_empty() {
+            self.deliver_published();
+        }
+    }
+
+    fn drive_one(&mut self, key: usize) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        match slot.conn.drive(&mut self.shared) {
+            Next::Close => {
+                self.close(key);
+                return;
+            }
+            Next::Keep => {}
+            next => {
+                if !slot.scheduled {
+                    slot.scheduled = true;
+                    let entry = (key, slot.generation);
+                    if next == Next::Yield {
+                        self.ready.push_back(entry);
+                    } else {
+                        self.parked.push(entry);
+                    }
+                }
+            }
+        }
+        // Always, lingering too: a `/leave` read together with the close
+        // frame must still leave.
+        if let Some(ws) = slot.conn.any_session_mut() {
+            self.topics
+                .apply((key, slot.generation), ws.topic_changes.drain(..));
+        }
+        let deadline = slot.conn.deadline(&self.shared);
+        self.set_deadline(key, deadline);
+    }
+
+    fn set_deadline(&mut self, key: usize, at: Instant) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        slot.deadline = at;
+        let tick = self.wheel.tick_of(at);
+        if slot.timer_tick.is_none_or(|t| tick < t) {
+            slot.timer_tick = Some(self.wheel.schedule(key, slot.generation, at));
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        self.wheel.expire(self.now, &mut self.due);
+        let due = std::mem::take(&mut self.due);
+        for entry in &due {
+            let Some(slot) = self.conns.get_mut(entry.key) else {
+                continue;
+            };
+            if slot.generation != entry.generation || slot.timer_tick != Some(entry.tick) {
+                continue; // a stale entry: the connection has a sooner one
+            }
+            slot.timer_tick = None;
+            if slot.deadline > self.now {
+                let (key, at) = (entry.key, slot.deadline);
+                self.set_deadline(key, at);
+                continue;
+            }
+            match slot.conn.timed_out(&mut self.shared) {
+                Expired::Close => self.close(entry.key),
+                Expired::Drive => self.drive(entry.key),
+            }
+        }
+        self.due = due;
+        self.due.clear();
+    }
+
+    fn close(&mut self, key: usize) {
+        let Slot { mut conn, .. } = self.conns.remove(key);
+        self.per_ip.release(conn.peer().ip());
+        let _ = self.poll.registry().deregister(conn.transport_mut());
+        conn.closed();
+        if let Some(ws) = conn.any_session() {
+            let changed = ws.topic_changes.iter().map(|(_, t)| t.as_str());
+            self.topics
+                .remove_connection(key, ws.topics.iter().map(String::as_str).chain(changed));
+        }
+        drop(conn);
+        if self.conns.len() < self.shared.config.limits.max_connections
+            && self.listeners.iter().any(|l| l.active && !l.registered)
+        {
+            self.set_accepting(true);
+        }
+    }
+}
