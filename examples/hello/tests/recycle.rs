@@ -5,7 +5,6 @@
 // The load summary is printed (see it with `--nocapture`).
 #![allow(clippy::print_stdout)]
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use testkit::load::{Load, LoadReport};
@@ -92,7 +91,7 @@ fn max_worker_memory_recycles_a_leaking_worker_without_a_failure() {
     let log = s.wait_log("over max_worker_memory 64.0 MiB", T);
     assert!(log.contains("private memory"), "{log}");
     s.wait_log("replaced (pid", T);
-    let now: BTreeSet<i32> = s.wait_children(T, "a replaced worker", |c| {
+    let now: std::collections::BTreeSet<i32> = s.wait_children(T, "a replaced worker", |c| {
         c.len() == 2 && !c.is_subset(&first)
     });
     assert_eq!(now.intersection(&first).count(), 1, "only the leaking one");
