@@ -1,5 +1,5 @@
 //! The server: listening sockets (`listener.rs`), the per-process event
-//! loop, and (with several workers) the supervising master: `master.rs`
+//! loop, and (with several workers) the supervising master: `master/`
 //! performs the system calls, `supervisor/` makes every decision as a
 //! state machine unit-tested without forking. The master knows nothing of
 //! HTTP. `static_files` opens the files that the event loop then sends, and

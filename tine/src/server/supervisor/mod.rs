@@ -1,6 +1,6 @@
 //! The master's decisions, as a state machine with no system calls: events
 //! go in ([`Supervisor::handle`]), actions come out ([`Action`]), and the
-//! master (`master.rs`) performs them (fork, kill, bind, listen, send
+//! master (`master/`) performs them (fork, kill, bind, listen, send
 //! `ADOPT`/`RELEASE`) and reports back what happened. Time is an
 //! argument, so every path (timeouts and backoffs included) is unit-tested
 //! without forking or waiting (`tests.rs`). This file holds the model,

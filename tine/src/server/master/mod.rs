@@ -111,13 +111,17 @@ use nix::sys::signal::{kill, pthread_sigmask, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::control::{self, Channel, Msg, SendNoSignal};
+use super::control::{self, Channel};
 use super::listener::{self, Bound, Mode};
 use super::recycle;
 use super::signals::{self, Source};
 use super::supervisor::{Action, Command, Event, Sig, Supervisor, WorkerId};
 use super::sys;
 use crate::pubsub::relay;
+
+mod links;
+
+use self::links::{token, Link};
 
 /// The signals the master takes over (see `signals.rs`): blocked before
 /// forking, read from its signalfd or self-pipe.
@@ -241,21 +245,6 @@ const SIGNAL_TOKEN: Token = Token(0);
 /// How often the relay's flow control is looked at while it holds a worker
 /// back.
 const RELAY_RECHECK: Duration = Duration::from_millis(100);
-
-fn token(worker: WorkerId) -> Token {
-    Token(worker + 1)
-}
-
-/// The master's end of one worker's control channel.
-struct Link {
-    pid: i32,
-    slot: usize,
-    /// `None` once the channel hit EOF or was closed.
-    stream: Option<mio::net::UnixStream>,
-    chan: Channel,
-    /// Flow control of the messages relayed to it.
-    lane: relay::Lane,
-}
 
 struct Master {
     cfg: MasterConfig,
@@ -661,141 +650,6 @@ impl Master {
         }
         // Until ECHILD: no child left.
         while matches!(waitpid(Pid::from_raw(-1), None), Ok(_) | Err(Errno::EINTR)) {}
-    }
-
-    fn on_control(&mut self, token: Token, readable: bool, happened: &mut Vec<Event>) {
-        let worker = token.0 - 1;
-        let Some(link) = self.links.get_mut(&worker) else {
-            return;
-        };
-        let Some(stream) = link.stream.as_mut() else {
-            return;
-        };
-        // Writable (or any event): push out what is queued.
-        if let Err(e) = link.chan.flush_to(&mut SendNoSignal(&*stream)) {
-            debug!(
-                "control write to worker {} (pid {}): {e}",
-                link.slot, link.pid
-            );
-        }
-        if !readable {
-            return;
-        }
-        if self.relay_holds_back(worker) {
-            // Read later (resume_relay), when the others have caught up.
-            if !self.relay_paused.contains(&worker) {
-                self.relay_paused.push(worker);
-            }
-            return;
-        }
-        let Some(link) = self.links.get_mut(&worker) else {
-            return;
-        };
-        let Some(stream) = link.stream.as_mut() else {
-            return;
-        };
-        let mut msgs = Vec::new();
-        let eof = match link.chan.receive(stream, |m| msgs.push(m)) {
-            Ok(eof) => eof,
-            Err(e) => {
-                debug!(
-                    "control read from worker {} (pid {}): {e}",
-                    link.slot, link.pid
-                );
-                true
-            }
-        };
-        let (slot, pid) = (link.slot, link.pid);
-        let mut close = eof;
-        for msg in msgs {
-            match msg {
-                Msg::Ready => happened.push(Event::Ready { worker }),
-                Msg::Publish(payload) => self.relay(worker, control::PUBLISH, &payload),
-                Msg::Recycle(served) => happened.push(Event::Recycle {
-                    worker,
-                    reason: format!("served {served} responses (max_requests)"),
-                }),
-                Msg::Adopt(_) | Msg::Release(_) => {
-                    warn!("worker {slot} (pid {pid}) sent a master's message; ignored");
-                }
-                Msg::Other { kind, .. } => {
-                    debug!("ignoring control message kind {kind} from pid {pid}");
-                }
-                Msg::Malformed { kind, len } => {
-                    error!(
-                        "malformed control frame (kind {kind}, length {len}) from worker {slot} \
-                         (pid {pid}); closing its channel"
-                    );
-                    close = true;
-                }
-            }
-        }
-        if close {
-            if let Some(mut stream) = self.links.get_mut(&worker).and_then(|l| l.stream.take()) {
-                let _ = self.poll.registry().deregister(&mut stream);
-            }
-            happened.push(Event::ChannelClosed { worker });
-        }
-    }
-
-    /// Forwards one frame to every other worker with an open channel; a
-    /// worker whose queue is full loses the frame (counted and logged per
-    /// streak), so a stuck worker cannot make the master grow. Flow
-    /// control (`relay_holds_back`) keeps queues from filling up otherwise.
-    fn relay(&mut self, from: WorkerId, kind: u8, payload: &[u8]) {
-        for (&worker, link) in self.links.iter_mut() {
-            if worker == from {
-                continue;
-            }
-            let Some(stream) = link.stream.as_ref() else {
-                continue;
-            };
-            let queued = link.chan.queue(kind, payload);
-            link.lane.queued(
-                queued,
-                &format_args!("worker {} (pid {})", link.slot, link.pid),
-            );
-            if queued {
-                let _ = link.chan.flush_to(&mut SendNoSignal(stream));
-            }
-        }
-    }
-
-    /// Whether published messages from `source` must wait: another worker
-    /// is behind on what the master relays to it (see `pubsub::relay`).
-    fn relay_holds_back(&mut self, source: WorkerId) -> bool {
-        let now = Instant::now();
-        let mut held = false;
-        for (&worker, link) in self.links.iter_mut() {
-            let pending = if link.stream.is_some() {
-                link.chan.pending_out()
-            } else {
-                0
-            };
-            held |= link.lane.holds_back(pending, now) && worker != source;
-        }
-        held
-    }
-
-    /// Reads from the workers paused by flow control, once it allows.
-    fn resume_relay(&mut self, happened: &mut Vec<Event>) {
-        for worker in std::mem::take(&mut self.relay_paused) {
-            self.on_control(token(worker), true, happened);
-        }
-    }
-
-    fn send(&mut self, worker: WorkerId, kind: u8, payload: &[u8]) -> bool {
-        let Some(link) = self.links.get_mut(&worker) else {
-            return false;
-        };
-        let Some(stream) = link.stream.as_ref() else {
-            return false;
-        };
-        if !link.chan.queue(kind, payload) {
-            return false;
-        }
-        let _ = link.chan.flush_to(&mut SendNoSignal(stream));
-        true
     }
 }
 
