@@ -64,9 +64,17 @@ fn max_requests_recycles_workers_under_load_without_a_failure() {
     // Distinct workers answered: at least the 20 replacements' worth.
     assert!(rep.by_pid.len() >= 20, "{:?}", rep.by_pid);
     assert!(rep.by_pid.keys().any(|p| first.contains(p)));
-    // With jitter the limits differ: no worker served far past its limit
-    // of at most 180 (a recycle waits for its replacement's READY).
-    assert!(rep.by_pid.values().all(|&n| n < 1000), "{:?}", rep.by_pid);
+    // Each worker asks for its replacement once, however long it then
+    // serves while earlier recycles finish (they run one at a time, so
+    // how far past its limit a worker gets depends on the machine's speed
+    // and is not asserted). Every worker that asked served this load, so
+    // it is among the pids seen.
+    let asked = log.matches("asking the master for a replacement").count();
+    assert!(
+        asked >= 20 && asked <= rep.by_pid.len(),
+        "{asked} asked, {:?}",
+        rep.by_pid
+    );
     // Two workers serve at the end, none of the first ones.
     let now = s.wait_count(2, T);
     assert!(now.is_disjoint(&first));
