@@ -17,6 +17,7 @@ mod recycle;
 mod signals;
 mod supervisor;
 mod sys;
+mod systemd;
 mod timer;
 
 use std::fmt;
@@ -152,7 +153,22 @@ impl Server {
             // Fail at start-up, in one place, rather than in every worker.
             crate::pubsub::check_redis_url(url)?;
         }
-        let (listeners, mode) = if workers > 1 {
+        let (listeners, mode) = if let Some(inherited) = systemd::inherited_listeners() {
+            let addrs: Vec<String> = inherited
+                .iter()
+                .filter_map(|l| l.local_addr().ok())
+                .map(|a| a.to_string())
+                .collect();
+            log::info!(
+                "socket activation: serving the {} inherited socket(s) ({}); \
+                 the configured address {addr} is ignored",
+                inherited.len(),
+                addrs.join(", ")
+            );
+            // One socket per address, shared by every worker (see
+            // systemd.rs for the trade-off).
+            (inherited, listener::Mode::Shared)
+        } else if workers > 1 {
             let mode = listener::workers_mode()?;
             let bound = listener::bind_workers(
                 addr,
@@ -218,11 +234,12 @@ impl Server {
                 );
             }
             service.init_worker()?;
+            let active: Vec<usize> = (0..listeners.len()).collect();
             let listeners = listeners
                 .into_iter()
                 .map(mio::net::TcpListener::from_std)
                 .collect();
-            return event_loop::EventLoop::new(service, config, listeners, &[0], None)?.run();
+            return event_loop::EventLoop::new(service, config, listeners, &active, None)?.run();
         }
         let sharing = match mode {
             listener::Mode::ReusePort => "a reuseport listener each",
@@ -232,12 +249,24 @@ impl Server {
         WORKER_COUNT.store(workers, Ordering::Relaxed);
         let master = master_config(&config, workers);
         let mut served = Some((service, config));
-        let bound = listener::Bound {
-            addr,
-            mode,
-            sockets: listeners,
+        let addresses = match mode {
+            // A shared address has exactly one socket: several shared
+            // sockets (socket activation) are as many addresses.
+            listener::Mode::Shared => listeners
+                .into_iter()
+                .map(|socket| listener::Bound {
+                    addr: socket.local_addr().unwrap_or(addr),
+                    mode,
+                    sockets: vec![socket],
+                })
+                .collect(),
+            listener::Mode::ReusePort => vec![listener::Bound {
+                addr,
+                mode,
+                sockets: listeners,
+            }],
         };
-        let code = master::run_master(vec![bound], master, &mut |start| {
+        let code = master::run_master(addresses, master, &mut |start| {
             worker_main(served.take(), start)
         })?;
         if code == 0 {

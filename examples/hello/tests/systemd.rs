@@ -1,0 +1,116 @@
+//! systemd integration seen from outside: `hello` started the way a socket
+//! unit starts it (the listening socket inherited as fd 3, `LISTEN_FDS`,
+//! `LISTEN_PID`), and its `sd_notify` messages read from a fake
+//! `NOTIFY_SOCKET`.
+
+use std::collections::BTreeSet;
+use std::net::TcpListener;
+use std::time::Duration;
+
+use testkit::load::{connection_per_worker, PID_PATH};
+use testkit::procs::{listen_sockets, ServerTree};
+use testkit::systemd::{spawn_activated, ListenPid};
+
+const HELLO: &str = env!("CARGO_BIN_EXE_hello");
+/// Bound of every wait for the processes to reach a state.
+const T: Duration = Duration::from_secs(10);
+/// Bound of a graceful stop without client connections.
+const STOP: Duration = Duration::from_secs(10);
+
+fn wait_listening(s: &mut ServerTree) -> std::net::SocketAddr {
+    assert!(
+        testkit::wait_until(T, || s.listening().is_some()),
+        "hello never announced its address:\n{}",
+        s.stderr()
+    );
+    s.addr()
+}
+
+#[test]
+fn an_inherited_socket_is_served_by_every_worker_and_bind_is_ignored() {
+    let socket = TcpListener::bind("127.0.0.1:0").unwrap();
+    let inherited = socket.local_addr().unwrap();
+    let mut s = spawn_activated(
+        HELLO,
+        &["--bind", "127.0.0.1:0", "--workers", "2"],
+        &socket,
+        ListenPid::Server,
+        &[],
+    );
+    // Only the server holds the socket now.
+    drop(socket);
+    assert_eq!(wait_listening(&mut s), inherited, "{}", s.stderr());
+    let kids = s.wait_ready(2, T);
+    s.wait_log("socket activation: serving the 1 inherited socket(s)", T);
+    s.wait_log("127.0.0.1:0 is ignored", T);
+    assert_eq!(
+        listen_sockets(inherited.port()),
+        1,
+        "nothing else was bound"
+    );
+    // Both workers accept from the one inherited queue.
+    let conns = connection_per_worker(inherited, &kids, 2000);
+    assert_eq!(conns.keys().copied().collect::<BTreeSet<_>>(), kids);
+    let r = testkit::get(inherited, PID_PATH);
+    assert_eq!(r.status, 200);
+    drop(conns);
+    s.stop(STOP);
+}
+
+#[test]
+fn an_inherited_socket_serves_a_single_process() {
+    let socket = TcpListener::bind("127.0.0.1:0").unwrap();
+    let inherited = socket.local_addr().unwrap();
+    let mut s = spawn_activated(
+        HELLO,
+        &["--bind", "127.0.0.1:0", "--workers", "1"],
+        &socket,
+        ListenPid::Server,
+        &[],
+    );
+    drop(socket);
+    assert_eq!(wait_listening(&mut s), inherited, "{}", s.stderr());
+    let r = testkit::get(inherited, PID_PATH);
+    assert_eq!(r.pid(), Some(s.pid()), "the single process serves");
+    s.stop(STOP);
+}
+
+#[test]
+fn sockets_for_another_pid_are_ignored_with_a_warning() {
+    let socket = TcpListener::bind("127.0.0.1:0").unwrap();
+    let inherited = socket.local_addr().unwrap();
+    let mut s = spawn_activated(
+        HELLO,
+        &["--bind", "127.0.0.1:0", "--workers", "2"],
+        &socket,
+        ListenPid::Other,
+        &[],
+    );
+    let addr = wait_listening(&mut s);
+    assert_ne!(addr, inherited, "it bound its own address");
+    s.wait_log(
+        "socket activation ignored: LISTEN_PID=1 names another process",
+        T,
+    );
+    s.wait_ready(2, T);
+    assert_eq!(testkit::get(addr, PID_PATH).status, 200);
+    s.stop(STOP);
+}
+
+#[test]
+fn a_socket_that_does_not_listen_is_ignored_with_a_warning() {
+    // A UDP socket where a listening stream socket belongs.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut s = spawn_activated(
+        HELLO,
+        &["--bind", "127.0.0.1:0", "--workers", "2"],
+        &udp,
+        ListenPid::Server,
+        &[],
+    );
+    let addr = wait_listening(&mut s);
+    s.wait_log("socket activation ignored: fd 3 is not a stream socket", T);
+    s.wait_ready(2, T);
+    assert_eq!(testkit::get(addr, PID_PATH).status, 200);
+    s.stop(STOP);
+}
