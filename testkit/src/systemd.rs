@@ -24,7 +24,7 @@ pub enum ListenPid {
 ///
 /// The pid is only known once the process exists, and the test process
 /// must not fork by hand (nor run code between fork and exec), so a shell
-/// does it: `sh -c 'export LISTEN_PID=$$; exec "$@" 3<&N'` keeps its pid
+/// does it: `bash -c 'export LISTEN_PID=$$; exec "$@" 3<&N'` keeps its pid
 /// through `exec`. `N` is a duplicate of `socket` without close-on-exec,
 /// closed again once the shell started (a child spawned meanwhile by
 /// another test thread inherits it too, harmlessly).
@@ -48,9 +48,10 @@ pub fn spawn_activated(
         ListenPid::Other => "1",
     };
     let script = format!("export LISTEN_FDS=1 LISTEN_PID={listen_pid}; exec \"$@\" {redirect}");
-    let mut sh_args = vec!["-c", script.as_str(), "sh", bin];
+    // bash, not sh: dash takes only fds 0 to 9 in a redirection.
+    let mut sh_args = vec!["-c", script.as_str(), "bash", bin];
     sh_args.extend_from_slice(args);
-    let tree = ServerTree::spawn_env("/bin/sh", &sh_args, env);
+    let tree = ServerTree::spawn_env("bash", &sh_args, env);
     drop(copy);
     tree
 }
@@ -114,6 +115,17 @@ impl NotifySocket {
                 }
             }
         }
+    }
+
+    /// Takes every message already waiting, without blocking.
+    pub fn drain(&mut self) {
+        self.socket.set_nonblocking(true).expect("set_nonblocking");
+        let mut buf = vec![0u8; 4096];
+        while let Ok(n) = self.socket.recv(&mut buf) {
+            self.seen
+                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        self.socket.set_nonblocking(false).expect("set_nonblocking");
     }
 
     /// How many messages seen so far hold the line `line`.

@@ -8,8 +8,8 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use testkit::load::{connection_per_worker, PID_PATH};
-use testkit::procs::{listen_sockets, ServerTree};
-use testkit::systemd::{spawn_activated, ListenPid};
+use testkit::procs::{listen_sockets, ServerTree, Signal};
+use testkit::systemd::{spawn_activated, ListenPid, NotifySocket};
 
 const HELLO: &str = env!("CARGO_BIN_EXE_hello");
 /// Bound of every wait for the processes to reach a state.
@@ -112,5 +112,101 @@ fn a_socket_that_does_not_listen_is_ignored_with_a_warning() {
     s.wait_log("socket activation ignored: fd 3 is not a stream socket", T);
     s.wait_ready(2, T);
     assert_eq!(testkit::get(addr, PID_PATH).status, 200);
+    s.stop(STOP);
+}
+
+// --- sd_notify -------------------------------------------------------------
+
+#[test]
+fn the_master_announces_ready_reloading_ready_and_stopping() {
+    let mut notify = NotifySocket::new();
+    let s = ServerTree::start_env(
+        HELLO,
+        &["--bind", "127.0.0.1:0", "--workers", "2"],
+        &[("NOTIFY_SOCKET", notify.path())],
+    );
+    notify.wait_for("READY=1", T);
+    // Both workers had reported ready to the master by then.
+    let kids = s.wait_ready(2, T);
+    assert_eq!(notify.count("READY=1"), 1);
+
+    s.signal(Signal::SIGHUP);
+    let reloading = notify.wait_for("RELOADING=1", T);
+    let usec = reloading
+        .lines()
+        .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+        .unwrap_or_else(|| panic!("no MONOTONIC_USEC in {reloading:?}"));
+    assert!(usec.parse::<u64>().unwrap() > 0, "{reloading:?}");
+    notify.wait_for("READY=1", T);
+    // Every slot was replaced before the second READY=1.
+    s.wait_log_count(") ready", 4, T);
+    let after = s.wait_ready(2, T);
+    assert!(after.is_disjoint(&kids), "{kids:?} -> {after:?}");
+    assert_eq!(notify.count("RELOADING=1"), 1);
+
+    s.signal(Signal::SIGTERM);
+    notify.wait_for("STOPPING=1", T);
+    s.stop(STOP);
+}
+
+#[test]
+fn the_watchdog_beats_while_workers_serve() {
+    let mut notify = NotifySocket::new();
+    let s = ServerTree::start_env(
+        HELLO,
+        &["--bind", "127.0.0.1:0", "--workers", "2"],
+        &[
+            ("NOTIFY_SOCKET", notify.path()),
+            // WATCHDOG=1 every 50 ms.
+            ("WATCHDOG_USEC", "100000"),
+        ],
+    );
+    notify.wait_for("READY=1", T);
+    for _ in 0..3 {
+        notify.wait_for("WATCHDOG=1", T);
+    }
+    s.stop(STOP);
+}
+
+#[test]
+fn no_ready_and_no_watchdog_while_no_worker_comes_up() {
+    let mut notify = NotifySocket::new();
+    let s = ServerTree::start_env(
+        HELLO,
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--crash-on-start",
+        ],
+        &[
+            ("NOTIFY_SOCKET", notify.path()),
+            ("WATCHDOG_USEC", "100000"),
+        ],
+    );
+    // Several crash-and-respawn rounds, each longer than the watchdog
+    // interval (the backoff starts at 100 ms).
+    s.wait_log_count("exit status 1", 6, T);
+    notify.drain();
+    assert_eq!(notify.count("READY=1"), 0, "{:?}", notify.seen);
+    assert_eq!(notify.count("WATCHDOG=1"), 0, "{:?}", notify.seen);
+    s.signal(Signal::SIGTERM);
+    notify.wait_for("STOPPING=1", T);
+    s.stop(STOP);
+}
+
+#[test]
+fn a_single_process_announces_ready_and_stopping() {
+    let mut notify = NotifySocket::new();
+    let s = ServerTree::start_env(
+        HELLO,
+        &["--bind", "127.0.0.1:0", "--workers", "1"],
+        &[("NOTIFY_SOCKET", notify.path())],
+    );
+    notify.wait_for("READY=1", T);
+    assert_eq!(testkit::get(s.addr(), PID_PATH).status, 200);
+    s.signal(Signal::SIGTERM);
+    notify.wait_for("STOPPING=1", T);
     s.stop(STOP);
 }

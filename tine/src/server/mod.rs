@@ -11,6 +11,7 @@ mod event_loop;
 mod listener;
 mod master;
 mod nofile;
+mod notify;
 mod per_ip;
 mod pidfile;
 mod recycle;
@@ -239,7 +240,9 @@ impl Server {
                 .into_iter()
                 .map(mio::net::TcpListener::from_std)
                 .collect();
-            return event_loop::EventLoop::new(service, config, listeners, &active, None)?.run();
+            let event_loop = event_loop::EventLoop::new(service, config, listeners, &active, None)?;
+            notify::single_ready();
+            return event_loop.run();
         }
         let sharing = match mode {
             listener::Mode::ReusePort => "a reuseport listener each",

@@ -113,6 +113,7 @@ use nix::unistd::Pid;
 
 use super::control::{self, Channel};
 use super::listener::{self, Bound, Mode};
+use super::notify;
 use super::recycle;
 use super::signals::{self, Source};
 use super::supervisor::{Action, Command, Event, Sig, Supervisor, WorkerId};
@@ -260,6 +261,8 @@ struct Master {
     relay_paused: Vec<WorkerId>,
     /// When the workers' memory is read next (with `max_worker_memory`).
     memory_check: Option<Instant>,
+    /// systemd's readiness protocol, when `NOTIFY_SOCKET` is set.
+    notify: Option<notify::Announcer>,
 }
 
 struct Status(WaitStatus);
@@ -334,6 +337,7 @@ impl Master {
             signals,
             relay_paused: Vec::new(),
             memory_check: None,
+            notify: notify::Announcer::from_env(Instant::now()),
         })
     }
 
@@ -371,6 +375,10 @@ impl Master {
                 // the others back after relay::STALL.
                 timeout = Some(timeout.map_or(RELAY_RECHECK, |t| t.min(RELAY_RECHECK)));
             }
+            if let Some(at) = self.notify.as_ref().and_then(|n| n.next_deadline()) {
+                let left = at.saturating_duration_since(Instant::now());
+                timeout = Some(timeout.map_or(left, |t| t.min(left)));
+            }
             if let Some(at) = self.memory_check {
                 let left = at.saturating_duration_since(Instant::now());
                 timeout = Some(timeout.map_or(left, |t| t.min(left)));
@@ -402,10 +410,13 @@ impl Master {
             for event in happened {
                 let actions = self.sup.handle(Instant::now(), event);
                 if let Some(code) = self.perform(actions)? {
+                    // A stop with no worker left to wait for ends here.
+                    self.announce();
                     info!("master {}: bye", self.pid);
                     return Ok(Ok(code));
                 }
             }
+            self.announce();
         }
     }
 
@@ -470,6 +481,19 @@ impl Master {
             }
         }
         Ok(None)
+    }
+
+    /// Tells systemd what changed (readiness, reload, stop, watchdog).
+    fn announce(&mut self) {
+        if let Some(n) = &mut self.notify {
+            let state = notify::State {
+                all_ready: self.sup.all_ready(),
+                reloading: self.sup.reloading(),
+                stopping: self.sup.stopping(),
+                healthy: self.sup.healthy(),
+            };
+            n.update(state, Instant::now());
+        }
     }
 
     /// Forks `worker` for `slot`; the event to report.
