@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use testkit::load::{connection_per_worker, PID_PATH};
-use testkit::procs::{listen_sockets, ServerTree, Signal};
+use testkit::load::{connection_per_worker, Load, PID_PATH};
+use testkit::procs::{heavy, listen_sockets, ServerTree, Signal};
 use testkit::systemd::{spawn_activated, ListenPid, NotifySocket};
 
 const HELLO: &str = env!("CARGO_BIN_EXE_hello");
@@ -209,4 +209,40 @@ fn a_single_process_announces_ready_and_stopping() {
     s.signal(Signal::SIGTERM);
     notify.wait_for("STOPPING=1", T);
     s.stop(STOP);
+}
+
+#[test]
+fn a_restart_on_a_kept_socket_loses_no_connection() {
+    // What a socket unit gives a deploy: the socket outlives the service,
+    // so stopping one binary and starting the next drops nothing; the
+    // connections that arrive in between wait in the queue.
+    let _serial = heavy();
+    let socket = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    let args = ["--bind", "127.0.0.1:0", "--workers", "2"];
+    let mut old = spawn_activated(HELLO, &args, &socket, ListenPid::Server, &[]);
+    assert_eq!(wait_listening(&mut old), addr);
+    let old_workers = old.wait_ready(2, T);
+
+    let load = Load::start(addr, 4, 2, 100_000, Duration::from_secs(60));
+    assert!(load.wait_done(500, T), "the load never got going");
+    old.signal(Signal::SIGTERM);
+    let status = old.wait_exit(STOP).expect("the old master exits");
+    assert!(status.success(), "{status}\n{}", old.stderr());
+    let before = load.done();
+
+    let mut new = spawn_activated(HELLO, &args, &socket, ListenPid::Server, &[]);
+    assert_eq!(wait_listening(&mut new), addr);
+    let new_workers = new.wait_ready(2, T);
+    assert!(
+        load.wait_done(before + 500, T),
+        "the load stalled after the restart"
+    );
+    let report = load.finish();
+    assert_eq!(report.failed, 0, "{report:?}");
+    assert_eq!(report.resets, 0, "{report:?}");
+    let served: BTreeSet<i32> = report.by_pid.keys().copied().collect();
+    assert!(!served.is_disjoint(&old_workers), "{report:?}");
+    assert!(!served.is_disjoint(&new_workers), "{report:?}");
+    new.stop(STOP);
 }
