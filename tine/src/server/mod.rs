@@ -14,6 +14,7 @@ mod nofile;
 mod notify;
 mod per_ip;
 mod pidfile;
+mod privileges;
 mod recycle;
 mod signals;
 mod supervisor;
@@ -107,6 +108,12 @@ pub(crate) struct ServerConfig {
     pub(crate) max_worker_memory: Option<u64>,
     /// Where the master (or single process) writes its pid.
     pub(crate) pid_file: Option<std::path::PathBuf>,
+    /// The user workers switch to (a name or a number).
+    pub(crate) user: Option<String>,
+    /// The group workers switch to (default: the user's).
+    pub(crate) group: Option<String>,
+    /// `user` and `group` resolved at bind time.
+    pub(crate) credentials: Option<privileges::Credentials>,
 }
 
 impl Default for ServerConfig {
@@ -122,6 +129,9 @@ impl Default for ServerConfig {
             max_requests_jitter: 0,
             max_worker_memory: None,
             pid_file: None,
+            user: None,
+            group: None,
+            credentials: None,
         }
     }
 }
@@ -146,10 +156,11 @@ fn resolve_workers(configured: usize) -> io::Result<usize> {
 impl Server {
     pub(crate) fn bind(
         service: Service,
-        config: ServerConfig,
+        mut config: ServerConfig,
         addr: SocketAddr,
     ) -> io::Result<Server> {
         let workers = resolve_workers(config.workers)?;
+        config.credentials = privileges::resolve(config.user.as_deref(), config.group.as_deref())?;
         if let Some(url) = &config.redis_url {
             // Fail at start-up, in one place, rather than in every worker.
             crate::pubsub::check_redis_url(url)?;
@@ -234,6 +245,11 @@ impl Server {
                      (a single process has nobody to replace it): ignored"
                 );
             }
+            if let Some(c) = &config.credentials {
+                c.apply()
+                    .map_err(|e| io::Error::other(format!("tine: {e}")))?;
+                log::info!("running as {}", c.name);
+            }
             service.init_worker()?;
             let active: Vec<usize> = (0..listeners.len()).collect();
             let listeners = listeners
@@ -249,6 +265,9 @@ impl Server {
             listener::Mode::Shared => "one shared listener",
         };
         log::info!("listening on http://{addr} with {workers} workers ({sharing})");
+        if let Some(c) = &config.credentials {
+            log::info!("workers run as {}", c.name);
+        }
         WORKER_COUNT.store(workers, Ordering::Relaxed);
         let master = master_config(&config, workers);
         let mut served = Some((service, config));
@@ -300,6 +319,15 @@ fn worker_main(served: Option<(Service, ServerConfig)>, start: master::WorkerSta
     };
     WORKER_INDEX.store(start.index, Ordering::Relaxed);
     sys::ignore_master_signals();
+    if let Some(c) = &config.credentials {
+        if let Err(e) = c.apply() {
+            log::error!("worker {}: {e}", start.index);
+            return 1;
+        }
+        if !sys::rearm_after_credentials(nix::unistd::Pid::from_raw(start.master_pid)) {
+            return 1;
+        }
+    }
     log::debug!(
         "worker {} (pid {}) of master {} starting",
         start.index,

@@ -177,6 +177,18 @@ pub(crate) fn child_after_fork(master: Pid) -> bool {
     nix::unistd::getppid() == master
 }
 
+/// After a worker changed its user or group: Linux clears
+/// `PR_SET_PDEATHSIG` on a credential change, so it is set again (the
+/// parent watch of the portable route is a thread and survives). Whether
+/// `master` is still the parent.
+pub(crate) fn rearm_after_credentials(master: Pid) -> bool {
+    if !portable_signals() {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
+    }
+    nix::unistd::getppid() == master
+}
+
 /// How often [`watch_parent`] looks at the parent pid.
 pub(crate) const PARENT_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
