@@ -4,6 +4,11 @@
 //! state machine unit-tested without forking. The master knows nothing of
 //! HTTP. `static_files` opens the files that the event loop then sends, and
 //! the pub/sub bus keeps its own Redis connections.
+//!
+//! Running as a service: `systemd.rs` takes over sockets passed by a
+//! socket unit (`LISTEN_FDS`) instead of binding, `notify.rs` tells systemd
+//! about readiness, reloads, stops and the watchdog (`NOTIFY_SOCKET`), and
+//! `privileges.rs` switches workers to an unprivileged user after the fork.
 
 mod conn;
 pub(crate) mod control;

@@ -59,6 +59,15 @@
 //!   accepted; connections still queued when the master exits are reset, as
 //!   with any server that stops.
 //!
+//! # systemd
+//!
+//! With `NOTIFY_SOCKET` set, the master reports after every batch of events
+//! what changed (see `notify.rs`): `READY=1` once every slot's worker is
+//! ready, `RELOADING=1` and `READY=1` around a rolling restart, `STOPPING=1`,
+//! and `WATCHDOG=1` from its own loop while some worker accepts. The
+//! supervisor answers the questions (`all_ready`, `reloading`, `stopping`,
+//! `healthy`) without knowing about systemd.
+//!
 //! # Signals
 //!
 //! Before the first fork the master blocks [`HANDLED_SIGNALS`] with
