@@ -246,3 +246,58 @@ fn a_restart_on_a_kept_socket_loses_no_connection() {
     assert!(!served.is_disjoint(&new_workers), "{report:?}");
     new.stop(STOP);
 }
+
+#[test]
+fn systemd_socket_activate_starts_hello_on_the_first_connection() {
+    // systemd's own tool, where it is installed: it binds, waits for the
+    // first connection, then execs hello with LISTEN_FDS, LISTEN_PID and
+    // LISTEN_FDNAMES set as a socket unit would.
+    let tool = "systemd-socket-activate";
+    let found = std::process::Command::new(tool)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{tool} is needed under CI"
+        );
+        eprintln!("!!! SKIPPED: {tool} (package systemd) is not installed");
+        return;
+    }
+    // A free port (the tool wants an address, not a socket).
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut s = ServerTree::spawn(
+        tool,
+        &[
+            "-l",
+            &listen,
+            HELLO,
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+        ],
+    );
+    // The tool listens before hello exists: this request waits in the
+    // queue until hello is started and takes it.
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut first = None;
+    testkit::wait_until(T, || {
+        first = testkit::load::try_get(addr, PID_PATH).ok();
+        first.is_some()
+    });
+    let first = first.unwrap_or_else(|| panic!("no answer:\n{}", s.stderr()));
+    assert_eq!(first.status, 200);
+    assert_eq!(wait_listening(&mut s), addr);
+    let kids = s.wait_ready(2, T);
+    assert!(kids.contains(&first.pid().unwrap()), "{kids:?}");
+    s.wait_log("socket activation: serving the 1 inherited socket(s)", T);
+    s.stop(STOP);
+}
