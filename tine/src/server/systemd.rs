@@ -125,8 +125,12 @@ fn check_socket(fd: RawFd, borrowed: BorrowedFd<'_>) -> Result<(), String> {
 pub(crate) fn inherited_listeners() -> Option<Vec<TcpListener>> {
     let pid_var = std::env::var("LISTEN_PID").ok();
     let fds_var = std::env::var("LISTEN_FDS").ok();
+    // Only what is set is removed: a server bound from a test thread must
+    // not write the environment others read.
     for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
-        std::env::remove_var(var);
+        if std::env::var_os(var).is_some() {
+            std::env::remove_var(var);
+        }
     }
     let checked = parse_vars(pid_var.as_deref(), fds_var.as_deref(), std::process::id()).and_then(
         |n| match n {
