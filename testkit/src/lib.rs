@@ -306,3 +306,4 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 pub mod load;
 pub mod procs;
 pub mod redis;
+pub mod systemd;

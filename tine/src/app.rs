@@ -417,6 +417,39 @@ impl App {
         self
     }
 
+    /// The user that worker processes run as (a name, or a number). The
+    /// master keeps the identity it was started with: started as root, it
+    /// binds privileged ports and reads what only root may read, while
+    /// each worker switches to this user (its supplementary groups, then
+    /// its group, then the user) right after the fork, before
+    /// `on_worker_start` and any handler run. In single-process mode the
+    /// process switches once its sockets are bound. An unknown user, or
+    /// one that needs root to switch to when not running as root, makes
+    /// [`bind`](App::bind) fail with an error naming it; a worker that
+    /// cannot switch exits rather than serve. Linux and FreeBSD (refused on
+    /// macOS). Default: no switch. (A single process can no longer remove
+    /// a [`pid_file`](App::pid_file) in a directory only root may write.)
+    ///
+    /// ```
+    /// let app = tine::App::new().workers(4).user("www-data");
+    /// ```
+    pub fn user(mut self, name: impl Into<String>) -> Self {
+        self.config.user = Some(name.into());
+        self
+    }
+
+    /// The group that worker processes run as (a name, or a number);
+    /// default: the primary group of [`user`](App::user). Alone, without a
+    /// user, only the group changes. See [`user`](App::user).
+    ///
+    /// ```
+    /// let app = tine::App::new().workers(4).user("www-data").group("www-data");
+    /// ```
+    pub fn group(mut self, name: impl Into<String>) -> Self {
+        self.config.group = Some(name.into());
+        self
+    }
+
     /// Joins an existing `SO_REUSEPORT` group on the address on purpose.
     /// By default a master refuses to start when another process already
     /// listens there, rather than silently sharing its traffic.

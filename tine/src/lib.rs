@@ -46,7 +46,7 @@
 //! | `static_files` | static files: lookups that cannot leave the root, validators, ranges, precompressed siblings ([`StaticConfig`]) |
 //! | `ws` | WebSocket: handshake, the session (tungstenite on tine's buffers), the event-style API ([`WsConfig`]) |
 //! | [`pubsub`] | [`publish`]: the bounded outbox, the topic index, the bus (master relay or Redis) |
-//! | `server` | sockets and processes: `event_loop/` (poll, accept, timers, drain), `conn/` (one connection's HTTP/1.1 and WebSocket state machine over a `Transport`), `listener.rs` (addresses, each a `SO_REUSEPORT` group or one shared socket), `master/` (the system calls of supervision) and `supervisor/` (its decisions, a pure state machine), `control.rs` (master-worker messages) |
+//! | `server` | sockets and processes: `event_loop/` (poll, accept, timers, drain), `conn/` (one connection's HTTP/1.1 and WebSocket state machine over a `Transport`), `listener.rs` (addresses, each a `SO_REUSEPORT` group or one shared socket), `master/` (the system calls of supervision) and `supervisor/` (its decisions, a pure state machine), `control.rs` (master-worker messages), `systemd.rs` (socket activation) and `notify.rs` (`sd_notify`), `privileges.rs` (workers' user and group) |
 //! | `error`, `limits`, `macros` | [`Error`], [`Limits`], [`app!`] and [`server!`] |
 //!
 //! ## How a request flows

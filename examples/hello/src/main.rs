@@ -38,7 +38,11 @@
 //! --max-requests-jitter J     ... each worker's limit is N + random(0..=J)
 //! --max-worker-memory BYTES   recycle a worker past BYTES of private memory (Linux)
 //! --version-tag TEXT          what GET /version answers
+//! --user NAME / --group NAME  workers (or the single process) run as NAME
 //! ```
+//!
+//! Under systemd, a socket unit's sockets (`LISTEN_FDS`) replace `--bind`
+//! (see `docs/deploy/`).
 
 // A binary talks to its operator on stdout/stderr; the library never does.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -125,6 +129,12 @@ struct Args {
     /// Write the master's (or single process's) pid here; removed on exit.
     #[arg(long)]
     pid_file: Option<std::path::PathBuf>,
+    /// The user workers run as (the master keeps its own).
+    #[arg(long)]
+    user: Option<String>,
+    /// The group workers run as (default: the user's).
+    #[arg(long)]
+    group: Option<String>,
     /// Text answered by GET /version (to tell two builds or runs apart).
     #[arg(long)]
     version_tag: Option<String>,
@@ -374,6 +384,12 @@ fn main() -> ExitCode {
     }
     if let Some(path) = &args.pid_file {
         app = app.pid_file(path);
+    }
+    if let Some(user) = &args.user {
+        app = app.user(user);
+    }
+    if let Some(group) = &args.group {
+        app = app.group(group);
     }
     if let Some(ms) = args.graceful_timeout_ms {
         app = app.graceful_timeout(Duration::from_millis(ms));

@@ -28,6 +28,10 @@
 //! diagnostic switch, so the shared mode is exercised on Linux too.
 //!
 //! In single-process mode there is one plain socket ([`bind_single`]).
+//!
+//! Under socket activation (`systemd.rs`) nothing is bound: each socket a
+//! socket unit passes is one [`Mode::Shared`] address, whatever the
+//! platform.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};

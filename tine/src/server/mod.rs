@@ -4,6 +4,11 @@
 //! state machine unit-tested without forking. The master knows nothing of
 //! HTTP. `static_files` opens the files that the event loop then sends, and
 //! the pub/sub bus keeps its own Redis connections.
+//!
+//! Running as a service: `systemd.rs` takes over sockets passed by a
+//! socket unit (`LISTEN_FDS`) instead of binding, `notify.rs` tells systemd
+//! about readiness, reloads, stops and the watchdog (`NOTIFY_SOCKET`), and
+//! `privileges.rs` switches workers to an unprivileged user after the fork.
 
 mod conn;
 pub(crate) mod control;
@@ -11,12 +16,15 @@ mod event_loop;
 mod listener;
 mod master;
 mod nofile;
+mod notify;
 mod per_ip;
 mod pidfile;
+mod privileges;
 mod recycle;
 mod signals;
 mod supervisor;
 mod sys;
+mod systemd;
 mod timer;
 
 use std::fmt;
@@ -105,6 +113,12 @@ pub(crate) struct ServerConfig {
     pub(crate) max_worker_memory: Option<u64>,
     /// Where the master (or single process) writes its pid.
     pub(crate) pid_file: Option<std::path::PathBuf>,
+    /// The user workers switch to (a name or a number).
+    pub(crate) user: Option<String>,
+    /// The group workers switch to (default: the user's).
+    pub(crate) group: Option<String>,
+    /// `user` and `group` resolved at bind time.
+    pub(crate) credentials: Option<privileges::Credentials>,
 }
 
 impl Default for ServerConfig {
@@ -120,6 +134,9 @@ impl Default for ServerConfig {
             max_requests_jitter: 0,
             max_worker_memory: None,
             pid_file: None,
+            user: None,
+            group: None,
+            credentials: None,
         }
     }
 }
@@ -144,15 +161,31 @@ fn resolve_workers(configured: usize) -> io::Result<usize> {
 impl Server {
     pub(crate) fn bind(
         service: Service,
-        config: ServerConfig,
+        mut config: ServerConfig,
         addr: SocketAddr,
     ) -> io::Result<Server> {
         let workers = resolve_workers(config.workers)?;
+        config.credentials = privileges::resolve(config.user.as_deref(), config.group.as_deref())?;
         if let Some(url) = &config.redis_url {
             // Fail at start-up, in one place, rather than in every worker.
             crate::pubsub::check_redis_url(url)?;
         }
-        let (listeners, mode) = if workers > 1 {
+        let (listeners, mode) = if let Some(inherited) = systemd::inherited_listeners() {
+            let addrs: Vec<String> = inherited
+                .iter()
+                .filter_map(|l| l.local_addr().ok())
+                .map(|a| a.to_string())
+                .collect();
+            log::info!(
+                "socket activation: serving the {} inherited socket(s) ({}); \
+                 the configured address {addr} is ignored",
+                inherited.len(),
+                addrs.join(", ")
+            );
+            // One socket per address, shared by every worker (see
+            // systemd.rs for the trade-off).
+            (inherited, listener::Mode::Shared)
+        } else if workers > 1 {
             let mode = listener::workers_mode()?;
             let bound = listener::bind_workers(
                 addr,
@@ -217,27 +250,50 @@ impl Server {
                      (a single process has nobody to replace it): ignored"
                 );
             }
+            if let Some(c) = &config.credentials {
+                c.apply()
+                    .map_err(|e| io::Error::other(format!("tine: {e}")))?;
+                log::info!("running as {}", c.name);
+            }
             service.init_worker()?;
+            let active: Vec<usize> = (0..listeners.len()).collect();
             let listeners = listeners
                 .into_iter()
                 .map(mio::net::TcpListener::from_std)
                 .collect();
-            return event_loop::EventLoop::new(service, config, listeners, &[0], None)?.run();
+            let event_loop = event_loop::EventLoop::new(service, config, listeners, &active, None)?;
+            notify::single_ready();
+            return event_loop.run();
         }
         let sharing = match mode {
             listener::Mode::ReusePort => "a reuseport listener each",
             listener::Mode::Shared => "one shared listener",
         };
         log::info!("listening on http://{addr} with {workers} workers ({sharing})");
+        if let Some(c) = &config.credentials {
+            log::info!("workers run as {}", c.name);
+        }
         WORKER_COUNT.store(workers, Ordering::Relaxed);
         let master = master_config(&config, workers);
         let mut served = Some((service, config));
-        let bound = listener::Bound {
-            addr,
-            mode,
-            sockets: listeners,
+        let addresses = match mode {
+            // A shared address has exactly one socket: several shared
+            // sockets (socket activation) are as many addresses.
+            listener::Mode::Shared => listeners
+                .into_iter()
+                .map(|socket| listener::Bound {
+                    addr: socket.local_addr().unwrap_or(addr),
+                    mode,
+                    sockets: vec![socket],
+                })
+                .collect(),
+            listener::Mode::ReusePort => vec![listener::Bound {
+                addr,
+                mode,
+                sockets: listeners,
+            }],
         };
-        let code = master::run_master(vec![bound], master, &mut |start| {
+        let code = master::run_master(addresses, master, &mut |start| {
             worker_main(served.take(), start)
         })?;
         if code == 0 {
@@ -268,6 +324,15 @@ fn worker_main(served: Option<(Service, ServerConfig)>, start: master::WorkerSta
     };
     WORKER_INDEX.store(start.index, Ordering::Relaxed);
     sys::ignore_master_signals();
+    if let Some(c) = &config.credentials {
+        if let Err(e) = c.apply() {
+            log::error!("worker {}: {e}", start.index);
+            return 1;
+        }
+        if !sys::rearm_after_credentials(nix::unistd::Pid::from_raw(start.master_pid)) {
+            return 1;
+        }
+    }
     log::debug!(
         "worker {} (pid {}) of master {} starting",
         start.index,

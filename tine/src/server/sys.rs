@@ -34,6 +34,34 @@ pub(crate) fn portable_signals() -> bool {
     })
 }
 
+/// An fd this process may have inherited at `exec` (socket activation
+/// passes listening sockets from fd 3 on), borrowed for the checks that
+/// decide whether to take it; `None` if it is not open.
+///
+/// Called at start-up only, before any thread exists, so the fd cannot be
+/// closed or reused while it is borrowed.
+pub(crate) fn inherited_fd(fd: std::os::fd::RawFd) -> Option<std::os::fd::BorrowedFd<'static>> {
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fcntl(F_GETFD)` on a number that is not an open fd only
+    // fails with EBADF; the borrow is used for nothing else until that
+    // check passed, and nothing closes the fd afterwards but
+    // [`own_inherited`], which ends the borrow's use.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    rustix::io::fcntl_getfd(borrowed).ok().map(|_| borrowed)
+}
+
+/// Takes ownership of an inherited fd checked with [`inherited_fd`]: the
+/// caller makes sure nothing else in the process owns it (it came from
+/// the parent across `exec`, named by `LISTEN_FDS`).
+pub(crate) fn own_inherited(fd: std::os::fd::BorrowedFd<'static>) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: the fd is open (checked by `inherited_fd`) and was passed to
+    // this process for it to own; this is the only place that takes it.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd.as_raw_fd()) }
+}
+
 /// Which side of a [`fork`] we are on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fork {
@@ -143,6 +171,18 @@ pub(crate) fn child_after_fork(master: Pid) -> bool {
             log::warn!("cannot start the thread that watches the master: {e}");
         }
     } else {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
+    }
+    nix::unistd::getppid() == master
+}
+
+/// After a worker changed its user or group: Linux clears
+/// `PR_SET_PDEATHSIG` on a credential change, so it is set again (the
+/// parent watch of the portable route is a thread and survives). Whether
+/// `master` is still the parent.
+pub(crate) fn rearm_after_credentials(master: Pid) -> bool {
+    if !portable_signals() {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
     }

@@ -244,6 +244,8 @@ impl EventLoop {
             return;
         }
         self.drain_deadline = Some(self.now + self.shared.config.limits.drain_timeout);
+        // Single-process mode under systemd: the stop is under way.
+        crate::server::notify::single_stopping();
         let dropped = pubsub::stats().dropped;
         if dropped > 0 {
             log::warn!("{dropped} published message(s) could not be sent on");

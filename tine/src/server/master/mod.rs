@@ -59,6 +59,15 @@
 //!   accepted; connections still queued when the master exits are reset, as
 //!   with any server that stops.
 //!
+//! # systemd
+//!
+//! With `NOTIFY_SOCKET` set, the master reports after every batch of events
+//! what changed (see `notify.rs`): `READY=1` once every slot's worker is
+//! ready, `RELOADING=1` and `READY=1` around a rolling restart, `STOPPING=1`,
+//! and `WATCHDOG=1` from its own loop while some worker accepts. The
+//! supervisor answers the questions (`all_ready`, `reloading`, `stopping`,
+//! `healthy`) without knowing about systemd.
+//!
 //! # Signals
 //!
 //! Before the first fork the master blocks [`HANDLED_SIGNALS`] with
@@ -113,6 +122,7 @@ use nix::unistd::Pid;
 
 use super::control::{self, Channel};
 use super::listener::{self, Bound, Mode};
+use super::notify;
 use super::recycle;
 use super::signals::{self, Source};
 use super::supervisor::{Action, Command, Event, Sig, Supervisor, WorkerId};
@@ -260,6 +270,8 @@ struct Master {
     relay_paused: Vec<WorkerId>,
     /// When the workers' memory is read next (with `max_worker_memory`).
     memory_check: Option<Instant>,
+    /// systemd's readiness protocol, when `NOTIFY_SOCKET` is set.
+    notify: Option<notify::Announcer>,
 }
 
 struct Status(WaitStatus);
@@ -334,6 +346,7 @@ impl Master {
             signals,
             relay_paused: Vec::new(),
             memory_check: None,
+            notify: notify::Announcer::from_env(Instant::now()),
         })
     }
 
@@ -371,6 +384,10 @@ impl Master {
                 // the others back after relay::STALL.
                 timeout = Some(timeout.map_or(RELAY_RECHECK, |t| t.min(RELAY_RECHECK)));
             }
+            if let Some(at) = self.notify.as_ref().and_then(|n| n.next_deadline()) {
+                let left = at.saturating_duration_since(Instant::now());
+                timeout = Some(timeout.map_or(left, |t| t.min(left)));
+            }
             if let Some(at) = self.memory_check {
                 let left = at.saturating_duration_since(Instant::now());
                 timeout = Some(timeout.map_or(left, |t| t.min(left)));
@@ -402,10 +419,13 @@ impl Master {
             for event in happened {
                 let actions = self.sup.handle(Instant::now(), event);
                 if let Some(code) = self.perform(actions)? {
+                    // A stop with no worker left to wait for ends here.
+                    self.announce();
                     info!("master {}: bye", self.pid);
                     return Ok(Ok(code));
                 }
             }
+            self.announce();
         }
     }
 
@@ -470,6 +490,19 @@ impl Master {
             }
         }
         Ok(None)
+    }
+
+    /// Tells systemd what changed (readiness, reload, stop, watchdog).
+    fn announce(&mut self) {
+        if let Some(n) = &mut self.notify {
+            let state = notify::State {
+                all_ready: self.sup.all_ready(),
+                reloading: self.sup.reloading(),
+                stopping: self.sup.stopping(),
+                healthy: self.sup.healthy(),
+            };
+            n.update(state, Instant::now());
+        }
     }
 
     /// Forks `worker` for `slot`; the event to report.

@@ -76,6 +76,7 @@ use ops::Current;
 
 mod lend;
 mod ops;
+mod status;
 #[cfg(test)]
 mod tests;
 

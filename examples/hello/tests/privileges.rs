@@ -1,0 +1,116 @@
+//! Workers that drop privileges: the master stays root (it binds and
+//! supervises), every worker runs as the configured user and group, seen
+//! from outside through `/proc/PID/status`. Needs root (CI runs as root);
+//! elsewhere the tests say so and pass.
+
+#![cfg(target_os = "linux")]
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use testkit::load::{spread, PID_PATH};
+use testkit::procs::{ServerTree, Signal};
+
+const HELLO: &str = env!("CARGO_BIN_EXE_hello");
+/// Bound of every wait for the processes to reach a state.
+const T: Duration = Duration::from_secs(10);
+/// Bound of a graceful stop without client connections.
+const STOP: Duration = Duration::from_secs(10);
+/// `nobody` and `nogroup` on Debian.
+const NOBODY: &str = "65534";
+
+/// The values of the `field` line (`Uid:`, `Gid:`, `Groups:`) of
+/// `/proc/PID/status`: real, effective, saved and filesystem ids.
+fn ids(pid: i32, field: &str) -> Vec<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .unwrap_or_else(|| panic!("no {field} in the status of {pid}"))
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn assert_nobody(pid: i32) {
+    assert_eq!(ids(pid, "Uid:"), [NOBODY; 4], "uids of {pid}");
+    assert_eq!(ids(pid, "Gid:"), [NOBODY; 4], "gids of {pid}");
+    assert_eq!(ids(pid, "Groups:"), [NOBODY], "groups of {pid}");
+}
+
+fn not_root() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return false;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "the privilege tests need root under CI"
+    );
+    eprintln!("!!! SKIPPED: dropping privileges needs root");
+    true
+}
+
+#[test]
+fn workers_run_as_the_user_and_group_the_master_stays_root() {
+    if not_root() {
+        return;
+    }
+    let s = ServerTree::start_workers(HELLO, 2, &["--user", "nobody", "--group", NOBODY]);
+    let kids = s.wait_ready(2, T);
+    assert_eq!(ids(s.pid(), "Uid:"), ["0"; 4], "the master keeps root");
+    for &pid in &kids {
+        assert_nobody(pid);
+    }
+    let served: BTreeSet<i32> = spread(s.addr(), 200).keys().copied().collect();
+    assert_eq!(served, kids);
+
+    // A rolling restart and a scale-up fork from the master again: the new
+    // workers drop too, and the scale-up's new socket (bound by the root
+    // master) serves.
+    s.signal(Signal::SIGHUP);
+    s.wait_log_count(") ready", 4, T);
+    let after = s.wait_ready(2, T);
+    assert!(after.is_disjoint(&kids));
+    s.signal(Signal::SIGTTIN);
+    let three = s.wait_ready(3, T);
+    for &pid in &three {
+        assert_nobody(pid);
+    }
+    let served: BTreeSet<i32> = spread(s.addr(), 600).keys().copied().collect();
+    assert_eq!(served, three);
+    s.stop(STOP);
+}
+
+#[test]
+fn a_single_process_drops_once_bound() {
+    if not_root() {
+        return;
+    }
+    let s = ServerTree::start(
+        HELLO,
+        &["--bind", "127.0.0.1:0", "--workers", "1", "--user", NOBODY],
+    );
+    assert_eq!(testkit::get(s.addr(), PID_PATH).pid(), Some(s.pid()));
+    assert_nobody(s.pid());
+    s.stop(STOP);
+}
+
+#[test]
+fn an_unknown_user_or_group_is_a_start_up_error_naming_it() {
+    for flag in ["--user", "--group"] {
+        let err = ServerTree::try_start(
+            HELLO,
+            &[
+                "--bind",
+                "127.0.0.1:0",
+                "--workers",
+                "2",
+                flag,
+                "no-such-name-tine",
+            ],
+        )
+        .expect_err("it must not start");
+        assert_eq!(err.0.code(), Some(2), "{}", err.1);
+        assert!(err.1.contains("\"no-such-name-tine\""), "{}", err.1);
+    }
+}

@@ -1,0 +1,244 @@
+//! systemd integration: socket activation (`LISTEN_FDS`) and readiness
+//! notification (`sd_notify`).
+//!
+//! # Socket activation
+//!
+//! With a socket unit, systemd binds the addresses itself and starts the
+//! service with the listening sockets inherited from fd 3 on, naming them
+//! with `LISTEN_FDS=<count>` and `LISTEN_PID=<the service's pid>`
+//! (`sd_listen_fds(3)`). [`inherited_listeners`] takes them over instead of
+//! binding (the address given to `bind` is then ignored, and the log says
+//! so), after checking each of them: the fd is open, a stream socket
+//! (`SO_TYPE`), listening (`SO_ACCEPTCONN`, where the system implements
+//! it: not on macOS) and an IPv4 or IPv6 address. Anything that does not
+//! match (another process's `LISTEN_PID`, a count that is not a number or
+//! is zero, one fd that fails a check) is ignored as a whole with a
+//! warning naming the reason, and the server binds as usual: inherited
+//! sockets are never half-used. The variables (`LISTEN_FDS`, `LISTEN_PID`,
+//! `LISTEN_FDNAMES`) are removed from the environment once read, so
+//! nothing the app starts later takes them for its own, and the adopted
+//! fds are made close-on-exec (systemd passes them without it).
+//!
+//! This is done by hand rather than with the `listenfd` crate: the checks
+//! are four `getsockopt`/`fcntl` calls on socket2 and rustix, which tine
+//! already uses, and `listenfd` takes fds it cannot use as a `TcpListener`
+//! or leaves them half-taken, where tine must take all of them or none.
+//!
+//! ## One shared socket per address
+//!
+//! systemd hands over one socket per address. tine cannot turn it into one
+//! `SO_REUSEPORT` socket per worker (a new reuseport socket would need to
+//! bind the address itself, and bind rights are what the socket unit
+//! keeps), so every inherited socket becomes an address in the shared
+//! mode: all workers accept from the one queue. The trade-off:
+//!
+//! * A shared queue balances by availability: whichever worker is free
+//!   accepts, so a worker busy in a slow handler takes no new connection
+//!   (with reuseport, the kernel hashes connections to a worker's own
+//!   queue whether it is busy or not).
+//! * Every worker waiting on the queue is woken for a new connection and
+//!   all but one find it empty: some wasted wake-ups under a high
+//!   connection rate (no cost with keep-alive).
+//! * The socket survives everything, the master included: systemd holds
+//!   it, so connections that arrive while the service restarts wait in the
+//!   queue instead of being refused.
+
+use std::io;
+use std::net::TcpListener;
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+
+use super::sys;
+
+/// The first fd systemd passes (`SD_LISTEN_FDS_START`).
+pub(crate) const LISTEN_FDS_START: RawFd = 3;
+
+/// How many sockets the variables promise this process, or why they do
+/// not apply (`Ok(None)`: not socket-activated at all).
+fn parse_vars(
+    listen_pid: Option<&str>,
+    listen_fds: Option<&str>,
+    me: u32,
+) -> Result<Option<usize>, String> {
+    let (pid, fds) = match (listen_pid, listen_fds) {
+        (None, None) => return Ok(None),
+        (Some(_), None) => return Err("LISTEN_PID is set without LISTEN_FDS".into()),
+        (None, Some(_)) => return Err("LISTEN_FDS is set without LISTEN_PID".into()),
+        (Some(p), Some(f)) => (p.trim(), f.trim()),
+    };
+    let pid: u32 = pid
+        .parse()
+        .map_err(|_| format!("LISTEN_PID is not a pid: {pid:?}"))?;
+    if pid != me {
+        return Err(format!(
+            "LISTEN_PID={pid} names another process (this is {me})"
+        ));
+    }
+    let n: usize = fds
+        .parse()
+        .map_err(|_| format!("LISTEN_FDS is not a count: {fds:?}"))?;
+    if n == 0 {
+        return Err("LISTEN_FDS=0 passes no socket".into());
+    }
+    // Far more than any socket unit lists: a wrong value, not sockets.
+    if n > 1024 {
+        return Err(format!("LISTEN_FDS={n} is not a plausible count"));
+    }
+    Ok(Some(n))
+}
+
+/// Whether `fd` is an open, listening TCP stream socket (IPv4 or IPv6);
+/// the reason if not.
+fn check_fd(fd: RawFd) -> Result<(), String> {
+    let borrowed = sys::inherited_fd(fd).ok_or_else(|| format!("fd {fd} is not open"))?;
+    check_socket(fd, borrowed)
+}
+
+fn check_socket(fd: RawFd, borrowed: BorrowedFd<'_>) -> Result<(), String> {
+    let kind = rustix::net::sockopt::socket_type(borrowed)
+        .map_err(|e| format!("fd {fd} is not a socket ({e})"))?;
+    if kind != rustix::net::SocketType::STREAM {
+        return Err(format!("fd {fd} is not a stream socket"));
+    }
+    #[cfg(not(target_vendor = "apple"))]
+    match rustix::net::sockopt::socket_acceptconn(borrowed) {
+        Ok(true) => {}
+        Ok(false) => return Err(format!("fd {fd} is a socket that does not listen")),
+        Err(e) => return Err(format!("fd {fd}: cannot read SO_ACCEPTCONN ({e})")),
+    }
+    let addr = socket2::SockRef::from(&borrowed)
+        .local_addr()
+        .map_err(|e| format!("fd {fd}: no local address ({e})"))?;
+    if addr.as_socket().is_none() {
+        return Err(format!(
+            "fd {fd} is not an IPv4 or IPv6 socket (tine listens on TCP only)"
+        ));
+    }
+    Ok(())
+}
+
+/// The sockets systemd passed to this process, if `LISTEN_PID` names it
+/// and every one of the `LISTEN_FDS` fds is a listening TCP socket; see
+/// the module docs. Otherwise `None` (with a warning if the variables were
+/// set). Either way the variables are removed from the environment.
+///
+/// Call it once, before any thread is started (it edits the environment).
+pub(crate) fn inherited_listeners() -> Option<Vec<TcpListener>> {
+    let pid_var = std::env::var("LISTEN_PID").ok();
+    let fds_var = std::env::var("LISTEN_FDS").ok();
+    // Only what is set is removed: a server bound from a test thread must
+    // not write the environment others read.
+    for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        if std::env::var_os(var).is_some() {
+            std::env::remove_var(var);
+        }
+    }
+    let checked = parse_vars(pid_var.as_deref(), fds_var.as_deref(), std::process::id()).and_then(
+        |n| match n {
+            None => Ok(None),
+            Some(n) => {
+                let fds: Vec<RawFd> = (0..n as RawFd).map(|i| LISTEN_FDS_START + i).collect();
+                fds.iter().try_for_each(|&fd| check_fd(fd))?;
+                Ok(Some(fds))
+            }
+        },
+    );
+    let fds = match checked {
+        Ok(fds) => fds?,
+        Err(why) => {
+            log::warn!("socket activation ignored: {why}; binding the configured address");
+            return None;
+        }
+    };
+    let mut listeners = Vec::with_capacity(fds.len());
+    for fd in fds {
+        // Checked open by `check_fd` a moment ago, single-threaded.
+        let Some(borrowed) = sys::inherited_fd(fd) else {
+            log::warn!("socket activation ignored: fd {fd} closed; binding the configured address");
+            listeners.into_iter().for_each(std::mem::forget);
+            return None;
+        };
+        let owned = sys::own_inherited(borrowed);
+        if let Err(e) = prepare(&owned) {
+            // Checked a moment ago: not expected. Keep the fds (dropping
+            // them would close systemd's sockets in this process only, but
+            // half-used is what must not happen).
+            log::warn!("socket activation ignored: fd {fd}: {e}; binding the configured address");
+            std::mem::forget(owned);
+            listeners.into_iter().for_each(std::mem::forget);
+            return None;
+        }
+        listeners.push(TcpListener::from(owned));
+    }
+    Some(listeners)
+}
+
+/// Close-on-exec and non-blocking, like the sockets tine binds itself.
+fn prepare(fd: &OwnedFd) -> io::Result<()> {
+    rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
+    socket2::SockRef::from(fd).set_nonblocking(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn the_variables_must_name_this_process_and_a_count() {
+        assert_eq!(parse_vars(None, None, 7), Ok(None));
+        assert_eq!(parse_vars(Some("7"), Some("2"), 7), Ok(Some(2)));
+        assert_eq!(parse_vars(Some(" 7\n"), Some("1"), 7), Ok(Some(1)));
+        let err = parse_vars(Some("8"), Some("1"), 7).unwrap_err();
+        assert!(err.contains("names another process"), "{err}");
+        for (pid, fds) in [
+            (Some("x"), Some("1")),
+            (Some("7"), Some("one")),
+            (Some("7"), Some("0")),
+            (Some("7"), Some("-1")),
+            (Some("7"), Some("100000")),
+            (Some("7"), None),
+            (None, Some("1")),
+        ] {
+            assert!(parse_vars(pid, fds, 7).is_err(), "{pid:?} {fds:?}");
+        }
+    }
+
+    #[test]
+    fn only_an_open_listening_tcp_socket_passes() {
+        let listening = TcpListener::bind("127.0.0.1:0").unwrap();
+        assert_eq!(check_fd(listening.as_raw_fd()), Ok(()));
+
+        let bound =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        bound
+            .bind(
+                &"127.0.0.1:0"
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap()
+                    .into(),
+            )
+            .unwrap();
+        #[cfg(not(target_vendor = "apple"))]
+        {
+            let err = check_fd(bound.as_raw_fd()).unwrap_err();
+            assert!(err.contains("does not listen"), "{err}");
+        }
+
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let err = check_fd(udp.as_raw_fd()).unwrap_err();
+        assert!(err.contains("not a stream socket"), "{err}");
+
+        let file = std::fs::File::open("/dev/null").unwrap();
+        let err = check_fd(file.as_raw_fd()).unwrap_err();
+        assert!(err.contains("not a socket"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let unix = std::os::unix::net::UnixListener::bind(dir.path().join("s")).unwrap();
+        let err = check_fd(unix.as_raw_fd()).unwrap_err();
+        assert!(err.contains("not an IPv4 or IPv6"), "{err}");
+
+        // Far above any fd this process holds: not open.
+        let err = check_fd(1 << 20).unwrap_err();
+        assert!(err.contains("not open"), "{err}");
+    }
+}
