@@ -12,7 +12,7 @@ use http::{Method, StatusCode};
 use crate::http::{Extensions, IntoResponse, Request, Response};
 use crate::limits::Limits;
 use crate::middleware::Cors;
-use crate::server::{Server, ServerConfig};
+use crate::server::{ServeError, Server, ServerConfig};
 use crate::service::{Answer, Service};
 use crate::static_files::{self, Mount, Outcome, StaticConfig};
 use crate::ws::{WebSocket, WsConfig, WsEvent};
@@ -396,14 +396,14 @@ impl App {
     /// Binds `addr` and returns the server, ready to [`run`](Server::run).
     /// Use port 0 to let the system pick a free port and read it back with
     /// [`Server::local_addr`].
-    pub fn bind(self, addr: impl ToSocketAddrs) -> io::Result<Server> {
+    pub fn bind(self, addr: impl ToSocketAddrs) -> Result<Server, ServeError> {
         let addr = resolve(addr)?;
-        Server::bind(self.service, self.config, addr)
+        Ok(Server::bind(self.service, self.config, addr)?)
     }
 
     /// Binds `addr` and serves until SIGINT or SIGTERM, then drains and
     /// returns.
-    pub fn serve(self, addr: impl ToSocketAddrs) -> io::Result<()> {
+    pub fn serve(self, addr: impl ToSocketAddrs) -> Result<(), ServeError> {
         self.bind(addr)?.run()
     }
 
