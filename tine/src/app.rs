@@ -107,8 +107,19 @@ impl App {
     ///
     /// Patterns: `/users/:id` captures a segment
     /// ([`Request::param`]), a trailing `*` captures the rest of the path
-    /// under `"*"`, and `*` alone matches any path. The first registered
-    /// match wins. Panics, pointing at the caller, on a malformed pattern.
+    /// under `"*"`, and `*` alone matches any path.
+    ///
+    /// Which route answers: patterns without `*` own the paths they match,
+    /// before any wildcard route or static mount; among them the first
+    /// registered whose method matches answers, `HEAD` falls back to
+    /// `GET`, another method gets `405` with `Allow` listing theirs (`204`
+    /// with it for `OPTIONS`). Wildcard routes and mounts get only the
+    /// other paths, by the same rule, except that a static mount answers
+    /// another method with `404` where it has no file.
+    ///
+    /// Panics, pointing at the caller, on a malformed pattern or on a
+    /// route that could never answer (the same method, or `any`, already
+    /// registered on the same pattern).
     #[track_caller]
     pub fn route<H, R>(self, method: Method, pattern: &str, handler: H) -> Self
     where
@@ -178,9 +189,12 @@ impl App {
         };
         let prefix = prefix.trim_end_matches('/').to_string();
         let pattern = format!("{prefix}/*");
-        self.get(&pattern, move |req: &Request| {
-            serve_static(&mount, &prefix, req)
-        })
+        let mut app = self;
+        app.service.add_mount(
+            &pattern,
+            Box::new(move |req: &Request| serve_static(&mount, &prefix, req)),
+        );
+        app
     }
 
     /// Routes WebSocket upgrade requests matching `pattern` (same syntax as
@@ -446,6 +460,10 @@ fn serve_static(mount: &Mount, prefix: &str, req: &Request) -> Response {
     let rel = raw.get(prefix.len()..).unwrap_or("");
     match static_files::serve(mount, req.method(), raw, rel, req.headers()) {
         Outcome::NotFound => Response::error(StatusCode::NOT_FOUND),
+        // Another method on a file the mount has (see the router's docs).
+        Outcome::MethodNotAllowed if req.method() == Method::OPTIONS => {
+            Response::empty(StatusCode::NO_CONTENT).with_header(header::ALLOW, static_files::ALLOW)
+        }
         Outcome::MethodNotAllowed => Response::error(StatusCode::METHOD_NOT_ALLOWED)
             .with_header(header::ALLOW, static_files::ALLOW),
         Outcome::Redirect { mut location } => match req.query_string() {
