@@ -1,5 +1,6 @@
-//! HTTP details over real TCP: `Host` values, request-line versions, and
-//! bytes that cannot start a request.
+//! HTTP details over real TCP: `Host` values, request-line versions,
+//! bytes that cannot start a request, and query and form errors that name
+//! their field.
 
 mod support;
 
@@ -9,12 +10,25 @@ use std::time::Duration;
 use support::{serve, Client};
 use tine::{App, Limits, Request};
 
+#[derive(serde::Deserialize)]
+struct Page {
+    page: u32,
+}
+
 /// A header timeout far beyond the clients' read timeout: an answer that
 /// arrives at all was not waiting for it.
 fn app() -> App {
     App::new()
         .get("/plaintext", |_: &Request| "Hello, World!")
         .get("/version", |req: &Request| format!("{:?}", req.version()))
+        .get("/list", |req: &Request| -> Result<String, tine::Error> {
+            let page: Page = req.query()?;
+            Ok(format!("page {}", page.page))
+        })
+        .post("/list", |req: &Request| -> Result<String, tine::Error> {
+            let page: Page = req.form()?;
+            Ok(format!("page {}", page.page))
+        })
         .limits(Limits::default().header_timeout(Duration::from_secs(600)))
 }
 
@@ -107,4 +121,40 @@ fn bytes_that_cannot_start_a_request_get_400_and_close_at_once() {
         c.send(piece);
     }
     assert_eq!(c.read_response().status, 200);
+}
+
+#[test]
+fn query_and_form_errors_name_the_field() {
+    let addr = serve(app);
+    let mut c = Client::connect(addr);
+    assert_eq!(c.get("/list?page=7").text(), "page 7");
+    let r = c.get("/list?page=abc");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (
+            400,
+            "invalid query string: page: invalid digit found in string"
+        )
+    );
+    let r = c.get("/list");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (400, "invalid query string: missing field `page`")
+    );
+    let body = "page=99999999999";
+    c.send(
+        format!(
+            "POST /list HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    let r = c.read_response();
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (
+            400,
+            "invalid form body: page: number too large to fit in target type"
+        )
+    );
 }
