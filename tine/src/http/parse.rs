@@ -77,7 +77,10 @@ pub(crate) enum Decoded {
 
 #[derive(Debug)]
 enum State {
-    Head,
+    /// Reading a head; how far its request line was found plausible (see
+    /// [`Decoder::check_start`]). Kept here, where it costs no memory per
+    /// connection: the enum is as large as its other variants anyway.
+    Head(Line),
     Body {
         head: Box<Head>,
         body: Body,
@@ -126,9 +129,6 @@ pub(crate) struct Decoder {
     /// line. They stay in the buffer and count against `max_header`;
     /// `httparse` skips them when it parses the head.
     skip: usize,
-    /// How far the request line of a head still arriving was found
-    /// plausible (see [`Decoder::check_start`]).
-    line: Line,
     state: State,
 }
 
@@ -148,8 +148,7 @@ impl Decoder {
         Decoder {
             scanned: 0,
             skip: 0,
-            line: Line::Method,
-            state: State::Head,
+            state: State::Head(Line::Method),
         }
     }
 
@@ -166,10 +165,10 @@ impl Decoder {
     /// connection's unconsumed input. Only for error paths: it may copy.
     #[cold]
     pub(crate) fn take_seen(&mut self, buf: &[u8], max_headers: usize) -> Option<Box<SeenHead>> {
-        match std::mem::replace(&mut self.state, State::Head) {
+        match std::mem::replace(&mut self.state, State::Head(Line::Method)) {
             State::Refused(seen) => seen,
             State::Body { head, .. } => Some(Box::new(SeenHead::from(*head))),
-            State::Head => salvage(buf, max_headers),
+            State::Head(_) => salvage(buf, max_headers),
         }
     }
 
@@ -178,7 +177,7 @@ impl Decoder {
         if let State::Refused(_) = self.state {
             return Decoded::NeedMore;
         }
-        if let State::Head = self.state {
+        if let State::Head(_) = self.state {
             // Only the first unscanned byte is looked at: a request line
             // never starts with CR or LF, so the common case costs one
             // comparison.
@@ -201,7 +200,9 @@ impl Decoder {
             }
             self.scanned = 0;
             self.skip = 0;
-            self.line = Line::Method;
+            if let State::Head(line) = &mut self.state {
+                *line = Line::Method;
+            }
             let raw = buf.split_to(end).freeze();
             let head = match parse_head(&raw, limits.max_headers) {
                 Ok(head) => head,
@@ -253,7 +254,8 @@ impl Decoder {
         };
         match complete {
             Some(bytes) => {
-                let State::Body { head, .. } = std::mem::replace(&mut self.state, State::Head)
+                let State::Body { head, .. } =
+                    std::mem::replace(&mut self.state, State::Head(Line::Method))
                 else {
                     unreachable!("state is Body here");
                 };
@@ -305,13 +307,16 @@ impl Decoder {
     #[cold]
     #[inline(never)]
     fn check_start(&mut self, buf: &[u8], checked: usize) -> Decoded {
-        let from = checked.max(self.skip);
-        for (i, &b) in buf.iter().enumerate().skip(from) {
-            match self.line {
-                Line::Method if b == b' ' && i > self.skip => self.line = Line::Target,
+        let skip = self.skip;
+        let State::Head(line) = &mut self.state else {
+            return Decoded::NeedMore;
+        };
+        for (i, &b) in buf.iter().enumerate().skip(checked.max(skip)) {
+            match *line {
+                Line::Method if b == b' ' && i > skip => *line = Line::Target,
                 Line::Method if is_token(b) => {}
                 // The target's first byte: a second space is no target.
-                Line::Target if b == b' ' && buf[i - 1] != b' ' => self.line = Line::Done,
+                Line::Target if b == b' ' && buf[i - 1] != b' ' => *line = Line::Done,
                 Line::Target if (0x21..0x7f).contains(&b) || b >= 0x80 => {}
                 Line::Done => break,
                 _ => return Decoded::Error(StatusCode::BAD_REQUEST),
