@@ -12,7 +12,7 @@ use http::{Method, StatusCode};
 use crate::http::{Extensions, IntoResponse, Request, Response};
 use crate::limits::Limits;
 use crate::middleware::Cors;
-use crate::server::{Server, ServerConfig};
+use crate::server::{ServeError, Server, ServerConfig};
 use crate::service::{Answer, Service};
 use crate::static_files::{self, Mount, Outcome, StaticConfig};
 use crate::ws::{WebSocket, WsConfig, WsEvent};
@@ -107,8 +107,19 @@ impl App {
     ///
     /// Patterns: `/users/:id` captures a segment
     /// ([`Request::param`]), a trailing `*` captures the rest of the path
-    /// under `"*"`, and `*` alone matches any path. The first registered
-    /// match wins. Panics, pointing at the caller, on a malformed pattern.
+    /// under `"*"`, and `*` alone matches any path.
+    ///
+    /// Which route answers: patterns without `*` own the paths they match,
+    /// before any wildcard route or static mount; among them the first
+    /// registered whose method matches answers, `HEAD` falls back to
+    /// `GET`, another method gets `405` with `Allow` listing theirs (`204`
+    /// with it for `OPTIONS`). Wildcard routes and mounts get only the
+    /// other paths, by the same rule, except that a static mount answers
+    /// another method with `404` where it has no file.
+    ///
+    /// Panics, pointing at the caller, on a malformed pattern or on a
+    /// route that could never answer (the same method, or `any`, already
+    /// registered on the same pattern).
     #[track_caller]
     pub fn route<H, R>(self, method: Method, pattern: &str, handler: H) -> Self
     where
@@ -178,9 +189,12 @@ impl App {
         };
         let prefix = prefix.trim_end_matches('/').to_string();
         let pattern = format!("{prefix}/*");
-        self.get(&pattern, move |req: &Request| {
-            serve_static(&mount, &prefix, req)
-        })
+        let mut app = self;
+        app.service.add_mount(
+            &pattern,
+            Box::new(move |req: &Request| serve_static(&mount, &prefix, req)),
+        );
+        app
     }
 
     /// Routes WebSocket upgrade requests matching `pattern` (same syntax as
@@ -498,14 +512,14 @@ impl App {
     /// Binds `addr` and returns the server, ready to [`run`](Server::run).
     /// Use port 0 to let the system pick a free port and read it back with
     /// [`Server::local_addr`].
-    pub fn bind(self, addr: impl ToSocketAddrs) -> io::Result<Server> {
+    pub fn bind(self, addr: impl ToSocketAddrs) -> Result<Server, ServeError> {
         let addr = resolve(addr)?;
-        Server::bind(self.service, self.config, addr)
+        Ok(Server::bind(self.service, self.config, addr)?)
     }
 
     /// Binds `addr` and serves until SIGINT or SIGTERM, then drains and
     /// returns.
-    pub fn serve(self, addr: impl ToSocketAddrs) -> io::Result<()> {
+    pub fn serve(self, addr: impl ToSocketAddrs) -> Result<(), ServeError> {
         self.bind(addr)?.run()
     }
 
@@ -548,6 +562,10 @@ fn serve_static(mount: &Mount, prefix: &str, req: &Request) -> Response {
     let rel = raw.get(prefix.len()..).unwrap_or("");
     match static_files::serve(mount, req.method(), raw, rel, req.headers()) {
         Outcome::NotFound => Response::error(StatusCode::NOT_FOUND),
+        // Another method on a file the mount has (see the router's docs).
+        Outcome::MethodNotAllowed if req.method() == Method::OPTIONS => {
+            Response::empty(StatusCode::NO_CONTENT).with_header(header::ALLOW, static_files::ALLOW)
+        }
         Outcome::MethodNotAllowed => Response::error(StatusCode::METHOD_NOT_ALLOWED)
             .with_header(header::ALLOW, static_files::ALLOW),
         Outcome::Redirect { mut location } => match req.query_string() {

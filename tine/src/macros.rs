@@ -43,12 +43,12 @@ macro_rules! app {
 
 /// Defines and serves an app: `bind ADDR;` first, then the forms of
 /// [`app!`], including `workers N;`. Expands to
-/// `tine::app! { ... }.serve(ADDR)`, an `io::Result<()>`.
+/// `tine::app! { ... }.serve(ADDR)`, a `Result<(), tine::ServeError>`.
 ///
 /// ```no_run
 /// use tine::{Request, WebSocket, WsEvent};
 ///
-/// fn main() -> std::io::Result<()> {
+/// fn main() -> Result<(), tine::ServeError> {
 ///     tine::server! {
 ///         bind "127.0.0.1:3000";
 ///         workers 4;

@@ -90,15 +90,27 @@ enum Stage {
 }
 
 impl Service {
+    /// Adds a route, panicking at the builder's caller on a bad pattern
+    /// or a conflicting route.
     #[track_caller]
     pub(crate) fn add_route(&mut self, method: Option<Method>, pattern: &str, handler: Handler) {
-        self.router.add(method, parse_pattern(pattern), handler);
+        let result = self.router.add(method, parse_pattern(pattern), handler);
+        registered(result);
+    }
+
+    /// Adds a static mount: see the router's docs for what it answers.
+    #[track_caller]
+    pub(crate) fn add_mount(&mut self, pattern: &str, handler: Handler) {
+        let result = self.router.add_mount(parse_pattern(pattern), handler);
+        registered(result);
     }
 
     #[track_caller]
     pub(crate) fn add_ws_route(&mut self, pattern: &str, handler: WsHandler) {
-        self.ws_router
+        let result = self
+            .ws_router
             .add(Some(Method::GET), parse_pattern(pattern), handler);
+        registered(result);
     }
 
     pub(crate) fn set_ws_protocols(&mut self, protocols: Vec<String>) {
@@ -341,8 +353,25 @@ impl Service {
 fn parse_pattern(pattern: &str) -> crate::router::Pattern {
     match crate::router::Pattern::parse(pattern) {
         Ok(p) => p,
-        Err(msg) => panic!("{msg}"),
+        Err(msg) => registration_panic(&msg),
     }
+}
+
+/// Panics (at the builder's caller) if a route was refused.
+#[track_caller]
+fn registered(result: Result<(), String>) {
+    if let Err(msg) = result {
+        registration_panic(&msg)
+    }
+}
+
+/// A registration mistake: the panic reports the app's line (every builder
+/// method on the way is `#[track_caller]`), and the message names it too,
+/// for logs that show only messages.
+#[cold]
+#[track_caller]
+fn registration_panic(msg: &str) -> ! {
+    panic!("{msg} (at {})", std::panic::Location::caller())
 }
 
 /// The plain-text page for an error status: `404 Not Found`.

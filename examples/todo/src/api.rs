@@ -201,20 +201,6 @@ pub(crate) fn delete(req: &Request) -> ApiResult {
     }
 }
 
-/// For the other methods on a known API path: a `405` listing the methods
-/// it has (rendered by the JSON error handler), or a `204` with that list
-/// for `OPTIONS`.
-pub(crate) fn method_not_allowed(allow: &'static str) -> impl Fn(&Request) -> Response {
-    move |req: &Request| {
-        let res = if req.method() == tine::Method::OPTIONS {
-            Response::empty(StatusCode::NO_CONTENT)
-        } else {
-            Response::error(StatusCode::METHOD_NOT_ALLOWED)
-        };
-        res.with_header(header::ALLOW, allow)
-    }
-}
-
 /// Any other path under `/api/`, whatever the method: a JSON 404.
 pub(crate) fn not_found(req: &Request) -> Response {
     error_json(

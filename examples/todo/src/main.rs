@@ -100,14 +100,10 @@ fn main() -> ExitCode {
         .put("/api/todos/:id", api::update)
         .patch("/api/todos/:id", api::update)
         .delete("/api/todos/:id", api::delete)
-        // The catch-alls below would otherwise take HEAD from the GET routes.
-        .head("/api/todos", api::list)
-        .head("/api/todos/:id", api::get)
-        .any("/api/todos", api::method_not_allowed("GET, HEAD, POST"))
-        .any(
-            "/api/todos/:id",
-            api::method_not_allowed("GET, HEAD, PUT, PATCH, DELETE"),
-        )
+        // Other paths under /api/, whatever the method: a JSON 404. The
+        // routes above keep their own paths (HEAD from GET, 405 with
+        // Allow for other methods, OPTIONS listing them): a wildcard only
+        // gets the paths no exact route has.
         .any("/api/*", api::not_found)
         // Live updates: every browser subscribes to the list's topic.
         .ws(

@@ -6,6 +6,15 @@
 //! [`Decoded::NeedMore`]. The end of the request head is searched
 //! incrementally (each byte is scanned once), the head is parsed with
 //! `httparse`, and header values are slices of the read buffer (no copy).
+//!
+//! Beyond what `httparse` checks: bytes that cannot start a request line
+//! (a TLS ClientHello, binary garbage) are refused as soon as they arrive,
+//! not when the header timeout ends a head that never comes; `HTTP/1.2`
+//! to `HTTP/1.9` are read as HTTP/1.1 and other major versions answered
+//! `505`; a `Host` must be a valid host (RFC 9110 §7.2) or the request is
+//! a `400`. Each check runs where it costs nothing on a whole request
+//! (only on a head still arriving, or only after `httparse` refused the
+//! version), but the `Host` check, a few instructions a byte.
 
 use std::mem::MaybeUninit;
 
@@ -68,7 +77,10 @@ pub(crate) enum Decoded {
 
 #[derive(Debug)]
 enum State {
-    Head,
+    /// Reading a head; how far its request line was found plausible (see
+    /// [`Decoder::check_start`]). Kept here, where it costs no memory per
+    /// connection: the enum is as large as its other variants anyway.
+    Head(Line),
     Body {
         head: Box<Head>,
         body: Body,
@@ -120,12 +132,23 @@ pub(crate) struct Decoder {
     state: State,
 }
 
+/// The part of a request line that [`Decoder::check_start`] is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Line {
+    /// In the method (a token), or nothing read yet.
+    Method,
+    /// Past the method's space, in the request-target.
+    Target,
+    /// Past the target's space: nothing more is checked early.
+    Done,
+}
+
 impl Decoder {
     pub(crate) fn new() -> Self {
         Decoder {
             scanned: 0,
             skip: 0,
-            state: State::Head,
+            state: State::Head(Line::Method),
         }
     }
 
@@ -142,10 +165,10 @@ impl Decoder {
     /// connection's unconsumed input. Only for error paths: it may copy.
     #[cold]
     pub(crate) fn take_seen(&mut self, buf: &[u8], max_headers: usize) -> Option<Box<SeenHead>> {
-        match std::mem::replace(&mut self.state, State::Head) {
+        match std::mem::replace(&mut self.state, State::Head(Line::Method)) {
             State::Refused(seen) => seen,
             State::Body { head, .. } => Some(Box::new(SeenHead::from(*head))),
-            State::Head => salvage(buf, max_headers),
+            State::Head(_) => salvage(buf, max_headers),
         }
     }
 
@@ -154,7 +177,7 @@ impl Decoder {
         if let State::Refused(_) = self.state {
             return Decoded::NeedMore;
         }
-        if let State::Head = self.state {
+        if let State::Head(_) = self.state {
             // Only the first unscanned byte is looked at: a request line
             // never starts with CR or LF, so the common case costs one
             // comparison.
@@ -163,17 +186,23 @@ impl Decoder {
                     return early;
                 }
             }
+            let checked = self.scanned;
             let Some(end) = self.find_head_end(buf) else {
                 if buf.len() > limits.max_header {
                     return Decoded::Error(head_too_large(buf, limits.max_header));
                 }
-                return Decoded::NeedMore;
+                // Only a head still arriving is checked here: a whole one
+                // goes to the parser, which refuses the same bytes.
+                return self.check_start(buf, checked);
             };
             if end > limits.max_header {
                 return Decoded::Error(head_too_large(buf, limits.max_header));
             }
             self.scanned = 0;
             self.skip = 0;
+            if let State::Head(line) = &mut self.state {
+                *line = Line::Method;
+            }
             let raw = buf.split_to(end).freeze();
             let head = match parse_head(&raw, limits.max_headers) {
                 Ok(head) => head,
@@ -225,7 +254,8 @@ impl Decoder {
         };
         match complete {
             Some(bytes) => {
-                let State::Body { head, .. } = std::mem::replace(&mut self.state, State::Head)
+                let State::Body { head, .. } =
+                    std::mem::replace(&mut self.state, State::Head(Line::Method))
                 else {
                     unreachable!("state is Body here");
                 };
@@ -264,6 +294,35 @@ impl Decoder {
             [] | [b'\r'] => Some(Decoded::NeedMore),
             _ => None,
         }
+    }
+
+    /// Refuses at once bytes that cannot start a request, rather than
+    /// waiting for the blank line that ends a head until the header
+    /// timeout: a TLS ClientHello sent to a plain port (its first byte is
+    /// 0x16), a binary protocol, garbage. A request line begins with a
+    /// method, a token (RFC 9110 §9.1), then one space and a
+    /// request-target of visible characters (RFC 9112 §3). Only the bytes
+    /// that arrived since the last call (`buf[checked..]`) are looked at,
+    /// so a head sent a byte at a time is still checked once per byte.
+    #[cold]
+    #[inline(never)]
+    fn check_start(&mut self, buf: &[u8], checked: usize) -> Decoded {
+        let skip = self.skip;
+        let State::Head(line) = &mut self.state else {
+            return Decoded::NeedMore;
+        };
+        for (i, &b) in buf.iter().enumerate().skip(checked.max(skip)) {
+            match *line {
+                Line::Method if b == b' ' && i > skip => *line = Line::Target,
+                Line::Method if is_token(b) => {}
+                // The target's first byte: a second space is no target.
+                Line::Target if b == b' ' && buf[i - 1] != b' ' => *line = Line::Done,
+                Line::Target if (0x21..0x7f).contains(&b) || b >= 0x80 => {}
+                Line::Done => break,
+                _ => return Decoded::Error(StatusCode::BAD_REQUEST),
+            }
+        }
+        Decoded::NeedMore
     }
 
     /// Finds the end of the head (just past the blank line), scanning only
@@ -391,6 +450,7 @@ fn parse_with<'b>(
         Err(httparse::Error::TooManyHeaders) => {
             return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
         }
+        Err(httparse::Error::Version) => return other_version(raw, slots.len()),
         // Covers whitespace before a colon, obs-fold, bad tokens.
         Err(_) => return Err(StatusCode::BAD_REQUEST),
     }
@@ -411,10 +471,21 @@ fn parse_with<'b>(
     let mut keep_alive = version == Version::HTTP_11;
     let mut expect_continue = false;
     for h in req.headers.iter() {
-        let name =
-            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| StatusCode::BAD_REQUEST)?;
         let value = HeaderValue::from_maybe_shared(raw.slice_ref(h.value))
             .map_err(|_| StatusCode::BAD_REQUEST)?;
+        // Every HTTP/1.1 request has a Host field: recognising its name
+        // in four bytes saves `HeaderName::from_bytes` (which pays for
+        // checking the value).
+        if is_host(h.name.as_bytes()) {
+            hosts += 1;
+            if !valid_host(h.value) {
+                return Err(StatusCode::BAD_REQUEST);
+            }
+            headers.append(header::HOST, value);
+            continue;
+        }
+        let name =
+            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| StatusCode::BAD_REQUEST)?;
         if name == header::CONTENT_LENGTH {
             // Any second Content-Length, even an equal one, is refused: a
             // proxy in front might have picked the other one.
@@ -425,8 +496,6 @@ fn parse_with<'b>(
         } else if name == header::TRANSFER_ENCODING {
             has_te = true;
             chunked = transfer_coding_is_chunked(h.value, chunked)?;
-        } else if name == header::HOST {
-            hosts += 1;
         } else if name == header::CONNECTION {
             for token in tokens(h.value) {
                 if token.eq_ignore_ascii_case(b"close") {
@@ -467,6 +536,235 @@ fn parse_with<'b>(
         keep_alive,
         expect_continue: expect_continue && framing != Framing::Empty,
     })
+}
+
+/// A request line whose version `httparse` refused (it knows exactly
+/// `HTTP/1.0` and `HTTP/1.1`). RFC 9112 §2.3: a higher minor version of
+/// HTTP/1 is answered as the highest minor version the server supports,
+/// so `HTTP/1.2` to `HTTP/1.9` are parsed again as `HTTP/1.1`; another
+/// major version (`HTTP/2.0`, the HTTP/2 preface's `PRI * HTTP/2.0`,
+/// `HTTP/3`, `HTTP/0.9`) is `505 HTTP Version Not Supported` (RFC 9110
+/// §15.6.6); anything else (no version, a space inside the target) is 400.
+/// Rare: it copies the head.
+#[cold]
+#[inline(never)]
+fn other_version(raw: &Bytes, max_headers: usize) -> Result<Head, StatusCode> {
+    let start = raw
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .ok_or(StatusCode::BAD_REQUEST)?;
+    let end = start + memchr::memchr(b'\n', &raw[start..]).ok_or(StatusCode::BAD_REQUEST)?;
+    let line = &raw[start..end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(_), Some(_), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(StatusCode::BAD_REQUEST);
+    };
+    match version {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', minor] if minor.is_ascii_digit() => {
+            // Only 1.2 and up get here: 1.0 and 1.1 parsed (so the retry
+            // cannot come back).
+            let at = start + line.len() - version.len();
+            let mut copy = raw.to_vec();
+            copy[at..at + 8].copy_from_slice(b"HTTP/1.1");
+            // Not through `parse_head`: a second caller stopped it being
+            // inlined into the decoder, a cost on every request.
+            let copy = Bytes::from(copy);
+            let mut slots = vec![MaybeUninit::<httparse::Header<'_>>::uninit(); max_headers];
+            parse_with(&copy, &mut slots)
+        }
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            Err(StatusCode::HTTP_VERSION_NOT_SUPPORTED)
+        }
+        [b'H', b'T', b'T', b'P', b'/', major] if major.is_ascii_digit() => {
+            Err(StatusCode::HTTP_VERSION_NOT_SUPPORTED)
+        }
+        _ => Err(StatusCode::BAD_REQUEST),
+    }
+}
+
+/// Whether a byte is a `tchar` (RFC 9110 §5.6.2), as methods and field
+/// names are made of.
+fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Whether a field name is `Host`, in any case.
+#[inline]
+fn is_host(name: &[u8]) -> bool {
+    // Setting bit 5 lower-cases letters, and only `H`/`h` become `h` (and
+    // so on), so this is an exact case-insensitive comparison.
+    match name {
+        [a, b, c, d] => {
+            u32::from_le_bytes([*a, *b, *c, *d]) | 0x2020_2020 == u32::from_le_bytes(*b"host")
+        }
+        _ => false,
+    }
+}
+
+/// Bytes of a `reg-name` (RFC 3986 §3.2.2) but `%`: unreserved and
+/// sub-delims (1; 0 for the rest, so lookups combine with `&`).
+static REG_NAME: [u8; 256] = {
+    let mut t = [0; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            )
+        {
+            t[b] = 1;
+        }
+        b += 1;
+    }
+    t
+};
+
+/// Whether a `Host` field value is valid (RFC 9110 §7.2: `uri-host [ ":"
+/// port ]`, RFC 3986 §3.2.2 for the host). A reg-name of unreserved
+/// characters, sub-delims and percent-encodings (so no spaces, slashes,
+/// `@` or non-ASCII: a name in another script comes punycoded), an IPv4
+/// address (which is a reg-name too) or a bracketed IPv6 or IPvFuture
+/// literal; then optionally `:` and a port of at most 65535. Empty is
+/// valid: RFC 9112 §3.2 has clients send an empty `Host` when the target
+/// has no authority. So is an empty port after the colon (RFC 3986's
+/// `port = *DIGIT`).
+///
+/// On every request, so the common value (a name without a port) costs
+/// a few instructions a byte: four table lookups a step, combined without
+/// a branch per byte. A value ending in a digit or colon goes to
+/// [`valid_host_port`], the rest (percent-encodings, IP literals, anything
+/// invalid) to [`valid_host_slow`].
+#[inline]
+fn valid_host(value: &[u8]) -> bool {
+    match value.last() {
+        Some(b'0'..=b'9' | b':') => valid_host_port(value),
+        _ => reg_name_fast(value) || valid_host_slow(value),
+    }
+}
+
+/// Whether every byte is in [`REG_NAME`].
+#[inline(always)]
+fn reg_name_fast(name: &[u8]) -> bool {
+    let n = name.len();
+    let mut ok = 1;
+    let mut i = 0;
+    while i + 4 <= n {
+        ok &= REG_NAME[name[i] as usize]
+            & REG_NAME[name[i + 1] as usize]
+            & REG_NAME[name[i + 2] as usize]
+            & REG_NAME[name[i + 3] as usize];
+        i += 4;
+    }
+    while i < n {
+        ok &= REG_NAME[name[i] as usize];
+        i += 1;
+    }
+    ok == 1
+}
+
+/// [`valid_host`] for a value that ends in a digit: `name:port`, or an
+/// IPv4 address or a name ending in a digit.
+#[inline(never)]
+fn valid_host_port(value: &[u8]) -> bool {
+    let mut end = value.len();
+    while end > 0 && value[end - 1].is_ascii_digit() {
+        end -= 1;
+    }
+    let name = match end.checked_sub(1) {
+        Some(colon) if value[colon] == b':' => {
+            if !valid_port(&value[end..]) {
+                return false;
+            }
+            &value[..colon]
+        }
+        _ => value,
+    };
+    reg_name_fast(name) || valid_host_slow(value)
+}
+
+/// `port = *DIGIT` (RFC 3986 §3.2.3), within a TCP port's range.
+#[inline]
+fn valid_port(port: &[u8]) -> bool {
+    port.len() <= 5
+        && port.iter().all(u8::is_ascii_digit)
+        && port.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0')) <= 65535
+}
+
+/// [`valid_host`] for hosts with percent-encodings or IP literals.
+#[cold]
+#[inline(never)]
+fn valid_host_slow(value: &[u8]) -> bool {
+    let (host_ok, rest) = if let Some(inside) = value.strip_prefix(b"[") {
+        let Some(close) = memchr::memchr(b']', inside) else {
+            return false;
+        };
+        (valid_ip_literal(&inside[..close]), &inside[close + 1..])
+    } else {
+        let end = memchr::memchr(b':', value).unwrap_or(value.len());
+        (valid_reg_name(&value[..end]), &value[end..])
+    };
+    host_ok
+        && match rest {
+            [] => true,
+            [b':', port @ ..] => valid_port(port),
+            _ => false,
+        }
+}
+
+/// `reg-name = *( unreserved / pct-encoded / sub-delims )`.
+fn valid_reg_name(name: &[u8]) -> bool {
+    let mut i = 0;
+    while i < name.len() {
+        match name[i] {
+            b'%' if name.len() > i + 2
+                && name[i + 1].is_ascii_hexdigit()
+                && name[i + 2].is_ascii_hexdigit() =>
+            {
+                i += 3
+            }
+            b if REG_NAME[b as usize] == 1 => i += 1,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// What goes between the brackets of an `IP-literal`: an IPv6 address or
+/// `IPvFuture = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )`.
+fn valid_ip_literal(inside: &[u8]) -> bool {
+    if let [b'v' | b'V', rest @ ..] = inside {
+        let dot = rest.iter().position(|&b| b == b'.');
+        return match dot {
+            Some(dot) if dot > 0 && dot + 1 < rest.len() => {
+                rest[..dot].iter().all(u8::is_ascii_hexdigit)
+                    && rest[dot + 1..]
+                        .iter()
+                        .all(|&b| b == b':' || REG_NAME[b as usize] == 1)
+            }
+            _ => false,
+        };
+    }
+    std::str::from_utf8(inside).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok())
 }
 
 fn parse_target(raw: &Bytes, path: &str, method: &Method) -> Result<PathAndQuery, StatusCode> {
@@ -913,6 +1211,206 @@ GET /g HTTP/1.1\r\nHost: h\r\n\r\n\r\n\r\n\r\nGET /h HTTP/1.1\r\nHost: h\r\n\r\n
             Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
         );
         assert_eq!(paths_byte_at_a_time(&b"\n".repeat(64), &limits), Ok(vec![]));
+    }
+
+    #[test]
+    fn host_values() {
+        for good in [
+            "h",
+            "",
+            "example.com",
+            "example.com:8080",
+            "h:",
+            "h:0",
+            "h:65535",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:8080",
+            "[2001:db8::7]:",
+            "[v1.fe80::a+en1]",
+            "caf%C3%A9.example",
+            "a-b_c~d!$&'()*+,;=",
+            "xn--caf-dma.example",
+        ] {
+            assert!(valid_host(good.as_bytes()), "{good:?}");
+            let req = format!("GET / HTTP/1.1\r\nHost: {good}\r\n\r\n");
+            assert!(
+                matches!(decode_one(req.as_bytes()), Decoded::Request(..)),
+                "{good:?}"
+            );
+        }
+        for bad in [
+            "a b",
+            "a/b",
+            "h:80/x",
+            "h:x",
+            "h:65536",
+            "h:123456",
+            "h:8080:1",
+            "user@h",
+            "caf\u{e9}",
+            "%zz",
+            "h%2",
+            "[::1",
+            "[::1]x",
+            "[zz::1]",
+            "[v.x]",
+            "::1",
+            "h\\x",
+            "h?",
+            "h#",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad:?}");
+            let req = format!("GET / HTTP/1.1\r\nHost: {bad}\r\n\r\n");
+            assert_eq!(status(req.as_bytes()), StatusCode::BAD_REQUEST, "{bad:?}");
+        }
+        // The name in any case is the Host field, and only it is.
+        assert!(is_host(b"Host") && is_host(b"HOST") && is_host(b"hOsT"));
+        assert!(!is_host(b"Hosu") && !is_host(b"hos") && !is_host(b"Hosts"));
+        assert!(!is_host(b"H\x0fST") && !is_host(b"(OST"));
+        assert_eq!(
+            status(b"GET / HTTP/1.1\r\nHOST: a b\r\n\r\n"),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status(b"GET / HTTP/1.1\r\nhost: a\r\nHOST: a\r\n\r\n"),
+            StatusCode::BAD_REQUEST
+        );
+        let Decoded::Request(head, _) = decode_one(b"GET / HTTP/1.1\r\nhOST: a:1\r\n\r\n") else {
+            panic!()
+        };
+        assert_eq!(head.headers[header::HOST], "a:1");
+        // HTTP/1.0 needs no Host, but one it sends must be valid.
+        assert_eq!(
+            status(b"GET / HTTP/1.0\r\nHost: a b\r\n\r\n"),
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
+    fn higher_http1_minor_versions_are_http11() {
+        for minor in 2..=9 {
+            let req = format!("GET /v?x=1 HTTP/1.{minor}\r\nHost: h\r\nX-A: 1\r\n\r\n");
+            let Decoded::Request(head, _) = decode_one(req.as_bytes()) else {
+                panic!("HTTP/1.{minor}")
+            };
+            assert_eq!(head.version, Version::HTTP_11);
+            assert_eq!(head.target.as_str(), "/v?x=1");
+            assert_eq!(head.headers["x-a"], "1");
+            assert!(head.keep_alive);
+        }
+        // With a body and leading empty lines, and still HTTP/1.1's rules:
+        // Host is required.
+        let Decoded::Request(head, body) =
+            decode_one(b"\r\nPOST / HTTP/1.5\r\nHost: h\r\nContent-Length: 2\r\n\r\nok")
+        else {
+            panic!()
+        };
+        assert_eq!((head.method, &body[..]), (Method::POST, &b"ok"[..]));
+        assert_eq!(status(b"GET / HTTP/1.2\r\n\r\n"), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn other_major_versions_are_505_and_bad_versions_400() {
+        for req in [
+            &b"GET / HTTP/2.0\r\nHost: h\r\n\r\n"[..],
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            b"GET / HTTP/3\r\nHost: h\r\n\r\n",
+            b"GET / HTTP/0.9\r\n\r\n",
+            b"GET / HTTP/9.9\r\n\r\n",
+        ] {
+            assert_eq!(
+                status(req),
+                StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+                "{}",
+                req.escape_ascii()
+            );
+        }
+        for req in [
+            &b"GET / HTTP/1.x\r\nHost: h\r\n\r\n"[..],
+            b"GET / HTTP/1.10\r\nHost: h\r\n\r\n",
+            b"GET / http/1.1\r\nHost: h\r\n\r\n",
+            b"GET / FOO/1.1\r\nHost: h\r\n\r\n",
+            b"GET /a b HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET /a HTTP/1.2 x\r\nHost: h\r\n\r\n",
+            b"GET /\r\nHost: h\r\n\r\n",
+            b"GET / HTTP/2.\r\nHost: h\r\n\r\n",
+        ] {
+            assert_eq!(
+                status(req),
+                StatusCode::BAD_REQUEST,
+                "{}",
+                req.escape_ascii()
+            );
+        }
+    }
+
+    #[test]
+    fn bytes_that_cannot_start_a_request_are_refused_at_once() {
+        let limits = Limits::default();
+        for start in [
+            // The start of a TLS 1.2 ClientHello record.
+            &[
+                0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+            ][..],
+            b"\x00\x01\x02",
+            b"\r\n\x16\x03",
+            b" GET / HTTP/1.1\r\n",
+            b"GE\x00T /",
+            b"GET\t/ HTTP/1.1",
+            b"G(T / HTTP/1.1",
+            b"GET  / HTTP/1.1",
+            b"GET /a\x01b HTTP/1.1",
+            b"GET /a\x7f HTTP/1.1",
+        ] {
+            // Whole, and a byte at a time: refused as soon as the bad
+            // byte arrives, with no blank line ending a head.
+            assert!(
+                matches!(decode_one(start), Decoded::Error(StatusCode::BAD_REQUEST)),
+                "{}",
+                start.escape_ascii()
+            );
+            assert_eq!(
+                paths_byte_at_a_time(start, &limits),
+                Err(StatusCode::BAD_REQUEST),
+                "{}",
+                start.escape_ascii()
+            );
+            // Nothing of a request line: the answer is a bare 400.
+            let mut d = Decoder::new();
+            let mut buf = BytesMut::from(start);
+            let _ = d.decode(&mut buf, &limits);
+            if !start.starts_with(b"GET") {
+                assert!(d.take_seen(&buf, 100).is_none());
+            }
+        }
+        // What can still become a request waits for more.
+        for partial in [
+            &b"G"[..],
+            b"GET",
+            b"GET /",
+            b"M-SEARCH * HTTP/1.1\r\n",
+            b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: h\r\nX: \x01",
+            b"\r\n\r\nDELETE /x HTTP/1.",
+        ] {
+            assert_eq!(
+                paths_byte_at_a_time(partial, &limits),
+                Ok(vec![]),
+                "{}",
+                partial.escape_ascii()
+            );
+        }
+        // After a whole request, the next one is checked afresh.
+        assert_eq!(
+            paths_byte_at_a_time(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n\x16\x03", &limits),
+            Err(StatusCode::BAD_REQUEST)
+        );
+        let mut d = Decoder::new();
+        let mut buf = BytesMut::from(&b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HT"[..]);
+        assert!(matches!(d.decode(&mut buf, &limits), Decoded::Request(..)));
+        assert!(matches!(d.decode(&mut buf, &limits), Decoded::NeedMore));
+        buf.extend_from_slice(b"TP/1.1\r\nHost: h\r\n\r\n");
+        assert!(matches!(d.decode(&mut buf, &limits), Decoded::Request(h, _) if h.target == "/b"));
     }
 
     fn decode_one_with(input: &[u8], limits: &Limits) -> Decoded {

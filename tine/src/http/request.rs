@@ -165,9 +165,23 @@ impl Request {
     }
 
     /// The query string deserialized into `T` (`serde_urlencoded`); a
-    /// mismatch is a `400`.
+    /// mismatch is a `400` whose message names the field.
+    ///
+    /// ```
+    /// #[derive(serde::Deserialize)]
+    /// struct Page {
+    ///     page: u32,
+    /// }
+    /// let req = tine::Request::builder(tine::Method::GET, "/list?page=abc").finish();
+    /// let err = req.query::<Page>().err().unwrap();
+    /// assert_eq!(err.status(), 400);
+    /// assert_eq!(
+    ///     err.message(),
+    ///     "invalid query string: page: invalid digit found in string"
+    /// );
+    /// ```
     pub fn query<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        serde_urlencoded::from_str(self.query_string().unwrap_or(""))
+        from_urlencoded(self.query_string().unwrap_or("").as_bytes())
             .map_err(|e| Error::bad_request(format!("invalid query string: {e}")))
     }
 
@@ -225,7 +239,7 @@ impl Request {
                 "expected Content-Type: application/x-www-form-urlencoded",
             ));
         }
-        serde_urlencoded::from_bytes(&self.body)
+        from_urlencoded(&self.body)
             .map_err(|e| Error::bad_request(format!("invalid form body: {e}")))
     }
 
@@ -468,6 +482,24 @@ impl fmt::Debug for Extensions {
     }
 }
 
+/// Deserializes `application/x-www-form-urlencoded` bytes (a query string
+/// or a form body) into `T`, naming the field a failure is about
+/// (`page: invalid digit found in string`): `serde_urlencoded`'s own errors
+/// do not say which field they are about, and `serde_path_to_error`
+/// (dtolnay's, a thin wrapper around any deserializer) tracks the path
+/// without a second parse. Errors about the whole value (a missing field)
+/// are left as they are: they name the field themselves.
+fn from_urlencoded<T: DeserializeOwned>(input: &[u8]) -> Result<T, String> {
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(input));
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        if e.path().iter().next().is_none() {
+            e.inner().to_string()
+        } else {
+            format!("{}: {}", e.path(), e.inner())
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,6 +543,73 @@ mod tests {
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);
         assert!(err.message().contains("invalid JSON"), "{err}");
         assert!(req.form_map().is_empty());
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Listing {
+        page: u32,
+        per_page: Option<u8>,
+        sort: Option<Sort>,
+        done: Option<bool>,
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[serde(rename_all = "lowercase")]
+    enum Sort {
+        Asc,
+    }
+
+    #[test]
+    fn query_and_form_errors_name_the_field() {
+        let query = |q: &str| {
+            Request::builder(Method::GET, &format!("/l?{q}"))
+                .finish()
+                .query::<Listing>()
+                .unwrap_err()
+                .message()
+                .to_string()
+        };
+        assert_eq!(
+            query("page=abc"),
+            "invalid query string: page: invalid digit found in string"
+        );
+        assert_eq!(
+            query("page=1&per_page=300"),
+            "invalid query string: per_page: number too large to fit in target type"
+        );
+        assert_eq!(
+            query("page=1&done=maybe"),
+            "invalid query string: done: provided string was not `true` or `false`"
+        );
+        assert!(
+            query("page=1&sort=up").starts_with("invalid query string: sort: unknown variant `up`"),
+            "{}",
+            query("page=1&sort=up")
+        );
+        // A missing field names itself; no path is added.
+        assert_eq!(
+            query("per_page=1"),
+            "invalid query string: missing field `page`"
+        );
+        // Percent-escapes in the name are decoded before naming it.
+        assert_eq!(
+            query("pa%67e=x"),
+            "invalid query string: page: invalid digit found in string"
+        );
+        let req = Request::builder(Method::POST, "/")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("page=2&per_page=-1")
+            .finish();
+        let err = req.form::<Listing>().unwrap_err();
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            err.message(),
+            "invalid form body: per_page: invalid digit found in string"
+        );
+        // What parses still parses.
+        let req = Request::builder(Method::GET, "/l?page=3&sort=asc&done=true").finish();
+        assert_eq!(req.query::<Listing>().unwrap().page, 3);
     }
 
     #[test]

@@ -3,14 +3,35 @@
 //!
 //! Patterns: `/users/:id` captures one segment, a trailing `*` captures the
 //! rest of the path under the key `*`, and the bare pattern `*` matches any
-//! path. The first registered route whose pattern and method match wins.
-//! Request paths are matched segment by segment on their percent-decoded
-//! form, so `%2F` inside a segment never creates a new segment.
+//! path. Request paths are matched segment by segment on their
+//! percent-decoded form, so `%2F` inside a segment never creates a new
+//! segment.
 //!
-//! Matching allocates nothing for static segments: routes are indexed by
-//! their first static segment, and only the candidate routes for a request's
-//! first segment (plus those starting with a capture) are tried, in
-//! registration order.
+//! **Which route answers.** Like axum's most-specific-path rule, in two
+//! tiers. Routes whose pattern has no `*` (*exact* patterns, captures
+//! allowed) come first: if one matches the path, the path is theirs. The
+//! first registered of them whose method matches answers (`HEAD` falls back
+//! to a `GET` route); if none does, the answer is `405` with `Allow`
+//! listing their methods (`204` with it for `OPTIONS`), whatever wildcard
+//! routes or static mounts also match the path. Only a path that no exact
+//! pattern matches goes to the wildcard routes (`/files/*`, `*`) and static
+//! mounts, by the same rule among themselves, with one difference: a static
+//! mount does not make a path exist for other methods. When only mounts
+//! match the path and the method is not theirs, the first mount answers
+//! anyway: `405` (or `204` for `OPTIONS`) if it has the file, `404` if not.
+//! So with a static directory at `/`, `DELETE /api/nothing` is a `404`,
+//! `DELETE /index.html` a `405`, and `DELETE /api/todos` the `405` of the
+//! `/api/todos` routes.
+//!
+//! Registering the same method (or `any`) twice on the same pattern (same
+//! segments; capture names do not count) is a conflict: the second route
+//! could never answer. [`Router::add`] refuses it, and the builder panics
+//! at the caller's line.
+//!
+//! Matching allocates nothing for static segments: exact routes are indexed
+//! by their first static segment, and only the candidate routes for a
+//! request's first segment (plus those starting with a capture) are tried,
+//! in registration order.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -37,13 +58,18 @@ enum Segment {
 pub(crate) struct Pattern {
     /// `None` for the bare `*` pattern.
     segments: Option<Vec<Segment>>,
+    /// As registered, for messages.
+    source: Box<str>,
 }
 
 impl Pattern {
     /// Compiles a pattern, or says what is wrong with it.
     pub(crate) fn parse(source: &str) -> Result<Pattern, String> {
         if source == "*" {
-            return Ok(Pattern { segments: None });
+            return Ok(Pattern {
+                segments: None,
+                source: source.into(),
+            });
         }
         let Some(rest) = source.strip_prefix('/') else {
             return Err(format!(
@@ -78,7 +104,38 @@ impl Pattern {
         }
         Ok(Pattern {
             segments: Some(segments),
+            source: source.into(),
         })
+    }
+
+    /// The pattern as registered.
+    pub(crate) fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether it has a `*` (the bare one or a trailing one).
+    fn is_wild(&self) -> bool {
+        match &self.segments {
+            None => true,
+            Some(segments) => matches!(segments.last(), Some(Segment::Rest)),
+        }
+    }
+
+    /// Whether both match exactly the same paths (capture names aside).
+    fn same_shape(&self, other: &Pattern) -> bool {
+        match (&self.segments, &other.segments) {
+            (None, None) => true,
+            (Some(a), Some(b)) => {
+                a.len() == b.len()
+                    && a.iter().zip(b).all(|pair| match pair {
+                        (Segment::Static(x), Segment::Static(y)) => x == y,
+                        (Segment::Param(_), Segment::Param(_)) => true,
+                        (Segment::Rest, Segment::Rest) => true,
+                        _ => false,
+                    })
+            }
+            _ => false,
+        }
     }
 
     fn first_static(&self) -> Option<&str> {
@@ -155,6 +212,9 @@ struct Route<T> {
     method: Option<Method>,
     pattern: Pattern,
     value: T,
+    /// A static mount: it answers other methods itself (404 or 405), and
+    /// does not make a path exist for them (see the module docs).
+    mount: bool,
 }
 
 /// The result of routing one request.
@@ -172,12 +232,16 @@ pub(crate) enum Match<'a, T> {
 #[derive(Debug)]
 pub(crate) struct Router<T> {
     routes: Vec<Route<T>>,
-    /// Indices of routes whose first segment is static, by that segment.
+    /// Indices of exact routes whose first segment is static, by that
+    /// segment.
     by_first: HashMap<Box<str>, Vec<usize>>,
-    /// Indices of routes whose first segment is dynamic.
+    /// Indices of exact routes whose first segment is dynamic.
     dynamic: Vec<usize>,
-    /// Every index, in order (for small routers, scanned whole).
+    /// Every exact route's index, in order (small routers scan it whole).
     every: Vec<usize>,
+    /// Indices of wildcard routes and mounts, in order: tried only for
+    /// paths no exact route matches.
+    wild: Vec<usize>,
 }
 
 impl<T> Default for Router<T> {
@@ -187,24 +251,70 @@ impl<T> Default for Router<T> {
             by_first: HashMap::new(),
             dynamic: Vec::new(),
             every: Vec::new(),
+            wild: Vec::new(),
         }
     }
 }
 
 impl<T> Router<T> {
-    /// Adds a route; `method: None` matches every method.
-    pub(crate) fn add(&mut self, method: Option<Method>, pattern: Pattern, value: T) {
+    /// Adds a route; `method: None` matches every method. Refuses (with
+    /// what to say) a route that an earlier one would always take first:
+    /// the same pattern with the same method, or after `any`.
+    pub(crate) fn add(
+        &mut self,
+        method: Option<Method>,
+        pattern: Pattern,
+        value: T,
+    ) -> Result<(), String> {
+        self.insert(method, pattern, value, false)
+    }
+
+    /// Adds a static mount: a `GET` route on a wildcard pattern that also
+    /// answers the other methods of the paths only mounts match (see the
+    /// module docs).
+    pub(crate) fn add_mount(&mut self, pattern: Pattern, value: T) -> Result<(), String> {
+        self.insert(Some(Method::GET), pattern, value, true)
+    }
+
+    fn insert(
+        &mut self,
+        method: Option<Method>,
+        pattern: Pattern,
+        value: T,
+        mount: bool,
+    ) -> Result<(), String> {
+        let taken = self
+            .routes
+            .iter()
+            .find(|r| r.pattern.same_shape(&pattern) && (r.method.is_none() || r.method == method));
+        if let Some(earlier) = taken {
+            let name =
+                |m: &Option<Method>| m.as_ref().map_or("any method", Method::as_str).to_string();
+            return Err(format!(
+                "conflicting route: {} {:?} is already routed ({} {:?}), so this one could never answer",
+                name(&method),
+                pattern.source(),
+                name(&earlier.method),
+                earlier.pattern.source(),
+            ));
+        }
         let index = self.routes.len();
-        self.every.push(index);
-        match pattern.first_static() {
-            Some(first) => self.by_first.entry(first.into()).or_default().push(index),
-            None => self.dynamic.push(index),
+        if pattern.is_wild() {
+            self.wild.push(index);
+        } else {
+            self.every.push(index);
+            match pattern.first_static() {
+                Some(first) => self.by_first.entry(first.into()).or_default().push(index),
+                None => self.dynamic.push(index),
+            }
         }
         self.routes.push(Route {
             method,
             pattern,
             value,
+            mount,
         });
+        Ok(())
     }
 
     /// Whether no route was added.
@@ -212,19 +322,20 @@ impl<T> Router<T> {
         self.routes.is_empty()
     }
 
-    /// Routes `method` and the raw (percent-encoded) `raw_path`. `HEAD` falls
-    /// back to a `GET` route.
+    /// Routes `method` and the raw (percent-encoded) `raw_path`: exact
+    /// routes first, then wildcard routes and mounts (see the module docs).
+    /// `HEAD` falls back to a `GET` route.
     pub(crate) fn find(&self, method: &Method, raw_path: &str) -> Match<'_, T> {
-        let first = raw_path
-            .strip_prefix('/')
-            .unwrap_or(raw_path)
-            .split('/')
-            .next()
-            .unwrap_or("");
         // Few routes: trying each is cheaper than hashing the segment.
         let (statics, dynamic): (&[usize], &[usize]) = if self.routes.len() <= SCAN_ALL {
             (&[], &self.every)
         } else {
+            let first = raw_path
+                .strip_prefix('/')
+                .unwrap_or(raw_path)
+                .split('/')
+                .next()
+                .unwrap_or("");
             (
                 self.by_first
                     .get(&*decode(first))
@@ -233,38 +344,72 @@ impl<T> Router<T> {
             )
         };
         let mut params = Vec::new();
+        if let Some(found) = self.find_in(statics, dynamic, method, raw_path, &mut params) {
+            return found;
+        }
+        if self.wild.is_empty() {
+            return Match::NotFound;
+        }
+        self.find_in(&[], &self.wild, method, raw_path, &mut params)
+            .unwrap_or(Match::NotFound)
+    }
+
+    /// One tier of [`find`](Self::find): `None` if no route of it
+    /// matches the path.
+    fn find_in(
+        &self,
+        statics: &[usize],
+        dynamic: &[usize],
+        method: &Method,
+        raw_path: &str,
+        params: &mut Captures,
+    ) -> Option<Match<'_, T>> {
         let mut head_fallback: Option<(usize, Captures)> = None;
         let mut path_matched = false;
+        // The first mount matching the path, while only mounts did.
+        let mut only_mounts: Option<(usize, Captures)> = None;
+        let mut routes_matched = false;
         for index in merged(statics, dynamic) {
             let route = &self.routes[index];
             params.clear();
-            if !route.pattern.matches(raw_path, &mut params) {
+            if !route.pattern.matches(raw_path, params) {
                 continue;
             }
             path_matched = true;
             match &route.method {
-                None => return Match::Found(&route.value, Params(params)),
-                Some(m) if m == method => return Match::Found(&route.value, Params(params)),
+                None => return Some(Match::Found(&route.value, Params(std::mem::take(params)))),
+                Some(m) if m == method => {
+                    return Some(Match::Found(&route.value, Params(std::mem::take(params))))
+                }
                 Some(m) if *m == Method::GET && *method == Method::HEAD => {
                     if head_fallback.is_none() {
-                        head_fallback = Some((index, std::mem::take(&mut params)));
+                        head_fallback = Some((index, std::mem::take(params)));
                     }
                 }
-                Some(_) => {}
+                Some(_) if route.mount => {
+                    if only_mounts.is_none() {
+                        only_mounts = Some((index, std::mem::take(params)));
+                    }
+                }
+                Some(_) => routes_matched = true,
             }
         }
         if let Some((index, params)) = head_fallback {
-            return Match::Found(&self.routes[index].value, Params(params));
+            return Some(Match::Found(&self.routes[index].value, Params(params)));
         }
         if !path_matched {
-            return Match::NotFound;
+            return None;
+        }
+        if let (Some((index, params)), false) = (only_mounts, routes_matched) {
+            // The mount says whether it has the path (405) or not (404).
+            return Some(Match::Found(&self.routes[index].value, Params(params)));
         }
         let mut allowed: Vec<Method> = Vec::new();
         for index in merged(statics, dynamic) {
             let route = &self.routes[index];
             params.clear();
             if let Some(m) = &route.method {
-                if !allowed.contains(m) && route.pattern.matches(raw_path, &mut params) {
+                if !allowed.contains(m) && route.pattern.matches(raw_path, params) {
                     allowed.push(m.clone());
                     if *m == Method::GET && !allowed.contains(&Method::HEAD) {
                         allowed.push(Method::HEAD);
@@ -272,7 +417,7 @@ impl<T> Router<T> {
                 }
             }
         }
-        Match::MethodNotAllowed(allowed)
+        Some(Match::MethodNotAllowed(allowed))
     }
 }
 
@@ -308,7 +453,7 @@ mod tests {
             } else {
                 Some(Method::from_bytes(m.as_bytes()).unwrap())
             };
-            r.add(method, Pattern::parse(p).unwrap(), i);
+            r.add(method, Pattern::parse(p).unwrap(), i).unwrap();
         }
         r
     }
@@ -387,6 +532,99 @@ mod tests {
     }
 
     #[test]
+    fn exact_patterns_own_their_paths_before_wildcards() {
+        // A catch-all registered first does not take the exact routes'
+        // paths, nor their HEAD, nor their other methods.
+        let r = router(&[
+            ("ANY", "/api/*"),
+            ("GET", "/api/todos"),
+            ("POST", "/api/todos"),
+            ("GET", "/api/todos/:id"),
+            ("DELETE", "/api/todos/:id"),
+            ("GET", "/*"),
+        ]);
+        assert_eq!(found(&r, Method::GET, "/api/todos").unwrap().0, 1);
+        assert_eq!(found(&r, Method::HEAD, "/api/todos").unwrap().0, 1);
+        assert_eq!(found(&r, Method::POST, "/api/todos").unwrap().0, 2);
+        assert_eq!(found(&r, Method::HEAD, "/api/todos/7").unwrap().0, 3);
+        match r.find(&Method::DELETE, "/api/todos") {
+            Match::MethodNotAllowed(m) => assert_eq!(m, [Method::GET, Method::HEAD, Method::POST]),
+            other => panic!("{other:?}"),
+        }
+        match r.find(&Method::PUT, "/api/todos/7") {
+            Match::MethodNotAllowed(m) => {
+                assert_eq!(m, [Method::GET, Method::HEAD, Method::DELETE])
+            }
+            other => panic!("{other:?}"),
+        }
+        // Paths no exact pattern matches go to the wildcards, in order.
+        assert_eq!(found(&r, Method::DELETE, "/api/nothing").unwrap().0, 0);
+        assert_eq!(found(&r, Method::GET, "/api/todos/7/x").unwrap().0, 0);
+        assert_eq!(found(&r, Method::GET, "/index.html").unwrap().0, 5);
+        // A wildcard route's own methods still give 405 among wildcards.
+        match r.find(&Method::POST, "/index.html") {
+            Match::MethodNotAllowed(m) => assert_eq!(m, [Method::GET, Method::HEAD]),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(r.find(&Method::GET, "/"), Match::Found(..)));
+    }
+
+    #[test]
+    fn a_mount_answers_the_other_methods_of_paths_only_it_matches() {
+        let mut r = Router::default();
+        r.add(Some(Method::GET), Pattern::parse("/api/todos").unwrap(), 0)
+            .unwrap();
+        r.add_mount(Pattern::parse("/*").unwrap(), 1).unwrap();
+        r.add(Some(Method::POST), Pattern::parse("/upload/*").unwrap(), 2)
+            .unwrap();
+        // Only the mount matches: it answers (404 or 405, its call).
+        assert_eq!(found(&r, Method::DELETE, "/api/nothing").unwrap().0, 1);
+        assert_eq!(found(&r, Method::OPTIONS, "/index.html").unwrap().0, 1);
+        assert_eq!(found(&r, Method::GET, "/index.html").unwrap().0, 1);
+        // An exact route's path is its own.
+        match r.find(&Method::DELETE, "/api/todos") {
+            Match::MethodNotAllowed(m) => assert_eq!(m, [Method::GET, Method::HEAD]),
+            other => panic!("{other:?}"),
+        }
+        // A wildcard route besides the mount: 405 with both.
+        assert_eq!(found(&r, Method::POST, "/upload/x").unwrap().0, 2);
+        match r.find(&Method::PUT, "/upload/x") {
+            Match::MethodNotAllowed(m) => {
+                assert_eq!(m, [Method::GET, Method::HEAD, Method::POST])
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn conflicting_routes_are_refused() {
+        let mut r = Router::default();
+        let add = |r: &mut Router<usize>, m: Option<Method>, p: &str| {
+            r.add(m, Pattern::parse(p).unwrap(), 0)
+        };
+        add(&mut r, Some(Method::GET), "/users/:id").unwrap();
+        let err = add(&mut r, Some(Method::GET), "/users/:name").unwrap_err();
+        assert_eq!(
+            err,
+            "conflicting route: GET \"/users/:name\" is already routed (GET \"/users/:id\"), \
+             so this one could never answer"
+        );
+        // Other methods, other shapes, and `any` after a method are fine.
+        add(&mut r, Some(Method::DELETE), "/users/:id").unwrap();
+        add(&mut r, Some(Method::GET), "/users/new").unwrap();
+        add(&mut r, Some(Method::GET), "/users/:id/*").unwrap();
+        add(&mut r, None, "/users/:id").unwrap();
+        // After `any`, nothing more on that pattern.
+        assert!(add(&mut r, Some(Method::PUT), "/users/:x").is_err());
+        assert!(add(&mut r, None, "/users/:x").is_err());
+        add(&mut r, None, "*").unwrap();
+        assert!(add(&mut r, Some(Method::GET), "*").is_err());
+        assert!(r
+            .add_mount(Pattern::parse("/users/:id/*").unwrap(), 1)
+            .is_err());
+    }
+
+    #[test]
     fn bad_patterns() {
         assert!(Pattern::parse("x").is_err());
         assert!(Pattern::parse("/a/*/b").is_err());
@@ -402,7 +640,8 @@ mod tests {
                 Some(Method::GET),
                 Pattern::parse(&format!("/r{i}/:id")).unwrap(),
                 i,
-            );
+            )
+            .unwrap();
         }
         assert_eq!(found(&r, Method::GET, "/r499/1").unwrap().0, 499);
     }

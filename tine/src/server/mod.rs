@@ -12,6 +12,7 @@
 
 mod conn;
 pub(crate) mod control;
+mod error;
 mod event_loop;
 mod listener;
 mod master;
@@ -37,6 +38,8 @@ use crate::handler;
 use crate::limits::Limits;
 use crate::service::Service;
 use crate::ws::WsConfig;
+
+pub use error::ServeError;
 
 static WORKER_INDEX: AtomicUsize = AtomicUsize::new(0);
 static WORKER_COUNT: AtomicUsize = AtomicUsize::new(1);
@@ -84,6 +87,8 @@ pub struct Server {
     workers: usize,
     /// Removed when the server is dropped (after `run`).
     _pid_file: Option<pidfile::PidFile>,
+    /// Set when `TINE_WORKERS` chose `workers`: said in the start-up log.
+    workers_note: Option<String>,
 }
 
 impl fmt::Debug for Server {
@@ -142,20 +147,34 @@ impl Default for ServerConfig {
 }
 
 /// The worker count: `TINE_WORKERS` (a number or `auto`) wins over the
-/// builder's value.
-fn resolve_workers(configured: usize) -> io::Result<usize> {
-    match std::env::var("TINE_WORKERS") {
-        Ok(v) if v.trim() == "auto" => Ok(std::thread::available_parallelism()
+/// builder's value. With it, also what the start-up log says about it.
+fn resolve_workers(configured: usize) -> io::Result<(usize, Option<String>)> {
+    let Ok(v) = std::env::var("TINE_WORKERS") else {
+        return Ok((configured, None));
+    };
+    let workers = if v.trim() == "auto" {
+        std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(1)),
-        Ok(v) => v.trim().parse().map_err(|_| {
+            .unwrap_or(1)
+    } else {
+        v.trim().parse().map_err(|_| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("tine: TINE_WORKERS must be a number or \"auto\", not {v:?}"),
             )
-        }),
-        Err(_) => Ok(configured),
-    }
+        })?
+    };
+    Ok((workers, Some(workers_note(&v, configured))))
+}
+
+/// How the start-up log credits `TINE_WORKERS`: an operator who set it
+/// long ago, or a reader of the code's `workers(n)`, sees at once where
+/// the count came from.
+fn workers_note(env: &str, configured: usize) -> String {
+    format!(
+        "TINE_WORKERS={} overrides the app's workers({configured})",
+        env.trim()
+    )
 }
 
 impl Server {
@@ -164,7 +183,7 @@ impl Server {
         mut config: ServerConfig,
         addr: SocketAddr,
     ) -> io::Result<Server> {
-        let workers = resolve_workers(config.workers)?;
+        let (workers, workers_note) = resolve_workers(config.workers)?;
         config.credentials = privileges::resolve(config.user.as_deref(), config.group.as_deref())?;
         if let Some(url) = &config.redis_url {
             // Fail at start-up, in one place, rather than in every worker.
@@ -212,6 +231,7 @@ impl Server {
             addr,
             workers,
             _pid_file,
+            workers_note,
         })
     }
 
@@ -230,7 +250,11 @@ impl Server {
     /// stop, `HUP` rolling restart, `TTIN`/`TTOU` one worker more or
     /// fewer). It refuses to fork if the process already runs other
     /// threads.
-    pub fn run(self) -> io::Result<()> {
+    pub fn run(self) -> Result<(), ServeError> {
+        self.run_io().map_err(ServeError::from)
+    }
+
+    fn run_io(self) -> io::Result<()> {
         handler::install_panic_hook();
         nofile::raise(self.config.limits.max_connections, self.listeners.len());
         let Server {
@@ -241,9 +265,11 @@ impl Server {
             addr,
             workers,
             _pid_file,
+            workers_note,
         } = self;
+        let note = workers_note.map(|n| format!("; {n}")).unwrap_or_default();
         if workers <= 1 {
-            log::info!("listening on http://{addr} (single process)");
+            log::info!("listening on http://{addr} (single process{note})");
             if config.max_requests.is_some() || config.max_worker_memory.is_some() {
                 log::warn!(
                     "max_requests and max_worker_memory need workers > 1 \
@@ -269,7 +295,7 @@ impl Server {
             listener::Mode::ReusePort => "a reuseport listener each",
             listener::Mode::Shared => "one shared listener",
         };
-        log::info!("listening on http://{addr} with {workers} workers ({sharing})");
+        log::info!("listening on http://{addr} with {workers} workers ({sharing}{note})");
         if let Some(c) = &config.credentials {
             log::info!("workers run as {}", c.name);
         }

@@ -372,7 +372,13 @@ pub(crate) fn serve(
 ) -> Outcome {
     let is_get = *method == Method::GET;
     if !is_get && *method != Method::HEAD {
-        return Outcome::MethodNotAllowed;
+        // Another method: 405 where the mount has something to GET, 404
+        // where it has not (the path does not exist, whatever the method).
+        return match serve(mount, &Method::HEAD, raw_path, rel, &HeaderMap::new()) {
+            Outcome::NotFound => Outcome::NotFound,
+            Outcome::Error(e) => Outcome::Error(e),
+            _ => Outcome::MethodNotAllowed,
+        };
     }
     let Some(mut path) = RelPath::parse(rel) else {
         return Outcome::NotFound;

@@ -380,10 +380,15 @@ fn methods() {
             Outcome::MethodNotAllowed
         ));
     }
-    // Even for a path that does not exist (decided before any lookup).
+    // A path that does not exist is a 404 whatever the method: the mount
+    // has nothing there to allow GET on.
     assert!(matches!(
         f.req(Method::POST, "/nope", &[]),
-        Outcome::MethodNotAllowed
+        Outcome::NotFound
+    ));
+    assert!(matches!(
+        f.req(Method::DELETE, "/../etc/passwd", &[]),
+        Outcome::NotFound
     ));
     assert_eq!(ALLOW, "GET, HEAD");
 }
