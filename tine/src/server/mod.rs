@@ -14,6 +14,7 @@ mod nofile;
 mod per_ip;
 mod pidfile;
 mod recycle;
+pub(crate) mod scoreboard;
 mod signals;
 mod supervisor;
 mod sys;
