@@ -192,7 +192,9 @@ impl Counters {
     }
 }
 
-/// A consistent-enough copy of an entry, for readers.
+/// A consistent-enough copy of an entry, for readers (a status page, a
+/// metrics scrape; the tests today).
+#[allow(dead_code)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Snapshot {
     pub state: State,
@@ -235,15 +237,19 @@ impl Entry {
         self.draining.store(1, Relaxed);
     }
 
-    /// A handler starts on `method target` at `now` (the loop turn's time).
+    /// A handler starts on `method path?query` at `now`.
     #[inline]
-    pub(crate) fn begin(&self, method: &str, target: &str, now: Instant) {
+    pub(crate) fn begin(&self, method: &str, path: &str, query: Option<&str>, now: Instant) {
         let seq = self.seq.load(Relaxed);
         self.seq.store(seq.wrapping_add(1), Relaxed);
         fence(Release);
         let mut word = [0u8; 8];
         let mut len = 0usize;
-        let parts: [&[u8]; 3] = [method.as_bytes(), b" ", target.as_bytes()];
+        let (q, query) = match query {
+            Some(q) => (&b"?"[..], q.as_bytes()),
+            None => (&b""[..], &b""[..]),
+        };
+        let parts: [&[u8]; 5] = [method.as_bytes(), b" ", path.as_bytes(), q, query];
         'out: for part in parts {
             for &b in part {
                 if len == TEXT_MAX {
@@ -266,11 +272,10 @@ impl Entry {
         self.state.store(State::Handler as u32, Release);
     }
 
-    /// The handler returned `status` after `elapsed`.
+    /// The handler returned after `elapsed`.
     #[inline]
-    pub(crate) fn end(&self, status: u16, elapsed: Duration) {
+    pub(crate) fn end(&self, elapsed: Duration) {
         self.state.store(State::Busy as u32, Release);
-        self.count_response(status);
         let ms = elapsed.as_millis() as u64;
         let bucket = HANDLER_BUCKETS_MS
             .iter()
@@ -279,7 +284,7 @@ impl Entry {
         store_add(&self.counters.handler[bucket], 1);
     }
 
-    /// A response not produced by a handler (a refusal: 400, 408, ...).
+    /// A response with `status` was queued (a handler's, or a refusal).
     #[inline]
     pub(crate) fn count_response(&self, status: u16) {
         store_add(&self.counters.requests, 1);
@@ -332,6 +337,7 @@ impl Entry {
     }
 
     /// A copy of the entry's fields.
+    #[allow(dead_code)]
     pub(crate) fn snapshot(&self) -> Snapshot {
         let state = self.state();
         Snapshot {
@@ -353,6 +359,39 @@ impl Entry {
     }
 }
 
+static BOARD: OnceLock<Option<&'static Board>> = OnceLock::new();
+static MINE: OnceLock<&'static Entry> = OnceLock::new();
+
+/// The process tree's scoreboard, mapped at the first call (the master
+/// calls it before its first fork; a worker inherits it). `None`, with a
+/// warning, if the region cannot be mapped: the server then runs without
+/// a scoreboard (and without the watchdog).
+pub(crate) fn board() -> Option<&'static Board> {
+    *BOARD.get_or_init(|| match Board::create() {
+        Ok(b) => Some(b.leak()),
+        Err(e) => {
+            log::warn!("cannot map the scoreboard: {e}; running without it (no watchdog)");
+            None
+        }
+    })
+}
+
+/// Worker: takes over entry `i` (claimed by the master before the fork).
+pub(crate) fn attach(i: usize) {
+    if let Some(b) = BOARD.get().copied().flatten() {
+        let e = b.entry(i);
+        e.attach(std::process::id(), Instant::now());
+        let _ = MINE.set(e);
+    }
+}
+
+/// This worker's own entry (`None` in the master, a single-process server,
+/// or without a scoreboard).
+#[inline]
+pub(crate) fn mine() -> Option<&'static Entry> {
+    MINE.get().copied()
+}
+
 /// The mapped region: owned by the master, inherited by every worker.
 pub(crate) struct Board {
     base: NonNull<u8>,
@@ -360,6 +399,14 @@ pub(crate) struct Board {
     #[allow(dead_code)]
     fd: Option<std::os::fd::OwnedFd>,
 }
+
+// SAFETY: the board is a pointer to a mapping that lives as long as the
+// Board, and every access through it goes through atomics (`header`,
+// `entry`): sharing or sending it between threads is as sound as sharing
+// the atomics themselves.
+unsafe impl Send for Board {}
+// SAFETY: see `Send` above.
+unsafe impl Sync for Board {}
 
 impl std::fmt::Debug for Board {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -538,7 +585,8 @@ mod tests {
         assert_eq!((s.slot, s.pid, s.generation, s.state), (3, 4242, 1, State::Busy));
         e.count_response(200);
         e.count_response(404);
-        e.end(503, Duration::from_millis(30));
+        e.count_response(503);
+        e.end(Duration::from_millis(30));
         e.bytes_in(10);
         e.bytes_out(25);
         let s = e.snapshot();
@@ -574,22 +622,22 @@ mod tests {
         let b = Board::create().unwrap();
         let e = b.entry(b.claim(0).unwrap());
         let now = Instant::now();
-        e.begin("GET", "/report?id=7", now);
+        e.begin("GET", "/report", Some("id=7"), now);
         assert_eq!(e.state(), State::Handler);
         assert_eq!(e.text().unwrap(), "GET /report?id=7");
         assert_eq!(e.seq.load(Relaxed) % 2, 0);
         let long = format!("/{}", "x".repeat(200));
-        e.begin("POST", &long, now);
+        e.begin("POST", &long, None, now);
         let text = e.text().unwrap();
         assert_eq!(text.len(), TEXT_MAX);
         assert!(text.starts_with("POST /xxx"));
         // A shorter text after a longer one leaves no tail behind.
-        e.begin("GET", "/", now);
+        e.begin("GET", "/", None, now);
         assert_eq!(e.text().unwrap(), "GET /");
         // Exactly 8 and 16 bytes (word boundaries).
-        e.begin("GET", "/abcd", now);
+        e.begin("GET", "/abcd", None, now);
         assert_eq!(e.text().unwrap(), "GET /abc".to_string() + "d");
-        e.begin("GET", "/abcdefghijkl", now);
+        e.begin("GET", "/abcdefghijkl", None, now);
         assert_eq!(e.text().unwrap(), "GET /abcdefghijkl");
     }
 
@@ -597,7 +645,7 @@ mod tests {
     fn a_text_being_written_is_not_read() {
         let b = Board::create().unwrap();
         let e = b.entry(b.claim(0).unwrap());
-        e.begin("GET", "/a", Instant::now());
+        e.begin("GET", "/a", None, Instant::now());
         // A writer stopped half-way (odd sequence): readers give up
         // rather than return a torn text.
         e.seq.store(e.seq.load(Relaxed) + 1, Relaxed);
@@ -609,9 +657,10 @@ mod tests {
         let b = Board::create().unwrap().leak();
         let e = b.entry(b.claim(0).unwrap());
         let texts = ["/aaaaaaaaaaaaaaaaaaaaaaaa", "/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"];
+        e.begin("GET", texts[1], None, Instant::now());
         let writer = std::thread::spawn(move || {
             for i in 0..20_000 {
-                e.begin("GET", texts[i % 2], Instant::now());
+                e.begin("GET", texts[i % 2], None, Instant::now());
             }
         });
         let mut seen = 0;
@@ -637,7 +686,7 @@ mod tests {
         e.attach(7, t0);
         let limit = Duration::from_secs(2);
         assert_eq!(b.stuck(i, t0 + Duration::from_secs(1), limit), None);
-        e.begin("GET", "/block?ms=60000", t0);
+        e.begin("GET", "/block", Some("ms=60000"), t0);
         let (age, what) = b.stuck(i, t0 + Duration::from_secs(3), limit).unwrap();
         assert!(age >= limit);
         assert_eq!(what, "GET /block?ms=60000");

@@ -16,6 +16,7 @@ use crate::http::encode::{encode_head, framing, BodyShape, Exchange};
 use crate::http::parse::Decoded;
 use crate::http::{fill_stream, Body, Fill, Request, Response};
 use crate::pubsub;
+use crate::server::scoreboard::{self, Entry};
 use crate::service::Answer;
 use crate::ws::session::Session;
 
@@ -201,9 +202,12 @@ impl<T: Transport> Conn<T> {
                         body,
                         self.peer,
                     ) {
-                        Ok(mut req) => match shared.service.answer(&mut req) {
+                        Ok(mut req) => match answer_counted(shared, &mut req) {
                             Answer::Response(res) => res,
                             Answer::Upgrade(res, handler) => {
+                                if let Some(e) = scoreboard::mine() {
+                                    Entry::gauge(&e.gauges.websockets, 1);
+                                }
                                 self.lend_output(shared);
                                 self.encode_response(res, Exchange::UPGRADE, shared);
                                 let leftover = std::mem::take(&mut self.rbuf).to_vec();
@@ -269,6 +273,9 @@ impl<T: Transport> Conn<T> {
             Body::File(file) => BodyShape::Sized(file.len),
             Body::Stream(_) => BodyShape::Stream,
         };
+        if let Some(e) = scoreboard::mine() {
+            e.count_response(status.as_u16());
+        }
         let framing = framing(status, shape, exchange);
         encode_head(
             &mut self.wbuf,
@@ -330,6 +337,9 @@ impl<T: Transport> Conn<T> {
             match self.stream.read(scratch) {
                 Ok(n) => {
                     if n > 0 {
+                        if let Some(e) = scoreboard::mine() {
+                            e.bytes_in(n);
+                        }
                         if self.rbuf.is_empty() && !self.decoder.mid_request() {
                             self.head_started.get_or_insert(now);
                         }
@@ -356,7 +366,12 @@ impl<T: Transport> Conn<T> {
             };
             match sent {
                 Ok(0) => return Flush::Failed,
-                Ok(n) => self.wpos += n,
+                Ok(n) => {
+                    if let Some(e) = scoreboard::mine() {
+                        e.bytes_out(n);
+                    }
+                    self.wpos += n;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flush::Blocked,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Flush::Failed,
@@ -489,4 +504,21 @@ fn read_inline(out: &mut Vec<u8>, file: &crate::http::FileBody) -> bool {
         out.truncate(start);
         false
     }
+}
+
+/// Runs the service on `req`, publishing the request on this worker's
+/// scoreboard entry while the handler runs (what the watchdog names if it
+/// never returns) and its time in the handler histogram afterwards. One
+/// clock read per request: the handler's start is the end of the previous
+/// one (or the loop turn's start), which differs only by the decoding.
+fn answer_counted(shared: &mut Shared, req: &mut Request) -> Answer {
+    let Some(e) = scoreboard::mine() else {
+        return shared.service.answer(req);
+    };
+    e.begin(req.method().as_str(), req.path(), req.query_string(), shared.clock);
+    let answer = shared.service.answer(req);
+    let t = std::time::Instant::now();
+    e.end(t.saturating_duration_since(shared.clock));
+    shared.clock = t;
+    answer
 }

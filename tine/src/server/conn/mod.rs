@@ -76,6 +76,9 @@ pub(crate) struct Shared {
     /// Responses served against `max_requests` (see `recycle.rs`):
     /// unlimited until the loop of a worker sets it.
     pub(crate) budget: RequestBudget,
+    /// The last clock reading: the loop turn's start, then the end of each
+    /// handler (the scoreboard's handler time).
+    pub(crate) clock: Instant,
 }
 
 impl Shared {
@@ -89,6 +92,7 @@ impl Shared {
             draining: false,
             now,
             budget: RequestBudget::new(None),
+            clock: now,
         }
     }
 }

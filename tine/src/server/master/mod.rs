@@ -114,6 +114,7 @@ use nix::unistd::Pid;
 use super::control::{self, Channel};
 use super::listener::{self, Bound, Mode};
 use super::recycle;
+use super::scoreboard::{self, Board};
 use super::signals::{self, Source};
 use super::supervisor::{Action, Command, Event, Sig, Supervisor, WorkerId};
 use super::sys;
@@ -151,6 +152,9 @@ pub(crate) struct MasterConfig {
     /// Recycle a worker whose private memory passes this many bytes
     /// (checked every [`recycle::MEMORY_CHECK`]; Linux only).
     pub max_worker_memory: Option<u64>,
+    /// Kill and replace a worker whose event loop has not turned for this
+    /// long (read from the scoreboard; `ZERO`: never).
+    pub worker_timeout: Duration,
 }
 
 impl Default for MasterConfig {
@@ -162,6 +166,7 @@ impl Default for MasterConfig {
             backlog: listener::BACKLOG,
             ready_timeout: Duration::from_secs(30),
             max_worker_memory: None,
+            worker_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -188,6 +193,9 @@ pub(crate) struct WorkerStart {
     pub control: UnixStream,
     /// The master's pid (compare with `getppid()`).
     pub master_pid: i32,
+    /// The worker's entry in the scoreboard (see `scoreboard.rs`), if the
+    /// master has one.
+    pub board_entry: Option<usize>,
 }
 
 /// Unblocks [`HANDLED_SIGNALS`], which the master blocked before forking.
@@ -238,6 +246,12 @@ pub(crate) fn run_master(
 /// master-only resource is dropped before `worker_main` runs.
 struct InChild(WorkerStart);
 
+/// How often the master reads the heartbeats: twice a second, or faster
+/// for a timeout under a second (the kill comes at most one period late).
+fn watchdog_period(timeout: Duration) -> Duration {
+    (timeout / 4).clamp(Duration::from_millis(10), Duration::from_millis(500))
+}
+
 /// `Err(InChild)` means "we are the child now": propagate with `?`.
 type Step<T> = Result<T, InChild>;
 
@@ -260,6 +274,12 @@ struct Master {
     relay_paused: Vec<WorkerId>,
     /// When the workers' memory is read next (with `max_worker_memory`).
     memory_check: Option<Instant>,
+    /// The scoreboard every worker writes its heartbeat to.
+    board: Option<&'static Board>,
+    /// Each worker's scoreboard entry.
+    entries: BTreeMap<WorkerId, usize>,
+    /// When the heartbeats are looked at next (with `worker_timeout`).
+    watchdog_check: Option<Instant>,
 }
 
 struct Status(WaitStatus);
@@ -318,6 +338,8 @@ impl Master {
         // From here on every handled signal reaches the loop through
         // `signals`; it is blocked in every child forked later until the
         // worker installed its own handlers (see `signals.rs`).
+        // Mapped before the first fork, so every worker shares it.
+        let board = scoreboard::board();
         let poll = Poll::new()?;
         let signals = Source::new(poll.registry(), SIGNAL_TOKEN, &HANDLED_SIGNALS)?;
         if signals.is_pipe() {
@@ -334,6 +356,9 @@ impl Master {
             signals,
             relay_paused: Vec::new(),
             memory_check: None,
+            board,
+            entries: BTreeMap::new(),
+            watchdog_check: None,
         })
     }
 
@@ -360,6 +385,13 @@ impl Master {
                 warn!("max_worker_memory is only supported on Linux: ignored");
             }
         }
+        if !self.cfg.worker_timeout.is_zero() && self.board.is_some() {
+            info!(
+                "workers stuck for {:.1} s are killed and replaced",
+                self.cfg.worker_timeout.as_secs_f64()
+            );
+            self.watchdog_check = Some(Instant::now() + watchdog_period(self.cfg.worker_timeout));
+        }
         let mut events = Events::with_capacity(64);
         loop {
             let mut timeout = self
@@ -371,7 +403,7 @@ impl Master {
                 // the others back after relay::STALL.
                 timeout = Some(timeout.map_or(RELAY_RECHECK, |t| t.min(RELAY_RECHECK)));
             }
-            if let Some(at) = self.memory_check {
+            for at in [self.memory_check, self.watchdog_check].into_iter().flatten() {
                 let left = at.saturating_duration_since(Instant::now());
                 timeout = Some(timeout.map_or(left, |t| t.min(left)));
             }
@@ -397,6 +429,10 @@ impl Master {
             if self.memory_check.is_some_and(|at| at <= Instant::now()) {
                 self.check_memory(&mut happened);
                 self.memory_check = Some(Instant::now() + recycle::MEMORY_CHECK);
+            }
+            if self.watchdog_check.is_some_and(|at| at <= Instant::now()) {
+                self.check_heartbeats(&mut happened);
+                self.watchdog_check = Some(Instant::now() + watchdog_period(self.cfg.worker_timeout));
             }
             happened.push(Event::Tick);
             for event in happened {
@@ -481,9 +517,23 @@ impl Master {
         listen: &[usize],
         why: &str,
     ) -> Step<Event> {
+        let entry = self.board.and_then(|b| b.claim(slot));
+        if self.board.is_some() && entry.is_none() {
+            let reason = format!(
+                "all {} scoreboard entries are in use",
+                scoreboard::MAX_ENTRIES
+            );
+            return Ok(Event::ForkFailed { worker, reason });
+        }
+        let free_entry = |board: Option<&'static Board>| {
+            if let (Some(b), Some(i)) = (board, entry) {
+                b.free(i);
+            }
+        };
         let (master_end, worker_end) = match control::pair() {
             Ok(p) => p,
             Err(e) => {
+                free_entry(self.board);
                 let reason = format!("cannot create its control channel: {e}");
                 return Ok(Event::ForkFailed { worker, reason });
             }
@@ -498,10 +548,13 @@ impl Master {
             self.signals.release();
         }
         match forked {
-            Err(e) => Ok(Event::ForkFailed {
-                worker,
-                reason: e.to_string(),
-            }),
+            Err(e) => {
+                free_entry(self.board);
+                Ok(Event::ForkFailed {
+                    worker,
+                    reason: e.to_string(),
+                })
+            }
             Ok(sys::Fork::Child) => {
                 if !sys::child_after_fork(self.pid) {
                     // The master died before the worker could arrange to
@@ -524,6 +577,7 @@ impl Master {
                     active: accept,
                     control: worker_end,
                     master_pid: self.pid.as_raw(),
+                    board_entry: entry,
                 }))
             }
             Ok(sys::Fork::Parent(pid)) => {
@@ -544,6 +598,9 @@ impl Master {
                     }
                 };
                 info!("spawned worker {slot} (pid {pid}, {why})");
+                if let Some(i) = entry {
+                    self.entries.insert(worker, i);
+                }
                 self.links.insert(
                     worker,
                     Link {
@@ -558,6 +615,24 @@ impl Master {
                     worker,
                     pid: pid.as_raw(),
                 })
+            }
+        }
+    }
+
+    /// Reads every worker's heartbeat and reports those whose loop has
+    /// not turned for `worker_timeout` (see `scoreboard.rs`).
+    fn check_heartbeats(&mut self, happened: &mut Vec<Event>) {
+        let Some(board) = self.board else {
+            return;
+        };
+        let now = Instant::now();
+        for (&worker, &i) in &self.entries {
+            if let Some((stuck, what)) = board.stuck(i, now, self.cfg.worker_timeout) {
+                happened.push(Event::Stuck {
+                    worker,
+                    stuck,
+                    what,
+                });
             }
         }
     }
@@ -633,6 +708,9 @@ impl Master {
             .links
             .iter()
             .find_map(|(&w, l)| (l.pid == pid.as_raw()).then_some(w));
+        if let (Some(b), Some(i)) = (self.board, worker.and_then(|w| self.entries.remove(&w))) {
+            b.free(i);
+        }
         if let Some(mut link) = worker.and_then(|w| self.links.remove(&w)) {
             if let Some(mut stream) = link.stream.take() {
                 let _ = self.poll.registry().deregister(&mut stream);
