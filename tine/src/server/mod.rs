@@ -257,6 +257,11 @@ impl Server {
                      (a single process has nobody to replace it): ignored"
                 );
             }
+            // The single process keeps its scoreboard entry too (its
+            // counters and current request), though no master watches it.
+            if let Some(i) = scoreboard::board().and_then(|b| b.claim(0)) {
+                scoreboard::attach(i);
+            }
             service.init_worker()?;
             let listeners = listeners
                 .into_iter()

@@ -73,6 +73,15 @@ const TEXT_WORDS: usize = TEXT_MAX / 8;
 /// Upper bounds (exclusive, milliseconds) of the handler-time histogram
 /// buckets; the last bucket counts everything slower.
 pub(crate) const HANDLER_BUCKETS_MS: [u64; 7] = [1, 5, 25, 100, 500, 2_500, 10_000];
+const HANDLER_BUCKETS: [Duration; 7] = {
+    let mut d = [Duration::ZERO; 7];
+    let mut i = 0;
+    while i < 7 {
+        d[i] = Duration::from_millis(HANDLER_BUCKETS_MS[i]);
+        i += 1;
+    }
+    d
+};
 
 /// What a worker is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,37 +246,38 @@ impl Entry {
         self.draining.store(1, Relaxed);
     }
 
-    /// A handler starts on `method path?query` at `now`.
+    /// A handler starts on `method path?query`. Its start ("since") is
+    /// the loop turn's (the heartbeat): no clock read per request.
     #[inline]
-    pub(crate) fn begin(&self, method: &str, path: &str, query: Option<&str>, now: Instant) {
+    pub(crate) fn begin(&self, method: &str, path: &str, query: Option<&str>) {
         let seq = self.seq.load(Relaxed);
         self.seq.store(seq.wrapping_add(1), Relaxed);
         fence(Release);
-        let mut word = [0u8; 8];
-        let mut len = 0usize;
-        let (q, query) = match query {
-            Some(q) => (&b"?"[..], q.as_bytes()),
-            None => (&b""[..], &b""[..]),
+        let mut buf = [0u8; TEXT_MAX];
+        let mut len = 0;
+        let q: &[&[u8]] = match query {
+            Some(q) => &[b"?", q.as_bytes()],
+            None => &[],
         };
-        let parts: [&[u8]; 5] = [method.as_bytes(), b" ", path.as_bytes(), q, query];
-        'out: for part in parts {
-            for &b in part {
-                if len == TEXT_MAX {
-                    break 'out;
-                }
-                word[len % 8] = b;
-                len += 1;
-                if len % 8 == 0 {
-                    self.text[len / 8 - 1].store(u64::from_ne_bytes(word), Relaxed);
-                }
-            }
+        for part in [method.as_bytes(), b" ", path.as_bytes()].iter().chain(q) {
+            let n = part.len().min(TEXT_MAX - len);
+            buf[len..len + n].copy_from_slice(&part[..n]);
+            len += n;
         }
-        if len % 8 != 0 {
-            word[len % 8..].fill(0);
-            self.text[len / 8].store(u64::from_ne_bytes(word), Relaxed);
+        for (w, chunk) in self
+            .text
+            .iter()
+            .zip(buf.chunks_exact(8))
+            .take(len.div_ceil(8))
+        {
+            w.store(
+                u64::from_ne_bytes(chunk.try_into().expect("8 bytes")),
+                Relaxed,
+            );
         }
         self.text_len.store(len as u32, Relaxed);
-        self.since_ms.store(now_ms(now), Relaxed);
+        self.since_ms
+            .store(self.heartbeat_ms.load(Relaxed), Relaxed);
         self.seq.store(seq.wrapping_add(2), Release);
         self.state.store(State::Handler as u32, Release);
     }
@@ -276,11 +286,11 @@ impl Entry {
     #[inline]
     pub(crate) fn end(&self, elapsed: Duration) {
         self.state.store(State::Busy as u32, Release);
-        let ms = elapsed.as_millis() as u64;
-        let bucket = HANDLER_BUCKETS_MS
+        // Most handlers land in the first bucket after one comparison.
+        let bucket = HANDLER_BUCKETS
             .iter()
-            .position(|&b| ms < b)
-            .unwrap_or(HANDLER_BUCKETS_MS.len());
+            .position(|&b| elapsed < b)
+            .unwrap_or(HANDLER_BUCKETS.len());
         store_add(&self.counters.handler[bucket], 1);
     }
 
@@ -410,7 +420,9 @@ unsafe impl Sync for Board {}
 
 impl std::fmt::Debug for Board {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Board").field("entries", &MAX_ENTRIES).finish()
+        f.debug_struct("Board")
+            .field("entries", &MAX_ENTRIES)
+            .finish()
     }
 }
 
@@ -486,7 +498,8 @@ impl Board {
         let e = self.entry(i);
         e.pid.store(0, Relaxed);
         e.slot.store(slot as u32, Relaxed);
-        e.generation.store(e.generation.load(Relaxed).wrapping_add(1), Relaxed);
+        e.generation
+            .store(e.generation.load(Relaxed).wrapping_add(1), Relaxed);
         e.draining.store(0, Relaxed);
         e.text_len.store(0, Relaxed);
         e.since_ms.store(0, Relaxed);
@@ -514,7 +527,12 @@ impl Board {
     /// Master: whether the worker in entry `i` has been running one loop
     /// turn (not waiting in `poll`) for at least `limit` at `now`; then how
     /// long and the request it is in (if any).
-    pub(crate) fn stuck(&self, i: usize, now: Instant, limit: Duration) -> Option<(Duration, String)> {
+    pub(crate) fn stuck(
+        &self,
+        i: usize,
+        now: Instant,
+        limit: Duration,
+    ) -> Option<(Duration, String)> {
         let e = self.entry(i);
         let state = e.state();
         if matches!(state, State::Free | State::Idle) {
@@ -582,7 +600,10 @@ mod tests {
         assert_eq!(e.state(), State::Starting);
         e.attach(4242, Instant::now());
         let s = e.snapshot();
-        assert_eq!((s.slot, s.pid, s.generation, s.state), (3, 4242, 1, State::Busy));
+        assert_eq!(
+            (s.slot, s.pid, s.generation, s.state),
+            (3, 4242, 1, State::Busy)
+        );
         e.count_response(200);
         e.count_response(404);
         e.count_response(503);
@@ -592,7 +613,11 @@ mod tests {
         let s = e.snapshot();
         assert_eq!(s.requests, 3);
         assert_eq!(s.status, [0, 1, 0, 1, 1]);
-        assert_eq!(e.counters.handler[3].load(Relaxed), 1, "30 ms is in [25, 100)");
+        assert_eq!(
+            e.counters.handler[3].load(Relaxed),
+            1,
+            "30 ms is in [25, 100)"
+        );
         b.free(i);
         assert_eq!(e.state(), State::Free);
         let r = &b.header().retired;
@@ -622,22 +647,22 @@ mod tests {
         let b = Board::create().unwrap();
         let e = b.entry(b.claim(0).unwrap());
         let now = Instant::now();
-        e.begin("GET", "/report", Some("id=7"), now);
+        e.begin("GET", "/report", Some("id=7"));
         assert_eq!(e.state(), State::Handler);
         assert_eq!(e.text().unwrap(), "GET /report?id=7");
         assert_eq!(e.seq.load(Relaxed) % 2, 0);
         let long = format!("/{}", "x".repeat(200));
-        e.begin("POST", &long, None, now);
+        e.begin("POST", &long, None);
         let text = e.text().unwrap();
         assert_eq!(text.len(), TEXT_MAX);
         assert!(text.starts_with("POST /xxx"));
         // A shorter text after a longer one leaves no tail behind.
-        e.begin("GET", "/", None, now);
+        e.begin("GET", "/", None);
         assert_eq!(e.text().unwrap(), "GET /");
         // Exactly 8 and 16 bytes (word boundaries).
-        e.begin("GET", "/abcd", None, now);
+        e.begin("GET", "/abcd", None);
         assert_eq!(e.text().unwrap(), "GET /abc".to_string() + "d");
-        e.begin("GET", "/abcdefghijkl", None, now);
+        e.begin("GET", "/abcdefghijkl", None);
         assert_eq!(e.text().unwrap(), "GET /abcdefghijkl");
     }
 
@@ -645,7 +670,7 @@ mod tests {
     fn a_text_being_written_is_not_read() {
         let b = Board::create().unwrap();
         let e = b.entry(b.claim(0).unwrap());
-        e.begin("GET", "/a", None, Instant::now());
+        e.begin("GET", "/a", None);
         // A writer stopped half-way (odd sequence): readers give up
         // rather than return a torn text.
         e.seq.store(e.seq.load(Relaxed) + 1, Relaxed);
@@ -656,11 +681,14 @@ mod tests {
     fn seqlock_readers_never_see_a_torn_text() {
         let b = Board::create().unwrap().leak();
         let e = b.entry(b.claim(0).unwrap());
-        let texts = ["/aaaaaaaaaaaaaaaaaaaaaaaa", "/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"];
-        e.begin("GET", texts[1], None, Instant::now());
+        let texts = [
+            "/aaaaaaaaaaaaaaaaaaaaaaaa",
+            "/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+        ];
+        e.begin("GET", texts[1], None);
         let writer = std::thread::spawn(move || {
             for i in 0..20_000 {
-                e.begin("GET", texts[i % 2], None, Instant::now());
+                e.begin("GET", texts[i % 2], None);
             }
         });
         let mut seen = 0;
@@ -686,7 +714,7 @@ mod tests {
         e.attach(7, t0);
         let limit = Duration::from_secs(2);
         assert_eq!(b.stuck(i, t0 + Duration::from_secs(1), limit), None);
-        e.begin("GET", "/block", Some("ms=60000"), t0);
+        e.begin("GET", "/block", Some("ms=60000"));
         let (age, what) = b.stuck(i, t0 + Duration::from_secs(3), limit).unwrap();
         assert!(age >= limit);
         assert_eq!(what, "GET /block?ms=60000");

@@ -515,7 +515,7 @@ fn answer_counted(shared: &mut Shared, req: &mut Request) -> Answer {
     let Some(e) = scoreboard::mine() else {
         return shared.service.answer(req);
     };
-    e.begin(req.method().as_str(), req.path(), req.query_string(), shared.clock);
+    e.begin(req.method().as_str(), req.path(), req.query_string());
     let answer = shared.service.answer(req);
     let t = std::time::Instant::now();
     e.end(t.saturating_duration_since(shared.clock));

@@ -403,7 +403,10 @@ impl Master {
                 // the others back after relay::STALL.
                 timeout = Some(timeout.map_or(RELAY_RECHECK, |t| t.min(RELAY_RECHECK)));
             }
-            for at in [self.memory_check, self.watchdog_check].into_iter().flatten() {
+            for at in [self.memory_check, self.watchdog_check]
+                .into_iter()
+                .flatten()
+            {
                 let left = at.saturating_duration_since(Instant::now());
                 timeout = Some(timeout.map_or(left, |t| t.min(left)));
             }
@@ -432,7 +435,8 @@ impl Master {
             }
             if self.watchdog_check.is_some_and(|at| at <= Instant::now()) {
                 self.check_heartbeats(&mut happened);
-                self.watchdog_check = Some(Instant::now() + watchdog_period(self.cfg.worker_timeout));
+                self.watchdog_check =
+                    Some(Instant::now() + watchdog_period(self.cfg.worker_timeout));
             }
             happened.push(Event::Tick);
             for event in happened {

@@ -886,7 +886,10 @@ fn a_stuck_worker_is_killed_once_and_respawned_at_once() {
     sim.stuck(w1, "GET /report?id=7");
     assert!(sim.take().is_empty());
     assert_eq!(sim.sup.timeouts(), 1);
-    assert!(sim.take_forks().is_empty(), "nothing forked before the exit");
+    assert!(
+        sim.take_forks().is_empty(),
+        "nothing forked before the exit"
+    );
     // Its exit: the replacement is forked now, not after a backoff, for
     // the same slot and queue (kept open: its connections wait for the
     // replacement, which accepts in milliseconds; nothing to lend).
@@ -930,9 +933,15 @@ fn a_worker_stuck_while_draining_is_killed_and_not_respawned() {
     sim.stuck(old1, "GET /block?ms=60000");
     assert_eq!(sim.take(), [kill(old1)]);
     sim.advance(GRACE * 2);
-    assert!(sim.take().is_empty(), "no second SIGKILL at the graceful deadline");
+    assert!(
+        sim.take().is_empty(),
+        "no second SIGKILL at the graceful deadline"
+    );
     sim.exit(old1, "killed by SIGKILL");
-    assert!(sim.take_forks().is_empty(), "its slot already has its replacement");
+    assert!(
+        sim.take_forks().is_empty(),
+        "its slot already has its replacement"
+    );
     assert_eq!(sim.pid_of(1), c1.pid);
 }
 
