@@ -156,7 +156,7 @@ fn resolve_worker_timeout(configured: Duration) -> io::Result<Duration> {
 /// (negative, not finite, not a number, absurdly large).
 fn parse_seconds(v: &str) -> Option<Duration> {
     let secs: f64 = v.trim().parse().ok()?;
-    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
         return None;
     }
     Some(Duration::from_secs_f64(secs))
