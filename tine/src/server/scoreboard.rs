@@ -33,7 +33,7 @@
 //! | `pid` | worker | its process id (0 until it attached) |
 //! | `heartbeat_ms` | worker | the start of its last loop turn, in [`now_ms`] units |
 //! | `since_ms` | worker | when the current request's handler started |
-//! | `seq`, `text_len`, `text` | worker | the request being handled, `METHOD target` truncated to [`TEXT_MAX`] bytes, under a seqlock (`seq` odd while written) |
+//! | `seq`, `method`, `text_len`, `text` | worker | the request being handled: its method as a code ([`METHODS`]; 0 for any other) and its target (path and query as sent) truncated to [`TEXT_MAX`] bytes, under a seqlock (`seq` odd while written) |
 //! | `counters` | worker | [`Counters`] |
 //!
 //! Times are milliseconds of the monotonic clock since the master created
@@ -62,8 +62,8 @@ use std::time::{Duration, Instant};
 
 /// How many worker processes (serving or draining) the scoreboard tracks.
 pub(crate) const MAX_ENTRIES: usize = 256;
-/// Longest request text kept (`GET /path?query`), in bytes; longer ones are
-/// cut (at a UTF-8 boundary when read).
+/// Longest request target kept (`/path?query`), in bytes; longer ones are
+/// cut (a cut UTF-8 sequence reads as U+FFFD).
 pub(crate) const TEXT_MAX: usize = 96;
 /// Layout version in the header.
 pub(crate) const VERSION: u32 = 1;
@@ -73,6 +73,8 @@ const TEXT_WORDS: usize = TEXT_MAX / 8;
 /// Upper bounds (exclusive, milliseconds) of the handler-time histogram
 /// buckets; the last bucket counts everything slower.
 pub(crate) const HANDLER_BUCKETS_MS: [u64; 7] = [1, 5, 25, 100, 500, 2_500, 10_000];
+/// The first bucket's bound.
+pub(crate) const FAST: Duration = Duration::from_millis(HANDLER_BUCKETS_MS[0]);
 const HANDLER_BUCKETS: [Duration; 7] = {
     let mut d = [Duration::ZERO; 7];
     let mut i = 0;
@@ -82,6 +84,34 @@ const HANDLER_BUCKETS: [Duration; 7] = {
     }
     d
 };
+
+/// Request methods by their code in an entry (0: another method).
+pub(crate) const METHODS: [&str; 10] = [
+    "OTHER", "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+];
+
+#[inline]
+fn method_code(m: &http::Method) -> u32 {
+    use http::Method as M;
+    if m == M::GET {
+        1
+    } else if m == M::POST {
+        2
+    } else {
+        [
+            M::PUT,
+            M::DELETE,
+            M::HEAD,
+            M::OPTIONS,
+            M::PATCH,
+            M::CONNECT,
+            M::TRACE,
+        ]
+        .iter()
+        .position(|x| x == m)
+        .map_or(0, |i| i as u32 + 3)
+    }
+}
 
 /// What a worker is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +182,7 @@ pub(crate) struct Entry {
     generation: AtomicU32,
     pid: AtomicU32,
     seq: AtomicU32,
+    method: AtomicU32,
     heartbeat_ms: AtomicU64,
     since_ms: AtomicU64,
     text_len: AtomicU32,
@@ -250,40 +281,66 @@ impl Entry {
         self.draining.store(1, Relaxed);
     }
 
-    /// A handler starts on `method path?query`. Its start ("since") is
-    /// the loop turn's (the heartbeat): no clock read per request.
+    /// A handler starts on `method path?query` (the path as sent). Its
+    /// start ("since") is the loop turn's (the heartbeat): no clock read
+    /// per request. The method is stored as a code ([`METHODS`]), the
+    /// target as text.
     #[inline]
-    pub(crate) fn begin(&self, method: &str, path: &str, query: Option<&str>) {
+    pub(crate) fn begin(&self, method: &http::Method, path: &str, query: Option<&str>) {
         let seq = self.seq.load(Relaxed);
         self.seq.store(seq.wrapping_add(1), Relaxed);
         fence(Release);
-        let mut buf = [0u8; TEXT_MAX];
-        let mut len = 0;
-        let q: &[&[u8]] = match query {
-            Some(q) => &[b"?", q.as_bytes()],
-            None => &[],
+        let len = match query {
+            None => self.put_text(path.as_bytes()),
+            Some(q) => {
+                let mut buf = [0u8; TEXT_MAX];
+                let mut len = 0;
+                for part in [path.as_bytes(), b"?", q.as_bytes()] {
+                    let n = part.len().min(TEXT_MAX - len);
+                    buf[len..len + n].copy_from_slice(&part[..n]);
+                    len += n;
+                }
+                self.put_text(&buf[..len])
+            }
         };
-        for part in [method.as_bytes(), b" ", path.as_bytes()].iter().chain(q) {
-            let n = part.len().min(TEXT_MAX - len);
-            buf[len..len + n].copy_from_slice(&part[..n]);
-            len += n;
-        }
-        for (w, chunk) in self
-            .text
-            .iter()
-            .zip(buf.chunks_exact(8))
-            .take(len.div_ceil(8))
-        {
-            w.store(
-                u64::from_ne_bytes(chunk.try_into().expect("8 bytes")),
-                Relaxed,
-            );
-        }
+        self.method.store(method_code(method), Relaxed);
         self.text_len.store(len as u32, Relaxed);
         self.since_ms
             .store(self.heartbeat_ms.load(Relaxed), Relaxed);
         self.seq.store(seq.wrapping_add(2), Release);
         self.state.store(State::Handler as u32, Release);
+    }
+
+    /// Stores up to [`TEXT_MAX`] bytes of `text` word by word; its length.
+    #[inline]
+    fn put_text(&self, text: &[u8]) -> usize {
+        let text = &text[..text.len().min(TEXT_MAX)];
+        let mut words = self.text.iter();
+        let mut chunks = text.chunks_exact(8);
+        // Chunks first: `zip` stops at the first `None` without taking a
+        // word for it, so the remainder goes to the next word.
+        for (chunk, w) in (&mut chunks).zip(&mut words) {
+            w.store(
+                u64::from_ne_bytes(chunk.try_into().expect("8 bytes")),
+                Relaxed,
+            );
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut last = [0u8; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            if let Some(w) = words.next() {
+                w.store(u64::from_ne_bytes(last), Relaxed);
+            }
+        }
+        text.len()
+    }
+
+    /// The handler returned in under a millisecond (the first bucket).
+    #[inline]
+    pub(crate) fn end_fast(&self) {
+        self.state.store(State::Busy as u32, Release);
+        store_add(&self.counters.handler[0], 1);
     }
 
     /// The handler returned after `elapsed`.
@@ -338,13 +395,17 @@ impl Entry {
                 continue;
             }
             let len = (self.text_len.load(Relaxed) as usize).min(TEXT_MAX);
+            let method = METHODS
+                .get(self.method.load(Relaxed) as usize)
+                .unwrap_or(&METHODS[0]);
             let mut bytes = [0u8; TEXT_MAX];
             for (i, w) in self.text.iter().enumerate() {
                 bytes[i * 8..i * 8 + 8].copy_from_slice(&w.load(Relaxed).to_ne_bytes());
             }
             fence(Acquire);
             if self.seq.load(Relaxed) == s1 {
-                return Some(String::from_utf8_lossy(&bytes[..len]).into_owned());
+                let target = String::from_utf8_lossy(&bytes[..len]);
+                return Some(format!("{method} {target}"));
             }
         }
         None
@@ -609,6 +670,8 @@ mod tests {
         e.count_response(404);
         e.count_response(503);
         e.end(Duration::from_millis(30));
+        e.end_fast();
+        e.end(Duration::from_millis(10_000));
         e.bytes_in(10);
         e.bytes_out(25);
         let s = e.snapshot();
@@ -647,22 +710,22 @@ mod tests {
     fn request_text_is_truncated_and_read_back() {
         let b = Board::create().unwrap();
         let e = b.entry(b.claim(0).unwrap());
-        e.begin("GET", "/report", Some("id=7"));
+        e.begin(&http::Method::GET, "/report", Some("id=7"));
         assert_eq!(e.state(), State::Handler);
         assert_eq!(e.text().unwrap(), "GET /report?id=7");
         assert_eq!(e.seq.load(Relaxed) % 2, 0);
         let long = format!("/{}", "x".repeat(200));
-        e.begin("POST", &long, None);
+        e.begin(&http::Method::POST, &long, None);
         let text = e.text().unwrap();
-        assert_eq!(text.len(), TEXT_MAX);
+        assert_eq!(text.len(), "POST ".len() + TEXT_MAX);
         assert!(text.starts_with("POST /xxx"));
         // A shorter text after a longer one leaves no tail behind.
-        e.begin("GET", "/", None);
+        e.begin(&http::Method::GET, "/", None);
         assert_eq!(e.text().unwrap(), "GET /");
         // Exactly 8 and 16 bytes (word boundaries).
-        e.begin("GET", "/abcd", None);
+        e.begin(&http::Method::GET, "/abcd", None);
         assert_eq!(e.text().unwrap(), "GET /abc".to_string() + "d");
-        e.begin("GET", "/abcdefghijkl", None);
+        e.begin(&http::Method::GET, "/abcdefghijkl", None);
         assert_eq!(e.text().unwrap(), "GET /abcdefghijkl");
     }
 
@@ -670,7 +733,7 @@ mod tests {
     fn a_text_being_written_is_not_read() {
         let b = Board::create().unwrap();
         let e = b.entry(b.claim(0).unwrap());
-        e.begin("GET", "/a", None);
+        e.begin(&http::Method::GET, "/a", None);
         // A writer stopped half-way (odd sequence): readers give up
         // rather than return a torn text.
         e.seq.store(e.seq.load(Relaxed) + 1, Relaxed);
@@ -685,10 +748,10 @@ mod tests {
             "/aaaaaaaaaaaaaaaaaaaaaaaa",
             "/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
         ];
-        e.begin("GET", texts[1], None);
+        e.begin(&http::Method::GET, texts[1], None);
         let writer = std::thread::spawn(move || {
             for i in 0..20_000 {
-                e.begin("GET", texts[i % 2], None);
+                e.begin(&http::Method::GET, texts[i % 2], None);
             }
         });
         let mut seen = 0;
@@ -714,7 +777,7 @@ mod tests {
         e.attach(7, t0);
         let limit = Duration::from_secs(2);
         assert_eq!(b.stuck(i, t0 + Duration::from_secs(1), limit), None);
-        e.begin("GET", "/block", Some("ms=60000"));
+        e.begin(&http::Method::GET, "/block", Some("ms=60000"));
         let (age, what) = b.stuck(i, t0 + Duration::from_secs(3), limit).unwrap();
         assert!(age >= limit);
         assert_eq!(what, "GET /block?ms=60000");

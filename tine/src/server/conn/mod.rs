@@ -79,6 +79,9 @@ pub(crate) struct Shared {
     /// The last clock reading: the loop turn's start, then the end of each
     /// handler (the scoreboard's handler time).
     pub(crate) clock: Instant,
+    /// A handler that ends before this took under a millisecond (at most
+    /// `clock` + 1 ms; see `http1::answer_counted`).
+    pub(crate) fast_until: Instant,
 }
 
 impl Shared {
@@ -93,6 +96,7 @@ impl Shared {
             now,
             budget: RequestBudget::new(None),
             clock: now,
+            fast_until: now,
         }
     }
 }

@@ -190,6 +190,7 @@ impl EventLoop {
             self.now = Instant::now();
             self.shared.now = self.now;
             self.shared.clock = self.now;
+            self.shared.fast_until = self.now + scoreboard::FAST;
             if let Some(e) = board {
                 e.turn(self.now);
             }
