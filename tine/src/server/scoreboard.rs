@@ -16,7 +16,8 @@
 //!
 //! The region is a [`Header`] followed by [`MAX_ENTRIES`] entries of
 //! [`ENTRY_SIZE`] bytes (`#[repr(C)]`, 64-byte aligned, every field an
-//! atomic in native byte order):
+//! atomic in native byte order; the text words hold their bytes in
+//! little-endian order):
 //!
 //! | header field | meaning |
 //! |---|---|
@@ -321,38 +322,46 @@ impl Entry {
         // word for it, so the remainder goes to the next word.
         for (chunk, w) in (&mut chunks).zip(&mut words) {
             w.store(
-                u64::from_ne_bytes(chunk.try_into().expect("8 bytes")),
+                u64::from_le_bytes(chunk.try_into().expect("8 bytes")),
                 Relaxed,
             );
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
-            let mut last = [0u8; 8];
-            last[..rest.len()].copy_from_slice(rest);
+            // Shifted in byte by byte: a `copy_from_slice` of a variable
+            // length would call `memcpy` for at most 7 bytes.
+            let mut last = 0u64;
+            for (i, &b) in rest.iter().enumerate() {
+                last |= u64::from(b) << (8 * i);
+            }
             if let Some(w) = words.next() {
-                w.store(u64::from_ne_bytes(last), Relaxed);
+                w.store(last, Relaxed);
             }
         }
         text.len()
     }
 
-    /// The handler returned in under a millisecond (the first bucket).
+    /// The handler returned (its time is counted by [`Entry::end`] or
+    /// [`Entry::end_fast`], possibly for a batch).
     #[inline]
-    pub(crate) fn end_fast(&self) {
+    pub(crate) fn handler_returned(&self) {
         self.state.store(State::Busy as u32, Release);
-        store_add(&self.counters.handler[0], 1);
     }
 
-    /// The handler returned after `elapsed`.
+    /// `n` handlers each returned in under a millisecond (the first bucket).
     #[inline]
-    pub(crate) fn end(&self, elapsed: Duration) {
-        self.state.store(State::Busy as u32, Release);
-        // Most handlers land in the first bucket after one comparison.
+    pub(crate) fn end_fast(&self, n: u32) {
+        store_add(&self.counters.handler[0], u64::from(n));
+    }
+
+    /// `n` handlers each took `elapsed`.
+    #[inline]
+    pub(crate) fn end(&self, elapsed: Duration, n: u32) {
         let bucket = HANDLER_BUCKETS
             .iter()
             .position(|&b| elapsed < b)
             .unwrap_or(HANDLER_BUCKETS.len());
-        store_add(&self.counters.handler[bucket], 1);
+        store_add(&self.counters.handler[bucket], u64::from(n));
     }
 
     /// A response with `status` was queued (a handler's, or a refusal).
@@ -400,7 +409,7 @@ impl Entry {
                 .unwrap_or(&METHODS[0]);
             let mut bytes = [0u8; TEXT_MAX];
             for (i, w) in self.text.iter().enumerate() {
-                bytes[i * 8..i * 8 + 8].copy_from_slice(&w.load(Relaxed).to_ne_bytes());
+                bytes[i * 8..i * 8 + 8].copy_from_slice(&w.load(Relaxed).to_le_bytes());
             }
             fence(Acquire);
             if self.seq.load(Relaxed) == s1 {
@@ -669,9 +678,9 @@ mod tests {
         e.count_response(200);
         e.count_response(404);
         e.count_response(503);
-        e.end(Duration::from_millis(30));
-        e.end_fast();
-        e.end(Duration::from_millis(10_000));
+        e.end(Duration::from_millis(30), 1);
+        e.end_fast(2);
+        e.end(Duration::from_millis(10_000), 1);
         e.bytes_in(10);
         e.bytes_out(25);
         let s = e.snapshot();

@@ -146,6 +146,8 @@ impl<T: Transport> Conn<T> {
     /// queueing their responses. Returns whether anything was queued.
     fn answer_buffered(&mut self, shared: &mut Shared, budget: &mut Budget) -> bool {
         let mut produced = false;
+        // Handlers run in this batch, timed together at its end.
+        let mut handled = 0u32;
         while self.pending.is_none() && self.phase == Phase::Open && self.wbuf.len() < OUT_BATCH {
             if self.rbuf.is_empty() && !self.decoder.mid_request() {
                 break;
@@ -214,7 +216,8 @@ impl<T: Transport> Conn<T> {
                                 Answer::Response(res) => res,
                                 Answer::Upgrade(res, handler) => {
                                     if let Some(e) = board {
-                                        handler_done(shared, e);
+                                        e.handler_returned();
+                                        handlers_done(shared, e, handled + 1);
                                         Entry::gauge(&e.gauges.websockets, 1);
                                     }
                                     self.lend_output(shared);
@@ -233,7 +236,8 @@ impl<T: Transport> Conn<T> {
                                 }
                             };
                             if let Some(e) = board {
-                                handler_done(shared, e);
+                                e.handler_returned();
+                                handled += 1;
                             }
                             res
                         }
@@ -253,6 +257,9 @@ impl<T: Transport> Conn<T> {
         if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
             // Release the read buffer: idle connections hold none.
             self.rbuf = bytes::BytesMut::new();
+        }
+        if let Some(e) = scoreboard::mine().filter(|_| handled > 0) {
+            handlers_done(shared, e, handled);
         }
         produced
     }
@@ -520,18 +527,20 @@ fn read_inline(out: &mut Vec<u8>, file: &crate::http::FileBody) -> bool {
     }
 }
 
-/// A handler returned: its time goes to the scoreboard's histogram. One
-/// clock read per request: the handler's start is the end of the previous
-/// one (or the loop turn's start), which differs only by the decoding; and
-/// a handler that ended before `fast_until` (at most 1 ms after its start)
-/// needs no subtraction.
+/// `n` handlers ran since `shared.clock` (one request, or a batch of
+/// pipelined ones): their time goes to the scoreboard's histogram. One
+/// clock read per batch, not per request: the batch's start is the end of
+/// the previous one (or the loop turn's start), which differs only by the
+/// decoding; a batch that ended before `fast_until` (at most 1 ms after
+/// its start) counts every handler in the first bucket, and a slower batch
+/// of several counts each with the batch's average time.
 #[inline]
-fn handler_done(shared: &mut Shared, e: &Entry) {
+fn handlers_done(shared: &mut Shared, e: &Entry, n: u32) {
     let t = std::time::Instant::now();
     if t < shared.fast_until {
-        e.end_fast();
+        e.end_fast(n);
     } else {
-        e.end(t.saturating_duration_since(shared.clock));
+        e.end(t.saturating_duration_since(shared.clock) / n.max(1), n);
         shared.fast_until = t + scoreboard::FAST;
     }
     shared.clock = t;
