@@ -136,3 +136,36 @@ fn a_stuck_worker_is_killed_and_replaced_and_its_queue_is_served() {
     assert!(!log.contains("respawning in"), "{log}");
     s.stop(Duration::from_secs(20));
 }
+
+#[test]
+fn an_unparsable_worker_timeout_is_a_start_up_error_naming_the_variable() {
+    for bad in ["abc", "-1", "30s"] {
+        let err = ServerTree::try_start_env(
+            HELLO,
+            &["--bind", "127.0.0.1:0", "--workers", "2"],
+            &[("TINE_WORKER_TIMEOUT", bad)],
+        )
+        .err()
+        .unwrap_or_else(|| panic!("TINE_WORKER_TIMEOUT={bad} was accepted"));
+        assert!(!err.0.success(), "{bad}: {:?}", err.0);
+        assert!(err.1.contains("TINE_WORKER_TIMEOUT"), "{bad}: {}", err.1);
+    }
+}
+
+#[test]
+fn tine_worker_timeout_in_seconds_sets_the_watchdog() {
+    let _g = heavy();
+    // 0.5 s from the environment wins over hello's (default) 30 s.
+    let s = ServerTree::start_env(
+        HELLO,
+        &["--bind", "127.0.0.1:0", "--workers", "2"],
+        &[("TINE_WORKER_TIMEOUT", "0.5")],
+    );
+    s.wait_ready(2, T);
+    assert!(
+        s.stderr().contains("workers stuck for 0.5 s are killed"),
+        "{}",
+        s.stderr()
+    );
+    s.stop(Duration::from_secs(20));
+}

@@ -34,6 +34,16 @@
 //!   the other operations; the log names the worker, the reason and the
 //!   measured value (`worker 1 (pid 4242) to be recycled: private memory
 //!   80.4 MiB over max_worker_memory 64.0 MiB`).
+//! * **Watchdog** (`worker_timeout`): every worker writes a heartbeat (the
+//!   start of each loop turn) and the request it is in to the shared
+//!   scoreboard (`scoreboard.rs`, mapped here before the first fork, one
+//!   entry per worker process, freed when it is reaped). Twice a second
+//!   the master looks for a worker busy (not waiting in `poll`) for longer
+//!   than the timeout, logs it (`worker 2 (pid 4242) stuck 30.0 s in GET
+//!   /report?id=7, killing it`) and sends `SIGKILL` (the supervisor's
+//!   `Event::Stuck`); a current worker's slot is forked again at once, with
+//!   no crash backoff, on the same listener, whose queue is kept. The
+//!   master never waits on a worker: it only reads shared memory.
 //! * **Scale-down (`SIGTTOU`)**: the last slot's listeners are handed to a
 //!   surviving worker with [`ADOPT`](control::ADOPT); only after that worker
 //!   confirms (it answers `READY`) does the removed worker get `SIGTERM`.

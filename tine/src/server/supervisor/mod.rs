@@ -19,6 +19,7 @@
 //! | `Exited` (unexpected) | `Adopt` the slot's sockets to a ready survivor; `Fork` again after the backoff; `Release` them from the survivor once the new worker is `Ready` |
 //! | `ForkFailed` | retry `Fork` after the backoff; the slot's listening sockets are lent meanwhile |
 //! | `Recycle` (a worker past `max_requests` or `max_worker_memory`) | queued like `Reload`, for that worker's slot only: `Fork` its replacement; on its `Ready`, `Signal Term` to the old worker |
+//! | `Stuck` (the watchdog: no loop turn for `worker_timeout`) | `Signal Kill` once; when a current worker's exit is reaped, `Fork` its slot at once (no backoff; a timeout is counted apart from crashes) |
 //! | `Tick` | whatever deadline passed: respawn, `Kill` after the graceful timeout, abandon a replacement or hand-over not ready in time |
 //!
 //! # Model
