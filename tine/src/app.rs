@@ -415,9 +415,11 @@ impl App {
     /// `SIGKILL`; its connections are lost, but the connections waiting in
     /// its listener's queue are kept and served by its replacement, which
     /// is forked at once (a timeout is not a crash: no crash backoff). A
-    /// worker stuck while draining is killed the same way. An idle worker
-    /// is never stuck, however long it waits. Set `d` above your slowest
-    /// legitimate handler. Needs workers > 1.
+    /// worker stuck while draining is killed the same way, and so is one
+    /// whose start-up (the per-worker init hook) takes longer than `d`.
+    /// An idle worker is never stuck, however long it waits. Set `d` above
+    /// your slowest legitimate handler. Needs workers > 1 (a single
+    /// process has nobody to watch it).
     ///
     /// ```
     /// use std::time::Duration;

@@ -33,12 +33,21 @@
 //! | `generation` | master | counts the processes that used this entry |
 //! | `pid` | worker | its process id (0 until it attached) |
 //! | `heartbeat_ms` | worker | the start of its last loop turn, in [`now_ms`] units |
-//! | `since_ms` | worker | when the current request's handler started |
+//! | `since_ms` | worker | when the current request's handler started (the heartbeat of its loop turn: no clock read per request) |
 //! | `seq`, `method`, `text_len`, `text` | worker | the request being handled: its method as a code ([`METHODS`]; 0 for any other) and its target (path and query as sent) truncated to [`TEXT_MAX`] bytes, under a seqlock (`seq` odd while written) |
-//! | `counters` | worker | [`Counters`] |
+//! | `counters` | worker | [`Counters`]: requests, responses by status class (1xx..5xx), bytes in and out, handler time in 8 buckets ([`HANDLER_BUCKETS_MS`]) |
+//! | `gauges` | worker | [`Gauges`]: open connections, open WebSockets |
+//!
+//! Handler time costs one clock read per batch of requests answered
+//! together (pipelined on one connection), not per request: a batch done
+//! within 1 ms counts each of its handlers in the first bucket; a slower
+//! batch of several counts each with the batch's average. Without
+//! pipelining every request is its own batch.
 //!
 //! Times are milliseconds of the monotonic clock since the master created
-//! the region (`0`: never). Slots are not entries: a slot's replacement
+//! the region (`0`: never); the origin is a process-wide value the workers
+//! inherit with the fork (a re-executed master will need to carry it over
+//! along with the memfd). Slots are not entries: a slot's replacement
 //! worker (rolling restart, recycling) and its draining predecessor each
 //! have their own entry, so [`MAX_ENTRIES`] bounds processes alive at once
 //! (workers plus those draining), not the slot count; a master refuses to
@@ -46,7 +55,9 @@
 //!
 //! Only the worker that owns an entry writes its worker fields, with
 //! `Relaxed` loads and stores (no read-modify-write instruction: one
-//! writer); readers tolerate a counter that is a moment stale. The text is
+//! writer); readers tolerate a counter that is a moment stale. A reader
+//! summing a counter over the server adds `retired` to the live entries
+//! (an entry's counters start from zero for each new process). The text is
 //! the one multi-word field, so it has a seqlock: a reader retries while
 //! `seq` is odd or changed under it.
 //!
