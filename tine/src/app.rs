@@ -414,6 +414,36 @@ impl App {
         self
     }
 
+    /// Kills and replaces a worker whose event loop has not turned for `d`
+    /// (default 30 s, like gunicorn's `--timeout`; `Duration::ZERO`
+    /// disables the watchdog). The environment variable
+    /// `TINE_WORKER_TIMEOUT`, in seconds (`30`, `0.5`, `0`), overrides it at
+    /// start-up; a value that is not a number of seconds is a start-up
+    /// error naming the variable.
+    ///
+    /// Each worker writes a heartbeat to the shared scoreboard at the start
+    /// of every loop turn; the master reads them twice a second. A worker
+    /// that is busy (in a handler, or anywhere but waiting for events) for
+    /// longer than `d` is logged with what it is stuck on (`worker 2 (pid
+    /// 4242) stuck 30.0 s in GET /report?id=7, killing it`) and killed with
+    /// `SIGKILL`; its connections are lost, but the connections waiting in
+    /// its listener's queue are kept and served by its replacement, which
+    /// is forked at once (a timeout is not a crash: no crash backoff). A
+    /// worker stuck while draining is killed the same way, and so is one
+    /// whose start-up (the per-worker init hook) takes longer than `d`.
+    /// An idle worker is never stuck, however long it waits. Set `d` above
+    /// your slowest legitimate handler. Needs workers > 1 (a single
+    /// process has nobody to watch it).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let app = tine::App::new().workers(4).worker_timeout(Duration::from_secs(10));
+    /// ```
+    pub fn worker_timeout(mut self, d: std::time::Duration) -> Self {
+        self.config.worker_timeout = d;
+        self
+    }
+
     /// Writes the serving process's pid (the master's with workers > 1) to
     /// `path` once its address is bound ([`bind`](App::bind),
     /// [`serve`](App::serve)), and removes the file when the server is

@@ -37,6 +37,7 @@
 //! --max-requests N            recycle a worker after about N responses
 //! --max-requests-jitter J     ... each worker's limit is N + random(0..=J)
 //! --max-worker-memory BYTES   recycle a worker past BYTES of private memory (Linux)
+//! --worker-timeout-ms N       kill and replace a worker stuck N ms (0: never; default 30 s)
 //! --version-tag TEXT          what GET /version answers
 //! --user NAME / --group NAME  workers (or the single process) run as NAME
 //! ```
@@ -126,6 +127,10 @@ struct Args {
     /// Recycle a worker whose private memory passes this many bytes (Linux).
     #[arg(long)]
     max_worker_memory: Option<u64>,
+    /// Kill and replace a worker whose loop has not turned for this many
+    /// milliseconds (0 disables the watchdog).
+    #[arg(long)]
+    worker_timeout_ms: Option<u64>,
     /// Write the master's (or single process's) pid here; removed on exit.
     #[arg(long)]
     pid_file: Option<std::path::PathBuf>,
@@ -378,6 +383,9 @@ fn main() -> ExitCode {
     }
     if let Some(j) = args.max_requests_jitter {
         app = app.max_requests_jitter(j);
+    }
+    if let Some(ms) = args.worker_timeout_ms {
+        app = app.worker_timeout(Duration::from_millis(ms));
     }
     if let Some(bytes) = args.max_worker_memory {
         app = app.max_worker_memory(bytes);

@@ -22,6 +22,7 @@ mod per_ip;
 mod pidfile;
 mod privileges;
 mod recycle;
+pub(crate) mod scoreboard;
 mod signals;
 mod supervisor;
 mod sys;
@@ -124,6 +125,9 @@ pub(crate) struct ServerConfig {
     pub(crate) group: Option<String>,
     /// `user` and `group` resolved at bind time.
     pub(crate) credentials: Option<privileges::Credentials>,
+    /// A worker whose loop has not turned for this long is killed and
+    /// replaced (`ZERO`: never).
+    pub(crate) worker_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -142,8 +146,42 @@ impl Default for ServerConfig {
             user: None,
             group: None,
             credentials: None,
+            worker_timeout: WORKER_TIMEOUT,
         }
     }
+}
+
+/// The default [`ServerConfig::worker_timeout`] (gunicorn's `--timeout`).
+pub(crate) const WORKER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Overrides the worker timeout at start-up, in seconds (`30`, `0.5`; `0`
+/// disables the watchdog).
+pub(crate) const WORKER_TIMEOUT_VAR: &str = "TINE_WORKER_TIMEOUT";
+
+/// The watchdog's timeout: [`WORKER_TIMEOUT_VAR`] wins over the builder's
+/// value; an unparsable value is an error naming the variable.
+fn resolve_worker_timeout(configured: Duration) -> io::Result<Duration> {
+    match std::env::var(WORKER_TIMEOUT_VAR) {
+        Ok(v) => parse_seconds(&v).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "tine: {WORKER_TIMEOUT_VAR} must be a number of seconds \
+                     (like 30 or 0.5; 0 disables), not {v:?}"
+                ),
+            )
+        }),
+        Err(_) => Ok(configured),
+    }
+}
+
+/// `"30"`, `"0.5"`, `" 2 "` as a duration; `None` for anything else
+/// (negative, not finite, not a number, absurdly large).
+fn parse_seconds(v: &str) -> Option<Duration> {
+    let secs: f64 = v.trim().parse().ok()?;
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
+        return None;
+    }
+    Some(Duration::from_secs_f64(secs))
 }
 
 /// The worker count: `TINE_WORKERS` (a number or `auto`) wins over the
@@ -185,6 +223,7 @@ impl Server {
     ) -> io::Result<Server> {
         let (workers, workers_note) = resolve_workers(config.workers)?;
         config.credentials = privileges::resolve(config.user.as_deref(), config.group.as_deref())?;
+        config.worker_timeout = resolve_worker_timeout(config.worker_timeout)?;
         if let Some(url) = &config.redis_url {
             // Fail at start-up, in one place, rather than in every worker.
             crate::pubsub::check_redis_url(url)?;
@@ -281,6 +320,11 @@ impl Server {
                     .map_err(|e| io::Error::other(format!("tine: {e}")))?;
                 log::info!("running as {}", c.name);
             }
+            // The single process keeps its scoreboard entry too (its
+            // counters and current request), though no master watches it.
+            if let Some(i) = scoreboard::board().and_then(|b| b.claim(0)) {
+                scoreboard::attach(i);
+            }
             service.init_worker()?;
             let active: Vec<usize> = (0..listeners.len()).collect();
             let listeners = listeners
@@ -338,6 +382,7 @@ fn master_config(config: &ServerConfig, workers: usize) -> master::MasterConfig 
         graceful_timeout: config.graceful_timeout,
         backlog: listener::BACKLOG,
         max_worker_memory: config.max_worker_memory,
+        worker_timeout: config.worker_timeout,
         ..master::MasterConfig::default()
     }
 }
@@ -349,6 +394,9 @@ fn worker_main(served: Option<(Service, ServerConfig)>, start: master::WorkerSta
         return 1;
     };
     WORKER_INDEX.store(start.index, Ordering::Relaxed);
+    if let Some(entry) = start.board_entry {
+        scoreboard::attach(entry);
+    }
     sys::ignore_master_signals();
     if let Some(c) = &config.credentials {
         if let Err(e) = c.apply() {
@@ -391,6 +439,21 @@ fn worker_main(served: Option<(Service, ServerConfig)>, start: master::WorkerSta
         Err(e) => {
             log::error!("worker {}: {e}", start.index);
             1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_timeout_seconds() {
+        assert_eq!(parse_seconds("30"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_seconds(" 0.5 "), Some(Duration::from_millis(500)));
+        assert_eq!(parse_seconds("0"), Some(Duration::ZERO));
+        for bad in ["", "-1", "abc", "NaN", "inf", "1e300", "30s"] {
+            assert_eq!(parse_seconds(bad), None, "{bad:?}");
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::http::encode::{encode_head, framing, BodyShape, Exchange};
 use crate::http::parse::Decoded;
 use crate::http::{fill_stream, Body, Fill, Request, Response};
 use crate::pubsub;
+use crate::server::scoreboard::{self, Entry};
 use crate::service::Answer;
 use crate::ws::session::Session;
 
@@ -145,6 +146,8 @@ impl<T: Transport> Conn<T> {
     /// queueing their responses. Returns whether anything was queued.
     fn answer_buffered(&mut self, shared: &mut Shared, budget: &mut Budget) -> bool {
         let mut produced = false;
+        // Handlers run in this batch, timed together at its end.
+        let mut handled = 0u32;
         while self.pending.is_none() && self.phase == Phase::Open && self.wbuf.len() < OUT_BATCH {
             if self.rbuf.is_empty() && !self.decoder.mid_request() {
                 break;
@@ -201,24 +204,43 @@ impl<T: Transport> Conn<T> {
                         body,
                         self.peer,
                     ) {
-                        Ok(mut req) => match shared.service.answer(&mut req) {
-                            Answer::Response(res) => res,
-                            Answer::Upgrade(res, handler) => {
-                                self.lend_output(shared);
-                                self.encode_response(res, Exchange::UPGRADE, shared);
-                                let leftover = std::mem::take(&mut self.rbuf).to_vec();
-                                let mut session = Box::new(Session::new(
-                                    req,
-                                    handler,
-                                    &shared.config.ws,
-                                    shared.config.limits.max_body,
-                                    leftover,
-                                ));
-                                session.open(&self.stream);
-                                self.ws = Some(session);
-                                return true;
+                        Ok(mut req) => {
+                            // The scoreboard shows the request while its
+                            // handler runs (what the watchdog names if it
+                            // never returns).
+                            let board = scoreboard::mine();
+                            if let Some(e) = board {
+                                e.begin(req.method(), req.raw_path(), req.query_string());
                             }
-                        },
+                            let res = match shared.service.answer(&mut req) {
+                                Answer::Response(res) => res,
+                                Answer::Upgrade(res, handler) => {
+                                    if let Some(e) = board {
+                                        e.handler_returned();
+                                        handlers_done(shared, e, handled + 1);
+                                        Entry::gauge(&e.gauges.websockets, 1);
+                                    }
+                                    self.lend_output(shared);
+                                    self.encode_response(res, Exchange::UPGRADE, shared);
+                                    let leftover = std::mem::take(&mut self.rbuf).to_vec();
+                                    let mut session = Box::new(Session::new(
+                                        req,
+                                        handler,
+                                        &shared.config.ws,
+                                        shared.config.limits.max_body,
+                                        leftover,
+                                    ));
+                                    session.open(&self.stream);
+                                    self.ws = Some(session);
+                                    return true;
+                                }
+                            };
+                            if let Some(e) = board {
+                                e.handler_returned();
+                                handled += 1;
+                            }
+                            res
+                        }
                         Err(mut req) => shared
                             .service
                             .refuse_request(StatusCode::BAD_REQUEST, &mut req),
@@ -235,6 +257,9 @@ impl<T: Transport> Conn<T> {
         if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
             // Release the read buffer: idle connections hold none.
             self.rbuf = bytes::BytesMut::new();
+        }
+        if let Some(e) = scoreboard::mine().filter(|_| handled > 0) {
+            handlers_done(shared, e, handled);
         }
         produced
     }
@@ -269,6 +294,9 @@ impl<T: Transport> Conn<T> {
             Body::File(file) => BodyShape::Sized(file.len),
             Body::Stream(_) => BodyShape::Stream,
         };
+        if let Some(e) = scoreboard::mine() {
+            e.count_response(status.as_u16());
+        }
         let framing = framing(status, shape, exchange);
         encode_head(
             &mut self.wbuf,
@@ -330,6 +358,9 @@ impl<T: Transport> Conn<T> {
             match self.stream.read(scratch) {
                 Ok(n) => {
                     if n > 0 {
+                        if let Some(e) = scoreboard::mine() {
+                            e.bytes_in(n);
+                        }
                         if self.rbuf.is_empty() && !self.decoder.mid_request() {
                             self.head_started.get_or_insert(now);
                         }
@@ -356,7 +387,12 @@ impl<T: Transport> Conn<T> {
             };
             match sent {
                 Ok(0) => return Flush::Failed,
-                Ok(n) => self.wpos += n,
+                Ok(n) => {
+                    if let Some(e) = scoreboard::mine() {
+                        e.bytes_out(n);
+                    }
+                    self.wpos += n;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flush::Blocked,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Flush::Failed,
@@ -489,4 +525,23 @@ fn read_inline(out: &mut Vec<u8>, file: &crate::http::FileBody) -> bool {
         out.truncate(start);
         false
     }
+}
+
+/// `n` handlers ran since `shared.clock` (one request, or a batch of
+/// pipelined ones): their time goes to the scoreboard's histogram. One
+/// clock read per batch, not per request: the batch's start is the end of
+/// the previous one (or the loop turn's start), which differs only by the
+/// decoding; a batch that ended before `fast_until` (at most 1 ms after
+/// its start) counts every handler in the first bucket, and a slower batch
+/// of several counts each with the batch's average time.
+#[inline]
+fn handlers_done(shared: &mut Shared, e: &Entry, n: u32) {
+    let t = std::time::Instant::now();
+    if t < shared.fast_until {
+        e.end_fast(n);
+    } else {
+        e.end(t.saturating_duration_since(shared.clock) / n.max(1), n);
+        shared.fast_until = t + scoreboard::FAST;
+    }
+    shared.clock = t;
 }

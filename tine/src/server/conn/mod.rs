@@ -76,6 +76,12 @@ pub(crate) struct Shared {
     /// Responses served against `max_requests` (see `recycle.rs`):
     /// unlimited until the loop of a worker sets it.
     pub(crate) budget: RequestBudget,
+    /// The last clock reading: the loop turn's start, then the end of each
+    /// handler (the scoreboard's handler time).
+    pub(crate) clock: Instant,
+    /// A handler that ends before this took under a millisecond (at most
+    /// `clock` + 1 ms; see `http1::answer_counted`).
+    pub(crate) fast_until: Instant,
 }
 
 impl Shared {
@@ -89,6 +95,8 @@ impl Shared {
             draining: false,
             now,
             budget: RequestBudget::new(None),
+            clock: now,
+            fast_until: now,
         }
     }
 }

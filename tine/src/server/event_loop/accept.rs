@@ -94,6 +94,9 @@ impl EventLoop {
                         continue;
                     }
                     self.generation = self.generation.wrapping_add(1);
+                    if let Some(e) = super::scoreboard::mine() {
+                        super::scoreboard::Entry::gauge(&e.gauges.connections, 1);
+                    }
                     entry.insert(Slot {
                         conn: Conn::new(stream, peer, self.now),
                         generation: self.generation,

@@ -38,6 +38,7 @@ use super::conn::{Conn, Expired, Next, Shared, DRAIN_IDLE};
 use super::control::Channel;
 use super::per_ip::PerIp;
 use super::recycle::RequestBudget;
+use super::scoreboard;
 use super::timer::{Entry, Wheel};
 use super::ServerConfig;
 use crate::pubsub::{self, Bus, Topics};
@@ -177,6 +178,10 @@ impl EventLoop {
                 // Work is waiting: only look for new events, do not sleep.
                 Duration::ZERO
             };
+            let board = scoreboard::mine();
+            if let Some(e) = board {
+                e.idle();
+            }
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     return Err(e);
@@ -184,6 +189,11 @@ impl EventLoop {
             }
             self.now = Instant::now();
             self.shared.now = self.now;
+            self.shared.clock = self.now;
+            self.shared.fast_until = self.now + scoreboard::FAST;
+            if let Some(e) = board {
+                e.turn(self.now);
+            }
             self.shared.date.tick(self.now);
             for event in events.iter() {
                 match event.token() {
@@ -251,6 +261,9 @@ impl EventLoop {
             log::warn!("{dropped} published message(s) could not be sent on");
         }
         self.shared.draining = true;
+        if let Some(e) = scoreboard::mine() {
+            e.set_draining();
+        }
         self.set_accepting(false);
         let idle: Vec<usize> = self
             .conns
@@ -376,6 +389,12 @@ impl EventLoop {
 
     fn close(&mut self, key: usize) {
         let Slot { mut conn, .. } = self.conns.remove(key);
+        if let Some(e) = scoreboard::mine() {
+            scoreboard::Entry::gauge(&e.gauges.connections, -1);
+            if conn.any_session().is_some() {
+                scoreboard::Entry::gauge(&e.gauges.websockets, -1);
+            }
+        }
         self.per_ip.release(conn.peer().ip());
         let _ = self.poll.registry().deregister(conn.transport_mut());
         conn.closed();

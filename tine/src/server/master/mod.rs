@@ -34,6 +34,16 @@
 //!   the other operations; the log names the worker, the reason and the
 //!   measured value (`worker 1 (pid 4242) to be recycled: private memory
 //!   80.4 MiB over max_worker_memory 64.0 MiB`).
+//! * **Watchdog** (`worker_timeout`): every worker writes a heartbeat (the
+//!   start of each loop turn) and the request it is in to the shared
+//!   scoreboard (`scoreboard.rs`, mapped here before the first fork, one
+//!   entry per worker process, freed when it is reaped). Twice a second
+//!   the master looks for a worker busy (not waiting in `poll`) for longer
+//!   than the timeout, logs it (`worker 2 (pid 4242) stuck 30.0 s in GET
+//!   /report?id=7, killing it`) and sends `SIGKILL` (the supervisor's
+//!   `Event::Stuck`); a current worker's slot is forked again at once, with
+//!   no crash backoff, on the same listener, whose queue is kept. The
+//!   master never waits on a worker: it only reads shared memory.
 //! * **Scale-down (`SIGTTOU`)**: the last slot's listeners are handed to a
 //!   surviving worker with [`ADOPT`](control::ADOPT); only after that worker
 //!   confirms (it answers `READY`) does the removed worker get `SIGTERM`.
@@ -124,6 +134,7 @@ use super::control::{self, Channel};
 use super::listener::{self, Bound, Mode};
 use super::notify;
 use super::recycle;
+use super::scoreboard::{self, Board};
 use super::signals::{self, Source};
 use super::supervisor::{Action, Command, Event, Sig, Supervisor, WorkerId};
 use super::sys;
@@ -161,6 +172,9 @@ pub(crate) struct MasterConfig {
     /// Recycle a worker whose private memory passes this many bytes
     /// (checked every [`recycle::MEMORY_CHECK`]; Linux only).
     pub max_worker_memory: Option<u64>,
+    /// Kill and replace a worker whose event loop has not turned for this
+    /// long (read from the scoreboard; `ZERO`: never).
+    pub worker_timeout: Duration,
 }
 
 impl Default for MasterConfig {
@@ -172,6 +186,7 @@ impl Default for MasterConfig {
             backlog: listener::BACKLOG,
             ready_timeout: Duration::from_secs(30),
             max_worker_memory: None,
+            worker_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -198,6 +213,9 @@ pub(crate) struct WorkerStart {
     pub control: UnixStream,
     /// The master's pid (compare with `getppid()`).
     pub master_pid: i32,
+    /// The worker's entry in the scoreboard (see `scoreboard.rs`), if the
+    /// master has one.
+    pub board_entry: Option<usize>,
 }
 
 /// Unblocks [`HANDLED_SIGNALS`], which the master blocked before forking.
@@ -248,6 +266,12 @@ pub(crate) fn run_master(
 /// master-only resource is dropped before `worker_main` runs.
 struct InChild(WorkerStart);
 
+/// How often the master reads the heartbeats: twice a second, or faster
+/// for a timeout under a second (the kill comes at most one period late).
+fn watchdog_period(timeout: Duration) -> Duration {
+    (timeout / 4).clamp(Duration::from_millis(10), Duration::from_millis(500))
+}
+
 /// `Err(InChild)` means "we are the child now": propagate with `?`.
 type Step<T> = Result<T, InChild>;
 
@@ -272,6 +296,12 @@ struct Master {
     memory_check: Option<Instant>,
     /// systemd's readiness protocol, when `NOTIFY_SOCKET` is set.
     notify: Option<notify::Announcer>,
+    /// The scoreboard every worker writes its heartbeat to.
+    board: Option<&'static Board>,
+    /// Each worker's scoreboard entry.
+    entries: BTreeMap<WorkerId, usize>,
+    /// When the heartbeats are looked at next (with `worker_timeout`).
+    watchdog_check: Option<Instant>,
 }
 
 struct Status(WaitStatus);
@@ -330,6 +360,8 @@ impl Master {
         // From here on every handled signal reaches the loop through
         // `signals`; it is blocked in every child forked later until the
         // worker installed its own handlers (see `signals.rs`).
+        // Mapped before the first fork, so every worker shares it.
+        let board = scoreboard::board();
         let poll = Poll::new()?;
         let signals = Source::new(poll.registry(), SIGNAL_TOKEN, &HANDLED_SIGNALS)?;
         if signals.is_pipe() {
@@ -347,6 +379,9 @@ impl Master {
             relay_paused: Vec::new(),
             memory_check: None,
             notify: notify::Announcer::from_env(Instant::now()),
+            board,
+            entries: BTreeMap::new(),
+            watchdog_check: None,
         })
     }
 
@@ -373,6 +408,13 @@ impl Master {
                 warn!("max_worker_memory is only supported on Linux: ignored");
             }
         }
+        if !self.cfg.worker_timeout.is_zero() && self.board.is_some() {
+            info!(
+                "workers stuck for {:.1} s are killed and replaced",
+                self.cfg.worker_timeout.as_secs_f64()
+            );
+            self.watchdog_check = Some(Instant::now() + watchdog_period(self.cfg.worker_timeout));
+        }
         let mut events = Events::with_capacity(64);
         loop {
             let mut timeout = self
@@ -388,7 +430,10 @@ impl Master {
                 let left = at.saturating_duration_since(Instant::now());
                 timeout = Some(timeout.map_or(left, |t| t.min(left)));
             }
-            if let Some(at) = self.memory_check {
+            for at in [self.memory_check, self.watchdog_check]
+                .into_iter()
+                .flatten()
+            {
                 let left = at.saturating_duration_since(Instant::now());
                 timeout = Some(timeout.map_or(left, |t| t.min(left)));
             }
@@ -414,6 +459,11 @@ impl Master {
             if self.memory_check.is_some_and(|at| at <= Instant::now()) {
                 self.check_memory(&mut happened);
                 self.memory_check = Some(Instant::now() + recycle::MEMORY_CHECK);
+            }
+            if self.watchdog_check.is_some_and(|at| at <= Instant::now()) {
+                self.check_heartbeats(&mut happened);
+                self.watchdog_check =
+                    Some(Instant::now() + watchdog_period(self.cfg.worker_timeout));
             }
             happened.push(Event::Tick);
             for event in happened {
@@ -514,9 +564,23 @@ impl Master {
         listen: &[usize],
         why: &str,
     ) -> Step<Event> {
+        let entry = self.board.and_then(|b| b.claim(slot));
+        if self.board.is_some() && entry.is_none() {
+            let reason = format!(
+                "all {} scoreboard entries are in use",
+                scoreboard::MAX_ENTRIES
+            );
+            return Ok(Event::ForkFailed { worker, reason });
+        }
+        let free_entry = |board: Option<&'static Board>| {
+            if let (Some(b), Some(i)) = (board, entry) {
+                b.free(i);
+            }
+        };
         let (master_end, worker_end) = match control::pair() {
             Ok(p) => p,
             Err(e) => {
+                free_entry(self.board);
                 let reason = format!("cannot create its control channel: {e}");
                 return Ok(Event::ForkFailed { worker, reason });
             }
@@ -531,10 +595,13 @@ impl Master {
             self.signals.release();
         }
         match forked {
-            Err(e) => Ok(Event::ForkFailed {
-                worker,
-                reason: e.to_string(),
-            }),
+            Err(e) => {
+                free_entry(self.board);
+                Ok(Event::ForkFailed {
+                    worker,
+                    reason: e.to_string(),
+                })
+            }
             Ok(sys::Fork::Child) => {
                 if !sys::child_after_fork(self.pid) {
                     // The master died before the worker could arrange to
@@ -557,6 +624,7 @@ impl Master {
                     active: accept,
                     control: worker_end,
                     master_pid: self.pid.as_raw(),
+                    board_entry: entry,
                 }))
             }
             Ok(sys::Fork::Parent(pid)) => {
@@ -577,6 +645,9 @@ impl Master {
                     }
                 };
                 info!("spawned worker {slot} (pid {pid}, {why})");
+                if let Some(i) = entry {
+                    self.entries.insert(worker, i);
+                }
                 self.links.insert(
                     worker,
                     Link {
@@ -591,6 +662,24 @@ impl Master {
                     worker,
                     pid: pid.as_raw(),
                 })
+            }
+        }
+    }
+
+    /// Reads every worker's heartbeat and reports those whose loop has
+    /// not turned for `worker_timeout` (see `scoreboard.rs`).
+    fn check_heartbeats(&mut self, happened: &mut Vec<Event>) {
+        let Some(board) = self.board else {
+            return;
+        };
+        let now = Instant::now();
+        for (&worker, &i) in &self.entries {
+            if let Some((stuck, what)) = board.stuck(i, now, self.cfg.worker_timeout) {
+                happened.push(Event::Stuck {
+                    worker,
+                    stuck,
+                    what,
+                });
             }
         }
     }
@@ -666,6 +755,9 @@ impl Master {
             .links
             .iter()
             .find_map(|(&w, l)| (l.pid == pid.as_raw()).then_some(w));
+        if let (Some(b), Some(i)) = (self.board, worker.and_then(|w| self.entries.remove(&w))) {
+            b.free(i);
+        }
         if let Some(mut link) = worker.and_then(|w| self.links.remove(&w)) {
             if let Some(mut stream) = link.stream.take() {
                 let _ = self.poll.registry().deregister(&mut stream);

@@ -19,6 +19,7 @@
 //! | `Exited` (unexpected) | `Adopt` the slot's sockets to a ready survivor; `Fork` again after the backoff; `Release` them from the survivor once the new worker is `Ready` |
 //! | `ForkFailed` | retry `Fork` after the backoff; the slot's listening sockets are lent meanwhile |
 //! | `Recycle` (a worker past `max_requests` or `max_worker_memory`) | queued like `Reload`, for that worker's slot only: `Fork` its replacement; on its `Ready`, `Signal Term` to the old worker |
+//! | `Stuck` (the watchdog: no loop turn for `worker_timeout`) | `Signal Kill` once; when a current worker's exit is reaped, `Fork` its slot at once (no backoff; a timeout is counted apart from crashes) |
 //! | `Tick` | whatever deadline passed: respawn, `Kill` after the graceful timeout, abandon a replacement or hand-over not ready in time |
 //!
 //! # Model
@@ -134,6 +135,14 @@ pub(crate) enum Event {
     /// A worker is past one of its recycling limits: replace it. `reason`
     /// (for the log) names the limit and the measured value.
     Recycle { worker: WorkerId, reason: String },
+    /// A worker's event loop has not turned for `stuck` (the watchdog,
+    /// from the scoreboard's heartbeat); `what` is what it is stuck in
+    /// (`GET /report?id=7`, or `its event loop` outside a handler).
+    Stuck {
+        worker: WorkerId,
+        stuck: Duration,
+        what: String,
+    },
     /// Time passed (a deadline from [`Supervisor::next_deadline`]).
     Tick,
 }
@@ -214,6 +223,8 @@ struct Worker {
     recycle: Option<String>,
     /// When a failed recycle is queued again.
     recycle_retry: Option<Instant>,
+    /// Killed by the watchdog: its exit is a timeout, not a crash.
+    timed_out: bool,
 }
 
 #[derive(Debug)]
@@ -261,6 +272,8 @@ pub(crate) struct Supervisor {
     lent: BTreeMap<usize, WorkerId>,
     stopping: bool,
     exited: bool,
+    /// Workers killed by the watchdog so far.
+    timeouts: u64,
 }
 
 impl Supervisor {
@@ -303,6 +316,7 @@ impl Supervisor {
             lent: BTreeMap::new(),
             stopping: false,
             exited: false,
+            timeouts: 0,
         }
     }
 
@@ -377,6 +391,11 @@ impl Supervisor {
             }
             Event::Exited { pid, status } => self.exited(pid, &status, now),
             Event::Recycle { worker, reason } => self.request_recycle(worker, reason),
+            Event::Stuck {
+                worker,
+                stuck,
+                what,
+            } => self.stuck(worker, stuck, &what, &mut out),
             Event::Tick => {}
         }
         self.on_timers(now, &mut out);
@@ -391,6 +410,44 @@ impl Supervisor {
             out.push(Action::Exit(0));
         }
         out
+    }
+
+    /// How many workers the watchdog has killed (a timeout is not a
+    /// crash: counted apart, and respawned without backoff).
+    #[allow(dead_code)] // read by the tests; the metrics will read it too
+    pub(crate) fn timeouts(&self) -> u64 {
+        self.timeouts
+    }
+
+    /// The watchdog found `id` stuck: `SIGKILL` it (once). A slot's
+    /// current worker is respawned at once when its exit is reaped.
+    fn stuck(&mut self, id: WorkerId, stuck: Duration, what: &str, out: &mut Vec<Action>) {
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        let Some(pid) = w.pid else {
+            return;
+        };
+        if w.timed_out {
+            return;
+        }
+        w.timed_out = true;
+        w.kill_at = None;
+        self.timeouts += 1;
+        let role = match w.role {
+            Role::Retiring => " while draining",
+            Role::Candidate => " (a replacement not yet ready)",
+            Role::Current => "",
+        };
+        warn!(
+            "worker {} (pid {pid}) stuck {:.1} s in {what}{role}, killing it",
+            w.slot,
+            stuck.as_secs_f64()
+        );
+        out.push(Action::Signal {
+            pid,
+            sig: Sig::Kill,
+        });
     }
 
     /// Queues the recycling of `id` unless it is already queued (or
@@ -462,6 +519,7 @@ impl Supervisor {
                 pending_signal: None,
                 recycle: None,
                 recycle_retry: None,
+                timed_out: false,
             },
         );
         out.push(Action::Fork {
@@ -566,6 +624,13 @@ impl Supervisor {
                     warn!(
                         "worker {slot} (pid {pid}) exited unexpectedly: {status} (slot being removed)"
                     );
+                    return;
+                }
+                if w.timed_out {
+                    // Not a crash: no backoff (and the slot's backoff is
+                    // left as it was); its sockets are lent meanwhile.
+                    self.slots[slot].respawn_at = Some(now);
+                    warn!("worker {slot} (pid {pid}) killed by the watchdog: {status}; respawning now");
                     return;
                 }
                 let lived = now.saturating_duration_since(w.started);

@@ -863,3 +863,100 @@ fn a_stop_cancels_a_recycle_waiting_for_its_retry() {
     assert!(sim.take_forks().is_empty());
     assert!(sim.sup.ops.is_empty());
 }
+
+impl Sim {
+    fn stuck(&mut self, pid: i32, what: &str) {
+        let worker = self.workers[&pid];
+        self.feed(Event::Stuck {
+            worker,
+            stuck: Duration::from_secs(30),
+            what: what.into(),
+        });
+    }
+}
+
+#[test]
+fn a_stuck_worker_is_killed_once_and_respawned_at_once() {
+    let mut sim = Sim::ready(2);
+    let (w0, w1) = (sim.pid_of(0), sim.pid_of(1));
+    sim.stuck(w1, "GET /report?id=7");
+    assert_eq!(sim.take(), [kill(w1)]);
+    assert_eq!(sim.sup.timeouts(), 1);
+    // Seen stuck again before its exit is reaped: no second kill.
+    sim.stuck(w1, "GET /report?id=7");
+    assert!(sim.take().is_empty());
+    assert_eq!(sim.sup.timeouts(), 1);
+    assert!(
+        sim.take_forks().is_empty(),
+        "nothing forked before the exit"
+    );
+    // Its exit: the replacement is forked now, not after a backoff, for
+    // the same slot and queue (kept open: its connections wait for the
+    // replacement, which accepts in milliseconds; nothing to lend).
+    sim.exit(w1, "killed by SIGKILL");
+    let f = sim.one_fork();
+    assert_eq!((f.slot, f.accept.clone()), (1, vec![1]));
+    assert!(sim.take().is_empty());
+    sim.ready_pid(f.pid);
+    assert!(sim.take().is_empty());
+    assert_eq!(sim.pid_of(0), w0);
+    // A timeout did not count as a crash: the slot's backoff is untouched.
+    sim.exit(f.pid, "killed by SIGSEGV");
+    assert_eq!(sim.sup.next_deadline(), Some(sim.now + BACKOFF_MIN));
+}
+
+#[test]
+fn repeated_timeouts_never_back_off() {
+    let mut sim = Sim::ready(2);
+    for n in 1..=6 {
+        let victim = sim.pid_of(1);
+        sim.stuck(victim, "its event loop");
+        sim.exit(victim, "killed by SIGKILL");
+        let f = sim.one_fork();
+        assert_eq!(f.slot, 1);
+        sim.ready_pid(f.pid);
+        sim.take();
+        assert_eq!(sim.sup.timeouts(), n);
+    }
+}
+
+#[test]
+fn a_worker_stuck_while_draining_is_killed_and_not_respawned() {
+    let mut sim = Sim::ready(2);
+    let old1 = sim.pid_of(1);
+    sim.recycle(old1, "served 1000 responses");
+    let c1 = sim.one_fork();
+    sim.ready_pid(c1.pid);
+    assert_eq!(sim.take(), [term(old1)]);
+    // Draining, it blocks in a handler past the timeout: killed now, not
+    // at the end of the graceful timeout.
+    sim.stuck(old1, "GET /block?ms=60000");
+    assert_eq!(sim.take(), [kill(old1)]);
+    sim.advance(GRACE * 2);
+    assert!(
+        sim.take().is_empty(),
+        "no second SIGKILL at the graceful deadline"
+    );
+    sim.exit(old1, "killed by SIGKILL");
+    assert!(
+        sim.take_forks().is_empty(),
+        "its slot already has its replacement"
+    );
+    assert_eq!(sim.pid_of(1), c1.pid);
+}
+
+#[test]
+fn a_stuck_unknown_or_exited_worker_changes_nothing() {
+    let mut sim = Sim::ready(2);
+    let w1 = sim.pid_of(1);
+    let id = sim.workers[&w1];
+    sim.exit(w1, "killed by SIGSEGV");
+    sim.take();
+    sim.feed(Event::Stuck {
+        worker: id,
+        stuck: Duration::from_secs(3),
+        what: "its event loop".into(),
+    });
+    assert!(sim.take().is_empty());
+    assert_eq!(sim.sup.timeouts(), 0);
+}

@@ -1,0 +1,814 @@
+//! The scoreboard: a shared memory region, created by the master before its
+//! first fork, in which every worker process publishes what it is doing and
+//! what it has done (like Apache httpd's scoreboard). The master reads it to
+//! find stuck workers (the watchdog); anything that reads every entry (a
+//! status page, a metrics scrape, in any worker) sees the whole server.
+//!
+//! # Memory
+//!
+//! On Linux the region is a `memfd` (named `tine-scoreboard`) mapped
+//! `MAP_SHARED`, so that its descriptor can be handed across an `execve`
+//! (a binary upgrade) like a listening socket; elsewhere it is an anonymous
+//! `MAP_SHARED` mapping, shared with every child forked after it. Either
+//! way every process maps the same pages: a store by one is seen by all.
+//!
+//! # Layout (version [`VERSION`])
+//!
+//! The region is a [`Header`] followed by [`MAX_ENTRIES`] entries of
+//! [`ENTRY_SIZE`] bytes (`#[repr(C)]`, 64-byte aligned, every field an
+//! atomic in native byte order; the text words hold their bytes in
+//! little-endian order):
+//!
+//! | header field | meaning |
+//! |---|---|
+//! | `magic`, `version` | `b"TINESCB1"` as a `u64`, [`VERSION`] |
+//! | `entries` | [`MAX_ENTRIES`] |
+//! | `retired` | the [`Counters`] of every worker that has exited, added when the master frees its entry: a sum over the live entries plus `retired` never goes backwards |
+//!
+//! | entry field | written by | meaning |
+//! |---|---|---|
+//! | `state` | master (claim, free), worker | [`State`]: 0 free, 1 starting, 2 idle (waiting in `poll`), 3 busy (a loop turn), 4 in a handler |
+//! | `draining` | worker | 1 once it stopped accepting (a `SIGTERM`) |
+//! | `slot` | master | the worker slot (0..workers) the process serves |
+//! | `generation` | master | counts the processes that used this entry |
+//! | `pid` | worker | its process id (0 until it attached) |
+//! | `heartbeat_ms` | worker | the start of its last loop turn, in [`now_ms`] units |
+//! | `since_ms` | worker | when the current request's handler started (the heartbeat of its loop turn: no clock read per request) |
+//! | `seq`, `method`, `text_len`, `text` | worker | the request being handled: its method as a code ([`METHODS`]; 0 for any other) and its target (path and query as sent) truncated to [`TEXT_MAX`] bytes, under a seqlock (`seq` odd while written) |
+//! | `counters` | worker | [`Counters`]: requests, responses by status class (1xx..5xx), bytes in and out, handler time in 8 buckets ([`HANDLER_BUCKETS_MS`]) |
+//! | `gauges` | worker | [`Gauges`]: open connections, open WebSockets |
+//!
+//! Handler time costs one clock read per batch of requests answered
+//! together (pipelined on one connection), not per request: a batch done
+//! within 1 ms counts each of its handlers in the first bucket; a slower
+//! batch of several counts each with the batch's average. Without
+//! pipelining every request is its own batch.
+//!
+//! Times are milliseconds of the monotonic clock since the master created
+//! the region (`0`: never); the origin is a process-wide value the workers
+//! inherit with the fork (a re-executed master will need to carry it over
+//! along with the memfd). Slots are not entries: a slot's replacement
+//! worker (rolling restart, recycling) and its draining predecessor each
+//! have their own entry, so [`MAX_ENTRIES`] bounds processes alive at once
+//! (workers plus those draining), not the slot count; a master refuses to
+//! fork beyond it.
+//!
+//! Only the worker that owns an entry writes its worker fields, with
+//! `Relaxed` loads and stores (no read-modify-write instruction: one
+//! writer); readers tolerate a counter that is a moment stale. A reader
+//! summing a counter over the server adds `retired` to the live entries
+//! (an entry's counters start from zero for each new process). The text is
+//! the one multi-word field, so it has a seqlock: a reader retries while
+//! `seq` is odd or changed under it.
+//!
+//! The crate denies `unsafe_code`; this module allows it for the mapping
+//! and for viewing the mapped bytes as atomics, each block with its safety
+//! argument.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::*};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// How many worker processes (serving or draining) the scoreboard tracks.
+pub(crate) const MAX_ENTRIES: usize = 256;
+/// Longest request target kept (`/path?query`), in bytes; longer ones are
+/// cut (a cut UTF-8 sequence reads as U+FFFD).
+pub(crate) const TEXT_MAX: usize = 96;
+/// Layout version in the header.
+pub(crate) const VERSION: u32 = 1;
+const MAGIC: u64 = u64::from_ne_bytes(*b"TINESCB1");
+const TEXT_WORDS: usize = TEXT_MAX / 8;
+
+/// Upper bounds (exclusive, milliseconds) of the handler-time histogram
+/// buckets; the last bucket counts everything slower.
+pub(crate) const HANDLER_BUCKETS_MS: [u64; 7] = [1, 5, 25, 100, 500, 2_500, 10_000];
+/// The first bucket's bound.
+pub(crate) const FAST: Duration = Duration::from_millis(HANDLER_BUCKETS_MS[0]);
+const HANDLER_BUCKETS: [Duration; 7] = {
+    let mut d = [Duration::ZERO; 7];
+    let mut i = 0;
+    while i < 7 {
+        d[i] = Duration::from_millis(HANDLER_BUCKETS_MS[i]);
+        i += 1;
+    }
+    d
+};
+
+/// Request methods by their code in an entry (0: another method).
+pub(crate) const METHODS: [&str; 10] = [
+    "OTHER", "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+];
+
+#[inline]
+fn method_code(m: &http::Method) -> u32 {
+    use http::Method as M;
+    if m == M::GET {
+        1
+    } else if m == M::POST {
+        2
+    } else {
+        [
+            M::PUT,
+            M::DELETE,
+            M::HEAD,
+            M::OPTIONS,
+            M::PATCH,
+            M::CONNECT,
+            M::TRACE,
+        ]
+        .iter()
+        .position(|x| x == m)
+        .map_or(0, |i| i as u32 + 3)
+    }
+}
+
+/// What a worker is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum State {
+    Free = 0,
+    Starting = 1,
+    /// Waiting in `poll`: not stuck, however old its heartbeat.
+    Idle = 2,
+    /// Running a loop turn.
+    Busy = 3,
+    /// Running a handler (the request text says which).
+    Handler = 4,
+}
+
+impl State {
+    fn from_u32(v: u32) -> State {
+        match v {
+            1 => State::Starting,
+            2 => State::Idle,
+            3 => State::Busy,
+            4 => State::Handler,
+            _ => State::Free,
+        }
+    }
+}
+
+/// Monotone totals of one worker (or of all retired workers).
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// Requests answered (handler or refusal).
+    pub requests: AtomicU64,
+    /// Responses by status class: 1xx, 2xx, 3xx, 4xx, 5xx.
+    pub status: [AtomicU64; 5],
+    /// Bytes read from and written to clients.
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    /// Handler time histogram (see [`HANDLER_BUCKETS_MS`]; 8 buckets).
+    pub handler: [AtomicU64; 8],
+}
+
+/// Gauges: current values, not summed into `retired`.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct Gauges {
+    pub connections: AtomicU64,
+    pub websockets: AtomicU64,
+}
+
+/// The region's header.
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+pub(crate) struct Header {
+    magic: AtomicU64,
+    version: AtomicU32,
+    entries: AtomicU32,
+    pub retired: Counters,
+}
+
+/// One worker process's entry.
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+pub(crate) struct Entry {
+    state: AtomicU32,
+    draining: AtomicU32,
+    slot: AtomicU32,
+    generation: AtomicU32,
+    pid: AtomicU32,
+    seq: AtomicU32,
+    method: AtomicU32,
+    heartbeat_ms: AtomicU64,
+    since_ms: AtomicU64,
+    text_len: AtomicU32,
+    text: [AtomicU64; TEXT_WORDS],
+    pub counters: Counters,
+    pub gauges: Gauges,
+}
+
+/// Bytes per entry.
+pub(crate) const ENTRY_SIZE: usize = std::mem::size_of::<Entry>();
+const REGION: usize = std::mem::size_of::<Header>() + MAX_ENTRIES * ENTRY_SIZE;
+// Entries stay whole cache lines (no false sharing between two workers'
+// entries) and small (256 entries in 80 KiB).
+const _: () = assert!(std::mem::size_of::<Header>() % 64 == 0);
+const _: () = assert!(ENTRY_SIZE % 64 == 0 && ENTRY_SIZE <= 320);
+
+/// The clock origin every process shares (set in the master before the
+/// first fork; a forked worker inherits it).
+static ORIGIN: OnceLock<Instant> = OnceLock::new();
+
+/// `t` as scoreboard milliseconds (at least 1: 0 means never).
+pub(crate) fn now_ms(t: Instant) -> u64 {
+    let origin = *ORIGIN.get_or_init(|| t);
+    t.saturating_duration_since(origin).as_millis() as u64 + 1
+}
+
+fn store_add(c: &AtomicU64, n: u64) {
+    // One writer: a load and a store, not a locked read-modify-write.
+    c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+impl Counters {
+    fn add_from(&self, other: &Counters) {
+        store_add(&self.requests, other.requests.load(Relaxed));
+        for (a, b) in self.status.iter().zip(&other.status) {
+            store_add(a, b.load(Relaxed));
+        }
+        store_add(&self.bytes_in, other.bytes_in.load(Relaxed));
+        store_add(&self.bytes_out, other.bytes_out.load(Relaxed));
+        for (a, b) in self.handler.iter().zip(&other.handler) {
+            store_add(a, b.load(Relaxed));
+        }
+    }
+
+    fn clear(&self) {
+        self.requests.store(0, Relaxed);
+        self.status.iter().for_each(|c| c.store(0, Relaxed));
+        self.bytes_in.store(0, Relaxed);
+        self.bytes_out.store(0, Relaxed);
+        self.handler.iter().for_each(|c| c.store(0, Relaxed));
+    }
+}
+
+/// A consistent-enough copy of an entry, for readers (a status page, a
+/// metrics scrape; the tests today).
+#[allow(dead_code)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    pub state: State,
+    pub draining: bool,
+    pub slot: u32,
+    pub generation: u32,
+    pub pid: u32,
+    pub heartbeat_ms: u64,
+    pub since_ms: u64,
+    /// The request in the handler (empty outside one).
+    pub text: String,
+    pub requests: u64,
+    pub status: [u64; 5],
+}
+
+impl Entry {
+    // ---- worker side (the entry's only writer) ----
+
+    /// The worker took this entry over (right after its fork).
+    pub(crate) fn attach(&self, pid: u32, now: Instant) {
+        self.pid.store(pid, Relaxed);
+        self.heartbeat_ms.store(now_ms(now), Relaxed);
+        self.state.store(State::Busy as u32, Release);
+    }
+
+    /// The start of a loop turn (after `poll` returned).
+    #[inline]
+    pub(crate) fn turn(&self, now: Instant) {
+        self.heartbeat_ms.store(now_ms(now), Relaxed);
+        self.state.store(State::Busy as u32, Release);
+    }
+
+    /// About to wait in `poll` (not stuck however long it waits).
+    #[inline]
+    pub(crate) fn idle(&self) {
+        self.state.store(State::Idle as u32, Release);
+    }
+
+    pub(crate) fn set_draining(&self) {
+        self.draining.store(1, Relaxed);
+    }
+
+    /// A handler starts on `method path?query` (the path as sent). Its
+    /// start ("since") is the loop turn's (the heartbeat): no clock read
+    /// per request. The method is stored as a code ([`METHODS`]), the
+    /// target as text.
+    #[inline]
+    pub(crate) fn begin(&self, method: &http::Method, path: &str, query: Option<&str>) {
+        let seq = self.seq.load(Relaxed);
+        self.seq.store(seq.wrapping_add(1), Relaxed);
+        fence(Release);
+        let len = match query {
+            None => self.put_text(path.as_bytes()),
+            Some(q) => {
+                let mut buf = [0u8; TEXT_MAX];
+                let mut len = 0;
+                for part in [path.as_bytes(), b"?", q.as_bytes()] {
+                    let n = part.len().min(TEXT_MAX - len);
+                    buf[len..len + n].copy_from_slice(&part[..n]);
+                    len += n;
+                }
+                self.put_text(&buf[..len])
+            }
+        };
+        self.method.store(method_code(method), Relaxed);
+        self.text_len.store(len as u32, Relaxed);
+        self.since_ms
+            .store(self.heartbeat_ms.load(Relaxed), Relaxed);
+        self.seq.store(seq.wrapping_add(2), Release);
+        self.state.store(State::Handler as u32, Release);
+    }
+
+    /// Stores up to [`TEXT_MAX`] bytes of `text` word by word; its length.
+    #[inline]
+    fn put_text(&self, text: &[u8]) -> usize {
+        let text = &text[..text.len().min(TEXT_MAX)];
+        let mut words = self.text.iter();
+        let mut chunks = text.chunks_exact(8);
+        // Chunks first: `zip` stops at the first `None` without taking a
+        // word for it, so the remainder goes to the next word.
+        for (chunk, w) in (&mut chunks).zip(&mut words) {
+            w.store(
+                u64::from_le_bytes(chunk.try_into().expect("8 bytes")),
+                Relaxed,
+            );
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            // Shifted in byte by byte: a `copy_from_slice` of a variable
+            // length would call `memcpy` for at most 7 bytes.
+            let mut last = 0u64;
+            for (i, &b) in rest.iter().enumerate() {
+                last |= u64::from(b) << (8 * i);
+            }
+            if let Some(w) = words.next() {
+                w.store(last, Relaxed);
+            }
+        }
+        text.len()
+    }
+
+    /// The handler returned (its time is counted by [`Entry::end`] or
+    /// [`Entry::end_fast`], possibly for a batch).
+    #[inline]
+    pub(crate) fn handler_returned(&self) {
+        self.state.store(State::Busy as u32, Release);
+    }
+
+    /// `n` handlers each returned in under a millisecond (the first bucket).
+    #[inline]
+    pub(crate) fn end_fast(&self, n: u32) {
+        store_add(&self.counters.handler[0], u64::from(n));
+    }
+
+    /// `n` handlers each took `elapsed`.
+    #[inline]
+    pub(crate) fn end(&self, elapsed: Duration, n: u32) {
+        let bucket = HANDLER_BUCKETS
+            .iter()
+            .position(|&b| elapsed < b)
+            .unwrap_or(HANDLER_BUCKETS.len());
+        store_add(&self.counters.handler[bucket], u64::from(n));
+    }
+
+    /// A response with `status` was queued (a handler's, or a refusal).
+    #[inline]
+    pub(crate) fn count_response(&self, status: u16) {
+        store_add(&self.counters.requests, 1);
+        let class = (status / 100).clamp(1, 5) as usize - 1;
+        store_add(&self.counters.status[class], 1);
+    }
+
+    #[inline]
+    pub(crate) fn bytes_in(&self, n: usize) {
+        store_add(&self.counters.bytes_in, n as u64);
+    }
+
+    #[inline]
+    pub(crate) fn bytes_out(&self, n: usize) {
+        store_add(&self.counters.bytes_out, n as u64);
+    }
+
+    /// Open connections or WebSockets changed by `delta`.
+    #[inline]
+    pub(crate) fn gauge(g: &AtomicU64, delta: i64) {
+        g.store(g.load(Relaxed).wrapping_add(delta as u64), Relaxed);
+    }
+
+    // ---- readers ----
+
+    pub(crate) fn state(&self) -> State {
+        State::from_u32(self.state.load(Acquire))
+    }
+
+    /// The request text, read under the seqlock (`None` if the writer kept
+    /// changing it for every one of a few tries).
+    pub(crate) fn text(&self) -> Option<String> {
+        for _ in 0..64 {
+            let s1 = self.seq.load(Acquire);
+            if s1 % 2 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let len = (self.text_len.load(Relaxed) as usize).min(TEXT_MAX);
+            let method = METHODS
+                .get(self.method.load(Relaxed) as usize)
+                .unwrap_or(&METHODS[0]);
+            let mut bytes = [0u8; TEXT_MAX];
+            for (i, w) in self.text.iter().enumerate() {
+                bytes[i * 8..i * 8 + 8].copy_from_slice(&w.load(Relaxed).to_le_bytes());
+            }
+            fence(Acquire);
+            if self.seq.load(Relaxed) == s1 {
+                let target = String::from_utf8_lossy(&bytes[..len]);
+                return Some(format!("{method} {target}"));
+            }
+        }
+        None
+    }
+
+    /// A copy of the entry's fields.
+    #[allow(dead_code)]
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let state = self.state();
+        Snapshot {
+            state,
+            draining: self.draining.load(Relaxed) == 1,
+            slot: self.slot.load(Relaxed),
+            generation: self.generation.load(Relaxed),
+            pid: self.pid.load(Relaxed),
+            heartbeat_ms: self.heartbeat_ms.load(Relaxed),
+            since_ms: self.since_ms.load(Relaxed),
+            text: if state == State::Handler {
+                self.text().unwrap_or_default()
+            } else {
+                String::new()
+            },
+            requests: self.counters.requests.load(Relaxed),
+            status: std::array::from_fn(|i| self.counters.status[i].load(Relaxed)),
+        }
+    }
+}
+
+static BOARD: OnceLock<Option<&'static Board>> = OnceLock::new();
+static MINE: OnceLock<&'static Entry> = OnceLock::new();
+
+/// The process tree's scoreboard, mapped at the first call (the master
+/// calls it before its first fork; a worker inherits it). `None`, with a
+/// warning, if the region cannot be mapped: the server then runs without
+/// a scoreboard (and without the watchdog).
+pub(crate) fn board() -> Option<&'static Board> {
+    *BOARD.get_or_init(|| match Board::create() {
+        Ok(b) => Some(b.leak()),
+        Err(e) => {
+            log::warn!("cannot map the scoreboard: {e}; running without it (no watchdog)");
+            None
+        }
+    })
+}
+
+/// Worker: takes over entry `i` (claimed by the master before the fork).
+pub(crate) fn attach(i: usize) {
+    if let Some(b) = BOARD.get().copied().flatten() {
+        let e = b.entry(i);
+        e.attach(std::process::id(), Instant::now());
+        let _ = MINE.set(e);
+    }
+}
+
+/// This worker's own entry (`None` in the master, a single-process server,
+/// or without a scoreboard).
+#[inline]
+pub(crate) fn mine() -> Option<&'static Entry> {
+    MINE.get().copied()
+}
+
+/// The mapped region: owned by the master, inherited by every worker.
+pub(crate) struct Board {
+    base: NonNull<u8>,
+    /// The memfd behind the mapping (Linux), for a later `execve` hand-over.
+    #[allow(dead_code)]
+    fd: Option<std::os::fd::OwnedFd>,
+}
+
+// SAFETY: the board is a pointer to a mapping that lives as long as the
+// Board, and every access through it goes through atomics (`header`,
+// `entry`): sharing or sending it between threads is as sound as sharing
+// the atomics themselves.
+unsafe impl Send for Board {}
+// SAFETY: see `Send` above.
+unsafe impl Sync for Board {}
+
+impl std::fmt::Debug for Board {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Board")
+            .field("entries", &MAX_ENTRIES)
+            .finish()
+    }
+}
+
+impl Board {
+    /// Maps a new, zeroed region (see the module docs).
+    pub(crate) fn create() -> io::Result<Board> {
+        let _ = now_ms(Instant::now());
+        let fd = memfd()?;
+        let base = match &fd {
+            // SAFETY: mapping a fresh region cannot alias any Rust object:
+            // the kernel picks an unused address (null hint). The memfd was
+            // sized to REGION bytes just before.
+            Some(fd) => unsafe {
+                rustix::mm::mmap(
+                    std::ptr::null_mut(),
+                    REGION,
+                    rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                    rustix::mm::MapFlags::SHARED,
+                    fd,
+                    0,
+                )
+            },
+            // SAFETY: as above, for an anonymous shared mapping.
+            None => unsafe {
+                rustix::mm::mmap_anonymous(
+                    std::ptr::null_mut(),
+                    REGION,
+                    rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                    rustix::mm::MapFlags::SHARED,
+                )
+            },
+        }?;
+        let base = NonNull::new(base.cast::<u8>()).ok_or_else(|| io::Error::other("mmap: null"))?;
+        let board = Board { base, fd };
+        let h = board.header();
+        h.magic.store(MAGIC, Relaxed);
+        h.version.store(VERSION, Relaxed);
+        h.entries.store(MAX_ENTRIES as u32, Relaxed);
+        Ok(board)
+    }
+
+    /// The header.
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: the region starts with a Header (page-aligned, so aligned
+        // to 64), it was zero-filled by the kernel and an all-zero Header is
+        // valid (atomics of 0). Every field is an atomic, so shared access
+        // from other processes is never a data race. The reference lives
+        // as long as `self`, which keeps the mapping.
+        unsafe { &*self.base.as_ptr().cast::<Header>() }
+    }
+
+    /// Entry `i` (`i < MAX_ENTRIES`).
+    pub(crate) fn entry(&self, i: usize) -> &Entry {
+        assert!(i < MAX_ENTRIES, "scoreboard entry {i} out of range");
+        let offset = std::mem::size_of::<Header>() + i * ENTRY_SIZE;
+        // SAFETY: `offset + ENTRY_SIZE <= REGION` by the assertion; the
+        // header's size is a multiple of 64 and so is ENTRY_SIZE, so the
+        // pointer is aligned for Entry. Zero bytes are a valid Entry and
+        // every field is atomic (see `header`).
+        unsafe { &*self.base.as_ptr().add(offset).cast::<Entry>() }
+    }
+
+    /// Entry `i` for the rest of the process's life (a worker's own entry:
+    /// the board is never unmapped in a worker, see [`Board::leak`]).
+    pub(crate) fn leak(self) -> &'static Board {
+        Box::leak(Box::new(self))
+    }
+
+    /// Master: takes a free entry for a worker of `slot` about to be
+    /// forked; `None` if all [`MAX_ENTRIES`] are in use.
+    pub(crate) fn claim(&self, slot: usize) -> Option<usize> {
+        let i = (0..MAX_ENTRIES).find(|&i| self.entry(i).state() == State::Free)?;
+        let e = self.entry(i);
+        e.pid.store(0, Relaxed);
+        e.slot.store(slot as u32, Relaxed);
+        e.generation
+            .store(e.generation.load(Relaxed).wrapping_add(1), Relaxed);
+        e.draining.store(0, Relaxed);
+        e.text_len.store(0, Relaxed);
+        e.since_ms.store(0, Relaxed);
+        e.heartbeat_ms.store(now_ms(Instant::now()), Relaxed);
+        e.counters.clear();
+        e.gauges.connections.store(0, Relaxed);
+        e.gauges.websockets.store(0, Relaxed);
+        e.state.store(State::Starting as u32, Release);
+        Some(i)
+    }
+
+    /// Master: the process of entry `i` is gone (reaped) or never started:
+    /// its counters go to the retired totals and the entry is free again.
+    pub(crate) fn free(&self, i: usize) {
+        let e = self.entry(i);
+        if e.state() == State::Free {
+            return;
+        }
+        self.header().retired.add_from(&e.counters);
+        e.counters.clear();
+        e.pid.store(0, Relaxed);
+        e.state.store(State::Free as u32, Release);
+    }
+
+    /// Master: whether the worker in entry `i` has been running one loop
+    /// turn (not waiting in `poll`) for at least `limit` at `now`; then how
+    /// long and the request it is in (if any).
+    pub(crate) fn stuck(
+        &self,
+        i: usize,
+        now: Instant,
+        limit: Duration,
+    ) -> Option<(Duration, String)> {
+        let e = self.entry(i);
+        let state = e.state();
+        if matches!(state, State::Free | State::Idle) {
+            return None;
+        }
+        let beat = e.heartbeat_ms.load(Relaxed);
+        let age = Duration::from_millis(now_ms(now).saturating_sub(beat));
+        if age < limit {
+            return None;
+        }
+        let what = match state {
+            State::Handler => e.text().unwrap_or_else(|| "a request".into()),
+            State::Starting => "start-up".into(),
+            _ => "its event loop".into(),
+        };
+        Some((age, what))
+    }
+}
+
+impl Drop for Board {
+    fn drop(&mut self) {
+        // SAFETY: `base` is the start of a REGION-byte mapping made by
+        // `create`; references from `header`/`entry` borrow `self`, so none
+        // outlives this call.
+        let _ = unsafe { rustix::mm::munmap(self.base.as_ptr().cast(), REGION) };
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn memfd() -> io::Result<Option<std::os::fd::OwnedFd>> {
+    use rustix::fs::{ftruncate, memfd_create, MemfdFlags};
+    let fd = memfd_create("tine-scoreboard", MemfdFlags::CLOEXEC)?;
+    ftruncate(&fd, REGION as u64)?;
+    Ok(Some(fd))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn memfd() -> io::Result<Option<std::os::fd::OwnedFd>> {
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_is_aligned_and_documented() {
+        let b = Board::create().unwrap();
+        assert_eq!(b.header().magic.load(Relaxed), MAGIC);
+        assert_eq!(b.header().entries.load(Relaxed), MAX_ENTRIES as u32);
+        // Zeroed: every entry free.
+        assert!((0..MAX_ENTRIES).all(|i| b.entry(i).state() == State::Free));
+    }
+
+    #[test]
+    fn claim_attach_and_free() {
+        let b = Board::create().unwrap();
+        let i = b.claim(3).unwrap();
+        let j = b.claim(3).unwrap();
+        assert_ne!(i, j);
+        let e = b.entry(i);
+        assert_eq!(e.state(), State::Starting);
+        e.attach(4242, Instant::now());
+        let s = e.snapshot();
+        assert_eq!(
+            (s.slot, s.pid, s.generation, s.state),
+            (3, 4242, 1, State::Busy)
+        );
+        e.count_response(200);
+        e.count_response(404);
+        e.count_response(503);
+        e.end(Duration::from_millis(30), 1);
+        e.end_fast(2);
+        e.end(Duration::from_millis(10_000), 1);
+        e.bytes_in(10);
+        e.bytes_out(25);
+        let s = e.snapshot();
+        assert_eq!(s.requests, 3);
+        assert_eq!(s.status, [0, 1, 0, 1, 1]);
+        assert_eq!(
+            e.counters.handler[3].load(Relaxed),
+            1,
+            "30 ms is in [25, 100)"
+        );
+        b.free(i);
+        assert_eq!(e.state(), State::Free);
+        let r = &b.header().retired;
+        assert_eq!(r.requests.load(Relaxed), 3);
+        assert_eq!(r.bytes_out.load(Relaxed), 25);
+        // Freed twice: counted once.
+        b.free(i);
+        assert_eq!(r.requests.load(Relaxed), 3);
+        // Reused: next generation, counters from zero.
+        let k = b.claim(0).unwrap();
+        assert_eq!(k, i);
+        assert_eq!(b.entry(k).snapshot().generation, 2);
+        assert_eq!(b.entry(k).snapshot().requests, 0);
+    }
+
+    #[test]
+    fn full_board_refuses() {
+        let b = Board::create().unwrap();
+        for _ in 0..MAX_ENTRIES {
+            assert!(b.claim(0).is_some());
+        }
+        assert_eq!(b.claim(0), None);
+    }
+
+    #[test]
+    fn request_text_is_truncated_and_read_back() {
+        let b = Board::create().unwrap();
+        let e = b.entry(b.claim(0).unwrap());
+        e.begin(&http::Method::GET, "/report", Some("id=7"));
+        assert_eq!(e.state(), State::Handler);
+        assert_eq!(e.text().unwrap(), "GET /report?id=7");
+        assert_eq!(e.seq.load(Relaxed) % 2, 0);
+        let long = format!("/{}", "x".repeat(200));
+        e.begin(&http::Method::POST, &long, None);
+        let text = e.text().unwrap();
+        assert_eq!(text.len(), "POST ".len() + TEXT_MAX);
+        assert!(text.starts_with("POST /xxx"));
+        // A shorter text after a longer one leaves no tail behind.
+        e.begin(&http::Method::GET, "/", None);
+        assert_eq!(e.text().unwrap(), "GET /");
+        // Exactly 8 and 16 bytes (word boundaries).
+        e.begin(&http::Method::GET, "/abcd", None);
+        assert_eq!(e.text().unwrap(), "GET /abc".to_string() + "d");
+        e.begin(&http::Method::GET, "/abcdefghijkl", None);
+        assert_eq!(e.text().unwrap(), "GET /abcdefghijkl");
+    }
+
+    #[test]
+    fn a_text_being_written_is_not_read() {
+        let b = Board::create().unwrap();
+        let e = b.entry(b.claim(0).unwrap());
+        e.begin(&http::Method::GET, "/a", None);
+        // A writer stopped half-way (odd sequence): readers give up
+        // rather than return a torn text.
+        e.seq.store(e.seq.load(Relaxed) + 1, Relaxed);
+        assert_eq!(e.text(), None);
+    }
+
+    #[test]
+    fn seqlock_readers_never_see_a_torn_text() {
+        let b = Board::create().unwrap().leak();
+        let e = b.entry(b.claim(0).unwrap());
+        let texts = [
+            "/aaaaaaaaaaaaaaaaaaaaaaaa",
+            "/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+        ];
+        e.begin(&http::Method::GET, texts[1], None);
+        let writer = std::thread::spawn(move || {
+            for i in 0..20_000 {
+                e.begin(&http::Method::GET, texts[i % 2], None);
+            }
+        });
+        let mut seen = 0;
+        while !writer.is_finished() {
+            if let Some(t) = e.text() {
+                assert!(
+                    t == format!("GET {}", texts[0]) || t == format!("GET {}", texts[1]),
+                    "torn: {t}"
+                );
+                seen += 1;
+            }
+        }
+        writer.join().unwrap();
+        let _ = seen;
+    }
+
+    #[test]
+    fn stuck_only_outside_poll_and_past_the_limit() {
+        let b = Board::create().unwrap();
+        let i = b.claim(1).unwrap();
+        let e = b.entry(i);
+        let t0 = Instant::now();
+        e.attach(7, t0);
+        let limit = Duration::from_secs(2);
+        assert_eq!(b.stuck(i, t0 + Duration::from_secs(1), limit), None);
+        e.begin(&http::Method::GET, "/block", Some("ms=60000"));
+        let (age, what) = b.stuck(i, t0 + Duration::from_secs(3), limit).unwrap();
+        assert!(age >= limit);
+        assert_eq!(what, "GET /block?ms=60000");
+        // Waiting in poll is never stuck.
+        e.idle();
+        assert_eq!(b.stuck(i, t0 + Duration::from_secs(60), limit), None);
+        e.turn(t0 + Duration::from_secs(60));
+        assert_eq!(b.stuck(i, t0 + Duration::from_secs(61), limit), None);
+        let (_, what) = b.stuck(i, t0 + Duration::from_secs(63), limit).unwrap();
+        assert_eq!(what, "its event loop");
+        b.free(i);
+        assert_eq!(b.stuck(i, t0 + Duration::from_secs(99), limit), None);
+    }
+}
