@@ -201,6 +201,21 @@ pub struct LoadReport {
 impl LoadReport {
     const MAX_ERRORS: usize = 20;
 
+    /// One line for a test's output: counts, failures, resets and the
+    /// requests served per pid.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} ok ({} fresh, {} kept-alive over {} connections), {} failed, {} resets; per pid {:?}",
+            self.ok,
+            self.fresh,
+            self.kept_alive,
+            self.keep_alive_connections,
+            self.failed,
+            self.resets,
+            self.by_pid
+        )
+    }
+
     fn merge(&mut self, other: LoadReport) {
         self.ok += other.ok;
         self.failed += other.failed;

@@ -38,16 +38,7 @@ fn finish(load: Load, what: &str) -> LoadReport {
     let want = MIN_REQUESTS.max(load.done() + 1500);
     load.wait_done_fresh(want, MIN_FRESH, Duration::from_secs(25));
     let rep = load.finish();
-    println!(
-        "{what}: {} ok ({} fresh, {} kept-alive over {} connections), {} failed, {} resets; per pid {:?}",
-        rep.ok,
-        rep.fresh,
-        rep.kept_alive,
-        rep.keep_alive_connections,
-        rep.failed,
-        rep.resets,
-        rep.by_pid
-    );
+    println!("{what}: {}", rep.summary());
     assert_eq!(rep.failed, 0, "{what}: failures {:?}", rep.errors);
     assert_eq!(rep.resets, 0, "{what}: resets {:?}", rep.errors);
     assert!(rep.ok >= MIN_REQUESTS, "{what}: only {} requests", rep.ok);

@@ -17,16 +17,7 @@ const HELLO: &str = env!("CARGO_BIN_EXE_hello");
 const T: Duration = Duration::from_secs(30);
 
 fn check(rep: &LoadReport, what: &str) {
-    println!(
-        "{what}: {} ok ({} fresh, {} kept-alive over {} connections), {} failed, {} resets; {} pids",
-        rep.ok,
-        rep.fresh,
-        rep.kept_alive,
-        rep.keep_alive_connections,
-        rep.failed,
-        rep.resets,
-        rep.by_pid.len()
-    );
+    println!("{what}: {}", rep.summary());
     assert_eq!(rep.failed, 0, "{what}: failures {:?}", rep.errors);
     assert_eq!(rep.resets, 0, "{what}: resets {:?}", rep.errors);
 }
