@@ -38,6 +38,25 @@ fn count(hay: &[u8], needle: &[u8]) -> usize {
 /// whole content of the flood's socket buffer, thousands.
 const FAIR_SHARE: usize = 4 * 64;
 
+/// Five `GET /count` from a second client while a flood is handled: for
+/// each, how far the flood had got (`flood`, counted on the server) when
+/// the request was sent, and the server's count when it answered.
+fn probe(addr: std::net::SocketAddr, flood: &AtomicUsize) -> Vec<(usize, usize)> {
+    let mut other = Client::connect(addr);
+    let mut progress = Vec::new();
+    for _ in 0..5 {
+        other.send(b"GET /count HTTP/1.1\r\nHost: t\r\n\r\n");
+        // Read once the request is in the server's socket: a test thread
+        // that runs late only makes this larger, never the check stricter.
+        let sent = flood.load(Ordering::SeqCst);
+        let r = other.read_response();
+        assert_eq!(r.status, 200);
+        let during: usize = r.text().parse().unwrap();
+        progress.push((sent, during));
+    }
+    progress
+}
+
 #[test]
 fn a_pipelining_client_does_not_hold_the_worker() {
     const FLOOD: usize = 40_000;
@@ -89,18 +108,7 @@ fn a_pipelining_client_does_not_hold_the_worker() {
         > 0));
     // While the flood is being answered, a second client is served within
     // a fair share of it: each answer says how far the flood had got.
-    let mut other = Client::connect(addr);
-    let mut progress = Vec::new();
-    for _ in 0..5 {
-        other.send(b"GET /count HTTP/1.1\r\nHost: t\r\n\r\n");
-        // Read once the request is in the server's socket: a test thread
-        // that runs late only makes this larger, never the check stricter.
-        let sent = answered.load(Ordering::SeqCst);
-        let r = other.read_response();
-        assert_eq!(r.status, 200);
-        let during: usize = r.text().parse().unwrap();
-        progress.push((sent, during));
-    }
+    let progress = probe(addr, &answered);
     writer.join().unwrap().unwrap();
     assert_eq!(reader.join().unwrap(), (FLOOD / 2, FLOOD / 2));
     assert!(
@@ -175,16 +183,7 @@ fn a_flooding_websocket_does_not_hold_the_worker() {
     assert!(wait_until(testkit::TIMEOUT, || received
         .load(Ordering::SeqCst)
         > 0));
-    let mut other = Client::connect(addr);
-    let mut progress = Vec::new();
-    for _ in 0..5 {
-        other.send(b"GET /count HTTP/1.1\r\nHost: t\r\n\r\n");
-        let sent = received.load(Ordering::SeqCst);
-        let r = other.read_response();
-        assert_eq!(r.status, 200);
-        let during: usize = r.text().parse().unwrap();
-        progress.push((sent, during));
-    }
+    let progress = probe(addr, &received);
     let _sink = writer.join().unwrap().unwrap();
     assert!(wait_until(testkit::TIMEOUT, || received
         .load(Ordering::SeqCst)

@@ -26,20 +26,20 @@ fn wait_listening(s: &mut ServerTree) -> std::net::SocketAddr {
     s.addr()
 }
 
-#[test]
-fn an_inherited_socket_is_served_by_every_worker_and_bind_is_ignored() {
+/// hello started by "systemd" with `args` and a fresh listening socket as
+/// fd 3 (`LISTEN_PID` its own): once it serves, only it holds the socket.
+fn activated(args: &[&str]) -> (ServerTree, std::net::SocketAddr) {
     let socket = TcpListener::bind("127.0.0.1:0").unwrap();
     let inherited = socket.local_addr().unwrap();
-    let mut s = spawn_activated(
-        HELLO,
-        &["--bind", "127.0.0.1:0", "--workers", "2"],
-        &socket,
-        ListenPid::Server,
-        &[],
-    );
-    // Only the server holds the socket now.
+    let mut s = spawn_activated(HELLO, args, &socket, ListenPid::Server, &[]);
     drop(socket);
     assert_eq!(wait_listening(&mut s), inherited, "{}", s.stderr());
+    (s, inherited)
+}
+
+#[test]
+fn an_inherited_socket_is_served_by_every_worker_and_bind_is_ignored() {
+    let (s, inherited) = activated(&["--bind", "127.0.0.1:0", "--workers", "2"]);
     let kids = s.wait_ready(2, T);
     s.wait_log("socket activation: serving the 1 inherited socket(s)", T);
     s.wait_log("127.0.0.1:0 is ignored", T);
@@ -59,17 +59,7 @@ fn an_inherited_socket_is_served_by_every_worker_and_bind_is_ignored() {
 
 #[test]
 fn an_inherited_socket_serves_a_single_process() {
-    let socket = TcpListener::bind("127.0.0.1:0").unwrap();
-    let inherited = socket.local_addr().unwrap();
-    let mut s = spawn_activated(
-        HELLO,
-        &["--bind", "127.0.0.1:0", "--workers", "1"],
-        &socket,
-        ListenPid::Server,
-        &[],
-    );
-    drop(socket);
-    assert_eq!(wait_listening(&mut s), inherited, "{}", s.stderr());
+    let (s, inherited) = activated(&["--bind", "127.0.0.1:0", "--workers", "1"]);
     let r = testkit::get(inherited, PID_PATH);
     assert_eq!(r.pid(), Some(s.pid()), "the single process serves");
     s.stop(STOP);
