@@ -198,3 +198,9 @@ pub mod __fuzz {
         }
     }
 }
+
+/// The README's Rust examples, compiled as doctests so they cannot drift
+/// from the API (`no_run`: they would serve forever).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;
