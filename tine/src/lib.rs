@@ -91,6 +91,7 @@ mod router;
 mod server;
 mod service;
 mod static_files;
+pub mod test;
 mod ws;
 
 pub use crate::app::App;
