@@ -636,12 +636,14 @@ impl App {
         (self.service, self.config)
     }
 
-    /// The test client: answers one request without a socket, on the
-    /// same path the server uses for every request (routing, hooks,
-    /// handler or WebSocket handshake, error pages, after-hooks, the
-    /// request log), with panics turned into 500s. An accepted WebSocket
-    /// upgrade returns its `101`. Worker-init hooks have not run here, so
-    /// [`Request::state`] finds nothing.
+    /// Answers one request without a socket, on the same path the server
+    /// uses for every request (routing, hooks, handler or WebSocket
+    /// handshake, error pages, after-hooks, the request log), with panics
+    /// turned into 500s. An accepted WebSocket upgrade returns its `101`.
+    /// Worker-init hooks have not run here, so [`Request::state`] finds
+    /// nothing: to test an app, use [`tine::test::TestClient`](crate::test::TestClient),
+    /// which runs them, keeps cookies, drives WebSocket routes and applies
+    /// the body limit.
     ///
     /// ```
     /// use tine::{App, Method, Request, StatusCode};
