@@ -300,8 +300,9 @@ impl App {
     /// [`Response::not_found`] or [`Response::bad_request`] a handler or
     /// before-hook returns, on HTTP and WebSocket routes alike. Responses
     /// with content of their own (`Response::text(..).with_status(404)`,
-    /// a bare `StatusCode`, a [`tine::Error`](crate::Error) whose message
-    /// is its body) are sent as they are. tine keeps the status and the
+    /// a bare `StatusCode`, a [`tine::Error`](crate::Error) with its
+    /// message, [JSON body](crate::Error::json) or
+    /// [response](crate::Error::response)) are sent as they are. tine keeps the status and the
     /// headers of the response being rendered (such as `Allow` on 405s).
     ///
     /// The request is what could be read of it (for a request refused as

@@ -30,8 +30,11 @@
 //! static files, on HTTP and WebSocket routes alike. The status and the
 //! headers of the response are kept (such as `Allow`). A response built
 //! with content of its own (`Response::text(..).with_status(404)`,
-//! `(StatusCode, body)`, a bare `StatusCode`, [`Error`](crate::Error),
-//! whose message is its body) is the app's own answer and is sent as is.
+//! `(StatusCode, body)`, a bare `StatusCode`, an [`Error`](crate::Error)
+//! with its message, JSON body or response of its own) is the app's own
+//! answer and is sent as is; an `Error` made from an error page
+//! (`Error::from(Response::error(..))`) is still an error page, since
+//! errors become responses before this rule looks at them.
 //! After-hooks see the rendered page; what they return is not rendered
 //! again.
 //!
