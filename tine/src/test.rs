@@ -38,6 +38,46 @@
 //! WebSockets subscribed to their topic (the client stands for one worker
 //! process) and are listed by [`TestClient::take_published`].
 //!
+//! An app's tests, in the shape the README shows: worker state, a JSON
+//! route, and a WebSocket that hears what the route publishes.
+//!
+//! ```
+//! use serde_json::{json, Value};
+//! use tine::test::TestClient;
+//! use tine::{App, Request, Response, StatusCode, WebSocket, WsEvent};
+//!
+//! struct Db(std::cell::RefCell<Vec<String>>); // a connection, in a real app
+//!
+//! fn app() -> App {
+//!     App::new()
+//!         .on_worker_start(|state| { state.insert(Db(Default::default())); })
+//!         .post("/notes", |req: &Request| -> Result<Response, tine::Error> {
+//!             let note: Value = req.json()?;
+//!             let text = note["text"].as_str().unwrap_or_default().to_string();
+//!             req.state::<Db>().unwrap().0.borrow_mut().push(text.clone());
+//!             tine::publish("notes", text.as_str());
+//!             Ok(Response::json(&json!({ "saved": text })).with_status(StatusCode::CREATED))
+//!         })
+//!         .ws("/live", |ws: &mut WebSocket, ev: WsEvent| {
+//!             if ev == WsEvent::Open {
+//!                 ws.subscribe("notes");
+//!             }
+//!         })
+//! }
+//!
+//! // #[test]
+//! fn notes_are_saved_and_announced() {
+//!     let client = TestClient::new(app()); // runs on_worker_start
+//!     let mut live = client.ws("/live").unwrap(); // a WebSocket without a socket
+//!     let res = client.post("/notes").json(&json!({ "text": "milk" })).send();
+//!     assert_eq!(res.status(), StatusCode::CREATED);
+//!     assert_eq!(res.json::<Value>(), json!({ "saved": "milk" }));
+//!     assert_eq!(live.recv_text().as_deref(), Some("milk"));
+//!     assert_eq!(client.post("/notes").body("oops").send().status(), 415);
+//! }
+//! # notes_are_saved_and_announced();
+//! ```
+//!
 //! What is not simulated: the wire itself (parsing, timeouts, keep-alive,
 //! framing) and several processes. Test those over real TCP.
 

@@ -314,8 +314,9 @@ impl Response {
     /// assert_eq!(set.path(), Some("/"));
     /// ```
     #[track_caller]
-    pub fn set_signed_cookie(self, req: &crate::Request, cookie: cookie::Cookie<'static>) -> Self {
-        let sealed = super::cookies::keys(req).seal(super::cookies::Kind::Signed, cookie);
+    pub fn set_signed_cookie(self, req: &crate::Request, cookie: cookie::Cookie<'_>) -> Self {
+        let sealed =
+            super::cookies::keys(req).seal(super::cookies::Kind::Signed, cookie.into_owned());
         self.set_cookie(sealed)
     }
 
@@ -336,8 +337,9 @@ impl Response {
     /// assert!(!res.cookie("sid").unwrap().value().contains("s3cret"));
     /// ```
     #[track_caller]
-    pub fn set_private_cookie(self, req: &crate::Request, cookie: cookie::Cookie<'static>) -> Self {
-        let sealed = super::cookies::keys(req).seal(super::cookies::Kind::Private, cookie);
+    pub fn set_private_cookie(self, req: &crate::Request, cookie: cookie::Cookie<'_>) -> Self {
+        let sealed =
+            super::cookies::keys(req).seal(super::cookies::Kind::Private, cookie.into_owned());
         self.set_cookie(sealed)
     }
 
