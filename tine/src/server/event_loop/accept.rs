@@ -58,7 +58,9 @@ pub(super) struct Listener {
     pub(super) active: bool,
     pub(super) registered: bool,
     /// Every worker accepts from this socket's one queue (it is not a
-    /// `SO_REUSEPORT` socket); see the module docs.
+    /// `SO_REUSEPORT` socket); see the module docs. Only Linux accepts
+    /// those differently.
+    #[cfg(target_os = "linux")]
     shared: bool,
     /// Registered level-triggered (Linux, a shared socket): take one
     /// connection per event.
@@ -68,6 +70,7 @@ pub(super) struct Listener {
 impl Listener {
     pub(super) fn new(socket: TcpListener, active: bool) -> Listener {
         Listener {
+            #[cfg(target_os = "linux")]
             shared: shares_its_queue(&socket),
             socket,
             active,
@@ -116,15 +119,12 @@ impl Listener {
 
 /// Whether every worker of the address accepts from `socket`'s queue: a
 /// listener without `SO_REUSEPORT` (a shared or inherited socket, or a
-/// single process's). Only Linux accepts those differently.
+/// single process's). A shared socket that joined an existing reuseport
+/// group on purpose (`join_existing`) is a reuseport socket and is
+/// drained like the others.
 #[cfg(target_os = "linux")]
 fn shares_its_queue(socket: &TcpListener) -> bool {
     !socket2::SockRef::from(socket).reuse_port().unwrap_or(true)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn shares_its_queue(_: &TcpListener) -> bool {
-    false
 }
 
 /// Said once per process: the kernel predates `EPOLLEXCLUSIVE` (Linux 4.5).
