@@ -22,10 +22,16 @@ const T: Duration = Duration::from_secs(10);
 /// Starts `workers` workers of hello sharing one listener.
 fn shared(workers: usize) -> (ServerTree, BTreeSet<i32>) {
     let n = workers.to_string();
-    let s = ServerTree::start_env(
+    let s = ServerTree::start(
         HELLO,
-        &["--bind", "127.0.0.1:0", "--workers", &n],
-        &[("TINE_LISTENER", "shared")],
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            &n,
+            "--balance",
+            "shared",
+        ],
     );
     let kids = s.wait_ready(workers, T);
     assert!(
@@ -155,8 +161,13 @@ fn each_worker_watches_the_shared_listener_level_triggered_and_exclusive() {
 
 #[test]
 fn reuseport_workers_keep_mios_edge_triggered_registration() {
-    let s = ServerTree::start_workers(HELLO, 2, &[]);
+    let s = ServerTree::start_workers(HELLO, 2, &["--balance", "reuseport"]);
     let kids = s.wait_ready(2, T);
+    assert!(
+        s.stderr().contains("(a reuseport listener each)"),
+        "{}",
+        s.stderr()
+    );
     let port = s.addr().port();
     // Each worker holds both group members but watches only its own:
     // exactly one of the listening sockets is in its epoll set,
@@ -204,4 +215,26 @@ fn fds_listening(pid: i32, port: u16) -> Vec<i32> {
         .filter(|e| fs::read_link(e.path()).is_ok_and(|l| inodes.contains(&*l.to_string_lossy())))
         .filter_map(|e| e.file_name().to_str()?.parse().ok())
         .collect()
+}
+
+#[test]
+fn an_unknown_balance_is_refused_naming_the_flag() {
+    let (status, stderr) = ServerTree::try_start(
+        HELLO,
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--balance",
+            "hash",
+        ],
+    )
+    .expect_err("must fail");
+    assert!(!status.success(), "{status}");
+    assert!(stderr.contains("--balance"), "{stderr}");
+    assert!(
+        stderr.contains("reuseport") && stderr.contains("shared"),
+        "{stderr}"
+    );
 }
