@@ -68,9 +68,13 @@ esac
 
 # ---------------------------------------------------------------- tools ---
 missing=()
-for tool in wrk taskset curl python3 cargo; do
+for tool in taskset curl python3 cargo; do
     command -v "$tool" >/dev/null || missing+=("$tool")
 done
+# wrk drives every config but tail (openloop, built here).
+if [[ -n ${CONFIGS//tail/} && ${CONFIGS//[[:space:]]/} != tail ]] && ! command -v wrk >/dev/null; then
+    missing+=(wrk)
+fi
 if [[ " $SERVERS " == *" nginx "* ]] && ! command -v nginx >/dev/null; then
     missing+=(nginx)
 fi

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::time::Duration;
 
-use testkit::load::{try_get, PID_PATH};
+use testkit::load::{spread, try_get, PID_PATH};
 use testkit::procs::{heavy, thread_name, ServerTree};
 use testkit::{wait_until, Client};
 
@@ -91,6 +91,36 @@ fn with_three_of_four_workers_blocked_the_free_one_serves_every_new_connection()
     drop(held);
     // The server is killed when `s` is dropped (its workers are blocked
     // for two minutes; a graceful stop would wait for them).
+}
+
+#[test]
+fn idle_workers_take_turns_on_the_shared_listener() {
+    let _heavy = heavy();
+    let (s, kids) = shared(4);
+    // Sequential connections, each closed once answered: every worker is
+    // idle in epoll_wait when the next arrives. The kernel wakes the
+    // first waiter in its queue; without turns, one worker takes them all.
+    let by_pid = spread(s.addr(), 80);
+    assert!(
+        by_pid.keys().all(|p| kids.contains(p)),
+        "{by_pid:?} not in {kids:?}"
+    );
+    assert_eq!(by_pid.len(), 4, "every worker takes some: {by_pid:?}");
+    // Keep-alive connections opened one after another end up on several
+    // workers too (a connection stays with the worker that accepted it).
+    let mut held = Vec::new();
+    let mut holders = BTreeSet::new();
+    for _ in 0..8 {
+        let mut c = Client::connect(s.addr());
+        holders.insert(c.get(PID_PATH).pid().expect("a pid"));
+        held.push(c);
+    }
+    assert!(
+        holders.len() >= 3,
+        "8 keep-alive connections on {holders:?}"
+    );
+    drop(held);
+    s.stop(T);
 }
 
 /// The flags of `fd`'s registration in each epoll instance of process

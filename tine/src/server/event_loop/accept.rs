@@ -23,6 +23,12 @@
 //!   steady load that is one arrival interval; it is why a handler should
 //!   not block for long in any mode.
 //!
+//!   The kernel wakes the waiting workers in the order they registered the
+//!   socket, so the first worker would take nearly every connection while
+//!   it is idle (and hold every keep-alive connection of a light load).
+//!   After each connection it takes, a worker registers again, which puts
+//!   it at the back of that line: idle workers take turns.
+//!
 //!   A single process's one plain socket is accepted the same way (no
 //!   other process is there to wake; it costs one `epoll_wait` per
 //!   connection).
@@ -64,6 +70,9 @@ pub(super) struct Listener {
     /// those differently.
     #[cfg(target_os = "linux")]
     shared: bool,
+    /// Registered with `EPOLLEXCLUSIVE` (Linux 4.5+).
+    #[cfg(target_os = "linux")]
+    exclusive: bool,
     /// Registered level-triggered (Linux, a shared socket): take one
     /// connection per event.
     one_per_wakeup: bool,
@@ -75,6 +84,8 @@ impl Listener {
             address,
             #[cfg(target_os = "linux")]
             shared: shares_its_queue(&socket),
+            #[cfg(target_os = "linux")]
+            exclusive: false,
             socket,
             active,
             registered: false,
@@ -86,8 +97,8 @@ impl Listener {
     fn watch(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         #[cfg(target_os = "linux")]
         if self.shared {
-            let exclusive = exclusive::watch(registry, &self.socket, token)?;
-            if !exclusive {
+            self.exclusive = exclusive::watch(registry, &self.socket, token)?;
+            if !self.exclusive {
                 warn_not_exclusive();
             }
             self.one_per_wakeup = true;
@@ -96,6 +107,23 @@ impl Listener {
         }
         registry.register(&mut self.socket, token, Interest::READABLE)?;
         self.registered = true;
+        Ok(())
+    }
+
+    /// After taking a connection from a shared socket: moves this worker
+    /// to the back of the line of workers the kernel wakes for the next
+    /// one (see `exclusive::rotate`), so idle workers take turns.
+    #[cfg(target_os = "linux")]
+    fn rotate(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        if !self.exclusive {
+            return Ok(());
+        }
+        if let Err(e) = exclusive::rotate(registry, &self.socket, token) {
+            // Removed but not added again: watched no more.
+            self.registered = false;
+            self.one_per_wakeup = false;
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -234,6 +262,8 @@ impl EventLoop {
                     let deadline = self.now + self.shared.config.limits.header_timeout;
                     self.set_deadline(key, deadline);
                     if one {
+                        #[cfg(target_os = "linux")]
+                        self.rotate(index);
                         return;
                     }
                 }
@@ -252,6 +282,23 @@ impl EventLoop {
                         return;
                     }
                 }
+            }
+        }
+    }
+}
+
+impl EventLoop {
+    /// [`Listener::rotate`] for listener `index`; if it is left unwatched,
+    /// watching it is retried like after descriptor exhaustion.
+    #[cfg(target_os = "linux")]
+    fn rotate(&mut self, index: usize) {
+        let Some(l) = self.listeners.get_mut(index) else {
+            return;
+        };
+        if let Err(e) = l.rotate(self.poll.registry(), Token(LISTENER0 + index)) {
+            log::error!("cannot watch the listener again ({e}); retrying in {ACCEPT_BACKOFF:?}");
+            if !l.registered {
+                self.accept_resume = Some(self.now + ACCEPT_BACKOFF);
             }
         }
     }

@@ -48,6 +48,21 @@ pub(super) fn watch(registry: &Registry, socket: &TcpListener, token: Token) -> 
     }
 }
 
+/// Removes the registration and makes it again, which moves this epoll
+/// instance to the back of the socket's wait queue.
+///
+/// A new connection wakes the waiters on the socket's wait queue in order,
+/// stopping after the first exclusive one that had a task in
+/// `epoll_wait`; exclusive entries are added at the tail. Without this
+/// the worker that registered first takes every connection that arrives
+/// while it is idle, and a light keep-alive load ends up on one worker,
+/// so that a single slow request stalls all of it.
+/// Two system calls per accepted connection.
+pub(super) fn rotate(registry: &Registry, socket: &TcpListener, token: Token) -> io::Result<()> {
+    epoll::delete(registry, socket)?;
+    watch(registry, socket, token).map(drop)
+}
+
 /// Removes a registration made by [`watch`].
 pub(super) fn unwatch(registry: &Registry, socket: &TcpListener) -> io::Result<()> {
     Ok(epoll::delete(registry, socket)?)
