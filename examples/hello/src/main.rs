@@ -42,6 +42,8 @@
 //! --listen ADDR               another address with the same routes (repeatable;
 //!                             one `listening on` line per address)
 //! --user NAME / --group NAME  workers (or the single process) run as NAME
+//! --balance reuseport|shared  a SO_REUSEPORT listener per worker, or one
+//!                             listener the free workers accept from
 //! ```
 //!
 //! Under systemd, a socket unit's sockets (`LISTEN_FDS`) replace `--bind`
@@ -148,6 +150,20 @@ struct Args {
     /// Another address to serve the same routes on (repeatable).
     #[arg(long = "listen")]
     listen: Vec<SocketAddr>,
+    // --- balance ---
+    /// How the workers share each address: `reuseport` (a SO_REUSEPORT
+    /// listener per worker; the Linux and FreeBSD default) or `shared` (one
+    /// listener the free workers accept from; macOS's default).
+    /// TINE_LISTENER overrides it.
+    #[arg(long, value_enum)]
+    balance: Option<BalanceArg>,
+}
+
+/// `--balance`'s values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum BalanceArg {
+    Reuseport,
+    Shared,
 }
 
 #[derive(serde::Serialize)]
@@ -426,6 +442,12 @@ fn main() -> ExitCode {
     }
     if args.log {
         app = app.log_requests();
+    }
+    if let Some(b) = args.balance {
+        app = app.balance(match b {
+            BalanceArg::Reuseport => tine::Balance::ReusePort,
+            BalanceArg::Shared => tine::Balance::Shared,
+        });
     }
     for &addr in &args.listen {
         app = app.listen(tine::Listen::tcp(addr));

@@ -1,7 +1,9 @@
 //! The event loop: one per process, owning every connection.
 //!
 //! mio (epoll/kqueue), edge-triggered: every accept drains until
-//! `WouldBlock`. Connections live in a slab keyed by their mio token; the
+//! `WouldBlock`, except on a listener shared by every worker
+//! (level-triggered on Linux, one connection per wake-up: see
+//! `accept.rs`). Connections live in a slab keyed by their mio token; the
 //! loop tells a connection when its socket is ready, drives it, and keeps
 //! the one timer it asks for in a timing wheel. What a connection does with
 //! its bytes (HTTP/1.1, WebSocket) is its own business (`conn`).
@@ -123,12 +125,7 @@ impl EventLoop {
             listeners: listeners
                 .into_iter()
                 .enumerate()
-                .map(|(i, (socket, address))| Listener {
-                    socket,
-                    address,
-                    active: active.contains(&i),
-                    registered: false,
-                })
+                .map(|(i, (socket, address))| Listener::new(socket, address, active.contains(&i)))
                 .collect(),
             conns: Slab::new(),
             generation: 0,
