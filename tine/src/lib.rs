@@ -99,6 +99,8 @@ pub use crate::http::{Extensions, IntoResponse, Params, Request, RequestBuilder,
 pub use crate::limits::Limits;
 pub use crate::middleware::Cors;
 pub use crate::pubsub::{publish, publish_binary};
+#[cfg(feature = "tls")]
+pub use crate::server::tls::{TlsConfig, TlsError};
 pub use crate::server::{worker, ServeError, Server, WorkerInfo};
 pub use crate::static_files::StaticConfig;
 pub use crate::ws::{WebSocket, WsConfig, WsEvent};

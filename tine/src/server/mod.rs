@@ -28,6 +28,8 @@ mod supervisor;
 mod sys;
 mod systemd;
 mod timer;
+#[cfg(feature = "tls")]
+pub(crate) mod tls;
 
 use std::fmt;
 use std::io;

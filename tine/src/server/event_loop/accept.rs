@@ -7,7 +7,7 @@ use std::time::Duration;
 use mio::net::TcpListener;
 use mio::{Interest, Token};
 
-use super::{Conn, EventLoop, Slot, LISTENER0};
+use super::{Conn, EventLoop, Link, Slot, LISTENER0};
 
 /// Pause in accepting after the process ran out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -98,7 +98,7 @@ impl EventLoop {
                         super::scoreboard::Entry::gauge(&e.gauges.connections, 1);
                     }
                     entry.insert(Slot {
-                        conn: Conn::new(stream, peer, self.now),
+                        conn: Conn::new(Link::Plain(stream), peer, self.now),
                         generation: self.generation,
                         deadline: self.now,
                         timer_tick: None,
