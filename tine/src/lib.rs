@@ -101,7 +101,7 @@ pub use crate::middleware::Cors;
 pub use crate::pubsub::{publish, publish_binary};
 #[cfg(feature = "tls")]
 pub use crate::server::tls::{TlsConfig, TlsError};
-pub use crate::server::{worker, ServeError, Server, WorkerInfo};
+pub use crate::server::{worker, Balance, Listen, ServeError, Server, WorkerInfo};
 pub use crate::static_files::StaticConfig;
 pub use crate::ws::{WebSocket, WsConfig, WsEvent};
 
@@ -200,3 +200,9 @@ pub mod __fuzz {
         }
     }
 }
+
+/// The README's Rust examples, compiled as doctests so they cannot drift
+/// from the API (`no_run`: they would serve forever).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;

@@ -39,6 +39,8 @@
 //! --max-worker-memory BYTES   recycle a worker past BYTES of private memory (Linux)
 //! --worker-timeout-ms N       kill and replace a worker stuck N ms (0: never; default 30 s)
 //! --version-tag TEXT          what GET /version answers
+//! --listen ADDR               another address with the same routes (repeatable;
+//!                             one `listening on` line per address)
 //! --user NAME / --group NAME  workers (or the single process) run as NAME
 //! ```
 //!
@@ -143,6 +145,9 @@ struct Args {
     /// Text answered by GET /version (to tell two builds or runs apart).
     #[arg(long)]
     version_tag: Option<String>,
+    /// Another address to serve the same routes on (repeatable).
+    #[arg(long = "listen")]
+    listen: Vec<SocketAddr>,
 }
 
 #[derive(serde::Serialize)]
@@ -422,6 +427,9 @@ fn main() -> ExitCode {
     if args.log {
         app = app.log_requests();
     }
+    for &addr in &args.listen {
+        app = app.listen(tine::Listen::tcp(addr));
+    }
     if args.hook_signals_first {
         let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -438,8 +446,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Tests and scripts read the bound address from this line.
-    println!("listening on http://{}", server.local_addr());
+    // Tests and scripts read the bound addresses from these lines (the
+    // --bind address first, then each --listen).
+    for addr in server.local_addrs() {
+        println!("listening on http://{addr}");
+    }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
