@@ -249,6 +249,13 @@ impl Server {
                 "tine: no address to listen on (give one to bind, or add one with App::listen)",
             ));
         }
+        // TLS configurations are made now, in the process that will be the
+        // master: workers inherit them (keys, certificates), and the master
+        // reloads them.
+        #[cfg(feature = "tls")]
+        for tls in config.listens.iter().filter_map(|l| l.tls.as_ref()) {
+            tls.server_config();
+        }
         let addresses = if let Some(inherited) = systemd::inherited_listeners() {
             adopt_inherited(&mut config.listens, inherited)
         } else {

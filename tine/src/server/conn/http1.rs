@@ -205,6 +205,9 @@ impl<T: Transport> Conn<T> {
                         self.peer,
                     ) {
                         Ok(mut req) => {
+                            if self.stream.is_tls() {
+                                req.set_https();
+                            }
                             // The scoreboard shows the request while its
                             // handler runs (what the watchdog names if it
                             // never returns).

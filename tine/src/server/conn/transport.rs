@@ -58,6 +58,11 @@ pub(crate) trait Transport: Read + Write + Wire + mio::event::Source {
         false
     }
 
+    /// Whether this is a TLS connection (requests say so: `is_https`).
+    fn is_tls(&self) -> bool {
+        false
+    }
+
     /// The connection is about to be closed: say so to the peer if the
     /// protocol has a way (TLS `close_notify`), without waiting.
     fn close_notify(&self) {}
@@ -198,6 +203,15 @@ impl Transport for Link {
 
     fn reset_on_close(&self) {
         self.tcp().reset_on_close();
+    }
+
+    #[inline]
+    fn is_tls(&self) -> bool {
+        match self {
+            Link::Plain(_) => false,
+            #[cfg(feature = "tls")]
+            Link::Tls(_) => true,
+        }
     }
 
     #[inline]

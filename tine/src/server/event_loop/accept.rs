@@ -88,6 +88,7 @@ impl EventLoop {
                     // have restored its default action.
                     #[cfg(target_vendor = "apple")]
                     let _ = socket2::SockRef::from(&stream).set_nosigpipe(true);
+                    // (The new connection's transport is made below.)
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
                     if let Err(e) = self.poll.registry().register(
@@ -103,8 +104,15 @@ impl EventLoop {
                     if let Some(e) = super::scoreboard::mine() {
                         super::scoreboard::Entry::gauge(&e.gauges.connections, 1);
                     }
+                    let link = match link(&self.shared.config, address, stream) {
+                        Some(link) => link,
+                        None => {
+                            self.per_ip.release(peer.ip());
+                            continue;
+                        }
+                    };
                     entry.insert(Slot {
-                        conn: Conn::new(Link::Plain(stream), peer, self.now),
+                        conn: Conn::new(link, peer, self.now),
                         generation: self.generation,
                         deadline: self.now,
                         timer_tick: None,
@@ -125,6 +133,30 @@ impl EventLoop {
                 Err(e) => log::debug!("accept: {e}"),
             }
         }
+    }
+}
+
+/// The transport for a connection accepted on `address`: TLS where that
+/// address has TLS settings. `None`: it could not be set up (the socket is
+/// dropped).
+fn link(
+    config: &crate::server::ServerConfig,
+    address: usize,
+    stream: mio::net::TcpStream,
+) -> Option<Link> {
+    {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = config.listens.get(address).and_then(|l| l.tls.as_ref()) {
+            return match crate::server::tls::TlsStream::new(stream, tls.server_config()) {
+                Ok(t) => Some(Link::Tls(Box::new(t))),
+                Err(e) => {
+                    log::warn!("cannot start a TLS session: {e}");
+                    None
+                }
+            };
+        }
+        let _ = address;
+        Some(Link::Plain(stream))
     }
 }
 

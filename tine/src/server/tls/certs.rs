@@ -180,7 +180,7 @@ impl ResolvesServerCert for CertStore {
         }
         let default = loaded.default.clone()?;
         if self.reject_unknown && !valid_for(&default, name) {
-            // rustls answers with an `unrecognized_name` alert.
+            // rustls ends the handshake with an `access_denied` alert.
             return None;
         }
         Some(default)
