@@ -125,6 +125,14 @@ impl TlsClient {
         self.read_response()
     }
 
+    /// A GET, or the I/O error on the way.
+    pub fn try_get(&mut self, path: &str) -> io::Result<Resp> {
+        self.stream
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())?;
+        self.stream.flush()?;
+        self.try_read_response()
+    }
+
     /// Reads one response.
     pub fn read_response(&mut self) -> Resp {
         self.try_read_response().expect("read response")
