@@ -287,12 +287,7 @@ fn wss_echo_and_pubsub_across_workers() {
     }
     // A clean close.
     echo.close(None).unwrap();
-    loop {
-        match echo.read() {
-            Ok(_) => {}
-            Err(_) => break,
-        }
-    }
+    while echo.read().is_ok() {}
     drop(s);
 }
 
