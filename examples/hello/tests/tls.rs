@@ -342,6 +342,9 @@ fn sessions_resume_on_any_worker_even_after_a_key_rotation() {
                 &format!("127.0.0.1:{port}"),
                 "-servername",
                 "localhost",
+                // Read until the server closes (`Connection: close`), so
+                // the session ticket that follows the handshake is in.
+                "-ign_eof",
                 "-CAfile",
             ])
             .arg(&c.cert)
@@ -483,6 +486,190 @@ fn certificates_reload_on_sigusr1_and_sighup_without_a_failed_request() {
         "{} failed: {:?}",
         failures.len(),
         &failures[..failures.len().min(5)]
+    );
+    drop(s);
+}
+
+/// A real ClientHello's bytes.
+fn client_hello(config: &Arc<rustls::ClientConfig>) -> Vec<u8> {
+    let mut conn =
+        rustls::ClientConnection::new(config.clone(), "localhost".try_into().unwrap()).unwrap();
+    let mut out = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut out).unwrap();
+    }
+    out
+}
+
+/// Writes at most one byte per call: every handshake byte its own segment.
+struct OneByte(TcpStream);
+
+impl std::io::Read for OneByte {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Write for OneByte {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        self.0.write(&buf[..1])
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// Whether the server closes `sock` within [`T`] (EOF or reset; bytes it
+/// sends first, an alert, are skipped).
+fn closed_by_server(sock: &mut TcpStream) -> bool {
+    use std::io::Read;
+    sock.set_read_timeout(Some(T)).unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match sock.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) => {
+                return !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                )
+            }
+        }
+    }
+}
+
+#[test]
+fn hostile_handshakes_are_closed_and_the_worker_serves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cert(dir.path(), "cert");
+    let (s, _plain, https) = start(dir.path(), &c, 1, &["--header-timeout-ms", "700"]);
+    let config = client_config(&[&c.der]);
+    let hello = client_hello(&config);
+
+    // A truncated ClientHello, then nothing: closed at the header timeout
+    // (the handshake counts against it).
+    let mut sock = TcpStream::connect(https).unwrap();
+    sock.write_all(&hello[..hello.len() / 2]).unwrap();
+    let started = Instant::now();
+    assert!(closed_by_server(&mut sock), "a stalled handshake is closed");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "not before the timeout"
+    );
+
+    // A client that connects and never says anything: the same.
+    let mut idle = TcpStream::connect(https).unwrap();
+    assert!(closed_by_server(&mut idle));
+
+    // A truncated ClientHello and the client's end of file.
+    let mut sock = TcpStream::connect(https).unwrap();
+    sock.write_all(&hello[..20]).unwrap();
+    sock.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(closed_by_server(&mut sock));
+
+    // A whole handshake and request sent one byte per segment: served.
+    let tcp = TcpStream::connect(https).unwrap();
+    tcp.set_read_timeout(Some(T)).unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let conn =
+        rustls::ClientConnection::new(config.clone(), "localhost".try_into().unwrap()).unwrap();
+    let mut slow = rustls::StreamOwned::new(conn, OneByte(tcp));
+    slow.write_all(b"GET /hello/slow HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    slow.flush().unwrap();
+    let mut buf = Vec::new();
+    let res = testkit::read_response(&mut slow, &mut buf, false).unwrap();
+    assert_eq!(res.text(), "Hello, slow!");
+
+    // Garbage after the handshake: the session ends, with an alert.
+    let mut client = TlsClient::connect(https, "localhost", &config);
+    assert_eq!(client.get("/plaintext").status, 200);
+    client
+        .stream
+        .sock
+        .write_all(&[0x17, 0x03, 0x03, 0x00, 0x20])
+        .unwrap();
+    client.stream.sock.write_all(&[0xab; 32]).unwrap();
+    assert!(closed_by_server(&mut client.stream.sock));
+
+    // Random bytes instead of a handshake.
+    let mut junk = TcpStream::connect(https).unwrap();
+    junk.write_all(&[0x16, 0x03, 0x01, 0x01, 0x00]).unwrap();
+    junk.write_all(&[0x5a; 256]).unwrap();
+    assert!(closed_by_server(&mut junk));
+
+    // The process serves on.
+    assert_eq!(
+        testkit::tls::get(https, "localhost", &config, "/plaintext").status,
+        200
+    );
+    drop(s);
+}
+
+#[test]
+fn a_thousand_concurrent_handshakes() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cert(dir.path(), "cert");
+    // A generous header timeout: on a loaded machine the last of 1,000
+    // debug-build client handshakes may finish long after its connect, and
+    // the server rightly closes connections idle for that long.
+    let (s, _plain, https) = start(dir.path(), &c, 2, &["--header-timeout-ms", "300000"]);
+    let config = client_config(&[&c.der]);
+    let started = Instant::now();
+    const THREADS: usize = 8;
+    const EACH: usize = 125;
+    let barrier = Arc::new(std::sync::Barrier::new(THREADS));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (config, barrier) = (config.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                // Every ClientHello is sent before any handshake completes.
+                let mut conns = Vec::new();
+                for _ in 0..EACH {
+                    let tcp = TcpStream::connect(https).unwrap();
+                    tcp.set_read_timeout(Some(T)).unwrap();
+                    let mut conn = rustls::ClientConnection::new(
+                        config.clone(),
+                        "localhost".try_into().unwrap(),
+                    )
+                    .unwrap();
+                    let mut tcp_w = &tcp;
+                    while conn.wants_write() {
+                        conn.write_tls(&mut tcp_w).unwrap();
+                    }
+                    conns.push(rustls::StreamOwned::new(conn, tcp));
+                }
+                barrier.wait();
+                let mut ok = 0;
+                for stream in &mut conns {
+                    while stream.conn.is_handshaking() {
+                        stream.conn.complete_io(&mut stream.sock).unwrap();
+                    }
+                }
+                // All 125 of this thread's (1,000 in all) are open now.
+                for stream in &mut conns {
+                    stream
+                        .write_all(b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n")
+                        .unwrap();
+                    let mut buf = Vec::new();
+                    let res = testkit::read_response(stream, &mut buf, false).unwrap();
+                    if res.status == 200 {
+                        ok += 1;
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    let ok: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(ok, THREADS * EACH);
+    eprintln!(
+        "1,000 concurrent handshakes and requests in {:?}",
+        started.elapsed()
     );
     drop(s);
 }

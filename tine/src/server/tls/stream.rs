@@ -308,17 +308,13 @@ impl State {
                 .conn
                 .process_tls_records(&mut self.input[..self.in_len]);
             let mut transmit = false;
+            let mut alert = false;
             let outcome = match state {
                 Err(e) => {
-                    // An alert rustls queued for this error is encoded by
-                    // the next call; after that, every call fails.
                     log::debug!("tls: {e}");
-                    if self.failed {
-                        Some(Err(io::Error::new(io::ErrorKind::InvalidData, e)))
-                    } else {
-                        self.failed = true;
-                        None
-                    }
+                    self.failed = true;
+                    alert = true;
+                    Some(Err(io::Error::new(io::ErrorKind::InvalidData, e)))
                 }
                 Ok(ConnectionState::ReadTraffic(mut r)) => {
                     self.established = true;
@@ -394,6 +390,9 @@ impl State {
                 Ok(_) => Some(Err(io::ErrorKind::InvalidData.into())),
             };
             self.consume(discard);
+            if alert {
+                self.send_alert(sock);
+            }
             if transmit {
                 self.send_pending(sock)?;
             }
@@ -413,6 +412,30 @@ impl State {
                 return Ok(Step::Plain(copied));
             }
         }
+    }
+
+    /// After an error: sends the alert rustls queued for it, if any. Exactly
+    /// one more call into rustls: a queued alert comes out before any
+    /// input is looked at, and calling again would process the rest of the
+    /// input after the error (rustls must not be asked to fail twice).
+    fn send_alert(&mut self, sock: &TcpStream) {
+        let UnbufferedStatus { state, .. } = self
+            .conn
+            .process_tls_records(&mut self.input[..self.in_len]);
+        if let Ok(ConnectionState::EncodeTlsData(mut e)) = state {
+            let mut need = 64;
+            loop {
+                match e.encode(self.out.room(need)) {
+                    Ok(n) => {
+                        self.out.end += n;
+                        break;
+                    }
+                    Err(EncodeError::InsufficientSize(s)) => need = s.required_size,
+                    Err(EncodeError::AlreadyEncoded) => break,
+                }
+            }
+        }
+        let _ = self.send_pending(sock);
     }
 
     /// Drops `n` processed bytes from the front of the input buffer, and
@@ -509,7 +532,7 @@ impl State {
             }
             return Ok(n);
         }
-        if self.failed && !self.established {
+        if self.failed {
             return Err(io::ErrorKind::InvalidData.into());
         }
         loop {
@@ -551,7 +574,10 @@ impl State {
             let mut taken = None;
             let mut transmit = false;
             match state {
-                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+                Err(e) => {
+                    self.failed = true;
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                }
                 Ok(ConnectionState::ReadTraffic(mut r)) => {
                     // Records that arrived while writing wait for the reader.
                     while let Some(Ok(record)) = r.next_record() {
@@ -625,6 +651,9 @@ impl State {
 
     /// Writes plaintext (see [`Write::write`]).
     fn write(&mut self, sock: &TcpStream, data: &[u8]) -> io::Result<usize> {
+        if self.failed {
+            return Err(io::ErrorKind::InvalidData.into());
+        }
         if !self.send_pending(sock)? {
             return Err(io::ErrorKind::WouldBlock.into());
         }
