@@ -180,6 +180,10 @@ pub mod __fuzz {
         }
     }
 
+    /// The TLS transport, driven over loopback TCP (see `server::tls::fuzz`).
+    #[cfg(feature = "tls")]
+    pub use crate::server::tls::fuzz as tls;
+
     /// Decodes `data` as a chunked body in pieces of `split` bytes.
     pub fn decode_chunked(data: &[u8], split: usize) {
         let mut decoder = crate::http::body::ChunkedDecoder::new();

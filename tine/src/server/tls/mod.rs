@@ -39,6 +39,8 @@
 //! [`control::TLS`]: crate::server::control::TLS
 
 mod certs;
+#[doc(hidden)]
+pub mod fuzz;
 mod stream;
 mod tickets;
 
