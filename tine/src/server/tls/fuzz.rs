@@ -1,5 +1,5 @@
 //! The TLS fuzz target's driver (`tine/fuzz`, target `tls_session`): a
-//! [`TlsStream`] on one end of a loopback TCP connection, a rustls client
+//! `TlsStream` on one end of a loopback TCP connection, a rustls client
 //! (or raw bytes) on the other, both non-blocking and driven by hand.
 
 use std::io::{self, Read, Write};

@@ -241,8 +241,8 @@ impl TlsConfig {
     /// and certificate reload apply only if you use them yourself.
     ///
     /// ```no_run
-    /// # fn config() -> rustls::ServerConfig { unimplemented!() }
-    /// let mut config: rustls::ServerConfig = config();
+    /// # fn config() -> tine::rustls::ServerConfig { unimplemented!() }
+    /// let mut config: tine::rustls::ServerConfig = config();
     /// config.ticketer = tine::TlsConfig::session_tickets();
     /// let tls = tine::TlsConfig::from_rustls(std::sync::Arc::new(config));
     /// ```
