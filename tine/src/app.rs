@@ -273,6 +273,30 @@ impl App {
         self
     }
 
+    /// Answers every request that did not arrive over TLS with a `308
+    /// Permanent Redirect` to the same host and path over HTTPS, on
+    /// `https_port` (omitted from the URL when 443). Requests on TLS
+    /// listeners ([`Listen::tls`](crate::Listen::tls)) are served as usual.
+    /// A before-hook: hooks added earlier run first. A request without a
+    /// `Host` (HTTP/1.0) gets a `400`.
+    ///
+    /// ```
+    /// use tine::{App, Method, Request};
+    /// let app = App::new().get("/", |_: &Request| "hi").redirect_https(8443);
+    /// let res = app.handle(&mut Request::builder(Method::GET, "/a?b=1")
+    ///     .header("host", "example.com:8080").finish());
+    /// assert_eq!(res.status(), 308);
+    /// assert_eq!(res.headers()["location"], "https://example.com:8443/a?b=1");
+    /// ```
+    pub fn redirect_https(self, https_port: u16) -> Self {
+        self.before(move |req: &mut Request| {
+            if req.is_https() {
+                return None;
+            }
+            Some(https_redirect(req, https_port))
+        })
+    }
+
     /// Adds an after-hook, which maps every response sent for a request,
     /// in registration order: handler answers, early answers of
     /// before-hooks, error pages (404, 405, 500, ...), refused WebSocket
@@ -762,6 +786,30 @@ fn resolve(addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
             "the address resolved to nothing",
         )
     })
+}
+
+/// The `308` to the HTTPS form of `req`'s URL (see [`App::redirect_https`]).
+fn https_redirect(req: &Request, port: u16) -> Response {
+    let Some(host) = req.header("host").filter(|h| !h.is_empty()) else {
+        return Response::text("a Host header is needed to redirect to HTTPS\n")
+            .with_status(StatusCode::BAD_REQUEST);
+    };
+    // The host without its port: `[v6]:port`, `name:port`, or bare.
+    let name = match host.rfind(':') {
+        Some(i) if !host[i..].contains(']') => &host[..i],
+        _ => host,
+    };
+    let path = req.raw_path();
+    let target = match req.query_string() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let location = if port == 443 {
+        format!("https://{name}{target}")
+    } else {
+        format!("https://{name}:{port}{target}")
+    };
+    Response::empty(StatusCode::PERMANENT_REDIRECT).with_header(header::LOCATION, location)
 }
 
 #[cfg(test)]

@@ -101,6 +101,11 @@ pub use crate::http::{Extensions, IntoResponse, Params, Request, RequestBuilder,
 pub use crate::limits::Limits;
 pub use crate::middleware::Cors;
 pub use crate::pubsub::{publish, publish_binary};
+#[cfg(feature = "tls")]
+pub use crate::server::tls::{TlsConfig, TlsError};
+/// The rustls version tine uses (for [`TlsConfig::from_rustls`]).
+#[cfg(feature = "tls")]
+pub use rustls;
 pub use crate::server::{worker, Balance, Listen, ServeError, Server, WorkerInfo};
 pub use crate::static_files::StaticConfig;
 pub use crate::ws::{WebSocket, WsConfig, WsEvent};
@@ -179,6 +184,10 @@ pub mod __fuzz {
             }
         }
     }
+
+    /// The TLS transport, driven over loopback TCP (see `server::tls::fuzz`).
+    #[cfg(feature = "tls")]
+    pub use crate::server::tls::fuzz as tls;
 
     /// Decodes `data` as a chunked body in pieces of `split` bytes.
     pub fn decode_chunked(data: &[u8], split: usize) {

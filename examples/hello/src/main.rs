@@ -44,6 +44,10 @@
 //! --user NAME / --group NAME  workers (or the single process) run as NAME
 //! --balance reuseport|shared  a SO_REUSEPORT listener per worker, or one
 //!                             listener the free workers accept from
+//! --tls-bind ADDR             an HTTPS (and WSS) listener with the same routes,
+//! --tls-cert FILE                with this PEM chain and key (re-read on SIGHUP,
+//! --tls-key FILE                 and on SIGUSR1 without restarting workers)
+//! --redirect-https            plain requests get a 308 to the HTTPS listener
 //! ```
 //!
 //! Under systemd, a socket unit's sockets (`LISTEN_FDS`) replace `--bind`
@@ -57,6 +61,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+
+mod tls;
 use tine::{App, Request, Response, StatusCode, WebSocket, WsEvent};
 
 /// Command-line flags.
@@ -150,6 +156,23 @@ struct Args {
     /// Another address to serve the same routes on (repeatable).
     #[arg(long = "listen")]
     listen: Vec<SocketAddr>,
+    // --- tls ---
+    /// HTTPS (and WSS) address serving the same routes (needs --tls-cert
+    /// and --tls-key).
+    #[arg(long)]
+    tls_bind: Option<SocketAddr>,
+    /// PEM certificate chain for --tls-bind (re-read on SIGHUP and SIGUSR1).
+    #[arg(long)]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for --tls-bind (re-read on SIGHUP and SIGUSR1).
+    #[arg(long)]
+    tls_key: Option<std::path::PathBuf>,
+    /// Answer every plain-HTTP request with a 308 to the HTTPS listener.
+    #[arg(long)]
+    redirect_https: bool,
+    /// Testing aid: rotate session-ticket keys every N milliseconds.
+    #[arg(long, hide = true)]
+    tls_ticket_rotation_ms: Option<u64>,
     // --- balance ---
     /// How the workers share each address: `reuseport` (a SO_REUSEPORT
     /// listener per worker; the Linux and FreeBSD default) or `shared` (one
@@ -452,6 +475,23 @@ fn main() -> ExitCode {
     for &addr in &args.listen {
         app = app.listen(tine::Listen::tcp(addr));
     }
+    let tls_args = tls::TlsArgs {
+        bind: args.tls_bind,
+        cert: args.tls_cert.clone(),
+        key: args.tls_key.clone(),
+        redirect: args.redirect_https,
+        ticket_rotation_ms: args.tls_ticket_rotation_ms,
+    };
+    let https = match tls::configure(app, tls_args) {
+        Ok((configured, https)) => {
+            app = configured;
+            https
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
     if args.hook_signals_first {
         let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -469,9 +509,15 @@ fn main() -> ExitCode {
         }
     };
     // Tests and scripts read the bound addresses from these lines (the
-    // --bind address first, then each --listen).
-    for addr in server.local_addrs() {
-        println!("listening on http://{addr}");
+    // --bind address first, then each --listen, then --tls-bind's).
+    let addrs = server.local_addrs();
+    for (i, addr) in addrs.iter().enumerate() {
+        let scheme = if https && i + 1 == addrs.len() {
+            "https"
+        } else {
+            "http"
+        };
+        println!("listening on {scheme}://{addr}");
     }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,

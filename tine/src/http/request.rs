@@ -44,6 +44,8 @@ pub struct Request {
     peer: SocketAddr,
     extensions: Extensions,
     state: Option<Rc<Extensions>>,
+    /// It arrived over TLS.
+    https: bool,
 }
 
 impl Request {
@@ -83,6 +85,7 @@ impl Request {
             peer,
             extensions: Extensions::default(),
             state: None,
+            https: false,
         })
     }
 
@@ -108,7 +111,23 @@ impl Request {
             peer,
             extensions: Extensions::default(),
             state: None,
+            https: false,
         })
+    }
+
+    /// Whether the request arrived over TLS (an HTTPS listener).
+    ///
+    /// ```
+    /// let req = tine::Request::builder(tine::Method::GET, "/").finish();
+    /// assert!(!req.is_https());
+    /// ```
+    pub fn is_https(&self) -> bool {
+        self.https
+    }
+
+    /// Marks the request as received over TLS.
+    pub(crate) fn set_https(&mut self) {
+        self.https = true;
     }
 
     /// Starts building a request by hand, for testing handlers and hooks
@@ -121,6 +140,7 @@ impl Request {
             body: Bytes::new(),
             peer: SocketAddr::from(([127, 0, 0, 1], 0)),
             params: Vec::new(),
+            https: false,
         }
     }
 
@@ -421,6 +441,7 @@ pub struct RequestBuilder {
     body: Bytes,
     peer: SocketAddr,
     params: Vec<(Rc<str>, String)>,
+    https: bool,
 }
 
 impl RequestBuilder {
@@ -460,6 +481,17 @@ impl RequestBuilder {
         self
     }
 
+    /// Marks the request as received over TLS (see [`Request::is_https`]).
+    ///
+    /// ```
+    /// let req = tine::Request::builder(tine::Method::GET, "/").https().finish();
+    /// assert!(req.is_https());
+    /// ```
+    pub fn https(mut self) -> Self {
+        self.https = true;
+        self
+    }
+
     /// Adds a path capture, as the router would.
     pub fn param(mut self, name: &str, value: &str) -> Self {
         self.params.push((Rc::from(name), value.to_string()));
@@ -480,6 +512,7 @@ impl RequestBuilder {
         )
         .expect("valid UTF-8 path");
         req.params = Params(self.params);
+        req.https = self.https;
         req
     }
 }

@@ -76,6 +76,9 @@ pub struct Listen {
     /// How workers share it (`None`: the app's [`Balance`], else the
     /// platform's).
     pub(crate) balance: Option<Balance>,
+    /// HTTPS: the TLS settings of this address.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::server::tls::TlsConfig>,
 }
 
 impl Listen {
@@ -90,7 +93,41 @@ impl Listen {
         Listen {
             addr: addr.into(),
             balance: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
+    }
+
+    /// An HTTPS (and WSS) address: TLS with `config`, then the same routes
+    /// as every other address (feature `tls`).
+    ///
+    /// ```no_run
+    /// use tine::{App, Listen, Request, TlsConfig};
+    /// let tls = TlsConfig::from_pem_files("cert.pem", "key.pem")?;
+    /// App::new()
+    ///     .get("/", |_: &Request| "hi")
+    ///     .listen(Listen::tls(([0, 0, 0, 0], 8443), tls))
+    ///     .serve("0.0.0.0:8080")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(addr: impl Into<SocketAddr>, config: crate::server::tls::TlsConfig) -> Listen {
+        Listen {
+            tls: Some(config),
+            ..Listen::tcp(addr)
+        }
+    }
+
+    /// Whether this address serves HTTPS.
+    ///
+    /// ```
+    /// assert!(!tine::Listen::tcp(([127, 0, 0, 1], 0)).is_tls());
+    /// ```
+    pub fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
     }
 
     /// How the workers share this address (overrides

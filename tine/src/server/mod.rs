@@ -28,6 +28,8 @@ mod supervisor;
 mod sys;
 mod systemd;
 mod timer;
+#[cfg(feature = "tls")]
+pub(crate) mod tls;
 
 use std::fmt;
 use std::io;
@@ -246,6 +248,13 @@ impl Server {
                 io::ErrorKind::InvalidInput,
                 "tine: no address to listen on (give one to bind, or add one with App::listen)",
             ));
+        }
+        // TLS configurations are made now, in the process that will be the
+        // master: workers inherit them (keys, certificates), and the master
+        // reloads them.
+        #[cfg(feature = "tls")]
+        for tls in config.listens.iter().filter_map(|l| l.tls.as_ref()) {
+            tls.server_config();
         }
         let addresses = if let Some(inherited) = systemd::inherited_listeners() {
             adopt_inherited(&mut config.listens, inherited)

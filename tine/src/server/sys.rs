@@ -228,7 +228,12 @@ pub(crate) fn ignore_master_signals() {
     if portable_signals() {
         return;
     }
-    for sig in [Signal::SIGHUP, Signal::SIGTTIN, Signal::SIGTTOU] {
+    for sig in [
+        Signal::SIGHUP,
+        Signal::SIGTTIN,
+        Signal::SIGTTOU,
+        Signal::SIGUSR1,
+    ] {
         // SAFETY: `SIG_IGN` runs no code in signal context, and these
         // signals have no other user in a worker: the master reads them,
         // and the worker's own handlers are installed after this.

@@ -77,7 +77,36 @@ fn main() -> std::io::Result<()> {
     .workers(args.workers)
     .tcp_nodelay(true)
     .keep_alive(Duration::from_secs(KEEP_ALIVE_SECS))
-    .client_request_timeout(Duration::from_secs(KEEP_ALIVE_SECS))
-    .bind(args.addr())?;
+    .client_request_timeout(Duration::from_secs(KEEP_ALIVE_SECS));
+    let server = match (&args.tls_cert, &args.tls_key) {
+        #[cfg(feature = "tls")]
+        (Some(cert), Some(key)) => server.bind_rustls_0_23(args.addr(), tls_config(cert, key))?,
+        #[cfg(not(feature = "tls"))]
+        (Some(_), Some(_)) => panic!("built without the tls feature"),
+        _ => server.bind(args.addr())?,
+    };
     actix_web::rt::System::new().block_on(server.run())
+}
+
+/// rustls with ring, TLS 1.2 and 1.3, ALPN http/1.1, session tickets
+/// (rustls' own rotating ticketer, per process: actix runs one process).
+#[cfg(feature = "tls")]
+fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> rustls::ServerConfig {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .expect("cert file")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("certificates");
+    let key = PrivateKeyDer::from_pem_file(key).expect("key");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("certificate and key");
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.ticketer = rustls::crypto::ring::Ticketer::new().expect("ticketer");
+    config
 }

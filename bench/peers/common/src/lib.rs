@@ -7,6 +7,9 @@ pub struct Args {
     pub port: u16,
     pub workers: usize,
     pub static_dir: Option<PathBuf>,
+    /// HTTPS instead of HTTP (peers that support it: actix with `tls`).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Args {
@@ -15,6 +18,8 @@ impl Args {
             port: 8080,
             workers: 1,
             static_dir: None,
+            tls_cert: None,
+            tls_key: None,
         };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
@@ -27,6 +32,8 @@ impl Args {
                     args.workers = value.parse().unwrap_or_else(|_| usage("bad --workers"))
                 }
                 "--static" => args.static_dir = Some(PathBuf::from(value)),
+                "--tls-cert" => args.tls_cert = Some(PathBuf::from(value)),
+                "--tls-key" => args.tls_key = Some(PathBuf::from(value)),
                 _ => usage(&format!("unknown flag {flag}")),
             }
         }

@@ -110,7 +110,7 @@ impl<T: Transport> Conn<T> {
                 // later arrival (and EOF) as a new event, so nothing is
                 // missed; this saves one syscall per request (nginx does
                 // the same).
-                Ok(n) if n < shared.scratch.len() => {
+                Ok(n) if n < shared.scratch.len() && !self.stream.may_have_more() => {
                     self.readable = false;
                     budget.read = budget.read.saturating_sub(n);
                 }
@@ -205,6 +205,9 @@ impl<T: Transport> Conn<T> {
                         self.peer,
                     ) {
                         Ok(mut req) => {
+                            if self.stream.is_tls() {
+                                req.set_https();
+                            }
                             // The scoreboard shows the request while its
                             // handler runs (what the watchdog names if it
                             // never returns).
@@ -400,7 +403,12 @@ impl<T: Transport> Conn<T> {
         }
         self.wbuf.clear();
         self.wpos = 0;
-        Flush::Done
+        // A TLS transport may hold ciphertext the socket did not take yet.
+        match self.stream.flush() {
+            Ok(()) => Flush::Done,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Flush::Blocked,
+            Err(_) => Flush::Failed,
+        }
     }
 
     /// Sends more of the pending body. `Done` means the body is finished

@@ -18,8 +18,8 @@
 //! - `http1.rs`: reading requests, answering them in order, framing and
 //!   sending responses (memory, stream, file), lingering close.
 //! - `ws.rs`: the WebSocket phase.
-//! - `transport.rs`: the byte stream underneath (plain TCP; `sendfile`
-//!   only there).
+//! - `transport.rs`: the byte stream underneath (plain TCP, or TLS with
+//!   the `tls` feature; `sendfile` only on plain TCP).
 
 mod http1;
 mod transport;
@@ -41,7 +41,7 @@ use crate::server::ServerConfig;
 use crate::service::Service;
 use crate::ws::session::Session;
 
-pub(crate) use transport::Transport;
+pub(crate) use transport::{Link, Transport};
 
 /// Size of the read scratch buffer: one read takes at most this much.
 pub(crate) const READ_CHUNK: usize = 64 * 1024;
@@ -308,6 +308,7 @@ impl<T: Transport> Conn<T> {
         if let Some(ws) = self.ws.as_mut() {
             ws.closed(1006, String::new(), &self.stream);
         }
+        self.stream.close_notify();
     }
 
     /// Whether nothing is in flight: safe to close during a drain.

@@ -49,7 +49,7 @@ use std::time::Duration;
 use mio::net::TcpListener;
 use mio::{Interest, Registry, Token};
 
-use super::{Conn, EventLoop, Slot, LISTENER0};
+use super::{Conn, EventLoop, Link, Slot, LISTENER0};
 
 /// Pause in accepting after the process ran out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -234,6 +234,7 @@ impl EventLoop {
                     // have restored its default action.
                     #[cfg(target_vendor = "apple")]
                     let _ = socket2::SockRef::from(&stream).set_nosigpipe(true);
+                    // (The new connection's transport is made below.)
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
                     if let Err(e) = self.poll.registry().register(
@@ -252,8 +253,15 @@ impl EventLoop {
                     if let Some(e) = super::scoreboard::mine() {
                         super::scoreboard::Entry::gauge(&e.gauges.connections, 1);
                     }
+                    let link = match link(&self.shared.config, address, stream) {
+                        Some(link) => link,
+                        None => {
+                            self.per_ip.release(peer.ip());
+                            continue;
+                        }
+                    };
                     entry.insert(Slot {
-                        conn: Conn::new(stream, peer, self.now),
+                        conn: Conn::new(link, peer, self.now),
                         generation: self.generation,
                         deadline: self.now,
                         timer_tick: None,
@@ -301,6 +309,30 @@ impl EventLoop {
                 self.accept_resume = Some(self.now + ACCEPT_BACKOFF);
             }
         }
+    }
+}
+
+/// The transport for a connection accepted on `address`: TLS where that
+/// address has TLS settings. `None`: it could not be set up (the socket is
+/// dropped).
+fn link(
+    config: &crate::server::ServerConfig,
+    address: usize,
+    stream: mio::net::TcpStream,
+) -> Option<Link> {
+    {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = config.listens.get(address).and_then(|l| l.tls.as_ref()) {
+            return match crate::server::tls::TlsStream::new(stream, tls.server_config()) {
+                Ok(t) => Some(Link::Tls(Box::new(t))),
+                Err(e) => {
+                    log::warn!("cannot start a TLS session: {e}");
+                    None
+                }
+            };
+        }
+        let _ = address;
+        Some(Link::Plain(stream))
     }
 }
 

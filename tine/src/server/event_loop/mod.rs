@@ -27,7 +27,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 
 use self::accept::Listener;
 use self::messages::MasterLink;
@@ -36,7 +36,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use super::conn::{Conn, Expired, Next, Shared, DRAIN_IDLE};
+use super::conn::{Conn, Expired, Link, Next, Shared, DRAIN_IDLE};
 use super::control::Channel;
 use super::per_ip::PerIp;
 use super::recycle::RequestBudget;
@@ -56,7 +56,7 @@ const REDIS_PUB: Token = Token(usize::MAX - 3);
 const LISTENER0: usize = usize::MAX / 2;
 /// A connection and the loop's bookkeeping for it.
 struct Slot {
-    conn: Conn<TcpStream>,
+    conn: Conn<Link>,
     /// Tells this connection from a later one given the same key.
     generation: u32,
     /// The deadline its timer was last set for.

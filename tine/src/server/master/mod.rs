@@ -98,6 +98,7 @@
 //! | `SIGINT`, `SIGTERM` | graceful stop: `SIGTERM` to every worker, wait; `SIGKILL` whatever is left after `graceful_timeout`; reap all; exit 0 |
 //! | `SIGQUIT` | immediate stop: `SIGKILL` every worker, reap all, exit 0 |
 //! | `SIGHUP` | rolling restart, one slot at a time (see above); a replacement not ready within `ready_timeout` is stopped (`SIGTERM`, `SIGKILL` after `graceful_timeout`) and the old worker kept |
+//! | `SIGUSR1` | re-read the files outside tools replace: TLS certificates and keys (checked, then switched in the running workers; no restart). `SIGHUP` does the same before its rolling restart |
 //! | `SIGTTIN` | one worker more |
 //! | `SIGTTOU` | one worker fewer, never below 1, without losing its queue |
 //! | `SIGCHLD` | reap (`waitpid(-1, WNOHANG)` until none); an unexpected exit is logged with pid and status/signal and the slot respawned after an exponential backoff (100 ms doubling to 5 s; reset once a worker has lived 10 s) |
@@ -146,7 +147,7 @@ use self::links::{token, Link};
 
 /// The signals the master takes over (see `signals.rs`): blocked before
 /// forking, read from its signalfd or self-pipe.
-pub(crate) const HANDLED_SIGNALS: [Signal; 7] = [
+pub(crate) const HANDLED_SIGNALS: [Signal; 8] = [
     Signal::SIGINT,
     Signal::SIGTERM,
     Signal::SIGQUIT,
@@ -154,6 +155,7 @@ pub(crate) const HANDLED_SIGNALS: [Signal; 7] = [
     Signal::SIGTTIN,
     Signal::SIGTTOU,
     Signal::SIGCHLD,
+    Signal::SIGUSR1,
 ];
 
 /// Settings of the master.
@@ -438,7 +440,11 @@ impl Master {
                 let left = at.saturating_duration_since(Instant::now());
                 timeout = Some(timeout.map_or(left, |t| t.min(left)));
             }
-            for at in [self.memory_check, self.watchdog_check]
+            #[cfg(feature = "tls")]
+            let rotation = crate::server::tls::next_rotation();
+            #[cfg(not(feature = "tls"))]
+            let rotation = None;
+            for at in [self.memory_check, self.watchdog_check, rotation]
                 .into_iter()
                 .flatten()
             {
@@ -464,6 +470,7 @@ impl Master {
                 }
             }
             self.resume_relay(&mut happened);
+            self.rotate_tickets();
             if self.memory_check.is_some_and(|at| at <= Instant::now()) {
                 self.check_memory(&mut happened);
                 self.memory_check = Some(Instant::now() + recycle::MEMORY_CHECK);
@@ -730,6 +737,11 @@ impl Master {
         if got.contains(&Signal::SIGCHLD) {
             self.reap(happened);
         }
+        if got.contains(&Signal::SIGHUP) || got.contains(&Signal::SIGUSR1) {
+            // Files that outside tools replace (certificates) are read
+            // again at once; SIGHUP then restarts the workers as well.
+            self.reopen_files();
+        }
         for sig in got {
             let op = match sig {
                 Signal::SIGHUP => Command::Reload,
@@ -738,6 +750,35 @@ impl Master {
                 _ => continue,
             };
             happened.push(Event::Command(op));
+        }
+    }
+
+    /// `SIGUSR1` (and `SIGHUP`, before its rolling restart): re-reads the
+    /// files outside tools replace. TLS certificates: checked here, then
+    /// switched in the running workers for their new handshakes.
+    fn reopen_files(&mut self) {
+        #[cfg(feature = "tls")]
+        for payload in crate::server::tls::reload() {
+            self.broadcast(control::TLS, &payload);
+        }
+    }
+
+    /// Sends one message to every live worker.
+    #[cfg(feature = "tls")]
+    fn broadcast(&mut self, kind: u8, payload: &[u8]) {
+        let workers: Vec<WorkerId> = self.links.keys().copied().collect();
+        for worker in workers {
+            if !self.send(worker, kind, payload) {
+                warn!("cannot send a TLS update to worker {worker}");
+            }
+        }
+    }
+
+    /// Draws a new session-ticket key when one is due, for every worker.
+    fn rotate_tickets(&mut self) {
+        #[cfg(feature = "tls")]
+        if let Some(payload) = crate::server::tls::rotate_due(Instant::now()) {
+            self.broadcast(control::TLS, &payload);
         }
     }
 
