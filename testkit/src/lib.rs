@@ -307,3 +307,4 @@ pub mod load;
 pub mod procs;
 pub mod redis;
 pub mod systemd;
+pub mod upgrade;

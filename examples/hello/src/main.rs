@@ -38,7 +38,8 @@
 //! --max-requests-jitter J     ... each worker's limit is N + random(0..=J)
 //! --max-worker-memory BYTES   recycle a worker past BYTES of private memory (Linux)
 //! --worker-timeout-ms N       kill and replace a worker stuck N ms (0: never; default 30 s)
-//! --version-tag TEXT          what GET /version answers
+//! --version-tag TEXT          what GET /version answers (given twice: the last)
+//! --upgrade-timeout-ms N      a new master started by SIGUSR2 must be ready within N ms (default 60 s)
 //! --user NAME / --group NAME  workers (or the single process) run as NAME
 //! ```
 //!
@@ -57,7 +58,9 @@ use tine::{App, Request, Response, StatusCode, WebSocket, WsEvent};
 
 /// Command-line flags.
 #[derive(Parser, Debug)]
-#[command(about = "tine's reference example")]
+// A flag given twice takes its last value: an upgrade wrapper can append
+// `--version-tag new` to the arguments it is started with.
+#[command(about = "tine's reference example", args_override_self = true)]
 struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -140,9 +143,15 @@ struct Args {
     /// The group workers run as (default: the user's).
     #[arg(long)]
     group: Option<String>,
-    /// Text answered by GET /version (to tell two builds or runs apart).
+    /// Text answered by GET /version (to tell two builds or runs apart;
+    /// given twice, the last one wins).
     #[arg(long)]
     version_tag: Option<String>,
+    // --- upgrade ---
+    /// How long a new master started by SIGUSR2 may take until all its
+    /// workers are ready, in milliseconds (default 60 s).
+    #[arg(long)]
+    upgrade_timeout_ms: Option<u64>,
 }
 
 #[derive(serde::Serialize)]
@@ -389,6 +398,9 @@ fn main() -> ExitCode {
     }
     if let Some(bytes) = args.max_worker_memory {
         app = app.max_worker_memory(bytes);
+    }
+    if let Some(ms) = args.upgrade_timeout_ms {
+        app = app.upgrade_timeout(Duration::from_millis(ms));
     }
     if let Some(path) = &args.pid_file {
         app = app.pid_file(path);

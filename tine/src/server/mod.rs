@@ -28,6 +28,7 @@ mod supervisor;
 mod sys;
 mod systemd;
 mod timer;
+mod upgrade;
 
 use std::fmt;
 use std::io;
@@ -90,6 +91,8 @@ pub struct Server {
     _pid_file: Option<pidfile::PidFile>,
     /// Set when `TINE_WORKERS` chose `workers`: said in the start-up log.
     workers_note: Option<String>,
+    /// What a binary upgrade handed this process (it is a new master).
+    inherited: Option<upgrade::Inherited>,
 }
 
 impl fmt::Debug for Server {
@@ -128,6 +131,8 @@ pub(crate) struct ServerConfig {
     /// A worker whose loop has not turned for this long is killed and
     /// replaced (`ZERO`: never).
     pub(crate) worker_timeout: Duration,
+    /// How long a new master started by `SIGUSR2` may take to be ready.
+    pub(crate) upgrade_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -147,6 +152,7 @@ impl Default for ServerConfig {
             group: None,
             credentials: None,
             worker_timeout: WORKER_TIMEOUT,
+            upgrade_timeout: supervisor::UPGRADE_TIMEOUT,
         }
     }
 }
@@ -228,7 +234,19 @@ impl Server {
             // Fail at start-up, in one place, rather than in every worker.
             crate::pubsub::check_redis_url(url)?;
         }
-        let (listeners, mode) = if let Some(inherited) = systemd::inherited_listeners() {
+        let mut inherited = upgrade::inherited()?;
+        let (listeners, mode) = if let Some(up) = &mut inherited {
+            // The old master's sockets (see upgrade.rs): their queues are
+            // the ones clients connect to; nothing is bound.
+            let mode = up.addresses[0].mode;
+            let first = up.addresses[0].sockets.first().map(|s| s.try_clone());
+            (
+                vec![first.transpose()?.ok_or_else(|| {
+                    io::Error::other("tine: a binary upgrade handed over no socket")
+                })?],
+                mode,
+            )
+        } else if let Some(inherited) = systemd::inherited_listeners() {
             let addrs: Vec<String> = inherited
                 .iter()
                 .filter_map(|l| l.local_addr().ok())
@@ -271,6 +289,7 @@ impl Server {
             workers,
             _pid_file,
             workers_note,
+            inherited,
         })
     }
 
@@ -305,8 +324,18 @@ impl Server {
             workers,
             _pid_file,
             workers_note,
+            inherited,
         } = self;
         let note = workers_note.map(|n| format!("; {n}")).unwrap_or_default();
+        if workers <= 1 && inherited.is_some() {
+            // Serving the sockets alone, it could never tell the old master
+            // it is ready, nor be upgraded itself: refuse, and the old
+            // master serves on.
+            return Err(io::Error::other(
+                "tine: started by a binary upgrade (SIGUSR2) but configured \
+                 with workers <= 1: a binary upgrade needs workers > 1",
+            ));
+        }
         if workers <= 1 {
             log::info!("listening on http://{addr} (single process{note})");
             if config.max_requests.is_some() || config.max_worker_memory.is_some() {
@@ -344,9 +373,36 @@ impl Server {
             log::info!("workers run as {}", c.name);
         }
         WORKER_COUNT.store(workers, Ordering::Relaxed);
-        let master = master_config(&config, workers);
+        let mut master = master_config(&config, workers);
+        master.pid_file = config.pid_file.clone();
+        master.exec = upgrade::Exec::current();
+        if master.exec.is_none() {
+            log::warn!("cannot tell the path this process was started from: SIGUSR2 will fail");
+        }
         let mut served = Some((service, config));
-        let addresses = match mode {
+        let (addresses, predecessor) = match inherited {
+            Some(up) => (up.addresses, Some((up.parent, up.link))),
+            None => (Self::addresses(listeners, mode, addr), None),
+        };
+        let code = master::run_master(addresses, master, predecessor, &mut |start| {
+            worker_main(served.take(), start)
+        })?;
+        if code == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "tine: master exited with status {code}"
+            )))
+        }
+    }
+
+    /// The addresses the master serves, from the sockets bound at start.
+    fn addresses(
+        listeners: Vec<std::net::TcpListener>,
+        mode: listener::Mode,
+        addr: SocketAddr,
+    ) -> Vec<listener::Bound> {
+        match mode {
             // A shared address has exactly one socket: several shared
             // sockets (socket activation) are as many addresses.
             listener::Mode::Shared => listeners
@@ -362,16 +418,6 @@ impl Server {
                 mode,
                 sockets: listeners,
             }],
-        };
-        let code = master::run_master(addresses, master, &mut |start| {
-            worker_main(served.take(), start)
-        })?;
-        if code == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!(
-                "tine: master exited with status {code}"
-            )))
         }
     }
 }
@@ -383,6 +429,7 @@ fn master_config(config: &ServerConfig, workers: usize) -> master::MasterConfig 
         backlog: listener::BACKLOG,
         max_worker_memory: config.max_worker_memory,
         worker_timeout: config.worker_timeout,
+        upgrade_timeout: config.upgrade_timeout,
         ..master::MasterConfig::default()
     }
 }

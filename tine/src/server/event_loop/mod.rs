@@ -111,7 +111,13 @@ impl EventLoop {
         control: Option<std::os::unix::net::UnixStream>,
     ) -> io::Result<Self> {
         let poll = Poll::new()?;
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        // A single process (no master) also takes SIGUSR2, only to refuse
+        // it: its default action would end the process.
+        let mut signals = if control.is_none() {
+            Signals::new([SIGINT, SIGTERM, signal_hook::consts::SIGUSR2])?
+        } else {
+            Signals::new([SIGINT, SIGTERM])?
+        };
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let now = Instant::now();
@@ -198,7 +204,18 @@ impl EventLoop {
             for event in events.iter() {
                 match event.token() {
                     SIGNALS => {
-                        if self.signals.pending().next().is_some() {
+                        let mut stop = false;
+                        for sig in self.signals.pending() {
+                            if sig == signal_hook::consts::SIGUSR2 {
+                                log::warn!(
+                                    "SIGUSR2 ignored: a binary upgrade needs a master \
+                                     (workers > 1); this is a single process"
+                                );
+                            } else {
+                                stop = true;
+                            }
+                        }
+                        if stop {
                             self.begin_drain();
                         }
                     }

@@ -100,6 +100,7 @@
 //! | `SIGHUP` | rolling restart, one slot at a time (see above); a replacement not ready within `ready_timeout` is stopped (`SIGTERM`, `SIGKILL` after `graceful_timeout`) and the old worker kept |
 //! | `SIGTTIN` | one worker more |
 //! | `SIGTTOU` | one worker fewer, never below 1, without losing its queue |
+//! | `SIGUSR2` | binary upgrade: start a new master from the executable this one was started from, handing it the listening sockets; once all its workers are ready, stop like on `SIGTERM`. A new master that exits or is not ready within `upgrade_timeout` is stopped and this one serves on (see `upgrade.rs`) |
 //! | `SIGCHLD` | reap (`waitpid(-1, WNOHANG)` until none); an unexpected exit is logged with pid and status/signal and the slot respawned after an exponential backoff (100 ms doubling to 5 s; reset once a worker has lived 10 s) |
 //!
 //! A fork that fails (say, the process limit was reached) is logged with
@@ -141,12 +142,14 @@ use super::sys;
 use crate::pubsub::relay;
 
 mod links;
+mod upgrade;
 
 use self::links::{token, Link};
+use self::upgrade::{PREDECESSOR_TOKEN, SUCCESSOR_TOKEN};
 
 /// The signals the master takes over (see `signals.rs`): blocked before
 /// forking, read from its signalfd or self-pipe.
-pub(crate) const HANDLED_SIGNALS: [Signal; 7] = [
+pub(crate) const HANDLED_SIGNALS: [Signal; 8] = [
     Signal::SIGINT,
     Signal::SIGTERM,
     Signal::SIGQUIT,
@@ -154,6 +157,7 @@ pub(crate) const HANDLED_SIGNALS: [Signal; 7] = [
     Signal::SIGTTIN,
     Signal::SIGTTOU,
     Signal::SIGCHLD,
+    Signal::SIGUSR2,
 ];
 
 /// Settings of the master.
@@ -175,6 +179,13 @@ pub(crate) struct MasterConfig {
     /// Kill and replace a worker whose event loop has not turned for this
     /// long (read from the scoreboard; `ZERO`: never).
     pub worker_timeout: Duration,
+    /// How long a new master started by `SIGUSR2` may take to have every
+    /// worker ready before it is stopped and the upgrade rolled back.
+    pub upgrade_timeout: Duration,
+    /// The pid file (moved to `.oldbin` during an upgrade).
+    pub pid_file: Option<std::path::PathBuf>,
+    /// What `SIGUSR2` starts (`None`: unknown, the upgrade fails).
+    pub exec: Option<super::upgrade::Exec>,
 }
 
 impl Default for MasterConfig {
@@ -187,6 +198,9 @@ impl Default for MasterConfig {
             ready_timeout: Duration::from_secs(30),
             max_worker_memory: None,
             worker_timeout: Duration::from_secs(30),
+            upgrade_timeout: super::supervisor::UPGRADE_TIMEOUT,
+            pid_file: None,
+            exec: None,
         }
     }
 }
@@ -243,12 +257,16 @@ fn handled_set() -> SigSet {
 /// (`tine: no workers spawned; exiting`). A fork that fails later is logged
 /// and retried with backoff. [`HANDLED_SIGNALS`] stay blocked in this
 /// process after it returns, so a late signal cannot kill it on the way out.
+///
+/// `predecessor`: for a master started by a binary upgrade, the old
+/// master's pid and the link to it (see `upgrade.rs`).
 pub(crate) fn run_master(
     addresses: Vec<Bound>,
     cfg: MasterConfig,
+    predecessor: Option<(i32, UnixStream)>,
     worker_main: &mut dyn FnMut(WorkerStart) -> i32,
 ) -> io::Result<i32> {
-    let outcome = Master::new(addresses, cfg).map(|mut master| master.run());
+    let outcome = Master::new(addresses, cfg, predecessor).map(|mut master| master.run());
     // In a child, `master` has been dropped by now: its signalfd or
     // self-pipe (with signal-hook's registrations), epoll instance and the
     // master ends of every control channel are closed.
@@ -302,6 +320,15 @@ struct Master {
     entries: BTreeMap<WorkerId, usize>,
     /// When the heartbeats are looked at next (with `worker_timeout`).
     watchdog_check: Option<Instant>,
+    /// Each socket's address index and mode, in `listeners`' order.
+    socket_info: Vec<(usize, Mode)>,
+    /// The link to a new master this one started (`SIGUSR2`).
+    successor: Option<mio::net::UnixStream>,
+    /// The link to the old master, while it runs (this master was started
+    /// by a binary upgrade).
+    predecessor: Option<mio::net::UnixStream>,
+    /// A new master took over: this one stops, and removes `.oldbin`.
+    handed_over: bool,
 }
 
 struct Status(WaitStatus);
@@ -323,7 +350,11 @@ impl fmt::Display for Status {
 }
 
 impl Master {
-    fn new(addresses: Vec<Bound>, mut cfg: MasterConfig) -> io::Result<Master> {
+    fn new(
+        addresses: Vec<Bound>,
+        mut cfg: MasterConfig,
+        predecessor: Option<(i32, UnixStream)>,
+    ) -> io::Result<Master> {
         let threads = sys::thread_count()?;
         if threads != 1 {
             return Err(sys::threads_error(threads));
@@ -338,7 +369,8 @@ impl Master {
         let mut addrs = Vec::new();
         let mut layout = Vec::new();
         let mut listeners = Vec::new();
-        for mut a in addresses {
+        let mut socket_info = Vec::new();
+        for (i, mut a) in addresses.into_iter().enumerate() {
             if a.mode == Mode::ReusePort {
                 while a.sockets.len() < cfg.workers {
                     let l = listener::bind_reuseport(a.addr, cfg.backlog)
@@ -347,15 +379,17 @@ impl Master {
                 }
             }
             layout.push((a.mode, a.sockets.len()));
+            socket_info.extend(std::iter::repeat_n((i, a.mode), a.sockets.len()));
             addrs.push(a.addr);
             listeners.extend(a.sockets);
         }
-        let sup = Supervisor::new(
+        let mut sup = Supervisor::new(
             cfg.workers,
             cfg.graceful_timeout,
             cfg.ready_timeout,
             &layout,
         );
+        sup.set_upgrade(cfg.upgrade_timeout, predecessor.as_ref().map(|p| p.0));
 
         // From here on every handled signal reaches the loop through
         // `signals`; it is blocked in every child forked later until the
@@ -367,6 +401,23 @@ impl Master {
         if signals.is_pipe() {
             info!("master signals through a self-pipe (portable route)");
         }
+        let mut notify = notify::Announcer::from_env(Instant::now());
+        let predecessor = match predecessor {
+            Some((old, link)) => {
+                link.set_nonblocking(true)?;
+                let mut link = mio::net::UnixStream::from_std(link);
+                poll.registry()
+                    .register(&mut link, PREDECESSOR_TOKEN, Interest::READABLE)?;
+                info!("started by a binary upgrade: taking over from master {old}");
+                if let Some(n) = &mut notify {
+                    // The old master, still systemd's main process, says
+                    // READY=1 along with this master's pid.
+                    n.assume_started();
+                }
+                Some(link)
+            }
+            None => None,
+        };
         Ok(Master {
             cfg,
             pid: nix::unistd::getpid(),
@@ -378,10 +429,14 @@ impl Master {
             signals,
             relay_paused: Vec::new(),
             memory_check: None,
-            notify: notify::Announcer::from_env(Instant::now()),
+            notify,
             board,
             entries: BTreeMap::new(),
             watchdog_check: None,
+            socket_info,
+            successor: None,
+            predecessor,
+            handed_over: false,
         })
     }
 
@@ -449,6 +504,10 @@ impl Master {
             for event in events.iter() {
                 if event.token() == SIGNAL_TOKEN {
                     self.read_signals(&mut happened);
+                } else if event.token() == SUCCESSOR_TOKEN {
+                    self.on_successor(&mut happened);
+                } else if event.token() == PREDECESSOR_TOKEN {
+                    self.on_predecessor(&mut happened);
                 } else {
                     let readable =
                         event.is_readable() || event.is_read_closed() || event.is_error();
@@ -471,6 +530,7 @@ impl Master {
                 if let Some(code) = self.perform(actions)? {
                     // A stop with no worker left to wait for ends here.
                     self.announce();
+                    self.remove_oldbin();
                     info!("master {}: bye", self.pid);
                     return Ok(Ok(code));
                 }
@@ -498,6 +558,7 @@ impl Master {
                     let ok = match listener::bind_reuseport_unlistened(addr) {
                         Ok(l) => {
                             self.listeners.push(l);
+                            self.socket_info.push((address, Mode::ReusePort));
                             true
                         }
                         Err(e) => {
@@ -534,6 +595,19 @@ impl Master {
                     None
                 }
                 Action::Exit(code) => return Ok(Some(code)),
+                Action::SpawnMaster => Some(self.spawn_master()),
+                Action::HandOver { pid } => {
+                    self.hand_over(pid);
+                    None
+                }
+                Action::UpgradeFailed { reason } => {
+                    self.upgrade_failed(&reason);
+                    None
+                }
+                Action::TellPredecessor => {
+                    self.tell_predecessor();
+                    None
+                }
             };
             if let Some(event) = outcome {
                 queue.extend(self.sup.handle(Instant::now(), event));
@@ -722,6 +796,7 @@ impl Master {
         }
         for sig in got {
             let op = match sig {
+                Signal::SIGUSR2 => Command::Upgrade,
                 Signal::SIGHUP => Command::Reload,
                 Signal::SIGTTIN => Command::ScaleUp,
                 Signal::SIGTTOU => Command::ScaleDown,
@@ -811,6 +886,7 @@ mod tests {
                 workers: 2,
                 ..MasterConfig::default()
             },
+            None,
             &mut |_| {
                 called = true;
                 0

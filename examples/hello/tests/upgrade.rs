@@ -1,0 +1,295 @@
+//! Binary upgrade (`SIGUSR2`) end to end: `hello` is copied into a
+//! temporary directory and started from there; the file is then replaced
+//! by a "new build" (a script that runs the real binary with another
+//! `--version-tag`, or one that fails) and the master gets `SIGUSR2`,
+//! under client load.
+// The load summary is printed (see it with `--nocapture`).
+#![allow(clippy::print_stdout)]
+
+use std::time::Duration;
+
+use testkit::load::{try_get, Load, LoadReport};
+use testkit::procs::{heavy, is_alive, signal, wait_sleeping, ServerTree, Signal};
+use testkit::systemd::NotifySocket;
+use testkit::upgrade::Release;
+use testkit::wait_until;
+
+const HELLO: &str = env!("CARGO_BIN_EXE_hello");
+
+/// Bound of the waits for the processes to reach a state.
+const T: Duration = Duration::from_secs(30);
+
+fn check(rep: &LoadReport, what: &str) {
+    println!("{what}: {}", rep.summary());
+    assert_eq!(rep.failed, 0, "{what}: failures {:?}", rep.errors);
+    assert_eq!(rep.resets, 0, "{what}: resets {:?}", rep.errors);
+}
+
+/// Starts the release's `app` with 2 workers, its pid file, `--version-tag
+/// old` and `extra`.
+fn start(r: &Release, extra: &[&str]) -> ServerTree {
+    start_env(r, extra, &[])
+}
+
+fn start_env(r: &Release, extra: &[&str], env: &[(&str, &str)]) -> ServerTree {
+    let pid_file = r.pid_file_str();
+    let mut args = vec![
+        "--bind",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+        "--pid-file",
+        &pid_file,
+        "--version-tag",
+        "old",
+    ];
+    args.extend_from_slice(extra);
+    let s = ServerTree::start_env(&r.app_str(), &args, env);
+    s.wait_ready(2, T);
+    s
+}
+
+fn version(s: &ServerTree) -> String {
+    try_get(s.addr(), "/version")
+        .map(|r| r.text())
+        .unwrap_or_else(|e| format!("error: {e}"))
+}
+
+/// Stops a master that is not the test's child (a new master, re-parented
+/// when the old one exited) and waits until every process of the tree is
+/// gone.
+fn stop_new_master(s: &ServerTree, pid: i32) {
+    signal(pid, Signal::SIGTERM).expect("SIGTERM to the new master");
+    assert!(
+        wait_until(T, || s.tagged().is_empty()),
+        "left behind: {:?}\n{}",
+        s.tagged(),
+        s.stderr()
+    );
+}
+
+#[test]
+fn sigusr2_under_load_switches_to_the_new_build_without_a_failure() {
+    let _g = heavy();
+    let r = Release::new(HELLO);
+    let mut s = start(&r, &[]);
+    let old = s.pid();
+    assert_eq!(r.pid(), Some(old));
+    assert_eq!(version(&s), "old");
+    let load = Load::start(s.addr(), 3, 3, 1_000_000, Duration::from_secs(120));
+    assert!(load.wait_done(1000, T), "{}", s.stderr());
+
+    r.install_tagged("new");
+    s.signal(Signal::SIGUSR2);
+    let mut seen = String::new();
+    assert!(
+        wait_until(T, || {
+            seen = version(&s);
+            seen == "new"
+        }),
+        "GET /version never answered the new build (last: {seen:?}):\n{}",
+        s.stderr()
+    );
+    // The old master drains its workers and exits 0.
+    let status = s.wait_exit(T).expect("the old master exits");
+    assert!(status.success(), "{status}\n{}", s.stderr());
+    let new = r.pid().expect("a pid file");
+    assert_ne!(new, old);
+    assert!(is_alive(new), "{}", s.stderr());
+    assert!(!r.oldbin().exists(), "the old master removes .oldbin");
+    // Load goes on against the new build alone.
+    let at = load.done();
+    assert!(load.wait_done((at + 1000).max(5000), T), "{}", s.stderr());
+    let rep = load.finish();
+    check(&rep, "upgrade under load");
+    assert!(rep.ok >= 5000, "{rep:?}");
+    assert!(rep.fresh >= 1000 && rep.kept_alive >= 1000, "{rep:?}");
+    let new_workers = testkit::procs::children_of(new);
+    assert_eq!(new_workers.len(), 2, "{}", s.stderr());
+    assert!(
+        new_workers.iter().all(|p| rep.by_pid.contains_key(p)),
+        "the new workers served: {:?} {:?}",
+        new_workers,
+        rep.by_pid
+    );
+    assert_eq!(version(&s), "new");
+    let log = s.stderr();
+    assert!(
+        log.contains(&format!("new master (pid {new}) ready: handing over")),
+        "{log}"
+    );
+    assert!(log.contains(&format!("master {old}: bye")), "{log}");
+    stop_new_master(&s, new);
+    assert!(
+        !r.pid_file().exists(),
+        "the new master removes its pid file"
+    );
+}
+
+#[test]
+fn a_new_build_that_exits_at_start_up_is_rolled_back() {
+    let _g = heavy();
+    let r = Release::new(HELLO);
+    let s = start(&r, &[]);
+    let old = s.pid();
+    let load = Load::start(s.addr(), 2, 2, 1_000_000, Duration::from_secs(120));
+    assert!(load.wait_done(500, T), "{}", s.stderr());
+
+    r.install_script("exit 1");
+    s.signal(Signal::SIGUSR2);
+    let log = s.wait_log("binary upgrade failed: the new master (pid ", T);
+    assert!(
+        log.contains("exited before it was ready: exit status 1; the old master serves on"),
+        "{log}"
+    );
+    let at = load.done();
+    assert!(load.wait_done(at + 1000, T), "{}", s.stderr());
+    let rep = load.finish();
+    check(&rep, "failed upgrade under load");
+    assert_eq!(version(&s), "old");
+    assert_eq!(r.pid(), Some(old), "the pid file is back");
+    assert!(!r.oldbin().exists());
+    assert!(is_alive(old));
+    s.stop(T);
+}
+
+#[test]
+fn a_new_build_never_ready_is_stopped_after_the_timeout_and_a_second_sigusr2_is_refused() {
+    let _g = heavy();
+    let r = Release::new(HELLO);
+    let s = start(&r, &["--upgrade-timeout-ms", "2000"]);
+    let old = s.pid();
+    let load = Load::start(s.addr(), 2, 2, 1_000_000, Duration::from_secs(120));
+    assert!(load.wait_done(500, T), "{}", s.stderr());
+
+    // It never says it is ready. `exec` keeps the pid the master knows,
+    // and sleep dies of SIGTERM: the new master's signal mask is empty.
+    r.install_script("exec sleep 600");
+    s.signal(Signal::SIGUSR2);
+    let log = s.wait_log(") started; waiting for its workers to be ready", T);
+    let child: i32 = log
+        .split("new master (pid ")
+        .nth(1)
+        .and_then(|t| t.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no new master pid in:\n{log}"));
+    assert_eq!(r.pid(), None, "the pid file is at .oldbin meanwhile");
+    assert_eq!(Release::read_pid(&r.oldbin()), Some(old));
+    s.signal(Signal::SIGUSR2);
+    s.wait_log("SIGUSR2 refused: a binary upgrade is already under way", T);
+    let log = s.wait_log("was not ready within 2s", T);
+    assert!(
+        log.contains("stopping it, the old master serves on"),
+        "{log}"
+    );
+    let log = s.wait_log("exited: killed by SIGTERM; the old master serves on", T);
+    assert!(
+        log.contains(&format!("the new master (pid {child}) was not ready")),
+        "{log}"
+    );
+    assert!(!is_alive(child));
+    let at = load.done();
+    assert!(load.wait_done(at + 1000, T), "{}", s.stderr());
+    let rep = load.finish();
+    check(&rep, "upgrade timed out under load");
+    assert_eq!(version(&s), "old");
+    assert_eq!(r.pid(), Some(old), "the pid file is back");
+    assert!(!r.oldbin().exists());
+    // Only one new master was ever started.
+    assert_eq!(s.stderr().matches("starting the new master").count(), 1);
+    s.stop(T);
+}
+
+#[test]
+fn the_new_master_refuses_sigusr2_until_the_old_one_has_gone() {
+    let _g = heavy();
+    let r = Release::new(HELLO);
+    let mut s = start(&r, &[]);
+    let old = s.pid();
+    let workers = s.children();
+    // A request in flight on an old worker keeps the old master draining.
+    let addr = s.addr();
+    let slow = std::thread::spawn(move || try_get(addr, "/sleep?ms=4000"));
+    assert!(wait_sleeping(&workers, T).is_some(), "{}", s.stderr());
+
+    r.install_tagged("new");
+    s.signal(Signal::SIGUSR2);
+    let new = r.wait_new_pid(old, T).expect("the new master's pid file");
+    s.wait_log("ready: handing over, the old master stops", T);
+    assert!(is_alive(old), "still draining the slow request");
+    signal(new, Signal::SIGUSR2).expect("SIGUSR2 to the new master");
+    let log = s.wait_log(
+        "SIGUSR2 refused: this master was started by a binary upgrade",
+        T,
+    );
+    assert!(
+        log.contains(&format!("the old master (pid {old}) has not exited yet")),
+        "{log}"
+    );
+    // The request in flight is answered by the old build.
+    let res = slow.join().expect("the slow client").expect("an answer");
+    assert_eq!((res.status, res.text()), (200, "slept".to_owned()));
+    let status = s.wait_exit(T).expect("the old master exits");
+    assert!(status.success(), "{status}");
+    s.wait_log(&format!("the old master (pid {old}) has exited"), T);
+    assert_eq!(version(&s), "new");
+    stop_new_master(&s, new);
+}
+
+#[test]
+fn systemd_hears_reloading_then_the_new_main_pid_or_why_the_upgrade_failed() {
+    let _g = heavy();
+    let mut notify = NotifySocket::new();
+    let r = Release::new(HELLO);
+    let path = notify.path().to_owned();
+    let mut s = start_env(&r, &[], &[("NOTIFY_SOCKET", &path)]);
+    let old = s.pid();
+    notify.wait_for("READY=1", T);
+
+    // A failed upgrade: RELOADING=1, then STATUS= saying why and READY=1.
+    r.install_script("exit 1");
+    s.signal(Signal::SIGUSR2);
+    let reloading = notify.wait_for("RELOADING=1", T);
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    notify.wait_for("READY=1", T);
+    let status = notify
+        .seen
+        .iter()
+        .find(|m| m.starts_with("STATUS=binary upgrade failed: "))
+        .unwrap_or_else(|| panic!("no STATUS= in {:?}", notify.seen));
+    assert!(status.contains("exit status 1"), "{status}");
+
+    // A good one: RELOADING=1, then MAINPID=<new> with READY=1 from the
+    // old master, and no STOPPING=1 from it.
+    r.install_tagged("new");
+    s.signal(Signal::SIGUSR2);
+    notify.wait_for("RELOADING=1", T);
+    let new = r.wait_new_pid(old, T).expect("the new master's pid file");
+    let handover = notify.wait_for(&format!("MAINPID={new}"), T);
+    assert!(handover.lines().any(|l| l == "READY=1"), "{handover}");
+    let exit = s.wait_exit(T).expect("the old master exits");
+    assert!(exit.success());
+    notify.drain();
+    assert_eq!(notify.count("STOPPING=1"), 0, "{:?}", notify.seen);
+    // The new master is systemd's main process now: it says STOPPING=1.
+    signal(new, Signal::SIGTERM).expect("SIGTERM");
+    notify.wait_for("STOPPING=1", T);
+    assert!(wait_until(T, || s.tagged().is_empty()), "{}", s.stderr());
+}
+
+#[test]
+fn a_single_process_ignores_sigusr2_with_a_log_line() {
+    let r = Release::new(HELLO);
+    let pid_file = r.pid_file_str();
+    let s = ServerTree::start(
+        &r.app_str(),
+        &["--bind", "127.0.0.1:0", "--pid-file", &pid_file],
+    );
+    // Answering means the loop runs, its signal handlers installed.
+    assert_eq!(version(&s), env!("CARGO_PKG_VERSION"));
+    s.signal(Signal::SIGUSR2);
+    s.wait_log("SIGUSR2 ignored: a binary upgrade needs a master", T);
+    assert_eq!(version(&s), env!("CARGO_PKG_VERSION"));
+    assert!(is_alive(s.pid()));
+    s.stop(T);
+}
