@@ -39,6 +39,8 @@
 //! --max-worker-memory BYTES   recycle a worker past BYTES of private memory (Linux)
 //! --worker-timeout-ms N       kill and replace a worker stuck N ms (0: never; default 30 s)
 //! --version-tag TEXT          what GET /version answers (given twice: the last)
+//! --listen ADDR               another address with the same routes (repeatable;
+//!                             one `listening on` line per address)
 //! --upgrade-timeout-ms N      a new master started by SIGUSR2 must be ready within N ms (default 60 s)
 //! --user NAME / --group NAME  workers (or the single process) run as NAME
 //! ```
@@ -58,9 +60,7 @@ use tine::{App, Request, Response, StatusCode, WebSocket, WsEvent};
 
 /// Command-line flags.
 #[derive(Parser, Debug)]
-// A flag given twice takes its last value: an upgrade wrapper can append
-// `--version-tag new` to the arguments it is started with.
-#[command(about = "tine's reference example", args_override_self = true)]
+#[command(about = "tine's reference example")]
 struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -144,9 +144,13 @@ struct Args {
     #[arg(long)]
     group: Option<String>,
     /// Text answered by GET /version (to tell two builds or runs apart;
-    /// given twice, the last one wins).
-    #[arg(long)]
+    /// given twice, the last one wins, so an upgrade wrapper can append
+    /// `--version-tag new` to the arguments it is started with).
+    #[arg(long, overrides_with = "version_tag")]
     version_tag: Option<String>,
+    /// Another address to serve the same routes on (repeatable).
+    #[arg(long = "listen")]
+    listen: Vec<SocketAddr>,
     // --- upgrade ---
     /// How long a new master started by SIGUSR2 may take until all its
     /// workers are ready, in milliseconds (default 60 s).
@@ -434,6 +438,9 @@ fn main() -> ExitCode {
     if args.log {
         app = app.log_requests();
     }
+    for &addr in &args.listen {
+        app = app.listen(tine::Listen::tcp(addr));
+    }
     if args.hook_signals_first {
         let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -450,8 +457,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Tests and scripts read the bound address from this line.
-    println!("listening on http://{}", server.local_addr());
+    // Tests and scripts read the bound addresses from these lines (the
+    // --bind address first, then each --listen).
+    for addr in server.local_addrs() {
+        println!("listening on http://{addr}");
+    }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
