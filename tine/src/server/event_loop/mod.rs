@@ -293,17 +293,24 @@ impl EventLoop {
         for key in idle {
             self.set_deadline(key, self.now + DRAIN_IDLE);
         }
-        // WebSocket peers get a close with 1001 and until the drain
-        // deadline to answer it.
-        let sockets: Vec<usize> = self
+        // WebSockets (a close with 1001) and streams still running are
+        // ended one after another over the first half of the drain
+        // timeout, not all at once: their clients reconnect spread out
+        // too (see the conn module docs).
+        let long: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, s)| s.conn.any_session().is_some())
+            .filter(|(_, s)| s.conn.long_lived())
             .map(|(k, _)| k)
             .collect();
-        for key in sockets {
-            self.conns[key].conn.go_away();
-            self.drive(key);
+        let window = self.shared.config.limits.drain_timeout / 2;
+        let n = long.len() as u32;
+        for (i, key) in (0u32..).zip(long) {
+            let at = self.now + window * i / n;
+            let conn = &mut self.conns[key].conn;
+            conn.retire_at(at);
+            let deadline = conn.deadline(&self.shared);
+            self.set_deadline(key, deadline);
         }
         log::info!(
             "stop requested: draining {} connection(s)",
