@@ -55,6 +55,20 @@ fn version(s: &ServerTree) -> String {
         .unwrap_or_else(|e| format!("error: {e}"))
 }
 
+/// The inode of the scoreboard memfd process `pid` holds (Linux).
+fn scoreboard_inode(pid: i32) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .flatten()
+        .find(|e| {
+            std::fs::read_link(e.path())
+                .is_ok_and(|l| l.to_string_lossy().starts_with("/memfd:tine-scoreboard"))
+        })
+        .and_then(|e| std::fs::metadata(e.path()).ok())
+        .map(|m| m.ino())
+}
+
 /// Stops a master that is not the test's child (a new master, re-parented
 /// when the old one exited) and waits until every process of the tree is
 /// gone.
@@ -76,6 +90,7 @@ fn sigusr2_under_load_switches_to_the_new_build_without_a_failure() {
     let old = s.pid();
     assert_eq!(r.pid(), Some(old));
     assert_eq!(version(&s), "old");
+    let board = scoreboard_inode(old);
     let load = Load::start(s.addr(), 3, 3, 1_000_000, Duration::from_secs(120));
     assert!(load.wait_done(1000, T), "{}", s.stderr());
 
@@ -96,6 +111,11 @@ fn sigusr2_under_load_switches_to_the_new_build_without_a_failure() {
     let new = r.pid().expect("a pid file");
     assert_ne!(new, old);
     assert!(is_alive(new), "{}", s.stderr());
+    // The new master maps the old one's scoreboard (the same memfd).
+    if cfg!(target_os = "linux") {
+        assert!(board.is_some());
+        assert_eq!(scoreboard_inode(new), board);
+    }
     assert!(!r.oldbin().exists(), "the old master removes .oldbin");
     // Load goes on against the new build alone.
     let at = load.done();

@@ -259,6 +259,10 @@ impl Server {
             // The old master's sockets (see upgrade.rs): their queues are
             // the ones clients connect to; nothing is bound.
             predecessor = Some((up.parent, up.link));
+            if let Some((fd, origin)) = up.board {
+                // Before anything maps a scoreboard of its own.
+                scoreboard::adopt(fd, origin);
+            }
             adopt_upgrade(&mut config.listens, up.addresses)
         } else if let Some(inherited) = systemd::inherited_listeners() {
             adopt_inherited(&mut config.listens, inherited)

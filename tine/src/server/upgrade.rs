@@ -44,9 +44,11 @@
 //! naming the variable: the old master then sees the new one exit and
 //! keeps serving.
 //!
-//! The scoreboard is not handed over: the new master maps its own, so its
-//! counters start from zero, and the old generation, draining, is only in
-//! the old master's scoreboard (gone with it).
+//! On Linux the scoreboard's memfd is handed over too (`board=FD@ORIGIN`,
+//! the clock origin in `CLOCK_MONOTONIC` microseconds): the new master
+//! maps the same region, sees the old generation draining, and the
+//! counters carry on (see `scoreboard.rs`). Elsewhere (no memfd) it maps
+//! a new one.
 //!
 //! Single-process mode (`workers` 1) has no master to do this: `SIGUSR2`
 //! is ignored there with a log line, and a new build started by an upgrade
@@ -129,6 +131,8 @@ struct Spec {
     parent: i32,
     link: RawFd,
     sockets: Vec<Handed>,
+    /// The scoreboard's memfd and clock origin.
+    board: Option<(RawFd, u64)>,
 }
 
 fn encode(spec: &Spec) -> String {
@@ -143,8 +147,12 @@ fn encode(spec: &Spec) -> String {
             format!("{}:{}:{mode}", h.fd, h.address)
         })
         .collect();
+    let board = spec
+        .board
+        .map(|(fd, origin)| format!(" board={fd}@{origin}"))
+        .unwrap_or_default();
     format!(
-        "parent={} link={} sockets={}",
+        "parent={} link={} sockets={}{board}",
         spec.parent,
         spec.link,
         sockets.join(",")
@@ -152,7 +160,7 @@ fn encode(spec: &Spec) -> String {
 }
 
 fn decode(text: &str) -> Result<Spec, String> {
-    let (mut parent, mut link, mut sockets) = (None, None, None);
+    let (mut parent, mut link, mut sockets, mut board) = (None, None, None, None);
     for field in text.split_whitespace() {
         let (key, value) = field
             .split_once('=')
@@ -174,6 +182,15 @@ fn decode(text: &str) -> Result<Spec, String> {
                 )
             }
             "link" => link = Some(fd(value)?),
+            "board" => {
+                let (f, origin) = value
+                    .split_once('@')
+                    .ok_or_else(|| format!("board {value:?} is not FD@ORIGIN"))?;
+                let origin = origin
+                    .parse::<u64>()
+                    .map_err(|_| format!("board origin {origin:?} is not a number"))?;
+                board = Some((fd(f)?, origin));
+            }
             "sockets" => {
                 let mut list = Vec::new();
                 for s in value.split(',') {
@@ -208,6 +225,7 @@ fn decode(text: &str) -> Result<Spec, String> {
         parent: parent.ok_or("no parent=")?,
         link: link.ok_or("no link=")?,
         sockets: sockets.ok_or("no sockets=")?,
+        board,
     };
     // Addresses numbered 0.. without a gap, one mode each, a shared one
     // with exactly one socket; no fd named twice.
@@ -232,6 +250,7 @@ fn decode(text: &str) -> Result<Spec, String> {
     }
     let mut fds: Vec<RawFd> = spec.sockets.iter().map(|h| h.fd).collect();
     fds.push(spec.link);
+    fds.extend(spec.board.map(|b| b.0));
     fds.sort_unstable();
     if fds.windows(2).any(|w| w[0] == w[1]) {
         return Err("an fd is named twice".into());
@@ -240,17 +259,20 @@ fn decode(text: &str) -> Result<Spec, String> {
 }
 
 /// Starts the new master: `exec`'s path and arguments, inheriting the
-/// sockets in `handed` and the child end of the link. Returns its pid.
+/// sockets in `handed`, the child end of the link and the scoreboard
+/// (`board`: its memfd and clock origin). Returns its pid.
 pub(crate) fn spawn(
     exec: &Exec,
     handed: &[Handed],
     link: &UnixStream,
+    board: Option<(RawFd, u64)>,
     signals: &'static [nix::sys::signal::Signal],
 ) -> io::Result<i32> {
     let spec = Spec {
         parent: std::process::id() as i32,
         link: link.as_raw_fd(),
         sockets: handed.to_vec(),
+        board,
     };
     let mut cmd = std::process::Command::new(&exec.path);
     cmd.args(&exec.args)
@@ -258,6 +280,7 @@ pub(crate) fn spawn(
         .env_remove("WATCHDOG_PID");
     let mut keep: Vec<RawFd> = handed.iter().map(|h| h.fd).collect();
     keep.push(link.as_raw_fd());
+    keep.extend(board.map(|b| b.0));
     sys::keep_across_exec(&mut cmd, keep, signals);
     let child = cmd
         .spawn()
@@ -277,6 +300,8 @@ pub(crate) struct Inherited {
     pub(crate) link: UnixStream,
     /// The listening sockets, address by address.
     pub(crate) addresses: Vec<Bound>,
+    /// The scoreboard's memfd and clock origin (see `scoreboard::adopt`).
+    pub(crate) board: Option<(std::os::fd::OwnedFd, u64)>,
 }
 
 /// The sockets handed over by an old master, if [`UPGRADE_VAR`] is set and
@@ -313,6 +338,16 @@ pub(crate) fn inherited() -> io::Result<Option<Inherited>> {
     let link = sys::own_inherited(link_fd);
     rustix::io::fcntl_setfd(&link, rustix::io::FdFlags::CLOEXEC)?;
     let link = UnixStream::from(link);
+    let board = match spec.board {
+        Some((fd, origin)) => {
+            let borrowed =
+                sys::inherited_fd(fd).ok_or_else(|| bad(format!("board fd {fd} is not open")))?;
+            let owned = sys::own_inherited(borrowed);
+            rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC)?;
+            Some((owned, origin))
+        }
+        None => None,
+    };
     let mut addresses: Vec<Bound> = Vec::new();
     for h in &spec.sockets {
         let borrowed = sys::inherited_fd(h.fd).ok_or_else(|| bad(format!("fd {} closed", h.fd)))?;
@@ -335,6 +370,7 @@ pub(crate) fn inherited() -> io::Result<Option<Inherited>> {
         parent: spec.parent,
         link,
         addresses,
+        board,
     }))
 }
 
@@ -372,10 +408,18 @@ mod tests {
                     mode: Mode::Shared,
                 },
             ],
+            board: None,
         };
         let text = encode(&spec);
         assert_eq!(text, "parent=42 link=7 sockets=8:0:r,9:0:r,10:1:s");
-        assert_eq!(decode(&text), Ok(spec));
+        assert_eq!(decode(&text), Ok(spec.clone()));
+        let with_board = Spec {
+            board: Some((11, 123456)),
+            ..spec
+        };
+        let text = encode(&with_board);
+        assert!(text.ends_with(" board=11@123456"), "{text}");
+        assert_eq!(decode(&text), Ok(with_board));
         for bad in [
             "",
             "parent=42 link=7",
@@ -389,6 +433,9 @@ mod tests {
             "parent=42 link=7 sockets=8:0",
             "parent=42 link=7 sockets=8:0:r extra=1",
             "parent=42 link=seven sockets=8:0:r",
+            "parent=42 link=7 sockets=8:0:r board=9",
+            "parent=42 link=7 sockets=8:0:r board=8@1",
+            "parent=42 link=7 sockets=8:0:r board=9@x",
         ] {
             assert!(decode(bad).is_err(), "{bad:?}");
         }

@@ -334,6 +334,9 @@ struct Master {
     predecessor: Option<mio::net::UnixStream>,
     /// A new master took over: this one stops, and removes `.oldbin`.
     handed_over: bool,
+    /// When the scoreboard is swept of the other master's entries next
+    /// (after an upgrade, see `upgrade.rs`).
+    sweep_at: Option<Instant>,
 }
 
 struct Status(WaitStatus);
@@ -445,6 +448,7 @@ impl Master {
             successor: None,
             predecessor,
             handed_over: false,
+            sweep_at: None,
         })
     }
 
@@ -493,7 +497,7 @@ impl Master {
                 let left = at.saturating_duration_since(Instant::now());
                 timeout = Some(timeout.map_or(left, |t| t.min(left)));
             }
-            for at in [self.memory_check, self.watchdog_check]
+            for at in [self.memory_check, self.watchdog_check, self.sweep_at]
                 .into_iter()
                 .flatten()
             {
@@ -531,6 +535,9 @@ impl Master {
                 self.check_heartbeats(&mut happened);
                 self.watchdog_check =
                     Some(Instant::now() + watchdog_period(self.cfg.worker_timeout));
+            }
+            if self.sweep_at.is_some_and(|at| at <= Instant::now()) {
+                self.sweep_board();
             }
             happened.push(Event::Tick);
             for event in happened {

@@ -12,10 +12,12 @@
 
 use std::io::{self, Read as _, Write as _};
 use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
 use mio::{Interest, Token};
 
+use super::super::scoreboard;
 use super::super::supervisor::Event;
 use super::super::upgrade::{self, Handed};
 use super::{Master, HANDLED_SIGNALS};
@@ -24,6 +26,10 @@ use super::{Master, HANDLED_SIGNALS};
 pub(super) const SUCCESSOR_TOKEN: Token = Token(usize::MAX);
 /// The new master's end of the link to the old one.
 pub(super) const PREDECESSOR_TOKEN: Token = Token(usize::MAX - 1);
+
+/// How often a master alone looks for entries of the other master's
+/// workers that have exited (see [`Master::sweep_board`]).
+const SWEEP_AGAIN: Duration = Duration::from_secs(1);
 
 /// The byte a new master sends when every worker is ready.
 const READY_BYTE: u8 = b'R';
@@ -70,7 +76,11 @@ impl Master {
         );
         // No signal handler may run in the child before `exec` (see `fork`).
         self.signals.hold();
-        let spawned = upgrade::spawn(&exec, &handed, &theirs, &HANDLED_SIGNALS);
+        let board = self
+            .board
+            .and_then(|b| b.fd())
+            .map(|fd| (fd.as_raw_fd(), scoreboard::origin_monotonic_us()));
+        let spawned = upgrade::spawn(&exec, &handed, &theirs, board, &HANDLED_SIGNALS);
         self.signals.release();
         drop(theirs);
         match spawned {
@@ -156,6 +166,7 @@ impl Master {
                 let _ = self.poll.registry().deregister(&mut s);
             }
             happened.push(Event::PredecessorGone);
+            self.sweep_at = Some(Instant::now());
         }
     }
 
@@ -183,6 +194,7 @@ impl Master {
     /// the pid file comes back; systemd hears why.
     pub(super) fn upgrade_failed(&mut self, reason: &str) {
         self.drop_successor();
+        self.sweep_at = Some(Instant::now());
         if let Some(path) = &self.cfg.pid_file {
             let old = upgrade::oldbin(path);
             if old.exists() {
@@ -198,6 +210,24 @@ impl Master {
         if let Some(n) = &mut self.notify {
             n.status(&format!("binary upgrade failed: {reason}"));
         }
+    }
+
+    /// Alone again (an upgrade rolled back, or the old master gone): the
+    /// other master's entries in the shared scoreboard are freed once
+    /// their processes have exited; looked at again every second while
+    /// some still run.
+    pub(super) fn sweep_board(&mut self) {
+        let Some(board) = self.board else {
+            self.sweep_at = None;
+            return;
+        };
+        if self.sup.upgrading() || self.predecessor.is_some() {
+            self.sweep_at = None; // another master shares the region
+            return;
+        }
+        let ours: std::collections::BTreeSet<usize> = self.entries.values().copied().collect();
+        let left = board.sweep(|i| ours.contains(&i));
+        self.sweep_at = (left > 0).then(|| Instant::now() + SWEEP_AGAIN);
     }
 
     /// On the way out after a hand-over: `PATH.oldbin` is this master's.
