@@ -313,3 +313,46 @@ fn a_single_process_ignores_sigusr2_with_a_log_line() {
     assert!(is_alive(s.pid()));
     s.stop(T);
 }
+
+#[test]
+fn a_socket_activated_master_hands_the_systemd_socket_over() {
+    let _g = heavy();
+    let r = Release::new(HELLO);
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    let pid_file = r.pid_file_str();
+    let mut s = testkit::systemd::spawn_activated(
+        &r.app_str(),
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--pid-file",
+            &pid_file,
+            "--version-tag",
+            "old",
+        ],
+        &socket,
+        testkit::systemd::ListenPid::Server,
+        &[],
+    );
+    drop(socket);
+    assert!(wait_until(T, || s.listening().is_some()), "{}", s.stderr());
+    assert_eq!(s.addr(), addr);
+    s.wait_ready(2, T);
+    let old = s.pid();
+    let load = Load::start(addr, 2, 2, 1_000_000, Duration::from_secs(120));
+    assert!(load.wait_done(500, T), "{}", s.stderr());
+    r.install_tagged("new");
+    s.signal(Signal::SIGUSR2);
+    assert!(wait_until(T, || version(&s) == "new"), "{}", s.stderr());
+    assert!(s.wait_exit(T).expect("the old master exits").success());
+    let at = load.done();
+    assert!(load.wait_done(at + 1000, T), "{}", s.stderr());
+    check(&load.finish(), "socket-activated upgrade");
+    // Still systemd's one socket: nothing was bound.
+    assert_eq!(testkit::procs::listen_sockets(addr.port()), 1);
+    let new = r.wait_new_pid(old, T).expect("the new pid");
+    stop_new_master(&s, new);
+}
