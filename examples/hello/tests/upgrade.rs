@@ -356,3 +356,57 @@ fn a_socket_activated_master_hands_the_systemd_socket_over() {
     let new = r.wait_new_pid(old, T).expect("the new pid");
     stop_new_master(&s, new);
 }
+
+/// In a container the master is often process 1 of its pid namespace: when
+/// it exits, the kernel kills the whole namespace, a new master included.
+/// So it refuses `SIGUSR2` (`unshare --pid` plays the container).
+#[test]
+fn a_master_that_is_process_1_refuses_sigusr2() {
+    let usable = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !usable {
+        eprintln!("SKIPPED: `unshare --pid` is not available here (needs root or user namespaces)");
+        return;
+    }
+    let r = Release::new(HELLO);
+    let app = r.app_str();
+    let mut s = ServerTree::start(
+        "unshare",
+        &[
+            "--pid",
+            "--fork",
+            "--kill-child",
+            &app,
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+        ],
+    );
+    // The master: the process of the tree whose pid in its namespace is 1.
+    let mut master = None;
+    assert!(wait_until(T, || {
+        master = s.tagged().into_iter().find(|&p| {
+            std::fs::read_to_string(format!("/proc/{p}/status")).is_ok_and(|st| {
+                st.lines()
+                    .any(|l| l.starts_with("NSpid:") && l.ends_with("\t1"))
+            })
+        });
+        master.is_some()
+    }));
+    let master = master.expect("the master");
+    s.wait_log_count(") ready", 2, T);
+    r.install_tagged("new");
+    signal(master, Signal::SIGUSR2).expect("SIGUSR2");
+    s.wait_log("SIGUSR2 refused: this master is process 1", T);
+    assert_eq!(
+        version(&s),
+        env!("CARGO_PKG_VERSION"),
+        "the old build serves on"
+    );
+    signal(master, Signal::SIGTERM).expect("SIGTERM");
+    let status = s.wait_exit(T).expect("unshare exits with the master");
+    assert!(status.success(), "{status}\n{}", s.stderr());
+}

@@ -73,8 +73,10 @@
 //!
 //! With `NOTIFY_SOCKET` set, the master reports after every batch of events
 //! what changed (see `notify.rs`): `READY=1` once every slot's worker is
-//! ready, `RELOADING=1` and `READY=1` around a rolling restart, `STOPPING=1`,
-//! and `WATCHDOG=1` from its own loop while some worker accepts. The
+//! ready, `RELOADING=1` and `READY=1` around a rolling restart or a binary
+//! upgrade (with `MAINPID=` of the new master, or `STATUS=` saying why it
+//! failed), `STOPPING=1`, and `WATCHDOG=1` from its own loop while some
+//! worker accepts. The
 //! supervisor answers the questions (`all_ready`, `reloading`, `stopping`,
 //! `healthy`) without knowing about systemd.
 //!
@@ -400,6 +402,15 @@ impl Master {
             &layout,
         );
         sup.set_upgrade(cfg.upgrade_timeout, predecessor.as_ref().map(|p| p.0));
+        if nix::unistd::getpid().as_raw() == 1 {
+            // Process 1 of a pid namespace (a container): when it exits,
+            // the kernel kills every process of the namespace, the new
+            // master included. An upgrade would end the service.
+            sup.refuse_upgrades(
+                "this master is process 1 (a container's init): when it exits the \
+                 container ends, taking the new master with it; replace the container instead",
+            );
+        }
 
         // From here on every handled signal reaches the loop through
         // `signals`; it is blocked in every child forked later until the

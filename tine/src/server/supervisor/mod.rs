@@ -6,7 +6,7 @@
 //! without forking or waiting (`tests.rs`). This file holds the model,
 //! start, stop, exits and timers; `lend.rs` the lending of stranded
 //! sockets; `ops.rs` the operations that span several events (rolling
-//! restart, scale-up, scale-down).
+//! restart, scale-up, scale-down); `upgrade.rs` the binary upgrade.
 //!
 //! # Events and actions
 //!
@@ -21,6 +21,7 @@
 //! | `Recycle` (a worker past `max_requests` or `max_worker_memory`) | queued like `Reload`, for that worker's slot only: `Fork` its replacement; on its `Ready`, `Signal Term` to the old worker |
 //! | `Stuck` (the watchdog: no loop turn for `worker_timeout`) | `Signal Kill` once; when a current worker's exit is reaped, `Fork` its slot at once (no backoff; a timeout is counted apart from crashes) |
 //! | `Tick` | whatever deadline passed: respawn, `Kill` after the graceful timeout, abandon a replacement or hand-over not ready in time |
+//! | `Command(Upgrade)` (`SIGUSR2`) | `SpawnMaster`; on `MasterReady`, `HandOver` and the graceful stop; on the new master's exit or timeout, `UpgradeFailed` (see `upgrade.rs`) |
 //!
 //! # Model
 //!

@@ -1117,3 +1117,12 @@ fn a_new_master_tells_its_predecessor_once_and_refuses_sigusr2_until_it_has_gone
     sim.command(Command::Upgrade);
     assert_eq!(sim.take(), [Action::SpawnMaster]);
 }
+
+#[test]
+fn a_master_that_refuses_upgrades_never_spawns_one() {
+    let mut sim = Sim::ready(1);
+    sim.sup.refuse_upgrades("process 1");
+    sim.command(Command::Upgrade);
+    assert!(sim.take().is_empty());
+    assert!(!sim.sup.upgrading());
+}

@@ -46,6 +46,9 @@ pub(crate) struct UpgradeState {
     pub(super) predecessor: Option<i32>,
     /// `TellPredecessor` was sent.
     pub(super) told: bool,
+    /// Why every `SIGUSR2` is refused, if it is (see
+    /// [`Supervisor::refuse_upgrades`]).
+    pub(super) refused: Option<&'static str>,
 }
 
 impl Default for UpgradeState {
@@ -55,6 +58,7 @@ impl Default for UpgradeState {
             current: None,
             predecessor: None,
             told: false,
+            refused: None,
         }
     }
 }
@@ -67,6 +71,12 @@ impl Supervisor {
         self.upgrade.predecessor = predecessor;
     }
 
+    /// Refuses every `SIGUSR2`, saying `why` in the log (a master that is
+    /// process 1 of a container: see `master/upgrade.rs`).
+    pub(crate) fn refuse_upgrades(&mut self, why: &'static str) {
+        self.upgrade.refused = Some(why);
+    }
+
     /// Whether a binary upgrade started by this master is under way.
     pub(crate) fn upgrading(&self) -> bool {
         self.upgrade.current.is_some()
@@ -76,6 +86,10 @@ impl Supervisor {
     pub(super) fn start_upgrade(&mut self, now: Instant, out: &mut Vec<Action>) {
         if self.stopping {
             info!("SIGUSR2 ignored: stopping");
+            return;
+        }
+        if let Some(why) = self.upgrade.refused {
+            warn!("SIGUSR2 refused: {why}");
             return;
         }
         if let Some(u) = &self.upgrade.current {
