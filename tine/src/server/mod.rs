@@ -93,6 +93,9 @@ pub struct Server {
     /// This process is a new master started by a binary upgrade: the old
     /// master's pid and the link to it (see `upgrade.rs`).
     predecessor: Option<(i32, std::os::unix::net::UnixStream)>,
+    /// The executable and arguments a binary upgrade starts (taken at
+    /// bind, before the app can change directory).
+    exec: Option<upgrade::Exec>,
 }
 
 impl fmt::Debug for Server {
@@ -304,6 +307,7 @@ impl Server {
             _pid_file,
             workers_note,
             predecessor,
+            exec: upgrade::Exec::current(),
         })
     }
 
@@ -355,6 +359,7 @@ impl Server {
             _pid_file,
             workers_note,
             predecessor,
+            exec,
         } = self;
         let note = workers_note.map(|n| format!("; {n}")).unwrap_or_default();
         if workers <= 1 && predecessor.is_some() {
@@ -416,7 +421,7 @@ impl Server {
         WORKER_COUNT.store(workers, Ordering::Relaxed);
         let mut master = master_config(&config, workers);
         master.pid_file = config.pid_file.clone();
-        master.exec = upgrade::Exec::current();
+        master.exec = exec;
         if master.exec.is_none() {
             log::warn!("cannot tell the path this process was started from: SIGUSR2 will fail");
         }

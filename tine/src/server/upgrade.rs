@@ -5,12 +5,14 @@
 //!
 //! # How it goes
 //!
-//! 1. At start-up the server records the path it was started with
+//! 1. When it binds, the server records the path it was started with
 //!    (`argv[0]`, made absolute against the working directory, or looked
 //!    up in `PATH` when it has no slash) and its arguments ([`Exec`]).
 //!    Symlinks are left unresolved, so a file replaced in place or a
 //!    `current` symlink switched to a new release is what runs next; not
-//!    `/proc/self/exe`, which names the old (possibly deleted) inode.
+//!    `/proc/self/exe`, which names the old (possibly deleted) inode. (An
+//!    app that changes its working directory before binding should be
+//!    started with an absolute path.)
 //! 2. On `SIGUSR2` the master renames its pid file to `PATH.oldbin`, like
 //!    nginx, and starts that path with the same arguments. The child
 //!    inherits the listening sockets and one end of a Unix socket pair

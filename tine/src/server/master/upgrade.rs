@@ -63,6 +63,9 @@ impl Master {
             .listeners
             .iter()
             .zip(&self.socket_info)
+            // A socket only bound (a scale-up whose fork keeps failing)
+            // queues nothing: the new master binds its own if it needs one.
+            .filter(|(l, _)| listening(l))
             .map(|(l, &(address, mode))| Handed {
                 fd: l.as_raw_fd(),
                 address,
@@ -246,5 +249,17 @@ impl Master {
                 warn!("cannot remove {}: {e}", old.display());
             }
         }
+    }
+}
+
+/// Whether `l` listens (`SO_ACCEPTCONN`; macOS has no such option: every
+/// socket counts as listening there).
+fn listening(l: &std::net::TcpListener) -> bool {
+    #[cfg(not(target_vendor = "apple"))]
+    return rustix::net::sockopt::socket_acceptconn(l).unwrap_or(true);
+    #[cfg(target_vendor = "apple")]
+    {
+        let _ = l;
+        true
     }
 }
