@@ -410,3 +410,23 @@ fn a_master_that_is_process_1_refuses_sigusr2() {
     let status = s.wait_exit(T).expect("unshare exits with the master");
     assert!(status.success(), "{status}\n{}", s.stderr());
 }
+
+#[test]
+fn a_malformed_upgrade_variable_is_a_start_up_error_and_another_parents_is_ignored() {
+    let args = ["--bind", "127.0.0.1:0", "--workers", "2"];
+    let (status, log) = ServerTree::try_start_env(HELLO, &args, &[("TINE_UPGRADE", "sockets=x")])
+        .expect_err("a malformed TINE_UPGRADE must stop the start-up");
+    assert!(!status.success());
+    assert!(log.contains("TINE_UPGRADE"), "{log}");
+    // Well formed but for another parent (left in the environment of an
+    // unrelated process): ignored with a warning, the server binds.
+    let s = ServerTree::start_env(
+        HELLO,
+        &args,
+        &[("TINE_UPGRADE", "parent=1 link=50 sockets=51:0:r")],
+    );
+    s.wait_log("TINE_UPGRADE names parent 1", T);
+    s.wait_ready(2, T);
+    assert_eq!(version(&s), env!("CARGO_PKG_VERSION"));
+    s.stop(T);
+}
