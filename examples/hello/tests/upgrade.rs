@@ -119,7 +119,11 @@ fn sigusr2_under_load_switches_to_the_new_build_without_a_failure() {
     assert!(!r.oldbin().exists(), "the old master removes .oldbin");
     // Load goes on against the new build alone.
     let at = load.done();
-    assert!(load.wait_done((at + 1000).max(5000), T), "{}", s.stderr());
+    assert!(
+        load.wait_done_fresh((at + 1000).max(5000), 1000, T),
+        "{}",
+        s.stderr()
+    );
     let rep = load.finish();
     check(&rep, "upgrade under load");
     assert!(rep.ok >= 5000, "{rep:?}");
