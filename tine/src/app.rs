@@ -540,6 +540,23 @@ impl App {
         self
     }
 
+    /// How long a new master started by a binary upgrade (`SIGUSR2` to the
+    /// master) may take until every one of its workers is ready (default
+    /// 60 s: the new build forks its workers and runs their start-up hooks
+    /// meanwhile). Past it, the new master gets `SIGTERM` (`SIGKILL` after
+    /// the graceful timeout), the log says why, and the old master serves
+    /// on. The same happens at once if the new master exits. Needs
+    /// workers > 1.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let app = tine::App::new().workers(4).upgrade_timeout(Duration::from_secs(120));
+    /// ```
+    pub fn upgrade_timeout(mut self, d: std::time::Duration) -> Self {
+        self.config.upgrade_timeout = d;
+        self
+    }
+
     /// Writes the serving process's pid (the master's with workers > 1) to
     /// `path` once its address is bound ([`bind`](App::bind),
     /// [`serve`](App::serve)), and removes the file when the server is

@@ -193,6 +193,13 @@ impl Limits {
     /// How long a graceful shutdown waits for in-flight requests and queued
     /// responses before closing what is left. Default 10 s.
     ///
+    /// A stopping process (a worker recycled, replaced by a rolling restart
+    /// or a binary upgrade, or the whole server stopping) ends its
+    /// WebSockets (close `1001`) and streamed responses still running one
+    /// after another, spread evenly over the first half of this timeout,
+    /// so that their clients do not all reconnect at the same moment; the
+    /// second half is left for the close handshakes.
+    ///
     /// ```
     /// let limits = tine::Limits::default().drain_timeout(std::time::Duration::from_secs(30));
     /// ```

@@ -38,9 +38,10 @@
 //! --max-requests-jitter J     ... each worker's limit is N + random(0..=J)
 //! --max-worker-memory BYTES   recycle a worker past BYTES of private memory (Linux)
 //! --worker-timeout-ms N       kill and replace a worker stuck N ms (0: never; default 30 s)
-//! --version-tag TEXT          what GET /version answers
+//! --version-tag TEXT          what GET /version answers (given twice: the last)
 //! --listen ADDR               another address with the same routes (repeatable;
 //!                             one `listening on` line per address)
+//! --upgrade-timeout-ms N      a new master started by SIGUSR2 must be ready within N ms (default 60 s)
 //! --user NAME / --group NAME  workers (or the single process) run as NAME
 //! --balance reuseport|shared  a SO_REUSEPORT listener per worker, or one
 //!                             listener the free workers accept from
@@ -150,8 +151,10 @@ struct Args {
     /// The group workers run as (default: the user's).
     #[arg(long)]
     group: Option<String>,
-    /// Text answered by GET /version (to tell two builds or runs apart).
-    #[arg(long)]
+    /// Text answered by GET /version (to tell two builds or runs apart;
+    /// given twice, the last one wins, so an upgrade wrapper can append
+    /// `--version-tag new` to the arguments it is started with).
+    #[arg(long, overrides_with = "version_tag")]
     version_tag: Option<String>,
     /// Another address to serve the same routes on (repeatable).
     #[arg(long = "listen")]
@@ -173,6 +176,11 @@ struct Args {
     /// Testing aid: rotate session-ticket keys every N milliseconds.
     #[arg(long, hide = true)]
     tls_ticket_rotation_ms: Option<u64>,
+    // --- upgrade ---
+    /// How long a new master started by SIGUSR2 may take until all its
+    /// workers are ready, in milliseconds (default 60 s).
+    #[arg(long)]
+    upgrade_timeout_ms: Option<u64>,
     // --- balance ---
     /// How the workers share each address: `reuseport` (a SO_REUSEPORT
     /// listener per worker; the Linux and FreeBSD default) or `shared` (one
@@ -433,6 +441,9 @@ fn main() -> ExitCode {
     }
     if let Some(bytes) = args.max_worker_memory {
         app = app.max_worker_memory(bytes);
+    }
+    if let Some(ms) = args.upgrade_timeout_ms {
+        app = app.upgrade_timeout(Duration::from_millis(ms));
     }
     if let Some(path) = &args.pid_file {
         app = app.pid_file(path);

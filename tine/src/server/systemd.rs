@@ -91,7 +91,7 @@ fn parse_vars(
 
 /// Whether `fd` is an open, listening TCP stream socket (IPv4 or IPv6);
 /// the reason if not.
-fn check_fd(fd: RawFd) -> Result<(), String> {
+pub(crate) fn check_fd(fd: RawFd) -> Result<(), String> {
     let borrowed = sys::inherited_fd(fd).ok_or_else(|| format!("fd {fd} is not open"))?;
     check_socket(fd, borrowed)
 }
@@ -176,7 +176,7 @@ pub(crate) fn inherited_listeners() -> Option<Vec<TcpListener>> {
 }
 
 /// Close-on-exec and non-blocking, like the sockets tine binds itself.
-fn prepare(fd: &OwnedFd) -> io::Result<()> {
+pub(crate) fn prepare(fd: &OwnedFd) -> io::Result<()> {
     rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
     socket2::SockRef::from(fd).set_nonblocking(true)
 }

@@ -114,7 +114,13 @@ impl EventLoop {
         control: Option<std::os::unix::net::UnixStream>,
     ) -> io::Result<Self> {
         let poll = Poll::new()?;
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        // A single process (no master) also takes SIGUSR2, only to refuse
+        // it: its default action would end the process.
+        let mut signals = if control.is_none() {
+            Signals::new([SIGINT, SIGTERM, signal_hook::consts::SIGUSR2])?
+        } else {
+            Signals::new([SIGINT, SIGTERM])?
+        };
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let now = Instant::now();
@@ -197,7 +203,18 @@ impl EventLoop {
             for event in events.iter() {
                 match event.token() {
                     SIGNALS => {
-                        if self.signals.pending().next().is_some() {
+                        let mut stop = false;
+                        for sig in self.signals.pending() {
+                            if sig == signal_hook::consts::SIGUSR2 {
+                                log::warn!(
+                                    "SIGUSR2 ignored: a binary upgrade needs a master \
+                                     (workers > 1); this is a single process"
+                                );
+                            } else {
+                                stop = true;
+                            }
+                        }
+                        if stop {
                             self.begin_drain();
                         }
                     }
@@ -273,17 +290,24 @@ impl EventLoop {
         for key in idle {
             self.set_deadline(key, self.now + DRAIN_IDLE);
         }
-        // WebSocket peers get a close with 1001 and until the drain
-        // deadline to answer it.
-        let sockets: Vec<usize> = self
+        // WebSockets (a close with 1001) and streams still running are
+        // ended one after another over the first half of the drain
+        // timeout, not all at once: their clients reconnect spread out
+        // too (see the conn module docs).
+        let long: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, s)| s.conn.any_session().is_some())
+            .filter(|(_, s)| s.conn.long_lived())
             .map(|(k, _)| k)
             .collect();
-        for key in sockets {
-            self.conns[key].conn.go_away();
-            self.drive(key);
+        let window = self.shared.config.limits.drain_timeout / 2;
+        let n = long.len() as u32;
+        for (i, key) in (0u32..).zip(long) {
+            let at = self.now + window * i / n;
+            let conn = &mut self.conns[key].conn;
+            conn.retire_at(at);
+            let deadline = conn.deadline(&self.shared);
+            self.set_deadline(key, deadline);
         }
         log::info!(
             "stop requested: draining {} connection(s)",
