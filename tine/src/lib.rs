@@ -81,6 +81,7 @@
 
 mod app;
 mod error;
+mod group;
 mod handler;
 mod http;
 mod limits;
@@ -95,7 +96,10 @@ mod ws;
 
 pub use crate::app::App;
 pub use crate::error::Error;
-pub use crate::http::{Extensions, IntoResponse, Params, Request, RequestBuilder, Response};
+pub use crate::group::Group;
+pub use crate::http::{
+    BodyReader, Extensions, IntoResponse, Params, Request, RequestBuilder, Response,
+};
 pub use crate::limits::Limits;
 pub use crate::middleware::Cors;
 pub use crate::pubsub::{publish, publish_binary};
@@ -132,7 +136,14 @@ pub mod __fuzz {
                             std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
                         );
                     }
-                    crate::http::parse::Decoded::Continue => {}
+                    crate::http::parse::Decoded::Head(_) => {
+                        // Admitted as a route with the global limit would be.
+                        if decoder.admit(limits.max_body, limits.body_buffer).is_err() {
+                            return;
+                        }
+                    }
+                    crate::http::parse::Decoded::Body(_)
+                    | crate::http::parse::Decoded::Continue => {}
                     crate::http::parse::Decoded::NeedMore => break,
                     crate::http::parse::Decoded::Error(_) => {
                         // What the error page and after-hooks would see.

@@ -28,6 +28,8 @@ pub struct Limits {
     pub(crate) max_headers: usize,
     /// See [`Limits::max_body`].
     pub(crate) max_body: usize,
+    /// See [`Limits::body_buffer`].
+    pub(crate) body_buffer: usize,
     /// See [`Limits::header_timeout`].
     pub(crate) header_timeout: Duration,
     /// See [`Limits::body_timeout`].
@@ -48,6 +50,7 @@ impl Default for Limits {
             max_header: 16 * 1024,
             max_headers: 100,
             max_body: 1024 * 1024,
+            body_buffer: 1024 * 1024,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(60),
@@ -87,7 +90,9 @@ impl Limits {
 
     /// Largest request body, in bytes, whether sent with `Content-Length`
     /// or chunked. Default 1 MiB. Over it: `413`, sent as soon as the
-    /// declared length is known, then close.
+    /// declared length is known (before any of the body is read, and
+    /// before `100 Continue`), then close. A route group can set its own
+    /// with [`Group::max_body`](crate::Group::max_body).
     ///
     /// ```
     /// let limits = tine::Limits::default().max_body(10 << 20);
@@ -95,6 +100,26 @@ impl Limits {
     #[must_use]
     pub fn max_body(mut self, bytes: usize) -> Self {
         self.max_body = bytes;
+        self
+    }
+
+    /// Largest request body kept in memory, in bytes (nginx's
+    /// `client_body_buffer_size`). A larger body (allowed by a route
+    /// group's [`max_body`](crate::Group::max_body), say) is written to an
+    /// anonymous temporary file as it arrives (in `TMPDIR`, else `/tmp`),
+    /// so a 100 MiB upload costs a connection about one read buffer of
+    /// memory, not 100 MiB. The handler reads such a body with
+    /// [`Request::body_reader`](crate::Request::body_reader);
+    /// [`Request::body`](crate::Request::body) is empty for it. Default
+    /// 1 MiB (the default `max_body`: with the defaults nothing is ever
+    /// spilled).
+    ///
+    /// ```
+    /// let limits = tine::Limits::default().body_buffer(64 * 1024);
+    /// ```
+    #[must_use]
+    pub fn body_buffer(mut self, bytes: usize) -> Self {
+        self.body_buffer = bytes;
         self
     }
 

@@ -44,6 +44,11 @@ pub struct Request {
     peer: SocketAddr,
     extensions: Extensions,
     state: Option<Rc<Extensions>>,
+    /// The before-hooks ran when the head was admitted.
+    hooks_done: bool,
+    /// The body, when it was written to a temporary file instead of
+    /// `body` (see [`Limits::body_buffer`](crate::Limits::body_buffer)).
+    spilled: Option<Box<super::body::SpilledBody>>,
 }
 
 impl Request {
@@ -83,6 +88,8 @@ impl Request {
             peer,
             extensions: Extensions::default(),
             state: None,
+            hooks_done: false,
+            spilled: None,
         })
     }
 
@@ -108,6 +115,8 @@ impl Request {
             peer,
             extensions: Extensions::default(),
             state: None,
+            hooks_done: false,
+            spilled: None,
         })
     }
 
@@ -200,9 +209,55 @@ impl Request {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// The request body (empty when there was none).
+    /// The request body (empty when there was none, and when it was
+    /// spilled to a temporary file because it is larger than
+    /// [`Limits::body_buffer`](crate::Limits::body_buffer): read such a
+    /// body with [`body_reader`](Request::body_reader)).
     pub fn body(&self) -> &[u8] {
         &self.body
+    }
+
+    /// The length of the body in bytes, in memory or spilled.
+    ///
+    /// ```
+    /// let req = tine::Request::builder(tine::Method::POST, "/").body("abc").finish();
+    /// assert_eq!(req.body_len(), 3);
+    /// ```
+    pub fn body_len(&self) -> u64 {
+        match &self.spilled {
+            Some(s) => s.len,
+            None => self.body.len() as u64,
+        }
+    }
+
+    /// Whether the body was spilled to a temporary file (then
+    /// [`body`](Request::body) is empty and
+    /// [`body_reader`](Request::body_reader) reads it).
+    pub fn body_is_spilled(&self) -> bool {
+        self.spilled.is_some()
+    }
+
+    /// Reads the body from its start, wherever it is: memory, or the
+    /// temporary file a large body was spilled to (see
+    /// [`Limits::body_buffer`](crate::Limits::body_buffer)). Each call
+    /// gives a new reader from the first byte. The file is deleted
+    /// when the request is dropped (it never had a name).
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// let req = tine::Request::builder(tine::Method::POST, "/").body("hello").finish();
+    /// let mut text = String::new();
+    /// req.body_reader().read_to_string(&mut text).unwrap();
+    /// assert_eq!(text, "hello");
+    /// ```
+    pub fn body_reader(&self) -> BodyReader<'_> {
+        BodyReader {
+            source: match &self.spilled {
+                Some(s) => Source::File(&s.file, s.len),
+                None => Source::Memory(&self.body),
+            },
+            pos: 0,
+        }
     }
 
     /// The request body as a cheaply clonable [`Bytes`].
@@ -299,6 +354,24 @@ impl Request {
         self.state.as_deref()?.get()
     }
 
+    /// Whether the before-hooks already ran (at admission, before the
+    /// body was read).
+    pub(crate) fn hooks_done(&self) -> bool {
+        self.hooks_done
+    }
+
+    pub(crate) fn set_hooks_done(&mut self) {
+        self.hooks_done = true;
+    }
+
+    /// Attaches the body read after the head was admitted.
+    pub(crate) fn set_body(&mut self, body: super::body::ReadBody) {
+        match body {
+            super::body::ReadBody::Memory(bytes) => self.body = bytes,
+            super::body::ReadBody::File(file) => self.spilled = Some(Box::new(file)),
+        }
+    }
+
     pub(crate) fn set_state(&mut self, state: Rc<Extensions>) {
         self.state = Some(state);
     }
@@ -391,6 +464,44 @@ impl RequestBuilder {
         .expect("valid UTF-8 path");
         req.params = Params(self.params);
         req
+    }
+}
+
+/// Reads a request body from its start: see [`Request::body_reader`].
+#[derive(Debug)]
+pub struct BodyReader<'a> {
+    source: Source<'a>,
+    pos: u64,
+}
+
+#[derive(Debug)]
+enum Source<'a> {
+    Memory(&'a [u8]),
+    /// Read with `pread`, so readers never share a file offset.
+    File(&'a std::fs::File, u64),
+}
+
+impl std::io::Read for BodyReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = match self.source {
+            Source::Memory(bytes) => {
+                let rest = bytes.get(self.pos as usize..).unwrap_or(&[]);
+                let n = rest.len().min(buf.len());
+                buf[..n].copy_from_slice(&rest[..n]);
+                n
+            }
+            Source::File(file, len) => {
+                use std::os::unix::fs::FileExt;
+                let left = len.saturating_sub(self.pos);
+                let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                if want == 0 {
+                    return Ok(0);
+                }
+                file.read_at(&mut buf[..want], self.pos)?
+            }
+        };
+        self.pos += n as u64;
+        Ok(n)
     }
 }
 

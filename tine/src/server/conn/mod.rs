@@ -193,6 +193,15 @@ pub(crate) struct Conn<T> {
     give_up: Instant,
     /// Set once the connection has switched to WebSocket.
     ws: Option<Box<Session>>,
+    /// The request whose head was admitted and whose body is being read.
+    admitted: Option<Box<Admitted>>,
+}
+
+/// A request admitted before its body ([`Service::admit`]), waiting for
+/// it.
+pub(crate) struct Admitted {
+    req: crate::http::Request,
+    exchange: crate::http::encode::Exchange,
 }
 
 impl<T: Transport> Conn<T> {
@@ -213,6 +222,7 @@ impl<T: Transport> Conn<T> {
             body_started: None,
             give_up: now,
             ws: None,
+            admitted: None,
         }
     }
 
