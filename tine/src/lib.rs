@@ -87,6 +87,7 @@ mod http;
 mod limits;
 mod macros;
 mod middleware;
+mod multipart;
 pub mod pubsub;
 mod router;
 mod server;
@@ -102,6 +103,7 @@ pub use crate::http::{
 };
 pub use crate::limits::Limits;
 pub use crate::middleware::Cors;
+pub use crate::multipart::{Multipart, MultipartLimits, Part, PartReader};
 pub use crate::pubsub::{publish, publish_binary};
 pub use crate::server::{worker, ServeError, Server, WorkerInfo};
 pub use crate::static_files::StaticConfig;

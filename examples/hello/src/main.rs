@@ -27,6 +27,10 @@
 //! POST /leak?kb=N      testing aid: allocates N KiB, writes them and never
 //!                      frees them (max 1 GiB per request); answers this
 //!                      worker's total leaked KiB
+//! POST /upload         multipart/form-data; answers JSON
+//!                      {"fields":[{"name","value"}],"files":[{"field",
+//!                      "filename","size","sha256"}]} (hex SHA-256); body
+//!                      limit --max-upload; 400/413/415 naming the problem
 //! ```
 //!
 //! Process flags besides the address and the limits:
@@ -40,6 +44,8 @@
 //! --worker-timeout-ms N       kill and replace a worker stuck N ms (0: never; default 30 s)
 //! --version-tag TEXT          what GET /version answers
 //! --user NAME / --group NAME  workers (or the single process) run as NAME
+//! --max-upload BYTES          body limit of POST /upload (default: --max-body's)
+//! --body-buffer BYTES         bodies past BYTES spill to a temporary file (default 1 MiB)
 //! ```
 //!
 //! Under systemd, a socket unit's sockets (`LISTEN_FDS`) replace `--bind`
@@ -53,6 +59,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+
+mod upload;
 use tine::{App, Request, Response, StatusCode, WebSocket, WsEvent};
 
 /// Command-line flags.
@@ -143,6 +151,14 @@ struct Args {
     /// Text answered by GET /version (to tell two builds or runs apart).
     #[arg(long)]
     version_tag: Option<String>,
+    // --- uploads ---
+    /// Body limit of POST /upload in bytes (default: --max-body's).
+    #[arg(long)]
+    max_upload: Option<usize>,
+    /// Request bodies larger than this many bytes are spilled to a
+    /// temporary file instead of memory (default 1 MiB).
+    #[arg(long)]
+    body_buffer: Option<usize>,
 }
 
 #[derive(serde::Serialize)]
@@ -346,6 +362,9 @@ fn main() -> ExitCode {
     if let Some(ms) = args.drain_timeout_ms {
         limits = limits.drain_timeout(Duration::from_millis(ms));
     }
+    if let Some(n) = args.body_buffer {
+        limits = limits.body_buffer(n);
+    }
     let mut app = App::new()
         .get("/plaintext", plaintext)
         .get("/json", json)
@@ -358,6 +377,7 @@ fn main() -> ExitCode {
         .get("/stream", stream)
         .post("/publish/:topic", publish)
         .get("/pubsub/stats", pubsub_stats)
+        .merge(upload::routes(args.max_upload))
         .ws("/ws/echo", ws_echo)
         .ws("/ws/chat", ws_chat)
         .get("/panic", |_: &Request| -> Response {

@@ -271,6 +271,39 @@ impl Request {
             .map_err(|_| Error::bad_request("request body is not valid UTF-8"))
     }
 
+    /// The body parsed as `multipart/form-data` (an HTML form with
+    /// files) with the default [`MultipartLimits`](crate::MultipartLimits):
+    /// text fields, and files in memory or, past 256 KiB, in temporary
+    /// files. A `Content-Type` other than `multipart/form-data` is a
+    /// `415`, a malformed body a `400`, a part over a limit a `413`, each
+    /// with a message naming the problem (and the limit).
+    ///
+    /// ```
+    /// let req = tine::Request::builder(tine::Method::POST, "/upload")
+    ///     .header("content-type", "multipart/form-data; boundary=B")
+    ///     .body("--B\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nhi\r\n--B--\r\n")
+    ///     .finish();
+    /// let form = req.multipart().unwrap();
+    /// assert_eq!(form.field("title"), Some("hi"));
+    /// ```
+    pub fn multipart(&self) -> Result<crate::Multipart, Error> {
+        crate::multipart::parse(self, &crate::MultipartLimits::default())
+    }
+
+    /// Like [`multipart`](Request::multipart), with other limits.
+    ///
+    /// ```
+    /// let limits = tine::MultipartLimits::default().max_parts(10).max_file(20 << 20);
+    /// let req = tine::Request::builder(tine::Method::POST, "/").finish();
+    /// assert_eq!(req.multipart_with(&limits).unwrap_err().status(), 415);
+    /// ```
+    pub fn multipart_with(
+        &self,
+        limits: &crate::MultipartLimits,
+    ) -> Result<crate::Multipart, Error> {
+        crate::multipart::parse(self, limits)
+    }
+
     /// The body parsed as JSON. A `Content-Type` other than JSON is a `415`,
     /// a body that does not parse into `T` a `400` naming the problem.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
