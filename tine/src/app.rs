@@ -309,7 +309,11 @@ impl App {
     /// rendered by the [`errors`](App::errors) handler, as from a handler).
     /// Before-hooks run on WebSocket upgrade requests too; they do not run
     /// on requests tine refuses before routing (malformed, over a limit,
-    /// timed out).
+    /// timed out). For a request with a body they run once its head is
+    /// read, before the body is accepted (and before `100 Continue` is
+    /// sent): a hook that answers then refuses the body unread, and the
+    /// connection closes after the answer unless the whole body had
+    /// already arrived with the head. (The hook sees an empty body.)
     ///
     /// ```
     /// use tine::{App, Request, Response, StatusCode};

@@ -7,11 +7,21 @@
 //!
 //! 1. routing (a WebSocket upgrade request to the WebSocket routes, every
 //!    other request to the HTTP routes);
-//! 2. the before-hooks, in order, until one answers;
+//! 2. the before-hooks, in order, until one answers: the app's, then
+//!    those of the route's group (outermost first);
 //! 3. the handler, the WebSocket handshake, or tine's 404 / 405;
 //! 4. the error page, if the response is one (the rule below);
-//! 5. the after-hooks, in order (on everything but an accepted upgrade);
+//! 5. the after-hooks, in order (on everything but an accepted upgrade):
+//!    the group's (innermost first), then the app's;
 //! 6. the request log line.
+//!
+//! A request with a body is first *admitted*, as soon as its head is
+//! read and before any of its body is accepted ([`Service::admit`]):
+//! routing gives its group's `max_body`, and steps 2 and 4 to 6 run there,
+//! so an authentication hook refuses a 100 MiB upload before it is sent
+//! (and before `100 Continue`). The connection then reads the body within
+//! the limit and calls `answer`, which skips the hooks already run. Bodiless
+//! requests (the common case) skip admission entirely.
 //!
 //! A request tine refuses once its request line was read (400, 408, 413,
 //! 431, ... found by the decoder or the timers) goes through

@@ -23,6 +23,14 @@
 //! `DELETE /index.html` a `405`, and `DELETE /api/todos` the `405` of the
 //! `/api/todos` routes.
 //!
+//! **Fallbacks** (a route group's, or the app's: `prefix/*` patterns, any
+//! method) come after both tiers' routes that are at least as deep: the
+//! deepest fallback matching a path no exact route matches answers it,
+//! unless a wildcard route or mount with as many segments before its `*`
+//! matches too. So `/api`'s fallback answers `/api/nothing` although a
+//! static directory is mounted at `/`, and `/api/files/*` still answers
+//! its own paths.
+//!
 //! Registering the same method (or `any`) twice on the same pattern (same
 //! segments; capture names do not count) is a conflict: the second route
 //! could never answer. [`Router::add`] refuses it, and the builder panics
@@ -713,6 +721,42 @@ mod tests {
         assert!(r
             .add_mount(Pattern::parse("/users/:id/*").unwrap(), 1)
             .is_err());
+    }
+
+    #[test]
+    fn fallbacks_answer_what_routes_as_deep_do_not() {
+        let mut r = Router::default();
+        r.add_mount(Pattern::parse("/*").unwrap(), 0).unwrap();
+        r.add(Some(Method::GET), Pattern::parse("/api/todos").unwrap(), 1)
+            .unwrap();
+        r.add(
+            Some(Method::GET),
+            Pattern::parse("/api/files/*").unwrap(),
+            2,
+        )
+        .unwrap();
+        r.add_fallback(Pattern::parse("/api/*").unwrap(), 3)
+            .unwrap();
+        r.add_fallback(Pattern::parse("/api/v2/*").unwrap(), 4)
+            .unwrap();
+        assert_eq!(found(&r, Method::GET, "/api/nothing").unwrap().0, 3);
+        assert_eq!(found(&r, Method::DELETE, "/api").unwrap().0, 3);
+        assert_eq!(found(&r, Method::GET, "/api/v2/x").unwrap().0, 4);
+        assert_eq!(found(&r, Method::GET, "/api/files/a").unwrap().0, 2);
+        assert_eq!(found(&r, Method::GET, "/index.html").unwrap().0, 0);
+        // A route's own path is still its own: 405, not the fallback.
+        assert!(matches!(
+            r.find(&Method::POST, "/api/todos"),
+            Match::MethodNotAllowed(_)
+        ));
+        assert!(matches!(
+            r.find(&Method::POST, "/api/files/a"),
+            Match::MethodNotAllowed(_)
+        ));
+        assert!(r
+            .add_fallback(Pattern::parse("/api/*").unwrap(), 5)
+            .is_err());
+        assert!(r.add_fallback(Pattern::parse("/api").unwrap(), 5).is_err());
     }
 
     #[test]
