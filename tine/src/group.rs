@@ -14,8 +14,8 @@ use crate::router::{Pattern, Router};
 use crate::service::{Layer, Route, Service};
 
 /// A set of routes with their own before/after hooks, body limit and
-/// fallback, to be mounted under a prefix with [`App::nest`] or as they
-/// are with [`App::merge`] (which is how an app is split across modules,
+/// fallback, to be mounted under a prefix with [`App::nest`](crate::App::nest) or as they
+/// are with [`App::merge`](crate::App::merge) (which is how an app is split across modules,
 /// and how one route gets its own [`max_body`](Group::max_body)).
 ///
 /// - Routes are written relative to the group (`/todos` nested at `/api`
