@@ -4,8 +4,6 @@
 //! malformed forms, and a 50 MiB upload that does not cost 50 MiB of
 //! memory.
 
-use std::time::Duration;
-
 use sha2::{Digest, Sha256};
 use testkit::{Client, ServerProcess};
 
