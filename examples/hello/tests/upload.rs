@@ -199,7 +199,7 @@ fn a_50_mib_upload_does_not_cost_50_mib_of_memory() {
     let sender = std::thread::spawn(move || {
         use std::io::Write;
         writer
-            .set_write_timeout(Some(Duration::from_secs(60)))
+            .set_write_timeout(Some(std::time::Duration::from_secs(60)))
             .unwrap();
         writer.write_all(head.as_bytes()).unwrap();
         writer.write_all(&body).unwrap();
