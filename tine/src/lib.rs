@@ -140,7 +140,7 @@ pub mod __fuzz {
                     }
                     crate::http::parse::Decoded::Head(_) => {
                         // Admitted as a route with the global limit would be.
-                        if decoder.admit(limits.max_body, limits.body_buffer).is_err() {
+                        if decoder.admit(limits.max_body, limits.spill_past()).is_err() {
                             return;
                         }
                     }

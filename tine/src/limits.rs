@@ -28,8 +28,8 @@ pub struct Limits {
     pub(crate) max_headers: usize,
     /// See [`Limits::max_body`].
     pub(crate) max_body: usize,
-    /// See [`Limits::body_buffer`].
-    pub(crate) body_buffer: usize,
+    /// See [`Limits::body_buffer`]; `None`: `max_body`.
+    pub(crate) body_buffer: Option<usize>,
     /// See [`Limits::header_timeout`].
     pub(crate) header_timeout: Duration,
     /// See [`Limits::body_timeout`].
@@ -50,7 +50,7 @@ impl Default for Limits {
             max_header: 16 * 1024,
             max_headers: 100,
             max_body: 1024 * 1024,
-            body_buffer: 1024 * 1024,
+            body_buffer: None,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(60),
@@ -108,19 +108,28 @@ impl Limits {
     /// group's [`max_body`](crate::Group::max_body), say) is written to an
     /// anonymous temporary file as it arrives (in `TMPDIR`, else `/tmp`),
     /// so a 100 MiB upload costs a connection about one read buffer of
-    /// memory, not 100 MiB. The handler reads such a body with
-    /// [`Request::body_reader`](crate::Request::body_reader);
-    /// [`Request::body`](crate::Request::body) is empty for it. Default
-    /// 1 MiB (the default `max_body`: with the defaults nothing is ever
-    /// spilled).
+    /// memory, not 100 MiB. The handler streams such a body with
+    /// [`Request::body_reader`](crate::Request::body_reader) (which
+    /// works for every body); [`Request::body`](crate::Request::body)
+    /// still works, but reads the whole file into memory on first use.
+    /// Default: [`max_body`](Limits::max_body) (1 MiB by default), so
+    /// bodies the app-wide limit allows stay in memory as they always
+    /// did, and only bodies that a group's larger `max_body` lets through
+    /// are spilled.
     ///
     /// ```
     /// let limits = tine::Limits::default().body_buffer(64 * 1024);
     /// ```
     #[must_use]
     pub fn body_buffer(mut self, bytes: usize) -> Self {
-        self.body_buffer = bytes;
+        self.body_buffer = Some(bytes);
         self
+    }
+
+    /// The body size past which bodies are spilled (see
+    /// [`body_buffer`](Limits::body_buffer)).
+    pub(crate) fn spill_past(&self) -> usize {
+        self.body_buffer.unwrap_or(self.max_body)
     }
 
     /// Time a client has to deliver a complete request head once it has

@@ -237,7 +237,8 @@ pub(crate) fn parse(req: &Request, limits: &MultipartLimits) -> Result<Multipart
         .map_err(|e| Error::bad_request(format!("multipart: {e}")))?;
     let mut reader = req.body_reader();
     let in_memory = !req.body_is_spilled();
-    let mut whole = Some(req.body_bytes());
+    // Not `body_bytes` for a spilled body: that reads it all into memory.
+    let mut whole = in_memory.then(|| req.body_bytes());
     let chunks = std::iter::from_fn(move || {
         if in_memory {
             // A body in memory goes to the parser as it is, uncopied.

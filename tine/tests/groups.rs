@@ -169,6 +169,11 @@ fn limits_app(hook_calls: Rc<Cell<u32>>) -> App {
                             .fold(hasher, |h, &b| h.wrapping_mul(31).wrapping_add(b as u64));
                     }
                     format!("{n} {} {hasher}", req.body_is_spilled())
+                })
+                // `body()` works for a spilled body too (read back whole).
+                .post("/upload/whole", |req: &Request| {
+                    let sum = req.body().iter().map(|&b| b as u64).sum::<u64>();
+                    format!("{} {} {sum}", req.body().len(), req.body_is_spilled())
                 }),
         )
         .merge(private)
@@ -246,6 +251,44 @@ fn a_large_body_is_spilled_to_a_file_and_read_back_whole() {
         c.send(b"POST /json HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc");
         assert_eq!(c.read_response().text(), "3 bytes");
     }
+    let mut c = Client::connect(addr);
+    c.send(
+        format!(
+            "POST /upload/whole HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    c.send(&body);
+    let sum: u64 = body.iter().map(|&b| b as u64).sum();
+    assert_eq!(
+        c.read_response().text(),
+        format!("{} true {sum}", body.len())
+    );
+}
+
+#[test]
+fn bodies_within_the_app_limit_stay_in_memory_by_default() {
+    // No body_buffer set: it follows max_body, so a 3 MiB body allowed
+    // app-wide is in memory, as before spilling existed.
+    let addr = serve(|| {
+        App::new()
+            .limits(Limits::default().max_body(4 << 20))
+            .post("/", |req: &Request| {
+                format!("{} {}", req.body().len(), req.body_is_spilled())
+            })
+    });
+    let mut c = Client::connect(addr);
+    let body = vec![b'x'; 3 << 20];
+    c.send(
+        format!(
+            "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    c.send(&body);
+    assert_eq!(c.read_response().text(), format!("{} false", 3 << 20));
 }
 
 #[test]

@@ -45,7 +45,7 @@
 //! --version-tag TEXT          what GET /version answers
 //! --user NAME / --group NAME  workers (or the single process) run as NAME
 //! --max-upload BYTES          body limit of POST /upload (default: --max-body's)
-//! --body-buffer BYTES         bodies past BYTES spill to a temporary file (default 1 MiB)
+//! --body-buffer BYTES         bodies past BYTES spill to a temporary file (default: --max-body)
 //! ```
 //!
 //! Under systemd, a socket unit's sockets (`LISTEN_FDS`) replace `--bind`
@@ -156,7 +156,7 @@ struct Args {
     #[arg(long)]
     max_upload: Option<usize>,
     /// Request bodies larger than this many bytes are spilled to a
-    /// temporary file instead of memory (default 1 MiB).
+    /// temporary file instead of memory (default: --max-body's).
     #[arg(long)]
     body_buffer: Option<usize>,
 }

@@ -164,6 +164,27 @@ pub(crate) enum ReadBody {
 pub(crate) struct SpilledBody {
     pub(crate) file: std::fs::File,
     pub(crate) len: u64,
+    /// The whole body read back, once something asked for it in memory
+    /// ([`Request::body`](crate::Request::body)).
+    pub(crate) loaded: std::cell::OnceCell<bytes::Bytes>,
+}
+
+impl SpilledBody {
+    /// The body in memory, read from the file on first use (a read error
+    /// is logged and gives an empty body).
+    pub(crate) fn load(&self) -> &bytes::Bytes {
+        self.loaded.get_or_init(|| {
+            use std::os::unix::fs::FileExt;
+            let mut data = vec![0u8; usize::try_from(self.len).unwrap_or(0)];
+            match self.file.read_exact_at(&mut data, 0) {
+                Ok(()) => bytes::Bytes::from(data),
+                Err(e) => {
+                    log::error!("cannot read a request body back from its temporary file: {e}");
+                    bytes::Bytes::new()
+                }
+            }
+        })
+    }
 }
 
 /// A temporary file a body is being written to.
@@ -213,6 +234,7 @@ impl SpillFile {
         SpilledBody {
             file: self.file.take().expect("a spill file is taken once"),
             len: self.len,
+            loaded: std::cell::OnceCell::new(),
         }
     }
 }

@@ -99,6 +99,8 @@ enum State {
         expect_continue: bool,
         continue_sent: bool,
         max_body: usize,
+        /// Bodies past this many bytes are spilled to a file.
+        buffer: usize,
     },
     /// A request was refused ([`Decoded::Error`]) after its head was taken
     /// from the buffer; this is what could be read of it (for
@@ -213,6 +215,7 @@ impl Decoder {
             expect_continue,
             continue_sent: false,
             max_body,
+            buffer,
         };
         Ok(())
     }
@@ -316,6 +319,7 @@ impl Decoder {
             expect_continue,
             continue_sent,
             max_body,
+            buffer,
         } = &mut self.state
         else {
             return Decoded::NeedMore;
@@ -344,7 +348,7 @@ impl Decoder {
                 match decoder.decode(buf, out, *max_body, limits.max_header) {
                     Ok((used, done)) => {
                         let _ = buf.split_to(used);
-                        if out.len() > limits.body_buffer || (done && spill.is_some()) {
+                        if out.len() > *buffer || (done && spill.is_some()) {
                             if let Err(status) = spill_out(spill, out) {
                                 self.state = State::Refused(None);
                                 return Decoded::Error(status);
@@ -1070,7 +1074,7 @@ mod tests {
         loop {
             match d.decode(buf, limits) {
                 Decoded::Head(_) => {
-                    if let Err(s) = d.admit(limits.max_body, limits.body_buffer) {
+                    if let Err(s) = d.admit(limits.max_body, limits.spill_past()) {
                         return Decoded::Error(s);
                     }
                 }
@@ -1278,7 +1282,7 @@ mod tests {
                     Decoded::Continue => panic!("no Expect sent"),
                     Decoded::Head(h) => {
                         paths.push(h.target.path().to_string());
-                        d.admit(limits.max_body, limits.body_buffer)?;
+                        d.admit(limits.max_body, limits.spill_past())?;
                     }
                     Decoded::Body(_) => {}
                 }
@@ -1333,7 +1337,7 @@ GET /g HTTP/1.1\r\nHost: h\r\n\r\n\r\n\r\n\r\nGET /h HTTP/1.1\r\nHost: h\r\n\r\n
                 Decoded::Request(h, _) => paths.push(h.target.path().to_string()),
                 Decoded::Head(h) => {
                     paths.push(h.target.path().to_string());
-                    d.admit(limits.max_body, limits.body_buffer).unwrap();
+                    d.admit(limits.max_body, limits.spill_past()).unwrap();
                 }
                 Decoded::Body(_) => {}
                 _ => break,

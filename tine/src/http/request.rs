@@ -209,12 +209,17 @@ impl Request {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// The request body (empty when there was none, and when it was
-    /// spilled to a temporary file because it is larger than
-    /// [`Limits::body_buffer`](crate::Limits::body_buffer): read such a
-    /// body with [`body_reader`](Request::body_reader)).
+    /// The request body (empty when there was none). A body that was
+    /// spilled to a temporary file, because it is larger than
+    /// [`Limits::body_buffer`](crate::Limits::body_buffer), is read back
+    /// into memory on the first call: stream large bodies with
+    /// [`body_reader`](Request::body_reader) instead.
+    #[inline]
     pub fn body(&self) -> &[u8] {
-        &self.body
+        match &self.spilled {
+            None => &self.body,
+            Some(spilled) => spilled.load(),
+        }
     }
 
     /// The length of the body in bytes, in memory or spilled.
@@ -231,8 +236,8 @@ impl Request {
     }
 
     /// Whether the body was spilled to a temporary file (then
-    /// [`body`](Request::body) is empty and
-    /// [`body_reader`](Request::body_reader) reads it).
+    /// [`body_reader`](Request::body_reader) streams it, and
+    /// [`body`](Request::body) reads it all into memory).
     pub fn body_is_spilled(&self) -> bool {
         self.spilled.is_some()
     }
@@ -262,12 +267,15 @@ impl Request {
 
     /// The request body as a cheaply clonable [`Bytes`].
     pub fn body_bytes(&self) -> Bytes {
-        self.body.clone()
+        match &self.spilled {
+            None => self.body.clone(),
+            Some(spilled) => spilled.load().clone(),
+        }
     }
 
     /// The body as UTF-8 text; invalid UTF-8 is a `400`.
     pub fn text(&self) -> Result<&str, Error> {
-        std::str::from_utf8(&self.body)
+        std::str::from_utf8(self.body())
             .map_err(|_| Error::bad_request("request body is not valid UTF-8"))
     }
 
@@ -313,7 +321,7 @@ impl Request {
                 "expected Content-Type: application/json",
             ));
         }
-        serde_json::from_slice(&self.body)
+        serde_json::from_slice(self.body())
             .map_err(|e| Error::bad_request(format!("invalid JSON body: {e}")))
     }
 
@@ -327,7 +335,7 @@ impl Request {
                 "expected Content-Type: application/x-www-form-urlencoded",
             ));
         }
-        from_urlencoded(&self.body)
+        from_urlencoded(self.body())
             .map_err(|e| Error::bad_request(format!("invalid form body: {e}")))
     }
 
@@ -337,7 +345,7 @@ impl Request {
         if !self.content_type_is(|m| m == "application/x-www-form-urlencoded") {
             return HashMap::new();
         }
-        form_urlencoded::parse(&self.body)
+        form_urlencoded::parse(self.body())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect()
     }
@@ -432,7 +440,7 @@ impl fmt::Debug for Request {
             .field("target", &self.target)
             .field("version", &self.version)
             .field("headers", &self.headers)
-            .field("body_len", &self.body.len())
+            .field("body_len", &self.body_len())
             .field("params", &self.params)
             .field("peer", &self.peer)
             .finish()

@@ -359,7 +359,7 @@ impl<T: Transport> Conn<T> {
             Admission::Accept(limit) => {
                 let limits = &shared.config.limits;
                 let max_body = limit.unwrap_or(limits.max_body);
-                match self.decoder.admit(max_body, limits.body_buffer) {
+                match self.decoder.admit(max_body, limits.spill_past()) {
                     Ok(()) => {
                         self.admitted = Some(Box::new(Admitted { req, exchange }));
                         false
