@@ -319,3 +319,33 @@ fn before_hooks_run_once_before_the_body_and_can_refuse_it_unread() {
     c.send(b"hello");
     assert_eq!(c.read_response().text(), "5 bytes, hook ran 3");
 }
+
+#[test]
+fn a_before_hook_that_panics_at_admission_is_a_500_before_the_body() {
+    let addr = serve(|| {
+        App::new().merge(
+            Group::new()
+                .before(|req: &mut Request| {
+                    if req.header("x-boom").is_some() {
+                        panic!("deliberate panic in a group before-hook");
+                    }
+                    None
+                })
+                .after(|_: &Request, res: Response| res.with_header("x-group", "1"))
+                .post("/p", |req: &Request| format!("{} bytes", req.body_len())),
+        )
+    });
+    let mut c = Client::connect(addr);
+    c.send(&post_head("/p", 1 << 20, "X-Boom: 1\r\n"));
+    let r = c.read_response();
+    assert_eq!(r.status, 500);
+    // The group's after-hooks still ran on the error page.
+    assert_eq!(r.header("x-group"), Some("1"));
+    assert!(c.is_closed());
+    // The process serves on.
+    let mut c = Client::connect(addr);
+    c.send(&post_head("/p", 2, ""));
+    assert_eq!(c.read_response().status, 100);
+    c.send(b"ok");
+    assert_eq!(c.read_response().text(), "2 bytes");
+}
