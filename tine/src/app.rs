@@ -13,7 +13,7 @@ use crate::group::Group;
 use crate::http::{Extensions, IntoResponse, Request, Response};
 use crate::limits::Limits;
 use crate::middleware::Cors;
-use crate::server::{ServeError, Server, ServerConfig};
+use crate::server::{Balance, Listen, ServeError, Server, ServerConfig};
 use crate::service::{Answer, Route, Service};
 use crate::static_files::{self, Mount, Outcome, StaticConfig};
 use crate::ws::{WebSocket, WsConfig, WsEvent};
@@ -359,8 +359,9 @@ impl App {
     /// [`Response::not_found`] or [`Response::bad_request`] a handler or
     /// before-hook returns, on HTTP and WebSocket routes alike. Responses
     /// with content of their own (`Response::text(..).with_status(404)`,
-    /// a bare `StatusCode`, a [`tine::Error`](crate::Error) whose message
-    /// is its body) are sent as they are. tine keeps the status and the
+    /// a bare `StatusCode`, a [`tine::Error`](crate::Error) with its
+    /// message, [JSON body](crate::Error::json) or
+    /// [response](crate::Error::response)) are sent as they are. tine keeps the status and the
     /// headers of the response being rendered (such as `Allow` on 405s).
     ///
     /// The request is what could be read of it (for a request refused as
@@ -393,6 +394,77 @@ impl App {
     /// `log` facade (target `tine::access`, level info).
     pub fn log_requests(mut self) -> Self {
         self.service.set_log_requests();
+        self
+    }
+
+    /// The key that signs and encrypts cookies
+    /// ([`Response::set_signed_cookie`], [`Response::set_private_cookie`])
+    /// and is tried first when reading them ([`Request::signed_cookie`],
+    /// [`Request::private_cookie`]). Signed cookies use HMAC-SHA256,
+    /// private ones AES-256-GCM (the `cookie` crate's).
+    ///
+    /// Take the key from configuration, never from code: a secret of at
+    /// least 32 random bytes (`openssl rand -base64 48`) in an environment
+    /// variable or a file, turned into a key with
+    /// [`Key::derive_from`](cookie::Key::derive_from) (panics if shorter
+    /// than 32 bytes), or 64 bytes of key given to
+    /// [`Key::try_from`](cookie::Key::try_from). The app is built before
+    /// the workers are forked, so every worker has the same key.
+    /// ([`Key::generate`](cookie::Key::generate) suits tests: cookies made
+    /// with it do not survive a restart.)
+    ///
+    /// **Rotating the key** without logging everyone out: make the new
+    /// secret the `cookie_key` and give the old one to
+    /// [`old_cookie_key`](App::old_cookie_key). New cookies are signed
+    /// with the new key; cookies signed with the old one are still
+    /// accepted, and are replaced as the app sets them again (set session
+    /// cookies on each log-in or refresh to move clients over sooner). Once
+    /// the longest-lived cookie made with the old key has expired, remove
+    /// the old key: from then on, whatever it signed is refused.
+    ///
+    /// ```no_run
+    /// use tine::cookie::Key;
+    /// use tine::App;
+    /// let secret = std::env::var("COOKIE_SECRET").expect("COOKIE_SECRET (32+ bytes)");
+    /// let mut app = App::new().cookie_key(Key::derive_from(secret.as_bytes()));
+    /// // During a rotation: the previous secret is still accepted.
+    /// if let Ok(old) = std::env::var("COOKIE_SECRET_OLD") {
+    ///     app = app.old_cookie_key(Key::derive_from(old.as_bytes()));
+    /// }
+    /// ```
+    pub fn cookie_key(mut self, key: cookie::Key) -> Self {
+        self.service
+            .set_cookie_keys(|keys| keys.current = Some(key));
+        self
+    }
+
+    /// A key still accepted when reading signed and private cookies, but
+    /// never used to make them: the previous key during a rotation (see
+    /// [`cookie_key`](App::cookie_key)). May be given several times.
+    ///
+    /// ```
+    /// use tine::cookie::{Cookie, Key};
+    /// use tine::{test::TestClient, App, Request, Response};
+    /// let (old, new) = (Key::generate(), Key::generate());
+    /// let routes = |app: App| {
+    ///     app.get("/in", |req: &Request| Response::text("").set_signed_cookie(req, Cookie::new("u", "ada")))
+    ///         .get("/me", |req: &Request| req.signed_cookie("u").map(|c| c.value().to_string()).unwrap_or_default())
+    /// };
+    /// // Yesterday's server signed the cookie with the old key ...
+    /// let before = TestClient::new(routes(App::new().cookie_key(old.clone())));
+    /// before.get("/in").send();
+    /// let cookie = before.cookie("u").unwrap();
+    /// // ... today's signs with the new one and still accepts it.
+    /// let after = TestClient::new(routes(App::new().cookie_key(new.clone()).old_cookie_key(old)));
+    /// after.set_cookie("u", &cookie);
+    /// assert_eq!(after.get("/me").send().text(), "ada");
+    /// // Once the old key is retired, it is refused.
+    /// let later = TestClient::new(routes(App::new().cookie_key(new)));
+    /// later.set_cookie("u", &cookie);
+    /// assert_eq!(later.get("/me").send().text(), "");
+    /// ```
+    pub fn old_cookie_key(mut self, key: cookie::Key) -> Self {
+        self.service.set_cookie_keys(|keys| keys.old.push(key));
         self
     }
 
@@ -561,6 +633,37 @@ impl App {
         self
     }
 
+    /// Listens on one more address besides the one given to
+    /// [`bind`](App::bind) (which stays the first): the same routes on
+    /// every address, each with its own settings (see [`Listen`]).
+    ///
+    /// ```no_run
+    /// use tine::{App, Listen, Request};
+    /// App::new()
+    ///     .get("/", |_: &Request| "hi")
+    ///     .listen(Listen::tcp(([0, 0, 0, 0, 0, 0, 0, 0], 8080)))
+    ///     .serve("0.0.0.0:8080")?;
+    /// # Ok::<(), tine::ServeError>(())
+    /// ```
+    pub fn listen(mut self, listen: Listen) -> Self {
+        self.config.listens.push(listen);
+        self
+    }
+
+    /// How workers share each address unless its [`Listen`] says
+    /// otherwise (default: [`Balance::ReusePort`] on Linux and FreeBSD,
+    /// [`Balance::Shared`] on macOS). See [`Balance`] for when to choose
+    /// which.
+    ///
+    /// ```
+    /// let app = tine::App::new().workers(4).balance(tine::Balance::Shared);
+    /// # let _ = app;
+    /// ```
+    pub fn balance(mut self, balance: Balance) -> Self {
+        self.config.balance = Some(balance);
+        self
+    }
+
     /// Runs `init` in each worker process after the fork (and once before
     /// serving in single-process mode), for resources that must not cross a
     /// fork: database connections, thread pools, RNG seeds. What it stores
@@ -603,7 +706,24 @@ impl App {
     /// [`Server::local_addr`].
     pub fn bind(self, addr: impl ToSocketAddrs) -> Result<Server, ServeError> {
         let addr = resolve(addr)?;
-        Ok(Server::bind(self.service, self.config, addr)?)
+        Ok(Server::bind(self.service, self.config, Some(addr))?)
+    }
+
+    /// Binds only the addresses added with [`listen`](App::listen) (an
+    /// error if there is none), for a server whose first address needs
+    /// settings of its own.
+    ///
+    /// ```
+    /// use tine::{App, Balance, Listen};
+    /// let server = App::new()
+    ///     .listen(Listen::tcp(([127, 0, 0, 1], 0)).balance(Balance::Shared))
+    ///     .bind_listeners()?;
+    /// assert_eq!(server.local_addrs().len(), 1);
+    /// assert!(App::new().bind_listeners().is_err());
+    /// # Ok::<(), tine::ServeError>(())
+    /// ```
+    pub fn bind_listeners(self) -> Result<Server, ServeError> {
+        Ok(Server::bind(self.service, self.config, None)?)
     }
 
     /// Binds `addr` and serves until SIGINT or SIGTERM, then drains and
@@ -618,19 +738,20 @@ impl App {
         &self.config
     }
 
-    /// The service and settings the server would take (for tests that
-    /// drive a connection without a server).
-    #[cfg(test)]
+    /// The service and settings the server would take (for the test
+    /// client, and tests that drive a connection without a server).
     pub(crate) fn into_parts(self) -> (Service, ServerConfig) {
         (self.service, self.config)
     }
 
-    /// The test client: answers one request without a socket, on the
-    /// same path the server uses for every request (routing, hooks,
-    /// handler or WebSocket handshake, error pages, after-hooks, the
-    /// request log), with panics turned into 500s. An accepted WebSocket
-    /// upgrade returns its `101`. Worker-init hooks have not run here, so
-    /// [`Request::state`] finds nothing.
+    /// Answers one request without a socket, on the same path the server
+    /// uses for every request (routing, hooks, handler or WebSocket
+    /// handshake, error pages, after-hooks, the request log), with panics
+    /// turned into 500s. An accepted WebSocket upgrade returns its `101`.
+    /// Worker-init hooks have not run here, so [`Request::state`] finds
+    /// nothing: to test an app, use [`tine::test::TestClient`](crate::test::TestClient),
+    /// which runs them, keeps cookies, drives WebSocket routes and applies
+    /// the body limit.
     ///
     /// ```
     /// use tine::{App, Method, Request, StatusCode};

@@ -42,12 +42,13 @@
 //! | `handler` | handler and hook types, and the panic boundary every piece of app code runs in |
 //! | `router` | route patterns and matching |
 //! | `middleware` | [`Cors`] |
-//! | `http` | the wire format on buffers: parsing (`parse`, `body`), the framing decision and encoding (`encode`), [`Request`], [`Response`] |
+//! | `http` | the wire format on buffers: parsing (`parse`, `body`), the framing decision and encoding (`encode`), [`Request`], [`Response`], signed and private cookies (`cookies`: the key ring) |
 //! | `static_files` | static files: lookups that cannot leave the root, validators, ranges, precompressed siblings ([`StaticConfig`]) |
 //! | `ws` | WebSocket: handshake, the session (tungstenite on tine's buffers), the event-style API ([`WsConfig`]) |
 //! | [`pubsub`] | [`publish`]: the bounded outbox, the topic index, the bus (master relay or Redis) |
 //! | `server` | sockets and processes: `event_loop/` (poll, accept, timers, drain), `conn/` (one connection's HTTP/1.1 and WebSocket state machine over a `Transport`), `listener.rs` (addresses, each a `SO_REUSEPORT` group or one shared socket), `master/` (the system calls of supervision) and `supervisor/` (its decisions, a pure state machine), `control.rs` (master-worker messages), `systemd.rs` (socket activation) and `notify.rs` (`sd_notify`), `privileges.rs` (workers' user and group) |
 //! | `error`, `limits`, `macros` | [`Error`], [`Limits`], [`app!`] and [`server!`] |
+//! | [`test`](mod@test) | [`TestClient`](test::TestClient): the app driven without sockets, on the service's own path |
 //!
 //! ## How a request flows
 //!
@@ -93,6 +94,7 @@ mod router;
 mod server;
 mod service;
 mod static_files;
+pub mod test;
 mod ws;
 
 pub use crate::app::App;
@@ -105,7 +107,7 @@ pub use crate::limits::Limits;
 pub use crate::middleware::Cors;
 pub use crate::multipart::{Multipart, MultipartLimits, Part, PartReader};
 pub use crate::pubsub::{publish, publish_binary};
-pub use crate::server::{worker, ServeError, Server, WorkerInfo};
+pub use crate::server::{worker, Balance, Listen, ServeError, Server, WorkerInfo};
 pub use crate::static_files::StaticConfig;
 pub use crate::ws::{WebSocket, WsConfig, WsEvent};
 
@@ -211,3 +213,9 @@ pub mod __fuzz {
         }
     }
 }
+
+/// The README's Rust examples, compiled as doctests so they cannot drift
+/// from the API (`no_run`: they would serve forever).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;

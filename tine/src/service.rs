@@ -40,8 +40,11 @@
 //! static files, on HTTP and WebSocket routes alike. The status and the
 //! headers of the response are kept (such as `Allow`). A response built
 //! with content of its own (`Response::text(..).with_status(404)`,
-//! `(StatusCode, body)`, a bare `StatusCode`, [`Error`](crate::Error),
-//! whose message is its body) is the app's own answer and is sent as is.
+//! `(StatusCode, body)`, a bare `StatusCode`, an [`Error`](crate::Error)
+//! with its message, JSON body or response of its own) is the app's own
+//! answer and is sent as is; an `Error` made from an error page
+//! (`Error::from(Response::error(..))`) is still an error page, since
+//! errors become responses before this rule looks at them.
 //! After-hooks see the rendered page; what they return is not rendered
 //! again.
 //!
@@ -57,6 +60,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, StatusCode};
 
 use crate::handler::{self, After, Before, ErrorHandler, Handler};
+use crate::http::cookies::CookieKeys;
 use crate::http::parse::SeenHead;
 use crate::http::{Extensions, Request, Response};
 use crate::router::{Match, Router};
@@ -158,8 +162,12 @@ pub(crate) struct Service {
     error_handler: Option<ErrorHandler>,
     log_requests: bool,
     worker_init: Vec<WorkerInit>,
-    /// What the worker-init hooks built, shared by every request.
+    /// What the worker-init hooks built, shared by every request, with
+    /// the cookie keys.
     state: Rc<Extensions>,
+    /// Keys for signed and private cookies; kept in `state` too, where
+    /// requests find them.
+    cookie_keys: Option<CookieKeys>,
 }
 
 /// Where in [`Service::answer`] a panic happened.
@@ -239,6 +247,25 @@ impl Service {
         self.worker_init.push(init);
     }
 
+    /// Changes the cookie keys, and puts them where requests find them.
+    pub(crate) fn set_cookie_keys(&mut self, change: impl FnOnce(&mut CookieKeys)) {
+        let keys = self.cookie_keys.get_or_insert_with(CookieKeys::default);
+        change(keys);
+        let keys = keys.clone();
+        // While the app is being built the state is this service's alone
+        // (the worker-init hooks have not run: it holds only the keys).
+        match Rc::get_mut(&mut self.state) {
+            Some(state) => {
+                state.insert(keys);
+            }
+            None => {
+                let mut state = Extensions::default();
+                state.insert(keys);
+                self.state = Rc::new(state);
+            }
+        }
+    }
+
     pub(crate) fn counts(&self) -> (usize, usize) {
         (self.before.len(), self.after.len())
     }
@@ -254,6 +281,9 @@ impl Service {
                     "tine: an on_worker_start hook panicked (see the log); not serving",
                 ));
             }
+        }
+        if let Some(keys) = &self.cookie_keys {
+            state.insert(keys.clone());
         }
         self.state = Rc::new(state);
         Ok(())

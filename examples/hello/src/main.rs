@@ -43,7 +43,11 @@
 //! --max-worker-memory BYTES   recycle a worker past BYTES of private memory (Linux)
 //! --worker-timeout-ms N       kill and replace a worker stuck N ms (0: never; default 30 s)
 //! --version-tag TEXT          what GET /version answers
+//! --listen ADDR               another address with the same routes (repeatable;
+//!                             one `listening on` line per address)
 //! --user NAME / --group NAME  workers (or the single process) run as NAME
+//! --balance reuseport|shared  a SO_REUSEPORT listener per worker, or one
+//!                             listener the free workers accept from
 //! --max-upload BYTES          body limit of POST /upload (default: --max-body's)
 //! --body-buffer BYTES         bodies past BYTES spill to a temporary file (default: --max-body)
 //! ```
@@ -151,6 +155,16 @@ struct Args {
     /// Text answered by GET /version (to tell two builds or runs apart).
     #[arg(long)]
     version_tag: Option<String>,
+    /// Another address to serve the same routes on (repeatable).
+    #[arg(long = "listen")]
+    listen: Vec<SocketAddr>,
+    // --- balance ---
+    /// How the workers share each address: `reuseport` (a SO_REUSEPORT
+    /// listener per worker; the Linux and FreeBSD default) or `shared` (one
+    /// listener the free workers accept from; macOS's default).
+    /// TINE_LISTENER overrides it.
+    #[arg(long, value_enum)]
+    balance: Option<BalanceArg>,
     // --- uploads ---
     /// Body limit of POST /upload in bytes (default: --max-body's).
     #[arg(long)]
@@ -159,6 +173,13 @@ struct Args {
     /// temporary file instead of memory (default: --max-body's).
     #[arg(long)]
     body_buffer: Option<usize>,
+}
+
+/// `--balance`'s values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum BalanceArg {
+    Reuseport,
+    Shared,
 }
 
 #[derive(serde::Serialize)]
@@ -442,6 +463,15 @@ fn main() -> ExitCode {
     if args.log {
         app = app.log_requests();
     }
+    if let Some(b) = args.balance {
+        app = app.balance(match b {
+            BalanceArg::Reuseport => tine::Balance::ReusePort,
+            BalanceArg::Shared => tine::Balance::Shared,
+        });
+    }
+    for &addr in &args.listen {
+        app = app.listen(tine::Listen::tcp(addr));
+    }
     if args.hook_signals_first {
         let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -458,8 +488,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Tests and scripts read the bound address from this line.
-    println!("listening on http://{}", server.local_addr());
+    // Tests and scripts read the bound addresses from these lines (the
+    // --bind address first, then each --listen).
+    for addr in server.local_addrs() {
+        println!("listening on http://{addr}");
+    }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

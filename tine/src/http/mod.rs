@@ -2,6 +2,7 @@
 //! here touches a socket: parsing and encoding work on buffers.
 
 pub(crate) mod body;
+pub(crate) mod cookies;
 pub(crate) mod date;
 pub(crate) mod encode;
 pub(crate) mod parse;

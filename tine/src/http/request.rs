@@ -389,6 +389,81 @@ impl Request {
             .filter_map(Result::ok)
     }
 
+    /// A signed cookie sent by the client, with its signature checked and
+    /// removed: `None` when it is missing, or when its signature does not
+    /// hold (tampered with, forged, or signed by a key the app no longer
+    /// accepts). The value is readable by the client, but cannot be
+    /// changed by it. Signed by [`Response::set_signed_cookie`](crate::Response::set_signed_cookie)
+    /// with the key of [`App::cookie_key`](crate::App::cookie_key); keys
+    /// given to [`App::old_cookie_key`](crate::App::old_cookie_key) are
+    /// accepted too.
+    ///
+    /// The signature covers the value, not the cookie's name (the `cookie`
+    /// crate's format): a client could copy one signed cookie's value into
+    /// another signed cookie of the same app. Where that matters (say a
+    /// `user` and an `admin_of` cookie holding ids), put the meaning in
+    /// the value (`user:42`) or use a [private](Self::private_cookie)
+    /// cookie, whose name is authenticated.
+    ///
+    /// Panics (a 500, logged) in an app without a cookie key: a
+    /// configuration mistake.
+    ///
+    /// ```
+    /// use tine::cookie::{Cookie, Key};
+    /// use tine::{test::TestClient, App, Request, Response};
+    /// let app = App::new()
+    ///     .cookie_key(Key::generate())
+    ///     .get("/login", |req: &Request| Response::text("hi").set_signed_cookie(req, Cookie::new("user", "ada")))
+    ///     .get("/me", |req: &Request| req.signed_cookie("user").map(|c| c.value().to_string()).unwrap_or_default());
+    /// let client = TestClient::new(app);
+    /// client.get("/login").send();
+    /// assert_eq!(client.get("/me").send().text(), "ada");
+    /// client.set_cookie("user", "admin"); // forged: no valid signature
+    /// assert_eq!(client.get("/me").send().text(), "");
+    /// ```
+    #[track_caller]
+    pub fn signed_cookie(&self, name: &str) -> Option<cookie::Cookie<'static>> {
+        self.sealed_cookie(name, super::cookies::Kind::Signed)
+    }
+
+    /// A private (encrypted and authenticated) cookie sent by the client,
+    /// decrypted: `None` when it is missing or does not decrypt with any
+    /// of the app's keys (tampered with, forged, or too old a key). The
+    /// client can neither read nor change the value. Set by
+    /// [`Response::set_private_cookie`](crate::Response::set_private_cookie);
+    /// keys as for [`signed_cookie`](Self::signed_cookie).
+    ///
+    /// ```
+    /// use tine::cookie::{Cookie, Key};
+    /// use tine::{test::TestClient, App, Request, Response};
+    /// let app = App::new()
+    ///     .cookie_key(Key::generate())
+    ///     .get("/login", |req: &Request| Response::text("hi").set_private_cookie(req, Cookie::new("sid", "s3cret")))
+    ///     .get("/me", |req: &Request| req.private_cookie("sid").map(|c| c.value().to_string()).unwrap_or_default());
+    /// let client = TestClient::new(app);
+    /// client.get("/login").send();
+    /// assert!(!client.cookie("sid").unwrap().contains("s3cret"));
+    /// assert_eq!(client.get("/me").send().text(), "s3cret");
+    /// ```
+    #[track_caller]
+    pub fn private_cookie(&self, name: &str) -> Option<cookie::Cookie<'static>> {
+        self.sealed_cookie(name, super::cookies::Kind::Private)
+    }
+
+    #[track_caller]
+    fn sealed_cookie(
+        &self,
+        name: &str,
+        kind: super::cookies::Kind,
+    ) -> Option<cookie::Cookie<'static>> {
+        let keys = super::cookies::keys(self);
+        // Several cookies may share a name (other paths or domains): the
+        // first one that opens wins.
+        self.cookies()
+            .filter(|c| c.name() == name)
+            .find_map(|c| keys.open(kind, &c))
+    }
+
     /// Per-worker state of type `T`, built by
     /// [`App::on_worker_start`](crate::App::on_worker_start).
     pub fn state<T: 'static>(&self) -> Option<&T> {
@@ -469,6 +544,21 @@ impl RequestBuilder {
         let name = header::HeaderName::from_bytes(name.as_bytes()).expect("valid header name");
         let value = header::HeaderValue::from_str(value).expect("valid header value");
         self.headers.append(name, value);
+        self
+    }
+
+    /// Adds every header of `headers`.
+    pub(crate) fn headers(mut self, headers: HeaderMap) -> Self {
+        let mut last = None;
+        for (name, value) in headers {
+            // Later values of one name come without it.
+            if let Some(name) = name {
+                last = Some(name);
+            }
+            if let Some(name) = &last {
+                self.headers.append(name, value);
+            }
+        }
         self
     }
 

@@ -1,7 +1,9 @@
 //! The event loop: one per process, owning every connection.
 //!
 //! mio (epoll/kqueue), edge-triggered: every accept drains until
-//! `WouldBlock`. Connections live in a slab keyed by their mio token; the
+//! `WouldBlock`, except on a listener shared by every worker
+//! (level-triggered on Linux, one connection per wake-up: see
+//! `accept.rs`). Connections live in a slab keyed by their mio token; the
 //! loop tells a connection when its socket is ready, drives it, and keeps
 //! the one timer it asks for in a timing wheel. What a connection does with
 //! its bytes (HTTP/1.1, WebSocket) is its own business (`conn`).
@@ -101,12 +103,13 @@ pub(crate) struct EventLoop {
 }
 
 impl EventLoop {
-    /// A loop accepting on `listeners[i]` for each `i` in `active`; a
+    /// A loop accepting on `listeners[i]` for each `i` in `active` (each
+    /// listener with its address: an index into `config.listens`); a
     /// worker also gets its control channel to the master.
     pub(crate) fn new(
         service: Service,
         config: ServerConfig,
-        listeners: Vec<TcpListener>,
+        listeners: Vec<(TcpListener, usize)>,
         active: &[usize],
         control: Option<std::os::unix::net::UnixStream>,
     ) -> io::Result<Self> {
@@ -122,11 +125,7 @@ impl EventLoop {
             listeners: listeners
                 .into_iter()
                 .enumerate()
-                .map(|(i, socket)| Listener {
-                    socket,
-                    active: active.contains(&i),
-                    registered: false,
-                })
+                .map(|(i, (socket, address))| Listener::new(socket, address, active.contains(&i)))
                 .collect(),
             conns: Slab::new(),
             generation: 0,
