@@ -27,6 +27,10 @@
 //! POST /leak?kb=N      testing aid: allocates N KiB, writes them and never
 //!                      frees them (max 1 GiB per request); answers this
 //!                      worker's total leaked KiB
+//! POST /upload         multipart/form-data; answers JSON
+//!                      {"fields":[{"name","value"}],"files":[{"field",
+//!                      "filename","size","sha256"}]} (hex SHA-256); body
+//!                      limit --max-upload; 400/413/415 naming the problem
 //! ```
 //!
 //! Process flags besides the address and the limits:
@@ -49,6 +53,8 @@
 //! --tls-cert FILE                with this PEM chain and key (re-read on SIGHUP,
 //! --tls-key FILE                 and on SIGUSR1 without restarting workers)
 //! --redirect-https            plain requests get a 308 to the HTTPS listener
+//! --max-upload BYTES          body limit of POST /upload (default: --max-body's)
+//! --body-buffer BYTES         bodies past BYTES spill to a temporary file (default: --max-body)
 //! ```
 //!
 //! Under systemd, a socket unit's sockets (`LISTEN_FDS`) replace `--bind`
@@ -64,6 +70,7 @@ use std::time::Duration;
 use clap::Parser;
 
 mod tls;
+mod upload;
 use tine::{App, Request, Response, StatusCode, WebSocket, WsEvent};
 
 /// Command-line flags.
@@ -188,6 +195,14 @@ struct Args {
     /// TINE_LISTENER overrides it.
     #[arg(long, value_enum)]
     balance: Option<BalanceArg>,
+    // --- uploads ---
+    /// Body limit of POST /upload in bytes (default: --max-body's).
+    #[arg(long)]
+    max_upload: Option<usize>,
+    /// Request bodies larger than this many bytes are spilled to a
+    /// temporary file instead of memory (default: --max-body's).
+    #[arg(long)]
+    body_buffer: Option<usize>,
 }
 
 /// `--balance`'s values.
@@ -398,6 +413,9 @@ fn main() -> ExitCode {
     if let Some(ms) = args.drain_timeout_ms {
         limits = limits.drain_timeout(Duration::from_millis(ms));
     }
+    if let Some(n) = args.body_buffer {
+        limits = limits.body_buffer(n);
+    }
     let mut app = App::new()
         .get("/plaintext", plaintext)
         .get("/json", json)
@@ -410,6 +428,7 @@ fn main() -> ExitCode {
         .get("/stream", stream)
         .post("/publish/:topic", publish)
         .get("/pubsub/stats", pubsub_stats)
+        .merge(upload::routes(args.max_upload))
         .ws("/ws/echo", ws_echo)
         .ws("/ws/chat", ws_chat)
         .get("/panic", |_: &Request| -> Response {

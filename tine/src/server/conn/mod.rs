@@ -213,6 +213,15 @@ pub(crate) struct Conn<T> {
     /// When a draining worker ends this long-lived connection (see the
     /// module docs), until it did.
     retire: Option<Instant>,
+    /// The request whose head was admitted and whose body is being read.
+    admitted: Option<Box<Admitted>>,
+}
+
+/// A request admitted before its body ([`Service::admit`]), waiting for
+/// it.
+pub(crate) struct Admitted {
+    req: crate::http::Request,
+    exchange: crate::http::encode::Exchange,
 }
 
 impl<T: Transport> Conn<T> {
@@ -234,6 +243,7 @@ impl<T: Transport> Conn<T> {
             give_up: now,
             ws: None,
             retire: None,
+            admitted: None,
         }
     }
 
