@@ -22,6 +22,7 @@ COLUMNS = [
     ("fast_errors", "fast errors"),
     ("slow_errors", "slow errors"),
     ("lag_p99_us", "client lag p99"),
+    ("listen_overflows", "listen overflows"),
     ("cpu_us_per_req", "server CPU µs/req"),
     ("load1", "load average"),
 ]
