@@ -314,6 +314,12 @@ run_load() { # round server port scenario: wrk or wsload, CPU measured around it
         "$(cpu_per_req $((after - before)) "$n")" -
 }
 
+# The machine's count of connections dropped because an accept queue was
+# full (TcpExt ListenOverflows; every listener on the machine).
+listen_overflows() {
+    awk '$1 == "TcpExt:" { if (!n) { for (i = 2; i <= NF; i++) h[$i] = i; n = 1 } else print $h["ListenOverflows"] }' /proc/net/netstat
+}
+
 # The tail scenario: bench/openloop at a fixed rate, fast and slow
 # requests timed apart from their scheduled start. One line in tail.tsv
 # and one in results.tsv (fast requests' p50/p99) per load.
@@ -331,6 +337,8 @@ run_tail() { # round server port load
         return
     fi
     read -r load1 _ </proc/loadavg
+    local overflows_before overflows
+    overflows_before=$(listen_overflows)
     before=$(tree_cpu_ticks "$SPID")
     if ! "${LOAD_PIN[@]}" "$OPENLOOP" --addr "127.0.0.1:$port" --rate "$rate" --duration "$SECS" \
         --warmup 1 --conns "$conns" --threads "$TAIL_THREADS" --fast /plaintext \
@@ -339,27 +347,30 @@ run_tail() { # round server port load
         return
     fi
     after=$(tree_cpu_ticks "$SPID")
+    overflows=$(($(listen_overflows) - overflows_before))
     # key=value lines -> variables fast_p99_us, slow_requests, client_lag_p99_us, ...
     local kv
     kv=$(awk '{ p = $1 ~ /^class=/ ? substr($1, 7) : $1
         for (i = 1; i <= NF; i++) if (split($i, a, "=") == 2 && a[1] != "class") printf "%s_%s=%s\n", p, a[1], a[2] }' "$LOGS/$tag.txt")
     local fast_requests=0 fast_errors=0 fast_p50_us=- fast_p99_us=- fast_p999_us=- fast_max_us=-
     local slow_requests=0 slow_errors=0 slow_p50_us=- slow_p99_us=- slow_max_us=- client_lag_p99_us=- client_lag_max_us=-
+    local client_failed=- client_bad_status=- client_unanswered=-
     local k v
     while IFS='=' read -r k v; do
         case $k in
         fast_requests | fast_errors | fast_p50_us | fast_p99_us | fast_p999_us | fast_max_us | \
             slow_requests | slow_errors | slow_p50_us | slow_p99_us | slow_max_us | \
-            client_lag_p99_us | client_lag_max_us) printf -v "$k" '%s' "$v" ;;
+            client_lag_p99_us | client_lag_max_us | client_failed | client_bad_status | \
+            client_unanswered) printf -v "$k" '%s' "$v" ;;
         esac
     done <<<"$kv"
     local n=$((fast_requests + slow_requests)) errors=$((fast_errors + slow_errors))
     local cpu
     cpu=$(cpu_per_req $((after - before)) "$n")
-    local row=("$round" "$server" "$load" "$rate" "$conns" "$slow_every" "$fast_requests" "$fast_errors" "$fast_p50_us" "$fast_p99_us" "$fast_p999_us" "$fast_max_us" "$slow_requests" "$slow_errors" "$slow_p50_us" "$slow_p99_us" "$slow_max_us" "$client_lag_p99_us" "$client_lag_max_us" "$cpu" "$load1")
+    local row=("$round" "$server" "$load" "$rate" "$conns" "$slow_every" "$fast_requests" "$fast_errors" "$fast_p50_us" "$fast_p99_us" "$fast_p999_us" "$fast_max_us" "$slow_requests" "$slow_errors" "$slow_p50_us" "$slow_p99_us" "$slow_max_us" "$client_lag_p99_us" "$client_lag_max_us" "$cpu" "$load1" "$client_failed" "$client_bad_status" "$client_unanswered" "$overflows")
     (IFS=$'\t' && echo "${row[*]}") >>"$TAIL"
     emit "$round" "$server" "$CONFIG" "tail-$load" "$((n / SECS))" "$fast_p50_us" "$fast_p99_us" "$errors" "$n" "$cpu" -
-    log "    fast p99.9 ${fast_p999_us}us; slow: $slow_requests, p99 ${slow_p99_us}us; client lag p99 ${client_lag_p99_us}us; load average $load1"
+    log "    fast p99.9 ${fast_p999_us}us; slow: $slow_requests, p99 ${slow_p99_us}us; client lag p99 ${client_lag_p99_us}us; errors: $client_failed failed, $client_bad_status not 200, $client_unanswered unanswered; listen overflows $overflows; load average $load1"
 }
 
 run_idle() { # round server port: RSS growth per idle keep-alive connection
@@ -435,7 +446,7 @@ printf 'round\tserver\tconfig\tscenario\treq_per_s\tp50_us\tp99_us\terrors\trequ
 if [[ " $CONFIGS " == *" tail "* ]]; then
     [[ -x $OPENLOOP ]] || die "no $OPENLOOP: build bench/ (cargo build --release -p openloop) or drop the tail config"
     [[ -f $TAIL ]] && mv "$TAIL" "$OUT/tail.prev.tsv"
-    printf 'round\tserver\tload\trate\tconns\tslow_every\tfast_requests\tfast_errors\tfast_p50_us\tfast_p99_us\tfast_p999_us\tfast_max_us\tslow_requests\tslow_errors\tslow_p50_us\tslow_p99_us\tslow_max_us\tlag_p99_us\tlag_max_us\tcpu_us_per_req\tload1\n' >"$TAIL"
+    printf 'round\tserver\tload\trate\tconns\tslow_every\tfast_requests\tfast_errors\tfast_p50_us\tfast_p99_us\tfast_p999_us\tfast_max_us\tslow_requests\tslow_errors\tslow_p50_us\tslow_p99_us\tslow_max_us\tlag_p99_us\tlag_max_us\tcpu_us_per_req\tload1\tfailed\tbad_status\tunanswered\tlisten_overflows\n' >"$TAIL"
 fi
 
 port=$PORT_BASE

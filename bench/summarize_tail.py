@@ -22,14 +22,16 @@ COLUMNS = [
     ("fast_errors", "fast errors"),
     ("slow_errors", "slow errors"),
     ("lag_p99_us", "client lag p99"),
+    ("listen_overflows", "listen overflows"),
     ("cpu_us_per_req", "server CPU µs/req"),
     ("load1", "load average"),
 ]
 
 
-def describe(load, rate, conns):
+def describe(load, rate, conns, slow_every):
     how = "a new connection per request" if conns == "0" else f"{conns} keep-alive connections"
-    slow = "with the slow 0.1 %" if load.endswith("-slow") else "no slow requests"
+    every = int(float(slow_every or 0))
+    slow = f"1 in {every:,} slow" if every else "no slow requests"
     return f"{int(float(rate)):,} req/s, {how}, {slow}"
 
 
@@ -43,7 +45,7 @@ def main(path):
     with open(path, newline="") as f:
         for row in csv.DictReader(f, delimiter="\t"):
             key = (row["load"], row["server"])
-            what[row["load"]] = describe(row["load"], row["rate"], row["conns"])
+            what[row["load"]] = describe(row["load"], row["rate"], row["conns"], row["slow_every"])
             for column, _ in COLUMNS:
                 try:
                     groups[key][column].append(float(row[column]))

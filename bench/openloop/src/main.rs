@@ -32,13 +32,14 @@
 //! ```text
 //! class=fast requests=.. errors=.. p50_us=.. p99_us=.. p999_us=.. max_us=..
 //! class=slow requests=.. errors=.. p50_us=.. p99_us=.. p999_us=.. max_us=..
-//! client sent=.. seconds=.. rate=.. lag_p99_us=.. lag_max_us=..
+//! client sent=.. seconds=.. rate=.. lag_p99_us=.. lag_max_us=.. failed=.. bad_status=.. unanswered=..
 //! ```
 //!
 //! `lag` is how late the client sent requests behind their schedule (a
 //! health check of the client and of the machine: it is included in the
-//! latencies, for every server alike). Errors: refused or reset
-//! connections, responses other than 200, unanswered requests.
+//! latencies, for every server alike). Errors, by kind: `failed` (refused,
+//! reset or closed before the whole answer), `bad_status` (not a 200),
+//! `unanswered` (still waiting at the end).
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -158,6 +159,11 @@ struct Tally {
     /// Microseconds each request was sent behind its schedule.
     lag: Vec<u32>,
     sent: u64,
+    /// Errors by kind: the connection failed (refused, reset, closed
+    /// early), the answer was not a 200, no answer before the end.
+    failed: u64,
+    bad_status: u64,
+    unanswered: u64,
 }
 
 impl Tally {
@@ -176,6 +182,9 @@ impl Tally {
         self.slow.errors += other.slow.errors;
         self.lag.extend(other.lag);
         self.sent += other.sent;
+        self.failed += other.failed;
+        self.bad_status += other.bad_status;
+        self.unanswered += other.unanswered;
     }
 }
 
@@ -349,6 +358,7 @@ impl Worker {
             .collect();
         for req in unanswered.into_iter().filter(|r| r.counted) {
             self.tally.class(req.slow).errors += 1;
+            self.tally.unanswered += 1;
         }
         self.tally
     }
@@ -386,6 +396,7 @@ impl Worker {
                 Err(_) => {
                     if req.counted {
                         self.tally.class(req.slow).errors += 1;
+                        self.tally.failed += 1;
                     }
                     return;
                 }
@@ -467,9 +478,17 @@ impl Worker {
                 }
                 true
             }
-            Ok(Some(_)) | Err(_) => {
+            Ok(Some(_)) => {
                 if req.counted {
                     self.tally.class(req.slow).errors += 1;
+                    self.tally.bad_status += 1;
+                }
+                false
+            }
+            Err(_) => {
+                if req.counted {
+                    self.tally.class(req.slow).errors += 1;
+                    self.tally.failed += 1;
                 }
                 false
             }
@@ -562,10 +581,14 @@ fn main() {
     report("slow", &mut tally.slow);
     tally.lag.sort_unstable();
     println!(
-        "client sent={} seconds={seconds:.1} rate={} lag_p99_us={} lag_max_us={}",
+        "client sent={} seconds={seconds:.1} rate={} lag_p99_us={} lag_max_us={} \
+         failed={} bad_status={} unanswered={}",
         tally.sent,
         opts.rate,
         pct(&tally.lag, 0.99),
-        tally.lag.last().copied().unwrap_or(0)
+        tally.lag.last().copied().unwrap_or(0),
+        tally.failed,
+        tally.bad_status,
+        tally.unanswered
     );
 }
