@@ -11,7 +11,7 @@ use http::{Method, StatusCode};
 
 use crate::http::{Extensions, IntoResponse, Request, Response};
 use crate::limits::Limits;
-use crate::middleware::Cors;
+use crate::middleware::{Compression, Cors};
 use crate::server::{ServeError, Server, ServerConfig};
 use crate::service::{Answer, Service};
 use crate::static_files::{self, Mount, Outcome, StaticConfig};
@@ -328,6 +328,25 @@ impl App {
     /// `Access-Control-*` headers to responses. See [`Cors`].
     pub fn cors(self, cors: Cors) -> Self {
         cors.install(self)
+    }
+
+    /// Compresses responses with gzip, brotli or zstd (the `zstd`
+    /// feature) as the request's `Accept-Encoding` allows: bodies in
+    /// memory, streams (chunk by chunk, still streamed) and static files
+    /// without a precompressed sibling. See [`Compression`] for what is
+    /// skipped and the default levels.
+    ///
+    /// It is an after-hook: register it after hooks whose output it should
+    /// compress (hooks registered later see the compressed response).
+    ///
+    /// ```
+    /// use tine::{App, Compression, Request, Response};
+    /// let app = App::new()
+    ///     .get("/report", |_: &Request| Response::json(&vec!["row"; 500]))
+    ///     .compress(Compression::new());
+    /// ```
+    pub fn compress(self, compression: Compression) -> Self {
+        compression.install(self)
     }
 
     /// Logs one line per request, `METHOD /path STATUS 3ms`, through the

@@ -97,7 +97,7 @@ pub use crate::app::App;
 pub use crate::error::Error;
 pub use crate::http::{Extensions, IntoResponse, Params, Request, RequestBuilder, Response};
 pub use crate::limits::Limits;
-pub use crate::middleware::Cors;
+pub use crate::middleware::{Compression, Cors};
 pub use crate::pubsub::{publish, publish_binary};
 pub use crate::server::{worker, ServeError, Server, WorkerInfo};
 pub use crate::static_files::StaticConfig;

@@ -430,7 +430,7 @@ impl<T: Transport> Conn<T> {
                 Pending::Stream { chunks, chunked } => {
                     // Pull only as much as one write can take; the
                     // producer waits while the client is slow.
-                    match fill_stream(&mut **chunks, *chunked, &mut self.wbuf, STREAM_BATCH) {
+                    match fill_stream(chunks, *chunked, &mut self.wbuf, STREAM_BATCH) {
                         Fill::More => {}
                         Fill::Done => self.pending = None,
                         Fill::Aborted => return self.abort_stream(),

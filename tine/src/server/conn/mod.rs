@@ -162,7 +162,7 @@ enum Phase {
 enum Pending {
     Bytes(Bytes),
     Stream {
-        chunks: Box<dyn Iterator<Item = Bytes>>,
+        chunks: crate::http::Chunks,
         chunked: bool,
     },
     File(FileBody),
