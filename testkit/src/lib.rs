@@ -4,6 +4,7 @@
 //! Everything talks to 127.0.0.1 only, with bounded waits.
 
 pub mod logs;
+pub mod sse;
 pub mod ws;
 
 use std::io::{self, BufRead, BufReader, Read, Write};

@@ -330,6 +330,41 @@ impl App {
         cors.install(self)
     }
 
+    /// Adds a server-sent events route: `GET pattern` answers a
+    /// `text/event-stream` whose events come from publish/subscribe.
+    /// `handler` runs once per connection, after the before-hooks (which
+    /// can refuse it, for authentication): it subscribes the stream to
+    /// topics, may send first events (those missed since
+    /// [`Sse::last_event_id`], say), set `retry:`, the heartbeat interval
+    /// and the buffer limit, or [`reject`](Sse::reject) the request. Then
+    /// every [`publish`](crate::publish) or
+    /// [`publish_event`](crate::publish_event) to those topics, from any
+    /// worker, reaches the client. See [`Sse`].
+    ///
+    /// ```
+    /// use tine::{App, Request, Sse, SseEvent, StatusCode};
+    /// let app = App::new()
+    ///     .sse("/events/:room", |req: &Request, sse: &mut Sse| {
+    ///         sse.subscribe(req.param("room").unwrap_or("lobby"));
+    ///         sse.send(SseEvent::new("welcome").event("hello"));
+    ///     })
+    ///     .post("/say/:room", |req: &Request| {
+    ///         tine::publish(req.param("room").unwrap_or("lobby"), req.text().unwrap_or_default());
+    ///         StatusCode::ACCEPTED
+    ///     });
+    /// ```
+    #[track_caller]
+    pub fn sse<F>(self, pattern: &str, handler: F) -> Self
+    where
+        F: Fn(&Request, &mut crate::Sse) + 'static,
+    {
+        self.get(pattern, move |req: &Request| {
+            let mut sse = crate::Sse::new(req);
+            handler(req, &mut sse);
+            sse
+        })
+    }
+
     /// Compresses responses with gzip, brotli or zstd (the `zstd`
     /// feature) as the request's `Accept-Encoding` allows: bodies in
     /// memory, streams (chunk by chunk, still streamed) and static files

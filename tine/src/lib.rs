@@ -90,6 +90,7 @@ pub mod pubsub;
 mod router;
 mod server;
 mod service;
+mod sse;
 mod static_files;
 mod ws;
 
@@ -100,6 +101,7 @@ pub use crate::limits::Limits;
 pub use crate::middleware::{Compression, Cors};
 pub use crate::pubsub::{publish, publish_binary};
 pub use crate::server::{worker, ServeError, Server, WorkerInfo};
+pub use crate::sse::{publish_event, Sse, SseEvent};
 pub use crate::static_files::StaticConfig;
 pub use crate::ws::{WebSocket, WsConfig, WsEvent};
 

@@ -43,6 +43,9 @@ pub(crate) enum Body {
     Stream(Chunks),
     /// A region of a file, sent with `sendfile(2)`.
     File(FileBody),
+    /// A server-sent event stream: after the head, the connection becomes
+    /// an event stream fed by publish/subscribe.
+    Sse(Box<crate::sse::SseSession>),
 }
 
 /// The producer of a streamed body, and how its chunks are written.
@@ -260,7 +263,7 @@ impl Response {
     /// The iterator runs on the worker's event loop: while `next` waits,
     /// the worker serves nobody else. For events that arrive over time
     /// (notifications, progress), use server-sent events
-    /// (`App::sse`), which need no waiting producer.
+    /// ([`App::sse`](crate::App::sse)), which need no waiting producer.
     ///
     /// ```
     /// let res = tine::Response::stream((0..3).map(|i| format!("line {i}\n")));
@@ -390,7 +393,7 @@ impl Response {
         match &self.body {
             Body::Empty => Some(Bytes::new()),
             Body::Full(b) => Some(b.clone()),
-            Body::Stream(_) | Body::File(_) => None,
+            Body::Stream(_) | Body::File(_) | Body::Sse(_) => None,
         }
     }
 
@@ -449,6 +452,7 @@ impl fmt::Debug for Response {
             Body::Full(b) => format!("{} bytes", b.len()),
             Body::Stream(_) => "stream".to_string(),
             Body::File(fb) => format!("file, {} bytes", fb.len),
+            Body::Sse(_) => "event stream".to_string(),
         };
         f.debug_struct("Response")
             .field("status", &self.status)

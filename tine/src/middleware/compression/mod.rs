@@ -220,7 +220,10 @@ impl Compression {
                     return res;
                 }
             },
-            Body::Empty => return res,
+            other @ (Body::Empty | Body::Sse(_)) => {
+                res.body = other;
+                return res;
+            }
         };
         let headers = res.headers_mut();
         headers.insert(
@@ -268,7 +271,7 @@ fn eligible(res: &Response) -> bool {
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::PARTIAL_CONTENT
         || status == StatusCode::NOT_MODIFIED
-        || matches!(res.body, Body::Empty)
+        || matches!(res.body, Body::Empty | Body::Sse(_))
     {
         return false;
     }

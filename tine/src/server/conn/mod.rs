@@ -18,10 +18,12 @@
 //! - `http1.rs`: reading requests, answering them in order, framing and
 //!   sending responses (memory, stream, file), lingering close.
 //! - `ws.rs`: the WebSocket phase.
+//! - `sse.rs`: the server-sent events phase.
 //! - `transport.rs`: the byte stream underneath (plain TCP; `sendfile`
 //!   only there).
 
 mod http1;
+mod sse;
 mod transport;
 mod ws;
 
@@ -39,6 +41,7 @@ use crate::http::FileBody;
 use crate::server::recycle::RequestBudget;
 use crate::server::ServerConfig;
 use crate::service::Service;
+use crate::sse::SseSession;
 use crate::ws::session::Session;
 
 pub(crate) use transport::Transport;
@@ -193,6 +196,8 @@ pub(crate) struct Conn<T> {
     give_up: Instant,
     /// Set once the connection has switched to WebSocket.
     ws: Option<Box<Session>>,
+    /// Set once the connection is a server-sent event stream.
+    sse: Option<Box<SseSession>>,
 }
 
 impl<T: Transport> Conn<T> {
@@ -213,6 +218,7 @@ impl<T: Transport> Conn<T> {
             body_started: None,
             give_up: now,
             ws: None,
+            sse: None,
         }
     }
 
@@ -259,6 +265,11 @@ impl<T: Transport> Conn<T> {
                 now + Duration::from_secs(24 * 3600)
             };
         }
+        if let Some(sse) = self.sse.as_deref() {
+            if self.phase != Phase::Lingering {
+                return now + sse.heartbeat;
+            }
+        }
         let limits = &shared.config.limits;
         if self.phase == Phase::Lingering {
             self.give_up
@@ -293,6 +304,15 @@ impl<T: Transport> Conn<T> {
             self.give_up = shared.now + shared.config.ws.pong_timeout;
             return Expired::Drive;
         }
+        if let Some(sse) = self.sse.as_mut().filter(|_| self.phase != Phase::Lingering) {
+            // Output still waiting a whole interval after it was queued:
+            // the socket's buffers are full and the client reads nothing.
+            if !sse.unsent().is_empty() || sse.finished || shared.draining {
+                return Expired::Close;
+            }
+            sse.heartbeat();
+            return Expired::Drive;
+        }
         if self.phase != Phase::Open || self.writing() || !self.reading_request() {
             // Lingering done, a client that stopped reading, or an idle
             // keep-alive connection: nothing to say.
@@ -312,7 +332,29 @@ impl<T: Transport> Conn<T> {
 
     /// Whether nothing is in flight: safe to close during a drain.
     pub(crate) fn idle(&self) -> bool {
-        !self.writing() && !self.reading_request() && self.phase == Phase::Open && self.ws.is_none()
+        !self.writing()
+            && !self.reading_request()
+            && self.phase == Phase::Open
+            && self.ws.is_none()
+            && self.sse.is_none()
+    }
+
+    /// The event stream, once the connection is one (also while
+    /// lingering: its topics are still to be removed).
+    pub(crate) fn any_sse(&self) -> Option<&SseSession> {
+        self.sse.as_deref()
+    }
+
+    /// The event stream, for subscription changes and deliveries.
+    pub(crate) fn any_sse_mut(&mut self) -> Option<&mut SseSession> {
+        self.sse.as_deref_mut()
+    }
+
+    /// The event stream, while it is live (not lingering).
+    pub(crate) fn sse_mut(&mut self) -> Option<&mut SseSession> {
+        self.sse
+            .as_deref_mut()
+            .filter(|_| self.phase != Phase::Lingering)
     }
 
     /// The WebSocket session, once upgraded and not lingering.
@@ -338,6 +380,9 @@ impl<T: Transport> Conn<T> {
     pub(crate) fn go_away(&mut self) {
         if let Some(ws) = self.ws.as_mut() {
             ws.go_away();
+        }
+        if let Some(sse) = self.sse.as_mut() {
+            sse.finish();
         }
     }
 

@@ -276,10 +276,12 @@ impl EventLoop {
         }
         // WebSocket peers get a close with 1001 and until the drain
         // deadline to answer it.
+        // Event streams end, and their browsers reconnect to a worker that
+        // serves on.
         let sockets: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, s)| s.conn.any_session().is_some())
+            .filter(|(_, s)| s.conn.any_session().is_some() || s.conn.any_sse().is_some())
             .map(|(k, _)| k)
             .collect();
         for key in sockets {
@@ -347,6 +349,10 @@ impl EventLoop {
             self.topics
                 .apply((key, slot.generation), ws.topic_changes.drain(..));
         }
+        if let Some(sse) = slot.conn.any_sse_mut() {
+            self.topics
+                .apply((key, slot.generation), sse.topic_changes.drain(..));
+        }
         let deadline = slot.conn.deadline(&self.shared);
         self.set_deadline(key, deadline);
     }
@@ -402,6 +408,11 @@ impl EventLoop {
             let changed = ws.topic_changes.iter().map(|(_, t)| t.as_str());
             self.topics
                 .remove_connection(key, ws.topics.iter().map(String::as_str).chain(changed));
+        }
+        if let Some(sse) = conn.any_sse() {
+            let changed = sse.topic_changes.iter().map(|(_, t)| t.as_str());
+            self.topics
+                .remove_connection(key, sse.topics.iter().map(String::as_str).chain(changed));
         }
         drop(conn);
         if self.conns.len() < self.shared.config.limits.max_connections
