@@ -471,7 +471,7 @@ mod tests {
     #[test]
     fn a_slow_reader_overflows_and_frees_its_buffer() {
         let mut s = SseSession::new();
-        s.max_buffered = 100;
+        s.max_buffered = 150;
         s.start(true);
         s.written(s.unsent().len());
         for _ in 0..3 {
