@@ -17,7 +17,11 @@
 //! WS   /ws/echo        echoes text as text, binary as binary
 //! WS   /ws/chat?room=R a chat room across all workers (tine::publish);
 //!                      first message "pid N"; "/leave" unsubscribes
-//! POST /publish/:topic publishes the body to a topic
+//! POST /publish/:topic publishes the body to a topic (?id=X: as a
+//!                      server-sent event with id X, type `message`)
+//! GET  /big?kb=N       about N KiB of JSON, buffered (for compression)
+//! GET  /sse/:topic     server-sent events: everything published to the
+//!                      topic, in any worker (see src/streams.rs)
 //! GET  /pubsub/stats   this worker's pub/sub counters, one `name value` a line
 //! GET  /static/*       files from --static DIR
 //! GET  /version        the --version-tag TEXT (default: the crate version)
@@ -40,6 +44,7 @@
 //! --worker-timeout-ms N       kill and replace a worker stuck N ms (0: never; default 30 s)
 //! --version-tag TEXT          what GET /version answers
 //! --user NAME / --group NAME  workers (or the single process) run as NAME
+//! --compress                  compress responses (gzip, br; zstd on Linux)
 //! ```
 //!
 //! Under systemd, a socket unit's sockets (`LISTEN_FDS`) replace `--bind`
@@ -51,6 +56,8 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
+
+mod streams;
 
 use clap::Parser;
 use tine::{App, Request, Response, StatusCode, WebSocket, WsEvent};
@@ -143,6 +150,11 @@ struct Args {
     /// Text answered by GET /version (to tell two builds or runs apart).
     #[arg(long)]
     version_tag: Option<String>,
+    // --- web streams ---
+    /// Compress responses (gzip, brotli; zstd where built) as the
+    /// client's Accept-Encoding allows.
+    #[arg(long)]
+    compress: bool,
 }
 
 #[derive(serde::Serialize)]
@@ -308,7 +320,11 @@ fn ws_chat(ws: &mut WebSocket, event: WsEvent) {
 }
 
 fn publish(req: &Request) -> Result<StatusCode, tine::Error> {
-    tine::publish(req.param("topic").unwrap_or(""), req.text()?);
+    let topic = req.param("topic").unwrap_or("");
+    match req.query_param("id") {
+        Some(id) => tine::publish_event(topic, tine::SseEvent::new(req.text()?).id(id)),
+        None => tine::publish(topic, req.text()?),
+    }
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -378,6 +394,10 @@ fn main() -> ExitCode {
         .clone()
         .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string());
     app = app.get("/version", move |_: &Request| Response::text(tag.clone()));
+    app = streams::routes(app);
+    if args.compress {
+        app = app.compress(tine::Compression::new());
+    }
     if let Some(n) = args.max_requests {
         app = app.max_requests(n);
     }
