@@ -3,6 +3,7 @@
 //! that starts a server binary as a subprocess and drives it with signals.
 //! Everything talks to 127.0.0.1 only, with bounded waits.
 
+pub mod browser;
 pub mod logs;
 pub mod sse;
 pub mod ws;

@@ -131,3 +131,28 @@ fn sse_streams_in_every_worker_get_what_is_published() {
         (Some("resume"), "77")
     );
 }
+
+/// A graceful stop ends every event stream at once (their last chunk), so
+/// browsers reconnect to the workers that serve on, and the server does
+/// not wait for its drain deadline.
+#[test]
+fn sigterm_ends_event_streams_cleanly() {
+    let mut server = ServerProcess::start(
+        HELLO,
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--graceful-timeout-ms",
+            "60000",
+        ],
+    );
+    let (mut streams, _) = streams_on_several_workers(server.addr, "bye");
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    for s in &mut streams {
+        assert!(s.ends(), "a stream did not end");
+    }
+    let status = server.wait_exit(std::time::Duration::from_secs(30));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}
