@@ -335,11 +335,11 @@ impl App {
     /// `handler` runs once per connection, after the before-hooks (which
     /// can refuse it, for authentication): it subscribes the stream to
     /// topics, may send first events (those missed since
-    /// [`Sse::last_event_id`], say), set `retry:`, the heartbeat interval
-    /// and the buffer limit, or [`reject`](Sse::reject) the request. Then
+    /// [`Sse::last_event_id`](crate::Sse::last_event_id), say), set `retry:`, the heartbeat interval
+    /// and the buffer limit, or [`reject`](crate::Sse::reject) the request. Then
     /// every [`publish`](crate::publish) or
     /// [`publish_event`](crate::publish_event) to those topics, from any
-    /// worker, reaches the client. See [`Sse`].
+    /// worker, reaches the client. See [`Sse`](crate::Sse).
     ///
     /// ```
     /// use tine::{App, Request, Sse, SseEvent, StatusCode};

@@ -12,8 +12,9 @@
 //!                      meanwhile the worker's thread is named "sleeping"
 //!                      (ps, /proc/PID/comm), so tests can see it has begun
 //! GET  /panic          a handler that panics (answers 500)
-//! GET  /stream?n=N&size=S  N chunks of S bytes, streamed (with
-//!                      &panic_after=K the stream panics after K chunks)
+//! GET  /stream?n=N&size=S  N chunks of S bytes, streamed, one write per
+//!                      chunk (&batched=1: gathered into 64 KiB writes;
+//!                      &panic_after=K: the stream panics after K chunks)
 //! WS   /ws/echo        echoes text as text, binary as binary
 //! WS   /ws/chat?room=R a chat room across all workers (tine::publish);
 //!                      first message "pid N"; "/leave" unsubscribes
@@ -274,12 +275,19 @@ fn stream(req: &Request) -> Result<Response, tine::Error> {
         None => None,
     };
     let chunk = tine::Bytes::from(vec![b'x'; size.min(1 << 20)]);
-    Ok(Response::stream((0..n).map(move |i| {
+    let chunks = (0..n).map(move |i| {
         if Some(i) == panic_after {
             panic!("deliberate panic in /stream after {i} chunks");
         }
         chunk.clone()
-    })))
+    });
+    // The chunks are always ready: with &batched=1 they are gathered into
+    // large writes (Response::stream_batched) instead of one write each.
+    Ok(if req.query_param("batched").is_some() {
+        Response::stream_batched(chunks)
+    } else {
+        Response::stream(chunks)
+    })
 }
 
 fn ws_echo(ws: &mut WebSocket, event: WsEvent) {

@@ -599,6 +599,62 @@ mod tests {
         assert_eq!(d.finish().unwrap(), b"first line\nsecond line\n");
     }
 
+    /// The cost table in `docs/compression.md`: CPU time per KiB of JSON
+    /// for each coding and level, and the ratio. A measurement, not a
+    /// check: `cargo test --release -p tine --features zstd --lib
+    /// compression_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn compression_cost() {
+        let rows: Vec<String> = (0..2000)
+            .map(|i| {
+                format!(
+                    "{{\"id\":{i},\"text\":\"item number {i:08} of the list\",\"done\":{}}}",
+                    i % 3 == 0
+                )
+            })
+            .collect();
+        let body = format!("[{}]", rows.join(","));
+        let kib = body.len() as f64 / 1024.0;
+        let mut cases: Vec<(Coding, Compression, String)> = Vec::new();
+        for level in [1, 4, 6, 9] {
+            cases.push((
+                Coding::Gzip,
+                Compression::new().gzip_level(level),
+                format!("gzip {level}"),
+            ));
+        }
+        for q in [1, 3, 4, 5, 6, 9] {
+            cases.push((
+                Coding::Br,
+                Compression::new().brotli_quality(q),
+                format!("br {q}"),
+            ));
+        }
+        #[cfg(feature = "zstd")]
+        for level in [1, 3, 6, 9] {
+            cases.push((
+                Coding::Zstd,
+                Compression::new().zstd_level(level),
+                format!("zstd {level}"),
+            ));
+        }
+        println!("body: {:.0} KiB of JSON", kib);
+        for (coding, config, name) in cases {
+            let rounds = 30;
+            let start = std::time::Instant::now();
+            let mut size = 0;
+            for _ in 0..rounds {
+                size = config.compress_all(coding, body.as_bytes()).unwrap().len();
+            }
+            let per_kib = start.elapsed().as_secs_f64() * 1e6 / rounds as f64 / kib;
+            println!(
+                "{name:8} {per_kib:6.2} µs/KiB  ratio {:.1}",
+                body.len() as f64 / size as f64
+            );
+        }
+    }
+
     #[test]
     fn compressible_types() {
         for t in [

@@ -339,6 +339,10 @@ impl<T: Transport> Conn<T> {
                 // the client pipelined behind this request is dropped.
                 Body::Sse(mut session) => {
                     session.start(framing.length == crate::http::encode::Length::Chunked);
+                    if shared.draining {
+                        // Stopping: the browser reconnects elsewhere.
+                        session.finish();
+                    }
                     self.sse = Some(session);
                     self.rbuf.clear();
                     return;
