@@ -605,6 +605,7 @@ mod tests {
     /// compression_cost -- --ignored --nocapture`.
     #[test]
     #[ignore]
+    #[allow(clippy::print_stdout)]
     fn compression_cost() {
         let rows: Vec<String> = (0..2000)
             .map(|i| {
