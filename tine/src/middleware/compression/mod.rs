@@ -190,9 +190,12 @@ impl Compression {
                 res.body = Body::File(file);
                 return res;
             }
+            // A live stream is flushed after every chunk, so each reaches
+            // the client as soon as it is produced; a batched one (always
+            // ready) is not, which compresses better and costs less.
             Body::Stream(chunks) => match Encoder::new(coding, self, 0) {
                 Ok(enc) => Body::Stream(Chunks::new(
-                    Box::new(Compressing::new(chunks.iter, enc, true)),
+                    Box::new(Compressing::new(chunks.iter, enc, !chunks.batched)),
                     chunks.batched,
                 )),
                 Err(e) => {
