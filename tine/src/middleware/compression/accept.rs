@@ -122,8 +122,8 @@ mod tests {
     const ALL: &[Coding] = &[
         #[cfg(feature = "zstd")]
         Coding::Zstd,
-        Coding::Br,
         Coding::Gzip,
+        Coding::Br,
     ];
 
     fn pick(enabled: &[Coding], values: &[&str]) -> (Option<&'static str>, bool) {
