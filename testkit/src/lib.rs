@@ -3,9 +3,11 @@
 //! that starts a server binary as a subprocess and drives it with signals.
 //! Everything talks to 127.0.0.1 only, with bounded waits.
 
+pub mod browser;
 pub mod logs;
 #[cfg(feature = "tls")]
 pub mod tls;
+pub mod sse;
 pub mod ws;
 
 use std::io::{self, BufRead, BufReader, Read, Write};

@@ -12,7 +12,7 @@ use http::{Method, StatusCode};
 use crate::group::Group;
 use crate::http::{Extensions, IntoResponse, Request, Response};
 use crate::limits::Limits;
-use crate::middleware::Cors;
+use crate::middleware::{Compression, Cors};
 use crate::server::{Balance, Listen, ServeError, Server, ServerConfig};
 use crate::service::{Answer, Route, Service};
 use crate::static_files::{self, Mount, Outcome, StaticConfig};
@@ -412,6 +412,60 @@ impl App {
     /// `Access-Control-*` headers to responses. See [`Cors`].
     pub fn cors(self, cors: Cors) -> Self {
         cors.install(self)
+    }
+
+    /// Adds a server-sent events route: `GET pattern` answers a
+    /// `text/event-stream` whose events come from publish/subscribe.
+    /// `handler` runs once per connection, after the before-hooks (which
+    /// can refuse it, for authentication): it subscribes the stream to
+    /// topics, may send first events (those missed since
+    /// [`Sse::last_event_id`](crate::Sse::last_event_id), say), set `retry:`, the heartbeat interval
+    /// and the buffer limit, or [`reject`](crate::Sse::reject) the request. Then
+    /// every [`publish`](crate::publish) or
+    /// [`publish_event`](crate::publish_event) to those topics, from any
+    /// worker, reaches the client. See [`Sse`](crate::Sse).
+    ///
+    /// ```
+    /// use tine::{App, Request, Sse, SseEvent, StatusCode};
+    /// let app = App::new()
+    ///     .sse("/events/:room", |req: &Request, sse: &mut Sse| {
+    ///         sse.subscribe(req.param("room").unwrap_or("lobby"));
+    ///         sse.send(SseEvent::new("welcome").event("hello"));
+    ///     })
+    ///     .post("/say/:room", |req: &Request| {
+    ///         tine::publish(req.param("room").unwrap_or("lobby"), req.text().unwrap_or_default());
+    ///         StatusCode::ACCEPTED
+    ///     });
+    /// ```
+    #[track_caller]
+    pub fn sse<F>(self, pattern: &str, handler: F) -> Self
+    where
+        F: Fn(&Request, &mut crate::Sse) + 'static,
+    {
+        self.get(pattern, move |req: &Request| {
+            let mut sse = crate::Sse::new(req);
+            handler(req, &mut sse);
+            sse
+        })
+    }
+
+    /// Compresses responses with gzip, brotli or zstd (the `zstd`
+    /// feature) as the request's `Accept-Encoding` allows: bodies in
+    /// memory, streams (chunk by chunk, still streamed) and static files
+    /// without a precompressed sibling. See [`Compression`] for what is
+    /// skipped and the default levels.
+    ///
+    /// It is an after-hook: register it after hooks whose output it should
+    /// compress (hooks registered later see the compressed response).
+    ///
+    /// ```
+    /// use tine::{App, Compression, Request, Response};
+    /// let app = App::new()
+    ///     .get("/report", |_: &Request| Response::json(&vec!["row"; 500]))
+    ///     .compress(Compression::new());
+    /// ```
+    pub fn compress(self, compression: Compression) -> Self {
+        compression.install(self)
     }
 
     /// Logs one line per request, `METHOD /path STATUS 3ms`, through the

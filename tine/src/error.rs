@@ -149,7 +149,7 @@ impl Error {
         let (body, error_page) = match body {
             Body::Empty => (Bytes::new(), error_page),
             Body::Full(b) => (b, error_page),
-            Body::Stream(_) | Body::File(_) => {
+            Body::Stream(_) | Body::File(_) | Body::Sse(_) => {
                 log::warn!(
                     "tine::Error::response: a streamed or file body cannot be carried by an \
                      Error; answering the error page for {status}"

@@ -41,12 +41,13 @@
 //! | `service` | the one request-to-answer path: routing, before-hooks, the handler or WebSocket handshake, error pages (the `errors` handler), after-hooks, the request log; also the answers to requests tine refuses |
 //! | `handler` | handler and hook types, and the panic boundary every piece of app code runs in |
 //! | `router` | route patterns and matching |
-//! | `middleware` | [`Cors`] |
+//! | `middleware` | [`Cors`], [`Compression`] (after-hooks) |
 //! | `http` | the wire format on buffers: parsing (`parse`, `body`), the framing decision and encoding (`encode`), [`Request`], [`Response`], signed and private cookies (`cookies`: the key ring) |
 //! | `static_files` | static files: lookups that cannot leave the root, validators, ranges, precompressed siblings ([`StaticConfig`]) |
 //! | `ws` | WebSocket: handshake, the session (tungstenite on tine's buffers), the event-style API ([`WsConfig`]) |
+//! | `sse` | server-sent events: [`Sse`] (the route's handle), [`SseEvent`], [`publish_event`]; the connection side is `server/conn/sse.rs` |
 //! | [`pubsub`] | [`publish`]: the bounded outbox, the topic index, the bus (master relay or Redis) |
-//! | `server` | sockets and processes: `event_loop/` (poll, accept, timers, drain), `conn/` (one connection's HTTP/1.1 and WebSocket state machine over a `Transport`), `listener.rs` (addresses, each a `SO_REUSEPORT` group or one shared socket), `master/` (the system calls of supervision) and `supervisor/` (its decisions, a pure state machine), `control.rs` (master-worker messages), `systemd.rs` (socket activation) and `notify.rs` (`sd_notify`), `privileges.rs` (workers' user and group) |
+//! | `server` | sockets and processes: `event_loop/` (poll, accept, timers, drain), `conn/` (one connection's HTTP/1.1, WebSocket and event-stream state machine over a `Transport`), `listener.rs` (addresses, each a `SO_REUSEPORT` group or one shared socket), `master/` (the system calls of supervision) and `supervisor/` (its decisions, a pure state machine), `control.rs` (master-worker messages), `systemd.rs` (socket activation) and `notify.rs` (`sd_notify`), `privileges.rs` (workers' user and group) |
 //! | `error`, `limits`, `macros` | [`Error`], [`Limits`], [`app!`] and [`server!`] |
 //! | [`test`](mod@test) | [`TestClient`](test::TestClient): the app driven without sockets, on the service's own path |
 //!
@@ -68,9 +69,11 @@
 //!    pipelined answers leave in one write; files go by `sendfile` where
 //!    the transport allows; streams are pulled as fast as the client reads.
 //! 5. An upgraded connection becomes a WebSocket session in the same
-//!    `Conn`; what handlers [`publish`] waits in a bounded outbox that the
-//!    loop hands to the bus (the master relays it to the other workers, or
-//!    Redis carries it), and each process delivers to its subscribers.
+//!    `Conn`, and an [`Sse`] answer makes it an event stream; what
+//!    handlers [`publish`] waits in a bounded outbox that the loop hands to
+//!    the bus (the master relays it to the other workers, or Redis carries
+//!    it), and each process delivers to its subscribers, WebSocket and
+//!    event-stream connections alike.
 //!
 //! With several workers, `server::master` binds the listeners, forks the
 //! workers and performs what `server::supervisor` decides on each event
@@ -93,6 +96,7 @@ pub mod pubsub;
 mod router;
 mod server;
 mod service;
+mod sse;
 mod static_files;
 pub mod test;
 mod ws;
@@ -104,7 +108,7 @@ pub use crate::http::{
     BodyReader, Extensions, IntoResponse, Params, Request, RequestBuilder, Response,
 };
 pub use crate::limits::Limits;
-pub use crate::middleware::Cors;
+pub use crate::middleware::{Compression, Cors};
 pub use crate::multipart::{Multipart, MultipartLimits, Part, PartReader};
 pub use crate::pubsub::{publish, publish_binary};
 #[cfg(feature = "tls")]
@@ -113,6 +117,7 @@ pub use crate::server::tls::{TlsConfig, TlsError};
 #[cfg(feature = "tls")]
 pub use rustls;
 pub use crate::server::{worker, Balance, Listen, ServeError, Server, WorkerInfo};
+pub use crate::sse::{publish_event, Sse, SseEvent};
 pub use crate::static_files::StaticConfig;
 pub use crate::ws::{WebSocket, WsConfig, WsEvent};
 

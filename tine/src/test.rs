@@ -630,7 +630,14 @@ impl TestResponse {
             _ if no_body => TestBody::Done(Bytes::new()),
             Body::Empty => TestBody::Done(Bytes::new()),
             Body::Full(b) => TestBody::Done(b),
-            Body::Stream(chunks) => TestBody::Stream(BytesMut::new(), Some(chunks)),
+            Body::Stream(chunks) => TestBody::Stream(BytesMut::new(), Some(chunks.iter)),
+            // An event stream: what the route sent when it opened (its
+            // `retry:` and first events), unframed; later publishes to its
+            // topics are not followed here (test those over TCP).
+            Body::Sse(mut sse) => {
+                sse.start(false);
+                TestBody::Done(Bytes::copy_from_slice(sse.unsent()))
+            }
             Body::File(f) => TestBody::Done(read_file(&f)),
         };
         TestResponse {
@@ -989,6 +996,25 @@ impl Drop for TestWebSocket<'_> {
 mod tests {
     use super::*;
     use crate::{Limits, WebSocket};
+
+    #[test]
+    fn an_event_stream_answers_what_its_route_sent_at_open() {
+        let app = App::new().sse("/events", |req: &Request, sse: &mut crate::Sse| {
+            let since = req.header("last-event-id").unwrap_or("none").to_string();
+            sse.send(crate::SseEvent::new(format!("since {since}")).id("7"));
+        });
+        let client = TestClient::new(app);
+        let res = client.get("/events").header("last-event-id", "6").send();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(
+            res.header("content-type"),
+            Some("text/event-stream"),
+            "{res:?}"
+        );
+        let text = res.text();
+        // The opening comment, then the route's event.
+        assert_eq!(text, ":ok\n\ndata: since 6\nid: 7\n\n");
+    }
 
     #[test]
     fn limits_hooks_and_panics_as_on_the_server() {

@@ -12,12 +12,17 @@
 //!                      meanwhile the worker's thread is named "sleeping"
 //!                      (ps, /proc/PID/comm), so tests can see it has begun
 //! GET  /panic          a handler that panics (answers 500)
-//! GET  /stream?n=N&size=S  N chunks of S bytes, streamed (with
-//!                      &panic_after=K the stream panics after K chunks)
+//! GET  /stream?n=N&size=S  N chunks of S bytes, streamed, one write per
+//!                      chunk (&batched=1: gathered into 64 KiB writes;
+//!                      &panic_after=K: the stream panics after K chunks)
 //! WS   /ws/echo        echoes text as text, binary as binary
 //! WS   /ws/chat?room=R a chat room across all workers (tine::publish);
 //!                      first message "pid N"; "/leave" unsubscribes
-//! POST /publish/:topic publishes the body to a topic
+//! POST /publish/:topic publishes the body to a topic (?id=X: as a
+//!                      server-sent event with id X, type `message`)
+//! GET  /big?kb=N       about N KiB of JSON, buffered (for compression)
+//! GET  /sse/:topic     server-sent events: everything published to the
+//!                      topic, in any worker (see src/streams.rs)
 //! GET  /pubsub/stats   this worker's pub/sub counters, one `name value` a line
 //! GET  /static/*       files from --static DIR
 //! GET  /version        the --version-tag TEXT (default: the crate version)
@@ -55,6 +60,7 @@
 //! --redirect-https            plain requests get a 308 to the HTTPS listener
 //! --max-upload BYTES          body limit of POST /upload (default: --max-body's)
 //! --body-buffer BYTES         bodies past BYTES spill to a temporary file (default: --max-body)
+//! --compress                  compress responses (gzip, br; zstd on Linux)
 //! ```
 //!
 //! Under systemd, a socket unit's sockets (`LISTEN_FDS`) replace `--bind`
@@ -66,6 +72,8 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
+
+mod streams;
 
 use clap::Parser;
 
@@ -203,6 +211,11 @@ struct Args {
     /// temporary file instead of memory (default: --max-body's).
     #[arg(long)]
     body_buffer: Option<usize>,
+    // --- web streams ---
+    /// Compress responses (gzip, brotli; zstd where built) as the
+    /// client's Accept-Encoding allows.
+    #[arg(long)]
+    compress: bool,
 }
 
 /// `--balance`'s values.
@@ -329,12 +342,19 @@ fn stream(req: &Request) -> Result<Response, tine::Error> {
         None => None,
     };
     let chunk = tine::Bytes::from(vec![b'x'; size.min(1 << 20)]);
-    Ok(Response::stream((0..n).map(move |i| {
+    let chunks = (0..n).map(move |i| {
         if Some(i) == panic_after {
             panic!("deliberate panic in /stream after {i} chunks");
         }
         chunk.clone()
-    })))
+    });
+    // The chunks are always ready: with &batched=1 they are gathered into
+    // large writes (Response::stream_batched) instead of one write each.
+    Ok(if req.query_param("batched").is_some() {
+        Response::stream_batched(chunks)
+    } else {
+        Response::stream(chunks)
+    })
 }
 
 fn ws_echo(ws: &mut WebSocket, event: WsEvent) {
@@ -375,7 +395,11 @@ fn ws_chat(ws: &mut WebSocket, event: WsEvent) {
 }
 
 fn publish(req: &Request) -> Result<StatusCode, tine::Error> {
-    tine::publish(req.param("topic").unwrap_or(""), req.text()?);
+    let topic = req.param("topic").unwrap_or("");
+    match req.query_param("id") {
+        Some(id) => tine::publish_event(topic, tine::SseEvent::new(req.text()?).id(id)),
+        None => tine::publish(topic, req.text()?),
+    }
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -449,6 +473,10 @@ fn main() -> ExitCode {
         .clone()
         .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string());
     app = app.get("/version", move |_: &Request| Response::text(tag.clone()));
+    app = streams::routes(app);
+    if args.compress {
+        app = app.compress(tine::Compression::new());
+    }
     if let Some(n) = args.max_requests {
         app = app.max_requests(n);
     }

@@ -10,5 +10,5 @@ mod request;
 mod response;
 
 pub use request::{BodyReader, Extensions, Params, Request, RequestBuilder};
-pub(crate) use response::{fill_stream, Body, FileBody, Fill};
+pub(crate) use response::{fill_stream, Body, Chunks, FileBody, Fill};
 pub use response::{IntoResponse, Response};

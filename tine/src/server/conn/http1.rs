@@ -72,6 +72,10 @@ impl<T: Transport> Conn<T> {
                 self.return_output(shared);
                 return self.drive_ws(shared, budget);
             }
+            if self.sse.is_some() {
+                self.return_output(shared);
+                return self.drive_sse(shared, budget);
+            }
             match self.pump() {
                 Flush::Done => {}
                 Flush::Blocked => return Next::Keep,
@@ -148,7 +152,11 @@ impl<T: Transport> Conn<T> {
         let mut produced = false;
         // Handlers run in this batch, timed together at its end.
         let mut handled = 0u32;
-        while self.pending.is_none() && self.phase == Phase::Open && self.wbuf.len() < OUT_BATCH {
+        while self.pending.is_none()
+            && self.sse.is_none()
+            && self.phase == Phase::Open
+            && self.wbuf.len() < OUT_BATCH
+        {
             if self.rbuf.is_empty() && !self.decoder.mid_request() {
                 break;
             }
@@ -444,7 +452,7 @@ impl<T: Transport> Conn<T> {
             Body::Empty => BodyShape::Empty,
             Body::Full(bytes) => BodyShape::Sized(bytes.len() as u64),
             Body::File(file) => BodyShape::Sized(file.len),
-            Body::Stream(_) => BodyShape::Stream,
+            Body::Stream(_) | Body::Sse(_) => BodyShape::Stream,
         };
         if let Some(e) = scoreboard::mine() {
             e.count_response(status.as_u16());
@@ -478,6 +486,18 @@ impl<T: Transport> Conn<T> {
                         chunks,
                         chunked: framing.length == crate::http::encode::Length::Chunked,
                     })
+                }
+                // The connection becomes an event stream (`sse.rs`); what
+                // the client pipelined behind this request is dropped.
+                Body::Sse(mut session) => {
+                    session.start(framing.length == crate::http::encode::Length::Chunked);
+                    if shared.draining {
+                        // Stopping: the browser reconnects elsewhere.
+                        session.finish();
+                    }
+                    self.sse = Some(session);
+                    self.rbuf.clear();
+                    return;
                 }
             }
         }
@@ -587,7 +607,7 @@ impl<T: Transport> Conn<T> {
                 Pending::Stream { chunks, chunked } => {
                     // Pull only as much as one write can take; the
                     // producer waits while the client is slow.
-                    match fill_stream(&mut **chunks, *chunked, &mut self.wbuf, STREAM_BATCH) {
+                    match fill_stream(chunks, *chunked, &mut self.wbuf, STREAM_BATCH) {
                         Fill::More => {}
                         Fill::Done => self.pending = None,
                         Fill::Aborted => return self.abort_stream(),

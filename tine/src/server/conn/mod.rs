@@ -23,11 +23,12 @@
 //! have every client reconnect at once, to the workers that remain: a
 //! reconnect storm at every recycle. So the event loop gives each such
 //! connection its own moment ([`retire_at`](Conn::retire_at)): the `n`
-//! long-lived connections of a draining worker are spread evenly over the
+//! long-lived connections (WebSockets, event streams, streamed responses) of a draining worker are spread evenly over the
 //! first half of [`Limits::drain_timeout`](crate::Limits::drain_timeout)
 //! (the first at once, the last at `(n - 1) / n` of that half), which
 //! leaves the second half for the close handshakes. At its moment a
-//! WebSocket gets its close frame (`1001 going away`); a streamed response
+//! WebSocket gets its close frame (`1001 going away`), an event stream its
+//! last chunk; a streamed response
 //! still running is cut (the connection closes, as it would at the drain
 //! deadline). Ordinary requests in flight are not affected: they finish
 //! as before.
@@ -35,10 +36,12 @@
 //! - `http1.rs`: reading requests, answering them in order, framing and
 //!   sending responses (memory, stream, file), lingering close.
 //! - `ws.rs`: the WebSocket phase.
+//! - `sse.rs`: the server-sent events phase.
 //! - `transport.rs`: the byte stream underneath (plain TCP, or TLS with
 //!   the `tls` feature; `sendfile` only on plain TCP).
 
 mod http1;
+mod sse;
 mod transport;
 mod ws;
 
@@ -56,6 +59,7 @@ use crate::http::FileBody;
 use crate::server::recycle::RequestBudget;
 use crate::server::ServerConfig;
 use crate::service::Service;
+use crate::sse::SseSession;
 use crate::ws::session::Session;
 
 pub(crate) use transport::{Link, Transport};
@@ -179,7 +183,7 @@ enum Phase {
 enum Pending {
     Bytes(Bytes),
     Stream {
-        chunks: Box<dyn Iterator<Item = Bytes>>,
+        chunks: crate::http::Chunks,
         chunked: bool,
     },
     File(FileBody),
@@ -215,6 +219,8 @@ pub(crate) struct Conn<T> {
     retire: Option<Instant>,
     /// The request whose head was admitted and whose body is being read.
     admitted: Option<Box<Admitted>>,
+    /// Set once the connection is a server-sent event stream.
+    sse: Option<Box<SseSession>>,
 }
 
 /// A request admitted before its body ([`Service::admit`]), waiting for
@@ -244,6 +250,7 @@ impl<T: Transport> Conn<T> {
             ws: None,
             retire: None,
             admitted: None,
+            sse: None,
         }
     }
 
@@ -277,7 +284,9 @@ impl<T: Transport> Conn<T> {
         if self.phase == Phase::Lingering {
             return false;
         }
-        self.ws.is_some() || matches!(self.pending, Some(Pending::Stream { .. }))
+        self.ws.is_some()
+            || self.sse.is_some()
+            || matches!(self.pending, Some(Pending::Stream { .. }))
     }
 
     /// A draining worker ends this connection at `at` (see the module
@@ -310,6 +319,11 @@ impl<T: Transport> Conn<T> {
             } else {
                 now + Duration::from_secs(24 * 3600)
             };
+        }
+        if let Some(sse) = self.sse.as_deref() {
+            if self.phase != Phase::Lingering {
+                return now + sse.heartbeat;
+            }
         }
         let limits = &shared.config.limits;
         if self.phase == Phase::Lingering {
@@ -344,6 +358,12 @@ impl<T: Transport> Conn<T> {
                     ws.go_away();
                     return Expired::Drive;
                 }
+                if let Some(sse) = self.sse.as_mut() {
+                    // Its last chunk ends the stream; the browser
+                    // reconnects to a worker that serves on.
+                    sse.finish();
+                    return Expired::Drive;
+                }
                 if matches!(self.pending, Some(Pending::Stream { .. })) {
                     return Expired::Close;
                 }
@@ -363,6 +383,16 @@ impl<T: Transport> Conn<T> {
             }
             ws.ping();
             self.give_up = shared.now + shared.config.ws.pong_timeout;
+            return Expired::Drive;
+        }
+        if let Some(sse) = self.sse.as_mut().filter(|_| self.phase != Phase::Lingering) {
+            // Output still waiting a whole interval after it was queued:
+            // the socket's buffers are full and the client reads nothing.
+            let ended = shared.draining && self.retire.is_none();
+            if !sse.unsent().is_empty() || sse.finished || ended {
+                return Expired::Close;
+            }
+            sse.heartbeat();
             return Expired::Drive;
         }
         if self.phase != Phase::Open || self.writing() || !self.reading_request() {
@@ -385,7 +415,29 @@ impl<T: Transport> Conn<T> {
 
     /// Whether nothing is in flight: safe to close during a drain.
     pub(crate) fn idle(&self) -> bool {
-        !self.writing() && !self.reading_request() && self.phase == Phase::Open && self.ws.is_none()
+        !self.writing()
+            && !self.reading_request()
+            && self.phase == Phase::Open
+            && self.ws.is_none()
+            && self.sse.is_none()
+    }
+
+    /// The event stream, once the connection is one (also while
+    /// lingering: its topics are still to be removed).
+    pub(crate) fn any_sse(&self) -> Option<&SseSession> {
+        self.sse.as_deref()
+    }
+
+    /// The event stream, for subscription changes and deliveries.
+    pub(crate) fn any_sse_mut(&mut self) -> Option<&mut SseSession> {
+        self.sse.as_deref_mut()
+    }
+
+    /// The event stream, while it is live (not lingering).
+    pub(crate) fn sse_mut(&mut self) -> Option<&mut SseSession> {
+        self.sse
+            .as_deref_mut()
+            .filter(|_| self.phase != Phase::Lingering)
     }
 
     /// The WebSocket session, once upgraded and not lingering.

@@ -155,7 +155,9 @@ impl EventLoop {
             return;
         }
         let message = match &published.payload {
-            Payload::Text(t) => tungstenite::Message::Text(t.as_str().into()),
+            Payload::Text(t) => {
+                tungstenite::Message::Text((&*crate::sse::websocket_text(t)).into())
+            }
             Payload::Binary(b) => tungstenite::Message::Binary(b.clone()),
         };
         let keys: Vec<usize> = subscribers
@@ -165,7 +167,11 @@ impl EventLoop {
                     .conns
                     .get_mut(key)
                     .filter(|s| s.generation == generation)?;
-                slot.conn.session_mut()?.deliver(message.clone());
+                if let Some(sse) = slot.conn.sse_mut() {
+                    sse.deliver(&published.payload);
+                } else {
+                    slot.conn.session_mut()?.deliver(message.clone());
+                }
                 Some(key)
             })
             .collect();

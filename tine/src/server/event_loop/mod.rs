@@ -370,6 +370,10 @@ impl EventLoop {
             self.topics
                 .apply((key, slot.generation), ws.topic_changes.drain(..));
         }
+        if let Some(sse) = slot.conn.any_sse_mut() {
+            self.topics
+                .apply((key, slot.generation), sse.topic_changes.drain(..));
+        }
         let deadline = slot.conn.deadline(&self.shared);
         self.set_deadline(key, deadline);
     }
@@ -425,6 +429,11 @@ impl EventLoop {
             let changed = ws.topic_changes.iter().map(|(_, t)| t.as_str());
             self.topics
                 .remove_connection(key, ws.topics.iter().map(String::as_str).chain(changed));
+        }
+        if let Some(sse) = conn.any_sse() {
+            let changed = sse.topic_changes.iter().map(|(_, t)| t.as_str());
+            self.topics
+                .remove_connection(key, sse.topics.iter().map(String::as_str).chain(changed));
         }
         drop(conn);
         if self.conns.len() < self.shared.config.limits.max_connections
