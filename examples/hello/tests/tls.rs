@@ -676,3 +676,31 @@ fn a_thousand_concurrent_handshakes() {
     );
     drop(s);
 }
+
+#[test]
+fn a_single_process_reloads_its_certificates_on_sigusr1() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = cert(dir.path(), "live");
+    let spare = tempfile::tempdir().unwrap();
+    let b = cert(spare.path(), "b");
+    let (s, _plain, https) = start(dir.path(), &a, 1, &[]);
+    let config = client_config(&[&a.der, &b.der]);
+    let seen = || {
+        let mut c = TlsClient::connect(https, "localhost", &config);
+        assert_eq!(c.get("/plaintext").status, 200);
+        c.peer_cert().unwrap()
+    };
+    assert_eq!(seen(), a.der);
+    for (from, to) in [(&b.cert, &a.cert), (&b.key, &a.key)] {
+        std::fs::copy(from, to.with_extension("new")).unwrap();
+        std::fs::rename(to.with_extension("new"), to).unwrap();
+    }
+    s.signal(Signal::SIGUSR1);
+    s.wait_log("tls: certificates reloaded", T);
+    // A new client (no session to resume) sees the new certificate.
+    let config = client_config(&[&a.der, &b.der]);
+    let mut c = TlsClient::connect(https, "localhost", &config);
+    assert_eq!(c.get("/plaintext").status, 200);
+    assert_eq!(c.peer_cert().unwrap(), b.der);
+    drop(s);
+}

@@ -113,6 +113,12 @@ impl EventLoop {
     ) -> io::Result<Self> {
         let poll = Poll::new()?;
         let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        // A single process has no master to re-read its certificates:
+        // SIGUSR1 does it here (workers leave the signal to the master).
+        #[cfg(feature = "tls")]
+        if control.is_none() {
+            signals.add_signal(signal_hook::consts::SIGUSR1)?;
+        }
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let now = Instant::now();
@@ -200,7 +206,18 @@ impl EventLoop {
             for event in events.iter() {
                 match event.token() {
                     SIGNALS => {
-                        if self.signals.pending().next().is_some() {
+                        let mut stop = false;
+                        for sig in self.signals.pending() {
+                            match sig {
+                                #[cfg(feature = "tls")]
+                                signal_hook::consts::SIGUSR1 => {
+                                    // Switches the certificates in place.
+                                    let _ = crate::server::tls::reload();
+                                }
+                                _ => stop = true,
+                            }
+                        }
+                        if stop {
                             self.begin_drain();
                         }
                     }
