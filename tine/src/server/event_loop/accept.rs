@@ -155,7 +155,7 @@ fn link(
                 }
             };
         }
-        let _ = address;
+        let _ = (config, address);
         Some(Link::Plain(stream))
     }
 }
