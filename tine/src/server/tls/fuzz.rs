@@ -132,10 +132,28 @@ pub fn echo(
                 Err(_) => break,
             }
         }
+        if pieces.len() == 0 && back.len() < data.len() {
+            // Everything is sent: wait (bounded) for the echo to arrive
+            // instead of spinning through the iterations.
+            let mut fds = [rustix::event::PollFd::new(
+                &sock,
+                rustix::event::PollFlags::IN,
+            )];
+            let t = rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: 10_000_000,
+            };
+            let _ = rustix::event::poll(&mut fds, Some(&t));
+        }
         if back.len() == data.len() && pieces.len() == 0 {
             break;
         }
     }
     assert!(got == data, "the server read other bytes than were sent");
-    assert!(back == data, "the echo differs");
+    assert!(
+        back == data,
+        "the echo differs: {} of {} bytes back",
+        back.len(),
+        data.len()
+    );
 }
