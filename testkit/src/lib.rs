@@ -320,3 +320,4 @@ fn read_chunked(stream: &mut dyn Read, buf: &mut Vec<u8>) -> io::Result<Vec<u8>>
         buf.drain(..2);
     }
 }
+pub mod upgrade;

@@ -9,11 +9,12 @@ use std::time::Duration;
 use http::header::{self, HeaderValue};
 use http::{Method, StatusCode};
 
+use crate::group::Group;
 use crate::http::{Extensions, IntoResponse, Request, Response};
 use crate::limits::Limits;
 use crate::middleware::Cors;
 use crate::server::{Balance, Listen, ServeError, Server, ServerConfig};
-use crate::service::{Answer, Service};
+use crate::service::{Answer, Route, Service};
 use crate::static_files::{self, Mount, Outcome, StaticConfig};
 use crate::ws::{WebSocket, WsConfig, WsEvent};
 
@@ -148,9 +149,63 @@ impl App {
         self.service.add_route(
             method,
             pattern,
-            Box::new(move |req| handler(req).into_response()),
+            Route::plain(Box::new(move |req| handler(req).into_response())),
         );
         self
+    }
+
+    /// Mounts a [`Group`] of routes under `prefix` (`"/api"`; `""` or
+    /// `"/"` for none, which is [`merge`](App::merge)): its routes answer
+    /// `prefix` + their pattern, with the group's hooks, body limit and
+    /// fallback. Panics, pointing at this line, if a group route conflicts
+    /// with one already registered (the message names the group route's
+    /// line too).
+    ///
+    /// ```
+    /// use tine::{App, Group, Request};
+    /// let app = App::new().nest("/api", Group::new().get("/todos", |_: &Request| "[]"));
+    /// ```
+    #[track_caller]
+    pub fn nest(mut self, prefix: &str, group: Group) -> Self {
+        let prefix = crate::group::checked_prefix(prefix);
+        group.register(&mut self.service, &prefix, None);
+        self
+    }
+
+    /// Adds a [`Group`]'s routes as they are, with its hooks and limits:
+    /// for an app split across modules, each returning its `Group`, or
+    /// for one route with its own [`max_body`](Group::max_body).
+    ///
+    /// ```
+    /// use tine::{App, Group, Request};
+    /// fn users() -> Group {
+    ///     Group::new().get("/users", |_: &Request| "[]")
+    /// }
+    /// let app = App::new().merge(users());
+    /// ```
+    #[track_caller]
+    pub fn merge(self, group: Group) -> Self {
+        self.nest("", group)
+    }
+
+    /// Answers every method on the paths that no route, wildcard route or
+    /// static mount matches (instead of tine's `404`; a path a route
+    /// matches with another method still gets `405`). After the app's
+    /// before-hooks, like a route. Panics if the app already has one.
+    ///
+    /// ```
+    /// use tine::{App, Request, Response, StatusCode};
+    /// let app = App::new().fallback(|req: &Request| {
+    ///     Response::text(format!("nothing at {}", req.path())).with_status(StatusCode::NOT_FOUND)
+    /// });
+    /// ```
+    #[track_caller]
+    pub fn fallback<H, R>(self, handler: H) -> Self
+    where
+        H: Fn(&Request) -> R + 'static,
+        R: IntoResponse,
+    {
+        self.merge(Group::new().fallback(handler))
     }
 
     /// Serves the files under `dir` at the URL prefix `prefix` (GET and
@@ -254,7 +309,11 @@ impl App {
     /// rendered by the [`errors`](App::errors) handler, as from a handler).
     /// Before-hooks run on WebSocket upgrade requests too; they do not run
     /// on requests tine refuses before routing (malformed, over a limit,
-    /// timed out).
+    /// timed out). For a request with a body they run once its head is
+    /// read, before the body is accepted (and before `100 Continue` is
+    /// sent): a hook that answers then refuses the body unread, and the
+    /// connection closes after the answer unless the whole body had
+    /// already arrived with the head. (The hook sees an empty body.)
     ///
     /// ```
     /// use tine::{App, Request, Response, StatusCode};
@@ -537,6 +596,23 @@ impl App {
     /// ```
     pub fn worker_timeout(mut self, d: std::time::Duration) -> Self {
         self.config.worker_timeout = d;
+        self
+    }
+
+    /// How long a new master started by a binary upgrade (`SIGUSR2` to the
+    /// master) may take until every one of its workers is ready (default
+    /// 60 s: the new build forks its workers and runs their start-up hooks
+    /// meanwhile). Past it, the new master gets `SIGTERM` (`SIGKILL` after
+    /// the graceful timeout), the log says why, and the old master serves
+    /// on. The same happens at once if the new master exits. Needs
+    /// workers > 1.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let app = tine::App::new().workers(4).upgrade_timeout(Duration::from_secs(120));
+    /// ```
+    pub fn upgrade_timeout(mut self, d: std::time::Duration) -> Self {
+        self.config.upgrade_timeout = d;
         self
     }
 

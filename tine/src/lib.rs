@@ -82,11 +82,13 @@
 
 mod app;
 mod error;
+mod group;
 mod handler;
 mod http;
 mod limits;
 mod macros;
 mod middleware;
+mod multipart;
 pub mod pubsub;
 mod router;
 mod server;
@@ -97,9 +99,13 @@ mod ws;
 
 pub use crate::app::App;
 pub use crate::error::Error;
-pub use crate::http::{Extensions, IntoResponse, Params, Request, RequestBuilder, Response};
+pub use crate::group::Group;
+pub use crate::http::{
+    BodyReader, Extensions, IntoResponse, Params, Request, RequestBuilder, Response,
+};
 pub use crate::limits::Limits;
 pub use crate::middleware::Cors;
+pub use crate::multipart::{Multipart, MultipartLimits, Part, PartReader};
 pub use crate::pubsub::{publish, publish_binary};
 #[cfg(feature = "tls")]
 pub use crate::server::tls::{TlsConfig, TlsError};
@@ -139,7 +145,14 @@ pub mod __fuzz {
                             std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
                         );
                     }
-                    crate::http::parse::Decoded::Continue => {}
+                    crate::http::parse::Decoded::Head(_) => {
+                        // Admitted as a route with the global limit would be.
+                        if decoder.admit(limits.max_body, limits.spill_past()).is_err() {
+                            return;
+                        }
+                    }
+                    crate::http::parse::Decoded::Body(_)
+                    | crate::http::parse::Decoded::Continue => {}
                     crate::http::parse::Decoded::NeedMore => break,
                     crate::http::parse::Decoded::Error(_) => {
                         // What the error page and after-hooks would see.

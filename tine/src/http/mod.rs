@@ -9,6 +9,6 @@ pub(crate) mod parse;
 mod request;
 mod response;
 
-pub use request::{Extensions, Params, Request, RequestBuilder};
+pub use request::{BodyReader, Extensions, Params, Request, RequestBuilder};
 pub(crate) use response::{fill_stream, Body, FileBody, Fill};
 pub use response::{IntoResponse, Response};

@@ -46,6 +46,11 @@ pub struct Request {
     state: Option<Rc<Extensions>>,
     /// It arrived over TLS.
     https: bool,
+    /// The before-hooks ran when the head was admitted.
+    hooks_done: bool,
+    /// The body, when it was written to a temporary file instead of
+    /// `body` (see [`Limits::body_buffer`](crate::Limits::body_buffer)).
+    spilled: Option<Box<super::body::SpilledBody>>,
 }
 
 impl Request {
@@ -86,6 +91,8 @@ impl Request {
             extensions: Extensions::default(),
             state: None,
             https: false,
+            hooks_done: false,
+            spilled: None,
         })
     }
 
@@ -112,6 +119,8 @@ impl Request {
             extensions: Extensions::default(),
             state: None,
             https: false,
+            hooks_done: false,
+            spilled: None,
         })
     }
 
@@ -220,20 +229,107 @@ impl Request {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// The request body (empty when there was none).
+    /// The request body (empty when there was none). A body that was
+    /// spilled to a temporary file, because it is larger than
+    /// [`Limits::body_buffer`](crate::Limits::body_buffer), is read back
+    /// into memory on the first call: stream large bodies with
+    /// [`body_reader`](Request::body_reader) instead.
+    #[inline]
     pub fn body(&self) -> &[u8] {
-        &self.body
+        match &self.spilled {
+            None => &self.body,
+            Some(spilled) => spilled.load(),
+        }
+    }
+
+    /// The length of the body in bytes, in memory or spilled.
+    ///
+    /// ```
+    /// let req = tine::Request::builder(tine::Method::POST, "/").body("abc").finish();
+    /// assert_eq!(req.body_len(), 3);
+    /// ```
+    pub fn body_len(&self) -> u64 {
+        match &self.spilled {
+            Some(s) => s.len,
+            None => self.body.len() as u64,
+        }
+    }
+
+    /// Whether the body was spilled to a temporary file (then
+    /// [`body_reader`](Request::body_reader) streams it, and
+    /// [`body`](Request::body) reads it all into memory).
+    pub fn body_is_spilled(&self) -> bool {
+        self.spilled.is_some()
+    }
+
+    /// Reads the body from its start, wherever it is: memory, or the
+    /// temporary file a large body was spilled to (see
+    /// [`Limits::body_buffer`](crate::Limits::body_buffer)). Each call
+    /// gives a new reader from the first byte. The file is deleted
+    /// when the request is dropped (it never had a name).
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// let req = tine::Request::builder(tine::Method::POST, "/").body("hello").finish();
+    /// let mut text = String::new();
+    /// req.body_reader().read_to_string(&mut text).unwrap();
+    /// assert_eq!(text, "hello");
+    /// ```
+    pub fn body_reader(&self) -> BodyReader<'_> {
+        BodyReader {
+            source: match &self.spilled {
+                Some(s) => Source::File(&s.file, s.len),
+                None => Source::Memory(&self.body),
+            },
+            pos: 0,
+        }
     }
 
     /// The request body as a cheaply clonable [`Bytes`].
     pub fn body_bytes(&self) -> Bytes {
-        self.body.clone()
+        match &self.spilled {
+            None => self.body.clone(),
+            Some(spilled) => spilled.load().clone(),
+        }
     }
 
     /// The body as UTF-8 text; invalid UTF-8 is a `400`.
     pub fn text(&self) -> Result<&str, Error> {
-        std::str::from_utf8(&self.body)
+        std::str::from_utf8(self.body())
             .map_err(|_| Error::bad_request("request body is not valid UTF-8"))
+    }
+
+    /// The body parsed as `multipart/form-data` (an HTML form with
+    /// files) with the default [`MultipartLimits`](crate::MultipartLimits):
+    /// text fields, and files in memory or, past 256 KiB, in temporary
+    /// files. A `Content-Type` other than `multipart/form-data` is a
+    /// `415`, a malformed body a `400`, a part over a limit a `413`, each
+    /// with a message naming the problem (and the limit).
+    ///
+    /// ```
+    /// let req = tine::Request::builder(tine::Method::POST, "/upload")
+    ///     .header("content-type", "multipart/form-data; boundary=B")
+    ///     .body("--B\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nhi\r\n--B--\r\n")
+    ///     .finish();
+    /// let form = req.multipart().unwrap();
+    /// assert_eq!(form.field("title"), Some("hi"));
+    /// ```
+    pub fn multipart(&self) -> Result<crate::Multipart, Error> {
+        crate::multipart::parse(self, &crate::MultipartLimits::default())
+    }
+
+    /// Like [`multipart`](Request::multipart), with other limits.
+    ///
+    /// ```
+    /// let limits = tine::MultipartLimits::default().max_parts(10).max_file(20 << 20);
+    /// let req = tine::Request::builder(tine::Method::POST, "/").finish();
+    /// assert_eq!(req.multipart_with(&limits).unwrap_err().status(), 415);
+    /// ```
+    pub fn multipart_with(
+        &self,
+        limits: &crate::MultipartLimits,
+    ) -> Result<crate::Multipart, Error> {
+        crate::multipart::parse(self, limits)
     }
 
     /// The body parsed as JSON. A `Content-Type` other than JSON is a `415`,
@@ -245,7 +341,7 @@ impl Request {
                 "expected Content-Type: application/json",
             ));
         }
-        serde_json::from_slice(&self.body)
+        serde_json::from_slice(self.body())
             .map_err(|e| Error::bad_request(format!("invalid JSON body: {e}")))
     }
 
@@ -259,7 +355,7 @@ impl Request {
                 "expected Content-Type: application/x-www-form-urlencoded",
             ));
         }
-        from_urlencoded(&self.body)
+        from_urlencoded(self.body())
             .map_err(|e| Error::bad_request(format!("invalid form body: {e}")))
     }
 
@@ -269,7 +365,7 @@ impl Request {
         if !self.content_type_is(|m| m == "application/x-www-form-urlencoded") {
             return HashMap::new();
         }
-        form_urlencoded::parse(&self.body)
+        form_urlencoded::parse(self.body())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect()
     }
@@ -394,6 +490,24 @@ impl Request {
         self.state.as_deref()?.get()
     }
 
+    /// Whether the before-hooks already ran (at admission, before the
+    /// body was read).
+    pub(crate) fn hooks_done(&self) -> bool {
+        self.hooks_done
+    }
+
+    pub(crate) fn set_hooks_done(&mut self) {
+        self.hooks_done = true;
+    }
+
+    /// Attaches the body read after the head was admitted.
+    pub(crate) fn set_body(&mut self, body: super::body::ReadBody) {
+        match body {
+            super::body::ReadBody::Memory(bytes) => self.body = bytes,
+            super::body::ReadBody::File(file) => self.spilled = Some(Box::new(file)),
+        }
+    }
+
     pub(crate) fn set_state(&mut self, state: Rc<Extensions>) {
         self.state = Some(state);
     }
@@ -421,7 +535,7 @@ impl fmt::Debug for Request {
             .field("target", &self.target)
             .field("version", &self.version)
             .field("headers", &self.headers)
-            .field("body_len", &self.body.len())
+            .field("body_len", &self.body_len())
             .field("params", &self.params)
             .field("peer", &self.peer)
             .finish()
@@ -514,6 +628,44 @@ impl RequestBuilder {
         req.params = Params(self.params);
         req.https = self.https;
         req
+    }
+}
+
+/// Reads a request body from its start: see [`Request::body_reader`].
+#[derive(Debug)]
+pub struct BodyReader<'a> {
+    source: Source<'a>,
+    pos: u64,
+}
+
+#[derive(Debug)]
+enum Source<'a> {
+    Memory(&'a [u8]),
+    /// Read with `pread`, so readers never share a file offset.
+    File(&'a std::fs::File, u64),
+}
+
+impl std::io::Read for BodyReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = match self.source {
+            Source::Memory(bytes) => {
+                let rest = bytes.get(self.pos as usize..).unwrap_or(&[]);
+                let n = rest.len().min(buf.len());
+                buf[..n].copy_from_slice(&rest[..n]);
+                n
+            }
+            Source::File(file, len) => {
+                use std::os::unix::fs::FileExt;
+                let left = len.saturating_sub(self.pos);
+                let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                if want == 0 {
+                    return Ok(0);
+                }
+                file.read_at(&mut buf[..want], self.pos)?
+            }
+        };
+        self.pos += n as u64;
+        Ok(n)
     }
 }
 

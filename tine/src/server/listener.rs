@@ -15,7 +15,10 @@
 //!   systems without a load-balancing `SO_REUSEPORT`: macOS has the option,
 //!   but it does not spread connections over the sockets bound with it, so
 //!   a shared queue is what balances there.
-//!   Every worker waits on the one queue and whichever is free accepts.
+//!   Every worker waits on the one queue and whichever is free accepts,
+//!   one connection per wake-up (on Linux registered level-triggered with
+//!   `EPOLLEXCLUSIVE`, so a new connection wakes one or a few waiting
+//!   workers: see the event loop's `accept.rs`).
 //!
 //! Which mode an address gets ([`workers_mode`]): the listener's
 //! [`Balance`], else the app's, else the platform's:
@@ -153,10 +156,18 @@ impl Listen {
 /// | sockets | one per worker (`SO_REUSEPORT`) | one, for every worker |
 /// | who takes a new connection | the kernel hashes it to a worker's queue | whichever worker is waiting |
 /// | a worker busy in a slow handler | its queue waits for it | it is not waiting, so others take the connection |
+/// | accepting | a woken worker drains its own queue | one connection per wake-up; on Linux `EPOLLEXCLUSIVE` wakes one (or a few) of the waiting workers, in turn |
+/// | keep-alive connections | stay with the worker that accepted them | the same |
 /// | default on | Linux, FreeBSD | macOS (no balancing `SO_REUSEPORT`); socket activation |
 ///
 /// `ReusePort` spreads load evenly with no contention between workers;
-/// `Shared` keeps a fast request from queueing behind a blocked worker.
+/// `Shared` keeps a fast request on a *new* connection from queueing behind
+/// a blocked worker: choose it when some handlers block (a slow query, a
+/// call to another service) and clients open connections often. Requests
+/// on a kept-alive connection wait for their worker in both modes; for
+/// those, keep slow work short or off the request path, run more workers,
+/// or have the client (or proxy) use short keep-alive for slow endpoints.
+/// `docs/benchmarks.md` has the measurements.
 /// `TINE_LISTENER=shared|reuseport` overrides every address's choice at
 /// start-up (a test and diagnostic switch).
 ///

@@ -30,6 +30,7 @@ mod systemd;
 mod timer;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
+mod upgrade;
 
 use std::fmt;
 use std::io;
@@ -91,6 +92,12 @@ pub struct Server {
     _pid_file: Option<pidfile::PidFile>,
     /// Set when `TINE_WORKERS` chose `workers`: said in the start-up log.
     workers_note: Option<String>,
+    /// This process is a new master started by a binary upgrade: the old
+    /// master's pid and the link to it (see `upgrade.rs`).
+    predecessor: Option<(i32, std::os::unix::net::UnixStream)>,
+    /// The executable and arguments a binary upgrade starts (taken at
+    /// bind, before the app can change directory).
+    exec: Option<upgrade::Exec>,
 }
 
 impl fmt::Debug for Server {
@@ -136,6 +143,8 @@ pub(crate) struct ServerConfig {
     pub(crate) listens: Vec<listener::Listen>,
     /// The app's default [`Balance`](listener::Balance).
     pub(crate) balance: Option<listener::Balance>,
+    /// How long a new master started by `SIGUSR2` may take to be ready.
+    pub(crate) upgrade_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -157,6 +166,7 @@ impl Default for ServerConfig {
             worker_timeout: WORKER_TIMEOUT,
             listens: Vec::new(),
             balance: None,
+            upgrade_timeout: supervisor::UPGRADE_TIMEOUT,
         }
     }
 }
@@ -256,7 +266,17 @@ impl Server {
         for tls in config.listens.iter().filter_map(|l| l.tls.as_ref()) {
             tls.server_config();
         }
-        let addresses = if let Some(inherited) = systemd::inherited_listeners() {
+        let mut predecessor = None;
+        let addresses = if let Some(up) = upgrade::inherited()? {
+            // The old master's sockets (see upgrade.rs): their queues are
+            // the ones clients connect to; nothing is bound.
+            predecessor = Some((up.parent, up.link));
+            if let Some((fd, origin)) = up.board {
+                // Before anything maps a scoreboard of its own.
+                scoreboard::adopt(fd, origin);
+            }
+            adopt_upgrade(&mut config.listens, up.addresses)
+        } else if let Some(inherited) = systemd::inherited_listeners() {
             adopt_inherited(&mut config.listens, inherited)
         } else {
             let mut addresses = Vec::with_capacity(config.listens.len());
@@ -295,6 +315,8 @@ impl Server {
             workers,
             _pid_file,
             workers_note,
+            predecessor,
+            exec: upgrade::Exec::current(),
         })
     }
 
@@ -345,8 +367,19 @@ impl Server {
             workers,
             _pid_file,
             workers_note,
+            predecessor,
+            exec,
         } = self;
         let note = workers_note.map(|n| format!("; {n}")).unwrap_or_default();
+        if workers <= 1 && predecessor.is_some() {
+            // Serving the sockets alone, it could never tell the old master
+            // it is ready, nor be upgraded itself: refuse, and the old
+            // master serves on.
+            return Err(io::Error::other(
+                "tine: started by a binary upgrade (SIGUSR2) but configured \
+                 with workers <= 1: a binary upgrade needs workers > 1",
+            ));
+        }
         let shown = addresses
             .iter()
             .map(|a| format!("http://{}", a.addr))
@@ -395,9 +428,14 @@ impl Server {
             log::info!("workers run as {}", c.name);
         }
         WORKER_COUNT.store(workers, Ordering::Relaxed);
-        let master = master_config(&config, workers);
+        let mut master = master_config(&config, workers);
+        master.pid_file = config.pid_file.clone();
+        master.exec = exec;
+        if master.exec.is_none() {
+            log::warn!("cannot tell the path this process was started from: SIGUSR2 will fail");
+        }
         let mut served = Some((service, config));
-        let code = master::run_master(addresses, master, &mut |start| {
+        let code = master::run_master(addresses, master, predecessor, &mut |start| {
             worker_main(served.take(), start)
         })?;
         if code == 0 {
@@ -458,6 +496,33 @@ fn adopt_inherited(
         .collect()
 }
 
+/// The addresses of a master started by a binary upgrade: the old
+/// master's sockets, address by address, in their own modes. When there
+/// are as many as the app configured, the app's per-listener settings
+/// apply to them in order; otherwise they are served with default
+/// settings (a warning says so).
+fn adopt_upgrade(
+    listens: &mut Vec<listener::Listen>,
+    addresses: Vec<listener::Bound>,
+) -> Vec<listener::Bound> {
+    if listens.len() != addresses.len() {
+        log::warn!(
+            "binary upgrade: {} address(es) handed over for {} configured: \
+             serving them with default listener settings",
+            addresses.len(),
+            listens.len()
+        );
+        *listens = addresses
+            .iter()
+            .map(|a| listener::Listen::tcp(a.addr))
+            .collect();
+    }
+    for (l, a) in listens.iter_mut().zip(&addresses) {
+        l.addr = a.addr;
+    }
+    addresses
+}
+
 fn master_config(config: &ServerConfig, workers: usize) -> master::MasterConfig {
     master::MasterConfig {
         workers,
@@ -465,6 +530,7 @@ fn master_config(config: &ServerConfig, workers: usize) -> master::MasterConfig 
         backlog: listener::BACKLOG,
         max_worker_memory: config.max_worker_memory,
         worker_timeout: config.worker_timeout,
+        upgrade_timeout: config.upgrade_timeout,
         ..master::MasterConfig::default()
     }
 }

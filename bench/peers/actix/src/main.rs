@@ -24,6 +24,18 @@ async fn hello(name: web::Path<String>) -> HttpResponse {
         .body(format!("Hello, {name}!"))
 }
 
+/// `GET /sleep?ms=N`: the same blocking sleep as tine's hello, on the
+/// worker thread (it serves nobody else meanwhile).
+async fn sleep(req: HttpRequest) -> HttpResponse {
+    match bench_common::sleep_ms(req.query_string()) {
+        Some(ms) => {
+            bench_common::blocking_sleep(ms);
+            HttpResponse::Ok().content_type("text/plain").body("slept")
+        }
+        None => HttpResponse::BadRequest().body("ms must be a number of milliseconds"),
+    }
+}
+
 /// Echo text and binary messages back; answer pings; close when the client closes.
 async fn ws_echo(req: HttpRequest, body: web::Payload) -> actix_web::Result<HttpResponse> {
     let (response, mut session, mut stream) = actix_ws::handle(&req, body)?;
@@ -55,6 +67,7 @@ fn main() -> std::io::Result<()> {
             .route("/plaintext", web::get().to(plaintext))
             .route("/json", web::get().to(json))
             .route("/hello/{name}", web::get().to(hello))
+            .route("/sleep", web::get().to(sleep))
             .route("/ws/echo", web::get().to(ws_echo));
         if let Some(dir) = &static_dir {
             app = app.service(actix_files::Files::new("/static", dir));

@@ -64,3 +64,20 @@ pub const HELLO: Message = Message {
 
 /// Keep-alive timeout for every peer: longer than any load run.
 pub const KEEP_ALIVE_SECS: u64 = 75;
+
+/// The `ms` of a `/sleep?ms=N` query (at most 10,000, as tine's hello caps
+/// it); `None` when missing or not a number (the peer answers 400).
+pub fn sleep_ms(query: &str) -> Option<u64> {
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("ms="))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|ms| ms.min(10_000))
+}
+
+/// `/sleep`'s blocking sleep: the thread that runs the handler does nothing
+/// else meanwhile (an async peer's executor thread included), like a tine
+/// handler blocking its worker on a slow query.
+pub fn blocking_sleep(ms: u64) {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+}

@@ -1,7 +1,9 @@
 //! The event loop: one per process, owning every connection.
 //!
 //! mio (epoll/kqueue), edge-triggered: every accept drains until
-//! `WouldBlock`. Connections live in a slab keyed by their mio token; the
+//! `WouldBlock`, except on a listener shared by every worker
+//! (level-triggered on Linux, one connection per wake-up: see
+//! `accept.rs`). Connections live in a slab keyed by their mio token; the
 //! loop tells a connection when its socket is ready, drives it, and keeps
 //! the one timer it asks for in a timing wheel. What a connection does with
 //! its bytes (HTTP/1.1, WebSocket) is its own business (`conn`).
@@ -112,9 +114,15 @@ impl EventLoop {
         control: Option<std::os::unix::net::UnixStream>,
     ) -> io::Result<Self> {
         let poll = Poll::new()?;
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
-        // A single process has no master to re-read its certificates:
-        // SIGUSR1 does it here (workers leave the signal to the master).
+        // A single process (no master) also takes SIGUSR2, only to refuse
+        // it: its default action would end the process.
+        let mut signals = if control.is_none() {
+            Signals::new([SIGINT, SIGTERM, signal_hook::consts::SIGUSR2])?
+        } else {
+            Signals::new([SIGINT, SIGTERM])?
+        };
+        // Nor has it a master to re-read its certificates: SIGUSR1 does it
+        // here (workers leave the signal to the master).
         #[cfg(feature = "tls")]
         if control.is_none() {
             signals.add_signal(signal_hook::consts::SIGUSR1)?;
@@ -129,12 +137,7 @@ impl EventLoop {
             listeners: listeners
                 .into_iter()
                 .enumerate()
-                .map(|(i, (socket, address))| Listener {
-                    socket,
-                    address,
-                    active: active.contains(&i),
-                    registered: false,
-                })
+                .map(|(i, (socket, address))| Listener::new(socket, address, active.contains(&i)))
                 .collect(),
             conns: Slab::new(),
             generation: 0,
@@ -214,6 +217,10 @@ impl EventLoop {
                                     // Switches the certificates in place.
                                     let _ = crate::server::tls::reload();
                                 }
+                                signal_hook::consts::SIGUSR2 => log::warn!(
+                                    "SIGUSR2 ignored: a binary upgrade needs a master \
+                                     (workers > 1); this is a single process"
+                                ),
                                 _ => stop = true,
                             }
                         }
@@ -293,17 +300,24 @@ impl EventLoop {
         for key in idle {
             self.set_deadline(key, self.now + DRAIN_IDLE);
         }
-        // WebSocket peers get a close with 1001 and until the drain
-        // deadline to answer it.
-        let sockets: Vec<usize> = self
+        // WebSockets (a close with 1001) and streams still running are
+        // ended one after another over the first half of the drain
+        // timeout, not all at once: their clients reconnect spread out
+        // too (see the conn module docs).
+        let long: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, s)| s.conn.any_session().is_some())
+            .filter(|(_, s)| s.conn.long_lived())
             .map(|(k, _)| k)
             .collect();
-        for key in sockets {
-            self.conns[key].conn.go_away();
-            self.drive(key);
+        let window = self.shared.config.limits.drain_timeout / 2;
+        let n = long.len() as u32;
+        for (i, key) in (0u32..).zip(long) {
+            let at = self.now + window * i / n;
+            let conn = &mut self.conns[key].conn;
+            conn.retire_at(at);
+            let deadline = conn.deadline(&self.shared);
+            self.set_deadline(key, deadline);
         }
         log::info!(
             "stop requested: draining {} connection(s)",
