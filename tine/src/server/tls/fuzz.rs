@@ -101,7 +101,8 @@ pub fn echo(
     let (mut echo, mut got, mut back) = (Vec::new(), Vec::new(), Vec::new());
     let mut pieces = data.chunks(split.max(1));
     let mut plain = [0u8; 64 * 1024];
-    for _ in 0..10_000 {
+    // One piece per turn, plus turns for the handshake and the last echo.
+    for _ in 0..pieces.len() + 2_000 {
         if !client.is_handshaking() {
             if let Some(piece) = pieces.next() {
                 client.writer().write_all(piece).unwrap();
