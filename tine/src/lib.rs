@@ -113,13 +113,13 @@ pub use crate::multipart::{Multipart, MultipartLimits, Part, PartReader};
 pub use crate::pubsub::{publish, publish_binary};
 #[cfg(feature = "tls")]
 pub use crate::server::tls::{TlsConfig, TlsError};
-/// The rustls version tine uses (for [`TlsConfig::from_rustls`]).
-#[cfg(feature = "tls")]
-pub use rustls;
 pub use crate::server::{worker, Balance, Listen, ServeError, Server, WorkerInfo};
 pub use crate::sse::{publish_event, Sse, SseEvent};
 pub use crate::static_files::StaticConfig;
 pub use crate::ws::{WebSocket, WsConfig, WsEvent};
+/// The rustls version tine uses (for [`TlsConfig::from_rustls`]).
+#[cfg(feature = "tls")]
+pub use rustls;
 
 pub use ::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 pub use bytes::Bytes;

@@ -121,6 +121,12 @@ impl EventLoop {
         } else {
             Signals::new([SIGINT, SIGTERM])?
         };
+        // Nor has it a master to re-read its certificates: SIGUSR1 does it
+        // here (workers leave the signal to the master).
+        #[cfg(feature = "tls")]
+        if control.is_none() {
+            signals.add_signal(signal_hook::consts::SIGUSR1)?;
+        }
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let now = Instant::now();
@@ -205,13 +211,17 @@ impl EventLoop {
                     SIGNALS => {
                         let mut stop = false;
                         for sig in self.signals.pending() {
-                            if sig == signal_hook::consts::SIGUSR2 {
-                                log::warn!(
+                            match sig {
+                                #[cfg(feature = "tls")]
+                                signal_hook::consts::SIGUSR1 => {
+                                    // Switches the certificates in place.
+                                    let _ = crate::server::tls::reload();
+                                }
+                                signal_hook::consts::SIGUSR2 => log::warn!(
                                     "SIGUSR2 ignored: a binary upgrade needs a master \
                                      (workers > 1); this is a single process"
-                                );
-                            } else {
-                                stop = true;
+                                ),
+                                _ => stop = true,
                             }
                         }
                         if stop {

@@ -101,7 +101,8 @@ pub fn echo(
     let (mut echo, mut got, mut back) = (Vec::new(), Vec::new(), Vec::new());
     let mut pieces = data.chunks(split.max(1));
     let mut plain = [0u8; 64 * 1024];
-    for _ in 0..10_000 {
+    // One piece per turn, plus turns for the handshake and the last echo.
+    for _ in 0..pieces.len() + 2_000 {
         if !client.is_handshaking() {
             if let Some(piece) = pieces.next() {
                 client.writer().write_all(piece).unwrap();
@@ -132,10 +133,28 @@ pub fn echo(
                 Err(_) => break,
             }
         }
+        if pieces.len() == 0 && back.len() < data.len() {
+            // Everything is sent: wait (bounded) for the echo to arrive
+            // instead of spinning through the iterations.
+            let mut fds = [rustix::event::PollFd::new(
+                &sock,
+                rustix::event::PollFlags::IN,
+            )];
+            let t = rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: 10_000_000,
+            };
+            let _ = rustix::event::poll(&mut fds, Some(&t));
+        }
         if back.len() == data.len() && pieces.len() == 0 {
             break;
         }
     }
     assert!(got == data, "the server read other bytes than were sent");
-    assert!(back == data, "the echo differs");
+    assert!(
+        back == data,
+        "the echo differs: {} of {} bytes back",
+        back.len(),
+        data.len()
+    );
 }

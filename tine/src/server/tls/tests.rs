@@ -277,3 +277,14 @@ fn sni_picks_the_certificate_and_unknown_names_follow_the_setting() {
         server.join().unwrap();
     }
 }
+
+#[test]
+fn fuzz_echo_small_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cert(dir.path());
+    let config = super::fuzz::server_config(&c.cert, &c.key);
+    let client = client_config(&[&c.der]);
+    // More one-byte writes than any fixed number of turns would allow.
+    let data = vec![b'x'; 12_000];
+    super::fuzz::echo(&config, &client, &data, 1);
+}
