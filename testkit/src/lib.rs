@@ -5,9 +5,9 @@
 
 pub mod browser;
 pub mod logs;
+pub mod sse;
 #[cfg(feature = "tls")]
 pub mod tls;
-pub mod sse;
 pub mod ws;
 
 use std::io::{self, BufRead, BufReader, Read, Write};

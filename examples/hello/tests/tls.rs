@@ -704,3 +704,50 @@ fn a_single_process_reloads_its_certificates_on_sigusr1() {
     assert_eq!(c.peer_cert().unwrap(), b.der);
     drop(s);
 }
+
+#[test]
+fn a_session_made_before_a_binary_upgrade_resumes_after_it() {
+    let _heavy = testkit::procs::heavy();
+    let dir = tempfile::tempdir().unwrap();
+    let c = cert(dir.path(), "cert");
+    let r = testkit::upgrade::Release::new(HELLO);
+    let args = [
+        "--bind",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+        "--tls-bind",
+        "127.0.0.1:0",
+        "--tls-cert",
+        c.cert.to_str().unwrap(),
+        "--tls-key",
+        c.key.to_str().unwrap(),
+        "--version-tag",
+        "old",
+    ];
+    let mut s = ServerTree::start(&r.app_str(), &args);
+    assert!(testkit::wait_until(T, || s.addrs().len() == 2));
+    s.wait_ready(2, T);
+    let https = s.addrs()[1];
+    let config = client_config(&[&c.der]);
+    let mut first = TlsClient::connect(https, "localhost", &config);
+    assert!(!first.resumed());
+    assert_eq!(first.get("/version").text(), "old");
+    drop(first);
+
+    r.install_tagged("new");
+    s.signal(Signal::SIGUSR2);
+    let status = s
+        .wait_exit(SLOW)
+        .expect("the old master hands over and exits");
+    assert!(status.success(), "{status}\n{}", s.stderr());
+    // Only the new generation serves now; the ticket from the old one
+    // resumes there because the keys were handed over with the sockets.
+    let mut again = TlsClient::connect(https, "localhost", &config);
+    assert_eq!(again.get("/version").text(), "new", "{}", s.stderr());
+    assert!(
+        again.resumed(),
+        "the old generation's ticket did not resume:\n{}",
+        s.stderr()
+    );
+}

@@ -259,13 +259,6 @@ impl Server {
                 "tine: no address to listen on (give one to bind, or add one with App::listen)",
             ));
         }
-        // TLS configurations are made now, in the process that will be the
-        // master: workers inherit them (keys, certificates), and the master
-        // reloads them.
-        #[cfg(feature = "tls")]
-        for tls in config.listens.iter().filter_map(|l| l.tls.as_ref()) {
-            tls.server_config();
-        }
         let mut predecessor = None;
         let addresses = if let Some(up) = upgrade::inherited()? {
             // The old master's sockets (see upgrade.rs): their queues are
@@ -274,6 +267,12 @@ impl Server {
             if let Some((fd, origin)) = up.board {
                 // Before anything maps a scoreboard of its own.
                 scoreboard::adopt(fd, origin);
+            }
+            // Before the TLS listeners are set up below, so tickets issued
+            // by the old generation resume on the new one.
+            #[cfg(feature = "tls")]
+            if let Some(wire) = &up.tickets {
+                tls::adopt_ticket_keys(wire);
             }
             adopt_upgrade(&mut config.listens, up.addresses)
         } else if let Some(inherited) = systemd::inherited_listeners() {
@@ -304,6 +303,13 @@ impl Server {
             }
             addresses
         };
+        // TLS configurations are made now, in the process that will be the
+        // master: workers inherit them (keys, certificates), and the master
+        // reloads them.
+        #[cfg(feature = "tls")]
+        for tls in config.listens.iter().filter_map(|l| l.tls.as_ref()) {
+            tls.server_config();
+        }
         let _pid_file = match &config.pid_file {
             Some(path) => Some(pidfile::PidFile::create(path)?),
             None => None,

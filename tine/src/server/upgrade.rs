@@ -135,6 +135,8 @@ struct Spec {
     sockets: Vec<Handed>,
     /// The scoreboard's memfd and clock origin.
     board: Option<(RawFd, u64)>,
+    /// A pipe holding the TLS session-ticket keys (read to its end).
+    tickets: Option<RawFd>,
 }
 
 fn encode(spec: &Spec) -> String {
@@ -153,8 +155,12 @@ fn encode(spec: &Spec) -> String {
         .board
         .map(|(fd, origin)| format!(" board={fd}@{origin}"))
         .unwrap_or_default();
+    let tickets = spec
+        .tickets
+        .map(|fd| format!(" tickets={fd}"))
+        .unwrap_or_default();
     format!(
-        "parent={} link={} sockets={}{board}",
+        "parent={} link={} sockets={}{board}{tickets}",
         spec.parent,
         spec.link,
         sockets.join(",")
@@ -163,6 +169,7 @@ fn encode(spec: &Spec) -> String {
 
 fn decode(text: &str) -> Result<Spec, String> {
     let (mut parent, mut link, mut sockets, mut board) = (None, None, None, None);
+    let mut tickets = None;
     for field in text.split_whitespace() {
         let (key, value) = field
             .split_once('=')
@@ -184,6 +191,7 @@ fn decode(text: &str) -> Result<Spec, String> {
                 )
             }
             "link" => link = Some(fd(value)?),
+            "tickets" => tickets = Some(fd(value)?),
             "board" => {
                 let (f, origin) = value
                     .split_once('@')
@@ -228,6 +236,7 @@ fn decode(text: &str) -> Result<Spec, String> {
         link: link.ok_or("no link=")?,
         sockets: sockets.ok_or("no sockets=")?,
         board,
+        tickets,
     };
     // Addresses numbered 0.. without a gap, one mode each, a shared one
     // with exactly one socket; no fd named twice.
@@ -253,6 +262,7 @@ fn decode(text: &str) -> Result<Spec, String> {
     let mut fds: Vec<RawFd> = spec.sockets.iter().map(|h| h.fd).collect();
     fds.push(spec.link);
     fds.extend(spec.board.map(|b| b.0));
+    fds.extend(spec.tickets);
     fds.sort_unstable();
     if fds.windows(2).any(|w| w[0] == w[1]) {
         return Err("an fd is named twice".into());
@@ -262,19 +272,36 @@ fn decode(text: &str) -> Result<Spec, String> {
 
 /// Starts the new master: `exec`'s path and arguments, inheriting the
 /// sockets in `handed`, the child end of the link and the scoreboard
-/// (`board`: its memfd and clock origin). Returns its pid.
+/// (`board`: its memfd and clock origin) and, with TLS, the session-ticket
+/// keys (`tickets`, written into a pipe the new master reads, so a ticket
+/// issued before the upgrade resumes after it; never in the environment).
+/// Returns its pid.
 pub(crate) fn spawn(
     exec: &Exec,
     handed: &[Handed],
     link: &UnixStream,
     board: Option<(RawFd, u64)>,
+    tickets: Option<&[u8]>,
     signals: &'static [nix::sys::signal::Signal],
 ) -> io::Result<i32> {
+    // A few dozen bytes: they fit the pipe's buffer, so the write end is
+    // written and closed before the reader exists, and the reader reads to
+    // EOF without waiting.
+    let tickets = match tickets {
+        Some(wire) => {
+            let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+            let mut write = std::fs::File::from(write);
+            std::io::Write::write_all(&mut write, wire)?;
+            Some(read)
+        }
+        None => None,
+    };
     let spec = Spec {
         parent: std::process::id() as i32,
         link: link.as_raw_fd(),
         sockets: handed.to_vec(),
         board,
+        tickets: tickets.as_ref().map(|fd| fd.as_raw_fd()),
     };
     let mut cmd = std::process::Command::new(&exec.path);
     cmd.args(&exec.args)
@@ -283,6 +310,7 @@ pub(crate) fn spawn(
     let mut keep: Vec<RawFd> = handed.iter().map(|h| h.fd).collect();
     keep.push(link.as_raw_fd());
     keep.extend(board.map(|b| b.0));
+    keep.extend(tickets.as_ref().map(|fd| fd.as_raw_fd()));
     sys::keep_across_exec(&mut cmd, keep, signals);
     let child = cmd
         .spawn()
@@ -304,6 +332,8 @@ pub(crate) struct Inherited {
     pub(crate) addresses: Vec<Bound>,
     /// The scoreboard's memfd and clock origin (see `scoreboard::adopt`).
     pub(crate) board: Option<(std::os::fd::OwnedFd, u64)>,
+    /// The old master's TLS session-ticket keys, in their wire form.
+    pub(crate) tickets: Option<Vec<u8>>,
 }
 
 /// The sockets handed over by an old master, if [`UPGRADE_VAR`] is set and
@@ -350,6 +380,17 @@ pub(crate) fn inherited() -> io::Result<Option<Inherited>> {
         }
         None => None,
     };
+    let tickets = match spec.tickets {
+        Some(fd) => {
+            let borrowed =
+                sys::inherited_fd(fd).ok_or_else(|| bad(format!("tickets fd {fd} is not open")))?;
+            let mut file = std::fs::File::from(sys::own_inherited(borrowed));
+            let mut wire = Vec::new();
+            std::io::Read::read_to_end(&mut file, &mut wire)?;
+            Some(wire)
+        }
+        None => None,
+    };
     let mut addresses: Vec<Bound> = Vec::new();
     for h in &spec.sockets {
         let borrowed = sys::inherited_fd(h.fd).ok_or_else(|| bad(format!("fd {} closed", h.fd)))?;
@@ -373,6 +414,7 @@ pub(crate) fn inherited() -> io::Result<Option<Inherited>> {
         link,
         addresses,
         board,
+        tickets,
     }))
 }
 
@@ -411,6 +453,7 @@ mod tests {
                 },
             ],
             board: None,
+            tickets: None,
         };
         let text = encode(&spec);
         assert_eq!(text, "parent=42 link=7 sockets=8:0:r,9:0:r,10:1:s");
@@ -421,7 +464,15 @@ mod tests {
         };
         let text = encode(&with_board);
         assert!(text.ends_with(" board=11@123456"), "{text}");
-        assert_eq!(decode(&text), Ok(with_board));
+        assert_eq!(decode(&text), Ok(with_board.clone()));
+        let with_tickets = Spec {
+            tickets: Some(12),
+            ..with_board
+        };
+        let text = encode(&with_tickets);
+        assert!(text.ends_with(" board=11@123456 tickets=12"), "{text}");
+        assert_eq!(decode(&text), Ok(with_tickets));
+        assert!(decode("parent=42 link=7 sockets=8:0:r tickets=7").is_err());
         for bad in [
             "",
             "parent=42 link=7",

@@ -83,7 +83,18 @@ impl Master {
             .board
             .and_then(|b| b.fd())
             .map(|fd| (fd.as_raw_fd(), scoreboard::origin_monotonic_us()));
-        let spawned = upgrade::spawn(&exec, &handed, &theirs, board, &HANDLED_SIGNALS);
+        #[cfg(feature = "tls")]
+        let tickets = crate::server::tls::ticket_keys_for_upgrade();
+        #[cfg(not(feature = "tls"))]
+        let tickets: Option<Vec<u8>> = None;
+        let spawned = upgrade::spawn(
+            &exec,
+            &handed,
+            &theirs,
+            board,
+            tickets.as_deref(),
+            &HANDLED_SIGNALS,
+        );
         self.signals.release();
         drop(theirs);
         match spawned {

@@ -328,6 +328,24 @@ fn ticket_keys(period: Option<Duration>) -> Arc<TicketKeys> {
     keys
 }
 
+/// The current ticket keys in their wire form, for a new master started
+/// by a binary upgrade (`None` when no TLS listener made them).
+pub(crate) fn ticket_keys_for_upgrade() -> Option<Vec<u8>> {
+    TICKETS.get().map(|keys| keys.wire())
+}
+
+/// A new master started by a binary upgrade takes its predecessor's
+/// ticket keys before any TLS listener is set up, so tickets issued before
+/// the upgrade resume after it. Malformed keys are logged and fresh ones
+/// made.
+pub(crate) fn adopt_ticket_keys(wire: &[u8]) {
+    let keys = TicketKeys::new().expect("the system's random source works");
+    if !keys.install(wire) {
+        log::warn!("the old master's TLS ticket keys are malformed: making new ones");
+    }
+    let _ = TICKETS.set(Arc::new(keys));
+}
+
 /// Control payload kinds (the first byte of a [`control::TLS`] message).
 ///
 /// [`control::TLS`]: crate::server::control::TLS

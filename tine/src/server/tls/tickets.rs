@@ -115,6 +115,11 @@ impl TicketKeys {
         Some(encode(&keys))
     }
 
+    /// The current set in wire form (a binary upgrade hands it over).
+    pub(crate) fn wire(&self) -> Vec<u8> {
+        encode(&self.keys.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// A worker installs the set its master sent. `false`: malformed.
     pub(crate) fn install(&self, wire: &[u8]) -> bool {
         let Some(keys) = decode(wire) else {
