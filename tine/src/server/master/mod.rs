@@ -134,6 +134,7 @@ use super::control::{self, Channel};
 use super::listener::{self, Bound, Mode};
 use super::notify;
 use super::recycle;
+use super::sample;
 use super::scoreboard::{self, Board};
 use super::signals::{self, Source};
 use super::supervisor::{Action, Command, Event, Sig, Supervisor, WorkerId};
@@ -175,6 +176,9 @@ pub(crate) struct MasterConfig {
     /// Kill and replace a worker whose event loop has not turned for this
     /// long (read from the scoreboard; `ZERO`: never).
     pub worker_timeout: Duration,
+    /// How long a `SIGTERM` keeps the workers serving (health checks
+    /// answer 503) before the drain starts; `ZERO`: drain at once.
+    pub shutdown_delay: Duration,
 }
 
 impl Default for MasterConfig {
@@ -187,6 +191,7 @@ impl Default for MasterConfig {
             ready_timeout: Duration::from_secs(30),
             max_worker_memory: None,
             worker_timeout: Duration::from_secs(30),
+            shutdown_delay: Duration::ZERO,
         }
     }
 }
@@ -302,6 +307,8 @@ struct Master {
     entries: BTreeMap<WorkerId, usize>,
     /// When the heartbeats are looked at next (with `worker_timeout`).
     watchdog_check: Option<Instant>,
+    /// When memory and accept queues are sampled next (for the metrics).
+    sample_check: Option<Instant>,
 }
 
 struct Status(WaitStatus);
@@ -350,12 +357,13 @@ impl Master {
             addrs.push(a.addr);
             listeners.extend(a.sockets);
         }
-        let sup = Supervisor::new(
+        let mut sup = Supervisor::new(
             cfg.workers,
             cfg.graceful_timeout,
             cfg.ready_timeout,
             &layout,
         );
+        sup.set_shutdown_delay(cfg.shutdown_delay);
 
         // From here on every handled signal reaches the loop through
         // `signals`; it is blocked in every child forked later until the
@@ -382,6 +390,7 @@ impl Master {
             board,
             entries: BTreeMap::new(),
             watchdog_check: None,
+            sample_check: board.map(|_| Instant::now()),
         })
     }
 
@@ -430,7 +439,7 @@ impl Master {
                 let left = at.saturating_duration_since(Instant::now());
                 timeout = Some(timeout.map_or(left, |t| t.min(left)));
             }
-            for at in [self.memory_check, self.watchdog_check]
+            for at in [self.memory_check, self.watchdog_check, self.sample_check]
                 .into_iter()
                 .flatten()
             {
@@ -464,6 +473,15 @@ impl Master {
                 self.check_heartbeats(&mut happened);
                 self.watchdog_check =
                     Some(Instant::now() + watchdog_period(self.cfg.worker_timeout));
+            }
+            if self.sample_check.is_some_and(|at| at <= Instant::now()) {
+                if let Some(board) = self.board {
+                    let live: Vec<(usize, i32)> = (self.entries.iter())
+                        .filter_map(|(w, &i)| Some((i, self.links.get(w)?.pid)))
+                        .collect();
+                    sample::sample(board, &self.listeners, &live);
+                }
+                self.sample_check = Some(Instant::now() + sample::PERIOD);
             }
             happened.push(Event::Tick);
             for event in happened {
@@ -542,8 +560,22 @@ impl Master {
         Ok(None)
     }
 
-    /// Tells systemd what changed (readiness, reload, stop, watchdog).
+    /// Tells systemd what changed (readiness, reload, stop, watchdog), and
+    /// the scoreboard the restart counts and whether a stop was asked for
+    /// (health checks answer 503 from then on).
     fn announce(&mut self) {
+        if let Some(b) = self.board {
+            for (slot, counts) in self.sup.restarts().iter().enumerate() {
+                for (reason, &n) in counts.iter().enumerate() {
+                    b.set_restarts(slot, reason, n);
+                }
+            }
+            if self.sup.stop_requested() {
+                b.header()
+                    .stopping
+                    .store(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         if let Some(n) = &mut self.notify {
             let state = notify::State {
                 all_ready: self.sup.all_ready(),
