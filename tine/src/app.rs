@@ -40,9 +40,9 @@ use crate::ws::{WebSocket, WsConfig, WsEvent};
 /// ```
 pub struct App {
     /// Routes, hooks and error pages: what answers requests.
-    service: Service,
+    pub(crate) service: Service,
     /// Limits, workers and the other settings the server reads.
-    config: ServerConfig,
+    pub(crate) config: ServerConfig,
 }
 
 impl Default for App {

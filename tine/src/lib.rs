@@ -86,6 +86,7 @@ mod http;
 mod limits;
 mod macros;
 mod middleware;
+mod observe;
 pub mod pubsub;
 mod router;
 mod server;

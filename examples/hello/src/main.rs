@@ -27,6 +27,10 @@
 //! POST /leak?kb=N      testing aid: allocates N KiB, writes them and never
 //!                      frees them (max 1 GiB per request); answers this
 //!                      worker's total leaked KiB
+//! GET  /metrics        Prometheus metrics of every worker (one scrape)
+//! GET  /status         status page, a row per worker process (HTML;
+//!                      ?format=json for JSON)
+//! GET  /healthz        200 "ok" while serving, 503 "stopping" after SIGTERM
 //! ```
 //!
 //! Process flags besides the address and the limits:
@@ -39,6 +43,7 @@
 //! --max-worker-memory BYTES   recycle a worker past BYTES of private memory (Linux)
 //! --worker-timeout-ms N       kill and replace a worker stuck N ms (0: never; default 30 s)
 //! --version-tag TEXT          what GET /version answers
+//! --shutdown-delay-ms N       SIGTERM: keep serving N ms with /healthz at 503, then drain
 //! --user NAME / --group NAME  workers (or the single process) run as NAME
 //! ```
 //!
@@ -53,6 +58,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+
+mod observe;
 use tine::{App, Request, Response, StatusCode, WebSocket, WsEvent};
 
 /// Command-line flags.
@@ -143,6 +150,11 @@ struct Args {
     /// Text answered by GET /version (to tell two builds or runs apart).
     #[arg(long)]
     version_tag: Option<String>,
+    // --- observability ---
+    /// How long SIGTERM keeps serving (GET /healthz answering 503) before
+    /// the drain, in milliseconds (default 0).
+    #[arg(long)]
+    shutdown_delay_ms: Option<u64>,
 }
 
 #[derive(serde::Serialize)]
@@ -378,6 +390,12 @@ fn main() -> ExitCode {
         .clone()
         .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string());
     app = app.get("/version", move |_: &Request| Response::text(tag.clone()));
+    app = observe::routes(
+        app,
+        &observe::Observe {
+            shutdown_delay_ms: args.shutdown_delay_ms,
+        },
+    );
     if let Some(n) = args.max_requests {
         app = app.max_requests(n);
     }

@@ -22,6 +22,7 @@ mod per_ip;
 mod pidfile;
 mod privileges;
 mod recycle;
+mod sample;
 pub(crate) mod scoreboard;
 mod signals;
 mod supervisor;
@@ -128,7 +129,15 @@ pub(crate) struct ServerConfig {
     /// A worker whose loop has not turned for this long is killed and
     /// replaced (`ZERO`: never).
     pub(crate) worker_timeout: Duration,
+    /// A health route is served ([`App::health`](crate::App::health)).
+    pub(crate) health: bool,
+    /// How long a stop keeps serving before draining (`None`: the default,
+    /// [`SHUTDOWN_DELAY`] with a health route, none without).
+    pub(crate) shutdown_delay: Option<Duration>,
 }
+
+/// The default shutdown delay of a server with a health route.
+pub(crate) const SHUTDOWN_DELAY: Duration = Duration::from_secs(5);
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -147,6 +156,8 @@ impl Default for ServerConfig {
             group: None,
             credentials: None,
             worker_timeout: WORKER_TIMEOUT,
+            health: false,
+            shutdown_delay: None,
         }
     }
 }
@@ -383,6 +394,11 @@ fn master_config(config: &ServerConfig, workers: usize) -> master::MasterConfig 
         backlog: listener::BACKLOG,
         max_worker_memory: config.max_worker_memory,
         worker_timeout: config.worker_timeout,
+        shutdown_delay: config.shutdown_delay.unwrap_or(if config.health {
+            SHUTDOWN_DELAY
+        } else {
+            Duration::ZERO
+        }),
         ..master::MasterConfig::default()
     }
 }
