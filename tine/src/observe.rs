@@ -73,7 +73,12 @@ pub(crate) fn metrics(guard: Option<&Guard>, req: &Request) -> Response {
     if let Some(res) = guard.and_then(|g| g(req)) {
         return res;
     }
-    Response::text(encode_metrics(&view())).with_header("content-type", PROMETHEUS)
+    let mut res = Response::text(encode_metrics(&view()));
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(PROMETHEUS),
+    );
+    res
 }
 
 /// The `/status` handler.
@@ -518,7 +523,7 @@ fn status_html(view: &View) -> String {
     let st = status_json(view);
     let mut h = String::with_capacity(4096);
     h.push_str(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\"/>\n\
          <title>tine status</title>\n<style>\n\
          body{font-family:system-ui,sans-serif;margin:2em;color:#222}\n\
          table{border-collapse:collapse}\n\
@@ -531,12 +536,12 @@ fn status_html(view: &View) -> String {
     let _ = writeln!(h, "<h1>tine {}</h1>", st.version);
     let _ = writeln!(
         h,
-        "<p>Up {:.0} s &middot; {} requests served &middot; {} processes{}</p>",
+        "<p>Up {:.0} s &#183; {} requests served &#183; {} processes{}</p>",
         st.uptime_seconds,
         st.requests,
         st.workers.len(),
         if st.stopping {
-            " &middot; <strong>stopping</strong>"
+            " &#183; <strong>stopping</strong>"
         } else {
             ""
         }
