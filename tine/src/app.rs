@@ -43,6 +43,9 @@ pub struct App {
     pub(crate) service: Service,
     /// Limits, workers and the other settings the server reads.
     pub(crate) config: ServerConfig,
+    /// The admin routes (metrics, status, health), for the admin process
+    /// of [`admin_bind`](App::admin_bind).
+    pub(crate) admin: Service,
 }
 
 impl Default for App {
@@ -83,6 +86,7 @@ impl App {
         App {
             service: Service::default(),
             config: ServerConfig::default(),
+            admin: Service::default(),
         }
     }
 
@@ -544,7 +548,9 @@ impl App {
     /// [`Server::local_addr`].
     pub fn bind(self, addr: impl ToSocketAddrs) -> Result<Server, ServeError> {
         let addr = resolve(addr)?;
-        Ok(Server::bind(self.service, self.config, addr)?)
+        let mut server = Server::bind(self.service, self.config, addr)?;
+        server.set_admin_service(self.admin);
+        Ok(server)
     }
 
     /// Binds `addr` and serves until SIGINT or SIGTERM, then drains and

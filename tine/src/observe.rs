@@ -50,6 +50,8 @@
 //! internet, with a guard or a separate admin listener.
 
 use std::fmt::Write as _;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use http::StatusCode;
 
@@ -57,7 +59,40 @@ use crate::http::{Request, Response};
 use crate::server::scoreboard::{self, State, View, HANDLER_BUCKETS_MS, METHODS, RESTART_REASONS};
 
 /// A guard on an observability route: `Some(response)` answers instead.
-pub(crate) type Guard = Box<dyn Fn(&Request) -> Option<Response>>;
+pub(crate) type Guard = Rc<dyn Fn(&Request) -> Option<Response>>;
+
+/// Set (in the master, before the fork) when an admin listener serves the
+/// observability routes: the public listeners then answer them 404.
+static OFF_PUBLIC: AtomicBool = AtomicBool::new(false);
+
+/// The observability routes move to the admin process.
+pub(crate) fn keep_off_public() {
+    OFF_PUBLIC.store(true, Relaxed);
+}
+
+/// A route on both the app's service and the admin service: the admin
+/// process answers it; the app's workers answer it unless an admin
+/// listener took it over (then 404, as for any unknown path).
+impl crate::App {
+    #[track_caller]
+    fn observe_route(
+        mut self,
+        path: &str,
+        handler: impl Fn(&Request) -> Response + 'static,
+    ) -> Self {
+        let handler = Rc::new(handler);
+        let h = handler.clone();
+        self.admin
+            .add_route(Some(http::Method::GET), path, Box::new(move |req| h(req)));
+        self.get(path, move |req: &Request| {
+            if OFF_PUBLIC.load(Relaxed) {
+                Response::error(StatusCode::NOT_FOUND)
+            } else {
+                handler(req)
+            }
+        })
+    }
+}
 
 /// What the scoreboard shows now (an empty view without one: a server
 /// whose region could not be mapped, or code not running in a server).
@@ -593,7 +628,7 @@ impl crate::App {
     /// ```
     #[track_caller]
     pub fn metrics(self, path: &str) -> Self {
-        self.get(path, |req: &Request| metrics(None, req))
+        self.observe_route(path, |req: &Request| metrics(None, req))
     }
 
     /// Like [`metrics`](crate::App::metrics), with a guard that runs first
@@ -611,8 +646,8 @@ impl crate::App {
     where
         G: Fn(&Request) -> Option<Response> + 'static,
     {
-        let guard: Guard = Box::new(guard);
-        self.get(path, move |req: &Request| metrics(Some(&guard), req))
+        let guard: Guard = Rc::new(guard);
+        self.observe_route(path, move |req: &Request| metrics(Some(&guard), req))
     }
 
     /// Serves a status page at `path` (`GET`), like Apache's `mod_status`:
@@ -628,7 +663,7 @@ impl crate::App {
     /// ```
     #[track_caller]
     pub fn status(self, path: &str) -> Self {
-        self.get(path, |req: &Request| status(None, req))
+        self.observe_route(path, |req: &Request| status(None, req))
     }
 
     /// Like [`status`](crate::App::status), with a guard (see
@@ -645,8 +680,8 @@ impl crate::App {
     where
         G: Fn(&Request) -> Option<Response> + 'static,
     {
-        let guard: Guard = Box::new(guard);
-        self.get(path, move |req: &Request| status(Some(&guard), req))
+        let guard: Guard = Rc::new(guard);
+        self.observe_route(path, move |req: &Request| status(Some(&guard), req))
     }
 
     /// Serves a health check for load balancers at `path` (`GET`): `200 ok`
@@ -664,7 +699,7 @@ impl crate::App {
     #[track_caller]
     pub fn health(mut self, path: &str) -> Self {
         self.config.health = true;
-        self.get(path, health)
+        self.observe_route(path, health)
     }
 
     /// How long a graceful stop (`SIGTERM`, `SIGINT`) keeps the workers
@@ -684,6 +719,36 @@ impl crate::App {
     /// ```
     pub fn shutdown_delay(mut self, delay: std::time::Duration) -> Self {
         self.config.shutdown_delay = Some(delay);
+        self
+    }
+
+    /// Serves the metrics, status and health routes on `addr` from an
+    /// admin process that never runs a user handler (nor the worker-start
+    /// hooks), and no longer on the public listeners (there they answer
+    /// 404). A scrape or health check then gets an answer even while every
+    /// worker is stuck in a handler, and the routes are easy to keep off
+    /// the public internet (bind a private or loopback address).
+    ///
+    /// The master forks the admin process after the first workers, forks
+    /// it again if it exits (100 ms, doubling to 5 s while it keeps
+    /// dying), and kills it when it exits itself. It is not a worker: no
+    /// slot, no scoreboard entry, no part in restarts or scaling. It needs
+    /// workers > 1 (binding fails otherwise: a single process has no
+    /// master to run it). [`Server::admin_addr`](crate::Server::admin_addr)
+    /// reads the bound address back (port 0 picks one).
+    ///
+    /// ```no_run
+    /// tine::App::new()
+    ///     .workers(4)
+    ///     .metrics("/metrics")
+    ///     .status("/status")
+    ///     .health("/healthz")
+    ///     .admin_bind("127.0.0.1:9090".parse().unwrap())
+    ///     .serve("0.0.0.0:8080")
+    ///     .unwrap();
+    /// ```
+    pub fn admin_bind(mut self, addr: std::net::SocketAddr) -> Self {
+        self.config.admin_addr = Some(addr);
         self
     }
 }

@@ -44,6 +44,8 @@
 //! --worker-timeout-ms N       kill and replace a worker stuck N ms (0: never; default 30 s)
 //! --version-tag TEXT          what GET /version answers
 //! --shutdown-delay-ms N       SIGTERM: keep serving N ms with /healthz at 503, then drain
+//! --admin-bind ADDR           /metrics, /status, /healthz served on ADDR by an admin
+//!                             process that runs no handler (404 on --bind)
 //! --user NAME / --group NAME  workers (or the single process) run as NAME
 //! ```
 //!
@@ -155,6 +157,10 @@ struct Args {
     /// the drain, in milliseconds (default 0).
     #[arg(long)]
     shutdown_delay_ms: Option<u64>,
+    /// Serve /metrics, /status and /healthz from an admin process on this
+    /// address (and not on --bind); needs --workers > 1.
+    #[arg(long)]
+    admin_bind: Option<SocketAddr>,
 }
 
 #[derive(serde::Serialize)]
@@ -394,6 +400,7 @@ fn main() -> ExitCode {
         app,
         &observe::Observe {
             shutdown_delay_ms: args.shutdown_delay_ms,
+            admin_bind: args.admin_bind,
         },
     );
     if let Some(n) = args.max_requests {

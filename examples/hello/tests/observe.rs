@@ -419,3 +419,96 @@ fn healthz_stays_up_through_a_reload_and_turns_503_on_sigterm_while_accepting() 
     // Then the drain, and a clean exit.
     s.stop(T);
 }
+
+/// The admin address from the master's log line.
+fn admin_addr(s: &ServerTree) -> (i32, std::net::SocketAddr) {
+    let log = s.wait_log("spawned the admin process", T);
+    let line = log
+        .lines()
+        .rfind(|l| l.contains("spawned the admin process"))
+        .unwrap();
+    let pid = line
+        .split("(pid ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .expect("admin pid");
+    let addr = line
+        .rsplit("http://")
+        .next()
+        .and_then(|a| a.trim().parse().ok())
+        .expect("admin address");
+    (pid, addr)
+}
+
+#[test]
+fn the_admin_process_answers_while_every_worker_is_stuck() {
+    let _g = heavy();
+    let s = ServerTree::start_workers(HELLO, 2, &["--admin-bind", "127.0.0.1:0"]);
+    // Two workers and the admin process (which is no worker: never
+    // logged ready).
+    let children = s.wait_count(3, T);
+    let (admin_pid, admin) = admin_addr(&s);
+    assert!(children.contains(&admin_pid));
+    assert!(wait_until(T, || s.ready_pids().len() == 2));
+    let workers = s.ready_pids();
+    assert!(!workers.contains(&admin_pid));
+    let addr = s.addr();
+    // Off the public port, on the admin one.
+    for path in ["/metrics", "/status", "/healthz"] {
+        assert_eq!(get(addr, path).status, 404, "{path} on the public port");
+        assert_eq!(get(admin, path).status, 200, "{path} on the admin port");
+    }
+    // No user route there.
+    assert_eq!(get(admin, "/plaintext").status, 404);
+    // Both workers blocked: the admin process still answers, and sees
+    // them in their handlers.
+    let mut sleepers = Vec::new();
+    let mut blocked = BTreeSet::new();
+    while blocked.len() < 2 {
+        assert!(sleepers.len() < 40, "could not block both workers");
+        let mut c = Client::connect(addr);
+        c.send(b"GET /sleep?ms=6000 HTTP/1.1\r\nHost: t\r\n\r\n");
+        sleepers.push(c);
+        let rest: BTreeSet<i32> = workers.difference(&blocked).copied().collect();
+        if let Some(p) = wait_sleeping(&rest, Duration::from_millis(500)) {
+            blocked.insert(p);
+        }
+    }
+    let st = get(admin, "/status?format=json");
+    assert_eq!(st.status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&st.body).unwrap();
+    let in_handler = v["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["state"] == "handler" && w["request"] == "GET /sleep?ms=6000")
+        .count();
+    assert_eq!(in_handler, 2, "{v}");
+    assert_eq!(get(admin, "/healthz").status, 200);
+    // A crashed admin process is forked again.
+    signal(admin_pid, Signal::SIGKILL).unwrap();
+    s.wait_log(&format!("admin process (pid {admin_pid}) exited"), T);
+    assert!(wait_until(T, || s
+        .stderr()
+        .matches("spawned the admin process")
+        .count()
+        == 2));
+    assert!(wait_until(T, || {
+        let mut c = match std::net::TcpStream::connect(admin) {
+            Ok(c) => c,
+            Err(_) => return false,
+        };
+        let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .is_ok()
+            && {
+                let mut buf = String::new();
+                let _ = std::io::Read::read_to_string(&mut c, &mut buf);
+                buf.starts_with("HTTP/1.1 200")
+            }
+    }));
+    drop(sleepers);
+    // The master takes it along when it exits (stop checks nothing is left).
+    s.stop(T);
+}

@@ -91,6 +91,8 @@ pub struct Server {
     _pid_file: Option<pidfile::PidFile>,
     /// Set when `TINE_WORKERS` chose `workers`: said in the start-up log.
     workers_note: Option<String>,
+    /// `App::admin_bind`'s listener and routes (see `master/admin.rs`).
+    admin: Option<(std::net::TcpListener, Service)>,
 }
 
 impl fmt::Debug for Server {
@@ -116,6 +118,8 @@ pub(crate) struct ServerConfig {
     pub(crate) max_requests: Option<u64>,
     /// Up to this many more, drawn per worker.
     pub(crate) max_requests_jitter: u64,
+    /// Where the admin process listens (`App::admin_bind`).
+    pub(crate) admin_addr: Option<SocketAddr>,
     /// Private memory (bytes) past which a worker is recycled.
     pub(crate) max_worker_memory: Option<u64>,
     /// Where the master (or single process) writes its pid.
@@ -158,6 +162,7 @@ impl Default for ServerConfig {
             worker_timeout: WORKER_TIMEOUT,
             health: false,
             shutdown_delay: None,
+            admin_addr: None,
         }
     }
 }
@@ -269,6 +274,23 @@ impl Server {
             (vec![single], listener::Mode::Shared)
         };
         let addr = listeners[0].local_addr()?;
+        let admin = match config.admin_addr {
+            None => None,
+            Some(_) if workers <= 1 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "tine: admin_bind needs workers > 1 (the master runs the admin process)",
+                ))
+            }
+            Some(a) => {
+                let l = std::net::TcpListener::bind(a).map_err(|e| {
+                    io::Error::new(e.kind(), format!("tine: admin address {a}: {e}"))
+                })?;
+                // The admin process's event loop accepts until WouldBlock.
+                l.set_nonblocking(true)?;
+                Some((l, Service::default()))
+            }
+        };
         let _pid_file = match &config.pid_file {
             Some(path) => Some(pidfile::PidFile::create(path)?),
             None => None,
@@ -282,7 +304,20 @@ impl Server {
             workers,
             _pid_file,
             workers_note,
+            admin,
         })
+    }
+
+    /// The routes the admin process serves (with `App::admin_bind`).
+    pub(crate) fn set_admin_service(&mut self, service: Service) {
+        if let Some((_, s)) = &mut self.admin {
+            *s = service;
+        }
+    }
+
+    /// The admin listener's address, with `App::admin_bind`.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// The bound address (with the real port when bound to port 0).
@@ -316,6 +351,7 @@ impl Server {
             workers,
             _pid_file,
             workers_note,
+            admin,
         } = self;
         let note = workers_note.map(|n| format!("; {n}")).unwrap_or_default();
         if workers <= 1 {
@@ -356,6 +392,14 @@ impl Server {
         }
         WORKER_COUNT.store(workers, Ordering::Relaxed);
         let master = master_config(&config, workers);
+        let (admin_listener, admin_service) = match admin {
+            Some((l, s)) => {
+                crate::observe::keep_off_public();
+                (Some(l), Some(s))
+            }
+            None => (None, None),
+        };
+        let mut admin_served = admin_service.map(|s| (s, admin_config(&config)));
         let mut served = Some((service, config));
         let addresses = match mode {
             // A shared address has exactly one socket: several shared
@@ -374,8 +418,12 @@ impl Server {
                 sockets: listeners,
             }],
         };
-        let code = master::run_master(addresses, master, &mut |start| {
-            worker_main(served.take(), start)
+        let code = master::run_master(addresses, master, admin_listener, &mut |start| {
+            if start.admin {
+                worker_main(admin_served.take(), start)
+            } else {
+                worker_main(served.take(), start)
+            }
         })?;
         if code == 0 {
             Ok(())
@@ -400,6 +448,16 @@ fn master_config(config: &ServerConfig, workers: usize) -> master::MasterConfig 
             Duration::ZERO
         }),
         ..master::MasterConfig::default()
+    }
+}
+
+/// The admin process's settings: the app's limits, none of its workers'
+/// duties (no Redis, no recycling, no user to switch to beyond the app's).
+fn admin_config(config: &ServerConfig) -> ServerConfig {
+    ServerConfig {
+        redis_url: None,
+        max_requests: None,
+        ..config.clone()
     }
 }
 
@@ -429,7 +487,9 @@ fn worker_main(served: Option<(Service, ServerConfig)>, start: master::WorkerSta
         std::process::id(),
         start.master_pid
     );
-    if let Err(e) = service.init_worker() {
+    if start.admin {
+        log::debug!("admin process (pid {}) starting", std::process::id());
+    } else if let Err(e) = service.init_worker() {
         log::error!("worker {}: {e}", start.index);
         return 1;
     }

@@ -141,6 +141,7 @@ use super::supervisor::{Action, Command, Event, Sig, Supervisor, WorkerId};
 use super::sys;
 use crate::pubsub::relay;
 
+mod admin;
 mod links;
 
 use self::links::{token, Link};
@@ -221,6 +222,9 @@ pub(crate) struct WorkerStart {
     /// The worker's entry in the scoreboard (see `scoreboard.rs`), if the
     /// master has one.
     pub board_entry: Option<usize>,
+    /// The admin process (see `admin.rs`), not a worker: it serves only
+    /// the admin routes on `listeners[0]`.
+    pub admin: bool,
 }
 
 /// Unblocks [`HANDLED_SIGNALS`], which the master blocked before forking.
@@ -251,9 +255,14 @@ fn handled_set() -> SigSet {
 pub(crate) fn run_master(
     addresses: Vec<Bound>,
     cfg: MasterConfig,
+    admin: Option<TcpListener>,
     worker_main: &mut dyn FnMut(WorkerStart) -> i32,
 ) -> io::Result<i32> {
-    let outcome = Master::new(addresses, cfg).map(|mut master| master.run());
+    let outcome = Master::new(addresses, cfg).map(|mut master| {
+        let pid = master.pid;
+        master.admin = admin.map(|l| admin::Admin::new(l, pid));
+        master.run()
+    });
     // In a child, `master` has been dropped by now: its signalfd or
     // self-pipe (with signal-hook's registrations), epoll instance and the
     // master ends of every control channel are closed.
@@ -309,6 +318,8 @@ struct Master {
     watchdog_check: Option<Instant>,
     /// When memory and accept queues are sampled next (for the metrics).
     sample_check: Option<Instant>,
+    /// The admin process, with `App::admin_bind`.
+    admin: Option<admin::Admin>,
 }
 
 struct Status(WaitStatus);
@@ -391,6 +402,7 @@ impl Master {
             entries: BTreeMap::new(),
             watchdog_check: None,
             sample_check: board.map(|_| Instant::now()),
+            admin: None,
         })
     }
 
@@ -406,6 +418,7 @@ impl Master {
         if self.links.is_empty() {
             return Ok(Err(io::Error::other("tine: no workers spawned; exiting")));
         }
+        self.spawn_admin()?;
         if let Some(limit) = self.cfg.max_worker_memory {
             if recycle::MEMORY_SUPPORTED {
                 info!(
@@ -439,9 +452,15 @@ impl Master {
                 let left = at.saturating_duration_since(Instant::now());
                 timeout = Some(timeout.map_or(left, |t| t.min(left)));
             }
-            for at in [self.memory_check, self.watchdog_check, self.sample_check]
-                .into_iter()
-                .flatten()
+            let admin_due = self.admin.as_ref().and_then(|a| a.due());
+            for at in [
+                self.memory_check,
+                self.watchdog_check,
+                self.sample_check,
+                admin_due,
+            ]
+            .into_iter()
+            .flatten()
             {
                 let left = at.saturating_duration_since(Instant::now());
                 timeout = Some(timeout.map_or(left, |t| t.min(left)));
@@ -483,6 +502,7 @@ impl Master {
                 }
                 self.sample_check = Some(Instant::now() + sample::PERIOD);
             }
+            self.spawn_admin()?;
             happened.push(Event::Tick);
             for event in happened {
                 let actions = self.sup.handle(Instant::now(), event);
@@ -657,6 +677,7 @@ impl Master {
                     control: worker_end,
                     master_pid: self.pid.as_raw(),
                     board_entry: entry,
+                    admin: false,
                 }))
             }
             Ok(sys::Fork::Parent(pid)) => {
@@ -783,6 +804,11 @@ impl Master {
         if !matches!(status, WaitStatus::Exited(..) | WaitStatus::Signaled(..)) {
             return None; // stopped/continued: still alive
         }
+        if let Some(a) = &mut self.admin {
+            if a.exited(pid.as_raw(), &Status(status).to_string(), false) {
+                return None;
+            }
+        }
         let worker = self
             .links
             .iter()
@@ -802,6 +828,9 @@ impl Master {
     }
 
     fn kill_all_and_reap(&mut self) {
+        if let Some(a) = &mut self.admin {
+            a.stop();
+        }
         for pid in self.sup.pids() {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
@@ -843,6 +872,7 @@ mod tests {
                 workers: 2,
                 ..MasterConfig::default()
             },
+            None,
             &mut |_| {
                 called = true;
                 0
