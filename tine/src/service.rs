@@ -78,6 +78,8 @@ pub(crate) struct Service {
     worker_init: Vec<WorkerInit>,
     /// What the worker-init hooks built, shared by every request.
     state: Rc<Extensions>,
+    /// Peers whose forwarding headers are believed (`App::trusted_proxies`).
+    pub(crate) proxies: crate::proxies::Proxies,
 }
 
 /// Where in [`Service::answer`] a panic happened.
@@ -162,6 +164,7 @@ impl Service {
     /// the after-hooks, unless an after-hook was what panicked).
     pub(crate) fn answer(&self, req: &mut Request) -> Answer {
         req.set_state(self.state.clone());
+        self.find_client(req);
         let started = self.log_requests.then(Instant::now);
         let mut upgrade = None;
         let mut stage = Stage::Inner;
@@ -219,11 +222,22 @@ impl Service {
     /// but cannot be answered (a path whose escapes are not UTF-8).
     pub(crate) fn refuse_request(&self, status: StatusCode, req: &mut Request) -> Response {
         req.set_state(self.state.clone());
+        self.find_client(req);
         let started = self.log_requests.then(Instant::now);
         let page = self.error_page(Some(req), status);
         let res = self.after_hooks_caught(req, page);
         self.log(req, res.status, started);
         res
+    }
+
+    /// The client behind trusted proxies, for `Request::client_addr`.
+    #[inline]
+    fn find_client(&self, req: &mut Request) {
+        if !self.proxies.is_empty() {
+            if let Some(client) = self.proxies.client(req) {
+                req.extensions_mut().insert(client);
+            }
+        }
     }
 
     /// Routing, before-hooks, handler or handshake, error page.

@@ -31,6 +31,8 @@
 //! GET  /status         status page, a row per worker process (HTML;
 //!                      ?format=json for JSON)
 //! GET  /healthz        200 "ok" while serving, 503 "stopping" after SIGTERM
+//! GET  /whoami         the client's address and scheme as tine sees them
+//!                      (`203.0.113.7 https` behind a --trusted-proxy)
 //! ```
 //!
 //! Process flags besides the address and the limits:
@@ -44,6 +46,7 @@
 //! --worker-timeout-ms N       kill and replace a worker stuck N ms (0: never; default 30 s)
 //! --version-tag TEXT          what GET /version answers
 //! --shutdown-delay-ms N       SIGTERM: keep serving N ms with /healthz at 503, then drain
+//! --trusted-proxy ADDR_OR_CIDR  believe X-Forwarded-For/-Proto from it (repeatable)
 //! --admin-bind ADDR           /metrics, /status, /healthz served on ADDR by an admin
 //!                             process that runs no handler (404 on --bind)
 //! --user NAME / --group NAME  workers (or the single process) run as NAME
@@ -161,6 +164,10 @@ struct Args {
     /// address (and not on --bind); needs --workers > 1.
     #[arg(long)]
     admin_bind: Option<SocketAddr>,
+    /// Believe X-Forwarded-For/-Proto from this address or CIDR range
+    /// (repeatable).
+    #[arg(long = "trusted-proxy")]
+    trusted_proxy: Vec<String>,
 }
 
 #[derive(serde::Serialize)]
@@ -401,6 +408,7 @@ fn main() -> ExitCode {
         &observe::Observe {
             shutdown_delay_ms: args.shutdown_delay_ms,
             admin_bind: args.admin_bind,
+            trusted_proxies: args.trusted_proxy.clone(),
         },
     );
     if let Some(n) = args.max_requests {

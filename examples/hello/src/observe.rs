@@ -1,9 +1,10 @@
 //! hello's observability routes and flags: `/metrics`, `/status`,
-//! `/healthz` (and the shutdown delay that goes with it).
+//! `/healthz` (and the shutdown delay that goes with it), `/whoami`
+//! (behind trusted proxies).
 
 use std::time::Duration;
 
-use tine::App;
+use tine::{App, Request, Response};
 
 /// The observability flags (the `--- observability ---` part of `Args`).
 pub(crate) struct Observe {
@@ -14,11 +15,21 @@ pub(crate) struct Observe {
     /// `--admin-bind`: serve the three routes from the admin process on
     /// this address instead (the master logs the address it bound).
     pub(crate) admin_bind: Option<std::net::SocketAddr>,
+    /// `--trusted-proxy`: peers whose `X-Forwarded-For`/`-Proto` are
+    /// believed (addresses or CIDR ranges).
+    pub(crate) trusted_proxies: Vec<String>,
+}
+
+/// `GET /whoami`: the client's address and scheme as tine sees them.
+fn whoami(req: &Request) -> Response {
+    Response::text(format!("{} {}", req.client_addr(), req.scheme()))
 }
 
 /// Adds hello's observability routes.
 pub(crate) fn routes(app: App, o: &Observe) -> App {
     let app = app
+        .get("/whoami", whoami)
+        .trusted_proxies(&o.trusted_proxies)
         .metrics("/metrics")
         .status("/status")
         .health("/healthz")
