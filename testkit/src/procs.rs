@@ -257,8 +257,10 @@ fn unique_tag() -> String {
 struct Output {
     /// stderr lines with their arrival time (since the spawn).
     log: Vec<(Duration, String)>,
-    /// The address of the `listening on http://ADDR` line on stdout.
+    /// The address of the first `listening on http://ADDR` line on stdout.
     addr: Option<SocketAddr>,
+    /// Every such line's address, in order (one per listener).
+    addrs: Vec<SocketAddr>,
     /// stderr reached EOF: every process holding it is gone.
     log_closed: bool,
     /// stdout reached EOF.
@@ -280,6 +282,7 @@ fn read_lines(
             if stdout {
                 if let Some(addr) = text.strip_prefix("listening on http://") {
                     out.addr = out.addr.or(addr.parse().ok());
+                    out.addrs.extend(addr.parse::<SocketAddr>().ok());
                 }
             } else {
                 out.log.push((start.elapsed(), text));
@@ -437,6 +440,12 @@ impl ServerTree {
             self.server.addr = addr;
         }
         addr
+    }
+
+    /// Every address announced so far (one `listening on` line each: the
+    /// `--bind` address first, then each `--listen`).
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.lock().addrs.clone()
     }
 
     /// The address the server listens on.

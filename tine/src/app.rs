@@ -12,7 +12,7 @@ use http::{Method, StatusCode};
 use crate::http::{Extensions, IntoResponse, Request, Response};
 use crate::limits::Limits;
 use crate::middleware::Cors;
-use crate::server::{ServeError, Server, ServerConfig};
+use crate::server::{Balance, Listen, ServeError, Server, ServerConfig};
 use crate::service::{Answer, Service};
 use crate::static_files::{self, Mount, Outcome, StaticConfig};
 use crate::ws::{WebSocket, WsConfig, WsEvent};
@@ -506,6 +506,37 @@ impl App {
         self
     }
 
+    /// Listens on one more address besides the one given to
+    /// [`bind`](App::bind) (which stays the first): the same routes on
+    /// every address, each with its own settings (see [`Listen`]).
+    ///
+    /// ```no_run
+    /// use tine::{App, Listen, Request};
+    /// App::new()
+    ///     .get("/", |_: &Request| "hi")
+    ///     .listen(Listen::tcp(([0, 0, 0, 0, 0, 0, 0, 0], 8080)))
+    ///     .serve("0.0.0.0:8080")?;
+    /// # Ok::<(), tine::ServeError>(())
+    /// ```
+    pub fn listen(mut self, listen: Listen) -> Self {
+        self.config.listens.push(listen);
+        self
+    }
+
+    /// How workers share each address unless its [`Listen`] says
+    /// otherwise (default: [`Balance::ReusePort`] on Linux and FreeBSD,
+    /// [`Balance::Shared`] on macOS). See [`Balance`] for when to choose
+    /// which.
+    ///
+    /// ```
+    /// let app = tine::App::new().workers(4).balance(tine::Balance::Shared);
+    /// # let _ = app;
+    /// ```
+    pub fn balance(mut self, balance: Balance) -> Self {
+        self.config.balance = Some(balance);
+        self
+    }
+
     /// Runs `init` in each worker process after the fork (and once before
     /// serving in single-process mode), for resources that must not cross a
     /// fork: database connections, thread pools, RNG seeds. What it stores
@@ -548,7 +579,26 @@ impl App {
     /// [`Server::local_addr`].
     pub fn bind(self, addr: impl ToSocketAddrs) -> Result<Server, ServeError> {
         let addr = resolve(addr)?;
-        let mut server = Server::bind(self.service, self.config, addr)?;
+        let mut server = Server::bind(self.service, self.config, Some(addr))?;
+        server.set_admin_service(self.admin);
+        Ok(server)
+    }
+
+    /// Binds only the addresses added with [`listen`](App::listen) (an
+    /// error if there is none), for a server whose first address needs
+    /// settings of its own.
+    ///
+    /// ```
+    /// use tine::{App, Balance, Listen};
+    /// let server = App::new()
+    ///     .listen(Listen::tcp(([127, 0, 0, 1], 0)).balance(Balance::Shared))
+    ///     .bind_listeners()?;
+    /// assert_eq!(server.local_addrs().len(), 1);
+    /// assert!(App::new().bind_listeners().is_err());
+    /// # Ok::<(), tine::ServeError>(())
+    /// ```
+    pub fn bind_listeners(self) -> Result<Server, ServeError> {
+        let mut server = Server::bind(self.service, self.config, None)?;
         server.set_admin_service(self.admin);
         Ok(server)
     }

@@ -102,7 +102,7 @@ pub use crate::limits::Limits;
 pub use crate::middleware::Cors;
 pub use crate::proxies::ProxyHeader;
 pub use crate::pubsub::{publish, publish_binary};
-pub use crate::server::{worker, ServeError, Server, WorkerInfo};
+pub use crate::server::{worker, Balance, Listen, ServeError, Server, WorkerInfo};
 pub use crate::static_files::StaticConfig;
 pub use crate::ws::{WebSocket, WsConfig, WsEvent};
 
@@ -201,3 +201,9 @@ pub mod __fuzz {
         }
     }
 }
+
+/// The README's Rust examples, compiled as doctests so they cannot drift
+/// from the API (`no_run`: they would serve forever).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;

@@ -45,6 +45,8 @@
 //! --max-worker-memory BYTES   recycle a worker past BYTES of private memory (Linux)
 //! --worker-timeout-ms N       kill and replace a worker stuck N ms (0: never; default 30 s)
 //! --version-tag TEXT          what GET /version answers
+//! --listen ADDR               another address with the same routes (repeatable;
+//!                             one `listening on` line per address)
 //! --shutdown-delay-ms N       SIGTERM: keep serving N ms with /healthz at 503, then drain
 //! --trusted-proxy ADDR_OR_CIDR  believe X-Forwarded-For/-Proto from it (repeatable)
 //! --admin-bind ADDR           /metrics, /status, /healthz served on ADDR by an admin
@@ -155,6 +157,9 @@ struct Args {
     /// Text answered by GET /version (to tell two builds or runs apart).
     #[arg(long)]
     version_tag: Option<String>,
+    /// Another address to serve the same routes on (repeatable).
+    #[arg(long = "listen")]
+    listen: Vec<SocketAddr>,
     // --- observability ---
     /// How long SIGTERM keeps serving (GET /healthz answering 503) before
     /// the drain, in milliseconds (default 0).
@@ -455,6 +460,9 @@ fn main() -> ExitCode {
     if args.log {
         app = app.log_requests();
     }
+    for &addr in &args.listen {
+        app = app.listen(tine::Listen::tcp(addr));
+    }
     if args.hook_signals_first {
         let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -471,8 +479,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Tests and scripts read the bound address from this line.
-    println!("listening on http://{}", server.local_addr());
+    // Tests and scripts read the bound addresses from these lines (the
+    // --bind address first, then each --listen).
+    for addr in server.local_addrs() {
+        println!("listening on http://{addr}");
+    }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

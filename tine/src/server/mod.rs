@@ -42,6 +42,7 @@ use crate::service::Service;
 use crate::ws::WsConfig;
 
 pub use error::ServeError;
+pub use listener::{Balance, Listen};
 
 static WORKER_INDEX: AtomicUsize = AtomicUsize::new(0);
 static WORKER_COUNT: AtomicUsize = AtomicUsize::new(1);
@@ -82,10 +83,8 @@ pub fn worker() -> WorkerInfo {
 pub struct Server {
     service: Service,
     config: ServerConfig,
-    listeners: Vec<std::net::TcpListener>,
-    /// How the workers share `listeners` (with several workers).
-    mode: listener::Mode,
-    addr: SocketAddr,
+    /// Every address with its sockets, in the order of `config.listens`.
+    addresses: Vec<listener::Bound>,
     workers: usize,
     /// Removed when the server is dropped (after `run`).
     _pid_file: Option<pidfile::PidFile>,
@@ -98,7 +97,7 @@ pub struct Server {
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
-            .field("addr", &self.addr)
+            .field("addrs", &self.local_addrs())
             .field("workers", &self.workers)
             .finish()
     }
@@ -138,6 +137,13 @@ pub(crate) struct ServerConfig {
     /// How long a stop keeps serving before draining (`None`: the default,
     /// [`SHUTDOWN_DELAY`] with a health route, none without).
     pub(crate) shutdown_delay: Option<Duration>,
+    /// The addresses served: before `bind`, those added with
+    /// `App::listen`; from `bind` on, every address in order (the one
+    /// given to `bind` first). A worker reads a connection's per-listener
+    /// settings here, by the address index of the socket it came from.
+    pub(crate) listens: Vec<listener::Listen>,
+    /// The app's default [`Balance`](listener::Balance).
+    pub(crate) balance: Option<listener::Balance>,
 }
 
 /// The default shutdown delay of a server with a health route.
@@ -163,6 +169,8 @@ impl Default for ServerConfig {
             health: false,
             shutdown_delay: None,
             admin_addr: None,
+            listens: Vec::new(),
+            balance: None,
         }
     }
 }
@@ -232,10 +240,12 @@ fn workers_note(env: &str, configured: usize) -> String {
 }
 
 impl Server {
+    /// Binds `first` (the address given to `App::bind`, if any) and then
+    /// every address added with `App::listen`.
     pub(crate) fn bind(
         service: Service,
         mut config: ServerConfig,
-        addr: SocketAddr,
+        first: Option<SocketAddr>,
     ) -> io::Result<Server> {
         let (workers, workers_note) = resolve_workers(config.workers)?;
         config.credentials = privileges::resolve(config.user.as_deref(), config.group.as_deref())?;
@@ -244,36 +254,43 @@ impl Server {
             // Fail at start-up, in one place, rather than in every worker.
             crate::pubsub::check_redis_url(url)?;
         }
-        let (listeners, mode) = if let Some(inherited) = systemd::inherited_listeners() {
-            let addrs: Vec<String> = inherited
-                .iter()
-                .filter_map(|l| l.local_addr().ok())
-                .map(|a| a.to_string())
-                .collect();
-            log::info!(
-                "socket activation: serving the {} inherited socket(s) ({}); \
-                 the configured address {addr} is ignored",
-                inherited.len(),
-                addrs.join(", ")
-            );
-            // One socket per address, shared by every worker (see
-            // systemd.rs for the trade-off).
-            (inherited, listener::Mode::Shared)
-        } else if workers > 1 {
-            let mode = listener::workers_mode()?;
-            let bound = listener::bind_workers(
-                addr,
-                mode,
-                workers,
-                listener::BACKLOG,
-                config.join_existing,
-            )?;
-            (bound.sockets, mode)
+        if let Some(addr) = first {
+            config.listens.insert(0, listener::Listen::tcp(addr));
+        }
+        if config.listens.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "tine: no address to listen on (give one to bind, or add one with App::listen)",
+            ));
+        }
+        let addresses = if let Some(inherited) = systemd::inherited_listeners() {
+            adopt_inherited(&mut config.listens, inherited)
         } else {
-            let single = listener::bind_single(addr, listener::BACKLOG)?;
-            (vec![single], listener::Mode::Shared)
+            let mut addresses = Vec::with_capacity(config.listens.len());
+            for l in &mut config.listens {
+                let bound = if workers > 1 {
+                    let mode = listener::workers_mode(l.balance.or(config.balance))?;
+                    listener::bind_workers(
+                        l.addr,
+                        mode,
+                        workers,
+                        listener::BACKLOG,
+                        config.join_existing,
+                    )?
+                } else {
+                    let single = listener::bind_single(l.addr, listener::BACKLOG)?;
+                    listener::Bound {
+                        addr: single.local_addr()?,
+                        mode: listener::Mode::Shared,
+                        sockets: vec![single],
+                    }
+                };
+                // With port 0, the port the system picked.
+                l.addr = bound.addr;
+                addresses.push(bound);
+            }
+            addresses
         };
-        let addr = listeners[0].local_addr()?;
         let admin = match config.admin_addr {
             None => None,
             Some(_) if workers <= 1 => {
@@ -298,9 +315,7 @@ impl Server {
         Ok(Server {
             service,
             config,
-            listeners,
-            mode,
-            addr,
+            addresses,
             workers,
             _pid_file,
             workers_note,
@@ -320,9 +335,26 @@ impl Server {
         self.admin.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
-    /// The bound address (with the real port when bound to port 0).
+    /// The first bound address (with the real port when bound to port 0):
+    /// the one given to `bind`, else the first added with `App::listen`.
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.addresses[0].addr
+    }
+
+    /// Every bound address, in order: the one given to `bind` first, then
+    /// those added with [`App::listen`](crate::App::listen).
+    ///
+    /// ```
+    /// let server = tine::App::new()
+    ///     .listen(tine::Listen::tcp(([127, 0, 0, 1], 0)))
+    ///     .bind("127.0.0.1:0")?;
+    /// let addrs = server.local_addrs();
+    /// assert_eq!(addrs.len(), 2);
+    /// assert_ne!(addrs[0].port(), addrs[1].port());
+    /// # Ok::<(), tine::ServeError>(())
+    /// ```
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.addresses.iter().map(|a| a.addr).collect()
     }
 
     /// Serves until SIGINT or SIGTERM, then stops accepting, finishes
@@ -341,21 +373,25 @@ impl Server {
 
     fn run_io(self) -> io::Result<()> {
         handler::install_panic_hook();
-        nofile::raise(self.config.limits.max_connections, self.listeners.len());
+        let sockets: usize = self.addresses.iter().map(|a| a.sockets.len()).sum();
+        nofile::raise(self.config.limits.max_connections, sockets);
         let Server {
             mut service,
             config,
-            listeners,
-            mode,
-            addr,
+            addresses,
             workers,
             _pid_file,
             workers_note,
             admin,
         } = self;
         let note = workers_note.map(|n| format!("; {n}")).unwrap_or_default();
+        let shown = addresses
+            .iter()
+            .map(|a| format!("http://{}", a.addr))
+            .collect::<Vec<_>>()
+            .join(", ");
         if workers <= 1 {
-            log::info!("listening on http://{addr} (single process{note})");
+            log::info!("listening on {shown} (single process{note})");
             if config.max_requests.is_some() || config.max_worker_memory.is_some() {
                 log::warn!(
                     "max_requests and max_worker_memory need workers > 1 \
@@ -373,51 +409,40 @@ impl Server {
                 scoreboard::attach(i);
             }
             service.init_worker()?;
+            let mut listeners = Vec::new();
+            for (address, bound) in addresses.into_iter().enumerate() {
+                for socket in bound.sockets {
+                    listeners.push((mio::net::TcpListener::from_std(socket), address));
+                }
+            }
             let active: Vec<usize> = (0..listeners.len()).collect();
-            let listeners = listeners
-                .into_iter()
-                .map(mio::net::TcpListener::from_std)
-                .collect();
             let event_loop = event_loop::EventLoop::new(service, config, listeners, &active, None)?;
             notify::single_ready();
             return event_loop.run();
         }
-        let sharing = match mode {
-            listener::Mode::ReusePort => "a reuseport listener each",
-            listener::Mode::Shared => "one shared listener",
-        };
-        log::info!("listening on http://{addr} with {workers} workers ({sharing}{note})");
+        let sharing = addresses
+            .iter()
+            .map(|a| match a.mode {
+                listener::Mode::ReusePort => "a reuseport listener each",
+                listener::Mode::Shared => "one shared listener",
+            })
+            .collect::<Vec<_>>()
+            .join(" / ");
+        log::info!("listening on {shown} with {workers} workers ({sharing}{note})");
         if let Some(c) = &config.credentials {
             log::info!("workers run as {}", c.name);
         }
         WORKER_COUNT.store(workers, Ordering::Relaxed);
         let master = master_config(&config, workers);
-        let (admin_listener, admin_service) = match admin {
+        let (admin_listener, mut admin_served) = match admin {
             Some((l, s)) => {
                 crate::observe::keep_off_public();
-                (Some(l), Some(s))
+                let settings = admin_config(&config, l.local_addr()?);
+                (Some(l), Some((s, settings)))
             }
             None => (None, None),
         };
-        let mut admin_served = admin_service.map(|s| (s, admin_config(&config)));
         let mut served = Some((service, config));
-        let addresses = match mode {
-            // A shared address has exactly one socket: several shared
-            // sockets (socket activation) are as many addresses.
-            listener::Mode::Shared => listeners
-                .into_iter()
-                .map(|socket| listener::Bound {
-                    addr: socket.local_addr().unwrap_or(addr),
-                    mode,
-                    sockets: vec![socket],
-                })
-                .collect(),
-            listener::Mode::ReusePort => vec![listener::Bound {
-                addr,
-                mode,
-                sockets: listeners,
-            }],
-        };
         let code = master::run_master(addresses, master, admin_listener, &mut |start| {
             if start.admin {
                 worker_main(admin_served.take(), start)
@@ -433,6 +458,54 @@ impl Server {
             )))
         }
     }
+}
+
+/// The addresses of a socket-activated server: each inherited socket is
+/// one [`Mode::Shared`](listener::Mode::Shared) address (see `systemd.rs`).
+/// When the socket unit passes as many sockets as the app configured
+/// addresses, the app's per-listener settings apply to them in order
+/// (the inherited socket's address replaces the configured one);
+/// otherwise every inherited socket is served with default settings.
+fn adopt_inherited(
+    listens: &mut Vec<listener::Listen>,
+    inherited: Vec<std::net::TcpListener>,
+) -> Vec<listener::Bound> {
+    let addrs: Vec<Option<SocketAddr>> = inherited.iter().map(|l| l.local_addr().ok()).collect();
+    let shown: Vec<String> = addrs.iter().flatten().map(|a| a.to_string()).collect();
+    let configured: Vec<String> = listens.iter().map(|l| l.addr.to_string()).collect();
+    log::info!(
+        "socket activation: serving the {} inherited socket(s) ({}); the configured {} {} ignored",
+        inherited.len(),
+        shown.join(", "),
+        configured.join(", "),
+        if configured.len() == 1 { "is" } else { "are" }
+    );
+    if listens.len() != inherited.len() {
+        log::warn!(
+            "socket activation: {} socket(s) passed for {} configured address(es): \
+             serving them with default listener settings",
+            inherited.len(),
+            listens.len()
+        );
+        *listens = addrs
+            .iter()
+            .map(|a| listener::Listen::tcp(a.unwrap_or_else(|| ([0, 0, 0, 0], 0).into())))
+            .collect();
+    }
+    inherited
+        .into_iter()
+        .zip(listens.iter_mut())
+        .zip(addrs)
+        .map(|((socket, listen), addr)| {
+            let addr = addr.unwrap_or(listen.addr);
+            listen.addr = addr;
+            listener::Bound {
+                addr,
+                mode: listener::Mode::Shared,
+                sockets: vec![socket],
+            }
+        })
+        .collect()
 }
 
 fn master_config(config: &ServerConfig, workers: usize) -> master::MasterConfig {
@@ -452,11 +525,12 @@ fn master_config(config: &ServerConfig, workers: usize) -> master::MasterConfig 
 }
 
 /// The admin process's settings: the app's limits, none of its workers'
-/// duties (no Redis, no recycling, no user to switch to beyond the app's).
-fn admin_config(config: &ServerConfig) -> ServerConfig {
+/// duties (no Redis, no recycling), and one plain TCP address, its own.
+fn admin_config(config: &ServerConfig, addr: SocketAddr) -> ServerConfig {
     ServerConfig {
         redis_url: None,
         max_requests: None,
+        listens: vec![listener::Listen::tcp(addr)],
         ..config.clone()
     }
 }
@@ -496,7 +570,8 @@ fn worker_main(served: Option<(Service, ServerConfig)>, start: master::WorkerSta
     let listeners = start
         .listeners
         .into_iter()
-        .map(mio::net::TcpListener::from_std)
+        .zip(start.addresses)
+        .map(|(socket, address)| (mio::net::TcpListener::from_std(socket), address))
         .collect();
     let result = event_loop::EventLoop::new(
         service,

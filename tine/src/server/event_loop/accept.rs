@@ -14,6 +14,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 pub(super) struct Listener {
     pub(super) socket: TcpListener,
+    /// The address it serves: its settings are `config.listens[address]`.
+    pub(super) address: usize,
     /// This process accepts on it (a worker holds every listener of the
     /// master but accepts only on its own, plus adopted ones).
     pub(super) active: bool,
@@ -69,8 +71,12 @@ impl EventLoop {
             if !listener.registered {
                 return;
             }
+            // Settings that differ per listener (TLS, the PROXY protocol)
+            // are `self.shared.config.listens[address]`.
+            let address = listener.address;
             match listener.socket.accept() {
                 Ok((mut stream, peer)) => {
+                    log::trace!("accepted {peer} on listener {index} (address {address})");
                     if !self.per_ip.admit(peer.ip()) {
                         log::debug!("{} has too many connections; closing one", peer.ip());
                         drop(stream);

@@ -101,12 +101,13 @@ pub(crate) struct EventLoop {
 }
 
 impl EventLoop {
-    /// A loop accepting on `listeners[i]` for each `i` in `active`; a
+    /// A loop accepting on `listeners[i]` for each `i` in `active` (each
+    /// listener with its address: an index into `config.listens`); a
     /// worker also gets its control channel to the master.
     pub(crate) fn new(
         service: Service,
         config: ServerConfig,
-        listeners: Vec<TcpListener>,
+        listeners: Vec<(TcpListener, usize)>,
         active: &[usize],
         control: Option<std::os::unix::net::UnixStream>,
     ) -> io::Result<Self> {
@@ -122,8 +123,9 @@ impl EventLoop {
             listeners: listeners
                 .into_iter()
                 .enumerate()
-                .map(|(i, socket)| Listener {
+                .map(|(i, (socket, address))| Listener {
                     socket,
+                    address,
                     active: active.contains(&i),
                     registered: false,
                 })

@@ -152,6 +152,9 @@ impl Master {
                 Err(InChild(WorkerStart {
                     index: 0,
                     listeners: vec![socket],
+                    // Its one socket is address 0 of the admin process's
+                    // settings (see `admin_config` in `server/mod.rs`).
+                    addresses: vec![0],
                     active: vec![0],
                     control: child_end,
                     master_pid: self.pid.as_raw(),

@@ -210,6 +210,9 @@ pub(crate) struct WorkerStart {
     /// (a scale-up whose worker is not forked yet): only `active` ones are
     /// guaranteed to listen.
     pub listeners: Vec<TcpListener>,
+    /// The address (index into the server's listeners) of each of
+    /// `listeners`.
+    pub addresses: Vec<usize>,
     /// Indices into `listeners` this worker accepts on: normally `[index]`,
     /// more after a scale-down adoption.
     pub active: Vec<usize>,
@@ -300,6 +303,8 @@ struct Master {
     /// Every address, in order, with the sockets' address indices.
     addrs: Vec<SocketAddr>,
     listeners: Vec<TcpListener>,
+    /// The address of each of `listeners`.
+    socket_address: Vec<usize>,
     sup: Supervisor,
     links: BTreeMap<WorkerId, Link>,
     poll: Poll,
@@ -356,7 +361,8 @@ impl Master {
         let mut addrs = Vec::new();
         let mut layout = Vec::new();
         let mut listeners = Vec::new();
-        for mut a in addresses {
+        let mut socket_address = Vec::new();
+        for (address, mut a) in addresses.into_iter().enumerate() {
             if a.mode == Mode::ReusePort {
                 while a.sockets.len() < cfg.workers {
                     let l = listener::bind_reuseport(a.addr, cfg.backlog)
@@ -366,6 +372,7 @@ impl Master {
             }
             layout.push((a.mode, a.sockets.len()));
             addrs.push(a.addr);
+            socket_address.extend(std::iter::repeat_n(address, a.sockets.len()));
             listeners.extend(a.sockets);
         }
         let mut sup = Supervisor::new(
@@ -391,6 +398,7 @@ impl Master {
             pid: nix::unistd::getpid(),
             addrs,
             listeners,
+            socket_address,
             sup,
             links: BTreeMap::new(),
             poll,
@@ -536,6 +544,7 @@ impl Master {
                     let ok = match listener::bind_reuseport_unlistened(addr) {
                         Ok(l) => {
                             self.listeners.push(l);
+                            self.socket_address.push(address);
                             true
                         }
                         Err(e) => {
@@ -673,6 +682,7 @@ impl Master {
                 Err(InChild(WorkerStart {
                     index: slot,
                     listeners: std::mem::take(&mut self.listeners),
+                    addresses: std::mem::take(&mut self.socket_address),
                     active: accept,
                     control: worker_end,
                     master_pid: self.pid.as_raw(),
