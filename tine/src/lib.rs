@@ -79,6 +79,7 @@
 // A library never prints: it logs through `log`, and the app decides.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+mod access_log;
 mod app;
 mod error;
 mod handler;
@@ -95,6 +96,7 @@ mod service;
 mod static_files;
 mod ws;
 
+pub use crate::access_log::{AccessLog, LogFormat};
 pub use crate::app::App;
 pub use crate::error::Error;
 pub use crate::http::{Extensions, IntoResponse, Params, Request, RequestBuilder, Response};

@@ -80,6 +80,8 @@ pub(crate) struct Service {
     state: Rc<Extensions>,
     /// Peers whose forwarding headers are believed (`App::trusted_proxies`).
     pub(crate) proxies: crate::proxies::Proxies,
+    /// `App::access_log`: a line per request, and request ids.
+    pub(crate) access_log: Option<Rc<crate::access_log::AccessLog>>,
 }
 
 /// Where in [`Service::answer`] a panic happened.
@@ -165,7 +167,10 @@ impl Service {
     pub(crate) fn answer(&self, req: &mut Request) -> Answer {
         req.set_state(self.state.clone());
         self.find_client(req);
-        let started = self.log_requests.then(Instant::now);
+        let started = (self.log_requests || self.access_log.is_some()).then(Instant::now);
+        if self.access_log.is_some() {
+            crate::access_log::begin(req);
+        }
         let mut upgrade = None;
         let mut stage = Stage::Inner;
         let answered = handler::catch(|| {
@@ -176,7 +181,7 @@ impl Service {
             stage = Stage::After;
             self.after_hooks(req, res)
         });
-        let res = match answered {
+        let mut res = match answered {
             Some(res) => res,
             None => {
                 upgrade = None;
@@ -187,7 +192,7 @@ impl Service {
                 }
             }
         };
-        self.log(req, res.status, started);
+        self.log(req, &mut res, started);
         match upgrade {
             Some(handler) => Answer::Upgrade(res, handler),
             None => Answer::Response(res),
@@ -223,10 +228,13 @@ impl Service {
     pub(crate) fn refuse_request(&self, status: StatusCode, req: &mut Request) -> Response {
         req.set_state(self.state.clone());
         self.find_client(req);
-        let started = self.log_requests.then(Instant::now);
+        let started = (self.log_requests || self.access_log.is_some()).then(Instant::now);
+        if self.access_log.is_some() {
+            crate::access_log::begin(req);
+        }
         let page = self.error_page(Some(req), status);
-        let res = self.after_hooks_caught(req, page);
-        self.log(req, res.status, started);
+        let mut res = self.after_hooks_caught(req, page);
+        self.log(req, &mut res, started);
         res
     }
 
@@ -347,16 +355,23 @@ impl Service {
         default_error(status)
     }
 
-    fn log(&self, req: &Request, status: StatusCode, started: Option<Instant>) {
-        if let Some(started) = started {
+    fn log(&self, req: &Request, res: &mut Response, started: Option<Instant>) {
+        let Some(started) = started else {
+            return;
+        };
+        let took = started.elapsed();
+        if self.log_requests {
             log::info!(
                 target: "tine::access",
                 "{} {} {} {}ms",
                 req.method(),
                 req.raw_path(),
-                status.as_u16(),
-                started.elapsed().as_millis()
+                res.status.as_u16(),
+                took.as_millis()
             );
+        }
+        if let Some(access) = &self.access_log {
+            crate::access_log::finish(access, req, res, took);
         }
     }
 }

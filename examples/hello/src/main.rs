@@ -49,6 +49,9 @@
 //!                             one `listening on` line per address)
 //! --shutdown-delay-ms N       SIGTERM: keep serving N ms with /healthz at 503, then drain
 //! --trusted-proxy ADDR_OR_CIDR  believe X-Forwarded-For/-Proto from it (repeatable)
+//! --access-log common|combined|json  an access log line per request, with a
+//!                             request id (echoed in X-Request-Id)
+//! --access-log-file PATH      ... to PATH instead of stdout; reopened on SIGUSR1
 //! --admin-bind ADDR           /metrics, /status, /healthz served on ADDR by an admin
 //!                             process that runs no handler (404 on --bind)
 //! --user NAME / --group NAME  workers (or the single process) run as NAME
@@ -173,6 +176,14 @@ struct Args {
     /// (repeatable).
     #[arg(long = "trusted-proxy")]
     trusted_proxy: Vec<String>,
+    /// Access log lines in this format: common, combined or json (with a
+    /// request id, echoed in X-Request-Id).
+    #[arg(long)]
+    access_log: Option<String>,
+    /// Write the access log to this file instead of stdout (reopened on
+    /// SIGUSR1).
+    #[arg(long)]
+    access_log_file: Option<std::path::PathBuf>,
 }
 
 #[derive(serde::Serialize)]
@@ -408,14 +419,22 @@ fn main() -> ExitCode {
         .clone()
         .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string());
     app = app.get("/version", move |_: &Request| Response::text(tag.clone()));
-    app = observe::routes(
+    app = match observe::routes(
         app,
         &observe::Observe {
             shutdown_delay_ms: args.shutdown_delay_ms,
             admin_bind: args.admin_bind,
             trusted_proxies: args.trusted_proxy.clone(),
+            access_log: args.access_log.clone(),
+            access_log_file: args.access_log_file.clone(),
         },
-    );
+    ) {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
     if let Some(n) = args.max_requests {
         app = app.max_requests(n);
     }

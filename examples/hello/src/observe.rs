@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use tine::{App, Request, Response};
+use tine::{AccessLog, App, Request, Response};
 
 /// The observability flags (the `--- observability ---` part of `Args`).
 pub(crate) struct Observe {
@@ -18,6 +18,29 @@ pub(crate) struct Observe {
     /// `--trusted-proxy`: peers whose `X-Forwarded-For`/`-Proto` are
     /// believed (addresses or CIDR ranges).
     pub(crate) trusted_proxies: Vec<String>,
+    /// `--access-log`: `common`, `combined` or `json` (request ids too).
+    pub(crate) access_log: Option<String>,
+    /// `--access-log-file`: where (default stdout); reopened on SIGUSR1.
+    pub(crate) access_log_file: Option<std::path::PathBuf>,
+}
+
+/// The access log the flags ask for (an error names the formats).
+fn access_log(o: &Observe) -> Result<Option<AccessLog>, String> {
+    let log = match o.access_log.as_deref() {
+        None => return Ok(None),
+        Some("common") => AccessLog::common(),
+        Some("combined") => AccessLog::combined(),
+        Some("json") => AccessLog::json(),
+        Some(other) => {
+            return Err(format!(
+                "--access-log {other:?}: use common, combined or json"
+            ))
+        }
+    };
+    Ok(Some(match &o.access_log_file {
+        Some(path) => log.to_file(path),
+        None => log,
+    }))
 }
 
 /// `GET /whoami`: the client's address and scheme as tine sees them.
@@ -25,8 +48,12 @@ fn whoami(req: &Request) -> Response {
     Response::text(format!("{} {}", req.client_addr(), req.scheme()))
 }
 
-/// Adds hello's observability routes.
-pub(crate) fn routes(app: App, o: &Observe) -> App {
+/// Adds hello's observability routes and settings.
+pub(crate) fn routes(app: App, o: &Observe) -> Result<App, String> {
+    let mut app = app;
+    if let Some(log) = access_log(o)? {
+        app = app.access_log(log);
+    }
     let app = app
         .get("/whoami", whoami)
         .trusted_proxies(&o.trusted_proxies)
@@ -34,8 +61,8 @@ pub(crate) fn routes(app: App, o: &Observe) -> App {
         .status("/status")
         .health("/healthz")
         .shutdown_delay(Duration::from_millis(o.shutdown_delay_ms.unwrap_or(0)));
-    match o.admin_bind {
+    Ok(match o.admin_bind {
         Some(addr) => app.admin_bind(addr),
         None => app,
-    }
+    })
 }

@@ -30,7 +30,7 @@ use mio::net::{TcpListener, TcpStream};
 use self::accept::Listener;
 use self::messages::MasterLink;
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
@@ -112,7 +112,7 @@ impl EventLoop {
         control: Option<std::os::unix::net::UnixStream>,
     ) -> io::Result<Self> {
         let poll = Poll::new()?;
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGUSR1])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let now = Instant::now();
@@ -200,7 +200,17 @@ impl EventLoop {
             for event in events.iter() {
                 match event.token() {
                     SIGNALS => {
-                        if self.signals.pending().next().is_some() {
+                        // SIGUSR1 reopens the access log (rotation); the
+                        // others stop.
+                        let mut stop = false;
+                        for sig in self.signals.pending() {
+                            if sig == SIGUSR1 {
+                                crate::access_log::reopen();
+                            } else {
+                                stop = true;
+                            }
+                        }
+                        if stop {
                             self.begin_drain();
                         }
                     }

@@ -106,6 +106,15 @@ impl Drop for Admin {
 }
 
 impl Master {
+    /// `SIGUSR1` (reopen the access logs) to every worker and the admin
+    /// process.
+    pub(super) fn forward_usr1(&self) {
+        let admin = self.admin.as_ref().and_then(|a| a.pid);
+        for pid in self.sup.pids().into_iter().chain(admin) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGUSR1);
+        }
+    }
+
     /// Forks the admin process if it is due.
     pub(super) fn spawn_admin(&mut self) -> Step<()> {
         let Some(admin) = &mut self.admin else {

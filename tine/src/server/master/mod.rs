@@ -100,6 +100,7 @@
 //! | `SIGHUP` | rolling restart, one slot at a time (see above); a replacement not ready within `ready_timeout` is stopped (`SIGTERM`, `SIGKILL` after `graceful_timeout`) and the old worker kept |
 //! | `SIGTTIN` | one worker more |
 //! | `SIGTTOU` | one worker fewer, never below 1, without losing its queue |
+//! | `SIGUSR1` | passed on to every worker and the admin process: they reopen their access log files (log rotation) |
 //! | `SIGCHLD` | reap (`waitpid(-1, WNOHANG)` until none); an unexpected exit is logged with pid and status/signal and the slot respawned after an exponential backoff (100 ms doubling to 5 s; reset once a worker has lived 10 s) |
 //!
 //! A fork that fails (say, the process limit was reached) is logged with
@@ -148,7 +149,8 @@ use self::links::{token, Link};
 
 /// The signals the master takes over (see `signals.rs`): blocked before
 /// forking, read from its signalfd or self-pipe.
-pub(crate) const HANDLED_SIGNALS: [Signal; 7] = [
+pub(crate) const HANDLED_SIGNALS: [Signal; 8] = [
+    Signal::SIGUSR1,
     Signal::SIGINT,
     Signal::SIGTERM,
     Signal::SIGQUIT,
@@ -782,6 +784,9 @@ impl Master {
         }
         if got.contains(&Signal::SIGCHLD) {
             self.reap(happened);
+        }
+        if got.contains(&Signal::SIGUSR1) {
+            self.forward_usr1();
         }
         for sig in got {
             let op = match sig {
