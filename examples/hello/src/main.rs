@@ -52,6 +52,9 @@
 //! --access-log common|combined|json  an access log line per request, with a
 //!                             request id (echoed in X-Request-Id)
 //! --access-log-file PATH      ... to PATH instead of stdout; reopened on SIGUSR1
+//! --proxy-protocol-listen ADDR  another address whose connections start with a
+//!                             PROXY protocol v1/v2 header (repeatable; its
+//!                             `listening on` line comes right after --bind's)
 //! --admin-bind ADDR           /metrics, /status, /healthz served on ADDR by an admin
 //!                             process that runs no handler (404 on --bind)
 //! --user NAME / --group NAME  workers (or the single process) run as NAME
@@ -184,6 +187,10 @@ struct Args {
     /// SIGUSR1).
     #[arg(long)]
     access_log_file: Option<std::path::PathBuf>,
+    /// Another address whose connections start with a PROXY protocol
+    /// header, v1 or v2 (repeatable; listed right after --bind's).
+    #[arg(long = "proxy-protocol-listen")]
+    proxy_protocol_listen: Vec<SocketAddr>,
 }
 
 #[derive(serde::Serialize)]
@@ -427,6 +434,7 @@ fn main() -> ExitCode {
             trusted_proxies: args.trusted_proxy.clone(),
             access_log: args.access_log.clone(),
             access_log_file: args.access_log_file.clone(),
+            proxy_listen: args.proxy_protocol_listen.clone(),
         },
     ) {
         Ok(app) => app,

@@ -22,6 +22,9 @@ pub(crate) struct Observe {
     pub(crate) access_log: Option<String>,
     /// `--access-log-file`: where (default stdout); reopened on SIGUSR1.
     pub(crate) access_log_file: Option<std::path::PathBuf>,
+    /// `--proxy-protocol-listen`: more addresses whose connections start
+    /// with a PROXY protocol header (listed right after --bind's).
+    pub(crate) proxy_listen: Vec<std::net::SocketAddr>,
 }
 
 /// The access log the flags ask for (an error names the formats).
@@ -51,6 +54,9 @@ fn whoami(req: &Request) -> Response {
 /// Adds hello's observability routes and settings.
 pub(crate) fn routes(app: App, o: &Observe) -> Result<App, String> {
     let mut app = app;
+    for &addr in &o.proxy_listen {
+        app = app.listen(tine::Listen::tcp(addr).proxy_protocol(true));
+    }
     if let Some(log) = access_log(o)? {
         app = app.access_log(log);
     }

@@ -22,6 +22,7 @@
 //!   only there).
 
 mod http1;
+mod proxy_header;
 mod transport;
 mod ws;
 
@@ -193,6 +194,8 @@ pub(crate) struct Conn<T> {
     give_up: Instant,
     /// Set once the connection has switched to WebSocket.
     ws: Option<Box<Session>>,
+    /// A PROXY protocol header is expected before the first request.
+    proxy_header: bool,
 }
 
 impl<T: Transport> Conn<T> {
@@ -213,7 +216,14 @@ impl<T: Transport> Conn<T> {
             body_started: None,
             give_up: now,
             ws: None,
+            proxy_header: false,
         }
+    }
+
+    /// The connection starts with a PROXY protocol header (its listener
+    /// expects one): the header's source becomes the peer.
+    pub(crate) fn expect_proxy_header(&mut self) {
+        self.proxy_header = true;
     }
 
     /// The client's address.

@@ -103,8 +103,18 @@ impl EventLoop {
                     if let Some(e) = super::scoreboard::mine() {
                         super::scoreboard::Entry::gauge(&e.gauges.connections, 1);
                     }
+                    let mut conn = Conn::new(stream, peer, self.now);
+                    if self
+                        .shared
+                        .config
+                        .listens
+                        .get(address)
+                        .is_some_and(|l| l.proxy_protocol)
+                    {
+                        conn.expect_proxy_header();
+                    }
                     entry.insert(Slot {
-                        conn: Conn::new(stream, peer, self.now),
+                        conn,
                         generation: self.generation,
                         deadline: self.now,
                         timer_tick: None,
