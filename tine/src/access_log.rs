@@ -1,36 +1,5 @@
 //! Access logs ([`App::access_log`](crate::App::access_log)) and request
-//! ids.
-//!
-//! One line per answered request, in the common or combined log format or
-//! as a JSON object, written whole with one `write` to a file opened for
-//! appending (or to stdout): lines from several worker processes never
-//! interleave. Each line also carries the response time (the time to
-//! produce the response: hooks and handler), the response's body size,
-//! the worker slot and the request id:
-//!
-//! ```text
-//! 203.0.113.7 - - [03/Dec/2026:21:27:27 +0000] "GET /hello/x HTTP/1.1" 200 13 rt=0.000041 worker=2 id=3f2a09c1d4e5b6a7-1c
-//! 203.0.113.7 - - [03/Dec/2026:21:27:27 +0000] "GET / HTTP/1.1" 200 13 "https://example.com/" "curl/8.0" rt=0.000041 worker=2 id=3f2a09c1d4e5b6a7-1d
-//! {"time":"2026-12-03T21:27:27.123Z","client":"203.0.113.7","method":"GET","target":"/","protocol":"HTTP/1.1","status":200,"bytes":13,"duration_seconds":0.000041,"referer":null,"user_agent":"curl/8.0","worker":2,"request_id":"3f2a09c1d4e5b6a7-1e"}
-//! ```
-//!
-//! The client is [`Request::client_addr`] (so the address behind trusted
-//! proxies). The size is the response body's (`-` in the text formats, `null`
-//! in JSON, for a streamed body, whose size is not known up front; 0 for
-//! `HEAD`). In the text formats, `"` and `\` in the request line, referer
-//! and user agent are escaped with `\`, and other bytes outside printable
-//! ASCII as `\xHH`, as nginx does.
-//!
-//! **Request ids.** With an access log, every request gets an id: its
-//! `X-Request-Id` header when that is 1 to 64 characters of
-//! `A-Z a-z 0-9 - _ . : +`, otherwise a generated one (a per-process
-//! random prefix and a counter, unique across workers). Handlers read it
-//! with [`Request::request_id`]; the response echoes it in `X-Request-Id`.
-//!
-//! **Rotation.** On `SIGUSR1` (to the master, which passes it to every
-//! worker, or to a single process) the log file is closed and opened again
-//! by its path, as with nginx: rename the file, send `SIGUSR1`, and new
-//! lines go to a new file while the old one can be compressed.
+//! ids: see [`AccessLog`](crate::AccessLog).
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
@@ -58,6 +27,37 @@ pub enum LogFormat {
 }
 
 /// Where and how requests are logged: see [`App::access_log`](crate::App::access_log).
+///
+/// One line per answered request, in the common or combined log format or
+/// as a JSON object, written whole with one `write` to a file opened for
+/// appending (or to stdout): lines from several worker processes never
+/// interleave. Each line also carries the response time (the time to
+/// produce the response: hooks and handler), the response's body size,
+/// the worker slot and the request id:
+///
+/// ```text
+/// 203.0.113.7 - - [03/Dec/2026:21:27:27 +0000] "GET /hello/x HTTP/1.1" 200 13 rt=0.000041 worker=2 id=3f2a09c1d4e5b6a7-1c
+/// 203.0.113.7 - - [03/Dec/2026:21:27:27 +0000] "GET / HTTP/1.1" 200 13 "https://example.com/" "curl/8.0" rt=0.000041 worker=2 id=3f2a09c1d4e5b6a7-1d
+/// {"time":"2026-12-03T21:27:27.123Z","client":"203.0.113.7","method":"GET","target":"/","protocol":"HTTP/1.1","status":200,"bytes":13,"duration_seconds":0.000041,"referer":null,"user_agent":"curl/8.0","worker":2,"request_id":"3f2a09c1d4e5b6a7-1e"}
+/// ```
+///
+/// The client is [`Request::client_addr`] (so the address behind trusted
+/// proxies). The size is the response body's (`-` in the text formats, `null`
+/// in JSON, for a streamed body, whose size is not known up front; 0 for
+/// `HEAD`). In the text formats, `"` and `\` in the request line, referer
+/// and user agent are escaped with `\`, and other bytes outside printable
+/// ASCII as `\xHH`, as nginx does.
+///
+/// **Request ids.** With an access log, every request gets an id: its
+/// `X-Request-Id` header when that is 1 to 64 characters of
+/// `A-Z a-z 0-9 - _ . : +`, otherwise a generated one (a per-process
+/// random prefix and a counter, unique across workers). Handlers read it
+/// with [`Request::request_id`]; the response echoes it in `X-Request-Id`.
+///
+/// **Rotation.** On `SIGUSR1` (to the master, which passes it to every
+/// worker, or to a single process) the log file is closed and opened again
+/// by its path, as with nginx: rename the file, send `SIGUSR1`, and new
+/// lines go to a new file while the old one can be compressed.
 ///
 /// ```
 /// use tine::AccessLog;
@@ -393,7 +393,7 @@ fn iso_time(now: SystemTime) -> String {
 
 impl crate::App {
     /// Writes an access log line per request (see [`AccessLog`] for the
-    /// formats and the [module docs](crate::AccessLog) for the fields),
+    /// formats and the fields),
     /// each line in one write, and gives every request an id (kept from
     /// `X-Request-Id` when short and safe, else generated) that the
     /// response echoes. The file is reopened on `SIGUSR1` (logrotate).

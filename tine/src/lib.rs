@@ -42,6 +42,9 @@
 //! | `handler` | handler and hook types, and the panic boundary every piece of app code runs in |
 //! | `router` | route patterns and matching |
 //! | `middleware` | [`Cors`] |
+//! | `observe` | [`App::metrics`], [`App::status`], [`App::health`], [`App::admin_bind`]: the scoreboard read as Prometheus text, an HTML/JSON status page, health for load balancers |
+//! | `access_log` | [`App::access_log`]: common/combined/JSON lines, request ids, reopened on `SIGUSR1` |
+//! | `proxies` | [`App::trusted_proxies`]: [`Request::client_addr`] and [`Request::scheme`] from `X-Forwarded-*` or `Forwarded` |
 //! | `http` | the wire format on buffers: parsing (`parse`, `body`), the framing decision and encoding (`encode`), [`Request`], [`Response`] |
 //! | `static_files` | static files: lookups that cannot leave the root, validators, ranges, precompressed siblings ([`StaticConfig`]) |
 //! | `ws` | WebSocket: handshake, the session (tungstenite on tine's buffers), the event-style API ([`WsConfig`]) |

@@ -22,23 +22,7 @@
 //!
 //! # Metrics
 //!
-//! | name | type | labels | meaning |
-//! |---|---|---|---|
-//! | `tine_build_info` | gauge | `version` | always 1 |
-//! | `tine_start_time_seconds` | gauge | | when the server (its master) started, Unix time |
-//! | `tine_stopping` | gauge | | 1 once a stop was asked for (`SIGTERM`) |
-//! | `tine_http_requests_total` | counter | `worker`, `method` | requests routed (that reached hooks and handlers), by method (`GET`, `POST`, `PUT`, `DELETE`, `HEAD`, `OPTIONS`, `PATCH`, `CONNECT`, `TRACE`, any other as `OTHER`) |
-//! | `tine_http_responses_total` | counter | `worker`, `class` | responses sent (handlers' and tine's own refusals), by status class `1xx`..`5xx` |
-//! | `tine_http_handler_duration_seconds` | histogram | `worker` | handler time (buckets of 1 ms to 10 s; no `_sum`: the scoreboard keeps buckets only) |
-//! | `tine_http_received_bytes_total`, `tine_http_sent_bytes_total` | counter | `worker` | bytes read from and written to clients |
-//! | `tine_open_connections`, `tine_open_websockets` | gauge | `worker` | now |
-//! | `tine_requests_in_flight` | gauge | `worker` | handlers running now (a worker runs one at a time; the scrape itself counts) |
-//! | `tine_pubsub_published_total`, `tine_pubsub_delivered_total`, `tine_pubsub_dropped_total` | counter | `worker` | messages published by handlers, deliveries to WebSocket subscribers, published messages dropped |
-//! | `tine_worker_restarts_total` | counter | `worker`, `reason` | replacements by reason: `crash`, `timeout` (watchdog), `recycled`, `reload`, `upgrade` |
-//! | `tine_worker_up` | gauge | `worker` | 1 while the slot has a serving (not draining) process |
-//! | `tine_worker_pid`, `tine_worker_age_seconds` | gauge | `worker` | the slot's serving process |
-//! | `tine_worker_private_memory_bytes` | gauge | `worker` | its private memory, sampled by the master every second (Linux only: absent elsewhere) |
-//! | `tine_listener_queue_depth`, `tine_listener_queue_limit` | gauge | `listener` (address), `socket` | connections waiting to be accepted on each listening socket, and the queue's limit, sampled by the master every second from `TCP_INFO` (Linux only: absent elsewhere) |
+//! Listed in the docs of [`App::metrics`](crate::App::metrics).
 //!
 //! # Keeping them private
 //!
@@ -617,11 +601,31 @@ fn status_html(view: &View) -> String {
 impl crate::App {
     /// Serves Prometheus metrics for the whole server at `path` (`GET`):
     /// whichever worker answers reads every worker's counters from the
-    /// shared scoreboard (see the table in the [module docs](self)). Off
-    /// unless called; the page shows nothing secret but is nobody else's
-    /// business: keep it off the public internet with
+    /// shared scoreboard. Counters are per worker *slot* (the `worker`
+    /// label): a replaced worker's counts stay with its slot, so they never
+    /// go backwards while the master runs. Off unless called; the page
+    /// shows nothing secret but is nobody else's business: keep it off the
+    /// public internet with
     /// [`metrics_guarded`](crate::App::metrics_guarded) or a separate
     /// listener.
+    ///
+    /// | name | type | labels | meaning |
+    /// |---|---|---|---|
+    /// | `tine_build_info` | gauge | `version` | always 1 |
+    /// | `tine_start_time_seconds` | gauge | | when the server (its master) started, Unix time |
+    /// | `tine_stopping` | gauge | | 1 once a stop was asked for (`SIGTERM`) |
+    /// | `tine_http_requests_total` | counter | `worker`, `method` | requests routed (that reached hooks and handlers), by method (`GET`, `POST`, `PUT`, `DELETE`, `HEAD`, `OPTIONS`, `PATCH`, `CONNECT`, `TRACE`, any other as `OTHER`) |
+    /// | `tine_http_responses_total` | counter | `worker`, `class` | responses sent (handlers' and tine's own refusals), by status class `1xx`..`5xx` |
+    /// | `tine_http_handler_duration_seconds` | histogram | `worker` | handler time (buckets of 1 ms to 10 s; no `_sum`: the scoreboard keeps buckets only) |
+    /// | `tine_http_received_bytes_total`, `tine_http_sent_bytes_total` | counter | `worker` | bytes read from and written to clients |
+    /// | `tine_open_connections`, `tine_open_websockets` | gauge | `worker` | now |
+    /// | `tine_requests_in_flight` | gauge | `worker` | handlers running now (a worker runs one at a time; the scrape itself counts) |
+    /// | `tine_pubsub_published_total`, `tine_pubsub_delivered_total`, `tine_pubsub_dropped_total` | counter | `worker` | messages published by handlers, deliveries to WebSocket subscribers, published messages dropped |
+    /// | `tine_worker_restarts_total` | counter | `worker`, `reason` | replacements by reason: `crash`, `timeout` (watchdog), `recycled`, `reload`, `upgrade` |
+    /// | `tine_worker_up` | gauge | `worker` | 1 while the slot has a serving (not draining) process |
+    /// | `tine_worker_pid`, `tine_worker_age_seconds` | gauge | `worker` | the slot's serving process |
+    /// | `tine_worker_private_memory_bytes` | gauge | `worker` | its private memory, sampled by the master every second (Linux only: absent elsewhere) |
+    /// | `tine_listener_queue_depth`, `tine_listener_queue_limit` | gauge | `listener` (address), `socket` | connections waiting to be accepted on each listening socket, and the queue's limit, sampled by the master every second from `TCP_INFO` (Linux only: absent elsewhere) |
     ///
     /// ```
     /// let app = tine::App::new().workers(4).metrics("/metrics");

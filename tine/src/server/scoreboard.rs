@@ -14,7 +14,8 @@
 //!
 //! # Layout (version [`VERSION`])
 //!
-//! The region is a [`Header`] followed by [`MAX_ENTRIES`] entries of
+//! The region is a [`Header`] (about 70 KiB: per-slot totals and restart
+//! counts for [`MAX_ENTRIES`] slots) followed by [`MAX_ENTRIES`] entries of
 //! [`ENTRY_SIZE`] bytes (`#[repr(C)]`, 64-byte aligned, every field an
 //! atomic in native byte order; the text words hold their bytes in
 //! little-endian order):
@@ -23,7 +24,13 @@
 //! |---|---|
 //! | `magic`, `version` | `b"TINESCB1"` as a `u64`, [`VERSION`] |
 //! | `entries` | [`MAX_ENTRIES`] |
+//! | `retire_seq` | master | a sequence number, odd while the master moves a reaped worker's counters into the retired totals: readers summing live entries and retired totals retry while it is odd or changed |
+//! | `stopping` | master | 1 once a stop was asked for (`SIGTERM`): health checks answer 503 |
+//! | `started_unix_ms` | master | when the region was created (the server started), Unix time in ms |
 //! | `retired` | the [`Counters`] of every worker that has exited, added when the master frees its entry: a sum over the live entries plus `retired` never goes backwards |
+//! | `slot_retired` | master | the same per worker slot ([`MAX_ENTRIES`] of them): a slot's counters never go backwards when its worker is replaced |
+//! | `restarts` | master | per slot, worker replacements by [`Restart`] reason (crash, timeout, recycled, reload, upgrade), copied from the supervisor |
+//! | `queues` | master | per listening socket (up to [`MAX_LISTENERS`]): its address and accept-queue depth and limit, sampled every second (Linux `TCP_INFO`) |
 //!
 //! | entry field | written by | meaning |
 //! |---|---|---|
@@ -35,7 +42,9 @@
 //! | `heartbeat_ms` | worker | the start of its last loop turn, in [`now_ms`] units |
 //! | `since_ms` | worker | when the current request's handler started (the heartbeat of its loop turn: no clock read per request) |
 //! | `seq`, `method`, `text_len`, `text` | worker | the request being handled: its method as a code ([`METHODS`]; 0 for any other) and its target (path and query as sent) truncated to [`TEXT_MAX`] bytes, under a seqlock (`seq` odd while written) |
-//! | `counters` | worker | [`Counters`]: requests, responses by status class (1xx..5xx), bytes in and out, handler time in 8 buckets ([`HANDLER_BUCKETS_MS`]) |
+//! | `started_ms` | master | when the entry was claimed for its process |
+//! | `memory` | master | the process's private memory in bytes, sampled every second (Linux; 0 elsewhere) |
+//! | `counters` | worker | [`Counters`]: requests, responses by status class (1xx..5xx), bytes in and out, handler time in 8 buckets ([`HANDLER_BUCKETS_MS`]), routed requests by method ([`METHODS`]; counted when the handler starts), pub/sub messages published, delivered and dropped |
 //! | `gauges` | worker | [`Gauges`]: open connections, open WebSockets |
 //!
 //! Handler time costs one clock read per batch of requests answered
