@@ -191,6 +191,10 @@ struct Args {
     /// header, v1 or v2 (repeatable; listed right after --bind's).
     #[arg(long = "proxy-protocol-listen")]
     proxy_protocol_listen: Vec<SocketAddr>,
+    /// Benchmark aid: leave out /metrics, /status, /healthz and /whoami
+    /// (to measure what the routes cost the others).
+    #[arg(long, hide = true)]
+    without_observability_routes: bool,
 }
 
 #[derive(serde::Serialize)]
@@ -428,6 +432,7 @@ fn main() -> ExitCode {
     app = app.get("/version", move |_: &Request| Response::text(tag.clone()));
     app = match observe::routes(
         app,
+        !args.without_observability_routes,
         &observe::Observe {
             shutdown_delay_ms: args.shutdown_delay_ms,
             admin_bind: args.admin_bind,

@@ -51,8 +51,9 @@ fn whoami(req: &Request) -> Response {
     Response::text(format!("{} {}", req.client_addr(), req.scheme()))
 }
 
-/// Adds hello's observability routes and settings.
-pub(crate) fn routes(app: App, o: &Observe) -> Result<App, String> {
+/// Adds hello's observability routes (unless `with_routes` is false, a
+/// benchmark aid) and settings.
+pub(crate) fn routes(app: App, with_routes: bool, o: &Observe) -> Result<App, String> {
     let mut app = app;
     for &addr in &o.proxy_listen {
         app = app.listen(tine::Listen::tcp(addr).proxy_protocol(true));
@@ -60,13 +61,16 @@ pub(crate) fn routes(app: App, o: &Observe) -> Result<App, String> {
     if let Some(log) = access_log(o)? {
         app = app.access_log(log);
     }
-    let app = app
-        .get("/whoami", whoami)
+    let mut app = app
         .trusted_proxies(&o.trusted_proxies)
-        .metrics("/metrics")
-        .status("/status")
-        .health("/healthz")
         .shutdown_delay(Duration::from_millis(o.shutdown_delay_ms.unwrap_or(0)));
+    if with_routes {
+        app = app
+            .get("/whoami", whoami)
+            .metrics("/metrics")
+            .status("/status")
+            .health("/healthz");
+    }
     Ok(match o.admin_bind {
         Some(addr) => app.admin_bind(addr),
         None => app,
