@@ -9,11 +9,12 @@ use std::time::Duration;
 use http::header::{self, HeaderValue};
 use http::{Method, StatusCode};
 
+use crate::group::Group;
 use crate::http::{Extensions, IntoResponse, Request, Response};
 use crate::limits::Limits;
 use crate::middleware::Cors;
 use crate::server::{Balance, Listen, ServeError, Server, ServerConfig};
-use crate::service::{Answer, Service};
+use crate::service::{Answer, Route, Service};
 use crate::static_files::{self, Mount, Outcome, StaticConfig};
 use crate::ws::{WebSocket, WsConfig, WsEvent};
 
@@ -152,9 +153,63 @@ impl App {
         self.service.add_route(
             method,
             pattern,
-            Box::new(move |req| handler(req).into_response()),
+            Route::plain(Box::new(move |req| handler(req).into_response())),
         );
         self
+    }
+
+    /// Mounts a [`Group`] of routes under `prefix` (`"/api"`; `""` or
+    /// `"/"` for none, which is [`merge`](App::merge)): its routes answer
+    /// `prefix` + their pattern, with the group's hooks, body limit and
+    /// fallback. Panics, pointing at this line, if a group route conflicts
+    /// with one already registered (the message names the group route's
+    /// line too).
+    ///
+    /// ```
+    /// use tine::{App, Group, Request};
+    /// let app = App::new().nest("/api", Group::new().get("/todos", |_: &Request| "[]"));
+    /// ```
+    #[track_caller]
+    pub fn nest(mut self, prefix: &str, group: Group) -> Self {
+        let prefix = crate::group::checked_prefix(prefix);
+        group.register(&mut self.service, &prefix, None);
+        self
+    }
+
+    /// Adds a [`Group`]'s routes as they are, with its hooks and limits:
+    /// for an app split across modules, each returning its `Group`, or
+    /// for one route with its own [`max_body`](Group::max_body).
+    ///
+    /// ```
+    /// use tine::{App, Group, Request};
+    /// fn users() -> Group {
+    ///     Group::new().get("/users", |_: &Request| "[]")
+    /// }
+    /// let app = App::new().merge(users());
+    /// ```
+    #[track_caller]
+    pub fn merge(self, group: Group) -> Self {
+        self.nest("", group)
+    }
+
+    /// Answers every method on the paths that no route, wildcard route or
+    /// static mount matches (instead of tine's `404`; a path a route
+    /// matches with another method still gets `405`). After the app's
+    /// before-hooks, like a route. Panics if the app already has one.
+    ///
+    /// ```
+    /// use tine::{App, Request, Response, StatusCode};
+    /// let app = App::new().fallback(|req: &Request| {
+    ///     Response::text(format!("nothing at {}", req.path())).with_status(StatusCode::NOT_FOUND)
+    /// });
+    /// ```
+    #[track_caller]
+    pub fn fallback<H, R>(self, handler: H) -> Self
+    where
+        H: Fn(&Request) -> R + 'static,
+        R: IntoResponse,
+    {
+        self.merge(Group::new().fallback(handler))
     }
 
     /// Serves the files under `dir` at the URL prefix `prefix` (GET and
@@ -258,7 +313,11 @@ impl App {
     /// rendered by the [`errors`](App::errors) handler, as from a handler).
     /// Before-hooks run on WebSocket upgrade requests too; they do not run
     /// on requests tine refuses before routing (malformed, over a limit,
-    /// timed out).
+    /// timed out). For a request with a body they run once its head is
+    /// read, before the body is accepted (and before `100 Continue` is
+    /// sent): a hook that answers then refuses the body unread, and the
+    /// connection closes after the answer unless the whole body had
+    /// already arrived with the head. (The hook sees an empty body.)
     ///
     /// ```
     /// use tine::{App, Request, Response, StatusCode};
@@ -275,6 +334,30 @@ impl App {
     {
         self.service.add_before(Box::new(hook));
         self
+    }
+
+    /// Answers every request that did not arrive over TLS with a `308
+    /// Permanent Redirect` to the same host and path over HTTPS, on
+    /// `https_port` (omitted from the URL when 443). Requests on TLS
+    /// listeners ([`Listen::tls`](crate::Listen::tls)) are served as usual.
+    /// A before-hook: hooks added earlier run first. A request without a
+    /// `Host` (HTTP/1.0) gets a `400`.
+    ///
+    /// ```
+    /// use tine::{App, Method, Request};
+    /// let app = App::new().get("/", |_: &Request| "hi").redirect_https(8443);
+    /// let res = app.handle(&mut Request::builder(Method::GET, "/a?b=1")
+    ///     .header("host", "example.com:8080").finish());
+    /// assert_eq!(res.status(), 308);
+    /// assert_eq!(res.headers()["location"], "https://example.com:8443/a?b=1");
+    /// ```
+    pub fn redirect_https(self, https_port: u16) -> Self {
+        self.before(move |req: &mut Request| {
+            if req.is_https() {
+                return None;
+            }
+            Some(https_redirect(req, https_port))
+        })
     }
 
     /// Adds an after-hook, which maps every response sent for a request,
@@ -304,8 +387,9 @@ impl App {
     /// [`Response::not_found`] or [`Response::bad_request`] a handler or
     /// before-hook returns, on HTTP and WebSocket routes alike. Responses
     /// with content of their own (`Response::text(..).with_status(404)`,
-    /// a bare `StatusCode`, a [`tine::Error`](crate::Error) whose message
-    /// is its body) are sent as they are. tine keeps the status and the
+    /// a bare `StatusCode`, a [`tine::Error`](crate::Error) with its
+    /// message, [JSON body](crate::Error::json) or
+    /// [response](crate::Error::response)) are sent as they are. tine keeps the status and the
     /// headers of the response being rendered (such as `Allow` on 405s).
     ///
     /// The request is what could be read of it (for a request refused as
@@ -338,6 +422,77 @@ impl App {
     /// `log` facade (target `tine::access`, level info).
     pub fn log_requests(mut self) -> Self {
         self.service.set_log_requests();
+        self
+    }
+
+    /// The key that signs and encrypts cookies
+    /// ([`Response::set_signed_cookie`], [`Response::set_private_cookie`])
+    /// and is tried first when reading them ([`Request::signed_cookie`],
+    /// [`Request::private_cookie`]). Signed cookies use HMAC-SHA256,
+    /// private ones AES-256-GCM (the `cookie` crate's).
+    ///
+    /// Take the key from configuration, never from code: a secret of at
+    /// least 32 random bytes (`openssl rand -base64 48`) in an environment
+    /// variable or a file, turned into a key with
+    /// [`Key::derive_from`](cookie::Key::derive_from) (panics if shorter
+    /// than 32 bytes), or 64 bytes of key given to
+    /// [`Key::try_from`](cookie::Key::try_from). The app is built before
+    /// the workers are forked, so every worker has the same key.
+    /// ([`Key::generate`](cookie::Key::generate) suits tests: cookies made
+    /// with it do not survive a restart.)
+    ///
+    /// **Rotating the key** without logging everyone out: make the new
+    /// secret the `cookie_key` and give the old one to
+    /// [`old_cookie_key`](App::old_cookie_key). New cookies are signed
+    /// with the new key; cookies signed with the old one are still
+    /// accepted, and are replaced as the app sets them again (set session
+    /// cookies on each log-in or refresh to move clients over sooner). Once
+    /// the longest-lived cookie made with the old key has expired, remove
+    /// the old key: from then on, whatever it signed is refused.
+    ///
+    /// ```no_run
+    /// use tine::cookie::Key;
+    /// use tine::App;
+    /// let secret = std::env::var("COOKIE_SECRET").expect("COOKIE_SECRET (32+ bytes)");
+    /// let mut app = App::new().cookie_key(Key::derive_from(secret.as_bytes()));
+    /// // During a rotation: the previous secret is still accepted.
+    /// if let Ok(old) = std::env::var("COOKIE_SECRET_OLD") {
+    ///     app = app.old_cookie_key(Key::derive_from(old.as_bytes()));
+    /// }
+    /// ```
+    pub fn cookie_key(mut self, key: cookie::Key) -> Self {
+        self.service
+            .set_cookie_keys(|keys| keys.current = Some(key));
+        self
+    }
+
+    /// A key still accepted when reading signed and private cookies, but
+    /// never used to make them: the previous key during a rotation (see
+    /// [`cookie_key`](App::cookie_key)). May be given several times.
+    ///
+    /// ```
+    /// use tine::cookie::{Cookie, Key};
+    /// use tine::{test::TestClient, App, Request, Response};
+    /// let (old, new) = (Key::generate(), Key::generate());
+    /// let routes = |app: App| {
+    ///     app.get("/in", |req: &Request| Response::text("").set_signed_cookie(req, Cookie::new("u", "ada")))
+    ///         .get("/me", |req: &Request| req.signed_cookie("u").map(|c| c.value().to_string()).unwrap_or_default())
+    /// };
+    /// // Yesterday's server signed the cookie with the old key ...
+    /// let before = TestClient::new(routes(App::new().cookie_key(old.clone())));
+    /// before.get("/in").send();
+    /// let cookie = before.cookie("u").unwrap();
+    /// // ... today's signs with the new one and still accepts it.
+    /// let after = TestClient::new(routes(App::new().cookie_key(new.clone()).old_cookie_key(old)));
+    /// after.set_cookie("u", &cookie);
+    /// assert_eq!(after.get("/me").send().text(), "ada");
+    /// // Once the old key is retired, it is refused.
+    /// let later = TestClient::new(routes(App::new().cookie_key(new)));
+    /// later.set_cookie("u", &cookie);
+    /// assert_eq!(later.get("/me").send().text(), "");
+    /// ```
+    pub fn old_cookie_key(mut self, key: cookie::Key) -> Self {
+        self.service.set_cookie_keys(|keys| keys.old.push(key));
         self
     }
 
@@ -445,6 +600,23 @@ impl App {
     /// ```
     pub fn worker_timeout(mut self, d: std::time::Duration) -> Self {
         self.config.worker_timeout = d;
+        self
+    }
+
+    /// How long a new master started by a binary upgrade (`SIGUSR2` to the
+    /// master) may take until every one of its workers is ready (default
+    /// 60 s: the new build forks its workers and runs their start-up hooks
+    /// meanwhile). Past it, the new master gets `SIGTERM` (`SIGKILL` after
+    /// the graceful timeout), the log says why, and the old master serves
+    /// on. The same happens at once if the new master exits. Needs
+    /// workers > 1.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let app = tine::App::new().workers(4).upgrade_timeout(Duration::from_secs(120));
+    /// ```
+    pub fn upgrade_timeout(mut self, d: std::time::Duration) -> Self {
+        self.config.upgrade_timeout = d;
         self
     }
 
@@ -615,19 +787,20 @@ impl App {
         &self.config
     }
 
-    /// The service and settings the server would take (for tests that
-    /// drive a connection without a server).
-    #[cfg(test)]
+    /// The service and settings the server would take (for the test
+    /// client, and tests that drive a connection without a server).
     pub(crate) fn into_parts(self) -> (Service, ServerConfig) {
         (self.service, self.config)
     }
 
-    /// The test client: answers one request without a socket, on the
-    /// same path the server uses for every request (routing, hooks,
-    /// handler or WebSocket handshake, error pages, after-hooks, the
-    /// request log), with panics turned into 500s. An accepted WebSocket
-    /// upgrade returns its `101`. Worker-init hooks have not run here, so
-    /// [`Request::state`] finds nothing.
+    /// Answers one request without a socket, on the same path the server
+    /// uses for every request (routing, hooks, handler or WebSocket
+    /// handshake, error pages, after-hooks, the request log), with panics
+    /// turned into 500s. An accepted WebSocket upgrade returns its `101`.
+    /// Worker-init hooks have not run here, so [`Request::state`] finds
+    /// nothing: to test an app, use [`tine::test::TestClient`](crate::test::TestClient),
+    /// which runs them, keeps cookies, drives WebSocket routes and applies
+    /// the body limit.
     ///
     /// ```
     /// use tine::{App, Method, Request, StatusCode};
@@ -697,6 +870,30 @@ fn resolve(addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
             "the address resolved to nothing",
         )
     })
+}
+
+/// The `308` to the HTTPS form of `req`'s URL (see [`App::redirect_https`]).
+fn https_redirect(req: &Request, port: u16) -> Response {
+    let Some(host) = req.header("host").filter(|h| !h.is_empty()) else {
+        return Response::text("a Host header is needed to redirect to HTTPS\n")
+            .with_status(StatusCode::BAD_REQUEST);
+    };
+    // The host without its port: `[v6]:port`, `name:port`, or bare.
+    let name = match host.rfind(':') {
+        Some(i) if !host[i..].contains(']') => &host[..i],
+        _ => host,
+    };
+    let path = req.raw_path();
+    let target = match req.query_string() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let location = if port == 443 {
+        format!("https://{name}{target}")
+    } else {
+        format!("https://{name}:{port}{target}")
+    };
+    Response::empty(StatusCode::PERMANENT_REDIRECT).with_header(header::LOCATION, location)
 }
 
 #[cfg(test)]

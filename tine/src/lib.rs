@@ -45,12 +45,13 @@
 //! | `observe` | [`App::metrics`], [`App::status`], [`App::health`], [`App::admin_bind`]: the scoreboard read as Prometheus text, an HTML/JSON status page, health for load balancers |
 //! | `access_log` | [`App::access_log`]: common/combined/JSON lines, request ids, reopened on `SIGUSR1` |
 //! | `proxies` | [`App::trusted_proxies`]: [`Request::client_addr`] and [`Request::scheme`] from `X-Forwarded-*` or `Forwarded` |
-//! | `http` | the wire format on buffers: parsing (`parse`, `body`), the framing decision and encoding (`encode`), [`Request`], [`Response`] |
+//! | `http` | the wire format on buffers: parsing (`parse`, `body`), the framing decision and encoding (`encode`), [`Request`], [`Response`], signed and private cookies (`cookies`: the key ring) |
 //! | `static_files` | static files: lookups that cannot leave the root, validators, ranges, precompressed siblings ([`StaticConfig`]) |
 //! | `ws` | WebSocket: handshake, the session (tungstenite on tine's buffers), the event-style API ([`WsConfig`]) |
 //! | [`pubsub`] | [`publish`]: the bounded outbox, the topic index, the bus (master relay or Redis) |
 //! | `server` | sockets and processes: `event_loop/` (poll, accept, timers, drain), `conn/` (one connection's HTTP/1.1 and WebSocket state machine over a `Transport`), `listener.rs` (addresses, each a `SO_REUSEPORT` group or one shared socket), `master/` (the system calls of supervision) and `supervisor/` (its decisions, a pure state machine), `control.rs` (master-worker messages), `systemd.rs` (socket activation) and `notify.rs` (`sd_notify`), `privileges.rs` (workers' user and group) |
 //! | `error`, `limits`, `macros` | [`Error`], [`Limits`], [`app!`] and [`server!`] |
+//! | [`test`](mod@test) | [`TestClient`](test::TestClient): the app driven without sockets, on the service's own path |
 //!
 //! ## How a request flows
 //!
@@ -85,11 +86,13 @@
 mod access_log;
 mod app;
 mod error;
+mod group;
 mod handler;
 mod http;
 mod limits;
 mod macros;
 mod middleware;
+mod multipart;
 mod observe;
 mod proxies;
 pub mod pubsub;
@@ -97,19 +100,29 @@ mod router;
 mod server;
 mod service;
 mod static_files;
+pub mod test;
 mod ws;
 
 pub use crate::access_log::{AccessLog, LogFormat};
 pub use crate::app::App;
 pub use crate::error::Error;
-pub use crate::http::{Extensions, IntoResponse, Params, Request, RequestBuilder, Response};
+pub use crate::group::Group;
+pub use crate::http::{
+    BodyReader, Extensions, IntoResponse, Params, Request, RequestBuilder, Response,
+};
 pub use crate::limits::Limits;
 pub use crate::middleware::Cors;
+pub use crate::multipart::{Multipart, MultipartLimits, Part, PartReader};
 pub use crate::proxies::ProxyHeader;
 pub use crate::pubsub::{publish, publish_binary};
+#[cfg(feature = "tls")]
+pub use crate::server::tls::{TlsConfig, TlsError};
 pub use crate::server::{worker, Balance, Listen, ServeError, Server, WorkerInfo};
 pub use crate::static_files::StaticConfig;
 pub use crate::ws::{WebSocket, WsConfig, WsEvent};
+/// The rustls version tine uses (for [`TlsConfig::from_rustls`]).
+#[cfg(feature = "tls")]
+pub use rustls;
 
 pub use ::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 pub use bytes::Bytes;
@@ -140,7 +153,14 @@ pub mod __fuzz {
                             std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
                         );
                     }
-                    crate::http::parse::Decoded::Continue => {}
+                    crate::http::parse::Decoded::Head(_) => {
+                        // Admitted as a route with the global limit would be.
+                        if decoder.admit(limits.max_body, limits.spill_past()).is_err() {
+                            return;
+                        }
+                    }
+                    crate::http::parse::Decoded::Body(_)
+                    | crate::http::parse::Decoded::Continue => {}
                     crate::http::parse::Decoded::NeedMore => break,
                     crate::http::parse::Decoded::Error(_) => {
                         // What the error page and after-hooks would see.
@@ -185,6 +205,10 @@ pub mod __fuzz {
             }
         }
     }
+
+    /// The TLS transport, driven over loopback TCP (see `server::tls::fuzz`).
+    #[cfg(feature = "tls")]
+    pub use crate::server::tls::fuzz as tls;
 
     /// Decodes `data` as a chunked body in pieces of `split` bytes.
     pub fn decode_chunked(data: &[u8], split: usize) {

@@ -66,8 +66,11 @@ impl crate::App {
     ) -> Self {
         let handler = Rc::new(handler);
         let h = handler.clone();
-        self.admin
-            .add_route(Some(http::Method::GET), path, Box::new(move |req| h(req)));
+        self.admin.add_route(
+            Some(http::Method::GET),
+            path,
+            crate::service::Route::plain(Box::new(move |req| h(req))),
+        );
         self.get(path, move |req: &Request| {
             if OFF_PUBLIC.load(Relaxed) {
                 Response::error(StatusCode::NOT_FOUND)

@@ -216,9 +216,10 @@ impl Proxies {
     }
 }
 
-/// What the socket says about the scheme (a TLS listener would say https).
-fn req_https(_req: &Request) -> bool {
-    false
+/// What the socket says about the scheme: https for a connection that
+/// arrived on a TLS listener.
+fn req_https(req: &Request) -> bool {
+    req.is_https()
 }
 
 fn scheme_https(s: &str) -> Option<bool> {
@@ -407,6 +408,35 @@ mod tests {
             ],
         );
         assert_eq!(two, ("2001:db8::7".into(), false));
+    }
+
+    #[test]
+    fn without_a_trusted_header_the_scheme_is_the_sockets() {
+        let tls = Request::builder(Method::GET, "/").https().finish();
+        assert_eq!(tls.scheme(), "https");
+        // A trusted proxy without X-Forwarded-Proto: the socket's scheme.
+        let p = proxies(&["127.0.0.1"], ProxyHeader::XForwardedFor);
+        let mut r = Request::builder(Method::GET, "/")
+            .peer("127.0.0.1:9".parse().unwrap())
+            .header("x-forwarded-for", "203.0.113.7")
+            .https()
+            .finish();
+        let c = p.client(&r).unwrap();
+        r.extensions_mut().insert(c);
+        assert_eq!(
+            (r.client_addr().to_string(), r.scheme()),
+            ("203.0.113.7".into(), "https")
+        );
+        // A trusted proxy saying http over a TLS socket is believed.
+        let mut r = Request::builder(Method::GET, "/")
+            .peer("127.0.0.1:9".parse().unwrap())
+            .header("x-forwarded-for", "203.0.113.7")
+            .header("x-forwarded-proto", "http")
+            .https()
+            .finish();
+        let c = p.client(&r).unwrap();
+        r.extensions_mut().insert(c);
+        assert_eq!(r.scheme(), "http");
     }
 
     #[test]

@@ -33,6 +33,10 @@
 //! GET  /healthz        200 "ok" while serving, 503 "stopping" after SIGTERM
 //! GET  /whoami         the client's address and scheme as tine sees them
 //!                      (`203.0.113.7 https` behind a --trusted-proxy)
+//! POST /upload         multipart/form-data; answers JSON
+//!                      {"fields":[{"name","value"}],"files":[{"field",
+//!                      "filename","size","sha256"}]} (hex SHA-256); body
+//!                      limit --max-upload; 400/413/415 naming the problem
 //! ```
 //!
 //! Process flags besides the address and the limits:
@@ -44,7 +48,7 @@
 //! --max-requests-jitter J     ... each worker's limit is N + random(0..=J)
 //! --max-worker-memory BYTES   recycle a worker past BYTES of private memory (Linux)
 //! --worker-timeout-ms N       kill and replace a worker stuck N ms (0: never; default 30 s)
-//! --version-tag TEXT          what GET /version answers
+//! --version-tag TEXT          what GET /version answers (given twice: the last)
 //! --listen ADDR               another address with the same routes (repeatable;
 //!                             one `listening on` line per address)
 //! --shutdown-delay-ms N       SIGTERM: keep serving N ms with /healthz at 503, then drain
@@ -57,7 +61,16 @@
 //!                             `listening on` line comes right after --bind's)
 //! --admin-bind ADDR           /metrics, /status, /healthz served on ADDR by an admin
 //!                             process that runs no handler (404 on --bind)
+//! --upgrade-timeout-ms N      a new master started by SIGUSR2 must be ready within N ms (default 60 s)
 //! --user NAME / --group NAME  workers (or the single process) run as NAME
+//! --balance reuseport|shared  a SO_REUSEPORT listener per worker, or one
+//!                             listener the free workers accept from
+//! --tls-bind ADDR             an HTTPS (and WSS) listener with the same routes,
+//! --tls-cert FILE                with this PEM chain and key (re-read on SIGHUP,
+//! --tls-key FILE                 and on SIGUSR1 without restarting workers)
+//! --redirect-https            plain requests get a 308 to the HTTPS listener
+//! --max-upload BYTES          body limit of POST /upload (default: --max-body's)
+//! --body-buffer BYTES         bodies past BYTES spill to a temporary file (default: --max-body)
 //! ```
 //!
 //! Under systemd, a socket unit's sockets (`LISTEN_FDS`) replace `--bind`
@@ -73,6 +86,8 @@ use std::time::Duration;
 use clap::Parser;
 
 mod observe;
+mod tls;
+mod upload;
 use tine::{App, Request, Response, StatusCode, WebSocket, WsEvent};
 
 /// Command-line flags.
@@ -160,8 +175,10 @@ struct Args {
     /// The group workers run as (default: the user's).
     #[arg(long)]
     group: Option<String>,
-    /// Text answered by GET /version (to tell two builds or runs apart).
-    #[arg(long)]
+    /// Text answered by GET /version (to tell two builds or runs apart;
+    /// given twice, the last one wins, so an upgrade wrapper can append
+    /// `--version-tag new` to the arguments it is started with).
+    #[arg(long, overrides_with = "version_tag")]
     version_tag: Option<String>,
     /// Another address to serve the same routes on (repeatable).
     #[arg(long = "listen")]
@@ -195,6 +212,50 @@ struct Args {
     /// (to measure what the routes cost the others).
     #[arg(long, hide = true)]
     without_observability_routes: bool,
+    // --- tls ---
+    /// HTTPS (and WSS) address serving the same routes (needs --tls-cert
+    /// and --tls-key).
+    #[arg(long)]
+    tls_bind: Option<SocketAddr>,
+    /// PEM certificate chain for --tls-bind (re-read on SIGHUP and SIGUSR1).
+    #[arg(long)]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for --tls-bind (re-read on SIGHUP and SIGUSR1).
+    #[arg(long)]
+    tls_key: Option<std::path::PathBuf>,
+    /// Answer every plain-HTTP request with a 308 to the HTTPS listener.
+    #[arg(long)]
+    redirect_https: bool,
+    /// Testing aid: rotate session-ticket keys every N milliseconds.
+    #[arg(long, hide = true)]
+    tls_ticket_rotation_ms: Option<u64>,
+    // --- upgrade ---
+    /// How long a new master started by SIGUSR2 may take until all its
+    /// workers are ready, in milliseconds (default 60 s).
+    #[arg(long)]
+    upgrade_timeout_ms: Option<u64>,
+    // --- balance ---
+    /// How the workers share each address: `reuseport` (a SO_REUSEPORT
+    /// listener per worker; the Linux and FreeBSD default) or `shared` (one
+    /// listener the free workers accept from; macOS's default).
+    /// TINE_LISTENER overrides it.
+    #[arg(long, value_enum)]
+    balance: Option<BalanceArg>,
+    // --- uploads ---
+    /// Body limit of POST /upload in bytes (default: --max-body's).
+    #[arg(long)]
+    max_upload: Option<usize>,
+    /// Request bodies larger than this many bytes are spilled to a
+    /// temporary file instead of memory (default: --max-body's).
+    #[arg(long)]
+    body_buffer: Option<usize>,
+}
+
+/// `--balance`'s values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum BalanceArg {
+    Reuseport,
+    Shared,
 }
 
 #[derive(serde::Serialize)]
@@ -398,6 +459,9 @@ fn main() -> ExitCode {
     if let Some(ms) = args.drain_timeout_ms {
         limits = limits.drain_timeout(Duration::from_millis(ms));
     }
+    if let Some(n) = args.body_buffer {
+        limits = limits.body_buffer(n);
+    }
     let mut app = App::new()
         .get("/plaintext", plaintext)
         .get("/json", json)
@@ -410,6 +474,7 @@ fn main() -> ExitCode {
         .get("/stream", stream)
         .post("/publish/:topic", publish)
         .get("/pubsub/stats", pubsub_stats)
+        .merge(upload::routes(args.max_upload))
         .ws("/ws/echo", ws_echo)
         .ws("/ws/chat", ws_chat)
         .get("/panic", |_: &Request| -> Response {
@@ -460,6 +525,9 @@ fn main() -> ExitCode {
     if let Some(bytes) = args.max_worker_memory {
         app = app.max_worker_memory(bytes);
     }
+    if let Some(ms) = args.upgrade_timeout_ms {
+        app = app.upgrade_timeout(Duration::from_millis(ms));
+    }
     if let Some(path) = &args.pid_file {
         app = app.pid_file(path);
     }
@@ -492,9 +560,32 @@ fn main() -> ExitCode {
     if args.log {
         app = app.log_requests();
     }
+    if let Some(b) = args.balance {
+        app = app.balance(match b {
+            BalanceArg::Reuseport => tine::Balance::ReusePort,
+            BalanceArg::Shared => tine::Balance::Shared,
+        });
+    }
     for &addr in &args.listen {
         app = app.listen(tine::Listen::tcp(addr));
     }
+    let tls_args = tls::TlsArgs {
+        bind: args.tls_bind,
+        cert: args.tls_cert.clone(),
+        key: args.tls_key.clone(),
+        redirect: args.redirect_https,
+        ticket_rotation_ms: args.tls_ticket_rotation_ms,
+    };
+    let https = match tls::configure(app, tls_args) {
+        Ok((configured, https)) => {
+            app = configured;
+            https
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
     if args.hook_signals_first {
         let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -512,9 +603,16 @@ fn main() -> ExitCode {
         }
     };
     // Tests and scripts read the bound addresses from these lines (the
-    // --bind address first, then each --listen).
-    for addr in server.local_addrs() {
-        println!("listening on http://{addr}");
+    // --bind address first, then each --proxy-protocol-listen, then each
+    // --listen, then --tls-bind's).
+    let addrs = server.local_addrs();
+    for (i, addr) in addrs.iter().enumerate() {
+        let scheme = if https && i + 1 == addrs.len() {
+            "https"
+        } else {
+            "http"
+        };
+        println!("listening on {scheme}://{addr}");
     }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,12 +2,13 @@
 //! here touches a socket: parsing and encoding work on buffers.
 
 pub(crate) mod body;
+pub(crate) mod cookies;
 pub(crate) mod date;
 pub(crate) mod encode;
 pub(crate) mod parse;
 mod request;
 mod response;
 
-pub use request::{Extensions, Params, Request, RequestBuilder};
+pub use request::{BodyReader, Extensions, Params, Request, RequestBuilder};
 pub(crate) use response::{fill_stream, Body, FileBody, Fill};
 pub use response::{IntoResponse, Response};

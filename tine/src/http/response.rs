@@ -292,6 +292,75 @@ impl Response {
         self.with_header(header::SET_COOKIE, value)
     }
 
+    /// Adds a `Set-Cookie` header for `cookie` signed with the app's key
+    /// ([`App::cookie_key`](crate::App::cookie_key)): the client can read
+    /// the value but not change it; read it back with
+    /// [`Request::signed_cookie`](crate::Request::signed_cookie). `req` is
+    /// the request being answered (it carries the app's keys). The
+    /// cookie's attributes (`Path`, `HttpOnly`, `Max-Age`, ...) are kept.
+    ///
+    /// Panics (a 500, logged) in an app without a cookie key.
+    ///
+    /// ```
+    /// use tine::cookie::{Cookie, Key};
+    /// use tine::{test::TestClient, App, Request, Response};
+    /// let app = App::new().cookie_key(Key::generate()).get("/", |req: &Request| {
+    ///     let cookie = Cookie::build(("user", "ada")).path("/").http_only(true).build();
+    ///     Response::text("hi").set_signed_cookie(req, cookie)
+    /// });
+    /// let res = TestClient::new(app).get("/").send();
+    /// let set = res.cookie("user").unwrap();
+    /// assert!(set.value().ends_with("ada") && set.value() != "ada"); // signature, then the value
+    /// assert_eq!(set.path(), Some("/"));
+    /// ```
+    #[track_caller]
+    pub fn set_signed_cookie(self, req: &crate::Request, cookie: cookie::Cookie<'_>) -> Self {
+        let sealed =
+            super::cookies::keys(req).seal(super::cookies::Kind::Signed, cookie.into_owned());
+        self.set_cookie(sealed)
+    }
+
+    /// Adds a `Set-Cookie` header for `cookie` encrypted with the app's key
+    /// ([`App::cookie_key`](crate::App::cookie_key)): the client can
+    /// neither read nor change the value; read it back with
+    /// [`Request::private_cookie`](crate::Request::private_cookie).
+    ///
+    /// Panics (a 500, logged) in an app without a cookie key.
+    ///
+    /// ```
+    /// use tine::cookie::{Cookie, Key};
+    /// use tine::{test::TestClient, App, Request, Response};
+    /// let app = App::new().cookie_key(Key::generate()).get("/", |req: &Request| {
+    ///     Response::text("hi").set_private_cookie(req, Cookie::new("sid", "s3cret"))
+    /// });
+    /// let res = TestClient::new(app).get("/").send();
+    /// assert!(!res.cookie("sid").unwrap().value().contains("s3cret"));
+    /// ```
+    #[track_caller]
+    pub fn set_private_cookie(self, req: &crate::Request, cookie: cookie::Cookie<'_>) -> Self {
+        let sealed =
+            super::cookies::keys(req).seal(super::cookies::Kind::Private, cookie.into_owned());
+        self.set_cookie(sealed)
+    }
+
+    /// Tells the client to forget the cookie `name` (an expired, empty
+    /// `Set-Cookie` with `Path=/`): log-out. For a cookie set with another
+    /// path or a domain, use [`set_cookie`](Self::set_cookie) with
+    /// `Cookie::build(..).removal()` and the same attributes.
+    ///
+    /// ```
+    /// let res = tine::Response::text("bye").remove_cookie("sid");
+    /// let set = res.headers()["set-cookie"].to_str().unwrap();
+    /// assert!(set.starts_with("sid=; ") && set.contains("Max-Age=0"), "{set}");
+    /// ```
+    pub fn remove_cookie(self, name: &str) -> Self {
+        let cookie = cookie::Cookie::build(name.to_string())
+            .path("/")
+            .removal()
+            .build();
+        self.set_cookie(cookie)
+    }
+
     /// Sets a simple session-style cookie: `Path=/; HttpOnly; SameSite=Lax`.
     ///
     /// ```

@@ -15,7 +15,10 @@
 //!   systems without a load-balancing `SO_REUSEPORT`: macOS has the option,
 //!   but it does not spread connections over the sockets bound with it, so
 //!   a shared queue is what balances there.
-//!   Every worker waits on the one queue and whichever is free accepts.
+//!   Every worker waits on the one queue and whichever is free accepts,
+//!   one connection per wake-up (on Linux registered level-triggered with
+//!   `EPOLLEXCLUSIVE`, so a new connection wakes one or a few waiting
+//!   workers: see the event loop's `accept.rs`).
 //!
 //! Which mode an address gets ([`workers_mode`]): the listener's
 //! [`Balance`], else the app's, else the platform's:
@@ -75,6 +78,9 @@ pub struct Listen {
     pub(crate) balance: Option<Balance>,
     /// Every connection starts with a PROXY protocol header (v1 or v2).
     pub(crate) proxy_protocol: bool,
+    /// HTTPS: the TLS settings of this address.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::server::tls::TlsConfig>,
 }
 
 impl Listen {
@@ -90,7 +96,41 @@ impl Listen {
             addr: addr.into(),
             balance: None,
             proxy_protocol: false,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
+    }
+
+    /// An HTTPS (and WSS) address: TLS with `config`, then the same routes
+    /// as every other address (feature `tls`).
+    ///
+    /// ```no_run
+    /// use tine::{App, Listen, Request, TlsConfig};
+    /// let tls = TlsConfig::from_pem_files("cert.pem", "key.pem")?;
+    /// App::new()
+    ///     .get("/", |_: &Request| "hi")
+    ///     .listen(Listen::tls(([0, 0, 0, 0], 8443), tls))
+    ///     .serve("0.0.0.0:8080")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(addr: impl Into<SocketAddr>, config: crate::server::tls::TlsConfig) -> Listen {
+        Listen {
+            tls: Some(config),
+            ..Listen::tcp(addr)
+        }
+    }
+
+    /// Whether this address serves HTTPS.
+    ///
+    /// ```
+    /// assert!(!tine::Listen::tcp(([127, 0, 0, 1], 0)).is_tls());
+    /// ```
+    pub fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
     }
 
     /// How the workers share this address (overrides
@@ -116,7 +156,9 @@ impl Listen {
     /// without it treats such a header as a bad request, and a connection
     /// to one with it that starts without a valid header is answered 400
     /// and closed. A `LOCAL` (v2) or `UNKNOWN` (v1) header, a balancer's
-    /// health check, keeps the socket's address.
+    /// health check, keeps the socket's address. Not with TLS on the same
+    /// listener (binding refuses it: the header would come before the
+    /// handshake).
     ///
     /// ```
     /// let l = tine::Listen::tcp(([127, 0, 0, 1], 0)).proxy_protocol(true);
@@ -140,10 +182,18 @@ impl Listen {
 /// | sockets | one per worker (`SO_REUSEPORT`) | one, for every worker |
 /// | who takes a new connection | the kernel hashes it to a worker's queue | whichever worker is waiting |
 /// | a worker busy in a slow handler | its queue waits for it | it is not waiting, so others take the connection |
+/// | accepting | a woken worker drains its own queue | one connection per wake-up; on Linux `EPOLLEXCLUSIVE` wakes one (or a few) of the waiting workers, in turn |
+/// | keep-alive connections | stay with the worker that accepted them | the same |
 /// | default on | Linux, FreeBSD | macOS (no balancing `SO_REUSEPORT`); socket activation |
 ///
 /// `ReusePort` spreads load evenly with no contention between workers;
-/// `Shared` keeps a fast request from queueing behind a blocked worker.
+/// `Shared` keeps a fast request on a *new* connection from queueing behind
+/// a blocked worker: choose it when some handlers block (a slow query, a
+/// call to another service) and clients open connections often. Requests
+/// on a kept-alive connection wait for their worker in both modes; for
+/// those, keep slow work short or off the request path, run more workers,
+/// or have the client (or proxy) use short keep-alive for slow endpoints.
+/// `docs/benchmarks.md` has the measurements.
 /// `TINE_LISTENER=shared|reuseport` overrides every address's choice at
 /// start-up (a test and diagnostic switch).
 ///
@@ -314,7 +364,7 @@ fn new_socket(addr: SocketAddr) -> io::Result<Socket> {
 /// started by mistake would not fail: it would steal traffic. A bind
 /// *without* `SO_REUSEPORT` fails if anyone listens on `addr`, which is
 /// the check.
-fn probe(addr: SocketAddr) -> io::Result<()> {
+pub(crate) fn probe(addr: SocketAddr) -> io::Result<()> {
     let socket = new_socket(addr)?;
     socket.bind(&addr.into())
 }

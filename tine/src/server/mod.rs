@@ -29,6 +29,9 @@ mod supervisor;
 mod sys;
 mod systemd;
 mod timer;
+#[cfg(feature = "tls")]
+pub(crate) mod tls;
+mod upgrade;
 
 use std::fmt;
 use std::io;
@@ -92,6 +95,12 @@ pub struct Server {
     workers_note: Option<String>,
     /// `App::admin_bind`'s listener and routes (see `master/admin.rs`).
     admin: Option<(std::net::TcpListener, Service)>,
+    /// This process is a new master started by a binary upgrade: the old
+    /// master's pid and the link to it (see `upgrade.rs`).
+    predecessor: Option<(i32, std::os::unix::net::UnixStream)>,
+    /// The executable and arguments a binary upgrade starts (taken at
+    /// bind, before the app can change directory).
+    exec: Option<upgrade::Exec>,
 }
 
 impl fmt::Debug for Server {
@@ -144,6 +153,8 @@ pub(crate) struct ServerConfig {
     pub(crate) listens: Vec<listener::Listen>,
     /// The app's default [`Balance`](listener::Balance).
     pub(crate) balance: Option<listener::Balance>,
+    /// How long a new master started by `SIGUSR2` may take to be ready.
+    pub(crate) upgrade_timeout: Duration,
 }
 
 /// The default shutdown delay of a server with a health route.
@@ -171,6 +182,7 @@ impl Default for ServerConfig {
             admin_addr: None,
             listens: Vec::new(),
             balance: None,
+            upgrade_timeout: supervisor::UPGRADE_TIMEOUT,
         }
     }
 }
@@ -263,7 +275,39 @@ impl Server {
                 "tine: no address to listen on (give one to bind, or add one with App::listen)",
             ));
         }
-        let addresses = if let Some(inherited) = systemd::inherited_listeners() {
+        // A PROXY protocol header arrives in clear before the TLS
+        // handshake, but the TLS session reads the socket from its first
+        // byte: the two on one listener are not supported.
+        #[cfg(feature = "tls")]
+        if let Some(l) = (config.listens.iter()).find(|l| l.tls.is_some() && l.proxy_protocol) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "tine: the listener on {} has both TLS and the PROXY protocol, which is \
+                     not supported; terminate TLS at the balancer, or use a listener without \
+                     the PROXY protocol",
+                    l.addr
+                ),
+            ));
+        }
+        // TLS configurations are made now, in the process that will be the
+        // master: workers inherit them (keys, certificates), and the master
+        // reloads them.
+        #[cfg(feature = "tls")]
+        for tls in config.listens.iter().filter_map(|l| l.tls.as_ref()) {
+            tls.server_config();
+        }
+        let mut predecessor = None;
+        let addresses = if let Some(up) = upgrade::inherited()? {
+            // The old master's sockets (see upgrade.rs): their queues are
+            // the ones clients connect to; nothing is bound.
+            predecessor = Some((up.parent, up.link));
+            if let Some((fd, origin)) = up.board {
+                // Before anything maps a scoreboard of its own.
+                scoreboard::adopt(fd, origin);
+            }
+            adopt_upgrade(&mut config.listens, up.addresses)
+        } else if let Some(inherited) = systemd::inherited_listeners() {
             adopt_inherited(&mut config.listens, inherited)
         } else {
             let mut addresses = Vec::with_capacity(config.listens.len());
@@ -300,7 +344,16 @@ impl Server {
                 ))
             }
             Some(a) => {
-                let l = std::net::TcpListener::bind(a).map_err(|e| {
+                // A `SO_REUSEPORT` socket, so that a new master started by
+                // a binary upgrade can bind it while this one still serves
+                // it; anyone else already listening there is refused first
+                // (the probe binds without the option).
+                let bound = match predecessor {
+                    Some(_) => listener::bind_reuseport(a, listener::BACKLOG),
+                    None => listener::probe(a)
+                        .and_then(|()| listener::bind_reuseport(a, listener::BACKLOG)),
+                };
+                let l = bound.map_err(|e| {
                     io::Error::new(e.kind(), format!("tine: admin address {a}: {e}"))
                 })?;
                 // The admin process's event loop accepts until WouldBlock.
@@ -320,6 +373,8 @@ impl Server {
             _pid_file,
             workers_note,
             admin,
+            predecessor,
+            exec: upgrade::Exec::current(),
         })
     }
 
@@ -383,8 +438,19 @@ impl Server {
             _pid_file,
             workers_note,
             admin,
+            predecessor,
+            exec,
         } = self;
         let note = workers_note.map(|n| format!("; {n}")).unwrap_or_default();
+        if workers <= 1 && predecessor.is_some() {
+            // Serving the sockets alone, it could never tell the old master
+            // it is ready, nor be upgraded itself: refuse, and the old
+            // master serves on.
+            return Err(io::Error::other(
+                "tine: started by a binary upgrade (SIGUSR2) but configured \
+                 with workers <= 1: a binary upgrade needs workers > 1",
+            ));
+        }
         let shown = addresses
             .iter()
             .map(|a| format!("http://{}", a.addr))
@@ -433,7 +499,12 @@ impl Server {
             log::info!("workers run as {}", c.name);
         }
         WORKER_COUNT.store(workers, Ordering::Relaxed);
-        let master = master_config(&config, workers);
+        let mut master = master_config(&config, workers);
+        master.pid_file = config.pid_file.clone();
+        master.exec = exec;
+        if master.exec.is_none() {
+            log::warn!("cannot tell the path this process was started from: SIGUSR2 will fail");
+        }
         let (admin_listener, mut admin_served) = match admin {
             Some((l, s)) => {
                 crate::observe::keep_off_public();
@@ -443,13 +514,19 @@ impl Server {
             None => (None, None),
         };
         let mut served = Some((service, config));
-        let code = master::run_master(addresses, master, admin_listener, &mut |start| {
-            if start.admin {
-                worker_main(admin_served.take(), start)
-            } else {
-                worker_main(served.take(), start)
-            }
-        })?;
+        let code = master::run_master(
+            addresses,
+            master,
+            admin_listener,
+            predecessor,
+            &mut |start| {
+                if start.admin {
+                    worker_main(admin_served.take(), start)
+                } else {
+                    worker_main(served.take(), start)
+                }
+            },
+        )?;
         if code == 0 {
             Ok(())
         } else {
@@ -508,6 +585,33 @@ fn adopt_inherited(
         .collect()
 }
 
+/// The addresses of a master started by a binary upgrade: the old
+/// master's sockets, address by address, in their own modes. When there
+/// are as many as the app configured, the app's per-listener settings
+/// apply to them in order; otherwise they are served with default
+/// settings (a warning says so).
+fn adopt_upgrade(
+    listens: &mut Vec<listener::Listen>,
+    addresses: Vec<listener::Bound>,
+) -> Vec<listener::Bound> {
+    if listens.len() != addresses.len() {
+        log::warn!(
+            "binary upgrade: {} address(es) handed over for {} configured: \
+             serving them with default listener settings",
+            addresses.len(),
+            listens.len()
+        );
+        *listens = addresses
+            .iter()
+            .map(|a| listener::Listen::tcp(a.addr))
+            .collect();
+    }
+    for (l, a) in listens.iter_mut().zip(&addresses) {
+        l.addr = a.addr;
+    }
+    addresses
+}
+
 fn master_config(config: &ServerConfig, workers: usize) -> master::MasterConfig {
     master::MasterConfig {
         workers,
@@ -520,6 +624,7 @@ fn master_config(config: &ServerConfig, workers: usize) -> master::MasterConfig 
         } else {
             Duration::ZERO
         }),
+        upgrade_timeout: config.upgrade_timeout,
         ..master::MasterConfig::default()
     }
 }

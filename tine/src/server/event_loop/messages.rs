@@ -63,6 +63,11 @@ impl EventLoop {
                     Some(published) => self.deliver_local(&published),
                     None => log::warn!("dropping a malformed relayed message"),
                 },
+                #[cfg(feature = "tls")]
+                Msg::Other {
+                    kind: control::TLS,
+                    payload,
+                } => crate::server::tls::on_control(&payload),
                 Msg::Malformed { .. } => {
                     log::error!("malformed control message; stopping");
                     self.begin_drain();
