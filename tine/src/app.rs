@@ -339,7 +339,7 @@ impl App {
     /// Answers every request that did not arrive over TLS with a `308
     /// Permanent Redirect` to the same host and path over HTTPS, on
     /// `https_port` (omitted from the URL when 443). Requests on TLS
-    /// listeners ([`Listen::tls`](crate::Listen::tls)) are served as usual.
+    /// listeners (`Listen::tls`, with the `tls` feature) are served as usual.
     /// A before-hook: hooks added earlier run first. A request without a
     /// `Host` (HTTP/1.0) gets a `400`.
     ///
