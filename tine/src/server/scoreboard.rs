@@ -24,12 +24,12 @@
 //! |---|---|
 //! | `magic`, `version` | `b"TINESCB1"` as a `u64`, [`VERSION`] |
 //! | `entries` | [`MAX_ENTRIES`] |
-//! | `retire_seq` | master | a sequence number, odd while the master moves a reaped worker's counters into the retired totals: readers summing live entries and retired totals retry while it is odd or changed |
+//! | `retire_seq` | master | a sequence number, odd while a master moves a reaped worker's counters into the retired totals (taken by compare-and-swap, so it is also the lock between two masters during a binary upgrade): readers summing live entries and retired totals retry while it is odd or changed |
 //! | `stopping` | master | 1 once a stop was asked for (`SIGTERM`): health checks answer 503 |
 //! | `started_unix_ms` | master | when the region was created (the server started), Unix time in ms |
 //! | `retired` | the [`Counters`] of every worker that has exited, added when the master frees its entry: a sum over the live entries plus `retired` never goes backwards |
 //! | `slot_retired` | master | the same per worker slot ([`MAX_ENTRIES`] of them): a slot's counters never go backwards when its worker is replaced |
-//! | `restarts` | master | per slot, worker replacements by [`Restart`] reason (crash, timeout, recycled, reload, upgrade), copied from the supervisor |
+//! | `restarts` | master | per slot, worker replacements by [`Restart`] reason (crash, timeout, recycled, reload, upgrade), copied from the supervisor, never lowered (a new master started by a binary upgrade counts on from the old master's) |
 //! | `queues` | master | per listening socket (up to [`MAX_LISTENERS`]): its address and accept-queue depth and limit, sampled every second (Linux `TCP_INFO`) |
 //!
 //! | entry field | written by | meaning |

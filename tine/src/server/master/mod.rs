@@ -100,10 +100,9 @@
 //! | `SIGINT`, `SIGTERM` | graceful stop: `SIGTERM` to every worker, wait; `SIGKILL` whatever is left after `graceful_timeout`; reap all; exit 0 |
 //! | `SIGQUIT` | immediate stop: `SIGKILL` every worker, reap all, exit 0 |
 //! | `SIGHUP` | rolling restart, one slot at a time (see above); a replacement not ready within `ready_timeout` is stopped (`SIGTERM`, `SIGKILL` after `graceful_timeout`) and the old worker kept |
-//! | `SIGUSR1` | re-read the files outside tools replace: TLS certificates and keys (checked, then switched in the running workers; no restart). `SIGHUP` does the same before its rolling restart |
+//! | `SIGUSR1` | re-read the files outside tools replace: TLS certificates and keys (checked, then switched in the running workers; no restart). `SIGHUP` does the same before its rolling restart. Also passed on to every worker and the admin process: they reopen their access log files (log rotation) |
 //! | `SIGTTIN` | one worker more |
 //! | `SIGTTOU` | one worker fewer, never below 1, without losing its queue |
-//! | `SIGUSR1` | also passed on to every worker and the admin process: they reopen their access log files (log rotation) |
 //! | `SIGUSR2` | binary upgrade: start a new master from the executable this one was started from, handing it the listening sockets; once all its workers are ready, stop like on `SIGTERM`. A new master that exits or is not ready within `upgrade_timeout` is stopped and this one serves on (see `upgrade.rs`) |
 //! | `SIGCHLD` | reap (`waitpid(-1, WNOHANG)` until none); an unexpected exit is logged with pid and status/signal and the slot respawned after an exponential backoff (100 ms doubling to 5 s; reset once a worker has lived 10 s) |
 //!
