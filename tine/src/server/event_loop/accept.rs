@@ -341,7 +341,7 @@ fn link(
                 }
             };
         }
-        let _ = address;
+        let _ = (config, address);
         Some(Link::Plain(stream))
     }
 }
