@@ -41,9 +41,12 @@ use crate::ws::{WebSocket, WsConfig, WsEvent};
 /// ```
 pub struct App {
     /// Routes, hooks and error pages: what answers requests.
-    service: Service,
+    pub(crate) service: Service,
     /// Limits, workers and the other settings the server reads.
-    config: ServerConfig,
+    pub(crate) config: ServerConfig,
+    /// The admin routes (metrics, status, health), for the admin process
+    /// of [`admin_bind`](App::admin_bind).
+    pub(crate) admin: Service,
 }
 
 impl Default for App {
@@ -84,6 +87,7 @@ impl App {
         App {
             service: Service::default(),
             config: ServerConfig::default(),
+            admin: Service::default(),
         }
     }
 
@@ -335,7 +339,7 @@ impl App {
     /// Answers every request that did not arrive over TLS with a `308
     /// Permanent Redirect` to the same host and path over HTTPS, on
     /// `https_port` (omitted from the URL when 443). Requests on TLS
-    /// listeners ([`Listen::tls`](crate::Listen::tls)) are served as usual.
+    /// listeners (`Listen::tls`, with the `tls` feature) are served as usual.
     /// A before-hook: hooks added earlier run first. A request without a
     /// `Host` (HTTP/1.0) gets a `400`.
     ///
@@ -801,7 +805,9 @@ impl App {
     /// [`Server::local_addr`].
     pub fn bind(self, addr: impl ToSocketAddrs) -> Result<Server, ServeError> {
         let addr = resolve(addr)?;
-        Ok(Server::bind(self.service, self.config, Some(addr))?)
+        let mut server = Server::bind(self.service, self.config, Some(addr))?;
+        server.set_admin_service(self.admin);
+        Ok(server)
     }
 
     /// Binds only the addresses added with [`listen`](App::listen) (an
@@ -818,7 +824,9 @@ impl App {
     /// # Ok::<(), tine::ServeError>(())
     /// ```
     pub fn bind_listeners(self) -> Result<Server, ServeError> {
-        Ok(Server::bind(self.service, self.config, None)?)
+        let mut server = Server::bind(self.service, self.config, None)?;
+        server.set_admin_service(self.admin);
+        Ok(server)
     }
 
     /// Binds `addr` and serves until SIGINT or SIGTERM, then drains and

@@ -42,6 +42,9 @@
 //! | `handler` | handler and hook types, and the panic boundary every piece of app code runs in |
 //! | `router` | route patterns and matching |
 //! | `middleware` | [`Cors`], [`Compression`] (after-hooks) |
+//! | `observe` | [`App::metrics`], [`App::status`], [`App::health`], [`App::admin_bind`]: the scoreboard read as Prometheus text, an HTML/JSON status page, health for load balancers |
+//! | `access_log` | [`App::access_log`]: common/combined/JSON lines, request ids, reopened on `SIGUSR1` |
+//! | `proxies` | [`App::trusted_proxies`]: [`Request::client_addr`] and [`Request::scheme`] from `X-Forwarded-*` or `Forwarded` |
 //! | `http` | the wire format on buffers: parsing (`parse`, `body`), the framing decision and encoding (`encode`), [`Request`], [`Response`], signed and private cookies (`cookies`: the key ring) |
 //! | `static_files` | static files: lookups that cannot leave the root, validators, ranges, precompressed siblings ([`StaticConfig`]) |
 //! | `ws` | WebSocket: handshake, the session (tungstenite on tine's buffers), the event-style API ([`WsConfig`]) |
@@ -83,6 +86,7 @@
 // A library never prints: it logs through `log`, and the app decides.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+mod access_log;
 mod app;
 mod error;
 mod group;
@@ -92,6 +96,8 @@ mod limits;
 mod macros;
 mod middleware;
 mod multipart;
+mod observe;
+mod proxies;
 pub mod pubsub;
 mod router;
 mod server;
@@ -101,6 +107,7 @@ mod static_files;
 pub mod test;
 mod ws;
 
+pub use crate::access_log::{AccessLog, LogFormat};
 pub use crate::app::App;
 pub use crate::error::Error;
 pub use crate::group::Group;
@@ -110,6 +117,7 @@ pub use crate::http::{
 pub use crate::limits::Limits;
 pub use crate::middleware::{Compression, Cors};
 pub use crate::multipart::{Multipart, MultipartLimits, Part, PartReader};
+pub use crate::proxies::ProxyHeader;
 pub use crate::pubsub::{publish, publish_binary};
 #[cfg(feature = "tls")]
 pub use crate::server::tls::{TlsConfig, TlsError};

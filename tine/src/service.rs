@@ -165,6 +165,10 @@ pub(crate) struct Service {
     /// What the worker-init hooks built, shared by every request, with
     /// the cookie keys.
     state: Rc<Extensions>,
+    /// Peers whose forwarding headers are believed (`App::trusted_proxies`).
+    pub(crate) proxies: crate::proxies::Proxies,
+    /// `App::access_log`: a line per request, and request ids.
+    pub(crate) access_log: Option<Rc<crate::access_log::AccessLog>>,
     /// Keys for signed and private cookies; kept in `state` too, where
     /// requests find them.
     cookie_keys: Option<CookieKeys>,
@@ -294,7 +298,12 @@ impl Service {
     /// the after-hooks, unless an after-hook was what panicked).
     pub(crate) fn answer(&self, req: &mut Request) -> Answer {
         req.set_state(self.state.clone());
-        let started = self.log_requests.then(Instant::now);
+        // A request admitted before its body (see `admit`) already has
+        // its client and request id.
+        if !req.hooks_done() {
+            self.begin(req);
+        }
+        let started = (self.log_requests || self.access_log.is_some()).then(Instant::now);
         let mut upgrade = None;
         let mut stage = Stage::Inner;
         let mut layer = None;
@@ -306,7 +315,7 @@ impl Service {
             stage = Stage::After;
             self.after_hooks(req, res, layer.as_deref())
         });
-        let res = match answered {
+        let mut res = match answered {
             Some(res) => res,
             None => {
                 upgrade = None;
@@ -317,7 +326,7 @@ impl Service {
                 }
             }
         };
-        self.log(req, res.status, started);
+        self.log(req, &mut res, started);
         match upgrade {
             Some(handler) => Answer::Upgrade(res, handler),
             None => Answer::Response(res),
@@ -334,7 +343,8 @@ impl Service {
     #[cold]
     pub(crate) fn admit(&self, req: &mut Request) -> Admission {
         req.set_state(self.state.clone());
-        let started = self.log_requests.then(Instant::now);
+        self.begin(req);
+        let started = (self.log_requests || self.access_log.is_some()).then(Instant::now);
         let mut layer: Option<Rc<Layer>> = None;
         let mut stage = Stage::Inner;
         let decided = handler::catch(|| {
@@ -364,7 +374,8 @@ impl Service {
                 }
             }
         };
-        self.log(req, res.status, started);
+        let mut res = res;
+        self.log(req, &mut res, started);
         Admission::Answer(res)
     }
 
@@ -396,7 +407,12 @@ impl Service {
     /// but cannot be answered (a path whose escapes are not UTF-8).
     pub(crate) fn refuse_request(&self, status: StatusCode, req: &mut Request) -> Response {
         req.set_state(self.state.clone());
-        let started = self.log_requests.then(Instant::now);
+        // A request admitted before its body (see `admit`) already has
+        // its client and request id.
+        if !req.hooks_done() {
+            self.begin(req);
+        }
+        let started = (self.log_requests || self.access_log.is_some()).then(Instant::now);
         let page = self.error_page(Some(req), status);
         // A request refused once admitted (its body over the route's
         // limit, or too slow) gets its group's after-hooks too.
@@ -404,9 +420,29 @@ impl Service {
             true => self.layer_of(req),
             false => None,
         };
-        let res = self.after_hooks_caught(req, page, layer.as_deref());
-        self.log(req, res.status, started);
+        let mut res = self.after_hooks_caught(req, page, layer.as_deref());
+        self.log(req, &mut res, started);
         res
+    }
+
+    /// What every request gets before its hooks: the client behind
+    /// trusted proxies, and its request id when there is an access log.
+    #[inline]
+    fn begin(&self, req: &mut Request) {
+        self.find_client(req);
+        if self.access_log.is_some() {
+            crate::access_log::begin(req);
+        }
+    }
+
+    /// The client behind trusted proxies, for `Request::client_addr`.
+    #[inline]
+    fn find_client(&self, req: &mut Request) {
+        if !self.proxies.is_empty() {
+            if let Some(client) = self.proxies.client(req) {
+                req.extensions_mut().insert(client);
+            }
+        }
     }
 
     /// The group of the route a request goes to.
@@ -549,16 +585,23 @@ impl Service {
         default_error(status)
     }
 
-    fn log(&self, req: &Request, status: StatusCode, started: Option<Instant>) {
-        if let Some(started) = started {
+    fn log(&self, req: &Request, res: &mut Response, started: Option<Instant>) {
+        let Some(started) = started else {
+            return;
+        };
+        let took = started.elapsed();
+        if self.log_requests {
             log::info!(
                 target: "tine::access",
                 "{} {} {} {}ms",
                 req.method(),
                 req.raw_path(),
-                status.as_u16(),
-                started.elapsed().as_millis()
+                res.status.as_u16(),
+                took.as_millis()
             );
+        }
+        if let Some(access) = &self.access_log {
+            crate::access_log::finish(access, req, res, took);
         }
     }
 }

@@ -32,6 +32,12 @@
 //! POST /leak?kb=N      testing aid: allocates N KiB, writes them and never
 //!                      frees them (max 1 GiB per request); answers this
 //!                      worker's total leaked KiB
+//! GET  /metrics        Prometheus metrics of every worker (one scrape)
+//! GET  /status         status page, a row per worker process (HTML;
+//!                      ?format=json for JSON)
+//! GET  /healthz        200 "ok" while serving, 503 "stopping" after SIGTERM
+//! GET  /whoami         the client's address and scheme as tine sees them
+//!                      (`203.0.113.7 https` behind a --trusted-proxy)
 //! POST /upload         multipart/form-data; answers JSON
 //!                      {"fields":[{"name","value"}],"files":[{"field",
 //!                      "filename","size","sha256"}]} (hex SHA-256); body
@@ -50,6 +56,16 @@
 //! --version-tag TEXT          what GET /version answers (given twice: the last)
 //! --listen ADDR               another address with the same routes (repeatable;
 //!                             one `listening on` line per address)
+//! --shutdown-delay-ms N       SIGTERM: keep serving N ms with /healthz at 503, then drain
+//! --trusted-proxy ADDR_OR_CIDR  believe X-Forwarded-For/-Proto from it (repeatable)
+//! --access-log common|combined|json  an access log line per request, with a
+//!                             request id (echoed in X-Request-Id)
+//! --access-log-file PATH      ... to PATH instead of stdout; reopened on SIGUSR1
+//! --proxy-protocol-listen ADDR  another address whose connections start with a
+//!                             PROXY protocol v1/v2 header (repeatable; its
+//!                             `listening on` line comes right after --bind's)
+//! --admin-bind ADDR           /metrics, /status, /healthz served on ADDR by an admin
+//!                             process that runs no handler (404 on --bind)
 //! --upgrade-timeout-ms N      a new master started by SIGUSR2 must be ready within N ms (default 60 s)
 //! --user NAME / --group NAME  workers (or the single process) run as NAME
 //! --balance reuseport|shared  a SO_REUSEPORT listener per worker, or one
@@ -77,6 +93,7 @@ mod streams;
 
 use clap::Parser;
 
+mod observe;
 mod tls;
 mod upload;
 use tine::{App, Request, Response, StatusCode, WebSocket, WsEvent};
@@ -174,6 +191,35 @@ struct Args {
     /// Another address to serve the same routes on (repeatable).
     #[arg(long = "listen")]
     listen: Vec<SocketAddr>,
+    // --- observability ---
+    /// How long SIGTERM keeps serving (GET /healthz answering 503) before
+    /// the drain, in milliseconds (default 0).
+    #[arg(long)]
+    shutdown_delay_ms: Option<u64>,
+    /// Serve /metrics, /status and /healthz from an admin process on this
+    /// address (and not on --bind); needs --workers > 1.
+    #[arg(long)]
+    admin_bind: Option<SocketAddr>,
+    /// Believe X-Forwarded-For/-Proto from this address or CIDR range
+    /// (repeatable).
+    #[arg(long = "trusted-proxy")]
+    trusted_proxy: Vec<String>,
+    /// Access log lines in this format: common, combined or json (with a
+    /// request id, echoed in X-Request-Id).
+    #[arg(long)]
+    access_log: Option<String>,
+    /// Write the access log to this file instead of stdout (reopened on
+    /// SIGUSR1).
+    #[arg(long)]
+    access_log_file: Option<std::path::PathBuf>,
+    /// Another address whose connections start with a PROXY protocol
+    /// header, v1 or v2 (repeatable; listed right after --bind's).
+    #[arg(long = "proxy-protocol-listen")]
+    proxy_protocol_listen: Vec<SocketAddr>,
+    /// Benchmark aid: leave out /metrics, /status, /healthz and /whoami
+    /// (to measure what the routes cost the others).
+    #[arg(long, hide = true)]
+    without_observability_routes: bool,
     // --- tls ---
     /// HTTPS (and WSS) address serving the same routes (needs --tls-cert
     /// and --tls-key).
@@ -477,6 +523,24 @@ fn main() -> ExitCode {
     if args.compress {
         app = app.compress(tine::Compression::new());
     }
+    app = match observe::routes(
+        app,
+        !args.without_observability_routes,
+        &observe::Observe {
+            shutdown_delay_ms: args.shutdown_delay_ms,
+            admin_bind: args.admin_bind,
+            trusted_proxies: args.trusted_proxy.clone(),
+            access_log: args.access_log.clone(),
+            access_log_file: args.access_log_file.clone(),
+            proxy_listen: args.proxy_protocol_listen.clone(),
+        },
+    ) {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
     if let Some(n) = args.max_requests {
         app = app.max_requests(n);
     }
@@ -567,7 +631,8 @@ fn main() -> ExitCode {
         }
     };
     // Tests and scripts read the bound addresses from these lines (the
-    // --bind address first, then each --listen, then --tls-bind's).
+    // --bind address first, then each --proxy-protocol-listen, then each
+    // --listen, then --tls-bind's).
     let addrs = server.local_addrs();
     for (i, addr) in addrs.iter().enumerate() {
         let scheme = if https && i + 1 == addrs.len() {

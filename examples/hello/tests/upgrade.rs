@@ -434,3 +434,64 @@ fn a_malformed_upgrade_variable_is_a_start_up_error_and_another_parents_is_ignor
     assert_eq!(version(&s), env!("CARGO_PKG_VERSION"));
     s.stop(T);
 }
+
+#[test]
+fn the_admin_address_carries_over_and_the_metrics_count_the_upgrade() {
+    let _g = heavy();
+    let r = Release::new(HELLO);
+    // A fixed port: the new master is started with the same arguments and
+    // binds the admin address while the old master still serves it.
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let admin_arg = admin.to_string();
+    let pid_file = r.pid_file_str();
+    let args = [
+        "--bind",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+        "--pid-file",
+        &pid_file,
+        "--version-tag",
+        "old",
+        "--admin-bind",
+        &admin_arg,
+    ];
+    // Two workers and the admin process (not a worker: `start`'s wait
+    // for exactly two ready children does not fit).
+    let mut s = ServerTree::start_env(&r.app_str(), &args, &[]);
+    let old = s.pid();
+    assert!(
+        wait_until(T, || s.ready_pids().len() == 2),
+        "{}",
+        s.stderr()
+    );
+    s.wait_log("spawned the admin process", T);
+    assert_eq!(try_get(admin, "/healthz").map(|r| r.status).ok(), Some(200));
+
+    r.install_tagged("new");
+    s.signal(Signal::SIGUSR2);
+    let status = s.wait_exit(T).expect("the old master exits");
+    assert!(status.success(), "{status}\n{}", s.stderr());
+    let new = r.pid().expect("a pid file");
+    assert_ne!(new, old);
+    assert_eq!(version(&s), "new", "{}", s.stderr());
+    // The new master's admin process answers on the same address, and the
+    // restart counts carried over with one `upgrade` per slot.
+    let mut metrics = String::new();
+    let want: Vec<String> = (0..2)
+        .map(|w| format!("tine_worker_restarts_total{{worker=\"{w}\",reason=\"upgrade\"}} 1\n"))
+        .collect();
+    assert!(
+        wait_until(T, || {
+            metrics = try_get(admin, "/metrics")
+                .map(|r| r.text())
+                .unwrap_or_default();
+            want.iter().all(|w| metrics.contains(w.as_str()))
+        }),
+        "{metrics}\n{}",
+        s.stderr()
+    );
+    stop_new_master(&s, new);
+}

@@ -47,7 +47,7 @@ mod index;
 mod outbox;
 mod redis;
 pub(crate) mod relay;
-mod stats;
+pub(crate) mod stats;
 pub(crate) mod wire;
 
 use bytes::Bytes;
@@ -104,6 +104,7 @@ pub fn publish_binary(topic: &str, data: impl Into<Bytes>) {
 }
 
 fn push(topic: &str, payload: Payload) {
+    stats::add_published();
     outbox::push(Published {
         topic: topic.to_string(),
         payload,

@@ -59,9 +59,28 @@ pub(crate) fn set_outbox(queued: usize, queued_bytes: usize) {
     });
 }
 
-/// Counts `n` messages dropped.
+/// Counts `n` messages dropped (here and in the scoreboard, which the
+/// metrics read for every worker).
 pub(crate) fn add_dropped(n: u64) {
     update(|s| s.dropped += n);
+    if let Some(e) = crate::server::scoreboard::mine() {
+        e.count_pubsub(&e.counters.dropped, n);
+    }
+}
+
+/// Counts a message published by a handler (scoreboard only).
+pub(crate) fn add_published() {
+    if let Some(e) = crate::server::scoreboard::mine() {
+        e.count_pubsub(&e.counters.published, 1);
+    }
+}
+
+/// Counts `n` deliveries to this process's WebSocket subscribers
+/// (scoreboard only).
+pub(crate) fn add_delivered(n: u64) {
+    if let Some(e) = crate::server::scoreboard::mine() {
+        e.count_pubsub(&e.counters.delivered, n);
+    }
 }
 
 pub(crate) fn snapshot() -> Stats {

@@ -76,6 +76,8 @@ pub struct Listen {
     /// How workers share it (`None`: the app's [`Balance`], else the
     /// platform's).
     pub(crate) balance: Option<Balance>,
+    /// Every connection starts with a PROXY protocol header (v1 or v2).
+    pub(crate) proxy_protocol: bool,
     /// HTTPS: the TLS settings of this address.
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::server::tls::TlsConfig>,
@@ -93,6 +95,7 @@ impl Listen {
         Listen {
             addr: addr.into(),
             balance: None,
+            proxy_protocol: false,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -140,6 +143,29 @@ impl Listen {
     /// ```
     pub fn balance(mut self, balance: Balance) -> Listen {
         self.balance = Some(balance);
+        self
+    }
+
+    /// Expects every connection on this address to start with a PROXY
+    /// protocol header, version 1 (text) or 2 (binary), as sent by HAProxy
+    /// (`send-proxy`, `send-proxy-v2`), AWS NLB or other TCP load
+    /// balancers: the header's source address becomes the connection's
+    /// peer ([`Request::peer_addr`](crate::Request::peer_addr), and so
+    /// the client address, the per-address connection limit aside, which
+    /// counts the balancer's own address). Never guessed: a listener
+    /// without it treats such a header as a bad request, and a connection
+    /// to one with it that starts without a valid header is answered 400
+    /// and closed. A `LOCAL` (v2) or `UNKNOWN` (v1) header, a balancer's
+    /// health check, keeps the socket's address. Not with TLS on the same
+    /// listener (binding refuses it: the header would come before the
+    /// handshake).
+    ///
+    /// ```
+    /// let l = tine::Listen::tcp(([127, 0, 0, 1], 0)).proxy_protocol(true);
+    /// # let _ = l;
+    /// ```
+    pub fn proxy_protocol(mut self, on: bool) -> Listen {
+        self.proxy_protocol = on;
         self
     }
 
@@ -338,7 +364,7 @@ fn new_socket(addr: SocketAddr) -> io::Result<Socket> {
 /// started by mistake would not fail: it would steal traffic. A bind
 /// *without* `SO_REUSEPORT` fails if anyone listens on `addr`, which is
 /// the check.
-fn probe(addr: SocketAddr) -> io::Result<()> {
+pub(crate) fn probe(addr: SocketAddr) -> io::Result<()> {
     let socket = new_socket(addr)?;
     socket.bind(&addr.into())
 }

@@ -22,6 +22,7 @@ mod per_ip;
 mod pidfile;
 mod privileges;
 mod recycle;
+mod sample;
 pub(crate) mod scoreboard;
 mod signals;
 mod supervisor;
@@ -92,6 +93,8 @@ pub struct Server {
     _pid_file: Option<pidfile::PidFile>,
     /// Set when `TINE_WORKERS` chose `workers`: said in the start-up log.
     workers_note: Option<String>,
+    /// `App::admin_bind`'s listener and routes (see `master/admin.rs`).
+    admin: Option<(std::net::TcpListener, Service)>,
     /// This process is a new master started by a binary upgrade: the old
     /// master's pid and the link to it (see `upgrade.rs`).
     predecessor: Option<(i32, std::os::unix::net::UnixStream)>,
@@ -123,6 +126,8 @@ pub(crate) struct ServerConfig {
     pub(crate) max_requests: Option<u64>,
     /// Up to this many more, drawn per worker.
     pub(crate) max_requests_jitter: u64,
+    /// Where the admin process listens (`App::admin_bind`).
+    pub(crate) admin_addr: Option<SocketAddr>,
     /// Private memory (bytes) past which a worker is recycled.
     pub(crate) max_worker_memory: Option<u64>,
     /// Where the master (or single process) writes its pid.
@@ -136,6 +141,11 @@ pub(crate) struct ServerConfig {
     /// A worker whose loop has not turned for this long is killed and
     /// replaced (`ZERO`: never).
     pub(crate) worker_timeout: Duration,
+    /// A health route is served ([`App::health`](crate::App::health)).
+    pub(crate) health: bool,
+    /// How long a stop keeps serving before draining (`None`: the default,
+    /// [`SHUTDOWN_DELAY`] with a health route, none without).
+    pub(crate) shutdown_delay: Option<Duration>,
     /// The addresses served: before `bind`, those added with
     /// `App::listen`; from `bind` on, every address in order (the one
     /// given to `bind` first). A worker reads a connection's per-listener
@@ -146,6 +156,9 @@ pub(crate) struct ServerConfig {
     /// How long a new master started by `SIGUSR2` may take to be ready.
     pub(crate) upgrade_timeout: Duration,
 }
+
+/// The default shutdown delay of a server with a health route.
+pub(crate) const SHUTDOWN_DELAY: Duration = Duration::from_secs(5);
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -164,6 +177,9 @@ impl Default for ServerConfig {
             group: None,
             credentials: None,
             worker_timeout: WORKER_TIMEOUT,
+            health: false,
+            shutdown_delay: None,
+            admin_addr: None,
             listens: Vec::new(),
             balance: None,
             upgrade_timeout: supervisor::UPGRADE_TIMEOUT,
@@ -259,6 +275,21 @@ impl Server {
                 "tine: no address to listen on (give one to bind, or add one with App::listen)",
             ));
         }
+        // A PROXY protocol header arrives in clear before the TLS
+        // handshake, but the TLS session reads the socket from its first
+        // byte: the two on one listener are not supported.
+        #[cfg(feature = "tls")]
+        if let Some(l) = (config.listens.iter()).find(|l| l.tls.is_some() && l.proxy_protocol) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "tine: the listener on {} has both TLS and the PROXY protocol, which is \
+                     not supported; terminate TLS at the balancer, or use a listener without \
+                     the PROXY protocol",
+                    l.addr
+                ),
+            ));
+        }
         let mut predecessor = None;
         let addresses = if let Some(up) = upgrade::inherited()? {
             // The old master's sockets (see upgrade.rs): their queues are
@@ -310,6 +341,32 @@ impl Server {
         for tls in config.listens.iter().filter_map(|l| l.tls.as_ref()) {
             tls.server_config();
         }
+        let admin = match config.admin_addr {
+            None => None,
+            Some(_) if workers <= 1 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "tine: admin_bind needs workers > 1 (the master runs the admin process)",
+                ))
+            }
+            Some(a) => {
+                // A `SO_REUSEPORT` socket, so that a new master started by
+                // a binary upgrade can bind it while this one still serves
+                // it; anyone else already listening there is refused first
+                // (the probe binds without the option).
+                let bound = match predecessor {
+                    Some(_) => listener::bind_reuseport(a, listener::BACKLOG),
+                    None => listener::probe(a)
+                        .and_then(|()| listener::bind_reuseport(a, listener::BACKLOG)),
+                };
+                let l = bound.map_err(|e| {
+                    io::Error::new(e.kind(), format!("tine: admin address {a}: {e}"))
+                })?;
+                // The admin process's event loop accepts until WouldBlock.
+                l.set_nonblocking(true)?;
+                Some((l, Service::default()))
+            }
+        };
         let _pid_file = match &config.pid_file {
             Some(path) => Some(pidfile::PidFile::create(path)?),
             None => None,
@@ -321,9 +378,22 @@ impl Server {
             workers,
             _pid_file,
             workers_note,
+            admin,
             predecessor,
             exec: upgrade::Exec::current(),
         })
+    }
+
+    /// The routes the admin process serves (with `App::admin_bind`).
+    pub(crate) fn set_admin_service(&mut self, service: Service) {
+        if let Some((_, s)) = &mut self.admin {
+            *s = service;
+        }
+    }
+
+    /// The admin listener's address, with `App::admin_bind`.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// The first bound address (with the real port when bound to port 0):
@@ -373,6 +443,7 @@ impl Server {
             workers,
             _pid_file,
             workers_note,
+            admin,
             predecessor,
             exec,
         } = self;
@@ -440,10 +511,28 @@ impl Server {
         if master.exec.is_none() {
             log::warn!("cannot tell the path this process was started from: SIGUSR2 will fail");
         }
+        let (admin_listener, mut admin_served) = match admin {
+            Some((l, s)) => {
+                crate::observe::keep_off_public();
+                let settings = admin_config(&config, l.local_addr()?);
+                (Some(l), Some((s, settings)))
+            }
+            None => (None, None),
+        };
         let mut served = Some((service, config));
-        let code = master::run_master(addresses, master, predecessor, &mut |start| {
-            worker_main(served.take(), start)
-        })?;
+        let code = master::run_master(
+            addresses,
+            master,
+            admin_listener,
+            predecessor,
+            &mut |start| {
+                if start.admin {
+                    worker_main(admin_served.take(), start)
+                } else {
+                    worker_main(served.take(), start)
+                }
+            },
+        )?;
         if code == 0 {
             Ok(())
         } else {
@@ -536,8 +625,24 @@ fn master_config(config: &ServerConfig, workers: usize) -> master::MasterConfig 
         backlog: listener::BACKLOG,
         max_worker_memory: config.max_worker_memory,
         worker_timeout: config.worker_timeout,
+        shutdown_delay: config.shutdown_delay.unwrap_or(if config.health {
+            SHUTDOWN_DELAY
+        } else {
+            Duration::ZERO
+        }),
         upgrade_timeout: config.upgrade_timeout,
         ..master::MasterConfig::default()
+    }
+}
+
+/// The admin process's settings: the app's limits, none of its workers'
+/// duties (no Redis, no recycling), and one plain TCP address, its own.
+fn admin_config(config: &ServerConfig, addr: SocketAddr) -> ServerConfig {
+    ServerConfig {
+        redis_url: None,
+        max_requests: None,
+        listens: vec![listener::Listen::tcp(addr)],
+        ..config.clone()
     }
 }
 
@@ -567,7 +672,9 @@ fn worker_main(served: Option<(Service, ServerConfig)>, start: master::WorkerSta
         std::process::id(),
         start.master_pid
     );
-    if let Err(e) = service.init_worker() {
+    if start.admin {
+        log::debug!("admin process (pid {}) starting", std::process::id());
+    } else if let Err(e) = service.init_worker() {
         log::error!("worker {}: {e}", start.index);
         return 1;
     }

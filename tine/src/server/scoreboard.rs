@@ -14,7 +14,8 @@
 //!
 //! # Layout (version [`VERSION`])
 //!
-//! The region is a [`Header`] followed by [`MAX_ENTRIES`] entries of
+//! The region is a [`Header`] (about 70 KiB: per-slot totals and restart
+//! counts for [`MAX_ENTRIES`] slots) followed by [`MAX_ENTRIES`] entries of
 //! [`ENTRY_SIZE`] bytes (`#[repr(C)]`, 64-byte aligned, every field an
 //! atomic in native byte order; the text words hold their bytes in
 //! little-endian order):
@@ -23,7 +24,13 @@
 //! |---|---|
 //! | `magic`, `version` | `b"TINESCB1"` as a `u64`, [`VERSION`] |
 //! | `entries` | [`MAX_ENTRIES`] |
+//! | `retire_seq` | master | a sequence number, odd while a master moves a reaped worker's counters into the retired totals (taken by compare-and-swap, so it is also the lock between two masters during a binary upgrade): readers summing live entries and retired totals retry while it is odd or changed |
+//! | `stopping` | master | 1 once a stop was asked for (`SIGTERM`): health checks answer 503 |
+//! | `started_unix_ms` | master | when the region was created (the server started), Unix time in ms |
 //! | `retired` | the [`Counters`] of every worker that has exited, added when the master frees its entry: a sum over the live entries plus `retired` never goes backwards |
+//! | `slot_retired` | master | the same per worker slot ([`MAX_ENTRIES`] of them): a slot's counters never go backwards when its worker is replaced |
+//! | `restarts` | master | per slot, worker replacements by [`Restart`] reason (crash, timeout, recycled, reload, upgrade), copied from the supervisor, never lowered (a new master started by a binary upgrade counts on from the old master's) |
+//! | `queues` | master | per listening socket (up to [`MAX_LISTENERS`]): its address and accept-queue depth and limit, sampled every second (Linux `TCP_INFO`) |
 //!
 //! | entry field | written by | meaning |
 //! |---|---|---|
@@ -35,7 +42,9 @@
 //! | `heartbeat_ms` | worker | the start of its last loop turn, in [`now_ms`] units |
 //! | `since_ms` | worker | when the current request's handler started (the heartbeat of its loop turn: no clock read per request) |
 //! | `seq`, `method`, `text_len`, `text` | worker | the request being handled: its method as a code ([`METHODS`]; 0 for any other) and its target (path and query as sent) truncated to [`TEXT_MAX`] bytes, under a seqlock (`seq` odd while written) |
-//! | `counters` | worker | [`Counters`]: requests, responses by status class (1xx..5xx), bytes in and out, handler time in 8 buckets ([`HANDLER_BUCKETS_MS`]) |
+//! | `started_ms` | master | when the entry was claimed for its process |
+//! | `memory` | master | the process's private memory in bytes, sampled every second (Linux; 0 elsewhere) |
+//! | `counters` | worker | [`Counters`]: requests, responses by status class (1xx..5xx), bytes in and out, handler time in 8 buckets ([`HANDLER_BUCKETS_MS`]), routed requests by method ([`METHODS`]; counted when the handler starts), pub/sub messages published, delivered and dropped |
 //! | `gauges` | worker | [`Gauges`]: open connections, open WebSockets |
 //!
 //! Handler time costs one clock read per batch of requests answered
@@ -94,7 +103,7 @@ pub(crate) const MAX_ENTRIES: usize = 256;
 /// cut (a cut UTF-8 sequence reads as U+FFFD).
 pub(crate) const TEXT_MAX: usize = 96;
 /// Layout version in the header.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 const MAGIC: u64 = u64::from_ne_bytes(*b"TINESCB1");
 const TEXT_WORDS: usize = TEXT_MAX / 8;
 
@@ -180,6 +189,51 @@ pub(crate) struct Counters {
     pub bytes_out: AtomicU64,
     /// Handler time histogram (see [`HANDLER_BUCKETS_MS`]; 8 buckets).
     pub handler: [AtomicU64; 8],
+    /// Requests routed (that reached hooks and handlers), by method code
+    /// ([`METHODS`]: 0 is any other method, so the label set is bounded).
+    pub methods: [AtomicU64; METHODS.len()],
+    /// Pub/sub: messages published by handlers of this worker, deliveries
+    /// to its WebSocket subscribers, and published messages dropped.
+    pub published: AtomicU64,
+    pub delivered: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+/// Why a slot's worker was replaced (the master counts them per slot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub(crate) enum Restart {
+    /// An unexpected exit (a panic that killed it, a signal, `exit`).
+    Crash = 0,
+    /// Killed by the watchdog (stuck past `worker_timeout`).
+    Timeout = 1,
+    /// Replaced past `max_requests` or `max_worker_memory`.
+    Recycled = 2,
+    /// Replaced by a rolling restart (`SIGHUP`).
+    Reload = 3,
+    /// Replaced by a binary upgrade (`SIGUSR2`).
+    Upgrade = 4,
+}
+
+/// [`Restart`] reasons by index, as the metrics label them.
+pub(crate) const RESTART_REASONS: [&str; 5] = ["crash", "timeout", "recycled", "reload", "upgrade"];
+
+/// The most listening sockets whose queue the master samples.
+pub(crate) const MAX_LISTENERS: usize = 64;
+
+/// One listening socket's accept queue, sampled by the master.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct Queue {
+    /// 1 while sampled (the socket exists and the platform reports it).
+    pub used: AtomicU32,
+    /// The port (host order).
+    pub port: AtomicU32,
+    /// The address as IPv6 (an IPv4 address mapped), high and low half.
+    pub ip: [AtomicU64; 2],
+    /// Connections waiting to be accepted, and the queue's limit.
+    pub depth: AtomicU64,
+    pub max: AtomicU64,
 }
 
 /// Gauges: current values, not summed into `retired`.
@@ -192,12 +246,27 @@ pub(crate) struct Gauges {
 
 /// The region's header.
 #[repr(C, align(64))]
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Header {
     magic: AtomicU64,
     version: AtomicU32,
     entries: AtomicU32,
+    /// Bumped (odd while under way) around the master's moving of a reaped
+    /// worker's counters into the retired totals: a reader summing live
+    /// entries and retired totals retries while it changes.
+    retire_seq: AtomicU32,
+    /// 1 from the master's `SIGTERM` on (health checks answer 503).
+    pub stopping: AtomicU32,
+    /// When the master (or single process) started: Unix time in ms.
+    pub started_unix_ms: AtomicU64,
     pub retired: Counters,
+    /// The retired totals of each slot (a slot's counters never go
+    /// backwards when its worker is replaced).
+    pub slot_retired: [Counters; MAX_ENTRIES],
+    /// Worker restarts of each slot by [`Restart`] reason (master).
+    pub restarts: [[AtomicU64; 5]; MAX_ENTRIES],
+    /// Accept queues of the listening sockets (master), by socket number.
+    pub queues: [Queue; MAX_LISTENERS],
 }
 
 /// One worker process's entry.
@@ -215,6 +284,11 @@ pub(crate) struct Entry {
     since_ms: AtomicU64,
     text_len: AtomicU32,
     text: [AtomicU64; TEXT_WORDS],
+    /// When the master claimed the entry for a new process ([`now_ms`]).
+    started_ms: AtomicU64,
+    /// The worker's private memory in bytes, sampled by the master about
+    /// once a second (Linux; 0: not measured).
+    pub memory: AtomicU64,
     pub counters: Counters,
     pub gauges: Gauges,
 }
@@ -223,9 +297,9 @@ pub(crate) struct Entry {
 pub(crate) const ENTRY_SIZE: usize = std::mem::size_of::<Entry>();
 const REGION: usize = std::mem::size_of::<Header>() + MAX_ENTRIES * ENTRY_SIZE;
 // Entries stay whole cache lines (no false sharing between two workers'
-// entries) and small (256 entries in 80 KiB).
+// entries) and small (256 entries in 112 KiB).
 const _: () = assert!(std::mem::size_of::<Header>() % 64 == 0);
-const _: () = assert!(ENTRY_SIZE % 64 == 0 && ENTRY_SIZE <= 320);
+const _: () = assert!(ENTRY_SIZE % 64 == 0 && ENTRY_SIZE <= 448);
 
 /// The clock origin every process shares (set in the master before the
 /// first fork; a forked worker inherits it).
@@ -259,6 +333,12 @@ impl Counters {
         for (a, b) in self.handler.iter().zip(&other.handler) {
             add(a, b);
         }
+        for (a, b) in self.methods.iter().zip(&other.methods) {
+            add(a, b);
+        }
+        add(&self.published, &other.published);
+        add(&self.delivered, &other.delivered);
+        add(&self.dropped, &other.dropped);
     }
 
     fn clear(&self) {
@@ -267,12 +347,65 @@ impl Counters {
         self.bytes_in.store(0, Relaxed);
         self.bytes_out.store(0, Relaxed);
         self.handler.iter().for_each(|c| c.store(0, Relaxed));
+        self.methods.iter().for_each(|c| c.store(0, Relaxed));
+        self.published.store(0, Relaxed);
+        self.delivered.store(0, Relaxed);
+        self.dropped.store(0, Relaxed);
+    }
+
+    /// A plain copy.
+    pub(crate) fn load(&self) -> Totals {
+        Totals {
+            requests: self.requests.load(Relaxed),
+            status: std::array::from_fn(|i| self.status[i].load(Relaxed)),
+            bytes_in: self.bytes_in.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            handler: std::array::from_fn(|i| self.handler[i].load(Relaxed)),
+            methods: std::array::from_fn(|i| self.methods[i].load(Relaxed)),
+            published: self.published.load(Relaxed),
+            delivered: self.delivered.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
+        }
+    }
+}
+
+/// [`Counters`] as plain numbers (a reader's copy, summable).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Totals {
+    pub requests: u64,
+    pub status: [u64; 5],
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub handler: [u64; 8],
+    pub methods: [u64; METHODS.len()],
+    pub published: u64,
+    pub delivered: u64,
+    pub dropped: u64,
+}
+
+impl Totals {
+    /// Adds `o` to `self`.
+    pub(crate) fn add(&mut self, o: &Totals) {
+        self.requests += o.requests;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        self.published += o.published;
+        self.delivered += o.delivered;
+        self.dropped += o.dropped;
+        for (a, b) in self.status.iter_mut().zip(o.status) {
+            *a += b;
+        }
+        for (a, b) in self.handler.iter_mut().zip(o.handler) {
+            *a += b;
+        }
+        for (a, b) in self.methods.iter_mut().zip(o.methods) {
+            *a += b;
+        }
     }
 }
 
 /// A consistent-enough copy of an entry, for readers (a status page, a
-/// metrics scrape; the tests today).
-#[allow(dead_code)]
+/// metrics scrape).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Snapshot {
     pub state: State,
@@ -282,10 +415,37 @@ pub(crate) struct Snapshot {
     pub pid: u32,
     pub heartbeat_ms: u64,
     pub since_ms: u64,
+    /// When the master claimed the entry ([`now_ms`] units).
+    pub started_ms: u64,
+    /// Private memory in bytes (0: not measured).
+    pub memory: u64,
     /// The request in the handler (empty outside one).
     pub text: String,
     pub requests: u64,
     pub status: [u64; 5],
+    pub totals: Totals,
+    pub connections: u64,
+    pub websockets: u64,
+}
+
+/// Everything a status page or a scrape shows, read at once.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct View {
+    /// The live entries (not free), by entry number.
+    pub entries: Vec<(usize, Snapshot)>,
+    /// Per slot (index): the retired totals, plus every live entry of the
+    /// slot; the slots with anything to show are those below `slots`.
+    pub slot_totals: Vec<Totals>,
+    /// Per slot: restarts by [`Restart`] reason.
+    pub restarts: Vec<[u64; 5]>,
+    /// Sampled accept queues: (socket number, address, depth, max).
+    pub queues: Vec<(usize, std::net::SocketAddr, u64, u64)>,
+    /// The master's start (Unix ms; 0 unknown).
+    pub started_unix_ms: u64,
+    /// The master got `SIGTERM` (a stop is under way or imminent).
+    pub stopping: bool,
+    /// [`now_ms`] when read.
+    pub now_ms: u64,
 }
 
 impl Entry {
@@ -337,7 +497,9 @@ impl Entry {
                 self.put_text(&buf[..len])
             }
         };
-        self.method.store(method_code(method), Relaxed);
+        let code = method_code(method);
+        self.method.store(code, Relaxed);
+        store_add(&self.counters.methods[code as usize], 1);
         self.text_len.store(len as u32, Relaxed);
         self.since_ms
             .store(self.heartbeat_ms.load(Relaxed), Relaxed);
@@ -415,6 +577,11 @@ impl Entry {
         store_add(&self.counters.bytes_out, n as u64);
     }
 
+    /// A pub/sub counter of this entry grows by `n`.
+    pub(crate) fn count_pubsub(&self, c: &AtomicU64, n: u64) {
+        store_add(c, n);
+    }
+
     /// Open connections or WebSockets changed by `delta`.
     #[inline]
     pub(crate) fn gauge(g: &AtomicU64, delta: i64) {
@@ -454,7 +621,6 @@ impl Entry {
     }
 
     /// A copy of the entry's fields.
-    #[allow(dead_code)]
     pub(crate) fn snapshot(&self) -> Snapshot {
         let state = self.state();
         Snapshot {
@@ -465,6 +631,8 @@ impl Entry {
             pid: self.pid.load(Relaxed),
             heartbeat_ms: self.heartbeat_ms.load(Relaxed),
             since_ms: self.since_ms.load(Relaxed),
+            started_ms: self.started_ms.load(Relaxed),
+            memory: self.memory.load(Relaxed),
             text: if state == State::Handler {
                 self.text().unwrap_or_default()
             } else {
@@ -472,11 +640,20 @@ impl Entry {
             },
             requests: self.counters.requests.load(Relaxed),
             status: std::array::from_fn(|i| self.counters.status[i].load(Relaxed)),
+            totals: self.counters.load(),
+            connections: self.gauges.connections.load(Relaxed),
+            websockets: self.gauges.websockets.load(Relaxed),
         }
     }
 }
 
 static BOARD: OnceLock<Option<&'static Board>> = OnceLock::new();
+
+/// The board if this process has one (mapped by the master, or by a single
+/// process at start), without mapping one.
+pub(crate) fn existing() -> Option<&'static Board> {
+    BOARD.get().copied().flatten()
+}
 static MINE: OnceLock<&'static Entry> = OnceLock::new();
 
 /// The process tree's scoreboard, mapped at the first call (the master
@@ -611,6 +788,10 @@ impl Board {
         h.magic.store(MAGIC, Relaxed);
         h.version.store(VERSION, Relaxed);
         h.entries.store(MAX_ENTRIES as u32, Relaxed);
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        h.started_unix_ms.store(unix_ms, Relaxed);
         Ok(board)
     }
 
@@ -724,7 +905,10 @@ impl Board {
         e.draining.store(0, Relaxed);
         e.text_len.store(0, Relaxed);
         e.since_ms.store(0, Relaxed);
-        e.heartbeat_ms.store(now_ms(Instant::now()), Relaxed);
+        let now = now_ms(Instant::now());
+        e.heartbeat_ms.store(now, Relaxed);
+        e.started_ms.store(now, Relaxed);
+        e.memory.store(0, Relaxed);
         e.counters.clear();
         e.gauges.connections.store(0, Relaxed);
         e.gauges.websockets.store(0, Relaxed);
@@ -739,10 +923,166 @@ impl Board {
         if e.state() == State::Free {
             return;
         }
-        self.header().retired.add_from(&e.counters);
+        let h = self.header();
+        // Readers summing live entries and retired totals retry while the
+        // sequence is odd or changed (see `view`): they never see the
+        // counters twice or not at all.
+        // During a binary upgrade two masters may free entries at once:
+        // the odd sequence is also their lock, taken by compare-and-swap
+        // (bounded: a master that died holding it does not stop the
+        // other).
+        let mut seq = h.retire_seq.load(Relaxed);
+        for _ in 0..1_000_000 {
+            if seq % 2 == 0 {
+                match h
+                    .retire_seq
+                    .compare_exchange_weak(seq, seq.wrapping_add(1), Acquire, Relaxed)
+                {
+                    Ok(_) => break,
+                    Err(now) => seq = now,
+                }
+            } else {
+                std::hint::spin_loop();
+                seq = h.retire_seq.load(Relaxed);
+            }
+        }
+        let seq = seq & !1;
+        fence(Release);
+        h.retired.add_from(&e.counters);
+        if let Some(r) = h.slot_retired.get(e.slot.load(Relaxed) as usize) {
+            r.add_from(&e.counters);
+        }
         e.counters.clear();
         e.pid.store(0, Relaxed);
         e.state.store(State::Free as u32, Release);
+        h.retire_seq.store(seq.wrapping_add(2), Release);
+    }
+
+    /// Whether the master got a stop request (`SIGTERM`).
+    pub(crate) fn stopping(&self) -> bool {
+        self.header().stopping.load(Relaxed) == 1
+    }
+
+    /// Master: `slot`'s worker was restarted `n` times for `reason`
+    /// ([`Restart`] as index) so far.
+    ///
+    /// Never lowers a count: during a binary upgrade the old master (whose
+    /// counts the new one started from) goes on writing its own, smaller
+    /// ones until it exits.
+    pub(crate) fn set_restarts(&self, slot: usize, reason: usize, n: u64) {
+        if let Some(r) = self.header().restarts.get(slot).and_then(|r| r.get(reason)) {
+            r.fetch_max(n, Relaxed);
+        }
+    }
+
+    /// The restart counts of slots `0..slots` (a new master started by a
+    /// binary upgrade carries them on).
+    pub(crate) fn restarts(&self, slots: usize) -> Vec<[u64; 5]> {
+        let h = self.header();
+        (0..slots.min(MAX_ENTRIES))
+            .map(|i| std::array::from_fn(|r| h.restarts[i][r].load(Relaxed)))
+            .collect()
+    }
+
+    /// Master: the sampled accept queue of listening socket `socket`.
+    pub(crate) fn set_queue(
+        &self,
+        socket: usize,
+        addr: std::net::SocketAddr,
+        depth: u64,
+        max: u64,
+    ) {
+        let Some(q) = self.header().queues.get(socket) else {
+            return;
+        };
+        let ip = match addr.ip() {
+            std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+            std::net::IpAddr::V6(v6) => v6,
+        };
+        let bits = u128::from(ip);
+        q.ip[0].store((bits >> 64) as u64, Relaxed);
+        q.ip[1].store(bits as u64, Relaxed);
+        q.port.store(u32::from(addr.port()), Relaxed);
+        q.depth.store(depth, Relaxed);
+        q.max.store(max, Relaxed);
+        q.used.store(1, Release);
+    }
+
+    /// Everything readers show, read at once (see [`View`]): the live
+    /// entries and every slot's totals, retried while the master moves a
+    /// reaped worker's counters (so a sum never counts them twice or not
+    /// at all).
+    pub(crate) fn view(&self) -> View {
+        let h = self.header();
+        let mut view = View::default();
+        for _ in 0..64 {
+            let s1 = h.retire_seq.load(Acquire);
+            if s1 % 2 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            view = self.read_view();
+            fence(Acquire);
+            if h.retire_seq.load(Relaxed) == s1 {
+                break;
+            }
+        }
+        view
+    }
+
+    fn read_view(&self) -> View {
+        let h = self.header();
+        let entries: Vec<(usize, Snapshot)> = (0..MAX_ENTRIES)
+            .filter(|&i| self.entry(i).state() != State::Free)
+            .map(|i| (i, self.entry(i).snapshot()))
+            .collect();
+        // Slots to show: up to the highest slot with a live entry, a
+        // restart or retired counts.
+        let used = |i: usize| {
+            h.slot_retired[i].requests.load(Relaxed) > 0
+                || h.restarts[i].iter().any(|r| r.load(Relaxed) > 0)
+        };
+        let slots = entries
+            .iter()
+            .map(|(_, s)| s.slot as usize + 1)
+            .chain((0..MAX_ENTRIES).filter(|&i| used(i)).map(|i| i + 1))
+            .max()
+            .unwrap_or(0)
+            .min(MAX_ENTRIES);
+        let mut slot_totals: Vec<Totals> = (0..slots).map(|i| h.slot_retired[i].load()).collect();
+        for (_, s) in &entries {
+            if let Some(t) = slot_totals.get_mut(s.slot as usize) {
+                t.add(&s.totals);
+            }
+        }
+        let restarts = (0..slots)
+            .map(|i| std::array::from_fn(|r| h.restarts[i][r].load(Relaxed)))
+            .collect();
+        let queues = h
+            .queues
+            .iter()
+            .enumerate()
+            .filter(|(_, q)| q.used.load(Acquire) == 1)
+            .map(|(i, q)| {
+                let bits =
+                    (u128::from(q.ip[0].load(Relaxed)) << 64) | u128::from(q.ip[1].load(Relaxed));
+                let v6 = std::net::Ipv6Addr::from(bits);
+                let ip = v6
+                    .to_ipv4_mapped()
+                    .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4);
+                let addr = std::net::SocketAddr::new(ip, q.port.load(Relaxed) as u16);
+                (i, addr, q.depth.load(Relaxed), q.max.load(Relaxed))
+            })
+            .collect();
+        View {
+            entries,
+            slot_totals,
+            restarts,
+            queues,
+            started_unix_ms: h.started_unix_ms.load(Relaxed),
+            stopping: h.stopping.load(Relaxed) == 1,
+            now_ms: now_ms(Instant::now()),
+        }
     }
 
     /// Master: whether the worker in entry `i` has been running one loop

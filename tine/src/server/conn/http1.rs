@@ -149,6 +149,9 @@ impl<T: Transport> Conn<T> {
     /// Decodes and answers the requests already in the read buffer,
     /// queueing their responses. Returns whether anything was queued.
     fn answer_buffered(&mut self, shared: &mut Shared, budget: &mut Budget) -> bool {
+        if self.proxy_header && !self.take_proxy_header(shared) {
+            return self.phase == Phase::Closing;
+        }
         let mut produced = false;
         // Handlers run in this batch, timed together at its end.
         let mut handled = 0u32;
@@ -267,6 +270,35 @@ impl<T: Transport> Conn<T> {
             handlers_done(shared, e, handled);
         }
         produced
+    }
+
+    /// Reads the PROXY protocol header at the start of the connection:
+    /// `true` once it was taken (the peer is now its source); `false`
+    /// while more is needed, or after a bad header was answered 400 (the
+    /// connection then closes).
+    #[cold]
+    fn take_proxy_header(&mut self, shared: &mut Shared) -> bool {
+        match super::proxy_header::take(&mut self.rbuf) {
+            super::proxy_header::Taken::NeedMore => false,
+            super::proxy_header::Taken::Header(addr) => {
+                if let Some(addr) = addr {
+                    self.peer = addr;
+                }
+                self.proxy_header = false;
+                true
+            }
+            super::proxy_header::Taken::Bad(why) => {
+                log::debug!("{}: bad PROXY protocol header ({why}); closing", self.peer);
+                self.proxy_header = false;
+                let res = shared
+                    .service
+                    .refuse(StatusCode::BAD_REQUEST, None, self.peer);
+                self.lend_output(shared);
+                self.encode_response(res, Exchange::CLOSE, shared);
+                self.rbuf.clear();
+                false
+            }
+        }
     }
 
     /// Answers a whole request (or refuses one whose path cannot be

@@ -42,6 +42,7 @@
 
 mod http1;
 mod sse;
+mod proxy_header;
 mod transport;
 mod ws;
 
@@ -221,6 +222,8 @@ pub(crate) struct Conn<T> {
     admitted: Option<Box<Admitted>>,
     /// Set once the connection is a server-sent event stream.
     sse: Option<Box<SseSession>>,
+    /// A PROXY protocol header is expected before the first request.
+    proxy_header: bool,
 }
 
 /// A request admitted before its body ([`Service::admit`]), waiting for
@@ -251,7 +254,14 @@ impl<T: Transport> Conn<T> {
             retire: None,
             admitted: None,
             sse: None,
+            proxy_header: false,
         }
+    }
+
+    /// The connection starts with a PROXY protocol header (its listener
+    /// expects one): the header's source becomes the peer.
+    pub(crate) fn expect_proxy_header(&mut self) {
+        self.proxy_header = true;
     }
 
     /// The client's address.

@@ -260,8 +260,18 @@ impl EventLoop {
                             continue;
                         }
                     };
+                    let mut conn = Conn::new(link, peer, self.now);
+                    if self
+                        .shared
+                        .config
+                        .listens
+                        .get(address)
+                        .is_some_and(|l| l.proxy_protocol)
+                    {
+                        conn.expect_proxy_header();
+                    }
                     entry.insert(Slot {
-                        conn: Conn::new(link, peer, self.now),
+                        conn,
                         generation: self.generation,
                         deadline: self.now,
                         timer_tick: None,

@@ -175,6 +175,7 @@ impl EventLoop {
                 Some(key)
             })
             .collect();
+        crate::pubsub::stats::add_delivered(keys.len() as u64);
         for key in keys {
             self.drive_one(key);
         }

@@ -32,7 +32,7 @@ use mio::net::TcpListener;
 use self::accept::Listener;
 use self::messages::MasterLink;
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
@@ -114,12 +114,13 @@ impl EventLoop {
         control: Option<std::os::unix::net::UnixStream>,
     ) -> io::Result<Self> {
         let poll = Poll::new()?;
-        // A single process (no master) also takes SIGUSR2, only to refuse
-        // it: its default action would end the process.
+        // SIGUSR1 reopens the access log. A single process (no master)
+        // also takes SIGUSR2, only to refuse it: its default action would
+        // end the process.
         let mut signals = if control.is_none() {
-            Signals::new([SIGINT, SIGTERM, signal_hook::consts::SIGUSR2])?
+            Signals::new([SIGINT, SIGTERM, SIGUSR1, signal_hook::consts::SIGUSR2])?
         } else {
-            Signals::new([SIGINT, SIGTERM])?
+            Signals::new([SIGINT, SIGTERM, SIGUSR1])?
         };
         // Nor has it a master to re-read its certificates: SIGUSR1 does it
         // here (workers leave the signal to the master).
@@ -209,13 +210,20 @@ impl EventLoop {
             for event in events.iter() {
                 match event.token() {
                     SIGNALS => {
+                        // SIGUSR1 reopens the access log (rotation);
+                        // SIGUSR2 is refused; the others stop.
                         let mut stop = false;
                         for sig in self.signals.pending() {
                             match sig {
-                                #[cfg(feature = "tls")]
-                                signal_hook::consts::SIGUSR1 => {
-                                    // Switches the certificates in place.
-                                    let _ = crate::server::tls::reload();
+                                SIGUSR1 => {
+                                    // Log rotation; a single process (no
+                                    // master to hand them over) also re-reads
+                                    // its certificates.
+                                    crate::access_log::reopen();
+                                    #[cfg(feature = "tls")]
+                                    if self.master.is_none() {
+                                        let _ = crate::server::tls::reload();
+                                    }
                                 }
                                 signal_hook::consts::SIGUSR2 => log::warn!(
                                     "SIGUSR2 ignored: a binary upgrade needs a master \

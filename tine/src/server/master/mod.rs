@@ -100,7 +100,7 @@
 //! | `SIGINT`, `SIGTERM` | graceful stop: `SIGTERM` to every worker, wait; `SIGKILL` whatever is left after `graceful_timeout`; reap all; exit 0 |
 //! | `SIGQUIT` | immediate stop: `SIGKILL` every worker, reap all, exit 0 |
 //! | `SIGHUP` | rolling restart, one slot at a time (see above); a replacement not ready within `ready_timeout` is stopped (`SIGTERM`, `SIGKILL` after `graceful_timeout`) and the old worker kept |
-//! | `SIGUSR1` | re-read the files outside tools replace: TLS certificates and keys (checked, then switched in the running workers; no restart). `SIGHUP` does the same before its rolling restart |
+//! | `SIGUSR1` | re-read the files outside tools replace: TLS certificates and keys (checked, then switched in the running workers; no restart). `SIGHUP` does the same before its rolling restart. Also passed on to every worker and the admin process: they reopen their access log files (log rotation) |
 //! | `SIGTTIN` | one worker more |
 //! | `SIGTTOU` | one worker fewer, never below 1, without losing its queue |
 //! | `SIGUSR2` | binary upgrade: start a new master from the executable this one was started from, handing it the listening sockets; once all its workers are ready, stop like on `SIGTERM`. A new master that exits or is not ready within `upgrade_timeout` is stopped and this one serves on (see `upgrade.rs`) |
@@ -138,12 +138,14 @@ use super::control::{self, Channel};
 use super::listener::{self, Bound, Mode};
 use super::notify;
 use super::recycle;
+use super::sample;
 use super::scoreboard::{self, Board};
 use super::signals::{self, Source};
 use super::supervisor::{Action, Command, Event, Sig, Supervisor, WorkerId};
 use super::sys;
 use crate::pubsub::relay;
 
+mod admin;
 mod links;
 mod upgrade;
 
@@ -183,6 +185,9 @@ pub(crate) struct MasterConfig {
     /// Kill and replace a worker whose event loop has not turned for this
     /// long (read from the scoreboard; `ZERO`: never).
     pub worker_timeout: Duration,
+    /// How long a `SIGTERM` keeps the workers serving (health checks
+    /// answer 503) before the drain starts; `ZERO`: drain at once.
+    pub shutdown_delay: Duration,
     /// How long a new master started by `SIGUSR2` may take to have every
     /// worker ready before it is stopped and the upgrade rolled back.
     pub upgrade_timeout: Duration,
@@ -202,6 +207,7 @@ impl Default for MasterConfig {
             ready_timeout: Duration::from_secs(30),
             max_worker_memory: None,
             worker_timeout: Duration::from_secs(30),
+            shutdown_delay: Duration::ZERO,
             upgrade_timeout: super::supervisor::UPGRADE_TIMEOUT,
             pid_file: None,
             exec: None,
@@ -237,6 +243,9 @@ pub(crate) struct WorkerStart {
     /// The worker's entry in the scoreboard (see `scoreboard.rs`), if the
     /// master has one.
     pub board_entry: Option<usize>,
+    /// The admin process (see `admin.rs`), not a worker: it serves only
+    /// the admin routes on `listeners[0]`.
+    pub admin: bool,
 }
 
 /// Unblocks [`HANDLED_SIGNALS`], which the master blocked before forking.
@@ -270,10 +279,15 @@ fn handled_set() -> SigSet {
 pub(crate) fn run_master(
     addresses: Vec<Bound>,
     cfg: MasterConfig,
+    admin: Option<TcpListener>,
     predecessor: Option<(i32, UnixStream)>,
     worker_main: &mut dyn FnMut(WorkerStart) -> i32,
 ) -> io::Result<i32> {
-    let outcome = Master::new(addresses, cfg, predecessor).map(|mut master| master.run());
+    let outcome = Master::new(addresses, cfg, predecessor).map(|mut master| {
+        let pid = master.pid;
+        master.admin = admin.map(|l| admin::Admin::new(l, pid));
+        master.run()
+    });
     // In a child, `master` has been dropped by now: its signalfd or
     // self-pipe (with signal-hook's registrations), epoll instance and the
     // master ends of every control channel are closed.
@@ -329,6 +343,10 @@ struct Master {
     entries: BTreeMap<WorkerId, usize>,
     /// When the heartbeats are looked at next (with `worker_timeout`).
     watchdog_check: Option<Instant>,
+    /// When memory and accept queues are sampled next (for the metrics).
+    sample_check: Option<Instant>,
+    /// The admin process, with `App::admin_bind`.
+    admin: Option<admin::Admin>,
     /// Each socket's address index and mode, in `listeners`' order.
     socket_info: Vec<(usize, Mode)>,
     /// The link to a new master this one started (`SIGUSR2`).
@@ -403,6 +421,7 @@ impl Master {
             cfg.ready_timeout,
             &layout,
         );
+        sup.set_shutdown_delay(cfg.shutdown_delay);
         sup.set_upgrade(cfg.upgrade_timeout, predecessor.as_ref().map(|p| p.0));
         if nix::unistd::getpid().as_raw() == 1 {
             // Process 1 of a pid namespace (a container): when it exits,
@@ -419,6 +438,17 @@ impl Master {
         // worker installed its own handlers (see `signals.rs`).
         // Mapped before the first fork, so every worker shares it.
         let board = scoreboard::board();
+        if predecessor.is_some() {
+            // A binary upgrade: the old master's restart counts carry on
+            // (the scoreboard was handed over), and every slot's worker
+            // was replaced once more, by the upgrade.
+            let mut counts = board.map(|b| b.restarts(cfg.workers)).unwrap_or_default();
+            counts.resize(cfg.workers, [0; 5]);
+            for c in &mut counts {
+                c[scoreboard::Restart::Upgrade as usize] += 1;
+            }
+            sup.seed_restarts(counts);
+        }
         let poll = Poll::new()?;
         let signals = Source::new(poll.registry(), SIGNAL_TOKEN, &HANDLED_SIGNALS)?;
         if signals.is_pipe() {
@@ -457,6 +487,8 @@ impl Master {
             board,
             entries: BTreeMap::new(),
             watchdog_check: None,
+            sample_check: board.map(|_| Instant::now()),
+            admin: None,
             socket_info,
             successor: None,
             predecessor,
@@ -477,6 +509,7 @@ impl Master {
         if self.links.is_empty() {
             return Ok(Err(io::Error::other("tine: no workers spawned; exiting")));
         }
+        self.spawn_admin()?;
         if let Some(limit) = self.cfg.max_worker_memory {
             if recycle::MEMORY_SUPPORTED {
                 info!(
@@ -514,11 +547,14 @@ impl Master {
             let rotation = crate::server::tls::next_rotation();
             #[cfg(not(feature = "tls"))]
             let rotation = None;
+            let admin_due = self.admin.as_ref().and_then(|a| a.due());
             for at in [
                 self.memory_check,
                 self.watchdog_check,
+                self.sample_check,
                 self.sweep_at,
                 rotation,
+                admin_due,
             ]
             .into_iter()
             .flatten()
@@ -559,6 +595,16 @@ impl Master {
                 self.watchdog_check =
                     Some(Instant::now() + watchdog_period(self.cfg.worker_timeout));
             }
+            if self.sample_check.is_some_and(|at| at <= Instant::now()) {
+                if let Some(board) = self.board {
+                    let live: Vec<(usize, i32)> = (self.entries.iter())
+                        .filter_map(|(w, &i)| Some((i, self.links.get(w)?.pid)))
+                        .collect();
+                    sample::sample(board, &self.listeners, &live);
+                }
+                self.sample_check = Some(Instant::now() + sample::PERIOD);
+            }
+            self.spawn_admin()?;
             if self.sweep_at.is_some_and(|at| at <= Instant::now()) {
                 self.sweep_board();
             }
@@ -655,8 +701,22 @@ impl Master {
         Ok(None)
     }
 
-    /// Tells systemd what changed (readiness, reload, stop, watchdog).
+    /// Tells systemd what changed (readiness, reload, stop, watchdog), and
+    /// the scoreboard the restart counts and whether a stop was asked for
+    /// (health checks answer 503 from then on).
     fn announce(&mut self) {
+        if let Some(b) = self.board {
+            for (slot, counts) in self.sup.restarts().iter().enumerate() {
+                for (reason, &n) in counts.iter().enumerate() {
+                    b.set_restarts(slot, reason, n);
+                }
+            }
+            if self.sup.stop_requested() {
+                b.header()
+                    .stopping
+                    .store(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         if let Some(n) = &mut self.notify {
             let state = notify::State {
                 all_ready: self.sup.all_ready(),
@@ -739,6 +799,7 @@ impl Master {
                     control: worker_end,
                     master_pid: self.pid.as_raw(),
                     board_entry: entry,
+                    admin: false,
                 }))
             }
             Ok(sys::Fork::Parent(pid)) => {
@@ -839,6 +900,10 @@ impl Master {
             // again at once; SIGHUP then restarts the workers as well.
             self.reopen_files();
         }
+        if got.contains(&Signal::SIGUSR1) {
+            // The workers and the admin process reopen their access logs.
+            self.forward_usr1();
+        }
         for sig in got {
             let op = match sig {
                 Signal::SIGUSR2 => Command::Upgrade,
@@ -900,6 +965,11 @@ impl Master {
         if !matches!(status, WaitStatus::Exited(..) | WaitStatus::Signaled(..)) {
             return None; // stopped/continued: still alive
         }
+        if let Some(a) = &mut self.admin {
+            if a.exited(pid.as_raw(), &Status(status).to_string(), false) {
+                return None;
+            }
+        }
         let worker = self
             .links
             .iter()
@@ -919,6 +989,9 @@ impl Master {
     }
 
     fn kill_all_and_reap(&mut self) {
+        if let Some(a) = &mut self.admin {
+            a.stop();
+        }
         for pid in self.sup.pids() {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
@@ -960,6 +1033,7 @@ mod tests {
                 workers: 2,
                 ..MasterConfig::default()
             },
+            None,
             None,
             &mut |_| {
                 called = true;

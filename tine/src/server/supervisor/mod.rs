@@ -76,6 +76,8 @@ use log::{debug, error, info, warn};
 
 use ops::Current;
 
+pub(crate) use super::scoreboard::Restart;
+
 mod lend;
 mod ops;
 mod status;
@@ -301,6 +303,14 @@ pub(crate) struct Supervisor {
     exited: bool,
     /// Workers killed by the watchdog so far.
     timeouts: u64,
+    /// Worker restarts per slot by reason ([`Restart`] as index), for the
+    /// metrics (the master copies them to the scoreboard).
+    restarts: Vec<[u64; 5]>,
+    /// How long a `Stop` keeps serving before the drain starts (see
+    /// [`Supervisor::set_shutdown_delay`]).
+    shutdown_delay: Duration,
+    /// When the delayed stop begins.
+    stop_at: Option<Instant>,
     /// The binary upgrade, either side (see `upgrade.rs`).
     upgrade: UpgradeState,
 }
@@ -346,8 +356,47 @@ impl Supervisor {
             stopping: false,
             exited: false,
             timeouts: 0,
+            restarts: Vec::new(),
+            shutdown_delay: Duration::ZERO,
+            stop_at: None,
             upgrade: UpgradeState::default(),
         }
+    }
+
+    /// Delays a graceful stop by `delay`: on `Stop` the workers keep
+    /// serving (and accepting) for that long, while health checks answer
+    /// 503 ([`Supervisor::stop_requested`]), so a load balancer takes the
+    /// server out of rotation before connections are refused; then the
+    /// drain starts as without a delay. A second `Stop` during the delay
+    /// starts it at once; `Quit` stops at once. Like Kubernetes' pre-stop
+    /// sleep.
+    pub(crate) fn set_shutdown_delay(&mut self, delay: Duration) {
+        self.shutdown_delay = delay;
+    }
+
+    /// Whether a stop was asked for (delayed or under way).
+    pub(crate) fn stop_requested(&self) -> bool {
+        self.stopping || self.stop_at.is_some()
+    }
+
+    /// Worker restarts per slot, by reason ([`Restart`] as index).
+    pub(crate) fn restarts(&self) -> &[[u64; 5]] {
+        &self.restarts
+    }
+
+    /// Starts from restart counts kept before this supervisor (the old
+    /// master's, after a binary upgrade): counted on from there, so the
+    /// metrics never go backwards.
+    pub(crate) fn seed_restarts(&mut self, counts: Vec<[u64; 5]>) {
+        self.restarts = counts;
+    }
+
+    /// Counts one restart of `slot` for `why`.
+    fn count_restart(&mut self, slot: usize, why: Restart) {
+        if self.restarts.len() <= slot {
+            self.restarts.resize(slot + 1, [0; 5]);
+        }
+        self.restarts[slot][why as usize] += 1;
     }
 
     /// The first actions: one fork per slot.
@@ -391,6 +440,7 @@ impl Supervisor {
             .values()
             .filter_map(|w| w.kill_at)
             .chain(self.workers.values().filter_map(|w| w.recycle_retry));
+        let stop = self.stop_at;
         let op = match &self.current {
             Some(Current::Reload {
                 candidate: Some(_),
@@ -403,6 +453,7 @@ impl Supervisor {
         respawns
             .chain(kills)
             .chain(op)
+            .chain(stop)
             .chain(self.upgrade_deadline())
             .min()
     }
@@ -411,8 +462,22 @@ impl Supervisor {
     pub(crate) fn handle(&mut self, now: Instant, event: Event) -> Vec<Action> {
         let mut out = Vec::new();
         match event {
-            Event::Command(Command::Stop) => self.stop(true, now, &mut out),
-            Event::Command(Command::Quit) => self.stop(false, now, &mut out),
+            Event::Command(Command::Stop) => {
+                if self.stop_at.is_none() && !self.stopping && !self.shutdown_delay.is_zero() {
+                    info!(
+                        "stop requested: serving {:.1} s more (shutdown delay), then draining",
+                        self.shutdown_delay.as_secs_f64()
+                    );
+                    self.stop_at = Some(now + self.shutdown_delay);
+                } else {
+                    self.stop_at = None;
+                    self.stop(true, now, &mut out);
+                }
+            }
+            Event::Command(Command::Quit) => {
+                self.stop_at = None;
+                self.stop(false, now, &mut out);
+            }
             Event::Command(Command::Upgrade) => self.start_upgrade(now, &mut out),
             Event::Command(op) => self.queue(op),
             Event::Forked { worker, pid } => self.forked(worker, pid, now, &mut out),
@@ -440,6 +505,11 @@ impl Supervisor {
                 what,
             } => self.stuck(worker, stuck, &what, &mut out),
             Event::Tick => {}
+        }
+        if self.stop_at.is_some_and(|t| t <= now) {
+            self.stop_at = None;
+            info!("shutdown delay over: draining");
+            self.stop(true, now, &mut out);
         }
         self.on_timers(now, &mut out);
         self.drive(now, &mut out);
@@ -478,6 +548,9 @@ impl Supervisor {
         w.timed_out = true;
         w.kill_at = None;
         self.timeouts += 1;
+        let slot = w.slot;
+        self.count_restart(slot, Restart::Timeout);
+        let w = &self.workers[&id];
         let role = match w.role {
             Role::Retiring => " while draining",
             Role::Candidate => " (a replacement not yet ready)",
@@ -648,6 +721,9 @@ impl Supervisor {
                 if self.stopping {
                     info!("worker {slot} (pid {pid}) exited: {status}");
                     return;
+                }
+                if !w.timed_out {
+                    self.count_restart(slot, Restart::Crash);
                 }
                 // A replacement being started for this slot takes over.
                 if let Some(c) = self.candidate_for(slot) {

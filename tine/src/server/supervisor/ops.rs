@@ -171,6 +171,7 @@ impl Supervisor {
                         continue;
                     }
                     let c = self.fork(slot, Role::Candidate, "reload", now, out);
+                    self.count_restart(slot, super::Restart::Reload);
                     self.current = Some(Current::Reload {
                         slot,
                         candidate: Some(c),
@@ -335,6 +336,7 @@ impl Supervisor {
             w.recycle.as_deref().unwrap_or("asked")
         );
         let c = self.fork(slot, Role::Candidate, "recycle", now, out);
+        self.count_restart(slot, super::Restart::Recycled);
         self.current = Some(Current::Reload {
             slot,
             candidate: Some(c),

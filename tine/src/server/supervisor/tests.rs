@@ -961,6 +961,121 @@ fn a_stuck_unknown_or_exited_worker_changes_nothing() {
     assert_eq!(sim.sup.timeouts(), 0);
 }
 
+// ---- restart counts and the shutdown delay (for the metrics and health) ----
+
+#[test]
+fn restarts_are_counted_per_slot_by_reason() {
+    let mut sim = Sim::ready(2);
+    // A crash of slot 1.
+    let w1 = sim.pid_of(1);
+    sim.exit(w1, "killed by SIGKILL");
+    sim.advance(BACKOFF_MIN);
+    let f = sim.one_fork();
+    sim.ready_pid(f.pid);
+    sim.take();
+    // A watchdog kill of slot 1: a timeout, not a crash.
+    sim.stuck(f.pid, "its event loop");
+    sim.exit(f.pid, "killed by SIGKILL");
+    let f = sim.one_fork();
+    sim.ready_pid(f.pid);
+    sim.take();
+    // A recycle of slot 0.
+    let w0 = sim.pid_of(0);
+    sim.recycle(w0, "served 1000 responses");
+    let c0 = sim.one_fork();
+    sim.ready_pid(c0.pid);
+    sim.exit(w0, "exit status 0");
+    sim.take();
+    // A rolling restart: one reload each.
+    sim.command(Command::Reload);
+    for _ in 0..2 {
+        let c = sim.one_fork();
+        let old = sim.pid_of(c.slot);
+        sim.ready_pid(c.pid);
+        sim.exit(old, "exit status 0");
+    }
+    sim.take();
+    let r = sim.sup.restarts();
+    let (crash, timeout, recycled, reload) = (
+        Restart::Crash as usize,
+        Restart::Timeout as usize,
+        Restart::Recycled as usize,
+        Restart::Reload as usize,
+    );
+    assert_eq!(r[1][crash], 1);
+    assert_eq!(r[1][timeout], 1);
+    assert_eq!(r[0][recycled], 1);
+    assert_eq!((r[0][reload], r[1][reload]), (1, 1));
+    assert_eq!((r[0][crash], r[0][timeout], r[1][recycled]), (0, 0, 0));
+    // Workers stopped by a stop are no crashes.
+    sim.command(Command::Stop);
+    for slot in 0..2 {
+        let pid = sim.pid_of(slot);
+        sim.exit(pid, "exit status 0");
+    }
+    assert_eq!(sim.sup.restarts()[1][crash], 1);
+}
+
+#[test]
+fn a_shutdown_delay_keeps_serving_then_drains() {
+    let mut sim = Sim::ready(2);
+    let delay = Duration::from_secs(5);
+    sim.sup.set_shutdown_delay(delay);
+    let (w0, w1) = (sim.pid_of(0), sim.pid_of(1));
+    assert!(!sim.sup.stop_requested());
+    sim.command(Command::Stop);
+    // Asked to stop: health says so at once, but nobody is signalled yet.
+    assert!(sim.sup.stop_requested());
+    assert!(!sim.sup.stopping());
+    assert!(sim.take().is_empty());
+    assert_eq!(sim.sup.next_deadline(), Some(sim.now + delay));
+    // A crash during the delay is still respawned (the service stays up).
+    sim.exit(w1, "killed by SIGSEGV");
+    sim.advance(BACKOFF_MIN);
+    let f = sim.one_fork();
+    sim.ready_pid(f.pid);
+    sim.take();
+    sim.advance(delay - BACKOFF_MIN - Duration::from_millis(1));
+    assert!(sim.take().is_empty(), "still within the delay");
+    sim.advance(Duration::from_millis(1));
+    let mut got = sim.take();
+    got.sort_by_key(|a| format!("{a:?}"));
+    let mut want = vec![term(w0), term(f.pid)];
+    want.sort_by_key(|a| format!("{a:?}"));
+    assert_eq!(got, want);
+    assert!(sim.sup.stopping());
+}
+
+#[test]
+fn a_second_stop_during_the_delay_drains_at_once_and_quit_kills() {
+    let mut sim = Sim::ready(1);
+    sim.sup.set_shutdown_delay(Duration::from_secs(5));
+    let w0 = sim.pid_of(0);
+    sim.command(Command::Stop);
+    assert!(sim.take().is_empty());
+    sim.command(Command::Stop);
+    assert_eq!(sim.take(), [term(w0)]);
+
+    let mut sim = Sim::ready(1);
+    sim.sup.set_shutdown_delay(Duration::from_secs(5));
+    let w0 = sim.pid_of(0);
+    sim.command(Command::Stop);
+    sim.command(Command::Quit);
+    assert_eq!(sim.take(), [kill(w0)]);
+    // The delay's deadline is gone with it.
+    sim.advance(Duration::from_secs(6));
+    assert!(sim.take().is_empty());
+}
+
+#[test]
+fn without_a_delay_a_stop_drains_at_once() {
+    let mut sim = Sim::ready(1);
+    let w0 = sim.pid_of(0);
+    sim.command(Command::Stop);
+    assert_eq!(sim.take(), [term(w0)]);
+    assert!(sim.sup.stop_requested());
+}
+
 /// Sends `SIGUSR2` and answers the spawn with `pid`; returns the actions
 /// besides the spawn.
 fn upgrade(sim: &mut Sim, pid: i32) -> Vec<Action> {

@@ -288,3 +288,21 @@ fn fuzz_echo_small_writes() {
     let data = vec![b'x'; 12_000];
     super::fuzz::echo(&config, &client, &data, 1);
 }
+
+#[test]
+fn tls_and_the_proxy_protocol_on_one_listener_are_refused_at_bind() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cert(dir.path());
+    let tls = TlsConfig::from_pem_files(&c.cert, &c.key).unwrap();
+    let listen = crate::Listen::tls(([127, 0, 0, 1], 0), tls).proxy_protocol(true);
+    let err = crate::App::new()
+        .workers(1)
+        .listen(listen)
+        .bind_listeners()
+        .expect_err("TLS with the PROXY protocol must be refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("TLS and the PROXY protocol"),
+        "unexpected error: {msg}"
+    );
+}
