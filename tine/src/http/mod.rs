@@ -8,6 +8,7 @@ pub(crate) mod parse;
 mod request;
 mod response;
 
-pub use request::{Extensions, Params, Request, RequestBuilder};
+pub(crate) use request::{Capture, INLINE_PARAMS};
+pub use request::{Extensions, HeaderValues, Params, Request, RequestBuilder};
 pub(crate) use response::{fill_stream, Body, FileBody, Fill};
 pub use response::{IntoResponse, Response};

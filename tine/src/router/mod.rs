@@ -40,10 +40,31 @@ use std::rc::Rc;
 use http::Method;
 use percent_encoding::percent_decode_str;
 
-use crate::http::Params;
+use crate::http::{Capture, Params};
 
-/// Captures collected while matching: `(name, decoded value)`.
-type Captures = Vec<(Rc<str>, String)>;
+/// Captures collected while matching: `(name, value)`, the name `None`
+/// for the trailing `*`; a value without escapes is its position in the
+/// raw path, not a copy.
+type Captures = smallvec::SmallVec<[(Option<Rc<str>>, Capture); crate::http::INLINE_PARAMS]>;
+
+/// A capture of `part`, a slice of `path`: its position when it needs no
+/// decoding, else its decoded text.
+fn capture(path: &str, part: &str) -> Capture {
+    match decode(part) {
+        Cow::Borrowed(_) => {
+            let start = part.as_ptr() as usize - path.as_ptr() as usize;
+            Capture::Raw(start as u32, (start + part.len()) as u32)
+        }
+        Cow::Owned(s) => Capture::Owned(s.into_boxed_str()),
+    }
+}
+
+fn params(list: Captures) -> Params {
+    Params {
+        src: Default::default(),
+        list,
+    }
+}
 
 #[derive(Debug, Clone)]
 enum Segment {
@@ -147,7 +168,7 @@ impl Pattern {
 
     /// Matches a raw (still percent-encoded) path, pushing captures into
     /// `params`. On a failed match `params` may hold garbage.
-    fn matches(&self, raw_path: &str, params: &mut Vec<(Rc<str>, String)>) -> bool {
+    fn matches(&self, raw_path: &str, params: &mut Captures) -> bool {
         let Some(segments) = &self.segments else {
             return true;
         };
@@ -157,13 +178,13 @@ impl Pattern {
             let Some(remaining) = rest else {
                 // The path is shorter than the pattern: `/a/*` still matches `/a`.
                 if matches!(segments[i..], [Segment::Rest]) {
-                    params.push((Rc::from("*"), String::new()));
+                    params.push((None, Capture::Raw(0, 0)));
                     return true;
                 }
                 return false;
             };
             if let Segment::Rest = seg {
-                params.push((Rc::from("*"), decode(remaining).into_owned()));
+                params.push((None, capture(raw_path, remaining)));
                 return true;
             }
             let part = match remaining.split_once('/') {
@@ -186,7 +207,7 @@ impl Pattern {
                     if part.is_empty() {
                         return false;
                     }
-                    params.push((name.clone(), decode(part).into_owned()));
+                    params.push((Some(name.clone()), capture(raw_path, part)));
                 }
                 Segment::Rest => unreachable!("handled above"),
             }
@@ -343,7 +364,7 @@ impl<T> Router<T> {
                 &self.dynamic,
             )
         };
-        let mut params = Vec::new();
+        let mut params = Captures::new();
         if let Some(found) = self.find_in(statics, dynamic, method, raw_path, &mut params) {
             return found;
         }
@@ -377,9 +398,17 @@ impl<T> Router<T> {
             }
             path_matched = true;
             match &route.method {
-                None => return Some(Match::Found(&route.value, Params(std::mem::take(params)))),
+                None => {
+                    return Some(Match::Found(
+                        &route.value,
+                        self::params(std::mem::take(params)),
+                    ))
+                }
                 Some(m) if m == method => {
-                    return Some(Match::Found(&route.value, Params(std::mem::take(params))))
+                    return Some(Match::Found(
+                        &route.value,
+                        self::params(std::mem::take(params)),
+                    ))
                 }
                 Some(m) if *m == Method::GET && *method == Method::HEAD => {
                     if head_fallback.is_none() {
@@ -395,14 +424,20 @@ impl<T> Router<T> {
             }
         }
         if let Some((index, params)) = head_fallback {
-            return Some(Match::Found(&self.routes[index].value, Params(params)));
+            return Some(Match::Found(
+                &self.routes[index].value,
+                self::params(params),
+            ));
         }
         if !path_matched {
             return None;
         }
         if let (Some((index, params)), false) = (only_mounts, routes_matched) {
             // The mount says whether it has the path (405) or not (404).
-            return Some(Match::Found(&self.routes[index].value, Params(params)));
+            return Some(Match::Found(
+                &self.routes[index].value,
+                self::params(params),
+            ));
         }
         let mut allowed: Vec<Method> = Vec::new();
         for index in merged(statics, dynamic) {
@@ -460,12 +495,13 @@ mod tests {
 
     fn found(r: &Router<usize>, m: Method, path: &str) -> Option<(usize, Vec<(String, String)>)> {
         match r.find(&m, path) {
-            Match::Found(v, p) => Some((
-                *v,
+            Match::Found(v, mut p) => Some((*v, {
+                // As `Request::set_params` does: captures point into the path.
+                p.src = Some(http::uri::PathAndQuery::try_from(path).unwrap());
                 p.iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            )),
+                    .collect()
+            })),
             _ => None,
         }
     }

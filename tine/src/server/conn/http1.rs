@@ -9,10 +9,11 @@
 
 use std::io;
 
+use bytes::BytesMut;
 use http::{Method, StatusCode, Version};
 
 use super::{Budget, Conn, Next, Pending, Phase, Shared, Transport, OUT_BATCH};
-use crate::http::encode::{encode_head, framing, BodyShape, Exchange};
+use crate::http::encode::{encode_field, encode_status, framing, BodyShape, Exchange};
 use crate::http::parse::Decoded;
 use crate::http::{fill_stream, Body, Fill, Request, Response};
 use crate::pubsub;
@@ -23,6 +24,9 @@ use crate::ws::session::Session;
 /// Bodies up to this size are copied behind their head into one write;
 /// larger ones are written from their own buffer.
 const INLINE_BODY: usize = 16 * 1024;
+/// A partial request up to this size moves out of the loop's read buffer
+/// into one of its own between turns (see `return_input`).
+const KEEP_PARTIAL: usize = 4 * 1024;
 /// Most bytes of stream chunks (or copied file) gathered per write.
 const STREAM_BATCH: usize = 64 * 1024;
 
@@ -102,6 +106,7 @@ impl<T: Transport> Conn<T> {
             if !self.readable {
                 return Next::Keep;
             }
+            self.lend_input(shared);
             match self.read_some(&mut shared.scratch, shared.now) {
                 // EOF: a half-sent request cannot be answered.
                 Ok(0) => return Next::Close,
@@ -117,6 +122,7 @@ impl<T: Transport> Conn<T> {
                 Ok(n) => budget.read = budget.read.saturating_sub(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.readable = false;
+                    self.return_input(shared);
                     return Next::Keep;
                 }
                 Err(_) => return Next::Close,
@@ -132,6 +138,37 @@ impl<T: Transport> Conn<T> {
                 std::mem::swap(&mut self.wbuf, &mut shared.spare_out);
             }
             self.wbuf = Vec::new();
+        }
+    }
+
+    /// Gives the connection the loop's spare read buffer if it has none.
+    fn lend_input(&mut self, shared: &mut Shared) {
+        if self.rbuf.is_empty() {
+            std::mem::swap(&mut self.rbuf, &mut shared.spare_in);
+        }
+    }
+
+    /// Gives the read buffer back to the loop once its requests are
+    /// answered, so idle connections hold none. A few bytes of a next
+    /// request move to a buffer of their own; a large part (a body
+    /// arriving) keeps the buffer rather than being copied each turn.
+    fn return_input(&mut self, shared: &mut Shared) {
+        let rest = if self.rbuf.is_empty() {
+            BytesMut::new()
+        } else if self.rbuf.len() <= KEEP_PARTIAL {
+            BytesMut::from(&self.rbuf[..])
+        } else {
+            return;
+        };
+        let mut buf = std::mem::replace(&mut self.rbuf, rest);
+        // An emptied buffer reports only the capacity after what was
+        // consumed; taking the consumed part back (no allocation: the
+        // requests that were slices of it are gone) makes its capacity
+        // say what it holds. The larger buffer stays the spare.
+        buf.clear();
+        let _ = buf.try_reclaim(1);
+        if buf.capacity() > shared.spare_in.capacity() {
+            shared.spare_in = buf;
         }
     }
 
@@ -192,18 +229,11 @@ impl<T: Transport> Conn<T> {
                     };
                     self.body_started = None;
                     let exchange = Exchange {
-                        head: head.method == Method::HEAD,
-                        http10: head.version == Version::HTTP_10,
+                        head: head.raw.method == Method::HEAD,
+                        http10: head.raw.version == Version::HTTP_10,
                         keep_alive: head.keep_alive && !shared.draining,
                     };
-                    let res = match Request::new(
-                        head.method,
-                        head.target,
-                        head.version,
-                        head.headers,
-                        body,
-                        self.peer,
-                    ) {
+                    let res = match Request::new(head.raw, body, self.peer) {
                         Ok(mut req) => {
                             // The scoreboard shows the request while its
                             // handler runs (what the watchdog names if it
@@ -223,6 +253,10 @@ impl<T: Transport> Conn<T> {
                                     self.lend_output(shared);
                                     self.encode_response(res, Exchange::UPGRADE, shared);
                                     let leftover = std::mem::take(&mut self.rbuf).to_vec();
+                                    // The session keeps the request for the
+                                    // connection's life: it must not pin the
+                                    // loop's read buffer.
+                                    req.detach();
                                     let mut session = Box::new(Session::new(
                                         req,
                                         handler,
@@ -254,10 +288,7 @@ impl<T: Transport> Conn<T> {
                 }
             }
         }
-        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
-            // Release the read buffer: idle connections hold none.
-            self.rbuf = bytes::BytesMut::new();
-        }
+        self.return_input(shared);
         if let Some(e) = scoreboard::mine().filter(|_| handled > 0) {
             handlers_done(shared, e, handled);
         }
@@ -282,15 +313,11 @@ impl<T: Transport> Conn<T> {
 
     /// Queues a response: its head, and its body inline or as pending.
     fn encode_response(&mut self, res: Response, exchange: Exchange, shared: &Shared) {
-        let Response {
-            status,
-            headers,
-            body,
-            ..
-        } = res;
-        let shape = match &body {
+        let status = res.status;
+        let shape = match &res.body {
             Body::Empty => BodyShape::Empty,
             Body::Full(bytes) => BodyShape::Sized(bytes.len() as u64),
+            Body::Vec(bytes) => BodyShape::Sized(bytes.len() as u64),
             Body::File(file) => BodyShape::Sized(file.len),
             Body::Stream(_) => BodyShape::Stream,
         };
@@ -298,14 +325,17 @@ impl<T: Transport> Conn<T> {
             e.count_response(status.as_u16());
         }
         let framing = framing(status, shape, exchange);
-        encode_head(
-            &mut self.wbuf,
+        let out = &mut self.wbuf;
+        encode_status(
+            out,
             status,
-            &headers,
             framing.length,
             framing.connection,
             shared.date.bytes(),
         );
+        res.each_header(|name, value| encode_field(out, name, value));
+        out.extend_from_slice(b"\r\n\r\n");
+        let body = res.body;
         if framing.send_body {
             match body {
                 Body::Empty => {}
@@ -313,6 +343,10 @@ impl<T: Transport> Conn<T> {
                     self.wbuf.extend_from_slice(&bytes);
                 }
                 Body::Full(bytes) => self.pending = Some(Pending::Bytes(bytes)),
+                Body::Vec(bytes) if bytes.len() <= INLINE_BODY => {
+                    self.wbuf.extend_from_slice(&bytes);
+                }
+                Body::Vec(bytes) => self.pending = Some(Pending::Bytes(bytes.into())),
                 // A small file is read behind its head: one write, one TCP
                 // segment, instead of a write and a sendfile.
                 Body::File(file) if file.len <= INLINE_BODY as u64 => {

@@ -11,9 +11,10 @@
 //!
 //! A connection holds no buffer while idle: read data lives in `rbuf` only
 //! while a request is incomplete, and queued output in `wbuf` only while
-//! the socket refuses more (the loop lends one spare output buffer, see
+//! the socket refuses more (the loop lends one spare buffer each way, see
 //! [`Shared`]). That keeps an idle keep-alive connection to the size of
-//! this struct.
+//! this struct, and a request that arrives and is answered in one turn
+//! costs no allocation for either buffer.
 //!
 //! - `http1.rs`: reading requests, answering them in order, framing and
 //!   sending responses (memory, stream, file), lingering close.
@@ -69,6 +70,11 @@ pub(crate) struct Shared {
     /// An output buffer lent to a connection while it writes, so idle
     /// connections hold none.
     pub(crate) spare_out: Vec<u8>,
+    /// A read buffer lent to a connection while it holds request bytes,
+    /// reused from one request to the next (requests are slices of it:
+    /// once they are answered and dropped it is whole again), so reading
+    /// a request allocates nothing.
+    pub(crate) spare_in: BytesMut,
     /// The server is shutting down: answer with `Connection: close`.
     pub(crate) draining: bool,
     /// The time of the current loop turn.
@@ -92,6 +98,7 @@ impl Shared {
             date: DateCache::new(),
             scratch: vec![0; READ_CHUNK],
             spare_out: Vec::with_capacity(OUT_BATCH),
+            spare_in: BytesMut::new(),
             draining: false,
             now,
             budget: RequestBudget::new(None),
