@@ -41,6 +41,8 @@ pub struct Request {
     target: PathAndQuery,
     /// The percent-decoded path when it differs from the raw one.
     decoded_path: Option<Box<str>>,
+    /// The path's escapes are not UTF-8: it stays undecoded.
+    undecodable: bool,
     version: Version,
     /// The header lines as received (validated by the parser), each
     /// `name: value` ending in CRLF or LF, up to the blank line; empty for
@@ -80,10 +82,22 @@ impl Request {
     /// request anyway, with its path left undecoded, when the path's
     /// percent-escapes are not UTF-8.
     pub(crate) fn new(head: RawHead, body: Bytes, peer: SocketAddr) -> Result<Self, Box<Self>> {
+        let req = Self::decoded(head, body, peer);
+        if req.undecodable {
+            return Err(Box::new(req));
+        }
+        Ok(req)
+    }
+
+    /// A request as decoded, built where the caller keeps it (a request is
+    /// large enough that moving it out of a `Result` shows in a profile);
+    /// [`undecodable`](Self::undecodable) says whether it must be refused.
+    pub(crate) fn decoded(head: RawHead, body: Bytes, peer: SocketAddr) -> Self {
         let mut req = Request {
             method: head.method,
             target: head.target,
             decoded_path: None,
+            undecodable: false,
             version: head.version,
             header_lines: head.header_lines,
             headers: OnceCell::new(),
@@ -101,10 +115,16 @@ impl Request {
             match percent_decode_str(path).decode_utf8() {
                 Ok(Cow::Borrowed(_)) => {}
                 Ok(Cow::Owned(s)) => req.decoded_path = Some(s.into_boxed_str()),
-                Err(_) => return Err(Box::new(req)),
+                Err(_) => req.undecodable = true,
             }
         }
-        Ok(req)
+        req
+    }
+
+    /// Whether the path's percent-escapes are not UTF-8 (the request is to
+    /// be answered `400`).
+    pub(crate) fn undecodable(&self) -> bool {
+        self.undecodable
     }
 
     /// A request from parts already in `http`'s types (built by hand, or
@@ -378,9 +398,11 @@ impl Request {
     }
 
     pub(crate) fn set_params(&mut self, mut params: Params) {
-        // The router's captures point into the raw path.
-        params.src = Some(self.target.clone());
-        self.params = params;
+        if !params.is_empty() {
+            // The router's captures point into the raw path.
+            params.src = Some(self.target.clone());
+            self.params = params;
+        }
     }
 
     /// A cookie sent by the client, by name.
@@ -678,14 +700,17 @@ fn visible_ascii(value: &[u8]) -> Option<&str> {
 /// ```
 #[derive(Default)]
 pub struct Extensions {
-    map: Option<HashMap<TypeId, Box<dyn Any>>>,
+    /// Boxed: most requests carry none, and a request is moved a few
+    /// times on its way (a pointer is cheaper to move than a map).
+    #[allow(clippy::box_collection)]
+    map: Option<Box<HashMap<TypeId, Box<dyn Any>>>>,
 }
 
 impl Extensions {
     /// Stores `value`, returning the previous value of that type.
     pub fn insert<T: 'static>(&mut self, value: T) -> Option<T> {
         self.map
-            .get_or_insert_with(HashMap::new)
+            .get_or_insert_with(Default::default)
             .insert(TypeId::of::<T>(), Box::new(value))
             .and_then(|old| old.downcast().ok().map(|b| *b))
     }
@@ -718,7 +743,7 @@ impl Extensions {
 impl fmt::Debug for Extensions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Extensions")
-            .field("len", &self.map.as_ref().map_or(0, HashMap::len))
+            .field("len", &self.map.as_ref().map_or(0, |m| m.len()))
             .finish()
     }
 }

@@ -68,7 +68,9 @@ fn params(list: Captures) -> Params {
 
 #[derive(Debug, Clone)]
 enum Segment {
-    Static(Box<str>),
+    /// A literal segment; whether it has no `%` (so that the raw path
+    /// matches it byte for byte, without decoding).
+    Static(Box<str>, bool),
     Param(Rc<str>),
     /// Trailing `*`: zero or more remaining segments.
     Rest,
@@ -120,7 +122,7 @@ impl Pattern {
                 names.push(name);
                 segments.push(Segment::Param(Rc::from(name)));
             } else {
-                segments.push(Segment::Static((*part).into()));
+                segments.push(Segment::Static((*part).into(), !part.contains('%')));
             }
         }
         Ok(Pattern {
@@ -149,7 +151,7 @@ impl Pattern {
             (Some(a), Some(b)) => {
                 a.len() == b.len()
                     && a.iter().zip(b).all(|pair| match pair {
-                        (Segment::Static(x), Segment::Static(y)) => x == y,
+                        (Segment::Static(x, _), Segment::Static(y, _)) => x == y,
                         (Segment::Param(_), Segment::Param(_)) => true,
                         (Segment::Rest, Segment::Rest) => true,
                         _ => false,
@@ -161,7 +163,7 @@ impl Pattern {
 
     fn first_static(&self) -> Option<&str> {
         match self.segments.as_deref()?.first()? {
-            Segment::Static(s) => Some(s),
+            Segment::Static(s, _) => Some(s),
             _ => None,
         }
     }
@@ -187,6 +189,22 @@ impl Pattern {
                 params.push((None, capture(raw_path, remaining)));
                 return true;
             }
+            if let Segment::Static(s, true) = seg {
+                // The common case without splitting or decoding: the path
+                // has the segment's very bytes, then `/` or its end (a
+                // segment without `%` is its own decoding).
+                if let Some(after) = remaining.strip_prefix(&**s) {
+                    let next = match after.as_bytes().first() {
+                        None => Some(None),
+                        Some(b'/') => Some(Some(&after[1..])),
+                        Some(_) => None,
+                    };
+                    if let Some(next) = next {
+                        rest = next;
+                        continue;
+                    }
+                }
+            }
             let part = match remaining.split_once('/') {
                 Some((part, after)) => {
                     rest = Some(after);
@@ -198,7 +216,7 @@ impl Pattern {
                 }
             };
             match seg {
-                Segment::Static(s) => {
+                Segment::Static(s, _) => {
                     if decode(part) != **s {
                         return false;
                     }

@@ -233,8 +233,9 @@ impl<T: Transport> Conn<T> {
                         http10: head.raw.version == Version::HTTP_10,
                         keep_alive: head.keep_alive && !shared.draining,
                     };
-                    let res = match Request::new(head.raw, body, self.peer) {
-                        Ok(mut req) => {
+                    let mut req = Request::decoded(head.raw, body, self.peer);
+                    let res = match req.undecodable() {
+                        false => {
                             // The scoreboard shows the request while its
                             // handler runs (what the watchdog names if it
                             // never returns).
@@ -275,7 +276,7 @@ impl<T: Transport> Conn<T> {
                             }
                             res
                         }
-                        Err(mut req) => shared
+                        true => shared
                             .service
                             .refuse_request(StatusCode::BAD_REQUEST, &mut req),
                     };
