@@ -540,7 +540,7 @@ pub struct Params {
 }
 
 /// Captures held without a heap allocation.
-pub(crate) const INLINE_PARAMS: usize = 2;
+pub(crate) const INLINE_PARAMS: usize = 1;
 
 /// One captured value.
 #[derive(Debug, Clone)]
