@@ -6,6 +6,7 @@
 #
 #   bench/idle_ws.sh                  # N=5000, ROUNDS=3, path below
 #   N=5000 WS_PATH='/ws/echo?subscribe=idle' bench/idle_ws.sh
+#   WS_PATH= bench/idle_ws.sh         # idle HTTP keep-alive connections instead
 #
 # Needs a release build of hello (built here if missing) and an open-file
 # limit above N (raised here when the hard limit allows).
@@ -13,7 +14,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${N:-5000}
 rounds=${ROUNDS:-3}
-path=${WS_PATH:-/ws/echo?subscribe=idle}
+path=${WS_PATH-/ws/echo?subscribe=idle}
+ws_arg=()
+[[ -n $path ]] && ws_arg=(--ws "$path")
 port=${PORT:-18941}
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 cargo build --release -q -p hello
@@ -38,7 +41,7 @@ for ((r = 1; r <= rounds; r++)); do
     sleep 0.5
     before=$(rss_kb "$server")
     rm -f "$out/ready"
-    python3 bench/idle.py --port "$port" --conns "$n" --ws "$path" --ready "$out/ready" --hold 120 &
+    python3 bench/idle.py --port "$port" --conns "$n" "${ws_arg[@]}" --ready "$out/ready" --hold 120 &
     client=$!
     for _ in $(seq 1200); do # up to 120 s
         [[ -s $out/ready ]] && break
@@ -54,5 +57,5 @@ for ((r = 1; r <= rounds; r++)); do
     kill -INT "$server"
     wait "$server" 2>/dev/null || true
     server=
-    echo "round $r: $(((after - before) * 1024 / opened)) bytes per idle WebSocket ($opened open, $failed failed; RSS ${before} -> ${after} KiB)"
+    echo "round $r: $(((after - before) * 1024 / opened)) bytes per idle ${path:-HTTP keep-alive} connection ($opened open, $failed failed; RSS ${before} -> ${after} KiB)"
 done

@@ -395,6 +395,33 @@ struct FrameEdge {
 impl FrameEdge {
     fn saw(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
+            if self.head_len == 0 && self.payload_left == 0 && data.len() >= 2 {
+                // A whole header at hand (the common case): read it at once.
+                let (b0, b1) = (data[0], data[1]);
+                let extended = match b1 & 0x7f {
+                    126 => 2,
+                    127 => 8,
+                    _ => 0,
+                };
+                let size = 2 + extended + if b1 & 0x80 != 0 { 4 } else { 0 };
+                if data.len() >= size {
+                    self.payload_left = match extended {
+                        0 => u64::from(b1 & 0x7f),
+                        2 => u64::from(u16::from_be_bytes([data[2], data[3]])),
+                        _ => u64::from_be_bytes(data[2..10].try_into().unwrap_or([0xff; 8])),
+                    };
+                    if b0 & 0x0f < 8 {
+                        self.fragmented = b0 & 0x80 == 0;
+                    }
+                    data = &data[size..];
+                    let n = data
+                        .len()
+                        .min(usize::try_from(self.payload_left).unwrap_or(usize::MAX));
+                    self.payload_left -= n as u64;
+                    data = &data[n..];
+                    continue;
+                }
+            }
             if self.payload_left > 0 {
                 let n = data
                     .len()
