@@ -152,6 +152,15 @@ impl Decoder {
         }
     }
 
+    /// Makes a head waiting for its body hold its own copy of the bytes it
+    /// was parsed from, instead of slices of the read buffer.
+    #[cold]
+    pub(crate) fn detach(&mut self) {
+        if let State::Body { head, .. } = &mut self.state {
+            head.raw.detach();
+        }
+    }
+
     /// Whether part of a request has been consumed from the buffer (a
     /// head whose body is still arriving).
     pub(crate) fn mid_request(&self) -> bool {

@@ -77,6 +77,21 @@ pub(crate) struct RawHead {
     pub(crate) upgrade: bool,
 }
 
+impl RawHead {
+    /// Copies the target and header lines out of the read buffer they are
+    /// slices of (for a head kept while its body arrives).
+    pub(crate) fn detach(&mut self) {
+        self.target = own_target(&self.target);
+        self.header_lines = Bytes::copy_from_slice(&self.header_lines);
+    }
+}
+
+/// A target in a buffer of its own.
+fn own_target(target: &PathAndQuery) -> PathAndQuery {
+    PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(target.as_str().as_bytes()))
+        .unwrap_or_else(|_| target.clone())
+}
+
 impl Request {
     /// A request as decoded. `Err` (to be answered `400`) carries the
     /// request anyway, with its path left undecoded, when the path's
@@ -305,10 +320,7 @@ impl Request {
     /// session's): slices would keep the whole read buffer alive.
     #[cold]
     pub(crate) fn detach(&mut self) {
-        self.target = PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(
-            self.target.as_str().as_bytes(),
-        ))
-        .unwrap_or_else(|_| self.target.clone());
+        self.target = own_target(&self.target);
         self.header_lines = Bytes::copy_from_slice(&self.header_lines);
         self.body = Bytes::copy_from_slice(&self.body);
         self.params.src = Some(self.target.clone());

@@ -24,9 +24,6 @@ use crate::ws::session::Session;
 /// Bodies up to this size are copied behind their head into one write;
 /// larger ones are written from their own buffer.
 const INLINE_BODY: usize = 16 * 1024;
-/// A partial request up to this size moves out of the loop's read buffer
-/// into one of its own between turns (see `return_input`).
-const KEEP_PARTIAL: usize = 4 * 1024;
 /// Most bytes of stream chunks (or copied file) gathered per write.
 const STREAM_BATCH: usize = 64 * 1024;
 
@@ -145,21 +142,33 @@ impl<T: Transport> Conn<T> {
     fn lend_input(&mut self, shared: &mut Shared) {
         if self.rbuf.is_empty() {
             std::mem::swap(&mut self.rbuf, &mut shared.spare_in);
+            self.rbuf_lent = true;
         }
     }
 
-    /// Gives the read buffer back to the loop once its requests are
-    /// answered, so idle connections hold none. A few bytes of a next
-    /// request move to a buffer of their own; a large part (a body
-    /// arriving) keeps the buffer rather than being copied each turn.
+    /// Gives the lent read buffer back to the loop once its requests are
+    /// answered, so idle connections hold none. What is left of a next
+    /// request (a few bytes of a head, a body still arriving) moves to a
+    /// buffer of its own, exactly sized, and so does a head waiting for
+    /// its body: a connection that stalls must not pin the loop's buffer
+    /// (a slow client would otherwise hold a large buffer each). A buffer
+    /// of the connection's own stays with it while it holds bytes.
     fn return_input(&mut self, shared: &mut Shared) {
+        if !self.rbuf_lent {
+            if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
+                self.rbuf = BytesMut::new();
+            }
+            return;
+        }
+        self.rbuf_lent = false;
         let rest = if self.rbuf.is_empty() {
             BytesMut::new()
-        } else if self.rbuf.len() <= KEEP_PARTIAL {
-            BytesMut::from(&self.rbuf[..])
         } else {
-            return;
+            BytesMut::from(&self.rbuf[..])
         };
+        if self.decoder.mid_request() {
+            self.decoder.detach();
+        }
         let mut buf = std::mem::replace(&mut self.rbuf, rest);
         // An emptied buffer reports only the capacity after what was
         // consumed; taking the consumed part back (no allocation: the
@@ -254,6 +263,7 @@ impl<T: Transport> Conn<T> {
                                     self.lend_output(shared);
                                     self.encode_response(res, Exchange::UPGRADE, shared);
                                     let leftover = std::mem::take(&mut self.rbuf).to_vec();
+                                    self.rbuf_lent = false;
                                     // The session keeps the request for the
                                     // connection's life: it must not pin the
                                     // loop's read buffer.

@@ -180,6 +180,8 @@ pub(crate) struct Conn<T> {
     stream: T,
     peer: SocketAddr,
     rbuf: BytesMut,
+    /// `rbuf` is the loop's buffer, lent for this turn.
+    rbuf_lent: bool,
     decoder: Decoder,
     wbuf: Vec<u8>,
     wpos: usize,
@@ -208,6 +210,7 @@ impl<T: Transport> Conn<T> {
             stream,
             peer,
             rbuf: BytesMut::new(),
+            rbuf_lent: false,
             decoder: Decoder::new(),
             wbuf: Vec::new(),
             wpos: 0,
