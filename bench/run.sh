@@ -3,13 +3,23 @@
 # nginx on this machine, all loads to 127.0.0.1 only. See README.md.
 #
 # Knobs (environment):
-#   ROUNDS=3  DURATION=10s  SERVERS="tine actix axum may nginx"
-#   CONFIGS="1core 2core"
+#   ROUNDS=3  DURATION=10s  SERVERS="tine tine-shared actix axum may nginx"
+#   CONFIGS="1core 2core tail"
 #   SCENARIOS="idle plaintext json hello pipeline static4k static1m ws"
 #   IDLE_CONNS=5000  WS_SIZE=64  PORT_BASE=18000  SKIP_BUILD=0
 #   TINE_BIN=<root>/target/release/hello  TINE_ARGS="--open-file-cache-ms 10000"
+#   tail config: TAIL_LOADS="new new-slow ka ka-slow" TAIL_RATE_NEW=8000
+#   TAIL_RATE_KA=20000 TAIL_CONNS=64 TAIL_SLOW_EVERY=1000 TAIL_SLOW_MS=20
+#   TAIL_THREADS=1
+# tine-shared is tine's hello with --balance shared (one listener every
+# worker accepts from) instead of a SO_REUSEPORT listener per worker.
+# The tail config (4 workers each, tine tine-shared actix axum) runs the
+# open-loop client bench/openloop instead of SCENARIOS: fast requests
+# (GET /plaintext) with 1 in TAIL_SLOW_EVERY GET /sleep?ms=TAIL_SLOW_MS
+# ("-slow" loads), a new connection per request ("new") or TAIL_CONNS
+# keep-alive connections ("ka"); out/tail.tsv has both classes' percentiles.
 # Output: out/results.tsv (one line per round, server, config, scenario),
-# out/summary.md, out/chart.png, raw tool output under out/logs/.
+# out/tail.tsv, out/summary.md, out/chart.png, raw tool output under out/logs/.
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -21,13 +31,21 @@ RESULTS=$OUT/results.tsv
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
-SERVERS=${SERVERS:-tine actix axum may nginx}
-CONFIGS=${CONFIGS:-1core 2core}
+SERVERS=${SERVERS:-tine tine-shared actix axum may nginx}
+CONFIGS=${CONFIGS:-1core 2core tail}
 SCENARIOS=${SCENARIOS:-idle plaintext json hello pipeline static4k static1m ws}
 IDLE_CONNS=${IDLE_CONNS:-5000}
 WS_SIZE=${WS_SIZE:-64}
 PORT_BASE=${PORT_BASE:-18000}
 SKIP_BUILD=${SKIP_BUILD:-0}
+TAIL_LOADS=${TAIL_LOADS:-new new-slow ka ka-slow}
+TAIL_RATE_NEW=${TAIL_RATE_NEW:-8000}
+TAIL_RATE_KA=${TAIL_RATE_KA:-20000}
+TAIL_CONNS=${TAIL_CONNS:-64}
+TAIL_SLOW_EVERY=${TAIL_SLOW_EVERY:-1000}
+TAIL_SLOW_MS=${TAIL_SLOW_MS:-20}
+TAIL_THREADS=${TAIL_THREADS:-1}
+TAIL=$OUT/tail.tsv
 PEER_TARGET=${CARGO_TARGET_DIR:-$BENCH/target}
 TINE_BIN=${TINE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/hello}
 CLK_TCK=$(getconf CLK_TCK)
@@ -50,9 +68,13 @@ esac
 
 # ---------------------------------------------------------------- tools ---
 missing=()
-for tool in wrk taskset curl python3 cargo; do
+for tool in taskset curl python3 cargo; do
     command -v "$tool" >/dev/null || missing+=("$tool")
 done
+# wrk drives every config but tail (openloop, built here).
+if [[ -n ${CONFIGS//tail/} && ${CONFIGS//[[:space:]]/} != tail ]] && ! command -v wrk >/dev/null; then
+    missing+=(wrk)
+fi
 if [[ " $SERVERS " == *" nginx "* ]] && ! command -v nginx >/dev/null; then
     missing+=(nginx)
 fi
@@ -69,17 +91,18 @@ if [[ $SKIP_BUILD != 1 ]]; then
     log "building the peers (release, fat LTO): first build takes several minutes"
     CARGO_TARGET_DIR=$PEER_TARGET nice -n 10 cargo build --release --quiet \
         --manifest-path "$BENCH/Cargo.toml"
-    if [[ " $SERVERS " == *" tine "* ]]; then
+    if [[ " $SERVERS " == *" tine"* ]]; then
         log "building tine's examples/hello"
         (cd "$ROOT" && nice -n 10 cargo build --release --quiet -p hello) ||
             warn "cargo build --release -p hello failed"
     fi
 fi
 WSLOAD=$PEER_TARGET/release/wsload
+OPENLOOP=$PEER_TARGET/release/openloop
 
 server_bin() {
     case $1 in
-    tine) echo "$TINE_BIN" ;;
+    tine | tine-shared) echo "$TINE_BIN" ;;
     nginx) command -v nginx ;;
     *) echo "$PEER_TARGET/release/bench-$1" ;;
     esac
@@ -87,7 +110,7 @@ server_bin() {
 
 present=()
 for server in $SERVERS; do
-    case $server in tine | actix | axum | may | nginx) ;; *) die "unknown server $server" ;; esac
+    case $server in tine | tine-shared | actix | axum | may | nginx) ;; *) die "unknown server $server" ;; esac
     if [[ -x $(server_bin "$server") ]]; then
         present+=("$server")
     else
@@ -148,6 +171,9 @@ start_server() { # server port log
     case $server in
     # shellcheck disable=SC2206 # TINE_ARGS is split into words on purpose
     tine) cmd=("$TINE_BIN" --bind "127.0.0.1:$port" --workers "$WORKERS" --static "$STATIC" ${TINE_ARGS:-}) ;;
+    # shellcheck disable=SC2206
+    tine-shared) cmd=("$TINE_BIN" --bind "127.0.0.1:$port" --workers "$WORKERS" --balance shared
+        --static "$STATIC" ${TINE_ARGS:-}) ;;
     nginx)
         local dir=$OUT/nginx-run
         rm -rf "$dir" && mkdir -p "$dir"
@@ -200,6 +226,17 @@ declare -A PATHS=([plaintext]=/plaintext [json]=/json [hello]=/hello/bench
 supports() { # server scenario: what each peer can serve at all
     case $1:$2 in
     may:static* | may:ws | nginx:ws) return 1 ;;
+    *) return 0 ;;
+    esac
+}
+
+in_config() { # server: whether it runs in $CONFIG at all
+    case $CONFIG:$1 in
+    # One worker serves in a single process: no balancing mode to compare.
+    1core:tine-shared) return 1 ;;
+    # The tail scenario needs /sleep (tine's hello and the actix and axum peers).
+    tail:tine | tail:tine-shared | tail:actix | tail:axum) return 0 ;;
+    tail:*) return 1 ;;
     *) return 0 ;;
     esac
 }
@@ -277,6 +314,65 @@ run_load() { # round server port scenario: wrk or wsload, CPU measured around it
         "$(cpu_per_req $((after - before)) "$n")" -
 }
 
+# The machine's count of connections dropped because an accept queue was
+# full (TcpExt ListenOverflows; every listener on the machine).
+listen_overflows() {
+    awk '$1 == "TcpExt:" { if (!n) { for (i = 2; i <= NF; i++) h[$i] = i; n = 1 } else print $h["ListenOverflows"] }' /proc/net/netstat
+}
+
+# The tail scenario: bench/openloop at a fixed rate, fast and slow
+# requests timed apart from their scheduled start. One line in tail.tsv
+# and one in results.tsv (fast requests' p50/p99) per load.
+run_tail() { # round server port load
+    local round=$1 server=$2 port=$3 load=$4
+    local tag=$server-$CONFIG-$load-r$round rate conns slow_every=0 before after load1
+    case $load in
+    new | new-slow) rate=$TAIL_RATE_NEW conns=0 ;;
+    ka | ka-slow) rate=$TAIL_RATE_KA conns=$TAIL_CONNS ;;
+    *) die "unknown tail load $load (new, new-slow, ka, ka-slow)" ;;
+    esac
+    [[ $load == *-slow ]] && slow_every=$TAIL_SLOW_EVERY
+    if ! curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$port/sleep?ms=1"; then
+        warn "$server has no /sleep: tail skipped"
+        return
+    fi
+    read -r load1 _ </proc/loadavg
+    local overflows_before overflows
+    overflows_before=$(listen_overflows)
+    before=$(tree_cpu_ticks "$SPID")
+    if ! "${LOAD_PIN[@]}" "$OPENLOOP" --addr "127.0.0.1:$port" --rate "$rate" --duration "$SECS" \
+        --warmup 1 --conns "$conns" --threads "$TAIL_THREADS" --fast /plaintext \
+        --slow "/sleep?ms=$TAIL_SLOW_MS" --slow-every "$slow_every" >"$LOGS/$tag.txt" 2>&1; then
+        warn "openloop failed for $server $load (see $LOGS/$tag.txt)"
+        return
+    fi
+    after=$(tree_cpu_ticks "$SPID")
+    overflows=$(($(listen_overflows) - overflows_before))
+    # key=value lines -> variables fast_p99_us, slow_requests, client_lag_p99_us, ...
+    local kv
+    kv=$(awk '{ p = $1 ~ /^class=/ ? substr($1, 7) : $1
+        for (i = 1; i <= NF; i++) if (split($i, a, "=") == 2 && a[1] != "class") printf "%s_%s=%s\n", p, a[1], a[2] }' "$LOGS/$tag.txt")
+    local fast_requests=0 fast_errors=0 fast_p50_us=- fast_p99_us=- fast_p999_us=- fast_max_us=-
+    local slow_requests=0 slow_errors=0 slow_p50_us=- slow_p99_us=- slow_max_us=- client_lag_p99_us=- client_lag_max_us=-
+    local client_failed=- client_bad_status=- client_unanswered=-
+    local k v
+    while IFS='=' read -r k v; do
+        case $k in
+        fast_requests | fast_errors | fast_p50_us | fast_p99_us | fast_p999_us | fast_max_us | \
+            slow_requests | slow_errors | slow_p50_us | slow_p99_us | slow_max_us | \
+            client_lag_p99_us | client_lag_max_us | client_failed | client_bad_status | \
+            client_unanswered) printf -v "$k" '%s' "$v" ;;
+        esac
+    done <<<"$kv"
+    local n=$((fast_requests + slow_requests)) errors=$((fast_errors + slow_errors))
+    local cpu
+    cpu=$(cpu_per_req $((after - before)) "$n")
+    local row=("$round" "$server" "$load" "$rate" "$conns" "$slow_every" "$fast_requests" "$fast_errors" "$fast_p50_us" "$fast_p99_us" "$fast_p999_us" "$fast_max_us" "$slow_requests" "$slow_errors" "$slow_p50_us" "$slow_p99_us" "$slow_max_us" "$client_lag_p99_us" "$client_lag_max_us" "$cpu" "$load1" "$client_failed" "$client_bad_status" "$client_unanswered" "$overflows")
+    (IFS=$'\t' && echo "${row[*]}") >>"$TAIL"
+    emit "$round" "$server" "$CONFIG" "tail-$load" "$((n / SECS))" "$fast_p50_us" "$fast_p99_us" "$errors" "$n" "$cpu" -
+    log "    fast p99.9 ${fast_p999_us}us; slow: $slow_requests, p99 ${slow_p99_us}us; client lag p99 ${client_lag_p99_us}us; errors: $client_failed failed, $client_bad_status not 200, $client_unanswered unanswered; listen overflows $overflows; load average $load1"
+}
+
 run_idle() { # round server port: RSS growth per idle keep-alive connection
     local round=$1 server=$2 port=$3 ready=$OUT/idle.ready before after opened failed i
     rm -f "$ready"
@@ -314,21 +410,30 @@ set_config() {
     case $1 in
     1core) WORKERS=1 CONNS=64 THREADS=1 SERVER_PIN=(taskset -c 0) LOAD_PIN=(taskset -c 1) ;;
     2core) WORKERS=2 CONNS=128 THREADS=2 SERVER_PIN=() LOAD_PIN=() ;;
-    *) die "unknown config $1 (1core or 2core)" ;;
+    tail) WORKERS=4 CONNS=$TAIL_CONNS THREADS=$TAIL_THREADS SERVER_PIN=() LOAD_PIN=() ;;
+    *) die "unknown config $1 (1core, 2core or tail)" ;;
     esac
 }
 
 # ----------------------------------------------------------------- main ---
 # Estimate (measured): a load run takes SECS + ~1.2 s, an idle run ~3-4 s, a restart ~2-3 s.
 per_round=0
-for server in "${present[@]}"; do
-    per_round=$((per_round + 3))
-    for scenario in $SCENARIOS; do
-        supports "$server" "$scenario" || continue
-        if [[ $scenario == idle ]]; then per_round=$((per_round + 4)); else per_round=$((per_round + SECS + 1)); fi
+for config in $CONFIGS; do
+    CONFIG=$config
+    for server in "${present[@]}"; do
+        in_config "$server" || continue
+        per_round=$((per_round + 3))
+        if [[ $config == tail ]]; then
+            per_round=$((per_round + $(wc -w <<<"$TAIL_LOADS") * (SECS + 3)))
+            continue
+        fi
+        for scenario in $SCENARIOS; do
+            supports "$server" "$scenario" || continue
+            if [[ $scenario == idle ]]; then per_round=$((per_round + 4)); else per_round=$((per_round + SECS + 1)); fi
+        done
     done
 done
-estimate=$((ROUNDS * $(wc -w <<<"$CONFIGS") * per_round / 60 + 1))
+estimate=$((ROUNDS * per_round / 60 + 1))
 log "servers: ${present[*]}; configs: $CONFIGS; scenarios: $SCENARIOS"
 read -r load1 _ </proc/loadavg
 if awk -v l="$load1" 'BEGIN { exit !(l > 1.0) }'; then
@@ -338,6 +443,11 @@ log "$ROUNDS round(s) of ${SECS}s runs: about $estimate min (less where a server
 
 [[ -f $RESULTS ]] && mv "$RESULTS" "$OUT/results.prev.tsv"
 printf 'round\tserver\tconfig\tscenario\treq_per_s\tp50_us\tp99_us\terrors\trequests\tcpu_us_per_req\tidle_bytes_per_conn\n' >"$RESULTS"
+if [[ " $CONFIGS " == *" tail "* ]]; then
+    [[ -x $OPENLOOP ]] || die "no $OPENLOOP: build bench/ (cargo build --release -p openloop) or drop the tail config"
+    [[ -f $TAIL ]] && mv "$TAIL" "$OUT/tail.prev.tsv"
+    printf 'round\tserver\tload\trate\tconns\tslow_every\tfast_requests\tfast_errors\tfast_p50_us\tfast_p99_us\tfast_p999_us\tfast_max_us\tslow_requests\tslow_errors\tslow_p50_us\tslow_p99_us\tslow_max_us\tlag_p99_us\tlag_max_us\tcpu_us_per_req\tload1\tfailed\tbad_status\tunanswered\tlisten_overflows\n' >"$TAIL"
+fi
 
 port=$PORT_BASE
 for ((round = 1; round <= ROUNDS; round++)); do
@@ -347,9 +457,18 @@ for ((round = 1; round <= ROUNDS; round++)); do
     for config in $CONFIGS; do
         set_config "$config"
         for server in "${order[@]}"; do
+            in_config "$server" || continue
             port=$((port + 1))
             log "round $round/$ROUNDS, $config: starting $server on port $port"
             start_server "$server" "$port" "$LOGS/$server-$config-r$round.server.log" || continue
+            if [[ $config == tail ]]; then
+                for load in $TAIL_LOADS; do
+                    run_tail "$round" "$server" "$port" "$load"
+                    sleep 1
+                done
+                stop_server
+                continue
+            fi
             for scenario in $SCENARIOS; do
                 supports "$server" "$scenario" || continue
                 case $scenario in
@@ -368,3 +487,6 @@ done
 
 log "results: $RESULTS"
 python3 "$BENCH/summarize.py" "$RESULTS" --chart "$OUT/chart.png" | tee "$OUT/summary.md"
+if [[ -f $TAIL && " $CONFIGS " == *" tail "* ]]; then
+    python3 "$BENCH/summarize_tail.py" "$TAIL" | tee -a "$OUT/summary.md"
+fi

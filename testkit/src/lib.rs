@@ -3,7 +3,11 @@
 //! that starts a server binary as a subprocess and drives it with signals.
 //! Everything talks to 127.0.0.1 only, with bounded waits.
 
+pub mod browser;
 pub mod logs;
+pub mod sse;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod ws;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -83,10 +87,7 @@ impl Client {
     }
 
     fn fill(&mut self) -> io::Result<usize> {
-        let mut chunk = [0u8; 16384];
-        let n = self.stream.read(&mut chunk)?;
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(n)
+        fill(&mut self.stream, &mut self.buf)
     }
 
     /// Reads one response (to a request that was not HEAD).
@@ -101,87 +102,7 @@ impl Client {
 
     /// Reads one response, or the I/O error (EOF is `UnexpectedEof`).
     pub fn try_read_response(&mut self, head: bool) -> io::Result<Resp> {
-        loop {
-            let mut headers = [httparse::EMPTY_HEADER; 64];
-            let mut parsed = httparse::Response::new(&mut headers);
-            match parsed.parse(&self.buf) {
-                Ok(httparse::Status::Complete(n)) => {
-                    let status = parsed.code.unwrap_or(0);
-                    let headers: Vec<(String, String)> = parsed
-                        .headers
-                        .iter()
-                        .map(|h| {
-                            (
-                                h.name.to_ascii_lowercase(),
-                                String::from_utf8_lossy(h.value).into_owned(),
-                            )
-                        })
-                        .collect();
-                    self.buf.drain(..n);
-                    let mut resp = Resp {
-                        status,
-                        headers,
-                        body: Vec::new(),
-                    };
-                    if head || status < 200 || status == 204 || status == 304 {
-                        return Ok(resp);
-                    }
-                    if resp
-                        .header("transfer-encoding")
-                        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
-                    {
-                        resp.body = self.read_chunked()?;
-                    } else if let Some(len) = resp.header("content-length") {
-                        let len: usize = len.parse().expect("numeric content-length");
-                        while self.buf.len() < len {
-                            if self.fill()? == 0 {
-                                return Err(io::ErrorKind::UnexpectedEof.into());
-                            }
-                        }
-                        resp.body = self.buf.drain(..len).collect();
-                    } else {
-                        while self.fill()? > 0 {}
-                        resp.body = std::mem::take(&mut self.buf);
-                    }
-                    return Ok(resp);
-                }
-                Ok(httparse::Status::Partial) => {
-                    if self.fill()? == 0 {
-                        return Err(io::ErrorKind::UnexpectedEof.into());
-                    }
-                }
-                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
-            }
-        }
-    }
-
-    fn read_chunked(&mut self) -> io::Result<Vec<u8>> {
-        let mut body = Vec::new();
-        loop {
-            let line_end = loop {
-                if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                    break i;
-                }
-                if self.fill()? == 0 {
-                    return Err(io::ErrorKind::UnexpectedEof.into());
-                }
-            };
-            let line = String::from_utf8_lossy(&self.buf[..line_end]).into_owned();
-            let size = usize::from_str_radix(line.split(';').next().unwrap().trim(), 16)
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunk size"))?;
-            self.buf.drain(..line_end + 2);
-            while self.buf.len() < size + 2 {
-                if self.fill()? == 0 {
-                    return Err(io::ErrorKind::UnexpectedEof.into());
-                }
-            }
-            if size == 0 {
-                self.buf.drain(..2);
-                return Ok(body);
-            }
-            body.extend(self.buf.drain(..size));
-            self.buf.drain(..2);
-        }
+        read_response(&mut self.stream, &mut self.buf, head)
     }
 
     /// Whether the server has closed the connection (EOF or reset) within
@@ -307,3 +228,98 @@ pub mod load;
 pub mod procs;
 pub mod redis;
 pub mod systemd;
+
+/// Reads once from `stream` into `buf`.
+fn fill(stream: &mut dyn Read, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let mut chunk = [0u8; 16384];
+    let n = stream.read(&mut chunk)?;
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n)
+}
+
+/// Reads one HTTP/1.1 response from `stream` (`buf` holds bytes already
+/// read and keeps what follows the response); EOF is `UnexpectedEof`.
+pub fn read_response(stream: &mut dyn Read, buf: &mut Vec<u8>, head: bool) -> io::Result<Resp> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut parsed = httparse::Response::new(&mut headers);
+        match parsed.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => {
+                let status = parsed.code.unwrap_or(0);
+                let headers: Vec<(String, String)> = parsed
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_ascii_lowercase(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect();
+                buf.drain(..n);
+                let mut resp = Resp {
+                    status,
+                    headers,
+                    body: Vec::new(),
+                };
+                if head || status < 200 || status == 204 || status == 304 {
+                    return Ok(resp);
+                }
+                if resp
+                    .header("transfer-encoding")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+                {
+                    resp.body = read_chunked(stream, buf)?;
+                } else if let Some(len) = resp.header("content-length") {
+                    let len: usize = len.parse().expect("numeric content-length");
+                    while buf.len() < len {
+                        if fill(stream, buf)? == 0 {
+                            return Err(io::ErrorKind::UnexpectedEof.into());
+                        }
+                    }
+                    resp.body = buf.drain(..len).collect();
+                } else {
+                    while fill(stream, buf)? > 0 {}
+                    resp.body = std::mem::take(buf);
+                }
+                return Ok(resp);
+            }
+            Ok(httparse::Status::Partial) => {
+                if fill(stream, buf)? == 0 {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+        }
+    }
+}
+
+fn read_chunked(stream: &mut dyn Read, buf: &mut Vec<u8>) -> io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = loop {
+            if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                break i;
+            }
+            if fill(stream, buf)? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        };
+        let line = String::from_utf8_lossy(&buf[..line_end]).into_owned();
+        let size = usize::from_str_radix(line.split(';').next().unwrap().trim(), 16)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunk size"))?;
+        buf.drain(..line_end + 2);
+        while buf.len() < size + 2 {
+            if fill(stream, buf)? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        if size == 0 {
+            buf.drain(..2);
+            return Ok(body);
+        }
+        body.extend(buf.drain(..size));
+        buf.drain(..2);
+    }
+}
+pub mod upgrade;

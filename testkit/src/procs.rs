@@ -257,8 +257,11 @@ fn unique_tag() -> String {
 struct Output {
     /// stderr lines with their arrival time (since the spawn).
     log: Vec<(Duration, String)>,
-    /// The address of the `listening on http://ADDR` line on stdout.
+    /// The address of the first `listening on http://ADDR` (or `https://`)
+    /// line on stdout.
     addr: Option<SocketAddr>,
+    /// Every such line's address, in order (one per listener).
+    addrs: Vec<SocketAddr>,
     /// stderr reached EOF: every process holding it is gone.
     log_closed: bool,
     /// stdout reached EOF.
@@ -278,8 +281,13 @@ fn read_lines(
             let text = line.trim_end().to_owned();
             let mut out = output.lock().unwrap_or_else(|e| e.into_inner());
             if stdout {
-                if let Some(addr) = text.strip_prefix("listening on http://") {
+                // Plain and TLS addresses alike, in the order announced.
+                let addr = text
+                    .strip_prefix("listening on http://")
+                    .or_else(|| text.strip_prefix("listening on https://"));
+                if let Some(addr) = addr {
                     out.addr = out.addr.or(addr.parse().ok());
+                    out.addrs.extend(addr.parse::<SocketAddr>().ok());
                 }
             } else {
                 out.log.push((start.elapsed(), text));
@@ -437,6 +445,12 @@ impl ServerTree {
             self.server.addr = addr;
         }
         addr
+    }
+
+    /// Every address announced so far (one `listening on` line each: the
+    /// `--bind` address first, then each `--listen`).
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.lock().addrs.clone()
     }
 
     /// The address the server listens on.

@@ -9,11 +9,12 @@ use std::time::Duration;
 use http::header::{self, HeaderValue};
 use http::{Method, StatusCode};
 
+use crate::group::Group;
 use crate::http::{Extensions, IntoResponse, Request, Response};
 use crate::limits::Limits;
-use crate::middleware::Cors;
-use crate::server::{ServeError, Server, ServerConfig};
-use crate::service::{Answer, Service};
+use crate::middleware::{Compression, Cors};
+use crate::server::{Balance, Listen, ServeError, Server, ServerConfig};
+use crate::service::{Answer, Route, Service};
 use crate::static_files::{self, Mount, Outcome, StaticConfig};
 use crate::ws::{WebSocket, WsConfig, WsEvent};
 
@@ -148,9 +149,63 @@ impl App {
         self.service.add_route(
             method,
             pattern,
-            Box::new(move |req| handler(req).into_response()),
+            Route::plain(Box::new(move |req| handler(req).into_response())),
         );
         self
+    }
+
+    /// Mounts a [`Group`] of routes under `prefix` (`"/api"`; `""` or
+    /// `"/"` for none, which is [`merge`](App::merge)): its routes answer
+    /// `prefix` + their pattern, with the group's hooks, body limit and
+    /// fallback. Panics, pointing at this line, if a group route conflicts
+    /// with one already registered (the message names the group route's
+    /// line too).
+    ///
+    /// ```
+    /// use tine::{App, Group, Request};
+    /// let app = App::new().nest("/api", Group::new().get("/todos", |_: &Request| "[]"));
+    /// ```
+    #[track_caller]
+    pub fn nest(mut self, prefix: &str, group: Group) -> Self {
+        let prefix = crate::group::checked_prefix(prefix);
+        group.register(&mut self.service, &prefix, None);
+        self
+    }
+
+    /// Adds a [`Group`]'s routes as they are, with its hooks and limits:
+    /// for an app split across modules, each returning its `Group`, or
+    /// for one route with its own [`max_body`](Group::max_body).
+    ///
+    /// ```
+    /// use tine::{App, Group, Request};
+    /// fn users() -> Group {
+    ///     Group::new().get("/users", |_: &Request| "[]")
+    /// }
+    /// let app = App::new().merge(users());
+    /// ```
+    #[track_caller]
+    pub fn merge(self, group: Group) -> Self {
+        self.nest("", group)
+    }
+
+    /// Answers every method on the paths that no route, wildcard route or
+    /// static mount matches (instead of tine's `404`; a path a route
+    /// matches with another method still gets `405`). After the app's
+    /// before-hooks, like a route. Panics if the app already has one.
+    ///
+    /// ```
+    /// use tine::{App, Request, Response, StatusCode};
+    /// let app = App::new().fallback(|req: &Request| {
+    ///     Response::text(format!("nothing at {}", req.path())).with_status(StatusCode::NOT_FOUND)
+    /// });
+    /// ```
+    #[track_caller]
+    pub fn fallback<H, R>(self, handler: H) -> Self
+    where
+        H: Fn(&Request) -> R + 'static,
+        R: IntoResponse,
+    {
+        self.merge(Group::new().fallback(handler))
     }
 
     /// Serves the files under `dir` at the URL prefix `prefix` (GET and
@@ -254,7 +309,11 @@ impl App {
     /// rendered by the [`errors`](App::errors) handler, as from a handler).
     /// Before-hooks run on WebSocket upgrade requests too; they do not run
     /// on requests tine refuses before routing (malformed, over a limit,
-    /// timed out).
+    /// timed out). For a request with a body they run once its head is
+    /// read, before the body is accepted (and before `100 Continue` is
+    /// sent): a hook that answers then refuses the body unread, and the
+    /// connection closes after the answer unless the whole body had
+    /// already arrived with the head. (The hook sees an empty body.)
     ///
     /// ```
     /// use tine::{App, Request, Response, StatusCode};
@@ -271,6 +330,30 @@ impl App {
     {
         self.service.add_before(Box::new(hook));
         self
+    }
+
+    /// Answers every request that did not arrive over TLS with a `308
+    /// Permanent Redirect` to the same host and path over HTTPS, on
+    /// `https_port` (omitted from the URL when 443). Requests on TLS
+    /// listeners ([`Listen::tls`](crate::Listen::tls)) are served as usual.
+    /// A before-hook: hooks added earlier run first. A request without a
+    /// `Host` (HTTP/1.0) gets a `400`.
+    ///
+    /// ```
+    /// use tine::{App, Method, Request};
+    /// let app = App::new().get("/", |_: &Request| "hi").redirect_https(8443);
+    /// let res = app.handle(&mut Request::builder(Method::GET, "/a?b=1")
+    ///     .header("host", "example.com:8080").finish());
+    /// assert_eq!(res.status(), 308);
+    /// assert_eq!(res.headers()["location"], "https://example.com:8443/a?b=1");
+    /// ```
+    pub fn redirect_https(self, https_port: u16) -> Self {
+        self.before(move |req: &mut Request| {
+            if req.is_https() {
+                return None;
+            }
+            Some(https_redirect(req, https_port))
+        })
     }
 
     /// Adds an after-hook, which maps every response sent for a request,
@@ -300,8 +383,9 @@ impl App {
     /// [`Response::not_found`] or [`Response::bad_request`] a handler or
     /// before-hook returns, on HTTP and WebSocket routes alike. Responses
     /// with content of their own (`Response::text(..).with_status(404)`,
-    /// a bare `StatusCode`, a [`tine::Error`](crate::Error) whose message
-    /// is its body) are sent as they are. tine keeps the status and the
+    /// a bare `StatusCode`, a [`tine::Error`](crate::Error) with its
+    /// message, [JSON body](crate::Error::json) or
+    /// [response](crate::Error::response)) are sent as they are. tine keeps the status and the
     /// headers of the response being rendered (such as `Allow` on 405s).
     ///
     /// The request is what could be read of it (for a request refused as
@@ -330,10 +414,135 @@ impl App {
         cors.install(self)
     }
 
+    /// Adds a server-sent events route: `GET pattern` answers a
+    /// `text/event-stream` whose events come from publish/subscribe.
+    /// `handler` runs once per connection, after the before-hooks (which
+    /// can refuse it, for authentication): it subscribes the stream to
+    /// topics, may send first events (those missed since
+    /// [`Sse::last_event_id`](crate::Sse::last_event_id), say), set `retry:`, the heartbeat interval
+    /// and the buffer limit, or [`reject`](crate::Sse::reject) the request. Then
+    /// every [`publish`](crate::publish) or
+    /// [`publish_event`](crate::publish_event) to those topics, from any
+    /// worker, reaches the client. See [`Sse`](crate::Sse).
+    ///
+    /// ```
+    /// use tine::{App, Request, Sse, SseEvent, StatusCode};
+    /// let app = App::new()
+    ///     .sse("/events/:room", |req: &Request, sse: &mut Sse| {
+    ///         sse.subscribe(req.param("room").unwrap_or("lobby"));
+    ///         sse.send(SseEvent::new("welcome").event("hello"));
+    ///     })
+    ///     .post("/say/:room", |req: &Request| {
+    ///         tine::publish(req.param("room").unwrap_or("lobby"), req.text().unwrap_or_default());
+    ///         StatusCode::ACCEPTED
+    ///     });
+    /// ```
+    #[track_caller]
+    pub fn sse<F>(self, pattern: &str, handler: F) -> Self
+    where
+        F: Fn(&Request, &mut crate::Sse) + 'static,
+    {
+        self.get(pattern, move |req: &Request| {
+            let mut sse = crate::Sse::new(req);
+            handler(req, &mut sse);
+            sse
+        })
+    }
+
+    /// Compresses responses with gzip, brotli or zstd (the `zstd`
+    /// feature) as the request's `Accept-Encoding` allows: bodies in
+    /// memory, streams (chunk by chunk, still streamed) and static files
+    /// without a precompressed sibling. See [`Compression`] for what is
+    /// skipped and the default levels.
+    ///
+    /// It is an after-hook: register it after hooks whose output it should
+    /// compress (hooks registered later see the compressed response).
+    ///
+    /// ```
+    /// use tine::{App, Compression, Request, Response};
+    /// let app = App::new()
+    ///     .get("/report", |_: &Request| Response::json(&vec!["row"; 500]))
+    ///     .compress(Compression::new());
+    /// ```
+    pub fn compress(self, compression: Compression) -> Self {
+        compression.install(self)
+    }
+
     /// Logs one line per request, `METHOD /path STATUS 3ms`, through the
     /// `log` facade (target `tine::access`, level info).
     pub fn log_requests(mut self) -> Self {
         self.service.set_log_requests();
+        self
+    }
+
+    /// The key that signs and encrypts cookies
+    /// ([`Response::set_signed_cookie`], [`Response::set_private_cookie`])
+    /// and is tried first when reading them ([`Request::signed_cookie`],
+    /// [`Request::private_cookie`]). Signed cookies use HMAC-SHA256,
+    /// private ones AES-256-GCM (the `cookie` crate's).
+    ///
+    /// Take the key from configuration, never from code: a secret of at
+    /// least 32 random bytes (`openssl rand -base64 48`) in an environment
+    /// variable or a file, turned into a key with
+    /// [`Key::derive_from`](cookie::Key::derive_from) (panics if shorter
+    /// than 32 bytes), or 64 bytes of key given to
+    /// [`Key::try_from`](cookie::Key::try_from). The app is built before
+    /// the workers are forked, so every worker has the same key.
+    /// ([`Key::generate`](cookie::Key::generate) suits tests: cookies made
+    /// with it do not survive a restart.)
+    ///
+    /// **Rotating the key** without logging everyone out: make the new
+    /// secret the `cookie_key` and give the old one to
+    /// [`old_cookie_key`](App::old_cookie_key). New cookies are signed
+    /// with the new key; cookies signed with the old one are still
+    /// accepted, and are replaced as the app sets them again (set session
+    /// cookies on each log-in or refresh to move clients over sooner). Once
+    /// the longest-lived cookie made with the old key has expired, remove
+    /// the old key: from then on, whatever it signed is refused.
+    ///
+    /// ```no_run
+    /// use tine::cookie::Key;
+    /// use tine::App;
+    /// let secret = std::env::var("COOKIE_SECRET").expect("COOKIE_SECRET (32+ bytes)");
+    /// let mut app = App::new().cookie_key(Key::derive_from(secret.as_bytes()));
+    /// // During a rotation: the previous secret is still accepted.
+    /// if let Ok(old) = std::env::var("COOKIE_SECRET_OLD") {
+    ///     app = app.old_cookie_key(Key::derive_from(old.as_bytes()));
+    /// }
+    /// ```
+    pub fn cookie_key(mut self, key: cookie::Key) -> Self {
+        self.service
+            .set_cookie_keys(|keys| keys.current = Some(key));
+        self
+    }
+
+    /// A key still accepted when reading signed and private cookies, but
+    /// never used to make them: the previous key during a rotation (see
+    /// [`cookie_key`](App::cookie_key)). May be given several times.
+    ///
+    /// ```
+    /// use tine::cookie::{Cookie, Key};
+    /// use tine::{test::TestClient, App, Request, Response};
+    /// let (old, new) = (Key::generate(), Key::generate());
+    /// let routes = |app: App| {
+    ///     app.get("/in", |req: &Request| Response::text("").set_signed_cookie(req, Cookie::new("u", "ada")))
+    ///         .get("/me", |req: &Request| req.signed_cookie("u").map(|c| c.value().to_string()).unwrap_or_default())
+    /// };
+    /// // Yesterday's server signed the cookie with the old key ...
+    /// let before = TestClient::new(routes(App::new().cookie_key(old.clone())));
+    /// before.get("/in").send();
+    /// let cookie = before.cookie("u").unwrap();
+    /// // ... today's signs with the new one and still accepts it.
+    /// let after = TestClient::new(routes(App::new().cookie_key(new.clone()).old_cookie_key(old)));
+    /// after.set_cookie("u", &cookie);
+    /// assert_eq!(after.get("/me").send().text(), "ada");
+    /// // Once the old key is retired, it is refused.
+    /// let later = TestClient::new(routes(App::new().cookie_key(new)));
+    /// later.set_cookie("u", &cookie);
+    /// assert_eq!(later.get("/me").send().text(), "");
+    /// ```
+    pub fn old_cookie_key(mut self, key: cookie::Key) -> Self {
+        self.service.set_cookie_keys(|keys| keys.old.push(key));
         self
     }
 
@@ -444,6 +653,23 @@ impl App {
         self
     }
 
+    /// How long a new master started by a binary upgrade (`SIGUSR2` to the
+    /// master) may take until every one of its workers is ready (default
+    /// 60 s: the new build forks its workers and runs their start-up hooks
+    /// meanwhile). Past it, the new master gets `SIGTERM` (`SIGKILL` after
+    /// the graceful timeout), the log says why, and the old master serves
+    /// on. The same happens at once if the new master exits. Needs
+    /// workers > 1.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let app = tine::App::new().workers(4).upgrade_timeout(Duration::from_secs(120));
+    /// ```
+    pub fn upgrade_timeout(mut self, d: std::time::Duration) -> Self {
+        self.config.upgrade_timeout = d;
+        self
+    }
+
     /// Writes the serving process's pid (the master's with workers > 1) to
     /// `path` once its address is bound ([`bind`](App::bind),
     /// [`serve`](App::serve)), and removes the file when the server is
@@ -502,6 +728,37 @@ impl App {
         self
     }
 
+    /// Listens on one more address besides the one given to
+    /// [`bind`](App::bind) (which stays the first): the same routes on
+    /// every address, each with its own settings (see [`Listen`]).
+    ///
+    /// ```no_run
+    /// use tine::{App, Listen, Request};
+    /// App::new()
+    ///     .get("/", |_: &Request| "hi")
+    ///     .listen(Listen::tcp(([0, 0, 0, 0, 0, 0, 0, 0], 8080)))
+    ///     .serve("0.0.0.0:8080")?;
+    /// # Ok::<(), tine::ServeError>(())
+    /// ```
+    pub fn listen(mut self, listen: Listen) -> Self {
+        self.config.listens.push(listen);
+        self
+    }
+
+    /// How workers share each address unless its [`Listen`] says
+    /// otherwise (default: [`Balance::ReusePort`] on Linux and FreeBSD,
+    /// [`Balance::Shared`] on macOS). See [`Balance`] for when to choose
+    /// which.
+    ///
+    /// ```
+    /// let app = tine::App::new().workers(4).balance(tine::Balance::Shared);
+    /// # let _ = app;
+    /// ```
+    pub fn balance(mut self, balance: Balance) -> Self {
+        self.config.balance = Some(balance);
+        self
+    }
+
     /// Runs `init` in each worker process after the fork (and once before
     /// serving in single-process mode), for resources that must not cross a
     /// fork: database connections, thread pools, RNG seeds. What it stores
@@ -544,7 +801,24 @@ impl App {
     /// [`Server::local_addr`].
     pub fn bind(self, addr: impl ToSocketAddrs) -> Result<Server, ServeError> {
         let addr = resolve(addr)?;
-        Ok(Server::bind(self.service, self.config, addr)?)
+        Ok(Server::bind(self.service, self.config, Some(addr))?)
+    }
+
+    /// Binds only the addresses added with [`listen`](App::listen) (an
+    /// error if there is none), for a server whose first address needs
+    /// settings of its own.
+    ///
+    /// ```
+    /// use tine::{App, Balance, Listen};
+    /// let server = App::new()
+    ///     .listen(Listen::tcp(([127, 0, 0, 1], 0)).balance(Balance::Shared))
+    ///     .bind_listeners()?;
+    /// assert_eq!(server.local_addrs().len(), 1);
+    /// assert!(App::new().bind_listeners().is_err());
+    /// # Ok::<(), tine::ServeError>(())
+    /// ```
+    pub fn bind_listeners(self) -> Result<Server, ServeError> {
+        Ok(Server::bind(self.service, self.config, None)?)
     }
 
     /// Binds `addr` and serves until SIGINT or SIGTERM, then drains and
@@ -559,19 +833,20 @@ impl App {
         &self.config
     }
 
-    /// The service and settings the server would take (for tests that
-    /// drive a connection without a server).
-    #[cfg(test)]
+    /// The service and settings the server would take (for the test
+    /// client, and tests that drive a connection without a server).
     pub(crate) fn into_parts(self) -> (Service, ServerConfig) {
         (self.service, self.config)
     }
 
-    /// The test client: answers one request without a socket, on the
-    /// same path the server uses for every request (routing, hooks,
-    /// handler or WebSocket handshake, error pages, after-hooks, the
-    /// request log), with panics turned into 500s. An accepted WebSocket
-    /// upgrade returns its `101`. Worker-init hooks have not run here, so
-    /// [`Request::state`] finds nothing.
+    /// Answers one request without a socket, on the same path the server
+    /// uses for every request (routing, hooks, handler or WebSocket
+    /// handshake, error pages, after-hooks, the request log), with panics
+    /// turned into 500s. An accepted WebSocket upgrade returns its `101`.
+    /// Worker-init hooks have not run here, so [`Request::state`] finds
+    /// nothing: to test an app, use [`tine::test::TestClient`](crate::test::TestClient),
+    /// which runs them, keeps cookies, drives WebSocket routes and applies
+    /// the body limit.
     ///
     /// ```
     /// use tine::{App, Method, Request, StatusCode};
@@ -641,6 +916,30 @@ fn resolve(addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
             "the address resolved to nothing",
         )
     })
+}
+
+/// The `308` to the HTTPS form of `req`'s URL (see [`App::redirect_https`]).
+fn https_redirect(req: &Request, port: u16) -> Response {
+    let Some(host) = req.header("host").filter(|h| !h.is_empty()) else {
+        return Response::text("a Host header is needed to redirect to HTTPS\n")
+            .with_status(StatusCode::BAD_REQUEST);
+    };
+    // The host without its port: `[v6]:port`, `name:port`, or bare.
+    let name = match host.rfind(':') {
+        Some(i) if !host[i..].contains(']') => &host[..i],
+        _ => host,
+    };
+    let path = req.raw_path();
+    let target = match req.query_string() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let location = if port == 443 {
+        format!("https://{name}{target}")
+    } else {
+        format!("https://{name}:{port}{target}")
+    };
+    Response::empty(StatusCode::PERMANENT_REDIRECT).with_header(header::LOCATION, location)
 }
 
 #[cfg(test)]

@@ -41,13 +41,15 @@
 //! | `service` | the one request-to-answer path: routing, before-hooks, the handler or WebSocket handshake, error pages (the `errors` handler), after-hooks, the request log; also the answers to requests tine refuses |
 //! | `handler` | handler and hook types, and the panic boundary every piece of app code runs in |
 //! | `router` | route patterns and matching |
-//! | `middleware` | [`Cors`] |
-//! | `http` | the wire format on buffers: parsing (`parse`, `body`), the framing decision and encoding (`encode`), [`Request`], [`Response`] |
+//! | `middleware` | [`Cors`], [`Compression`] (after-hooks) |
+//! | `http` | the wire format on buffers: parsing (`parse`, `body`), the framing decision and encoding (`encode`), [`Request`], [`Response`], signed and private cookies (`cookies`: the key ring) |
 //! | `static_files` | static files: lookups that cannot leave the root, validators, ranges, precompressed siblings ([`StaticConfig`]) |
 //! | `ws` | WebSocket: handshake, the session (tungstenite on tine's buffers), the event-style API ([`WsConfig`]) |
+//! | `sse` | server-sent events: [`Sse`] (the route's handle), [`SseEvent`], [`publish_event`]; the connection side is `server/conn/sse.rs` |
 //! | [`pubsub`] | [`publish`]: the bounded outbox, the topic index, the bus (master relay or Redis) |
-//! | `server` | sockets and processes: `event_loop/` (poll, accept, timers, drain), `conn/` (one connection's HTTP/1.1 and WebSocket state machine over a `Transport`), `listener.rs` (addresses, each a `SO_REUSEPORT` group or one shared socket), `master/` (the system calls of supervision) and `supervisor/` (its decisions, a pure state machine), `control.rs` (master-worker messages), `systemd.rs` (socket activation) and `notify.rs` (`sd_notify`), `privileges.rs` (workers' user and group) |
+//! | `server` | sockets and processes: `event_loop/` (poll, accept, timers, drain), `conn/` (one connection's HTTP/1.1, WebSocket and event-stream state machine over a `Transport`), `listener.rs` (addresses, each a `SO_REUSEPORT` group or one shared socket), `master/` (the system calls of supervision) and `supervisor/` (its decisions, a pure state machine), `control.rs` (master-worker messages), `systemd.rs` (socket activation) and `notify.rs` (`sd_notify`), `privileges.rs` (workers' user and group) |
 //! | `error`, `limits`, `macros` | [`Error`], [`Limits`], [`app!`] and [`server!`] |
+//! | [`test`](mod@test) | [`TestClient`](test::TestClient): the app driven without sockets, on the service's own path |
 //!
 //! ## How a request flows
 //!
@@ -67,9 +69,11 @@
 //!    pipelined answers leave in one write; files go by `sendfile` where
 //!    the transport allows; streams are pulled as fast as the client reads.
 //! 5. An upgraded connection becomes a WebSocket session in the same
-//!    `Conn`; what handlers [`publish`] waits in a bounded outbox that the
-//!    loop hands to the bus (the master relays it to the other workers, or
-//!    Redis carries it), and each process delivers to its subscribers.
+//!    `Conn`, and an [`Sse`] answer makes it an event stream; what
+//!    handlers [`publish`] waits in a bounded outbox that the loop hands to
+//!    the bus (the master relays it to the other workers, or Redis carries
+//!    it), and each process delivers to its subscribers, WebSocket and
+//!    event-stream connections alike.
 //!
 //! With several workers, `server::master` binds the listeners, forks the
 //! workers and performs what `server::supervisor` decides on each event
@@ -81,29 +85,41 @@
 
 mod app;
 mod error;
+mod group;
 mod handler;
 mod http;
 mod limits;
 mod macros;
 mod middleware;
+mod multipart;
 pub mod pubsub;
 mod router;
 mod server;
 mod service;
+mod sse;
 mod static_files;
+pub mod test;
 mod ws;
 
 pub use crate::app::App;
 pub use crate::error::Error;
+pub use crate::group::Group;
 pub use crate::http::{
-    Extensions, HeaderValues, IntoResponse, Params, Request, RequestBuilder, Response,
+    BodyReader, Extensions, HeaderValues, IntoResponse, Params, Request, RequestBuilder, Response,
 };
 pub use crate::limits::Limits;
-pub use crate::middleware::Cors;
+pub use crate::middleware::{Compression, Cors};
+pub use crate::multipart::{Multipart, MultipartLimits, Part, PartReader};
 pub use crate::pubsub::{publish, publish_binary};
-pub use crate::server::{worker, ServeError, Server, WorkerInfo};
+#[cfg(feature = "tls")]
+pub use crate::server::tls::{TlsConfig, TlsError};
+pub use crate::server::{worker, Balance, Listen, ServeError, Server, WorkerInfo};
+pub use crate::sse::{publish_event, Sse, SseEvent};
 pub use crate::static_files::StaticConfig;
 pub use crate::ws::{WebSocket, WsConfig, WsEvent};
+/// The rustls version tine uses (for [`TlsConfig::from_rustls`]).
+#[cfg(feature = "tls")]
+pub use rustls;
 
 pub use ::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 pub use bytes::Bytes;
@@ -136,7 +152,14 @@ pub mod __fuzz {
                             );
                         }
                     }
-                    crate::http::parse::Decoded::Continue => {}
+                    crate::http::parse::Decoded::Head(_) => {
+                        // Admitted as a route with the global limit would be.
+                        if decoder.admit(limits.max_body, limits.spill_past()).is_err() {
+                            return;
+                        }
+                    }
+                    crate::http::parse::Decoded::Body(_)
+                    | crate::http::parse::Decoded::Continue => {}
                     crate::http::parse::Decoded::NeedMore => break,
                     crate::http::parse::Decoded::Error(_) => {
                         // What the error page and after-hooks would see.
@@ -182,6 +205,10 @@ pub mod __fuzz {
         }
     }
 
+    /// The TLS transport, driven over loopback TCP (see `server::tls::fuzz`).
+    #[cfg(feature = "tls")]
+    pub use crate::server::tls::fuzz as tls;
+
     /// Decodes `data` as a chunked body in pieces of `split` bytes.
     pub fn decode_chunked(data: &[u8], split: usize) {
         let mut decoder = crate::http::body::ChunkedDecoder::new();
@@ -202,3 +229,9 @@ pub mod __fuzz {
         }
     }
 }
+
+/// The README's Rust examples, compiled as doctests so they cannot drift
+/// from the API (`no_run`: they would serve forever).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;

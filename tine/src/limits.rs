@@ -28,6 +28,8 @@ pub struct Limits {
     pub(crate) max_headers: usize,
     /// See [`Limits::max_body`].
     pub(crate) max_body: usize,
+    /// See [`Limits::body_buffer`]; `None`: `max_body`.
+    pub(crate) body_buffer: Option<usize>,
     /// See [`Limits::header_timeout`].
     pub(crate) header_timeout: Duration,
     /// See [`Limits::body_timeout`].
@@ -48,6 +50,7 @@ impl Default for Limits {
             max_header: 16 * 1024,
             max_headers: 100,
             max_body: 1024 * 1024,
+            body_buffer: None,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(60),
@@ -87,7 +90,9 @@ impl Limits {
 
     /// Largest request body, in bytes, whether sent with `Content-Length`
     /// or chunked. Default 1 MiB. Over it: `413`, sent as soon as the
-    /// declared length is known, then close.
+    /// declared length is known (before any of the body is read, and
+    /// before `100 Continue`), then close. A route group can set its own
+    /// with [`Group::max_body`](crate::Group::max_body).
     ///
     /// ```
     /// let limits = tine::Limits::default().max_body(10 << 20);
@@ -96,6 +101,35 @@ impl Limits {
     pub fn max_body(mut self, bytes: usize) -> Self {
         self.max_body = bytes;
         self
+    }
+
+    /// Largest request body kept in memory, in bytes (nginx's
+    /// `client_body_buffer_size`). A larger body (allowed by a route
+    /// group's [`max_body`](crate::Group::max_body), say) is written to an
+    /// anonymous temporary file as it arrives (in `TMPDIR`, else `/tmp`),
+    /// so a 100 MiB upload costs a connection about one read buffer of
+    /// memory, not 100 MiB. The handler streams such a body with
+    /// [`Request::body_reader`](crate::Request::body_reader) (which
+    /// works for every body); [`Request::body`](crate::Request::body)
+    /// still works, but reads the whole file into memory on first use.
+    /// Default: [`max_body`](Limits::max_body) (1 MiB by default), so
+    /// bodies the app-wide limit allows stay in memory as they always
+    /// did, and only bodies that a group's larger `max_body` lets through
+    /// are spilled.
+    ///
+    /// ```
+    /// let limits = tine::Limits::default().body_buffer(64 * 1024);
+    /// ```
+    #[must_use]
+    pub fn body_buffer(mut self, bytes: usize) -> Self {
+        self.body_buffer = Some(bytes);
+        self
+    }
+
+    /// The body size past which bodies are spilled (see
+    /// [`body_buffer`](Limits::body_buffer)).
+    pub(crate) fn spill_past(&self) -> usize {
+        self.body_buffer.unwrap_or(self.max_body)
     }
 
     /// Time a client has to deliver a complete request head once it has
@@ -192,6 +226,13 @@ impl Limits {
 
     /// How long a graceful shutdown waits for in-flight requests and queued
     /// responses before closing what is left. Default 10 s.
+    ///
+    /// A stopping process (a worker recycled, replaced by a rolling restart
+    /// or a binary upgrade, or the whole server stopping) ends its
+    /// WebSockets (close `1001`) and streamed responses still running one
+    /// after another, spread evenly over the first half of this timeout,
+    /// so that their clients do not all reconnect at the same moment; the
+    /// second half is left for the close handshakes.
     ///
     /// ```
     /// let limits = tine::Limits::default().drain_timeout(std::time::Duration::from_secs(30));

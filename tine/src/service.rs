@@ -7,11 +7,21 @@
 //!
 //! 1. routing (a WebSocket upgrade request to the WebSocket routes, every
 //!    other request to the HTTP routes);
-//! 2. the before-hooks, in order, until one answers;
+//! 2. the before-hooks, in order, until one answers: the app's, then
+//!    those of the route's group (outermost first);
 //! 3. the handler, the WebSocket handshake, or tine's 404 / 405;
 //! 4. the error page, if the response is one (the rule below);
-//! 5. the after-hooks, in order (on everything but an accepted upgrade);
+//! 5. the after-hooks, in order (on everything but an accepted upgrade):
+//!    the group's (innermost first), then the app's;
 //! 6. the request log line.
+//!
+//! A request with a body is first *admitted*, as soon as its head is
+//! read and before any of its body is accepted ([`Service::admit`]):
+//! routing gives its group's `max_body`, and steps 2 and 4 to 6 run there,
+//! so an authentication hook refuses a 100 MiB upload before it is sent
+//! (and before `100 Continue`). The connection then reads the body within
+//! the limit and calls `answer`, which skips the hooks already run. Bodiless
+//! requests (the common case) skip admission entirely.
 //!
 //! A request tine refuses once its request line was read (400, 408, 413,
 //! 431, ... found by the decoder or the timers) goes through
@@ -30,8 +40,11 @@
 //! static files, on HTTP and WebSocket routes alike. The status and the
 //! headers of the response are kept (such as `Allow`). A response built
 //! with content of its own (`Response::text(..).with_status(404)`,
-//! `(StatusCode, body)`, a bare `StatusCode`, [`Error`](crate::Error),
-//! whose message is its body) is the app's own answer and is sent as is.
+//! `(StatusCode, body)`, a bare `StatusCode`, an [`Error`](crate::Error)
+//! with its message, JSON body or response of its own) is the app's own
+//! answer and is sent as is; an `Error` made from an error page
+//! (`Error::from(Response::error(..))`) is still an error page, since
+//! errors become responses before this rule looks at them.
 //! After-hooks see the rendered page; what they return is not rendered
 //! again.
 //!
@@ -47,6 +60,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, StatusCode};
 
 use crate::handler::{self, After, Before, ErrorHandler, Handler};
+use crate::http::cookies::CookieKeys;
 use crate::http::parse::SeenHead;
 use crate::http::{Extensions, Request, Response};
 use crate::router::{Match, Router};
@@ -63,11 +77,83 @@ pub(crate) enum Answer {
     Upgrade(Response, WsHandler),
 }
 
+/// What [`Service::admit`] decided for a request whose body is still to
+/// come.
+pub(crate) enum Admission {
+    /// Read the body, up to this many bytes (`None`: the server's
+    /// [`Limits::max_body`](crate::Limits::max_body)), then
+    /// [`answer`](Service::answer) it.
+    Accept(Option<usize>),
+    /// A before-hook answered (or panicked): send this, without reading
+    /// the body.
+    Answer(Response),
+}
+
+/// What a route group adds to its routes: hooks, a body limit, and the
+/// group it is nested in (see [`Group`](crate::Group)).
+#[derive(Default)]
+pub(crate) struct Layer {
+    pub(crate) before: Vec<Before>,
+    pub(crate) after: Vec<After>,
+    pub(crate) max_body: Option<usize>,
+    pub(crate) parent: Option<Rc<Layer>>,
+}
+
+impl Layer {
+    /// The innermost body limit set on the way to this group.
+    fn max_body(&self) -> Option<usize> {
+        self.max_body
+            .or_else(|| self.parent.as_ref().and_then(|p| p.max_body()))
+    }
+
+    /// The before-hooks, outermost group first, until one answers.
+    fn before(&self, req: &mut Request) -> Option<Response> {
+        if let Some(parent) = &self.parent {
+            if let Some(res) = parent.before(req) {
+                return Some(res);
+            }
+        }
+        self.before.iter().find_map(|hook| hook(req))
+    }
+
+    /// The after-hooks, innermost group first.
+    fn after(&self, req: &Request, mut res: Response) -> Response {
+        for hook in &self.after {
+            res = hook(req, res);
+        }
+        match &self.parent {
+            Some(parent) => parent.after(req, res),
+            None => res,
+        }
+    }
+}
+
+/// A routed handler, with the group it was registered in, if any.
+pub(crate) struct Route {
+    pub(crate) handler: Handler,
+    pub(crate) layer: Option<Rc<Layer>>,
+}
+
+impl Route {
+    pub(crate) fn plain(handler: Handler) -> Self {
+        Route {
+            handler,
+            layer: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Route")
+    }
+}
+
 /// Routes, hooks and error pages: everything between a decoded request
 /// and the response the connection sends. See the module docs.
 #[derive(Default)]
 pub(crate) struct Service {
-    router: Router<Handler>,
+    router: Router<Route>,
     ws_router: Router<WsHandler>,
     /// Subprotocols the WebSocket handshake may select.
     ws_protocols: Vec<String>,
@@ -76,8 +162,12 @@ pub(crate) struct Service {
     error_handler: Option<ErrorHandler>,
     log_requests: bool,
     worker_init: Vec<WorkerInit>,
-    /// What the worker-init hooks built, shared by every request.
+    /// What the worker-init hooks built, shared by every request, with
+    /// the cookie keys.
     state: Rc<Extensions>,
+    /// Keys for signed and private cookies; kept in `state` too, where
+    /// requests find them.
+    cookie_keys: Option<CookieKeys>,
 }
 
 /// Where in [`Service::answer`] a panic happened.
@@ -93,15 +183,35 @@ impl Service {
     /// Adds a route, panicking at the builder's caller on a bad pattern
     /// or a conflicting route.
     #[track_caller]
-    pub(crate) fn add_route(&mut self, method: Option<Method>, pattern: &str, handler: Handler) {
-        let result = self.router.add(method, parse_pattern(pattern), handler);
+    pub(crate) fn add_route(&mut self, method: Option<Method>, pattern: &str, route: Route) {
+        let result = self.router.add(method, parse_pattern(pattern), route);
         registered(result);
+    }
+
+    /// Adds a route, or says why it cannot be (a group checks at its
+    /// `nest` line).
+    pub(crate) fn try_add_route(
+        &mut self,
+        method: Option<Method>,
+        pattern: &str,
+        route: Route,
+    ) -> Result<(), String> {
+        let pattern = crate::router::Pattern::parse(pattern)?;
+        self.router.add(method, pattern, route)
+    }
+
+    /// Like [`try_add_route`](Self::try_add_route), for a fallback.
+    pub(crate) fn try_add_fallback(&mut self, pattern: &str, route: Route) -> Result<(), String> {
+        let pattern = crate::router::Pattern::parse(pattern)?;
+        self.router.add_fallback(pattern, route)
     }
 
     /// Adds a static mount: see the router's docs for what it answers.
     #[track_caller]
     pub(crate) fn add_mount(&mut self, pattern: &str, handler: Handler) {
-        let result = self.router.add_mount(parse_pattern(pattern), handler);
+        let result = self
+            .router
+            .add_mount(parse_pattern(pattern), Route::plain(handler));
         registered(result);
     }
 
@@ -137,6 +247,25 @@ impl Service {
         self.worker_init.push(init);
     }
 
+    /// Changes the cookie keys, and puts them where requests find them.
+    pub(crate) fn set_cookie_keys(&mut self, change: impl FnOnce(&mut CookieKeys)) {
+        let keys = self.cookie_keys.get_or_insert_with(CookieKeys::default);
+        change(keys);
+        let keys = keys.clone();
+        // While the app is being built the state is this service's alone
+        // (the worker-init hooks have not run: it holds only the keys).
+        match Rc::get_mut(&mut self.state) {
+            Some(state) => {
+                state.insert(keys);
+            }
+            None => {
+                let mut state = Extensions::default();
+                state.insert(keys);
+                self.state = Rc::new(state);
+            }
+        }
+    }
+
     pub(crate) fn counts(&self) -> (usize, usize) {
         (self.before.len(), self.after.len())
     }
@@ -153,6 +282,9 @@ impl Service {
                 ));
             }
         }
+        if let Some(keys) = &self.cookie_keys {
+            state.insert(keys.clone());
+        }
         self.state = Rc::new(state);
         Ok(())
     }
@@ -165,13 +297,14 @@ impl Service {
         let started = self.log_requests.then(Instant::now);
         let mut upgrade = None;
         let mut stage = Stage::Inner;
+        let mut layer = None;
         let answered = handler::catch(|| {
-            let res = self.inner(req, &mut upgrade);
+            let res = self.inner(req, &mut upgrade, &mut layer);
             if upgrade.is_some() {
                 return res;
             }
             stage = Stage::After;
-            self.after_hooks(req, res)
+            self.after_hooks(req, res, layer.as_deref())
         });
         let res = match answered {
             Some(res) => res,
@@ -179,7 +312,7 @@ impl Service {
                 upgrade = None;
                 let page = self.error_page(Some(req), StatusCode::INTERNAL_SERVER_ERROR);
                 match stage {
-                    Stage::Inner => self.after_hooks_caught(req, page),
+                    Stage::Inner => self.after_hooks_caught(req, page, layer.as_deref()),
                     Stage::After => page,
                 }
             }
@@ -189,6 +322,50 @@ impl Service {
             Some(handler) => Answer::Upgrade(res, handler),
             None => Answer::Response(res),
         }
+    }
+
+    /// Decides, once the head of a request with a body is read and before
+    /// any of the body is accepted, whether to read it and up to which
+    /// size: routes the request (for its group's `max_body`), and runs the
+    /// before-hooks (app, then groups), which may answer it at once (an
+    /// authentication failure, say), with the after-hooks applied and the
+    /// request logged. The hooks do not run again when the whole request
+    /// is [`answer`](Self::answer)ed.
+    #[cold]
+    pub(crate) fn admit(&self, req: &mut Request) -> Admission {
+        req.set_state(self.state.clone());
+        let started = self.log_requests.then(Instant::now);
+        let mut layer: Option<Rc<Layer>> = None;
+        let mut stage = Stage::Inner;
+        let decided = handler::catch(|| {
+            if let Match::Found(route, params) = self.router.find(req.method(), req.raw_path()) {
+                req.set_params(params);
+                layer = route.layer.clone();
+            }
+            let limit = layer.as_ref().and_then(|l| l.max_body());
+            match self.before_hooks(req, layer.as_deref()) {
+                None => Admission::Accept(limit),
+                Some(res) => {
+                    let res = self.render(req, res);
+                    stage = Stage::After;
+                    Admission::Answer(self.after_hooks(req, res, layer.as_deref()))
+                }
+            }
+        });
+        req.set_hooks_done();
+        let res = match decided {
+            Some(Admission::Accept(limit)) => return Admission::Accept(limit),
+            Some(Admission::Answer(res)) => res,
+            None => {
+                let page = self.error_page(Some(req), StatusCode::INTERNAL_SERVER_ERROR);
+                match stage {
+                    Stage::Inner => self.after_hooks_caught(req, page, layer.as_deref()),
+                    Stage::After => page,
+                }
+            }
+        };
+        self.log(req, res.status, started);
+        Admission::Answer(res)
     }
 
     /// The response for a request tine refuses with `status` once its
@@ -222,13 +399,43 @@ impl Service {
         req.set_state(self.state.clone());
         let started = self.log_requests.then(Instant::now);
         let page = self.error_page(Some(req), status);
-        let res = self.after_hooks_caught(req, page);
+        // A request refused once admitted (its body over the route's
+        // limit, or too slow) gets its group's after-hooks too.
+        let layer = match req.hooks_done() {
+            true => self.layer_of(req),
+            false => None,
+        };
+        let res = self.after_hooks_caught(req, page, layer.as_deref());
         self.log(req, res.status, started);
         res
     }
 
+    /// The group of the route a request goes to.
+    #[cold]
+    fn layer_of(&self, req: &Request) -> Option<Rc<Layer>> {
+        match self.router.find(req.method(), req.raw_path()) {
+            Match::Found(route, _) => route.layer.clone(),
+            _ => None,
+        }
+    }
+
+    /// The app's before-hooks, then the group's, until one answers.
+    fn before_hooks(&self, req: &mut Request, layer: Option<&Layer>) -> Option<Response> {
+        for hook in &self.before {
+            if let Some(res) = hook(req) {
+                return Some(res);
+            }
+        }
+        layer.and_then(|l| l.before(req))
+    }
+
     /// Routing, before-hooks, handler or handshake, error page.
-    fn inner(&self, req: &mut Request, upgrade: &mut Option<WsHandler>) -> Response {
+    fn inner(
+        &self,
+        req: &mut Request,
+        upgrade: &mut Option<WsHandler>,
+        layer: &mut Option<Rc<Layer>>,
+    ) -> Response {
         let mut ws_handler = None;
         if !self.ws_router.is_empty() && handshake::is_upgrade(req) {
             if let Match::Found(handler, params) = self.ws_router.find(req.method(), req.raw_path())
@@ -240,16 +447,21 @@ impl Service {
         let routed = match ws_handler {
             Some(_) => None,
             None => match self.router.find(req.method(), req.raw_path()) {
-                Match::Found(handler, params) => {
+                Match::Found(route, params) => {
                     req.set_params(params);
-                    Some(Ok(handler))
+                    if route.layer.is_some() {
+                        layer.clone_from(&route.layer);
+                    }
+                    Some(Ok(&route.handler))
                 }
                 Match::MethodNotAllowed(allowed) => Some(Err(Some(allowed))),
                 Match::NotFound => Some(Err(None)),
             },
         };
-        for hook in &self.before {
-            if let Some(res) = hook(req) {
+        // A request admitted before its body was read already went
+        // through them (see `admit`).
+        if !req.hooks_done() {
+            if let Some(res) = self.before_hooks(req, layer.as_deref()) {
                 return self.render(req, res);
             }
         }
@@ -290,7 +502,11 @@ impl Service {
         page
     }
 
-    fn after_hooks(&self, req: &Request, mut res: Response) -> Response {
+    /// The group's after-hooks (innermost group first), then the app's.
+    fn after_hooks(&self, req: &Request, mut res: Response, layer: Option<&Layer>) -> Response {
+        if let Some(layer) = layer {
+            res = layer.after(req, res);
+        }
         for hook in &self.after {
             res = hook(req, res);
         }
@@ -299,11 +515,11 @@ impl Service {
 
     /// The after-hooks in their own panic boundary: if one panics, the
     /// answer is the plain 500 page, without the hooks.
-    fn after_hooks_caught(&self, req: &Request, res: Response) -> Response {
-        if self.after.is_empty() {
+    fn after_hooks_caught(&self, req: &Request, res: Response, layer: Option<&Layer>) -> Response {
+        if self.after.is_empty() && layer.is_none() {
             return res;
         }
-        handler::catch(|| self.after_hooks(req, res))
+        handler::catch(|| self.after_hooks(req, res, layer))
             .unwrap_or_else(|| default_error(StatusCode::INTERNAL_SERVER_ERROR))
     }
 
@@ -372,7 +588,7 @@ fn registered(result: Result<(), String>) {
 /// for logs that show only messages.
 #[cold]
 #[track_caller]
-fn registration_panic(msg: &str) -> ! {
+pub(crate) fn registration_panic(msg: &str) -> ! {
     panic!("{msg} (at {})", std::panic::Location::caller())
 }
 
@@ -391,7 +607,7 @@ mod tests {
         s.add_route(
             Some(Method::GET),
             "/a",
-            Box::new(|_: &Request| Response::text("a")),
+            Route::plain(Box::new(|_: &Request| Response::text("a"))),
         );
         s.add_before(Box::new(|req: &mut Request| {
             (req.path() == "/deny").then(|| Response::error(StatusCode::FORBIDDEN))

@@ -89,3 +89,50 @@ fn a_thousand_concurrent_connections() {
         assert_eq!(c.get("/fast").status, 200);
     }
 }
+
+/// A producer that waits between chunks delivers its first chunk before it
+/// produces the next: each chunk is written before the next pull. (Before,
+/// chunks were gathered up to 64 KiB before the first write, so nothing
+/// arrived until the producer was done: this test timed out.)
+#[test]
+fn a_slow_producer_sends_each_chunk_as_it_is_produced() {
+    use std::sync::{mpsc, Mutex};
+    let (tx, rx) = mpsc::channel::<()>();
+    let rx = Mutex::new(rx);
+    let addr = serve(move || {
+        App::new().get("/slow", move |_: &Request| {
+            let mut n = 0;
+            let rx = std::mem::replace(&mut *rx.lock().unwrap(), mpsc::channel().1);
+            Response::stream(std::iter::from_fn(move || {
+                n += 1;
+                match n {
+                    1 => Some(Bytes::from_static(b"first|")),
+                    2 => rx
+                        .recv_timeout(Duration::from_secs(20))
+                        .ok()
+                        .map(|()| Bytes::from_static(b"second|")),
+                    _ => None,
+                }
+            }))
+        })
+    });
+    let mut c = Client::connect(addr);
+    c.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !seen.windows(6).any(|w| w == b"first|") {
+        let n = c
+            .stream
+            .read(&mut buf)
+            .expect("the first chunk, before the second exists");
+        assert!(n > 0, "closed early");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(!seen.windows(7).any(|w| w == b"second|"));
+    tx.send(()).unwrap();
+    while !seen.ends_with(b"second|\r\n0\r\n\r\n") {
+        let n = c.stream.read(&mut buf).expect("the rest");
+        assert!(n > 0, "closed early: {}", seen.escape_ascii());
+        seen.extend_from_slice(&buf[..n]);
+    }
+}

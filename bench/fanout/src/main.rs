@@ -29,7 +29,8 @@ fn arg(name: &str, default: &str) -> String {
 fn join(addr: &str, room: &str) -> (WebSocket<TcpStream>, u32) {
     let stream = TcpStream::connect(addr).expect("connect");
     stream.set_nodelay(true).unwrap();
-    let (mut ws, _) = tungstenite::client(format!("ws://{addr}/ws/chat?room={room}"), stream).expect("handshake");
+    let (mut ws, _) =
+        tungstenite::client(format!("ws://{addr}/ws/chat?room={room}"), stream).expect("handshake");
     let pid = match ws.read().expect("pid line") {
         Message::Text(t) => t.as_str().trim_start_matches("pid ").parse().unwrap_or(0),
         _ => 0,
@@ -61,7 +62,9 @@ fn main() {
         .map(|mut ws| {
             let start = start.clone();
             std::thread::spawn(move || {
-                ws.get_mut().set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                ws.get_mut()
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
                 start.wait();
                 let mut got = 0usize;
                 let mut last = Instant::now();
@@ -83,7 +86,9 @@ fn main() {
     let body = "x".repeat(size);
     let t0 = Instant::now();
     for _ in 0..messages {
-        publisher.send(Message::Text(body.as_str().into())).expect("publish");
+        publisher
+            .send(Message::Text(body.as_str().into()))
+            .expect("publish");
     }
     let mut delivered = 0usize;
     let mut end = t0;

@@ -12,13 +12,18 @@
 //!                      meanwhile the worker's thread is named "sleeping"
 //!                      (ps, /proc/PID/comm), so tests can see it has begun
 //! GET  /panic          a handler that panics (answers 500)
-//! GET  /stream?n=N&size=S  N chunks of S bytes, streamed (with
-//!                      &panic_after=K the stream panics after K chunks)
+//! GET  /stream?n=N&size=S  N chunks of S bytes, streamed, one write per
+//!                      chunk (&batched=1: gathered into 64 KiB writes;
+//!                      &panic_after=K: the stream panics after K chunks)
 //! WS   /ws/echo        echoes text as text, binary as binary
 //!                      (`?subscribe=T`: also subscribed to topic T)
 //! WS   /ws/chat?room=R a chat room across all workers (tine::publish);
 //!                      first message "pid N"; "/leave" unsubscribes
-//! POST /publish/:topic publishes the body to a topic
+//! POST /publish/:topic publishes the body to a topic (?id=X: as a
+//!                      server-sent event with id X, type `message`)
+//! GET  /big?kb=N       about N KiB of JSON, buffered (for compression)
+//! GET  /sse/:topic     server-sent events: everything published to the
+//!                      topic, in any worker (see src/streams.rs)
 //! GET  /pubsub/stats   this worker's pub/sub counters, one `name value` a line
 //! GET  /static/*       files from --static DIR
 //! GET  /version        the --version-tag TEXT (default: the crate version)
@@ -28,6 +33,10 @@
 //! POST /leak?kb=N      testing aid: allocates N KiB, writes them and never
 //!                      frees them (max 1 GiB per request); answers this
 //!                      worker's total leaked KiB
+//! POST /upload         multipart/form-data; answers JSON
+//!                      {"fields":[{"name","value"}],"files":[{"field",
+//!                      "filename","size","sha256"}]} (hex SHA-256); body
+//!                      limit --max-upload; 400/413/415 naming the problem
 //! ```
 //!
 //! Process flags besides the address and the limits:
@@ -39,8 +48,20 @@
 //! --max-requests-jitter J     ... each worker's limit is N + random(0..=J)
 //! --max-worker-memory BYTES   recycle a worker past BYTES of private memory (Linux)
 //! --worker-timeout-ms N       kill and replace a worker stuck N ms (0: never; default 30 s)
-//! --version-tag TEXT          what GET /version answers
+//! --version-tag TEXT          what GET /version answers (given twice: the last)
+//! --listen ADDR               another address with the same routes (repeatable;
+//!                             one `listening on` line per address)
+//! --upgrade-timeout-ms N      a new master started by SIGUSR2 must be ready within N ms (default 60 s)
 //! --user NAME / --group NAME  workers (or the single process) run as NAME
+//! --balance reuseport|shared  a SO_REUSEPORT listener per worker, or one
+//!                             listener the free workers accept from
+//! --tls-bind ADDR             an HTTPS (and WSS) listener with the same routes,
+//! --tls-cert FILE                with this PEM chain and key (re-read on SIGHUP,
+//! --tls-key FILE                 and on SIGUSR1 without restarting workers)
+//! --redirect-https            plain requests get a 308 to the HTTPS listener
+//! --max-upload BYTES          body limit of POST /upload (default: --max-body's)
+//! --body-buffer BYTES         bodies past BYTES spill to a temporary file (default: --max-body)
+//! --compress                  compress responses (gzip, br; zstd on Linux)
 //! ```
 //!
 //! Under systemd, a socket unit's sockets (`LISTEN_FDS`) replace `--bind`
@@ -53,7 +74,12 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod streams;
+
 use clap::Parser;
+
+mod tls;
+mod upload;
 use tine::{App, Request, Response, StatusCode, WebSocket, WsEvent};
 
 /// Command-line flags.
@@ -141,9 +167,63 @@ struct Args {
     /// The group workers run as (default: the user's).
     #[arg(long)]
     group: Option<String>,
-    /// Text answered by GET /version (to tell two builds or runs apart).
-    #[arg(long)]
+    /// Text answered by GET /version (to tell two builds or runs apart;
+    /// given twice, the last one wins, so an upgrade wrapper can append
+    /// `--version-tag new` to the arguments it is started with).
+    #[arg(long, overrides_with = "version_tag")]
     version_tag: Option<String>,
+    /// Another address to serve the same routes on (repeatable).
+    #[arg(long = "listen")]
+    listen: Vec<SocketAddr>,
+    // --- tls ---
+    /// HTTPS (and WSS) address serving the same routes (needs --tls-cert
+    /// and --tls-key).
+    #[arg(long)]
+    tls_bind: Option<SocketAddr>,
+    /// PEM certificate chain for --tls-bind (re-read on SIGHUP and SIGUSR1).
+    #[arg(long)]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for --tls-bind (re-read on SIGHUP and SIGUSR1).
+    #[arg(long)]
+    tls_key: Option<std::path::PathBuf>,
+    /// Answer every plain-HTTP request with a 308 to the HTTPS listener.
+    #[arg(long)]
+    redirect_https: bool,
+    /// Testing aid: rotate session-ticket keys every N milliseconds.
+    #[arg(long, hide = true)]
+    tls_ticket_rotation_ms: Option<u64>,
+    // --- upgrade ---
+    /// How long a new master started by SIGUSR2 may take until all its
+    /// workers are ready, in milliseconds (default 60 s).
+    #[arg(long)]
+    upgrade_timeout_ms: Option<u64>,
+    // --- balance ---
+    /// How the workers share each address: `reuseport` (a SO_REUSEPORT
+    /// listener per worker; the Linux and FreeBSD default) or `shared` (one
+    /// listener the free workers accept from; macOS's default).
+    /// TINE_LISTENER overrides it.
+    #[arg(long, value_enum)]
+    balance: Option<BalanceArg>,
+    // --- uploads ---
+    /// Body limit of POST /upload in bytes (default: --max-body's).
+    #[arg(long)]
+    max_upload: Option<usize>,
+    /// Request bodies larger than this many bytes are spilled to a
+    /// temporary file instead of memory (default: --max-body's).
+    #[arg(long)]
+    body_buffer: Option<usize>,
+    // --- web streams ---
+    /// Compress responses (gzip, brotli; zstd where built) as the
+    /// client's Accept-Encoding allows.
+    #[arg(long)]
+    compress: bool,
+}
+
+/// `--balance`'s values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum BalanceArg {
+    Reuseport,
+    Shared,
 }
 
 #[derive(serde::Serialize)]
@@ -263,12 +343,19 @@ fn stream(req: &Request) -> Result<Response, tine::Error> {
         None => None,
     };
     let chunk = tine::Bytes::from(vec![b'x'; size.min(1 << 20)]);
-    Ok(Response::stream((0..n).map(move |i| {
+    let chunks = (0..n).map(move |i| {
         if Some(i) == panic_after {
             panic!("deliberate panic in /stream after {i} chunks");
         }
         chunk.clone()
-    })))
+    });
+    // The chunks are always ready: with &batched=1 they are gathered into
+    // large writes (Response::stream_batched) instead of one write each.
+    Ok(if req.query_param("batched").is_some() {
+        Response::stream_batched(chunks)
+    } else {
+        Response::stream(chunks)
+    })
 }
 
 fn ws_echo(ws: &mut WebSocket, event: WsEvent) {
@@ -316,7 +403,11 @@ fn ws_chat(ws: &mut WebSocket, event: WsEvent) {
 }
 
 fn publish(req: &Request) -> Result<StatusCode, tine::Error> {
-    tine::publish(req.param("topic").unwrap_or(""), req.text()?);
+    let topic = req.param("topic").unwrap_or("");
+    match req.query_param("id") {
+        Some(id) => tine::publish_event(topic, tine::SseEvent::new(req.text()?).id(id)),
+        None => tine::publish(topic, req.text()?),
+    }
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -354,6 +445,9 @@ fn main() -> ExitCode {
     if let Some(ms) = args.drain_timeout_ms {
         limits = limits.drain_timeout(Duration::from_millis(ms));
     }
+    if let Some(n) = args.body_buffer {
+        limits = limits.body_buffer(n);
+    }
     let mut app = App::new()
         .get("/plaintext", plaintext)
         .get("/json", json)
@@ -366,6 +460,7 @@ fn main() -> ExitCode {
         .get("/stream", stream)
         .post("/publish/:topic", publish)
         .get("/pubsub/stats", pubsub_stats)
+        .merge(upload::routes(args.max_upload))
         .ws("/ws/echo", ws_echo)
         .ws("/ws/chat", ws_chat)
         .get("/panic", |_: &Request| -> Response {
@@ -386,6 +481,10 @@ fn main() -> ExitCode {
         .clone()
         .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string());
     app = app.get("/version", move |_: &Request| Response::text(tag.clone()));
+    app = streams::routes(app);
+    if args.compress {
+        app = app.compress(tine::Compression::new());
+    }
     if let Some(n) = args.max_requests {
         app = app.max_requests(n);
     }
@@ -397,6 +496,9 @@ fn main() -> ExitCode {
     }
     if let Some(bytes) = args.max_worker_memory {
         app = app.max_worker_memory(bytes);
+    }
+    if let Some(ms) = args.upgrade_timeout_ms {
+        app = app.upgrade_timeout(Duration::from_millis(ms));
     }
     if let Some(path) = &args.pid_file {
         app = app.pid_file(path);
@@ -430,6 +532,32 @@ fn main() -> ExitCode {
     if args.log {
         app = app.log_requests();
     }
+    if let Some(b) = args.balance {
+        app = app.balance(match b {
+            BalanceArg::Reuseport => tine::Balance::ReusePort,
+            BalanceArg::Shared => tine::Balance::Shared,
+        });
+    }
+    for &addr in &args.listen {
+        app = app.listen(tine::Listen::tcp(addr));
+    }
+    let tls_args = tls::TlsArgs {
+        bind: args.tls_bind,
+        cert: args.tls_cert.clone(),
+        key: args.tls_key.clone(),
+        redirect: args.redirect_https,
+        ticket_rotation_ms: args.tls_ticket_rotation_ms,
+    };
+    let https = match tls::configure(app, tls_args) {
+        Ok((configured, https)) => {
+            app = configured;
+            https
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
     if args.hook_signals_first {
         let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -446,8 +574,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Tests and scripts read the bound address from this line.
-    println!("listening on http://{}", server.local_addr());
+    // Tests and scripts read the bound addresses from these lines (the
+    // --bind address first, then each --listen, then --tls-bind's).
+    let addrs = server.local_addrs();
+    for (i, addr) in addrs.iter().enumerate() {
+        let scheme = if https && i + 1 == addrs.len() {
+            "https"
+        } else {
+            "http"
+        };
+        println!("listening on {scheme}://{addr}");
+    }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -259,11 +259,12 @@ fn killing_the_master_leaves_no_worker_behind() {
     assert!(wait_sleeping(&kids, T).is_some(), "/sleep never started");
     s.signal(Signal::SIGKILL);
     s.wait_exit(T).expect("the master dies");
-    let t0 = Instant::now();
-    let gone = wait_until(Duration::from_secs(3), || s.tagged().is_empty());
-    let took = t0.elapsed();
+    // They finish the request in flight (500 ms) and exit: far sooner than
+    // the 30 s drain deadline, which is what a worker that missed its
+    // master's death would wait for. The bound is generous for a loaded
+    // machine, not a timing claim.
+    let gone = wait_until(Duration::from_secs(10), || s.tagged().is_empty());
     assert!(gone, "workers survived the master: {:?}", s.tagged());
-    assert!(took < Duration::from_secs(2), "{took:?}");
     assert!(kids.iter().all(|&p| !testkit::procs::is_alive(p)));
     let r = slow
         .join()

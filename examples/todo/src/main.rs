@@ -27,6 +27,8 @@
 mod api;
 mod db;
 mod live;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -63,34 +65,31 @@ struct Args {
     quiet: bool,
 }
 
-fn main() -> ExitCode {
-    let args = Args::parse();
-    let level = if args.quiet { "warn" } else { "info" };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+/// What the app needs besides its routes.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// The SQLite database file.
+    pub(crate) db: PathBuf,
+    /// How long a write waits for another worker's lock.
+    pub(crate) busy_timeout: Duration,
+    /// The front end's directory.
+    pub(crate) static_dir: PathBuf,
+}
 
-    let workers = args.workers.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
-    let static_dir = args
-        .static_dir
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/static")));
-    if !static_dir.join("index.html").is_file() {
-        eprintln!(
-            "todo: no index.html in {}: pass --static-dir",
-            static_dir.display()
-        );
-        return ExitCode::from(2);
-    }
-    let db_path = args.db;
-    let busy_timeout = Duration::from_millis(args.busy_timeout_ms);
-
-    let app = App::new()
+/// The app: routes, the worker's database connection, the front end and
+/// the error pages (serving settings such as workers are `main`'s). The
+/// tests in `tests.rs` drive it with `tine::test::TestClient`.
+pub(crate) fn app(settings: Settings) -> App {
+    let Settings {
+        db,
+        busy_timeout,
+        static_dir,
+    } = settings;
+    App::new()
         // Runs in each worker after the fork: SQLite connections must never
         // cross a fork, so none is opened before it.
         .on_worker_start(move |state| {
-            let store = Store::new(db_path.clone(), busy_timeout);
+            let store = Store::new(db.clone(), busy_timeout);
             store.open_now();
             state.insert(store);
         })
@@ -116,8 +115,34 @@ fn main() -> ExitCode {
         )
         .static_dir("/", &static_dir)
         .errors(api::error_page)
-        .log_requests()
-        .workers(workers);
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let level = if args.quiet { "warn" } else { "info" };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+
+    let workers = args.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let static_dir = args
+        .static_dir
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/static")));
+    if !static_dir.join("index.html").is_file() {
+        eprintln!(
+            "todo: no index.html in {}: pass --static-dir",
+            static_dir.display()
+        );
+        return ExitCode::from(2);
+    }
+    let settings = Settings {
+        db: args.db,
+        busy_timeout: Duration::from_millis(args.busy_timeout_ms),
+        static_dir,
+    };
+    let app = app(settings).log_requests().workers(workers);
 
     let server = match app.bind(args.bind) {
         Ok(s) => s,

@@ -28,6 +28,9 @@ enum State {
 pub(crate) struct ChunkedDecoder {
     state: State,
     trailer_bytes: usize,
+    /// Body bytes announced so far (the decoded output may have been
+    /// moved elsewhere: spilled to a file).
+    total: u64,
 }
 
 impl ChunkedDecoder {
@@ -35,6 +38,7 @@ impl ChunkedDecoder {
         ChunkedDecoder {
             state: State::Size,
             trailer_bytes: 0,
+            total: 0,
         }
     }
 
@@ -71,8 +75,8 @@ impl ChunkedDecoder {
                         if size == 0 {
                             self.state = State::Trailers;
                         } else {
-                            let total = (out.len() as u64).saturating_add(size);
-                            if total > max_body as u64 {
+                            self.total = self.total.saturating_add(size);
+                            if self.total > max_body as u64 {
                                 return Err(StatusCode::PAYLOAD_TOO_LARGE);
                             }
                             self.state = State::Data(size);
@@ -142,6 +146,95 @@ impl ChunkedDecoder {
                     }
                 },
             }
+        }
+    }
+}
+
+/// A request body as read: in memory, or spilled to a temporary file
+/// once it grew past [`Limits::body_buffer`](crate::Limits::body_buffer).
+#[derive(Debug)]
+pub(crate) enum ReadBody {
+    Memory(bytes::Bytes),
+    File(SpilledBody),
+}
+
+/// A body that was written to an anonymous temporary file (already
+/// unlinked: closing it frees the space, whatever happens to the process).
+#[derive(Debug)]
+pub(crate) struct SpilledBody {
+    pub(crate) file: std::fs::File,
+    pub(crate) len: u64,
+    /// The whole body read back, once something asked for it in memory
+    /// ([`Request::body`](crate::Request::body)).
+    pub(crate) loaded: std::cell::OnceCell<bytes::Bytes>,
+}
+
+impl SpilledBody {
+    /// The body in memory, read from the file on first use (a read error
+    /// is logged and gives an empty body).
+    pub(crate) fn load(&self) -> &bytes::Bytes {
+        self.loaded.get_or_init(|| {
+            use std::os::unix::fs::FileExt;
+            let mut data = vec![0u8; usize::try_from(self.len).unwrap_or(0)];
+            match self.file.read_exact_at(&mut data, 0) {
+                Ok(()) => bytes::Bytes::from(data),
+                Err(e) => {
+                    log::error!("cannot read a request body back from its temporary file: {e}");
+                    bytes::Bytes::new()
+                }
+            }
+        })
+    }
+}
+
+/// A temporary file a body is being written to.
+#[derive(Debug)]
+pub(crate) struct SpillFile {
+    file: Option<std::fs::File>,
+    len: u64,
+}
+
+impl SpillFile {
+    /// An anonymous file in the temporary directory (`TMPDIR`, else
+    /// `/tmp`; `O_TMPFILE` where the system has it). A failure is logged
+    /// and answered `500`.
+    pub(crate) fn new() -> Result<Self, StatusCode> {
+        match tempfile::tempfile() {
+            Ok(file) => Ok(SpillFile {
+                file: Some(file),
+                len: 0,
+            }),
+            Err(e) => {
+                log::error!("cannot create a temporary file for a request body: {e}");
+                Err(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        }
+    }
+
+    /// Appends `data` (blocking on the disk, like nginx's body buffering).
+    pub(crate) fn write(&mut self, data: &[u8]) -> Result<(), StatusCode> {
+        use std::io::Write;
+        let Some(file) = &mut self.file else {
+            return Err(StatusCode::INTERNAL_SERVER_ERROR);
+        };
+        match file.write_all(data) {
+            Ok(()) => {
+                self.len += data.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                log::error!("cannot write a request body to its temporary file: {e}");
+                Err(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        }
+    }
+
+    /// The finished body.
+    pub(crate) fn take(&mut self) -> SpilledBody {
+        SpilledBody {
+            file: self.file.take().expect("a spill file is taken once"),
+            len: self.len,
+            loaded: std::cell::OnceCell::new(),
         }
     }
 }

@@ -2,13 +2,14 @@
 //! here touches a socket: parsing and encoding work on buffers.
 
 pub(crate) mod body;
+pub(crate) mod cookies;
 pub(crate) mod date;
 pub(crate) mod encode;
 pub(crate) mod parse;
 mod request;
 mod response;
 
+pub use request::{BodyReader, Extensions, HeaderValues, Params, Request, RequestBuilder};
 pub(crate) use request::{Capture, INLINE_PARAMS};
-pub use request::{Extensions, HeaderValues, Params, Request, RequestBuilder};
-pub(crate) use response::{fill_stream, Body, FileBody, Fill};
+pub(crate) use response::{fill_stream, Body, Chunks, FileBody, Fill};
 pub use response::{IntoResponse, Response};

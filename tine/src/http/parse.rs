@@ -23,7 +23,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, StatusCode, Version};
 
-use super::body::ChunkedDecoder;
+use super::body::{ChunkedDecoder, ReadBody, SpillFile};
 use super::request::{header_map, RawHead};
 use crate::limits::Limits;
 
@@ -65,10 +65,17 @@ pub(crate) enum Decoded {
     /// The buffer holds no complete request yet.
     NeedMore,
     /// The head is complete, the body is not, and the client asked for
-    /// `100 Continue` before sending it. Reported once per request.
+    /// `100 Continue` before sending it. Reported once per request, and
+    /// only once the body was admitted ([`Decoder::admit`]).
     Continue,
-    /// A complete request.
+    /// A complete request without a body.
     Request(Head, Bytes),
+    /// The head of a request with a body: the caller decides whether to
+    /// read the body and up to which size ([`Decoder::admit`]), or not
+    /// ([`Decoder::skip_body`]), before decoding goes on.
+    Head(Head),
+    /// The whole body of the request admitted last.
+    Body(ReadBody),
     /// The request is malformed or over a limit: answer with this status
     /// and close the connection (the rest of the stream cannot be trusted).
     Error(StatusCode),
@@ -80,10 +87,19 @@ enum State {
     /// [`Decoder::check_start`]). Kept here, where it costs no memory per
     /// connection: the enum is as large as its other variants anyway.
     Head(Line),
+    /// A head with a body was handed out ([`Decoded::Head`]); waiting for
+    /// [`Decoder::admit`] or [`Decoder::skip_body`].
+    Admit {
+        framing: Framing,
+        expect_continue: bool,
+    },
     Body {
-        head: Box<Head>,
         body: Body,
+        expect_continue: bool,
         continue_sent: bool,
+        max_body: usize,
+        /// Bodies past this many bytes are spilled to a file.
+        buffer: usize,
     },
     /// A request was refused ([`Decoded::Error`]) after its head was taken
     /// from the buffer; this is what could be read of it (for
@@ -116,8 +132,14 @@ impl From<Head> for SeenHead {
 
 #[derive(Debug)]
 enum Body {
+    /// `Content-Length` bytes, gathered in the read buffer.
     Length(usize),
-    Chunked(ChunkedDecoder, Vec<u8>),
+    /// `Content-Length` bytes over the body buffer, written to a file as
+    /// they arrive; this many left.
+    SpillLength(SpillFile, u64),
+    /// Chunked, decoded into the vector, which is moved to a file once it
+    /// grows past the body buffer.
+    Chunked(ChunkedDecoder, Vec<u8>, Option<SpillFile>),
 }
 
 /// Incremental request decoder for one connection.
@@ -152,19 +174,70 @@ impl Decoder {
         }
     }
 
-    /// Makes a head waiting for its body hold its own copy of the bytes it
-    /// was parsed from, instead of slices of the read buffer.
-    #[cold]
-    pub(crate) fn detach(&mut self) {
-        if let State::Body { head, .. } = &mut self.state {
-            head.raw.detach();
-        }
-    }
-
     /// Whether part of a request has been consumed from the buffer (a
     /// head whose body is still arriving).
     pub(crate) fn mid_request(&self) -> bool {
-        matches!(self.state, State::Body { .. })
+        matches!(self.state, State::Body { .. } | State::Admit { .. })
+    }
+
+    /// Admits the body of the head just handed out ([`Decoded::Head`]), up
+    /// to `max_body` bytes; bodies over `buffer` bytes go to a temporary
+    /// file instead of memory. `Err` (the connection must answer it and
+    /// close): `413` for a `Content-Length` over `max_body`, before any of
+    /// the body is read; `500` if no temporary file could be made.
+    pub(crate) fn admit(&mut self, max_body: usize, buffer: usize) -> Result<(), StatusCode> {
+        let State::Admit {
+            framing,
+            expect_continue,
+        } = self.state
+        else {
+            return Ok(());
+        };
+        let body = match framing {
+            Framing::Length(n) if n > max_body as u64 => {
+                self.state = State::Refused(None);
+                return Err(StatusCode::PAYLOAD_TOO_LARGE);
+            }
+            Framing::Length(n) if n > buffer as u64 => match SpillFile::new() {
+                Ok(file) => Body::SpillLength(file, n),
+                Err(status) => {
+                    self.state = State::Refused(None);
+                    return Err(status);
+                }
+            },
+            Framing::Length(n) => Body::Length(n as usize),
+            Framing::Chunked | Framing::Empty => {
+                Body::Chunked(ChunkedDecoder::new(), Vec::new(), None)
+            }
+        };
+        self.state = State::Body {
+            body,
+            expect_continue,
+            continue_sent: false,
+            max_body,
+            buffer,
+        };
+        Ok(())
+    }
+
+    /// Passes over the body of the head just handed out, unread: if it is
+    /// already whole in `buf` (a small `Content-Length` body), it is
+    /// dropped and decoding goes on (`true`); otherwise nothing more is
+    /// decoded (`false`: answer and close).
+    pub(crate) fn skip_body(&mut self, buf: &mut BytesMut) -> bool {
+        if let State::Admit {
+            framing: Framing::Length(n),
+            ..
+        } = self.state
+        {
+            if buf.len() as u64 >= n {
+                let _ = buf.split_to(n as usize);
+                self.state = State::Head(Line::Method);
+                return true;
+            }
+        }
+        self.state = State::Refused(None);
+        false
     }
 
     /// What was read of the request being refused (after
@@ -176,14 +249,15 @@ impl Decoder {
     pub(crate) fn take_seen(&mut self, buf: &[u8], max_headers: usize) -> Option<Box<SeenHead>> {
         match std::mem::replace(&mut self.state, State::Head(Line::Method)) {
             State::Refused(seen) => seen,
-            State::Body { head, .. } => Some(Box::new(SeenHead::from(*head))),
+            // The connection holds the admitted request itself.
+            State::Body { .. } | State::Admit { .. } => None,
             State::Head(_) => salvage(buf, max_headers),
         }
     }
 
     /// Decodes the next request from `buf`, consuming its bytes.
     pub(crate) fn decode(&mut self, buf: &mut BytesMut, limits: &Limits) -> Decoded {
-        if let State::Refused(_) = self.state {
+        if let State::Refused(_) | State::Admit { .. } = self.state {
             return Decoded::NeedMore;
         }
         if let State::Head(_) = self.state {
@@ -220,57 +294,87 @@ impl Decoder {
                     return Decoded::Error(status);
                 }
             };
-            let body = match head.framing {
-                Framing::Empty => return Decoded::Request(head, Bytes::new()),
-                Framing::Length(n) if n > limits.max_body as u64 => {
-                    self.state = refused(head);
-                    return Decoded::Error(StatusCode::PAYLOAD_TOO_LARGE);
-                }
-                Framing::Length(n) => Body::Length(n as usize),
-                Framing::Chunked => Body::Chunked(ChunkedDecoder::new(), Vec::new()),
-            };
-            self.state = State::Body {
-                head: Box::new(head),
-                body,
-                continue_sent: false,
-            };
+            if head.framing == Framing::Empty {
+                return Decoded::Request(head, Bytes::new());
+            }
+            return self.head_with_body(head);
         }
+        self.decode_body(buf, limits)
+    }
+
+    /// Hands out a head whose body is to come, to be admitted first.
+    #[cold]
+    fn head_with_body(&mut self, head: Head) -> Decoded {
+        self.state = State::Admit {
+            framing: head.framing,
+            expect_continue: head.expect_continue,
+        };
+        Decoded::Head(head)
+    }
+
+    /// Reads the admitted body from `buf`.
+    fn decode_body(&mut self, buf: &mut BytesMut, limits: &Limits) -> Decoded {
         let State::Body {
-            head,
             body,
+            expect_continue,
             continue_sent,
+            max_body,
+            buffer,
         } = &mut self.state
         else {
-            unreachable!("state is Body here");
+            return Decoded::NeedMore;
         };
         let complete = match body {
             Body::Length(n) => {
                 if buf.len() >= *n {
-                    Some(buf.split_to(*n).freeze())
+                    Some(ReadBody::Memory(buf.split_to(*n).freeze()))
                 } else {
                     None
                 }
             }
-            Body::Chunked(decoder, out) => {
-                match decoder.decode(buf, out, limits.max_body, limits.max_header) {
+            Body::SpillLength(file, left) => {
+                let take = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                if take > 0 {
+                    if let Err(status) = file.write(&buf[..take]) {
+                        self.state = State::Refused(None);
+                        return Decoded::Error(status);
+                    }
+                    let _ = buf.split_to(take);
+                    *left -= take as u64;
+                }
+                (*left == 0).then(|| ReadBody::File(file.take()))
+            }
+            Body::Chunked(decoder, out, spill) => {
+                match decoder.decode(buf, out, *max_body, limits.max_header) {
                     Ok((used, done)) => {
                         let _ = buf.split_to(used);
-                        done.then(|| Bytes::from(std::mem::take(out)))
+                        if out.len() > *buffer || (done && spill.is_some()) {
+                            if let Err(status) = spill_out(spill, out) {
+                                self.state = State::Refused(None);
+                                return Decoded::Error(status);
+                            }
+                        }
+                        match (done, spill) {
+                            (false, _) => None,
+                            (true, Some(file)) => Some(ReadBody::File(file.take())),
+                            (true, None) => {
+                                Some(ReadBody::Memory(Bytes::from(std::mem::take(out))))
+                            }
+                        }
                     }
-                    Err(status) => return Decoded::Error(status),
+                    Err(status) => {
+                        self.state = State::Refused(None);
+                        return Decoded::Error(status);
+                    }
                 }
             }
         };
         match complete {
-            Some(bytes) => {
-                let State::Body { head, .. } =
-                    std::mem::replace(&mut self.state, State::Head(Line::Method))
-                else {
-                    unreachable!("state is Body here");
-                };
-                Decoded::Request(*head, bytes)
+            Some(body) => {
+                self.state = State::Head(Line::Method);
+                Decoded::Body(body)
             }
-            None if head.expect_continue && !*continue_sent => {
+            None if *expect_continue && !*continue_sent => {
                 *continue_sent = true;
                 Decoded::Continue
             }
@@ -367,10 +471,17 @@ fn head_too_large(buf: &[u8], max_header: usize) -> StatusCode {
     }
 }
 
-/// The decoder's state after refusing a request whose head was read.
+/// Moves a chunked body gathered in memory to its temporary file
+/// (making the file first).
 #[cold]
-fn refused(head: Head) -> State {
-    State::Refused(Some(Box::new(head.into())))
+fn spill_out(spill: &mut Option<SpillFile>, out: &mut Vec<u8>) -> Result<(), StatusCode> {
+    let file = match spill {
+        Some(file) => file,
+        None => spill.insert(SpillFile::new()?),
+    };
+    file.write(out)?;
+    out.clear();
+    Ok(())
 }
 
 /// Parses a complete head (ending with the blank line) and applies the
@@ -938,15 +1049,16 @@ mod tests {
             max_body: 4,
             ..Limits::default()
         };
-        // Over max_body by Content-Length: the head, already taken from
-        // the buffer, is kept for take_seen.
+        // Over max_body by Content-Length: the head is handed out first
+        // (the connection keeps it), the 413 comes from admitting it,
+        // and nothing more is decoded.
         let mut d = Decoder::new();
         let mut buf = BytesMut::from(
             &b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 9\r\n\r\nGET /next HTTP/1.1\r\n"[..],
         );
-        assert!(matches!(d.decode(&mut buf, &limits), Decoded::Error(s) if s == 413));
-        let s = d.take_seen(&buf, 100).unwrap();
-        assert_eq!((s.method.as_str(), s.target.as_str()), ("POST", "/a"));
+        assert!(matches!(d.decode(&mut buf, &limits), Decoded::Head(h) if h.raw.target == "/a"));
+        assert_eq!(d.admit(4, 4), Err(StatusCode::PAYLOAD_TOO_LARGE));
+        assert!(matches!(d.decode(&mut buf, &limits), Decoded::NeedMore));
         // A head that fails to parse: what could be read of it, not the
         // pipelined request behind it.
         let mut d = Decoder::new();
@@ -962,12 +1074,13 @@ mod tests {
         );
         assert!(matches!(d.decode(&mut buf, &limits), Decoded::Error(_)));
         assert!(matches!(d.decode(&mut buf, &limits), Decoded::NeedMore));
-        // A body cut short (a timeout): the head being read.
+        // A body cut short (a timeout): the connection holds the
+        // admitted request, the decoder nothing.
         let mut d = Decoder::new();
         let mut buf =
             BytesMut::from(&b"POST /d HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nx"[..]);
-        assert!(matches!(d.decode(&mut buf, &limits), Decoded::NeedMore));
-        assert_eq!(d.take_seen(&buf, 100).unwrap().target.as_str(), "/d");
+        assert!(matches!(next(&mut d, &mut buf, &limits), Decoded::NeedMore));
+        assert!(d.take_seen(&buf, 100).is_none());
         // A head cut short: salvaged from the buffer.
         let mut d = Decoder::new();
         assert_eq!(
@@ -981,7 +1094,29 @@ mod tests {
 
     fn decode_one(input: &[u8]) -> Decoded {
         let mut buf = BytesMut::from(input);
-        Decoder::new().decode(&mut buf, &Limits::default())
+        next(&mut Decoder::new(), &mut buf, &Limits::default())
+    }
+
+    /// Decodes as the connection does, admitting every body under
+    /// `limits.max_body`.
+    fn next(d: &mut Decoder, buf: &mut BytesMut, limits: &Limits) -> Decoded {
+        loop {
+            match d.decode(buf, limits) {
+                Decoded::Head(_) => {
+                    if let Err(s) = d.admit(limits.max_body, limits.spill_past()) {
+                        return Decoded::Error(s);
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn memory(body: ReadBody) -> Bytes {
+        match body {
+            ReadBody::Memory(b) => b,
+            ReadBody::File(_) => panic!("spilled"),
+        }
     }
 
     fn status(input: &[u8]) -> StatusCode {
@@ -1033,24 +1168,24 @@ mod tests {
         let limits = Limits::default();
         let mut buf =
             BytesMut::from(&b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhe"[..]);
-        assert!(matches!(d.decode(&mut buf, &limits), Decoded::NeedMore));
+        assert!(matches!(next(&mut d, &mut buf, &limits), Decoded::NeedMore));
         assert!(d.mid_request());
         buf.extend_from_slice(b"lloGET");
-        let Decoded::Request(_, body) = d.decode(&mut buf, &limits) else {
+        let Decoded::Body(body) = d.decode(&mut buf, &limits) else {
             panic!()
         };
-        assert_eq!(&body[..], b"hello");
+        assert_eq!(&memory(body)[..], b"hello");
         assert_eq!(&buf[..], b"GET");
     }
 
     #[test]
     fn chunked_body() {
-        let Decoded::Request(_, body) = decode_one(
+        let Decoded::Body(body) = decode_one(
             b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
         ) else {
             panic!()
         };
-        assert_eq!(&body[..], b"abc");
+        assert_eq!(&memory(body)[..], b"abc");
     }
 
     #[test]
@@ -1060,10 +1195,14 @@ mod tests {
         let mut buf = BytesMut::from(
             &b"PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"[..],
         );
+        // Not before the head is admitted.
+        assert!(matches!(d.decode(&mut buf, &limits), Decoded::Head(_)));
+        assert!(matches!(d.decode(&mut buf, &limits), Decoded::NeedMore));
+        d.admit(3, 3).unwrap();
         assert!(matches!(d.decode(&mut buf, &limits), Decoded::Continue));
         assert!(matches!(d.decode(&mut buf, &limits), Decoded::NeedMore));
         buf.extend_from_slice(b"abc");
-        assert!(matches!(d.decode(&mut buf, &limits), Decoded::Request(..)));
+        assert!(matches!(d.decode(&mut buf, &limits), Decoded::Body(..)));
     }
 
     #[test]
@@ -1139,7 +1278,7 @@ mod tests {
         let mut buf =
             BytesMut::from(&b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n"[..]);
         assert!(matches!(
-            d.decode(&mut buf, &limits),
+            next(&mut d, &mut buf, &limits),
             Decoded::Error(StatusCode::PAYLOAD_TOO_LARGE)
         ));
     }
@@ -1170,6 +1309,11 @@ mod tests {
                     Decoded::NeedMore => break,
                     Decoded::Error(s) => return Err(s),
                     Decoded::Continue => panic!("no Expect sent"),
+                    Decoded::Head(h) => {
+                        paths.push(h.raw.target.path().to_string());
+                        d.admit(limits.max_body, limits.spill_past())?;
+                    }
+                    Decoded::Body(_) => {}
                 }
             }
         }
@@ -1217,8 +1361,16 @@ GET /g HTTP/1.1\r\nHost: h\r\n\r\n\r\n\r\n\r\nGET /h HTTP/1.1\r\nHost: h\r\n\r\n
         let mut d = Decoder::new();
         let mut buf = BytesMut::from(&input[..]);
         let mut paths = Vec::new();
-        while let Decoded::Request(h, _) = d.decode(&mut buf, &limits) {
-            paths.push(h.target().path().to_string());
+        loop {
+            match d.decode(&mut buf, &limits) {
+                Decoded::Request(h, _) => paths.push(h.target().path().to_string()),
+                Decoded::Head(h) => {
+                    paths.push(h.target().path().to_string());
+                    d.admit(limits.max_body, limits.spill_past()).unwrap();
+                }
+                Decoded::Body(_) => {}
+                _ => break,
+            }
         }
         assert_eq!(paths, ["/p", "/g", "/h"]);
         assert!(buf.is_empty());
@@ -1339,12 +1491,21 @@ GET /g HTTP/1.1\r\nHost: h\r\n\r\n\r\n\r\n\r\nGET /h HTTP/1.1\r\nHost: h\r\n\r\n
         }
         // With a body and leading empty lines, and still HTTP/1.1's rules:
         // Host is required.
-        let Decoded::Request(head, body) =
-            decode_one(b"\r\nPOST / HTTP/1.5\r\nHost: h\r\nContent-Length: 2\r\n\r\nok")
-        else {
+        let mut d = Decoder::new();
+        let mut buf =
+            BytesMut::from(&b"\r\nPOST / HTTP/1.5\r\nHost: h\r\nContent-Length: 2\r\n\r\nok"[..]);
+        let Decoded::Head(head) = d.decode(&mut buf, &Limits::default()) else {
             panic!()
         };
-        assert_eq!((head.raw.method, &body[..]), (Method::POST, &b"ok"[..]));
+        assert_eq!(
+            (head.raw.method, head.raw.version),
+            (Method::POST, Version::HTTP_11)
+        );
+        d.admit(2, 2).unwrap();
+        let Decoded::Body(body) = d.decode(&mut buf, &Limits::default()) else {
+            panic!()
+        };
+        assert_eq!(&memory(body)[..], b"ok");
         assert_eq!(status(b"GET / HTTP/1.2\r\n\r\n"), StatusCode::BAD_REQUEST);
     }
 
@@ -1455,6 +1616,63 @@ GET /g HTTP/1.1\r\nHost: h\r\n\r\n\r\n\r\n\r\nGET /h HTTP/1.1\r\nHost: h\r\n\r\n
 
     fn decode_one_with(input: &[u8], limits: &Limits) -> Decoded {
         let mut buf = BytesMut::from(input);
-        Decoder::new().decode(&mut buf, limits)
+        next(&mut Decoder::new(), &mut buf, limits)
+    }
+
+    #[test]
+    fn large_bodies_are_spilled_to_a_file() {
+        use std::io::{Read, Seek};
+        let limits = Limits::default().body_buffer(4);
+        for input in [
+            &b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n0123456789GET"[..],
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n012\r\n7\r\n3456789\r\n0\r\n\r\nGET",
+        ] {
+            // Fed a few bytes at a time: the read buffer never holds the body.
+            let mut d = Decoder::new();
+            let mut buf = BytesMut::new();
+            let mut got = None;
+            for piece in input.chunks(3) {
+                buf.extend_from_slice(piece);
+                match next(&mut d, &mut buf, &limits) {
+                    Decoded::Body(body) => got = Some(body),
+                    Decoded::NeedMore if d.mid_request() => assert!(buf.len() < 16, "{buf:?}"),
+                    Decoded::NeedMore => {}
+                    other => panic!("{other:?}"),
+                }
+            }
+            let ReadBody::File(mut spilled) = got.unwrap() else {
+                panic!("kept in memory")
+            };
+            assert_eq!(spilled.len, 10);
+            let mut text = String::new();
+            spilled.file.rewind().unwrap();
+            spilled.file.read_to_string(&mut text).unwrap();
+            assert_eq!(text, "0123456789");
+            assert_eq!(&buf[..], b"GET");
+        }
+        // Small bodies stay in memory.
+        let small = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\nabcd";
+        assert!(matches!(
+            decode_one_with(small, &limits),
+            Decoded::Body(ReadBody::Memory(_))
+        ));
+    }
+
+    #[test]
+    fn a_refused_head_skips_a_body_already_buffered() {
+        let limits = Limits::default();
+        let mut d = Decoder::new();
+        let mut buf = BytesMut::from(
+            &b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nabGET / HTTP/1.1\r\nHost: h\r\n\r\n"[..],
+        );
+        assert!(matches!(d.decode(&mut buf, &limits), Decoded::Head(_)));
+        assert!(d.skip_body(&mut buf));
+        assert!(matches!(d.decode(&mut buf, &limits), Decoded::Request(..)));
+        // Not all there: nothing more is decoded.
+        let mut buf =
+            BytesMut::from(&b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nab"[..]);
+        assert!(matches!(d.decode(&mut buf, &limits), Decoded::Head(_)));
+        assert!(!d.skip_body(&mut buf));
+        assert!(matches!(d.decode(&mut buf, &limits), Decoded::NeedMore));
     }
 }

@@ -61,6 +61,13 @@ pub struct Request {
     peer: SocketAddr,
     extensions: Extensions,
     state: Option<Rc<Extensions>>,
+    /// It arrived over TLS.
+    https: bool,
+    /// The before-hooks ran when the head was admitted.
+    hooks_done: bool,
+    /// The body, when it was written to a temporary file instead of
+    /// `body` (see [`Limits::body_buffer`](crate::Limits::body_buffer)).
+    spilled: Option<Box<super::body::SpilledBody>>,
 }
 
 /// A request head as the parser left it: slices of the read buffer,
@@ -75,15 +82,6 @@ pub(crate) struct RawHead {
     pub(crate) header_lines: Bytes,
     /// A header named `Upgrade` is among them.
     pub(crate) upgrade: bool,
-}
-
-impl RawHead {
-    /// Copies the target and header lines out of the read buffer they are
-    /// slices of (for a head kept while its body arrives).
-    pub(crate) fn detach(&mut self) {
-        self.target = own_target(&self.target);
-        self.header_lines = Bytes::copy_from_slice(&self.header_lines);
-    }
 }
 
 /// A target in a buffer of its own.
@@ -122,6 +120,9 @@ impl Request {
             peer,
             extensions: Extensions::default(),
             state: None,
+            https: false,
+            hooks_done: false,
+            spilled: None,
         };
         // Paths without escapes are plain ASCII or UTF-8 the parser
         // checked: no decoding.
@@ -170,6 +171,21 @@ impl Request {
         }
     }
 
+    /// Whether the request arrived over TLS (an HTTPS listener).
+    ///
+    /// ```
+    /// let req = tine::Request::builder(tine::Method::GET, "/").finish();
+    /// assert!(!req.is_https());
+    /// ```
+    pub fn is_https(&self) -> bool {
+        self.https
+    }
+
+    /// Marks the request as received over TLS.
+    pub(crate) fn set_https(&mut self) {
+        self.https = true;
+    }
+
     /// Starts building a request by hand, for testing handlers and hooks
     /// without a socket.
     pub fn builder(method: Method, target: &str) -> RequestBuilder {
@@ -180,6 +196,7 @@ impl Request {
             body: Bytes::new(),
             peer: SocketAddr::from(([127, 0, 0, 1], 0)),
             params: Vec::new(),
+            https: false,
         }
     }
 
@@ -335,20 +352,107 @@ impl Request {
         self.upgrade
     }
 
-    /// The request body (empty when there was none).
+    /// The request body (empty when there was none). A body that was
+    /// spilled to a temporary file, because it is larger than
+    /// [`Limits::body_buffer`](crate::Limits::body_buffer), is read back
+    /// into memory on the first call: stream large bodies with
+    /// [`body_reader`](Request::body_reader) instead.
+    #[inline]
     pub fn body(&self) -> &[u8] {
-        &self.body
+        match &self.spilled {
+            None => &self.body,
+            Some(spilled) => spilled.load(),
+        }
+    }
+
+    /// The length of the body in bytes, in memory or spilled.
+    ///
+    /// ```
+    /// let req = tine::Request::builder(tine::Method::POST, "/").body("abc").finish();
+    /// assert_eq!(req.body_len(), 3);
+    /// ```
+    pub fn body_len(&self) -> u64 {
+        match &self.spilled {
+            Some(s) => s.len,
+            None => self.body.len() as u64,
+        }
+    }
+
+    /// Whether the body was spilled to a temporary file (then
+    /// [`body_reader`](Request::body_reader) streams it, and
+    /// [`body`](Request::body) reads it all into memory).
+    pub fn body_is_spilled(&self) -> bool {
+        self.spilled.is_some()
+    }
+
+    /// Reads the body from its start, wherever it is: memory, or the
+    /// temporary file a large body was spilled to (see
+    /// [`Limits::body_buffer`](crate::Limits::body_buffer)). Each call
+    /// gives a new reader from the first byte. The file is deleted
+    /// when the request is dropped (it never had a name).
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// let req = tine::Request::builder(tine::Method::POST, "/").body("hello").finish();
+    /// let mut text = String::new();
+    /// req.body_reader().read_to_string(&mut text).unwrap();
+    /// assert_eq!(text, "hello");
+    /// ```
+    pub fn body_reader(&self) -> BodyReader<'_> {
+        BodyReader {
+            source: match &self.spilled {
+                Some(s) => Source::File(&s.file, s.len),
+                None => Source::Memory(&self.body),
+            },
+            pos: 0,
+        }
     }
 
     /// The request body as a cheaply clonable [`Bytes`].
     pub fn body_bytes(&self) -> Bytes {
-        self.body.clone()
+        match &self.spilled {
+            None => self.body.clone(),
+            Some(spilled) => spilled.load().clone(),
+        }
     }
 
     /// The body as UTF-8 text; invalid UTF-8 is a `400`.
     pub fn text(&self) -> Result<&str, Error> {
-        std::str::from_utf8(&self.body)
+        std::str::from_utf8(self.body())
             .map_err(|_| Error::bad_request("request body is not valid UTF-8"))
+    }
+
+    /// The body parsed as `multipart/form-data` (an HTML form with
+    /// files) with the default [`MultipartLimits`](crate::MultipartLimits):
+    /// text fields, and files in memory or, past 256 KiB, in temporary
+    /// files. A `Content-Type` other than `multipart/form-data` is a
+    /// `415`, a malformed body a `400`, a part over a limit a `413`, each
+    /// with a message naming the problem (and the limit).
+    ///
+    /// ```
+    /// let req = tine::Request::builder(tine::Method::POST, "/upload")
+    ///     .header("content-type", "multipart/form-data; boundary=B")
+    ///     .body("--B\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nhi\r\n--B--\r\n")
+    ///     .finish();
+    /// let form = req.multipart().unwrap();
+    /// assert_eq!(form.field("title"), Some("hi"));
+    /// ```
+    pub fn multipart(&self) -> Result<crate::Multipart, Error> {
+        crate::multipart::parse(self, &crate::MultipartLimits::default())
+    }
+
+    /// Like [`multipart`](Request::multipart), with other limits.
+    ///
+    /// ```
+    /// let limits = tine::MultipartLimits::default().max_parts(10).max_file(20 << 20);
+    /// let req = tine::Request::builder(tine::Method::POST, "/").finish();
+    /// assert_eq!(req.multipart_with(&limits).unwrap_err().status(), 415);
+    /// ```
+    pub fn multipart_with(
+        &self,
+        limits: &crate::MultipartLimits,
+    ) -> Result<crate::Multipart, Error> {
+        crate::multipart::parse(self, limits)
     }
 
     /// The body parsed as JSON. A `Content-Type` other than JSON is a `415`,
@@ -360,7 +464,7 @@ impl Request {
                 "expected Content-Type: application/json",
             ));
         }
-        serde_json::from_slice(&self.body)
+        serde_json::from_slice(self.body())
             .map_err(|e| Error::bad_request(format!("invalid JSON body: {e}")))
     }
 
@@ -374,7 +478,7 @@ impl Request {
                 "expected Content-Type: application/x-www-form-urlencoded",
             ));
         }
-        from_urlencoded(&self.body)
+        from_urlencoded(self.body())
             .map_err(|e| Error::bad_request(format!("invalid form body: {e}")))
     }
 
@@ -384,7 +488,7 @@ impl Request {
         if !self.content_type_is(|m| m == "application/x-www-form-urlencoded") {
             return HashMap::new();
         }
-        form_urlencoded::parse(&self.body)
+        form_urlencoded::parse(self.body())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect()
     }
@@ -430,10 +534,103 @@ impl Request {
             .filter_map(Result::ok)
     }
 
+    /// A signed cookie sent by the client, with its signature checked and
+    /// removed: `None` when it is missing, or when its signature does not
+    /// hold (tampered with, forged, or signed by a key the app no longer
+    /// accepts). The value is readable by the client, but cannot be
+    /// changed by it. Signed by [`Response::set_signed_cookie`](crate::Response::set_signed_cookie)
+    /// with the key of [`App::cookie_key`](crate::App::cookie_key); keys
+    /// given to [`App::old_cookie_key`](crate::App::old_cookie_key) are
+    /// accepted too.
+    ///
+    /// The signature covers the value, not the cookie's name (the `cookie`
+    /// crate's format): a client could copy one signed cookie's value into
+    /// another signed cookie of the same app. Where that matters (say a
+    /// `user` and an `admin_of` cookie holding ids), put the meaning in
+    /// the value (`user:42`) or use a [private](Self::private_cookie)
+    /// cookie, whose name is authenticated.
+    ///
+    /// Panics (a 500, logged) in an app without a cookie key: a
+    /// configuration mistake.
+    ///
+    /// ```
+    /// use tine::cookie::{Cookie, Key};
+    /// use tine::{test::TestClient, App, Request, Response};
+    /// let app = App::new()
+    ///     .cookie_key(Key::generate())
+    ///     .get("/login", |req: &Request| Response::text("hi").set_signed_cookie(req, Cookie::new("user", "ada")))
+    ///     .get("/me", |req: &Request| req.signed_cookie("user").map(|c| c.value().to_string()).unwrap_or_default());
+    /// let client = TestClient::new(app);
+    /// client.get("/login").send();
+    /// assert_eq!(client.get("/me").send().text(), "ada");
+    /// client.set_cookie("user", "admin"); // forged: no valid signature
+    /// assert_eq!(client.get("/me").send().text(), "");
+    /// ```
+    #[track_caller]
+    pub fn signed_cookie(&self, name: &str) -> Option<cookie::Cookie<'static>> {
+        self.sealed_cookie(name, super::cookies::Kind::Signed)
+    }
+
+    /// A private (encrypted and authenticated) cookie sent by the client,
+    /// decrypted: `None` when it is missing or does not decrypt with any
+    /// of the app's keys (tampered with, forged, or too old a key). The
+    /// client can neither read nor change the value. Set by
+    /// [`Response::set_private_cookie`](crate::Response::set_private_cookie);
+    /// keys as for [`signed_cookie`](Self::signed_cookie).
+    ///
+    /// ```
+    /// use tine::cookie::{Cookie, Key};
+    /// use tine::{test::TestClient, App, Request, Response};
+    /// let app = App::new()
+    ///     .cookie_key(Key::generate())
+    ///     .get("/login", |req: &Request| Response::text("hi").set_private_cookie(req, Cookie::new("sid", "s3cret")))
+    ///     .get("/me", |req: &Request| req.private_cookie("sid").map(|c| c.value().to_string()).unwrap_or_default());
+    /// let client = TestClient::new(app);
+    /// client.get("/login").send();
+    /// assert!(!client.cookie("sid").unwrap().contains("s3cret"));
+    /// assert_eq!(client.get("/me").send().text(), "s3cret");
+    /// ```
+    #[track_caller]
+    pub fn private_cookie(&self, name: &str) -> Option<cookie::Cookie<'static>> {
+        self.sealed_cookie(name, super::cookies::Kind::Private)
+    }
+
+    #[track_caller]
+    fn sealed_cookie(
+        &self,
+        name: &str,
+        kind: super::cookies::Kind,
+    ) -> Option<cookie::Cookie<'static>> {
+        let keys = super::cookies::keys(self);
+        // Several cookies may share a name (other paths or domains): the
+        // first one that opens wins.
+        self.cookies()
+            .filter(|c| c.name() == name)
+            .find_map(|c| keys.open(kind, &c))
+    }
+
     /// Per-worker state of type `T`, built by
     /// [`App::on_worker_start`](crate::App::on_worker_start).
     pub fn state<T: 'static>(&self) -> Option<&T> {
         self.state.as_deref()?.get()
+    }
+
+    /// Whether the before-hooks already ran (at admission, before the
+    /// body was read).
+    pub(crate) fn hooks_done(&self) -> bool {
+        self.hooks_done
+    }
+
+    pub(crate) fn set_hooks_done(&mut self) {
+        self.hooks_done = true;
+    }
+
+    /// Attaches the body read after the head was admitted.
+    pub(crate) fn set_body(&mut self, body: super::body::ReadBody) {
+        match body {
+            super::body::ReadBody::Memory(bytes) => self.body = bytes,
+            super::body::ReadBody::File(file) => self.spilled = Some(Box::new(file)),
+        }
     }
 
     pub(crate) fn set_state(&mut self, state: Rc<Extensions>) {
@@ -463,7 +660,7 @@ impl fmt::Debug for Request {
             .field("target", &self.raw_target())
             .field("version", &self.version)
             .field("headers", self.headers())
-            .field("body_len", &self.body.len())
+            .field("body_len", &self.body_len())
             .field("params", &self.params)
             .field("peer", &self.peer)
             .finish()
@@ -483,6 +680,7 @@ pub struct RequestBuilder {
     body: Bytes,
     peer: SocketAddr,
     params: Vec<(Rc<str>, String)>,
+    https: bool,
 }
 
 impl RequestBuilder {
@@ -495,6 +693,21 @@ impl RequestBuilder {
         self
     }
 
+    /// Adds every header of `headers`.
+    pub(crate) fn headers(mut self, headers: HeaderMap) -> Self {
+        let mut last = None;
+        for (name, value) in headers {
+            // Later values of one name come without it.
+            if let Some(name) = name {
+                last = Some(name);
+            }
+            if let Some(name) = &last {
+                self.headers.append(name, value);
+            }
+        }
+        self
+    }
+
     /// Sets the body.
     pub fn body(mut self, body: impl Into<Bytes>) -> Self {
         self.body = body.into();
@@ -504,6 +717,17 @@ impl RequestBuilder {
     /// Sets the peer address.
     pub fn peer(mut self, peer: SocketAddr) -> Self {
         self.peer = peer;
+        self
+    }
+
+    /// Marks the request as received over TLS (see [`Request::is_https`]).
+    ///
+    /// ```
+    /// let req = tine::Request::builder(tine::Method::GET, "/").https().finish();
+    /// assert!(req.is_https());
+    /// ```
+    pub fn https(mut self) -> Self {
+        self.https = true;
         self
     }
 
@@ -534,7 +758,46 @@ impl RequestBuilder {
                 .map(|(k, v)| (Some(k), Capture::Owned(v.into_boxed_str())))
                 .collect(),
         };
+        req.https = self.https;
         req
+    }
+}
+
+/// Reads a request body from its start: see [`Request::body_reader`].
+#[derive(Debug)]
+pub struct BodyReader<'a> {
+    source: Source<'a>,
+    pos: u64,
+}
+
+#[derive(Debug)]
+enum Source<'a> {
+    Memory(&'a [u8]),
+    /// Read with `pread`, so readers never share a file offset.
+    File(&'a std::fs::File, u64),
+}
+
+impl std::io::Read for BodyReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = match self.source {
+            Source::Memory(bytes) => {
+                let rest = bytes.get(self.pos as usize..).unwrap_or(&[]);
+                let n = rest.len().min(buf.len());
+                buf[..n].copy_from_slice(&rest[..n]);
+                n
+            }
+            Source::File(file, len) => {
+                use std::os::unix::fs::FileExt;
+                let left = len.saturating_sub(self.pos);
+                let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                if want == 0 {
+                    return Ok(0);
+                }
+                file.read_at(&mut buf[..want], self.pos)?
+            }
+        };
+        self.pos += n as u64;
+        Ok(n)
     }
 }
 

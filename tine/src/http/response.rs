@@ -51,9 +51,29 @@ pub(crate) enum Body {
     Vec(Vec<u8>),
     /// A body produced piece by piece, pulled only when the socket can take
     /// more, sent with chunked transfer coding.
-    Stream(Box<dyn Iterator<Item = Bytes>>),
+    Stream(Chunks),
     /// A region of a file, sent with `sendfile(2)`.
     File(FileBody),
+    /// A server-sent event stream: after the head, the connection becomes
+    /// an event stream fed by publish/subscribe.
+    Sse(Box<crate::sse::SseSession>),
+}
+
+/// The producer of a streamed body, and how its chunks are written.
+pub(crate) struct Chunks {
+    pub(crate) iter: Box<dyn Iterator<Item = Bytes>>,
+    /// The producer's chunks are always ready at once (in memory, or
+    /// computed without waiting): gather them into writes of up to 64 KiB.
+    /// Otherwise each chunk is written before the next is pulled, so a
+    /// producer that waits (for a database, a timer, another service)
+    /// does not hold back what it already produced.
+    pub(crate) batched: bool,
+}
+
+impl Chunks {
+    pub(crate) fn new(iter: Box<dyn Iterator<Item = Bytes>>, batched: bool) -> Self {
+        Chunks { iter, batched }
+    }
 }
 
 /// What [`fill_stream`] did.
@@ -69,23 +89,27 @@ pub(crate) enum Fill {
     Aborted,
 }
 
-/// Pulls chunks from a [`Response::stream`] body into `out` until it holds
-/// `batch` bytes or the stream ends, with chunked framing if `chunked`
-/// (else raw bytes, for a body delimited by the connection's close).
+/// Pulls chunks from a [`Response::stream`] body into `out`, with chunked
+/// framing if `chunked` (else raw bytes, for a body delimited by the
+/// connection's close): one chunk, so the caller writes it before the
+/// producer is asked for the next, or, for a [batched](Chunks::batched)
+/// producer, until `out` holds `batch` bytes or the stream ends.
 ///
 /// The iterator is application code running after the handler returned,
-/// so it runs inside the panic boundary: one boundary per batch (not per
+/// so it runs inside the panic boundary: one boundary per call (not per
 /// chunk), no allocation.
 pub(crate) fn fill_stream(
-    chunks: &mut dyn Iterator<Item = Bytes>,
+    chunks: &mut Chunks,
     chunked: bool,
     out: &mut Vec<u8>,
     batch: usize,
 ) -> Fill {
     use super::encode::{encode_chunk, LAST_CHUNK};
+    let Chunks { iter, batched } = chunks;
+    let limit = if *batched { batch } else { 1 };
     let filled = crate::handler::catch_in(&crate::handler::STREAM, || {
-        while out.len() < batch {
-            match chunks.next() {
+        while out.len() < limit {
+            match iter.next() {
                 Some(chunk) if chunked => encode_chunk(out, &chunk),
                 Some(chunk) => out.extend_from_slice(&chunk),
                 None => {
@@ -257,6 +281,18 @@ impl Response {
     /// iterator is pulled only when the socket accepts more data, so a slow
     /// client holds back the producer instead of filling memory.
     ///
+    /// Each chunk is written as soon as it is produced, before the next one
+    /// is asked for: a producer that takes its time (a query per page, a
+    /// report computed row by row) delivers its first chunks while it works
+    /// on the rest. That costs one write per chunk; a producer whose chunks
+    /// are always ready at once, or that yields many small ones, is better
+    /// served by [`stream_batched`](Self::stream_batched).
+    ///
+    /// The iterator runs on the worker's event loop: while `next` waits,
+    /// the worker serves nobody else. For events that arrive over time
+    /// (notifications, progress), use server-sent events
+    /// ([`App::sse`](crate::App::sse)), which need no waiting producer.
+    ///
     /// ```
     /// let res = tine::Response::stream((0..3).map(|i| format!("line {i}\n")));
     /// assert!(res.body_bytes().is_none()); // not in memory
@@ -267,21 +303,51 @@ impl Response {
         I::IntoIter: 'static,
         B: Into<Bytes> + 'static,
     {
+        Self::stream_with(chunks, false)
+    }
+
+    /// Like [`stream`](Self::stream), for a producer whose chunks are
+    /// always ready at once: chunks are gathered into writes of up to
+    /// 64 KiB instead of one write each, which is much cheaper for many
+    /// small chunks (see `docs/streaming.md`). A producer that waits would
+    /// hold back everything gathered so far, so use this only when `next`
+    /// never waits.
+    ///
+    /// ```
+    /// let rows = (0..1000).map(|i| format!("{i},{}\n", i * i));
+    /// let res = tine::Response::stream_batched(rows).with_header("content-type", "text/csv");
+    /// assert!(res.body_bytes().is_none());
+    /// ```
+    pub fn stream_batched<I, B>(chunks: I) -> Self
+    where
+        I: IntoIterator<Item = B>,
+        I::IntoIter: 'static,
+        B: Into<Bytes> + 'static,
+    {
+        Self::stream_with(chunks, true)
+    }
+
+    fn stream_with<I, B>(chunks: I, batched: bool) -> Self
+    where
+        I: IntoIterator<Item = B>,
+        I::IntoIter: 'static,
+        B: Into<Bytes> + 'static,
+    {
         let mut res = Response::empty(StatusCode::OK);
         res.content_type = Some(OCTETS);
-        res.body = Body::Stream(Box::new(
-            chunks
-                .into_iter()
-                .map(Into::into)
-                .filter(|b: &Bytes| !b.is_empty()),
-        ));
+        let iter = chunks
+            .into_iter()
+            .map(Into::into)
+            .filter(|b: &Bytes| !b.is_empty());
+        res.body = Body::Stream(Chunks::new(Box::new(iter), batched));
         res
     }
 
     /// A body sent with chunked transfer coding from chunks already in
-    /// memory.
+    /// memory (gathered into large writes, like
+    /// [`stream_batched`](Self::stream_batched)).
     pub fn chunked<B: Into<Bytes> + 'static>(chunks: Vec<B>) -> Self {
-        Self::stream(chunks)
+        Self::stream_batched(chunks)
     }
 
     /// Replaces the status.
@@ -318,6 +384,75 @@ impl Response {
     pub fn set_cookie(self, cookie: cookie::Cookie<'_>) -> Self {
         let value = cookie.encoded().to_string();
         self.with_header(header::SET_COOKIE, value)
+    }
+
+    /// Adds a `Set-Cookie` header for `cookie` signed with the app's key
+    /// ([`App::cookie_key`](crate::App::cookie_key)): the client can read
+    /// the value but not change it; read it back with
+    /// [`Request::signed_cookie`](crate::Request::signed_cookie). `req` is
+    /// the request being answered (it carries the app's keys). The
+    /// cookie's attributes (`Path`, `HttpOnly`, `Max-Age`, ...) are kept.
+    ///
+    /// Panics (a 500, logged) in an app without a cookie key.
+    ///
+    /// ```
+    /// use tine::cookie::{Cookie, Key};
+    /// use tine::{test::TestClient, App, Request, Response};
+    /// let app = App::new().cookie_key(Key::generate()).get("/", |req: &Request| {
+    ///     let cookie = Cookie::build(("user", "ada")).path("/").http_only(true).build();
+    ///     Response::text("hi").set_signed_cookie(req, cookie)
+    /// });
+    /// let res = TestClient::new(app).get("/").send();
+    /// let set = res.cookie("user").unwrap();
+    /// assert!(set.value().ends_with("ada") && set.value() != "ada"); // signature, then the value
+    /// assert_eq!(set.path(), Some("/"));
+    /// ```
+    #[track_caller]
+    pub fn set_signed_cookie(self, req: &crate::Request, cookie: cookie::Cookie<'_>) -> Self {
+        let sealed =
+            super::cookies::keys(req).seal(super::cookies::Kind::Signed, cookie.into_owned());
+        self.set_cookie(sealed)
+    }
+
+    /// Adds a `Set-Cookie` header for `cookie` encrypted with the app's key
+    /// ([`App::cookie_key`](crate::App::cookie_key)): the client can
+    /// neither read nor change the value; read it back with
+    /// [`Request::private_cookie`](crate::Request::private_cookie).
+    ///
+    /// Panics (a 500, logged) in an app without a cookie key.
+    ///
+    /// ```
+    /// use tine::cookie::{Cookie, Key};
+    /// use tine::{test::TestClient, App, Request, Response};
+    /// let app = App::new().cookie_key(Key::generate()).get("/", |req: &Request| {
+    ///     Response::text("hi").set_private_cookie(req, Cookie::new("sid", "s3cret"))
+    /// });
+    /// let res = TestClient::new(app).get("/").send();
+    /// assert!(!res.cookie("sid").unwrap().value().contains("s3cret"));
+    /// ```
+    #[track_caller]
+    pub fn set_private_cookie(self, req: &crate::Request, cookie: cookie::Cookie<'_>) -> Self {
+        let sealed =
+            super::cookies::keys(req).seal(super::cookies::Kind::Private, cookie.into_owned());
+        self.set_cookie(sealed)
+    }
+
+    /// Tells the client to forget the cookie `name` (an expired, empty
+    /// `Set-Cookie` with `Path=/`): log-out. For a cookie set with another
+    /// path or a domain, use [`set_cookie`](Self::set_cookie) with
+    /// `Cookie::build(..).removal()` and the same attributes.
+    ///
+    /// ```
+    /// let res = tine::Response::text("bye").remove_cookie("sid");
+    /// let set = res.headers()["set-cookie"].to_str().unwrap();
+    /// assert!(set.starts_with("sid=; ") && set.contains("Max-Age=0"), "{set}");
+    /// ```
+    pub fn remove_cookie(self, name: &str) -> Self {
+        let cookie = cookie::Cookie::build(name.to_string())
+            .path("/")
+            .removal()
+            .build();
+        self.set_cookie(cookie)
     }
 
     /// Sets a simple session-style cookie: `Path=/; HttpOnly; SameSite=Lax`.
@@ -393,7 +528,7 @@ impl Response {
             Body::Empty => Some(Bytes::new()),
             Body::Full(b) => Some(b.clone()),
             Body::Vec(v) => Some(Bytes::copy_from_slice(v)),
-            Body::Stream(_) | Body::File(_) => None,
+            Body::Stream(_) | Body::File(_) | Body::Sse(_) => None,
         }
     }
 
@@ -453,6 +588,7 @@ impl fmt::Debug for Response {
             Body::Vec(v) => format!("{} bytes", v.len()),
             Body::Stream(_) => "stream".to_string(),
             Body::File(fb) => format!("file, {} bytes", fb.len),
+            Body::Sse(_) => "event stream".to_string(),
         };
         f.debug_struct("Response")
             .field("status", &self.status)

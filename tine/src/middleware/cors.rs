@@ -35,6 +35,8 @@ pub struct Cors {
     headers: HeaderValue,
     max_age: u32,
     credentials: bool,
+    /// `Access-Control-Expose-Headers` on answers to allowed origins.
+    expose: Option<HeaderValue>,
 }
 
 impl Default for Cors {
@@ -53,6 +55,7 @@ impl Cors {
             headers: HeaderValue::from_static("Content-Type, Authorization"),
             max_age: 86_400,
             credentials: false,
+            expose: None,
         }
     }
 
@@ -81,6 +84,27 @@ impl Cors {
     #[track_caller]
     pub fn allow_headers(mut self, headers: &[&str]) -> Self {
         self.headers = HeaderValue::from_str(&headers.join(", ")).expect("valid header names");
+        self
+    }
+
+    /// Response headers the browser lets the page's script read, beyond
+    /// the CORS-safelisted ones (`Cache-Control`, `Content-Language`,
+    /// `Content-Length`, `Content-Type`, `Expires`, `Last-Modified`,
+    /// `Pragma`): sent as `Access-Control-Expose-Headers` on answers to
+    /// allowed origins. Panics on a name that is not valid header text.
+    ///
+    /// ```
+    /// use tine::{test::TestClient, App, Cors, Request, Response};
+    /// let app = App::new()
+    ///     .get("/items", |_: &Request| Response::text("[]").with_header("x-total-count", "0"))
+    ///     .cors(Cors::new().expose_headers(&["X-Total-Count", "Location"]));
+    /// let res = TestClient::new(app).get("/items").header("origin", "https://app.example").send();
+    /// assert_eq!(res.header("access-control-expose-headers"), Some("X-Total-Count, Location"));
+    /// ```
+    #[track_caller]
+    pub fn expose_headers(mut self, headers: &[&str]) -> Self {
+        self.expose = (!headers.is_empty())
+            .then(|| HeaderValue::from_str(&headers.join(", ")).expect("valid header names"));
         self
     }
 
@@ -131,16 +155,25 @@ impl Cors {
         }
     }
 
+    /// Adds `Access-Control-Expose-Headers` to an actual (not preflight)
+    /// answer for an allowed origin.
+    fn expose(&self, origin: &str, res: &mut Response) {
+        let Some(expose) = &self.expose else {
+            return;
+        };
+        if self.allow_origin_for(origin).is_some() {
+            res.headers_mut()
+                .entry(header::ACCESS_CONTROL_EXPOSE_HEADERS)
+                .or_insert_with(|| expose.clone());
+        }
+    }
+
     pub(crate) fn install(self, app: App) -> App {
         let cors = Rc::new(self);
         let pre = cors.clone();
         app.before(move |req: &mut Request| {
-            let is_preflight = req.method() == Method::OPTIONS
-                && req
-                    .headers()
-                    .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
             let origin = req.header(header::ORIGIN)?;
-            if !is_preflight {
+            if !is_preflight(req) {
                 return None;
             }
             let mut res = Response::empty(StatusCode::NO_CONTENT);
@@ -159,10 +192,21 @@ impl Cors {
         .after(move |req: &Request, mut res: Response| {
             if let Some(origin) = req.header(header::ORIGIN) {
                 cors.decorate(origin, &mut res);
+                if !is_preflight(req) {
+                    cors.expose(origin, &mut res);
+                }
             }
             res
         })
     }
+}
+
+/// A CORS preflight: `OPTIONS` asking which method it may use.
+fn is_preflight(req: &Request) -> bool {
+    req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
 #[cfg(test)]
@@ -203,6 +247,32 @@ mod tests {
         let res = app.handle(&mut req);
         assert_eq!(res.status(), 200);
         assert!(!res.headers().contains_key("access-control-allow-origin"));
+    }
+
+    #[test]
+    fn exposed_headers_only_for_allowed_origins_and_not_on_preflights() {
+        let app = app(Cors::new()
+            .allow_origin("https://a.example")
+            .expose_headers(&["X-Request-Id"]));
+        let send = |method: Method, origin: &str| {
+            let mut req = Request::builder(method.clone(), "/x")
+                .header("origin", origin)
+                .header("access-control-request-method", "POST");
+            if method == Method::POST {
+                req = Request::builder(method, "/x").header("origin", origin);
+            }
+            app.handle(&mut req.finish())
+        };
+        let res = send(Method::POST, "https://a.example");
+        assert_eq!(
+            res.headers()["access-control-expose-headers"],
+            "X-Request-Id"
+        );
+        let res = send(Method::POST, "https://evil.example");
+        assert!(!res.headers().contains_key("access-control-expose-headers"));
+        let res = send(Method::OPTIONS, "https://a.example");
+        assert_eq!(res.status(), 204);
+        assert!(!res.headers().contains_key("access-control-expose-headers"));
     }
 
     #[test]

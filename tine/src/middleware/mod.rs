@@ -1,6 +1,8 @@
-//! Built-in middleware: CORS. (Request logging is
-//! [`App::log_requests`](crate::App::log_requests).)
+//! Built-in middleware: CORS and response compression. (Request logging
+//! is [`App::log_requests`](crate::App::log_requests).)
 
+mod compression;
 mod cors;
 
+pub use compression::Compression;
 pub use cors::Cors;

@@ -1,9 +1,11 @@
-//! Publish/subscribe across worker processes, for WebSocket clients.
+//! Publish/subscribe across worker processes, for WebSocket and
+//! server-sent event clients.
 //!
 //! Any handler may [`publish`] a message to a topic; every WebSocket
 //! connection subscribed to that topic ([`WebSocket::subscribe`]) receives
-//! it as a message, in every worker process of the server, the
-//! publisher's own included.
+//! it as a message, and every event stream subscribed to it
+//! ([`Sse::subscribe`](crate::Sse::subscribe)) as an event, in every worker
+//! process of the server, the publisher's own included.
 //!
 //! How a published message travels:
 //!

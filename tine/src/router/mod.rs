@@ -23,6 +23,14 @@
 //! `DELETE /index.html` a `405`, and `DELETE /api/todos` the `405` of the
 //! `/api/todos` routes.
 //!
+//! **Fallbacks** (a route group's, or the app's: `prefix/*` patterns, any
+//! method) come after both tiers' routes that are at least as deep: the
+//! deepest fallback matching a path no exact route matches answers it,
+//! unless a wildcard route or mount with as many segments before its `*`
+//! matches too. So `/api`'s fallback answers `/api/nothing` although a
+//! static directory is mounted at `/`, and `/api/files/*` still answers
+//! its own paths.
+//!
 //! Registering the same method (or `any`) twice on the same pattern (same
 //! segments; capture names do not count) is a conflict: the second route
 //! could never answer. [`Router::add`] refuses it, and the builder panics
@@ -141,6 +149,18 @@ impl Pattern {
         match &self.segments {
             None => true,
             Some(segments) => matches!(segments.last(), Some(Segment::Rest)),
+        }
+    }
+
+    /// How many segments come before a trailing `*` (0 for the bare `*`):
+    /// how specific a wildcard pattern is.
+    fn depth(&self) -> usize {
+        match &self.segments {
+            None => 0,
+            Some(segments) => segments
+                .iter()
+                .filter(|s| !matches!(s, Segment::Rest))
+                .count(),
         }
     }
 
@@ -281,6 +301,9 @@ pub(crate) struct Router<T> {
     /// Indices of wildcard routes and mounts, in order: tried only for
     /// paths no exact route matches.
     wild: Vec<usize>,
+    /// Indices of fallbacks (`prefix/*` patterns, any method): see
+    /// [`add_fallback`](Router::add_fallback).
+    fallbacks: Vec<usize>,
 }
 
 impl<T> Default for Router<T> {
@@ -291,6 +314,7 @@ impl<T> Default for Router<T> {
             dynamic: Vec::new(),
             every: Vec::new(),
             wild: Vec::new(),
+            fallbacks: Vec::new(),
         }
     }
 }
@@ -315,6 +339,41 @@ impl<T> Router<T> {
         self.insert(Some(Method::GET), pattern, value, true)
     }
 
+    /// Adds a fallback: it answers every method on the paths its wildcard
+    /// pattern (`/api/*`, or `*` for the whole app) matches that no exact
+    /// route matches, unless a wildcard route or mount at least as deep
+    /// (as many segments before its `*`) matches them too. So a group's
+    /// fallback wins over a static mount at `/`, and loses to the group's
+    /// own `/api/files/*`. Among fallbacks the deepest matching one
+    /// answers. Two fallbacks on the same pattern conflict.
+    pub(crate) fn add_fallback(&mut self, pattern: Pattern, value: T) -> Result<(), String> {
+        if !pattern.is_wild() {
+            return Err(format!(
+                "fallback pattern {:?} must end with '*'",
+                pattern.source()
+            ));
+        }
+        if let Some(&earlier) = self
+            .fallbacks
+            .iter()
+            .find(|&&i| self.routes[i].pattern.same_shape(&pattern))
+        {
+            return Err(format!(
+                "conflicting fallback: {:?} already has one ({:?})",
+                pattern.source(),
+                self.routes[earlier].pattern.source()
+            ));
+        }
+        self.fallbacks.push(self.routes.len());
+        self.routes.push(Route {
+            method: None,
+            pattern,
+            value,
+            mount: false,
+        });
+        Ok(())
+    }
+
     fn insert(
         &mut self,
         method: Option<Method>,
@@ -322,10 +381,12 @@ impl<T> Router<T> {
         value: T,
         mount: bool,
     ) -> Result<(), String> {
-        let taken = self
-            .routes
-            .iter()
-            .find(|r| r.pattern.same_shape(&pattern) && (r.method.is_none() || r.method == method));
+        let taken = self.routes.iter().enumerate().find_map(|(i, r)| {
+            (!self.fallbacks.contains(&i)
+                && r.pattern.same_shape(&pattern)
+                && (r.method.is_none() || r.method == method))
+                .then_some(r)
+        });
         if let Some(earlier) = taken {
             let name =
                 |m: &Option<Method>| m.as_ref().map_or("any method", Method::as_str).to_string();
@@ -386,11 +447,57 @@ impl<T> Router<T> {
         if let Some(found) = self.find_in(statics, dynamic, method, raw_path, &mut params) {
             return found;
         }
-        if self.wild.is_empty() {
-            return Match::NotFound;
+        if self.fallbacks.is_empty() {
+            if self.wild.is_empty() {
+                return Match::NotFound;
+            }
+            return self
+                .find_in(&[], &self.wild, method, raw_path, &mut params)
+                .unwrap_or(Match::NotFound);
         }
-        self.find_in(&[], &self.wild, method, raw_path, &mut params)
-            .unwrap_or(Match::NotFound)
+        self.find_with_fallback(method, raw_path, &mut params)
+    }
+
+    /// The wildcard tier when fallbacks exist: the deepest fallback
+    /// matching the path answers, unless a wildcard route or mount at
+    /// least as deep matches it.
+    #[cold]
+    fn find_with_fallback(
+        &self,
+        method: &Method,
+        raw_path: &str,
+        params: &mut Captures,
+    ) -> Match<'_, T> {
+        let mut best: Option<(usize, usize, Captures)> = None;
+        for &index in &self.fallbacks {
+            let pattern = &self.routes[index].pattern;
+            params.clear();
+            let deeper = best.as_ref().is_none_or(|b| pattern.depth() > b.1);
+            if deeper && pattern.matches(raw_path, params) {
+                best = Some((index, pattern.depth(), std::mem::take(params)));
+            }
+        }
+        let Some((index, depth, captures)) = best else {
+            return self
+                .find_in(&[], &self.wild, method, raw_path, params)
+                .unwrap_or(Match::NotFound);
+        };
+        let deep: Vec<usize> = self
+            .wild
+            .iter()
+            .copied()
+            .filter(|&i| self.routes[i].pattern.depth() >= depth)
+            .collect();
+        self.find_in(&[], &deep, method, raw_path, params)
+            .unwrap_or_else(|| {
+                Match::Found(
+                    &self.routes[index].value,
+                    Params {
+                        src: None,
+                        list: captures,
+                    },
+                )
+            })
     }
 
     /// One tier of [`find`](Self::find): `None` if no route of it
@@ -676,6 +783,42 @@ mod tests {
         assert!(r
             .add_mount(Pattern::parse("/users/:id/*").unwrap(), 1)
             .is_err());
+    }
+
+    #[test]
+    fn fallbacks_answer_what_routes_as_deep_do_not() {
+        let mut r = Router::default();
+        r.add_mount(Pattern::parse("/*").unwrap(), 0).unwrap();
+        r.add(Some(Method::GET), Pattern::parse("/api/todos").unwrap(), 1)
+            .unwrap();
+        r.add(
+            Some(Method::GET),
+            Pattern::parse("/api/files/*").unwrap(),
+            2,
+        )
+        .unwrap();
+        r.add_fallback(Pattern::parse("/api/*").unwrap(), 3)
+            .unwrap();
+        r.add_fallback(Pattern::parse("/api/v2/*").unwrap(), 4)
+            .unwrap();
+        assert_eq!(found(&r, Method::GET, "/api/nothing").unwrap().0, 3);
+        assert_eq!(found(&r, Method::DELETE, "/api").unwrap().0, 3);
+        assert_eq!(found(&r, Method::GET, "/api/v2/x").unwrap().0, 4);
+        assert_eq!(found(&r, Method::GET, "/api/files/a").unwrap().0, 2);
+        assert_eq!(found(&r, Method::GET, "/index.html").unwrap().0, 0);
+        // A route's own path is still its own: 405, not the fallback.
+        assert!(matches!(
+            r.find(&Method::POST, "/api/todos"),
+            Match::MethodNotAllowed(_)
+        ));
+        assert!(matches!(
+            r.find(&Method::POST, "/api/files/a"),
+            Match::MethodNotAllowed(_)
+        ));
+        assert!(r
+            .add_fallback(Pattern::parse("/api/*").unwrap(), 5)
+            .is_err());
+        assert!(r.add_fallback(Pattern::parse("/api").unwrap(), 5).is_err());
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! | [`RELEASE`] (4) | master → worker | listener index, `u32` LE | stop accepting on `listeners[index]` (a lent queue whose own worker is back and accepting); no answer |
 //! | [`RECYCLE`] (5) | worker → master | responses served, `u64` LE | the worker is past its [`max_requests`](crate::App::max_requests) limit: the master replaces it (the replacement accepts first, then this worker gets `SIGTERM` and drains); sent once, the worker keeps serving meanwhile |
 //! | [`PUBLISH`] (3) | worker → master → other workers | one published message (topic and payload, in the wire form of `crate::pubsub`) | relayed verbatim by the master to every other live worker, which delivers it to its subscribers; with flow control (`pubsub::relay`) |
+//! | [`TLS`] (6) | master → worker | a TLS update: `1` + new session-ticket keys, or `2` + a listener's certificates (PEM), see `server::tls` | install them for new handshakes; no answer |
 //!
 //! Unknown kinds decode to [`Msg::Other`] so that either side can skip them.
 //! End-of-file on the channel means the peer is gone: a worker that reads EOF
@@ -45,6 +46,10 @@ pub(crate) const RELEASE: u8 = 4;
 /// Worker → master: "I served my share, replace me" (payload: the
 /// responses served, `u64` LE).
 pub(crate) const RECYCLE: u8 = 5;
+/// Master → worker: new TLS session-ticket keys or certificates (payload:
+/// see `server::tls`); no answer. Arrives as [`Msg::Other`].
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+pub(crate) const TLS: u8 = 6;
 
 /// Bytes in a frame header: one kind byte and a `u32` LE payload length.
 pub(crate) const HEADER_LEN: usize = 5;

@@ -1,8 +1,9 @@
 //! Listening sockets: binding them (socket2), and how the master lays
 //! them out over its workers.
 //!
-//! A server listens on one or more addresses. With workers, each address
-//! is one of two [`Mode`]s:
+//! A server listens on one or more addresses ([`Listen`]: the one given
+//! to `App::bind`, then those added with `App::listen`). With workers, each
+//! address is one of two [`Mode`]s (public as [`Balance`]):
 //!
 //! * [`Mode::ReusePort`]: one load-balancing reuseport socket per worker
 //!   slot, all bound to the same address, so the kernel spreads
@@ -14,9 +15,13 @@
 //!   systems without a load-balancing `SO_REUSEPORT`: macOS has the option,
 //!   but it does not spread connections over the sockets bound with it, so
 //!   a shared queue is what balances there.
-//!   Every worker waits on the one queue and whichever is free accepts.
+//!   Every worker waits on the one queue and whichever is free accepts,
+//!   one connection per wake-up (on Linux registered level-triggered with
+//!   `EPOLLEXCLUSIVE`, so a new connection wakes one or a few waiting
+//!   workers: see the event loop's `accept.rs`).
 //!
-//! Which mode the workers get ([`workers_mode`]):
+//! Which mode an address gets ([`workers_mode`]): the listener's
+//! [`Balance`], else the app's, else the platform's:
 //!
 //! | platform | mode |
 //! |---|---|
@@ -24,8 +29,12 @@
 //! | FreeBSD 12+ (and other non-Apple systems) | [`Mode::ReusePort`] (`SO_REUSEPORT_LB` on FreeBSD, `SO_REUSEPORT` elsewhere) |
 //! | macOS (and every Apple system) | [`Mode::Shared`] |
 //!
-//! `TINE_LISTENER=shared` (or `reuseport`) overrides the choice: a test and
-//! diagnostic switch, so the shared mode is exercised on Linux too.
+//! `TINE_LISTENER=shared` (or `reuseport`) overrides every choice: a test
+//! and diagnostic switch, so the shared mode is exercised on Linux too.
+//!
+//! Each worker knows, for every socket it holds, which address (index into
+//! the server's listeners) it belongs to, so settings that differ per
+//! listener are read at accept time.
 //!
 //! In single-process mode there is one plain socket ([`bind_single`]).
 //!
@@ -42,6 +51,148 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// in a handler.
 pub(crate) const BACKLOG: i32 = 1024;
 
+/// One address the server listens on, and how it is served.
+///
+/// The address given to [`App::bind`](crate::App::bind) is the first
+/// listener; [`App::listen`](crate::App::listen) adds more, served by the
+/// same workers with the same routes.
+///
+/// ```no_run
+/// use tine::{App, Balance, Listen, Request};
+/// let server = App::new()
+///     .get("/", |_: &Request| "hi")
+///     .workers(4)
+///     // A second address whose workers share one accept queue.
+///     .listen(Listen::tcp(([127, 0, 0, 1], 8081)).balance(Balance::Shared))
+///     .bind("127.0.0.1:8080")?;
+/// assert_eq!(server.local_addrs().len(), 2);
+/// # Ok::<(), tine::ServeError>(())
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Listen {
+    /// Where to listen.
+    pub(crate) addr: SocketAddr,
+    /// How workers share it (`None`: the app's [`Balance`], else the
+    /// platform's).
+    pub(crate) balance: Option<Balance>,
+    /// HTTPS: the TLS settings of this address.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::server::tls::TlsConfig>,
+}
+
+impl Listen {
+    /// A TCP address (`"0.0.0.0:8080".parse()?`, `([127, 0, 0, 1], 8080)`,
+    /// port 0 for any free port).
+    ///
+    /// ```
+    /// let l = tine::Listen::tcp(([127, 0, 0, 1], 0));
+    /// # let _ = l;
+    /// ```
+    pub fn tcp(addr: impl Into<SocketAddr>) -> Listen {
+        Listen {
+            addr: addr.into(),
+            balance: None,
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+
+    /// An HTTPS (and WSS) address: TLS with `config`, then the same routes
+    /// as every other address (feature `tls`).
+    ///
+    /// ```no_run
+    /// use tine::{App, Listen, Request, TlsConfig};
+    /// let tls = TlsConfig::from_pem_files("cert.pem", "key.pem")?;
+    /// App::new()
+    ///     .get("/", |_: &Request| "hi")
+    ///     .listen(Listen::tls(([0, 0, 0, 0], 8443), tls))
+    ///     .serve("0.0.0.0:8080")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(addr: impl Into<SocketAddr>, config: crate::server::tls::TlsConfig) -> Listen {
+        Listen {
+            tls: Some(config),
+            ..Listen::tcp(addr)
+        }
+    }
+
+    /// Whether this address serves HTTPS.
+    ///
+    /// ```
+    /// assert!(!tine::Listen::tcp(([127, 0, 0, 1], 0)).is_tls());
+    /// ```
+    pub fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
+    /// How the workers share this address (overrides
+    /// [`App::balance`](crate::App::balance) for it).
+    ///
+    /// ```
+    /// use tine::{Balance, Listen};
+    /// let l = Listen::tcp(([127, 0, 0, 1], 0)).balance(Balance::Shared);
+    /// # let _ = l;
+    /// ```
+    pub fn balance(mut self, balance: Balance) -> Listen {
+        self.balance = Some(balance);
+        self
+    }
+
+    /// The address to listen on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// How several worker processes share the connections of one address.
+///
+/// | | `ReusePort` | `Shared` |
+/// |---|---|---|
+/// | sockets | one per worker (`SO_REUSEPORT`) | one, for every worker |
+/// | who takes a new connection | the kernel hashes it to a worker's queue | whichever worker is waiting |
+/// | a worker busy in a slow handler | its queue waits for it | it is not waiting, so others take the connection |
+/// | accepting | a woken worker drains its own queue | one connection per wake-up; on Linux `EPOLLEXCLUSIVE` wakes one (or a few) of the waiting workers, in turn |
+/// | keep-alive connections | stay with the worker that accepted them | the same |
+/// | default on | Linux, FreeBSD | macOS (no balancing `SO_REUSEPORT`); socket activation |
+///
+/// `ReusePort` spreads load evenly with no contention between workers;
+/// `Shared` keeps a fast request on a *new* connection from queueing behind
+/// a blocked worker: choose it when some handlers block (a slow query, a
+/// call to another service) and clients open connections often. Requests
+/// on a kept-alive connection wait for their worker in both modes; for
+/// those, keep slow work short or off the request path, run more workers,
+/// or have the client (or proxy) use short keep-alive for slow endpoints.
+/// `docs/benchmarks.md` has the measurements.
+/// `TINE_LISTENER=shared|reuseport` overrides every address's choice at
+/// start-up (a test and diagnostic switch).
+///
+/// ```
+/// let app = tine::App::new().balance(tine::Balance::Shared);
+/// # let _ = app;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Balance {
+    /// One `SO_REUSEPORT` socket per worker: the kernel balances.
+    ReusePort,
+    /// One socket every worker accepts on: the free worker takes it.
+    Shared,
+}
+
+impl From<Balance> for Mode {
+    fn from(b: Balance) -> Mode {
+        match b {
+            Balance::ReusePort => Mode::ReusePort,
+            Balance::Shared => Mode::Shared,
+        }
+    }
+}
+
 /// How the workers share one address's connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
@@ -55,12 +206,13 @@ pub(crate) enum Mode {
 /// default: `shared` or `reuseport` (a test and diagnostic switch).
 pub(crate) const MODE_VAR: &str = "TINE_LISTENER";
 
-/// The mode of an address served by several workers: the platform's (see
-/// the module docs), unless [`MODE_VAR`] says otherwise. An unknown value
-/// is an error naming the variable.
-pub(crate) fn workers_mode() -> io::Result<Mode> {
+/// The mode of an address served by several workers: `chosen` (the
+/// listener's or the app's [`Balance`]) or the platform's (see the module
+/// docs), unless [`MODE_VAR`] says otherwise. An unknown value is an error
+/// naming the variable.
+pub(crate) fn workers_mode(chosen: Option<Balance>) -> io::Result<Mode> {
     match std::env::var(MODE_VAR) {
-        Err(_) => Ok(platform_mode()),
+        Err(_) => Ok(chosen.map_or_else(platform_mode, Mode::from)),
         Ok(v) => parse_mode(&v).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,

@@ -28,6 +28,9 @@ mod supervisor;
 mod sys;
 mod systemd;
 mod timer;
+#[cfg(feature = "tls")]
+pub(crate) mod tls;
+mod upgrade;
 
 use std::fmt;
 use std::io;
@@ -41,6 +44,7 @@ use crate::service::Service;
 use crate::ws::WsConfig;
 
 pub use error::ServeError;
+pub use listener::{Balance, Listen};
 
 static WORKER_INDEX: AtomicUsize = AtomicUsize::new(0);
 static WORKER_COUNT: AtomicUsize = AtomicUsize::new(1);
@@ -81,21 +85,25 @@ pub fn worker() -> WorkerInfo {
 pub struct Server {
     service: Service,
     config: ServerConfig,
-    listeners: Vec<std::net::TcpListener>,
-    /// How the workers share `listeners` (with several workers).
-    mode: listener::Mode,
-    addr: SocketAddr,
+    /// Every address with its sockets, in the order of `config.listens`.
+    addresses: Vec<listener::Bound>,
     workers: usize,
     /// Removed when the server is dropped (after `run`).
     _pid_file: Option<pidfile::PidFile>,
     /// Set when `TINE_WORKERS` chose `workers`: said in the start-up log.
     workers_note: Option<String>,
+    /// This process is a new master started by a binary upgrade: the old
+    /// master's pid and the link to it (see `upgrade.rs`).
+    predecessor: Option<(i32, std::os::unix::net::UnixStream)>,
+    /// The executable and arguments a binary upgrade starts (taken at
+    /// bind, before the app can change directory).
+    exec: Option<upgrade::Exec>,
 }
 
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
-            .field("addr", &self.addr)
+            .field("addrs", &self.local_addrs())
             .field("workers", &self.workers)
             .finish()
     }
@@ -128,6 +136,15 @@ pub(crate) struct ServerConfig {
     /// A worker whose loop has not turned for this long is killed and
     /// replaced (`ZERO`: never).
     pub(crate) worker_timeout: Duration,
+    /// The addresses served: before `bind`, those added with
+    /// `App::listen`; from `bind` on, every address in order (the one
+    /// given to `bind` first). A worker reads a connection's per-listener
+    /// settings here, by the address index of the socket it came from.
+    pub(crate) listens: Vec<listener::Listen>,
+    /// The app's default [`Balance`](listener::Balance).
+    pub(crate) balance: Option<listener::Balance>,
+    /// How long a new master started by `SIGUSR2` may take to be ready.
+    pub(crate) upgrade_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -147,6 +164,9 @@ impl Default for ServerConfig {
             group: None,
             credentials: None,
             worker_timeout: WORKER_TIMEOUT,
+            listens: Vec::new(),
+            balance: None,
+            upgrade_timeout: supervisor::UPGRADE_TIMEOUT,
         }
     }
 }
@@ -216,10 +236,12 @@ fn workers_note(env: &str, configured: usize) -> String {
 }
 
 impl Server {
+    /// Binds `first` (the address given to `App::bind`, if any) and then
+    /// every address added with `App::listen`.
     pub(crate) fn bind(
         service: Service,
         mut config: ServerConfig,
-        addr: SocketAddr,
+        first: Option<SocketAddr>,
     ) -> io::Result<Server> {
         let (workers, workers_note) = resolve_workers(config.workers)?;
         config.credentials = privileges::resolve(config.user.as_deref(), config.group.as_deref())?;
@@ -228,36 +250,60 @@ impl Server {
             // Fail at start-up, in one place, rather than in every worker.
             crate::pubsub::check_redis_url(url)?;
         }
-        let (listeners, mode) = if let Some(inherited) = systemd::inherited_listeners() {
-            let addrs: Vec<String> = inherited
-                .iter()
-                .filter_map(|l| l.local_addr().ok())
-                .map(|a| a.to_string())
-                .collect();
-            log::info!(
-                "socket activation: serving the {} inherited socket(s) ({}); \
-                 the configured address {addr} is ignored",
-                inherited.len(),
-                addrs.join(", ")
-            );
-            // One socket per address, shared by every worker (see
-            // systemd.rs for the trade-off).
-            (inherited, listener::Mode::Shared)
-        } else if workers > 1 {
-            let mode = listener::workers_mode()?;
-            let bound = listener::bind_workers(
-                addr,
-                mode,
-                workers,
-                listener::BACKLOG,
-                config.join_existing,
-            )?;
-            (bound.sockets, mode)
+        if let Some(addr) = first {
+            config.listens.insert(0, listener::Listen::tcp(addr));
+        }
+        if config.listens.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "tine: no address to listen on (give one to bind, or add one with App::listen)",
+            ));
+        }
+        // TLS configurations are made now, in the process that will be the
+        // master: workers inherit them (keys, certificates), and the master
+        // reloads them.
+        #[cfg(feature = "tls")]
+        for tls in config.listens.iter().filter_map(|l| l.tls.as_ref()) {
+            tls.server_config();
+        }
+        let mut predecessor = None;
+        let addresses = if let Some(up) = upgrade::inherited()? {
+            // The old master's sockets (see upgrade.rs): their queues are
+            // the ones clients connect to; nothing is bound.
+            predecessor = Some((up.parent, up.link));
+            if let Some((fd, origin)) = up.board {
+                // Before anything maps a scoreboard of its own.
+                scoreboard::adopt(fd, origin);
+            }
+            adopt_upgrade(&mut config.listens, up.addresses)
+        } else if let Some(inherited) = systemd::inherited_listeners() {
+            adopt_inherited(&mut config.listens, inherited)
         } else {
-            let single = listener::bind_single(addr, listener::BACKLOG)?;
-            (vec![single], listener::Mode::Shared)
+            let mut addresses = Vec::with_capacity(config.listens.len());
+            for l in &mut config.listens {
+                let bound = if workers > 1 {
+                    let mode = listener::workers_mode(l.balance.or(config.balance))?;
+                    listener::bind_workers(
+                        l.addr,
+                        mode,
+                        workers,
+                        listener::BACKLOG,
+                        config.join_existing,
+                    )?
+                } else {
+                    let single = listener::bind_single(l.addr, listener::BACKLOG)?;
+                    listener::Bound {
+                        addr: single.local_addr()?,
+                        mode: listener::Mode::Shared,
+                        sockets: vec![single],
+                    }
+                };
+                // With port 0, the port the system picked.
+                l.addr = bound.addr;
+                addresses.push(bound);
+            }
+            addresses
         };
-        let addr = listeners[0].local_addr()?;
         let _pid_file = match &config.pid_file {
             Some(path) => Some(pidfile::PidFile::create(path)?),
             None => None,
@@ -265,18 +311,35 @@ impl Server {
         Ok(Server {
             service,
             config,
-            listeners,
-            mode,
-            addr,
+            addresses,
             workers,
             _pid_file,
             workers_note,
+            predecessor,
+            exec: upgrade::Exec::current(),
         })
     }
 
-    /// The bound address (with the real port when bound to port 0).
+    /// The first bound address (with the real port when bound to port 0):
+    /// the one given to `bind`, else the first added with `App::listen`.
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.addresses[0].addr
+    }
+
+    /// Every bound address, in order: the one given to `bind` first, then
+    /// those added with [`App::listen`](crate::App::listen).
+    ///
+    /// ```
+    /// let server = tine::App::new()
+    ///     .listen(tine::Listen::tcp(([127, 0, 0, 1], 0)))
+    ///     .bind("127.0.0.1:0")?;
+    /// let addrs = server.local_addrs();
+    /// assert_eq!(addrs.len(), 2);
+    /// assert_ne!(addrs[0].port(), addrs[1].port());
+    /// # Ok::<(), tine::ServeError>(())
+    /// ```
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.addresses.iter().map(|a| a.addr).collect()
     }
 
     /// Serves until SIGINT or SIGTERM, then stops accepting, finishes
@@ -295,20 +358,35 @@ impl Server {
 
     fn run_io(self) -> io::Result<()> {
         handler::install_panic_hook();
-        nofile::raise(self.config.limits.max_connections, self.listeners.len());
+        let sockets: usize = self.addresses.iter().map(|a| a.sockets.len()).sum();
+        nofile::raise(self.config.limits.max_connections, sockets);
         let Server {
             mut service,
             config,
-            listeners,
-            mode,
-            addr,
+            addresses,
             workers,
             _pid_file,
             workers_note,
+            predecessor,
+            exec,
         } = self;
         let note = workers_note.map(|n| format!("; {n}")).unwrap_or_default();
+        if workers <= 1 && predecessor.is_some() {
+            // Serving the sockets alone, it could never tell the old master
+            // it is ready, nor be upgraded itself: refuse, and the old
+            // master serves on.
+            return Err(io::Error::other(
+                "tine: started by a binary upgrade (SIGUSR2) but configured \
+                 with workers <= 1: a binary upgrade needs workers > 1",
+            ));
+        }
+        let shown = addresses
+            .iter()
+            .map(|a| format!("http://{}", a.addr))
+            .collect::<Vec<_>>()
+            .join(", ");
         if workers <= 1 {
-            log::info!("listening on http://{addr} (single process{note})");
+            log::info!("listening on {shown} (single process{note})");
             if config.max_requests.is_some() || config.max_worker_memory.is_some() {
                 log::warn!(
                     "max_requests and max_worker_memory need workers > 1 \
@@ -326,44 +404,38 @@ impl Server {
                 scoreboard::attach(i);
             }
             service.init_worker()?;
+            let mut listeners = Vec::new();
+            for (address, bound) in addresses.into_iter().enumerate() {
+                for socket in bound.sockets {
+                    listeners.push((mio::net::TcpListener::from_std(socket), address));
+                }
+            }
             let active: Vec<usize> = (0..listeners.len()).collect();
-            let listeners = listeners
-                .into_iter()
-                .map(mio::net::TcpListener::from_std)
-                .collect();
             let event_loop = event_loop::EventLoop::new(service, config, listeners, &active, None)?;
             notify::single_ready();
             return event_loop.run();
         }
-        let sharing = match mode {
-            listener::Mode::ReusePort => "a reuseport listener each",
-            listener::Mode::Shared => "one shared listener",
-        };
-        log::info!("listening on http://{addr} with {workers} workers ({sharing}{note})");
+        let sharing = addresses
+            .iter()
+            .map(|a| match a.mode {
+                listener::Mode::ReusePort => "a reuseport listener each",
+                listener::Mode::Shared => "one shared listener",
+            })
+            .collect::<Vec<_>>()
+            .join(" / ");
+        log::info!("listening on {shown} with {workers} workers ({sharing}{note})");
         if let Some(c) = &config.credentials {
             log::info!("workers run as {}", c.name);
         }
         WORKER_COUNT.store(workers, Ordering::Relaxed);
-        let master = master_config(&config, workers);
+        let mut master = master_config(&config, workers);
+        master.pid_file = config.pid_file.clone();
+        master.exec = exec;
+        if master.exec.is_none() {
+            log::warn!("cannot tell the path this process was started from: SIGUSR2 will fail");
+        }
         let mut served = Some((service, config));
-        let addresses = match mode {
-            // A shared address has exactly one socket: several shared
-            // sockets (socket activation) are as many addresses.
-            listener::Mode::Shared => listeners
-                .into_iter()
-                .map(|socket| listener::Bound {
-                    addr: socket.local_addr().unwrap_or(addr),
-                    mode,
-                    sockets: vec![socket],
-                })
-                .collect(),
-            listener::Mode::ReusePort => vec![listener::Bound {
-                addr,
-                mode,
-                sockets: listeners,
-            }],
-        };
-        let code = master::run_master(addresses, master, &mut |start| {
+        let code = master::run_master(addresses, master, predecessor, &mut |start| {
             worker_main(served.take(), start)
         })?;
         if code == 0 {
@@ -376,6 +448,81 @@ impl Server {
     }
 }
 
+/// The addresses of a socket-activated server: each inherited socket is
+/// one [`Mode::Shared`](listener::Mode::Shared) address (see `systemd.rs`).
+/// When the socket unit passes as many sockets as the app configured
+/// addresses, the app's per-listener settings apply to them in order
+/// (the inherited socket's address replaces the configured one);
+/// otherwise every inherited socket is served with default settings.
+fn adopt_inherited(
+    listens: &mut Vec<listener::Listen>,
+    inherited: Vec<std::net::TcpListener>,
+) -> Vec<listener::Bound> {
+    let addrs: Vec<Option<SocketAddr>> = inherited.iter().map(|l| l.local_addr().ok()).collect();
+    let shown: Vec<String> = addrs.iter().flatten().map(|a| a.to_string()).collect();
+    let configured: Vec<String> = listens.iter().map(|l| l.addr.to_string()).collect();
+    log::info!(
+        "socket activation: serving the {} inherited socket(s) ({}); the configured {} {} ignored",
+        inherited.len(),
+        shown.join(", "),
+        configured.join(", "),
+        if configured.len() == 1 { "is" } else { "are" }
+    );
+    if listens.len() != inherited.len() {
+        log::warn!(
+            "socket activation: {} socket(s) passed for {} configured address(es): \
+             serving them with default listener settings",
+            inherited.len(),
+            listens.len()
+        );
+        *listens = addrs
+            .iter()
+            .map(|a| listener::Listen::tcp(a.unwrap_or_else(|| ([0, 0, 0, 0], 0).into())))
+            .collect();
+    }
+    inherited
+        .into_iter()
+        .zip(listens.iter_mut())
+        .zip(addrs)
+        .map(|((socket, listen), addr)| {
+            let addr = addr.unwrap_or(listen.addr);
+            listen.addr = addr;
+            listener::Bound {
+                addr,
+                mode: listener::Mode::Shared,
+                sockets: vec![socket],
+            }
+        })
+        .collect()
+}
+
+/// The addresses of a master started by a binary upgrade: the old
+/// master's sockets, address by address, in their own modes. When there
+/// are as many as the app configured, the app's per-listener settings
+/// apply to them in order; otherwise they are served with default
+/// settings (a warning says so).
+fn adopt_upgrade(
+    listens: &mut Vec<listener::Listen>,
+    addresses: Vec<listener::Bound>,
+) -> Vec<listener::Bound> {
+    if listens.len() != addresses.len() {
+        log::warn!(
+            "binary upgrade: {} address(es) handed over for {} configured: \
+             serving them with default listener settings",
+            addresses.len(),
+            listens.len()
+        );
+        *listens = addresses
+            .iter()
+            .map(|a| listener::Listen::tcp(a.addr))
+            .collect();
+    }
+    for (l, a) in listens.iter_mut().zip(&addresses) {
+        l.addr = a.addr;
+    }
+    addresses
+}
+
 fn master_config(config: &ServerConfig, workers: usize) -> master::MasterConfig {
     master::MasterConfig {
         workers,
@@ -383,6 +530,7 @@ fn master_config(config: &ServerConfig, workers: usize) -> master::MasterConfig 
         backlog: listener::BACKLOG,
         max_worker_memory: config.max_worker_memory,
         worker_timeout: config.worker_timeout,
+        upgrade_timeout: config.upgrade_timeout,
         ..master::MasterConfig::default()
     }
 }
@@ -420,7 +568,8 @@ fn worker_main(served: Option<(Service, ServerConfig)>, start: master::WorkerSta
     let listeners = start
         .listeners
         .into_iter()
-        .map(mio::net::TcpListener::from_std)
+        .zip(start.addresses)
+        .map(|(socket, address)| (mio::net::TcpListener::from_std(socket), address))
         .collect();
     let result = event_loop::EventLoop::new(
         service,

@@ -9,6 +9,13 @@
 //! | it ended (every slot replaced, or the step abandoned) | `READY=1` |
 //! | a stop starts (`SIGTERM`, `SIGINT`, `SIGQUIT`) | `STOPPING=1` |
 //! | every `WATCHDOG_USEC / 2`, while some worker accepts (or a stop drains) | `WATCHDOG=1` |
+//! | a binary upgrade (`SIGUSR2`) starts | `RELOADING=1` and `MONOTONIC_USEC=<now>` |
+//! | the new master is ready (sent by the old one, still the main process) | `MAINPID=<new>` and `READY=1`; the old master says nothing more |
+//! | the upgrade failed (sent by the old master, which serves on) | `STATUS=binary upgrade failed: <why>`, then `READY=1` |
+//!
+//! A master started by an upgrade sends no `READY=1` of its own at
+//! start-up (the old master says it with `MAINPID=`); from then on it is
+//! the main process and announces as above.
 //!
 //! Only the master sends (a unit's default `NotifyAccess=main` drops
 //! everything else). It sends `WATCHDOG=1` from its own loop, so a master
@@ -125,6 +132,8 @@ pub(crate) struct Announcer {
     reloading: bool,
     stopping: bool,
     watchdog: Option<(Duration, Instant)>,
+    /// A new master took over: nothing more is sent.
+    silent: bool,
 }
 
 impl Announcer {
@@ -149,6 +158,31 @@ impl Announcer {
             reloading: false,
             stopping: false,
             watchdog: watchdog.map(|every| (every, now)),
+            silent: false,
+        }
+    }
+
+    /// A master started by a binary upgrade: its start-up `READY=1` is
+    /// the old master's to send.
+    pub(crate) fn assume_started(&mut self) {
+        self.started = true;
+    }
+
+    /// The new master `pid` took over: `MAINPID=` and `READY=1` (ending
+    /// the `RELOADING=1` of the upgrade), then silence, so that systemd
+    /// neither takes this master's stop for the service's nor hears its
+    /// watchdog.
+    pub(crate) fn hand_over(&mut self, pid: i32) {
+        if let Some(n) = &self.notifier {
+            n.send(&format!("MAINPID={pid}\nREADY=1"));
+        }
+        self.silent = true;
+    }
+
+    /// A `STATUS=` line (a failed upgrade says why).
+    pub(crate) fn status(&self, text: &str) {
+        if let Some(n) = &self.notifier {
+            n.send(&format!("STATUS={}", text.replace('\n', " ")));
         }
     }
 
@@ -168,6 +202,9 @@ impl Announcer {
 
     fn messages(&mut self, s: State, now: Instant) -> Vec<String> {
         let mut out = Vec::new();
+        if self.silent {
+            return out;
+        }
         if s.stopping {
             if !self.stopping {
                 self.stopping = true;

@@ -46,8 +46,24 @@
 //!
 //! Times are milliseconds of the monotonic clock since the master created
 //! the region (`0`: never); the origin is a process-wide value the workers
-//! inherit with the fork (a re-executed master will need to carry it over
-//! along with the memfd). Slots are not entries: a slot's replacement
+//! inherit with the fork, and a master started by a binary upgrade takes
+//! over along with the memfd (see below).
+//!
+//! # Across a binary upgrade (Linux)
+//!
+//! The old master hands the memfd to the new one with the listening
+//! sockets, with the origin as a `CLOCK_MONOTONIC` time ([`adopt`]). The
+//! new master maps the same region: its workers take free entries beside
+//! the old generation's, which the new master sees draining (its
+//! `draining` flag) until the old master frees them, adding their
+//! counters to `retired`: the server's totals carry on across the upgrade.
+//! Two masters may then claim and free entries at the same time, so a
+//! claim takes its entry with a compare-and-swap and `retired` is added to
+//! with atomic additions. A master that is alone again (its upgrade rolled
+//! back, or its predecessor gone) frees the entries nobody owns any more
+//! ([`Board::sweep`]): those of the other master's workers once they have
+//! exited. Without a memfd (other systems) the new master maps a fresh
+//! scoreboard. Slots are not entries: a slot's replacement
 //! worker (rolling restart, recycling) and its draining predecessor each
 //! have their own entry, so [`MAX_ENTRIES`] bounds processes alive at once
 //! (workers plus those draining), not the slot count; a master refuses to
@@ -227,15 +243,21 @@ fn store_add(c: &AtomicU64, n: u64) {
 }
 
 impl Counters {
+    /// Adds `other` into these totals (the `retired` ones): with atomic
+    /// additions, since two masters (during a binary upgrade) may free
+    /// entries at the same time. Masters only, never on a request's path.
     fn add_from(&self, other: &Counters) {
-        store_add(&self.requests, other.requests.load(Relaxed));
+        let add = |a: &AtomicU64, b: &AtomicU64| {
+            a.fetch_add(b.load(Relaxed), Relaxed);
+        };
+        add(&self.requests, &other.requests);
         for (a, b) in self.status.iter().zip(&other.status) {
-            store_add(a, b.load(Relaxed));
+            add(a, b);
         }
-        store_add(&self.bytes_in, other.bytes_in.load(Relaxed));
-        store_add(&self.bytes_out, other.bytes_out.load(Relaxed));
+        add(&self.bytes_in, &other.bytes_in);
+        add(&self.bytes_out, &other.bytes_out);
         for (a, b) in self.handler.iter().zip(&other.handler) {
-            store_add(a, b.load(Relaxed));
+            add(a, b);
         }
     }
 
@@ -471,6 +493,50 @@ pub(crate) fn board() -> Option<&'static Board> {
     })
 }
 
+/// A master started by a binary upgrade: maps the old master's region
+/// (`fd`, a memfd) instead of a new one, with the clock origin the old
+/// generation writes its times against (`origin_us`, `CLOCK_MONOTONIC`
+/// microseconds). Call it before anything else touches the scoreboard;
+/// whether it was adopted (if not, with a warning, a fresh region is
+/// mapped later as usual).
+pub(crate) fn adopt(fd: std::os::fd::OwnedFd, origin_us: u64) -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let now = Instant::now();
+        let age = Duration::from_micros(monotonic_us().saturating_sub(origin_us));
+        let origin = now.checked_sub(age).unwrap_or(now);
+        if ORIGIN.set(origin).is_err() {
+            log::warn!("scoreboard: clock already in use; not taking over the old master's");
+            return false;
+        }
+        match Board::from_fd(fd) {
+            Ok(board) => BOARD.set(Some(board.leak())).is_ok(),
+            Err(e) => {
+                log::warn!("scoreboard handed over unusable ({e}); mapping a new one");
+                false
+            }
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = (fd, origin_us);
+        false
+    }
+}
+
+/// The scoreboard clock's origin as `CLOCK_MONOTONIC` microseconds (what
+/// [`adopt`] takes in a new master).
+pub(crate) fn origin_monotonic_us() -> u64 {
+    let now = Instant::now();
+    let origin = *ORIGIN.get_or_init(|| now);
+    monotonic_us().saturating_sub(now.saturating_duration_since(origin).as_micros() as u64)
+}
+
+fn monotonic_us() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (t.tv_sec as u64) * 1_000_000 + (t.tv_nsec as u64) / 1_000
+}
+
 /// Worker: takes over entry `i` (claimed by the master before the fork).
 pub(crate) fn attach(i: usize) {
     if let Some(b) = BOARD.get().copied().flatten() {
@@ -491,7 +557,6 @@ pub(crate) fn mine() -> Option<&'static Entry> {
 pub(crate) struct Board {
     base: NonNull<u8>,
     /// The memfd behind the mapping (Linux), for a later `execve` hand-over.
-    #[allow(dead_code)]
     fd: Option<std::os::fd::OwnedFd>,
 }
 
@@ -549,6 +614,70 @@ impl Board {
         Ok(board)
     }
 
+    /// Maps the region of an inherited memfd (a binary upgrade), if it is
+    /// one: its size and header must match this build's layout.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn from_fd(fd: std::os::fd::OwnedFd) -> io::Result<Board> {
+        let size = rustix::fs::fstat(&fd)?.st_size;
+        if size != REGION as i64 {
+            return Err(io::Error::other(format!(
+                "{size} bytes where this build's layout has {REGION}"
+            )));
+        }
+        // SAFETY: as in `create`: a fresh mapping at an address the kernel
+        // picks, REGION bytes of a memfd that holds REGION bytes.
+        let base = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                REGION,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::SHARED,
+                &fd,
+                0,
+            )
+        }?;
+        let base = NonNull::new(base.cast::<u8>()).ok_or_else(|| io::Error::other("mmap: null"))?;
+        let board = Board { base, fd: Some(fd) };
+        let h = board.header();
+        let ok = h.magic.load(Relaxed) == MAGIC
+            && h.version.load(Relaxed) == VERSION
+            && h.entries.load(Relaxed) == MAX_ENTRIES as u32;
+        if !ok {
+            return Err(io::Error::other("another layout (magic or version)"));
+        }
+        Ok(board)
+    }
+
+    /// The memfd to hand to a new master, if the region is one.
+    pub(crate) fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.fd.as_ref().map(|f| f.as_fd())
+    }
+
+    /// Master: frees every entry in use that `ours` does not claim and
+    /// whose process is gone (or that never got one). Call it only while
+    /// no other master shares the region (see the module docs). Returns
+    /// how many such entries are still in use (processes still running).
+    pub(crate) fn sweep(&self, ours: impl Fn(usize) -> bool) -> usize {
+        let mut left = 0;
+        for i in (0..MAX_ENTRIES).filter(|&i| !ours(i)) {
+            let e = self.entry(i);
+            if e.state() == State::Free {
+                continue;
+            }
+            let pid = e.pid.load(Relaxed);
+            let gone = pid == 0
+                || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None)
+                    == Err(nix::errno::Errno::ESRCH);
+            if gone {
+                self.free(i);
+            } else {
+                left += 1;
+            }
+        }
+        left
+    }
+
     /// The header.
     pub(crate) fn header(&self) -> &Header {
         // SAFETY: the region starts with a Header (page-aligned, so aligned
@@ -579,7 +708,14 @@ impl Board {
     /// Master: takes a free entry for a worker of `slot` about to be
     /// forked; `None` if all [`MAX_ENTRIES`] are in use.
     pub(crate) fn claim(&self, slot: usize) -> Option<usize> {
-        let i = (0..MAX_ENTRIES).find(|&i| self.entry(i).state() == State::Free)?;
+        // Taken with a compare-and-swap: during a binary upgrade two
+        // masters claim entries in the same region.
+        let i = (0..MAX_ENTRIES).find(|&i| {
+            self.entry(i)
+                .state
+                .compare_exchange(State::Free as u32, State::Starting as u32, Acquire, Relaxed)
+                .is_ok()
+        })?;
         let e = self.entry(i);
         e.pid.store(0, Relaxed);
         e.slot.store(slot as u32, Relaxed);
@@ -662,6 +798,64 @@ fn memfd() -> io::Result<Option<std::os::fd::OwnedFd>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A binary upgrade's view: a second mapping of the same memfd (as the
+    /// new master maps it) sees the old generation's entries and counters,
+    /// claims other entries, and what either frees adds up in `retired`.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn a_second_mapping_of_the_memfd_shares_entries_and_counters() {
+        let old = Board::create().unwrap();
+        let i = old.claim(0).unwrap();
+        old.entry(i).attach(std::process::id(), Instant::now());
+        old.entry(i).count_response(200);
+        let fd = old.fd().unwrap().try_clone_to_owned().unwrap();
+        let new = Board::from_fd(fd).unwrap();
+        assert_eq!(new.entry(i).snapshot().pid, std::process::id());
+        assert_eq!(new.entry(i).snapshot().status[1], 1);
+        let j = new.claim(0).unwrap();
+        assert_ne!(i, j, "claimed in the shared region, not twice");
+        assert_eq!(old.entry(j).state(), State::Starting);
+        new.entry(j).count_response(500);
+        old.free(i);
+        new.free(j);
+        let retired = &old.header().retired;
+        assert_eq!(retired.status[1].load(Relaxed), 1);
+        assert_eq!(retired.status[4].load(Relaxed), 1);
+        assert_eq!(retired.requests.load(Relaxed), 2);
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn a_memfd_of_another_size_or_layout_is_refused() {
+        let fd = rustix::fs::memfd_create("not-a-board", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&fd, 4096).unwrap();
+        assert!(Board::from_fd(fd).is_err());
+        let fd = rustix::fs::memfd_create("zeroes", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&fd, REGION as u64).unwrap();
+        let err = Board::from_fd(fd).expect_err("no magic");
+        assert!(err.to_string().contains("layout"), "{err}");
+    }
+
+    #[test]
+    fn a_sweep_frees_foreign_entries_whose_process_is_gone() {
+        let b = Board::create().unwrap();
+        let mine = b.claim(0).unwrap();
+        let alive = b.claim(1).unwrap();
+        b.entry(alive).attach(std::process::id(), Instant::now());
+        let never = b.claim(2).unwrap(); // claimed, never attached
+        let dead = b.claim(3).unwrap();
+        // Far above any pid the system hands out.
+        b.entry(dead).attach(0x3fff_fff0, Instant::now());
+        b.entry(dead).count_response(200);
+        let left = b.sweep(|i| i == mine);
+        assert_eq!(left, 1, "the live process's entry stays");
+        assert_eq!(b.entry(mine).state(), State::Starting);
+        assert_ne!(b.entry(alive).state(), State::Free);
+        assert_eq!(b.entry(never).state(), State::Free);
+        assert_eq!(b.entry(dead).state(), State::Free);
+        assert_eq!(b.header().retired.status[1].load(Relaxed), 1);
+    }
 
     #[test]
     fn layout_is_aligned_and_documented() {

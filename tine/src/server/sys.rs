@@ -216,8 +216,55 @@ pub(crate) fn watch_parent(master: Pid) -> io::Result<()> {
     Ok(())
 }
 
+/// Prepares `cmd` (a new master started by a binary upgrade) so that,
+/// between its fork and its `exec`, the child:
+///
+/// * clears close-on-exec on `keep` (the listening sockets and the link to
+///   the old master), and on nothing else: every other fd of the master
+///   is close-on-exec and stays behind;
+/// * resets `signals` (the master's) to their default disposition and
+///   unblocks every signal: the master keeps its signals blocked, and a
+///   blocked mask survives `exec`, so a new master would otherwise start
+///   deaf to `SIGTERM` (and so would anything it runs);
+/// * clears any parent-death signal (Linux): the new master must outlive
+///   the old one.
+pub(crate) fn keep_across_exec(
+    cmd: &mut std::process::Command,
+    keep: Vec<std::os::fd::RawFd>,
+    signals: &'static [Signal],
+) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before `exec`. The
+    // master is single-threaded (it checks before every fork), so the child
+    // is a plain copy and may call anything; still, it only makes system
+    // calls on its own fds and signal state and allocates nothing. The fds
+    // in `keep` are open in the master (it owns them for its whole life),
+    // hence in the child; borrowing them for one `fcntl` each is sound.
+    // Setting `SIG_DFL` installs no handler, so no Rust code runs in
+    // signal context.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &fd in &keep {
+                let fd = std::os::fd::BorrowedFd::borrow_raw(fd);
+                rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
+            }
+            for &sig in signals {
+                let _ = signal(sig, SigHandler::SigDfl);
+            }
+            nix::sys::signal::sigprocmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&nix::sys::signal::SigSet::empty()),
+                None,
+            )?;
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            nix::sys::prctl::set_pdeathsig(None)?;
+            Ok(())
+        });
+    }
+}
+
 /// Makes a worker ignore the master-only signals (`SIGHUP`, `SIGTTIN`,
-/// `SIGTTOU`) so that one sent to a worker by mistake neither ends it
+/// `SIGTTOU`, `SIGUSR2`) so that one sent to a worker by mistake neither ends it
 /// (`HUP`) nor stops it (`TTIN`/`TTOU` default to "stop the process").
 ///
 /// On the portable route they already are: signal-hook's handlers, left
@@ -228,7 +275,13 @@ pub(crate) fn ignore_master_signals() {
     if portable_signals() {
         return;
     }
-    for sig in [Signal::SIGHUP, Signal::SIGTTIN, Signal::SIGTTOU] {
+    for sig in [
+        Signal::SIGHUP,
+        Signal::SIGTTIN,
+        Signal::SIGTTOU,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+    ] {
         // SAFETY: `SIG_IGN` runs no code in signal context, and these
         // signals have no other user in a worker: the master reads them,
         // and the worker's own handlers are installed after this.

@@ -36,9 +36,12 @@
 //!   accepts, so a worker busy in a slow handler takes no new connection
 //!   (with reuseport, the kernel hashes connections to a worker's own
 //!   queue whether it is busy or not).
-//! * Every worker waiting on the queue is woken for a new connection and
-//!   all but one find it empty: some wasted wake-ups under a high
-//!   connection rate (no cost with keep-alive).
+//! * On Linux each worker watches the socket with `EPOLLEXCLUSIVE` and
+//!   takes one connection per wake-up, so a new connection wakes one (or
+//!   a few) of the waiting workers, not all (the event loop's `accept.rs`).
+//!   On kqueue systems every waiting worker wakes and all but one find
+//!   the queue empty: wasted wake-ups under a high connection rate (no
+//!   cost with keep-alive).
 //! * The socket survives everything, the master included: systemd holds
 //!   it, so connections that arrive while the service restarts wait in the
 //!   queue instead of being refused.
@@ -88,7 +91,7 @@ fn parse_vars(
 
 /// Whether `fd` is an open, listening TCP stream socket (IPv4 or IPv6);
 /// the reason if not.
-fn check_fd(fd: RawFd) -> Result<(), String> {
+pub(crate) fn check_fd(fd: RawFd) -> Result<(), String> {
     let borrowed = sys::inherited_fd(fd).ok_or_else(|| format!("fd {fd} is not open"))?;
     check_socket(fd, borrowed)
 }
@@ -173,7 +176,7 @@ pub(crate) fn inherited_listeners() -> Option<Vec<TcpListener>> {
 }
 
 /// Close-on-exec and non-blocking, like the sockets tine binds itself.
-fn prepare(fd: &OwnedFd) -> io::Result<()> {
+pub(crate) fn prepare(fd: &OwnedFd) -> io::Result<()> {
     rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
     socket2::SockRef::from(fd).set_nonblocking(true)
 }

@@ -77,7 +77,7 @@ pub(super) fn preferred(headers: &HeaderMap) -> impl Iterator<Item = Coding> {
 
 /// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )`, in
 /// thousandths.
-fn parse_qvalue(s: &[u8]) -> Option<u16> {
+pub(crate) fn parse_qvalue(s: &[u8]) -> Option<u16> {
     let (int, frac) = match s.iter().position(|&b| b == b'.') {
         Some(dot) => (&s[..dot], &s[dot + 1..]),
         None => (s, &[][..]),

@@ -55,7 +55,7 @@ use rustix::io::Errno;
 
 mod beneath;
 mod conditional;
-mod encoding;
+pub(crate) mod encoding;
 mod path;
 mod range;
 #[cfg(test)]

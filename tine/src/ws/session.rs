@@ -32,6 +32,13 @@ pub(crate) struct WsIo {
     pub(crate) output: Vec<u8>,
 }
 
+impl WsIo {
+    /// Appends bytes read from the peer.
+    pub(crate) fn push_input(&mut self, data: &[u8]) {
+        self.input.extend_from_slice(data);
+    }
+}
+
 impl Read for WsIo {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let available = &self.input[self.in_pos..];

@@ -2,8 +2,9 @@
 //! `axum::serve` sets no hyper timer, so idle keep-alive connections never time out.
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::Path;
+use axum::extract::{Path, RawQuery};
 use axum::http::header::CONTENT_TYPE;
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::serve::ListenerExt;
@@ -22,6 +23,23 @@ async fn json() -> impl IntoResponse {
 
 async fn hello(Path(name): Path<String>) -> impl IntoResponse {
     ([(CONTENT_TYPE, "text/plain")], format!("Hello, {name}!"))
+}
+
+/// `GET /sleep?ms=N`: the same blocking sleep as tine's hello, on the
+/// runtime thread polling the handler (tokio's other threads steal the
+/// rest of its queue meanwhile).
+async fn sleep(RawQuery(query): RawQuery) -> impl IntoResponse {
+    match bench_common::sleep_ms(query.as_deref().unwrap_or("")) {
+        Some(ms) => {
+            bench_common::blocking_sleep(ms);
+            (StatusCode::OK, [(CONTENT_TYPE, "text/plain")], "slept")
+        }
+        None => (
+            StatusCode::BAD_REQUEST,
+            [(CONTENT_TYPE, "text/plain")],
+            "ms must be a number of milliseconds",
+        ),
+    }
 }
 
 async fn ws_echo(ws: WebSocketUpgrade) -> impl IntoResponse {
@@ -43,6 +61,7 @@ fn main() -> std::io::Result<()> {
         .route("/plaintext", get(plaintext))
         .route("/json", get(json))
         .route("/hello/{name}", get(hello))
+        .route("/sleep", get(sleep))
         .route("/ws/echo", get(ws_echo));
     if let Some(dir) = &args.static_dir {
         app = app.nest_service("/static", ServeDir::new(dir));

@@ -12,13 +12,13 @@ use std::io;
 use bytes::BytesMut;
 use http::{Method, StatusCode, Version};
 
-use super::{Budget, Conn, Next, Pending, Phase, Shared, Transport, OUT_BATCH};
+use super::{Admitted, Budget, Conn, Next, Pending, Phase, Shared, Transport, OUT_BATCH};
 use crate::http::encode::{encode_field, encode_status, framing, BodyShape, Exchange};
 use crate::http::parse::Decoded;
 use crate::http::{fill_stream, Body, Fill, Request, Response};
 use crate::pubsub;
 use crate::server::scoreboard::{self, Entry};
-use crate::service::Answer;
+use crate::service::{Admission, Answer};
 use crate::ws::session::Session;
 
 /// Bodies up to this size are copied behind their head into one write;
@@ -73,6 +73,10 @@ impl<T: Transport> Conn<T> {
                 self.return_output(shared);
                 return self.drive_ws(shared, budget);
             }
+            if self.sse.is_some() {
+                self.return_output(shared);
+                return self.drive_sse(shared, budget);
+            }
             match self.pump() {
                 Flush::Done => {}
                 Flush::Blocked => return Next::Keep,
@@ -112,7 +116,7 @@ impl<T: Transport> Conn<T> {
                 // later arrival (and EOF) as a new event, so nothing is
                 // missed; this saves one syscall per request (nginx does
                 // the same).
-                Ok(n) if n < shared.scratch.len() => {
+                Ok(n) if n < shared.scratch.len() && !self.stream.may_have_more() => {
                     self.readable = false;
                     budget.read = budget.read.saturating_sub(n);
                 }
@@ -166,8 +170,9 @@ impl<T: Transport> Conn<T> {
         } else {
             BytesMut::from(&self.rbuf[..])
         };
-        if self.decoder.mid_request() {
-            self.decoder.detach();
+        if let Some(admitted) = &mut self.admitted {
+            // A head waiting for its body.
+            admitted.req.detach();
         }
         let mut buf = std::mem::replace(&mut self.rbuf, rest);
         // An emptied buffer reports only the capacity after what was
@@ -194,7 +199,11 @@ impl<T: Transport> Conn<T> {
         let mut produced = false;
         // Handlers run in this batch, timed together at its end.
         let mut handled = 0u32;
-        while self.pending.is_none() && self.phase == Phase::Open && self.wbuf.len() < OUT_BATCH {
+        while self.pending.is_none()
+            && self.sse.is_none()
+            && self.phase == Phase::Open
+            && self.wbuf.len() < OUT_BATCH
+        {
             if self.rbuf.is_empty() && !self.decoder.mid_request() {
                 break;
             }
@@ -217,9 +226,18 @@ impl<T: Transport> Conn<T> {
                     produced = true;
                 }
                 Decoded::Error(status) => {
-                    let max_headers = shared.config.limits.max_headers;
-                    let seen = self.decoder.take_seen(&self.rbuf, max_headers);
-                    let res = shared.service.refuse(status, seen, self.peer);
+                    let res = match self.admitted.take() {
+                        // Refused while its body was read (over the
+                        // route's limit, malformed chunks).
+                        Some(mut admitted) => {
+                            shared.service.refuse_request(status, &mut admitted.req)
+                        }
+                        None => {
+                            let max_headers = shared.config.limits.max_headers;
+                            let seen = self.decoder.take_seen(&self.rbuf, max_headers);
+                            shared.service.refuse(status, seen, self.peer)
+                        }
+                    };
                     self.lend_output(shared);
                     self.encode_response(res, Exchange::CLOSE, shared);
                     self.rbuf.clear();
@@ -242,58 +260,40 @@ impl<T: Transport> Conn<T> {
                         http10: head.raw.version == Version::HTTP_10,
                         keep_alive: head.keep_alive && !shared.draining,
                     };
-                    let mut req = Request::decoded(head.raw, body, self.peer);
-                    let res = match req.undecodable() {
-                        false => {
-                            // The scoreboard shows the request while its
-                            // handler runs (what the watchdog names if it
-                            // never returns).
-                            let board = scoreboard::mine();
-                            if let Some(e) = board {
-                                e.begin(req.method(), req.raw_path(), req.query_string());
-                            }
-                            let res = match shared.service.answer(&mut req) {
-                                Answer::Response(res) => res,
-                                Answer::Upgrade(res, handler) => {
-                                    if let Some(e) = board {
-                                        e.handler_returned();
-                                        handlers_done(shared, e, handled + 1);
-                                        Entry::gauge(&e.gauges.websockets, 1);
-                                    }
-                                    self.lend_output(shared);
-                                    self.encode_response(res, Exchange::UPGRADE, shared);
-                                    let leftover = std::mem::take(&mut self.rbuf).to_vec();
-                                    self.rbuf_lent = false;
-                                    // The session keeps the request for the
-                                    // connection's life: it must not pin the
-                                    // loop's read buffer.
-                                    req.detach();
-                                    let mut session = Box::new(Session::new(
-                                        req,
-                                        handler,
-                                        &shared.config.ws,
-                                        shared.config.limits.max_body,
-                                        leftover,
-                                    ));
-                                    session.open(&self.stream);
-                                    self.ws = Some(session);
-                                    return true;
-                                }
-                            };
-                            if let Some(e) = board {
-                                e.handler_returned();
-                                handled += 1;
-                            }
-                            res
-                        }
-                        true => shared
-                            .service
-                            .refuse_request(StatusCode::BAD_REQUEST, &mut req),
+                    let req = Request::decoded(head.raw, body, self.peer);
+                    if self.answer_request(req, exchange, shared, &mut handled) {
+                        return true;
+                    }
+                    budget.requests -= 1;
+                    produced = true;
+                }
+                Decoded::Head(head) => {
+                    if self.admit(head, shared) {
+                        budget.requests -= 1;
+                        produced = true;
+                    }
+                }
+                Decoded::Body(body) => {
+                    self.head_started = if self.rbuf.is_empty() {
+                        None
+                    } else {
+                        Some(shared.now)
                     };
-                    self.lend_output(shared);
-                    self.encode_response(res, exchange, shared);
-                    self.served = self.served.saturating_add(1);
-                    shared.budget.count();
+                    self.body_started = None;
+                    let Some(admitted) = self.admitted.take() else {
+                        // A body is only decoded after its head was
+                        // admitted; nothing to answer otherwise.
+                        continue;
+                    };
+                    let Admitted { mut req, exchange } = *admitted;
+                    req.set_body(body);
+                    let exchange = Exchange {
+                        keep_alive: exchange.keep_alive && !shared.draining,
+                        ..exchange
+                    };
+                    if self.answer_request(req, exchange, shared, &mut handled) {
+                        return true;
+                    }
                     budget.requests -= 1;
                     produced = true;
                 }
@@ -306,15 +306,168 @@ impl<T: Transport> Conn<T> {
         produced
     }
 
+    /// Answers a whole request (or refuses one whose path cannot be
+    /// decoded) and queues the response. Returns whether the connection
+    /// switched to WebSocket.
+    #[inline]
+    fn answer_request(
+        &mut self,
+        mut req: Request,
+        exchange: Exchange,
+        shared: &mut Shared,
+        handled: &mut u32,
+    ) -> bool {
+        let res = match req.undecodable() {
+            false => {
+                if self.stream.is_tls() {
+                    req.set_https();
+                }
+                // The scoreboard shows the request while its
+                // handler runs (what the watchdog names if it
+                // never returns).
+                let board = scoreboard::mine();
+                if let Some(e) = board {
+                    e.begin(req.method(), req.raw_path(), req.query_string());
+                }
+                let res = match shared.service.answer(&mut req) {
+                    Answer::Response(res) => res,
+                    Answer::Upgrade(res, handler) => {
+                        if let Some(e) = board {
+                            e.handler_returned();
+                            handlers_done(shared, e, *handled + 1);
+                            Entry::gauge(&e.gauges.websockets, 1);
+                        }
+                        self.lend_output(shared);
+                        self.encode_response(res, Exchange::UPGRADE, shared);
+                        let leftover = std::mem::take(&mut self.rbuf).to_vec();
+                        self.rbuf_lent = false;
+                        // The session keeps the request for the
+                        // connection's life: it must not pin the loop's
+                        // read buffer.
+                        req.detach();
+                        let mut session = Box::new(Session::new(
+                            req,
+                            handler,
+                            &shared.config.ws,
+                            shared.config.limits.max_body,
+                            leftover,
+                        ));
+                        session.open(&self.stream);
+                        self.ws = Some(session);
+                        return true;
+                    }
+                };
+                if let Some(e) = board {
+                    e.handler_returned();
+                    *handled += 1;
+                }
+                res
+            }
+            true => shared
+                .service
+                .refuse_request(StatusCode::BAD_REQUEST, &mut req),
+        };
+        self.lend_output(shared);
+        self.encode_response(res, exchange, shared);
+        self.served = self.served.saturating_add(1);
+        shared.budget.count();
+        false
+    }
+
+    /// The head of a request with a body is read: before any of the body
+    /// is accepted (and before `100 Continue`), the service routes it and
+    /// runs the before-hooks ([`Service::admit`](crate::service::Service::admit)),
+    /// which give the body limit of its route or answer it at once; a
+    /// `Content-Length` over the limit is refused here, unread. Returns
+    /// whether a response was queued.
+    #[cold]
+    fn admit(&mut self, head: crate::http::parse::Head, shared: &mut Shared) -> bool {
+        self.head_started = None;
+        self.body_started = Some(shared.now);
+        let exchange = Exchange {
+            head: head.raw.method == Method::HEAD,
+            http10: head.raw.version == Version::HTTP_10,
+            keep_alive: head.keep_alive,
+        };
+        let req = Request::new(head.raw, bytes::Bytes::new(), self.peer);
+        let mut req = match req {
+            Ok(mut req) => {
+                // Before-hooks (at admission) see the scheme too.
+                if self.stream.is_tls() {
+                    req.set_https();
+                }
+                req
+            }
+            Err(mut req) => {
+                let res = shared
+                    .service
+                    .refuse_request(StatusCode::BAD_REQUEST, &mut req);
+                self.decoder.skip_body(&mut self.rbuf);
+                self.refuse_with(res, shared);
+                return true;
+            }
+        };
+        match shared.service.admit(&mut req) {
+            Admission::Accept(limit) => {
+                let limits = &shared.config.limits;
+                let max_body = limit.unwrap_or(limits.max_body);
+                match self.decoder.admit(max_body, limits.spill_past()) {
+                    Ok(()) => {
+                        self.admitted = Some(Box::new(Admitted { req, exchange }));
+                        false
+                    }
+                    Err(status) => {
+                        let res = shared.service.refuse_request(status, &mut req);
+                        self.refuse_with(res, shared);
+                        true
+                    }
+                }
+            }
+            Admission::Answer(res) => {
+                if self.decoder.skip_body(&mut self.rbuf) {
+                    // The whole body had arrived with the head: dropped,
+                    // and the connection goes on.
+                    self.body_started = None;
+                    let exchange = Exchange {
+                        keep_alive: exchange.keep_alive && !shared.draining,
+                        ..exchange
+                    };
+                    self.lend_output(shared);
+                    self.encode_response(res, exchange, shared);
+                    self.served = self.served.saturating_add(1);
+                    shared.budget.count();
+                } else {
+                    self.refuse_with(res, shared);
+                }
+                true
+            }
+        }
+    }
+
+    /// Queues `res` as the last answer on this connection: the body that
+    /// was to follow is not read.
+    #[cold]
+    fn refuse_with(&mut self, res: Response, shared: &mut Shared) {
+        self.lend_output(shared);
+        self.encode_response(res, Exchange::CLOSE, shared);
+        self.rbuf.clear();
+        self.body_started = None;
+    }
+
     /// A request did not arrive in time: queue a `408` (sending it moves
     /// the connection to lingering).
     pub(super) fn request_timed_out(&mut self, shared: &mut Shared) {
         let seen = self
             .decoder
             .take_seen(&self.rbuf, shared.config.limits.max_headers);
-        let res = shared
-            .service
-            .refuse(StatusCode::REQUEST_TIMEOUT, seen, self.peer);
+        let res = match self.admitted.take() {
+            Some(mut admitted) => shared
+                .service
+                .refuse_request(StatusCode::REQUEST_TIMEOUT, &mut admitted.req),
+            None => shared
+                .service
+                .refuse(StatusCode::REQUEST_TIMEOUT, seen, self.peer),
+        };
         self.lend_output(shared);
         self.encode_response(res, Exchange::CLOSE, shared);
         self.rbuf.clear();
@@ -330,7 +483,7 @@ impl<T: Transport> Conn<T> {
             Body::Full(bytes) => BodyShape::Sized(bytes.len() as u64),
             Body::Vec(bytes) => BodyShape::Sized(bytes.len() as u64),
             Body::File(file) => BodyShape::Sized(file.len),
-            Body::Stream(_) => BodyShape::Stream,
+            Body::Stream(_) | Body::Sse(_) => BodyShape::Stream,
         };
         if let Some(e) = scoreboard::mine() {
             e.count_response(status.as_u16());
@@ -371,6 +524,18 @@ impl<T: Transport> Conn<T> {
                         chunks,
                         chunked: framing.length == crate::http::encode::Length::Chunked,
                     })
+                }
+                // The connection becomes an event stream (`sse.rs`); what
+                // the client pipelined behind this request is dropped.
+                Body::Sse(mut session) => {
+                    session.start(framing.length == crate::http::encode::Length::Chunked);
+                    if shared.draining {
+                        // Stopping: the browser reconnects elsewhere.
+                        session.finish();
+                    }
+                    self.sse = Some(session);
+                    self.rbuf.clear();
+                    return;
                 }
             }
         }
@@ -445,7 +610,12 @@ impl<T: Transport> Conn<T> {
         }
         self.wbuf.clear();
         self.wpos = 0;
-        Flush::Done
+        // A TLS transport may hold ciphertext the socket did not take yet.
+        match self.stream.flush() {
+            Ok(()) => Flush::Done,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Flush::Blocked,
+            Err(_) => Flush::Failed,
+        }
     }
 
     /// Sends more of the pending body. `Done` means the body is finished
@@ -475,7 +645,7 @@ impl<T: Transport> Conn<T> {
                 Pending::Stream { chunks, chunked } => {
                     // Pull only as much as one write can take; the
                     // producer waits while the client is slow.
-                    match fill_stream(&mut **chunks, *chunked, &mut self.wbuf, STREAM_BATCH) {
+                    match fill_stream(chunks, *chunked, &mut self.wbuf, STREAM_BATCH) {
                         Fill::More => {}
                         Fill::Done => self.pending = None,
                         Fill::Aborted => return self.abort_stream(),

@@ -16,13 +16,33 @@
 //! this struct, and a request that arrives and is answered in one turn
 //! costs no allocation for either buffer.
 //!
+//! # Retiring: long-lived connections closed over a window
+//!
+//! A worker that stops (recycled, replaced by a rolling restart or a
+//! binary upgrade, or stopped with the server) must end its WebSockets and
+//! the streamed responses still running. Ending them all at once would
+//! have every client reconnect at once, to the workers that remain: a
+//! reconnect storm at every recycle. So the event loop gives each such
+//! connection its own moment ([`retire_at`](Conn::retire_at)): the `n`
+//! long-lived connections (WebSockets, event streams, streamed responses) of a draining worker are spread evenly over the
+//! first half of [`Limits::drain_timeout`](crate::Limits::drain_timeout)
+//! (the first at once, the last at `(n - 1) / n` of that half), which
+//! leaves the second half for the close handshakes. At its moment a
+//! WebSocket gets its close frame (`1001 going away`), an event stream its
+//! last chunk; a streamed response
+//! still running is cut (the connection closes, as it would at the drain
+//! deadline). Ordinary requests in flight are not affected: they finish
+//! as before.
+//!
 //! - `http1.rs`: reading requests, answering them in order, framing and
 //!   sending responses (memory, stream, file), lingering close.
 //! - `ws.rs`: the WebSocket phase.
-//! - `transport.rs`: the byte stream underneath (plain TCP; `sendfile`
-//!   only there).
+//! - `sse.rs`: the server-sent events phase.
+//! - `transport.rs`: the byte stream underneath (plain TCP, or TLS with
+//!   the `tls` feature; `sendfile` only on plain TCP).
 
 mod http1;
+mod sse;
 mod transport;
 mod ws;
 
@@ -40,9 +60,10 @@ use crate::http::FileBody;
 use crate::server::recycle::RequestBudget;
 use crate::server::ServerConfig;
 use crate::service::Service;
+use crate::sse::SseSession;
 use crate::ws::session::Session;
 
-pub(crate) use transport::Transport;
+pub(crate) use transport::{Link, Transport};
 
 /// Size of the read scratch buffer: one read takes at most this much.
 pub(crate) const READ_CHUNK: usize = 64 * 1024;
@@ -169,7 +190,7 @@ enum Phase {
 enum Pending {
     Bytes(Bytes),
     Stream {
-        chunks: Box<dyn Iterator<Item = Bytes>>,
+        chunks: crate::http::Chunks,
         chunked: bool,
     },
     File(FileBody),
@@ -202,6 +223,20 @@ pub(crate) struct Conn<T> {
     give_up: Instant,
     /// Set once the connection has switched to WebSocket.
     ws: Option<Box<Session>>,
+    /// When a draining worker ends this long-lived connection (see the
+    /// module docs), until it did.
+    retire: Option<Instant>,
+    /// The request whose head was admitted and whose body is being read.
+    admitted: Option<Box<Admitted>>,
+    /// Set once the connection is a server-sent event stream.
+    sse: Option<Box<SseSession>>,
+}
+
+/// A request admitted before its body ([`Service::admit`]), waiting for
+/// it.
+pub(crate) struct Admitted {
+    req: crate::http::Request,
+    exchange: crate::http::encode::Exchange,
 }
 
 impl<T: Transport> Conn<T> {
@@ -223,6 +258,9 @@ impl<T: Transport> Conn<T> {
             body_started: None,
             give_up: now,
             ws: None,
+            retire: None,
+            admitted: None,
+            sse: None,
         }
     }
 
@@ -249,9 +287,32 @@ impl<T: Transport> Conn<T> {
         self.drive_http(shared, &mut Budget::new())
     }
 
+    /// Whether this connection is long-lived: a WebSocket (not already
+    /// closing) or a streamed response being sent. A draining worker ends
+    /// these over a window (see the module docs).
+    pub(crate) fn long_lived(&self) -> bool {
+        if self.phase == Phase::Lingering {
+            return false;
+        }
+        self.ws.is_some()
+            || self.sse.is_some()
+            || matches!(self.pending, Some(Pending::Stream { .. }))
+    }
+
+    /// A draining worker ends this connection at `at` (see the module
+    /// docs); [`deadline`](Self::deadline) includes it from now on.
+    pub(crate) fn retire_at(&mut self, at: Instant) {
+        self.retire = Some(at);
+    }
+
     /// When this connection wants its timer to fire, given its state
     /// after [`drive`](Self::drive).
     pub(crate) fn deadline(&self, shared: &Shared) -> Instant {
+        let own = self.own_deadline(shared);
+        self.retire.map_or(own, |at| own.min(at))
+    }
+
+    fn own_deadline(&self, shared: &Shared) -> Instant {
         let now = shared.now;
         if let Some(ws) = self
             .ws
@@ -268,6 +329,11 @@ impl<T: Transport> Conn<T> {
             } else {
                 now + Duration::from_secs(24 * 3600)
             };
+        }
+        if let Some(sse) = self.sse.as_deref() {
+            if self.phase != Phase::Lingering {
+                return now + sse.heartbeat;
+            }
         }
         let limits = &shared.config.limits;
         if self.phase == Phase::Lingering {
@@ -295,12 +361,48 @@ impl<T: Transport> Conn<T> {
     /// Its deadline passed: close it, or (a request that did not arrive in
     /// time, a WebSocket peer due a ping) queue something and drive it.
     pub(crate) fn timed_out(&mut self, shared: &mut Shared) -> Expired {
+        if self.retire.is_some_and(|at| at <= shared.now) {
+            self.retire = None;
+            if self.phase != Phase::Lingering {
+                if let Some(ws) = self.ws.as_mut() {
+                    ws.go_away();
+                    return Expired::Drive;
+                }
+                if let Some(sse) = self.sse.as_mut() {
+                    // Its last chunk ends the stream; the browser
+                    // reconnects to a worker that serves on.
+                    sse.finish();
+                    return Expired::Drive;
+                }
+                if matches!(self.pending, Some(Pending::Stream { .. })) {
+                    return Expired::Close;
+                }
+            }
+            // Ended on its own meanwhile: its own timer rules apply.
+            if self.own_deadline(shared) > shared.now {
+                return Expired::Drive;
+            }
+        }
         if let Some(ws) = self.ws.as_mut() {
-            if ws.awaiting_pong || ws.overflowed() || ws.finished || shared.draining {
+            // Draining, a WebSocket waits for its moment to get the close
+            // frame (pinged meanwhile as usual); once it got it, any timer
+            // ends it.
+            let ended = shared.draining && self.retire.is_none();
+            if ws.awaiting_pong || ws.overflowed() || ws.finished || ended {
                 return Expired::Close;
             }
             ws.ping();
             self.give_up = shared.now + shared.config.ws.pong_timeout;
+            return Expired::Drive;
+        }
+        if let Some(sse) = self.sse.as_mut().filter(|_| self.phase != Phase::Lingering) {
+            // Output still waiting a whole interval after it was queued:
+            // the socket's buffers are full and the client reads nothing.
+            let ended = shared.draining && self.retire.is_none();
+            if !sse.unsent().is_empty() || sse.finished || ended {
+                return Expired::Close;
+            }
+            sse.heartbeat();
             return Expired::Drive;
         }
         if self.phase != Phase::Open || self.writing() || !self.reading_request() {
@@ -318,11 +420,34 @@ impl<T: Transport> Conn<T> {
         if let Some(ws) = self.ws.as_mut() {
             ws.closed(1006, String::new(), &self.stream);
         }
+        self.stream.close_notify();
     }
 
     /// Whether nothing is in flight: safe to close during a drain.
     pub(crate) fn idle(&self) -> bool {
-        !self.writing() && !self.reading_request() && self.phase == Phase::Open && self.ws.is_none()
+        !self.writing()
+            && !self.reading_request()
+            && self.phase == Phase::Open
+            && self.ws.is_none()
+            && self.sse.is_none()
+    }
+
+    /// The event stream, once the connection is one (also while
+    /// lingering: its topics are still to be removed).
+    pub(crate) fn any_sse(&self) -> Option<&SseSession> {
+        self.sse.as_deref()
+    }
+
+    /// The event stream, for subscription changes and deliveries.
+    pub(crate) fn any_sse_mut(&mut self) -> Option<&mut SseSession> {
+        self.sse.as_deref_mut()
+    }
+
+    /// The event stream, while it is live (not lingering).
+    pub(crate) fn sse_mut(&mut self) -> Option<&mut SseSession> {
+        self.sse
+            .as_deref_mut()
+            .filter(|_| self.phase != Phase::Lingering)
     }
 
     /// The WebSocket session, once upgraded and not lingering.
@@ -341,14 +466,6 @@ impl<T: Transport> Conn<T> {
     /// lingering: its last topic changes still apply).
     pub(crate) fn any_session_mut(&mut self) -> Option<&mut Session> {
         self.ws.as_deref_mut()
-    }
-
-    /// Starts the WebSocket close handshake with 1001 (the server is
-    /// shutting down).
-    pub(crate) fn go_away(&mut self) {
-        if let Some(ws) = self.ws.as_mut() {
-            ws.go_away();
-        }
     }
 
     /// Whether output is queued or a body is being sent.

@@ -1,12 +1,18 @@
 //! The byte stream under a connection.
 //!
-//! Plain TCP today; TLS (rustls) will be a second implementation, whose
+//! Plain TCP, or TLS (feature `tls`: `server::tls::TlsStream`), whose
 //! reads and writes go through the TLS session and which cannot use
 //! `sendfile` (the kernel would send the file unencrypted), so it leaves
 //! [`Transport::send_file`] to its default and file bodies are copied
-//! through the connection's buffer. The loop drives connections through a
-//! generic parameter, not a trait object: no dynamic dispatch on the hot
-//! path.
+//! through the connection's buffer in bounded pieces, encrypted on the
+//! way. The loop's connections are `Conn<Link>`: a [`Link`] is either, and
+//! costs a branch per call (no dynamic dispatch); unit tests use other
+//! transports through the same generic parameter.
+//!
+//! A TLS write may take plaintext whose ciphertext the socket did not
+//! take yet: [`Write::flush`] sends that remainder (`WouldBlock` while the
+//! socket is full), and the connection calls it before it considers its
+//! output sent.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -43,6 +49,189 @@ pub(crate) trait Transport: Read + Write + Wire + mio::event::Source {
     /// Makes the coming close a reset (`SO_LINGER` 0), for a response that
     /// must not look complete to the peer.
     fn reset_on_close(&self) {}
+
+    /// Whether input may be waiting that no new readiness event will
+    /// announce, although the last read returned less than asked (TLS:
+    /// decrypted records, or a socket read that filled its buffer). A
+    /// plain socket's short read means it is drained.
+    fn may_have_more(&self) -> bool {
+        false
+    }
+
+    /// Whether this is a TLS connection (requests say so: `is_https`).
+    fn is_tls(&self) -> bool {
+        false
+    }
+
+    /// The connection is about to be closed: say so to the peer if the
+    /// protocol has a way (TLS `close_notify`), without waiting.
+    fn close_notify(&self) {}
+}
+
+/// The loop's transport: plain TCP or TLS over TCP.
+pub(crate) enum Link {
+    Plain(mio::net::TcpStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<crate::server::tls::TlsStream>),
+}
+
+impl Link {
+    fn tcp(&self) -> &mio::net::TcpStream {
+        match self {
+            Link::Plain(s) => s,
+            #[cfg(feature = "tls")]
+            Link::Tls(t) => t.socket(),
+        }
+    }
+}
+
+impl Read for Link {
+    #[inline]
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Link::Plain(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            Link::Tls(t) => t.read(buf),
+        }
+    }
+}
+
+impl Write for Link {
+    #[inline]
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Link::Plain(s) => s.write(buf),
+            #[cfg(feature = "tls")]
+            Link::Tls(t) => t.write(buf),
+        }
+    }
+
+    #[inline]
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Link::Plain(_) => Ok(()),
+            #[cfg(feature = "tls")]
+            Link::Tls(t) => t.flush(),
+        }
+    }
+}
+
+impl Wire for Link {
+    fn write_all_now(&self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Link::Plain(s) => write_all_now(s, data),
+            #[cfg(feature = "tls")]
+            Link::Tls(t) => t.write_all_now(data),
+        }
+    }
+}
+
+impl mio::event::Source for Link {
+    fn register(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        interests: mio::Interest,
+    ) -> io::Result<()> {
+        match self {
+            Link::Plain(s) => s.register(registry, token, interests),
+            #[cfg(feature = "tls")]
+            Link::Tls(t) => t.socket_mut().register(registry, token, interests),
+        }
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        interests: mio::Interest,
+    ) -> io::Result<()> {
+        match self {
+            Link::Plain(s) => s.reregister(registry, token, interests),
+            #[cfg(feature = "tls")]
+            Link::Tls(t) => t.socket_mut().reregister(registry, token, interests),
+        }
+    }
+
+    fn deregister(&mut self, registry: &mio::Registry) -> io::Result<()> {
+        match self {
+            Link::Plain(s) => s.deregister(registry),
+            #[cfg(feature = "tls")]
+            Link::Tls(t) => t.socket_mut().deregister(registry),
+        }
+    }
+}
+
+impl Transport for Link {
+    #[inline]
+    fn write_more(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Link::Plain(s) => s.write_more(buf),
+            #[cfg(feature = "tls")]
+            Link::Tls(t) => t.write(buf),
+        }
+    }
+
+    #[inline]
+    fn send_file(
+        &mut self,
+        file: &File,
+        offset: &mut u64,
+        count: usize,
+    ) -> Option<io::Result<usize>> {
+        match self {
+            Link::Plain(s) => s.send_file(file, offset, count),
+            // sendfile would bypass the encryption: copy instead.
+            #[cfg(feature = "tls")]
+            Link::Tls(_) => None,
+        }
+    }
+
+    fn shutdown_write(&self) {
+        match self {
+            Link::Plain(s) => s.shutdown_write(),
+            #[cfg(feature = "tls")]
+            Link::Tls(t) => {
+                // close_notify first; if the socket cannot take it now, the
+                // write side stays open (the linger deadline closes it).
+                if t.close_notify() {
+                    t.socket().shutdown_write();
+                }
+            }
+        }
+    }
+
+    fn reset_on_close(&self) {
+        self.tcp().reset_on_close();
+    }
+
+    #[inline]
+    fn is_tls(&self) -> bool {
+        match self {
+            Link::Plain(_) => false,
+            #[cfg(feature = "tls")]
+            Link::Tls(_) => true,
+        }
+    }
+
+    #[inline]
+    fn may_have_more(&self) -> bool {
+        match self {
+            Link::Plain(_) => false,
+            #[cfg(feature = "tls")]
+            Link::Tls(t) => t.may_have_more(),
+        }
+    }
+
+    fn close_notify(&self) {
+        match self {
+            Link::Plain(_) => {}
+            #[cfg(feature = "tls")]
+            Link::Tls(t) => {
+                t.close_notify();
+            }
+        }
+    }
 }
 
 /// Plain TCP. On Linux a head followed by a file goes out with `MSG_MORE`

@@ -28,6 +28,12 @@ impl<T: Transport> Conn<T> {
                 // connection may be at rest again.
                 session.rest();
             }
+            // A TLS transport may hold ciphertext the socket did not take.
+            match self.stream.flush() {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Keep,
+                Err(_) => return Next::Close,
+            }
             if session.finished {
                 // Close like HTTP does: shut our side, then read until the
                 // peer closes, so unread input cannot turn into a reset

@@ -1,23 +1,173 @@
 //! The listening sockets of one loop: which ones it accepts on, accepting
 //! (within the connection limits), and pausing when descriptors run out.
+//!
+//! Two ways to accept, by how the socket is shared:
+//!
+//! * A socket of this process alone (a member of a `SO_REUSEPORT` group,
+//!   whose kernel queue only this worker takes from): registered through
+//!   mio, edge-triggered, and drained until `WouldBlock` at each event.
+//! * A socket every worker of the address accepts from (the shared mode:
+//!   socket activation, macOS, `TINE_LISTENER=shared`), told apart by not
+//!   being a `SO_REUSEPORT` socket. On Linux it is registered
+//!   level-triggered with `EPOLLEXCLUSIVE` (`accept/exclusive.rs`) and
+//!   the worker takes **one** connection per wake-up (nginx's
+//!   `multi_accept off`): a worker about to block in a slow handler does
+//!   not hold a batch of connections that other, idle workers could have
+//!   served, and a worker busy in a handler is not in `epoll_wait`, so the
+//!   kernel wakes an idle one instead (it promises "one or more").
+//!   One blind spot remains, as in nginx: connections that arrive together
+//!   while one worker is waking can all be credited to that worker's
+//!   wake-up; it takes them one per loop turn, and if a handler blocks it
+//!   meanwhile, the rest wait in the queue until the next new connection
+//!   wakes an idle worker (who then takes the oldest first). Under a
+//!   steady load that is one arrival interval; it is why a handler should
+//!   not block for long in any mode.
+//!
+//!   The kernel wakes the waiting workers in the order they registered the
+//!   socket, so the first worker would take nearly every connection while
+//!   it is idle (and hold every keep-alive connection of a light load).
+//!   After each connection it takes, a worker registers again, which puts
+//!   it at the back of that line: idle workers take turns.
+//!
+//!   A single process's one plain socket is accepted the same way (no
+//!   other process is there to wake; it costs one `epoll_wait` per
+//!   connection).
+//!
+//!   Elsewhere (kqueue: macOS, FreeBSD) the shared socket keeps mio's
+//!   portable registration and is drained: kqueue has no exclusive
+//!   wake-up, so every worker waiting in `kevent` wakes for a new
+//!   connection and races for it (the losers find the queue empty), and
+//!   mio's kqueue registration is edge-triggered (`EV_CLEAR`), so taking
+//!   one connection could leave the rest unreported. A worker busy in a
+//!   handler is not waiting there either, so the idle workers still take
+//!   the new connections; what is lost is CPU (the herd) and, at a burst,
+//!   a batch taken by one worker.
 
 use std::io;
 use std::time::Duration;
 
 use mio::net::TcpListener;
-use mio::{Interest, Token};
+use mio::{Interest, Registry, Token};
 
-use super::{Conn, EventLoop, Slot, LISTENER0};
+use super::{Conn, EventLoop, Link, Slot, LISTENER0};
 
 /// Pause in accepting after the process ran out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+#[cfg(target_os = "linux")]
+mod exclusive;
+
 pub(super) struct Listener {
     pub(super) socket: TcpListener,
+    /// The address it serves: its settings are `config.listens[address]`.
+    pub(super) address: usize,
     /// This process accepts on it (a worker holds every listener of the
     /// master but accepts only on its own, plus adopted ones).
     pub(super) active: bool,
     pub(super) registered: bool,
+    /// Every worker accepts from this socket's one queue (it is not a
+    /// `SO_REUSEPORT` socket); see the module docs. Only Linux accepts
+    /// those differently.
+    #[cfg(target_os = "linux")]
+    shared: bool,
+    /// Registered with `EPOLLEXCLUSIVE` (Linux 4.5+).
+    #[cfg(target_os = "linux")]
+    exclusive: bool,
+    /// Registered level-triggered (Linux, a shared socket): take one
+    /// connection per event.
+    one_per_wakeup: bool,
+}
+
+impl Listener {
+    pub(super) fn new(socket: TcpListener, address: usize, active: bool) -> Listener {
+        Listener {
+            address,
+            #[cfg(target_os = "linux")]
+            shared: shares_its_queue(&socket),
+            #[cfg(target_os = "linux")]
+            exclusive: false,
+            socket,
+            active,
+            registered: false,
+            one_per_wakeup: false,
+        }
+    }
+
+    /// Starts watching the socket for connections.
+    fn watch(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        if self.shared {
+            self.exclusive = exclusive::watch(registry, &self.socket, token)?;
+            if !self.exclusive {
+                warn_not_exclusive();
+            }
+            self.one_per_wakeup = true;
+            self.registered = true;
+            return Ok(());
+        }
+        registry.register(&mut self.socket, token, Interest::READABLE)?;
+        self.registered = true;
+        Ok(())
+    }
+
+    /// After taking a connection from a shared socket: moves this worker
+    /// to the back of the line of workers the kernel wakes for the next
+    /// one (see `exclusive::rotate`), so idle workers take turns.
+    #[cfg(target_os = "linux")]
+    fn rotate(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        if !self.exclusive {
+            return Ok(());
+        }
+        if let Err(e) = exclusive::rotate(registry, &self.socket, token) {
+            // Removed but not added again: watched no more.
+            self.registered = false;
+            self.one_per_wakeup = false;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Stops watching it (the socket stays open).
+    fn unwatch(&mut self, registry: &Registry) {
+        if !self.registered {
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        let result = if self.one_per_wakeup {
+            exclusive::unwatch(registry, &self.socket)
+        } else {
+            registry.deregister(&mut self.socket)
+        };
+        #[cfg(not(target_os = "linux"))]
+        let result = registry.deregister(&mut self.socket);
+        if let Err(e) = result {
+            log::debug!("cannot stop watching a listener: {e}");
+        }
+        self.registered = false;
+        self.one_per_wakeup = false;
+    }
+}
+
+/// Whether every worker of the address accepts from `socket`'s queue: a
+/// listener without `SO_REUSEPORT` (a shared or inherited socket, or a
+/// single process's). A shared socket that joined an existing reuseport
+/// group on purpose (`join_existing`) is a reuseport socket and is
+/// drained like the others.
+#[cfg(target_os = "linux")]
+fn shares_its_queue(socket: &TcpListener) -> bool {
+    !socket2::SockRef::from(socket).reuse_port().unwrap_or(true)
+}
+
+/// Said once per process: the kernel predates `EPOLLEXCLUSIVE` (Linux 4.5).
+#[cfg(target_os = "linux")]
+fn warn_not_exclusive() {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        log::warn!(
+            "this kernel has no EPOLLEXCLUSIVE: every idle worker wakes for \
+             each new connection on a shared listener"
+        );
+    });
 }
 
 impl EventLoop {
@@ -27,10 +177,7 @@ impl EventLoop {
         if let Some(l) = self.listeners.get_mut(index).filter(|l| l.active) {
             log::info!("releasing listener {index}");
             l.active = false;
-            if l.registered {
-                let _ = self.poll.registry().deregister(&mut l.socket);
-                l.registered = false;
-            }
+            l.unwatch(self.poll.registry());
         }
     }
 
@@ -38,25 +185,23 @@ impl EventLoop {
         let on = on && self.drain_deadline.is_none() && self.accept_resume.is_none();
         for (i, l) in self.listeners.iter_mut().enumerate() {
             if on && l.active && !l.registered {
-                let token = Token(LISTENER0 + i);
-                if let Err(e) =
-                    self.poll
-                        .registry()
-                        .register(&mut l.socket, token, Interest::READABLE)
-                {
+                if let Err(e) = l.watch(self.poll.registry(), Token(LISTENER0 + i)) {
                     log::error!("cannot watch the listener: {e}");
-                    continue;
                 }
-                l.registered = true;
             } else if !on && l.registered {
-                let _ = self.poll.registry().deregister(&mut l.socket);
-                l.registered = false;
+                l.unwatch(self.poll.registry());
             }
         }
     }
 
+    /// Accepts on listener `index`: until `WouldBlock`, or one connection
+    /// (or one failed attempt) on a level-triggered shared socket, which
+    /// is reported again at the next poll while connections are queued.
     pub(super) fn accept(&mut self, index: usize) {
         let max = self.shared.config.limits.max_connections;
+        let Some(one) = self.listeners.get(index).map(|l| l.one_per_wakeup) else {
+            return;
+        };
         loop {
             if self.conns.len() >= max {
                 log::warn!("{max} connections open (the limit); pausing accept");
@@ -69,11 +214,18 @@ impl EventLoop {
             if !listener.registered {
                 return;
             }
+            // Settings that differ per listener (TLS, the PROXY protocol)
+            // are `self.shared.config.listens[address]`.
+            let address = listener.address;
             match listener.socket.accept() {
                 Ok((mut stream, peer)) => {
+                    log::trace!("accepted {peer} on listener {index} (address {address})");
                     if !self.per_ip.admit(peer.ip()) {
                         log::debug!("{} has too many connections; closing one", peer.ip());
                         drop(stream);
+                        if one {
+                            return;
+                        }
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
@@ -82,6 +234,7 @@ impl EventLoop {
                     // have restored its default action.
                     #[cfg(target_vendor = "apple")]
                     let _ = socket2::SockRef::from(&stream).set_nosigpipe(true);
+                    // (The new connection's transport is made below.)
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
                     if let Err(e) = self.poll.registry().register(
@@ -91,14 +244,24 @@ impl EventLoop {
                     ) {
                         log::warn!("cannot watch a new connection: {e}");
                         self.per_ip.release(peer.ip());
+                        if one {
+                            return;
+                        }
                         continue;
                     }
                     self.generation = self.generation.wrapping_add(1);
                     if let Some(e) = super::scoreboard::mine() {
                         super::scoreboard::Entry::gauge(&e.gauges.connections, 1);
                     }
+                    let link = match link(&self.shared.config, address, stream) {
+                        Some(link) => link,
+                        None => {
+                            self.per_ip.release(peer.ip());
+                            continue;
+                        }
+                    };
                     entry.insert(Slot {
-                        conn: Conn::new(stream, peer, self.now),
+                        conn: Conn::new(link, peer, self.now),
                         generation: self.generation,
                         deadline: self.now,
                         timer_tick: None,
@@ -106,6 +269,11 @@ impl EventLoop {
                     });
                     let deadline = self.now + self.shared.config.limits.header_timeout;
                     self.set_deadline(key, deadline);
+                    if one {
+                        #[cfg(target_os = "linux")]
+                        self.rotate(index);
+                        return;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -116,9 +284,55 @@ impl EventLoop {
                     return;
                 }
                 // ECONNABORTED and friends concern one connection only.
-                Err(e) => log::debug!("accept: {e}"),
+                Err(e) => {
+                    log::debug!("accept: {e}");
+                    if one {
+                        return;
+                    }
+                }
             }
         }
+    }
+}
+
+impl EventLoop {
+    /// [`Listener::rotate`] for listener `index`; if it is left unwatched,
+    /// watching it is retried like after descriptor exhaustion.
+    #[cfg(target_os = "linux")]
+    fn rotate(&mut self, index: usize) {
+        let Some(l) = self.listeners.get_mut(index) else {
+            return;
+        };
+        if let Err(e) = l.rotate(self.poll.registry(), Token(LISTENER0 + index)) {
+            log::error!("cannot watch the listener again ({e}); retrying in {ACCEPT_BACKOFF:?}");
+            if !l.registered {
+                self.accept_resume = Some(self.now + ACCEPT_BACKOFF);
+            }
+        }
+    }
+}
+
+/// The transport for a connection accepted on `address`: TLS where that
+/// address has TLS settings. `None`: it could not be set up (the socket is
+/// dropped).
+fn link(
+    config: &crate::server::ServerConfig,
+    address: usize,
+    stream: mio::net::TcpStream,
+) -> Option<Link> {
+    {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = config.listens.get(address).and_then(|l| l.tls.as_ref()) {
+            return match crate::server::tls::TlsStream::new(stream, tls.server_config()) {
+                Ok(t) => Some(Link::Tls(Box::new(t))),
+                Err(e) => {
+                    log::warn!("cannot start a TLS session: {e}");
+                    None
+                }
+            };
+        }
+        let _ = (config, address);
+        Some(Link::Plain(stream))
     }
 }
 

@@ -63,6 +63,11 @@ impl EventLoop {
                     Some(published) => self.deliver_local(&published),
                     None => log::warn!("dropping a malformed relayed message"),
                 },
+                #[cfg(feature = "tls")]
+                Msg::Other {
+                    kind: control::TLS,
+                    payload,
+                } => crate::server::tls::on_control(&payload),
                 Msg::Malformed { .. } => {
                     log::error!("malformed control message; stopping");
                     self.begin_drain();
@@ -150,7 +155,9 @@ impl EventLoop {
             return;
         }
         let message = match &published.payload {
-            Payload::Text(t) => tungstenite::Message::Text(t.as_str().into()),
+            Payload::Text(t) => {
+                tungstenite::Message::Text((&*crate::sse::websocket_text(t)).into())
+            }
             Payload::Binary(b) => tungstenite::Message::Binary(b.clone()),
         };
         let keys: Vec<usize> = subscribers
@@ -160,7 +167,11 @@ impl EventLoop {
                     .conns
                     .get_mut(key)
                     .filter(|s| s.generation == generation)?;
-                slot.conn.session_mut()?.deliver(message.clone());
+                if let Some(sse) = slot.conn.sse_mut() {
+                    sse.deliver(&published.payload);
+                } else {
+                    slot.conn.session_mut()?.deliver(message.clone());
+                }
                 Some(key)
             })
             .collect();

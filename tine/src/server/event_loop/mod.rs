@@ -1,7 +1,9 @@
 //! The event loop: one per process, owning every connection.
 //!
 //! mio (epoll/kqueue), edge-triggered: every accept drains until
-//! `WouldBlock`. Connections live in a slab keyed by their mio token; the
+//! `WouldBlock`, except on a listener shared by every worker
+//! (level-triggered on Linux, one connection per wake-up: see
+//! `accept.rs`). Connections live in a slab keyed by their mio token; the
 //! loop tells a connection when its socket is ready, drives it, and keeps
 //! the one timer it asks for in a timing wheel. What a connection does with
 //! its bytes (HTTP/1.1, WebSocket) is its own business (`conn`).
@@ -25,7 +27,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 
 use self::accept::Listener;
 use self::messages::MasterLink;
@@ -34,7 +36,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use super::conn::{Conn, Expired, Next, Shared, DRAIN_IDLE};
+use super::conn::{Conn, Expired, Link, Next, Shared, DRAIN_IDLE};
 use super::control::Channel;
 use super::per_ip::PerIp;
 use super::recycle::RequestBudget;
@@ -54,7 +56,7 @@ const REDIS_PUB: Token = Token(usize::MAX - 3);
 const LISTENER0: usize = usize::MAX / 2;
 /// A connection and the loop's bookkeeping for it.
 struct Slot {
-    conn: Conn<TcpStream>,
+    conn: Conn<Link>,
     /// Tells this connection from a later one given the same key.
     generation: u32,
     /// The deadline its timer was last set for.
@@ -101,17 +103,30 @@ pub(crate) struct EventLoop {
 }
 
 impl EventLoop {
-    /// A loop accepting on `listeners[i]` for each `i` in `active`; a
+    /// A loop accepting on `listeners[i]` for each `i` in `active` (each
+    /// listener with its address: an index into `config.listens`); a
     /// worker also gets its control channel to the master.
     pub(crate) fn new(
         service: Service,
         config: ServerConfig,
-        listeners: Vec<TcpListener>,
+        listeners: Vec<(TcpListener, usize)>,
         active: &[usize],
         control: Option<std::os::unix::net::UnixStream>,
     ) -> io::Result<Self> {
         let poll = Poll::new()?;
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        // A single process (no master) also takes SIGUSR2, only to refuse
+        // it: its default action would end the process.
+        let mut signals = if control.is_none() {
+            Signals::new([SIGINT, SIGTERM, signal_hook::consts::SIGUSR2])?
+        } else {
+            Signals::new([SIGINT, SIGTERM])?
+        };
+        // Nor has it a master to re-read its certificates: SIGUSR1 does it
+        // here (workers leave the signal to the master).
+        #[cfg(feature = "tls")]
+        if control.is_none() {
+            signals.add_signal(signal_hook::consts::SIGUSR1)?;
+        }
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let now = Instant::now();
@@ -122,11 +137,7 @@ impl EventLoop {
             listeners: listeners
                 .into_iter()
                 .enumerate()
-                .map(|(i, socket)| Listener {
-                    socket,
-                    active: active.contains(&i),
-                    registered: false,
-                })
+                .map(|(i, (socket, address))| Listener::new(socket, address, active.contains(&i)))
                 .collect(),
             conns: Slab::new(),
             generation: 0,
@@ -198,7 +209,22 @@ impl EventLoop {
             for event in events.iter() {
                 match event.token() {
                     SIGNALS => {
-                        if self.signals.pending().next().is_some() {
+                        let mut stop = false;
+                        for sig in self.signals.pending() {
+                            match sig {
+                                #[cfg(feature = "tls")]
+                                signal_hook::consts::SIGUSR1 => {
+                                    // Switches the certificates in place.
+                                    let _ = crate::server::tls::reload();
+                                }
+                                signal_hook::consts::SIGUSR2 => log::warn!(
+                                    "SIGUSR2 ignored: a binary upgrade needs a master \
+                                     (workers > 1); this is a single process"
+                                ),
+                                _ => stop = true,
+                            }
+                        }
+                        if stop {
                             self.begin_drain();
                         }
                     }
@@ -274,17 +300,24 @@ impl EventLoop {
         for key in idle {
             self.set_deadline(key, self.now + DRAIN_IDLE);
         }
-        // WebSocket peers get a close with 1001 and until the drain
-        // deadline to answer it.
-        let sockets: Vec<usize> = self
+        // WebSockets (a close with 1001) and streams still running are
+        // ended one after another over the first half of the drain
+        // timeout, not all at once: their clients reconnect spread out
+        // too (see the conn module docs).
+        let long: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, s)| s.conn.any_session().is_some())
+            .filter(|(_, s)| s.conn.long_lived())
             .map(|(k, _)| k)
             .collect();
-        for key in sockets {
-            self.conns[key].conn.go_away();
-            self.drive(key);
+        let window = self.shared.config.limits.drain_timeout / 2;
+        let n = long.len() as u32;
+        for (i, key) in (0u32..).zip(long) {
+            let at = self.now + window * i / n;
+            let conn = &mut self.conns[key].conn;
+            conn.retire_at(at);
+            let deadline = conn.deadline(&self.shared);
+            self.set_deadline(key, deadline);
         }
         log::info!(
             "stop requested: draining {} connection(s)",
@@ -348,6 +381,10 @@ impl EventLoop {
             let changes = std::mem::take(&mut ws.topic_changes);
             self.topics.apply((key, slot.generation), changes);
         }
+        if let Some(sse) = slot.conn.any_sse_mut() {
+            self.topics
+                .apply((key, slot.generation), sse.topic_changes.drain(..));
+        }
         let deadline = slot.conn.deadline(&self.shared);
         self.set_deadline(key, deadline);
     }
@@ -403,6 +440,11 @@ impl EventLoop {
             let changed = ws.topic_changes.iter().map(|(_, t)| t.as_str());
             self.topics
                 .remove_connection(key, ws.topics.iter().map(String::as_str).chain(changed));
+        }
+        if let Some(sse) = conn.any_sse() {
+            let changed = sse.topic_changes.iter().map(|(_, t)| t.as_str());
+            self.topics
+                .remove_connection(key, sse.topics.iter().map(String::as_str).chain(changed));
         }
         drop(conn);
         if self.conns.len() < self.shared.config.limits.max_connections

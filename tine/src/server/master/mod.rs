@@ -73,8 +73,10 @@
 //!
 //! With `NOTIFY_SOCKET` set, the master reports after every batch of events
 //! what changed (see `notify.rs`): `READY=1` once every slot's worker is
-//! ready, `RELOADING=1` and `READY=1` around a rolling restart, `STOPPING=1`,
-//! and `WATCHDOG=1` from its own loop while some worker accepts. The
+//! ready, `RELOADING=1` and `READY=1` around a rolling restart or a binary
+//! upgrade (with `MAINPID=` of the new master, or `STATUS=` saying why it
+//! failed), `STOPPING=1`, and `WATCHDOG=1` from its own loop while some
+//! worker accepts. The
 //! supervisor answers the questions (`all_ready`, `reloading`, `stopping`,
 //! `healthy`) without knowing about systemd.
 //!
@@ -98,8 +100,10 @@
 //! | `SIGINT`, `SIGTERM` | graceful stop: `SIGTERM` to every worker, wait; `SIGKILL` whatever is left after `graceful_timeout`; reap all; exit 0 |
 //! | `SIGQUIT` | immediate stop: `SIGKILL` every worker, reap all, exit 0 |
 //! | `SIGHUP` | rolling restart, one slot at a time (see above); a replacement not ready within `ready_timeout` is stopped (`SIGTERM`, `SIGKILL` after `graceful_timeout`) and the old worker kept |
+//! | `SIGUSR1` | re-read the files outside tools replace: TLS certificates and keys (checked, then switched in the running workers; no restart). `SIGHUP` does the same before its rolling restart |
 //! | `SIGTTIN` | one worker more |
 //! | `SIGTTOU` | one worker fewer, never below 1, without losing its queue |
+//! | `SIGUSR2` | binary upgrade: start a new master from the executable this one was started from, handing it the listening sockets; once all its workers are ready, stop like on `SIGTERM`. A new master that exits or is not ready within `upgrade_timeout` is stopped and this one serves on (see `upgrade.rs`) |
 //! | `SIGCHLD` | reap (`waitpid(-1, WNOHANG)` until none); an unexpected exit is logged with pid and status/signal and the slot respawned after an exponential backoff (100 ms doubling to 5 s; reset once a worker has lived 10 s) |
 //!
 //! A fork that fails (say, the process limit was reached) is logged with
@@ -141,12 +145,14 @@ use super::sys;
 use crate::pubsub::relay;
 
 mod links;
+mod upgrade;
 
 use self::links::{token, Link};
+use self::upgrade::{PREDECESSOR_TOKEN, SUCCESSOR_TOKEN};
 
 /// The signals the master takes over (see `signals.rs`): blocked before
 /// forking, read from its signalfd or self-pipe.
-pub(crate) const HANDLED_SIGNALS: [Signal; 7] = [
+pub(crate) const HANDLED_SIGNALS: [Signal; 9] = [
     Signal::SIGINT,
     Signal::SIGTERM,
     Signal::SIGQUIT,
@@ -154,6 +160,8 @@ pub(crate) const HANDLED_SIGNALS: [Signal; 7] = [
     Signal::SIGTTIN,
     Signal::SIGTTOU,
     Signal::SIGCHLD,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
 ];
 
 /// Settings of the master.
@@ -175,6 +183,13 @@ pub(crate) struct MasterConfig {
     /// Kill and replace a worker whose event loop has not turned for this
     /// long (read from the scoreboard; `ZERO`: never).
     pub worker_timeout: Duration,
+    /// How long a new master started by `SIGUSR2` may take to have every
+    /// worker ready before it is stopped and the upgrade rolled back.
+    pub upgrade_timeout: Duration,
+    /// The pid file (moved to `.oldbin` during an upgrade).
+    pub pid_file: Option<std::path::PathBuf>,
+    /// What `SIGUSR2` starts (`None`: unknown, the upgrade fails).
+    pub exec: Option<super::upgrade::Exec>,
 }
 
 impl Default for MasterConfig {
@@ -187,6 +202,9 @@ impl Default for MasterConfig {
             ready_timeout: Duration::from_secs(30),
             max_worker_memory: None,
             worker_timeout: Duration::from_secs(30),
+            upgrade_timeout: super::supervisor::UPGRADE_TIMEOUT,
+            pid_file: None,
+            exec: None,
         }
     }
 }
@@ -204,6 +222,9 @@ pub(crate) struct WorkerStart {
     /// (a scale-up whose worker is not forked yet): only `active` ones are
     /// guaranteed to listen.
     pub listeners: Vec<TcpListener>,
+    /// The address (index into the server's listeners) of each of
+    /// `listeners`.
+    pub addresses: Vec<usize>,
     /// Indices into `listeners` this worker accepts on: normally `[index]`,
     /// more after a scale-down adoption.
     pub active: Vec<usize>,
@@ -243,12 +264,16 @@ fn handled_set() -> SigSet {
 /// (`tine: no workers spawned; exiting`). A fork that fails later is logged
 /// and retried with backoff. [`HANDLED_SIGNALS`] stay blocked in this
 /// process after it returns, so a late signal cannot kill it on the way out.
+///
+/// `predecessor`: for a master started by a binary upgrade, the old
+/// master's pid and the link to it (see `upgrade.rs`).
 pub(crate) fn run_master(
     addresses: Vec<Bound>,
     cfg: MasterConfig,
+    predecessor: Option<(i32, UnixStream)>,
     worker_main: &mut dyn FnMut(WorkerStart) -> i32,
 ) -> io::Result<i32> {
-    let outcome = Master::new(addresses, cfg).map(|mut master| master.run());
+    let outcome = Master::new(addresses, cfg, predecessor).map(|mut master| master.run());
     // In a child, `master` has been dropped by now: its signalfd or
     // self-pipe (with signal-hook's registrations), epoll instance and the
     // master ends of every control channel are closed.
@@ -286,6 +311,8 @@ struct Master {
     /// Every address, in order, with the sockets' address indices.
     addrs: Vec<SocketAddr>,
     listeners: Vec<TcpListener>,
+    /// The address of each of `listeners`.
+    socket_address: Vec<usize>,
     sup: Supervisor,
     links: BTreeMap<WorkerId, Link>,
     poll: Poll,
@@ -302,6 +329,18 @@ struct Master {
     entries: BTreeMap<WorkerId, usize>,
     /// When the heartbeats are looked at next (with `worker_timeout`).
     watchdog_check: Option<Instant>,
+    /// Each socket's address index and mode, in `listeners`' order.
+    socket_info: Vec<(usize, Mode)>,
+    /// The link to a new master this one started (`SIGUSR2`).
+    successor: Option<mio::net::UnixStream>,
+    /// The link to the old master, while it runs (this master was started
+    /// by a binary upgrade).
+    predecessor: Option<mio::net::UnixStream>,
+    /// A new master took over: this one stops, and removes `.oldbin`.
+    handed_over: bool,
+    /// When the scoreboard is swept of the other master's entries next
+    /// (after an upgrade, see `upgrade.rs`).
+    sweep_at: Option<Instant>,
 }
 
 struct Status(WaitStatus);
@@ -323,7 +362,11 @@ impl fmt::Display for Status {
 }
 
 impl Master {
-    fn new(addresses: Vec<Bound>, mut cfg: MasterConfig) -> io::Result<Master> {
+    fn new(
+        addresses: Vec<Bound>,
+        mut cfg: MasterConfig,
+        predecessor: Option<(i32, UnixStream)>,
+    ) -> io::Result<Master> {
         let threads = sys::thread_count()?;
         if threads != 1 {
             return Err(sys::threads_error(threads));
@@ -338,7 +381,9 @@ impl Master {
         let mut addrs = Vec::new();
         let mut layout = Vec::new();
         let mut listeners = Vec::new();
-        for mut a in addresses {
+        let mut socket_address = Vec::new();
+        let mut socket_info = Vec::new();
+        for (address, mut a) in addresses.into_iter().enumerate() {
             if a.mode == Mode::ReusePort {
                 while a.sockets.len() < cfg.workers {
                     let l = listener::bind_reuseport(a.addr, cfg.backlog)
@@ -347,15 +392,27 @@ impl Master {
                 }
             }
             layout.push((a.mode, a.sockets.len()));
+            socket_info.extend(std::iter::repeat_n((address, a.mode), a.sockets.len()));
             addrs.push(a.addr);
+            socket_address.extend(std::iter::repeat_n(address, a.sockets.len()));
             listeners.extend(a.sockets);
         }
-        let sup = Supervisor::new(
+        let mut sup = Supervisor::new(
             cfg.workers,
             cfg.graceful_timeout,
             cfg.ready_timeout,
             &layout,
         );
+        sup.set_upgrade(cfg.upgrade_timeout, predecessor.as_ref().map(|p| p.0));
+        if nix::unistd::getpid().as_raw() == 1 {
+            // Process 1 of a pid namespace (a container): when it exits,
+            // the kernel kills every process of the namespace, the new
+            // master included. An upgrade would end the service.
+            sup.refuse_upgrades(
+                "this master is process 1 (a container's init): when it exits the \
+                 container ends, taking the new master with it; replace the container instead",
+            );
+        }
 
         // From here on every handled signal reaches the loop through
         // `signals`; it is blocked in every child forked later until the
@@ -367,21 +424,44 @@ impl Master {
         if signals.is_pipe() {
             info!("master signals through a self-pipe (portable route)");
         }
+        let mut notify = notify::Announcer::from_env(Instant::now());
+        let predecessor = match predecessor {
+            Some((old, link)) => {
+                link.set_nonblocking(true)?;
+                let mut link = mio::net::UnixStream::from_std(link);
+                poll.registry()
+                    .register(&mut link, PREDECESSOR_TOKEN, Interest::READABLE)?;
+                info!("started by a binary upgrade: taking over from master {old}");
+                if let Some(n) = &mut notify {
+                    // The old master, still systemd's main process, says
+                    // READY=1 along with this master's pid.
+                    n.assume_started();
+                }
+                Some(link)
+            }
+            None => None,
+        };
         Ok(Master {
             cfg,
             pid: nix::unistd::getpid(),
             addrs,
             listeners,
+            socket_address,
             sup,
             links: BTreeMap::new(),
             poll,
             signals,
             relay_paused: Vec::new(),
             memory_check: None,
-            notify: notify::Announcer::from_env(Instant::now()),
+            notify,
             board,
             entries: BTreeMap::new(),
             watchdog_check: None,
+            socket_info,
+            successor: None,
+            predecessor,
+            handed_over: false,
+            sweep_at: None,
         })
     }
 
@@ -430,9 +510,18 @@ impl Master {
                 let left = at.saturating_duration_since(Instant::now());
                 timeout = Some(timeout.map_or(left, |t| t.min(left)));
             }
-            for at in [self.memory_check, self.watchdog_check]
-                .into_iter()
-                .flatten()
+            #[cfg(feature = "tls")]
+            let rotation = crate::server::tls::next_rotation();
+            #[cfg(not(feature = "tls"))]
+            let rotation = None;
+            for at in [
+                self.memory_check,
+                self.watchdog_check,
+                self.sweep_at,
+                rotation,
+            ]
+            .into_iter()
+            .flatten()
             {
                 let left = at.saturating_duration_since(Instant::now());
                 timeout = Some(timeout.map_or(left, |t| t.min(left)));
@@ -449,6 +538,10 @@ impl Master {
             for event in events.iter() {
                 if event.token() == SIGNAL_TOKEN {
                     self.read_signals(&mut happened);
+                } else if event.token() == SUCCESSOR_TOKEN {
+                    self.on_successor(&mut happened);
+                } else if event.token() == PREDECESSOR_TOKEN {
+                    self.on_predecessor(&mut happened);
                 } else {
                     let readable =
                         event.is_readable() || event.is_read_closed() || event.is_error();
@@ -456,6 +549,7 @@ impl Master {
                 }
             }
             self.resume_relay(&mut happened);
+            self.rotate_tickets();
             if self.memory_check.is_some_and(|at| at <= Instant::now()) {
                 self.check_memory(&mut happened);
                 self.memory_check = Some(Instant::now() + recycle::MEMORY_CHECK);
@@ -465,12 +559,16 @@ impl Master {
                 self.watchdog_check =
                     Some(Instant::now() + watchdog_period(self.cfg.worker_timeout));
             }
+            if self.sweep_at.is_some_and(|at| at <= Instant::now()) {
+                self.sweep_board();
+            }
             happened.push(Event::Tick);
             for event in happened {
                 let actions = self.sup.handle(Instant::now(), event);
                 if let Some(code) = self.perform(actions)? {
                     // A stop with no worker left to wait for ends here.
                     self.announce();
+                    self.remove_oldbin();
                     info!("master {}: bye", self.pid);
                     return Ok(Ok(code));
                 }
@@ -498,6 +596,8 @@ impl Master {
                     let ok = match listener::bind_reuseport_unlistened(addr) {
                         Ok(l) => {
                             self.listeners.push(l);
+                            self.socket_address.push(address);
+                            self.socket_info.push((address, Mode::ReusePort));
                             true
                         }
                         Err(e) => {
@@ -534,6 +634,19 @@ impl Master {
                     None
                 }
                 Action::Exit(code) => return Ok(Some(code)),
+                Action::SpawnMaster => Some(self.spawn_master()),
+                Action::HandOver { pid } => {
+                    self.hand_over(pid);
+                    None
+                }
+                Action::UpgradeFailed { reason } => {
+                    self.upgrade_failed(&reason);
+                    None
+                }
+                Action::TellPredecessor => {
+                    self.tell_predecessor();
+                    None
+                }
             };
             if let Some(event) = outcome {
                 queue.extend(self.sup.handle(Instant::now(), event));
@@ -621,6 +734,7 @@ impl Master {
                 Err(InChild(WorkerStart {
                     index: slot,
                     listeners: std::mem::take(&mut self.listeners),
+                    addresses: std::mem::take(&mut self.socket_address),
                     active: accept,
                     control: worker_end,
                     master_pid: self.pid.as_raw(),
@@ -720,14 +834,49 @@ impl Master {
         if got.contains(&Signal::SIGCHLD) {
             self.reap(happened);
         }
+        if got.contains(&Signal::SIGHUP) || got.contains(&Signal::SIGUSR1) {
+            // Files that outside tools replace (certificates) are read
+            // again at once; SIGHUP then restarts the workers as well.
+            self.reopen_files();
+        }
         for sig in got {
             let op = match sig {
+                Signal::SIGUSR2 => Command::Upgrade,
                 Signal::SIGHUP => Command::Reload,
                 Signal::SIGTTIN => Command::ScaleUp,
                 Signal::SIGTTOU => Command::ScaleDown,
                 _ => continue,
             };
             happened.push(Event::Command(op));
+        }
+    }
+
+    /// `SIGUSR1` (and `SIGHUP`, before its rolling restart): re-reads the
+    /// files outside tools replace. TLS certificates: checked here, then
+    /// switched in the running workers for their new handshakes.
+    fn reopen_files(&mut self) {
+        #[cfg(feature = "tls")]
+        for payload in crate::server::tls::reload() {
+            self.broadcast(control::TLS, &payload);
+        }
+    }
+
+    /// Sends one message to every live worker.
+    #[cfg(feature = "tls")]
+    fn broadcast(&mut self, kind: u8, payload: &[u8]) {
+        let workers: Vec<WorkerId> = self.links.keys().copied().collect();
+        for worker in workers {
+            if !self.send(worker, kind, payload) {
+                warn!("cannot send a TLS update to worker {worker}");
+            }
+        }
+    }
+
+    /// Draws a new session-ticket key when one is due, for every worker.
+    fn rotate_tickets(&mut self) {
+        #[cfg(feature = "tls")]
+        if let Some(payload) = crate::server::tls::rotate_due(Instant::now()) {
+            self.broadcast(control::TLS, &payload);
         }
     }
 
@@ -811,6 +960,7 @@ mod tests {
                 workers: 2,
                 ..MasterConfig::default()
             },
+            None,
             &mut |_| {
                 called = true;
                 0

@@ -6,7 +6,7 @@
 //! without forking or waiting (`tests.rs`). This file holds the model,
 //! start, stop, exits and timers; `lend.rs` the lending of stranded
 //! sockets; `ops.rs` the operations that span several events (rolling
-//! restart, scale-up, scale-down).
+//! restart, scale-up, scale-down); `upgrade.rs` the binary upgrade.
 //!
 //! # Events and actions
 //!
@@ -21,6 +21,7 @@
 //! | `Recycle` (a worker past `max_requests` or `max_worker_memory`) | queued like `Reload`, for that worker's slot only: `Fork` its replacement; on its `Ready`, `Signal Term` to the old worker |
 //! | `Stuck` (the watchdog: no loop turn for `worker_timeout`) | `Signal Kill` once; when a current worker's exit is reaped, `Fork` its slot at once (no backoff; a timeout is counted apart from crashes) |
 //! | `Tick` | whatever deadline passed: respawn, `Kill` after the graceful timeout, abandon a replacement or hand-over not ready in time |
+//! | `Command(Upgrade)` (`SIGUSR2`) | `SpawnMaster`; on `MasterReady`, `HandOver` and the graceful stop; on the new master's exit or timeout, `UpgradeFailed` (see `upgrade.rs`) |
 //!
 //! # Model
 //!
@@ -80,6 +81,10 @@ mod ops;
 mod status;
 #[cfg(test)]
 mod tests;
+mod upgrade;
+
+use upgrade::UpgradeState;
+pub(crate) use upgrade::UPGRADE_TIMEOUT;
 
 pub(crate) use super::listener::Mode;
 
@@ -112,6 +117,8 @@ pub(crate) enum Command {
     ScaleDown,
     /// Replace this worker (queued by [`Event::Recycle`], not a signal).
     Recycle(WorkerId),
+    /// `SIGUSR2`: binary upgrade (see `upgrade.rs`).
+    Upgrade,
 }
 
 /// What happened, as the master reports it.
@@ -145,6 +152,14 @@ pub(crate) enum Event {
     },
     /// Time passed (a deadline from [`Supervisor::next_deadline`]).
     Tick,
+    /// The new master of [`Action::SpawnMaster`] runs as `pid`.
+    MasterSpawned { pid: i32 },
+    /// The new master could not be started.
+    MasterSpawnFailed { reason: String },
+    /// The new master reported every one of its workers ready.
+    MasterReady,
+    /// (In a new master) the old master has exited.
+    PredecessorGone,
 }
 
 /// A signal the supervisor sends to a worker.
@@ -186,6 +201,18 @@ pub(crate) enum Action {
     Release { worker: WorkerId, socket: usize },
     /// Every worker is gone after a stop: exit with this code.
     Exit(i32),
+    /// Start a new master from the executable, passing it the listening
+    /// sockets; answer with [`Event::MasterSpawned`] or
+    /// [`Event::MasterSpawnFailed`].
+    SpawnMaster,
+    /// The new master `pid` takes over (tell systemd its pid); this master
+    /// now stops.
+    HandOver { pid: i32 },
+    /// The upgrade failed and the new master is gone: put the pid file
+    /// back, tell systemd why; this master serves on.
+    UpgradeFailed { reason: String },
+    /// (In a new master) tell the old master that every worker is ready.
+    TellPredecessor,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,6 +301,8 @@ pub(crate) struct Supervisor {
     exited: bool,
     /// Workers killed by the watchdog so far.
     timeouts: u64,
+    /// The binary upgrade, either side (see `upgrade.rs`).
+    upgrade: UpgradeState,
 }
 
 impl Supervisor {
@@ -317,6 +346,7 @@ impl Supervisor {
             stopping: false,
             exited: false,
             timeouts: 0,
+            upgrade: UpgradeState::default(),
         }
     }
 
@@ -370,7 +400,11 @@ impl Supervisor {
             | Some(Current::ScaleDown { deadline, .. }) => Some(*deadline),
             _ => None,
         };
-        respawns.chain(kills).chain(op).min()
+        respawns
+            .chain(kills)
+            .chain(op)
+            .chain(self.upgrade_deadline())
+            .min()
     }
 
     /// Applies `event` at time `now` and returns what to do.
@@ -379,6 +413,7 @@ impl Supervisor {
         match event {
             Event::Command(Command::Stop) => self.stop(true, now, &mut out),
             Event::Command(Command::Quit) => self.stop(false, now, &mut out),
+            Event::Command(Command::Upgrade) => self.start_upgrade(now, &mut out),
             Event::Command(op) => self.queue(op),
             Event::Forked { worker, pid } => self.forked(worker, pid, now, &mut out),
             Event::ForkFailed { worker, reason } => self.fork_failed(worker, &reason, now),
@@ -389,7 +424,15 @@ impl Supervisor {
                     w.channel = false;
                 }
             }
-            Event::Exited { pid, status } => self.exited(pid, &status, now),
+            Event::Exited { pid, status } => {
+                if !self.master_exited(pid, &status, &mut out) {
+                    self.exited(pid, &status, now);
+                }
+            }
+            Event::MasterSpawned { pid } => self.master_spawned(pid, now, &mut out),
+            Event::MasterSpawnFailed { reason } => self.master_spawn_failed(&reason, &mut out),
+            Event::MasterReady => self.master_ready(now, &mut out),
+            Event::PredecessorGone => self.predecessor_gone(),
             Event::Recycle { worker, reason } => self.request_recycle(worker, reason),
             Event::Stuck {
                 worker,
@@ -403,8 +446,9 @@ impl Supervisor {
         if !self.stopping {
             self.take_back(&mut out);
             self.cover_stranded(&mut out);
+            self.tell_predecessor(&mut out);
         }
-        if self.stopping && self.workers.is_empty() && !self.exited {
+        if self.stopping && self.workers.is_empty() && !self.upgrade_child_alive() && !self.exited {
             self.exited = true;
             info!("all workers exited; bye");
             out.push(Action::Exit(0));
@@ -697,6 +741,7 @@ impl Supervisor {
         }
         let first = !self.stopping;
         self.stopping = true;
+        self.stop_upgrade(graceful, now, out);
         self.ops.clear();
         self.current = None;
         for slot in &mut self.slots {
@@ -756,6 +801,7 @@ impl Supervisor {
             );
             self.signal(id, Sig::Kill, out);
         }
+        self.upgrade_timers(now, out);
         if self.stopping {
             return;
         }

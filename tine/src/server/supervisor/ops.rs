@@ -367,7 +367,7 @@ impl Supervisor {
             }
             Command::ScaleUp => self.start_scale_up(now, out),
             Command::ScaleDown => self.start_scale_down(now, out),
-            Command::Stop | Command::Quit => {}
+            Command::Stop | Command::Quit | Command::Upgrade => {}
         }
     }
 

@@ -16,9 +16,12 @@ impl Supervisor {
             })
     }
 
-    /// Whether a rolling restart (`SIGHUP`, not a recycle) is under way.
+    /// Whether a rolling restart (`SIGHUP`, not a recycle) or a binary
+    /// upgrade (`SIGUSR2`) is under way.
     pub(crate) fn reloading(&self) -> bool {
-        !self.stopping && matches!(self.current, Some(Current::Reload { recycle: None, .. }))
+        !self.stopping
+            && (matches!(self.current, Some(Current::Reload { recycle: None, .. }))
+                || self.upgrading())
     }
 
     /// Whether the master is stopping (graceful or immediate).

@@ -960,3 +960,169 @@ fn a_stuck_unknown_or_exited_worker_changes_nothing() {
     assert!(sim.take().is_empty());
     assert_eq!(sim.sup.timeouts(), 0);
 }
+
+/// Sends `SIGUSR2` and answers the spawn with `pid`; returns the actions
+/// besides the spawn.
+fn upgrade(sim: &mut Sim, pid: i32) -> Vec<Action> {
+    sim.command(Command::Upgrade);
+    assert_eq!(sim.take(), [Action::SpawnMaster]);
+    assert!(sim.sup.upgrading() && sim.sup.reloading());
+    sim.feed(Event::MasterSpawned { pid });
+    sim.take()
+}
+
+const UPGRADE: Duration = Duration::from_secs(60);
+
+#[test]
+fn upgrade_ready_hands_over_and_the_old_master_stops() {
+    let mut sim = Sim::ready(2);
+    let (w0, w1) = (sim.pid_of(0), sim.pid_of(1));
+    assert!(upgrade(&mut sim, 900).is_empty());
+    assert_eq!(sim.sup.next_deadline(), Some(sim.now + UPGRADE));
+    sim.feed(Event::MasterReady);
+    assert_eq!(
+        sim.take(),
+        [Action::HandOver { pid: 900 }, term(w0), term(w1)]
+    );
+    assert!(sim.sup.stopping() && !sim.sup.upgrading());
+    sim.exit(w0, "exit status 0");
+    sim.exit(w1, "exit status 0");
+    // The new master is not waited for: it carries on.
+    assert_eq!(sim.take(), [Action::Exit(0)]);
+    assert!(sim.take_forks().is_empty());
+}
+
+#[test]
+fn upgrade_child_exit_rolls_back_and_the_old_master_serves_on() {
+    let mut sim = Sim::ready(2);
+    upgrade(&mut sim, 900);
+    sim.exit(900, "exit status 1");
+    let actions = sim.take();
+    assert!(
+        matches!(&actions[..], [Action::UpgradeFailed { reason }]
+            if reason.contains("exited before it was ready: exit status 1")),
+        "{actions:?}"
+    );
+    assert!(!sim.sup.upgrading() && !sim.sup.stopping() && !sim.sup.reloading());
+    assert!(sim.sup.all_ready());
+    assert_eq!(sim.sup.next_deadline(), None);
+    // A late "ready" from nowhere changes nothing; another upgrade may start.
+    sim.feed(Event::MasterReady);
+    assert!(sim.take().is_empty());
+    upgrade(&mut sim, 901);
+}
+
+#[test]
+fn upgrade_timeout_stops_the_child_then_rolls_back() {
+    let mut sim = Sim::ready(1);
+    upgrade(&mut sim, 900);
+    sim.advance(UPGRADE - Duration::from_millis(1));
+    assert!(sim.take().is_empty());
+    sim.advance(Duration::from_millis(1));
+    assert_eq!(sim.take(), [term(900)]);
+    // Ready too late: ignored.
+    sim.feed(Event::MasterReady);
+    assert!(sim.take().is_empty());
+    // Still running after the graceful timeout: SIGKILL.
+    assert_eq!(sim.sup.next_deadline(), Some(sim.now + GRACE));
+    sim.advance(GRACE);
+    assert_eq!(sim.take(), [kill(900)]);
+    sim.exit(900, "killed by SIGKILL");
+    let actions = sim.take();
+    assert!(
+        matches!(&actions[..], [Action::UpgradeFailed { reason }]
+            if reason.contains("not ready within 60s")),
+        "{actions:?}"
+    );
+    assert!(!sim.sup.upgrading() && !sim.sup.stopping());
+    assert!(sim.sup.all_ready());
+}
+
+#[test]
+fn a_second_sigusr2_during_an_upgrade_is_refused() {
+    let mut sim = Sim::ready(1);
+    upgrade(&mut sim, 900);
+    sim.command(Command::Upgrade);
+    assert!(sim.take().is_empty(), "no second spawn");
+    assert!(sim.take_forks().is_empty());
+    sim.feed(Event::MasterReady);
+    assert_eq!(sim.take()[0], Action::HandOver { pid: 900 });
+    // Stopping: refused as well.
+    sim.command(Command::Upgrade);
+    assert!(sim.take().is_empty());
+}
+
+#[test]
+fn a_failed_spawn_is_rolled_back_at_once() {
+    let mut sim = Sim::ready(1);
+    sim.command(Command::Upgrade);
+    assert_eq!(sim.take(), [Action::SpawnMaster]);
+    sim.feed(Event::MasterSpawnFailed {
+        reason: "No such file or directory".into(),
+    });
+    let actions = sim.take();
+    assert!(
+        matches!(&actions[..], [Action::UpgradeFailed { reason }]
+            if reason.contains("No such file")),
+        "{actions:?}"
+    );
+    assert!(!sim.sup.upgrading());
+}
+
+#[test]
+fn a_stop_during_an_upgrade_stops_the_new_master_too_and_waits_for_it() {
+    let mut sim = Sim::ready(1);
+    let w = sim.pid_of(0);
+    upgrade(&mut sim, 900);
+    sim.command(Command::Stop);
+    let actions = sim.take();
+    assert!(actions.contains(&term(900)), "{actions:?}");
+    assert!(actions.contains(&term(w)), "{actions:?}");
+    // Its readiness no longer hands over.
+    sim.feed(Event::MasterReady);
+    assert!(sim.take().is_empty());
+    sim.exit(w, "exit status 0");
+    assert!(sim.take().is_empty(), "the new master is not reaped yet");
+    sim.exit(900, "exit status 0");
+    let actions = sim.take();
+    assert!(
+        matches!(
+            &actions[..],
+            [Action::UpgradeFailed { .. }, Action::Exit(0)]
+        ),
+        "{actions:?}"
+    );
+
+    // SIGQUIT kills it.
+    let mut sim = Sim::ready(1);
+    upgrade(&mut sim, 900);
+    sim.command(Command::Quit);
+    assert!(sim.take().contains(&kill(900)));
+}
+
+#[test]
+fn a_new_master_tells_its_predecessor_once_and_refuses_sigusr2_until_it_has_gone() {
+    let mut sim = Sim::new(2, &[(Mode::ReusePort, 2)]);
+    sim.sup.set_upgrade(UPGRADE, Some(42));
+    let forks = sim.take_forks();
+    sim.ready_pid(forks[0].pid);
+    assert!(sim.take().is_empty(), "one of two ready");
+    sim.ready_pid(forks[1].pid);
+    assert_eq!(sim.take(), [Action::TellPredecessor]);
+    sim.feed(Event::Tick);
+    assert!(sim.take().is_empty(), "told once");
+    sim.command(Command::Upgrade);
+    assert!(sim.take().is_empty(), "refused while the old master runs");
+    sim.feed(Event::PredecessorGone);
+    sim.command(Command::Upgrade);
+    assert_eq!(sim.take(), [Action::SpawnMaster]);
+}
+
+#[test]
+fn a_master_that_refuses_upgrades_never_spawns_one() {
+    let mut sim = Sim::ready(1);
+    sim.sup.refuse_upgrades("process 1");
+    sim.command(Command::Upgrade);
+    assert!(sim.take().is_empty());
+    assert!(!sim.sup.upgrading());
+}

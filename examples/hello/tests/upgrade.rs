@@ -1,0 +1,436 @@
+//! Binary upgrade (`SIGUSR2`) end to end: `hello` is copied into a
+//! temporary directory and started from there; the file is then replaced
+//! by a "new build" (a script that runs the real binary with another
+//! `--version-tag`, or one that fails) and the master gets `SIGUSR2`,
+//! under client load.
+// The load summary is printed (see it with `--nocapture`).
+#![allow(clippy::print_stdout)]
+
+use std::time::Duration;
+
+use testkit::load::{try_get, Load, LoadReport};
+use testkit::procs::{heavy, is_alive, signal, wait_sleeping, ServerTree, Signal};
+use testkit::systemd::NotifySocket;
+use testkit::upgrade::Release;
+use testkit::wait_until;
+
+const HELLO: &str = env!("CARGO_BIN_EXE_hello");
+
+/// Bound of the waits for the processes to reach a state.
+const T: Duration = Duration::from_secs(30);
+
+fn check(rep: &LoadReport, what: &str) {
+    println!("{what}: {}", rep.summary());
+    assert_eq!(rep.failed, 0, "{what}: failures {:?}", rep.errors);
+    assert_eq!(rep.resets, 0, "{what}: resets {:?}", rep.errors);
+}
+
+/// Starts the release's `app` with 2 workers, its pid file, `--version-tag
+/// old` and `extra`.
+fn start(r: &Release, extra: &[&str]) -> ServerTree {
+    start_env(r, extra, &[])
+}
+
+fn start_env(r: &Release, extra: &[&str], env: &[(&str, &str)]) -> ServerTree {
+    let pid_file = r.pid_file_str();
+    let mut args = vec![
+        "--bind",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+        "--pid-file",
+        &pid_file,
+        "--version-tag",
+        "old",
+    ];
+    args.extend_from_slice(extra);
+    let s = ServerTree::start_env(&r.app_str(), &args, env);
+    s.wait_ready(2, T);
+    s
+}
+
+fn version(s: &ServerTree) -> String {
+    try_get(s.addr(), "/version")
+        .map(|r| r.text())
+        .unwrap_or_else(|e| format!("error: {e}"))
+}
+
+/// The inode of the scoreboard memfd process `pid` holds (Linux).
+fn scoreboard_inode(pid: i32) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .flatten()
+        .find(|e| {
+            std::fs::read_link(e.path())
+                .is_ok_and(|l| l.to_string_lossy().starts_with("/memfd:tine-scoreboard"))
+        })
+        .and_then(|e| std::fs::metadata(e.path()).ok())
+        .map(|m| m.ino())
+}
+
+/// Stops a master that is not the test's child (a new master, re-parented
+/// when the old one exited) and waits until every process of the tree is
+/// gone.
+fn stop_new_master(s: &ServerTree, pid: i32) {
+    signal(pid, Signal::SIGTERM).expect("SIGTERM to the new master");
+    assert!(
+        wait_until(T, || s.tagged().is_empty()),
+        "left behind: {:?}\n{}",
+        s.tagged(),
+        s.stderr()
+    );
+}
+
+#[test]
+fn sigusr2_under_load_switches_to_the_new_build_without_a_failure() {
+    let _g = heavy();
+    let r = Release::new(HELLO);
+    let mut s = start(&r, &[]);
+    let old = s.pid();
+    assert_eq!(r.pid(), Some(old));
+    assert_eq!(version(&s), "old");
+    let board = scoreboard_inode(old);
+    let load = Load::start(s.addr(), 3, 3, 1_000_000, Duration::from_secs(120));
+    assert!(load.wait_done(1000, T), "{}", s.stderr());
+
+    r.install_tagged("new");
+    s.signal(Signal::SIGUSR2);
+    let mut seen = String::new();
+    assert!(
+        wait_until(T, || {
+            seen = version(&s);
+            seen == "new"
+        }),
+        "GET /version never answered the new build (last: {seen:?}):\n{}",
+        s.stderr()
+    );
+    // The old master drains its workers and exits 0.
+    let status = s.wait_exit(T).expect("the old master exits");
+    assert!(status.success(), "{status}\n{}", s.stderr());
+    let new = r.pid().expect("a pid file");
+    assert_ne!(new, old);
+    assert!(is_alive(new), "{}", s.stderr());
+    // The new master maps the old one's scoreboard (the same memfd).
+    if cfg!(target_os = "linux") {
+        assert!(board.is_some());
+        assert_eq!(scoreboard_inode(new), board);
+    }
+    assert!(!r.oldbin().exists(), "the old master removes .oldbin");
+    // Load goes on against the new build alone.
+    let at = load.done();
+    assert!(
+        load.wait_done_fresh((at + 1000).max(5000), 1000, T),
+        "{}",
+        s.stderr()
+    );
+    let rep = load.finish();
+    check(&rep, "upgrade under load");
+    assert!(rep.ok >= 5000, "{rep:?}");
+    assert!(rep.fresh >= 1000 && rep.kept_alive >= 1000, "{rep:?}");
+    let new_workers = testkit::procs::children_of(new);
+    assert_eq!(new_workers.len(), 2, "{}", s.stderr());
+    assert!(
+        new_workers.iter().all(|p| rep.by_pid.contains_key(p)),
+        "the new workers served: {:?} {:?}",
+        new_workers,
+        rep.by_pid
+    );
+    assert_eq!(version(&s), "new");
+    let log = s.stderr();
+    assert!(
+        log.contains(&format!("new master (pid {new}) ready: handing over")),
+        "{log}"
+    );
+    assert!(log.contains(&format!("master {old}: bye")), "{log}");
+    stop_new_master(&s, new);
+    assert!(
+        !r.pid_file().exists(),
+        "the new master removes its pid file"
+    );
+}
+
+#[test]
+fn a_new_build_that_exits_at_start_up_is_rolled_back() {
+    let _g = heavy();
+    let r = Release::new(HELLO);
+    let s = start(&r, &[]);
+    let old = s.pid();
+    let load = Load::start(s.addr(), 2, 2, 1_000_000, Duration::from_secs(120));
+    assert!(load.wait_done(500, T), "{}", s.stderr());
+
+    r.install_script("exit 1");
+    s.signal(Signal::SIGUSR2);
+    let log = s.wait_log("binary upgrade failed: the new master (pid ", T);
+    assert!(
+        log.contains("exited before it was ready: exit status 1; the old master serves on"),
+        "{log}"
+    );
+    let at = load.done();
+    assert!(load.wait_done(at + 1000, T), "{}", s.stderr());
+    let rep = load.finish();
+    check(&rep, "failed upgrade under load");
+    assert_eq!(version(&s), "old");
+    assert_eq!(r.pid(), Some(old), "the pid file is back");
+    assert!(!r.oldbin().exists());
+    assert!(is_alive(old));
+    s.stop(T);
+}
+
+#[test]
+fn a_new_build_never_ready_is_stopped_after_the_timeout_and_a_second_sigusr2_is_refused() {
+    let _g = heavy();
+    let r = Release::new(HELLO);
+    let s = start(&r, &["--upgrade-timeout-ms", "2000"]);
+    let old = s.pid();
+    let load = Load::start(s.addr(), 2, 2, 1_000_000, Duration::from_secs(120));
+    assert!(load.wait_done(500, T), "{}", s.stderr());
+
+    // It never says it is ready. `exec` keeps the pid the master knows,
+    // and sleep dies of SIGTERM: the new master's signal mask is empty.
+    r.install_script("exec sleep 600");
+    s.signal(Signal::SIGUSR2);
+    let log = s.wait_log(") started; waiting for its workers to be ready", T);
+    let child: i32 = log
+        .split("new master (pid ")
+        .nth(1)
+        .and_then(|t| t.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no new master pid in:\n{log}"));
+    assert_eq!(r.pid(), None, "the pid file is at .oldbin meanwhile");
+    assert_eq!(Release::read_pid(&r.oldbin()), Some(old));
+    s.signal(Signal::SIGUSR2);
+    s.wait_log("SIGUSR2 refused: a binary upgrade is already under way", T);
+    let log = s.wait_log("was not ready within 2s", T);
+    assert!(
+        log.contains("stopping it, the old master serves on"),
+        "{log}"
+    );
+    let log = s.wait_log("exited: killed by SIGTERM; the old master serves on", T);
+    assert!(
+        log.contains(&format!("the new master (pid {child}) was not ready")),
+        "{log}"
+    );
+    assert!(!is_alive(child));
+    let at = load.done();
+    assert!(load.wait_done(at + 1000, T), "{}", s.stderr());
+    let rep = load.finish();
+    check(&rep, "upgrade timed out under load");
+    assert_eq!(version(&s), "old");
+    assert_eq!(r.pid(), Some(old), "the pid file is back");
+    assert!(!r.oldbin().exists());
+    // Only one new master was ever started.
+    assert_eq!(s.stderr().matches("starting the new master").count(), 1);
+    s.stop(T);
+}
+
+#[test]
+fn the_new_master_refuses_sigusr2_until_the_old_one_has_gone() {
+    let _g = heavy();
+    let r = Release::new(HELLO);
+    let mut s = start(&r, &[]);
+    let old = s.pid();
+    let workers = s.children();
+    // A request in flight on an old worker keeps the old master draining.
+    let addr = s.addr();
+    let slow = std::thread::spawn(move || try_get(addr, "/sleep?ms=4000"));
+    assert!(wait_sleeping(&workers, T).is_some(), "{}", s.stderr());
+
+    r.install_tagged("new");
+    s.signal(Signal::SIGUSR2);
+    let new = r.wait_new_pid(old, T).expect("the new master's pid file");
+    s.wait_log("ready: handing over, the old master stops", T);
+    assert!(is_alive(old), "still draining the slow request");
+    signal(new, Signal::SIGUSR2).expect("SIGUSR2 to the new master");
+    let log = s.wait_log(
+        "SIGUSR2 refused: this master was started by a binary upgrade",
+        T,
+    );
+    assert!(
+        log.contains(&format!("the old master (pid {old}) has not exited yet")),
+        "{log}"
+    );
+    // The request in flight is answered by the old build.
+    let res = slow.join().expect("the slow client").expect("an answer");
+    assert_eq!((res.status, res.text()), (200, "slept".to_owned()));
+    let status = s.wait_exit(T).expect("the old master exits");
+    assert!(status.success(), "{status}");
+    s.wait_log(&format!("the old master (pid {old}) has exited"), T);
+    assert_eq!(version(&s), "new");
+    stop_new_master(&s, new);
+}
+
+#[test]
+fn systemd_hears_reloading_then_the_new_main_pid_or_why_the_upgrade_failed() {
+    let _g = heavy();
+    let mut notify = NotifySocket::new();
+    let r = Release::new(HELLO);
+    let path = notify.path().to_owned();
+    let mut s = start_env(&r, &[], &[("NOTIFY_SOCKET", &path)]);
+    let old = s.pid();
+    notify.wait_for("READY=1", T);
+
+    // A failed upgrade: RELOADING=1, then STATUS= saying why and READY=1.
+    r.install_script("exit 1");
+    s.signal(Signal::SIGUSR2);
+    let reloading = notify.wait_for("RELOADING=1", T);
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    notify.wait_for("READY=1", T);
+    let status = notify
+        .seen
+        .iter()
+        .find(|m| m.starts_with("STATUS=binary upgrade failed: "))
+        .unwrap_or_else(|| panic!("no STATUS= in {:?}", notify.seen));
+    assert!(status.contains("exit status 1"), "{status}");
+
+    // A good one: RELOADING=1, then MAINPID=<new> with READY=1 from the
+    // old master, and no STOPPING=1 from it.
+    r.install_tagged("new");
+    s.signal(Signal::SIGUSR2);
+    notify.wait_for("RELOADING=1", T);
+    let new = r.wait_new_pid(old, T).expect("the new master's pid file");
+    let handover = notify.wait_for(&format!("MAINPID={new}"), T);
+    assert!(handover.lines().any(|l| l == "READY=1"), "{handover}");
+    let exit = s.wait_exit(T).expect("the old master exits");
+    assert!(exit.success());
+    notify.drain();
+    assert_eq!(notify.count("STOPPING=1"), 0, "{:?}", notify.seen);
+    // The new master is systemd's main process now: it says STOPPING=1.
+    signal(new, Signal::SIGTERM).expect("SIGTERM");
+    notify.wait_for("STOPPING=1", T);
+    assert!(wait_until(T, || s.tagged().is_empty()), "{}", s.stderr());
+}
+
+#[test]
+fn a_single_process_ignores_sigusr2_with_a_log_line() {
+    let r = Release::new(HELLO);
+    let pid_file = r.pid_file_str();
+    let s = ServerTree::start(
+        &r.app_str(),
+        &["--bind", "127.0.0.1:0", "--pid-file", &pid_file],
+    );
+    // Answering means the loop runs, its signal handlers installed.
+    assert_eq!(version(&s), env!("CARGO_PKG_VERSION"));
+    s.signal(Signal::SIGUSR2);
+    s.wait_log("SIGUSR2 ignored: a binary upgrade needs a master", T);
+    assert_eq!(version(&s), env!("CARGO_PKG_VERSION"));
+    assert!(is_alive(s.pid()));
+    s.stop(T);
+}
+
+#[test]
+fn a_socket_activated_master_hands_the_systemd_socket_over() {
+    let _g = heavy();
+    let r = Release::new(HELLO);
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    let pid_file = r.pid_file_str();
+    let mut s = testkit::systemd::spawn_activated(
+        &r.app_str(),
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--pid-file",
+            &pid_file,
+            "--version-tag",
+            "old",
+        ],
+        &socket,
+        testkit::systemd::ListenPid::Server,
+        &[],
+    );
+    drop(socket);
+    assert!(wait_until(T, || s.listening().is_some()), "{}", s.stderr());
+    assert_eq!(s.addr(), addr);
+    s.wait_ready(2, T);
+    let old = s.pid();
+    let load = Load::start(addr, 2, 2, 1_000_000, Duration::from_secs(120));
+    assert!(load.wait_done(500, T), "{}", s.stderr());
+    r.install_tagged("new");
+    s.signal(Signal::SIGUSR2);
+    assert!(wait_until(T, || version(&s) == "new"), "{}", s.stderr());
+    assert!(s.wait_exit(T).expect("the old master exits").success());
+    let at = load.done();
+    assert!(load.wait_done(at + 1000, T), "{}", s.stderr());
+    check(&load.finish(), "socket-activated upgrade");
+    // Still systemd's one socket: nothing was bound.
+    assert_eq!(testkit::procs::listen_sockets(addr.port()), 1);
+    let new = r.wait_new_pid(old, T).expect("the new pid");
+    stop_new_master(&s, new);
+}
+
+/// In a container the master is often process 1 of its pid namespace: when
+/// it exits, the kernel kills the whole namespace, a new master included.
+/// So it refuses `SIGUSR2` (`unshare --pid` plays the container).
+#[test]
+fn a_master_that_is_process_1_refuses_sigusr2() {
+    let usable = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !usable {
+        eprintln!("SKIPPED: `unshare --pid` is not available here (needs root or user namespaces)");
+        return;
+    }
+    let r = Release::new(HELLO);
+    let app = r.app_str();
+    let mut s = ServerTree::start(
+        "unshare",
+        &[
+            "--pid",
+            "--fork",
+            "--kill-child",
+            &app,
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+        ],
+    );
+    // The master: the process of the tree whose pid in its namespace is 1.
+    let mut master = None;
+    assert!(wait_until(T, || {
+        master = s.tagged().into_iter().find(|&p| {
+            std::fs::read_to_string(format!("/proc/{p}/status")).is_ok_and(|st| {
+                st.lines()
+                    .any(|l| l.starts_with("NSpid:") && l.ends_with("\t1"))
+            })
+        });
+        master.is_some()
+    }));
+    let master = master.expect("the master");
+    s.wait_log_count(") ready", 2, T);
+    r.install_tagged("new");
+    signal(master, Signal::SIGUSR2).expect("SIGUSR2");
+    s.wait_log("SIGUSR2 refused: this master is process 1", T);
+    assert_eq!(
+        version(&s),
+        env!("CARGO_PKG_VERSION"),
+        "the old build serves on"
+    );
+    signal(master, Signal::SIGTERM).expect("SIGTERM");
+    let status = s.wait_exit(T).expect("unshare exits with the master");
+    assert!(status.success(), "{status}\n{}", s.stderr());
+}
+
+#[test]
+fn a_malformed_upgrade_variable_is_a_start_up_error_and_another_parents_is_ignored() {
+    let args = ["--bind", "127.0.0.1:0", "--workers", "2"];
+    let (status, log) = ServerTree::try_start_env(HELLO, &args, &[("TINE_UPGRADE", "sockets=x")])
+        .expect_err("a malformed TINE_UPGRADE must stop the start-up");
+    assert!(!status.success());
+    assert!(log.contains("TINE_UPGRADE"), "{log}");
+    // Well formed but for another parent (left in the environment of an
+    // unrelated process): ignored with a warning, the server binds.
+    let s = ServerTree::start_env(
+        HELLO,
+        &args,
+        &[("TINE_UPGRADE", "parent=1 link=50 sockets=51:0:r")],
+    );
+    s.wait_log("TINE_UPGRADE names parent 1", T);
+    s.wait_ready(2, T);
+    assert_eq!(version(&s), env!("CARGO_PKG_VERSION"));
+    s.stop(T);
+}

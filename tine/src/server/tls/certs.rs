@@ -1,0 +1,202 @@
+//! Certificates: loading PEM files, choosing one per handshake by server
+//! name (SNI), and swapping them while workers run (reload).
+//!
+//! A [`CertStore`] is rustls' certificate resolver for one TLS listener. It
+//! holds the files it was made from and the keys loaded from them behind a
+//! lock that handshakes only read (one `Arc` clone per handshake). A reload
+//! reads every file again, checks each chain parses and matches its key,
+//! and replaces the whole set at once, or nothing: a bad file leaves the
+//! old certificates in place.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+use super::TlsError;
+
+/// Where one certificate comes from.
+#[derive(Debug, Clone)]
+pub(crate) struct Source {
+    pub(crate) chain: PathBuf,
+    pub(crate) key: PathBuf,
+    /// The server name it answers (lower case); `None`: the default.
+    pub(crate) name: Option<String>,
+}
+
+/// The PEM text of one certificate chain and its key, as read from disk
+/// (the master sends these bytes to the workers on a reload).
+#[derive(Clone)]
+pub(crate) struct Pem {
+    pub(crate) chain: Vec<u8>,
+    pub(crate) key: Vec<u8>,
+}
+
+impl fmt::Debug for Pem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print a private key.
+        write!(f, "Pem({} bytes of chain)", self.chain.len())
+    }
+}
+
+impl Source {
+    /// Reads both files.
+    pub(crate) fn read(&self) -> Result<Pem, TlsError> {
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|e| TlsError::new(format!("{}: {e}", path.display())))
+        };
+        Ok(Pem {
+            chain: read(&self.chain)?,
+            key: read(&self.key)?,
+        })
+    }
+
+    /// Parses what [`read`](Self::read) returned: the chain, the key, and
+    /// whether they belong together.
+    pub(crate) fn parse(&self, pem: &Pem) -> Result<Arc<CertifiedKey>, TlsError> {
+        let what =
+            |e: &dyn fmt::Display, path: &Path| TlsError::new(format!("{}: {e}", path.display()));
+        let chain = CertificateDer::pem_slice_iter(&pem.chain)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| what(&e, &self.chain))?;
+        if chain.is_empty() {
+            return Err(what(&"no CERTIFICATE in the file", &self.chain));
+        }
+        let key = PrivateKeyDer::from_pem_slice(&pem.key).map_err(|e| what(&e, &self.key))?;
+        let provider = rustls::crypto::ring::default_provider();
+        let certified = CertifiedKey::from_der(chain, key, &provider).map_err(|e| {
+            TlsError::new(format!(
+                "{} and {}: {e}",
+                self.chain.display(),
+                self.key.display()
+            ))
+        })?;
+        Ok(Arc::new(certified))
+    }
+}
+
+/// The certificates in use: a default and some by server name.
+#[derive(Debug, Default)]
+pub(crate) struct Loaded {
+    default: Option<Arc<CertifiedKey>>,
+    by_name: HashMap<String, Arc<CertifiedKey>>,
+}
+
+impl Loaded {
+    /// Parses `pems` (one per source, in order); the first error wins.
+    pub(crate) fn parse(sources: &[Source], pems: &[Pem]) -> Result<Loaded, TlsError> {
+        if sources.len() != pems.len() {
+            return Err(TlsError::new("certificate count changed".into()));
+        }
+        let mut loaded = Loaded::default();
+        for (source, pem) in sources.iter().zip(pems) {
+            let key = source.parse(pem)?;
+            match &source.name {
+                None => loaded.default = Some(key),
+                Some(name) => {
+                    loaded.by_name.insert(name.clone(), key);
+                }
+            }
+        }
+        Ok(loaded)
+    }
+}
+
+/// rustls' certificate resolver for one TLS listener, reloadable.
+pub(crate) struct CertStore {
+    pub(crate) sources: Vec<Source>,
+    /// An unknown server name gets a handshake alert instead of the
+    /// default certificate.
+    reject_unknown: bool,
+    current: RwLock<Arc<Loaded>>,
+}
+
+impl fmt::Debug for CertStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertStore")
+            .field("sources", &self.sources)
+            .field("reject_unknown", &self.reject_unknown)
+            .finish()
+    }
+}
+
+impl CertStore {
+    pub(crate) fn new(sources: Vec<Source>, loaded: Loaded, reject_unknown: bool) -> Self {
+        CertStore {
+            sources,
+            reject_unknown,
+            current: RwLock::new(Arc::new(loaded)),
+        }
+    }
+
+    /// Reads and checks every file again: the new PEM texts, ready to be
+    /// installed here and sent to the workers, or the first problem.
+    pub(crate) fn reread(&self) -> Result<(Vec<Pem>, Loaded), TlsError> {
+        let pems = self
+            .sources
+            .iter()
+            .map(Source::read)
+            .collect::<Result<Vec<_>, _>>()?;
+        let loaded = Loaded::parse(&self.sources, &pems)?;
+        Ok((pems, loaded))
+    }
+
+    /// New handshakes use `loaded` from now on.
+    pub(crate) fn install(&self, loaded: Loaded) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
+    }
+
+    fn current(&self) -> Arc<Loaded> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let loaded = self.current();
+        let Some(name) = hello.server_name() else {
+            // No SNI (a client that connected by address): the default.
+            return loaded.default.clone();
+        };
+        if !loaded.by_name.is_empty() {
+            let name = name.to_ascii_lowercase();
+            if let Some(key) = loaded.by_name.get(&name) {
+                return Some(key.clone());
+            }
+            // `*.example.com` answers `a.example.com` (one label only).
+            if let Some((_, parent)) = name.split_once('.') {
+                if let Some(key) = loaded.by_name.get(&format!("*.{parent}")) {
+                    return Some(key.clone());
+                }
+            }
+        }
+        let default = loaded.default.clone()?;
+        if self.reject_unknown && !valid_for(&default, name) {
+            // rustls ends the handshake with an `access_denied` alert.
+            return None;
+        }
+        Some(default)
+    }
+}
+
+/// Whether `key`'s end-entity certificate names `name` (its subject
+/// alternative names, wildcards included).
+fn valid_for(key: &CertifiedKey, name: &str) -> bool {
+    let Ok(name) = rustls::pki_types::ServerName::try_from(name) else {
+        return false;
+    };
+    let Ok(cert) = key.end_entity_cert() else {
+        return false;
+    };
+    webpki::EndEntityCert::try_from(cert)
+        .and_then(|cert| cert.verify_is_valid_for_subject_name(&name))
+        .is_ok()
+}

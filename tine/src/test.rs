@@ -1,0 +1,1139 @@
+//! Testing an app without sockets: [`TestClient`].
+//!
+//! A `TestClient` owns an [`App`] and answers requests on the same path the
+//! server takes for every request (routing, before-hooks, the handler or
+//! the WebSocket handshake, error pages, after-hooks, the request log, the
+//! `413` for a body over [`Limits::max_body`](crate::Limits::max_body)),
+//! with panics turned into 500s, but in the test's own thread: no port,
+//! no process, no waiting. What a worker would set up with
+//! [`App::on_worker_start`] is set up once when the client is made, so
+//! handlers find their [`Request::state`].
+//!
+//! ```
+//! use serde_json::json;
+//! use tine::test::TestClient;
+//! use tine::{App, Request, Response, StatusCode};
+//!
+//! let app = App::new()
+//!     .post("/greet", |req: &Request| -> Result<Response, tine::Error> {
+//!         let who: serde_json::Value = req.json()?;
+//!         Ok(Response::json(&json!({ "hello": who["name"] })))
+//!     });
+//! let client = TestClient::new(app);
+//!
+//! let res = client.post("/greet").json(&json!({ "name": "ada" })).send();
+//! assert_eq!(res.status(), StatusCode::OK);
+//! assert_eq!(res.json::<serde_json::Value>(), json!({ "hello": "ada" }));
+//!
+//! let res = client.post("/greet").body("not json").send();
+//! assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+//! assert_eq!(client.get("/nope").send().status(), StatusCode::NOT_FOUND);
+//! ```
+//!
+//! The client keeps the cookies responses set (`Set-Cookie`, removals
+//! included) and sends them with later requests, like a browser, so a
+//! log-in flow works as written. WebSocket routes are driven with
+//! [`TestClient::ws`]: send messages, read what the handler sent, see the
+//! close. Messages handlers [`publish`](crate::publish) reach the client's
+//! WebSockets subscribed to their topic (the client stands for one worker
+//! process) and are listed by [`TestClient::take_published`].
+//!
+//! An app's tests, in the shape the README shows: worker state, a JSON
+//! route, and a WebSocket that hears what the route publishes.
+//!
+//! ```
+//! use serde_json::{json, Value};
+//! use tine::test::TestClient;
+//! use tine::{App, Request, Response, StatusCode, WebSocket, WsEvent};
+//!
+//! struct Db(std::cell::RefCell<Vec<String>>); // a connection, in a real app
+//!
+//! fn app() -> App {
+//!     App::new()
+//!         .on_worker_start(|state| { state.insert(Db(Default::default())); })
+//!         .post("/notes", |req: &Request| -> Result<Response, tine::Error> {
+//!             let note: Value = req.json()?;
+//!             let text = note["text"].as_str().unwrap_or_default().to_string();
+//!             req.state::<Db>().unwrap().0.borrow_mut().push(text.clone());
+//!             tine::publish("notes", text.as_str());
+//!             Ok(Response::json(&json!({ "saved": text })).with_status(StatusCode::CREATED))
+//!         })
+//!         .ws("/live", |ws: &mut WebSocket, ev: WsEvent| {
+//!             if ev == WsEvent::Open {
+//!                 ws.subscribe("notes");
+//!             }
+//!         })
+//! }
+//!
+//! // #[test]
+//! fn notes_are_saved_and_announced() {
+//!     let client = TestClient::new(app()); // runs on_worker_start
+//!     let mut live = client.ws("/live").unwrap(); // a WebSocket without a socket
+//!     let res = client.post("/notes").json(&json!({ "text": "milk" })).send();
+//!     assert_eq!(res.status(), StatusCode::CREATED);
+//!     assert_eq!(res.json::<Value>(), json!({ "saved": "milk" }));
+//!     assert_eq!(live.recv_text().as_deref(), Some("milk"));
+//!     assert_eq!(client.post("/notes").body("oops").send().status(), 415);
+//! }
+//! # notes_are_saved_and_announced();
+//! ```
+//!
+//! What is not simulated: the wire itself (parsing, timeouts, keep-alive,
+//! framing) and several processes. Test those over real TCP.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::frame::CloseFrame;
+use tungstenite::protocol::{Role, WebSocketContext};
+use tungstenite::Message;
+
+use crate::app::App;
+use crate::handler;
+use crate::http::{Body, Request, Response};
+use crate::pubsub::{self, Payload};
+use crate::server::ServerConfig;
+use crate::service::{Answer, Service};
+use crate::ws::session::{Session, Wire, WsIo};
+use crate::ws::{WsEvent, WsHandler};
+
+/// Drives an [`App`] without sockets: see the [module docs](self).
+///
+/// Requests are built with [`get`](Self::get), [`post`](Self::post), ...
+/// and sent with [`TestRequest::send`]; WebSocket routes are opened with
+/// [`ws`](Self::ws).
+///
+/// ```
+/// use std::cell::Cell;
+/// use tine::{test::TestClient, App, Request};
+///
+/// struct Hits(Cell<u32>);
+/// let app = App::new()
+///     .on_worker_start(|state| { state.insert(Hits(Cell::new(0))); })
+///     .get("/hits", |req: &Request| {
+///         let hits = req.state::<Hits>().expect("set up by on_worker_start");
+///         hits.0.set(hits.0.get() + 1);
+///         hits.0.get().to_string()
+///     });
+/// let client = TestClient::new(app);
+/// assert_eq!(client.get("/hits").send().text(), "1");
+/// assert_eq!(client.get("/hits").send().text(), "2");
+/// ```
+pub struct TestClient {
+    service: Service,
+    config: ServerConfig,
+    /// Cookies set by responses, as sent (`name`, raw `value`).
+    jar: RefCell<Vec<(String, String)>>,
+    /// The open WebSockets, for delivering published messages.
+    sockets: RefCell<Vec<std::rc::Weak<RefCell<Socket>>>>,
+    /// Everything published so far, for [`take_published`](Self::take_published).
+    published: RefCell<Vec<(String, WsEvent)>>,
+}
+
+impl fmt::Debug for TestClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestClient")
+            .field("cookies", &self.jar.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+macro_rules! method_fns {
+    ($($name:ident => $method:ident;)*) => {$(
+        #[doc = concat!("Starts a `", stringify!($method), "` request to `target` (a path with an optional query).")]
+        ///
+        /// ```
+        /// let client = tine::test::TestClient::new(tine::App::new());
+        #[doc = concat!("let res = client.", stringify!($name), "(\"/x\").send();")]
+        /// assert_eq!(res.status(), 404);
+        /// ```
+        pub fn $name(&self, target: &str) -> TestRequest<'_> {
+            self.request(Method::$method, target)
+        }
+    )*};
+}
+
+impl TestClient {
+    /// Takes the app and runs its [`on_worker_start`](App::on_worker_start)
+    /// hooks, as a worker does before serving. Panics if one of them
+    /// panics (the server would not serve either).
+    #[track_caller]
+    pub fn new(app: App) -> TestClient {
+        handler::install_panic_hook();
+        let (mut service, config) = app.into_parts();
+        if let Err(e) = service.init_worker() {
+            panic!("TestClient::new: {e}");
+        }
+        TestClient {
+            service,
+            config,
+            jar: RefCell::new(Vec::new()),
+            sockets: RefCell::new(Vec::new()),
+            published: RefCell::new(Vec::new()),
+        }
+    }
+
+    method_fns! {
+        get => GET;
+        post => POST;
+        put => PUT;
+        patch => PATCH;
+        delete => DELETE;
+        head => HEAD;
+        options => OPTIONS;
+    }
+
+    /// Starts a request with any method.
+    ///
+    /// ```
+    /// use tine::{test::TestClient, App, Method, Request};
+    /// let client = TestClient::new(App::new().route(Method::from_bytes(b"PURGE").unwrap(), "/c", |_: &Request| "purged"));
+    /// let res = client.request(Method::from_bytes(b"PURGE").unwrap(), "/c").send();
+    /// assert_eq!(res.text(), "purged");
+    /// ```
+    pub fn request(&self, method: Method, target: &str) -> TestRequest<'_> {
+        TestRequest {
+            client: self,
+            method,
+            target: target.to_string(),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            peer: SocketAddr::from(([127, 0, 0, 1], 40000)),
+            cookies: Vec::new(),
+        }
+    }
+
+    /// Opens a WebSocket on `target`: `Ok` with the open connection, or
+    /// `Err` with the answer that refused the upgrade (a before-hook's
+    /// 401, a 404 where no WebSocket route matches, ...). Use
+    /// [`TestRequest::ws`] to send headers with the upgrade request.
+    ///
+    /// ```
+    /// use tine::{test::TestClient, App, WebSocket, WsEvent};
+    /// let client = TestClient::new(App::new().ws("/echo", |ws: &mut WebSocket, ev: WsEvent| {
+    ///     if let WsEvent::Text(t) = ev {
+    ///         ws.send_text(t.to_uppercase());
+    ///     }
+    /// }));
+    /// let mut ws = client.ws("/echo").unwrap();
+    /// ws.send_text("hi");
+    /// assert_eq!(ws.recv_text().as_deref(), Some("HI"));
+    /// assert_eq!(client.ws("/other").unwrap_err().status(), 404);
+    /// ```
+    // Test code, called once per connection: the refusal is returned as
+    // it is rather than boxed, for `unwrap_err().status()`.
+    #[allow(clippy::result_large_err)]
+    pub fn ws(&self, target: &str) -> Result<TestWebSocket<'_>, TestResponse> {
+        self.get(target).ws()
+    }
+
+    /// The value of a cookie the client holds (as the server set it,
+    /// still encoded), if any.
+    ///
+    /// ```
+    /// use tine::{test::TestClient, App, Request, Response};
+    /// let client = TestClient::new(App::new().get("/in", |_: &Request| Response::text("ok").simple_cookie("sid", "42")));
+    /// client.get("/in").send();
+    /// assert_eq!(client.cookie("sid").as_deref(), Some("42"));
+    /// ```
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.jar
+            .borrow()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Sets a cookie in the client's jar, sent with every later request
+    /// (`value` is sent as given).
+    ///
+    /// ```
+    /// use tine::{test::TestClient, App, Request};
+    /// let client = TestClient::new(App::new().get("/", |req: &Request| {
+    ///     req.cookie("theme").map(|c| c.value().to_string()).unwrap_or_default()
+    /// }));
+    /// client.set_cookie("theme", "dark");
+    /// assert_eq!(client.get("/").send().text(), "dark");
+    /// ```
+    pub fn set_cookie(&self, name: &str, value: &str) {
+        let mut jar = self.jar.borrow_mut();
+        jar.retain(|(n, _)| n != name);
+        jar.push((name.to_string(), value.to_string()));
+    }
+
+    /// Forgets every cookie.
+    ///
+    /// ```
+    /// let client = tine::test::TestClient::new(tine::App::new());
+    /// client.set_cookie("a", "1");
+    /// client.clear_cookies();
+    /// assert_eq!(client.cookie("a"), None);
+    /// ```
+    pub fn clear_cookies(&self) {
+        self.jar.borrow_mut().clear();
+    }
+
+    /// The messages handlers [`publish`](crate::publish)ed since the last
+    /// call, oldest first, as `(topic, WsEvent::Text or WsEvent::Binary)`.
+    ///
+    /// ```
+    /// use tine::{test::TestClient, App, Request, StatusCode, WsEvent};
+    /// let client = TestClient::new(App::new().post("/news", |req: &Request| {
+    ///     tine::publish("news", req.text().unwrap_or_default());
+    ///     StatusCode::ACCEPTED
+    /// }));
+    /// client.post("/news").body("hello").send();
+    /// assert_eq!(client.take_published(), [("news".to_string(), WsEvent::Text("hello".into()))]);
+    /// ```
+    pub fn take_published(&self) -> Vec<(String, WsEvent)> {
+        std::mem::take(&mut *self.published.borrow_mut())
+    }
+
+    /// Answers `req` on the server's path, then delivers what it published.
+    fn answer(&self, req: &mut Request, open_ws: bool) -> Result<TestResponse, WsHandler> {
+        let answer = if req.body().len() > self.config.limits.max_body {
+            // Refused before the body is read, as the server does.
+            Answer::Response(
+                self.service
+                    .refuse_request(StatusCode::PAYLOAD_TOO_LARGE, req),
+            )
+        } else {
+            self.service.answer(req)
+        };
+        let result = match answer {
+            Answer::Response(res) => Ok(TestResponse::new(res, req.method())),
+            Answer::Upgrade(_, handler) if open_ws => Err(handler),
+            // A plain request that asked for an upgrade itself: its 101.
+            Answer::Upgrade(res, _) => Ok(TestResponse::new(res, req.method())),
+            // Where the server gains other kinds of answer (server-sent
+            // events: a response whose connection subscribes to topics),
+            // they are turned into test handles here, next to WebSocket
+            // upgrades, and `deliver` below reaches them too.
+        };
+        if let Ok(res) = &result {
+            self.keep_cookies(res.headers());
+        }
+        self.deliver();
+        result
+    }
+
+    /// Updates the jar from a response's `Set-Cookie` headers: a removal
+    /// (`Max-Age=0` or an expiry in the past) forgets the cookie.
+    fn keep_cookies(&self, headers: &HeaderMap) {
+        for value in headers.get_all(header::SET_COOKIE) {
+            let Some(parsed) = value
+                .to_str()
+                .ok()
+                .and_then(|v| cookie::Cookie::parse(v).ok())
+            else {
+                continue;
+            };
+            let removed = parsed.max_age().is_some_and(|age| age.is_zero())
+                || parsed
+                    .expires_datetime()
+                    .is_some_and(|at| at <= cookie::time::OffsetDateTime::now_utc());
+            let mut jar = self.jar.borrow_mut();
+            jar.retain(|(n, _)| n != parsed.name());
+            if !removed {
+                jar.push((parsed.name().to_string(), parsed.value().to_string()));
+            }
+        }
+    }
+
+    /// Hands what handlers published to this client's subscribed
+    /// WebSockets, as a worker's event loop does after each handler.
+    fn deliver(&self) {
+        while let Some(published) = pubsub::outbox_pop() {
+            let (message, event) = match published.payload {
+                Payload::Text(t) => (Message::Text(t.as_str().into()), WsEvent::Text(t)),
+                Payload::Binary(b) => (Message::Binary(b.clone()), WsEvent::Binary(b)),
+            };
+            let sockets: Vec<_> = self
+                .sockets
+                .borrow()
+                .iter()
+                .filter_map(std::rc::Weak::upgrade)
+                .collect();
+            for socket in sockets {
+                let mut socket = socket.borrow_mut();
+                if socket.session.topics.contains(&published.topic) {
+                    socket.session.deliver(message.clone());
+                    socket.pump();
+                }
+            }
+            self.published.borrow_mut().push((published.topic, event));
+        }
+        self.sockets.borrow_mut().retain(|s| s.strong_count() > 0);
+    }
+}
+
+/// A request being built by a [`TestClient`]; [`send`](Self::send) it.
+///
+/// ```
+/// use tine::{test::TestClient, App, Request};
+/// let client = TestClient::new(App::new().post("/echo", |req: &Request| {
+///     format!("{} {}", req.header("x-token").unwrap_or("-"), req.text().unwrap_or(""))
+/// }));
+/// let res = client.post("/echo").header("x-token", "t1").body("hi").send();
+/// assert_eq!(res.text(), "t1 hi");
+/// ```
+#[must_use = "a request does nothing until it is sent"]
+pub struct TestRequest<'c> {
+    client: &'c TestClient,
+    method: Method,
+    target: String,
+    headers: HeaderMap,
+    body: Bytes,
+    peer: SocketAddr,
+    cookies: Vec<(String, String)>,
+}
+
+impl fmt::Debug for TestRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestRequest")
+            .field("method", &self.method)
+            .field("target", &self.target)
+            .field("headers", &self.headers)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'c> TestRequest<'c> {
+    /// Adds a header. Panics, pointing at the caller, on an invalid name
+    /// or value.
+    #[track_caller]
+    pub fn header<K, V>(mut self, name: K, value: V) -> Self
+    where
+        K: TryInto<HeaderName>,
+        K::Error: fmt::Debug,
+        V: TryInto<HeaderValue>,
+        V::Error: fmt::Debug,
+    {
+        let name = name.try_into().expect("invalid header name");
+        let value = value.try_into().expect("invalid header value");
+        self.headers.append(name, value);
+        self
+    }
+
+    /// Sets the body (no `Content-Type`: add one with
+    /// [`header`](Self::header), or use [`json`](Self::json) or
+    /// [`form`](Self::form)).
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Sets a JSON body and `Content-Type: application/json`. Panics if
+    /// `value` cannot be serialized.
+    ///
+    /// ```
+    /// use tine::{test::TestClient, App, Request};
+    /// let client = TestClient::new(App::new().post("/n", |req: &Request| -> Result<String, tine::Error> {
+    ///     Ok((req.json::<u32>()? + 1).to_string())
+    /// }));
+    /// assert_eq!(client.post("/n").json(&41).send().text(), "42");
+    /// ```
+    #[track_caller]
+    pub fn json<T: Serialize + ?Sized>(self, value: &T) -> Self {
+        let body = serde_json::to_vec(value).expect("TestRequest::json: cannot serialize");
+        self.header(header::CONTENT_TYPE, "application/json")
+            .body(body)
+    }
+
+    /// Sets an `application/x-www-form-urlencoded` body and its
+    /// `Content-Type`. Panics if `value` cannot be encoded.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use tine::{test::TestClient, App, Request};
+    /// let client = TestClient::new(App::new().post("/f", |req: &Request| -> Result<String, tine::Error> {
+    ///     Ok(req.form::<HashMap<String, String>>()?["q"].clone())
+    /// }));
+    /// assert_eq!(client.post("/f").form(&[("q", "a b")]).send().text(), "a b");
+    /// ```
+    #[track_caller]
+    pub fn form<T: Serialize + ?Sized>(self, value: &T) -> Self {
+        let body = serde_urlencoded::to_string(value).expect("TestRequest::form: cannot encode");
+        self.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body)
+    }
+
+    /// Sends a cookie with this request only (besides the client's jar).
+    pub fn cookie(mut self, name: &str, value: &str) -> Self {
+        self.cookies.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Sets the client address the handler sees (default 127.0.0.1).
+    pub fn peer(mut self, peer: SocketAddr) -> Self {
+        self.peer = peer;
+        self
+    }
+
+    /// Sends the request and returns the answer. Panics on a target that
+    /// is not a valid path (this is test code).
+    #[track_caller]
+    pub fn send(self) -> TestResponse {
+        let client = self.client;
+        let mut req = self.build();
+        match client.answer(&mut req, false) {
+            Ok(res) => res,
+            Err(_) => unreachable!("only TestRequest::ws opens WebSockets"),
+        }
+    }
+
+    /// Sends this request as a WebSocket upgrade (adding the handshake's
+    /// headers): `Ok` with the open connection, `Err` with the answer that
+    /// refused it. See [`TestClient::ws`].
+    ///
+    /// ```
+    /// use tine::{test::TestClient, App, Request, Response, StatusCode, WebSocket, WsEvent};
+    /// let app = App::new()
+    ///     .ws("/live", |ws: &mut WebSocket, ev: WsEvent| {
+    ///         if ev == WsEvent::Open {
+    ///             let user = ws.request().header("authorization").unwrap_or("").to_string();
+    ///             ws.send_text(format!("hello {user}"));
+    ///         }
+    ///     })
+    ///     .before(|req: &mut Request| {
+    ///         req.header("authorization").is_none().then(|| Response::error(StatusCode::UNAUTHORIZED))
+    ///     });
+    /// let client = TestClient::new(app);
+    /// assert_eq!(client.ws("/live").unwrap_err().status(), 401);
+    /// let mut ws = client.get("/live").header("authorization", "ada").ws().unwrap();
+    /// assert_eq!(ws.recv_text().as_deref(), Some("hello ada"));
+    /// ```
+    #[track_caller]
+    #[allow(clippy::result_large_err)] // see TestClient::ws
+    pub fn ws(self) -> Result<TestWebSocket<'c>, TestResponse> {
+        let client = self.client;
+        let mut this = self;
+        for (name, value) in [
+            (header::UPGRADE, "websocket"),
+            (header::CONNECTION, "Upgrade"),
+            (header::SEC_WEBSOCKET_KEY, "dGhlIHNhbXBsZSBub25jZQ=="),
+            (header::SEC_WEBSOCKET_VERSION, "13"),
+        ] {
+            if !this.headers.contains_key(&name) {
+                this.headers.insert(name, HeaderValue::from_static(value));
+            }
+        }
+        let mut req = this.build();
+        match client.answer(&mut req, true) {
+            Ok(refused) => Err(refused),
+            Err(handler) => {
+                let config = &client.config;
+                let session =
+                    Session::new(req, handler, &config.ws, config.limits.max_body, Vec::new());
+                let socket = Rc::new(RefCell::new(Socket {
+                    session,
+                    wire: TestWire::default(),
+                    peer: WebSocketContext::new(Role::Client, None),
+                    io: WsIo::default(),
+                    received: std::collections::VecDeque::new(),
+                    close: None,
+                }));
+                client.sockets.borrow_mut().push(Rc::downgrade(&socket));
+                {
+                    let mut s = socket.borrow_mut();
+                    let s = &mut *s;
+                    s.session.open(&s.wire);
+                    s.pump();
+                }
+                client.deliver();
+                Ok(TestWebSocket { client, socket })
+            }
+        }
+    }
+
+    #[track_caller]
+    fn build(self) -> Request {
+        let mut builder = Request::builder(self.method, &self.target).peer(self.peer);
+        let jar = self.client.jar.borrow();
+        let cookies: Vec<String> = jar
+            .iter()
+            .filter(|(n, _)| !self.cookies.iter().any(|(m, _)| m == n))
+            .chain(self.cookies.iter())
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect();
+        let mut headers = self.headers;
+        if !cookies.is_empty() {
+            let value = HeaderValue::from_str(&cookies.join("; ")).expect("valid cookie values");
+            headers.append(header::COOKIE, value);
+        }
+        builder = builder.headers(headers).body(self.body);
+        builder.finish()
+    }
+}
+
+/// The answer to a [`TestRequest`]: status, headers and body, as the
+/// server would send them (no body for `HEAD`, `204` and `304`). `Date`,
+/// `Content-Length` and `Connection` are the server's framing and are not
+/// here.
+///
+/// ```
+/// use tine::{test::TestClient, App, Request, Response};
+/// let client = TestClient::new(App::new().get("/", |_: &Request| Response::text("hi").with_header("x-a", "1")));
+/// let res = client.get("/").send();
+/// assert_eq!((res.status().as_u16(), res.header("x-a"), res.text().as_str()), (200, Some("1"), "hi"));
+/// assert_eq!(client.head("/").send().text(), "");
+/// ```
+pub struct TestResponse {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: RefCell<TestBody>,
+}
+
+/// A response body, read as far as asked.
+enum TestBody {
+    /// Read whole.
+    Done(Bytes),
+    /// A stream: what was pulled so far, and the rest.
+    Stream(BytesMut, Option<Box<dyn Iterator<Item = Bytes>>>),
+}
+
+impl fmt::Debug for TestResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("TestResponse");
+        d.field("status", &self.status)
+            .field("headers", &self.headers);
+        match &*self.body.borrow() {
+            TestBody::Done(b) => d.field("body", &String::from_utf8_lossy(b)),
+            TestBody::Stream(..) => d.field("body", &"(stream)"),
+        };
+        d.finish()
+    }
+}
+
+impl TestResponse {
+    fn new(mut res: Response, method: &Method) -> TestResponse {
+        let status = res.status;
+        // The map is built here if the response had none (only its
+        // `Content-Type` slot): the test client reads headers as a map.
+        let headers = std::mem::take(res.headers_mut());
+        let body = std::mem::replace(&mut res.body, Body::Empty);
+        let no_body = *method == Method::HEAD
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+            || status.is_informational();
+        let body = match body {
+            _ if no_body => TestBody::Done(Bytes::new()),
+            Body::Empty => TestBody::Done(Bytes::new()),
+            Body::Full(b) => TestBody::Done(b),
+            Body::Vec(v) => TestBody::Done(Bytes::from(v)),
+            Body::Stream(chunks) => TestBody::Stream(BytesMut::new(), Some(chunks.iter)),
+            // An event stream: what the route sent when it opened (its
+            // `retry:` and first events), unframed; later publishes to its
+            // topics are not followed here (test those over TCP).
+            Body::Sse(mut sse) => {
+                sse.start(false);
+                TestBody::Done(Bytes::copy_from_slice(sse.unsent()))
+            }
+            Body::File(f) => TestBody::Done(read_file(&f)),
+        };
+        TestResponse {
+            status,
+            headers,
+            body: RefCell::new(body),
+        }
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Every header.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The first value of a header as text, if present and visible ASCII.
+    pub fn header(&self, name: impl header::AsHeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// A cookie this response sets (`Set-Cookie`), by name.
+    ///
+    /// ```
+    /// use tine::{test::TestClient, App, Request, Response};
+    /// let client = TestClient::new(App::new().get("/", |_: &Request| Response::text("").simple_cookie("sid", "7")));
+    /// let res = client.get("/").send();
+    /// let sid = res.cookie("sid").unwrap();
+    /// assert_eq!((sid.value(), sid.http_only()), ("7", Some(true)));
+    /// ```
+    pub fn cookie(&self, name: &str) -> Option<cookie::Cookie<'static>> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| cookie::Cookie::parse(v.to_string()).ok())
+            .find(|c| c.name() == name)
+    }
+
+    /// The whole body. A streamed body is pulled to its end first (so a
+    /// stream that never ends never returns: read it with
+    /// [`next_chunk`](Self::next_chunk)). A stream that panicked ends where
+    /// it panicked, as the server cuts the response off there.
+    pub fn bytes(&self) -> Bytes {
+        let mut body = self.body.borrow_mut();
+        if let TestBody::Stream(..) = &*body {
+            while pull(&mut body).is_some() {}
+            if let TestBody::Stream(done, None) = &mut *body {
+                let all = std::mem::take(done).freeze();
+                *body = TestBody::Done(all);
+            }
+        }
+        match &*body {
+            TestBody::Done(b) => b.clone(),
+            TestBody::Stream(..) => unreachable!("pulled to its end above"),
+        }
+    }
+
+    /// The body as text (invalid UTF-8 replaced).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes()).into_owned()
+    }
+
+    /// The body parsed as JSON. Panics, showing the status and body, if it
+    /// does not parse into `T`.
+    #[track_caller]
+    pub fn json<T: DeserializeOwned>(&self) -> T {
+        let body = self.bytes();
+        serde_json::from_slice(&body).unwrap_or_else(|e| {
+            panic!(
+                "response {} is not the JSON expected ({e}): {}",
+                self.status,
+                String::from_utf8_lossy(&body)
+            )
+        })
+    }
+
+    /// The next chunk of a streamed body ([`Response::stream`]), pulled
+    /// now; `None` at its end. For a body in memory, the whole body once.
+    /// Chunks read this way are not in [`bytes`](Self::bytes).
+    ///
+    /// ```
+    /// use tine::{test::TestClient, App, Request, Response};
+    /// let client = TestClient::new(App::new().get("/s", |_: &Request| {
+    ///     Response::stream((1..).map(|i| format!("tick {i}\n")))
+    /// }));
+    /// let res = client.get("/s").send();
+    /// assert_eq!(res.next_chunk().unwrap(), "tick 1\n");
+    /// assert_eq!(res.next_chunk().unwrap(), "tick 2\n");
+    /// ```
+    pub fn next_chunk(&self) -> Option<Bytes> {
+        let mut body = self.body.borrow_mut();
+        match &mut *body {
+            TestBody::Done(b) if b.is_empty() => None,
+            TestBody::Done(b) => Some(std::mem::take(b)),
+            TestBody::Stream(..) => {
+                let chunk = pull(&mut body)?;
+                if let TestBody::Stream(seen, _) = &mut *body {
+                    seen.clear();
+                }
+                Some(chunk)
+            }
+        }
+    }
+}
+
+/// Pulls one chunk of a streamed body into its buffer (and returns it),
+/// inside the panic boundary the server runs streams in.
+fn pull(body: &mut TestBody) -> Option<Bytes> {
+    let TestBody::Stream(seen, rest) = body else {
+        return None;
+    };
+    let chunks = rest.as_mut()?;
+    match handler::catch_in(&handler::STREAM, || chunks.next()) {
+        Some(Some(chunk)) => {
+            seen.extend_from_slice(&chunk);
+            Some(chunk)
+        }
+        Some(None) | None => {
+            *rest = None;
+            None
+        }
+    }
+}
+
+/// Reads a file body's region, as `sendfile` would send it.
+fn read_file(body: &crate::http::FileBody) -> Bytes {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0; usize::try_from(body.len).unwrap_or(usize::MAX)];
+    let mut done = 0;
+    while done < buf.len() {
+        match body
+            .file
+            .read_at(&mut buf[done..], body.offset + done as u64)
+        {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("TestResponse: reading the file body: {e}"),
+        }
+    }
+    buf.truncate(done);
+    buf.into()
+}
+
+/// One WebSocket connection of a [`TestClient`]: the server's session,
+/// and a client-side protocol context on buffers standing in for the
+/// socket.
+struct Socket {
+    session: Session,
+    /// What `send_text_now` wrote "to the socket".
+    wire: TestWire,
+    /// The client end: frames the test sends, messages it receives.
+    peer: WebSocketContext,
+    io: WsIo,
+    received: std::collections::VecDeque<WsEvent>,
+    /// The server's close frame, once it arrived.
+    close: Option<(u16, String)>,
+}
+
+/// The socket as `send_*_now` sees it: bytes written at once.
+#[derive(Default)]
+struct TestWire(RefCell<Vec<u8>>);
+
+impl Wire for TestWire {
+    fn write_all_now(&self, data: &[u8]) -> std::io::Result<()> {
+        self.0.borrow_mut().extend_from_slice(data);
+        Ok(())
+    }
+}
+
+impl Socket {
+    /// Moves bytes both ways until neither side has anything to say:
+    /// the server's output to the client context (collecting messages
+    /// and the close), the client's answers (pongs, the close reply) to
+    /// the session.
+    fn pump(&mut self) {
+        // Bounded: each round moves what the other side produced; a
+        // protocol exchange settles in a few rounds.
+        for _ in 0..64 {
+            let mut from_server = std::mem::take(&mut *self.wire.0.borrow_mut());
+            let unsent = self.session.unsent();
+            from_server.extend_from_slice(unsent);
+            let n = unsent.len();
+            self.session.written(n);
+            self.session.topic_changes.clear();
+            self.io.push_input(&from_server);
+            loop {
+                match self.peer.read(&mut self.io) {
+                    Ok(Message::Text(t)) => self
+                        .received
+                        .push_back(WsEvent::Text(t.as_str().to_string())),
+                    Ok(Message::Binary(b)) => self.received.push_back(WsEvent::Binary(b)),
+                    Ok(Message::Close(frame)) => {
+                        let (code, reason) = frame
+                            .map(|f| (u16::from(f.code), f.reason.as_str().to_string()))
+                            .unwrap_or((1005, String::new()));
+                        self.close = Some((code, reason.clone()));
+                        self.received.push_back(WsEvent::Close { code, reason });
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+            let _ = self.peer.flush(&mut self.io);
+            let to_server = std::mem::take(&mut self.io.output);
+            if to_server.is_empty() && from_server.is_empty() {
+                return;
+            }
+            if !to_server.is_empty() && !self.session.finished {
+                self.session.feed(&to_server, &self.wire);
+            }
+        }
+    }
+}
+
+/// A WebSocket opened by [`TestClient::ws`]: send messages as the browser
+/// would, read what the handler sent, see the close. Messages published
+/// to a topic the connection subscribed to arrive here too.
+///
+/// Dropping it without a close handshake is a dropped connection: the
+/// handler sees `Close` with code 1006.
+///
+/// ```
+/// use tine::{test::TestClient, App, Request, WebSocket, WsEvent};
+/// let app = App::new()
+///     .ws("/chat", |ws: &mut WebSocket, ev: WsEvent| match ev {
+///         WsEvent::Open => ws.subscribe("room"),
+///         WsEvent::Text(t) if t == "bye" => ws.close(1000, "see you"),
+///         WsEvent::Text(t) => tine::publish("room", t),
+///         _ => {}
+///     });
+/// let client = TestClient::new(app);
+/// let mut ada = client.ws("/chat").unwrap();
+/// let mut bob = client.ws("/chat").unwrap();
+/// ada.send_text("hi all");
+/// assert_eq!(bob.recv_text().as_deref(), Some("hi all"));
+/// assert_eq!(ada.recv_text().as_deref(), Some("hi all"));
+/// bob.send_text("bye");
+/// assert_eq!(bob.recv(), Some(WsEvent::Close { code: 1000, reason: "see you".into() }));
+/// assert!(bob.is_closed());
+/// ```
+pub struct TestWebSocket<'c> {
+    client: &'c TestClient,
+    socket: Rc<RefCell<Socket>>,
+}
+
+impl fmt::Debug for TestWebSocket<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.socket.borrow();
+        f.debug_struct("TestWebSocket")
+            .field("topics", &s.session.topics)
+            .field("pending", &s.received.len())
+            .field("close", &s.close)
+            .finish()
+    }
+}
+
+impl TestWebSocket<'_> {
+    fn send(&mut self, msg: Message) {
+        {
+            let mut s = self.socket.borrow_mut();
+            let s = &mut *s;
+            if s.peer.write(&mut s.io, msg).is_err() {
+                return; // closed: nothing more can be sent
+            }
+            s.pump();
+        }
+        self.client.deliver();
+    }
+
+    /// Sends a text message to the handler (which runs now).
+    pub fn send_text(&mut self, text: impl Into<String>) {
+        self.send(Message::Text(text.into().into()));
+    }
+
+    /// Sends a binary message to the handler.
+    pub fn send_binary(&mut self, data: impl Into<Bytes>) {
+        self.send(Message::Binary(data.into()));
+    }
+
+    /// Starts the close handshake from the client side with `code` and
+    /// `reason`; the handler sees `WsEvent::Close` with them, and the
+    /// server's answering close arrives through [`recv`](Self::recv).
+    ///
+    /// ```
+    /// use std::cell::RefCell;
+    /// use std::rc::Rc;
+    /// use tine::{test::TestClient, App, WebSocket, WsEvent};
+    /// let seen = Rc::new(RefCell::new(Vec::new()));
+    /// let log = seen.clone();
+    /// let client = TestClient::new(App::new().ws("/w", move |_: &mut WebSocket, ev: WsEvent| log.borrow_mut().push(ev)));
+    /// let mut ws = client.ws("/w").unwrap();
+    /// ws.close(4000, "done");
+    /// assert_eq!(seen.borrow().last(), Some(&WsEvent::Close { code: 4000, reason: "done".into() }));
+    /// assert!(ws.is_closed());
+    /// ```
+    pub fn close(&mut self, code: u16, reason: &str) {
+        {
+            let mut s = self.socket.borrow_mut();
+            let s = &mut *s;
+            let frame = CloseFrame {
+                code: CloseCode::from(code),
+                reason: reason.to_string().into(),
+            };
+            if s.peer.close(&mut s.io, Some(frame)).is_err() {
+                return;
+            }
+            s.pump();
+        }
+        self.client.deliver();
+    }
+
+    /// The next thing the server sent: `Text` or `Binary` messages in
+    /// order, then `Close` with the server's close code and reason once
+    /// its close frame arrived; `None` when nothing is waiting.
+    pub fn recv(&mut self) -> Option<WsEvent> {
+        self.socket.borrow_mut().received.pop_front()
+    }
+
+    /// The next message as text: `None` when nothing is waiting; panics,
+    /// showing it, when the next thing is not a text message.
+    #[track_caller]
+    pub fn recv_text(&mut self) -> Option<String> {
+        match self.recv()? {
+            WsEvent::Text(t) => Some(t),
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+
+    /// Whether the server's close frame arrived.
+    pub fn is_closed(&self) -> bool {
+        self.socket.borrow().close.is_some()
+    }
+
+    /// The topics the connection is subscribed to.
+    pub fn topics(&self) -> Vec<String> {
+        self.socket.borrow().session.topics.clone()
+    }
+}
+
+impl Drop for TestWebSocket<'_> {
+    fn drop(&mut self) {
+        let mut s = self.socket.borrow_mut();
+        let s = &mut *s;
+        // A connection dropped without the handshake: the handler's last
+        // event, as the server gives it when a socket goes away.
+        s.session.closed(1006, String::new(), &s.wire);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Limits, WebSocket};
+
+    #[test]
+    fn an_event_stream_answers_what_its_route_sent_at_open() {
+        let app = App::new().sse("/events", |req: &Request, sse: &mut crate::Sse| {
+            let since = req.header("last-event-id").unwrap_or("none").to_string();
+            sse.send(crate::SseEvent::new(format!("since {since}")).id("7"));
+        });
+        let client = TestClient::new(app);
+        let res = client.get("/events").header("last-event-id", "6").send();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(
+            res.header("content-type"),
+            Some("text/event-stream"),
+            "{res:?}"
+        );
+        let text = res.text();
+        // The opening comment, then the route's event.
+        assert_eq!(text, ":ok\n\ndata: since 6\nid: 7\n\n");
+    }
+
+    #[test]
+    fn limits_hooks_and_panics_as_on_the_server() {
+        let app = App::new()
+            .post("/echo", |req: &Request| Response::bytes(req.body_bytes()))
+            .get("/boom", |_: &Request| -> Response {
+                panic!("test client boom")
+            })
+            .after(|_: &Request, res: Response| res.with_header("x-after", "1"))
+            .limits(Limits::default().max_body(4));
+        let client = TestClient::new(app);
+        let res = client.post("/echo").body("abcd").send();
+        assert_eq!((res.status().as_u16(), res.text().as_str()), (200, "abcd"));
+        let res = client.post("/echo").body("abcde").send();
+        assert_eq!(res.status(), 413);
+        assert_eq!(res.header("x-after"), Some("1"));
+        let res = client.get("/boom").send();
+        assert_eq!(res.status(), 500);
+        assert_eq!(res.header("x-after"), Some("1"));
+    }
+
+    #[test]
+    fn cookie_jar_follows_set_cookie_and_removals() {
+        let app = App::new()
+            .get("/in", |_: &Request| {
+                Response::text("in").simple_cookie("sid", "a b")
+            })
+            .get("/who", |req: &Request| {
+                req.cookie("sid")
+                    .map(|c| c.value().to_string())
+                    .unwrap_or_else(|| "nobody".into())
+            })
+            .get("/out", |_: &Request| {
+                Response::text("out").set_cookie(cookie::Cookie::build("sid").removal().build())
+            });
+        let client = TestClient::new(app);
+        assert_eq!(client.get("/who").send().text(), "nobody");
+        client.get("/in").send();
+        assert_eq!(client.cookie("sid").as_deref(), Some("a%20b"));
+        assert_eq!(client.get("/who").send().text(), "a b");
+        assert_eq!(client.get("/who").cookie("sid", "x").send().text(), "x");
+        client.get("/out").send();
+        assert_eq!(client.cookie("sid"), None);
+        assert_eq!(client.get("/who").send().text(), "nobody");
+    }
+
+    #[test]
+    fn websocket_events_send_now_and_drop() {
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let log = seen.clone();
+        let app = App::new().ws("/w/:room", move |ws: &mut WebSocket, ev: WsEvent| {
+            log.borrow_mut().push(ev.clone());
+            match ev {
+                WsEvent::Open => {
+                    let room = ws.param("room").unwrap_or("").to_string();
+                    ws.subscribe(&room);
+                    ws.send_text(format!("joined {room}"));
+                }
+                WsEvent::Text(t) => {
+                    ws.send_text_now(format!("now {t}")).unwrap();
+                    ws.send_text(format!("later {t}"));
+                }
+                WsEvent::Binary(b) => ws.send_binary(b),
+                WsEvent::Close { .. } => {}
+            }
+        });
+        let client = TestClient::new(app);
+        let mut ws = client.ws("/w/r1").unwrap();
+        assert_eq!(ws.topics(), ["r1"]);
+        assert_eq!(ws.recv_text().as_deref(), Some("joined r1"));
+        ws.send_text("x");
+        assert_eq!(ws.recv_text().as_deref(), Some("now x"));
+        assert_eq!(ws.recv_text().as_deref(), Some("later x"));
+        ws.send_binary(vec![1u8, 2]);
+        assert_eq!(
+            ws.recv(),
+            Some(WsEvent::Binary(Bytes::from_static(&[1, 2])))
+        );
+        assert_eq!(ws.recv(), None);
+        crate::publish("r1", "news");
+        crate::publish("r2", "elsewhere");
+        client.get("/nothing").send(); // delivery follows any request
+        assert_eq!(ws.recv_text().as_deref(), Some("news"));
+        assert_eq!(ws.recv(), None);
+        assert_eq!(client.take_published().len(), 2);
+        drop(ws);
+        assert_eq!(
+            seen.borrow().last(),
+            Some(&WsEvent::Close {
+                code: 1006,
+                reason: String::new()
+            })
+        );
+    }
+
+    #[test]
+    fn streams_files_and_head() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), "file body").unwrap();
+        let app = App::new()
+            .get("/s", |_: &Request| Response::stream(["a", "b", "c"]))
+            .get("/broken", |_: &Request| {
+                Response::stream((0..3).map(|i| {
+                    assert!(i < 2, "stream test panic");
+                    "x"
+                }))
+            })
+            .static_dir("/static", dir.path());
+        let client = TestClient::new(app);
+        assert_eq!(client.get("/s").send().text(), "abc");
+        let res = client.get("/s").send();
+        assert_eq!(res.next_chunk().unwrap(), "a");
+        assert_eq!(res.text(), "bc");
+        handler::install_panic_hook();
+        assert_eq!(client.get("/broken").send().text(), "xx");
+        let res = client.get("/static/a.txt").send();
+        assert_eq!(res.text(), "file body");
+        assert!(res.header("etag").is_some());
+        let res = client.head("/static/a.txt").send();
+        assert_eq!((res.status().as_u16(), res.text().as_str()), (200, ""));
+    }
+}
