@@ -168,7 +168,10 @@ impl Compression {
             return res;
         }
         add_vary(res.headers_mut());
-        let negotiated = accept::negotiate(req.headers(), &self.codings);
+        let negotiated = accept::negotiate(
+            req.header_all(header::ACCEPT_ENCODING.as_str()),
+            &self.codings,
+        );
         let Some(coding) = negotiated.coding else {
             return res;
         };
