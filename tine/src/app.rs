@@ -900,7 +900,7 @@ fn serve_static(mount: &Mount, prefix: &str, req: &Request) -> Response {
                 None => Response::empty(status),
             };
             res.status = status;
-            res.headers = headers;
+            res.set_headers(headers);
             res
         }
         Outcome::Error(e) => {

@@ -139,16 +139,14 @@ impl Error {
     /// let res = Response::from(err);
     /// assert_eq!(res.headers()["www-authenticate"], "Bearer");
     /// ```
-    pub fn response(res: Response) -> Self {
-        let Response {
-            status,
-            headers,
-            body,
-            error_page,
-        } = res;
-        let (body, error_page) = match body {
+    pub fn response(mut res: Response) -> Self {
+        let status = res.status;
+        let error_page = res.error_page;
+        let headers = std::mem::take(res.headers_mut());
+        let (body, error_page) = match std::mem::replace(&mut res.body, Body::Empty) {
             Body::Empty => (Bytes::new(), error_page),
             Body::Full(b) => (b, error_page),
+            Body::Vec(v) => (Bytes::from(v), error_page),
             Body::Stream(_) | Body::File(_) | Body::Sse(_) => {
                 log::warn!(
                     "tine::Error::response: a streamed or file body cannot be carried by an \
@@ -238,7 +236,7 @@ impl From<Error> for Response {
                     error_page,
                 } = *custom;
                 let mut res = Response::empty(err.status);
-                res.headers = headers;
+                res.set_headers(headers);
                 if !body.is_empty() {
                     res.body = Body::Full(body);
                 }

@@ -398,8 +398,9 @@ impl Service {
             version,
             headers,
         } = *seen;
-        let mut req = Request::new(method, target, version, headers, Default::default(), peer)
-            .unwrap_or_else(|req| *req);
+        let mut req =
+            Request::from_parts(method, target, version, headers, Default::default(), peer)
+                .unwrap_or_else(|req| *req);
         self.refuse_request(status, &mut req)
     }
 
@@ -530,9 +531,10 @@ impl Service {
     #[cold]
     fn render_page(&self, req: &Request, res: Response) -> Response {
         let mut page = self.error_page(Some(req), res.status);
-        for (name, value) in &res.headers {
-            page.headers_mut().append(name, value.clone());
-        }
+        let headers = page.headers_mut();
+        res.each_header(|name, value| {
+            headers.append(name, value.clone());
+        });
         page
     }
 

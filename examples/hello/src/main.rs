@@ -16,6 +16,7 @@
 //!                      chunk (&batched=1: gathered into 64 KiB writes;
 //!                      &panic_after=K: the stream panics after K chunks)
 //! WS   /ws/echo        echoes text as text, binary as binary
+//!                      (`?subscribe=T`: also subscribed to topic T)
 //! WS   /ws/chat?room=R a chat room across all workers (tine::publish);
 //!                      first message "pid N"; "/leave" unsubscribes
 //! POST /publish/:topic publishes the body to a topic (?id=X: as a
@@ -405,6 +406,13 @@ fn stream(req: &Request) -> Result<Response, tine::Error> {
 
 fn ws_echo(ws: &mut WebSocket, event: WsEvent) {
     match event {
+        // `?subscribe=T` also subscribes to topic T (the idle-memory
+        // benchmark counts a subscription in).
+        WsEvent::Open => {
+            if let Some(topic) = ws.request().query_param("subscribe") {
+                ws.subscribe(&topic);
+            }
+        }
         WsEvent::Text(text) => ws.send_text(text),
         WsEvent::Binary(data) => ws.send_binary(data),
         _ => {}

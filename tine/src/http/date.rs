@@ -21,9 +21,12 @@ impl DateCache {
     }
 
     fn refresh(&mut self) {
-        let text = httpdate::fmt_http_date(SystemTime::now());
-        let n = text.len().min(29);
-        self.bytes[..n].copy_from_slice(&text.as_bytes()[..n]);
+        // Formatted in place (`fmt_http_date` would allocate a `String`
+        // every second).
+        use std::io::Write;
+        let date = httpdate::HttpDate::from(SystemTime::now());
+        let mut out = &mut self.bytes[..];
+        let _ = write!(out, "{date}");
     }
 
     /// Re-formats the date when a second or more has passed since `now`'s

@@ -1,6 +1,8 @@
 //! Response heads and chunk framing, written into a caller's buffer.
 
-use http::header::{self, HeaderMap};
+#[cfg(test)]
+use http::header::HeaderMap;
+use http::header::{self, HeaderName, HeaderValue};
 use http::StatusCode;
 
 /// How the body after an encoded head is delimited.
@@ -29,6 +31,7 @@ pub(crate) fn status_allows_body(status: StatusCode) -> bool {
 /// Headers that tine controls (`Date`, `Content-Length`,
 /// `Transfer-Encoding`, `Connection`) are taken from the arguments, never
 /// from `headers`.
+#[cfg(test)]
 pub(crate) fn encode_head(
     out: &mut Vec<u8>,
     status: StatusCode,
@@ -37,10 +40,35 @@ pub(crate) fn encode_head(
     connection: Connection,
     date: &[u8],
 ) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    encode_status(out, status, length, connection, date);
+    for (name, value) in headers {
+        encode_field(out, name, value);
+    }
+    out.extend_from_slice(b"\r\n\r\n");
+}
+
+/// Writes the status line and the headers tine controls (`Date`, the
+/// length, `Connection`), without a map: the first part of a head, which
+/// [`encode_field`] continues and `\r\n\r\n` ends.
+#[inline]
+pub(crate) fn encode_status(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    length: Length,
+    connection: Connection,
+    date: &[u8],
+) {
+    // One reservation for the common head (status line, date, length,
+    // a content type): the writes below then only copy.
+    out.reserve(128);
+    if status == StatusCode::OK {
+        out.extend_from_slice(b"HTTP/1.1 200 OK");
+    } else {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    }
     out.extend_from_slice(b"\r\ndate: ");
     out.extend_from_slice(date);
     match length {
@@ -57,20 +85,23 @@ pub(crate) fn encode_head(
         Connection::Upgrade => out.extend_from_slice(b"\r\nconnection: upgrade"),
         Connection::Default => {}
     }
-    for (name, value) in headers {
-        if name == header::CONTENT_LENGTH
-            || name == header::TRANSFER_ENCODING
-            || name == header::CONNECTION
-            || name == header::DATE
-        {
-            continue;
-        }
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
+}
+
+/// Writes one header line of a head begun by [`encode_status`], unless
+/// it is one that tine writes itself.
+#[inline]
+pub(crate) fn encode_field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    if name == header::CONTENT_LENGTH
+        || name == header::TRANSFER_ENCODING
+        || name == header::CONNECTION
+        || name == header::DATE
+    {
+        return;
     }
-    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
 }
 
 /// The `Connection` header to send.

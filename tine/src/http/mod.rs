@@ -9,6 +9,7 @@ pub(crate) mod parse;
 mod request;
 mod response;
 
-pub use request::{BodyReader, Extensions, Params, Request, RequestBuilder};
+pub use request::{BodyReader, Extensions, HeaderValues, Params, Request, RequestBuilder};
+pub(crate) use request::{Capture, INLINE_PARAMS};
 pub(crate) use response::{fill_stream, Body, Chunks, FileBody, Fill};
 pub use response::{IntoResponse, Response};

@@ -19,11 +19,12 @@
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, StatusCode, Version};
 
 use super::body::{ChunkedDecoder, ReadBody, SpillFile};
+use super::request::{header_map, RawHead};
 use crate::limits::Limits;
 
 /// The searcher for the blank line ending a head, built once.
@@ -47,10 +48,8 @@ pub(crate) enum Framing {
 /// A parsed and validated request head.
 #[derive(Debug)]
 pub(crate) struct Head {
-    pub(crate) method: Method,
-    pub(crate) target: PathAndQuery,
-    pub(crate) version: Version,
-    pub(crate) headers: HeaderMap,
+    /// Method, version, target and header lines, as slices of the buffer.
+    pub(crate) raw: RawHead,
     pub(crate) framing: Framing,
     /// Whether the client allows the connection to stay open afterwards.
     pub(crate) keep_alive: bool,
@@ -121,11 +120,12 @@ pub(crate) struct SeenHead {
 
 impl From<Head> for SeenHead {
     fn from(head: Head) -> Self {
+        let raw = head.raw;
         SeenHead {
-            method: head.method,
-            target: head.target,
-            version: head.version,
-            headers: head.headers,
+            method: raw.method,
+            target: raw.target,
+            version: raw.version,
+            headers: header_map(&raw.header_lines),
         }
     }
 }
@@ -564,8 +564,8 @@ fn parse_with<'b>(
     slots: &mut [MaybeUninit<httparse::Header<'b>>],
 ) -> Result<Head, StatusCode> {
     let mut req = httparse::Request::new(&mut []);
-    match req.parse_with_uninit_headers(raw, slots) {
-        Ok(httparse::Status::Complete(_)) => {}
+    let parsed = match req.parse_with_uninit_headers(raw, slots) {
+        Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Err(StatusCode::BAD_REQUEST),
         Err(httparse::Error::TooManyHeaders) => {
             return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
@@ -573,7 +573,7 @@ fn parse_with<'b>(
         Err(httparse::Error::Version) => return other_version(raw, slots.len()),
         // Covers whitespace before a colon, obs-fold, bad tokens.
         Err(_) => return Err(StatusCode::BAD_REQUEST),
-    }
+    };
     let method = Method::from_bytes(req.method.unwrap_or("").as_bytes())
         .map_err(|_| StatusCode::BAD_REQUEST)?;
     let version = match req.version {
@@ -583,55 +583,65 @@ fn parse_with<'b>(
     };
     let target = parse_target(raw, req.path.unwrap_or(""), &method)?;
 
-    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    // The fields tine itself reads are recognised from the raw names (no
+    // `HeaderName`, no map): the rest stay as the header lines, for a map
+    // built only if a handler asks for one. `httparse` has checked every
+    // name (a token) and value (visible characters, tab, obs-text), which
+    // is all `HeaderName` and `HeaderValue` check too.
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
     let mut has_te = false;
     let mut hosts = 0;
     let mut keep_alive = version == Version::HTTP_11;
     let mut expect_continue = false;
+    let mut upgrade = false;
+    let mut lines_start = parsed;
     for h in req.headers.iter() {
-        let value = HeaderValue::from_maybe_shared(raw.slice_ref(h.value))
-            .map_err(|_| StatusCode::BAD_REQUEST)?;
-        // Every HTTP/1.1 request has a Host field: recognising its name
-        // in four bytes saves `HeaderName::from_bytes` (which pays for
-        // checking the value).
-        if is_host(h.name.as_bytes()) {
-            hosts += 1;
-            if !valid_host(h.value) {
-                return Err(StatusCode::BAD_REQUEST);
-            }
-            headers.append(header::HOST, value);
-            continue;
-        }
-        let name =
-            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| StatusCode::BAD_REQUEST)?;
-        if name == header::CONTENT_LENGTH {
-            // Any second Content-Length, even an equal one, is refused: a
-            // proxy in front might have picked the other one.
-            if content_length.is_some() {
-                return Err(StatusCode::BAD_REQUEST);
-            }
-            content_length = Some(parse_content_length(h.value)?);
-        } else if name == header::TRANSFER_ENCODING {
-            has_te = true;
-            chunked = transfer_coding_is_chunked(h.value, chunked)?;
-        } else if name == header::CONNECTION {
-            for token in tokens(h.value) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    keep_alive = false;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") && version == Version::HTTP_10 {
-                    keep_alive = true;
+        let name = h.name.as_bytes();
+        lines_start = lines_start.min(name.as_ptr() as usize - raw.as_ptr() as usize);
+        match name.len() {
+            // Every HTTP/1.1 request has a Host field.
+            4 if is_host(name) => {
+                hosts += 1;
+                if !valid_host(h.value) {
+                    return Err(StatusCode::BAD_REQUEST);
                 }
             }
-        } else if name == header::EXPECT {
-            if h.value.eq_ignore_ascii_case(b"100-continue") {
-                expect_continue = version == Version::HTTP_11;
-            } else {
-                return Err(StatusCode::EXPECTATION_FAILED);
+            6 if name.eq_ignore_ascii_case(b"expect") => {
+                if h.value.eq_ignore_ascii_case(b"100-continue") {
+                    expect_continue = version == Version::HTTP_11;
+                } else {
+                    return Err(StatusCode::EXPECTATION_FAILED);
+                }
             }
+            7 if name.eq_ignore_ascii_case(b"upgrade") => upgrade = true,
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for token in tokens(h.value) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        keep_alive = false;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive")
+                        && version == Version::HTTP_10
+                    {
+                        keep_alive = true;
+                    }
+                }
+            }
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                // Any second Content-Length, even an equal one, is
+                // refused: a proxy in front might have picked the other.
+                if content_length.is_some() {
+                    return Err(StatusCode::BAD_REQUEST);
+                }
+                content_length = Some(parse_content_length(h.value)?);
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                has_te = true;
+                chunked = transfer_coding_is_chunked(h.value, chunked)?;
+            }
+            // `HeaderName` takes names up to 64 KiB.
+            n if n > MAX_NAME => return Err(StatusCode::BAD_REQUEST),
+            _ => {}
         }
-        headers.append(name, value);
     }
     if version == Version::HTTP_11 && hosts != 1 {
         return Err(StatusCode::BAD_REQUEST);
@@ -648,15 +658,33 @@ fn parse_with<'b>(
         (false, Some(n)) => Framing::Length(n),
     };
     Ok(Head {
-        method,
-        target,
-        version,
-        headers,
+        raw: RawHead {
+            method,
+            version,
+            target,
+            // From the first field's name (or the blank line) to the end.
+            header_lines: raw.slice(lines_start..),
+            upgrade,
+        },
         framing,
         keep_alive,
         expect_continue: expect_continue && framing != Framing::Empty,
     })
 }
+
+#[cfg(test)]
+impl Head {
+    fn target(&self) -> PathAndQuery {
+        self.raw.target.clone()
+    }
+
+    fn headers(&self) -> HeaderMap {
+        header_map(&self.raw.header_lines)
+    }
+}
+
+/// The longest header name `http::HeaderName` accepts.
+const MAX_NAME: usize = (1 << 16) - 1;
 
 /// A request line whose version `httparse` refused (it knows exactly
 /// `HTTP/1.0` and `HTTP/1.1`). RFC 9112 §2.3: a higher minor version of
@@ -887,6 +915,8 @@ fn valid_ip_literal(inside: &[u8]) -> bool {
     std::str::from_utf8(inside).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok())
 }
 
+/// The request target: origin form (a slice of the head), `*` for
+/// `OPTIONS`, or absolute form (RFC 9112 §3.2.2, routed on its path).
 fn parse_target(raw: &Bytes, path: &str, method: &Method) -> Result<PathAndQuery, StatusCode> {
     if path.starts_with('/') {
         PathAndQuery::from_maybe_shared(raw.slice_ref(path.as_bytes()))
@@ -894,7 +924,6 @@ fn parse_target(raw: &Bytes, path: &str, method: &Method) -> Result<PathAndQuery
     } else if path == "*" && method == Method::OPTIONS {
         Ok(PathAndQuery::from_static("*"))
     } else if path.starts_with("http://") || path.starts_with("https://") {
-        // absolute-form (RFC 9112 §3.2.2): route on its path.
         let uri: http::Uri = path.parse().map_err(|_| StatusCode::BAD_REQUEST)?;
         Ok(uri
             .path_and_query()
@@ -1027,7 +1056,7 @@ mod tests {
         let mut buf = BytesMut::from(
             &b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 9\r\n\r\nGET /next HTTP/1.1\r\n"[..],
         );
-        assert!(matches!(d.decode(&mut buf, &limits), Decoded::Head(h) if h.target == "/a"));
+        assert!(matches!(d.decode(&mut buf, &limits), Decoded::Head(h) if h.raw.target == "/a"));
         assert_eq!(d.admit(4, 4), Err(StatusCode::PAYLOAD_TOO_LARGE));
         assert!(matches!(d.decode(&mut buf, &limits), Decoded::NeedMore));
         // A head that fails to parse: what could be read of it, not the
@@ -1104,10 +1133,10 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!(head.method, Method::GET);
-        assert_eq!(head.target.path(), "/a/b");
-        assert_eq!(head.target.query(), Some("x=1"));
-        assert_eq!(head.headers["x-a"], "1");
+        assert_eq!(head.raw.method, Method::GET);
+        assert_eq!(head.target().path(), "/a/b");
+        assert_eq!(head.target().query(), Some("x=1"));
+        assert_eq!(head.headers()["x-a"], "1");
         assert!(head.keep_alive);
         assert!(body.is_empty());
     }
@@ -1123,7 +1152,7 @@ mod tests {
             buf.extend_from_slice(&[b]);
             loop {
                 match d.decode(&mut buf, &limits) {
-                    Decoded::Request(h, _) => paths.push(h.target.path().to_string()),
+                    Decoded::Request(h, _) => paths.push(h.target().path().to_string()),
                     Decoded::NeedMore => break,
                     other => panic!("{other:?}"),
                 }
@@ -1260,11 +1289,11 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!(h.target.path(), "/x");
+        assert_eq!(h.target().path(), "/x");
         let Decoded::Request(h, _) = decode_one(b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n") else {
             panic!()
         };
-        assert_eq!(h.target.as_str(), "*");
+        assert_eq!(h.target().as_str(), "*");
     }
 
     /// Feeds `input` one byte at a time and collects the paths decoded.
@@ -1276,12 +1305,12 @@ mod tests {
             buf.extend_from_slice(&[b]);
             loop {
                 match d.decode(&mut buf, limits) {
-                    Decoded::Request(h, _) => paths.push(h.target.path().to_string()),
+                    Decoded::Request(h, _) => paths.push(h.target().path().to_string()),
                     Decoded::NeedMore => break,
                     Decoded::Error(s) => return Err(s),
                     Decoded::Continue => panic!("no Expect sent"),
                     Decoded::Head(h) => {
-                        paths.push(h.target.path().to_string());
+                        paths.push(h.raw.target.path().to_string());
                         d.admit(limits.max_body, limits.spill_past())?;
                     }
                     Decoded::Body(_) => {}
@@ -1304,7 +1333,7 @@ mod tests {
             let Decoded::Request(h, _) = decode_one(input) else {
                 panic!("{}", input.escape_ascii())
             };
-            assert_eq!(h.target.path(), "/a");
+            assert_eq!(h.target().path(), "/a");
             // Arriving one byte at a time (a lone CR waits for its LF).
             assert_eq!(
                 paths_byte_at_a_time(input, &limits),
@@ -1334,9 +1363,9 @@ GET /g HTTP/1.1\r\nHost: h\r\n\r\n\r\n\r\n\r\nGET /h HTTP/1.1\r\nHost: h\r\n\r\n
         let mut paths = Vec::new();
         loop {
             match d.decode(&mut buf, &limits) {
-                Decoded::Request(h, _) => paths.push(h.target.path().to_string()),
+                Decoded::Request(h, _) => paths.push(h.target().path().to_string()),
                 Decoded::Head(h) => {
-                    paths.push(h.target.path().to_string());
+                    paths.push(h.target().path().to_string());
                     d.admit(limits.max_body, limits.spill_past()).unwrap();
                 }
                 Decoded::Body(_) => {}
@@ -1440,7 +1469,7 @@ GET /g HTTP/1.1\r\nHost: h\r\n\r\n\r\n\r\n\r\nGET /h HTTP/1.1\r\nHost: h\r\n\r\n
         let Decoded::Request(head, _) = decode_one(b"GET / HTTP/1.1\r\nhOST: a:1\r\n\r\n") else {
             panic!()
         };
-        assert_eq!(head.headers[header::HOST], "a:1");
+        assert_eq!(head.headers()[http::header::HOST], "a:1");
         // HTTP/1.0 needs no Host, but one it sends must be valid.
         assert_eq!(
             status(b"GET / HTTP/1.0\r\nHost: a b\r\n\r\n"),
@@ -1455,9 +1484,9 @@ GET /g HTTP/1.1\r\nHost: h\r\n\r\n\r\n\r\n\r\nGET /h HTTP/1.1\r\nHost: h\r\n\r\n
             let Decoded::Request(head, _) = decode_one(req.as_bytes()) else {
                 panic!("HTTP/1.{minor}")
             };
-            assert_eq!(head.version, Version::HTTP_11);
-            assert_eq!(head.target.as_str(), "/v?x=1");
-            assert_eq!(head.headers["x-a"], "1");
+            assert_eq!(head.raw.version, Version::HTTP_11);
+            assert_eq!(head.target().as_str(), "/v?x=1");
+            assert_eq!(head.headers()["x-a"], "1");
             assert!(head.keep_alive);
         }
         // With a body and leading empty lines, and still HTTP/1.1's rules:
@@ -1469,7 +1498,7 @@ GET /g HTTP/1.1\r\nHost: h\r\n\r\n\r\n\r\n\r\nGET /h HTTP/1.1\r\nHost: h\r\n\r\n
             panic!()
         };
         assert_eq!(
-            (head.method, head.version),
+            (head.raw.method, head.raw.version),
             (Method::POST, Version::HTTP_11)
         );
         d.admit(2, 2).unwrap();
@@ -1580,7 +1609,9 @@ GET /g HTTP/1.1\r\nHost: h\r\n\r\n\r\n\r\n\r\nGET /h HTTP/1.1\r\nHost: h\r\n\r\n
         assert!(matches!(d.decode(&mut buf, &limits), Decoded::Request(..)));
         assert!(matches!(d.decode(&mut buf, &limits), Decoded::NeedMore));
         buf.extend_from_slice(b"TP/1.1\r\nHost: h\r\n\r\n");
-        assert!(matches!(d.decode(&mut buf, &limits), Decoded::Request(h, _) if h.target == "/b"));
+        assert!(
+            matches!(d.decode(&mut buf, &limits), Decoded::Request(h, _) if h.target() == "/b")
+        );
     }
 
     fn decode_one_with(input: &[u8], limits: &Limits) -> Decoded {

@@ -2,17 +2,19 @@
 
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, StatusCode, Version};
 use percent_encoding::percent_decode_str;
 use serde::de::DeserializeOwned;
+use smallvec::SmallVec;
 
 use crate::error::Error;
 
@@ -34,11 +36,26 @@ use crate::error::Error;
 /// ```
 pub struct Request {
     method: Method,
+    /// The request target as sent (path, then `?` and the query if any;
+    /// a fragment is cut off), a slice of the read buffer.
     target: PathAndQuery,
     /// The percent-decoded path when it differs from the raw one.
     decoded_path: Option<Box<str>>,
+    /// The path's escapes are not UTF-8: it stays undecoded.
+    undecodable: bool,
     version: Version,
-    headers: HeaderMap,
+    /// The header lines as received (validated by the parser), each
+    /// `name: value` ending in CRLF or LF, up to the blank line; empty for
+    /// a request built by hand (whose map is then set).
+    header_lines: Bytes,
+    /// The header map, built from `header_lines` on the first call to
+    /// [`headers`](Request::headers): most requests never need one, and
+    /// building it (hashing every name, two allocations) used to be the
+    /// largest single cost of a small request.
+    headers: OnceCell<Box<HeaderMap>>,
+    /// A header named `Upgrade` was sent (checked on every request when the
+    /// app has WebSocket routes).
+    upgrade: bool,
     body: Bytes,
     params: Params,
     peer: SocketAddr,
@@ -53,11 +70,82 @@ pub struct Request {
     spilled: Option<Box<super::body::SpilledBody>>,
 }
 
+/// A request head as the parser left it: slices of the read buffer,
+/// checked, nothing copied or hashed yet.
+#[derive(Debug)]
+pub(crate) struct RawHead {
+    pub(crate) method: Method,
+    pub(crate) version: Version,
+    /// The target in origin form (path, `?query`), fragment cut off.
+    pub(crate) target: PathAndQuery,
+    /// The header lines, valid fields as `httparse` checked them.
+    pub(crate) header_lines: Bytes,
+    /// A header named `Upgrade` is among them.
+    pub(crate) upgrade: bool,
+}
+
+/// A target in a buffer of its own.
+fn own_target(target: &PathAndQuery) -> PathAndQuery {
+    PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(target.as_str().as_bytes()))
+        .unwrap_or_else(|_| target.clone())
+}
+
 impl Request {
     /// A request as decoded. `Err` (to be answered `400`) carries the
     /// request anyway, with its path left undecoded, when the path's
     /// percent-escapes are not UTF-8.
-    pub(crate) fn new(
+    pub(crate) fn new(head: RawHead, body: Bytes, peer: SocketAddr) -> Result<Self, Box<Self>> {
+        let req = Self::decoded(head, body, peer);
+        if req.undecodable {
+            return Err(Box::new(req));
+        }
+        Ok(req)
+    }
+
+    /// A request as decoded, built where the caller keeps it (a request is
+    /// large enough that moving it out of a `Result` shows in a profile);
+    /// [`undecodable`](Self::undecodable) says whether it must be refused.
+    pub(crate) fn decoded(head: RawHead, body: Bytes, peer: SocketAddr) -> Self {
+        let mut req = Request {
+            method: head.method,
+            target: head.target,
+            decoded_path: None,
+            undecodable: false,
+            version: head.version,
+            header_lines: head.header_lines,
+            headers: OnceCell::new(),
+            upgrade: head.upgrade,
+            body,
+            params: Params::default(),
+            peer,
+            extensions: Extensions::default(),
+            state: None,
+            https: false,
+            hooks_done: false,
+            spilled: None,
+        };
+        // Paths without escapes are plain ASCII or UTF-8 the parser
+        // checked: no decoding.
+        let path = req.raw_path();
+        if memchr::memchr(b'%', path.as_bytes()).is_some() {
+            match percent_decode_str(path).decode_utf8() {
+                Ok(Cow::Borrowed(_)) => {}
+                Ok(Cow::Owned(s)) => req.decoded_path = Some(s.into_boxed_str()),
+                Err(_) => req.undecodable = true,
+            }
+        }
+        req
+    }
+
+    /// Whether the path's percent-escapes are not UTF-8 (the request is to
+    /// be answered `400`).
+    pub(crate) fn undecodable(&self) -> bool {
+        self.undecodable
+    }
+
+    /// A request from parts already in `http`'s types (built by hand, or
+    /// what could be read of a refused one): the headers are the map.
+    pub(crate) fn from_parts(
         method: Method,
         target: PathAndQuery,
         version: Version,
@@ -65,63 +153,22 @@ impl Request {
         body: Bytes,
         peer: SocketAddr,
     ) -> Result<Self, Box<Self>> {
-        // Paths without escapes are plain ASCII (httparse checked): no
-        // decoding, no UTF-8 validation.
-        let decoded_path = match target.path() {
-            p if !p.contains('%') => None,
-            p => match percent_decode_str(p).decode_utf8() {
-                Ok(Cow::Borrowed(_)) => None,
-                Ok(Cow::Owned(s)) => Some(s.into_boxed_str()),
-                Err(_) => {
-                    return Err(Self::undecodable(
-                        method, target, version, headers, body, peer,
-                    ))
-                }
-            },
+        let upgrade = headers.contains_key(header::UPGRADE);
+        let head = RawHead {
+            method,
+            version,
+            target,
+            header_lines: Bytes::new(),
+            upgrade,
         };
-        Ok(Request {
-            method,
-            target,
-            decoded_path,
-            version,
-            headers,
-            body,
-            params: Params::default(),
-            peer,
-            extensions: Extensions::default(),
-            state: None,
-            https: false,
-            hooks_done: false,
-            spilled: None,
-        })
-    }
-
-    /// A request whose path cannot be decoded, kept as sent (to be
-    /// answered `400` through the app's error page and hooks).
-    #[cold]
-    fn undecodable(
-        method: Method,
-        target: PathAndQuery,
-        version: Version,
-        headers: HeaderMap,
-        body: Bytes,
-        peer: SocketAddr,
-    ) -> Box<Self> {
-        Box::new(Request {
-            method,
-            target,
-            decoded_path: None,
-            version,
-            headers,
-            body,
-            params: Params::default(),
-            peer,
-            extensions: Extensions::default(),
-            state: None,
-            https: false,
-            hooks_done: false,
-            spilled: None,
-        })
+        let lift = |mut req: Request| {
+            req.headers = OnceCell::from(Box::new(headers));
+            req
+        };
+        match Request::new(head, body, peer) {
+            Ok(req) => Ok(lift(req)),
+            Err(req) => Err(Box::new(lift(*req))),
+        }
     }
 
     /// Whether the request arrived over TLS (an HTTPS listener).
@@ -160,7 +207,7 @@ impl Request {
 
     /// The percent-decoded path (`/a%20b` → `/a b`), without the query.
     pub fn path(&self) -> &str {
-        self.decoded_path.as_deref().unwrap_or(self.target.path())
+        self.decoded_path.as_deref().unwrap_or(self.raw_path())
     }
 
     /// The path exactly as sent, still percent-encoded.
@@ -171,6 +218,11 @@ impl Request {
     /// The raw query string (after `?`), if any.
     pub fn query_string(&self) -> Option<&str> {
         self.target.query()
+    }
+
+    /// The target as sent: path, then `?` and the query if there is one.
+    pub(crate) fn raw_target(&self) -> &str {
+        self.target.as_str()
     }
 
     /// The decoded query parameters, in order (`+` is a space).
@@ -219,14 +271,85 @@ impl Request {
         self.version
     }
 
-    /// All request headers.
+    /// All request headers, as an [`http::HeaderMap`].
+    ///
+    /// The map is built on the first call (tine reads the fields it needs
+    /// itself without one); [`header`](Request::header) and
+    /// [`header_all`](Request::header_all) read single fields without
+    /// building it.
+    ///
+    /// ```
+    /// use tine::{header, Method, Request};
+    /// let req = Request::builder(Method::GET, "/")
+    ///     .header("Accept", "text/html")
+    ///     .finish();
+    /// assert_eq!(req.headers()[header::ACCEPT], "text/html");
+    /// assert_eq!(req.headers().len(), 1);
+    /// ```
     pub fn headers(&self) -> &HeaderMap {
-        &self.headers
+        self.headers
+            .get_or_init(|| Box::new(header_map(&self.header_lines)))
     }
 
-    /// The first value of a header as text, if present and visible ASCII.
-    pub fn header(&self, name: impl header::AsHeaderName) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
+    /// The first value of a header as text, if present and visible ASCII
+    /// (like [`HeaderValue::to_str`]). The name is case-insensitive: a
+    /// [`HeaderName`](http::HeaderName) such as `header::ACCEPT`, or text.
+    ///
+    /// ```
+    /// use tine::{header, Method, Request};
+    /// let req = Request::builder(Method::GET, "/")
+    ///     .header("X-Request-Id", "7")
+    ///     .finish();
+    /// assert_eq!(req.header("x-request-id"), Some("7"));
+    /// assert_eq!(req.header(header::ACCEPT), None);
+    /// ```
+    pub fn header(&self, name: impl AsRef<str>) -> Option<&str> {
+        self.header_all(name.as_ref())
+            .next()
+            .and_then(visible_ascii)
+    }
+
+    /// Every value of a header, in the order received, as raw bytes.
+    ///
+    /// ```
+    /// use tine::{Method, Request};
+    /// let req = Request::builder(Method::GET, "/")
+    ///     .header("accept", "text/html")
+    ///     .header("Accept", "*/*")
+    ///     .finish();
+    /// let all: Vec<&[u8]> = req.header_all("accept").collect();
+    /// assert_eq!(all, [&b"text/html"[..], b"*/*"]);
+    /// // A `HeaderName` as text:
+    /// assert_eq!(req.header_all(tine::header::ACCEPT.as_str()).count(), 2);
+    /// ```
+    pub fn header_all<'a, 'n>(&'a self, name: &'n str) -> HeaderValues<'a, 'n> {
+        match self.headers.get() {
+            Some(map) => HeaderValues(Values::Map(map.get_all(name).into_iter())),
+            None => HeaderValues(Values::Lines {
+                lines: HeaderLines(&self.header_lines),
+                name: HeaderNameRef::new(name),
+            }),
+        }
+    }
+
+    /// Copies what the request holds of the read buffer into buffers of
+    /// its own, for a request kept beyond its exchange (a WebSocket
+    /// session's): slices would keep the whole read buffer alive.
+    #[cold]
+    pub(crate) fn detach(&mut self) {
+        self.target = own_target(&self.target);
+        self.header_lines = Bytes::copy_from_slice(&self.header_lines);
+        self.body = Bytes::copy_from_slice(&self.body);
+        self.params.src = Some(self.target.clone());
+        if let Some(map) = self.headers.get_mut() {
+            // Its values are slices of the head too.
+            **map = header_map(&self.header_lines);
+        }
+    }
+
+    /// Whether a header named `Upgrade` was sent (no map needed).
+    pub(crate) fn has_upgrade_header(&self) -> bool {
+        self.upgrade
     }
 
     /// The request body (empty when there was none). A body that was
@@ -390,8 +513,12 @@ impl Request {
         &self.params
     }
 
-    pub(crate) fn set_params(&mut self, params: Params) {
-        self.params = params;
+    pub(crate) fn set_params(&mut self, mut params: Params) {
+        if !params.is_empty() {
+            // The router's captures point into the raw path.
+            params.src = Some(self.target.clone());
+            self.params = params;
+        }
     }
 
     /// A cookie sent by the client, by name.
@@ -401,10 +528,8 @@ impl Request {
 
     /// Every cookie sent by the client (all `Cookie` headers).
     pub fn cookies(&self) -> impl Iterator<Item = cookie::Cookie<'_>> {
-        self.headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
+        self.header_all(header::COOKIE.as_str())
+            .filter_map(visible_ascii)
             .flat_map(cookie::Cookie::split_parse_encoded)
             .filter_map(Result::ok)
     }
@@ -532,9 +657,9 @@ impl fmt::Debug for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Request")
             .field("method", &self.method)
-            .field("target", &self.target)
+            .field("target", &self.raw_target())
             .field("version", &self.version)
-            .field("headers", &self.headers)
+            .field("headers", self.headers())
             .field("body_len", &self.body_len())
             .field("params", &self.params)
             .field("peer", &self.peer)
@@ -616,7 +741,7 @@ impl RequestBuilder {
     #[track_caller]
     pub fn finish(self) -> Request {
         let target = PathAndQuery::try_from(self.target.as_str()).expect("valid request target");
-        let mut req = Request::new(
+        let mut req = Request::from_parts(
             self.method,
             target,
             Version::HTTP_11,
@@ -625,7 +750,14 @@ impl RequestBuilder {
             self.peer,
         )
         .expect("valid UTF-8 path");
-        req.params = Params(self.params);
+        req.params = Params {
+            src: None,
+            list: self
+                .params
+                .into_iter()
+                .map(|(k, v)| (Some(k), Capture::Owned(v.into_boxed_str())))
+                .collect(),
+        };
         req.https = self.https;
         req
     }
@@ -670,31 +802,162 @@ impl std::io::Read for BodyReader<'_> {
 }
 
 /// Path captures of the matched route, in pattern order.
+///
+/// Captures without percent-escapes are kept as positions in the request's
+/// path (no copy, no allocation); up to [`INLINE_PARAMS`] of them are held
+/// inline.
 #[derive(Debug, Default, Clone)]
-pub struct Params(pub(crate) Vec<(Rc<str>, String)>);
+pub struct Params {
+    /// The target whose path the captures' positions point into.
+    pub(crate) src: Option<PathAndQuery>,
+    /// `(name, value)`; the name `None` is the trailing wildcard `*`.
+    pub(crate) list: SmallVec<[(Option<Rc<str>>, Capture); INLINE_PARAMS]>,
+}
+
+/// Captures held without a heap allocation.
+pub(crate) const INLINE_PARAMS: usize = 1;
+
+/// One captured value.
+#[derive(Debug, Clone)]
+pub(crate) enum Capture {
+    /// `src[start..end]`, needing no decoding.
+    Raw(u32, u32),
+    /// Decoded from percent-escapes.
+    Owned(Box<str>),
+}
 
 impl Params {
     /// The capture named `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| &**k == name)
-            .map(|(_, v)| v.as_str())
+        self.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
     }
 
     /// All captures as `(name, value)` pairs.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (&**k, v.as_str()))
+        self.list.iter().map(|(k, v)| {
+            let value = match v {
+                Capture::Raw(a, b) => self
+                    .src
+                    .as_ref()
+                    .and_then(|t| t.path().get(*a as usize..*b as usize))
+                    .unwrap_or(""),
+                Capture::Owned(s) => s,
+            };
+            (k.as_deref().unwrap_or("*"), value)
+        })
     }
 
     /// Number of captures.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.list.len()
     }
 
     /// Whether there are no captures.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.list.is_empty()
+    }
+}
+
+/// The values of one header, from [`Request::header_all`].
+#[derive(Debug)]
+pub struct HeaderValues<'a, 'n>(Values<'a, 'n>);
+
+#[derive(Debug)]
+enum Values<'a, 'n> {
+    /// Read from the map.
+    Map(http::header::ValueIter<'a, HeaderValue>),
+    /// Read from the header lines as received.
+    Lines {
+        lines: HeaderLines<'a>,
+        name: HeaderNameRef<'n>,
+    },
+}
+
+impl<'a> Iterator for HeaderValues<'a, '_> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        match &mut self.0 {
+            Values::Map(values) => values.next().map(HeaderValue::as_bytes),
+            Values::Lines { lines, name } => {
+                let name = *name;
+                lines.find(|(n, _)| name.matches(n)).map(|(_, v)| v)
+            }
+        }
+    }
+}
+
+/// A header name to look for among header lines, case-insensitively.
+#[derive(Debug, Clone, Copy)]
+struct HeaderNameRef<'a>(&'a [u8]);
+
+impl<'a> HeaderNameRef<'a> {
+    fn new(name: &'a str) -> Self {
+        HeaderNameRef(name.as_bytes())
+    }
+
+    #[inline]
+    fn matches(self, name: &[u8]) -> bool {
+        name.len() == self.0.len() && name.eq_ignore_ascii_case(self.0)
+    }
+}
+
+/// The `(name, value)` pairs of header lines the parser accepted: each
+/// line is `name:value` (no space before the colon, no folding: the
+/// parser refused those), ending in CRLF or LF; the value without the
+/// spaces and tabs around it, as `httparse` gives it.
+#[derive(Debug, Clone)]
+pub(crate) struct HeaderLines<'a>(&'a [u8]);
+
+impl<'a> Iterator for HeaderLines<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let end = memchr::memchr(b'\n', self.0)?;
+        let line = &self.0[..end];
+        self.0 = &self.0[end + 1..];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = memchr::memchr(b':', line) else {
+            // The blank line ending the head.
+            self.0 = &[];
+            return None;
+        };
+        let value = &line[colon + 1..];
+        let start = value
+            .iter()
+            .position(|&b| b != b' ' && b != b'\t')
+            .unwrap_or(value.len());
+        let end = value
+            .iter()
+            .rposition(|&b| b != b' ' && b != b'\t')
+            .map_or(start, |i| i + 1);
+        Some((&line[..colon], &value[start..end]))
+    }
+}
+
+/// The header map of header lines the parser accepted (so every name and
+/// value is valid: this cannot fail).
+#[cold]
+pub(crate) fn header_map(lines: &Bytes) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in HeaderLines(lines) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name),
+            HeaderValue::from_maybe_shared(lines.slice_ref(value)),
+        ) {
+            map.append(name, value);
+        }
+    }
+    map
+}
+
+/// A header value as text when it is visible ASCII (or tab), as
+/// [`HeaderValue::to_str`] has it.
+fn visible_ascii(value: &[u8]) -> Option<&str> {
+    if value.iter().all(|&b| b == b'\t' || (32..127).contains(&b)) {
+        std::str::from_utf8(value).ok()
+    } else {
+        None
     }
 }
 
@@ -712,14 +975,17 @@ impl Params {
 /// ```
 #[derive(Default)]
 pub struct Extensions {
-    map: Option<HashMap<TypeId, Box<dyn Any>>>,
+    /// Boxed: most requests carry none, and a request is moved a few
+    /// times on its way (a pointer is cheaper to move than a map).
+    #[allow(clippy::box_collection)]
+    map: Option<Box<HashMap<TypeId, Box<dyn Any>>>>,
 }
 
 impl Extensions {
     /// Stores `value`, returning the previous value of that type.
     pub fn insert<T: 'static>(&mut self, value: T) -> Option<T> {
         self.map
-            .get_or_insert_with(HashMap::new)
+            .get_or_insert_with(Default::default)
             .insert(TypeId::of::<T>(), Box::new(value))
             .and_then(|old| old.downcast().ok().map(|b| *b))
     }
@@ -752,7 +1018,7 @@ impl Extensions {
 impl fmt::Debug for Extensions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Extensions")
-            .field("len", &self.map.as_ref().map_or(0, HashMap::len))
+            .field("len", &self.map.as_ref().map_or(0, |m| m.len()))
             .finish()
     }
 }
@@ -923,7 +1189,7 @@ mod tests {
     #[test]
     fn invalid_utf8_path_is_rejected() {
         let target = PathAndQuery::from_static("/%ff");
-        let err = Request::new(
+        let err = Request::from_parts(
             Method::GET,
             target,
             Version::HTTP_11,

@@ -1,5 +1,6 @@
 //! The response a handler returns, and its body kinds.
 
+use std::cell::OnceCell;
 use std::fmt;
 use std::fs::File;
 
@@ -25,7 +26,12 @@ use serde::Serialize;
 /// ```
 pub struct Response {
     pub(crate) status: StatusCode,
-    pub(crate) headers: HeaderMap,
+    /// The `Content-Type` a constructor set, while nothing else touched
+    /// the headers: most responses have no other header, and need no map.
+    content_type: Option<HeaderValue>,
+    /// The headers, once anything asks for them as a map (the
+    /// `Content-Type` above is then moved into it).
+    headers: OnceCell<Box<HeaderMap>>,
     pub(crate) body: Body,
     /// Render this status through the app's error handler (keeping the
     /// headers set here, such as `Allow`).
@@ -38,6 +44,11 @@ pub(crate) enum Body {
     Empty,
     /// A body held in memory.
     Full(Bytes),
+    /// A body in a `String` or `Vec` of the handler's, kept as it came:
+    /// turning a `Vec` whose capacity exceeds its length into `Bytes`
+    /// allocates (a shared header), and a small body is copied behind its
+    /// head anyway.
+    Vec(Vec<u8>),
     /// A body produced piece by piece, pulled only when the socket can take
     /// more, sent with chunked transfer coding.
     Stream(Chunks),
@@ -114,6 +125,23 @@ pub(crate) fn fill_stream(
     filled.unwrap_or(Fill::Aborted)
 }
 
+/// A body from anything that converts into `Bytes`: a `String` or a
+/// `Vec<u8>` is kept as it is (see [`Body::Vec`]), the rest converted.
+fn body_of<B: Into<Bytes> + 'static>(body: B) -> Body {
+    let mut body = Some(body);
+    let any = &mut body as &mut dyn std::any::Any;
+    if let Some(s) = any.downcast_mut::<Option<String>>() {
+        return Body::Vec(s.take().unwrap_or_default().into_bytes());
+    }
+    if let Some(v) = any.downcast_mut::<Option<Vec<u8>>>() {
+        return Body::Vec(v.take().unwrap_or_default());
+    }
+    match body {
+        Some(body) => Body::Full(body.into()),
+        None => Body::Empty,
+    }
+}
+
 /// A region of an open file sent as a body.
 #[derive(Debug)]
 pub(crate) struct FileBody {
@@ -133,7 +161,8 @@ impl Response {
     pub fn empty(status: StatusCode) -> Self {
         Response {
             status,
-            headers: HeaderMap::new(),
+            content_type: None,
+            headers: OnceCell::new(),
             body: Body::Empty,
             error_page: false,
         }
@@ -161,26 +190,25 @@ impl Response {
         res
     }
 
-    fn with_body(content_type: HeaderValue, body: Bytes) -> Self {
-        let mut headers = HeaderMap::with_capacity(2);
-        headers.insert(header::CONTENT_TYPE, content_type);
+    fn with_body(content_type: HeaderValue, body: Body) -> Self {
         Response {
             status: StatusCode::OK,
-            headers,
-            body: Body::Full(body),
+            content_type: Some(content_type),
+            headers: OnceCell::new(),
+            body,
             error_page: false,
         }
     }
 
     /// `200` with a `text/plain; charset=utf-8` body. A `&'static str` is
-    /// not copied.
-    pub fn text(body: impl Into<Bytes>) -> Self {
-        Self::with_body(TEXT, body.into())
+    /// not copied; a `String` is sent from where it is.
+    pub fn text(body: impl Into<Bytes> + 'static) -> Self {
+        Self::with_body(TEXT, body_of(body))
     }
 
     /// `200` with a `text/html; charset=utf-8` body.
-    pub fn html(body: impl Into<Bytes>) -> Self {
-        Self::with_body(HTML, body.into())
+    pub fn html(body: impl Into<Bytes> + 'static) -> Self {
+        Self::with_body(HTML, body_of(body))
     }
 
     /// `200` with `value` serialized as JSON. If serialization fails (a map
@@ -188,7 +216,7 @@ impl Response {
     /// logged.
     pub fn json<T: Serialize + ?Sized>(value: &T) -> Self {
         match serde_json::to_vec(value) {
-            Ok(body) => Self::with_body(JSON, body.into()),
+            Ok(body) => Self::with_body(JSON, Body::Vec(body)),
             Err(e) => {
                 log::error!("Response::json: cannot serialize the value: {e}");
                 Response::empty(StatusCode::INTERNAL_SERVER_ERROR)
@@ -198,8 +226,8 @@ impl Response {
 
     /// `200` with raw bytes, `application/octet-stream` unless a
     /// `Content-Type` is set afterwards.
-    pub fn bytes(body: impl Into<Bytes>) -> Self {
-        Self::with_body(OCTETS, body.into())
+    pub fn bytes(body: impl Into<Bytes> + 'static) -> Self {
+        Self::with_body(OCTETS, body_of(body))
     }
 
     /// `404 Not Found`: an error page like [`Response::error`], rendered by
@@ -306,7 +334,7 @@ impl Response {
         B: Into<Bytes> + 'static,
     {
         let mut res = Response::empty(StatusCode::OK);
-        res.headers.insert(header::CONTENT_TYPE, OCTETS);
+        res.content_type = Some(OCTETS);
         let iter = chunks
             .into_iter()
             .map(Into::into)
@@ -341,7 +369,7 @@ impl Response {
     {
         let name = name.try_into().expect("invalid header name");
         let value = value.try_into().expect("invalid header value");
-        self.headers.append(name, value);
+        self.headers_mut().append(name, value);
         self
     }
 
@@ -447,14 +475,51 @@ impl Response {
         self.status
     }
 
-    /// The headers set so far.
+    /// The headers set so far (tine adds `Date`, `Content-Length` and
+    /// `Connection` when it sends the response).
     pub fn headers(&self) -> &HeaderMap {
-        &self.headers
+        self.headers
+            .get_or_init(|| Self::map_of(self.content_type.clone()))
     }
 
     /// Mutable access to the headers.
     pub fn headers_mut(&mut self) -> &mut HeaderMap {
-        &mut self.headers
+        if self.headers.get().is_none() {
+            let map = Self::map_of(self.content_type.take());
+            self.headers = OnceCell::from(map);
+        } else {
+            // The content type moved into the map when it was made.
+            self.content_type = None;
+        }
+        self.headers.get_mut().expect("just set")
+    }
+
+    /// Replaces every header.
+    pub(crate) fn set_headers(&mut self, headers: HeaderMap) {
+        self.content_type = None;
+        self.headers = OnceCell::from(Box::new(headers));
+    }
+
+    /// Calls `f` with each header, in order, without building a map.
+    #[inline]
+    pub(crate) fn each_header(&self, mut f: impl FnMut(&HeaderName, &HeaderValue)) {
+        match self.headers.get() {
+            Some(map) => map.iter().for_each(|(k, v)| f(k, v)),
+            None => {
+                if let Some(ct) = &self.content_type {
+                    f(&header::CONTENT_TYPE, ct);
+                }
+            }
+        }
+    }
+
+    #[cold]
+    fn map_of(content_type: Option<HeaderValue>) -> Box<HeaderMap> {
+        let mut map = HeaderMap::new();
+        if let Some(ct) = content_type {
+            map.insert(header::CONTENT_TYPE, ct);
+        }
+        Box::new(map)
     }
 
     /// The body, when it is held in memory (`None` for streams and files).
@@ -462,6 +527,7 @@ impl Response {
         match &self.body {
             Body::Empty => Some(Bytes::new()),
             Body::Full(b) => Some(b.clone()),
+            Body::Vec(v) => Some(Bytes::copy_from_slice(v)),
             Body::Stream(_) | Body::File(_) | Body::Sse(_) => None,
         }
     }
@@ -496,7 +562,7 @@ impl Response {
                 };
                 let mut res = Response::from_file(std::rc::Rc::new(file), 0, len);
                 if let Ok(v) = HeaderValue::from_str(&ct) {
-                    res.headers.insert(header::CONTENT_TYPE, v);
+                    res.content_type = Some(v);
                 }
                 res
             }
@@ -519,13 +585,14 @@ impl fmt::Debug for Response {
         let body = match &self.body {
             Body::Empty => "empty".to_string(),
             Body::Full(b) => format!("{} bytes", b.len()),
+            Body::Vec(v) => format!("{} bytes", v.len()),
             Body::Stream(_) => "stream".to_string(),
             Body::File(fb) => format!("file, {} bytes", fb.len),
             Body::Sse(_) => "event stream".to_string(),
         };
         f.debug_struct("Response")
             .field("status", &self.status)
-            .field("headers", &self.headers)
+            .field("headers", self.headers())
             .field("body", &body)
             .finish()
     }

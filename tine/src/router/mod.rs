@@ -48,14 +48,37 @@ use std::rc::Rc;
 use http::Method;
 use percent_encoding::percent_decode_str;
 
-use crate::http::Params;
+use crate::http::{Capture, Params};
 
-/// Captures collected while matching: `(name, decoded value)`.
-type Captures = Vec<(Rc<str>, String)>;
+/// Captures collected while matching: `(name, value)`, the name `None`
+/// for the trailing `*`; a value without escapes is its position in the
+/// raw path, not a copy.
+type Captures = smallvec::SmallVec<[(Option<Rc<str>>, Capture); crate::http::INLINE_PARAMS]>;
+
+/// A capture of `part`, a slice of `path`: its position when it needs no
+/// decoding, else its decoded text.
+fn capture(path: &str, part: &str) -> Capture {
+    match decode(part) {
+        Cow::Borrowed(_) => {
+            let start = part.as_ptr() as usize - path.as_ptr() as usize;
+            Capture::Raw(start as u32, (start + part.len()) as u32)
+        }
+        Cow::Owned(s) => Capture::Owned(s.into_boxed_str()),
+    }
+}
+
+fn params(list: Captures) -> Params {
+    Params {
+        src: Default::default(),
+        list,
+    }
+}
 
 #[derive(Debug, Clone)]
 enum Segment {
-    Static(Box<str>),
+    /// A literal segment; whether it has no `%` (so that the raw path
+    /// matches it byte for byte, without decoding).
+    Static(Box<str>, bool),
     Param(Rc<str>),
     /// Trailing `*`: zero or more remaining segments.
     Rest,
@@ -107,7 +130,7 @@ impl Pattern {
                 names.push(name);
                 segments.push(Segment::Param(Rc::from(name)));
             } else {
-                segments.push(Segment::Static((*part).into()));
+                segments.push(Segment::Static((*part).into(), !part.contains('%')));
             }
         }
         Ok(Pattern {
@@ -148,7 +171,7 @@ impl Pattern {
             (Some(a), Some(b)) => {
                 a.len() == b.len()
                     && a.iter().zip(b).all(|pair| match pair {
-                        (Segment::Static(x), Segment::Static(y)) => x == y,
+                        (Segment::Static(x, _), Segment::Static(y, _)) => x == y,
                         (Segment::Param(_), Segment::Param(_)) => true,
                         (Segment::Rest, Segment::Rest) => true,
                         _ => false,
@@ -160,14 +183,14 @@ impl Pattern {
 
     fn first_static(&self) -> Option<&str> {
         match self.segments.as_deref()?.first()? {
-            Segment::Static(s) => Some(s),
+            Segment::Static(s, _) => Some(s),
             _ => None,
         }
     }
 
     /// Matches a raw (still percent-encoded) path, pushing captures into
     /// `params`. On a failed match `params` may hold garbage.
-    fn matches(&self, raw_path: &str, params: &mut Vec<(Rc<str>, String)>) -> bool {
+    fn matches(&self, raw_path: &str, params: &mut Captures) -> bool {
         let Some(segments) = &self.segments else {
             return true;
         };
@@ -177,14 +200,30 @@ impl Pattern {
             let Some(remaining) = rest else {
                 // The path is shorter than the pattern: `/a/*` still matches `/a`.
                 if matches!(segments[i..], [Segment::Rest]) {
-                    params.push((Rc::from("*"), String::new()));
+                    params.push((None, Capture::Raw(0, 0)));
                     return true;
                 }
                 return false;
             };
             if let Segment::Rest = seg {
-                params.push((Rc::from("*"), decode(remaining).into_owned()));
+                params.push((None, capture(raw_path, remaining)));
                 return true;
+            }
+            if let Segment::Static(s, true) = seg {
+                // The common case without splitting or decoding: the path
+                // has the segment's very bytes, then `/` or its end (a
+                // segment without `%` is its own decoding).
+                if let Some(after) = remaining.strip_prefix(&**s) {
+                    let next = match after.as_bytes().first() {
+                        None => Some(None),
+                        Some(b'/') => Some(Some(&after[1..])),
+                        Some(_) => None,
+                    };
+                    if let Some(next) = next {
+                        rest = next;
+                        continue;
+                    }
+                }
             }
             let part = match remaining.split_once('/') {
                 Some((part, after)) => {
@@ -197,7 +236,7 @@ impl Pattern {
                 }
             };
             match seg {
-                Segment::Static(s) => {
+                Segment::Static(s, _) => {
                     if decode(part) != **s {
                         return false;
                     }
@@ -206,7 +245,7 @@ impl Pattern {
                     if part.is_empty() {
                         return false;
                     }
-                    params.push((name.clone(), decode(part).into_owned()));
+                    params.push((Some(name.clone()), capture(raw_path, part)));
                 }
                 Segment::Rest => unreachable!("handled above"),
             }
@@ -404,7 +443,7 @@ impl<T> Router<T> {
                 &self.dynamic,
             )
         };
-        let mut params = Vec::new();
+        let mut params = Captures::new();
         if let Some(found) = self.find_in(statics, dynamic, method, raw_path, &mut params) {
             return found;
         }
@@ -450,7 +489,15 @@ impl<T> Router<T> {
             .filter(|&i| self.routes[i].pattern.depth() >= depth)
             .collect();
         self.find_in(&[], &deep, method, raw_path, params)
-            .unwrap_or_else(|| Match::Found(&self.routes[index].value, Params(captures)))
+            .unwrap_or_else(|| {
+                Match::Found(
+                    &self.routes[index].value,
+                    Params {
+                        src: None,
+                        list: captures,
+                    },
+                )
+            })
     }
 
     /// One tier of [`find`](Self::find): `None` if no route of it
@@ -476,9 +523,17 @@ impl<T> Router<T> {
             }
             path_matched = true;
             match &route.method {
-                None => return Some(Match::Found(&route.value, Params(std::mem::take(params)))),
+                None => {
+                    return Some(Match::Found(
+                        &route.value,
+                        self::params(std::mem::take(params)),
+                    ))
+                }
                 Some(m) if m == method => {
-                    return Some(Match::Found(&route.value, Params(std::mem::take(params))))
+                    return Some(Match::Found(
+                        &route.value,
+                        self::params(std::mem::take(params)),
+                    ))
                 }
                 Some(m) if *m == Method::GET && *method == Method::HEAD => {
                     if head_fallback.is_none() {
@@ -494,14 +549,20 @@ impl<T> Router<T> {
             }
         }
         if let Some((index, params)) = head_fallback {
-            return Some(Match::Found(&self.routes[index].value, Params(params)));
+            return Some(Match::Found(
+                &self.routes[index].value,
+                self::params(params),
+            ));
         }
         if !path_matched {
             return None;
         }
         if let (Some((index, params)), false) = (only_mounts, routes_matched) {
             // The mount says whether it has the path (405) or not (404).
-            return Some(Match::Found(&self.routes[index].value, Params(params)));
+            return Some(Match::Found(
+                &self.routes[index].value,
+                self::params(params),
+            ));
         }
         let mut allowed: Vec<Method> = Vec::new();
         for index in merged(statics, dynamic) {
@@ -559,12 +620,13 @@ mod tests {
 
     fn found(r: &Router<usize>, m: Method, path: &str) -> Option<(usize, Vec<(String, String)>)> {
         match r.find(&m, path) {
-            Match::Found(v, p) => Some((
-                *v,
+            Match::Found(v, mut p) => Some((*v, {
+                // As `Request::set_params` does: captures point into the path.
+                p.src = Some(http::uri::PathAndQuery::try_from(path).unwrap());
                 p.iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            )),
+                    .collect()
+            })),
             _ => None,
         }
     }

@@ -2,7 +2,7 @@
 //! client's upgrade request and build the `101 Switching Protocols`.
 
 use base64::Engine as _;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Method, StatusCode, Version};
 
 use crate::http::{Request, Response};
@@ -11,7 +11,9 @@ use crate::http::{Request, Response};
 /// Such a request is routed to WebSocket routes; everything else is plain
 /// HTTP.
 pub(crate) fn is_upgrade(req: &Request) -> bool {
-    has_token(req.headers(), header::UPGRADE, "websocket")
+    // The parser noted whether an `Upgrade` field came at all: most
+    // requests are answered without looking at their headers again.
+    req.has_upgrade_header() && has_token(req, header::UPGRADE, "websocket")
 }
 
 /// Validates the handshake and returns the `101` response, selecting the
@@ -23,7 +25,7 @@ pub(crate) fn accept(req: &Request, protocols: &[String]) -> Result<Response, Bo
     if req.method() != Method::GET || req.version() != Version::HTTP_11 {
         return Err(bad());
     }
-    if !has_token(req.headers(), header::CONNECTION, "upgrade") {
+    if !has_token(req, header::CONNECTION, "upgrade") {
         return Err(bad());
     }
     if req.header(header::SEC_WEBSOCKET_VERSION).map(str::trim) != Some("13") {
@@ -45,10 +47,8 @@ pub(crate) fn accept(req: &Request, protocols: &[String]) -> Result<Response, Bo
         .with_header(header::UPGRADE, "websocket")
         .with_header(header::SEC_WEBSOCKET_ACCEPT, accept);
     let offered = req
-        .headers()
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+        .header_all(header::SEC_WEBSOCKET_PROTOCOL.as_str())
+        .filter_map(|v| std::str::from_utf8(v).ok())
         .flat_map(|v| v.split(','))
         .map(str::trim);
     for p in offered {
@@ -62,11 +62,9 @@ pub(crate) fn accept(req: &Request, protocols: &[String]) -> Result<Response, Bo
     Ok(res)
 }
 
-fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+fn has_token(req: &Request, name: header::HeaderName, token: &str) -> bool {
+    req.header_all(name.as_str())
+        .filter_map(|v| std::str::from_utf8(v).ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }

@@ -252,6 +252,9 @@ impl WebSocket<'_> {
     /// it starts, to be confirmed.)
     pub fn subscribe(&mut self, topic: &str) {
         if !self.topics.iter().any(|t| t == topic) {
+            // Most connections hold a topic or two for a long time: room
+            // for exactly one more, not the four a first push reserves.
+            self.topics.reserve_exact(1);
             self.topics.push(topic.to_string());
             self.changes.push((true, topic.to_string()));
         }

@@ -1,8 +1,5 @@
 //! Choosing a content coding from `Accept-Encoding` (RFC 9110 §12.5.3).
 
-use http::header::ACCEPT_ENCODING;
-use http::HeaderMap;
-
 use crate::static_files::encoding::parse_qvalue;
 
 /// A content coding tine can apply on the fly.
@@ -47,7 +44,7 @@ pub(crate) struct Negotiated {
 }
 
 /// Chooses among `enabled` (in order of preference on equal q-values) by
-/// the request's `Accept-Encoding`:
+/// the request's `Accept-Encoding` values (read without a header map):
 ///
 /// - no header: no coding (most clients that do not send one cannot
 ///   decode any);
@@ -57,14 +54,17 @@ pub(crate) struct Negotiated {
 /// - the highest q-value wins; `identity` wins only with a q-value higher
 ///   than every acceptable coding (unlisted, it counts as the least
 ///   preferred acceptable choice).
-pub(crate) fn negotiate(headers: &HeaderMap, enabled: &[Coding]) -> Negotiated {
+pub(crate) fn negotiate<'a>(
+    values: impl IntoIterator<Item = &'a [u8]>,
+    enabled: &[Coding],
+) -> Negotiated {
     // q-values in thousandths, by position in `enabled`; None: not listed.
     let mut listed = [None::<u16>; 3];
     let (mut star, mut identity) = (None::<u16>, None::<u16>);
     let mut any = false;
-    for value in headers.get_all(ACCEPT_ENCODING) {
+    for value in values {
         any = true;
-        for member in value.as_bytes().split(|&b| b == b',') {
+        for member in value.split(|&b| b == b',') {
             let mut parts = member.split(|&b| b == b';');
             let name = parts.next().unwrap_or_default().trim_ascii();
             let mut q = Some(1000);
@@ -117,7 +117,8 @@ pub(crate) fn negotiate(headers: &HeaderMap, enabled: &[Coding]) -> Negotiated {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use http::header::ACCEPT_ENCODING;
+    use http::{HeaderMap, HeaderValue};
 
     const ALL: &[Coding] = &[
         #[cfg(feature = "zstd")]
@@ -131,7 +132,10 @@ mod tests {
         for v in values {
             h.append(ACCEPT_ENCODING, HeaderValue::from_str(v).unwrap());
         }
-        let n = negotiate(&h, enabled);
+        let n = negotiate(
+            h.get_all(ACCEPT_ENCODING).iter().map(|v| v.as_bytes()),
+            enabled,
+        );
         (n.coding.map(Coding::token), n.identity_refused)
     }
 

@@ -168,7 +168,10 @@ impl Compression {
             return res;
         }
         add_vary(res.headers_mut());
-        let negotiated = accept::negotiate(req.headers(), &self.codings);
+        let negotiated = accept::negotiate(
+            req.header_all(header::ACCEPT_ENCODING.as_str()),
+            &self.codings,
+        );
         let Some(coding) = negotiated.coding else {
             return res;
         };
@@ -185,6 +188,20 @@ impl Compression {
                 }
                 _ => {
                     res.body = Body::Full(bytes);
+                    return res;
+                }
+            },
+            // A handler's `String` or `Vec`: like any body in memory.
+            Body::Vec(v) if small(v.len() as u64) => {
+                res.body = Body::Vec(v);
+                return res;
+            }
+            Body::Vec(v) => match self.compress_all(coding, &v) {
+                Some(out) if out.len() < v.len() || negotiated.identity_refused => {
+                    Body::Full(out.into())
+                }
+                _ => {
+                    res.body = Body::Vec(v);
                     return res;
                 }
             },

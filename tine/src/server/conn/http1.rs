@@ -9,10 +9,11 @@
 
 use std::io;
 
+use bytes::BytesMut;
 use http::{Method, StatusCode, Version};
 
 use super::{Admitted, Budget, Conn, Next, Pending, Phase, Shared, Transport, OUT_BATCH};
-use crate::http::encode::{encode_head, framing, BodyShape, Exchange};
+use crate::http::encode::{encode_field, encode_status, framing, BodyShape, Exchange};
 use crate::http::parse::Decoded;
 use crate::http::{fill_stream, Body, Fill, Request, Response};
 use crate::pubsub;
@@ -106,6 +107,7 @@ impl<T: Transport> Conn<T> {
             if !self.readable {
                 return Next::Keep;
             }
+            self.lend_input(shared);
             match self.read_some(&mut shared.scratch, shared.now) {
                 // EOF: a half-sent request cannot be answered.
                 Ok(0) => return Next::Close,
@@ -121,6 +123,7 @@ impl<T: Transport> Conn<T> {
                 Ok(n) => budget.read = budget.read.saturating_sub(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.readable = false;
+                    self.return_input(shared);
                     return Next::Keep;
                 }
                 Err(_) => return Next::Close,
@@ -136,6 +139,50 @@ impl<T: Transport> Conn<T> {
                 std::mem::swap(&mut self.wbuf, &mut shared.spare_out);
             }
             self.wbuf = Vec::new();
+        }
+    }
+
+    /// Gives the connection the loop's spare read buffer if it has none.
+    fn lend_input(&mut self, shared: &mut Shared) {
+        if self.rbuf.is_empty() {
+            std::mem::swap(&mut self.rbuf, &mut shared.spare_in);
+            self.rbuf_lent = true;
+        }
+    }
+
+    /// Gives the lent read buffer back to the loop once its requests are
+    /// answered, so idle connections hold none. What is left of a next
+    /// request (a few bytes of a head, a body still arriving) moves to a
+    /// buffer of its own, exactly sized, and so does a head waiting for
+    /// its body: a connection that stalls must not pin the loop's buffer
+    /// (a slow client would otherwise hold a large buffer each). A buffer
+    /// of the connection's own stays with it while it holds bytes.
+    fn return_input(&mut self, shared: &mut Shared) {
+        if !self.rbuf_lent {
+            if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
+                self.rbuf = BytesMut::new();
+            }
+            return;
+        }
+        self.rbuf_lent = false;
+        let rest = if self.rbuf.is_empty() {
+            BytesMut::new()
+        } else {
+            BytesMut::from(&self.rbuf[..])
+        };
+        if let Some(admitted) = &mut self.admitted {
+            // A head waiting for its body.
+            admitted.req.detach();
+        }
+        let mut buf = std::mem::replace(&mut self.rbuf, rest);
+        // An emptied buffer reports only the capacity after what was
+        // consumed; taking the consumed part back (no allocation: the
+        // requests that were slices of it are gone) makes its capacity
+        // say what it holds. The larger buffer stays the spare.
+        buf.clear();
+        let _ = buf.try_reclaim(1);
+        if buf.capacity() > shared.spare_in.capacity() {
+            shared.spare_in = buf;
         }
     }
 
@@ -212,18 +259,11 @@ impl<T: Transport> Conn<T> {
                     };
                     self.body_started = None;
                     let exchange = Exchange {
-                        head: head.method == Method::HEAD,
-                        http10: head.version == Version::HTTP_10,
+                        head: head.raw.method == Method::HEAD,
+                        http10: head.raw.version == Version::HTTP_10,
                         keep_alive: head.keep_alive && !shared.draining,
                     };
-                    let req = Request::new(
-                        head.method,
-                        head.target,
-                        head.version,
-                        head.headers,
-                        body,
-                        self.peer,
-                    );
+                    let req = Request::decoded(head.raw, body, self.peer);
                     if self.answer_request(req, exchange, shared, &mut handled) {
                         return true;
                     }
@@ -254,7 +294,7 @@ impl<T: Transport> Conn<T> {
                         keep_alive: exchange.keep_alive && !shared.draining,
                         ..exchange
                     };
-                    if self.answer_request(Ok(req), exchange, shared, &mut handled) {
+                    if self.answer_request(req, exchange, shared, &mut handled) {
                         return true;
                     }
                     budget.requests -= 1;
@@ -262,10 +302,7 @@ impl<T: Transport> Conn<T> {
                 }
             }
         }
-        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
-            // Release the read buffer: idle connections hold none.
-            self.rbuf = bytes::BytesMut::new();
-        }
+        self.return_input(shared);
         if let Some(e) = scoreboard::mine().filter(|_| handled > 0) {
             handlers_done(shared, e, handled);
         }
@@ -307,13 +344,13 @@ impl<T: Transport> Conn<T> {
     #[inline]
     fn answer_request(
         &mut self,
-        req: Result<Request, Box<Request>>,
+        mut req: Request,
         exchange: Exchange,
         shared: &mut Shared,
         handled: &mut u32,
     ) -> bool {
-        let res = match req {
-            Ok(mut req) => {
+        let res = match req.undecodable() {
+            false => {
                 if self.stream.is_tls() {
                     req.set_https();
                 }
@@ -335,6 +372,11 @@ impl<T: Transport> Conn<T> {
                         self.lend_output(shared);
                         self.encode_response(res, Exchange::UPGRADE, shared);
                         let leftover = std::mem::take(&mut self.rbuf).to_vec();
+                        self.rbuf_lent = false;
+                        // The session keeps the request for the
+                        // connection's life: it must not pin the loop's
+                        // read buffer.
+                        req.detach();
                         let mut session = Box::new(Session::new(
                             req,
                             handler,
@@ -353,7 +395,7 @@ impl<T: Transport> Conn<T> {
                 }
                 res
             }
-            Err(mut req) => shared
+            true => shared
                 .service
                 .refuse_request(StatusCode::BAD_REQUEST, &mut req),
         };
@@ -375,18 +417,11 @@ impl<T: Transport> Conn<T> {
         self.head_started = None;
         self.body_started = Some(shared.now);
         let exchange = Exchange {
-            head: head.method == Method::HEAD,
-            http10: head.version == Version::HTTP_10,
+            head: head.raw.method == Method::HEAD,
+            http10: head.raw.version == Version::HTTP_10,
             keep_alive: head.keep_alive,
         };
-        let req = Request::new(
-            head.method,
-            head.target,
-            head.version,
-            head.headers,
-            bytes::Bytes::new(),
-            self.peer,
-        );
+        let req = Request::new(head.raw, bytes::Bytes::new(), self.peer);
         let mut req = match req {
             Ok(mut req) => {
                 // Before-hooks (at admission) see the scheme too.
@@ -474,15 +509,11 @@ impl<T: Transport> Conn<T> {
 
     /// Queues a response: its head, and its body inline or as pending.
     fn encode_response(&mut self, res: Response, exchange: Exchange, shared: &Shared) {
-        let Response {
-            status,
-            headers,
-            body,
-            ..
-        } = res;
-        let shape = match &body {
+        let status = res.status;
+        let shape = match &res.body {
             Body::Empty => BodyShape::Empty,
             Body::Full(bytes) => BodyShape::Sized(bytes.len() as u64),
+            Body::Vec(bytes) => BodyShape::Sized(bytes.len() as u64),
             Body::File(file) => BodyShape::Sized(file.len),
             Body::Stream(_) | Body::Sse(_) => BodyShape::Stream,
         };
@@ -490,14 +521,17 @@ impl<T: Transport> Conn<T> {
             e.count_response(status.as_u16());
         }
         let framing = framing(status, shape, exchange);
-        encode_head(
-            &mut self.wbuf,
+        let out = &mut self.wbuf;
+        encode_status(
+            out,
             status,
-            &headers,
             framing.length,
             framing.connection,
             shared.date.bytes(),
         );
+        res.each_header(|name, value| encode_field(out, name, value));
+        out.extend_from_slice(b"\r\n\r\n");
+        let body = res.body;
         if framing.send_body {
             match body {
                 Body::Empty => {}
@@ -505,6 +539,10 @@ impl<T: Transport> Conn<T> {
                     self.wbuf.extend_from_slice(&bytes);
                 }
                 Body::Full(bytes) => self.pending = Some(Pending::Bytes(bytes)),
+                Body::Vec(bytes) if bytes.len() <= INLINE_BODY => {
+                    self.wbuf.extend_from_slice(&bytes);
+                }
+                Body::Vec(bytes) => self.pending = Some(Pending::Bytes(bytes.into())),
                 // A small file is read behind its head: one write, one TCP
                 // segment, instead of a write and a sendfile.
                 Body::File(file) if file.len <= INLINE_BODY as u64 => {

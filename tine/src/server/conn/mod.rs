@@ -11,9 +11,10 @@
 //!
 //! A connection holds no buffer while idle: read data lives in `rbuf` only
 //! while a request is incomplete, and queued output in `wbuf` only while
-//! the socket refuses more (the loop lends one spare output buffer, see
+//! the socket refuses more (the loop lends one spare buffer each way, see
 //! [`Shared`]). That keeps an idle keep-alive connection to the size of
-//! this struct.
+//! this struct, and a request that arrives and is answered in one turn
+//! costs no allocation for either buffer.
 //!
 //! # Retiring: long-lived connections closed over a window
 //!
@@ -91,6 +92,11 @@ pub(crate) struct Shared {
     /// An output buffer lent to a connection while it writes, so idle
     /// connections hold none.
     pub(crate) spare_out: Vec<u8>,
+    /// A read buffer lent to a connection while it holds request bytes,
+    /// reused from one request to the next (requests are slices of it:
+    /// once they are answered and dropped it is whole again), so reading
+    /// a request allocates nothing.
+    pub(crate) spare_in: BytesMut,
     /// The server is shutting down: answer with `Connection: close`.
     pub(crate) draining: bool,
     /// The time of the current loop turn.
@@ -114,6 +120,7 @@ impl Shared {
             date: DateCache::new(),
             scratch: vec![0; READ_CHUNK],
             spare_out: Vec::with_capacity(OUT_BATCH),
+            spare_in: BytesMut::new(),
             draining: false,
             now,
             budget: RequestBudget::new(None),
@@ -195,6 +202,8 @@ pub(crate) struct Conn<T> {
     stream: T,
     peer: SocketAddr,
     rbuf: BytesMut,
+    /// `rbuf` is the loop's buffer, lent for this turn.
+    rbuf_lent: bool,
     decoder: Decoder,
     wbuf: Vec<u8>,
     wpos: usize,
@@ -239,6 +248,7 @@ impl<T: Transport> Conn<T> {
             stream,
             peer,
             rbuf: BytesMut::new(),
+            rbuf_lent: false,
             decoder: Decoder::new(),
             wbuf: Vec::new(),
             wpos: 0,

@@ -251,3 +251,51 @@ fn an_upgrade_switches_to_websocket_and_frames_count_against_the_budget() {
     // A WebSocket peer's deadline is the ping interval or a day.
     assert!(conn.deadline(&shared) > shared.now);
 }
+
+#[test]
+fn the_loops_read_buffer_is_reused_and_never_pinned_by_a_stalled_request() {
+    let (mut conn, mut client, mut shared) = setup(app());
+    // Two requests one after the other: the second reads into the buffer
+    // the first was read into (no allocation: that is what
+    // tests/alloc.rs counts); between them the connection holds none.
+    for _ in 0..2 {
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        conn.readable();
+        conn.drive(&mut shared);
+        assert!(received(&mut client).ends_with("ok"));
+        assert_eq!(
+            conn.rbuf.capacity(),
+            0,
+            "an idle connection holds no buffer"
+        );
+        assert!(
+            shared.spare_in.capacity() > 0,
+            "the buffer is back with the loop"
+        );
+    }
+    // A head whose body stalls: the connection keeps what it has in a
+    // buffer of its own, and the head's slices are copied out too, so
+    // the loop's buffer is whole again for the next connection.
+    client
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nab")
+        .unwrap();
+    conn.readable();
+    conn.drive(&mut shared);
+    assert!(!conn.rbuf_lent);
+    assert_eq!(&conn.rbuf[..], b"ab");
+    // The head was taken from the front of the loop's buffer: getting that
+    // space back without allocating works only if nothing refers to it.
+    let mut spare = std::mem::take(&mut shared.spare_in);
+    let cap = spare.capacity();
+    assert!(cap > 0);
+    assert!(
+        spare.try_reclaim(cap + 1),
+        "nothing else refers to the loop's buffer"
+    );
+    client.write_all(b"cdef").unwrap();
+    conn.readable();
+    conn.drive(&mut shared);
+    assert!(received(&mut client).ends_with("abcdef"));
+}

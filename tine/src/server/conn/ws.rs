@@ -14,14 +14,19 @@ impl<T: Transport> Conn<T> {
             return Next::Close;
         };
         loop {
-            while !session.unsent().is_empty() {
-                match self.stream.write(session.unsent()) {
-                    Ok(0) => return Next::Close,
-                    Ok(n) => session.written(n),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Keep,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => return Next::Close,
+            if !session.unsent().is_empty() {
+                while !session.unsent().is_empty() {
+                    match self.stream.write(session.unsent()) {
+                        Ok(0) => return Next::Close,
+                        Ok(n) => session.written(n),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Keep,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(_) => return Next::Close,
+                    }
                 }
+                // What was queued (a published message, a ping) is out: the
+                // connection may be at rest again.
+                session.rest();
             }
             // A TLS transport may hold ciphertext the socket did not take.
             match self.stream.flush() {

@@ -385,8 +385,9 @@ impl EventLoop {
         // Always, lingering too: a `/leave` read together with the close
         // frame must still leave.
         if let Some(ws) = slot.conn.any_session_mut() {
-            self.topics
-                .apply((key, slot.generation), ws.topic_changes.drain(..));
+            // Taken, not drained: an idle connection keeps no buffer.
+            let changes = std::mem::take(&mut ws.topic_changes);
+            self.topics.apply((key, slot.generation), changes);
         }
         if let Some(sse) = slot.conn.any_sse_mut() {
             self.topics
