@@ -249,6 +249,7 @@ fn body_bytes(req: &Request, res: &Response) -> Option<u64> {
     match &res.body {
         Body::Empty => Some(0),
         Body::Full(b) => Some(b.len() as u64),
+        Body::Vec(v) => Some(v.len() as u64),
         Body::File(f) => Some(f.len),
         Body::Stream(_) | Body::Sse(_) => None,
     }
