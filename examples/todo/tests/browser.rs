@@ -23,39 +23,11 @@ fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// What is missing to run the browser test, if anything.
-fn missing_prerequisites(chromium: &Path, browser_dir: &Path) -> Vec<String> {
-    let mut missing = Vec::new();
-    if !chromium.is_file() {
-        missing.push(format!(
-            "{} (apt-get install -y chromium)",
-            chromium.display()
-        ));
-    }
-    let node = Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    if !node.is_ok_and(|s| s.success()) {
-        missing.push("node (apt-get install -y nodejs npm)".to_string());
-    }
-    if !browser_dir.join("node_modules/playwright-core").is_dir() {
-        missing.push(format!(
-            "{}/node_modules/playwright-core (cd {} && npm ci)",
-            browser_dir.display(),
-            browser_dir.display()
-        ));
-    }
-    missing
-}
-
 #[test]
 fn two_browsers_add_toggle_edit_delete() {
     let browser_dir = manifest_dir().join("browser");
-    let chromium =
-        PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
-    let missing = missing_prerequisites(&chromium, &browser_dir);
+    let chromium = testkit::browser::chromium();
+    let missing = testkit::browser::missing_prerequisites(&browser_dir);
     if !missing.is_empty() {
         let banner = "!".repeat(72);
         let list = missing.join("\n  ");

@@ -42,8 +42,8 @@
 //!   the `tls` feature; `sendfile` only on plain TCP).
 
 mod http1;
-mod sse;
 mod proxy_header;
+mod sse;
 mod transport;
 mod ws;
 
