@@ -6,6 +6,8 @@
 # and shutdown cancel out, leaving the cost of one request.
 #
 #   bench/callgrind.sh [PATH] [DEPTH]     # default /plaintext, 16
+#   HELLO_ARGS="--without-observability-routes" bench/callgrind.sh
+#                                         # extra flags for hello
 #
 # Needs valgrind and a release build of hello (built here if missing).
 set -euo pipefail
@@ -24,7 +26,7 @@ trap 'rm -rf "$out"' EXIT
 run() {
     local n=$1
     valgrind --tool=callgrind --callgrind-out-file="$out/cg.$n" \
-        "$bin" --bind "127.0.0.1:$port" >"$out/log.$n" 2>&1 &
+        "$bin" --bind "127.0.0.1:$port" ${HELLO_ARGS:-} >"$out/log.$n" 2>&1 &
     local pid=$!
     python3 - "$port" "$path" "$depth" "$n" <<'PY'
 import socket, sys, time

@@ -804,7 +804,7 @@ impl std::io::Read for BodyReader<'_> {
 /// Path captures of the matched route, in pattern order.
 ///
 /// Captures without percent-escapes are kept as positions in the request's
-/// path (no copy, no allocation); up to [`INLINE_PARAMS`] of them are held
+/// path (no copy, no allocation); the first of them is held
 /// inline.
 #[derive(Debug, Default, Clone)]
 pub struct Params {
