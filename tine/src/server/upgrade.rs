@@ -289,7 +289,13 @@ pub(crate) fn spawn(
     // EOF without waiting.
     let tickets = match tickets {
         Some(wire) => {
-            let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+            // `pipe` and then close-on-exec (Apple systems have no
+            // `pipe2`); the master is single-threaded, so no fork can slip
+            // in between.
+            let (read, write) = rustix::pipe::pipe()?;
+            for fd in [&read, &write] {
+                rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
+            }
             let mut write = std::fs::File::from(write);
             std::io::Write::write_all(&mut write, wire)?;
             Some(read)
@@ -332,7 +338,10 @@ pub(crate) struct Inherited {
     pub(crate) addresses: Vec<Bound>,
     /// The scoreboard's memfd and clock origin (see `scoreboard::adopt`).
     pub(crate) board: Option<(std::os::fd::OwnedFd, u64)>,
-    /// The old master's TLS session-ticket keys, in their wire form.
+    /// The old master's TLS session-ticket keys, in their wire form (read
+    /// whatever the build, so the pipe is drained and closed; used with the
+    /// `tls` feature).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(crate) tickets: Option<Vec<u8>>,
 }
 
