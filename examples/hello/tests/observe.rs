@@ -40,7 +40,15 @@ struct Sample {
 /// Runs `script` with `input` on stdin; `None` (after saying why) when
 /// Python or the module is missing outside CI.
 fn python(script: &str, input: &str) -> Option<String> {
-    let child = Command::new("python3")
+    // Debian's interpreter, where `apt-get install python3-prometheus-client`
+    // puts the module (a `python3` earlier on PATH, say pyenv's, does not
+    // see it).
+    let python = if std::path::Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    };
+    let child = Command::new(python)
         .args(["-c", script])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
