@@ -67,19 +67,22 @@ impl fmt::Debug for App {
     }
 }
 
+/// The per-method registration functions (`get`, `post`, ...) of a
+/// builder that has `route(Method, &str, handler)`: `App` and `Group`.
 macro_rules! method_fns {
     ($($(#[$doc:meta])* $name:ident => $method:ident;)*) => {$(
         $(#[$doc])*
         #[track_caller]
         pub fn $name<H, R>(self, pattern: &str, handler: H) -> Self
         where
-            H: Fn(&Request) -> R + 'static,
-            R: IntoResponse,
+            H: Fn(&$crate::Request) -> R + 'static,
+            R: $crate::IntoResponse,
         {
-            self.route(Method::$method, pattern, handler)
+            self.route($crate::Method::$method, pattern, handler)
         }
     )*};
 }
+pub(crate) use method_fns;
 
 impl App {
     /// An application with no routes and default [`Limits`].

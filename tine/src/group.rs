@@ -96,19 +96,7 @@ impl fmt::Debug for Group {
     }
 }
 
-macro_rules! method_fns {
-    ($($(#[$doc:meta])* $name:ident => $method:ident;)*) => {$(
-        $(#[$doc])*
-        #[track_caller]
-        pub fn $name<H, R>(self, pattern: &str, handler: H) -> Self
-        where
-            H: Fn(&Request) -> R + 'static,
-            R: IntoResponse,
-        {
-            self.route(Method::$method, pattern, handler)
-        }
-    )*};
-}
+use crate::app::method_fns;
 
 impl Group {
     /// An empty group.
