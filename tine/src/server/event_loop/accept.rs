@@ -75,7 +75,7 @@ pub(super) struct Listener {
     exclusive: bool,
     /// Registered level-triggered (Linux, a shared socket): take one
     /// connection per event.
-    one_per_wakeup: bool,
+    pub(super) one_per_wakeup: bool,
 }
 
 impl Listener {
@@ -282,6 +282,17 @@ impl EventLoop {
                     if one {
                         #[cfg(target_os = "linux")]
                         self.rotate(index);
+                        // Serve what the client already sent before this
+                        // worker can take another connection: a shared
+                        // queue's point is that a worker blocked in a slow
+                        // handler holds nothing else. Left for the next
+                        // poll, this connection would wait behind any
+                        // connection accepted meanwhile, and one of those
+                        // could be the slow one.
+                        if let Some(slot) = self.conns.get_mut(key) {
+                            slot.conn.readable();
+                        }
+                        self.drive(key);
                         return;
                     }
                 }

@@ -98,6 +98,11 @@ pub(crate) struct EventLoop {
     ready: VecDeque<(usize, u32)>,
     /// Connections waiting for room in the publish outbox.
     parked: Vec<(usize, u32)>,
+    /// Shared listeners (one accept per wake-up) reported ready this
+    /// turn: accepted after the turn's connection events, so a request
+    /// already waiting on this worker is answered before the worker
+    /// takes a connection that may turn out to be slow.
+    accept_later: Vec<usize>,
     /// Open connections by client address.
     per_ip: PerIp,
 }
@@ -157,6 +162,7 @@ impl EventLoop {
             bus_full: false,
             ready: VecDeque::new(),
             parked: Vec::new(),
+            accept_later: Vec::new(),
             per_ip: PerIp::new(per_ip_limit),
         };
         this.bus
@@ -238,7 +244,14 @@ impl EventLoop {
                     }
                     CONTROL => self.on_control(),
                     REDIS_SUB | REDIS_PUB => self.on_redis(event.token()),
-                    Token(t) if t >= LISTENER0 => self.accept(t - LISTENER0),
+                    Token(t) if t >= LISTENER0 => {
+                        let index = t - LISTENER0;
+                        if self.listeners.get(index).is_some_and(|l| l.one_per_wakeup) {
+                            self.accept_later.push(index);
+                        } else {
+                            self.accept(index);
+                        }
+                    }
                     Token(key) => {
                         if let Some(slot) = self.conns.get_mut(key) {
                             if event.is_readable() || event.is_read_closed() || event.is_error() {
@@ -248,6 +261,9 @@ impl EventLoop {
                         }
                     }
                 }
+            }
+            while let Some(index) = self.accept_later.pop() {
+                self.accept(index);
             }
             self.drive_ready();
             if self.shared.budget.due() {
