@@ -12,6 +12,7 @@
 # Needs valgrind and a release build of hello (built here if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 path=${1:-/plaintext}
 depth=${2:-16}
 port=${PORT:-18931}
@@ -19,26 +20,14 @@ n1=${N1:-20000}
 n2=${N2:-60000}
 
 cargo build --release -q -p hello
-bin=target/release/hello
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-run() {
-    local n=$1
-    valgrind --tool=callgrind --callgrind-out-file="$out/cg.$n" \
-        "$bin" --bind "127.0.0.1:$port" ${HELLO_ARGS:-} >"$out/log.$n" 2>&1 &
-    local pid=$!
-    python3 - "$port" "$path" "$depth" "$n" <<'PY'
-import socket, sys, time
+client() { # n: pipelined requests, after one alone
+    python3 - "$port" "$path" "$depth" "$1" <<'PY'
+import socket, sys
 port, path, depth, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-deadline = time.time() + 120
-while True:
-    try:
-        s = socket.create_connection(("127.0.0.1", port)); break
-    except OSError:
-        if time.time() > deadline: sys.exit("server did not start")
-        time.sleep(0.2)
-s.settimeout(120)
+s = socket.create_connection(("127.0.0.1", port), timeout=120)
 req = f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
 # One request first, to learn the response's size: the routes measured
 # answer a fixed-size response, so n responses are n times that many bytes.
@@ -63,9 +52,11 @@ for _ in range(n // depth):
         got += len(chunk)
 s.close()
 PY
-    kill -INT "$pid"
-    wait "$pid" || true
-    callgrind_annotate "$out/cg.$n" 2>/dev/null | awk '/PROGRAM TOTALS/ && !seen {gsub(",","",$1); print $1; seen=1}'
+}
+
+run() {
+    # shellcheck disable=SC2086 # HELLO_ARGS is split into words on purpose
+    callgrind_instructions "$out" "$1" "$port" ${HELLO_ARGS:-} -- client "$1"
 }
 
 i1=$(run "$n1")

@@ -7,6 +7,7 @@
 #   bench/callgrind_ws.sh            # SIZE=64, N1=8000, N2=24000
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 port=${PORT:-18932}
 size=${SIZE:-64}
 n1=${N1:-8000}
@@ -14,22 +15,11 @@ n2=${N2:-24000}
 cargo build --release -q -p hello
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-run() {
-    local n=$1
-    valgrind --tool=callgrind --callgrind-out-file="$out/cg.$n" \
-        target/release/hello --bind "127.0.0.1:$port" >"$out/log.$n" 2>&1 &
-    local pid=$!
-    python3 - "$port" "$n" "$size" <<'PY'
-import base64, os, socket, sys, time
+client() { # n: messages echoed
+    python3 - "$port" "$1" "$size" <<'PY'
+import base64, os, socket, sys
 port, n, size = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-deadline = time.time() + 120
-while True:
-    try:
-        s = socket.create_connection(("127.0.0.1", port)); break
-    except OSError:
-        if time.time() > deadline: sys.exit("server did not start")
-        time.sleep(0.2)
-s.settimeout(120)
+s = socket.create_connection(("127.0.0.1", port), timeout=120)
 key = base64.b64encode(os.urandom(16)).decode()
 s.sendall(f"GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
@@ -49,9 +39,9 @@ for _ in range(n // 16):
         if not chunk: sys.exit("connection closed")
         got += len(chunk)
 PY
-    kill -INT "$pid"
-    wait "$pid" || true
-    callgrind_annotate "$out/cg.$n" 2>/dev/null | awk '/PROGRAM TOTALS/ && !seen {gsub(",","",$1); print $1; seen=1}'
+}
+run() {
+    callgrind_instructions "$out" "$1" "$port" -- client "$1"
 }
 i1=$(run "$n1")
 i2=$(run "$n2")

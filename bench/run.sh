@@ -130,24 +130,8 @@ for name, size in (("4k.bin", 4096), ("1m.bin", 1 << 20)):
 EOF
 
 # ------------------------------------------------------ process helpers ---
-# The server's process and all its descendants (prefork workers, nginx workers).
-tree_pids() {
-    local child
-    echo "$1"
-    for child in $(pgrep -P "$1" || true); do tree_pids "$child"; done
-}
-
-# utime + stime (clock ticks) over the tree: fields 14 and 15 of /proc/PID/stat,
-# counted after the ")" that ends the command name.
-tree_cpu_ticks() {
-    local pid stat f total=0
-    for pid in $(tree_pids "$1"); do
-        stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
-        read -r -a f <<<"${stat##*) }"
-        total=$((total + f[11] + f[12]))
-    done
-    echo "$total"
-}
+# tree_pids, tree_cpu_ticks
+source "$BENCH/lib.sh"
 
 tree_rss_kb() {
     local pid kb total=0

@@ -61,20 +61,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
     -keyout "$KEY" -out "$CERT" -days 30 -subj /CN=localhost \
     -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
 
-tree_pids() {
-    local child
-    echo "$1"
-    for child in $(pgrep -P "$1" || true); do tree_pids "$child"; done
-}
-tree_cpu_ticks() {
-    local pid stat f total=0
-    for pid in $(tree_pids "$1"); do
-        stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
-        read -r -a f <<<"${stat##*) }"
-        total=$((total + f[11] + f[12]))
-    done
-    echo "$total"
-}
+source "$BENCH/lib.sh" # tree_pids, tree_cpu_ticks
 
 SPID=
 start() { # server workers

@@ -216,6 +216,15 @@ impl LoadReport {
         )
     }
 
+    /// Prints the [`summary`](LoadReport::summary) headed by `what`, then
+    /// asserts that no request failed and no connection was reset.
+    #[allow(clippy::print_stdout)]
+    pub fn assert_clean(&self, what: &str) {
+        println!("{what}: {}", self.summary());
+        assert_eq!(self.failed, 0, "{what}: failures {:?}", self.errors);
+        assert_eq!(self.resets, 0, "{what}: resets {:?}", self.errors);
+    }
+
     fn merge(&mut self, other: LoadReport) {
         self.ok += other.ok;
         self.failed += other.failed;

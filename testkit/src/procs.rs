@@ -268,16 +268,25 @@ struct Output {
     out_closed: bool,
 }
 
+/// Reads one of the server's output streams into `output`. On stdout,
+/// `on_listening` (a pid and a signal) is sent the moment the first
+/// `listening on` line is read, by this thread, before anything else.
 fn read_lines(
     stream: impl Read + Send + 'static,
     output: Arc<Mutex<Output>>,
     start: Instant,
     stdout: bool,
+    mut on_listening: Option<(i32, Signal)>,
 ) {
     thread::spawn(move || {
         let mut reader = BufReader::new(stream);
         let mut line = String::new();
         while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            if line.starts_with("listening on ") {
+                if let Some((pid, sig)) = on_listening.take() {
+                    let _ = signal(pid, sig);
+                }
+            }
             let text = line.trim_end().to_owned();
             let mut out = output.lock().unwrap_or_else(|e| e.into_inner());
             if stdout {
@@ -342,6 +351,28 @@ impl ServerTree {
     /// [`ServerTree::spawn`] with `env` (name, value) added to the
     /// environment of the server.
     pub fn spawn_env(bin: &str, args: &[&str], env: &[(&str, &str)]) -> ServerTree {
+        ServerTree::spawn_signalled(bin, args, env, None)
+    }
+
+    /// [`ServerTree::spawn_env`] that sends `sig` to the server the moment
+    /// it prints its first `listening on` line, from the thread reading its
+    /// stdout (no polling delay): what a supervisor that stops a server as
+    /// soon as it is up does, at the earliest moment it can.
+    pub fn spawn_signal_on_listening(
+        bin: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        sig: Signal,
+    ) -> ServerTree {
+        ServerTree::spawn_signalled(bin, args, env, Some(sig))
+    }
+
+    fn spawn_signalled(
+        bin: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        on_listening: Option<Signal>,
+    ) -> ServerTree {
         let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
         let tag = unique_tag();
         let start = Instant::now();
@@ -358,11 +389,13 @@ impl ServerTree {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
         let output = Arc::new(Mutex::new(Output::default()));
+        let pid = child.id() as i32;
         if let Some(out) = child.stdout.take() {
-            read_lines(out, output.clone(), start, true);
+            let on_listening = on_listening.map(|sig| (pid, sig));
+            read_lines(out, output.clone(), start, true, on_listening);
         }
         if let Some(err) = child.stderr.take() {
-            read_lines(err, output.clone(), start, false);
+            read_lines(err, output.clone(), start, false, None);
         }
         ServerTree {
             server: ServerProcess {

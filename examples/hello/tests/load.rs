@@ -2,7 +2,6 @@
 //! (`SIGHUP`) and scaling (`SIGTTIN`/`SIGTTOU`) must not fail or reset a
 //! single request, on fresh or kept-alive connections.
 // The load summary is printed (see it with `--nocapture`).
-#![allow(clippy::print_stdout)]
 
 use std::time::{Duration, Instant};
 
@@ -38,9 +37,7 @@ fn finish(load: Load, what: &str) -> LoadReport {
     let want = MIN_REQUESTS.max(load.done() + 1500);
     load.wait_done_fresh(want, MIN_FRESH, Duration::from_secs(25));
     let rep = load.finish();
-    println!("{what}: {}", rep.summary());
-    assert_eq!(rep.failed, 0, "{what}: failures {:?}", rep.errors);
-    assert_eq!(rep.resets, 0, "{what}: resets {:?}", rep.errors);
+    rep.assert_clean(what);
     assert!(rep.ok >= MIN_REQUESTS, "{what}: only {} requests", rep.ok);
     assert!(
         rep.fresh >= MIN_FRESH && rep.kept_alive >= 1000,

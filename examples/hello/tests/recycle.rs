@@ -3,11 +3,10 @@
 //! (`--max-worker-memory`), under client load, without a failed request
 //! or a reset connection.
 // The load summary is printed (see it with `--nocapture`).
-#![allow(clippy::print_stdout)]
 
 use std::time::Duration;
 
-use testkit::load::{Load, LoadReport};
+use testkit::load::Load;
 use testkit::procs::{heavy, ServerTree};
 use testkit::wait_until;
 
@@ -15,12 +14,6 @@ const HELLO: &str = env!("CARGO_BIN_EXE_hello");
 
 /// Bound of the waits for the processes to reach a state.
 const T: Duration = Duration::from_secs(30);
-
-fn check(rep: &LoadReport, what: &str) {
-    println!("{what}: {}", rep.summary());
-    assert_eq!(rep.failed, 0, "{what}: failures {:?}", rep.errors);
-    assert_eq!(rep.resets, 0, "{what}: resets {:?}", rep.errors);
-}
 
 #[test]
 fn max_requests_recycles_workers_under_load_without_a_failure() {
@@ -42,7 +35,7 @@ fn max_requests_recycles_workers_under_load_without_a_failure() {
         s.stderr()
     );
     let rep = load.finish();
-    check(&rep, "max_requests under load");
+    rep.assert_clean("max_requests under load");
     assert!(rep.ok >= 5000, "{rep:?}");
     assert!(rep.fresh >= 1000 && rep.kept_alive >= 1000, "{rep:?}");
     let log = s.stderr();
@@ -97,7 +90,7 @@ fn max_worker_memory_recycles_a_leaking_worker_without_a_failure() {
     let at = load.done();
     assert!(load.wait_done(at + 500, Duration::from_secs(20)));
     let rep = load.finish();
-    check(&rep, "max_worker_memory under load");
+    rep.assert_clean("max_worker_memory under load");
     // The load reached the leaking worker, its replacement and the other.
     let leaker = *first.difference(&now).next().expect("the replaced worker");
     assert!(rep.by_pid.contains_key(&leaker), "{:?}", rep.by_pid);

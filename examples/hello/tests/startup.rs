@@ -1,10 +1,11 @@
-//! What a server says at start-up: a failure is one readable line (the
-//! README's example, whose `main` returns `tine::ServeError`), and a worker
-//! count that `TINE_WORKERS` imposes is credited in the log.
+//! What a server says and does at start-up: a failure is one readable
+//! line (the README's example, whose `main` returns `tine::ServeError`), a
+//! worker count that `TINE_WORKERS` imposes is credited in the log, and a
+//! `SIGTERM` sent the moment it announces its address stops it gracefully.
 
 use std::time::Duration;
 
-use testkit::procs::ServerTree;
+use testkit::procs::{heavy, ServerTree, Signal};
 
 const HELLO: &str = env!("CARGO_BIN_EXE_hello");
 const README: &str = env!("CARGO_BIN_EXE_readme");
@@ -70,4 +71,52 @@ fn a_worker_count_from_tine_workers_is_said_in_the_startup_log() {
     assert!(!log.contains("TINE_WORKERS"), "{log}");
     s.wait_ready(2, T);
     s.stop(T);
+}
+
+/// Starts hello with `args` `runs` times, each time sending `SIGTERM` the
+/// moment its `listening on` line is read; each run must stop gracefully:
+/// exit 0, log `drain_line`, leave no process behind.
+fn sigterm_on_listening(args: &[&str], runs: usize, drain_line: &str) {
+    let _g = heavy();
+    for run in 0..runs {
+        let mut s = ServerTree::spawn_signal_on_listening(HELLO, args, &[], Signal::SIGTERM);
+        let status = s
+            .wait_exit(T)
+            .unwrap_or_else(|| panic!("run {run}: still running {T:?} after SIGTERM"));
+        assert!(s.wait_log_closed(T), "run {run}: the log stayed open");
+        let log = s.stderr();
+        assert!(status.success(), "run {run}: {status}\n{log}");
+        assert!(s.listening().is_some(), "run {run}: never announced\n{log}");
+        assert!(
+            log.contains(drain_line),
+            "run {run}: no {drain_line:?}\n{log}"
+        );
+        let left = s.tagged();
+        assert!(left.is_empty(), "run {run}: left behind {left:?}\n{log}");
+    }
+}
+
+/// The single process takes its signals over when it binds, before hello
+/// prints `listening on`: installed only when `run` built the event loop,
+/// a `SIGTERM` that came in between took its default action and killed
+/// the process (exit by signal, no drain).
+#[test]
+fn a_sigterm_right_after_listening_on_drains_a_single_process() {
+    sigterm_on_listening(
+        &["--bind", "127.0.0.1:0", "--workers", "1"],
+        30,
+        "drained; exiting",
+    );
+}
+
+/// The same for a master: its signals are blocked from bind on, so a
+/// `SIGTERM` sent before its signal source exists waits as pending and
+/// then stops it like any other.
+#[test]
+fn a_sigterm_right_after_listening_on_stops_a_master() {
+    sigterm_on_listening(
+        &["--bind", "127.0.0.1:0", "--workers", "2"],
+        30,
+        "all workers exited; bye",
+    );
 }

@@ -4,7 +4,6 @@
 //! `--version-tag`, or one that fails) and the master gets `SIGUSR2`,
 //! under client load.
 // The load summary is printed (see it with `--nocapture`).
-#![allow(clippy::print_stdout)]
 
 use std::time::Duration;
 
@@ -19,34 +18,58 @@ const HELLO: &str = env!("CARGO_BIN_EXE_hello");
 /// Bound of the waits for the processes to reach a state.
 const T: Duration = Duration::from_secs(30);
 
-fn check(rep: &LoadReport, what: &str) {
-    println!("{what}: {}", rep.summary());
-    assert_eq!(rep.failed, 0, "{what}: failures {:?}", rep.errors);
-    assert_eq!(rep.resets, 0, "{what}: resets {:?}", rep.errors);
+/// The arguments of the old build: a free port, 2 workers, the release's
+/// pid file (`pid_file`), `--version-tag old`.
+fn old_args(pid_file: &str) -> [&str; 8] {
+    [
+        "--bind",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+        "--pid-file",
+        pid_file,
+        "--version-tag",
+        "old",
+    ]
 }
 
-/// Starts the release's `app` with 2 workers, its pid file, `--version-tag
-/// old` and `extra`.
+/// Starts the release's `app` with [`old_args`] and `extra`.
 fn start(r: &Release, extra: &[&str]) -> ServerTree {
     start_env(r, extra, &[])
 }
 
 fn start_env(r: &Release, extra: &[&str], env: &[(&str, &str)]) -> ServerTree {
     let pid_file = r.pid_file_str();
-    let mut args = vec![
-        "--bind",
-        "127.0.0.1:0",
-        "--workers",
-        "2",
-        "--pid-file",
-        &pid_file,
-        "--version-tag",
-        "old",
-    ];
+    let mut args = old_args(&pid_file).to_vec();
     args.extend_from_slice(extra);
     let s = ServerTree::start_env(&r.app_str(), &args, env);
     s.wait_ready(2, T);
     s
+}
+
+/// Client load on `addr` (2 threads with a fresh connection per request,
+/// 2 reusing theirs), once 500 requests went through.
+fn start_load(s: &ServerTree, addr: std::net::SocketAddr) -> Load {
+    let load = Load::start(addr, 2, 2, 1_000_000, Duration::from_secs(120));
+    assert!(load.wait_done(500, T), "{}", s.stderr());
+    load
+}
+
+/// Lets 1000 more requests through, stops the load and checks that none
+/// failed.
+fn finish_load(s: &ServerTree, load: Load, what: &str) -> LoadReport {
+    let at = load.done();
+    assert!(load.wait_done(at + 1000, T), "{}", s.stderr());
+    let rep = load.finish();
+    rep.assert_clean(what);
+    rep
+}
+
+/// The old build serves on after a failed upgrade, with its pid file back.
+fn assert_rolled_back(r: &Release, s: &ServerTree, old: i32) {
+    assert_eq!(version(s), "old");
+    assert_eq!(r.pid(), Some(old), "the pid file is back");
+    assert!(!r.oldbin().exists());
 }
 
 fn version(s: &ServerTree) -> String {
@@ -125,7 +148,7 @@ fn sigusr2_under_load_switches_to_the_new_build_without_a_failure() {
         s.stderr()
     );
     let rep = load.finish();
-    check(&rep, "upgrade under load");
+    rep.assert_clean("upgrade under load");
     assert!(rep.ok >= 5000, "{rep:?}");
     assert!(rep.fresh >= 1000 && rep.kept_alive >= 1000, "{rep:?}");
     let new_workers = testkit::procs::children_of(new);
@@ -156,8 +179,7 @@ fn a_new_build_that_exits_at_start_up_is_rolled_back() {
     let r = Release::new(HELLO);
     let s = start(&r, &[]);
     let old = s.pid();
-    let load = Load::start(s.addr(), 2, 2, 1_000_000, Duration::from_secs(120));
-    assert!(load.wait_done(500, T), "{}", s.stderr());
+    let load = start_load(&s, s.addr());
 
     r.install_script("exit 1");
     s.signal(Signal::SIGUSR2);
@@ -166,13 +188,8 @@ fn a_new_build_that_exits_at_start_up_is_rolled_back() {
         log.contains("exited before it was ready: exit status 1; the old master serves on"),
         "{log}"
     );
-    let at = load.done();
-    assert!(load.wait_done(at + 1000, T), "{}", s.stderr());
-    let rep = load.finish();
-    check(&rep, "failed upgrade under load");
-    assert_eq!(version(&s), "old");
-    assert_eq!(r.pid(), Some(old), "the pid file is back");
-    assert!(!r.oldbin().exists());
+    finish_load(&s, load, "failed upgrade under load");
+    assert_rolled_back(&r, &s, old);
     assert!(is_alive(old));
     s.stop(T);
 }
@@ -183,8 +200,7 @@ fn a_new_build_never_ready_is_stopped_after_the_timeout_and_a_second_sigusr2_is_
     let r = Release::new(HELLO);
     let s = start(&r, &["--upgrade-timeout-ms", "2000"]);
     let old = s.pid();
-    let load = Load::start(s.addr(), 2, 2, 1_000_000, Duration::from_secs(120));
-    assert!(load.wait_done(500, T), "{}", s.stderr());
+    let load = start_load(&s, s.addr());
 
     // It never says it is ready. `exec` keeps the pid the master knows,
     // and sleep dies of SIGTERM: the new master's signal mask is empty.
@@ -212,13 +228,8 @@ fn a_new_build_never_ready_is_stopped_after_the_timeout_and_a_second_sigusr2_is_
         "{log}"
     );
     assert!(!is_alive(child));
-    let at = load.done();
-    assert!(load.wait_done(at + 1000, T), "{}", s.stderr());
-    let rep = load.finish();
-    check(&rep, "upgrade timed out under load");
-    assert_eq!(version(&s), "old");
-    assert_eq!(r.pid(), Some(old), "the pid file is back");
-    assert!(!r.oldbin().exists());
+    finish_load(&s, load, "upgrade timed out under load");
+    assert_rolled_back(&r, &s, old);
     // Only one new master was ever started.
     assert_eq!(s.stderr().matches("starting the new master").count(), 1);
     s.stop(T);
@@ -327,16 +338,7 @@ fn a_socket_activated_master_hands_the_systemd_socket_over() {
     let pid_file = r.pid_file_str();
     let mut s = testkit::systemd::spawn_activated(
         &r.app_str(),
-        &[
-            "--bind",
-            "127.0.0.1:0",
-            "--workers",
-            "2",
-            "--pid-file",
-            &pid_file,
-            "--version-tag",
-            "old",
-        ],
+        &old_args(&pid_file),
         &socket,
         testkit::systemd::ListenPid::Server,
         &[],
@@ -346,15 +348,12 @@ fn a_socket_activated_master_hands_the_systemd_socket_over() {
     assert_eq!(s.addr(), addr);
     s.wait_ready(2, T);
     let old = s.pid();
-    let load = Load::start(addr, 2, 2, 1_000_000, Duration::from_secs(120));
-    assert!(load.wait_done(500, T), "{}", s.stderr());
+    let load = start_load(&s, addr);
     r.install_tagged("new");
     s.signal(Signal::SIGUSR2);
     assert!(wait_until(T, || version(&s) == "new"), "{}", s.stderr());
     assert!(s.wait_exit(T).expect("the old master exits").success());
-    let at = load.done();
-    assert!(load.wait_done(at + 1000, T), "{}", s.stderr());
-    check(&load.finish(), "socket-activated upgrade");
+    finish_load(&s, load, "socket-activated upgrade");
     // Still systemd's one socket: nothing was bound.
     assert_eq!(testkit::procs::listen_sockets(addr.port()), 1);
     let new = r.wait_new_pid(old, T).expect("the new pid");
@@ -446,18 +445,8 @@ fn the_admin_address_carries_over_and_the_metrics_count_the_upgrade() {
         .expect("a free port");
     let admin_arg = admin.to_string();
     let pid_file = r.pid_file_str();
-    let args = [
-        "--bind",
-        "127.0.0.1:0",
-        "--workers",
-        "2",
-        "--pid-file",
-        &pid_file,
-        "--version-tag",
-        "old",
-        "--admin-bind",
-        &admin_arg,
-    ];
+    let mut args = old_args(&pid_file).to_vec();
+    args.extend(["--admin-bind", &admin_arg]);
     // Two workers and the admin process (not a worker: `start`'s wait
     // for exactly two ready children does not fit).
     let mut s = ServerTree::start_env(&r.app_str(), &args, &[]);

@@ -8,41 +8,16 @@
 // (plain, and with event ids) and checks that every page's EventSource
 // receives every message, with its id as `lastEventId`.
 //
-//   BASE_URL   the server, e.g. http://127.0.0.1:PORT (required)
-//   CHROMIUM   the browser binary (default /usr/bin/chromium)
+// Environment: BASE_URL and CHROMIUM (see common.mjs).
 
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
+import { BASE_URL, begin, eventually, launch, run } from './common.mjs';
 
-const BASE_URL = process.env.BASE_URL;
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const OVERALL_MS = 90_000;
+/** How long each thing awaited may take. */
+const WAIT_MS = 10_000;
 
-if (!BASE_URL) {
-  console.error('BASE_URL is not set');
-  process.exit(2);
-}
-const log = (...args) => console.log('[sse]', ...args);
-setTimeout(() => {
-  console.error(`[sse] FAILED: the run took longer than ${OVERALL_MS / 1000} s`);
-  process.exit(1);
-}, OVERALL_MS).unref();
-
-async function eventually(what, check, timeoutMs = 10_000) {
-  const start = Date.now();
-  let last;
-  for (;;) {
-    try {
-      return await check();
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() - start > timeoutMs) {
-      throw new Error(`${what}: not true within ${timeoutMs} ms: ${last && last.message}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const log = begin('sse', OVERALL_MS);
 
 /** A page (own browser context, own connections) listening on the topic. */
 async function listener(browser) {
@@ -66,7 +41,7 @@ async function listener(browser) {
     const p = await page.evaluate(() => window.pid);
     assert.ok(p, 'no hello yet');
     return p;
-  });
+  }, WAIT_MS);
   return { context, page, pid };
 }
 
@@ -77,12 +52,7 @@ async function publish(body, id) {
 }
 
 async function main() {
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await launch();
   log(`Chromium ${browser.version()}`);
   try {
     const pages = [];
@@ -101,14 +71,14 @@ async function main() {
       await eventually(`page ${i} (${l.pid}) got the plain messages`, async () => {
         const got = await l.page.evaluate(() => window.got.map((m) => m.data));
         assert.deepEqual([...got].sort(), [...plain].sort());
-      });
+      }, WAIT_MS);
     }
     await publish('with an id', '42');
     for (const [i, l] of pages.entries()) {
       await eventually(`page ${i} got the event with id 42`, async () => {
         const last = await l.page.evaluate(() => window.got[window.got.length - 1]);
         assert.deepEqual(last, { data: 'with an id', id: '42' });
-      });
+      }, WAIT_MS);
       assert.equal(await l.page.evaluate(() => window.opened), 1, 'one open, no reconnects');
     }
   } finally {
@@ -117,7 +87,4 @@ async function main() {
   log('all checks passed');
 }
 
-main().catch((e) => {
-  console.error(`[sse] FAILED: ${e.stack || e}`);
-  process.exit(1);
-});
+run('sse', main);

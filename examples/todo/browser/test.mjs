@@ -13,29 +13,16 @@
 // Exits non-zero on the first failed check, with the reason on stderr.
 
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
+import { BASE_URL, begin, eventually, launch, run } from './common.mjs';
 
-const BASE_URL = process.env.BASE_URL;
 const SCREENSHOT = process.env.SCREENSHOT;
 const LIVE = process.env.TODO_LIVE === '1';
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 /** How long a change may take to reach the other browser. */
 const LIVE_WITHIN_MS = 2000;
 /** Upper bound for the whole run. */
 const OVERALL_MS = 120_000;
 
-if (!BASE_URL) {
-  console.error('BASE_URL is not set');
-  process.exit(2);
-}
-
-const log = (...args) => console.log('[browser]', ...args);
-
-const overall = setTimeout(() => {
-  console.error(`[browser] FAILED: the run took longer than ${OVERALL_MS / 1000} s`);
-  process.exit(1);
-}, OVERALL_MS);
-overall.unref();
+const log = begin('browser', OVERALL_MS);
 
 /** The texts of the items shown, in order. */
 async function texts(page) {
@@ -50,23 +37,6 @@ function item(page, text) {
 
 function escapeRegExp(s) {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
-/** Polls `check` (which throws while not yet true) until it passes. */
-async function eventually(what, check, timeoutMs = 5000) {
-  const start = Date.now();
-  let last;
-  for (;;) {
-    try {
-      return await check();
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() - start > timeoutMs) {
-      throw new Error(`${what}: not true within ${timeoutMs} ms: ${last && last.message}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 async function expectTexts(page, expected, what, timeoutMs) {
@@ -149,20 +119,7 @@ async function screenshot(browser, path) {
 }
 
 async function main() {
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  const browser = await launch();
   log(`Chromium ${browser.version()}; live checks ${LIVE ? 'ON' : 'off (TODO_LIVE unset)'}`);
   try {
     const a = await open(browser, 'A');
@@ -283,7 +240,4 @@ async function main() {
   log(`all checks passed${LIVE ? ', live checks included' : ''}`);
 }
 
-main().catch((e) => {
-  console.error(`[browser] FAILED: ${e.stack || e}`);
-  process.exit(1);
-});
+run('browser', main);

@@ -78,6 +78,11 @@ pub fn worker() -> WorkerInfo {
 
 /// A bound server, ready to [`run`](Server::run). Made by [`App::bind`](crate::App::bind).
 ///
+/// From `bind` on, the server owns the signals that `run` handles: a
+/// `SIGTERM` (or `SIGINT`) sent once the address is known, even before
+/// `run` was called, stops the server gracefully as soon as it runs,
+/// rather than killing the process.
+///
 /// ```no_run
 /// let server = tine::App::new().bind("127.0.0.1:0").unwrap();
 /// println!("listening on http://{}", server.local_addr());
@@ -101,6 +106,27 @@ pub struct Server {
     /// The executable and arguments a binary upgrade starts (taken at
     /// bind, before the app can change directory).
     exec: Option<upgrade::Exec>,
+    /// The process's signals, taken over at bind so that none sent after
+    /// the application announced its address kills it: see [`Early`].
+    early: Early,
+}
+
+/// How a server holds its signals between `bind` and the moment its loop
+/// reads them. Anything may announce the server as soon as `bind`
+/// returns (hello prints `listening on`, a supervisor waits for the port),
+/// and a `SIGTERM` sent then must stop it gracefully; left to its default
+/// action it would kill the process.
+enum Early {
+    /// A single process: signal-hook's handlers installed, noting every
+    /// signal in the self-pipe the event loop registers (see
+    /// `event_loop::stop_signals`). Handlers rather than a blocked mask:
+    /// a single process may run other threads (started by the
+    /// application before `bind`), which a mask set in this thread would
+    /// not cover.
+    Single(signal_hook_mio::v1_0::Signals),
+    /// A master: its handled signals blocked until its signal source
+    /// reads them (see `signals::Held`).
+    Master(signals::Held),
 }
 
 impl fmt::Debug for Server {
@@ -371,6 +397,13 @@ impl Server {
             Some(path) => Some(pidfile::PidFile::create(path)?),
             None => None,
         };
+        // Last, once nothing can fail any more, and before the caller can
+        // say the server is up.
+        let early = if workers <= 1 {
+            Early::Single(event_loop::stop_signals(true)?)
+        } else {
+            Early::Master(signals::Held::block(&master::HANDLED_SIGNALS)?)
+        };
         Ok(Server {
             service,
             config,
@@ -381,6 +414,7 @@ impl Server {
             admin,
             predecessor,
             exec: upgrade::Exec::current(),
+            early,
         })
     }
 
@@ -446,6 +480,7 @@ impl Server {
             admin,
             predecessor,
             exec,
+            early,
         } = self;
         let note = workers_note.map(|n| format!("; {n}")).unwrap_or_default();
         if workers <= 1 && predecessor.is_some() {
@@ -488,7 +523,11 @@ impl Server {
                 }
             }
             let active: Vec<usize> = (0..listeners.len()).collect();
-            let event_loop = event_loop::EventLoop::new(service, config, listeners, &active, None)?;
+            let Early::Single(signals) = early else {
+                unreachable!("bind takes the signals of a single process for workers <= 1")
+            };
+            let event_loop =
+                event_loop::EventLoop::new(service, config, listeners, &active, None, signals)?;
             notify::single_ready();
             return event_loop.run();
         }
@@ -501,6 +540,11 @@ impl Server {
             .collect::<Vec<_>>()
             .join(" / ");
         log::info!("listening on {shown} with {workers} workers ({sharing}{note})");
+        if let Early::Master(held) = early {
+            // The master's signal source takes them over (and keeps them
+            // blocked once it stops, on every route).
+            held.keep();
+        }
         if let Some(c) = &config.credentials {
             log::info!("workers run as {}", c.name);
         }
@@ -684,18 +728,24 @@ fn worker_main(served: Option<(Service, ServerConfig)>, start: master::WorkerSta
         .zip(start.addresses)
         .map(|(socket, address)| (mio::net::TcpListener::from_std(socket), address))
         .collect();
-    let result = event_loop::EventLoop::new(
-        service,
-        config,
-        listeners,
-        &start.active,
-        Some(start.control),
-    )
-    .and_then(|event_loop| {
-        // Handlers exist now: let the signals the master blocked in.
-        master::worker_signals_ready();
-        event_loop.run()
-    });
+    // The master's signals are still blocked here (from the fork on): one
+    // sent to this worker before its loop is up waits as pending.
+    let result = event_loop::stop_signals(false)
+        .and_then(|signals| {
+            event_loop::EventLoop::new(
+                service,
+                config,
+                listeners,
+                &start.active,
+                Some(start.control),
+                signals,
+            )
+        })
+        .and_then(|event_loop| {
+            // Handlers exist now: let the signals the master blocked in.
+            master::worker_signals_ready();
+            event_loop.run()
+        });
     match result {
         Ok(()) => 0,
         Err(e) => {

@@ -66,6 +66,54 @@ pub(crate) fn set_of(signals: &[Signal]) -> SigSet {
     set
 }
 
+/// Signals blocked in this thread until a [`Source`] takes them over
+/// (see [`Held::keep`]); dropped before that, it unblocks again those it
+/// blocked.
+///
+/// A server that will run as a master blocks [`HANDLED_SIGNALS`] when it
+/// binds, before the application can announce its address: a `SIGTERM`
+/// sent the moment a supervisor (or a test) reads `listening on` then
+/// waits as pending until the master reads it, instead of taking its
+/// default action and killing the master before it has set anything up.
+/// The master runs single-threaded (it refuses to fork otherwise), so the
+/// calling thread's mask is the process's.
+///
+/// [`HANDLED_SIGNALS`]: super::master::HANDLED_SIGNALS
+#[derive(Debug)]
+pub(crate) struct Held {
+    /// Those of the signals that were not blocked already.
+    blocked: SigSet,
+}
+
+impl Held {
+    /// Blocks `signals` in the calling thread.
+    pub(crate) fn block(signals: &[Signal]) -> io::Result<Held> {
+        let mut before = SigSet::empty();
+        pthread_sigmask(
+            SigmaskHow::SIG_BLOCK,
+            Some(&set_of(signals)),
+            Some(&mut before),
+        )?;
+        let mut blocked = SigSet::empty();
+        for &sig in signals.iter().filter(|&&s| !before.contains(s)) {
+            blocked.add(sig);
+        }
+        Ok(Held { blocked })
+    }
+
+    /// Leaves the signals blocked: the master's [`Source`] reads them from
+    /// here on (and keeps them blocked after it stops).
+    pub(crate) fn keep(mut self) {
+        self.blocked = SigSet::empty();
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&self.blocked), None);
+    }
+}
+
 impl std::fmt::Debug for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(if self.is_pipe() {

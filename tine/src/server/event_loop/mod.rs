@@ -107,32 +107,48 @@ pub(crate) struct EventLoop {
     per_ip: PerIp,
 }
 
+/// The signals an event loop handles, with signal-hook's handlers
+/// installed from this call on: every one of them that arrives later is
+/// noted in a self-pipe that the loop reads once it runs, none takes its
+/// default action (which would end the process). `SIGINT` and `SIGTERM`
+/// drain and stop; `SIGUSR1` reopens the access log, and in a `single`
+/// process (no master to do it) re-reads the TLS certificates too. A
+/// single process also takes `SIGUSR2`, only to refuse it (a binary
+/// upgrade needs a master), since its default action would end the
+/// process.
+///
+/// A single process calls this when it binds, before it can announce its
+/// address: a `SIGTERM` sent the moment a supervisor (or a test) reads
+/// `listening on` must drain the server, not kill it. A worker calls it
+/// while the master's signals are still blocked in it (see
+/// `master::worker_signals_ready`).
+pub(crate) fn stop_signals(single: bool) -> io::Result<Signals> {
+    if single {
+        Signals::new([SIGINT, SIGTERM, SIGUSR1, signal_hook::consts::SIGUSR2])
+    } else {
+        Signals::new([SIGINT, SIGTERM, SIGUSR1])
+    }
+}
+
 impl EventLoop {
     /// A loop accepting on `listeners[i]` for each `i` in `active` (each
     /// listener with its address: an index into `config.listens`); a
     /// worker also gets its control channel to the master.
+    ///
+    /// `signals` come from [`stop_signals`], made by the caller as early
+    /// as it must (see there).
     pub(crate) fn new(
         service: Service,
         config: ServerConfig,
         listeners: Vec<(TcpListener, usize)>,
         active: &[usize],
         control: Option<std::os::unix::net::UnixStream>,
+        mut signals: Signals,
     ) -> io::Result<Self> {
         let poll = Poll::new()?;
-        // SIGUSR1 reopens the access log. A single process (no master)
-        // also takes SIGUSR2, only to refuse it: its default action would
-        // end the process.
-        let mut signals = if control.is_none() {
-            Signals::new([SIGINT, SIGTERM, SIGUSR1, signal_hook::consts::SIGUSR2])?
-        } else {
-            Signals::new([SIGINT, SIGTERM, SIGUSR1])?
-        };
-        // Nor has it a master to re-read its certificates: SIGUSR1 does it
-        // here (workers leave the signal to the master).
-        #[cfg(feature = "tls")]
-        if control.is_none() {
-            signals.add_signal(signal_hook::consts::SIGUSR1)?;
-        }
+        // A signal caught before this registration left a byte in the
+        // self-pipe: the pipe is readable at once, and epoll reports a
+        // source that is ready when it is added.
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let now = Instant::now();

@@ -82,8 +82,9 @@
 //!
 //! # Signals
 //!
-//! Before the first fork the master blocks [`HANDLED_SIGNALS`] with
-//! `sigprocmask`. On Linux it keeps them blocked and reads them from a
+//! The server blocks [`HANDLED_SIGNALS`] with `sigprocmask` when it
+//! binds, before the application can announce its address (one sent from
+//! then on waits as pending, see `signals::Held`). On Linux it keeps them blocked and reads them from a
 //! signalfd in its mio loop, installing no handler at all, so no signal
 //! can arrive "too early". Elsewhere (and on Linux with
 //! `TINE_PORTABLE_SIGNALS=1`, a test and diagnostic switch) signal-hook's
