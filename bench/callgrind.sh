@@ -19,9 +19,7 @@ port=${PORT:-18931}
 n1=${N1:-20000}
 n2=${N2:-60000}
 
-cargo build --release -q -p hello
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+callgrind_prepare
 
 client() { # n: pipelined requests, after one alone
     python3 - "$port" "$path" "$depth" "$1" <<'PY'
@@ -56,7 +54,7 @@ PY
 
 run() {
     # shellcheck disable=SC2086 # HELLO_ARGS is split into words on purpose
-    callgrind_instructions "$out" "$1" "$port" ${HELLO_ARGS:-} -- client "$1"
+    callgrind_instructions "$1" "$port" ${HELLO_ARGS:-} -- client "$1"
 }
 
 i1=$(run "$n1")

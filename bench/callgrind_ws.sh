@@ -12,9 +12,7 @@ port=${PORT:-18932}
 size=${SIZE:-64}
 n1=${N1:-8000}
 n2=${N2:-24000}
-cargo build --release -q -p hello
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+callgrind_prepare
 client() { # n: messages echoed
     python3 - "$port" "$1" "$size" <<'PY'
 import base64, os, socket, sys
@@ -41,7 +39,7 @@ for _ in range(n // 16):
 PY
 }
 run() {
-    callgrind_instructions "$out" "$1" "$port" -- client "$1"
+    callgrind_instructions "$1" "$port" -- client "$1"
 }
 i1=$(run "$n1")
 i2=$(run "$n2")

@@ -19,15 +19,24 @@ tree_cpu_ticks() {
     echo "$total"
 }
 
-# callgrind_instructions OUT N PORT [HELLO_ARG...] -- CLIENT...
-# Runs target/release/hello (paths from the repository root) in one process
-# under callgrind on 127.0.0.1:PORT with the HELLO_ARGs, waits until it
-# accepts connections (up to 120 s: valgrind starts slowly), runs CLIENT...
-# against it, stops it with SIGINT and prints the program's total count of
-# instructions. Callgrind's file and hello's log go to OUT/cg.N, OUT/log.N.
+# callgrind_prepare: from the repository root, builds hello (release) and
+# makes the scratch folder $CALLGRIND_OUT, removed on exit.
+callgrind_prepare() {
+    cargo build --release -q -p hello
+    CALLGRIND_OUT=$(mktemp -d)
+    trap 'rm -rf "$CALLGRIND_OUT"' EXIT
+}
+
+# callgrind_instructions N PORT [HELLO_ARG...] -- CLIENT...
+# After callgrind_prepare: runs target/release/hello in one process under
+# callgrind on 127.0.0.1:PORT with the HELLO_ARGs, waits until it accepts
+# connections (up to 120 s: valgrind starts slowly), runs CLIENT... against
+# it, stops it with SIGINT and prints the program's total count of
+# instructions. Callgrind's file and hello's log are
+# $CALLGRIND_OUT/cg.N and $CALLGRIND_OUT/log.N.
 callgrind_instructions() {
-    local out=$1 n=$2 port=$3 hello=() pid i
-    shift 3
+    local out=$CALLGRIND_OUT n=$1 port=$2 hello=() pid i
+    shift 2
     while [[ $1 != -- ]]; do
         hello+=("$1")
         shift

@@ -139,13 +139,13 @@ fn sigquit_is_an_immediate_stop() {
     let addr = s.addr();
     let slow = thread::spawn(move || try_get(addr, "/sleep?ms=5000"));
     assert!(wait_sleeping(&kids, T).is_some(), "/sleep never started");
-    let t0 = Instant::now();
     s.signal(Signal::SIGQUIT);
     let status = s
         .wait_exit(Duration::from_secs(5))
         .expect("the master exits");
     assert!(status.success(), "{status}");
-    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    // Immediate: the request in flight was cut off, not waited for (no
+    // wall-clock bound, which a loaded machine could miss).
     assert!(slow.join().unwrap().is_err());
     assert!(all_gone(&kids));
     assert!(s.tagged().is_empty());
@@ -263,9 +263,8 @@ fn killing_the_master_leaves_no_worker_behind() {
     // the 30 s drain deadline, which is what a worker that missed its
     // master's death would wait for. The bound is generous for a loaded
     // machine, not a timing claim.
-    let gone = wait_until(Duration::from_secs(10), || s.tagged().is_empty());
+    let gone = wait_until(Duration::from_secs(10), || orphans_gone(&s, &kids));
     assert!(gone, "workers survived the master: {:?}", s.tagged());
-    assert!(kids.iter().all(|&p| !testkit::procs::is_alive(p)));
     let r = slow
         .join()
         .unwrap()
@@ -452,11 +451,18 @@ fn without_pdeathsig_a_worker_busy_in_a_handler_notices_its_master_is_gone() {
     let r = held.read_response();
     assert_eq!((r.status, r.text().as_str()), (200, "slept"));
     assert!(
-        wait_until(T, || s.tagged().is_empty()),
+        wait_until(T, || orphans_gone(&s, &kids)),
         "workers survived the master: {:?}",
         s.tagged()
     );
-    assert!(kids.iter().all(|&p| !testkit::procs::is_alive(p)));
+}
+
+/// Whether the workers `kids` of a master that died are gone: neither
+/// tagged nor alive. Both are waited for: a worker in the middle of its
+/// exit has already given up its memory, environment included (so it no
+/// longer counts as tagged), but is not a zombie yet (so it is alive).
+fn orphans_gone(s: &ServerTree, kids: &BTreeSet<i32>) -> bool {
+    s.tagged().is_empty() && kids.iter().all(|&p| !testkit::procs::is_alive(p))
 }
 
 /// An application that registered signal-hook handlers before serving
