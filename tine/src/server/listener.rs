@@ -102,7 +102,7 @@ pub(crate) const BACKLOG: i32 = 1024;
 /// The address given to [`App::bind`](crate::App::bind) is the first
 /// listener; [`App::listen`](crate::App::listen) adds more, served by the
 /// same workers with the same routes: TCP ([`Listen::tcp`]), HTTPS
-/// ([`Listen::tls`], feature `tls`) or a Unix-domain socket
+/// (`Listen::tls`, feature `tls`) or a Unix-domain socket
 /// ([`Listen::unix`]); `"unix:/run/app.sock".parse()` and
 /// `"127.0.0.1:8080".parse()` make one from text.
 ///
