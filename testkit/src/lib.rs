@@ -8,6 +8,7 @@ pub mod logs;
 pub mod sse;
 #[cfg(feature = "tls")]
 pub mod tls;
+pub mod unix;
 pub mod ws;
 
 use std::io::{self, BufRead, BufReader, Read, Write};

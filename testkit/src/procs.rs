@@ -262,6 +262,8 @@ struct Output {
     addr: Option<SocketAddr>,
     /// Every such line's address, in order (one per listener).
     addrs: Vec<SocketAddr>,
+    /// Every `listening on unix:PATH` line's path, in order.
+    unix_paths: Vec<std::path::PathBuf>,
     /// stderr reached EOF: every process holding it is gone.
     log_closed: bool,
     /// stdout reached EOF.
@@ -297,6 +299,9 @@ fn read_lines(
                 if let Some(addr) = addr {
                     out.addr = out.addr.or(addr.parse().ok());
                     out.addrs.extend(addr.parse::<SocketAddr>().ok());
+                }
+                if let Some(path) = text.strip_prefix("listening on unix:") {
+                    out.unix_paths.push(path.into());
                 }
             } else {
                 out.log.push((start.elapsed(), text));
@@ -409,7 +414,7 @@ impl ServerTree {
     }
 
     /// Starts `bin` with exactly `args` and waits (up to [`START_TIMEOUT`])
-    /// for its `listening on http://ADDR` line; `Err((status, stderr))` if
+    /// for its `listening on http://ADDR` (or `unix:PATH`) line; `Err((status, stderr))` if
     /// it exits first.
     pub fn try_start(bin: &str, args: &[&str]) -> Result<ServerTree, (ExitStatus, String)> {
         ServerTree::try_start_env(bin, args, &[])
@@ -425,7 +430,7 @@ impl ServerTree {
         let mut tree = ServerTree::spawn_env(bin, args, env);
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if tree.listening().is_some() {
+            if tree.listening().is_some() || !tree.unix_paths().is_empty() {
                 return Ok(tree);
             }
             if let Some(status) = tree.server.child.try_wait().expect("try_wait") {
@@ -436,7 +441,7 @@ impl ServerTree {
                     let out = tree.lock();
                     out.log_closed && out.out_closed
                 });
-                if tree.listening().is_some() {
+                if tree.listening().is_some() || !tree.unix_paths().is_empty() {
                     return Ok(tree);
                 }
                 return Err((status, tree.stderr()));
@@ -484,6 +489,12 @@ impl ServerTree {
     /// `--bind` address first, then each `--listen`).
     pub fn addrs(&self) -> Vec<SocketAddr> {
         self.lock().addrs.clone()
+    }
+
+    /// Every Unix socket path announced so far (`listening on unix:PATH`
+    /// lines), in order.
+    pub fn unix_paths(&self) -> Vec<std::path::PathBuf> {
+        self.lock().unix_paths.clone()
     }
 
     /// The address the server listens on.

@@ -42,7 +42,8 @@ pub enum LogFormat {
 /// ```
 ///
 /// The client is [`Request::client_addr`] (so the address behind trusted
-/// proxies). The size is the response body's (`-` in the text formats, `null`
+/// proxies); `unix:` for a client on a Unix-domain listener that no
+/// trusted proxy named (nginx's spelling). The size is the response body's (`-` in the text formats, `null`
 /// in JSON, for a streamed body, whose size is not known up front; 0 for
 /// `HEAD`). In the text formats, `"` and `\` in the request line, referer
 /// and user agent are escaped with `\`, and other bytes outside printable
@@ -291,7 +292,7 @@ pub(crate) fn format_line(
     let mut line = String::with_capacity(256);
     match format {
         LogFormat::Common | LogFormat::Combined => {
-            let _ = write!(line, "{} - - [{}] \"", req.client_addr(), clf_time(now));
+            let _ = write!(line, "{} - - [{}] \"", Client(req), clf_time(now));
             escape(&mut line, req.method().as_str().as_bytes());
             line.push(' ');
             escape(&mut line, target(req).as_bytes());
@@ -322,7 +323,7 @@ pub(crate) fn format_line(
             let text = |h: &str| header(h).map(|v| String::from_utf8_lossy(v).into_owned());
             let v = serde_json::json!({
                 "time": iso_time(now),
-                "client": req.client_addr().to_string(),
+                "client": Client(req).to_string(),
                 "method": req.method().as_str(),
                 "target": target(req),
                 "protocol": format!("{:?}", req.version()),
@@ -408,6 +409,21 @@ impl crate::App {
     pub fn access_log(mut self, log: AccessLog) -> Self {
         self.service.access_log = Some(std::rc::Rc::new(log));
         self
+    }
+}
+
+/// The client as logged: its address, or `unix:` for a Unix-domain peer
+/// that no trusted proxy named (it has no address).
+struct Client<'a>(&'a Request);
+
+impl std::fmt::Display for Client<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let addr = self.0.client_addr();
+        if addr.is_unspecified() && self.0.is_unix_peer() {
+            f.write_str("unix:")
+        } else {
+            addr.fmt(f)
+        }
     }
 }
 

@@ -12,6 +12,12 @@
 //! (a value that is no address, a scheme that is neither `http` nor
 //! `https`) is logged at debug level and ignored: the socket's address and
 //! scheme stand.
+//!
+//! A peer on a Unix-domain listener has no address (its
+//! [`Request::peer_addr`] is the unspecified `0.0.0.0:0`): it is the proxy
+//! on this host, but it is trusted only when told, with the entry
+//! `"unix:"` (nginx's `set_real_ip_from unix:`), never by an address
+//! range: a wide range such as `0.0.0.0/0` does not reach it.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -36,6 +42,8 @@ pub enum ProxyHeader {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Proxies {
     nets: Vec<IpNet>,
+    /// Peers on Unix-domain listeners are trusted (`"unix:"`).
+    unix: bool,
     header: ProxyHeader,
 }
 
@@ -77,7 +85,17 @@ impl Proxies {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.nets.is_empty()
+        self.nets.is_empty() && !self.unix
+    }
+
+    /// Whether the peer of a request is trusted: a Unix peer only by
+    /// `"unix:"`, any other by the address ranges.
+    fn trusted_peer(&self, req: &Request) -> bool {
+        if req.is_unix_peer() {
+            self.unix
+        } else {
+            self.trusted(req.peer_addr().ip())
+        }
     }
 
     fn trusted(&self, ip: IpAddr) -> bool {
@@ -89,7 +107,7 @@ impl Proxies {
     /// headers can be read; `None` leaves the socket's view.
     pub(crate) fn client(&self, req: &Request) -> Option<Client> {
         let peer = req.peer_addr();
-        if !self.trusted(peer.ip()) {
+        if !self.trusted_peer(req) {
             return None;
         }
         let found = match self.header {
@@ -268,6 +286,25 @@ impl Request {
             .map_or_else(|| canonical(self.peer_addr().ip()), |c| c.addr)
     }
 
+    /// Whether the request came over a Unix-domain listener
+    /// ([`Listen::unix`](crate::Listen::unix)), whose peer has no address:
+    /// [`peer_addr`](Request::peer_addr) is then the unspecified
+    /// `0.0.0.0:0` (no TCP peer has it), and so is
+    /// [`client_addr`](Request::client_addr) unless a trusted proxy
+    /// (`"unix:"` in [`App::trusted_proxies`](crate::App::trusted_proxies))
+    /// names the client.
+    ///
+    /// ```
+    /// use tine::{Method, Request};
+    /// let req = Request::builder(Method::GET, "/").finish();
+    /// assert!(!req.is_unix_peer());
+    /// let req = Request::builder(Method::GET, "/").peer(([0, 0, 0, 0], 0).into()).finish();
+    /// assert!(req.is_unix_peer());
+    /// ```
+    pub fn is_unix_peer(&self) -> bool {
+        self.peer_addr() == crate::server::UNIX_PEER
+    }
+
     /// `"https"` or `"http"`: what a trusted proxy says
     /// (`X-Forwarded-Proto` or `Forwarded: proto=`), else the socket's.
     ///
@@ -301,11 +338,16 @@ impl crate::App {
     /// socket's address (logged at debug level). Can be called again to
     /// add more.
     ///
+    /// The entry `"unix:"` trusts the peers of Unix-domain listeners
+    /// ([`Listen::unix`](crate::Listen::unix): the proxy on this host),
+    /// like nginx's `set_real_ip_from unix:`. They are not trusted
+    /// without it, whatever the ranges.
+    ///
     /// Panics, pointing at the caller, on an entry that is neither an
-    /// address nor a CIDR range.
+    /// address nor a CIDR range nor `"unix:"`.
     ///
     /// ```
-    /// let app = tine::App::new().trusted_proxies(["127.0.0.1", "10.0.0.0/8"]);
+    /// let app = tine::App::new().trusted_proxies(["127.0.0.1", "10.0.0.0/8", "unix:"]);
     /// ```
     #[track_caller]
     pub fn trusted_proxies<I, S>(mut self, proxies: I) -> Self
@@ -314,6 +356,10 @@ impl crate::App {
         S: AsRef<str>,
     {
         for p in proxies {
+            if p.as_ref().trim() == "unix:" {
+                self.service.proxies.unix = true;
+                continue;
+            }
             match parse_net(p.as_ref()) {
                 Ok(net) => self.service.proxies.add(net),
                 Err(e) => panic!("trusted_proxies: {e}"),

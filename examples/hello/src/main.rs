@@ -57,6 +57,9 @@
 //! --version-tag TEXT          what GET /version answers (given twice: the last)
 //! --listen ADDR               another address with the same routes (repeatable;
 //!                             one `listening on` line per address)
+//! --bind, --listen and --proxy-protocol-listen take `unix:PATH` too: a
+//!                             Unix-domain socket (`listening on unix:PATH`)
+//! --unix-mode OCTAL           file mode of the Unix sockets (default 666)
 //! --shutdown-delay-ms N       SIGTERM: keep serving N ms with /healthz at 503, then drain
 //! --trusted-proxy ADDR_OR_CIDR  believe X-Forwarded-For/-Proto from it (repeatable)
 //! --access-log common|combined|json  an access log line per request, with a
@@ -99,13 +102,25 @@ mod tls;
 mod upload;
 use tine::{App, Request, Response, StatusCode, WebSocket, WsEvent};
 
+/// `--unix-mode 660`: an octal file mode.
+fn octal_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|&m| m <= 0o777)
+        .ok_or_else(|| format!("{s:?} is not an octal file mode (like 660)"))
+}
+
 /// Command-line flags.
 #[derive(Parser, Debug)]
 #[command(about = "tine's reference example")]
 struct Args {
-    /// Address to listen on.
+    /// Address to listen on: IP:PORT, or unix:PATH for a Unix-domain
+    /// socket.
     #[arg(long, default_value = "127.0.0.1:8080")]
-    bind: SocketAddr,
+    bind: tine::Listen,
+    /// File mode of the Unix-domain sockets, in octal (default 666).
+    #[arg(long, value_parser = octal_mode)]
+    unix_mode: Option<u32>,
     /// Worker processes: >1 forks a master and that many workers;
     /// 0 or 1 serves in this process (TINE_WORKERS overrides).
     #[arg(long, default_value_t = 1)]
@@ -189,9 +204,10 @@ struct Args {
     /// `--version-tag new` to the arguments it is started with).
     #[arg(long, overrides_with = "version_tag")]
     version_tag: Option<String>,
-    /// Another address to serve the same routes on (repeatable).
+    /// Another address to serve the same routes on (repeatable; IP:PORT
+    /// or unix:PATH).
     #[arg(long = "listen")]
-    listen: Vec<SocketAddr>,
+    listen: Vec<tine::Listen>,
     // --- observability ---
     /// How long SIGTERM keeps serving (GET /healthz answering 503) before
     /// the drain, in milliseconds (default 0).
@@ -214,9 +230,10 @@ struct Args {
     #[arg(long)]
     access_log_file: Option<std::path::PathBuf>,
     /// Another address whose connections start with a PROXY protocol
-    /// header, v1 or v2 (repeatable; listed right after --bind's).
+    /// header, v1 or v2 (repeatable; listed right after --bind's; IP:PORT
+    /// or unix:PATH).
     #[arg(long = "proxy-protocol-listen")]
-    proxy_protocol_listen: Vec<SocketAddr>,
+    proxy_protocol_listen: Vec<tine::Listen>,
     /// Benchmark aid: leave out /metrics, /status, /healthz and /whoami
     /// (to measure what the routes cost the others).
     #[arg(long, hide = true)]
@@ -494,7 +511,17 @@ fn main() -> ExitCode {
     if let Some(n) = args.body_buffer {
         limits = limits.body_buffer(n);
     }
-    let mut app = App::new()
+    let unix_mode = |l: tine::Listen| match args.unix_mode {
+        Some(mode) => l.mode(mode),
+        None => l,
+    };
+    // A Unix --bind is the first listener (a TCP one is given to `bind`).
+    let unix_bind = args.bind.listen_addr().is_unix();
+    let mut app = App::new();
+    if unix_bind {
+        app = app.listen(unix_mode(args.bind.clone()));
+    }
+    let mut app = app
         .get("/plaintext", plaintext)
         .get("/json", json)
         .get("/hello/:name", hello)
@@ -540,7 +567,9 @@ fn main() -> ExitCode {
             trusted_proxies: args.trusted_proxy.clone(),
             access_log: args.access_log.clone(),
             access_log_file: args.access_log_file.clone(),
-            proxy_listen: args.proxy_protocol_listen.clone(),
+            proxy_listen: (args.proxy_protocol_listen.iter().cloned())
+                .map(unix_mode)
+                .collect(),
         },
     ) {
         Ok(app) => app,
@@ -602,8 +631,8 @@ fn main() -> ExitCode {
             BalanceArg::Shared => tine::Balance::Shared,
         });
     }
-    for &addr in &args.listen {
-        app = app.listen(tine::Listen::tcp(addr));
+    for l in &args.listen {
+        app = app.listen(unix_mode(l.clone()));
     }
     let tls_args = tls::TlsArgs {
         bind: args.tls_bind,
@@ -631,7 +660,12 @@ fn main() -> ExitCode {
             }
         }
     }
-    let server = match app.bind(args.bind) {
+    let bound = if unix_bind {
+        app.bind_listeners()
+    } else {
+        app.bind(args.bind.addr())
+    };
+    let server = match bound {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
@@ -641,14 +675,17 @@ fn main() -> ExitCode {
     // Tests and scripts read the bound addresses from these lines (the
     // --bind address first, then each --proxy-protocol-listen, then each
     // --listen, then --tls-bind's).
-    let addrs = server.local_addrs();
+    let addrs = server.listen_addrs();
     for (i, addr) in addrs.iter().enumerate() {
         let scheme = if https && i + 1 == addrs.len() {
             "https"
         } else {
             "http"
         };
-        println!("listening on {scheme}://{addr}");
+        match addr.tcp() {
+            Some(addr) => println!("listening on {scheme}://{addr}"),
+            None => println!("listening on {addr}"),
+        }
     }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,

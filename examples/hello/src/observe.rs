@@ -24,7 +24,7 @@ pub(crate) struct Observe {
     pub(crate) access_log_file: Option<std::path::PathBuf>,
     /// `--proxy-protocol-listen`: more addresses whose connections start
     /// with a PROXY protocol header (listed right after --bind's).
-    pub(crate) proxy_listen: Vec<std::net::SocketAddr>,
+    pub(crate) proxy_listen: Vec<tine::Listen>,
 }
 
 /// The access log the flags ask for (an error names the formats).
@@ -55,8 +55,8 @@ fn whoami(req: &Request) -> Response {
 /// benchmark aid) and settings.
 pub(crate) fn routes(app: App, with_routes: bool, o: &Observe) -> Result<App, String> {
     let mut app = app;
-    for &addr in &o.proxy_listen {
-        app = app.listen(tine::Listen::tcp(addr).proxy_protocol(true));
+    for l in &o.proxy_listen {
+        app = app.listen(l.clone().proxy_protocol(true));
     }
     if let Some(log) = access_log(o)? {
         app = app.access_log(log);

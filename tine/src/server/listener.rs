@@ -41,11 +41,57 @@
 //! Under socket activation (`systemd.rs`) nothing is bound: each socket a
 //! socket unit passes is one [`Mode::Shared`] address, whatever the
 //! platform.
+//!
+//! # Unix-domain sockets
+//!
+//! [`Listen::unix`] (`unix:/run/app.sock` on hello's command line) serves
+//! a proxy on the same host, or a socket unit with `ListenStream=/path`.
+//!
+//! * **Always one shared socket.** `SO_REUSEPORT` does not balance
+//!   `AF_UNIX` sockets (Linux hashes only TCP and UDP over a reuseport
+//!   group; a second bind of the same path fails), so a Unix listener is
+//!   one socket every worker accepts from: [`Mode::Shared`], with
+//!   `EPOLLEXCLUSIVE` on Linux. [`Balance::ReusePort`] on a Unix listener
+//!   is refused when binding (a clear error rather than a setting that
+//!   silently does something else); `App::balance` and `TINE_LISTENER`
+//!   do not apply to it.
+//! * **The file's mode** is 0o666 by default ([`Listen::mode`]), what
+//!   nginx sets and what gunicorn's default umask of 0 gives: who may
+//!   connect is decided by the permissions of the directory the socket
+//!   is in (`/run/app/`, owned by the app's user, mode 0750 with the
+//!   proxy's group), or by a narrower mode. The mode is set on the socket
+//!   before `bind` (Linux creates the file with it, so no client can
+//!   connect in between through a wider one) and on the file after.
+//! * **A file already at the path**: a socket file nobody listens on (a
+//!   server that was killed left it) is removed and bound again; the test
+//!   is a connection attempt, refused for a stale file. A live socket is
+//!   an "address already in use" error, and any other kind of file an
+//!   error too (never removed): both name the path.
+//! * **Removal**: the master (or the single process) removes the file when
+//!   it really stops, if it is still the file it bound; not a master that
+//!   hands the socket over to a new one in a binary upgrade (`SIGUSR2`),
+//!   not a new master whose upgrade is abandoned while the old master
+//!   still serves, never a worker, and never a socket inherited from a
+//!   systemd socket unit (the unit owns the file: `RemoveOnStop=`).
+//! * **Relative paths** are made absolute against the working directory
+//!   when the listener is made, so a binary upgrade or a later `chdir`
+//!   finds the same file. The absolute path must fit the system's
+//!   `sun_path` (107 bytes on Linux, 103 on macOS and FreeBSD): a longer
+//!   one is an error naming it.
+//! * **TLS** over a Unix socket is refused when binding (the proxy in
+//!   front terminates TLS); the **PROXY protocol** works over it (nginx's
+//!   `proxy_protocol on` to `unix:`, HAProxy's `send-proxy`).
+//! * The accept-queue depth metric (`TCP_INFO`) is TCP's: Unix listeners
+//!   are left out of it.
 
+use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, Socket as Socket2, Type};
 
 /// Backlog of each accept queue: room for bursts while a worker is busy
 /// in a handler.
@@ -55,7 +101,10 @@ pub(crate) const BACKLOG: i32 = 1024;
 ///
 /// The address given to [`App::bind`](crate::App::bind) is the first
 /// listener; [`App::listen`](crate::App::listen) adds more, served by the
-/// same workers with the same routes.
+/// same workers with the same routes: TCP ([`Listen::tcp`]), HTTPS
+/// (`Listen::tls`, feature `tls`) or a Unix-domain socket
+/// ([`Listen::unix`]); `"unix:/run/app.sock".parse()` and
+/// `"127.0.0.1:8080".parse()` make one from text.
 ///
 /// ```no_run
 /// use tine::{App, Balance, Listen, Request};
@@ -72,7 +121,9 @@ pub(crate) const BACKLOG: i32 = 1024;
 #[non_exhaustive]
 pub struct Listen {
     /// Where to listen.
-    pub(crate) addr: SocketAddr,
+    pub(crate) at: ListenAddr,
+    /// A Unix socket file's permission bits.
+    pub(crate) mode: u32,
     /// How workers share it (`None`: the app's [`Balance`], else the
     /// platform's).
     pub(crate) balance: Option<Balance>,
@@ -92,8 +143,13 @@ impl Listen {
     /// # let _ = l;
     /// ```
     pub fn tcp(addr: impl Into<SocketAddr>) -> Listen {
+        Listen::at(ListenAddr::Tcp(addr.into()))
+    }
+
+    fn at(at: ListenAddr) -> Listen {
         Listen {
-            addr: addr.into(),
+            at,
+            mode: UNIX_MODE,
             balance: None,
             proxy_protocol: false,
             #[cfg(feature = "tls")]
@@ -134,7 +190,10 @@ impl Listen {
     }
 
     /// How the workers share this address (overrides
-    /// [`App::balance`](crate::App::balance) for it).
+    /// [`App::balance`](crate::App::balance) for it). A Unix listener is
+    /// always shared ([`Balance::Shared`]): [`Balance::ReusePort`] on one
+    /// is refused when binding, since the kernel does not balance Unix
+    /// sockets over `SO_REUSEPORT`.
     ///
     /// ```
     /// use tine::{Balance, Listen};
@@ -169,10 +228,209 @@ impl Listen {
         self
     }
 
-    /// The address to listen on.
+    /// The TCP address to listen on; for a Unix listener, the unspecified
+    /// address `0.0.0.0:0` (see [`listen_addr`](Listen::listen_addr)).
+    ///
+    /// ```
+    /// let l = tine::Listen::tcp(([127, 0, 0, 1], 8080));
+    /// assert_eq!(l.addr().port(), 8080);
+    /// ```
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        match &self.at {
+            ListenAddr::Tcp(a) => *a,
+            ListenAddr::Unix(_) => UNSPECIFIED,
+        }
     }
+
+    /// Where this listener listens: a TCP address or a Unix socket path.
+    ///
+    /// ```
+    /// let l: tine::Listen = "unix:/run/app.sock".parse()?;
+    /// assert_eq!(l.listen_addr().to_string(), "unix:/run/app.sock");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn listen_addr(&self) -> &ListenAddr {
+        &self.at
+    }
+
+    /// A Unix-domain stream socket at `path`, for a proxy on the same host
+    /// (nginx's `proxy_pass http://unix:/run/app.sock;`) or a socket unit
+    /// with `ListenStream=/run/app.sock`. A relative path is made absolute
+    /// against the working directory now. Every worker accepts from the
+    /// one socket (`SO_REUSEPORT` does not balance Unix sockets); a stale
+    /// socket file nobody listens on is replaced when binding, any other
+    /// file at the path is an error, and the file is removed when the
+    /// server stops (not when a binary upgrade hands it over). See the
+    /// README's listener section.
+    ///
+    /// ```no_run
+    /// use tine::{App, Listen, Request};
+    /// App::new()
+    ///     .get("/", |_: &Request| "hi")
+    ///     .workers(2)
+    ///     .listen(Listen::unix("/run/app/app.sock").mode(0o660))
+    ///     .bind_listeners()?
+    ///     .run()?;
+    /// # Ok::<(), tine::ServeError>(())
+    /// ```
+    pub fn unix(path: impl AsRef<Path>) -> Listen {
+        let path = path.as_ref();
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        Listen::at(ListenAddr::Unix(path))
+    }
+
+    /// The permission bits of a Unix listener's socket file (default
+    /// `0o666`, like nginx: limit access with the directory's permissions,
+    /// or here, e.g. `0o660` for the user and group). Connecting needs
+    /// write permission. Ignored for TCP.
+    ///
+    /// ```
+    /// let l = tine::Listen::unix("/run/app/app.sock").mode(0o660);
+    /// # let _ = l;
+    /// ```
+    pub fn mode(mut self, mode: u32) -> Listen {
+        self.mode = mode & 0o777;
+        self
+    }
+}
+
+/// `"127.0.0.1:8080"`, `"[::1]:0"` (TCP) or `"unix:/run/app.sock"` (a
+/// Unix socket; a relative path like `unix:app.sock` is made absolute).
+/// Errors say what was expected.
+///
+/// ```
+/// let tcp: tine::Listen = "127.0.0.1:8080".parse()?;
+/// assert_eq!(tcp.addr().port(), 8080);
+/// let unix: tine::Listen = "unix:/tmp/app.sock".parse()?;
+/// assert!(unix.listen_addr().is_unix());
+/// assert!("unix:".parse::<tine::Listen>().is_err());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+impl std::str::FromStr for Listen {
+    type Err = io::Error;
+
+    fn from_str(s: &str) -> io::Result<Listen> {
+        let bad = |why: String| io::Error::new(io::ErrorKind::InvalidInput, why);
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(bad("unix: needs a path (unix:/run/app.sock)".into()));
+            }
+            let listen = Listen::unix(path);
+            if let ListenAddr::Unix(p) = &listen.at {
+                check_unix_path(p)?;
+            }
+            return Ok(listen);
+        }
+        s.parse::<SocketAddr>().map(Listen::tcp).map_err(|_| {
+            bad(format!(
+                "{s:?} is neither an IP address with a port (127.0.0.1:8080, [::1]:8080) \
+                 nor unix:PATH"
+            ))
+        })
+    }
+}
+
+/// Where a listener listens: a TCP address, or the path of a Unix-domain
+/// socket. Displayed as `127.0.0.1:8080` or `unix:/run/app.sock` (nginx's
+/// spelling).
+///
+/// ```
+/// let server = tine::App::new()
+///     .listen(tine::Listen::tcp(([127, 0, 0, 1], 0)))
+///     .bind_listeners()?;
+/// let addrs = server.listen_addrs();
+/// assert!(addrs[0].tcp().is_some() && !addrs[0].is_unix());
+/// # Ok::<(), tine::ServeError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ListenAddr {
+    /// A TCP address (with the real port once bound).
+    Tcp(SocketAddr),
+    /// A Unix-domain socket's path (absolute).
+    Unix(PathBuf),
+}
+
+impl ListenAddr {
+    /// The TCP address, if this is one.
+    pub fn tcp(&self) -> Option<SocketAddr> {
+        match self {
+            ListenAddr::Tcp(a) => Some(*a),
+            ListenAddr::Unix(_) => None,
+        }
+    }
+
+    /// The socket file's path, if this is a Unix socket.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            ListenAddr::Tcp(_) => None,
+            ListenAddr::Unix(p) => Some(p),
+        }
+    }
+
+    /// Whether this is a Unix-domain socket.
+    pub fn is_unix(&self) -> bool {
+        matches!(self, ListenAddr::Unix(_))
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => a.fmt(f),
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+impl From<SocketAddr> for ListenAddr {
+    fn from(a: SocketAddr) -> ListenAddr {
+        ListenAddr::Tcp(a)
+    }
+}
+
+/// `0.0.0.0:0`: [`Listen::addr`] of a Unix listener, and the peer address
+/// of a connection accepted on one (it has no IP; see
+/// `Request::is_unix_peer`).
+pub(crate) const UNSPECIFIED: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::UNSPECIFIED,
+    0,
+));
+
+/// The default mode of a Unix socket file (nginx's).
+pub(crate) const UNIX_MODE: u32 = 0o666;
+
+/// The longest path a `sockaddr_un` holds, its terminating NUL excluded.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const SUN_PATH_MAX: usize = 107;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const SUN_PATH_MAX: usize = 103;
+
+/// Whether `path` can name a Unix socket: not empty, without NUL, short
+/// enough for `sun_path`.
+pub(crate) fn check_unix_path(path: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    let bad = |why: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("tine: cannot bind unix:{}: {why}", path.display()),
+        )
+    };
+    if bytes.is_empty() {
+        return Err(bad("the path is empty".into()));
+    }
+    if bytes.contains(&0) {
+        return Err(bad("the path holds a NUL byte".into()));
+    }
+    if bytes.len() > SUN_PATH_MAX {
+        return Err(bad(format!(
+            "the path is {} bytes long; a Unix socket's path holds at most {SUN_PATH_MAX} \
+             on this system (choose a shorter one, e.g. under /run)",
+            bytes.len()
+        )));
+    }
+    Ok(())
 }
 
 /// How several worker processes share the connections of one address.
@@ -184,7 +442,7 @@ impl Listen {
 /// | a worker busy in a slow handler | its queue waits for it | it is not waiting, so others take the connection |
 /// | accepting | a woken worker drains its own queue | one connection per wake-up; on Linux `EPOLLEXCLUSIVE` wakes one (or a few) of the waiting workers, in turn |
 /// | keep-alive connections | stay with the worker that accepted them | the same |
-/// | default on | Linux, FreeBSD | macOS (no balancing `SO_REUSEPORT`); socket activation |
+/// | default on | Linux, FreeBSD | macOS (no balancing `SO_REUSEPORT`); socket activation; always for a Unix socket |
 ///
 /// `ReusePort` spreads load evenly with no contention between workers;
 /// `Shared` keeps a fast request on a *new* connection from queueing behind
@@ -283,10 +541,269 @@ pub(crate) fn bind_workers(
         Mode::Shared => vec![bind_single(addr, backlog)?],
     };
     Ok(Bound {
-        addr: sockets[0].local_addr()?,
+        addr: ListenAddr::Tcp(sockets[0].local_addr()?),
         mode,
-        sockets,
+        sockets: sockets.into_iter().map(Socket::Tcp).collect(),
     })
+}
+
+/// Binds the address of `listen`: TCP in `mode` for `workers` slots (see
+/// [`bind_workers`]; one plain socket when `workers` is 1), or a Unix
+/// socket, always shared. A Unix listener that asks for
+/// [`Balance::ReusePort`], or TLS, is refused here.
+pub(crate) fn bind_listen(
+    listen: &Listen,
+    default: Option<Balance>,
+    workers: usize,
+    join_existing: bool,
+) -> io::Result<Bound> {
+    match &listen.at {
+        ListenAddr::Tcp(addr) if workers > 1 => {
+            let mode = workers_mode(listen.balance.or(default))?;
+            bind_workers(*addr, mode, workers, BACKLOG, join_existing)
+        }
+        ListenAddr::Tcp(addr) => {
+            let single = bind_single(*addr, BACKLOG)?;
+            Ok(Bound {
+                addr: ListenAddr::Tcp(single.local_addr()?),
+                mode: Mode::Shared,
+                sockets: vec![Socket::Tcp(single)],
+            })
+        }
+        ListenAddr::Unix(path) => {
+            check_unix_listen(listen)?;
+            let socket = bind_unix(path, listen.mode, BACKLOG)?;
+            Ok(Bound {
+                addr: listen.at.clone(),
+                mode: Mode::Shared,
+                sockets: vec![Socket::Unix(socket)],
+            })
+        }
+    }
+}
+
+/// What a Unix listener cannot have: a `SO_REUSEPORT` group (the kernel
+/// does not balance Unix sockets over one: asking for it is a mistake to
+/// point out, not to work around silently) and TLS (not supported over a
+/// Unix socket: the proxy in front terminates it).
+fn check_unix_listen(listen: &Listen) -> io::Result<()> {
+    let bad = |why: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("tine: the listener on {}: {why}", listen.at),
+        )
+    };
+    if listen.balance == Some(Balance::ReusePort) {
+        return Err(bad(
+            "Balance::ReusePort does not apply to a Unix socket (the kernel does not \
+             balance them over SO_REUSEPORT); every worker accepts from its one socket",
+        ));
+    }
+    if listen.is_tls() {
+        return Err(bad(
+            "TLS over a Unix socket is not supported (terminate TLS in the proxy in front)",
+        ));
+    }
+    Ok(())
+}
+
+/// Binds a listening Unix stream socket at `path` with file mode `mode`
+/// (non-blocking, close-on-exec), first removing a stale socket file
+/// there (see the module docs). Errors are one line naming the path.
+pub(crate) fn bind_unix(path: &Path, mode: u32, backlog: i32) -> io::Result<UnixListener> {
+    check_unix_path(path)?;
+    let named = |e: io::Error| unix_error(path, e);
+    clear_stale(path)?;
+    let socket = Socket2::new(Domain::UNIX, Type::STREAM, None).map_err(named)?;
+    // On Linux the file `bind` creates takes the socket's own mode (less
+    // the umask): set first, no client ever sees a wider one. Elsewhere
+    // this may be refused or ignored; the `chmod` below decides.
+    let _ = rustix::fs::fchmod(&socket, rustix::fs::Mode::from_raw_mode(mode as _));
+    let addr = socket2::SockAddr::unix(path).map_err(named)?;
+    socket.bind(&addr).map_err(named)?;
+    let ready = || -> io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        socket.listen(backlog)?;
+        socket.set_nonblocking(true)?;
+        rustix::io::fcntl_setfd(&socket, rustix::io::FdFlags::CLOEXEC)?;
+        Ok(())
+    };
+    if let Err(e) = ready() {
+        let _ = std::fs::remove_file(path);
+        return Err(named(e));
+    }
+    Ok(UnixListener::from(OwnedFd::from(socket)))
+}
+
+/// Removes a socket file at `path` that nobody listens on; `Ok` if there
+/// is nothing at `path` afterwards. A live socket, or a file of another
+/// kind, is an error naming the path (and stays).
+fn clear_stale(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(unix_error(path, e)),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "tine: cannot bind unix:{}: a file that is not a socket is in the way \
+                 (not removed)",
+                path.display()
+            ),
+        ));
+    }
+    // A non-blocking connection attempt: refused means nobody listens
+    // (the file outlived its server); accepted, or "try again" (a full
+    // queue), means a live server.
+    let probe = Socket2::new(Domain::UNIX, Type::STREAM, None).map_err(|e| unix_error(path, e))?;
+    probe
+        .set_nonblocking(true)
+        .map_err(|e| unix_error(path, e))?;
+    let addr = socket2::SockAddr::unix(path).map_err(|e| unix_error(path, e))?;
+    match probe.connect(&addr) {
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            log::info!("removing the stale socket file {}", path.display());
+            match std::fs::remove_file(path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(unix_error(path, e)),
+            }
+        }
+        // Removed between the two looks: free now.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Ok(()) => Err(unix_error(path, io::ErrorKind::AddrInUse.into())),
+        Err(e)
+            if e.kind() == io::ErrorKind::WouldBlock
+                || e.raw_os_error() == Some(rustix::io::Errno::INPROGRESS.raw_os_error()) =>
+        {
+            Err(unix_error(path, io::ErrorKind::AddrInUse.into()))
+        }
+        Err(e) => Err(unix_error(path, e)),
+    }
+}
+
+/// The one-line error naming a Unix socket's path.
+fn unix_error(path: &Path, e: io::Error) -> io::Error {
+    let why = match e.kind() {
+        io::ErrorKind::AddrInUse => "address already in use (a server listens on it)".to_owned(),
+        io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        _ => e.to_string(),
+    };
+    io::Error::new(
+        e.kind(),
+        format!("tine: cannot bind unix:{}: {why}", path.display()),
+    )
+}
+
+/// The identity of the file a Unix listener bound (device and inode), so
+/// that only that file is removed at the end: one replaced meanwhile by
+/// someone else stays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SocketFile {
+    pub(crate) path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl SocketFile {
+    /// The file at `path` now, if it is a socket.
+    pub(crate) fn at(path: &Path) -> Option<SocketFile> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let m = std::fs::symlink_metadata(path).ok()?;
+        m.file_type().is_socket().then(|| SocketFile {
+            path: path.to_path_buf(),
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+    }
+
+    /// Removes the file if it is still the one recorded.
+    pub(crate) fn remove(&self) {
+        if SocketFile::at(&self.path).as_ref() != Some(self) {
+            log::debug!(
+                "{} is no longer the socket file this server bound: not removed",
+                self.path.display()
+            );
+            return;
+        }
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => log::debug!("removed the socket file {}", self.path.display()),
+            Err(e) => log::warn!("cannot remove {}: {e}", self.path.display()),
+        }
+    }
+}
+
+/// A listening socket the master holds and hands to its workers: TCP or
+/// Unix. The master only listens on it, lends it and passes it on; the
+/// workers accept from it.
+#[derive(Debug)]
+pub(crate) enum Socket {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl Socket {
+    /// Takes over an inherited listening socket (a binary upgrade's, a
+    /// socket unit's), by its address family: IPv4 or IPv6 is TCP, else
+    /// it must be a Unix socket.
+    pub(crate) fn from_fd(fd: OwnedFd) -> io::Result<Socket> {
+        let local = socket2::SockRef::from(&fd).local_addr()?;
+        if local.as_socket().is_some() {
+            Ok(Socket::Tcp(TcpListener::from(fd)))
+        } else if local.is_unix() {
+            Ok(Socket::Unix(UnixListener::from(fd)))
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "neither a TCP nor a Unix socket",
+            ))
+        }
+    }
+
+    /// Where it listens. A Unix socket without a path (unnamed, or in
+    /// Linux's abstract namespace) is an error.
+    pub(crate) fn local(&self) -> io::Result<ListenAddr> {
+        match self {
+            Socket::Tcp(l) => l.local_addr().map(ListenAddr::Tcp),
+            Socket::Unix(l) => l
+                .local_addr()?
+                .as_pathname()
+                .map(|p| ListenAddr::Unix(p.to_path_buf()))
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "a Unix socket without a path (tine serves Unix sockets with a path)",
+                    )
+                }),
+        }
+    }
+
+    /// The TCP listener, for what only TCP has (the queue-depth metric).
+    pub(crate) fn as_tcp(&self) -> Option<&TcpListener> {
+        match self {
+            Socket::Tcp(l) => Some(l),
+            Socket::Unix(_) => None,
+        }
+    }
+}
+
+impl AsFd for Socket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Socket::Tcp(l) => l.as_fd(),
+            Socket::Unix(l) => l.as_fd(),
+        }
+    }
+}
+
+impl AsRawFd for Socket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
 }
 
 /// One address the master serves, with its bound sockets: for
@@ -295,11 +812,11 @@ pub(crate) fn bind_workers(
 #[derive(Debug)]
 pub(crate) struct Bound {
     /// The address actually bound (the real port when asked for port 0).
-    pub addr: SocketAddr,
+    pub addr: ListenAddr,
     /// How the workers share it.
     pub mode: Mode,
     /// Its listening sockets.
-    pub sockets: Vec<TcpListener>,
+    pub sockets: Vec<Socket>,
 }
 
 /// Binds one listener without `SO_REUSEPORT` (`SO_REUSEADDR`, non-blocking,
@@ -352,9 +869,9 @@ pub(crate) fn bind_reuseport_group(
     Ok(listeners)
 }
 
-fn new_socket(addr: SocketAddr) -> io::Result<Socket> {
+fn new_socket(addr: SocketAddr) -> io::Result<Socket2> {
     // socket2 creates sockets with SOCK_CLOEXEC on Linux.
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    let socket = Socket2::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     Ok(socket)
 }
@@ -392,7 +909,7 @@ pub(crate) fn bind_reuseport_unlistened(addr: SocketAddr) -> io::Result<TcpListe
 /// FreeBSD's `SO_REUSEPORT` only lets sockets share an address, without
 /// spreading connections over them; its `SO_REUSEPORT_LB` (FreeBSD 12+)
 /// balances like Linux's `SO_REUSEPORT`.
-fn set_reuse_port(socket: &Socket) -> io::Result<()> {
+fn set_reuse_port(socket: &Socket2) -> io::Result<()> {
     #[cfg(target_os = "freebsd")]
     return socket.set_reuse_port_lb(true);
     #[cfg(not(target_os = "freebsd"))]
@@ -411,7 +928,7 @@ fn is_reuse_port(socket: &socket2::SockRef<'_>) -> bool {
 
 /// `listen(2)` on a bound socket (again on a listening one only updates
 /// its backlog).
-pub(crate) fn listen(listener: &TcpListener, backlog: i32) -> io::Result<()> {
+pub(crate) fn listen(listener: &impl AsFd, backlog: i32) -> io::Result<()> {
     socket2::SockRef::from(listener).listen(backlog)
 }
 
@@ -503,11 +1020,12 @@ mod tests {
         let bound = bind_workers(any(), Mode::Shared, 4, BACKLOG, false).unwrap();
         assert_eq!(bound.mode, Mode::Shared);
         assert_eq!(bound.sockets.len(), 1);
-        assert_eq!(bound.sockets[0].local_addr().unwrap(), bound.addr);
+        assert_eq!(bound.sockets[0].local().unwrap(), bound.addr);
         assert!(!is_reuse_port(&socket2::SockRef::from(&bound.sockets[0])));
+        let addr = bound.addr.tcp().unwrap();
         // A second server is refused, in either mode.
         for mode in [Mode::Shared, Mode::ReusePort] {
-            let err = bind_workers(bound.addr, mode, 2, BACKLOG, false).unwrap_err();
+            let err = bind_workers(addr, mode, 2, BACKLOG, false).unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{mode:?}");
         }
         let group = bind_workers(any(), Mode::ReusePort, 3, BACKLOG, false).unwrap();
@@ -517,9 +1035,10 @@ mod tests {
     #[test]
     fn a_shared_socket_joins_an_existing_group_only_when_asked() {
         let group = bind_workers(any(), Mode::ReusePort, 2, BACKLOG, false).unwrap();
-        let err = bind_workers(group.addr, Mode::Shared, 2, BACKLOG, false).unwrap_err();
+        let addr = group.addr.tcp().unwrap();
+        let err = bind_workers(addr, Mode::Shared, 2, BACKLOG, false).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
-        let joined = bind_workers(group.addr, Mode::Shared, 2, BACKLOG, true).unwrap();
+        let joined = bind_workers(addr, Mode::Shared, 2, BACKLOG, true).unwrap();
         assert_eq!(joined.sockets.len(), 1);
         assert_eq!(joined.addr, group.addr);
         assert!(is_reuse_port(&socket2::SockRef::from(&joined.sockets[0])));
@@ -544,5 +1063,155 @@ mod tests {
         let l = socket2::SockRef::from(&l);
         l.set_nonblocking(false).unwrap();
         assert!(l.accept().is_ok());
+    }
+
+    fn unix_listen(path: &Path) -> Listen {
+        Listen::unix(path)
+    }
+
+    #[test]
+    fn unix_addresses_parse_with_their_prefix() {
+        let l: Listen = "unix:/run/app.sock".parse().unwrap();
+        assert_eq!(l.listen_addr(), &ListenAddr::Unix("/run/app.sock".into()));
+        assert_eq!(l.listen_addr().to_string(), "unix:/run/app.sock");
+        assert_eq!(l.addr(), UNSPECIFIED);
+        // Relative: made absolute against the working directory.
+        let l: Listen = "unix:app.sock".parse().unwrap();
+        let want = std::env::current_dir().unwrap().join("app.sock");
+        assert_eq!(l.listen_addr().path(), Some(want.as_path()));
+        let tcp: Listen = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(
+            tcp.listen_addr().tcp(),
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
+        for bad in ["unix:", "/run/app.sock", "localhost:80", "", "unix"] {
+            let err = bad.parse::<Listen>().unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_path_too_long_for_sun_path_is_a_clear_error() {
+        let long = format!("unix:/tmp/{}", "x".repeat(SUN_PATH_MAX));
+        let err = long.parse::<Listen>().unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("a Unix socket's path holds at most"),
+            "{text}"
+        );
+        assert!(
+            text.starts_with("tine: cannot bind unix:/tmp/xxx"),
+            "{text}"
+        );
+        // Binding says the same, not a generic EINVAL.
+        let path = PathBuf::from(format!("/tmp/{}", "y".repeat(SUN_PATH_MAX)));
+        let err = bind_unix(&path, UNIX_MODE, 16).unwrap_err();
+        assert!(err.to_string().contains("at most"), "{err}");
+        // The longest path that fits is fine.
+        let fits = PathBuf::from("/").join("z".repeat(SUN_PATH_MAX - 1));
+        assert!(check_unix_path(&fits).is_ok());
+    }
+
+    #[test]
+    fn a_unix_socket_binds_with_its_mode_and_accepts() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.sock");
+        let l = bind_unix(&path, 0o600, 16).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(l.accept().unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        let _client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        l.set_nonblocking(false).unwrap();
+        assert!(l.accept().is_ok());
+        let socket = Socket::Unix(l);
+        assert_eq!(socket.local().unwrap(), ListenAddr::Unix(path.clone()));
+        let bound = bind_listen(&unix_listen(&dir.path().join("b.sock")), None, 4, false).unwrap();
+        assert_eq!((bound.mode, bound.sockets.len()), (Mode::Shared, 1));
+        let mode = std::fs::metadata(dir.path().join("b.sock"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, UNIX_MODE);
+    }
+
+    #[test]
+    fn a_stale_socket_file_is_replaced_but_a_live_one_or_another_file_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        // Stale: bound, then closed without removing the file.
+        let stale = dir.path().join("stale.sock");
+        drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+        assert!(stale.exists());
+        let l = bind_unix(&stale, UNIX_MODE, 16).unwrap();
+        let _client = std::os::unix::net::UnixStream::connect(&stale).unwrap();
+        drop(l);
+
+        // Live: another server listens there; the file stays and serves.
+        let live = dir.path().join("live.sock");
+        let other = std::os::unix::net::UnixListener::bind(&live).unwrap();
+        let err = bind_unix(&live, UNIX_MODE, 16).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "tine: cannot bind unix:{}: address already in use (a server listens on it)",
+                live.display()
+            )
+        );
+        let _client = std::os::unix::net::UnixStream::connect(&live).unwrap();
+        assert!(other.accept().is_ok());
+
+        // A regular file is never removed.
+        let file = dir.path().join("file.sock");
+        std::fs::write(&file, "data").unwrap();
+        let err = bind_unix(&file, UNIX_MODE, 16).unwrap_err();
+        assert!(err.to_string().contains("not a socket"), "{err}");
+        assert!(
+            err.to_string().contains(&file.display().to_string()),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "data");
+        // Nor a directory.
+        let sub = dir.path().join("dir.sock");
+        std::fs::create_dir(&sub).unwrap();
+        assert!(bind_unix(&sub, UNIX_MODE, 16).is_err());
+        assert!(sub.is_dir());
+    }
+
+    #[test]
+    fn a_unix_listener_refuses_reuseport_and_tls() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = unix_listen(&dir.path().join("a.sock")).balance(Balance::ReusePort);
+        let err = bind_listen(&l, None, 2, false).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("Balance::ReusePort does not apply"),
+            "{err}"
+        );
+        assert!(!dir.path().join("a.sock").exists());
+        // The app's default balance does not apply to it: shared.
+        let l = unix_listen(&dir.path().join("b.sock"));
+        let bound = bind_listen(&l, Some(Balance::ReusePort), 2, false).unwrap();
+        assert_eq!(bound.mode, Mode::Shared);
+    }
+
+    #[test]
+    fn only_the_socket_file_bound_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let _l = bind_unix(&path, UNIX_MODE, 16).unwrap();
+        let ours = SocketFile::at(&path).unwrap();
+        // Replaced by another server's socket meanwhile: kept.
+        std::fs::remove_file(&path).unwrap();
+        let _other = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        ours.remove();
+        assert!(path.exists());
+        let theirs = SocketFile::at(&path).unwrap();
+        theirs.remove();
+        assert!(!path.exists());
+        assert!(
+            SocketFile::at(dir.path()).is_none(),
+            "a directory is no socket file"
+        );
     }
 }

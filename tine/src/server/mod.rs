@@ -1,4 +1,4 @@
-//! The server: listening sockets (`listener.rs`), the per-process event
+//! The server: listening sockets, TCP or Unix-domain (`listener.rs`), the per-process event
 //! loop, and (with several workers) the supervising master: `master/`
 //! performs the system calls, `supervisor/` makes every decision as a
 //! state machine unit-tested without forking. The master knows nothing of
@@ -45,7 +45,11 @@ use crate::service::Service;
 use crate::ws::WsConfig;
 
 pub use error::ServeError;
-pub use listener::{Balance, Listen};
+pub use listener::{Balance, Listen, ListenAddr};
+
+/// The peer address of a connection accepted on a Unix-domain listener
+/// (it has no IP): the unspecified `0.0.0.0:0`, which no TCP peer has.
+pub(crate) const UNIX_PEER: SocketAddr = listener::UNSPECIFIED;
 
 static WORKER_INDEX: AtomicUsize = AtomicUsize::new(0);
 static WORKER_COUNT: AtomicUsize = AtomicUsize::new(1);
@@ -109,6 +113,10 @@ pub struct Server {
     /// The process's signals, taken over at bind so that none sent after
     /// the application announced its address kills it: see [`Early`].
     early: Early,
+    /// The Unix socket files this server removes when it really stops
+    /// (those it bound, or took over in a binary upgrade; not a socket
+    /// unit's).
+    socket_files: Vec<listener::SocketFile>,
 }
 
 /// How a server holds its signals between `bind` and the moment its loop
@@ -312,11 +320,12 @@ impl Server {
                     "tine: the listener on {} has both TLS and the PROXY protocol, which is \
                      not supported; terminate TLS at the balancer, or use a listener without \
                      the PROXY protocol",
-                    l.addr
+                    l.at
                 ),
             ));
         }
         let mut predecessor = None;
+        let mut socket_files = Vec::new();
         let addresses = if let Some(up) = upgrade::inherited()? {
             // The old master's sockets (see upgrade.rs): their queues are
             // the ones clients connect to; nothing is bound.
@@ -331,31 +340,32 @@ impl Server {
             if let Some(wire) = &up.tickets {
                 tls::adopt_ticket_keys(wire);
             }
+            // The old master's Unix socket files are this one's to
+            // remove when it stops for good.
+            socket_files.extend(
+                (up.addresses.iter())
+                    .filter_map(|a| a.addr.path().and_then(listener::SocketFile::at)),
+            );
             adopt_upgrade(&mut config.listens, up.addresses)
         } else if let Some(inherited) = systemd::inherited_listeners() {
             adopt_inherited(&mut config.listens, inherited)
         } else {
-            let mut addresses = Vec::with_capacity(config.listens.len());
+            let mut addresses: Vec<listener::Bound> = Vec::with_capacity(config.listens.len());
             for l in &mut config.listens {
-                let bound = if workers > 1 {
-                    let mode = listener::workers_mode(l.balance.or(config.balance))?;
-                    listener::bind_workers(
-                        l.addr,
-                        mode,
-                        workers,
-                        listener::BACKLOG,
-                        config.join_existing,
-                    )?
-                } else {
-                    let single = listener::bind_single(l.addr, listener::BACKLOG)?;
-                    listener::Bound {
-                        addr: single.local_addr()?,
-                        mode: listener::Mode::Shared,
-                        sockets: vec![single],
-                    }
-                };
+                let bound =
+                    match listener::bind_listen(l, config.balance, workers, config.join_existing) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            // Socket files bound so far would be left stale.
+                            socket_files.iter().for_each(listener::SocketFile::remove);
+                            return Err(e);
+                        }
+                    };
+                if let Some(f) = bound.addr.path().and_then(listener::SocketFile::at) {
+                    socket_files.push(f);
+                }
                 // With port 0, the port the system picked.
-                l.addr = bound.addr;
+                l.at = bound.addr.clone();
                 addresses.push(bound);
             }
             addresses
@@ -415,6 +425,7 @@ impl Server {
             predecessor,
             exec: upgrade::Exec::current(),
             early,
+            socket_files,
         })
     }
 
@@ -430,14 +441,21 @@ impl Server {
         self.admin.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
-    /// The first bound address (with the real port when bound to port 0):
-    /// the one given to `bind`, else the first added with `App::listen`.
+    /// The first bound TCP address (with the real port when bound to port
+    /// 0): the one given to `bind`, else the first added with
+    /// `App::listen`. A server with Unix listeners only has none: this is
+    /// then the unspecified `0.0.0.0:0` (see
+    /// [`listen_addrs`](Server::listen_addrs)).
     pub fn local_addr(&self) -> SocketAddr {
-        self.addresses[0].addr
+        (self.addresses.iter())
+            .find_map(|a| a.addr.tcp())
+            .unwrap_or(listener::UNSPECIFIED)
     }
 
-    /// Every bound address, in order: the one given to `bind` first, then
-    /// those added with [`App::listen`](crate::App::listen).
+    /// Every bound TCP address, in order: the one given to `bind` first,
+    /// then those added with [`App::listen`](crate::App::listen). Unix
+    /// listeners have no `SocketAddr` and are left out: see
+    /// [`listen_addrs`](Server::listen_addrs), which lists every listener.
     ///
     /// ```
     /// let server = tine::App::new()
@@ -449,7 +467,29 @@ impl Server {
     /// # Ok::<(), tine::ServeError>(())
     /// ```
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.addresses.iter().map(|a| a.addr).collect()
+        self.addresses.iter().filter_map(|a| a.addr.tcp()).collect()
+    }
+
+    /// Every listener's address, TCP or Unix, in the order of
+    /// [`local_addrs`](Server::local_addrs) (the one given to `bind`
+    /// first), with the real port of a TCP address bound to port 0.
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join(format!("tine-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// let server = tine::App::new()
+    ///     .listen(tine::Listen::unix(dir.join("app.sock")))
+    ///     .bind("127.0.0.1:0")?;
+    /// let addrs = server.listen_addrs();
+    /// assert!(addrs[0].tcp().is_some());
+    /// assert_eq!(addrs[1].path(), Some(dir.join("app.sock").as_path()));
+    /// assert_eq!(server.local_addrs().len(), 1);
+    /// # drop(server);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn listen_addrs(&self) -> Vec<ListenAddr> {
+        self.addresses.iter().map(|a| a.addr.clone()).collect()
     }
 
     /// Serves until SIGINT or SIGTERM, then stops accepting, finishes
@@ -481,6 +521,7 @@ impl Server {
             predecessor,
             exec,
             early,
+            socket_files,
         } = self;
         let note = workers_note.map(|n| format!("; {n}")).unwrap_or_default();
         if workers <= 1 && predecessor.is_some() {
@@ -494,7 +535,10 @@ impl Server {
         }
         let shown = addresses
             .iter()
-            .map(|a| format!("http://{}", a.addr))
+            .map(|a| match &a.addr {
+                ListenAddr::Tcp(addr) => format!("http://{addr}"),
+                unix => unix.to_string(),
+            })
             .collect::<Vec<_>>()
             .join(", ");
         if workers <= 1 {
@@ -519,17 +563,21 @@ impl Server {
             let mut listeners = Vec::new();
             for (address, bound) in addresses.into_iter().enumerate() {
                 for socket in bound.sockets {
-                    listeners.push((mio::net::TcpListener::from_std(socket), address));
+                    listeners.push((socket, address));
                 }
             }
             let active: Vec<usize> = (0..listeners.len()).collect();
             let Early::Single(signals) = early else {
                 unreachable!("bind takes the signals of a single process for workers <= 1")
             };
-            let event_loop =
-                event_loop::EventLoop::new(service, config, listeners, &active, None, signals)?;
-            notify::single_ready();
-            return event_loop.run();
+            let served =
+                event_loop::EventLoop::new(service, config, listeners, &active, None, signals)
+                    .and_then(|event_loop| {
+                        notify::single_ready();
+                        event_loop.run()
+                    });
+            socket_files.iter().for_each(listener::SocketFile::remove);
+            return served;
         }
         let sharing = addresses
             .iter()
@@ -552,6 +600,7 @@ impl Server {
         let mut master = master_config(&config, workers);
         master.pid_file = config.pid_file.clone();
         master.exec = exec;
+        master.socket_files = socket_files;
         if master.exec.is_none() {
             log::warn!("cannot tell the path this process was started from: SIGUSR2 will fail");
         }
@@ -595,11 +644,11 @@ impl Server {
 /// otherwise every inherited socket is served with default settings.
 fn adopt_inherited(
     listens: &mut Vec<listener::Listen>,
-    inherited: Vec<std::net::TcpListener>,
+    inherited: Vec<listener::Socket>,
 ) -> Vec<listener::Bound> {
-    let addrs: Vec<Option<SocketAddr>> = inherited.iter().map(|l| l.local_addr().ok()).collect();
+    let addrs: Vec<Option<ListenAddr>> = inherited.iter().map(|l| l.local().ok()).collect();
     let shown: Vec<String> = addrs.iter().flatten().map(|a| a.to_string()).collect();
-    let configured: Vec<String> = listens.iter().map(|l| l.addr.to_string()).collect();
+    let configured: Vec<String> = listens.iter().map(|l| l.at.to_string()).collect();
     log::info!(
         "socket activation: serving the {} inherited socket(s) ({}); the configured {} {} ignored",
         inherited.len(),
@@ -616,7 +665,11 @@ fn adopt_inherited(
         );
         *listens = addrs
             .iter()
-            .map(|a| listener::Listen::tcp(a.unwrap_or_else(|| ([0, 0, 0, 0], 0).into())))
+            .map(|a| match a {
+                Some(ListenAddr::Unix(p)) => listener::Listen::unix(p),
+                Some(ListenAddr::Tcp(a)) => listener::Listen::tcp(*a),
+                None => listener::Listen::tcp(listener::UNSPECIFIED),
+            })
             .collect();
     }
     inherited
@@ -624,8 +677,8 @@ fn adopt_inherited(
         .zip(listens.iter_mut())
         .zip(addrs)
         .map(|((socket, listen), addr)| {
-            let addr = addr.unwrap_or(listen.addr);
-            listen.addr = addr;
+            let addr = addr.unwrap_or_else(|| listen.at.clone());
+            listen.at = addr.clone();
             listener::Bound {
                 addr,
                 mode: listener::Mode::Shared,
@@ -653,11 +706,14 @@ fn adopt_upgrade(
         );
         *listens = addresses
             .iter()
-            .map(|a| listener::Listen::tcp(a.addr))
+            .map(|a| match &a.addr {
+                ListenAddr::Tcp(addr) => listener::Listen::tcp(*addr),
+                ListenAddr::Unix(path) => listener::Listen::unix(path),
+            })
             .collect();
     }
     for (l, a) in listens.iter_mut().zip(&addresses) {
-        l.addr = a.addr;
+        l.at = a.addr.clone();
     }
     addresses
 }
@@ -722,12 +778,7 @@ fn worker_main(served: Option<(Service, ServerConfig)>, start: master::WorkerSta
         log::error!("worker {}: {e}", start.index);
         return 1;
     }
-    let listeners = start
-        .listeners
-        .into_iter()
-        .zip(start.addresses)
-        .map(|(socket, address)| (mio::net::TcpListener::from_std(socket), address))
-        .collect();
+    let listeners = start.listeners.into_iter().zip(start.addresses).collect();
     // The master's signals are still blocked here (from the fork on): one
     // sent to this worker before its loop is up waits as pending.
     let result = event_loop::stop_signals(false)

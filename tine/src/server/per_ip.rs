@@ -1,6 +1,11 @@
 //! Open connections counted by client address, for
 //! [`Limits::max_connections_per_ip`](crate::Limits::max_connections_per_ip)
 //! (nginx's `limit_conn`).
+//!
+//! Connections from a Unix-domain socket have no address (their peer is
+//! the unspecified `0.0.0.0`, which no TCP peer has): they are not
+//! counted. Behind a local proxy every client shares it; limit them in
+//! the proxy, or have it send the PROXY protocol.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
@@ -24,7 +29,7 @@ impl PerIp {
     /// Counts a new connection from `ip`; `false` if that address is at
     /// its limit (the connection is not counted then).
     pub(crate) fn admit(&mut self, ip: IpAddr) -> bool {
-        if self.limit == usize::MAX {
+        if self.limit == usize::MAX || ip.is_unspecified() {
             return true;
         }
         let count = self.counts.entry(client_key(ip)).or_insert(0);
@@ -37,7 +42,7 @@ impl PerIp {
 
     /// Uncounts a connection counted by [`admit`](Self::admit).
     pub(crate) fn release(&mut self, ip: IpAddr) {
-        if self.limit == usize::MAX {
+        if self.limit == usize::MAX || ip.is_unspecified() {
             return;
         }
         let key = client_key(ip);
@@ -92,5 +97,14 @@ mod tests {
         let mut off = PerIp::new(usize::MAX);
         assert!((0..1000).all(|_| off.admit(ip)));
         assert!(off.counts.is_empty());
+    }
+
+    #[test]
+    fn unix_peers_are_not_counted() {
+        let unix = crate::server::listener::UNSPECIFIED.ip();
+        let mut per_ip = PerIp::new(1);
+        assert!((0..10).all(|_| per_ip.admit(unix)));
+        per_ip.release(unix);
+        assert!(per_ip.counts.is_empty());
     }
 }

@@ -8,10 +8,14 @@
 //! `tcpi_sacked` the queue's limit (the `listen(2)` backlog, capped by
 //! `net.core.somaxconn`). Other platforms report no such value: the
 //! metric is absent there, and so is the memory (see `recycle.rs`).
+//! Unix-domain listeners are left out everywhere: `TCP_INFO` is TCP's,
+//! and Linux tells a Unix socket's queue only through `sock_diag`
+//! netlink (what `ss -x` reads), more machinery than the metric is worth.
 #![allow(unsafe_code)]
 
 use std::net::TcpListener;
 
+use super::listener::Socket;
 use super::recycle;
 use super::scoreboard::Board;
 
@@ -49,8 +53,9 @@ pub(crate) fn queue_depth(_l: &TcpListener) -> Option<(u64, u64)> {
 
 /// Samples every listener's queue and every live entry's memory into the
 /// board.
-pub(crate) fn sample(board: &Board, listeners: &[TcpListener], entries: &[(usize, i32)]) {
+pub(crate) fn sample(board: &Board, listeners: &[Socket], entries: &[(usize, i32)]) {
     for (i, l) in listeners.iter().enumerate() {
+        let Some(l) = l.as_tcp() else { continue };
         if let (Some((depth, max)), Ok(addr)) = (queue_depth(l), l.local_addr()) {
             board.set_queue(i, addr, depth, max);
         }

@@ -10,7 +10,8 @@
 //! binding (the address given to `bind` is then ignored, and the log says
 //! so), after checking each of them: the fd is open, a stream socket
 //! (`SO_TYPE`), listening (`SO_ACCEPTCONN`, where the system implements
-//! it: not on macOS) and an IPv4 or IPv6 address. Anything that does not
+//! it: not on macOS) and an IPv4 or IPv6 address or a Unix socket with a
+//! path (`ListenStream=/run/app.sock`). Anything that does not
 //! match (another process's `LISTEN_PID`, a count that is not a number or
 //! is zero, one fd that fails a check) is ignored as a whole with a
 //! warning naming the reason, and the server binds as usual: inherited
@@ -45,11 +46,16 @@
 //! * The socket survives everything, the master included: systemd holds
 //!   it, so connections that arrive while the service restarts wait in the
 //!   queue instead of being refused.
+//!
+//! A Unix socket from a socket unit is served like any Unix listener
+//! (shared, every worker accepts from it), but its file is the unit's:
+//! tine never removes it (systemd does, with `RemoveOnStop=`), and its
+//! mode is the unit's `SocketMode=`.
 
 use std::io;
-use std::net::TcpListener;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 
+use super::listener::Socket;
 use super::sys;
 
 /// The first fd systemd passes (`SD_LISTEN_FDS_START`).
@@ -89,8 +95,8 @@ fn parse_vars(
     Ok(Some(n))
 }
 
-/// Whether `fd` is an open, listening TCP stream socket (IPv4 or IPv6);
-/// the reason if not.
+/// Whether `fd` is an open, listening stream socket, TCP (IPv4 or IPv6)
+/// or Unix with a path; the reason if not.
 pub(crate) fn check_fd(fd: RawFd) -> Result<(), String> {
     let borrowed = sys::inherited_fd(fd).ok_or_else(|| format!("fd {fd} is not open"))?;
     check_socket(fd, borrowed)
@@ -111,21 +117,31 @@ fn check_socket(fd: RawFd, borrowed: BorrowedFd<'_>) -> Result<(), String> {
     let addr = socket2::SockRef::from(&borrowed)
         .local_addr()
         .map_err(|e| format!("fd {fd}: no local address ({e})"))?;
-    if addr.as_socket().is_none() {
+    if addr.as_socket().is_some() {
+        return Ok(());
+    }
+    if !addr.is_unix() {
         return Err(format!(
-            "fd {fd} is not an IPv4 or IPv6 socket (tine listens on TCP only)"
+            "fd {fd} is neither an IPv4 or IPv6 nor a Unix socket (tine listens on TCP \
+             and Unix sockets)"
         ));
     }
-    Ok(())
+    match addr.as_pathname() {
+        Some(p) if !p.as_os_str().is_empty() => Ok(()),
+        _ => Err(format!(
+            "fd {fd} is a Unix socket without a path (tine serves Unix sockets with a path)"
+        )),
+    }
 }
 
 /// The sockets systemd passed to this process, if `LISTEN_PID` names it
-/// and every one of the `LISTEN_FDS` fds is a listening TCP socket; see
+/// and every one of the `LISTEN_FDS` fds is a listening TCP or Unix
+/// socket; see
 /// the module docs. Otherwise `None` (with a warning if the variables were
 /// set). Either way the variables are removed from the environment.
 ///
 /// Call it once, before any thread is started (it edits the environment).
-pub(crate) fn inherited_listeners() -> Option<Vec<TcpListener>> {
+pub(crate) fn inherited_listeners() -> Option<Vec<Socket>> {
     let pid_var = std::env::var("LISTEN_PID").ok();
     let fds_var = std::env::var("LISTEN_FDS").ok();
     // Only what is set is removed: a server bound from a test thread must
@@ -170,7 +186,17 @@ pub(crate) fn inherited_listeners() -> Option<Vec<TcpListener>> {
             listeners.into_iter().for_each(std::mem::forget);
             return None;
         }
-        listeners.push(TcpListener::from(owned));
+        match Socket::from_fd(owned) {
+            Ok(socket) => listeners.push(socket),
+            Err(e) => {
+                // Checked a moment ago: not expected (see above).
+                log::warn!(
+                    "socket activation ignored: fd {fd}: {e}; binding the configured address"
+                );
+                listeners.into_iter().for_each(std::mem::forget);
+                return None;
+            }
+        }
     }
     Some(listeners)
 }
@@ -184,6 +210,7 @@ pub(crate) fn prepare(fd: &OwnedFd) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpListener;
     use std::os::fd::AsRawFd;
 
     #[test]
@@ -235,10 +262,20 @@ mod tests {
         let err = check_fd(file.as_raw_fd()).unwrap_err();
         assert!(err.contains("not a socket"), "{err}");
 
+        // A listening Unix socket with a path passes (ListenStream=/path);
+        // one in Linux's abstract namespace (no file) does not.
         let dir = tempfile::tempdir().unwrap();
         let unix = std::os::unix::net::UnixListener::bind(dir.path().join("s")).unwrap();
-        let err = check_fd(unix.as_raw_fd()).unwrap_err();
-        assert!(err.contains("not an IPv4 or IPv6"), "{err}");
+        assert_eq!(check_fd(unix.as_raw_fd()), Ok(()));
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::linux::net::SocketAddrExt;
+            let name = format!("tine-test-{}", std::process::id());
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name).unwrap();
+            let abstract_ = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+            let err = check_fd(abstract_.as_raw_fd()).unwrap_err();
+            assert!(err.contains("without a path"), "{err}");
+        }
 
         // Far above any fd this process holds: not open.
         let err = check_fd(1 << 20).unwrap_err();

@@ -25,7 +25,7 @@
 //!    environment, so it can pet systemd's watchdog once it is the main
 //!    process.
 //! 3. The new master ([`inherited`]) checks the variable and every fd
-//!    (open, a listening TCP socket), removes the variable, and serves on
+//!    (open, a listening TCP or Unix socket), removes the variable, and serves on
 //!    those sockets without binding: the same kernel accept queues, so no
 //!    connection is refused or reset. It binds more `SO_REUSEPORT`
 //!    sockets on the same address if it runs more workers than there were
@@ -58,12 +58,11 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::net::TcpListener;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use super::listener::{Bound, Mode};
+use super::listener::{Bound, Mode, Socket};
 use super::{sys, systemd};
 
 /// The environment variable naming the fds a new master inherits (see the
@@ -405,14 +404,17 @@ pub(crate) fn inherited() -> io::Result<Option<Inherited>> {
         let borrowed = sys::inherited_fd(h.fd).ok_or_else(|| bad(format!("fd {} closed", h.fd)))?;
         let owned = sys::own_inherited(borrowed);
         systemd::prepare(&owned)?;
-        let socket = TcpListener::from(owned);
+        // TCP or Unix, by the socket's own address.
+        let socket = Socket::from_fd(owned).map_err(|e| bad(format!("fd {}: {e}", h.fd)))?;
         if let Some(b) = addresses.get_mut(h.address) {
             b.sockets.push(socket);
         } else {
             // `decode` checked the addresses come without a gap; the
             // sockets are listed address by address.
             addresses.push(Bound {
-                addr: socket.local_addr()?,
+                addr: socket
+                    .local()
+                    .map_err(|e| bad(format!("fd {}: {e}", h.fd)))?,
                 mode: h.mode,
                 sockets: vec![socket],
             });

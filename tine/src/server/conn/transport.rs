@@ -1,6 +1,7 @@
 //! The byte stream under a connection.
 //!
-//! Plain TCP, or TLS (feature `tls`: `server::tls::TlsStream`), whose
+//! Plain TCP, a Unix-domain stream (a Unix listener's connections), or
+//! TLS over TCP (feature `tls`: `server::tls::TlsStream`), whose
 //! reads and writes go through the TLS session and which cannot use
 //! `sendfile` (the kernel would send the file unencrypted), so it leaves
 //! [`Transport::send_file`] to its default and file bodies are copied
@@ -68,19 +69,21 @@ pub(crate) trait Transport: Read + Write + Wire + mio::event::Source {
     fn close_notify(&self) {}
 }
 
-/// The loop's transport: plain TCP or TLS over TCP.
+/// The loop's transport: plain TCP, a Unix stream, or TLS over TCP.
 pub(crate) enum Link {
     Plain(mio::net::TcpStream),
+    Unix(mio::net::UnixStream),
     #[cfg(feature = "tls")]
     Tls(Box<crate::server::tls::TlsStream>),
 }
 
 impl Link {
-    fn tcp(&self) -> &mio::net::TcpStream {
+    fn tcp(&self) -> Option<&mio::net::TcpStream> {
         match self {
-            Link::Plain(s) => s,
+            Link::Plain(s) => Some(s),
+            Link::Unix(_) => None,
             #[cfg(feature = "tls")]
-            Link::Tls(t) => t.socket(),
+            Link::Tls(t) => Some(t.socket()),
         }
     }
 }
@@ -90,6 +93,7 @@ impl Read for Link {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Link::Plain(s) => s.read(buf),
+            Link::Unix(s) => s.read(buf),
             #[cfg(feature = "tls")]
             Link::Tls(t) => t.read(buf),
         }
@@ -101,6 +105,7 @@ impl Write for Link {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Link::Plain(s) => s.write(buf),
+            Link::Unix(s) => unix_send(s, buf),
             #[cfg(feature = "tls")]
             Link::Tls(t) => t.write(buf),
         }
@@ -109,7 +114,7 @@ impl Write for Link {
     #[inline]
     fn flush(&mut self) -> io::Result<()> {
         match self {
-            Link::Plain(_) => Ok(()),
+            Link::Plain(_) | Link::Unix(_) => Ok(()),
             #[cfg(feature = "tls")]
             Link::Tls(t) => t.flush(),
         }
@@ -120,6 +125,7 @@ impl Wire for Link {
     fn write_all_now(&self, data: &[u8]) -> io::Result<()> {
         match self {
             Link::Plain(s) => write_all_now(s, data),
+            Link::Unix(s) => write_all_now(s, data),
             #[cfg(feature = "tls")]
             Link::Tls(t) => t.write_all_now(data),
         }
@@ -135,6 +141,7 @@ impl mio::event::Source for Link {
     ) -> io::Result<()> {
         match self {
             Link::Plain(s) => s.register(registry, token, interests),
+            Link::Unix(s) => s.register(registry, token, interests),
             #[cfg(feature = "tls")]
             Link::Tls(t) => t.socket_mut().register(registry, token, interests),
         }
@@ -148,6 +155,7 @@ impl mio::event::Source for Link {
     ) -> io::Result<()> {
         match self {
             Link::Plain(s) => s.reregister(registry, token, interests),
+            Link::Unix(s) => s.reregister(registry, token, interests),
             #[cfg(feature = "tls")]
             Link::Tls(t) => t.socket_mut().reregister(registry, token, interests),
         }
@@ -156,6 +164,7 @@ impl mio::event::Source for Link {
     fn deregister(&mut self, registry: &mio::Registry) -> io::Result<()> {
         match self {
             Link::Plain(s) => s.deregister(registry),
+            Link::Unix(s) => s.deregister(registry),
             #[cfg(feature = "tls")]
             Link::Tls(t) => t.socket_mut().deregister(registry),
         }
@@ -167,6 +176,7 @@ impl Transport for Link {
     fn write_more(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Link::Plain(s) => s.write_more(buf),
+            Link::Unix(s) => unix_send(s, buf),
             #[cfg(feature = "tls")]
             Link::Tls(t) => t.write(buf),
         }
@@ -181,6 +191,13 @@ impl Transport for Link {
     ) -> Option<io::Result<usize>> {
         match self {
             Link::Plain(s) => s.send_file(file, offset, count),
+            // Linux's sendfile writes to any socket.
+            #[cfg(target_os = "linux")]
+            Link::Unix(s) => {
+                Some(rustix::fs::sendfile(&*s, file, Some(offset), count).map_err(io::Error::from))
+            }
+            #[cfg(not(target_os = "linux"))]
+            Link::Unix(_) => None,
             // sendfile would bypass the encryption: copy instead.
             #[cfg(feature = "tls")]
             Link::Tls(_) => None,
@@ -190,6 +207,7 @@ impl Transport for Link {
     fn shutdown_write(&self) {
         match self {
             Link::Plain(s) => s.shutdown_write(),
+            Link::Unix(s) => s.shutdown_write(),
             #[cfg(feature = "tls")]
             Link::Tls(t) => {
                 // close_notify first; if the socket cannot take it now, the
@@ -202,13 +220,17 @@ impl Transport for Link {
     }
 
     fn reset_on_close(&self) {
-        self.tcp().reset_on_close();
+        // A Unix stream has no reset to ask for: closing it with input
+        // unread already makes the peer's next read fail (ECONNRESET).
+        if let Some(tcp) = self.tcp() {
+            tcp.reset_on_close();
+        }
     }
 
     #[inline]
     fn is_tls(&self) -> bool {
         match self {
-            Link::Plain(_) => false,
+            Link::Plain(_) | Link::Unix(_) => false,
             #[cfg(feature = "tls")]
             Link::Tls(_) => true,
         }
@@ -217,7 +239,7 @@ impl Transport for Link {
     #[inline]
     fn may_have_more(&self) -> bool {
         match self {
-            Link::Plain(_) => false,
+            Link::Plain(_) | Link::Unix(_) => false,
             #[cfg(feature = "tls")]
             Link::Tls(t) => t.may_have_more(),
         }
@@ -225,7 +247,7 @@ impl Transport for Link {
 
     fn close_notify(&self) {
         match self {
-            Link::Plain(_) => {}
+            Link::Plain(_) | Link::Unix(_) => {}
             #[cfg(feature = "tls")]
             Link::Tls(t) => {
                 t.close_notify();
@@ -264,11 +286,29 @@ impl Transport for mio::net::TcpStream {
     }
 }
 
-/// A Unix socket: used by the connection's unit tests (a socket pair
-/// needs no listener); file bodies take the copying path.
+/// A Unix socket: a Unix listener's connections go through
+/// [`Link::Unix`] (with `sendfile` on Linux); the connection's unit tests
+/// use it directly (a socket pair needs no listener), where file bodies
+/// take the copying path.
 impl Transport for mio::net::UnixStream {
     fn shutdown_write(&self) {
         let _ = self.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+/// A write to a Unix stream that cannot raise `SIGPIPE` when the peer has
+/// gone (`MSG_NOSIGNAL`, as std's TCP writes do; a plain `write(2)`, what
+/// std's `UnixStream` does, would raise it should the app have restored
+/// the signal's default action). Apple systems have no such flag: their
+/// sockets get `SO_NOSIGPIPE` when accepted.
+#[inline]
+fn unix_send(s: &mio::net::UnixStream, buf: &[u8]) -> io::Result<usize> {
+    #[cfg(not(target_vendor = "apple"))]
+    return rustix::net::send(s, buf, rustix::net::SendFlags::NOSIGNAL).map_err(io::Error::from);
+    #[cfg(target_vendor = "apple")]
+    {
+        let mut s = s;
+        s.write(buf)
     }
 }
 

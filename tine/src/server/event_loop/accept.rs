@@ -42,12 +42,22 @@
 //!   handler is not waiting there either, so the idle workers still take
 //!   the new connections; what is lost is CPU (the herd) and, at a burst,
 //!   a batch taken by one worker.
+//!
+//! A Unix-domain listener is always a shared socket (the kernel does not
+//! balance Unix sockets over `SO_REUSEPORT`): accepted as above, its
+//! connections are `Link::Unix`, with the unspecified peer address
+//! `0.0.0.0:0` (no IP: see `Request::is_unix_peer`), which the
+//! per-address connection limit does not count.
 
 use std::io;
 use std::time::Duration;
 
-use mio::net::TcpListener;
+use std::os::fd::{AsFd, BorrowedFd};
+
+use mio::net::{TcpListener, UnixListener};
 use mio::{Interest, Registry, Token};
+
+use crate::server::listener::{Socket, UNSPECIFIED};
 
 use super::{Conn, EventLoop, Link, Slot, LISTENER0};
 
@@ -57,8 +67,61 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 #[cfg(target_os = "linux")]
 mod exclusive;
 
+/// A listening socket of the loop: TCP or Unix.
+pub(super) enum Acceptor {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl Acceptor {
+    fn new(socket: Socket) -> Acceptor {
+        match socket {
+            Socket::Tcp(l) => Acceptor::Tcp(TcpListener::from_std(l)),
+            Socket::Unix(l) => Acceptor::Unix(UnixListener::from_std(l)),
+        }
+    }
+}
+
+impl AsFd for Acceptor {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Acceptor::Tcp(l) => l.as_fd(),
+            Acceptor::Unix(l) => l.as_fd(),
+        }
+    }
+}
+
+impl mio::event::Source for Acceptor {
+    fn register(&mut self, r: &Registry, token: Token, interests: Interest) -> io::Result<()> {
+        match self {
+            Acceptor::Tcp(l) => l.register(r, token, interests),
+            Acceptor::Unix(l) => l.register(r, token, interests),
+        }
+    }
+
+    fn reregister(&mut self, r: &Registry, token: Token, interests: Interest) -> io::Result<()> {
+        match self {
+            Acceptor::Tcp(l) => l.reregister(r, token, interests),
+            Acceptor::Unix(l) => l.reregister(r, token, interests),
+        }
+    }
+
+    fn deregister(&mut self, r: &Registry) -> io::Result<()> {
+        match self {
+            Acceptor::Tcp(l) => l.deregister(r),
+            Acceptor::Unix(l) => l.deregister(r),
+        }
+    }
+}
+
+/// A connection just accepted.
+enum Accepted {
+    Tcp(mio::net::TcpStream),
+    Unix(mio::net::UnixStream),
+}
+
 pub(super) struct Listener {
-    pub(super) socket: TcpListener,
+    pub(super) socket: Acceptor,
     /// The address it serves: its settings are `config.listens[address]`.
     pub(super) address: usize,
     /// This process accepts on it (a worker holds every listener of the
@@ -79,7 +142,8 @@ pub(super) struct Listener {
 }
 
 impl Listener {
-    pub(super) fn new(socket: TcpListener, address: usize, active: bool) -> Listener {
+    pub(super) fn new(socket: Socket, address: usize, active: bool) -> Listener {
+        let socket = Acceptor::new(socket);
         Listener {
             address,
             #[cfg(target_os = "linux")]
@@ -154,8 +218,12 @@ impl Listener {
 /// group on purpose (`join_existing`) is a reuseport socket and is
 /// drained like the others.
 #[cfg(target_os = "linux")]
-fn shares_its_queue(socket: &TcpListener) -> bool {
-    !socket2::SockRef::from(socket).reuse_port().unwrap_or(true)
+fn shares_its_queue(socket: &Acceptor) -> bool {
+    match socket {
+        Acceptor::Tcp(l) => !socket2::SockRef::from(l).reuse_port().unwrap_or(true),
+        // Never a reuseport group (see `listener.rs`).
+        Acceptor::Unix(_) => true,
+    }
 }
 
 /// Said once per process: the kernel predates `EPOLLEXCLUSIVE` (Linux 4.5).
@@ -217,8 +285,14 @@ impl EventLoop {
             // Settings that differ per listener (TLS, the PROXY protocol)
             // are `self.shared.config.listens[address]`.
             let address = listener.address;
-            match listener.socket.accept() {
-                Ok((mut stream, peer)) => {
+            let accepted = match &listener.socket {
+                Acceptor::Tcp(l) => l.accept().map(|(s, peer)| (Accepted::Tcp(s), peer)),
+                // A Unix peer has no IP address: the unspecified one stands
+                // for it (and is not counted per address).
+                Acceptor::Unix(l) => l.accept().map(|(s, _)| (Accepted::Unix(s), UNSPECIFIED)),
+            };
+            match accepted {
+                Ok((stream, peer)) => {
                     log::trace!("accepted {peer} on listener {index} (address {address})");
                     if !self.per_ip.admit(peer.ip()) {
                         log::debug!("{} has too many connections; closing one", peer.ip());
@@ -228,17 +302,28 @@ impl EventLoop {
                         }
                         continue;
                     }
-                    let _ = stream.set_nodelay(true);
+                    if let Accepted::Tcp(s) = &stream {
+                        let _ = s.set_nodelay(true);
+                    }
                     // Apple systems have no MSG_NOSIGNAL: a write to a peer
                     // that has gone must not raise SIGPIPE should the app
                     // have restored its default action.
                     #[cfg(target_vendor = "apple")]
-                    let _ = socket2::SockRef::from(&stream).set_nosigpipe(true);
-                    // (The new connection's transport is made below.)
+                    let _ = match &stream {
+                        Accepted::Tcp(s) => socket2::SockRef::from(s).set_nosigpipe(true),
+                        Accepted::Unix(s) => socket2::SockRef::from(s).set_nosigpipe(true),
+                    };
+                    let Some(mut link) = link(&self.shared.config, address, stream) else {
+                        self.per_ip.release(peer.ip());
+                        if one {
+                            return;
+                        }
+                        continue;
+                    };
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
                     if let Err(e) = self.poll.registry().register(
-                        &mut stream,
+                        &mut link,
                         Token(key),
                         Interest::READABLE | Interest::WRITABLE,
                     ) {
@@ -253,13 +338,6 @@ impl EventLoop {
                     if let Some(e) = super::scoreboard::mine() {
                         super::scoreboard::Entry::gauge(&e.gauges.connections, 1);
                     }
-                    let link = match link(&self.shared.config, address, stream) {
-                        Some(link) => link,
-                        None => {
-                            self.per_ip.release(peer.ip());
-                            continue;
-                        }
-                    };
                     let mut conn = Conn::new(link, peer, self.now);
                     if self
                         .shared
@@ -334,13 +412,13 @@ impl EventLoop {
 }
 
 /// The transport for a connection accepted on `address`: TLS where that
-/// address has TLS settings. `None`: it could not be set up (the socket is
-/// dropped).
-fn link(
-    config: &crate::server::ServerConfig,
-    address: usize,
-    stream: mio::net::TcpStream,
-) -> Option<Link> {
+/// address has TLS settings (TCP only: binding refuses TLS on a Unix
+/// listener). `None`: it could not be set up (the socket is dropped).
+fn link(config: &crate::server::ServerConfig, address: usize, stream: Accepted) -> Option<Link> {
+    let stream = match stream {
+        Accepted::Unix(s) => return Some(Link::Unix(s)),
+        Accepted::Tcp(s) => s,
+    };
     {
         #[cfg(feature = "tls")]
         if let Some(tls) = config.listens.get(address).and_then(|l| l.tls.as_ref()) {

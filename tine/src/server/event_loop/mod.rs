@@ -27,8 +27,6 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpListener;
-
 use self::accept::Listener;
 use self::messages::MasterLink;
 use mio::{Events, Interest, Poll, Token};
@@ -140,7 +138,7 @@ impl EventLoop {
     pub(crate) fn new(
         service: Service,
         config: ServerConfig,
-        listeners: Vec<(TcpListener, usize)>,
+        listeners: Vec<(crate::server::listener::Socket, usize)>,
         active: &[usize],
         control: Option<std::os::unix::net::UnixStream>,
         mut signals: Signals,

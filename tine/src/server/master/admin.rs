@@ -160,7 +160,7 @@ impl Master {
                 drop(master_end);
                 Err(InChild(WorkerStart {
                     index: 0,
-                    listeners: vec![socket],
+                    listeners: vec![super::Socket::Tcp(socket)],
                     // Its one socket is address 0 of the admin process's
                     // settings (see `admin_config` in `server/mod.rs`).
                     addresses: vec![0],

@@ -124,7 +124,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::io::{self, Write as _};
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -136,7 +136,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::control::{self, Channel};
-use super::listener::{self, Bound, Mode};
+use super::listener::{self, Bound, ListenAddr, Mode, Socket};
 use super::notify;
 use super::recycle;
 use super::sample;
@@ -196,6 +196,9 @@ pub(crate) struct MasterConfig {
     pub pid_file: Option<std::path::PathBuf>,
     /// What `SIGUSR2` starts (`None`: unknown, the upgrade fails).
     pub exec: Option<super::upgrade::Exec>,
+    /// Unix socket files removed when this master really stops (not
+    /// when it hands them over to a new master).
+    pub socket_files: Vec<listener::SocketFile>,
 }
 
 impl Default for MasterConfig {
@@ -212,6 +215,7 @@ impl Default for MasterConfig {
             upgrade_timeout: super::supervisor::UPGRADE_TIMEOUT,
             pid_file: None,
             exec: None,
+            socket_files: Vec::new(),
         }
     }
 }
@@ -228,7 +232,7 @@ pub(crate) struct WorkerStart {
     /// names an index into this vector. Some may be bound but not listening
     /// (a scale-up whose worker is not forked yet): only `active` ones are
     /// guaranteed to listen.
-    pub listeners: Vec<TcpListener>,
+    pub listeners: Vec<Socket>,
     /// The address (index into the server's listeners) of each of
     /// `listeners`.
     pub addresses: Vec<usize>,
@@ -324,8 +328,8 @@ struct Master {
     cfg: MasterConfig,
     pid: Pid,
     /// Every address, in order, with the sockets' address indices.
-    addrs: Vec<SocketAddr>,
-    listeners: Vec<TcpListener>,
+    addrs: Vec<ListenAddr>,
+    listeners: Vec<Socket>,
     /// The address of each of `listeners`.
     socket_address: Vec<usize>,
     sup: Supervisor,
@@ -403,16 +407,17 @@ impl Master {
         let mut socket_address = Vec::new();
         let mut socket_info = Vec::new();
         for (address, mut a) in addresses.into_iter().enumerate() {
-            if a.mode == Mode::ReusePort {
+            // (A Unix socket is always shared: `listener.rs`.)
+            if let (Mode::ReusePort, ListenAddr::Tcp(addr)) = (a.mode, &a.addr) {
                 while a.sockets.len() < cfg.workers {
-                    let l = listener::bind_reuseport(a.addr, cfg.backlog)
-                        .map_err(|e| listener::bind_error(a.addr, e))?;
-                    a.sockets.push(l);
+                    let l = listener::bind_reuseport(*addr, cfg.backlog)
+                        .map_err(|e| listener::bind_error(*addr, e))?;
+                    a.sockets.push(Socket::Tcp(l));
                 }
             }
             layout.push((a.mode, a.sockets.len()));
             socket_info.extend(std::iter::repeat_n((address, a.mode), a.sockets.len()));
-            addrs.push(a.addr);
+            addrs.push(a.addr.clone());
             socket_address.extend(std::iter::repeat_n(address, a.sockets.len()));
             listeners.extend(a.sockets);
         }
@@ -500,8 +505,12 @@ impl Master {
 
     fn run(&mut self) -> Step<io::Result<i32>> {
         info!(
-            "master {} starting {} workers on {:?}",
-            self.pid, self.cfg.workers, self.addrs
+            "master {} starting {} workers on {}",
+            self.pid,
+            self.cfg.workers,
+            (self.addrs.iter().map(|a| a.to_string()))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         let start = self.sup.start(Instant::now());
         if let Some(code) = self.perform(start)? {
@@ -616,6 +625,7 @@ impl Master {
                     // A stop with no worker left to wait for ends here.
                     self.announce();
                     self.remove_oldbin();
+                    self.remove_socket_files();
                     info!("master {}: bye", self.pid);
                     return Ok(Ok(code));
                 }
@@ -639,10 +649,11 @@ impl Master {
                     why,
                 } => Some(self.fork(worker, slot, accept, &listen, why)?),
                 Action::Bind { address } => {
-                    let addr = self.addrs[address];
+                    // Only reuseport addresses, TCP ones, bind more.
+                    let addr = self.addrs[address].tcp().unwrap_or(listener::UNSPECIFIED);
                     let ok = match listener::bind_reuseport_unlistened(addr) {
                         Ok(l) => {
-                            self.listeners.push(l);
+                            self.listeners.push(Socket::Tcp(l));
                             self.socket_address.push(address);
                             self.socket_info.push((address, Mode::ReusePort));
                             true
@@ -1020,12 +1031,12 @@ mod tests {
         // Keep a second thread alive for the whole call.
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let helper = std::thread::spawn(move || rx.recv());
-        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let addr: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
         let sockets = listener::bind_reuseport_group(addr, 1, 16, false).unwrap();
         let bound = Bound {
-            addr: sockets[0].local_addr().unwrap(),
+            addr: ListenAddr::Tcp(sockets[0].local_addr().unwrap()),
             mode: Mode::ReusePort,
-            sockets,
+            sockets: sockets.into_iter().map(Socket::Tcp).collect(),
         };
         let mut called = false;
         let res = run_master(

@@ -244,6 +244,19 @@ impl Master {
         self.sweep_at = (left > 0).then(|| Instant::now() + SWEEP_AGAIN);
     }
 
+    /// On the way out: the Unix socket files this master bound (or took
+    /// over) are removed, unless it handed them to a new master, or it is
+    /// a new master stopped while the old one still serves them.
+    pub(super) fn remove_socket_files(&self) {
+        if self.handed_over || self.predecessor.is_some() {
+            return;
+        }
+        self.cfg
+            .socket_files
+            .iter()
+            .for_each(super::listener::SocketFile::remove);
+    }
+
     /// On the way out after a hand-over: `PATH.oldbin` is this master's.
     pub(super) fn remove_oldbin(&self) {
         let Some(path) = &self.cfg.pid_file else {
@@ -265,7 +278,7 @@ impl Master {
 
 /// Whether `l` listens (`SO_ACCEPTCONN`; macOS has no such option: every
 /// socket counts as listening there).
-fn listening(l: &std::net::TcpListener) -> bool {
+fn listening(l: &impl std::os::fd::AsFd) -> bool {
     #[cfg(not(target_vendor = "apple"))]
     return rustix::net::sockopt::socket_acceptconn(l).unwrap_or(true);
     #[cfg(target_vendor = "apple")]

@@ -24,14 +24,15 @@
 
 use std::io;
 
-use mio::net::TcpListener;
+use std::os::fd::AsFd;
+
 use mio::{Registry, Token};
 use rustix::event::epoll::{self, EventData, EventFlags};
 
 /// Registers `socket` for readability on `registry`'s epoll instance,
 /// level-triggered, with `EPOLLEXCLUSIVE` where the kernel has it; events
 /// carry `token`. Returns whether the exclusive wake-up is on.
-pub(super) fn watch(registry: &Registry, socket: &TcpListener, token: Token) -> io::Result<bool> {
+pub(super) fn watch(registry: &Registry, socket: &impl AsFd, token: Token) -> io::Result<bool> {
     let data = EventData::new_u64(token.0 as u64);
     match epoll::add(
         registry,
@@ -58,19 +59,20 @@ pub(super) fn watch(registry: &Registry, socket: &TcpListener, token: Token) -> 
 /// while it is idle, and a light keep-alive load ends up on one worker,
 /// so that a single slow request stalls all of it.
 /// Two system calls per accepted connection.
-pub(super) fn rotate(registry: &Registry, socket: &TcpListener, token: Token) -> io::Result<()> {
+pub(super) fn rotate(registry: &Registry, socket: &impl AsFd, token: Token) -> io::Result<()> {
     epoll::delete(registry, socket)?;
     watch(registry, socket, token).map(drop)
 }
 
 /// Removes a registration made by [`watch`].
-pub(super) fn unwatch(registry: &Registry, socket: &TcpListener) -> io::Result<()> {
+pub(super) fn unwatch(registry: &Registry, socket: &impl AsFd) -> io::Result<()> {
     Ok(epoll::delete(registry, socket)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mio::net::TcpListener;
     use std::os::fd::AsRawFd;
     use std::time::Duration;
 
