@@ -453,15 +453,17 @@ impl Session {
             _ => {
                 // op::CLOSE (`parse_header` lets no other opcode through).
                 let (code, reason) = frame::parse_close(payload)?;
-                // Answer with the peer's code (RFC 6455 §5.5.1), unless we
-                // began the close ourselves.
+                // Answer with the peer's code and reason (RFC 6455 §5.5.1:
+                // "typically echoes the status code it received"; the
+                // reason too, as tungstenite did), unless we began the
+                // close ourselves.
                 if code == code::NONE {
                     if !self.core.close_sent {
                         self.core.close_sent = true;
                         frame::write_frame(self.core.out(), op::CLOSE, &[]);
                     }
                 } else {
-                    self.core.close(code, "");
+                    self.core.close(code, reason);
                 }
                 self.finished = true;
                 self.drop_message();
@@ -912,10 +914,11 @@ mod tests {
 
     #[test]
     fn close_handshake() {
-        // The peer closes: its code comes back, the handler sees it.
+        // The peer closes: its code and reason come back, the handler
+        // sees them.
         let (mut s, seen) = session_with(1 << 20);
         s.feed(&frame(true, 8, b"\x0f\xa0done"), &NoWire);
-        assert_eq!(sent(&mut s), b"\x88\x02\x0f\xa0");
+        assert_eq!(sent(&mut s), b"\x88\x06\x0f\xa0done");
         assert!(s.finished);
         assert_eq!(
             seen.borrow().last(),
