@@ -47,7 +47,7 @@
 //! | `proxies` | [`App::trusted_proxies`]: [`Request::client_addr`] and [`Request::scheme`] from `X-Forwarded-*` or `Forwarded` |
 //! | `http` | the wire format on buffers: parsing (`parse`, `body`), the framing decision and encoding (`encode`), [`Request`], [`Response`], signed and private cookies (`cookies`: the key ring) |
 //! | `static_files` | static files: lookups that cannot leave the root, validators, ranges, precompressed siblings ([`StaticConfig`]) |
-//! | `ws` | WebSocket: handshake, the session (tungstenite on tine's buffers), the event-style API ([`WsConfig`]) |
+//! | `ws` | WebSocket: handshake, the session and its framing (RFC 6455 on tine's buffers), the event-style API ([`WsConfig`]) |
 //! | `sse` | server-sent events: [`Sse`] (the route's handle), [`SseEvent`], [`publish_event`]; the connection side is `server/conn/sse.rs` |
 //! | [`pubsub`] | [`publish`]: the bounded outbox, the topic index, the bus (master relay or Redis) |
 //! | `server` | sockets and processes: `event_loop/` (poll, accept, timers, drain), `conn/` (one connection's HTTP/1.1, WebSocket and event-stream state machine over a `Transport`), `listener.rs` (addresses, each a `SO_REUSEPORT` group or one shared socket), `master/` (the system calls of supervision) and `supervisor/` (its decisions, a pure state machine), `control.rs` (master-worker messages), `systemd.rs` (socket activation) and `notify.rs` (`sd_notify`), `privileges.rs` (workers' user and group) |
@@ -181,7 +181,7 @@ pub mod __fuzz {
 
     /// Feeds `data` (client-to-server WebSocket bytes) to a session in
     /// pieces of `split` bytes, with an echoing handler: tine's glue around
-    /// tungstenite's framing, close-code mapping and limits.
+    /// the framing, close-code mapping and limits.
     pub fn ws_session(data: &[u8], split: usize) {
         struct NoWire;
         impl crate::ws::session::Wire for NoWire {

@@ -102,7 +102,7 @@ use crate::http::{Body, Request, Response};
 use crate::pubsub::{self, Payload};
 use crate::server::ServerConfig;
 use crate::service::{Answer, Service};
-use crate::ws::session::{Session, Wire, WsIo};
+use crate::ws::session::{Session, Wire};
 use crate::ws::{WsEvent, WsHandler};
 
 /// Drives an [`App`] without sockets: see the [module docs](self).
@@ -801,6 +801,49 @@ struct Socket {
     close: Option<(u16, String)>,
 }
 
+/// The client end's stand-in for a socket: bytes from the server to
+/// read, bytes for the server written.
+#[derive(Default)]
+struct WsIo {
+    input: Vec<u8>,
+    in_pos: usize,
+    output: Vec<u8>,
+}
+
+impl WsIo {
+    fn push_input(&mut self, data: &[u8]) {
+        self.input.extend_from_slice(data);
+    }
+}
+
+impl std::io::Read for WsIo {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let available = &self.input[self.in_pos..];
+        if available.is_empty() {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.in_pos += n;
+        if self.in_pos == self.input.len() {
+            self.input.clear();
+            self.in_pos = 0;
+        }
+        Ok(n)
+    }
+}
+
+impl std::io::Write for WsIo {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.output.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The socket as `send_*_now` sees it: bytes written at once.
 #[derive(Default)]
 struct TestWire(RefCell<Vec<u8>>);
@@ -978,7 +1021,7 @@ impl TestWebSocket<'_> {
 
     /// The topics the connection is subscribed to.
     pub fn topics(&self) -> Vec<String> {
-        self.socket.borrow().session.topics.clone()
+        self.socket.borrow().session.topics.to_vec()
     }
 }
 

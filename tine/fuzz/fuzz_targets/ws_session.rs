@@ -1,5 +1,5 @@
-//! Feeds arbitrary client bytes to a WebSocket session (tine's glue around
-//! tungstenite's framing: reassembly, close-code mapping, limits), with an
+//! Feeds arbitrary client bytes to a WebSocket session (tine's framing:
+//! headers, unmasking, reassembly, UTF-8, close codes, limits), with an
 //! echoing handler.
 //!
 //! The first input byte picks the read size (1..=64 bytes); the rest of the

@@ -340,7 +340,11 @@ impl Request {
         self.target = own_target(&self.target);
         self.header_lines = Bytes::copy_from_slice(&self.header_lines);
         self.body = Bytes::copy_from_slice(&self.body);
-        self.params.src = Some(self.target.clone());
+        if !self.params.is_empty() {
+            // Captures point into the target (a clone of it: no clone, no
+            // shared header allocated for a route without captures).
+            self.params.src = Some(self.target.clone());
+        }
         if let Some(map) = self.headers.get_mut() {
             // Its values are slices of the head too.
             **map = header_map(&self.header_lines);

@@ -21,6 +21,7 @@
 //!     .unwrap();
 //! ```
 
+pub(crate) mod frame;
 pub(crate) mod handshake;
 pub(crate) mod session;
 
@@ -28,12 +29,14 @@ use std::io;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::Message;
-
 use crate::http::{Extensions, Request};
+use bytes::Bytes;
+use frame::op;
 use session::{Core, Wire};
+
+/// The topics one connection is subscribed to: most hold one, kept
+/// inline (no allocation for the list itself).
+pub(crate) type Topics = smallvec::SmallVec<[String; 1]>;
 
 /// A WebSocket handler.
 pub(crate) type WsHandler = Rc<dyn Fn(&mut WebSocket<'_>, WsEvent)>;
@@ -170,7 +173,7 @@ impl WsConfig {
 pub struct WebSocket<'a> {
     pub(crate) core: &'a mut Core,
     pub(crate) request: &'a mut Request,
-    pub(crate) topics: &'a mut Vec<String>,
+    pub(crate) topics: &'a mut Topics,
     pub(crate) changes: &'a mut Vec<(bool, String)>,
     pub(crate) wire: &'a dyn Wire,
 }
@@ -188,12 +191,12 @@ impl WebSocket<'_> {
     /// Queues a text message; the event loop sends it when the socket
     /// can take it.
     pub fn send_text(&mut self, text: impl Into<String>) {
-        self.core.queue(Message::Text(text.into().into()));
+        self.core.queue(op::TEXT, text.into().as_bytes());
     }
 
     /// Queues a binary message.
     pub fn send_binary(&mut self, data: impl Into<Bytes>) {
-        self.core.queue(Message::Binary(data.into()));
+        self.core.queue(op::BINARY, &data.into());
     }
 
     /// Sends a text message at once, waiting (up to 10 s) for the socket to
@@ -210,7 +213,7 @@ impl WebSocket<'_> {
     }
 
     fn flush_now(&mut self) -> io::Result<()> {
-        let pending = &self.core.io.output[self.core.sent..];
+        let pending = self.core.unsent();
         let n = pending.len();
         self.wire.write_all_now(pending)?;
         self.core.advance(n);
@@ -220,7 +223,7 @@ impl WebSocket<'_> {
     /// Starts the close handshake with `code` (1000 for a normal close)
     /// and a short reason; the connection closes once the peer answers.
     pub fn close(&mut self, code: u16, reason: &str) {
-        self.core.close(CloseCode::from(code), reason);
+        self.core.close(code, reason);
     }
 
     /// The upgrade request: path, params, headers, and extensions set by
@@ -252,8 +255,9 @@ impl WebSocket<'_> {
     /// it starts, to be confirmed.)
     pub fn subscribe(&mut self, topic: &str) {
         if !self.topics.iter().any(|t| t == topic) {
-            // Most connections hold a topic or two for a long time: room
-            // for exactly one more, not the four a first push reserves.
+            // Most connections hold a topic or two for a long time: the
+            // first is inline; past it, room for exactly one more, not the
+            // four a first push reserves.
             self.topics.reserve_exact(1);
             self.topics.push(topic.to_string());
             self.changes.push((true, topic.to_string()));

@@ -1,74 +1,31 @@
-//! One WebSocket connection after the handshake: RFC 6455 framing by
-//! tungstenite's `WebSocketContext`, driven on buffers this module owns.
+//! One WebSocket connection after the handshake: frames read where the
+//! socket put them, messages handed to the handler, replies framed into
+//! the connection's output buffer (the framing itself is in `frame.rs`).
 //!
-//! The context takes a stream on each call; here that stream is [`WsIo`],
-//! a pair of byte buffers. The event loop moves bytes between the socket
-//! and these buffers, so protocol code never touches a socket and never
-//! blocks. tungstenite checks masking, reserved bits, opcodes, UTF-8,
-//! fragmentation (control frames may interleave) and sizes (before buffering
-//! a payload); this module maps its errors to close codes and calls the
-//! handler once per whole message.
+//! The event loop reads into its scratch buffer and passes it here
+//! mutably: whole frames are unmasked in place and handled from there;
+//! only the start of a frame whose rest has not arrived is kept (in
+//! `input`, a buffer borrowed from the thread's spare while it holds
+//! anything). A message sent in fragments is gathered in a buffer of its
+//! own until its last fragment. Control frames may come between
+//! fragments; pings are answered at once. Violations close the
+//! connection with the RFC's code: 1002 (protocol), 1007 (UTF-8), 1009
+//! (size, before the payload is buffered).
+//!
+//! So an idle WebSocket holds no buffer: its output buffer goes back to
+//! the thread's spare once written, its input one once no partial frame
+//! is left.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::rc::Rc;
 
 use bytes::Bytes;
-use tungstenite::error::{CapacityError, Error as WsError};
-use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::frame::CloseFrame;
-use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 use tungstenite::Message;
 
+use super::frame::{self, code, op, Violation};
 use super::{WebSocket, WsConfig, WsEvent, WsHandler};
 use crate::handler;
 use crate::http::Request;
-
-/// Where the loop writes to and reads from: byte buffers standing in for
-/// the socket.
-#[derive(Debug, Default)]
-pub(crate) struct WsIo {
-    input: Vec<u8>,
-    in_pos: usize,
-    pub(crate) output: Vec<u8>,
-}
-
-impl WsIo {
-    /// Appends bytes read from the peer.
-    pub(crate) fn push_input(&mut self, data: &[u8]) {
-        self.input.extend_from_slice(data);
-    }
-}
-
-impl Read for WsIo {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let available = &self.input[self.in_pos..];
-        if available.is_empty() {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        let n = available.len().min(buf.len());
-        buf[..n].copy_from_slice(&available[..n]);
-        self.in_pos += n;
-        if self.in_pos == self.input.len() {
-            self.input.clear();
-            self.in_pos = 0;
-        }
-        Ok(n)
-    }
-}
-
-impl Write for WsIo {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.output.capacity() == 0 {
-            self.output = take_buffer(true);
-        }
-        self.output.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Writes bytes to the peer right away, waiting for the socket if it is
 /// full. Implemented by the server for its sockets (for `send_now`).
@@ -77,72 +34,113 @@ pub(crate) trait Wire {
     fn write_all_now(&self, data: &[u8]) -> io::Result<()>;
 }
 
-/// The protocol state the handler's [`WebSocket`] handle works on.
+/// The sending side, which the handler's [`WebSocket`] handle works on.
 pub(crate) struct Core {
-    /// tungstenite's state, with its read buffer: `None` while the
-    /// connection is at rest (see [`Session::rest`]), taken from the
-    /// thread's spare or made anew when a frame arrives or goes out.
-    ctx: Option<Box<WebSocketContext>>,
-    /// The largest message (and frame) accepted.
-    max_message: usize,
-    pub(crate) io: WsIo,
-    /// Bytes of `io.output` already written to the socket.
-    pub(crate) sent: usize,
-    pub(crate) max_outbuf: usize,
+    /// Frames to send, while there are any: from the thread's spare, and
+    /// given back once written (boxed: an idle connection holds a null
+    /// pointer instead of an empty buffer and its position).
+    out: Option<Box<Out>>,
+    /// The handler and limits, shared with the route's other connections.
+    route: Rc<Route>,
     /// A close was sent because the peer read too slowly.
     pub(crate) overflowed: bool,
+    /// Our close frame is queued: nothing may follow it.
+    close_sent: bool,
+}
+
+/// What the connections of one route share: kept once, not per
+/// connection.
+struct Route {
+    handler: WsHandler,
+    /// The largest message (and frame) accepted.
+    max_message: usize,
+    /// See [`WsConfig::max_outbuf`].
+    max_outbuf: usize,
+}
+
+thread_local! {
+    /// The route the last connection was opened on: the next one on it
+    /// shares it (a weak reference: it lives as long as its connections).
+    static LAST_ROUTE: std::cell::RefCell<std::rc::Weak<Route>> =
+        const { std::cell::RefCell::new(std::rc::Weak::new()) };
+}
+
+impl Route {
+    /// The shared route for `handler` with these limits.
+    fn shared(handler: WsHandler, max_message: usize, max_outbuf: usize) -> Rc<Route> {
+        LAST_ROUTE.with(|last| {
+            let same = last.borrow().upgrade().filter(|r| {
+                Rc::ptr_eq(&r.handler, &handler)
+                    && r.max_message == max_message
+                    && r.max_outbuf == max_outbuf
+            });
+            same.unwrap_or_else(|| {
+                let route = Rc::new(Route {
+                    handler,
+                    max_message,
+                    max_outbuf,
+                });
+                *last.borrow_mut() = Rc::downgrade(&route);
+                route
+            })
+        })
+    }
+}
+
+/// Output waiting for the socket.
+#[derive(Default)]
+struct Out {
+    buf: Vec<u8>,
+    /// Bytes of `buf` already written.
+    sent: usize,
 }
 
 impl Core {
     /// Queued, unsent output.
-    pub(crate) fn backlog(&self) -> usize {
-        self.io.output.len() - self.sent
+    pub(crate) fn unsent(&self) -> &[u8] {
+        match self.out.as_deref() {
+            Some(o) => &o.buf[o.sent..],
+            None => &[],
+        }
     }
 
-    /// Queues a message unless the peer is too far behind, in which case
-    /// the connection is closed with 1008 instead (memory stays bounded by
-    /// the limit plus one message).
-    pub(crate) fn queue(&mut self, msg: Message) {
-        if self.overflowed || !self.ctx().can_write() {
+    /// How many bytes are queued, unsent.
+    pub(crate) fn backlog(&self) -> usize {
+        self.unsent().len()
+    }
+
+    /// Queues a message (or a ping or pong) unless the close frame is
+    /// queued, or the peer is too far behind, in which case the connection
+    /// is closed with 1008 instead (memory stays bounded by the limit plus
+    /// one message).
+    pub(crate) fn queue(&mut self, opcode: u8, payload: &[u8]) {
+        if self.close_sent {
             return;
         }
-        if self.backlog() > self.max_outbuf {
+        if self.backlog() > self.route.max_outbuf {
             self.overflowed = true;
             log::warn!(
                 "websocket peer reads too slowly ({} bytes queued); closing",
                 self.backlog()
             );
-            self.close(CloseCode::Policy, "too slow");
+            self.close(code::POLICY, "too slow");
             return;
         }
-        let (ctx, io) = self.parts();
-        if let Err(e) = ctx.write(io, msg) {
-            log::debug!("websocket write: {e}");
+        frame::write_frame(self.out(), opcode, payload);
+    }
+
+    /// Queues the close frame (once).
+    pub(crate) fn close(&mut self, code: u16, reason: &str) {
+        if !self.close_sent {
+            self.close_sent = true;
+            frame::write_close(self.out(), code, reason);
         }
-        let _ = ctx.flush(io);
     }
 
-    pub(crate) fn close(&mut self, code: CloseCode, reason: &str) {
-        let frame = CloseFrame {
-            code,
-            reason: reason.to_string().into(),
-        };
-        let (ctx, io) = self.parts();
-        let _ = ctx.close(io, Some(frame));
-        let _ = ctx.flush(io);
-    }
-
-    /// The protocol state, woken if the connection was at rest.
-    pub(crate) fn ctx(&mut self) -> &mut WebSocketContext {
-        let max_message = self.max_message;
-        self.ctx.get_or_insert_with(|| spare_context(max_message))
-    }
-
-    /// The protocol state and the buffers it reads from and writes to.
-    fn parts(&mut self) -> (&mut WebSocketContext, &mut WsIo) {
-        self.ctx();
-        let ctx = self.ctx.as_deref_mut().expect("just woken");
-        (ctx, &mut self.io)
+    /// The output buffer, borrowed from the spare if the connection held
+    /// none.
+    fn out(&mut self) -> &mut Vec<u8> {
+        &mut self.out.get_or_insert_with(take_out).buf
     }
 
     /// Marks the first `n` unsent bytes as written; reclaims the buffer
@@ -150,36 +148,60 @@ impl Core {
     /// the buffer (a peer that keeps reading while messages keep coming
     /// may never leave it empty, and the buffer would grow without bound).
     pub(crate) fn advance(&mut self, n: usize) {
-        self.sent += n;
-        if self.sent == self.io.output.len() {
+        let Some(o) = self.out.as_deref_mut() else {
+            return;
+        };
+        o.sent += n;
+        if o.sent == o.buf.len() {
             // All sent: the buffer goes back to the thread's spare, so an
             // idle connection holds none.
-            give_back(std::mem::take(&mut self.io.output), true);
-            self.sent = 0;
-        } else if self.sent >= 64 * 1024 && self.sent * 2 >= self.io.output.len() {
-            self.io.output.drain(..self.sent);
-            self.sent = 0;
+            if let Some(o) = self.out.take() {
+                give_out(o);
+            }
+        } else if o.sent >= 64 * 1024 && o.sent * 2 >= o.buf.len() {
+            o.buf.drain(..o.sent);
+            o.sent = 0;
         }
     }
+}
+
+/// A message arriving in fragments, gathered until its last one.
+struct Partial {
+    text: bool,
+    data: Vec<u8>,
+    /// Bytes of `data` known to be whole, valid UTF-8 (text only).
+    checked: usize,
+}
+
+/// What a connection holds of frames and messages not handled yet.
+#[derive(Default)]
+struct Incoming {
+    /// Received bytes not handled yet: the start of a frame whose rest has
+    /// not arrived, or frames left by a turn's limit (a buffer from the
+    /// thread's spare).
+    bytes: Vec<u8>,
+    /// The fragmented message being received.
+    message: Option<Partial>,
 }
 
 /// A WebSocket connection's state.
 pub(crate) struct Session {
     pub(crate) core: Core,
     request: Request,
-    handler: WsHandler,
-    pub(crate) topics: Vec<String>,
+    pub(crate) topics: super::Topics,
     /// Subscriptions changed by the handler since the loop last looked:
     /// `(subscribed, topic)`.
     pub(crate) topic_changes: Vec<(bool, String)>,
+    /// Frames and messages in progress; boxed, and only while there are
+    /// any, so an idle connection holds one null pointer for them.
+    incoming: Option<Box<Incoming>>,
     /// The close handshake is over (or the connection failed): close TCP
     /// once the output is sent.
     pub(crate) finished: bool,
     pub(crate) awaiting_pong: bool,
     closed_event_sent: bool,
+    /// A turn's limit left whole frames in `incoming`.
     more_input: bool,
-    /// Where the input is, frame by frame.
-    frames: FrameEdge,
 }
 
 impl Session {
@@ -190,36 +212,36 @@ impl Session {
         max_body: usize,
         leftover: Vec<u8>,
     ) -> Self {
-        let max_message = config.max_message.unwrap_or(max_body);
-        let mut frames = FrameEdge::default();
-        frames.saw(&leftover);
-        let io = WsIo {
-            input: leftover,
-            ..WsIo::default()
-        };
         Session {
             core: Core {
-                ctx: None,
-                max_message,
-                io,
-                sent: 0,
-                max_outbuf: config.max_outbuf,
+                out: None,
+                route: Route::shared(
+                    handler,
+                    config.max_message.unwrap_or(max_body),
+                    config.max_outbuf,
+                ),
                 overflowed: false,
+                close_sent: false,
             },
             request,
-            handler,
-            topics: Vec::new(),
+            topics: super::Topics::new(),
             topic_changes: Vec::new(),
+            more_input: false,
+            incoming: (!leftover.is_empty()).then(|| {
+                Box::new(Incoming {
+                    bytes: leftover,
+                    message: None,
+                })
+            }),
             finished: false,
             awaiting_pong: false,
             closed_event_sent: false,
-            more_input: false,
-            frames,
         }
     }
 
     fn call(&mut self, event: WsEvent, wire: &dyn Wire) {
-        let handler = Rc::clone(&self.handler);
+        let route = Rc::clone(&self.core.route);
+        let handler = &route.handler;
         let mut ws = WebSocket {
             core: &mut self.core,
             request: &mut self.request,
@@ -229,7 +251,7 @@ impl Session {
         };
         if handler::catch_in(&handler::WS_HANDLER, || handler(&mut ws, event)).is_none() {
             // Logged by the panic hook; the peer learns of it as 1011.
-            self.core.close(CloseCode::Error, "internal error");
+            self.core.close(code::ERROR, "internal error");
         }
     }
 
@@ -240,98 +262,246 @@ impl Session {
         self.feed(&[], wire);
     }
 
-    /// Takes bytes read from the socket, answering control frames and
+    /// Takes bytes received from the peer, answering control frames and
     /// calling the handler once per complete message.
     pub(crate) fn feed(&mut self, data: &[u8], wire: &dyn Wire) {
-        self.feed_some(data, wire, u32::MAX);
+        if !data.is_empty() {
+            self.keep(data);
+        }
+        self.feed_some(&mut [], wire, u32::MAX);
     }
 
-    /// Like [`feed`](Self::feed), but processes at most `limit` frames;
-    /// the rest stays buffered ([`has_input`](Self::has_input)) for the
-    /// next call. Returns how many were processed.
-    pub(crate) fn feed_some(&mut self, data: &[u8], wire: &dyn Wire, limit: u32) -> u32 {
-        self.frames.saw(data);
-        if self.core.io.input.capacity() == 0 && !data.is_empty() {
-            self.core.io.input = take_buffer(false);
-        }
-        self.core.io.input.extend_from_slice(data);
-        let mut done = 0;
-        while !self.finished && done < limit {
-            done += 1;
-            let (ctx, io) = self.core.parts();
-            match ctx.read(io) {
-                Ok(Message::Text(text)) => {
-                    self.call(WsEvent::Text(text.as_str().to_string()), wire)
-                }
-                Ok(Message::Binary(data)) => self.call(WsEvent::Binary(data), wire),
-                Ok(Message::Ping(_)) | Ok(Message::Pong(_)) => self.awaiting_pong = false,
-                Ok(Message::Close(frame)) => {
-                    let (code, reason) = frame
-                        .map(|f| (u16::from(f.code), f.reason.as_str().to_string()))
-                        .unwrap_or((1005, String::new()));
-                    self.closed(code, reason, wire);
-                }
-                Ok(Message::Frame(_)) => {}
-                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                    done -= 1;
-                    break;
-                }
-                Err(WsError::ConnectionClosed) | Err(WsError::AlreadyClosed) => {
-                    self.finished = true;
-                }
-                Err(e) => {
-                    let (code, reason) = match &e {
-                        WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
-                            (CloseCode::Size, "message too big")
-                        }
-                        WsError::Capacity(_) => (CloseCode::Size, "too big"),
-                        WsError::Utf8(_) => (CloseCode::Invalid, "invalid UTF-8"),
-                        _ => (CloseCode::Protocol, "protocol error"),
-                    };
-                    log::debug!("websocket: {e}; closing with {}", u16::from(code));
-                    self.core.close(code, reason);
-                    self.closed(u16::from(code), reason.to_string(), wire);
-                    self.finished = true;
-                }
+    /// Takes bytes read from the socket, handling them where they are
+    /// (they are unmasked in place), at most `limit` frames: the rest is
+    /// kept ([`has_input`](Self::has_input)) for the next call. Returns
+    /// how many frames were handled.
+    pub(crate) fn feed_some(&mut self, data: &mut [u8], wire: &dyn Wire, limit: u32) -> u32 {
+        let held = self
+            .incoming
+            .as_deref()
+            .is_some_and(|i| !i.bytes.is_empty());
+        let (done, left_over) = if !held {
+            // The common case: whole frames straight from the read buffer.
+            let (used, done) = self.frames(data, wire, limit);
+            if !self.finished && used < data.len() {
+                self.keep(&data[used..]);
+            }
+            (done, used < data.len())
+        } else {
+            // A frame began in an earlier read (or a limit left frames).
+            let mut input = std::mem::take(&mut self.incoming().bytes);
+            input.extend_from_slice(data);
+            let (used, done) = self.frames(&mut input, wire, limit);
+            input.drain(..used);
+            let left_over = !input.is_empty();
+            self.incoming().bytes = input;
+            (done, left_over)
+        };
+        if self.finished {
+            if let Some(i) = self.incoming.as_deref_mut() {
+                i.bytes.clear();
             }
         }
-        let (ctx, io) = self.core.parts();
-        let _ = ctx.flush(io);
-        // Stopped by the limit: frames may wait in the protocol's own
-        // read buffer, which cannot be inspected.
-        self.more_input = done == limit && !self.finished;
+        self.more_input = done == limit && left_over && !self.finished;
         self.rest();
         done
     }
 
-    /// Puts the connection at rest when nothing is in flight: tungstenite's
-    /// state (with its read buffer, 4 KiB) goes to the thread's spare and
-    /// the input buffer is dropped, so an idle WebSocket holds only this
-    /// struct, its request and its topics. Safe exactly when a fresh
-    /// context would behave the same: every byte received was read as
-    /// whole frames, no fragmented message is open, and the connection is
-    /// open both ways (tungstenite answers pings on the flush above, so no
-    /// reply is pending either).
+    /// Keeps received bytes for later, in a buffer from the spare.
+    fn keep(&mut self, data: &[u8]) {
+        let i = self.incoming();
+        if i.bytes.capacity() == 0 {
+            i.bytes = take_buffer();
+        }
+        i.bytes.extend_from_slice(data);
+    }
+
+    fn incoming(&mut self) -> &mut Incoming {
+        self.incoming.get_or_insert_with(Box::default)
+    }
+
+    /// The fragmented message being received, if any.
+    fn message(&self) -> Option<&Partial> {
+        self.incoming.as_deref()?.message.as_ref()
+    }
+
+    /// Forgets the fragmented message being received, if any.
+    fn drop_message(&mut self) {
+        if let Some(i) = self.incoming.as_deref_mut() {
+            i.message = None;
+        }
+    }
+
+    /// Handles the whole frames at the start of `buf`, at most `limit`:
+    /// returns the bytes they took and how many there were.
+    fn frames(&mut self, buf: &mut [u8], wire: &dyn Wire, limit: u32) -> (usize, u32) {
+        let mut pos = 0;
+        let mut done = 0;
+        while !self.finished && done < limit {
+            let header = match frame::parse_header(&buf[pos..], self.core.route.max_message) {
+                Ok(Some(header)) => header,
+                Ok(None) => break,
+                Err(v) => {
+                    self.fail(v, wire);
+                    break;
+                }
+            };
+            // What the header alone says about the message: checked before
+            // its payload is waited for.
+            if let Err(v) = self.fits(&header) {
+                self.fail(v, wire);
+                break;
+            }
+            let start = pos + header.size;
+            if buf.len() - start < header.len {
+                break;
+            }
+            let payload = &mut buf[start..start + header.len];
+            frame::unmask(payload, header.mask);
+            pos = start + header.len;
+            done += 1;
+            if let Err(v) = self.frame(header.fin, header.opcode, payload, wire) {
+                self.fail(v, wire);
+            }
+        }
+        (pos, done)
+    }
+
+    /// Whether a data frame fits the message state: a continuation needs
+    /// an open message, a new message none, and the whole stays within
+    /// the limit.
+    fn fits(&self, header: &frame::Header) -> Result<(), Violation> {
+        let open = self.message();
+        match (header.opcode, open) {
+            (op::CONTINUATION, None) => Err(Violation {
+                code: code::PROTOCOL,
+                reason: "continuation without a message",
+            }),
+            (op::TEXT | op::BINARY, Some(_)) => Err(Violation {
+                code: code::PROTOCOL,
+                reason: "new message inside a fragmented one",
+            }),
+            (op::CONTINUATION, Some(m))
+                if header.len > self.core.route.max_message.saturating_sub(m.data.len()) =>
+            {
+                Err(Violation {
+                    code: code::TOO_BIG,
+                    reason: "message too big",
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Handles one whole, unmasked frame.
+    fn frame(
+        &mut self,
+        fin: bool,
+        opcode: u8,
+        payload: &[u8],
+        wire: &dyn Wire,
+    ) -> Result<(), Violation> {
+        match opcode {
+            op::TEXT if fin => {
+                let text = std::str::from_utf8(payload).map_err(|_| frame::BAD_UTF8)?;
+                self.call(WsEvent::Text(text.to_owned()), wire);
+            }
+            op::BINARY if fin => {
+                self.call(WsEvent::Binary(Bytes::copy_from_slice(payload)), wire);
+            }
+            op::TEXT | op::BINARY => {
+                let mut m = Partial {
+                    text: opcode == op::TEXT,
+                    data: payload.to_vec(),
+                    checked: 0,
+                };
+                if m.text {
+                    frame::check_utf8(&m.data, &mut m.checked, false)?;
+                }
+                self.incoming().message = Some(m);
+            }
+            op::CONTINUATION => {
+                let Some(m) = self
+                    .incoming
+                    .as_deref_mut()
+                    .and_then(|i| i.message.as_mut())
+                else {
+                    return Ok(()); // refused by `fits`
+                };
+                m.data.extend_from_slice(payload);
+                if m.text {
+                    frame::check_utf8(&m.data, &mut m.checked, fin)?;
+                }
+                if fin {
+                    let Some(m) = self.incoming.as_deref_mut().and_then(|i| i.message.take())
+                    else {
+                        return Ok(());
+                    };
+                    let event = if m.text {
+                        WsEvent::Text(String::from_utf8(m.data).map_err(|_| frame::BAD_UTF8)?)
+                    } else {
+                        WsEvent::Binary(Bytes::from(m.data))
+                    };
+                    self.call(event, wire);
+                }
+            }
+            op::PING => {
+                self.awaiting_pong = false;
+                self.core.queue(op::PONG, payload);
+            }
+            op::PONG => self.awaiting_pong = false,
+            _ => {
+                // op::CLOSE (`parse_header` lets no other opcode through).
+                let (code, reason) = frame::parse_close(payload)?;
+                // Answer with the peer's code and reason (RFC 6455 §5.5.1:
+                // "typically echoes the status code it received"; the
+                // reason too, as tungstenite did), unless we began the
+                // close ourselves.
+                if code == code::NONE {
+                    if !self.core.close_sent {
+                        self.core.close_sent = true;
+                        frame::write_frame(self.core.out(), op::CLOSE, &[]);
+                    }
+                } else {
+                    self.core.close(code, reason);
+                }
+                self.finished = true;
+                self.drop_message();
+                self.closed(code, reason.to_string(), wire);
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails the connection: our close frame with the violation's code,
+    /// the handler's `Close` event with it, nothing read after.
+    fn fail(&mut self, v: Violation, wire: &dyn Wire) {
+        log::debug!("websocket: {}; closing with {}", v.reason, v.code);
+        self.core.close(v.code, v.reason);
+        self.finished = true;
+        self.drop_message();
+        self.closed(v.code, v.reason.to_string(), wire);
+    }
+
+    /// Gives the input buffer back to the thread's spare once it holds
+    /// nothing and no message is open (the output buffer goes back once
+    /// written, see [`Core::advance`]): an idle WebSocket then holds only
+    /// this struct, its request and its topics.
     pub(crate) fn rest(&mut self) {
-        if self.more_input || self.finished || !self.frames.at_rest() {
-            return;
+        let idle = self
+            .incoming
+            .as_deref()
+            .is_some_and(|i| i.bytes.is_empty() && i.message.is_none());
+        if idle {
+            if let Some(i) = self.incoming.take() {
+                give_back(i.bytes);
+            }
         }
-        let Some(ctx) = self.core.ctx.as_deref() else {
-            return;
-        };
-        if !(ctx.can_read() && ctx.can_write() && self.core.io.input.is_empty()) {
-            return;
-        }
-        if let Some(ctx) = self.core.ctx.take() {
-            park_context(ctx);
-        }
-        give_back(std::mem::take(&mut self.core.io.input), false);
-        self.core.io.in_pos = 0;
     }
 
     /// Output queued for the socket and not yet written.
     pub(crate) fn unsent(&self) -> &[u8] {
-        &self.core.io.output[self.core.sent..]
+        self.core.unsent()
     }
 
     /// Marks the first `n` bytes of [`unsent`](Self::unsent) as written.
@@ -339,12 +509,10 @@ impl Session {
         self.core.advance(n);
     }
 
-    /// Whether the connection is at rest (no protocol state held).
+    /// Whether the connection is at rest (no buffer held).
     #[cfg(test)]
     pub(crate) fn at_rest(&self) -> bool {
-        self.core.ctx.is_none()
-            && self.core.io.input.capacity() == 0
-            && self.core.io.output.capacity() == 0
+        self.incoming.is_none() && self.core.out.is_none()
     }
 
     /// Whether the peer read too slowly and is being closed (1008).
@@ -352,7 +520,7 @@ impl Session {
         self.core.overflowed
     }
 
-    /// Whether received bytes may wait to be processed (a call to
+    /// Whether received frames wait to be processed (a call to
     /// [`feed_some`](Self::feed_some) stopped at its limit).
     pub(crate) fn has_input(&self) -> bool {
         self.more_input
@@ -369,191 +537,103 @@ impl Session {
     /// Sends a ping to check the peer is alive.
     pub(crate) fn ping(&mut self) {
         self.awaiting_pong = true;
-        self.core.queue(Message::Ping(Bytes::from_static(b"tine")));
+        self.core.queue(op::PING, b"tine");
     }
 
     /// Starts the close handshake with 1001 (server going away).
     pub(crate) fn go_away(&mut self) {
-        if self.core.ctx().can_write() {
-            self.core.close(CloseCode::Away, "server shutting down");
-        }
+        self.core.close(code::AWAY, "server shutting down");
     }
 
     /// Delivers a published message.
     pub(crate) fn deliver(&mut self, msg: Message) {
-        self.core.queue(msg);
-    }
-}
-
-/// Follows frame boundaries in the bytes received (headers only: lengths,
-/// FIN, opcode), to know when tungstenite holds nothing of a frame or of a
-/// fragmented message, which it does not tell.
-#[derive(Debug, Default)]
-struct FrameEdge {
-    /// Bytes of the current frame's header read so far.
-    head: [u8; 14],
-    head_len: u8,
-    /// Payload bytes of the current frame still to come.
-    payload_left: u64,
-    /// A data frame without FIN began a message not yet finished.
-    fragmented: bool,
-}
-
-impl FrameEdge {
-    fn saw(&mut self, mut data: &[u8]) {
-        while !data.is_empty() {
-            if self.head_len == 0 && self.payload_left == 0 && data.len() >= 2 {
-                // A whole header at hand (the common case): read it at once.
-                let (b0, b1) = (data[0], data[1]);
-                let extended = match b1 & 0x7f {
-                    126 => 2,
-                    127 => 8,
-                    _ => 0,
-                };
-                let size = 2 + extended + if b1 & 0x80 != 0 { 4 } else { 0 };
-                if data.len() >= size {
-                    self.payload_left = match extended {
-                        0 => u64::from(b1 & 0x7f),
-                        2 => u64::from(u16::from_be_bytes([data[2], data[3]])),
-                        _ => u64::from_be_bytes(data[2..10].try_into().unwrap_or([0xff; 8])),
-                    };
-                    if b0 & 0x0f < 8 {
-                        self.fragmented = b0 & 0x80 == 0;
-                    }
-                    data = &data[size..];
-                    let n = data
-                        .len()
-                        .min(usize::try_from(self.payload_left).unwrap_or(usize::MAX));
-                    self.payload_left -= n as u64;
-                    data = &data[n..];
-                    continue;
-                }
-            }
-            if self.payload_left > 0 {
-                let n = data
-                    .len()
-                    .min(usize::try_from(self.payload_left).unwrap_or(usize::MAX));
-                self.payload_left -= n as u64;
-                data = &data[n..];
-                continue;
-            }
-            self.head[usize::from(self.head_len)] = data[0];
-            self.head_len += 1;
-            data = &data[1..];
-            if self.head_len < 2 {
-                continue;
-            }
-            let (b0, b1) = (self.head[0], self.head[1]);
-            let extended = match b1 & 0x7f {
-                126 => 2,
-                127 => 8,
-                _ => 0,
-            };
-            let mask = if b1 & 0x80 != 0 { 4 } else { 0 };
-            if usize::from(self.head_len) < 2 + extended + mask {
-                continue;
-            }
-            self.payload_left = match extended {
-                0 => u64::from(b1 & 0x7f),
-                2 => u64::from(u16::from_be_bytes([self.head[2], self.head[3]])),
-                _ => u64::from_be_bytes(self.head[2..10].try_into().unwrap_or([0xff; 8])),
-            };
-            let opcode = b0 & 0x0f;
-            if opcode < 8 {
-                // Text, binary or continuation: FIN ends the message.
-                self.fragmented = b0 & 0x80 == 0;
-            }
-            self.head_len = 0;
+        match msg {
+            Message::Text(text) => self.core.queue(op::TEXT, text.as_bytes()),
+            Message::Binary(data) => self.core.queue(op::BINARY, &data),
+            Message::Ping(data) => self.core.queue(op::PING, &data),
+            Message::Pong(data) => self.core.queue(op::PONG, &data),
+            Message::Close(close) => match close {
+                Some(c) => self.core.close(u16::from(c.code), &c.reason),
+                None => self.core.close(code::NORMAL, ""),
+            },
+            Message::Frame(_) => {}
         }
-    }
-
-    /// At a frame boundary with no message open.
-    fn at_rest(&self) -> bool {
-        self.head_len == 0 && self.payload_left == 0 && !self.fragmented
     }
 }
 
 thread_local! {
-    /// A protocol state and an output buffer left by connections that came
-    /// to rest, for the next one that needs them: a worker is one thread,
-    /// and an echo then costs no allocation for either.
+    /// Buffers left by connections that came to rest, for the next one
+    /// that needs them: a worker is one thread, and an echo then costs no
+    /// allocation for either.
     static SPARE: std::cell::RefCell<Spare> = const {
         std::cell::RefCell::new(Spare {
-            ctx: None,
             input: Vec::new(),
-            output: Vec::new(),
+            out: None,
         })
     };
 }
 
 /// What connections at rest left behind.
 struct Spare {
-    ctx: Option<Box<WebSocketContext>>,
     input: Vec<u8>,
-    output: Vec<u8>,
+    out: Option<Box<Out>>,
 }
 
 /// Buffers larger than this are freed rather than kept spare.
 const SPARE_BUFFER: usize = 64 * 1024;
 
-/// A protocol state for a connection that was at rest: the spare one
-/// (fresh in every way that matters: see [`Session::rest`]) or a new one.
-fn spare_context(max_message: usize) -> Box<WebSocketContext> {
-    let spare = SPARE.with(|s| s.borrow_mut().ctx.take());
-    let mut ctx = spare.unwrap_or_else(|| {
-        Box::new(WebSocketContext::new(
-            Role::Server,
-            Some(
-                WebSocketConfig::default()
-                    .read_buffer_size(4096)
-                    .write_buffer_size(0),
-            ),
-        ))
-    });
-    // The app's limits, whichever app's connection left it.
-    ctx.set_config(|c| {
-        c.max_message_size = Some(max_message);
-        c.max_frame_size = Some(max_message);
-    });
-    ctx
-}
-
-fn park_context(ctx: Box<WebSocketContext>) {
-    SPARE.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.ctx.is_none() {
-            s.ctx = Some(ctx);
-        }
-    });
-}
-
-/// Keeps an emptied buffer as the spare input (or output) buffer, if it
-/// is the larger and not too large, for the next connection.
-fn give_back(mut buf: Vec<u8>, output: bool) {
+/// Keeps an emptied input buffer as the spare, if it is the larger and
+/// not too large, for the next connection.
+fn give_back(mut buf: Vec<u8>) {
     buf.clear();
     if buf.capacity() > SPARE_BUFFER || buf.capacity() == 0 {
         return;
     }
     SPARE.with(|s| {
         let mut s = s.borrow_mut();
-        let slot = if output { &mut s.output } else { &mut s.input };
-        if slot.capacity() < buf.capacity() {
-            *slot = buf;
+        if s.input.capacity() < buf.capacity() {
+            s.input = buf;
         }
     });
 }
 
-/// The spare input (or output) buffer, or an empty one.
-fn take_buffer(output: bool) -> Vec<u8> {
+/// The spare input buffer, or an empty one.
+fn take_buffer() -> Vec<u8> {
+    SPARE.with(|s| std::mem::take(&mut s.borrow_mut().input))
+}
+
+/// Keeps a written-out output as the spare (its buffer too, unless too
+/// large), for the next connection with something to send.
+fn give_out(mut out: Box<Out>) {
+    out.sent = 0;
+    out.buf.clear();
+    if out.buf.capacity() > SPARE_BUFFER {
+        out.buf = Vec::new();
+    }
     SPARE.with(|s| {
         let mut s = s.borrow_mut();
-        std::mem::take(if output { &mut s.output } else { &mut s.input })
-    })
+        let keep = s
+            .out
+            .as_deref()
+            .is_none_or(|spare| spare.buf.capacity() < out.buf.capacity());
+        if keep {
+            s.out = Some(out);
+        }
+    });
 }
+
+/// The spare output, or a new one.
+fn take_out() -> Box<Out> {
+    SPARE
+        .with(|s| s.borrow_mut().out.take())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ws::WsEvent;
+    use std::cell::RefCell;
 
     struct NoWire;
     impl Wire for NoWire {
@@ -562,15 +642,18 @@ mod tests {
         }
     }
 
-    /// A client frame: FIN as given, opcode, masked payload.
-    fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-        let mask = [1, 2, 3, 4];
-        let mut f = vec![u8::from(fin) << 7 | opcode];
+    /// A client frame: FIN as given, opcode, payload masked with `mask`.
+    fn masked(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+        let mut f = vec![(u8::from(fin) << 7) | opcode];
         match payload.len() {
             n if n < 126 => f.push(0x80 | n as u8),
-            n => {
+            n if n <= 0xffff => {
                 f.push(0x80 | 126);
                 f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(0x80 | 127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
             }
         }
         f.extend_from_slice(&mask);
@@ -578,16 +661,31 @@ mod tests {
         f
     }
 
-    fn echo_session() -> Session {
-        let handler: WsHandler = Rc::new(|ws: &mut crate::WebSocket<'_>, event| match event {
-            WsEvent::Text(t) => ws.send_text(t),
-            WsEvent::Binary(b) => ws.send_binary(b),
-            _ => {}
+    fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        masked(fin, opcode, payload, [1, 2, 3, 4])
+    }
+
+    /// A session whose handler echoes and records every event.
+    fn session_with(max_message: usize) -> (Session, Rc<RefCell<Vec<WsEvent>>>) {
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let log = Rc::clone(&seen);
+        let handler: WsHandler = Rc::new(move |ws: &mut crate::WebSocket<'_>, event| {
+            log.borrow_mut().push(event.clone());
+            match event {
+                WsEvent::Text(t) => ws.send_text(t),
+                WsEvent::Binary(b) => ws.send_binary(b),
+                _ => {}
+            }
         });
         let req = Request::builder(http::Method::GET, "/ws").finish();
-        let mut session = Session::new(req, handler, &WsConfig::default(), 1 << 20, Vec::new());
+        let config = WsConfig::default().max_message(max_message);
+        let mut session = Session::new(req, handler, &config, 1 << 20, Vec::new());
         session.open(&NoWire);
-        session
+        (session, seen)
+    }
+
+    fn echo_session() -> Session {
+        session_with(1 << 20).0
     }
 
     /// Writes out what the session queued, as the loop does.
@@ -598,18 +696,45 @@ mod tests {
         out
     }
 
+    /// The close code of the first close frame in `out` (server frames).
+    fn close_code(mut out: &[u8]) -> Option<u16> {
+        while out.len() >= 2 {
+            let (head, len) = match out[1] {
+                126 => (4, usize::from(u16::from_be_bytes([out[2], out[3]]))),
+                127 => (
+                    10,
+                    usize::try_from(u64::from_be_bytes(out[2..10].try_into().ok()?)).ok()?,
+                ),
+                n => (2, usize::from(n)),
+            };
+            if out[0] & 15 == 8 {
+                return (len >= 2).then(|| u16::from_be_bytes([out[head], out[head + 1]]));
+            }
+            out = out.get(head + len..)?;
+        }
+        None
+    }
+
+    /// Feeds `bytes` to a fresh session and returns the close code it
+    /// answered with and whether it finished.
+    fn verdict(bytes: &[u8]) -> (Option<u16>, bool) {
+        let (mut s, _) = session_with(1 << 20);
+        s.feed(bytes, &NoWire);
+        (close_code(&sent(&mut s)), s.finished)
+    }
+
     #[test]
-    fn an_idle_session_holds_no_protocol_state_or_buffers() {
+    fn an_idle_session_holds_no_buffers() {
         let mut s = echo_session();
         assert!(s.at_rest(), "after the handshake");
-        // Half a frame: tungstenite holds it, so the session must too.
+        // Half a frame: the session keeps it.
         let msg = frame(true, 1, b"hello");
         s.feed(&msg[..4], &NoWire);
         assert!(!s.at_rest());
         s.feed(&msg[4..], &NoWire);
         assert_eq!(sent(&mut s), b"\x81\x05hello");
         assert!(s.at_rest(), "after a whole message and its echo");
-        // A fragmented message keeps its first part in tungstenite.
+        // A fragmented message is gathered.
         s.feed(&frame(false, 1, b"one "), &NoWire);
         assert!(!s.at_rest());
         // A ping between fragments is answered; still mid-message.
@@ -619,7 +744,7 @@ mod tests {
         s.feed(&frame(true, 0, b"two"), &NoWire);
         assert_eq!(sent(&mut s), b"\x81\x07one two");
         assert!(s.at_rest());
-        // Woken by a message to send (a publish), at rest once it is out.
+        // A message to send (a publish) borrows the output buffer.
         s.deliver(Message::text("news"));
         assert!(!s.at_rest());
         assert_eq!(sent(&mut s), b"\x81\x04news");
@@ -634,19 +759,214 @@ mod tests {
     }
 
     #[test]
-    fn frame_edges() {
-        let mut e = FrameEdge::default();
-        assert!(e.at_rest());
-        let f = frame(true, 1, &[0; 200]);
-        e.saw(&f[..3]);
-        assert!(!e.at_rest());
-        e.saw(&f[3..]);
-        assert!(e.at_rest());
-        let mut two = frame(false, 2, b"ab");
-        two.extend(frame(true, 10, b""));
-        e.saw(&two);
-        assert!(!e.at_rest(), "a message is open");
-        e.saw(&frame(true, 0, b"c"));
-        assert!(e.at_rest());
+    fn frames_are_read_in_place_from_the_read_buffer() {
+        let (mut s, seen) = session_with(1 << 20);
+        let mut read = frame(true, 1, b"abc");
+        read.extend(frame(true, 2, &[1, 2, 3, 4, 5, 6, 7, 8, 9]));
+        read.extend(&frame(true, 1, b"cut")[..5]);
+        assert_eq!(s.feed_some(&mut read, &NoWire, 64), 2);
+        assert_eq!(&read[6..9], b"abc", "unmasked where it was read");
+        assert_eq!(
+            seen.borrow()[1..],
+            [
+                WsEvent::Text("abc".into()),
+                WsEvent::Binary(Bytes::from_static(&[1, 2, 3, 4, 5, 6, 7, 8, 9]))
+            ]
+        );
+        assert!(!s.at_rest(), "the cut frame is kept");
+        let mut rest = frame(true, 1, b"cut")[5..].to_vec();
+        assert_eq!(s.feed_some(&mut rest, &NoWire, 64), 1);
+        assert_eq!(seen.borrow().last(), Some(&WsEvent::Text("cut".into())));
+    }
+
+    #[test]
+    fn a_turn_limit_keeps_the_rest_for_later() {
+        let (mut s, seen) = session_with(1 << 20);
+        let mut read: Vec<u8> = (0..5)
+            .flat_map(|i| frame(true, 1, format!("m{i}").as_bytes()))
+            .collect();
+        assert_eq!(s.feed_some(&mut read, &NoWire, 2), 2);
+        assert!(s.has_input());
+        assert_eq!(s.feed_some(&mut [], &NoWire, 2), 2);
+        assert!(s.has_input());
+        assert_eq!(s.feed_some(&mut [], &NoWire, 2), 1);
+        assert!(!s.has_input());
+        assert_eq!(seen.borrow().len(), 6);
+    }
+
+    #[test]
+    fn masks_across_reads_byte_by_byte() {
+        let (mut s, seen) = session_with(1 << 20);
+        let text = "masked across reads: ünïcödé €";
+        let f = masked(true, 1, text.as_bytes(), [0x9a, 0x01, 0xff, 0x37]);
+        for b in &f {
+            s.feed_some(&mut [*b], &NoWire, 64);
+        }
+        assert_eq!(seen.borrow().last(), Some(&WsEvent::Text(text.into())));
+        let mut long = vec![0u8; 70_000];
+        long.iter_mut().enumerate().for_each(|(i, b)| *b = i as u8);
+        let f = masked(true, 2, &long, [3, 5, 7, 11]);
+        assert_eq!(f[1], 0x80 | 127, "a 64-bit length");
+        for piece in f.chunks(4099) {
+            s.feed_some(&mut piece.to_vec(), &NoWire, 64);
+        }
+        assert_eq!(seen.borrow().last(), Some(&WsEvent::Binary(long.into())));
+    }
+
+    #[test]
+    fn fragmented_text_with_a_split_character() {
+        let (mut s, seen) = session_with(1 << 20);
+        // "κόσμε" cut inside its second character, then a ping.
+        let text = "κόσμε".as_bytes();
+        s.feed(&frame(false, 1, &text[..3]), &NoWire);
+        s.feed(&frame(true, 9, b"mid"), &NoWire);
+        s.feed(&frame(false, 0, &text[3..7]), &NoWire);
+        s.feed(&frame(true, 0, &text[7..]), &NoWire);
+        assert_eq!(seen.borrow().last(), Some(&WsEvent::Text("κόσμε".into())));
+        let out = sent(&mut s);
+        assert!(out.starts_with(b"\x8a\x03mid"), "ping answered first");
+        assert!(!s.finished);
+    }
+
+    #[test]
+    fn protocol_violations_close_with_their_codes() {
+        // Unmasked, reserved bits, reserved opcodes.
+        assert_eq!(verdict(b"\x81\x02hi"), (Some(1002), true));
+        let mut rsv = frame(true, 1, b"x");
+        rsv[0] |= 0x40;
+        assert_eq!(verdict(&rsv), (Some(1002), true));
+        assert_eq!(verdict(&frame(true, 3, b"x")), (Some(1002), true));
+        assert_eq!(verdict(&frame(true, 11, b"x")), (Some(1002), true));
+        // 125-byte ping answered, 126-byte ping refused.
+        let (mut s, _) = session_with(1 << 20);
+        s.feed(&frame(true, 9, &[b'p'; 125]), &NoWire);
+        let out = sent(&mut s);
+        assert_eq!(&out[..2], b"\x8a\x7d");
+        assert!(!s.finished);
+        assert_eq!(verdict(&frame(true, 9, &[b'p'; 126])), (Some(1002), true));
+        // Fragmented control frame.
+        assert_eq!(verdict(&frame(false, 9, b"p")), (Some(1002), true));
+        // Continuation with nothing to continue; new message mid-message.
+        assert_eq!(verdict(&frame(true, 0, b"x")), (Some(1002), true));
+        let mut two = frame(false, 1, b"a");
+        two.extend(frame(true, 1, b"b"));
+        assert_eq!(verdict(&two), (Some(1002), true));
+        // Invalid UTF-8: whole, in a fragment (before the message ends),
+        // cut at the end.
+        assert_eq!(
+            verdict(&frame(true, 1, b"\xce\xba\xff")),
+            (Some(1007), true)
+        );
+        assert_eq!(
+            verdict(&frame(false, 1, b"ok\xed\xa0\x80")),
+            (Some(1007), true)
+        );
+        let mut cut = frame(false, 1, b"\xce");
+        cut.extend(frame(true, 0, b""));
+        assert_eq!(verdict(&cut), (Some(1007), true));
+        // Bad close code, one-byte close, bad reason.
+        assert_eq!(
+            verdict(&frame(true, 8, &999u16.to_be_bytes())),
+            (Some(1002), true)
+        );
+        assert_eq!(
+            verdict(&frame(true, 8, &1005u16.to_be_bytes())),
+            (Some(1002), true)
+        );
+        assert_eq!(verdict(&frame(true, 8, b"\x03")), (Some(1002), true));
+        assert_eq!(
+            verdict(&frame(true, 8, b"\x03\xe8\xc3")),
+            (Some(1007), true)
+        );
+        // Nothing after the failure is read.
+        let mut after = frame(true, 3, b"x");
+        after.extend(frame(true, 1, b"never"));
+        let (mut s, seen) = session_with(1 << 20);
+        s.feed(&after, &NoWire);
+        assert!(!seen
+            .borrow()
+            .iter()
+            .any(|e| *e == WsEvent::Text("never".into())));
+    }
+
+    #[test]
+    fn size_limits_apply_to_frames_and_whole_messages() {
+        let (mut s, seen) = session_with(10);
+        s.feed(&frame(true, 2, &[0; 10]), &NoWire);
+        assert_eq!(sent(&mut s).len(), 12);
+        // 11 bytes: refused from its header, before the payload.
+        s.feed(&frame(true, 2, &[0; 11])[..4], &NoWire);
+        assert!(s.finished);
+        assert_eq!(
+            seen.borrow().last(),
+            Some(&WsEvent::Close {
+                code: 1009,
+                reason: "message too big".into()
+            })
+        );
+        // Fragments adding up past the limit.
+        let (mut s, _) = session_with(10);
+        s.feed(&frame(false, 1, b"123456"), &NoWire);
+        s.feed(&frame(true, 0, b"78901"), &NoWire);
+        assert_eq!(close_code(&sent(&mut s)), Some(1009));
+        assert!(s.finished);
+    }
+
+    #[test]
+    fn close_handshake() {
+        // The peer closes: its code and reason come back, the handler
+        // sees them.
+        let (mut s, seen) = session_with(1 << 20);
+        s.feed(&frame(true, 8, b"\x0f\xa0done"), &NoWire);
+        assert_eq!(sent(&mut s), b"\x88\x06\x0f\xa0done");
+        assert!(s.finished);
+        assert_eq!(
+            seen.borrow().last(),
+            Some(&WsEvent::Close {
+                code: 4000,
+                reason: "done".into()
+            })
+        );
+        // An empty close is answered with an empty close.
+        let (mut s, seen) = session_with(1 << 20);
+        s.feed(&frame(true, 8, b""), &NoWire);
+        assert_eq!(sent(&mut s), b"\x88\x00");
+        assert_eq!(
+            seen.borrow().last(),
+            Some(&WsEvent::Close {
+                code: 1005,
+                reason: String::new()
+            })
+        );
+        // We close first: nothing more goes out; the peer's answer ends it.
+        let (mut s, seen) = session_with(1 << 20);
+        s.go_away();
+        s.deliver(Message::text("late"));
+        let out = sent(&mut s);
+        assert_eq!(&out[..4], b"\x88\x16\x03\xe9");
+        assert_eq!(out.len(), 2 + 2 + "server shutting down".len());
+        assert!(!s.finished);
+        s.feed(&frame(true, 8, b"\x03\xe9"), &NoWire);
+        assert!(s.finished);
+        assert!(sent(&mut s).is_empty(), "no second close");
+        assert_eq!(
+            seen.borrow().last(),
+            Some(&WsEvent::Close {
+                code: 1001,
+                reason: String::new()
+            })
+        );
+    }
+
+    #[test]
+    fn pings_and_pongs() {
+        let mut s = echo_session();
+        s.ping();
+        assert!(s.awaiting_pong);
+        assert_eq!(sent(&mut s), b"\x89\x04tine");
+        s.feed(&frame(true, 10, b"tine"), &NoWire);
+        assert!(!s.awaiting_pong);
+        s.feed(&frame(true, 9, b""), &NoWire);
+        assert_eq!(sent(&mut s), b"\x8a\x00");
     }
 }

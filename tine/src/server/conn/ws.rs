@@ -52,7 +52,7 @@ impl<T: Transport> Conn<T> {
             }
             if session.has_input() {
                 // Frames left over from the last turn come first.
-                budget.requests -= session.feed_some(&[], &self.stream, budget.requests);
+                budget.requests -= session.feed_some(&mut [], &self.stream, budget.requests);
                 continue;
             }
             match self.stream.read(&mut shared.scratch) {
@@ -63,7 +63,7 @@ impl<T: Transport> Conn<T> {
                 Ok(n) => {
                     budget.read = budget.read.saturating_sub(n);
                     budget.requests -=
-                        session.feed_some(&shared.scratch[..n], &self.stream, budget.requests);
+                        session.feed_some(&mut shared.scratch[..n], &self.stream, budget.requests);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.readable = false;
