@@ -39,9 +39,8 @@
 //! Matching allocates nothing for static segments: exact routes are indexed
 //! by their first static segment, and only the candidate routes for a
 //! request's first segment (plus those starting with a capture) are tried,
-//! in registration order. The index is a sorted array searched by halving,
-//! not a hash map: its cost grows with the logarithm of the number of
-//! segments whatever the request path is (see [`FirstSegments`]).
+//! in registration order. The index is not a hash map: the path's first
+//! byte picks the app's segments that begin with it (see `FirstSegments`).
 
 use std::borrow::Cow;
 use std::rc::Rc;
@@ -594,6 +593,15 @@ impl<T> Router<T> {
             })
     }
 
+    /// The route `index`, known to match `raw_path`, with its captures.
+    #[cold]
+    fn found_again(&self, index: usize, raw_path: &str, params: &mut Captures) -> Match<'_, T> {
+        let route = &self.routes[index];
+        params.clear();
+        route.pattern.matches(raw_path, params);
+        Match::Found(&route.value, self::params(std::mem::take(params)))
+    }
+
     /// One tier of [`find`](Self::find): `None` if no route of it
     /// matches the path.
     fn find_in(
@@ -604,10 +612,12 @@ impl<T> Router<T> {
         raw_path: &str,
         params: &mut Captures,
     ) -> Option<Match<'_, T>> {
-        let mut head_fallback: Option<(usize, Captures)> = None;
+        // Indices only: the captures of these rarer answers are matched
+        // again at the end, so the common path moves no captures around.
+        let mut head_fallback: Option<usize> = None;
         let mut path_matched = false;
         // The first mount matching the path, while only mounts did.
-        let mut only_mounts: Option<(usize, Captures)> = None;
+        let mut only_mounts: Option<usize> = None;
         let mut routes_matched = false;
         for index in merged(statics, dynamic) {
             let route = &self.routes[index];
@@ -631,32 +641,26 @@ impl<T> Router<T> {
                 }
                 Some(m) if *m == Method::GET && *method == Method::HEAD => {
                     if head_fallback.is_none() {
-                        head_fallback = Some((index, std::mem::take(params)));
+                        head_fallback = Some(index);
                     }
                 }
                 Some(_) if route.mount => {
                     if only_mounts.is_none() {
-                        only_mounts = Some((index, std::mem::take(params)));
+                        only_mounts = Some(index);
                     }
                 }
                 Some(_) => routes_matched = true,
             }
         }
-        if let Some((index, params)) = head_fallback {
-            return Some(Match::Found(
-                &self.routes[index].value,
-                self::params(params),
-            ));
+        if let Some(index) = head_fallback {
+            return Some(self.found_again(index, raw_path, params));
         }
         if !path_matched {
             return None;
         }
-        if let (Some((index, params)), false) = (only_mounts, routes_matched) {
+        if let (Some(index), false) = (only_mounts, routes_matched) {
             // The mount says whether it has the path (405) or not (404).
-            return Some(Match::Found(
-                &self.routes[index].value,
-                self::params(params),
-            ));
+            return Some(self.found_again(index, raw_path, params));
         }
         let mut allowed: Vec<Method> = Vec::new();
         for index in merged(statics, dynamic) {
