@@ -430,6 +430,13 @@ impl Service {
     /// trusted proxies, and its request id when there is an access log.
     #[inline]
     fn begin(&self, req: &mut Request) {
+        if !self.proxies.is_empty() || self.access_log.is_some() {
+            self.begin_with(req);
+        }
+    }
+
+    #[cold]
+    fn begin_with(&self, req: &mut Request) {
         self.find_client(req);
         if self.access_log.is_some() {
             crate::access_log::begin(req);
@@ -484,7 +491,9 @@ impl Service {
             Some(_) => None,
             None => match self.router.find(req.method(), req.raw_path()) {
                 Match::Found(route, params) => {
-                    req.set_params(params);
+                    if !params.is_empty() {
+                        req.set_params(params);
+                    }
                     if route.layer.is_some() {
                         layer.clone_from(&route.layer);
                     }
@@ -587,10 +596,15 @@ impl Service {
         default_error(status)
     }
 
+    #[inline]
     fn log(&self, req: &Request, res: &mut Response, started: Option<Instant>) {
-        let Some(started) = started else {
-            return;
-        };
+        if let Some(started) = started {
+            self.log_with(req, res, started);
+        }
+    }
+
+    #[cold]
+    fn log_with(&self, req: &Request, res: &mut Response, started: Instant) {
         let took = started.elapsed();
         if self.log_requests {
             log::info!(

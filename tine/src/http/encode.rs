@@ -5,6 +5,9 @@ use http::header::HeaderMap;
 use http::header::{self, HeaderName, HeaderValue};
 use http::StatusCode;
 
+use super::date::DateCache;
+use super::response::Fields;
+
 /// How the body after an encoded head is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Length {
@@ -38,37 +41,49 @@ pub(crate) fn encode_head(
     headers: &HeaderMap,
     length: Length,
     connection: Connection,
-    date: &[u8],
+    date: &DateCache,
 ) {
     encode_status(out, status, length, connection, date);
-    for (name, value) in headers {
-        encode_field(out, name, value);
-    }
-    out.extend_from_slice(b"\r\n\r\n");
+    encode_fields(out, Fields::Map(headers));
 }
 
 /// Writes the status line and the headers tine controls (`Date`, the
 /// length, `Connection`), without a map: the first part of a head, which
-/// [`encode_field`] continues and `\r\n\r\n` ends.
+/// [`encode_fields`] ends.
 #[inline]
 pub(crate) fn encode_status(
     out: &mut Vec<u8>,
     status: StatusCode,
     length: Length,
     connection: Connection,
-    date: &[u8],
+    date: &DateCache,
 ) {
     // One reservation for the common head (status line, date, length,
     // a content type): the writes below then only copy.
     out.reserve(128);
-    if status == StatusCode::OK {
-        out.extend_from_slice(b"HTTP/1.1 200 OK");
-    } else {
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(status.as_str().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    match length {
+        // The common head: status line, date and the length's name are
+        // one copy, kept with the date.
+        Length::Fixed(n) if status == StatusCode::OK => {
+            out.extend_from_slice(date.ok_head());
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        }
+        _ => encode_other_status(out, status, length, date.bytes()),
     }
+    match connection {
+        Connection::Close => out.extend_from_slice(b"\r\nconnection: close"),
+        Connection::KeepAlive10 => out.extend_from_slice(b"\r\nconnection: keep-alive"),
+        Connection::Upgrade => out.extend_from_slice(b"\r\nconnection: upgrade"),
+        Connection::Default => {}
+    }
+}
+
+/// [`encode_status`] for every head but a `200` with a length.
+fn encode_other_status(out: &mut Vec<u8>, status: StatusCode, length: Length, date: &[u8]) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
     out.extend_from_slice(b"\r\ndate: ");
     out.extend_from_slice(date);
     match length {
@@ -78,12 +93,6 @@ pub(crate) fn encode_status(
         }
         Length::Chunked => out.extend_from_slice(b"\r\ntransfer-encoding: chunked"),
         Length::None | Length::UntilClose => {}
-    }
-    match connection {
-        Connection::Close => out.extend_from_slice(b"\r\nconnection: close"),
-        Connection::KeepAlive10 => out.extend_from_slice(b"\r\nconnection: keep-alive"),
-        Connection::Upgrade => out.extend_from_slice(b"\r\nconnection: upgrade"),
-        Connection::Default => {}
     }
 }
 
@@ -102,6 +111,23 @@ pub(crate) fn encode_field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderV
     out.extend_from_slice(name.as_str().as_bytes());
     out.extend_from_slice(b": ");
     out.extend_from_slice(value.as_bytes());
+}
+
+/// Writes the headers of a response after [`encode_status`], and the end
+/// of the head: the common response (a constructor's content type, no
+/// other header) in one copy of a line made at compile time.
+#[inline]
+pub(crate) fn encode_fields(out: &mut Vec<u8>, fields: Fields<'_>) {
+    match fields {
+        Fields::Known(line) => out.extend_from_slice(line),
+        Fields::None => out.extend_from_slice(b"\r\n\r\n"),
+        Fields::Map(map) => {
+            for (name, value) in map {
+                encode_field(out, name, value);
+            }
+            out.extend_from_slice(b"\r\n\r\n");
+        }
+    }
 }
 
 /// The `Connection` header to send.
@@ -235,21 +261,74 @@ mod tests {
 
     #[test]
     fn head_with_length() {
-        let mut out = Vec::new();
-        let mut h = HeaderMap::new();
-        h.insert("content-type", "text/plain".parse().unwrap());
-        h.insert("content-length", "999".parse().unwrap());
-        encode_head(
-            &mut out,
-            StatusCode::OK,
-            &h,
-            Length::Fixed(13),
-            Connection::Default,
-            b"Thu, 01 Jan 1970 00:00:00 GMT",
+        let date = DateCache::fixed(b"Thu, 01 Jan 1970 00:00:00 GMT");
+        let head = |status: u16, length: Length, connection: Connection| {
+            let mut out = Vec::new();
+            let mut h = HeaderMap::new();
+            h.insert("content-type", "text/plain".parse().unwrap());
+            h.insert("content-length", "999".parse().unwrap());
+            let status = StatusCode::from_u16(status).unwrap();
+            encode_head(&mut out, status, &h, length, connection, &date);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            head(200, Length::Fixed(13), Connection::Default),
+            "HTTP/1.1 200 OK\r\ndate: Thu, 01 Jan 1970 00:00:00 GMT\r\ncontent-length: 13\r\ncontent-type: text/plain\r\n\r\n"
         );
         assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "HTTP/1.1 200 OK\r\ndate: Thu, 01 Jan 1970 00:00:00 GMT\r\ncontent-length: 13\r\ncontent-type: text/plain\r\n\r\n"
+            head(200, Length::Fixed(0), Connection::Close),
+            "HTTP/1.1 200 OK\r\ndate: Thu, 01 Jan 1970 00:00:00 GMT\r\ncontent-length: 0\r\nconnection: close\r\ncontent-type: text/plain\r\n\r\n"
+        );
+        assert_eq!(
+            head(404, Length::Fixed(9), Connection::KeepAlive10),
+            "HTTP/1.1 404 Not Found\r\ndate: Thu, 01 Jan 1970 00:00:00 GMT\r\ncontent-length: 9\r\nconnection: keep-alive\r\ncontent-type: text/plain\r\n\r\n"
+        );
+        assert_eq!(
+            head(200, Length::Chunked, Connection::Default),
+            "HTTP/1.1 200 OK\r\ndate: Thu, 01 Jan 1970 00:00:00 GMT\r\ntransfer-encoding: chunked\r\ncontent-type: text/plain\r\n\r\n"
+        );
+        assert_eq!(
+            head(304, Length::None, Connection::Default),
+            "HTTP/1.1 304 Not Modified\r\ndate: Thu, 01 Jan 1970 00:00:00 GMT\r\ncontent-type: text/plain\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn fields_of_common_and_mapped_responses() {
+        use crate::Response;
+        let head = |res: &Response| {
+            let mut out = Vec::new();
+            encode_fields(&mut out, res.fields());
+            String::from_utf8(out).unwrap()
+        };
+        // A constructor's content type is one line made in advance.
+        let text = Response::text("hi");
+        assert!(matches!(text.fields(), Fields::Known(_)));
+        assert_eq!(
+            head(&text),
+            "\r\ncontent-type: text/plain; charset=utf-8\r\n\r\n"
+        );
+        assert_eq!(
+            head(&Response::json(&1)),
+            "\r\ncontent-type: application/json\r\n\r\n"
+        );
+        assert_eq!(head(&Response::empty(StatusCode::OK)), "\r\n\r\n");
+        // Once the headers are a map, every field is written from it,
+        // and tine's own are left out.
+        let res = Response::html("x")
+            .with_header("x-a", "1")
+            .with_header("content-length", "99");
+        assert!(matches!(res.fields(), Fields::Map(_)));
+        assert_eq!(
+            head(&res),
+            "\r\ncontent-type: text/html; charset=utf-8\r\nx-a: 1\r\n\r\n"
+        );
+        // Asking for the map (even without changing it) keeps the type.
+        let res = Response::bytes("x");
+        assert_eq!(res.headers().len(), 1);
+        assert_eq!(
+            head(&res),
+            "\r\ncontent-type: application/octet-stream\r\n\r\n"
         );
     }
 

@@ -28,7 +28,7 @@ pub struct Response {
     pub(crate) status: StatusCode,
     /// The `Content-Type` a constructor set, while nothing else touched
     /// the headers: most responses have no other header, and need no map.
-    content_type: Option<HeaderValue>,
+    content_type: Option<&'static KnownType>,
     /// The headers, once anything asks for them as a map (the
     /// `Content-Type` above is then moved into it).
     headers: OnceCell<Box<HeaderMap>>,
@@ -151,10 +151,38 @@ pub(crate) struct FileBody {
     pub(crate) len: u64,
 }
 
-const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
-const HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
-const JSON: HeaderValue = HeaderValue::from_static("application/json");
-const OCTETS: HeaderValue = HeaderValue::from_static("application/octet-stream");
+/// A content type that a constructor sets, with its header line as the
+/// encoder writes it: the common response's headers are one copy.
+pub(crate) struct KnownType {
+    value: HeaderValue,
+    /// `\r\ncontent-type: VALUE\r\n\r\n`: the end of the head.
+    pub(crate) line: &'static [u8],
+}
+
+macro_rules! known_type {
+    ($name:ident, $value:literal) => {
+        static $name: KnownType = KnownType {
+            value: HeaderValue::from_static($value),
+            line: concat!("\r\ncontent-type: ", $value, "\r\n\r\n").as_bytes(),
+        };
+    };
+}
+
+known_type!(TEXT, "text/plain; charset=utf-8");
+known_type!(HTML, "text/html; charset=utf-8");
+known_type!(JSON, "application/json");
+known_type!(OCTETS, "application/octet-stream");
+
+/// How the headers of a response go on the wire (see
+/// [`Response::fields`]).
+pub(crate) enum Fields<'a> {
+    /// No header but tine's own.
+    None,
+    /// Only a constructor's content type: its line, with the head's end.
+    Known(&'static [u8]),
+    /// A map, written field by field.
+    Map(&'a HeaderMap),
+}
 
 impl Response {
     /// An empty response with `status`.
@@ -190,7 +218,7 @@ impl Response {
         res
     }
 
-    fn with_body(content_type: HeaderValue, body: Body) -> Self {
+    fn with_body(content_type: &'static KnownType, body: Body) -> Self {
         Response {
             status: StatusCode::OK,
             content_type: Some(content_type),
@@ -203,12 +231,12 @@ impl Response {
     /// `200` with a `text/plain; charset=utf-8` body. A `&'static str` is
     /// not copied; a `String` is sent from where it is.
     pub fn text(body: impl Into<Bytes> + 'static) -> Self {
-        Self::with_body(TEXT, body_of(body))
+        Self::with_body(&TEXT, body_of(body))
     }
 
     /// `200` with a `text/html; charset=utf-8` body.
     pub fn html(body: impl Into<Bytes> + 'static) -> Self {
-        Self::with_body(HTML, body_of(body))
+        Self::with_body(&HTML, body_of(body))
     }
 
     /// `200` with `value` serialized as JSON. If serialization fails (a map
@@ -216,7 +244,7 @@ impl Response {
     /// logged.
     pub fn json<T: Serialize + ?Sized>(value: &T) -> Self {
         match serde_json::to_vec(value) {
-            Ok(body) => Self::with_body(JSON, Body::Vec(body)),
+            Ok(body) => Self::with_body(&JSON, Body::Vec(body)),
             Err(e) => {
                 log::error!("Response::json: cannot serialize the value: {e}");
                 Response::empty(StatusCode::INTERNAL_SERVER_ERROR)
@@ -227,7 +255,7 @@ impl Response {
     /// `200` with raw bytes, `application/octet-stream` unless a
     /// `Content-Type` is set afterwards.
     pub fn bytes(body: impl Into<Bytes> + 'static) -> Self {
-        Self::with_body(OCTETS, body_of(body))
+        Self::with_body(&OCTETS, body_of(body))
     }
 
     /// `404 Not Found`: an error page like [`Response::error`], rendered by
@@ -334,7 +362,7 @@ impl Response {
         B: Into<Bytes> + 'static,
     {
         let mut res = Response::empty(StatusCode::OK);
-        res.content_type = Some(OCTETS);
+        res.content_type = Some(&OCTETS);
         let iter = chunks
             .into_iter()
             .map(Into::into)
@@ -478,8 +506,7 @@ impl Response {
     /// The headers set so far (tine adds `Date`, `Content-Length` and
     /// `Connection` when it sends the response).
     pub fn headers(&self) -> &HeaderMap {
-        self.headers
-            .get_or_init(|| Self::map_of(self.content_type.clone()))
+        self.headers.get_or_init(|| Self::map_of(self.content_type))
     }
 
     /// Mutable access to the headers.
@@ -506,18 +533,28 @@ impl Response {
         match self.headers.get() {
             Some(map) => map.iter().for_each(|(k, v)| f(k, v)),
             None => {
-                if let Some(ct) = &self.content_type {
-                    f(&header::CONTENT_TYPE, ct);
+                if let Some(ct) = self.content_type {
+                    f(&header::CONTENT_TYPE, &ct.value);
                 }
             }
         }
     }
 
+    /// The headers as the encoder writes them.
+    #[inline]
+    pub(crate) fn fields(&self) -> Fields<'_> {
+        match (self.headers.get(), self.content_type) {
+            (Some(map), _) => Fields::Map(map),
+            (None, Some(ct)) => Fields::Known(ct.line),
+            (None, None) => Fields::None,
+        }
+    }
+
     #[cold]
-    fn map_of(content_type: Option<HeaderValue>) -> Box<HeaderMap> {
+    fn map_of(content_type: Option<&'static KnownType>) -> Box<HeaderMap> {
         let mut map = HeaderMap::new();
         if let Some(ct) = content_type {
-            map.insert(header::CONTENT_TYPE, ct);
+            map.insert(header::CONTENT_TYPE, ct.value.clone());
         }
         Box::new(map)
     }
@@ -562,7 +599,7 @@ impl Response {
                 };
                 let mut res = Response::from_file(std::rc::Rc::new(file), 0, len);
                 if let Ok(v) = HeaderValue::from_str(&ct) {
-                    res.content_type = Some(v);
+                    res.headers_mut().insert(header::CONTENT_TYPE, v);
                 }
                 res
             }

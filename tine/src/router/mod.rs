@@ -39,10 +39,10 @@
 //! Matching allocates nothing for static segments: exact routes are indexed
 //! by their first static segment, and only the candidate routes for a
 //! request's first segment (plus those starting with a capture) are tried,
-//! in registration order.
+//! in registration order. The index is not a hash map: the path's first
+//! byte picks the app's segments that begin with it (see `FirstSegments`).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use http::Method;
@@ -236,6 +236,9 @@ impl Pattern {
                 }
             };
             match seg {
+                // Without a `%` the part is its own decoding, and the
+                // bytes did not match above.
+                Segment::Static(_, true) if !part.contains('%') => return false,
                 Segment::Static(s, _) => {
                     if decode(part) != **s {
                         return false;
@@ -265,6 +268,133 @@ fn decode(s: &str) -> Cow<'_, str> {
 /// looking the first segment up in the index.
 const SCAN_ALL: usize = 16;
 
+/// Whether two slices of the same length are equal, compared a word at a
+/// time without calling `memcmp` (whose call and dispatch cost more than
+/// the compare for a path segment's few bytes).
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    debug_assert_eq!(n, b.len());
+    let word = |s: &[u8], i: usize| u64::from_ne_bytes(s[i..i + 8].try_into().unwrap_or([0; 8]));
+    let half = |s: &[u8], i: usize| u32::from_ne_bytes(s[i..i + 4].try_into().unwrap_or([0; 4]));
+    if n >= 8 {
+        let mut i = 0;
+        while i + 8 < n {
+            if word(a, i) != word(b, i) {
+                return false;
+            }
+            i += 8;
+        }
+        // The last word, overlapping the one before when `n` is not a
+        // multiple of 8.
+        word(a, n - 8) == word(b, n - 8)
+    } else if n >= 4 {
+        half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4)
+    } else {
+        a == b
+    }
+}
+
+/// Exact routes whose first segment is static, by that segment: the
+/// index that spares a large router from trying every route.
+///
+/// Not a hash map: what is looked up is the request path, which the client
+/// chooses, so a hash map would need a keyed hash (SipHash, which cost 15 %
+/// of a whole request here) to keep clients from aiming at one bucket.
+/// Instead the keys are grouped by their first byte, and the path's first
+/// byte picks the group; the group's keys are compared with the start of
+/// the path, each first by where it would end (one load: the path must
+/// have a `/` or its end there) and only then byte for byte. No segment
+/// split, no decoding, no hashing. The work is bounded by the app's own
+/// keys (how many share a first byte), whatever the path is.
+#[derive(Debug, Default)]
+struct FirstSegments {
+    /// Sorted by first byte; each with the ascending indices of its
+    /// routes. Keys never contain `/`; keys with `%` are not here (the
+    /// literal never matches: paths are compared decoded).
+    keys: Vec<(Box<str>, Vec<usize>)>,
+    /// `keys[starts[b]..starts[b + 1]]` begin with the byte `b`.
+    starts: Vec<u32>,
+    /// The routes whose first segment is empty (`/`, `//x`).
+    empty: Vec<usize>,
+}
+
+impl FirstSegments {
+    fn insert(&mut self, segment: &str, index: usize) {
+        if segment.is_empty() {
+            self.empty.push(index);
+            return;
+        }
+        if segment.contains('%') {
+            return;
+        }
+        match self.keys.iter_mut().find(|(key, _)| **key == *segment) {
+            Some((_, routes)) => routes.push(index),
+            None => {
+                self.keys.push((segment.into(), vec![index]));
+                // Stable: keys with the same first byte stay in the order
+                // they came.
+                self.keys.sort_by_key(|(key, _)| key.as_bytes()[0]);
+                let mut starts = vec![0u32; 257];
+                for (key, _) in &self.keys {
+                    starts[usize::from(key.as_bytes()[0]) + 1] += 1;
+                }
+                for b in 1..starts.len() {
+                    starts[b] += starts[b - 1];
+                }
+                self.starts = starts;
+            }
+        }
+    }
+
+    /// The routes whose first static segment is the first segment of
+    /// `rest` (a raw path without its leading `/`).
+    #[inline]
+    fn get<'a>(&'a self, rest: &str) -> &'a [usize] {
+        let bytes = rest.as_bytes();
+        let Some(&first) = bytes.first() else {
+            return &self.empty;
+        };
+        if first == b'/' {
+            return &self.empty;
+        }
+        if self.starts.is_empty() {
+            return self.escaped(rest);
+        }
+        let group =
+            self.starts[usize::from(first)] as usize..self.starts[usize::from(first) + 1] as usize;
+        for (key, routes) in &self.keys[group] {
+            let key = key.as_bytes();
+            let ends = match bytes.get(key.len()) {
+                None => bytes.len() == key.len(),
+                Some(&b) => b == b'/',
+            };
+            if ends && same(&bytes[..key.len()], key) {
+                return routes;
+            }
+        }
+        self.escaped(rest)
+    }
+
+    /// After a miss: the first segment may be escaped (`%70laintext`);
+    /// then it is decoded and looked up whole.
+    #[cold]
+    fn escaped<'a>(&'a self, rest: &str) -> &'a [usize] {
+        let segment = rest.split('/').next().unwrap_or("");
+        if !segment.contains('%') {
+            return &[];
+        }
+        let decoded = decode(segment);
+        if decoded.is_empty() {
+            return &self.empty;
+        }
+        self.keys
+            .iter()
+            .find(|(key, _)| **key == *decoded)
+            .map_or(&[], |(_, routes)| routes.as_slice())
+    }
+}
+
 #[derive(Debug)]
 struct Route<T> {
     /// `None` matches every method.
@@ -293,7 +423,7 @@ pub(crate) struct Router<T> {
     routes: Vec<Route<T>>,
     /// Indices of exact routes whose first segment is static, by that
     /// segment.
-    by_first: HashMap<Box<str>, Vec<usize>>,
+    by_first: FirstSegments,
     /// Indices of exact routes whose first segment is dynamic.
     dynamic: Vec<usize>,
     /// Every exact route's index, in order (small routers scan it whole).
@@ -310,7 +440,7 @@ impl<T> Default for Router<T> {
     fn default() -> Self {
         Router {
             routes: Vec::new(),
-            by_first: HashMap::new(),
+            by_first: FirstSegments::default(),
             dynamic: Vec::new(),
             every: Vec::new(),
             wild: Vec::new(),
@@ -404,7 +534,7 @@ impl<T> Router<T> {
         } else {
             self.every.push(index);
             match pattern.first_static() {
-                Some(first) => self.by_first.entry(first.into()).or_default().push(index),
+                Some(first) => self.by_first.insert(first, index),
                 None => self.dynamic.push(index),
             }
         }
@@ -430,18 +560,8 @@ impl<T> Router<T> {
         let (statics, dynamic): (&[usize], &[usize]) = if self.routes.len() <= SCAN_ALL {
             (&[], &self.every)
         } else {
-            let first = raw_path
-                .strip_prefix('/')
-                .unwrap_or(raw_path)
-                .split('/')
-                .next()
-                .unwrap_or("");
-            (
-                self.by_first
-                    .get(&*decode(first))
-                    .map_or(&[], Vec::as_slice),
-                &self.dynamic,
-            )
+            let rest = raw_path.strip_prefix('/').unwrap_or(raw_path);
+            (self.by_first.get(rest), &self.dynamic)
         };
         let mut params = Captures::new();
         if let Some(found) = self.find_in(statics, dynamic, method, raw_path, &mut params) {
@@ -500,6 +620,15 @@ impl<T> Router<T> {
             })
     }
 
+    /// The route `index`, known to match `raw_path`, with its captures.
+    #[cold]
+    fn found_again(&self, index: usize, raw_path: &str, params: &mut Captures) -> Match<'_, T> {
+        let route = &self.routes[index];
+        params.clear();
+        route.pattern.matches(raw_path, params);
+        Match::Found(&route.value, self::params(std::mem::take(params)))
+    }
+
     /// One tier of [`find`](Self::find): `None` if no route of it
     /// matches the path.
     fn find_in(
@@ -510,10 +639,12 @@ impl<T> Router<T> {
         raw_path: &str,
         params: &mut Captures,
     ) -> Option<Match<'_, T>> {
-        let mut head_fallback: Option<(usize, Captures)> = None;
+        // Indices only: the captures of these rarer answers are matched
+        // again at the end, so the common path moves no captures around.
+        let mut head_fallback: Option<usize> = None;
         let mut path_matched = false;
         // The first mount matching the path, while only mounts did.
-        let mut only_mounts: Option<(usize, Captures)> = None;
+        let mut only_mounts: Option<usize> = None;
         let mut routes_matched = false;
         for index in merged(statics, dynamic) {
             let route = &self.routes[index];
@@ -537,32 +668,26 @@ impl<T> Router<T> {
                 }
                 Some(m) if *m == Method::GET && *method == Method::HEAD => {
                     if head_fallback.is_none() {
-                        head_fallback = Some((index, std::mem::take(params)));
+                        head_fallback = Some(index);
                     }
                 }
                 Some(_) if route.mount => {
                     if only_mounts.is_none() {
-                        only_mounts = Some((index, std::mem::take(params)));
+                        only_mounts = Some(index);
                     }
                 }
                 Some(_) => routes_matched = true,
             }
         }
-        if let Some((index, params)) = head_fallback {
-            return Some(Match::Found(
-                &self.routes[index].value,
-                self::params(params),
-            ));
+        if let Some(index) = head_fallback {
+            return Some(self.found_again(index, raw_path, params));
         }
         if !path_matched {
             return None;
         }
-        if let (Some((index, params)), false) = (only_mounts, routes_matched) {
+        if let (Some(index), false) = (only_mounts, routes_matched) {
             // The mount says whether it has the path (405) or not (404).
-            return Some(Match::Found(
-                &self.routes[index].value,
-                self::params(params),
-            ));
+            return Some(self.found_again(index, raw_path, params));
         }
         let mut allowed: Vec<Method> = Vec::new();
         for index in merged(statics, dynamic) {
@@ -827,6 +952,151 @@ mod tests {
         assert!(Pattern::parse("/a/*/b").is_err());
         assert!(Pattern::parse("/a/:").is_err());
         assert!(Pattern::parse("/:a/:a").is_err());
+    }
+
+    /// The same routes among `filler` others (half registered before them,
+    /// half after), so that routers past [`SCAN_ALL`] use the first-segment
+    /// index; the values of the routes under test are 0, 1, ...
+    fn with_filler(routes: &[(&str, &str)], filler: usize) -> Router<usize> {
+        let mut r = Router::default();
+        let add = |r: &mut Router<usize>, m: &str, p: &str, v: usize| {
+            let method = (m != "ANY").then(|| Method::from_bytes(m.as_bytes()).unwrap());
+            r.add(method, Pattern::parse(p).unwrap(), v).unwrap();
+        };
+        for i in 0..filler / 2 {
+            add(&mut r, "GET", &format!("/filler{i}/:x"), 1000 + i);
+        }
+        for (i, (m, p)) in routes.iter().enumerate() {
+            add(&mut r, m, p, i);
+        }
+        for i in filler / 2..filler {
+            add(&mut r, "POST", &format!("/filler{i}"), 1000 + i);
+        }
+        r
+    }
+
+    #[test]
+    fn large_routers_answer_like_small_ones() {
+        let routes = [
+            ("GET", "/"),
+            ("GET", "/users/:id"),
+            ("DELETE", "/users/:id"),
+            ("GET", "/users/new"),
+            ("POST", "/users"),
+            ("GET", "/:lang/about"),
+            ("GET", "/en/about"),
+            ("GET", "/slash/"),
+            ("GET", "/files/*"),
+            ("GET", "/u"),
+            ("GET", "/us"),
+        ];
+        for filler in [0, 17, 150] {
+            let r = with_filler(&routes, filler);
+            assert_eq!(r.routes.len() > SCAN_ALL, filler > 0);
+            let get = |m: Method, path: &str| found(&r, m, path);
+            let not_allowed = |m: Method, path: &str| match r.find(&m, path) {
+                Match::MethodNotAllowed(allowed) => allowed,
+                other => panic!("{m} {path} with {filler}: {other:?}"),
+            };
+            let missing = |m: Method, path: &str| {
+                assert!(
+                    matches!(r.find(&m, path), Match::NotFound),
+                    "{m} {path} with {filler}"
+                )
+            };
+            assert_eq!(get(Method::GET, "/"), Some((0, vec![])), "{filler}");
+            let id = vec![("id".to_string(), "42".to_string())];
+            assert_eq!(get(Method::GET, "/users/42"), Some((1, id.clone())));
+            // HEAD falls back to GET; the first registered wins.
+            assert_eq!(get(Method::HEAD, "/users/42"), Some((1, id.clone())));
+            assert_eq!(get(Method::DELETE, "/users/42").unwrap().0, 2);
+            assert_eq!(get(Method::GET, "/users/new").unwrap().0, 1);
+            // A capture first, registered before the static route.
+            assert_eq!(get(Method::GET, "/en/about").unwrap().0, 5);
+            assert_eq!(get(Method::GET, "/fr/about").unwrap().0, 5);
+            // An escaped first segment is looked up decoded.
+            assert_eq!(get(Method::GET, "/%75sers/42"), Some((1, id)));
+            assert_eq!(get(Method::GET, "/%75").unwrap().0, 9);
+            assert_eq!(get(Method::GET, "/us").unwrap().0, 10);
+            // 405 lists the methods of every route matching the path.
+            assert_eq!(
+                not_allowed(Method::PUT, "/users/42"),
+                [Method::GET, Method::HEAD, Method::DELETE]
+            );
+            assert_eq!(not_allowed(Method::GET, "/users"), [Method::POST]);
+            // Trailing slashes are exact.
+            missing(Method::GET, "/users/");
+            missing(Method::GET, "/users/42/");
+            assert_eq!(get(Method::GET, "/slash/").unwrap().0, 7);
+            missing(Method::GET, "/slash");
+            missing(Method::GET, "/u/");
+            // Wildcards after the exact tier.
+            assert_eq!(get(Method::GET, "/files").unwrap().0, 8);
+            assert_eq!(get(Method::GET, "/files/a/b").unwrap().1[0].1, "a/b");
+            missing(Method::GET, "/nope");
+            missing(Method::GET, "/usersx/42");
+            missing(Method::GET, "/user/42");
+            if filler > 0 {
+                let last = filler - 1;
+                assert_eq!(get(Method::GET, "/filler0/x").unwrap().0, 1000);
+                assert_eq!(
+                    get(Method::POST, &format!("/filler{last}")).unwrap().0,
+                    1000 + last
+                );
+                assert_eq!(
+                    not_allowed(Method::GET, &format!("/filler{last}")),
+                    [Method::POST]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn same_compares_every_byte() {
+        let text = b"abcdefghijklmnopqrstuvwxyz";
+        for n in 0..=text.len() {
+            let a = &text[..n];
+            assert!(same(a, a), "{n}");
+            for i in 0..n {
+                let mut b = a.to_vec();
+                b[i] ^= 0x20;
+                assert!(!same(a, &b), "{n} {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn first_segments() {
+        let mut index = FirstSegments::default();
+        for (i, key) in ["json", "b", "plaintext", "pid", "p", "", "json", "a%20b"]
+            .iter()
+            .enumerate()
+        {
+            index.insert(key, i);
+        }
+        let none: &[usize] = &[];
+        assert_eq!(index.get("json"), [0, 6]);
+        assert_eq!(index.get("json/x/y"), [0, 6]);
+        assert_eq!(index.get(""), [5]);
+        assert_eq!(index.get("/x"), [5]);
+        assert_eq!(index.get("b"), [1]);
+        assert_eq!(index.get("plaintext"), [2]);
+        assert_eq!(index.get("pid/7"), [3]);
+        assert_eq!(index.get("p/7"), [4]);
+        assert_eq!(index.get("p"), [4]);
+        assert_eq!(index.get("plaintexts"), none);
+        assert_eq!(index.get("plain"), none);
+        assert_eq!(index.get("jsom"), none);
+        assert_eq!(index.get("z"), none);
+        // Escaped first segments are decoded; a literal with `%` is never
+        // matched (paths are compared decoded).
+        assert_eq!(index.get("%70laintext"), [2]);
+        assert_eq!(index.get("%70id/x"), [3]);
+        assert_eq!(index.get("a%20b"), none);
+        assert_eq!(index.get("%2F"), none);
+        // Bytes past ASCII pick their own (empty) group.
+        assert_eq!(index.get("\u{e9}t\u{e9}"), none);
+        assert_eq!(FirstSegments::default().get("x"), none);
     }
 
     #[test]

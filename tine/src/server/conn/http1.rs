@@ -13,7 +13,7 @@ use bytes::BytesMut;
 use http::{Method, StatusCode, Version};
 
 use super::{Admitted, Budget, Conn, Next, Pending, Phase, Shared, Transport, OUT_BATCH};
-use crate::http::encode::{encode_field, encode_status, framing, BodyShape, Exchange};
+use crate::http::encode::{encode_fields, encode_status, framing, BodyShape, Exchange};
 use crate::http::parse::Decoded;
 use crate::http::{fill_stream, Body, Fill, Request, Response};
 use crate::pubsub;
@@ -527,10 +527,9 @@ impl<T: Transport> Conn<T> {
             status,
             framing.length,
             framing.connection,
-            shared.date.bytes(),
+            &shared.date,
         );
-        res.each_header(|name, value| encode_field(out, name, value));
-        out.extend_from_slice(b"\r\n\r\n");
+        encode_fields(out, res.fields());
         let body = res.body;
         if framing.send_body {
             match body {
