@@ -696,8 +696,11 @@ fn parse_with<'b>(
         // Covers whitespace before a colon, obs-fold, bad tokens.
         Err(_) => return Err(StatusCode::BAD_REQUEST),
     };
-    let method = Method::from_bytes(req.method.unwrap_or("").as_bytes())
-        .map_err(|_| StatusCode::BAD_REQUEST)?;
+    let method = match req.method.unwrap_or("").as_bytes() {
+        // The common method without `Method::from_bytes`'s search.
+        b"GET" => Method::GET,
+        other => Method::from_bytes(other).map_err(|_| StatusCode::BAD_REQUEST)?,
+    };
     let version = match req.version {
         Some(1) => Version::HTTP_11,
         Some(0) => Version::HTTP_10,
@@ -939,19 +942,17 @@ fn valid_host(value: &[u8]) -> bool {
 /// Whether every byte is in [`REG_NAME`].
 #[inline(always)]
 fn reg_name_fast(name: &[u8]) -> bool {
-    let n = name.len();
     let mut ok = 1;
-    let mut i = 0;
-    while i + 4 <= n {
-        ok &= REG_NAME[name[i] as usize]
-            & REG_NAME[name[i + 1] as usize]
-            & REG_NAME[name[i + 2] as usize]
-            & REG_NAME[name[i + 3] as usize];
-        i += 4;
+    // Chunks of a known length: no bounds check a byte.
+    let quads = name.chunks_exact(4);
+    for rest in quads.remainder() {
+        ok &= REG_NAME[*rest as usize];
     }
-    while i < n {
-        ok &= REG_NAME[name[i] as usize];
-        i += 1;
+    for q in quads {
+        ok &= REG_NAME[q[0] as usize]
+            & REG_NAME[q[1] as usize]
+            & REG_NAME[q[2] as usize]
+            & REG_NAME[q[3] as usize];
     }
     ok == 1
 }

@@ -112,6 +112,17 @@ pub(crate) struct HeadBytes {
     lines: u32,
 }
 
+/// A path with percent-escapes, decoded (when that changes it), and
+/// whether its escapes are not UTF-8 (then it stays undecoded).
+#[cold]
+fn decode_path(path: &str) -> (Option<Box<str>>, bool) {
+    match percent_decode_str(path).decode_utf8() {
+        Ok(Cow::Borrowed(_)) => (None, false),
+        Ok(Cow::Owned(s)) => (Some(s.into_boxed_str()), false),
+        Err(_) => (None, true),
+    }
+}
+
 /// A request-target [`HeadBytes::new`] refused.
 #[derive(Debug)]
 struct InvalidTarget;
@@ -154,17 +165,16 @@ struct Scanned {
 fn scan_target(target: &[u8]) -> Result<Scanned, InvalidTarget> {
     let n = target.len();
     let mut ok = 1;
-    let mut i = 0;
-    while i + 4 <= n {
-        ok &= PLAIN[target[i] as usize]
-            & PLAIN[target[i + 1] as usize]
-            & PLAIN[target[i + 2] as usize]
-            & PLAIN[target[i + 3] as usize];
-        i += 4;
+    // Chunks of a known length: no bounds check a byte.
+    let quads = target.chunks_exact(4);
+    for rest in quads.remainder() {
+        ok &= PLAIN[*rest as usize];
     }
-    while i < n {
-        ok &= PLAIN[target[i] as usize];
-        i += 1;
+    for q in quads {
+        ok &= PLAIN[q[0] as usize]
+            & PLAIN[q[1] as usize]
+            & PLAIN[q[2] as usize]
+            & PLAIN[q[3] as usize];
     }
     if ok == 1 && n <= MAX_TARGET {
         return Ok(Scanned {
@@ -332,12 +342,21 @@ impl Request {
     /// A request as decoded, built where the caller keeps it (a request is
     /// large enough that moving it out of a `Result` shows in a profile);
     /// [`undecodable`](Self::undecodable) says whether it must be refused.
+    #[inline]
     pub(crate) fn decoded(head: RawHead, body: Bytes, peer: SocketAddr) -> Self {
-        let mut req = Request {
+        // Paths without escapes are plain ASCII or UTF-8 the parser
+        // checked: no decoding. Decoded before the request is built, so
+        // that it is built where the caller keeps it (changing it after
+        // building made the compiler build it aside and copy it).
+        let (decoded_path, undecodable) = match head.escaped {
+            false => (None, false),
+            true => decode_path(head.head.path()),
+        };
+        Request {
             method: head.method,
             head: head.head,
-            decoded_path: None,
-            undecodable: false,
+            decoded_path,
+            undecodable,
             version: head.version,
             headers: OnceCell::new(),
             upgrade: head.upgrade,
@@ -349,22 +368,6 @@ impl Request {
             https: false,
             hooks_done: false,
             spilled: None,
-        };
-        // Paths without escapes are plain ASCII or UTF-8 the parser
-        // checked: no decoding.
-        if head.escaped {
-            req.decode_path();
-        }
-        req
-    }
-
-    /// Decodes the path's percent-escapes.
-    #[cold]
-    fn decode_path(&mut self) {
-        match percent_decode_str(self.raw_path()).decode_utf8() {
-            Ok(Cow::Borrowed(_)) => {}
-            Ok(Cow::Owned(s)) => self.decoded_path = Some(s.into_boxed_str()),
-            Err(_) => self.undecodable = true,
         }
     }
 
@@ -749,11 +752,16 @@ impl Request {
         &self.params
     }
 
+    #[inline]
     pub(crate) fn set_params(&mut self, mut params: Params) {
         if !params.is_empty() {
             // The router's captures point into the raw path.
             params.src = Some(self.head.clone());
             self.params = params;
+        } else if params.src.is_none() && !params.list.spilled() {
+            // Nothing to drop (no buffer, no capture): skips a call to
+            // drop glue on every request to a route without captures.
+            std::mem::forget(params);
         }
     }
 
