@@ -3,9 +3,11 @@
 //!
 //! Nothing here touches a socket. The event loop appends what it reads to a
 //! connection's buffer and calls [`Decoder::decode`] until it says
-//! [`Decoded::NeedMore`]. The end of the request head is searched
-//! incrementally (each byte is scanned once), the head is parsed with
-//! `httparse`, and header values are slices of the read buffer (no copy).
+//! [`Decoded::NeedMore`]. A head that arrived whole is parsed where it
+//! lies with `httparse`, which says where it ends; the end of a head still
+//! arriving is searched incrementally (each byte is scanned once) before
+//! it is parsed. The target and header values stay in the read buffer (no
+//! copy).
 //!
 //! Beyond what `httparse` checks: bytes that cannot start a request line
 //! (a TLS ClientHello, binary garbage) are refused as soon as they arrive,
