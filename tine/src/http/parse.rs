@@ -3,9 +3,11 @@
 //!
 //! Nothing here touches a socket. The event loop appends what it reads to a
 //! connection's buffer and calls [`Decoder::decode`] until it says
-//! [`Decoded::NeedMore`]. The end of the request head is searched
-//! incrementally (each byte is scanned once), the head is parsed with
-//! `httparse`, and header values are slices of the read buffer (no copy).
+//! [`Decoded::NeedMore`]. A head that arrived whole is parsed where it
+//! lies with `httparse`, which says where it ends; the end of a head still
+//! arriving is searched incrementally (each byte is scanned once) before
+//! it is parsed. The target and header values stay in the read buffer (no
+//! copy).
 //!
 //! Beyond what `httparse` checks: bytes that cannot start a request line
 //! (a TLS ClientHello, binary garbage) are refused as soon as they arrive,
@@ -24,7 +26,7 @@ use http::uri::PathAndQuery;
 use http::{Method, StatusCode, Version};
 
 use super::body::{ChunkedDecoder, ReadBody, SpillFile};
-use super::request::{header_map, RawHead};
+use super::request::{header_map, HeadBytes, RawHead};
 use crate::limits::Limits;
 
 /// The searcher for the blank line ending a head, built once.
@@ -122,10 +124,12 @@ impl From<Head> for SeenHead {
     fn from(head: Head) -> Self {
         let raw = head.raw;
         SeenHead {
+            // `PathAndQuery` accepts what `HeadBytes` does.
+            target: PathAndQuery::try_from(raw.head.target())
+                .unwrap_or_else(|_| PathAndQuery::from_static("/")),
+            headers: header_map(&raw.head),
             method: raw.method,
-            target: raw.target,
             version: raw.version,
-            headers: header_map(&raw.header_lines),
         }
     }
 }
@@ -269,6 +273,22 @@ impl Decoder {
                     return early;
                 }
             }
+            if self.scanned == self.skip {
+                // Nothing of this head was searched yet: the parser finds
+                // where it ends (in a pipelined batch or a head that
+                // arrived whole, the common cases), with no search ahead
+                // of it. Otherwise (a head still arriving, or one to
+                // refuse), the search below goes on from where it stopped,
+                // so a head sent a byte at a time is not parsed again and
+                // again.
+                if let Ok(parsed) = parse_buf(buf, limits.max_headers) {
+                    // The search looks for CRLF CRLF only; a head the parser
+                    // saw end with a bare LF is left to it, as before.
+                    if parsed.len <= limits.max_header && buf[..parsed.len].ends_with(b"\r\n\r\n") {
+                        return self.take_head(buf, parsed, limits.max_headers);
+                    }
+                }
+            }
             let checked = self.scanned;
             let Some(end) = self.find_head_end(buf) else {
                 if buf.len() > limits.max_header {
@@ -281,25 +301,54 @@ impl Decoder {
             if end > limits.max_header {
                 return Decoded::Error(head_too_large(buf, limits.max_header));
             }
-            self.scanned = 0;
-            self.skip = 0;
-            if let State::Head(line) = &mut self.state {
-                *line = Line::Method;
-            }
-            let raw = buf.split_to(end).freeze();
-            let head = match parse_head(&raw, limits.max_headers) {
-                Ok(head) => head,
+            return match parse_buf(&buf[..end], limits.max_headers) {
+                Ok(parsed) => self.take_head(
+                    buf,
+                    Parsed {
+                        // Up to the blank line found (the parser may have
+                        // stopped at a bare LF's earlier).
+                        len: end,
+                        ..parsed
+                    },
+                    limits.max_headers,
+                ),
                 Err(status) => {
+                    self.next_head();
+                    let raw = buf.split_to(end);
                     self.state = State::Refused(salvage(&raw, limits.max_headers));
-                    return Decoded::Error(status);
+                    Decoded::Error(status)
                 }
             };
-            if head.framing == Framing::Empty {
-                return Decoded::Request(head, Bytes::new());
-            }
-            return self.head_with_body(head);
         }
         self.decode_body(buf, limits)
+    }
+
+    /// Takes a parsed head (`parsed.len` bytes) from the buffer.
+    #[inline]
+    fn take_head(&mut self, buf: &mut BytesMut, parsed: Parsed, max_headers: usize) -> Decoded {
+        self.next_head();
+        let raw = buf.split_to(parsed.len).freeze();
+        let head = match parsed.finish(raw) {
+            Ok(head) => head,
+            Err((status, raw)) => {
+                self.state = State::Refused(salvage(&raw, max_headers));
+                return Decoded::Error(status);
+            }
+        };
+        if head.framing == Framing::Empty {
+            return Decoded::Request(head, Bytes::new());
+        }
+        self.head_with_body(head)
+    }
+
+    /// Starts looking for the next head.
+    #[inline]
+    fn next_head(&mut self) {
+        self.scanned = 0;
+        self.skip = 0;
+        if let State::Head(line) = &mut self.state {
+            *line = Line::Method;
+        }
     }
 
     /// Hands out a head whose body is to come, to be admitted first.
@@ -484,15 +533,90 @@ fn spill_out(spill: &mut Option<SpillFile>, out: &mut Vec<u8>) -> Result<(), Sta
     Ok(())
 }
 
-/// Parses a complete head (ending with the blank line) and applies the
-/// framing rules of RFC 9112 §6, rejecting anything ambiguous.
-pub(crate) fn parse_head(raw: &Bytes, max_headers: usize) -> Result<Head, StatusCode> {
+/// Parses the head at the start of `buf` (`Err(400)` if it is not
+/// whole) and applies the framing rules of RFC 9112 §6, rejecting
+/// anything ambiguous.
+#[inline]
+fn parse_buf(buf: &[u8], max_headers: usize) -> Result<Parsed, StatusCode> {
     if max_headers <= STACK_HEADERS {
         let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); STACK_HEADERS];
-        parse_with(raw, &mut slots[..max_headers])
+        parse_with(buf, &mut slots[..max_headers])
     } else {
         let mut slots = vec![MaybeUninit::<httparse::Header<'_>>::uninit(); max_headers];
-        parse_with(raw, &mut slots)
+        parse_with(buf, &mut slots)
+    }
+}
+
+/// The forms of request-target (RFC 9112 §3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// `/path?query`, read in place.
+    Origin,
+    /// `*`, for `OPTIONS`.
+    Asterisk,
+    /// `http://host/path?query`, routed on its path.
+    Absolute,
+}
+
+/// A head as parsed, by positions in the buffer it was parsed from (so
+/// the buffer can be split after the parser's borrow of it ends).
+#[derive(Debug)]
+struct Parsed {
+    /// The head's length, up to and with its blank line.
+    len: usize,
+    method: Method,
+    version: Version,
+    target: std::ops::Range<usize>,
+    form: Form,
+    /// Where the first header line starts.
+    lines: usize,
+    framing: Framing,
+    keep_alive: bool,
+    expect_continue: bool,
+    upgrade: bool,
+}
+
+impl Parsed {
+    /// The head, over `raw`, the buffer it was parsed from (cut to its
+    /// length); `Err` gives the buffer back with the status to answer.
+    #[inline]
+    fn finish(self, raw: Bytes) -> Result<Head, (StatusCode, Bytes)> {
+        let made = match self.form {
+            Form::Origin => HeadBytes::new(raw, self.target.clone(), self.lines),
+            _ => other_form(&raw, &self).ok_or(raw),
+        };
+        let (head, escaped) = made.map_err(|raw| (StatusCode::BAD_REQUEST, raw))?;
+        Ok(Head {
+            raw: RawHead {
+                method: self.method,
+                version: self.version,
+                head,
+                escaped,
+                upgrade: self.upgrade,
+            },
+            framing: self.framing,
+            keep_alive: self.keep_alive,
+            expect_continue: self.expect_continue,
+        })
+    }
+}
+
+/// The head of a request whose target is `*` or in absolute form, in a
+/// buffer of its own: the path and query (`*`, or the absolute form's),
+/// then the header lines.
+#[cold]
+#[inline(never)]
+fn other_form(raw: &[u8], parsed: &Parsed) -> Option<(HeadBytes, bool)> {
+    let lines = raw.get(parsed.lines..).unwrap_or(&[]);
+    if parsed.form == Form::Asterisk {
+        return HeadBytes::owned("*", lines);
+    }
+    let target = std::str::from_utf8(raw.get(parsed.target.clone())?).ok()?;
+    let uri: http::Uri = target.parse().ok()?;
+    match uri.path_and_query().map_or("", |p| p.as_str()) {
+        path if path.starts_with('/') => HeadBytes::owned(path, lines),
+        // `http://h` or `http://h?q`: the path is `/`.
+        query => HeadBytes::owned(&format!("/{query}"), lines),
     }
 }
 
@@ -560,9 +684,9 @@ fn salvage(buf: &[u8], max_headers: usize) -> Option<Box<SeenHead>> {
 }
 
 fn parse_with<'b>(
-    raw: &'b Bytes,
+    raw: &'b [u8],
     slots: &mut [MaybeUninit<httparse::Header<'b>>],
-) -> Result<Head, StatusCode> {
+) -> Result<Parsed, StatusCode> {
     let mut req = httparse::Request::new(&mut []);
     let parsed = match req.parse_with_uninit_headers(raw, slots) {
         Ok(httparse::Status::Complete(n)) => n,
@@ -574,14 +698,20 @@ fn parse_with<'b>(
         // Covers whitespace before a colon, obs-fold, bad tokens.
         Err(_) => return Err(StatusCode::BAD_REQUEST),
     };
-    let method = Method::from_bytes(req.method.unwrap_or("").as_bytes())
-        .map_err(|_| StatusCode::BAD_REQUEST)?;
+    let method = match req.method.unwrap_or("").as_bytes() {
+        // The common method without `Method::from_bytes`'s search.
+        b"GET" => Method::GET,
+        other => Method::from_bytes(other).map_err(|_| StatusCode::BAD_REQUEST)?,
+    };
     let version = match req.version {
         Some(1) => Version::HTTP_11,
         Some(0) => Version::HTTP_10,
         _ => return Err(StatusCode::HTTP_VERSION_NOT_SUPPORTED),
     };
-    let target = parse_target(raw, req.path.unwrap_or(""), &method)?;
+    let path = req.path.unwrap_or("");
+    let form = target_form(path, &method)?;
+    let target_start = path.as_ptr() as usize - raw.as_ptr() as usize;
+    let target = target_start..target_start + path.len();
 
     // The fields tine itself reads are recognised from the raw names (no
     // `HeaderName`, no map): the rest stay as the header lines, for a map
@@ -657,29 +787,29 @@ fn parse_with<'b>(
         (false, Some(0)) | (false, None) => Framing::Empty,
         (false, Some(n)) => Framing::Length(n),
     };
-    Ok(Head {
-        raw: RawHead {
-            method,
-            version,
-            target,
-            // From the first field's name (or the blank line) to the end.
-            header_lines: raw.slice(lines_start..),
-            upgrade,
-        },
+    Ok(Parsed {
+        len: parsed,
+        method,
+        version,
+        target,
+        form,
+        // From the first field's name (or the blank line) to the end.
+        lines: lines_start,
         framing,
         keep_alive,
         expect_continue: expect_continue && framing != Framing::Empty,
+        upgrade,
     })
 }
 
 #[cfg(test)]
 impl Head {
     fn target(&self) -> PathAndQuery {
-        self.raw.target.clone()
+        PathAndQuery::try_from(self.raw.head.target()).unwrap()
     }
 
     fn headers(&self) -> HeaderMap {
-        header_map(&self.raw.header_lines)
+        header_map(&self.raw.head)
     }
 }
 
@@ -696,7 +826,7 @@ const MAX_NAME: usize = (1 << 16) - 1;
 /// Rare: it copies the head.
 #[cold]
 #[inline(never)]
-fn other_version(raw: &Bytes, max_headers: usize) -> Result<Head, StatusCode> {
+fn other_version(raw: &[u8], max_headers: usize) -> Result<Parsed, StatusCode> {
     let start = raw
         .iter()
         .position(|&b| b != b'\r' && b != b'\n')
@@ -717,9 +847,10 @@ fn other_version(raw: &Bytes, max_headers: usize) -> Result<Head, StatusCode> {
             let at = start + line.len() - version.len();
             let mut copy = raw.to_vec();
             copy[at..at + 8].copy_from_slice(b"HTTP/1.1");
-            // Not through `parse_head`: a second caller stopped it being
-            // inlined into the decoder, a cost on every request.
-            let copy = Bytes::from(copy);
+            // Not through `parse_buf`: a second caller stopped it being
+            // inlined into the decoder, a cost on every request. The
+            // positions parsed in the copy are those of `raw`: only the
+            // version differs.
             let mut slots = vec![MaybeUninit::<httparse::Header<'_>>::uninit(); max_headers];
             parse_with(&copy, &mut slots)
         }
@@ -813,19 +944,17 @@ fn valid_host(value: &[u8]) -> bool {
 /// Whether every byte is in [`REG_NAME`].
 #[inline(always)]
 fn reg_name_fast(name: &[u8]) -> bool {
-    let n = name.len();
     let mut ok = 1;
-    let mut i = 0;
-    while i + 4 <= n {
-        ok &= REG_NAME[name[i] as usize]
-            & REG_NAME[name[i + 1] as usize]
-            & REG_NAME[name[i + 2] as usize]
-            & REG_NAME[name[i + 3] as usize];
-        i += 4;
+    // Chunks of a known length: no bounds check a byte.
+    let quads = name.chunks_exact(4);
+    for rest in quads.remainder() {
+        ok &= REG_NAME[*rest as usize];
     }
-    while i < n {
-        ok &= REG_NAME[name[i] as usize];
-        i += 1;
+    for q in quads {
+        ok &= REG_NAME[q[0] as usize]
+            & REG_NAME[q[1] as usize]
+            & REG_NAME[q[2] as usize]
+            & REG_NAME[q[3] as usize];
     }
     ok == 1
 }
@@ -915,20 +1044,16 @@ fn valid_ip_literal(inside: &[u8]) -> bool {
     std::str::from_utf8(inside).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok())
 }
 
-/// The request target: origin form (a slice of the head), `*` for
+/// The form of a request target: origin form (read in place), `*` for
 /// `OPTIONS`, or absolute form (RFC 9112 §3.2.2, routed on its path).
-fn parse_target(raw: &Bytes, path: &str, method: &Method) -> Result<PathAndQuery, StatusCode> {
+#[inline]
+fn target_form(path: &str, method: &Method) -> Result<Form, StatusCode> {
     if path.starts_with('/') {
-        PathAndQuery::from_maybe_shared(raw.slice_ref(path.as_bytes()))
-            .map_err(|_| StatusCode::BAD_REQUEST)
+        Ok(Form::Origin)
     } else if path == "*" && method == Method::OPTIONS {
-        Ok(PathAndQuery::from_static("*"))
+        Ok(Form::Asterisk)
     } else if path.starts_with("http://") || path.starts_with("https://") {
-        let uri: http::Uri = path.parse().map_err(|_| StatusCode::BAD_REQUEST)?;
-        Ok(uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/")))
+        Ok(Form::Absolute)
     } else {
         Err(StatusCode::BAD_REQUEST)
     }
@@ -1056,7 +1181,7 @@ mod tests {
         let mut buf = BytesMut::from(
             &b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 9\r\n\r\nGET /next HTTP/1.1\r\n"[..],
         );
-        assert!(matches!(d.decode(&mut buf, &limits), Decoded::Head(h) if h.raw.target == "/a"));
+        assert!(matches!(d.decode(&mut buf, &limits), Decoded::Head(h) if h.target() == "/a"));
         assert_eq!(d.admit(4, 4), Err(StatusCode::PAYLOAD_TOO_LARGE));
         assert!(matches!(d.decode(&mut buf, &limits), Decoded::NeedMore));
         // A head that fails to parse: what could be read of it, not the
@@ -1310,7 +1435,7 @@ mod tests {
                     Decoded::Error(s) => return Err(s),
                     Decoded::Continue => panic!("no Expect sent"),
                     Decoded::Head(h) => {
-                        paths.push(h.raw.target.path().to_string());
+                        paths.push(h.target().path().to_string());
                         d.admit(limits.max_body, limits.spill_past())?;
                     }
                     Decoded::Body(_) => {}
@@ -1612,6 +1737,75 @@ GET /g HTTP/1.1\r\nHost: h\r\n\r\n\r\n\r\n\r\nGET /h HTTP/1.1\r\nHost: h\r\n\r\n
         assert!(
             matches!(d.decode(&mut buf, &limits), Decoded::Request(h, _) if h.target() == "/b")
         );
+    }
+
+    /// A head that arrived whole is parsed where it lies (the parser
+    /// finds its end); one arriving in pieces is searched for its end
+    /// first. Both must read the same requests and refuse the same.
+    #[test]
+    fn whole_and_piecemeal_heads_decode_alike() {
+        let limits = Limits::default();
+        let whole = |input: &[u8]| {
+            let mut d = Decoder::new();
+            let mut buf = BytesMut::from(input);
+            let mut paths = Vec::new();
+            loop {
+                match d.decode(&mut buf, &limits) {
+                    Decoded::Request(h, _) => paths.push(h.target().path().to_string()),
+                    Decoded::Head(h) => {
+                        paths.push(h.target().path().to_string());
+                        d.admit(limits.max_body, limits.spill_past())?;
+                    }
+                    Decoded::Body(_) => {}
+                    Decoded::NeedMore => return Ok(paths),
+                    Decoded::Error(s) => return Err(s),
+                    other => panic!("{other:?}"),
+                }
+            }
+        };
+        for input in [
+            &b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b?x HTTP/1.1\r\nHost: h\r\n\r\n"[..],
+            b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHo",
+            b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nxGET /c HTTP/1.1\r\nHost: h\r\n\r\n",
+            // Bare LFs: the search looks for CRLF CRLF only, so neither
+            // way ends this head (as before the parser found ends).
+            b"GET /a HTTP/1.1\nHost: h\n\n",
+            b"GET /a HTTP/1.1\r\nHost: h\n\r\n",
+            b"GET /a HTTP/1.1\r\nHost: h\n\r\nX: 1\r\n\r\n",
+            // Refused: a target `http`'s URI parser refuses, a bad Host,
+            // a higher minor version read as HTTP/1.1, absolute form.
+            b"GET /a<b HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET /a?b\"c HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET /a HTTP/1.1\r\nHost: a b\r\n\r\n",
+            b"GET /v HTTP/1.4\r\nHost: h\r\n\r\nGET /w HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET http://h/abs?q HTTP/1.1\r\nHost: h\r\n\r\nGET http://h HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
+        ] {
+            assert_eq!(
+                whole(input),
+                paths_byte_at_a_time(input, &limits),
+                "{}",
+                input.escape_ascii()
+            );
+        }
+        assert_eq!(
+            whole(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b?x HTTP/1.1\r\nHost: h\r\n\r\n"),
+            Ok(vec!["/a".to_string(), "/b".to_string()])
+        );
+        assert_eq!(
+            whole(b"GET http://h/abs?q HTTP/1.1\r\nHost: h\r\n\r\nGET http://h HTTP/1.1\r\nHost: h\r\n\r\n"),
+            Ok(vec!["/abs".to_string(), "/".to_string()])
+        );
+        assert_eq!(whole(b"GET /a HTTP/1.1\nHost: h\n\n"), Ok(vec![]));
+        assert_eq!(
+            whole(b"GET /a<b HTTP/1.1\r\nHost: h\r\n\r\n"),
+            Err(StatusCode::BAD_REQUEST)
+        );
+        // What was read of a head refused for its target.
+        let mut d = Decoder::new();
+        let mut buf = BytesMut::from(&b"GET /a?b\"c HTTP/1.1\r\nHost: h\r\nX: 1\r\n\r\n"[..]);
+        assert!(matches!(d.decode(&mut buf, &limits), Decoded::Error(s) if s == 400));
+        assert!(buf.is_empty());
     }
 
     fn decode_one_with(input: &[u8], limits: &Limits) -> Decoded {

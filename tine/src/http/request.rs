@@ -36,19 +36,18 @@ use crate::error::Error;
 /// ```
 pub struct Request {
     method: Method,
-    /// The request target as sent (path, then `?` and the query if any;
-    /// a fragment is cut off), a slice of the read buffer.
-    target: PathAndQuery,
+    /// The head as received, a slice of the read buffer: the target (path,
+    /// then `?` and the query if any; a fragment is cut off) and the
+    /// header lines (validated by the parser), each `name: value` ending
+    /// in CRLF or LF, up to the blank line. No header lines for a request
+    /// built by hand (whose map is then set).
+    head: HeadBytes,
     /// The percent-decoded path when it differs from the raw one.
     decoded_path: Option<Box<str>>,
     /// The path's escapes are not UTF-8: it stays undecoded.
     undecodable: bool,
     version: Version,
-    /// The header lines as received (validated by the parser), each
-    /// `name: value` ending in CRLF or LF, up to the blank line; empty for
-    /// a request built by hand (whose map is then set).
-    header_lines: Bytes,
-    /// The header map, built from `header_lines` on the first call to
+    /// The header map, built from the header lines on the first call to
     /// [`headers`](Request::headers): most requests never need one, and
     /// building it (hashing every name, two allocations) used to be the
     /// largest single cost of a small request.
@@ -70,24 +69,262 @@ pub struct Request {
     spilled: Option<Box<super::body::SpilledBody>>,
 }
 
-/// A request head as the parser left it: slices of the read buffer,
+/// A request head as the parser left it: a slice of the read buffer,
 /// checked, nothing copied or hashed yet.
 #[derive(Debug)]
 pub(crate) struct RawHead {
     pub(crate) method: Method,
     pub(crate) version: Version,
-    /// The target in origin form (path, `?query`), fragment cut off.
-    pub(crate) target: PathAndQuery,
-    /// The header lines, valid fields as `httparse` checked them.
-    pub(crate) header_lines: Bytes,
+    /// The target in origin form (path, `?query`), fragment cut off, and
+    /// the header lines, valid fields as `httparse` checked them.
+    pub(crate) head: HeadBytes,
+    /// The path has percent-escapes (to decode).
+    pub(crate) escaped: bool,
     /// A header named `Upgrade` is among them.
     pub(crate) upgrade: bool,
 }
 
-/// A target in a buffer of its own.
-fn own_target(target: &PathAndQuery) -> PathAndQuery {
-    PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(target.as_str().as_bytes()))
-        .unwrap_or_else(|_| target.clone())
+/// The bytes of a request head, with where its request-target and its
+/// header lines are in them: one shared buffer (a slice of the read
+/// buffer, no copy) for both.
+///
+/// The target is held as text without `http::uri::PathAndQuery`, whose
+/// constructor scans every byte again (after `httparse` did) and which
+/// took a second reference on the buffer (two atomic updates more per
+/// request, with the header lines' own). [`HeadBytes::new`] scans the
+/// target once, with a table, to find the query and refuse what
+/// `PathAndQuery` refuses, and that scan is also what proves the target
+/// is UTF-8 (all ASCII; a target with other bytes is checked by
+/// `str::from_utf8` on a cold path), so it can be read as `&str` later
+/// without checking again.
+#[derive(Clone)]
+pub(crate) struct HeadBytes {
+    bytes: Bytes,
+    /// `bytes[start..end]` is the target, valid UTF-8 (see `new`, the
+    /// only constructor: nothing else sets these fields, and `Bytes`
+    /// never changes what it holds).
+    start: u32,
+    /// The path is `bytes[start..query]`; the query, if any, is
+    /// `bytes[query + 1..end]` (`bytes[query]` is its `?`).
+    query: u32,
+    end: u32,
+    /// The header lines are `bytes[lines..]`.
+    lines: u32,
+}
+
+/// A path with percent-escapes, decoded (when that changes it), and
+/// whether its escapes are not UTF-8 (then it stays undecoded).
+#[cold]
+fn decode_path(path: &str) -> (Option<Box<str>>, bool) {
+    match percent_decode_str(path).decode_utf8() {
+        Ok(Cow::Borrowed(_)) => (None, false),
+        Ok(Cow::Owned(s)) => (Some(s.into_boxed_str()), false),
+        Err(_) => (None, true),
+    }
+}
+
+/// A request-target [`HeadBytes::new`] refused.
+#[derive(Debug)]
+struct InvalidTarget;
+
+/// The longest target `http::uri::PathAndQuery` accepts: kept, so that
+/// what was refused before is refused still.
+const MAX_TARGET: usize = u16::MAX as usize - 1;
+
+/// Bytes of a target that need no second look: visible ASCII but `?`
+/// (the query starts), `#` (a fragment starts), `%` (an escape: the path
+/// must be decoded), and `<`, `>` and `` ` ``, which `http`'s URI parser
+/// refuses in a path (RFC 3986 has them percent-encoded; `"`, `{`, `}`,
+/// which it accepts, are plain). Bytes over 127 are not plain either:
+/// then the target's UTF-8 is checked.
+static PLAIN: [u8; 256] = {
+    let mut t = [0; 256];
+    let mut b = 0x21;
+    while b < 0x7f {
+        t[b] = !matches!(b as u8, b'?' | b'#' | b'%' | b'<' | b'>' | b'`') as u8;
+        b += 1;
+    }
+    t
+};
+
+/// What [`scan_target`] found.
+struct Scanned {
+    /// Where the query's `?` is (or the end).
+    query: usize,
+    /// Where the target ends (a fragment is cut off).
+    end: usize,
+    /// The path has a `%`.
+    escaped: bool,
+}
+
+/// Finds the query and a fragment in a target and refuses the bytes that
+/// `PathAndQuery` refuses. The common target (plain ASCII, no query, no
+/// escape) costs one table lookup a byte, four at a time without a
+/// branch each.
+#[inline]
+fn scan_target(target: &[u8]) -> Result<Scanned, InvalidTarget> {
+    let n = target.len();
+    let mut ok = 1;
+    // Chunks of a known length: no bounds check a byte.
+    let quads = target.chunks_exact(4);
+    for rest in quads.remainder() {
+        ok &= PLAIN[*rest as usize];
+    }
+    for q in quads {
+        ok &= PLAIN[q[0] as usize]
+            & PLAIN[q[1] as usize]
+            & PLAIN[q[2] as usize]
+            & PLAIN[q[3] as usize];
+    }
+    if ok == 1 && n <= MAX_TARGET {
+        return Ok(Scanned {
+            query: n,
+            end: n,
+            escaped: false,
+        });
+    }
+    scan_target_slow(target)
+}
+
+/// [`scan_target`] for a target with a query, an escape, a fragment,
+/// bytes over 127, or one to refuse. The classes are `http` 1.x's
+/// (`uri/path.rs`): in the path, visible ASCII but `<`, `>`, `` ` ``;
+/// in the query, visible ASCII but `"`, `<`, `>`; `#` starts a fragment
+/// in both; bytes over 127 must be UTF-8.
+#[cold]
+#[inline(never)]
+fn scan_target_slow(target: &[u8]) -> Result<Scanned, InvalidTarget> {
+    if target.is_empty() || target.len() > MAX_TARGET {
+        return Err(InvalidTarget);
+    }
+    let mut query = None;
+    let mut end = target.len();
+    let mut escaped = false;
+    let mut high = false;
+    for (i, &b) in target.iter().enumerate() {
+        match (b, query.is_some()) {
+            (b'#', _) => {
+                end = i;
+                break;
+            }
+            (b'?', false) => query = Some(i),
+            (b'%', false) => escaped = true,
+            (b'<' | b'>' | b'`', false) | (b'"' | b'<' | b'>', true) => return Err(InvalidTarget),
+            (0x80.., _) => high = true,
+            (0x21..=0x7e, _) => {}
+            _ => return Err(InvalidTarget),
+        }
+    }
+    if high && std::str::from_utf8(&target[..end]).is_err() {
+        return Err(InvalidTarget);
+    }
+    Ok(Scanned {
+        query: query.unwrap_or(end),
+        end,
+        escaped,
+    })
+}
+
+impl HeadBytes {
+    /// The head in `bytes`, its target at `target` and its header lines
+    /// from `lines` on; the target is scanned (see [`scan_target`]).
+    /// Returns whether the path has percent-escapes, too; `Err` (an
+    /// invalid target) gives the bytes back.
+    #[inline]
+    pub(crate) fn new(
+        bytes: Bytes,
+        target: std::ops::Range<usize>,
+        lines: usize,
+    ) -> Result<(HeadBytes, bool), Bytes> {
+        let Some(Ok(scanned)) = bytes.get(target.clone()).map(scan_target) else {
+            return Err(bytes);
+        };
+        // Positions as `u32` (a request is large enough as it is): the
+        // target's end within them, so all of its positions are.
+        let (Ok(_), Ok(lines)) = (
+            u32::try_from(target.end),
+            u32::try_from(lines.min(bytes.len())),
+        ) else {
+            return Err(bytes);
+        };
+        let head = HeadBytes {
+            start: target.start as u32,
+            query: (target.start + scanned.query) as u32,
+            end: (target.start + scanned.end) as u32,
+            lines,
+            bytes,
+        };
+        Ok((head, scanned.escaped))
+    }
+
+    /// A target and header lines in a buffer of their own (a target in
+    /// absolute form, or a request built by hand).
+    #[cold]
+    pub(crate) fn owned(target: &str, lines: &[u8]) -> Option<(HeadBytes, bool)> {
+        let mut bytes = Vec::with_capacity(target.len() + lines.len());
+        bytes.extend_from_slice(target.as_bytes());
+        bytes.extend_from_slice(lines);
+        HeadBytes::new(Bytes::from(bytes), 0..target.len(), target.len()).ok()
+    }
+
+    /// `bytes[from..to]` as text: only for bounds within the target that
+    /// fall on its `?` or ends.
+    #[inline]
+    #[allow(unsafe_code)]
+    fn text(&self, from: u32, to: u32) -> &str {
+        let bytes = self.bytes.get(from as usize..to as usize).unwrap_or(&[]);
+        debug_assert!(std::str::from_utf8(bytes).is_ok());
+        // SAFETY: `new`, the only constructor, checked that
+        // `bytes[start..end]` is UTF-8 (every byte ASCII, or
+        // `str::from_utf8`), the fields are set nowhere else, and `Bytes`
+        // is immutable. The callers' bounds are `start`, `query`,
+        // `query + 1` and `end`: `query` is the position of an ASCII `?`
+        // (or `end`), so every sub-range starts and ends on a character
+        // boundary.
+        unsafe { std::str::from_utf8_unchecked(bytes) }
+    }
+
+    /// The target: path, then `?` and the query if any.
+    #[inline]
+    pub(crate) fn target(&self) -> &str {
+        self.text(self.start, self.end)
+    }
+
+    /// The path, still percent-encoded.
+    #[inline]
+    pub(crate) fn path(&self) -> &str {
+        self.text(self.start, self.query)
+    }
+
+    /// The query (after `?`), if any.
+    #[inline]
+    pub(crate) fn query(&self) -> Option<&str> {
+        (self.query < self.end).then(|| self.text(self.query + 1, self.end))
+    }
+
+    /// The header lines, up to the blank line (or none).
+    #[inline]
+    pub(crate) fn lines(&self) -> &[u8] {
+        self.bytes.get(self.lines as usize..).unwrap_or(&[])
+    }
+
+    /// The same head in a buffer of its own.
+    #[cold]
+    fn detached(&self) -> HeadBytes {
+        HeadBytes {
+            bytes: Bytes::copy_from_slice(&self.bytes),
+            ..*self
+        }
+    }
+}
+
+impl fmt::Debug for HeadBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeadBytes")
+            .field("target", &self.target())
+            .field("lines", &self.lines().escape_ascii().to_string())
+            .finish()
+    }
 }
 
 impl Request {
@@ -105,14 +342,22 @@ impl Request {
     /// A request as decoded, built where the caller keeps it (a request is
     /// large enough that moving it out of a `Result` shows in a profile);
     /// [`undecodable`](Self::undecodable) says whether it must be refused.
+    #[inline]
     pub(crate) fn decoded(head: RawHead, body: Bytes, peer: SocketAddr) -> Self {
-        let mut req = Request {
+        // Paths without escapes are plain ASCII or UTF-8 the parser
+        // checked: no decoding. Decoded before the request is built, so
+        // that it is built where the caller keeps it (changing it after
+        // building made the compiler build it aside and copy it).
+        let (decoded_path, undecodable) = match head.escaped {
+            false => (None, false),
+            true => decode_path(head.head.path()),
+        };
+        Request {
             method: head.method,
-            target: head.target,
-            decoded_path: None,
-            undecodable: false,
+            head: head.head,
+            decoded_path,
+            undecodable,
             version: head.version,
-            header_lines: head.header_lines,
             headers: OnceCell::new(),
             upgrade: head.upgrade,
             body,
@@ -123,18 +368,7 @@ impl Request {
             https: false,
             hooks_done: false,
             spilled: None,
-        };
-        // Paths without escapes are plain ASCII or UTF-8 the parser
-        // checked: no decoding.
-        let path = req.raw_path();
-        if memchr::memchr(b'%', path.as_bytes()).is_some() {
-            match percent_decode_str(path).decode_utf8() {
-                Ok(Cow::Borrowed(_)) => {}
-                Ok(Cow::Owned(s)) => req.decoded_path = Some(s.into_boxed_str()),
-                Err(_) => req.undecodable = true,
-            }
         }
-        req
     }
 
     /// Whether the path's percent-escapes are not UTF-8 (the request is to
@@ -154,11 +388,15 @@ impl Request {
         peer: SocketAddr,
     ) -> Result<Self, Box<Self>> {
         let upgrade = headers.contains_key(header::UPGRADE);
+        // `PathAndQuery` accepts what `HeadBytes` does.
+        let (head, escaped) = HeadBytes::owned(target.as_str(), b"")
+            .or_else(|| HeadBytes::owned("/", b""))
+            .expect("`/` is a valid target");
         let head = RawHead {
             method,
             version,
-            target,
-            header_lines: Bytes::new(),
+            head,
+            escaped,
             upgrade,
         };
         let lift = |mut req: Request| {
@@ -212,17 +450,17 @@ impl Request {
 
     /// The path exactly as sent, still percent-encoded.
     pub fn raw_path(&self) -> &str {
-        self.target.path()
+        self.head.path()
     }
 
     /// The raw query string (after `?`), if any.
     pub fn query_string(&self) -> Option<&str> {
-        self.target.query()
+        self.head.query()
     }
 
     /// The target as sent: path, then `?` and the query if there is one.
     pub(crate) fn raw_target(&self) -> &str {
-        self.target.as_str()
+        self.head.target()
     }
 
     /// The decoded query parameters, in order (`+` is a space).
@@ -288,7 +526,7 @@ impl Request {
     /// ```
     pub fn headers(&self) -> &HeaderMap {
         self.headers
-            .get_or_init(|| Box::new(header_map(&self.header_lines)))
+            .get_or_init(|| Box::new(header_map(&self.head)))
     }
 
     /// The first value of a header as text, if present and visible ASCII
@@ -326,7 +564,7 @@ impl Request {
         match self.headers.get() {
             Some(map) => HeaderValues(Values::Map(map.get_all(name).into_iter())),
             None => HeaderValues(Values::Lines {
-                lines: HeaderLines(&self.header_lines),
+                lines: HeaderLines(self.head.lines()),
                 name: HeaderNameRef::new(name),
             }),
         }
@@ -337,17 +575,14 @@ impl Request {
     /// session's): slices would keep the whole read buffer alive.
     #[cold]
     pub(crate) fn detach(&mut self) {
-        self.target = own_target(&self.target);
-        self.header_lines = Bytes::copy_from_slice(&self.header_lines);
+        self.head = self.head.detached();
         self.body = Bytes::copy_from_slice(&self.body);
-        if !self.params.is_empty() {
-            // Captures point into the target (a clone of it: no clone, no
-            // shared header allocated for a route without captures).
-            self.params.src = Some(self.target.clone());
+        if self.params.src.is_some() {
+            self.params.src = Some(self.head.clone());
         }
         if let Some(map) = self.headers.get_mut() {
             // Its values are slices of the head too.
-            **map = header_map(&self.header_lines);
+            **map = header_map(&self.head);
         }
     }
 
@@ -517,11 +752,16 @@ impl Request {
         &self.params
     }
 
+    #[inline]
     pub(crate) fn set_params(&mut self, mut params: Params) {
         if !params.is_empty() {
             // The router's captures point into the raw path.
-            params.src = Some(self.target.clone());
+            params.src = Some(self.head.clone());
             self.params = params;
+        } else if params.src.is_none() && !params.list.spilled() {
+            // Nothing to drop (no buffer, no capture): skips a call to
+            // drop glue on every request to a route without captures.
+            std::mem::forget(params);
         }
     }
 
@@ -812,8 +1052,8 @@ impl std::io::Read for BodyReader<'_> {
 /// inline.
 #[derive(Debug, Default, Clone)]
 pub struct Params {
-    /// The target whose path the captures' positions point into.
-    pub(crate) src: Option<PathAndQuery>,
+    /// The head whose path the captures' positions point into.
+    pub(crate) src: Option<HeadBytes>,
     /// `(name, value)`; the name `None` is the trailing wildcard `*`.
     pub(crate) list: SmallVec<[(Option<Rc<str>>, Capture); INLINE_PARAMS]>,
 }
@@ -942,12 +1182,12 @@ impl<'a> Iterator for HeaderLines<'a> {
 /// The header map of header lines the parser accepted (so every name and
 /// value is valid: this cannot fail).
 #[cold]
-pub(crate) fn header_map(lines: &Bytes) -> HeaderMap {
+pub(crate) fn header_map(head: &HeadBytes) -> HeaderMap {
     let mut map = HeaderMap::new();
-    for (name, value) in HeaderLines(lines) {
+    for (name, value) in HeaderLines(head.lines()) {
         if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(name),
-            HeaderValue::from_maybe_shared(lines.slice_ref(value)),
+            HeaderValue::from_maybe_shared(head.bytes.slice_ref(value)),
         ) {
             map.append(name, value);
         }
@@ -1188,6 +1428,70 @@ mod tests {
         assert_eq!(req.cookie("b").unwrap().value(), "hello world");
         assert_eq!(req.cookie("c").unwrap().value(), "3");
         assert!(req.cookie("d").is_none());
+    }
+
+    /// `HeadBytes` reads and refuses targets exactly as
+    /// `http::uri::PathAndQuery` does (which it replaced).
+    #[test]
+    fn targets_as_path_and_query_reads_them() {
+        let mut targets: Vec<Vec<u8>> = Vec::new();
+        for b in 0u8..=255 {
+            for shape in [&b"/a_c"[..], b"/a?x_y", b"/_", b"/a?_", b"/a#x_", b"/a?b#_"] {
+                targets.push(
+                    shape
+                        .iter()
+                        .map(|&c| if c == b'_' { b } else { c })
+                        .collect(),
+                );
+            }
+        }
+        for t in [
+            "/",
+            "/plaintext",
+            "/hello/world",
+            "/a%20b?c=%20",
+            "/caf\u{e9}?q=\u{e9}t\u{e9}",
+            "/a?",
+            "/?",
+            "/a??b",
+            "/a?b?c",
+            "/a#",
+            "/a#?b",
+            "/a?#",
+            "/%",
+            "/{\"a\":1}",
+            "/a?b=`",
+            "/a<b",
+            "/a?b<",
+        ] {
+            targets.push(t.as_bytes().to_vec());
+        }
+        targets.push(b"/caf\xc3".to_vec());
+        targets.push(b"/a?\xff".to_vec());
+        targets.push(b"/a#\xff".to_vec());
+        let long = format!("/{}", "a".repeat(MAX_TARGET - 1));
+        targets.push(long.as_bytes().to_vec());
+        targets.push(format!("{long}b").into_bytes());
+        for t in targets {
+            let expected = PathAndQuery::try_from(&t[..]).ok();
+            let mut raw = b"GET ".to_vec();
+            raw.extend_from_slice(&t);
+            raw.extend_from_slice(b" HTTP/1.1\r\nHost: h\r\n\r\n");
+            let lines = 4 + t.len() + 11;
+            let got = HeadBytes::new(Bytes::from(raw), 4..4 + t.len(), lines).ok();
+            let shown = t.escape_ascii().to_string();
+            match (expected, got) {
+                (None, None) => {}
+                (Some(pq), Some((head, escaped))) => {
+                    assert_eq!(head.target(), pq.as_str(), "{shown}");
+                    assert_eq!(head.path(), pq.path(), "{shown}");
+                    assert_eq!(head.query(), pq.query(), "{shown}");
+                    assert_eq!(escaped, pq.path().contains('%'), "{shown}");
+                    assert_eq!(head.lines(), b"Host: h\r\n\r\n", "{shown}");
+                }
+                (pq, head) => panic!("{shown}: PathAndQuery {pq:?}, HeadBytes {head:?}"),
+            }
+        }
     }
 
     #[test]
