@@ -172,3 +172,41 @@ fn a_bad_proxy_header_is_answered_400_and_closed() {
     assert_eq!(raw(proxied, &ok).1, "203.0.113.7 http");
     s.stop(std::time::Duration::from_secs(30));
 }
+
+/// `max_connections_per_ip` counts a PROXY protocol connection under the
+/// socket's address (the balancer) and must release it under that address
+/// too, not under the client the header names: otherwise the balancer's
+/// count only grows, and after `limit` connections it is refused for good.
+#[test]
+fn per_ip_counts_of_proxied_connections_are_released() {
+    let s = ServerTree::start(
+        HELLO,
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--proxy-protocol-listen",
+            "127.0.0.1:0",
+            "--max-connections-per-ip",
+            "2",
+        ],
+    );
+    assert!(testkit::wait_until(
+        std::time::Duration::from_secs(30),
+        || s.addrs().len() == 2
+    ));
+    let proxied = s.addrs()[1];
+    for i in 1..=8 {
+        let header = format!("PROXY TCP4 203.0.113.{i} 10.0.0.1 51000 80\r\n");
+        let mut c = Client::connect(proxied);
+        c.send(header.as_bytes());
+        c.send(b"GET /whoami HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        let r = c.read_response();
+        assert_eq!(
+            (r.status, r.text()),
+            (200, format!("203.0.113.{i} http")),
+            "connection {i}"
+        );
+        assert!(c.is_closed(), "connection {i} is closed after its answer");
+    }
+    s.stop(std::time::Duration::from_secs(30));
+}

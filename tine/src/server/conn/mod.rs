@@ -274,11 +274,6 @@ impl<T: Transport> Conn<T> {
         self.proxy_header = true;
     }
 
-    /// The client's address.
-    pub(crate) fn peer(&self) -> SocketAddr {
-        self.peer
-    }
-
     /// The transport, to (de)register it with the poller.
     pub(crate) fn transport_mut(&mut self) -> &mut T {
         &mut self.stream

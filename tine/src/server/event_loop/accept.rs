@@ -354,6 +354,7 @@ impl EventLoop {
                         deadline: self.now,
                         timer_tick: None,
                         scheduled: false,
+                        counted_ip: peer.ip(),
                     });
                     let deadline = self.now + self.shared.config.limits.header_timeout;
                     self.set_deadline(key, deadline);

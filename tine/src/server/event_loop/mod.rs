@@ -63,6 +63,12 @@ struct Slot {
     timer_tick: Option<u64>,
     /// In the ready or parked list.
     scheduled: bool,
+    /// The address `max_connections_per_ip` counted this connection
+    /// under: the socket's peer at accept. A PROXY protocol header later
+    /// changes the connection's peer to the client behind the proxy;
+    /// the count must still be released under the address it was taken
+    /// for, or the proxy's count would never go down.
+    counted_ip: std::net::IpAddr,
 }
 
 pub(crate) struct EventLoop {
@@ -464,14 +470,18 @@ impl EventLoop {
     }
 
     fn close(&mut self, key: usize) {
-        let Slot { mut conn, .. } = self.conns.remove(key);
+        let Slot {
+            mut conn,
+            counted_ip,
+            ..
+        } = self.conns.remove(key);
         if let Some(e) = scoreboard::mine() {
             scoreboard::Entry::gauge(&e.gauges.connections, -1);
             if conn.any_session().is_some() {
                 scoreboard::Entry::gauge(&e.gauges.websockets, -1);
             }
         }
-        self.per_ip.release(conn.peer().ip());
+        self.per_ip.release(counted_ip);
         let _ = self.poll.registry().deregister(conn.transport_mut());
         conn.closed();
         if let Some(ws) = conn.any_session() {
