@@ -140,10 +140,21 @@ enum Body {
     Length(usize),
     /// `Content-Length` bytes over the body buffer, written to a file as
     /// they arrive; this many left.
-    SpillLength(SpillFile, u64),
+    SpillLength(Box<SpillFile>, u64),
     /// Chunked, decoded into the vector, which is moved to a file once it
     /// grows past the body buffer.
-    Chunked(ChunkedDecoder, Vec<u8>, Option<SpillFile>),
+    Chunked(Box<Chunked>),
+}
+
+/// A chunked body in progress. Boxed, with the spill file above, so that
+/// every connection's [`Decoder`] stays small: it sits in each connection,
+/// idle ones and WebSockets included, and a body in either form allocates
+/// anyway.
+#[derive(Debug)]
+struct Chunked {
+    decoder: ChunkedDecoder,
+    out: Vec<u8>,
+    spill: Option<SpillFile>,
 }
 
 /// Incremental request decoder for one connection.
@@ -203,16 +214,18 @@ impl Decoder {
                 return Err(StatusCode::PAYLOAD_TOO_LARGE);
             }
             Framing::Length(n) if n > buffer as u64 => match SpillFile::new() {
-                Ok(file) => Body::SpillLength(file, n),
+                Ok(file) => Body::SpillLength(Box::new(file), n),
                 Err(status) => {
                     self.state = State::Refused(None);
                     return Err(status);
                 }
             },
             Framing::Length(n) => Body::Length(n as usize),
-            Framing::Chunked | Framing::Empty => {
-                Body::Chunked(ChunkedDecoder::new(), Vec::new(), None)
-            }
+            Framing::Chunked | Framing::Empty => Body::Chunked(Box::new(Chunked {
+                decoder: ChunkedDecoder::new(),
+                out: Vec::new(),
+                spill: None,
+            })),
         };
         self.state = State::Body {
             body,
@@ -393,7 +406,12 @@ impl Decoder {
                 }
                 (*left == 0).then(|| ReadBody::File(file.take()))
             }
-            Body::Chunked(decoder, out, spill) => {
+            Body::Chunked(chunked) => {
+                let Chunked {
+                    decoder,
+                    out,
+                    spill,
+                } = &mut **chunked;
                 match decoder.decode(buf, out, *max_body, limits.max_header) {
                     Ok((used, done)) => {
                         let _ = buf.split_to(used);
