@@ -9,8 +9,6 @@ pub(crate) mod parse;
 mod request;
 mod response;
 
-#[cfg(test)]
-pub(crate) use request::HeadBytes;
 pub use request::{BodyReader, Extensions, HeaderValues, Params, Request, RequestBuilder};
 pub(crate) use request::{Capture, INLINE_PARAMS};
 pub(crate) use response::{fill_stream, Body, Chunks, FileBody, Fill};

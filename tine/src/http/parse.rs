@@ -140,7 +140,7 @@ enum Body {
     Length(usize),
     /// `Content-Length` bytes over the body buffer, written to a file as
     /// they arrive; this many left.
-    SpillLength(Box<SpillFile>, u64),
+    SpillLength(Box<(SpillFile, u64)>),
     /// Chunked, decoded into the vector, which is moved to a file once it
     /// grows past the body buffer.
     Chunked(Box<Chunked>),
@@ -214,7 +214,7 @@ impl Decoder {
                 return Err(StatusCode::PAYLOAD_TOO_LARGE);
             }
             Framing::Length(n) if n > buffer as u64 => match SpillFile::new() {
-                Ok(file) => Body::SpillLength(Box::new(file), n),
+                Ok(file) => Body::SpillLength(Box::new((file, n))),
                 Err(status) => {
                     self.state = State::Refused(None);
                     return Err(status);
@@ -394,7 +394,8 @@ impl Decoder {
                     None
                 }
             }
-            Body::SpillLength(file, left) => {
+            Body::SpillLength(spill) => {
+                let (file, left) = &mut **spill;
                 let take = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
                 if take > 0 {
                     if let Err(status) = file.write(&buf[..take]) {

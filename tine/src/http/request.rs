@@ -296,6 +296,12 @@ impl HeadBytes {
         self.text(self.start, self.query)
     }
 
+    /// The raw path's bytes, sharing the head's buffer (what a request's
+    /// [`Params`] keep, a word smaller than the whole head).
+    pub(crate) fn path_bytes(&self) -> Bytes {
+        self.bytes.slice(self.start as usize..self.query as usize)
+    }
+
     /// The query (after `?`), if any.
     #[inline]
     pub(crate) fn query(&self) -> Option<&str> {
@@ -578,7 +584,7 @@ impl Request {
         self.head = self.head.detached();
         self.body = Bytes::copy_from_slice(&self.body);
         if self.params.src.is_some() {
-            self.params.src = Some(self.head.clone());
+            self.params.src = Some(self.head.path_bytes());
         }
         if let Some(map) = self.headers.get_mut() {
             // Its values are slices of the head too.
@@ -756,7 +762,7 @@ impl Request {
     pub(crate) fn set_params(&mut self, mut params: Params) {
         if !params.is_empty() {
             // The router's captures point into the raw path.
-            params.src = Some(self.head.clone());
+            params.src = Some(self.head.path_bytes());
             self.params = params;
         } else if params.src.is_none() && !params.list.spilled() {
             // Nothing to drop (no buffer, no capture): skips a call to
@@ -1052,8 +1058,9 @@ impl std::io::Read for BodyReader<'_> {
 /// inline.
 #[derive(Debug, Default, Clone)]
 pub struct Params {
-    /// The head whose path the captures' positions point into.
-    pub(crate) src: Option<HeadBytes>,
+    /// The raw path the captures' positions point into (a slice of the
+    /// request's head).
+    pub(crate) src: Option<Bytes>,
     /// `(name, value)`; the name `None` is the trailing wildcard `*`.
     pub(crate) list: SmallVec<[(Option<Rc<str>>, Capture); INLINE_PARAMS]>,
 }
@@ -1080,10 +1087,15 @@ impl Params {
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.list.iter().map(|(k, v)| {
             let value = match v {
+                // The path is UTF-8 (the head was checked when parsed) and
+                // the router cut the capture at '/' boundaries; checking
+                // again costs a few instructions per capture, and keeps
+                // this free of `unsafe`.
                 Capture::Raw(a, b) => self
                     .src
                     .as_ref()
-                    .and_then(|t| t.path().get(*a as usize..*b as usize))
+                    .and_then(|t| t.get(*a as usize..*b as usize))
+                    .and_then(|v| std::str::from_utf8(v).ok())
                     .unwrap_or(""),
                 Capture::Owned(s) => s,
             };

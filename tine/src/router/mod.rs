@@ -747,7 +747,7 @@ mod tests {
         match r.find(&m, path) {
             Match::Found(v, mut p) => Some((*v, {
                 // As `Request::set_params` does: captures point into the path.
-                p.src = Some(crate::http::HeadBytes::owned(path, b"").unwrap().0);
+                p.src = Some(bytes::Bytes::copy_from_slice(path.as_bytes()));
                 p.iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect()

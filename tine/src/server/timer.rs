@@ -47,8 +47,9 @@ impl Wheel {
     /// than the lazy re-check allows).
     pub(crate) fn tick_of(&self, at: Instant) -> u64 {
         let nanos = at.saturating_duration_since(self.start).as_nanos();
-        let tick = nanos.div_ceil(TICK.as_nanos()) as u64;
-        tick.max(self.next_tick)
+        // Saturates below `u64::MAX`, which the loop keeps for "no entry".
+        let tick = u64::try_from(nanos.div_ceil(TICK.as_nanos())).unwrap_or(u64::MAX - 1);
+        tick.clamp(self.next_tick, u64::MAX - 1)
     }
 
     /// Files an entry for `key` at `at`; returns the tick used, which the

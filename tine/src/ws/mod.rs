@@ -38,6 +38,34 @@ use session::{Core, Wire};
 /// inline (no allocation for the list itself).
 pub(crate) type Topics = smallvec::SmallVec<[String; 1]>;
 
+/// Subscriptions a handler changed, `(subscribed, topic)`, until the loop
+/// applies them after the callback. Boxed, and only while there are any:
+/// a connection spends nearly all its life with none, and an idle
+/// WebSocket should cost as little as it can. (A `Box<Vec>` is one word;
+/// the `Vec` alone would be three.)
+#[derive(Debug, Default)]
+#[allow(clippy::box_collection)]
+pub(crate) struct TopicChanges(Option<Box<Vec<(bool, String)>>>);
+
+impl TopicChanges {
+    pub(crate) fn push(&mut self, subscribed: bool, topic: String) {
+        self.0.get_or_insert_default().push((subscribed, topic));
+    }
+
+    /// The changes, leaving none (and no allocation) behind.
+    pub(crate) fn take(&mut self) -> Vec<(bool, String)> {
+        self.0.take().map(|v| *v).unwrap_or_default()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &(bool, String)> {
+        self.0.iter().flat_map(|v| v.iter())
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.0 = None;
+    }
+}
+
 /// A WebSocket handler.
 pub(crate) type WsHandler = Rc<dyn Fn(&mut WebSocket<'_>, WsEvent)>;
 
@@ -174,7 +202,7 @@ pub struct WebSocket<'a> {
     pub(crate) core: &'a mut Core,
     pub(crate) request: &'a mut Request,
     pub(crate) topics: &'a mut Topics,
-    pub(crate) changes: &'a mut Vec<(bool, String)>,
+    pub(crate) changes: &'a mut TopicChanges,
     pub(crate) wire: &'a dyn Wire,
 }
 
@@ -260,7 +288,7 @@ impl WebSocket<'_> {
             // four a first push reserves.
             self.topics.reserve_exact(1);
             self.topics.push(topic.to_string());
-            self.changes.push((true, topic.to_string()));
+            self.changes.push(true, topic.to_string());
         }
     }
 
@@ -268,7 +296,7 @@ impl WebSocket<'_> {
     pub fn unsubscribe(&mut self, topic: &str) {
         if let Some(i) = self.topics.iter().position(|t| t == topic) {
             self.topics.swap_remove(i);
-            self.changes.push((false, topic.to_string()));
+            self.changes.push(false, topic.to_string());
         }
     }
 

@@ -189,9 +189,8 @@ pub(crate) struct Session {
     pub(crate) core: Core,
     request: Request,
     pub(crate) topics: super::Topics,
-    /// Subscriptions changed by the handler since the loop last looked:
-    /// `(subscribed, topic)`.
-    pub(crate) topic_changes: Vec<(bool, String)>,
+    /// Subscriptions changed by the handler since the loop last looked.
+    pub(crate) topic_changes: super::TopicChanges,
     /// Frames and messages in progress; boxed, and only while there are
     /// any, so an idle connection holds one null pointer for them.
     incoming: Option<Box<Incoming>>,
@@ -225,7 +224,7 @@ impl Session {
             },
             request,
             topics: super::Topics::new(),
-            topic_changes: Vec::new(),
+            topic_changes: super::TopicChanges::default(),
             more_input: false,
             incoming: (!leftover.is_empty()).then(|| {
                 Box::new(Incoming {

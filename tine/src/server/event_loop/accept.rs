@@ -352,7 +352,7 @@ impl EventLoop {
                         conn,
                         generation: self.generation,
                         deadline: self.now,
-                        timer_tick: None,
+                        timer_tick: super::NO_TICK,
                         scheduled: false,
                         counted_ip: peer.ip(),
                     });

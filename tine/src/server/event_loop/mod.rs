@@ -50,6 +50,9 @@ const CONTROL: Token = Token(usize::MAX - 1);
 /// The Redis subscriber and publisher connections.
 const REDIS_SUB: Token = Token(usize::MAX - 2);
 const REDIS_PUB: Token = Token(usize::MAX - 3);
+/// [`Slot::timer_tick`] of a connection with no timer entry: later than
+/// any tick the wheel hands out.
+const NO_TICK: u64 = u64::MAX;
 /// Listener `i` has token `LISTENER0 + i`; connection keys stay below.
 const LISTENER0: usize = usize::MAX / 2;
 /// A connection and the loop's bookkeeping for it.
@@ -59,8 +62,10 @@ struct Slot {
     generation: u32,
     /// The deadline its timer was last set for.
     deadline: Instant,
-    /// The wheel tick of its earliest live timer entry.
-    timer_tick: Option<u64>,
+    /// The wheel tick of its earliest live timer entry, [`NO_TICK`] for
+    /// none (a plain `u64`: an `Option` would add a word to every
+    /// connection's slot).
+    timer_tick: u64,
     /// In the ready or parked list.
     scheduled: bool,
     /// The address `max_connections_per_ip` counted this connection
@@ -422,7 +427,7 @@ impl EventLoop {
         // frame must still leave.
         if let Some(ws) = slot.conn.any_session_mut() {
             // Taken, not drained: an idle connection keeps no buffer.
-            let changes = std::mem::take(&mut ws.topic_changes);
+            let changes = ws.topic_changes.take();
             self.topics.apply((key, slot.generation), changes);
         }
         if let Some(sse) = slot.conn.any_sse_mut() {
@@ -439,8 +444,8 @@ impl EventLoop {
         };
         slot.deadline = at;
         let tick = self.wheel.tick_of(at);
-        if slot.timer_tick.is_none_or(|t| tick < t) {
-            slot.timer_tick = Some(self.wheel.schedule(key, slot.generation, at));
+        if tick < slot.timer_tick {
+            slot.timer_tick = self.wheel.schedule(key, slot.generation, at);
         }
     }
 
@@ -451,10 +456,10 @@ impl EventLoop {
             let Some(slot) = self.conns.get_mut(entry.key) else {
                 continue;
             };
-            if slot.generation != entry.generation || slot.timer_tick != Some(entry.tick) {
+            if slot.generation != entry.generation || slot.timer_tick != entry.tick {
                 continue; // a stale entry: the connection has a sooner one
             }
-            slot.timer_tick = None;
+            slot.timer_tick = NO_TICK;
             if slot.deadline > self.now {
                 let (key, at) = (entry.key, slot.deadline);
                 self.set_deadline(key, at);
