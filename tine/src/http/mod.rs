@@ -9,7 +9,9 @@ pub(crate) mod parse;
 mod request;
 mod response;
 
+#[cfg(test)]
+pub(crate) use request::HeadBytes;
 pub use request::{BodyReader, Extensions, HeaderValues, Params, Request, RequestBuilder};
-pub(crate) use request::{Capture, INLINE_PARAMS};
+pub(crate) use request::{Capture, Captures};
 pub(crate) use response::{fill_stream, Body, Chunks, FileBody, Fill};
 pub use response::{IntoResponse, Response};

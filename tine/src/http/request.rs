@@ -36,12 +36,6 @@ use crate::error::Error;
 /// ```
 pub struct Request {
     method: Method,
-    /// The head as received, a slice of the read buffer: the target (path,
-    /// then `?` and the query if any; a fragment is cut off) and the
-    /// header lines (validated by the parser), each `name: value` ending
-    /// in CRLF or LF, up to the blank line. No header lines for a request
-    /// built by hand (whose map is then set).
-    head: HeadBytes,
     /// The percent-decoded path when it differs from the raw one.
     decoded_path: Option<Box<str>>,
     /// The path's escapes are not UTF-8: it stays undecoded.
@@ -56,6 +50,15 @@ pub struct Request {
     /// app has WebSocket routes).
     upgrade: bool,
     body: Bytes,
+    /// The path captures, and the head they point into: the head as
+    /// received, a slice of the read buffer, with the target (path, then
+    /// `?` and the query if any; a fragment is cut off) and the header
+    /// lines (validated by the parser), each `name: value` ending in CRLF
+    /// or LF, up to the blank line; no header lines for a request built by
+    /// hand (whose map is then set). Kept once, in the captures, where
+    /// [`Request::params`] hands it out: a second handle in the request
+    /// would cost every request a reference count and every idle
+    /// WebSocket 48 bytes.
     params: Params,
     peer: SocketAddr,
     extensions: Extensions,
@@ -97,11 +100,12 @@ pub(crate) struct RawHead {
 /// is UTF-8 (all ASCII; a target with other bytes is checked by
 /// `str::from_utf8` on a cold path), so it can be read as `&str` later
 /// without checking again.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub(crate) struct HeadBytes {
     bytes: Bytes,
     /// `bytes[start..end]` is the target, valid UTF-8 (see `new`, the
-    /// only constructor: nothing else sets these fields, and `Bytes`
+    /// only constructor besides `Default`'s empty head, whose empty
+    /// ranges are UTF-8 too: nothing else sets these fields, and `Bytes`
     /// never changes what it holds).
     start: u32,
     /// The path is `bytes[start..query]`; the query, if any, is
@@ -296,12 +300,6 @@ impl HeadBytes {
         self.text(self.start, self.query)
     }
 
-    /// The raw path's bytes, sharing the head's buffer (what a request's
-    /// [`Params`] keep, a word smaller than the whole head).
-    pub(crate) fn path_bytes(&self) -> Bytes {
-        self.bytes.slice(self.start as usize..self.query as usize)
-    }
-
     /// The query (after `?`), if any.
     #[inline]
     pub(crate) fn query(&self) -> Option<&str> {
@@ -360,14 +358,16 @@ impl Request {
         };
         Request {
             method: head.method,
-            head: head.head,
             decoded_path,
             undecodable,
             version: head.version,
             headers: OnceCell::new(),
             upgrade: head.upgrade,
             body,
-            params: Params::default(),
+            params: Params {
+                src: head.head,
+                list: SmallVec::new(),
+            },
             peer,
             extensions: Extensions::default(),
             state: None,
@@ -456,17 +456,17 @@ impl Request {
 
     /// The path exactly as sent, still percent-encoded.
     pub fn raw_path(&self) -> &str {
-        self.head.path()
+        self.params.src.path()
     }
 
     /// The raw query string (after `?`), if any.
     pub fn query_string(&self) -> Option<&str> {
-        self.head.query()
+        self.params.src.query()
     }
 
     /// The target as sent: path, then `?` and the query if there is one.
     pub(crate) fn raw_target(&self) -> &str {
-        self.head.target()
+        self.params.src.target()
     }
 
     /// The decoded query parameters, in order (`+` is a space).
@@ -532,7 +532,7 @@ impl Request {
     /// ```
     pub fn headers(&self) -> &HeaderMap {
         self.headers
-            .get_or_init(|| Box::new(header_map(&self.head)))
+            .get_or_init(|| Box::new(header_map(&self.params.src)))
     }
 
     /// The first value of a header as text, if present and visible ASCII
@@ -570,7 +570,7 @@ impl Request {
         match self.headers.get() {
             Some(map) => HeaderValues(Values::Map(map.get_all(name).into_iter())),
             None => HeaderValues(Values::Lines {
-                lines: HeaderLines(self.head.lines()),
+                lines: HeaderLines(self.params.src.lines()),
                 name: HeaderNameRef::new(name),
             }),
         }
@@ -581,14 +581,11 @@ impl Request {
     /// session's): slices would keep the whole read buffer alive.
     #[cold]
     pub(crate) fn detach(&mut self) {
-        self.head = self.head.detached();
+        self.params.src = self.params.src.detached();
         self.body = Bytes::copy_from_slice(&self.body);
-        if self.params.src.is_some() {
-            self.params.src = Some(self.head.path_bytes());
-        }
         if let Some(map) = self.headers.get_mut() {
             // Its values are slices of the head too.
-            **map = header_map(&self.head);
+            **map = header_map(&self.params.src);
         }
     }
 
@@ -758,13 +755,13 @@ impl Request {
         &self.params
     }
 
+    /// Takes the router's captures, which point into this request's raw
+    /// path.
     #[inline]
-    pub(crate) fn set_params(&mut self, mut params: Params) {
+    pub(crate) fn set_params(&mut self, params: Captures) {
         if !params.is_empty() {
-            // The router's captures point into the raw path.
-            params.src = Some(self.head.path_bytes());
-            self.params = params;
-        } else if params.src.is_none() && !params.list.spilled() {
+            self.params.list = params;
+        } else if !params.spilled() {
             // Nothing to drop (no buffer, no capture): skips a call to
             // drop glue on every request to a route without captures.
             std::mem::forget(params);
@@ -1000,14 +997,11 @@ impl RequestBuilder {
             self.peer,
         )
         .expect("valid UTF-8 path");
-        req.params = Params {
-            src: None,
-            list: self
-                .params
-                .into_iter()
-                .map(|(k, v)| (Some(k), Capture::Owned(v.into_boxed_str())))
-                .collect(),
-        };
+        req.params.list = self
+            .params
+            .into_iter()
+            .map(|(k, v)| (Some(k), Capture::Owned(v.into_boxed_str())))
+            .collect();
         req.https = self.https;
         req
     }
@@ -1058,12 +1052,17 @@ impl std::io::Read for BodyReader<'_> {
 /// inline.
 #[derive(Debug, Default, Clone)]
 pub struct Params {
-    /// The raw path the captures' positions point into (a slice of the
-    /// request's head).
-    pub(crate) src: Option<Bytes>,
+    /// The request's head, whose raw path the captures' positions point
+    /// into (see the `params` field of [`Request`]).
+    pub(crate) src: HeadBytes,
     /// `(name, value)`; the name `None` is the trailing wildcard `*`.
-    pub(crate) list: SmallVec<[(Option<Rc<str>>, Capture); INLINE_PARAMS]>,
+    pub(crate) list: Captures,
 }
+
+/// The router's captures for a path: `(name, value)`, the name `None` for
+/// the trailing `*`; a value without escapes is its position in the raw
+/// path, not a copy.
+pub(crate) type Captures = SmallVec<[(Option<Rc<str>>, Capture); INLINE_PARAMS]>;
 
 /// Captures held without a heap allocation.
 pub(crate) const INLINE_PARAMS: usize = 1;
@@ -1087,16 +1086,7 @@ impl Params {
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.list.iter().map(|(k, v)| {
             let value = match v {
-                // The path is UTF-8 (the head was checked when parsed) and
-                // the router cut the capture at '/' boundaries; checking
-                // again costs a few instructions per capture, and keeps
-                // this free of `unsafe`.
-                Capture::Raw(a, b) => self
-                    .src
-                    .as_ref()
-                    .and_then(|t| t.get(*a as usize..*b as usize))
-                    .and_then(|v| std::str::from_utf8(v).ok())
-                    .unwrap_or(""),
+                Capture::Raw(a, b) => self.src.path().get(*a as usize..*b as usize).unwrap_or(""),
                 Capture::Owned(s) => s,
             };
             (k.as_deref().unwrap_or("*"), value)

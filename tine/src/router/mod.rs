@@ -48,12 +48,7 @@ use std::rc::Rc;
 use http::Method;
 use percent_encoding::percent_decode_str;
 
-use crate::http::{Capture, Params};
-
-/// Captures collected while matching: `(name, value)`, the name `None`
-/// for the trailing `*`; a value without escapes is its position in the
-/// raw path, not a copy.
-type Captures = smallvec::SmallVec<[(Option<Rc<str>>, Capture); crate::http::INLINE_PARAMS]>;
+use crate::http::{Capture, Captures};
 
 /// A capture of `part`, a slice of `path`: its position when it needs no
 /// decoding, else its decoded text.
@@ -64,13 +59,6 @@ fn capture(path: &str, part: &str) -> Capture {
             Capture::Raw(start as u32, (start + part.len()) as u32)
         }
         Cow::Owned(s) => Capture::Owned(s.into_boxed_str()),
-    }
-}
-
-fn params(list: Captures) -> Params {
-    Params {
-        src: Default::default(),
-        list,
     }
 }
 
@@ -307,16 +295,28 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 /// have a `/` or its end there) and only then byte for byte. No segment
 /// split, no decoding, no hashing. The work is bounded by the app's own
 /// keys (how many share a first byte), whatever the path is.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct FirstSegments {
     /// Sorted by first byte; each with the ascending indices of its
     /// routes. Keys never contain `/`; keys with `%` are not here (the
     /// literal never matches: paths are compared decoded).
     keys: Vec<(Box<str>, Vec<usize>)>,
-    /// `keys[starts[b]..starts[b + 1]]` begin with the byte `b`.
-    starts: Vec<u32>,
+    /// `keys[starts[b]..starts[b + 1]]` begin with the byte `b`. A fixed
+    /// array, all zeros while there are no keys: a lookup indexes it with
+    /// no bounds check and no emptiness test.
+    starts: Box<[u32; 257]>,
     /// The routes whose first segment is empty (`/`, `//x`).
     empty: Vec<usize>,
+}
+
+impl Default for FirstSegments {
+    fn default() -> Self {
+        FirstSegments {
+            keys: Vec::new(),
+            starts: Box::new([0; 257]),
+            empty: Vec::new(),
+        }
+    }
 }
 
 impl FirstSegments {
@@ -335,7 +335,7 @@ impl FirstSegments {
                 // Stable: keys with the same first byte stay in the order
                 // they came.
                 self.keys.sort_by_key(|(key, _)| key.as_bytes()[0]);
-                let mut starts = vec![0u32; 257];
+                let mut starts = Box::new([0u32; 257]);
                 for (key, _) in &self.keys {
                     starts[usize::from(key.as_bytes()[0]) + 1] += 1;
                 }
@@ -349,7 +349,9 @@ impl FirstSegments {
 
     /// The routes whose first static segment is the first segment of
     /// `rest` (a raw path without its leading `/`).
-    #[inline]
+    // Always inlined: as a call, its prologue and epilogue were a
+    // quarter of its cost.
+    #[inline(always)]
     fn get<'a>(&'a self, rest: &str) -> &'a [usize] {
         let bytes = rest.as_bytes();
         let Some(&first) = bytes.first() else {
@@ -357,9 +359,6 @@ impl FirstSegments {
         };
         if first == b'/' {
             return &self.empty;
-        }
-        if self.starts.is_empty() {
-            return self.escaped(rest);
         }
         let group =
             self.starts[usize::from(first)] as usize..self.starts[usize::from(first) + 1] as usize;
@@ -410,7 +409,7 @@ struct Route<T> {
 #[derive(Debug)]
 pub(crate) enum Match<'a, T> {
     /// A route matched path and method.
-    Found(&'a T, Params),
+    Found(&'a T, Captures),
     /// Routes matched the path, none the method; these methods would.
     MethodNotAllowed(Vec<Method>),
     /// No route matched the path.
@@ -609,15 +608,7 @@ impl<T> Router<T> {
             .filter(|&i| self.routes[i].pattern.depth() >= depth)
             .collect();
         self.find_in(&[], &deep, method, raw_path, params)
-            .unwrap_or_else(|| {
-                Match::Found(
-                    &self.routes[index].value,
-                    Params {
-                        src: None,
-                        list: captures,
-                    },
-                )
-            })
+            .unwrap_or_else(|| Match::Found(&self.routes[index].value, captures))
     }
 
     /// The route `index`, known to match `raw_path`, with its captures.
@@ -626,7 +617,7 @@ impl<T> Router<T> {
         let route = &self.routes[index];
         params.clear();
         route.pattern.matches(raw_path, params);
-        Match::Found(&route.value, self::params(std::mem::take(params)))
+        Match::Found(&route.value, std::mem::take(params))
     }
 
     /// One tier of [`find`](Self::find): `None` if no route of it
@@ -654,17 +645,9 @@ impl<T> Router<T> {
             }
             path_matched = true;
             match &route.method {
-                None => {
-                    return Some(Match::Found(
-                        &route.value,
-                        self::params(std::mem::take(params)),
-                    ))
-                }
+                None => return Some(Match::Found(&route.value, std::mem::take(params))),
                 Some(m) if m == method => {
-                    return Some(Match::Found(
-                        &route.value,
-                        self::params(std::mem::take(params)),
-                    ))
+                    return Some(Match::Found(&route.value, std::mem::take(params)))
                 }
                 Some(m) if *m == Method::GET && *method == Method::HEAD => {
                     if head_fallback.is_none() {
@@ -745,9 +728,12 @@ mod tests {
 
     fn found(r: &Router<usize>, m: Method, path: &str) -> Option<(usize, Vec<(String, String)>)> {
         match r.find(&m, path) {
-            Match::Found(v, mut p) => Some((*v, {
-                // As `Request::set_params` does: captures point into the path.
-                p.src = Some(bytes::Bytes::copy_from_slice(path.as_bytes()));
+            Match::Found(v, list) => Some((*v, {
+                // As in a request: the captures point into its path.
+                let p = crate::http::Params {
+                    src: crate::http::HeadBytes::owned(path, b"").unwrap().0,
+                    list,
+                };
                 p.iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect()
