@@ -297,10 +297,11 @@ impl Transport for mio::net::UnixStream {
 }
 
 /// A write to a Unix stream that cannot raise `SIGPIPE` when the peer has
-/// gone (`MSG_NOSIGNAL`, as std's TCP writes do; a plain `write(2)`, what
-/// std's `UnixStream` does, would raise it should the app have restored
-/// the signal's default action). Apple systems have no such flag: their
-/// sockets get `SO_NOSIGPIPE` when accepted.
+/// gone (`MSG_NOSIGNAL`; a plain `write(2)` would raise it should the app
+/// have restored the signal's default action). std's `UnixStream` sends
+/// with the flag too on Linux today, but does not promise it; this does.
+/// Apple systems have no such flag: their sockets get `SO_NOSIGPIPE` when
+/// accepted.
 #[inline]
 fn unix_send(s: &mio::net::UnixStream, buf: &[u8]) -> io::Result<usize> {
     #[cfg(not(target_vendor = "apple"))]
