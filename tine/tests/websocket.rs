@@ -7,18 +7,10 @@ mod support;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use support::{serve, Client};
+use support::{echo, serve, Client};
 use testkit::ws::{self, client_frame, frame, op, read_close_code, read_frame};
 use tine::{App, Limits, WebSocket, WsConfig, WsEvent};
 use tungstenite::Message;
-
-fn echo(ws: &mut WebSocket, event: WsEvent) {
-    match event {
-        WsEvent::Text(t) => ws.send_text(t),
-        WsEvent::Binary(b) => ws.send_binary(b),
-        _ => {}
-    }
-}
 
 fn app() -> App {
     App::new()

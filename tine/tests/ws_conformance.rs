@@ -10,17 +10,9 @@ mod support;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use support::serve;
+use support::{echo, serve};
 use testkit::ws::{self, frame, op, read_close_code, read_frame};
-use tine::{App, Limits, WebSocket, WsConfig, WsEvent};
-
-fn echo(ws: &mut WebSocket, event: WsEvent) {
-    match event {
-        WsEvent::Text(t) => ws.send_text(t),
-        WsEvent::Binary(b) => ws.send_binary(b),
-        _ => {}
-    }
-}
+use tine::{App, Limits, WsConfig};
 
 fn app() -> App {
     App::new()

@@ -88,15 +88,19 @@ fn a_bad_trusted_proxy_flag_fails_at_start_up() {
 
 /// hello with a plain address and a PROXY protocol one; their addresses.
 fn proxy_server() -> (ServerTree, std::net::SocketAddr, std::net::SocketAddr) {
-    let s = ServerTree::start(
-        HELLO,
-        &[
-            "--bind",
-            "127.0.0.1:0",
-            "--proxy-protocol-listen",
-            "127.0.0.1:0",
-        ],
-    );
+    proxy_server_with(&[])
+}
+
+/// [`proxy_server`] with more flags.
+fn proxy_server_with(extra: &[&str]) -> (ServerTree, std::net::SocketAddr, std::net::SocketAddr) {
+    let mut args = vec![
+        "--bind",
+        "127.0.0.1:0",
+        "--proxy-protocol-listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    let s = ServerTree::start(HELLO, &args);
     assert!(testkit::wait_until(
         std::time::Duration::from_secs(30),
         || s.addrs().len() == 2
@@ -179,22 +183,7 @@ fn a_bad_proxy_header_is_answered_400_and_closed() {
 /// count only grows, and after `limit` connections it is refused for good.
 #[test]
 fn per_ip_counts_of_proxied_connections_are_released() {
-    let s = ServerTree::start(
-        HELLO,
-        &[
-            "--bind",
-            "127.0.0.1:0",
-            "--proxy-protocol-listen",
-            "127.0.0.1:0",
-            "--max-connections-per-ip",
-            "2",
-        ],
-    );
-    assert!(testkit::wait_until(
-        std::time::Duration::from_secs(30),
-        || s.addrs().len() == 2
-    ));
-    let proxied = s.addrs()[1];
+    let (s, _, proxied) = proxy_server_with(&["--max-connections-per-ip", "2"]);
     for i in 1..=8 {
         let header = format!("PROXY TCP4 203.0.113.{i} 10.0.0.1 51000 80\r\n");
         let mut c = Client::connect(proxied);

@@ -963,19 +963,7 @@ fn valid_host(value: &[u8]) -> bool {
 /// Whether every byte is in [`REG_NAME`].
 #[inline(always)]
 fn reg_name_fast(name: &[u8]) -> bool {
-    let mut ok = 1;
-    // Chunks of a known length: no bounds check a byte.
-    let quads = name.chunks_exact(4);
-    for rest in quads.remainder() {
-        ok &= REG_NAME[*rest as usize];
-    }
-    for q in quads {
-        ok &= REG_NAME[q[0] as usize]
-            & REG_NAME[q[1] as usize]
-            & REG_NAME[q[2] as usize]
-            & REG_NAME[q[3] as usize];
-    }
-    ok == 1
+    super::request::all_in(&REG_NAME, name)
 }
 
 /// [`valid_host`] for a value that ends in a digit: `name:port`, or an

@@ -247,11 +247,12 @@ pub(crate) fn write_close(out: &mut Vec<u8>, code: u16, reason: &str) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A client frame: `b0` as given (FIN, RSV, opcode), masked payload.
-    fn client(b0: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    /// (Also the session's tests' frame builder.)
+    pub(crate) fn client(b0: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
         let mut f = vec![b0];
         match payload.len() {
             n if n < 126 => f.push(0x80 | n as u8),

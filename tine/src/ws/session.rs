@@ -643,21 +643,7 @@ mod tests {
 
     /// A client frame: FIN as given, opcode, payload masked with `mask`.
     fn masked(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-        let mut f = vec![(u8::from(fin) << 7) | opcode];
-        match payload.len() {
-            n if n < 126 => f.push(0x80 | n as u8),
-            n if n <= 0xffff => {
-                f.push(0x80 | 126);
-                f.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                f.push(0x80 | 127);
-                f.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        f.extend_from_slice(&mask);
-        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        f
+        crate::ws::frame::tests::client((u8::from(fin) << 7) | opcode, payload, mask)
     }
 
     fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {

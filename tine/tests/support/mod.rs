@@ -23,3 +23,12 @@ pub fn serve(build: impl FnOnce() -> App + Send + 'static) -> SocketAddr {
     rx.recv_timeout(Duration::from_secs(10))
         .expect("server started")
 }
+
+/// A WebSocket handler that sends every text and binary message back.
+pub fn echo(ws: &mut tine::WebSocket, event: tine::WsEvent) {
+    match event {
+        tine::WsEvent::Text(t) => ws.send_text(t),
+        tine::WsEvent::Binary(b) => ws.send_binary(b),
+        _ => {}
+    }
+}
