@@ -77,6 +77,9 @@ enum Segment {
 pub(crate) struct Pattern {
     /// `None` for the bare `*` pattern.
     segments: Option<Vec<Segment>>,
+    /// One static segment without `%` (`/plaintext`): a path the router's
+    /// index found to be exactly `/` and that segment needs no matching.
+    single: bool,
     /// As registered, for messages.
     source: Box<str>,
 }
@@ -87,6 +90,7 @@ impl Pattern {
         if source == "*" {
             return Ok(Pattern {
                 segments: None,
+                single: false,
                 source: source.into(),
             });
         }
@@ -122,6 +126,7 @@ impl Pattern {
             }
         }
         Ok(Pattern {
+            single: matches!(segments[..], [Segment::Static(_, true)]),
             segments: Some(segments),
             source: source.into(),
         })
@@ -348,17 +353,18 @@ impl FirstSegments {
     }
 
     /// The routes whose first static segment is the first segment of
-    /// `rest` (a raw path without its leading `/`).
+    /// `rest` (a raw path without its leading `/`), and whether that
+    /// segment is all of `rest`.
     // Always inlined: as a call, its prologue and epilogue were a
     // quarter of its cost.
     #[inline(always)]
-    fn get<'a>(&'a self, rest: &str) -> &'a [usize] {
+    fn get<'a>(&'a self, rest: &str) -> (&'a [usize], bool) {
         let bytes = rest.as_bytes();
         let Some(&first) = bytes.first() else {
-            return &self.empty;
+            return (&self.empty, true);
         };
         if first == b'/' {
-            return &self.empty;
+            return (&self.empty, false);
         }
         let group =
             self.starts[usize::from(first)] as usize..self.starts[usize::from(first) + 1] as usize;
@@ -369,10 +375,10 @@ impl FirstSegments {
                 Some(&b) => b == b'/',
             };
             if ends && same(&bytes[..key.len()], key) {
-                return routes;
+                return (routes, bytes.len() == key.len());
             }
         }
-        self.escaped(rest)
+        (self.escaped(rest), false)
     }
 
     /// After a miss: the first segment may be escaped (`%70laintext`);
@@ -556,14 +562,21 @@ impl<T> Router<T> {
     /// `HEAD` falls back to a `GET` route.
     pub(crate) fn find(&self, method: &Method, raw_path: &str) -> Match<'_, T> {
         // Few routes: trying each is cheaper than hashing the segment.
-        let (statics, dynamic): (&[usize], &[usize]) = if self.routes.len() <= SCAN_ALL {
-            (&[], &self.every)
+        let (statics, whole, dynamic): (&[usize], bool, &[usize]) = if self.routes.len() <= SCAN_ALL
+        {
+            (&[], false, &self.every)
         } else {
             let rest = raw_path.strip_prefix('/').unwrap_or(raw_path);
-            (self.by_first.get(rest), &self.dynamic)
+            let (statics, whole) = self.by_first.get(rest);
+            (statics, whole, &self.dynamic)
         };
         let mut params = Captures::new();
-        if let Some(found) = self.find_in(statics, dynamic, method, raw_path, &mut params) {
+        let tier = Tier {
+            statics,
+            whole,
+            dynamic,
+        };
+        if let Some(found) = self.find_in(tier, method, raw_path, &mut params) {
             return found;
         }
         if self.fallbacks.is_empty() {
@@ -571,7 +584,7 @@ impl<T> Router<T> {
                 return Match::NotFound;
             }
             return self
-                .find_in(&[], &self.wild, method, raw_path, &mut params)
+                .find_in(Tier::scan(&self.wild), method, raw_path, &mut params)
                 .unwrap_or(Match::NotFound);
         }
         self.find_with_fallback(method, raw_path, &mut params)
@@ -598,7 +611,7 @@ impl<T> Router<T> {
         }
         let Some((index, depth, captures)) = best else {
             return self
-                .find_in(&[], &self.wild, method, raw_path, params)
+                .find_in(Tier::scan(&self.wild), method, raw_path, params)
                 .unwrap_or(Match::NotFound);
         };
         let deep: Vec<usize> = self
@@ -607,7 +620,7 @@ impl<T> Router<T> {
             .copied()
             .filter(|&i| self.routes[i].pattern.depth() >= depth)
             .collect();
-        self.find_in(&[], &deep, method, raw_path, params)
+        self.find_in(Tier::scan(&deep), method, raw_path, params)
             .unwrap_or_else(|| Match::Found(&self.routes[index].value, captures))
     }
 
@@ -624,8 +637,7 @@ impl<T> Router<T> {
     /// matches the path.
     fn find_in(
         &self,
-        statics: &[usize],
-        dynamic: &[usize],
+        tier: Tier<'_>,
         method: &Method,
         raw_path: &str,
         params: &mut Captures,
@@ -637,10 +649,13 @@ impl<T> Router<T> {
         // The first mount matching the path, while only mounts did.
         let mut only_mounts: Option<usize> = None;
         let mut routes_matched = false;
-        for index in merged(statics, dynamic) {
+        for index in merged(tier.statics, tier.dynamic) {
             let route = &self.routes[index];
             params.clear();
-            if !route.pattern.matches(raw_path, params) {
+            // The index compared the path with the route's one segment
+            // already (only `statics` routes can be `single`).
+            let known = tier.whole && route.pattern.single;
+            if !known && !route.pattern.matches(raw_path, params) {
                 continue;
             }
             path_matched = true;
@@ -673,7 +688,7 @@ impl<T> Router<T> {
             return Some(self.found_again(index, raw_path, params));
         }
         let mut allowed: Vec<Method> = Vec::new();
-        for index in merged(statics, dynamic) {
+        for index in merged(tier.statics, tier.dynamic) {
             let route = &self.routes[index];
             params.clear();
             if let Some(m) = &route.method {
@@ -690,6 +705,29 @@ impl<T> Router<T> {
 }
 
 /// Merges two ascending index lists into one ascending sequence.
+/// The routes [`Router::find_in`] tries, in the order they were added.
+#[derive(Clone, Copy)]
+struct Tier<'a> {
+    /// From the first-segment index: routes whose first segment is the
+    /// path's.
+    statics: &'a [usize],
+    /// The path is `/` and that segment, nothing more.
+    whole: bool,
+    /// Routes to match whole.
+    dynamic: &'a [usize],
+}
+
+impl<'a> Tier<'a> {
+    /// Every route of `routes` matched whole.
+    fn scan(routes: &'a [usize]) -> Self {
+        Tier {
+            statics: &[],
+            whole: false,
+            dynamic: routes,
+        }
+    }
+}
+
 fn merged<'a>(a: &'a [usize], b: &'a [usize]) -> impl Iterator<Item = usize> + 'a {
     let (mut i, mut j) = (0, 0);
     std::iter::from_fn(move || match (a.get(i), b.get(j)) {
@@ -1037,6 +1075,34 @@ mod tests {
         }
     }
 
+    /// A one-segment static route the index found whole is not matched
+    /// again, but the order routes were added in still decides.
+    #[test]
+    fn whole_segment_shortcut_keeps_the_order() {
+        let capture_first = with_filler(
+            &[
+                ("GET", "/:x"),
+                ("GET", "/plaintext"),
+                ("POST", "/plaintext"),
+            ],
+            17,
+        );
+        let get = |m: Method, path: &str| found(&capture_first, m, path).map(|f| f.0);
+        assert_eq!(get(Method::GET, "/plaintext"), Some(0));
+        assert_eq!(get(Method::HEAD, "/plaintext"), Some(0));
+        assert_eq!(get(Method::POST, "/plaintext"), Some(2));
+        let static_first = with_filler(&[("GET", "/plaintext"), ("GET", "/:x")], 17);
+        let get = |m: Method, path: &str| found(&static_first, m, path).map(|f| f.0);
+        assert_eq!(get(Method::GET, "/plaintext"), Some(0));
+        assert_eq!(get(Method::GET, "/plain%74ext"), Some(0));
+        assert_eq!(get(Method::GET, "/plaintexts"), Some(1));
+        assert_eq!(get(Method::GET, "/plaintext/"), None);
+        assert!(matches!(
+            static_first.find(&Method::PUT, "/plaintext"),
+            Match::MethodNotAllowed(_)
+        ));
+    }
+
     #[test]
     fn same_compares_every_byte() {
         let text = b"abcdefghijklmnopqrstuvwxyz";
@@ -1061,28 +1127,29 @@ mod tests {
             index.insert(key, i);
         }
         let none: &[usize] = &[];
-        assert_eq!(index.get("json"), [0, 6]);
-        assert_eq!(index.get("json/x/y"), [0, 6]);
-        assert_eq!(index.get(""), [5]);
-        assert_eq!(index.get("/x"), [5]);
-        assert_eq!(index.get("b"), [1]);
-        assert_eq!(index.get("plaintext"), [2]);
-        assert_eq!(index.get("pid/7"), [3]);
-        assert_eq!(index.get("p/7"), [4]);
-        assert_eq!(index.get("p"), [4]);
-        assert_eq!(index.get("plaintexts"), none);
-        assert_eq!(index.get("plain"), none);
-        assert_eq!(index.get("jsom"), none);
-        assert_eq!(index.get("z"), none);
+        assert_eq!(index.get("json"), (&[0, 6][..], true));
+        assert_eq!(index.get("json/x/y"), (&[0, 6][..], false));
+        assert_eq!(index.get(""), (&[5][..], true));
+        assert_eq!(index.get("/x"), (&[5][..], false));
+        assert_eq!(index.get("b"), (&[1][..], true));
+        assert_eq!(index.get("plaintext"), (&[2][..], true));
+        assert_eq!(index.get("pid/7"), (&[3][..], false));
+        assert_eq!(index.get("p/7"), (&[4][..], false));
+        assert_eq!(index.get("p"), (&[4][..], true));
+        assert_eq!(index.get("plaintexts"), (none, false));
+        assert_eq!(index.get("plain"), (none, false));
+        assert_eq!(index.get("jsom"), (none, false));
+        assert_eq!(index.get("z"), (none, false));
         // Escaped first segments are decoded; a literal with `%` is never
-        // matched (paths are compared decoded).
-        assert_eq!(index.get("%70laintext"), [2]);
-        assert_eq!(index.get("%70id/x"), [3]);
-        assert_eq!(index.get("a%20b"), none);
-        assert_eq!(index.get("%2F"), none);
+        // matched (paths are compared decoded). An escaped path is never
+        // "whole": its routes are matched in full.
+        assert_eq!(index.get("%70laintext"), (&[2][..], false));
+        assert_eq!(index.get("%70id/x"), (&[3][..], false));
+        assert_eq!(index.get("a%20b"), (none, false));
+        assert_eq!(index.get("%2F"), (none, false));
         // Bytes past ASCII pick their own (empty) group.
-        assert_eq!(index.get("\u{e9}t\u{e9}"), none);
-        assert_eq!(FirstSegments::default().get("x"), none);
+        assert_eq!(index.get("\u{e9}t\u{e9}"), (none, false));
+        assert_eq!(FirstSegments::default().get("x"), (none, false));
     }
 
     #[test]
