@@ -1057,7 +1057,7 @@ impl std::io::Read for BodyReader<'_> {
 /// Captures without percent-escapes are kept as positions in the request's
 /// path (no copy, no allocation); the first of them is held
 /// inline.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct Params {
     /// The request's head, whose raw path the captures' positions point
     /// into (see the `params` field of [`Request`]).
@@ -1081,6 +1081,14 @@ pub(crate) enum Capture {
     Raw(u32, u32),
     /// Decoded from percent-escapes.
     Owned(Box<str>),
+}
+
+/// The captures as a map; not the head they point into, which holds every
+/// header line (cookies included) and has no place in a log.
+impl fmt::Debug for Params {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
 }
 
 impl Params {

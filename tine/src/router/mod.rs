@@ -704,7 +704,6 @@ impl<T> Router<T> {
     }
 }
 
-/// Merges two ascending index lists into one ascending sequence.
 /// The routes [`Router::find_in`] tries, in the order they were added.
 #[derive(Clone, Copy)]
 struct Tier<'a> {
@@ -728,6 +727,7 @@ impl<'a> Tier<'a> {
     }
 }
 
+/// Merges two ascending index lists into one ascending sequence.
 fn merged<'a>(a: &'a [usize], b: &'a [usize]) -> impl Iterator<Item = usize> + 'a {
     let (mut i, mut j) = (0, 0);
     std::iter::from_fn(move || match (a.get(i), b.get(j)) {
