@@ -38,6 +38,20 @@ fn count(hay: &[u8], needle: &[u8]) -> usize {
 /// whole content of the flood's socket buffer, thousands.
 const FAIR_SHARE: usize = 4 * 64;
 
+/// Waits (bounded) until the server has handled part of a flood, checking
+/// without sleeping: `wait_until`'s 20 ms naps would let a fast server
+/// finish the whole flood before the probe starts.
+fn flood_started(count: &AtomicUsize) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < testkit::TIMEOUT {
+        if count.load(Ordering::SeqCst) > 0 {
+            return true;
+        }
+        std::thread::yield_now();
+    }
+    false
+}
+
 /// Five `GET /count` from a second client while a flood is handled: for
 /// each, how far the flood had got (`flood`, counted on the server) when
 /// the request was sent, and the server's count when it answered.
@@ -103,9 +117,7 @@ fn a_pipelining_client_does_not_hold_the_worker() {
         }
         (ok, refused)
     });
-    assert!(wait_until(testkit::TIMEOUT, || answered
-        .load(Ordering::SeqCst)
-        > 0));
+    assert!(flood_started(&answered));
     // While the flood is being answered, a second client is served within
     // a fair share of it: each answer says how far the flood had got.
     let progress = probe(addr, &answered);
@@ -193,9 +205,7 @@ fn a_flooding_websocket_does_not_hold_the_worker() {
         }
         Ok::<_, std::io::Error>((sink, sent))
     });
-    assert!(wait_until(testkit::TIMEOUT, || received
-        .load(Ordering::SeqCst)
-        > 0));
+    assert!(flood_started(&received));
     let progress = probe(addr, &received);
     stop.store(true, Ordering::SeqCst);
     let (_sink, flood) = writer.join().unwrap().unwrap();
