@@ -262,3 +262,39 @@ fn close_frame_survives_unread_input() {
     drop(s);
     sender.join().unwrap();
 }
+
+/// `send_binary_now` from a handler that produces more than the socket
+/// buffers hold, to a client that starts reading late: each call waits
+/// for the socket (the bounded wait of `send_now`), and every message
+/// arrives whole and in order, then what was queued after them.
+#[test]
+fn send_now_waits_for_a_full_socket_and_loses_nothing() {
+    const COUNT: usize = 96;
+    const SIZE: usize = 64 * 1024;
+    let addr = serve(|| {
+        App::new().ws("/burst", |ws: &mut WebSocket, event: WsEvent| {
+            if let WsEvent::Text(_) = event {
+                for i in 0..COUNT {
+                    let chunk = vec![(i % 251) as u8; SIZE];
+                    ws.send_binary_now(chunk).expect("sent within the wait");
+                }
+                ws.send_text("done");
+            }
+        })
+    });
+    let mut c = client(addr, "/burst");
+    c.send(Message::Text("go".into())).unwrap();
+    // 6 MiB: far more than loopback's socket buffers take before the
+    // client reads, so the handler waits in send_binary_now meanwhile.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for i in 0..COUNT {
+        match c.read().unwrap() {
+            Message::Binary(b) => {
+                assert_eq!(b.len(), SIZE, "message {i}");
+                assert!(b.iter().all(|&x| x == (i % 251) as u8), "message {i}");
+            }
+            other => panic!("message {i}: {other:?}"),
+        }
+    }
+    assert_eq!(c.read().unwrap(), Message::Text("done".into()));
+}

@@ -64,6 +64,8 @@ use crate::service::Service;
 use crate::sse::SseSession;
 use crate::ws::session::Session;
 
+#[cfg(feature = "tls")]
+pub(crate) use transport::{send_now_deadline, wait_writable};
 pub(crate) use transport::{Link, Transport};
 
 /// Size of the read scratch buffer: one read takes at most this much.

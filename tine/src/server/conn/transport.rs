@@ -316,6 +316,30 @@ fn unix_send(s: &mio::net::UnixStream, buf: &[u8]) -> io::Result<usize> {
 /// How long `send_now` waits for a full socket before giving up.
 const SEND_NOW_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// When a `send_now` that starts now gives up on a full socket.
+pub(crate) fn send_now_deadline() -> Instant {
+    Instant::now() + SEND_NOW_TIMEOUT
+}
+
+/// Waits up to 100 ms for `socket` to take more output, or says
+/// `TimedOut` once `deadline` has passed: the wait of a `send_now` (plain
+/// sockets here, TLS in `server/tls/stream.rs`).
+pub(crate) fn wait_writable(socket: &impl AsFd, deadline: Instant) -> io::Result<()> {
+    if Instant::now() >= deadline {
+        return Err(io::ErrorKind::TimedOut.into());
+    }
+    let mut fds = [rustix::event::PollFd::new(
+        socket,
+        rustix::event::PollFlags::OUT,
+    )];
+    let slice = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 100_000_000,
+    };
+    let _ = rustix::event::poll(&mut fds, Some(&slice));
+    Ok(())
+}
+
 /// Writes all of `data` to a non-blocking socket, waiting (bounded) while
 /// it is full: for a WebSocket handler's `send_now`.
 fn write_all_now<S>(socket: &S, mut data: &[u8]) -> io::Result<()>
@@ -323,28 +347,14 @@ where
     S: AsFd,
     for<'a> &'a S: Write,
 {
-    let deadline = Instant::now() + SEND_NOW_TIMEOUT;
+    let deadline = send_now_deadline();
     let mut writer = socket;
     while !data.is_empty() {
         match writer.write(data) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => data = &data[n..],
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if Instant::now() >= deadline {
-                    return Err(io::ErrorKind::TimedOut.into());
-                }
-                // Wait (bounded) until the socket can take more.
-                let mut fds = [rustix::event::PollFd::new(
-                    socket,
-                    rustix::event::PollFlags::OUT,
-                )];
-                let slice = rustix::event::Timespec {
-                    tv_sec: 0,
-                    tv_nsec: 100_000_000,
-                };
-                let _ = rustix::event::poll(&mut fds, Some(&slice));
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_writable(socket, deadline)?,
             Err(e) => return Err(e),
         }
     }

@@ -32,7 +32,6 @@
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use rustls::server::UnbufferedServerConnection;
@@ -48,8 +47,6 @@ const READ_SIZE: usize = 20 * 1024;
 pub(crate) const MAX_INPUT: usize = 80 * 1024;
 /// Most plaintext one write encrypts.
 pub(crate) const MAX_WRITE: usize = 64 * 1024;
-/// How long `send_now` waits for a full socket (as on plain sockets).
-const SEND_NOW_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The body of the answer to plain HTTP on a TLS port.
 const PLAIN_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
@@ -235,7 +232,7 @@ impl TlsStream {
 
     /// Sends `data` whole, waiting (bounded) while the socket is full.
     pub(crate) fn write_all_now(&self, mut data: &[u8]) -> io::Result<()> {
-        let deadline = Instant::now() + SEND_NOW_TIMEOUT;
+        let deadline = crate::server::conn::send_now_deadline();
         let mut s = self.state.borrow_mut();
         loop {
             if s.send_pending(&self.sock)? {
@@ -246,18 +243,7 @@ impl TlsStream {
                 data = &data[n..];
                 continue;
             }
-            if Instant::now() >= deadline {
-                return Err(io::ErrorKind::TimedOut.into());
-            }
-            let mut fds = [rustix::event::PollFd::new(
-                &self.sock,
-                rustix::event::PollFlags::OUT,
-            )];
-            let slice = rustix::event::Timespec {
-                tv_sec: 0,
-                tv_nsec: 100_000_000,
-            };
-            let _ = rustix::event::poll(&mut fds, Some(&slice));
+            crate::server::conn::wait_writable(&self.sock, deadline)?;
         }
     }
 }
