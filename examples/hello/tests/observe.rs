@@ -452,7 +452,20 @@ fn admin_addr(s: &ServerTree) -> (i32, std::net::SocketAddr) {
 #[test]
 fn the_admin_process_answers_while_every_worker_is_stuck() {
     let _g = heavy();
-    let s = ServerTree::start_workers(HELLO, 2, &["--admin-bind", "127.0.0.1:0"]);
+    // The sleepers below can queue several 6 s requests on one worker
+    // (reuseport hashes them), which a graceful stop would serve one after
+    // the other: the stop's SIGKILL comes after 5 s here, not the default
+    // 30 s that `stop(T)` also waits.
+    let s = ServerTree::start_workers(
+        HELLO,
+        2,
+        &[
+            "--admin-bind",
+            "127.0.0.1:0",
+            "--graceful-timeout-ms",
+            "5000",
+        ],
+    );
     // Two workers and the admin process (which is no worker: never
     // logged ready).
     let children = s.wait_count(3, T);
