@@ -1428,6 +1428,29 @@ mod tests {
         assert_eq!(h.target().as_str(), "*");
     }
 
+    /// Decodes what `buf` holds until more is needed, adding the paths of
+    /// the requests to `paths` (bodies admitted and skipped).
+    fn decode_paths(
+        d: &mut Decoder,
+        buf: &mut BytesMut,
+        limits: &Limits,
+        paths: &mut Vec<String>,
+    ) -> Result<(), StatusCode> {
+        loop {
+            match d.decode(buf, limits) {
+                Decoded::Request(h, _) => paths.push(h.target().path().to_string()),
+                Decoded::NeedMore => return Ok(()),
+                Decoded::Error(s) => return Err(s),
+                Decoded::Continue => panic!("no Expect sent"),
+                Decoded::Head(h) => {
+                    paths.push(h.target().path().to_string());
+                    d.admit(limits.max_body, limits.spill_past())?;
+                }
+                Decoded::Body(_) => {}
+            }
+        }
+    }
+
     /// Feeds `input` one byte at a time and collects the paths decoded.
     fn paths_byte_at_a_time(input: &[u8], limits: &Limits) -> Result<Vec<String>, StatusCode> {
         let mut d = Decoder::new();
@@ -1435,20 +1458,15 @@ mod tests {
         let mut paths = Vec::new();
         for &b in input {
             buf.extend_from_slice(&[b]);
-            loop {
-                match d.decode(&mut buf, limits) {
-                    Decoded::Request(h, _) => paths.push(h.target().path().to_string()),
-                    Decoded::NeedMore => break,
-                    Decoded::Error(s) => return Err(s),
-                    Decoded::Continue => panic!("no Expect sent"),
-                    Decoded::Head(h) => {
-                        paths.push(h.target().path().to_string());
-                        d.admit(limits.max_body, limits.spill_past())?;
-                    }
-                    Decoded::Body(_) => {}
-                }
-            }
+            decode_paths(&mut d, &mut buf, limits, &mut paths)?;
         }
+        Ok(paths)
+    }
+
+    /// Decodes all of `buf` at once and collects the paths decoded.
+    fn paths_whole(buf: &mut BytesMut, limits: &Limits) -> Result<Vec<String>, StatusCode> {
+        let mut paths = Vec::new();
+        decode_paths(&mut Decoder::new(), buf, limits, &mut paths)?;
         Ok(paths)
     }
 
@@ -1490,20 +1508,8 @@ mod tests {
         let input = b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nab\r\n\r\n\
 GET /g HTTP/1.1\r\nHost: h\r\n\r\n\r\n\r\n\r\nGET /h HTTP/1.1\r\nHost: h\r\n\r\n";
         let limits = Limits::default();
-        let mut d = Decoder::new();
         let mut buf = BytesMut::from(&input[..]);
-        let mut paths = Vec::new();
-        loop {
-            match d.decode(&mut buf, &limits) {
-                Decoded::Request(h, _) => paths.push(h.target().path().to_string()),
-                Decoded::Head(h) => {
-                    paths.push(h.target().path().to_string());
-                    d.admit(limits.max_body, limits.spill_past()).unwrap();
-                }
-                Decoded::Body(_) => {}
-                _ => break,
-            }
-        }
+        let paths = paths_whole(&mut buf, &limits).unwrap();
         assert_eq!(paths, ["/p", "/g", "/h"]);
         assert!(buf.is_empty());
         assert_eq!(paths_byte_at_a_time(input, &limits), Ok(paths));
@@ -1752,24 +1758,7 @@ GET /g HTTP/1.1\r\nHost: h\r\n\r\n\r\n\r\n\r\nGET /h HTTP/1.1\r\nHost: h\r\n\r\n
     #[test]
     fn whole_and_piecemeal_heads_decode_alike() {
         let limits = Limits::default();
-        let whole = |input: &[u8]| {
-            let mut d = Decoder::new();
-            let mut buf = BytesMut::from(input);
-            let mut paths = Vec::new();
-            loop {
-                match d.decode(&mut buf, &limits) {
-                    Decoded::Request(h, _) => paths.push(h.target().path().to_string()),
-                    Decoded::Head(h) => {
-                        paths.push(h.target().path().to_string());
-                        d.admit(limits.max_body, limits.spill_past())?;
-                    }
-                    Decoded::Body(_) => {}
-                    Decoded::NeedMore => return Ok(paths),
-                    Decoded::Error(s) => return Err(s),
-                    other => panic!("{other:?}"),
-                }
-            }
-        };
+        let whole = |input: &[u8]| paths_whole(&mut BytesMut::from(input), &limits);
         for input in [
             &b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b?x HTTP/1.1\r\nHost: h\r\n\r\n"[..],
             b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHo",
