@@ -111,6 +111,20 @@ mod tests {
         assert_eq!(due.iter().map(|e| e.key).collect::<Vec<_>>(), [2]);
     }
 
+    /// No deadline, however far, gets the tick `u64::MAX`: the event
+    /// loop keeps that value for "no timer entry".
+    #[test]
+    fn ticks_stay_below_the_loop_s_sentinel() {
+        let t0 = Instant::now();
+        let w = Wheel::new(t0);
+        // About 146 billion years: past what a u64 of 250 ms ticks holds.
+        let far = t0.checked_add(Duration::from_secs(1 << 62));
+        if let Some(far) = far {
+            assert_eq!(w.tick_of(far), u64::MAX - 1);
+        }
+        assert!(w.tick_of(t0 + Duration::from_secs(3600)) < u64::MAX - 1);
+    }
+
     #[test]
     fn far_deadlines_wrap_and_wait_their_turn() {
         let t0 = Instant::now();
