@@ -232,3 +232,33 @@ fn empty_lines_before_a_request_are_ignored() {
     assert_eq!(r.status, 431);
     assert!(c.is_closed());
 }
+
+/// A request and the client's end of stream that arrive together (while
+/// the one worker is busy, so one readiness event reports both): the
+/// response goes out and the connection closes at once, not when the idle
+/// timeout ends it. A short read no longer counts as "drained" once the
+/// event said EOF, because no later event would say it again.
+#[test]
+fn a_request_and_eof_arriving_together_close_the_connection_at_once() {
+    let addr = serve(|| {
+        app()
+            .get("/busy", |_: &Request| {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                "done"
+            })
+            .limits(tine::Limits::default().idle_timeout(std::time::Duration::from_secs(60)))
+    });
+    let mut c = Client::connect(addr);
+    assert_eq!(c.get("/plaintext").status, 200);
+    let mut busy = Client::connect(addr);
+    busy.send(b"GET /busy HTTP/1.1\r\nHost: t\r\n\r\n");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    c.send(b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n");
+    c.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(c.read_response().text(), "Hello, World!");
+    assert!(
+        c.is_closed(),
+        "the connection stays open after the client's EOF"
+    );
+    assert_eq!(busy.read_response().text(), "done");
+}

@@ -12,7 +12,9 @@ use std::io;
 use bytes::BytesMut;
 use http::{Method, StatusCode, Version};
 
-use super::{Admitted, Budget, Conn, Next, Pending, Phase, Shared, Transport, OUT_BATCH};
+use super::{
+    drained_by, Admitted, Budget, Conn, Next, Pending, Phase, Shared, Transport, OUT_BATCH,
+};
 use crate::http::encode::{encode_fields, encode_status, framing, BodyShape, Exchange};
 use crate::http::parse::Decoded;
 use crate::http::{fill_stream, Body, Fill, Request, Response};
@@ -111,12 +113,7 @@ impl<T: Transport> Conn<T> {
             match self.read_some(&mut shared.scratch, shared.now) {
                 // EOF: a half-sent request cannot be answered.
                 Ok(0) => return Next::Close,
-                // A short read drained the socket: skip the read that
-                // would only say EAGAIN. Edge-triggered epoll reports every
-                // later arrival (and EOF) as a new event, so nothing is
-                // missed; this saves one syscall per request (nginx does
-                // the same).
-                Ok(n) if n < shared.scratch.len() && !self.stream.may_have_more() => {
+                Ok(n) if drained_by(&self.stream, self.eof_reported, n, shared.scratch.len()) => {
                     self.readable = false;
                     budget.read = budget.read.saturating_sub(n);
                 }

@@ -110,7 +110,7 @@ fn deadlines_follow_the_request_phase() {
     // A head started later is timed from its first byte.
     shared.now = opened + Duration::from_secs(1);
     client.write_all(b"POST /echo HTTP/1.1\r\n").unwrap();
-    conn.readable();
+    conn.readable(false);
     assert_eq!(conn.drive(&mut shared), Next::Keep);
     assert_eq!(conn.deadline(&shared), shared.now + Duration::from_secs(5));
     // Once the head is complete, the body has its own whole-body deadline
@@ -119,20 +119,20 @@ fn deadlines_follow_the_request_phase() {
     client
         .write_all(b"Host: t\r\nContent-Length: 4\r\n\r\na")
         .unwrap();
-    conn.readable();
+    conn.readable(false);
     conn.drive(&mut shared);
     let body_deadline = opened + Duration::from_secs(2 + 7);
     assert_eq!(conn.deadline(&shared), body_deadline);
     shared.now = opened + Duration::from_secs(3);
     client.write_all(b"b").unwrap();
-    conn.readable();
+    conn.readable(false);
     conn.drive(&mut shared);
     assert_eq!(conn.deadline(&shared), body_deadline);
     // A request and the first byte of the next in one read: the next
     // head is timed by the header timeout, from now.
     shared.now = opened + Duration::from_secs(4);
     client.write_all(b"cdG").unwrap();
-    conn.readable();
+    conn.readable(false);
     conn.drive(&mut shared);
     assert_eq!(statuses(&received(&mut client)), ["200"]);
     assert_eq!(conn.deadline(&shared), shared.now + Duration::from_secs(5));
@@ -241,7 +241,7 @@ fn an_upgrade_switches_to_websocket_and_frames_count_against_the_budget() {
     client
         .write_all(&client_frame(op::TEXT, b"hi").repeat(frames))
         .unwrap();
-    conn.readable();
+    conn.readable(false);
     assert_eq!(conn.drive(&mut shared), Next::Yield);
     total += echoed(&received_bytes(&mut client));
     assert_eq!(total, frames + TURN_REQUESTS as usize);
@@ -262,7 +262,7 @@ fn the_loops_read_buffer_is_reused_and_never_pinned_by_a_stalled_request() {
         client
             .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
             .unwrap();
-        conn.readable();
+        conn.readable(false);
         conn.drive(&mut shared);
         assert!(received(&mut client).ends_with("ok"));
         assert_eq!(
@@ -281,7 +281,7 @@ fn the_loops_read_buffer_is_reused_and_never_pinned_by_a_stalled_request() {
     client
         .write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nab")
         .unwrap();
-    conn.readable();
+    conn.readable(false);
     conn.drive(&mut shared);
     assert!(!conn.rbuf_lent);
     assert_eq!(&conn.rbuf[..], b"ab");
@@ -295,7 +295,7 @@ fn the_loops_read_buffer_is_reused_and_never_pinned_by_a_stalled_request() {
         "nothing else refers to the loop's buffer"
     );
     client.write_all(b"cdef").unwrap();
-    conn.readable();
+    conn.readable(false);
     conn.drive(&mut shared);
     assert!(received(&mut client).ends_with("abcdef"));
 }

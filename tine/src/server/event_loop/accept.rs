@@ -369,7 +369,10 @@ impl EventLoop {
                         // connection accepted meanwhile, and one of those
                         // could be the slow one.
                         if let Some(slot) = self.conns.get_mut(key) {
-                            slot.conn.readable();
+                            // Registering it made epoll look at the socket
+                            // as it is: an EOF already there comes with the
+                            // first event.
+                            slot.conn.readable(false);
                         }
                         self.drive(key);
                         return;

@@ -280,7 +280,8 @@ impl EventLoop {
                     Token(key) => {
                         if let Some(slot) = self.conns.get_mut(key) {
                             if event.is_readable() || event.is_read_closed() || event.is_error() {
-                                slot.conn.readable();
+                                slot.conn
+                                    .readable(event.is_read_closed() || event.is_error());
                             }
                             self.drive(key);
                         }
