@@ -298,3 +298,41 @@ fn send_now_waits_for_a_full_socket_and_loses_nothing() {
     }
     assert_eq!(c.read().unwrap(), Message::Text("done".into()));
 }
+
+/// A message and the client's end of stream (no close frame) that arrive
+/// together, while the one worker is busy so one readiness event reports
+/// both: the message is echoed and the connection is closed at once. A
+/// WebSocket skips the read that would only say `EAGAIN` after a short
+/// read, but not when the event already said EOF: nothing would say it
+/// again, and the connection would stay open with no timeout to end it.
+#[test]
+fn a_message_and_eof_arriving_together_close_the_connection() {
+    let addr = serve(|| {
+        app().get("/busy", |_: &tine::Request| {
+            std::thread::sleep(Duration::from_millis(300));
+            "done"
+        })
+    });
+    let mut s = ws::connect(addr, "/echo");
+    ws::send(&mut s, &client_frame(op::TEXT, b"first"));
+    assert_eq!(
+        read_frame(&mut s).unwrap(),
+        (true, op::TEXT, b"first".to_vec())
+    );
+    let mut busy = Client::connect(addr);
+    busy.send(b"GET /busy HTTP/1.1\r\nHost: t\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(100));
+    ws::send(&mut s, &client_frame(op::TEXT, b"last"));
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(
+        read_frame(&mut s).unwrap(),
+        (true, op::TEXT, b"last".to_vec())
+    );
+    let mut rest = Vec::new();
+    assert_eq!(
+        std::io::Read::read_to_end(&mut s, &mut rest).unwrap(),
+        0,
+        "the server closes the connection after the client's EOF"
+    );
+    assert_eq!(busy.read_response().text(), "done");
+}

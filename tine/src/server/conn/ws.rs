@@ -3,7 +3,7 @@
 
 use std::io;
 
-use super::{Budget, Conn, Next, Shared, Transport};
+use super::{drained_by, Budget, Conn, Next, Shared, Transport};
 use crate::pubsub;
 
 impl<T: Transport> Conn<T> {
@@ -61,6 +61,9 @@ impl<T: Transport> Conn<T> {
                     return Next::Close;
                 }
                 Ok(n) => {
+                    if drained_by(&self.stream, self.eof_reported, n, shared.scratch.len()) {
+                        self.readable = false;
+                    }
                     budget.read = budget.read.saturating_sub(n);
                     budget.requests -=
                         session.feed_some(&mut shared.scratch[..n], &self.stream, budget.requests);
