@@ -333,7 +333,12 @@ fn check_flood(
     readers: Vec<std::thread::JoinHandle<Vec<usize>>>,
 ) {
     for (i, r) in readers.into_iter().enumerate() {
-        let seen = r.join().unwrap();
+        let Ok(seen) = r.join() else {
+            panic!(
+                "subscriber {i} failed (its panic is above); server log:\n{}",
+                server.stderr()
+            );
+        };
         assert!(
             seen.iter().copied().eq(0..FLOOD_N),
             "subscriber {i}: messages missing or out of order"

@@ -8,6 +8,10 @@
 //! and their publishing connections stop being served: backpressure
 //! reaches the publishing clients, and nothing is dropped.
 //!
+//! The master reads at most [`READ_LIMIT`] from one worker's channel
+//! before it looks at the queues again, so a fast publisher cannot fill the
+//! others' queues in a single read.
+//!
 //! A worker that stays behind for [`STALL`] (stuck in a long handler, say)
 //! no longer holds the others back: the master reads on, and that worker
 //! loses messages once its queue is full (the channel's bound), counted
@@ -20,6 +24,14 @@ use std::time::{Duration, Instant};
 pub(crate) const HIGH: usize = 1 << 20;
 /// How long a worker that is behind holds the others back.
 pub(crate) const STALL: Duration = Duration::from_secs(2);
+/// At most this much (plus one read) is read from one worker's channel
+/// before flow control looks at the queues again. A worker that publishes
+/// as fast as the master reads would otherwise be read on and on in one
+/// go, and the others' queues would overflow (and drop) although none of
+/// them was stuck. With it, a queue below [`HIGH`] when a read starts grows
+/// by at most this, a 64 KiB read and one maximal message: well within the
+/// channel's 4 MiB bound.
+pub(crate) const READ_LIMIT: usize = HIGH;
 
 /// The relay state of one worker, as a destination of relayed messages.
 #[derive(Debug, Default)]

@@ -197,6 +197,17 @@ pub(crate) struct Channel {
     out_pos: usize,
 }
 
+/// How a [`Channel::receive_some`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Received {
+    /// Everything available was read (`WouldBlock`).
+    Drained,
+    /// The read limit was reached; more input may wait.
+    More,
+    /// The peer is gone.
+    Eof,
+}
+
 impl Channel {
     /// An empty channel buffer.
     pub(crate) fn new() -> Self {
@@ -208,31 +219,46 @@ impl Channel {
     /// `Ok(true)` on EOF (the peer is gone). Inbound memory stays bounded by
     /// one maximal frame. After `f` has seen [`Msg::Malformed`] the caller
     /// should stop using the channel.
-    pub(crate) fn receive<R: Read>(
+    pub(crate) fn receive<R: Read>(&mut self, r: &mut R, f: impl FnMut(Msg)) -> io::Result<bool> {
+        Ok(self.receive_some(r, usize::MAX, f)? == Received::Eof)
+    }
+
+    /// [`receive`](Self::receive), but stops once it has read `limit` bytes
+    /// or more ([`Received::More`]: input may be left, and as readiness is
+    /// edge-triggered no new event will say so; the caller reads on
+    /// later). The master reads published messages this way, so that what
+    /// one read of a busy worker's channel relays stays bounded and flow
+    /// control (`pubsub::relay`) gets a say between reads: a worker that
+    /// keeps its channel full would otherwise be read for as long as it
+    /// writes, and what it published would overflow the others' queues.
+    pub(crate) fn receive_some<R: Read>(
         &mut self,
         r: &mut R,
+        limit: usize,
         mut f: impl FnMut(Msg),
-    ) -> io::Result<bool> {
+    ) -> io::Result<Received> {
         let cap = HEADER_LEN + MAX_PAYLOAD;
         let mut chunk = [0u8; 64 * 1024];
-        loop {
+        let mut read = 0usize;
+        while read < limit {
             let room = cap
                 .saturating_sub(self.inbuf.len() - self.in_pos)
                 .clamp(1, chunk.len());
             let n = match r.read(&mut chunk[..room]) {
                 Ok(0) => {
                     self.drain_msgs(&mut f);
-                    return Ok(true);
+                    return Ok(Received::Eof);
                 }
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Received::Drained),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
+            read += n;
             self.inbuf.extend_from_slice(&chunk[..n]);
             self.drain_msgs(&mut f);
         }
-        Ok(false)
+        Ok(Received::More)
     }
 
     /// Takes the next complete message out of the inbound buffer, if any.
@@ -518,6 +544,32 @@ mod tests {
         }
         assert!(eof);
         assert_eq!(got, (0..50).map(Msg::Adopt).collect::<Vec<_>>());
+    }
+
+    /// A peer that keeps writing (a reader that does not run dry within the
+    /// test): a bounded receive stops after its limit, says more may wait,
+    /// and loses nothing; the next call goes on where it stopped.
+    #[test]
+    fn receive_some_stops_at_its_limit() {
+        let message = Msg::Publish(vec![7u8; 1000]);
+        let mut wire = Vec::new();
+        for _ in 0..200 {
+            message.encode(&mut wire);
+        }
+        let mut r = wire.as_slice();
+        let mut chan = Channel::new();
+        let mut got = Vec::new();
+        let status = chan.receive_some(&mut r, 10_000, |m| got.push(m)).unwrap();
+        assert_eq!(status, Received::More);
+        // It reads 64 KiB at a time: the first read passes the limit.
+        assert_eq!(got.len(), 64 * 1024 / 1005);
+        let status = chan.receive_some(&mut r, 10_000, |m| got.push(m)).unwrap();
+        assert_eq!(status, Received::More);
+        assert_eq!(got.len(), 2 * 64 * 1024 / 1005);
+        assert!(got.iter().all(|m| *m == message));
+        // Unbounded, it reads to the end (a slice's end is EOF).
+        assert!(chan.receive(&mut r, |m| got.push(m)).unwrap());
+        assert_eq!(got.len(), 200);
     }
 
     /// A writer that accepts `cap` bytes, then blocks.

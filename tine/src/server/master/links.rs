@@ -10,7 +10,7 @@ use mio::Token;
 
 use super::Master;
 use crate::pubsub::relay;
-use crate::server::control::{self, Channel, Msg, SendNoSignal};
+use crate::server::control::{self, Channel, Msg, Received, SendNoSignal};
 use crate::server::supervisor::{Event, WorkerId};
 
 pub(super) fn token(worker: WorkerId) -> Token {
@@ -61,8 +61,19 @@ impl Master {
             return;
         };
         let mut msgs = Vec::new();
-        let eof = match link.chan.receive(stream, |m| msgs.push(m)) {
-            Ok(eof) => eof,
+        let eof = match link
+            .chan
+            .receive_some(stream, relay::READ_LIMIT, |m| msgs.push(m))
+        {
+            Ok(Received::Eof) => true,
+            Ok(Received::Drained) => false,
+            Ok(Received::More) => {
+                // Relay this much first; flow control decides about the rest.
+                if !self.read_more.contains(&worker) {
+                    self.read_more.push(worker);
+                }
+                false
+            }
             Err(e) => {
                 debug!(
                     "control read from worker {} (pid {}): {e}",
@@ -143,9 +154,12 @@ impl Master {
         held
     }
 
-    /// Reads from the workers paused by flow control, once it allows.
+    /// Reads from the workers paused by flow control, once it allows, and
+    /// on from those whose last read stopped at its limit.
     pub(super) fn resume_relay(&mut self, happened: &mut Vec<Event>) {
-        for worker in std::mem::take(&mut self.relay_paused) {
+        let paused = std::mem::take(&mut self.relay_paused);
+        let more = std::mem::take(&mut self.read_more);
+        for worker in paused.into_iter().chain(more) {
             self.on_control(token(worker), true, happened);
         }
     }

@@ -338,6 +338,9 @@ struct Master {
     signals: Source,
     /// Workers whose published messages wait for flow control.
     relay_paused: Vec<WorkerId>,
+    /// Workers whose channel still had input when the master stopped
+    /// reading it (`relay::READ_LIMIT`): read on at once, next turn.
+    read_more: Vec<WorkerId>,
     /// When the workers' memory is read next (with `max_worker_memory`).
     memory_check: Option<Instant>,
     /// systemd's readiness protocol, when `NOTIFY_SOCKET` is set.
@@ -488,6 +491,7 @@ impl Master {
             poll,
             signals,
             relay_paused: Vec::new(),
+            read_more: Vec::new(),
             memory_check: None,
             notify,
             board,
@@ -548,6 +552,11 @@ impl Master {
                 // Look again soon: a worker that stays behind stops holding
                 // the others back after relay::STALL.
                 timeout = Some(timeout.map_or(RELAY_RECHECK, |t| t.min(RELAY_RECHECK)));
+            }
+            if !self.read_more.is_empty() {
+                // Input is left that no new event will announce: poll
+                // without waiting, then read on (resume_relay).
+                timeout = Some(Duration::ZERO);
             }
             if let Some(at) = self.notify.as_ref().and_then(|n| n.next_deadline()) {
                 let left = at.saturating_duration_since(Instant::now());
