@@ -13,7 +13,7 @@ use bytes::BytesMut;
 use http::{Method, StatusCode, Version};
 
 use super::{
-    drained_by, Admitted, Budget, Conn, Next, Pending, Phase, Shared, Transport, OUT_BATCH,
+    drained_by, Admitted, Budget, Conn, Input, Next, Pending, Phase, Shared, Transport, OUT_BATCH,
 };
 use crate::http::encode::{encode_fields, encode_status, framing, BodyShape, Exchange};
 use crate::http::parse::Decoded;
@@ -57,9 +57,9 @@ impl<T: Transport> Conn<T> {
     pub(super) fn drive_http(&mut self, shared: &mut Shared, budget: &mut Budget) -> Next {
         loop {
             if self.phase == Phase::Lingering {
-                if self.readable {
+                if self.input.ready() {
                     match self.discard_input(&mut shared.scratch, budget.read) {
-                        Discard::Drained => self.readable = false,
+                        Discard::Drained => self.input = Input::Drained,
                         Discard::More => return Next::Yield,
                         Discard::Closed => return Next::Close,
                     }
@@ -92,7 +92,7 @@ impl<T: Transport> Conn<T> {
             if budget.spent() {
                 // Everything answered so far is sent; the rest waits its
                 // turn.
-                return if self.readable || !self.rbuf.is_empty() {
+                return if self.input.ready() || !self.rbuf.is_empty() {
                     Next::Yield
                 } else {
                     Next::Keep
@@ -106,20 +106,20 @@ impl<T: Transport> Conn<T> {
             if self.answer_buffered(shared, budget) {
                 continue;
             }
-            if !self.readable {
+            if !self.input.ready() {
                 return Next::Keep;
             }
             self.lend_input(shared);
             match self.read_some(&mut shared.scratch, shared.now) {
                 // EOF: a half-sent request cannot be answered.
                 Ok(0) => return Next::Close,
-                Ok(n) if drained_by(&self.stream, self.eof_reported, n, shared.scratch.len()) => {
-                    self.readable = false;
+                Ok(n) if drained_by(&self.stream, self.input, n, shared.scratch.len()) => {
+                    self.input = Input::Drained;
                     budget.read = budget.read.saturating_sub(n);
                 }
                 Ok(n) => budget.read = budget.read.saturating_sub(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.readable = false;
+                    self.input = Input::Drained;
                     self.return_input(shared);
                     return Next::Keep;
                 }

@@ -213,12 +213,8 @@ pub(crate) struct Conn<T> {
     phase: Phase,
     /// Responses completed on this connection.
     served: u32,
-    /// The socket may have unread data (edge-triggered readiness).
-    readable: bool,
-    /// The peer's end of stream was reported with the last readiness
-    /// event: a short read no longer means the socket is drained, because
-    /// the EOF behind the data will not be announced again.
-    eof_reported: bool,
+    /// Whether the socket may have unread data (edge-triggered readiness).
+    input: Input,
     /// When the connection was accepted.
     opened: Instant,
     /// When the current request head started arriving.
@@ -241,16 +237,36 @@ pub(crate) struct Conn<T> {
     proxy_header: bool,
 }
 
+/// What the readiness events said about a connection's input since it
+/// last read the socket dry. One byte, where two flags would have grown
+/// every connection by eight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Input {
+    /// Read until `WouldBlock` (or a short read): wait for an event.
+    Drained,
+    /// Input may wait.
+    Ready,
+    /// Input may wait, and an event reported the peer's end of stream
+    /// (`EPOLLRDHUP`, kqueue's `EV_EOF`): the connection reads on until it
+    /// sees it, because no later event will announce it again.
+    ToEof,
+}
+
+impl Input {
+    fn ready(self) -> bool {
+        self != Input::Drained
+    }
+}
+
 /// Whether a read of `n` bytes into a buffer of `len` left the socket
 /// drained, so the read that would only say `EAGAIN` can be skipped.
 /// Edge-triggered readiness announces every later arrival as a new event,
 /// so nothing is missed, and skipping saves one system call per request or
 /// message (nginx does the same). Not when the transport may hold more
-/// (TLS records), nor when the last event already reported the peer's EOF
-/// (`eof_reported`): no new event would announce it, so the connection
-/// reads on until it sees it.
-fn drained_by<T: Transport>(stream: &T, eof_reported: bool, n: usize, len: usize) -> bool {
-    n < len && !eof_reported && !stream.may_have_more()
+/// (TLS records), nor when an event already reported the peer's EOF
+/// ([`Input::ToEof`]).
+fn drained_by<T: Transport>(stream: &T, input: Input, n: usize, len: usize) -> bool {
+    n < len && input != Input::ToEof && !stream.may_have_more()
 }
 
 /// A request admitted before its body ([`Service::admit`]), waiting for
@@ -273,8 +289,7 @@ impl<T: Transport> Conn<T> {
             pending: None,
             phase: Phase::Open,
             served: 0,
-            readable: true,
-            eof_reported: false,
+            input: Input::Ready,
             opened: now,
             head_started: None,
             body_started: None,
@@ -302,8 +317,11 @@ impl<T: Transport> Conn<T> {
     /// [`drive`](Self::drive) reads. `eof` says the report included the
     /// peer's end of stream (`EPOLLRDHUP`, kqueue's `EV_EOF`).
     pub(crate) fn readable(&mut self, eof: bool) {
-        self.readable = true;
-        self.eof_reported |= eof;
+        self.input = if eof || self.input == Input::ToEof {
+            Input::ToEof
+        } else {
+            Input::Ready
+        };
     }
 
     /// Moves the connection as far as it can go without blocking, within

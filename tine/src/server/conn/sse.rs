@@ -4,7 +4,7 @@
 
 use std::io;
 
-use super::{Budget, Conn, Next, Shared, Transport};
+use super::{Budget, Conn, Input, Next, Shared, Transport};
 
 impl<T: Transport> Conn<T> {
     /// Moves an event stream along: send queued events, then read (and
@@ -35,14 +35,14 @@ impl<T: Transport> Conn<T> {
         }
         // A client sends nothing on an event stream: read only to see
         // EOF or a reset, dropping any bytes, within the turn's budget.
-        while self.readable {
+        while self.input.ready() {
             if budget.spent() {
                 return Next::Yield;
             }
             match self.stream.read(&mut shared.scratch) {
                 Ok(0) => return Next::Close,
                 Ok(n) => budget.read = budget.read.saturating_sub(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable = false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.input = Input::Drained,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Next::Close,
             }

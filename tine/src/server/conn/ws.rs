@@ -3,7 +3,7 @@
 
 use std::io;
 
-use super::{drained_by, Budget, Conn, Next, Shared, Transport};
+use super::{drained_by, Budget, Conn, Input, Next, Shared, Transport};
 use crate::pubsub;
 
 impl<T: Transport> Conn<T> {
@@ -41,7 +41,7 @@ impl<T: Transport> Conn<T> {
                 self.linger(shared.now);
                 return Next::Keep;
             }
-            if !self.readable && !session.has_input() {
+            if !self.input.ready() && !session.has_input() {
                 return Next::Keep;
             }
             if budget.spent() {
@@ -61,15 +61,15 @@ impl<T: Transport> Conn<T> {
                     return Next::Close;
                 }
                 Ok(n) => {
-                    if drained_by(&self.stream, self.eof_reported, n, shared.scratch.len()) {
-                        self.readable = false;
+                    if drained_by(&self.stream, self.input, n, shared.scratch.len()) {
+                        self.input = Input::Drained;
                     }
                     budget.read = budget.read.saturating_sub(n);
                     budget.requests -=
                         session.feed_some(&mut shared.scratch[..n], &self.stream, budget.requests);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.readable = false;
+                    self.input = Input::Drained;
                     return Next::Keep;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
