@@ -18,6 +18,7 @@ port=${PORT:-19402}
 secs=${SECS:-4}
 peers=${CARGO_TARGET_DIR:-bench/target}/release
 out=$(mktemp -d)
+pid=
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$out"' EXIT
 
 case $server in

@@ -12,9 +12,7 @@ use std::io;
 use bytes::BytesMut;
 use http::{Method, StatusCode, Version};
 
-use super::{
-    drained_by, Admitted, Budget, Conn, Input, Next, Pending, Phase, Shared, Transport, OUT_BATCH,
-};
+use super::{Admitted, Budget, Conn, Input, Next, Pending, Phase, Shared, Transport, OUT_BATCH};
 use crate::http::encode::{encode_fields, encode_status, framing, BodyShape, Exchange};
 use crate::http::parse::Decoded;
 use crate::http::{fill_stream, Body, Fill, Request, Response};
@@ -113,11 +111,11 @@ impl<T: Transport> Conn<T> {
             match self.read_some(&mut shared.scratch, shared.now) {
                 // EOF: a half-sent request cannot be answered.
                 Ok(0) => return Next::Close,
-                Ok(n) if drained_by(&self.stream, self.input, n, shared.scratch.len()) => {
-                    self.input = Input::Drained;
+                Ok(n) => {
+                    let more = self.stream.may_have_more();
+                    self.input = self.input.after_read(n, shared.scratch.len(), more);
                     budget.read = budget.read.saturating_sub(n);
                 }
-                Ok(n) => budget.read = budget.read.saturating_sub(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.input = Input::Drained;
                     self.return_input(shared);

@@ -256,17 +256,22 @@ impl Input {
     fn ready(self) -> bool {
         self != Input::Drained
     }
-}
 
-/// Whether a read of `n` bytes into a buffer of `len` left the socket
-/// drained, so the read that would only say `EAGAIN` can be skipped.
-/// Edge-triggered readiness announces every later arrival as a new event,
-/// so nothing is missed, and skipping saves one system call per request or
-/// message (nginx does the same). Not when the transport may hold more
-/// (TLS records), nor when an event already reported the peer's EOF
-/// ([`Input::ToEof`]).
-fn drained_by<T: Transport>(stream: &T, input: Input, n: usize, len: usize) -> bool {
-    n < len && input != Input::ToEof && !stream.may_have_more()
+    /// The state after a read of `n` bytes into a buffer of `len`
+    /// (`n > 0`). A short read left the socket drained, so the read that
+    /// would only say `EAGAIN` is skipped: edge-triggered readiness
+    /// announces every later arrival as a new event, so nothing is missed,
+    /// and that saves one system call per request or message (nginx does
+    /// the same). Not when the transport may hold more (`more`: TLS
+    /// records), nor after an event reported the peer's EOF
+    /// ([`Input::ToEof`]).
+    fn after_read(self, n: usize, len: usize, more: bool) -> Input {
+        if n < len && self != Input::ToEof && !more {
+            Input::Drained
+        } else {
+            self
+        }
+    }
 }
 
 /// A request admitted before its body ([`Service::admit`]), waiting for

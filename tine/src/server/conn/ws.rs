@@ -3,7 +3,7 @@
 
 use std::io;
 
-use super::{drained_by, Budget, Conn, Input, Next, Shared, Transport};
+use super::{Budget, Conn, Input, Next, Shared, Transport};
 use crate::pubsub;
 
 impl<T: Transport> Conn<T> {
@@ -61,9 +61,8 @@ impl<T: Transport> Conn<T> {
                     return Next::Close;
                 }
                 Ok(n) => {
-                    if drained_by(&self.stream, self.input, n, shared.scratch.len()) {
-                        self.input = Input::Drained;
-                    }
+                    let more = self.stream.may_have_more();
+                    self.input = self.input.after_read(n, shared.scratch.len(), more);
                     budget.read = budget.read.saturating_sub(n);
                     budget.requests -=
                         session.feed_some(&mut shared.scratch[..n], &self.stream, budget.requests);
