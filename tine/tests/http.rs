@@ -202,6 +202,43 @@ fn control_characters_in_chunk_lines_get_400_and_close() {
     }
 }
 
+/// A line of a head ending in a bare LF is refused at once (400, closed):
+/// a front end that takes bare LFs as line ends would see another head, or
+/// another end of it, than one that does not, and tine cannot know which
+/// kind is in front of it. Before, a head ending in `\n\n` was answered
+/// only by the header timeout, and one ending in `\r\n\n` took every byte
+/// up to the next CRLF CRLF as its own, the next request's head included.
+#[test]
+fn bare_lf_line_ends_in_a_head_get_400_at_once() {
+    let addr = serve(|| {
+        app().limits(tine::Limits::default().header_timeout(std::time::Duration::from_secs(60)))
+    });
+    let heads: &[&[u8]] = &[
+        b"GET /plaintext HTTP/1.1\nHost: t\n\n",
+        b"GET /plaintext HTTP/1.1\r\nHost: t\n\r\n",
+        b"GET /plaintext HTTP/1.1\nHost: t\r\n\r\n",
+        // A bare-LF-tolerant proxy sees `GET /hello/first`, then a POST
+        // whose body is the third request: tine must answer neither the
+        // POST nor that body as requests.
+        b"GET /hello/first HTTP/1.1\r\nHost: t\r\n\n\
+          POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 41\r\n\r\n\
+          GET /hello/smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
+    ];
+    for head in heads {
+        let mut c = Client::connect(addr);
+        c.send(head);
+        let r = c.read_response();
+        assert_eq!(r.status, 400, "{}", head.escape_ascii());
+        assert_eq!(r.header("connection"), Some("close"));
+        assert!(c.is_closed(), "{}", head.escape_ascii());
+    }
+    // A head still arriving: refused before its blank line comes.
+    let mut c = Client::connect(addr);
+    c.send(b"GET /plaintext HTTP/1.1\nHost: t\n");
+    assert_eq!(c.read_response().status, 400);
+    assert!(c.is_closed());
+}
+
 #[test]
 fn empty_lines_before_a_request_are_ignored() {
     let addr = serve(app);

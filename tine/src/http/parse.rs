@@ -295,9 +295,7 @@ impl Decoder {
                 // so a head sent a byte at a time is not parsed again and
                 // again.
                 if let Ok(parsed) = parse_buf(buf, limits.max_headers) {
-                    // The search looks for CRLF CRLF only; a head the parser
-                    // saw end with a bare LF is left to it, as before.
-                    if parsed.len <= limits.max_header && buf[..parsed.len].ends_with(b"\r\n\r\n") {
+                    if parsed.len <= limits.max_header {
                         return self.take_head(buf, parsed, limits.max_headers);
                     }
                 }
@@ -307,6 +305,9 @@ impl Decoder {
                 if buf.len() > limits.max_header {
                     return Decoded::Error(head_too_large(buf, limits.max_header));
                 }
+                if has_bare_lf(buf, checked.max(self.skip)) {
+                    return Decoded::Error(StatusCode::BAD_REQUEST);
+                }
                 // Only a head still arriving is checked here: a whole one
                 // goes to the parser, which refuses the same bytes.
                 return self.check_start(buf, checked);
@@ -315,16 +316,7 @@ impl Decoder {
                 return Decoded::Error(head_too_large(buf, limits.max_header));
             }
             return match parse_buf(&buf[..end], limits.max_headers) {
-                Ok(parsed) => self.take_head(
-                    buf,
-                    Parsed {
-                        // Up to the blank line found (the parser may have
-                        // stopped at a bare LF's earlier).
-                        len: end,
-                        ..parsed
-                    },
-                    limits.max_headers,
-                ),
+                Ok(parsed) => self.take_head(buf, parsed, limits.max_headers),
                 Err(status) => {
                     self.next_head();
                     let raw = buf.split_to(end);
@@ -539,6 +531,15 @@ fn head_too_large(buf: &[u8], max_header: usize) -> StatusCode {
     }
 }
 
+/// Whether a line of the head in `buf[from..]` ends in a bare LF (one
+/// not preceded by CR): refused (400) like a head the parser finds one in
+/// (`parse_with`), here before the blank line has arrived, so that such a
+/// head gets its answer at once rather than at the header timeout.
+#[cold]
+fn has_bare_lf(buf: &[u8], from: usize) -> bool {
+    memchr::memchr_iter(b'\n', &buf[from..]).any(|i| from + i == 0 || buf[from + i - 1] != b'\r')
+}
+
 /// Moves a chunked body gathered in memory to its temporary file
 /// (making the file first).
 #[cold]
@@ -744,10 +745,23 @@ fn parse_with<'b>(
     let mut keep_alive = version == Version::HTTP_11;
     let mut expect_continue = false;
     let mut upgrade = false;
+    // Every line must end in CRLF. The parser also takes a bare LF (RFC
+    // 9112 §2.2 lets a recipient do either), but a proxy in front that
+    // does not would see other lines, or another end of the head, than
+    // tine: a way to smuggle a request past it. So a bare LF is refused:
+    // the line before each field, and the last field's line and the blank
+    // line, must end in CRLF.
+    if !raw[..parsed].ends_with(b"\r\n\r\n") {
+        return Err(StatusCode::BAD_REQUEST);
+    }
     let mut lines_start = parsed;
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
-        lines_start = lines_start.min(name.as_ptr() as usize - raw.as_ptr() as usize);
+        let name_start = name.as_ptr() as usize - raw.as_ptr() as usize;
+        if raw[name_start - 2] != b'\r' {
+            return Err(StatusCode::BAD_REQUEST);
+        }
+        lines_start = lines_start.min(name_start);
         match name.len() {
             // Every HTTP/1.1 request has a Host field.
             4 if is_host(name) => {
@@ -1763,8 +1777,7 @@ GET /g HTTP/1.1\r\nHost: h\r\n\r\n\r\n\r\n\r\nGET /h HTTP/1.1\r\nHost: h\r\n\r\n
             &b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b?x HTTP/1.1\r\nHost: h\r\n\r\n"[..],
             b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHo",
             b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nxGET /c HTTP/1.1\r\nHost: h\r\n\r\n",
-            // Bare LFs: the search looks for CRLF CRLF only, so neither
-            // way ends this head (as before the parser found ends).
+            // Bare LFs, refused both ways, as soon as one arrives.
             b"GET /a HTTP/1.1\nHost: h\n\n",
             b"GET /a HTTP/1.1\r\nHost: h\n\r\n",
             b"GET /a HTTP/1.1\r\nHost: h\n\r\nX: 1\r\n\r\n",
@@ -1792,7 +1805,35 @@ GET /g HTTP/1.1\r\nHost: h\r\n\r\n\r\n\r\n\r\nGET /h HTTP/1.1\r\nHost: h\r\n\r\n
             whole(b"GET http://h/abs?q HTTP/1.1\r\nHost: h\r\n\r\nGET http://h HTTP/1.1\r\nHost: h\r\n\r\n"),
             Ok(vec!["/abs".to_string(), "/".to_string()])
         );
-        assert_eq!(whole(b"GET /a HTTP/1.1\nHost: h\n\n"), Ok(vec![]));
+        for bare_lf in [
+            &b"GET /a HTTP/1.1\nHost: h\n\n"[..],
+            b"GET /a HTTP/1.1\r\nHost: h\n\r\n",
+            b"GET /a HTTP/1.1\r\nHost: h\r\n\n",
+            b"GET /a HTTP/1.1\n\r\n",
+            b"GET /a HTTP/1.1\r\n\n",
+            // Ends in CRLF CRLF, a bare LF before it.
+            b"GET /a HTTP/1.1\nHost: h\r\n\r\n",
+            b"GET /a HTTP/1.1\r\nHost: h\nX: 1\r\n\r\n",
+        ] {
+            assert_eq!(
+                whole(bare_lf),
+                Err(StatusCode::BAD_REQUEST),
+                "{}",
+                bare_lf.escape_ascii()
+            );
+            assert_eq!(
+                paths_byte_at_a_time(bare_lf, &limits),
+                Err(StatusCode::BAD_REQUEST),
+                "{}",
+                bare_lf.escape_ascii()
+            );
+        }
+        // A head a front end that takes bare LFs would end early: the
+        // request after it must not be read as part of it (or at all).
+        assert_eq!(
+            whole(b"GET /a HTTP/1.1\r\nHost: h\r\n\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n"),
+            Err(StatusCode::BAD_REQUEST)
+        );
         assert_eq!(
             whole(b"GET /a<b HTTP/1.1\r\nHost: h\r\n\r\n"),
             Err(StatusCode::BAD_REQUEST)
