@@ -179,8 +179,10 @@ fn custom_error_handler_renders_server_errors() {
     assert_eq!((r.status, r.text().as_str()), (400, "<h1>400</h1>"));
 }
 
+/// Chunked framing another parser could read differently is refused, and
+/// nothing after it is read as a request.
 #[test]
-fn control_characters_in_chunk_lines_get_400_and_close() {
+fn malformed_chunk_lines_get_400_and_close() {
     let addr = serve(app);
     // A bare LF inside a chunk extension: a proxy that ends the line there
     // would see a chunk "Z\r\nA" of a different size than tine would.
@@ -188,6 +190,12 @@ fn control_characters_in_chunk_lines_get_400_and_close() {
         b"1;\nZ\r\nA\r\n0\r\n\r\n",
         // A bare LF in the trailers.
         b"1\r\nA\r\n0\r\nX-T: 1\n\r\n",
+        // A size line without a digit: not the last chunk.
+        b"5\r\nhello\r\n\r\n\r\n",
+        b";x=1\r\n\r\n",
+        // Trailer lines that are not fields.
+        b"1\r\nA\r\n0\r\nGET /x HTTP/1.1\r\n\r\n",
+        b"1\r\nA\r\n0\r\nX-T: 1\r\n folded\r\n\r\n",
     ];
     for body in bodies {
         let mut c = Client::connect(addr);

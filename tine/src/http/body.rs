@@ -71,6 +71,14 @@ impl ChunkedDecoder {
                         if rest[..used - 2].iter().copied().any(is_ctl) {
                             return Err(StatusCode::BAD_REQUEST);
                         }
+                        // httparse also reads a line without a digit (empty,
+                        // or only an extension) as size 0, the last chunk:
+                        // the body would end there for tine and not for a
+                        // proxy that refuses such a line (RFC 9112 §7.1,
+                        // `chunk-size = 1*HEXDIG`).
+                        if !rest[0].is_ascii_hexdigit() {
+                            return Err(StatusCode::BAD_REQUEST);
+                        }
                         pos += used;
                         if size == 0 {
                             self.state = State::Trailers;
@@ -133,7 +141,8 @@ impl ChunkedDecoder {
                         if self.trailer_bytes > max_trailers {
                             return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
                         }
-                        if rest[..n - 1].iter().copied().any(is_ctl) {
+                        let line = &rest[..n - 1];
+                        if line.iter().copied().any(is_ctl) || !is_field_line(line) {
                             return Err(StatusCode::BAD_REQUEST);
                         }
                         pos += n + 1;
@@ -243,6 +252,17 @@ impl SpillFile {
 /// valid inside a chunk-size line or a trailer field.
 fn is_ctl(b: u8) -> bool {
     (b < 0x20 && b != b'\t') || b == 0x7f
+}
+
+/// Whether a trailer line is a field line, `name: value` with a token for
+/// a name (RFC 9112 §7.1.2, §5): not a line folded onto the one before
+/// (it starts with whitespace) nor a request line, which a proxy that
+/// reads the trailers differently might take for the end of them.
+fn is_field_line(line: &[u8]) -> bool {
+    match memchr::memchr(b':', line) {
+        Some(colon) if colon > 0 => line[..colon].iter().copied().all(super::parse::is_token),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -374,9 +394,45 @@ mod tests {
             d.decode(b"X: 1\n", &mut out, 10, 100).unwrap_err(),
             StatusCode::BAD_REQUEST
         );
+        // Lines that are not fields: folded, a request line, no name.
+        for input in [
+            &b"0\r\nX: 1\r\n folded\r\n\r\n"[..],
+            b"0\r\nGET /x HTTP/1.1\r\n\r\n",
+            b"0\r\n: v\r\n\r\n",
+            b"0\r\nX : v\r\n\r\n",
+        ] {
+            assert_eq!(
+                decode_all(input).unwrap_err(),
+                StatusCode::BAD_REQUEST,
+                "{}",
+                input.escape_ascii()
+            );
+        }
         // A tab inside a trailer value is fine.
         let (_, used, done) = decode_all(b"0\r\nX: a\tb\r\n\r\n").unwrap();
         assert!(done);
         assert_eq!(used, 13);
+    }
+
+    /// A chunk-size line without a hex digit is no last chunk (httparse
+    /// reads it as size 0): the body would end early for tine alone.
+    #[test]
+    fn a_chunk_size_line_without_a_digit_is_400() {
+        for input in [
+            &b"5\r\nhello\r\n\r\n\r\n"[..],
+            b"\r\n\r\n",
+            b";x=1\r\n\r\n",
+            b" 0\r\n\r\n",
+        ] {
+            assert_eq!(
+                decode_all(input).unwrap_err(),
+                StatusCode::BAD_REQUEST,
+                "{}",
+                input.escape_ascii()
+            );
+        }
+        let (body, _, done) = decode_all(b"a;x=1\r\n0123456789\r\n0;y\r\n\r\n").unwrap();
+        assert!(done);
+        assert_eq!(body, b"0123456789");
     }
 }
