@@ -15,7 +15,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, StatusCode};
+use http::StatusCode;
 
 use crate::app::App;
 use crate::http::{Body, Chunks, FileBody, Request, Response};
@@ -29,7 +29,9 @@ use encoder::Encoder;
 /// `*`, `identity;q=0` honoured; on equal q-values zstd, then gzip, then
 /// brotli, the cheapest first). A response is sent as it is when:
 ///
-/// - the request is `HEAD`, or the status is `1xx`, `204`, `206` or `304`;
+/// - the status is `1xx`, `204`, `206` or `304` (a `304` gets the weak
+///   `ETag` and the `Vary` of the compressed `200` when the client's
+///   `If-None-Match` names the weak tag, the copy it holds);
 /// - it already has a `Content-Encoding` (a precompressed static file
 ///   served by [`App::static_dir`](crate::App::static_dir) wins this way)
 ///   or a `Content-Range`, or `Cache-Control: no-transform`;
@@ -164,7 +166,14 @@ impl Compression {
     /// Compresses `res` if the request accepts a coding and nothing rules
     /// it out (see the type's docs).
     fn apply(&self, req: &Request, mut res: Response) -> Response {
-        if req.method() == Method::HEAD || !eligible(&res) {
+        if res.status() == StatusCode::NOT_MODIFIED {
+            not_modified(req, res.headers_mut());
+            return res;
+        }
+        // HEAD takes the same way as GET, so that it gets the same header
+        // fields (RFC 9110 §9.3.2): the body is compressed (or its encoder
+        // made) and then dropped unsent. HEAD is rare enough for that.
+        if !eligible(&res) {
             return res;
         }
         add_vary(res.headers_mut());
@@ -283,6 +292,32 @@ fn rank(c: Coding) -> u8 {
         Coding::Zstd => 0,
         Coding::Gzip => 1,
         Coding::Br => 2,
+    }
+}
+
+/// A `304` carries the `ETag` and `Vary` the `200` would have (RFC 9110
+/// §15.4.5). A handler or the static files compare `If-None-Match` weakly,
+/// so a client holding a compressed copy (`W/"x"`) gets a `304` with the
+/// strong `"x"` of the uncompressed one: made weak again here, with the
+/// `Vary` of the compressed `200`. Whether that `200` would have been
+/// compressed cannot be told from the `304` (it has no body); the client's
+/// validator says which copy it holds.
+fn not_modified(req: &Request, headers: &mut HeaderMap) {
+    let Some(etag) = headers.get(header::ETAG) else {
+        return;
+    };
+    let etag = etag.as_bytes();
+    if etag.starts_with(b"W/") {
+        return;
+    }
+    let holds_weak = req
+        .header_all(header::IF_NONE_MATCH.as_str())
+        .flat_map(|v| v.split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .any(|tag| tag.strip_prefix(b"W/") == Some(etag));
+    if holds_weak {
+        weaken_etag(headers);
+        add_vary(headers);
     }
 }
 
@@ -480,6 +515,7 @@ impl Iterator for FileChunks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::Method;
     use std::io::Read;
 
     fn app(c: Compression) -> App {
@@ -574,14 +610,6 @@ mod tests {
         let res = get(&app, "/small", Some("gzip, identity;q=0"));
         assert_eq!(res.headers()["content-encoding"], "gzip");
         assert_eq!(gunzip(&res.body_bytes().unwrap()), b"short");
-        // HEAD is answered as it is.
-        let mut req = Request::builder(Method::HEAD, "/big")
-            .header("accept-encoding", "gzip")
-            .finish();
-        assert!(!app
-            .handle(&mut req)
-            .headers()
-            .contains_key("content-encoding"));
         // A 404 page (tine's, tiny) too.
         assert_eq!(get(&app, "/nope", Some("gzip")).status(), 404);
     }
@@ -596,6 +624,52 @@ mod tests {
         assert!(!res.headers().contains_key("content-encoding"));
         let res = get(&app, "/big", Some("br, gzip;q=0.1"));
         assert_eq!(res.headers()["content-encoding"], "gzip");
+    }
+
+    /// HEAD gets the header fields GET gets (RFC 9110 §9.3.2).
+    #[test]
+    fn head_gets_the_fields_of_get() {
+        let app = app(Compression::new());
+        for path in ["/big", "/small", "/tagged"] {
+            let get = get(&app, path, Some("gzip"));
+            let mut req = Request::builder(Method::HEAD, path)
+                .header("accept-encoding", "gzip")
+                .finish();
+            let head = app.handle(&mut req);
+            for name in ["content-encoding", "vary", "etag", "content-length"] {
+                let all = |r: &Response| {
+                    r.headers()
+                        .get_all(name)
+                        .iter()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(all(&head), all(&get), "{path} {name}");
+            }
+        }
+    }
+
+    /// A `304` to a client holding the compressed copy names that copy's
+    /// (weak) tag, with its `Vary`; one to a client holding the
+    /// uncompressed copy keeps the strong tag.
+    #[test]
+    fn a_304_names_the_copy_the_client_holds() {
+        let app = app(Compression::new()).get("/fresh", |_: &Request| {
+            Response::empty(StatusCode::NOT_MODIFIED).with_header("etag", "\"v1\"")
+        });
+        let not_modified = |inm: &str| {
+            let mut req = Request::builder(Method::GET, "/fresh")
+                .header("accept-encoding", "gzip")
+                .header("if-none-match", inm)
+                .finish();
+            app.handle(&mut req)
+        };
+        let res = not_modified("\"v0\", W/\"v1\"");
+        assert_eq!(res.headers()["etag"], "W/\"v1\"");
+        assert_eq!(res.headers()["vary"], "Accept-Encoding");
+        let res = not_modified("\"v1\"");
+        assert_eq!(res.headers()["etag"], "\"v1\"");
+        assert!(!res.headers().contains_key("vary"));
     }
 
     #[test]
