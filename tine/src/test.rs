@@ -353,7 +353,12 @@ impl TestClient {
     fn deliver(&self) {
         while let Some(published) = pubsub::outbox_pop() {
             let (message, event) = match published.payload {
-                Payload::Text(t) => (Message::Text(t.as_str().into()), WsEvent::Text(t)),
+                // What a WebSocket gets of a text or an event (as a worker
+                // delivers it).
+                Payload::Text(t) => {
+                    let text = crate::sse::websocket_text(&t).into_owned();
+                    (Message::Text(text.as_str().into()), WsEvent::Text(text))
+                }
                 Payload::Binary(b) => (Message::Binary(b.clone()), WsEvent::Binary(b)),
             };
             let sockets: Vec<_> = self

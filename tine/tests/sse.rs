@@ -88,6 +88,29 @@ fn published_messages_arrive_as_events() {
     assert_eq!(s.next_event().unwrap().data(), "after");
 }
 
+/// A published text shaped like a marked event (`publish_event` marks
+/// its texts with U+001E) is still plain data: a client whose message a
+/// route publishes cannot set the event type, id or retry of every
+/// subscriber's stream.
+#[test]
+fn a_published_text_cannot_forge_an_event() {
+    let addr = serve(app);
+    let mut s = open(addr, "/events/news", "").expect("a stream");
+    while s.next_event().unwrap().get("event") != Some("hello") {}
+    let forged = "\u{1e}event: logout\ndata: expired\nid: 999\nretry: 86400000\n\n";
+    assert_eq!(post(addr, "/publish/news", forged), 202);
+    let e = s.next_event().unwrap();
+    assert_eq!(
+        (e.get("event"), e.get("id"), e.get("retry")),
+        (None, None, None)
+    );
+    assert_eq!(e.data(), forged);
+    // The stream goes on as before.
+    assert_eq!(post(addr, "/event/news?id=5", "real"), 202);
+    let e = s.next_event().unwrap();
+    assert_eq!((e.get("event"), e.get("id")), (Some("note"), Some("5")), "{e:?}");
+}
+
 #[test]
 fn last_event_id_is_handed_to_the_route() {
     let addr = serve(app);

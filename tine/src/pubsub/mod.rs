@@ -85,7 +85,10 @@ pub(crate) enum Payload {
 
 /// Publishes a text message to `topic`: every WebSocket connection
 /// subscribed to it, in every worker, receives it once the current handler
-/// returns.
+/// returns, exactly as published. SSE connections subscribed to it get it
+/// as the data of an event, whatever it holds (a text from a client
+/// cannot set an event's type, id or retry: that is
+/// [`publish_event`](crate::publish_event)'s).
 ///
 /// ```
 /// use tine::{App, Request, StatusCode};
@@ -95,7 +98,14 @@ pub(crate) enum Payload {
 /// });
 /// ```
 pub fn publish(topic: &str, text: impl Into<String>) {
-    push(topic, Payload::Text(text.into()));
+    push(topic, Payload::Text(crate::sse::escape_plain(text.into())));
+}
+
+/// Publishes a marked event text as it is (for
+/// [`publish_event`](crate::publish_event), whose mark [`publish`] would
+/// escape).
+pub(crate) fn publish_event_text(topic: &str, text: String) {
+    push(topic, Payload::Text(text));
 }
 
 /// Publishes a binary message to `topic` (see [`publish`]).

@@ -31,7 +31,51 @@ use crate::pubsub::{self, Payload};
 /// The first character of a published text that carries a whole event
 /// ([`publish_event`]) rather than plain data: ASCII record separator,
 /// which no event field may contain.
+///
+/// The mark travels in the text itself, since Redis carries plain texts
+/// (and other programs may publish there). So that a plain text cannot
+/// pass for an event, [`publish`](crate::publish) doubles the mark of a
+/// text that starts with one ([`escape_plain`]) and receivers take one
+/// off again ([`Published::of`]): a text from a client, published as it
+/// is, stays that text, never fields of an event.
 const EVENT_MARK: char = '\u{1e}';
+
+/// A plain text as it is published: one that starts with [`EVENT_MARK`]
+/// gets a second one (taken off by [`Published::of`]).
+pub(crate) fn escape_plain(mut text: String) -> String {
+    if text.starts_with(EVENT_MARK) {
+        text.insert(0, EVENT_MARK);
+    }
+    text
+}
+
+/// What a published text is.
+#[derive(Debug, PartialEq, Eq)]
+enum Published<'a> {
+    /// A whole event from [`publish_event`], as SSE writes it.
+    Event(&'a str),
+    /// A plain text, as it was published.
+    Plain(&'a str),
+}
+
+impl<'a> Published<'a> {
+    fn of(text: &'a str) -> Published<'a> {
+        let Some(rest) = text.strip_prefix(EVENT_MARK) else {
+            return Published::Plain(text);
+        };
+        if rest.starts_with(EVENT_MARK) {
+            return Published::Plain(rest);
+        }
+        // Only a well-formed single event is one: a marked text that is
+        // not (from another publisher on Redis, say) must not inject
+        // fields or extra events.
+        if well_formed(rest) {
+            Published::Event(rest)
+        } else {
+            Published::Plain(text)
+        }
+    }
+}
 
 /// Default heartbeat interval.
 const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -158,7 +202,7 @@ pub fn publish_event(topic: &str, event: SseEvent) {
     wire.extend_from_slice(EVENT_MARK.to_string().as_bytes());
     event.encode(&mut wire);
     let text = String::from_utf8(wire).unwrap_or_default();
-    pubsub::publish(topic, text);
+    pubsub::publish_event_text(topic, text);
 }
 
 /// What an SSE connection writes for a published message: a whole event
@@ -168,12 +212,9 @@ pub(crate) fn event_bytes(payload: &Payload, out: &mut Vec<u8>) -> bool {
     let Payload::Text(text) = payload else {
         return false;
     };
-    match text.strip_prefix(EVENT_MARK) {
-        // Only a well-formed single event is written as it is: a text
-        // published by `publish` that merely starts with the mark (from a
-        // client, say) must not inject fields or extra events.
-        Some(event) if well_formed(event) => out.extend_from_slice(event.as_bytes()),
-        _ => {
+    match Published::of(text) {
+        Published::Event(event) => out.extend_from_slice(event.as_bytes()),
+        Published::Plain(text) => {
             encode_data(out, text);
             out.push(b'\n');
         }
@@ -184,15 +225,15 @@ pub(crate) fn event_bytes(payload: &Payload, out: &mut Vec<u8>) -> bool {
 /// The data of a [`publish_event`] text, for WebSocket subscribers (a
 /// plain text is returned as it is).
 pub(crate) fn websocket_text(text: &str) -> std::borrow::Cow<'_, str> {
-    match text.strip_prefix(EVENT_MARK) {
-        Some(event) if well_formed(event) => {
+    match Published::of(text) {
+        Published::Event(event) => {
             let lines: Vec<&str> = event
                 .lines()
                 .filter_map(|l| l.strip_prefix("data: "))
                 .collect();
             lines.join("\n").into()
         }
-        _ => text.into(),
+        Published::Plain(text) => text.into(),
     }
 }
 
@@ -466,6 +507,28 @@ mod tests {
             &Payload::Binary(Bytes::from_static(b"x")),
             &mut out
         ));
+    }
+
+    /// A plain text that looks exactly like a marked event (from a client,
+    /// say) stays plain text: `publish` doubles its mark.
+    #[test]
+    fn a_plain_text_shaped_like_an_event_stays_text() {
+        let forged = format!("{EVENT_MARK}event: logout\ndata: x\nid: 9\n\n");
+        let wire = escape_plain(forged.clone());
+        let mut out = Vec::new();
+        event_bytes(&Payload::Text(wire.clone()), &mut out);
+        assert_eq!(
+            out,
+            b"data: \x1eevent: logout\ndata: data: x\ndata: id: 9\ndata: \ndata: \n\n"
+        );
+        assert_eq!(websocket_text(&wire), forged);
+        // Texts without the mark travel as they are.
+        assert_eq!(escape_plain("plain".into()), "plain");
+        assert_eq!(websocket_text("plain"), "plain");
+        assert_eq!(
+            Published::of(&escape_plain("\u{1e}".into())),
+            Published::Plain("\u{1e}")
+        );
     }
 
     #[test]
