@@ -108,7 +108,11 @@ fn a_published_text_cannot_forge_an_event() {
     // The stream goes on as before.
     assert_eq!(post(addr, "/event/news?id=5", "real"), 202);
     let e = s.next_event().unwrap();
-    assert_eq!((e.get("event"), e.get("id")), (Some("note"), Some("5")), "{e:?}");
+    assert_eq!(
+        (e.get("event"), e.get("id")),
+        (Some("note"), Some("5")),
+        "{e:?}"
+    );
 }
 
 #[test]

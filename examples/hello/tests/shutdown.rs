@@ -85,3 +85,58 @@ fn binding_a_used_address_fails_with_one_clear_line() {
         "{stderr}"
     );
 }
+
+/// A WebSocket upgraded after the stop began, on a keep-alive connection
+/// kept from before it, is closed with 1001 at once like every other one
+/// (it used to get no close frame and be cut at the drain deadline).
+#[test]
+fn a_websocket_upgraded_during_the_drain_gets_its_1001() {
+    use std::io::{Read, Write};
+    let mut server = ServerProcess::start(
+        HELLO,
+        &["--bind", "127.0.0.1:0", "--drain-timeout-ms", "8000"],
+    );
+    let addr = server.addr;
+    let mut keep = std::net::TcpStream::connect(addr).unwrap();
+    keep.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut buf = Vec::new();
+    keep.write_all(b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let r = testkit::read_response(&mut keep, &mut buf, false).unwrap();
+    assert_eq!(r.status, 200);
+    // The one thread is busy when the signal comes, so the stop has begun
+    // (the signal is read first) when the upgrade request is.
+    let slow = std::thread::spawn(move || Client::connect(addr).get("/sleep?ms=800"));
+    let serving = BTreeSet::from([server.pid()]);
+    assert!(
+        wait_sleeping(&serving, TIMEOUT).is_some(),
+        "/sleep never started"
+    );
+    server.signal(Signal::SIGTERM);
+    std::thread::sleep(Duration::from_millis(100));
+    write!(
+        keep,
+        "GET /ws/echo HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        testkit::ws::SAMPLE_KEY
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        keep.read_exact(&mut byte).expect("the upgrade's answer");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", head.escape_ascii());
+    let started = Instant::now();
+    assert_eq!(testkit::ws::read_close_code(&mut keep), 1001);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(slow.join().unwrap().status, 200);
+    drop(keep);
+    let status = server.wait_exit(Duration::from_secs(10)).expect("exited");
+    assert!(status.success(), "{status:?}");
+}

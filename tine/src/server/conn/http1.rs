@@ -380,6 +380,13 @@ impl<T: Transport> Conn<T> {
                             leftover,
                         ));
                         session.open(&self.stream);
+                        if shared.draining {
+                            // Upgraded on a connection kept from before
+                            // the stop: closed with 1001 at once, as every
+                            // other WebSocket is, so its client reconnects
+                            // to a worker that serves on.
+                            session.go_away();
+                        }
                         self.ws = Some(session);
                         return true;
                     }
