@@ -14,7 +14,7 @@
 //! |---|---|
 //! | `Command(Stop)` / `Command(Quit)` | `Signal Term` to every worker (then `Kill` at the graceful deadline) / `Signal Kill` now; `Exit(0)` once all exited |
 //! | `Command(Reload)` | `Fork` a replacement for slot 0; on its `Ready`, `Signal Term` to the old worker and `Fork` for slot 1, ... |
-//! | `Command(ScaleUp)` | `Bind` (or take back an adopted socket), then `Fork` the new slot; `Listen` once forked |
+//! | `Command(ScaleUp)` | `Bind` (or take back an adopted socket), then `Fork` the new slot; `Listen` once forked; refused while an upgrade is under way |
 //! | `Command(ScaleDown)` | `Adopt` the last slot's sockets to a survivor (or `Fork` a replacement survivor that inherits them); on `Ready`, `Signal Term` to the removed worker |
 //! | `Exited` (unexpected) | `Adopt` the slot's sockets to a ready survivor; `Fork` again after the backoff; `Release` them from the survivor once the new worker is `Ready` |
 //! | `ForkFailed` | retry `Fork` after the backoff; the slot's listening sockets are lent meanwhile |
@@ -86,6 +86,12 @@ mod tests;
 mod upgrade;
 
 use upgrade::UpgradeState;
+
+/// Why `SIGTTIN` waits for the end of a binary upgrade: a worker added now
+/// would accept on a socket bound after the new master got its sockets,
+/// which the old master's stop would close with connections queued on it.
+const SCALE_UP_DURING_UPGRADE: &str = "a binary upgrade is under way (a new worker's \
+     listening socket would not reach the new master); send it again afterwards";
 pub(crate) use upgrade::UPGRADE_TIMEOUT;
 
 pub(crate) use super::listener::Mode;
@@ -596,6 +602,8 @@ impl Supervisor {
         };
         if self.stopping {
             info!("{name} ignored: stopping");
+        } else if op == Command::ScaleUp && self.upgrading() {
+            warn!("{name} refused: {SCALE_UP_DURING_UPGRADE}");
         } else if op == Command::Reload && self.ops.contains(&Command::Reload) {
             info!("SIGHUP: a rolling restart is already queued");
         } else {

@@ -367,6 +367,10 @@ impl Supervisor {
                     });
                 }
             }
+            // Queued before the upgrade began.
+            Command::ScaleUp if self.upgrading() => {
+                warn!("SIGTTIN dropped: {}", super::SCALE_UP_DURING_UPGRADE);
+            }
             Command::ScaleUp => self.start_scale_up(now, out),
             Command::ScaleDown => self.start_scale_down(now, out),
             Command::Stop | Command::Quit | Command::Upgrade => {}

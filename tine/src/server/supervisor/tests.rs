@@ -1167,6 +1167,26 @@ fn a_second_sigusr2_during_an_upgrade_is_refused() {
     assert!(sim.take().is_empty());
 }
 
+/// A worker added during an upgrade would listen on a socket bound after
+/// the new master got its sockets: the old master's stop would close it
+/// with connections queued on it. `SIGTTIN` is refused until the upgrade
+/// is over, and one queued before it does not run while it is under way.
+#[test]
+fn sigttin_is_refused_while_an_upgrade_is_under_way() {
+    let mut sim = Sim::ready(2);
+    upgrade(&mut sim, 900);
+    sim.command(Command::ScaleUp);
+    assert!(sim.take().is_empty(), "no bind");
+    assert!(sim.take_forks().is_empty());
+    // Rolled back: the old master serves on, and may scale up again.
+    sim.exit(900, "exit status 1");
+    sim.take();
+    assert!(!sim.sup.upgrading());
+    assert!(sim.sup.ops.is_empty(), "the refused SIGTTIN was not kept");
+    sim.command(Command::ScaleUp);
+    assert_eq!(sim.one_fork().slot, 2);
+}
+
 #[test]
 fn a_failed_spawn_is_rolled_back_at_once() {
     let mut sim = Sim::ready(1);
