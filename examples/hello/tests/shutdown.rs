@@ -140,3 +140,38 @@ fn a_websocket_upgraded_during_the_drain_gets_its_1001() {
     let status = server.wait_exit(Duration::from_secs(10)).expect("exited");
     assert!(status.success(), "{status:?}");
 }
+
+/// A single process takes the master's signals without dying or stopping:
+/// `SIGHUP` (whose default action ends a process), `SIGTTIN` and `SIGTTOU`
+/// (which stop one) and `SIGUSR2` are logged, and the request in flight
+/// and the next ones are served.
+#[test]
+fn a_single_process_outlives_the_masters_signals() {
+    let mut server = ServerProcess::start(HELLO, &["--bind", "127.0.0.1:0"]);
+    let addr = server.addr;
+    let slow = std::thread::spawn(move || Client::connect(addr).get("/sleep?ms=600"));
+    let serving = BTreeSet::from([server.pid()]);
+    assert!(
+        wait_sleeping(&serving, TIMEOUT).is_some(),
+        "/sleep never started"
+    );
+    for sig in [
+        Signal::SIGHUP,
+        Signal::SIGTTIN,
+        Signal::SIGTTOU,
+        Signal::SIGUSR2,
+    ] {
+        server.signal(sig);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = slow.join().unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "slept"));
+    for _ in 0..3 {
+        assert_eq!(Client::connect(addr).get("/plaintext").status, 200);
+    }
+    let stat = testkit::procs::proc_stat(server.pid()).expect("still running");
+    assert!(!stat.is_zombie(), "{stat:?}");
+    server.signal(Signal::SIGTERM);
+    let status = server.wait_exit(Duration::from_secs(10)).expect("exited");
+    assert!(status.success(), "{status:?}");
+}

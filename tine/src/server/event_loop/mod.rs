@@ -122,9 +122,11 @@ pub(crate) struct EventLoop {
 /// default action (which would end the process). `SIGINT` and `SIGTERM`
 /// drain and stop; `SIGUSR1` reopens the access log, and in a `single`
 /// process (no master to do it) re-reads the TLS certificates too. A
-/// single process also takes `SIGUSR2`, only to refuse it (a binary
-/// upgrade needs a master), since its default action would end the
-/// process.
+/// single process also takes the master's other signals, whose default
+/// actions would end (`SIGUSR2`, `SIGHUP`) or stop (`SIGTTIN`, `SIGTTOU`)
+/// it: `SIGHUP` re-reads the TLS certificates (there are no workers to
+/// restart), the others are refused with a log line (an upgrade or a
+/// change in the number of workers needs a master).
 ///
 /// A single process calls this when it binds, before it can announce its
 /// address: a `SIGTERM` sent the moment a supervisor (or a test) reads
@@ -132,8 +134,9 @@ pub(crate) struct EventLoop {
 /// while the master's signals are still blocked in it (see
 /// `master::worker_signals_ready`).
 pub(crate) fn stop_signals(single: bool) -> io::Result<Signals> {
+    use signal_hook::consts::{SIGHUP, SIGTTIN, SIGTTOU, SIGUSR2};
     if single {
-        Signals::new([SIGINT, SIGTERM, SIGUSR1, signal_hook::consts::SIGUSR2])
+        Signals::new([SIGINT, SIGTERM, SIGUSR1, SIGUSR2, SIGHUP, SIGTTIN, SIGTTOU])
     } else {
         Signals::new([SIGINT, SIGTERM, SIGUSR1])
     }
@@ -260,6 +263,22 @@ impl EventLoop {
                                     "SIGUSR2 ignored: a binary upgrade needs a master \
                                      (workers > 1); this is a single process"
                                 ),
+                                // Only a single process takes these.
+                                signal_hook::consts::SIGHUP => {
+                                    log::info!(
+                                        "SIGHUP: no workers to restart in a single \
+                                         process (TLS certificates, if any, are re-read)"
+                                    );
+                                    #[cfg(feature = "tls")]
+                                    let _ = crate::server::tls::reload();
+                                }
+                                signal_hook::consts::SIGTTIN | signal_hook::consts::SIGTTOU => {
+                                    log::warn!(
+                                        "SIGTTIN/SIGTTOU ignored: the number of workers \
+                                         changes only with a master (workers > 1); this is \
+                                         a single process"
+                                    );
+                                }
                                 _ => stop = true,
                             }
                         }
