@@ -875,7 +875,7 @@ impl App {
 /// Answers a request for a static file under `mount`.
 fn serve_static(mount: &Mount, prefix: &str, req: &Request) -> Response {
     let raw = req.raw_path();
-    let rel = raw.get(prefix.len()..).unwrap_or("");
+    let rel = after_prefix(raw, prefix);
     match static_files::serve(mount, req.method(), raw, rel, req.headers()) {
         Outcome::NotFound => Response::error(StatusCode::NOT_FOUND),
         // Another method on a file the mount has (see the router's docs).
@@ -911,6 +911,27 @@ fn serve_static(mount: &Mount, prefix: &str, req: &Request) -> Response {
             Response::error(StatusCode::SERVICE_UNAVAILABLE)
         }
     }
+}
+
+/// The part of the raw path after the mount's `prefix` (no trailing
+/// `/`), starting with its `/` (or empty). The router matched the prefix
+/// segment by segment after percent-decoding, so the raw path may spell
+/// it differently (`/stati%63/a.txt`): its segments are skipped, not its
+/// bytes, or another file than the one the path names would be served.
+fn after_prefix<'a>(raw: &'a str, prefix: &str) -> &'a str {
+    if let Some(rest) = raw.strip_prefix(prefix) {
+        if rest.is_empty() || rest.starts_with('/') {
+            return rest;
+        }
+    }
+    let mut rest = raw;
+    for _ in prefix.split('/').filter(|s| !s.is_empty()) {
+        rest = match rest.get(1..).and_then(|r| r.find('/')) {
+            Some(i) => &rest[i + 1..],
+            None => "",
+        };
+    }
+    rest
 }
 
 fn redirect(location: &str) -> Response {
@@ -956,6 +977,17 @@ fn https_redirect(req: &Request, port: u16) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_prefix_is_skipped_by_segments() {
+        assert_eq!(after_prefix("/static/a.txt", "/static"), "/a.txt");
+        assert_eq!(after_prefix("/static", "/static"), "");
+        assert_eq!(after_prefix("/stati%63/a.txt", "/static"), "/a.txt");
+        assert_eq!(after_prefix("/%73tatic/ic/a.txt", "/static"), "/ic/a.txt");
+        assert_eq!(after_prefix("/x/%79/z", "/x/y"), "/z");
+        assert_eq!(after_prefix("/x/%79", "/x/y"), "");
+        assert_eq!(after_prefix("/files", ""), "/files");
+    }
     use crate::handler;
 
     fn get(app: &App, method: Method, path: &str) -> Response {

@@ -261,3 +261,25 @@ fn a_slow_64_mib_download_does_not_stall_others() {
     }
     assert!(reader.join().unwrap() >= size);
 }
+
+/// The mount's prefix is matched per segment after percent-decoding, so a
+/// path spelling it with escapes names the same file as the plain one
+/// (it used to be cut off by its decoded length: `/stati%63/a.txt` served
+/// `63/a.txt`).
+#[test]
+fn an_escaped_mount_prefix_names_the_same_file() {
+    let site = site();
+    std::fs::create_dir_all(site.root.join("63")).unwrap();
+    std::fs::write(site.root.join("63/digits.txt"), "WRONG FILE").unwrap();
+    std::fs::create_dir_all(site.root.join("ic")).unwrap();
+    std::fs::write(site.root.join("ic/digits.txt"), "WRONG FILE").unwrap();
+    let addr = serve_site(&site.root);
+    for path in [
+        "/static/digits.txt",
+        "/stati%63/digits.txt",
+        "/%73tatic/digits.txt",
+    ] {
+        let r = Client::connect(addr).get(path);
+        assert_eq!((r.status, r.text().as_str()), (200, "0123456789"), "{path}");
+    }
+}
