@@ -283,3 +283,48 @@ fn an_escaped_mount_prefix_names_the_same_file() {
         assert_eq!((r.status, r.text().as_str()), (200, "0123456789"), "{path}");
     }
 }
+
+/// The descriptors this process holds open on `path` after it was deleted.
+fn deleted_fds(path: &Path) -> usize {
+    let gone = format!("{} (deleted)", path.display());
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy() == gone)
+        .count()
+}
+
+/// The open-file cache lets go of a deleted file's descriptor (and so its
+/// disk space) once its time is over: when the path is asked for again,
+/// and otherwise at a later lookup of any path. It used to keep it
+/// until the same path was asked for and found again.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_open_file_cache_closes_deleted_files() {
+    let site = site();
+    let root = site.root.clone();
+    let addr = serve(move || {
+        App::new().static_files(
+            "/static",
+            StaticConfig::new(root).open_file_cache(Duration::from_millis(200)),
+        )
+    });
+    for (name, ask_again) in [("again.txt", true), ("other.txt", false)] {
+        let path = site.root.join(name);
+        std::fs::write(&path, "old").unwrap();
+        let url = format!("/static/{name}");
+        assert_eq!(Client::connect(addr).get(&url).text(), "old");
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(deleted_fds(&path), 1, "{name}: cached");
+        if ask_again {
+            // Within its time the cached copy is still served (as
+            // documented); after it, the path is looked up again.
+            std::thread::sleep(Duration::from_millis(250));
+            assert_eq!(Client::connect(addr).get(&url).status, 404);
+        } else {
+            std::thread::sleep(Duration::from_millis(450));
+            assert_eq!(Client::connect(addr).get("/static/digits.txt").status, 200);
+        }
+        assert_eq!(deleted_fds(&path), 0, "{name}: still open");
+    }
+}

@@ -177,7 +177,10 @@ impl StaticConfig {
     /// Keep opened files and their metadata for this long, per worker
     /// (nginx's `open_file_cache`): a hit saves the open, stat and close
     /// system calls. A file changed on disk may then be served as it was
-    /// for up to this long. Default `None` (every request looks again).
+    /// for up to this long. Entries past their time are closed by a later
+    /// lookup (at most once per this time), so the descriptor of a file
+    /// deleted meanwhile does not keep its disk space for long. Default
+    /// `None` (every request looks again).
     ///
     /// ```
     /// let config = tine::StaticConfig::new("./public")
@@ -251,6 +254,8 @@ type Cached = (Rc<File>, Metadata, Instant);
 struct OpenCache {
     ttl: Duration,
     entries: std::cell::RefCell<std::collections::HashMap<Box<[u8]>, Cached>>,
+    /// When entries past their time are closed next (see [`open_node`]).
+    next_sweep: std::cell::Cell<Instant>,
 }
 
 /// Most cached open files per mount and worker; past it the cache starts
@@ -297,6 +302,7 @@ impl Mount {
             cache: cfg.open_file_cache.map(|ttl| OpenCache {
                 ttl,
                 entries: Default::default(),
+                next_sweep: std::cell::Cell::new(Instant::now() + ttl),
             }),
         })
     }
@@ -561,13 +567,29 @@ fn open_node(mount: &Mount, path: &CStr) -> Result<(Rc<File>, Metadata), Miss> {
     };
     let key = path.to_bytes();
     let now = Instant::now();
+    if now >= cache.next_sweep.get() {
+        // Entries past their time are closed on the next lookup after
+        // one more time-to-live (as nginx's `open_file_cache` does),
+        // rather than only when their own path is asked for again: the
+        // descriptor of a deleted file keeps its disk space.
+        cache
+            .entries
+            .borrow_mut()
+            .retain(|_, (_, _, at)| now.duration_since(*at) < cache.ttl);
+        cache.next_sweep.set(now + cache.ttl);
+    }
     if let Some((file, meta, at)) = cache.entries.borrow().get(key) {
         if now.duration_since(*at) < cache.ttl {
             return Ok((file.clone(), meta.clone()));
         }
     }
-    let (file, meta) = open_uncached(mount, path)?;
+    let opened = open_uncached(mount, path);
     let mut entries = cache.entries.borrow_mut();
+    let Ok((file, meta)) = opened else {
+        // Gone (or failing) now: its old descriptor goes too.
+        entries.remove(key);
+        return opened;
+    };
     if entries.len() >= OPEN_CACHE_MAX {
         entries.clear();
     }
