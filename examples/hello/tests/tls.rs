@@ -751,3 +751,34 @@ fn a_session_made_before_a_binary_upgrade_resumes_after_it() {
         s.stderr()
     );
 }
+
+/// A handshake that fails after the ServerHello is queued (TLS 1.3, a
+/// client offering only `h2`) still sends its alert: every record rustls
+/// queued goes out, not only the first (the client used to see the
+/// ServerHello, then an end of file).
+#[test]
+fn a_tls13_handshake_refused_for_its_alpn_gets_the_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cert(dir.path(), "cert");
+    let (s, _plain, https) = start(dir.path(), &c, 1, &[]);
+    for versions in [&[&rustls::version::TLS13][..], &[&rustls::version::TLS12]] {
+        let config = testkit::tls::client_config_versions(&[&c.der], versions);
+        let mut config = Arc::unwrap_or_clone(config);
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let err = TlsClient::try_connect(https, "localhost", &Arc::new(config))
+            .expect_err("no protocol in common");
+        assert!(
+            err.to_string().contains("NoApplicationProtocol"),
+            "{versions:?}: {err}"
+        );
+    }
+    // The server serves on.
+    let config = client_config(&[&c.der]);
+    assert_eq!(
+        TlsClient::connect(https, "localhost", &config)
+            .get("/plaintext")
+            .status,
+        200
+    );
+    s.stop(Duration::from_secs(10));
+}

@@ -400,15 +400,24 @@ impl State {
         }
     }
 
-    /// After an error: sends the alert rustls queued for it, if any. Exactly
-    /// one more call into rustls: a queued alert comes out before any
-    /// input is looked at, and calling again would process the rest of the
-    /// input after the error (rustls must not be asked to fail twice).
+    /// After an error: sends what rustls queued before and for it (the
+    /// alert, and in TLS 1.3 the ServerHello and ChangeCipherSpec ahead of
+    /// it), one record per call, as rustls hands queued records out before
+    /// it looks at any input. Only the first call sees the input; the
+    /// others get none, so nothing after the error is processed (and with
+    /// input, rustls would only return the stored error again).
     fn send_alert(&mut self, sock: &TcpStream) {
-        let UnbufferedStatus { state, .. } = self
-            .conn
-            .process_tls_records(&mut self.input[..self.in_len]);
-        if let Ok(ConnectionState::EncodeTlsData(mut e)) = state {
+        // A handful of records at most; the bound only guards the loop.
+        for call in 0..16 {
+            let input = if call == 0 {
+                &mut self.input[..self.in_len]
+            } else {
+                &mut []
+            };
+            let UnbufferedStatus { state, .. } = self.conn.process_tls_records(input);
+            let Ok(ConnectionState::EncodeTlsData(mut e)) = state else {
+                break;
+            };
             let mut need = 64;
             loop {
                 match e.encode(self.out.room(need)) {
