@@ -961,7 +961,12 @@ fn https_redirect(req: &Request, port: u16) -> Response {
         Some(i) if !host[i..].contains(']') => &host[..i],
         _ => host,
     };
-    let path = req.raw_path();
+    // An asterisk-form target (`OPTIONS *`) names no resource a URL can
+    // spell: the server's root stands for it.
+    let path = match req.raw_path() {
+        "*" => "/",
+        path => path,
+    };
     let target = match req.query_string() {
         Some(q) => format!("{path}?{q}"),
         None => path.to_string(),
@@ -977,6 +982,7 @@ fn https_redirect(req: &Request, port: u16) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::handler;
 
     #[test]
     fn the_prefix_is_skipped_by_segments() {
@@ -988,7 +994,6 @@ mod tests {
         assert_eq!(after_prefix("/x/%79", "/x/y"), "");
         assert_eq!(after_prefix("/files", ""), "/files");
     }
-    use crate::handler;
 
     fn get(app: &App, method: Method, path: &str) -> Response {
         let mut req = Request::builder(method, path).finish();

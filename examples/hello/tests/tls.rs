@@ -211,10 +211,24 @@ fn redirect_https_sends_plain_requests_to_the_https_listener() {
         res.header("location"),
         Some(format!("https://[::1]:{port}/nowhere").as_str())
     );
+    // An asterisk-form target has no URL: the root stands for it.
+    client.send(b"OPTIONS * HTTP/1.1\r\nHost: example.test\r\n\r\n");
+    let res = client.read_response();
+    assert_eq!(res.status, 308);
+    assert_eq!(
+        res.header("location"),
+        Some(format!("https://example.test:{port}/").as_str())
+    );
     let config = client_config(&[&c.der]);
     assert_eq!(
         testkit::tls::get(https, "localhost", &config, "/hello/y").text(),
         "Hello, y!"
+    );
+    // The log names the HTTPS listener as such.
+    assert!(
+        s.stderr().contains(&format!("https://127.0.0.1:{port}")),
+        "{}",
+        s.stderr()
     );
     drop(s);
 }

@@ -533,9 +533,9 @@ impl Server {
                  with workers <= 1: a binary upgrade needs workers > 1",
             ));
         }
-        let shown = addresses
-            .iter()
-            .map(|a| match &a.addr {
+        let shown = (addresses.iter().zip(&config.listens))
+            .map(|(a, listen)| match &a.addr {
+                ListenAddr::Tcp(addr) if listen.is_tls() => format!("https://{addr}"),
                 ListenAddr::Tcp(addr) => format!("http://{addr}"),
                 unix => unix.to_string(),
             })
