@@ -484,3 +484,54 @@ fn the_admin_address_carries_over_and_the_metrics_count_the_upgrade() {
     );
     stop_new_master(&s, new);
 }
+
+/// A hand-over this process cannot take (its parent is not the master the
+/// variable names: that master died and the process was reparented) is
+/// ignored, and the descriptors it names are closed: they used to stay
+/// open in the new master and its workers, so a listening socket among
+/// them kept accepting connections nobody would serve (and binding its
+/// address failed with "in use").
+#[test]
+fn an_ignored_hand_over_closes_the_descriptors_it_names() {
+    use std::os::fd::AsRawFd;
+    let handed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = handed.local_addr().unwrap().port();
+    let (link, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    // dup(2) leaves the copies without close-on-exec; the shell moves
+    // them to fds 3 and 4, as an old master hands them over.
+    let socket = nix::unistd::dup(&handed).unwrap();
+    let link = nix::unistd::dup(&link).unwrap();
+    let (s, l) = (socket.as_raw_fd(), link.as_raw_fd());
+    let script = format!("exec \"$@\" 3<&{s} 4<&{l} {s}<&- {l}<&-");
+    let mut tree = ServerTree::spawn_env(
+        "bash",
+        &[
+            "-c",
+            &script,
+            "bash",
+            HELLO,
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+        ],
+        &[("TINE_UPGRADE", "parent=1 link=4 sockets=3:0:r")],
+    );
+    drop((socket, link, handed));
+    assert!(
+        wait_until(T, || tree.listening().is_some()),
+        "{}",
+        tree.stderr()
+    );
+    assert_eq!(tree.wait_ready(2, T).len(), 2);
+    // Nobody holds the handed socket any more: connecting is refused.
+    let err = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    assert!(
+        tree.stderr()
+            .contains("ignored, and the 2 descriptor(s) it names closed"),
+        "{}",
+        tree.stderr()
+    );
+    tree.stop(T);
+}

@@ -138,6 +138,16 @@ struct Spec {
     tickets: Option<RawFd>,
 }
 
+impl Spec {
+    /// Every descriptor the spec names.
+    fn fds(&self) -> impl Iterator<Item = RawFd> + '_ {
+        std::iter::once(self.link)
+            .chain(self.sockets.iter().map(|h| h.fd))
+            .chain(self.board.map(|(fd, _)| fd))
+            .chain(self.tickets)
+    }
+}
+
 fn encode(spec: &Spec) -> String {
     let sockets: Vec<String> = spec
         .sockets
@@ -364,8 +374,20 @@ pub(crate) fn inherited() -> io::Result<Option<Inherited>> {
     let spec = decode(&text).map_err(bad)?;
     let parent = nix::unistd::getppid().as_raw();
     if parent != spec.parent {
+        // Not started by that master itself (it died meanwhile and this
+        // process was reparented, or a wrapper runs between them): the
+        // hand-over is refused. The descriptors it names were inherited
+        // all the same, without close-on-exec; kept, they would stay open
+        // in this process and every worker, and a listening socket among
+        // them would make binding its address fail ("in use").
+        let closed = spec
+            .fds()
+            .filter_map(sys::inherited_fd)
+            .map(sys::own_inherited)
+            .count();
         log::warn!(
-            "{UPGRADE_VAR} names parent {} but this process's parent is {parent}: ignored",
+            "{UPGRADE_VAR} names parent {} but this process's parent is {parent}: \
+             ignored, and the {closed} descriptor(s) it names closed",
             spec.parent
         );
         return Ok(None);
