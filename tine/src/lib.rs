@@ -139,44 +139,64 @@ pub mod __fuzz {
     use bytes::BytesMut;
 
     /// Feeds `data` to a request decoder in pieces of `split` bytes, as the
-    /// event loop would, decoding every request it yields.
-    pub fn decode_requests(data: &[u8], split: usize) {
+    /// event loop would, decoding every request it yields. Returns what
+    /// was decoded, one line per request, head, body or error (`100
+    /// Continue` and the error's status aside, which may depend on how the
+    /// input arrived): the same however `data` is split.
+    pub fn decode_requests(data: &[u8], split: usize) -> Vec<String> {
         let limits = crate::Limits::default().max_body(64 * 1024);
         let mut decoder = crate::http::parse::Decoder::new();
         let mut buf = BytesMut::new();
+        let mut seen = Vec::new();
         for piece in data.chunks(split.max(1)) {
             buf.extend_from_slice(piece);
             loop {
                 match decoder.decode(&mut buf, &limits) {
                     crate::http::parse::Decoded::Request(head, body) => {
                         let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
-                        if let Ok(req) = crate::Request::new(head.raw, body, peer) {
-                            // The header lines the lazy views read: the
-                            // one-field scan and the map must agree.
-                            let first = req.header("x-a").map(str::to_owned);
-                            assert_eq!(
-                                first.as_deref(),
-                                req.headers().get("x-a").and_then(|v| v.to_str().ok())
-                            );
+                        match crate::Request::new(head.raw, body, peer) {
+                            Ok(req) => {
+                                // The header lines the lazy views read: the
+                                // one-field scan and the map must agree.
+                                let first = req.header("x-a").map(str::to_owned);
+                                assert_eq!(
+                                    first.as_deref(),
+                                    req.headers().get("x-a").and_then(|v| v.to_str().ok())
+                                );
+                                seen.push(format!("request {} {}", req.method(), req.raw_path()));
+                            }
+                            Err(_) => seen.push("refused".into()),
                         }
                     }
                     crate::http::parse::Decoded::Head(_) => {
+                        seen.push("head".into());
                         // Admitted as a route with the global limit would be.
-                        if decoder.admit(limits.max_body, limits.spill_past()).is_err() {
-                            return;
+                        if let Err(status) = decoder.admit(limits.max_body, limits.spill_past()) {
+                            seen.push(format!("not admitted {status}"));
+                            return seen;
                         }
                     }
-                    crate::http::parse::Decoded::Body(_)
-                    | crate::http::parse::Decoded::Continue => {}
+                    crate::http::parse::Decoded::Body(body) => {
+                        let len = match body {
+                            crate::http::body::ReadBody::Memory(b) => b.len() as u64,
+                            crate::http::body::ReadBody::File(f) => f.len,
+                        };
+                        seen.push(format!("body {len}"));
+                    }
+                    crate::http::parse::Decoded::Continue => {}
                     crate::http::parse::Decoded::NeedMore => break,
                     crate::http::parse::Decoded::Error(_) => {
                         // What the error page and after-hooks would see.
                         let _ = decoder.take_seen(&buf, limits.max_headers);
-                        return;
+                        // Which status a head with several faults gets may
+                        // depend on which arrived first: not recorded.
+                        seen.push("error".into());
+                        return seen;
                     }
                 }
             }
         }
+        seen
     }
 
     /// Feeds `data` (client-to-server WebSocket bytes) to a session in
