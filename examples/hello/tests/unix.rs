@@ -4,7 +4,8 @@
 //! module): requests, keep-alive and a WebSocket with two workers, TCP
 //! beside it, a stale file replaced, a live socket or another file
 //! refused, the file removed on a real stop but kept across a binary
-//! upgrade, a socket unit's Unix socket, and the PROXY protocol over it.
+//! upgrade, a socket unit's Unix socket (never removed, even by a master
+//! started by a binary upgrade), and the PROXY protocol over it.
 // The load summary is printed (see it with `--nocapture`).
 #![allow(clippy::print_stdout)]
 
@@ -373,4 +374,68 @@ fn sigusr2_keeps_the_socket_file_and_requests_flow_throughout() {
         s.stderr()
     );
     assert!(!path.exists(), "{}", s.stderr());
+}
+
+#[test]
+fn a_socket_units_unix_socket_file_outlives_an_upgrade_and_the_new_masters_stop() {
+    let _g = heavy();
+    let r = Release::new(HELLO);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("unit.sock");
+    // Kept open, as systemd keeps the unit's socket: once the server has
+    // stopped, connections still queue there (and start it again).
+    let unit = UnixListener::bind(&path).unwrap();
+    let pid_file = r.pid_file_str();
+    let mut s = spawn_activated(
+        &r.app_str(),
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--pid-file",
+            &pid_file,
+            "--version-tag",
+            "old",
+        ],
+        &unit,
+        ListenPid::Server,
+        &[],
+    );
+    s.wait_ready(2, T);
+    assert_eq!(s.unix_paths(), vec![path.clone()], "{}", s.stderr());
+    assert_eq!(unix::get(&path, "/version").text(), "old");
+    let old = s.pid();
+
+    r.install_tagged("new");
+    s.signal(Signal::SIGUSR2);
+    assert!(
+        wait_until(T, || unix::try_get(&path, "/version")
+            .is_ok_and(|r| r.text() == "new")),
+        "the new build never answered over the unit's socket:\n{}",
+        s.stderr()
+    );
+    let status = s.wait_exit(T).expect("the old master exits");
+    assert!(status.success(), "{status}\n{}", s.stderr());
+    assert!(path.exists(), "{}", s.stderr());
+
+    // The new master took the socket over, not the file: its stop leaves
+    // the file to systemd, like the old master's stop would have.
+    let new = r.pid().expect("the new master's pid file");
+    assert_ne!(new, old);
+    signal(new, Signal::SIGTERM).unwrap();
+    assert!(
+        wait_until(T, || s.tagged().is_empty()),
+        "left behind: {:?}\n{}",
+        s.tagged(),
+        s.stderr()
+    );
+    assert!(
+        path.exists(),
+        "the socket unit's file is systemd's to remove\n{}",
+        s.stderr()
+    );
+    let _c = std::os::unix::net::UnixStream::connect(&path)
+        .expect("the unit's socket is still reachable by its path");
+    assert!(unit.accept().is_ok());
 }

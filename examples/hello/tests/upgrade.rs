@@ -421,12 +421,22 @@ fn a_malformed_upgrade_variable_is_a_start_up_error_and_another_parents_is_ignor
         .expect_err("a malformed TINE_UPGRADE must stop the start-up");
     assert!(!status.success());
     assert!(log.contains("TINE_UPGRADE"), "{log}");
+    // A socket without its file flag is malformed too: whose file it is
+    // cannot be guessed.
+    let (status, log) = ServerTree::try_start_env(
+        HELLO,
+        &args,
+        &[("TINE_UPGRADE", "parent=1 link=50 sockets=51:0:r")],
+    )
+    .expect_err("a socket without its file flag must stop the start-up");
+    assert!(!status.success());
+    assert!(log.contains("FD:ADDRESS:MODE:FILE"), "{log}");
     // Well formed but for another parent (left in the environment of an
     // unrelated process): ignored with a warning, the server binds.
     let s = ServerTree::start_env(
         HELLO,
         &args,
-        &[("TINE_UPGRADE", "parent=1 link=50 sockets=51:0:r")],
+        &[("TINE_UPGRADE", "parent=1 link=50 sockets=51:0:r:-")],
     );
     s.wait_log("TINE_UPGRADE names parent 1", T);
     s.wait_ready(2, T);

@@ -69,10 +69,12 @@
 //!   error too (never removed): both name the path.
 //! * **Removal**: the master (or the single process) removes the file when
 //!   it really stops, if it is still the file it bound; not a master that
-//!   hands the socket over to a new one in a binary upgrade (`SIGUSR2`),
-//!   not a new master whose upgrade is abandoned while the old master
-//!   still serves, never a worker, and never a socket inherited from a
-//!   systemd socket unit (the unit owns the file: `RemoveOnStop=`).
+//!   hands the socket over to a new one in a binary upgrade (`SIGUSR2`:
+//!   the new master removes it when it stops in turn), not a new master
+//!   whose upgrade is abandoned while the old master still serves, never
+//!   a worker, and never a socket inherited from a systemd socket unit
+//!   (the unit owns the file: `RemoveOnStop=`), not even by a master a
+//!   binary upgrade handed it to.
 //! * **Relative paths** are made absolute against the working directory
 //!   when the listener is made, so a binary upgrade or a later `chdir`
 //!   finds the same file. The absolute path must fit the system's

@@ -340,12 +340,10 @@ impl Server {
             if let Some(wire) = &up.tickets {
                 tls::adopt_ticket_keys(wire);
             }
-            // The old master's Unix socket files are this one's to
-            // remove when it stops for good.
-            socket_files.extend(
-                (up.addresses.iter())
-                    .filter_map(|a| a.addr.path().and_then(listener::SocketFile::at)),
-            );
+            // The Unix socket files the old master would have removed on
+            // stop are this one's to remove when it stops for good; a
+            // socket unit's file stays systemd's.
+            socket_files.extend(up.socket_files);
             adopt_upgrade(&mut config.listens, up.addresses)
         } else if let Some(inherited) = systemd::inherited_listeners() {
             adopt_inherited(&mut config.listens, inherited)

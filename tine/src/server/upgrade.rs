@@ -17,9 +17,13 @@
 //!    nginx, and starts that path with the same arguments. The child
 //!    inherits the listening sockets and one end of a Unix socket pair
 //!    (the *link*); every other fd is close-on-exec. [`UPGRADE_VAR`]
-//!    names them: `parent=PID link=FD sockets=FD:ADDRESS:MODE,...`
+//!    names them: `parent=PID link=FD sockets=FD:ADDRESS:MODE:FILE,...`
 //!    (`MODE` is `r` for a reuseport socket, `s` for a shared one;
-//!    `ADDRESS` the index of the address it belongs to). The child gets no
+//!    `ADDRESS` the index of the address it belongs to; `FILE` is `o` for
+//!    a Unix socket whose file the old master would have removed when it
+//!    stopped, because it bound it or took it over with that duty, `-`
+//!    for any other: a TCP socket, or a socket unit's Unix socket, whose
+//!    file is systemd's). The child gets no
 //!    parent-death signal and an empty signal mask (see
 //!    `sys::keep_across_exec`); `WATCHDOG_PID` is dropped from its
 //!    environment, so it can pet systemd's watchdog once it is the main
@@ -27,7 +31,8 @@
 //! 3. The new master ([`inherited`]) checks the variable and every fd
 //!    (open, a listening TCP or Unix socket), removes the variable, and serves on
 //!    those sockets without binding: the same kernel accept queues, so no
-//!    connection is refused or reset. It binds more `SO_REUSEPORT`
+//!    connection is refused or reset. The socket files marked `o` are its
+//!    to remove when it stops for good, and no other. It binds more `SO_REUSEPORT`
 //!    sockets on the same address if it runs more workers than there were
 //!    sockets. It writes the pid file (the old one is at `.oldbin`).
 //! 4. Once every one of its workers reported ready, it writes one byte on
@@ -62,7 +67,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use super::listener::{Bound, Mode, Socket};
+use super::listener::{Bound, Mode, Socket, SocketFile};
 use super::{sys, systemd};
 
 /// The environment variable naming the fds a new master inherits (see the
@@ -124,6 +129,10 @@ pub(crate) struct Handed {
     pub(crate) fd: RawFd,
     pub(crate) address: usize,
     pub(crate) mode: Mode,
+    /// A Unix socket whose file goes with it: the new master removes it
+    /// when it stops for good (`false` for TCP, and for a socket unit's
+    /// socket, whose file is systemd's).
+    pub(crate) owns_file: bool,
 }
 
 /// What [`UPGRADE_VAR`] says.
@@ -157,7 +166,8 @@ fn encode(spec: &Spec) -> String {
                 Mode::ReusePort => 'r',
                 Mode::Shared => 's',
             };
-            format!("{}:{}:{mode}", h.fd, h.address)
+            let file = if h.owns_file { 'o' } else { '-' };
+            format!("{}:{}:{mode}:{file}", h.fd, h.address)
         })
         .collect();
     let board = spec
@@ -214,10 +224,14 @@ fn decode(text: &str) -> Result<Spec, String> {
                 let mut list = Vec::new();
                 for s in value.split(',') {
                     let mut parts = s.split(':');
-                    let (Some(f), Some(a), Some(m), None) =
-                        (parts.next(), parts.next(), parts.next(), parts.next())
-                    else {
-                        return Err(format!("socket {s:?} is not FD:ADDRESS:MODE"));
+                    let (Some(f), Some(a), Some(m), Some(o), None) = (
+                        parts.next(),
+                        parts.next(),
+                        parts.next(),
+                        parts.next(),
+                        parts.next(),
+                    ) else {
+                        return Err(format!("socket {s:?} is not FD:ADDRESS:MODE:FILE"));
                     };
                     let address = a
                         .parse::<usize>()
@@ -229,10 +243,16 @@ fn decode(text: &str) -> Result<Spec, String> {
                         "s" => Mode::Shared,
                         _ => return Err(format!("socket {s:?}: mode is r or s")),
                     };
+                    let owns_file = match o {
+                        "o" => true,
+                        "-" => false,
+                        _ => return Err(format!("socket {s:?}: file is o or -")),
+                    };
                     list.push(Handed {
                         fd: fd(f)?,
                         address,
                         mode,
+                        owns_file,
                     });
                 }
                 sockets = Some(list);
@@ -247,8 +267,8 @@ fn decode(text: &str) -> Result<Spec, String> {
         board,
         tickets,
     };
-    // Addresses numbered 0.. without a gap, one mode each, a shared one
-    // with exactly one socket; no fd named twice.
+    // Addresses numbered 0.. without a gap, one mode and one file duty
+    // each, a shared one with exactly one socket; no fd named twice.
     let n = spec
         .sockets
         .iter()
@@ -261,6 +281,9 @@ fn decode(text: &str) -> Result<Spec, String> {
             None => return Err(format!("address {a} has no socket")),
             Some(first) if of.iter().any(|h| h.mode != first.mode) => {
                 return Err(format!("address {a} has two modes"))
+            }
+            Some(first) if of.iter().any(|h| h.owns_file != first.owns_file) => {
+                return Err(format!("address {a} both owns its file and does not"))
             }
             Some(first) if first.mode == Mode::Shared && of.len() != 1 => {
                 return Err(format!("shared address {a} has {} sockets", of.len()))
@@ -345,6 +368,10 @@ pub(crate) struct Inherited {
     pub(crate) link: UnixStream,
     /// The listening sockets, address by address.
     pub(crate) addresses: Vec<Bound>,
+    /// The Unix socket files the old master would have removed when it
+    /// stopped (those marked `o`): this master's to remove once it stops
+    /// for good. Never a socket unit's file.
+    pub(crate) socket_files: Vec<SocketFile>,
     /// The scoreboard's memfd and clock origin (see `scoreboard::adopt`).
     pub(crate) board: Option<(std::os::fd::OwnedFd, u64)>,
     /// The old master's TLS session-ticket keys, in their wire form (read
@@ -422,6 +449,7 @@ pub(crate) fn inherited() -> io::Result<Option<Inherited>> {
         None => None,
     };
     let mut addresses: Vec<Bound> = Vec::new();
+    let mut socket_files = Vec::new();
     for h in &spec.sockets {
         let borrowed = sys::inherited_fd(h.fd).ok_or_else(|| bad(format!("fd {} closed", h.fd)))?;
         let owned = sys::own_inherited(borrowed);
@@ -433,10 +461,22 @@ pub(crate) fn inherited() -> io::Result<Option<Inherited>> {
         } else {
             // `decode` checked the addresses come without a gap; the
             // sockets are listed address by address.
+            let addr = socket
+                .local()
+                .map_err(|e| bad(format!("fd {}: {e}", h.fd)))?;
+            if h.owns_file {
+                let path = addr.path().ok_or_else(|| {
+                    bad(format!(
+                        "fd {}: marked as owning its socket file, but it is no Unix \
+                         socket with a path",
+                        h.fd
+                    ))
+                })?;
+                // Gone or replaced meanwhile: nothing of ours to remove.
+                socket_files.extend(SocketFile::at(path));
+            }
             addresses.push(Bound {
-                addr: socket
-                    .local()
-                    .map_err(|e| bad(format!("fd {}: {e}", h.fd)))?,
+                addr,
                 mode: h.mode,
                 sockets: vec![socket],
             });
@@ -446,6 +486,7 @@ pub(crate) fn inherited() -> io::Result<Option<Inherited>> {
         parent: spec.parent,
         link,
         addresses,
+        socket_files,
         board,
         tickets,
     }))
@@ -473,23 +514,35 @@ mod tests {
                     fd: 8,
                     address: 0,
                     mode: Mode::ReusePort,
+                    owns_file: false,
                 },
                 Handed {
                     fd: 9,
                     address: 0,
                     mode: Mode::ReusePort,
+                    owns_file: false,
                 },
                 Handed {
                     fd: 10,
                     address: 1,
                     mode: Mode::Shared,
+                    owns_file: true,
+                },
+                Handed {
+                    fd: 13,
+                    address: 2,
+                    mode: Mode::Shared,
+                    owns_file: false,
                 },
             ],
             board: None,
             tickets: None,
         };
         let text = encode(&spec);
-        assert_eq!(text, "parent=42 link=7 sockets=8:0:r,9:0:r,10:1:s");
+        assert_eq!(
+            text,
+            "parent=42 link=7 sockets=8:0:r:-,9:0:r:-,10:1:s:o,13:2:s:-"
+        );
         assert_eq!(decode(&text), Ok(spec.clone()));
         let with_board = Spec {
             board: Some((11, 123456)),
@@ -505,23 +558,43 @@ mod tests {
         let text = encode(&with_tickets);
         assert!(text.ends_with(" board=11@123456 tickets=12"), "{text}");
         assert_eq!(decode(&text), Ok(with_tickets));
-        assert!(decode("parent=42 link=7 sockets=8:0:r tickets=7").is_err());
+        assert!(decode("parent=42 link=7 sockets=8:0:r:- tickets=7").is_err());
         for bad in [
             "",
             "parent=42 link=7",
-            "parent=0 link=7 sockets=8:0:r",
-            "parent=42 link=2 sockets=8:0:r",
-            "parent=42 link=7 sockets=8:0:x",
-            "parent=42 link=7 sockets=8:1:r",
-            "parent=42 link=7 sockets=8:0:r,9:0:s",
-            "parent=42 link=7 sockets=8:0:s,9:0:s",
-            "parent=42 link=7 sockets=7:0:r",
+            "parent=0 link=7 sockets=8:0:r:-",
+            "parent=42 link=2 sockets=8:0:r:-",
+            "parent=42 link=7 sockets=8:0:x:-",
+            "parent=42 link=7 sockets=8:1:r:-",
+            "parent=42 link=7 sockets=8:0:r:-,9:0:s:-",
+            "parent=42 link=7 sockets=8:0:s:-,9:0:s:-",
+            "parent=42 link=7 sockets=7:0:r:-",
+            "parent=42 link=7 sockets=8:0:r:- extra=1",
+            "parent=42 link=seven sockets=8:0:r:-",
+            "parent=42 link=7 sockets=8:0:r:- board=9",
+            "parent=42 link=7 sockets=8:0:r:- board=8@1",
+            "parent=42 link=7 sockets=8:0:r:- board=9@x",
+        ] {
+            assert!(decode(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn whether_a_socket_owns_its_file_is_spelled_out_for_every_socket() {
+        let owned = decode("parent=42 link=7 sockets=8:0:s:o").unwrap();
+        assert!(owned.sockets[0].owns_file);
+        let unit = decode("parent=42 link=7 sockets=8:0:s:-").unwrap();
+        assert!(!unit.sockets[0].owns_file);
+        for bad in [
+            // Without the flag: the duty cannot be guessed either way.
+            "parent=42 link=7 sockets=8:0:s",
             "parent=42 link=7 sockets=8:0",
-            "parent=42 link=7 sockets=8:0:r extra=1",
-            "parent=42 link=seven sockets=8:0:r",
-            "parent=42 link=7 sockets=8:0:r board=9",
-            "parent=42 link=7 sockets=8:0:r board=8@1",
-            "parent=42 link=7 sockets=8:0:r board=9@x",
+            "parent=42 link=7 sockets=8:0:s:",
+            "parent=42 link=7 sockets=8:0:s:O",
+            "parent=42 link=7 sockets=8:0:s:yes",
+            "parent=42 link=7 sockets=8:0:s:o:o",
+            // The sockets of one address share one file.
+            "parent=42 link=7 sockets=8:0:r:o,9:0:r:-",
         ] {
             assert!(decode(bad).is_err(), "{bad:?}");
         }

@@ -70,6 +70,7 @@ impl Master {
                 fd: l.as_raw_fd(),
                 address,
                 mode,
+                owns_file: self.owns_socket_file(address),
             })
             .collect();
         info!(
@@ -242,6 +243,17 @@ impl Master {
         let ours: std::collections::BTreeSet<usize> = self.entries.values().copied().collect();
         let left = board.sweep(|i| ours.contains(&i));
         self.sweep_at = (left > 0).then(|| Instant::now() + SWEEP_AGAIN);
+    }
+
+    /// Whether the file of `address` (a Unix socket) is one this master
+    /// removes when it stops: one it bound, or one an old master handed
+    /// over with that duty; never a socket unit's. Handed on to a new
+    /// master with the socket, so that it removes exactly these.
+    fn owns_socket_file(&self, address: usize) -> bool {
+        let Some(path) = self.addrs.get(address).and_then(|a| a.path()) else {
+            return false;
+        };
+        self.cfg.socket_files.iter().any(|f| f.path == path)
     }
 
     /// On the way out: the Unix socket files this master bound (or took
