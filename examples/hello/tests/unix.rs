@@ -4,8 +4,9 @@
 //! module): requests, keep-alive and a WebSocket with two workers, TCP
 //! beside it, a stale file replaced, a live socket or another file
 //! refused, the file removed on a real stop but kept across a binary
-//! upgrade, a socket unit's Unix socket (never removed, even by a master
-//! started by a binary upgrade), and the PROXY protocol over it.
+//! upgrade, removed again when start-up fails after binding, a socket
+//! unit's Unix socket (never removed, even by a master started by a binary
+//! upgrade), and the PROXY protocol over it.
 // The load summary is printed (see it with `--nocapture`).
 #![allow(clippy::print_stdout)]
 
@@ -438,4 +439,46 @@ fn a_socket_units_unix_socket_file_outlives_an_upgrade_and_the_new_masters_stop(
     let _c = std::os::unix::net::UnixStream::connect(&path)
         .expect("the unit's socket is still reachable by its path");
     assert!(unit.accept().is_ok());
+}
+
+#[test]
+fn a_start_up_failure_after_binding_removes_the_socket_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.sock");
+    let bind = format!("unix:{}", path.display());
+
+    // The admin address is bound after the listeners: taken, it fails the
+    // start-up.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin = taken.local_addr().unwrap().to_string();
+    let (status, log) = ServerTree::try_start(
+        HELLO,
+        &["--bind", &bind, "--workers", "2", "--admin-bind", &admin],
+    )
+    .expect_err("the admin address is in use");
+    assert_eq!(status.code(), Some(2), "{log}");
+    assert!(
+        log.contains(&format!("tine: admin address {admin}")),
+        "{log}"
+    );
+    assert!(!path.exists(), "the socket file is left behind\n{log}");
+    drop(taken);
+
+    // So is the pid file: one in a missing directory fails it too.
+    let pid_file = dir.path().join("missing").join("app.pid");
+    let pid_file = pid_file.to_str().unwrap();
+    let (status, log) = ServerTree::try_start(
+        HELLO,
+        &["--bind", &bind, "--workers", "2", "--pid-file", pid_file],
+    )
+    .expect_err("the pid file cannot be written");
+    assert_eq!(status.code(), Some(2), "{log}");
+    assert!(log.contains(pid_file), "{log}");
+    assert!(!path.exists(), "the socket file is left behind\n{log}");
+
+    // And the start after it binds the same path.
+    let (s, path) = start(dir.path(), 2, &[]);
+    assert!(pid_over(&path) > 0);
+    s.stop(T);
+    assert!(!path.exists());
 }

@@ -68,13 +68,14 @@
 //!   an "address already in use" error, and any other kind of file an
 //!   error too (never removed): both name the path.
 //! * **Removal**: the master (or the single process) removes the file when
-//!   it really stops, if it is still the file it bound; not a master that
-//!   hands the socket over to a new one in a binary upgrade (`SIGUSR2`:
-//!   the new master removes it when it stops in turn), not a new master
-//!   whose upgrade is abandoned while the old master still serves, never
-//!   a worker, and never a socket inherited from a systemd socket unit
-//!   (the unit owns the file: `RemoveOnStop=`), not even by a master a
-//!   binary upgrade handed it to.
+//!   it really stops, if it is still the file it bound, and so does a
+//!   start-up that fails after binding it (another listener, the admin
+//!   address, the pid file); not a master that hands the socket over to a
+//!   new one in a binary upgrade (`SIGUSR2`: the new master removes it
+//!   when it stops in turn), not a new master whose upgrade is abandoned
+//!   while the old master still serves, never a worker, and never a
+//!   socket inherited from a systemd socket unit (the unit owns the file:
+//!   `RemoveOnStop=`), not even by a master a binary upgrade handed it to.
 //! * **Relative paths** are made absolute against the working directory
 //!   when the listener is made, so a binary upgrade or a later `chdir`
 //!   finds the same file. The absolute path must fit the system's
@@ -739,6 +740,34 @@ impl SocketFile {
     }
 }
 
+/// The socket files a start-up bound so far: removed when dropped, so
+/// that a start-up failing after binding (on any early return) leaves no
+/// stale file; [`kept`](BoundFiles::kept) once the start-up succeeded as a
+/// whole, and the files stay until the server stops.
+///
+/// Only for files this process bound itself: sockets inherited from an
+/// old master or a socket unit are still someone else's while it starts.
+#[derive(Debug, Default)]
+pub(crate) struct BoundFiles(Vec<SocketFile>);
+
+impl BoundFiles {
+    /// Adds a file just bound.
+    pub(crate) fn push(&mut self, file: SocketFile) {
+        self.0.push(file);
+    }
+
+    /// The files, no longer removed on drop.
+    pub(crate) fn kept(mut self) -> Vec<SocketFile> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl Drop for BoundFiles {
+    fn drop(&mut self) {
+        self.0.iter().for_each(SocketFile::remove);
+    }
+}
+
 /// A listening socket the master holds and hands to its workers: TCP or
 /// Unix. The master only listens on it, lends it and passes it on; the
 /// workers accept from it.
@@ -1215,5 +1244,26 @@ mod tests {
             SocketFile::at(dir.path()).is_none(),
             "a directory is no socket file"
         );
+    }
+
+    #[test]
+    fn bound_files_are_removed_unless_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.sock"), dir.path().join("b.sock"));
+        let _la = bind_unix(&a, UNIX_MODE, 16).unwrap();
+        let _lb = bind_unix(&b, UNIX_MODE, 16).unwrap();
+        // A start-up that fails: everything it bound goes.
+        let mut failed = BoundFiles::default();
+        failed.push(SocketFile::at(&a).unwrap());
+        failed.push(SocketFile::at(&b).unwrap());
+        drop(failed);
+        assert!(!a.exists() && !b.exists());
+        // One that succeeds: the files stay, for the stop to remove.
+        let _la = bind_unix(&a, UNIX_MODE, 16).unwrap();
+        let mut done = BoundFiles::default();
+        done.push(SocketFile::at(&a).unwrap());
+        let files = done.kept();
+        assert!(a.exists());
+        assert_eq!(files, vec![SocketFile::at(&a).unwrap()]);
     }
 }

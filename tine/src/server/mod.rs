@@ -325,7 +325,12 @@ impl Server {
             ));
         }
         let mut predecessor = None;
+        // Files taken over from an old master: never removed here (it
+        // still serves them if this start-up fails).
         let mut socket_files = Vec::new();
+        // Files bound below: removed again on any early return from here
+        // on, kept only once nothing can fail any more.
+        let mut bound_files = listener::BoundFiles::default();
         let addresses = if let Some(up) = upgrade::inherited()? {
             // The old master's sockets (see upgrade.rs): their queues are
             // the ones clients connect to; nothing is bound.
@@ -351,16 +356,9 @@ impl Server {
             let mut addresses: Vec<listener::Bound> = Vec::with_capacity(config.listens.len());
             for l in &mut config.listens {
                 let bound =
-                    match listener::bind_listen(l, config.balance, workers, config.join_existing) {
-                        Ok(b) => b,
-                        Err(e) => {
-                            // Socket files bound so far would be left stale.
-                            socket_files.iter().for_each(listener::SocketFile::remove);
-                            return Err(e);
-                        }
-                    };
+                    listener::bind_listen(l, config.balance, workers, config.join_existing)?;
                 if let Some(f) = bound.addr.path().and_then(listener::SocketFile::at) {
-                    socket_files.push(f);
+                    bound_files.push(f);
                 }
                 // With port 0, the port the system picked.
                 l.at = bound.addr.clone();
@@ -412,6 +410,7 @@ impl Server {
         } else {
             Early::Master(signals::Held::block(&master::HANDLED_SIGNALS)?)
         };
+        socket_files.extend(bound_files.kept());
         Ok(Server {
             service,
             config,
