@@ -525,7 +525,7 @@ fn an_ignored_hand_over_closes_the_descriptors_it_names() {
             "--workers",
             "2",
         ],
-        &[("TINE_UPGRADE", "parent=1 link=4 sockets=3:0:r")],
+        &[("TINE_UPGRADE", "parent=1 link=4 sockets=3:0:r:-")],
     );
     drop((socket, link, handed));
     assert!(
