@@ -79,6 +79,10 @@ fn bad_handshakes_get_400_or_426() {
     assert_eq!(r.status, 426);
     let r = req("Sec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n");
     assert_eq!(r.status, 400);
+    // The key given twice (RFC 6455 §11.3.1: once at most).
+    let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let r = req(&format!("{key}{key}Sec-WebSocket-Version: 13\r\n"));
+    assert_eq!(r.status, 400);
     // An upgrade to a path without a WebSocket route is plain HTTP.
     let mut c = Client::connect(addr);
     c.send(b"GET /nowhere HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");

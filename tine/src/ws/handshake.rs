@@ -34,6 +34,15 @@ pub(crate) fn accept(req: &Request, protocols: &[String]) -> Result<Response, Bo
                 .with_header(header::SEC_WEBSOCKET_VERSION, "13"),
         ));
     }
+    // One key (RFC 6455 §11.3.1: the field must not appear more than
+    // once): with two, which one an intermediary checked is unknown.
+    if req
+        .header_all(header::SEC_WEBSOCKET_KEY.as_str())
+        .nth(1)
+        .is_some()
+    {
+        return Err(bad());
+    }
     let key = req
         .header(header::SEC_WEBSOCKET_KEY)
         .map(str::trim)
@@ -117,6 +126,12 @@ mod tests {
             ("sec-websocket-version", "13"),
         ]);
         assert_eq!(accept(&short_key, &[]).unwrap_err().status(), 400);
+        let two_keys = upgrade(&[
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("sec-websocket-version", "13"),
+        ]);
+        assert_eq!(accept(&two_keys, &[]).unwrap_err().status(), 400);
         let no_key = upgrade(&[("sec-websocket-version", "13")]);
         assert_eq!(accept(&no_key, &[]).unwrap_err().status(), 400);
         let post = Request::builder(Method::POST, "/ws")
