@@ -615,6 +615,19 @@ fn main() -> ExitCode {
         app = app.on_worker_start(|_| panic!("deliberate panic in on_worker_start"));
     }
     if let Some(dir) = &args.static_dir {
+        // `static_files` panics on a root it cannot open (a programming
+        // error in an app); for a command-line flag it is bad input.
+        match std::fs::metadata(dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                eprintln!("--static {}: not a directory", dir.display());
+                return ExitCode::from(2);
+            }
+            Err(e) => {
+                eprintln!("--static {}: {e}", dir.display());
+                return ExitCode::from(2);
+            }
+        }
         let config = tine::StaticConfig::new(dir).open_file_cache(
             args.open_file_cache_ms
                 .filter(|&ms| ms > 0)

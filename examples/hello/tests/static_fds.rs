@@ -62,3 +62,26 @@ fn ten_thousand_requests_including_aborted_ones_leak_no_descriptor() {
         open_fds(server.pid())
     );
 }
+
+/// A `--static` directory that does not exist (or is a file) is bad input:
+/// one clear line and exit status 2, not a panic.
+#[test]
+fn a_missing_static_directory_is_refused_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    for (path, why) in [
+        (dir.path().join("missing"), "No such file or directory"),
+        (file, "not a directory"),
+    ] {
+        let out = std::process::Command::new(HELLO)
+            .args(["--bind", "127.0.0.1:0", "--static"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.starts_with("--static ") && err.contains(why), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
