@@ -285,6 +285,7 @@ fn an_escaped_mount_prefix_names_the_same_file() {
 }
 
 /// The descriptors this process holds open on `path` after it was deleted.
+#[cfg(target_os = "linux")]
 fn deleted_fds(path: &Path) -> usize {
     let gone = format!("{} (deleted)", path.display());
     std::fs::read_dir("/proc/self/fd")
