@@ -25,12 +25,13 @@
 //! | `magic`, `version` | `b"TINESCB1"` as a `u64`, [`VERSION`] |
 //! | `entries` | [`MAX_ENTRIES`] |
 //! | `retire_seq` | master | a sequence number, odd while a master moves a reaped worker's counters into the retired totals (taken by compare-and-swap, so it is also the lock between two masters during a binary upgrade): readers summing live entries and retired totals retry while it is odd or changed |
-//! | `stopping` | master | 1 once a stop was asked for (`SIGTERM`): health checks answer 503 |
+//! | `_legacy_stopping` | (older builds) | ignored; kept for the layout (see below) |
 //! | `started_unix_ms` | master | when the region was created (the server started), Unix time in ms |
 //! | `retired` | the [`Counters`] of every worker that has exited, added when the master frees its entry: a sum over the live entries plus `retired` never goes backwards |
 //! | `slot_retired` | master | the same per worker slot ([`MAX_ENTRIES`] of them): a slot's counters never go backwards when its worker is replaced |
 //! | `restarts` | master | per slot, worker replacements by [`Restart`] reason (crash, timeout, recycled, reload, upgrade), copied from the supervisor, never lowered (a new master started by a binary upgrade counts on from the old master's) |
 //! | `queues` | master | per listening socket (up to [`MAX_LISTENERS`]): its address and accept-queue depth and limit, sampled every second (Linux `TCP_INFO`) |
+//! | `stopping` | master | [`STOP_MARKS`] pids (0: unused): the masters asked to stop (`SIGTERM`, or the old master of a hand-over): health checks of their workers answer 503 |
 //!
 //! | entry field | written by | meaning |
 //! |---|---|---|
@@ -77,6 +78,19 @@
 //! have their own entry, so [`MAX_ENTRIES`] bounds processes alive at once
 //! (workers plus those draining), not the slot count; a master refuses to
 //! fork beyond it.
+//!
+//! A stop is marked per master (`stopping` holds the pids of the masters
+//! asked to stop), and each process reads the mark of its own master (the
+//! process that mapped the region: [`Board::stopping`]): when the old
+//! master stops after the hand-over, or a new master that never got ready
+//! is stopped, the master that serves on still reports itself healthy. A
+//! master that learns the other one has exited forgets its mark
+//! ([`Board::forget_other_masters`]), so marks never pile up: at most two
+//! masters share the region at once. (Builds of layout version 2 before
+//! these marks raised the one `_legacy_stopping` flag for whichever master
+//! stopped; it is ignored, and the marks sit in what was the header's
+//! padding, so the layout, and a hand-over between such builds, is
+//! unchanged.)
 //!
 //! Only the worker that owns an entry writes its worker fields, with
 //! `Relaxed` loads and stores (no read-modify-write instruction: one
@@ -255,8 +269,9 @@ pub(crate) struct Header {
     /// worker's counters into the retired totals: a reader summing live
     /// entries and retired totals retries while it changes.
     retire_seq: AtomicU32,
-    /// 1 from the master's `SIGTERM` on (health checks answer 503).
-    pub stopping: AtomicU32,
+    /// Set to 1 by builds that had one stop flag for every master sharing
+    /// the region; neither read nor written now (see `stopping`).
+    _legacy_stopping: AtomicU32,
     /// When the master (or single process) started: Unix time in ms.
     pub started_unix_ms: AtomicU64,
     pub retired: Counters,
@@ -267,7 +282,14 @@ pub(crate) struct Header {
     pub restarts: [[AtomicU64; 5]; MAX_ENTRIES],
     /// Accept queues of the listening sockets (master), by socket number.
     pub queues: [Queue; MAX_LISTENERS],
+    /// The pids of the masters asked to stop (0: an unused mark); see
+    /// [`Board::set_stopping`].
+    stopping: [AtomicU32; STOP_MARKS],
 }
+
+/// How many masters the header can mark as stopping at once: two share
+/// the region during a binary upgrade; the others are spare.
+pub(crate) const STOP_MARKS: usize = 4;
 
 /// One worker process's entry.
 #[repr(C, align(64))]
@@ -299,6 +321,11 @@ const REGION: usize = std::mem::size_of::<Header>() + MAX_ENTRIES * ENTRY_SIZE;
 // Entries stay whole cache lines (no false sharing between two workers'
 // entries) and small (256 entries in 112 KiB).
 const _: () = assert!(std::mem::size_of::<Header>() % 64 == 0);
+// The stop marks fill what was the header's tail padding: the header (and
+// so the region) keeps the size of layout version 2 without them.
+const _: () = assert!(
+    std::mem::offset_of!(Header, stopping).next_multiple_of(64) == std::mem::size_of::<Header>()
+);
 const _: () = assert!(ENTRY_SIZE % 64 == 0 && ENTRY_SIZE <= 448);
 
 /// The clock origin every process shares (set in the master before the
@@ -442,7 +469,8 @@ pub(crate) struct View {
     pub queues: Vec<(usize, std::net::SocketAddr, u64, u64)>,
     /// The master's start (Unix ms; 0 unknown).
     pub started_unix_ms: u64,
-    /// The master got `SIGTERM` (a stop is under way or imminent).
+    /// This process's master got `SIGTERM` (a stop is under way or
+    /// imminent); see [`Board::stopping`].
     pub stopping: bool,
     /// [`now_ms`] when read.
     pub now_ms: u64,
@@ -735,6 +763,10 @@ pub(crate) struct Board {
     base: NonNull<u8>,
     /// The memfd behind the mapping (Linux), for a later `execve` hand-over.
     fd: Option<std::os::fd::OwnedFd>,
+    /// The pid of the process that mapped the region: the master (whose
+    /// workers inherit the mapping), or a single process. Its stop mark is
+    /// the one [`Board::stopping`] reads.
+    master: u32,
 }
 
 // SAFETY: the board is a pointer to a mapping that lives as long as the
@@ -783,7 +815,11 @@ impl Board {
             },
         }?;
         let base = NonNull::new(base.cast::<u8>()).ok_or_else(|| io::Error::other("mmap: null"))?;
-        let board = Board { base, fd };
+        let board = Board {
+            base,
+            fd,
+            master: std::process::id(),
+        };
         let h = board.header();
         h.magic.store(MAGIC, Relaxed);
         h.version.store(VERSION, Relaxed);
@@ -818,7 +854,11 @@ impl Board {
             )
         }?;
         let base = NonNull::new(base.cast::<u8>()).ok_or_else(|| io::Error::other("mmap: null"))?;
-        let board = Board { base, fd: Some(fd) };
+        let board = Board {
+            base,
+            fd: Some(fd),
+            master: std::process::id(),
+        };
         let h = board.header();
         let ok = h.magic.load(Relaxed) == MAGIC
             && h.version.load(Relaxed) == VERSION
@@ -826,6 +866,9 @@ impl Board {
         if !ok {
             return Err(io::Error::other("another layout (magic or version)"));
         }
+        // Just started, this master is not stopping: a mark with its pid
+        // is a gone master's whose pid was reused.
+        board.unmark(board.master);
         Ok(board)
     }
 
@@ -958,9 +1001,61 @@ impl Board {
         h.retire_seq.store(seq.wrapping_add(2), Release);
     }
 
-    /// Whether the master got a stop request (`SIGTERM`).
+    /// Whether this process's master (the process that mapped the region)
+    /// was asked to stop: another master sharing the region during a
+    /// binary upgrade may be stopping while this one serves on.
     pub(crate) fn stopping(&self) -> bool {
-        self.header().stopping.load(Relaxed) == 1
+        self.header()
+            .stopping
+            .iter()
+            .any(|m| m.load(Relaxed) == self.master)
+    }
+
+    /// Master: marks this master as stopping (a stop was asked for: its
+    /// workers' health checks answer 503 from now on). Idempotent and
+    /// cheap once marked, so a master may call it on every update while
+    /// stopping. Whether it is marked: a free mark is taken, else one of a
+    /// master that is gone; never another running master's.
+    pub(crate) fn set_stopping(&self) -> bool {
+        let me = self.master;
+        let marks = &self.header().stopping;
+        if marks.iter().any(|m| m.load(Relaxed) == me) {
+            return true;
+        }
+        if marks
+            .iter()
+            .any(|m| m.compare_exchange(0, me, Relaxed, Relaxed).is_ok())
+        {
+            return true;
+        }
+        // Every mark taken (a master that learnt of the other's exit
+        // forgets its mark, so only if that went wrong): take a gone one.
+        marks.iter().any(|m| {
+            let pid = m.load(Relaxed);
+            pid != 0
+                && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None)
+                    == Err(nix::errno::Errno::ESRCH)
+                && m.compare_exchange(pid, me, Relaxed, Relaxed).is_ok()
+        })
+    }
+
+    /// Master: the other master that shared the region (its predecessor,
+    /// or a new master whose upgrade failed) has exited: its stop mark,
+    /// and any other but this master's, is forgotten.
+    pub(crate) fn forget_other_masters(&self) {
+        for m in &self.header().stopping {
+            let pid = m.load(Relaxed);
+            if pid != self.master && pid != 0 {
+                let _ = m.compare_exchange(pid, 0, Relaxed, Relaxed);
+            }
+        }
+    }
+
+    /// Clears the stop mark of `pid`, if any.
+    fn unmark(&self, pid: u32) {
+        for m in &self.header().stopping {
+            let _ = m.compare_exchange(pid, 0, Relaxed, Relaxed);
+        }
     }
 
     /// Master: `slot`'s worker was restarted `n` times for `reason`
@@ -1080,7 +1175,7 @@ impl Board {
             restarts,
             queues,
             started_unix_ms: h.started_unix_ms.load(Relaxed),
-            stopping: h.stopping.load(Relaxed) == 1,
+            stopping: self.stopping(),
             now_ms: now_ms(Instant::now()),
         }
     }
@@ -1175,6 +1270,122 @@ mod tests {
         rustix::fs::ftruncate(&fd, REGION as u64).unwrap();
         let err = Board::from_fd(fd).expect_err("no magic");
         assert!(err.to_string().contains("layout"), "{err}");
+    }
+
+    /// Two masters during a binary upgrade: a second mapping of the memfd
+    /// (as the new master maps it) that belongs to another master.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn two_masters(old_pid: u32, new_pid: u32) -> (Board, Board) {
+        let mut old = Board::create().unwrap();
+        old.master = old_pid;
+        let fd = old.fd().unwrap().try_clone_to_owned().unwrap();
+        let mut new = Board::from_fd(fd).unwrap();
+        new.master = new_pid;
+        (old, new)
+    }
+
+    /// Pids far above any the system hands out: never a running process.
+    const OLD: u32 = 0x3fff_ff01;
+    const NEW: u32 = 0x3fff_ff02;
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn the_old_masters_stop_after_a_hand_over_is_not_the_new_ones() {
+        let (old, new) = two_masters(OLD, NEW);
+        assert!(!old.stopping() && !new.stopping());
+        // The hand-over: the old master stops, the new one serves.
+        assert!(old.set_stopping());
+        assert!(old.set_stopping(), "idempotent");
+        assert!(old.stopping() && old.view().stopping);
+        assert!(!new.stopping() && !new.view().stopping);
+        // The old master has exited: its mark is forgotten, and the new
+        // master's own stop still shows.
+        new.forget_other_masters();
+        assert!(!new.stopping());
+        assert_eq!(marks(&new), [0; STOP_MARKS]);
+        assert!(new.set_stopping());
+        assert!(new.stopping() && new.view().stopping);
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn a_new_master_stopped_in_a_failed_upgrade_leaves_the_old_one_healthy() {
+        let (old, new) = two_masters(OLD, NEW);
+        assert!(new.set_stopping());
+        assert!(new.stopping());
+        assert!(!old.stopping() && !old.view().stopping);
+        old.forget_other_masters();
+        assert_eq!(marks(&old), [0; STOP_MARKS]);
+        assert!(!old.stopping());
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn both_masters_stopping_each_see_their_own_stop() {
+        let (old, new) = two_masters(OLD, NEW);
+        assert!(old.set_stopping() && new.set_stopping());
+        assert!(old.stopping() && new.stopping());
+        // Forgetting the other keeps this master's own mark.
+        old.forget_other_masters();
+        assert!(old.stopping() && !new.stopping());
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn a_new_mapping_drops_a_stale_mark_of_its_own_pid() {
+        let mut old = Board::create().unwrap();
+        // A gone master's mark whose pid this process now has.
+        old.master = std::process::id();
+        assert!(old.set_stopping());
+        old.master = OLD;
+        let fd = old.fd().unwrap().try_clone_to_owned().unwrap();
+        let new = Board::from_fd(fd).unwrap();
+        assert!(!new.stopping());
+        assert_eq!(marks(&old), [0; STOP_MARKS]);
+    }
+
+    /// The stop marks as stored.
+    fn marks(b: &Board) -> [u32; STOP_MARKS] {
+        std::array::from_fn(|i| b.header().stopping[i].load(Relaxed))
+    }
+
+    #[test]
+    fn stop_marks_never_run_out_over_many_upgrades() {
+        let mut b = Board::create().unwrap();
+        // Each generation stops after handing over to the next, which
+        // forgets it once it has exited.
+        for pid in 1_000..1_100 {
+            b.master = pid;
+            assert!(!b.stopping(), "generation {pid}");
+            assert!(b.set_stopping());
+            b.master = pid + 1;
+            assert!(!b.stopping());
+            b.forget_other_masters();
+        }
+        assert_eq!(marks(&b), [0; STOP_MARKS]);
+    }
+
+    #[test]
+    fn with_every_mark_taken_only_a_gone_masters_is_reused() {
+        let mut b = Board::create().unwrap();
+        let h = b.header();
+        // Process 1 runs; the other pids never do.
+        h.stopping[0].store(1, Relaxed);
+        for (i, m) in h.stopping.iter().enumerate().skip(1) {
+            m.store(OLD + i as u32, Relaxed);
+        }
+        b.master = NEW;
+        assert!(b.set_stopping());
+        assert!(b.stopping());
+        assert_eq!(marks(&b)[0], 1, "a running process's mark stays");
+        // All taken by running processes: no mark, and none is stolen.
+        for m in &b.header().stopping {
+            m.store(1, Relaxed);
+        }
+        b.master = NEW + 1;
+        assert!(!b.set_stopping());
+        assert!(!b.stopping());
+        assert_eq!(marks(&b), [1; STOP_MARKS]);
     }
 
     #[test]

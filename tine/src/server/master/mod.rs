@@ -733,9 +733,7 @@ impl Master {
                 }
             }
             if self.sup.stop_requested() {
-                b.header()
-                    .stopping
-                    .store(1, std::sync::atomic::Ordering::Relaxed);
+                b.set_stopping();
             }
         }
         if let Some(n) = &mut self.notify {

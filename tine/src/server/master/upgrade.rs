@@ -181,6 +181,10 @@ impl Master {
                 let _ = self.poll.registry().deregister(&mut s);
             }
             happened.push(Event::PredecessorGone);
+            if let Some(board) = self.board {
+                // Its stop (the hand-over) was its own, not this master's.
+                board.forget_other_masters();
+            }
             self.sweep_at = Some(Instant::now());
         }
     }
@@ -209,6 +213,11 @@ impl Master {
     /// the pid file comes back; systemd hears why.
     pub(super) fn upgrade_failed(&mut self, reason: &str) {
         self.drop_successor();
+        if let Some(board) = self.board {
+            // The new master has exited (or never started): its stop
+            // mark, if it got one, goes with it.
+            board.forget_other_masters();
+        }
         self.sweep_at = Some(Instant::now());
         if let Some(path) = &self.cfg.pid_file {
             let old = upgrade::oldbin(path);
