@@ -8,10 +8,10 @@
 use std::time::Duration;
 
 use testkit::load::{try_get, Load, LoadReport};
-use testkit::procs::{heavy, is_alive, signal, wait_sleeping, ServerTree, Signal};
+use testkit::procs::{children_of, heavy, is_alive, signal, wait_sleeping, ServerTree, Signal};
 use testkit::systemd::NotifySocket;
 use testkit::upgrade::Release;
-use testkit::wait_until;
+use testkit::{wait_until, Client};
 
 const HELLO: &str = env!("CARGO_BIN_EXE_hello");
 
@@ -90,6 +90,35 @@ fn scoreboard_inode(pid: i32) -> Option<u64> {
         })
         .and_then(|e| std::fs::metadata(e.path()).ok())
         .map(|m| m.ino())
+}
+
+/// What a worker of master `master` says of its health: the status and
+/// body of `GET /healthz`, and `stopping` in `GET /status?format=json`.
+/// Both go on a connection whose first request, `GET /pid`, was answered
+/// by a child of `master` (during a hand-over both masters' workers may
+/// accept on the shared sockets).
+fn health_of(addr: std::net::SocketAddr, master: i32) -> (u16, String, Option<bool>) {
+    let mut seen = None;
+    let found = wait_until(T, || {
+        let Ok(mut c) = Client::try_connect(addr) else {
+            return false;
+        };
+        let on = c.try_get("/pid", false).ok().and_then(|r| r.pid());
+        if !on.is_some_and(|p| children_of(master).contains(&p)) {
+            return false;
+        }
+        let (Ok(health), Ok(status)) = (
+            c.try_get("/healthz", false),
+            c.try_get("/status?format=json", true),
+        ) else {
+            return false;
+        };
+        let v: serde_json::Value = serde_json::from_slice(&status.body).unwrap_or_default();
+        seen = Some((health.status, health.text(), v["stopping"].as_bool()));
+        true
+    });
+    assert!(found, "no worker of master {master} answered");
+    seen.expect("an answer")
 }
 
 /// Stops a master that is not the test's child (a new master, re-parented
@@ -269,6 +298,86 @@ fn the_new_master_refuses_sigusr2_until_the_old_one_has_gone() {
     s.wait_log(&format!("the old master (pid {old}) has exited"), T);
     assert_eq!(version(&s), "new");
     stop_new_master(&s, new);
+}
+
+/// The old master stopping after the hand-over shares the scoreboard with
+/// the new one, but its stop is not the new master's: the new workers
+/// answer `/healthz` with 200 while the old master drains and after it
+/// left, until the new master itself is asked to stop.
+#[test]
+fn healthz_stays_200_on_the_new_master_while_the_old_one_drains_and_after() {
+    let _g = heavy();
+    let r = Release::new(HELLO);
+    // The delay keeps a stopping master accepting (with 503), so its own
+    // stop can be seen at the end; a hand-over drains at once.
+    let mut s = start(&r, &["--shutdown-delay-ms", "10000"]);
+    let old = s.pid();
+    let addr = s.addr();
+    assert_eq!(health_of(addr, old), (200, "ok\n".into(), Some(false)));
+    // A request in flight on an old worker keeps the old master draining.
+    let workers = s.children();
+    let slow = std::thread::spawn(move || try_get(addr, "/sleep?ms=6000"));
+    assert!(wait_sleeping(&workers, T).is_some(), "{}", s.stderr());
+
+    r.install_tagged("new");
+    s.signal(Signal::SIGUSR2);
+    let new = r.wait_new_pid(old, T).expect("the new master's pid file");
+    s.wait_log("ready: handing over, the old master stops", T);
+    let draining = health_of(addr, new);
+    assert!(is_alive(old), "the old master still drains");
+    assert_eq!(
+        draining,
+        (200, "ok\n".into(), Some(false)),
+        "while the old master drains:\n{}",
+        s.stderr()
+    );
+
+    let res = slow.join().expect("the slow client").expect("an answer");
+    assert_eq!(res.status, 200);
+    let status = s.wait_exit(T).expect("the old master exits");
+    assert!(status.success(), "{status}");
+    assert_eq!(
+        health_of(addr, new),
+        (200, "ok\n".into(), Some(false)),
+        "after the old master left:\n{}",
+        s.stderr()
+    );
+
+    // The new master's own stop is its health's business.
+    signal(new, Signal::SIGTERM).expect("SIGTERM to the new master");
+    s.wait_log("(shutdown delay), then draining", T);
+    assert_eq!(health_of(addr, new), (503, "stopping\n".into(), Some(true)));
+    stop_new_master(&s, new);
+}
+
+/// A new master stopped because it never got ready shares the scoreboard
+/// with the old one, which serves on: its stop does not turn the old
+/// master's health to 503.
+#[test]
+fn healthz_stays_200_on_the_old_master_after_a_new_one_was_stopped() {
+    let _g = heavy();
+    let r = Release::new(HELLO);
+    let s = start(&r, &["--upgrade-timeout-ms", "2000"]);
+    let old = s.pid();
+    let addr = s.addr();
+    assert_eq!(health_of(addr, old), (200, "ok\n".into(), Some(false)));
+
+    // A real master (it maps the old one's scoreboard) whose workers
+    // never get ready: stopped at the timeout.
+    r.install_script("exec {real} \"$@\" --crash-on-start");
+    s.signal(Signal::SIGUSR2);
+    s.wait_log("was not ready within 2s", T);
+    s.wait_log_count("the old master serves on", 2, T);
+    let log = s.stderr();
+    assert!(log.contains(") exited: "), "{log}");
+    assert_rolled_back(&r, &s, old);
+    assert_eq!(
+        health_of(addr, old),
+        (200, "ok\n".into(), Some(false)),
+        "after the rollback:\n{}",
+        s.stderr()
+    );
+    s.stop(T);
 }
 
 #[test]
@@ -492,6 +601,9 @@ fn the_admin_address_carries_over_and_the_metrics_count_the_upgrade() {
         "{metrics}\n{}",
         s.stderr()
     );
+    // The old master's stop is not the new one's: healthy.
+    let health = try_get(admin, "/healthz").expect("/healthz on the admin address");
+    assert_eq!((health.status, health.text()), (200, "ok\n".into()));
     stop_new_master(&s, new);
 }
 
