@@ -1051,7 +1051,9 @@ impl Board {
         }
     }
 
-    /// Clears the stop mark of `pid`, if any.
+    /// Clears the stop mark of `pid`, if any (for a region mapped from an
+    /// inherited memfd, which only Linux has).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     fn unmark(&self, pid: u32) {
         for m in &self.header().stopping {
             let _ = m.compare_exchange(pid, 0, Relaxed, Relaxed);
