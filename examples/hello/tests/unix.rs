@@ -37,6 +37,23 @@ fn pid_over(path: &Path) -> i32 {
 
 /// `hello --bind unix:DIR/app.sock --workers N EXTRA...`, once it
 /// announced the socket and its workers are ready.
+/// Installs the release's "new" build, sends `SIGUSR2`, and waits until
+/// the new build answers over the socket at `path` and the old master has
+/// exited (successfully).
+fn upgrade_to_new(r: &Release, s: &mut ServerTree, path: &Path) {
+    r.install_tagged("new");
+    s.signal(Signal::SIGUSR2);
+    assert!(
+        wait_until(T, || unix::try_get(path, "/version")
+            .is_ok_and(|r| r.text() == "new")),
+        "the new build never answered over {}:\n{}",
+        path.display(),
+        s.stderr()
+    );
+    let status = s.wait_exit(T).expect("the old master exits");
+    assert!(status.success(), "{status}\n{}", s.stderr());
+}
+
 fn start(dir: &Path, workers: usize, extra: &[&str]) -> (ServerTree, PathBuf) {
     let path = dir.join("app.sock");
     let bind = format!("unix:{}", path.display());
@@ -338,16 +355,7 @@ fn sigusr2_keeps_the_socket_file_and_requests_flow_throughout() {
         .collect();
     assert!(wait_until(T, || ok.load(Ordering::Relaxed) >= 500));
 
-    r.install_tagged("new");
-    s.signal(Signal::SIGUSR2);
-    assert!(
-        wait_until(T, || unix::try_get(&path, "/version")
-            .is_ok_and(|r| r.text() == "new")),
-        "the new build never answered over the socket:\n{}",
-        s.stderr()
-    );
-    let status = s.wait_exit(T).expect("the old master exits");
-    assert!(status.success(), "{status}\n{}", s.stderr());
+    upgrade_to_new(&r, &mut s, &path);
     assert!(
         path.exists(),
         "the old master hands the socket over and leaves its file"
@@ -408,16 +416,7 @@ fn a_socket_units_unix_socket_file_outlives_an_upgrade_and_the_new_masters_stop(
     assert_eq!(unix::get(&path, "/version").text(), "old");
     let old = s.pid();
 
-    r.install_tagged("new");
-    s.signal(Signal::SIGUSR2);
-    assert!(
-        wait_until(T, || unix::try_get(&path, "/version")
-            .is_ok_and(|r| r.text() == "new")),
-        "the new build never answered over the unit's socket:\n{}",
-        s.stderr()
-    );
-    let status = s.wait_exit(T).expect("the old master exits");
-    assert!(status.success(), "{status}\n{}", s.stderr());
+    upgrade_to_new(&r, &mut s, &path);
     assert!(path.exists(), "{}", s.stderr());
 
     // The new master took the socket over, not the file: its stop leaves
