@@ -33,6 +33,25 @@ fn old_args(pid_file: &str) -> [&str; 8] {
     ]
 }
 
+/// With a request of `ms` milliseconds in flight on an old worker (which
+/// keeps the old master draining after the hand-over), installs the
+/// release's "new" build, sends `SIGUSR2` and waits for the hand-over.
+/// Returns the new master's pid and the slow request.
+fn hand_over_while_draining(
+    r: &Release,
+    s: &ServerTree,
+    ms: u32,
+) -> (i32, std::thread::JoinHandle<std::io::Result<testkit::Resp>>) {
+    let (old, addr, workers) = (s.pid(), s.addr(), s.children());
+    let slow = std::thread::spawn(move || try_get(addr, &format!("/sleep?ms={ms}")));
+    assert!(wait_sleeping(&workers, T).is_some(), "{}", s.stderr());
+    r.install_tagged("new");
+    s.signal(Signal::SIGUSR2);
+    let new = r.wait_new_pid(old, T).expect("the new master's pid file");
+    s.wait_log("ready: handing over, the old master stops", T);
+    (new, slow)
+}
+
 /// Starts the release's `app` with [`old_args`] and `extra`.
 fn start(r: &Release, extra: &[&str]) -> ServerTree {
     start_env(r, extra, &[])
@@ -270,16 +289,7 @@ fn the_new_master_refuses_sigusr2_until_the_old_one_has_gone() {
     let r = Release::new(HELLO);
     let mut s = start(&r, &[]);
     let old = s.pid();
-    let workers = s.children();
-    // A request in flight on an old worker keeps the old master draining.
-    let addr = s.addr();
-    let slow = std::thread::spawn(move || try_get(addr, "/sleep?ms=4000"));
-    assert!(wait_sleeping(&workers, T).is_some(), "{}", s.stderr());
-
-    r.install_tagged("new");
-    s.signal(Signal::SIGUSR2);
-    let new = r.wait_new_pid(old, T).expect("the new master's pid file");
-    s.wait_log("ready: handing over, the old master stops", T);
+    let (new, slow) = hand_over_while_draining(&r, &s, 4000);
     assert!(is_alive(old), "still draining the slow request");
     signal(new, Signal::SIGUSR2).expect("SIGUSR2 to the new master");
     let log = s.wait_log(
@@ -314,15 +324,7 @@ fn healthz_stays_200_on_the_new_master_while_the_old_one_drains_and_after() {
     let old = s.pid();
     let addr = s.addr();
     assert_eq!(health_of(addr, old), (200, "ok\n".into(), Some(false)));
-    // A request in flight on an old worker keeps the old master draining.
-    let workers = s.children();
-    let slow = std::thread::spawn(move || try_get(addr, "/sleep?ms=6000"));
-    assert!(wait_sleeping(&workers, T).is_some(), "{}", s.stderr());
-
-    r.install_tagged("new");
-    s.signal(Signal::SIGUSR2);
-    let new = r.wait_new_pid(old, T).expect("the new master's pid file");
-    s.wait_log("ready: handing over, the old master stops", T);
+    let (new, slow) = hand_over_while_draining(&r, &s, 6000);
     let draining = health_of(addr, new);
     assert!(is_alive(old), "the old master still drains");
     assert_eq!(
