@@ -119,6 +119,14 @@ fn list_matches(field: &[u8], etag: &[u8], strong: bool) -> bool {
     })
 }
 
+/// Whether the entity-tag list `field` names `etag` (a strong tag, with
+/// its quotes) in its weak form, `W/"..."`: the client holds a copy whose
+/// tag was made weak (a compressed one, see `middleware::compression`).
+pub(crate) fn names_weak(field: &[u8], etag: &[u8]) -> bool {
+    TagList { rest: field }
+        .any(|m| matches!(m, Member::Tag { weak: true, opaque } if opaque == etag))
+}
+
 enum Member<'a> {
     Star,
     /// `opaque` includes the surrounding double quotes.
@@ -200,6 +208,14 @@ mod tests {
     #[test]
     fn no_conditions() {
         assert_eq!(eval(&[]), Proceed);
+    }
+
+    #[test]
+    fn weak_forms_are_found_in_a_list() {
+        assert!(names_weak(b"\"x\", W/\"a-1.0\"", ETAG));
+        assert!(names_weak(b"W/\"a,b\", W/\"a-1.0\"", ETAG));
+        assert!(!names_weak(b"\"a-1.0\"", ETAG));
+        assert!(!names_weak(b"*", ETAG));
     }
 
     #[test]

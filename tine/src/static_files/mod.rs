@@ -54,7 +54,7 @@ use rustix::fs::{Mode, ResolveFlags};
 use rustix::io::Errno;
 
 mod beneath;
-mod conditional;
+pub(crate) mod conditional;
 pub(crate) mod encoding;
 mod path;
 mod range;

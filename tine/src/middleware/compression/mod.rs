@@ -312,9 +312,7 @@ fn not_modified(req: &Request, headers: &mut HeaderMap) {
     }
     let holds_weak = req
         .header_all(header::IF_NONE_MATCH.as_str())
-        .flat_map(|v| v.split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .any(|tag| tag.strip_prefix(b"W/") == Some(etag));
+        .any(|field| crate::static_files::conditional::names_weak(field, etag));
     if holds_weak {
         weaken_etag(headers);
         add_vary(headers);
