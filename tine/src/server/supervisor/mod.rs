@@ -87,11 +87,6 @@ mod upgrade;
 
 use upgrade::UpgradeState;
 
-/// Why `SIGTTIN` waits for the end of a binary upgrade: a worker added now
-/// would accept on a socket bound after the new master got its sockets,
-/// which the old master's stop would close with connections queued on it.
-const SCALE_UP_DURING_UPGRADE: &str = "a binary upgrade is under way (a new worker's \
-     listening socket would not reach the new master); send it again afterwards";
 pub(crate) use upgrade::UPGRADE_TIMEOUT;
 
 pub(crate) use super::listener::Mode;
@@ -602,8 +597,6 @@ impl Supervisor {
         };
         if self.stopping {
             info!("{name} ignored: stopping");
-        } else if op == Command::ScaleUp && self.upgrading() {
-            warn!("{name} refused: {SCALE_UP_DURING_UPGRADE}");
         } else if op == Command::Reload && self.ops.contains(&Command::Reload) {
             info!("SIGHUP: a rolling restart is already queued");
         } else {

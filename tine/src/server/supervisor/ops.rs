@@ -367,10 +367,16 @@ impl Supervisor {
                     });
                 }
             }
-            // Queued before the upgrade began.
-            Command::ScaleUp if self.upgrading() => {
-                warn!("SIGTTIN dropped: {}", super::SCALE_UP_DURING_UPGRADE);
-            }
+            // A worker added now would accept on a socket bound after the
+            // new master got its sockets, which the old master's stop
+            // would close with connections queued on it. Checked here,
+            // where the socket would be bound, so a `SIGTTIN` queued
+            // behind another operation before the upgrade began is caught
+            // too.
+            Command::ScaleUp if self.upgrading() => warn!(
+                "SIGTTIN dropped: a binary upgrade is under way (a new worker's listening \
+                 socket would not reach the new master); send it again afterwards"
+            ),
             Command::ScaleUp => self.start_scale_up(now, out),
             Command::ScaleDown => self.start_scale_down(now, out),
             Command::Stop | Command::Quit | Command::Upgrade => {}

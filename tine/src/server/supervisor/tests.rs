@@ -1187,6 +1187,22 @@ fn sigttin_is_refused_while_an_upgrade_is_under_way() {
     assert_eq!(sim.one_fork().slot, 2);
 }
 
+/// A `SIGTTIN` queued behind a rolling restart before the upgrade began
+/// does not run once the restart is done while the upgrade is under way.
+#[test]
+fn a_sigttin_queued_before_an_upgrade_does_not_run_during_it() {
+    let mut sim = Sim::ready(1);
+    let w0 = sim.pid_of(0);
+    sim.command(Command::Reload);
+    let c = sim.one_fork();
+    sim.command(Command::ScaleUp);
+    assert!(upgrade(&mut sim, 900).is_empty());
+    sim.ready_pid(c.pid);
+    assert_eq!(sim.take(), [term(w0)], "no bind for the queued SIGTTIN");
+    assert!(sim.take_forks().is_empty());
+    assert!(sim.sup.ops.is_empty());
+}
+
 #[test]
 fn a_failed_spawn_is_rolled_back_at_once() {
     let mut sim = Sim::ready(1);
