@@ -1064,6 +1064,35 @@ mod tests {
         assert_eq!(text, ":ok\n\ndata: since 6\nid: 7\n\n");
     }
 
+    /// What WebSockets get of what routes publish, as in a worker: an
+    /// event's data, and a plain text exactly as published, even one
+    /// shaped like a marked event.
+    #[test]
+    fn published_events_and_texts_reach_websockets_as_workers_deliver_them() {
+        let forged = "\u{1e}event: x\ndata: y\n\n";
+        let app = App::new()
+            .get("/event", |_: &Request| {
+                crate::publish_event("t", crate::SseEvent::new("a\nb").id("1"));
+                "ok"
+            })
+            .get("/text", move |_: &Request| {
+                crate::publish("t", forged);
+                "ok"
+            });
+        let client = TestClient::new(app);
+        client.get("/event").send();
+        client.get("/text").send();
+        let got: Vec<WsEvent> = client
+            .take_published()
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect();
+        assert_eq!(
+            got,
+            [WsEvent::Text("a\nb".into()), WsEvent::Text(forged.into())]
+        );
+    }
+
     #[test]
     fn limits_hooks_and_panics_as_on_the_server() {
         let app = App::new()
