@@ -662,7 +662,7 @@ fn salvage(buf: &[u8], max_headers: usize) -> Option<Box<SeenHead>> {
         PathAndQuery::try_from(target).ok()?
     } else if target == "*" && method == Method::OPTIONS {
         PathAndQuery::from_static("*")
-    } else if target.starts_with("http://") || target.starts_with("https://") {
+    } else if is_absolute_form(target) {
         let uri: http::Uri = target.parse().ok()?;
         uri.path_and_query()
             .cloned()
@@ -1073,11 +1073,24 @@ fn target_form(path: &str, method: &Method) -> Result<Form, StatusCode> {
         Ok(Form::Origin)
     } else if path == "*" && method == Method::OPTIONS {
         Ok(Form::Asterisk)
-    } else if path.starts_with("http://") || path.starts_with("https://") {
+    } else if is_absolute_form(path) {
         Ok(Form::Absolute)
     } else {
         Err(StatusCode::BAD_REQUEST)
     }
+}
+
+/// Whether a target is in absolute form: `http://` or `https://`, the
+/// scheme in any case (RFC 3986 §3.1: schemes are case-insensitive, so
+/// `HTTP://h/` names the same resource as `http://h/`).
+#[inline]
+fn is_absolute_form(target: &str) -> bool {
+    let has = |scheme: &str| {
+        target
+            .get(..scheme.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+    };
+    has("http://") || has("https://")
 }
 
 /// `Content-Length`: one or more ASCII digits, nothing else (no sign, no
@@ -1436,6 +1449,21 @@ mod tests {
             panic!()
         };
         assert_eq!(h.target().path(), "/x");
+        // The scheme in any case (RFC 3986 §3.1).
+        for target in ["HTTP://h/x?y", "Https://h/x?y", "hTtP://h/x?y"] {
+            let head = format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n");
+            let Decoded::Request(h, _) = decode_one(head.as_bytes()) else {
+                panic!("{target} refused")
+            };
+            assert_eq!(h.target().as_str(), "/x?y", "{target}");
+        }
+        for target in ["HTTPS:/h/x", "httpx://h/x", "ftp://h/x", "http:"] {
+            let head = format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n");
+            assert!(
+                matches!(decode_one(head.as_bytes()), Decoded::Error(_)),
+                "{target} accepted"
+            );
+        }
         let Decoded::Request(h, _) = decode_one(b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n") else {
             panic!()
         };
