@@ -19,7 +19,9 @@
 //! read and before any of its body is accepted ([`Service::admit`]):
 //! routing gives its group's `max_body`, and steps 2 and 4 to 6 run there,
 //! so an authentication hook refuses a 100 MiB upload before it is sent
-//! (and before `100 Continue`). The connection then reads the body within
+//! (and before `100 Continue`). A request no route takes gets its 404 or
+//! 405 there too (after the before-hooks, as in step 3), since its body
+//! would only be dropped. The connection then reads the body within
 //! the limit and calls `answer`, which skips the hooks already run. Bodiless
 //! requests (the common case) skip admission entirely.
 //!
@@ -84,9 +86,21 @@ pub(crate) enum Admission {
     /// [`Limits::max_body`](crate::Limits::max_body)), then
     /// [`answer`](Service::answer) it.
     Accept(Option<usize>),
-    /// A before-hook answered (or panicked): send this, without reading
-    /// the body.
+    /// A before-hook answered (or panicked), or no route takes the
+    /// request (404, 405): send this, without reading the body.
     Answer(Response),
+}
+
+/// Where [`Service::route`] sends a request.
+enum Routed<'a> {
+    /// A WebSocket route, for an upgrade request.
+    Ws(&'a WsHandler),
+    /// An HTTP route (a handler, a static file mount or a fallback).
+    Http(&'a Route),
+    /// Routes take the path, none the method; these methods would.
+    NotAllowed(Vec<Method>),
+    /// No route takes the path.
+    NotFound,
 }
 
 /// What a route group adds to its routes: hooks, a body limit, and the
@@ -338,7 +352,8 @@ impl Service {
     /// size: routes the request (for its group's `max_body`), and runs the
     /// before-hooks (app, then groups), which may answer it at once (an
     /// authentication failure, say), with the after-hooks applied and the
-    /// request logged. The hooks do not run again when the whole request
+    /// request logged; a request no route takes is answered at once with
+    /// its 404 or 405. The hooks do not run again when the whole request
     /// is [`answer`](Self::answer)ed.
     #[cold]
     pub(crate) fn admit(&self, req: &mut Request) -> Admission {
@@ -348,19 +363,24 @@ impl Service {
         let mut layer: Option<Rc<Layer>> = None;
         let mut stage = Stage::Inner;
         let decided = handler::catch(|| {
-            if let Match::Found(route, params) = self.router.find(req.method(), req.raw_path()) {
-                req.set_params(params);
-                layer = route.layer.clone();
+            let routed = self.route(req);
+            if let Routed::Http(route) = &routed {
+                layer.clone_from(&route.layer);
             }
             let limit = layer.as_ref().and_then(|l| l.max_body());
-            match self.before_hooks(req, layer.as_deref()) {
-                None => Admission::Accept(limit),
-                Some(res) => {
-                    let res = self.render(req, res);
-                    stage = Stage::After;
-                    Admission::Answer(self.after_hooks(req, res, layer.as_deref()))
-                }
-            }
+            let res = match self.before_hooks(req, layer.as_deref()) {
+                Some(res) => self.render(req, res),
+                None => match routed {
+                    Routed::Ws(_) | Routed::Http(_) => return Admission::Accept(limit),
+                    // No route takes it: its body would only be read to
+                    // be dropped (after a `100 Continue`, or into a
+                    // temporary file), so the answer goes now.
+                    Routed::NotAllowed(allowed) => self.method_not_allowed(req, &allowed),
+                    Routed::NotFound => self.error_page(Some(req), StatusCode::NOT_FOUND),
+                },
+            };
+            stage = Stage::After;
+            Admission::Answer(self.after_hooks(req, res, layer.as_deref()))
         });
         req.set_hooks_done();
         let res = match decided {
@@ -479,30 +499,12 @@ impl Service {
         upgrade: &mut Option<WsHandler>,
         layer: &mut Option<Rc<Layer>>,
     ) -> Response {
-        let mut ws_handler = None;
-        if !self.ws_router.is_empty() && handshake::is_upgrade(req) {
-            if let Match::Found(handler, params) = self.ws_router.find(req.method(), req.raw_path())
-            {
-                req.set_params(params);
-                ws_handler = Some(handler);
+        let routed = self.route(req);
+        if let Routed::Http(route) = &routed {
+            if route.layer.is_some() {
+                layer.clone_from(&route.layer);
             }
         }
-        let routed = match ws_handler {
-            Some(_) => None,
-            None => match self.router.find(req.method(), req.raw_path()) {
-                Match::Found(route, params) => {
-                    if !params.is_empty() {
-                        req.set_params(params);
-                    }
-                    if route.layer.is_some() {
-                        layer.clone_from(&route.layer);
-                    }
-                    Some(Ok(&route.handler))
-                }
-                Match::MethodNotAllowed(allowed) => Some(Err(Some(allowed))),
-                Match::NotFound => Some(Err(None)),
-            },
-        };
         // A request admitted before its body was read already went
         // through them (see `admit`).
         if !req.hooks_done() {
@@ -510,19 +512,44 @@ impl Service {
                 return self.render(req, res);
             }
         }
-        let res = match (ws_handler, routed) {
-            (Some(handler), _) => match handshake::accept(req, &self.ws_protocols) {
+        let res = match routed {
+            Routed::Ws(handler) => match handshake::accept(req, &self.ws_protocols) {
                 Ok(res) => {
                     *upgrade = Some(handler.clone());
                     return res;
                 }
                 Err(res) => *res,
             },
-            (None, Some(Ok(handler))) => handler(req),
-            (None, Some(Err(Some(allowed)))) => return self.method_not_allowed(req, &allowed),
-            (None, _) => return self.error_page(Some(req), StatusCode::NOT_FOUND),
+            Routed::Http(route) => (route.handler)(req),
+            Routed::NotAllowed(allowed) => return self.method_not_allowed(req, &allowed),
+            Routed::NotFound => return self.error_page(Some(req), StatusCode::NOT_FOUND),
         };
         self.render(req, res)
+    }
+
+    /// Where a request goes, for [`answer`](Self::answer) and
+    /// [`admit`](Self::admit) alike: an upgrade request to the WebSocket
+    /// route that takes it, any other request to the HTTP routes. Sets the
+    /// request's path parameters.
+    #[inline]
+    fn route(&self, req: &mut Request) -> Routed<'_> {
+        if !self.ws_router.is_empty() && handshake::is_upgrade(req) {
+            if let Match::Found(handler, params) = self.ws_router.find(req.method(), req.raw_path())
+            {
+                req.set_params(params);
+                return Routed::Ws(handler);
+            }
+        }
+        match self.router.find(req.method(), req.raw_path()) {
+            Match::Found(route, params) => {
+                if !params.is_empty() {
+                    req.set_params(params);
+                }
+                Routed::Http(route)
+            }
+            Match::MethodNotAllowed(allowed) => Routed::NotAllowed(allowed),
+            Match::NotFound => Routed::NotFound,
+        }
     }
 
     /// Renders `res` through the error handler if it is an error page.

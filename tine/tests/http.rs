@@ -90,6 +90,41 @@ fn expect_100_continue() {
 }
 
 #[test]
+fn a_body_no_route_takes_is_answered_before_it_is_sent() {
+    let addr = serve(app);
+    // 404 or 405 at once: no `100 Continue` first, the body not waited for.
+    for (head, status) in [
+        ("POST /nowhere", 404),
+        ("PUT /plaintext", 405),
+        ("POST /hello/x", 405),
+    ] {
+        let mut c = Client::connect(addr);
+        c.send(
+            format!(
+                "{head} HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        let r = c.read_response();
+        assert_eq!(r.status, status, "{head}");
+        assert_eq!(r.header("connection"), Some("close"), "{head}");
+        assert!(c.is_closed(), "{head}");
+    }
+    // A 100 MiB upload to no route is not read (it would be spilled to a
+    // temporary file first).
+    let mut c = Client::connect(addr);
+    c.send(b"POST /nowhere HTTP/1.1\r\nHost: t\r\nContent-Length: 104857600\r\n\r\n");
+    assert_eq!(c.read_response().status, 404);
+    // A body that came with its head is dropped and the connection goes on.
+    let mut c = Client::connect(addr);
+    c.send(b"POST /nowhere HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc");
+    let r = c.read_response();
+    assert_eq!(r.status, 404);
+    assert!(r.header("connection").is_none());
+    assert_eq!(c.get("/plaintext").text(), "Hello, World!");
+}
+
+#[test]
 fn head_has_headers_but_no_body() {
     let addr = serve(app);
     let mut c = Client::connect(addr);
