@@ -1,6 +1,7 @@
 //! Workers that drop privileges: the master stays root (it binds and
 //! supervises), every worker runs as the configured user and group, seen
-//! from outside through `/proc/PID/status`. Needs root (CI runs as root);
+//! from outside through `/proc/PID/status`; a Unix socket file is
+//! theirs. Needs root (CI runs as root);
 //! elsewhere the tests say so and pass.
 
 #![cfg(target_os = "linux")]
@@ -93,6 +94,49 @@ fn a_single_process_drops_once_bound() {
     assert_eq!(testkit::get(s.addr(), PID_PATH).pid(), Some(s.pid()));
     assert_nobody(s.pid());
     s.stop(STOP);
+}
+
+#[test]
+fn a_unix_socket_file_belongs_to_the_workers_user_and_group() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if not_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.sock");
+    let bind = format!("unix:{}", path.display());
+    for workers in ["2", "1"] {
+        let s = ServerTree::start(
+            HELLO,
+            &[
+                "--bind",
+                &bind,
+                "--unix-mode",
+                "660",
+                "--workers",
+                workers,
+                "--user",
+                "nobody",
+                "--group",
+                NOBODY,
+            ],
+        );
+        assert_eq!(s.unix_paths(), vec![path.clone()], "{}", s.stderr());
+        let meta = std::fs::metadata(&path).unwrap();
+        let nobody: u32 = NOBODY.parse().unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (nobody, nobody),
+            "{workers} worker(s)"
+        );
+        assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+        assert_eq!(testkit::unix::get(&path, "/plaintext").status, 200);
+        s.stop(STOP);
+        // The master stays root and removes it. A single process that
+        // became nobody may not unlink it from this root-only directory:
+        // it stays (with a warning), and the next start replaces it.
+        assert_eq!(path.exists(), workers == "1", "{workers} worker(s)");
+    }
 }
 
 #[test]

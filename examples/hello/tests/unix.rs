@@ -35,8 +35,6 @@ fn pid_over(path: &Path) -> i32 {
     r.text().trim().parse().expect("a pid")
 }
 
-/// `hello --bind unix:DIR/app.sock --workers N EXTRA...`, once it
-/// announced the socket and its workers are ready.
 /// Installs the release's "new" build, sends `SIGUSR2`, and waits until
 /// the new build answers over the socket at `path` and the old master has
 /// exited (successfully).
@@ -54,6 +52,8 @@ fn upgrade_to_new(r: &Release, s: &mut ServerTree, path: &Path) {
     assert!(status.success(), "{status}\n{}", s.stderr());
 }
 
+/// `hello --bind unix:DIR/app.sock --workers N EXTRA...`, once it
+/// announced the socket and its workers are ready.
 fn start(dir: &Path, workers: usize, extra: &[&str]) -> (ServerTree, PathBuf) {
     let path = dir.join("app.sock");
     let bind = format!("unix:{}", path.display());

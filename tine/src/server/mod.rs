@@ -360,6 +360,9 @@ impl Server {
                 if let Some(f) = bound.addr.path().and_then(listener::SocketFile::at) {
                     bound_files.push(f);
                 }
+                if let (Some(path), Some(who)) = (bound.addr.path(), &config.credentials) {
+                    who.own(path)?;
+                }
                 // With port 0, the port the system picked.
                 l.at = bound.addr.clone();
                 addresses.push(bound);

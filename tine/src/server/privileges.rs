@@ -14,6 +14,8 @@
 //! then the uid, and checks that root cannot be regained. Sockets the
 //! master binds later (a scale-up's `SO_REUSEPORT` socket) are still bound
 //! by the master, so they join the group of sockets of the same owner.
+//! A Unix socket file the master binds is given to the workers' user and
+//! group, so the socket's mode speaks of them.
 //!
 //! Linux and FreeBSD only: macOS has no `setgroups` in the `nix` crate
 //! tine uses, and dropping root while keeping its supplementary groups
@@ -149,6 +151,22 @@ impl Credentials {
             }
         }
         Ok(())
+    }
+
+    /// Gives a Unix socket file the master bound to the user and group
+    /// workers run as (gunicorn's rule), so that with a mode such as 0660
+    /// whoever shares the group (a proxy in `www-data`) may connect. A
+    /// socket unit's or an inherited file is not touched: its owner is
+    /// set where it was made.
+    pub(crate) fn own(&self, path: &std::path::Path) -> io::Result<()> {
+        let uid = self.uid.map(Uid::as_raw);
+        std::os::unix::fs::chown(path, uid, Some(self.gid.as_raw())).map_err(|e| {
+            io::Error::other(format!(
+                "tine: cannot give unix:{} to {}: {e}",
+                path.display(),
+                self.name
+            ))
+        })
     }
 }
 
