@@ -99,6 +99,10 @@ enum Routed<'a> {
     Http(&'a Route),
     /// Routes take the path, none the method; these methods would.
     NotAllowed(Vec<Method>),
+    /// `OPTIONS *` (only `OPTIONS` may have this target), which no
+    /// catch-all route took: about the server as a whole, answered `204`
+    /// (RFC 9110 §9.3.7; Go's `net/http` answers it the same way).
+    Asterisk,
     /// No route takes the path.
     NotFound,
 }
@@ -371,7 +375,9 @@ impl Service {
             let res = match self.before_hooks(req, layer.as_deref()) {
                 Some(res) => self.render(req, res),
                 None => match routed {
-                    Routed::Ws(_) | Routed::Http(_) => return Admission::Accept(limit),
+                    Routed::Ws(_) | Routed::Http(_) | Routed::Asterisk => {
+                        return Admission::Accept(limit)
+                    }
                     // No route takes it: its body would only be read to
                     // be dropped (after a `100 Continue`, or into a
                     // temporary file), so the answer goes now.
@@ -522,6 +528,7 @@ impl Service {
             },
             Routed::Http(route) => (route.handler)(req),
             Routed::NotAllowed(allowed) => return self.method_not_allowed(req, &allowed),
+            Routed::Asterisk => return Response::empty(StatusCode::NO_CONTENT),
             Routed::NotFound => return self.error_page(Some(req), StatusCode::NOT_FOUND),
         };
         self.render(req, res)
@@ -551,6 +558,7 @@ impl Service {
                 Routed::Http(route)
             }
             Match::MethodNotAllowed(allowed) => Routed::NotAllowed(allowed),
+            Match::NotFound if req.raw_path() == "*" => Routed::Asterisk,
             Match::NotFound => Routed::NotFound,
         }
     }

@@ -148,6 +148,22 @@ fn not_found_and_method_not_allowed() {
 }
 
 #[test]
+fn options_asterisk_is_answered_for_the_server() {
+    let addr = serve(app);
+    let mut c = Client::connect(addr);
+    c.send(b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(r.status, 204);
+    assert!(r.body.is_empty());
+    assert_eq!(c.get("/plaintext").text(), "Hello, World!");
+    // A catch-all route takes it like any other path.
+    let addr = serve(|| App::new().any("*", |req: &Request| format!("all {}", req.path())));
+    let mut c = Client::connect(addr);
+    c.send(b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read_response().text(), "all *");
+}
+
+#[test]
 fn a_panicking_handler_gives_500_and_the_connection_goes_on() {
     let addr = serve(app);
     let mut c = Client::connect(addr);
