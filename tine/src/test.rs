@@ -2,8 +2,11 @@
 //!
 //! A `TestClient` owns an [`App`] and answers requests on the same path the
 //! server takes for every request (routing, before-hooks, the handler or
-//! the WebSocket handshake, error pages, after-hooks, the request log, the
-//! `413` for a body over [`Limits::max_body`](crate::Limits::max_body)),
+//! the WebSocket handshake, error pages, after-hooks, the request log; for
+//! a request with a body, its admission before the body: a before-hook's
+//! answer, a 404/405, or the `413` for a body over its route group's
+//! `max_body` or [`Limits::max_body`](crate::Limits::max_body); the `400`
+//! for a path whose escapes are not UTF-8),
 //! with panics turned into 500s, but in the test's own thread: no port,
 //! no process, no waiting. What a worker would set up with
 //! [`App::on_worker_start`] is set up once when the client is made, so
@@ -101,7 +104,7 @@ use crate::handler;
 use crate::http::{Body, Request, Response};
 use crate::pubsub::{self, Payload};
 use crate::server::ServerConfig;
-use crate::service::{Answer, Service};
+use crate::service::{Admission, Answer, Service};
 use crate::ws::session::{Session, Wire};
 use crate::ws::{WsEvent, WsHandler};
 
@@ -299,14 +302,25 @@ impl TestClient {
 
     /// Answers `req` on the server's path, then delivers what it published.
     fn answer(&self, req: &mut Request, open_ws: bool) -> Result<TestResponse, WsHandler> {
-        let answer = if req.body().len() > self.config.limits.max_body {
-            // Refused before the body is read, as the server does.
-            Answer::Response(
-                self.service
-                    .refuse_request(StatusCode::PAYLOAD_TOO_LARGE, req),
-            )
-        } else {
+        let answer = if req.body().is_empty() {
             self.service.answer(req)
+        } else {
+            // A request with a body is admitted when its head arrives, as
+            // the server does: routing gives its group's limit, and the
+            // before-hooks or a 404/405 may answer it before the body.
+            match self.service.admit(req) {
+                Admission::Accept(limit) => {
+                    if req.body().len() > limit.unwrap_or(self.config.limits.max_body) {
+                        Answer::Response(
+                            self.service
+                                .refuse_request(StatusCode::PAYLOAD_TOO_LARGE, req),
+                        )
+                    } else {
+                        self.service.answer(req)
+                    }
+                }
+                Admission::Answer(res) => Answer::Response(res),
+            }
         };
         let result = match answer {
             Answer::Response(res) => Ok(TestResponse::new(res, req.method())),
@@ -323,6 +337,14 @@ impl TestClient {
         }
         self.deliver();
         result
+    }
+
+    /// The server's `400` for a request whose path escapes are not UTF-8.
+    fn refuse(&self, req: &mut Request) -> TestResponse {
+        let res = self.service.refuse_request(StatusCode::BAD_REQUEST, req);
+        let res = TestResponse::new(res, req.method());
+        self.keep_cookies(res.headers());
+        res
     }
 
     /// Updates the jar from a response's `Set-Cookie` headers: a removal
@@ -489,7 +511,10 @@ impl<'c> TestRequest<'c> {
     #[track_caller]
     pub fn send(self) -> TestResponse {
         let client = self.client;
-        let mut req = self.build();
+        let mut req = match self.build() {
+            Ok(req) => req,
+            Err(mut req) => return client.refuse(&mut req),
+        };
         match client.answer(&mut req, false) {
             Ok(res) => res,
             Err(_) => unreachable!("only TestRequest::ws opens WebSockets"),
@@ -532,7 +557,10 @@ impl<'c> TestRequest<'c> {
                 this.headers.insert(name, HeaderValue::from_static(value));
             }
         }
-        let mut req = this.build();
+        let mut req = match this.build() {
+            Ok(req) => req,
+            Err(mut req) => return Err(client.refuse(&mut req)),
+        };
         match client.answer(&mut req, true) {
             Ok(refused) => Err(refused),
             Err(handler) => {
@@ -560,8 +588,10 @@ impl<'c> TestRequest<'c> {
         }
     }
 
+    /// The request; `Err` holds one whose path escapes are not UTF-8,
+    /// which the server refuses with `400`.
     #[track_caller]
-    fn build(self) -> Request {
+    fn build(self) -> Result<Request, Box<Request>> {
         let mut builder = Request::builder(self.method, &self.target).peer(self.peer);
         let jar = self.client.jar.borrow();
         let cookies: Vec<String> = jar
@@ -576,7 +606,7 @@ impl<'c> TestRequest<'c> {
             headers.append(header::COOKIE, value);
         }
         builder = builder.headers(headers).body(self.body);
-        builder.finish()
+        builder.try_finish()
     }
 }
 
@@ -1111,6 +1141,47 @@ mod tests {
         let res = client.get("/boom").send();
         assert_eq!(res.status(), 500);
         assert_eq!(res.header("x-after"), Some("1"));
+    }
+
+    #[test]
+    fn a_body_is_admitted_as_on_the_server() {
+        let echo = |req: &Request| Response::bytes(req.body_bytes());
+        let app = App::new()
+            .nest("/big", crate::Group::new().max_body(100).post("/", echo))
+            .nest("/small", crate::Group::new().max_body(2).post("/", echo))
+            .nest(
+                "/auth",
+                crate::Group::new()
+                    .before(|req: &mut Request| {
+                        req.header("authorization")
+                            .is_none()
+                            .then(|| Response::error(StatusCode::UNAUTHORIZED))
+                    })
+                    .post("/", echo),
+            )
+            .post("/echo", echo)
+            .get("/h/:x", |req: &Request| {
+                Response::text(req.param("x").unwrap_or("").to_string())
+            })
+            .limits(Limits::default().max_body(4));
+        let client = TestClient::new(app);
+        let status =
+            |path: &str, body: &str| client.post(path).body(body.to_string()).send().status();
+        // The route group's limit, above and below the app's.
+        assert_eq!(status("/big", &"x".repeat(50)), 200);
+        assert_eq!(status("/big", &"x".repeat(101)), 413);
+        assert_eq!(status("/small", "abc"), 413);
+        // Before-hooks and routing answer before the size is looked at.
+        assert_eq!(status("/auth", "too long for the app"), 401);
+        assert_eq!(status("/nowhere", "too long for the app"), 404);
+        let res = client.put("/echo").body("too long for the app").send();
+        assert_eq!(
+            (res.status().as_u16(), res.header("allow")),
+            (405, Some("POST"))
+        );
+        // A path whose escapes are not UTF-8: the server's 400, no panic.
+        assert_eq!(client.get("/h/%FF").send().status(), 400);
+        assert_eq!(client.get("/h/%C3%A9").send().text(), "é");
     }
 
     #[test]

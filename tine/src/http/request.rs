@@ -991,26 +991,42 @@ impl RequestBuilder {
         self
     }
 
-    /// Finishes the request. Panics on a target that is not a valid path.
+    /// Finishes the request. Panics on a target that is not a valid path,
+    /// or whose escapes do not decode to UTF-8.
     #[track_caller]
     pub fn finish(self) -> Request {
+        self.try_finish().expect("valid UTF-8 path")
+    }
+
+    /// Finishes the request; `Err` holds one whose path escapes do not
+    /// decode to UTF-8 (`/%FF`), which the server answers `400` (the test
+    /// client does the same). Panics on a target that is not a valid path.
+    #[track_caller]
+    pub(crate) fn try_finish(self) -> Result<Request, Box<Request>> {
         let target = PathAndQuery::try_from(self.target.as_str()).expect("valid request target");
-        let mut req = Request::from_parts(
+        let made = Request::from_parts(
             self.method,
             target,
             Version::HTTP_11,
             self.headers,
             self.body,
             self.peer,
-        )
-        .expect("valid UTF-8 path");
-        req.params.list = self
+        );
+        let params = self
             .params
             .into_iter()
             .map(|(k, v)| (Some(k), Capture::Owned(v.into_boxed_str())))
             .collect();
-        req.https = self.https;
-        req
+        let https = self.https;
+        let finish = |mut req: Request| {
+            req.params.list = params;
+            req.https = https;
+            req
+        };
+        match made {
+            Ok(req) => Ok(finish(req)),
+            Err(req) => Err(Box::new(finish(*req))),
+        }
     }
 }
 
