@@ -901,7 +901,7 @@ fn other_version(raw: &[u8], max_headers: usize) -> Result<Parsed, StatusCode> {
 
 /// Whether a byte is a `tchar` (RFC 9110 §5.6.2), as methods and field
 /// names are made of.
-pub(super) fn is_token(b: u8) -> bool {
+pub(crate) fn is_token(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 

@@ -2,13 +2,17 @@
 //! with limits on the number of parts and the size of each.
 //!
 //! The parsing is `multer`'s (the parser axum and warp use, kept up to
-//! date, fuzzed, streaming: it never needs the whole body in memory). It
+//! date, fuzzed, streaming: it never needs the whole body in memory),
+//! except each part's `Content-Disposition`, read by its grammar in
+//! `disposition.rs` (multer searches its text). It
 //! is written for async streams; here it is fed the body, from memory or
 //! from the temporary file a large body was spilled to, as a stream that
 //! is always ready, and polled to completion on the spot (a tiny executor
 //! with a no-op waker: nothing ever waits). The older synchronous
 //! `multipart` crate is unmaintained, and `mime-multipart`/`formdata`
 //! are hyper-0.x-era and unmaintained too.
+
+mod disposition;
 
 use std::future::Future;
 use std::io::{self, Read, Write};
@@ -270,8 +274,21 @@ pub(crate) fn parse(req: &Request, limits: &MultipartLimits) -> Result<Multipart
                     limits.max_parts
                 )));
             }
-            let name = field.name().unwrap_or("").to_string();
-            let file_name = field.file_name().map(str::to_string);
+            // Not `field.name()` and `field.file_name()`: see disposition.rs.
+            let named = field
+                .headers()
+                .get(http::header::CONTENT_DISPOSITION)
+                .map(|v| disposition::parse(v.as_bytes()))
+                .transpose()
+                .map_err(|why| {
+                    Error::bad_request(format!(
+                        "multipart: part {}: malformed Content-Disposition: {why}",
+                        parts.len() + 1
+                    ))
+                })?
+                .unwrap_or_default();
+            let name = named.name.unwrap_or_default();
+            let file_name = named.file_name;
             let content_type = field.content_type().map(|m| m.to_string());
             let data = match &file_name {
                 None => {
@@ -460,6 +477,48 @@ Content-Type: text/plain
             .multipart_with(&MultipartLimits::default().max_file(9))
             .unwrap_err();
         assert!(e.message().contains("max_file"), "{}", e.message());
+    }
+
+    #[test]
+    fn names_are_read_by_the_headers_grammar() {
+        let form = "--XX
+Content-Disposition: form-data; filename=\"a;name=evil\"; name=\"real\"
+
+x
+--XX
+Content-Disposition: form-data; name=\"upload\"; note=\"x; filename=evil.exe \"; filename=\"safe.txt\"
+
+y
+--XX
+Content-Disposition: form-data; name=\"u\"; filename*=UTF-8''caf%C3%A9.txt
+
+z
+--XX--
+";
+        let m = request(form).multipart().unwrap();
+        let files: Vec<_> = m.files().map(|f| (f.name(), f.file_name())).collect();
+        assert_eq!(
+            files,
+            [
+                ("real", Some("a;name=evil")),
+                ("upload", Some("safe.txt")),
+                ("u", Some("café.txt"))
+            ]
+        );
+        let twice = "--XX
+Content-Disposition: form-data; name=\"a\"; name=\"b\"
+
+x
+--XX--
+";
+        let e = request(twice).multipart().unwrap_err();
+        assert_eq!(e.status(), 400);
+        assert!(
+            e.message()
+                .contains("part 1: malformed Content-Disposition"),
+            "{}",
+            e.message()
+        );
     }
 
     #[test]

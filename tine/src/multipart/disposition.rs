@@ -1,0 +1,274 @@
+//! A form part's `Content-Disposition` (RFC 7578 §4.2): its `name`, and
+//! `filename` for a file.
+//!
+//! Read here rather than taken from `multer`, whose `Field::name` and
+//! `Field::file_name` find `name=` and `filename=` by searching the
+//! header's text (multer 3.1): inside a quoted value too, so
+//! `filename="a;name=evil"; name="real"` named the field `evil"`, and a
+//! made-up parameter holding `filename=evil.exe` gave that file name. A
+//! proxy or firewall that reads the header by its grammar then checked
+//! another name than the app saw. Here the header is parsed by its grammar
+//! (RFC 6266 §4.1, RFC 9110 §5.6): parameters in order, quoted strings
+//! whole with their `\` escapes; a header that does not follow it, or
+//! names `name` or `filename` twice, is refused rather than guessed at. No
+//! maintained crate parses this header's parameters (the `headers` crate
+//! only tells its type).
+
+use percent_encoding::percent_decode;
+
+/// What a part's `Content-Disposition` names.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Disposition {
+    /// `name`; absent is `None` (the part is kept, under `""`).
+    pub(super) name: Option<String>,
+    /// `filename*` (RFC 8187, UTF-8) if given and decodable, otherwise
+    /// `filename` (RFC 6266 §4.3: the extended form wins).
+    pub(super) file_name: Option<String>,
+}
+
+/// Parses a `Content-Disposition` value; `Err` says what is wrong.
+pub(super) fn parse(value: &[u8]) -> Result<Disposition, &'static str> {
+    let mut p = Parser { s: value, i: 0 };
+    p.ows();
+    if p.token().is_empty() {
+        return Err("no disposition type");
+    }
+    let mut name_value: Option<Vec<u8>> = None;
+    let mut plain_file_name: Option<Vec<u8>> = None;
+    let mut extended_file_name: Option<Vec<u8>> = None;
+    loop {
+        p.ows();
+        if p.done() {
+            break;
+        }
+        if !p.eat(b';') {
+            return Err("expected ';' between parameters");
+        }
+        p.ows();
+        if p.done() {
+            // A trailing `;` (some clients send one).
+            break;
+        }
+        let name = p.token();
+        if name.is_empty() {
+            return Err("a parameter without a name");
+        }
+        p.ows();
+        if !p.eat(b'=') {
+            return Err("a parameter without '='");
+        }
+        p.ows();
+        let value = if p.peek() == Some(b'"') {
+            p.quoted()?
+        } else {
+            // A token; `filename*`'s `ext-value` is one too (`'` and `%`
+            // are token characters).
+            let token = p.token();
+            if token.is_empty() {
+                return Err("a parameter without a value");
+            }
+            token.to_vec()
+        };
+        let slot = if name.eq_ignore_ascii_case(b"name") {
+            &mut name_value
+        } else if name.eq_ignore_ascii_case(b"filename") {
+            &mut plain_file_name
+        } else if name.eq_ignore_ascii_case(b"filename*") {
+            &mut extended_file_name
+        } else {
+            continue;
+        };
+        if slot.is_some() {
+            return Err("a parameter given twice");
+        }
+        *slot = Some(value);
+    }
+    let text = |v: Vec<u8>| String::from_utf8(v).map_err(|_| "a parameter that is not UTF-8");
+    let file_name = match extended_file_name.as_deref().and_then(extended) {
+        Some(decoded) => Some(decoded),
+        None => plain_file_name.map(text).transpose()?,
+    };
+    Ok(Disposition {
+        name: name_value.map(text).transpose()?,
+        file_name,
+    })
+}
+
+/// An RFC 8187 `ext-value` in UTF-8 (`UTF-8''caf%C3%A9.txt`); `None` for
+/// another charset or a malformed one (then `filename` stands).
+fn extended(value: &[u8]) -> Option<String> {
+    let mut parts = value.splitn(3, |&b| b == b'\'');
+    let charset = parts.next()?;
+    let _language = parts.next()?;
+    let encoded = parts.next()?;
+    if !charset.eq_ignore_ascii_case(b"utf-8") {
+        return None;
+    }
+    percent_decode(encoded)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn done(&self) -> bool {
+        self.i >= self.s.len()
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    fn eat(&mut self, b: u8) -> bool {
+        let hit = self.peek() == Some(b);
+        self.i += usize::from(hit);
+        hit
+    }
+
+    /// Optional whitespace.
+    fn ows(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t')) {
+            self.i += 1;
+        }
+    }
+
+    /// A token (RFC 9110 §5.6.2), possibly empty.
+    fn token(&mut self) -> &'a [u8] {
+        let start = self.i;
+        while self.peek().is_some_and(crate::http::parse::is_token) {
+            self.i += 1;
+        }
+        &self.s[start..self.i]
+    }
+
+    /// A quoted string (RFC 9110 §5.6.4), its escapes undone; the
+    /// opening quote is next.
+    fn quoted(&mut self) -> Result<Vec<u8>, &'static str> {
+        self.i += 1;
+        let mut out = Vec::new();
+        loop {
+            match self.peek() {
+                None => return Err("an unterminated quoted string"),
+                Some(b'"') => {
+                    self.i += 1;
+                    return Ok(out);
+                }
+                Some(b'\\') => {
+                    let escaped = self.s.get(self.i + 1).copied();
+                    match escaped {
+                        Some(b) if b == b'\t' || b >= 0x20 && b != 0x7f => out.push(b),
+                        _ => return Err("a bad escape in a quoted string"),
+                    }
+                    self.i += 2;
+                }
+                // qdtext: HTAB, SP and visible characters (and obs-text:
+                // UTF-8 bytes), not other controls.
+                Some(b) if b == b'\t' || b >= 0x20 && b != 0x7f => {
+                    out.push(b);
+                    self.i += 1;
+                }
+                Some(_) => return Err("a control character in a quoted string"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(value: &str) -> (Option<String>, Option<String>) {
+        let d = parse(value.as_bytes()).unwrap_or_else(|e| panic!("{value}: {e}"));
+        (d.name, d.file_name)
+    }
+
+    fn some(s: &str) -> Option<String> {
+        Some(s.to_string())
+    }
+
+    #[test]
+    fn browsers_and_curl() {
+        assert_eq!(named(r#"form-data; name="title""#), (some("title"), None));
+        assert_eq!(
+            named(r#"form-data; name="doc"; filename="a b.txt""#),
+            (some("doc"), some("a b.txt"))
+        );
+        assert_eq!(
+            named(r#"form-data; name="x"; filename="""#),
+            (some("x"), some(""))
+        );
+        assert_eq!(
+            named("form-data;name=plain;filename=a.txt;"),
+            (some("plain"), some("a.txt"))
+        );
+        assert_eq!(named(r#"FORM-DATA ; NAME = "n""#), (some("n"), None));
+        assert_eq!(named(r#"form-data; name="café""#), (some("café"), None));
+        assert_eq!(named("form-data"), (None, None));
+    }
+
+    #[test]
+    fn quoted_values_are_opaque() {
+        // What multer's text search got wrong: parameters inside quotes.
+        assert_eq!(
+            named(r#"form-data; filename="a;name=evil"; name="real""#),
+            (some("real"), some("a;name=evil"))
+        );
+        assert_eq!(
+            named(r#"form-data; name="upload"; note="x; filename=evil.exe "; filename="safe.txt""#),
+            (some("upload"), some("safe.txt"))
+        );
+        assert_eq!(
+            named(r#"form-data; name="a\"b\\c""#),
+            (some(r#"a"b\c"#), None)
+        );
+    }
+
+    #[test]
+    fn the_extended_file_name_wins_when_it_decodes() {
+        assert_eq!(
+            named(r#"form-data; name="f"; filename="cafe.txt"; filename*=UTF-8''caf%C3%A9.txt"#),
+            (some("f"), some("café.txt"))
+        );
+        assert_eq!(
+            named("form-data; name=f; filename*=utf-8'en'%E2%82%AC"),
+            (some("f"), some("€"))
+        );
+        // Another charset, or bytes that are not UTF-8: `filename` stands.
+        assert_eq!(
+            named(r#"form-data; name=f; filename="e.txt"; filename*=iso-8859-1''%E9.txt"#),
+            (some("f"), some("e.txt"))
+        );
+        assert_eq!(
+            named("form-data; name=f; filename*=UTF-8''%FF"),
+            (some("f"), None)
+        );
+    }
+
+    #[test]
+    fn malformed_headers_are_refused() {
+        for bad in [
+            "",
+            "; name=a",
+            r#"form-data; name="a"; name="b""#,
+            r#"form-data; filename="a"; FILENAME="b""#,
+            r#"form-data; name="unterminated"#,
+            r#"form-data; name="a" junk"#,
+            "form-data; name",
+            "form-data; name=",
+            "form-data; =x",
+            "form-data; name=a b",
+            "form-data name=a",
+            "form-data; name=\"a\u{1}\"",
+            "form-data; name=\"a\\\u{1}\"",
+            r#"form-data; name="a"; filename=a"b"#,
+        ] {
+            assert!(parse(bad.as_bytes()).is_err(), "{bad:?} accepted");
+        }
+        assert!(parse(b"form-data; name=\"\xff\"").is_err());
+    }
+}
