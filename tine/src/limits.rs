@@ -213,7 +213,10 @@ impl Limits {
     /// Default `usize::MAX` (no limit): behind a reverse proxy or a large
     /// NAT every client shares one address, and a default limit there
     /// would refuse legitimate traffic. Set it when clients connect
-    /// directly, for example to a few hundred.
+    /// directly, for example to a few hundred, or on a listener whose
+    /// balancer sends the PROXY protocol: there a connection counts
+    /// against the client its header names (closed unanswered once that
+    /// client is at the limit), not the balancer's address.
     ///
     /// ```
     /// let limits = tine::Limits::default().max_connections_per_ip(200);

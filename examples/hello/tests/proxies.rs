@@ -199,3 +199,46 @@ fn per_ip_counts_of_proxied_connections_are_released() {
     }
     s.stop(std::time::Duration::from_secs(30));
 }
+
+/// Behind a balancer that sends the PROXY protocol,
+/// `max_connections_per_ip` limits each client the headers name, not the
+/// balancer: every connection comes from the balancer's address.
+#[test]
+fn per_ip_limits_count_the_client_a_proxy_header_names() {
+    let (s, _, proxied) = proxy_server_with(&["--max-connections-per-ip", "2"]);
+    let open = |client: &str| {
+        let mut c = Client::connect(proxied);
+        c.send(format!("PROXY TCP4 {client} 10.0.0.1 51000 80\r\n").as_bytes());
+        c.send(b"GET /whoami HTTP/1.1\r\nHost: t\r\n\r\n");
+        c
+    };
+    // Four clients, two connections each, all open at once: eight from
+    // the balancer's one address.
+    let mut held = Vec::new();
+    for i in 1..=8 {
+        let client = format!("203.0.113.{}", (i + 1) / 2);
+        let mut c = open(&client);
+        assert_eq!(
+            c.read_response().text(),
+            format!("{client} http"),
+            "connection {i}"
+        );
+        held.push(c);
+    }
+    // A third from one client is closed unanswered, as at accept.
+    let mut third = open("203.0.113.1");
+    assert!(
+        third.is_closed(),
+        "the third connection of 203.0.113.1 was answered"
+    );
+    // Closing one frees its client's place.
+    drop(held.remove(0));
+    assert!(
+        testkit::wait_until(std::time::Duration::from_secs(10), || {
+            let mut c = open("203.0.113.1");
+            !c.is_closed()
+        }),
+        "203.0.113.1 never got its place back"
+    );
+    s.stop(std::time::Duration::from_secs(30));
+}

@@ -313,10 +313,20 @@ impl<T: Transport> Conn<T> {
         match super::proxy_header::take(&mut self.rbuf) {
             super::proxy_header::Taken::NeedMore => false,
             super::proxy_header::Taken::Header(addr) => {
+                self.proxy_header = false;
                 if let Some(addr) = addr {
+                    // The client, not the balancer, counts against
+                    // `max_connections_per_ip` from here; over its limit
+                    // the connection closes unanswered, as at accept.
+                    if !shared.per_ip.moved(self.counted_ip, addr.ip()) {
+                        log::debug!("{} has too many connections; closing one", addr.ip());
+                        self.rbuf.clear();
+                        self.phase = Phase::Closing;
+                        return false;
+                    }
+                    self.counted_ip = addr.ip();
                     self.peer = addr;
                 }
-                self.proxy_header = false;
                 true
             }
             super::proxy_header::Taken::Bad(why) => {

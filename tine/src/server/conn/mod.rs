@@ -101,6 +101,10 @@ pub(crate) struct Shared {
     pub(crate) spare_in: BytesMut,
     /// The server is shutting down: answer with `Connection: close`.
     pub(crate) draining: bool,
+    /// Open connections by client address, for
+    /// `Limits::max_connections_per_ip`: counted at accept, moved to the
+    /// client a PROXY protocol header names.
+    pub(crate) per_ip: crate::server::per_ip::PerIp,
     /// The time of the current loop turn.
     pub(crate) now: Instant,
     /// Responses served against `max_requests` (see `recycle.rs`):
@@ -116,6 +120,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(service: Service, config: ServerConfig, now: Instant) -> Self {
+        let per_ip = crate::server::per_ip::PerIp::new(config.limits.max_connections_per_ip);
         Shared {
             service,
             config,
@@ -124,6 +129,7 @@ impl Shared {
             spare_out: Vec::with_capacity(OUT_BATCH),
             spare_in: BytesMut::new(),
             draining: false,
+            per_ip,
             now,
             budget: RequestBudget::new(None),
             clock: now,
@@ -235,6 +241,8 @@ pub(crate) struct Conn<T> {
     sse: Option<Box<SseSession>>,
     /// A PROXY protocol header is expected before the first request.
     proxy_header: bool,
+    /// See [`counted_ip`](Self::counted_ip).
+    counted_ip: std::net::IpAddr,
 }
 
 /// What the readiness events said about a connection's input since it
@@ -304,7 +312,16 @@ impl<T: Transport> Conn<T> {
             admitted: None,
             sse: None,
             proxy_header: false,
+            counted_ip: peer.ip(),
         }
+    }
+
+    /// The address `max_connections_per_ip` counts this connection under
+    /// (see [`Shared::per_ip`]): the socket's peer, or the client a PROXY
+    /// protocol header named once it was read and admitted. The count is
+    /// released under it when the connection closes.
+    pub(crate) fn counted_ip(&self) -> std::net::IpAddr {
+        self.counted_ip
     }
 
     /// The connection starts with a PROXY protocol header (its listener

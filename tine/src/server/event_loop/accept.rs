@@ -294,7 +294,7 @@ impl EventLoop {
             match accepted {
                 Ok((stream, peer)) => {
                     log::trace!("accepted {peer} on listener {index} (address {address})");
-                    if !self.per_ip.admit(peer.ip()) {
+                    if !self.shared.per_ip.admit(peer.ip()) {
                         log::debug!("{} has too many connections; closing one", peer.ip());
                         drop(stream);
                         if one {
@@ -314,7 +314,7 @@ impl EventLoop {
                         Accepted::Unix(s) => socket2::SockRef::from(s).set_nosigpipe(true),
                     };
                     let Some(mut link) = link(&self.shared.config, address, stream) else {
-                        self.per_ip.release(peer.ip());
+                        self.shared.per_ip.release(peer.ip());
                         if one {
                             return;
                         }
@@ -328,7 +328,7 @@ impl EventLoop {
                         Interest::READABLE | Interest::WRITABLE,
                     ) {
                         log::warn!("cannot watch a new connection: {e}");
-                        self.per_ip.release(peer.ip());
+                        self.shared.per_ip.release(peer.ip());
                         if one {
                             return;
                         }
@@ -354,7 +354,6 @@ impl EventLoop {
                         deadline: self.now,
                         timer_tick: super::NO_TICK,
                         scheduled: false,
-                        counted_ip: peer.ip(),
                     });
                     let deadline = self.now + self.shared.config.limits.header_timeout;
                     self.set_deadline(key, deadline);

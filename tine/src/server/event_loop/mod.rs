@@ -36,7 +36,6 @@ use slab::Slab;
 
 use super::conn::{Conn, Expired, Link, Next, Shared, DRAIN_IDLE};
 use super::control::Channel;
-use super::per_ip::PerIp;
 use super::recycle::RequestBudget;
 use super::scoreboard;
 use super::timer::{Entry, Wheel};
@@ -68,12 +67,6 @@ struct Slot {
     timer_tick: u64,
     /// In the ready or parked list.
     scheduled: bool,
-    /// The address `max_connections_per_ip` counted this connection
-    /// under: the socket's peer at accept. A PROXY protocol header later
-    /// changes the connection's peer to the client behind the proxy;
-    /// the count must still be released under the address it was taken
-    /// for, or the proxy's count would never go down.
-    counted_ip: std::net::IpAddr,
 }
 
 pub(crate) struct EventLoop {
@@ -112,8 +105,6 @@ pub(crate) struct EventLoop {
     /// already waiting on this worker is answered before the worker
     /// takes a connection that may turn out to be slow.
     accept_later: Vec<usize>,
-    /// Open connections by client address.
-    per_ip: PerIp,
 }
 
 /// The signals an event loop handles, with signal-hook's handlers
@@ -164,7 +155,6 @@ impl EventLoop {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let now = Instant::now();
-        let per_ip_limit = config.limits.max_connections_per_ip;
         let bus = Bus::new(config.redis_url.as_deref())?;
         let mut this = EventLoop {
             poll,
@@ -191,7 +181,6 @@ impl EventLoop {
             ready: VecDeque::new(),
             parked: Vec::new(),
             accept_later: Vec::new(),
-            per_ip: PerIp::new(per_ip_limit),
         };
         this.bus
             .register(this.poll.registry(), REDIS_SUB, REDIS_PUB)?;
@@ -495,18 +484,14 @@ impl EventLoop {
     }
 
     fn close(&mut self, key: usize) {
-        let Slot {
-            mut conn,
-            counted_ip,
-            ..
-        } = self.conns.remove(key);
+        let Slot { mut conn, .. } = self.conns.remove(key);
         if let Some(e) = scoreboard::mine() {
             scoreboard::Entry::gauge(&e.gauges.connections, -1);
             if conn.any_session().is_some() {
                 scoreboard::Entry::gauge(&e.gauges.websockets, -1);
             }
         }
-        self.per_ip.release(counted_ip);
+        self.shared.per_ip.release(conn.counted_ip());
         let _ = self.poll.registry().deregister(conn.transport_mut());
         conn.closed();
         if let Some(ws) = conn.any_session() {
