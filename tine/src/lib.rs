@@ -233,6 +233,9 @@ pub mod __fuzz {
         }
     }
 
+    /// One connection fed arbitrary client bytes (see `server::conn::fuzz`).
+    pub use crate::server::conn::fuzz::connection;
+
     /// The TLS transport, driven over loopback TCP (see `server::tls::fuzz`).
     #[cfg(feature = "tls")]
     pub use crate::server::tls::fuzz as tls;

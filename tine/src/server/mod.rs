@@ -10,7 +10,7 @@
 //! about readiness, reloads, stops and the watchdog (`NOTIFY_SOCKET`), and
 //! `privileges.rs` switches workers to an unprivileged user after the fork.
 
-mod conn;
+pub(crate) mod conn;
 pub(crate) mod control;
 mod error;
 mod event_loop;

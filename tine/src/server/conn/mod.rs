@@ -41,6 +41,7 @@
 //! - `transport.rs`: the byte stream underneath (plain TCP, or TLS with
 //!   the `tls` feature; `sendfile` only on plain TCP).
 
+pub(crate) mod fuzz;
 mod http1;
 mod proxy_header;
 mod sse;
