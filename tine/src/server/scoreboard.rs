@@ -121,8 +121,9 @@ pub(crate) const VERSION: u32 = 2;
 const MAGIC: u64 = u64::from_ne_bytes(*b"TINESCB1");
 const TEXT_WORDS: usize = TEXT_MAX / 8;
 
-/// Upper bounds (exclusive, milliseconds) of the handler-time histogram
-/// buckets; the last bucket counts everything slower.
+/// Upper bounds (inclusive, as Prometheus's `le`; milliseconds) of the
+/// handler-time histogram buckets; the last bucket counts everything
+/// slower.
 pub(crate) const HANDLER_BUCKETS_MS: [u64; 7] = [1, 5, 25, 100, 500, 2_500, 10_000];
 /// The first bucket's bound.
 pub(crate) const FAST: Duration = Duration::from_millis(HANDLER_BUCKETS_MS[0]);
@@ -571,18 +572,19 @@ impl Entry {
         self.state.store(State::Busy as u32, Release);
     }
 
-    /// `n` handlers each returned in under a millisecond (the first bucket).
+    /// `n` handlers each returned within a millisecond (the first bucket).
     #[inline]
     pub(crate) fn end_fast(&self, n: u32) {
         store_add(&self.counters.handler[0], u64::from(n));
     }
 
-    /// `n` handlers each took `elapsed`.
+    /// `n` handlers each took `elapsed`: counted in the first bucket whose
+    /// bound it does not pass (Prometheus's `le`, "less or equal").
     #[inline]
     pub(crate) fn end(&self, elapsed: Duration, n: u32) {
         let bucket = HANDLER_BUCKETS
             .iter()
-            .position(|&b| elapsed < b)
+            .position(|&b| elapsed <= b)
             .unwrap_or(HANDLER_BUCKETS.len());
         store_add(&self.counters.handler[bucket], u64::from(n));
     }
@@ -1447,8 +1449,11 @@ mod tests {
         assert_eq!(
             e.counters.handler[3].load(Relaxed),
             1,
-            "30 ms is in [25, 100)"
+            "30 ms is in (25, 100]"
         );
+        // A bound includes its value (`le`): 10 s is in `le="10"`.
+        assert_eq!(e.counters.handler[6].load(Relaxed), 1, "10 s");
+        assert_eq!(e.counters.handler[7].load(Relaxed), 0, "10 s is not +Inf");
         b.free(i);
         assert_eq!(e.state(), State::Free);
         let r = &b.header().retired;
