@@ -24,6 +24,9 @@ pub(crate) enum Taken {
     Bad(String),
 }
 
+/// What every v2 header starts with.
+const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
+
 /// The longest v1 header, `\r\n` included (from the specification).
 const V1_MAX: usize = 107;
 
@@ -41,6 +44,17 @@ pub(crate) fn take(buf: &mut BytesMut) -> Taken {
                 consume(buf, read)
             }
         };
+    }
+    // A v2 header says its length in bytes 14 and 15, after the 12-byte
+    // signature and two bytes of version, command and family: one longer
+    // than the cap is refused as soon as that is known, whether it would
+    // arrive in pieces (then it could only wait for the header timeout)
+    // or whole in one read.
+    if buf.len() >= 16 && buf[..12] == V2_SIGNATURE {
+        let len = 16 + usize::from(u16::from_be_bytes([buf[14], buf[15]]));
+        if len > MAX {
+            return Taken::Bad(format!("v2: a {len}-byte header (at most {MAX})"));
+        }
     }
     let parsed = HeaderResult::parse(buf);
     if parsed.is_incomplete() {
@@ -161,6 +175,23 @@ mod tests {
         .build()
         .unwrap();
         assert_eq!(take(&mut buf(&local)), Taken::Header(None));
+        // Longer than the cap: refused once its length field is in, and
+        // also when it arrives whole.
+        let long = v2::Builder::with_addresses(
+            v2::Version::Two | v2::Command::Proxy,
+            v2::Protocol::Stream,
+            (
+                "203.0.113.7:51000".parse::<SocketAddr>().unwrap(),
+                "10.0.0.1:80".parse::<SocketAddr>().unwrap(),
+            ),
+        )
+        .write_tlv(0xE0, &[0u8; MAX][..])
+        .unwrap()
+        .build()
+        .unwrap();
+        assert!(matches!(take(&mut buf(&long[..16])), Taken::Bad(_)));
+        assert!(matches!(take(&mut buf(&long)), Taken::Bad(_)));
+        assert_eq!(take(&mut buf(&long[..15])), Taken::NeedMore);
     }
 
     #[test]
