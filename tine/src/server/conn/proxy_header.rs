@@ -68,12 +68,15 @@ pub(crate) fn take(buf: &mut BytesMut) -> Taken {
     consume(buf, read)
 }
 
-/// Removes a header read from `buf`.
+/// Removes a header read from `buf`. A source of `0.0.0.0` or `::` names
+/// no client: kept as unknown (the socket's address stays), since the
+/// unspecified address is what stands for a Unix-socket peer and would
+/// make the connection pass for one.
 fn consume(buf: &mut BytesMut, read: Result<(usize, Option<SocketAddr>), String>) -> Taken {
     match read {
         Ok((len, addr)) => {
             buf.advance(len);
-            Taken::Header(addr)
+            Taken::Header(addr.filter(|a| !a.ip().is_unspecified()))
         }
         Err(why) => Taken::Bad(why),
     }
@@ -129,6 +132,13 @@ mod tests {
             Taken::Header(Some("203.0.113.7:51000".parse().unwrap()))
         );
         assert_eq!(&b[..], b"GET / HTTP/1.1\r\n");
+        // The unspecified address names no client.
+        for unspecified in [
+            &b"PROXY TCP4 0.0.0.0 10.0.0.1 0 80\r\n"[..],
+            b"PROXY TCP6 :: ::1 0 443\r\n",
+        ] {
+            assert_eq!(take(&mut buf(unspecified)), Taken::Header(None));
+        }
         let mut b = buf(b"PROXY TCP6 2001:db8::7 ::1 4000 443\r\n");
         assert_eq!(
             take(&mut b),
