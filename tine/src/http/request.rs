@@ -780,12 +780,28 @@ impl Request {
         self.cookies().find(|c| c.name() == name)
     }
 
-    /// Every cookie sent by the client (all `Cookie` headers).
+    /// Every cookie sent by the client (all `Cookie` headers), values
+    /// percent-decoded. A pair that is not UTF-8 or not `name=value` is
+    /// skipped alone: the other cookies on its line stay readable (a
+    /// script can set a cookie with any bytes).
+    ///
+    /// ```
+    /// use tine::{Method, Request};
+    /// let req = Request::builder(Method::GET, "/")
+    ///     .header("cookie", "sid=42; pref=café; junk; theme=dark%20blue")
+    ///     .finish();
+    /// let names: Vec<String> = req.cookies().map(|c| c.name().to_string()).collect();
+    /// assert_eq!(names, ["sid", "pref", "theme"]);
+    /// assert_eq!(req.cookie("pref").unwrap().value(), "café");
+    /// assert_eq!(req.cookie("theme").unwrap().value(), "dark blue");
+    /// ```
     pub fn cookies(&self) -> impl Iterator<Item = cookie::Cookie<'_>> {
         self.header_all(header::COOKIE.as_str())
-            .filter_map(visible_ascii)
-            .flat_map(cookie::Cookie::split_parse_encoded)
-            .filter_map(Result::ok)
+            .flat_map(|line| line.split(|&b| b == b';'))
+            .filter_map(|pair| std::str::from_utf8(pair).ok())
+            .map(str::trim)
+            .filter(|pair| !pair.is_empty())
+            .filter_map(|pair| cookie::Cookie::parse_encoded(pair).ok())
     }
 
     /// A signed cookie sent by the client, with its signature checked and
