@@ -35,7 +35,10 @@
 //!
 //! The client keeps the cookies responses set (`Set-Cookie`, removals
 //! included) and sends them with later requests, like a browser, so a
-//! log-in flow works as written. WebSocket routes are driven with
+//! log-in flow works as written: each to the paths under its `Path` (one
+//! set without `Path` to its request's directory), `Secure` ones too (a
+//! browser sends them to `http://localhost`, which it trusts as it trusts
+//! HTTPS). WebSocket routes are driven with
 //! [`TestClient::ws`]: send messages, read what the handler sent, see the
 //! close. Messages handlers [`publish`](crate::publish) reach the client's
 //! WebSockets subscribed to their topic (the client stands for one worker
@@ -108,6 +111,38 @@ use crate::service::{Admission, Answer, Service};
 use crate::ws::session::{Session, Wire};
 use crate::ws::{WsEvent, WsHandler};
 
+/// A cookie the client holds: one per name and path, as browsers key them
+/// (there is one host).
+#[derive(Debug)]
+struct JarCookie {
+    name: String,
+    /// As the server set it, still encoded.
+    value: String,
+    /// Sent with requests whose path is under it (RFC 6265 §5.1.4).
+    path: String,
+}
+
+impl JarCookie {
+    /// Whether a request for `path` gets this cookie: the same path, or
+    /// one below it (`/admin` gets `/admin` and `/admin/users`, not
+    /// `/administrator`).
+    fn sent_to(&self, path: &str) -> bool {
+        match path.strip_prefix(self.path.as_str()) {
+            Some(rest) => rest.is_empty() || self.path.ends_with('/') || rest.starts_with('/'),
+            None => false,
+        }
+    }
+}
+
+/// The path a cookie set without `Path` gets (RFC 6265 §5.1.4): the
+/// request path's directory, `/` for `/x` or an empty path.
+fn default_cookie_path(request_path: &str) -> String {
+    match request_path.rfind('/') {
+        Some(0) | None => "/".to_string(),
+        Some(i) => request_path[..i].to_string(),
+    }
+}
+
 /// Drives an [`App`] without sockets: see the [module docs](self).
 ///
 /// Requests are built with [`get`](Self::get), [`post`](Self::post), ...
@@ -133,8 +168,8 @@ use crate::ws::{WsEvent, WsHandler};
 pub struct TestClient {
     service: Service,
     config: ServerConfig,
-    /// Cookies set by responses, as sent (`name`, raw `value`).
-    jar: RefCell<Vec<(String, String)>>,
+    /// Cookies set by responses, as sent.
+    jar: RefCell<Vec<JarCookie>>,
     /// The open WebSockets, for delivering published messages.
     sockets: RefCell<Vec<std::rc::Weak<RefCell<Socket>>>>,
     /// Everything published so far, for [`take_published`](Self::take_published).
@@ -251,12 +286,12 @@ impl TestClient {
         self.jar
             .borrow()
             .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
+            .find(|c| c.name == name)
+            .map(|c| c.value.clone())
     }
 
-    /// Sets a cookie in the client's jar, sent with every later request
-    /// (`value` is sent as given).
+    /// Sets a cookie in the client's jar (with path `/`), sent with every
+    /// later request (`value` is sent as given).
     ///
     /// ```
     /// use tine::{test::TestClient, App, Request};
@@ -267,9 +302,19 @@ impl TestClient {
     /// assert_eq!(client.get("/").send().text(), "dark");
     /// ```
     pub fn set_cookie(&self, name: &str, value: &str) {
+        self.keep(JarCookie {
+            name: name.to_string(),
+            value: value.to_string(),
+            path: "/".to_string(),
+        });
+    }
+
+    /// Puts a cookie in the jar, in place of one of the same name and
+    /// path.
+    fn keep(&self, cookie: JarCookie) {
         let mut jar = self.jar.borrow_mut();
-        jar.retain(|(n, _)| n != name);
-        jar.push((name.to_string(), value.to_string()));
+        jar.retain(|c| c.name != cookie.name || c.path != cookie.path);
+        jar.push(cookie);
     }
 
     /// Forgets every cookie.
@@ -333,7 +378,7 @@ impl TestClient {
             // upgrades, and `deliver` below reaches them too.
         };
         if let Ok(res) = &result {
-            self.keep_cookies(res.headers());
+            self.keep_cookies(res.headers(), req.path());
         }
         self.deliver();
         result
@@ -343,13 +388,14 @@ impl TestClient {
     fn refuse(&self, req: &mut Request) -> TestResponse {
         let res = self.service.refuse_request(StatusCode::BAD_REQUEST, req);
         let res = TestResponse::new(res, req.method());
-        self.keep_cookies(res.headers());
+        self.keep_cookies(res.headers(), req.raw_path());
         res
     }
 
-    /// Updates the jar from a response's `Set-Cookie` headers: a removal
-    /// (`Max-Age=0` or an expiry in the past) forgets the cookie.
-    fn keep_cookies(&self, headers: &HeaderMap) {
+    /// Updates the jar from a response's `Set-Cookie` headers to a request
+    /// for `path`: a removal (`Max-Age=0` or an expiry in the past)
+    /// forgets the cookie of that name and path.
+    fn keep_cookies(&self, headers: &HeaderMap, path: &str) {
         for value in headers.get_all(header::SET_COOKIE) {
             let Some(parsed) = value
                 .to_str()
@@ -362,10 +408,19 @@ impl TestClient {
                 || parsed
                     .expires_datetime()
                     .is_some_and(|at| at <= cookie::time::OffsetDateTime::now_utc());
-            let mut jar = self.jar.borrow_mut();
-            jar.retain(|(n, _)| n != parsed.name());
-            if !removed {
-                jar.push((parsed.name().to_string(), parsed.value().to_string()));
+            let path = match parsed.path() {
+                Some(p) if p.starts_with('/') => p.to_string(),
+                _ => default_cookie_path(path),
+            };
+            if removed {
+                let mut jar = self.jar.borrow_mut();
+                jar.retain(|c| c.name != parsed.name() || c.path != path);
+            } else {
+                self.keep(JarCookie {
+                    name: parsed.name().to_string(),
+                    value: parsed.value().to_string(),
+                    path,
+                });
             }
         }
     }
@@ -594,10 +649,15 @@ impl<'c> TestRequest<'c> {
     fn build(self) -> Result<Request, Box<Request>> {
         let mut builder = Request::builder(self.method, &self.target).peer(self.peer);
         let jar = self.client.jar.borrow();
-        let cookies: Vec<String> = jar
-            .iter()
-            .filter(|(n, _)| !self.cookies.iter().any(|(m, _)| m == n))
-            .chain(self.cookies.iter())
+        let path = self.target.split('?').next().unwrap_or("");
+        // Longer paths first, as browsers send them.
+        let mut held: Vec<&JarCookie> = jar.iter().filter(|c| c.sent_to(path)).collect();
+        held.sort_by_key(|c| std::cmp::Reverse(c.path.len()));
+        let cookies: Vec<String> = held
+            .into_iter()
+            .map(|c| (&c.name, &c.value))
+            .filter(|(n, _)| !self.cookies.iter().any(|(m, _)| m == *n))
+            .chain(self.cookies.iter().map(|(n, v)| (n, v)))
             .map(|(n, v)| format!("{n}={v}"))
             .collect();
         let mut headers = self.headers;
@@ -1207,6 +1267,37 @@ mod tests {
         client.get("/out").send();
         assert_eq!(client.cookie("sid"), None);
         assert_eq!(client.get("/who").send().text(), "nobody");
+    }
+
+    #[test]
+    fn cookies_go_to_the_paths_under_their_path() {
+        let set = |cookie: &'static str| {
+            move |_: &Request| Response::text("set").with_header("set-cookie", cookie)
+        };
+        let app = App::new()
+            .get("/admin/login", set("a=1; Path=/admin"))
+            .get("/docs/page", set("d=2"))
+            .get("/admin/logout", set("a=; Path=/admin; Max-Age=0"))
+            .get("/root", set("a=0; Path=/"))
+            .any("*", |req: &Request| {
+                req.header("cookie").unwrap_or("").to_string()
+            });
+        let client = TestClient::new(app);
+        client.get("/admin/login").send();
+        client.get("/docs/page").send();
+        assert_eq!(client.get("/admin").send().text(), "a=1");
+        assert_eq!(client.get("/admin/users?x=1").send().text(), "a=1");
+        assert_eq!(client.get("/administrator").send().text(), "");
+        // Without `Path`: the directory of the request that set it.
+        assert_eq!(client.get("/docs/other").send().text(), "d=2");
+        assert_eq!(client.get("/").send().text(), "");
+        // The same name at another path is another cookie; the longer
+        // path is sent first.
+        client.get("/root").send();
+        assert_eq!(client.get("/admin/x").send().text(), "a=1; a=0");
+        assert_eq!(client.get("/x").send().text(), "a=0");
+        client.get("/admin/logout").send();
+        assert_eq!(client.get("/admin/x").send().text(), "a=0");
     }
 
     #[test]
