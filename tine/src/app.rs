@@ -416,7 +416,16 @@ impl App {
     }
 
     /// Adds CORS handling: answers preflight requests and adds the
-    /// `Access-Control-*` headers to responses. See [`Cors`].
+    /// `Access-Control-*` headers to responses. See [`Cors`]. Panics when
+    /// `cors` allows credentials but lists no origin.
+    ///
+    /// ```
+    /// use tine::{App, Cors, Request};
+    /// let app = App::new()
+    ///     .cors(Cors::new().allow_origin("https://app.example"))
+    ///     .get("/api", |_: &Request| "data");
+    /// ```
+    #[track_caller]
     pub fn cors(self, cors: Cors) -> Self {
         cors.install(self)
     }

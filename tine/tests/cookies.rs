@@ -13,6 +13,11 @@ use tine::{App, Cors, Request, Response};
 /// An app whose `/login` sets a signed `user` and a private `sid`, and
 /// whose `/me` shows what verifies (`-` for what does not).
 fn app(key: Key, old: Option<Key>) -> App {
+    routes(key, old).cors(Cors::new().expose_headers(&["X-Total-Count"]))
+}
+
+/// The routes of [`app`], without CORS.
+fn routes(key: Key, old: Option<Key>) -> App {
     let mut app = App::new()
         .cookie_key(key)
         .get("/login", |req: &Request| {
@@ -35,8 +40,7 @@ fn app(key: Key, old: Option<Key>) -> App {
         })
         .get("/logout", |_: &Request| {
             Response::text("bye").remove_cookie("user")
-        })
-        .cors(Cors::new().expose_headers(&["X-Total-Count"]));
+        });
     if let Some(old) = old {
         app = app.old_cookie_key(old);
     }
@@ -152,4 +156,68 @@ fn cors_exposes_headers_to_scripts() {
     let r = c.read_response();
     assert_eq!(r.status, 204);
     assert_eq!(r.header("access-control-expose-headers"), None);
+}
+
+/// Credentials were allowed to every origin (`null` included): any site
+/// could read `/me` with the user's cookies. Now only listed origins are.
+#[test]
+fn credentials_are_allowed_only_to_listed_origins() {
+    let key = Key::generate();
+    let k = key.clone();
+    let addr = support::serve(move || {
+        routes(k, None).cors(
+            Cors::new()
+                .allow_origin("https://app.example")
+                .allow_credentials(true),
+        )
+    });
+    let cookies = cookie_pairs(&testkit::get(addr, "/login"));
+    let ask = |raw: String| {
+        let mut c = Client::connect(addr);
+        c.send(raw.as_bytes());
+        c.read_response()
+    };
+    let me = |origin: &str| {
+        ask(format!(
+            "GET /me HTTP/1.1\r\nHost: t\r\nOrigin: {origin}\r\nCookie: {}\r\n\r\n",
+            cookies.join("; ")
+        ))
+    };
+    let preflight = |origin: &str| {
+        ask(format!(
+            "OPTIONS /me HTTP/1.1\r\nHost: t\r\nOrigin: {origin}\r\n\
+             Access-Control-Request-Method: DELETE\r\n\r\n"
+        ))
+    };
+
+    let r = me("https://app.example");
+    assert_eq!(r.text(), "user=ada sid=s3cret/+=");
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
+    let r = preflight("https://app.example");
+    assert_eq!(r.status, 204);
+    assert!(r.header("access-control-allow-methods").is_some(), "{r:?}");
+
+    for origin in ["https://evil.example", "null"] {
+        for r in [me(origin), preflight(origin)] {
+            assert_eq!(r.header("access-control-allow-origin"), None, "{r:?}");
+            assert_eq!(r.header("access-control-allow-credentials"), None);
+            assert_eq!(r.header("access-control-allow-methods"), None);
+        }
+    }
+}
+
+/// `allow_credentials(true)` without an origin list is a configuration
+/// mistake, reported at the app's `.cors(..)` line.
+#[test]
+fn credentials_without_listed_origins_are_refused_at_the_cors_line() {
+    let line = line!() + 1;
+    let panic = std::panic::catch_unwind(|| App::new().cors(Cors::new().allow_credentials(true)))
+        .expect_err("credentials with any origin must be refused");
+    let msg = panic.downcast_ref::<String>().expect("a formatted message");
+    assert!(msg.contains("Cors::allow_origin"), "{msg}");
+    assert!(msg.contains(&format!("cookies.rs:{line}:")), "{msg}");
 }

@@ -27,6 +27,37 @@ use crate::http::{Request, Response};
 /// assert_eq!(res.headers()["access-control-allow-origin"], "https://app.example");
 /// assert_eq!(res.headers()["vary"], "Origin");
 /// ```
+///
+/// # Credentials need listed origins
+///
+/// With [`allow_credentials(true)`](Cors::allow_credentials) the browser
+/// sends the user's cookies and lets the page read the answer, so only
+/// origins you list with [`allow_origin`](Cors::allow_origin) may be
+/// allowed: [`App::cors`] panics, at your `.cors(..)` line, when credentials
+/// are allowed and no origin is listed (as tower-http and actix-cors refuse
+/// it). Echoing any origin with credentials would let every site act as
+/// the signed-in user and read the answers. The `null` origin (sandboxed
+/// iframes, `data:` and `file:` pages, some redirects) is one that any
+/// page can take on, so it is allowed only when listed literally
+/// (`allow_origin("null")`), which is rarely what you want. Without
+/// credentials, `Cors::new()` answers `*`, which every origin, `null`
+/// included, may read: use it for public data only.
+///
+/// ```
+/// use tine::{App, Cors, Method, Request};
+/// let app = App::new()
+///     .get("/me", |_: &Request| "ada")
+///     .cors(Cors::new().allow_origin("https://app.example").allow_credentials(true));
+/// let mut req = Request::builder(Method::GET, "/me").header("origin", "null").finish();
+/// let res = app.handle(&mut req);
+/// assert!(!res.headers().contains_key("access-control-allow-origin"));
+/// ```
+///
+/// ```should_panic
+/// use tine::{App, Cors, Request};
+/// // Panics: credentials with any origin.
+/// let app = App::new().get("/me", |_: &Request| "ada").cors(Cors::new().allow_credentials(true));
+/// ```
 #[derive(Debug, Clone)]
 pub struct Cors {
     /// `None`: any origin (`*`).
@@ -60,8 +91,24 @@ impl Cors {
     }
 
     /// Allows one more origin (e.g. `https://app.example`); once any is
-    /// given, only the listed origins are allowed.
+    /// given, only the listed origins are allowed. Panics on `*`: for any
+    /// origin, list none (and see [credentials](Cors#credentials-need-listed-origins)).
+    ///
+    /// ```
+    /// use tine::Cors;
+    /// let cors = Cors::new().allow_origin("https://app.example").allow_origin("https://admin.example");
+    /// ```
+    #[track_caller]
     pub fn allow_origin(mut self, origin: &str) -> Self {
+        // Matched literally, `*` would allow nothing (browsers never send
+        // it); an app that wrote it meant "any origin", which with
+        // credentials is exactly what must not be done silently.
+        if origin.trim() == "*" {
+            crate::service::registration_panic(
+                "Cors::allow_origin(\"*\"): for any origin list none (Cors::new() answers `*`); \
+                 with credentials, list each allowed origin",
+            );
+        }
         self.origins
             .get_or_insert_with(Vec::new)
             .push(origin.trim_end_matches('/').to_string());
@@ -114,8 +161,18 @@ impl Cors {
         self
     }
 
-    /// Sends `Access-Control-Allow-Credentials: true` (then the origin is
-    /// always echoed, never `*`, as the standard requires).
+    /// Sends `Access-Control-Allow-Credentials: true` to the listed
+    /// origins, echoing the origin (never `*`, as the standard requires).
+    /// Needs at least one [`allow_origin`](Cors::allow_origin):
+    /// [`App::cors`] panics otherwise (see
+    /// [credentials](Cors#credentials-need-listed-origins)).
+    ///
+    /// ```
+    /// use tine::{App, Cors, Request};
+    /// let app = App::new()
+    ///     .get("/me", |_: &Request| "ada")
+    ///     .cors(Cors::new().allow_origin("https://app.example").allow_credentials(true));
+    /// ```
     pub fn allow_credentials(mut self, allow: bool) -> Self {
         self.credentials = allow;
         self
@@ -125,8 +182,11 @@ impl Cors {
     /// allowed, and whether it echoes the origin.
     fn allow_origin_for(&self, origin: &str) -> Option<(HeaderValue, bool)> {
         match &self.origins {
-            None if !self.credentials => Some((HeaderValue::from_static("*"), false)),
-            None => HeaderValue::from_str(origin).ok().map(|v| (v, true)),
+            // Any origin is `*`, never an echo: echoing every origin with
+            // credentials let any site read answers made with the user's
+            // cookies. `install` refuses credentials without a list; were
+            // they here anyway, browsers reject `*` with credentials.
+            None => Some((HeaderValue::from_static("*"), false)),
             Some(list) => list
                 .iter()
                 .any(|o| o == origin)
@@ -168,7 +228,17 @@ impl Cors {
         }
     }
 
+    /// Panics (at the app's `.cors(..)` line) when credentials are
+    /// allowed without a list of origins.
+    #[track_caller]
     pub(crate) fn install(self, app: App) -> App {
+        if self.credentials && self.origins.is_none() {
+            crate::service::registration_panic(
+                "Cors::allow_credentials(true) with any origin: list the origins allowed to \
+                 send credentials with Cors::allow_origin (answering every origin with \
+                 credentials lets any site act as the user and read the answers)",
+            );
+        }
         let cors = Rc::new(self);
         let pre = cors.clone();
         app.before(move |req: &mut Request| {
@@ -273,6 +343,59 @@ mod tests {
         let res = send(Method::OPTIONS, "https://a.example");
         assert_eq!(res.status(), 204);
         assert!(!res.headers().contains_key("access-control-expose-headers"));
+    }
+
+    #[test]
+    #[should_panic(expected = "list the origins allowed to send credentials")]
+    fn credentials_with_any_origin_are_refused_at_install() {
+        app(Cors::new().allow_credentials(true));
+    }
+
+    #[test]
+    #[should_panic(expected = "Cors::allow_origin(\"*\")")]
+    fn star_is_not_an_origin() {
+        let _ = Cors::new().allow_origin("*");
+    }
+
+    fn post(app: &App, origin: &str) -> Response {
+        let mut req = Request::builder(Method::POST, "/x")
+            .header("origin", origin)
+            .finish();
+        app.handle(&mut req)
+    }
+
+    fn preflight(app: &App, origin: &str) -> Response {
+        let mut req = Request::builder(Method::OPTIONS, "/x")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .finish();
+        app.handle(&mut req)
+    }
+
+    #[test]
+    fn credentials_only_for_listed_origins_and_null_only_when_listed() {
+        let listed = app(Cors::new()
+            .allow_origin("https://a.example")
+            .allow_credentials(true));
+        let res = post(&listed, "https://a.example");
+        assert_eq!(
+            res.headers()["access-control-allow-origin"],
+            "https://a.example"
+        );
+        assert_eq!(res.headers()["access-control-allow-credentials"], "true");
+        for origin in ["https://evil.example", "null"] {
+            for res in [post(&listed, origin), preflight(&listed, origin)] {
+                let h = res.headers();
+                assert!(!h.contains_key("access-control-allow-origin"), "{origin}");
+                assert!(!h.contains_key("access-control-allow-credentials"));
+                assert!(!h.contains_key("access-control-allow-methods"));
+            }
+        }
+
+        let null = app(Cors::new().allow_origin("null").allow_credentials(true));
+        let res = post(&null, "null");
+        assert_eq!(res.headers()["access-control-allow-origin"], "null");
+        assert_eq!(res.headers()["access-control-allow-credentials"], "true");
     }
 
     #[test]
