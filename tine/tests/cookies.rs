@@ -148,6 +148,15 @@ fn cors_exposes_headers_to_scripts() {
         Some("X-Total-Count")
     );
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    // The same `*` without `Origin` (one answer for all: no `Vary`).
+    c.send(b"GET /me HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        r.header("access-control-expose-headers"),
+        Some("X-Total-Count")
+    );
+    assert_eq!(r.header("vary"), None);
     // Not on a preflight, which only says what may be sent.
     c.send(
         b"OPTIONS /me HTTP/1.1\r\nHost: t\r\nOrigin: https://app.example\r\n\

@@ -29,6 +29,9 @@ fn limits() -> Limits {
 fn app() -> App {
     App::new()
         .get("/ok", |_: &Request| "ok")
+        .get("/gz", |_: &Request| {
+            Response::text("ok").with_header("vary", "Accept-Encoding")
+        })
         .get("/boom", |_: &Request| -> Response {
             panic!("dispatch-test boom")
         })
@@ -302,4 +305,46 @@ fn a_handler_panic_is_a_500_page_with_the_after_hooks() {
     assert_eq!(r.text(), "custom 500 GET /boom");
     has_hooks(&r);
     logged("GET /boom 500", 1);
+}
+
+/// With an origin list the answer depends on `Origin` even when it carries
+/// no CORS headers (no `Origin`, another one, an error page): every answer
+/// says `Vary: Origin`, else a shared cache could hand a listed origin an
+/// answer stored without them. A handler's own `Vary` is kept.
+#[test]
+fn every_answer_varies_on_origin() {
+    let addr = start();
+    let ask = |raw: String| exchange(addr, raw.as_bytes());
+    for (raw, status) in [
+        ("GET /ok?vary HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), 200),
+        (
+            "GET /ok?vary HTTP/1.1\r\nHost: t\r\nOrigin: https://evil.example\r\n\r\n".into(),
+            200,
+        ),
+        ("GET /vary-nowhere HTTP/1.1\r\nHost: t\r\n\r\n".into(), 404),
+    ] {
+        let r = ask(raw);
+        assert_eq!(r.status, status, "{r:?}");
+        assert_eq!(r.headers_all("vary"), ["Origin"], "{r:?}");
+        assert_eq!(r.header("access-control-allow-origin"), None);
+    }
+
+    let r = ask(format!(
+        "GET /gz HTTP/1.1\r\nHost: t\r\nOrigin: {ORIGIN}\r\n\r\n"
+    ));
+    assert_eq!(r.headers_all("vary"), ["Accept-Encoding, Origin"], "{r:?}");
+    assert_eq!(r.header("access-control-allow-origin"), Some(ORIGIN));
+
+    for origin in [ORIGIN, "https://evil.example"] {
+        let r = ask(format!(
+            "OPTIONS /ok HTTP/1.1\r\nHost: t\r\nOrigin: {origin}\r\n\
+             Access-Control-Request-Method: GET\r\n\r\n"
+        ));
+        assert_eq!(r.status, 204, "{r:?}");
+        assert_eq!(
+            r.headers_all("vary"),
+            ["Origin, Access-Control-Request-Method, Access-Control-Request-Headers"],
+            "{r:?}"
+        );
+    }
 }

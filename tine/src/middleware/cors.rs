@@ -2,7 +2,7 @@
 
 use std::rc::Rc;
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 
 use crate::app::App;
@@ -12,10 +12,16 @@ use crate::http::{Request, Response};
 ///
 /// Preflight requests (`OPTIONS` with `Origin` and
 /// `Access-Control-Request-Method`) are answered `204` with the allowed
-/// methods, headers and max-age, before routing reaches a handler. Every
-/// other response to an allowed origin gets `Access-Control-Allow-Origin`;
-/// when a specific origin is echoed (not `*`), `Vary: Origin` is added so
-/// caches keep answers per origin.
+/// methods, headers and max-age, before routing reaches a handler.
+///
+/// With any origin (no [`allow_origin`](Cors::allow_origin)) every answer
+/// gets `Access-Control-Allow-Origin: *`, whether the request had an
+/// `Origin` or not, so the answer is the same for all and caches need no
+/// `Vary`. With a list, an allowed origin is echoed, and every answer (to
+/// a listed origin, another one or none, error pages included) gets
+/// `Vary: Origin`, preflights `Vary: Origin, Access-Control-Request-Method,
+/// Access-Control-Request-Headers`, added to the `Vary` the handler set:
+/// a shared cache then never serves one origin's answer to another.
 ///
 /// ```
 /// use tine::{App, Cors, Method, Request};
@@ -25,6 +31,12 @@ use crate::http::{Request, Response};
 /// let mut req = Request::builder(Method::GET, "/api").header("origin", "https://app.example").finish();
 /// let res = app.handle(&mut req);
 /// assert_eq!(res.headers()["access-control-allow-origin"], "https://app.example");
+/// assert_eq!(res.headers()["vary"], "Origin");
+/// // Not allowed, or no `Origin` at all: no CORS headers, but the answer
+/// // still depends on the origin.
+/// let mut req = Request::builder(Method::GET, "/api").finish();
+/// let res = app.handle(&mut req);
+/// assert!(!res.headers().contains_key("access-control-allow-origin"));
 /// assert_eq!(res.headers()["vary"], "Origin");
 /// ```
 ///
@@ -178,28 +190,48 @@ impl Cors {
         self
     }
 
-    /// The `Access-Control-Allow-Origin` value for a request's origin, if
-    /// allowed, and whether it echoes the origin.
-    fn allow_origin_for(&self, origin: &str) -> Option<(HeaderValue, bool)> {
+    /// The `Access-Control-Allow-Origin` value for a request's origin (if
+    /// it sent one), if allowed.
+    fn allow_origin_for(&self, origin: Option<&str>) -> Option<HeaderValue> {
         match &self.origins {
             // Any origin is `*`, never an echo: echoing every origin with
             // credentials let any site read answers made with the user's
             // cookies. `install` refuses credentials without a list; were
             // they here anyway, browsers reject `*` with credentials.
-            None => Some((HeaderValue::from_static("*"), false)),
-            Some(list) => list
-                .iter()
-                .any(|o| o == origin)
-                .then(|| HeaderValue::from_str(origin).ok().map(|v| (v, true)))
-                .flatten(),
+            // `*` goes on answers without `Origin` too: were it only on
+            // those with one, a cache could give a CORS request the answer
+            // stored for a plain one, and the browser would refuse it.
+            None => Some(HeaderValue::from_static("*")),
+            Some(list) => {
+                let origin = origin?;
+                list.iter()
+                    .any(|o| o == origin)
+                    .then(|| HeaderValue::from_str(origin).ok())
+                    .flatten()
+            }
         }
     }
 
-    fn decorate(&self, origin: &str, res: &mut Response) {
-        let Some((value, echoed)) = self.allow_origin_for(origin) else {
+    /// Adds the CORS headers for `origin` (`None`: the request had none)
+    /// to an answer, a preflight's if `preflight`.
+    fn decorate(&self, origin: Option<&str>, preflight: bool, res: &mut Response) {
+        let headers = res.headers_mut();
+        // With a list, the answer depends on the origin whether it is
+        // allowed, refused or absent (only an allowed one gets the headers
+        // below), so every answer says so: with `Vary: Origin` only on
+        // echoes, a shared cache could serve an answer without CORS
+        // headers, stored for a plain request, to a listed origin.
+        if self.origins.is_some() {
+            let names: &[&str] = if preflight {
+                PREFLIGHT_VARY
+            } else {
+                &["Origin"]
+            };
+            add_vary(headers, names);
+        }
+        let Some(value) = self.allow_origin_for(origin) else {
             return;
         };
-        let headers = res.headers_mut();
         if headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
             return;
         }
@@ -210,14 +242,11 @@ impl Cors {
                 HeaderValue::from_static("true"),
             );
         }
-        if echoed {
-            headers.append(header::VARY, HeaderValue::from_static("Origin"));
-        }
     }
 
     /// Adds `Access-Control-Expose-Headers` to an actual (not preflight)
     /// answer for an allowed origin.
-    fn expose(&self, origin: &str, res: &mut Response) {
+    fn expose(&self, origin: Option<&str>, res: &mut Response) {
         let Some(expose) = &self.expose else {
             return;
         };
@@ -246,6 +275,7 @@ impl Cors {
             if !is_preflight(req) {
                 return None;
             }
+            let origin = Some(origin);
             let mut res = Response::empty(StatusCode::NO_CONTENT);
             if pre.allow_origin_for(origin).is_some() {
                 let h = res.headers_mut();
@@ -255,19 +285,63 @@ impl Cors {
                     header::ACCESS_CONTROL_MAX_AGE,
                     HeaderValue::from(pre.max_age),
                 );
-                pre.decorate(origin, &mut res);
             }
+            pre.decorate(origin, true, &mut res);
             Some(res)
         })
         .after(move |req: &Request, mut res: Response| {
-            if let Some(origin) = req.header(header::ORIGIN) {
-                cors.decorate(origin, &mut res);
-                if !is_preflight(req) {
-                    cors.expose(origin, &mut res);
-                }
+            let origin = req.header(header::ORIGIN);
+            let preflight = is_preflight(req);
+            cors.decorate(origin, preflight, &mut res);
+            if !preflight {
+                cors.expose(origin, &mut res);
             }
             res
         })
+    }
+}
+
+/// What a preflight's answer depends on, when the origin is not `*`.
+const PREFLIGHT_VARY: &[&str] = &[
+    "Origin",
+    "Access-Control-Request-Method",
+    "Access-Control-Request-Headers",
+];
+
+/// Adds `names` to the answer's `Vary`, after the names already there (a
+/// handler's `Vary: Accept-Encoding` must stay: a cache keys on every name
+/// listed), each once, in one field line; `Vary: *` is left alone.
+fn add_vary(headers: &mut HeaderMap, names: &[&str]) {
+    let values = headers.get_all(header::VARY);
+    let text: Vec<&str> = values.iter().filter_map(|v| v.to_str().ok()).collect();
+    let all_text = text.len() == values.iter().count();
+    let listed: Vec<&str> = text
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .collect();
+    if listed.contains(&"*") {
+        return;
+    }
+    let missing = names
+        .iter()
+        .filter(|name| !listed.iter().any(|l| l.eq_ignore_ascii_case(name)));
+    let mut line: Vec<&str> = if all_text { listed.clone() } else { Vec::new() };
+    let before = line.len();
+    line.extend(missing);
+    if line.len() == before {
+        return;
+    }
+    let Ok(value) = HeaderValue::from_str(&line.join(", ")) else {
+        return;
+    };
+    if all_text {
+        headers.insert(header::VARY, value);
+    } else {
+        // A value that is not text is kept as it is; ours go on a line of
+        // their own.
+        headers.append(header::VARY, value);
     }
 }
 
@@ -305,7 +379,10 @@ mod tests {
             .to_str()
             .unwrap()
             .contains("POST"));
-        assert_eq!(res.headers()["vary"], "Origin");
+        assert_eq!(
+            res.headers()["vary"],
+            "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
+        );
     }
 
     #[test]
@@ -396,6 +473,69 @@ mod tests {
         let res = post(&null, "null");
         assert_eq!(res.headers()["access-control-allow-origin"], "null");
         assert_eq!(res.headers()["access-control-allow-credentials"], "true");
+    }
+
+    /// With a list the answer depends on the origin even when it gets no
+    /// CORS headers: without `Vary: Origin` on those, a shared cache could
+    /// serve one stored for a plain request to a listed origin.
+    #[test]
+    fn vary_origin_on_every_answer_with_a_list() {
+        let app = app(Cors::new().allow_origin("https://a.example"));
+        let mut plain = Request::builder(Method::POST, "/x").finish();
+        let mut missing = Request::builder(Method::GET, "/nowhere").finish();
+        for res in [
+            post(&app, "https://a.example"),
+            post(&app, "https://evil.example"),
+            app.handle(&mut plain),
+            app.handle(&mut missing),
+        ] {
+            assert_eq!(res.headers()["vary"], "Origin");
+        }
+        let res = preflight(&app, "https://evil.example");
+        assert!(!res.headers().contains_key("access-control-allow-origin"));
+        assert_eq!(
+            res.headers()["vary"],
+            "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
+        );
+    }
+
+    #[test]
+    fn vary_is_added_to_the_handlers() {
+        let app = App::new()
+            .get("/gz", |_: &Request| {
+                Response::text("ok").with_header("vary", "Accept-Encoding")
+            })
+            .get("/has", |_: &Request| {
+                Response::text("ok").with_header("vary", "accept, origin")
+            })
+            .get("/star", |_: &Request| {
+                Response::text("ok").with_header("vary", "*")
+            })
+            .cors(Cors::new().allow_origin("https://a.example"));
+        for (path, vary) in [
+            ("/gz", "Accept-Encoding, Origin"),
+            ("/has", "accept, origin"),
+            ("/star", "*"),
+        ] {
+            let mut req = Request::builder(Method::GET, path)
+                .header("origin", "https://a.example")
+                .finish();
+            let res = app.handle(&mut req);
+            let all: Vec<_> = res.headers().get_all("vary").iter().collect();
+            assert_eq!(all, [vary], "{path}");
+        }
+    }
+
+    /// `*` is the same for every request, so it needs no `Vary`, and is
+    /// there without `Origin` too (else the answer would vary).
+    #[test]
+    fn any_origin_is_star_on_every_answer() {
+        let app = app(Cors::new().expose_headers(&["X-Id"]));
+        let mut req = Request::builder(Method::POST, "/x").finish();
+        let res = app.handle(&mut req);
+        assert_eq!(res.headers()["access-control-allow-origin"], "*");
+        assert_eq!(res.headers()["access-control-expose-headers"], "X-Id");
+        assert!(!res.headers().contains_key("vary"));
     }
 
     #[test]
