@@ -417,7 +417,9 @@ impl App {
 
     /// Adds CORS handling: answers preflight requests and adds the
     /// `Access-Control-*` headers to responses. See [`Cors`]. Panics when
-    /// `cors` allows credentials but lists no origin.
+    /// `cors` allows credentials but lists no origin. Preflights are
+    /// answered by a before-hook: call this before authentication hooks,
+    /// which would otherwise refuse them (preflights carry no credentials).
     ///
     /// ```
     /// use tine::{App, Cors, Request};

@@ -348,3 +348,19 @@ fn every_answer_varies_on_origin() {
         );
     }
 }
+
+/// Scheme and host are case-insensitive: a listed origin matches whatever
+/// case it arrives in, and the answer echoes it as sent.
+#[test]
+fn origins_match_without_regard_to_case() {
+    let addr = start();
+    let r = exchange(
+        addr,
+        b"GET /ok?case HTTP/1.1\r\nHost: t\r\nOrigin: HTTPS://App.Example\r\n\r\n",
+    );
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("HTTPS://App.Example"),
+        "{r:?}"
+    );
+}

@@ -40,6 +40,30 @@ use crate::http::{Request, Response};
 /// assert_eq!(res.headers()["vary"], "Origin");
 /// ```
 ///
+/// # Install CORS before authentication hooks
+///
+/// [`App::cors`] adds a before-hook that answers preflights, and
+/// before-hooks run in registration order: a hook added earlier sees the
+/// preflight first. Preflights carry no cookies or `Authorization`, so an
+/// authentication hook added before `.cors(..)` answers them (`401`, say),
+/// and the browser, which needs a `2xx`, never sends the real request.
+/// Call `.cors(..)` before such hooks:
+///
+/// ```
+/// use tine::{App, Cors, Method, Request, Response, StatusCode};
+/// let app = App::new()
+///     .get("/me", |_: &Request| "ada")
+///     .cors(Cors::new().allow_origin("https://app.example").allow_credentials(true))
+///     .before(|req: &mut Request| {
+///         req.header("authorization").is_none().then(|| Response::error(StatusCode::UNAUTHORIZED))
+///     });
+/// let mut req = Request::builder(Method::OPTIONS, "/me")
+///     .header("origin", "https://app.example")
+///     .header("access-control-request-method", "GET")
+///     .finish();
+/// assert_eq!(app.handle(&mut req).status(), 204);
+/// ```
+///
 /// # Credentials need listed origins
 ///
 /// With [`allow_credentials(true)`](Cors::allow_credentials) the browser
@@ -103,8 +127,11 @@ impl Cors {
     }
 
     /// Allows one more origin (e.g. `https://app.example`); once any is
-    /// given, only the listed origins are allowed. Panics on `*`: for any
-    /// origin, list none (and see [credentials](Cors#credentials-need-listed-origins)).
+    /// given, only the listed origins are allowed. Matched without regard
+    /// to case (scheme and host are case-insensitive, and browsers send
+    /// them lower case); the answer echoes the origin as the request sent
+    /// it. Panics on `*`: for any origin, list none (and see
+    /// [credentials](Cors#credentials-need-listed-origins)).
     ///
     /// ```
     /// use tine::Cors;
@@ -204,8 +231,11 @@ impl Cors {
             None => Some(HeaderValue::from_static("*")),
             Some(list) => {
                 let origin = origin?;
+                // Scheme and host are case-insensitive (RFC 6454 serialises
+                // them lower case, as browsers send them), so a list entry
+                // written `https://App.example` must still match.
                 list.iter()
-                    .any(|o| o == origin)
+                    .any(|o| o.eq_ignore_ascii_case(origin))
                     .then(|| HeaderValue::from_str(origin).ok())
                     .flatten()
             }
@@ -536,6 +566,17 @@ mod tests {
         assert_eq!(res.headers()["access-control-allow-origin"], "*");
         assert_eq!(res.headers()["access-control-expose-headers"], "X-Id");
         assert!(!res.headers().contains_key("vary"));
+    }
+
+    #[test]
+    fn origin_matching_ignores_case() {
+        let app = app(Cors::new().allow_origin("https://App.Example"));
+        for origin in ["https://app.example", "HTTPS://APP.EXAMPLE"] {
+            let res = post(&app, origin);
+            assert_eq!(res.headers()["access-control-allow-origin"], origin);
+        }
+        let res = post(&app, "https://app.example.evil");
+        assert!(!res.headers().contains_key("access-control-allow-origin"));
     }
 
     #[test]
