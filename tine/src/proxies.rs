@@ -8,10 +8,15 @@
 //! from, so the right-most address that is not itself a trusted proxy is
 //! the client as the outermost trusted proxy saw it (nginx's
 //! `real_ip_recursive on`). The left-most entries are whatever the client
-//! sent and can be spoofed through any proxy. A header that cannot be read
-//! (a value that is no address, a scheme that is neither `http` nor
-//! `https`) is logged at debug level and ignored: the socket's address and
-//! scheme stand.
+//! sent and can be spoofed through any proxy, so only the entries the walk
+//! from the right reaches are read: junk the client wrote left of its own
+//! address does not matter. An entry the walk reaches that cannot be read
+//! (no address, `unknown`, an obfuscated `_name`, an empty entry) ends it:
+//! the client is then the last address reached, a trusted hop, or the
+//! socket's address when the right-most entry is unreadable (as nginx
+//! does). A scheme that is neither `http` nor `https` leaves the socket's
+//! scheme and does not affect the address. What cannot be read is logged
+//! at debug level.
 //!
 //! A peer on a Unix-domain listener has no address (its
 //! [`Request::peer_addr`] is the unspecified `0.0.0.0:0`): it is the proxy
@@ -103,135 +108,152 @@ impl Proxies {
         self.nets.iter().any(|n| n.contains(&ip))
     }
 
-    /// The client as the headers tell it, when the peer is trusted and the
-    /// headers can be read; `None` leaves the socket's view.
+    /// The client as the headers tell it, when the peer is trusted; `None`
+    /// leaves the socket's view.
     pub(crate) fn client(&self, req: &Request) -> Option<Client> {
-        let peer = req.peer_addr();
         if !self.trusted_peer(req) {
             return None;
         }
-        let found = match self.header {
-            ProxyHeader::XForwardedFor => self.read_x_forwarded(req),
+        match self.header {
+            ProxyHeader::XForwardedFor => Some(self.read_x_forwarded(req)),
             ProxyHeader::Forwarded => self.read_forwarded(req),
-        };
-        match found {
-            Ok(client) => client,
-            Err(why) => {
-                log::debug!(
-                    "ignoring the forwarding headers from trusted proxy {}: {why}",
-                    peer.ip()
-                );
-                None
-            }
         }
     }
 
-    fn read_x_forwarded(&self, req: &Request) -> Result<Option<Client>, String> {
-        let values: Vec<&str> = req
-            .headers()
-            .get_all("x-forwarded-for")
-            .iter()
-            .map(|v| {
-                v.to_str()
-                    .map_err(|_| "X-Forwarded-For is not text".to_string())
-            })
-            .collect::<Result<_, _>>()?;
-        let hops: Vec<&str> = values
-            .iter()
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .collect();
-        let https = match req
-            .headers()
-            .get_all("x-forwarded-proto")
-            .iter()
-            .next_back()
-        {
-            None => req_https(req),
-            Some(v) => {
-                let v = v.to_str().unwrap_or("");
-                let last = v.rsplit(',').next().unwrap_or("").trim();
-                scheme_https(last).ok_or_else(|| format!("X-Forwarded-Proto {v:?}"))?
-            }
-        };
-        if values.is_empty() {
-            return Ok(Some(Client {
-                addr: canonical(req.peer_addr().ip()),
-                https,
-            }));
-        }
-        let addrs = hops
-            .iter()
-            .map(|h| parse_hop(h).ok_or_else(|| format!("X-Forwarded-For entry {h:?}")))
-            .collect::<Result<Vec<IpAddr>, String>>()?;
-        Ok(Some(Client {
-            addr: self.right_most_untrusted(&addrs),
-            https,
-        }))
-    }
-
-    fn read_forwarded(&self, req: &Request) -> Result<Option<Client>, String> {
-        let mut elements: Vec<(IpAddr, Option<bool>)> = Vec::new();
-        for value in req.headers().get_all("forwarded") {
-            let value = value
-                .to_str()
-                .map_err(|_| "Forwarded is not text".to_string())?;
-            for element in value.split(',') {
-                let mut addr = None;
-                let mut proto = None;
-                for pair in element.split(';') {
-                    let Some((k, v)) = pair.split_once('=') else {
-                        if pair.trim().is_empty() {
-                            continue;
-                        }
-                        return Err(format!("Forwarded pair {pair:?}"));
-                    };
-                    let v = v.trim().trim_matches('"');
-                    match k.trim().to_ascii_lowercase().as_str() {
-                        "for" => {
-                            addr = Some(parse_hop(v).ok_or_else(|| format!("Forwarded for={v:?}"))?)
-                        }
-                        "proto" => {
-                            proto = Some(
-                                scheme_https(v).ok_or_else(|| format!("Forwarded proto={v:?}"))?,
-                            )
-                        }
-                        _ => {}
+    /// Walks the hops of a forwarding header from the right (`hops` yields
+    /// the right-most first), reading only the hops it reaches: the first
+    /// address that is not a trusted proxy is the client, and so is the
+    /// left-most one when all are trusted.
+    ///
+    /// A hop that cannot be read (`garbage`, `unknown`, an RFC 7239
+    /// obfuscated `_name`, an empty entry) ends the walk, and the client is
+    /// the last address it reached: the trusted hop right of it, or `None`
+    /// (the peer) when it is the right-most hop (nginx's realip does the
+    /// same). Entries were parsed all at once before: one unreadable entry
+    /// anywhere, even one the client wrote left of the address its proxy
+    /// appended, discarded the whole header, and the client took on the
+    /// trusted proxy's address. Left of the client nothing is read.
+    ///
+    /// The client is returned with IPv4-mapped addresses as IPv4.
+    fn walk(&self, hops: impl Iterator<Item = Result<IpAddr, String>>) -> Option<IpAddr> {
+        let mut reached = None;
+        for hop in hops {
+            match hop {
+                Ok(ip) => {
+                    reached = Some(canonical(ip));
+                    if !self.trusted(ip) {
+                        break;
                     }
                 }
-                let addr =
-                    addr.ok_or_else(|| format!("Forwarded element {element:?} has no for="))?;
-                elements.push((addr, proto));
+                Err(why) => {
+                    log::debug!(
+                        "forwarding header: {why} cannot be read; the client is {}",
+                        reached.map_or("the peer".to_string(), |ip| ip.to_string())
+                    );
+                    break;
+                }
             }
         }
-        if elements.is_empty() {
-            return Ok(None);
-        }
-        let addrs: Vec<IpAddr> = elements.iter().map(|e| e.0).collect();
-        let client = self.right_most_untrusted(&addrs);
-        let i = addrs.iter().rposition(|&a| a == client).unwrap_or(0);
-        let https = elements[i]
-            .1
-            .or_else(|| elements.iter().rev().find_map(|e| e.1))
-            .unwrap_or_else(|| req_https(req));
-        Ok(Some(Client {
-            addr: client,
-            https,
-        }))
+        reached
     }
 
-    /// The right-most address that is not a trusted proxy (all trusted:
-    /// the left-most).
-    fn right_most_untrusted(&self, addrs: &[IpAddr]) -> IpAddr {
-        addrs
-            .iter()
-            .rev()
-            .copied()
-            .find(|&a| !self.trusted(a))
-            .or_else(|| addrs.first().copied())
-            .map(canonical)
-            .expect("at least one address")
+    /// `X-Forwarded-For` (walked from the right, see [`walk`](Self::walk))
+    /// and `X-Forwarded-Proto` (its right-most value). Each is read on its
+    /// own: an unreadable scheme leaves the socket's and still believes the
+    /// address, and the other way round.
+    fn read_x_forwarded(&self, req: &Request) -> Client {
+        let headers = req.headers();
+        // Split as bytes, so that a byte that is not text spoils only the
+        // entry it is in.
+        let hops = (headers.get_all("x-forwarded-for").iter().rev())
+            .flat_map(|v| v.as_bytes().rsplit(|&b| b == b','))
+            .map(|h| {
+                std::str::from_utf8(h)
+                    .ok()
+                    .and_then(parse_hop)
+                    .ok_or_else(|| {
+                        format!("X-Forwarded-For entry {:?}", String::from_utf8_lossy(h))
+                    })
+            });
+        let addr = self
+            .walk(hops)
+            .unwrap_or_else(|| canonical(req.peer_addr().ip()));
+        let https = match headers.get_all("x-forwarded-proto").iter().next_back() {
+            None => req_https(req),
+            Some(v) => {
+                let last = v.as_bytes().rsplit(|&b| b == b',').next().unwrap_or(b"");
+                let scheme = std::str::from_utf8(last).ok().map(str::trim);
+                scheme.and_then(scheme_https).unwrap_or_else(|| {
+                    log::debug!(
+                        "X-Forwarded-Proto {:?} cannot be read; the scheme is the socket's",
+                        String::from_utf8_lossy(v.as_bytes())
+                    );
+                    req_https(req)
+                })
+            }
+        };
+        Client { addr, https }
     }
+
+    /// RFC 7239 `Forwarded`, element by element from the right (see
+    /// [`walk`](Self::walk)): an element whose `for=` is `unknown`, an
+    /// obfuscated `_name` or no address, or that cannot be read at all,
+    /// ends the walk. The scheme is the `proto=` nearest the client among
+    /// the elements the walk reached (the one that ended it included: its
+    /// proxy is trusted), else the socket's; an unreadable `proto=` counts
+    /// as none. Elements left of the client, which it could have written
+    /// itself, are not read.
+    fn read_forwarded(&self, req: &Request) -> Option<Client> {
+        let values = req.headers().get_all("forwarded");
+        // No header: the socket's view.
+        values.iter().next()?;
+        let mut protos: Vec<Option<bool>> = Vec::new();
+        let hops = (values.iter().rev())
+            .flat_map(|v| v.as_bytes().rsplit(|&b| b == b','))
+            .map(|element| {
+                let (addr, proto) = parse_element(element);
+                protos.push(proto);
+                addr
+            });
+        let addr = self
+            .walk(hops)
+            .unwrap_or_else(|| canonical(req.peer_addr().ip()));
+        let https = (protos.iter().rev().find_map(|&p| p)).unwrap_or_else(|| req_https(req));
+        Some(Client { addr, https })
+    }
+}
+
+/// One element of a `Forwarded` header: its `for=` address (or why there
+/// is none to believe) and its `proto=` (`None` when absent or unreadable).
+fn parse_element(element: &[u8]) -> (Result<IpAddr, String>, Option<bool>) {
+    let unreadable = || format!("Forwarded element {:?}", String::from_utf8_lossy(element));
+    let Ok(text) = std::str::from_utf8(element) else {
+        return (Err(unreadable()), None);
+    };
+    let mut addr = Err(format!("Forwarded element {text:?} without for="));
+    let mut proto = None;
+    for pair in text.split(';') {
+        let Some((k, v)) = pair.split_once('=') else {
+            if pair.trim().is_empty() {
+                continue;
+            }
+            return (Err(unreadable()), None);
+        };
+        let v = v.trim().trim_matches('"');
+        match k.trim().to_ascii_lowercase().as_str() {
+            // `unknown` and `_obfuscated` name no address: parse_hop
+            // refuses them like any other non-address.
+            "for" => addr = parse_hop(v).ok_or_else(|| format!("Forwarded for={v:?}")),
+            "proto" => {
+                proto = scheme_https(v);
+                if proto.is_none() {
+                    log::debug!("Forwarded proto={v:?} cannot be read; ignored");
+                }
+            }
+            _ => {}
+        }
+    }
+    (addr, proto)
 }
 
 /// What the socket says about the scheme: https for a connection that
@@ -334,8 +356,11 @@ impl crate::App {
     /// `X-Forwarded-For` by default) that is not itself a trusted proxy,
     /// like nginx's `real_ip_recursive`, and [`Request::scheme`] what the
     /// proxy says; from any other peer the headers are ignored (a client
-    /// can send them too). A header that cannot be read falls back to the
-    /// socket's address (logged at debug level). Can be called again to
+    /// can send them too). Only the entries this walk from the right
+    /// reaches are read; one that cannot be read ends it, and the client is
+    /// the last address reached (a trusted hop), or the socket's address
+    /// when it is the right-most entry; a scheme that cannot be read leaves
+    /// the socket's (both logged at debug level). Can be called again to
     /// add more.
     ///
     /// The entry `"unix:"` trusts the peers of Unix-domain listeners
@@ -503,11 +528,14 @@ mod tests {
     #[test]
     fn malformed_headers_fall_back_to_the_socket() {
         let p = proxies(&["127.0.0.0/8"], ProxyHeader::XForwardedFor);
+        // The right-most entry (the one the trusted peer appended) cannot
+        // be read: nothing is believed.
         for bad in [
             "not-an-ip",
-            "1.2.3.4, , 5.6.7.8",
             "1.2.3.4 5.6.7.8",
             "999.1.1.1",
+            "5.6.7.8,",
+            "5.6.7.8, unknown",
         ] {
             assert_eq!(
                 who(&p, "127.0.0.1:9", &[("x-forwarded-for", bad)]),
@@ -515,17 +543,6 @@ mod tests {
                 "{bad:?}"
             );
         }
-        assert_eq!(
-            who(
-                &p,
-                "127.0.0.1:9",
-                &[
-                    ("x-forwarded-for", "1.2.3.4"),
-                    ("x-forwarded-proto", "gopher")
-                ]
-            ),
-            ("127.0.0.1".into(), false)
-        );
         // A mapped IPv4 peer matches its IPv4 range.
         assert_eq!(
             who(
@@ -550,11 +567,170 @@ mod tests {
             ("2001:db8::1".into(), true)
         );
         assert_eq!(fwd("for=unknown"), ("127.0.0.1".into(), false));
-        assert_eq!(fwd("proto=https"), ("127.0.0.1".into(), false));
+        assert_eq!(fwd("for=_hidden"), ("127.0.0.1".into(), false));
+        // The trusted peer names no client but says how it was reached.
+        assert_eq!(fwd("proto=https"), ("127.0.0.1".into(), true));
         // X-Forwarded-For is not read in this mode.
         assert_eq!(
             who(&p, "127.0.0.1:9", &[("x-forwarded-for", "203.0.113.7")]),
             ("127.0.0.1".into(), false)
+        );
+    }
+
+    /// Headers given as bytes (values that are not text included).
+    fn who_bytes(p: &Proxies, peer: &str, headers: &[(&str, &[u8])]) -> (String, bool) {
+        let mut map = http::HeaderMap::new();
+        for (k, v) in headers {
+            map.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                http::HeaderValue::from_bytes(v).unwrap(),
+            );
+        }
+        let mut r = Request::builder(Method::GET, "/")
+            .peer(peer.parse().unwrap())
+            .headers(map)
+            .finish();
+        if let Some(c) = p.client(&r) {
+            r.extensions_mut().insert(c);
+        }
+        (r.client_addr().to_string(), r.scheme() == "https")
+    }
+
+    #[test]
+    fn unreadable_entries_left_of_the_client_are_not_read() {
+        // nginx's `$proxy_add_x_forwarded_for` appends the client's real
+        // address to whatever it sent: junk on the left must not hand the
+        // client the proxy's address.
+        let p = proxies(&["127.0.0.1", "10.0.0.0/8"], ProxyHeader::XForwardedFor);
+        let xff = |v: &str| who(&p, "127.0.0.1:9", &[("x-forwarded-for", v)]);
+        for sent in [
+            "garbage",
+            "unknown",
+            "1.2.3.4:5:6",
+            "",
+            "fe80::1%eth0",
+            "1.2.3.4,",
+            "1.2.3.4 5.6.7.8",
+            "[::1",
+        ] {
+            let v = format!("{sent}, 203.0.113.7");
+            assert_eq!(xff(&v), ("203.0.113.7".into(), false), "{v:?}");
+            // Behind another trusted hop too.
+            let v = format!("{sent}, 203.0.113.7, 10.0.0.3");
+            assert_eq!(xff(&v), ("203.0.113.7".into(), false), "{v:?}");
+        }
+        // A byte that is not text, alone or in a header of its own.
+        let h: &[(&str, &[u8])] = &[("x-forwarded-for", b"caf\xe9, 203.0.113.7")];
+        assert_eq!(
+            who_bytes(&p, "127.0.0.1:9", h),
+            ("203.0.113.7".into(), false)
+        );
+        let h: &[(&str, &[u8])] = &[
+            ("x-forwarded-for", b"\xff\xfe"),
+            ("x-forwarded-for", b"203.0.113.7"),
+        ];
+        assert_eq!(
+            who_bytes(&p, "127.0.0.1:9", h),
+            ("203.0.113.7".into(), false)
+        );
+    }
+
+    #[test]
+    fn an_unreadable_entry_reached_by_the_walk_ends_it() {
+        let p = proxies(&["127.0.0.1", "10.0.0.0/8"], ProxyHeader::XForwardedFor);
+        let xff = |v: &str| who(&p, "127.0.0.1:9", &[("x-forwarded-for", v)]).0;
+        // Every hop right of it is trusted: the last address reached (the
+        // left-most trusted hop), never anything left of the junk.
+        assert_eq!(xff("203.0.113.7, garbage, 10.0.0.3"), "10.0.0.3");
+        assert_eq!(xff("203.0.113.7, unknown, 10.0.0.2, 10.0.0.3"), "10.0.0.2");
+        assert_eq!(xff("203.0.113.7,, 10.0.0.3"), "10.0.0.3");
+        // The right-most entry itself: the peer.
+        assert_eq!(xff("203.0.113.7, garbage"), "127.0.0.1");
+        let h: &[(&str, &[u8])] = &[("x-forwarded-for", b"203.0.113.7, \xe9")];
+        assert_eq!(who_bytes(&p, "127.0.0.1:9", h).0, "127.0.0.1");
+    }
+
+    #[test]
+    fn address_and_scheme_are_read_apart() {
+        let p = proxies(&["127.0.0.1"], ProxyHeader::XForwardedFor);
+        let w = |xff: &str, xfp: &str| {
+            who(
+                &p,
+                "127.0.0.1:9",
+                &[("x-forwarded-for", xff), ("x-forwarded-proto", xfp)],
+            )
+        };
+        // An unreadable scheme leaves the socket's; the address stands.
+        assert_eq!(w("203.0.113.7", "gopher"), ("203.0.113.7".into(), false));
+        assert_eq!(w("203.0.113.7", "http, ftp"), ("203.0.113.7".into(), false));
+        // An unreadable address leaves the peer's; the scheme stands.
+        assert_eq!(w("garbage", "https"), ("127.0.0.1".into(), true));
+        let h: &[(&str, &[u8])] = &[
+            ("x-forwarded-for", b"203.0.113.7"),
+            ("x-forwarded-proto", b"\xe9"),
+        ];
+        assert_eq!(
+            who_bytes(&p, "127.0.0.1:9", h),
+            ("203.0.113.7".into(), false)
+        );
+        // Over TLS an unreadable scheme stays https.
+        let mut r = Request::builder(Method::GET, "/")
+            .peer("127.0.0.1:9".parse().unwrap())
+            .header("x-forwarded-for", "203.0.113.7")
+            .header("x-forwarded-proto", "gopher")
+            .https()
+            .finish();
+        let c = p.client(&r).unwrap();
+        r.extensions_mut().insert(c);
+        assert_eq!(
+            (r.client_addr().to_string(), r.scheme()),
+            ("203.0.113.7".into(), "https")
+        );
+    }
+
+    #[test]
+    fn forwarded_is_walked_the_same_way() {
+        let p = proxies(&["127.0.0.1", "10.0.0.0/8"], ProxyHeader::Forwarded);
+        let fwd = |v: &str| who(&p, "127.0.0.1:9", &[("forwarded", v)]);
+        // Left of the client: not read, whatever it is.
+        for sent in [
+            "for=unknown",
+            "for=_hidden",
+            "for=\"_x\";proto=https",
+            "garbage",
+            "for=1.2.3.4:5:6",
+            "proto=https",
+            "",
+        ] {
+            let v = format!("{sent}, for=203.0.113.7");
+            assert_eq!(fwd(&v), ("203.0.113.7".into(), false), "{v:?}");
+            let v = format!("{sent}, for=203.0.113.7;proto=https, for=10.0.0.5");
+            assert_eq!(fwd(&v), ("203.0.113.7".into(), true), "{v:?}");
+        }
+        let h: &[(&str, &[u8])] = &[("forwarded", b"for=caf\xe9, for=203.0.113.7")];
+        assert_eq!(
+            who_bytes(&p, "127.0.0.1:9", h),
+            ("203.0.113.7".into(), false)
+        );
+        // Reached by the walk, an unknown or obfuscated node ends it: the
+        // last address reached (its proto too: that proxy is trusted).
+        assert_eq!(
+            fwd("for=203.0.113.7, for=_hidden;proto=https, for=10.0.0.5"),
+            ("10.0.0.5".into(), true)
+        );
+        assert_eq!(
+            fwd("for=203.0.113.7, for=unknown, for=10.0.0.5;proto=https"),
+            ("10.0.0.5".into(), true)
+        );
+        assert_eq!(
+            fwd("for=203.0.113.7, for=unknown"),
+            ("127.0.0.1".into(), false)
+        );
+        assert_eq!(fwd("for=203.0.113.7,"), ("127.0.0.1".into(), false));
+        // An unreadable proto is no proto; the address stands.
+        assert_eq!(
+            fwd("for=203.0.113.7;proto=gopher"),
+            ("203.0.113.7".into(), false)
         );
     }
 }

@@ -1,7 +1,8 @@
 //! The client behind a proxy, end to end: `hello --trusted-proxy` believes
 //! `X-Forwarded-For`/`-Proto` only from trusted peers, takes the right-most
-//! untrusted address, and falls back to the socket (never a 500) on a
-//! header it cannot read. The tests connect from 127.0.0.1.
+//! untrusted address, reads no further left than that, and falls back to
+//! the socket (never a 500) on what it cannot read. The tests connect from
+//! 127.0.0.1.
 
 use testkit::procs::ServerTree;
 use testkit::Client;
@@ -44,10 +45,31 @@ fn a_trusted_proxy_names_the_client_and_the_scheme() {
     // Malformed from a trusted proxy: the socket, never a 500.
     ok("X-Forwarded-For: <script>\r\n", "127.0.0.1 http");
     ok("X-Forwarded-For: 1.2.3.4,,\r\n", "127.0.0.1 http");
+    // An unreadable scheme leaves the socket's; the address stands.
     ok(
         "X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: ftp\r\n",
-        "127.0.0.1 http",
+        "203.0.113.7 http",
     );
+    s.stop(std::time::Duration::from_secs(30));
+}
+
+/// What nginx's `$proxy_add_x_forwarded_for` passes on when the client
+/// sent junk of its own: the junk, then the client's real address. The
+/// junk used to discard the header, and the client became the proxy.
+#[test]
+fn junk_the_client_sent_left_of_its_address_is_not_read() {
+    let s = ServerTree::start(
+        HELLO,
+        &["--bind", "127.0.0.1:0", "--trusted-proxy", "127.0.0.1"],
+    );
+    for junk in ["garbage", "unknown", "1.2.3.4:5:6", "", "1.2.3.4,"] {
+        let h = format!("X-Forwarded-For: {junk}, 203.0.113.7\r\nX-Forwarded-Proto: https\r\n");
+        assert_eq!(
+            whoami(&s, &h),
+            (200, "203.0.113.7 https".to_string()),
+            "{h}"
+        );
+    }
     s.stop(std::time::Duration::from_secs(30));
 }
 
