@@ -26,7 +26,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 
 use crate::http::Request;
 
@@ -61,14 +61,37 @@ pub(crate) struct Client {
 }
 
 /// Parses `"10.0.0.0/8"`, `"::1"`, `"192.168.1.7"`.
+///
+/// An IPv4-mapped range (`"::ffff:127.0.0.1"`, `"::ffff:10.0.0.0/104"`) is
+/// taken as the IPv4 range it maps (`127.0.0.1/32`, `10.0.0.0/8`): peers
+/// and hops are compared in IPv4 form (see [`canonical`]), so the mapped
+/// form as given never matched, and such an entry was silently ignored.
+/// A wider IPv6 range that contains the mapped block (`"::/0"`) still
+/// covers IPv6 only.
 pub(crate) fn parse_net(s: &str) -> Result<IpNet, String> {
     let s = s.trim();
-    if let Ok(net) = s.parse::<IpNet>() {
-        return Ok(net.trunc());
+    let net = match s.parse::<IpNet>() {
+        Ok(net) => net.trunc(),
+        Err(_) => s
+            .parse::<IpAddr>()
+            .map(IpNet::from)
+            .map_err(|_| format!("not an address or CIDR range: {s:?}"))?,
+    };
+    Ok(canonical_net(net))
+}
+
+/// A range inside `::ffff:0:0/96` as the IPv4 range it maps (a /96+N
+/// becomes a /N); any other range as it is.
+fn canonical_net(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .expect("a prefix of at most 32")
+                .into(),
+            None => net,
+        },
+        net => net,
     }
-    s.parse::<IpAddr>()
-        .map(IpNet::from)
-        .map_err(|_| format!("not an address or CIDR range: {s:?}"))
 }
 
 /// The IPv4 address inside an IPv4-mapped IPv6 address (a dual-stack
@@ -350,7 +373,10 @@ impl Request {
 
 impl crate::App {
     /// Believes the forwarding headers of these peers: addresses or CIDR
-    /// ranges (`"10.0.0.0/8"`, `"127.0.0.1"`, `"fd00::/8"`). From such a
+    /// ranges (`"10.0.0.0/8"`, `"127.0.0.1"`, `"fd00::/8"`; an IPv4-mapped
+    /// one such as `"::ffff:10.0.0.0/104"` is the IPv4 range it maps, and
+    /// an IPv4 range also covers the mapped peers of a dual-stack `[::]`
+    /// listener). From such a
     /// peer, [`Request::client_addr`] is the right-most address of the
     /// header ([`proxy_header`](crate::App::proxy_header);
     /// `X-Forwarded-For` by default) that is not itself a trusted proxy,
@@ -447,6 +473,33 @@ mod tests {
         assert!(parse_net("10.1.2.3/8")
             .unwrap()
             .contains(&"10.9.9.9".parse::<IpAddr>().unwrap()));
+    }
+
+    #[test]
+    fn ipv4_mapped_ranges_are_their_ipv4_ranges() {
+        let net = |s: &str| parse_net(s).unwrap().to_string();
+        assert_eq!(net("::ffff:127.0.0.1"), "127.0.0.1/32");
+        assert_eq!(net("::ffff:10.1.2.3/104"), "10.0.0.0/8");
+        assert_eq!(net("::ffff:0:0/96"), "0.0.0.0/0");
+        // Not mapped, or wider than the mapped block: as given.
+        assert_eq!(net("::1"), "::1/128");
+        assert_eq!(net("::/96"), "::/96");
+        assert_eq!(net("::ffff:0:0/95"), "::fffe:0:0/95");
+        // A dual-stack socket's IPv4 peer matches them, so do hops.
+        for entry in ["::ffff:127.0.0.1", "::ffff:127.0.0.0/104", "::ffff:0:0/96"] {
+            let p = proxies(&[entry], ProxyHeader::XForwardedFor);
+            for peer in ["[::ffff:127.0.0.1]:9", "127.0.0.1:9"] {
+                assert_eq!(
+                    who(
+                        &p,
+                        peer,
+                        &[("x-forwarded-for", "203.0.113.9, ::ffff:127.0.0.1")]
+                    ),
+                    ("203.0.113.9".into(), false),
+                    "{entry} {peer}"
+                );
+            }
+        }
     }
 
     #[test]
