@@ -46,6 +46,26 @@ fn access_log(o: &Observe) -> Result<Option<AccessLog>, String> {
     }))
 }
 
+/// Checks the `--trusted-proxy` entries as `App::trusted_proxies` reads
+/// them (`unix:`, an address or a CIDR range, with ipnet like tine). That
+/// builder panics on a bad entry (a programming error in an app); for a
+/// command-line flag it is bad input, so hello refuses it first with one
+/// line instead of a panic and its backtrace.
+fn check_trusted_proxies(entries: &[String]) -> Result<(), String> {
+    for entry in entries {
+        let e = entry.trim();
+        if e != "unix:"
+            && e.parse::<ipnet::IpNet>().is_err()
+            && e.parse::<std::net::IpAddr>().is_err()
+        {
+            return Err(format!(
+                "--trusted-proxy {entry}: not an address, a CIDR range or unix:"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `GET /whoami`: the client's address and scheme as tine sees them.
 fn whoami(req: &Request) -> Response {
     Response::text(format!("{} {}", req.client_addr(), req.scheme()))
@@ -61,6 +81,7 @@ pub(crate) fn routes(app: App, with_routes: bool, o: &Observe) -> Result<App, St
     if let Some(log) = access_log(o)? {
         app = app.access_log(log);
     }
+    check_trusted_proxies(&o.trusted_proxies)?;
     let mut app = app
         .trusted_proxies(&o.trusted_proxies)
         .shutdown_delay(Duration::from_millis(o.shutdown_delay_ms.unwrap_or(0)));
