@@ -641,7 +641,8 @@ impl App {
         self
     }
 
-    /// Kills and replaces a worker whose event loop has not turned for `d`
+    /// Kills and replaces a worker that has made no progress for `d`: its
+    /// event loop has not waited for events, and no handler has started
     /// (default 30 s, like gunicorn's `--timeout`; `Duration::ZERO`
     /// disables the watchdog). The environment variable
     /// `TINE_WORKER_TIMEOUT`, in seconds (`30`, `0.5`, `0`), overrides it at
@@ -649,9 +650,11 @@ impl App {
     /// error naming the variable.
     ///
     /// Each worker writes a heartbeat to the shared scoreboard at the start
-    /// of every loop turn; the master reads them twice a second. A worker
-    /// that is busy (in a handler, or anywhere but waiting for events) for
-    /// longer than `d` is logged with what it is stuck on (`worker 2 (pid
+    /// of every loop turn and counts each handler it starts; the master
+    /// reads them twice a second. A worker that is busy (in a handler, or
+    /// anywhere but waiting for events) with no handler started for longer
+    /// than `d` (one loop turn may run many short handlers, pipelined or
+    /// on many connections: they are progress) is logged with what it is stuck on (`worker 2 (pid
     /// 4242) stuck 30.0 s in GET /report?id=7, killing it`) and killed with
     /// `SIGKILL`; its connections are lost, but the connections waiting in
     /// its listener's queue are kept and served by its replacement, which

@@ -186,8 +186,9 @@ struct Args {
     /// Recycle a worker whose private memory passes this many bytes (Linux).
     #[arg(long)]
     max_worker_memory: Option<u64>,
-    /// Kill and replace a worker whose loop has not turned for this many
-    /// milliseconds (0 disables the watchdog).
+    /// Kill and replace a worker that made no progress (no loop turn, no
+    /// handler started) for this many milliseconds (0 disables the
+    /// watchdog).
     #[arg(long)]
     worker_timeout_ms: Option<u64>,
     /// Write the master's (or single process's) pid here; removed on exit.

@@ -137,6 +137,31 @@ fn a_stuck_worker_is_killed_and_replaced_and_its_queue_is_served() {
     s.stop(Duration::from_secs(20));
 }
 
+/// Short handlers one after another in one loop turn (pipelined on one
+/// connection) add up past the timeout; each starting is progress, so the
+/// worker is not killed.
+#[test]
+fn short_handlers_that_add_up_past_the_timeout_are_not_stuck() {
+    let s = ServerTree::start_workers(HELLO, 2, &["--worker-timeout-ms", "1000"]);
+    let workers = s.wait_ready(2, T);
+    let mut c = Client::connect(s.addr());
+    // 8 x 300 ms in one turn: 2.4 s, over twice the timeout.
+    let mut batch = Vec::new();
+    for _ in 0..8 {
+        batch.extend_from_slice(b"GET /sleep?ms=300 HTTP/1.1\r\nHost: t\r\n\r\n");
+    }
+    batch.extend_from_slice(b"GET /pid HTTP/1.1\r\nHost: t\r\n\r\n");
+    c.send(&batch);
+    for i in 0..8 {
+        assert_eq!(c.read_response().status, 200, "request {i}\n{}", s.stderr());
+    }
+    let pid: i32 = c.read_response().text().trim().parse().unwrap();
+    assert!(workers.contains(&pid));
+    assert!(!s.stderr().contains("killing it"), "{}", s.stderr());
+    assert_eq!(s.wait_ready(2, T), workers, "no worker was replaced");
+    s.stop(Duration::from_secs(20));
+}
+
 #[test]
 fn an_unparsable_worker_timeout_is_a_start_up_error_naming_the_variable() {
     for bad in ["abc", "-1", "30s"] {

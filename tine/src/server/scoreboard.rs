@@ -1184,14 +1184,25 @@ impl Board {
         }
     }
 
-    /// Master: whether the worker in entry `i` has been running one loop
-    /// turn (not waiting in `poll`) for at least `limit` at `now`; then how
-    /// long and the request it is in (if any).
+    /// Master: whether the worker in entry `i` has made no progress for at
+    /// least `limit` at `now`: running one loop turn (not waiting in
+    /// `poll`) in which no handler started since `progress` (what the
+    /// master saw at its last look, updated here); then for how long and
+    /// the request it is in (if any).
+    ///
+    /// Progress is a handler starting, not only a turn starting: one turn
+    /// answers every connection that is ready, up to 64 pipelined requests
+    /// each, so many short handlers (each far under `limit`) add up to a
+    /// long turn, and timing the turn alone killed healthy workers. A
+    /// handler start bumps `seq` (no clock read per request); the master
+    /// notes when it sees it change, so a handler that runs on is caught
+    /// at most one look after `limit`.
     pub(crate) fn stuck(
         &self,
         i: usize,
         now: Instant,
         limit: Duration,
+        progress: &mut Option<Progress>,
     ) -> Option<(Duration, String)> {
         let e = self.entry(i);
         let state = e.state();
@@ -1199,7 +1210,24 @@ impl Board {
             return None;
         }
         let beat = e.heartbeat_ms.load(Relaxed);
-        let age = Duration::from_millis(now_ms(now).saturating_sub(beat));
+        let turn = Duration::from_millis(now_ms(now).saturating_sub(beat));
+        let seq = e.seq.load(Relaxed) & !1;
+        let since = match progress {
+            Some(p) if p.seq == seq => now.saturating_duration_since(p.at),
+            // First look: no later progress than the turn's start known.
+            None => {
+                *progress = Some(Progress {
+                    seq,
+                    at: now.checked_sub(turn).unwrap_or(now),
+                });
+                turn
+            }
+            Some(p) => {
+                *p = Progress { seq, at: now };
+                Duration::ZERO
+            }
+        };
+        let age = turn.min(since);
         if age < limit {
             return None;
         }
@@ -1210,6 +1238,15 @@ impl Board {
         };
         Some((age, what))
     }
+}
+
+/// What the master last saw of a worker's progress, for
+/// [`Board::stuck`]: the handler count (`seq`, even) and when it saw it
+/// change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Progress {
+    seq: u32,
+    at: Instant,
 }
 
 impl Drop for Board {
@@ -1548,19 +1585,55 @@ mod tests {
         let t0 = Instant::now();
         e.attach(7, t0);
         let limit = Duration::from_secs(2);
-        assert_eq!(b.stuck(i, t0 + Duration::from_secs(1), limit), None);
+        let mut seen = None;
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(b.stuck(i, at(1), limit, &mut seen), None);
         e.begin(&http::Method::GET, "/block", Some("ms=60000"));
-        let (age, what) = b.stuck(i, t0 + Duration::from_secs(3), limit).unwrap();
-        assert!(age >= limit);
+        // The master sees the handler start at its next look, and times it
+        // from there.
+        assert_eq!(b.stuck(i, at(3), limit, &mut seen), None);
+        let (age, what) = b.stuck(i, at(5), limit, &mut seen).unwrap();
+        assert_eq!(age, limit);
         assert_eq!(what, "GET /block?ms=60000");
         // Waiting in poll is never stuck.
         e.idle();
-        assert_eq!(b.stuck(i, t0 + Duration::from_secs(60), limit), None);
-        e.turn(t0 + Duration::from_secs(60));
-        assert_eq!(b.stuck(i, t0 + Duration::from_secs(61), limit), None);
-        let (_, what) = b.stuck(i, t0 + Duration::from_secs(63), limit).unwrap();
+        assert_eq!(b.stuck(i, at(60), limit, &mut seen), None);
+        e.turn(at(60));
+        assert_eq!(b.stuck(i, at(61), limit, &mut seen), None);
+        let (_, what) = b.stuck(i, at(63), limit, &mut seen).unwrap();
         assert_eq!(what, "its event loop");
         b.free(i);
-        assert_eq!(b.stuck(i, t0 + Duration::from_secs(99), limit), None);
+        assert_eq!(b.stuck(i, at(99), limit, &mut seen), None);
+    }
+
+    #[test]
+    fn short_handlers_in_one_long_turn_are_progress() {
+        let b = Board::create().unwrap();
+        let i = b.claim(1).unwrap();
+        let e = b.entry(i);
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        e.attach(7, t0);
+        let limit = Duration::from_secs(5);
+        let mut seen = None;
+        // One turn from t0: a handler of 800 ms after another (pipelined,
+        // or one per ready connection), the master looking every 500 ms.
+        e.turn(t0);
+        let mut started = 0;
+        for look in 1..=40 {
+            let now = at(look * 500);
+            while started * 800 <= look * 500 {
+                e.begin(&http::Method::GET, "/sleep", Some("ms=800"));
+                started += 1;
+            }
+            assert_eq!(b.stuck(i, now, limit, &mut seen), None, "at {now:?}");
+        }
+        // Then one handler that runs on: caught once `limit` has passed
+        // since the master saw it start, at most one look late.
+        e.begin(&http::Method::GET, "/block", None);
+        assert_eq!(b.stuck(i, at(20_500), limit, &mut seen), None);
+        assert_eq!(b.stuck(i, at(25_000), limit, &mut seen), None);
+        let (age, what) = b.stuck(i, at(25_500), limit, &mut seen).unwrap();
+        assert_eq!((age, what.as_str()), (limit, "GET /block"));
     }
 }

@@ -349,6 +349,8 @@ struct Master {
     board: Option<&'static Board>,
     /// Each worker's scoreboard entry.
     entries: BTreeMap<WorkerId, usize>,
+    /// What the watchdog last saw of each worker's progress.
+    progress: BTreeMap<WorkerId, Option<scoreboard::Progress>>,
     /// When the heartbeats are looked at next (with `worker_timeout`).
     watchdog_check: Option<Instant>,
     /// When memory and accept queues are sampled next (for the metrics).
@@ -496,6 +498,7 @@ impl Master {
             notify,
             board,
             entries: BTreeMap::new(),
+            progress: BTreeMap::new(),
             watchdog_check: None,
             sample_check: board.map(|_| Instant::now()),
             admin: None,
@@ -860,15 +863,19 @@ impl Master {
         }
     }
 
-    /// Reads every worker's heartbeat and reports those whose loop has
-    /// not turned for `worker_timeout` (see `scoreboard.rs`).
+    /// Reads every worker's heartbeat and reports those that made no
+    /// progress (no loop turn, no handler started) for `worker_timeout`
+    /// (see `Board::stuck`).
     fn check_heartbeats(&mut self, happened: &mut Vec<Event>) {
         let Some(board) = self.board else {
             return;
         };
         let now = Instant::now();
+        // Workers gone since the last look are forgotten.
+        self.progress.retain(|w, _| self.entries.contains_key(w));
         for (&worker, &i) in &self.entries {
-            if let Some((stuck, what)) = board.stuck(i, now, self.cfg.worker_timeout) {
+            let seen = self.progress.entry(worker).or_default();
+            if let Some((stuck, what)) = board.stuck(i, now, self.cfg.worker_timeout, seen) {
                 happened.push(Event::Stuck {
                     worker,
                     stuck,
