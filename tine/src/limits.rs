@@ -215,8 +215,9 @@ impl Limits {
     /// would refuse legitimate traffic. Set it when clients connect
     /// directly, for example to a few hundred, or on a listener whose
     /// balancer sends the PROXY protocol: there a connection counts
-    /// against the client its header names (closed unanswered once that
-    /// client is at the limit), not the balancer's address.
+    /// against the client its header names, once the header is read
+    /// (closed unanswered if that client is at the limit), not against
+    /// the balancer's address.
     ///
     /// ```
     /// let limits = tine::Limits::default().max_connections_per_ip(200);

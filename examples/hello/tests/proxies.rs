@@ -235,7 +235,7 @@ fn per_ip_counts_of_proxied_connections_are_released() {
 /// balancer: every connection comes from the balancer's address.
 #[test]
 fn per_ip_limits_count_the_client_a_proxy_header_names() {
-    let (s, _, proxied) = proxy_server_with(&["--max-connections-per-ip", "2"]);
+    let (s, plain, proxied) = proxy_server_with(&["--max-connections-per-ip", "2"]);
     let open = |client: &str| {
         let mut c = Client::connect(proxied);
         c.send(format!("PROXY TCP4 {client} 10.0.0.1 51000 80\r\n").as_bytes());
@@ -243,17 +243,31 @@ fn per_ip_limits_count_the_client_a_proxy_header_names() {
         c
     };
     // Four clients, two connections each, all open at once: eight from
-    // the balancer's one address.
-    let mut held = Vec::new();
-    for i in 1..=8 {
-        let client = format!("203.0.113.{}", (i + 1) / 2);
-        let mut c = open(&client);
+    // the balancer's one address, all connected before any header is sent
+    // (a burst the balancer passes on), and accepted (the metrics count
+    // them, and the scrape's own connection).
+    let mut held: Vec<Client> = (0..8).map(|_| Client::connect(proxied)).collect();
+    let accepted = || {
+        let text = testkit::get(plain, "/metrics").text();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("tine_open_connections{"));
+        line.and_then(|l| l.rsplit(' ').next()?.parse::<u32>().ok())
+    };
+    assert!(
+        testkit::wait_until(std::time::Duration::from_secs(10), || accepted() == Some(9)),
+        "the eight connections were not accepted: {:?}",
+        accepted()
+    );
+    for (i, c) in held.iter_mut().enumerate() {
+        let client = format!("203.0.113.{}", i / 2 + 1);
+        c.send(format!("PROXY TCP4 {client} 10.0.0.1 51000 80\r\n").as_bytes());
+        c.send(b"GET /whoami HTTP/1.1\r\nHost: t\r\n\r\n");
         assert_eq!(
             c.read_response().text(),
             format!("{client} http"),
             "connection {i}"
         );
-        held.push(c);
     }
     // A third from one client is closed unanswered, as at accept.
     let mut third = open("203.0.113.1");

@@ -5,10 +5,10 @@
 //! Connections from a Unix-domain socket have no address (their peer is
 //! the unspecified `0.0.0.0`, which no TCP peer has): they are not
 //! counted. Behind a local proxy every client shares it; limit them in
-//! the proxy, or have it send the PROXY protocol: a connection is counted
-//! under the balancer when accepted and moved to the client its header
-//! names once that is read (and closed unanswered if that client is at
-//! its limit).
+//! the proxy, or have it send the PROXY protocol: on such a listener a
+//! connection is counted under the client its header names, once that is
+//! read (and closed unanswered if that client is at its limit), not under
+//! the balancer when accepted.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
@@ -40,17 +40,6 @@ impl PerIp {
             return false;
         }
         *count += 1;
-        true
-    }
-
-    /// Moves a connection counted under `from` to `to` (the client a PROXY
-    /// protocol header named, behind the balancer that connected); `false`
-    /// if `to` is at its limit, and it stays counted under `from`.
-    pub(crate) fn moved(&mut self, from: IpAddr, to: IpAddr) -> bool {
-        if !self.admit(to) {
-            return false;
-        }
-        self.release(from);
         true
     }
 
@@ -91,26 +80,6 @@ mod tests {
         assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
         assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
         assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
-    }
-
-    #[test]
-    fn a_connection_moves_from_the_balancer_to_its_client() {
-        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
-        let (balancer, client) = (ip("10.0.0.1"), ip("203.0.113.1"));
-        let mut per_ip = PerIp::new(1);
-        assert!(per_ip.admit(balancer));
-        assert!(per_ip.moved(balancer, client));
-        // The balancer's place is free again, the client's taken.
-        assert!(per_ip.admit(balancer));
-        assert!(!per_ip.moved(balancer, client));
-        assert_eq!(
-            per_ip.counts.get(&balancer),
-            Some(&1),
-            "still the balancer's"
-        );
-        // From a Unix socket (no address): only the client is counted.
-        assert!(per_ip.moved(ip("0.0.0.0"), ip("203.0.113.2")));
-        assert!(!per_ip.admit(ip("203.0.113.2")));
     }
 
     #[test]

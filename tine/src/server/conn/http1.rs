@@ -314,19 +314,22 @@ impl<T: Transport> Conn<T> {
             super::proxy_header::Taken::NeedMore => false,
             super::proxy_header::Taken::Header(addr) => {
                 self.proxy_header = false;
-                if let Some(addr) = addr {
-                    // The client, not the balancer, counts against
-                    // `max_connections_per_ip` from here; over its limit
-                    // the connection closes unanswered, as at accept.
-                    if !shared.per_ip.moved(self.counted_ip, addr.ip()) {
-                        log::debug!("{} has too many connections; closing one", addr.ip());
-                        self.rbuf.clear();
-                        self.phase = Phase::Closing;
-                        return false;
-                    }
-                    self.counted_ip = addr.ip();
-                    self.peer = addr;
+                // Counted against `max_connections_per_ip` only now, under
+                // the client the header names (a `LOCAL` or `UNKNOWN` one:
+                // the balancer itself); not at accept, where every
+                // connection comes from the balancer. Over the limit it is
+                // closed unanswered, as at accept: at the next timer tick,
+                // holding no count meanwhile.
+                let client = addr.unwrap_or(self.peer);
+                if !shared.per_ip.admit(client.ip()) {
+                    log::debug!("{} has too many connections; closing one", client.ip());
+                    self.rbuf.clear();
+                    self.phase = Phase::Lingering;
+                    self.give_up = shared.now;
+                    return false;
                 }
+                self.counted_ip = client.ip();
+                self.peer = client;
                 true
             }
             super::proxy_header::Taken::Bad(why) => {

@@ -103,8 +103,8 @@ pub(crate) struct Shared {
     /// The server is shutting down: answer with `Connection: close`.
     pub(crate) draining: bool,
     /// Open connections by client address, for
-    /// `Limits::max_connections_per_ip`: counted at accept, moved to the
-    /// client a PROXY protocol header names.
+    /// `Limits::max_connections_per_ip`: counted at accept, or on a PROXY
+    /// protocol listener once the header names the client.
     pub(crate) per_ip: crate::server::per_ip::PerIp,
     /// The time of the current loop turn.
     pub(crate) now: Instant,
@@ -318,17 +318,21 @@ impl<T: Transport> Conn<T> {
     }
 
     /// The address `max_connections_per_ip` counts this connection under
-    /// (see [`Shared::per_ip`]): the socket's peer, or the client a PROXY
-    /// protocol header named once it was read and admitted. The count is
-    /// released under it when the connection closes.
+    /// (see [`Shared::per_ip`]): the socket's peer, or on a PROXY protocol
+    /// listener the client its header named (nothing, the unspecified
+    /// address, until the header is read). The count is released under it
+    /// when the connection closes.
     pub(crate) fn counted_ip(&self) -> std::net::IpAddr {
         self.counted_ip
     }
 
     /// The connection starts with a PROXY protocol header (its listener
-    /// expects one): the header's source becomes the peer.
+    /// expects one): the header's source becomes the peer, and the
+    /// connection is counted per client address once the header is read
+    /// (the accept did not count it).
     pub(crate) fn expect_proxy_header(&mut self) {
         self.proxy_header = true;
+        self.counted_ip = std::net::Ipv4Addr::UNSPECIFIED.into();
     }
 
     /// The transport, to (de)register it with the poller.

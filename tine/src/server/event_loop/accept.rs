@@ -294,7 +294,13 @@ impl EventLoop {
             match accepted {
                 Ok((stream, peer)) => {
                     log::trace!("accepted {peer} on listener {index} (address {address})");
-                    if !self.shared.per_ip.admit(peer.ip()) {
+                    let proxied =
+                        (self.shared.config.listens.get(address)).is_some_and(|l| l.proxy_protocol);
+                    // Behind the PROXY protocol every connection comes from
+                    // the balancer: counted per client once its header is
+                    // read (see `Conn::expect_proxy_header`).
+                    let counted = if proxied { UNSPECIFIED.ip() } else { peer.ip() };
+                    if !self.shared.per_ip.admit(counted) {
                         log::debug!("{} has too many connections; closing one", peer.ip());
                         drop(stream);
                         if one {
@@ -314,7 +320,7 @@ impl EventLoop {
                         Accepted::Unix(s) => socket2::SockRef::from(s).set_nosigpipe(true),
                     };
                     let Some(mut link) = link(&self.shared.config, address, stream) else {
-                        self.shared.per_ip.release(peer.ip());
+                        self.shared.per_ip.release(counted);
                         if one {
                             return;
                         }
@@ -328,7 +334,7 @@ impl EventLoop {
                         Interest::READABLE | Interest::WRITABLE,
                     ) {
                         log::warn!("cannot watch a new connection: {e}");
-                        self.shared.per_ip.release(peer.ip());
+                        self.shared.per_ip.release(counted);
                         if one {
                             return;
                         }
@@ -339,13 +345,7 @@ impl EventLoop {
                         super::scoreboard::Entry::gauge(&e.gauges.connections, 1);
                     }
                     let mut conn = Conn::new(link, peer, self.now);
-                    if self
-                        .shared
-                        .config
-                        .listens
-                        .get(address)
-                        .is_some_and(|l| l.proxy_protocol)
-                    {
+                    if proxied {
                         conn.expect_proxy_header();
                     }
                     entry.insert(Slot {
