@@ -158,9 +158,13 @@ impl Credentials {
     /// whoever shares the group (a proxy in `www-data`) may connect. A
     /// socket unit's or an inherited file is not touched: its owner is
     /// set where it was made.
+    ///
+    /// `lchown`, not `chown`: the directory may be writable by that user,
+    /// and a symbolic link put in the socket's place would otherwise have
+    /// root give the user the file it points to.
     pub(crate) fn own(&self, path: &std::path::Path) -> io::Result<()> {
         let uid = self.uid.map(Uid::as_raw);
-        std::os::unix::fs::chown(path, uid, Some(self.gid.as_raw())).map_err(|e| {
+        std::os::unix::fs::lchown(path, uid, Some(self.gid.as_raw())).map_err(|e| {
             io::Error::other(format!(
                 "tine: cannot give unix:{} to {}: {e}",
                 path.display(),
@@ -207,5 +211,35 @@ mod tests {
         // By number too.
         let by_number = resolve(Some(&me.uid.to_string()), None).unwrap().unwrap();
         assert_eq!(by_number.uid, Some(me.uid));
+    }
+
+    /// A link in the socket file's place is given away, not what it
+    /// points to (a user who may write the directory could plant one).
+    #[test]
+    #[allow(clippy::print_stderr)] // says it skipped
+    fn own_does_not_follow_a_symbolic_link() {
+        use std::os::unix::fs::MetadataExt;
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("!!! SKIPPED: changing owners needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("secret");
+        std::fs::write(&target, "x").unwrap();
+        let link = dir.path().join("app.sock");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let nobody = Credentials {
+            name: "nobody".into(),
+            uid: Some(Uid::from_raw(65534)),
+            gid: Gid::from_raw(65534),
+            groups: vec![Gid::from_raw(65534)],
+        };
+        nobody.own(&link).unwrap();
+        assert_eq!(
+            std::fs::metadata(&target).unwrap().uid(),
+            0,
+            "the target stays root's"
+        );
+        assert_eq!(std::fs::symlink_metadata(&link).unwrap().uid(), 65534);
     }
 }
