@@ -14,15 +14,15 @@
 //! maintained crate parses this header's parameters (the `headers` crate
 //! only tells its type).
 
-use percent_encoding::percent_decode;
-
 /// What a part's `Content-Disposition` names.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct Disposition {
     /// `name`; absent is `None` (the part is kept, under `""`).
     pub(super) name: Option<String>,
-    /// `filename*` (RFC 8187, UTF-8) if given and decodable, otherwise
-    /// `filename` (RFC 6266 §4.3: the extended form wins).
+    /// `filename`. A `filename*` (RFC 8187's encoded form) is ignored:
+    /// RFC 7578 §4.2 forbids it in forms (browsers send `filename` with
+    /// UTF-8), and taking it would name a file differently from a proxy
+    /// or firewall that follows that rule.
     pub(super) file_name: Option<String>,
 }
 
@@ -34,8 +34,7 @@ pub(super) fn parse(value: &[u8]) -> Result<Disposition, &'static str> {
         return Err("no disposition type");
     }
     let mut name_value: Option<Vec<u8>> = None;
-    let mut plain_file_name: Option<Vec<u8>> = None;
-    let mut extended_file_name: Option<Vec<u8>> = None;
+    let mut file_name: Option<Vec<u8>> = None;
     loop {
         p.ows();
         if p.done() {
@@ -61,8 +60,6 @@ pub(super) fn parse(value: &[u8]) -> Result<Disposition, &'static str> {
         let value = if p.peek() == Some(b'"') {
             p.quoted()?
         } else {
-            // A token; `filename*`'s `ext-value` is one too (`'` and `%`
-            // are token characters).
             let token = p.token();
             if token.is_empty() {
                 return Err("a parameter without a value");
@@ -72,9 +69,7 @@ pub(super) fn parse(value: &[u8]) -> Result<Disposition, &'static str> {
         let slot = if name.eq_ignore_ascii_case(b"name") {
             &mut name_value
         } else if name.eq_ignore_ascii_case(b"filename") {
-            &mut plain_file_name
-        } else if name.eq_ignore_ascii_case(b"filename*") {
-            &mut extended_file_name
+            &mut file_name
         } else {
             continue;
         };
@@ -84,30 +79,10 @@ pub(super) fn parse(value: &[u8]) -> Result<Disposition, &'static str> {
         *slot = Some(value);
     }
     let text = |v: Vec<u8>| String::from_utf8(v).map_err(|_| "a parameter that is not UTF-8");
-    let file_name = match extended_file_name.as_deref().and_then(extended) {
-        Some(decoded) => Some(decoded),
-        None => plain_file_name.map(text).transpose()?,
-    };
     Ok(Disposition {
         name: name_value.map(text).transpose()?,
-        file_name,
+        file_name: file_name.map(text).transpose()?,
     })
-}
-
-/// An RFC 8187 `ext-value` in UTF-8 (`UTF-8''caf%C3%A9.txt`); `None` for
-/// another charset or a malformed one (then `filename` stands).
-fn extended(value: &[u8]) -> Option<String> {
-    let mut parts = value.splitn(3, |&b| b == b'\'');
-    let charset = parts.next()?;
-    let _language = parts.next()?;
-    let encoded = parts.next()?;
-    if !charset.eq_ignore_ascii_case(b"utf-8") {
-        return None;
-    }
-    percent_decode(encoded)
-        .decode_utf8()
-        .ok()
-        .map(|s| s.into_owned())
 }
 
 struct Parser<'a> {
@@ -229,22 +204,13 @@ mod tests {
     }
 
     #[test]
-    fn the_extended_file_name_wins_when_it_decodes() {
+    fn the_extended_file_name_is_ignored() {
         assert_eq!(
-            named(r#"form-data; name="f"; filename="cafe.txt"; filename*=UTF-8''caf%C3%A9.txt"#),
-            (some("f"), some("café.txt"))
+            named(r#"form-data; name="f"; filename="safe.txt"; filename*=UTF-8''evil.php"#),
+            (some("f"), some("safe.txt"))
         );
         assert_eq!(
-            named("form-data; name=f; filename*=utf-8'en'%E2%82%AC"),
-            (some("f"), some("€"))
-        );
-        // Another charset, or bytes that are not UTF-8: `filename` stands.
-        assert_eq!(
-            named(r#"form-data; name=f; filename="e.txt"; filename*=iso-8859-1''%E9.txt"#),
-            (some("f"), some("e.txt"))
-        );
-        assert_eq!(
-            named("form-data; name=f; filename*=UTF-8''%FF"),
+            named("form-data; name=f; filename*=UTF-8''a.txt"),
             (some("f"), None)
         );
     }
