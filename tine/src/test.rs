@@ -274,7 +274,8 @@ impl TestClient {
     }
 
     /// The value of a cookie the client holds (as the server set it,
-    /// still encoded), if any.
+    /// still encoded), if any; of several with this name (set for
+    /// different paths), the one with the longest path.
     ///
     /// ```
     /// use tine::{test::TestClient, App, Request, Response};
@@ -286,7 +287,8 @@ impl TestClient {
         self.jar
             .borrow()
             .iter()
-            .find(|c| c.name == name)
+            .filter(|c| c.name == name)
+            .max_by_key(|c| c.path.len())
             .map(|c| c.value.clone())
     }
 
@@ -378,7 +380,9 @@ impl TestClient {
             // upgrades, and `deliver` below reaches them too.
         };
         if let Ok(res) = &result {
-            self.keep_cookies(res.headers(), req.path());
+            // The path as sent: cookie paths match the request's raw path
+            // (RFC 6265 §5.1.4), as `build` does.
+            self.keep_cookies(res.headers(), req.raw_path());
         }
         self.deliver();
         result
@@ -1277,6 +1281,7 @@ mod tests {
         let app = App::new()
             .get("/admin/login", set("a=1; Path=/admin"))
             .get("/docs/page", set("d=2"))
+            .get("/:dir/set", set("e=3"))
             .get("/admin/logout", set("a=; Path=/admin; Max-Age=0"))
             .get("/root", set("a=0; Path=/"))
             .any("*", |req: &Request| {
@@ -1290,11 +1295,14 @@ mod tests {
         assert_eq!(client.get("/administrator").send().text(), "");
         // Without `Path`: the directory of the request that set it.
         assert_eq!(client.get("/docs/other").send().text(), "d=2");
+        client.get("/caf%C3%A9/set").send();
+        assert_eq!(client.get("/caf%C3%A9/other").send().text(), "e=3");
         assert_eq!(client.get("/").send().text(), "");
         // The same name at another path is another cookie; the longer
         // path is sent first.
         client.get("/root").send();
         assert_eq!(client.get("/admin/x").send().text(), "a=1; a=0");
+        assert_eq!(client.cookie("a").as_deref(), Some("1"));
         assert_eq!(client.get("/x").send().text(), "a=0");
         client.get("/admin/logout").send();
         assert_eq!(client.get("/admin/x").send().text(), "a=0");
