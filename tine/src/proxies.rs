@@ -13,8 +13,7 @@
 //! address does not matter. An entry the walk reaches that cannot be read
 //! (no address, `unknown`, an obfuscated `_name`, an empty entry) ends it:
 //! the client is then the last address reached, a trusted hop, or the
-//! socket's address when the right-most entry is unreadable (as nginx
-//! does). A scheme that is neither `http` nor `https` leaves the socket's
+//! socket's address when the right-most entry is unreadable. A scheme that is neither `http` nor `https` leaves the socket's
 //! scheme and does not affect the address. What cannot be read is logged
 //! at debug level.
 //!
@@ -151,8 +150,7 @@ impl Proxies {
     /// A hop that cannot be read (`garbage`, `unknown`, an RFC 7239
     /// obfuscated `_name`, an empty entry) ends the walk, and the client is
     /// the last address it reached: the trusted hop right of it, or `None`
-    /// (the peer) when it is the right-most hop (nginx's realip does the
-    /// same). Entries were parsed all at once before: one unreadable entry
+    /// (the peer) when it is the right-most hop. Entries were parsed all at once before: one unreadable entry
     /// anywhere, even one the client wrote left of the address its proxy
     /// appended, discarded the whole header, and the client took on the
     /// trusted proxy's address. Left of the client nothing is read.

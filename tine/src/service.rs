@@ -101,7 +101,7 @@ enum Routed<'a> {
     NotAllowed(Vec<Method>),
     /// `OPTIONS *` (only `OPTIONS` may have this target), which no
     /// catch-all route took: about the server as a whole, answered `204`
-    /// (RFC 9110 §9.3.7; Go's `net/http` answers it the same way).
+    /// (RFC 9110 §9.3.7), at admission too when it has a body.
     Asterisk,
     /// No route takes the path.
     NotFound,
@@ -375,9 +375,8 @@ impl Service {
             let res = match self.before_hooks(req, layer.as_deref()) {
                 Some(res) => self.render(req, res),
                 None => match routed {
-                    Routed::Ws(_) | Routed::Http(_) | Routed::Asterisk => {
-                        return Admission::Accept(limit)
-                    }
+                    Routed::Ws(_) | Routed::Http(_) => return Admission::Accept(limit),
+                    Routed::Asterisk => Response::empty(StatusCode::NO_CONTENT),
                     // No route takes it: its body would only be read to
                     // be dropped (after a `100 Continue`, or into a
                     // temporary file), so the answer goes now.

@@ -156,6 +156,10 @@ fn options_asterisk_is_answered_for_the_server() {
     assert_eq!(r.status, 204);
     assert!(r.body.is_empty());
     assert_eq!(c.get("/plaintext").text(), "Hello, World!");
+    // With a body: answered before it is sent, as for no route.
+    let mut c = Client::connect(addr);
+    c.send(b"OPTIONS * HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 9\r\n\r\n");
+    assert_eq!(c.read_response().status, 204);
     // A catch-all route takes it like any other path.
     let addr = serve(|| App::new().any("*", |req: &Request| format!("all {}", req.path())));
     let mut c = Client::connect(addr);

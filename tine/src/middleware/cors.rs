@@ -70,8 +70,8 @@ use crate::http::{Request, Response};
 /// sends the user's cookies and lets the page read the answer, so only
 /// origins you list with [`allow_origin`](Cors::allow_origin) may be
 /// allowed: [`App::cors`] panics, at your `.cors(..)` line, when credentials
-/// are allowed and no origin is listed (as tower-http and actix-cors refuse
-/// it). Echoing any origin with credentials would let every site act as
+/// are allowed and no origin is listed (as tower-http refuses it).
+/// Echoing any origin with credentials would let every site act as
 /// the signed-in user and read the answers. The `null` origin (sandboxed
 /// iframes, `data:` and `file:` pages, some redirects) is one that any
 /// page can take on, so it is allowed only when listed literally
