@@ -1,7 +1,8 @@
 //! One connection driven by arbitrary client bytes, for the `connection`
 //! fuzz target in `tine/fuzz`: the whole request-to-answer path (decoder,
 //! routing, hooks, group limits, forms, multipart, cookies, compression,
-//! static files, streams, SSE and the WebSocket upgrade and session) with
+//! static files, streams, SSE and the WebSocket upgrade and session, the
+//! trusted-proxy headers, and on request the PROXY protocol header) with
 //! no event loop, as `conn/tests.rs` drives it. Any panic, caught by the
 //! service's boundary or not, is a finding: tine's own code must not
 //! panic on input, and the app below does not panic on purpose.
@@ -96,8 +97,12 @@ fn app() -> App {
         .static_files("/static", StaticConfig::new(static_dir()))
         .compress(Compression::new())
         .cookie_key(cookie::Key::from(&[7u8; 64]))
+        // The connection's peer is 127.0.0.1: its forwarding headers are
+        // believed, so the X-Forwarded-For and Forwarded walks run.
+        .trusted_proxies(["127.0.0.1"])
         .limits(
             Limits::default()
+                .max_connections_per_ip(1)
                 .max_body(4096)
                 .body_buffer(1024)
                 .header_timeout(Duration::from_secs(5))
@@ -141,7 +146,10 @@ fn settle(
 
 /// Feeds `data` to one connection in pieces of `split` bytes, then its
 /// end of stream after a long pause (the timers fire: 408, idle close).
-pub fn connection(data: &[u8], split: usize) {
+/// With `proxied`, the connection is on a PROXY protocol listener: `data`
+/// starts with the header (v1 or v2), and the client it names is counted
+/// against the per-IP limit.
+pub fn connection(data: &[u8], split: usize, proxied: bool) {
     let (server, mut client) = UnixStream::pair().expect("a socket pair");
     server.set_nonblocking(true).expect("non-blocking");
     client.set_nonblocking(true).expect("non-blocking");
@@ -151,6 +159,9 @@ pub fn connection(data: &[u8], split: usize) {
         "127.0.0.1:9".parse().expect("an address"),
         now,
     );
+    if proxied {
+        conn.expect_proxy_header();
+    }
     let (service, config) = app().into_parts();
     let mut shared = Shared::new(service, config, now);
     for piece in data.chunks(split.max(1)) {
