@@ -377,7 +377,14 @@ fn leak(req: &Request) -> Result<Response, tine::Error> {
 fn named_sleeping(f: impl FnOnce()) {
     #[cfg(target_os = "linux")]
     {
-        let name = nix::sys::prctl::get_name().ok();
+        // Read from /proc, not with `prctl::get_name`: nix 0.30's returns
+        // an empty name in release builds (its buffer is passed as if
+        // immutable, so the compiler keeps the zeroes), which then blanked
+        // the worker's name for good.
+        let name = std::fs::read_to_string("/proc/thread-self/comm")
+            .ok()
+            .and_then(|n| std::ffi::CString::new(n.trim_end_matches('\n')).ok())
+            .filter(|n| !n.is_empty());
         let _ = nix::sys::prctl::set_name(c"sleeping");
         f();
         if let Some(name) = name {
