@@ -450,9 +450,9 @@ impl App {
     ///         sse.subscribe(req.param("room").unwrap_or("lobby"));
     ///         sse.send(SseEvent::new("welcome").event("hello"));
     ///     })
-    ///     .post("/say/:room", |req: &Request| {
-    ///         tine::publish(req.param("room").unwrap_or("lobby"), req.text().unwrap_or_default());
-    ///         StatusCode::ACCEPTED
+    ///     .post("/say/:room", |req: &Request| -> Result<StatusCode, tine::Error> {
+    ///         tine::publish(req.param("room").unwrap_or("lobby"), req.text()?)?;
+    ///         Ok(StatusCode::ACCEPTED)
     ///     });
     /// ```
     #[track_caller]

@@ -61,7 +61,7 @@
 //!             let note: Value = req.json()?;
 //!             let text = note["text"].as_str().unwrap_or_default().to_string();
 //!             req.state::<Db>().unwrap().0.borrow_mut().push(text.clone());
-//!             tine::publish("notes", text.as_str());
+//!             tine::publish("notes", text.as_str())?;
 //!             Ok(Response::json(&json!({ "saved": text })).with_status(StatusCode::CREATED))
 //!         })
 //!         .ws("/live", |ws: &mut WebSocket, ev: WsEvent| {
@@ -337,8 +337,8 @@ impl TestClient {
     /// ```
     /// use tine::{test::TestClient, App, Request, StatusCode, WsEvent};
     /// let client = TestClient::new(App::new().post("/news", |req: &Request| {
-    ///     tine::publish("news", req.text().unwrap_or_default());
-    ///     StatusCode::ACCEPTED
+    ///     tine::publish("news", req.text()?)?;
+    ///     Ok::<_, tine::Error>(StatusCode::ACCEPTED)
     /// }));
     /// client.post("/news").body("hello").send();
     /// assert_eq!(client.take_published(), [("news".to_string(), WsEvent::Text("hello".into()))]);
@@ -1012,7 +1012,7 @@ impl Socket {
 ///     .ws("/chat", |ws: &mut WebSocket, ev: WsEvent| match ev {
 ///         WsEvent::Open => ws.subscribe("room"),
 ///         WsEvent::Text(t) if t == "bye" => ws.close(1000, "see you"),
-///         WsEvent::Text(t) => tine::publish("room", t),
+///         WsEvent::Text(t) => tine::publish("room", t).unwrap_or_else(|e| ws.send_text(e.message())),
 ///         _ => {}
 ///     });
 /// let client = TestClient::new(app);
@@ -1166,11 +1166,11 @@ mod tests {
         let forged = "\u{1e}event: x\ndata: y\n\n";
         let app = App::new()
             .get("/event", |_: &Request| {
-                crate::publish_event("t", crate::SseEvent::new("a\nb").id("1"));
+                crate::publish_event("t", crate::SseEvent::new("a\nb").id("1")).unwrap();
                 "ok"
             })
             .get("/text", move |_: &Request| {
-                crate::publish("t", forged);
+                crate::publish("t", forged).unwrap();
                 "ok"
             });
         let client = TestClient::new(app);
@@ -1341,8 +1341,8 @@ mod tests {
             Some(WsEvent::Binary(Bytes::from_static(&[1, 2])))
         );
         assert_eq!(ws.recv(), None);
-        crate::publish("r1", "news");
-        crate::publish("r2", "elsewhere");
+        crate::publish("r1", "news").unwrap();
+        crate::publish("r2", "elsewhere").unwrap();
         client.get("/nothing").send(); // delivery follows any request
         assert_eq!(ws.recv_text().as_deref(), Some("news"));
         assert_eq!(ws.recv(), None);

@@ -37,8 +37,8 @@ fn app() -> App {
             tine::publish(
                 req.param("topic").unwrap_or(""),
                 req.text().unwrap_or_default(),
-            );
-            StatusCode::ACCEPTED
+            )
+            .map(|()| StatusCode::ACCEPTED)
         })
         .post("/event/:topic", |req: &Request| {
             let id = req.query_param("id").unwrap_or_default();
@@ -47,8 +47,8 @@ fn app() -> App {
                 SseEvent::new(req.text().unwrap_or_default())
                     .id(id)
                     .event("note"),
-            );
-            StatusCode::ACCEPTED
+            )
+            .map(|()| StatusCode::ACCEPTED)
         })
         .get("/subs", |_: &Request| {
             tine::pubsub::stats().subscriptions.to_string()

@@ -18,9 +18,12 @@
 //! WS   /ws/echo        echoes text as text, binary as binary
 //!                      (`?subscribe=T`: also subscribed to topic T)
 //! WS   /ws/chat?room=R a chat room across all workers (tine::publish);
-//!                      first message "pid N"; "/leave" unsubscribes
+//!                      first message "pid N"; "/leave" unsubscribes;
+//!                      a message too large to publish (tine::pubsub::
+//!                      max_size) answers "not sent: ..." to the sender
 //! POST /publish/:topic publishes the body to a topic (?id=X: as a
-//!                      server-sent event with id X, type `message`)
+//!                      server-sent event with id X, type `message`);
+//!                      413 when too large to publish
 //! GET  /big?kb=N       about N KiB of JSON, buffered (for compression)
 //! GET  /sse/:topic     server-sent events: everything published to the
 //!                      topic, in any worker (see src/streams.rs)
@@ -466,7 +469,11 @@ fn ws_chat(ws: &mut WebSocket, event: WsEvent) {
         }
         WsEvent::Text(text) => {
             if let Some(room) = ws.topics().first().cloned() {
-                tine::publish(&room, text);
+                // Too large to reach every worker (or too much waiting):
+                // the sender hears it; nobody gets the message.
+                if let Err(e) = tine::publish(&room, text) {
+                    ws.send_text(format!("not sent: {}", e.message()));
+                }
             }
         }
         _ => {}
@@ -476,8 +483,8 @@ fn ws_chat(ws: &mut WebSocket, event: WsEvent) {
 fn publish(req: &Request) -> Result<StatusCode, tine::Error> {
     let topic = req.param("topic").unwrap_or("");
     match req.query_param("id") {
-        Some(id) => tine::publish_event(topic, tine::SseEvent::new(req.text()?).id(id)),
-        None => tine::publish(topic, req.text()?),
+        Some(id) => tine::publish_event(topic, tine::SseEvent::new(req.text()?).id(id))?,
+        None => tine::publish(topic, req.text()?)?,
     }
     Ok(StatusCode::ACCEPTED)
 }

@@ -28,8 +28,10 @@ use crate::server::control::{self, Channel};
 /// What [`Bus::offer`] did with a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Offer {
-    /// Taken (or dropped, counted and logged, if it can never be sent);
-    /// deliver it to this process's subscribers now when `local` is set.
+    /// Taken (or dropped, counted and logged, if it can never be sent:
+    /// then `local` is not set either, as a message reaches all
+    /// subscribers or none); deliver it to this process's subscribers now
+    /// when `local` is set.
     Taken { local: bool },
     /// The backend's queue is full: keep the message and offer it again
     /// once the queue drained (a writable event on its socket).
@@ -93,16 +95,18 @@ impl Bus {
         let Some(channel) = relay else {
             return Offer::Taken { local: true };
         };
-        if p.size() > control::MAX_PAYLOAD || p.topic.len() > usize::from(u16::MAX) {
-            log::warn!(
+        if p.size() > channel.max_payload() || p.topic.len() > usize::from(u16::MAX) {
+            // `publish` refuses these (its limit is the channel's), so this
+            // is a bug; delivering it here alone would hide it.
+            log::error!(
                 "pub/sub: a {}-byte message to topic {:?} is too large to relay \
-                 (limit {} bytes); delivered in this worker only",
+                 (limit {} bytes); dropped",
                 p.size(),
                 p.topic.get(..64).unwrap_or(&p.topic),
-                control::MAX_PAYLOAD
+                channel.max_payload()
             );
             stats::add_dropped(1);
-            return Offer::Taken { local: true };
+            return Offer::Taken { local: false };
         }
         self.scratch.clear();
         wire::encode(p, &mut self.scratch);

@@ -23,8 +23,32 @@
 //! and while the outbox holds more than 1 MiB the worker reads nothing
 //! from its connections and runs no handler, until the bus has drained.
 //! A message that cannot be queued at all (one handler publishing over
-//! 8 MiB at once, a message over the relay's 1 MiB frame limit, Redis
-//! unreachable) is dropped, logged and counted in [`stats`]. The master
+//! 8 MiB at once, Redis unreachable) is dropped, logged and counted in
+//! [`stats`].
+//!
+//! # How large a message may be
+//!
+//! A message too large to reach every worker is refused by [`publish`]
+//! itself (an [`Error`] with 413, counted as dropped), never delivered to
+//! only some subscribers. The limit (on the topic and the message
+//! together, see [`max_size`]) is sized at start-up from the app's own
+//! limits: room for a message as large as the larger of
+//! [`Limits::max_body`](crate::Limits::max_body) and
+//! [`WsConfig::max_message`](crate::WsConfig::max_message), with any
+//! topic, so whatever a client could send in one body or one WebSocket
+//! message can be published on. It is never below 1 MiB and never above
+//! 4 MiB: the master relays each message as one frame and
+//! keeps a queue for every worker, sized to hold a few of the largest
+//! messages, so a higher cap would raise the master's memory bound with
+//! every worker. (A route with its own larger
+//! [`Group::max_body`](crate::Group::max_body) does not raise the limit.)
+//! In single-process mode and with Redis the limit is 4 MiB (the Redis
+//! publisher's 8 MiB queue and the subscriber's 16 MiB frame limit take
+//! such a message with its channel name; Redis's own default
+//! `client-output-buffer-limit pubsub 32mb 8mb 60` too, unless many
+//! arrive faster than a subscriber reads).
+//!
+//! The master
 //! stops reading from the workers while one of them is behind on what it
 //! relays (`relay.rs`); a worker behind for over 2 s (stuck in a handler)
 //! stops holding the others back and loses what does not fit in its 4 MiB
@@ -50,13 +74,75 @@ pub(crate) mod relay;
 pub(crate) mod stats;
 pub(crate) mod wire;
 
+use std::cell::Cell;
+
 use bytes::Bytes;
+
+use crate::{Error, Limits, StatusCode, WsConfig};
 
 pub(crate) use bus::{Bus, Offer};
 pub(crate) use index::Topics;
 pub(crate) use outbox::{has_room as outbox_has_room, is_empty as outbox_is_empty};
 pub(crate) use outbox::{pop as outbox_pop, unpop as outbox_unpop};
 pub use stats::Stats;
+
+/// The most bytes a published message may take (its topic and data,
+/// plus 3 bytes), whatever the configuration: see the [module
+/// docs](self#how-large-a-message-may-be). Half of the outbox's bound, so
+/// that one fits beside what a busy worker's outbox holds.
+pub(crate) const MAX_SIZE: usize = outbox::MAX / 2;
+
+/// What [`relay_limit`] adds to the app's largest body or WebSocket
+/// message: the longest topic (64 KiB, the wire form's bound), the wire
+/// form's 3 bytes, and what [`publish`] and
+/// [`publish_event`](crate::publish_event) add to a text (an escape mark,
+/// an event's field names and id).
+const RELAY_SLACK: usize = 128 * 1024;
+
+/// The largest message (wire size, see [`Published::size`]) that the
+/// master relay carries for an app with these limits: the larger of
+/// `limits.max_body` and `ws.max_message` plus [`RELAY_SLACK`], between
+/// the control channel's default payload limit (1 MiB) and [`MAX_SIZE`].
+/// The master and every worker size their channels with it (the same
+/// configuration gives the same number on both ends).
+///
+/// A cap equal to the default body and message limit (1 MiB, as it once
+/// was) relayed no message of exactly that limit: the frame also carries
+/// the topic and the wire form's bytes, so the message reached only the
+/// publishing worker's subscribers.
+pub(crate) fn relay_limit(limits: &Limits, ws: &WsConfig) -> usize {
+    let largest = limits.max_body.max(ws.max_message.unwrap_or(0));
+    largest
+        .saturating_add(RELAY_SLACK)
+        .clamp(crate::server::control::MAX_PAYLOAD, MAX_SIZE)
+}
+
+thread_local! {
+    /// This event loop's [`max_size`]: set by the loop at start, from its
+    /// bus ([`set_max_size`]).
+    static LIMIT: Cell<usize> = const { Cell::new(MAX_SIZE) };
+}
+
+/// Sets this thread's [`max_size`] (the event loop does, at start-up: the
+/// [`relay_limit`] in a worker on the master relay, [`MAX_SIZE`] with Redis
+/// or in a single process).
+pub(crate) fn set_max_size(bytes: usize) {
+    LIMIT.with(|l| l.set(bytes.min(MAX_SIZE)));
+}
+
+/// The largest message [`publish`] takes in this process: the topic's
+/// length plus the message's (its text, or its data), in bytes, may be up
+/// to this. (For [`publish_event`](crate::publish_event) the message is
+/// the event as written on the stream, a little longer than its data.)
+/// See the [module docs](self#how-large-a-message-may-be) for how it is
+/// chosen; with the default limits it is over 1 MiB + 64 KiB.
+///
+/// ```
+/// assert!(tine::pubsub::max_size() > (1 << 20) + (64 << 10));
+/// ```
+pub fn max_size() -> usize {
+    LIMIT.with(Cell::get) - wire::OVERHEAD
+}
 
 /// A published message waiting for the event loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,35 +176,77 @@ pub(crate) enum Payload {
 /// cannot set an event's type, id or retry: that is
 /// [`publish_event`](crate::publish_event)'s).
 ///
+/// # Errors
+///
+/// Nothing is published, and the message is counted as dropped, when:
+/// - the topic and the message together are larger than [`max_size`], or
+///   the topic alone is longer than 65,535 bytes: `413 Payload Too
+///   Large`. The limit has room for anything a client can send in one body
+///   or WebSocket message with the app's limits, so a handler that
+///   publishes what it received gets this only for a very long topic, a
+///   larger route-specific body limit, or text of its own;
+/// - this process has more than 8 MiB of published messages waiting (one
+///   handler publishing a great deal at once): `503 Service Unavailable`.
+///
+/// A message that is taken is delivered to this process's subscribers and
+/// to every other worker's; it can still be lost later only where the
+/// [module docs](crate::pubsub) say (a worker stuck for seconds, Redis
+/// unreachable).
+///
 /// ```
 /// use tine::{App, Request, StatusCode};
-/// let app = App::new().post("/announce", |req: &Request| {
-///     tine::publish("news", req.text().unwrap_or_default());
-///     StatusCode::ACCEPTED
+/// let app = App::new().post("/announce", |req: &Request| -> Result<StatusCode, tine::Error> {
+///     tine::publish("news", req.text()?)?;
+///     Ok(StatusCode::ACCEPTED)
 /// });
 /// ```
-pub fn publish(topic: &str, text: impl Into<String>) {
-    push(topic, Payload::Text(crate::sse::escape_plain(text.into())));
+pub fn publish(topic: &str, text: impl Into<String>) -> Result<(), Error> {
+    push(topic, Payload::Text(crate::sse::escape_plain(text.into())))
 }
 
 /// Publishes a marked event text as it is (for
 /// [`publish_event`](crate::publish_event), whose mark [`publish`] would
 /// escape).
-pub(crate) fn publish_event_text(topic: &str, text: String) {
-    push(topic, Payload::Text(text));
+pub(crate) fn publish_event_text(topic: &str, text: String) -> Result<(), Error> {
+    push(topic, Payload::Text(text))
 }
 
-/// Publishes a binary message to `topic` (see [`publish`]).
-pub fn publish_binary(topic: &str, data: impl Into<Bytes>) {
-    push(topic, Payload::Binary(data.into()));
+/// Publishes a binary message to `topic` (see [`publish`], also for the
+/// errors).
+pub fn publish_binary(topic: &str, data: impl Into<Bytes>) -> Result<(), Error> {
+    push(topic, Payload::Binary(data.into()))
 }
 
-fn push(topic: &str, payload: Payload) {
+fn push(topic: &str, payload: Payload) -> Result<(), Error> {
     stats::add_published();
-    outbox::push(Published {
+    let p = Published {
         topic: topic.to_string(),
         payload,
-    });
+    };
+    let (size, limit) = (p.size(), LIMIT.with(Cell::get));
+    if size > limit || topic.len() > usize::from(u16::MAX) {
+        stats::add_dropped(1);
+        log::debug!(
+            "pub/sub: refused a {size}-byte message to topic {:?} (limit {limit} bytes)",
+            topic.get(..64).unwrap_or(topic)
+        );
+        return Err(Error::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "message too large to publish: {} bytes of topic and message, the limit is {}",
+                size - wire::OVERHEAD,
+                limit - wire::OVERHEAD
+            ),
+        ));
+    }
+    if outbox::push(p) {
+        Ok(())
+    } else {
+        Err(Error::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many published messages waiting; message dropped",
+        ))
+    }
 }
 
 /// This process's publish/subscribe counters (the worker serving the
@@ -137,4 +265,56 @@ pub fn stats() -> Stats {
 /// the master, rather than in every worker.
 pub(crate) fn check_redis_url(url: &str) -> std::io::Result<()> {
     redis::parse_url(url).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The relay's limit leaves room for a message of the app's largest
+    /// body or WebSocket message with the longest topic, within bounds.
+    #[test]
+    fn the_relay_limit_follows_the_app_limits_within_bounds() {
+        let longest_topic = "t".repeat(usize::from(u16::MAX));
+        for (body, message) in [
+            (1 << 20, None),
+            (1 << 20, Some(3_000_000)),
+            (3 << 20, Some(10)),
+        ] {
+            let limits = Limits::default().max_body(body);
+            let ws = WsConfig::default().max_message(message);
+            let p = Published {
+                topic: longest_topic.clone(),
+                payload: Payload::Binary(vec![0; body.max(message.unwrap_or(0))].into()),
+            };
+            assert!(p.size() <= relay_limit(&limits, &ws), "{body} {message:?}");
+        }
+        assert_eq!(
+            relay_limit(&Limits::default().max_body(100), &WsConfig::default()),
+            crate::server::control::MAX_PAYLOAD
+        );
+        assert_eq!(
+            relay_limit(&Limits::default().max_body(1 << 30), &WsConfig::default()),
+            MAX_SIZE
+        );
+    }
+
+    /// Over this process's limit `publish` says so and queues nothing;
+    /// at the limit it takes the message.
+    #[test]
+    fn publish_refuses_what_the_bus_cannot_carry() {
+        set_max_size(2 << 20);
+        let room = max_size() - "t".len();
+        let dropped = stats::snapshot().dropped;
+        let err = publish_binary("t", vec![0u8; room + 1]).unwrap_err();
+        assert_eq!(err.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(outbox_is_empty());
+        assert_eq!(stats::snapshot().dropped, dropped + 1);
+        let long_topic = "t".repeat(usize::from(u16::MAX) + 1);
+        assert!(publish(&long_topic, "x").is_err());
+        publish_binary("t", vec![0u8; room]).unwrap();
+        let p = outbox_pop().unwrap();
+        assert_eq!(p.size(), LIMIT.with(Cell::get));
+        set_max_size(MAX_SIZE);
+    }
 }

@@ -46,8 +46,9 @@ fn note(o: &Outbox) {
     stats::set_outbox(o.queue.len(), o.bytes);
 }
 
-/// Queues `p`, or drops it (counted, logged) when the outbox is full.
-pub(crate) fn push(p: Published) {
+/// Queues `p`, or drops it (counted, logged) when the outbox is full:
+/// `false`.
+pub(crate) fn push(p: Published) -> bool {
     OUTBOX.with(|o| {
         let mut o = o.borrow_mut();
         let size = p.size();
@@ -62,7 +63,7 @@ pub(crate) fn push(p: Published) {
             }
             o.streak += 1;
             stats::add_dropped(1);
-            return;
+            return false;
         }
         if o.streak > 0 {
             log::info!(
@@ -74,7 +75,8 @@ pub(crate) fn push(p: Published) {
         o.bytes += size;
         o.queue.push_back(p);
         note(&o);
-    });
+        true
+    })
 }
 
 /// Takes the oldest queued message.
@@ -158,7 +160,7 @@ mod tests {
         assert!(is_empty() && has_room());
         assert_eq!(stats::snapshot().queued_bytes, 0);
         // Accepted again after the streak.
-        push(msg(1));
+        assert!(push(msg(1)));
         assert_eq!(stats::snapshot().queued, 1);
         pop();
     }

@@ -29,8 +29,8 @@ pub(crate) const STALL: Duration = Duration::from_secs(2);
 /// as fast as the master reads would otherwise be read on and on in one
 /// go, and the others' queues would overflow (and drop) although none of
 /// them was stuck. With it, a queue below [`HIGH`] when a read starts grows
-/// by at most this, a 64 KiB read and one maximal message: well within the
-/// channel's 4 MiB bound.
+/// by at most this, a 64 KiB read and one maximal message: within the
+/// channel's bound, which is sized for that (`control::outbound_bound`).
 pub(crate) const READ_LIMIT: usize = HIGH;
 
 /// The relay state of one worker, as a destination of relayed messages.

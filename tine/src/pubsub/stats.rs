@@ -31,7 +31,8 @@ pub struct Stats {
     /// Messages published in this process that could not be sent on
     /// (each drop is also logged, once per streak): the outbox was full
     /// (one handler published more than 8 MiB at once), a message was
-    /// too large for the relay (over 1 MiB), or Redis was unreachable.
+    /// too large to publish (over [`max_size`](super::max_size); its
+    /// `publish` returned an error), or Redis was unreachable.
     pub dropped: u64,
 }
 

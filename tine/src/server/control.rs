@@ -53,11 +53,31 @@ pub(crate) const TLS: u8 = 6;
 
 /// Bytes in a frame header: one kind byte and a `u32` LE payload length.
 pub(crate) const HEADER_LEN: usize = 5;
-/// Largest payload either side accepts; a larger length is [`Msg::Malformed`].
+/// Largest payload of a [`Channel::new`]; a larger length is
+/// [`Msg::Malformed`]. A server's channels take larger ones when its
+/// limits let clients send larger messages ([`Channel::with_limit`],
+/// sized by `pubsub::relay_limit`): a published message is relayed as one
+/// frame, and a frame no larger than the message limit could not carry a
+/// message of exactly that limit plus its topic.
 pub(crate) const MAX_PAYLOAD: usize = 1 << 20;
-/// Upper bound on the bytes queued for one peer; [`Channel::queue`] refuses
-/// a frame that would exceed it (the caller logs and drops it).
+/// Least upper bound on the bytes queued for one peer; [`Channel::queue`]
+/// refuses a frame that would exceed it (the caller logs and drops it, or
+/// retries later). A channel for larger payloads gets a larger bound
+/// ([`outbound_bound`]).
 pub(crate) const MAX_OUTBOUND: usize = 4 << 20;
+
+/// The outbound bound of a channel whose payloads go up to `max_payload`
+/// bytes: at least [`MAX_OUTBOUND`], and always room for what the master
+/// may queue for a worker while flow control lets it read on
+/// (`pubsub::relay`): a queue below [`HIGH`](crate::pubsub::relay::HIGH)
+/// when a read starts grows by at most
+/// [`READ_LIMIT`](crate::pubsub::relay::READ_LIMIT), one 64 KiB read and
+/// one maximal frame. Smaller, a worker that is merely behind would lose
+/// relayed messages, and a maximal frame could never be queued at all.
+pub(crate) fn outbound_bound(max_payload: usize) -> usize {
+    use crate::pubsub::relay::{HIGH, READ_LIMIT};
+    MAX_OUTBOUND.max(HIGH + READ_LIMIT + 64 * 1024 + HEADER_LEN + max_payload)
+}
 
 /// A decoded control message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +99,7 @@ pub(crate) enum Msg {
         /// The frame's payload.
         payload: Vec<u8>,
     },
-    /// A frame that can never be valid (length over [`MAX_PAYLOAD`], or an
+    /// A frame that can never be valid (length over the channel's limit, or an
     /// `ADOPT` or `RELEASE` whose payload is not 4 bytes, a `RECYCLE` whose
     /// payload is not 8). The stream is out of sync
     /// afterwards: close the channel.
@@ -115,11 +135,12 @@ impl Msg {
 ///
 /// # Panics
 ///
-/// If `payload` is longer than [`MAX_PAYLOAD`].
+/// If `payload` is longer than `u32::MAX` bytes (channels refuse far
+/// smaller ones, see [`Channel::queue`]).
 pub(crate) fn encode(kind: u8, payload: &[u8], out: &mut Vec<u8>) {
     assert!(
-        payload.len() <= MAX_PAYLOAD,
-        "control payload of {} bytes exceeds MAX_PAYLOAD",
+        u32::try_from(payload.len()).is_ok(),
+        "control payload of {} bytes does not fit a frame",
         payload.len()
     );
     out.reserve(HEADER_LEN + payload.len());
@@ -132,15 +153,15 @@ pub(crate) fn encode(kind: u8, payload: &[u8], out: &mut Vec<u8>) {
 ///
 /// Returns `None` while the frame is incomplete, otherwise the message and
 /// the number of bytes it used. A header announcing more than
-/// [`MAX_PAYLOAD`] bytes yields [`Msg::Malformed`] consuming the whole
+/// `max_payload` bytes yields [`Msg::Malformed`] consuming the whole
 /// buffer: the caller should close the channel.
-pub(crate) fn decode(buf: &[u8]) -> Option<(Msg, usize)> {
+pub(crate) fn decode(buf: &[u8], max_payload: usize) -> Option<(Msg, usize)> {
     if buf.len() < HEADER_LEN {
         return None;
     }
     let kind = buf[0];
     let len = u32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
-    if len > MAX_PAYLOAD {
+    if len > max_payload {
         return Some((Msg::Malformed { kind, len }, buf.len()));
     }
     let end = HEADER_LEN + len;
@@ -187,8 +208,12 @@ pub(crate) fn decode(buf: &[u8]) -> Option<(Msg, usize)> {
 /// })?;
 /// if eof { /* the master died: stop accepting, drain, exit */ }
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Channel {
+    /// Largest payload taken either way (see [`Channel::with_limit`]).
+    max_payload: usize,
+    /// Most bytes queued outbound ([`outbound_bound`] of `max_payload`).
+    max_outbound: usize,
     inbuf: Vec<u8>,
     /// Bytes of `inbuf` already decoded (compacted lazily, so decoding a
     /// burst of messages does not move the buffer once per message).
@@ -208,10 +233,39 @@ pub(crate) enum Received {
     Eof,
 }
 
+impl Default for Channel {
+    fn default() -> Self {
+        Channel::with_limit(MAX_PAYLOAD)
+    }
+}
+
 impl Channel {
-    /// An empty channel buffer.
+    /// An empty channel buffer for payloads up to [`MAX_PAYLOAD`].
+    #[cfg(test)]
     pub(crate) fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty channel buffer for payloads up to `max_payload` bytes (at
+    /// least [`MAX_PAYLOAD`]). Both ends of a channel must use the same
+    /// limit: a frame over the receiver's is [`Msg::Malformed`] and closes
+    /// the channel. Memory: inbound at most one maximal frame, outbound at
+    /// most [`outbound_bound`]`(max_payload)`.
+    pub(crate) fn with_limit(max_payload: usize) -> Self {
+        let max_payload = max_payload.clamp(MAX_PAYLOAD, u32::MAX as usize);
+        Channel {
+            max_payload,
+            max_outbound: outbound_bound(max_payload),
+            inbuf: Vec::new(),
+            in_pos: 0,
+            outbuf: Vec::new(),
+            out_pos: 0,
+        }
+    }
+
+    /// The largest payload this channel sends or receives.
+    pub(crate) fn max_payload(&self) -> usize {
+        self.max_payload
     }
 
     /// Reads everything currently available from `r` (until `WouldBlock` or
@@ -237,7 +291,7 @@ impl Channel {
         limit: usize,
         mut f: impl FnMut(Msg),
     ) -> io::Result<Received> {
-        let cap = HEADER_LEN + MAX_PAYLOAD;
+        let cap = HEADER_LEN + self.max_payload;
         let mut chunk = [0u8; 64 * 1024];
         let mut read = 0usize;
         while read < limit {
@@ -264,7 +318,7 @@ impl Channel {
     /// Takes the next complete message out of the inbound buffer, if any.
     /// Mostly for tests; [`Channel::receive`] calls it for you.
     pub(crate) fn next_msg(&mut self) -> Option<Msg> {
-        let Some((msg, used)) = decode(&self.inbuf[self.in_pos..]) else {
+        let Some((msg, used)) = decode(&self.inbuf[self.in_pos..], self.max_payload) else {
             // Incomplete: drop what was decoded so the buffer stays bounded.
             self.inbuf.drain(..self.in_pos);
             self.in_pos = 0;
@@ -292,12 +346,12 @@ impl Channel {
     }
 
     /// Queues one frame for sending. Returns `false` (and queues nothing)
-    /// when the frame is over [`MAX_PAYLOAD`] or the queue would exceed
-    /// [`MAX_OUTBOUND`]: a slow or stuck peer cannot make the sender grow
-    /// without bound.
+    /// when the payload is over the channel's limit or the queue would
+    /// exceed its bound ([`outbound_bound`]): a slow or stuck peer cannot
+    /// make the sender grow without bound.
     pub(crate) fn queue(&mut self, kind: u8, payload: &[u8]) -> bool {
-        if payload.len() > MAX_PAYLOAD
-            || self.pending_out() + HEADER_LEN + payload.len() > MAX_OUTBOUND
+        if payload.len() > self.max_payload
+            || self.pending_out() + HEADER_LEN + payload.len() > self.max_outbound
         {
             return false;
         }
@@ -401,12 +455,12 @@ mod tests {
         }
         let mut at = 0;
         for m in &msgs {
-            let (got, used) = decode(&buf[at..]).expect("complete frame");
+            let (got, used) = decode(&buf[at..], MAX_PAYLOAD).expect("complete frame");
             assert_eq!(&got, m);
             at += used;
         }
         assert_eq!(at, buf.len());
-        assert_eq!(decode(&buf[at..]), None);
+        assert_eq!(decode(&buf[at..], MAX_PAYLOAD), None);
     }
 
     #[test]
@@ -424,9 +478,9 @@ mod tests {
         let mut buf = Vec::new();
         Msg::Publish(vec![9; 100]).encode(&mut buf);
         for cut in 0..buf.len() {
-            assert_eq!(decode(&buf[..cut]), None, "cut at {cut}");
+            assert_eq!(decode(&buf[..cut], MAX_PAYLOAD), None, "cut at {cut}");
         }
-        assert!(decode(&buf).is_some());
+        assert!(decode(&buf, MAX_PAYLOAD).is_some());
     }
 
     #[test]
@@ -451,7 +505,7 @@ mod tests {
         let mut buf = vec![PUBLISH];
         buf.extend_from_slice(&((MAX_PAYLOAD as u32) + 1).to_le_bytes());
         assert_eq!(
-            decode(&buf),
+            decode(&buf, MAX_PAYLOAD),
             Some((
                 Msg::Malformed {
                     kind: PUBLISH,
@@ -463,7 +517,7 @@ mod tests {
         let mut buf = Vec::new();
         encode(ADOPT, &[1, 2], &mut buf);
         assert_eq!(
-            decode(&buf),
+            decode(&buf, MAX_PAYLOAD),
             Some((
                 Msg::Malformed {
                     kind: ADOPT,
@@ -475,7 +529,7 @@ mod tests {
         let mut buf = Vec::new();
         encode(RECYCLE, &[1, 2, 3, 4], &mut buf);
         assert_eq!(
-            decode(&buf),
+            decode(&buf, MAX_PAYLOAD),
             Some((
                 Msg::Malformed {
                     kind: RECYCLE,
@@ -487,7 +541,7 @@ mod tests {
         let mut buf = Vec::new();
         encode(RELEASE, &[1, 2, 3, 4, 5], &mut buf);
         assert_eq!(
-            decode(&buf),
+            decode(&buf, MAX_PAYLOAD),
             Some((
                 Msg::Malformed {
                     kind: RELEASE,
@@ -630,6 +684,41 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, queued + 1);
+    }
+
+    /// A channel sized for larger payloads carries a frame as large as its
+    /// limit (a published message of the app's largest body plus its
+    /// topic) and still queues it behind what flow control lets pile up;
+    /// the default channel refuses it, and over the limit both refuse.
+    #[test]
+    fn a_larger_limit_carries_larger_frames_both_ways() {
+        let limit = 3 << 20;
+        let big = vec![5u8; limit];
+        assert!(!Channel::new().queue(PUBLISH, &big));
+        let mut tx = Channel::with_limit(limit);
+        assert_eq!(tx.max_payload(), limit);
+        assert!(!tx.queue(PUBLISH, &vec![0; limit + 1]));
+        let behind = vec![1u8; 1000];
+        while tx.pending_out() < crate::pubsub::relay::HIGH + crate::pubsub::relay::READ_LIMIT {
+            assert!(tx.queue(PUBLISH, &behind));
+        }
+        assert!(tx.queue(PUBLISH, &big), "no room for a maximal frame");
+        let mut w = Limited {
+            out: Vec::new(),
+            cap: usize::MAX,
+        };
+        tx.flush_to(&mut w).unwrap();
+        let mut r = w.out.as_slice();
+        let mut rx = Channel::with_limit(limit);
+        let mut got = Vec::new();
+        assert!(rx.receive(&mut r, |m| got.push(m)).unwrap());
+        assert_eq!(got.last(), Some(&Msg::Publish(big)));
+        assert!(!got.iter().any(|m| matches!(m, Msg::Malformed { .. })));
+        // The default limit reads the same frame as malformed.
+        let mut r = w.out.as_slice();
+        let mut got = Vec::new();
+        Channel::new().receive(&mut r, |m| got.push(m)).unwrap();
+        assert!(matches!(got.last(), Some(Msg::Malformed { .. })));
     }
 
     #[test]

@@ -731,6 +731,7 @@ fn master_config(config: &ServerConfig, workers: usize) -> master::MasterConfig 
             Duration::ZERO
         }),
         upgrade_timeout: config.upgrade_timeout,
+        relay_limit: crate::pubsub::relay_limit(&config.limits, &config.ws),
         ..master::MasterConfig::default()
     }
 }

@@ -189,20 +189,25 @@ fn encode_data(out: &mut Vec<u8>, data: &str) {
 /// message. (A plain [`publish`](crate::publish) reaches SSE clients as an
 /// event with that text as its data.)
 ///
+/// # Errors
+///
+/// As [`publish`](crate::publish)'s (the size counted is the event as
+/// written on the stream).
+///
 /// ```
 /// use tine::{App, Request, SseEvent, StatusCode};
-/// let app = App::new().post("/news", |req: &Request| {
-///     let text = req.text().unwrap_or_default();
-///     tine::publish_event("news", SseEvent::new(text).id("7").event("headline"));
-///     StatusCode::ACCEPTED
+/// let app = App::new().post("/news", |req: &Request| -> Result<StatusCode, tine::Error> {
+///     let text = req.text()?;
+///     tine::publish_event("news", SseEvent::new(text).id("7").event("headline"))?;
+///     Ok(StatusCode::ACCEPTED)
 /// });
 /// ```
-pub fn publish_event(topic: &str, event: SseEvent) {
+pub fn publish_event(topic: &str, event: SseEvent) -> Result<(), crate::Error> {
     let mut wire = Vec::with_capacity(event.data.len() + 32);
     wire.extend_from_slice(EVENT_MARK.to_string().as_bytes());
     event.encode(&mut wire);
     let text = String::from_utf8(wire).unwrap_or_default();
-    pubsub::publish_event_text(topic, text);
+    pubsub::publish_event_text(topic, text)
 }
 
 /// What an SSE connection writes for a published message: a whole event

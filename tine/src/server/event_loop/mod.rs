@@ -156,6 +156,12 @@ impl EventLoop {
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let now = Instant::now();
         let bus = Bus::new(config.redis_url.as_deref())?;
+        // What `publish` takes: what the bus carries to every process.
+        let relay_limit = pubsub::relay_limit(&config.limits, &config.ws);
+        pubsub::set_max_size(match (&control, &config.redis_url) {
+            (Some(_), None) => relay_limit,
+            _ => pubsub::MAX_SIZE,
+        });
         let mut this = EventLoop {
             poll,
             listeners: listeners
@@ -195,7 +201,8 @@ impl EventLoop {
             )?;
             this.master = Some(MasterLink {
                 stream,
-                channel: Channel::new(),
+                // The master sizes its end the same way (`master_config`).
+                channel: Channel::with_limit(relay_limit),
             });
             this.shared.budget = RequestBudget::for_worker(&this.shared.config);
             this.tell_master_ready();

@@ -192,6 +192,10 @@ pub(crate) struct MasterConfig {
     /// How long a new master started by `SIGUSR2` may take to have every
     /// worker ready before it is stopped and the upgrade rolled back.
     pub upgrade_timeout: Duration,
+    /// Largest payload of the control channels, so the largest published
+    /// message the relay carries (`pubsub::relay_limit`); the workers size
+    /// their ends of the channels the same way.
+    pub relay_limit: usize,
     /// The pid file (moved to `.oldbin` during an upgrade).
     pub pid_file: Option<std::path::PathBuf>,
     /// What `SIGUSR2` starts (`None`: unknown, the upgrade fails).
@@ -213,6 +217,7 @@ impl Default for MasterConfig {
             worker_timeout: Duration::from_secs(30),
             shutdown_delay: Duration::ZERO,
             upgrade_timeout: super::supervisor::UPGRADE_TIMEOUT,
+            relay_limit: control::MAX_PAYLOAD,
             pid_file: None,
             exec: None,
             socket_files: Vec::new(),
@@ -851,7 +856,7 @@ impl Master {
                         pid: pid.as_raw(),
                         slot,
                         stream,
-                        chan: Channel::new(),
+                        chan: Channel::with_limit(self.cfg.relay_limit),
                         lane: relay::Lane::default(),
                     },
                 );
