@@ -268,28 +268,37 @@ struct Output {
     log_closed: bool,
     /// stdout reached EOF.
     out_closed: bool,
+    /// Every stdout line but the `listening on` ones (an access log on
+    /// stdout), invalid UTF-8 replaced.
+    out: Vec<String>,
 }
 
 /// Reads one of the server's output streams into `output`. On stdout,
 /// `on_listening` (a pid and a signal) is sent the moment the first
-/// `listening on` line is read, by this thread, before anything else.
+/// `listening on` line is read, by this thread, before anything else, and
+/// `pause` (if any) is waited after every line: a slow reader, whose pipe
+/// fills up.
 fn read_lines(
     stream: impl Read + Send + 'static,
     output: Arc<Mutex<Output>>,
     start: Instant,
     stdout: bool,
     mut on_listening: Option<(i32, Signal)>,
+    pause: Option<Duration>,
 ) {
     thread::spawn(move || {
-        let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        while reader.read_line(&mut line).unwrap_or(0) > 0 {
-            if line.starts_with("listening on ") {
+        // A slow reader also reads in small pieces: a pipe's writer waiting
+        // for room gets it a page at a time.
+        let capacity = if pause.is_some() { 512 } else { 8192 };
+        let mut reader = BufReader::with_capacity(capacity, stream);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+            if line.starts_with(b"listening on ") {
                 if let Some((pid, sig)) = on_listening.take() {
                     let _ = signal(pid, sig);
                 }
             }
-            let text = line.trim_end().to_owned();
+            let text = String::from_utf8_lossy(&line).trim_end().to_owned();
             let mut out = output.lock().unwrap_or_else(|e| e.into_inner());
             if stdout {
                 // Plain and TLS addresses alike, in the order announced.
@@ -303,11 +312,17 @@ fn read_lines(
                 if let Some(path) = text.strip_prefix("listening on unix:") {
                     out.unix_paths.push(path.into());
                 }
+                if !text.starts_with("listening on ") {
+                    out.out.push(text);
+                }
             } else {
                 out.log.push((start.elapsed(), text));
             }
             drop(out);
             line.clear();
+            if let Some(pause) = pause {
+                thread::sleep(pause);
+            }
         }
         let mut out = output.lock().unwrap_or_else(|e| e.into_inner());
         if stdout {
@@ -356,7 +371,28 @@ impl ServerTree {
     /// [`ServerTree::spawn`] with `env` (name, value) added to the
     /// environment of the server.
     pub fn spawn_env(bin: &str, args: &[&str], env: &[(&str, &str)]) -> ServerTree {
-        ServerTree::spawn_signalled(bin, args, env, None)
+        ServerTree::spawn_signalled(bin, args, env, None, None)
+    }
+
+    /// [`ServerTree::start_workers`] whose stdout pipe is read slowly: a
+    /// pause of `pause` after every line, so that the pipe fills up and
+    /// the server's writes to it wait (see [`ServerTree::stdout_lines`]).
+    pub fn start_workers_slow_stdout(
+        bin: &str,
+        workers: usize,
+        extra: &[&str],
+        pause: Duration,
+    ) -> ServerTree {
+        let n = workers.to_string();
+        let mut args = vec!["--bind", "127.0.0.1:0", "--workers", &n];
+        args.extend_from_slice(extra);
+        let mut tree = ServerTree::spawn_signalled(bin, &args, &[], None, Some(pause));
+        assert!(
+            wait_until(START_TIMEOUT, || tree.listening().is_some()),
+            "{bin} never announced its address:\n{}",
+            tree.stderr()
+        );
+        tree
     }
 
     /// [`ServerTree::spawn_env`] that sends `sig` to the server the moment
@@ -369,7 +405,7 @@ impl ServerTree {
         env: &[(&str, &str)],
         sig: Signal,
     ) -> ServerTree {
-        ServerTree::spawn_signalled(bin, args, env, Some(sig))
+        ServerTree::spawn_signalled(bin, args, env, Some(sig), None)
     }
 
     fn spawn_signalled(
@@ -377,6 +413,7 @@ impl ServerTree {
         args: &[&str],
         env: &[(&str, &str)],
         on_listening: Option<Signal>,
+        stdout_pause: Option<Duration>,
     ) -> ServerTree {
         let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
         let tag = unique_tag();
@@ -397,10 +434,10 @@ impl ServerTree {
         let pid = child.id() as i32;
         if let Some(out) = child.stdout.take() {
             let on_listening = on_listening.map(|sig| (pid, sig));
-            read_lines(out, output.clone(), start, true, on_listening);
+            read_lines(out, output.clone(), start, true, on_listening, stdout_pause);
         }
         if let Some(err) = child.stderr.take() {
-            read_lines(err, output.clone(), start, false, None);
+            read_lines(err, output.clone(), start, false, None, None);
         }
         ServerTree {
             server: ServerProcess {
@@ -534,6 +571,12 @@ impl ServerTree {
             text.push('\n');
         }
         text
+    }
+
+    /// The stdout lines read so far, but the `listening on` ones (an
+    /// access log on stdout, say).
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.lock().out.clone()
     }
 
     /// The captured stderr lines so far, each with the time it arrived
