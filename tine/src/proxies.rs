@@ -95,7 +95,7 @@ fn canonical_net(net: IpNet) -> IpNet {
 
 /// The IPv4 address inside an IPv4-mapped IPv6 address (a dual-stack
 /// socket's view of an IPv4 peer), so `127.0.0.1` matches it.
-fn canonical(ip: IpAddr) -> IpAddr {
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,

@@ -30,9 +30,12 @@
 //! [`Service::refuse`]: steps 4 to 6 with what could be read of the
 //! request (method, target, header lines; no body), so its error page is
 //! the app's, and CORS or request-id headers from after-hooks are on it.
-//! When not even a request line was read there is no request to show the
+//! When not even a request line was read (a bad byte in the method or the
+//! target, a bad PROXY protocol header) there is no request to show the
 //! hooks: the `errors` handler renders the status with `None`, and no
-//! after-hook runs and no line is logged.
+//! after-hook runs; only step 6 does, so the refusal is still logged
+//! (with the client's address, and the raw first line escaped, or `-`),
+//! as nginx does, and counted as it is in the metrics.
 //!
 //! **Which responses the `errors` handler renders.** Error pages: every
 //! error tine makes itself (400, 404, 405, 408, 413, 414, 417, 426, 431,
@@ -63,7 +66,7 @@ use http::{Method, StatusCode};
 
 use crate::handler::{self, After, Before, ErrorHandler, Handler};
 use crate::http::cookies::CookieKeys;
-use crate::http::parse::SeenHead;
+use crate::http::parse::{Seen, SeenHead};
 use crate::http::{Extensions, Request, Response};
 use crate::router::{Match, Router};
 use crate::ws::{handshake, WsHandler};
@@ -308,6 +311,11 @@ impl Service {
             state.insert(keys.clone());
         }
         self.state = Rc::new(state);
+        if let Some(log) = &self.access_log {
+            // Now rather than at the first line: a worker keeps writing
+            // to this file if it cannot open it again on `SIGUSR1`.
+            crate::access_log::open_now(log);
+        }
         Ok(())
     }
 
@@ -405,28 +413,55 @@ impl Service {
     }
 
     /// The response for a request tine refuses with `status` once its
-    /// request line was read (`seen`, from the decoder) or before
-    /// (`None`): the error page, the after-hooks and the log line when
-    /// there is a request to show them.
-    pub(crate) fn refuse(
-        &self,
-        status: StatusCode,
-        seen: Option<Box<SeenHead>>,
-        peer: SocketAddr,
-    ) -> Response {
-        let Some(seen) = seen else {
-            return self.error_page(None, status);
+    /// request line was read (`seen`, from the decoder) or before: the
+    /// error page, the after-hooks when there is a request to show them,
+    /// and the log line.
+    pub(crate) fn refuse(&self, status: StatusCode, seen: Seen, peer: SocketAddr) -> Response {
+        let seen = match seen {
+            Seen::Head(seen) => seen,
+            Seen::Line(line) => return self.refuse_bare(status, Some(&line), peer),
+            Seen::Nothing => return self.refuse_bare(status, None, peer),
         };
         let SeenHead {
             method,
             target,
             version,
             headers,
+            sent_version,
         } = *seen;
         let mut req =
             Request::from_parts(method, target, version, headers, Default::default(), peer)
                 .unwrap_or_else(|req| *req);
+        if let (Some(sent), Some(_)) = (sent_version, &self.access_log) {
+            req.extensions_mut()
+                .insert(crate::access_log::SentVersion(sent));
+        }
         self.refuse_request(status, &mut req)
+    }
+
+    /// A refusal before any request line could be read (`line`: the raw
+    /// first line, if anything came): the error page (rendered with no
+    /// request) and the log line; no hooks.
+    #[cold]
+    fn refuse_bare(&self, status: StatusCode, line: Option<&[u8]>, peer: SocketAddr) -> Response {
+        let started = (self.log_requests || self.access_log.is_some()).then(Instant::now);
+        let mut res = self.error_page(None, status);
+        if let Some(started) = started {
+            let took = started.elapsed();
+            if self.log_requests {
+                log::info!(
+                    target: "tine::access",
+                    "- {} {} {}ms",
+                    line.map_or("-".into(), |l| l.escape_ascii().to_string()),
+                    res.status.as_u16(),
+                    took.as_millis()
+                );
+            }
+            if let Some(access) = &self.access_log {
+                crate::access_log::finish_bare(access, line, peer, &mut res, took);
+            }
+        }
+        res
     }
 
     /// Like [`refuse`](Self::refuse), for a request that was read whole
@@ -748,7 +783,7 @@ mod tests {
     fn refusals_with_and_without_a_request_line() {
         let s = service();
         let peer = SocketAddr::from(([127, 0, 0, 1], 9));
-        let bare = s.refuse(StatusCode::BAD_REQUEST, None, peer);
+        let bare = s.refuse(StatusCode::BAD_REQUEST, Seen::Nothing, peer);
         assert_eq!(bare.body_bytes().unwrap(), "page 400 false");
         assert!(!bare.headers().contains_key("x-after"));
         let seen = Box::new(SeenHead {
@@ -756,8 +791,9 @@ mod tests {
             target: http::uri::PathAndQuery::from_static("/a"),
             version: http::Version::HTTP_11,
             headers: Default::default(),
+            sent_version: None,
         });
-        let res = s.refuse(StatusCode::PAYLOAD_TOO_LARGE, Some(seen), peer);
+        let res = s.refuse(StatusCode::PAYLOAD_TOO_LARGE, Seen::Head(seen), peer);
         assert_eq!(res.status(), 413);
         assert_eq!(res.body_bytes().unwrap(), "page 413 true");
         assert_eq!(res.headers()["x-after"], "1");

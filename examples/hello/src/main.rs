@@ -68,6 +68,7 @@
 //! --access-log common|combined|json  an access log line per request, with a
 //!                             request id (echoed in X-Request-Id)
 //! --access-log-file PATH      ... to PATH instead of stdout; reopened on SIGUSR1
+//!                             (one that cannot be opened: exit status 2)
 //! --proxy-protocol-listen ADDR  another address whose connections start with a
 //!                             PROXY protocol v1/v2 header (repeatable; its
 //!                             `listening on` line comes right after --bind's)
@@ -230,7 +231,7 @@ struct Args {
     #[arg(long)]
     access_log: Option<String>,
     /// Write the access log to this file instead of stdout (reopened on
-    /// SIGUSR1).
+    /// SIGUSR1; one that cannot be opened stops the start).
     #[arg(long)]
     access_log_file: Option<std::path::PathBuf>,
     /// Another address whose connections start with a PROXY protocol

@@ -1,7 +1,10 @@
 //! Access logs end to end: `hello --access-log FORMAT --access-log-file
 //! PATH` with several workers writes one whole line per request (never two
-//! interleaved), echoes the request id, and reopens the file on `SIGUSR1`
-//! to the master (rename, signal, the new file gets the new lines).
+//! interleaved, to a file or to a pipe on stdout), echoes the request id,
+//! and reopens the file on `SIGUSR1` to the master (rename, signal, the
+//! new file gets the new lines; a file that cannot be opened again leaves
+//! the old one in use, with one warning). A file that cannot be opened at
+//! all stops the start. Refused requests are logged too.
 
 use std::time::Duration;
 
@@ -154,4 +157,189 @@ fn a_bad_format_is_refused_at_start_up() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("common, combined or json"), "{err}");
+}
+
+/// Two workers log long lines to stdout, a pipe the test reads slowly (so
+/// that it is often full and writes to it wait), for requests from several
+/// clients at once: every line is one whole JSON object. A line longer than
+/// a pipe's atomic write (4096 bytes) could be split by the kernel and
+/// another worker's line land in between.
+#[test]
+fn lines_to_a_slowly_read_pipe_are_whole() {
+    let s = ServerTree::start_workers_slow_stdout(
+        HELLO,
+        2,
+        &["--access-log", "json"],
+        Duration::from_millis(10),
+    );
+    s.wait_ready(2, T);
+    const CLIENTS: usize = 8;
+    const EACH: usize = 30;
+    let addr = s.addr();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            std::thread::spawn(move || {
+                for i in 0..EACH {
+                    // 12 KB of user agent, and tabs, which JSON escapes
+                    // (a line of 18 KB before lines were cut).
+                    let agent = format!("ua-{c}-{i}/{}", "x\t".repeat(6000));
+                    let mut client = Client::connect(addr);
+                    client.send(
+                        format!(
+                            "GET /plaintext?c={c} HTTP/1.1\r\nHost: t\r\nUser-Agent: {agent}\r\n\
+                             X-Request-Id: r-{c}-{i}\r\n\r\n"
+                        )
+                        .as_bytes(),
+                    );
+                    assert_eq!(client.read_response().status, 200);
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    // Each line ends in one newline, torn or not: wait for all of them.
+    assert!(
+        wait_until(T, || s.stdout_lines().len() >= CLIENTS * EACH),
+        "{} lines",
+        s.stdout_lines().len()
+    );
+    let lines = s.stdout_lines();
+    let torn: Vec<&String> = (lines.iter())
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_err())
+        .collect();
+    assert!(
+        torn.is_empty(),
+        "{} of {} lines torn",
+        torn.len(),
+        lines.len()
+    );
+    let mut ids = std::collections::BTreeSet::new();
+    for line in &lines {
+        assert!(line.len() <= 4096, "{} bytes", line.len());
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let id = v["request_id"].as_str().unwrap().to_string();
+        let agent = v["user_agent"].as_str().unwrap();
+        // The user agent was cut, visibly.
+        assert!(agent.starts_with(&format!("ua-{}/", &id[2..])), "{agent}");
+        assert!(agent.ends_with("..."), "{agent}");
+        ids.insert(id);
+    }
+    assert_eq!(ids.len(), CLIENTS * EACH, "every request once");
+    s.stop(T);
+}
+
+#[test]
+fn a_log_file_that_cannot_be_opened_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing").join("access.log");
+    let p = path.to_str().unwrap();
+    let args = ["--bind", "127.0.0.1:0", "--workers", "2"];
+    let log = ["--access-log", "common", "--access-log-file", p];
+    let Err((status, err)) = ServerTree::try_start(HELLO, &[&args[..], &log[..]].concat()) else {
+        panic!("hello started with an access log it cannot open");
+    };
+    assert_eq!(status.code(), Some(2));
+    assert!(err.contains(&format!("access log {p}")), "{err}");
+}
+
+/// After `SIGUSR1`, a file that cannot be opened again (its directory was
+/// moved away): lines go on to the file already open, with one warning
+/// per worker, not one per request.
+#[test]
+fn a_failed_reopen_keeps_the_old_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let path = logs.join("access.log");
+    let s = start("common", &path);
+    assert_eq!(request(&s, "/plaintext", "").status, 200);
+    let moved = dir.path().join("logs.old");
+    std::fs::rename(&logs, &moved).unwrap();
+    let old = moved.join("access.log");
+    s.signal(Signal::SIGUSR1);
+    let mut sent = 1;
+    // Until a worker found it cannot open the file again.
+    assert!(wait_until(T, || {
+        assert_eq!(request(&s, "/plaintext", "").status, 200);
+        sent += 1;
+        s.stderr().contains("access log")
+    }));
+    for _ in 0..50 {
+        assert_eq!(request(&s, "/plaintext", "").status, 200);
+        sent += 1;
+    }
+    assert!(
+        wait_until(T, || lines(&old).len() == sent),
+        "{} of {sent} lines in the old file",
+        lines(&old).len()
+    );
+    let log = s.stderr();
+    let warnings = log.lines().filter(|l| l.contains("access log")).count();
+    assert!((1..=2).contains(&warnings), "{warnings} warnings:\n{log}");
+    assert!(!path.exists());
+    s.stop(T);
+}
+
+/// Refusals before a request line could be read are logged (with the line
+/// as it came, or `-`), and a protocol tine does not speak as it was sent.
+#[test]
+fn refused_requests_are_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let s = ServerTree::start_workers(
+        HELLO,
+        2,
+        &[
+            "--access-log",
+            "json",
+            "--access-log-file",
+            path.to_str().unwrap(),
+            "--proxy-protocol-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    s.wait_ready(2, T);
+    let refused = |addr, raw: &[u8]| {
+        let mut c = Client::connect(addr);
+        c.send(raw);
+        c.read_response()
+    };
+    let r = refused(s.addr(), b"GET /a\x7fb HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        refused(s.addr(), b"G\"T / HTTP/1.1\r\nHost: t\r\n\r\n").status,
+        400
+    );
+    assert_eq!(
+        refused(s.addr(), b"GET / HTTP/9.9\r\nHost: t\r\n\r\n").status,
+        505
+    );
+    let proxied = s.addrs()[1];
+    assert_eq!(refused(proxied, b"PROXY NONSENSE\r\n").status, 400);
+    assert!(wait_until(T, || lines(&path).len() == 4));
+    let all: Vec<serde_json::Value> = lines(&path)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let find = |status: u64, key: &str, value: &str| {
+        all.iter()
+            .find(|v| v["status"] == status && v[key] == value)
+            .unwrap_or_else(|| panic!("no {status} with {key} {value:?} in {all:#?}"))
+    };
+    let bad_target = find(400, "request", "GET /a\u{7f}b HTTP/1.1");
+    assert_eq!(bad_target["client"], "127.0.0.1");
+    assert!(bad_target["method"].is_null() && bad_target["target"].is_null());
+    assert_eq!(bad_target["request_id"], r.header("x-request-id").unwrap());
+    find(400, "request", "G\"T / HTTP/1.1");
+    let version = find(505, "protocol", "HTTP/9.9");
+    assert_eq!(version["target"], "/");
+    // Nothing of a request arrived: logged with none.
+    let proxy = all
+        .iter()
+        .find(|v| v["status"] == 400 && v.get("request").is_none())
+        .unwrap_or_else(|| panic!("no bare 400 in {all:#?}"));
+    assert!(proxy["method"].is_null() && proxy["bytes"].as_u64().unwrap() > 0);
+    s.stop(T);
 }

@@ -106,7 +106,36 @@ enum State {
     /// A request was refused ([`Decoded::Error`]) after its head was taken
     /// from the buffer; this is what could be read of it (for
     /// [`Decoder::take_seen`]). Nothing more is decoded.
-    Refused(Option<Box<SeenHead>>),
+    Refused(Seen),
+}
+
+/// What could be read of a refused request (see [`Decoder::take_seen`]).
+#[derive(Debug)]
+pub(crate) enum Seen {
+    /// Nothing to show: no input, or the connection holds the request.
+    Nothing,
+    /// Input that is not a request line tine can read (a bad byte in the
+    /// method or the target, say): its first line as it came (without
+    /// the line end), or what arrived of it, at most [`MAX_SEEN_LINE`]
+    /// bytes. For the access log only.
+    Line(Box<[u8]>),
+    /// A request line, and the header lines that could be read.
+    Head(Box<SeenHead>),
+}
+
+/// The most of an unreadable request line [`Seen::Line`] keeps (the
+/// access log cuts it shorter).
+pub(crate) const MAX_SEEN_LINE: usize = 4096;
+
+#[cfg(test)]
+impl Seen {
+    /// The head, if one was read.
+    pub(crate) fn head(self) -> Option<Box<SeenHead>> {
+        match self {
+            Seen::Head(head) => Some(head),
+            _ => None,
+        }
+    }
 }
 
 /// What could be read of a refused request: enough for the `errors`
@@ -118,6 +147,10 @@ pub(crate) struct SeenHead {
     pub(crate) target: PathAndQuery,
     pub(crate) version: Version,
     pub(crate) headers: HeaderMap,
+    /// The protocol as the client sent it, when it is not one `version`
+    /// can hold (`HTTP/9.9`, refused with 505): `version` is then
+    /// HTTP/1.1, the version of the answer; the access log shows this.
+    pub(crate) sent_version: Option<Box<[u8]>>,
 }
 
 impl From<Head> for SeenHead {
@@ -130,6 +163,7 @@ impl From<Head> for SeenHead {
             headers: header_map(&raw.head),
             method: raw.method,
             version: raw.version,
+            sent_version: None,
         }
     }
 }
@@ -210,13 +244,13 @@ impl Decoder {
         };
         let body = match framing {
             Framing::Length(n) if n > max_body as u64 => {
-                self.state = State::Refused(None);
+                self.state = State::Refused(Seen::Nothing);
                 return Err(StatusCode::PAYLOAD_TOO_LARGE);
             }
             Framing::Length(n) if n > buffer as u64 => match SpillFile::new() {
                 Ok(file) => Body::SpillLength(Box::new((file, n))),
                 Err(status) => {
-                    self.state = State::Refused(None);
+                    self.state = State::Refused(Seen::Nothing);
                     return Err(status);
                 }
             },
@@ -253,21 +287,21 @@ impl Decoder {
                 return true;
             }
         }
-        self.state = State::Refused(None);
+        self.state = State::Refused(Seen::Nothing);
         false
     }
 
     /// What was read of the request being refused (after
     /// [`Decoded::Error`], or when its head or body did not arrive in
     /// time): its request line and the header lines that could be read,
-    /// or `None` when not even a request line was parsed. `buf` is the
+    /// else the raw first line when not even a request line was parsed. `buf` is the
     /// connection's unconsumed input. Only for error paths: it may copy.
     #[cold]
-    pub(crate) fn take_seen(&mut self, buf: &[u8], max_headers: usize) -> Option<Box<SeenHead>> {
+    pub(crate) fn take_seen(&mut self, buf: &[u8], max_headers: usize) -> Seen {
         match std::mem::replace(&mut self.state, State::Head(Line::Method)) {
             State::Refused(seen) => seen,
             // The connection holds the admitted request itself.
-            State::Body { .. } | State::Admit { .. } => None,
+            State::Body { .. } | State::Admit { .. } => Seen::Nothing,
             State::Head(_) => salvage(buf, max_headers),
         }
     }
@@ -391,7 +425,7 @@ impl Decoder {
                 let take = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
                 if take > 0 {
                     if let Err(status) = file.write(&buf[..take]) {
-                        self.state = State::Refused(None);
+                        self.state = State::Refused(Seen::Nothing);
                         return Decoded::Error(status);
                     }
                     let _ = buf.split_to(take);
@@ -410,7 +444,7 @@ impl Decoder {
                         let _ = buf.split_to(used);
                         if out.len() > *buffer || (done && spill.is_some()) {
                             if let Err(status) = spill_out(spill, out) {
-                                self.state = State::Refused(None);
+                                self.state = State::Refused(Seen::Nothing);
                                 return Decoded::Error(status);
                             }
                         }
@@ -423,7 +457,7 @@ impl Decoder {
                         }
                     }
                     Err(status) => {
-                        self.state = State::Refused(None);
+                        self.state = State::Refused(Seen::Nothing);
                         return Decoded::Error(status);
                     }
                 }
@@ -643,18 +677,39 @@ fn other_form(raw: &[u8], parsed: &Parsed) -> Option<(HeadBytes, bool)> {
 /// Reads what it can of a head that was refused or cut short: the request
 /// line (method, target, version) and then every complete header line
 /// that is a valid field, up to `max_headers`, stopping at the end of the
-/// head. `None` without a whole request line.
+/// head. Without a whole request line that reads as one, the first line
+/// as it came ([`Seen::Line`]; [`Seen::Nothing`] when nothing came).
 ///
 /// Error paths only, and written apart from the request parser on
 /// purpose: sharing its helpers made the compiler stop inlining them into
 /// the hot path.
 #[cold]
 #[inline(never)]
-fn salvage(buf: &[u8], max_headers: usize) -> Option<Box<SeenHead>> {
-    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n')?;
-    let line_end = start + memchr::memchr(b'\n', &buf[start..])?;
-    let line = &buf[start..line_end];
+fn salvage(buf: &[u8], max_headers: usize) -> Seen {
+    let Some(start) = buf.iter().position(|&b| b != b'\r' && b != b'\n') else {
+        return Seen::Nothing;
+    };
+    let first = &buf[start..];
+    let line = match memchr::memchr(b'\n', first) {
+        Some(end) => &first[..end],
+        None => first,
+    };
     let line = line.strip_suffix(b"\r").unwrap_or(line);
+    match salvage_head(buf, start, line, max_headers) {
+        Some(head) => Seen::Head(head),
+        None => Seen::Line(line[..line.len().min(MAX_SEEN_LINE)].into()),
+    }
+}
+
+/// [`salvage`]'s request line and header lines, from the line at `start`.
+#[cold]
+fn salvage_head(
+    buf: &[u8],
+    start: usize,
+    line: &[u8],
+    max_headers: usize,
+) -> Option<Box<SeenHead>> {
+    let line_end = start + memchr::memchr(b'\n', &buf[start..])?;
     let mut parts = line.split(|&b| b == b' ');
     let method = Method::from_bytes(parts.next()?).ok()?;
     let target = std::str::from_utf8(parts.next()?).ok()?;
@@ -670,9 +725,10 @@ fn salvage(buf: &[u8], max_headers: usize) -> Option<Box<SeenHead>> {
     } else {
         return None;
     };
-    let version = match parts.next() {
-        Some(b"HTTP/1.0") => Version::HTTP_10,
-        _ => Version::HTTP_11,
+    let (version, sent_version) = match parts.next() {
+        Some(b"HTTP/1.0") => (Version::HTTP_10, None),
+        Some(b"HTTP/1.1") | None => (Version::HTTP_11, None),
+        Some(other) => (Version::HTTP_11, Some(other.into())),
     };
     let mut rest = &buf[line_end + 1..];
     let mut headers = HeaderMap::new();
@@ -700,6 +756,7 @@ fn salvage(buf: &[u8], max_headers: usize) -> Option<Box<SeenHead>> {
         target,
         version,
         headers,
+        sent_version,
     }))
 }
 
@@ -1142,7 +1199,7 @@ mod tests {
     use super::*;
 
     fn seen(buf: &[u8]) -> Option<Box<SeenHead>> {
-        salvage(buf, 100)
+        salvage(buf, 100).head()
     }
 
     #[test]
@@ -1162,6 +1219,7 @@ mod tests {
         assert_eq!(s.headers.len(), 1);
         assert_eq!(
             salvage(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n", 2)
+                .head()
                 .unwrap()
                 .headers
                 .len(),
@@ -1179,6 +1237,26 @@ mod tests {
         // The request line must be whole.
         assert!(seen(b"GET /a HTTP/1.1").is_none());
         assert_eq!(seen(b"GET /a HTTP/1.1\r\n").unwrap().target.as_str(), "/a");
+        // For the access log: the first line as it came, or nothing.
+        let line = |buf: &[u8]| match salvage(buf, 100) {
+            Seen::Line(line) => Some(line),
+            _ => None,
+        };
+        assert_eq!(
+            line(b"\r\nGET /\x7f HTTP/1.1\r\nHost: h\r\n\r\n").unwrap()[..],
+            b"GET /\x7f HTTP/1.1"[..]
+        );
+        assert_eq!(
+            line(b"G\"T / HTTP/1.1").unwrap()[..],
+            b"G\"T / HTTP/1.1"[..]
+        );
+        assert_eq!(line(&[b'a'; 10_000]).unwrap().len(), MAX_SEEN_LINE);
+        assert!(matches!(salvage(b"\r\n", 100), Seen::Nothing));
+        // A protocol `Version` cannot hold is kept as sent.
+        let s = seen(b"GET / HTTP/9.9\r\n\r\n").unwrap();
+        assert_eq!(s.version, Version::HTTP_11);
+        assert_eq!(s.sent_version.as_deref(), Some(&b"HTTP/9.9"[..]));
+        assert_eq!(seen(b"GET / HTTP/1.1\r\n\r\n").unwrap().sent_version, None);
     }
 
     #[test]
@@ -1225,7 +1303,7 @@ mod tests {
             &b"GET /b HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\nGET /next HTTP/1.1\r\n"[..],
         );
         assert!(matches!(d.decode(&mut buf, &limits), Decoded::Error(s) if s == 400));
-        assert_eq!(d.take_seen(&buf, 100).unwrap().target.as_str(), "/b");
+        assert_eq!(d.take_seen(&buf, 100).head().unwrap().target.as_str(), "/b");
         // Nothing more is decoded after a refusal.
         let mut d = Decoder::new();
         let mut buf = BytesMut::from(
@@ -1239,11 +1317,12 @@ mod tests {
         let mut buf =
             BytesMut::from(&b"POST /d HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nx"[..]);
         assert!(matches!(next(&mut d, &mut buf, &limits), Decoded::NeedMore));
-        assert!(d.take_seen(&buf, 100).is_none());
+        assert!(matches!(d.take_seen(&buf, 100), Seen::Nothing));
         // A head cut short: salvaged from the buffer.
         let mut d = Decoder::new();
         assert_eq!(
             d.take_seen(b"GET /e HTTP/1.1\r\nHo", 100)
+                .head()
                 .unwrap()
                 .target
                 .as_str(),
@@ -1760,7 +1839,7 @@ GET /g HTTP/1.1\r\nHost: h\r\n\r\n\r\n\r\n\r\nGET /h HTTP/1.1\r\nHost: h\r\n\r\n
             let mut buf = BytesMut::from(start);
             let _ = d.decode(&mut buf, &limits);
             if !start.starts_with(b"GET") {
-                assert!(d.take_seen(&buf, 100).is_none());
+                assert!(d.take_seen(&buf, 100).head().is_none());
             }
         }
         // What can still become a request waits for more.

@@ -20,7 +20,7 @@ mod nofile;
 mod notify;
 mod per_ip;
 mod pidfile;
-mod privileges;
+pub(crate) mod privileges;
 mod recycle;
 mod sample;
 pub(crate) mod scoreboard;
@@ -299,6 +299,11 @@ impl Server {
         if let Some(url) = &config.redis_url {
             // Fail at start-up, in one place, rather than in every worker.
             crate::pubsub::check_redis_url(url)?;
+        }
+        if let Some(log) = &service.access_log {
+            // Likewise: a log file that cannot be opened stops the start,
+            // rather than losing every line with a warning per request.
+            crate::access_log::check(log, config.credentials.as_ref())?;
         }
         if let Some(addr) = first {
             config.listens.insert(0, listener::Listen::tcp(addr));

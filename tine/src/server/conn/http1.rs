@@ -14,7 +14,7 @@ use http::{Method, StatusCode, Version};
 
 use super::{Admitted, Budget, Conn, Input, Next, Pending, Phase, Shared, Transport, OUT_BATCH};
 use crate::http::encode::{encode_fields, encode_status, framing, BodyShape, Exchange};
-use crate::http::parse::Decoded;
+use crate::http::parse::{Decoded, Seen};
 use crate::http::{fill_stream, Body, Fill, Request, Response};
 use crate::pubsub;
 use crate::server::scoreboard::{self, Entry};
@@ -337,7 +337,7 @@ impl<T: Transport> Conn<T> {
                 self.proxy_header = false;
                 let res = shared
                     .service
-                    .refuse(StatusCode::BAD_REQUEST, None, self.peer);
+                    .refuse(StatusCode::BAD_REQUEST, Seen::Nothing, self.peer);
                 self.lend_output(shared);
                 self.encode_response(res, Exchange::CLOSE, shared);
                 self.rbuf.clear();
