@@ -171,6 +171,12 @@ impl Limits {
     /// and the longest pause allowed while a body is being received or a
     /// response is being sent. Default 60 s.
     ///
+    /// While a response is being sent, only progress renews it: a write
+    /// that the client took bytes of (like nginx's `send_timeout`). Input
+    /// from the client does not, so a client that reads nothing but sends
+    /// a byte now and then is still closed this long after it stopped
+    /// reading, and the response buffered for it freed.
+    ///
     /// ```
     /// let limits = tine::Limits::default().idle_timeout(std::time::Duration::from_secs(30));
     /// ```

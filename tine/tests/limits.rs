@@ -206,6 +206,33 @@ fn trickle_until_answer(c: &mut Client, byte: u8, bytes: usize) -> Option<u16> {
 }
 
 #[test]
+fn a_stalled_response_is_closed_at_the_idle_timeout_whatever_the_client_sends() {
+    // A body far larger than the loopback socket buffers, for a client
+    // that reads none of it but sends a byte every 100 ms: the idle
+    // timeout (600 ms) counts from the last byte the client took, and its
+    // input must not renew it. Without the fix it stayed open as long as
+    // the bytes came.
+    let addr = serve(|| {
+        app_with(small()).get("/big", |_: &Request| Response::bytes(vec![b'x'; 64 << 20]))
+    });
+    let mut c = TcpStream::connect(addr).unwrap();
+    std::io::Write::write_all(&mut c, b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let start = Instant::now();
+    // The server's close shows as a failing write (a reset: our bytes are
+    // unread in its socket). Bounded well past the timeout, however slow
+    // the machine.
+    let closed = wait_until(testkit::TIMEOUT, || {
+        std::thread::sleep(Duration::from_millis(100));
+        std::io::Write::write_all(&mut c, b"G").is_err()
+    });
+    assert!(
+        closed,
+        "a client sending bytes kept a stalled response open for {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
 fn header_timeout_covers_a_head_started_behind_a_pipelined_request() {
     // A long idle timeout: only the header timeout can end the trickle.
     let addr = serve(|| {

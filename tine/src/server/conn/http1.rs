@@ -64,7 +64,7 @@ impl<T: Transport> Conn<T> {
                 }
                 return Next::Keep;
             }
-            match self.flush() {
+            match self.flush(shared.now) {
                 Flush::Done => {}
                 Flush::Blocked => return Next::Keep,
                 Flush::Failed => return Next::Close,
@@ -77,7 +77,7 @@ impl<T: Transport> Conn<T> {
                 self.return_output(shared);
                 return self.drive_sse(shared, budget);
             }
-            match self.pump() {
+            match self.pump(shared.now) {
                 Flush::Done => {}
                 Flush::Blocked => return Next::Keep,
                 Flush::Failed => return Next::Close,
@@ -182,9 +182,14 @@ impl<T: Transport> Conn<T> {
     }
 
     /// Gives the connection the loop's spare output buffer if it has none.
+    /// It has none exactly when no output was waiting (see
+    /// [`return_output`](Self::return_output)): the output queued now
+    /// starts the idle timeout of a response being sent (see
+    /// `Conn::timer_from`), even if the socket cannot take a byte of it.
     fn lend_output(&mut self, shared: &mut Shared) {
         if self.wbuf.capacity() == 0 {
             std::mem::swap(&mut self.wbuf, &mut shared.spare_out);
+            self.timer_from = shared.now;
         }
     }
 
@@ -325,7 +330,9 @@ impl<T: Transport> Conn<T> {
                     log::debug!("{} has too many connections; closing one", client.ip());
                     self.rbuf.clear();
                     self.phase = Phase::Lingering;
-                    self.give_up = shared.now;
+                    // Its linger time is over already (the timer counts
+                    // from `timer_from`): closed at the next tick.
+                    self.timer_from = shared.now.checked_sub(super::LINGER).unwrap_or(shared.now);
                     return false;
                 }
                 self.counted_ip = client.ip();
@@ -595,10 +602,10 @@ impl<T: Transport> Conn<T> {
     /// stops (the client sees a message without its last chunk); a body
     /// delimited by the close would look complete after a normal close, so
     /// that connection is reset instead. Returns `Failed`: close it.
-    fn abort_stream(&mut self) -> Flush {
+    fn abort_stream(&mut self, now: std::time::Instant) -> Flush {
         // What the iterator produced before it panicked goes out if the
         // socket takes it now.
-        let _ = self.flush();
+        let _ = self.flush(now);
         if let Some(Pending::Stream { chunked: false, .. }) = self.pending {
             self.stream.reset_on_close();
         }
@@ -630,8 +637,10 @@ impl<T: Transport> Conn<T> {
         }
     }
 
-    /// Writes queued bytes; on `Done` the buffer is empty.
-    fn flush(&mut self) -> Flush {
+    /// Writes queued bytes; on `Done` the buffer is empty. A write that
+    /// makes progress renews the idle timeout from `now` (see
+    /// `Conn::timer_from`): one store, no clock read.
+    fn flush(&mut self, now: std::time::Instant) -> Flush {
         // A head followed by sendfile: tell the kernel more is coming, so
         // head and first body bytes share a segment (like TCP_CORK).
         let more = matches!(self.pending, Some(Pending::File(_)));
@@ -648,6 +657,7 @@ impl<T: Transport> Conn<T> {
                         e.bytes_out(n);
                     }
                     self.wpos += n;
+                    self.timer_from = now;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flush::Blocked,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -666,7 +676,9 @@ impl<T: Transport> Conn<T> {
 
     /// Sends more of the pending body. `Done` means the body is finished
     /// (and `pending` is `None`); the head must have been flushed first.
-    fn pump(&mut self) -> Flush {
+    /// Progress renews the idle timeout from `now`, as in
+    /// [`flush`](Self::flush).
+    fn pump(&mut self, now: std::time::Instant) -> Flush {
         loop {
             let Some(pending) = &mut self.pending else {
                 return Flush::Done;
@@ -678,6 +690,7 @@ impl<T: Transport> Conn<T> {
                             Ok(0) => return Flush::Failed,
                             Ok(n) => {
                                 let _ = bytes.split_to(n);
+                                self.timer_from = now;
                             }
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                                 return Flush::Blocked
@@ -694,9 +707,9 @@ impl<T: Transport> Conn<T> {
                     match fill_stream(chunks, *chunked, &mut self.wbuf, STREAM_BATCH) {
                         Fill::More => {}
                         Fill::Done => self.pending = None,
-                        Fill::Aborted => return self.abort_stream(),
+                        Fill::Aborted => return self.abort_stream(now),
                     }
-                    match self.flush() {
+                    match self.flush(now) {
                         Flush::Done => {}
                         other => return other,
                     }
@@ -732,7 +745,10 @@ impl<T: Transport> Conn<T> {
                         };
                         match sent {
                             Ok(0) => return Flush::Failed, // the file shrank
-                            Ok(n) => file.len -= n as u64,
+                            Ok(n) => {
+                                file.len -= n as u64;
+                                self.timer_from = now;
+                            }
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                                 return Flush::Blocked
                             }
@@ -741,7 +757,7 @@ impl<T: Transport> Conn<T> {
                         }
                     }
                     if copied {
-                        match self.flush() {
+                        match self.flush(now) {
                             Flush::Done => continue,
                             other => return other,
                         }

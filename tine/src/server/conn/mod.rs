@@ -229,8 +229,24 @@ pub(crate) struct Conn<T> {
     /// When the current request's head was complete, while its body is
     /// still arriving.
     body_started: Option<Instant>,
-    /// When lingering ends (or an unanswered ping gives up).
-    give_up: Instant,
+    /// The moment the connection's give-up timer counts from, for the
+    /// phase it is in (one field for all: a connection is in one at a
+    /// time, and an idle one keeps no more than this):
+    ///
+    /// - lingering: when it began (for [`LINGER`]);
+    /// - sending an HTTP response: its last write that made progress, or
+    ///   when output was queued to a connection that had none waiting
+    ///   (for `Limits::idle_timeout`);
+    /// - a WebSocket: the ping waiting for its pong (for
+    ///   `WsConfig::pong_timeout`).
+    ///
+    /// Input never moves it: these are limits on how long the peer may
+    /// leave our output (or our ping) unread, and a peer that reads
+    /// nothing but sends a byte now and then must not hold a connection
+    /// and the output buffered for it forever. (A deadline recomputed
+    /// from the time of each drive would be moved by every readable
+    /// event.)
+    timer_from: Instant,
     /// Set once the connection has switched to WebSocket.
     ws: Option<Box<Session>>,
     /// When a draining worker ends this long-lived connection (see the
@@ -307,7 +323,7 @@ impl<T: Transport> Conn<T> {
             opened: now,
             head_started: None,
             body_started: None,
-            give_up: now,
+            timer_from: now,
             ws: None,
             retire: None,
             admitted: None,
@@ -394,7 +410,7 @@ impl<T: Transport> Conn<T> {
             return if ws.overflowed() {
                 now + config.pong_timeout
             } else if ws.awaiting_pong {
-                self.give_up
+                self.timer_from + config.pong_timeout
             } else if let Some(interval) = config.ping_interval {
                 now + interval
             } else {
@@ -408,9 +424,11 @@ impl<T: Transport> Conn<T> {
         }
         let limits = &shared.config.limits;
         if self.phase == Phase::Lingering {
-            self.give_up
+            self.timer_from + LINGER
         } else if self.writing() {
-            now + limits.idle_timeout
+            // nginx's `send_timeout`: the longest pause between two writes
+            // that made progress, not renewed by the client's input.
+            self.timer_from + limits.idle_timeout
         } else if let Some(started) = self.head_started {
             started + limits.header_timeout
         } else if let Some(started) = self.body_started {
@@ -463,7 +481,7 @@ impl<T: Transport> Conn<T> {
                 return Expired::Close;
             }
             ws.ping();
-            self.give_up = shared.now + shared.config.ws.pong_timeout;
+            self.timer_from = shared.now;
             return Expired::Drive;
         }
         if let Some(sse) = self.sse.as_mut().filter(|_| self.phase != Phase::Lingering) {
@@ -554,6 +572,6 @@ impl<T: Transport> Conn<T> {
     fn linger(&mut self, now: Instant) {
         self.stream.shutdown_write();
         self.phase = Phase::Lingering;
-        self.give_up = now + LINGER;
+        self.timer_from = now;
     }
 }

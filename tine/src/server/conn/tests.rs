@@ -299,3 +299,79 @@ fn the_loops_read_buffer_is_reused_and_never_pinned_by_a_stalled_request() {
     conn.drive(&mut shared);
     assert!(received(&mut client).ends_with("abcdef"));
 }
+
+/// Sends requests for `/big` (a body far larger than the socket pair's
+/// buffers) until the connection is blocked writing: the client reads
+/// nothing.
+fn stall_on_big_response(
+    conn: &mut Conn<mio::net::UnixStream>,
+    client: &mut UnixStream,
+    shared: &mut Shared,
+) {
+    client
+        .write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    conn.readable(false);
+    assert_eq!(conn.drive(shared), Next::Keep);
+    assert!(
+        conn.writing(),
+        "the body must not fit in the socket buffers"
+    );
+}
+
+fn big_app() -> App {
+    app().get("/big", |_: &Request| Response::bytes(vec![b'x'; 16 << 20]))
+}
+
+#[test]
+fn a_stalled_response_is_not_kept_alive_by_client_input() {
+    let (mut conn, mut client, mut shared) = setup(big_app());
+    let start = shared.now;
+    stall_on_big_response(&mut conn, &mut client, &mut shared);
+    let idle = Duration::from_secs(60);
+    assert_eq!(conn.deadline(&shared), start + idle);
+    // The client reads nothing but sends a byte every 2 s: each wakes the
+    // connection, none may move its deadline.
+    for s in (2..60).step_by(2) {
+        shared.now = start + Duration::from_secs(s);
+        client.write_all(b"G").unwrap();
+        conn.readable(false);
+        assert_eq!(conn.drive(&mut shared), Next::Keep);
+        assert_eq!(conn.deadline(&shared), start + idle, "after {s} s");
+    }
+    shared.now = start + idle;
+    assert_eq!(conn.timed_out(&mut shared), Expired::Close);
+}
+
+#[test]
+fn write_progress_renews_the_idle_timeout_of_a_response() {
+    let (mut conn, mut client, mut shared) = setup(big_app());
+    let start = shared.now;
+    stall_on_big_response(&mut conn, &mut client, &mut shared);
+    // The client takes some of it 50 s later: the pause is measured from
+    // there.
+    shared.now = start + Duration::from_secs(50);
+    assert!(!received_bytes(&mut client).is_empty());
+    assert_eq!(conn.drive(&mut shared), Next::Keep);
+    assert!(conn.writing());
+    assert_eq!(conn.deadline(&shared), shared.now + Duration::from_secs(60));
+}
+
+#[test]
+fn a_response_queued_behind_a_full_socket_gets_a_whole_idle_timeout() {
+    // The socket's buffers are full (of earlier output the client has not
+    // read) when a request comes 30 s after the connection opened: its
+    // response cannot write a byte, and is timed from when it was queued.
+    let (mut conn, mut client, mut shared) = setup(app());
+    let start = shared.now;
+    let chunk = [b'x'; 4096];
+    while conn.stream.write(&chunk).is_ok() {}
+    shared.now = start + Duration::from_secs(30);
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    conn.readable(false);
+    assert_eq!(conn.drive(&mut shared), Next::Keep);
+    assert!(conn.writing());
+    assert_eq!(conn.deadline(&shared), shared.now + Duration::from_secs(60));
+}
