@@ -149,7 +149,11 @@ impl WsConfig {
     /// Most bytes queued for a peer that reads slowly. Default 8 MiB. Past
     /// it, further messages are dropped and the connection is closed with
     /// 1008 (policy violation): a slow reader never makes the worker buffer
-    /// without bound.
+    /// without bound. What is queued, the close frame last, then has
+    /// [`pong_timeout`](Self::pong_timeout) from that moment to go out;
+    /// after it the connection is dropped, whatever the peer sends
+    /// meanwhile (so does a connection whose close handshake is over while
+    /// its output still waits).
     ///
     /// ```
     /// let config = tine::WsConfig::default().max_outbuf(1 << 20);
@@ -173,7 +177,9 @@ impl WsConfig {
     }
 
     /// Drop the connection when a ping is not answered within this time.
-    /// Default 10 s.
+    /// Default 10 s. Also the time a closing connection's last output
+    /// (a peer too slow for [`max_outbuf`](Self::max_outbuf), a finished
+    /// close handshake) has to go out, from the moment it began to close.
     ///
     /// ```
     /// let config = tine::WsConfig::default().pong_timeout(std::time::Duration::from_secs(5));

@@ -198,6 +198,8 @@ pub(crate) struct Session {
     /// once the output is sent.
     pub(crate) finished: bool,
     pub(crate) awaiting_pong: bool,
+    /// [`begins_to_end`](Self::begins_to_end) said so already.
+    end_noted: bool,
     closed_event_sent: bool,
     /// A turn's limit left whole frames in `incoming`.
     more_input: bool,
@@ -234,6 +236,7 @@ impl Session {
             }),
             finished: false,
             awaiting_pong: false,
+            end_noted: false,
             closed_event_sent: false,
         }
     }
@@ -517,6 +520,18 @@ impl Session {
     /// Whether the peer read too slowly and is being closed (1008).
     pub(crate) fn overflowed(&self) -> bool {
         self.core.overflowed
+    }
+
+    /// Whether the session has begun to end since this was last asked:
+    /// the peer read too slowly ([`overflowed`](Self::overflowed)) or the
+    /// close handshake is over ([`finished`](Self::finished)), and its
+    /// last output now has a fixed time to go out. True once.
+    pub(crate) fn begins_to_end(&mut self) -> bool {
+        if self.end_noted || !(self.core.overflowed || self.finished) {
+            return false;
+        }
+        self.end_noted = true;
+        true
     }
 
     /// Whether received frames wait to be processed (a call to

@@ -237,7 +237,9 @@ pub(crate) struct Conn<T> {
     /// - sending an HTTP response: its last write that made progress, or
     ///   when output was queued to a connection that had none waiting
     ///   (for `Limits::idle_timeout`);
-    /// - a WebSocket: the ping waiting for its pong (for
+    /// - a WebSocket: the ping waiting for its pong, or when the session
+    ///   began to end (a peer too slow, the close handshake over) with
+    ///   output still waiting, whichever came first (for
     ///   `WsConfig::pong_timeout`).
     ///
     /// Input never moves it: these are limits on how long the peer may
@@ -371,7 +373,19 @@ impl<T: Transport> Conn<T> {
     /// one turn's budget: send queued output, answer buffered requests,
     /// read more.
     pub(crate) fn drive(&mut self, shared: &mut Shared) -> Next {
-        self.drive_http(shared, &mut Budget::new())
+        let next = self.drive_http(shared, &mut Budget::new());
+        if let Some(ws) = self.ws.as_deref_mut() {
+            // A WebSocket that began to end during this drive, or since the
+            // last one (a published message for a peer that reads too
+            // slowly), gets a fixed time for its last output from here.
+            // Every event wakes the connection, so the moment is noted
+            // once: a deadline counted from each wake-up would never come
+            // for a peer that keeps sending.
+            if ws.begins_to_end() && !ws.awaiting_pong && self.phase != Phase::Lingering {
+                self.timer_from = shared.now;
+            }
+        }
+        next
     }
 
     /// Whether this connection is long-lived: a WebSocket (not already
@@ -407,9 +421,10 @@ impl<T: Transport> Conn<T> {
             .filter(|_| self.phase != Phase::Lingering)
         {
             let config = &shared.config.ws;
-            return if ws.overflowed() {
-                now + config.pong_timeout
-            } else if ws.awaiting_pong {
+            // Giving up is timed from a fixed moment (see `timer_from`);
+            // the ping is a heartbeat, due an interval after the last
+            // activity.
+            return if ws.overflowed() || ws.finished || ws.awaiting_pong {
                 self.timer_from + config.pong_timeout
             } else if let Some(interval) = config.ping_interval {
                 now + interval

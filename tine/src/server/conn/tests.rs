@@ -375,3 +375,102 @@ fn a_response_queued_behind_a_full_socket_gets_a_whole_idle_timeout() {
     assert!(conn.writing());
     assert_eq!(conn.deadline(&shared), shared.now + Duration::from_secs(60));
 }
+
+#[test]
+fn an_overflowed_websocket_is_closed_at_a_fixed_time_whatever_wakes_it() {
+    use testkit::ws::{client_frame, op, SAMPLE_KEY};
+    // Each message from the client is answered with 2 MiB: far past
+    // `max_outbuf` for a client that reads nothing.
+    let app = app()
+        .ws(
+            "/flood",
+            |ws: &mut crate::WebSocket, event: crate::WsEvent| {
+                if let crate::WsEvent::Text(_) = event {
+                    for _ in 0..32 {
+                        ws.send_binary(vec![0u8; 64 * 1024]);
+                    }
+                }
+            },
+        )
+        .ws_config(crate::WsConfig::default().max_outbuf(1 << 20));
+    let (mut conn, mut client, mut shared) = setup(app);
+    let start = shared.now;
+    client
+        .write_all(
+            format!(
+                "GET /flood HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Key: {SAMPLE_KEY}\r\n\
+                 Sec-WebSocket-Version: 13\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(conn.drive(&mut shared), Next::Keep);
+    shared.now = start + Duration::from_secs(1);
+    client.write_all(&client_frame(op::TEXT, b"go")).unwrap();
+    conn.readable(false);
+    assert_eq!(conn.drive(&mut shared), Next::Keep);
+    assert!(conn.any_session().unwrap().overflowed());
+    let pong_timeout = shared.config.ws.pong_timeout;
+    let give_up = shared.now + pong_timeout;
+    assert_eq!(conn.deadline(&shared), give_up);
+    // Input from the client and messages published to it wake it; none
+    // moves the deadline.
+    for s in 2..pong_timeout.as_secs() {
+        shared.now = start + Duration::from_secs(s);
+        if s % 2 == 0 {
+            client.write_all(&client_frame(op::TEXT, b"x")).unwrap();
+            conn.readable(false);
+        } else {
+            let msg = tungstenite::Message::Text("news".into());
+            conn.session_mut().unwrap().deliver(msg);
+        }
+        assert_eq!(conn.drive(&mut shared), Next::Keep);
+        assert_eq!(conn.deadline(&shared), give_up, "after {s} s");
+    }
+    shared.now = give_up;
+    assert_eq!(conn.timed_out(&mut shared), Expired::Close);
+}
+
+#[test]
+fn a_finished_websocket_gets_a_fixed_time_for_its_last_output() {
+    use testkit::ws::{client_frame, op, SAMPLE_KEY};
+    // Answered with more than the socket pair's buffers take, then the
+    // client closes without reading: the close handshake is over, our
+    // output still waits.
+    let app = app().ws(
+        "/big",
+        |ws: &mut crate::WebSocket, event: crate::WsEvent| {
+            if let crate::WsEvent::Text(_) = event {
+                ws.send_binary(vec![0u8; 1 << 20]);
+            }
+        },
+    );
+    let (mut conn, mut client, mut shared) = setup(app);
+    let start = shared.now;
+    client
+        .write_all(
+            format!(
+                "GET /big HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Key: {SAMPLE_KEY}\r\n\
+                 Sec-WebSocket-Version: 13\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let mut input = client_frame(op::TEXT, b"go");
+    input.extend(client_frame(op::CLOSE, &1000u16.to_be_bytes()));
+    client.write_all(&input).unwrap();
+    assert_eq!(conn.drive(&mut shared), Next::Keep);
+    let ws = conn.any_session().unwrap();
+    assert!(ws.finished && !ws.unsent().is_empty());
+    let give_up = start + shared.config.ws.pong_timeout;
+    assert_eq!(conn.deadline(&shared), give_up);
+    shared.now = start + Duration::from_secs(5);
+    client.write_all(b"junk").unwrap();
+    conn.readable(false);
+    conn.drive(&mut shared);
+    assert_eq!(conn.deadline(&shared), give_up);
+    shared.now = give_up;
+    assert_eq!(conn.timed_out(&mut shared), Expired::Close);
+}
