@@ -237,6 +237,8 @@ pub(crate) struct Conn<T> {
     /// - sending an HTTP response: its last write that made progress, or
     ///   when output was queued to a connection that had none waiting
     ///   (for `Limits::idle_timeout`);
+    /// - an event stream: its last write that made progress, or the
+    ///   heartbeat queued last (for its heartbeat interval);
     /// - a WebSocket: the ping waiting for its pong, or when the session
     ///   began to end (a peer too slow, the close handshake over) with
     ///   output still waiting, whichever came first (for
@@ -434,7 +436,9 @@ impl<T: Transport> Conn<T> {
         }
         if let Some(sse) = self.sse.as_deref() {
             if self.phase != Phase::Lingering {
-                return now + sse.heartbeat;
+                // The heartbeat is due an interval after the last write;
+                // output still waiting then gives up.
+                return self.timer_from + sse.heartbeat;
             }
         }
         let limits = &shared.config.limits;
@@ -500,13 +504,17 @@ impl<T: Transport> Conn<T> {
             return Expired::Drive;
         }
         if let Some(sse) = self.sse.as_mut().filter(|_| self.phase != Phase::Lingering) {
-            // Output still waiting a whole interval after it was queued:
-            // the socket's buffers are full and the client reads nothing.
+            // Output still waiting a whole interval after the last write
+            // that made progress (or after the heartbeat before it was
+            // queued): the socket's buffers are full and the client reads
+            // nothing.
             let ended = shared.draining && self.retire.is_none();
             if !sse.unsent().is_empty() || sse.finished || ended {
                 return Expired::Close;
             }
             sse.heartbeat();
+            // The comment has an interval to go out.
+            self.timer_from = shared.now;
             return Expired::Drive;
         }
         if self.phase != Phase::Open || self.writing() || !self.reading_request() {

@@ -23,7 +23,14 @@ impl<T: Transport> Conn<T> {
         while !session.unsent().is_empty() {
             match self.stream.write(session.unsent()) {
                 Ok(0) => return Next::Close,
-                Ok(n) => session.written(n),
+                Ok(n) => {
+                    session.written(n);
+                    // Progress: the heartbeat (or giving up on output
+                    // still waiting) is an interval from here. Input and
+                    // published events do not move it (see
+                    // `Conn::timer_from`).
+                    self.timer_from = shared.now;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Next::Close,

@@ -433,6 +433,67 @@ fn an_overflowed_websocket_is_closed_at_a_fixed_time_whatever_wakes_it() {
 }
 
 #[test]
+fn a_stalled_event_stream_is_not_kept_alive_by_input_or_deliveries() {
+    // A first event larger than the socket pair's buffers, for a client
+    // that reads nothing.
+    let app = app().sse("/events", |_: &Request, sse: &mut crate::Sse| {
+        sse.send(crate::SseEvent::new("x".repeat(600 * 1024)));
+    });
+    let (mut conn, mut client, mut shared) = setup(app);
+    let start = shared.now;
+    client
+        .write_all(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(conn.drive(&mut shared), Next::Keep);
+    assert!(!conn.any_sse().unwrap().unsent().is_empty());
+    let heartbeat = conn.any_sse().unwrap().heartbeat;
+    let give_up = start + heartbeat;
+    assert_eq!(conn.deadline(&shared), give_up);
+    for s in 1..heartbeat.as_secs() {
+        shared.now = start + Duration::from_secs(s);
+        if s % 2 == 0 {
+            client.write_all(b"x").unwrap();
+            conn.readable(false);
+        } else {
+            let event = crate::pubsub::Payload::Text("news".into());
+            conn.sse_mut().unwrap().deliver(&event);
+        }
+        assert_eq!(conn.drive(&mut shared), Next::Keep);
+        assert_eq!(conn.deadline(&shared), give_up, "after {s} s");
+    }
+    shared.now = give_up;
+    assert_eq!(conn.timed_out(&mut shared), Expired::Close);
+}
+
+#[test]
+fn an_event_stream_that_is_read_gets_its_heartbeat_an_interval_after_the_last_write() {
+    let app = app().sse("/events", |_: &Request, _: &mut crate::Sse| {});
+    let (mut conn, mut client, mut shared) = setup(app);
+    let start = shared.now;
+    client
+        .write_all(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(conn.drive(&mut shared), Next::Keep);
+    let heartbeat = conn.any_sse().unwrap().heartbeat;
+    assert_eq!(conn.deadline(&shared), start + heartbeat);
+    // An event sent 5 s later moves the heartbeat.
+    shared.now = start + Duration::from_secs(5);
+    conn.sse_mut()
+        .unwrap()
+        .deliver(&crate::pubsub::Payload::Text("news".into()));
+    assert_eq!(conn.drive(&mut shared), Next::Keep);
+    assert!(received(&mut client).ends_with("data: news\n\n\r\n"));
+    assert_eq!(conn.deadline(&shared), shared.now + heartbeat);
+    // When it falls due, the comment goes out and the next is an interval
+    // later.
+    shared.now += heartbeat;
+    assert_eq!(conn.timed_out(&mut shared), Expired::Drive);
+    assert_eq!(conn.drive(&mut shared), Next::Keep);
+    assert!(received(&mut client).ends_with(":\n\n\r\n"));
+    assert_eq!(conn.deadline(&shared), shared.now + heartbeat);
+}
+
+#[test]
 fn a_finished_websocket_gets_a_fixed_time_for_its_last_output() {
     use testkit::ws::{client_frame, op, SAMPLE_KEY};
     // Answered with more than the socket pair's buffers take, then the
