@@ -449,6 +449,21 @@ fn all_get(clients: &mut [(Ws, u32)], want: &str) {
     }
 }
 
+/// `hello` with two workers and `--max-body` set to `max_body`.
+fn two_workers_with_max_body(max_body: &str) -> ServerProcess {
+    ServerProcess::start(
+        HELLO,
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--max-body",
+            max_body,
+        ],
+    )
+}
+
 /// Chat clients in `room` until both of 2 workers hold some; with pids.
 fn chat_on_two_workers(addr: SocketAddr, room: &str) -> Vec<(Ws, u32)> {
     let mut clients = Vec::new();
@@ -493,17 +508,7 @@ fn a_message_of_exactly_the_default_limit_reaches_every_worker() {
 #[test]
 fn a_raised_limit_raises_the_relay_limit() {
     let limit = 3_000_000;
-    let server = ServerProcess::start(
-        HELLO,
-        &[
-            "--bind",
-            "127.0.0.1:0",
-            "--workers",
-            "2",
-            "--max-body",
-            &limit.to_string(),
-        ],
-    );
+    let server = two_workers_with_max_body(&limit.to_string());
     let mut clients = chat_on_two_workers(server.addr, "large");
     let body = "b".repeat(limit);
     let mut c = Client::connect(server.addr);
@@ -520,17 +525,7 @@ fn a_raised_limit_raises_the_relay_limit() {
 /// subscribers included (it once went to those alone).
 #[test]
 fn a_message_over_the_hard_bound_is_refused_not_delivered_in_part() {
-    let server = ServerProcess::start(
-        HELLO,
-        &[
-            "--bind",
-            "127.0.0.1:0",
-            "--workers",
-            "2",
-            "--max-body",
-            "6000000",
-        ],
-    );
+    let server = two_workers_with_max_body("6000000");
     let mut clients = chat_on_two_workers(server.addr, "huge");
     let body = "y".repeat(5 << 20);
     let mut c = Client::connect(server.addr);

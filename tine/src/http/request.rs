@@ -1063,25 +1063,37 @@ enum Source<'a> {
 impl std::io::Read for BodyReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = match self.source {
-            Source::Memory(bytes) => {
-                let rest = bytes.get(self.pos as usize..).unwrap_or(&[]);
-                let n = rest.len().min(buf.len());
-                buf[..n].copy_from_slice(&rest[..n]);
-                n
-            }
-            Source::File(file, len) => {
-                use std::os::unix::fs::FileExt;
-                let left = len.saturating_sub(self.pos);
-                let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                if want == 0 {
-                    return Ok(0);
-                }
-                file.read_at(&mut buf[..want], self.pos)?
-            }
+            Source::Memory(bytes) => read_memory_at(bytes, self.pos, buf),
+            Source::File(file, len) => read_file_at(file, len, self.pos, buf)?,
         };
         self.pos += n as u64;
         Ok(n)
     }
+}
+
+/// Copies into `buf` what `src` holds from `pos` on; how many bytes.
+pub(crate) fn read_memory_at(src: &[u8], pos: u64, buf: &mut [u8]) -> usize {
+    let rest = src.get(pos as usize..).unwrap_or(&[]);
+    let n = rest.len().min(buf.len());
+    buf[..n].copy_from_slice(&rest[..n]);
+    n
+}
+
+/// Reads into `buf` from `pos` of the first `len` bytes of `file`, with
+/// `pread` (readers never share a file offset); 0 at `len`.
+pub(crate) fn read_file_at(
+    file: &std::fs::File,
+    len: u64,
+    pos: u64,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let left = len.saturating_sub(pos);
+    let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+    if want == 0 {
+        return Ok(0);
+    }
+    file.read_at(&mut buf[..want], pos)
 }
 
 /// Path captures of the matched route, in pattern order.

@@ -24,6 +24,7 @@ use http::StatusCode;
 
 use crate::error::Error;
 use crate::http::Request;
+use crate::http::{read_file_at, read_memory_at};
 
 /// Limits for [`Request::multipart_with`]. Over one of them the answer is
 /// `413` naming it; a malformed body is a `400` saying what is wrong.
@@ -197,28 +198,13 @@ pub struct PartReader<'a> {
 impl Read for PartReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = match &self.part.data {
-            Data::Text(t) => copy_from(t.as_bytes(), self.pos, buf),
-            Data::Memory(b) => copy_from(b, self.pos, buf),
-            Data::File(file, len) => {
-                use std::os::unix::fs::FileExt;
-                let left = len.saturating_sub(self.pos);
-                let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                if want == 0 {
-                    return Ok(0);
-                }
-                file.read_at(&mut buf[..want], self.pos)?
-            }
+            Data::Text(t) => read_memory_at(t.as_bytes(), self.pos, buf),
+            Data::Memory(b) => read_memory_at(b, self.pos, buf),
+            Data::File(file, len) => read_file_at(file, *len, self.pos, buf)?,
         };
         self.pos += n as u64;
         Ok(n)
     }
-}
-
-fn copy_from(src: &[u8], pos: u64, buf: &mut [u8]) -> usize {
-    let rest = src.get(pos as usize..).unwrap_or(&[]);
-    let n = rest.len().min(buf.len());
-    buf[..n].copy_from_slice(&rest[..n]);
-    n
 }
 
 /// Bytes of the body handed to the parser at a time.

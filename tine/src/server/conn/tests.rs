@@ -65,6 +65,16 @@ fn write_side_closed(client: &mut UnixStream) -> bool {
     matches!(client.read(&mut [0u8; 1]), Ok(0))
 }
 
+/// A WebSocket upgrade request for `path`, with the sample key.
+fn upgrade_request(path: &str) -> Vec<u8> {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        testkit::ws::SAMPLE_KEY
+    )
+    .into_bytes()
+}
+
 fn statuses(text: &str) -> Vec<&str> {
     text.match_indices("HTTP/1.1 ")
         .map(|(i, _)| &text[i + 9..i + 12])
@@ -208,7 +218,7 @@ fn file_bodies_are_copied_where_the_transport_cannot_sendfile() {
 
 #[test]
 fn an_upgrade_switches_to_websocket_and_frames_count_against_the_budget() {
-    use testkit::ws::{client_frame, op, SAMPLE_KEY};
+    use testkit::ws::{client_frame, op};
     let app = app().ws(
         "/echo",
         |ws: &mut crate::WebSocket, event: crate::WsEvent| {
@@ -218,11 +228,7 @@ fn an_upgrade_switches_to_websocket_and_frames_count_against_the_budget() {
         },
     );
     let (mut conn, mut client, mut shared) = setup(app);
-    let mut input = format!(
-        "GET /echo HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {SAMPLE_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .into_bytes();
+    let mut input = upgrade_request("/echo");
     // More frames than one turn may handle, sent with the handshake.
     let frames = TURN_REQUESTS as usize + 6;
     input.extend(client_frame(op::TEXT, b"hi").repeat(frames));
@@ -378,7 +384,7 @@ fn a_response_queued_behind_a_full_socket_gets_a_whole_idle_timeout() {
 
 #[test]
 fn an_overflowed_websocket_is_closed_at_a_fixed_time_whatever_wakes_it() {
-    use testkit::ws::{client_frame, op, SAMPLE_KEY};
+    use testkit::ws::{client_frame, op};
     // Each message from the client is answered with 2 MiB: far past
     // `max_outbuf` for a client that reads nothing.
     let app = app()
@@ -395,16 +401,7 @@ fn an_overflowed_websocket_is_closed_at_a_fixed_time_whatever_wakes_it() {
         .ws_config(crate::WsConfig::default().max_outbuf(1 << 20));
     let (mut conn, mut client, mut shared) = setup(app);
     let start = shared.now;
-    client
-        .write_all(
-            format!(
-                "GET /flood HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n\
-                 Connection: Upgrade\r\nSec-WebSocket-Key: {SAMPLE_KEY}\r\n\
-                 Sec-WebSocket-Version: 13\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .unwrap();
+    client.write_all(&upgrade_request("/flood")).unwrap();
     assert_eq!(conn.drive(&mut shared), Next::Keep);
     shared.now = start + Duration::from_secs(1);
     client.write_all(&client_frame(op::TEXT, b"go")).unwrap();
@@ -495,7 +492,7 @@ fn an_event_stream_that_is_read_gets_its_heartbeat_an_interval_after_the_last_wr
 
 #[test]
 fn a_finished_websocket_gets_a_fixed_time_for_its_last_output() {
-    use testkit::ws::{client_frame, op, SAMPLE_KEY};
+    use testkit::ws::{client_frame, op};
     // Answered with more than the socket pair's buffers take, then the
     // client closes without reading: the close handshake is over, our
     // output still waits.
@@ -509,16 +506,7 @@ fn a_finished_websocket_gets_a_fixed_time_for_its_last_output() {
     );
     let (mut conn, mut client, mut shared) = setup(app);
     let start = shared.now;
-    client
-        .write_all(
-            format!(
-                "GET /big HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n\
-                 Connection: Upgrade\r\nSec-WebSocket-Key: {SAMPLE_KEY}\r\n\
-                 Sec-WebSocket-Version: 13\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .unwrap();
+    client.write_all(&upgrade_request("/big")).unwrap();
     let mut input = client_frame(op::TEXT, b"go");
     input.extend(client_frame(op::CLOSE, &1000u16.to_be_bytes()));
     client.write_all(&input).unwrap();
