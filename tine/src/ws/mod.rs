@@ -177,9 +177,11 @@ impl WsConfig {
     }
 
     /// Drop the connection when a ping is not answered within this time.
-    /// Default 10 s. Also the time a closing connection's last output
-    /// (a peer too slow for [`max_outbuf`](Self::max_outbuf), a finished
-    /// close handshake) has to go out, from the moment it began to close.
+    /// Default 10 s. Also the time a closing connection has, from the
+    /// moment it began to close, for its last output and the peer's close
+    /// frame (after [`WebSocket::close`], a server going away, a peer too
+    /// slow for [`max_outbuf`](Self::max_outbuf), a finished close
+    /// handshake): what the peer sends meanwhile does not extend it.
     ///
     /// ```
     /// let config = tine::WsConfig::default().pong_timeout(std::time::Duration::from_secs(5));

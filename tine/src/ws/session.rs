@@ -518,16 +518,24 @@ impl Session {
     }
 
     /// Whether the peer read too slowly and is being closed (1008).
+    #[cfg(test)]
     pub(crate) fn overflowed(&self) -> bool {
         self.core.overflowed
     }
 
-    /// Whether the session has begun to end since this was last asked:
-    /// the peer read too slowly ([`overflowed`](Self::overflowed)) or the
-    /// close handshake is over ([`finished`](Self::finished)), and its
-    /// last output now has a fixed time to go out. True once.
+    /// Whether the session is ending: our close frame is queued (the
+    /// handler closed it, a drain sent 1001, the peer read too slowly and
+    /// gets 1008) or the close
+    /// handshake is over ([`finished`](Self::finished)). Its last output,
+    /// and the peer's close, then have a fixed time.
+    pub(crate) fn closing(&self) -> bool {
+        self.core.close_sent || self.finished
+    }
+
+    /// Whether the session began to end ([`closing`](Self::closing))
+    /// since this was last asked. True once.
     pub(crate) fn begins_to_end(&mut self) -> bool {
-        if self.end_noted || !(self.core.overflowed || self.finished) {
+        if self.end_noted || !self.closing() {
             return false;
         }
         self.end_noted = true;

@@ -383,7 +383,10 @@ impl<T: Transport> Conn<T> {
             // Every event wakes the connection, so the moment is noted
             // once: a deadline counted from each wake-up would never come
             // for a peer that keeps sending.
-            if ws.begins_to_end() && !ws.awaiting_pong && self.phase != Phase::Lingering {
+            // Asked first, so the moment is used up even when a ping
+            // already waits for its pong: that earlier deadline stands.
+            let began = ws.begins_to_end();
+            if began && !ws.awaiting_pong && self.phase != Phase::Lingering {
                 self.timer_from = shared.now;
             }
         }
@@ -426,7 +429,7 @@ impl<T: Transport> Conn<T> {
             // Giving up is timed from a fixed moment (see `timer_from`);
             // the ping is a heartbeat, due an interval after the last
             // activity.
-            return if ws.overflowed() || ws.finished || ws.awaiting_pong {
+            return if ws.closing() || ws.awaiting_pong {
                 self.timer_from + config.pong_timeout
             } else if let Some(interval) = config.ping_interval {
                 now + interval
@@ -496,7 +499,7 @@ impl<T: Transport> Conn<T> {
             // frame (pinged meanwhile as usual); once it got it, any timer
             // ends it.
             let ended = shared.draining && self.retire.is_none();
-            if ws.awaiting_pong || ws.overflowed() || ws.finished || ended {
+            if ws.awaiting_pong || ws.closing() || ended {
                 return Expired::Close;
             }
             ws.ping();

@@ -430,6 +430,39 @@ fn an_overflowed_websocket_is_closed_at_a_fixed_time_whatever_wakes_it() {
 }
 
 #[test]
+fn a_websocket_we_closed_gets_a_fixed_time_however_much_the_peer_sends() {
+    use testkit::ws::{client_frame, op};
+    // The handler closes on the first message (an abusive client); the
+    // client goes on sending and never answers the close.
+    let app = app().ws(
+        "/strict",
+        |ws: &mut crate::WebSocket, event: crate::WsEvent| {
+            if let crate::WsEvent::Text(_) = event {
+                ws.close(1008, "no");
+            }
+        },
+    );
+    let (mut conn, mut client, mut shared) = setup(app);
+    let start = shared.now;
+    client.write_all(&upgrade_request("/strict")).unwrap();
+    assert_eq!(conn.drive(&mut shared), Next::Keep);
+    client.write_all(&client_frame(op::TEXT, b"go")).unwrap();
+    conn.readable(false);
+    assert_eq!(conn.drive(&mut shared), Next::Keep);
+    let give_up = start + shared.config.ws.pong_timeout;
+    assert_eq!(conn.deadline(&shared), give_up);
+    for s in 1..shared.config.ws.pong_timeout.as_secs() {
+        shared.now = start + Duration::from_secs(s);
+        client.write_all(&client_frame(op::TEXT, b"more")).unwrap();
+        conn.readable(false);
+        assert_eq!(conn.drive(&mut shared), Next::Keep);
+        assert_eq!(conn.deadline(&shared), give_up, "after {s} s");
+    }
+    shared.now = give_up;
+    assert_eq!(conn.timed_out(&mut shared), Expired::Close);
+}
+
+#[test]
 fn a_stalled_event_stream_is_not_kept_alive_by_input_or_deliveries() {
     // A first event larger than the socket pair's buffers, for a client
     // that reads nothing.
