@@ -321,12 +321,21 @@ pub(crate) fn finish_bare(
 }
 
 /// Checks at start-up that the log file can be opened for appending,
-/// creating it if missing (given to `owner` then, the workers' user and
-/// group): an error names the file.
+/// creating it if missing: an error names the file.
+///
+/// With `owner` (the workers' user and group, `App::user`) the file is
+/// given to them, created or not, since the workers open it themselves
+/// after dropping privileges: a root-owned file would pass this check
+/// and then take no line (nginx gives its log files to the workers' user
+/// the same way). Given through the open descriptor, and never through a
+/// symbolic link (a link planted in the log directory must not have root
+/// hand its target to the workers' user): a log path that is a link is
+/// left as it is.
 pub(crate) fn check(
     log: &AccessLog,
     owner: Option<&crate::server::privileges::Credentials>,
 ) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let Some(path) = &log.path else {
         return Ok(());
     };
@@ -336,21 +345,27 @@ pub(crate) fn check(
             format!("tine: access log {}: {e}", path.display()),
         )
     };
-    let created = match std::fs::OpenOptions::new()
+    let Some(who) = owner else {
+        return open(path).map(drop).map_err(named);
+    };
+    let no_follow = std::fs::OpenOptions::new()
         .append(true)
-        .create_new(true)
-        .open(path)
-    {
-        Ok(_) => true,
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            open(path).map_err(named)?;
-            false
+        .create(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path);
+    let file = match no_follow {
+        Ok(file) => file,
+        // A symbolic link: checked, not given away.
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return open(path).map(drop).map_err(named);
         }
         Err(e) => return Err(named(e)),
     };
-    if let (true, Some(who)) = (created, owner) {
-        let uid = who.uid.map(nix::unistd::Uid::as_raw);
-        std::os::unix::fs::chown(path, uid, Some(who.gid.as_raw())).map_err(|e| {
+    let uid = who.uid.map(nix::unistd::Uid::as_raw);
+    let gid = who.gid.as_raw();
+    let meta = file.metadata().map_err(named)?;
+    if uid.is_some_and(|u| u != meta.uid()) || gid != meta.gid() {
+        std::os::unix::fs::fchown(&file, uid, Some(gid)).map_err(|e| {
             io::Error::other(format!(
                 "tine: cannot give the access log {} to {}: {e}",
                 path.display(),

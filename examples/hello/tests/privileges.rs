@@ -139,6 +139,51 @@ fn a_unix_socket_file_belongs_to_the_workers_user_and_group() {
     }
 }
 
+/// The workers open the access log themselves, after dropping root: a
+/// root-owned file is given to them at start-up, or no line would reach
+/// it.
+#[test]
+fn an_access_log_file_is_given_to_the_workers() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if not_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.path().join("access.log");
+    std::fs::write(&path, "").unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().uid(), 0);
+    let p = path.to_str().unwrap();
+    let s = ServerTree::start_workers(
+        HELLO,
+        2,
+        &[
+            "--user",
+            "nobody",
+            "--group",
+            NOBODY,
+            "--access-log",
+            "common",
+            "--access-log-file",
+            p,
+        ],
+    );
+    s.wait_ready(2, T);
+    for _ in 0..10 {
+        assert_eq!(testkit::get(s.addr(), "/plaintext").status, 200);
+    }
+    let logged = || std::fs::read_to_string(&path).unwrap().lines().count();
+    assert!(
+        testkit::wait_until(T, || logged() == 10),
+        "{} lines\n{}",
+        logged(),
+        s.stderr()
+    );
+    let nobody: u32 = NOBODY.parse().unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().uid(), nobody);
+    s.stop(STOP);
+}
+
 #[test]
 fn an_unknown_user_or_group_is_a_start_up_error_naming_it() {
     for flag in ["--user", "--group"] {
