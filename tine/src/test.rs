@@ -210,6 +210,10 @@ impl TestClient {
         if let Err(e) = service.init_worker() {
             panic!("TestClient::new: {e}");
         }
+        // The publish limit of a worker on the master's relay, the
+        // strictest deployment: a message the app could publish here but
+        // not there must fail its tests too.
+        pubsub::set_max_size(pubsub::relay_limit(&config.limits, &config.ws));
         TestClient {
             service,
             config,
@@ -1271,6 +1275,24 @@ mod tests {
         client.get("/out").send();
         assert_eq!(client.cookie("sid"), None);
         assert_eq!(client.get("/who").send().text(), "nobody");
+    }
+
+    #[test]
+    fn publishing_is_limited_as_on_a_worker() {
+        // With the default limits a worker relays about 1 MiB + 128 KiB.
+        let client = TestClient::new(App::new().get("/news", |req: &Request| {
+            let n: usize = req
+                .query_param("n")
+                .unwrap_or_default()
+                .parse()
+                .unwrap_or(0);
+            crate::publish_binary("news", vec![0u8; n]).map(|()| StatusCode::ACCEPTED)
+        }));
+        let limit = crate::pubsub::max_size() - "news".len();
+        assert!(limit < 2 << 20, "{limit}");
+        let status = |n: usize| client.get(&format!("/news?n={n}")).send().status();
+        assert_eq!(status(limit), 202);
+        assert_eq!(status(limit + 1), 413);
     }
 
     #[test]

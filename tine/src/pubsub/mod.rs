@@ -36,11 +36,16 @@
 //! [`Limits::max_body`](crate::Limits::max_body) and
 //! [`WsConfig::max_message`](crate::WsConfig::max_message), with any
 //! topic, so whatever a client could send in one body or one WebSocket
-//! message can be published on. It is never below 1 MiB and never above
-//! 4 MiB: the master relays each message as one frame and
-//! keeps a queue for every worker, sized to hold a few of the largest
-//! messages, so a higher cap would raise the master's memory bound with
-//! every worker. (A route with its own larger
+//! message can be published on with [`publish`] (an event of
+//! [`publish_event`](crate::publish_event) is measured as written on the
+//! stream, with `data: ` before each line). It is never below 1 MiB and never above
+//! 4 MiB: the master relays each message as one frame, and for every
+//! worker holds one incoming frame (up to the limit) and a queue of
+//! 4 MiB, or 2 MiB + 64 KiB plus one largest message where that is more
+//! (about 6 MiB at the 4 MiB cap): about 5 MiB per worker with the
+//! default limits and 10 MiB at the cap, and up to twice that allocated
+//! after a burst (buffers grow by doubling and are kept). A higher cap
+//! would raise that with every worker. (A route with its own larger
 //! [`Group::max_body`](crate::Group::max_body) does not raise the limit.)
 //! In single-process mode and with Redis the limit is 4 MiB (the Redis
 //! publisher's 8 MiB queue and the subscriber's 16 MiB frame limit take
@@ -51,7 +56,7 @@
 //! The master
 //! stops reading from the workers while one of them is behind on what it
 //! relays (`relay.rs`); a worker behind for over 2 s (stuck in a handler)
-//! stops holding the others back and loses what does not fit in its 4 MiB
+//! stops holding the others back and loses what does not fit in its
 //! queue (logged with the count). A subscriber that reads too slowly is
 //! closed with 1008 by its worker ([`WsConfig::max_outbuf`]), so no client
 //! or worker can grow anyone's memory without bound. A worker restarted by
@@ -96,7 +101,8 @@ pub(crate) const MAX_SIZE: usize = outbox::MAX / 2;
 /// message: the longest topic (64 KiB, the wire form's bound), the wire
 /// form's 3 bytes, and what [`publish`] and
 /// [`publish_event`](crate::publish_event) add to a text (an escape mark,
-/// an event's field names and id).
+/// an event's field names and id; not a `data:` field per line of a text
+/// of many short lines, which can grow it several times).
 const RELAY_SLACK: usize = 128 * 1024;
 
 /// The largest message (wire size, see [`Published::size`]) that the
@@ -133,7 +139,9 @@ pub(crate) fn set_max_size(bytes: usize) {
 /// The largest message [`publish`] takes in this process: the topic's
 /// length plus the message's (its text, or its data), in bytes, may be up
 /// to this. (For [`publish_event`](crate::publish_event) the message is
-/// the event as written on the stream, a little longer than its data.)
+/// the event as written on the stream: its data with `data: ` before
+/// every line, so a text of many short lines takes several times its
+/// length.)
 /// See the [module docs](self#how-large-a-message-may-be) for how it is
 /// chosen; with the default limits it is over 1 MiB + 64 KiB.
 ///
