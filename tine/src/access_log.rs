@@ -58,7 +58,8 @@ pub enum LogFormat {
 /// byte in the method or the target) is logged as it came, escaped, in
 /// place of `METHOD TARGET PROTOCOL` (in JSON: `"request"`, with
 /// `"method"`, `"target"` and `"protocol"` null), and nothing at all as
-/// `-` (a bad PROXY protocol header); a protocol tine does not speak
+/// `-` (in JSON: no `"request"` key, and those three null; a bad PROXY
+/// protocol header); a protocol tine does not speak
 /// (`HTTP/9.9`, answered 505) is logged as sent.
 ///
 /// **Line length.** A line is at most 4096 bytes (`PIPE_BUF` on Linux):
@@ -181,8 +182,8 @@ const RETRY: Duration = Duration::from_secs(60);
 /// This process's log file and what went wrong with it.
 #[derive(Default)]
 struct Sink {
-    /// The open file (`None` until the first line, or while it cannot be
-    /// opened).
+    /// The open file (`None` until the worker opened it at its start, or
+    /// while it cannot be opened).
     file: Option<File>,
     /// After a failed open: when to try again.
     retry_at: Option<Instant>,
@@ -606,7 +607,7 @@ enum RequestLine<'a> {
 /// The fields of a line, from a request or from what is known of a
 /// refused one.
 struct Record<'a> {
-    client: String,
+    client: ClientText,
     request: RequestLine<'a>,
     status: u16,
     bytes: Option<u64>,
@@ -625,7 +626,7 @@ pub(crate) fn format_line(
     let header = |name: &str| req.headers().get(name).map(HeaderValue::as_bytes);
     let protocol = match req.extensions().get::<SentVersion>() {
         Some(sent) => Cow::Borrowed(&sent.0[..]),
-        None => Cow::Owned(format!("{:?}", req.version()).into_bytes()),
+        None => Cow::Borrowed(version_text(req.version())),
     };
     let record = Record {
         client: client_text(req.client_addr(), req.is_unix_peer()),
@@ -707,7 +708,7 @@ fn format_record(format: LogFormat, r: &Record<'_>, took: Duration, now: SystemT
             };
             let mut v = serde_json::json!({
                 "time": iso_time(now),
-                "client": r.client,
+                "client": r.client.to_string(),
                 "method": method,
                 "target": target,
                 "protocol": protocol,
@@ -801,11 +802,36 @@ impl crate::App {
 
 /// The client as logged: its address, or `unix:` for a Unix-domain peer
 /// that no trusted proxy named (it has no address).
-fn client_text(addr: IpAddr, unix_peer: bool) -> String {
-    if addr.is_unspecified() && unix_peer {
-        "unix:".to_string()
+fn client_text(addr: IpAddr, unix_peer: bool) -> ClientText {
+    ClientText(if addr.is_unspecified() && unix_peer {
+        None
     } else {
-        addr.to_string()
+        Some(addr)
+    })
+}
+
+/// The protocol of a request that was read, as its request line says it.
+fn version_text(v: http::Version) -> &'static [u8] {
+    match v {
+        http::Version::HTTP_09 => b"HTTP/0.9",
+        http::Version::HTTP_10 => b"HTTP/1.0",
+        http::Version::HTTP_2 => b"HTTP/2.0",
+        http::Version::HTTP_3 => b"HTTP/3.0",
+        _ => b"HTTP/1.1",
+    }
+}
+
+/// A line's client as written: its address, or `unix:` for a Unix-socket
+/// peer (written into the line, not made into a `String` first).
+#[derive(Debug, Clone, Copy)]
+struct ClientText(Option<IpAddr>);
+
+impl std::fmt::Display for ClientText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ip) => ip.fmt(f),
+            None => f.write_str("unix:"),
+        }
     }
 }
 
@@ -929,7 +955,7 @@ mod tests {
         let raw = vec![0xff; 16 * 1024];
         for format in [LogFormat::Combined, LogFormat::Json] {
             let record = Record {
-                client: "unix:".into(),
+                client: ClientText(None),
                 request: RequestLine::Raw(&raw),
                 status: 400,
                 bytes: Some(u64::MAX),
