@@ -54,6 +54,9 @@ impl<T: Transport> Conn<T> {
     /// once the `101` is sent).
     pub(super) fn drive_http(&mut self, shared: &mut Shared, budget: &mut Budget) -> Next {
         loop {
+            if self.phase == Phase::Done {
+                return Next::Close;
+            }
             if self.phase == Phase::Lingering {
                 if self.input.ready() {
                     match self.discard_input(&mut shared.scratch, budget.read) {
@@ -197,7 +200,8 @@ impl<T: Transport> Conn<T> {
     /// queueing their responses. Returns whether anything was queued.
     fn answer_buffered(&mut self, shared: &mut Shared, budget: &mut Budget) -> bool {
         if self.proxy_header && !self.take_proxy_header(shared) {
-            return self.phase == Phase::Closing;
+            // Refused: answered (closing), or to be closed unanswered.
+            return self.phase != Phase::Open;
         }
         let mut produced = false;
         // Handlers run in this batch, timed together at its end.
@@ -323,16 +327,13 @@ impl<T: Transport> Conn<T> {
                 // the client the header names (a `LOCAL` or `UNKNOWN` one:
                 // the balancer itself); not at accept, where every
                 // connection comes from the balancer. Over the limit it is
-                // closed unanswered, as at accept: at the next timer tick,
-                // holding no count meanwhile.
+                // closed unanswered at once, as at accept, holding no
+                // count.
                 let client = addr.unwrap_or(self.peer);
                 if !shared.per_ip.admit(client.ip()) {
                     log::debug!("{} has too many connections; closing one", client.ip());
                     self.rbuf.clear();
-                    self.phase = Phase::Lingering;
-                    // Its linger time is over already (the timer counts
-                    // from `timer_from`): closed at the next tick.
-                    self.timer_from = shared.now.checked_sub(super::LINGER).unwrap_or(shared.now);
+                    self.phase = Phase::Done;
                     return false;
                 }
                 self.counted_ip = client.ip();

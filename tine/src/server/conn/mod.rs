@@ -194,6 +194,9 @@ enum Phase {
     /// closes or the linger deadline passes, so the peer reads our last
     /// response instead of a reset.
     Lingering,
+    /// Nothing to send or wait for: close now (a connection refused
+    /// unanswered, its client over `max_connections_per_ip`).
+    Done,
 }
 
 /// A body still being sent after its head.
