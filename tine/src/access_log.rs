@@ -356,8 +356,9 @@ pub(crate) fn check(
         .open(path);
     let file = match no_follow {
         Ok(file) => file,
-        // A symbolic link: checked, not given away.
-        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+        // A symbolic link (the error differs: `ELOOP` on Linux and macOS,
+        // `EMLINK` on FreeBSD): checked, not given away.
+        Err(_) if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) => {
             return open(path).map(drop).map_err(named);
         }
         Err(e) => return Err(named(e)),

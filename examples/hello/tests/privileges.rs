@@ -182,6 +182,32 @@ fn an_access_log_file_is_given_to_the_workers() {
     let nobody: u32 = NOBODY.parse().unwrap();
     assert_eq!(std::fs::metadata(&path).unwrap().uid(), nobody);
     s.stop(STOP);
+
+    // A log path that is a symbolic link is not given away through it.
+    let target = dir.path().join("elsewhere");
+    std::fs::write(&target, "").unwrap();
+    let link = dir.path().join("linked.log");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let l = link.to_str().unwrap();
+    let s = ServerTree::start_workers(
+        HELLO,
+        2,
+        &[
+            "--user",
+            "nobody",
+            "--access-log",
+            "common",
+            "--access-log-file",
+            l,
+        ],
+    );
+    s.wait_ready(2, T);
+    assert_eq!(
+        std::fs::metadata(&target).unwrap().uid(),
+        0,
+        "given through the link"
+    );
+    s.stop(STOP);
 }
 
 #[test]
