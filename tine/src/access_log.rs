@@ -325,13 +325,16 @@ pub(crate) fn finish_bare(
 /// creating it if missing: an error names the file.
 ///
 /// With `owner` (the workers' user and group, `App::user`) the file is
-/// given to them, created or not, since the workers open it themselves
-/// after dropping privileges: a root-owned file would pass this check
-/// and then take no line (nginx gives its log files to the workers' user
-/// the same way). Given through the open descriptor, and never through a
-/// symbolic link (a link planted in the log directory must not have root
-/// hand its target to the workers' user): a log path that is a link is
-/// left as it is.
+/// made theirs, since the workers open it themselves after dropping root:
+/// a root-owned file would pass this check and then take no line. A file
+/// created here gets their user and group; one already there gets their
+/// user only (its group, such as `adm` for log readers, stays), as nginx
+/// does with its logs. Never through a link: the log directory may be
+/// writable by that user, and a link planted there must not have root
+/// hand its target over, or create it. So the file is opened without
+/// following a symbolic link, and given only if it is a regular file with
+/// no other name (a hard link to another file has two); otherwise it is
+/// checked, not created, and left as it is, with a warning.
 pub(crate) fn check(
     log: &AccessLog,
     owner: Option<&crate::server::privileges::Credentials>,
@@ -349,25 +352,43 @@ pub(crate) fn check(
     let Some(who) = owner else {
         return open(path).map(drop).map_err(named);
     };
+    let existed = std::fs::symlink_metadata(path).is_ok();
     let no_follow = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(path);
+    let not_given = |why: &str| {
+        log::warn!(
+            "access log {}: {why}; not given to {}, whose workers may be unable to write it",
+            path.display(),
+            who.name
+        );
+    };
     let file = match no_follow {
         Ok(file) => file,
         // A symbolic link (the error differs: `ELOOP` on Linux and macOS,
-        // `EMLINK` on FreeBSD): checked, not given away.
+        // `EMLINK` on FreeBSD): checked without creating its target.
         Err(_) if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) => {
-            return open(path).map(drop).map_err(named);
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .map_err(named)?;
+            not_given("a symbolic link");
+            return Ok(());
         }
         Err(e) => return Err(named(e)),
     };
-    let uid = who.uid.map(nix::unistd::Uid::as_raw);
-    let gid = who.gid.as_raw();
     let meta = file.metadata().map_err(named)?;
-    if uid.is_some_and(|u| u != meta.uid()) || gid != meta.gid() {
-        std::os::unix::fs::fchown(&file, uid, Some(gid)).map_err(|e| {
+    if !meta.file_type().is_file() || meta.nlink() != 1 {
+        not_given("not a regular file of one name");
+        return Ok(());
+    }
+    let uid = who.uid.map(nix::unistd::Uid::as_raw);
+    let gid = (!existed).then(|| who.gid.as_raw());
+    let changes = uid.is_some_and(|u| u != meta.uid()) || gid.is_some_and(|g| g != meta.gid());
+    if changes {
+        std::os::unix::fs::fchown(&file, uid, gid).map_err(|e| {
             io::Error::other(format!(
                 "tine: cannot give the access log {} to {}: {e}",
                 path.display(),

@@ -208,6 +208,47 @@ fn an_access_log_file_is_given_to_the_workers() {
         "given through the link"
     );
     s.stop(STOP);
+
+    // Nor through a hard link (a second name of another file).
+    let hard = dir.path().join("hard.log");
+    std::fs::hard_link(&target, &hard).unwrap();
+    let h = hard.to_str().unwrap();
+    let s = ServerTree::start_workers(
+        HELLO,
+        2,
+        &[
+            "--user",
+            "nobody",
+            "--access-log",
+            "common",
+            "--access-log-file",
+            h,
+        ],
+    );
+    s.wait_ready(2, T);
+    let uid = std::fs::metadata(&target).unwrap().uid();
+    assert_eq!(uid, 0, "given through a hard link");
+    s.stop(STOP);
+
+    // A dangling link's target is not created by root: no start.
+    let nowhere = dir.path().join("nowhere");
+    let dangling = dir.path().join("dangling.log");
+    std::os::unix::fs::symlink(&nowhere, &dangling).unwrap();
+    let d = dangling.to_str().unwrap();
+    let args = [
+        "--bind",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+        "--user",
+        "nobody",
+    ];
+    let log = ["--access-log", "common", "--access-log-file", d];
+    let Err((status, _)) = ServerTree::try_start(HELLO, &[&args[..], &log[..]].concat()) else {
+        panic!("started with a dangling link as its access log");
+    };
+    assert_eq!(status.code(), Some(2));
+    assert!(!nowhere.exists(), "root created the link's target");
 }
 
 #[test]
