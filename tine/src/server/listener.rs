@@ -625,13 +625,19 @@ pub(crate) fn bind_unix(path: &Path, mode: u32, backlog: i32) -> io::Result<Unix
     let addr = socket2::SockAddr::unix(path).map_err(named)?;
     socket.bind(&addr).map_err(named)?;
     let ready = || -> io::Result<()> {
-        use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+        use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
         // `chmod` follows a symbolic link: one put in the socket's place
-        // (in a directory others may write) must not get the mode.
-        if !std::fs::symlink_metadata(path)?.file_type().is_socket() {
+        // (in a directory others may write) must not get the mode. Where
+        // `bind` already gave the mode (Linux, with a umask that kept it)
+        // there is no `chmod` at all; otherwise what is there is checked
+        // first, which leaves only a narrow window.
+        let meta = std::fs::symlink_metadata(path)?;
+        if !meta.file_type().is_socket() {
             return Err(io::Error::other("the socket file was replaced"));
         }
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        if meta.mode() & 0o7777 != mode {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        }
         socket.listen(backlog)?;
         socket.set_nonblocking(true)?;
         rustix::io::fcntl_setfd(&socket, rustix::io::FdFlags::CLOEXEC)?;

@@ -159,10 +159,21 @@ impl Credentials {
     /// socket unit's or an inherited file is not touched: its owner is
     /// set where it was made.
     ///
-    /// `lchown`, not `chown`: the directory may be writable by that user,
-    /// and a symbolic link put in the socket's place would otherwise have
-    /// root give the user the file it points to.
+    /// `lchown`, not `chown`, and only to a socket of one name: the
+    /// directory may be writable by that user, and a link put in the
+    /// socket's place (symbolic, or a hard link to another file) would
+    /// otherwise have root give the user the file it names.
     pub(crate) fn own(&self, path: &std::path::Path) -> io::Result<()> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        // Nor through a hard link: a file put in the socket's place under
+        // a second name is not the socket.
+        let meta = std::fs::symlink_metadata(path)?;
+        if !meta.file_type().is_socket() || meta.nlink() != 1 {
+            return Err(io::Error::other(format!(
+                "tine: unix:{} is no longer the socket just bound",
+                path.display()
+            )));
+        }
         let uid = self.uid.map(Uid::as_raw);
         std::os::unix::fs::lchown(path, uid, Some(self.gid.as_raw())).map_err(|e| {
             io::Error::other(format!(
@@ -213,11 +224,12 @@ mod tests {
         assert_eq!(by_number.uid, Some(me.uid));
     }
 
-    /// A link in the socket file's place is given away, not what it
-    /// points to (a user who may write the directory could plant one).
+    /// A link in the socket file's place, symbolic or hard, is refused and
+    /// what it names stays root's (a user who may write the directory
+    /// could plant one); the socket itself is given away.
     #[test]
     #[allow(clippy::print_stderr)] // says it skipped
-    fn own_does_not_follow_a_symbolic_link() {
+    fn own_gives_the_socket_and_never_a_link() {
         use std::os::unix::fs::MetadataExt;
         if !nix::unistd::geteuid().is_root() {
             eprintln!("!!! SKIPPED: changing owners needs root");
@@ -226,20 +238,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("secret");
         std::fs::write(&target, "x").unwrap();
-        let link = dir.path().join("app.sock");
-        std::os::unix::fs::symlink(&target, &link).unwrap();
         let nobody = Credentials {
             name: "nobody".into(),
             uid: Some(Uid::from_raw(65534)),
             gid: Gid::from_raw(65534),
             groups: vec![Gid::from_raw(65534)],
         };
-        nobody.own(&link).unwrap();
-        assert_eq!(
-            std::fs::metadata(&target).unwrap().uid(),
-            0,
-            "the target stays root's"
-        );
-        assert_eq!(std::fs::symlink_metadata(&link).unwrap().uid(), 65534);
+        let link = dir.path().join("link.sock");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let hard = dir.path().join("hard.sock");
+        std::fs::hard_link(&target, &hard).unwrap();
+        for planted in [&link, &hard] {
+            assert!(nobody.own(planted).is_err(), "{planted:?}");
+            let uid = std::fs::metadata(&target).unwrap().uid();
+            assert_eq!(uid, 0, "the target stays root's");
+        }
+        let sock = dir.path().join("app.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        nobody.own(&sock).unwrap();
+        assert_eq!(std::fs::symlink_metadata(&sock).unwrap().uid(), 65534);
     }
 }
