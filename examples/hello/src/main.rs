@@ -17,6 +17,8 @@
 //!                      &panic_after=K: the stream panics after K chunks)
 //! WS   /ws/echo        echoes text as text, binary as binary
 //!                      (`?subscribe=T`: also subscribed to topic T)
+//! WS   /ws/sleep       each text message "N" blocks the worker N ms (max
+//!                      10,000), then is echoed
 //! WS   /ws/chat?room=R a chat room across all workers (tine::publish);
 //!                      first message "pid N"; "/leave" unsubscribes;
 //!                      a message too large to publish (tine::pubsub::
@@ -448,6 +450,16 @@ fn ws_echo(ws: &mut WebSocket, event: WsEvent) {
     }
 }
 
+/// Blocks the worker as long as a text message says (in ms, at most
+/// 10,000), then echoes it: a slow message handler.
+fn ws_sleep(ws: &mut WebSocket, event: WsEvent) {
+    if let WsEvent::Text(text) = event {
+        let ms: u64 = text.trim().parse().unwrap_or(0);
+        std::thread::sleep(Duration::from_millis(ms.min(10_000)));
+        ws.send_text(text);
+    }
+}
+
 /// Every message sent by any client reaches every client, whichever worker
 /// holds it.
 fn ws_chat(ws: &mut WebSocket, event: WsEvent) {
@@ -551,6 +563,7 @@ fn main() -> ExitCode {
         .get("/pubsub/stats", pubsub_stats)
         .merge(upload::routes(args.max_upload))
         .ws("/ws/echo", ws_echo)
+        .ws("/ws/sleep", ws_sleep)
         .ws("/ws/chat", ws_chat)
         .get("/panic", |_: &Request| -> Response {
             panic!("deliberate panic from /panic")

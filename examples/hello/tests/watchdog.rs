@@ -162,6 +162,35 @@ fn short_handlers_that_add_up_past_the_timeout_are_not_stuck() {
     s.stop(Duration::from_secs(20));
 }
 
+/// The same with WebSocket messages: a message handler called is
+/// progress, however many run in one loop turn.
+#[test]
+fn websocket_messages_that_add_up_past_the_timeout_are_not_stuck() {
+    let s = ServerTree::start_workers(HELLO, 2, &["--worker-timeout-ms", "1000"]);
+    let workers = s.wait_ready(2, T);
+    // 12 connections over two workers: one of them has at least 6, so
+    // 6 x 300 ms in its turns, most of them together.
+    use testkit::ws::{client_frame, op, read_frame, send};
+    let mut sockets: Vec<_> = (0..12)
+        .map(|_| testkit::ws::connect(s.addr(), "/ws/sleep"))
+        .collect();
+    for ws in &mut sockets {
+        send(ws, &client_frame(op::TEXT, b"300"));
+    }
+    for (i, ws) in sockets.iter_mut().enumerate() {
+        let frame = read_frame(ws);
+        assert!(
+            matches!(&frame, Ok((true, op::TEXT, text)) if text == b"300"),
+            "socket {i}: {frame:?}\n{}",
+            s.stderr()
+        );
+    }
+    assert!(!s.stderr().contains("killing it"), "{}", s.stderr());
+    assert_eq!(s.wait_ready(2, T), workers, "no worker was replaced");
+    drop(sockets);
+    s.stop(Duration::from_secs(20));
+}
+
 #[test]
 fn an_unparsable_worker_timeout_is_a_start_up_error_naming_the_variable() {
     for bad in ["abc", "-1", "30s"] {

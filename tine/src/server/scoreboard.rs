@@ -536,6 +536,16 @@ impl Entry {
         self.state.store(State::Handler as u32, Release);
     }
 
+    /// A handler starts that shows no request (a WebSocket handler
+    /// called for a message): progress for the watchdog
+    /// ([`Board::stuck`]), which sees `seq` move on. The text stays; the
+    /// bump by 2 keeps the seqlock even.
+    #[inline]
+    pub(crate) fn progress(&self) {
+        let seq = self.seq.load(Relaxed);
+        self.seq.store(seq.wrapping_add(2), Release);
+    }
+
     /// Stores up to [`TEXT_MAX`] bytes of `text` word by word; its length.
     #[inline]
     fn put_text(&self, text: &[u8]) -> usize {
@@ -1194,9 +1204,10 @@ impl Board {
     /// answers every connection that is ready, up to 64 pipelined requests
     /// each, so many short handlers (each far under `limit`) add up to a
     /// long turn, and timing the turn alone killed healthy workers. A
-    /// handler start bumps `seq` (no clock read per request); the master
-    /// notes when it sees it change, so a handler that runs on is caught
-    /// at most one look after `limit`.
+    /// handler start (HTTP, or a WebSocket handler called for an event)
+    /// bumps `seq` (no clock read per request); the master notes when it
+    /// sees it change, so a handler that runs on is caught at most two
+    /// looks after `limit` (one to see it start, one past `limit`).
     pub(crate) fn stuck(
         &self,
         i: usize,
@@ -1607,6 +1618,27 @@ mod tests {
     }
 
     #[test]
+    fn websocket_handler_calls_are_progress() {
+        let b = Board::create().unwrap();
+        let i = b.claim(1).unwrap();
+        let e = b.entry(i);
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        e.attach(7, t0);
+        e.turn(t0);
+        let limit = Duration::from_secs(1);
+        let mut seen = None;
+        // One turn of 3 s: a message handler every 400 ms.
+        for look in 1..=6 {
+            e.progress();
+            assert_eq!(b.stuck(i, at(look * 500), limit, &mut seen), None);
+        }
+        // None after that: stuck.
+        assert!(b.stuck(i, at(3_500), limit, &mut seen).is_none());
+        assert!(b.stuck(i, at(4_000), limit, &mut seen).is_some());
+    }
+
+    #[test]
     fn short_handlers_in_one_long_turn_are_progress() {
         let b = Board::create().unwrap();
         let i = b.claim(1).unwrap();
@@ -1629,7 +1661,7 @@ mod tests {
             assert_eq!(b.stuck(i, now, limit, &mut seen), None, "at {now:?}");
         }
         // Then one handler that runs on: caught once `limit` has passed
-        // since the master saw it start, at most one look late.
+        // since the master saw it start.
         e.begin(&http::Method::GET, "/block", None);
         assert_eq!(b.stuck(i, at(20_500), limit, &mut seen), None);
         assert_eq!(b.stuck(i, at(25_000), limit, &mut seen), None);

@@ -242,6 +242,11 @@ impl Session {
     }
 
     fn call(&mut self, event: WsEvent, wire: &dyn Wire) {
+        // Each call is progress for the watchdog: many short calls in one
+        // loop turn (messages on many connections) are not a stuck worker.
+        if let Some(e) = crate::server::scoreboard::mine() {
+            e.progress();
+        }
         let route = Rc::clone(&self.core.route);
         let handler = &route.handler;
         let mut ws = WebSocket {
