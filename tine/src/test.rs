@@ -212,7 +212,9 @@ impl TestClient {
         }
         // The publish limit of a worker on the master's relay, the
         // strictest deployment: a message the app could publish here but
-        // not there must fail its tests too.
+        // not there must fail its tests too. (Per thread, as in a worker:
+        // of two clients with different limits in one test, the one made
+        // last sets it.)
         pubsub::set_max_size(pubsub::relay_limit(&config.limits, &config.ws));
         TestClient {
             service,

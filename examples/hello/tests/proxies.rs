@@ -208,9 +208,9 @@ fn a_bad_proxy_header_is_answered_400_and_closed() {
 }
 
 /// `max_connections_per_ip` counts a PROXY protocol connection under the
-/// socket's address (the balancer) and must release it under that address
-/// too, not under the client the header names: otherwise the balancer's
-/// count only grows, and after `limit` connections it is refused for good.
+/// client its header names, once the header is read, and releases it
+/// under that client when it closes: one connection after another from
+/// eight clients, with a limit of 2, are all served.
 #[test]
 fn per_ip_counts_of_proxied_connections_are_released() {
     let (s, _, proxied) = proxy_server_with(&["--max-connections-per-ip", "2"]);

@@ -178,8 +178,8 @@ impl WsConfig {
 
     /// Drop the connection when a ping is not answered within this time.
     /// Default 10 s. Also the time a closing connection has, from the
-    /// moment it began to close, for its last output and the peer's close
-    /// frame (after [`WebSocket::close`], a server going away, a peer too
+    /// moment it began to close (or from an earlier ping still
+    /// unanswered), for its last output and the peer's close frame (after [`WebSocket::close`], a server going away, a peer too
     /// slow for [`max_outbuf`](Self::max_outbuf), a finished close
     /// handshake): what the peer sends meanwhile does not extend it.
     ///

@@ -463,6 +463,26 @@ fn a_websocket_we_closed_gets_a_fixed_time_however_much_the_peer_sends() {
 }
 
 #[test]
+fn a_proxied_client_over_its_limit_is_closed_at_once_holding_no_count() {
+    let app = app().limits(Limits::default().max_connections_per_ip(1));
+    let (mut conn, mut client, mut shared) = setup(app);
+    conn.expect_proxy_header();
+    let ip: std::net::IpAddr = "203.0.113.7".parse().unwrap();
+    // The client already has its one connection.
+    assert!(shared.per_ip.admit(ip));
+    client
+        .write_all(b"PROXY TCP4 203.0.113.7 10.0.0.1 5000 80\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(conn.drive(&mut shared), Next::Close);
+    assert!(received_bytes(&mut client).is_empty(), "unanswered");
+    assert!(conn.counted_ip().is_unspecified(), "counted under nobody");
+    // Still that one: released, it frees the place.
+    assert!(!shared.per_ip.admit(ip));
+    shared.per_ip.release(ip);
+    assert!(shared.per_ip.admit(ip));
+}
+
+#[test]
 fn a_stalled_event_stream_is_not_kept_alive_by_input_or_deliveries() {
     // A first event larger than the socket pair's buffers, for a client
     // that reads nothing.
