@@ -43,6 +43,12 @@ impl PerIp {
         true
     }
 
+    /// Whether no connection is counted (the fuzz target checks that what
+    /// a connection counted is released).
+    pub(crate) fn is_clear(&self) -> bool {
+        self.counts.is_empty()
+    }
+
     /// Uncounts a connection counted by [`admit`](Self::admit).
     pub(crate) fn release(&mut self, ip: IpAddr) {
         if self.limit == usize::MAX || ip.is_unspecified() {

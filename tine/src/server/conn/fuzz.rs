@@ -154,22 +154,48 @@ pub fn connection(data: &[u8], split: usize, proxied: bool) {
     server.set_nonblocking(true).expect("non-blocking");
     client.set_nonblocking(true).expect("non-blocking");
     let now = Instant::now();
-    let mut conn = Conn::new(
-        mio::net::UnixStream::from_std(server),
-        "127.0.0.1:9".parse().expect("an address"),
-        now,
-    );
-    if proxied {
-        conn.expect_proxy_header();
-    }
+    let peer: std::net::SocketAddr = "127.0.0.1:9".parse().expect("an address");
+    let mut conn = Conn::new(mio::net::UnixStream::from_std(server), peer, now);
     let (service, config) = app().into_parts();
     let mut shared = Shared::new(service, config, now);
+    // Counted as the event loop counts it at accept.
+    let counted = if proxied {
+        conn.expect_proxy_header();
+        std::net::Ipv4Addr::UNSPECIFIED.into()
+    } else {
+        peer.ip()
+    };
+    assert!(shared.per_ip.admit(counted));
+    // On some inputs the balancer already has its one connection, so a
+    // header counted under it (`LOCAL`, or naming 127.0.0.1) is refused.
+    let balancer_taken = proxied && split % 4 == 1;
+    if balancer_taken {
+        assert!(shared.per_ip.admit(peer.ip()));
+    }
+    drive_all(&mut conn, &mut client, &mut shared, data, split);
+    // The connection's count is released under what it says, as the event
+    // loop does at its close: then nothing may be left counted.
+    shared.per_ip.release(conn.counted_ip());
+    if balancer_taken {
+        shared.per_ip.release(peer.ip());
+    }
+    assert!(shared.per_ip.is_clear(), "a per-IP count leaked");
+}
+
+/// Feeds the data, then lets time pass and ends the stream.
+fn drive_all(
+    conn: &mut Conn<mio::net::UnixStream>,
+    client: &mut UnixStream,
+    shared: &mut Shared,
+    data: &[u8],
+    split: usize,
+) {
     for piece in data.chunks(split.max(1)) {
         // A piece the socket cannot take now is dropped: the client
         // would wait, and the connection is not reading anyway.
         let _ = client.write(piece);
         conn.readable(false);
-        if !settle(&mut conn, &mut client, &mut shared) {
+        if !settle(conn, client, shared) {
             return;
         }
         shared.now += Duration::from_millis(10);
@@ -177,11 +203,11 @@ pub fn connection(data: &[u8], split: usize, proxied: bool) {
     // Time passes: deadlines fire as the event loop's timer would.
     for _ in 0..3 {
         shared.now += Duration::from_secs(3600);
-        if conn.deadline(&shared) <= shared.now {
-            match conn.timed_out(&mut shared) {
+        if conn.deadline(shared) <= shared.now {
+            match conn.timed_out(shared) {
                 Expired::Close => return,
                 Expired::Drive => {
-                    if !settle(&mut conn, &mut client, &mut shared) {
+                    if !settle(conn, client, shared) {
                         return;
                     }
                 }
@@ -190,5 +216,5 @@ pub fn connection(data: &[u8], split: usize, proxied: bool) {
     }
     let _ = client.shutdown(std::net::Shutdown::Write);
     conn.readable(true);
-    settle(&mut conn, &mut client, &mut shared);
+    settle(conn, client, shared);
 }
