@@ -139,6 +139,14 @@ fn a_unix_socket_file_belongs_to_the_workers_user_and_group() {
     }
 }
 
+/// Two workers as `nobody` logging to `path` (`common` format), ready.
+fn logging_as_nobody(path: &str) -> ServerTree {
+    let log = ["--access-log", "common", "--access-log-file", path];
+    let s = ServerTree::start_workers(HELLO, 2, &[&["--user", "nobody"][..], &log[..]].concat());
+    s.wait_ready(2, T);
+    s
+}
+
 /// The workers open the access log themselves, after dropping root: a
 /// root-owned file is given to them at start-up, or no line would reach
 /// it.
@@ -183,52 +191,20 @@ fn an_access_log_file_is_given_to_the_workers() {
     assert_eq!(std::fs::metadata(&path).unwrap().uid(), nobody);
     s.stop(STOP);
 
-    // A log path that is a symbolic link is not given away through it.
+    // A log path that is a symbolic link is not given away through it,
+    // nor a hard link (a second name of another file).
     let target = dir.path().join("elsewhere");
     std::fs::write(&target, "").unwrap();
     let link = dir.path().join("linked.log");
     std::os::unix::fs::symlink(&target, &link).unwrap();
-    let l = link.to_str().unwrap();
-    let s = ServerTree::start_workers(
-        HELLO,
-        2,
-        &[
-            "--user",
-            "nobody",
-            "--access-log",
-            "common",
-            "--access-log-file",
-            l,
-        ],
-    );
-    s.wait_ready(2, T);
-    assert_eq!(
-        std::fs::metadata(&target).unwrap().uid(),
-        0,
-        "given through the link"
-    );
-    s.stop(STOP);
-
-    // Nor through a hard link (a second name of another file).
     let hard = dir.path().join("hard.log");
     std::fs::hard_link(&target, &hard).unwrap();
-    let h = hard.to_str().unwrap();
-    let s = ServerTree::start_workers(
-        HELLO,
-        2,
-        &[
-            "--user",
-            "nobody",
-            "--access-log",
-            "common",
-            "--access-log-file",
-            h,
-        ],
-    );
-    s.wait_ready(2, T);
-    let uid = std::fs::metadata(&target).unwrap().uid();
-    assert_eq!(uid, 0, "given through a hard link");
-    s.stop(STOP);
+    for planted in [&link, &hard] {
+        let s = logging_as_nobody(planted.to_str().unwrap());
+        let uid = std::fs::metadata(&target).unwrap().uid();
+        assert_eq!(uid, 0, "given through {planted:?}");
+        s.stop(STOP);
+    }
 
     // A dangling link's target is not created by root: no start.
     let nowhere = dir.path().join("nowhere");

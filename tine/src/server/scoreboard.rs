@@ -1617,14 +1617,20 @@ mod tests {
         assert_eq!(b.stuck(i, at(99), limit, &mut seen), None);
     }
 
-    #[test]
-    fn websocket_handler_calls_are_progress() {
+    /// A board with one worker attached at the instant returned.
+    fn one_worker() -> (Board, usize, Instant) {
         let b = Board::create().unwrap();
         let i = b.claim(1).unwrap();
-        let e = b.entry(i);
         let t0 = Instant::now();
+        b.entry(i).attach(7, t0);
+        (b, i, t0)
+    }
+
+    #[test]
+    fn websocket_handler_calls_are_progress() {
+        let (b, i, t0) = one_worker();
+        let e = b.entry(i);
         let at = |ms: u64| t0 + Duration::from_millis(ms);
-        e.attach(7, t0);
         e.turn(t0);
         let limit = Duration::from_secs(1);
         let mut seen = None;
@@ -1640,12 +1646,9 @@ mod tests {
 
     #[test]
     fn short_handlers_in_one_long_turn_are_progress() {
-        let b = Board::create().unwrap();
-        let i = b.claim(1).unwrap();
+        let (b, i, t0) = one_worker();
         let e = b.entry(i);
-        let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
-        e.attach(7, t0);
         let limit = Duration::from_secs(5);
         let mut seen = None;
         // One turn from t0: a handler of 800 ms after another (pipelined,
