@@ -654,8 +654,8 @@ impl App {
     /// reads them twice a second. A worker that is busy (in a handler, or
     /// anywhere but waiting for events) with no handler started for longer
     /// than `d` (one loop turn may run many short handlers, pipelined, on
-    /// many connections or for WebSocket messages: they are progress) is
-    /// logged with what it is stuck on (`worker 2 (pid
+    /// many connections or for WebSocket messages, or pull many chunks of
+    /// a stream: each is progress) is logged with what it is stuck on (`worker 2 (pid
     /// 4242) stuck 30.0 s in GET /report?id=7, killing it`) and killed with
     /// `SIGKILL`; its connections are lost, but the connections waiting in
     /// its listener's queue are kept and served by its replacement, which

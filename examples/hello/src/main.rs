@@ -14,7 +14,8 @@
 //! GET  /panic          a handler that panics (answers 500)
 //! GET  /stream?n=N&size=S  N chunks of S bytes, streamed, one write per
 //!                      chunk (&batched=1: gathered into 64 KiB writes;
-//!                      &panic_after=K: the stream panics after K chunks)
+//!                      &panic_after=K: the stream panics after K chunks;
+//!                      &delay_ms=D: each chunk takes D ms to make)
 //! WS   /ws/echo        echoes text as text, binary as binary
 //!                      (`?subscribe=T`: also subscribed to topic T)
 //! WS   /ws/sleep       each text message "N" blocks the worker N ms (max
@@ -419,11 +420,18 @@ fn stream(req: &Request) -> Result<Response, tine::Error> {
         ),
         None => None,
     };
+    let delay: u64 = req
+        .query_param("delay_ms")
+        .unwrap_or("0".into())
+        .parse()
+        .map_err(|_| tine::Error::bad_request("delay_ms"))?;
     let chunk = tine::Bytes::from(vec![b'x'; size.min(1 << 20)]);
     let chunks = (0..n).map(move |i| {
         if Some(i) == panic_after {
             panic!("deliberate panic in /stream after {i} chunks");
         }
+        // A chunk that takes time to make (at most 10 s).
+        std::thread::sleep(Duration::from_millis(delay.min(10_000)));
         chunk.clone()
     });
     // The chunks are always ready: with &batched=1 they are gathered into

@@ -191,6 +191,20 @@ fn websocket_messages_that_add_up_past_the_timeout_are_not_stuck() {
     s.stop(Duration::from_secs(20));
 }
 
+/// The same with a streamed body: each chunk made is progress, however
+/// many go out in one loop turn.
+#[test]
+fn a_stream_of_slow_chunks_is_not_stuck() {
+    let s = ServerTree::start_workers(HELLO, 2, &["--worker-timeout-ms", "1000"]);
+    let workers = s.wait_ready(2, T);
+    // 6 chunks of 300 ms, taken as they come: 1.8 s in one turn.
+    let r = testkit::get(s.addr(), "/stream?n=6&size=10&delay_ms=300");
+    assert_eq!((r.status, r.body.len()), (200, 60), "{}", s.stderr());
+    assert!(!s.stderr().contains("killing it"), "{}", s.stderr());
+    assert_eq!(s.wait_ready(2, T), workers, "no worker was replaced");
+    s.stop(Duration::from_secs(20));
+}
+
 #[test]
 fn an_unparsable_worker_timeout_is_a_start_up_error_naming_the_variable() {
     for bad in ["abc", "-1", "30s"] {

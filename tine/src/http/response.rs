@@ -107,8 +107,15 @@ pub(crate) fn fill_stream(
     use super::encode::{encode_chunk, LAST_CHUNK};
     let Chunks { iter, batched } = chunks;
     let limit = if *batched { batch } else { 1 };
+    let board = crate::server::scoreboard::mine();
     let filled = crate::handler::catch_in(&crate::handler::STREAM, || {
         while out.len() < limit {
+            // Each chunk pulled is the app's code running: progress for
+            // the watchdog, so a stream of slow chunks that the client
+            // takes as fast as they come is not a stuck worker.
+            if let Some(e) = board {
+                e.progress();
+            }
             match iter.next() {
                 Some(chunk) if chunked => encode_chunk(out, &chunk),
                 Some(chunk) => out.extend_from_slice(&chunk),

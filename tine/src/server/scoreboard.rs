@@ -536,8 +536,9 @@ impl Entry {
         self.state.store(State::Handler as u32, Release);
     }
 
-    /// A handler starts that shows no request (a WebSocket handler
-    /// called for a message): progress for the watchdog
+    /// App code runs that shows no request (a WebSocket handler called
+    /// for a message, a streamed body's next chunk): progress for the
+    /// watchdog
     /// ([`Board::stuck`]), which sees `seq` move on. The text stays; the
     /// bump by 2 keeps the seqlock even.
     #[inline]
