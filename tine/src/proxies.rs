@@ -399,7 +399,27 @@ impl crate::App {
     /// let app = tine::App::new().trusted_proxies(["127.0.0.1", "10.0.0.0/8", "unix:"]);
     /// ```
     #[track_caller]
-    pub fn trusted_proxies<I, S>(mut self, proxies: I) -> Self
+    pub fn trusted_proxies<I, S>(self, proxies: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        match self.try_trusted_proxies(proxies) {
+            Ok(app) => app,
+            Err(e) => panic!("trusted_proxies: {e}"),
+        }
+    }
+
+    /// [`trusted_proxies`](Self::trusted_proxies) for entries that come
+    /// from outside the program (a command-line flag, a configuration
+    /// file): an entry that is neither an address nor a CIDR range nor
+    /// `"unix:"` is an error naming it, not a panic.
+    ///
+    /// ```
+    /// let err = tine::App::new().try_trusted_proxies(["10.0.0.0/99"]).unwrap_err();
+    /// assert!(err.contains("10.0.0.0/99"), "{err}");
+    /// ```
+    pub fn try_trusted_proxies<I, S>(mut self, proxies: I) -> Result<Self, String>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
@@ -409,12 +429,9 @@ impl crate::App {
                 self.service.proxies.unix = true;
                 continue;
             }
-            match parse_net(p.as_ref()) {
-                Ok(net) => self.service.proxies.add(net),
-                Err(e) => panic!("trusted_proxies: {e}"),
-            }
+            self.service.proxies.add(parse_net(p.as_ref())?);
         }
-        self
+        Ok(self)
     }
 
     /// Which header trusted proxies use (see [`ProxyHeader`]).

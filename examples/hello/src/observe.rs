@@ -46,26 +46,6 @@ fn access_log(o: &Observe) -> Result<Option<AccessLog>, String> {
     }))
 }
 
-/// Checks the `--trusted-proxy` entries as `App::trusted_proxies` reads
-/// them (`unix:`, an address or a CIDR range, with ipnet like tine). That
-/// builder panics on a bad entry (a programming error in an app); for a
-/// command-line flag it is bad input, so hello refuses it first with one
-/// line instead of a panic and its backtrace.
-fn check_trusted_proxies(entries: &[String]) -> Result<(), String> {
-    for entry in entries {
-        let e = entry.trim();
-        if e != "unix:"
-            && e.parse::<ipnet::IpNet>().is_err()
-            && e.parse::<std::net::IpAddr>().is_err()
-        {
-            return Err(format!(
-                "--trusted-proxy {entry}: not an address, a CIDR range or unix:"
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// `GET /whoami`: the client's address and scheme as tine sees them.
 fn whoami(req: &Request) -> Response {
     Response::text(format!("{} {}", req.client_addr(), req.scheme()))
@@ -81,10 +61,14 @@ pub(crate) fn routes(app: App, with_routes: bool, o: &Observe) -> Result<App, St
     if let Some(log) = access_log(o)? {
         app = app.access_log(log);
     }
-    check_trusted_proxies(&o.trusted_proxies)?;
-    let mut app = app
-        .trusted_proxies(&o.trusted_proxies)
-        .shutdown_delay(Duration::from_millis(o.shutdown_delay_ms.unwrap_or(0)));
+    // `try_`: a bad flag is bad input, refused with one line (the plain
+    // builder panics, as for a mistake in the program).
+    for entry in &o.trusted_proxies {
+        app = app.try_trusted_proxies([entry]).map_err(|_| {
+            format!("--trusted-proxy {entry}: not an address, a CIDR range or unix:")
+        })?;
+    }
+    let mut app = app.shutdown_delay(Duration::from_millis(o.shutdown_delay_ms.unwrap_or(0)));
     if with_routes {
         app = app
             .get("/whoami", whoami)
