@@ -307,6 +307,29 @@ mod tests {
         );
     }
 
+    /// With the outbox full (one handler publishing a great deal at once)
+    /// `publish` says so with 503 and counts the drop; once the loop has
+    /// taken what is queued, it publishes again.
+    #[test]
+    fn publish_says_when_the_outbox_is_full() {
+        set_max_size(MAX_SIZE);
+        let big = || vec![0u8; MAX_SIZE - 1024];
+        let dropped = stats::snapshot().dropped;
+        let mut taken = 0;
+        let err = loop {
+            match publish_binary("t", big()) {
+                Ok(()) => taken += 1,
+                Err(e) => break e,
+            }
+            assert!(taken < 100, "the outbox never filled");
+        };
+        assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(stats::snapshot().dropped, dropped + 1);
+        while outbox_pop().is_some() {}
+        publish_binary("t", big()).unwrap();
+        while outbox_pop().is_some() {}
+    }
+
     /// Over this process's limit `publish` says so and queues nothing;
     /// at the limit it takes the message.
     #[test]
