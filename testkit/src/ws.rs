@@ -35,12 +35,25 @@ pub fn connect(addr: SocketAddr, path: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(TIMEOUT)).unwrap();
     s.set_nodelay(true).unwrap();
-    write!(
-        s,
+    upgrade(&mut s, path);
+    s
+}
+
+/// A WebSocket upgrade request for `path`, with [`SAMPLE_KEY`].
+pub fn upgrade_request(path: &str) -> Vec<u8> {
+    format!(
         "GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {SAMPLE_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
-    .unwrap();
+    .into_bytes()
+}
+
+/// Performs the upgrade on `path` over a connection already open (a
+/// keep-alive connection that served requests first); panics unless the
+/// server answers 101 with the right accept key. The stream is left
+/// after the handshake response.
+pub fn upgrade(s: &mut TcpStream, path: &str) {
+    s.write_all(&upgrade_request(path)).unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -56,7 +69,6 @@ pub fn connect(addr: SocketAddr, path: &str) -> TcpStream {
         )),
         "{text}"
     );
-    s
 }
 
 /// Encodes a client frame; `mask: None` sends it unmasked (a protocol

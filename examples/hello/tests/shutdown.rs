@@ -91,7 +91,7 @@ fn binding_a_used_address_fails_with_one_clear_line() {
 /// (it used to get no close frame and be cut at the drain deadline).
 #[test]
 fn a_websocket_upgraded_during_the_drain_gets_its_1001() {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let mut server = ServerProcess::start(
         HELLO,
         &["--bind", "127.0.0.1:0", "--drain-timeout-ms", "8000"],
@@ -114,20 +114,7 @@ fn a_websocket_upgraded_during_the_drain_gets_its_1001() {
     );
     server.signal(Signal::SIGTERM);
     std::thread::sleep(Duration::from_millis(100));
-    write!(
-        keep,
-        "GET /ws/echo HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        testkit::ws::SAMPLE_KEY
-    )
-    .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        keep.read_exact(&mut byte).expect("the upgrade's answer");
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", head.escape_ascii());
+    testkit::ws::upgrade(&mut keep, "/ws/echo");
     let started = Instant::now();
     assert_eq!(testkit::ws::read_close_code(&mut keep), 1001);
     assert!(

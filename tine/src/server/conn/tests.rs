@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::http::{Request, Response};
 use crate::{App, Limits, StatusCode};
+use testkit::ws::upgrade_request;
 
 fn app() -> App {
     App::new()
@@ -63,16 +64,6 @@ fn received_bytes(client: &mut UnixStream) -> Vec<u8> {
 /// Whether the connection shut its sending side (EOF after its output).
 fn write_side_closed(client: &mut UnixStream) -> bool {
     matches!(client.read(&mut [0u8; 1]), Ok(0))
-}
-
-/// A WebSocket upgrade request for `path`, with the sample key.
-fn upgrade_request(path: &str) -> Vec<u8> {
-    format!(
-        "GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        testkit::ws::SAMPLE_KEY
-    )
-    .into_bytes()
 }
 
 fn statuses(text: &str) -> Vec<&str> {
