@@ -21,7 +21,9 @@
 //! so an authentication hook refuses a 100 MiB upload before it is sent
 //! (and before `100 Continue`). A request no route takes gets its 404 or
 //! 405 there too (after the before-hooks, as in step 3), since its body
-//! would only be dropped. The connection then reads the body within
+//! would only be dropped. A body answered at admission is passed over
+//! unread (`Decoder::skip_body`: up to 256 KiB, so that the connection
+//! stays open). Otherwise the connection reads the body within
 //! the limit and calls `answer`, which skips the hooks already run. Bodiless
 //! requests (the common case) skip admission entirely.
 //!

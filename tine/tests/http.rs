@@ -125,6 +125,47 @@ fn a_body_no_route_takes_is_answered_before_it_is_sent() {
 }
 
 #[test]
+fn a_small_body_no_route_takes_is_passed_over_as_it_arrives() {
+    let addr = serve(app);
+    // The answer goes out before the body; the body, sent after it, is
+    // dropped and the connection goes on (a pipelining client whose head
+    // ended a read used to lose its connection here).
+    let mut c = Client::connect(addr);
+    c.send(b"POST /nowhere HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nab");
+    let r = c.read_response();
+    assert_eq!(r.status, 404);
+    assert!(r.header("connection").is_none());
+    c.send(b"cde");
+    assert_eq!(c.get("/plaintext").text(), "Hello, World!");
+    // A chunked body likewise, checked as it is passed over.
+    c.send(b"PUT /plaintext HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(r.status, 405);
+    assert!(r.header("connection").is_none());
+    c.send(b"5\r\nhello\r\n0\r\n\r\n");
+    assert_eq!(c.get("/plaintext").text(), "Hello, World!");
+    // A chunked body that grows past what is passed over, or a malformed
+    // one, ends the connection once its answer is sent.
+    for body in [
+        format!("{:x}\r\n{}\r\n", 300 * 1024, "x".repeat(300 * 1024)),
+        "zz\r\n".to_string(),
+    ] {
+        let mut c = Client::connect(addr);
+        c.send(b"POST /nowhere HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(c.read_response().status, 404);
+        c.send(body.as_bytes());
+        assert!(c.is_closed());
+    }
+    // A body larger than that still to come is not waited for.
+    let mut c = Client::connect(addr);
+    c.send(b"POST /nowhere HTTP/1.1\r\nHost: t\r\nContent-Length: 262145\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(c.is_closed());
+}
+
+#[test]
 fn head_has_headers_but_no_body() {
     let addr = serve(app);
     let mut c = Client::connect(addr);

@@ -36,6 +36,13 @@ static HEAD_END: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
 /// Header slots kept on the stack; a larger `max_headers` uses the heap.
 const STACK_HEADERS: usize = 128;
 
+/// The most body bytes passed over, unread, behind a request answered
+/// before its body ([`Decoder::skip_body`]) so that the connection stays
+/// open. A larger body ends the connection instead: reading it only to
+/// drop it would cost the worker more than the client's next connection
+/// costs. Go's `net/http` draws the same line at the same size.
+pub(crate) const MAX_DISCARD: u64 = 256 * 1024;
+
 /// How the body of a request is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Framing {
@@ -78,6 +85,12 @@ pub(crate) enum Decoded {
     Head(Head),
     /// The whole body of the request admitted last.
     Body(ReadBody),
+    /// The body passed over behind a request answered before it
+    /// ([`Decoder::skip_body`]) has ended. `true`: decoding goes on;
+    /// `false`: it was malformed or grew past [`MAX_DISCARD`], and the
+    /// connection closes once its answers are sent (without an error
+    /// answer of its own: the request was answered already).
+    Discarded(bool),
     /// The request is malformed or over a limit: answer with this status
     /// and close the connection (the rest of the stream cannot be trusted).
     Error(StatusCode),
@@ -103,6 +116,9 @@ enum State {
         /// Bodies past this many bytes are spilled to a file.
         buffer: usize,
     },
+    /// Passing over the body of a request answered before it
+    /// ([`Decoder::skip_body`]).
+    Discard(Discard),
     /// A request was refused ([`Decoded::Error`]) after its head was taken
     /// from the buffer; this is what could be read of it (for
     /// [`Decoder::take_seen`]). Nothing more is decoded.
@@ -180,6 +196,17 @@ enum Body {
     Chunked(Box<Chunked>),
 }
 
+/// A body being passed over unread (see [`State::Discard`]).
+#[derive(Debug)]
+enum Discard {
+    /// This many `Content-Length` bytes still to come.
+    Length(u64),
+    /// A chunked body, read only for where it ends (and checked as any
+    /// chunked body is, so that the next request starts where a proxy in
+    /// front thinks it does). Boxed like [`Chunked`].
+    Chunked(Box<ChunkedDecoder>),
+}
+
 /// A chunked body in progress. Boxed, with the spill file above, so that
 /// every connection's [`Decoder`] stays small: it sits in each connection,
 /// idle ones and WebSockets included, and a body in either form allocates
@@ -226,7 +253,17 @@ impl Decoder {
     /// Whether part of a request has been consumed from the buffer (a
     /// head whose body is still arriving).
     pub(crate) fn mid_request(&self) -> bool {
-        matches!(self.state, State::Body { .. } | State::Admit { .. })
+        matches!(
+            self.state,
+            State::Body { .. } | State::Admit { .. } | State::Discard(_)
+        )
+    }
+
+    /// Whether the body of a request answered before it is being passed
+    /// over ([`skip_body`](Self::skip_body)): nothing is owed to the
+    /// client if it stops sending.
+    pub(crate) fn discarding(&self) -> bool {
+        matches!(self.state, State::Discard(_))
     }
 
     /// Admits the body of the head just handed out ([`Decoded::Head`]), up
@@ -271,24 +308,55 @@ impl Decoder {
         Ok(())
     }
 
-    /// Passes over the body of the head just handed out, unread: if it is
-    /// already whole in `buf` (a small `Content-Length` body), it is
-    /// dropped and decoding goes on (`true`); otherwise nothing more is
-    /// decoded (`false`: answer and close).
+    /// Passes over the body of the head just handed out, unread, for a
+    /// request answered before its body (by a before-hook, or because no
+    /// route takes it). `true`: the connection can go on, and the body is
+    /// dropped as it arrives (what is already in `buf` at once; the rest
+    /// by [`decode`](Self::decode), which says [`Decoded::Discarded`] when
+    /// the body has ended); `false`: nothing more is decoded (answer and
+    /// close).
+    ///
+    /// Closing is the answer for a `Content-Length` over [`MAX_DISCARD`]
+    /// that has not all arrived, and for a client that waits for `100
+    /// Continue` before sending its body: given a final answer instead, it
+    /// may never send the body (RFC 9110 §10.1.1), and its next request
+    /// would be taken for the body. A chunked body is passed over until it
+    /// ends or grows past [`MAX_DISCARD`].
     pub(crate) fn skip_body(&mut self, buf: &mut BytesMut) -> bool {
-        if let State::Admit {
-            framing: Framing::Length(n),
-            ..
+        let State::Admit {
+            framing,
+            expect_continue,
         } = self.state
-        {
-            if buf.len() as u64 >= n {
+        else {
+            return false;
+        };
+        let discard = match framing {
+            Framing::Length(n) if buf.len() as u64 >= n => {
                 let _ = buf.split_to(n as usize);
                 self.state = State::Head(Line::Method);
                 return true;
             }
+            _ if expect_continue => None,
+            Framing::Length(n) if n <= MAX_DISCARD => {
+                let left = n - buf.len() as u64;
+                buf.clear();
+                Some(Discard::Length(left))
+            }
+            Framing::Length(_) => None,
+            Framing::Chunked | Framing::Empty => {
+                Some(Discard::Chunked(Box::new(ChunkedDecoder::new())))
+            }
+        };
+        match discard {
+            Some(discard) => {
+                self.state = State::Discard(discard);
+                true
+            }
+            None => {
+                self.state = State::Refused(Seen::Nothing);
+                false
+            }
         }
-        self.state = State::Refused(Seen::Nothing);
-        false
     }
 
     /// What was read of the request being refused (after
@@ -301,7 +369,7 @@ impl Decoder {
         match std::mem::replace(&mut self.state, State::Head(Line::Method)) {
             State::Refused(seen) => seen,
             // The connection holds the admitted request itself.
-            State::Body { .. } | State::Admit { .. } => Seen::Nothing,
+            State::Body { .. } | State::Admit { .. } | State::Discard(_) => Seen::Nothing,
             State::Head(_) => salvage(buf, max_headers),
         }
     }
@@ -310,6 +378,19 @@ impl Decoder {
     pub(crate) fn decode(&mut self, buf: &mut BytesMut, limits: &Limits) -> Decoded {
         if let State::Refused(_) | State::Admit { .. } = self.state {
             return Decoded::NeedMore;
+        }
+        if let State::Discard(discard) = &mut self.state {
+            return match pass_over(discard, buf, limits) {
+                None => Decoded::NeedMore,
+                Some(whole) => {
+                    self.state = if whole {
+                        State::Head(Line::Method)
+                    } else {
+                        State::Refused(Seen::Nothing)
+                    };
+                    Decoded::Discarded(whole)
+                }
+            };
         }
         if let State::Head(_) = self.state {
             // Only the first unscanned byte is looked at: a request line
@@ -572,6 +653,34 @@ fn head_too_large(buf: &[u8], max_header: usize) -> StatusCode {
 #[cold]
 fn has_bare_lf(buf: &[u8], from: usize) -> bool {
     memchr::memchr_iter(b'\n', &buf[from..]).any(|i| from + i == 0 || buf[from + i - 1] != b'\r')
+}
+
+/// Drops what `buf` holds of a body being passed over. `None` while more
+/// is to come; `Some(true)` once it ended (the next request may follow in
+/// `buf`); `Some(false)` for a malformed chunked body, or one past
+/// [`MAX_DISCARD`].
+fn pass_over(discard: &mut Discard, buf: &mut BytesMut, limits: &Limits) -> Option<bool> {
+    match discard {
+        Discard::Length(left) => {
+            let take = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+            let _ = buf.split_to(take);
+            *left -= take as u64;
+            (*left == 0).then_some(true)
+        }
+        Discard::Chunked(decoder) => {
+            // The data is decoded only to be dropped: cold, and bounded
+            // by what one read brought.
+            let mut out = Vec::new();
+            let max = usize::try_from(MAX_DISCARD).unwrap_or(usize::MAX);
+            match decoder.decode(buf, &mut out, max, limits.max_header) {
+                Ok((used, done)) => {
+                    let _ = buf.split_to(used);
+                    done.then_some(true)
+                }
+                Err(_) => Some(false),
+            }
+        }
+    }
 }
 
 /// Moves a chunked body gathered in memory to its temporary file
@@ -1568,6 +1677,7 @@ mod tests {
                     d.admit(limits.max_body, limits.spill_past())?;
                 }
                 Decoded::Body(_) => {}
+                Decoded::Discarded(_) => panic!("nothing skipped"),
             }
         }
     }
@@ -2006,11 +2116,70 @@ GET /g HTTP/1.1\r\nHost: h\r\n\r\n\r\n\r\n\r\nGET /h HTTP/1.1\r\nHost: h\r\n\r\n
         assert!(matches!(d.decode(&mut buf, &limits), Decoded::Head(_)));
         assert!(d.skip_body(&mut buf));
         assert!(matches!(d.decode(&mut buf, &limits), Decoded::Request(..)));
-        // Not all there: nothing more is decoded.
+        // Not all there: passed over as it arrives, then decoding goes on.
         let mut buf =
             BytesMut::from(&b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nab"[..]);
         assert!(matches!(d.decode(&mut buf, &limits), Decoded::Head(_)));
-        assert!(!d.skip_body(&mut buf));
+        assert!(d.skip_body(&mut buf));
+        assert!(d.discarding() && d.mid_request());
         assert!(matches!(d.decode(&mut buf, &limits), Decoded::NeedMore));
+        buf.extend_from_slice(b"cdGET / HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert!(matches!(
+            d.decode(&mut buf, &limits),
+            Decoded::Discarded(true)
+        ));
+        assert!(!d.discarding());
+        assert!(matches!(d.decode(&mut buf, &limits), Decoded::Request(..)));
+    }
+
+    #[test]
+    fn a_body_to_pass_over_is_refused_when_it_may_not_come_or_is_large() {
+        let limits = Limits::default();
+        let refused = |head: &str| {
+            let mut d = Decoder::new();
+            let mut buf = BytesMut::from(head.as_bytes());
+            assert!(matches!(d.decode(&mut buf, &limits), Decoded::Head(_)));
+            let skipped = d.skip_body(&mut buf);
+            assert!(matches!(d.decode(&mut buf, &limits), Decoded::NeedMore));
+            !skipped
+        };
+        // The client waits for `100 Continue`: its next request could be
+        // taken for the body.
+        assert!(refused(
+            "POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+        ));
+        assert!(refused(&format!(
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n",
+            MAX_DISCARD + 1
+        )));
+        assert!(!refused(&format!(
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: {MAX_DISCARD}\r\n\r\n"
+        )));
+    }
+
+    #[test]
+    fn a_chunked_body_is_passed_over_to_its_end_or_its_limit() {
+        let limits = Limits::default();
+        let head = &b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"[..];
+        let skip = |rest: &[u8]| {
+            let mut d = Decoder::new();
+            let mut buf = BytesMut::from(head);
+            assert!(matches!(d.decode(&mut buf, &limits), Decoded::Head(_)));
+            assert!(d.skip_body(&mut buf));
+            buf.extend_from_slice(rest);
+            let out = d.decode(&mut buf, &limits);
+            (out, d, buf)
+        };
+        let (out, mut d, mut buf) = skip(b"3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert!(matches!(out, Decoded::Discarded(true)));
+        assert!(matches!(d.decode(&mut buf, &limits), Decoded::Request(..)));
+        let (out, ..) = skip(b"3\r\nabc\r\n");
+        assert!(matches!(out, Decoded::NeedMore));
+        let (out, mut d, mut buf) = skip(b"zz\r\n");
+        assert!(matches!(out, Decoded::Discarded(false)));
+        assert!(matches!(d.decode(&mut buf, &limits), Decoded::NeedMore));
+        let big = format!("{:x}\r\n", MAX_DISCARD + 1);
+        let (out, ..) = skip(big.as_bytes());
+        assert!(matches!(out, Decoded::Discarded(false)));
     }
 }

@@ -280,6 +280,19 @@ impl<T: Transport> Conn<T> {
                         produced = true;
                     }
                 }
+                Decoded::Discarded(whole) => {
+                    self.head_started = if self.rbuf.is_empty() {
+                        None
+                    } else {
+                        Some(shared.now)
+                    };
+                    self.body_started = None;
+                    if !whole {
+                        // Its request is answered: close once that is sent.
+                        self.phase = Phase::Closing;
+                        produced = true;
+                    }
+                }
                 Decoded::Body(body) => {
                     self.head_started = if self.rbuf.is_empty() {
                         None
@@ -480,9 +493,13 @@ impl<T: Transport> Conn<T> {
             }
             Admission::Answer(res) => {
                 if self.decoder.skip_body(&mut self.rbuf) {
-                    // The whole body had arrived with the head: dropped,
-                    // and the connection goes on.
-                    self.body_started = None;
+                    // The body is dropped (what of it arrived with the
+                    // head at once, the rest as it comes), and the
+                    // connection goes on. While it is passed over, the
+                    // body timeout still runs.
+                    if !self.decoder.discarding() {
+                        self.body_started = None;
+                    }
                     let exchange = Exchange {
                         keep_alive: exchange.keep_alive && !shared.draining,
                         ..exchange

@@ -523,9 +523,14 @@ impl<T: Transport> Conn<T> {
             self.timer_from = shared.now;
             return Expired::Drive;
         }
-        if self.phase != Phase::Open || self.writing() || !self.reading_request() {
-            // Lingering done, a client that stopped reading, or an idle
-            // keep-alive connection: nothing to say.
+        if self.phase != Phase::Open
+            || self.writing()
+            || !self.reading_request()
+            || self.decoder.discarding()
+        {
+            // Lingering done, a client that stopped reading, an idle
+            // keep-alive connection, or the body of an answered request
+            // that stopped coming: nothing to say.
             return Expired::Close;
         }
         self.request_timed_out(shared);

@@ -159,6 +159,47 @@ fn a_late_request_gets_408_then_a_lingering_close() {
 }
 
 #[test]
+fn a_body_passed_over_is_timed_like_a_body_and_ends_without_a_word() {
+    let (mut conn, mut client, mut shared) = setup(app());
+    let opened = shared.now;
+    // Answered before its body: 404 at once, the body passed over.
+    client
+        .write_all(b"POST /nope HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\na")
+        .unwrap();
+    conn.drive(&mut shared);
+    assert_eq!(statuses(&received(&mut client)), ["404"]);
+    // The rest of the body is owed within the body timeout.
+    shared.now = opened + Duration::from_secs(1);
+    client.write_all(b"b").unwrap();
+    conn.readable(false);
+    conn.drive(&mut shared);
+    assert_eq!(conn.deadline(&shared), opened + Duration::from_secs(7));
+    assert!(!conn.idle());
+    // It did not come: closed, with no 408 for a request already answered.
+    shared.now = opened + Duration::from_secs(7);
+    assert_eq!(conn.timed_out(&mut shared), Expired::Close);
+    assert_eq!(received(&mut client), "");
+    // When it did come, the connection is idle again, under the idle
+    // timeout, and the next request is answered.
+    let (mut conn, mut client, mut shared) = setup(app());
+    client
+        .write_all(b"POST /nope HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nab")
+        .unwrap();
+    conn.drive(&mut shared);
+    client.write_all(b"cd").unwrap();
+    conn.readable(false);
+    conn.drive(&mut shared);
+    assert!(conn.idle());
+    assert_eq!(conn.deadline(&shared), shared.now + Duration::from_secs(60));
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    conn.readable(false);
+    conn.drive(&mut shared);
+    assert_eq!(statuses(&received(&mut client)), ["404", "200"]);
+}
+
+#[test]
 fn http10_streams_are_delimited_by_close() {
     let (mut conn, mut client, mut shared) = setup(app());
     client
