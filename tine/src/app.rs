@@ -743,8 +743,20 @@ impl App {
     }
 
     /// Joins an existing `SO_REUSEPORT` group on the address on purpose.
-    /// By default a master refuses to start when another process already
+    /// By default a server refuses to start when another process already
     /// listens there, rather than silently sharing its traffic.
+    ///
+    /// The group joined is one the kernel lets in: sockets bound with
+    /// `SO_REUSEPORT` by the same user, as those of a tine master in the
+    /// reuseport mode are (or a server that itself joined). A single
+    /// process (`workers <= 1`) joins with its one socket, but binds a
+    /// plain socket otherwise, which nothing can join. With a shared
+    /// listener ([`Balance::Shared`](crate::Balance)) the joining server
+    /// binds one reuseport socket that its workers share.
+    ///
+    /// ```
+    /// let app = tine::App::new().workers(4).join_existing(true);
+    /// ```
     pub fn join_existing(mut self, join: bool) -> Self {
         self.config.join_existing = join;
         self

@@ -143,6 +143,17 @@ fn a_second_instance_does_not_silently_join_the_reuseport_group() {
         "the joined instance got no traffic: {by_pid:?}"
     );
     b.stop(STOP);
+    // A single process joins the same way (it has no workers: it serves
+    // itself).
+    let c = ServerTree::try_start(HELLO, &["--bind", &addr, "--join-existing"])
+        .unwrap_or_else(|(s, e)| panic!("--join-existing, one process, failed: {s} {e}"));
+    assert_eq!(listen_sockets(a.addr().port()), 3);
+    let by_pid = spread(a.addr(), 100);
+    assert!(
+        by_pid.contains_key(&c.pid()),
+        "the joined process got no traffic: {by_pid:?}"
+    );
+    c.stop(STOP);
     a.stop(STOP);
 }
 

@@ -551,8 +551,9 @@ pub(crate) fn bind_workers(
 }
 
 /// Binds the address of `listen`: TCP in `mode` for `workers` slots (see
-/// [`bind_workers`]; one plain socket when `workers` is 1), or a Unix
-/// socket, always shared. A Unix listener that asks for
+/// [`bind_workers`]; one shared socket when `workers` is 1: a plain one,
+/// or with `join_existing` one that joins the reuseport group already
+/// there), or a Unix socket, always shared. A Unix listener that asks for
 /// [`Balance::ReusePort`], or TLS, is refused here.
 pub(crate) fn bind_listen(
     listen: &Listen,
@@ -565,14 +566,7 @@ pub(crate) fn bind_listen(
             let mode = workers_mode(listen.balance.or(default))?;
             bind_workers(*addr, mode, workers, BACKLOG, join_existing)
         }
-        ListenAddr::Tcp(addr) => {
-            let single = bind_single(*addr, BACKLOG)?;
-            Ok(Bound {
-                addr: ListenAddr::Tcp(single.local_addr()?),
-                mode: Mode::Shared,
-                sockets: vec![Socket::Tcp(single)],
-            })
-        }
+        ListenAddr::Tcp(addr) => bind_workers(*addr, Mode::Shared, 1, BACKLOG, join_existing),
         ListenAddr::Unix(path) => {
             check_unix_listen(listen)?;
             let socket = bind_unix(path, listen.mode, BACKLOG)?;
