@@ -318,9 +318,11 @@ impl App {
     /// on requests tine refuses before routing (malformed, over a limit,
     /// timed out). For a request with a body they run once its head is
     /// read, before the body is accepted (and before `100 Continue` is
-    /// sent): a hook that answers then refuses the body unread, and the
-    /// connection closes after the answer unless the whole body had
-    /// already arrived with the head. (The hook sees an empty body.)
+    /// sent): a hook that answers then refuses the body unread. The body
+    /// is passed over as it arrives, up to 256 KiB, so the connection
+    /// goes on; a larger one, or one the client would send only after
+    /// `100 Continue`, closes the connection after the answer. (The hook
+    /// sees an empty body.)
     ///
     /// ```
     /// use tine::{App, Request, Response, StatusCode};

@@ -201,11 +201,23 @@ fn options_asterisk_is_answered_for_the_server() {
     let mut c = Client::connect(addr);
     c.send(b"OPTIONS * HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 9\r\n\r\n");
     assert_eq!(c.read_response().status, 204);
-    // A catch-all route takes it like any other path.
+    // The pattern `*` takes it like any other path.
     let addr = serve(|| App::new().any("*", |req: &Request| format!("all {}", req.path())));
     let mut c = Client::connect(addr);
     c.send(b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(c.read_response().text(), "all *");
+    // A wildcard path does not: `*` is not a path under `/` (a static
+    // mount at `/` answered it 404, looking for a file named `*`).
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let addr = serve(move || {
+        App::new()
+            .static_dir("/", &root)
+            .any("/api/*", |_: &Request| "api")
+    });
+    let mut c = Client::connect(addr);
+    c.send(b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read_response().status, 204);
 }
 
 #[test]

@@ -740,7 +740,8 @@ fn main() -> ExitCode {
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tine: {e}");
+            // `ServeError`s name tine themselves, like the bind errors above.
+            eprintln!("{e}");
             ExitCode::FAILURE
         }
     }

@@ -70,6 +70,8 @@ fn a_panicking_worker_init_in_single_process_mode_is_a_start_up_error() {
         "{log}"
     );
     assert!(log.contains("not serving"), "{log}");
+    // One line, named once.
+    assert!(!log.contains("tine: tine:"), "{log}");
 }
 
 #[test]

@@ -187,6 +187,12 @@ impl Pattern {
         let Some(segments) = &self.segments else {
             return true;
         };
+        if raw_path == "*" {
+            // `OPTIONS *` asks about the server, not a path: only the
+            // pattern `*` takes it, not a wildcard path like `/*` (a
+            // static mount at `/`, whose file `*` is never there).
+            return false;
+        }
         // `None` once every segment of the path has been consumed.
         let mut rest = Some(raw_path.strip_prefix('/').unwrap_or(raw_path));
         for (i, seg) in segments.iter().enumerate() {
