@@ -8,6 +8,9 @@
 #   bench/callgrind.sh [PATH] [DEPTH]     # default /plaintext, 16
 #   HELLO_ARGS="--without-observability-routes" bench/callgrind.sh
 #                                         # extra flags for hello
+#   HEADERS="User-Agent: wrk|X-Request-Id: abc" bench/callgrind.sh
+#                                         # extra request header lines
+#                                         # (|-separated)
 #
 # Needs valgrind and a release build of hello (built here if missing).
 set -euo pipefail
@@ -22,11 +25,12 @@ n2=${N2:-60000}
 callgrind_prepare
 
 client() { # n: pipelined requests, after one alone
-    python3 - "$port" "$path" "$depth" "$1" <<'PY'
+    python3 - "$port" "$path" "$depth" "$1" "${HEADERS:-}" <<'PY'
 import socket, sys
 port, path, depth, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+extra = "".join(f"{h}\r\n" for h in sys.argv[5].split("|") if h)
 s = socket.create_connection(("127.0.0.1", port), timeout=120)
-req = f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
+req = f"GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}\r\n".encode()
 # One request first, to learn the response's size: the routes measured
 # answer a fixed-size response, so n responses are n times that many bytes.
 s.sendall(req)

@@ -159,10 +159,15 @@ pub mod __fuzz {
                                 // The header lines the lazy views read: the
                                 // one-field scan and the map must agree.
                                 let first = req.header("x-a").map(str::to_owned);
+                                let pair = req.header_pair(["x-a", "x-b"]);
                                 assert_eq!(
                                     first.as_deref(),
                                     req.headers().get("x-a").and_then(|v| v.to_str().ok())
                                 );
+                                for (found, name) in pair.into_iter().zip(["x-a", "x-b"]) {
+                                    let in_map = req.headers().get(name).map(|v| v.as_bytes());
+                                    assert_eq!(found, in_map, "{name}");
+                                }
                                 seen.push(format!("request {} {}", req.method(), req.raw_path()));
                             }
                             Err(_) => seen.push("refused".into()),

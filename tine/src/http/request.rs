@@ -70,6 +70,11 @@ pub struct Request {
     /// The body, when it was written to a temporary file instead of
     /// `body` (see [`Limits::body_buffer`](crate::Limits::body_buffer)).
     spilled: Option<Box<super::body::SpilledBody>>,
+    /// The request's id, when the app keeps an access log (see
+    /// [`Request::request_id`]). Boxed: a request lives on in every
+    /// WebSocket session, and one allocation is still far cheaper than
+    /// an entry in `extensions` (a hash map).
+    pub(crate) id: Option<Box<HeaderValue>>,
 }
 
 /// A request head as the parser left it: a slice of the read buffer,
@@ -381,6 +386,7 @@ impl Request {
             https: false,
             hooks_done: false,
             spilled: None,
+            id: None,
         }
     }
 
@@ -581,6 +587,28 @@ impl Request {
                 name: HeaderNameRef::new(name),
             }),
         }
+    }
+
+    /// The first values of two headers, found in one pass over the header
+    /// lines (or from the map, once built): for the access log, which
+    /// reads `Referer` and `User-Agent` on every request.
+    pub(crate) fn header_pair(&self, names: [&str; 2]) -> [Option<&[u8]>; 2] {
+        if let Some(map) = self.headers.get() {
+            return names.map(|n| map.get(n).map(HeaderValue::as_bytes));
+        }
+        let wanted = names.map(HeaderNameRef::new);
+        let mut found = [None, None];
+        for (name, value) in HeaderLines(self.params.src.lines()) {
+            for (slot, want) in found.iter_mut().zip(wanted) {
+                if slot.is_none() && want.matches(name) {
+                    *slot = Some(value);
+                }
+            }
+            if found.iter().all(Option::is_some) {
+                break;
+            }
+        }
+        found
     }
 
     /// Copies what the request holds of the read buffer into buffers of
@@ -1355,6 +1383,30 @@ mod tests {
     struct Login {
         user: String,
         pass: String,
+    }
+
+    #[test]
+    fn header_pair_reads_the_lines_in_one_pass_or_the_map() {
+        let mut buf = bytes::BytesMut::from(
+            &b"GET / HTTP/1.1\r\nHost: h\r\nUser-Agent: ua\r\nX-A:  1 \r\nuser-agent: two\r\n\r\n"
+                [..],
+        );
+        let limits = crate::Limits::default();
+        let crate::http::parse::Decoded::Request(head, body) =
+            crate::http::parse::Decoder::new().decode(&mut buf, &limits)
+        else {
+            panic!("a request");
+        };
+        let req = Request::new(head.raw, body, "127.0.0.1:1".parse().unwrap()).unwrap();
+        let pair = req.header_pair(["x-a", "USER-AGENT"]);
+        assert_eq!(pair, [Some(&b"1"[..]), Some(&b"ua"[..])]);
+        assert_eq!(
+            req.header_pair(["referer", "host"]),
+            [None, Some(&b"h"[..])]
+        );
+        // Once the map is built, from the map: the same answers.
+        assert_eq!(req.headers().len(), 4);
+        assert_eq!(req.header_pair(["x-a", "USER-AGENT"]), pair);
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! Access logs ([`App::access_log`](crate::App::access_log)) and request
 //! ids: see [`AccessLog`](crate::AccessLog).
 
-use std::borrow::Cow;
+mod format;
+
 use std::cell::RefCell;
-use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, Write as _};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -14,7 +14,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::header::HeaderValue;
 
-use crate::http::{Body, Request, Response};
+use crate::http::{Request, Response};
+use format::{Record, RequestLine};
 
 /// The line format of an [`AccessLog`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,9 +148,8 @@ impl AccessLog {
     }
 }
 
-/// A request's id (see the module docs), in its extensions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RequestId(pub(crate) HeaderValue);
+/// The response field that echoes a request's id.
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// Set by `SIGUSR1`: the next line reopens the file first.
 static REOPEN: AtomicBool = AtomicBool::new(false);
@@ -163,18 +163,6 @@ pub(crate) fn reopen() {
 /// The longest line: `PIPE_BUF` on Linux, the most a write to a pipe
 /// keeps whole (see "Line length" on [`AccessLog`]).
 pub(crate) const MAX_LINE: usize = 4096;
-
-/// The caps of the fields a client chooses, in bytes as written (after
-/// escaping), `...` included. With the other fields at their longest
-/// (an IPv6 client, a 64-character request id, 20-digit numbers) a line
-/// stays under [`MAX_LINE`] (a test checks the worst case).
-const METHOD_CAP: usize = 32;
-const TARGET_CAP: usize = 2048;
-const PROTOCOL_CAP: usize = 16;
-const REFERER_CAP: usize = 768;
-const AGENT_CAP: usize = 768;
-/// A raw request line takes the place of the method, target and protocol.
-const LINE_CAP: usize = METHOD_CAP + TARGET_CAP + PROTOCOL_CAP + 2;
 
 /// How often a failing log file is tried again (and warned about).
 const RETRY: Duration = Duration::from_secs(60);
@@ -191,6 +179,11 @@ struct Sink {
     lost: u64,
     /// After a warning about a lost line: no other until then.
     quiet_until: Option<Instant>,
+    /// The line being written, kept between lines (no allocation per
+    /// line once it has grown).
+    line: Vec<u8>,
+    /// The date texts of the current second.
+    stamp: format::Stamp,
 }
 
 thread_local! {
@@ -234,21 +227,37 @@ fn acceptable(id: &[u8]) -> bool {
             .all(|&b| b.is_ascii_alphanumeric() || b"-_.:+".contains(&b))
 }
 
-/// The request's id: its own if acceptable, else a new one.
+/// The request's id: its own if acceptable, else a new one. Read from
+/// the head as sent (no header map).
 pub(crate) fn request_id(req: &Request) -> HeaderValue {
-    if let Some(v) = req.headers().get("x-request-id") {
-        if acceptable(v.as_bytes()) {
-            return v.clone();
+    if let Some(v) = req.header_all("x-request-id").next() {
+        if acceptable(v) {
+            return HeaderValue::from_bytes(v).expect("checked by acceptable");
         }
     }
     generated_id()
 }
 
-/// A new request id.
+/// A new request id: the process's prefix and a counter, in hex, made
+/// on the stack.
 fn generated_id() -> HeaderValue {
-    let n = COUNTER.fetch_add(1, Relaxed);
-    let id = format!("{:016x}-{n:x}", prefix());
-    HeaderValue::from_str(&id).expect("hex digits and a dash")
+    let mut id = [0u8; 33];
+    let len = id_text(prefix(), COUNTER.fetch_add(1, Relaxed), &mut id);
+    HeaderValue::from_bytes(&id[..len]).expect("hex digits and a dash")
+}
+
+/// Writes `{prefix:016x}-{n:x}` into `out`, returning its length.
+fn id_text(prefix: u64, n: u64, out: &mut [u8; 33]) -> usize {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in out[..16].iter_mut().enumerate() {
+        *b = HEX[(prefix >> (60 - 4 * i)) as usize & 0xf];
+    }
+    out[16] = b'-';
+    let digits = (16 - n.leading_zeros() as usize / 4).max(1);
+    for i in 0..digits {
+        out[17 + i] = HEX[(n >> (4 * (digits - 1 - i))) as usize & 0xf];
+    }
+    17 + digits
 }
 
 /// The protocol a refused request named when it is not one
@@ -268,26 +277,21 @@ impl Request {
     /// assert_eq!(req.request_id(), None); // no access log here
     /// ```
     pub fn request_id(&self) -> Option<&str> {
-        self.extensions()
-            .get::<RequestId>()
-            .and_then(|id| id.0.to_str().ok())
+        self.id.as_deref().and_then(|id| id.to_str().ok())
     }
 }
 
-/// Starts a request's log record: its id (in the extensions; echoed by
-/// [`finish`]).
+/// Starts a request's log record: its id (echoed by [`finish`]).
 pub(crate) fn begin(req: &mut Request) {
-    let id = request_id(req);
-    req.extensions_mut().insert(RequestId(id));
+    req.id = Some(Box::new(request_id(req)));
 }
 
 /// Echoes the id on the response and writes the line.
 pub(crate) fn finish(log: &AccessLog, req: &Request, res: &mut Response, took: Duration) {
-    if let Some(id) = req.extensions().get::<RequestId>() {
-        res.headers_mut().insert("x-request-id", id.0.clone());
+    if let Some(id) = req.id.as_deref() {
+        res.headers_mut().insert(X_REQUEST_ID, id.clone());
     }
-    let line = format_line(log.format, req, res, took, SystemTime::now());
-    write_line(log, line.as_bytes());
+    write_line(log, &Record::of(req, res), took);
 }
 
 /// Like [`finish`], for a refusal before any request line could be read:
@@ -302,7 +306,7 @@ pub(crate) fn finish_bare(
 ) {
     let id = generated_id();
     let record = Record {
-        client: client_text(
+        client: format::client_text(
             crate::proxies::canonical(peer.ip()),
             peer == crate::server::UNIX_PEER,
         ),
@@ -311,14 +315,13 @@ pub(crate) fn finish_bare(
             None => RequestLine::Nothing,
         },
         status: res.status.as_u16(),
-        bytes: body_size(false, res),
+        bytes: format::body_size(false, res),
         referer: None,
         user_agent: None,
         request_id: id.to_str().ok(),
     };
-    let text = format_record(log.format, &record, took, SystemTime::now());
-    res.headers_mut().insert("x-request-id", id);
-    write_line(log, text.as_bytes());
+    write_line(log, &record, took);
+    res.headers_mut().insert(X_REQUEST_ID, id);
 }
 
 /// Checks at start-up that the log file can be opened for appending,
@@ -414,13 +417,24 @@ fn open(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-/// Writes a line (at most [`MAX_LINE`] bytes) with one `write(2)`: see
-/// "Lost lines" on [`AccessLog`].
-fn write_line(log: &AccessLog, line: &[u8]) {
-    debug_assert!(line.len() <= MAX_LINE, "{} bytes", line.len());
+/// Writes the line of `record` (at most [`MAX_LINE`] bytes) with one
+/// `write(2)`: see "Lost lines" on [`AccessLog`]. The line is made in the
+/// sink's buffer, kept from line to line.
+fn write_line(log: &AccessLog, record: &Record<'_>, took: Duration) {
     SINK.with(|sink| {
         let mut sink = sink.borrow_mut();
         let sink = &mut *sink;
+        let mut line = std::mem::take(&mut sink.line);
+        line.clear();
+        format::write(
+            &mut line,
+            log.format,
+            record,
+            took,
+            SystemTime::now(),
+            &mut sink.stamp,
+        );
+        debug_assert!(line.len() <= MAX_LINE, "{} bytes", line.len());
         let written = match &log.path {
             None => {
                 // Straight to the file descriptor: `Stdout`'s buffer would
@@ -428,12 +442,12 @@ fn write_line(log: &AccessLog, line: &[u8]) {
                 // process left in that buffer goes first.
                 let mut out = io::stdout().lock();
                 let _ = out.flush();
-                write_once(line, |l| Ok(nix::unistd::write(out.as_fd(), l)?))
+                write_once(&line, |l| Ok(nix::unistd::write(out.as_fd(), l)?))
             }
             Some(path) => {
                 sink.open(path);
                 match &sink.file {
-                    Some(file) => write_once(line, |l| {
+                    Some(file) => write_once(&line, |l| {
                         let mut file = file;
                         file.write(l)
                     }),
@@ -441,6 +455,7 @@ fn write_line(log: &AccessLog, line: &[u8]) {
                 }
             }
         };
+        sink.line = line;
         if let Err(e) = written {
             sink.lost(log, e);
         }
@@ -528,281 +543,6 @@ impl Sink {
 }
 
 /// The body size for the log (`None`: a stream).
-fn body_size(head: bool, res: &Response) -> Option<u64> {
-    if head {
-        return Some(0);
-    }
-    match &res.body {
-        Body::Empty => Some(0),
-        Body::Full(b) => Some(b.len() as u64),
-        Body::Vec(v) => Some(v.len() as u64),
-        Body::File(f) => Some(f.len),
-        Body::Stream(_) | Body::Sse(_) => None,
-    }
-}
-
-/// The length of a byte as [`escape`] writes it.
-fn escaped_len(b: u8) -> usize {
-    match b {
-        b'"' | b'\\' => 2,
-        0x20..=0x7e => 1,
-        _ => 4,
-    }
-}
-
-/// `"` and `\` escaped with `\`, other bytes outside printable ASCII as
-/// `\xHH`; at most `cap` bytes, ending in `...` when cut.
-fn escape(out: &mut String, s: &[u8], cap: usize) {
-    let whole = s.iter().map(|&b| escaped_len(b)).sum::<usize>() <= cap;
-    let room = if whole { usize::MAX } else { cap - 3 };
-    let mut used = 0;
-    for &b in s {
-        used += escaped_len(b);
-        if used > room {
-            break;
-        }
-        match b {
-            b'"' => out.push_str("\\\""),
-            b'\\' => out.push_str("\\\\"),
-            0x20..=0x7e => out.push(b as char),
-            _ => {
-                let _ = write!(out, "\\x{b:02X}");
-            }
-        }
-    }
-    if !whole {
-        out.push_str("...");
-    }
-}
-
-/// The most bytes `c` takes in a JSON string (`serde_json` writes control
-/// characters as `\n` or `\u00XX`, `"` and `\` escaped, the rest as is).
-fn json_len(c: char) -> usize {
-    match c {
-        '"' | '\\' => 2,
-        '\u{0}'..='\u{1f}' => 6,
-        c => c.len_utf8(),
-    }
-}
-
-/// `s` (as UTF-8, invalid sequences replaced) cut so that it takes at
-/// most `cap` bytes inside a JSON string, ending in `...` when cut.
-fn json_text(s: &[u8], cap: usize) -> String {
-    let s = String::from_utf8_lossy(s);
-    if s.chars().map(json_len).sum::<usize>() <= cap {
-        return s.into_owned();
-    }
-    let mut out = String::with_capacity(cap);
-    let mut used = 0;
-    for c in s.chars() {
-        used += json_len(c);
-        if used > cap - 3 {
-            break;
-        }
-        out.push(c);
-    }
-    out.push_str("...");
-    out
-}
-
-fn target(req: &Request) -> String {
-    match req.query_string() {
-        Some(q) => format!("{}?{q}", req.raw_path()),
-        None => req.raw_path().to_string(),
-    }
-}
-
-/// What a line says of the request.
-enum RequestLine<'a> {
-    /// A request line that was read.
-    Parsed {
-        method: &'a str,
-        target: String,
-        protocol: Cow<'a, [u8]>,
-    },
-    /// A first line that could not be read as a request line, as it came.
-    Raw(&'a [u8]),
-    /// Nothing came (or nothing that could be shown).
-    Nothing,
-}
-
-/// The fields of a line, from a request or from what is known of a
-/// refused one.
-struct Record<'a> {
-    client: ClientText,
-    request: RequestLine<'a>,
-    status: u16,
-    bytes: Option<u64>,
-    referer: Option<&'a [u8]>,
-    user_agent: Option<&'a [u8]>,
-    request_id: Option<&'a str>,
-}
-
-pub(crate) fn format_line(
-    format: LogFormat,
-    req: &Request,
-    res: &Response,
-    took: Duration,
-    now: SystemTime,
-) -> String {
-    let header = |name: &str| req.headers().get(name).map(HeaderValue::as_bytes);
-    let protocol = match req.extensions().get::<SentVersion>() {
-        Some(sent) => Cow::Borrowed(&sent.0[..]),
-        None => Cow::Borrowed(version_text(req.version())),
-    };
-    let record = Record {
-        client: client_text(req.client_addr(), req.is_unix_peer()),
-        request: RequestLine::Parsed {
-            method: req.method().as_str(),
-            target: target(req),
-            protocol,
-        },
-        status: res.status.as_u16(),
-        bytes: body_size(req.method() == http::Method::HEAD, res),
-        referer: header("referer"),
-        user_agent: header("user-agent"),
-        request_id: req.request_id(),
-    };
-    format_record(format, &record, took, now)
-}
-
-/// A line: at most [`MAX_LINE`] bytes, ending in a newline.
-fn format_record(format: LogFormat, r: &Record<'_>, took: Duration, now: SystemTime) -> String {
-    let worker = crate::worker().index;
-    let id = r.request_id.unwrap_or("-");
-    let mut line = String::with_capacity(256);
-    match format {
-        LogFormat::Common | LogFormat::Combined => {
-            let _ = write!(line, "{} - - [{}] \"", r.client, clf_time(now));
-            match &r.request {
-                RequestLine::Parsed {
-                    method,
-                    target,
-                    protocol,
-                } => {
-                    escape(&mut line, method.as_bytes(), METHOD_CAP);
-                    line.push(' ');
-                    escape(&mut line, target.as_bytes(), TARGET_CAP);
-                    line.push(' ');
-                    escape(&mut line, protocol, PROTOCOL_CAP);
-                }
-                RequestLine::Raw(raw) => escape(&mut line, raw, LINE_CAP),
-                RequestLine::Nothing => line.push('-'),
-            }
-            let _ = write!(line, "\" {} ", r.status);
-            match r.bytes {
-                Some(n) => {
-                    let _ = write!(line, "{n}");
-                }
-                None => line.push('-'),
-            }
-            if format == LogFormat::Combined {
-                for (value, cap) in [(r.referer, REFERER_CAP), (r.user_agent, AGENT_CAP)] {
-                    line.push_str(" \"");
-                    match value {
-                        Some(v) => escape(&mut line, v, cap),
-                        None => line.push('-'),
-                    }
-                    line.push('"');
-                }
-            }
-            let _ = writeln!(
-                line,
-                " rt={:.6} worker={worker} id={id}",
-                took.as_secs_f64()
-            );
-        }
-        LogFormat::Json => {
-            let text = |v: Option<&[u8]>, cap| v.map(|v| json_text(v, cap));
-            let (method, target, protocol, raw) = match &r.request {
-                RequestLine::Parsed {
-                    method,
-                    target,
-                    protocol,
-                } => (
-                    Some(json_text(method.as_bytes(), METHOD_CAP)),
-                    Some(json_text(target.as_bytes(), TARGET_CAP)),
-                    Some(json_text(protocol, PROTOCOL_CAP)),
-                    None,
-                ),
-                RequestLine::Raw(raw) => (None, None, None, Some(json_text(raw, LINE_CAP))),
-                RequestLine::Nothing => (None, None, None, None),
-            };
-            let mut v = serde_json::json!({
-                "time": iso_time(now),
-                "client": r.client.to_string(),
-                "method": method,
-                "target": target,
-                "protocol": protocol,
-                "status": r.status,
-                "bytes": r.bytes,
-                "duration_seconds": took.as_secs_f64(),
-                "referer": text(r.referer, REFERER_CAP),
-                "user_agent": text(r.user_agent, AGENT_CAP),
-                "worker": worker,
-                "request_id": r.request_id,
-            });
-            if let Some(raw) = raw {
-                v["request"] = raw.into();
-            }
-            line = v.to_string();
-            line.push('\n');
-        }
-    }
-    line
-}
-
-/// Days since 1970-01-01 as a civil (proleptic Gregorian) date: the
-/// standard algorithm (Howard Hinnant's `civil_from_days`), since the
-/// standard library formats no dates.
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-fn split(now: SystemTime) -> (i64, u32, u32, u64, u32) {
-    let d = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = d.as_secs();
-    let (y, m, day) = civil((secs / 86_400) as i64);
-    (y, m, day, secs % 86_400, d.subsec_millis())
-}
-
-/// `03/Dec/2026:21:27:27 +0000` (UTC).
-fn clf_time(now: SystemTime) -> String {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let (y, m, d, s, _) = split(now);
-    format!(
-        "{d:02}/{}/{y}:{:02}:{:02}:{:02} +0000",
-        MONTHS[m as usize - 1],
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
-}
-
-/// `2026-12-03T21:27:27.123Z`.
-fn iso_time(now: SystemTime) -> String {
-    let (y, m, d, s, ms) = split(now);
-    format!(
-        "{y}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
-}
-
 impl crate::App {
     /// Writes an access log line per request (see [`AccessLog`] for the
     /// formats and the fields),
@@ -822,64 +562,10 @@ impl crate::App {
     }
 }
 
-/// The client as logged: its address, or `unix:` for a Unix-domain peer
-/// that no trusted proxy named (it has no address).
-fn client_text(addr: IpAddr, unix_peer: bool) -> ClientText {
-    ClientText(if addr.is_unspecified() && unix_peer {
-        None
-    } else {
-        Some(addr)
-    })
-}
-
-/// The protocol of a request that was read, as its request line says it.
-fn version_text(v: http::Version) -> &'static [u8] {
-    match v {
-        http::Version::HTTP_09 => b"HTTP/0.9",
-        http::Version::HTTP_10 => b"HTTP/1.0",
-        http::Version::HTTP_2 => b"HTTP/2.0",
-        http::Version::HTTP_3 => b"HTTP/3.0",
-        _ => b"HTTP/1.1",
-    }
-}
-
-/// A line's client as written: its address, or `unix:` for a Unix-socket
-/// peer (written into the line, not made into a `String` first).
-#[derive(Debug, Clone, Copy)]
-struct ClientText(Option<IpAddr>);
-
-impl std::fmt::Display for ClientText {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(ip) => ip.fmt(f),
-            None => f.write_str("unix:"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use http::Method;
-
-    fn at(secs: u64) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_millis(secs * 1000 + 123)
-    }
-
-    #[test]
-    fn text_fields_are_escaped() {
-        let mut out = String::new();
-        escape(&mut out, "a\"b\\c\u{1}é".as_bytes(), 100);
-        assert_eq!(out, "a\\\"b\\\\c\\x01\\xC3\\xA9");
-    }
-
-    #[test]
-    fn dates() {
-        assert_eq!(clf_time(at(0)), "01/Jan/1970:00:00:00 +0000");
-        assert_eq!(iso_time(at(951_782_400)), "2000-02-29T00:00:00.123Z");
-        // 2026-12-03 21:27:27 UTC
-        assert_eq!(clf_time(at(1_796_333_247)), "03/Dec/2026:21:27:27 +0000");
-    }
 
     #[test]
     fn ids_are_kept_when_safe_and_generated_otherwise() {
@@ -897,152 +583,11 @@ mod tests {
         }
         let r = Request::builder(Method::GET, "/").finish();
         assert_ne!(request_id(&r), request_id(&r), "a counter");
-    }
-
-    #[test]
-    fn lines_in_each_format() {
-        let mut req = Request::builder(Method::GET, "/a%20b?q=1")
-            .peer("192.0.2.1:40000".parse().unwrap())
-            .header("user-agent", "ua \"quoted\"")
-            .header("x-request-id", "req-1")
-            .finish();
-        begin(&mut req);
-        let res = Response::text("hello");
-        let t = Duration::from_micros(1500);
-        let common = format_line(LogFormat::Common, &req, &res, t, at(0));
-        assert_eq!(
-            common,
-            "192.0.2.1 - - [01/Jan/1970:00:00:00 +0000] \"GET /a%20b?q=1 HTTP/1.1\" 200 5 \
-             rt=0.001500 worker=0 id=req-1\n"
-        );
-        let combined = format_line(LogFormat::Combined, &req, &res, t, at(0));
-        assert!(
-            combined.contains("200 5 \"-\" \"ua \\\"quoted\\\"\" rt="),
-            "{combined}"
-        );
-        let json = format_line(LogFormat::Json, &req, &res, t, at(0));
-        assert!(json.ends_with('\n') && json.matches('\n').count() == 1);
-        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-        assert_eq!(v["status"], 200);
-        assert_eq!(v["bytes"], 5);
-        assert_eq!(v["request_id"], "req-1");
-        assert_eq!(v["user_agent"], "ua \"quoted\"");
-        assert_eq!(v["target"], "/a%20b?q=1");
-        let stream = Response::stream(std::iter::once(bytes::Bytes::from_static(b"x")));
-        let line = format_line(LogFormat::Common, &req, &stream, t, at(0));
-        assert!(line.contains(" 200 - rt="), "{line}");
-    }
-
-    #[test]
-    fn lines_are_bounded_and_cut_fields_are_marked() {
-        // Every field at its longest, with bytes escaping the most.
-        let long = "\u{1}".repeat(16 * 1024);
-        let target = format!("/{}?q={}", "%22".repeat(4000), "a".repeat(4000));
-        let mut req = Request::builder(Method::from_bytes(&[b'X'; 100]).unwrap(), &target)
-            .peer(
-                "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:1"
-                    .parse()
-                    .unwrap(),
-            )
-            .header("referer", &"\u{ff}".repeat(8 * 1024))
-            .header("user-agent", &"é".repeat(8 * 1024))
-            .header("x-request-id", &"a".repeat(64))
-            .finish();
-        req.extensions_mut()
-            .insert(SentVersion(long.as_bytes().into()));
-        begin(&mut req);
-        let res = Response::text("x");
-        let slow = Duration::from_secs(u64::MAX / 4);
-        for format in [LogFormat::Common, LogFormat::Combined, LogFormat::Json] {
-            let line = format_line(format, &req, &res, slow, at(u64::MAX / 1_000_000));
-            assert!(line.len() <= MAX_LINE, "{format:?}: {} bytes", line.len());
-            assert!(line.ends_with('\n') && line.matches('\n').count() == 1);
-            if format == LogFormat::Json {
-                let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-                for field in ["method", "target", "protocol", "referer", "user_agent"] {
-                    let text = v[field].as_str().unwrap();
-                    assert!(text.ends_with("..."), "{field}: {text}");
-                }
-                assert_eq!(v["request_id"], "a".repeat(64));
-            } else {
-                assert!(line.contains("...\" 200 1"), "{line}");
-                assert!(
-                    line.contains(&format!(" id={}\n", "a".repeat(64))),
-                    "{line}"
-                );
-            }
+        for (prefix, n) in [(0, 0), (0x3f2a, 0xf), (u64::MAX, 0x10), (1 << 60, u64::MAX)] {
+            let mut id = [0u8; 33];
+            let len = id_text(prefix, n, &mut id);
+            assert_eq!(&id[..len], format!("{prefix:016x}-{n:x}").as_bytes());
         }
-        // A raw first line too.
-        let mut res = Response::text("x");
-        let raw = vec![0xff; 16 * 1024];
-        for format in [LogFormat::Combined, LogFormat::Json] {
-            let record = Record {
-                client: ClientText(None),
-                request: RequestLine::Raw(&raw),
-                status: 400,
-                bytes: Some(u64::MAX),
-                referer: None,
-                user_agent: None,
-                request_id: Some(&"a".repeat(64)),
-            };
-            let line = format_record(format, &record, Duration::MAX, at(0));
-            assert!(line.len() <= MAX_LINE, "{format:?}: {} bytes", line.len());
-        }
-        // Fields that fit are whole, not marked.
-        let mut out = String::new();
-        escape(&mut out, b"abc", 3);
-        assert_eq!(out, "abc");
-        out.clear();
-        escape(&mut out, b"a\"bcd", 5);
-        assert_eq!(out, "a...", "an escape is never cut in two");
-        assert_eq!(json_text("aé".as_bytes(), 3), "aé");
-        assert_eq!(json_text("aéé".as_bytes(), 4), "a...");
-        res.headers_mut().clear();
-    }
-
-    #[test]
-    fn refusals_without_a_request_line() {
-        let record = |request| Record {
-            client: client_text("::ffff:192.0.2.1".parse().unwrap(), false),
-            request,
-            status: 400,
-            bytes: Some(16),
-            referer: None,
-            user_agent: None,
-            request_id: Some("r-1"),
-        };
-        let t = Duration::from_micros(2);
-        let raw = record(RequestLine::Raw(b"GET /\x7f \"x\" HTTP/1.1"));
-        let line = format_record(LogFormat::Combined, &raw, t, at(0));
-        assert_eq!(
-            line,
-            "::ffff:192.0.2.1 - - [01/Jan/1970:00:00:00 +0000] \"GET /\\x7F \\\"x\\\" HTTP/1.1\" \
-             400 16 \"-\" \"-\" rt=0.000002 worker=0 id=r-1\n"
-        );
-        let v: serde_json::Value =
-            serde_json::from_str(&format_record(LogFormat::Json, &raw, t, at(0))).unwrap();
-        assert_eq!(v["request"], "GET /\u{7f} \"x\" HTTP/1.1");
-        assert!(v["method"].is_null() && v["target"].is_null() && v["protocol"].is_null());
-        let none = format_record(LogFormat::Common, &record(RequestLine::Nothing), t, at(0));
-        assert!(none.contains("] \"-\" 400 16 rt="), "{none}");
-        let v: serde_json::Value = serde_json::from_str(&format_record(
-            LogFormat::Json,
-            &record(RequestLine::Nothing),
-            t,
-            at(0),
-        ))
-        .unwrap();
-        assert!(v.get("request").is_none() && v["method"].is_null());
-    }
-
-    #[test]
-    fn a_protocol_tine_does_not_speak_is_logged_as_sent() {
-        let mut req = Request::builder(Method::GET, "/").finish();
-        req.extensions_mut()
-            .insert(SentVersion(b"HTTP/9.9"[..].into()));
-        let res = Response::empty(http::StatusCode::HTTP_VERSION_NOT_SUPPORTED);
-        let line = format_line(LogFormat::Common, &req, &res, Duration::ZERO, at(0));
-        assert!(line.contains("\"GET / HTTP/9.9\" 505 0 "), "{line}");
     }
 
     #[test]
