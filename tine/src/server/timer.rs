@@ -15,6 +15,8 @@ pub(crate) const TICK: Duration = Duration::from_millis(250);
 /// Number of slots: a horizon of 128 s. Later deadlines wrap around and
 /// are re-filed when their slot comes up early.
 const SLOTS: usize = 512;
+/// Entries a slot keeps room for whatever it holds (see [`give_back`]).
+const KEEP: usize = 32;
 
 /// An entry: a connection key and the generation of the connection that
 /// held that key when the entry was made (keys are reused).
@@ -79,8 +81,15 @@ impl Wheel {
                     i += 1;
                 }
             }
+            give_back(slot);
             self.next_tick += 1;
         }
+    }
+
+    /// Room for entries, over all slots (for tests).
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.slots.iter().map(Vec::capacity).sum()
     }
 
     /// Time until the next tick boundary: the longest a poll may sleep.
@@ -88,6 +97,19 @@ impl Wheel {
         let next = self.start + TICK * (self.next_tick as u32);
         next.saturating_duration_since(now)
             .max(Duration::from_millis(1))
+    }
+}
+
+/// Frees most of a vector's room once it holds under a quarter of it. A
+/// burst of new connections (each files a header deadline, then a linger
+/// one) grows the slots it lands in; kept, that room would stay with the
+/// worker for good, slot by slot, up to 512 times the busiest
+/// quarter-second's entries (tens of MB at tens of thousands of
+/// connections a second). Under steady load a slot regrows once per turn
+/// of the wheel, a few reallocations every 128 s.
+pub(crate) fn give_back<T>(v: &mut Vec<T>) {
+    if v.capacity() > KEEP && v.len() < v.capacity() / 4 {
+        v.shrink_to((2 * v.len()).max(KEEP));
     }
 }
 
@@ -146,6 +168,35 @@ mod tests {
                 tick
             }]
         );
+    }
+
+    #[test]
+    fn a_burst_leaves_no_room_behind_once_it_fired() {
+        let now = Instant::now();
+        let mut w = Wheel::new(now);
+        let mut due = Vec::new();
+        // 100,000 deadlines in each of 8 ticks.
+        for t in 0..8u32 {
+            for key in 0..100_000 {
+                w.schedule(key, 0, now + TICK * t);
+            }
+        }
+        assert!(w.capacity() >= 800_000);
+        w.expire(now + TICK * 8, &mut due);
+        assert_eq!(due.len(), 800_000);
+        assert!(
+            w.capacity() <= SLOTS * KEEP,
+            "{} entries of room kept",
+            w.capacity()
+        );
+        let mut v: Vec<u8> = Vec::with_capacity(1000);
+        v.extend([1, 2, 3]);
+        give_back(&mut v);
+        assert!(v.capacity() < 1000 && v.capacity() >= 3);
+        let mut kept: Vec<u8> = Vec::with_capacity(1000);
+        kept.resize(300, 0);
+        give_back(&mut kept);
+        assert_eq!(kept.capacity(), 1000, "a quarter or more in use: kept");
     }
 
     #[test]

@@ -164,8 +164,10 @@ impl WsConfig {
         self
     }
 
-    /// Send a ping after this long without traffic. Default 30 s; `None`
-    /// disables pings (idle connections then stay open).
+    /// Send a ping after this long without input from the peer (messages
+    /// sent to it do not count: they do not show that it is there).
+    /// Default 30 s; `None` disables pings (idle connections then stay
+    /// open).
     ///
     /// ```
     /// let config = tine::WsConfig::default().ping_interval(None);

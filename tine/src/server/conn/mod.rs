@@ -245,14 +245,18 @@ pub(crate) struct Conn<T> {
     /// - a WebSocket: the ping waiting for its pong, or when the session
     ///   began to end (a peer too slow, the close handshake over) with
     ///   output still waiting, whichever came first (for
-    ///   `WsConfig::pong_timeout`).
+    ///   `WsConfig::pong_timeout`); otherwise the last input from the
+    ///   peer (for `WsConfig::ping_interval`).
     ///
-    /// Input never moves it: these are limits on how long the peer may
-    /// leave our output (or our ping) unread, and a peer that reads
-    /// nothing but sends a byte now and then must not hold a connection
-    /// and the output buffered for it forever. (A deadline recomputed
-    /// from the time of each drive would be moved by every readable
-    /// event.)
+    /// Input moves it only in that last case: the others are limits on
+    /// how long the peer may leave our output (or our ping) unread, and a
+    /// peer that reads nothing but sends a byte now and then must not
+    /// hold a connection and the output buffered for it forever. Our own
+    /// output never moves it: a WebSocket fed published messages by a
+    /// peer that is gone would otherwise never be pinged, and would hold
+    /// what is queued for it until its buffer overflowed. (A deadline
+    /// recomputed from the time of each drive would be moved by every
+    /// event, deliveries included.)
     timer_from: Instant,
     /// Set once the connection has switched to WebSocket.
     ws: Option<Box<Session>>,
@@ -430,12 +434,12 @@ impl<T: Transport> Conn<T> {
         {
             let config = &shared.config.ws;
             // Giving up is timed from a fixed moment (see `timer_from`);
-            // the ping is a heartbeat, due an interval after the last
-            // activity.
+            // the ping is a heartbeat, due an interval after the peer's
+            // last input.
             return if ws.closing() || ws.awaiting_pong {
                 self.timer_from + config.pong_timeout
             } else if let Some(interval) = config.ping_interval {
-                now + interval
+                self.timer_from + interval
             } else {
                 now + Duration::from_secs(24 * 3600)
             };

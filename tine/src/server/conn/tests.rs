@@ -462,6 +462,54 @@ fn an_overflowed_websocket_is_closed_at_a_fixed_time_whatever_wakes_it() {
 }
 
 #[test]
+fn a_websocket_is_pinged_an_interval_after_its_peers_input_whatever_we_send() {
+    use testkit::ws::{client_frame, op};
+    let app = app().ws("/news", |_: &mut crate::WebSocket, _: crate::WsEvent| {});
+    let (mut conn, mut client, mut shared) = setup(app);
+    let start = shared.now;
+    client.write_all(&upgrade_request("/news")).unwrap();
+    assert_eq!(conn.drive(&mut shared), Next::Keep);
+    let interval = shared.config.ws.ping_interval.expect("pings by default");
+    let ping_due = start + interval;
+    assert_eq!(conn.deadline(&shared), ping_due);
+    // Messages published to a peer that sends nothing (gone, or not
+    // reading) do not put the ping off: it would never come.
+    for s in 1..interval.as_secs() {
+        shared.now = start + Duration::from_secs(s);
+        let msg = tungstenite::Message::Text("news".into());
+        conn.session_mut().unwrap().deliver(msg);
+        assert_eq!(conn.drive(&mut shared), Next::Keep);
+        assert_eq!(conn.deadline(&shared), ping_due, "after {s} s");
+    }
+    let _ = received_bytes(&mut client);
+    // Due: a ping, then the pong timeout.
+    shared.now = ping_due;
+    assert_eq!(conn.timed_out(&mut shared), Expired::Drive);
+    assert_eq!(conn.drive(&mut shared), Next::Keep);
+    assert!(received_bytes(&mut client).starts_with(b"\x89"), "a ping");
+    let pong_timeout = shared.config.ws.pong_timeout;
+    assert_eq!(conn.deadline(&shared), ping_due + pong_timeout);
+    // The pong: the next ping is an interval after it.
+    shared.now = ping_due + Duration::from_secs(1);
+    client.write_all(&client_frame(op::PONG, b"tine")).unwrap();
+    conn.readable(false);
+    assert_eq!(conn.drive(&mut shared), Next::Keep);
+    assert_eq!(conn.deadline(&shared), shared.now + interval);
+    // A message from the peer counts as much.
+    shared.now += Duration::from_secs(5);
+    client.write_all(&client_frame(op::TEXT, b"hi")).unwrap();
+    conn.readable(false);
+    assert_eq!(conn.drive(&mut shared), Next::Keep);
+    assert_eq!(conn.deadline(&shared), shared.now + interval);
+    // No pong to the next ping: closed.
+    shared.now += interval;
+    assert_eq!(conn.timed_out(&mut shared), Expired::Drive);
+    assert_eq!(conn.drive(&mut shared), Next::Keep);
+    shared.now += pong_timeout;
+    assert_eq!(conn.timed_out(&mut shared), Expired::Close);
+}
+
+#[test]
 fn a_websocket_we_closed_gets_a_fixed_time_however_much_the_peer_sends() {
     use testkit::ws::{client_frame, op};
     // The handler closes on the first message (an abusive client); the

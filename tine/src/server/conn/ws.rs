@@ -66,6 +66,13 @@ impl<T: Transport> Conn<T> {
                     budget.read = budget.read.saturating_sub(n);
                     budget.requests -=
                         session.feed_some(&mut shared.scratch[..n], &self.stream, budget.requests);
+                    // Input is what shows the peer alive: the next ping is
+                    // due an interval after it (see `Conn::timer_from`);
+                    // a pong just read ends the wait for it. Not once the
+                    // session is closing, whose give-up time is fixed.
+                    if !session.awaiting_pong && !session.closing() {
+                        self.timer_from = shared.now;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.input = Input::Drained;

@@ -488,6 +488,7 @@ impl EventLoop {
         }
         self.due = due;
         self.due.clear();
+        crate::server::timer::give_back(&mut self.due);
     }
 
     fn close(&mut self, key: usize) {
