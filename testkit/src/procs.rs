@@ -698,10 +698,19 @@ impl ServerTree {
 impl Drop for ServerTree {
     #[allow(clippy::print_stderr)]
     fn drop(&mut self) {
+        // Whether the master had already exited (a crash, say) before the
+        // test gave up on it: worth saying in a failure's report.
+        let exited = self.server.child.try_wait().ok().flatten();
         let _ = self.server.child.kill();
         let _ = self.server.child.wait();
         let clean = kill_tagged(&self.tag);
         if thread::panicking() {
+            // Every process is gone: the log is complete once the reader
+            // thread has caught up (it may lag on a loaded machine).
+            self.wait_log_closed(Duration::from_secs(2));
+            if let Some(status) = exited {
+                eprintln!("the master had already exited: {status}");
+            }
             eprintln!(
                 "--- log of the server (tag {}) ---\n{}",
                 self.tag,
