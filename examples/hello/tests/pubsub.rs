@@ -352,9 +352,28 @@ fn wait_for_readers(readers: &[Progress], i: usize) -> bool {
     }
 }
 
-/// Reads `n` text messages from a raw WebSocket stream (skipping pings)
-/// and returns their sequence numbers, in arrival order.
-fn read_sequence(mut s: std::net::TcpStream, n: usize) -> Reader {
+/// The writing half of a raw WebSocket client, shared by the thread that
+/// sends messages and the one that answers pings, so that their frames do
+/// not interleave.
+type Writer = Arc<std::sync::Mutex<std::net::TcpStream>>;
+
+/// A [`Writer`] for `s`.
+fn writer(s: &std::net::TcpStream) -> Writer {
+    Arc::new(std::sync::Mutex::new(s.try_clone().unwrap()))
+}
+
+/// Sends one frame through `w`.
+fn send_frame(w: &Writer, frame: &[u8]) {
+    raw::send(&mut w.lock().unwrap(), frame);
+}
+
+/// Reads `n` text messages from a raw WebSocket stream and returns their
+/// sequence numbers, in arrival order. Pings are answered through `pong`,
+/// as any client must: the server closes a connection whose ping goes
+/// unanswered for `pong_timeout`, and it pings one that had no traffic for
+/// `ping_interval` (30 s: the time a loaded machine may take to get from
+/// subscribing to the flood).
+fn read_sequence(mut s: std::net::TcpStream, n: usize, pong: Writer) -> Reader {
     let progress = Progress::default();
     let shared = progress.clone();
     let handle = std::thread::spawn(move || {
@@ -370,6 +389,9 @@ fn read_sequence(mut s: std::net::TcpStream, n: usize) -> Reader {
                 }
                 Ok((_, raw::op::CLOSE, payload)) => {
                     panic!("closed after {} messages: {payload:?}", seen.len())
+                }
+                Ok((_, raw::op::PING, payload)) => {
+                    send_frame(&pong, &raw::client_frame(raw::op::PONG, &payload));
                 }
                 Ok(_) => {}
                 Err(e) => panic!("after {} messages: {e}", seen.len()),
@@ -475,7 +497,10 @@ fn a_publishing_http_client_is_slowed_down_not_buffered() {
         flood_http(addr, "nobody", &[]);
         let readers: Vec<_> = raw_subscribers(addr, "T", workers)
             .into_iter()
-            .map(|s| read_sequence(s, FLOOD_N))
+            .map(|s| {
+                let pong = writer(&s);
+                read_sequence(s, FLOOD_N, pong)
+            })
             .collect();
         let progress: Vec<_> = readers.iter().map(|r| r.progress.clone()).collect();
         flood_http(addr, "T", &progress);
@@ -490,29 +515,35 @@ fn a_publishing_http_client_is_slowed_down_not_buffered() {
 #[test]
 fn a_publishing_websocket_client_is_slowed_down_not_buffered() {
     let _heavy = procs::heavy();
+    // Framed (and masked) beforehand, so the client outruns the server.
+    // Before anyone subscribes: in a debug build this takes a while.
+    let frames: Vec<Vec<u8>> = (0..FLOOD_N)
+        .map(|i| raw::client_frame(raw::op::TEXT, flood_message(i).as_bytes()))
+        .collect();
     for workers in [1, 2] {
         let server = procs::ServerTree::start_workers(HELLO, workers, &[]);
         let addr = server.addr();
         let mut readers: Vec<_> = raw_subscribers(addr, "W", workers)
             .into_iter()
-            .map(|s| read_sequence(s, FLOOD_N))
+            .map(|s| {
+                let pong = writer(&s);
+                read_sequence(s, FLOOD_N, pong)
+            })
             .collect();
-        let mut sender = raw::connect(addr, "/ws/chat?room=W");
-        raw::read_frame(&mut sender).unwrap(); // the pid line
-        readers.push(read_sequence(sender.try_clone().unwrap(), FLOOD_N));
-        // Framed (and masked) beforehand, so the client outruns the
-        // server, but within [`FLOOD_WINDOW`] of the slowest reader (the
-        // sender's own included): none is closed as too slow however the
-        // machine schedules them.
-        let frames: Vec<Vec<u8>> = (0..FLOOD_N)
-            .map(|i| raw::client_frame(raw::op::TEXT, flood_message(i).as_bytes()))
-            .collect();
+        let sender = raw::connect(addr, "/ws/chat?room=W");
+        let mut first = sender.try_clone().unwrap();
+        raw::read_frame(&mut first).unwrap(); // the pid line
+        let send = writer(&sender);
+        readers.push(read_sequence(sender, FLOOD_N, send.clone()));
+        // Within [`FLOOD_WINDOW`] of the slowest reader (the sender's own
+        // included): none is closed as too slow however the machine
+        // schedules them.
         let progress: Vec<_> = readers.iter().map(|r| r.progress.clone()).collect();
         for (i, frame) in frames.iter().enumerate() {
             if !wait_for_readers(&progress, i) {
                 break;
             }
-            raw::send(&mut sender, frame);
+            send_frame(&send, frame);
         }
         check_flood(&server, workers, readers);
     }
@@ -688,7 +719,8 @@ fn a_stuck_worker_holds_the_relay_back_only_for_a_while() {
     // 400 messages of 60 KB: far more than the 4 MiB the master may queue
     // for the stuck worker.
     let n = 400;
-    let own = read_sequence(own_sub, n);
+    let pong = writer(&own_sub);
+    let own = read_sequence(own_sub, n, pong);
     for i in 0..n {
         let body = flood_message(i);
         publisher.send(
