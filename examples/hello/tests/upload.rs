@@ -190,7 +190,14 @@ fn a_50_mib_upload_does_not_cost_50_mib_of_memory() {
     let before = vm_hwm_kib(s.pid());
     let file: Vec<u8> = (0..50u32 << 20).map(|i| (i % 253) as u8).collect();
     let body = form(&[("a", "b")], &[("f", "big.bin", &file)]);
-    // Sent from another thread while this one waits for the answer.
+    // Sent from another thread while this one waits for the answer. The
+    // answer comes only once all 50 MiB are in and hashed (a debug build:
+    // 4 to 5 s on an idle 2-core machine, several times that on a loaded
+    // one), so the wait for it gets the sender's bound, not the default
+    // `testkit::TIMEOUT` (10 s) meant for small requests.
+    c.stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
     let mut writer = c.stream.try_clone().unwrap();
     let head = format!(
         "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Type: {MULTIPART}\r\nContent-Length: {}\r\n\r\n",
