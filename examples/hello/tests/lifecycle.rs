@@ -121,8 +121,10 @@ fn graceful_timeout_ends_in_sigkill() {
         .expect("the master exits");
     let took = t0.elapsed();
     assert!(status.success(), "{status}");
+    // Killed at the graceful timeout, well before /sleep's 10 s would
+    // have ended it (the upper bound leaves a loaded machine room).
     assert!(
-        took >= Duration::from_millis(700) && took < Duration::from_secs(4),
+        took >= Duration::from_millis(700) && took < Duration::from_secs(9),
         "{took:?}"
     );
     let cut = stuck.join().unwrap();
