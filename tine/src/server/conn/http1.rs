@@ -252,16 +252,7 @@ impl<T: Transport> Conn<T> {
                     produced = true;
                 }
                 Decoded::Request(head, body) => {
-                    // Bytes left behind this request (pipelined, or the
-                    // start of a slow next head) begin the next head now:
-                    // it is timed by the header timeout from here, not by
-                    // the idle timeout that every trickled byte would renew.
-                    self.head_started = if self.rbuf.is_empty() {
-                        None
-                    } else {
-                        Some(shared.now)
-                    };
-                    self.body_started = None;
+                    self.request_read(shared.now);
                     let exchange = Exchange {
                         head: head.raw.method == Method::HEAD,
                         http10: head.raw.version == Version::HTTP_10,
@@ -281,12 +272,7 @@ impl<T: Transport> Conn<T> {
                     }
                 }
                 Decoded::Discarded(whole) => {
-                    self.head_started = if self.rbuf.is_empty() {
-                        None
-                    } else {
-                        Some(shared.now)
-                    };
-                    self.body_started = None;
+                    self.request_read(shared.now);
                     if !whole {
                         // Its request is answered: close once that is sent.
                         self.phase = Phase::Closing;
@@ -294,12 +280,7 @@ impl<T: Transport> Conn<T> {
                     }
                 }
                 Decoded::Body(body) => {
-                    self.head_started = if self.rbuf.is_empty() {
-                        None
-                    } else {
-                        Some(shared.now)
-                    };
-                    self.body_started = None;
+                    self.request_read(shared.now);
                     let Some(admitted) = self.admitted.take() else {
                         // A body is only decoded after its head was
                         // admitted; nothing to answer otherwise.
@@ -324,6 +305,20 @@ impl<T: Transport> Conn<T> {
             handlers_done(shared, e, handled);
         }
         produced
+    }
+
+    /// A request (or the body passed over behind one) was read to its end.
+    /// Bytes left behind it (pipelined, or the start of a slow next head)
+    /// begin the next head now: it is timed by the header timeout from
+    /// here, not by the idle timeout that every trickled byte would renew.
+    #[inline]
+    fn request_read(&mut self, now: std::time::Instant) {
+        self.head_started = if self.rbuf.is_empty() {
+            None
+        } else {
+            Some(now)
+        };
+        self.body_started = None;
     }
 
     /// Reads the PROXY protocol header at the start of the connection:
