@@ -740,7 +740,7 @@ fn main() -> ExitCode {
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // `ServeError`s name tine themselves, like the bind errors above.
+            // A `ServeError` names tine itself, like the bind errors above.
             eprintln!("{e}");
             ExitCode::FAILURE
         }

@@ -542,7 +542,6 @@ impl Sink {
     }
 }
 
-/// The body size for the log (`None`: a stream).
 impl crate::App {
     /// Writes an access log line per request (see [`AccessLog`] for the
     /// formats and the fields),

@@ -55,6 +55,31 @@ impl ChunkedDecoder {
         max_body: usize,
         max_trailers: usize,
     ) -> Result<(usize, bool), StatusCode> {
+        self.run(input, max_body, max_trailers, |data| {
+            out.extend_from_slice(data)
+        })
+    }
+
+    /// Like [`decode`](Self::decode), dropping the body's bytes instead of
+    /// copying them (a body passed over unread).
+    pub(crate) fn skip(
+        &mut self,
+        input: &[u8],
+        max_body: usize,
+        max_trailers: usize,
+    ) -> Result<(usize, bool), StatusCode> {
+        self.run(input, max_body, max_trailers, |_| {})
+    }
+
+    /// The decoder: body bytes go to `data`.
+    #[inline]
+    fn run(
+        &mut self,
+        input: &[u8],
+        max_body: usize,
+        max_trailers: usize,
+        mut data: impl FnMut(&[u8]),
+    ) -> Result<(usize, bool), StatusCode> {
         let mut pos = 0;
         loop {
             let rest = &input[pos..];
@@ -103,7 +128,7 @@ impl ChunkedDecoder {
                         return Ok((pos, false));
                     }
                     let take = rest.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                    out.extend_from_slice(&rest[..take]);
+                    data(&rest[..take]);
                     pos += take;
                     let left = left - take as u64;
                     self.state = if left == 0 {

@@ -167,8 +167,19 @@ pub(crate) struct Exchange {
 }
 
 impl Exchange {
+    /// The same exchange, closing the connection after its response (a
+    /// request refused once its head was read: `HEAD` still gets no body,
+    /// and HTTP/1.0 no chunks).
+    pub(crate) fn closing(self) -> Exchange {
+        Exchange {
+            keep_alive: false,
+            ..self
+        }
+    }
+
     /// A response after which the connection closes (errors that end it,
-    /// `408`): HTTP/1.1 form, body sent.
+    /// `408`) when nothing of its request is known: HTTP/1.1 form, body
+    /// sent.
     pub(crate) const CLOSE: Exchange = Exchange {
         head: false,
         http10: false,

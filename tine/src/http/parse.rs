@@ -203,8 +203,10 @@ enum Discard {
     Length(u64),
     /// A chunked body, read only for where it ends (and checked as any
     /// chunked body is, so that the next request starts where a proxy in
-    /// front thinks it does). Boxed like [`Chunked`].
-    Chunked(Box<ChunkedDecoder>),
+    /// front thinks it does), and the bytes of it read so far: the limit
+    /// counts those, chunk-size lines and their extensions included, not
+    /// only the data. Boxed like [`Chunked`].
+    Chunked(Box<(ChunkedDecoder, u64)>),
 }
 
 /// A chunked body in progress. Boxed, with the spill file above, so that
@@ -344,7 +346,7 @@ impl Decoder {
             }
             Framing::Length(_) => None,
             Framing::Chunked | Framing::Empty => {
-                Some(Discard::Chunked(Box::new(ChunkedDecoder::new())))
+                Some(Discard::Chunked(Box::new((ChunkedDecoder::new(), 0))))
             }
         };
         match discard {
@@ -357,6 +359,12 @@ impl Decoder {
                 false
             }
         }
+    }
+
+    /// The head just handed out is refused before its body: nothing more
+    /// is decoded (the connection answers and closes).
+    pub(crate) fn refuse_body(&mut self) {
+        self.state = State::Refused(Seen::Nothing);
     }
 
     /// What was read of the request being refused (after
@@ -657,8 +665,8 @@ fn has_bare_lf(buf: &[u8], from: usize) -> bool {
 
 /// Drops what `buf` holds of a body being passed over. `None` while more
 /// is to come; `Some(true)` once it ended (the next request may follow in
-/// `buf`); `Some(false)` for a malformed chunked body, or one past
-/// [`MAX_DISCARD`].
+/// `buf`); `Some(false)` for a malformed chunked body, or one of which
+/// more than [`MAX_DISCARD`] bytes were read.
 fn pass_over(discard: &mut Discard, buf: &mut BytesMut, limits: &Limits) -> Option<bool> {
     match discard {
         Discard::Length(left) => {
@@ -667,15 +675,20 @@ fn pass_over(discard: &mut Discard, buf: &mut BytesMut, limits: &Limits) -> Opti
             *left -= take as u64;
             (*left == 0).then_some(true)
         }
-        Discard::Chunked(decoder) => {
-            // The data is decoded only to be dropped: cold, and bounded
-            // by what one read brought.
-            let mut out = Vec::new();
+        Discard::Chunked(chunked) => {
+            let (decoder, read) = &mut **chunked;
             let max = usize::try_from(MAX_DISCARD).unwrap_or(usize::MAX);
-            match decoder.decode(buf, &mut out, max, limits.max_header) {
+            match decoder.skip(buf, max, limits.max_header) {
                 Ok((used, done)) => {
                     let _ = buf.split_to(used);
-                    done.then_some(true)
+                    *read += used as u64;
+                    if done {
+                        Some(true)
+                    } else if *read > MAX_DISCARD {
+                        Some(false)
+                    } else {
+                        None
+                    }
                 }
                 Err(_) => Some(false),
             }
@@ -2181,5 +2194,12 @@ GET /g HTTP/1.1\r\nHost: h\r\n\r\n\r\n\r\n\r\nGET /h HTTP/1.1\r\nHost: h\r\n\r\n
         let big = format!("{:x}\r\n", MAX_DISCARD + 1);
         let (out, ..) = skip(big.as_bytes());
         assert!(matches!(out, Decoded::Discarded(false)));
+        // One byte of data a chunk, behind long extensions: the limit
+        // counts what is read, not only the data.
+        let chunk = format!("1;x={}\r\na\r\n", "e".repeat(4000));
+        let (out, ..) = skip(chunk.repeat(70).as_bytes());
+        assert!(matches!(out, Decoded::Discarded(false)));
+        let (out, ..) = skip(chunk.repeat(60).as_bytes());
+        assert!(matches!(out, Decoded::NeedMore));
     }
 }

@@ -23,9 +23,13 @@ use std::io;
 /// // Error: tine: cannot bind 127.0.0.1:8080: address already in use
 /// ```
 ///
-/// It converts into an [`io::Error`] (with the same kind and message), so
-/// `?` still works in a function returning `io::Result`, and the I/O error
-/// behind it is there for code that matches on the kind:
+/// Every message names tine: an error from the system (`Too many open
+/// files`) is shown as `tine: Too many open files (os error 24)`.
+///
+/// It converts into the [`io::Error`] behind it (the same kind, and the
+/// message without that prefix), so `?` still works in a function
+/// returning `io::Result`, and the I/O error is there for code that
+/// matches on the kind:
 ///
 /// ```
 /// use std::io;
@@ -72,9 +76,17 @@ impl From<ServeError> for io::Error {
     }
 }
 
+/// The message, naming tine: tine's own errors do already; an error from
+/// the system (`Too many open files`) gets the `tine: ` prefix, so that a
+/// program printing it says whose error it is.
 impl fmt::Display for ServeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.inner, f)
+        let text = self.inner.to_string();
+        if text.starts_with("tine:") {
+            f.write_str(&text)
+        } else {
+            write!(f, "tine: {text}")
+        }
     }
 }
 
@@ -82,7 +94,7 @@ impl fmt::Display for ServeError {
 /// returns the error.
 impl fmt::Debug for ServeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.inner, f)
+        fmt::Display::fmt(self, f)
     }
 }
 
@@ -114,10 +126,14 @@ mod tests {
             back.to_string(),
             "tine: cannot bind 127.0.0.1:1: address already in use"
         );
-        // An OS error reads as the OS says it, still on one line.
+        // An OS error reads as the OS says it, still on one line, and
+        // names tine.
         let err = ServeError::from(io::Error::from_raw_os_error(libc_eacces()));
         assert!(!format!("{err:?}").contains('\n'));
         assert!(!format!("{err:?}").contains("Os {"));
+        assert!(err.to_string().starts_with("tine: "), "{err}");
+        assert!(!err.to_string().starts_with("tine: tine:"), "{err}");
+        assert_eq!(err.io_error().raw_os_error(), Some(libc_eacces()));
     }
 
     /// EACCES, the same number on every platform tine builds for.

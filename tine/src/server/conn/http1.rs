@@ -233,20 +233,22 @@ impl<T: Transport> Conn<T> {
                     produced = true;
                 }
                 Decoded::Error(status) => {
-                    let res = match self.admitted.take() {
+                    let (res, exchange) = match self.admitted.take() {
                         // Refused while its body was read (over the
                         // route's limit, malformed chunks).
-                        Some(mut admitted) => {
-                            shared.service.refuse_request(status, &mut admitted.req)
-                        }
+                        Some(mut admitted) => (
+                            shared.service.refuse_request(status, &mut admitted.req),
+                            admitted.exchange.closing(),
+                        ),
                         None => {
                             let max_headers = shared.config.limits.max_headers;
                             let seen = self.decoder.take_seen(&self.rbuf, max_headers);
-                            shared.service.refuse(status, seen, self.peer)
+                            let res = shared.service.refuse(status, seen, self.peer);
+                            (res, Exchange::CLOSE)
                         }
                     };
                     self.lend_output(shared);
-                    self.encode_response(res, Exchange::CLOSE, shared);
+                    self.encode_response(res, exchange, shared);
                     self.rbuf.clear();
                     budget.requests -= 1;
                     produced = true;
@@ -274,8 +276,10 @@ impl<T: Transport> Conn<T> {
                 Decoded::Discarded(whole) => {
                     self.request_read(shared.now);
                     if !whole {
-                        // Its request is answered: close once that is sent.
+                        // Its request is answered: close once that is
+                        // sent, reading nothing more.
                         self.phase = Phase::Closing;
+                        self.rbuf.clear();
                         produced = true;
                     }
                 }
@@ -465,8 +469,8 @@ impl<T: Transport> Conn<T> {
                 let res = shared
                     .service
                     .refuse_request(StatusCode::BAD_REQUEST, &mut req);
-                self.decoder.skip_body(&mut self.rbuf);
-                self.refuse_with(res, shared);
+                self.decoder.refuse_body();
+                self.refuse_with(res, exchange, shared);
                 return true;
             }
         };
@@ -481,7 +485,7 @@ impl<T: Transport> Conn<T> {
                     }
                     Err(status) => {
                         let res = shared.service.refuse_request(status, &mut req);
-                        self.refuse_with(res, shared);
+                        self.refuse_with(res, exchange, shared);
                         true
                     }
                 }
@@ -493,7 +497,9 @@ impl<T: Transport> Conn<T> {
                     // connection goes on. While it is passed over, the
                     // body timeout still runs.
                     if !self.decoder.discarding() {
-                        self.body_started = None;
+                        // All of it came with the head: what follows it
+                        // is the next request.
+                        self.request_read(shared.now);
                     }
                     let exchange = Exchange {
                         keep_alive: exchange.keep_alive && !shared.draining,
@@ -504,7 +510,7 @@ impl<T: Transport> Conn<T> {
                     self.served = self.served.saturating_add(1);
                     shared.budget.count();
                 } else {
-                    self.refuse_with(res, shared);
+                    self.refuse_with(res, exchange, shared);
                 }
                 true
             }
@@ -514,9 +520,9 @@ impl<T: Transport> Conn<T> {
     /// Queues `res` as the last answer on this connection: the body that
     /// was to follow is not read.
     #[cold]
-    fn refuse_with(&mut self, res: Response, shared: &mut Shared) {
+    fn refuse_with(&mut self, res: Response, exchange: Exchange, shared: &mut Shared) {
         self.lend_output(shared);
-        self.encode_response(res, Exchange::CLOSE, shared);
+        self.encode_response(res, exchange.closing(), shared);
         self.rbuf.clear();
         self.body_started = None;
     }
@@ -527,16 +533,22 @@ impl<T: Transport> Conn<T> {
         let seen = self
             .decoder
             .take_seen(&self.rbuf, shared.config.limits.max_headers);
-        let res = match self.admitted.take() {
-            Some(mut admitted) => shared
-                .service
-                .refuse_request(StatusCode::REQUEST_TIMEOUT, &mut admitted.req),
-            None => shared
-                .service
-                .refuse(StatusCode::REQUEST_TIMEOUT, seen, self.peer),
+        let (res, exchange) = match self.admitted.take() {
+            Some(mut admitted) => (
+                shared
+                    .service
+                    .refuse_request(StatusCode::REQUEST_TIMEOUT, &mut admitted.req),
+                admitted.exchange.closing(),
+            ),
+            None => (
+                shared
+                    .service
+                    .refuse(StatusCode::REQUEST_TIMEOUT, seen, self.peer),
+                Exchange::CLOSE,
+            ),
         };
         self.lend_output(shared);
-        self.encode_response(res, Exchange::CLOSE, shared);
+        self.encode_response(res, exchange, shared);
         self.rbuf.clear();
         self.head_started = None;
         self.body_started = None;

@@ -527,15 +527,17 @@ impl<T: Transport> Conn<T> {
             self.timer_from = shared.now;
             return Expired::Drive;
         }
-        if self.phase != Phase::Open
-            || self.writing()
-            || !self.reading_request()
-            || self.decoder.discarding()
-        {
-            // Lingering done, a client that stopped reading, an idle
-            // keep-alive connection, or the body of an answered request
-            // that stopped coming: nothing to say.
+        if self.phase != Phase::Open || self.writing() || !self.reading_request() {
+            // Lingering done, a client that stopped reading, or an idle
+            // keep-alive connection: nothing to say.
             return Expired::Close;
+        }
+        if self.decoder.discarding() {
+            // The body of an answered request stopped coming: nothing to
+            // say either, but a lingering close, so that a client still
+            // sending does not get a reset that could cost it the answer.
+            self.linger(shared.now);
+            return Expired::Drive;
         }
         self.request_timed_out(shared);
         Expired::Drive

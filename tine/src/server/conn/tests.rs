@@ -175,10 +175,13 @@ fn a_body_passed_over_is_timed_like_a_body_and_ends_without_a_word() {
     conn.drive(&mut shared);
     assert_eq!(conn.deadline(&shared), opened + Duration::from_secs(7));
     assert!(!conn.idle());
-    // It did not come: closed, with no 408 for a request already answered.
+    // It did not come: no 408 for a request already answered, but a
+    // lingering close (a client still sending gets no reset).
     shared.now = opened + Duration::from_secs(7);
-    assert_eq!(conn.timed_out(&mut shared), Expired::Close);
-    assert_eq!(received(&mut client), "");
+    assert_eq!(conn.timed_out(&mut shared), Expired::Drive);
+    assert_eq!(conn.drive(&mut shared), Next::Keep);
+    assert!(write_side_closed(&mut client));
+    assert_eq!(conn.deadline(&shared), shared.now + LINGER);
     // When it did come, the connection is idle again, under the idle
     // timeout, and the next request is answered.
     let (mut conn, mut client, mut shared) = setup(app());
@@ -197,6 +200,36 @@ fn a_body_passed_over_is_timed_like_a_body_and_ends_without_a_word() {
     conn.readable(false);
     conn.drive(&mut shared);
     assert_eq!(statuses(&received(&mut client)), ["404", "200"]);
+    // A whole body dropped at once, and the start of the next head behind
+    // it: that head is timed by the header timeout.
+    let (mut conn, mut client, mut shared) = setup(app());
+    client
+        .write_all(b"POST /nope HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nabGET / HT")
+        .unwrap();
+    conn.drive(&mut shared);
+    assert_eq!(statuses(&received(&mut client)), ["404"]);
+    assert_eq!(conn.deadline(&shared), shared.now + Duration::from_secs(5));
+}
+
+#[test]
+fn a_head_refused_before_its_body_gets_no_body_whatever_closes_it() {
+    // Too large to pass over, or waiting for `100 Continue`: the answer
+    // closes the connection, and is still a `HEAD`'s answer.
+    for head in [
+        "HEAD /nope HTTP/1.1\r\nHost: t\r\nContent-Length: 300000\r\n\r\nabc",
+        "HEAD /nope HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+    ] {
+        let (mut conn, mut client, mut shared) = setup(app());
+        client.write_all(head.as_bytes()).unwrap();
+        conn.drive(&mut shared);
+        let text = received(&mut client);
+        assert!(text.starts_with("HTTP/1.1 404 "), "{text}");
+        assert!(text.contains("connection: close"), "{text}");
+        assert!(
+            text.ends_with("\r\n\r\n"),
+            "a body after a HEAD's head: {text}"
+        );
+    }
 }
 
 #[test]
