@@ -51,8 +51,12 @@ impl<T: Transport> Conn<T> {
                 return Next::Park;
             }
             if session.has_input() {
-                // Frames left over from the last turn come first.
+                // Frames left over from the last turn come first (a pong
+                // among them ends the wait for it, as below).
                 budget.requests -= session.feed_some(&mut [], &self.stream, budget.requests);
+                if !session.awaiting_pong && !session.closing() {
+                    self.timer_from = shared.now;
+                }
                 continue;
             }
             match self.stream.read(&mut shared.scratch) {
