@@ -328,6 +328,7 @@ impl Channel {
         if self.in_pos == self.inbuf.len() {
             self.inbuf.clear();
             self.in_pos = 0;
+            shrink_idle(&mut self.inbuf);
         }
         Some(msg)
     }
@@ -383,6 +384,7 @@ impl Channel {
         if self.out_pos == self.outbuf.len() {
             self.outbuf.clear();
             self.out_pos = 0;
+            shrink_idle(&mut self.outbuf);
         } else if self.out_pos > 64 * 1024 {
             self.outbuf.drain(..self.out_pos);
             self.out_pos = 0;
@@ -403,6 +405,17 @@ pub(crate) fn pair() -> io::Result<(UnixStream, UnixStream)> {
         socket2::SockRef::from(end).set_nosigpipe(true)?;
     }
     Ok((a, b))
+}
+
+/// Gives back the room of an emptied buffer past 1 MiB, keeping 64 KiB: a
+/// burst of published messages (up to [`MAX_OUTBOUND`] and a frame on
+/// each side of every channel) would otherwise stay with the master and
+/// each worker for good. Under a steady flow this large, one
+/// reallocation per MiB moved is nothing.
+fn shrink_idle(buf: &mut Vec<u8>) {
+    if buf.capacity() > 1 << 20 {
+        buf.shrink_to(64 * 1024);
+    }
 }
 
 /// `send(2)` flags that keep a write to a dead peer from raising `SIGPIPE`.
@@ -433,6 +446,24 @@ impl<F: AsFd> Write for SendNoSignal<'_, F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn emptied_buffers_give_back_a_bursts_room() {
+        let mut c = Channel::with_limit(4 << 20);
+        let big = vec![7u8; 3 << 20];
+        assert!(c.queue(PUBLISH, &big));
+        let mut sink = Vec::new();
+        c.flush_to(&mut sink).unwrap();
+        assert_eq!(c.pending_out(), 0);
+        assert!(c.outbuf.capacity() <= 64 * 1024, "{}", c.outbuf.capacity());
+        c.push_inbound(&sink);
+        assert_eq!(c.next_msg(), Some(Msg::Publish(big)));
+        assert!(c.inbuf.capacity() <= 64 * 1024, "{}", c.inbuf.capacity());
+        // A small flow keeps its room.
+        assert!(c.queue(PUBLISH, b"hi"));
+        c.flush_to(&mut Vec::new()).unwrap();
+        assert!(c.outbuf.capacity() > 0);
+    }
 
     #[test]
     fn roundtrip_all_kinds() {
