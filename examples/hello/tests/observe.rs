@@ -281,9 +281,22 @@ fn blocked_workers_show_their_accept_queues() {
     let _g = heavy();
     // Three workers, two of them blocked in /sleep; connections that land
     // on their listeners wait in the kernel's queues, which the master
-    // samples; the third worker answers the scrape.
-    let s = ServerTree::start_workers(HELLO, 3, &[]);
-    let workers = s.wait_ready(3, T);
+    // samples. The admin process answers the scrapes: a scrape on the
+    // public port could itself land on a blocked listener and wait, and
+    // on a loaded machine even the free worker's answer may be slow.
+    let s = ServerTree::start_workers(
+        HELLO,
+        3,
+        &[
+            "--admin-bind",
+            "127.0.0.1:0",
+            "--graceful-timeout-ms",
+            "5000",
+        ],
+    );
+    let (_, admin) = admin_addr(&s);
+    assert!(wait_until(T, || s.ready_pids().len() == 3));
+    let workers = s.ready_pids();
     let addr = s.addr();
     let mut blocked = BTreeSet::new();
     let mut sleepers = Vec::new();
@@ -291,7 +304,7 @@ fn blocked_workers_show_their_accept_queues() {
     while blocked.len() < 2 {
         assert!(sleepers.len() < 40, "could not block two workers");
         let mut c = Client::connect(addr);
-        c.send(b"GET /sleep?ms=8000 HTTP/1.1\r\nHost: t\r\n\r\n");
+        c.send(b"GET /sleep?ms=10000 HTTP/1.1\r\nHost: t\r\n\r\n");
         sleepers.push(c);
         let rest: BTreeSet<i32> = workers.difference(&blocked).copied().collect();
         if let Some(p) = wait_sleeping(&rest, Duration::from_millis(500)) {
@@ -301,17 +314,9 @@ fn blocked_workers_show_their_accept_queues() {
     // Clients waiting behind them.
     let waiting: Vec<Client> = (0..30).map(|_| Client::connect(addr)).collect();
     let mut depth_seen = 0.0;
+    // The master samples once a second; the sleeps last 10 s.
     let found = wait_until(Duration::from_secs(6), || {
-        // A scrape that lands on a blocked listener waits too: give it
-        // a moment, then try another connection.
-        let mut c = Client::connect(addr);
-        c.stream
-            .set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
-        c.send(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
-        let Ok(r) = c.try_read_response(false) else {
-            return false;
-        };
+        let r = get(admin, "/metrics");
         let Some(samples) = parse(&r.text()) else {
             depth_seen = 1.0;
             return true;
