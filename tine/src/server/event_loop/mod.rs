@@ -347,9 +347,13 @@ impl EventLoop {
         self.drain_deadline = Some(self.now + self.shared.config.limits.drain_timeout);
         // Single-process mode under systemd: the stop is under way.
         crate::server::notify::single_stopping();
+        // A summary of the worker's whole life, not a loss at the stop
+        // (messages still queued are sent while it drains).
         let dropped = pubsub::stats().dropped;
         if dropped > 0 {
-            log::warn!("{dropped} published message(s) could not be sent on");
+            log::warn!(
+                "{dropped} published message(s) could not be sent on while this worker ran                  (tine_pubsub_dropped_total)"
+            );
         }
         self.shared.draining = true;
         if let Some(e) = scoreboard::mine() {
