@@ -212,6 +212,35 @@ fn a_body_passed_over_is_timed_like_a_body_and_ends_without_a_word() {
 }
 
 #[test]
+fn a_chunked_body_passed_over_past_its_limit_leaves_nothing_buffered() {
+    let (mut conn, mut client, mut shared) = setup(app());
+    client
+        .write_all(b"POST /nope HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .unwrap();
+    conn.drive(&mut shared);
+    assert_eq!(statuses(&received(&mut client)), ["404"]);
+    // 20 chunks of 16 KiB: the limit is crossed inside a read, with more
+    // of the body behind it in the same read.
+    let mut chunk = b"4000\r\n".to_vec();
+    chunk.extend_from_slice(&[b'x'; 0x4000]);
+    chunk.extend_from_slice(b"\r\n");
+    let body = chunk.repeat(20);
+    let mut sent = 0;
+    while sent < body.len() && conn.phase == Phase::Open {
+        match client.write(&body[sent..]) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("{e}"),
+        }
+        conn.readable(false);
+        conn.drive(&mut shared);
+    }
+    assert_eq!(conn.phase, Phase::Lingering, "closed past the limit");
+    assert!(conn.rbuf.is_empty(), "{} bytes kept", conn.rbuf.len());
+    assert_eq!(conn.rbuf.capacity(), 0, "a buffer kept while lingering");
+}
+
+#[test]
 fn a_head_refused_before_its_body_gets_no_body_whatever_closes_it() {
     // Too large to pass over, or waiting for `100 Continue`: the answer
     // closes the connection, and is still a `HEAD`'s answer.
