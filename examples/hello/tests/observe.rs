@@ -284,33 +284,12 @@ fn blocked_workers_show_their_accept_queues() {
     // samples. The admin process answers the scrapes: a scrape on the
     // public port could itself land on a blocked listener and wait, and
     // on a loaded machine even the free worker's answer may be slow.
-    let s = ServerTree::start_workers(
-        HELLO,
-        3,
-        &[
-            "--admin-bind",
-            "127.0.0.1:0",
-            "--graceful-timeout-ms",
-            "5000",
-        ],
-    );
+    let s = start_with_admin(3);
     let (_, admin) = admin_addr(&s);
     assert!(wait_until(T, || s.ready_pids().len() == 3));
     let workers = s.ready_pids();
     let addr = s.addr();
-    let mut blocked = BTreeSet::new();
-    let mut sleepers = Vec::new();
-    // Each /sleep lands on some worker; keep sending until two sleep.
-    while blocked.len() < 2 {
-        assert!(sleepers.len() < 40, "could not block two workers");
-        let mut c = Client::connect(addr);
-        c.send(b"GET /sleep?ms=10000 HTTP/1.1\r\nHost: t\r\n\r\n");
-        sleepers.push(c);
-        let rest: BTreeSet<i32> = workers.difference(&blocked).copied().collect();
-        if let Some(p) = wait_sleeping(&rest, Duration::from_millis(500)) {
-            blocked.insert(p);
-        }
-    }
+    let sleepers = block_workers(addr, &workers, 2, 10_000);
     // Clients waiting behind them.
     let waiting: Vec<Client> = (0..30).map(|_| Client::connect(addr)).collect();
     let mut depth_seen = 0.0;
@@ -434,6 +413,48 @@ fn healthz_stays_up_through_a_reload_and_turns_503_on_sigterm_while_accepting() 
 }
 
 /// The admin address from the master's log line.
+/// hello with `workers` workers and an admin process. Tests block workers
+/// with `/sleep`, and several sleeps may queue on one worker (reuseport
+/// hashes them), which a graceful stop would serve one after the other:
+/// the stop's SIGKILL comes after 5 s, not the default 30 s that
+/// `stop(T)` also waits.
+fn start_with_admin(workers: usize) -> ServerTree {
+    ServerTree::start_workers(
+        HELLO,
+        workers,
+        &[
+            "--admin-bind",
+            "127.0.0.1:0",
+            "--graceful-timeout-ms",
+            "5000",
+        ],
+    )
+}
+
+/// Sends `/sleep?ms=MS` on new connections until `n` of `workers` sleep
+/// in it (each lands on some worker); returns the connections, to keep
+/// open meanwhile.
+fn block_workers(
+    addr: std::net::SocketAddr,
+    workers: &BTreeSet<i32>,
+    n: usize,
+    ms: u32,
+) -> Vec<Client> {
+    let mut sleepers = Vec::new();
+    let mut blocked = BTreeSet::new();
+    while blocked.len() < n {
+        assert!(sleepers.len() < 40, "could not block {n} workers");
+        let mut c = Client::connect(addr);
+        c.send(format!("GET /sleep?ms={ms} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        sleepers.push(c);
+        let rest: BTreeSet<i32> = workers.difference(&blocked).copied().collect();
+        if let Some(p) = wait_sleeping(&rest, Duration::from_millis(500)) {
+            blocked.insert(p);
+        }
+    }
+    sleepers
+}
+
 fn admin_addr(s: &ServerTree) -> (i32, std::net::SocketAddr) {
     let log = s.wait_log("spawned the admin process", T);
     let line = log
@@ -457,20 +478,7 @@ fn admin_addr(s: &ServerTree) -> (i32, std::net::SocketAddr) {
 #[test]
 fn the_admin_process_answers_while_every_worker_is_stuck() {
     let _g = heavy();
-    // The sleepers below can queue several 6 s requests on one worker
-    // (reuseport hashes them), which a graceful stop would serve one after
-    // the other: the stop's SIGKILL comes after 5 s here, not the default
-    // 30 s that `stop(T)` also waits.
-    let s = ServerTree::start_workers(
-        HELLO,
-        2,
-        &[
-            "--admin-bind",
-            "127.0.0.1:0",
-            "--graceful-timeout-ms",
-            "5000",
-        ],
-    );
+    let s = start_with_admin(2);
     // Two workers and the admin process (which is no worker: never
     // logged ready).
     let children = s.wait_count(3, T);
@@ -489,18 +497,7 @@ fn the_admin_process_answers_while_every_worker_is_stuck() {
     assert_eq!(get(admin, "/plaintext").status, 404);
     // Both workers blocked: the admin process still answers, and sees
     // them in their handlers.
-    let mut sleepers = Vec::new();
-    let mut blocked = BTreeSet::new();
-    while blocked.len() < 2 {
-        assert!(sleepers.len() < 40, "could not block both workers");
-        let mut c = Client::connect(addr);
-        c.send(b"GET /sleep?ms=6000 HTTP/1.1\r\nHost: t\r\n\r\n");
-        sleepers.push(c);
-        let rest: BTreeSet<i32> = workers.difference(&blocked).copied().collect();
-        if let Some(p) = wait_sleeping(&rest, Duration::from_millis(500)) {
-            blocked.insert(p);
-        }
-    }
+    let sleepers = block_workers(addr, &workers, 2, 6000);
     let st = get(admin, "/status?format=json");
     assert_eq!(st.status, 200);
     let v: serde_json::Value = serde_json::from_slice(&st.body).unwrap();
