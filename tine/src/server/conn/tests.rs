@@ -259,6 +259,23 @@ fn a_head_refused_before_its_body_gets_no_body_whatever_closes_it() {
             "a body after a HEAD's head: {text}"
         );
     }
+    // Admitted (a `GET` route answers `HEAD`), its body not all sent in
+    // time: the `408` is a `HEAD`'s answer too.
+    let (mut conn, mut client, mut shared) = setup(app());
+    client
+        .write_all(b"HEAD / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nab")
+        .unwrap();
+    conn.drive(&mut shared);
+    assert_eq!(received(&mut client), "");
+    shared.now += Duration::from_secs(7);
+    assert_eq!(conn.timed_out(&mut shared), Expired::Drive);
+    conn.drive(&mut shared);
+    let text = received(&mut client);
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+    assert!(
+        text.ends_with("\r\n\r\n"),
+        "a body after a HEAD's head: {text}"
+    );
 }
 
 #[test]
