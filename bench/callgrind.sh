@@ -11,8 +11,16 @@
 #   HEADERS="User-Agent: wrk|X-Request-Id: abc" bench/callgrind.sh
 #                                         # extra request header lines
 #                                         # (|-separated)
+#   SERVER=may bench/callgrind.sh         # a peer from bench/peers instead
+#                                         # (may, actix or axum; one worker)
 #
-# Needs valgrind and a release build of hello (built here if missing).
+# A peer need not stop cleanly (may_minihttp's coroutines ignore SIGINT),
+# so it runs once: callgrind's counters are zeroed after N1 requests and
+# dumped after N2 more with callgrind_control, which counts the same
+# thing as the two runs' difference.
+#
+# Needs valgrind and a release build of hello or the peer (built here if
+# missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -22,7 +30,16 @@ port=${PORT:-18931}
 n1=${N1:-20000}
 n2=${N2:-60000}
 
-callgrind_prepare
+server=${SERVER:-tine}
+case $server in
+tine) callgrind_prepare ;;
+may | actix | axum)
+    CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-bench/target} cargo build --release -q \
+        --manifest-path bench/Cargo.toml -p "bench-$server"
+    peer=${CARGO_TARGET_DIR:-bench/target}/release/bench-$server
+    ;;
+*) echo "SERVER must be tine, may, actix or axum" >&2 && exit 2 ;;
+esac
 
 client() { # n: pipelined requests, after one alone
     python3 - "$port" "$path" "$depth" "$1" "${HEADERS:-}" <<'PY'
@@ -61,6 +78,25 @@ run() {
     callgrind_instructions "$1" "$port" ${HELLO_ARGS:-} -- client "$1"
 }
 
+if [[ $server != tine ]]; then
+    out=$(mktemp -d)
+    trap 'kill -KILL "$pid" 2>/dev/null; rm -rf "$out"' EXIT
+    valgrind --tool=callgrind --callgrind-out-file="$out/cg.%p" \
+        "$peer" --port "$port" --workers 1 >"$out/log" 2>&1 &
+    pid=$!
+    for ((i = 0; ; i++)); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+        ((i < 600)) || { echo "server did not start: $(cat "$out/log")" >&2 && exit 1; }
+        sleep 0.2
+    done
+    client "$n1"
+    callgrind_control --zero "$pid" >/dev/null 2>&1
+    client "$((n2 - n1))"
+    callgrind_control --dump "$pid" >/dev/null 2>&1
+    i2=$(callgrind_annotate "$out"/cg.*.1 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1; exit}')
+    python3 -c "print(f'$server $path depth $depth: {$i2 / ($n2 - $n1):.0f} instructions per request ({$i2} for $((n2 - n1)))')"
+    exit
+fi
 i1=$(run "$n1")
 i2=$(run "$n2")
 python3 -c "print(f'$path depth $depth: {($i2 - $i1) / ($n2 - $n1):.0f} instructions per request ({$i1} for $n1, {$i2} for $n2)')"
