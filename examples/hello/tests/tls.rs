@@ -211,6 +211,16 @@ fn redirect_https_sends_plain_requests_to_the_https_listener() {
         res.header("location"),
         Some(format!("https://[::1]:{port}/nowhere").as_str())
     );
+    // An absolute-form target names the host, whatever `Host` says (RFC
+    // 9112 §3.2.2): a proxy that forwards it as it came cannot be made to
+    // redirect (and perhaps cache a redirect) to another host.
+    client.send(b"GET http://good.test/x?y HTTP/1.1\r\nHost: evil.test\r\n\r\n");
+    let res = client.read_response();
+    assert_eq!(res.status, 308);
+    assert_eq!(
+        res.header("location"),
+        Some(format!("https://good.test:{port}/x?y").as_str())
+    );
     // An asterisk-form target has no URL: the root stands for it.
     client.send(b"OPTIONS * HTTP/1.1\r\nHost: example.test\r\n\r\n");
     let res = client.read_response();

@@ -789,11 +789,43 @@ fn other_form(raw: &[u8], parsed: &Parsed) -> Option<(HeadBytes, bool)> {
     }
     let target = std::str::from_utf8(raw.get(parsed.target.clone())?).ok()?;
     let uri: http::Uri = target.parse().ok()?;
-    match uri.path_and_query().map_or("", |p| p.as_str()) {
-        path if path.starts_with('/') => HeadBytes::owned(path, lines),
-        // `http://h` or `http://h?q`: the path is `/`.
-        query => HeadBytes::owned(&format!("/{query}"), lines),
+    // The target names the host: RFC 9112 §3.2.2 has the server ignore
+    // the `Host` field and use the target's authority instead, so that is
+    // what the request's `Host` says (to the app, a redirect, the log).
+    // An `http` URI needs a host (RFC 9110 §4.2.1), and userinfo in one
+    // is an error (§4.2.4: it is how `http://good@evil/` deceives).
+    let authority = uri.authority()?.as_str();
+    if authority.contains('@')
+        || uri.host().is_none_or(str::is_empty)
+        || !valid_host(authority.as_bytes())
+    {
+        return None;
     }
+    let lines = with_host(lines, authority);
+    match uri.path_and_query().map_or("", |p| p.as_str()) {
+        path if path.starts_with('/') => HeadBytes::owned(path, &lines),
+        // `http://h` or `http://h?q`: the path is `/`.
+        query => HeadBytes::owned(&format!("/{query}"), &lines),
+    }
+}
+
+/// Header lines (each ending in CRLF, then the blank line) with every
+/// `Host` field replaced by one saying `authority`, first.
+#[cold]
+fn with_host(lines: &[u8], authority: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(lines.len() + authority.len() + 8);
+    out.extend_from_slice(b"host: ");
+    out.extend_from_slice(authority.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for line in lines.split_inclusive(|&b| b == b'\n') {
+        // Names are tokens with no space before the colon (the parser
+        // refused anything else), so a `Host` line starts with `host:`.
+        let host = line.len() >= 5 && is_host(&line[..4]) && line[4] == b':';
+        if !host {
+            out.extend_from_slice(line);
+        }
+    }
+    out
 }
 
 /// Reads what it can of a head that was refused or cut short: the request
@@ -1669,6 +1701,40 @@ mod tests {
             panic!()
         };
         assert_eq!(h.target().as_str(), "*");
+    }
+
+    #[test]
+    fn an_absolute_form_target_names_the_host() {
+        // RFC 9112 §3.2.2: the target's authority, not the `Host` field.
+        let head = b"GET http://good:8080/x HTTP/1.1\r\nA: 1\r\nHOST: evil\r\nB: 2\r\n\r\n";
+        let Decoded::Request(h, _) = decode_one(head) else {
+            panic!()
+        };
+        let headers = h.headers();
+        let hosts: Vec<_> = headers.get_all("host").iter().collect();
+        assert_eq!(hosts, ["good:8080"]);
+        assert_eq!(headers["a"], "1");
+        assert_eq!(headers["b"], "2");
+        assert_eq!(headers.len(), 3);
+        // HTTP/1.0 needs no `Host`: the target gives one.
+        let Decoded::Request(h, _) = decode_one(b"GET http://good/ HTTP/1.0\r\n\r\n") else {
+            panic!()
+        };
+        assert_eq!(h.headers()["host"], "good");
+        // Userinfo (RFC 9110 §4.2.4), an empty host (§4.2.1) or one that
+        // is no valid `Host` is refused.
+        for target in [
+            "http://good@evil/x",
+            "http://u:p@evil/",
+            "http://:80/x",
+            "http://a:99999/x",
+        ] {
+            let head = format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n");
+            assert!(
+                matches!(decode_one(head.as_bytes()), Decoded::Error(_)),
+                "{target} accepted"
+            );
+        }
     }
 
     /// Decodes what `buf` holds until more is needed, adding the paths of
