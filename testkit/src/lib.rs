@@ -106,6 +106,29 @@ impl Client {
         read_response(&mut self.stream, &mut self.buf, head)
     }
 
+    /// Whether nothing at all arrives within `limit`: no byte, and no
+    /// close. The read timeout is [`TIMEOUT`] again afterwards.
+    pub fn nothing_within(&mut self, limit: Duration) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        self.stream.set_read_timeout(Some(limit)).unwrap();
+        let silent = matches!(
+            self.fill(),
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+        );
+        self.stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        silent
+    }
+
+    /// Shuts the sending side: the server reads the end of the stream,
+    /// and this client can still read.
+    pub fn shutdown_write(&mut self) {
+        self.stream
+            .shutdown(std::net::Shutdown::Write)
+            .expect("shutdown");
+    }
+
     /// Whether the server has closed the connection (EOF or reset) within
     /// [`TIMEOUT`], with no further response bytes. Still open when the
     /// read times out: `false`.

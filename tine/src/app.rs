@@ -321,8 +321,9 @@ impl App {
     /// sent): a hook that answers then refuses the body unread. The body
     /// is passed over as it arrives, up to 256 KiB, so the connection
     /// goes on; a larger one, or one the client would send only after
-    /// `100 Continue`, closes the connection after the answer. (The hook
-    /// sees an empty body.)
+    /// `100 Continue`, closes the connection after the answer. A chunked
+    /// body's answer waits for the body's end, which alone shows whether
+    /// the connection can stay open. (The hook sees an empty body.)
     ///
     /// ```
     /// use tine::{App, Request, Response, StatusCode};

@@ -23,7 +23,7 @@
 //! 405 there too (after the before-hooks, as in step 3), since its body
 //! would only be dropped. A body answered at admission is passed over
 //! unread (`Decoder::skip_body`: up to 256 KiB, so that the connection
-//! stays open). Otherwise the connection reads the body within
+//! stays open; a chunked body's answer is held until the body's end). Otherwise the connection reads the body within
 //! the limit and calls `answer`, which skips the hooks already run. Bodiless
 //! requests (the common case) skip admission entirely.
 //!

@@ -4,6 +4,7 @@
 mod support;
 
 use std::io::Write;
+use std::time::Duration;
 
 use support::{serve, Client};
 use tine::{App, Request, Response, StatusCode};
@@ -137,25 +138,38 @@ fn a_small_body_no_route_takes_is_passed_over_as_it_arrives() {
     assert!(r.header("connection").is_none());
     c.send(b"cde");
     assert_eq!(c.get("/plaintext").text(), "Hello, World!");
-    // A chunked body likewise, checked as it is passed over.
-    c.send(b"PUT /plaintext HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+    // A chunked body likewise, checked as it is passed over; its length
+    // shows only at its end, so the answer waits for it, to say whether
+    // the connection stays open.
+    c.send(b"PUT /plaintext HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel");
+    assert!(c.nothing_within(Duration::from_millis(200)));
+    c.send(b"lo\r\n0\r\n\r\n");
     let r = c.read_response();
     assert_eq!(r.status, 405);
     assert!(r.header("connection").is_none());
-    c.send(b"5\r\nhello\r\n0\r\n\r\n");
     assert_eq!(c.get("/plaintext").text(), "Hello, World!");
     // A chunked body that grows past what is passed over, or a malformed
-    // one, ends the connection once its answer is sent.
+    // one, gets its answer saying so, and the connection ends.
     for body in [
         format!("{:x}\r\n{}\r\n", 300 * 1024, "x".repeat(300 * 1024)),
         "zz\r\n".to_string(),
     ] {
         let mut c = Client::connect(addr);
         c.send(b"POST /nowhere HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
-        assert_eq!(c.read_response().status, 404);
         c.send(body.as_bytes());
+        let r = c.read_response();
+        assert_eq!(r.status, 404);
+        assert_eq!(r.header("connection"), Some("close"));
         assert!(c.is_closed());
     }
+    // A client that stops sending its chunked body (here: shuts its side)
+    // still gets the answer, saying the connection closes.
+    let mut c = Client::connect(addr);
+    c.send(b"POST /nowhere HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab");
+    c.shutdown_write();
+    let r = c.read_response();
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("connection"), Some("close"));
     // A body larger than that still to come is not waited for.
     let mut c = Client::connect(addr);
     c.send(b"POST /nowhere HTTP/1.1\r\nHost: t\r\nContent-Length: 262145\r\n\r\n");

@@ -112,8 +112,15 @@ impl<T: Transport> Conn<T> {
             }
             self.lend_input(shared);
             match self.read_some(&mut shared.scratch, shared.now) {
-                // EOF: a half-sent request cannot be answered.
-                Ok(0) => return Next::Close,
+                // EOF: a half-sent request cannot be answered; an answer
+                // held while its body was passed over still goes out (the
+                // client may only have shut its sending side).
+                Ok(0) => {
+                    if self.release_held(false, shared) {
+                        continue;
+                    }
+                    return Next::Close;
+                }
                 Ok(n) => {
                     let more = self.stream.may_have_more();
                     self.input = self.input.after_read(n, shared.scratch.len(), more);
@@ -275,7 +282,9 @@ impl<T: Transport> Conn<T> {
                 }
                 Decoded::Discarded(whole) => {
                     self.request_read(shared.now);
-                    if !whole {
+                    if self.release_held(whole, shared) {
+                        produced = true;
+                    } else if !whole {
                         // Its request is answered: close once that is
                         // sent, reading nothing more.
                         self.phase = Phase::Closing;
@@ -451,6 +460,7 @@ impl<T: Transport> Conn<T> {
     fn admit(&mut self, head: crate::http::parse::Head, shared: &mut Shared) -> bool {
         self.head_started = None;
         self.body_started = Some(shared.now);
+        let head_chunked = head.framing == crate::http::parse::Framing::Chunked;
         let exchange = Exchange {
             head: head.raw.method == Method::HEAD,
             http10: head.raw.version == Version::HTTP_10,
@@ -496,10 +506,22 @@ impl<T: Transport> Conn<T> {
                     // head at once, the rest as it comes), and the
                     // connection goes on. While it is passed over, the
                     // body timeout still runs.
+                    self.served = self.served.saturating_add(1);
+                    shared.budget.count();
                     if !self.decoder.discarding() {
                         // All of it came with the head: what follows it
                         // is the next request.
                         self.request_read(shared.now);
+                    } else if head_chunked {
+                        // How long a chunked body is, and whether it is
+                        // well formed, shows only at its end: the answer
+                        // waits for it, to say whether the connection
+                        // stays open (as Go's server does; nginx answers
+                        // first and may then close unannounced). A
+                        // `Content-Length` body is known to be short
+                        // enough: its answer goes out now.
+                        self.held = Some(Box::new((res, exchange)));
+                        return true;
                     }
                     let exchange = Exchange {
                         keep_alive: exchange.keep_alive && !shared.draining,
@@ -507,14 +529,38 @@ impl<T: Transport> Conn<T> {
                     };
                     self.lend_output(shared);
                     self.encode_response(res, exchange, shared);
-                    self.served = self.served.saturating_add(1);
-                    shared.budget.count();
                 } else {
                     self.refuse_with(res, exchange, shared);
                 }
                 true
             }
         }
+    }
+
+    /// Queues the answer held while a chunked body was passed over, if
+    /// any: keeping the connection open if the body ended well (`whole`),
+    /// else closing it once the answer is sent. Returns whether there was
+    /// one.
+    #[cold]
+    pub(super) fn release_held(&mut self, whole: bool, shared: &mut Shared) -> bool {
+        let Some(held) = self.held.take() else {
+            return false;
+        };
+        let (res, exchange) = *held;
+        self.lend_output(shared);
+        if whole {
+            let exchange = Exchange {
+                keep_alive: exchange.keep_alive && !shared.draining,
+                ..exchange
+            };
+            self.encode_response(res, exchange, shared);
+        } else {
+            self.encode_response(res, exchange.closing(), shared);
+            self.rbuf.clear();
+            self.head_started = None;
+            self.body_started = None;
+        }
+        true
     }
 
     /// Queues `res` as the last answer on this connection: the body that

@@ -265,6 +265,10 @@ pub(crate) struct Conn<T> {
     retire: Option<Instant>,
     /// The request whose head was admitted and whose body is being read.
     admitted: Option<Box<Admitted>>,
+    /// The answer to a request whose chunked body is being passed over
+    /// unread: held until the body ends, so that it can say whether the
+    /// connection stays open (see [`Conn::admit`]).
+    held: Option<Box<(crate::http::Response, crate::http::encode::Exchange)>>,
     /// Set once the connection is a server-sent event stream.
     sse: Option<Box<SseSession>>,
     /// A PROXY protocol header is expected before the first request.
@@ -338,6 +342,7 @@ impl<T: Transport> Conn<T> {
             ws: None,
             retire: None,
             admitted: None,
+            held: None,
             sse: None,
             proxy_header: false,
             counted_ip: peer.ip(),
@@ -533,10 +538,14 @@ impl<T: Transport> Conn<T> {
             return Expired::Close;
         }
         if self.decoder.discarding() {
-            // The body of an answered request stopped coming: nothing to
-            // say either, but a lingering close, so that a client still
-            // sending does not get a reset that could cost it the answer.
-            self.linger(shared.now);
+            // The body of an answered request stopped coming. A held
+            // answer goes out now, saying that the connection closes;
+            // else there is nothing to say, but a lingering close, so that
+            // a client still sending does not get a reset that could cost
+            // it the answer.
+            if !self.release_held(false, shared) {
+                self.linger(shared.now);
+            }
             return Expired::Drive;
         }
         self.request_timed_out(shared);

@@ -218,7 +218,8 @@ fn a_chunked_body_passed_over_past_its_limit_leaves_nothing_buffered() {
         .write_all(b"POST /nope HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
         .unwrap();
     conn.drive(&mut shared);
-    assert_eq!(statuses(&received(&mut client)), ["404"]);
+    // The answer waits for the body's end (see the next test).
+    assert_eq!(received(&mut client), "");
     // 20 chunks of 16 KiB: the limit is crossed inside a read, with more
     // of the body behind it in the same read.
     let mut chunk = b"4000\r\n".to_vec();
@@ -238,6 +239,49 @@ fn a_chunked_body_passed_over_past_its_limit_leaves_nothing_buffered() {
     assert_eq!(conn.phase, Phase::Lingering, "closed past the limit");
     assert!(conn.rbuf.is_empty(), "{} bytes kept", conn.rbuf.len());
     assert_eq!(conn.rbuf.capacity(), 0, "a buffer kept while lingering");
+    let text = received(&mut client);
+    assert_eq!(statuses(&text), ["404"]);
+    assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
+}
+
+#[test]
+fn a_chunked_body_passed_over_holds_its_answer_until_its_end() {
+    // Only its end tells whether a chunked body is short enough and well
+    // formed: the answer waits for it, to say whether the connection
+    // stays open.
+    let (mut conn, mut client, mut shared) = setup(app());
+    let opened = shared.now;
+    client
+        .write_all(b"POST /nope HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab")
+        .unwrap();
+    conn.drive(&mut shared);
+    assert_eq!(received(&mut client), "");
+    client.write_all(b"cde\r\n0\r\n\r\n").unwrap();
+    conn.readable(false);
+    conn.drive(&mut shared);
+    let text = received(&mut client);
+    assert_eq!(statuses(&text), ["404"]);
+    assert!(!text.contains("connection: close"), "{text}");
+    assert!(conn.idle());
+    // A body that stops coming: the answer goes out at the body timeout,
+    // saying that the connection closes (no 408: the request had an
+    // answer), and the connection lingers.
+    let (mut conn, mut client, mut shared) = setup(app());
+    client
+        .write_all(b"HEAD /nope HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab")
+        .unwrap();
+    conn.drive(&mut shared);
+    assert_eq!(received(&mut client), "");
+    shared.now = opened + Duration::from_secs(6);
+    assert_eq!(conn.timed_out(&mut shared), Expired::Drive);
+    assert_eq!(conn.drive(&mut shared), Next::Keep);
+    let text = received(&mut client);
+    assert!(text.starts_with("HTTP/1.1 404 "), "{text}");
+    assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
+    // Still a `HEAD`'s answer: no body.
+    assert!(text.ends_with("\r\n\r\n"), "{text}");
+    assert!(write_side_closed(&mut client));
+    assert_eq!(conn.deadline(&shared), shared.now + LINGER);
 }
 
 #[test]
