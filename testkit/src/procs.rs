@@ -271,6 +271,9 @@ struct Output {
     /// Every stdout line but the `listening on` ones (an access log on
     /// stdout), invalid UTF-8 replaced.
     out: Vec<String>,
+    /// The reader threads read nothing while this is set (see
+    /// [`ServerTree::hold_output`]).
+    held: bool,
 }
 
 /// Reads one of the server's output streams into `output`. On stdout,
@@ -292,7 +295,13 @@ fn read_lines(
         let capacity = if pause.is_some() { 512 } else { 8192 };
         let mut reader = BufReader::with_capacity(capacity, stream);
         let mut line = Vec::new();
-        while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+        loop {
+            while output.lock().unwrap_or_else(|e| e.into_inner()).held {
+                thread::sleep(Duration::from_millis(2));
+            }
+            if reader.read_until(b'\n', &mut line).unwrap_or(0) == 0 {
+                break;
+            }
             if line.starts_with(b"listening on ") {
                 if let Some((pid, sig)) = on_listening.take() {
                     let _ = signal(pid, sig);
@@ -532,6 +541,13 @@ impl ServerTree {
     /// lines), in order.
     pub fn unix_paths(&self) -> Vec<std::path::PathBuf> {
         self.lock().unix_paths.clone()
+    }
+
+    /// Stops reading the server's stdout and stderr (`true`), as a log
+    /// reader that got stuck would, so that the pipes fill up; or reads on
+    /// (`false`). What was already read stays available.
+    pub fn hold_output(&self, held: bool) {
+        self.lock().held = held;
     }
 
     /// The address the server listens on.

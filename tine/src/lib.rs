@@ -93,6 +93,7 @@ mod group;
 mod handler;
 mod http;
 mod limits;
+mod log_writer;
 mod macros;
 mod middleware;
 mod multipart;
@@ -115,6 +116,7 @@ pub use crate::http::{
     BodyReader, Extensions, HeaderValues, IntoResponse, Params, Request, RequestBuilder, Response,
 };
 pub use crate::limits::Limits;
+pub use crate::log_writer::LogWriter;
 pub use crate::middleware::{Compression, Cors};
 pub use crate::multipart::{Multipart, MultipartLimits, Part, PartReader};
 pub use crate::proxies::ProxyHeader;

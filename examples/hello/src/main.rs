@@ -520,7 +520,19 @@ fn pubsub_stats(_: &Request) -> Response {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // Log lines go to stderr through tine's `LogWriter`, which never
+    // blocks for long: a log reader that stops reading cannot freeze the
+    // master and the workers (made here, before the server forks).
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .target(env_logger::Target::Pipe(
+            Box::new(tine::LogWriter::stderr()),
+        ))
+        .write_style(if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            env_logger::WriteStyle::Always
+        } else {
+            env_logger::WriteStyle::Never
+        })
+        .init();
     let args = Args::parse();
     let mut limits = tine::Limits::default();
     if let Some(ms) = args.header_timeout_ms {

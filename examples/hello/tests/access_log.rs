@@ -4,7 +4,8 @@
 //! and reopens the file on `SIGUSR1` to the master (rename, signal, the
 //! new file gets the new lines; a file that cannot be opened again leaves
 //! the old one in use, with one warning). A file that cannot be opened at
-//! all stops the start. Refused requests are logged too.
+//! all stops the start. Refused requests are logged too. A log reader that
+//! stops reading (stdout or stderr) does not stop the server.
 
 use std::time::Duration;
 
@@ -341,5 +342,57 @@ fn refused_requests_are_logged() {
         .find(|v| v["status"] == 400 && v.get("request").is_none())
         .unwrap_or_else(|| panic!("no bare 400 in {all:#?}"));
     assert!(proxy["method"].is_null() && proxy["bytes"].as_u64().unwrap() > 0);
+    s.stop(T);
+}
+
+#[test]
+fn a_log_reader_that_stops_reading_does_not_stop_the_server() {
+    // An access log line on stdout and a `--log` line on stderr per
+    // request, and a panic's log line now and then; then nobody reads
+    // either pipe. A blocking write would freeze the workers once a pipe
+    // is full (64 KiB), and the master with them.
+    let s = ServerTree::start_workers(HELLO, 2, &["--access-log", "common", "--log"]);
+    s.wait_ready(2, T);
+    s.hold_output(true);
+    let addr = s.addr();
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                for i in 0..600 {
+                    let path = if i % 100 == 0 { "/panic" } else { "/plaintext" };
+                    let r = client.get(&format!(
+                        "{path}?client={c}&request={i}&{}",
+                        "x".repeat(100)
+                    ));
+                    assert!(r.status == 200 || r.status == 500, "{}", r.status);
+                    if r.status == 500 {
+                        // A panic's answer closes nothing; a new
+                        // connection anyway, to reach both workers.
+                        client = Client::connect(addr);
+                    }
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join()
+            .expect("every request answered while the logs were stuck");
+    }
+    // The master is not stuck either: it still answers a status request
+    // through a worker and takes signals.
+    assert_eq!(testkit::get(addr, "/plaintext").status, 200);
+    // The reader comes back: logging goes on, saying what was lost.
+    s.hold_output(false);
+    assert!(
+        wait_until(T, || {
+            let _ = testkit::get(addr, "/plaintext");
+            s.stderr()
+                .contains("log line(s) dropped: the reader had no room")
+                && s.stderr().contains("line(s) lost since the last warning")
+        }),
+        "{}",
+        s.stderr()
+    );
     s.stop(T);
 }

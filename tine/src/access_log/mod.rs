@@ -7,7 +7,6 @@ use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, Write as _};
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime};
@@ -74,13 +73,17 @@ pub enum LogFormat {
 /// so a JSON line stays valid JSON).
 ///
 /// **Lost lines.** Each line is one `write(2)`, never completed by a
-/// second one that another process's line could come between. A line
-/// that cannot be written (a non-blocking pipe that is full, a full disk)
-/// is dropped, not retried, so that a stuck log reader does not stall the
-/// server; a write cut short (possible on a full disk, not on a pipe for
-/// lines of this size) is ended with a newline so that the next line
-/// starts whole. Lost lines are counted and reported in a warning, at
-/// most once a minute.
+/// second one that another process's line could come between. On stdout
+/// a full pipe (or socket) is waited for up to a second, so a slow reader
+/// slows the server down and loses nothing; a reader that is stuck costs
+/// that wait once, and lines are then dropped without waiting until one
+/// goes out again (see [`LogWriter`](crate::LogWriter)), so that it
+/// cannot freeze the workers. A line that cannot be written (that, or a
+/// full disk) is dropped, not retried; a write cut short (possible on a
+/// full disk, not on a pipe for lines of this size) is ended with a
+/// newline, or if even that fails, the next line starts with one, so that
+/// it starts whole. Lost lines are counted and reported in a warning, at
+/// most once a minute, and once more when lines go out again.
 ///
 /// **Request ids.** With an access log, every request gets an id: its
 /// `X-Request-Id` header when that is 1 to 64 characters of
@@ -146,6 +149,14 @@ impl AccessLog {
     pub fn format(&self) -> LogFormat {
         self.format
     }
+
+    /// Where lines go, as warnings name it.
+    fn destination(&self) -> String {
+        match &self.path {
+            Some(path) => path.display().to_string(),
+            None => "stdout".to_string(),
+        }
+    }
 }
 
 /// The response field that echoes a request's id.
@@ -177,6 +188,9 @@ struct Sink {
     retry_at: Option<Instant>,
     /// Lines lost since the last warning.
     lost: u64,
+    /// The file's last line was cut short without its newline: see
+    /// [`write_once`].
+    cut: bool,
     /// After a warning about a lost line: no other until then.
     quiet_until: Option<Instant>,
     /// The line being written, kept between lines (no allocation per
@@ -344,6 +358,10 @@ pub(crate) fn check(
 ) -> io::Result<()> {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let Some(path) = &log.path else {
+        // Stdout: set up the way to write it without blocking now, while
+        // the process may still open the pipe behind it again (before the
+        // fork and before workers drop privileges).
+        crate::LogWriter::stdout();
         return Ok(());
     };
     let named = |e: io::Error| {
@@ -436,18 +454,15 @@ fn write_line(log: &AccessLog, record: &Record<'_>, took: Duration) {
         );
         debug_assert!(line.len() <= MAX_LINE, "{} bytes", line.len());
         let written = match &log.path {
-            None => {
-                // Straight to the file descriptor: `Stdout`'s buffer would
-                // finish a partial write with a second one. Anything this
-                // process left in that buffer goes first.
-                let mut out = io::stdout().lock();
-                let _ = out.flush();
-                write_once(&line, |l| Ok(nix::unistd::write(out.as_fd(), l)?))
-            }
+            // Straight to the descriptor, without blocking when a pipe's
+            // reader stops reading (see `LogWriter`), and not through
+            // `Stdout`'s buffer, which would finish a partial write with a
+            // second one (and block).
+            None => crate::LogWriter::stdout().write_line(&line).map_err(Some),
             Some(path) => {
                 sink.open(path);
                 match &sink.file {
-                    Some(file) => write_once(&line, |l| {
+                    Some(file) => write_once(&line, &mut sink.cut, |l| {
                         let mut file = file;
                         file.write(l)
                     }),
@@ -456,27 +471,42 @@ fn write_line(log: &AccessLog, record: &Record<'_>, took: Duration) {
             }
         };
         sink.line = line;
-        if let Err(e) = written {
-            sink.lost(log, e);
+        match written {
+            Ok(()) if sink.lost > 0 => sink.writing_again(log),
+            Ok(()) => {}
+            Err(e) => sink.lost(log, e),
         }
     });
 }
 
 /// One `write` of `line`, again only when interrupted before anything was
-/// written. A write cut short is ended with a newline (the line is lost,
-/// the next one starts whole).
+/// written. A write cut short is ended with a newline (the line is lost);
+/// if even that newline could not be written (a full disk), `cut` says so,
+/// and the next line is written after a newline of its own, so that it
+/// starts whole rather than glued to the fragment.
 fn write_once(
     line: &[u8],
+    cut: &mut bool,
     mut write: impl FnMut(&[u8]) -> io::Result<usize>,
 ) -> Result<(), Option<io::Error>> {
+    let after_cut;
+    let bytes = if *cut {
+        after_cut = [b"\n", line].concat();
+        &after_cut[..]
+    } else {
+        line
+    };
     loop {
-        match write(line) {
-            Ok(n) if n == line.len() => return Ok(()),
+        match write(bytes) {
+            Ok(n) if n == bytes.len() => {
+                *cut = false;
+                return Ok(());
+            }
             Ok(n) => {
-                let _ = write(b"\n");
+                *cut = !matches!(write(b"\n"), Ok(1));
                 return Err(Some(io::Error::new(
                     io::ErrorKind::WriteZero,
-                    format!("a line cut short after {n} of {} bytes", line.len()),
+                    format!("a line cut short after {n} of {} bytes", bytes.len()),
                 )));
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -518,6 +548,23 @@ impl Sink {
         }
     }
 
+    /// A line went out after lines were lost: say how many, once the
+    /// quiet minute after the last warning is over (a log that fails and
+    /// recovers again and again warns once a minute, not per line).
+    #[cold]
+    fn writing_again(&mut self, log: &AccessLog) {
+        let now = Instant::now();
+        if self.quiet_until.is_some_and(|until| now < until) {
+            return;
+        }
+        self.quiet_until = Some(now + RETRY);
+        log::warn!(
+            "access log {}: writing again; {} line(s) lost since the last warning",
+            log.destination(),
+            std::mem::take(&mut self.lost)
+        );
+    }
+
     /// Counts a lost line, and warns at most once a minute (`e`: why, if
     /// not that the file could not be opened, already warned about).
     #[cold]
@@ -531,12 +578,9 @@ impl Sink {
             return;
         }
         self.quiet_until = Some(now + RETRY);
-        let to = match &log.path {
-            Some(path) => path.display().to_string(),
-            None => "stdout".to_string(),
-        };
         log::warn!(
-            "access log {to}: {e}; {} line(s) lost since the last warning",
+            "access log {}: {e}; {} line(s) lost since the last warning",
+            log.destination(),
             std::mem::take(&mut self.lost)
         );
     }
@@ -594,7 +638,8 @@ mod tests {
         // Interrupted before anything was written: the whole line again.
         let mut calls = Vec::new();
         let mut interrupted = false;
-        let r = write_once(b"line\n", |l| {
+        let mut cut = false;
+        let r = write_once(b"line\n", &mut cut, |l| {
             calls.push(l.to_vec());
             if !interrupted {
                 interrupted = true;
@@ -606,15 +651,35 @@ mod tests {
         assert_eq!(calls, [b"line\n".to_vec(), b"line\n".to_vec()]);
         // Cut short: never the rest of the line, a newline instead.
         let mut calls = Vec::new();
-        let r = write_once(b"line\n", |l| {
+        let r = write_once(b"line\n", &mut cut, |l| {
             calls.push(l.to_vec());
             Ok(l.len().min(2))
         });
         assert!(matches!(r, Err(Some(_))));
         assert_eq!(calls, [b"line\n".to_vec(), b"\n".to_vec()]);
+        assert!(!cut, "the newline went out");
+        // Cut short, and no room for the newline either (a full disk):
+        // the next line starts with one, not glued to the fragment.
+        let mut calls = Vec::new();
+        let r = write_once(b"line\n", &mut cut, |l| {
+            calls.push(l.to_vec());
+            match l {
+                b"\n" => Err(io::Error::from_raw_os_error(28)),
+                _ => Ok(2),
+            }
+        });
+        assert!(matches!(r, Err(Some(_))));
+        assert!(cut);
+        let mut calls = Vec::new();
+        let r = write_once(b"next\n", &mut cut, |l| {
+            calls.push(l.to_vec());
+            Ok(l.len())
+        });
+        assert!(r.is_ok() && !cut);
+        assert_eq!(calls, [b"\nnext\n".to_vec()]);
         // A full non-blocking pipe: dropped, not retried.
         let mut n = 0;
-        let r = write_once(b"line\n", |_| {
+        let r = write_once(b"line\n", &mut cut, |_| {
             n += 1;
             Err(io::ErrorKind::WouldBlock.into())
         });
