@@ -141,6 +141,14 @@ struct Output {
 /// [`Output::write_whole`]).
 const WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How a line goes to a socket: without waiting, and without `SIGPIPE`
+/// where the flag exists (elsewhere Rust programs ignore `SIGPIPE`).
+#[cfg(not(any(target_os = "macos", target_os = "ios")))]
+const SEND: rustix::net::SendFlags =
+    rustix::net::SendFlags::DONTWAIT.union(rustix::net::SendFlags::NOSIGNAL);
+#[cfg(any(target_os = "macos", target_os = "ios"))]
+const SEND: rustix::net::SendFlags = rustix::net::SendFlags::DONTWAIT;
+
 /// A full pipe or socket.
 fn is_full(result: &io::Result<usize>) -> bool {
     matches!(result, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
@@ -270,11 +278,7 @@ impl Output {
             return Err(io::ErrorKind::NotConnected.into());
         };
         let n = match &self.how {
-            How::Socket => rustix::net::send(
-                fd,
-                bytes,
-                rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL,
-            )?,
+            How::Socket => rustix::net::send(fd, bytes, SEND)?,
             How::Poll => {
                 let mut polled = [rustix::event::PollFd::new(
                     &fd,
