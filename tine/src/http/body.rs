@@ -228,10 +228,25 @@ pub(crate) struct SpillFile {
     len: u64,
 }
 
+/// The answer when a temporary file cannot be made: `503` when out of
+/// descriptors, else `500`.
+fn failed_open(e: &std::io::Error) -> StatusCode {
+    let out_of_descriptors = [rustix::io::Errno::MFILE, rustix::io::Errno::NFILE]
+        .iter()
+        .any(|errno| e.raw_os_error() == Some(errno.raw_os_error()));
+    if out_of_descriptors {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    }
+}
+
 impl SpillFile {
     /// An anonymous file in the temporary directory (`TMPDIR`, else
     /// `/tmp`; `O_TMPFILE` where the system has it). A failure is logged
-    /// and answered `500`.
+    /// and answered `500`, or `503` when the process or the system is out
+    /// of file descriptors (a passing condition, answered as a static file
+    /// that cannot be opened for that reason is).
     pub(crate) fn new() -> Result<Self, StatusCode> {
         match tempfile::tempfile() {
             Ok(file) => Ok(SpillFile {
@@ -240,7 +255,7 @@ impl SpillFile {
             }),
             Err(e) => {
                 log::error!("cannot create a temporary file for a request body: {e}");
-                Err(StatusCode::INTERNAL_SERVER_ERROR)
+                Err(failed_open(&e))
             }
         }
     }
@@ -293,6 +308,21 @@ fn is_field_line(line: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn out_of_descriptors_is_503_and_other_failures_500() {
+        let errno = |e: rustix::io::Errno| std::io::Error::from_raw_os_error(e.raw_os_error());
+        for e in [rustix::io::Errno::MFILE, rustix::io::Errno::NFILE] {
+            assert_eq!(failed_open(&errno(e)), StatusCode::SERVICE_UNAVAILABLE);
+        }
+        for e in [
+            rustix::io::Errno::NOSPC,
+            rustix::io::Errno::NOENT,
+            rustix::io::Errno::ACCESS,
+        ] {
+            assert_eq!(failed_open(&errno(e)), StatusCode::INTERNAL_SERVER_ERROR);
+        }
+    }
 
     /// Asserts that each input is refused with 400.
     fn assert_refused(inputs: &[&[u8]]) {

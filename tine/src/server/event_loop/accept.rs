@@ -50,7 +50,7 @@
 //! per-address connection limit does not count.
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use std::os::fd::{AsFd, BorrowedFd};
 
@@ -272,7 +272,9 @@ impl EventLoop {
         };
         loop {
             if self.conns.len() >= max {
-                log::warn!("{max} connections open (the limit); pausing accept");
+                if let Some(more) = self.accept_warnings[0].allow(self.now) {
+                    log::warn!("{max} connections open (the limit); pausing accept{more}");
+                }
                 self.set_accepting(false);
                 return;
             }
@@ -380,7 +382,11 @@ impl EventLoop {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_resource_exhaustion(&e) => {
-                    log::warn!("accept failed ({e}); pausing accept for {ACCEPT_BACKOFF:?}");
+                    if let Some(more) = self.accept_warnings[1].allow(self.now) {
+                        log::warn!(
+                            "accept failed ({e}); pausing accept for {ACCEPT_BACKOFF:?}{more}"
+                        );
+                    }
                     self.set_accepting(false);
                     self.accept_resume = Some(self.now + ACCEPT_BACKOFF);
                     return;
@@ -394,6 +400,31 @@ impl EventLoop {
                 }
             }
         }
+    }
+}
+
+/// A warning said at most once per [`Throttle::EVERY`], then with how many
+/// times it was held back since.
+#[derive(Debug, Default)]
+pub(super) struct Throttle {
+    next: Option<Instant>,
+    held: u64,
+}
+
+impl Throttle {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    /// `Some` (what to append to the warning) when it may be said now.
+    pub(super) fn allow(&mut self, now: Instant) -> Option<String> {
+        if self.next.is_some_and(|next| now < next) {
+            self.held += 1;
+            return None;
+        }
+        self.next = Some(now + Self::EVERY);
+        Some(match std::mem::take(&mut self.held) {
+            0 => String::new(),
+            n => format!(" ({n} more time(s) in the last {}s)", Self::EVERY.as_secs()),
+        })
     }
 }
 
@@ -451,4 +482,24 @@ mod libc_errno {
     pub(super) const ENFILE: i32 = rustix::io::Errno::NFILE.raw_os_error();
     pub(super) const ENOBUFS: i32 = rustix::io::Errno::NOBUFS.raw_os_error();
     pub(super) const ENOMEM: i32 = rustix::io::Errno::NOMEM.raw_os_error();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_throttled_warning_is_said_every_ten_seconds_with_a_count() {
+        let mut t = Throttle::default();
+        let start = Instant::now();
+        assert_eq!(t.allow(start).as_deref(), Some(""));
+        for ms in [100, 200, 9_999] {
+            assert_eq!(t.allow(start + Duration::from_millis(ms)), None);
+        }
+        assert_eq!(
+            t.allow(start + Duration::from_secs(10)).as_deref(),
+            Some(" (3 more time(s) in the last 10s)")
+        );
+        assert_eq!(t.allow(start + Duration::from_secs(15)), None);
+    }
 }

@@ -81,6 +81,9 @@ pub(crate) struct EventLoop {
     drain_deadline: Option<Instant>,
     /// Accepting is paused (descriptor exhaustion) until then.
     accept_resume: Option<Instant>,
+    /// The warnings that accepting paused, which could otherwise repeat
+    /// ten times a second for as long as the condition lasts.
+    accept_warnings: [accept::Throttle; 2],
     signals: Signals,
     master: Option<MasterLink>,
     /// WebSocket subscribers by topic.
@@ -177,6 +180,7 @@ impl EventLoop {
             now,
             drain_deadline: None,
             accept_resume: None,
+            accept_warnings: Default::default(),
             signals,
             master: None,
             topics: Topics::new(),
