@@ -380,7 +380,22 @@ impl ServerTree {
     /// [`ServerTree::spawn`] with `env` (name, value) added to the
     /// environment of the server.
     pub fn spawn_env(bin: &str, args: &[&str], env: &[(&str, &str)]) -> ServerTree {
-        ServerTree::spawn_signalled(bin, args, env, None, None)
+        ServerTree::spawn_signalled(bin, args, env, None, None, None)
+    }
+
+    /// [`ServerTree::start`] with the server's `RLIMIT_NOFILE` (soft and
+    /// hard) set to `nofile`, in the child between fork and exec: the
+    /// server process is limited, not this test process (whose other
+    /// tests run on with its own limit). The server cannot raise a hard
+    /// limit, so it runs with exactly `nofile` descriptors.
+    pub fn start_with_open_file_limit(bin: &str, nofile: u64, args: &[&str]) -> ServerTree {
+        let mut tree = ServerTree::spawn_signalled(bin, args, &[], None, None, Some(nofile));
+        assert!(
+            wait_until(START_TIMEOUT, || tree.listening().is_some()),
+            "{bin} never announced its address:\n{}",
+            tree.stderr()
+        );
+        tree
     }
 
     /// [`ServerTree::start_workers`] whose stdout pipe is read slowly: a
@@ -395,7 +410,7 @@ impl ServerTree {
         let n = workers.to_string();
         let mut args = vec!["--bind", "127.0.0.1:0", "--workers", &n];
         args.extend_from_slice(extra);
-        let mut tree = ServerTree::spawn_signalled(bin, &args, &[], None, Some(pause));
+        let mut tree = ServerTree::spawn_signalled(bin, &args, &[], None, Some(pause), None);
         assert!(
             wait_until(START_TIMEOUT, || tree.listening().is_some()),
             "{bin} never announced its address:\n{}",
@@ -414,7 +429,7 @@ impl ServerTree {
         env: &[(&str, &str)],
         sig: Signal,
     ) -> ServerTree {
-        ServerTree::spawn_signalled(bin, args, env, Some(sig), None)
+        ServerTree::spawn_signalled(bin, args, env, Some(sig), None, None)
     }
 
     fn spawn_signalled(
@@ -423,11 +438,16 @@ impl ServerTree {
         env: &[(&str, &str)],
         on_listening: Option<Signal>,
         stdout_pause: Option<Duration>,
+        nofile: Option<u64>,
     ) -> ServerTree {
         let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
         let tag = unique_tag();
         let start = Instant::now();
-        let mut child = Command::new(bin)
+        let mut command = Command::new(bin);
+        if let Some(n) = nofile {
+            limit_open_files(&mut command, n);
+        }
+        let mut child = command
             .args(args)
             .env(TAG_VAR, &tag)
             .env("RUST_LOG", "info")
@@ -739,6 +759,22 @@ impl Drop for ServerTree {
         if let Some(dir) = self.scratch.take() {
             let _ = fs::remove_dir_all(dir);
         }
+    }
+}
+
+/// Sets `RLIMIT_NOFILE` to `n` (soft and hard) in the child `command`
+/// starts, after its fork and before its exec.
+#[allow(unsafe_code)]
+fn limit_open_files(command: &mut Command, n: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec, where only
+    // async-signal-safe calls are allowed: it makes one `setrlimit` system
+    // call and allocates nothing (the error is a plain errno).
+    unsafe {
+        command.pre_exec(move || {
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, n, n)
+                .map_err(std::io::Error::from)
+        });
     }
 }
 
