@@ -1,14 +1,37 @@
 //! No file descriptor leaks: 10,000 static-file requests, a third of them
 //! aborted mid-download, leave the server with as many descriptors as it
 //! started with (counted in /proc/PID/fd of the real `hello` process).
+//! And the open-file cache's descriptors are part of the budget the
+//! open-file limit gives: they never keep connections out.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use testkit::procs::ServerTree;
 use testkit::{wait_until, Client, ServerProcess};
 
 const HELLO: &str = env!("CARGO_BIN_EXE_hello");
+const T: Duration = Duration::from_secs(15);
+
+/// A directory of `n` small files `f0.txt` .. `f{n-1}.txt`.
+fn many_files(n: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..n {
+        std::fs::write(dir.path().join(format!("f{i}.txt")), format!("file {i}\n")).unwrap();
+    }
+    dir
+}
+
+/// Fetches every file of [`many_files`] on one keep-alive connection,
+/// each answered 200 with its own content.
+fn fetch_all(client: &mut Client, n: usize) {
+    for i in 0..n {
+        let r = client.get(&format!("/static/f{i}.txt"));
+        assert_eq!((i, r.status), (i, 200), "{}", r.text());
+        assert_eq!(r.text(), format!("file {i}\n"));
+    }
+}
 
 fn open_fds(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -84,4 +107,107 @@ fn a_missing_static_directory_is_refused_at_start_up() {
         assert!(err.starts_with("--static ") && err.contains(why), "{err}");
         assert!(!err.contains("panicked"), "{err}");
     }
+}
+
+/// The black-box report: with `RLIMIT_NOFILE` just above what the start-up
+/// check counts (max_connections + listeners + 64), one client that
+/// fetched many distinct files left that many descriptors in the
+/// open-file cache after it closed, and new connections past what was
+/// left failed `accept` with EMFILE and were never served. Now the cache
+/// only gets what the limit leaves beside max_connections (a warning
+/// names the numbers), so a full house of connections is served.
+#[cfg(target_os = "linux")]
+#[test]
+fn cached_files_leave_every_connection_its_descriptor() {
+    const LIMIT: u64 = 300;
+    const MAX_CONNECTIONS: usize = 200;
+    const FILES: usize = 150;
+    let dir = many_files(FILES);
+    let max = MAX_CONNECTIONS.to_string();
+    let s = ServerTree::start_with_open_file_limit(
+        HELLO,
+        LIMIT,
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--static",
+            dir.path().to_str().unwrap(),
+            "--open-file-cache-ms",
+            "60000",
+            "--max-connections",
+            &max,
+        ],
+    );
+    let mut one = Client::connect(s.addr());
+    fetch_all(&mut one, FILES);
+    drop(one);
+
+    // Every connection max_connections allows, open at once, each served.
+    let mut clients: Vec<Client> = (0..MAX_CONNECTIONS)
+        .map(|_| Client::connect(s.addr()))
+        .collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.send(format!("GET /static/f{}.txt HTTP/1.1\r\nHost: t\r\n\r\n", i % FILES).as_bytes());
+    }
+    // One deadline for all the answers (a client left unaccepted would
+    // otherwise cost a whole read timeout each).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let served = clients
+        .iter_mut()
+        .map(|c| {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let wait = left.max(Duration::from_millis(10));
+            c.stream.set_read_timeout(Some(wait)).unwrap();
+            c.try_read_response(false)
+        })
+        .filter(|r| r.as_ref().is_ok_and(|r| r.status == 200))
+        .count();
+    assert_eq!(served, MAX_CONNECTIONS, "{}", s.stderr());
+    let log = s.stderr();
+    assert!(!log.contains("Too many open files"), "{log}");
+    // Said at start-up: 300 - 200 connections - 1 listener - 64 = 35.
+    assert!(
+        log.contains("open-file cache") && log.contains("(300)") && log.contains(" 35 "),
+        "{log}"
+    );
+    drop(clients);
+    s.stop(T);
+}
+
+/// The lockout variant: at a limit of 64 descriptors, one keep-alive
+/// client fetching 60 distinct files filled the descriptor table with
+/// cached files while it stayed connected: its own later requests got
+/// 503 and every new client waited unaccepted. A limit that cannot even
+/// hold max_connections leaves the cache nothing: every file is opened
+/// and closed per request, and everyone is served.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_keep_alive_client_cannot_fill_the_descriptor_table_with_cached_files() {
+    const FILES: usize = 60;
+    let dir = many_files(FILES);
+    let s = ServerTree::start_with_open_file_limit(
+        HELLO,
+        64,
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--static",
+            dir.path().to_str().unwrap(),
+            "--open-file-cache-ms",
+            "60000",
+        ],
+    );
+    let mut keep = Client::connect(s.addr());
+    fetch_all(&mut keep, FILES);
+    // Still connected: another client is accepted and served.
+    let mut other = Client::connect(s.addr());
+    other
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    other.send(b"GET /static/f1.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = other.try_read_response(false);
+    assert!(r.is_ok_and(|r| r.status == 200), "{}", s.stderr());
+    fetch_all(&mut keep, FILES);
+    s.stop(T);
 }

@@ -42,6 +42,8 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use cache::OpenCache;
+
 use http::header::{
     ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_RANGE, CONTENT_TYPE, ETAG,
     LAST_MODIFIED, RANGE, VARY,
@@ -54,6 +56,7 @@ use rustix::fs::{Mode, ResolveFlags};
 use rustix::io::Errno;
 
 mod beneath;
+pub(crate) mod cache;
 pub(crate) mod conditional;
 pub(crate) mod encoding;
 mod path;
@@ -181,7 +184,6 @@ impl StaticConfig {
     /// lookup (at most once per this time), so the descriptor of a file
     /// deleted meanwhile does not keep its disk space for long. Default
     /// `None` (every request looks again).
-    ///
     /// ```
     /// let config = tine::StaticConfig::new("./public")
     ///     .open_file_cache(std::time::Duration::from_secs(10));
@@ -243,24 +245,9 @@ pub(crate) struct Mount {
     index: Option<Box<[u8]>>,
     cache_control: Option<HeaderValue>,
     precompressed: bool,
-    cache: Option<OpenCache>,
+    /// The open-file cache (see the `cache` module).
+    cache: Option<Rc<OpenCache>>,
 }
-
-/// An open file, its metadata, and when it was opened.
-type Cached = (Rc<File>, Metadata, Instant);
-
-/// Open files by path relative to the root, for `open_file_cache`.
-#[derive(Debug)]
-struct OpenCache {
-    ttl: Duration,
-    entries: std::cell::RefCell<std::collections::HashMap<Box<[u8]>, Cached>>,
-    /// When entries past their time are closed next (see [`open_node`]).
-    next_sweep: std::cell::Cell<Instant>,
-}
-
-/// Most cached open files per mount and worker; past it the cache starts
-/// over (a simple bound on descriptors and memory).
-const OPEN_CACHE_MAX: usize = 1024;
 
 impl Mount {
     /// Opens `cfg.root` and chooses the lookup: `openat2` on Linux unless
@@ -299,11 +286,7 @@ impl Mount {
             index,
             cache_control: cfg.cache_control,
             precompressed: cfg.precompressed,
-            cache: cfg.open_file_cache.map(|ttl| OpenCache {
-                ttl,
-                entries: Default::default(),
-                next_sweep: std::cell::Cell::new(Instant::now() + ttl),
-            }),
+            cache: cfg.open_file_cache.map(OpenCache::new),
         })
     }
 }
@@ -567,34 +550,16 @@ fn open_node(mount: &Mount, path: &CStr) -> Result<(Rc<File>, Metadata), Miss> {
     };
     let key = path.to_bytes();
     let now = Instant::now();
-    if now >= cache.next_sweep.get() {
-        // Entries past their time are closed on the next lookup after
-        // one more time-to-live (as nginx's `open_file_cache` does),
-        // rather than only when their own path is asked for again: the
-        // descriptor of a deleted file keeps its disk space.
-        cache
-            .entries
-            .borrow_mut()
-            .retain(|_, (_, _, at)| now.duration_since(*at) < cache.ttl);
-        cache.next_sweep.set(now + cache.ttl);
-    }
-    if let Some((file, meta, at)) = cache.entries.borrow().get(key) {
-        if now.duration_since(*at) < cache.ttl {
-            return Ok((file.clone(), meta.clone()));
-        }
+    if let Some(hit) = cache.get(key, now) {
+        return Ok(hit);
     }
     let opened = open_uncached(mount, path);
-    let mut entries = cache.entries.borrow_mut();
-    let Ok((file, meta)) = opened else {
+    match &opened {
+        Ok((file, meta)) => cache.insert(key, file, meta, now),
         // Gone (or failing) now: its old descriptor goes too.
-        entries.remove(key);
-        return opened;
-    };
-    if entries.len() >= OPEN_CACHE_MAX {
-        entries.clear();
+        Err(_) => cache.remove(key),
     }
-    entries.insert(key.into(), (file.clone(), meta.clone(), now));
-    Ok((file, meta))
+    opened
 }
 
 fn open_uncached(mount: &Mount, path: &CStr) -> Result<(Rc<File>, Metadata), Miss> {

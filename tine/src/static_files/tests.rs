@@ -1033,3 +1033,55 @@ fn open_file_cache_serves_the_cached_file_until_it_expires() {
     assert!(matches!(f.get("/../secret.txt", &[]), Outcome::NotFound));
     assert!(matches!(f.get("/link_out", &[]), Outcome::NotFound));
 }
+
+/// Five distinct files of the fixture.
+const FIVE: [&str; 5] = [
+    "/hello.txt",
+    "/app.js",
+    "/data.json",
+    "/logo.svg",
+    "/img.png",
+];
+
+fn cached(f: &Fixture) -> usize {
+    f.mount.cache.as_ref().expect("a cache").len()
+}
+
+/// The caches of a process share what the open-file limit leaves beside
+/// the connections: a mount keeps no more files than its share, and a
+/// share of nothing caches nothing (every file is still served).
+#[test]
+fn open_file_caches_keep_to_their_share_of_the_budget() {
+    let ttl = Some(Duration::from_secs(60));
+    let a = fixture_with(|c| c.open_file_cache = ttl);
+    let b = fixture_with(|c| c.open_file_cache = ttl);
+    let uncached = fixture();
+    assert_eq!(cache::wanted(), 2 * cache::OPEN_CACHE_MAX);
+    assert_eq!(cache::fit(Some(7)), 6);
+    for f in [&a, &b] {
+        assert_eq!(f.mount.cache.as_ref().unwrap().capacity(), 3);
+        for path in FIVE {
+            assert_eq!(
+                ok(f.get(path, &[])).body(),
+                fs::read(f.base.join("root").join(&path[1..])).unwrap()
+            );
+            assert!(cached(f) <= 3, "{}", cached(f));
+        }
+    }
+    assert!(matches!(
+        uncached.get("/hello.txt", &[]),
+        Outcome::Respond { .. }
+    ));
+    // A cache over its new share lets go of its files.
+    assert_eq!(cache::fit(Some(1)), 0);
+    assert_eq!((cached(&a), cached(&b)), (0, 0));
+    for path in FIVE {
+        ok(a.get(path, &[]));
+    }
+    assert_eq!(cached(&a), 0);
+    // Plenty of room (or no limit): the per-mount maximum.
+    assert_eq!(cache::fit(Some(1 << 20)), 2 * cache::OPEN_CACHE_MAX);
+    assert_eq!(cache::fit(None), 2 * cache::OPEN_CACHE_MAX);
+    drop(b);
+    assert_eq!(cache::wanted(), cache::OPEN_CACHE_MAX);
+}

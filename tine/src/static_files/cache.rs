@@ -1,0 +1,194 @@
+//! The open-file cache ([`StaticConfig::open_file_cache`], like nginx's
+//! `open_file_cache`): open files and their metadata by path, per mount
+//! and process, so that a hit costs no `open`, `fstat` or `close`.
+//!
+//! Its descriptors come out of the same table as the connections'. They
+//! used to be counted nowhere: the start-up check of the open-file limit
+//! promised room for `max_connections` while every mount's cache could
+//! keep up to [`OPEN_CACHE_MAX`] files open for as long as no static
+//! request came to sweep them. One client fetching a few hundred distinct
+//! files left that many descriptors behind when it closed, and new
+//! connections past what was left failed `accept` with `EMFILE` for good;
+//! at a low limit a single keep-alive client could fill the table, get
+//! 503s for its own requests and keep everyone else out. So, as nginx's
+//! cache counts against `worker_rlimit_nofile`:
+//!
+//! **Budget.** At start-up (`server::nofile`) the caches of a process get
+//! what the open-file limit leaves beside `max_connections`, the listeners
+//! and the fixed margin, shared evenly between the mounts and at most
+//! [`OPEN_CACHE_MAX`] each ([`fit`]); nothing when the limit cannot even
+//! hold the connections. A warning names the numbers when that is less
+//! than they would keep.
+//!
+//! A worker is one thread and mounts are `!Send` (made and used on the
+//! thread that runs the server; forked workers inherit that thread's
+//! copy), so the caches of the process are found through a thread-local
+//! list. The hot path is unchanged.
+//!
+//! [`StaticConfig::open_file_cache`]: super::StaticConfig::open_file_cache
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fs::{File, Metadata};
+use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
+
+/// Most cached open files per mount and process; past it the cache drops
+/// its expired entries, and if it is still full, starts over (a simple
+/// bound on descriptors and memory). The budget ([`fit`]) may allow less.
+pub(crate) const OPEN_CACHE_MAX: usize = 1024;
+
+/// An open file, its metadata, and when it was opened.
+type Cached = (Rc<File>, Metadata, Instant);
+
+/// Open files by path relative to a mount's root.
+#[derive(Debug)]
+pub(super) struct OpenCache {
+    ttl: Duration,
+    entries: RefCell<HashMap<Box<[u8]>, Cached>>,
+    /// When entries past their time are closed next: when the oldest one
+    /// expires, but no sooner than a quarter of the time-to-live after the
+    /// last sweep (each sweep walks every entry). `None`: nothing cached.
+    next_sweep: Cell<Option<Instant>>,
+    /// Most entries it keeps: [`OPEN_CACHE_MAX`], or its share of the
+    /// open-file budget ([`fit`]); 0 caches nothing.
+    capacity: Cell<usize>,
+}
+
+thread_local! {
+    /// The caches of this process's mounts (dropped mounts leave a dead
+    /// reference, pruned as met).
+    static CACHES: RefCell<Vec<Weak<OpenCache>>> = const { RefCell::new(Vec::new()) };
+}
+
+impl OpenCache {
+    /// A cache whose entries live for `ttl`, holding up to
+    /// [`OPEN_CACHE_MAX`] files until [`fit`] says otherwise.
+    pub(super) fn new(ttl: Duration) -> Rc<OpenCache> {
+        let cache = Rc::new(OpenCache {
+            ttl,
+            entries: RefCell::default(),
+            next_sweep: Cell::new(None),
+            capacity: Cell::new(OPEN_CACHE_MAX),
+        });
+        CACHES.with_borrow_mut(|caches| {
+            caches.retain(|c| c.strong_count() > 0);
+            caches.push(Rc::downgrade(&cache));
+        });
+        cache
+    }
+
+    /// The cached file for `key`, if it is still within its time. Sweeps
+    /// first if a sweep is due.
+    pub(super) fn get(&self, key: &[u8], now: Instant) -> Option<(Rc<File>, Metadata)> {
+        if self.next_sweep.get().is_some_and(|at| now >= at) {
+            self.sweep(now);
+        }
+        let entries = self.entries.borrow();
+        let (file, meta, at) = entries.get(key)?;
+        (now.duration_since(*at) < self.ttl).then(|| (file.clone(), meta.clone()))
+    }
+
+    /// Keeps `file` for `key`, opened at `now`, if the budget allows any.
+    pub(super) fn insert(&self, key: &[u8], file: &Rc<File>, meta: &Metadata, now: Instant) {
+        let capacity = self.capacity.get();
+        let mut entries = self.entries.borrow_mut();
+        // An expired entry for the same path goes whatever happens next.
+        entries.remove(key);
+        if capacity == 0 {
+            return;
+        }
+        if entries.len() >= capacity {
+            drop(entries);
+            self.sweep(now);
+            entries = self.entries.borrow_mut();
+            if entries.len() >= capacity {
+                entries.clear();
+            }
+        }
+        entries.insert(key.into(), (file.clone(), meta.clone(), now));
+        if self.next_sweep.get().is_none() {
+            self.next_sweep.set(Some(now + self.ttl));
+        }
+    }
+
+    /// Forgets `key` (its file is gone or failing now).
+    pub(super) fn remove(&self, key: &[u8]) {
+        self.entries.borrow_mut().remove(key);
+    }
+
+    /// Closes the entries past their time and sets the next sweep.
+    fn sweep(&self, now: Instant) {
+        let mut oldest: Option<Instant> = None;
+        self.entries.borrow_mut().retain(|_, (_, _, at)| {
+            let keep = now.duration_since(*at) < self.ttl;
+            if keep && oldest.is_none_or(|o| *at < o) {
+                oldest = Some(*at);
+            }
+            keep
+        });
+        let next = oldest.map(|at| (at + self.ttl).max(now + self.ttl / 4));
+        self.next_sweep.set(next);
+    }
+
+    /// Drops every entry (an entry whose file a response is still sending
+    /// stays open until the response is done).
+    fn release(&self) {
+        self.entries.borrow_mut().clear();
+        self.next_sweep.set(None);
+    }
+
+    /// Entries held.
+    pub(super) fn len(&self) -> usize {
+        self.entries.borrow().len()
+    }
+
+    /// Most entries it keeps (for tests).
+    #[cfg(test)]
+    pub(super) fn capacity(&self) -> usize {
+        self.capacity.get()
+    }
+}
+
+/// Calls `f` with each live cache of this process.
+fn each(mut f: impl FnMut(&OpenCache)) {
+    CACHES.with_borrow_mut(|caches| {
+        caches.retain(|weak| match weak.upgrade() {
+            Some(cache) => {
+                f(&cache);
+                true
+            }
+            None => false,
+        });
+    });
+}
+
+/// Descriptors the caches of this process would keep at most, unbudgeted:
+/// [`OPEN_CACHE_MAX`] per mount with a cache.
+pub(crate) fn wanted() -> usize {
+    let mut mounts = 0usize;
+    each(|_| mounts += 1);
+    mounts.saturating_mul(OPEN_CACHE_MAX)
+}
+
+/// Shares `room` descriptors (`None`: no limit) evenly between the caches
+/// of this process, at most [`OPEN_CACHE_MAX`] each; returns what they
+/// were given in all. A cache holding more than its new share lets go of
+/// its files.
+pub(crate) fn fit(room: Option<usize>) -> usize {
+    let mut mounts = 0usize;
+    each(|_| mounts += 1);
+    let share = match room {
+        Some(room) if mounts > 0 => (room / mounts).min(OPEN_CACHE_MAX),
+        _ => OPEN_CACHE_MAX,
+    };
+    let mut given = 0usize;
+    each(|cache| {
+        cache.capacity.set(share);
+        if cache.len() > share {
+            cache.release();
+        }
+        given += share;
+    });
+    given
+}
