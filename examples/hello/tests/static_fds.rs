@@ -2,7 +2,8 @@
 //! aborted mid-download, leave the server with as many descriptors as it
 //! started with (counted in /proc/PID/fd of the real `hello` process).
 //! And the open-file cache's descriptors are part of the budget the
-//! open-file limit gives: they never keep connections out.
+//! open-file limit gives: they never keep connections out, and an idle
+//! server lets them go once their time is over.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -210,4 +211,42 @@ fn a_keep_alive_client_cannot_fill_the_descriptor_table_with_cached_files() {
     assert!(r.is_ok_and(|r| r.status == 200), "{}", s.stderr());
     fetch_all(&mut keep, FILES);
     s.stop(T);
+}
+
+/// The cache's descriptors are closed once their time is over even when
+/// no static request comes to trigger it: an idle server keeps none.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_idle_server_closes_its_cached_files_after_their_time() {
+    const FILES: usize = 20;
+    let dir = many_files(FILES);
+    let server = ServerProcess::start(
+        HELLO,
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--static",
+            dir.path().to_str().unwrap(),
+            "--open-file-cache-ms",
+            "1000",
+        ],
+    );
+    let pid = server.pid();
+    assert_eq!(Client::connect(server.addr).get("/plaintext").status, 200);
+    let before = open_fds(pid);
+    let mut c = Client::connect(server.addr);
+    fetch_all(&mut c, FILES);
+    drop(c);
+    // Cached (the hits a cache is for)...
+    assert!(
+        open_fds(pid) >= before + FILES,
+        "{before} {}",
+        open_fds(pid)
+    );
+    // ...and closed by time alone, with no lookup to notice.
+    assert!(
+        wait_until(Duration::from_secs(5), || open_fds(pid) <= before),
+        "descriptors: {before} before, {} after",
+        open_fds(pid)
+    );
 }

@@ -13,17 +13,24 @@
 //! 503s for its own requests and keep everyone else out. So, as nginx's
 //! cache counts against `worker_rlimit_nofile`:
 //!
-//! **Budget.** At start-up (`server::nofile`) the caches of a process get
-//! what the open-file limit leaves beside `max_connections`, the listeners
-//! and the fixed margin, shared evenly between the mounts and at most
-//! [`OPEN_CACHE_MAX`] each ([`fit`]); nothing when the limit cannot even
-//! hold the connections. A warning names the numbers when that is less
-//! than they would keep.
+//! 1. **Budget.** At start-up (`server::nofile`) the caches of a process
+//!    get what the open-file limit leaves beside `max_connections`, the
+//!    listeners and the fixed margin, shared evenly between the mounts
+//!    and at most [`OPEN_CACHE_MAX`] each ([`fit`]); nothing when the
+//!    limit cannot even hold the connections. A warning names the numbers
+//!    when that is less than they would keep.
+//! 2. **Time.** Entries past their time are closed by the event loop's
+//!    timer ([`tick`]), even when no static request comes, not only by a
+//!    later lookup: an idle server keeps no descriptor (and no deleted
+//!    file's disk space) for longer than the time-to-live, plus a quarter
+//!    of it at most (sweeps are spaced so) and a loop tick.
 //!
 //! A worker is one thread and mounts are `!Send` (made and used on the
 //! thread that runs the server; forked workers inherit that thread's
 //! copy), so the caches of the process are found through a thread-local
-//! list. The hot path is unchanged.
+//! list. The hot path is unchanged (a hit is still one clock read, one
+//! hash lookup and two comparisons, no system call); the loop's own check
+//! is one comparison per turn.
 //!
 //! [`StaticConfig::open_file_cache`]: super::StaticConfig::open_file_cache
 
@@ -59,6 +66,9 @@ thread_local! {
     /// The caches of this process's mounts (dropped mounts leave a dead
     /// reference, pruned as met).
     static CACHES: RefCell<Vec<Weak<OpenCache>>> = const { RefCell::new(Vec::new()) };
+    /// No later than the earliest `next_sweep` of [`CACHES`] (`None`:
+    /// none to sweep), so the loop's check each turn is one comparison.
+    static NEXT_SWEEP: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
 impl OpenCache {
@@ -79,7 +89,8 @@ impl OpenCache {
     }
 
     /// The cached file for `key`, if it is still within its time. Sweeps
-    /// first if a sweep is due.
+    /// first if a sweep is due (for an app driven without the event loop,
+    /// as through `App::handle`).
     pub(super) fn get(&self, key: &[u8], now: Instant) -> Option<(Rc<File>, Metadata)> {
         if self.next_sweep.get().is_some_and(|at| now >= at) {
             self.sweep(now);
@@ -108,7 +119,13 @@ impl OpenCache {
         }
         entries.insert(key.into(), (file.clone(), meta.clone(), now));
         if self.next_sweep.get().is_none() {
-            self.next_sweep.set(Some(now + self.ttl));
+            let at = now + self.ttl;
+            self.next_sweep.set(Some(at));
+            NEXT_SWEEP.with(|next| {
+                if next.get().is_none_or(|n| at < n) {
+                    next.set(Some(at));
+                }
+            });
         }
     }
 
@@ -161,6 +178,25 @@ fn each(mut f: impl FnMut(&OpenCache)) {
             None => false,
         });
     });
+}
+
+/// Closes the cached files past their time, in every cache of this
+/// process: called by the event loop on each turn (at least once per
+/// timer tick, busy or idle). Nothing to do costs one comparison.
+pub(crate) fn tick(now: Instant) {
+    if NEXT_SWEEP.with(Cell::get).is_none_or(|at| now < at) {
+        return;
+    }
+    let mut earliest: Option<Instant> = None;
+    each(|cache| {
+        if cache.next_sweep.get().is_some_and(|at| now >= at) {
+            cache.sweep(now);
+        }
+        if let Some(at) = cache.next_sweep.get() {
+            earliest = Some(earliest.map_or(at, |e| e.min(at)));
+        }
+    });
+    NEXT_SWEEP.with(|next| next.set(earliest));
 }
 
 /// Descriptors the caches of this process would keep at most, unbudgeted:

@@ -1047,6 +1047,31 @@ fn cached(f: &Fixture) -> usize {
     f.mount.cache.as_ref().expect("a cache").len()
 }
 
+/// An idle server used to keep its cached descriptors until some later
+/// static lookup swept them. The event loop's tick closes them once their
+/// time is over, with no lookup at all.
+#[test]
+fn open_file_cache_entries_are_closed_by_time_alone() {
+    let ttl = Duration::from_millis(100);
+    let f = fixture_with(|c| c.open_file_cache = Some(ttl));
+    let start = std::time::Instant::now();
+    for path in FIVE {
+        ok(f.get(path, &[]));
+    }
+    assert_eq!(cached(&f), 5);
+    // Nothing is due yet: the tick leaves them.
+    cache::tick(start);
+    assert_eq!(cached(&f), 5);
+    std::thread::sleep(ttl + Duration::from_millis(20));
+    cache::tick(std::time::Instant::now());
+    assert_eq!(cached(&f), 0);
+    // Later files are cached (and swept) again.
+    ok(f.get("/hello.txt", &[]));
+    assert_eq!(cached(&f), 1);
+    cache::tick(std::time::Instant::now() + ttl);
+    assert_eq!(cached(&f), 0);
+}
+
 /// The caches of a process share what the open-file limit leaves beside
 /// the connections: a mount keeps no more files than its share, and a
 /// share of nothing caches nothing (every file is still served).

@@ -320,6 +320,11 @@ impl EventLoop {
                 self.deliver_published();
             }
             self.fire_timers();
+            // Cached static files past their time are closed here, not
+            // only at a later static lookup: an idle worker must not keep
+            // descriptors (see `static_files::cache`). One comparison
+            // when nothing is due; the poll above waits at most a tick.
+            crate::static_files::cache::tick(self.now);
             if let Some(at) = self.accept_resume {
                 if self.now >= at {
                     self.accept_resume = None;
