@@ -11,7 +11,7 @@
 //! connections past what was left failed `accept` with `EMFILE` for good;
 //! at a low limit a single keep-alive client could fill the table, get
 //! 503s for its own requests and keep everyone else out. So, as nginx's
-//! cache counts against `worker_rlimit_nofile`:
+//! cache counts against `worker_rlimit_nofile` and evicts on pressure:
 //!
 //! 1. **Budget.** At start-up (`server::nofile`) the caches of a process
 //!    get what the open-file limit leaves beside `max_connections`, the
@@ -24,6 +24,10 @@
 //!    later lookup: an idle server keeps no descriptor (and no deleted
 //!    file's disk space) for longer than the time-to-live, plus a quarter
 //!    of it at most (sweeps are spaced so) and a loop tick.
+//! 3. **Pressure.** When opening a file or accepting a connection fails
+//!    with `EMFILE`/`ENFILE`, every cache of the process gives its
+//!    descriptors back ([`release_all`]) and the call is tried once more,
+//!    before the 503 or the pause in accepting.
 //!
 //! A worker is one thread and mounts are `!Send` (made and used on the
 //! thread that runs the server; forked workers inherit that thread's
@@ -39,6 +43,8 @@ use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
+
+use rustix::io::Errno;
 
 /// Most cached open files per mount and process; past it the cache drops
 /// its expired entries, and if it is still full, starts over (a simple
@@ -148,11 +154,16 @@ impl OpenCache {
         self.next_sweep.set(next);
     }
 
-    /// Drops every entry (an entry whose file a response is still sending
-    /// stays open until the response is done).
-    fn release(&self) {
-        self.entries.borrow_mut().clear();
+    /// Drops every entry; returns how many descriptors that closed (an
+    /// entry whose file a response is still sending stays open until the
+    /// response is done).
+    fn release(&self) -> usize {
+        let entries = std::mem::take(&mut *self.entries.borrow_mut());
         self.next_sweep.set(None);
+        entries
+            .into_values()
+            .filter(|(file, _, _)| Rc::strong_count(file) == 1)
+            .count()
     }
 
     /// Entries held.
@@ -199,6 +210,15 @@ pub(crate) fn tick(now: Instant) {
     NEXT_SWEEP.with(|next| next.set(earliest));
 }
 
+/// Gives back every cached descriptor of this process (the descriptor
+/// table is full: a connection or a file needs one more than is left).
+/// Returns how many were closed.
+pub(crate) fn release_all() -> usize {
+    let mut closed = 0;
+    each(|cache| closed += cache.release());
+    closed
+}
+
 /// Descriptors the caches of this process would keep at most, unbudgeted:
 /// [`OPEN_CACHE_MAX`] per mount with a cache.
 pub(crate) fn wanted() -> usize {
@@ -227,4 +247,25 @@ pub(crate) fn fit(room: Option<usize>) -> usize {
         given += share;
     });
     given
+}
+
+/// Runs `open`; if it fails because the descriptor table (the process's
+/// or the system's) is full, empties the caches of this process and, if
+/// that closed anything, runs it once more. The caller turns a second
+/// failure into a 503.
+pub(super) fn open_or_release<T>(mut open: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno> {
+    match open() {
+        Err(e @ (Errno::MFILE | Errno::NFILE)) => {
+            let closed = release_all();
+            if closed == 0 {
+                return Err(e);
+            }
+            log::warn!(
+                "out of file descriptors ({e}): the open-file cache closed {closed} file(s) \
+                 to make room"
+            );
+            open()
+        }
+        other => other,
+    }
 }

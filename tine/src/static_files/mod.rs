@@ -564,11 +564,13 @@ fn open_node(mount: &Mount, path: &CStr) -> Result<(Rc<File>, Metadata), Miss> {
 
 fn open_uncached(mount: &Mount, path: &CStr) -> Result<(Rc<File>, Metadata), Miss> {
     let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
-    let fd = match mount.lookup {
+    // Out of descriptors, the open-file caches give theirs back and the
+    // lookup is tried again before it becomes a 503 (see `cache`).
+    let fd = cache::open_or_release(|| match mount.lookup {
         #[cfg(target_os = "linux")]
         Lookup::Openat2 => openat2(&mount.root, path, flags),
         Lookup::Portable => beneath::open(mount.root.as_fd(), path.to_bytes(), flags),
-    };
+    });
     let fd = fd.map_err(|e| match e {
         Errno::MFILE | Errno::NFILE | Errno::NOMEM | Errno::IO => Miss::Error(e.into()),
         _ => Miss::NotFound,

@@ -1110,3 +1110,52 @@ fn open_file_caches_keep_to_their_share_of_the_budget() {
     drop(b);
     assert_eq!(cache::wanted(), cache::OPEN_CACHE_MAX);
 }
+
+/// Out of descriptors (`EMFILE`/`ENFILE`), the caches give theirs back
+/// and the open is tried again, instead of a 503 while the cache sits on
+/// the table. A file a response is still sending stays open, and is not
+/// counted as closed. With nothing to give back, the error stands.
+#[test]
+fn out_of_descriptors_the_open_file_cache_gives_them_back() {
+    let f = fixture_with(|c| c.open_file_cache = Some(Duration::from_secs(60)));
+    let Some(FileBody { file: sending, .. }) = ok(f.get("/hello.txt", &[])).body else {
+        panic!("a body");
+    };
+    for path in &FIVE[1..] {
+        ok(f.get(path, &[]));
+    }
+    assert_eq!(cached(&f), 5);
+    let mut calls = 0;
+    let opened = cache::open_or_release(|| {
+        calls += 1;
+        if calls == 1 {
+            Err(Errno::MFILE)
+        } else {
+            Ok(calls)
+        }
+    });
+    assert_eq!(opened, Ok(2));
+    assert_eq!(cached(&f), 0);
+    // The response's file is still open and readable.
+    let mut buf = [0; HELLO.len()];
+    sending.read_exact_at(&mut buf, 0).unwrap();
+    assert_eq!(buf, HELLO);
+    // Nothing cached: no retry, the error is the caller's (a 503).
+    let mut calls = 0;
+    let opened: Result<(), Errno> = cache::open_or_release(|| {
+        calls += 1;
+        Err(Errno::NFILE)
+    });
+    assert_eq!((opened, calls), (Err(Errno::NFILE), 1));
+    // Other errors are not about descriptors: no release.
+    ok(f.get("/hello.txt", &[]));
+    let opened: Result<(), Errno> = cache::open_or_release(|| Err(Errno::NOENT));
+    assert_eq!((opened, cached(&f)), (Err(Errno::NOENT), 1));
+    // Only files nobody else holds count as closed.
+    let Some(FileBody { file: held, .. }) = ok(f.get("/app.js", &[])).body else {
+        panic!("a body");
+    };
+    assert_eq!(cached(&f), 2);
+    assert_eq!(cache::release_all(), 1);
+    drop(held);
+}

@@ -381,6 +381,12 @@ impl EventLoop {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Out of descriptors: the open-file caches of static
+                // mounts give theirs back first (they may hold hundreds
+                // that no request uses now), and the accept is tried
+                // again; only when that freed nothing does accepting
+                // pause. Without it an idle cache kept new clients out.
+                Err(e) if is_descriptor_exhaustion(&e) && release_cached_files(&e) => {}
                 Err(e) if is_resource_exhaustion(&e) => {
                     if let Some(more) = self.accept_warnings[1].allow(self.now) {
                         log::warn!(
@@ -469,6 +475,26 @@ fn link(config: &crate::server::ServerConfig, address: usize, stream: Accepted) 
     }
 }
 
+/// The process (`EMFILE`) or the system (`ENFILE`) has no descriptor
+/// left.
+fn is_descriptor_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc_errno::EMFILE | libc_errno::ENFILE)
+    )
+}
+
+/// Closes the static open-file caches' descriptors after `e` (a failed
+/// accept); whether that closed any (then the accept is worth trying
+/// again at once; the next failure finds the caches empty and pauses).
+fn release_cached_files(e: &io::Error) -> bool {
+    let closed = crate::static_files::cache::release_all();
+    if closed > 0 {
+        log::warn!("accept failed ({e}): closed {closed} cached static file(s) to make room");
+    }
+    closed > 0
+}
+
 fn is_resource_exhaustion(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
@@ -501,5 +527,29 @@ mod tests {
             Some(" (3 more time(s) in the last 10s)")
         );
         assert_eq!(t.allow(start + Duration::from_secs(15)), None);
+    }
+
+    /// Out of descriptors, accepting first takes back what the static
+    /// open-file caches hold (an idle cache used to keep new clients out
+    /// for good), and pauses only when that freed nothing.
+    #[test]
+    fn out_of_descriptors_accept_takes_the_cached_files_back_first() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), "a").unwrap();
+        let config = crate::StaticConfig::new(dir.path()).open_file_cache(Duration::from_secs(60));
+        let mount = crate::static_files::Mount::open(config).unwrap();
+        let headers = http::HeaderMap::new();
+        let outcome =
+            crate::static_files::serve(&mount, &http::Method::GET, "/a", "/a.txt", &headers);
+        drop(outcome);
+        let emfile = io::Error::from_raw_os_error(libc_errno::EMFILE);
+        let enfile = io::Error::from_raw_os_error(libc_errno::ENFILE);
+        assert!(is_descriptor_exhaustion(&emfile) && is_descriptor_exhaustion(&enfile));
+        // One file closed: accept again at once.
+        assert!(release_cached_files(&emfile));
+        // Nothing left to close: the pause.
+        assert!(!release_cached_files(&enfile));
+        let enobufs = io::Error::from_raw_os_error(libc_errno::ENOBUFS);
+        assert!(!is_descriptor_exhaustion(&enobufs) && is_resource_exhaustion(&enobufs));
     }
 }
