@@ -188,7 +188,7 @@ impl Limits {
 
     /// Most open connections per process. Default 10,000. At the limit the
     /// process stops accepting (connections wait in the kernel's queue)
-    /// until a slot frees; it never fails with `EMFILE`.
+    /// until a slot frees.
     ///
     /// Each connection is a file descriptor, and the usual soft open-file
     /// limit is 1,024. So at start-up the master (or the single process)
@@ -197,6 +197,16 @@ impl Limits {
     /// plus the listeners and 64 more descriptors (event loop, control
     /// channel, Redis, static files being sent). Raise the hard limit with
     /// `ulimit -Hn` or systemd's `LimitNOFILE=`, or lower this setting.
+    ///
+    /// Static open-file caches
+    /// ([`StaticConfig::open_file_cache`](crate::StaticConfig::open_file_cache))
+    /// get only what the limit leaves beyond that (a warning says when it
+    /// is less than they would keep), so they never take a connection's
+    /// descriptor. Should a process still run out of descriptors (a limit
+    /// too low for this setting, or many large files being sent at once),
+    /// `accept` failing with `EMFILE` first makes the caches close their
+    /// files, then pauses accepting for 100 ms at a time: clients wait in
+    /// the queue, the server does not fail.
     ///
     /// ```
     /// let limits = tine::Limits::default().max_connections(1_000);

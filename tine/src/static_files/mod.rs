@@ -180,10 +180,28 @@ impl StaticConfig {
     /// Keep opened files and their metadata for this long, per worker
     /// (nginx's `open_file_cache`): a hit saves the open, stat and close
     /// system calls. A file changed on disk may then be served as it was
-    /// for up to this long. Entries past their time are closed by a later
-    /// lookup (at most once per this time), so the descriptor of a file
-    /// deleted meanwhile does not keep its disk space for long. Default
-    /// `None` (every request looks again).
+    /// for up to this long. Default `None` (every request looks again).
+    ///
+    /// The cached files are open descriptors, counted against the
+    /// open-file limit like nginx's:
+    ///
+    /// - A mount's cache keeps at most 1,024 files per worker, and no more
+    ///   than its share of what the open-file limit leaves beside
+    ///   [`Limits::max_connections`](crate::Limits::max_connections), the
+    ///   listeners and 64 more descriptors (worked out at start-up, with a
+    ///   warning naming the numbers when it is less; none at all when the
+    ///   limit cannot even hold `max_connections`). When full, it drops
+    ///   the files past their time, and if that is not enough, starts
+    ///   over.
+    /// - Files past their time are closed by the worker's timer, even
+    ///   when no request comes: an idle server keeps none open for longer
+    ///   than this time plus a quarter of it (and a timer tick, 250 ms),
+    ///   and the descriptor of a file deleted meanwhile does not keep its
+    ///   disk space.
+    /// - When a worker runs out of descriptors (`EMFILE`, `ENFILE`), its
+    ///   caches close their files before a lookup gives up with a 503 or
+    ///   accepting new connections pauses.
+    ///
     /// ```
     /// let config = tine::StaticConfig::new("./public")
     ///     .open_file_cache(std::time::Duration::from_secs(10));
