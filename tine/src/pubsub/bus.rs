@@ -23,7 +23,7 @@ use mio::{Registry, Token};
 
 use super::redis::RedisBus;
 use super::{stats, wire, Published};
-use crate::server::control::{self, Channel};
+use crate::server::control::{self, Channel, Refused};
 
 /// What [`Bus::offer`] did with a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +46,9 @@ pub(crate) struct Bus {
     redis_dropped: u64,
     /// Scratch buffer for a message's wire form.
     scratch: Vec<u8>,
+    /// Messages dropped in a row for want of memory on the control
+    /// channel (logged once at the start of the streak and at its end).
+    no_memory: u64,
 }
 
 impl Bus {
@@ -58,6 +61,7 @@ impl Bus {
             redis,
             redis_dropped: 0,
             scratch: Vec::new(),
+            no_memory: 0,
         })
     }
 
@@ -110,14 +114,36 @@ impl Bus {
         }
         self.scratch.clear();
         wire::encode(p, &mut self.scratch);
-        let taken = channel.queue(control::PUBLISH, &self.scratch);
+        let queued = channel.try_queue(control::PUBLISH, &self.scratch);
         if self.scratch.capacity() > 64 * 1024 {
             self.scratch = Vec::new();
         }
-        if taken {
-            Offer::Taken { local: true }
-        } else {
-            Offer::Full
+        if queued != Err(Refused::NoMemory) && self.no_memory > 0 {
+            log::warn!(
+                "pub/sub: memory for the relay is back; {} message(s) dropped meanwhile",
+                self.no_memory
+            );
+            self.no_memory = 0;
+        }
+        match queued {
+            Ok(()) => Offer::Taken { local: true },
+            Err(Refused::Full) => Offer::Full,
+            // The channel's queue could not grow (`control::try_grow`).
+            // Kept for later, the message would wait for a writable event
+            // that an empty queue never brings: dropped, like one that
+            // can never be sent.
+            Err(Refused::NoMemory | Refused::TooLarge) => {
+                if self.no_memory == 0 {
+                    log::error!(
+                        "pub/sub: no memory to queue a {}-byte message for the relay; \
+                         dropping messages until there is",
+                        p.size()
+                    );
+                }
+                self.no_memory += 1;
+                stats::add_dropped(1);
+                Offer::Taken { local: false }
+            }
         }
     }
 
@@ -148,5 +174,38 @@ impl Bus {
             stats::add_dropped(redis.dropped() - self.redis_dropped);
             self.redis_dropped = redis.dropped();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pubsub::Payload;
+    use crate::server::control::starve::starve;
+
+    /// A worker whose control channel has no memory for a message drops it
+    /// (counted): kept for later, it would wait for a writable event an
+    /// empty queue never brings.
+    #[test]
+    fn a_message_the_channel_has_no_memory_for_is_dropped_and_counted() {
+        let poll = mio::Poll::new().unwrap();
+        let mut bus = Bus::new(None).unwrap();
+        let mut chan = Channel::default();
+        let p = Published {
+            topic: "t".into(),
+            payload: Payload::Text("hello".into()),
+        };
+        let dropped = stats::snapshot().dropped;
+        {
+            let _starved = starve();
+            let offer = bus.offer(&p, Some(&mut chan), poll.registry());
+            assert_eq!(offer, Offer::Taken { local: false });
+        }
+        assert_eq!(stats::snapshot().dropped, dropped + 1);
+        assert_eq!(chan.pending_out(), 0);
+        let offer = bus.offer(&p, Some(&mut chan), poll.registry());
+        assert_eq!(offer, Offer::Taken { local: true });
+        assert_eq!(chan.pending_out(), control::HEADER_LEN + p.size());
+        assert_eq!(bus.no_memory, 0);
     }
 }

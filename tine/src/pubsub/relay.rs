@@ -17,8 +17,16 @@
 //! loses messages once its queue is full (the channel's bound), counted
 //! and logged once per streak. It holds them back again once it caught up.
 //! One stuck worker thus delays the others' pub/sub by at most [`STALL`].
+//!
+//! The master never aborts for lack of memory on a client's account: a
+//! message it has no memory for (to read it, or to queue it for a worker,
+//! see `control::try_grow`) is dropped for the workers it would have
+//! reached, counted and logged per streak like the drops of a stuck
+//! worker.
 
 use std::time::{Duration, Instant};
+
+use crate::server::control::Refused;
 
 /// Queued bytes at which a worker is behind.
 pub(crate) const HIGH: usize = 1 << 20;
@@ -55,21 +63,28 @@ impl Lane {
     }
 
     /// Records whether a relayed message could be queued for worker
-    /// `who` (for the log): drops are logged once at the start of a streak
-    /// and once, with their number, when it ends.
-    pub(crate) fn queued(&mut self, ok: bool, who: &dyn std::fmt::Display) {
-        match (ok, self.streak) {
-            (true, 0) => {}
-            (true, n) => {
+    /// `who`, or why not (for the log): drops are logged once at the start
+    /// of a streak, with the first one's reason, and once, with their
+    /// number, when it ends.
+    pub(crate) fn queued(&mut self, outcome: Result<(), Refused>, who: &dyn std::fmt::Display) {
+        match (outcome, self.streak) {
+            (Ok(()), 0) => {}
+            (Ok(()), n) => {
                 log::warn!("relay to {who} resumed; {n} published message(s) dropped for it");
                 self.streak = 0;
             }
-            (false, n) => {
+            (Err(why), n) => {
                 if n == 0 {
-                    log::warn!(
-                        "control queue of {who} is full (it stopped reading); \
-                         dropping relayed messages for it"
-                    );
+                    match why {
+                        Refused::NoMemory => log::warn!(
+                            "the master has no memory for a published message to {who}; \
+                             dropping relayed messages for it"
+                        ),
+                        Refused::Full | Refused::TooLarge => log::warn!(
+                            "control queue of {who} is full (it stopped reading); \
+                             dropping relayed messages for it"
+                        ),
+                    }
                 }
                 self.streak += 1;
             }
@@ -78,7 +93,7 @@ impl Lane {
 
     /// Messages dropped in the current streak.
     #[cfg(test)]
-    fn streak(&self) -> u64 {
+    pub(crate) fn streak(&self) -> u64 {
         self.streak
     }
 }
@@ -108,13 +123,15 @@ mod tests {
     #[test]
     fn drops_are_counted_per_streak() {
         let mut lane = Lane::default();
-        lane.queued(true, &"worker 1");
+        lane.queued(Ok(()), &"worker 1");
         assert_eq!(lane.streak(), 0);
         for _ in 0..3 {
-            lane.queued(false, &"worker 1");
+            lane.queued(Err(Refused::Full), &"worker 1");
         }
-        assert_eq!(lane.streak(), 3);
-        lane.queued(true, &"worker 1");
+        // Out of memory counts the same, in the same streak.
+        lane.queued(Err(Refused::NoMemory), &"worker 1");
+        assert_eq!(lane.streak(), 4);
+        lane.queued(Ok(()), &"worker 1");
         assert_eq!(lane.streak(), 0);
     }
 }

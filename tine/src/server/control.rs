@@ -27,8 +27,20 @@
 //! mio `Poll`. Channels are made with [`pair`] and written through
 //! [`SendNoSignal`], so that a peer that died never raises `SIGPIPE`.
 //!
+//! # Memory
+//!
+//! A channel's buffers grow with what clients publish (up to their bounds:
+//! one maximal frame inbound, [`outbound_bound`] outbound), and in the
+//! master one process holds them for every worker. They grow fallibly
+//! ([`try_grow`]): a frame there is no memory for is not queued
+//! ([`Refused::NoMemory`]) or, inbound, skipped whole ([`Msg::Dropped`]),
+//! and the caller counts the message as dropped. An allocation failure
+//! through `Vec`'s ordinary growth would abort the process instead, and the
+//! master's abort takes every worker, so the whole service, down with it.
+//!
 //! [`WorkerStart::control`]: super::master::WorkerStart::control
 
+use std::collections::TryReserveError;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
@@ -109,6 +121,94 @@ pub(crate) enum Msg {
         /// The length the header announced.
         len: usize,
     },
+    /// A valid frame this end had no memory for ([`try_grow`] failed): it
+    /// was skipped whole, so the stream stays in sync and the channel goes
+    /// on, but its message is lost. A `PUBLISH` counts as dropped.
+    Dropped {
+        /// The frame's kind byte.
+        kind: u8,
+        /// The frame's payload length.
+        len: usize,
+    },
+}
+
+/// Why [`Channel::try_queue`] did not queue a frame (it queued nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The payload is over the channel's limit.
+    TooLarge,
+    /// The queue would pass its bound ([`outbound_bound`]): the peer is
+    /// not reading.
+    Full,
+    /// The allocator refused the memory for the frame ([`try_grow`]).
+    NoMemory,
+}
+
+/// Makes room in `buf` for `additional` more bytes, or says it cannot:
+/// how every control-channel buffer grows.
+///
+/// `Vec`'s own growth (`reserve`, `extend_from_slice`, `to_vec`) aborts
+/// the process when the allocator refuses. These buffers grow with client
+/// traffic, and in the master they are held for every worker at once: a
+/// black-box test that published forty 1 MB messages to a server under
+/// `prlimit --as` while two workers did not read saw the master abort
+/// (`memory allocation of 4000036 bytes failed`: an outbound queue
+/// doubling), every worker drain and exit with it, and the port refuse
+/// connections. A refusal here costs the one message instead (the callers
+/// count it as dropped). The amortized growth (doubling) is asked for
+/// first, then, when memory is short, exactly what is needed.
+pub(crate) fn try_grow(buf: &mut Vec<u8>, additional: usize) -> Result<(), TryReserveError> {
+    // A starved test asks for more than any `Vec` can hold whenever the
+    // allocator would be asked: `try_reserve` refuses (`CapacityOverflow`)
+    // without allocating, so the fallible paths run for real.
+    #[cfg(test)]
+    let additional = if starve::on() && buf.capacity() - buf.len() < additional {
+        usize::MAX
+    } else {
+        additional
+    };
+    buf.try_reserve(additional)
+        .or_else(|_| buf.try_reserve_exact(additional))
+}
+
+/// A copy of `bytes` in a buffer of its own, `None` without the memory.
+fn try_copy(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut copy = Vec::new();
+    try_grow(&mut copy, bytes.len()).ok()?;
+    copy.extend_from_slice(bytes);
+    Some(copy)
+}
+
+/// Test switch: while a [`starve::Starved`] guard lives, [`try_grow`]
+/// fails on this thread whenever it would allocate, as it does when the
+/// allocator refuses.
+#[cfg(test)]
+pub(crate) mod starve {
+    use std::cell::Cell;
+
+    thread_local! {
+        static ON: Cell<bool> = const { Cell::new(false) };
+    }
+
+    pub(super) fn on() -> bool {
+        ON.with(Cell::get)
+    }
+
+    /// Every [`try_grow`](super::try_grow) of this thread fails until
+    /// the guard is dropped.
+    #[must_use]
+    pub(crate) struct Starved(());
+
+    pub(crate) fn starve() -> Starved {
+        ON.with(|c| c.set(true));
+        Starved(())
+    }
+
+    impl Drop for Starved {
+        fn drop(&mut self) {
+            ON.with(|c| c.set(false));
+        }
+    }
 }
 
 impl Msg {
@@ -126,7 +226,9 @@ impl Msg {
             Msg::Publish(payload) => encode(PUBLISH, payload, out),
             Msg::Recycle(served) => encode(RECYCLE, &served.to_le_bytes(), out),
             Msg::Other { kind, payload } => encode(*kind, payload, out),
-            Msg::Malformed { .. } => panic!("a malformed message is never encoded"),
+            Msg::Malformed { .. } | Msg::Dropped { .. } => {
+                panic!("a malformed or dropped message is never encoded")
+            }
         }
     }
 }
@@ -154,7 +256,8 @@ pub(crate) fn encode(kind: u8, payload: &[u8], out: &mut Vec<u8>) {
 /// Returns `None` while the frame is incomplete, otherwise the message and
 /// the number of bytes it used. A header announcing more than
 /// `max_payload` bytes yields [`Msg::Malformed`] consuming the whole
-/// buffer: the caller should close the channel.
+/// buffer: the caller should close the channel. A payload there is no
+/// memory to copy yields [`Msg::Dropped`], the frame consumed.
 pub(crate) fn decode(buf: &[u8], max_payload: usize) -> Option<(Msg, usize)> {
     if buf.len() < HEADER_LEN {
         return None;
@@ -183,10 +286,12 @@ pub(crate) fn decode(buf: &[u8], max_payload: usize) -> Option<(Msg, usize)> {
             Ok(b) => Msg::Recycle(u64::from_le_bytes(b)),
             Err(_) => Msg::Malformed { kind, len },
         },
-        PUBLISH => Msg::Publish(payload.to_vec()),
-        _ => Msg::Other {
-            kind,
-            payload: payload.to_vec(),
+        // Up to `max_payload` bytes each, as clients publish: copied only
+        // if the memory can be had (see `try_grow`).
+        _ => match try_copy(payload) {
+            None => Msg::Dropped { kind, len },
+            Some(payload) if kind == PUBLISH => Msg::Publish(payload),
+            Some(payload) => Msg::Other { kind, payload },
         },
     };
     Some((msg, end))
@@ -220,6 +325,9 @@ pub(crate) struct Channel {
     in_pos: usize,
     outbuf: Vec<u8>,
     out_pos: usize,
+    /// Inbound bytes still to be skipped: the rest of a frame there was no
+    /// memory for (see [`Msg::Dropped`]).
+    skip: usize,
 }
 
 /// How a [`Channel::receive_some`] ended.
@@ -260,6 +368,7 @@ impl Channel {
             in_pos: 0,
             outbuf: Vec::new(),
             out_pos: 0,
+            skip: 0,
         }
     }
 
@@ -272,7 +381,9 @@ impl Channel {
     /// EOF) and calls `f` for each complete message, in order. Returns
     /// `Ok(true)` on EOF (the peer is gone). Inbound memory stays bounded by
     /// one maximal frame. After `f` has seen [`Msg::Malformed`] the caller
-    /// should stop using the channel.
+    /// should stop using the channel. A frame there is no memory for is
+    /// skipped ([`Msg::Dropped`]); an error of kind `OutOfMemory` means not
+    /// even its header could be kept: close the channel.
     pub(crate) fn receive<R: Read>(&mut self, r: &mut R, f: impl FnMut(Msg)) -> io::Result<bool> {
         Ok(self.receive_some(r, usize::MAX, f)? == Received::Eof)
     }
@@ -309,10 +420,58 @@ impl Channel {
                 Err(e) => return Err(e),
             };
             read += n;
-            self.inbuf.extend_from_slice(&chunk[..n]);
-            self.drain_msgs(&mut f);
+            self.take_in(&chunk[..n], &mut f)?;
         }
         Ok(Received::More)
+    }
+
+    /// Appends `data`, just read, to the inbound buffer and hands `f` every
+    /// message it completes. When the buffer cannot grow for it
+    /// ([`try_grow`]), the frame being received is given up: what is
+    /// buffered of it is let go, the rest is skipped as it arrives, and `f`
+    /// gets [`Msg::Dropped`]; the frames after it are read as usual.
+    fn take_in(&mut self, mut data: &[u8], f: &mut impl FnMut(Msg)) -> io::Result<()> {
+        while !data.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(data.len());
+                self.skip -= n;
+                data = &data[n..];
+                continue;
+            }
+            if try_grow(&mut self.inbuf, data.len()).is_ok() {
+                self.inbuf.extend_from_slice(data);
+                self.drain_msgs(f);
+                return Ok(());
+            }
+            // Left buffered: the start of one frame, too short to decode.
+            self.drain_msgs(f);
+            let have = &self.inbuf[self.in_pos..];
+            let mut header = [0u8; HEADER_LEN];
+            let kept = have.len().min(HEADER_LEN);
+            header[..kept].copy_from_slice(&have[..kept]);
+            let Some(missing) = data.get(..HEADER_LEN - kept) else {
+                return Err(io::Error::new(
+                    io::ErrorKind::OutOfMemory,
+                    "no memory for a control frame's header",
+                ));
+            };
+            header[kept..].copy_from_slice(missing);
+            let kind = header[0];
+            let len = u32::from_le_bytes([header[1], header[2], header[3], header[4]]) as usize;
+            let buffered = have.len();
+            self.inbuf.clear();
+            self.in_pos = 0;
+            if len > self.max_payload {
+                // What `decode` says of such a header; the caller closes.
+                f(Msg::Malformed { kind, len });
+                return Ok(());
+            }
+            // `buffered` is short of the whole frame (it would have been
+            // decoded otherwise).
+            self.skip = (HEADER_LEN + len).saturating_sub(buffered);
+            f(Msg::Dropped { kind, len });
+        }
+        Ok(())
     }
 
     /// Takes the next complete message out of the inbound buffer, if any.
@@ -346,22 +505,33 @@ impl Channel {
         }
     }
 
-    /// Queues one frame for sending. Returns `false` (and queues nothing)
-    /// when the payload is over the channel's limit or the queue would
-    /// exceed its bound ([`outbound_bound`]): a slow or stuck peer cannot
-    /// make the sender grow without bound.
-    pub(crate) fn queue(&mut self, kind: u8, payload: &[u8]) -> bool {
-        if payload.len() > self.max_payload
-            || self.pending_out() + HEADER_LEN + payload.len() > self.max_outbound
-        {
-            return false;
+    /// Queues one frame for sending. Queues nothing, and says why, when
+    /// the payload is over the channel's limit, the queue would exceed its
+    /// bound ([`outbound_bound`]: a slow or stuck peer cannot make the
+    /// sender grow without bound), or there is no memory for it.
+    pub(crate) fn try_queue(&mut self, kind: u8, payload: &[u8]) -> Result<(), Refused> {
+        if payload.len() > self.max_payload {
+            return Err(Refused::TooLarge);
+        }
+        if self.pending_out() + HEADER_LEN + payload.len() > self.max_outbound {
+            return Err(Refused::Full);
         }
         if self.out_pos > 0 && self.out_pos == self.outbuf.len() {
             self.outbuf.clear();
             self.out_pos = 0;
         }
+        // Within the bound, yet the queue may have to double to take the
+        // frame (the master's abort of 4000036 bytes): fallibly, so that
+        // the caller drops this message rather than the process aborting.
+        try_grow(&mut self.outbuf, HEADER_LEN + payload.len()).map_err(|_| Refused::NoMemory)?;
         encode(kind, payload, &mut self.outbuf);
-        true
+        Ok(())
+    }
+
+    /// [`try_queue`](Self::try_queue), for callers that need not know why:
+    /// `false` when nothing was queued.
+    pub(crate) fn queue(&mut self, kind: u8, payload: &[u8]) -> bool {
+        self.try_queue(kind, payload).is_ok()
     }
 
     /// Bytes queued but not yet written.
@@ -412,9 +582,15 @@ pub(crate) fn pair() -> io::Result<(UnixStream, UnixStream)> {
 /// each side of every channel) would otherwise stay with the master and
 /// each worker for good. Under a steady flow this large, one
 /// reallocation per MiB moved is nothing.
+///
+/// The large buffer is freed before the small one is asked for, fallibly
+/// (`shrink_to` reallocates, and aborts if that fails): without the
+/// memory, the buffer is left empty and grows again when needed.
 fn shrink_idle(buf: &mut Vec<u8>) {
     if buf.capacity() > 1 << 20 {
-        buf.shrink_to(64 * 1024);
+        debug_assert!(buf.is_empty());
+        *buf = Vec::new();
+        let _ = try_grow(buf, 64 * 1024);
     }
 }
 
@@ -750,6 +926,115 @@ mod tests {
         let mut got = Vec::new();
         Channel::new().receive(&mut r, |m| got.push(m)).unwrap();
         assert!(matches!(got.last(), Some(Msg::Malformed { .. })));
+    }
+
+    /// The helper every buffer grows through says no instead of aborting
+    /// (what `reserve` does) for a size no allocation can satisfy, and
+    /// leaves the buffer as it was.
+    #[test]
+    fn try_grow_refuses_what_cannot_be_had_and_changes_nothing() {
+        let mut buf = vec![1u8, 2, 3];
+        let err = try_grow(&mut buf, isize::MAX as usize).unwrap_err();
+        // `CapacityOverflow`: refused before the allocator is asked.
+        assert!(err.to_string().contains("capacity exceeded"), "{err}");
+        assert_eq!(buf, [1, 2, 3]);
+        try_grow(&mut buf, 1000).unwrap();
+        assert!(buf.capacity() >= 1003);
+        // Starved (as tests simulate an allocator that refuses), what
+        // needs no allocation still works.
+        let _starved = starve::starve();
+        assert!(try_grow(&mut buf, 1000).is_ok());
+        assert!(try_grow(&mut buf, 1 << 20).is_err());
+    }
+
+    /// Without memory for a frame, `try_queue` says so and queues nothing
+    /// (the master drops that message, it does not abort); the queue is
+    /// intact and takes frames again once memory is back.
+    #[test]
+    fn a_frame_without_memory_is_refused_and_the_queue_goes_on() {
+        let mut c = Channel::with_limit(4 << 20);
+        assert_eq!(c.try_queue(PUBLISH, b"first"), Ok(()));
+        let big = vec![9u8; 3 << 20];
+        {
+            let _starved = starve::starve();
+            assert_eq!(c.try_queue(PUBLISH, &big), Err(Refused::NoMemory));
+            assert!(!c.queue(PUBLISH, &big));
+            assert_eq!(c.pending_out(), HEADER_LEN + 5);
+            // The bound and the limit are checked first, as before.
+            assert_eq!(
+                c.try_queue(PUBLISH, &vec![0; (4 << 20) + 1]),
+                Err(Refused::TooLarge)
+            );
+        }
+        assert_eq!(c.try_queue(PUBLISH, &big), Ok(()));
+        let mut sink = Vec::new();
+        c.flush_to(&mut sink).unwrap();
+        let mut rx = Channel::with_limit(4 << 20);
+        let mut got = Vec::new();
+        assert!(rx.receive(&mut sink.as_slice(), |m| got.push(m)).unwrap());
+        assert_eq!(got, [Msg::Publish(b"first".to_vec()), Msg::Publish(big)]);
+    }
+
+    /// Inbound, a frame there is no memory for is skipped whole, its
+    /// header split between what was buffered and what was read: the
+    /// receiver hears it was dropped, and the frames after it arrive as
+    /// usual.
+    #[test]
+    fn an_inbound_frame_without_memory_is_skipped_and_the_stream_stays_in_sync() {
+        let mut rx = Channel::new();
+        // A first message leaves the inbound buffer room for 15 bytes.
+        let mut first = Vec::new();
+        Msg::Publish(vec![1; 10]).encode(&mut first);
+        let mut got = Vec::new();
+        rx.receive(&mut first.as_slice(), |m| got.push(m)).unwrap();
+        assert_eq!(got, [Msg::Publish(vec![1; 10])]);
+        assert_eq!(rx.inbuf.capacity(), 15);
+
+        let mut wire = Vec::new();
+        Msg::Ready.encode(&mut wire);
+        Msg::Ready.encode(&mut wire);
+        Msg::Publish(vec![2; 1000]).encode(&mut wire);
+        Msg::Adopt(7).encode(&mut wire);
+        // 14 bytes a read: the second stops 4 bytes into the large frame's
+        // header, the third cannot be kept.
+        let mut r = Trickle {
+            data: wire,
+            pos: 0,
+            step: 14,
+            block_next: false,
+        };
+        let _starved = starve::starve();
+        let mut got = Vec::new();
+        for _ in 0..10_000 {
+            if rx.receive(&mut r, |m| got.push(m)).unwrap() {
+                break;
+            }
+        }
+        assert_eq!(
+            got,
+            [
+                Msg::Ready,
+                Msg::Ready,
+                Msg::Dropped {
+                    kind: PUBLISH,
+                    len: 1000
+                },
+                Msg::Adopt(7)
+            ]
+        );
+        // A whole frame whose payload cannot be copied is dropped too.
+        let mut frame = Vec::new();
+        encode(PUBLISH, b"abc", &mut frame);
+        assert_eq!(
+            decode(&frame, MAX_PAYLOAD),
+            Some((
+                Msg::Dropped {
+                    kind: PUBLISH,
+                    len: 3
+                },
+                8
+            ))
+        );
     }
 
     #[test]

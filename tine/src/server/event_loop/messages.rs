@@ -68,6 +68,15 @@ impl EventLoop {
                     kind: control::TLS,
                     payload,
                 } => crate::server::tls::on_control(&payload),
+                Msg::Dropped { kind, len } => {
+                    // No memory to read it (`control::try_grow`).
+                    log::warn!(
+                        "no memory for a control message (kind {kind}, {len} bytes); skipped"
+                    );
+                    if kind == control::PUBLISH {
+                        pubsub::stats::add_dropped(1);
+                    }
+                }
                 Msg::Malformed { .. } => {
                     log::error!("malformed control message; stopping");
                     self.begin_drain();

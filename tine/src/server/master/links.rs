@@ -3,6 +3,7 @@
 //! relay of published messages to the other workers, with its flow control
 //! (`pubsub::relay`).
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use log::{debug, error, warn};
@@ -10,11 +11,33 @@ use mio::Token;
 
 use super::Master;
 use crate::pubsub::relay;
-use crate::server::control::{self, Channel, Msg, Received, SendNoSignal};
+use crate::server::control::{self, Channel, Msg, Received, Refused, SendNoSignal};
 use crate::server::supervisor::{Event, WorkerId};
 
 pub(super) fn token(worker: WorkerId) -> Token {
     Token(worker + 1)
+}
+
+/// Forwards one frame to every worker of `others` (the publisher is not
+/// among them) with an open channel. A worker whose queue is full, or for
+/// which the master has no memory to queue the frame, loses it (counted
+/// and logged per streak), so a stuck worker cannot make the master grow
+/// and a failed allocation costs a message, not the master. Flow control
+/// (`relay_holds_back`) keeps queues from filling up otherwise.
+fn relay(others: &mut BTreeMap<WorkerId, Link>, kind: u8, payload: &[u8]) {
+    for link in others.values_mut() {
+        let Some(stream) = link.stream.as_ref() else {
+            continue;
+        };
+        let queued = link.chan.try_queue(kind, payload);
+        link.lane.queued(
+            queued,
+            &format_args!("worker {} (pid {})", link.slot, link.pid),
+        );
+        if queued.is_ok() {
+            let _ = link.chan.flush_to(&mut SendNoSignal(stream));
+        }
+    }
 }
 
 /// The master's end of one worker's control channel.
@@ -54,40 +77,36 @@ impl Master {
             }
             return;
         }
-        let Some(link) = self.links.get_mut(&worker) else {
+        // The link is out of the map while its channel is read, so that
+        // each message is relayed to the others (still in it) as soon as it
+        // is decoded. Gathering a read's messages first held up to
+        // `READ_LIMIT` of them at once, each in an allocation of its own,
+        // at a client's command (see `control::try_grow`).
+        let Some(mut link) = self.links.remove(&worker) else {
             return;
-        };
-        let Some(stream) = link.stream.as_mut() else {
-            return;
-        };
-        let mut msgs = Vec::new();
-        let eof = match link
-            .chan
-            .receive_some(stream, relay::READ_LIMIT, |m| msgs.push(m))
-        {
-            Ok(Received::Eof) => true,
-            Ok(Received::Drained) => false,
-            Ok(Received::More) => {
-                // Relay this much first; flow control decides about the rest.
-                if !self.read_more.contains(&worker) {
-                    self.read_more.push(worker);
-                }
-                false
-            }
-            Err(e) => {
-                debug!(
-                    "control read from worker {} (pid {}): {e}",
-                    link.slot, link.pid
-                );
-                true
-            }
         };
         let (slot, pid) = (link.slot, link.pid);
-        let mut close = eof;
-        for msg in msgs {
-            match msg {
+        let Some(stream) = link.stream.as_mut() else {
+            self.links.insert(worker, link);
+            return;
+        };
+        let mut close = false;
+        let others = &mut self.links;
+        let received = link
+            .chan
+            .receive_some(stream, relay::READ_LIMIT, |msg| match msg {
                 Msg::Ready => happened.push(Event::Ready { worker }),
-                Msg::Publish(payload) => self.relay(worker, control::PUBLISH, &payload),
+                Msg::Publish(payload) => relay(others, control::PUBLISH, &payload),
+                Msg::Dropped {
+                    kind: control::PUBLISH,
+                    ..
+                } => {
+                    // No memory to read it: lost for every other worker.
+                    for link in others.values_mut().filter(|l| l.stream.is_some()) {
+                        let who = format_args!("worker {} (pid {})", link.slot, link.pid);
+                        link.lane.queued(Err(Refused::NoMemory), &who);
+                    }
+                }
                 Msg::Recycle(served) => happened.push(Event::Recycle {
                     worker,
                     reason: format!("served {served} responses (max_requests)"),
@@ -98,6 +117,12 @@ impl Master {
                 Msg::Other { kind, .. } => {
                     debug!("ignoring control message kind {kind} from pid {pid}");
                 }
+                Msg::Dropped { kind, len } => {
+                    warn!(
+                        "no memory for a control message (kind {kind}, {len} bytes) from \
+                         worker {slot} (pid {pid}); skipped"
+                    );
+                }
                 Msg::Malformed { kind, len } => {
                     error!(
                         "malformed control frame (kind {kind}, length {len}) from worker {slot} \
@@ -105,37 +130,29 @@ impl Master {
                     );
                     close = true;
                 }
+            });
+        let eof = match received {
+            Ok(Received::Eof) => true,
+            Ok(Received::Drained) => false,
+            Ok(Received::More) => {
+                // Relay this much first; flow control decides about the rest.
+                if !self.read_more.contains(&worker) {
+                    self.read_more.push(worker);
+                }
+                false
             }
-        }
-        if close {
-            if let Some(mut stream) = self.links.get_mut(&worker).and_then(|l| l.stream.take()) {
+            Err(e) => {
+                debug!("control read from worker {slot} (pid {pid}): {e}");
+                true
+            }
+        };
+        if eof || close {
+            if let Some(mut stream) = link.stream.take() {
                 let _ = self.poll.registry().deregister(&mut stream);
             }
             happened.push(Event::ChannelClosed { worker });
         }
-    }
-
-    /// Forwards one frame to every other worker with an open channel; a
-    /// worker whose queue is full loses the frame (counted and logged per
-    /// streak), so a stuck worker cannot make the master grow. Flow
-    /// control (`relay_holds_back`) keeps queues from filling up otherwise.
-    pub(super) fn relay(&mut self, from: WorkerId, kind: u8, payload: &[u8]) {
-        for (&worker, link) in self.links.iter_mut() {
-            if worker == from {
-                continue;
-            }
-            let Some(stream) = link.stream.as_ref() else {
-                continue;
-            };
-            let queued = link.chan.queue(kind, payload);
-            link.lane.queued(
-                queued,
-                &format_args!("worker {} (pid {})", link.slot, link.pid),
-            );
-            if queued {
-                let _ = link.chan.flush_to(&mut SendNoSignal(stream));
-            }
-        }
+        self.links.insert(worker, link);
     }
 
     /// Whether published messages from `source` must wait: another worker
@@ -176,5 +193,54 @@ impl Master {
         }
         let _ = link.chan.flush_to(&mut SendNoSignal(stream));
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::control::starve::starve;
+
+    /// The master's relay with no memory to queue a message for the other
+    /// workers: the message is dropped for each and counted in its lane
+    /// (as for a worker whose queue is full); the master goes on, and
+    /// relays the next message once memory is back. (With `Vec`'s own
+    /// growth, the allocation failure aborted the master.)
+    #[test]
+    fn a_relay_without_memory_drops_the_message_for_each_worker_and_goes_on() {
+        let mut others = BTreeMap::new();
+        let mut workers = Vec::new();
+        for w in 0..2 {
+            let (master_end, worker_end) = control::pair().unwrap();
+            others.insert(
+                w,
+                Link {
+                    pid: 100 + w as i32,
+                    slot: w,
+                    stream: Some(mio::net::UnixStream::from_std(master_end)),
+                    chan: Channel::default(),
+                    lane: relay::Lane::default(),
+                },
+            );
+            workers.push(worker_end);
+        }
+        {
+            let _starved = starve();
+            relay(&mut others, control::PUBLISH, &vec![7u8; 100_000]);
+            relay(&mut others, control::PUBLISH, b"second");
+        }
+        for link in others.values() {
+            assert_eq!(link.lane.streak(), 2);
+            assert_eq!(link.chan.pending_out(), 0);
+        }
+        relay(&mut others, control::PUBLISH, b"back");
+        for (link, worker) in others.values().zip(&workers) {
+            assert_eq!(link.lane.streak(), 0, "the streak ended");
+            let mut rx = Channel::default();
+            let mut got = Vec::new();
+            let mut r = worker;
+            assert!(!rx.receive(&mut r, |m| got.push(m)).unwrap());
+            assert_eq!(got, [Msg::Publish(b"back".to_vec())]);
+        }
     }
 }
