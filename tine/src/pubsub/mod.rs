@@ -62,6 +62,14 @@
 //! or worker can grow anyone's memory without bound. A worker restarted by
 //! the master gets a fresh channel and rejoins the bus by itself.
 //!
+//! Within those bounds memory may still run out (a tight `ulimit -v`, a
+//! full machine). The control channels' buffers then refuse to grow
+//! rather than abort the process: a message there is no memory for is
+//! dropped for the workers it would have reached (by the master: logged
+//! with the count, like a stuck worker's; by a worker: counted in
+//! [`stats`]), and the master, whose abort would take every worker with
+//! it, goes on serving.
+//!
 //! With [`App::redis`](crate::App::redis) configured, every process
 //! publishes to Redis (`PUBLISH tine:<topic>`) and delivers what its own
 //! subscription (`PSUBSCRIBE tine:*`) brings back, itself included, so

@@ -32,7 +32,9 @@ pub struct Stats {
     /// (each drop is also logged, once per streak): the outbox was full
     /// (one handler published more than 8 MiB at once), a message was
     /// too large to publish (over [`max_size`](super::max_size); its
-    /// `publish` returned an error), or Redis was unreachable.
+    /// `publish` returned an error), Redis was unreachable, or the
+    /// control channel to the master had no memory for it. Also relayed
+    /// messages this process had no memory to receive.
     pub dropped: u64,
 }
 
