@@ -13,7 +13,7 @@
 //! | event in | typical actions out |
 //! |---|---|
 //! | `Command(Stop)` / `Command(Quit)` | `Signal Term` to every worker (then `Kill` at the graceful deadline) / `Signal Kill` now; `Exit(0)` once all exited |
-//! | `Command(Reload)` | `Fork` a replacement for slot 0; on its `Ready`, `Signal Term` to the old worker and `Fork` for slot 1, ... |
+//! | `Command(Reload)` | `Fork` a replacement for slot 0; on its `Ready`, `Signal Term` to the old worker and `Fork` for slot 1, ...; a replacement that cannot be forked is forked again after the slot's backoff, and the restart waits on that slot meanwhile (a new `Reload` starts it over) |
 //! | `Command(ScaleUp)` | `Bind` (or take back an adopted socket), then `Fork` the new slot; `Listen` once forked; refused while an upgrade is under way |
 //! | `Command(ScaleDown)` | `Adopt` the last slot's sockets to a survivor (or `Fork` a replacement survivor that inherits them); on `Ready`, `Signal Term` to the removed worker |
 //! | `Exited` (unexpected) | `Adopt` the slot's sockets to a ready survivor; `Fork` again after the backoff; `Release` them from the survivor once the new worker is `Ready` |
@@ -53,6 +53,14 @@
 //!   replacement or adopter reported `READY`.
 //! * Operations (`HUP`, `TTIN`, `TTOU`, recycles) run one after another,
 //!   in arrival order; a stop cancels them.
+//! * A rolling restart is over (`reloading` false, "rolling restart
+//!   complete") only once it went through every slot. A replacement that
+//!   could not be forked (the process limit reached) is forked again after
+//!   the slot's backoff, 100 ms doubling to 5 s, for as long as it takes:
+//!   the old worker serves meanwhile, and operations queued behind wait. A
+//!   replacement that was forked but died or was not ready in time is
+//!   stopped and the old worker kept, and the end of the restart says how
+//!   many were kept.
 //!
 //! # Recycling
 //!
@@ -449,6 +457,11 @@ impl Supervisor {
                 ..
             })
             | Some(Current::ScaleDown { deadline, .. }) => Some(*deadline),
+            Some(Current::Reload {
+                candidate: None,
+                retry_at,
+                ..
+            }) => *retry_at,
             _ => None,
         };
         respawns
@@ -597,6 +610,16 @@ impl Supervisor {
         };
         if self.stopping {
             info!("{name} ignored: stopping");
+        } else if op == Command::Reload && self.reload_retrying() {
+            // The rolling restart under way cannot fork (see
+            // `replacement_fork_failed`); this one replaces every worker
+            // anyway, so it takes its place (in its turn, like any `SIGHUP`)
+            // rather than wait for it.
+            info!("SIGHUP received: the rolling restart waiting to fork again starts over");
+            self.current = None;
+            if !self.ops.contains(&Command::Reload) {
+                self.ops.push_back(op);
+            }
         } else if op == Command::Reload && self.ops.contains(&Command::Reload) {
             info!("SIGHUP: a rolling restart is already queued");
         } else {
@@ -680,7 +703,9 @@ impl Supervisor {
                 info!("worker {slot}: retrying the fork in {delay:?}");
             }
         }
-        // A failed replacement: the current operation sees it missing.
+        // A failed replacement: a rolling restart forks it again later;
+        // other operations see it missing.
+        self.replacement_fork_failed(id, now);
     }
 
     fn ready(&mut self, id: WorkerId) {
@@ -786,10 +811,16 @@ impl Supervisor {
     /// Schedules the slot's respawn after its backoff, doubles the backoff
     /// (up to [`BACKOFF_MAX`]) and returns the delay.
     fn schedule_respawn(&mut self, slot: usize, now: Instant) -> Duration {
+        let delay = self.next_backoff(slot);
+        self.slots[slot].respawn_at = Some(now + delay);
+        delay
+    }
+
+    /// The slot's backoff, doubled (up to [`BACKOFF_MAX`]) for next time.
+    fn next_backoff(&mut self, slot: usize) -> Duration {
         let s = &mut self.slots[slot];
         let delay = s.backoff;
         s.backoff = (s.backoff * 2).min(BACKOFF_MAX);
-        s.respawn_at = Some(now + delay);
         delay
     }
 
@@ -913,6 +944,8 @@ impl Supervisor {
                 candidate: Some(c),
                 deadline,
                 recycle,
+                kept,
+                ..
             }) if deadline <= now => {
                 if let Some(w) = self.workers.get(&c).filter(|w| w.role == Role::Candidate) {
                     warn!(
@@ -928,6 +961,8 @@ impl Supervisor {
                     candidate: None,
                     deadline,
                     recycle,
+                    retry_at: None,
+                    kept: kept + 1,
                 });
             }
             Some(Current::ScaleDown {

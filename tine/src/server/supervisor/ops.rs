@@ -21,6 +21,12 @@ pub(super) enum Current {
         candidate: Option<WorkerId>,
         deadline: Instant,
         recycle: Option<WorkerId>,
+        /// (Rolling restart) the fork of `slot`'s replacement failed: it
+        /// is forked again at this time (the slot's fork backoff).
+        retry_at: Option<Instant>,
+        /// (Rolling restart) slots passed whose old worker was kept: its
+        /// replacement died or was not ready in time.
+        kept: usize,
     },
     /// Waiting for `Event::Bound` answers.
     ScaleUp {
@@ -151,10 +157,19 @@ impl Supervisor {
                     slot,
                     candidate: None,
                     recycle: None,
+                    retry_at,
+                    kept,
                     ..
                 }) => {
                     if slot >= self.slots.len() {
-                        info!("rolling restart complete");
+                        if kept == 0 {
+                            info!("rolling restart complete");
+                        } else {
+                            warn!(
+                                "rolling restart over; {kept} worker(s) kept their old \
+                                 process (the replacement died or was not ready in time)"
+                            );
+                        }
                         self.current = None;
                         continue;
                     }
@@ -164,19 +179,33 @@ impl Supervisor {
                         candidate: None,
                         deadline: now,
                         recycle: None,
+                        retry_at: None,
+                        kept,
                     };
                     if s.removing || s.worker.is_none() {
                         // A slot waiting for its respawn gets a new worker anyway.
                         self.current = Some(next);
                         continue;
                     }
+                    if retry_at.is_some_and(|t| t > now) {
+                        // Its replacement could not be forked: wait for the
+                        // backoff (`next_deadline`).
+                        return;
+                    }
+                    if retry_at.is_some() {
+                        info!("rolling restart: forking a replacement for worker {slot} again");
+                    } else {
+                        // Counted once per slot and restart, not per attempt.
+                        self.count_restart(slot, super::Restart::Reload);
+                    }
                     let c = self.fork(slot, Role::Candidate, "reload", now, out);
-                    self.count_restart(slot, super::Restart::Reload);
                     self.current = Some(Current::Reload {
                         slot,
                         candidate: Some(c),
                         deadline: now + self.ready_timeout,
                         recycle: None,
+                        retry_at: None,
+                        kept,
                     });
                     return;
                 }
@@ -185,28 +214,36 @@ impl Supervisor {
                     candidate: Some(c),
                     deadline,
                     recycle,
+                    kept,
+                    ..
                 }) => {
-                    let next = Current::Reload {
+                    let next = |kept| Current::Reload {
                         slot: slot + 1,
                         candidate: None,
                         deadline,
                         recycle,
+                        retry_at: None,
+                        kept,
                     };
                     let Some(cw) = self.workers.get(&c) else {
-                        // Its fork failed or it died before READY (logged).
-                        warn!("rolling restart: no replacement for worker {slot}; keeping it");
-                        self.current = Some(next);
+                        // It died before READY (logged). (A rolling
+                        // restart's failed fork is retried: `fork_failed`;
+                        // a recycle's, like this, by `recycle_step`.)
+                        if recycle.is_none() {
+                            warn!("rolling restart: no replacement for worker {slot}; keeping it");
+                        }
+                        self.current = Some(next(kept + 1));
                         continue;
                     };
                     if cw.role == Role::Retiring {
-                        self.current = Some(next);
+                        self.current = Some(next(kept + 1));
                         continue;
                     }
                     if !cw.ready {
                         return;
                     }
                     self.promote(slot, c, now, out);
-                    self.current = Some(next);
+                    self.current = Some(next(kept));
                 }
                 Some(Current::ScaleDown {
                     removed,
@@ -262,6 +299,55 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// The fork of `id` failed: if it was a rolling restart's replacement,
+    /// the restart stays on its slot and forks it again after the slot's
+    /// backoff (100 ms doubling to 5 s, as a respawn). Moving on instead
+    /// (as before) ended the restart with old workers left, reported as
+    /// complete, and never tried again: a `SIGHUP` sent while the process
+    /// limit was reached was lost for good. (A recycle's failed fork is
+    /// retried by `recycle_step`, a scale-down's aborts it.)
+    pub(super) fn replacement_fork_failed(&mut self, id: WorkerId, now: Instant) {
+        let Some(Current::Reload {
+            slot,
+            candidate: Some(c),
+            deadline,
+            recycle: None,
+            kept,
+            ..
+        }) = self.current
+        else {
+            return;
+        };
+        if c != id {
+            return;
+        }
+        let delay = self.next_backoff(slot);
+        warn!(
+            "rolling restart: no replacement for worker {slot} (its fork failed); \
+             keeping it, forking again in {delay:?}"
+        );
+        self.current = Some(Current::Reload {
+            slot,
+            candidate: None,
+            deadline,
+            recycle: None,
+            retry_at: Some(now + delay),
+            kept,
+        });
+    }
+
+    /// Whether a rolling restart waits to fork a replacement again.
+    pub(super) fn reload_retrying(&self) -> bool {
+        matches!(
+            self.current,
+            Some(Current::Reload {
+                recycle: None,
+                retry_at: Some(_),
+                ..
+            })
+        )
     }
 
     /// Undoes a scale-down that could not complete: the removed worker
@@ -342,6 +428,8 @@ impl Supervisor {
             candidate: Some(c),
             deadline: now + self.ready_timeout,
             recycle: Some(old),
+            retry_at: None,
+            kept: 0,
         });
         true
     }
@@ -355,6 +443,8 @@ impl Supervisor {
                     candidate: None,
                     deadline: now,
                     recycle: None,
+                    retry_at: None,
+                    kept: 0,
                 });
             }
             Command::Recycle(old) => {
@@ -364,6 +454,8 @@ impl Supervisor {
                         candidate: None,
                         deadline: now,
                         recycle: Some(old),
+                        retry_at: None,
+                        kept: 0,
                     });
                 }
             }

@@ -270,18 +270,104 @@ fn a_replacement_never_ready_is_stopped_and_the_old_worker_kept() {
 }
 
 #[test]
-fn a_replacement_that_dies_or_cannot_fork_keeps_the_old_worker() {
+fn a_replacement_that_dies_keeps_the_old_worker() {
     let mut sim = Sim::ready(2);
     let (old0, old1) = (sim.pid_of(0), sim.pid_of(1));
-    sim.fork_plan = [false, true].into();
     sim.command(Command::Reload);
     let c0 = sim.one_fork();
     sim.exit(c0.pid, "exit status 1");
-    // Slot 1's replacement cannot be forked: the restart ends there.
-    assert!(sim.take_forks().is_empty());
+    // Slot 0 keeps its worker, slot 1 is replaced; the restart is over
+    // (and says that one worker was kept).
+    let c1 = sim.one_fork();
+    assert_eq!(c1.slot, 1);
+    sim.ready_pid(c1.pid);
+    assert_eq!(sim.take(), [term(old1)]);
     assert!(sim.sup.current.is_none());
+    assert_eq!((sim.pid_of(0), sim.pid_of(1)), (old0, c1.pid));
+}
+
+/// A `SIGHUP` while the process limit is reached: the replacement's fork
+/// fails, and is tried again with the slot's backoff until it works; the
+/// rolling restart is not over (not `reloading() == false`, not logged
+/// complete) before every slot was replaced. It used to move on to the
+/// next slot, end with the old workers kept, and never try again.
+#[test]
+fn a_replacement_that_cannot_fork_is_forked_again_with_backoff() {
+    let mut sim = Sim::ready(2);
+    let (old0, old1) = (sim.pid_of(0), sim.pid_of(1));
+    sim.fork_plan = [true, true, false, true, false].into();
+    sim.command(Command::Reload);
+    assert!(sim.take_forks().is_empty());
+    assert!(sim.sup.reloading(), "the restart is not over");
+    assert_eq!(sim.sup.next_deadline(), Some(sim.now + BACKOFF_MIN));
+    sim.advance(BACKOFF_MIN - Duration::from_millis(1));
+    assert!(sim.take_forks().is_empty());
+    // Fails again: the backoff doubles.
+    sim.advance(Duration::from_millis(1));
+    assert!(sim.take_forks().is_empty());
+    assert_eq!(sim.sup.next_deadline(), Some(sim.now + BACKOFF_MIN * 2));
     assert!(sim.take().is_empty(), "no old worker stopped");
-    assert_eq!((sim.pid_of(0), sim.pid_of(1)), (old0, old1));
+    sim.advance(BACKOFF_MIN * 2);
+    let c0 = sim.one_fork();
+    assert_eq!((c0.slot, c0.accept.clone()), (0, vec![0]));
+    sim.ready_pid(c0.pid);
+    assert_eq!(sim.take(), [term(old0)]);
+    // Slot 1 has a backoff of its own.
+    assert!(sim.take_forks().is_empty());
+    assert_eq!(sim.sup.next_deadline(), Some(sim.now + BACKOFF_MIN));
+    sim.advance(BACKOFF_MIN);
+    let c1 = sim.one_fork();
+    assert_eq!(c1.slot, 1);
+    assert!(sim.sup.reloading());
+    sim.ready_pid(c1.pid);
+    assert_eq!(sim.take(), [term(old1)]);
+    assert!(sim.sup.current.is_none(), "restart complete");
+    assert!(!sim.sup.reloading());
+    assert_eq!((sim.pid_of(0), sim.pid_of(1)), (c0.pid, c1.pid));
+    // One reload counted per slot, not one per attempt.
+    let reload = Restart::Reload as usize;
+    let r = sim.sup.restarts();
+    assert_eq!((r[0][reload], r[1][reload]), (1, 1));
+}
+
+#[test]
+fn a_sighup_supersedes_a_rolling_restart_waiting_to_fork_again() {
+    let mut sim = Sim::ready(2);
+    let old1 = sim.pid_of(1);
+    sim.fork_plan = [false, true].into();
+    sim.command(Command::Reload);
+    let c0 = sim.one_fork();
+    sim.ready_pid(c0.pid);
+    sim.take();
+    // Slot 1's replacement cannot be forked; a new SIGHUP starts over at
+    // once, from slot 0, rather than queue behind the retries.
+    assert!(sim.take_forks().is_empty());
+    sim.command(Command::Reload);
+    let again = sim.one_fork();
+    assert_eq!(again.slot, 0);
+    assert!(sim.sup.ops.is_empty());
+    sim.ready_pid(again.pid);
+    assert_eq!(sim.take(), [term(c0.pid)]);
+    let c1 = sim.one_fork();
+    assert_eq!(c1.slot, 1);
+    sim.ready_pid(c1.pid);
+    assert_eq!(sim.take(), [term(old1)]);
+    assert!(sim.sup.current.is_none());
+}
+
+#[test]
+fn a_stop_ends_a_rolling_restart_waiting_to_fork_again() {
+    let mut sim = Sim::ready(2);
+    let (w0, w1) = (sim.pid_of(0), sim.pid_of(1));
+    sim.fork_plan = [true].into();
+    sim.command(Command::Reload);
+    sim.command(Command::Stop);
+    let mut got = sim.take();
+    got.sort_by_key(|a| format!("{a:?}"));
+    assert_eq!(got, [term(w0), term(w1)]);
+    assert!(sim.sup.current.is_none());
+    sim.advance(BACKOFF_MAX);
+    assert!(sim.take_forks().is_empty());
 }
 
 #[test]
