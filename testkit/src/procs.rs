@@ -822,6 +822,57 @@ fn nobody_can_run(bin: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// A process of `nobody` that only sleeps: started before
+/// [`ServerTree::start_with_process_limit`], it takes one process of that
+/// server's limit, and gives it back when dropped (killed and reaped), so
+/// that a test can let one more fork succeed at a moment of its choosing
+/// (raising the server's limit instead would need `CAP_SYS_RESOURCE`).
+#[derive(Debug)]
+pub struct ProcessSlot {
+    child: std::process::Child,
+}
+
+impl ProcessSlot {
+    /// Starts the process and waits until it runs as `nobody` (counted by
+    /// the limit from then on).
+    pub fn take() -> ProcessSlot {
+        let child = Command::new("setpriv")
+            .args(as_nobody())
+            .args(["sleep", "600"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start setpriv sleep");
+        let slot = ProcessSlot { child };
+        let pid = slot.child.id();
+        assert!(
+            wait_until(Duration::from_secs(10), || real_uid(pid) == Some(NOBODY)),
+            "pid {pid} never ran as nobody"
+        );
+        slot
+    }
+}
+
+impl Drop for ProcessSlot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The real user id of process `pid` (`None` once it is gone).
+fn real_uid(pid: u32) -> Option<u32> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Number of tasks (threads included) owned by the real user `uid`: what
 /// `RLIMIT_NPROC` counts.
 fn tasks_of_user(uid: u32) -> usize {

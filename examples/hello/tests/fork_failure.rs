@@ -2,13 +2,13 @@
 //! under a process limit, so the kernel refuses the fork with `EAGAIN`)
 //! keeps serving with the workers it has: no connection waits on a
 //! listener nobody accepts from, and every failed fork is logged with its
-//! reason and retried.
+//! reason and retried, a rolling restart's included.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use testkit::load::{try_get, PID_PATH};
-use testkit::procs::{heavy, listen_sockets, signal, ServerTree, Signal};
+use testkit::procs::{heavy, listen_sockets, signal, ProcessSlot, ServerTree, Signal};
 
 const HELLO: &str = env!("CARGO_BIN_EXE_hello");
 /// Bound of every wait for the processes to reach a state.
@@ -101,5 +101,51 @@ fn a_scale_up_whose_fork_fails_leaves_no_listening_socket() {
         c.len() == 2 && !c.contains(&victim) && c.is_subset(&s.ready_pids())
     });
     every_connection_answered(&s, &kids, "after a crash with a pending scale-up");
+    s.stop(STOP);
+}
+
+#[test]
+fn a_rolling_restart_that_cannot_fork_waits_and_completes_once_it_can() {
+    let _serial = heavy();
+    // The master and its two workers, and one process more once `spare`
+    // is gone: until then no replacement can be forked.
+    let spare = ProcessSlot::take();
+    let Some(s) = ServerTree::start_with_process_limit(
+        HELLO,
+        3,
+        &["--bind", "127.0.0.1:0", "--workers", "2"],
+    ) else {
+        return;
+    };
+    let old = s.wait_ready(2, T);
+    s.signal(Signal::SIGHUP);
+    // Retried with backoff, not given up (it used to end the restart at
+    // once, reported complete, with both old workers left for good).
+    let retry = |slot: usize| {
+        format!(
+            "rolling restart: no replacement for worker {slot} (its fork failed); \
+             keeping it, forking again in"
+        )
+    };
+    s.wait_log_count(&retry(0), 3, T);
+    assert!(
+        !s.stderr().contains("rolling restart complete"),
+        "{}",
+        s.stderr()
+    );
+    every_connection_answered(&s, &old, "while the restart cannot fork");
+    assert_eq!(s.children(), old);
+
+    // Room for one more process: the next retry forks worker 0's
+    // replacement. Worker 1's is forked while the old worker 0 still
+    // drains, so it fails too, and is retried until that one has exited.
+    drop(spare);
+    s.wait_log("rolling restart complete", T);
+    let log = s.stderr();
+    assert!(log.contains(&retry(1)), "{log}");
+    let new = s.wait_children(T, "two new ready workers", |c| {
+        c.len() == 2 && c.is_disjoint(&old) && c.is_subset(&s.ready_pids())
+    });
+    every_connection_answered(&s, &new, "after the rolling restart");
     s.stop(STOP);
 }
