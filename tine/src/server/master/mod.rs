@@ -100,7 +100,7 @@
 //! |---|---|
 //! | `SIGINT`, `SIGTERM` | graceful stop: `SIGTERM` to every worker, wait; `SIGKILL` whatever is left after `graceful_timeout`; reap all; exit 0 |
 //! | `SIGQUIT` | immediate stop: `SIGKILL` every worker, reap all, exit 0 |
-//! | `SIGHUP` | rolling restart, one slot at a time (see above); a replacement not ready within `ready_timeout` is stopped (`SIGTERM`, `SIGKILL` after `graceful_timeout`) and the old worker kept |
+//! | `SIGHUP` | rolling restart, one slot at a time (see above); a replacement not ready within `ready_timeout` is stopped (`SIGTERM`, `SIGKILL` after `graceful_timeout`) and the old worker kept; one that cannot be forked is forked again with the backoff below until it can (the restart is not over before; another `SIGHUP` starts it over, a stop ends it) |
 //! | `SIGUSR1` | re-read the files outside tools replace: TLS certificates and keys (checked, then switched in the running workers; no restart). `SIGHUP` does the same before its rolling restart. Also passed on to every worker and the admin process: they reopen their access log files (log rotation) |
 //! | `SIGTTIN` | one worker more |
 //! | `SIGTTOU` | one worker fewer, never below 1, without losing its queue |
@@ -109,7 +109,8 @@
 //!
 //! A fork that fails (say, the process limit was reached) is logged with
 //! its reason and retried with the same backoff; the master keeps serving
-//! with the workers it has.
+//! with the workers it has. That holds for a rolling restart's replacement
+//! too: the old worker serves on, and the restart waits on its slot.
 //!
 //! Signals sent to the master coalesce like any standard signal: several
 //! `SIGTTIN` sent at once may count as one. Operations (`HUP`, `TTIN`,
