@@ -770,6 +770,8 @@ fn limit_open_files(command: &mut Command, n: u64) {
     // SAFETY: the closure runs in the forked child before exec, where only
     // async-signal-safe calls are allowed: it makes one `setrlimit` system
     // call and allocates nothing (the error is a plain errno).
+    // `rlim_t` is unsigned on Linux, signed on FreeBSD.
+    let n = n as nix::libc::rlim_t;
     unsafe {
         command.pre_exec(move || {
             nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, n, n)

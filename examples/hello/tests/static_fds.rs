@@ -9,13 +9,16 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+#[cfg(target_os = "linux")]
 use testkit::procs::ServerTree;
 use testkit::{wait_until, Client, ServerProcess};
 
 const HELLO: &str = env!("CARGO_BIN_EXE_hello");
+#[cfg(target_os = "linux")]
 const T: Duration = Duration::from_secs(15);
 
 /// A directory of `n` small files `f0.txt` .. `f{n-1}.txt`.
+#[cfg(target_os = "linux")]
 fn many_files(n: usize) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for i in 0..n {
@@ -26,6 +29,7 @@ fn many_files(n: usize) -> tempfile::TempDir {
 
 /// Fetches every file of [`many_files`] on one keep-alive connection,
 /// each answered 200 with its own content.
+#[cfg(target_os = "linux")]
 fn fetch_all(client: &mut Client, n: usize) {
     for i in 0..n {
         let r = client.get(&format!("/static/f{i}.txt"));
