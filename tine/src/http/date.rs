@@ -1,4 +1,5 @@
-//! The cached `Date` header value, refreshed at most once a second.
+//! The cached `Date` header value, refreshed as each second of the clock
+//! begins.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -9,7 +10,8 @@ use std::time::{Duration, Instant, SystemTime};
 pub(crate) struct DateCache {
     /// `HTTP/1.1 200 OK\r\ndate: DATE\r\ncontent-length: `.
     head: [u8; OK_HEAD.len()],
-    refreshed: Instant,
+    /// When the clock's next second begins: the date is made again then.
+    next: Instant,
 }
 
 /// The head [`DateCache`] keeps, with a blank date at [`DATE`].
@@ -20,30 +22,40 @@ const DATE: std::ops::Range<usize> = 23..52;
 
 impl DateCache {
     pub(crate) fn new() -> Self {
+        let now = Instant::now();
         let mut cache = DateCache {
             head: [0; OK_HEAD.len()],
-            refreshed: Instant::now(),
+            next: now,
         };
         cache.head.copy_from_slice(OK_HEAD);
-        cache.refresh();
+        cache.refresh(now);
         cache
     }
 
-    fn refresh(&mut self) {
+    /// Formats the clock's current second, and notes when the next one
+    /// begins. (Refreshed merely a second after the last refresh, the
+    /// date lagged the clock by up to a second and more: a file modified
+    /// just now could show a `Last-Modified` later than the `Date`, which
+    /// RFC 9110 §8.8.2.1 forbids, and caches would overestimate ages.)
+    fn refresh(&mut self, now: Instant) {
         // Formatted in place (`fmt_http_date` would allocate a `String`
         // every second).
         use std::io::Write;
-        let date = httpdate::HttpDate::from(SystemTime::now());
+        let clock = SystemTime::now();
+        let date = httpdate::HttpDate::from(clock);
         let mut out = &mut self.head[DATE];
         let _ = write!(out, "{date}");
+        let into_second = clock
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        self.next = now + Duration::from_nanos(u64::from(1_000_000_000 - into_second));
     }
 
-    /// Re-formats the date when a second or more has passed since `now`'s
-    /// last refresh.
+    /// Re-formats the date once the clock's next second has begun (`now`:
+    /// the loop turn's time).
     pub(crate) fn tick(&mut self, now: Instant) {
-        if now.duration_since(self.refreshed) >= Duration::from_secs(1) {
-            self.refreshed = now;
-            self.refresh();
+        if now >= self.next {
+            self.refresh(now);
         }
     }
 
@@ -82,5 +94,35 @@ mod tests {
             head,
             format!("HTTP/1.1 200 OK\r\ndate: {s}\r\ncontent-length: ")
         );
+    }
+
+    #[test]
+    fn the_date_turns_with_the_clocks_second() {
+        let shown = |d: &DateCache| {
+            httpdate::parse_http_date(std::str::from_utf8(d.bytes()).unwrap()).unwrap()
+        };
+        let secs = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+        let mut d = DateCache::new();
+        let made = secs(shown(&d));
+        // Just past the clock's next second (well under a second after the
+        // cache was made): the date is that second's already.
+        let into = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        std::thread::sleep(Duration::from_nanos(
+            u64::from(1_000_000_000 - into) + 5_000_000,
+        ));
+        d.tick(Instant::now());
+        let clock = secs(SystemTime::now());
+        let date = secs(shown(&d));
+        assert!(date > made, "still {made}'s date");
+        // The second may have turned again between the tick and the clock
+        // read on a loaded machine: never more than that.
+        assert!(
+            date == clock || date + 1 == clock,
+            "{date} shown at {clock}"
+        );
+        assert!(d.next > Instant::now() && d.next <= Instant::now() + Duration::from_secs(1));
     }
 }

@@ -40,7 +40,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cache::OpenCache;
 
@@ -446,7 +446,16 @@ pub(crate) fn serve(
         h.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
     }
     if let Some(secs) = last_modified {
-        let date = httpdate::HttpDate::from(UNIX_EPOCH + Duration::from_secs(secs));
+        // Never later than now (RFC 9110 §8.8.2.1: a time in the future,
+        // from an archive or a clock-skewed build machine, is sent as the
+        // message's date). Conditions are still evaluated against the
+        // file's own time, so a client holding the clamped date gets the
+        // file again rather than a 304 once it changes (before its future
+        // time).
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let date = httpdate::HttpDate::from(UNIX_EPOCH + Duration::from_secs(secs.min(now)));
         h.insert(LAST_MODIFIED, fmt_value(format_args!("{date}")));
     }
 

@@ -721,6 +721,25 @@ fn if_modified_since_gives_304() {
 }
 
 #[test]
+fn a_future_modification_time_is_sent_as_now_and_never_gives_a_stale_304() {
+    // A file from an archive or a clock-skewed machine, dated 2030.
+    let f = fixture();
+    let path = f.base.join("root/hello.txt");
+    let future = UNIX_EPOCH + Duration::from_secs(1_893_456_000);
+    set_mtime(&path, future);
+    let before = SystemTime::now();
+    let r = ok(f.get("/hello.txt", &[]));
+    let shown = httpdate::parse_http_date(r.header(LAST_MODIFIED).unwrap()).unwrap();
+    // Not later than now (RFC 9110 §8.8.2.1), in whole seconds.
+    assert!(shown <= SystemTime::now(), "{shown:?}");
+    assert!(shown + Duration::from_secs(1) >= before, "{shown:?}");
+    // Revalidating with that date: the file's own time is later, so the
+    // client gets the file again, not a 304 (it may have changed since).
+    let ims = r.header(LAST_MODIFIED).unwrap().to_string();
+    ok(f.get("/hello.txt", &[(IF_MODIFIED_SINCE, &ims)]));
+}
+
+#[test]
 fn if_none_match_overrides_if_modified_since() {
     let f = fixture();
     let r = ok(f.get(

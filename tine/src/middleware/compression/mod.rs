@@ -348,14 +348,19 @@ fn eligible(res: &Response) -> bool {
 }
 
 /// Whether a `Content-Type` is worth compressing: everything but formats
-/// that are compressed already.
+/// that are compressed already, and `application/octet-stream`, the type
+/// of binary downloads (installers, disk images, packages, archives of
+/// types with no name of their own): mostly compressed already, and
+/// compressing one chunk by chunk makes it larger and costs the download
+/// its `Content-Length`.
 fn compressible_type(ct: &[u8]) -> bool {
     let essence = ct
         .split(|&b| b == b';')
         .next()
         .unwrap_or_default()
         .trim_ascii();
-    let mut lower = [0u8; 64];
+    // Office document types run to about 80 bytes.
+    let mut lower = [0u8; 128];
     let Some(lower) = lower.get_mut(..essence.len()) else {
         // Longer than any type we skip.
         return true;
@@ -373,9 +378,27 @@ fn compressible_type(ct: &[u8]) -> bool {
     if lower.starts_with(b"video/") || lower.starts_with(b"audio/") {
         return false;
     }
+    // Zip containers: `application/epub+zip`, office documents.
+    if lower.ends_with(b"+zip")
+        || lower.starts_with(b"application/vnd.openxmlformats-officedocument.")
+        || lower.starts_with(b"application/vnd.oasis.opendocument.")
+    {
+        return false;
+    }
     !matches!(
         lower,
-        b"font/woff"
+        b"application/octet-stream"
+            | b"application/vnd.android.package-archive"
+            | b"application/vnd.debian.binary-package"
+            | b"application/x-rpm"
+            | b"application/x-apple-diskimage"
+            | b"application/x-msdownload"
+            | b"application/x-chrome-extension"
+            | b"application/x-xpinstall"
+            | b"application/x-lzip"
+            | b"application/x-lzma"
+            | b"application/x-lz4"
+            | b"font/woff"
             | b"font/woff2"
             | b"application/font-woff"
             | b"application/zip"
@@ -776,6 +799,10 @@ mod tests {
             "font/woff2",
             "application/zip",
             "IMAGE/JPEG; x=y",
+            "application/octet-stream",
+            "application/vnd.android.package-archive",
+            "application/epub+zip",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
         ] {
             assert!(!compressible_type(t.as_bytes()), "{t}");
         }
