@@ -36,7 +36,8 @@ use encoder::Encoder;
 ///   served by [`App::static_dir`](crate::App::static_dir) wins this way)
 ///   or a `Content-Range`, or `Cache-Control: no-transform`;
 /// - its type is compressed already (images other than SVG, audio, video,
-///   fonts, archives, PDF);
+///   fonts, archives and zip containers, packages, PDF) or is
+///   `application/octet-stream` (binary downloads);
 /// - its body is in memory and smaller than [`min_size`](Self::min_size)
 ///   (unless the client refused the uncompressed form with
 ///   `identity;q=0`), or did not get smaller when compressed.
