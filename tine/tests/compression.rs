@@ -26,7 +26,10 @@ fn app(dir: std::path::PathBuf) -> App {
         })
         .get("/tiny", |_: &Request| Response::text("tiny"))
         .get("/stream", |_: &Request| {
+            // A stream's default type, `application/octet-stream`, is not
+            // compressed (binary downloads): this one says it is text.
             Response::stream((0..50).map(|i| format!("line {i} of a streamed body\n")))
+                .with_header("content-type", "text/plain; charset=utf-8")
                 .with_header("x-stream", "1")
         })
         .get("/no-content", |_: &Request| tine::StatusCode::NO_CONTENT)

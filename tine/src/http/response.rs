@@ -391,9 +391,19 @@ impl Response {
         self
     }
 
-    /// Appends a header (several values of one name are allowed). Panics,
-    /// pointing at the caller, if the name or value is invalid; a panic in
-    /// a handler becomes a `500`.
+    /// Appends a header (several values of one name are allowed), except
+    /// `Content-Type`, which replaces the one the constructor set
+    /// (`Response::text`'s `text/plain`, a stream's
+    /// `application/octet-stream`): a response has one type, and two
+    /// `Content-Type` fields are invalid (RFC 9110 §8.3). Panics, pointing
+    /// at the caller, if the name or value is invalid; a panic in a handler
+    /// becomes a `500`.
+    ///
+    /// ```
+    /// let res = tine::Response::stream(["a,b\n"]).with_header("content-type", "text/csv");
+    /// let types: Vec<_> = res.headers().get_all("content-type").iter().collect();
+    /// assert_eq!(types, ["text/csv"]);
+    /// ```
     #[track_caller]
     pub fn with_header<K, V>(mut self, name: K, value: V) -> Self
     where
@@ -404,7 +414,11 @@ impl Response {
     {
         let name = name.try_into().expect("invalid header name");
         let value = value.try_into().expect("invalid header value");
-        self.headers_mut().append(name, value);
+        if name == header::CONTENT_TYPE {
+            self.headers_mut().insert(name, value);
+        } else {
+            self.headers_mut().append(name, value);
+        }
         self
     }
 

@@ -44,15 +44,72 @@ impl fmt::Debug for Pem {
     }
 }
 
+/// The most a certificate or key file is read of: far more than any
+/// usable one (see [`MAX_CHAIN`]).
+const MAX_FILE: u64 = 1 << 20;
+
+/// The largest chain served, in DER bytes. Clients refuse a certificate
+/// message past about 100 KiB (OpenSSL's default `max_cert_list`); a
+/// chain is a few KiB. A larger one is a mistake (a whole CA bundle, say),
+/// refused at start-up or reload rather than served to clients that would
+/// all fail the handshake while the log said all was well.
+const MAX_CHAIN: usize = 100 * 1024;
+
+/// Reads one certificate or key file: a regular file of at most
+/// [`MAX_FILE`] bytes. It is opened without waiting: the master reads these
+/// files on every reload, and a path that is a FIFO (or anything else whose
+/// open or read waits for a writer) would stop the master there, with its
+/// supervision and signals, or a single-process server altogether.
+fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let failed = |e: &dyn fmt::Display| TlsError::new(format!("{}: {e}", path.display()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|e| failed(&e))?;
+    let meta = file.metadata().map_err(|e| failed(&e))?;
+    if !meta.is_file() {
+        return Err(failed(&"not a regular file"));
+    }
+    if meta.len() > MAX_FILE {
+        return Err(failed(&format_args!(
+            "{} bytes, far more than any certificate chain or key",
+            meta.len()
+        )));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| failed(&e))?;
+    Ok(bytes)
+}
+
+/// A PEM parse error in words (`rustls`' own text prints the expected
+/// marker as a list of byte values).
+fn pem_error(e: &rustls::pki_types::pem::Error, expected: &str) -> String {
+    use rustls::pki_types::pem::Error;
+    match e {
+        Error::MissingSectionEnd { end_marker } => format!(
+            "a PEM section does not end (no \"-----END {}-----\" line): the file is cut short",
+            String::from_utf8_lossy(end_marker)
+        ),
+        Error::IllegalSectionStart { line } => format!(
+            "a malformed PEM line: \"{}\"",
+            String::from_utf8_lossy(&line[..line.len().min(80)])
+        ),
+        Error::NoItemsFound => format!("no {expected} in the file"),
+        other => other.to_string(),
+    }
+}
+
 impl Source {
     /// Reads both files.
     pub(crate) fn read(&self) -> Result<Pem, TlsError> {
-        let read = |path: &Path| {
-            std::fs::read(path).map_err(|e| TlsError::new(format!("{}: {e}", path.display())))
-        };
         Ok(Pem {
-            chain: read(&self.chain)?,
-            key: read(&self.key)?,
+            chain: read_file(&self.chain)?,
+            key: read_file(&self.key)?,
         })
     }
 
@@ -63,11 +120,24 @@ impl Source {
             |e: &dyn fmt::Display, path: &Path| TlsError::new(format!("{}: {e}", path.display()));
         let chain = CertificateDer::pem_slice_iter(&pem.chain)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| what(&e, &self.chain))?;
+            .map_err(|e| what(&pem_error(&e, "CERTIFICATE"), &self.chain))?;
         if chain.is_empty() {
             return Err(what(&"no CERTIFICATE in the file", &self.chain));
         }
-        let key = PrivateKeyDer::from_pem_slice(&pem.key).map_err(|e| what(&e, &self.key))?;
+        let size: usize = chain.iter().map(|c| c.len()).sum();
+        if size > MAX_CHAIN {
+            return Err(what(
+                &format_args!(
+                    "a chain of {} certificates and {size} bytes: clients refuse certificate \
+                     messages over about 100 KiB (a chain is the server's certificate and its \
+                     intermediates, a few KiB)",
+                    chain.len()
+                ),
+                &self.chain,
+            ));
+        }
+        let key = PrivateKeyDer::from_pem_slice(&pem.key)
+            .map_err(|e| what(&pem_error(&e, "PRIVATE KEY"), &self.key))?;
         let provider = rustls::crypto::ring::default_provider();
         let certified = CertifiedKey::from_der(chain, key, &provider).map_err(|e| {
             TlsError::new(format!(

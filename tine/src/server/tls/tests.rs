@@ -306,3 +306,53 @@ fn tls_and_the_proxy_protocol_on_one_listener_are_refused_at_bind() {
         "unexpected error: {msg}"
     );
 }
+
+#[test]
+fn certificate_files_that_cannot_be_used_are_refused_in_words_and_never_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cert(dir.path());
+    let load = |chain: &std::path::Path, key: &std::path::Path| {
+        let (chain, key) = (chain.to_path_buf(), key.to_path_buf());
+        // On a thread: a read that waits would hang the test, not fail it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(TlsConfig::from_pem_files(&chain, &key).map(|_| ()));
+        });
+        let result = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("loading the certificate waited");
+        result.unwrap_err().to_string()
+    };
+    // A FIFO (a reload reads it in the master): refused at once.
+    let fifo = dir.path().join("fifo.pem");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let e = load(&fifo, &c.key);
+    assert!(e.contains("not a regular file"), "{e}");
+    // A chain cut short: said in words, not as byte values.
+    let pem = std::fs::read_to_string(&c.cert).unwrap();
+    let cut = dir.path().join("cut.pem");
+    std::fs::write(&cut, &pem[..pem.len() - 40]).unwrap();
+    let e = load(&cut, &c.key);
+    assert!(
+        e.contains("END CERTIFICATE") && e.contains("cut short"),
+        "{e}"
+    );
+    // A key file holding no key.
+    let e = load(&c.cert, &c.cert);
+    assert!(e.contains("no PRIVATE KEY"), "{e}");
+    // A chain no client would take (a CA bundle pasted in, say).
+    let huge = dir.path().join("huge.pem");
+    std::fs::write(&huge, pem.repeat(400)).unwrap();
+    let e = load(&huge, &c.key);
+    assert!(
+        e.contains("400 certificates") && e.contains("100 KiB"),
+        "{e}"
+    );
+}
