@@ -806,3 +806,53 @@ fn a_tls13_handshake_refused_for_its_alpn_gets_the_alert() {
     );
     s.stop(Duration::from_secs(10));
 }
+
+#[test]
+fn a_stream_cut_off_over_tls_does_not_end_with_close_notify() {
+    // An HTTP/1.0 response is delimited by the close: a clean TLS close
+    // (close_notify) after the panic would make the cut body look whole.
+    let dir = tempfile::tempdir().unwrap();
+    let c = cert(dir.path(), "cert");
+    let (s, _plain, https) = start(dir.path(), &c, 1, &[]);
+    let config = client_config(&[&c.der]);
+    let mut client = TlsClient::connect(https, "localhost", &config);
+    client.send(b"GET /stream?n=10&size=10&panic_after=3 HTTP/1.0\r\n\r\n");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = loop {
+        match std::io::Read::read(&mut client.stream, &mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => break Err(e),
+        }
+    };
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    // The client is told the stream ended badly: no close_notify (rustls
+    // reports an unexpected EOF) or a reset.
+    let e = end.expect_err("a clean TLS close after a cut body");
+    assert!(
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+        ),
+        "{e}"
+    );
+    // A whole response still ends with a clean close.
+    let mut client = TlsClient::connect(https, "localhost", &config);
+    client.send(b"GET /stream?n=3&size=10 HTTP/1.0\r\n\r\n");
+    let mut got = Vec::new();
+    loop {
+        match std::io::Read::read(&mut client.stream, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("a whole response ended with {e}"),
+        }
+    }
+    assert!(
+        got.ends_with(&[b'x'; 30]),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    drop(s);
+}

@@ -220,6 +220,12 @@ impl Transport for Link {
     }
 
     fn reset_on_close(&self) {
+        // Over TLS, no `close_notify` either: it would make the cut look
+        // like the end.
+        #[cfg(feature = "tls")]
+        if let Link::Tls(t) = self {
+            t.abandon();
+        }
         // A Unix stream has no reset to ask for: closing it with input
         // unread already makes the peer's next read fail (ECONNRESET).
         if let Some(tcp) = self.tcp() {

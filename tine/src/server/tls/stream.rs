@@ -219,6 +219,14 @@ impl TlsStream {
         s.input.capacity() + s.out.buf.capacity() + s.leftover.capacity()
     }
 
+    /// The response being sent was cut off and its end is known only by
+    /// the close: no `close_notify` then, which would tell the client the
+    /// data ended cleanly (RFC 8446 §6.1: a truncation must not look like
+    /// a proper close).
+    pub(crate) fn abandon(&self) {
+        self.state.borrow_mut().failed = true;
+    }
+
     /// Queues `close_notify` (once, after the handshake) and sends what
     /// it can without waiting; `true` if nothing is left unsent.
     pub(crate) fn close_notify(&self) -> bool {
