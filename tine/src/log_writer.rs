@@ -18,8 +18,10 @@
 //! - a socket (systemd's journal stream) is written with `MSG_DONTWAIT`,
 //!   which leaves the descriptor as it is;
 //! - a pipe that cannot be opened again (other systems, or no `/proc`) is
-//!   polled for room before each line: best effort, since two processes
-//!   can both see room for one line;
+//!   polled for room before each line. That is best effort: the poll
+//!   promises room for `PIPE_BUF` bytes (512 on macOS and FreeBSD, 4096
+//!   on Linux), so a longer line, or two processes that both saw room for
+//!   one line, can still block while the reader is stuck;
 //! - anything else (a regular file, a terminal, `/dev/null`) is written as
 //!   it is.
 //!
@@ -42,7 +44,13 @@ use std::sync::OnceLock;
 /// to a second for the reader; if the reader is stuck, that line and the
 /// ones after it are dropped without waiting, and the next one that goes
 /// out is preceded by a line saying how many were lost. Writing never
-/// fails.
+/// fails. (Linux; elsewhere a pipe is polled for room first, which a line
+/// longer than `PIPE_BUF` can still block past: see the module docs.)
+///
+/// Each `write` call is taken as one whole record: a logger must hand it
+/// a record at once (as `env_logger` does, with one `write_all` per
+/// record), not in fragments, or records from several processes may
+/// interleave.
 ///
 /// Make it before the server starts (before the master forks and drops
 /// privileges): on Linux it opens the pipe behind the descriptor again,
@@ -180,11 +188,17 @@ impl Output {
     /// `count`, a line dropped is counted, and the count reported before
     /// the next line that goes out.
     fn write_line(&self, line: &[u8], count: bool) -> io::Result<()> {
-        let dropped = if count { self.dropped.load(Relaxed) } else { 0 };
         let cut = self.cut.load(Relaxed);
-        if dropped == 0 && !cut {
+        if !cut && (!count || self.dropped.load(Relaxed) == 0) {
             return self.write_whole(line, count, 0);
         }
+        // Taken, not read: two threads reporting at once must not both
+        // report (and take off) the same lines.
+        let dropped = if count {
+            self.dropped.swap(0, Relaxed)
+        } else {
+            0
+        };
         // Cold: after a loss, the report and the line in one write.
         let mut with = Vec::with_capacity(line.len() + 64);
         if cut {
@@ -203,8 +217,8 @@ impl Output {
         result
     }
 
-    /// One write of `bytes`; on success the `reported` drops are taken off
-    /// the count, else (with `count`) one more line is counted.
+    /// One write of `bytes`; on failure the `reported` drops (taken off the
+    /// count by the caller) go back on it, with (with `count`) one more.
     fn write_whole(&self, bytes: &[u8], count: bool, reported: u64) -> io::Result<()> {
         let mut result = self.write_once(bytes);
         if is_full(&result) && !self.stalled.load(Relaxed) {
@@ -219,17 +233,12 @@ impl Output {
         }
         self.stalled.store(is_full(&result), Relaxed);
         match result {
-            Ok(n) if n == bytes.len() => {
-                if reported > 0 {
-                    self.dropped.fetch_sub(reported, Relaxed);
-                }
-                Ok(())
-            }
+            Ok(n) if n == bytes.len() => Ok(()),
             Ok(n) => {
                 // Only a line longer than `PIPE_BUF`, or a full disk.
                 self.cut.store(true, Relaxed);
                 if count {
-                    self.dropped.fetch_add(1, Relaxed);
+                    self.dropped.fetch_add(reported + 1, Relaxed);
                 }
                 Err(io::Error::new(
                     io::ErrorKind::WriteZero,
@@ -238,7 +247,7 @@ impl Output {
             }
             Err(e) => {
                 if count {
-                    self.dropped.fetch_add(1, Relaxed);
+                    self.dropped.fetch_add(reported + 1, Relaxed);
                 }
                 Err(e)
             }

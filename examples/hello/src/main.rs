@@ -523,16 +523,19 @@ fn main() -> ExitCode {
     // Log lines go to stderr through tine's `LogWriter`, which never
     // blocks for long: a log reader that stops reading cannot freeze the
     // master and the workers (made here, before the server forks).
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .target(env_logger::Target::Pipe(
-            Box::new(tine::LogWriter::stderr()),
-        ))
-        .write_style(if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            env_logger::WriteStyle::Always
-        } else {
-            env_logger::WriteStyle::Never
-        })
-        .init();
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    logger.target(env_logger::Target::Pipe(
+        Box::new(tine::LogWriter::stderr()),
+    ));
+    // A pipe target cannot tell a terminal: colours on one unless
+    // `RUST_LOG_STYLE` (read by `from_env`) or `NO_COLOR` says otherwise.
+    let colour_chosen =
+        std::env::var_os("RUST_LOG_STYLE").is_some() || std::env::var_os("NO_COLOR").is_some();
+    if !colour_chosen && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        logger.write_style(env_logger::WriteStyle::Always);
+    }
+    logger.init();
     let args = Args::parse();
     let mut limits = tine::Limits::default();
     if let Some(ms) = args.header_timeout_ms {

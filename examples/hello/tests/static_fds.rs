@@ -114,7 +114,7 @@ fn a_missing_static_directory_is_refused_at_start_up() {
     }
 }
 
-/// The black-box report: with `RLIMIT_NOFILE` just above what the start-up
+/// The case that showed the problem: with `RLIMIT_NOFILE` just above what the start-up
 /// check counts (max_connections + listeners + 64), one client that
 /// fetched many distinct files left that many descriptors in the
 /// open-file cache after it closed, and new connections past what was

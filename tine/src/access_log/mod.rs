@@ -548,16 +548,25 @@ impl Sink {
         }
     }
 
+    /// Whether a warning may be said now: at most one a minute (the
+    /// minute after it is then quiet).
+    fn may_warn(&mut self) -> bool {
+        let now = Instant::now();
+        if self.quiet_until.is_some_and(|until| now < until) {
+            return false;
+        }
+        self.quiet_until = Some(now + RETRY);
+        true
+    }
+
     /// A line went out after lines were lost: say how many, once the
     /// quiet minute after the last warning is over (a log that fails and
     /// recovers again and again warns once a minute, not per line).
     #[cold]
     fn writing_again(&mut self, log: &AccessLog) {
-        let now = Instant::now();
-        if self.quiet_until.is_some_and(|until| now < until) {
+        if !self.may_warn() {
             return;
         }
-        self.quiet_until = Some(now + RETRY);
         log::warn!(
             "access log {}: writing again; {} line(s) lost since the last warning",
             log.destination(),
@@ -573,11 +582,9 @@ impl Sink {
         let Some(e) = e else {
             return;
         };
-        let now = Instant::now();
-        if self.quiet_until.is_some_and(|until| now < until) {
+        if !self.may_warn() {
             return;
         }
-        self.quiet_until = Some(now + RETRY);
         log::warn!(
             "access log {}: {e}; {} line(s) lost since the last warning",
             log.destination(),

@@ -149,13 +149,13 @@ pub(crate) enum Refused {
 ///
 /// `Vec`'s own growth (`reserve`, `extend_from_slice`, `to_vec`) aborts
 /// the process when the allocator refuses. These buffers grow with client
-/// traffic, and in the master they are held for every worker at once: a
-/// black-box test that published forty 1 MB messages to a server under
-/// `prlimit --as` while two workers did not read saw the master abort
-/// (`memory allocation of 4000036 bytes failed`: an outbound queue
-/// doubling), every worker drain and exit with it, and the port refuse
-/// connections. A refusal here costs the one message instead (the callers
-/// count it as dropped). The amortized growth (doubling) is asked for
+/// traffic, and in the master they are held for every worker at once:
+/// under an address-space limit (`prlimit --as`), forty 1 MB messages
+/// published while two workers did not read made an outbound queue double
+/// past what could be had, and the master aborted (`memory allocation of
+/// 4000036 bytes failed`); every worker then drained and exited with it,
+/// and the port refused connections. A refusal here costs the one message
+/// instead (the callers count it as dropped). The amortized growth (doubling) is asked for
 /// first, then, when memory is short, exactly what is needed.
 pub(crate) fn try_grow(buf: &mut Vec<u8>, additional: usize) -> Result<(), TryReserveError> {
     // A starved test asks for more than any `Vec` can hold whenever the
@@ -443,8 +443,29 @@ impl Channel {
                 self.drain_msgs(f);
                 return Ok(());
             }
-            // Left buffered: the start of one frame, too short to decode.
             self.drain_msgs(f);
+            if self.inbuf.is_empty() {
+                // Nothing buffered: the whole frames at the start of `data`
+                // need no room in the buffer (a payload is copied, itself
+                // fallibly), so they are taken from `data` directly. Only a
+                // frame that must wait for more input needs the room that
+                // was refused; a small one ahead of it (`READY`, `ADOPT`)
+                // is not lost with it.
+                let before = data.len();
+                while let Some((msg, used)) = decode(data, self.max_payload) {
+                    let malformed = matches!(msg, Msg::Malformed { .. });
+                    f(msg);
+                    if malformed {
+                        return Ok(());
+                    }
+                    data = &data[used..];
+                }
+                if data.len() < before {
+                    // Try to buffer what is left: less than before.
+                    continue;
+                }
+            }
+            // Left buffered: the start of one frame, too short to decode.
             let have = &self.inbuf[self.in_pos..];
             let mut header = [0u8; HEADER_LEN];
             let kept = have.len().min(HEADER_LEN);
@@ -521,7 +542,7 @@ impl Channel {
             self.out_pos = 0;
         }
         // Within the bound, yet the queue may have to double to take the
-        // frame (the master's abort of 4000036 bytes): fallibly, so that
+        // frame (see `try_grow` for the abort that caused): fallibly, so that
         // the caller drops this message rather than the process aborting.
         try_grow(&mut self.outbuf, HEADER_LEN + payload.len()).map_err(|_| Refused::NoMemory)?;
         encode(kind, payload, &mut self.outbuf);
@@ -926,6 +947,45 @@ mod tests {
         let mut got = Vec::new();
         Channel::new().receive(&mut r, |m| got.push(m)).unwrap();
         assert!(matches!(got.last(), Some(Msg::Malformed { .. })));
+    }
+
+    /// Without room to buffer a read, the whole frames at its start still
+    /// arrive: only the frame that would have to wait for more input is
+    /// dropped, not a `READY` or `ADOPT` ahead of it.
+    #[test]
+    fn small_frames_ahead_of_one_without_memory_still_arrive() {
+        let mut wire = Vec::new();
+        Msg::Ready.encode(&mut wire);
+        Msg::Adopt(7).encode(&mut wire);
+        Msg::Publish(vec![3; 1000]).encode(&mut wire);
+        Msg::Ready.encode(&mut wire);
+        // The first read ends inside the large frame.
+        let mut r = Trickle {
+            data: wire,
+            pos: 0,
+            step: 200,
+            block_next: false,
+        };
+        let mut rx = Channel::new();
+        let _starved = starve::starve();
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            if rx.receive(&mut r, |m| got.push(m)).unwrap() {
+                break;
+            }
+        }
+        assert_eq!(
+            got,
+            [
+                Msg::Ready,
+                Msg::Adopt(7),
+                Msg::Dropped {
+                    kind: PUBLISH,
+                    len: 1000
+                },
+                Msg::Ready
+            ]
+        );
     }
 
     /// The helper every buffer grows through says no instead of aborting

@@ -188,7 +188,7 @@ mod tests {
         assert_eq!(cache_room(Some(10), u64::MAX), Some(0));
     }
 
-    /// The black-box report: a limit of 1,200 passed the check for 1,000
+    /// The case that showed the problem: a limit of 1,200 passed the check for 1,000
     /// connections (1,065 needed), yet the cache kept 400 descriptors and
     /// 211 new connections were refused. The cache gets the 135 left.
     #[test]
