@@ -29,8 +29,9 @@
 //! that is slow but reading slows the server down, as a blocking write
 //! would, and loses nothing. A reader that is stuck costs one such wait;
 //! after it, lines are dropped at once (and counted) until one goes out
-//! again, and that one is preceded by a line saying how many were lost. Each line is one `write(2)`, so lines of up to `PIPE_BUF`
-//! bytes (4096 on Linux) from several processes never tear on a pipe.
+//! again, and that one is preceded by a line saying how many were lost.
+//! Each line is one `write(2)`, so lines of up to `PIPE_BUF` bytes (4096
+//! on Linux) from several processes never tear on a pipe.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
