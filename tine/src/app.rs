@@ -1039,10 +1039,10 @@ mod tests {
         assert_eq!(get(&app, Method::GET, "/b").status(), 404);
         let res = get(&app, Method::DELETE, "/a");
         assert_eq!(res.status(), 405);
-        assert_eq!(res.headers()["allow"], "GET, HEAD, POST");
+        assert_eq!(res.headers()["allow"], "GET, HEAD, POST, OPTIONS");
         let res = get(&app, Method::OPTIONS, "/a");
         assert_eq!(res.status(), 204);
-        assert_eq!(res.headers()["allow"], "GET, HEAD, POST");
+        assert_eq!(res.headers()["allow"], "GET, HEAD, POST, OPTIONS");
     }
 
     #[test]

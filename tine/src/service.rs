@@ -643,9 +643,14 @@ impl Service {
     }
 
     fn method_not_allowed(&self, req: &Request, allowed: &[Method]) -> Response {
+        // `OPTIONS` is answered on every routed path (the 204 below), so
+        // `Allow` lists it too (RFC 9110 §10.2.1: the methods the target
+        // resource supports).
+        let options = (!allowed.contains(&Method::OPTIONS)).then_some("OPTIONS");
         let list = allowed
             .iter()
             .map(Method::as_str)
+            .chain(options)
             .collect::<Vec<_>>()
             .join(", ");
         let allow = HeaderValue::from_str(&list).unwrap_or(HeaderValue::from_static(""));

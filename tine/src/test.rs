@@ -1247,7 +1247,7 @@ mod tests {
         let res = client.put("/echo").body("too long for the app").send();
         assert_eq!(
             (res.status().as_u16(), res.header("allow")),
-            (405, Some("POST"))
+            (405, Some("POST, OPTIONS"))
         );
         // A path whose escapes are not UTF-8: the server's 400, no panic.
         assert_eq!(client.get("/h/%FF").send().status(), 400);

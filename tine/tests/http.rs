@@ -199,7 +199,7 @@ fn not_found_and_method_not_allowed() {
     c.send(b"DELETE /plaintext HTTP/1.1\r\nHost: t\r\n\r\n");
     let r = c.read_response();
     assert_eq!(r.status, 405);
-    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
 }
 
 #[test]

@@ -56,17 +56,17 @@ fn exact_routes_answer_405_head_and_options_despite_catch_alls_and_mounts() {
     let r = send(&mut c, "DELETE", "/api/todos");
     assert_eq!(
         (r.status, r.header("allow")),
-        (405, Some("GET, HEAD, POST"))
+        (405, Some("GET, HEAD, POST, OPTIONS"))
     );
     let r = send(&mut c, "PATCH", "/api/todos/3");
     assert_eq!(
         (r.status, r.header("allow")),
-        (405, Some("GET, HEAD, PUT, DELETE"))
+        (405, Some("GET, HEAD, PUT, DELETE, OPTIONS"))
     );
     let r = send(&mut c, "OPTIONS", "/api/todos");
     assert_eq!(
         (r.status, r.header("allow")),
-        (204, Some("GET, HEAD, POST"))
+        (204, Some("GET, HEAD, POST, OPTIONS"))
     );
 
     // Other /api paths: the catch-all, whatever the method.
@@ -80,9 +80,15 @@ fn exact_routes_answer_405_head_and_options_despite_catch_alls_and_mounts() {
     // has not is a 404 whatever the method.
     assert_eq!(send(&mut c, "GET", "/index.html").text(), "<h1>hi</h1>");
     let r = send(&mut c, "DELETE", "/index.html");
-    assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
+    assert_eq!(
+        (r.status, r.header("allow")),
+        (405, Some("GET, HEAD, OPTIONS"))
+    );
     let r = send(&mut c, "OPTIONS", "/index.html");
-    assert_eq!((r.status, r.header("allow")), (204, Some("GET, HEAD")));
+    assert_eq!(
+        (r.status, r.header("allow")),
+        (204, Some("GET, HEAD, OPTIONS"))
+    );
     assert_eq!(send(&mut c, "GET", "/missing.html").status, 404);
     let r = send(&mut c, "DELETE", "/missing.html");
     assert_eq!((r.status, r.header("allow")), (404, None));
@@ -101,7 +107,10 @@ fn a_static_mount_at_the_root_does_not_turn_unknown_paths_into_405s() {
     let r = send(&mut c, "DELETE", "/api/nothing");
     assert_eq!((r.status, r.header("allow")), (404, None));
     let r = send(&mut c, "DELETE", "/api/todos");
-    assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
+    assert_eq!(
+        (r.status, r.header("allow")),
+        (405, Some("GET, HEAD, OPTIONS"))
+    );
 }
 
 fn ok(_: &Request) -> &'static str {

@@ -70,7 +70,7 @@ use path::RelPath;
 use range::RangeDecision;
 
 /// Value for the `Allow` header of a [`Outcome::MethodNotAllowed`] response.
-pub(crate) const ALLOW: HeaderValue = HeaderValue::from_static("GET, HEAD");
+pub(crate) const ALLOW: HeaderValue = HeaderValue::from_static("GET, HEAD, OPTIONS");
 
 /// Configuration of one static-file mount, for
 /// [`App::static_files`](crate::App::static_files).

@@ -63,8 +63,14 @@ impl RelPath {
             }
             match &p.buf[start..p.len] {
                 b".." => return None,
-                b"." => p.truncate(mark),
-                _ => {}
+                b"." => {
+                    p.truncate(mark);
+                    // A last `.` names the directory before it, as a
+                    // trailing `/` does (RFC 3986 §5.2.4: `a/.` is `a/`),
+                    // so `file.txt/.` is not the file.
+                    p.trailing_slash = true;
+                }
+                _ => p.trailing_slash = rel.ends_with('/'),
             }
         }
         Some(p)
@@ -186,9 +192,13 @@ mod tests {
         assert_eq!(ok("/./a"), (b"a".to_vec(), false));
         assert_eq!(ok("/a/./b"), (b"a/b".to_vec(), false));
         assert_eq!(ok("/a/%2e/b"), (b"a/b".to_vec(), false));
-        assert_eq!(ok("/a/."), (b"a".to_vec(), false));
+        // A last `.` is a trailing slash (RFC 3986 §5.2.4).
+        assert_eq!(ok("/a/."), (b"a".to_vec(), true));
+        assert_eq!(ok("/a/%2e"), (b"a".to_vec(), true));
+        assert_eq!(ok("/a/./."), (b"a".to_vec(), true));
+        assert_eq!(ok("/./a"), (b"a".to_vec(), false));
         assert_eq!(ok("/./"), (Vec::new(), true));
-        assert_eq!(ok("/."), (Vec::new(), false));
+        assert_eq!(ok("/."), (Vec::new(), true));
     }
 
     #[test]

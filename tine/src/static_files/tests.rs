@@ -356,6 +356,9 @@ fn missing_files() {
             assert_not_found(f.get("/dir/nope", &[]), "missing in dir");
             assert_not_found(f.get("/nodir/x", &[]), "missing dir");
             assert_not_found(f.get("/hello.txt/", &[]), "file with trailing slash");
+            // `file/.` is `file/` (RFC 3986 §5.2.4), not the file.
+            assert_not_found(f.get("/hello.txt/.", &[]), "file with a last dot");
+            assert_not_found(f.get("/hello.txt/%2e", &[]), "file with a last %2e");
             assert_not_found(f.get("/hello.txt/x", &[]), "file as dir");
             assert_not_found(f.get("/dangling", &[]), "dangling symlink");
             assert_not_found(f.get("/loop", &[]), "symlink loop");
@@ -390,7 +393,7 @@ fn methods() {
         f.req(Method::DELETE, "/../etc/passwd", &[]),
         Outcome::NotFound
     ));
-    assert_eq!(ALLOW, "GET, HEAD");
+    assert_eq!(ALLOW, "GET, HEAD, OPTIONS");
 }
 
 #[test]
