@@ -278,13 +278,16 @@ fn unknown_ids_and_routes_are_json_404s_and_wrong_methods_405s() {
     // Known paths, wrong methods: 405 with Allow; OPTIONS lists them.
     let res = c.delete("/api/todos").send();
     assert_error(&res, 405);
-    assert_eq!(res.header("allow"), Some("GET, HEAD, POST"));
+    assert_eq!(res.header("allow"), Some("GET, HEAD, POST, OPTIONS"));
     let res = c.post("/api/todos/1").json(&json!({})).send();
     assert_error(&res, 405);
-    assert_eq!(res.header("allow"), Some("GET, HEAD, PUT, PATCH, DELETE"));
+    assert_eq!(
+        res.header("allow"),
+        Some("GET, HEAD, PUT, PATCH, DELETE, OPTIONS")
+    );
     let res = c.options("/api/todos").send();
     assert_eq!(res.status(), 204);
-    assert_eq!(res.header("allow"), Some("GET, HEAD, POST"));
+    assert_eq!(res.header("allow"), Some("GET, HEAD, POST, OPTIONS"));
     assert_error(&c.post("/index.html").send(), 405);
 }
 
