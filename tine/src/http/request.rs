@@ -463,6 +463,13 @@ impl Request {
     }
 
     /// The percent-decoded path (`/a%20b` → `/a b`), without the query.
+    ///
+    /// Decoded, `%2F` is a `/` here, while routing keeps it inside its
+    /// segment (`/public%2F..%2Fadmin/x` matches `/:user/x`, and its path
+    /// here starts with `/public/`). So a hook that lets requests through
+    /// by a path prefix should test [`raw_path`](Self::raw_path), or
+    /// better, be attached to the routes it guards (a [`Group`](crate::Group)'s
+    /// `before`).
     pub fn path(&self) -> &str {
         self.decoded_path.as_deref().unwrap_or(self.raw_path())
     }
@@ -809,9 +816,14 @@ impl Request {
     }
 
     /// Every cookie sent by the client (all `Cookie` headers), values
-    /// percent-decoded. A pair that is not UTF-8 or not `name=value` is
-    /// skipped alone: the other cookies on its line stay readable (a
-    /// script can set a cookie with any bytes).
+    /// percent-decoded, names as sent. A pair that is not UTF-8 or not
+    /// `name=value` is skipped alone: the other cookies on its line stay
+    /// readable (a script can set a cookie with any bytes).
+    ///
+    /// Names are not decoded: a browser applies the `__Host-` and
+    /// `__Secure-` rules (secure origin, no `Domain`) to a name as set, so
+    /// a sibling subdomain could set `__%48ost-csrf` without them, and a
+    /// decoded name would pass it off as `__Host-csrf`.
     ///
     /// ```
     /// use tine::{Method, Request};
@@ -829,7 +841,18 @@ impl Request {
             .filter_map(|pair| std::str::from_utf8(pair).ok())
             .map(str::trim)
             .filter(|pair| !pair.is_empty())
-            .filter_map(|pair| cookie::Cookie::parse_encoded(pair).ok())
+            .filter_map(|pair| {
+                let raw = cookie::Cookie::parse(pair).ok()?;
+                if !raw.value().contains('%') {
+                    return Some(raw);
+                }
+                let name = raw.name_raw()?;
+                let value = percent_encoding::percent_decode_str(raw.value())
+                    .decode_utf8()
+                    .ok()?
+                    .into_owned();
+                Some(cookie::Cookie::new(name, value))
+            })
     }
 
     /// A signed cookie sent by the client, with its signature checked and
@@ -1376,6 +1399,23 @@ fn from_urlencoded<T: DeserializeOwned>(input: &[u8]) -> Result<T, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cookie_names_are_not_decoded_so_prefixes_cannot_be_forged() {
+        use http::Method;
+        let req = super::Request::builder(Method::GET, "/")
+            .header("cookie", "__%48ost-csrf=forged; __Host-csrf=real; v=a%20b")
+            .finish();
+        assert_eq!(req.cookie("__Host-csrf").unwrap().value(), "real");
+        let names: Vec<String> = req.cookies().map(|c| c.name().to_string()).collect();
+        assert_eq!(names, ["__%48ost-csrf", "__Host-csrf", "v"]);
+        assert_eq!(req.cookie("v").unwrap().value(), "a b");
+        // Only the planted one: it is not taken for the prefixed name.
+        let req = super::Request::builder(Method::GET, "/")
+            .header("cookie", "__%48ost-csrf=forged")
+            .finish();
+        assert!(req.cookie("__Host-csrf").is_none());
+    }
+
     use super::*;
     use serde::Deserialize;
 
