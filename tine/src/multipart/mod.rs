@@ -144,7 +144,11 @@ impl Part {
         &self.name
     }
 
-    /// The file name the client sent, for a file part.
+    /// The file name the client sent, for a file part, as it sent it: it
+    /// may hold `../`, an absolute path, a Windows path or any character a
+    /// file name can. Never use it as a path to write to; take its last
+    /// component and check it, or better, store the file under a name of
+    /// your own and keep this one as data.
     pub fn file_name(&self) -> Option<&str> {
         self.file_name.as_deref()
     }
