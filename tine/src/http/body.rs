@@ -231,10 +231,7 @@ pub(crate) struct SpillFile {
 /// The answer when a temporary file cannot be made: `503` when out of
 /// descriptors, else `500`.
 fn failed_open(e: &std::io::Error) -> StatusCode {
-    let out_of_descriptors = [rustix::io::Errno::MFILE, rustix::io::Errno::NFILE]
-        .iter()
-        .any(|errno| e.raw_os_error() == Some(errno.raw_os_error()));
-    if out_of_descriptors {
+    if crate::server::sys::out_of_descriptors(e) {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::INTERNAL_SERVER_ERROR

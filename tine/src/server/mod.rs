@@ -26,7 +26,7 @@ mod sample;
 pub(crate) mod scoreboard;
 mod signals;
 mod supervisor;
-mod sys;
+pub(crate) mod sys;
 mod systemd;
 mod timer;
 #[cfg(feature = "tls")]

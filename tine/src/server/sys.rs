@@ -289,6 +289,14 @@ pub(crate) fn ignore_master_signals() {
     }
 }
 
+/// The process (`EMFILE`) or the system (`ENFILE`) has no file descriptor
+/// left: a passing condition (a `503`, a pause in accepting), not a fault.
+pub(crate) fn out_of_descriptors(e: &io::Error) -> bool {
+    [rustix::io::Errno::MFILE, rustix::io::Errno::NFILE]
+        .iter()
+        .any(|errno| e.raw_os_error() == Some(errno.raw_os_error()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -386,7 +386,8 @@ impl EventLoop {
                 // that no request uses now), and the accept is tried
                 // again; only when that freed nothing does accepting
                 // pause. Without it an idle cache kept new clients out.
-                Err(e) if is_descriptor_exhaustion(&e) && release_cached_files(&e) => {}
+                Err(e)
+                    if crate::server::sys::out_of_descriptors(&e) && release_cached_files(&e) => {}
                 Err(e) if is_resource_exhaustion(&e) => {
                     if let Some(more) = self.accept_warnings[1].allow(self.now) {
                         log::warn!(
@@ -475,15 +476,6 @@ fn link(config: &crate::server::ServerConfig, address: usize, stream: Accepted) 
     }
 }
 
-/// The process (`EMFILE`) or the system (`ENFILE`) has no descriptor
-/// left.
-fn is_descriptor_exhaustion(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc_errno::EMFILE | libc_errno::ENFILE)
-    )
-}
-
 /// Closes the static open-file caches' descriptors after `e` (a failed
 /// accept); whether that closed any (then the accept is worth trying
 /// again at once; the next failure finds the caches empty and pauses).
@@ -544,12 +536,17 @@ mod tests {
         drop(outcome);
         let emfile = io::Error::from_raw_os_error(libc_errno::EMFILE);
         let enfile = io::Error::from_raw_os_error(libc_errno::ENFILE);
-        assert!(is_descriptor_exhaustion(&emfile) && is_descriptor_exhaustion(&enfile));
+        assert!(
+            crate::server::sys::out_of_descriptors(&emfile)
+                && crate::server::sys::out_of_descriptors(&enfile)
+        );
         // One file closed: accept again at once.
         assert!(release_cached_files(&emfile));
         // Nothing left to close: the pause.
         assert!(!release_cached_files(&enfile));
         let enobufs = io::Error::from_raw_os_error(libc_errno::ENOBUFS);
-        assert!(!is_descriptor_exhaustion(&enobufs) && is_resource_exhaustion(&enobufs));
+        assert!(
+            !crate::server::sys::out_of_descriptors(&enobufs) && is_resource_exhaustion(&enobufs)
+        );
     }
 }
