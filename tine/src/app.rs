@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::{Method, StatusCode};
+use percent_encoding::{utf8_percent_encode, CONTROLS};
 
 use crate::group::Group;
 use crate::http::{Extensions, IntoResponse, Request, Response};
@@ -1000,8 +1001,11 @@ fn https_redirect(req: &Request, port: u16) -> Response {
         "*" => "/",
         path => path,
     };
+    // Raw bytes past ASCII in the target (which httparse lets through) go
+    // out percent-encoded, as a URI must carry them (RFC 3986 §2.1).
+    let path = utf8_percent_encode(path, CONTROLS);
     let target = match req.query_string() {
-        Some(q) => format!("{path}?{q}"),
+        Some(q) => format!("{path}?{}", utf8_percent_encode(q, CONTROLS)),
         None => path.to_string(),
     };
     let location = if port == 443 {
@@ -1016,6 +1020,19 @@ fn https_redirect(req: &Request, port: u16) -> Response {
 mod tests {
     use super::*;
     use crate::handler;
+
+    #[test]
+    fn an_https_redirect_percent_encodes_raw_bytes() {
+        let app = App::new().redirect_https(443);
+        let mut req = Request::builder(Method::GET, "/\u{e9}?q=\u{fc}")
+            .header("host", "example.com")
+            .finish();
+        let res = app.handle(&mut req);
+        assert_eq!(
+            res.headers()["location"],
+            "https://example.com/%C3%A9?q=%C3%BC"
+        );
+    }
 
     #[test]
     fn the_prefix_is_skipped_by_segments() {

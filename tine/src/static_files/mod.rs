@@ -49,6 +49,7 @@ use http::header::{
     LAST_MODIFIED, RANGE, VARY,
 };
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use percent_encoding::{utf8_percent_encode, CONTROLS};
 use rustix::fd::AsFd;
 use rustix::fs::OFlags;
 #[cfg(target_os = "linux")]
@@ -631,10 +632,13 @@ fn redirect(raw_path: &str) -> Outcome {
     if !path.starts_with('/') || path[1..].starts_with(['/', '\\']) {
         return Outcome::NotFound;
     }
+    // A client may send raw bytes past ASCII in the target (httparse lets
+    // them through, as servers commonly do); a `Location` carries them
+    // percent-encoded, as a URI must (RFC 3986 §2.1).
     let mut location = String::with_capacity(raw_path.len() + 1);
-    location.push_str(path);
+    location.extend(utf8_percent_encode(path, CONTROLS));
     location.push('/');
-    location.push_str(query);
+    location.extend(utf8_percent_encode(query, CONTROLS));
     Outcome::Redirect { location }
 }
 

@@ -455,6 +455,16 @@ fn directory_without_slash_redirects() {
                 &h,
             );
             assert_eq!(loc(o), "/static/d%69r/?a=1&b=%20");
+            // Raw bytes past ASCII (sent unencoded) go out percent-encoded.
+            fs::create_dir_all(f.base.join("root/\u{e9}")).unwrap();
+            let o = serve(
+                &f.mount,
+                &Method::GET,
+                "/static/\u{e9}?q=\u{fc}",
+                "/\u{e9}",
+                &h,
+            );
+            assert_eq!(loc(o), "/static/%C3%A9/?q=%C3%BC");
             // A raw path that would turn into a network-path reference is refused.
             let o = serve(&f.mount, &Method::GET, "//evil.example/dir", "/dir", &h);
             assert_not_found(o, "open redirect");
