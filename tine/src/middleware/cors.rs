@@ -106,6 +106,31 @@ pub struct Cors {
     expose: Option<HeaderValue>,
 }
 
+/// Whether `s` has the form of a serialized origin (RFC 6454 §6.1):
+/// `scheme://host` with an optional `:port`, nothing else.
+fn is_serialized_origin(s: &str) -> bool {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return false;
+    };
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    // `[v6]:port` or `name:port`: the port is what follows the last `:`
+    // outside brackets.
+    let (host, port) = match rest.rfind(':') {
+        Some(i) if !rest[i..].contains(']') => (&rest[..i], Some(&rest[i + 1..])),
+        _ => (rest, None),
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '[' | ']' | ':'))
+        && (host.starts_with('[') == host.ends_with(']'));
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    scheme_ok && host_ok && port_ok
+}
+
 impl Default for Cors {
     fn default() -> Self {
         Self::new()
@@ -131,7 +156,10 @@ impl Cors {
     /// to case (scheme and host are case-insensitive, and browsers send
     /// them lower case); the answer echoes the origin as the request sent
     /// it. Panics on `*`: for any origin, list none (and see
-    /// [credentials](Cors#credentials-need-listed-origins)).
+    /// [credentials](Cors#credentials-need-listed-origins)). Panics too
+    /// on an entry that is neither `null` nor an origin as browsers send
+    /// it, `scheme://host` with an optional `:port`: a path, a missing
+    /// scheme or a wildcard would match nothing.
     ///
     /// ```
     /// use tine::Cors;
@@ -148,9 +176,19 @@ impl Cors {
                  with credentials, list each allowed origin",
             );
         }
+        let origin = origin.trim_end_matches('/');
+        // Matched literally, an entry that is not an origin as browsers
+        // send it (`app.example`, `https://app.example/api`,
+        // `https://*.app.example`) would allow nothing, silently.
+        if origin != "null" && !is_serialized_origin(origin) {
+            crate::service::registration_panic(&format!(
+                "Cors::allow_origin({origin:?}): an origin is scheme://host[:port] as browsers \
+                 send it (e.g. https://app.example), with no path, query or wildcard"
+            ));
+        }
         self.origins
             .get_or_insert_with(Vec::new)
-            .push(origin.trim_end_matches('/').to_string());
+            .push(origin.to_string());
         self
     }
 
@@ -456,6 +494,36 @@ mod tests {
     #[should_panic(expected = "list the origins allowed to send credentials")]
     fn credentials_with_any_origin_are_refused_at_install() {
         app(Cors::new().allow_credentials(true));
+    }
+
+    #[test]
+    fn origins_are_checked_for_their_form() {
+        for good in [
+            "https://app.example",
+            "https://app.example/",
+            "http://localhost:5173",
+            "http://[::1]:8080",
+            "http://127.0.0.1",
+            "null",
+        ] {
+            let _ = Cors::new().allow_origin(good);
+        }
+        for bad in [
+            "app.example",
+            "https://app.example/api",
+            "https://*.app.example",
+            "https://app.example?x",
+            "https://",
+            "https://app.example:",
+            "https://user@app.example",
+            "https://app example",
+            "://app.example",
+        ] {
+            let res = std::panic::catch_unwind(|| Cors::new().allow_origin(bad));
+            let msg = res.expect_err(bad);
+            let msg = msg.downcast_ref::<String>().expect("a message");
+            assert!(msg.contains("scheme://host[:port]"), "{bad}: {msg}");
+        }
     }
 
     #[test]
