@@ -295,7 +295,7 @@ impl Cors {
             } else {
                 &["Origin"]
             };
-            add_vary(headers, names);
+            super::add_vary(headers, names);
         }
         let Some(value) = self.allow_origin_for(origin) else {
             return;
@@ -375,43 +375,6 @@ const PREFLIGHT_VARY: &[&str] = &[
     "Access-Control-Request-Method",
     "Access-Control-Request-Headers",
 ];
-
-/// Adds `names` to the answer's `Vary`, after the names already there (a
-/// handler's `Vary: Accept-Encoding` must stay: a cache keys on every name
-/// listed), each once, in one field line; `Vary: *` is left alone.
-fn add_vary(headers: &mut HeaderMap, names: &[&str]) {
-    let values = headers.get_all(header::VARY);
-    let text: Vec<&str> = values.iter().filter_map(|v| v.to_str().ok()).collect();
-    let all_text = text.len() == values.iter().count();
-    let listed: Vec<&str> = text
-        .iter()
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|name| !name.is_empty())
-        .collect();
-    if listed.contains(&"*") {
-        return;
-    }
-    let missing = names
-        .iter()
-        .filter(|name| !listed.iter().any(|l| l.eq_ignore_ascii_case(name)));
-    let mut line: Vec<&str> = if all_text { listed.clone() } else { Vec::new() };
-    let before = line.len();
-    line.extend(missing);
-    if line.len() == before {
-        return;
-    }
-    let Ok(value) = HeaderValue::from_str(&line.join(", ")) else {
-        return;
-    };
-    if all_text {
-        headers.insert(header::VARY, value);
-    } else {
-        // A value that is not text is kept as it is; ours go on a line of
-        // their own.
-        headers.append(header::VARY, value);
-    }
-}
 
 /// A CORS preflight: `OPTIONS` asking which method it may use.
 fn is_preflight(req: &Request) -> bool {
