@@ -63,7 +63,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
 use crate::handler::{self, After, Before, ErrorHandler, Handler};
@@ -610,18 +610,31 @@ impl Service {
     }
 
     /// Renders an error page through the error handler, keeping its status
-    /// and the headers it set (such as `Allow`).
+    /// and the headers it set (such as `Allow`, `WWW-Authenticate`,
+    /// `Set-Cookie`). Where both set a field the page's stands (two
+    /// `Content-Type` or `Cache-Control` lines would be contradictions),
+    /// and the error's fields about a body (`Content-*`, validators) go
+    /// with the body the page replaces.
     #[cold]
     fn render_page(&self, req: &Request, res: Response) -> Response {
         let mut page = self.error_page(Some(req), res.status);
+        let own: Vec<HeaderName> = page.headers().keys().cloned().collect();
         let headers = page.headers_mut();
         res.each_header(|name, value| {
-            headers.append(name, value.clone());
+            let about_the_body = name.as_str().starts_with("content-")
+                || *name == header::ETAG
+                || *name == header::LAST_MODIFIED;
+            let page_has_it = *name != header::SET_COOKIE && own.contains(name);
+            if !about_the_body && !page_has_it {
+                headers.append(name, value.clone());
+            }
         });
         page
     }
 
     /// The group's after-hooks (innermost group first), then the app's.
+    /// An error page one of them returns is rendered like any other (the
+    /// hooks do not run again on it).
     fn after_hooks(&self, req: &Request, mut res: Response, layer: Option<&Layer>) -> Response {
         if let Some(layer) = layer {
             res = layer.after(req, res);
@@ -629,7 +642,7 @@ impl Service {
         for hook in &self.after {
             res = hook(req, res);
         }
-        res
+        self.render(req, res)
     }
 
     /// The after-hooks in their own panic boundary: if one panics, the
@@ -668,7 +681,11 @@ impl Service {
     /// there is one (a panic in it falls back to the plain page).
     fn error_page(&self, req: Option<&Request>, status: StatusCode) -> Response {
         if let Some(handler) = &self.error_handler {
-            if let Some(res) = handler::catch_in(&handler::ERROR_PAGE, || handler(req, status)) {
+            if let Some(mut res) = handler::catch_in(&handler::ERROR_PAGE, || handler(req, status))
+            {
+                // The page is rendered: were it built with
+                // `Response::error`, it is not rendered again.
+                res.error_page = false;
                 return res.with_status(status);
             }
         }
@@ -765,6 +782,78 @@ mod tests {
         match s.answer(&mut req) {
             Answer::Response(res) => res,
             Answer::Upgrade(..) => panic!("not an upgrade"),
+        }
+    }
+
+    fn fields(res: &Response, name: &str) -> Vec<String> {
+        res.headers()
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// A rendered page keeps the error's own fields (`Set-Cookie`,
+    /// `WWW-Authenticate`) but not those about the body it replaces, and
+    /// the page's stand where both set one: one `Content-Type`.
+    #[test]
+    fn a_rendered_page_keeps_the_errors_fields_but_not_its_body_type() {
+        let app = crate::App::new()
+            .get("/nf", |_: &Request| {
+                Response::not_found()
+                    .with_header("set-cookie", "a=1")
+                    .with_header("cache-control", "no-store")
+                    .with_header("www-authenticate", "Basic")
+            })
+            .get("/problem", |_: &Request| {
+                Response::error(StatusCode::GONE)
+                    .with_header("content-type", "application/problem+json")
+            })
+            .errors(|_, status| {
+                Response::html(format!("<h1>{status}</h1>"))
+                    .with_header("cache-control", "max-age=60")
+                    .with_header("set-cookie", "b=2")
+            });
+        let get = |path: &str| app.handle(&mut Request::builder(Method::GET, path).finish());
+        let res = get("/nf");
+        assert_eq!(res.status(), 404);
+        assert_eq!(fields(&res, "content-type"), ["text/html; charset=utf-8"]);
+        assert_eq!(fields(&res, "cache-control"), ["max-age=60"]);
+        assert_eq!(fields(&res, "set-cookie"), ["b=2", "a=1"]);
+        assert_eq!(fields(&res, "www-authenticate"), ["Basic"]);
+        let res = get("/problem");
+        assert_eq!(res.status(), 410);
+        assert_eq!(fields(&res, "content-type"), ["text/html; charset=utf-8"]);
+
+        // Without an `errors` handler, the default page's one type.
+        let app = crate::App::new().get("/nf", |_: &Request| Response::not_found());
+        let res = app.handle(&mut Request::builder(Method::GET, "/nf").finish());
+        assert_eq!(fields(&res, "content-type"), ["text/plain; charset=utf-8"]);
+    }
+
+    /// `Response::json` that cannot serialize, and an after-hook's
+    /// `Response::error`, are error pages like any other.
+    #[test]
+    fn failed_json_and_after_hook_errors_are_rendered() {
+        let app = crate::App::new()
+            .get("/json", |_: &Request| {
+                let map: std::collections::HashMap<(i32, i32), &str> = [((1, 2), "x")].into();
+                Response::json(&map)
+            })
+            .get("/late", |_: &Request| "fine")
+            .after(|req: &Request, res: Response| match req.path() {
+                "/late" => Response::error(StatusCode::FORBIDDEN),
+                _ => res,
+            })
+            .errors(|_, status| Response::text(format!("page {}", status.as_u16())));
+        for (path, status) in [("/json", 500), ("/late", 403)] {
+            let res = app.handle(&mut Request::builder(Method::GET, path).finish());
+            assert_eq!(res.status(), status, "{path}");
+            assert_eq!(
+                res.body_bytes().unwrap(),
+                format!("page {status}"),
+                "{path}"
+            );
         }
     }
 

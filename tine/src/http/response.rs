@@ -247,14 +247,14 @@ impl Response {
     }
 
     /// `200` with `value` serialized as JSON. If serialization fails (a map
-    /// with non-string keys, say) the answer is a `500` and the error is
-    /// logged.
+    /// with non-string keys, say) the answer is a `500` error page
+    /// (rendered by the app's `errors` handler) and the error is logged.
     pub fn json<T: Serialize + ?Sized>(value: &T) -> Self {
         match serde_json::to_vec(value) {
             Ok(body) => Self::with_body(&JSON, Body::Vec(body)),
             Err(e) => {
                 log::error!("Response::json: cannot serialize the value: {e}");
-                Response::empty(StatusCode::INTERNAL_SERVER_ERROR)
+                Response::error(StatusCode::INTERNAL_SERVER_ERROR)
             }
         }
     }
