@@ -8,7 +8,10 @@
 //! `max_body` or [`Limits::max_body`](crate::Limits::max_body); the `400`
 //! for a path whose escapes are not UTF-8),
 //! with panics turned into 500s, but in the test's own thread: no port,
-//! no process, no waiting. What a worker would set up with
+//! no process, no waiting. Requests carry what every client's do: a
+//! `Host` (`localhost` unless the test sets one) and their body's
+//! `Content-Length`; and, as on the server, the before-hooks of a request
+//! with a body run before it arrives and see none. What a worker would set up with
 //! [`App::on_worker_start`] is set up once when the client is made, so
 //! handlers find their [`Request::state`].
 //!
@@ -360,10 +363,14 @@ impl TestClient {
         } else {
             // A request with a body is admitted when its head arrives, as
             // the server does: routing gives its group's limit, and the
-            // before-hooks or a 404/405 may answer it before the body.
+            // before-hooks or a 404/405 may answer it before the body,
+            // which they therefore do not see.
+            let body = req.take_body();
             match self.service.admit(req) {
                 Admission::Accept(limit) => {
-                    if req.body().len() > limit.unwrap_or(self.config.limits.max_body) {
+                    let too_large = body.len() > limit.unwrap_or(self.config.limits.max_body);
+                    req.set_body(crate::http::body::ReadBody::Memory(body));
+                    if too_large {
                         Answer::Response(
                             self.service
                                 .refuse_request(StatusCode::PAYLOAD_TOO_LARGE, req),
@@ -657,6 +664,8 @@ impl<'c> TestRequest<'c> {
     /// which the server refuses with `400`.
     #[track_caller]
     fn build(self) -> Result<Request, Box<Request>> {
+        let sends_length = !self.body.is_empty()
+            || matches!(self.method, Method::POST | Method::PUT | Method::PATCH);
         let mut builder = Request::builder(self.method, &self.target).peer(self.peer);
         let jar = self.client.jar.borrow();
         let path = self.target.split('?').next().unwrap_or("");
@@ -671,6 +680,18 @@ impl<'c> TestRequest<'c> {
             .map(|(n, v)| format!("{n}={v}"))
             .collect();
         let mut headers = self.headers;
+        // What every HTTP/1.1 client sends and the server requires: a
+        // `Host` (the server answers `400` without one) and the body's
+        // length (browsers send `Content-Length: 0` for an empty `POST`).
+        if !headers.contains_key(header::HOST) {
+            headers.insert(header::HOST, HeaderValue::from_static("localhost"));
+        }
+        if sends_length
+            && !headers.contains_key(header::CONTENT_LENGTH)
+            && !headers.contains_key(header::TRANSFER_ENCODING)
+        {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(self.body.len()));
+        }
         if !cookies.is_empty() {
             let value = HeaderValue::from_str(&cookies.join("; ")).expect("valid cookie values");
             headers.append(header::COOKIE, value);
@@ -1252,6 +1273,42 @@ mod tests {
         // A path whose escapes are not UTF-8: the server's 400, no panic.
         assert_eq!(client.get("/h/%FF").send().status(), 400);
         assert_eq!(client.get("/h/%C3%A9").send().text(), "é");
+    }
+
+    /// A before-hook runs when the head arrives and sees no body, on the
+    /// server and here alike: a test must not pass where the server
+    /// refuses. The handler gets the body, with the head every client
+    /// sends (`Host`, `Content-Length`).
+    #[test]
+    fn hooks_see_no_body_and_requests_carry_host_and_length() {
+        let app = App::new()
+            .before(|req: &mut Request| {
+                (!req.body().is_empty()).then(|| {
+                    Response::text("a hook saw the body").with_status(StatusCode::IM_A_TEAPOT)
+                })
+            })
+            .post("/form", |req: &Request| {
+                let head = format!(
+                    "{} {} {}",
+                    req.header("host").unwrap_or("-"),
+                    req.header("content-length").unwrap_or("-"),
+                    req.form_map().get("a").map_or("-", String::as_str),
+                );
+                Response::text(head)
+            })
+            .get("/host", |req: &Request| {
+                req.header("host").unwrap_or("-").to_string()
+            });
+        let client = TestClient::new(app);
+        let res = client.post("/form").form(&[("a", "1")]).send();
+        assert_eq!(
+            (res.status().as_u16(), res.text().as_str()),
+            (200, "localhost 3 1")
+        );
+        assert_eq!(client.post("/form").send().text(), "localhost 0 -");
+        assert_eq!(client.get("/host").send().text(), "localhost");
+        let res = client.get("/host").header("host", "example.com").send();
+        assert_eq!(res.text(), "example.com");
     }
 
     #[test]

@@ -946,6 +946,13 @@ impl Request {
         self.hooks_done = true;
     }
 
+    /// Takes an in-memory body off the request (the test client admits
+    /// a request without its body, as the server does, then gives it
+    /// back with [`set_body`](Self::set_body)).
+    pub(crate) fn take_body(&mut self) -> Bytes {
+        std::mem::take(&mut self.body)
+    }
+
     /// Attaches the body read after the head was admitted.
     pub(crate) fn set_body(&mut self, body: super::body::ReadBody) {
         match body {
