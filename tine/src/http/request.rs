@@ -740,7 +740,24 @@ impl Request {
     }
 
     /// The body parsed as JSON. A `Content-Type` other than JSON is a `415`,
-    /// a body that does not parse into `T` a `400` naming the problem.
+    /// a body that does not parse into `T` a `400` naming the problem and
+    /// where it is (`items[0].qty: invalid type: string "2", expected u32
+    /// at line 1 column 22`).
+    ///
+    /// ```
+    /// use tine::{Method, Request};
+    /// #[derive(serde::Deserialize)]
+    /// struct Order { items: Vec<Item> }
+    /// #[derive(serde::Deserialize)]
+    /// struct Item { qty: u32 }
+    /// let req = Request::builder(Method::POST, "/orders")
+    ///     .header("content-type", "application/json")
+    ///     .body(r#"{"items":[{"qty":"2"}]}"#)
+    ///     .finish();
+    /// let Err(err) = req.json::<Order>() else { panic!("a string is not a number") };
+    /// assert_eq!(err.status(), 400);
+    /// assert!(err.message().contains("items[0].qty: invalid type"), "{}", err.message());
+    /// ```
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
         if !self.content_type_is(is_json) {
             return Err(Error::new(
@@ -748,8 +765,7 @@ impl Request {
                 "expected Content-Type: application/json",
             ));
         }
-        serde_json::from_slice(self.body())
-            .map_err(|e| Error::bad_request(format!("invalid JSON body: {e}")))
+        from_json(self.body()).map_err(|e| Error::bad_request(format!("invalid JSON body: {e}")))
     }
 
     /// The body parsed as `application/x-www-form-urlencoded` (`+` is a
@@ -1384,6 +1400,25 @@ impl fmt::Debug for Extensions {
             .field("len", &self.map.as_ref().map_or(0, |m| m.len()))
             .finish()
     }
+}
+
+/// Deserializes a JSON body into `T`, naming where a failure is
+/// (`items[0].qty: invalid type ...`) as [`from_urlencoded`] does; errors
+/// about the whole document (a syntax error, a missing field) name their
+/// place themselves.
+fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        if e.path().iter().next().is_none() {
+            e.inner().to_string()
+        } else {
+            format!("{}: {}", e.path(), e.inner())
+        }
+    })?;
+    // Only whitespace may follow the value, as `serde_json::from_slice`
+    // checks.
+    de.end().map_err(|e| e.to_string())?;
+    Ok(value)
 }
 
 /// Deserializes `application/x-www-form-urlencoded` bytes (a query string
