@@ -18,6 +18,9 @@ fn app() -> App {
         .post("/echo", |req: &Request| Response::bytes(req.body_bytes()))
         .get("/query", |req: &Request| format!("{:?}", req.query_pairs()))
         .get("/panic", |_: &Request| -> Response { panic!("deliberate") })
+        .get("/bye", |_: &Request| {
+            Response::text("bye").with_header("connection", "Close")
+        })
         .get("/cookie", |req: &Request| {
             Response::text(
                 req.cookie("a")
@@ -265,6 +268,15 @@ fn connection_close_is_honoured() {
     let mut c = Client::connect(addr);
     c.send(b"GET /plaintext HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     assert_eq!(c.read_response().header("connection"), Some("close"));
+    assert!(c.is_closed());
+
+    // A handler's `Connection: close` closes too, with one field saying so;
+    // what was pipelined behind the request is not answered.
+    let mut c = Client::connect(addr);
+    c.send(b"GET /bye HTTP/1.1\r\nHost: t\r\n\r\nGET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(r.text(), "bye");
+    assert_eq!(r.headers_all("connection"), ["close"]);
     assert!(c.is_closed());
 }
 

@@ -13,7 +13,8 @@ use serde::Serialize;
 ///
 /// tine writes `Date`, `Content-Length` (or `Transfer-Encoding: chunked`
 /// for streams) and `Connection` itself; values a handler sets for those
-/// names are ignored.
+/// names are ignored, except that `Connection: close` closes the
+/// connection after the response (and says so).
 ///
 /// ```
 /// use tine::{Response, StatusCode};
@@ -559,6 +560,25 @@ impl Response {
                 }
             }
         }
+    }
+
+    /// Whether the handler set `Connection: close`: the connection closes
+    /// after this response (the field itself is framing, which tine
+    /// writes).
+    #[inline]
+    pub(crate) fn asks_to_close(&self) -> bool {
+        self.headers
+            .get()
+            .is_some_and(|map| map.contains_key(header::CONNECTION) && Self::close_listed(map))
+    }
+
+    #[cold]
+    fn close_listed(map: &HeaderMap) -> bool {
+        map.get_all(header::CONNECTION).iter().any(|v| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+        })
     }
 
     /// The headers as the encoder writes them.

@@ -613,6 +613,10 @@ impl<T: Transport> Conn<T> {
         if let Some(e) = scoreboard::mine() {
             e.count_response(status.as_u16());
         }
+        let exchange = match res.asks_to_close() {
+            true => exchange.closing(),
+            false => exchange,
+        };
         let framing = framing(status, shape, exchange);
         let out = &mut self.wbuf;
         encode_status(
