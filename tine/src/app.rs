@@ -196,9 +196,11 @@ impl App {
         self.nest("", group)
     }
 
-    /// Answers every method on the paths that no route, wildcard route or
-    /// static mount matches (instead of tine's `404`; a path a route
-    /// matches with another method still gets `405`). After the app's
+    /// Answers every method on the paths that no route or wildcard route
+    /// matches (instead of tine's `404`; a path a route matches with
+    /// another method still gets `405`), and the paths a static mount at
+    /// `/` has no file for: a single-page app's files, else its page. A
+    /// deeper mount (`/assets`) keeps its `404`s. After the app's
     /// before-hooks, like a route. Panics if the app already has one.
     ///
     /// ```
@@ -206,6 +208,14 @@ impl App {
     /// let app = App::new().fallback(|req: &Request| {
     ///     Response::text(format!("nothing at {}", req.path())).with_status(StatusCode::NOT_FOUND)
     /// });
+    /// ```
+    ///
+    /// ```no_run
+    /// # use tine::{App, Request, Response};
+    /// // The files of ./dist, and index.html for every other path.
+    /// let app = App::new()
+    ///     .static_dir("/", "./dist")
+    ///     .fallback(|_: &Request| Response::file("./dist/index.html"));
     /// ```
     #[track_caller]
     pub fn fallback<H, R>(self, handler: H) -> Self

@@ -267,6 +267,7 @@ impl Group {
                     let route = Route {
                         handler,
                         layer: layer.clone(),
+                        mount: None,
                     };
                     if let Err(msg) = service.try_add_route(method, &full, route) {
                         crate::service::registration_panic(&format!(
@@ -295,7 +296,11 @@ impl Group {
             } else {
                 format!("{prefix}/*")
             };
-            let route = Route { handler, layer };
+            let route = Route {
+                handler,
+                layer,
+                mount: None,
+            };
             if let Err(msg) = service.try_add_fallback(&pattern, route) {
                 crate::service::registration_panic(&format!(
                     "{msg}; the fallback was added at {at}"

@@ -155,6 +155,10 @@ impl Layer {
 pub(crate) struct Route {
     pub(crate) handler: Handler,
     pub(crate) layer: Option<Rc<Layer>>,
+    /// A static mount, with its depth (segments before its `*`): a path
+    /// it has no file for goes to the fallback that matches it, if that
+    /// is at least as deep.
+    pub(crate) mount: Option<usize>,
 }
 
 impl Route {
@@ -162,6 +166,7 @@ impl Route {
         Route {
             handler,
             layer: None,
+            mount: None,
         }
     }
 }
@@ -236,9 +241,12 @@ impl Service {
     /// Adds a static mount: see the router's docs for what it answers.
     #[track_caller]
     pub(crate) fn add_mount(&mut self, pattern: &str, handler: Handler) {
-        let result = self
-            .router
-            .add_mount(parse_pattern(pattern), Route::plain(handler));
+        let pattern = parse_pattern(pattern);
+        let route = Route {
+            mount: Some(pattern.depth()),
+            ..Route::plain(handler)
+        };
+        let result = self.router.add_mount(pattern, route);
         registered(result);
     }
 
@@ -562,12 +570,44 @@ impl Service {
                 }
                 Err(res) => *res,
             },
+            Routed::Http(route) if route.mount.is_some() && self.router.has_fallbacks() => {
+                match (route.handler)(req) {
+                    res if res.error_page && res.status == StatusCode::NOT_FOUND => {
+                        let depth = route.mount.unwrap_or(0);
+                        self.fall_back(req, layer, depth).unwrap_or(res)
+                    }
+                    res => res,
+                }
+            }
             Routed::Http(route) => (route.handler)(req),
             Routed::NotAllowed(allowed) => return self.method_not_allowed(req, &allowed),
             Routed::Asterisk => return Response::empty(StatusCode::NO_CONTENT),
             Routed::NotFound => return self.error_page(Some(req), StatusCode::NOT_FOUND),
         };
         self.render(req, res)
+    }
+
+    /// A path a static mount (`depth` segments before its `*`) has no
+    /// file for: the fallback that matches it answers if it is at least as
+    /// deep, as if the mount were not there. So `static_dir("/", ..)` with
+    /// `App::fallback` serves files, else the app's page (the
+    /// single-page-app pattern), while a missing `/static/app.js` stays a
+    /// 404. The fallback's group's before-hooks run first (the mount, the
+    /// app's, had none), and its after-hooks later.
+    #[cold]
+    fn fall_back(
+        &self,
+        req: &mut Request,
+        layer: &mut Option<Rc<Layer>>,
+        depth: usize,
+    ) -> Option<Response> {
+        let (route, params) = self.router.fallback_for(req.raw_path(), depth)?;
+        req.set_params(params);
+        layer.clone_from(&route.layer);
+        if let Some(res) = layer.as_deref().and_then(|l| l.before(req)) {
+            return Some(res);
+        }
+        Some((route.handler)(req))
     }
 
     /// Where a request goes, for [`answer`](Self::answer) and

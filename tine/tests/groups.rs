@@ -122,6 +122,49 @@ fn the_app_fallback_answers_what_nothing_else_matches() {
     assert_eq!(send(&mut c, "POST", "/a", false).status, 405);
 }
 
+/// A single-page app: files from a static directory at `/`, and for any
+/// other path the app's fallback (the page whose script routes it). A
+/// mount deeper than the fallback keeps its 404s: a missing script must
+/// not come back as the page.
+#[test]
+fn a_static_mount_lets_an_as_deep_fallback_answer_what_it_has_no_file_for() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.js"), "run()").unwrap();
+    std::fs::create_dir(dir.path().join("assets")).unwrap();
+    std::fs::write(dir.path().join("assets/a.css"), "p{}").unwrap();
+    let public = dir.path().to_path_buf();
+    let addr = serve(move || {
+        App::new()
+            .static_dir("/assets", public.join("assets"))
+            .static_dir("/", public.clone())
+            .nest(
+                "/admin",
+                Group::new()
+                    .before(|req: &mut Request| {
+                        (req.header("x-key") != Some("k"))
+                            .then(|| Response::error(StatusCode::UNAUTHORIZED))
+                    })
+                    .fallback(|req: &Request| format!("admin page for {}", req.path())),
+            )
+            .static_dir("/admin", public.join("assets"))
+            .fallback(|req: &Request| Response::html(format!("page for {}", req.path())))
+    });
+    let mut c = Client::connect(addr);
+    assert_eq!(send(&mut c, "GET", "/app.js", false).text(), "run()");
+    let r = send(&mut c, "GET", "/todos/7", false);
+    assert_eq!((r.status, r.text().as_str()), (200, "page for /todos/7"));
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(send(&mut c, "GET", "/assets/a.css", false).text(), "p{}");
+    let r = send(&mut c, "GET", "/assets/missing.js", false);
+    assert_eq!((r.status, r.text().as_str()), (404, "404 Not Found\n"));
+    // A group's fallback as deep as a mount answers the mount's misses,
+    // after the group's before-hooks.
+    assert_eq!(send(&mut c, "GET", "/admin/a.css", true).text(), "p{}");
+    assert_eq!(send(&mut c, "GET", "/admin/x", false).status, 401);
+    let r = send(&mut c, "GET", "/admin/x", true);
+    assert_eq!(r.text(), "admin page for /admin/x");
+}
+
 #[test]
 fn a_conflict_that_nesting_makes_panics_at_the_nest_line() {
     let nest_line = line!() + 4;

@@ -2,7 +2,7 @@
 
 use std::rc::Rc;
 
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Method, StatusCode};
 
 use crate::app::App;

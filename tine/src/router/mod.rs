@@ -29,7 +29,10 @@
 //! unless a wildcard route or mount with as many segments before its `*`
 //! matches too. So `/api`'s fallback answers `/api/nothing` although a
 //! static directory is mounted at `/`, and `/api/files/*` still answers
-//! its own paths.
+//! its own paths. A mount that has no file for a path lets the fallback
+//! that matches it answer, if that fallback is as deep as the mount or
+//! deeper (the service asks [`Router::fallback_for`]): the app's fallback
+//! beside a static directory at `/` is a single-page app.
 //!
 //! Registering the same method (or `any`) twice on the same pattern (same
 //! segments; capture names do not count) is a conflict: the second route
@@ -147,7 +150,7 @@ impl Pattern {
 
     /// How many segments come before a trailing `*` (0 for the bare `*`):
     /// how specific a wildcard pattern is.
-    fn depth(&self) -> usize {
+    pub(crate) fn depth(&self) -> usize {
         match &self.segments {
             None => 0,
             Some(segments) => segments
@@ -606,16 +609,7 @@ impl<T> Router<T> {
         raw_path: &str,
         params: &mut Captures,
     ) -> Match<'_, T> {
-        let mut best: Option<(usize, usize, Captures)> = None;
-        for &index in &self.fallbacks {
-            let pattern = &self.routes[index].pattern;
-            params.clear();
-            let deeper = best.as_ref().is_none_or(|b| pattern.depth() > b.1);
-            if deeper && pattern.matches(raw_path, params) {
-                best = Some((index, pattern.depth(), std::mem::take(params)));
-            }
-        }
-        let Some((index, depth, captures)) = best else {
+        let Some((index, depth, captures)) = self.deepest_fallback(raw_path, params) else {
             return self
                 .find_in(Tier::scan(&self.wild), method, raw_path, params)
                 .unwrap_or(Match::NotFound);
@@ -628,6 +622,40 @@ impl<T> Router<T> {
             .collect();
         self.find_in(Tier::scan(&deep), method, raw_path, params)
             .unwrap_or_else(|| Match::Found(&self.routes[index].value, captures))
+    }
+
+    /// The deepest fallback matching `raw_path`, with its captures, if it
+    /// is at least `depth` deep: what answers a path a static mount that
+    /// deep has no file for.
+    #[cold]
+    pub(crate) fn fallback_for(&self, raw_path: &str, depth: usize) -> Option<(&T, Captures)> {
+        self.deepest_fallback(raw_path, &mut Captures::new())
+            .filter(|&(_, found, _)| found >= depth)
+            .map(|(index, _, captures)| (&self.routes[index].value, captures))
+    }
+
+    /// The deepest fallback matching `raw_path`: its index, depth and
+    /// captures.
+    fn deepest_fallback(
+        &self,
+        raw_path: &str,
+        params: &mut Captures,
+    ) -> Option<(usize, usize, Captures)> {
+        let mut best: Option<(usize, usize, Captures)> = None;
+        for &index in &self.fallbacks {
+            let pattern = &self.routes[index].pattern;
+            params.clear();
+            let deeper = best.as_ref().is_none_or(|b| pattern.depth() > b.1);
+            if deeper && pattern.matches(raw_path, params) {
+                best = Some((index, pattern.depth(), std::mem::take(params)));
+            }
+        }
+        best
+    }
+
+    /// Whether any fallback was added.
+    pub(crate) fn has_fallbacks(&self) -> bool {
+        !self.fallbacks.is_empty()
     }
 
     /// The route `index`, known to match `raw_path`, with its captures.
