@@ -5,13 +5,14 @@
 use std::fmt;
 use std::panic::Location;
 use std::rc::Rc;
+use std::time::Duration;
 
 use http::Method;
 
 use crate::handler::{After, Before, Handler};
 use crate::http::{IntoResponse, Request, Response};
 use crate::router::{Pattern, Router};
-use crate::service::{Layer, Route, Service};
+use crate::service::{BodyLimits, Layer, Route, Service};
 
 /// A set of routes with their own before/after hooks, body limit and
 /// fallback, to be mounted under a prefix with [`App::nest`](crate::App::nest) or as they
@@ -30,6 +31,9 @@ use crate::service::{Layer, Route, Service};
 ///   with `413` before any of it is read, and so is a body nobody is
 ///   allowed to send because a before-hook refused the request (its answer
 ///   goes out at once, `Expect: 100-continue` is never confirmed).
+/// - [`body_timeout`](Group::body_timeout) replaces
+///   [`Limits::body_timeout`](crate::Limits::body_timeout) the same way,
+///   so an upload route can take longer than the rest.
 /// - [`fallback`](Group::fallback) answers, for every method, the paths
 ///   under the prefix that no route matches, ahead of wildcard routes and
 ///   static mounts registered with a shorter prefix (a static directory at
@@ -64,6 +68,7 @@ pub struct Group {
     before: Vec<Before>,
     after: Vec<After>,
     max_body: Option<usize>,
+    body_timeout: Option<Duration>,
     fallback: Option<(Handler, &'static Location<'static>)>,
     /// The group's own routes, relative, to refuse conflicts among them
     /// at the line that adds them.
@@ -91,6 +96,7 @@ impl fmt::Debug for Group {
             .field("before", &self.before.len())
             .field("after", &self.after.len())
             .field("max_body", &self.max_body)
+            .field("body_timeout", &self.body_timeout)
             .field("fallback", &self.fallback.is_some())
             .finish()
     }
@@ -213,6 +219,24 @@ impl Group {
         self
     }
 
+    /// How long the group's routes give a request's whole body to arrive,
+    /// instead of [`Limits::body_timeout`](crate::Limits::body_timeout)
+    /// (longer or shorter): an upload route that takes 100 MiB needs more
+    /// than the minute that keeps slow bodies off the rest of the app.
+    /// Past it the answer is `408` and the connection closes. The longest
+    /// pause inside a body stays [`Limits::idle_timeout`](crate::Limits::idle_timeout).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let uploads = tine::Group::new()
+    ///     .max_body(100 << 20)
+    ///     .body_timeout(Duration::from_secs(600));
+    /// ```
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = Some(timeout);
+        self
+    }
+
     /// Answers every method on the paths under the group's prefix that no
     /// route matches (instead of `404`; paths a route matches with another
     /// method still get `405`). Merged at the top (`App::merge`), it is
@@ -242,16 +266,21 @@ impl Group {
             before,
             after,
             max_body,
+            body_timeout,
             fallback,
             check: _,
         } = self;
-        let layer = if before.is_empty() && after.is_empty() && max_body.is_none() {
+        let body = BodyLimits {
+            max: max_body,
+            timeout: body_timeout,
+        };
+        let layer = if before.is_empty() && after.is_empty() && body == BodyLimits::default() {
             parent
         } else {
             Some(Rc::new(Layer {
                 before,
                 after,
-                max_body,
+                body,
                 parent,
             }))
         };

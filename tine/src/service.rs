@@ -61,7 +61,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
@@ -87,10 +87,9 @@ pub(crate) enum Answer {
 /// What [`Service::admit`] decided for a request whose body is still to
 /// come.
 pub(crate) enum Admission {
-    /// Read the body, up to this many bytes (`None`: the server's
-    /// [`Limits::max_body`](crate::Limits::max_body)), then
+    /// Read the body within these limits (its route group's), then
     /// [`answer`](Service::answer) it.
-    Accept(Option<usize>),
+    Accept(BodyLimits),
     /// A before-hook answered (or panicked), or no route takes the
     /// request (404, 405): send this, without reading the body.
     Answer(Response),
@@ -112,21 +111,38 @@ enum Routed<'a> {
     NotFound,
 }
 
-/// What a route group adds to its routes: hooks, a body limit, and the
+/// The body limits of a request's route group; `None` where the group
+/// sets none: the server's [`Limits`](crate::Limits) apply.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct BodyLimits {
+    /// Instead of [`Limits::max_body`](crate::Limits::max_body).
+    pub(crate) max: Option<usize>,
+    /// Instead of [`Limits::body_timeout`](crate::Limits::body_timeout).
+    pub(crate) timeout: Option<Duration>,
+}
+
+/// What a route group adds to its routes: hooks, body limits, and the
 /// group it is nested in (see [`Group`](crate::Group)).
 #[derive(Default)]
 pub(crate) struct Layer {
     pub(crate) before: Vec<Before>,
     pub(crate) after: Vec<After>,
-    pub(crate) max_body: Option<usize>,
+    pub(crate) body: BodyLimits,
     pub(crate) parent: Option<Rc<Layer>>,
 }
 
 impl Layer {
-    /// The innermost body limit set on the way to this group.
-    fn max_body(&self) -> Option<usize> {
-        self.max_body
-            .or_else(|| self.parent.as_ref().and_then(|p| p.max_body()))
+    /// The innermost body limits set on the way to this group, each on
+    /// its own.
+    fn body_limits(&self) -> BodyLimits {
+        let outer = match &self.parent {
+            Some(parent) => parent.body_limits(),
+            None => BodyLimits::default(),
+        };
+        BodyLimits {
+            max: self.body.max.or(outer.max),
+            timeout: self.body.timeout.or(outer.timeout),
+        }
     }
 
     /// The before-hooks, outermost group first, until one answers.
@@ -389,7 +405,9 @@ impl Service {
             if let Routed::Http(route) = &routed {
                 layer.clone_from(&route.layer);
             }
-            let limit = layer.as_ref().and_then(|l| l.max_body());
+            let limit = layer
+                .as_ref()
+                .map_or_else(BodyLimits::default, |l| l.body_limits());
             let res = match self.before_hooks(req, layer.as_deref()) {
                 Some(res) => self.render(req, res),
                 None => match routed {

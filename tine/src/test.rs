@@ -368,7 +368,7 @@ impl TestClient {
             let body = req.take_body();
             match self.service.admit(req) {
                 Admission::Accept(limit) => {
-                    let too_large = body.len() > limit.unwrap_or(self.config.limits.max_body);
+                    let too_large = body.len() > limit.max.unwrap_or(self.config.limits.max_body);
                     req.set_body(crate::http::body::ReadBody::Memory(body));
                     if too_large {
                         Answer::Response(

@@ -278,6 +278,55 @@ fn a_body_trickled_byte_by_byte_gets_408_at_the_body_deadline() {
     assert!(c.is_closed());
 }
 
+/// A route group's body timeout replaces the app's for its routes, in
+/// both directions: an upload route gives a slow body longer, the rest
+/// keep the short one.
+#[test]
+fn a_group_sets_its_own_body_timeout() {
+    let addr = serve(|| {
+        app_with(
+            Limits::default()
+                .idle_timeout(Duration::from_secs(60))
+                .body_timeout(Duration::from_secs(1)),
+        )
+        .nest(
+            "/upload",
+            tine::Group::new()
+                .body_timeout(Duration::from_secs(60))
+                .post("/", |req: &Request| format!("{} bytes", req.body_len())),
+        )
+        .nest(
+            "/strict",
+            tine::Group::new()
+                .body_timeout(Duration::from_millis(100))
+                .nest("/inner", tine::Group::new().post("/", |_: &Request| "ok")),
+        )
+    });
+    // 8 bytes over about 1.6 s: past the app's 1 s, within the group's.
+    let mut c = Client::connect(addr);
+    c.send(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 8\r\n\r\n");
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(200));
+        c.send(b"q");
+    }
+    let r = c.read_response();
+    assert_eq!((r.status, r.text().as_str()), (200, "8 bytes"));
+    // The app's own route keeps the app's timeout.
+    let mut c = Client::connect(addr);
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 64\r\n\r\n");
+    assert_eq!(trickle_until_answer(&mut c, b'z', 60), Some(408));
+    // A nested group inherits a shorter one: 408 well before the app's.
+    let mut c = Client::connect(addr);
+    let started = Instant::now();
+    c.send(b"POST /strict/inner HTTP/1.1\r\nHost: t\r\nContent-Length: 64\r\n\r\n");
+    assert_eq!(c.read_response().status, 408);
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 #[test]
 fn a_body_slower_than_the_header_timeout_is_fine_within_the_body_timeout() {
     // The header timeout times the head only: a body may take longer.

@@ -299,7 +299,9 @@ impl<T: Transport> Conn<T> {
                         // admitted; nothing to answer otherwise.
                         continue;
                     };
-                    let Admitted { mut req, exchange } = *admitted;
+                    let Admitted {
+                        mut req, exchange, ..
+                    } = *admitted;
                     req.set_body(body);
                     let exchange = Exchange {
                         keep_alive: exchange.keep_alive && !shared.draining,
@@ -485,12 +487,16 @@ impl<T: Transport> Conn<T> {
             }
         };
         match shared.service.admit(&mut req) {
-            Admission::Accept(limit) => {
+            Admission::Accept(group) => {
                 let limits = &shared.config.limits;
-                let max_body = limit.unwrap_or(limits.max_body);
+                let max_body = group.max.unwrap_or(limits.max_body);
                 match self.decoder.admit(max_body, limits.spill_past()) {
                     Ok(()) => {
-                        self.admitted = Some(Box::new(Admitted { req, exchange }));
+                        self.admitted = Some(Box::new(Admitted {
+                            req,
+                            exchange,
+                            body_timeout: group.timeout,
+                        }));
                         false
                     }
                     Err(status) => {

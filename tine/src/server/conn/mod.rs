@@ -319,6 +319,8 @@ impl Input {
 pub(crate) struct Admitted {
     req: crate::http::Request,
     exchange: crate::http::encode::Exchange,
+    /// Its route group's body timeout, if it sets one.
+    body_timeout: Option<Duration>,
 }
 
 impl<T: Transport> Conn<T> {
@@ -466,7 +468,12 @@ impl<T: Transport> Conn<T> {
         } else if let Some(started) = self.head_started {
             started + limits.header_timeout
         } else if let Some(started) = self.body_started {
-            (started + limits.body_timeout).min(now + limits.idle_timeout)
+            let whole = self
+                .admitted
+                .as_ref()
+                .and_then(|a| a.body_timeout)
+                .unwrap_or(limits.body_timeout);
+            (started + whole).min(now + limits.idle_timeout)
         } else if self.decoder.mid_request() {
             now + limits.idle_timeout
         } else if shared.draining {
