@@ -79,6 +79,16 @@ use crate::http::{Request, Response};
 /// credentials, `Cors::new()` answers `*`, which every origin, `null`
 /// included, may read: use it for public data only.
 ///
+/// # WebSockets
+///
+/// Browsers apply no CORS to WebSockets: a page on any site can open one
+/// to your server, and the browser sends the user's cookies with the
+/// upgrade. With origins listed, an upgrade whose `Origin` is not among
+/// them is refused with `403` (before the WebSocket route sees it);
+/// clients that are not browsers send no `Origin` and pass. Without a
+/// list, check `Origin` yourself in an app before-hook if your
+/// WebSockets trust cookies.
+///
 /// ```
 /// use tine::{App, Cors, Method, Request};
 /// let app = App::new()
@@ -340,6 +350,15 @@ impl Cors {
         let pre = cors.clone();
         app.before(move |req: &mut Request| {
             let origin = req.header(header::ORIGIN)?;
+            if crate::ws::handshake::is_upgrade(req) {
+                // Browsers apply no CORS to WebSockets: any page may open
+                // one to this server, with the user's cookies. With a list
+                // of origins, only theirs may (as Phoenix's `check_origin`
+                // or gorilla's default do); clients that are not browsers
+                // send no `Origin` and are not concerned.
+                let refused = pre.origins.is_some() && pre.allow_origin_for(Some(origin)).is_none();
+                return refused.then(|| Response::error(StatusCode::FORBIDDEN));
+            }
             if !is_preflight(req) {
                 return None;
             }
@@ -457,6 +476,36 @@ mod tests {
     #[should_panic(expected = "list the origins allowed to send credentials")]
     fn credentials_with_any_origin_are_refused_at_install() {
         app(Cors::new().allow_credentials(true));
+    }
+
+    /// A WebSocket upgrade from a page of an origin not listed is refused:
+    /// browsers do not apply CORS to WebSockets, and would send the user's
+    /// cookies. Without a list, or without `Origin`, upgrades go through.
+    #[test]
+    fn websocket_upgrades_from_unlisted_origins_are_refused() {
+        let upgrade = |app: &App, origin: Option<&str>| {
+            let mut b = Request::builder(Method::GET, "/ws")
+                .header("upgrade", "websocket")
+                .header("connection", "Upgrade")
+                .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+                .header("sec-websocket-version", "13");
+            if let Some(origin) = origin {
+                b = b.header("origin", origin);
+            }
+            app.handle(&mut b.finish()).status().as_u16()
+        };
+        let ws = |cors: Cors| {
+            App::new()
+                .ws("/ws", |_: &mut crate::WebSocket, _: crate::WsEvent| {})
+                .cors(cors)
+        };
+        let listed = ws(Cors::new().allow_origin("https://a.example"));
+        assert_eq!(upgrade(&listed, Some("https://evil.example")), 403);
+        assert_eq!(upgrade(&listed, Some("null")), 403);
+        assert_eq!(upgrade(&listed, Some("https://A.example")), 101);
+        assert_eq!(upgrade(&listed, None), 101);
+        let any = ws(Cors::new());
+        assert_eq!(upgrade(&any, Some("https://evil.example")), 101);
     }
 
     #[test]
