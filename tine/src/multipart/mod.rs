@@ -30,6 +30,13 @@ use crate::http::{read_file_at, read_memory_at};
 /// `413` naming it; a malformed body is a `400` saying what is wrong.
 /// (The whole body is already bounded by the route's `max_body`.)
 ///
+/// The form is parsed once the whole body has arrived (handlers run on
+/// whole requests), so these limits are checked then: a file over
+/// `max_file` has been uploaded by the time it is refused. To refuse large
+/// uploads before they are sent, give their route a group with a
+/// [`max_body`](crate::Group::max_body) (decided on the head, answered
+/// before `100 Continue`).
+///
 /// ```
 /// let limits = tine::MultipartLimits::default()
 ///     .max_parts(20)
