@@ -8,10 +8,10 @@
 //! `max_body` or [`Limits::max_body`](crate::Limits::max_body); the `400`
 //! for a path whose escapes are not UTF-8),
 //! with panics turned into 500s, but in the test's own thread: no port,
-//! no process, no waiting. Requests carry what every client's do: a
-//! `Host` (`localhost` unless the test sets one) and their body's
+//! no process, no waiting. Requests carry the fields every client sends,
+//! a `Host` (`localhost` unless the test sets one) and their body's
 //! `Content-Length`; and, as on the server, the before-hooks of a request
-//! with a body run before it arrives and see none. What a worker would set up with
+//! with a body run before the body arrives, so they see none. What a worker would set up with
 //! [`App::on_worker_start`] is set up once when the client is made, so
 //! handlers find their [`Request::state`].
 //!
