@@ -359,7 +359,9 @@ impl App {
     /// Answers every request that did not arrive over TLS with a `308
     /// Permanent Redirect` to the same host and path over HTTPS, on
     /// `https_port` (omitted from the URL when 443). Requests on TLS
-    /// listeners (`Listen::tls`, with the `tls` feature) are served as usual.
+    /// listeners (`Listen::tls`, with the `tls` feature), and those a
+    /// [trusted proxy](App::trusted_proxies) says came over HTTPS
+    /// ([`Request::scheme`]), are served as usual.
     /// A before-hook: hooks added earlier run first. A request without a
     /// `Host` (HTTP/1.0) gets a `400`.
     ///
@@ -373,7 +375,10 @@ impl App {
     /// ```
     pub fn redirect_https(self, https_port: u16) -> Self {
         self.before(move |req: &mut Request| {
-            if req.is_https() {
+            // The scheme a trusted proxy reports: behind one that ends
+            // TLS, the socket is plain for every request, and redirecting
+            // by it would send the client round in circles.
+            if req.scheme() == "https" {
                 return None;
             }
             Some(https_redirect(req, https_port))
@@ -1030,6 +1035,28 @@ fn https_redirect(req: &Request, port: u16) -> Response {
 mod tests {
     use super::*;
     use crate::handler;
+
+    /// Behind a trusted proxy that ends TLS the socket is plain for every
+    /// request: the proxy's word decides, or every request would loop.
+    #[test]
+    fn an_https_redirect_believes_a_trusted_proxy() {
+        let app = App::new()
+            .get("/", |_: &Request| "hi")
+            .trusted_proxies(["127.0.0.1"])
+            .redirect_https(443);
+        let ask = |peer: [u8; 4], proto: &str| {
+            let mut req = Request::builder(Method::GET, "/")
+                .header("host", "example.com")
+                .header("x-forwarded-proto", proto)
+                .peer((peer, 5000).into())
+                .finish();
+            app.handle(&mut req).status().as_u16()
+        };
+        assert_eq!(ask([127, 0, 0, 1], "https"), 200);
+        assert_eq!(ask([127, 0, 0, 1], "http"), 308);
+        // Anybody else's word is not taken.
+        assert_eq!(ask([192, 0, 2, 1], "https"), 308);
+    }
 
     #[test]
     fn an_https_redirect_percent_encodes_raw_bytes() {
