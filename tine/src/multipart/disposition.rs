@@ -9,10 +9,19 @@
 //! proxy or firewall that reads the header by its grammar then checked
 //! another name than the app saw. Here the header is parsed by its grammar
 //! (RFC 6266 §4.1, RFC 9110 §5.6): parameters in order, quoted strings
-//! whole with their `\` escapes; a header that does not follow it, or
-//! names `name` or `filename` twice, is refused rather than guessed at. No
-//! maintained crate parses this header's parameters (the `headers` crate
-//! only tells its type).
+//! whole; a header that does not follow it, or names `name` or `filename`
+//! twice, is refused rather than guessed at. No maintained crate parses
+//! this header's parameters (the `headers` crate only tells its type).
+//!
+//! Backslashes: RFC 9110's quoted string escapes with `\`, but browsers
+//! follow the HTML standard's form encoding, which sends `"` as `%22`
+//! and a backslash as it is (and so does curl since 7.81): a file named
+//! `C:\x.txt` or `dir\` arrives as `filename="C:\x.txt"` or
+//! `filename="dir\"`. So a backslash escapes only a `"` or a `\`, the
+//! two characters that need it (Go's parser, too, keeps a backslash
+//! before a letter), and a header that does not parse that way (the `"`
+//! after `dir\` ended the value) is read once more with every backslash
+//! as it is.
 
 /// What a part's `Content-Disposition` names.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -28,7 +37,17 @@ pub(super) struct Disposition {
 
 /// Parses a `Content-Disposition` value; `Err` says what is wrong.
 pub(super) fn parse(value: &[u8]) -> Result<Disposition, &'static str> {
-    let mut p = Parser { s: value, i: 0 };
+    parse_with(value, true).or_else(|e| parse_with(value, false).map_err(|_| e))
+}
+
+/// [`parse`], with `escapes`: whether a backslash may escape the next
+/// `"` or `\` (see the module docs).
+fn parse_with(value: &[u8], escapes: bool) -> Result<Disposition, &'static str> {
+    let mut p = Parser {
+        s: value,
+        i: 0,
+        escapes,
+    };
     p.ows();
     if p.token().is_empty() {
         return Err("no disposition type");
@@ -88,6 +107,8 @@ pub(super) fn parse(value: &[u8]) -> Result<Disposition, &'static str> {
 struct Parser<'a> {
     s: &'a [u8],
     i: usize,
+    /// A backslash escapes a following `"` or `\`; else it is itself.
+    escapes: bool,
 }
 
 impl<'a> Parser<'a> {
@@ -121,8 +142,8 @@ impl<'a> Parser<'a> {
         &self.s[start..self.i]
     }
 
-    /// A quoted string (RFC 9110 §5.6.4), its escapes undone; the
-    /// opening quote is next.
+    /// A quoted string (RFC 9110 §5.6.4), its escapes (of `"` and `\`
+    /// only, if `escapes`) undone; the opening quote is next.
     fn quoted(&mut self) -> Result<Vec<u8>, &'static str> {
         self.i += 1;
         let mut out = Vec::new();
@@ -133,12 +154,10 @@ impl<'a> Parser<'a> {
                     self.i += 1;
                     return Ok(out);
                 }
-                Some(b'\\') => {
-                    let escaped = self.s.get(self.i + 1).copied();
-                    match escaped {
-                        Some(b) if b == b'\t' || b >= 0x20 && b != 0x7f => out.push(b),
-                        _ => return Err("a bad escape in a quoted string"),
-                    }
+                Some(b'\\')
+                    if self.escapes && matches!(self.s.get(self.i + 1), Some(b'"' | b'\\')) =>
+                {
+                    out.push(self.s[self.i + 1]);
                     self.i += 2;
                 }
                 // qdtext: HTAB, SP and visible characters (and obs-text:
@@ -200,6 +219,33 @@ mod tests {
         assert_eq!(
             named(r#"form-data; name="a\"b\\c""#),
             (some(r#"a"b\c"#), None)
+        );
+    }
+
+    /// Browsers and curl send a backslash as it is (the HTML standard's
+    /// form encoding sends `"` as `%22` instead of escaping it).
+    #[test]
+    fn backslashes_as_browsers_send_them() {
+        assert_eq!(
+            named(r#"form-data; name="f"; filename="C:\Users\me\x.txt""#),
+            (some("f"), some(r"C:\Users\me\x.txt"))
+        );
+        assert_eq!(
+            named(r#"form-data; name="f"; filename="a\b.txt""#),
+            (some("f"), some(r"a\b.txt"))
+        );
+        // A name ending in a backslash: its `"` ends the value.
+        assert_eq!(
+            named(r#"form-data; name="f"; filename="dir\""#),
+            (some("f"), some(r"dir\"))
+        );
+        assert_eq!(
+            named(r#"form-data; filename="dir\"; name="f""#),
+            (some("f"), some(r"dir\"))
+        );
+        assert_eq!(
+            named(r#"form-data; name="f"; filename="%22quoted%22.txt""#),
+            (some("f"), some("%22quoted%22.txt"))
         );
     }
 

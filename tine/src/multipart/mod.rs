@@ -498,6 +498,20 @@ z
         );
         // `filename*` is not read (RFC 7578 forbids it): a text field.
         assert_eq!(m.field("u"), Some("z"));
+        // File names as browsers send them: backslashes as they are.
+        let windows = r#"--XX
+Content-Disposition: form-data; name="f"; filename="C:\Users\me\x.txt"
+
+x
+--XX
+Content-Disposition: form-data; name="g"; filename="dir\"
+
+y
+--XX--
+"#;
+        let m = request(windows).multipart().unwrap();
+        let names: Vec<_> = m.files().map(|f| f.file_name()).collect();
+        assert_eq!(names, [Some(r"C:\Users\me\x.txt"), Some(r"dir\")]);
         let twice = "--XX
 Content-Disposition: form-data; name=\"a\"; name=\"b\"
 
