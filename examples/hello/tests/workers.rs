@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use testkit::load::{spread, KeepAlive, PID_PATH};
 use testkit::procs::{listen_sockets, ServerTree, Signal};
-use testkit::Client;
+use testkit::{wait_until, Client};
 
 const HELLO: &str = env!("CARGO_BIN_EXE_hello");
 /// Bound of every wait for the processes to reach a state.
@@ -166,6 +166,9 @@ fn ttin_and_ttou_change_the_worker_count_without_closing_listeners() {
 
     s.signal(Signal::SIGTTIN);
     s.wait_count(3, T);
+    // The master listens on the new socket once the worker is forked: the
+    // child can show before the listener does.
+    wait_until(T, || listen_sockets(port) == 3);
     assert_eq!(listen_sockets(port), 3, "scale-up binds one more listener");
 
     // Workers 0 and 1 were forked before listener 2 existed, so the
