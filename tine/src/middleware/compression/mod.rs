@@ -169,7 +169,7 @@ impl Compression {
     /// it out (see the type's docs).
     fn apply(&self, req: &Request, mut res: Response) -> Response {
         if res.status() == StatusCode::NOT_MODIFIED {
-            not_modified(req, res.headers_mut());
+            not_modified(req, &self.codings, res.headers_mut());
             return res;
         }
         // HEAD takes the same way as GET, so that it gets the same header
@@ -302,9 +302,14 @@ fn rank(c: Coding) -> u8 {
 /// so a client holding a compressed copy (`W/"x"`) gets a `304` with the
 /// strong `"x"` of the uncompressed one: made weak again here, with the
 /// `Vary` of the compressed `200`. Whether that `200` would have been
-/// compressed cannot be told from the `304` (it has no body); the client's
-/// validator says which copy it holds.
-fn not_modified(req: &Request, headers: &mut HeaderMap) {
+/// compressed cannot be told from the `304` (it has no body): the client's
+/// validator says which copy it holds. A client that sent none (a
+/// revalidation by date) and accepts a coding may hold a compressed copy:
+/// its `304` gets the weak tag too. That is the safe guess: with the
+/// strong one a cache would label its compressed copy with the
+/// uncompressed one's tag, and could resume it (`If-Range`) with the
+/// wrong bytes; a weak tag at worst costs a whole response later.
+fn not_modified(req: &Request, codings: &[Coding], headers: &mut HeaderMap) {
     let Some(etag) = headers.get(header::ETAG) else {
         return;
     };
@@ -312,10 +317,19 @@ fn not_modified(req: &Request, headers: &mut HeaderMap) {
     if etag.starts_with(b"W/") {
         return;
     }
-    let holds_weak = req
-        .header_all(header::IF_NONE_MATCH.as_str())
-        .any(|field| crate::static_files::conditional::names_weak(field, etag));
-    if holds_weak {
+    let mut validators = req.header_all(header::IF_NONE_MATCH.as_str()).peekable();
+    let by_date = validators.peek().is_none();
+    let holds_weak =
+        validators.any(|field| crate::static_files::conditional::names_weak(field, etag));
+    let may_hold_compressed = by_date
+        && !headers.contains_key(header::CONTENT_ENCODING)
+        && headers
+            .get(header::CONTENT_TYPE)
+            .is_none_or(|ct| compressible_type(ct.as_bytes()))
+        && accept::negotiate(req.header_all(header::ACCEPT_ENCODING.as_str()), codings)
+            .coding
+            .is_some();
+    if holds_weak || may_hold_compressed {
         weaken_etag(headers);
         add_vary(headers, &["Accept-Encoding"]);
     }
@@ -680,6 +694,21 @@ mod tests {
         let res = not_modified("\"v1\"");
         assert_eq!(res.headers()["etag"], "\"v1\"");
         assert!(!res.headers().contains_key("vary"));
+
+        // Revalidated by date only: the client may hold either copy; if it
+        // accepts a coding, the weak tag is the safe answer.
+        let by_date = |accept: &str| {
+            let mut req = Request::builder(Method::GET, "/fresh")
+                .header("accept-encoding", accept)
+                .header("if-modified-since", "Tue, 14 Nov 2023 22:13:20 GMT")
+                .finish();
+            app.handle(&mut req)
+        };
+        let res = by_date("gzip");
+        assert_eq!(res.headers()["etag"], "W/\"v1\"");
+        assert_eq!(res.headers()["vary"], "Accept-Encoding");
+        let res = by_date("identity");
+        assert_eq!(res.headers()["etag"], "\"v1\"");
     }
 
     #[test]
