@@ -279,7 +279,9 @@ impl App {
     /// handler sees its params and extensions through
     /// [`WebSocket::request`]. A bad handshake is answered 400, an
     /// unsupported version 426; a plain request to the path is ordinary
-    /// HTTP (404/405 unless an HTTP route matches).
+    /// HTTP: an HTTP route on it answers, else `426 Upgrade Required`
+    /// with `Upgrade: websocket` (the sign of a proxy in between that
+    /// drops `Upgrade`; see `docs/deploy/README.md`).
     ///
     /// ```no_run
     /// use tine::{App, WebSocket, WsEvent};

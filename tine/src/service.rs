@@ -107,6 +107,9 @@ enum Routed<'a> {
     /// catch-all route took: about the server as a whole, answered `204`
     /// (RFC 9110 §9.3.7), at admission too when it has a body.
     Asterisk,
+    /// A plain request to a path only a WebSocket route takes: `426`
+    /// (a proxy in between that drops `Upgrade` makes these).
+    UpgradeRequired,
     /// No route takes the path.
     NotFound,
 }
@@ -417,6 +420,7 @@ impl Service {
                     // be dropped (after a `100 Continue`, or into a
                     // temporary file), so the answer goes now.
                     Routed::NotAllowed(allowed) => self.method_not_allowed(req, &allowed),
+                    Routed::UpgradeRequired => self.upgrade_required(req),
                     Routed::NotFound => self.error_page(Some(req), StatusCode::NOT_FOUND),
                 },
             };
@@ -600,6 +604,7 @@ impl Service {
             Routed::Http(route) => (route.handler)(req),
             Routed::NotAllowed(allowed) => return self.method_not_allowed(req, &allowed),
             Routed::Asterisk => return Response::empty(StatusCode::NO_CONTENT),
+            Routed::UpgradeRequired => return self.upgrade_required(req),
             Routed::NotFound => return self.error_page(Some(req), StatusCode::NOT_FOUND),
         };
         self.render(req, res)
@@ -628,6 +633,25 @@ impl Service {
         Some((route.handler)(req))
     }
 
+    /// Whether a WebSocket route takes `req`'s path and method.
+    #[cold]
+    fn takes_upgrades(&self, req: &Request) -> bool {
+        !self.ws_router.is_empty()
+            && matches!(
+                self.ws_router.find(req.method(), req.raw_path()),
+                Match::Found(..)
+            )
+    }
+
+    /// `426 Upgrade Required` (RFC 9110 §15.5.22: with the `Upgrade` it
+    /// takes), an error page.
+    #[cold]
+    fn upgrade_required(&self, req: &Request) -> Response {
+        let res = Response::error(StatusCode::UPGRADE_REQUIRED)
+            .with_header(header::UPGRADE, HeaderValue::from_static("websocket"));
+        self.render(req, res)
+    }
+
     /// Where a request goes, for [`answer`](Self::answer) and
     /// [`admit`](Self::admit) alike: an upgrade request to the WebSocket
     /// route that takes it, any other request to the HTTP routes. Sets the
@@ -653,6 +677,7 @@ impl Service {
             }
             Match::MethodNotAllowed(allowed) => Routed::NotAllowed(allowed),
             Match::NotFound if req.raw_path() == "*" => Routed::Asterisk,
+            Match::NotFound if self.takes_upgrades(req) => Routed::UpgradeRequired,
             Match::NotFound => Routed::NotFound,
         }
     }

@@ -87,6 +87,13 @@ fn bad_handshakes_get_400_or_426() {
     let mut c = Client::connect(addr);
     c.send(b"GET /nowhere HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
     assert_eq!(c.read_response().status, 404);
+    // A handshake whose `Upgrade` a proxy dropped: a plain request to a
+    // WebSocket route gets `426` naming the protocol, not a `404`; the
+    // connection stays open.
+    c.send(b"GET /params/a HTTP/1.1\r\nHost: t\r\nConnection: keep-alive\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!((r.status, r.header("upgrade")), (426, Some("websocket")));
+    assert_eq!(c.get("/nowhere").status, 404);
 }
 
 #[test]
