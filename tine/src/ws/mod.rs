@@ -194,8 +194,11 @@ impl WsConfig {
         self
     }
 
-    /// Subprotocols the server speaks, in preference order; the first one
-    /// the client offers is selected. Default: none.
+    /// Subprotocols the server speaks. Of those a client offers
+    /// (`Sec-WebSocket-Protocol`), the first the server speaks is
+    /// selected: the client's order decides. When none is, the answer
+    /// names none (browsers then open the socket; some clients, such as
+    /// Node's `ws`, refuse it). Default: none.
     ///
     /// ```
     /// let config = tine::WsConfig::default().protocols(["chat.v2", "chat.v1"]);
