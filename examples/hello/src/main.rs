@@ -142,6 +142,10 @@ struct Args {
     /// Testing aid: the on_worker_start hook panics.
     #[arg(long, hide = true)]
     panic_on_start: bool,
+    /// Testing aid: the on_worker_start hook sleeps this many milliseconds
+    /// (a worker slow to set up, as one opening database connections).
+    #[arg(long, hide = true)]
+    slow_start_ms: Option<u64>,
     /// Testing aid: register signal-hook handlers for SIGINT and SIGTERM
     /// before serving, as an application that watches signals itself.
     #[arg(long, hide = true)]
@@ -665,6 +669,9 @@ fn main() -> ExitCode {
     }
     if args.panic_on_start {
         app = app.on_worker_start(|_| panic!("deliberate panic in on_worker_start"));
+    }
+    if let Some(ms) = args.slow_start_ms {
+        app = app.on_worker_start(move |_| std::thread::sleep(Duration::from_millis(ms)));
     }
     if let Some(dir) = &args.static_dir {
         // `static_files` panics on a root it cannot open (a programming

@@ -157,6 +157,33 @@ fn a_second_instance_does_not_silently_join_the_reuseport_group() {
     a.stop(STOP);
 }
 
+/// A scale-up's new socket listens only once its worker is ready: while
+/// that worker is still in `on_worker_start`, new connections go to the
+/// address's other sockets instead of waiting in a queue no one reads.
+#[test]
+fn a_scaled_up_socket_takes_no_connection_before_its_worker_is_ready() {
+    let s = ServerTree::start_workers(HELLO, 2, &["--slow-start-ms", "3000"]);
+    let port = s.addr().port();
+    s.wait_ready(2, T);
+    s.signal(Signal::SIGTTIN);
+    s.wait_count(3, T);
+    // Forked, three seconds from ready.
+    assert_eq!(listen_sockets(port), 2, "bound, not yet listening");
+    for i in 0..30 {
+        let started = std::time::Instant::now();
+        let mut c = Client::connect(s.addr());
+        assert_eq!(c.get("/plaintext").status, 200);
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(1500),
+            "request {i} waited {took:?}"
+        );
+    }
+    s.wait_ready(3, T);
+    assert!(wait_until(T, || listen_sockets(port) == 3));
+    s.stop(STOP);
+}
+
 #[test]
 fn ttin_and_ttou_change_the_worker_count_without_closing_listeners() {
     let s = ServerTree::start_workers(HELLO, 2, &[]);

@@ -784,6 +784,17 @@ fn worker_main(served: Option<(Service, ServerConfig)>, start: master::WorkerSta
         log::error!("worker {}: {e}", start.index);
         return 1;
     }
+    // Listen on a socket that was only bound (see `WorkerStart::listen`)
+    // before the loop registers it: accept(2) on a socket that does not
+    // listen fails with EINVAL, and epoll reports it as hung up.
+    for &s in &start.listen {
+        if let Some(socket) = start.listeners.get(s) {
+            if let Err(e) = listener::listen(socket, start.backlog) {
+                log::error!("worker {}: cannot listen on listener {s}: {e}", start.index);
+                return 1;
+            }
+        }
+    }
     let listeners = start.listeners.into_iter().zip(start.addresses).collect();
     // The master's signals are still blocked here (from the fork on): one
     // sent to this worker before its loop is up waits as pending.

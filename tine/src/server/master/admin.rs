@@ -169,6 +169,8 @@ impl Master {
                     master_pid: self.pid.as_raw(),
                     board_entry: None,
                     admin: true,
+                    listen: Vec::new(),
+                    backlog: 0,
                 }))
             }
             Ok(sys::Fork::Parent(pid)) => {

@@ -55,9 +55,11 @@
 //! * **Scale-up (`SIGTTIN`)**: a listener previously adopted by a survivor
 //!   is given back to the new slot; otherwise one more reuseport socket is
 //!   bound on the same port (the master's own group, so no probe), but it
-//!   only starts listening once its worker was forked: if the fork fails,
-//!   a bound socket that does not listen receives no connection, and the
-//!   fork is retried with backoff.
+//!   only starts listening once its worker is ready: a bound socket that
+//!   does not listen receives no connection, so a fork that fails (retried
+//!   with backoff) or a worker slow to start (`on_worker_start`) strands
+//!   none; the address's other sockets take them meanwhile. The same holds
+//!   for the extra sockets of a binary upgrade to more workers.
 //! * **Crash**: the dead worker's queue survives in the kernel because the
 //!   master holds the fd; it is lent at once to a ready survivor
 //!   ([`ADOPT`](control::ADOPT)), so its connections are served while the
@@ -257,6 +259,11 @@ pub(crate) struct WorkerStart {
     /// The admin process (see `admin.rs`), not a worker: it serves only
     /// the admin routes on `listeners[0]`.
     pub admin: bool,
+    /// Indices into `listeners` that were only bound (a scale-up's new
+    /// socket): the worker listens on them once it is set up, right
+    /// before it accepts, with this backlog.
+    pub listen: Vec<usize>,
+    pub backlog: i32,
 }
 
 /// Unblocks [`HANDLED_SIGNALS`], which the master blocked before forking.
@@ -684,8 +691,10 @@ impl Master {
                     Some(Event::Bound { address, ok })
                 }
                 Action::Listen { socket } => {
-                    if let Err(e) = listener::listen(&self.listeners[socket], self.cfg.backlog) {
-                        error!("cannot listen on listener {socket}: {e}");
+                    if let Some(l) = self.listeners.get(socket) {
+                        if let Err(e) = listener::listen(l, self.cfg.backlog) {
+                            error!("cannot listen on listener {socket}: {e}");
+                        }
                     }
                     None
                 }
@@ -810,15 +819,13 @@ impl Master {
                     std::process::exit(1);
                 }
                 drop(master_end);
-                // Listen before the worker registers the socket: accept(2)
-                // on a socket that is not listening fails with EINVAL, and
-                // epoll reports such a socket as hung up, so the worker
-                // would spin on it. (The master listens too, once it sees
-                // the fork succeed; either call makes the shared socket
-                // listen.)
-                for &s in listen {
-                    let _ = listener::listen(&self.listeners[s], self.cfg.backlog);
-                }
+                // A socket only bound so far joins its address's
+                // `SO_REUSEPORT` group when it listens, and from then on the
+                // kernel hands it connections: the worker listens once its
+                // setup (`on_worker_start`) is done, not here, so that a slow
+                // or failing start strands no connection. (The master
+                // listens too when the worker reports ready; either call
+                // makes the shared socket listen.)
                 Err(InChild(WorkerStart {
                     index: slot,
                     listeners: std::mem::take(&mut self.listeners),
@@ -828,6 +835,8 @@ impl Master {
                     master_pid: self.pid.as_raw(),
                     board_entry: entry,
                     admin: false,
+                    listen: listen.to_vec(),
+                    backlog: self.cfg.backlog,
                 }))
             }
             Ok(sys::Fork::Parent(pid)) => {

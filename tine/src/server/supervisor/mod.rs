@@ -14,7 +14,7 @@
 //! |---|---|
 //! | `Command(Stop)` / `Command(Quit)` | `Signal Term` to every worker (then `Kill` at the graceful deadline) / `Signal Kill` now; `Exit(0)` once all exited |
 //! | `Command(Reload)` | `Fork` a replacement for slot 0; on its `Ready`, `Signal Term` to the old worker and `Fork` for slot 1, ...; a replacement that cannot be forked is forked again after the slot's backoff, and the restart waits on that slot meanwhile (a new `Reload` starts it over) |
-//! | `Command(ScaleUp)` | `Bind` (or take back an adopted socket), then `Fork` the new slot; `Listen` once forked; refused while an upgrade is under way |
+//! | `Command(ScaleUp)` | `Bind` (or take back an adopted socket), then `Fork` the new slot; `Listen` once its worker is ready; refused while an upgrade is under way |
 //! | `Command(ScaleDown)` | `Adopt` the last slot's sockets to a survivor (or `Fork` a replacement survivor that inherits them); on `Ready`, `Signal Term` to the removed worker |
 //! | `Exited` (unexpected) | `Adopt` the slot's sockets to a ready survivor; `Fork` again after the backoff; `Release` them from the survivor once the new worker is `Ready` |
 //! | `ForkFailed` | retry `Fork` after the backoff; the slot's listening sockets are lent meanwhile |
@@ -497,7 +497,7 @@ impl Supervisor {
             Event::Forked { worker, pid } => self.forked(worker, pid, now, &mut out),
             Event::ForkFailed { worker, reason } => self.fork_failed(worker, &reason, now),
             Event::Bound { address, ok } => self.bound(address, ok, now, &mut out),
-            Event::Ready { worker } => self.ready(worker),
+            Event::Ready { worker } => self.ready(worker, &mut out),
             Event::ChannelClosed { worker } => {
                 if let Some(w) = self.workers.get_mut(&worker) {
                     w.channel = false;
@@ -682,12 +682,6 @@ impl Supervisor {
         if let Some(sig) = w.pending_signal.take() {
             out.push(Action::Signal { pid, sig });
         }
-        for &s in &w.accepts {
-            if !self.sockets[s].listening {
-                self.sockets[s].listening = true;
-                out.push(Action::Listen { socket: s });
-            }
-        }
     }
 
     fn fork_failed(&mut self, id: WorkerId, reason: &str, now: Instant) {
@@ -708,7 +702,7 @@ impl Supervisor {
         self.replacement_fork_failed(id, now);
     }
 
-    fn ready(&mut self, id: WorkerId) {
+    fn ready(&mut self, id: WorkerId, out: &mut Vec<Action>) {
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
@@ -717,6 +711,17 @@ impl Supervisor {
         if !w.ready {
             w.ready = true;
             info!("worker {} (pid {pid}) ready", w.slot);
+            // A socket only bound so far (a scale-up's, an upgrade's
+            // extra one) listens from now on: the worker listened on it
+            // just before it reported ready, and the master's copy says
+            // so too. Until then the kernel gave its connections to the
+            // other sockets of the address, not to a queue no one reads.
+            for &s in &w.accepts {
+                if !self.sockets[s].listening {
+                    self.sockets[s].listening = true;
+                    out.push(Action::Listen { socket: s });
+                }
+            }
         } else {
             debug!("worker {} (pid {pid}) confirmed adoption", w.slot);
         }

@@ -412,7 +412,7 @@ fn scale_down_whose_adopter_never_confirms_is_aborted() {
 }
 
 #[test]
-fn scale_up_binds_a_socket_that_listens_only_once_forked() {
+fn scale_up_binds_a_socket_that_listens_only_once_its_worker_is_ready() {
     let mut sim = Sim::ready(2);
     sim.command(Command::ScaleUp);
     let f = sim.one_fork();
@@ -420,7 +420,13 @@ fn scale_up_binds_a_socket_that_listens_only_once_forked() {
         (f.slot, f.accept.clone(), f.listen.clone()),
         (2, vec![2], vec![2])
     );
+    // Forked but still setting up (`on_worker_start`): a listening socket
+    // would get connections no one accepts yet.
+    assert!(sim.take().is_empty());
+    assert!(!sim.sup.sockets[2].listening);
+    sim.ready_pid(f.pid);
     assert_eq!(sim.take(), [Action::Listen { socket: 2 }]);
+    assert!(sim.sup.sockets[2].listening);
     assert_eq!(sim.sup.slots.len(), 3);
 }
 
@@ -565,6 +571,9 @@ fn a_failed_scale_up_fork_leaves_its_socket_unlistened_until_a_retry_works() {
     sim.advance(BACKOFF_MIN);
     let f = sim.one_fork();
     assert_eq!((f.slot, f.listen.clone()), (2, vec![2]));
+    // It listens once its worker is ready.
+    assert!(sim.take().is_empty());
+    sim.ready_pid(f.pid);
     assert_eq!(sim.take(), [Action::Listen { socket: 2 }]);
 }
 
