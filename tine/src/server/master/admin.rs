@@ -158,7 +158,7 @@ impl Master {
                     std::process::exit(1);
                 }
                 drop(master_end);
-                Err(InChild(WorkerStart {
+                Err(InChild(Box::new(WorkerStart {
                     index: 0,
                     listeners: vec![super::Socket::Tcp(socket)],
                     // Its one socket is address 0 of the admin process's
@@ -171,7 +171,7 @@ impl Master {
                     admin: true,
                     listen: Vec::new(),
                     backlog: 0,
-                }))
+                })))
             }
             Ok(sys::Fork::Parent(pid)) => {
                 drop(child_end);

@@ -312,7 +312,7 @@ pub(crate) fn run_master(
     let result = match outcome {
         Err(e) => Err(e),
         Ok(Ok(result)) => result,
-        Ok(Err(InChild(start))) => std::process::exit(worker_main(start)),
+        Ok(Err(InChild(start))) => std::process::exit(worker_main(*start)),
     };
     // The self-pipe route unblocked them; keep the promise on both routes.
     let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&handled_set()), None);
@@ -321,7 +321,7 @@ pub(crate) fn run_master(
 
 /// Returned up the master's call stack in a freshly forked child, so every
 /// master-only resource is dropped before `worker_main` runs.
-struct InChild(WorkerStart);
+struct InChild(Box<WorkerStart>);
 
 /// How often the master reads the heartbeats: twice a second, or faster
 /// for a timeout under a second (the kill comes at most one period late).
@@ -826,7 +826,7 @@ impl Master {
                 // or failing start strands no connection. (The master
                 // listens too when the worker reports ready; either call
                 // makes the shared socket listen.)
-                Err(InChild(WorkerStart {
+                Err(InChild(Box::new(WorkerStart {
                     index: slot,
                     listeners: std::mem::take(&mut self.listeners),
                     addresses: std::mem::take(&mut self.socket_address),
@@ -837,7 +837,7 @@ impl Master {
                     admin: false,
                     listen: listen.to_vec(),
                     backlog: self.cfg.backlog,
-                }))
+                })))
             }
             Ok(sys::Fork::Parent(pid)) => {
                 drop(worker_end);
