@@ -66,7 +66,12 @@ pub struct Client {
 impl Client {
     /// Connects with [`TIMEOUT`] as read and write timeout.
     pub fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect");
+        Client::from_stream(TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect"))
+    }
+
+    /// A client over a connection made elsewhere, with [`TIMEOUT`] as read
+    /// and write timeout.
+    pub fn from_stream(stream: TcpStream) -> Client {
         stream.set_read_timeout(Some(TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(TIMEOUT)).unwrap();
         stream.set_nodelay(true).unwrap();

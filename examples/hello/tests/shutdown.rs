@@ -162,3 +162,97 @@ fn a_single_process_outlives_the_masters_signals() {
     let status = server.wait_exit(Duration::from_secs(10)).expect("exited");
     assert!(status.success(), "{status:?}");
 }
+
+/// A request kept in flight (a body that has not all come) holds the
+/// drain open; its `100 Continue` shows the server has read its head.
+fn body_in_flight(addr: std::net::SocketAddr) -> Client {
+    let mut c = Client::connect(addr);
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n");
+    assert_eq!(c.read_response().status, 100);
+    c.send(b"ab");
+    c
+}
+
+/// Once a stop's drain begins, the server lets go of its listening
+/// sockets: a new connection is refused at once, as nginx's are, instead
+/// of being queued for the whole drain and reset when the process exits
+/// (a client cannot tell whether such a request ran). With workers, the
+/// master closes its copies of the sockets too.
+fn new_connections_are_refused_once_the_drain_begins(extra: &[&str]) {
+    let mut args = vec!["--bind", "127.0.0.1:0", "--drain-timeout-ms", "8000"];
+    args.extend_from_slice(extra);
+    let mut s = testkit::procs::ServerTree::start(HELLO, &args);
+    let addr = s.addr();
+    let mut held = body_in_flight(addr);
+    s.signal(Signal::SIGTERM);
+    s.wait_log("stop requested: draining", TIMEOUT);
+    let until = Instant::now() + Duration::from_secs(3);
+    loop {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+            Err(e) => panic!("connect: {e}"),
+            Ok(stream) => {
+                // Accepted before the sockets closed: it must be answered,
+                // not held and reset.
+                let mut c = Client::from_stream(stream);
+                c.stream
+                    .set_read_timeout(Some(Duration::from_secs(2)))
+                    .unwrap();
+                c.send(b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n");
+                let r = c
+                    .try_read_response(false)
+                    .expect("a connection taken during the drain was not answered");
+                assert_eq!(r.status, 200);
+            }
+        }
+        assert!(
+            Instant::now() < until,
+            "new connections still taken 3 s into the drain"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The request in flight still completes.
+    held.send(b"cd");
+    let r = held.read_response();
+    assert_eq!((r.status, r.text().as_str()), (200, "abcd"));
+    let status = s.wait_exit(Duration::from_secs(5)).expect("exited");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn a_single_process_refuses_new_connections_once_it_drains() {
+    new_connections_are_refused_once_the_drain_begins(&[]);
+}
+
+#[test]
+fn workers_and_master_refuse_new_connections_once_they_drain() {
+    new_connections_are_refused_once_the_drain_begins(&["--workers", "2"]);
+}
+
+/// A connection accepted before the stop that has not sent its request
+/// yet (a browser's preconnect, a retransmitted first packet) is owed an
+/// answer as much as one whose request came: it keeps its header timeout,
+/// where a keep-alive connection between requests is closed after a
+/// second.
+#[test]
+fn a_connection_yet_to_send_its_request_is_served_during_the_drain() {
+    let mut s = testkit::procs::ServerTree::start(HELLO, &["--bind", "127.0.0.1:0"]);
+    let addr = s.addr();
+    let mut fresh = Client::connect(addr);
+    let mut kept = Client::connect(addr);
+    assert_eq!(kept.get("/plaintext").status, 200);
+    let mut held = body_in_flight(addr);
+    s.signal(Signal::SIGTERM);
+    s.wait_log("stop requested: draining", TIMEOUT);
+    std::thread::sleep(Duration::from_millis(1500));
+    fresh.send(b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = fresh.read_response();
+    assert_eq!((r.status, r.header("connection")), (200, Some("close")));
+    assert!(kept.is_closed(), "the idle keep-alive connection is closed");
+    held.send(b"cd");
+    assert_eq!(held.read_response().status, 200);
+    assert!(s
+        .wait_exit(Duration::from_secs(5))
+        .expect("exited")
+        .success());
+}

@@ -476,13 +476,17 @@ impl<T: Transport> Conn<T> {
             (started + whole).min(now + limits.idle_timeout)
         } else if self.decoder.mid_request() {
             now + limits.idle_timeout
-        } else if shared.draining {
-            // Idle while draining: close soon, but not at once, so a client
-            // that is sending its next request right now gets an answer
-            // (with `Connection: close`) instead of a closed socket.
-            now + DRAIN_IDLE
         } else if self.served == 0 {
+            // Accepted, nothing read yet (a browser's preconnect, a first
+            // packet retransmitted, a TLS hello to come): its request is
+            // still owed an answer, draining or not, as nginx gives one.
             self.opened + limits.header_timeout
+        } else if shared.draining {
+            // Idle between requests while draining: close soon, but not at
+            // once, so a client that is sending its next request right now
+            // gets an answer (with `Connection: close`) instead of a closed
+            // socket.
+            now + DRAIN_IDLE
         } else {
             now + limits.idle_timeout
         }
@@ -569,6 +573,12 @@ impl<T: Transport> Conn<T> {
     }
 
     /// Whether nothing is in flight: safe to close during a drain.
+    /// Whether it answered a request already (a keep-alive connection,
+    /// when [`idle`](Self::idle)), rather than waiting for its first.
+    pub(crate) fn served_any(&self) -> bool {
+        self.served > 0
+    }
+
     pub(crate) fn idle(&self) -> bool {
         !self.writing()
             && !self.reading_request()

@@ -249,6 +249,36 @@ impl EventLoop {
         }
     }
 
+    /// At the start of a drain: accepts what is already queued on every
+    /// listener this process holds (those clients may have sent their
+    /// requests; they are served, with `Connection: close`: were this the
+    /// last process holding a socket, they would be reset), then closes
+    /// this process's copies of them. A socket that no other
+    /// process holds (the last worker of a stop, a single process) closes
+    /// with it, and new connections are refused at once, as nginx's are,
+    /// instead of being queued for the drain's whole length and reset when
+    /// the master exits. One that others hold (the master's in a rolling
+    /// restart, a new master's after a binary upgrade, systemd's socket
+    /// unit) serves on.
+    pub(super) fn let_go_of_listeners(&mut self) {
+        for i in 0..self.listeners.len() {
+            // One connection per call on a shared socket: take them all.
+            // Bounded, as `accept` is by `max_connections`.
+            for _ in 0..self.shared.config.limits.max_connections {
+                let before = self.conns.len();
+                self.accept_from(i, true);
+                let one = self.listeners.get(i).is_some_and(|l| l.one_per_wakeup);
+                if !one || self.conns.len() == before {
+                    break;
+                }
+            }
+        }
+        // Deregistered before they are closed: an epoll registration lives
+        // as long as the open socket, which other processes may still hold.
+        self.set_accepting(false);
+        self.listeners.clear();
+    }
+
     pub(super) fn set_accepting(&mut self, on: bool) {
         let on = on && self.drain_deadline.is_none() && self.accept_resume.is_none();
         for (i, l) in self.listeners.iter_mut().enumerate() {
@@ -266,6 +296,12 @@ impl EventLoop {
     /// (or one failed attempt) on a level-triggered shared socket, which
     /// is reported again at the next poll while connections are queued.
     pub(super) fn accept(&mut self, index: usize) {
+        self.accept_from(index, false);
+    }
+
+    /// [`accept`](Self::accept), also on a listener this process does not
+    /// watch if `unwatched` (the drain's last look at every queue).
+    fn accept_from(&mut self, index: usize, unwatched: bool) {
         let max = self.shared.config.limits.max_connections;
         let Some(one) = self.listeners.get(index).map(|l| l.one_per_wakeup) else {
             return;
@@ -281,7 +317,7 @@ impl EventLoop {
             let Some(listener) = self.listeners.get(index) else {
                 return;
             };
-            if !listener.registered {
+            if !listener.registered && !unwatched {
                 return;
             }
             // Settings that differ per listener (TLS, the PROXY protocol)

@@ -368,11 +368,13 @@ impl EventLoop {
         if let Some(e) = scoreboard::mine() {
             e.set_draining();
         }
-        self.set_accepting(false);
+        self.let_go_of_listeners();
+        // Keep-alive connections between requests close soon; one that
+        // has not sent its first request yet keeps its header timeout.
         let idle: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, s)| s.conn.idle())
+            .filter(|(_, s)| s.conn.idle() && s.conn.served_any())
             .map(|(k, _)| k)
             .collect();
         for key in idle {

@@ -718,6 +718,10 @@ impl Master {
                     }
                     None
                 }
+                Action::CloseListeners => {
+                    self.listeners.clear();
+                    None
+                }
                 Action::Exit(code) => return Ok(Some(code)),
                 Action::SpawnMaster => Some(self.spawn_master()),
                 Action::HandOver { pid } => {

@@ -210,6 +210,13 @@ pub(crate) enum Action {
     /// Send `RELEASE socket` to a worker: it stops accepting on a socket it
     /// was lent, now that the socket's own worker is back.
     Release { worker: WorkerId, socket: usize },
+    /// A stop began: close the master's copies of the listening sockets,
+    /// so that each closes (and new connections are refused) once its
+    /// workers have closed theirs, instead of queueing connections no one
+    /// will accept until the master exits and resets them. Sockets that
+    /// another process also holds (a new master after a binary upgrade,
+    /// systemd's socket unit) stay open.
+    CloseListeners,
     /// Every worker is gone after a stop: exit with this code.
     Exit(i32),
     /// Start a new master from the executable, passing it the listening
@@ -854,6 +861,9 @@ impl Supervisor {
         }
         let first = !self.stopping;
         self.stopping = true;
+        if first {
+            out.push(Action::CloseListeners);
+        }
         self.stop_upgrade(graceful, now, out);
         self.ops.clear();
         self.current = None;

@@ -32,6 +32,9 @@ struct Sim {
     /// Every fork that succeeded, since the last `take`.
     forks: Vec<Forked>,
     workers: BTreeMap<i32, WorkerId>,
+    /// How many times the master was told to close its listeners (kept
+    /// apart from `actions`, which the stop tests compare whole).
+    closed_listeners: usize,
 }
 
 impl Sim {
@@ -50,6 +53,7 @@ impl Sim {
             actions: Vec::new(),
             forks: Vec::new(),
             workers: BTreeMap::new(),
+            closed_listeners: 0,
         };
         let start = sim.sup.start(sim.now);
         sim.run(start);
@@ -101,6 +105,10 @@ impl Sim {
                     address,
                     ok: self.bind_ok,
                 },
+                Action::CloseListeners => {
+                    self.closed_listeners += 1;
+                    continue;
+                }
                 other => {
                     self.actions.push(other);
                     continue;
@@ -627,13 +635,18 @@ fn stop_during_a_reload_stops_everyone_and_forks_nothing_more() {
 fn term_waits_for_the_graceful_timeout_then_kills_what_is_left() {
     let mut sim = Sim::ready(2);
     let (w0, w1) = (sim.pid_of(0), sim.pid_of(1));
+    assert_eq!(sim.closed_listeners, 0);
     sim.command(Command::Stop);
     assert_eq!(sim.take(), [term(w0), term(w1)]);
+    // The master lets go of the sockets at once: each closes (new
+    // connections are refused) when its draining workers close theirs.
+    assert_eq!(sim.closed_listeners, 1);
     sim.exit(w0, "exit status 0");
     assert!(sim.take().is_empty());
     // A second TERM changes nothing.
     sim.command(Command::Stop);
     assert!(sim.take().is_empty());
+    assert_eq!(sim.closed_listeners, 1);
     sim.advance(GRACE);
     assert_eq!(sim.take(), [kill(w1)]);
     sim.exit(w1, "killed by SIGKILL");
@@ -646,6 +659,7 @@ fn quit_kills_at_once_and_exits_once_all_are_reaped() {
     let (w0, w1) = (sim.pid_of(0), sim.pid_of(1));
     sim.command(Command::Quit);
     assert_eq!(sim.take(), [kill(w0), kill(w1)]);
+    assert_eq!(sim.closed_listeners, 1);
     sim.exit(w0, "killed by SIGKILL");
     sim.exit(w1, "killed by SIGKILL");
     assert_eq!(sim.take(), [Action::Exit(0)]);
