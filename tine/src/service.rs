@@ -406,7 +406,7 @@ impl Service {
         let decided = handler::catch(|| {
             let routed = self.route(req);
             if let Routed::Http(route) = &routed {
-                layer.clone_from(&route.layer);
+                layer = self.layer_for(route, req.raw_path());
             }
             let limit = layer
                 .as_ref()
@@ -549,8 +549,25 @@ impl Service {
     #[cold]
     fn layer_of(&self, req: &Request) -> Option<Rc<Layer>> {
         match self.router.find(req.method(), req.raw_path()) {
-            Match::Found(route, _) => route.layer.clone(),
+            Match::Found(route, _) => self.layer_for(route, req.raw_path()),
             _ => None,
+        }
+    }
+
+    /// The group a request routed to `route` belongs to, for its body
+    /// limits and hooks at admission. A static mount belongs to no group,
+    /// but the fallback that would answer what it has no file for may
+    /// (see [`fall_back`](Self::fall_back)): a request with a body is one
+    /// a mount never serves (it sends files), so it is admitted as that
+    /// fallback's, with its limits, and its before-hooks answer before the
+    /// body is sent.
+    fn layer_for(&self, route: &Route, raw_path: &str) -> Option<Rc<Layer>> {
+        match route.mount {
+            Some(depth) if self.router.has_fallbacks() => self
+                .router
+                .fallback_for(raw_path, depth)
+                .and_then(|(fallback, _)| fallback.layer.clone()),
+            _ => route.layer.clone(),
         }
     }
 
@@ -627,8 +644,11 @@ impl Service {
         let (route, params) = self.router.fallback_for(req.raw_path(), depth)?;
         req.set_params(params);
         layer.clone_from(&route.layer);
-        if let Some(res) = layer.as_deref().and_then(|l| l.before(req)) {
-            return Some(res);
+        // A request with a body ran them at admission (see `layer_for`).
+        if !req.hooks_done() {
+            if let Some(res) = layer.as_deref().and_then(|l| l.before(req)) {
+                return Some(res);
+            }
         }
         Some((route.handler)(req))
     }

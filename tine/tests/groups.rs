@@ -144,6 +144,7 @@ fn a_static_mount_lets_an_as_deep_fallback_answer_what_it_has_no_file_for() {
                         (req.header("x-key") != Some("k"))
                             .then(|| Response::error(StatusCode::UNAUTHORIZED))
                     })
+                    .max_body(4)
                     .fallback(|req: &Request| format!("admin page for {}", req.path())),
             )
             .static_dir("/admin", public.join("assets"))
@@ -163,6 +164,22 @@ fn a_static_mount_lets_an_as_deep_fallback_answer_what_it_has_no_file_for() {
     assert_eq!(send(&mut c, "GET", "/admin/x", false).status, 401);
     let r = send(&mut c, "GET", "/admin/x", true);
     assert_eq!(r.text(), "admin page for /admin/x");
+    // A body sent there is the fallback's: its group's hooks and limit
+    // answer before the body comes, not the mount's (the app's).
+    for (key, status) in [("", 401), ("X-Key: k\r\n", 413)] {
+        let mut c = Client::connect(addr);
+        c.send(
+            format!(
+                "POST /admin/x HTTP/1.1\r\nHost: t\r\n{key}Content-Length: 10\r\n\
+                 Expect: 100-continue\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        assert_eq!(c.read_response().status, status, "{key:?}");
+    }
+    let mut c = Client::connect(addr);
+    c.send(b"POST /admin/x HTTP/1.1\r\nHost: t\r\nX-Key: k\r\nContent-Length: 3\r\n\r\nabc");
+    assert_eq!(c.read_response().text(), "admin page for /admin/x");
 }
 
 #[test]
