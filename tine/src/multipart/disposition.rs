@@ -19,9 +19,9 @@
 //! `C:\x.txt` or `dir\` arrives as `filename="C:\x.txt"` or
 //! `filename="dir\"`. So a backslash escapes only a `"` or a `\`, the
 //! two characters that need it (Go's parser, too, keeps a backslash
-//! before a letter), and a header that does not parse that way (the `"`
-//! after `dir\` ended the value) is read once more with every backslash
-//! as it is.
+//! before a letter), and a header that does not parse that way because
+//! it ends in `\"` (a file name ending in a backslash, which browsers
+//! send last) is read once more with every backslash as it is.
 
 /// What a part's `Content-Disposition` names.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -37,7 +37,20 @@ pub(super) struct Disposition {
 
 /// Parses a `Content-Disposition` value; `Err` says what is wrong.
 pub(super) fn parse(value: &[u8]) -> Result<Disposition, &'static str> {
-    parse_with(value, true).or_else(|e| parse_with(value, false).map_err(|_| e))
+    parse_with(value, true).or_else(|e| {
+        // Only the one shape browsers make, a file name ending in a
+        // backslash as the last parameter (`filename="dir\"`), is read
+        // again. Anywhere else a `\"` would make this parser and one that
+        // follows RFC 9110 (a proxy, a firewall) read different names
+        // (`name="a\"; filename="evil.php"`): refused, as before.
+        let end = value.trim_ascii_end();
+        let end = end.strip_suffix(b";").unwrap_or(end).trim_ascii_end();
+        if end.ends_with(b"\\\"") {
+            parse_with(value, false).map_err(|_| e)
+        } else {
+            Err(e)
+        }
+    })
 }
 
 /// [`parse`], with `escapes`: whether a backslash may escape the next
@@ -240,9 +253,18 @@ mod tests {
             (some("f"), some(r"dir\"))
         );
         assert_eq!(
-            named(r#"form-data; filename="dir\"; name="f""#),
+            named(r#"form-data; name="f"; filename="dir\";"#),
             (some("f"), some(r"dir\"))
         );
+        // Elsewhere a `\"` reads differently to an RFC 9110 parser (a
+        // proxy's, a firewall's): refused, not guessed at.
+        for ambiguous in [
+            r#"form-data; filename="dir\"; name="f""#,
+            r#"form-data; name="a\"; filename="evil.php""#,
+            r#"form-data; filename="x.txt\"; name="evil""#,
+        ] {
+            assert!(parse(ambiguous.as_bytes()).is_err(), "{ambiguous}");
+        }
         assert_eq!(
             named(r#"form-data; name="f"; filename="%22quoted%22.txt""#),
             (some("f"), some("%22quoted%22.txt"))
