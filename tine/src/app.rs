@@ -948,6 +948,7 @@ fn serve_static(mount: &Mount, prefix: &str, req: &Request) -> Response {
             status,
             headers,
             body,
+            compressible,
         } => {
             let mut res = match body {
                 Some(b) => Response::from_file(b.file, b.offset, b.len),
@@ -955,6 +956,7 @@ fn serve_static(mount: &Mount, prefix: &str, req: &Request) -> Response {
             };
             res.status = status;
             res.set_headers(headers);
+            res.compressible = compressible;
             res
         }
         Outcome::Error(e) => {

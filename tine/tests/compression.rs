@@ -179,6 +179,36 @@ fn skipped_responses_keep_vary_where_it_matters() {
 
 /// HEAD gets the header fields GET gets (RFC 9110 §9.3.2), compressed
 /// or not, buffered, static or streamed.
+/// A `304` to a revalidation by date only names the copy the client
+/// would hold: the compressed one's weak tag for a file that is
+/// compressed on the fly, the strong tag for one that never is (an
+/// image) or for a precompressed sibling, whose own tag is strong.
+#[test]
+fn a_304_by_date_names_the_copy_the_client_would_hold() {
+    let dir = static_dir();
+    let path = dir.path().to_path_buf();
+    let addr = serve(move || app(path));
+    for (file, weak) in [("app.js", true), ("photo.png", false), ("pre.css", false)] {
+        let path = format!("/static/{file}");
+        let ok = request(addr, "GET", &path, "Accept-Encoding: gzip\r\n");
+        let lm = ok.header("last-modified").unwrap().to_string();
+        let etag = ok.header("etag").unwrap().to_string();
+        assert_eq!(etag.starts_with("W/"), weak, "{file} 200: {etag}");
+        let r = request(
+            addr,
+            "GET",
+            &path,
+            &format!("Accept-Encoding: gzip\r\nIf-Modified-Since: {lm}\r\n"),
+        );
+        assert_eq!(r.status, 304, "{file}");
+        assert_eq!(
+            r.header("etag"),
+            Some(etag.as_str()),
+            "{file}: the 200's tag"
+        );
+    }
+}
+
 #[test]
 fn head_gets_the_header_fields_of_get() {
     let dir = static_dir();

@@ -37,6 +37,9 @@ pub struct Response {
     /// Render this status through the app's error handler (keeping the
     /// headers set here, such as `Allow`).
     pub(crate) error_page: bool,
+    /// On a static file's `304`: whether its `200` could be compressed
+    /// (for the compression middleware; see `static_files::Outcome`).
+    pub(crate) compressible: Option<bool>,
 }
 
 /// What follows the head of a response.
@@ -201,6 +204,7 @@ impl Response {
             headers: OnceCell::new(),
             body: Body::Empty,
             error_page: false,
+            compressible: None,
         }
     }
 
@@ -233,6 +237,7 @@ impl Response {
             headers: OnceCell::new(),
             body,
             error_page: false,
+            compressible: None,
         }
     }
 

@@ -4,6 +4,7 @@
 mod compression;
 mod cors;
 
+pub(crate) use compression::compressible_type;
 pub use compression::Compression;
 pub use cors::Cors;
 

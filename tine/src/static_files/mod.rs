@@ -352,6 +352,10 @@ pub(crate) enum Outcome {
         /// headers only and drop the file. `None` for 304/412/416 (no body;
         /// 412/416 get `Content-Length: 0`, 304 none).
         body: Option<FileBody>,
+        /// For a 304: whether the 200 it stands for could be compressed
+        /// (a file served as it is, of a type worth compressing), which
+        /// the compression middleware cannot tell from a bodiless 304.
+        compressible: Option<bool>,
     },
     /// An unexpected local error (out of file descriptors, out of memory,
     /// I/O error) that should become a 500/503, not a 404.
@@ -471,10 +475,15 @@ pub(crate) fn serve(
     };
     if let Some(status) = status {
         h.insert(ETAG, etag);
+        let compressible = (status == StatusCode::NOT_MODIFIED).then(|| {
+            coding.is_none()
+                && crate::middleware::compressible_type(content_type(path.as_bytes()).as_bytes())
+        });
         return Outcome::Respond {
             status,
             headers: h,
             body: None,
+            compressible,
         };
     }
 
@@ -507,6 +516,7 @@ pub(crate) fn serve(
                 status: StatusCode::RANGE_NOT_SATISFIABLE,
                 headers: h,
                 body: None,
+                compressible: None,
             };
         }
     };
@@ -519,6 +529,7 @@ pub(crate) fn serve(
         status,
         headers: h,
         body: Some(FileBody { file, offset, len }),
+        compressible: None,
     }
 }
 

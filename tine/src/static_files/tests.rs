@@ -245,6 +245,7 @@ fn respond(o: Outcome) -> Resp {
             status,
             headers,
             body,
+            ..
         } => Resp {
             status,
             headers,

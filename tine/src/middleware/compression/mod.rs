@@ -169,7 +169,8 @@ impl Compression {
     /// it out (see the type's docs).
     fn apply(&self, req: &Request, mut res: Response) -> Response {
         if res.status() == StatusCode::NOT_MODIFIED {
-            not_modified(req, &self.codings, res.headers_mut());
+            let compressible = res.compressible;
+            not_modified(req, &self.codings, compressible, res.headers_mut());
             return res;
         }
         // HEAD takes the same way as GET, so that it gets the same header
@@ -304,12 +305,19 @@ fn rank(c: Coding) -> u8 {
 /// `Vary` of the compressed `200`. Whether that `200` would have been
 /// compressed cannot be told from the `304` (it has no body): the client's
 /// validator says which copy it holds. A client that sent none (a
-/// revalidation by date) and accepts a coding may hold a compressed copy:
-/// its `304` gets the weak tag too. That is the safe guess: with the
-/// strong one a cache would label its compressed copy with the
-/// uncompressed one's tag, and could resume it (`If-Range`) with the
-/// wrong bytes; a weak tag at worst costs a whole response later.
-fn not_modified(req: &Request, codings: &[Coding], headers: &mut HeaderMap) {
+/// revalidation by date) and accepts a coding holds a compressed copy if
+/// the `200` would have been compressed: its `304` gets the weak tag too,
+/// or a cache would label its compressed copy with the uncompressed
+/// one's tag, and could resume it (`If-Range`) with the wrong bytes.
+/// Whether it would, `compressible` says (the static files know: the
+/// file's type, and whether a precompressed sibling was chosen), else
+/// the `304`'s `Content-Type`; with neither, the tag is left strong.
+fn not_modified(
+    req: &Request,
+    codings: &[Coding],
+    compressible: Option<bool>,
+    headers: &mut HeaderMap,
+) {
     let Some(etag) = headers.get(header::ETAG) else {
         return;
     };
@@ -321,11 +329,14 @@ fn not_modified(req: &Request, codings: &[Coding], headers: &mut HeaderMap) {
     let by_date = validators.peek().is_none();
     let holds_weak =
         validators.any(|field| crate::static_files::conditional::names_weak(field, etag));
-    let may_hold_compressed = by_date
-        && !headers.contains_key(header::CONTENT_ENCODING)
-        && headers
+    let would_compress = compressible.unwrap_or_else(|| {
+        headers
             .get(header::CONTENT_TYPE)
-            .is_none_or(|ct| compressible_type(ct.as_bytes()))
+            .is_some_and(|ct| compressible_type(ct.as_bytes()))
+    });
+    let may_hold_compressed = by_date
+        && would_compress
+        && !headers.contains_key(header::CONTENT_ENCODING)
         && accept::negotiate(req.header_all(header::ACCEPT_ENCODING.as_str()), codings)
             .coding
             .is_some();
@@ -369,7 +380,7 @@ fn eligible(res: &Response) -> bool {
 /// types with no name of their own): mostly compressed already, and
 /// compressing one chunk by chunk makes it larger and costs the download
 /// its `Content-Length`.
-fn compressible_type(ct: &[u8]) -> bool {
+pub(crate) fn compressible_type(ct: &[u8]) -> bool {
     let essence = ct
         .split(|&b| b == b';')
         .next()
@@ -678,8 +689,12 @@ mod tests {
     /// uncompressed copy keeps the strong tag.
     #[test]
     fn a_304_names_the_copy_the_client_holds() {
-        let app = app(Compression::new()).get("/fresh", |_: &Request| {
-            Response::empty(StatusCode::NOT_MODIFIED).with_header("etag", "\"v1\"")
+        let app = app(Compression::new()).get("/fresh", |req: &Request| {
+            let res = Response::empty(StatusCode::NOT_MODIFIED).with_header("etag", "\"v1\"");
+            match req.query_string() {
+                Some("typed") => res.with_header("content-type", "text/html"),
+                _ => res,
+            }
         });
         let not_modified = |inm: &str| {
             let mut req = Request::builder(Method::GET, "/fresh")
@@ -698,7 +713,7 @@ mod tests {
         // Revalidated by date only: the client may hold either copy; if it
         // accepts a coding, the weak tag is the safe answer.
         let by_date = |accept: &str| {
-            let mut req = Request::builder(Method::GET, "/fresh")
+            let mut req = Request::builder(Method::GET, "/fresh?typed")
                 .header("accept-encoding", accept)
                 .header("if-modified-since", "Tue, 14 Nov 2023 22:13:20 GMT")
                 .finish();
@@ -709,6 +724,12 @@ mod tests {
         assert_eq!(res.headers()["vary"], "Accept-Encoding");
         let res = by_date("identity");
         assert_eq!(res.headers()["etag"], "\"v1\"");
+        // Without a type the 200 may not have been compressed: left as is.
+        let mut req = Request::builder(Method::GET, "/fresh")
+            .header("accept-encoding", "gzip")
+            .header("if-modified-since", "Tue, 14 Nov 2023 22:13:20 GMT")
+            .finish();
+        assert_eq!(app.handle(&mut req).headers()["etag"], "\"v1\"");
     }
 
     #[test]
