@@ -714,19 +714,32 @@ impl Service {
 
     /// Renders an error page through the error handler, keeping its status
     /// and the headers it set (such as `Allow`, `WWW-Authenticate`,
-    /// `Set-Cookie`). Where both set a field the page's stands (two
-    /// `Content-Type` or `Cache-Control` lines would be contradictions),
-    /// and the error's fields about a body (`Content-*`, validators) go
-    /// with the body the page replaces.
+    /// `Set-Cookie`, `Content-Security-Policy`). Where both set a field
+    /// the page's stands (two `Content-Type` or `Cache-Control` lines would
+    /// be contradictions), and the error's fields about its body
+    /// (`Content-Type`, `-Encoding`, `-Language`, `-Length`, `-Location`,
+    /// `-Range`, `-Disposition`, validators) go with the body the page
+    /// replaces.
     #[cold]
     fn render_page(&self, req: &Request, res: Response) -> Response {
         let mut page = self.error_page(Some(req), res.status);
         let own: Vec<HeaderName> = page.headers().keys().cloned().collect();
         let headers = page.headers_mut();
         res.each_header(|name, value| {
-            let about_the_body = name.as_str().starts_with("content-")
-                || *name == header::ETAG
-                || *name == header::LAST_MODIFIED;
+            // (Not every `Content-*`: `Content-Security-Policy` is about
+            // the page, and must stay.)
+            let about_the_body = [
+                header::CONTENT_TYPE,
+                header::CONTENT_ENCODING,
+                header::CONTENT_LANGUAGE,
+                header::CONTENT_LENGTH,
+                header::CONTENT_LOCATION,
+                header::CONTENT_RANGE,
+                header::CONTENT_DISPOSITION,
+                header::ETAG,
+                header::LAST_MODIFIED,
+            ]
+            .contains(name);
             let page_has_it = *name != header::SET_COOKIE && own.contains(name);
             if !about_the_body && !page_has_it {
                 headers.append(name, value.clone());
@@ -907,6 +920,7 @@ mod tests {
                     .with_header("set-cookie", "a=1")
                     .with_header("cache-control", "no-store")
                     .with_header("www-authenticate", "Basic")
+                    .with_header("content-security-policy", "default-src 'none'")
             })
             .get("/problem", |_: &Request| {
                 Response::error(StatusCode::GONE)
@@ -924,6 +938,10 @@ mod tests {
         assert_eq!(fields(&res, "cache-control"), ["max-age=60"]);
         assert_eq!(fields(&res, "set-cookie"), ["b=2", "a=1"]);
         assert_eq!(fields(&res, "www-authenticate"), ["Basic"]);
+        assert_eq!(
+            fields(&res, "content-security-policy"),
+            ["default-src 'none'"]
+        );
         let res = get("/problem");
         assert_eq!(res.status(), 410);
         assert_eq!(fields(&res, "content-type"), ["text/html; charset=utf-8"]);
