@@ -939,7 +939,7 @@ fn serve_static(mount: &Mount, prefix: &str, req: &Request) -> Response {
             // The query is only needed here: keep it off the hot path.
             Some(q) => {
                 location.push('?');
-                location.push_str(q);
+                location.extend(utf8_percent_encode(q, CONTROLS));
                 redirect(&location)
             }
             None => redirect(&location),
@@ -1073,6 +1073,19 @@ mod tests {
             res.headers()["location"],
             "https://example.com/%C3%A9?q=%C3%BC"
         );
+    }
+
+    /// A directory's trailing-slash redirect, on the server's path (the
+    /// query comes apart from the path there).
+    #[test]
+    fn a_static_redirect_percent_encodes_raw_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("\u{e9}")).unwrap();
+        let app = App::new().static_dir("/static", dir.path());
+        let mut req = Request::builder(Method::GET, "/static/\u{e9}?q=\u{fc}").finish();
+        let res = app.handle(&mut req);
+        assert_eq!(res.status(), 301);
+        assert_eq!(res.headers()["location"], "/static/%C3%A9/?q=%C3%BC");
     }
 
     #[test]
