@@ -132,11 +132,20 @@ fn is_serialized_origin(s: &str) -> bool {
         Some(i) if !rest[i..].contains(']') => (&rest[..i], Some(&rest[i + 1..])),
         _ => (rest, None),
     };
-    let host_ok = !host.is_empty()
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '[' | ']' | ':'))
-        && (host.starts_with('[') == host.ends_with(']'));
+    let name = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    };
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => {
+            !v6.is_empty()
+                && v6
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() || matches!(c, ':' | '.'))
+        }
+        None => name(host),
+    };
     let port_ok = port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
     scheme_ok && host_ok && port_ok
 }
@@ -187,6 +196,16 @@ impl Cors {
             );
         }
         let origin = origin.trim_end_matches('/');
+        // Browsers leave the scheme's default port out of `Origin`.
+        let origin = origin
+            .strip_suffix(":443")
+            .filter(|o| o.starts_with("https://"))
+            .or_else(|| {
+                origin
+                    .strip_suffix(":80")
+                    .filter(|o| o.starts_with("http://"))
+            })
+            .unwrap_or(origin);
         // Matched literally, an entry that is not an origin as browsers
         // send it (`app.example`, `https://app.example/api`,
         // `https://*.app.example`) would allow nothing, silently.
@@ -530,12 +549,22 @@ mod tests {
             "https://user@app.example",
             "https://app example",
             "://app.example",
+            "https://a:b:80",
+            "https://a]b[",
+            "http://[::1",
         ] {
             let res = std::panic::catch_unwind(|| Cors::new().allow_origin(bad));
             let msg = res.expect_err(bad);
             let msg = msg.downcast_ref::<String>().expect("a message");
             assert!(msg.contains("scheme://host[:port]"), "{bad}: {msg}");
         }
+        // The scheme's default port is left out, as browsers leave it out.
+        let app = app(Cors::new().allow_origin("https://a.example:443"));
+        let res = post(&app, "https://a.example");
+        assert_eq!(
+            res.headers()["access-control-allow-origin"],
+            "https://a.example"
+        );
     }
 
     #[test]

@@ -473,7 +473,12 @@ impl<T: Transport> Conn<T> {
                 .as_ref()
                 .and_then(|a| a.body_timeout)
                 .unwrap_or(limits.body_timeout);
-            (started + whole).min(now + limits.idle_timeout)
+            // A timeout too long to add (`Duration::MAX`) is no deadline:
+            // only the pause inside the body is timed.
+            let pause = now + limits.idle_timeout;
+            started
+                .checked_add(whole)
+                .map_or(pause, |end| end.min(pause))
         } else if self.decoder.mid_request() {
             now + limits.idle_timeout
         } else if self.served == 0 {
