@@ -273,6 +273,97 @@ pub mod __fuzz {
     #[cfg(feature = "tls")]
     pub use crate::server::tls::fuzz as tls;
 
+    /// Static files: request-path validation, the lookup beneath the root,
+    /// `Range` decisions, `Accept-Encoding` and preconditions (see
+    /// `static_files::fuzz`).
+    pub use crate::static_files::fuzz::{
+        accept_encoding, open_beneath, preconditions, range, rel_path, RangeAnswer,
+    };
+
+    /// The router built from a list of routes (see `router::fuzz`).
+    pub use crate::router::fuzz::{route, RouteKind, Routed};
+
+    /// What [`publish`](crate::publish) publishes for `text`.
+    pub fn sse_plain(text: &str) -> String {
+        crate::sse::escape_plain(text.to_owned())
+    }
+
+    /// What [`publish_event`](crate::publish_event) publishes for `event`.
+    pub fn sse_event_text(event: &crate::SseEvent) -> String {
+        crate::sse::event_text(event)
+    }
+
+    /// What an SSE stream writes for a published text (from either of the
+    /// above, or from another publisher on Redis).
+    pub fn sse_stream_bytes(published: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        let payload = crate::pubsub::Payload::Text(published.to_owned());
+        assert!(crate::sse::event_bytes(&payload, &mut out));
+        out
+    }
+
+    /// What a WebSocket subscriber receives for a published text.
+    pub fn sse_websocket_text(published: &str) -> String {
+        crate::sse::websocket_text(published).into_owned()
+    }
+
+    /// The client a request from `peer` with `headers` has behind the
+    /// trusted proxies `trusted` (as `Server::trusted_proxies` takes them)
+    /// using `header`: its address and whether it came over HTTPS; `None`
+    /// for the socket's view (an untrusted peer, or no `Forwarded`).
+    pub fn forwarded_client(
+        trusted: &[&str],
+        header: crate::ProxyHeader,
+        peer: std::net::SocketAddr,
+        headers: &[(&str, &[u8])],
+    ) -> Option<(std::net::IpAddr, bool)> {
+        let mut proxies = crate::proxies::Proxies::default();
+        for net in trusted {
+            proxies.add(crate::proxies::parse_net(net).expect("a trusted proxy range"));
+        }
+        proxies.set_header(header);
+        let mut map = crate::HeaderMap::new();
+        for (name, value) in headers {
+            if let (Ok(name), Ok(value)) = (
+                crate::HeaderName::from_bytes(name.as_bytes()),
+                crate::HeaderValue::from_bytes(value),
+            ) {
+                map.append(name, value);
+            }
+        }
+        let req = crate::Request::builder(::http::Method::GET, "/")
+            .peer(peer)
+            .headers(map)
+            .finish();
+        let client = proxies.client(&req)?;
+        Some((client.addr, client.https))
+    }
+
+    /// Feeds `data` to the PROXY protocol header reader in pieces of
+    /// `split` bytes, as a connection's reads arrive. `None` while it
+    /// waits for more; else the client's address the header gives (`Ok`,
+    /// `None` for none) or the refusal, with how many bytes of `data` the
+    /// header took.
+    #[allow(clippy::type_complexity)]
+    pub fn proxy_header(
+        data: &[u8],
+        split: usize,
+    ) -> (Option<Result<Option<std::net::SocketAddr>, String>>, usize) {
+        use crate::server::conn::proxy_header::{take, Taken};
+        let mut buf = BytesMut::new();
+        let mut fed = 0;
+        for piece in data.chunks(split.max(1)) {
+            buf.extend_from_slice(piece);
+            fed += piece.len();
+            match take(&mut buf) {
+                Taken::NeedMore => {}
+                Taken::Header(addr) => return (Some(Ok(addr)), fed - buf.len()),
+                Taken::Bad(why) => return (Some(Err(why)), 0),
+            }
+        }
+        (None, 0)
+    }
+
     /// Decodes `data` as a chunked body in pieces of `split` bytes.
     pub fn decode_chunked(data: &[u8], split: usize) {
         let mut decoder = crate::http::body::ChunkedDecoder::new();

@@ -53,6 +53,9 @@ use percent_encoding::percent_decode_str;
 
 use crate::http::{Capture, Captures};
 
+#[doc(hidden)]
+pub(crate) mod fuzz;
+
 /// A capture of `part`, a slice of `path`: its position when it needs no
 /// decoding, else its decoded text.
 fn capture(path: &str, part: &str) -> Capture {
@@ -312,8 +315,8 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 #[derive(Debug)]
 struct FirstSegments {
     /// Sorted by first byte; each with the ascending indices of its
-    /// routes. Keys never contain `/`; keys with `%` are not here (the
-    /// literal never matches: paths are compared decoded).
+    /// routes. Keys never contain `/`; keys with `%` are not here (their
+    /// routes are with the dynamic ones: see [`Router::insert`]).
     keys: Vec<(Box<str>, Vec<usize>)>,
     /// `keys[starts[b]..starts[b + 1]]` begin with the byte `b`. A fixed
     /// array, all zeros while there are no keys: a lookup indexes it with
@@ -548,8 +551,11 @@ impl<T> Router<T> {
         } else {
             self.every.push(index);
             match pattern.first_static() {
-                Some(first) => self.by_first.insert(first, index),
-                None => self.dynamic.push(index),
+                // A literal with `%` is compared with the path's decoded
+                // segment, which the index cannot look up: its routes are
+                // matched whole, as those starting with a capture are.
+                Some(first) if !first.contains('%') => self.by_first.insert(first, index),
+                _ => self.dynamic.push(index),
             }
         }
         self.routes.push(Route {
@@ -841,6 +847,19 @@ mod tests {
         let r = router(&[("GET", "/a/b")]);
         assert!(found(&r, Method::GET, "/a%2Fb").is_none());
         assert!(found(&r, Method::GET, "/%61/b").is_some());
+    }
+
+    #[test]
+    fn a_literal_with_a_percent_matches_past_the_index() {
+        // The literal is compared with the decoded segment (`%25` is `%`),
+        // in a router that uses its first-segment index as in one that
+        // does not.
+        for filler in [0, 40] {
+            let r = with_filler(&[("GET", "/100%"), ("GET", "/100%/:x")], filler);
+            assert_eq!(found(&r, Method::GET, "/100%25").map(|f| f.0), Some(0));
+            assert_eq!(found(&r, Method::GET, "/100%25/y").map(|f| f.0), Some(1));
+            assert!(found(&r, Method::GET, "/100").is_none());
+        }
     }
 
     #[test]

@@ -203,11 +203,16 @@ fn encode_data(out: &mut Vec<u8>, data: &str) {
 /// });
 /// ```
 pub fn publish_event(topic: &str, event: SseEvent) -> Result<(), crate::Error> {
+    pubsub::publish_event_text(topic, event_text(&event))
+}
+
+/// The text [`publish_event`] publishes: the mark, then the event's wire
+/// form.
+pub(crate) fn event_text(event: &SseEvent) -> String {
     let mut wire = Vec::with_capacity(event.data.len() + 32);
     wire.extend_from_slice(EVENT_MARK.to_string().as_bytes());
     event.encode(&mut wire);
-    let text = String::from_utf8(wire).unwrap_or_default();
-    pubsub::publish_event_text(topic, text)
+    String::from_utf8(wire).unwrap_or_default()
 }
 
 /// What an SSE connection writes for a published message: a whole event

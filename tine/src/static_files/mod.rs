@@ -60,6 +60,8 @@ mod beneath;
 pub(crate) mod cache;
 pub(crate) mod conditional;
 pub(crate) mod encoding;
+#[doc(hidden)]
+pub(crate) mod fuzz;
 mod path;
 mod range;
 #[cfg(test)]

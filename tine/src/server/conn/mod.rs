@@ -43,7 +43,7 @@
 
 pub(crate) mod fuzz;
 mod http1;
-mod proxy_header;
+pub(crate) mod proxy_header;
 mod sse;
 mod transport;
 mod ws;
