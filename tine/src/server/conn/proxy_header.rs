@@ -45,6 +45,13 @@ pub(crate) fn take(buf: &mut BytesMut) -> Taken {
             }
         };
     }
+    // Neither `PROXY` nor the start of the v2 signature: no header can
+    // follow, whatever comes next (`ppp` calls some such prefixes
+    // incomplete, so the connection would wait for more instead).
+    let n = buf.len().min(V2_SIGNATURE.len());
+    if buf[..n] != V2_SIGNATURE[..n] {
+        return Taken::Bad("neither a v1 nor a v2 header".into());
+    }
     // A v2 header says its length in bytes 14 and 15, after the 12-byte
     // signature and two bytes of version, command and family: one longer
     // than the cap is refused as soon as that is known, whether it would
@@ -152,6 +159,24 @@ mod tests {
         let full = b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n";
         for n in 1..full.len() {
             assert_eq!(take(&mut buf(&full[..n])), Taken::NeedMore, "{n}");
+        }
+    }
+
+    /// Bytes that begin neither header are refused at once, however they
+    /// arrive (`ppp` took some prefixes for the start of a header).
+    #[test]
+    fn what_starts_no_header_is_refused_at_once() {
+        for bad in [&b"P\rP"[..], b"GET / HTTP/1.1\r\n", b"\r\n\r\nX", b"\0"] {
+            for n in 1..=bad.len() {
+                let taken = take(&mut buf(&bad[..n]));
+                let starts_one = b"PROXY".starts_with(&bad[..n.min(5)])
+                    || V2_SIGNATURE.starts_with(&bad[..n.min(12)]);
+                match taken {
+                    Taken::NeedMore => assert!(starts_one, "{:?} waits", &bad[..n]),
+                    Taken::Bad(_) => assert!(!starts_one, "{:?} refused", &bad[..n]),
+                    Taken::Header(_) => panic!("{:?} taken as a header", &bad[..n]),
+                }
+            }
         }
     }
 
