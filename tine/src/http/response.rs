@@ -431,13 +431,28 @@ impl Response {
     /// Adds a `Set-Cookie` header for a cookie built with the `cookie`
     /// crate (re-exported as [`tine::cookie`](crate::cookie)).
     ///
+    /// The value is percent-encoded where it needs to be; a name that is a
+    /// token (RFC 6265's cookie-name) is written as it is, since browsers
+    /// send it back unchanged and [`Request::cookie`](crate::Request::cookie)
+    /// reads names as sent.
+    ///
     /// ```
     /// use tine::cookie::Cookie;
     /// let res = tine::Response::text("hi").set_cookie(Cookie::build(("theme", "dark")).path("/").build());
     /// assert_eq!(res.headers()["set-cookie"], "theme=dark; Path=/");
+    /// let res = tine::Response::text("hi").set_cookie(Cookie::new("a#b", "x y"));
+    /// assert_eq!(res.headers()["set-cookie"], "a#b=x%20y");
     /// ```
     pub fn set_cookie(self, cookie: cookie::Cookie<'_>) -> Self {
-        let value = cookie.encoded().to_string();
+        let encoded = cookie.encoded().to_string();
+        let name = cookie.name();
+        let token = !name.is_empty() && name.bytes().all(super::parse::is_token);
+        // The `cookie` crate encodes the name too (`a#b` as `a%23b`), which
+        // no browser decodes: the cookie would never be found by its name.
+        let value = match encoded.find('=') {
+            Some(i) if token => format!("{name}{}", &encoded[i..]),
+            _ => encoded,
+        };
         self.with_header(header::SET_COOKIE, value)
     }
 
