@@ -732,6 +732,10 @@ impl Master {
                     self.upgrade_failed(&reason);
                     None
                 }
+                Action::RestorePidFile => {
+                    self.restore_pid_file();
+                    None
+                }
                 Action::TellPredecessor => {
                     self.tell_predecessor();
                     None

@@ -219,6 +219,16 @@ impl Master {
             board.forget_other_masters();
         }
         self.sweep_at = Some(Instant::now());
+        self.restore_pid_file();
+        if let Some(n) = &mut self.notify {
+            n.status(&format!("binary upgrade failed: {reason}"));
+        }
+    }
+
+    /// The pid file names this master again (`PATH.oldbin` back to
+    /// `PATH`), once an upgrade failed. The new master, when it exits,
+    /// leaves a pid file that is not its own in place.
+    pub(super) fn restore_pid_file(&mut self) {
         if let Some(path) = &self.cfg.pid_file {
             let old = upgrade::oldbin(path);
             if old.exists() {
@@ -230,9 +240,6 @@ impl Master {
                     );
                 }
             }
-        }
-        if let Some(n) = &mut self.notify {
-            n.status(&format!("binary upgrade failed: {reason}"));
         }
     }
 

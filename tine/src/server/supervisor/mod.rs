@@ -229,6 +229,10 @@ pub(crate) enum Action {
     /// The upgrade failed and the new master is gone: put the pid file
     /// back, tell systemd why; this master serves on.
     UpgradeFailed { reason: String },
+    /// The upgrade failed and the new master is being stopped: put the
+    /// pid file back now, so that `kill $(cat PID_FILE)` reaches the
+    /// master that serves on, not the one on its way out.
+    RestorePidFile,
     /// (In a new master) tell the old master that every worker is ready.
     TellPredecessor,
 }

@@ -7,7 +7,7 @@
 //! | `Command(Upgrade)` | `SpawnMaster` (answered by `MasterSpawned` or `MasterSpawnFailed`); refused with a log line while stopping, while an upgrade is under way, or while this master's own predecessor has not exited |
 //! | `MasterReady` (the new master says all its workers are ready) | `HandOver` (systemd learns the new main pid), then the graceful stop of every worker, as on `SIGTERM`; the new master is no longer this master's business |
 //! | `Exited` of the new master, before it was ready | `UpgradeFailed` (pid file back, `READY=1` and `STATUS=` to systemd): the old master serves on |
-//! | `Tick` past the upgrade timeout | `Signal Term` to the new master (`Kill` after the graceful timeout), then `UpgradeFailed` once its exit is reaped |
+//! | `Tick` past the upgrade timeout | `RestorePidFile`, `Signal Term` to the new master (`Kill` after the graceful timeout), then `UpgradeFailed` once its exit is reaped |
 //! | `Command(Stop)` / `Command(Quit)` during an upgrade | the new master is stopped with the workers (`Term` / `Kill`); the old one exits once it is reaped too |
 //! | (new master) every worker ready, predecessor still there | `TellPredecessor`, once |
 //! | (new master) `PredecessorGone` | `SIGUSR2` accepted from now on |
@@ -199,6 +199,7 @@ impl Supervisor {
             error!("binary upgrade failed: {why}; stopping it, the old master serves on");
             u.abandoned = Some(why);
             u.kill_at = Some(now + grace);
+            out.push(Action::RestorePidFile);
             out.push(Action::Signal {
                 pid,
                 sig: Sig::Term,
