@@ -609,15 +609,13 @@ impl Service {
                 }
                 Err(res) => *res,
             },
-            Routed::Http(route) if route.mount.is_some() && self.router.has_fallbacks() => {
-                match (route.handler)(req) {
-                    res if res.error_page && res.status == StatusCode::NOT_FOUND => {
-                        let depth = route.mount.unwrap_or(0);
-                        self.fall_back(req, layer, depth).unwrap_or(res)
-                    }
-                    res => res,
+            Routed::Http(route) if route.mount.is_some() => match (route.handler)(req) {
+                res if res.error_page && res.status == StatusCode::NOT_FOUND => {
+                    let depth = route.mount.unwrap_or(0);
+                    self.mount_missed(req, layer, depth).unwrap_or(res)
                 }
-            }
+                res => res,
+            },
             Routed::Http(route) => (route.handler)(req),
             Routed::NotAllowed(allowed) => return self.method_not_allowed(req, &allowed),
             Routed::Asterisk => return Response::empty(StatusCode::NO_CONTENT),
@@ -625,6 +623,26 @@ impl Service {
             Routed::NotFound => return self.error_page(Some(req), StatusCode::NOT_FOUND),
         };
         self.render(req, res)
+    }
+
+    /// What answers a path a static mount has no file for: a WebSocket
+    /// route's `426` for a plain request to it (a static directory at `/`
+    /// must not hide that sign of a proxy that drops `Upgrade`), else the
+    /// fallback (see [`fall_back`](Self::fall_back)).
+    #[cold]
+    fn mount_missed(
+        &self,
+        req: &mut Request,
+        layer: &mut Option<Rc<Layer>>,
+        depth: usize,
+    ) -> Option<Response> {
+        if self.takes_upgrades(req) {
+            return Some(self.upgrade_required(req));
+        }
+        if !self.router.has_fallbacks() {
+            return None;
+        }
+        self.fall_back(req, layer, depth)
     }
 
     /// A path a static mount (`depth` segments before its `*`) has no

@@ -93,7 +93,16 @@ fn bad_handshakes_get_400_or_426() {
     c.send(b"GET /params/a HTTP/1.1\r\nHost: t\r\nConnection: keep-alive\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
     let r = c.read_response();
     assert_eq!((r.status, r.header("upgrade")), (426, Some("websocket")));
+    assert_eq!(r.header("connection"), Some("upgrade"));
     assert_eq!(c.get("/nowhere").status, 404);
+    // A static directory at `/` does not hide it.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), "home").unwrap();
+    let public = dir.path().to_path_buf();
+    let addr = serve(move || app().static_dir("/", public.clone()));
+    let mut c = Client::connect(addr);
+    assert_eq!(c.get("/params/a").status, 426);
+    assert_eq!(c.get("/index.html").text(), "home");
 }
 
 #[test]

@@ -233,6 +233,10 @@ pub(crate) fn framing(status: StatusCode, body: BodyShape, exchange: Exchange) -
         Connection::Close
     } else if exchange.http10 {
         Connection::KeepAlive10
+    } else if status == StatusCode::UPGRADE_REQUIRED {
+        // A `426` names the protocol in `Upgrade`, and a sender of
+        // `Upgrade` lists it in `Connection` (RFC 9110 §7.8).
+        Connection::Upgrade
     } else {
         Connection::Default
     };
@@ -372,6 +376,9 @@ mod tests {
             (101, Empty, false, false, true, NoLength, Upgrade, false, true),
             (103, Empty, false, false, true, NoLength, Default, false, true),
             (404, Sized(9), false, false, false, Fixed(9), Close, true, false),
+            // A 426 lists `upgrade` in `Connection`, as its `Upgrade` asks.
+            (426, Sized(9), false, false, true, Fixed(9), Upgrade, true, true),
+            (426, Sized(9), false, false, false, Fixed(9), Close, true, false),
         ];
         for (code, body, head, http10, keep, length, connection, send, stays) in table {
             let exchange = Exchange {
