@@ -184,6 +184,28 @@ fn a_scaled_up_socket_takes_no_connection_before_its_worker_is_ready() {
     s.stop(STOP);
 }
 
+/// A stop while a scaled-up worker is still starting (its socket only
+/// bound): the others drain, taking what is queued on the sockets they
+/// hold, and every process exits at once, the starting one included.
+#[test]
+fn a_stop_during_a_slow_scale_up_ends_promptly() {
+    let mut s = ServerTree::start_workers(HELLO, 2, &["--slow-start-ms", "2000"]);
+    s.wait_ready(2, T);
+    s.signal(Signal::SIGTTIN);
+    s.wait_count(3, T);
+    let started = std::time::Instant::now();
+    s.signal(Signal::SIGTERM);
+    let status = s
+        .wait_exit(Duration::from_secs(10))
+        .expect("the master exits");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 #[test]
 fn ttin_and_ttou_change_the_worker_count_without_closing_listeners() {
     let s = ServerTree::start_workers(HELLO, 2, &[]);

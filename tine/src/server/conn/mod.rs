@@ -577,13 +577,13 @@ impl<T: Transport> Conn<T> {
         self.stream.close_notify();
     }
 
-    /// Whether nothing is in flight: safe to close during a drain.
     /// Whether it answered a request already (a keep-alive connection,
     /// when [`idle`](Self::idle)), rather than waiting for its first.
     pub(crate) fn served_any(&self) -> bool {
         self.served > 0
     }
 
+    /// Whether nothing is in flight: safe to close during a drain.
     pub(crate) fn idle(&self) -> bool {
         !self.writing()
             && !self.reading_request()

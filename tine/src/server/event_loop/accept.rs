@@ -395,7 +395,7 @@ impl EventLoop {
                     });
                     let deadline = self.now + self.shared.config.limits.header_timeout;
                     self.set_deadline(key, deadline);
-                    if one {
+                    if one || unwatched {
                         #[cfg(target_os = "linux")]
                         self.rotate(index);
                         // Serve what the client already sent before this
@@ -434,10 +434,13 @@ impl EventLoop {
                     self.accept_resume = Some(self.now + ACCEPT_BACKOFF);
                     return;
                 }
-                // ECONNABORTED and friends concern one connection only.
+                // ECONNABORTED and friends concern one connection only. On
+                // the drain's last look (`unwatched`) any error ends it: a
+                // socket still only bound (a scale-up's) answers EINVAL
+                // every time.
                 Err(e) => {
                     log::debug!("accept: {e}");
-                    if one {
+                    if one || unwatched {
                         return;
                     }
                 }
