@@ -9,11 +9,11 @@ use crate::http::Capture;
 /// How a route is added to the router.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteKind {
-    /// [`Router::add`]: `None` is any method.
+    /// `Router::add`: `None` is any method.
     Route(Option<Method>),
-    /// [`Router::add_mount`]: a static mount (`GET`).
+    /// `Router::add_mount`: a static mount (`GET`).
     Mount,
-    /// [`Router::add_fallback`].
+    /// `Router::add_fallback`.
     Fallback,
 }
 

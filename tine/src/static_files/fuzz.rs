@@ -23,7 +23,7 @@ pub fn rel_path(rel: &str) -> Option<(Vec<u8>, bool)> {
 /// Opens `path` beneath the directory `root` with the flags the static
 /// handler uses, by `openat2(RESOLVE_BENEATH)` (Linux) or, with
 /// `portable`, by the component-by-component walk. The empty path is the
-/// root (`.`, as [`RelPath::as_cstr`] gives it); a path holding NUL is
+/// root (`.`, as `RelPath::as_cstr` gives it); a path holding NUL is
 /// `EINVAL` (the handler never builds one).
 pub fn open_beneath(root: &OwnedFd, path: &[u8], portable: bool) -> Result<OwnedFd, Errno> {
     let path = if path.is_empty() { b"." } else { path };
@@ -62,7 +62,7 @@ pub enum RangeAnswer {
     Unsatisfiable,
 }
 
-/// [`range::decide`], as a [`RangeAnswer`].
+/// `range::decide`, as a [`RangeAnswer`].
 pub fn range(value: &[u8], size: u64) -> RangeAnswer {
     match range::decide(value, size) {
         RangeDecision::Full => RangeAnswer::Full,
