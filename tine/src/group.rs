@@ -22,7 +22,9 @@ use crate::service::{BodyLimits, Layer, Route, Service};
 /// - Routes are written relative to the group (`/todos` nested at `/api`
 ///   answers `/api/todos`; `/` answers `/api` itself).
 /// - [`before`](Group::before) hooks run after the app's, only for the
-///   group's routes and fallback; [`after`](Group::after) hooks run
+///   group's routes and fallback, and the `405` (or the `204` to
+///   `OPTIONS`) on a path the group's routes take with other methods, so
+///   an unauthenticated client learns no methods; [`after`](Group::after) hooks run
 ///   before the app's. A group nested in a group runs its parent's hooks
 ///   around its own.
 /// - [`max_body`](Group::max_body) replaces

@@ -405,8 +405,10 @@ impl Service {
         let mut stage = Stage::Inner;
         let decided = handler::catch(|| {
             let routed = self.route(req);
-            if let Routed::Http(route) = &routed {
-                layer = self.layer_for(route, req.raw_path());
+            match &routed {
+                Routed::Http(route) => layer = self.layer_for(route, req.raw_path()),
+                Routed::NotAllowed(allowed) => layer = self.layer_of_path(allowed, req),
+                _ => {}
             }
             let limit = layer
                 .as_ref()
@@ -554,6 +556,20 @@ impl Service {
         }
     }
 
+    /// The group of the routes that take a path with other methods
+    /// (`allowed`): a `405`, or the `204` to `OPTIONS`, about a group's
+    /// path goes through its hooks, as its routes' answers do (an
+    /// unauthenticated client learns no more than `401`). Where routes of
+    /// several groups share the path, the first allowed method's decides.
+    #[cold]
+    fn layer_of_path(&self, allowed: &[Method], req: &Request) -> Option<Rc<Layer>> {
+        let method = allowed.first()?;
+        match self.router.find(method, req.raw_path()) {
+            Match::Found(route, _) => route.layer.clone(),
+            _ => None,
+        }
+    }
+
     /// The group a request routed to `route` belongs to, for its body
     /// limits and hooks at admission. A static mount belongs to no group,
     /// but the fallback that would answer what it has no file for may
@@ -589,10 +605,10 @@ impl Service {
         layer: &mut Option<Rc<Layer>>,
     ) -> Response {
         let routed = self.route(req);
-        if let Routed::Http(route) = &routed {
-            if route.layer.is_some() {
-                layer.clone_from(&route.layer);
-            }
+        match &routed {
+            Routed::Http(route) if route.layer.is_some() => layer.clone_from(&route.layer),
+            Routed::NotAllowed(allowed) => *layer = self.layer_of_path(allowed, req),
+            _ => {}
         }
         // A request admitted before its body was read already went
         // through them (see `admit`).

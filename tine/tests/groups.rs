@@ -95,11 +95,19 @@ fn groups_have_their_prefix_hooks_and_fallback_beside_a_static_mount() {
         (r.status, r.header("allow")),
         (405, Some("GET, HEAD, OPTIONS"))
     );
+    assert_eq!(r.header("x-group"), Some("api"));
     let r = send(&mut c, "OPTIONS", "/api/todos", true);
     assert_eq!(
         (r.status, r.header("allow")),
         (204, Some("GET, HEAD, OPTIONS"))
     );
+    // The group's hooks guard its paths' 405 and `OPTIONS` too: a client
+    // without the key learns no methods.
+    for method in ["DELETE", "OPTIONS"] {
+        let r = send(&mut c, method, "/api/todos", false);
+        assert_eq!((r.status, r.header("allow")), (401, None), "{method}");
+        assert_eq!(r.header("x-group"), Some("api"));
+    }
     // Outside the group: the mount, without the group's hooks.
     let r = send(&mut c, "GET", "/index.html", false);
     assert_eq!((r.status, r.text().as_str()), (200, "<h1>hi</h1>"));
