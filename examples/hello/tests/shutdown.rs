@@ -256,3 +256,45 @@ fn a_connection_yet_to_send_its_request_is_served_during_the_drain() {
         .expect("exited")
         .success());
 }
+
+/// A worker busy in a handler when the stop comes still holds every
+/// socket (each worker holds them all), so connections keep queueing on
+/// the sockets of workers already gone. When its handler returns, its
+/// drain takes all of them (not one per socket) and serves them before it
+/// lets the sockets go: a connection made during the stop is answered or
+/// refused, never taken and reset.
+#[test]
+fn connections_queued_behind_a_busy_worker_are_served_at_its_drain() {
+    let mut s = testkit::procs::ServerTree::start_workers(HELLO, 2, &[]);
+    let kids = s.wait_ready(2, TIMEOUT);
+    let addr = s.addr();
+    let slow = std::thread::spawn(move || Client::connect(addr).get("/sleep?ms=2000"));
+    assert!(
+        wait_sleeping(&kids, TIMEOUT).is_some(),
+        "/sleep never started"
+    );
+    s.signal(Signal::SIGTERM);
+    s.wait_log("stop requested: draining", TIMEOUT);
+    // The idle worker is gone (or going); the busy one still sleeps.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut taken = Vec::new();
+    for _ in 0..16 {
+        if let Ok(stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            let mut c = Client::from_stream(stream);
+            c.send(b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n");
+            taken.push(c);
+        }
+    }
+    let r = slow.join().unwrap();
+    assert_eq!(r.status, 200);
+    for (i, mut c) in taken.into_iter().enumerate() {
+        let r = c
+            .try_read_response(false)
+            .unwrap_or_else(|e| panic!("connection {i}, taken during the stop, lost: {e}"));
+        assert_eq!(r.status, 200, "connection {i}");
+    }
+    assert!(s
+        .wait_exit(Duration::from_secs(10))
+        .expect("exited")
+        .success());
+}

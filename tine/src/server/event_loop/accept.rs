@@ -395,7 +395,7 @@ impl EventLoop {
                     });
                     let deadline = self.now + self.shared.config.limits.header_timeout;
                     self.set_deadline(key, deadline);
-                    if one || unwatched {
+                    if one {
                         #[cfg(target_os = "linux")]
                         self.rotate(index);
                         // Serve what the client already sent before this
