@@ -659,3 +659,40 @@ fn an_ignored_hand_over_closes_the_descriptors_it_names() {
     );
     tree.stop(T);
 }
+
+/// An upgrade to more workers binds the extra `SO_REUSEPORT` sockets
+/// without listening on them: each listens once its worker is ready, so
+/// while the new build starts (slowly here) the kernel gives no
+/// connection to a queue no one accepts from, and a new build that never
+/// gets ready strands none.
+#[test]
+fn an_upgrade_to_more_workers_listens_on_the_new_sockets_once_their_workers_are_ready() {
+    let _g = heavy();
+    let r = Release::new(HELLO);
+    let s = start(&r, &[]);
+    s.wait_ready(2, T);
+    let port = s.addr().port();
+    assert_eq!(testkit::procs::listen_sockets(port), 2);
+    r.install_script("TINE_WORKERS=4 exec {real} \"$@\" --slow-start-ms 3000 --version-tag new");
+    s.signal(Signal::SIGUSR2);
+    s.wait_log(") started; waiting for its workers to be ready", T);
+    // Its four workers are starting (three seconds): the two new sockets
+    // are bound, not listening, and every request is answered at once.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(testkit::procs::listen_sockets(port), 2);
+    for i in 0..20 {
+        let started = std::time::Instant::now();
+        let r = try_get(s.addr(), "/version").expect("answered");
+        assert_eq!(r.status, 200);
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(1500),
+            "request {i} waited {took:?}"
+        );
+    }
+    s.wait_log("ready: handing over, the old master stops", T);
+    assert!(wait_until(T, || testkit::procs::listen_sockets(port) == 4));
+    assert!(wait_until(T, || version(&s) == "new"));
+    let new = r.pid().expect("the new master's pid");
+    stop_new_master(&s, new);
+}

@@ -424,12 +424,18 @@ impl Master {
         let mut listeners = Vec::new();
         let mut socket_address = Vec::new();
         let mut socket_info = Vec::new();
+        // Sockets bound here, one per worker the sockets handed over do
+        // not cover (a binary upgrade to more workers): they listen once
+        // their workers are ready, or the kernel would queue connections
+        // on them while a new build starts, or for good if it never does.
+        let mut unlistened = Vec::new();
         for (address, mut a) in addresses.into_iter().enumerate() {
             // (A Unix socket is always shared: `listener.rs`.)
             if let (Mode::ReusePort, ListenAddr::Tcp(addr)) = (a.mode, &a.addr) {
                 while a.sockets.len() < cfg.workers {
-                    let l = listener::bind_reuseport(*addr, cfg.backlog)
+                    let l = listener::bind_reuseport_unlistened(*addr)
                         .map_err(|e| listener::bind_error(*addr, e))?;
+                    unlistened.push(listeners.len() + a.sockets.len());
                     a.sockets.push(Socket::Tcp(l));
                 }
             }
@@ -445,6 +451,7 @@ impl Master {
             cfg.ready_timeout,
             &layout,
         );
+        sup.not_listening(&unlistened);
         sup.set_shutdown_delay(cfg.shutdown_delay);
         sup.set_upgrade(cfg.upgrade_timeout, predecessor.as_ref().map(|p| p.0));
         if nix::unistd::getpid().as_raw() == 1 {

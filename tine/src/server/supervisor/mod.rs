@@ -337,8 +337,9 @@ pub(crate) struct Supervisor {
 
 impl Supervisor {
     /// `addresses`: each address's mode and number of bound, listening
-    /// sockets (sockets are numbered address by address). `workers` is at
-    /// least 1.
+    /// sockets (sockets are numbered address by address; see
+    /// [`not_listening`](Self::not_listening) for those only bound).
+    /// `workers` is at least 1.
     pub(crate) fn new(
         workers: usize,
         graceful_timeout: Duration,
@@ -380,6 +381,17 @@ impl Supervisor {
             shutdown_delay: Duration::ZERO,
             stop_at: None,
             upgrade: UpgradeState::default(),
+        }
+    }
+
+    /// Says which of the sockets given to [`new`](Self::new) are only
+    /// bound (a binary upgrade to more workers binds the extra ones): each
+    /// listens once its worker is ready, as a scale-up's does.
+    pub(crate) fn not_listening(&mut self, sockets: &[usize]) {
+        for &s in sockets {
+            if let Some(socket) = self.sockets.get_mut(s) {
+                socket.listening = false;
+            }
         }
     }
 

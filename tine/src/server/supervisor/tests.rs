@@ -567,6 +567,33 @@ fn a_slot_that_cannot_fork_lends_its_socket_and_is_retried() {
     assert_eq!(sim.sup.slots[0].sockets, [0]);
 }
 
+/// A binary upgrade to more workers binds the extra sockets without
+/// listening: each listens once its worker is ready.
+#[test]
+fn sockets_only_bound_at_start_listen_once_their_workers_are_ready() {
+    let mut sup = Supervisor::new(2, GRACE, READY, &[(Mode::ReusePort, 2)]);
+    sup.not_listening(&[1]);
+    let mut sim = Sim {
+        sup,
+        now: Instant::now(),
+        next_pid: 100,
+        fork_plan: VecDeque::new(),
+        bind_ok: true,
+        actions: Vec::new(),
+        forks: Vec::new(),
+        workers: BTreeMap::new(),
+        closed_listeners: 0,
+    };
+    let start = sim.sup.start(sim.now);
+    sim.run(start);
+    let forks = sim.take_forks();
+    let listens: Vec<_> = forks.iter().map(|f| (f.slot, f.listen.clone())).collect();
+    assert_eq!(listens, [(0, vec![]), (1, vec![1])]);
+    assert!(sim.take().is_empty());
+    sim.ready_pid(forks[1].pid);
+    assert_eq!(sim.take(), [Action::Listen { socket: 1 }]);
+}
+
 #[test]
 fn a_failed_scale_up_fork_leaves_its_socket_unlistened_until_a_retry_works() {
     let mut sim = Sim::ready(2);
