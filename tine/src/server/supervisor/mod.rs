@@ -229,7 +229,8 @@ pub(crate) enum Action {
     /// The upgrade failed and the new master is gone: put the pid file
     /// back, tell systemd why; this master serves on.
     UpgradeFailed { reason: String },
-    /// The upgrade failed and the new master is being stopped: put the
+    /// The upgrade failed and the new master is being stopped (by the old
+    /// one, or, in the new one, by a signal before it took over): put the
     /// pid file back now, so that `kill $(cat PID_FILE)` reaches the
     /// master that serves on, not the one on its way out.
     RestorePidFile,
@@ -879,6 +880,11 @@ impl Supervisor {
         self.stopping = true;
         if first {
             out.push(Action::CloseListeners);
+            // A new master stopped before it took over (an upgrade being
+            // abandoned): the pid file names the old one again at once.
+            if self.upgrade.predecessor.is_some() && !self.upgrade.told {
+                out.push(Action::RestorePidFile);
+            }
         }
         self.stop_upgrade(graceful, now, out);
         self.ops.clear();

@@ -1407,6 +1407,29 @@ fn a_new_master_tells_its_predecessor_once_and_refuses_sigusr2_until_it_has_gone
     assert_eq!(sim.take(), [Action::SpawnMaster]);
 }
 
+/// A new master stopped before it took over (the upgrade abandoned, as
+/// the deploy guide says to) gives the pid file back to the old one at
+/// once; once it has told the old one to stop, it keeps it.
+#[test]
+fn a_new_master_stopped_before_it_took_over_gives_the_pid_file_back() {
+    let mut sim = Sim::new(2, &[(Mode::ReusePort, 2)]);
+    sim.sup.set_upgrade(UPGRADE, Some(42));
+    let forks = sim.take_forks();
+    sim.command(Command::Stop);
+    let got = sim.take();
+    assert_eq!(got[0], Action::RestorePidFile, "{got:?}");
+    assert_eq!(got.len(), 1 + forks.len(), "{got:?}");
+
+    let mut sim = Sim::new(2, &[(Mode::ReusePort, 2)]);
+    sim.sup.set_upgrade(UPGRADE, Some(42));
+    for f in sim.take_forks() {
+        sim.ready_pid(f.pid);
+    }
+    assert_eq!(sim.take(), [Action::TellPredecessor]);
+    sim.command(Command::Stop);
+    assert!(!sim.take().contains(&Action::RestorePidFile));
+}
+
 #[test]
 fn a_master_that_refuses_upgrades_never_spawns_one() {
     let mut sim = Sim::ready(1);
