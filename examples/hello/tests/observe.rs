@@ -535,3 +535,58 @@ fn the_admin_process_answers_while_every_worker_is_stuck() {
     // The master takes it along when it exits (stop checks nothing is left).
     s.stop(T);
 }
+
+/// The byte counters count what crosses the sockets, whatever writes it:
+/// a body too large to copy behind its head (sent from where it is), a
+/// WebSocket's frames. Plain TCP here; TLS counts its ciphertext once (see
+/// `tls.rs`).
+#[test]
+fn byte_counters_count_every_byte_on_the_wire() {
+    let _g = heavy();
+    let s = ServerTree::start_workers(HELLO, 2, &[]);
+    s.wait_ready(2, T);
+    let addr = s.addr();
+    let Some(before) = scrape(addr) else {
+        return; // no Python parser here (said by `python`)
+    };
+    let big = get(addr, "/big?kb=64");
+    assert_eq!(big.status, 200);
+    let body = vec![b'x'; 100_000];
+    let mut c = Client::connect(addr);
+    c.send(
+        format!(
+            "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    c.send(&body);
+    let echo = c.read_response();
+    assert_eq!(echo.body.len(), body.len());
+    let stream = std::net::TcpStream::connect(addr).unwrap();
+    let (mut ws, _) =
+        tungstenite::client(format!("ws://{addr}/ws/echo"), stream).expect("handshake");
+    for _ in 0..10 {
+        ws.send(tungstenite::Message::Binary(vec![7u8; 1000].into()))
+            .unwrap();
+        assert_eq!(ws.read().unwrap().len(), 1000);
+    }
+    drop(ws);
+    let after = scrape(addr).expect("parsed");
+    let delta = |name: &str| sum(&after, name, &[]) - sum(&before, name, &[]);
+    let sent = delta("tine_http_sent_bytes_total");
+    let received = delta("tine_http_received_bytes_total");
+    // The bodies, their heads and frames, and the first scrape's answer
+    // (some 10 KB); nothing else was sent.
+    let bodies = (big.body.len() + body.len() + 10 * 1000) as f64;
+    assert!(
+        sent >= bodies && sent < bodies + 30_000.0,
+        "sent {sent}, bodies {bodies}"
+    );
+    let uploads = (body.len() + 10 * 1000) as f64;
+    assert!(
+        received >= uploads && received < uploads + 10_000.0,
+        "received {received}, uploads {uploads}"
+    );
+    s.stop(T);
+}

@@ -702,9 +702,6 @@ impl<T: Transport> Conn<T> {
             match self.stream.read(scratch) {
                 Ok(n) => {
                     if n > 0 {
-                        if let Some(e) = scoreboard::mine() {
-                            e.bytes_in(n);
-                        }
                         if self.rbuf.is_empty() && !self.decoder.mid_request() {
                             self.head_started.get_or_insert(now);
                         }
@@ -734,9 +731,6 @@ impl<T: Transport> Conn<T> {
             match sent {
                 Ok(0) => return Flush::Failed,
                 Ok(n) => {
-                    if let Some(e) = scoreboard::mine() {
-                        e.bytes_out(n);
-                    }
                     self.wpos += n;
                     self.timer_from = now;
                 }

@@ -88,12 +88,38 @@ impl Link {
     }
 }
 
+/// Bytes this worker read from a client's socket (`tine_http_received_bytes_total`).
+/// Counted where they cross the socket, whatever reads them (a request, a
+/// WebSocket, the PROXY header); a TLS stream counts its own ciphertext.
+#[inline]
+fn counted_in(read: io::Result<usize>) -> io::Result<usize> {
+    if let Ok(n @ 1..) = read {
+        if let Some(e) = crate::server::scoreboard::mine() {
+            e.bytes_in(n);
+        }
+    }
+    read
+}
+
+/// Bytes this worker wrote to a client's socket (`tine_http_sent_bytes_total`),
+/// whatever wrote them: a head, a body copied or sent by `sendfile`, a
+/// WebSocket frame, an event. A TLS stream counts its own ciphertext.
+#[inline]
+fn counted_out(written: io::Result<usize>) -> io::Result<usize> {
+    if let Ok(n @ 1..) = written {
+        if let Some(e) = crate::server::scoreboard::mine() {
+            e.bytes_out(n);
+        }
+    }
+    written
+}
+
 impl Read for Link {
     #[inline]
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Link::Plain(s) => s.read(buf),
-            Link::Unix(s) => s.read(buf),
+            Link::Plain(s) => counted_in(s.read(buf)),
+            Link::Unix(s) => counted_in(s.read(buf)),
             #[cfg(feature = "tls")]
             Link::Tls(t) => t.read(buf),
         }
@@ -104,8 +130,8 @@ impl Write for Link {
     #[inline]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Link::Plain(s) => s.write(buf),
-            Link::Unix(s) => unix_send(s, buf),
+            Link::Plain(s) => counted_out(s.write(buf)),
+            Link::Unix(s) => counted_out(unix_send(s, buf)),
             #[cfg(feature = "tls")]
             Link::Tls(t) => t.write(buf),
         }
@@ -123,12 +149,13 @@ impl Write for Link {
 
 impl Wire for Link {
     fn write_all_now(&self, data: &[u8]) -> io::Result<()> {
-        match self {
+        let plain = match self {
             Link::Plain(s) => write_all_now(s, data),
             Link::Unix(s) => write_all_now(s, data),
             #[cfg(feature = "tls")]
-            Link::Tls(t) => t.write_all_now(data),
-        }
+            Link::Tls(t) => return t.write_all_now(data),
+        };
+        counted_out(plain.map(|()| data.len())).map(|_| ())
     }
 }
 
@@ -175,8 +202,8 @@ impl Transport for Link {
     #[inline]
     fn write_more(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Link::Plain(s) => s.write_more(buf),
-            Link::Unix(s) => unix_send(s, buf),
+            Link::Plain(s) => counted_out(s.write_more(buf)),
+            Link::Unix(s) => counted_out(unix_send(s, buf)),
             #[cfg(feature = "tls")]
             Link::Tls(t) => t.write(buf),
         }
@@ -190,12 +217,12 @@ impl Transport for Link {
         count: usize,
     ) -> Option<io::Result<usize>> {
         match self {
-            Link::Plain(s) => s.send_file(file, offset, count),
+            Link::Plain(s) => s.send_file(file, offset, count).map(counted_out),
             // Linux's sendfile writes to any socket.
             #[cfg(target_os = "linux")]
-            Link::Unix(s) => {
-                Some(rustix::fs::sendfile(&*s, file, Some(offset), count).map_err(io::Error::from))
-            }
+            Link::Unix(s) => Some(counted_out(
+                rustix::fs::sendfile(&*s, file, Some(offset), count).map_err(io::Error::from),
+            )),
             #[cfg(not(target_os = "linux"))]
             Link::Unix(_) => None,
             // sendfile would bypass the encryption: copy instead.
