@@ -590,3 +590,30 @@ fn byte_counters_count_every_byte_on_the_wire() {
     );
     s.stop(T);
 }
+
+/// A request with a body answered when its head arrives (a 405, a 404,
+/// a before-hook's refusal) reached routing and the hooks: it counts in
+/// `tine_http_requests_total` like one whose handler ran.
+#[test]
+fn requests_answered_before_their_body_are_counted() {
+    let _g = heavy();
+    let s = ServerTree::start_workers(HELLO, 2, &[]);
+    s.wait_ready(2, T);
+    let addr = s.addr();
+    let Some(before) = scrape(addr) else {
+        return; // no Python parser here (said by `python`)
+    };
+    for (head, status) in [
+        ("PUT /plaintext", 405),
+        ("PUT /nowhere", 404),
+        ("PUT /plaintext", 405),
+    ] {
+        let mut c = Client::connect(addr);
+        c.send(format!("{head} HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nab").as_bytes());
+        assert_eq!(c.read_response().status, status, "{head}");
+    }
+    let after = scrape(addr).expect("parsed");
+    let put = |s: &[Sample]| sum(s, "tine_http_requests_total", &[("method", "PUT")]);
+    assert_eq!(put(&after) - put(&before), 3.0);
+    s.stop(T);
+}

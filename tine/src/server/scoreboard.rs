@@ -536,6 +536,14 @@ impl Entry {
         self.state.store(State::Handler as u32, Release);
     }
 
+    /// A request answered when its head arrived (by a before-hook, or a
+    /// 404/405, before its body): counted by method like one whose
+    /// handler runs ([`begin`](Self::begin)), since it reached routing and
+    /// the hooks.
+    pub(crate) fn count_request(&self, method: &http::Method) {
+        store_add(&self.counters.methods[method_code(method) as usize], 1);
+    }
+
     /// App code runs that shows no request (a WebSocket handler called
     /// for a message, a streamed body's next chunk): progress for the
     /// watchdog

@@ -507,6 +507,9 @@ impl<T: Transport> Conn<T> {
                 }
             }
             Admission::Answer(res) => {
+                if let Some(e) = scoreboard::mine() {
+                    e.count_request(req.method());
+                }
                 if self.decoder.skip_body(&mut self.rbuf) {
                     // The body is dropped (what of it arrived with the
                     // head at once, the rest as it comes), and the
