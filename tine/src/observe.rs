@@ -320,7 +320,7 @@ pub(crate) fn encode_metrics(view: &View) -> String {
         &mut o,
         "tine_pubsub_delivered_total",
         "counter",
-        "Published messages delivered to WebSocket subscribers.",
+        "Published messages delivered to subscribers (WebSockets and event streams).",
         &|i| t[i].delivered,
     );
     per_slot(
@@ -623,7 +623,7 @@ impl crate::App {
     /// | `tine_http_received_bytes_total`, `tine_http_sent_bytes_total` | counter | `worker` | bytes read from and written to clients |
     /// | `tine_open_connections`, `tine_open_websockets` | gauge | `worker` | now |
     /// | `tine_requests_in_flight` | gauge | `worker` | handlers running now (a worker runs one at a time; the scrape itself counts) |
-    /// | `tine_pubsub_published_total`, `tine_pubsub_delivered_total`, `tine_pubsub_dropped_total` | counter | `worker` | messages published by handlers, deliveries to WebSocket subscribers, published messages dropped |
+    /// | `tine_pubsub_published_total`, `tine_pubsub_delivered_total`, `tine_pubsub_dropped_total` | counter | `worker` | messages published by handlers, deliveries to subscribers (WebSockets and event streams), published messages dropped |
     /// | `tine_worker_restarts_total` | counter | `worker`, `reason` | replacements by reason: `crash`, `timeout` (watchdog), `recycled`, `reload`, `upgrade` |
     /// | `tine_worker_up` | gauge | `worker` | 1 while the slot has a serving (not draining) process |
     /// | `tine_worker_pid`, `tine_worker_age_seconds` | gauge | `worker` | the slot's serving process |

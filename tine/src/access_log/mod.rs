@@ -56,7 +56,8 @@ pub enum LogFormat {
 /// **Refused requests.** A request tine refuses is logged too, with what
 /// could be read of it: a request line that cannot be read as one (a bad
 /// byte in the method or the target) is logged as it came, escaped, in
-/// place of `METHOD TARGET PROTOCOL` (in JSON: `"request"`, with
+/// place of `METHOD TARGET PROTOCOL` (in JSON, which has no way to carry
+/// a byte that is not UTF-8, such a byte becomes U+FFFD: `"request"`, with
 /// `"method"`, `"target"` and `"protocol"` null), and nothing at all as
 /// `-` (in JSON: no `"request"` key, and those three null; a bad PROXY
 /// protocol header); a protocol tine does not speak
