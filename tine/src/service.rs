@@ -706,6 +706,14 @@ impl Service {
         self.render(req, res)
     }
 
+    /// At the end of the process's loop: what the access log still owes
+    /// (see [`access_log::report_lost`](crate::access_log::report_lost)).
+    pub(crate) fn report_log_losses(&self) {
+        if let Some(log) = &self.access_log {
+            crate::access_log::report_lost(log);
+        }
+    }
+
     /// Where a request goes, for [`answer`](Self::answer) and
     /// [`admit`](Self::admit) alike: an upgrade request to the WebSocket
     /// route that takes it, any other request to the HTTP routes. Sets the

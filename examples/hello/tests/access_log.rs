@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use testkit::procs::{ServerTree, Signal};
-use testkit::{wait_until, Client};
+use testkit::{get, wait_until, Client};
 
 const HELLO: &str = env!("CARGO_BIN_EXE_hello");
 const T: Duration = Duration::from_secs(30);
@@ -395,4 +395,37 @@ fn a_log_reader_that_stops_reading_does_not_stop_the_server() {
         s.stderr()
     );
     s.stop(T);
+}
+
+/// Lines lost while the log cannot be written are counted in a warning at
+/// most once a minute; what is still uncounted when the process stops is
+/// said then, not taken away with it (a recycled or replaced worker's
+/// losses were never reported). `/dev/full` fails every write.
+#[test]
+fn lines_lost_are_reported_when_the_process_stops() {
+    let mut s = ServerTree::start(
+        HELLO,
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--access-log",
+            "common",
+            "--access-log-file",
+            "/dev/full",
+        ],
+    );
+    for _ in 0..5 {
+        assert_eq!(get(s.addr(), "/plaintext").status, 200);
+    }
+    s.signal(Signal::SIGTERM);
+    assert!(s.wait_exit(T).expect("exited").success());
+    let err = s.stderr();
+    assert!(
+        err.contains("1 line(s) lost since the last warning"),
+        "{err}"
+    );
+    assert!(
+        err.contains("4 line(s) lost since the last warning (this process stops)"),
+        "{err}"
+    );
 }

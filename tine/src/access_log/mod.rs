@@ -439,6 +439,9 @@ fn open(path: &Path) -> io::Result<File> {
 /// Writes the line of `record` (at most [`MAX_LINE`] bytes) with one
 /// `write(2)`: see "Lost lines" on [`AccessLog`]. The line is made in the
 /// sink's buffer, kept from line to line.
+///
+/// (See also [`report_lost`], for the lines still to be reported when the
+/// process stops.)
 fn write_line(log: &AccessLog, record: &Record<'_>, took: Duration) {
     SINK.with(|sink| {
         let mut sink = sink.borrow_mut();
@@ -592,6 +595,22 @@ impl Sink {
             std::mem::take(&mut self.lost)
         );
     }
+}
+
+/// When this process stops: says how many lines it lost since its last
+/// warning, which the quiet minute after a warning (or a log that never
+/// wrote again) had held back. Without it a worker that is recycled or
+/// replaced takes its count with it.
+pub(crate) fn report_lost(log: &AccessLog) {
+    SINK.with(|sink| {
+        let lost = std::mem::take(&mut sink.borrow_mut().lost);
+        if lost > 0 {
+            log::warn!(
+                "access log {}: {lost} line(s) lost since the last warning (this process stops)",
+                log.destination()
+            );
+        }
+    });
 }
 
 impl crate::App {

@@ -334,6 +334,7 @@ impl EventLoop {
             if let Some(deadline) = self.drain_deadline {
                 if self.conns.is_empty() {
                     log::info!("drained; exiting");
+                    self.shared.service.report_log_losses();
                     return Ok(());
                 }
                 if self.now >= deadline {
@@ -341,6 +342,7 @@ impl EventLoop {
                         "drain deadline passed; closing {} connection(s)",
                         self.conns.len()
                     );
+                    self.shared.service.report_log_losses();
                     return Ok(());
                 }
             }
