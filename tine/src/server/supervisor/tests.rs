@@ -44,8 +44,15 @@ impl Sim {
 
     /// `fail`: the outcome of the first forks (`true` fails).
     fn with_failures(workers: usize, addresses: &[(Mode, usize)], fail: &[bool]) -> Sim {
+        let sup = Supervisor::new(workers, GRACE, READY, addresses);
+        Sim::started(sup, fail)
+    }
+
+    /// Starts `sup` (set up as a test needs it); `fail` as in
+    /// [`with_failures`](Sim::with_failures).
+    fn started(sup: Supervisor, fail: &[bool]) -> Sim {
         let mut sim = Sim {
-            sup: Supervisor::new(workers, GRACE, READY, addresses),
+            sup,
             now: Instant::now(),
             next_pid: 100,
             fork_plan: fail.iter().copied().collect(),
@@ -573,19 +580,7 @@ fn a_slot_that_cannot_fork_lends_its_socket_and_is_retried() {
 fn sockets_only_bound_at_start_listen_once_their_workers_are_ready() {
     let mut sup = Supervisor::new(2, GRACE, READY, &[(Mode::ReusePort, 2)]);
     sup.not_listening(&[1]);
-    let mut sim = Sim {
-        sup,
-        now: Instant::now(),
-        next_pid: 100,
-        fork_plan: VecDeque::new(),
-        bind_ok: true,
-        actions: Vec::new(),
-        forks: Vec::new(),
-        workers: BTreeMap::new(),
-        closed_listeners: 0,
-    };
-    let start = sim.sup.start(sim.now);
-    sim.run(start);
+    let mut sim = Sim::started(sup, &[]);
     let forks = sim.take_forks();
     let listens: Vec<_> = forks.iter().map(|f| (f.slot, f.listen.clone())).collect();
     assert_eq!(listens, [(0, vec![]), (1, vec![1])]);
