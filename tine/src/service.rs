@@ -706,6 +706,15 @@ impl Service {
         self.render(req, res)
     }
 
+    /// On `SIGUSR1`: the access log file is opened again by its path now,
+    /// not at the next line (an idle worker would keep the rotated file).
+    pub(crate) fn reopen_access_log(&self) {
+        crate::access_log::reopen();
+        if let Some(log) = &self.access_log {
+            crate::access_log::open_now(log);
+        }
+    }
+
     /// At the end of the process's loop: what the access log still owes
     /// (see [`access_log::report_lost`](crate::access_log::report_lost)).
     pub(crate) fn report_log_losses(&self) {

@@ -114,7 +114,19 @@ fn common_and_combined_formats_and_sigusr1_reopens_the_file() {
     let rotated = dir.path().join("access.log.1");
     std::fs::rename(&path, &rotated).unwrap();
     s.signal(Signal::SIGUSR1);
-    // Every worker reopens on its next line: requests until the new file
+    // Every worker reopens at once, with no request to log: the new file
+    // is there and no process keeps the rotated one open (a log shipper
+    // waits for that; an idle worker would hold it for good).
+    let holds_rotated = |pid: i32| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|p| p == rotated))
+    };
+    assert!(wait_until(T, || path.exists()
+        && !s.children().into_iter().any(holds_rotated)));
+    // Every worker writes its next line there: requests until the new file
     // has lines from both (each worker writes to the old file at most
     // until it handled the signal, which it does before its next request
     // once the signal arrived).

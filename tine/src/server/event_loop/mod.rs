@@ -253,7 +253,7 @@ impl EventLoop {
                                     // Log rotation; a single process (no
                                     // master to hand them over) also re-reads
                                     // its certificates.
-                                    crate::access_log::reopen();
+                                    self.shared.service.reopen_access_log();
                                     #[cfg(feature = "tls")]
                                     if self.master.is_none() {
                                         let _ = crate::server::tls::reload();
