@@ -856,3 +856,53 @@ fn a_stream_cut_off_over_tls_does_not_end_with_close_notify() {
     );
     drop(s);
 }
+
+/// Over TLS the byte counters count what crosses the socket, the
+/// ciphertext, once: not the plaintext besides it.
+#[test]
+fn byte_counters_count_tls_bytes_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cert(dir.path(), "cert");
+    let (s, plain, https) = start(dir.path(), &c, 2, &[]);
+    let counted = |name: &str| -> f64 {
+        let text = testkit::get(plain, "/metrics").text();
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let (sent0, received0) = (
+        counted("tine_http_sent_bytes_total"),
+        counted("tine_http_received_bytes_total"),
+    );
+    let config = client_config(&[&c.der]);
+    let mut client = TlsClient::connect(https, "localhost", &config);
+    let big = client.get("/big?kb=64");
+    assert_eq!(big.status, 200);
+    let body = vec![b'y'; 50_000];
+    client.send(
+        format!(
+            "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    client.send(&body);
+    assert_eq!(client.read_response().body.len(), body.len());
+    drop(client);
+    let sent = counted("tine_http_sent_bytes_total") - sent0;
+    let received = counted("tine_http_received_bytes_total") - received0;
+    // The bodies, their records' overhead, the handshake and the two
+    // scrapes' answers on the plain port (about 20 KB): far below twice.
+    let out = (big.body.len() + body.len()) as f64;
+    assert!(
+        sent >= out && sent < out * 1.25 + 30_000.0,
+        "sent {sent} for {out}"
+    );
+    let up = body.len() as f64;
+    assert!(
+        received >= up && received < up * 1.25 + 10_000.0,
+        "received {received} for {up}"
+    );
+    s.stop(T);
+}
