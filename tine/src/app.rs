@@ -273,9 +273,8 @@ impl App {
     /// Routes WebSocket upgrade requests matching `pattern` (same syntax as
     /// HTTP routes) to `handler`, called once per [`WsEvent`]. The app's
     /// before-hooks run on the upgrade request (so authentication applies;
-    /// a [`Group`](crate::Group)'s hooks do not, since WebSocket routes
-    /// belong to the app, not to a group: check in an app hook, or in the
-    /// handler's [`WsEvent::Open`]), and the
+    /// a route in a [`Group`](crate::Group), added with
+    /// [`Group::ws`](crate::Group::ws), gets the group's hooks too), and the
     /// handler sees its params and extensions through
     /// [`WebSocket::request`]. A bad handshake is answered 400, an
     /// unsupported version 426; a plain request to the path is ordinary

@@ -12,7 +12,8 @@ use http::Method;
 use crate::handler::{After, Before, Handler};
 use crate::http::{IntoResponse, Request, Response};
 use crate::router::{Pattern, Router};
-use crate::service::{BodyLimits, Layer, Route, Service};
+use crate::service::{BodyLimits, Layer, Route, RouteKind, Service, WsRoute};
+use crate::ws::{WebSocket, WsEvent, WsHandler};
 
 /// A set of routes with their own before/after hooks, body limit and
 /// fallback, to be mounted under a prefix with [`App::nest`](crate::App::nest) or as they
@@ -36,6 +37,9 @@ use crate::service::{BodyLimits, Layer, Route, Service};
 /// - [`body_timeout`](Group::body_timeout) replaces
 ///   [`Limits::body_timeout`](crate::Limits::body_timeout) the same way,
 ///   so an upload route can take longer than the rest.
+/// - [`ws`](Group::ws) routes WebSocket upgrades under the prefix; the
+///   group's before-hooks run on the upgrade request, so the group's
+///   authentication covers its WebSockets too.
 /// - [`fallback`](Group::fallback) answers, for every method, the paths
 ///   under the prefix that no route matches, ahead of wildcard routes and
 ///   static mounts registered with a shorter prefix (a static directory at
@@ -75,6 +79,8 @@ pub struct Group {
     /// The group's own routes, relative, to refuse conflicts among them
     /// at the line that adds them.
     check: Router<()>,
+    /// The same for its WebSocket routes.
+    ws_check: Router<()>,
 }
 
 enum Entry {
@@ -82,6 +88,11 @@ enum Entry {
         method: Option<Method>,
         pattern: String,
         handler: Handler,
+        at: &'static Location<'static>,
+    },
+    Ws {
+        pattern: String,
+        handler: WsHandler,
         at: &'static Location<'static>,
     },
     Nest {
@@ -167,6 +178,47 @@ impl Group {
             method,
             pattern: pattern.to_string(),
             handler: Box::new(move |req| handler(req).into_response()),
+            at: Location::caller(),
+        });
+        self
+    }
+
+    /// Routes WebSocket upgrade requests on `pattern` (relative to the
+    /// group) to `handler`, as [`App::ws`](crate::App::ws) does, with the
+    /// group's before-hooks (inside the app's) on the upgrade request: a
+    /// hook's answer refuses the handshake. A refused or bad handshake's
+    /// answer goes through the group's after-hooks too.
+    ///
+    /// ```
+    /// use tine::{App, Group, Request, Response, StatusCode, WebSocket, WsEvent};
+    ///
+    /// let live = Group::new()
+    ///     .before(|req: &mut Request| {
+    ///         req.cookie("session").is_none().then(|| Response::error(StatusCode::UNAUTHORIZED))
+    ///     })
+    ///     .ws("/feed", |ws: &mut WebSocket, ev: WsEvent| {
+    ///         if ev == WsEvent::Open {
+    ///             ws.subscribe("feed");
+    ///         }
+    ///     });
+    /// let client = tine::test::TestClient::new(App::new().nest("/live", live));
+    /// assert_eq!(client.ws("/live/feed").unwrap_err().status(), StatusCode::UNAUTHORIZED);
+    /// ```
+    #[track_caller]
+    pub fn ws<F>(mut self, pattern: &str, handler: F) -> Self
+    where
+        F: Fn(&mut WebSocket<'_>, WsEvent) + 'static,
+    {
+        let parsed = match Pattern::parse(pattern) {
+            Ok(p) => p,
+            Err(msg) => crate::service::registration_panic(&msg),
+        };
+        if let Err(msg) = self.ws_check.add(Some(Method::GET), parsed, ()) {
+            crate::service::registration_panic(&msg);
+        }
+        self.entries.push(Entry::Ws {
+            pattern: pattern.to_string(),
+            handler: Rc::new(handler),
             at: Location::caller(),
         });
         self
@@ -271,6 +323,7 @@ impl Group {
             body_timeout,
             fallback,
             check: _,
+            ws_check: _,
         } = self;
         let body = BodyLimits {
             max: max_body,
@@ -298,11 +351,27 @@ impl Group {
                     let route = Route {
                         handler,
                         layer: layer.clone(),
-                        mount: None,
+                        kind: RouteKind::Plain,
                     };
                     if let Err(msg) = service.try_add_route(method, &full, route) {
                         crate::service::registration_panic(&format!(
                             "{msg}; the group route was added at {at}"
+                        ));
+                    }
+                }
+                Entry::Ws {
+                    pattern,
+                    handler,
+                    at,
+                } => {
+                    let full = join(prefix, &pattern);
+                    let route = WsRoute {
+                        handler,
+                        layer: layer.clone(),
+                    };
+                    if let Err(msg) = service.try_add_ws_route(&full, route) {
+                        crate::service::registration_panic(&format!(
+                            "{msg}; the group's WebSocket route was added at {at}"
                         ));
                     }
                 }
@@ -330,7 +399,7 @@ impl Group {
             let route = Route {
                 handler,
                 layer,
-                mount: None,
+                kind: RouteKind::Fallback,
             };
             if let Err(msg) = service.try_add_fallback(&pattern, route) {
                 crate::service::registration_panic(&format!(

@@ -98,7 +98,7 @@ pub(crate) enum Admission {
 /// Where [`Service::route`] sends a request.
 enum Routed<'a> {
     /// A WebSocket route, for an upgrade request.
-    Ws(&'a WsHandler),
+    Ws(&'a WsRoute),
     /// An HTTP route (a handler, a static file mount or a fallback).
     Http(&'a Route),
     /// Routes take the path, none the method; these methods would.
@@ -107,9 +107,11 @@ enum Routed<'a> {
     /// catch-all route took: about the server as a whole, answered `204`
     /// (RFC 9110 §9.3.7), at admission too when it has a body.
     Asterisk,
-    /// A plain request to a path only a WebSocket route takes: `426`
-    /// (a proxy in between that drops `Upgrade` makes these).
-    UpgradeRequired,
+    /// A plain request to a path a WebSocket route takes and no HTTP
+    /// route does (a fallback aside): `426`, through the WebSocket
+    /// route's group's hooks (a proxy in between that drops `Upgrade`
+    /// makes these).
+    UpgradeRequired(&'a WsRoute),
     /// No route takes the path.
     NotFound,
 }
@@ -174,10 +176,22 @@ impl Layer {
 pub(crate) struct Route {
     pub(crate) handler: Handler,
     pub(crate) layer: Option<Rc<Layer>>,
+    pub(crate) kind: RouteKind,
+}
+
+/// What a route is, where that changes how its answers are found.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum RouteKind {
+    /// A handler for its paths.
+    Plain,
     /// A static mount, with its depth (segments before its `*`): a path
     /// it has no file for goes to the fallback that matches it, if that
     /// is at least as deep.
-    pub(crate) mount: Option<usize>,
+    Mount(usize),
+    /// A fallback (a group's, or the app's): it answers what no route
+    /// takes, but a WebSocket route's path is taken (`426` to a plain
+    /// request, as a route taking it with other methods answers `405`).
+    Fallback,
 }
 
 impl Route {
@@ -185,9 +199,17 @@ impl Route {
         Route {
             handler,
             layer: None,
-            mount: None,
+            kind: RouteKind::Plain,
         }
     }
+}
+
+/// A WebSocket route, with the group it was registered in, if any: the
+/// group's before-hooks run on the upgrade request, its after-hooks on a
+/// refused handshake's answer.
+pub(crate) struct WsRoute {
+    pub(crate) handler: WsHandler,
+    pub(crate) layer: Option<Rc<Layer>>,
 }
 
 impl std::fmt::Debug for Route {
@@ -201,7 +223,7 @@ impl std::fmt::Debug for Route {
 #[derive(Default)]
 pub(crate) struct Service {
     router: Router<Route>,
-    ws_router: Router<WsHandler>,
+    ws_router: Router<WsRoute>,
     /// Subprotocols the WebSocket handshake may select.
     ws_protocols: Vec<String>,
     before: Vec<Before>,
@@ -262,7 +284,7 @@ impl Service {
     pub(crate) fn add_mount(&mut self, pattern: &str, handler: Handler) {
         let pattern = parse_pattern(pattern);
         let route = Route {
-            mount: Some(pattern.depth()),
+            kind: RouteKind::Mount(pattern.depth()),
             ..Route::plain(handler)
         };
         let result = self.router.add_mount(pattern, route);
@@ -271,10 +293,20 @@ impl Service {
 
     #[track_caller]
     pub(crate) fn add_ws_route(&mut self, pattern: &str, handler: WsHandler) {
+        let route = WsRoute {
+            handler,
+            layer: None,
+        };
         let result = self
             .ws_router
-            .add(Some(Method::GET), parse_pattern(pattern), handler);
+            .add(Some(Method::GET), parse_pattern(pattern), route);
         registered(result);
+    }
+
+    /// Like [`try_add_route`](Self::try_add_route), for a WebSocket route.
+    pub(crate) fn try_add_ws_route(&mut self, pattern: &str, route: WsRoute) -> Result<(), String> {
+        let pattern = crate::router::Pattern::parse(pattern)?;
+        self.ws_router.add(Some(Method::GET), pattern, route)
     }
 
     pub(crate) fn set_ws_protocols(&mut self, protocols: Vec<String>) {
@@ -407,6 +439,9 @@ impl Service {
             let routed = self.route(req);
             match &routed {
                 Routed::Http(route) => layer = self.layer_for(route, req.raw_path()),
+                Routed::Ws(route) | Routed::UpgradeRequired(route) => {
+                    layer.clone_from(&route.layer)
+                }
                 Routed::NotAllowed(allowed) => layer = self.layer_of_path(allowed, req),
                 _ => {}
             }
@@ -422,7 +457,7 @@ impl Service {
                     // be dropped (after a `100 Continue`, or into a
                     // temporary file), so the answer goes now.
                     Routed::NotAllowed(allowed) => self.method_not_allowed(req, &allowed),
-                    Routed::UpgradeRequired => self.upgrade_required(req),
+                    Routed::UpgradeRequired(_) => self.upgrade_required(req),
                     Routed::NotFound => self.error_page(Some(req), StatusCode::NOT_FOUND),
                 },
             };
@@ -550,6 +585,11 @@ impl Service {
     /// The group of the route a request goes to.
     #[cold]
     fn layer_of(&self, req: &Request) -> Option<Rc<Layer>> {
+        if !self.ws_router.is_empty() && handshake::is_upgrade(req) {
+            if let Match::Found(route, _) = self.ws_router.find(req.method(), req.raw_path()) {
+                return route.layer.clone();
+            }
+        }
         match self.router.find(req.method(), req.raw_path()) {
             Match::Found(route, _) => self.layer_for(route, req.raw_path()),
             _ => None,
@@ -578,8 +618,8 @@ impl Service {
     /// fallback's, with its limits, and its before-hooks answer before the
     /// body is sent.
     fn layer_for(&self, route: &Route, raw_path: &str) -> Option<Rc<Layer>> {
-        match route.mount {
-            Some(depth) if self.router.has_fallbacks() => self
+        match route.kind {
+            RouteKind::Mount(depth) if self.router.has_fallbacks() => self
                 .router
                 .fallback_for(raw_path, depth)
                 .and_then(|(fallback, _)| fallback.layer.clone()),
@@ -607,6 +647,7 @@ impl Service {
         let routed = self.route(req);
         match &routed {
             Routed::Http(route) if route.layer.is_some() => layer.clone_from(&route.layer),
+            Routed::Ws(route) | Routed::UpgradeRequired(route) => layer.clone_from(&route.layer),
             Routed::NotAllowed(allowed) => *layer = self.layer_of_path(allowed, req),
             _ => {}
         }
@@ -618,24 +659,27 @@ impl Service {
             }
         }
         let res = match routed {
-            Routed::Ws(handler) => match handshake::accept(req, &self.ws_protocols) {
+            Routed::Ws(route) => match handshake::accept(req, &self.ws_protocols) {
                 Ok(res) => {
-                    *upgrade = Some(handler.clone());
+                    *upgrade = Some(route.handler.clone());
                     return res;
                 }
                 Err(res) => *res,
             },
-            Routed::Http(route) if route.mount.is_some() => match (route.handler)(req) {
+            Routed::Http(Route {
+                handler,
+                kind: RouteKind::Mount(depth),
+                ..
+            }) => match handler(req) {
                 res if res.error_page && res.status == StatusCode::NOT_FOUND => {
-                    let depth = route.mount.unwrap_or(0);
-                    self.mount_missed(req, layer, depth).unwrap_or(res)
+                    self.mount_missed(req, layer, *depth).unwrap_or(res)
                 }
                 res => res,
             },
             Routed::Http(route) => (route.handler)(req),
             Routed::NotAllowed(allowed) => return self.method_not_allowed(req, &allowed),
             Routed::Asterisk => return Response::empty(StatusCode::NO_CONTENT),
-            Routed::UpgradeRequired => return self.upgrade_required(req),
+            Routed::UpgradeRequired(_) => return self.upgrade_required(req),
             Routed::NotFound => return self.error_page(Some(req), StatusCode::NOT_FOUND),
         };
         self.render(req, res)
@@ -652,7 +696,14 @@ impl Service {
         layer: &mut Option<Rc<Layer>>,
         depth: usize,
     ) -> Option<Response> {
-        if self.takes_upgrades(req) {
+        if let Some(ws) = self.takes_upgrades(req) {
+            // Its group's before-hooks first, as for any of its answers.
+            layer.clone_from(&ws.layer);
+            if !req.hooks_done() {
+                if let Some(res) = layer.as_deref().and_then(|l| l.before(req)) {
+                    return Some(res);
+                }
+            }
             return Some(self.upgrade_required(req));
         }
         if !self.router.has_fallbacks() {
@@ -687,14 +738,16 @@ impl Service {
         Some((route.handler)(req))
     }
 
-    /// Whether a WebSocket route takes `req`'s path and method.
+    /// The WebSocket route that takes `req`'s path and method, if any.
     #[cold]
-    fn takes_upgrades(&self, req: &Request) -> bool {
-        !self.ws_router.is_empty()
-            && matches!(
-                self.ws_router.find(req.method(), req.raw_path()),
-                Match::Found(..)
-            )
+    fn takes_upgrades(&self, req: &Request) -> Option<&WsRoute> {
+        if self.ws_router.is_empty() {
+            return None;
+        }
+        match self.ws_router.find(req.method(), req.raw_path()) {
+            Match::Found(route, _) => Some(route),
+            _ => None,
+        }
     }
 
     /// `426 Upgrade Required` (RFC 9110 §15.5.22: with the `Upgrade` it
@@ -733,14 +786,18 @@ impl Service {
     #[inline(always)]
     fn route(&self, req: &mut Request) -> Routed<'_> {
         if !self.ws_router.is_empty() && handshake::is_upgrade(req) {
-            if let Match::Found(handler, params) = self.ws_router.find(req.method(), req.raw_path())
-            {
+            if let Match::Found(route, params) = self.ws_router.find(req.method(), req.raw_path()) {
                 req.set_params(params);
-                return Routed::Ws(handler);
+                return Routed::Ws(route);
             }
         }
         match self.router.find(req.method(), req.raw_path()) {
             Match::Found(route, params) => {
+                if route.kind == RouteKind::Fallback {
+                    if let Some(ws) = self.takes_upgrades(req) {
+                        return Routed::UpgradeRequired(ws);
+                    }
+                }
                 if !params.is_empty() {
                     req.set_params(params);
                 }
@@ -748,8 +805,10 @@ impl Service {
             }
             Match::MethodNotAllowed(allowed) => Routed::NotAllowed(allowed),
             Match::NotFound if req.raw_path() == "*" => Routed::Asterisk,
-            Match::NotFound if self.takes_upgrades(req) => Routed::UpgradeRequired,
-            Match::NotFound => Routed::NotFound,
+            Match::NotFound => match self.takes_upgrades(req) {
+                Some(ws) => Routed::UpgradeRequired(ws),
+                None => Routed::NotFound,
+            },
         }
     }
 

@@ -206,6 +206,96 @@ fn a_conflict_that_nesting_makes_panics_at_the_nest_line() {
     assert_eq!(msg.matches("groups.rs:").count(), 2, "{msg}");
 }
 
+#[test]
+fn a_groups_hooks_guard_its_websocket_routes() {
+    let addr = serve(|| {
+        App::new()
+            .nest(
+                "/api",
+                api().nest(
+                    "/live",
+                    Group::new()
+                        .before(|req: &mut Request| {
+                            req.extensions_mut().insert(String::from("live"));
+                            None
+                        })
+                        .ws(
+                            "/rooms/:room",
+                            |ws: &mut tine::WebSocket, ev: tine::WsEvent| {
+                                if ev == tine::WsEvent::Open {
+                                    let req = ws.request();
+                                    let seen = req.extensions().get::<String>().cloned();
+                                    let room = req.param("room").unwrap_or_default().to_string();
+                                    ws.send_text(format!("{room} {}", seen.unwrap_or_default()));
+                                }
+                            },
+                        ),
+                ),
+            )
+            .after(|_: &Request, res: Response| res.with_header("x-app", "1"))
+    });
+    let upgrade = |key: bool| {
+        let mut c = Client::connect(addr);
+        let mut head = testkit::ws::upgrade_request("/api/live/rooms/r1");
+        if key {
+            head.splice(head.len() - 2..head.len() - 2, *b"X-Key: k\r\n");
+        }
+        c.send(&head);
+        c
+    };
+    // Without the key, the outer group's hook refuses the handshake, and
+    // the refusal goes through the groups' after-hooks and the app's.
+    let r = upgrade(false).read_response();
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        (r.header("x-group"), r.header("x-app")),
+        (Some("api"), Some("1"))
+    );
+    // With it, both groups' hooks ran before the handler saw the socket.
+    let mut stream = upgrade(true).stream;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8];
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", head.escape_ascii());
+    let (_, opcode, payload) = testkit::ws::read_frame(&mut stream).unwrap();
+    assert_eq!((opcode, payload.as_slice()), (1, &b"r1 live"[..]));
+    // A plain request to the path is told to upgrade, past the group's
+    // hooks like its other answers.
+    let r = send(
+        &mut Client::connect(addr),
+        "GET",
+        "/api/live/rooms/r1",
+        false,
+    );
+    assert_eq!(r.status, 401);
+    let r = send(
+        &mut Client::connect(addr),
+        "GET",
+        "/api/live/rooms/r1",
+        true,
+    );
+    assert_eq!((r.status, r.header("upgrade")), (426, Some("websocket")));
+}
+
+#[test]
+fn a_websocket_route_conflict_that_nesting_makes_panics_at_the_nest_line() {
+    let echo = |_: &mut tine::WebSocket, _: tine::WsEvent| {};
+    let nest_line = line!() + 4;
+    let err = catch_unwind(AssertUnwindSafe(|| {
+        let _ = App::new()
+            .ws("/api/ws", echo)
+            .nest("/api", Group::new().ws("/ws", echo));
+    }))
+    .unwrap_err();
+    let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(msg.contains("\"/api/ws\""), "{msg}");
+    assert!(msg.contains(&format!("groups.rs:{nest_line}")), "{msg}");
+    assert_eq!(msg.matches("groups.rs:").count(), 2, "{msg}");
+}
+
 /// An upload route with its own large limit beside routes that keep the
 /// app's 1 KiB, one of them behind an authenticating before-hook that
 /// counts its calls.

@@ -103,6 +103,12 @@ fn bad_handshakes_get_400_or_426() {
     let mut c = Client::connect(addr);
     assert_eq!(c.get("/params/a").status, 426);
     assert_eq!(c.get("/index.html").text(), "home");
+    // Nor does a fallback (a single-page app's), which answers only what
+    // no route takes, as it leaves a path routed for other methods `405`.
+    let addr = serve(|| app().fallback(|_: &tine::Request| "the app's page"));
+    let mut c = Client::connect(addr);
+    assert_eq!(c.get("/params/a").status, 426);
+    assert_eq!(c.get("/elsewhere").text(), "the app's page");
 }
 
 #[test]
