@@ -170,9 +170,11 @@ impl Error {
         }
     }
 
-    /// Adds a header to the answer (several values of one name are
-    /// allowed), such as `WWW-Authenticate` or `Retry-After`. Panics,
-    /// pointing at the caller, if the name or value is invalid.
+    /// Adds a header to the answer, such as `WWW-Authenticate` or
+    /// `Retry-After`: appended, or in place of the one there for the fields
+    /// a response has once (`Content-Type`, `Retry-After`, ...: see
+    /// [`Response::with_header`]). Panics, pointing at the caller, if the
+    /// name or value is invalid.
     ///
     /// ```
     /// use tine::{Error, Response, StatusCode};
@@ -199,7 +201,7 @@ impl Error {
                 error_page: false,
             })
         });
-        custom.headers.append(name, value);
+        crate::http::add_header(&mut custom.headers, name, value);
         self
     }
 
@@ -310,5 +312,12 @@ mod tests {
         assert_eq!(res.headers()["content-type"], "text/plain; charset=utf-8");
         assert_eq!(res.headers()["x-a"], "1");
         assert_eq!(res.body_bytes().unwrap(), "nope");
+
+        // A type given to the message replaces the text one: one type.
+        let res = Response::from(
+            Error::bad_request("<b>no</b>").with_header("content-type", "text/html"),
+        );
+        let types: Vec<_> = res.headers().get_all("content-type").iter().collect();
+        assert_eq!(types, ["text/html"]);
     }
 }

@@ -812,11 +812,14 @@ impl Service {
         }
     }
 
-    /// Renders `res` through the error handler if it is an error page.
+    /// Renders `res` through the error handler if it is an error page;
+    /// answers a conditional or range request for a whole file.
     #[inline]
     fn render(&self, req: &Request, res: Response) -> Response {
         if res.error_page {
             self.render_page(req, res)
+        } else if res.whole_file {
+            crate::static_files::answer_file(req.method(), req.headers(), res)
         } else {
             res
         }

@@ -329,3 +329,80 @@ fn the_open_file_cache_closes_deleted_files() {
         assert_eq!(deleted_fds(&path), 0, "{name}: still open");
     }
 }
+
+#[test]
+fn a_file_a_handler_sends_answers_conditional_and_range_requests() {
+    let site = site();
+    let digits = site.root.join("digits.txt");
+    let addr = serve(move || {
+        let (plain, own_tag, posted) = (digits.clone(), digits.clone(), digits.clone());
+        App::new()
+            .get("/dl", move |_: &Request| tine::Response::file(&plain))
+            .get("/tagged", move |_: &Request| {
+                tine::Response::file(&own_tag)
+                    .with_header("etag", "\"v1\"")
+                    .with_header("content-disposition", "attachment")
+            })
+            .post("/dl", move |_: &Request| tine::Response::file(&posted))
+            .after(|_: &Request, res: tine::Response| {
+                let status = res.status().as_u16().to_string();
+                res.with_header("x-seen-by-hook", status)
+            })
+    });
+    let get = |path: &str, extra: &str| {
+        req(
+            addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: t\r\n{extra}\r\n"),
+        )
+    };
+    let r = get("/dl", "");
+    assert_eq!((r.status, r.text().as_str()), (200, "0123456789"));
+    assert_eq!(r.header("accept-ranges"), Some("bytes"));
+    let etag = r.header("etag").unwrap().to_string();
+    let modified = r.header("last-modified").unwrap().to_string();
+    // The static files' validators for the same file: one rule.
+    let same = serve_site(&site.root);
+    assert_eq!(
+        Client::connect(same)
+            .get("/static/digits.txt")
+            .header("etag"),
+        Some(etag.as_str())
+    );
+
+    let r = get("/dl", &format!("If-None-Match: {etag}\r\n"));
+    assert_eq!((r.status, r.body.len()), (304, 0));
+    assert_eq!(r.header("content-type"), None);
+    assert_eq!(r.header("x-seen-by-hook"), Some("304"));
+    let r = get("/dl", &format!("If-Modified-Since: {modified}\r\n"));
+    assert_eq!(r.status, 304);
+    let r = get("/dl", "If-Match: \"other\"\r\n");
+    assert_eq!((r.status, r.body.len()), (412, 0));
+
+    let r = get("/dl", "Range: bytes=2-4\r\n");
+    assert_eq!((r.status, r.text().as_str()), (206, "234"));
+    assert_eq!(r.header("content-range"), Some("bytes 2-4/10"));
+    assert_eq!(r.header("x-seen-by-hook"), Some("206"));
+    let r = get("/dl", "Range: bytes=20-\r\n");
+    assert_eq!((r.status, r.body.len()), (416, 0));
+    assert_eq!(r.header("content-range"), Some("bytes */10"));
+    let r = get("/dl", "Range: bytes=0-0\r\nIf-Range: \"stale\"\r\n");
+    assert_eq!((r.status, r.text().as_str()), (200, "0123456789"));
+    let r = get("/dl", &format!("Range: bytes=9-\r\nIf-Range: {etag}\r\n"));
+    assert_eq!((r.status, r.text().as_str()), (206, "9"));
+
+    // A tag the handler set is the one compared.
+    let r = get("/tagged", "If-None-Match: \"v1\"\r\n");
+    assert_eq!((r.status, r.header("content-disposition")), (304, None));
+    assert_eq!(r.header("etag"), Some("\"v1\""));
+    assert_eq!(
+        get("/tagged", &format!("If-None-Match: {etag}\r\n")).status,
+        200
+    );
+
+    // Only GET and HEAD: a POST that answers with a file gets it whole.
+    let r = req(
+        addr,
+        "POST /dl HTTP/1.1\r\nHost: t\r\nRange: bytes=2-4\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_eq!((r.status, r.text().as_str()), (200, "0123456789"));
+}

@@ -13,5 +13,5 @@ mod response;
 pub(crate) use request::HeadBytes;
 pub(crate) use request::{read_file_at, read_memory_at, Capture, Captures};
 pub use request::{BodyReader, Extensions, HeaderValues, Params, Request, RequestBuilder};
-pub(crate) use response::{fill_stream, Body, Chunks, FileBody, Fill};
+pub(crate) use response::{add_header, fill_stream, Body, Chunks, FileBody, Fill};
 pub use response::{IntoResponse, Response};

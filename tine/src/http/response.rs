@@ -40,6 +40,10 @@ pub struct Response {
     /// On a static file's `304`: whether its `200` could be compressed
     /// (for the compression middleware; see `static_files::Outcome`).
     pub(crate) compressible: Option<bool>,
+    /// A whole file from [`Response::file`]: the request it answers may
+    /// make it a `304`, `412`, `206` or `416` (see
+    /// `static_files::answer_file`).
+    pub(crate) whole_file: bool,
 }
 
 /// What follows the head of a response.
@@ -195,6 +199,28 @@ pub(crate) enum Fields<'a> {
     Map(&'a HeaderMap),
 }
 
+/// Adds a field as [`Response::with_header`] does: appended, or in place
+/// of the one there for a field a response has at most once.
+pub(crate) fn add_header(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) {
+    if SINGLETONS.contains(&name) {
+        headers.insert(name, value);
+    } else {
+        headers.append(name, value);
+    }
+}
+
+/// The fields [`Response::with_header`] replaces rather than appends.
+const SINGLETONS: [HeaderName; 8] = [
+    header::CONTENT_TYPE,
+    header::ETAG,
+    header::LAST_MODIFIED,
+    header::LOCATION,
+    header::CONTENT_DISPOSITION,
+    header::CONTENT_RANGE,
+    header::EXPIRES,
+    header::RETRY_AFTER,
+];
+
 impl Response {
     /// An empty response with `status`.
     pub fn empty(status: StatusCode) -> Self {
@@ -205,6 +231,7 @@ impl Response {
             body: Body::Empty,
             error_page: false,
             compressible: None,
+            whole_file: false,
         }
     }
 
@@ -238,6 +265,7 @@ impl Response {
             body,
             error_page: false,
             compressible: None,
+            whole_file: false,
         }
     }
 
@@ -398,17 +426,24 @@ impl Response {
     }
 
     /// Appends a header (several values of one name are allowed), except
-    /// `Content-Type`, which replaces the one the constructor set
-    /// (`Response::text`'s `text/plain`, a stream's
-    /// `application/octet-stream`): a response has one type, and two
-    /// `Content-Type` fields are invalid (RFC 9110 §8.3). Panics, pointing
-    /// at the caller, if the name or value is invalid; a panic in a handler
-    /// becomes a `500`.
+    /// the fields a response has at most once (`Content-Type`, `ETag`,
+    /// `Last-Modified`, `Location`, `Content-Disposition`, `Content-Range`,
+    /// `Expires`, `Retry-After`), which replace the one already there: the
+    /// type the constructor set (`Response::text`'s `text/plain`, a
+    /// stream's `application/octet-stream`), the validators of a
+    /// [`Response::file`]. Two such fields would contradict each other
+    /// (RFC 9110 §5.3). Panics, pointing at the caller, if the name or
+    /// value is invalid; a panic in a handler becomes a `500`.
     ///
     /// ```
     /// let res = tine::Response::stream(["a,b\n"]).with_header("content-type", "text/csv");
     /// let types: Vec<_> = res.headers().get_all("content-type").iter().collect();
     /// assert_eq!(types, ["text/csv"]);
+    /// let res = tine::Response::text("v2").with_header("etag", "\"1\"").with_header("etag", "\"2\"");
+    /// let tags: Vec<_> = res.headers().get_all("etag").iter().collect();
+    /// assert_eq!(tags, ["\"2\""]);
+    /// let res = res.with_header("vary", "Accept").with_header("vary", "Cookie");
+    /// assert_eq!(res.headers().get_all("vary").iter().count(), 2);
     /// ```
     #[track_caller]
     pub fn with_header<K, V>(mut self, name: K, value: V) -> Self
@@ -420,11 +455,7 @@ impl Response {
     {
         let name = name.try_into().expect("invalid header name");
         let value = value.try_into().expect("invalid header value");
-        if name == header::CONTENT_TYPE {
-            self.headers_mut().insert(name, value);
-        } else {
-            self.headers_mut().append(name, value);
-        }
+        add_header(self.headers_mut(), name, value);
         self
     }
 
@@ -632,9 +663,16 @@ impl Response {
 
     /// A file from disk, sent with `sendfile(2)` (zero copy) and a
     /// `Content-Type` guessed from its extension. A missing or unreadable
-    /// file is a `404` rendered by the app's error handler. (Conditional
-    /// requests and ranges are handled for files served with
-    /// [`App::static_dir`](crate::App::static_dir).)
+    /// file is a `404` rendered by the app's error handler.
+    ///
+    /// It answers as [`App::static_dir`](crate::App::static_dir)'s files
+    /// do: with an `ETag` and a `Last-Modified` from the file, and
+    /// `Accept-Ranges: bytes`, so a conditional request gets `304` (or
+    /// `412`) and a `Range` a `206` (or `416`): downloads resume, and
+    /// browsers can seek in a video sent this way. Set another `ETag` or
+    /// `Last-Modified` on it and those are the ones compared; remove both
+    /// and only the range applies. (This happens after the handler, for
+    /// `GET` and `HEAD` answered `200`; the after-hooks see the result.)
     ///
     /// ```no_run
     /// use tine::{App, Request, Response};
@@ -645,23 +683,32 @@ impl Response {
         let opened = File::open(path).and_then(|f| {
             let meta = f.metadata()?;
             if meta.is_file() {
-                Ok((f, meta.len()))
+                Ok((f, meta))
             } else {
                 Err(std::io::ErrorKind::NotFound.into())
             }
         });
         match opened {
-            Ok((file, len)) => {
+            Ok((file, meta)) => {
+                let len = meta.len();
                 let mime = mime_guess::from_path(path).first_or_octet_stream();
                 let ct = if mime.type_() == mime_guess::mime::TEXT {
                     format!("{mime}; charset=utf-8")
                 } else {
                     mime.to_string()
                 };
+                let (etag, last_modified) = crate::static_files::file_validators(&meta);
                 let mut res = Response::from_file(std::rc::Rc::new(file), 0, len);
+                let headers = res.headers_mut();
                 if let Ok(v) = HeaderValue::from_str(&ct) {
-                    res.headers_mut().insert(header::CONTENT_TYPE, v);
+                    headers.insert(header::CONTENT_TYPE, v);
                 }
+                headers.insert(header::ETAG, etag);
+                if let Some(date) = last_modified {
+                    headers.insert(header::LAST_MODIFIED, date);
+                }
+                headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+                res.whole_file = true;
                 res
             }
             Err(e) => {

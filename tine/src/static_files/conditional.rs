@@ -104,7 +104,7 @@ fn single_date(headers: &HeaderMap, name: &HeaderName) -> Option<u64> {
     }
 }
 
-fn parse_date(v: &HeaderValue) -> Option<u64> {
+pub(super) fn parse_date(v: &HeaderValue) -> Option<u64> {
     let t = httpdate::parse_http_date(v.to_str().ok()?).ok()?;
     Some(t.duration_since(UNIX_EPOCH).ok()?.as_secs())
 }

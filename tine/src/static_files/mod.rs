@@ -45,8 +45,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use cache::OpenCache;
 
 use http::header::{
-    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_RANGE, CONTENT_TYPE, ETAG,
-    LAST_MODIFIED, RANGE, VARY,
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_ENCODING, CONTENT_LANGUAGE,
+    CONTENT_RANGE, CONTENT_TYPE, ETAG, LAST_MODIFIED, RANGE, VARY,
 };
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use percent_encoding::{utf8_percent_encode, CONTROLS};
@@ -55,6 +55,9 @@ use rustix::fs::OFlags;
 #[cfg(target_os = "linux")]
 use rustix::fs::{Mode, ResolveFlags};
 use rustix::io::Errno;
+
+use crate::http::Body;
+use crate::http::Response;
 
 mod beneath;
 pub(crate) mod cache;
@@ -453,67 +456,35 @@ pub(crate) fn serve(
         h.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
     }
     if let Some(secs) = last_modified {
-        // Never later than now (RFC 9110 §8.8.2.1: a time in the future,
-        // from an archive or a clock-skewed build machine, is sent as the
-        // message's date). Conditions are still evaluated against the
-        // file's own time, so a client holding the clamped date gets the
-        // file again rather than a 304 once it changes (before its future
-        // time).
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let date = httpdate::HttpDate::from(UNIX_EPOCH + Duration::from_secs(secs.min(now)));
-        h.insert(LAST_MODIFIED, fmt_value(format_args!("{date}")));
+        h.insert(LAST_MODIFIED, last_modified_field(secs));
     }
 
-    // 4. Conditional requests (RFC 9110 §13.2.2).
-    let status = match conditional::evaluate(headers, etag.as_bytes(), last_modified) {
-        Precondition::Proceed => None,
-        Precondition::NotModified => Some(StatusCode::NOT_MODIFIED),
-        Precondition::Failed => {
-            h.remove(CACHE_CONTROL);
-            Some(StatusCode::PRECONDITION_FAILED)
-        }
-    };
-    if let Some(status) = status {
-        h.insert(ETAG, etag);
-        let compressible = (status == StatusCode::NOT_MODIFIED).then(|| {
-            coding.is_none()
-                && crate::middleware::compressible_type(content_type(path.as_bytes()).as_bytes())
-        });
-        return Outcome::Respond {
-            status,
-            headers: h,
-            body: None,
-            compressible,
-        };
-    }
-
-    // 5. Range (GET only; one Range field; a failed If-Range means "send
-    //    everything", which also skips the 416 check).
-    let mut ranges = headers.get_all(RANGE).iter();
-    let decision = match (ranges.next(), ranges.next()) {
-        (Some(v), None)
-            if is_get && conditional::if_range_allows(headers, etag.as_bytes(), last_modified) =>
-        {
-            range::decide(v.as_bytes(), size)
-        }
-        _ => RangeDecision::Full,
-    };
+    // 4 and 5. Conditional requests, then a range.
+    let decision = select(headers, is_get, etag.as_bytes(), last_modified, size);
     h.insert(ETAG, etag);
-    h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     let (status, offset, len) = match decision {
-        RangeDecision::Full => (StatusCode::OK, 0, size),
-        RangeDecision::Partial { start, len } => {
-            let end = start + len - 1;
-            h.insert(
-                CONTENT_RANGE,
-                fmt_value(format_args!("bytes {start}-{end}/{size}")),
-            );
-            (StatusCode::PARTIAL_CONTENT, start, len)
+        Selected::NotModified => {
+            let compressible = coding.is_none()
+                && crate::middleware::compressible_type(content_type(path.as_bytes()).as_bytes());
+            return Outcome::Respond {
+                status: StatusCode::NOT_MODIFIED,
+                headers: h,
+                body: None,
+                compressible: Some(compressible),
+            };
         }
-        RangeDecision::Unsatisfiable => {
-            h.insert(CONTENT_RANGE, fmt_value(format_args!("bytes */{size}")));
+        Selected::Failed => {
+            h.remove(CACHE_CONTROL);
+            return Outcome::Respond {
+                status: StatusCode::PRECONDITION_FAILED,
+                headers: h,
+                body: None,
+                compressible: None,
+            };
+        }
+        Selected::Unsatisfiable => {
+            h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+            h.insert(CONTENT_RANGE, unsatisfiable_range(size));
             return Outcome::Respond {
                 status: StatusCode::RANGE_NOT_SATISFIABLE,
                 headers: h,
@@ -521,7 +492,13 @@ pub(crate) fn serve(
                 compressible: None,
             };
         }
+        Selected::Whole => (StatusCode::OK, 0, size),
+        Selected::Part { start, len } => {
+            h.insert(CONTENT_RANGE, content_range(start, len, size));
+            (StatusCode::PARTIAL_CONTENT, start, len)
+        }
     };
+    h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     // Type of the original file, even when a .br/.gz sibling is sent.
     h.insert(CONTENT_TYPE, content_type(path.as_bytes()));
     if let Some(c) = coding {
@@ -533,6 +510,123 @@ pub(crate) fn serve(
         body: Some(FileBody { file, offset, len }),
         compressible: None,
     }
+}
+
+/// What a `GET` or `HEAD` of a file of `size` bytes gets, given its
+/// validators: see [`select`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Selected {
+    /// `304 Not Modified`.
+    NotModified,
+    /// `412 Precondition Failed`.
+    Failed,
+    /// `416 Range Not Satisfiable`.
+    Unsatisfiable,
+    /// `200` with the whole file.
+    Whole,
+    /// `206` with `len` bytes from `start`.
+    Part { start: u64, len: u64 },
+}
+
+/// The conditional requests (RFC 9110 §13.2.2), then a range (GET only;
+/// one `Range` field; a failed `If-Range` means "send everything", which
+/// also skips the 416 check), for a file whose validators are `etag`
+/// (with its quotes; empty if it has none) and `last_modified` (Unix
+/// seconds). One rule for the static files and for
+/// [`Response::file`](crate::Response::file).
+pub(crate) fn select(
+    headers: &HeaderMap,
+    is_get: bool,
+    etag: &[u8],
+    last_modified: Option<u64>,
+    size: u64,
+) -> Selected {
+    match conditional::evaluate(headers, etag, last_modified) {
+        Precondition::Proceed => {}
+        Precondition::NotModified => return Selected::NotModified,
+        Precondition::Failed => return Selected::Failed,
+    }
+    let mut ranges = headers.get_all(RANGE).iter();
+    let decision = match (ranges.next(), ranges.next()) {
+        (Some(v), None) if is_get && conditional::if_range_allows(headers, etag, last_modified) => {
+            range::decide(v.as_bytes(), size)
+        }
+        _ => RangeDecision::Full,
+    };
+    match decision {
+        RangeDecision::Full => Selected::Whole,
+        RangeDecision::Partial { start, len } => Selected::Part { start, len },
+        RangeDecision::Unsatisfiable => Selected::Unsatisfiable,
+    }
+}
+
+/// `Content-Range` of a `206`: `len` (at least 1) bytes from `start`.
+fn content_range(start: u64, len: u64, size: u64) -> HeaderValue {
+    let end = start + len - 1;
+    fmt_value(format_args!("bytes {start}-{end}/{size}"))
+}
+
+/// `Content-Range` of a `416`.
+fn unsatisfiable_range(size: u64) -> HeaderValue {
+    fmt_value(format_args!("bytes */{size}"))
+}
+
+/// Answers a conditional or range request for a whole file a handler
+/// sent ([`Response::file`](crate::Response::file), a `200` that carries
+/// the file's validators, or those the handler put in their place), by
+/// [`select`]'s rule: `304`, `412`, `416` or `206`, or the `200` as it is.
+#[cold]
+pub(crate) fn answer_file(method: &Method, headers: &HeaderMap, mut res: Response) -> Response {
+    res.whole_file = false;
+    let is_get = *method == Method::GET;
+    let size = match &res.body {
+        Body::File(file) if res.status == StatusCode::OK && (is_get || *method == Method::HEAD) => {
+            file.len
+        }
+        _ => return res,
+    };
+    let h = res.headers_mut();
+    let last_modified = h.get(LAST_MODIFIED).and_then(conditional::parse_date);
+    let etag = h.get(ETAG).map_or(&b""[..], |v| v.as_bytes());
+    let (status, range) = match select(headers, is_get, etag, last_modified, size) {
+        Selected::Whole => return res,
+        Selected::Part { start, len } => {
+            h.insert(CONTENT_RANGE, content_range(start, len, size));
+            if let Body::File(file) = &mut res.body {
+                file.offset += start;
+                file.len = len;
+            }
+            res.status = StatusCode::PARTIAL_CONTENT;
+            return res;
+        }
+        Selected::NotModified => (StatusCode::NOT_MODIFIED, None),
+        Selected::Failed => (StatusCode::PRECONDITION_FAILED, None),
+        Selected::Unsatisfiable => (
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            Some(unsatisfiable_range(size)),
+        ),
+    };
+    // No body: the fields about it go, as for the static files' answers
+    // (a `304` says whether its `200` could be compressed, which the
+    // compression middleware cannot tell without its type).
+    let compressible = h
+        .get(CONTENT_TYPE)
+        .is_some_and(|ct| crate::middleware::compressible_type(ct.as_bytes()));
+    for name in [CONTENT_TYPE, CONTENT_DISPOSITION, CONTENT_LANGUAGE] {
+        h.remove(name);
+    }
+    if status == StatusCode::PRECONDITION_FAILED {
+        h.remove(CACHE_CONTROL);
+    }
+    if let Some(range) = range {
+        h.insert(CONTENT_RANGE, range);
+    }
+    if status == StatusCode::NOT_MODIFIED {
+        res.compressible = Some(compressible);
+    }
+    res.status = status;
+    res.body = Body::Empty;
+    res
 }
 
 /// Why a lookup produced no file.
@@ -683,6 +777,28 @@ fn etag(meta: &Metadata, coding: Option<Coding>) -> HeaderValue {
     };
     let (size, secs, nanos) = (meta.len(), meta.mtime(), meta.mtime_nsec());
     fmt_value(format_args!("\"{size:x}-{secs:x}.{nanos:x}{suffix}\""))
+}
+
+/// The validators of a whole file as it is (no coding), for
+/// [`Response::file`](crate::Response::file): its `ETag`, and its
+/// `Last-Modified` when it has a usable time.
+pub(crate) fn file_validators(meta: &Metadata) -> (HeaderValue, Option<HeaderValue>) {
+    let last_modified = last_modified_secs(meta.mtime()).map(last_modified_field);
+    (etag(meta, None), last_modified)
+}
+
+/// `Last-Modified` for a file modified at `secs`, never later than now
+/// (RFC 9110 §8.8.2.1: a time in the future, from an archive or a
+/// clock-skewed build machine, is sent as the message's date).
+/// Conditions are still evaluated against the file's own time, so a
+/// client holding the clamped date gets the file again rather than a 304
+/// once it changes (before its future time).
+fn last_modified_field(secs: u64) -> HeaderValue {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let date = httpdate::HttpDate::from(UNIX_EPOCH + Duration::from_secs(secs.min(now)));
+    fmt_value(format_args!("{date}"))
 }
 
 /// Modification time in whole Unix seconds, if it can be written as an
