@@ -36,7 +36,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use tine::App;
+use tine::{header, App, Group, Request, Response};
 
 use crate::db::Store;
 
@@ -93,17 +93,28 @@ pub(crate) fn app(settings: Settings) -> App {
             store.open_now();
             state.insert(store);
         })
-        .get("/api/todos", api::list)
-        .post("/api/todos", api::create)
-        .get("/api/todos/:id", api::get)
-        .put("/api/todos/:id", api::update)
-        .patch("/api/todos/:id", api::update)
-        .delete("/api/todos/:id", api::delete)
-        // Other paths under /api/, whatever the method: a JSON 404. The
-        // routes above keep their own paths (HEAD from GET, 405 with
-        // Allow for other methods, OPTIONS listing them): a wildcard only
-        // gets the paths no exact route has.
-        .any("/api/*", api::not_found)
+        .nest(
+            "/api",
+            Group::new()
+                .get("/todos", api::list)
+                .post("/todos", api::create)
+                .get("/todos/:id", api::get)
+                .put("/todos/:id", api::update)
+                .patch("/todos/:id", api::update)
+                .delete("/todos/:id", api::delete)
+                // Other paths under /api/, whatever the method: a JSON
+                // 404. The routes above keep their own paths (HEAD from
+                // GET, 405 with Allow for other methods, OPTIONS listing
+                // them): a fallback only gets the paths no route has.
+                .fallback(api::not_found)
+                // The list changes under every answer (other browsers
+                // write it): no cache may keep one, the browser's
+                // included (a shared cache such as Varnish would keep a
+                // `200` without it for two minutes).
+                .after(|_: &Request, res: Response| {
+                    res.with_header(header::CACHE_CONTROL, "no-store")
+                }),
+        )
         // Live updates: every browser subscribes to the list's topic.
         .ws(
             "/ws",

@@ -292,6 +292,28 @@ fn unknown_ids_and_routes_are_json_404s_and_wrong_methods_405s() {
 }
 
 #[test]
+fn no_cache_keeps_an_api_answer() {
+    let app = Todo::start();
+    let c = &app.client;
+    let id = app.create("x")["id"].as_i64().unwrap();
+    for res in [
+        c.get("/api/todos").send(),
+        c.get(&format!("/api/todos/{id}")).send(),
+        c.get("/api/nope").send(),
+        c.delete("/api/todos").send(),
+    ] {
+        assert_eq!(
+            res.header("cache-control"),
+            Some("no-store"),
+            "{}",
+            res.status()
+        );
+    }
+    // The front end is files, cached by their validators.
+    assert_eq!(c.get("/").send().header("cache-control"), None);
+}
+
+#[test]
 fn the_front_end_is_served() {
     let app = Todo::start();
     let res = app.client.get("/").send();
