@@ -119,12 +119,26 @@ impl App {
     /// under `"*"`, and `*` alone matches any path.
     ///
     /// Which route answers: patterns without `*` own the paths they match,
-    /// before any wildcard route or static mount; among them the first
-    /// registered whose method matches answers, `HEAD` falls back to
-    /// `GET`, another method gets `405` with `Allow` listing theirs (`204`
-    /// with it for `OPTIONS`). Wildcard routes and mounts get only the
-    /// other paths, by the same rule, except that a static mount answers
-    /// another method with `404` where it has no file.
+    /// before any wildcard route or static mount; of those that match, the
+    /// most specific owns the path, in whatever order they were
+    /// registered (at the first segment where two differ, a literal beats
+    /// a capture: `/users/new` beside `/users/:id`), as in axum. Its route
+    /// for the method answers, `HEAD` falls back to `GET`, another method
+    /// gets `405` with `Allow` listing its methods (`204` with it for
+    /// `OPTIONS`). Wildcard routes and mounts get only the other paths, by
+    /// the same rule (`/files/special/*` before `/files/:x/*` before
+    /// `/files/*`), except that a static mount answers another method with
+    /// `404` where it has no file.
+    ///
+    /// ```
+    /// use tine::{test::TestClient, App, Request};
+    /// let app = App::new()
+    ///     .get("/users/:id", |req: &Request| format!("user {}", req.param("id").unwrap()))
+    ///     .get("/users/new", |_: &Request| "the form");
+    /// let client = TestClient::new(app);
+    /// assert_eq!(client.get("/users/new").send().text(), "the form");
+    /// assert_eq!(client.get("/users/7").send().text(), "user 7");
+    /// ```
     ///
     /// Panics, pointing at the caller, on a malformed pattern or on a
     /// route that could never answer (the same method, or `any`, already

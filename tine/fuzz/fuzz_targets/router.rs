@@ -76,6 +76,22 @@ impl Pat {
             .map_or(0, |s| s.iter().filter(|s| **s != Seg::Rest).count())
     }
 
+    /// Literal 0, capture 1, `*` 2, segment by segment: the smaller
+    /// sequence is the more specific pattern.
+    fn kinds(&self) -> Vec<u8> {
+        match &self.0 {
+            None => vec![2],
+            Some(segs) => segs
+                .iter()
+                .map(|s| match s {
+                    Seg::Static(_) => 0,
+                    Seg::Param(_) => 1,
+                    Seg::Rest => 2,
+                })
+                .collect(),
+        }
+    }
+
     fn same_shape(&self, other: &Pat) -> bool {
         match (&self.0, &other.0) {
             (None, None) => true,
@@ -208,15 +224,19 @@ fn build(routes: &[(RouteKind, String)]) -> (Vec<RefRoute>, Vec<usize>) {
     (kept, refused)
 }
 
-/// One tier: the routes of `tier` (in order) that match `path`.
+/// One tier: of the routes of `tier` that match `path`, those of the
+/// most specific pattern (the first added of the most specific), in order.
 fn find_in(tier: &[&RefRoute], method: &Method, path: &str) -> Option<Routed> {
     let matching: Vec<(&RefRoute, Vec<(Option<String>, String)>)> = tier
         .iter()
         .filter_map(|r| Some((*r, r.pat.matches(path)?)))
         .collect();
-    if matching.is_empty() {
-        return None;
-    }
+    let owner = matching.iter().map(|(r, _)| r).min_by_key(|r| r.pat.kinds())?;
+    let matching: Vec<_> = matching
+        .iter()
+        .filter(|(r, _)| r.pat.same_shape(&owner.pat))
+        .cloned()
+        .collect();
     let method_of = |r: &RefRoute| match &r.kind {
         RouteKind::Route(m) => m.clone(),
         _ => Some(Method::GET),
@@ -264,13 +284,14 @@ fn reference(kept: &[RefRoute], method: &Method, path: &str) -> Routed {
         .iter()
         .filter(|r| r.kind != RouteKind::Fallback && r.pat.is_wild())
         .collect();
-    // The deepest matching fallback; the first of the deepest.
+    // The deepest matching fallback; the most specific of the deepest,
+    // then the first added.
     let mut best: Option<(&RefRoute, Vec<(Option<String>, String)>)> = None;
     for r in kept.iter().filter(|r| r.kind == RouteKind::Fallback) {
-        if best
-            .as_ref()
-            .is_none_or(|(b, _)| r.pat.depth() > b.pat.depth())
-        {
+        if best.as_ref().is_none_or(|(b, _)| {
+            r.pat.depth() > b.pat.depth()
+                || (r.pat.depth() == b.pat.depth() && r.pat.kinds() < b.pat.kinds())
+        }) {
             if let Some(c) = r.pat.matches(path) {
                 best = Some((r, c));
             }

@@ -7,25 +7,34 @@
 //! percent-decoded form, so `%2F` inside a segment never creates a new
 //! segment.
 //!
-//! **Which route answers.** Like axum's most-specific-path rule, in two
-//! tiers. Routes whose pattern has no `*` (*exact* patterns, captures
-//! allowed) come first: if one matches the path, the path is theirs. The
-//! first registered of them whose method matches answers (`HEAD` falls back
-//! to a `GET` route); if none does, the answer is `405` with `Allow`
-//! listing their methods (`204` with it for `OPTIONS`), whatever wildcard
-//! routes or static mounts also match the path. Only a path that no exact
-//! pattern matches goes to the wildcard routes (`/files/*`, `*`) and static
-//! mounts, by the same rule among themselves, with one difference: a static
-//! mount does not make a path exist for other methods. When only mounts
-//! match the path and the method is not theirs, the first mount answers
-//! anyway: `405` (or `204` for `OPTIONS`) if it has the file, `404` if not.
+//! **Which route answers.** axum's most-specific-path rule, in two tiers.
+//! Routes whose pattern has no `*` (*exact* patterns, captures allowed)
+//! come first: if one matches the path, the path is theirs, and among
+//! those that match, the **most specific pattern** owns it: at the first
+//! segment where two patterns differ, a literal beats a capture (and a
+//! capture beats a `*`), whatever order they were registered in. So
+//! `/users/new` owns `GET /users/new` beside `/users/:id` (which gets the
+//! other ids), and if only a `POST /users/new` route exists, `GET
+//! /users/new` is a `405`, not `/users/:id`'s, as in axum. Of the routes
+//! on the owning pattern, the one whose method matches answers (`HEAD`
+//! falls back to a `GET` route; `any` takes the rest); if none does, the
+//! answer is `405` with `Allow` listing their methods (`204` with it for
+//! `OPTIONS`), whatever less specific patterns, wildcard routes or static
+//! mounts also match the path. Only a path that no exact pattern matches
+//! goes to the wildcard routes (`/files/*`, `*`) and static mounts, by the
+//! same rule among themselves (`/files/special/*` before `/files/:x/*`
+//! before `/files/*`), with one difference: a static mount does not make a
+//! path exist for other methods. When only mounts match the path and the
+//! method is not theirs, the most specific mount answers anyway: `405` (or
+//! `204` for `OPTIONS`) if it has the file, `404` if not.
 //! So with a static directory at `/`, `DELETE /api/nothing` is a `404`,
 //! `DELETE /index.html` a `405`, and `DELETE /api/todos` the `405` of the
 //! `/api/todos` routes.
 //!
 //! **Fallbacks** (a route group's, or the app's: `prefix/*` patterns, any
 //! method) come after both tiers' routes that are at least as deep: the
-//! deepest fallback matching a path no exact route matches answers it,
+//! deepest fallback matching a path no exact route matches answers it
+//! (the most specific of the deepest),
 //! unless a wildcard route or mount with as many segments before its `*`
 //! matches too. So `/api`'s fallback answers `/api/nothing` although a
 //! static directory is mounted at `/`, and `/api/files/*` still answers
@@ -42,7 +51,9 @@
 //! Matching allocates nothing for static segments: exact routes are indexed
 //! by their first static segment, and only the candidate routes for a
 //! request's first segment (plus those starting with a capture) are tried,
-//! in registration order. The index is not a hash map: the path's first
+//! most specific first: the routes are kept in that order (see
+//! [`Pattern::specificity`]), so the first pattern that matches is the one
+//! that owns the path. The index is not a hash map: the path's first
 //! byte picks the app's segments that begin with it (see `FirstSegments`).
 
 use std::borrow::Cow;
@@ -160,6 +171,28 @@ impl Pattern {
                 .iter()
                 .filter(|s| !matches!(s, Segment::Rest))
                 .count(),
+        }
+    }
+
+    /// The kinds of its segments, in order: a literal `0`, a capture `1`,
+    /// a `*` `2`. Of two patterns that match the same path, the one with
+    /// the smaller kinds (compared as sequences) is the more specific:
+    /// the first segment where they differ is a literal in it, or a
+    /// capture where the other has a `*`. (Two exact patterns that match
+    /// one path have as many segments; of wildcard patterns the deeper
+    /// is the more specific, which the comparison gives too: `/a/b/*`
+    /// before `/a/*`.)
+    fn specificity(&self) -> Vec<u8> {
+        match &self.segments {
+            None => vec![2],
+            Some(segments) => segments
+                .iter()
+                .map(|s| match s {
+                    Segment::Static(..) => 0,
+                    Segment::Param(_) => 1,
+                    Segment::Rest => 2,
+                })
+                .collect(),
         }
     }
 
@@ -421,6 +454,8 @@ struct Route<T> {
     /// A static mount: it answers other methods itself (404 or 405), and
     /// does not make a path exist for them (see the module docs).
     mount: bool,
+    /// A fallback: see [`Router::add_fallback`].
+    fallback: bool,
 }
 
 /// The result of routing one request.
@@ -434,9 +469,12 @@ pub(crate) enum Match<'a, T> {
     NotFound,
 }
 
-/// An ordered list of routes.
+/// A list of routes, most specific first (see the module docs), and its
+/// indices.
 #[derive(Debug)]
 pub(crate) struct Router<T> {
+    /// Sorted by their patterns' [`specificity`](Pattern::specificity),
+    /// then in the order they were added.
     routes: Vec<Route<T>>,
     /// Indices of exact routes whose first segment is static, by that
     /// segment.
@@ -511,14 +549,49 @@ impl<T> Router<T> {
                 self.routes[earlier].pattern.source()
             ));
         }
-        self.fallbacks.push(self.routes.len());
-        self.routes.push(Route {
+        self.place(Route {
             method: None,
             pattern,
             value,
             mount: false,
+            fallback: true,
         });
         Ok(())
+    }
+
+    /// Puts `route` after the routes at least as specific, and indexes
+    /// them all again (routes are added once, at start-up).
+    fn place(&mut self, route: Route<T>) {
+        let key = route.pattern.specificity();
+        let at = self
+            .routes
+            .iter()
+            .position(|r| r.pattern.specificity() > key)
+            .unwrap_or(self.routes.len());
+        self.routes.insert(at, route);
+        self.by_first = FirstSegments::default();
+        self.dynamic.clear();
+        self.every.clear();
+        self.wild.clear();
+        self.fallbacks.clear();
+        for (index, route) in self.routes.iter().enumerate() {
+            let pattern = &route.pattern;
+            if route.fallback {
+                self.fallbacks.push(index);
+            } else if pattern.is_wild() {
+                self.wild.push(index);
+            } else {
+                self.every.push(index);
+                match pattern.first_static() {
+                    // A literal with `%` is compared with the path's
+                    // decoded segment, which the index cannot look up: its
+                    // routes are matched whole, as those starting with a
+                    // capture are.
+                    Some(first) if !first.contains('%') => self.by_first.insert(first, index),
+                    _ => self.dynamic.push(index),
+                }
+            }
+        }
     }
 
     fn insert(
@@ -528,11 +601,10 @@ impl<T> Router<T> {
         value: T,
         mount: bool,
     ) -> Result<(), String> {
-        let taken = self.routes.iter().enumerate().find_map(|(i, r)| {
-            (!self.fallbacks.contains(&i)
+        let taken = self.routes.iter().find(|r| {
+            !r.fallback
                 && r.pattern.same_shape(&pattern)
-                && (r.method.is_none() || r.method == method))
-                .then_some(r)
+                && (r.method.is_none() || r.method == method)
         });
         if let Some(earlier) = taken {
             let name =
@@ -545,24 +617,12 @@ impl<T> Router<T> {
                 earlier.pattern.source(),
             ));
         }
-        let index = self.routes.len();
-        if pattern.is_wild() {
-            self.wild.push(index);
-        } else {
-            self.every.push(index);
-            match pattern.first_static() {
-                // A literal with `%` is compared with the path's decoded
-                // segment, which the index cannot look up: its routes are
-                // matched whole, as those starting with a capture are.
-                Some(first) if !first.contains('%') => self.by_first.insert(first, index),
-                _ => self.dynamic.push(index),
-            }
-        }
-        self.routes.push(Route {
+        self.place(Route {
             method,
             pattern,
             value,
             mount,
+            fallback: false,
         });
         Ok(())
     }
@@ -689,6 +749,8 @@ impl<T> Router<T> {
         // The first mount matching the path, while only mounts did.
         let mut only_mounts: Option<usize> = None;
         let mut routes_matched = false;
+        // The first route that matched: its pattern owns the path.
+        let mut owner: Option<&Pattern> = None;
         for index in merged(tier.statics, tier.dynamic) {
             let route = &self.routes[index];
             params.clear();
@@ -697,6 +759,14 @@ impl<T> Router<T> {
             let known = tier.whole && route.pattern.single;
             if !known && !route.pattern.matches(raw_path, params) {
                 continue;
+            }
+            match owner {
+                None => owner = Some(&route.pattern),
+                // A less specific pattern (the routes are in that order;
+                // of the same kinds, two that match one path are the same
+                // pattern): the path is not its.
+                Some(owner) if !owner.same_shape(&route.pattern) => break,
+                Some(_) => {}
             }
             path_matched = true;
             match &route.method {
@@ -728,11 +798,15 @@ impl<T> Router<T> {
             return Some(self.found_again(index, raw_path, params));
         }
         let mut allowed: Vec<Method> = Vec::new();
+        let owner = owner?;
         for index in merged(tier.statics, tier.dynamic) {
             let route = &self.routes[index];
             params.clear();
             if let Some(m) = &route.method {
-                if !allowed.contains(m) && route.pattern.matches(raw_path, params) {
+                if !allowed.contains(m)
+                    && route.pattern.same_shape(owner)
+                    && route.pattern.matches(raw_path, params)
+                {
                     allowed.push(m.clone());
                     if *m == Method::GET && !allowed.contains(&Method::HEAD) {
                         allowed.push(Method::HEAD);
@@ -744,7 +818,7 @@ impl<T> Router<T> {
     }
 }
 
-/// The routes [`Router::find_in`] tries, in the order they were added.
+/// The routes [`Router::find_in`] tries, most specific first.
 #[derive(Clone, Copy)]
 struct Tier<'a> {
     /// From the first-segment index: routes whose first segment is the
@@ -874,13 +948,44 @@ mod tests {
     }
 
     #[test]
-    fn first_registered_wins() {
-        let r = router(&[("GET", "/a/:x"), ("GET", "/a/b")]);
-        assert_eq!(found(&r, Method::GET, "/a/b").unwrap().0, 0);
-        let r = router(&[("GET", "/:x/b"), ("GET", "/a/b")]);
-        assert_eq!(found(&r, Method::GET, "/a/b").unwrap().0, 0);
+    fn the_most_specific_pattern_wins_in_any_order() {
+        for r in [
+            router(&[("GET", "/a/:x"), ("GET", "/a/b")]),
+            router(&[("GET", "/:x/b"), ("GET", "/a/b")]),
+        ] {
+            assert_eq!(found(&r, Method::GET, "/a/b").unwrap().0, 1);
+        }
         let r = router(&[("GET", "/a/b"), ("GET", "/:x/b")]);
         assert_eq!(found(&r, Method::GET, "/a/b").unwrap().0, 0);
+        assert_eq!(found(&r, Method::GET, "/z/b").unwrap().0, 1);
+        // The first segment that differs decides: `/a/:x/c` beats
+        // `/:x/b/c` for `/a/b/c`.
+        let r = router(&[("GET", "/:x/b/c"), ("GET", "/a/:y/c")]);
+        assert_eq!(found(&r, Method::GET, "/a/b/c").unwrap().0, 1);
+        assert_eq!(found(&r, Method::GET, "/z/b/c").unwrap().0, 0);
+        // The owning pattern's methods decide: a `405` (axum's answer),
+        // not the less specific route's `200`.
+        let r = router(&[
+            ("GET", "/users/:id"),
+            ("POST", "/users/new"),
+            ("ANY", "/:x"),
+        ]);
+        match r.find(&Method::GET, "/users/new") {
+            Match::MethodNotAllowed(m) => assert_eq!(m, [Method::POST]),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(found(&r, Method::GET, "/users/7").unwrap().0, 0);
+        assert_eq!(found(&r, Method::HEAD, "/users/7").unwrap().0, 0);
+        assert_eq!(found(&r, Method::DELETE, "/users").unwrap().0, 2);
+        // Among wildcards too: the deeper, then literals before captures.
+        let r = router(&[
+            ("GET", "/files/*"),
+            ("GET", "/files/:x/*"),
+            ("GET", "/files/special/*"),
+        ]);
+        assert_eq!(found(&r, Method::GET, "/files/special/a").unwrap().0, 2);
+        assert_eq!(found(&r, Method::GET, "/files/other/a").unwrap().0, 1);
+        assert_eq!(found(&r, Method::GET, "/files").unwrap().0, 0);
     }
 
     #[test]
@@ -949,13 +1054,14 @@ mod tests {
             Match::MethodNotAllowed(m) => assert_eq!(m, [Method::GET, Method::HEAD]),
             other => panic!("{other:?}"),
         }
-        // A wildcard route besides the mount: 405 with both.
+        // A wildcard route more specific than the mount owns its paths:
+        // 405 with its methods only, for GET too.
         assert_eq!(found(&r, Method::POST, "/upload/x").unwrap().0, 2);
-        match r.find(&Method::PUT, "/upload/x") {
-            Match::MethodNotAllowed(m) => {
-                assert_eq!(m, [Method::GET, Method::HEAD, Method::POST])
+        for method in [Method::PUT, Method::GET] {
+            match r.find(&method, "/upload/x") {
+                Match::MethodNotAllowed(m) => assert_eq!(m, [Method::POST]),
+                other => panic!("{other:?}"),
             }
-            other => panic!("{other:?}"),
         }
     }
 
@@ -1087,9 +1193,9 @@ mod tests {
             // HEAD falls back to GET; the first registered wins.
             assert_eq!(get(Method::HEAD, "/users/42"), Some((1, id.clone())));
             assert_eq!(get(Method::DELETE, "/users/42").unwrap().0, 2);
-            assert_eq!(get(Method::GET, "/users/new").unwrap().0, 1);
-            // A capture first, registered before the static route.
-            assert_eq!(get(Method::GET, "/en/about").unwrap().0, 5);
+            // A literal beats a capture, in either order.
+            assert_eq!(get(Method::GET, "/users/new").unwrap().0, 3);
+            assert_eq!(get(Method::GET, "/en/about").unwrap().0, 6);
             assert_eq!(get(Method::GET, "/fr/about").unwrap().0, 5);
             // An escaped first segment is looked up decoded.
             assert_eq!(get(Method::GET, "/%75sers/42"), Some((1, id)));
@@ -1129,9 +1235,9 @@ mod tests {
     }
 
     /// A one-segment static route the index found whole is not matched
-    /// again, but the order routes were added in still decides.
+    /// again, and specificity still decides, in either order.
     #[test]
-    fn whole_segment_shortcut_keeps_the_order() {
+    fn whole_segment_shortcut_keeps_specificity() {
         let capture_first = with_filler(
             &[
                 ("GET", "/:x"),
@@ -1141,9 +1247,10 @@ mod tests {
             17,
         );
         let get = |m: Method, path: &str| found(&capture_first, m, path).map(|f| f.0);
-        assert_eq!(get(Method::GET, "/plaintext"), Some(0));
-        assert_eq!(get(Method::HEAD, "/plaintext"), Some(0));
+        assert_eq!(get(Method::GET, "/plaintext"), Some(1));
+        assert_eq!(get(Method::HEAD, "/plaintext"), Some(1));
         assert_eq!(get(Method::POST, "/plaintext"), Some(2));
+        assert_eq!(get(Method::GET, "/other"), Some(0));
         let static_first = with_filler(&[("GET", "/plaintext"), ("GET", "/:x")], 17);
         let get = |m: Method, path: &str| found(&static_first, m, path).map(|f| f.0);
         assert_eq!(get(Method::GET, "/plaintext"), Some(0));
