@@ -102,9 +102,25 @@ pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Option<R> {
 /// open) restore the outer site when they return.
 pub(crate) fn catch_in<R>(site: &'static Site, f: impl FnOnce() -> R) -> Option<R> {
     let outer = RUNNING.with(|c| c.replace(Some(site)));
-    let result = panic::catch_unwind(AssertUnwindSafe(f));
+    let result = match panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => Some(r),
+        Err(payload) => {
+            drop_payload(payload);
+            None
+        }
+    };
     RUNNING.with(|c| c.set(outer));
-    result.ok()
+    result
+}
+
+/// Drops a panic's payload inside the boundary: a payload of the app's
+/// (`std::panic::panic_any`) may panic in its `Drop` too, and that second
+/// panic, dropped outside, would end the process. What it leaves (its own
+/// payload) is leaked rather than dropped again.
+fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
+    if let Err(again) = panic::catch_unwind(AssertUnwindSafe(|| drop(payload))) {
+        std::mem::forget(again);
+    }
 }
 
 #[cfg(test)]
@@ -120,6 +136,22 @@ mod tests {
             RUNNING.with(Cell::get).map(|s| s.what)
         });
         assert_eq!(inner_then_outer, Some(Some("handler")));
+        assert!(RUNNING.with(Cell::get).is_none());
+    }
+
+    /// A panic whose payload panics again when dropped stays inside the
+    /// boundary (it used to be dropped outside it, ending the worker).
+    #[test]
+    fn a_payload_that_panics_when_dropped_is_caught_too() {
+        struct Bomb;
+        impl Drop for Bomb {
+            fn drop(&mut self) {
+                panic!("the payload's drop");
+            }
+        }
+        install_panic_hook();
+        assert_eq!(catch(|| -> u8 { std::panic::panic_any(Bomb) }), None);
+        assert_eq!(catch(|| 7), Some(7));
         assert!(RUNNING.with(Cell::get).is_none());
     }
 }

@@ -48,35 +48,43 @@ fn note(o: &Outbox) {
 
 /// Queues `p`, or drops it (counted, logged) when the outbox is full:
 /// `false`.
+///
+/// Logs only once the outbox is no longer borrowed: the logger is the
+/// app's code, and one that publishes what it logs (a live log on a
+/// WebSocket) found the outbox borrowed, a panic outside any handler
+/// when tine's own warning was what it published.
 pub(crate) fn push(p: Published) -> bool {
-    OUTBOX.with(|o| {
+    let size = p.size();
+    let full = OUTBOX.with(|o| {
         let mut o = o.borrow_mut();
-        let size = p.size();
-        if o.bytes + size > MAX {
-            if o.streak == 0 {
-                log::warn!(
-                    "pub/sub: outbox full ({} bytes queued); dropping published messages, \
-                     first to topic {:?}",
-                    o.bytes,
-                    p.topic
-                );
-            }
-            o.streak += 1;
-            stats::add_dropped(1);
-            return false;
+        if o.bytes + size <= MAX {
+            return None;
         }
-        if o.streak > 0 {
-            log::info!(
-                "pub/sub: publishing again after dropping {} message(s)",
-                o.streak
+        o.streak += 1;
+        Some((o.streak == 1, o.bytes))
+    });
+    if let Some((first, queued)) = full {
+        stats::add_dropped(1);
+        if first {
+            log::warn!(
+                "pub/sub: outbox full ({queued} bytes queued); dropping published messages, \
+                 first to topic {:?}",
+                p.topic
             );
-            o.streak = 0;
         }
+        return false;
+    }
+    let ended = OUTBOX.with(|o| {
+        let mut o = o.borrow_mut();
         o.bytes += size;
         o.queue.push_back(p);
         note(&o);
-        true
-    })
+        std::mem::take(&mut o.streak)
+    });
+    if ended > 0 {
+        log::info!("pub/sub: publishing again after dropping {ended} message(s)");
+    }
+    true
 }
 
 /// Takes the oldest queued message.
@@ -121,6 +129,46 @@ pub(crate) fn has_room() -> bool {
 mod tests {
     use super::super::Payload;
     use super::*;
+
+    thread_local! {
+        /// The test below's logger publishes what is logged on this
+        /// thread while this is set.
+        static PUBLISH_LOGS: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// An app's logger that publishes what it logs (a live log).
+    struct Publishing;
+    impl log::Log for Publishing {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            PUBLISH_LOGS.with(Cell::get)
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            if self.enabled(record.metadata()) {
+                let _ = crate::publish("log", record.args().to_string());
+            }
+        }
+        fn flush(&self) {}
+    }
+
+    /// The outbox's warnings reach a logger that publishes them: they
+    /// were logged while the outbox was borrowed, and its publish
+    /// panicked (`BorrowMutError`), in the event loop when tine's own
+    /// warning was what it published.
+    #[test]
+    fn a_logger_that_publishes_may_log_the_outbox_warnings() {
+        static LOGGER: Publishing = Publishing;
+        // No other test of the library sets a logger.
+        let _ = log::set_logger(&LOGGER);
+        log::set_max_level(log::LevelFilter::Info);
+        PUBLISH_LOGS.with(|p| p.set(true));
+        while push(msg(512 * 1024)) {}
+        assert!(!push(msg(512 * 1024)), "still full");
+        while pop().is_some() {}
+        assert!(push(msg(1)), "publishing again (logged)");
+        PUBLISH_LOGS.with(|p| p.set(false));
+        while pop().is_some() {}
+        assert!(is_empty());
+    }
 
     fn msg(n: usize) -> Published {
         Published {

@@ -28,7 +28,7 @@ mod signals;
 mod supervisor;
 pub(crate) mod sys;
 mod systemd;
-mod timer;
+pub(crate) mod timer;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
 mod upgrade;

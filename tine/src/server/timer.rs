@@ -17,6 +17,16 @@ pub(crate) const TICK: Duration = Duration::from_millis(250);
 const SLOTS: usize = 512;
 /// Entries a slot keeps room for whatever it holds (see [`give_back`]).
 const KEEP: usize = 32;
+/// The longest any timeout reaches: a century, as good as never.
+pub(crate) const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `at + d`, with `d` cut to [`FOREVER`]. Timeouts come from the
+/// configuration, where `Duration::MAX` reads as "no limit": added to an
+/// `Instant` as it is, it overflows, and the panic would end the process
+/// (a worker and its connections, or the master).
+pub(crate) fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d.min(FOREVER)).unwrap_or(at)
+}
 
 /// An entry: a connection key and the generation of the connection that
 /// held that key when the entry was made (keys are reused).

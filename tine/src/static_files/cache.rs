@@ -46,6 +46,8 @@ use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
 
+use crate::server::timer::later;
+
 /// Most cached open files per mount and process; past it the cache drops
 /// its expired entries, and if it is still full, starts over (a simple
 /// bound on descriptors and memory). The budget ([`fit`]) may allow less.
@@ -125,7 +127,7 @@ impl OpenCache {
         }
         entries.insert(key.into(), (file.clone(), meta.clone(), now));
         if self.next_sweep.get().is_none() {
-            let at = now + self.ttl;
+            let at = later(now, self.ttl);
             self.next_sweep.set(Some(at));
             NEXT_SWEEP.with(|next| {
                 if next.get().is_none_or(|n| at < n) {
@@ -150,7 +152,7 @@ impl OpenCache {
             }
             keep
         });
-        let next = oldest.map(|at| (at + self.ttl).max(now + self.ttl / 4));
+        let next = oldest.map(|at| later(at, self.ttl).max(later(now, self.ttl / 4)));
         self.next_sweep.set(next);
     }
 

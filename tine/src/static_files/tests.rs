@@ -1067,6 +1067,17 @@ fn open_file_cache_serves_the_cached_file_until_it_expires() {
     assert!(matches!(f.get("/link_out", &[]), Outcome::NotFound));
 }
 
+/// An open-file cache whose entries never expire (`Duration::MAX`)
+/// caches and serves; its sweep time once overflowed an `Instant`.
+#[test]
+fn open_file_cache_without_expiry() {
+    let f = fixture_with(|c| c.open_file_cache = Some(Duration::MAX));
+    assert_eq!(ok(f.get("/hello.txt", &[])).body(), HELLO);
+    assert_eq!(ok(f.get("/hello.txt", &[])).body(), HELLO);
+    cache::tick(std::time::Instant::now());
+    assert_eq!(f.mount.cache.as_ref().expect("a cache").len(), 1);
+}
+
 /// Five distinct files of the fixture.
 const FIVE: [&str; 5] = [
     "/hello.txt",

@@ -60,6 +60,7 @@ use crate::http::date::DateCache;
 use crate::http::parse::Decoder;
 use crate::http::FileBody;
 use crate::server::recycle::RequestBudget;
+use crate::server::timer::later;
 use crate::server::ServerConfig;
 use crate::service::Service;
 use crate::sse::SseSession;
@@ -444,9 +445,9 @@ impl<T: Transport> Conn<T> {
             // the ping is a heartbeat, due an interval after the peer's
             // last input.
             return if ws.closing() || ws.awaiting_pong {
-                self.timer_from + config.pong_timeout
+                later(self.timer_from, config.pong_timeout)
             } else if let Some(interval) = config.ping_interval {
-                self.timer_from + interval
+                later(self.timer_from, interval)
             } else {
                 now + Duration::from_secs(24 * 3600)
             };
@@ -455,7 +456,7 @@ impl<T: Transport> Conn<T> {
             if self.phase != Phase::Lingering {
                 // The heartbeat is due an interval after the last write;
                 // output still waiting then gives up.
-                return self.timer_from + sse.heartbeat;
+                return later(self.timer_from, sse.heartbeat);
             }
         }
         let limits = &shared.config.limits;
@@ -464,9 +465,9 @@ impl<T: Transport> Conn<T> {
         } else if self.writing() {
             // nginx's `send_timeout`: the longest pause between two writes
             // that made progress, not renewed by the client's input.
-            self.timer_from + limits.idle_timeout
+            later(self.timer_from, limits.idle_timeout)
         } else if let Some(started) = self.head_started {
-            started + limits.header_timeout
+            later(started, limits.header_timeout)
         } else if let Some(started) = self.body_started {
             let whole = self
                 .admitted
@@ -475,17 +476,17 @@ impl<T: Transport> Conn<T> {
                 .unwrap_or(limits.body_timeout);
             // A timeout too long to add (`Duration::MAX`) is no deadline:
             // only the pause inside the body is timed.
-            let pause = now + limits.idle_timeout;
+            let pause = later(now, limits.idle_timeout);
             started
                 .checked_add(whole)
                 .map_or(pause, |end| end.min(pause))
         } else if self.decoder.mid_request() {
-            now + limits.idle_timeout
+            later(now, limits.idle_timeout)
         } else if self.served == 0 {
             // Accepted, nothing read yet (a browser's preconnect, a first
             // packet retransmitted, a TLS hello to come): its request is
             // still owed an answer, draining or not, as nginx gives one.
-            self.opened + limits.header_timeout
+            later(self.opened, limits.header_timeout)
         } else if shared.draining {
             // Idle between requests while draining: close soon, but not at
             // once, so a client that is sending its next request right now
@@ -493,7 +494,7 @@ impl<T: Transport> Conn<T> {
             // socket.
             now + DRAIN_IDLE
         } else {
-            now + limits.idle_timeout
+            later(now, limits.idle_timeout)
         }
     }
 

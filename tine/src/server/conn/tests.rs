@@ -779,3 +779,70 @@ fn a_finished_websocket_gets_a_fixed_time_for_its_last_output() {
     shared.now = give_up;
     assert_eq!(conn.timed_out(&mut shared), Expired::Close);
 }
+
+/// Timeouts of `Duration::MAX` (no limit) give far deadlines, not an
+/// `Instant` overflow: that panic, outside any handler, ended the worker
+/// and every connection on it.
+#[test]
+fn timeouts_of_duration_max_mean_no_limit() {
+    use testkit::ws::{client_frame, op};
+    let forever = Duration::MAX;
+    let app = || {
+        App::new()
+            .get("/", |_: &Request| "ok")
+            .ws("/ws", |ws: &mut crate::WebSocket, event: crate::WsEvent| {
+                if let crate::WsEvent::Text(t) = event {
+                    ws.send_text(t);
+                }
+            })
+            .sse("/events", move |_: &Request, sse: &mut crate::Sse| {
+                sse.heartbeat(forever);
+            })
+            .limits(
+                Limits::default()
+                    .header_timeout(forever)
+                    .idle_timeout(forever)
+                    .body_timeout(forever),
+            )
+            .ws_config(
+                crate::WsConfig::default()
+                    .ping_interval(forever)
+                    .pong_timeout(forever),
+            )
+    };
+    let far = |shared: &Shared| shared.now + Duration::from_secs(10 * 365 * 24 * 3600);
+    // A fresh connection (header timeout), a keep-alive one (idle).
+    let (mut conn, mut client, mut shared) = setup(app());
+    assert!(conn.deadline(&shared) > far(&shared));
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    conn.readable(false);
+    assert_eq!(conn.drive(&mut shared), Next::Keep);
+    assert!(received(&mut client).starts_with("HTTP/1.1 200 "));
+    assert!(conn.deadline(&shared) > far(&shared));
+    // Half a head.
+    client.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    conn.readable(false);
+    conn.drive(&mut shared);
+    assert!(conn.deadline(&shared) > far(&shared));
+    // A WebSocket, waiting for its ping and then for its pong.
+    let (mut conn, mut client, mut shared) = setup(app());
+    client.write_all(&upgrade_request("/ws")).unwrap();
+    client.write_all(&client_frame(op::TEXT, b"hi")).unwrap();
+    assert_eq!(conn.drive(&mut shared), Next::Keep);
+    assert!(conn.any_session().is_some());
+    assert!(conn.deadline(&shared) > far(&shared));
+    shared.now = conn.deadline(&shared);
+    assert_eq!(conn.timed_out(&mut shared), Expired::Drive);
+    conn.drive(&mut shared);
+    assert!(conn.deadline(&shared) > far(&shared));
+    // An event stream, waiting for its heartbeat.
+    let (mut conn, mut client, mut shared) = setup(app());
+    client
+        .write_all(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(conn.drive(&mut shared), Next::Keep);
+    assert!(conn.any_sse().is_some());
+    assert!(conn.deadline(&shared) > far(&shared));
+}

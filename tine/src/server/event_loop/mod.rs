@@ -38,7 +38,7 @@ use super::conn::{Conn, Expired, Link, Next, Shared, DRAIN_IDLE};
 use super::control::Channel;
 use super::recycle::RequestBudget;
 use super::scoreboard;
-use super::timer::{Entry, Wheel};
+use super::timer::{later, Entry, Wheel};
 use super::ServerConfig;
 use crate::pubsub::{self, Bus, Topics};
 use crate::service::Service;
@@ -355,7 +355,7 @@ impl EventLoop {
         if self.drain_deadline.is_some() {
             return;
         }
-        self.drain_deadline = Some(self.now + self.shared.config.limits.drain_timeout);
+        self.drain_deadline = Some(later(self.now, self.shared.config.limits.drain_timeout));
         // Single-process mode under systemd: the stop is under way.
         crate::server::notify::single_stopping();
         // A summary of the worker's whole life, not a loss at the stop
@@ -395,7 +395,7 @@ impl EventLoop {
         let window = self.shared.config.limits.drain_timeout / 2;
         let n = long.len() as u32;
         for (i, key) in (0u32..).zip(long) {
-            let at = self.now + window * i / n;
+            let at = later(self.now, spread(window, i, n));
             let conn = &mut self.conns[key].conn;
             conn.retire_at(at);
             let deadline = conn.deadline(&self.shared);
@@ -535,5 +535,37 @@ impl EventLoop {
         {
             self.set_accepting(true);
         }
+    }
+}
+
+/// The moment of the `i`-th of `n` connections ended over `window` (see
+/// `begin_drain`): `window * i / n`, without overflowing for a window as
+/// long as `Duration::MAX / 2` (a drain timeout meaning "no limit").
+fn spread(window: Duration, i: u32, n: u32) -> Duration {
+    match window.checked_mul(i) {
+        Some(w) => w / n.max(1),
+        None => window / n.max(1) * i,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The connections a draining worker ends are spread over the window,
+    /// however long the drain timeout: `Duration::MAX` (no limit) once
+    /// overflowed `window * i` at the third connection.
+    #[test]
+    fn drain_moments_are_spread_without_overflow() {
+        let window = Duration::from_secs(5);
+        assert_eq!(spread(window, 0, 4), Duration::ZERO);
+        assert_eq!(spread(window, 3, 4), Duration::from_millis(3750));
+        let window = Duration::MAX / 2;
+        let moments: Vec<Duration> = (0..5).map(|i| spread(window, i, 5)).collect();
+        assert!(moments.windows(2).all(|w| w[0] < w[1]), "{moments:?}");
+        assert!(moments[4] < window);
+        let now = Instant::now();
+        assert!(later(now, moments[4]) > now);
+        assert!(later(now, Duration::MAX) > now);
     }
 }

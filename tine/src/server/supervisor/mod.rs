@@ -80,6 +80,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use crate::server::timer::later;
 use log::{debug, error, info, warn};
 
 use ops::Current;
@@ -506,7 +507,7 @@ impl Supervisor {
                         "stop requested: serving {:.1} s more (shutdown delay), then draining",
                         self.shutdown_delay.as_secs_f64()
                     );
-                    self.stop_at = Some(now + self.shutdown_delay);
+                    self.stop_at = Some(later(now, self.shutdown_delay));
                 } else {
                     self.stop_at = None;
                     self.stop(true, now, &mut out);
@@ -867,7 +868,7 @@ impl Supervisor {
         self.signal(id, Sig::Term, out);
         if let Some(w) = self.workers.get_mut(&id) {
             w.role = Role::Retiring;
-            w.kill_at = Some(now + self.graceful_timeout);
+            w.kill_at = Some(later(now, self.graceful_timeout));
         }
     }
 
@@ -902,7 +903,7 @@ impl Supervisor {
                 ids.len(),
                 self.graceful_timeout
             );
-            let deadline = now + self.graceful_timeout;
+            let deadline = later(now, self.graceful_timeout);
             for id in ids {
                 let w = &self.workers[&id];
                 // A worker already retiring got its SIGTERM.

@@ -6,6 +6,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use crate::server::timer::later;
 use log::{debug, error, info, warn};
 
 use super::{Action, Command, Mode, Role, Slot, Socket, Supervisor, WorkerId, RECYCLE_RETRY};
@@ -202,7 +203,7 @@ impl Supervisor {
                     self.current = Some(Current::Reload {
                         slot,
                         candidate: Some(c),
-                        deadline: now + self.ready_timeout,
+                        deadline: later(now, self.ready_timeout),
                         recycle: None,
                         retry_at: None,
                         kept,
@@ -426,7 +427,7 @@ impl Supervisor {
         self.current = Some(Current::Reload {
             slot,
             candidate: Some(c),
-            deadline: now + self.ready_timeout,
+            deadline: later(now, self.ready_timeout),
             recycle: Some(old),
             retry_at: None,
             kept: 0,
@@ -593,7 +594,7 @@ impl Supervisor {
             survivor_had,
             need_fds,
             candidate,
-            deadline: now + self.ready_timeout,
+            deadline: later(now, self.ready_timeout),
         });
     }
 }

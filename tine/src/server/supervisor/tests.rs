@@ -1433,3 +1433,37 @@ fn a_master_that_refuses_upgrades_never_spawns_one() {
     assert!(sim.take().is_empty());
     assert!(!sim.sup.upgrading());
 }
+
+/// Timeouts of `Duration::MAX` (no limit) set far deadlines: added to
+/// `now` as they were, they overflowed an `Instant`, and the panic ended
+/// the master (and so the server).
+#[test]
+fn timeouts_of_duration_max_are_no_limit_not_an_overflow() {
+    let forever = Duration::MAX;
+    let far = |sim: &Sim| sim.now + Duration::from_secs(10 * 365 * 24 * 3600);
+    let mut sup = Supervisor::new(1, forever, forever, &[(Mode::ReusePort, 1)]);
+    sup.set_shutdown_delay(forever);
+    sup.set_upgrade(forever, None);
+    let mut sim = Sim::started(sup, &[]);
+    let first = sim.one_fork().pid;
+    sim.ready_pid(first);
+    sim.take();
+    // A rolling restart: its replacement's ready deadline.
+    sim.command(Command::Reload);
+    let replacement = sim.one_fork().pid;
+    assert!(sim.sup.next_deadline() > Some(far(&sim)));
+    sim.ready_pid(replacement);
+    // The old worker retires, with its kill far away.
+    sim.take();
+    assert!(sim.worker(first).kill_at > Some(far(&sim)));
+    sim.exit(first, "exit status 0");
+    // A binary upgrade: its ready deadline; abandoned, its kill.
+    sim.command(Command::Upgrade);
+    sim.feed(Event::MasterSpawned { pid: 900 });
+    assert!(sim.sup.next_deadline() > Some(far(&sim)));
+    // A stop: the shutdown delay, then the graceful timeout.
+    sim.command(Command::Stop);
+    sim.command(Command::Stop);
+    assert!(sim.sup.stopping());
+    assert!(sim.worker(replacement).kill_at > Some(far(&sim)));
+}

@@ -14,6 +14,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::server::timer::later;
 use log::{error, info, warn};
 
 use super::{Action, Sig, Supervisor};
@@ -111,7 +112,7 @@ impl Supervisor {
         );
         self.upgrade.current = Some(Upgrade {
             pid: None,
-            deadline: now + self.upgrade.timeout,
+            deadline: later(now, self.upgrade.timeout),
             abandoned: None,
             kill_at: None,
         });
@@ -130,7 +131,7 @@ impl Supervisor {
             // A stop came while it was being spawned.
             u.abandoned
                 .get_or_insert_with(|| "the old master was asked to stop".into());
-            u.kill_at = Some(now + grace);
+            u.kill_at = Some(later(now, grace));
             out.push(Action::Signal {
                 pid,
                 sig: Sig::Term,
@@ -198,7 +199,7 @@ impl Supervisor {
             let why = format!("the new master (pid {pid}) was not ready within {timeout:?}");
             error!("binary upgrade failed: {why}; stopping it, the old master serves on");
             u.abandoned = Some(why);
-            u.kill_at = Some(now + grace);
+            u.kill_at = Some(later(now, grace));
             out.push(Action::RestorePidFile);
             out.push(Action::Signal {
                 pid,
@@ -233,7 +234,7 @@ impl Supervisor {
                     pid,
                     sig: Sig::Term,
                 });
-                u.kill_at = Some(now + grace);
+                u.kill_at = Some(later(now, grace));
             }
         } else {
             u.kill_at = None;

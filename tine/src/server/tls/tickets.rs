@@ -100,9 +100,11 @@ impl TicketKeys {
         *self.period.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Sets the period, at least a second and at most a century: the
+    /// master adds it to `Instant`s, which `Duration::MAX` would overflow.
     pub(crate) fn set_period(&self, period: Duration) {
         *self.period.write().unwrap_or_else(|e| e.into_inner()) =
-            period.max(Duration::from_secs(1));
+            period.clamp(Duration::from_secs(1), crate::server::timer::FOREVER);
     }
 
     /// The master's rotation: a new current key, the old one kept for
@@ -228,6 +230,18 @@ impl rustls::server::ProducesTickets for TicketKeys {
 mod tests {
     use super::*;
     use rustls::server::ProducesTickets;
+
+    /// `TlsConfig::ticket_rotation(Duration::MAX)` (never rotate) gives a
+    /// period the master can add to an `Instant` (it overflowed, at
+    /// start-up, in the master), and a lifetime that fits the ticket.
+    #[test]
+    fn a_period_of_duration_max_is_a_century() {
+        let keys = TicketKeys::new().unwrap();
+        keys.set_period(Duration::MAX);
+        let now = std::time::Instant::now();
+        assert!(now + keys.period() > now);
+        assert!(keys.lifetime() > 365 * 24 * 3600);
+    }
 
     #[test]
     fn a_ticket_opens_after_one_rotation_not_two() {
