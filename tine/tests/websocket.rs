@@ -362,3 +362,26 @@ fn a_message_and_eof_arriving_together_close_the_connection() {
     );
     assert_eq!(busy.read_response().text(), "done");
 }
+
+#[test]
+fn a_close_code_no_frame_may_carry_is_refused_at_the_handler() {
+    let addr = serve(|| {
+        App::new().ws("/close", |ws: &mut WebSocket, event: WsEvent| {
+            if let WsEvent::Text(code) = event {
+                ws.close(code.parse().unwrap(), "bye");
+            }
+        })
+    });
+    // An application's code goes out as it is.
+    let mut s = ws::connect(addr, "/close");
+    ws::send(&mut s, &client_frame(op::TEXT, b"4001"));
+    assert_eq!(read_close_code(&mut s), 4001);
+    // 1006 ("closed without a frame") on the wire would be a protocol
+    // error for the peer: the handler's call panics, and the connection
+    // closes as after any handler panic.
+    for forbidden in ["1006", "1005", "0", "2000"] {
+        let mut s = ws::connect(addr, "/close");
+        ws::send(&mut s, &client_frame(op::TEXT, forbidden.as_bytes()));
+        assert_eq!(read_close_code(&mut s), 1011, "{forbidden}");
+    }
+}

@@ -262,8 +262,23 @@ impl WebSocket<'_> {
     }
 
     /// Starts the close handshake with `code` (1000 for a normal close)
-    /// and a short reason; the connection closes once the peer answers.
+    /// and a short reason (cut to the 123 bytes a close frame holds); the
+    /// connection closes once the peer answers.
+    ///
+    /// Panics on a code no close frame may carry (RFC 6455 §7.4: below
+    /// 1000, 1004–1006, 1015, and the unassigned 1016–2999 and 5000 up):
+    /// a peer would take it as a protocol error. Use 1000–1003 or
+    /// 1007–1014 as RFC 6455 and IANA define them, 3000–3999 as
+    /// registered for libraries, or 4000–4999, which are the
+    /// application's. (In a handler the panic is caught: the connection
+    /// closes with 1011 and the log names the code.)
+    #[track_caller]
     pub fn close(&mut self, code: u16, reason: &str) {
+        assert!(
+            frame::valid_close_code(code),
+            "WebSocket::close: {code} is not a close code a frame may carry \
+             (use 1000-1003, 1007-1014 or 3000-4999)"
+        );
         self.core.close(code, reason);
     }
 
