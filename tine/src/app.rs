@@ -294,7 +294,9 @@ impl App {
     /// unsupported version 426; a plain request to the path is ordinary
     /// HTTP: an HTTP route on it answers, else `426 Upgrade Required`
     /// with `Upgrade: websocket` (the sign of a proxy in between that
-    /// drops `Upgrade`; see `docs/deploy/README.md`).
+    /// drops `Upgrade`; see `docs/deploy/README.md`) to `GET` and `HEAD`,
+    /// and to other methods what a path routed for `GET` answers: `405`
+    /// with `Allow`, `204` to `OPTIONS`.
     ///
     /// ```no_run
     /// use tine::{App, WebSocket, WsEvent};

@@ -108,9 +108,10 @@ enum Routed<'a> {
     /// (RFC 9110 §9.3.7), at admission too when it has a body.
     Asterisk,
     /// A plain request to a path a WebSocket route takes and no HTTP
-    /// route does (a fallback aside): `426`, through the WebSocket
-    /// route's group's hooks (a proxy in between that drops `Upgrade`
-    /// makes these).
+    /// route does (a fallback aside): `426` to `GET` and `HEAD` (a proxy
+    /// in between that drops `Upgrade` makes these), `405` to other
+    /// methods (`204` to `OPTIONS`), through the WebSocket route's
+    /// group's hooks.
     UpgradeRequired(&'a WsRoute),
     /// No route takes the path.
     NotFound,
@@ -696,7 +697,7 @@ impl Service {
         layer: &mut Option<Rc<Layer>>,
         depth: usize,
     ) -> Option<Response> {
-        if let Some(ws) = self.takes_upgrades(req) {
+        if let Some(ws) = self.ws_route_of(req) {
             // Its group's before-hooks first, as for any of its answers.
             layer.clone_from(&ws.layer);
             if !req.hooks_done() {
@@ -738,22 +739,28 @@ impl Service {
         Some((route.handler)(req))
     }
 
-    /// The WebSocket route that takes `req`'s path and method, if any.
+    /// The WebSocket route on `req`'s path, if any, whatever the method
+    /// (its routes take `GET`).
     #[cold]
-    fn takes_upgrades(&self, req: &Request) -> Option<&WsRoute> {
+    fn ws_route_of(&self, req: &Request) -> Option<&WsRoute> {
         if self.ws_router.is_empty() {
             return None;
         }
-        match self.ws_router.find(req.method(), req.raw_path()) {
+        match self.ws_router.find(&Method::GET, req.raw_path()) {
             Match::Found(route, _) => Some(route),
             _ => None,
         }
     }
 
-    /// `426 Upgrade Required` (RFC 9110 §15.5.22: with the `Upgrade` it
-    /// takes), an error page.
+    /// What a plain request to a WebSocket route's path gets: to `GET`
+    /// or `HEAD`, `426 Upgrade Required` (RFC 9110 §15.5.22: with the
+    /// `Upgrade` it takes), an error page; to another method, the `405`
+    /// (or `OPTIONS`'s `204`) of a path routed for `GET`.
     #[cold]
     fn upgrade_required(&self, req: &Request) -> Response {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return self.method_not_allowed(req, &[Method::GET, Method::HEAD]);
+        }
         let res = Response::error(StatusCode::UPGRADE_REQUIRED)
             .with_header(header::UPGRADE, HeaderValue::from_static("websocket"));
         self.render(req, res)
@@ -794,7 +801,7 @@ impl Service {
         match self.router.find(req.method(), req.raw_path()) {
             Match::Found(route, params) => {
                 if route.kind == RouteKind::Fallback {
-                    if let Some(ws) = self.takes_upgrades(req) {
+                    if let Some(ws) = self.ws_route_of(req) {
                         return Routed::UpgradeRequired(ws);
                     }
                 }
@@ -805,7 +812,7 @@ impl Service {
             }
             Match::MethodNotAllowed(allowed) => Routed::NotAllowed(allowed),
             Match::NotFound if req.raw_path() == "*" => Routed::Asterisk,
-            Match::NotFound => match self.takes_upgrades(req) {
+            Match::NotFound => match self.ws_route_of(req) {
                 Some(ws) => Routed::UpgradeRequired(ws),
                 None => Routed::NotFound,
             },

@@ -77,6 +77,8 @@ fn bad_handshakes_get_400_or_426() {
     assert_eq!(r.header("sec-websocket-version"), Some("13"));
     let r = req("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 7\r\n");
     assert_eq!(r.status, 426);
+    // Every 426 names the protocol to upgrade to (RFC 9110 §15.5.22).
+    assert_eq!(r.header("upgrade"), Some("websocket"));
     let r = req("Sec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n");
     assert_eq!(r.status, 400);
     // The key given twice (RFC 6455 §11.3.1: once at most).
@@ -95,6 +97,19 @@ fn bad_handshakes_get_400_or_426() {
     assert_eq!((r.status, r.header("upgrade")), (426, Some("websocket")));
     assert_eq!(r.header("connection"), Some("upgrade"));
     assert_eq!(c.get("/nowhere").status, 404);
+    // Other methods on the path get what a path routed for `GET` gets.
+    c.send(b"POST /params/a HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi");
+    let r = c.read_response();
+    assert_eq!(
+        (r.status, r.header("allow")),
+        (405, Some("GET, HEAD, OPTIONS"))
+    );
+    c.send(b"OPTIONS /params/a HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(
+        (r.status, r.header("allow")),
+        (204, Some("GET, HEAD, OPTIONS"))
+    );
     // A static directory at `/` does not hide it.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("index.html"), "home").unwrap();

@@ -18,8 +18,9 @@ pub(crate) fn is_upgrade(req: &Request) -> bool {
 
 /// Validates the handshake and returns the `101` response, selecting the
 /// first subprotocol the client offers that the server supports.
-/// Failures carry their status: 426 (with `Sec-WebSocket-Version: 13`) for
-/// a missing or unsupported version, 400 for anything else.
+/// Failures carry their status: 426 (with `Sec-WebSocket-Version: 13`,
+/// and the `Upgrade: websocket` every 426 must name, RFC 9110 §15.5.22)
+/// for a missing or unsupported version, 400 for anything else.
 pub(crate) fn accept(req: &Request, protocols: &[String]) -> Result<Response, Box<Response>> {
     let bad = || Box::new(Response::error(StatusCode::BAD_REQUEST));
     if req.method() != Method::GET || req.version() != Version::HTTP_11 {
@@ -31,6 +32,7 @@ pub(crate) fn accept(req: &Request, protocols: &[String]) -> Result<Response, Bo
     if req.header(header::SEC_WEBSOCKET_VERSION).map(str::trim) != Some("13") {
         return Err(Box::new(
             Response::error(StatusCode::UPGRADE_REQUIRED)
+                .with_header(header::UPGRADE, "websocket")
                 .with_header(header::SEC_WEBSOCKET_VERSION, "13"),
         ));
     }
@@ -116,6 +118,7 @@ mod tests {
         let res = accept(&no_version, &[]).unwrap_err();
         assert_eq!(res.status(), 426);
         assert_eq!(res.headers()["sec-websocket-version"], "13");
+        assert_eq!(res.headers()["upgrade"], "websocket");
         let old = upgrade(&[
             ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
             ("sec-websocket-version", "8"),
