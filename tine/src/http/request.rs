@@ -1414,7 +1414,7 @@ fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
         match serde_path_to_error::deserialize::<_, T>(&mut de) {
             // The path names the client's keys: escaped, so a key with a
             // line break cannot forge a line in a log.
-            Err(e) if e.path().iter().next().is_some() => {
+            Err(e) if names_a_place(e.path()) => {
                 format!("{}: {}", e.path().to_string().escape_debug(), e.inner())
             }
             _ => plain.to_string(),
@@ -1432,12 +1432,20 @@ fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
 fn from_urlencoded<T: DeserializeOwned>(input: &[u8]) -> Result<T, String> {
     let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(input));
     serde_path_to_error::deserialize(de).map_err(|e| {
-        if e.path().iter().next().is_none() {
-            e.inner().to_string()
-        } else {
+        if names_a_place(e.path()) {
             format!("{}: {}", e.path(), e.inner())
+        } else {
+            e.inner().to_string()
         }
     })
+}
+
+/// Whether a failure's path says where it is: not empty, and not only
+/// places the deserializer could not name (`?`, as for a JSON syntax
+/// error before the first key).
+fn names_a_place(path: &serde_path_to_error::Path) -> bool {
+    path.iter()
+        .any(|s| !matches!(s, serde_path_to_error::Segment::Unknown))
 }
 
 #[cfg(test)]
@@ -1462,6 +1470,14 @@ mod tests {
             e.message()
         );
         assert!(!e.message().contains('\n'), "{}", e.message());
+        // A syntax error before any key names no place (it said `?: `).
+        let Err(e) = req("{").json::<HashMap<String, String>>() else {
+            panic!("not JSON");
+        };
+        assert_eq!(
+            e.message(),
+            "invalid JSON body: EOF while parsing an object at line 1 column 1"
+        );
         let ok: HashMap<String, u32> = req("{\"n\": 1}").json().unwrap();
         assert_eq!(ok["n"], 1);
     }
