@@ -120,7 +120,7 @@ pub use crate::log_writer::LogWriter;
 pub use crate::middleware::{Compression, Cors};
 pub use crate::multipart::{Multipart, MultipartLimits, Part, PartReader};
 pub use crate::proxies::ProxyHeader;
-pub use crate::pubsub::{publish, publish_binary};
+pub use crate::pubsub::{publish, publish_binary, Publisher};
 #[cfg(feature = "tls")]
 pub use crate::server::tls::{TlsConfig, TlsError};
 pub use crate::server::{worker, Balance, Listen, ListenAddr, ServeError, Server, WorkerInfo};

@@ -361,6 +361,8 @@ impl Service {
     /// that panics (logged once) is an error: that process must not serve
     /// without the state the hook was to build.
     pub(crate) fn init_worker(&mut self) -> io::Result<()> {
+        // This thread's loop will deliver what the hooks publish.
+        crate::pubsub::attach();
         let mut state = Extensions::default();
         for init in &self.worker_init {
             if handler::catch_in(&handler::WORKER_INIT, || init(&mut state)).is_none() {

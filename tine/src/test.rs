@@ -445,6 +445,9 @@ impl TestClient {
     /// Hands what handlers published to this client's subscribed
     /// WebSockets, as a worker's event loop does after each handler.
     fn deliver(&self) {
+        // Messages of other threads first (a worker's loop takes them
+        // when they wake it).
+        pubsub::take_handoff();
         while let Some(published) = pubsub::outbox_pop() {
             let (message, event) = match published.payload {
                 // What a WebSocket gets of a text or an event (as a worker

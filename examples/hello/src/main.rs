@@ -26,7 +26,9 @@
 //!                      max_size) answers "not sent: ..." to the sender
 //! POST /publish/:topic publishes the body to a topic (?id=X: as a
 //!                      server-sent event with id X, type `message`);
-//!                      413 when too large to publish
+//!                      413 when too large to publish; ?thread_ms=N:
+//!                      answers at once and publishes from a thread of its
+//!                      own N ms later (tine::pubsub::publisher)
 //! GET  /big?kb=N       about N KiB of JSON, buffered (for compression)
 //! GET  /sse/:topic     server-sent events: everything published to the
 //!                      topic, in any worker (see src/streams.rs)
@@ -507,6 +509,23 @@ fn ws_chat(ws: &mut WebSocket, event: WsEvent) {
 
 fn publish(req: &Request) -> Result<StatusCode, tine::Error> {
     let topic = req.param("topic").unwrap_or("");
+    if let Some(ms) = req.query_param("thread_ms") {
+        // Slow work handed to a thread: the worker serves on, and the
+        // thread publishes the result through the worker's publisher.
+        let ms: u64 = ms
+            .parse()
+            .map_err(|_| tine::Error::bad_request("thread_ms: a number"))?;
+        let publisher = tine::pubsub::publisher()
+            .ok_or_else(|| tine::Error::new(StatusCode::INTERNAL_SERVER_ERROR, "no publisher"))?;
+        let (topic, text) = (topic.to_string(), req.text()?.to_string());
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(ms.min(10_000)));
+            if let Err(e) = publisher.publish(&topic, text) {
+                log::warn!("publishing from a thread: {e}");
+            }
+        });
+        return Ok(StatusCode::ACCEPTED);
+    }
     match req.query_param("id") {
         Some(id) => tine::publish_event(topic, tine::SseEvent::new(req.text()?).id(id))?,
         None => tine::publish(topic, req.text()?)?,

@@ -99,6 +99,29 @@ fn http_handlers_publish_and_unsubscribe_stops_delivery() {
 }
 
 #[test]
+fn a_thread_of_a_worker_publishes_through_its_publisher() {
+    let server = ServerProcess::start(HELLO, &["--bind", "127.0.0.1:0", "--workers", "4"]);
+    let (mut clients, _) = clients_on_several_workers(server.addr, "room4", 4);
+    // The handler answers at once; its thread publishes 100 ms later,
+    // while the worker is idle in its loop: the publisher wakes it.
+    for i in 0..3 {
+        let mut c = Client::connect(server.addr);
+        let body = format!("late {i}");
+        c.send(
+            format!(
+                "POST /publish/room4?thread_ms=100 HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        assert_eq!(c.read_response().status, 202);
+        for (n, ws) in clients.iter_mut().enumerate() {
+            assert_eq!(next_text(ws), body, "client {n}");
+        }
+    }
+}
+
+#[test]
 fn the_bus_survives_a_killed_worker() {
     let server = ServerProcess::start(HELLO, &["--bind", "127.0.0.1:0", "--workers", "4"]);
     let (mut clients, pids) = clients_on_several_workers(server.addr, "room3", 6);

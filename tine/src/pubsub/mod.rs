@@ -17,6 +17,15 @@
 //!    subscribers (`index.rs` knows them); the master relays it to every
 //!    other worker, which delivers it to its own subscribers.
 //!
+//! `publish` works on the thread of the worker's event loop (in handlers,
+//! hooks, WebSocket handlers, `on_worker_start`); called on another
+//! thread it returns an error, since nothing would ever take that
+//! thread's outbox. A thread of the app's own (slow work a handler hands
+//! off, a ticker started in `on_worker_start`) publishes through a
+//! [`Publisher`], taken with [`publisher`] in the worker and moved to it:
+//! its messages wait in the worker's inbox (`handoff.rs`), and a waker
+//! tells the loop to move them to the outbox.
+//!
 //! Messages from one publisher arrive in publish order. Every queue on the
 //! way is bounded, and a full queue slows the publisher down instead of
 //! growing: while the bus cannot take more, messages wait in the outbox,
@@ -80,6 +89,7 @@
 //! [`WsConfig::max_outbuf`]: crate::WsConfig::max_outbuf
 
 mod bus;
+mod handoff;
 mod index;
 mod outbox;
 mod redis;
@@ -94,6 +104,8 @@ use bytes::Bytes;
 use crate::{Error, Limits, StatusCode, WsConfig};
 
 pub(crate) use bus::{Bus, Offer};
+pub(crate) use handoff::{close as close_handoff, start as start_handoff, take as take_handoff};
+pub use handoff::{publisher, Publisher};
 pub(crate) use index::Topics;
 pub(crate) use outbox::{has_room as outbox_has_room, is_empty as outbox_is_empty};
 pub(crate) use outbox::{pop as outbox_pop, unpop as outbox_unpop};
@@ -135,13 +147,32 @@ thread_local! {
     /// This event loop's [`max_size`]: set by the loop at start, from its
     /// bus ([`set_max_size`]).
     static LIMIT: Cell<usize> = const { Cell::new(MAX_SIZE) };
+    /// Whether this thread runs (or is about to run) a worker's event
+    /// loop, which alone drains this thread's outbox.
+    static ATTACHED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Sets this thread's [`max_size`] (the event loop does, at start-up: the
 /// [`relay_limit`] in a worker on the master relay, [`MAX_SIZE`] with Redis
-/// or in a single process).
+/// or in a single process), and marks it a worker's.
 pub(crate) fn set_max_size(bytes: usize) {
     LIMIT.with(|l| l.set(bytes.min(MAX_SIZE)));
+    attach();
+}
+
+/// Marks this thread as the one whose loop delivers what it publishes
+/// (the worker's, from `on_worker_start` on).
+pub(crate) fn attach() {
+    ATTACHED.with(|a| a.set(true));
+}
+
+fn attached() -> bool {
+    ATTACHED.with(Cell::get)
+}
+
+/// This thread's limit on a message's wire size.
+fn limit() -> usize {
+    LIMIT.with(Cell::get)
 }
 
 /// The largest message [`publish`] takes in this process: the topic's
@@ -204,6 +235,9 @@ pub(crate) enum Payload {
 /// - this process has more than 8 MiB of published messages waiting (one
 ///   handler publishing a great deal at once): `503 Service Unavailable`.
 ///
+/// - it is called outside a worker's thread (a thread of the app's own):
+///   `500`; such a thread publishes through a [`Publisher`].
+///
 /// A message that is taken is delivered to this process's subscribers and
 /// to every other worker's; it can still be lost later only where the
 /// [module docs](crate::pubsub) say (a worker stuck for seconds, Redis
@@ -234,26 +268,23 @@ pub fn publish_binary(topic: &str, data: impl Into<Bytes>) -> Result<(), Error> 
 }
 
 fn push(topic: &str, payload: Payload) -> Result<(), Error> {
+    if !attached() {
+        // Another thread's outbox would never be drained: the message
+        // would be lost while the call said it was taken.
+        return Err(Error::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "tine::publish called outside a worker's thread: nothing would deliver it; \
+             publish from another thread with tine::pubsub::publisher()",
+        ));
+    }
     stats::add_published();
     let p = Published {
         topic: topic.to_string(),
         payload,
     };
-    let (size, limit) = (p.size(), LIMIT.with(Cell::get));
-    if size > limit || topic.len() > usize::from(u16::MAX) {
+    if let Err(e) = check_size(&p, limit()) {
         stats::add_dropped(1);
-        log::debug!(
-            "pub/sub: refused a {size}-byte message to topic {:?} (limit {limit} bytes)",
-            topic.get(..64).unwrap_or(topic)
-        );
-        return Err(Error::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "message too large to publish: {} bytes of topic and message, the limit is {}",
-                size - wire::OVERHEAD,
-                limit - wire::OVERHEAD
-            ),
-        ));
+        return Err(e);
     }
     if outbox::push(p) {
         Ok(())
@@ -263,6 +294,28 @@ fn push(topic: &str, payload: Payload) -> Result<(), Error> {
             "too many published messages waiting; message dropped",
         ))
     }
+}
+
+/// Refuses a message too large for the bus (`limit`: its wire size), or
+/// with a topic longer than 65,535 bytes, with `413`.
+fn check_size(p: &Published, limit: usize) -> Result<(), Error> {
+    let size = p.size();
+    let topic = &p.topic;
+    if size <= limit && topic.len() <= usize::from(u16::MAX) {
+        return Ok(());
+    }
+    log::debug!(
+        "pub/sub: refused a {size}-byte message to topic {:?} (limit {limit} bytes)",
+        topic.get(..64).unwrap_or(topic)
+    );
+    Err(Error::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "message too large to publish: {} bytes of topic and message, the limit is {}",
+            size - wire::OVERHEAD,
+            limit - wire::OVERHEAD
+        ),
+    ))
 }
 
 /// This process's publish/subscribe counters (the worker serving the

@@ -49,6 +49,8 @@ const CONTROL: Token = Token(usize::MAX - 1);
 /// The Redis subscriber and publisher connections.
 const REDIS_SUB: Token = Token(usize::MAX - 2);
 const REDIS_PUB: Token = Token(usize::MAX - 3);
+/// Other threads of the worker published (see `pubsub::Publisher`).
+const HANDOFF: Token = Token(usize::MAX - 4);
 /// [`Slot::timer_tick`] of a connection with no timer entry: later than
 /// any tick the wheel hands out.
 const NO_TICK: u64 = u64::MAX;
@@ -165,6 +167,7 @@ impl EventLoop {
             (Some(_), None) => relay_limit,
             _ => pubsub::MAX_SIZE,
         });
+        pubsub::start_handoff(mio::Waker::new(poll.registry(), HANDOFF)?);
         let mut this = EventLoop {
             poll,
             listeners: listeners
@@ -216,6 +219,15 @@ impl EventLoop {
 
     /// Runs until a stop signal has been handled and the drain finished.
     pub(crate) fn run(mut self) -> io::Result<()> {
+        /// Publishers of other threads refuse once the loop has ended,
+        /// however it ends.
+        struct Ended;
+        impl Drop for Ended {
+            fn drop(&mut self) {
+                pubsub::close_handoff();
+            }
+        }
+        let _ended = Ended;
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = if self.ready.is_empty() && !self.more_to_deliver {
@@ -287,6 +299,7 @@ impl EventLoop {
                         }
                     }
                     CONTROL => self.on_control(),
+                    HANDOFF => pubsub::take_handoff(),
                     REDIS_SUB | REDIS_PUB => self.on_redis(event.token()),
                     Token(t) if t >= LISTENER0 => {
                         let index = t - LISTENER0;

@@ -1,0 +1,254 @@
+//! Publishing from other threads of a worker: a [`Publisher`].
+//!
+//! [`publish`](super::publish) queues in the calling thread's outbox, which
+//! only the thread running the worker's event loop drains. A handler that
+//! hands slow work to a thread of its own (a report, a call to a slow
+//! service), or a thread started in `on_worker_start` (a ticker, a file
+//! follower), publishes through a `Publisher` instead: its messages wait
+//! in the worker's inbox (here, behind a mutex: the one place tine's
+//! threads meet), and a [`mio::Waker`] tells the loop to move them to the
+//! outbox, from where they travel as any other message.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use bytes::Bytes;
+use std::cell::RefCell;
+
+use super::{outbox, stats, Payload, Published};
+use crate::{Error, StatusCode};
+
+/// Publishes to the worker it was made in, from any thread: see
+/// [`publisher`](crate::pubsub::publisher). `Send`, `Sync` and cheap to
+/// clone.
+///
+/// ```
+/// use tine::{test::TestClient, App, Request, StatusCode};
+///
+/// let app = App::new().post("/report", |_: &Request| {
+///     let publisher = tine::pubsub::publisher().expect("in a worker");
+///     // The slow part runs beside the worker, which serves on.
+///     std::thread::spawn(move || {
+///         let report = "42 rows".to_string(); // ... a slow query ...
+///         publisher.publish("reports", report).ok();
+///     })
+///     .join() // (only so that this example can check the result)
+///     .unwrap();
+///     StatusCode::ACCEPTED
+/// });
+/// let client = TestClient::new(app);
+/// client.post("/report").send();
+/// assert_eq!(client.take_published().len(), 1);
+/// ```
+#[derive(Clone)]
+pub struct Publisher {
+    inbox: Arc<Inbox>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("open", &self.inbox.open.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// Messages from other threads, waiting for the worker's loop.
+struct Inbox {
+    queue: Mutex<Queue>,
+    /// Set once the loop runs; until then messages wait (they were
+    /// published in `on_worker_start`, before it).
+    waker: OnceLock<mio::Waker>,
+    /// Whether the loop was woken and has not drained since: one wake-up
+    /// (a system call) per batch, not per message.
+    woken: AtomicBool,
+    /// The loop's [`max_size`](super::max_size), plus the wire overhead.
+    limit: AtomicUsize,
+    /// False once the loop has ended: nothing would take the messages.
+    open: AtomicBool,
+    /// Messages refused here, for the loop's [`stats`].
+    dropped: AtomicU64,
+}
+
+#[derive(Default)]
+struct Queue {
+    messages: VecDeque<Published>,
+    bytes: usize,
+}
+
+thread_local! {
+    /// The inbox of the worker whose loop runs (or will run) on this
+    /// thread.
+    static INBOX: RefCell<Option<Arc<Inbox>>> = const { RefCell::new(None) };
+}
+
+/// This worker's publisher: `None` outside a worker (and outside a
+/// [`TestClient`](crate::test::TestClient)), as in a thread of one; take
+/// it in a handler or in `on_worker_start`, then move it to the thread.
+pub fn publisher() -> Option<Publisher> {
+    if !super::attached() {
+        return None;
+    }
+    Some(Publisher {
+        inbox: INBOX.with(|i| i.borrow_mut().get_or_insert_with(new_inbox).clone()),
+    })
+}
+
+fn new_inbox() -> Arc<Inbox> {
+    Arc::new(Inbox {
+        queue: Mutex::new(Queue::default()),
+        waker: OnceLock::new(),
+        woken: AtomicBool::new(false),
+        limit: AtomicUsize::new(super::limit()),
+        open: AtomicBool::new(true),
+        dropped: AtomicU64::new(0),
+    })
+}
+
+impl Publisher {
+    /// Publishes a text message, as [`publish`](crate::publish) does from
+    /// the worker's own thread: the same delivery, the same limits and
+    /// errors, and `503 Service Unavailable` once the worker has stopped.
+    pub fn publish(&self, topic: &str, text: impl Into<String>) -> Result<(), Error> {
+        let text = crate::sse::escape_plain(text.into());
+        self.send(topic, Payload::Text(text))
+    }
+
+    /// Publishes a binary message (see [`publish`](Self::publish)).
+    pub fn publish_binary(&self, topic: &str, data: impl Into<Bytes>) -> Result<(), Error> {
+        self.send(topic, Payload::Binary(data.into()))
+    }
+
+    /// Publishes a server-sent event, as
+    /// [`publish_event`](crate::publish_event) does.
+    pub fn publish_event(&self, topic: &str, event: crate::SseEvent) -> Result<(), Error> {
+        self.send(topic, Payload::Text(crate::sse::event_text(&event)))
+    }
+
+    fn send(&self, topic: &str, payload: Payload) -> Result<(), Error> {
+        let inbox = &*self.inbox;
+        let p = Published {
+            topic: topic.to_string(),
+            payload,
+        };
+        let refused = |e: Error| {
+            inbox.dropped.fetch_add(1, Ordering::Relaxed);
+            Err(e)
+        };
+        if let Err(e) = super::check_size(&p, inbox.limit.load(Ordering::Relaxed)) {
+            return refused(e);
+        }
+        if !inbox.open.load(Ordering::Acquire) {
+            return refused(Error::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the worker this publisher belongs to has stopped",
+            ));
+        }
+        let size = p.size();
+        {
+            let mut q = inbox.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            if q.bytes + size > outbox::MAX {
+                drop(q);
+                return refused(Error::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many published messages waiting; message dropped",
+                ));
+            }
+            q.messages.push_back(p);
+            q.bytes += size;
+        }
+        if !inbox.woken.swap(true, Ordering::AcqRel) {
+            if let Some(waker) = inbox.waker.get() {
+                // A failed wake-up (the loop gone) leaves the messages
+                // where a stopping worker would lose them anyway.
+                let _ = waker.wake();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The loop starts: other threads' messages wake it with `waker` from now
+/// on; any already waiting (published in `on_worker_start`) are moved at
+/// once.
+pub(crate) fn start(waker: mio::Waker) {
+    let inbox = INBOX.with(|i| i.borrow_mut().get_or_insert_with(new_inbox).clone());
+    inbox.limit.store(super::limit(), Ordering::Relaxed);
+    let _ = inbox.waker.set(waker);
+    take();
+}
+
+/// Moves what other threads published to this thread's outbox (on the
+/// loop's wake-up), counting what they had to refuse.
+pub(crate) fn take() {
+    let Some(inbox) = INBOX.with(|i| i.borrow().clone()) else {
+        return;
+    };
+    inbox.woken.store(false, Ordering::Release);
+    let messages = {
+        let mut q = inbox.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        q.bytes = 0;
+        std::mem::take(&mut q.messages)
+    };
+    let dropped = inbox.dropped.swap(0, Ordering::Relaxed);
+    if dropped > 0 {
+        stats::add_dropped(dropped);
+    }
+    for p in messages {
+        // Counted as published here, in the worker's own counters. The
+        // outbox refuses (and counts) only past its 8 MiB, which the inbox
+        // shares: a thread cannot queue more than a handler could.
+        stats::add_published();
+        let _ = outbox::push(p);
+    }
+}
+
+/// The loop has ended: publishers say so instead of queueing.
+pub(crate) fn close() {
+    if let Some(inbox) = INBOX.with(|i| i.borrow_mut().take()) {
+        inbox.open.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Messages from another thread reach the outbox, in order, once the
+    /// loop takes them; none are taken twice; a stopped worker refuses.
+    #[test]
+    fn other_threads_publish_through_the_inbox() {
+        super::super::set_max_size(super::super::MAX_SIZE);
+        let publisher = publisher().expect("attached");
+        std::thread::spawn(move || {
+            for i in 0..3 {
+                publisher.publish("t", format!("m{i}")).unwrap();
+            }
+            publisher
+        })
+        .join()
+        .map(|p| {
+            take();
+            let got: Vec<Payload> = std::iter::from_fn(outbox::pop).map(|p| p.payload).collect();
+            assert_eq!(
+                got,
+                ["m0", "m1", "m2"].map(|t| Payload::Text(t.into())).to_vec()
+            );
+            take();
+            assert!(outbox::pop().is_none());
+            close();
+            let refused = p.publish("t", "late").unwrap_err();
+            assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        })
+        .unwrap();
+    }
+
+    /// Outside a worker's thread there is no publisher.
+    #[test]
+    fn no_publisher_outside_a_worker() {
+        std::thread::spawn(|| assert!(publisher().is_none()))
+            .join()
+            .unwrap();
+    }
+}
