@@ -76,11 +76,12 @@ impl Pat {
             .map_or(0, |s| s.iter().filter(|s| **s != Seg::Rest).count())
     }
 
-    /// Literal 0, capture 1, `*` 2, segment by segment: the smaller
-    /// sequence is the more specific pattern.
+    /// Literal 0, capture 1, `*` 2, segment by segment (the bare `*`, which
+    /// takes more than `/*`, 3): the smaller sequence is the more specific
+    /// pattern.
     fn kinds(&self) -> Vec<u8> {
         match &self.0 {
-            None => vec![2],
+            None => vec![3],
             Some(segs) => segs
                 .iter()
                 .map(|s| match s {

@@ -175,16 +175,18 @@ impl Pattern {
     }
 
     /// The kinds of its segments, in order: a literal `0`, a capture `1`,
-    /// a `*` `2`. Of two patterns that match the same path, the one with
-    /// the smaller kinds (compared as sequences) is the more specific:
-    /// the first segment where they differ is a literal in it, or a
-    /// capture where the other has a `*`. (Two exact patterns that match
-    /// one path have as many segments; of wildcard patterns the deeper
-    /// is the more specific, which the comparison gives too: `/a/b/*`
-    /// before `/a/*`.)
+    /// a `*` `2`; the bare `*` pattern, which also takes `OPTIONS *`, is
+    /// `[3]`, after `/*`. Of two patterns that match the same path, the
+    /// one with the smaller kinds (compared as sequences) is the more
+    /// specific: the first segment where they differ is a literal in it,
+    /// or a capture where the other has a `*`. (Two exact patterns that
+    /// match one path have as many segments; of wildcard patterns the
+    /// deeper is the more specific, which the comparison gives too:
+    /// `/a/b/*` before `/a/*`.) Two patterns of the same kinds that match
+    /// one path are the same pattern: their literals are the path's.
     fn specificity(&self) -> Vec<u8> {
         match &self.segments {
-            None => vec![2],
+            None => vec![3],
             Some(segments) => segments
                 .iter()
                 .map(|s| match s {
@@ -762,10 +764,9 @@ impl<T> Router<T> {
             }
             match owner {
                 None => owner = Some(&route.pattern),
-                // A less specific pattern (the routes are in that order;
-                // of the same kinds, two that match one path are the same
-                // pattern): the path is not its.
-                Some(owner) if !owner.same_shape(&route.pattern) => break,
+                // A less specific pattern (the routes are in that order):
+                // the path is not its.
+                Some(owner) if !owner.same_shape(&route.pattern) => continue,
                 Some(_) => {}
             }
             path_matched = true;
@@ -986,6 +987,15 @@ mod tests {
         assert_eq!(found(&r, Method::GET, "/files/special/a").unwrap().0, 2);
         assert_eq!(found(&r, Method::GET, "/files/other/a").unwrap().0, 1);
         assert_eq!(found(&r, Method::GET, "/files").unwrap().0, 0);
+        // `/*` is more specific than the bare `*` (which takes `OPTIONS *`
+        // too), and the bare `*`'s routes are one pattern whatever else
+        // lies between them (the fuzzer's case: a route for every method
+        // after `DELETE *` and a mount at `/`).
+        let r = router(&[("DELETE", "*"), ("GET", "/*"), ("ANY", "*")]);
+        assert_eq!(found(&r, Method::GET, "").unwrap().0, 1);
+        assert_eq!(found(&r, Method::GET, "/x").unwrap().0, 1);
+        assert_eq!(found(&r, Method::DELETE, "*").unwrap().0, 0);
+        assert_eq!(found(&r, Method::POST, "*").unwrap().0, 2);
     }
 
     #[test]
