@@ -19,6 +19,14 @@ impl PidFile {
     /// Writes this process's pid and a newline to `path`, through a
     /// temporary file renamed over it, so that a reader never sees a
     /// partial file. The error names the path.
+    ///
+    /// The temporary file's name is predictable, in a directory that may
+    /// be the workers' user's (`/run/app` owned by `www-data`), and the
+    /// master may be root: it is created new (`O_EXCL`), never through a
+    /// symbolic link (`O_NOFOLLOW`), or a user who planted a link there
+    /// would have root truncate and write any file. Whatever is in the
+    /// way (a link, a crashed start's file) is removed, not followed
+    /// (`rename` over `path` replaces a link there the same way).
     pub(crate) fn create(path: &Path) -> io::Result<PidFile> {
         let pid = std::process::id();
         let named = |e: io::Error| {
@@ -30,7 +38,14 @@ impl PidFile {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(format!(".{pid}.tmp"));
         let tmp = PathBuf::from(tmp);
-        let written = std::fs::File::create(&tmp)
+        let written = create_new(&tmp)
+            .or_else(|e| match e.kind() {
+                io::ErrorKind::AlreadyExists => {
+                    std::fs::remove_file(&tmp)?;
+                    create_new(&tmp)
+                }
+                _ => Err(e),
+            })
             .and_then(|mut f| f.write_all(format!("{pid}\n").as_bytes()))
             .and_then(|()| std::fs::rename(&tmp, path));
         if let Err(e) = written {
@@ -64,6 +79,18 @@ impl PidFile {
     }
 }
 
+/// Creates `path` for writing, only if nothing is there, without
+/// following a symbolic link.
+fn create_new(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+}
+
 impl Drop for PidFile {
     fn drop(&mut self) {
         self.remove();
@@ -87,6 +114,29 @@ mod tests {
         drop(again);
         assert!(!path.exists());
         drop(f); // already gone: nothing to do
+    }
+
+    /// A link planted at the temporary file's predictable name is not
+    /// followed: the file it points to (root's, say) is left alone.
+    #[test]
+    fn a_link_at_the_temporary_name_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim.txt");
+        std::fs::write(&victim, "ORIGINAL").unwrap();
+        let path = dir.path().join("app.pid");
+        let tmp = dir
+            .path()
+            .join(format!("app.pid.{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        let f = PidFile::create(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "ORIGINAL");
+        assert!(std::fs::symlink_metadata(&path).unwrap().is_file());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{}\n", std::process::id())
+        );
+        assert!(std::fs::symlink_metadata(&tmp).is_err());
+        drop(f);
     }
 
     #[test]
