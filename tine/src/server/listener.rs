@@ -893,9 +893,14 @@ pub(crate) fn bind_reuseport_group(
             "tine: bind_reuseport_group needs at least one listener",
         ));
     }
-    if !join_existing && addr.port() != 0 {
-        probe(addr).map_err(|e| bind_error(addr, e))?;
-    }
+    let _probed = match !join_existing && addr.port() != 0 {
+        true => Some(probe(addr).map_err(|e| bind_error(addr, e))?),
+        false => None,
+    };
+    #[cfg(test)]
+    std::thread::sleep(std::time::Duration::from_millis(
+        tests::PAUSE_AFTER_PROBE_MS.load(std::sync::atomic::Ordering::Relaxed),
+    ));
     let first = bind_reuseport(addr, backlog).map_err(|e| bind_error(addr, e))?;
     let actual = first.local_addr()?;
     let mut listeners = vec![first];
@@ -917,9 +922,78 @@ fn new_socket(addr: SocketAddr) -> io::Result<Socket2> {
 /// started by mistake would not fail: it would steal traffic. A bind
 /// *without* `SO_REUSEPORT` fails if anyone listens on `addr`, which is
 /// the check.
-pub(crate) fn probe(addr: SocketAddr) -> io::Result<()> {
+///
+/// The check and the binds after it are not one step: two instances
+/// started at the same moment could both find the address free, then
+/// both join the group (an operator's hunt saw it in 3 starts of 40). So
+/// the check takes the address's [`StartLock`] first, and the caller
+/// holds it until its own group is bound: the other instance waits for
+/// it, then finds the address taken.
+pub(crate) fn probe(addr: SocketAddr) -> io::Result<StartLock> {
+    let lock = StartLock::take(addr);
     let socket = new_socket(addr)?;
-    socket.bind(&addr.into())
+    socket.bind(&addr.into())?;
+    Ok(lock)
+}
+
+/// Held by a process between [`probe`] and the bind of its reuseport
+/// group on an address, so that no other tine starting on the same
+/// address probes meanwhile: on Linux, a Unix socket in the abstract
+/// namespace named after the address (it belongs to the network
+/// namespace, as the address does; nothing is left on disk, and the
+/// kernel releases it when the process dies). Elsewhere there is none,
+/// and the race stays (a lock file would be left behind).
+pub(crate) struct StartLock {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    _held: Option<std::os::unix::net::UnixDatagram>,
+}
+
+impl StartLock {
+    /// Waits until no other process holds `addr`'s lock (5 s at most:
+    /// a name squatted by someone else only slows the start), then takes
+    /// it.
+    fn take(addr: SocketAddr) -> StartLock {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            let give_up = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            loop {
+                match Self::try_take(addr) {
+                    Ok(lock) => return lock,
+                    Err(e)
+                        if e.kind() == io::ErrorKind::AddrInUse
+                            && std::time::Instant::now() < give_up =>
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    Err(e) => {
+                        log::debug!("start lock for {addr}: {e}; probing without it");
+                        return StartLock { _held: None };
+                    }
+                }
+            }
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        {
+            let _ = addr;
+            StartLock {}
+        }
+    }
+
+    /// Takes `addr`'s lock, or fails with `AddrInUse` while another
+    /// process (or this one) holds it.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn try_take(addr: SocketAddr) -> io::Result<StartLock> {
+        #[cfg(target_os = "android")]
+        use std::os::android::net::SocketAddrExt;
+        #[cfg(target_os = "linux")]
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("tine/start/{addr}");
+        let name = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+        let socket = std::os::unix::net::UnixDatagram::bind_addr(&name)?;
+        Ok(StartLock {
+            _held: Some(socket),
+        })
+    }
 }
 
 /// One more listening member of the `SO_REUSEPORT` group on `addr`.
@@ -987,6 +1061,11 @@ mod tests {
         "127.0.0.1:0".parse().unwrap()
     }
 
+    /// A pause between the probe and the group's bind, to make the window
+    /// between them as wide as a busy machine makes it for processes.
+    pub(super) static PAUSE_AFTER_PROBE_MS: std::sync::atomic::AtomicU64 =
+        std::sync::atomic::AtomicU64::new(0);
+
     #[test]
     fn port_zero_binds_n_listeners_on_one_port() {
         let ls = bind_reuseport_group(any(), 3, BACKLOG, false).unwrap();
@@ -1023,6 +1102,36 @@ mod tests {
             format!("tine: cannot bind {addr}: address already in use")
         );
         assert_eq!(err.to_string().lines().count(), 1);
+    }
+
+    /// Two instances starting on one address at the same moment: exactly
+    /// one gets it, every time (without the start lock both could find
+    /// it free, then both join the group).
+    #[test]
+    fn of_two_simultaneous_starts_on_an_address_one_is_refused() {
+        PAUSE_AFTER_PROBE_MS.store(20, std::sync::atomic::Ordering::Relaxed);
+        for _ in 0..10 {
+            let addr = std::net::TcpListener::bind(any())
+                .unwrap()
+                .local_addr()
+                .unwrap();
+            let start = std::sync::Arc::new(std::sync::Barrier::new(2));
+            let starts: Vec<_> = (0..2)
+                .map(|_| {
+                    let start = start.clone();
+                    std::thread::spawn(move || {
+                        start.wait();
+                        bind_reuseport_group(addr, 2, BACKLOG, false)
+                    })
+                })
+                .collect();
+            let results: Vec<_> = starts.into_iter().map(|t| t.join().unwrap()).collect();
+            let won = results.iter().filter(|r| r.is_ok()).count();
+            assert_eq!(won, 1, "{addr}: {results:?}");
+            let lost = results.iter().find_map(|r| r.as_ref().err()).unwrap();
+            assert_eq!(lost.kind(), io::ErrorKind::AddrInUse);
+        }
+        PAUSE_AFTER_PROBE_MS.store(0, std::sync::atomic::Ordering::Relaxed);
     }
 
     #[test]

@@ -397,7 +397,7 @@ impl Server {
                 let bound = match predecessor {
                     Some(_) => listener::bind_reuseport(a, listener::BACKLOG),
                     None => listener::probe(a)
-                        .and_then(|()| listener::bind_reuseport(a, listener::BACKLOG)),
+                        .and_then(|_probed| listener::bind_reuseport(a, listener::BACKLOG)),
                 };
                 let l = bound.map_err(|e| {
                     io::Error::new(e.kind(), format!("tine: admin address {a}: {e}"))
