@@ -136,3 +136,23 @@ fn a_busy_extra_address_is_a_one_line_start_up_error() {
         err.1
     );
 }
+
+#[test]
+fn an_address_given_twice_is_said_to_be_given_twice() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap().to_string();
+    drop(free);
+    for workers in ["1", "2"] {
+        let err = ServerTree::try_start(
+            HELLO,
+            &["--bind", &addr, "--workers", workers, "--listen", &addr],
+        )
+        .expect_err("an address given twice stops the start");
+        assert_eq!(err.0.code(), Some(2), "{}", err.1);
+        assert!(
+            err.1.contains(&format!("tine: {addr} is given twice")),
+            "{}",
+            err.1
+        );
+    }
+}

@@ -314,6 +314,21 @@ impl Server {
                 "tine: no address to listen on (give one to bind, or add one with App::listen)",
             ));
         }
+        // The second bind of an address would fail with "address already
+        // in use", as if another program held it: say what is wrong.
+        let given = |l: &listener::Listen| !matches!(&l.at, ListenAddr::Tcp(a) if a.port() == 0);
+        for (i, l) in config.listens.iter().enumerate().filter(|(_, l)| given(l)) {
+            if config.listens[..i].iter().any(|earlier| earlier.at == l.at) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "tine: {} is given twice (as the bind address and with App::listen, or \
+                         listened on twice); give each address once",
+                        l.at
+                    ),
+                ));
+            }
+        }
         // A PROXY protocol header arrives in clear before the TLS
         // handshake, but the TLS session reads the socket from its first
         // byte: the two on one listener are not supported.
