@@ -189,66 +189,49 @@ fn a_killed_worker_is_replaced_and_its_queue_survives() {
     s.stop(Duration::from_secs(10));
 }
 
+/// Workers that cannot start are respawned with backoff (100 ms, then
+/// 200 ms), and after three failures in a row on a slot, with no worker
+/// ever ready, the master stops and exits with an error instead of
+/// keeping an address that accepts connections no one serves (gunicorn's
+/// "worker failed to boot"). (The backoff of workers that crash after
+/// they started, which goes on to 5 s, is the supervisor's unit tests'.)
 #[test]
-fn a_worker_crashing_at_start_up_is_respawned_with_backoff() {
+fn workers_that_cannot_start_are_retried_then_the_master_gives_up() {
     let _g = heavy();
     let mut s = ServerTree::start_workers(HELLO, 2, &["--crash-on-start"]);
-    // Wait for five spawns per slot (the first, then after 100, 200, 400
-    // and 800 ms), however long a loaded machine takes to get there.
-    let spawned = |lines: &[(Duration, String)], slot: usize| -> Vec<Duration> {
+    let status = s
+        .wait_exit(Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("the master did not give up:\n{}", s.stderr()));
+    s.wait_log_closed(Duration::from_secs(10));
+    let log = s.stderr();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("exited before it was ready 3 times in a row"),
+        "{log}"
+    );
+    assert!(log.contains("tine: no worker could start"), "{log}");
+    let lines = s.log_lines();
+    let spawned = |slot: usize| -> Vec<Duration> {
         lines
             .iter()
             .filter(|(_, l)| l.contains(&format!("spawned worker {slot} (")))
             .map(|(t, _)| *t)
             .collect()
     };
-    assert!(
-        wait_until(Duration::from_secs(20), || {
-            let lines = s.log_lines();
-            (0..2).all(|slot| spawned(&lines, slot).len() >= 5)
-        }),
-        "fewer than five spawns per slot\n{}",
-        s.stderr()
-    );
-    let lines = s.log_lines();
-    let log = s.stderr();
-    for slot in 0..2 {
-        // Spawn times as seen by the test (lines are timestamped when they
-        // arrive), and the delays the master announced.
-        let spawns = spawned(&lines, slot);
-        let delays: Vec<&str> = lines
-            .iter()
-            .filter(|(_, l)| l.contains(&format!("worker {slot} (pid ")))
-            .filter_map(|(_, l)| l.split("respawning in ").nth(1))
-            .collect();
-        // (More than five spawns if one slot waited for the other.)
-        let want = ["100ms", "200ms", "400ms", "800ms", "1.6s", "3.2s", "5s"];
+    // The slot that gave up was spawned three times, 100 then 200 ms
+    // apart at least (less the jitter of reading lines).
+    let gave_up = (0..2).find(|&slot| spawned(slot).len() == 3).expect(&log);
+    let gaps: Vec<Duration> = spawned(gave_up).windows(2).map(|w| w[1] - w[0]).collect();
+    for (gap, ms) in gaps.iter().zip([100u64, 200]) {
         assert!(
-            delays.len() + 1 >= spawns.len()
-                && delays.len() <= want.len()
-                && delays.iter().zip(want).all(|(d, w)| *d == w),
-            "slot {slot}: respawn delays {delays:?}\n{log}"
+            *gap >= Duration::from_millis(ms * 7 / 10),
+            "{gaps:?}\n{log}"
         );
-        let gaps: Vec<Duration> = spawns.windows(2).map(|w| w[1] - w[0]).collect();
-        // Never sooner than announced (minus the jitter of reading lines),
-        // and growing.
-        for (gap, ms) in gaps.iter().zip([100u64, 200, 400, 800, 1600, 3200]) {
-            assert!(
-                *gap >= Duration::from_millis(ms * 7 / 10),
-                "slot {slot}: gaps {gaps:?}\n{log}"
-            );
-        }
-        println!("slot {slot}: respawn delays {delays:?}, measured gaps {gaps:?}");
-        for g in gaps.windows(2) {
-            assert!(g[1] > g[0], "slot {slot}: backoff does not grow: {gaps:?}");
-        }
     }
-    assert!(log.contains("exit status 1"), "{log}");
-    assert!(
-        s.server.child.try_wait().unwrap().is_none(),
-        "the master keeps running"
-    );
-    s.stop(T);
+    assert!(log.contains("respawning in 100ms"), "{log}");
+    assert!(log.contains("respawning in 200ms"), "{log}");
+    let left = s.tagged();
+    assert!(left.is_empty(), "left behind: {left:?}\n{log}");
 }
 
 #[test]

@@ -75,19 +75,23 @@ fn a_panicking_worker_init_in_single_process_mode_is_a_start_up_error() {
 }
 
 #[test]
-fn a_panicking_worker_init_is_a_worker_crash_with_backoff() {
+fn a_panicking_worker_init_is_a_worker_crash_with_backoff_then_a_start_up_failure() {
     let _g = heavy();
-    let s = ServerTree::start_workers(HELLO, 2, &["--panic-on-start"]);
-    // Each slot's worker fails, is logged, and is respawned later.
+    let mut s = ServerTree::start_workers(HELLO, 2, &["--panic-on-start"]);
+    // Each slot's worker fails, is logged, and is respawned later; no
+    // worker ever starts, so the master gives up.
     for slot in 0..2 {
         s.wait_log(
             &format!("worker {slot}: tine: an on_worker_start hook panicked"),
             T,
         );
-        s.wait_log_count(&format!("spawned worker {slot} ("), 2, T);
     }
+    let status = s.wait_exit(T).expect("the master gives up");
+    s.wait_log_closed(T);
     let log = s.stderr();
+    assert_eq!(status.code(), Some(1), "{log}");
     assert!(log.contains("exit status 1"), "{log}");
     assert!(log.contains("respawning in"), "{log}");
-    s.stop(T);
+    assert!(log.contains("giving up"), "{log}");
+    assert!(s.tagged().is_empty(), "{log}");
 }

@@ -646,12 +646,15 @@ impl Server {
                 }
             },
         )?;
-        if code == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!(
+        match code {
+            0 => Ok(()),
+            supervisor::BOOT_FAILURE_STATUS => Err(io::Error::other(
+                "tine: no worker could start (each exited before it was ready; the log says \
+                 why); giving up",
+            )),
+            _ => Err(io::Error::other(format!(
                 "tine: master exited with status {code}"
-            )))
+            ))),
         }
     }
 }

@@ -106,6 +106,16 @@ pub(crate) const BACKOFF_MIN: Duration = Duration::from_millis(100);
 pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A worker that lived this long resets its slot's backoff.
 pub(crate) const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(10);
+/// A master none of whose workers was ever ready gives up (exit status
+/// [`BOOT_FAILURE_STATUS`]) once a slot's worker died before it was ready
+/// this many times in a row: a worker that cannot start (its
+/// `on_worker_start` panics, the database it opens is not there, its
+/// user cannot be switched to) would otherwise be respawned for ever
+/// behind an address that accepts connections no one serves.
+pub(crate) const BOOT_FAILURES_TO_GIVE_UP: u32 = 3;
+/// The master's exit status when its workers cannot start (gunicorn's
+/// "worker failed to boot" status).
+pub(crate) const BOOT_FAILURE_STATUS: i32 = 3;
 /// How long after a failed recycle (its replacement died or was never
 /// ready) the same worker's recycle is tried again.
 pub(crate) const RECYCLE_RETRY: Duration = Duration::from_secs(10);
@@ -287,6 +297,8 @@ struct Slot {
     respawn_at: Option<Instant>,
     /// Being removed by a scale-down: not respawned.
     removing: bool,
+    /// Its workers that died before they were ready, in a row.
+    boot_failures: u32,
 }
 
 impl Slot {
@@ -297,6 +309,7 @@ impl Slot {
             backoff: BACKOFF_MIN,
             respawn_at: None,
             removing: false,
+            boot_failures: 0,
         }
     }
 }
@@ -323,6 +336,10 @@ pub(crate) struct Supervisor {
     lent: BTreeMap<usize, WorkerId>,
     stopping: bool,
     exited: bool,
+    /// Whether any worker of this master has reported ready.
+    ever_ready: bool,
+    /// Workers cannot start: stop, and exit with [`BOOT_FAILURE_STATUS`].
+    give_up: bool,
     /// Workers killed by the watchdog so far.
     timeouts: u64,
     /// Worker restarts per slot by reason ([`Restart`] as index), for the
@@ -378,6 +395,8 @@ impl Supervisor {
             lent: BTreeMap::new(),
             stopping: false,
             exited: false,
+            ever_ready: false,
+            give_up: false,
             timeouts: 0,
             restarts: Vec::new(),
             shutdown_delay: Duration::ZERO,
@@ -550,6 +569,9 @@ impl Supervisor {
             info!("shutdown delay over: draining");
             self.stop(true, now, &mut out);
         }
+        if self.give_up && !self.stopping {
+            self.stop(true, now, &mut out);
+        }
         self.on_timers(now, &mut out);
         self.drive(now, &mut out);
         if !self.stopping {
@@ -560,7 +582,10 @@ impl Supervisor {
         if self.stopping && self.workers.is_empty() && !self.upgrade_child_alive() && !self.exited {
             self.exited = true;
             info!("all workers exited; bye");
-            out.push(Action::Exit(0));
+            out.push(Action::Exit(match self.give_up {
+                true => BOOT_FAILURE_STATUS,
+                false => 0,
+            }));
         }
         out
     }
@@ -735,6 +760,10 @@ impl Supervisor {
         let pid = w.pid.unwrap_or(0);
         if !w.ready {
             w.ready = true;
+            self.ever_ready = true;
+            if let Some(slot) = self.slots.get_mut(w.slot) {
+                slot.boot_failures = 0;
+            }
             info!("worker {} (pid {pid}) ready", w.slot);
             // A socket only bound so far (a scale-up's, an upgrade's
             // extra one) listens from now on: the worker listened on it
@@ -781,6 +810,9 @@ impl Supervisor {
                 if !w.timed_out {
                     self.count_restart(slot, Restart::Crash);
                 }
+                if !w.ready && !w.timed_out && self.boot_failed(slot, status) {
+                    return;
+                }
                 // A replacement being started for this slot takes over.
                 if let Some(c) = self.candidate_for(slot) {
                     if let Some(cw) = self.workers.get_mut(&c) {
@@ -821,6 +853,27 @@ impl Supervisor {
                 );
             }
         }
+    }
+
+    /// A slot's worker died before it was ready: counted, and once
+    /// [`BOOT_FAILURES_TO_GIVE_UP`] did in a row while no worker of this
+    /// master ever was, the master gives up (`true`).
+    fn boot_failed(&mut self, slot: usize, status: &str) -> bool {
+        let Some(s) = self.slots.get_mut(slot) else {
+            return false;
+        };
+        s.boot_failures += 1;
+        if self.ever_ready || s.boot_failures < BOOT_FAILURES_TO_GIVE_UP {
+            return false;
+        }
+        error!(
+            "worker {slot} exited before it was ready {} times in a row (the last: {status}), \
+             and no worker has started: giving up (exit status {BOOT_FAILURE_STATUS}); \
+             the log above says why",
+            s.boot_failures
+        );
+        self.give_up = true;
+        true
     }
 
     /// The replacement being started for `slot`, if any.

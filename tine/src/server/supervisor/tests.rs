@@ -522,6 +522,56 @@ fn a_crash_loop_backs_off_exponentially_and_resets_after_a_long_life() {
     assert_eq!(sim.take(), [adopt(&sim, w0, 1)]);
 }
 
+/// Workers that die before they are ready, while none ever was (an
+/// `on_worker_start` that panics): the master stops respawning them
+/// after three in a row on a slot, stops the others and exits with 3,
+/// instead of keeping an address no one serves for ever. Once any worker
+/// was ready, a crash loop backs off instead (the test above).
+#[test]
+fn workers_that_never_start_make_the_master_give_up() {
+    let mut sim = Sim::new(2, &[(Mode::ReusePort, 2)]);
+    let forks = sim.take_forks();
+    let (mut w0, w1) = (forks[0].pid, forks[1].pid);
+    for (n, delay) in [100, 200].into_iter().enumerate() {
+        sim.exit(w0, "exit status 1");
+        assert!(
+            sim.take()
+                .iter()
+                .all(|a| !matches!(a, Action::Signal { .. })),
+            "{n}"
+        );
+        sim.advance(Duration::from_millis(delay));
+        w0 = sim.one_fork().pid;
+    }
+    sim.exit(w0, "exit status 1");
+    assert_eq!(sim.take(), [term(w1)]);
+    // Nothing is respawned any more.
+    sim.advance(Duration::from_secs(10));
+    assert!(sim.take_forks().is_empty());
+    sim.exit(w1, "exit status 0");
+    assert_eq!(sim.take(), [Action::Exit(BOOT_FAILURE_STATUS)]);
+}
+
+/// A slot whose worker failed to start twice, then started: its count
+/// starts over, and other slots' failures are counted apart.
+#[test]
+fn a_worker_that_starts_clears_its_slots_boot_failures() {
+    let mut sim = Sim::new(1, &[(Mode::ReusePort, 1)]);
+    let mut w = sim.one_fork().pid;
+    for delay in [100, 200] {
+        sim.exit(w, "exit status 1");
+        sim.advance(Duration::from_millis(delay));
+        w = sim.one_fork().pid;
+    }
+    sim.ready_pid(w);
+    assert_eq!(sim.sup.slots[0].boot_failures, 0);
+    sim.take();
+    sim.exit(w, "killed by SIGSEGV");
+    sim.advance(Duration::from_millis(400));
+    assert_eq!(sim.take_forks().len(), 1);
+    assert!(!sim.take().contains(&Action::Exit(BOOT_FAILURE_STATUS)));
+}
+
 #[test]
 fn a_lent_socket_moved_to_its_borrower_by_a_scale_down_is_not_released() {
     let mut sim = Sim::ready(2);
