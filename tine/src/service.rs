@@ -377,8 +377,12 @@ impl Service {
         self.state = Rc::new(state);
         if let Some(log) = &self.access_log {
             // Now rather than at the first line: a worker keeps writing
-            // to this file if it cannot open it again on `SIGUSR1`.
-            crate::access_log::open_now(log);
+            // to this file if it cannot open it again on `SIGUSR1`. A
+            // worker that cannot open it at all (its user may not reach a
+            // file the master could) does not serve: every line would be
+            // lost.
+            crate::access_log::open_now(log)
+                .map_err(|e| io::Error::new(e.kind(), format!("{e}; not serving")))?;
         }
         Ok(())
     }
@@ -773,7 +777,8 @@ impl Service {
     pub(crate) fn reopen_access_log(&self) {
         crate::access_log::reopen();
         if let Some(log) = &self.access_log {
-            crate::access_log::open_now(log);
+            // A failure is warned about; lines go to the file still open.
+            let _ = crate::access_log::open_now(log);
         }
     }
 

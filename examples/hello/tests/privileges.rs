@@ -142,9 +142,7 @@ fn a_unix_socket_file_belongs_to_the_workers_user_and_group() {
 /// Two workers as `nobody` logging to `path` (`common` format), ready.
 fn logging_as_nobody(path: &str) -> ServerTree {
     let log = ["--access-log", "common", "--access-log-file", path];
-    let s = ServerTree::start_workers(HELLO, 2, &[&["--user", "nobody"][..], &log[..]].concat());
-    s.wait_ready(2, T);
-    s
+    ServerTree::start_workers(HELLO, 2, &[&["--user", "nobody"][..], &log[..]].concat())
 }
 
 /// The workers open the access log themselves, after dropping root: a
@@ -192,7 +190,8 @@ fn an_access_log_file_is_given_to_the_workers() {
     s.stop(STOP);
 
     // A log path that is a symbolic link is not given away through it,
-    // nor a hard link (a second name of another file).
+    // nor a hard link (a second name of another file); the workers, who
+    // then cannot open root's file, do not start, and the master gives up.
     let target = dir.path().join("elsewhere");
     std::fs::write(&target, "").unwrap();
     let link = dir.path().join("linked.log");
@@ -200,10 +199,13 @@ fn an_access_log_file_is_given_to_the_workers() {
     let hard = dir.path().join("hard.log");
     std::fs::hard_link(&target, &hard).unwrap();
     for planted in [&link, &hard] {
-        let s = logging_as_nobody(planted.to_str().unwrap());
+        let mut s = logging_as_nobody(planted.to_str().unwrap());
+        let status = s
+            .wait_exit(Duration::from_secs(20))
+            .expect("the master gives up");
+        assert!(!status.success(), "{}", s.stderr());
         let uid = std::fs::metadata(&target).unwrap().uid();
         assert_eq!(uid, 0, "given through {planted:?}");
-        s.stop(STOP);
     }
 
     // A dangling link's target is not created by root: no start.
@@ -245,4 +247,49 @@ fn an_unknown_user_or_group_is_a_start_up_error_naming_it() {
         assert_eq!(err.0.code(), Some(2), "{}", err.1);
         assert!(err.1.contains("\"no-such-name-tine\""), "{}", err.1);
     }
+}
+
+/// An access log file the master can open but the workers' user cannot
+/// reach (a directory only root may enter): the workers do not serve
+/// with every line lost; they fail to start, and the master gives up.
+#[test]
+fn an_access_log_the_workers_cannot_open_stops_the_start() {
+    if not_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let private = dir.path().join("rootonly");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(
+        &private,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let log = private.join("access.log");
+    let log = log.to_str().unwrap();
+    let mut s = ServerTree::start_workers(
+        HELLO,
+        2,
+        &[
+            "--user",
+            "nobody",
+            "--access-log",
+            "common",
+            "--access-log-file",
+            log,
+        ],
+    );
+    let status = s
+        .wait_exit(Duration::from_secs(20))
+        .expect("the master gives up");
+    s.wait_log_closed(T);
+    let stderr = s.stderr();
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("cannot open it: Permission denied"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("not serving"), "{stderr}");
+    assert!(stderr.contains("tine: no worker could start"), "{stderr}");
+    assert!(s.tagged().is_empty(), "{stderr}");
 }

@@ -421,11 +421,13 @@ pub(crate) fn check(
     Ok(())
 }
 
-/// Opens the log file in a process about to serve (a failure is warned
-/// about; the open is tried again later).
-pub(crate) fn open_now(log: &AccessLog) {
-    if let Some(path) = &log.path {
-        SINK.with(|sink| sink.borrow_mut().open(path));
+/// Opens the log file now (a failure is warned about, and the open tried
+/// again later): in a process about to serve, and on `SIGUSR1`. The
+/// error says the process has no file open to write to.
+pub(crate) fn open_now(log: &AccessLog) -> io::Result<()> {
+    match &log.path {
+        Some(path) => SINK.with(|sink| sink.borrow_mut().open(path)),
+        None => Ok(()),
     }
 }
 
@@ -464,7 +466,7 @@ fn write_line(log: &AccessLog, record: &Record<'_>, took: Duration) {
             // second one (and block).
             None => crate::LogWriter::stdout().write_line(&line).map_err(Some),
             Some(path) => {
-                sink.open(path);
+                let _ = sink.open(path);
                 match &sink.file {
                     Some(file) => write_once(&line, &mut sink.cut, |l| {
                         let mut file = file;
@@ -523,19 +525,20 @@ impl Sink {
     /// Opens the file if it is not open yet, or again after `SIGUSR1` or
     /// once a failed open is due for another try; keeps the file already
     /// open when that fails.
-    fn open(&mut self, path: &Path) {
+    fn open(&mut self, path: &Path) -> io::Result<()> {
         let reopen = REOPEN.swap(false, Relaxed);
         let due = match self.retry_at {
             None => self.file.is_none(),
             Some(at) => Instant::now() >= at,
         };
         if !(reopen || due) {
-            return;
+            return Ok(());
         }
         match open(path) {
             Ok(file) => {
                 self.file = Some(file);
                 self.retry_at = None;
+                Ok(())
             }
             Err(e) => {
                 self.retry_at = Some(Instant::now() + RETRY);
@@ -548,6 +551,13 @@ impl Sink {
                     path.display(),
                     RETRY.as_secs()
                 );
+                match self.file {
+                    Some(_) => Ok(()),
+                    None => Err(io::Error::new(
+                        e.kind(),
+                        format!("tine: access log {}: cannot open it: {e}", path.display()),
+                    )),
+                }
             }
         }
     }
