@@ -118,11 +118,17 @@ pub(crate) fn status(guard: Option<&Guard>, req: &Request) -> Response {
     }
 }
 
-/// The health handler: 200 while serving, 503 once a stop was asked for.
+/// The health handler: 200 while serving, 503 once a stop was asked for,
+/// and 503 while no worker serves (none has finished starting, or every
+/// one has been dying at start-up: the admin process answers then).
 pub(crate) fn health(_req: &Request) -> Response {
-    let stopping = scoreboard::existing().is_some_and(|b| b.stopping());
-    if stopping {
+    let Some(board) = scoreboard::existing() else {
+        return Response::text("ok\n");
+    };
+    if board.stopping() {
         Response::text("stopping\n").with_status(StatusCode::SERVICE_UNAVAILABLE)
+    } else if !board.any_serving() {
+        Response::text("starting\n").with_status(StatusCode::SERVICE_UNAVAILABLE)
     } else {
         Response::text("ok\n")
     }
@@ -694,7 +700,9 @@ impl crate::App {
     /// Serves a health check for load balancers at `path` (`GET`): `200 ok`
     /// while the server serves, rolling restarts, recycling and replaced
     /// workers included (they never leave an address without a worker),
-    /// and `503 stopping` from the moment the master gets `SIGTERM`
+    /// `503 starting` while no worker serves yet (answered by the
+    /// [admin process](crate::App::admin_bind): the workers still start,
+    /// or keep dying as they start), and `503 stopping` from the moment the master gets `SIGTERM`
     /// (or `SIGINT`). The workers then keep serving and accepting for the
     /// [`shutdown_delay`](crate::App::shutdown_delay) (default 5 s with a
     /// health route), so the load balancer sees the 503 and stops sending

@@ -617,3 +617,28 @@ fn requests_answered_before_their_body_are_counted() {
     assert_eq!(put(&after) - put(&before), 3.0);
     s.stop(T);
 }
+
+/// The admin process answers while the workers start: its health check
+/// says 503 until one serves (a slow `on_worker_start` here; workers
+/// that die at every start likewise), then 200.
+#[test]
+fn the_admin_health_check_is_503_until_a_worker_serves() {
+    let _g = heavy();
+    let s = ServerTree::start_workers(
+        HELLO,
+        2,
+        &["--admin-bind", "127.0.0.1:0", "--slow-start-ms", "3000"],
+    );
+    let (_, admin) = admin_addr(&s);
+    if s.ready_pids().is_empty() {
+        let r = get(admin, "/healthz");
+        // (Unless the workers got ready in between: then 200 below.)
+        if s.ready_pids().is_empty() {
+            assert_eq!((r.status, r.text().as_str()), (503, "starting\n"));
+        }
+    }
+    assert!(wait_until(T, || s.ready_pids().len() == 2));
+    assert!(wait_until(T, || get(admin, "/healthz").status == 200));
+    assert_eq!(get(admin, "/healthz").text(), "ok\n");
+    s.stop(T);
+}

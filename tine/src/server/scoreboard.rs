@@ -480,11 +480,14 @@ pub(crate) struct View {
 impl Entry {
     // ---- worker side (the entry's only writer) ----
 
-    /// The worker took this entry over (right after its fork).
+    /// The worker took this entry over (right after its fork). It stays
+    /// `Starting` (timed by the watchdog from now, shown as "start-up")
+    /// until its loop's first turn: the health check counts no worker as
+    /// serving before that.
     pub(crate) fn attach(&self, pid: u32, now: Instant) {
         self.pid.store(pid, Relaxed);
         self.heartbeat_ms.store(now_ms(now), Relaxed);
-        self.state.store(State::Busy as u32, Release);
+        self.state.store(State::Starting as u32, Release);
     }
 
     /// The start of a loop turn (after `poll` returned).
@@ -1025,6 +1028,16 @@ impl Board {
     /// Whether this process's master (the process that mapped the region)
     /// was asked to stop: another master sharing the region during a
     /// binary upgrade may be stopping while this one serves on.
+    /// Whether some worker serves: past its start-up (its loop has run)
+    /// and not draining. Read by the health check, so it reads two words
+    /// per entry and nothing else.
+    pub(crate) fn any_serving(&self) -> bool {
+        (0..MAX_ENTRIES).any(|i| {
+            let e = self.entry(i);
+            !matches!(e.state(), State::Free | State::Starting) && e.draining.load(Relaxed) == 0
+        })
+    }
+
     pub(crate) fn stopping(&self) -> bool {
         self.header()
             .stopping
@@ -1488,10 +1501,17 @@ mod tests {
         assert_eq!(e.state(), State::Starting);
         e.attach(4242, Instant::now());
         let s = e.snapshot();
+        // Starting until its loop turns: not serving yet.
         assert_eq!(
             (s.slot, s.pid, s.generation, s.state),
-            (3, 4242, 1, State::Busy)
+            (3, 4242, 1, State::Starting)
         );
+        assert!(!b.any_serving());
+        e.turn(Instant::now());
+        assert_eq!(e.state(), State::Busy);
+        assert!(b.any_serving());
+        e.set_draining();
+        assert!(!b.any_serving());
         e.count_response(200);
         e.count_response(404);
         e.count_response(503);
