@@ -475,6 +475,24 @@ fn a_start_up_failure_after_binding_removes_the_socket_file() {
     assert!(log.contains(pid_file), "{log}");
     assert!(!path.exists(), "the socket file is left behind\n{log}");
 
+    // After the announcement: a process whose start-up hook panics (a
+    // single process: `run` fails), and a master whose workers never
+    // start (it gives up).
+    for workers in ["1", "2"] {
+        let mut s = ServerTree::spawn(
+            HELLO,
+            &["--bind", &bind, "--workers", workers, "--panic-on-start"],
+        );
+        let status = s.wait_exit(T).expect("the start-up fails");
+        s.wait_log_closed(T);
+        assert!(!status.success(), "{}", s.stderr());
+        assert!(
+            !path.exists(),
+            "the socket file is left behind ({workers} workers)\n{}",
+            s.stderr()
+        );
+    }
+
     // And the start after it binds the same path.
     let (s, path) = start(dir.path(), 2, &[]);
     assert!(pid_over(&path) > 0);

@@ -569,33 +569,35 @@ impl Server {
                      (a single process has nobody to replace it): ignored"
                 );
             }
-            if let Some(c) = &config.credentials {
-                c.apply()
-                    .map_err(|e| io::Error::other(format!("tine: {e}")))?;
-                log::info!("running as {}", c.name);
-            }
-            // The single process keeps its scoreboard entry too (its
-            // counters and current request), though no master watches it.
-            if let Some(i) = scoreboard::board().and_then(|b| b.claim(0)) {
-                scoreboard::attach(i);
-            }
-            service.init_worker()?;
-            let mut listeners = Vec::new();
-            for (address, bound) in addresses.into_iter().enumerate() {
-                for socket in bound.sockets {
-                    listeners.push((socket, address));
+            let served = (|| {
+                if let Some(c) = &config.credentials {
+                    c.apply()
+                        .map_err(|e| io::Error::other(format!("tine: {e}")))?;
+                    log::info!("running as {}", c.name);
                 }
-            }
-            let active: Vec<usize> = (0..listeners.len()).collect();
-            let Early::Single(signals) = early else {
-                unreachable!("bind takes the signals of a single process for workers <= 1")
-            };
-            let served =
-                event_loop::EventLoop::new(service, config, listeners, &active, None, signals)
-                    .and_then(|event_loop| {
-                        notify::single_ready();
-                        event_loop.run()
-                    });
+                // The single process keeps its scoreboard entry too (its
+                // counters and current request), though no master watches
+                // it.
+                if let Some(i) = scoreboard::board().and_then(|b| b.claim(0)) {
+                    scoreboard::attach(i);
+                }
+                service.init_worker()?;
+                let mut listeners = Vec::new();
+                for (address, bound) in addresses.into_iter().enumerate() {
+                    for socket in bound.sockets {
+                        listeners.push((socket, address));
+                    }
+                }
+                let active: Vec<usize> = (0..listeners.len()).collect();
+                let Early::Single(signals) = early else {
+                    unreachable!("bind takes the signals of a single process for workers <= 1")
+                };
+                let event_loop =
+                    event_loop::EventLoop::new(service, config, listeners, &active, None, signals)?;
+                notify::single_ready();
+                event_loop.run()
+            })();
+            // However it ended (a failed start-up too), the socket files go.
             socket_files.iter().for_each(listener::SocketFile::remove);
             return served;
         }

@@ -530,7 +530,19 @@ impl Master {
         })
     }
 
+    /// [`supervise`](Self::supervise), and on any way out of the master
+    /// (an error, a stop before the first worker), the Unix socket files
+    /// are removed (as the normal stop does), not left for the next start
+    /// to find stale. Not in a forked child: the files are the master's.
     fn run(&mut self) -> Step<io::Result<i32>> {
+        let result = self.supervise();
+        if result.is_ok() {
+            self.remove_socket_files();
+        }
+        result
+    }
+
+    fn supervise(&mut self) -> Step<io::Result<i32>> {
         info!(
             "master {} starting {} workers on {}",
             self.pid,
