@@ -257,6 +257,24 @@ impl Group {
         self
     }
 
+    /// Compresses the group's answers, as
+    /// [`App::compress`](crate::App::compress) does the app's: an API can
+    /// compress its JSON while the rest of the app is left alone (or
+    /// compressed with other settings). It is one of the group's
+    /// after-hooks, run where it is registered among them; an answer it
+    /// compressed is not compressed again by the app's.
+    ///
+    /// ```
+    /// use tine::{App, Compression, Group, Request, Response};
+    /// let api = Group::new()
+    ///     .get("/report", |_: &Request| Response::json(&vec!["row"; 500]))
+    ///     .compress(Compression::new());
+    /// let app = App::new().nest("/api", api);
+    /// ```
+    pub fn compress(self, compression: crate::Compression) -> Self {
+        self.after(compression.into_hook())
+    }
+
     /// The largest request body the group's routes accept, in bytes,
     /// instead of [`Limits::max_body`](crate::Limits::max_body) (larger
     /// or smaller). Checked when the head is read: a `Content-Length`

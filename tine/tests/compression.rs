@@ -368,3 +368,25 @@ fn a_slow_compressed_stream_delivers_each_chunk_as_produced() {
     assert_eq!(decoder.get_ref().as_slice(), want.as_bytes());
     tx.send(()).unwrap();
 }
+
+#[test]
+fn a_group_compresses_its_answers_only() {
+    let addr = serve(|| {
+        App::new()
+            .nest(
+                "/api",
+                tine::Group::new()
+                    .get("/rows", |_: &Request| Response::text(json_rows(200)))
+                    .compress(Compression::new().brotli(false)),
+            )
+            .get("/rows", |_: &Request| Response::text(json_rows(200)))
+    });
+    let gzip = "Accept-Encoding: gzip, br\r\n";
+    let r = request(addr, "GET", "/api/rows", gzip);
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert_eq!(decode("gzip", &r.body), json_rows(200).as_bytes());
+    assert_eq!(r.header("vary"), Some("Accept-Encoding"));
+    let r = request(addr, "GET", "/rows", gzip);
+    assert_eq!(r.header("content-encoding"), None);
+    assert_eq!(r.text(), json_rows(200));
+}

@@ -161,8 +161,13 @@ impl Compression {
     }
 
     pub(crate) fn install(self, app: App) -> App {
+        app.after(self.into_hook())
+    }
+
+    /// The after-hook that compresses (for an app or a group).
+    pub(crate) fn into_hook(self) -> impl Fn(&Request, Response) -> Response + 'static {
         let config = Rc::new(self);
-        app.after(move |req: &Request, res: Response| config.apply(req, res))
+        move |req: &Request, res: Response| config.apply(req, res)
     }
 
     /// Compresses `res` if the request accepts a coding and nothing rules
