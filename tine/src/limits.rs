@@ -142,7 +142,7 @@ impl Limits {
     /// ```
     #[must_use]
     pub fn header_timeout(mut self, timeout: Duration) -> Self {
-        self.header_timeout = timeout;
+        self.header_timeout = no_longer_than_forever(timeout);
         self
     }
 
@@ -182,7 +182,7 @@ impl Limits {
     /// ```
     #[must_use]
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.idle_timeout = timeout;
+        self.idle_timeout = no_longer_than_forever(timeout);
         self
     }
 
@@ -259,9 +259,18 @@ impl Limits {
     /// ```
     #[must_use]
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
-        self.drain_timeout = timeout;
+        self.drain_timeout = no_longer_than_forever(timeout);
         self
     }
+}
+
+/// A timeout as the event loop keeps it: at most a century, which is as
+/// good as never. `Duration::MAX` reads as "no limit", and added to an
+/// `Instant` as it is it would overflow (a panic that ends the worker);
+/// cut here, once, the deadlines computed for every request stay plain
+/// additions.
+pub(crate) fn no_longer_than_forever(timeout: Duration) -> Duration {
+    timeout.min(crate::server::timer::FOREVER)
 }
 
 #[cfg(test)]

@@ -331,7 +331,8 @@ impl Sse {
     /// How long the stream may be silent before a comment line is sent
     /// as a heartbeat (default 15 s).
     pub fn heartbeat(&mut self, interval: Duration) {
-        self.session.heartbeat = interval.max(Duration::from_millis(10));
+        self.session.heartbeat =
+            crate::limits::no_longer_than_forever(interval.max(Duration::from_millis(10)));
     }
 
     /// Most bytes that may wait for a client that reads slowly (default

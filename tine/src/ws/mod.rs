@@ -174,7 +174,7 @@ impl WsConfig {
     /// ```
     #[must_use]
     pub fn ping_interval(mut self, interval: impl Into<Option<Duration>>) -> Self {
-        self.ping_interval = interval.into();
+        self.ping_interval = interval.into().map(crate::limits::no_longer_than_forever);
         self
     }
 
@@ -190,7 +190,7 @@ impl WsConfig {
     /// ```
     #[must_use]
     pub fn pong_timeout(mut self, timeout: Duration) -> Self {
-        self.pong_timeout = timeout;
+        self.pong_timeout = crate::limits::no_longer_than_forever(timeout);
         self
     }
 

@@ -60,7 +60,6 @@ use crate::http::date::DateCache;
 use crate::http::parse::Decoder;
 use crate::http::FileBody;
 use crate::server::recycle::RequestBudget;
-use crate::server::timer::later;
 use crate::server::ServerConfig;
 use crate::service::Service;
 use crate::sse::SseSession;
@@ -445,9 +444,9 @@ impl<T: Transport> Conn<T> {
             // the ping is a heartbeat, due an interval after the peer's
             // last input.
             return if ws.closing() || ws.awaiting_pong {
-                later(self.timer_from, config.pong_timeout)
+                self.timer_from + config.pong_timeout
             } else if let Some(interval) = config.ping_interval {
-                later(self.timer_from, interval)
+                self.timer_from + interval
             } else {
                 now + Duration::from_secs(24 * 3600)
             };
@@ -456,7 +455,7 @@ impl<T: Transport> Conn<T> {
             if self.phase != Phase::Lingering {
                 // The heartbeat is due an interval after the last write;
                 // output still waiting then gives up.
-                return later(self.timer_from, sse.heartbeat);
+                return self.timer_from + sse.heartbeat;
             }
         }
         let limits = &shared.config.limits;
@@ -465,9 +464,9 @@ impl<T: Transport> Conn<T> {
         } else if self.writing() {
             // nginx's `send_timeout`: the longest pause between two writes
             // that made progress, not renewed by the client's input.
-            later(self.timer_from, limits.idle_timeout)
+            self.timer_from + limits.idle_timeout
         } else if let Some(started) = self.head_started {
-            later(started, limits.header_timeout)
+            started + limits.header_timeout
         } else if let Some(started) = self.body_started {
             let whole = self
                 .admitted
@@ -476,17 +475,17 @@ impl<T: Transport> Conn<T> {
                 .unwrap_or(limits.body_timeout);
             // A timeout too long to add (`Duration::MAX`) is no deadline:
             // only the pause inside the body is timed.
-            let pause = later(now, limits.idle_timeout);
+            let pause = now + limits.idle_timeout;
             started
                 .checked_add(whole)
                 .map_or(pause, |end| end.min(pause))
         } else if self.decoder.mid_request() {
-            later(now, limits.idle_timeout)
+            now + limits.idle_timeout
         } else if self.served == 0 {
             // Accepted, nothing read yet (a browser's preconnect, a first
             // packet retransmitted, a TLS hello to come): its request is
             // still owed an answer, draining or not, as nginx gives one.
-            later(self.opened, limits.header_timeout)
+            self.opened + limits.header_timeout
         } else if shared.draining {
             // Idle between requests while draining: close soon, but not at
             // once, so a client that is sending its next request right now
@@ -494,7 +493,7 @@ impl<T: Transport> Conn<T> {
             // socket.
             now + DRAIN_IDLE
         } else {
-            later(now, limits.idle_timeout)
+            now + limits.idle_timeout
         }
     }
 

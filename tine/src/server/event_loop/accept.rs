@@ -393,10 +393,7 @@ impl EventLoop {
                         timer_tick: super::NO_TICK,
                         scheduled: false,
                     });
-                    let deadline = crate::server::timer::later(
-                        self.now,
-                        self.shared.config.limits.header_timeout,
-                    );
+                    let deadline = self.now + self.shared.config.limits.header_timeout;
                     self.set_deadline(key, deadline);
                     if one {
                         #[cfg(target_os = "linux")]
