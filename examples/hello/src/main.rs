@@ -119,6 +119,16 @@ fn octal_mode(s: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("{s:?} is not an octal file mode (like 660)"))
 }
 
+/// `--max-connections 100`: a count of at least 1 (0 would refuse every
+/// connection, and `tine::Limits` panics on it).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("0 would refuse every connection (the least is 1)".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Command-line flags.
 #[derive(Parser, Debug)]
 #[command(about = "tine's reference example")]
@@ -178,14 +188,15 @@ struct Args {
     /// Whole-body deadline in milliseconds.
     #[arg(long)]
     body_timeout_ms: Option<u64>,
-    /// Maximum open connections per client address and process.
-    #[arg(long)]
+    /// Maximum open connections per client address and process (at least
+    /// 1).
+    #[arg(long, value_parser = at_least_one)]
     max_connections_per_ip: Option<usize>,
     /// Maximum request body in bytes.
     #[arg(long)]
     max_body: Option<usize>,
-    /// Maximum open connections per process.
-    #[arg(long)]
+    /// Maximum open connections per process (at least 1).
+    #[arg(long, value_parser = at_least_one)]
     max_connections: Option<usize>,
     /// Drain deadline in milliseconds.
     #[arg(long)]
