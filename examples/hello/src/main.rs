@@ -73,7 +73,8 @@
 //! --access-log common|combined|json  an access log line per request, with a
 //!                             request id (echoed in X-Request-Id)
 //! --access-log-file PATH      ... to PATH instead of stdout; reopened on SIGUSR1
-//!                             (one that cannot be opened: exit status 2)
+//!                             (one that cannot be opened: exit status 2;
+//!                             without --access-log: refused, exit status 2)
 //! --proxy-protocol-listen ADDR  another address whose connections start with a
 //!                             PROXY protocol v1/v2 header (repeatable; its
 //!                             `listening on` line comes right after --bind's)
@@ -173,8 +174,8 @@ struct Args {
     #[arg(long = "static")]
     static_dir: Option<std::path::PathBuf>,
     /// Keep opened static files for this many milliseconds (nginx's
-    /// open_file_cache); 0 or absent: look every time.
-    #[arg(long)]
+    /// open_file_cache); 0 or absent: look every time. Needs --static.
+    #[arg(long, requires = "static_dir")]
     open_file_cache_ms: Option<u64>,
     /// Log one line per request.
     #[arg(long)]
@@ -251,8 +252,9 @@ struct Args {
     #[arg(long)]
     access_log: Option<String>,
     /// Write the access log to this file instead of stdout (reopened on
-    /// SIGUSR1; one that cannot be opened stops the start).
-    #[arg(long)]
+    /// SIGUSR1; one that cannot be opened stops the start). Needs
+    /// --access-log.
+    #[arg(long, requires = "access_log")]
     access_log_file: Option<std::path::PathBuf>,
     /// Another address whose connections start with a PROXY protocol
     /// header, v1 or v2 (repeatable; listed right after --bind's; IP:PORT

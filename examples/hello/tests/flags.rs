@@ -1,22 +1,21 @@
 //! Flags hello refuses at start-up, with one clear line from clap and exit
 //! status 2, instead of starting a server that does not do what was asked.
 
+use testkit::procs::ServerTree;
+
 const HELLO: &str = env!("CARGO_BIN_EXE_hello");
 
 /// Runs hello with `args` (which must be refused) and returns its stderr.
+/// A hello that starts serving instead fails the test (and is stopped).
 fn refused(args: &[&str]) -> String {
-    let out = std::process::Command::new(HELLO)
-        .args(["--bind", "127.0.0.1:0"])
-        .args(args)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    let mut all = vec!["--bind", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let (status, err) = match ServerTree::try_start(HELLO, &all) {
+        Ok(s) => panic!("{args:?} started a server:\n{}", s.stderr()),
+        Err(refused) => refused,
+    };
+    assert_eq!(status.code(), Some(2), "{args:?}: {err}");
     assert!(!err.contains("panicked"), "{args:?}: {err}");
-    assert!(
-        !String::from_utf8_lossy(&out.stdout).contains("listening on"),
-        "{args:?}"
-    );
     err
 }
 
@@ -31,4 +30,23 @@ fn zero_connection_limits_are_refused() {
             "{err}"
         );
     }
+}
+
+/// Flags that only mean something beside another were ignored without a
+/// word: no access log file at all (even in a directory that does not
+/// exist), no open-file cache.
+#[test]
+fn flags_that_need_another_are_refused_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("missing-dir").join("access.log");
+    let err = refused(&["--access-log-file", log.to_str().unwrap()]);
+    assert!(
+        err.contains("--access-log-file") && err.contains("--access-log <ACCESS_LOG>"),
+        "{err}"
+    );
+    let err = refused(&["--open-file-cache-ms", "1000"]);
+    assert!(
+        err.contains("--open-file-cache-ms") && err.contains("--static <STATIC_DIR>"),
+        "{err}"
+    );
 }
