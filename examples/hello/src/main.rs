@@ -103,6 +103,26 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// `println!` that does not panic when stdout cannot be written (a
+/// reader that went away, `>/dev/full`): the announcement is for whoever
+/// watches, and a server whose output nobody reads still serves.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that does not panic when stderr cannot be written: the exit
+/// status still tells what happened (2: bad flags or an address that
+/// cannot be bound).
+macro_rules! complain {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 mod streams;
 
 use clap::Parser;
@@ -662,7 +682,7 @@ fn main() -> ExitCode {
     ) {
         Ok(app) => app,
         Err(e) => {
-            eprintln!("{e}");
+            complain!("{e}");
             return ExitCode::from(2);
         }
     };
@@ -711,11 +731,11 @@ fn main() -> ExitCode {
         match std::fs::metadata(dir) {
             Ok(meta) if meta.is_dir() => {}
             Ok(_) => {
-                eprintln!("--static {}: not a directory", dir.display());
+                complain!("--static {}: not a directory", dir.display());
                 return ExitCode::from(2);
             }
             Err(e) => {
-                eprintln!("--static {}: {e}", dir.display());
+                complain!("--static {}: {e}", dir.display());
                 return ExitCode::from(2);
             }
         }
@@ -751,7 +771,7 @@ fn main() -> ExitCode {
             https
         }
         Err(e) => {
-            eprintln!("{e}");
+            complain!("{e}");
             return ExitCode::from(2);
         }
     };
@@ -759,7 +779,7 @@ fn main() -> ExitCode {
         let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
             if let Err(e) = signal_hook::flag::register(sig, seen.clone()) {
-                eprintln!("cannot register a signal handler: {e}");
+                complain!("cannot register a signal handler: {e}");
                 return ExitCode::FAILURE;
             }
         }
@@ -772,7 +792,7 @@ fn main() -> ExitCode {
     let server = match bound {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("{e}");
+            complain!("{e}");
             return ExitCode::from(2);
         }
     };
@@ -787,15 +807,15 @@ fn main() -> ExitCode {
             "http"
         };
         match addr.tcp() {
-            Some(addr) => println!("listening on {scheme}://{addr}"),
-            None => println!("listening on {addr}"),
+            Some(addr) => say!("listening on {scheme}://{addr}"),
+            None => say!("listening on {addr}"),
         }
     }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // A `ServeError` names tine itself, like the bind errors above.
-            eprintln!("{e}");
+            complain!("{e}");
             ExitCode::FAILURE
         }
     }

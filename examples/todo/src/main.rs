@@ -24,6 +24,26 @@
 // A binary talks to its operator on stdout/stderr; the library never does.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+/// `println!` that does not panic when stdout cannot be written (a
+/// reader that went away, `>/dev/full`): the announcement is for whoever
+/// watches, and a server whose output nobody reads still serves.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that does not panic when stderr cannot be written: the exit
+/// status still tells what happened (2: bad flags or an address that
+/// cannot be bound).
+macro_rules! complain {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 mod api;
 mod db;
 mod live;
@@ -142,7 +162,7 @@ fn main() -> ExitCode {
         .static_dir
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/static")));
     if !static_dir.join("index.html").is_file() {
-        eprintln!(
+        complain!(
             "todo: no index.html in {}: pass --static-dir",
             static_dir.display()
         );
@@ -158,16 +178,16 @@ fn main() -> ExitCode {
     let server = match app.bind(args.bind) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("todo: cannot listen on {}: {e}", args.bind);
+            complain!("todo: cannot listen on {}: {e}", args.bind);
             return ExitCode::from(2);
         }
     };
     // Tests and scripts read the bound address from this line.
-    println!("listening on http://{}", server.local_addr());
+    say!("listening on http://{}", server.local_addr());
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("todo: {e}");
+            complain!("todo: {e}");
             ExitCode::FAILURE
         }
     }
