@@ -74,8 +74,10 @@ struct Args {
     #[arg(long, default_value = "todo.db")]
     db: PathBuf,
     /// How long a write waits for another worker's lock before the request
-    /// fails with 503, in milliseconds.
-    #[arg(long, default_value_t = 1000)]
+    /// fails with 503, in milliseconds (at most 2147483647, SQLite's
+    /// limit).
+    #[arg(long, default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(..=i32::MAX as u64))]
     busy_timeout_ms: u64,
     /// The front end's directory [default: this crate's static/].
     #[arg(long)]
@@ -167,6 +169,25 @@ fn main() -> ExitCode {
             static_dir.display()
         );
         return ExitCode::from(2);
+    }
+    // One database for every worker: a private one (`:memory:`) would be
+    // a different list in each.
+    if workers > 1 && db::is_private(&args.db) {
+        complain!(
+            "todo: --db {:?} is private to each process: {workers} workers would each have \
+             their own list; use a file, or --workers 1",
+            args.db.display().to_string()
+        );
+        return ExitCode::from(2);
+    }
+    // Checked here, once, so that a database the workers cannot use stops
+    // the start instead of answering 500 to everything.
+    if !db::is_private(&args.db) {
+        if let Err(e) = db::check(&args.db, Duration::from_millis(args.busy_timeout_ms)) {
+            let path = std::path::absolute(&args.db).unwrap_or_else(|_| args.db.clone());
+            complain!("todo: cannot use the database {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
     }
     let settings = Settings {
         db: args.db,
