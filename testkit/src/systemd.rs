@@ -35,19 +35,48 @@ pub fn spawn_activated(
     pid: ListenPid,
     env: &[(&str, &str)],
 ) -> ServerTree {
+    spawn_with_fds(bin, args, socket, pid, env, false)
+}
+
+/// [`spawn_activated`] with `LISTEN_FDS=2` and `LISTEN_PID` the server's,
+/// fd 3 `socket` and fd 4 `/dev/null`: a socket unit whose second fd fails
+/// the server's checks.
+pub fn spawn_activated_with_a_bad_second_fd(
+    bin: &str,
+    args: &[&str],
+    socket: impl AsFd,
+) -> ServerTree {
+    spawn_with_fds(bin, args, socket, ListenPid::Server, &[], true)
+}
+
+fn spawn_with_fds(
+    bin: &str,
+    args: &[&str],
+    socket: impl AsFd,
+    pid: ListenPid,
+    env: &[(&str, &str)],
+    bad_second: bool,
+) -> ServerTree {
     // dup(2) leaves the copy without FD_CLOEXEC: the shell inherits it.
     let copy = nix::unistd::dup(socket.as_fd()).expect("dup");
     let n = copy.as_raw_fd();
-    let redirect = if n == 3 {
+    let mut redirect = if n == 3 {
         String::new()
     } else {
         format!("3<&{n} {n}<&-")
+    };
+    let count = if bad_second {
+        redirect.push_str(" 4</dev/null");
+        2
+    } else {
+        1
     };
     let listen_pid = match pid {
         ListenPid::Server => "$$",
         ListenPid::Other => "1",
     };
-    let script = format!("export LISTEN_FDS=1 LISTEN_PID={listen_pid}; exec \"$@\" {redirect}");
+    let script =
+        format!("export LISTEN_FDS={count} LISTEN_PID={listen_pid}; exec \"$@\" {redirect}");
     // bash, not sh: dash takes only fds 0 to 9 in a redirection.
     let mut sh_args = vec!["-c", script.as_str(), "bash", bin];
     sh_args.extend_from_slice(args);

@@ -211,8 +211,16 @@ impl Limits {
     /// ```
     /// let limits = tine::Limits::default().max_connections(1_000);
     /// ```
+    ///
+    /// # Panics
+    /// If `count` is 0: a process that may hold no connection never
+    /// accepts one, and its clients would wait in the queue for ever.
     #[must_use]
     pub fn max_connections(mut self, count: usize) -> Self {
+        assert!(
+            count > 0,
+            "Limits::max_connections(0): a process could never accept a connection (the least is 1)"
+        );
         self.max_connections = count;
         self
     }
@@ -238,8 +246,16 @@ impl Limits {
     /// ```
     /// let limits = tine::Limits::default().max_connections_per_ip(200);
     /// ```
+    ///
+    /// # Panics
+    /// If `count` is 0: every connection would be closed unanswered (for
+    /// no limit, leave it unset or pass `usize::MAX`).
     #[must_use]
     pub fn max_connections_per_ip(mut self, count: usize) -> Self {
+        assert!(
+            count > 0,
+            "Limits::max_connections_per_ip(0): every connection would be closed unanswered (the least is 1; no limit: usize::MAX)"
+        );
         self.max_connections_per_ip = count;
         self
     }
@@ -310,5 +326,27 @@ mod tests {
         assert_eq!(only_body.max_body, 9);
         assert_eq!(only_body.max_header, d.max_header);
         assert_eq!(only_body.idle_timeout, d.idle_timeout);
+    }
+
+    #[test]
+    #[should_panic(expected = "Limits::max_connections(0): a process could never accept")]
+    fn no_connection_at_all_is_refused() {
+        let _ = Limits::default().max_connections(0);
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "Limits::max_connections_per_ip(0): every connection would be closed"
+    )]
+    fn no_connection_per_ip_is_refused() {
+        let _ = Limits::default().max_connections_per_ip(0);
+    }
+
+    #[test]
+    fn one_connection_is_enough() {
+        let l = Limits::default()
+            .max_connections(1)
+            .max_connections_per_ip(1);
+        assert_eq!((l.max_connections, l.max_connections_per_ip), (1, 1));
     }
 }

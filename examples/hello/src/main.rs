@@ -73,7 +73,8 @@
 //! --access-log common|combined|json  an access log line per request, with a
 //!                             request id (echoed in X-Request-Id)
 //! --access-log-file PATH      ... to PATH instead of stdout; reopened on SIGUSR1
-//!                             (one that cannot be opened: exit status 2)
+//!                             (one that cannot be opened: exit status 2;
+//!                             without --access-log: refused, exit status 2)
 //! --proxy-protocol-listen ADDR  another address whose connections start with a
 //!                             PROXY protocol v1/v2 header (repeatable; its
 //!                             `listening on` line comes right after --bind's)
@@ -102,6 +103,26 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// `println!` that does not panic when stdout cannot be written (a
+/// reader that went away, `>/dev/full`): the announcement is for whoever
+/// watches, and a server whose output nobody reads still serves.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that does not panic when stderr cannot be written: the exit
+/// status still tells what happened (2: bad flags or an address that
+/// cannot be bound).
+macro_rules! complain {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 mod streams;
 
 use clap::Parser;
@@ -117,6 +138,16 @@ fn octal_mode(s: &str) -> Result<u32, String> {
         .ok()
         .filter(|&m| m <= 0o777)
         .ok_or_else(|| format!("{s:?} is not an octal file mode (like 660)"))
+}
+
+/// `--max-connections 100`: a count of at least 1 (0 would refuse every
+/// connection, and `tine::Limits` panics on it).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("0 would refuse every connection (the least is 1)".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Command-line flags.
@@ -163,8 +194,8 @@ struct Args {
     #[arg(long = "static")]
     static_dir: Option<std::path::PathBuf>,
     /// Keep opened static files for this many milliseconds (nginx's
-    /// open_file_cache); 0 or absent: look every time.
-    #[arg(long)]
+    /// open_file_cache); 0 or absent: look every time. Needs --static.
+    #[arg(long, requires = "static_dir")]
     open_file_cache_ms: Option<u64>,
     /// Log one line per request.
     #[arg(long)]
@@ -178,14 +209,15 @@ struct Args {
     /// Whole-body deadline in milliseconds.
     #[arg(long)]
     body_timeout_ms: Option<u64>,
-    /// Maximum open connections per client address and process.
-    #[arg(long)]
+    /// Maximum open connections per client address and process (at least
+    /// 1).
+    #[arg(long, value_parser = at_least_one)]
     max_connections_per_ip: Option<usize>,
     /// Maximum request body in bytes.
     #[arg(long)]
     max_body: Option<usize>,
-    /// Maximum open connections per process.
-    #[arg(long)]
+    /// Maximum open connections per process (at least 1).
+    #[arg(long, value_parser = at_least_one)]
     max_connections: Option<usize>,
     /// Drain deadline in milliseconds.
     #[arg(long)]
@@ -240,8 +272,9 @@ struct Args {
     #[arg(long)]
     access_log: Option<String>,
     /// Write the access log to this file instead of stdout (reopened on
-    /// SIGUSR1; one that cannot be opened stops the start).
-    #[arg(long)]
+    /// SIGUSR1; one that cannot be opened stops the start). Needs
+    /// --access-log.
+    #[arg(long, requires = "access_log")]
     access_log_file: Option<std::path::PathBuf>,
     /// Another address whose connections start with a PROXY protocol
     /// header, v1 or v2 (repeatable; listed right after --bind's; IP:PORT
@@ -649,7 +682,7 @@ fn main() -> ExitCode {
     ) {
         Ok(app) => app,
         Err(e) => {
-            eprintln!("{e}");
+            complain!("{e}");
             return ExitCode::from(2);
         }
     };
@@ -698,11 +731,11 @@ fn main() -> ExitCode {
         match std::fs::metadata(dir) {
             Ok(meta) if meta.is_dir() => {}
             Ok(_) => {
-                eprintln!("--static {}: not a directory", dir.display());
+                complain!("--static {}: not a directory", dir.display());
                 return ExitCode::from(2);
             }
             Err(e) => {
-                eprintln!("--static {}: {e}", dir.display());
+                complain!("--static {}: {e}", dir.display());
                 return ExitCode::from(2);
             }
         }
@@ -738,7 +771,7 @@ fn main() -> ExitCode {
             https
         }
         Err(e) => {
-            eprintln!("{e}");
+            complain!("{e}");
             return ExitCode::from(2);
         }
     };
@@ -746,7 +779,7 @@ fn main() -> ExitCode {
         let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
             if let Err(e) = signal_hook::flag::register(sig, seen.clone()) {
-                eprintln!("cannot register a signal handler: {e}");
+                complain!("cannot register a signal handler: {e}");
                 return ExitCode::FAILURE;
             }
         }
@@ -759,7 +792,7 @@ fn main() -> ExitCode {
     let server = match bound {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("{e}");
+            complain!("{e}");
             return ExitCode::from(2);
         }
     };
@@ -774,15 +807,15 @@ fn main() -> ExitCode {
             "http"
         };
         match addr.tcp() {
-            Some(addr) => println!("listening on {scheme}://{addr}"),
-            None => println!("listening on {addr}"),
+            Some(addr) => say!("listening on {scheme}://{addr}"),
+            None => say!("listening on {addr}"),
         }
     }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // A `ServeError` names tine itself, like the bind errors above.
-            eprintln!("{e}");
+            complain!("{e}");
             ExitCode::FAILURE
         }
     }

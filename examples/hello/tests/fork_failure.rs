@@ -50,7 +50,12 @@ fn a_slot_whose_fork_keeps_failing_lends_its_listener_to_a_survivor() {
     ) else {
         return;
     };
-    s.wait_log("fork failed for worker 1: ", T);
+    // EAGAIN's own text does not say which resource ran out.
+    s.wait_log(
+        "fork failed for worker 1: Resource temporarily unavailable (os error 11): the limit \
+         on processes is reached (the user's: `ulimit -u`, RLIMIT_NPROC;",
+        T,
+    );
     let kids = s.wait_ready(1, T);
     every_connection_answered(&s, &kids, "worker 1 never forked");
     s.wait_log("listener 1 has no worker; lent to worker 0", T);
@@ -148,4 +153,32 @@ fn a_rolling_restart_that_cannot_fork_waits_and_completes_once_it_can() {
     });
     every_connection_answered(&s, &new, "after the rolling restart");
     s.stop(STOP);
+}
+
+/// Under a low open-file limit, a fork failed with "cannot count this
+/// process's threads", and a single process stopped with a bare "Too many
+/// open files": neither said what was being opened. (The limits are where
+/// those steps are the ones to run out, with stdin, stdout and stderr
+/// open.)
+#[test]
+fn out_of_descriptors_at_start_up_says_what_was_being_opened() {
+    let s = ServerTree::start_with_open_file_limit(
+        HELLO,
+        15,
+        &["--bind", "127.0.0.1:0", "--workers", "4"],
+    );
+    s.wait_log(
+        "cannot count this process's threads: /proc/self/task: Too many open files (os error 24)",
+        T,
+    );
+    s.stop(STOP);
+
+    let mut s = ServerTree::start_with_open_file_limit(HELLO, 8, &["--bind", "127.0.0.1:0"]);
+    let status = s.wait_exit(T).expect("it stops");
+    assert!(!status.success());
+    let log = s.stderr();
+    assert!(
+        log.contains("tine: cannot create the event loop (epoll/kqueue): Too many open files"),
+        "{log}"
+    );
 }

@@ -120,3 +120,51 @@ fn a_sigterm_right_after_listening_on_stops_a_master() {
         "all workers exited; bye",
     );
 }
+
+/// stdout or stderr that cannot be written (`>/dev/full`, or a pipe whose
+/// reader went away: `hello | (exit 0)`) made hello panic with `failed
+/// printing to stdout` (exit status 101). The `listening on` line is for
+/// whoever watches; a server nobody watches still serves. And an error
+/// that cannot be told on stderr is still told by the exit status (2).
+#[cfg(target_os = "linux")]
+#[test]
+fn unwritable_stdout_and_stderr_are_no_panic() {
+    use std::process::{Command, Stdio};
+    let full = || Stdio::from(std::fs::File::create("/dev/full").unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("hello.sock");
+    let bind = format!("unix:{}", sock.display());
+    let mut child = Command::new(HELLO)
+        .args(["--bind", &bind, "--workers", "2"])
+        .env_remove("TINE_WORKERS")
+        .stdin(Stdio::null())
+        .stdout(full())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    let served = testkit::wait_until(T, || {
+        status = child.try_wait().unwrap();
+        status.is_some() || testkit::unix::try_get(&sock, "/plaintext").is_ok()
+    });
+    assert!(served && status.is_none(), "hello exited: {status:?}");
+    assert_eq!(testkit::unix::get(&sock, "/plaintext").status, 200);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+
+    // A taken port, told to an stderr that cannot be written: exit 2.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = holder.local_addr().unwrap().to_string();
+    let out = Command::new(HELLO)
+        .args(["--bind", &addr])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(full())
+        .status()
+        .unwrap();
+    assert_eq!(out.code(), Some(2));
+}

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use testkit::load::{connection_per_worker, Load, PID_PATH};
 use testkit::procs::{heavy, listen_sockets, ServerTree, Signal};
-use testkit::systemd::{spawn_activated, ListenPid, NotifySocket};
+use testkit::systemd::{
+    spawn_activated, spawn_activated_with_a_bad_second_fd, ListenPid, NotifySocket,
+};
 
 const HELLO: &str = env!("CARGO_BIN_EXE_hello");
 /// Bound of every wait for the processes to reach a state.
@@ -102,6 +104,43 @@ fn a_socket_that_does_not_listen_is_ignored_with_a_warning() {
     s.wait_log("socket activation ignored: fd 3 is not a stream socket", T);
     s.wait_ready(2, T);
     assert_eq!(testkit::get(addr, PID_PATH).status, 200);
+    s.stop(STOP);
+}
+
+/// A socket unit whose second fd is no socket: the first, a good listening
+/// socket, was kept open in the master and every worker and accepted on by
+/// none (its clients hung in the queue, and it held the address). It is
+/// closed before binding: no process of the server holds it.
+#[test]
+fn a_fallback_from_socket_activation_closes_the_inherited_sockets() {
+    use std::os::unix::fs::MetadataExt;
+    let socket = TcpListener::bind("127.0.0.1:0").unwrap();
+    let inherited = socket.local_addr().unwrap();
+    // The socket's inode, as /proc/PID/fd/N links name it.
+    let fd_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&socket));
+    let link = format!("socket:[{}]", std::fs::metadata(fd_path).unwrap().ino());
+    let mut s = spawn_activated_with_a_bad_second_fd(
+        HELLO,
+        &["--bind", "127.0.0.1:0", "--workers", "2"],
+        &socket,
+    );
+    let addr = wait_listening(&mut s);
+    assert_ne!(addr, inherited, "it bound its own address");
+    let log = s.wait_log("socket activation ignored: fd 4 is not a socket", T);
+    assert!(
+        log.contains("; closing the 1 inherited listening socket(s) and binding"),
+        "{log}"
+    );
+    let kids = s.wait_ready(2, T);
+    assert_eq!(testkit::get(addr, PID_PATH).status, 200);
+    for pid in kids.iter().copied().chain([s.pid()]) {
+        let holds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .any(|target| target.as_os_str() == link.as_str());
+        assert!(!holds, "process {pid} still holds the inherited socket");
+    }
+    drop(socket);
     s.stop(STOP);
 }
 

@@ -168,6 +168,37 @@ impl Store {
     }
 }
 
+/// Whether `path` names a database private to the connection that opens
+/// it (SQLite's `:memory:`, `""` for a temporary file, a `file:` URI in
+/// memory): each worker process would get its own.
+pub(crate) fn is_private(path: &Path) -> bool {
+    let name = path.to_string_lossy();
+    name.is_empty()
+        || name == ":memory:"
+        || (name.starts_with("file:")
+            && (name.contains(":memory:") || name.contains("mode=memory")))
+}
+
+/// Checks, before the workers start, that the database at `path` can be
+/// used: opened or created, with the schema, and written (a write lock
+/// taken and given back at once). A directory that does not exist, a
+/// directory, a file that is not a database or a read-only one would
+/// otherwise start a server answering 500 to everything. The connection is
+/// closed again: none may cross the fork.
+pub(crate) fn check(path: &Path, busy_timeout: Duration) -> Result<(), String> {
+    let db = Db::open(path, busy_timeout).map_err(|e| e.to_string())?;
+    if db
+        .conn
+        .is_readonly(rusqlite::MAIN_DB)
+        .map_err(|e| e.to_string())?
+    {
+        return Err("read-only (the file or its directory cannot be written)".into());
+    }
+    db.conn
+        .execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
+        .map_err(|e| format!("cannot be written: {e}"))
+}
+
 /// Whether an SQLite error means "another connection holds the lock":
 /// worth retrying later, so a 503 rather than a 500.
 pub(crate) fn is_busy(err: &rusqlite::Error) -> bool {
@@ -215,6 +246,49 @@ mod tests {
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn only_a_usable_database_passes_the_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Duration::from_millis(100);
+        let fresh = dir.path().join("fresh.db");
+        assert_eq!(check(&fresh, t), Ok(()));
+        assert!(fresh.is_file(), "created with its schema");
+        assert_eq!(check(&fresh, t), Ok(()), "and used again");
+        let err = check(&dir.path().join("missing").join("t.db"), t).unwrap_err();
+        assert!(err.contains("unable to open"), "{err}");
+        let err = check(dir.path(), t).unwrap_err();
+        assert!(err.contains("unable to open"), "{err}");
+        let garbage = dir.path().join("garbage.db");
+        std::fs::write(&garbage, vec![b'x'; 4096]).unwrap();
+        let err = check(&garbage, t).unwrap_err();
+        assert!(err.contains("not a database"), "{err}");
+        // A read-only file (not for root, who writes whatever the mode
+        // says).
+        use std::os::unix::fs::PermissionsExt;
+        let ro = dir.path().join("ro.db");
+        check(&ro, t).unwrap();
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o444)).unwrap();
+        if std::fs::OpenOptions::new().write(true).open(&ro).is_err() {
+            let err = check(&ro, t).unwrap_err();
+            assert!(err.contains("read-only"), "{err}");
+        }
+    }
+
+    #[test]
+    fn private_databases_are_told_apart() {
+        for private in [
+            "",
+            ":memory:",
+            "file::memory:",
+            "file:x?mode=memory&cache=shared",
+        ] {
+            assert!(is_private(Path::new(private)), "{private:?}");
+        }
+        for shared in ["todo.db", "/var/lib/todo/:memory:.db", "./:memory:"] {
+            assert!(!is_private(Path::new(shared)), "{shared:?}");
+        }
     }
 
     #[test]

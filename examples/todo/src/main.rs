@@ -24,6 +24,26 @@
 // A binary talks to its operator on stdout/stderr; the library never does.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+/// `println!` that does not panic when stdout cannot be written (a
+/// reader that went away, `>/dev/full`): the announcement is for whoever
+/// watches, and a server whose output nobody reads still serves.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that does not panic when stderr cannot be written: the exit
+/// status still tells what happened (2: bad flags or an address that
+/// cannot be bound).
+macro_rules! complain {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 mod api;
 mod db;
 mod live;
@@ -54,8 +74,10 @@ struct Args {
     #[arg(long, default_value = "todo.db")]
     db: PathBuf,
     /// How long a write waits for another worker's lock before the request
-    /// fails with 503, in milliseconds.
-    #[arg(long, default_value_t = 1000)]
+    /// fails with 503, in milliseconds (at most 2147483647, SQLite's
+    /// limit).
+    #[arg(long, default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(..=i32::MAX as u64))]
     busy_timeout_ms: u64,
     /// The front end's directory [default: this crate's static/].
     #[arg(long)]
@@ -142,11 +164,30 @@ fn main() -> ExitCode {
         .static_dir
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/static")));
     if !static_dir.join("index.html").is_file() {
-        eprintln!(
+        complain!(
             "todo: no index.html in {}: pass --static-dir",
             static_dir.display()
         );
         return ExitCode::from(2);
+    }
+    // One database for every worker: a private one (`:memory:`) would be
+    // a different list in each.
+    if workers > 1 && db::is_private(&args.db) {
+        complain!(
+            "todo: --db {:?} is private to each process: {workers} workers would each have \
+             their own list; use a file, or --workers 1",
+            args.db.display().to_string()
+        );
+        return ExitCode::from(2);
+    }
+    // Checked here, once, so that a database the workers cannot use stops
+    // the start instead of answering 500 to everything.
+    if !db::is_private(&args.db) {
+        if let Err(e) = db::check(&args.db, Duration::from_millis(args.busy_timeout_ms)) {
+            let path = std::path::absolute(&args.db).unwrap_or_else(|_| args.db.clone());
+            complain!("todo: cannot use the database {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
     }
     let settings = Settings {
         db: args.db,
@@ -158,16 +199,16 @@ fn main() -> ExitCode {
     let server = match app.bind(args.bind) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("todo: cannot listen on {}: {e}", args.bind);
+            complain!("todo: cannot listen on {}: {e}", args.bind);
             return ExitCode::from(2);
         }
     };
     // Tests and scripts read the bound address from this line.
-    println!("listening on http://{}", server.local_addr());
+    say!("listening on http://{}", server.local_addr());
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("todo: {e}");
+            complain!("todo: {e}");
             ExitCode::FAILURE
         }
     }

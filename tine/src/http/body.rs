@@ -245,13 +245,23 @@ impl SpillFile {
     /// of file descriptors (a passing condition, answered as a static file
     /// that cannot be opened for that reason is).
     pub(crate) fn new() -> Result<Self, StatusCode> {
-        match tempfile::tempfile() {
+        Self::new_in(&std::env::temp_dir())
+    }
+
+    /// [`new`](Self::new) in `dir`. The log line names the directory: an
+    /// error such as `No such file or directory` says nothing of which
+    /// (a `TMPDIR` that does not exist, say).
+    fn new_in(dir: &std::path::Path) -> Result<Self, StatusCode> {
+        match tempfile::tempfile_in(dir) {
             Ok(file) => Ok(SpillFile {
                 file: Some(file),
                 len: 0,
             }),
             Err(e) => {
-                log::error!("cannot create a temporary file for a request body: {e}");
+                log::error!(
+                    "cannot create a temporary file for a request body in {} (TMPDIR): {e}",
+                    dir.display()
+                );
                 Err(failed_open(&e))
             }
         }
@@ -305,6 +315,25 @@ fn is_field_line(line: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `TMPDIR=/nonexistent`: the log line named no directory.
+    #[test]
+    fn a_temporary_directory_that_fails_is_named() {
+        testkit::logs::capture();
+        let dir = "/nonexistent/tine-spill-test";
+        let err = SpillFile::new_in(std::path::Path::new(dir))
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(err, StatusCode::INTERNAL_SERVER_ERROR);
+        let lines = testkit::logs::matching(dir);
+        assert!(
+            lines.iter().any(|l| l.contains(&format!(
+                "cannot create a temporary file for a request body in {dir} (TMPDIR): No such file"
+            ))),
+            "{lines:?}"
+        );
+        assert!(SpillFile::new_in(&std::env::temp_dir()).is_ok());
+    }
 
     #[test]
     fn out_of_descriptors_is_503_and_other_failures_500() {

@@ -5,7 +5,6 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::num::NonZeroUsize;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -71,11 +70,30 @@ pub(crate) enum Fork {
     Parent(Pid),
 }
 
-/// Number of threads in this process (`/proc` on Linux, `task_threads`
-/// on macOS, `sysctl` on FreeBSD: the `num_threads` crate).
+/// Number of threads in this process (`/proc/self/task` on Linux,
+/// `task_threads` on macOS, `sysctl` on FreeBSD: the `num_threads`
+/// crate). On Linux the directory is read here: the crate says only that
+/// it could not count, where the reason (`EMFILE` under a low open-file
+/// limit, `/proc` not mounted) is what the operator needs.
 pub(crate) fn thread_count() -> io::Result<usize> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let failed = |e: io::Error| {
+            io::Error::new(
+                e.kind(),
+                format!("tine: cannot count this process's threads: /proc/self/task: {e}"),
+            )
+        };
+        let mut n = 0;
+        for entry in std::fs::read_dir("/proc/self/task").map_err(failed)? {
+            entry.map_err(failed)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
     num_threads::num_threads()
-        .map(NonZeroUsize::get)
+        .map(std::num::NonZeroUsize::get)
         .ok_or_else(|| io::Error::other("tine: cannot count this process's threads"))
 }
 
@@ -85,6 +103,24 @@ pub(crate) fn threads_error(n: usize) -> io::Error {
         "tine: refusing to fork workers: the process already runs {n} threads \
          (start thread pools in the per-worker hook, after the fork)"
     ))
+}
+
+/// A failed `fork(2)` in words: `EAGAIN` is, nearly always, a limit on
+/// processes, which its text (`Resource temporarily unavailable`) does not
+/// say.
+fn fork_error(e: nix::Error) -> io::Error {
+    let err = io::Error::from(e);
+    if e != nix::Error::EAGAIN {
+        return err;
+    }
+    io::Error::new(
+        err.kind(),
+        format!(
+            "{err}: the limit on processes is reached (the user's: `ulimit -u`, \
+             RLIMIT_NPROC; the service's: systemd's TasksMax=, cgroup pids.max; or the \
+             system's: kernel.pid_max, kernel.threads-max)"
+        ),
+    )
 }
 
 /// `fork(2)`, refusing if the process is not single-threaded.
@@ -103,8 +139,15 @@ pub(crate) fn fork() -> io::Result<Fork> {
     match unsafe { nix::unistd::fork() } {
         Ok(ForkResult::Child) => Ok(Fork::Child),
         Ok(ForkResult::Parent { child }) => Ok(Fork::Parent(child)),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(fork_error(e)),
     }
+}
+
+/// `e` with what was being done when it happened: `tine: cannot {what}:
+/// {e}` (the same kind). A bare `Too many open files` at start-up does not
+/// say which of the many things a server opens ran out.
+pub(crate) fn while_doing(what: &'static str) -> impl Fn(io::Error) -> io::Error {
+    move |e| io::Error::new(e.kind(), format!("tine: cannot {what}: {e}"))
 }
 
 /// Replaces `SIG_IGN` by `SIG_DFL` for each of `signals`, leaving any
@@ -314,5 +357,33 @@ mod tests {
             let err = fork().unwrap_err();
             assert!(err.to_string().contains("threads"), "{err}");
         }
+    }
+
+    /// `fork failed: Resource temporarily unavailable (os error 11)` did
+    /// not say which resource: the limit on processes.
+    #[test]
+    fn a_fork_refused_for_the_process_limit_says_so() {
+        let err = fork_error(nix::Error::EAGAIN).to_string();
+        assert!(
+            err.starts_with(
+                "Resource temporarily unavailable (os error 11): the limit on processes"
+            ) && err.contains("ulimit -u")
+                && err.contains("RLIMIT_NPROC"),
+            "{err}"
+        );
+        let err = fork_error(nix::Error::ENOMEM).to_string();
+        assert!(!err.contains("ulimit"), "{err}");
+    }
+
+    /// The thread count's failure carries its cause (it said only "cannot
+    /// count this process's threads").
+    #[test]
+    fn a_subject_is_added_to_the_error() {
+        let e = io::Error::from_raw_os_error(24);
+        let err = while_doing("create the event loop")(e);
+        assert_eq!(
+            err.to_string(),
+            "tine: cannot create the event loop: Too many open files (os error 24)"
+        );
     }
 }

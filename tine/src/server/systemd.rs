@@ -15,7 +15,13 @@
 //! match (another process's `LISTEN_PID`, a count that is not a number or
 //! is zero, one fd that fails a check) is ignored as a whole with a
 //! warning naming the reason, and the server binds as usual: inherited
-//! sockets are never half-used. The variables (`LISTEN_FDS`, `LISTEN_PID`,
+//! sockets are never half-used. When `LISTEN_PID` names this process but
+//! one fd fails its check, the listening sockets among the others are
+//! closed first: kept, they would sit in every worker with nobody
+//! accepting (clients hang in their queues) and hold the address a
+//! `--bind` of the same address needs. Using only the good ones would
+//! serve part of what the socket unit lists while the log said the unit
+//! was ignored; a unit is used whole or not at all. The variables (`LISTEN_FDS`, `LISTEN_PID`,
 //! `LISTEN_FDNAMES`) are removed from the environment once read, so
 //! nothing the app starts later takes them for its own, and the adopted
 //! fds are made close-on-exec (systemd passes them without it).
@@ -151,20 +157,33 @@ pub(crate) fn inherited_listeners() -> Option<Vec<Socket>> {
             std::env::remove_var(var);
         }
     }
-    let checked = parse_vars(pid_var.as_deref(), fds_var.as_deref(), std::process::id()).and_then(
-        |n| match n {
-            None => Ok(None),
-            Some(n) => {
-                let fds: Vec<RawFd> = (0..n as RawFd).map(|i| LISTEN_FDS_START + i).collect();
-                fds.iter().try_for_each(|&fd| check_fd(fd))?;
-                Ok(Some(fds))
-            }
-        },
-    );
+    let promised = parse_vars(pid_var.as_deref(), fds_var.as_deref(), std::process::id());
+    let checked = promised.clone().and_then(|n| match n {
+        None => Ok(None),
+        Some(n) => {
+            let fds: Vec<RawFd> = (0..n as RawFd).map(|i| LISTEN_FDS_START + i).collect();
+            fds.iter().try_for_each(|&fd| check_fd(fd))?;
+            Ok(Some(fds))
+        }
+    });
     let fds = match checked {
         Ok(fds) => fds?,
         Err(why) => {
-            log::warn!("socket activation ignored: {why}; binding the configured address");
+            // The variables named this process but a socket failed its
+            // check: the others are this process's, and kept open they
+            // would be inherited by every worker and accepted on by none
+            // (their clients hang) while holding the address the fallback
+            // binds. Another process's fds are left alone.
+            let closed = match promised {
+                Ok(Some(n)) => close_listening(n),
+                _ => 0,
+            };
+            let closing = if closed > 0 {
+                format!("closing the {closed} inherited listening socket(s) and ")
+            } else {
+                String::new()
+            };
+            log::warn!("socket activation ignored: {why}; {closing}binding the configured address");
             return None;
         }
     };
@@ -199,6 +218,27 @@ pub(crate) fn inherited_listeners() -> Option<Vec<Socket>> {
         }
     }
     Some(listeners)
+}
+
+/// Closes the listening sockets among the `n` fds from
+/// [`LISTEN_FDS_START`] (socket activation falling back to binding: see
+/// [`inherited_listeners`]); the count closed. Only fds that pass
+/// [`check_fd`] are closed: systemd's listening sockets. Anything else in
+/// the range (a file, an fd not open) is not one of them, and a wrong count
+/// may reach fds the process opened itself.
+fn close_listening(n: usize) -> usize {
+    let mut closed = 0;
+    for fd in (0..n as RawFd).map(|i| LISTEN_FDS_START + i) {
+        if check_fd(fd).is_err() {
+            continue;
+        }
+        if let Some(borrowed) = sys::inherited_fd(fd) {
+            // Named by LISTEN_FDS, owned by nothing else in the process.
+            drop(sys::own_inherited(borrowed));
+            closed += 1;
+        }
+    }
+    closed
 }
 
 /// Close-on-exec and non-blocking, like the sockets tine binds itself.

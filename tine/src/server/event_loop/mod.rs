@@ -136,6 +136,9 @@ pub(crate) fn stop_signals(single: bool) -> io::Result<Signals> {
     } else {
         Signals::new([SIGINT, SIGTERM, SIGUSR1])
     }
+    .map_err(crate::server::sys::while_doing(
+        "set up the signal handlers (a self-pipe)",
+    ))
 }
 
 impl EventLoop {
@@ -153,21 +156,26 @@ impl EventLoop {
         control: Option<std::os::unix::net::UnixStream>,
         mut signals: Signals,
     ) -> io::Result<Self> {
-        let poll = Poll::new()?;
+        let poll = Poll::new().map_err(crate::server::sys::while_doing(
+            "create the event loop (epoll/kqueue)",
+        ))?;
         // A signal caught before this registration left a byte in the
         // self-pipe: the pipe is readable at once, and epoll reports a
         // source that is ready when it is added.
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let now = Instant::now();
-        let bus = Bus::new(config.redis_url.as_deref())?;
+        let bus = Bus::new(config.redis_url.as_deref())
+            .map_err(crate::server::sys::while_doing("set up publish/subscribe"))?;
         // What `publish` takes: what the bus carries to every process.
         let relay_limit = pubsub::relay_limit(&config.limits, &config.ws);
         pubsub::set_max_size(match (&control, &config.redis_url) {
             (Some(_), None) => relay_limit,
             _ => pubsub::MAX_SIZE,
         });
-        pubsub::start_handoff(mio::Waker::new(poll.registry(), HANDOFF)?);
+        pubsub::start_handoff(mio::Waker::new(poll.registry(), HANDOFF).map_err(
+            crate::server::sys::while_doing("create the event loop's waker"),
+        )?);
         let mut this = EventLoop {
             poll,
             listeners: listeners

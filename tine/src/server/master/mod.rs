@@ -480,8 +480,10 @@ impl Master {
             }
             sup.seed_restarts(counts);
         }
-        let poll = Poll::new()?;
-        let signals = Source::new(poll.registry(), SIGNAL_TOKEN, &HANDLED_SIGNALS)?;
+        let poll = Poll::new().map_err(sys::while_doing("create the master's event loop"))?;
+        let signals = Source::new(poll.registry(), SIGNAL_TOKEN, &HANDLED_SIGNALS).map_err(
+            sys::while_doing("set up the master's signals (a signalfd or a self-pipe)"),
+        )?;
         if signals.is_pipe() {
             info!("master signals through a self-pipe (portable route)");
         }

@@ -87,9 +87,14 @@ fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {
 }
 
 /// A PEM parse error in words (`rustls`' own text prints the expected
-/// marker as a list of byte values).
-fn pem_error(e: &rustls::pki_types::pem::Error, expected: &str) -> String {
+/// marker as a list of byte values). `bytes` is the file: one rustls
+/// cannot read may hold what it expects in a form it does not take, an
+/// encrypted key or DER, and the operator is told how to convert it.
+fn pem_error(e: &rustls::pki_types::pem::Error, expected: &str, bytes: &[u8]) -> String {
     use rustls::pki_types::pem::Error;
+    if let Some(why) = unusable_form(expected, bytes) {
+        return why;
+    }
     match e {
         Error::MissingSectionEnd { end_marker } => format!(
             "a PEM section does not end (no \"-----END {}-----\" line): the file is cut short",
@@ -102,6 +107,37 @@ fn pem_error(e: &rustls::pki_types::pem::Error, expected: &str) -> String {
         Error::NoItemsFound => format!("no {expected} in the file"),
         other => other.to_string(),
     }
+}
+
+/// Why a file has no usable `expected` (`CERTIFICATE` or `PRIVATE KEY`)
+/// PEM section, when its bytes tell: a passphrase-protected key (PKCS #8
+/// `ENCRYPTED PRIVATE KEY`, or OpenSSL's traditional `Proc-Type:
+/// 4,ENCRYPTED`), or a DER (binary) file where PEM was expected.
+fn unusable_form(expected: &str, bytes: &[u8]) -> Option<String> {
+    let key = expected == "PRIVATE KEY";
+    let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    if key && (has(b"-----BEGIN ENCRYPTED PRIVATE KEY-----") || has(b"Proc-Type: 4,ENCRYPTED")) {
+        return Some(
+            "the private key is encrypted (protected by a passphrase, which a server cannot \
+             type in): decrypt it once with `openssl pkey -in KEY -out KEY.plain` and keep \
+             that file readable only by the server"
+                .into(),
+        );
+    }
+    // DER is binary ASN.1: a SEQUENCE (0x30) with a long length (0x81 to
+    // 0x84), where PEM is text starting with "-----BEGIN" or a comment.
+    if bytes.len() > 2 && bytes[0] == 0x30 && (0x81..=0x84).contains(&bytes[1]) {
+        let (tool, file) = if key {
+            ("pkey", "KEY")
+        } else {
+            ("x509", "CERT")
+        };
+        return Some(format!(
+            "no {expected} in the file: it looks like DER (binary), not PEM; convert it with \
+             `openssl {tool} -inform DER -in {file} -out {file}.pem`"
+        ));
+    }
+    None
 }
 
 impl Source {
@@ -120,9 +156,11 @@ impl Source {
             |e: &dyn fmt::Display, path: &Path| TlsError::new(format!("{}: {e}", path.display()));
         let chain = CertificateDer::pem_slice_iter(&pem.chain)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| what(&pem_error(&e, "CERTIFICATE"), &self.chain))?;
+            .map_err(|e| what(&pem_error(&e, "CERTIFICATE", &pem.chain), &self.chain))?;
         if chain.is_empty() {
-            return Err(what(&"no CERTIFICATE in the file", &self.chain));
+            let why = unusable_form("CERTIFICATE", &pem.chain)
+                .unwrap_or_else(|| "no CERTIFICATE in the file".into());
+            return Err(what(&why, &self.chain));
         }
         let size: usize = chain.iter().map(|c| c.len()).sum();
         if size > MAX_CHAIN {
@@ -137,7 +175,7 @@ impl Source {
             ));
         }
         let key = PrivateKeyDer::from_pem_slice(&pem.key)
-            .map_err(|e| what(&pem_error(&e, "PRIVATE KEY"), &self.key))?;
+            .map_err(|e| what(&pem_error(&e, "PRIVATE KEY", &pem.key), &self.key))?;
         let provider = rustls::crypto::ring::default_provider();
         let certified = CertifiedKey::from_der(chain, key, &provider).map_err(|e| {
             TlsError::new(format!(

@@ -356,3 +356,62 @@ fn certificate_files_that_cannot_be_used_are_refused_in_words_and_never_waited_f
         "{e}"
     );
 }
+
+/// A key that needs a passphrase and files in DER instead of PEM were
+/// reported as holding no key or no certificate at all: the message says
+/// what the file is and the `openssl` command that converts it.
+#[test]
+fn encrypted_keys_and_der_files_are_named_with_the_way_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cert(dir.path());
+    let load = |chain: &std::path::Path, key: &std::path::Path| {
+        TlsConfig::from_pem_files(chain, key)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+    };
+    // PKCS #8 encrypted, as `openssl genpkey -aes256` writes it.
+    let encrypted = dir.path().join("encrypted.pem");
+    std::fs::write(
+        &encrypted,
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIBvTBXBgkqhkiG9w0BBQ0wSjApBgkq\n\
+         -----END ENCRYPTED PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let e = load(&c.cert, &encrypted);
+    assert!(
+        e.contains("encrypted.pem: the private key is encrypted") && e.contains("openssl pkey"),
+        "{e}"
+    );
+    // OpenSSL's traditional encrypted form.
+    std::fs::write(
+        &encrypted,
+        "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n\
+         DEK-Info: AES-256-CBC,0123456789ABCDEF0123456789ABCDEF\n\nMIIB\n\
+         -----END RSA PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let e = load(&c.cert, &encrypted);
+    assert!(e.contains("the private key is encrypted"), "{e}");
+    // The certificate in DER.
+    let der = dir.path().join("cert.der");
+    std::fs::write(&der, c.der.as_ref()).unwrap();
+    let e = load(&der, &c.key);
+    assert!(
+        e.contains("cert.der: no CERTIFICATE in the file: it looks like DER")
+            && e.contains("openssl x509 -inform DER"),
+        "{e}"
+    );
+    // The key in DER (the PEM's base64 decoded).
+    let pem = std::fs::read_to_string(&c.key).unwrap();
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let key_der = dir.path().join("key.der");
+    let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).unwrap();
+    std::fs::write(&key_der, bytes).unwrap();
+    let e = load(&c.cert, &key_der);
+    assert!(
+        e.contains("key.der: no PRIVATE KEY in the file: it looks like DER")
+            && e.contains("openssl pkey -inform DER"),
+        "{e}"
+    );
+}
