@@ -372,16 +372,21 @@ impl Default for FirstSegments {
 }
 
 impl FirstSegments {
+    /// Adds route `index` under `segment`, its routes kept in ascending
+    /// order.
     fn insert(&mut self, segment: &str, index: usize) {
+        let ordered = |list: &mut Vec<usize>| {
+            list.insert(list.partition_point(|&i| i < index), index);
+        };
         if segment.is_empty() {
-            self.empty.push(index);
+            ordered(&mut self.empty);
             return;
         }
         if segment.contains('%') {
             return;
         }
         match self.keys.iter_mut().find(|(key, _)| **key == *segment) {
-            Some((_, routes)) => routes.push(index),
+            Some((_, routes)) => ordered(routes),
             None => {
                 self.keys.push((segment.into(), vec![index]));
                 // Stable: keys with the same first byte stay in the order
@@ -396,6 +401,14 @@ impl FirstSegments {
                 }
                 self.starts = starts;
             }
+        }
+    }
+
+    /// Calls `f` with every list of route indices.
+    fn each_list(&mut self, mut f: impl FnMut(&mut Vec<usize>)) {
+        f(&mut self.empty);
+        for (_, routes) in &mut self.keys {
+            f(routes);
         }
     }
 
@@ -458,6 +471,9 @@ struct Route<T> {
     mount: bool,
     /// A fallback: see [`Router::add_fallback`].
     fallback: bool,
+    /// Its pattern's [`specificity`](Pattern::specificity): the routes
+    /// are kept in its order.
+    rank: Vec<u8>,
 }
 
 /// The result of routing one request.
@@ -553,6 +569,7 @@ impl<T> Router<T> {
         }
         self.place(Route {
             method: None,
+            rank: pattern.specificity(),
             pattern,
             value,
             mount: false,
@@ -563,37 +580,43 @@ impl<T> Router<T> {
 
     /// Puts `route` after the routes at least as specific, and indexes
     /// them all again (routes are added once, at start-up).
+    ///
+    /// Every index at or after the new route's place moves up by one in
+    /// the lists, and the new one goes into its lists in order: linear in
+    /// the routes, so an app of thousands of routes starts at once.
     fn place(&mut self, route: Route<T>) {
-        let key = route.pattern.specificity();
         let at = self
             .routes
             .iter()
-            .position(|r| r.pattern.specificity() > key)
+            .position(|r| r.rank > route.rank)
             .unwrap_or(self.routes.len());
-        self.routes.insert(at, route);
-        self.by_first = FirstSegments::default();
-        self.dynamic.clear();
-        self.every.clear();
-        self.wild.clear();
-        self.fallbacks.clear();
-        for (index, route) in self.routes.iter().enumerate() {
-            let pattern = &route.pattern;
-            if route.fallback {
-                self.fallbacks.push(index);
-            } else if pattern.is_wild() {
-                self.wild.push(index);
-            } else {
-                self.every.push(index);
-                match pattern.first_static() {
-                    // A literal with `%` is compared with the path's
-                    // decoded segment, which the index cannot look up: its
-                    // routes are matched whole, as those starting with a
-                    // capture are.
-                    Some(first) if !first.contains('%') => self.by_first.insert(first, index),
-                    _ => self.dynamic.push(index),
-                }
+        let moved = |list: &mut Vec<usize>| {
+            for i in list.iter_mut().filter(|i| **i >= at) {
+                *i += 1;
+            }
+        };
+        moved(&mut self.every);
+        moved(&mut self.dynamic);
+        moved(&mut self.wild);
+        moved(&mut self.fallbacks);
+        self.by_first.each_list(moved);
+        let ordered = |list: &mut Vec<usize>| list.insert(list.partition_point(|&i| i < at), at);
+        let pattern = &route.pattern;
+        if route.fallback {
+            ordered(&mut self.fallbacks);
+        } else if pattern.is_wild() {
+            ordered(&mut self.wild);
+        } else {
+            ordered(&mut self.every);
+            match pattern.first_static() {
+                // A literal with `%` is compared with the path's decoded
+                // segment, which the index cannot look up: its routes are
+                // matched whole, as those starting with a capture are.
+                Some(first) if !first.contains('%') => self.by_first.insert(first, at),
+                _ => ordered(&mut self.dynamic),
             }
         }
+        self.routes.insert(at, route);
     }
 
     fn insert(
@@ -621,6 +644,7 @@ impl<T> Router<T> {
         }
         self.place(Route {
             method,
+            rank: pattern.specificity(),
             pattern,
             value,
             mount,
