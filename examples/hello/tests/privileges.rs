@@ -293,3 +293,33 @@ fn an_access_log_the_workers_cannot_open_stops_the_start() {
     assert!(stderr.contains("tine: no worker could start"), "{stderr}");
     assert!(s.tagged().is_empty(), "{stderr}");
 }
+
+/// A static directory only root may read, served by workers that dropped
+/// root: every file is a 404 to clients (as a missing one), and the log
+/// says why, once per worker.
+#[test]
+fn static_files_the_workers_may_not_read_are_404s_and_said_once() {
+    if not_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let private = dir.path().join("public");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::write(private.join("index.html"), "hi").unwrap();
+    std::fs::set_permissions(
+        &private,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let s = ServerTree::start_workers(
+        HELLO,
+        1,
+        &["--user", "nobody", "--static", private.to_str().unwrap()],
+    );
+    for _ in 0..3 {
+        assert_eq!(testkit::get(s.addr(), "/static/index.html").status, 404);
+    }
+    let log = s.wait_log("static files: permission denied opening", T);
+    assert_eq!(log.matches("permission denied opening").count(), 1, "{log}");
+    s.stop(STOP);
+}

@@ -271,6 +271,10 @@ pub(crate) struct Mount {
     precompressed: bool,
     /// The open-file cache (see the `cache` module).
     cache: Option<Rc<OpenCache>>,
+    /// The root as configured, for log lines.
+    root_path: PathBuf,
+    /// Whether a permission refusal was logged (see `refused_once`).
+    refusal_told: std::cell::Cell<bool>,
 }
 
 impl Mount {
@@ -311,6 +315,8 @@ impl Mount {
             cache_control: cfg.cache_control,
             precompressed: cfg.precompressed,
             cache: cfg.open_file_cache.map(OpenCache::new),
+            root_path: cfg.root,
+            refusal_told: std::cell::Cell::new(false),
         })
     }
 }
@@ -708,11 +714,31 @@ fn open_uncached(mount: &Mount, path: &CStr) -> Result<(Rc<File>, Metadata), Mis
     });
     let fd = fd.map_err(|e| match e {
         Errno::MFILE | Errno::NFILE | Errno::NOMEM | Errno::IO => Miss::Error(e.into()),
+        Errno::ACCESS | Errno::PERM => {
+            refused_once(mount, path);
+            Miss::NotFound
+        }
         _ => Miss::NotFound,
     })?;
     let file = File::from(fd);
     let meta = file.metadata().map_err(Miss::Error)?;
     Ok((Rc::new(file), meta))
+}
+
+/// A file (or a directory on the way) this process may not open: still a
+/// `404` to the client, like a missing file, but said once per mount in
+/// the log at warn level. A root that only root can read, served by
+/// workers that dropped privileges, is otherwise a site of silent 404s.
+#[cold]
+fn refused_once(mount: &Mount, path: &CStr) {
+    if !mount.refusal_told.replace(true) {
+        log::warn!(
+            "static files: permission denied opening {:?} under {} (can this process's \
+             user read it?); such files are answered 404; said once",
+            path,
+            mount.root_path.display()
+        );
+    }
 }
 
 /// [`open_node`] restricted to regular files.
