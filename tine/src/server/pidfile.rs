@@ -35,6 +35,17 @@ impl PidFile {
                 format!("cannot write the pid file {}: {e}", path.display()),
             )
         };
+        if let Some(other) = live_owner(path, pid) {
+            // nginx writes over it too; gunicorn refuses to start. A stale
+            // file's pid may have been reused by an unrelated process, so
+            // refusing could keep a server from starting after a crash:
+            // say it, loudly, and go on.
+            log::warn!(
+                "pid file {}: it names pid {other}, which is running: written over (two \
+                 servers given one pid file?)",
+                path.display()
+            );
+        }
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(format!(".{pid}.tmp"));
         let tmp = PathBuf::from(tmp);
@@ -76,6 +87,20 @@ impl PidFile {
                 self.pid
             );
         }
+    }
+}
+
+/// The pid the file at `path` names, if it is a running process other
+/// than `ours`.
+fn live_owner(path: &Path, ours: u32) -> Option<i32> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let pid: i32 = text.trim().parse().ok().filter(|&p: &i32| p > 0)?;
+    if pid as u32 == ours {
+        return None;
+    }
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) | Err(nix::errno::Errno::EPERM) => Some(pid),
+        Err(_) => None,
     }
 }
 
@@ -137,6 +162,21 @@ mod tests {
         );
         assert!(std::fs::symlink_metadata(&tmp).is_err());
         drop(f);
+    }
+
+    #[test]
+    fn a_running_process_named_by_the_file_is_told_apart_from_a_stale_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.pid");
+        assert_eq!(live_owner(&path, std::process::id()), None);
+        // This test's own parent runs; pid 2^22 + 1 is beyond pid_max.
+        let parent = std::os::unix::process::parent_id();
+        std::fs::write(&path, format!("{parent}\n")).unwrap();
+        assert_eq!(live_owner(&path, std::process::id()), Some(parent as i32));
+        std::fs::write(&path, "4194305\n").unwrap();
+        assert_eq!(live_owner(&path, std::process::id()), None);
+        std::fs::write(&path, format!("{}\n", std::process::id())).unwrap();
+        assert_eq!(live_owner(&path, std::process::id()), None);
     }
 
     #[test]
