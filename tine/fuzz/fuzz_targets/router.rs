@@ -232,10 +232,26 @@ fn find_in(tier: &[&RefRoute], method: &Method, path: &str) -> Option<Routed> {
         .iter()
         .filter_map(|r| Some((*r, r.pat.matches(path)?)))
         .collect();
-    let owner = matching.iter().map(|(r, _)| r).min_by_key(|r| r.pat.kinds())?;
+    if matching.is_empty() {
+        return None;
+    }
+    // A mount owns nothing for a method other than GET or HEAD; when
+    // only mounts match, the most specific one answers.
+    let mount_only_for = |r: &RefRoute| {
+        r.kind == RouteKind::Mount && *method != Method::GET && *method != Method::HEAD
+    };
+    let Some(owner) = matching
+        .iter()
+        .map(|(r, _)| r)
+        .filter(|r| !mount_only_for(r))
+        .min_by_key(|r| r.pat.kinds())
+    else {
+        let (r, c) = matching.iter().min_by_key(|(r, _)| r.pat.kinds())?;
+        return Some(Routed::Found(r.index, c.clone()));
+    };
     let matching: Vec<_> = matching
         .iter()
-        .filter(|(r, _)| r.pat.same_shape(&owner.pat))
+        .filter(|(r, _)| !mount_only_for(r) && r.pat.same_shape(&owner.pat))
         .cloned()
         .collect();
     let method_of = |r: &RefRoute| match &r.kind {

@@ -24,9 +24,13 @@
 //! goes to the wildcard routes (`/files/*`, `*`) and static mounts, by the
 //! same rule among themselves (`/files/special/*` before `/files/:x/*`
 //! before `/files/*`), with one difference: a static mount does not make a
-//! path exist for other methods. When only mounts match the path and the
-//! method is not theirs, the most specific mount answers anyway: `405` (or
-//! `204` for `OPTIONS`) if it has the file, `404` if not.
+//! path exist for other methods: for a method other than `GET` or `HEAD`
+//! a mount owns no path, and a less specific route (`any("*")`, say)
+//! answers it. When only mounts match the path and the method is not
+//! theirs, the most specific mount answers anyway: `405` (or `204` for
+//! `OPTIONS`) if it has the file, `404` if not. For `GET`, a mount is a
+//! pattern like any other: a more specific `POST /upload/*` beside a
+//! mount at `/` owns `/upload/...`, and `GET /upload/x` is its `405`.
 //! So with a static directory at `/`, `DELETE /api/nothing` is a `404`,
 //! `DELETE /index.html` a `405`, and `DELETE /api/todos` the `405` of the
 //! `/api/todos` routes.
@@ -152,6 +156,16 @@ impl Pattern {
     /// The pattern as registered.
     pub(crate) fn source(&self) -> &str {
         &self.source
+    }
+
+    /// How deep a route on it goes: [`depth`](Self::depth) for a wildcard
+    /// pattern, every depth for an exact one (it names its paths whole).
+    pub(crate) fn reach(&self) -> usize {
+        if self.is_wild() {
+            self.depth()
+        } else {
+            usize::MAX
+        }
     }
 
     /// Whether it has a `*` (the bare one or a trailing one).
@@ -786,6 +800,16 @@ impl<T> Router<T> {
             if !known && !route.pattern.matches(raw_path, params) {
                 continue;
             }
+            if route.mount && *method != Method::GET && *method != Method::HEAD {
+                // A mount does not make a path exist for other methods:
+                // it owns nothing for them, and answers them (404 or
+                // 405) only where no other route matches.
+                path_matched = true;
+                if only_mounts.is_none() {
+                    only_mounts = Some(index);
+                }
+                continue;
+            }
             match owner {
                 None => owner = Some(&route.pattern),
                 // A less specific pattern (the routes are in that order):
@@ -1088,6 +1112,15 @@ mod tests {
             Match::MethodNotAllowed(m) => assert_eq!(m, [Method::GET, Method::HEAD]),
             other => panic!("{other:?}"),
         }
+        // A less specific route for other methods is not hidden by a
+        // mount: `POST` to a mounted path goes to an `any("*")`.
+        let mut r2 = Router::default();
+        r2.add(None, Pattern::parse("*").unwrap(), 0).unwrap();
+        r2.add_mount(Pattern::parse("/assets/*").unwrap(), 1)
+            .unwrap();
+        assert_eq!(found(&r2, Method::POST, "/assets/a.txt").unwrap().0, 0);
+        assert_eq!(found(&r2, Method::DELETE, "/assets").unwrap().0, 0);
+        assert_eq!(found(&r2, Method::GET, "/assets/a.txt").unwrap().0, 1);
         // A wildcard route more specific than the mount owns its paths:
         // 405 with its methods only, for GET too.
         assert_eq!(found(&r, Method::POST, "/upload/x").unwrap().0, 2);
