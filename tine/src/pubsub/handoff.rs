@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use bytes::Bytes;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use super::{outbox, stats, Payload, Published};
 use crate::{Error, StatusCode};
@@ -81,6 +81,8 @@ thread_local! {
     /// The inbox of the worker whose loop runs (or will run) on this
     /// thread.
     static INBOX: RefCell<Option<Arc<Inbox>>> = const { RefCell::new(None) };
+    /// Messages were left in the inbox for lack of room (see [`take`]).
+    static PENDING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// This worker's publisher: `None` outside a worker (and outside a
@@ -108,8 +110,13 @@ fn new_inbox() -> Arc<Inbox> {
 
 impl Publisher {
     /// Publishes a text message, as [`publish`](crate::publish) does from
-    /// the worker's own thread: the same delivery, the same limits and
-    /// errors, and `503 Service Unavailable` once the worker has stopped.
+    /// the worker's own thread: the same delivery and size limit. It
+    /// waits in the worker's inbox until the loop takes it (at once, if
+    /// the bus keeps up; while the bus is behind, as long as a publishing
+    /// handler would wait), and is refused with `503 Service Unavailable`
+    /// when 8 MiB of this worker's other threads' messages already wait,
+    /// or once the worker has stopped. A message taken is never dropped
+    /// on the way to the bus.
     pub fn publish(&self, topic: &str, text: impl Into<String>) -> Result<(), Error> {
         let text = crate::sse::escape_plain(text.into());
         self.send(topic, Payload::Text(text))
@@ -180,28 +187,46 @@ pub(crate) fn start(waker: mio::Waker) {
 }
 
 /// Moves what other threads published to this thread's outbox (on the
-/// loop's wake-up), counting what they had to refuse.
+/// loop's wake-up, and on later turns while some is left), counting what
+/// they had to refuse.
+///
+/// Only while the outbox has room (under [`outbox::ROOM`], the mark below
+/// which handlers run too): the rest waits here, in order, for the bus to
+/// drain the outbox, as a publishing handler waits. A message the thread
+/// was told was taken is never dropped on the way; the inbox's own bound
+/// (8 MiB) is what refuses a thread that publishes faster than the bus
+/// carries.
 pub(crate) fn take() {
     let Some(inbox) = INBOX.with(|i| i.borrow().clone()) else {
         return;
     };
     inbox.woken.store(false, Ordering::Release);
-    let messages = {
-        let mut q = inbox.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        q.bytes = 0;
-        std::mem::take(&mut q.messages)
-    };
     let dropped = inbox.dropped.swap(0, Ordering::Relaxed);
     if dropped > 0 {
         stats::add_dropped(dropped);
     }
-    for p in messages {
-        // Counted as published here, in the worker's own counters. The
-        // outbox refuses (and counts) only past its 8 MiB, which the inbox
-        // shares: a thread cannot queue more than a handler could.
+    let mut q = inbox.queue.lock().unwrap_or_else(PoisonError::into_inner);
+    while outbox::has_room() {
+        let Some(p) = q.messages.pop_front() else {
+            break;
+        };
+        q.bytes -= p.size();
+        // Counted as published here, in the worker's own counters.
         stats::add_published();
-        let _ = outbox::push(p);
+        if !outbox::push(p) {
+            // Past the outbox's 8 MiB with room under its 1 MiB mark:
+            // not reached with messages of at most `max_size` (4 MiB).
+            log::warn!("pub/sub: a message from another thread was dropped (outbox full)");
+        }
     }
+    PENDING.with(|p| p.set(!q.messages.is_empty()));
+}
+
+/// Whether messages of other threads wait for room in the outbox: the
+/// loop takes them again after it delivered (one thread-local read a
+/// turn).
+pub(crate) fn pending() -> bool {
+    PENDING.with(Cell::get)
 }
 
 /// The loop has ended: publishers say so instead of queueing.
@@ -214,6 +239,42 @@ pub(crate) fn close() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Messages a thread was told were taken wait in the inbox while the
+    /// outbox is full, and none is lost: they move on as it drains.
+    #[test]
+    fn a_full_outbox_keeps_other_threads_messages_waiting_not_lost() {
+        super::super::set_max_size(super::super::MAX_SIZE);
+        let big = "x".repeat(512 << 10);
+        // A handler filled the outbox past its mark.
+        for _ in 0..3 {
+            super::super::publish("t", big.clone()).unwrap();
+        }
+        assert!(!outbox::has_room());
+        let publisher = publisher().expect("attached");
+        std::thread::spawn(move || {
+            for i in 0..4 {
+                publisher
+                    .publish("u", format!("from a thread {i}"))
+                    .unwrap();
+            }
+        })
+        .join()
+        .unwrap();
+        take();
+        assert!(pending());
+        let mut got = Vec::new();
+        while let Some(p) = outbox::pop() {
+            if p.topic == "u" {
+                got.push(p.payload);
+            }
+            if outbox::has_room() && pending() {
+                take();
+            }
+        }
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert!(!pending());
+    }
 
     /// Messages from another thread reach the outbox, in order, once the
     /// loop takes them; none are taken twice; a stopped worker refuses.

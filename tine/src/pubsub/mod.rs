@@ -104,7 +104,10 @@ use bytes::Bytes;
 use crate::{Error, Limits, StatusCode, WsConfig};
 
 pub(crate) use bus::{Bus, Offer};
-pub(crate) use handoff::{close as close_handoff, start as start_handoff, take as take_handoff};
+pub(crate) use handoff::{
+    close as close_handoff, pending as handoff_pending, start as start_handoff,
+    take as take_handoff,
+};
 pub use handoff::{publisher, Publisher};
 pub(crate) use index::Topics;
 pub(crate) use outbox::{has_room as outbox_has_room, is_empty as outbox_is_empty};

@@ -340,6 +340,11 @@ impl EventLoop {
             if !pubsub::outbox_is_empty() || !self.parked.is_empty() {
                 self.deliver_published();
             }
+            // Other threads' messages left waiting for room in the outbox.
+            if pubsub::handoff_pending() && pubsub::outbox_has_room() {
+                pubsub::take_handoff();
+                self.deliver_published();
+            }
             self.fire_timers();
             // Cached static files past their time are closed here, not
             // only at a later static lookup: an idle worker must not keep
