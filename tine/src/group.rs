@@ -386,6 +386,7 @@ impl Group {
                     let route = WsRoute {
                         handler,
                         layer: layer.clone(),
+                        reach: 0,
                     };
                     if let Err(msg) = service.try_add_ws_route(&full, route) {
                         crate::service::registration_panic(&format!(
@@ -417,7 +418,7 @@ impl Group {
             let route = Route {
                 handler,
                 layer,
-                kind: RouteKind::Fallback,
+                kind: RouteKind::Fallback(0),
             };
             if let Err(msg) = service.try_add_fallback(&pattern, route) {
                 crate::service::registration_panic(&format!(

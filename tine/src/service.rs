@@ -189,10 +189,11 @@ pub(crate) enum RouteKind {
     /// it has no file for goes to the fallback that matches it, if that
     /// is at least as deep.
     Mount(usize),
-    /// A fallback (a group's, or the app's): it answers what no route
-    /// takes, but a WebSocket route's path is taken (`426` to a plain
-    /// request, as a route taking it with other methods answers `405`).
-    Fallback,
+    /// A fallback (a group's, or the app's), with its depth: it answers
+    /// what no route takes, but a path a WebSocket route at least as deep
+    /// takes is taken (`426` to a plain request, as a route taking it with
+    /// other methods answers `405`).
+    Fallback(usize),
 }
 
 impl Route {
@@ -211,6 +212,8 @@ impl Route {
 pub(crate) struct WsRoute {
     pub(crate) handler: WsHandler,
     pub(crate) layer: Option<Rc<Layer>>,
+    /// Its pattern's reach (`Pattern::reach`): set when it is added.
+    pub(crate) reach: usize,
 }
 
 impl std::fmt::Debug for Route {
@@ -275,8 +278,13 @@ impl Service {
     }
 
     /// Like [`try_add_route`](Self::try_add_route), for a fallback.
-    pub(crate) fn try_add_fallback(&mut self, pattern: &str, route: Route) -> Result<(), String> {
+    pub(crate) fn try_add_fallback(
+        &mut self,
+        pattern: &str,
+        mut route: Route,
+    ) -> Result<(), String> {
         let pattern = crate::router::Pattern::parse(pattern)?;
+        route.kind = RouteKind::Fallback(pattern.depth());
         self.router.add_fallback(pattern, route)
     }
 
@@ -297,16 +305,20 @@ impl Service {
         let route = WsRoute {
             handler,
             layer: None,
+            reach: 0,
         };
-        let result = self
-            .ws_router
-            .add(Some(Method::GET), parse_pattern(pattern), route);
+        let result = self.try_add_ws_route(pattern, route);
         registered(result);
     }
 
     /// Like [`try_add_route`](Self::try_add_route), for a WebSocket route.
-    pub(crate) fn try_add_ws_route(&mut self, pattern: &str, route: WsRoute) -> Result<(), String> {
+    pub(crate) fn try_add_ws_route(
+        &mut self,
+        pattern: &str,
+        mut route: WsRoute,
+    ) -> Result<(), String> {
         let pattern = crate::router::Pattern::parse(pattern)?;
+        route.reach = pattern.reach();
         self.ws_router.add(Some(Method::GET), pattern, route)
     }
 
@@ -703,7 +715,7 @@ impl Service {
         layer: &mut Option<Rc<Layer>>,
         depth: usize,
     ) -> Option<Response> {
-        if let Some(ws) = self.ws_route_of(req) {
+        if let Some(ws) = self.ws_route_of(req).filter(|ws| ws.reach >= depth) {
             // Its group's before-hooks first, as for any of its answers.
             layer.clone_from(&ws.layer);
             if !req.hooks_done() {
@@ -807,8 +819,8 @@ impl Service {
         }
         match self.router.find(req.method(), req.raw_path()) {
             Match::Found(route, params) => {
-                if route.kind == RouteKind::Fallback {
-                    if let Some(ws) = self.ws_route_of(req) {
+                if let RouteKind::Fallback(depth) = route.kind {
+                    if let Some(ws) = self.ws_route_of(req).filter(|ws| ws.reach >= depth) {
                         return Routed::UpgradeRequired(ws);
                     }
                 }

@@ -124,6 +124,17 @@ fn bad_handshakes_get_400_or_426() {
     let mut c = Client::connect(addr);
     assert_eq!(c.get("/params/a").status, 426);
     assert_eq!(c.get("/elsewhere").text(), "the app's page");
+    // By the router's rule for fallbacks: a WebSocket route less deep than
+    // a fallback (`/*` against a group's `/api/*`) leaves it its paths.
+    let addr = serve(|| {
+        App::new().ws("/*", echo).nest(
+            "/api",
+            tine::Group::new().fallback(|_: &tine::Request| "the api's 404"),
+        )
+    });
+    let mut c = Client::connect(addr);
+    assert_eq!(c.get("/api/nothing").text(), "the api's 404");
+    assert_eq!(c.get("/elsewhere").status, 426);
 }
 
 #[test]

@@ -364,10 +364,12 @@ mod tests {
     #[test]
     fn a_fork_refused_for_the_process_limit_says_so() {
         let err = fork_error(nix::Error::EAGAIN).to_string();
+        // EAGAIN's number and text are the platform's (11 on Linux, 35 on
+        // macOS and FreeBSD).
+        let eagain = std::io::Error::from(nix::Error::EAGAIN).to_string();
         assert!(
-            err.starts_with(
-                "Resource temporarily unavailable (os error 11): the limit on processes"
-            ) && err.contains("ulimit -u")
+            err.starts_with(&format!("{eagain}: the limit on processes"))
+                && err.contains("ulimit -u")
                 && err.contains("RLIMIT_NPROC"),
             "{err}"
         );

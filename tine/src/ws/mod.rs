@@ -272,8 +272,15 @@ impl WebSocket<'_> {
     /// registered for libraries, or 4000–4999, which are the
     /// application's. (In a handler the panic is caught: the connection
     /// closes with 1011 and the log names the code.)
+    ///
+    /// Once a close frame went out (the handshake is under way, or over:
+    /// a handler that echoes the code of [`WsEvent::Close`], which may be
+    /// 1005 or 1006), it does nothing, whatever the code.
     #[track_caller]
     pub fn close(&mut self, code: u16, reason: &str) {
+        if self.core.close_sent() {
+            return;
+        }
         assert!(
             frame::valid_close_code(code),
             "WebSocket::close: {code} is not a close code a frame may carry \

@@ -130,6 +130,11 @@ impl Core {
     }
 
     /// Queues the close frame (once).
+    /// Whether a close frame went out (or is queued) already.
+    pub(crate) fn close_sent(&self) -> bool {
+        self.close_sent
+    }
+
     pub(crate) fn close(&mut self, code: u16, reason: &str) {
         if !self.close_sent {
             self.close_sent = true;
