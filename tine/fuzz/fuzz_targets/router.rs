@@ -249,9 +249,11 @@ fn find_in(tier: &[&RefRoute], method: &Method, path: &str) -> Option<Routed> {
         let (r, c) = matching.iter().min_by_key(|(r, _)| r.pat.kinds())?;
         return Some(Routed::Found(r.index, c.clone()));
     };
+    // The owner's pattern's routes, a mount on it included: it answers
+    // none of these methods, but `Allow` names its `GET`.
     let matching: Vec<_> = matching
         .iter()
-        .filter(|(r, _)| !mount_only_for(r) && r.pat.same_shape(&owner.pat))
+        .filter(|(r, _)| r.pat.same_shape(&owner.pat))
         .cloned()
         .collect();
     let method_of = |r: &RefRoute| match &r.kind {

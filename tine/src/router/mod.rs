@@ -1121,6 +1121,19 @@ mod tests {
         assert_eq!(found(&r2, Method::POST, "/assets/a.txt").unwrap().0, 0);
         assert_eq!(found(&r2, Method::DELETE, "/assets").unwrap().0, 0);
         assert_eq!(found(&r2, Method::GET, "/assets/a.txt").unwrap().0, 1);
+        // A mount on the owning pattern answers no other method, but its
+        // `GET` is in the `Allow` of that pattern's `405` (the fuzzer's
+        // case: `POST /*` beside a mount at `/`).
+        let mut r3 = Router::default();
+        r3.add(Some(Method::POST), Pattern::parse("/*").unwrap(), 0)
+            .unwrap();
+        r3.add_mount(Pattern::parse("/*").unwrap(), 1).unwrap();
+        match r3.find(&Method::PUT, "/x") {
+            Match::MethodNotAllowed(m) => {
+                assert_eq!(m, [Method::POST, Method::GET, Method::HEAD])
+            }
+            other => panic!("{other:?}"),
+        }
         // A wildcard route more specific than the mount owns its paths:
         // 405 with its methods only, for GET too.
         assert_eq!(found(&r, Method::POST, "/upload/x").unwrap().0, 2);
