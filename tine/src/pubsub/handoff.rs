@@ -205,12 +205,19 @@ pub(crate) fn take() {
     if dropped > 0 {
         stats::add_dropped(dropped);
     }
-    let mut q = inbox.queue.lock().unwrap_or_else(PoisonError::into_inner);
+    // One message at a time, the lock released before the outbox takes
+    // it: the outbox may log, and a logger may hold a `Publisher` (which
+    // takes this lock: held here, it would wait for ever).
+    let next = || {
+        let mut q = inbox.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let p = q.messages.pop_front()?;
+        q.bytes -= p.size();
+        Some(p)
+    };
     while outbox::has_room() {
-        let Some(p) = q.messages.pop_front() else {
+        let Some(p) = next() else {
             break;
         };
-        q.bytes -= p.size();
         // Counted as published here, in the worker's own counters.
         stats::add_published();
         if !outbox::push(p) {
@@ -219,7 +226,13 @@ pub(crate) fn take() {
             log::warn!("pub/sub: a message from another thread was dropped (outbox full)");
         }
     }
-    PENDING.with(|p| p.set(!q.messages.is_empty()));
+    let left = !inbox
+        .queue
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .messages
+        .is_empty();
+    PENDING.with(|p| p.set(left));
 }
 
 /// Whether messages of other threads wait for room in the outbox: the
