@@ -249,6 +249,19 @@ fn an_unknown_user_or_group_is_a_start_up_error_naming_it() {
     }
 }
 
+/// A directory in `parent` that only root may enter (mode 0700), holding
+/// `files` (name, text).
+fn root_only_dir(parent: &std::path::Path, files: &[(&str, &str)]) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = parent.join("rootonly");
+    std::fs::create_dir(&dir).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    dir
+}
+
 /// An access log file the master can open but the workers' user cannot
 /// reach (a directory only root may enter): the workers do not serve
 /// with every line lost; they fail to start, and the master gives up.
@@ -258,13 +271,7 @@ fn an_access_log_the_workers_cannot_open_stops_the_start() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let private = dir.path().join("rootonly");
-    std::fs::create_dir(&private).unwrap();
-    std::fs::set_permissions(
-        &private,
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .unwrap();
+    let private = root_only_dir(dir.path(), &[]);
     let log = private.join("access.log");
     let log = log.to_str().unwrap();
     let mut s = ServerTree::start_workers(
@@ -303,14 +310,7 @@ fn static_files_the_workers_may_not_read_are_404s_and_said_once() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let private = dir.path().join("public");
-    std::fs::create_dir(&private).unwrap();
-    std::fs::write(private.join("index.html"), "hi").unwrap();
-    std::fs::set_permissions(
-        &private,
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .unwrap();
+    let private = root_only_dir(dir.path(), &[("index.html", "hi")]);
     let s = ServerTree::start_workers(
         HELLO,
         1,
