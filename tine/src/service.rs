@@ -823,6 +823,11 @@ impl Service {
                     if let Some(ws) = self.ws_route_of(req).filter(|ws| ws.reach >= depth) {
                         return Routed::UpgradeRequired(ws);
                     }
+                    // `OPTIONS *` is about the server: no fallback's
+                    // business (the app's, on the bare `*`, matches it).
+                    if req.raw_path() == "*" {
+                        return Routed::Asterisk;
+                    }
                 }
                 if !params.is_empty() {
                     req.set_params(params);

@@ -235,6 +235,13 @@ fn options_asterisk_is_answered_for_the_server() {
     let mut c = Client::connect(addr);
     c.send(b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(c.read_response().status, 204);
+    // Nor does the app's fallback (a single-page app's page), though it
+    // is registered on the bare `*`.
+    let addr = serve(|| App::new().fallback(|_: &Request| "the app's page"));
+    let mut c = Client::connect(addr);
+    c.send(b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read_response().status, 204);
+    assert_eq!(c.get("/anything").text(), "the app's page");
 }
 
 #[test]

@@ -115,8 +115,11 @@ impl Publisher {
     /// the bus keeps up; while the bus is behind, as long as a publishing
     /// handler would wait), and is refused with `503 Service Unavailable`
     /// when 8 MiB of this worker's other threads' messages already wait,
-    /// or once the worker has stopped. A message taken is never dropped
-    /// on the way to the bus.
+    /// or once the worker has stopped. A message taken is not dropped on
+    /// the way to the bus while the worker runs; when it stops, what
+    /// still waits goes with its last messages, as far as the bus takes
+    /// them (what it cannot take is counted as dropped, as a handler's
+    /// messages at a stop are).
     pub fn publish(&self, topic: &str, text: impl Into<String>) -> Result<(), Error> {
         let text = crate::sse::escape_plain(text.into());
         self.send(topic, Payload::Text(text))
@@ -146,15 +149,18 @@ impl Publisher {
         if let Err(e) = super::check_size(&p, inbox.limit.load(Ordering::Relaxed)) {
             return refused(e);
         }
-        if !inbox.open.load(Ordering::Acquire) {
-            return refused(Error::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the worker this publisher belongs to has stopped",
-            ));
-        }
         let size = p.size();
         {
             let mut q = inbox.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            // Under the lock [`close`] takes: a message is either queued
+            // before the loop's last look, or refused.
+            if !inbox.open.load(Ordering::Acquire) {
+                drop(q);
+                return refused(Error::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the worker this publisher belongs to has stopped",
+                ));
+            }
             if q.bytes + size > outbox::MAX {
                 drop(q);
                 return refused(Error::new(
@@ -242,10 +248,30 @@ pub(crate) fn pending() -> bool {
     PENDING.with(Cell::get)
 }
 
-/// The loop has ended: publishers say so instead of queueing.
+/// The loop is ending: publishers say so instead of queueing (from the
+/// moment this takes the inbox's lock), and what they queued before goes
+/// to the outbox, whatever its size, for the loop's last hand-over to
+/// the bus (which may not take everything: what it refuses is counted as
+/// dropped, as a handler's messages at a stop are).
 pub(crate) fn close() {
-    if let Some(inbox) = INBOX.with(|i| i.borrow_mut().take()) {
+    let Some(inbox) = INBOX.with(|i| i.borrow_mut().take()) else {
+        return;
+    };
+    let left = {
+        let mut q = inbox.queue.lock().unwrap_or_else(PoisonError::into_inner);
         inbox.open.store(false, Ordering::Release);
+        q.bytes = 0;
+        std::mem::take(&mut q.messages)
+    };
+    let dropped = inbox.dropped.swap(0, Ordering::Relaxed);
+    if dropped > 0 {
+        stats::add_dropped(dropped);
+    }
+    PENDING.with(|p| p.set(false));
+    for p in left {
+        stats::add_published();
+        // Past 8 MiB the outbox drops (and counts) it.
+        let _ = outbox::push(p);
     }
 }
 
@@ -311,7 +337,14 @@ mod tests {
             );
             take();
             assert!(outbox::pop().is_none());
+            // Queued, not taken yet, when the loop ends: handed to the
+            // outbox for its last delivery, not lost.
+            p.publish("t", "before the end").unwrap();
             close();
+            assert_eq!(
+                outbox::pop().map(|m| m.payload),
+                Some(Payload::Text("before the end".into()))
+            );
             let refused = p.publish("t", "late").unwrap_err();
             assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
         })

@@ -9,7 +9,13 @@
 //!
 //! **Which route answers.** axum's most-specific-path rule, in two tiers.
 //! Routes whose pattern has no `*` (*exact* patterns, captures allowed)
-//! come first: if one matches the path, the path is theirs, and among
+//! come first: if one matches the path, the path is theirs (here tine
+//! differs from axum, which ranks by segment across both: an app's
+//! `/:section/:page` takes `/files/x` and `/admin/nothing` before
+//! `/files/*` or the fallback of a group nested at `/admin` could, so a
+//! group's hooks do not see such paths; register the group's paths as
+//! exact routes, or keep capture-only patterns of that depth out of the
+//! app), and among
 //! those that match, the **most specific pattern** owns it: at the first
 //! segment where two patterns differ, a literal beats a capture (and a
 //! capture beats a `*`), whatever order they were registered in. So

@@ -225,6 +225,15 @@ impl EventLoop {
         Ok(this)
     }
 
+    /// On the way out: what other threads queued (see `pubsub::Publisher`)
+    /// goes to the outbox, and the outbox to the bus, as far as it takes.
+    fn last_messages(&mut self) {
+        pubsub::close_handoff();
+        if !pubsub::outbox_is_empty() {
+            self.deliver_published();
+        }
+    }
+
     /// Runs until a stop signal has been handled and the drain finished.
     pub(crate) fn run(mut self) -> io::Result<()> {
         /// Publishers of other threads refuse once the loop has ended,
@@ -360,6 +369,7 @@ impl EventLoop {
             if let Some(deadline) = self.drain_deadline {
                 if self.conns.is_empty() {
                     log::info!("drained; exiting");
+                    self.last_messages();
                     self.shared.service.report_log_losses();
                     return Ok(());
                 }
@@ -368,6 +378,7 @@ impl EventLoop {
                         "drain deadline passed; closing {} connection(s)",
                         self.conns.len()
                     );
+                    self.last_messages();
                     self.shared.service.report_log_losses();
                     return Ok(());
                 }
