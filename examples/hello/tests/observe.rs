@@ -95,6 +95,16 @@ fn scrape(addr: std::net::SocketAddr) -> Option<Vec<Sample>> {
     parse(&r.text())
 }
 
+/// hello with two ready workers, and a first scrape of its metrics
+/// (`None` without the Python parser).
+fn two_ready_workers_scraped() -> Option<(ServerTree, std::net::SocketAddr, Vec<Sample>)> {
+    let s = ServerTree::start_workers(HELLO, 2, &[]);
+    s.wait_ready(2, T);
+    let addr = s.addr();
+    let before = scrape(addr)?;
+    Some((s, addr, before))
+}
+
 fn parse(text: &str) -> Option<Vec<Sample>> {
     let out = python(PARSE, text)?;
     Some(
@@ -543,10 +553,7 @@ fn the_admin_process_answers_while_every_worker_is_stuck() {
 #[test]
 fn byte_counters_count_every_byte_on_the_wire() {
     let _g = heavy();
-    let s = ServerTree::start_workers(HELLO, 2, &[]);
-    s.wait_ready(2, T);
-    let addr = s.addr();
-    let Some(before) = scrape(addr) else {
+    let Some((s, addr, before)) = two_ready_workers_scraped() else {
         return; // no Python parser here (said by `python`)
     };
     let big = get(addr, "/big?kb=64");
@@ -597,10 +604,7 @@ fn byte_counters_count_every_byte_on_the_wire() {
 #[test]
 fn requests_answered_before_their_body_are_counted() {
     let _g = heavy();
-    let s = ServerTree::start_workers(HELLO, 2, &[]);
-    s.wait_ready(2, T);
-    let addr = s.addr();
-    let Some(before) = scrape(addr) else {
+    let Some((s, addr, before)) = two_ready_workers_scraped() else {
         return; // no Python parser here (said by `python`)
     };
     for (head, status) in [
