@@ -578,6 +578,13 @@ fn byte_counters_count_every_byte_on_the_wire() {
             .unwrap();
         assert_eq!(ws.read().unwrap().len(), 1000);
     }
+    // A counter moves just after its write returns, and the client can
+    // read those bytes (and scrape) before it does: one more echo, which
+    // the worker sends only after it counted the last, makes the counts
+    // above complete.
+    ws.send(tungstenite::Message::Binary(vec![7u8; 1].into()))
+        .unwrap();
+    assert_eq!(ws.read().unwrap().len(), 1);
     drop(ws);
     let after = scrape(addr).expect("parsed");
     let delta = |name: &str| sum(&after, name, &[]) - sum(&before, name, &[]);
