@@ -457,7 +457,7 @@ impl Service {
         let decided = handler::catch(|| {
             let routed = self.route(req);
             match &routed {
-                Routed::Http(route) => layer = self.layer_for(route, req.raw_path()),
+                Routed::Http(route) => layer = self.layer_for(route, req),
                 Routed::Ws(route) | Routed::UpgradeRequired(route) => {
                     layer.clone_from(&route.layer)
                 }
@@ -610,7 +610,7 @@ impl Service {
             }
         }
         match self.router.find(req.method(), req.raw_path()) {
-            Match::Found(route, _) => self.layer_for(route, req.raw_path()),
+            Match::Found(route, _) => self.layer_for(route, req),
             _ => None,
         }
     }
@@ -631,17 +631,25 @@ impl Service {
 
     /// The group a request routed to `route` belongs to, for its body
     /// limits and hooks at admission. A static mount belongs to no group,
-    /// but the fallback that would answer what it has no file for may
-    /// (see [`fall_back`](Self::fall_back)): a request with a body is one
+    /// but what would answer a path it has no file for may (see
+    /// [`mount_missed`](Self::mount_missed)): a request with a body is one
     /// a mount never serves (it sends files), so it is admitted as that
-    /// fallback's, with its limits, and its before-hooks answer before the
-    /// body is sent.
-    fn layer_for(&self, route: &Route, raw_path: &str) -> Option<Rc<Layer>> {
+    /// answer's, a WebSocket route's `426` or the fallback, with its
+    /// group's limits, and its group's before-hooks answer before the body
+    /// is sent (they do not run again after it).
+    fn layer_for(&self, route: &Route, req: &Request) -> Option<Rc<Layer>> {
         match route.kind {
-            RouteKind::Mount(depth) if self.router.has_fallbacks() => self
-                .router
-                .fallback_for(raw_path, depth)
-                .and_then(|(fallback, _)| fallback.layer.clone()),
+            RouteKind::Mount(depth) => {
+                if let Some(ws) = self.ws_route_of(req).filter(|ws| ws.reach >= depth) {
+                    return ws.layer.clone();
+                }
+                if !self.router.has_fallbacks() {
+                    return None;
+                }
+                self.router
+                    .fallback_for(req.raw_path(), depth)
+                    .and_then(|(fallback, _)| fallback.layer.clone())
+            }
             _ => route.layer.clone(),
         }
     }

@@ -280,6 +280,51 @@ fn a_groups_hooks_guard_its_websocket_routes() {
     assert_eq!((r.status, r.header("upgrade")), (426, Some("websocket")));
 }
 
+/// A plain request with a body to a group's WebSocket route under a static
+/// mount at `/` is admitted (before its body) as the WebSocket route's,
+/// not the mount's: the group's before-hooks refuse it, once, rather than
+/// the route's `426` telling an unauthenticated client the socket is there.
+#[test]
+fn a_body_to_a_websocket_path_under_a_mount_meets_the_groups_hooks() {
+    let dir = tempfile::tempdir().unwrap();
+    let public = dir.path().to_path_buf();
+    let addr = serve(move || {
+        let calls = Rc::new(Cell::new(0u32));
+        let counted = calls.clone();
+        App::new().static_dir("/", public).nest(
+            "/live",
+            Group::new()
+                .before(move |req: &mut Request| {
+                    counted.set(counted.get() + 1);
+                    (req.header("x-key") != Some("k"))
+                        .then(|| Response::error(StatusCode::UNAUTHORIZED))
+                })
+                .after(move |_: &Request, res: Response| {
+                    res.with_header("x-hook-calls", calls.get().to_string())
+                })
+                .ws(
+                    "/rooms/:room",
+                    |_: &mut tine::WebSocket, _: tine::WsEvent| {},
+                ),
+        )
+    });
+    let post = |key: &str| {
+        let mut c = Client::connect(addr);
+        c.send(
+            format!("GET /live/rooms/r1 HTTP/1.1\r\nHost: t\r\n{key}Content-Length: 3\r\n\r\nabc")
+                .as_bytes(),
+        );
+        c.read_response()
+    };
+    let r = post("");
+    assert_eq!((r.status, r.header("x-hook-calls")), (401, Some("1")));
+    let r = post("X-Key: k\r\n");
+    assert_eq!(
+        (r.status, r.header("upgrade"), r.header("x-hook-calls")),
+        (426, Some("websocket"), Some("2"))
+    );
+}
+
 #[test]
 fn a_websocket_route_conflict_that_nesting_makes_panics_at_the_nest_line() {
     let echo = |_: &mut tine::WebSocket, _: tine::WsEvent| {};
