@@ -863,6 +863,56 @@ impl App {
         self
     }
 
+    /// Runs `task` every `period` in each worker process (and in a single
+    /// process), on the worker's own thread, between the requests it
+    /// serves: for work on the worker's state that nothing else starts,
+    /// such as refreshing a cache or dropping expired sessions. It gets
+    /// the state [`on_worker_start`](App::on_worker_start) built, and may
+    /// [`publish`](crate::publish) (what it publishes goes out in the same
+    /// turn of the loop).
+    ///
+    /// A task first runs one period after its worker starts serving. Like
+    /// a handler it blocks its worker while it runs, so keep it short
+    /// (hand slow work to a thread, which can report back through a
+    /// [`Publisher`](crate::Publisher)); one that never returns is a stuck
+    /// worker, and the master's watchdog replaces it. A run made late by a
+    /// busy worker does not make up the runs it missed. A panic is logged
+    /// and the task runs again at its next time. A worker that is stopping
+    /// runs no more tasks. [`TestClient::run_periodic`] runs them in tests.
+    ///
+    /// The timing is the event loop's: a task may run a little after its
+    /// time, never before.
+    ///
+    /// Panics if `period` is zero.
+    ///
+    /// [`TestClient::run_periodic`]: crate::test::TestClient::run_periodic
+    ///
+    /// ```
+    /// use std::cell::RefCell;
+    /// use std::time::Duration;
+    /// use tine::{App, Request};
+    /// struct Prices(RefCell<Vec<u32>>);
+    /// let app = App::new()
+    ///     .on_worker_start(|state| { state.insert(Prices(RefCell::new(vec![1, 2]))); })
+    ///     .every(Duration::from_secs(30), |state| {
+    ///         if let Some(prices) = state.get::<Prices>() {
+    ///             prices.0.borrow_mut().push(3); // a fresh copy, say
+    ///         }
+    ///     })
+    ///     .get("/prices", |req: &Request| {
+    ///         format!("{:?}", req.state::<Prices>().unwrap().0.borrow())
+    ///     });
+    /// ```
+    #[track_caller]
+    pub fn every<F>(mut self, period: Duration, task: F) -> Self
+    where
+        F: Fn(&Extensions) + 'static,
+    {
+        assert!(!period.is_zero(), "App::every: the period must not be zero");
+        self.service.add_periodic(period, Box::new(task));
+        self
+    }
+
     /// Replaces the [`Limits`].
     pub fn limits(mut self, limits: Limits) -> Self {
         self.config.limits = limits;

@@ -53,6 +53,11 @@ pub(crate) static WS_HANDLER: Site = Site {
     what: "websocket handler",
     then: "closing with 1011",
 };
+/// A periodic task (`App::every`).
+pub(crate) static PERIODIC: Site = Site {
+    what: "periodic task",
+    then: "running it again at its next time",
+};
 /// A worker-init hook (`App::on_worker_start`).
 pub(crate) static WORKER_INIT: Site = Site {
     what: "on_worker_start hook",

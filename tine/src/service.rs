@@ -76,6 +76,12 @@ use crate::ws::{handshake, WsHandler};
 /// A per-worker initialisation hook.
 pub(crate) type WorkerInit = Box<dyn Fn(&mut Extensions)>;
 
+/// A task of [`App::every`](crate::App::every), with its period.
+pub(crate) struct Periodic {
+    period: Duration,
+    task: Box<dyn Fn(&Extensions)>,
+}
+
 /// What the server does with a request.
 pub(crate) enum Answer {
     /// Send this response.
@@ -235,6 +241,8 @@ pub(crate) struct Service {
     error_handler: Option<ErrorHandler>,
     log_requests: bool,
     worker_init: Vec<WorkerInit>,
+    /// `App::every`'s tasks, in the order they were added.
+    periodic: Vec<Periodic>,
     /// What the worker-init hooks built, shared by every request, with
     /// the cookie keys.
     state: Rc<Extensions>,
@@ -344,6 +352,24 @@ impl Service {
 
     pub(crate) fn add_worker_init(&mut self, init: WorkerInit) {
         self.worker_init.push(init);
+    }
+
+    pub(crate) fn add_periodic(&mut self, period: Duration, task: Box<dyn Fn(&Extensions)>) {
+        self.periodic.push(Periodic { period, task });
+    }
+
+    /// The periodic tasks' periods, in the order they were added.
+    pub(crate) fn periods(&self) -> Vec<Duration> {
+        self.periodic.iter().map(|p| p.period).collect()
+    }
+
+    /// Runs periodic task `i` with the worker's state, in its panic
+    /// boundary: a panic is logged, and the task runs again at its next
+    /// time.
+    pub(crate) fn run_periodic(&self, i: usize) {
+        if let Some(p) = self.periodic.get(i) {
+            let _ = handler::catch_in(&handler::PERIODIC, || (p.task)(&self.state));
+        }
     }
 
     /// Changes the cookie keys, and puts them where requests find them.

@@ -228,6 +228,33 @@ impl TestClient {
         }
     }
 
+    /// Runs every [`App::every`] task once, now, in the order they were
+    /// added (the server runs them by the clock). A task that panics is
+    /// logged, as in a worker.
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use std::time::Duration;
+    /// use tine::{test::TestClient, App, Request};
+    /// struct Ticks(Cell<u32>);
+    /// let client = TestClient::new(
+    ///     App::new()
+    ///         .on_worker_start(|state| { state.insert(Ticks(Cell::new(0))); })
+    ///         .every(Duration::from_secs(60), |state| {
+    ///             let t = state.get::<Ticks>().unwrap();
+    ///             t.0.set(t.0.get() + 1);
+    ///         })
+    ///         .get("/ticks", |req: &Request| req.state::<Ticks>().unwrap().0.get().to_string()),
+    /// );
+    /// client.run_periodic();
+    /// assert_eq!(client.get("/ticks").send().text(), "1");
+    /// ```
+    pub fn run_periodic(&self) {
+        for i in 0..self.service.periods().len() {
+            self.service.run_periodic(i);
+        }
+    }
+
     method_fns! {
         get => GET;
         post => POST;

@@ -22,6 +22,7 @@
 
 mod accept;
 mod messages;
+mod periodic;
 
 use std::collections::VecDeque;
 use std::io;
@@ -110,6 +111,10 @@ pub(crate) struct EventLoop {
     /// already waiting on this worker is answered before the worker
     /// takes a connection that may turn out to be slow.
     accept_later: Vec<usize>,
+    /// When the app's periodic tasks (`App::every`) are due.
+    periodic: periodic::Schedule,
+    /// The tasks due this turn (kept for its room).
+    periodic_due: Vec<usize>,
 }
 
 /// The signals an event loop handles, with signal-hook's handlers
@@ -176,6 +181,7 @@ impl EventLoop {
         pubsub::start_handoff(mio::Waker::new(poll.registry(), HANDOFF).map_err(
             crate::server::sys::while_doing("create the event loop's waker"),
         )?);
+        let periodic = periodic::Schedule::new(service.periods(), now);
         let mut this = EventLoop {
             poll,
             listeners: listeners
@@ -202,6 +208,8 @@ impl EventLoop {
             ready: VecDeque::new(),
             parked: Vec::new(),
             accept_later: Vec::new(),
+            periodic,
+            periodic_due: Vec::new(),
         };
         this.bus
             .register(this.poll.registry(), REDIS_SUB, REDIS_PUB)?;
@@ -248,7 +256,11 @@ impl EventLoop {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = if self.ready.is_empty() && !self.more_to_deliver {
-                self.wheel.until_next_tick(self.now)
+                let tick = self.wheel.until_next_tick(self.now);
+                match self.periodic.next() {
+                    Some(at) => tick.min(at.saturating_duration_since(Instant::now())),
+                    None => tick,
+                }
             } else {
                 // Work is waiting: only look for new events, do not sleep.
                 Duration::ZERO
@@ -341,6 +353,9 @@ impl EventLoop {
                 self.accept(index);
             }
             self.drive_ready();
+            if self.periodic.next().is_some_and(|at| self.now >= at) {
+                self.run_periodic();
+            }
             if self.shared.budget.due() {
                 self.ask_for_replacement();
             }
@@ -386,12 +401,26 @@ impl EventLoop {
         }
     }
 
+    /// Runs the app's periodic tasks that are due, before the turn's
+    /// published messages go out (so what they publish goes with them).
+    /// A task that never returns is a stuck worker: the turn does not end,
+    /// and the watchdog sees that as it sees a stuck handler.
+    #[cold]
+    fn run_periodic(&mut self) {
+        self.periodic.take_due(self.now, &mut self.periodic_due);
+        for i in self.periodic_due.drain(..) {
+            self.shared.service.run_periodic(i);
+        }
+    }
+
     /// Starts a graceful shutdown: stop accepting, close idle connections,
     /// let the others finish their current exchange.
     fn begin_drain(&mut self) {
         if self.drain_deadline.is_some() {
             return;
         }
+        // A stopping worker runs no more periodic tasks.
+        self.periodic.stop();
         self.drain_deadline = Some(later(self.now, self.shared.config.limits.drain_timeout));
         // Single-process mode under systemd: the stop is under way.
         crate::server::notify::single_stopping();
