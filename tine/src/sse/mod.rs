@@ -467,7 +467,13 @@ impl SseSession {
         &self.out[self.sent..]
     }
 
-    /// `n` bytes of [`unsent`](Self::unsent) were written.
+    /// `n` bytes of [`unsent`](Self::unsent) were written. The sent part
+    /// is dropped once it is most of the buffer (and not small), as a
+    /// WebSocket's output does: a client that reads steadily but never
+    /// quite catches up would otherwise keep the whole stream ever sent to
+    /// it in memory (only the unsent part counts against `max_buffered`;
+    /// a reader 0.1 % slower than the events held about a gigabyte before
+    /// it was cut off).
     pub(crate) fn written(&mut self, n: usize) {
         self.sent += n;
         if self.sent == self.out.len() {
@@ -476,6 +482,9 @@ impl SseSession {
             if self.out.capacity() > 64 * 1024 {
                 self.out = Vec::new();
             }
+        } else if self.sent >= 64 * 1024 && self.sent * 2 >= self.out.len() {
+            self.out.drain(..self.sent);
+            self.sent = 0;
         }
     }
 }
@@ -484,6 +493,26 @@ impl SseSession {
 mod tests {
     use super::*;
     use bytes::Bytes;
+
+    /// A client that keeps reading but stays behind by a constant lag:
+    /// the session holds about the lag, not everything it ever sent.
+    #[test]
+    fn a_reader_that_never_catches_up_does_not_keep_what_was_sent() {
+        let mut s = SseSession::new();
+        let lag = 512 * 1024;
+        let event = vec![b'x'; 64 * 1024];
+        for _ in 0..200 {
+            s.queue(&event);
+            let unsent = s.unsent().len();
+            if unsent > lag {
+                s.written(unsent - lag);
+            }
+        }
+        assert!(!s.overflowed);
+        assert!(s.unsent().len() <= lag + event.len() + 16);
+        // 12.8 MB went through it.
+        assert!(s.out.len() < 3 * lag, "{} bytes held", s.out.len());
+    }
 
     #[test]
     fn events_encode_and_sanitize() {
