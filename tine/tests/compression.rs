@@ -390,3 +390,59 @@ fn a_group_compresses_its_answers_only() {
     assert_eq!(r.header("content-encoding"), None);
     assert_eq!(r.text(), json_rows(200));
 }
+
+/// Files and streams hold an encoder (megabytes for zstd) until the
+/// client has taken the whole body: a worker compresses at most
+/// `max_streams` of them at once, and sends the others as they are, so
+/// clients that ask and never read cannot make it hold an encoder each.
+#[test]
+fn at_most_max_streams_responses_are_compressed_as_they_stream() {
+    let addr = serve(|| {
+        App::new()
+            .get("/endless", |_: &Request| {
+                // Bytes that do not compress fill the sockets' buffers
+                // with the least work, so the server soon blocks.
+                let mut x = 0x9e37_79b9_7f4a_7c15u64;
+                Response::stream(std::iter::from_fn(move || {
+                    let chunk: Vec<u8> = (0..64 * 1024)
+                        .map(|_| {
+                            x ^= x << 13;
+                            x ^= x >> 7;
+                            x ^= x << 17;
+                            x as u8
+                        })
+                        .collect();
+                    Some(chunk)
+                }))
+                .with_header("content-type", "text/plain")
+            })
+            .get("/json", |_: &Request| Response::text(json_rows(200)))
+            .compress(Compression::new().max_streams(2))
+    });
+    // Sends the request and reads the head only; the body stays unread
+    // (the server blocks on it, its encoder alive).
+    let open = || {
+        let mut c = Client::connect(addr);
+        c.send(b"GET /endless HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n");
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8];
+            c.stream.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+        (c, head.contains("content-encoding: gzip"))
+    };
+    let (first, compressed) = open();
+    assert!(compressed);
+    let (_second, compressed) = open();
+    assert!(compressed);
+    let (_third, compressed) = open();
+    assert!(!compressed, "a third stream compressed at once");
+    // Bodies in memory hold no encoder: still compressed.
+    let r = request(addr, "GET", "/json", "Accept-Encoding: gzip\r\n");
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    // Once a client is gone, its place is free again.
+    drop(first);
+    assert!(support::wait_until(Duration::from_secs(10), || open().1));
+}

@@ -41,7 +41,9 @@ use encoder::Encoder;
 ///   `application/octet-stream` (binary downloads);
 /// - its body is in memory and smaller than [`min_size`](Self::min_size)
 ///   (unless the client refused the uncompressed form with
-///   `identity;q=0`), or did not get smaller when compressed.
+///   `identity;q=0`), or did not get smaller when compressed;
+/// - it is a file or a stream, and [`max_streams`](Self::max_streams)
+///   such responses are being compressed by this worker already.
 ///
 /// Every response whose form depends on `Accept-Encoding` gets
 /// `Vary: Accept-Encoding`. A compressed response's `ETag` is made weak
@@ -77,6 +79,7 @@ pub struct Compression {
     zstd_level: i32,
     /// Enabled codings, in order of preference on equal q-values.
     codings: Vec<Coding>,
+    max_streams: usize,
 }
 
 impl Default for Compression {
@@ -100,7 +103,26 @@ impl Compression {
                 Coding::Gzip,
                 Coding::Br,
             ],
+            max_streams: 64,
         }
+    }
+
+    /// How many files and streamed bodies one worker compresses at once
+    /// (default 64); past that, such responses go uncompressed until one
+    /// of them ends. Each holds its encoder's state until the client has
+    /// taken the whole body: about 0.3 MiB for gzip, 0.8 MiB for brotli and
+    /// 2.6 MiB for zstd, which a client that asks for a large file and
+    /// never reads would otherwise hold per connection (thousands of them
+    /// are gigabytes). Bodies in memory are compressed at once and hold no
+    /// encoder; they do not count.
+    ///
+    /// ```
+    /// let c = tine::Compression::new().max_streams(256);
+    /// # let _ = c;
+    /// ```
+    pub fn max_streams(mut self, count: usize) -> Self {
+        self.max_streams = count;
+        self
     }
 
     /// Bodies in memory (and files) smaller than this many bytes are sent
@@ -229,6 +251,10 @@ impl Compression {
             // A live stream is flushed after every chunk, so each reaches
             // the client as soon as it is produced; a batched one (always
             // ready) is not, which compresses better and costs less.
+            body @ (Body::Stream(_) | Body::File(_)) if !Streaming::room(self.max_streams) => {
+                res.body = body;
+                return res;
+            }
             Body::Stream(chunks) => match Encoder::new(coding, self, 0) {
                 Ok(enc) => Body::Stream(Chunks::new(
                     Box::new(Compressing::new(chunks.iter, enc, !chunks.batched)),
@@ -470,6 +496,44 @@ fn weaken_etag(headers: &mut HeaderMap) {
     }
 }
 
+thread_local! {
+    /// Responses this worker compresses as they stream (each holds an
+    /// encoder until its body ends), against `Compression::max_streams`.
+    static STREAMING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// The warning that the limit was reached was given.
+    static WARNED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// One of the worker's [`Compression::max_streams`] places, held by a
+/// [`Compressing`] body until it is dropped.
+struct Streaming;
+
+impl Streaming {
+    /// Whether another streamed response may be compressed now (the
+    /// first time not, said once per worker).
+    fn room(max: usize) -> bool {
+        let room = STREAMING.with(|n| n.get() < max);
+        if !room && !WARNED.with(|w| w.replace(true)) {
+            log::warn!(
+                "compression: {max} files or streams are being compressed; more are sent \
+                 uncompressed until one ends (Compression::max_streams)"
+            );
+        }
+        room
+    }
+
+    fn take() -> Streaming {
+        STREAMING.with(|n| n.set(n.get() + 1));
+        Streaming
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        STREAMING.with(|n| n.set(n.get().saturating_sub(1)));
+    }
+}
+
 /// A streamed body, compressed chunk by chunk.
 struct Compressing {
     inner: Box<dyn Iterator<Item = Bytes>>,
@@ -478,6 +542,8 @@ struct Compressing {
     /// Flush after every chunk, so each one reaches the client as soon as
     /// it is produced (a live stream), at a small cost in ratio.
     flush_each: bool,
+    /// Its place among the worker's streams being compressed.
+    _place: Streaming,
 }
 
 impl Compressing {
@@ -486,6 +552,7 @@ impl Compressing {
             inner,
             enc: Some(enc),
             flush_each,
+            _place: Streaming::take(),
         }
     }
 }
