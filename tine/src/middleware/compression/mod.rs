@@ -110,7 +110,7 @@ impl Compression {
     /// How many files and streamed bodies one worker compresses at once
     /// (default 64); past that, such responses go uncompressed until one
     /// of them ends. Each holds its encoder's state until the client has
-    /// taken the whole body: about 0.3 MiB for gzip, 0.8 MiB for brotli and
+    /// taken the whole body: some hundreds of KiB for gzip, 0.8 MiB for brotli and
     /// 2.6 MiB for zstd, which a client that asks for a large file and
     /// never reads would otherwise hold per connection (thousands of them
     /// are gigabytes). Bodies in memory are compressed at once and hold no
