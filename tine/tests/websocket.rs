@@ -411,3 +411,67 @@ fn a_close_code_no_frame_may_carry_is_refused_at_the_handler() {
         assert_eq!(read_close_code(&mut s), 1011, "{forbidden}");
     }
 }
+
+/// A message has `message_timeout` from its first bytes to arrive whole:
+/// a frame whose rest trickles in is closed with 1008 then, however often
+/// bytes come; messages that each arrive in time are served however long
+/// the connection sends them, split across reads or fragmented.
+#[test]
+fn a_message_trickled_past_its_deadline_is_closed_with_1008() {
+    let addr = serve(|| {
+        App::new()
+            .ws("/echo", echo)
+            .ws_config(WsConfig::default().message_timeout(Duration::from_millis(400)))
+    });
+    // Steady traffic for over three deadlines: each message split in two
+    // writes 100 ms apart (the reads end inside a frame every time).
+    let mut s = ws::connect(addr, "/echo");
+    let started = std::time::Instant::now();
+    let mut i = 0;
+    while started.elapsed() < Duration::from_millis(1300) {
+        let payload = format!("message {i}");
+        let whole = client_frame(op::TEXT, payload.as_bytes());
+        ws::send(&mut s, &whole[..4]);
+        std::thread::sleep(Duration::from_millis(100));
+        ws::send(&mut s, &whole[4..]);
+        let (_, opcode, echoed) = read_frame(&mut s).unwrap();
+        assert_eq!((opcode, echoed), (op::TEXT, payload.into_bytes()));
+        // A fragmented message, each fragment in time.
+        ws::send(
+            &mut s,
+            &frame(false, 0, op::TEXT, b"frag", Some([1, 2, 3, 4])),
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        ws::send(
+            &mut s,
+            &frame(true, 0, op::CONT, b"ment", Some([1, 2, 3, 4])),
+        );
+        let (_, opcode, echoed) = read_frame(&mut s).unwrap();
+        assert_eq!((opcode, echoed.as_slice()), (op::TEXT, &b"fragment"[..]));
+        i += 1;
+    }
+    // Most of a 1 KiB frame, then a byte every 100 ms: closed at the
+    // deadline, though bytes keep coming.
+    let mut s = ws::connect(addr, "/echo");
+    let whole = client_frame(op::BINARY, &[7u8; 1024]);
+    ws::send(&mut s, &whole[..512]);
+    let slow = std::thread::spawn({
+        let mut s = s.try_clone().unwrap();
+        move || {
+            for b in &whole[512..530] {
+                std::thread::sleep(Duration::from_millis(100));
+                if std::io::Write::write_all(&mut s, &[*b]).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let begun = std::time::Instant::now();
+    assert_eq!(read_close_code(&mut s), 1008);
+    assert!(
+        begun.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        begun.elapsed()
+    );
+    slow.join().unwrap();
+}

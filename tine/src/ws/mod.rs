@@ -115,6 +115,8 @@ pub struct WsConfig {
     pub(crate) ping_interval: Option<Duration>,
     /// See [`WsConfig::pong_timeout`].
     pub(crate) pong_timeout: Duration,
+    /// See [`WsConfig::message_timeout`].
+    pub(crate) message_timeout: Duration,
     /// See [`WsConfig::protocols`].
     pub(crate) protocols: Vec<String>,
 }
@@ -126,6 +128,7 @@ impl Default for WsConfig {
             max_outbuf: 8 * 1024 * 1024,
             ping_interval: Some(Duration::from_secs(30)),
             pong_timeout: Duration::from_secs(10),
+            message_timeout: Duration::from_secs(60),
             protocols: Vec::new(),
         }
     }
@@ -191,6 +194,27 @@ impl WsConfig {
     #[must_use]
     pub fn pong_timeout(mut self, timeout: Duration) -> Self {
         self.pong_timeout = crate::limits::no_longer_than_forever(timeout);
+        self
+    }
+
+    /// Time a peer has to deliver a whole message (all its frames) once
+    /// its first bytes arrived. Default 60 s, like
+    /// [`Limits::body_timeout`](crate::Limits::body_timeout), and like it
+    /// a deadline that arriving bytes do not extend: the default
+    /// [`max_message`](Self::max_message) of 1 MiB then needs about
+    /// 17 KiB/s. On expiry the connection is closed with 1008 (policy
+    /// violation) and what arrived of the message is dropped. Without
+    /// it, a peer that sent most of a large frame and then a byte now and
+    /// then held that buffer for as long as it liked.
+    ///
+    /// ```
+    /// let config = tine::WsConfig::default()
+    ///     .max_message(16 << 20)
+    ///     .message_timeout(std::time::Duration::from_secs(300));
+    /// ```
+    #[must_use]
+    pub fn message_timeout(mut self, timeout: Duration) -> Self {
+        self.message_timeout = crate::limits::no_longer_than_forever(timeout);
         self
     }
 

@@ -208,6 +208,11 @@ pub(crate) struct Session {
     closed_event_sent: bool,
     /// A turn's limit left whole frames in `incoming`.
     more_input: bool,
+    /// When the message being received began to arrive (a frame not whole
+    /// yet, or a fragmented message), for `WsConfig::message_timeout`.
+    pub(crate) message_started: Option<std::time::Instant>,
+    /// A whole data message was handled since [`time_message`](Self::time_message) last looked.
+    message_ended: bool,
 }
 
 impl Session {
@@ -243,7 +248,46 @@ impl Session {
             awaiting_pong: false,
             end_noted: false,
             closed_event_sent: false,
+            message_started: None,
+            message_ended: false,
         }
+    }
+
+    /// After input was fed: notes when the message now being received
+    /// began (`now`, if it began since the last look), or that none is.
+    /// The deadline counts from a message's first bytes and arriving ones
+    /// do not extend it (like `Limits::body_timeout`), so a frame trickled
+    /// a byte at a time cannot hold its buffer for ever.
+    pub(crate) fn time_message(&mut self, now: std::time::Instant) {
+        if std::mem::take(&mut self.message_ended) {
+            self.message_started = None;
+        }
+        let receiving = self
+            .incoming
+            .as_deref()
+            .is_some_and(|i| !i.bytes.is_empty() || i.message.is_some());
+        if !receiving {
+            self.message_started = None;
+        } else if self.message_started.is_none() {
+            self.message_started = Some(now);
+        }
+    }
+
+    /// The peer took longer than `WsConfig::message_timeout` over one
+    /// message: closed with 1008, what it sent of the message dropped.
+    pub(crate) fn message_too_slow(&mut self, wire: &dyn Wire) {
+        self.message_started = None;
+        if let Some(i) = self.incoming.as_deref_mut() {
+            i.bytes.clear();
+        }
+        self.fail(
+            Violation {
+                code: code::POLICY,
+                reason: "message too slow",
+            },
+            wire,
+        );
+        self.rest();
     }
 
     fn call(&mut self, event: WsEvent, wire: &dyn Wire) {
@@ -416,9 +460,11 @@ impl Session {
         match opcode {
             op::TEXT if fin => {
                 let text = std::str::from_utf8(payload).map_err(|_| frame::BAD_UTF8)?;
+                self.message_ended = true;
                 self.call(WsEvent::Text(text.to_owned()), wire);
             }
             op::BINARY if fin => {
+                self.message_ended = true;
                 self.call(WsEvent::Binary(Bytes::copy_from_slice(payload)), wire);
             }
             op::TEXT | op::BINARY => {
@@ -454,6 +500,7 @@ impl Session {
                     } else {
                         WsEvent::Binary(Bytes::from(m.data))
                     };
+                    self.message_ended = true;
                     self.call(event, wire);
                 }
             }

@@ -443,12 +443,17 @@ impl<T: Transport> Conn<T> {
             // Giving up is timed from a fixed moment (see `timer_from`);
             // the ping is a heartbeat, due an interval after the peer's
             // last input.
-            return if ws.closing() || ws.awaiting_pong {
+            let own = if ws.closing() || ws.awaiting_pong {
                 self.timer_from + config.pong_timeout
             } else if let Some(interval) = config.ping_interval {
                 self.timer_from + interval
             } else {
                 now + Duration::from_secs(24 * 3600)
+            };
+            // A message being received has a deadline of its own.
+            return match ws.message_started.filter(|_| !ws.closing()) {
+                Some(started) => own.min(started + config.message_timeout),
+                None => own,
             };
         }
         if let Some(sse) = self.sse.as_deref() {
@@ -523,6 +528,16 @@ impl<T: Transport> Conn<T> {
             }
         }
         if let Some(ws) = self.ws.as_mut() {
+            let message_due = ws
+                .message_started
+                .filter(|_| !ws.closing())
+                .is_some_and(|started| started + shared.config.ws.message_timeout <= shared.now);
+            if message_due {
+                // The close frame gets the closing's usual time to go out.
+                ws.message_too_slow(&self.stream);
+                self.timer_from = shared.now;
+                return Expired::Drive;
+            }
             // Draining, a WebSocket waits for its moment to get the close
             // frame (pinged meanwhile as usual); once it got it, any timer
             // ends it.

@@ -54,6 +54,7 @@ impl<T: Transport> Conn<T> {
                 // Frames left over from the last turn come first (a pong
                 // among them ends the wait for it, as below).
                 budget.requests -= session.feed_some(&mut [], &self.stream, budget.requests);
+                session.time_message(shared.now);
                 if !session.awaiting_pong && !session.closing() {
                     self.timer_from = shared.now;
                 }
@@ -70,6 +71,7 @@ impl<T: Transport> Conn<T> {
                     budget.read = budget.read.saturating_sub(n);
                     budget.requests -=
                         session.feed_some(&mut shared.scratch[..n], &self.stream, budget.requests);
+                    session.time_message(shared.now);
                     // Input is what shows the peer alive: the next ping is
                     // due an interval after it (see `Conn::timer_from`);
                     // a pong just read ends the wait for it. Not once the
