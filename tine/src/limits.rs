@@ -42,6 +42,8 @@ pub struct Limits {
     pub(crate) max_connections_per_ip: usize,
     /// See [`Limits::drain_timeout`].
     pub(crate) drain_timeout: Duration,
+    /// See [`Limits::keepalive_requests`].
+    pub(crate) keepalive_requests: u32,
 }
 
 impl Default for Limits {
@@ -57,6 +59,7 @@ impl Default for Limits {
             max_connections: 10_000,
             max_connections_per_ip: usize::MAX,
             drain_timeout: Duration::from_secs(10),
+            keepalive_requests: u32::MAX,
         }
     }
 }
@@ -164,6 +167,33 @@ impl Limits {
     #[must_use]
     pub fn body_timeout(mut self, timeout: Duration) -> Self {
         self.body_timeout = timeout;
+        self
+    }
+
+    /// Most requests answered on one connection (nginx's
+    /// `keepalive_requests`): the last one's response says
+    /// `Connection: close`, and the client opens a new connection for
+    /// more, which the kernel may hand to another worker. Default: no
+    /// limit. A limit (nginx's default is 1,000) spreads long-lived
+    /// keep-alive clients, such as a proxy's pooled connections, over the
+    /// workers again and again, rather than leaving each pinned to the
+    /// worker that accepted it. Requests pipelined behind the last one
+    /// are not answered (the client sends them again on a new connection,
+    /// as after any close).
+    ///
+    /// Panics if `count` is 0.
+    ///
+    /// ```
+    /// let limits = tine::Limits::default().keepalive_requests(1_000);
+    /// ```
+    #[must_use]
+    #[track_caller]
+    pub fn keepalive_requests(mut self, count: u32) -> Self {
+        assert!(
+            count > 0,
+            "Limits::keepalive_requests: 0 would answer nothing"
+        );
+        self.keepalive_requests = count;
         self
     }
 

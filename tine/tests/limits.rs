@@ -370,3 +370,32 @@ fn connections_over_the_per_address_limit_are_closed_at_once() {
         c.try_read_response(false).is_ok_and(|r| r.status == 200)
     }));
 }
+
+/// `keepalive_requests`: the last request a connection may make gets
+/// `Connection: close` and the close, one at a time or pipelined (what
+/// was pipelined behind it is not answered); a body's request counts too.
+#[test]
+fn a_connection_closes_after_keepalive_requests() {
+    let addr = serve(|| app_with(Limits::default().keepalive_requests(3)));
+    let mut c = Client::connect(addr);
+    for _ in 0..2 {
+        let r = c.get("/");
+        assert_eq!((r.status, r.header("connection")), (200, None));
+    }
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi");
+    let r = c.read_response();
+    assert_eq!(
+        (r.status, r.text().as_str(), r.header("connection")),
+        (200, "hi", Some("close"))
+    );
+    assert!(c.is_closed());
+    // Five pipelined: three answers, the last one closing.
+    let mut c = Client::connect(addr);
+    c.send(&b"GET / HTTP/1.1\r\nHost: t\r\n\r\n".repeat(5));
+    for i in 0..3 {
+        let r = c.read_response();
+        let close = (i == 2).then_some("close");
+        assert_eq!((r.status, r.header("connection")), (200, close), "{i}");
+    }
+    assert!(c.is_closed());
+}

@@ -219,6 +219,10 @@ struct Args {
     /// Maximum open connections per process (at least 1).
     #[arg(long, value_parser = at_least_one)]
     max_connections: Option<usize>,
+    /// Most requests answered on one connection before it closes (at
+    /// least 1; nginx's keepalive_requests). Default: no limit.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    keepalive_requests: Option<u32>,
     /// Drain deadline in milliseconds.
     #[arg(long)]
     drain_timeout_ms: Option<u64>,
@@ -608,6 +612,9 @@ fn main() -> ExitCode {
     }
     if let Some(n) = args.max_body {
         limits = limits.max_body(n);
+    }
+    if let Some(n) = args.keepalive_requests {
+        limits = limits.keepalive_requests(n);
     }
     if let Some(n) = args.max_connections {
         limits = limits.max_connections(n);

@@ -265,7 +265,8 @@ impl<T: Transport> Conn<T> {
                     let exchange = Exchange {
                         head: head.raw.method == Method::HEAD,
                         http10: head.raw.version == Version::HTTP_10,
-                        keep_alive: head.keep_alive && !shared.draining,
+                        keep_alive: head.keep_alive
+                            && stays_open(shared, self.served.saturating_add(1)),
                     };
                     let req = Request::decoded(head.raw, body, self.peer);
                     if self.answer_request(req, exchange, shared, &mut handled) {
@@ -304,7 +305,8 @@ impl<T: Transport> Conn<T> {
                     } = *admitted;
                     req.set_body(body);
                     let exchange = Exchange {
-                        keep_alive: exchange.keep_alive && !shared.draining,
+                        keep_alive: exchange.keep_alive
+                            && stays_open(shared, self.served.saturating_add(1)),
                         ..exchange
                     };
                     if self.answer_request(req, exchange, shared, &mut handled) {
@@ -532,8 +534,9 @@ impl<T: Transport> Conn<T> {
                         self.held = Some(Box::new((res, exchange)));
                         return true;
                     }
+                    // (This response is counted already.)
                     let exchange = Exchange {
-                        keep_alive: exchange.keep_alive && !shared.draining,
+                        keep_alive: exchange.keep_alive && stays_open(shared, self.served),
                         ..exchange
                     };
                     self.lend_output(shared);
@@ -558,8 +561,9 @@ impl<T: Transport> Conn<T> {
         let (res, exchange) = *held;
         self.lend_output(shared);
         if whole {
+            // (It was counted when it was held.)
             let exchange = Exchange {
-                keep_alive: exchange.keep_alive && !shared.draining,
+                keep_alive: exchange.keep_alive && stays_open(shared, self.served),
                 ..exchange
             };
             self.encode_response(res, exchange, shared);
@@ -899,4 +903,12 @@ fn handlers_done(shared: &mut Shared, e: &Entry, n: u32) {
         shared.fast_until = t + scoreboard::FAST;
     }
     shared.clock = t;
+}
+
+/// Whether a connection may stay open after its `nth` response (counting
+/// from 1): not while the worker drains, nor once it has had
+/// `Limits::keepalive_requests` of them.
+#[inline]
+fn stays_open(shared: &Shared, nth: u32) -> bool {
+    !shared.draining && nth < shared.config.limits.keepalive_requests
 }
