@@ -829,9 +829,9 @@ impl Service {
                         return Routed::Asterisk;
                     }
                 }
-                if !params.is_empty() {
-                    req.set_params(params);
-                }
+                // Also when empty: `set_params` skips the drop glue's call
+                // for an empty list, which dropping it here would not.
+                req.set_params(params);
                 Routed::Http(route)
             }
             Match::MethodNotAllowed(allowed) => Routed::NotAllowed(allowed),
