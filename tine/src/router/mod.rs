@@ -330,8 +330,9 @@ const SCAN_ALL: usize = 16;
 
 /// Whether two slices of the same length are equal, compared a word at a
 /// time without calling `memcmp` (whose call and dispatch cost more than
-/// the compare for a path segment's few bytes).
-#[inline]
+/// the compare for a path segment's few bytes). Always inlined: into the
+/// index's look-up, which is inlined into every request's routing.
+#[inline(always)]
 fn same(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     debug_assert_eq!(n, b.len());
@@ -681,27 +682,35 @@ impl<T> Router<T> {
     /// Routes `method` and the raw (percent-encoded) `raw_path`: exact
     /// routes first, then wildcard routes and mounts (see the module docs).
     /// `HEAD` falls back to a `GET` route.
+    ///
+    /// Inlined, the index's look-up and [`literal`](Self::literal) only:
+    /// a one-literal path costs no call, and no entry into the general
+    /// matching's large frame ([`find_tiers`](Self::find_tiers)).
+    #[inline]
     pub(crate) fn find(&self, method: &Method, raw_path: &str) -> Match<'_, T> {
         // Few routes: trying each is cheaper than hashing the segment.
-        let (statics, whole, dynamic): (&[usize], bool, &[usize]) = if self.routes.len() <= SCAN_ALL
-        {
-            (&[], false, &self.every)
-        } else {
-            let rest = raw_path.strip_prefix('/').unwrap_or(raw_path);
-            let (statics, whole) = self.by_first.get(rest);
-            if whole {
-                if let Some(found) = self.literal(statics, method) {
-                    return found;
-                }
+        if self.routes.len() <= SCAN_ALL {
+            return self.find_tiers(Tier::scan(&self.every), method, raw_path);
+        }
+        let rest = raw_path.strip_prefix('/').unwrap_or(raw_path);
+        let (statics, whole) = self.by_first.get(rest);
+        if whole {
+            if let Some(found) = self.literal(statics, method) {
+                return found;
             }
-            (statics, whole, &self.dynamic)
-        };
-        let mut params = Captures::new();
+        }
         let tier = Tier {
             statics,
             whole,
-            dynamic,
+            dynamic: &self.dynamic,
         };
+        self.find_tiers(tier, method, raw_path)
+    }
+
+    /// [`find`](Self::find) from the exact tier's routes on.
+    #[inline(never)]
+    fn find_tiers(&self, tier: Tier<'_>, method: &Method, raw_path: &str) -> Match<'_, T> {
+        let mut params = Captures::new();
         if let Some(found) = self.find_in(tier, method, raw_path, &mut params) {
             return found;
         }
