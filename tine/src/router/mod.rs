@@ -330,8 +330,9 @@ const SCAN_ALL: usize = 16;
 
 /// Whether two slices of the same length are equal, compared a word at a
 /// time without calling `memcmp` (whose call and dispatch cost more than
-/// the compare for a path segment's few bytes).
-#[inline]
+/// the compare for a path segment's few bytes). Always inlined: into the
+/// index's look-up, which is inlined into every request's routing.
+#[inline(always)]
 fn same(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     debug_assert_eq!(n, b.len());
@@ -681,22 +682,35 @@ impl<T> Router<T> {
     /// Routes `method` and the raw (percent-encoded) `raw_path`: exact
     /// routes first, then wildcard routes and mounts (see the module docs).
     /// `HEAD` falls back to a `GET` route.
+    ///
+    /// Inlined, the index's look-up and [`literal`](Self::literal) only:
+    /// a one-literal path costs no call, and no entry into the general
+    /// matching's large frame ([`find_tiers`](Self::find_tiers)).
+    #[inline]
     pub(crate) fn find(&self, method: &Method, raw_path: &str) -> Match<'_, T> {
         // Few routes: trying each is cheaper than hashing the segment.
-        let (statics, whole, dynamic): (&[usize], bool, &[usize]) = if self.routes.len() <= SCAN_ALL
-        {
-            (&[], false, &self.every)
-        } else {
-            let rest = raw_path.strip_prefix('/').unwrap_or(raw_path);
-            let (statics, whole) = self.by_first.get(rest);
-            (statics, whole, &self.dynamic)
-        };
-        let mut params = Captures::new();
+        if self.routes.len() <= SCAN_ALL {
+            return self.find_tiers(Tier::scan(&self.every), method, raw_path);
+        }
+        let rest = raw_path.strip_prefix('/').unwrap_or(raw_path);
+        let (statics, whole) = self.by_first.get(rest);
+        if whole {
+            if let Some(found) = self.literal(statics, method) {
+                return found;
+            }
+        }
         let tier = Tier {
             statics,
             whole,
-            dynamic,
+            dynamic: &self.dynamic,
         };
+        self.find_tiers(tier, method, raw_path)
+    }
+
+    /// [`find`](Self::find) from the exact tier's routes on.
+    #[inline(never)]
+    fn find_tiers(&self, tier: Tier<'_>, method: &Method, raw_path: &str) -> Match<'_, T> {
+        let mut params = Captures::new();
         if let Some(found) = self.find_in(tier, method, raw_path, &mut params) {
             return found;
         }
@@ -709,6 +723,32 @@ impl<T> Router<T> {
                 .unwrap_or(Match::NotFound);
         }
         self.find_with_fallback(method, raw_path, &mut params)
+    }
+
+    /// The common answer for a path that is `/` and one literal segment,
+    /// which the index found whole (`statics` are its routes): the route
+    /// on exactly that literal pattern that takes `method`, with no
+    /// captures and no matching. Such routes come first in `statics`
+    /// and before every dynamic route (a one-literal pattern is the most
+    /// specific of all that can match a one-segment path, and the routes
+    /// are in that order), so the first of them owns the path, as in
+    /// [`find_in`](Self::find_in), and the first of them that takes the
+    /// method is the one `find_in` would return. Anything else (no such
+    /// route, a `405`, `HEAD` answered by a `GET` route) is `None`: the
+    /// general way decides it.
+    #[inline]
+    fn literal(&self, statics: &[usize], method: &Method) -> Option<Match<'_, T>> {
+        for &index in statics {
+            let route = &self.routes[index];
+            if !route.pattern.single {
+                break;
+            }
+            match &route.method {
+                Some(m) if m != method => {}
+                _ => return Some(Match::Found(&route.value, Captures::new())),
+            }
+        }
+        None
     }
 
     /// The wildcard tier when fallbacks exist: the deepest fallback
@@ -1242,6 +1282,38 @@ mod tests {
             add(&mut r, "POST", &format!("/filler{i}"), 1000 + i);
         }
         r
+    }
+
+    /// A one-literal path's routes (the index's fast way in large
+    /// routers): the method's route, else `any`, else `HEAD` by `GET`,
+    /// else a `405`; a capture or a deeper pattern never takes it.
+    #[test]
+    fn one_literal_paths_answer_alike_in_large_routers() {
+        let routes = [
+            ("GET", "/:page"),
+            ("POST", "/plain"),
+            ("GET", "/plain/:x"),
+            ("GET", "/plain"),
+            ("ANY", "/plain"),
+            ("PUT", "/only"),
+            ("GET", "/head"),
+            ("GET", "/:page/:x"),
+        ];
+        for filler in [0, 17] {
+            let r = with_filler(&routes, filler);
+            let get = |m: Method, path: &str| found(&r, m, path).map(|(i, p)| (i, p.len()));
+            assert_eq!(get(Method::POST, "/plain"), Some((1, 0)), "{filler}");
+            assert_eq!(get(Method::GET, "/plain"), Some((3, 0)), "{filler}");
+            assert_eq!(get(Method::HEAD, "/plain"), Some((4, 0)), "{filler}");
+            assert_eq!(get(Method::DELETE, "/plain"), Some((4, 0)), "{filler}");
+            assert_eq!(get(Method::HEAD, "/head"), Some((6, 0)), "{filler}");
+            assert_eq!(get(Method::GET, "/plain/x"), Some((2, 1)), "{filler}");
+            assert_eq!(get(Method::GET, "/other"), Some((0, 1)), "{filler}");
+            match r.find(&Method::GET, "/only") {
+                Match::MethodNotAllowed(allowed) => assert_eq!(allowed, [Method::PUT]),
+                other => panic!("GET /only with {filler}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::http::parse::{Decoded, Seen};
 use crate::http::{fill_stream, Body, Fill, Request, Response};
 use crate::pubsub;
 use crate::server::scoreboard::{self, Entry};
-use crate::service::{Admission, Answer};
+use crate::service::Admission;
 use crate::ws::session::Session;
 
 /// Bodies up to this size are copied behind their head into one write;
@@ -402,9 +402,11 @@ impl<T: Transport> Conn<T> {
                 if let Some(e) = board {
                     e.begin(req.method(), req.raw_path(), req.query_string());
                 }
-                let res = match shared.service.answer(&mut req) {
-                    Answer::Response(res) => res,
-                    Answer::Upgrade(res, handler) => {
+                let mut upgrade = None;
+                let res = shared.service.answer_into(&mut req, &mut upgrade);
+                let res = match upgrade {
+                    None => res,
+                    Some(handler) => {
                         if let Some(e) = board {
                             e.handler_returned();
                             handlers_done(shared, e, *handled + 1);
