@@ -188,3 +188,40 @@ fn registration_panics_point_at_the_apps_line() {
         "{msg}"
     );
 }
+
+/// `param_as`: a capture parsed into the handler's type, percent-decoded
+/// first; a value that does not parse is a `400` saying which parameter
+/// and why.
+#[test]
+fn typed_path_parameters_parse_or_answer_400() {
+    let addr = serve(|| {
+        App::new().get(
+            "/users/:id",
+            |req: &Request| -> Result<String, tine::Error> {
+                let id: u32 = req.param_as("id")?;
+                Ok(format!("user {id}"))
+            },
+        )
+    });
+    let mut c = Client::connect(addr);
+    let r = c.get("/users/7");
+    assert_eq!((r.status, r.text().as_str()), (200, "user 7"));
+    let r = c.get("/users/%34%32");
+    assert_eq!((r.status, r.text().as_str()), (200, "user 42"));
+    let r = c.get("/users/seven");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (
+            400,
+            "invalid path parameter `id`: invalid digit found in string"
+        )
+    );
+    let r = c.get("/users/99999999999");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (
+            400,
+            "invalid path parameter `id`: number too large to fit in target type"
+        )
+    );
+}
