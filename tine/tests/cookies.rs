@@ -40,6 +40,15 @@ fn routes(key: Key, old: Option<Key>) -> App {
         })
         .get("/logout", |_: &Request| {
             Response::text("bye").remove_cookie("user")
+        })
+        .get("/theme", |req: &Request| {
+            // Attributes set on the cookie are kept as they are.
+            let theme = Cookie::build(("theme", "dark"))
+                .path("/app")
+                .http_only(false)
+                .same_site(tine::cookie::SameSite::Strict)
+                .build();
+            Response::text("ok").set_signed_cookie(req, theme)
         });
     if let Some(old) = old {
         app = app.old_cookie_key(old);
@@ -87,7 +96,25 @@ fn round_trip_and_tampering() {
         "private values are not readable"
     );
     assert!(login.headers_all("set-cookie")[0].contains("HttpOnly"));
+    // `sid` was made with no attributes: it gets a session cookie's, so
+    // that every path sees it and `remove_cookie` (at `/`) removes it.
+    let sid = &login.headers_all("set-cookie")[1];
+    for attribute in ["Path=/", "HttpOnly", "SameSite=Lax"] {
+        assert!(
+            sid.split("; ").any(|a| a == attribute),
+            "{attribute}: {sid}"
+        );
+    }
     assert_eq!(me(addr, &cookies), "user=ada sid=s3cret/+=");
+    let theme = testkit::get(addr, "/theme");
+    let theme = theme.header("set-cookie").unwrap();
+    for attribute in ["Path=/app", "SameSite=Strict"] {
+        assert!(
+            theme.split("; ").any(|a| a == attribute),
+            "{attribute}: {theme}"
+        );
+    }
+    assert!(!theme.contains("HttpOnly"), "{theme}");
 
     // The signed value changed by the client: refused. The private one
     // with a byte flipped: refused. Plain values: refused.

@@ -221,6 +221,21 @@ const SINGLETONS: [HeaderName; 8] = [
     header::RETRY_AFTER,
 ];
 
+/// A signed or private cookie's attributes that its maker left unset, as
+/// a session cookie has them: `Path=/`, `HttpOnly`, `SameSite=Lax`.
+fn session_defaults(mut cookie: cookie::Cookie<'static>) -> cookie::Cookie<'static> {
+    if cookie.path().is_none() {
+        cookie.set_path("/");
+    }
+    if cookie.http_only().is_none() {
+        cookie.set_http_only(true);
+    }
+    if cookie.same_site().is_none() {
+        cookie.set_same_site(cookie::SameSite::Lax);
+    }
+    cookie
+}
+
 impl Response {
     /// An empty response with `status`.
     pub fn empty(status: StatusCode) -> Self {
@@ -492,7 +507,13 @@ impl Response {
     /// the value but not change it; read it back with
     /// [`Request::signed_cookie`](crate::Request::signed_cookie). `req` is
     /// the request being answered (it carries the app's keys). The
-    /// cookie's attributes (`Path`, `HttpOnly`, `Max-Age`, ...) are kept.
+    /// cookie's attributes (`Path`, `HttpOnly`, `Max-Age`, ...) are kept;
+    /// those it leaves unset get a session cookie's: `Path=/` (the
+    /// browser's default, the request's directory, would hide a cookie
+    /// set by `POST /auth/login` from `/api`, and
+    /// [`remove_cookie`](Self::remove_cookie) could not remove it),
+    /// `HttpOnly` and `SameSite=Lax`. Set them on the cookie to choose
+    /// otherwise (`.http_only(false)` for a value scripts must read).
     ///
     /// Panics (a 500, logged) in an app without a cookie key.
     ///
@@ -510,8 +531,8 @@ impl Response {
     /// ```
     #[track_caller]
     pub fn set_signed_cookie(self, req: &crate::Request, cookie: cookie::Cookie<'_>) -> Self {
-        let sealed =
-            super::cookies::keys(req).seal(super::cookies::Kind::Signed, cookie.into_owned());
+        let cookie = session_defaults(cookie.into_owned());
+        let sealed = super::cookies::keys(req).seal(super::cookies::Kind::Signed, cookie);
         self.set_cookie(sealed)
     }
 
@@ -519,6 +540,8 @@ impl Response {
     /// ([`App::cookie_key`](crate::App::cookie_key)): the client can
     /// neither read nor change the value; read it back with
     /// [`Request::private_cookie`](crate::Request::private_cookie).
+    /// Attributes it leaves unset get `Path=/`, `HttpOnly` and
+    /// `SameSite=Lax`, as for [`set_signed_cookie`](Self::set_signed_cookie).
     ///
     /// Panics (a 500, logged) in an app without a cookie key.
     ///
@@ -533,8 +556,8 @@ impl Response {
     /// ```
     #[track_caller]
     pub fn set_private_cookie(self, req: &crate::Request, cookie: cookie::Cookie<'_>) -> Self {
-        let sealed =
-            super::cookies::keys(req).seal(super::cookies::Kind::Private, cookie.into_owned());
+        let cookie = session_defaults(cookie.into_owned());
+        let sealed = super::cookies::keys(req).seal(super::cookies::Kind::Private, cookie);
         self.set_cookie(sealed)
     }
 
