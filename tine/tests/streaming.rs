@@ -136,3 +136,58 @@ fn a_slow_producer_sends_each_chunk_as_it_is_produced() {
         seen.extend_from_slice(&buf[..n]);
     }
 }
+
+/// A client that reads an endless response as fast as it comes does not
+/// hold its worker: another connection's request is answered meanwhile,
+/// for a producer whose chunks are always ready (each turn writes a
+/// bounded share) and for one that waits for each chunk (the others are
+/// served between chunks). Before, the worker pulled the stream until the
+/// socket was full, which a fast reader never lets happen: `/ping` waited
+/// for the stream's end, and so did a stop signal.
+#[test]
+fn a_fast_reader_of_an_endless_stream_does_not_hold_the_worker() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let addr = serve(|| {
+        App::new()
+            .get("/ping", |_: &Request| "pong")
+            .get("/ready", |_: &Request| {
+                let chunk = Bytes::from(vec![b'r'; 4096]);
+                Response::stream_batched(std::iter::repeat(chunk))
+            })
+            .get("/waits", |_: &Request| {
+                Response::stream(std::iter::repeat_with(|| {
+                    std::thread::sleep(Duration::from_millis(20));
+                    "tick\n"
+                }))
+            })
+    });
+    for path in ["/ready", "/waits"] {
+        let mut reader = Client::connect(addr);
+        reader.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        let stop = Arc::new(AtomicBool::new(false));
+        let read = Arc::new(AtomicUsize::new(0));
+        let drain = std::thread::spawn({
+            let (stop, read) = (stop.clone(), read.clone());
+            let mut stream = reader.stream;
+            move || {
+                let mut buf = vec![0u8; 256 * 1024];
+                while !stop.load(Ordering::Relaxed) {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            read.fetch_add(n, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        });
+        assert!(support::wait_until(Duration::from_secs(10), || {
+            read.load(Ordering::Relaxed) > 1000
+        }));
+        let r = support::get(addr, "/ping");
+        assert_eq!((r.status, r.text().as_str()), (200, "pong"), "{path}");
+        stop.store(true, Ordering::Relaxed);
+        drain.join().unwrap();
+    }
+}

@@ -71,6 +71,47 @@ fn drain_deadline_bounds_shutdown() {
     );
 }
 
+/// A client reading a long stream as fast as it comes does not keep the
+/// process from seeing its stop signal: the drain deadline still bounds
+/// the stop. (Before, the loop pulled the stream for as long as the
+/// client kept up, and looked at its signals only after the last chunk.)
+#[test]
+fn a_fast_reader_of_a_long_stream_does_not_delay_the_stop() {
+    use std::io::Read;
+    let mut server = ServerProcess::start(
+        HELLO,
+        &["--bind", "127.0.0.1:0", "--drain-timeout-ms", "300"],
+    );
+    let mut reader = Client::connect(server.addr);
+    // About 6 GB of 64-byte chunks: minutes to send, whatever the machine.
+    reader.send(b"GET /stream?n=100000000&size=64 HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut stream = reader.stream;
+    let drain = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut total = 0usize;
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        total
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    server.signal(Signal::SIGTERM);
+    let start = Instant::now();
+    let status = server.wait_exit(Duration::from_secs(10)).expect("exited");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    // It was cut at the deadline, well before its end.
+    let read = drain.join().unwrap();
+    assert!(read > 0 && read < 6_000_000_000, "{read}");
+}
+
 #[test]
 fn binding_a_used_address_fails_with_one_clear_line() {
     let first = ServerProcess::start(HELLO, &["--bind", "127.0.0.1:0"]);

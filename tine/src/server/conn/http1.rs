@@ -26,6 +26,10 @@ use crate::ws::session::Session;
 const INLINE_BODY: usize = 16 * 1024;
 /// Most bytes of stream chunks (or copied file) gathered per write.
 const STREAM_BATCH: usize = 64 * 1024;
+/// Most time a turn spends pulling one connection's stream before the
+/// other connections get theirs: a producer that waits for each chunk
+/// (a report computed row by row) serves the others between chunks.
+const TURN_STREAM: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// The outcome of pushing queued output to the socket.
 #[derive(Debug, PartialEq, Eq)]
@@ -36,6 +40,10 @@ enum Flush {
     Blocked,
     /// The connection is broken; close it.
     Failed,
+    /// The turn's write budget is spent with more to send: drive the
+    /// connection again after the others (the socket may still take it,
+    /// and no event would say so).
+    Yield,
 }
 
 /// The outcome of discarding input while lingering.
@@ -71,6 +79,7 @@ impl<T: Transport> Conn<T> {
                 Flush::Done => {}
                 Flush::Blocked => return Next::Keep,
                 Flush::Failed => return Next::Close,
+                Flush::Yield => return Next::Yield,
             }
             if self.ws.is_some() {
                 self.return_output(shared);
@@ -80,10 +89,11 @@ impl<T: Transport> Conn<T> {
                 self.return_output(shared);
                 return self.drive_sse(shared, budget);
             }
-            match self.pump(shared.now) {
+            match self.pump(shared.now, budget) {
                 Flush::Done => {}
                 Flush::Blocked => return Next::Keep,
                 Flush::Failed => return Next::Close,
+                Flush::Yield => return Next::Yield,
             }
             self.return_output(shared);
             if self.phase == Phase::Closing {
@@ -761,19 +771,31 @@ impl<T: Transport> Conn<T> {
     /// Sends more of the pending body. `Done` means the body is finished
     /// (and `pending` is `None`); the head must have been flushed first.
     /// Progress renews the idle timeout from `now`, as in
-    /// [`flush`](Self::flush).
-    fn pump(&mut self, now: std::time::Instant) -> Flush {
+    /// [`flush`](Self::flush). At most `budget.write` bytes a turn, and
+    /// a stream's producer for at most [`TURN_STREAM`] (it may wait for
+    /// each chunk): then `Yield`, so that the worker's other connections,
+    /// and its signals, are seen in between.
+    fn pump(&mut self, now: std::time::Instant, budget: &mut Budget) -> Flush {
+        // When this turn began pulling a stream (read once it does).
+        let mut streaming_since: Option<std::time::Instant> = None;
         loop {
             let Some(pending) = &mut self.pending else {
                 return Flush::Done;
             };
+            if budget.write == 0 {
+                return Flush::Yield;
+            }
             match pending {
                 Pending::Bytes(bytes) => {
                     while !bytes.is_empty() {
+                        if budget.write == 0 {
+                            return Flush::Yield;
+                        }
                         match self.stream.write(bytes) {
                             Ok(0) => return Flush::Failed,
                             Ok(n) => {
                                 let _ = bytes.split_to(n);
+                                budget.write = budget.write.saturating_sub(n);
                                 self.timer_from = now;
                             }
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -788,14 +810,21 @@ impl<T: Transport> Conn<T> {
                 Pending::Stream { chunks, chunked } => {
                     // Pull only as much as one write can take; the
                     // producer waits while the client is slow.
+                    let since = *streaming_since.get_or_insert_with(std::time::Instant::now);
                     match fill_stream(chunks, *chunked, &mut self.wbuf, STREAM_BATCH) {
                         Fill::More => {}
                         Fill::Done => self.pending = None,
                         Fill::Aborted => return self.abort_stream(now),
                     }
+                    let queued = self.wbuf.len() - self.wpos;
                     match self.flush(now) {
                         Flush::Done => {}
                         other => return other,
+                    }
+                    budget.write = budget.write.saturating_sub(queued);
+                    // One clock read per chunk written, beside its write.
+                    if self.pending.is_some() && since.elapsed() >= TURN_STREAM {
+                        return Flush::Yield;
                     }
                 }
                 Pending::File(file) => {
@@ -831,7 +860,11 @@ impl<T: Transport> Conn<T> {
                             Ok(0) => return Flush::Failed, // the file shrank
                             Ok(n) => {
                                 file.len -= n as u64;
+                                budget.write = budget.write.saturating_sub(n);
                                 self.timer_from = now;
+                                if budget.write == 0 && file.len > 0 {
+                                    return Flush::Yield;
+                                }
                             }
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                                 return Flush::Blocked
@@ -841,8 +874,12 @@ impl<T: Transport> Conn<T> {
                         }
                     }
                     if copied {
+                        let queued = self.wbuf.len() - self.wpos;
                         match self.flush(now) {
-                            Flush::Done => continue,
+                            Flush::Done => {
+                                budget.write = budget.write.saturating_sub(queued);
+                                continue;
+                            }
                             other => return other,
                         }
                     }

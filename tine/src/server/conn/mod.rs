@@ -74,11 +74,14 @@ pub(crate) const READ_CHUNK: usize = 64 * 1024;
 /// Pipelined responses are gathered until this much output is queued.
 pub(crate) const OUT_BATCH: usize = 256 * 1024;
 /// Most requests (or WebSocket frames) one connection may handle per loop
-/// turn, and most bytes it may read. A connection with work left yields
-/// ([`Next::Yield`]), so one pipelining client cannot hold the worker
-/// while others wait.
+/// turn, and most bytes it may read, or write of a response body. A
+/// connection with work left yields ([`Next::Yield`]), so one pipelining
+/// client, or one that reads a long response as fast as it comes, cannot
+/// hold the worker while others wait (and its stop signal with them: the
+/// loop would not look for it until the response ended).
 const TURN_REQUESTS: u32 = 64;
 const TURN_READ: usize = 4 * READ_CHUNK;
+const TURN_WRITE: usize = 4 * READ_CHUNK;
 /// How long a closing connection waits for the peer to close after our
 /// last response before closing anyway.
 const LINGER: Duration = Duration::from_secs(2);
@@ -168,6 +171,8 @@ pub(crate) enum Expired {
 struct Budget {
     requests: u32,
     read: usize,
+    /// Bytes of response bodies still to write this turn.
+    write: usize,
 }
 
 impl Budget {
@@ -175,6 +180,7 @@ impl Budget {
         Budget {
             requests: TURN_REQUESTS,
             read: TURN_READ,
+            write: TURN_WRITE,
         }
     }
 
