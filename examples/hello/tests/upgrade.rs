@@ -697,3 +697,74 @@ fn an_upgrade_to_more_workers_listens_on_the_new_sockets_once_their_workers_are_
     let new = r.pid().expect("the new master's pid");
     stop_new_master(&s, new);
 }
+
+/// While the old generation drains after a hand-over, a message published
+/// on either generation reaches the subscribers of both (the masters
+/// relay to each other over a bridge handed over with the sockets), as a
+/// `SIGHUP` restart has it. Before, for the seconds the old workers
+/// drained, each generation's WebSockets heard only their own.
+#[test]
+fn published_messages_cross_between_the_generations_while_the_old_one_drains() {
+    use testkit::ws::{chat_join, Ws};
+    use tungstenite::Message;
+    /// The next text `ws` receives other than `skip`; `None` once closed.
+    fn next_other(ws: &mut Ws, skip: &str) -> Option<String> {
+        loop {
+            match ws.read() {
+                Ok(Message::Text(t)) if t.as_str() != skip => return Some(t.to_string()),
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+    let _g = heavy();
+    let r = Release::new(HELLO);
+    // A long drain: the old workers close their WebSockets (1001) one by
+    // one over its first half, so most are still open below.
+    let mut s = start(&r, &["--drain-timeout-ms", "60000"]);
+    let (old, addr, old_workers) = (s.pid(), s.addr(), s.children());
+    let mut olds: Vec<Ws> = (0..8).map(|_| chat_join(addr, "bridge").0).collect();
+    r.install_tagged("new");
+    s.signal(Signal::SIGUSR2);
+    let new = r.wait_new_pid(old, T).expect("the new master's pid file");
+    s.wait_log("ready: handing over, the old master stops", T);
+    // The old workers accept no more: this client is the new generation's.
+    let (mut young, pid) = chat_join(addr, "bridge");
+    assert!(
+        !old_workers.contains(&(pid as i32)),
+        "{pid} is an old worker"
+    );
+    young
+        .send(Message::text("from the new generation"))
+        .unwrap();
+    let mut open = Vec::new();
+    for mut ws in olds.drain(..) {
+        // (`None`: closed by its draining worker meanwhile.)
+        if let Some(t) = next_other(&mut ws, "") {
+            assert_eq!(t, "from the new generation");
+            open.push(ws);
+        }
+    }
+    assert!(
+        open.len() >= 2,
+        "{} of 8 old subscribers heard the new generation\n{}",
+        open.len(),
+        s.stderr()
+    );
+    // And the other way.
+    open[0]
+        .send(Message::text("from the old generation"))
+        .unwrap();
+    assert_eq!(
+        next_other(&mut young, "from the new generation").as_deref(),
+        Some("from the old generation")
+    );
+    // Closed, the old workers have nothing left to drain.
+    drop(open);
+    assert!(
+        s.wait_exit(T).is_some_and(|st| st.success()),
+        "{}",
+        s.stderr()
+    );
+    stop_new_master(&s, new);
+}

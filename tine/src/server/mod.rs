@@ -106,7 +106,7 @@ pub struct Server {
     admin: Option<(std::net::TcpListener, Service)>,
     /// This process is a new master started by a binary upgrade: the old
     /// master's pid and the link to it (see `upgrade.rs`).
-    predecessor: Option<(i32, std::os::unix::net::UnixStream)>,
+    predecessor: Option<upgrade::Predecessor>,
     /// The executable and arguments a binary upgrade starts (taken at
     /// bind, before the app can change directory).
     exec: Option<upgrade::Exec>,
@@ -354,7 +354,11 @@ impl Server {
         let addresses = if let Some(up) = upgrade::inherited()? {
             // The old master's sockets (see upgrade.rs): their queues are
             // the ones clients connect to; nothing is bound.
-            predecessor = Some((up.parent, up.link));
+            predecessor = Some(upgrade::Predecessor {
+                pid: up.parent,
+                link: up.link,
+                bridge: up.bridge,
+            });
             if let Some((fd, origin)) = up.board {
                 // Before anything maps a scoreboard of its own.
                 scoreboard::adopt(fd, origin);

@@ -57,6 +57,17 @@
 //! counters carry on (see `scoreboard.rs`). Elsewhere (no memfd) it maps
 //! a new one.
 //!
+//! Published messages cross between the generations while both run: the
+//! old master also hands over one end of a second socket pair, the
+//! *bridge*, named by [`BRIDGE_VAR`] (`FD`; a variable of its own, not a
+//! field of [`UPGRADE_VAR`], so that a build from before the bridge, which
+//! refuses fields it does not know, still takes over, only without it).
+//! Each master relays what its own workers publish to the other over it,
+//! and what arrives from the other to its own workers, until the old
+//! master exits (see `master/bridge.rs`). Without it, for the seconds the
+//! old workers drain, a message reached only its own generation's
+//! subscribers.
+//!
 //! Single-process mode (`workers` 1) has no master to do this: `SIGUSR2`
 //! is ignored there with a log line, and a new build started by an upgrade
 //! with `workers` 1 refuses to serve (the old master serves on).
@@ -69,6 +80,10 @@ use std::path::{Path, PathBuf};
 
 use super::listener::{Bound, Mode, Socket, SocketFile};
 use super::{sys, systemd};
+
+/// The environment variable naming the publish/subscribe bridge's fd (see
+/// the module docs).
+pub(crate) const BRIDGE_VAR: &str = "TINE_UPGRADE_BRIDGE";
 
 /// The environment variable naming the fds a new master inherits (see the
 /// module docs).
@@ -312,6 +327,7 @@ pub(crate) fn spawn(
     exec: &Exec,
     handed: &[Handed],
     link: &UnixStream,
+    bridge: &UnixStream,
     board: Option<(RawFd, u64)>,
     tickets: Option<&[u8]>,
     signals: &'static [nix::sys::signal::Signal],
@@ -344,9 +360,11 @@ pub(crate) fn spawn(
     let mut cmd = std::process::Command::new(&exec.path);
     cmd.args(&exec.args)
         .env(UPGRADE_VAR, encode(&spec))
+        .env(BRIDGE_VAR, bridge.as_raw_fd().to_string())
         .env_remove("WATCHDOG_PID");
     let mut keep: Vec<RawFd> = handed.iter().map(|h| h.fd).collect();
     keep.push(link.as_raw_fd());
+    keep.push(bridge.as_raw_fd());
     keep.extend(board.map(|b| b.0));
     keep.extend(tickets.as_ref().map(|fd| fd.as_raw_fd()));
     sys::keep_across_exec(&mut cmd, keep, signals);
@@ -358,6 +376,15 @@ pub(crate) fn spawn(
     Ok(child.id() as i32)
 }
 
+/// A new master's old master, while it runs: its pid, the link, and the
+/// publish/subscribe bridge if it handed one over.
+#[derive(Debug)]
+pub(crate) struct Predecessor {
+    pub(crate) pid: i32,
+    pub(crate) link: UnixStream,
+    pub(crate) bridge: Option<UnixStream>,
+}
+
 /// What a new master inherited from the old one.
 #[derive(Debug)]
 pub(crate) struct Inherited {
@@ -366,6 +393,9 @@ pub(crate) struct Inherited {
     /// The link: write one byte when every worker is ready; EOF when the
     /// old master has exited.
     pub(crate) link: UnixStream,
+    /// The publish/subscribe bridge to the old master, if it handed one
+    /// over (see the module docs).
+    pub(crate) bridge: Option<UnixStream>,
     /// The listening sockets, address by address.
     pub(crate) addresses: Vec<Bound>,
     /// The Unix socket files the old master would have removed when it
@@ -387,6 +417,13 @@ pub(crate) struct Inherited {
 ///
 /// Call it once, before any thread is started (it edits the environment).
 pub(crate) fn inherited() -> io::Result<Option<Inherited>> {
+    let bridge_var = std::env::var_os(BRIDGE_VAR);
+    std::env::remove_var(BRIDGE_VAR);
+    let bridge_fd = bridge_var
+        .as_deref()
+        .and_then(OsStr::to_str)
+        .and_then(|v| v.parse::<RawFd>().ok())
+        .filter(|&fd| fd > 2);
     let Some(text) = std::env::var_os(UPGRADE_VAR) else {
         return Ok(None);
     };
@@ -409,6 +446,7 @@ pub(crate) fn inherited() -> io::Result<Option<Inherited>> {
         // them would make binding its address fail ("in use").
         let closed = spec
             .fds()
+            .chain(bridge_fd)
             .filter_map(sys::inherited_fd)
             .map(sys::own_inherited)
             .count();
@@ -427,6 +465,33 @@ pub(crate) fn inherited() -> io::Result<Option<Inherited>> {
     let link = sys::own_inherited(link_fd);
     rustix::io::fcntl_setfd(&link, rustix::io::FdFlags::CLOEXEC)?;
     let link = UnixStream::from(link);
+    // The bridge is an extra: one that is not there, or not a socket, is
+    // warned about and done without.
+    let bridge = bridge_var.and_then(|v| {
+        let owned = bridge_fd
+            .filter(|fd| !spec.fds().any(|named| named == *fd))
+            .and_then(sys::inherited_fd)
+            .map(sys::own_inherited);
+        let Some(owned) = owned else {
+            log::warn!(
+                "{BRIDGE_VAR}={v:?} names no descriptor of its own: published messages \
+                 will not cross to the old master's workers"
+            );
+            return None;
+        };
+        let _ = rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC);
+        let stream = UnixStream::from(owned);
+        match stream.set_nonblocking(true) {
+            Ok(()) => Some(stream),
+            Err(e) => {
+                log::warn!(
+                    "{BRIDGE_VAR}: {e}: published messages will not cross to the old \
+                     master's workers"
+                );
+                None
+            }
+        }
+    });
     let board = match spec.board {
         Some((fd, origin)) => {
             let borrowed =
@@ -485,6 +550,7 @@ pub(crate) fn inherited() -> io::Result<Option<Inherited>> {
     Ok(Some(Inherited {
         parent: spec.parent,
         link,
+        bridge,
         addresses,
         socket_files,
         board,

@@ -24,7 +24,7 @@ pub(super) fn token(worker: WorkerId) -> Token {
 /// and logged per streak), so a stuck worker cannot make the master grow
 /// and a failed allocation costs a message, not the master. Flow control
 /// (`relay_holds_back`) keeps queues from filling up otherwise.
-fn relay(others: &mut BTreeMap<WorkerId, Link>, kind: u8, payload: &[u8]) {
+pub(super) fn relay(others: &mut BTreeMap<WorkerId, Link>, kind: u8, payload: &[u8]) {
     for link in others.values_mut() {
         let Some(stream) = link.stream.as_ref() else {
             continue;
@@ -92,11 +92,18 @@ impl Master {
         };
         let mut close = false;
         let others = &mut self.links;
+        // During a binary upgrade, the other master's workers hear them too.
+        let mut bridge = self.bridge.as_mut();
         let received = link
             .chan
             .receive_some(stream, relay::READ_LIMIT, |msg| match msg {
                 Msg::Ready => happened.push(Event::Ready { worker }),
-                Msg::Publish(payload) => relay(others, control::PUBLISH, &payload),
+                Msg::Publish(payload) => {
+                    relay(others, control::PUBLISH, &payload);
+                    if let Some(b) = bridge.as_deref_mut() {
+                        b.forward(&payload);
+                    }
+                }
                 Msg::Dropped {
                     kind: control::PUBLISH,
                     ..
@@ -174,6 +181,9 @@ impl Master {
     /// Reads from the workers paused by flow control, once it allows, and
     /// on from those whose last read stopped at its limit.
     pub(super) fn resume_relay(&mut self, happened: &mut Vec<Event>) {
+        if self.bridge_has_more() {
+            self.on_bridge();
+        }
         let paused = std::mem::take(&mut self.relay_paused);
         let more = std::mem::take(&mut self.read_more);
         for worker in paused.into_iter().chain(more) {

@@ -150,9 +150,11 @@ use super::sys;
 use crate::pubsub::relay;
 
 mod admin;
+mod bridge;
 mod links;
 mod upgrade;
 
+use self::bridge::BRIDGE_TOKEN;
 use self::links::{token, Link};
 use self::upgrade::{PREDECESSOR_TOKEN, SUCCESSOR_TOKEN};
 
@@ -298,7 +300,7 @@ pub(crate) fn run_master(
     addresses: Vec<Bound>,
     cfg: MasterConfig,
     admin: Option<TcpListener>,
-    predecessor: Option<(i32, UnixStream)>,
+    predecessor: Option<super::upgrade::Predecessor>,
     worker_main: &mut dyn FnMut(WorkerStart) -> i32,
 ) -> io::Result<i32> {
     let outcome = Master::new(addresses, cfg, predecessor).map(|mut master| {
@@ -377,6 +379,9 @@ struct Master {
     /// The link to the old master, while it runs (this master was started
     /// by a binary upgrade).
     predecessor: Option<mio::net::UnixStream>,
+    /// The publish/subscribe bridge to the other master of a binary
+    /// upgrade, while both run (see `bridge.rs`).
+    bridge: Option<bridge::Bridge>,
     /// A new master took over: this one stops, and removes `.oldbin`.
     handed_over: bool,
     /// When the scoreboard is swept of the other master's entries next
@@ -406,7 +411,7 @@ impl Master {
     fn new(
         addresses: Vec<Bound>,
         mut cfg: MasterConfig,
-        predecessor: Option<(i32, UnixStream)>,
+        predecessor: Option<super::upgrade::Predecessor>,
     ) -> io::Result<Master> {
         let threads = sys::thread_count()?;
         if threads != 1 {
@@ -453,7 +458,7 @@ impl Master {
         );
         sup.not_listening(&unlistened);
         sup.set_shutdown_delay(cfg.shutdown_delay);
-        sup.set_upgrade(cfg.upgrade_timeout, predecessor.as_ref().map(|p| p.0));
+        sup.set_upgrade(cfg.upgrade_timeout, predecessor.as_ref().map(|p| p.pid));
         if nix::unistd::getpid().as_raw() == 1 {
             // Process 1 of a pid namespace (a container): when it exits,
             // the kernel kills every process of the namespace, the new
@@ -488,8 +493,22 @@ impl Master {
             info!("master signals through a self-pipe (portable route)");
         }
         let mut notify = notify::Announcer::from_env(Instant::now());
+        let mut bridge = None;
         let predecessor = match predecessor {
-            Some((old, link)) => {
+            Some(super::upgrade::Predecessor {
+                pid: old,
+                link,
+                bridge: handed,
+            }) => {
+                if let Some(stream) = handed {
+                    match bridge::Bridge::new(stream, cfg.relay_limit, poll.registry()) {
+                        Ok(b) => bridge = Some(b),
+                        Err(e) => warn!(
+                            "the publish/subscribe bridge to the old master: {e}; its \
+                             workers' subscribers will not hear this master's workers"
+                        ),
+                    }
+                }
                 link.set_nonblocking(true)?;
                 let mut link = mio::net::UnixStream::from_std(link);
                 poll.registry()
@@ -527,6 +546,7 @@ impl Master {
             socket_info,
             successor: None,
             predecessor,
+            bridge,
             handed_over: false,
             sweep_at: None,
         })
@@ -634,6 +654,8 @@ impl Master {
                     self.on_successor(&mut happened);
                 } else if event.token() == PREDECESSOR_TOKEN {
                     self.on_predecessor(&mut happened);
+                } else if event.token() == BRIDGE_TOKEN {
+                    self.on_bridge();
                 } else {
                     let readable =
                         event.is_readable() || event.is_read_closed() || event.is_error();

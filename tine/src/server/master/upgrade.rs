@@ -51,6 +51,14 @@ impl Master {
                 }
             }
         };
+        let (bridge_mine, bridge_theirs) = match super::super::control::pair() {
+            Ok(p) => p,
+            Err(e) => {
+                return Event::MasterSpawnFailed {
+                    reason: format!("cannot create the publish/subscribe bridge to it: {e}"),
+                }
+            }
+        };
         if let Some(path) = &self.cfg.pid_file {
             if let Err(e) = std::fs::rename(path, upgrade::oldbin(path)) {
                 warn!(
@@ -92,12 +100,14 @@ impl Master {
             &exec,
             &handed,
             &theirs,
+            &bridge_theirs,
             board,
             tickets.as_deref(),
             &HANDLED_SIGNALS,
         );
         self.signals.release();
         drop(theirs);
+        drop(bridge_theirs);
         match spawned {
             Ok(pid) => {
                 // mio's `from_std` expects a non-blocking socket.
@@ -120,6 +130,17 @@ impl Master {
                     error!("cannot watch the link to the new master: {e}");
                 }
                 self.successor = stream;
+                match super::bridge::Bridge::new(
+                    bridge_mine,
+                    self.cfg.relay_limit,
+                    self.poll.registry(),
+                ) {
+                    Ok(b) => self.bridge = Some(b),
+                    Err(e) => warn!(
+                        "the publish/subscribe bridge to the new master: {e}; the two \
+                         generations' subscribers will not hear each other"
+                    ),
+                }
                 Event::MasterSpawned { pid }
             }
             Err(e) => Event::MasterSpawnFailed {
@@ -213,6 +234,7 @@ impl Master {
     /// the pid file comes back; systemd hears why.
     pub(super) fn upgrade_failed(&mut self, reason: &str) {
         self.drop_successor();
+        self.drop_bridge();
         if let Some(board) = self.board {
             // The new master has exited (or never started): its stop
             // mark, if it got one, goes with it.
