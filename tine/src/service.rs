@@ -476,6 +476,9 @@ impl Service {
                 }
             }
         };
+        if !is_final(res.status) && upgrade.is_none() {
+            res = self.not_final(req, res.status);
+        }
         self.log(req, &mut res, started);
         res
     }
@@ -537,6 +540,9 @@ impl Service {
             }
         };
         let mut res = res;
+        if !is_final(res.status) {
+            res = self.not_final(req, res.status);
+        }
         self.log(req, &mut res, started);
         Admission::Answer(res)
     }
@@ -1012,6 +1018,23 @@ impl Service {
         default_error(status)
     }
 
+    /// What the app's answer with `status`, which no final response may
+    /// have, becomes: a `500`, logged. A `1xx` sent as the answer would be
+    /// taken for an interim response, and the next request's answer for
+    /// this one's (RFC 9110 §15.2; a `101` belongs to an accepted upgrade
+    /// only); codes past 599 have no meaning (§15). hyper refuses them
+    /// the same way.
+    #[cold]
+    fn not_final(&self, req: &Request, status: StatusCode) -> Response {
+        log::error!(
+            "{} {}: the app answered {}, which is not a final status; answering 500",
+            req.method(),
+            req.raw_path().escape_debug(),
+            status.as_u16()
+        );
+        self.error_page(Some(req), StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
     #[inline]
     fn log(&self, req: &Request, res: &mut Response, started: Option<Instant>) {
         if let Some(started) = started {
@@ -1066,6 +1089,13 @@ pub(crate) fn registration_panic(msg: &str) -> ! {
 }
 
 /// The plain-text page for an error status: `404 Not Found`.
+/// Whether a response may carry `status` as its final one: 200 to 599
+/// (`101` is an accepted upgrade's, which does not come this way).
+#[inline]
+fn is_final(status: StatusCode) -> bool {
+    (200..600).contains(&status.as_u16())
+}
+
 pub(crate) fn default_error(status: StatusCode) -> Response {
     let reason = status.canonical_reason().unwrap_or("Error");
     Response::text(format!("{} {reason}\n", status.as_u16())).with_status(status)

@@ -158,3 +158,59 @@ fn query_and_form_errors_name_the_field() {
         )
     );
 }
+
+/// What a handler can make tine send is a well-formed final response, and
+/// the connection stays in step: a `1xx` or a code past 599 becomes a
+/// `500` (a `103` sent as the answer would be taken for an interim one,
+/// and the next answer for this one's), a `205` carries a length of 0 and
+/// no content, an explicit `HEAD` route declares the `GET`'s length, and
+/// a `Response::file` on a FIFO with no writer is a `404` (opening it
+/// waited for a writer, and the worker with it).
+#[test]
+fn handlers_cannot_make_tine_send_a_malformed_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let addr = serve(move || {
+        App::new()
+            .get("/status/:code", |req: &Request| {
+                let code: u16 = req.param_as("code").unwrap();
+                tine::Response::text("body").with_status(tine::StatusCode::from_u16(code).unwrap())
+            })
+            .get("/size", |_: &Request| "x".repeat(1234))
+            .head("/size", |_: &Request| {
+                tine::Response::empty(tine::StatusCode::OK).with_header("content-length", "1234")
+            })
+            .get("/fifo", move |_: &Request| tine::Response::file(&fifo))
+            .get("/plaintext", |_: &Request| "Hello, World!")
+    });
+    let mut c = Client::connect(addr);
+    for code in [100, 101, 103, 600, 999] {
+        let r = c.get(&format!("/status/{code}"));
+        assert_eq!(r.status, 500, "{code}");
+        assert_eq!(c.get("/plaintext").text(), "Hello, World!", "after {code}");
+    }
+    // Pipelined: the answers stay in step.
+    c.send(
+        b"GET /status/103 HTTP/1.1\r\nHost: t\r\n\r\nGET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    assert_eq!(c.read_response().status, 500);
+    assert_eq!(c.read_response().text(), "Hello, World!");
+    let r = c.get("/status/205");
+    assert_eq!(
+        (r.status, r.header("content-length"), r.body.len()),
+        (205, Some("0"), 0)
+    );
+    assert_eq!(c.get("/plaintext").text(), "Hello, World!");
+    c.send(b"HEAD /size HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.read_head_response();
+    assert_eq!((r.status, r.header("content-length")), (200, Some("1234")));
+    assert_eq!(c.get("/plaintext").text(), "Hello, World!");
+    let r = c.get("/fifo");
+    assert_eq!(r.status, 404);
+    assert_eq!(c.get("/plaintext").text(), "Hello, World!");
+}

@@ -216,6 +216,10 @@ pub(crate) fn framing(status: StatusCode, body: BodyShape, exchange: Exchange) -
     let mut keep_alive = exchange.keep_alive;
     let length = if !status_allows_body(status) {
         Length::None
+    } else if status == StatusCode::RESET_CONTENT {
+        // No content, and a length of 0 saying so (RFC 9110 §15.3.6),
+        // whatever body the app gave it.
+        Length::Fixed(0)
     } else {
         match body {
             BodyShape::Empty => Length::Fixed(0),
@@ -243,7 +247,7 @@ pub(crate) fn framing(status: StatusCode, body: BodyShape, exchange: Exchange) -
     Framing {
         length,
         connection,
-        send_body: !exchange.head && length != Length::None,
+        send_body: !exchange.head && length != Length::None && status != StatusCode::RESET_CONTENT,
         keep_alive,
     }
 }
@@ -376,6 +380,9 @@ mod tests {
             (101, Empty, false, false, true, NoLength, Upgrade, false, true),
             (103, Empty, false, false, true, NoLength, Default, false, true),
             (404, Sized(9), false, false, false, Fixed(9), Close, true, false),
+            // 205: a length of 0, never the body the app gave it.
+            (205, Sized(4), false, false, true, Fixed(0), Default, false, true),
+            (205, Stream, false, false, true, Fixed(0), Default, false, true),
             // A 426 lists `upgrade` in `Connection`, as its `Upgrade` asks.
             (426, Sized(9), false, false, true, Fixed(9), Upgrade, true, true),
             (426, Sized(9), false, false, false, Fixed(9), Close, true, false),

@@ -703,14 +703,23 @@ impl Response {
     /// ```
     pub fn file(path: impl AsRef<std::path::Path>) -> Self {
         let path = path.as_ref();
-        let opened = File::open(path).and_then(|f| {
-            let meta = f.metadata()?;
-            if meta.is_file() {
-                Ok((f, meta))
-            } else {
-                Err(std::io::ErrorKind::NotFound.into())
-            }
-        });
+        // Not blocking, as the static files open theirs: opening a FIFO
+        // with no writer would wait for one, and the worker with it.
+        let flags = rustix::fs::OFlags::RDONLY
+            | rustix::fs::OFlags::CLOEXEC
+            | rustix::fs::OFlags::NONBLOCK
+            | rustix::fs::OFlags::NOCTTY;
+        let opened = rustix::fs::open(path, flags, rustix::fs::Mode::empty())
+            .map(File::from)
+            .map_err(std::io::Error::from)
+            .and_then(|f| {
+                let meta = f.metadata()?;
+                if meta.is_file() {
+                    Ok((f, meta))
+                } else {
+                    Err(std::io::ErrorKind::NotFound.into())
+                }
+            });
         match opened {
             Ok((file, meta)) => {
                 let len = meta.len();

@@ -629,6 +629,7 @@ impl<T: Transport> Conn<T> {
     fn encode_response(&mut self, res: Response, exchange: Exchange, shared: &Shared) {
         let status = res.status;
         let shape = match &res.body {
+            Body::Empty if exchange.head => declared_length(&res),
             Body::Empty => BodyShape::Empty,
             Body::Full(bytes) => BodyShape::Sized(bytes.len() as u64),
             Body::Vec(bytes) => BodyShape::Sized(bytes.len() as u64),
@@ -950,4 +951,16 @@ fn handlers_done(shared: &mut Shared, e: &Entry, n: u32) {
 #[inline]
 fn stays_open(shared: &Shared, nth: u32) -> bool {
     !shared.draining && nth < shared.config.limits.keepalive_requests
+}
+
+/// The length a `HEAD` route's empty answer declares for the `GET` it
+/// stands for (RFC 9110 §9.3.2: the same fields, without the content): its
+/// `Content-Length`, when it set a valid one; else none (`0`).
+#[cold]
+fn declared_length(res: &Response) -> BodyShape {
+    res.headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map_or(BodyShape::Empty, BodyShape::Sized)
 }
