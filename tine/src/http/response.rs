@@ -434,7 +434,11 @@ impl Response {
         Self::stream_batched(chunks)
     }
 
-    /// Replaces the status.
+    /// Replaces the status. A final answer's status is 200 to 599: an
+    /// answer with a `1xx` (tine sends `100 Continue` and an upgrade's
+    /// `101` itself) or a code past 599 is sent as a `500`, and logged. A
+    /// `204` or `304` carries no content, a `205` a `Content-Length: 0`,
+    /// whatever the body.
     pub fn with_status(mut self, status: StatusCode) -> Self {
         self.status = status;
         self
