@@ -8,9 +8,12 @@
 //! generation heard only itself.
 //!
 //! The bridge is a socket pair like a worker's control channel, with the
-//! same framing and bound: a message the other master does not take in
-//! time (its queue full) is dropped for it, counted and logged per streak
-//! as for a worker that is behind.
+//! same framing, bound and flow control (`pubsub::relay`): while the
+//! other master is behind on it, this master stops reading what its own
+//! workers publish (their publishers are slowed down, not dropped), and
+//! while this master's workers are behind, it stops reading the bridge;
+//! only a master stalled for the relay's `STALL` loses messages, counted
+//! and logged per streak, as a stuck worker does.
 
 use std::io;
 
@@ -24,6 +27,10 @@ use crate::server::control::{self, Channel, Msg, Received, SendNoSignal};
 
 /// The bridge's token in the master's poll.
 pub(super) const BRIDGE_TOKEN: Token = Token(usize::MAX - 2);
+
+/// The source of messages that came over the bridge, for flow control (no
+/// worker has this id).
+pub(super) const FROM_BRIDGE: usize = usize::MAX;
 
 /// This master's end of the bridge.
 pub(super) struct Bridge {
@@ -56,6 +63,11 @@ impl Bridge {
         })
     }
 
+    /// Whether the other master is behind on what this one sends it.
+    pub(super) fn holds_back(&mut self, now: std::time::Instant) -> bool {
+        self.lane.holds_back(self.chan.pending_out(), now)
+    }
+
     /// A message one of this master's workers published: to the other
     /// master's workers too.
     pub(super) fn forward(&mut self, payload: &[u8]) {
@@ -81,6 +93,17 @@ impl Master {
         if let Err(e) = bridge.chan.flush_to(&mut SendNoSignal(&bridge.stream)) {
             debug!("bridge write: {e}");
         }
+        if self.relay_holds_back(FROM_BRIDGE) {
+            // This master's workers are behind: read on once they caught
+            // up (`resume_relay` comes back here).
+            if let Some(bridge) = self.bridge.as_mut() {
+                bridge.more = true;
+            }
+            return;
+        }
+        let Some(bridge) = self.bridge.as_mut() else {
+            return;
+        };
         let others = &mut self.links;
         let mut malformed = false;
         let received = bridge

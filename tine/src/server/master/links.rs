@@ -163,7 +163,11 @@ impl Master {
     }
 
     /// Whether published messages from `source` must wait: another worker
-    /// is behind on what the master relays to it (see `pubsub::relay`).
+    /// is behind on what the master relays to it (see `pubsub::relay`),
+    /// or, for this master's own workers' messages during a binary
+    /// upgrade, the other master is behind on the bridge. (What comes over
+    /// the bridge, `source` [`super::bridge::FROM_BRIDGE`], goes to this
+    /// master's workers only.)
     pub(super) fn relay_holds_back(&mut self, source: WorkerId) -> bool {
         let now = Instant::now();
         let mut held = false;
@@ -174,6 +178,9 @@ impl Master {
                 0
             };
             held |= link.lane.holds_back(pending, now) && worker != source;
+        }
+        if let Some(bridge) = self.bridge.as_mut() {
+            held |= bridge.holds_back(now) && source != super::bridge::FROM_BRIDGE;
         }
         held
     }
