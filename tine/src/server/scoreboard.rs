@@ -574,12 +574,22 @@ impl Entry {
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
-            // Shifted in byte by byte: a `copy_from_slice` of a variable
-            // length would call `memcpy` for at most 7 bytes.
-            let mut last = 0u64;
-            for (i, &b) in rest.iter().enumerate() {
-                last |= u64::from(b) << (8 * i);
-            }
+            let last = if let Some(tail) = text.last_chunk::<8>() {
+                // The text's last 8 bytes in one load (overlapping the
+                // chunk before), shifted down to the remainder's: a few
+                // instructions where the loop below took about 15 for a
+                // typical path (callgrind).
+                u64::from_le_bytes(*tail) >> (8 * (8 - rest.len()))
+            } else {
+                // Shifted in byte by byte: a `copy_from_slice` of a
+                // variable length would call `memcpy` for at most 7
+                // bytes.
+                let mut last = 0u64;
+                for (i, &b) in rest.iter().enumerate() {
+                    last |= u64::from(b) << (8 * i);
+                }
+                last
+            };
             if let Some(w) = words.next() {
                 w.store(last, Relaxed);
             }
@@ -1576,6 +1586,15 @@ mod tests {
         assert_eq!(e.text().unwrap(), "GET /abc".to_string() + "d");
         e.begin(&http::Method::GET, "/abcdefghijkl", None);
         assert_eq!(e.text().unwrap(), "GET /abcdefghijkl");
+        // Every length around the words' boundaries, each byte its own.
+        let bytes: String = ('a'..='z').chain('A'..='Z').collect();
+        for n in 0..=40 {
+            let path = format!("/{}", &bytes[..n]);
+            e.begin(&http::Method::GET, &path, None);
+            assert_eq!(e.text().unwrap(), format!("GET {path}"));
+            e.begin(&http::Method::GET, &path, Some("q"));
+            assert_eq!(e.text().unwrap(), format!("GET {path}?q"));
+        }
     }
 
     #[test]
