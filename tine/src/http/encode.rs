@@ -262,7 +262,27 @@ pub(crate) struct Framing {
 /// chunked for HTTP/1.1 and delimited by closing the connection for
 /// HTTP/1.0 (which has no chunking); `HEAD` gets the head a `GET` would
 /// have, without the body; `101` says `Connection: upgrade`.
+#[inline]
 pub(crate) fn framing(status: StatusCode, body: BodyShape, exchange: Exchange) -> Framing {
+    // Most answers: a `200` with a sized body on a kept HTTP/1.1
+    // connection. What the general rules below decide for it, in four
+    // tests instead of about ten (callgrind); `framing_general`'s test
+    // checks the two agree.
+    if let (StatusCode::OK, BodyShape::Sized(n), true, false) =
+        (status, body, exchange.keep_alive, exchange.http10)
+    {
+        return Framing {
+            length: Length::Fixed(n),
+            connection: Connection::Default,
+            send_body: !exchange.head,
+            keep_alive: true,
+        };
+    }
+    framing_general(status, body, exchange)
+}
+
+/// [`framing`] for every response.
+fn framing_general(status: StatusCode, body: BodyShape, exchange: Exchange) -> Framing {
     let mut keep_alive = exchange.keep_alive;
     let length = if !status_allows_body(status) {
         Length::None
@@ -433,6 +453,34 @@ mod tests {
             head(&res),
             "\r\ncontent-type: application/octet-stream\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn framing_common_case_is_the_general_rules() {
+        let statuses = [100, 101, 200, 201, 204, 304, 404, 426, 500];
+        let shapes = [
+            BodyShape::Empty,
+            BodyShape::Sized(0),
+            BodyShape::Sized(13),
+            BodyShape::Stream,
+        ];
+        for code in statuses {
+            let status = StatusCode::from_u16(code).unwrap();
+            for body in shapes {
+                for bits in 0..8 {
+                    let exchange = Exchange {
+                        head: bits & 1 != 0,
+                        http10: bits & 2 != 0,
+                        keep_alive: bits & 4 != 0,
+                    };
+                    assert_eq!(
+                        framing(status, body, exchange),
+                        framing_general(status, body, exchange),
+                        "{code} {body:?} {exchange:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
