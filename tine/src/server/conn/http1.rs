@@ -400,7 +400,7 @@ impl<T: Transport> Conn<T> {
                 // never returns).
                 let board = scoreboard::mine();
                 if let Some(e) = board {
-                    e.begin(req.method(), req.raw_path(), req.query_string());
+                    e.begin(req.method(), req.raw_target());
                 }
                 let mut upgrade = None;
                 let res = shared.service.answer_into(&mut req, &mut upgrade);
