@@ -780,7 +780,7 @@ mod tests {
             let i = b.claim(slot).unwrap();
             let e = b.entry(i);
             e.attach(100 + slot as u32, Instant::now());
-            e.begin(&http::Method::GET, "/a", None);
+            e.begin(&http::Method::GET, "/a");
             e.count_response(200);
             e.end_fast(1);
         }
@@ -798,7 +798,7 @@ mod tests {
         let i = b.claim(1).unwrap();
         b.entry(i).attach(201, Instant::now());
         b.entry(i)
-            .begin(&http::Method::from_bytes(b"BREW").unwrap(), "/", None);
+            .begin(&http::Method::from_bytes(b"BREW").unwrap(), "/");
         b.entry(i).count_response(404);
         b.set_restarts(1, 0, 1);
         let text = encode_metrics(&b.view());
@@ -829,8 +829,7 @@ mod tests {
         let b = Board::create().unwrap();
         let i = b.claim(0).unwrap();
         b.entry(i).attach(7, Instant::now());
-        b.entry(i)
-            .begin(&http::Method::GET, "/<script>", Some("a=\"1\"&b"));
+        b.entry(i).begin(&http::Method::GET, "/<script>?a=\"1\"&b");
         let html = status_html(&b.view());
         assert!(
             html.contains("GET /&lt;script&gt;?a=&quot;1&quot;&amp;b"),

@@ -979,7 +979,7 @@ mod tests {
                 // As in a request: the captures point into its path.
                 let p = crate::http::Params {
                     src: crate::http::HeadBytes::owned(path, b"").unwrap().0,
-                    list,
+                    list: std::mem::ManuallyDrop::new(list),
                 };
                 p.iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 /// Resolution of deadlines.
 pub(crate) const TICK: Duration = Duration::from_millis(250);
+/// [`TICK`] in nanoseconds.
+const TICK_NANOS: u64 = TICK.as_nanos() as u64;
 /// Number of slots: a horizon of 128 s. Later deadlines wrap around and
 /// are re-filed when their slot comes up early.
 const SLOTS: usize = 512;
@@ -59,8 +61,15 @@ impl Wheel {
     /// than the lazy re-check allows).
     pub(crate) fn tick_of(&self, at: Instant) -> u64 {
         let nanos = at.saturating_duration_since(self.start).as_nanos();
-        // Saturates below `u64::MAX`, which the loop keeps for "no entry".
-        let tick = u64::try_from(nanos.div_ceil(TICK.as_nanos())).unwrap_or(u64::MAX - 1);
+        // In a `u64` (any deadline within 584 years), dividing by the tick
+        // is a multiplication; in the `u128` it was a call to a 128-bit
+        // division on every loop turn (callgrind).
+        let tick = match u64::try_from(nanos) {
+            Ok(nanos) => nanos.div_ceil(TICK_NANOS),
+            // Saturates below `u64::MAX`, which the loop keeps for "no
+            // entry".
+            Err(_) => u64::try_from(nanos.div_ceil(TICK.as_nanos())).unwrap_or(u64::MAX - 1),
+        };
         tick.clamp(self.next_tick, u64::MAX - 1)
     }
 
@@ -78,8 +87,13 @@ impl Wheel {
 
     /// Moves every entry due by `now` into `due`.
     pub(crate) fn expire(&mut self, now: Instant, due: &mut Vec<Entry>) {
-        let now_tick =
-            (now.saturating_duration_since(self.start).as_nanos() / TICK.as_nanos()) as u64;
+        let nanos = now.saturating_duration_since(self.start).as_nanos();
+        // As in `tick_of`: a `u64` division (a multiplication) unless the
+        // clock is 584 years past the wheel's start.
+        let now_tick = match u64::try_from(nanos) {
+            Ok(nanos) => nanos / TICK_NANOS,
+            Err(_) => (nanos / TICK.as_nanos()) as u64,
+        };
         while self.next_tick <= now_tick {
             let slot = &mut self.slots[(self.next_tick % SLOTS as u64) as usize];
             let current = self.next_tick;
