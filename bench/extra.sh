@@ -20,8 +20,8 @@ log() { printf '[extra %s] %s\n' "$(date +%T)" "$*" >&2; }
 
 (cd "$ROOT" && cargo build --release -p hello -p todo >&2)
 (cd "$BENCH" && CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$BENCH/target} cargo build --release -p fanout -p wsload >&2)
-HELLO=$ROOT/target/release/hello
-TODO=$ROOT/target/release/todo
+HELLO=${CARGO_TARGET_DIR:-$ROOT/target}/release/hello
+TODO=${CARGO_TARGET_DIR:-$ROOT/target}/release/todo
 FANOUT=${CARGO_TARGET_DIR:-$BENCH/target}/release/fanout
 WSLOAD=${CARGO_TARGET_DIR:-$BENCH/target}/release/wsload
 

@@ -32,7 +32,7 @@ cleanup() {
 trap cleanup EXIT
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 for ((r = 1; r <= rounds; r++)); do
-    target/release/hello --bind "127.0.0.1:$port" --workers 1 >"$out/server.log" 2>&1 &
+    "${CARGO_TARGET_DIR:-target}"/release/hello --bind "127.0.0.1:$port" --workers 1 >"$out/server.log" 2>&1 &
     server=$!
     for _ in $(seq 100); do
         python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $port)).close()" 2>/dev/null && break

@@ -28,7 +28,8 @@ callgrind_prepare() {
 }
 
 # callgrind_instructions N PORT [HELLO_ARG...] -- CLIENT...
-# After callgrind_prepare: runs target/release/hello in one process under
+# After callgrind_prepare: runs ${CARGO_TARGET_DIR:-target}/release/hello (the
+# build callgrind_prepare made) in one process under
 # callgrind on 127.0.0.1:PORT with the HELLO_ARGs, waits until it accepts
 # connections (up to 120 s: valgrind starts slowly), runs CLIENT... against
 # it, stops it with SIGINT and prints the program's total count of
@@ -43,7 +44,7 @@ callgrind_instructions() {
     done
     shift
     valgrind --tool=callgrind --callgrind-out-file="$out/cg.$n" \
-        target/release/hello --bind "127.0.0.1:$port" "${hello[@]}" >"$out/log.$n" 2>&1 &
+        "${CARGO_TARGET_DIR:-target}"/release/hello --bind "127.0.0.1:$port" "${hello[@]}" >"$out/log.$n" 2>&1 &
     pid=$!
     for ((i = 0; ; i++)); do
         # A probe connection; both runs make one, so it cancels out.

@@ -22,7 +22,7 @@ pid=
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$out"' EXIT
 
 case $server in
-tine) cmd=(target/release/hello --bind "127.0.0.1:$port" --workers 1) ;;
+tine) cmd=("${CARGO_TARGET_DIR:-target}"/release/hello --bind "127.0.0.1:$port" --workers 1) ;;
 actix | may) cmd=("$peers/bench-$server" --port "$port" --workers 1 --static "$out") ;;
 *) echo "unknown server $server (tine, actix or may)" >&2 && exit 2 ;;
 esac
