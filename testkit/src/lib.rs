@@ -241,6 +241,21 @@ impl Drop for ServerProcess {
     }
 }
 
+/// `len` bytes that do not compress (a xorshift sequence from `seed`): a
+/// body that compression makes no smaller, or that fills the sockets'
+/// buffers with the least work.
+pub fn incompressible(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// Polls `cond` every 20 ms until it holds or `limit` passes.
 pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let start = Instant::now();

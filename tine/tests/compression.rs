@@ -402,17 +402,10 @@ fn at_most_max_streams_responses_are_compressed_as_they_stream() {
             .get("/endless", |_: &Request| {
                 // Bytes that do not compress fill the sockets' buffers
                 // with the least work, so the server soon blocks.
-                let mut x = 0x9e37_79b9_7f4a_7c15u64;
+                let mut seed = 0;
                 Response::stream(std::iter::from_fn(move || {
-                    let chunk: Vec<u8> = (0..64 * 1024)
-                        .map(|_| {
-                            x ^= x << 13;
-                            x ^= x >> 7;
-                            x ^= x << 17;
-                            x as u8
-                        })
-                        .collect();
-                    Some(chunk)
+                    seed += 1;
+                    Some(testkit::incompressible(64 * 1024, seed))
                 }))
                 .with_header("content-type", "text/plain")
             })

@@ -42,14 +42,22 @@ fn hand_over_while_draining(
     s: &ServerTree,
     ms: u32,
 ) -> (i32, std::thread::JoinHandle<std::io::Result<testkit::Resp>>) {
-    let (old, addr, workers) = (s.pid(), s.addr(), s.children());
+    let (addr, workers) = (s.addr(), s.children());
     let slow = std::thread::spawn(move || try_get(addr, &format!("/sleep?ms={ms}")));
     assert!(wait_sleeping(&workers, T).is_some(), "{}", s.stderr());
+    (hand_over(r, s), slow)
+}
+
+/// Installs the release's "new" build, sends `SIGUSR2` and waits for the
+/// hand-over (the old master then drains). Returns the new master's pid.
+fn hand_over(r: &Release, s: &ServerTree) -> i32 {
     r.install_tagged("new");
     s.signal(Signal::SIGUSR2);
-    let new = r.wait_new_pid(old, T).expect("the new master's pid file");
+    let new = r
+        .wait_new_pid(s.pid(), T)
+        .expect("the new master's pid file");
     s.wait_log("ready: handing over, the old master stops", T);
-    (new, slow)
+    new
 }
 
 /// Starts the release's `app` with [`old_args`] and `extra`.
@@ -143,6 +151,17 @@ fn health_of(addr: std::net::SocketAddr, master: i32) -> (u16, String, Option<bo
 /// Stops a master that is not the test's child (a new master, re-parented
 /// when the old one exited) and waits until every process of the tree is
 /// gone.
+/// The old master exits on its own (its workers have nothing left to
+/// drain), then the new one is stopped.
+fn old_then_new_master_stop(s: &mut ServerTree, new: i32) {
+    assert!(
+        s.wait_exit(T).is_some_and(|st| st.success()),
+        "{}",
+        s.stderr()
+    );
+    stop_new_master(s, new);
+}
+
 fn stop_new_master(s: &ServerTree, pid: i32) {
     signal(pid, Signal::SIGTERM).expect("SIGTERM to the new master");
     assert!(
@@ -722,12 +741,9 @@ fn published_messages_cross_between_the_generations_while_the_old_one_drains() {
     // A long drain: the old workers close their WebSockets (1001) one by
     // one over its first half, so most are still open below.
     let mut s = start(&r, &["--drain-timeout-ms", "60000"]);
-    let (old, addr, old_workers) = (s.pid(), s.addr(), s.children());
+    let (addr, old_workers) = (s.addr(), s.children());
     let mut olds: Vec<Ws> = (0..8).map(|_| chat_join(addr, "bridge").0).collect();
-    r.install_tagged("new");
-    s.signal(Signal::SIGUSR2);
-    let new = r.wait_new_pid(old, T).expect("the new master's pid file");
-    s.wait_log("ready: handing over, the old master stops", T);
+    let new = hand_over(&r, &s);
     // The old workers accept no more: this client is the new generation's.
     let (mut young, pid) = chat_join(addr, "bridge");
     assert!(
@@ -761,12 +777,7 @@ fn published_messages_cross_between_the_generations_while_the_old_one_drains() {
     );
     // Closed, the old workers have nothing left to drain.
     drop(open);
-    assert!(
-        s.wait_exit(T).is_some_and(|st| st.success()),
-        "{}",
-        s.stderr()
-    );
-    stop_new_master(&s, new);
+    old_then_new_master_stop(&mut s, new);
 }
 
 /// A burst published on the new generation during the hand-over reaches
@@ -800,12 +811,9 @@ fn a_burst_crosses_the_bridge_without_loss() {
     let r = Release::new(HELLO);
     // A long drain: the old WebSockets are closed one by one over a minute.
     let mut s = start(&r, &["--drain-timeout-ms", "120000"]);
-    let (old, addr) = (s.pid(), s.addr());
+    let addr = s.addr();
     let olds: Vec<Ws> = (0..8).map(|_| chat_join(addr, "burst").0).collect();
-    r.install_tagged("new");
-    s.signal(Signal::SIGUSR2);
-    let new = r.wait_new_pid(old, T).expect("the new master's pid file");
-    s.wait_log("ready: handing over, the old master stops", T);
+    let new = hand_over(&r, &s);
     let len = 32 * 1024;
     let counters: Vec<_> = olds.into_iter().map(|ws| count(ws, len)).collect();
     let young = count(chat_join(addr, "burst").0, len);
@@ -840,10 +848,5 @@ fn a_burst_crosses_the_bridge_without_loss() {
     // The old subscribers are closed (their threads ended): the old
     // workers have nothing left to drain.
     drop(c);
-    assert!(
-        s.wait_exit(T).is_some_and(|st| st.success()),
-        "{}",
-        s.stderr()
-    );
-    stop_new_master(&s, new);
+    old_then_new_master_stop(&mut s, new);
 }

@@ -650,17 +650,7 @@ mod tests {
                     .with_header("vary", "Origin")
             })
             .get("/noise", |_: &Request| {
-                // Incompressible: a xorshift sequence.
-                let mut x = 0x9e37_79b9_7f4a_7c15u64;
-                let data: Vec<u8> = (0..4096)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        x as u8
-                    })
-                    .collect();
-                Response::bytes(data)
+                Response::bytes(testkit::incompressible(4096, 0))
             })
             .compress(c)
     }
