@@ -1105,6 +1105,12 @@ mod tests {
     use super::*;
     use crate::handler;
 
+    #[test]
+    #[should_panic(expected = "App::every: the period must not be zero")]
+    fn a_periodic_task_needs_a_period() {
+        let _ = App::new().every(Duration::ZERO, |_| {});
+    }
+
     /// Behind a trusted proxy that ends TLS the socket is plain for every
     /// request: the proxy's word decides, or every request would loop.
     #[test]

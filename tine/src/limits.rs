@@ -373,6 +373,12 @@ mod tests {
     }
 
     #[test]
+    #[should_panic(expected = "Limits::keepalive_requests: 0 would answer nothing")]
+    fn no_request_per_connection_is_refused() {
+        let _ = Limits::default().keepalive_requests(0);
+    }
+
+    #[test]
     fn one_connection_is_enough() {
         let l = Limits::default()
             .max_connections(1)
