@@ -363,6 +363,11 @@ impl Service {
         self.periodic.iter().map(|p| p.period).collect()
     }
 
+    /// How many periodic tasks there are.
+    pub(crate) fn periodic_count(&self) -> usize {
+        self.periodic.len()
+    }
+
     /// Runs periodic task `i` with the worker's state, in its panic
     /// boundary: a panic is logged, and the task runs again at its next
     /// time.

@@ -250,7 +250,7 @@ impl TestClient {
     /// assert_eq!(client.get("/ticks").send().text(), "1");
     /// ```
     pub fn run_periodic(&self) {
-        for i in 0..self.service.periods().len() {
+        for i in 0..self.service.periodic_count() {
             self.service.run_periodic(i);
         }
     }
