@@ -190,7 +190,8 @@ impl App {
     #[track_caller]
     pub fn nest(mut self, prefix: &str, group: Group) -> Self {
         let prefix = crate::group::checked_prefix(prefix);
-        group.register(&mut self.service, &prefix, None);
+        self.config.group_limit = self.config.group_limit.max(group.largest_limit());
+        group.register(&mut self.service, &prefix, None, None);
         self
     }
 

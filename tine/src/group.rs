@@ -13,7 +13,7 @@ use crate::handler::{After, Before, Handler};
 use crate::http::{IntoResponse, Request, Response};
 use crate::router::{Pattern, Router};
 use crate::service::{BodyLimits, Layer, Route, RouteKind, Service, WsRoute};
-use crate::ws::{WebSocket, WsEvent, WsHandler};
+use crate::ws::{WebSocket, WsConfig, WsEvent, WsHandler};
 
 /// A set of routes with their own before/after hooks, body limit and
 /// fallback, to be mounted under a prefix with [`App::nest`](crate::App::nest) or as they
@@ -40,6 +40,8 @@ use crate::ws::{WebSocket, WsEvent, WsHandler};
 /// - [`ws`](Group::ws) routes WebSocket upgrades under the prefix; the
 ///   group's before-hooks run on the upgrade request, so the group's
 ///   authentication covers its WebSockets too.
+/// - [`ws_config`](Group::ws_config) replaces the app's
+///   [`WsConfig`] for the group's WebSocket routes.
 /// - [`fallback`](Group::fallback) answers, for every method, the paths
 ///   under the prefix that no route matches, ahead of wildcard routes and
 ///   static mounts registered with a shorter prefix (a static directory at
@@ -75,6 +77,7 @@ pub struct Group {
     after: Vec<After>,
     max_body: Option<usize>,
     body_timeout: Option<Duration>,
+    ws: Option<Rc<WsConfig>>,
     fallback: Option<(Handler, &'static Location<'static>)>,
     /// The group's own routes, relative, to refuse conflicts among them
     /// at the line that adds them.
@@ -110,6 +113,7 @@ impl fmt::Debug for Group {
             .field("after", &self.after.len())
             .field("max_body", &self.max_body)
             .field("body_timeout", &self.body_timeout)
+            .field("ws_config", &self.ws)
             .field("fallback", &self.fallback.is_some())
             .finish()
     }
@@ -309,6 +313,63 @@ impl Group {
         self
     }
 
+    /// The WebSocket settings of the group's [`ws`](Group::ws) routes,
+    /// instead of the app's [`App::ws_config`](crate::App::ws_config)
+    /// (all of them: start from [`WsConfig::default`], not from the
+    /// app's): a chat socket can take small messages and ping often
+    /// while a file-transfer socket takes 64 MiB messages and more time
+    /// for each. Groups nested in this one use these settings unless
+    /// they set their own. The subprotocols the handshake may select are
+    /// these settings' [`protocols`](WsConfig::protocols) too. Messages
+    /// [published](crate::publish) between workers may be as large as the
+    /// largest [`max_message`](WsConfig::max_message) (or body limit) any
+    /// group or the app sets.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tine::{App, Group, WebSocket, WsConfig, WsEvent};
+    /// let transfers = Group::new()
+    ///     .ws_config(
+    ///         WsConfig::default()
+    ///             .max_message(64 << 20)
+    ///             .message_timeout(Duration::from_secs(600))
+    ///             .protocols(["transfer.v1"]),
+    ///     )
+    ///     .ws("/upload", |ws: &mut WebSocket, ev: WsEvent| {
+    ///         if let WsEvent::Binary(file) = ev {
+    ///             ws.send_text(format!("{} bytes", file.len()));
+    ///         }
+    ///     });
+    /// let app = App::new()
+    ///     .ws_config(WsConfig::default().max_message(64 * 1024))
+    ///     .nest("/files", transfers);
+    ///
+    /// let client = tine::test::TestClient::new(app);
+    /// let mut ws = client.ws("/files/upload").unwrap();
+    /// ws.send_binary(vec![0u8; 1 << 20]);
+    /// assert_eq!(ws.recv_text().as_deref(), Some("1048576 bytes"));
+    /// ```
+    pub fn ws_config(mut self, config: WsConfig) -> Self {
+        self.ws = Some(Rc::new(config));
+        self
+    }
+
+    /// The largest body or message limit the group or a group nested in
+    /// it sets (0: none).
+    pub(crate) fn largest_limit(&self) -> usize {
+        let own = self
+            .max_body
+            .unwrap_or(0)
+            .max(self.ws.as_ref().and_then(|c| c.max_message).unwrap_or(0));
+        self.entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Nest { group, .. } => Some(group.largest_limit()),
+                _ => None,
+            })
+            .fold(own, usize::max)
+    }
+
     /// Answers every method on the paths under the group's prefix that no
     /// route matches (instead of `404`; paths a route matches with another
     /// method still get `405`). Merged at the top (`App::merge`), it is
@@ -330,19 +391,29 @@ impl Group {
     }
 
     /// Registers the group's routes under `prefix` (already checked,
-    /// without a trailing `/`) in `service`, inside `parent`'s hooks.
+    /// without a trailing `/`) in `service`, inside `parent`'s hooks, with
+    /// the WebSocket settings of the nearest group around it that has its
+    /// own (`inherited`), unless it has its own.
     #[track_caller]
-    pub(crate) fn register(self, service: &mut Service, prefix: &str, parent: Option<Rc<Layer>>) {
+    pub(crate) fn register(
+        self,
+        service: &mut Service,
+        prefix: &str,
+        parent: Option<Rc<Layer>>,
+        inherited: Option<Rc<WsConfig>>,
+    ) {
         let Group {
             entries,
             before,
             after,
             max_body,
             body_timeout,
+            ws,
             fallback,
             check: _,
             ws_check: _,
         } = self;
+        let ws = ws.or(inherited);
         let body = BodyLimits {
             max: max_body,
             timeout: body_timeout,
@@ -386,6 +457,7 @@ impl Group {
                     let route = WsRoute {
                         handler,
                         layer: layer.clone(),
+                        config: ws.clone(),
                         reach: 0,
                     };
                     if let Err(msg) = service.try_add_ws_route(&full, route) {
@@ -405,7 +477,7 @@ impl Group {
                             "nest prefix {full:?} (nested at {at}) must not contain '*'"
                         ));
                     }
-                    group.register(service, &full, layer.clone());
+                    group.register(service, &full, layer.clone(), ws.clone());
                 }
             }
         }
@@ -471,6 +543,17 @@ mod tests {
         assert_eq!(join("", "/x"), "/x");
         assert_eq!(checked_prefix("/api/"), "/api");
         assert_eq!(checked_prefix("/"), "");
+    }
+
+    #[test]
+    fn the_largest_limit_counts_nested_groups_and_their_ws_configs() {
+        assert_eq!(Group::new().largest_limit(), 0);
+        let inner = Group::new()
+            .ws_config(WsConfig::default().max_message(5000))
+            .nest("/b", Group::new().max_body(300));
+        let g = Group::new().max_body(10).nest("/a", inner);
+        assert_eq!(g.largest_limit(), 5000);
+        assert_eq!(Group::new().max_body(7).largest_limit(), 7);
     }
 
     #[test]

@@ -71,7 +71,7 @@ use crate::http::cookies::CookieKeys;
 use crate::http::parse::{Seen, SeenHead};
 use crate::http::{Extensions, Request, Response};
 use crate::router::{Match, Router};
-use crate::ws::{handshake, WsHandler};
+use crate::ws::{handshake, Upgrade, WsConfig, WsHandler};
 
 /// A per-worker initialisation hook.
 pub(crate) type WorkerInit = Box<dyn Fn(&mut Extensions)>;
@@ -87,7 +87,7 @@ pub(crate) enum Answer {
     /// Send this response.
     Response(Response),
     /// Send this `101` and switch the connection to WebSocket.
-    Upgrade(Response, WsHandler),
+    Upgrade(Response, Upgrade),
 }
 
 /// What [`Service::admit`] decided for a request whose body is still to
@@ -218,6 +218,9 @@ impl Route {
 pub(crate) struct WsRoute {
     pub(crate) handler: WsHandler,
     pub(crate) layer: Option<Rc<Layer>>,
+    /// Its group's settings ([`Group::ws_config`](crate::Group::ws_config)),
+    /// if the group has its own.
+    pub(crate) config: Option<Rc<WsConfig>>,
     /// Its pattern's reach (`Pattern::reach`): set when it is added.
     pub(crate) reach: usize,
 }
@@ -313,6 +316,7 @@ impl Service {
         let route = WsRoute {
             handler,
             layer: None,
+            config: None,
             reach: 0,
         };
         let result = self.try_add_ws_route(pattern, route);
@@ -437,7 +441,7 @@ impl Service {
         let mut upgrade = None;
         let res = self.answer_into(req, &mut upgrade);
         match upgrade {
-            Some(handler) => Answer::Upgrade(res, handler),
+            Some(accepted) => Answer::Upgrade(res, accepted),
             None => Answer::Response(res),
         }
     }
@@ -448,11 +452,7 @@ impl Service {
     /// an [`Answer`] to be taken out again: one move of it less on every
     /// request.
     #[inline]
-    pub(crate) fn answer_into(
-        &self,
-        req: &mut Request,
-        upgrade: &mut Option<WsHandler>,
-    ) -> Response {
+    pub(crate) fn answer_into(&self, req: &mut Request, upgrade: &mut Option<Upgrade>) -> Response {
         req.set_state(self.state.clone());
         // A request admitted before its body (see `admit`) already has
         // its client and request id.
@@ -720,7 +720,7 @@ impl Service {
     fn inner(
         &self,
         req: &mut Request,
-        upgrade: &mut Option<WsHandler>,
+        upgrade: &mut Option<Upgrade>,
         layer: &mut Option<Rc<Layer>>,
     ) -> Response {
         let routed = self.route(req);
@@ -738,13 +738,22 @@ impl Service {
             }
         }
         let res = match routed {
-            Routed::Ws(route) => match handshake::accept(req, &self.ws_protocols) {
-                Ok(res) => {
-                    *upgrade = Some(route.handler.clone());
-                    return res;
+            Routed::Ws(route) => {
+                let protocols = match &route.config {
+                    Some(config) => &config.protocols,
+                    None => &self.ws_protocols,
+                };
+                match handshake::accept(req, protocols) {
+                    Ok(res) => {
+                        *upgrade = Some(Upgrade {
+                            handler: route.handler.clone(),
+                            config: route.config.clone(),
+                        });
+                        return res;
+                    }
+                    Err(res) => *res,
                 }
-                Err(res) => *res,
-            },
+            }
             Routed::Http(Route {
                 handler,
                 kind: RouteKind::Mount(depth),

@@ -112,7 +112,7 @@ use crate::pubsub::{self, Payload};
 use crate::server::ServerConfig;
 use crate::service::{Admission, Answer, Service};
 use crate::ws::session::{Session, Wire};
-use crate::ws::{WsEvent, WsHandler};
+use crate::ws::{Upgrade, WsEvent};
 
 /// A cookie the client holds: one per name and path, as browsers key them
 /// (there is one host).
@@ -218,7 +218,7 @@ impl TestClient {
         // not there must fail its tests too. (Per thread, as in a worker:
         // of two clients with different limits in one test, the one made
         // last sets it.)
-        pubsub::set_max_size(pubsub::relay_limit(&config.limits, &config.ws));
+        pubsub::set_max_size(config.relay_limit());
         TestClient {
             service,
             config,
@@ -384,7 +384,7 @@ impl TestClient {
     }
 
     /// Answers `req` on the server's path, then delivers what it published.
-    fn answer(&self, req: &mut Request, open_ws: bool) -> Result<TestResponse, WsHandler> {
+    fn answer(&self, req: &mut Request, open_ws: bool) -> Result<TestResponse, Upgrade> {
         let answer = if req.body().is_empty() {
             self.service.answer(req)
         } else {
@@ -411,7 +411,7 @@ impl TestClient {
         };
         let result = match answer {
             Answer::Response(res) => Ok(TestResponse::new(res, req.method())),
-            Answer::Upgrade(_, handler) if open_ws => Err(handler),
+            Answer::Upgrade(_, accepted) if open_ws => Err(accepted),
             // A plain request that asked for an upgrade itself: its 101.
             Answer::Upgrade(res, _) => Ok(TestResponse::new(res, req.method())),
             // Where the server gains other kinds of answer (server-sent
@@ -669,10 +669,15 @@ impl<'c> TestRequest<'c> {
         };
         match client.answer(&mut req, true) {
             Ok(refused) => Err(refused),
-            Err(handler) => {
+            Err(accepted) => {
                 let config = &client.config;
-                let session =
-                    Session::new(req, handler, &config.ws, config.limits.max_body, Vec::new());
+                let session = Session::new(
+                    req,
+                    accepted.handler.clone(),
+                    accepted.config(&config.ws),
+                    config.limits.max_body,
+                    Vec::new(),
+                );
                 let socket = Rc::new(RefCell::new(Socket {
                     session,
                     wire: TestWire::default(),

@@ -475,3 +475,96 @@ fn a_message_trickled_past_its_deadline_is_closed_with_1008() {
     );
     slow.join().unwrap();
 }
+
+/// Opens `path` offering `protocols`; the handshake's answer names the
+/// subprotocol selected, if any.
+fn client_offering(
+    addr: std::net::SocketAddr,
+    path: &str,
+    protocols: &str,
+) -> (tungstenite::WebSocket<TcpStream>, Option<String>) {
+    use tungstenite::client::IntoClientRequest;
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(testkit::TIMEOUT)).unwrap();
+    let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", protocols.parse().unwrap());
+    let (socket, response) = tungstenite::client(request, stream).expect("handshake");
+    let selected = response
+        .headers()
+        .get("sec-websocket-protocol")
+        .map(|v| v.to_str().unwrap().to_string());
+    (socket, selected)
+}
+
+#[test]
+fn a_groups_ws_config_replaces_the_apps_for_its_routes() {
+    let addr = serve(|| {
+        let transfers = tine::Group::new()
+            .ws_config(
+                WsConfig::default()
+                    .max_message(64 * 1024)
+                    .protocols(["transfer.v1"])
+                    .ping_interval(Duration::from_millis(200)),
+            )
+            .ws("/upload", echo)
+            // A group inside takes its parent's settings.
+            .nest("/more", tine::Group::new().ws("/inner", echo));
+        App::new()
+            .ws("/chat", echo)
+            .ws_config(WsConfig::default().max_message(1024).protocols(["chat.v1"]))
+            .nest("/files", transfers)
+    });
+    let big = vec![7u8; 10 * 1024];
+
+    // The app's routes keep the app's settings.
+    let (mut chat, selected) = client_offering(addr, "/chat", "transfer.v1, chat.v1");
+    assert_eq!(selected.as_deref(), Some("chat.v1"));
+    chat.send(Message::Binary(big.clone().into())).unwrap();
+    loop {
+        match chat.read() {
+            Ok(Message::Close(Some(frame))) => {
+                assert_eq!(u16::from(frame.code), 1009);
+                break;
+            }
+            Ok(Message::Ping(_) | Message::Pong(_)) => {}
+            other => panic!("expected a 1009 close, got {other:?}"),
+        }
+    }
+
+    // The group's routes, and its nested group's, take the larger message
+    // and select the group's subprotocol.
+    for path in ["/files/upload", "/files/more/inner"] {
+        let (mut c, selected) = client_offering(addr, path, "chat.v1, transfer.v1");
+        assert_eq!(selected.as_deref(), Some("transfer.v1"), "{path}");
+        c.send(Message::Binary(big.clone().into())).unwrap();
+        loop {
+            match c.read().unwrap() {
+                Message::Binary(b) => {
+                    assert_eq!(&b[..], &big[..], "{path}");
+                    break;
+                }
+                Message::Ping(_) | Message::Pong(_) => {}
+                other => panic!("{path}: {other:?}"),
+            }
+        }
+    }
+
+    // The group's timers: its route is pinged after 200 ms of silence,
+    // the app's (30 s by default) is not.
+    let mut upload = ws::connect(addr, "/files/upload");
+    let (_, opcode, _) = read_frame(&mut upload).unwrap();
+    assert_eq!(opcode, op::PING);
+    let mut chat = ws::connect(addr, "/chat");
+    chat.set_read_timeout(Some(Duration::from_millis(800)))
+        .unwrap();
+    let quiet = read_frame(&mut chat).unwrap_err();
+    assert!(
+        matches!(
+            quiet.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "{quiet}"
+    );
+}

@@ -41,9 +41,11 @@
 //! itself (an [`Error`] with 413, counted as dropped), never delivered to
 //! only some subscribers. The limit (on the topic and the message
 //! together, see [`max_size`]) is sized at start-up from the app's own
-//! limits: room for a message as large as the larger of
+//! limits: room for a message as large as the largest of
 //! [`Limits::max_body`](crate::Limits::max_body) and
-//! [`WsConfig::max_message`](crate::WsConfig::max_message), with any
+//! [`WsConfig::max_message`](crate::WsConfig::max_message), the app's or
+//! a route group's ([`Group::max_body`](crate::Group::max_body),
+//! [`Group::ws_config`](crate::Group::ws_config)), with any
 //! topic, so whatever a client could send in one body or one WebSocket
 //! message can be published on with [`publish`] (an event of
 //! [`publish_event`](crate::publish_event) is measured as written on the
@@ -129,8 +131,10 @@ pub(crate) const MAX_SIZE: usize = outbox::MAX / 2;
 const RELAY_SLACK: usize = 128 * 1024;
 
 /// The largest message (wire size, see [`Published::size`]) that the
-/// master relay carries for an app with these limits: the larger of
-/// `limits.max_body` and `ws.max_message` plus [`RELAY_SLACK`], between
+/// master relay carries for an app with these limits: the largest of
+/// `limits.max_body`, `ws.max_message` and the largest limit a route
+/// group sets (`groups`, its `max_body` or its WebSocket `max_message`)
+/// plus [`RELAY_SLACK`], between
 /// the control channel's default payload limit (1 MiB) and [`MAX_SIZE`].
 /// The master and every worker size their channels with it (the same
 /// configuration gives the same number on both ends).
@@ -139,8 +143,8 @@ const RELAY_SLACK: usize = 128 * 1024;
 /// was) relayed no message of exactly that limit: the frame also carries
 /// the topic and the wire form's bytes, so the message reached only the
 /// publishing worker's subscribers.
-pub(crate) fn relay_limit(limits: &Limits, ws: &WsConfig) -> usize {
-    let largest = limits.max_body.max(ws.max_message.unwrap_or(0));
+pub(crate) fn relay_limit(limits: &Limits, ws: &WsConfig, groups: usize) -> usize {
+    let largest = limits.max_body.max(ws.max_message.unwrap_or(0)).max(groups);
     largest
         .saturating_add(RELAY_SLACK)
         .clamp(crate::server::control::MAX_PAYLOAD, MAX_SIZE)
@@ -359,14 +363,23 @@ mod tests {
                 topic: longest_topic.clone(),
                 payload: Payload::Binary(vec![0; body.max(message.unwrap_or(0))].into()),
             };
-            assert!(p.size() <= relay_limit(&limits, &ws), "{body} {message:?}");
+            assert!(
+                p.size() <= relay_limit(&limits, &ws, 0),
+                "{body} {message:?}"
+            );
+            let groups = body.max(message.unwrap_or(0));
+            assert!(p.size() <= relay_limit(&Limits::default(), &WsConfig::default(), groups));
         }
         assert_eq!(
-            relay_limit(&Limits::default().max_body(100), &WsConfig::default()),
+            relay_limit(&Limits::default().max_body(100), &WsConfig::default(), 0),
             crate::server::control::MAX_PAYLOAD
         );
         assert_eq!(
-            relay_limit(&Limits::default().max_body(1 << 30), &WsConfig::default()),
+            relay_limit(
+                &Limits::default().max_body(1 << 30),
+                &WsConfig::default(),
+                0
+            ),
             MAX_SIZE
         );
     }

@@ -189,6 +189,17 @@ pub(crate) struct ServerConfig {
     pub(crate) balance: Option<listener::Balance>,
     /// How long a new master started by `SIGUSR2` may take to be ready.
     pub(crate) upgrade_timeout: Duration,
+    /// The largest body or WebSocket message limit a route group sets
+    /// (0: none), which the relay's message size must allow too.
+    pub(crate) group_limit: usize,
+}
+
+impl ServerConfig {
+    /// The largest message the master relay carries
+    /// ([`pubsub::relay_limit`](crate::pubsub::relay_limit)).
+    pub(crate) fn relay_limit(&self) -> usize {
+        crate::pubsub::relay_limit(&self.limits, &self.ws, self.group_limit)
+    }
 }
 
 /// The default shutdown delay of a server with a health route.
@@ -217,6 +228,7 @@ impl Default for ServerConfig {
             listens: Vec::new(),
             balance: None,
             upgrade_timeout: supervisor::UPGRADE_TIMEOUT,
+            group_limit: 0,
         }
     }
 }
@@ -760,7 +772,7 @@ fn master_config(config: &ServerConfig, workers: usize) -> master::MasterConfig 
             Duration::ZERO
         }),
         upgrade_timeout: config.upgrade_timeout,
-        relay_limit: crate::pubsub::relay_limit(&config.limits, &config.ws),
+        relay_limit: config.relay_limit(),
         ..master::MasterConfig::default()
     }
 }

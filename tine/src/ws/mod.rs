@@ -69,6 +69,21 @@ impl TopicChanges {
 /// A WebSocket handler.
 pub(crate) type WsHandler = Rc<dyn Fn(&mut WebSocket<'_>, WsEvent)>;
 
+/// An accepted upgrade: the route's handler, and the settings of the
+/// route's group where it has its own ([`Group::ws_config`](crate::Group::ws_config)).
+pub(crate) struct Upgrade {
+    pub(crate) handler: WsHandler,
+    pub(crate) config: Option<Rc<WsConfig>>,
+}
+
+impl Upgrade {
+    /// The settings the connection runs with: its route's, else the
+    /// app's.
+    pub(crate) fn config<'a>(&'a self, app: &'a WsConfig) -> &'a WsConfig {
+        self.config.as_deref().unwrap_or(app)
+    }
+}
+
 /// What happened on a WebSocket connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WsEvent {
@@ -90,7 +105,10 @@ pub enum WsEvent {
     },
 }
 
-/// WebSocket settings, set with [`App::ws_config`](crate::App::ws_config).
+/// WebSocket settings, set with [`App::ws_config`](crate::App::ws_config)
+/// for the app, and with [`Group::ws_config`](crate::Group::ws_config) for
+/// a group's routes (a chat socket and an upload socket need different
+/// limits).
 ///
 /// Start from the defaults and change what you need; each setter documents
 /// its setting and default. (The struct is `#[non_exhaustive]`: settings

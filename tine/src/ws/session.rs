@@ -56,6 +56,28 @@ struct Route {
     max_message: usize,
     /// See [`WsConfig::max_outbuf`].
     max_outbuf: usize,
+    timing: Timing,
+}
+
+/// The route's timers (its [`WsConfig`]'s), for the connection's loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timing {
+    /// See [`WsConfig::ping_interval`].
+    pub(crate) ping_interval: Option<std::time::Duration>,
+    /// See [`WsConfig::pong_timeout`].
+    pub(crate) pong_timeout: std::time::Duration,
+    /// See [`WsConfig::message_timeout`].
+    pub(crate) message_timeout: std::time::Duration,
+}
+
+impl Timing {
+    fn of(config: &WsConfig) -> Self {
+        Timing {
+            ping_interval: config.ping_interval,
+            pong_timeout: config.pong_timeout,
+            message_timeout: config.message_timeout,
+        }
+    }
 }
 
 thread_local! {
@@ -67,18 +89,22 @@ thread_local! {
 
 impl Route {
     /// The shared route for `handler` with these limits.
-    fn shared(handler: WsHandler, max_message: usize, max_outbuf: usize) -> Rc<Route> {
+    fn shared(handler: WsHandler, max_message: usize, config: &WsConfig) -> Rc<Route> {
+        let max_outbuf = config.max_outbuf;
+        let timing = Timing::of(config);
         LAST_ROUTE.with(|last| {
             let same = last.borrow().upgrade().filter(|r| {
                 Rc::ptr_eq(&r.handler, &handler)
                     && r.max_message == max_message
                     && r.max_outbuf == max_outbuf
+                    && r.timing == timing
             });
             same.unwrap_or_else(|| {
                 let route = Rc::new(Route {
                     handler,
                     max_message,
                     max_outbuf,
+                    timing,
                 });
                 *last.borrow_mut() = Rc::downgrade(&route);
                 route
@@ -96,6 +122,11 @@ struct Out {
 }
 
 impl Core {
+    /// The route's timers.
+    pub(crate) fn timing(&self) -> Timing {
+        self.route.timing
+    }
+
     /// Queued, unsent output.
     pub(crate) fn unsent(&self) -> &[u8] {
         match self.out.as_deref() {
@@ -226,11 +257,7 @@ impl Session {
         Session {
             core: Core {
                 out: None,
-                route: Route::shared(
-                    handler,
-                    config.max_message.unwrap_or(max_body),
-                    config.max_outbuf,
-                ),
+                route: Route::shared(handler, config.max_message.unwrap_or(max_body), config),
                 overflowed: false,
                 close_sent: false,
             },

@@ -427,7 +427,7 @@ impl<T: Transport> Conn<T> {
                 let res = shared.service.answer_into(&mut req, &mut upgrade);
                 let res = match upgrade {
                     None => res,
-                    Some(handler) => {
+                    Some(accepted) => {
                         if let Some(e) = board {
                             e.handler_returned();
                             handlers_done(shared, e, *handled + 1);
@@ -443,8 +443,8 @@ impl<T: Transport> Conn<T> {
                         req.detach();
                         let mut session = Box::new(Session::new(
                             req,
-                            handler,
-                            &shared.config.ws,
+                            accepted.handler.clone(),
+                            accepted.config(&shared.config.ws),
                             shared.config.limits.max_body,
                             leftover,
                         ));

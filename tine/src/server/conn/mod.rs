@@ -445,7 +445,7 @@ impl<T: Transport> Conn<T> {
             .as_deref()
             .filter(|_| self.phase != Phase::Lingering)
         {
-            let config = &shared.config.ws;
+            let config = ws.core.timing();
             // Giving up is timed from a fixed moment (see `timer_from`);
             // the ping is a heartbeat, due an interval after the peer's
             // last input.
@@ -537,7 +537,7 @@ impl<T: Transport> Conn<T> {
             let message_due = ws
                 .message_started
                 .filter(|_| !ws.closing())
-                .is_some_and(|started| started + shared.config.ws.message_timeout <= shared.now);
+                .is_some_and(|started| started + ws.core.timing().message_timeout <= shared.now);
             if message_due {
                 // The close frame gets the closing's usual time to go out.
                 ws.message_too_slow(&self.stream);

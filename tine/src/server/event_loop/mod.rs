@@ -173,7 +173,7 @@ impl EventLoop {
         let bus = Bus::new(config.redis_url.as_deref())
             .map_err(crate::server::sys::while_doing("set up publish/subscribe"))?;
         // What `publish` takes: what the bus carries to every process.
-        let relay_limit = pubsub::relay_limit(&config.limits, &config.ws);
+        let relay_limit = config.relay_limit();
         pubsub::set_max_size(match (&control, &config.redis_url) {
             (Some(_), None) => relay_limit,
             _ => pubsub::MAX_SIZE,
