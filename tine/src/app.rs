@@ -611,7 +611,10 @@ impl App {
     /// shared by all);
     /// `n <= 1` serves in the calling process, with no fork. The
     /// environment variable `TINE_WORKERS` (a number, or `auto` for the
-    /// number of available cores) overrides this at start-up.
+    /// number of available cores) overrides this at start-up. At most
+    /// 128 (a rolling restart runs a replacement beside every draining
+    /// worker, and the scoreboard has 256 entries): more is refused when
+    /// the server binds, and `SIGTTIN` adds none past it.
     ///
     /// ```
     /// let app = tine::App::new().workers(4);

@@ -2,6 +2,12 @@
 
 use std::time::Duration;
 
+/// The largest [`Limits::max_headers`]: past about 24,000 names the `http`
+/// crate's `HeaderMap` panics when it grows, and a request's map is built
+/// from its parsed fields (also outside the handler's panic boundary, to
+/// read forwarding headers or to log a refused request).
+const MOST_HEADERS: usize = 10_000;
+
 /// Resource limits for one server, set with [`App::limits`](crate::App::limits).
 ///
 /// Each limit is a hard bound the event loop enforces per connection or per
@@ -81,13 +87,16 @@ impl Limits {
     }
 
     /// Most header fields in one request. Default 100. Over it: `431`.
+    /// At most 10,000: a larger count is taken as 10,000 (the `http`
+    /// crate's header map, which [`Request::headers`](crate::Request::headers)
+    /// returns, holds no more than about 24,000 names).
     ///
     /// ```
     /// let limits = tine::Limits::default().max_headers(50);
     /// ```
     #[must_use]
     pub fn max_headers(mut self, count: usize) -> Self {
-        self.max_headers = count;
+        self.max_headers = count.min(MOST_HEADERS);
         self
     }
 

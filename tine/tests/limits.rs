@@ -399,3 +399,41 @@ fn a_connection_closes_after_keepalive_requests() {
     }
     assert!(c.is_closed());
 }
+
+#[test]
+fn a_header_count_without_limit_serves_and_refuses_cleanly() {
+    // `usize::MAX` reads as "no limit" (as `max_connections_per_ip`'s
+    // default is): it once made every request allocate that many header
+    // slots and kill the worker ("capacity overflow").
+    let addr = serve(|| {
+        app_with(
+            Limits::default()
+                .max_headers(usize::MAX)
+                .max_header(1 << 20),
+        )
+    });
+    let mut c = Client::connect(addr);
+    assert_eq!(c.get("/").status, 200);
+    // An unsupported minor version is parsed again as 1.1 with its own
+    // slots: the same.
+    c.send(b"GET / HTTP/1.5\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read_response().status, 200);
+
+    // A refused request with more names than the `http` crate's header
+    // map holds (about 24,000) once panicked building the map to log it.
+    let mut many = String::from("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n");
+    for i in 0..30_000 {
+        many.push_str(&format!("x{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    let mut c = Client::connect(addr);
+    c.send(many.as_bytes());
+    assert_eq!(c.read_response().status, 431);
+    // The same count with one `Host`: over the most a limit can allow.
+    let many = many.replacen("Host: b\r\n", "", 1);
+    let mut c = Client::connect(addr);
+    c.send(many.as_bytes());
+    assert_eq!(c.read_response().status, 431);
+    // And the server still serves.
+    assert_eq!(Client::connect(addr).get("/").status, 200);
+}

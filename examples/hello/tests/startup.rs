@@ -73,6 +73,50 @@ fn a_worker_count_from_tine_workers_is_said_in_the_startup_log() {
     s.stop(T);
 }
 
+#[test]
+fn a_worker_count_past_the_most_is_refused_with_one_line() {
+    // A count this large once made the master allocate a slot per worker
+    // before forking (an abort, or a "capacity overflow" panic).
+    for (workers, env, says) in [
+        ("129", None, "workers(129)"),
+        ("2", Some("129"), "TINE_WORKERS=129"),
+        ("2", Some("100000000000"), "TINE_WORKERS=100000000000"),
+        (
+            "2",
+            Some("18446744073709551615"),
+            "TINE_WORKERS=18446744073709551615",
+        ),
+    ] {
+        let args = [
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            workers,
+            "--balance",
+            "shared",
+        ];
+        let env: Vec<(&str, &str)> = env.map(|n| ("TINE_WORKERS", n)).into_iter().collect();
+        let (status, stderr) = match ServerTree::try_start_env(HELLO, &args, &env) {
+            Ok(s) => panic!("{says} started a server:\n{}", s.stderr()),
+            Err(refused) => refused,
+        };
+        assert_eq!(status.code(), Some(2), "{says}: {stderr}");
+        assert!(
+            stderr.contains(&format!("tine: {says}: the most a server runs is 128")),
+            "{says}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{says}: {stderr}");
+    }
+    // `auto` is never refused: it takes at most that many.
+    let s = ServerTree::start_env(
+        HELLO,
+        &["--bind", "127.0.0.1:0", "--workers", "1"],
+        &[("TINE_WORKERS", "auto")],
+    );
+    s.wait_log("listening on http://", T);
+    s.stop(T);
+}
+
 /// Starts hello with `args` `runs` times, each time sending `SIGTERM` the
 /// moment its `listening on` line is read; each run must stop gracefully:
 /// exit 0, log `drain_line`, leave no process behind.

@@ -750,9 +750,19 @@ fn parse_buf(buf: &[u8], max_headers: usize) -> Result<Parsed, StatusCode> {
         let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); STACK_HEADERS];
         parse_with(buf, &mut slots[..max_headers])
     } else {
-        let mut slots = vec![MaybeUninit::<httparse::Header<'_>>::uninit(); max_headers];
+        let mut slots =
+            vec![MaybeUninit::<httparse::Header<'_>>::uninit(); heap_slots(buf, max_headers)];
         parse_with(buf, &mut slots)
     }
+}
+
+/// How many header slots parsing `buf` can use: `max_headers`, but no
+/// more than `buf` has lines (a field line is at least 3 bytes, `a:\n`),
+/// so a generous limit does not allocate for headers that cannot be
+/// there.
+#[cold]
+fn heap_slots(buf: &[u8], max_headers: usize) -> usize {
+    max_headers.min(buf.len() / 3 + 1)
 }
 
 /// The forms of request-target (RFC 9112 §3.2).
@@ -1127,7 +1137,8 @@ fn other_version(raw: &[u8], max_headers: usize) -> Result<Parsed, StatusCode> {
             // inlined into the decoder, a cost on every request. The
             // positions parsed in the copy are those of `raw`: only the
             // version differs.
-            let mut slots = vec![MaybeUninit::<httparse::Header<'_>>::uninit(); max_headers];
+            let mut slots =
+                vec![MaybeUninit::<httparse::Header<'_>>::uninit(); heap_slots(&copy, max_headers)];
             parse_with(&copy, &mut slots)
         }
         [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]

@@ -268,21 +268,38 @@ fn parse_seconds(v: &str) -> Option<Duration> {
 
 /// The worker count: `TINE_WORKERS` (a number or `auto`) wins over the
 /// builder's value. With it, also what the start-up log says about it.
+/// More than [`MAX_WORKERS`](supervisor::MAX_WORKERS) is refused (`auto`
+/// takes at most that many).
 fn resolve_workers(configured: usize) -> io::Result<(usize, Option<String>)> {
+    let most = supervisor::MAX_WORKERS;
+    let too_many = |what: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("tine: {what}: the most a server runs is {most}"),
+        )
+    };
     let Ok(v) = std::env::var("TINE_WORKERS") else {
+        if configured > most {
+            return Err(too_many(format!("workers({configured})")));
+        }
         return Ok((configured, None));
     };
     let workers = if v.trim() == "auto" {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
+            .min(most)
     } else {
-        v.trim().parse().map_err(|_| {
+        let n: usize = v.trim().parse().map_err(|_| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("tine: TINE_WORKERS must be a number or \"auto\", not {v:?}"),
             )
-        })?
+        })?;
+        if n > most {
+            return Err(too_many(format!("TINE_WORKERS={}", v.trim())));
+        }
+        n
     };
     Ok((workers, Some(workers_note(&v, configured))))
 }

@@ -119,6 +119,10 @@ pub(crate) const BOOT_FAILURE_STATUS: i32 = 3;
 /// How long after a failed recycle (its replacement died or was never
 /// ready) the same worker's recycle is tried again.
 pub(crate) const RECYCLE_RETRY: Duration = Duration::from_secs(10);
+/// The most workers a server runs: a rolling restart keeps every old
+/// worker draining beside its replacement, and each holds one of the
+/// scoreboard's entries.
+pub(crate) const MAX_WORKERS: usize = crate::server::scoreboard::MAX_ENTRIES / 2;
 
 /// The supervisor's name for a worker (a fork under way has no pid yet).
 pub(crate) type WorkerId = usize;

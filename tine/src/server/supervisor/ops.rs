@@ -9,7 +9,9 @@ use std::time::Instant;
 use crate::server::timer::later;
 use log::{debug, error, info, warn};
 
-use super::{Action, Command, Mode, Role, Slot, Socket, Supervisor, WorkerId, RECYCLE_RETRY};
+use super::{
+    Action, Command, Mode, Role, Slot, Socket, Supervisor, WorkerId, MAX_WORKERS, RECYCLE_RETRY,
+};
 
 /// The operation under way (at most one; others wait in `ops`).
 #[derive(Debug)]
@@ -470,6 +472,9 @@ impl Supervisor {
                 "SIGTTIN dropped: a binary upgrade is under way (a new worker's listening \
                  socket would not reach the new master); send it again afterwards"
             ),
+            Command::ScaleUp if self.slots.len() >= MAX_WORKERS => {
+                warn!("SIGTTIN dropped: {MAX_WORKERS} workers is the most a server runs");
+            }
             Command::ScaleUp => self.start_scale_up(now, out),
             Command::ScaleDown => self.start_scale_down(now, out),
             Command::Stop | Command::Quit | Command::Upgrade => {}

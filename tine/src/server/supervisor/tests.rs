@@ -239,6 +239,20 @@ fn rolling_restart_replaces_one_slot_at_a_time_after_ready() {
 }
 
 #[test]
+fn scale_up_stops_at_the_most_workers() {
+    let mut sim = Sim::ready(MAX_WORKERS - 1);
+    sim.command(Command::ScaleUp);
+    assert_eq!(sim.take_forks().len(), 1);
+    assert_eq!(sim.sup.slots.len(), MAX_WORKERS);
+    sim.command(Command::ScaleUp);
+    assert!(sim.take_forks().is_empty());
+    assert_eq!(sim.sup.slots.len(), MAX_WORKERS);
+    // Nothing binds either, and nothing waits to be done.
+    assert!(!sim.take().iter().any(|a| matches!(a, Action::Bind { .. })));
+    assert!(sim.sup.current.is_none() && sim.sup.ops.is_empty());
+}
+
+#[test]
 fn a_second_hup_while_one_is_queued_is_dropped() {
     let mut sim = Sim::ready(1);
     sim.command(Command::ScaleUp);
