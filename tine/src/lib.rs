@@ -123,7 +123,9 @@ pub use crate::proxies::ProxyHeader;
 pub use crate::pubsub::{publish, publish_binary, Publisher};
 #[cfg(feature = "tls")]
 pub use crate::server::tls::{TlsConfig, TlsError};
-pub use crate::server::{worker, Balance, Listen, ListenAddr, ServeError, Server, WorkerInfo};
+pub use crate::server::{
+    worker, Balance, Listen, ListenAddr, ServeError, Server, ServerHandle, WorkerInfo,
+};
 pub use crate::sse::{publish_event, Sse, SseEvent};
 pub use crate::static_files::StaticConfig;
 pub use crate::ws::{WebSocket, WsConfig, WsEvent};

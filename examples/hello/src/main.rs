@@ -179,6 +179,10 @@ struct Args {
     /// (a worker slow to set up, as one opening database connections).
     #[arg(long, hide = true)]
     slow_start_ms: Option<u64>,
+    /// Testing aid: `POST /stop` stops the server with its
+    /// `tine::ServerHandle` (from a handler, in whichever worker).
+    #[arg(long, hide = true)]
+    stop_route: bool,
     /// Testing aid: register signal-hook handlers for SIGINT and SIGTERM
     /// before serving, as an application that watches signals itself.
     #[arg(long, hide = true)]
@@ -782,6 +786,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The handle exists once the server is bound; the route, built
+    // before, finds it here (set before the workers are forked).
+    let handle = std::sync::Arc::new(std::sync::OnceLock::<tine::ServerHandle>::new());
+    if args.stop_route {
+        let handle = handle.clone();
+        app = app.post("/stop", move |_: &tine::Request| {
+            match handle.get().map(tine::ServerHandle::stop) {
+                Some(Ok(())) => {
+                    tine::Response::text("stopping\n").with_status(tine::StatusCode::ACCEPTED)
+                }
+                _ => tine::Response::error(tine::StatusCode::INTERNAL_SERVER_ERROR),
+            }
+        });
+    }
     if args.hook_signals_first {
         let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -803,6 +821,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let _ = handle.set(server.handle());
     // Tests and scripts read the bound addresses from these lines (the
     // --bind address first, then each --proxy-protocol-listen, then each
     // --listen, then --tls-bind's).

@@ -339,3 +339,36 @@ fn connections_queued_behind_a_busy_worker_are_served_at_its_drain() {
         .expect("exited")
         .success());
 }
+
+/// `tine::ServerHandle::stop` from a handler: a single process drains as
+/// on `SIGTERM` (the request in flight is answered); with workers the
+/// handle signals the master, which stops them all.
+#[test]
+fn a_handler_stops_the_server_with_its_handle() {
+    let stop = b"POST /stop HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n";
+    let mut server = ServerProcess::start(HELLO, &["--bind", "127.0.0.1:0", "--stop-route"]);
+    let addr = server.addr;
+    let slow = std::thread::spawn(move || Client::connect(addr).get("/sleep?ms=600"));
+    let serving = BTreeSet::from([server.pid()]);
+    assert!(
+        wait_sleeping(&serving, TIMEOUT).is_some(),
+        "/sleep never started"
+    );
+    let mut c = Client::connect(addr);
+    c.send(stop);
+    let r = slow.join().unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "slept"));
+    assert_eq!(c.read_response().status, 202);
+    let status = server.wait_exit(Duration::from_secs(5)).expect("exited");
+    assert!(status.success(), "{status:?}");
+
+    let mut server = ServerProcess::start(
+        HELLO,
+        &["--bind", "127.0.0.1:0", "--workers", "2", "--stop-route"],
+    );
+    let mut c = Client::connect(server.addr);
+    c.send(stop);
+    assert_eq!(c.read_response().status, 202);
+    let status = server.wait_exit(Duration::from_secs(10)).expect("exited");
+    assert!(status.success(), "{status:?}");
+}

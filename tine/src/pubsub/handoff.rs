@@ -59,7 +59,7 @@ struct Inbox {
     queue: Mutex<Queue>,
     /// Set once the loop runs; until then messages wait (they were
     /// published in `on_worker_start`, before it).
-    waker: OnceLock<mio::Waker>,
+    waker: OnceLock<Arc<mio::Waker>>,
     /// Whether the loop was woken and has not drained since: one wake-up
     /// (a system call) per batch, not per message.
     woken: AtomicBool,
@@ -185,7 +185,7 @@ impl Publisher {
 /// The loop starts: other threads' messages wake it with `waker` from now
 /// on; any already waiting (published in `on_worker_start`) are moved at
 /// once.
-pub(crate) fn start(waker: mio::Waker) {
+pub(crate) fn start(waker: Arc<mio::Waker>) {
     let inbox = INBOX.with(|i| i.borrow_mut().get_or_insert_with(new_inbox).clone());
     inbox.limit.store(super::limit(), Ordering::Relaxed);
     let _ = inbox.waker.set(waker);

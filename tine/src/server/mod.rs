@@ -14,6 +14,7 @@ pub(crate) mod conn;
 pub(crate) mod control;
 mod error;
 mod event_loop;
+mod handle;
 mod listener;
 mod master;
 mod nofile;
@@ -45,6 +46,7 @@ use crate::service::Service;
 use crate::ws::WsConfig;
 
 pub use error::ServeError;
+pub use handle::ServerHandle;
 pub use listener::{Balance, Listen, ListenAddr};
 
 /// The peer address of a connection accepted on a Unix-domain listener
@@ -117,6 +119,8 @@ pub struct Server {
     /// (those it bound, or took over in a binary upgrade; not a socket
     /// unit's).
     socket_files: Vec<listener::SocketFile>,
+    /// What a single process's [`ServerHandle`]s ask of its loop.
+    local_stop: std::sync::Arc<handle::LocalStop>,
 }
 
 /// How a server holds its signals between `bind` and the moment its loop
@@ -479,6 +483,7 @@ impl Server {
             exec: upgrade::Exec::current(),
             early,
             socket_files,
+            local_stop: Default::default(),
         })
     }
 
@@ -486,6 +491,17 @@ impl Server {
     pub(crate) fn set_admin_service(&mut self, service: Service) {
         if let Some((_, s)) = &mut self.admin {
             *s = service;
+        }
+    }
+
+    /// A handle that stops this server gracefully from code, as `SIGTERM`
+    /// does: from another thread (a test, a program that embeds the
+    /// server), or with workers from a handler (see [`ServerHandle`]).
+    pub fn handle(&self) -> ServerHandle {
+        if self.workers <= 1 {
+            ServerHandle::local(self.local_stop.clone())
+        } else {
+            ServerHandle::master(std::process::id())
         }
     }
 
@@ -575,6 +591,7 @@ impl Server {
             exec,
             early,
             socket_files,
+            local_stop,
         } = self;
         let note = workers_note.map(|n| format!("; {n}")).unwrap_or_default();
         if workers <= 1 && predecessor.is_some() {
@@ -625,8 +642,9 @@ impl Server {
                 let Early::Single(signals) = early else {
                     unreachable!("bind takes the signals of a single process for workers <= 1")
                 };
-                let event_loop =
+                let mut event_loop =
                     event_loop::EventLoop::new(service, config, listeners, &active, None, signals)?;
+                event_loop.stop_on(&local_stop);
                 notify::single_ready();
                 event_loop.run()
             })();

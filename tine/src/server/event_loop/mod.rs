@@ -115,6 +115,12 @@ pub(crate) struct EventLoop {
     periodic: periodic::Schedule,
     /// The tasks due this turn (kept for its room).
     periodic_due: Vec<usize>,
+    /// A single process's stop requests ([`ServerHandle`](crate::ServerHandle)).
+    stop: Option<std::sync::Arc<crate::server::handle::LocalStop>>,
+    /// The loop's one waker (mio allows one per poll): other threads'
+    /// published messages and a [`ServerHandle`](crate::ServerHandle)'s
+    /// stop both wake it, with the token `HANDOFF`.
+    waker: std::sync::Arc<mio::Waker>,
 }
 
 /// The signals an event loop handles, with signal-hook's handlers
@@ -178,9 +184,10 @@ impl EventLoop {
             (Some(_), None) => relay_limit,
             _ => pubsub::MAX_SIZE,
         });
-        pubsub::start_handoff(mio::Waker::new(poll.registry(), HANDOFF).map_err(
+        let waker = std::sync::Arc::new(mio::Waker::new(poll.registry(), HANDOFF).map_err(
             crate::server::sys::while_doing("create the event loop's waker"),
         )?);
+        pubsub::start_handoff(waker.clone());
         let periodic = periodic::Schedule::new(service.periods(), now);
         let mut this = EventLoop {
             poll,
@@ -210,6 +217,8 @@ impl EventLoop {
             accept_later: Vec::new(),
             periodic,
             periodic_due: Vec::new(),
+            stop: None,
+            waker,
         };
         this.bus
             .register(this.poll.registry(), REDIS_SUB, REDIS_PUB)?;
@@ -242,6 +251,13 @@ impl EventLoop {
         }
     }
 
+    /// Lets `stop`'s handles stop this loop: gives them its waker. A stop
+    /// asked for already is taken at the loop's first turn.
+    pub(crate) fn stop_on(&mut self, stop: &std::sync::Arc<crate::server::handle::LocalStop>) {
+        stop.install(self.waker.clone());
+        self.stop = Some(stop.clone());
+    }
+
     /// Runs until a stop signal has been handled and the drain finished.
     pub(crate) fn run(mut self) -> io::Result<()> {
         /// Publishers of other threads refuse once the loop has ended,
@@ -254,6 +270,9 @@ impl EventLoop {
         }
         let _ended = Ended;
         let mut events = Events::with_capacity(1024);
+        if self.stop.as_ref().is_some_and(|s| s.requested()) {
+            self.begin_drain();
+        }
         loop {
             let timeout = if self.ready.is_empty() && !self.more_to_deliver {
                 let tick = self.wheel.until_next_tick(self.now);
@@ -328,7 +347,12 @@ impl EventLoop {
                         }
                     }
                     CONTROL => self.on_control(),
-                    HANDOFF => pubsub::take_handoff(),
+                    HANDOFF => {
+                        pubsub::take_handoff();
+                        if self.stop.as_ref().is_some_and(|s| s.requested()) {
+                            self.begin_drain();
+                        }
+                    }
                     REDIS_SUB | REDIS_PUB => self.on_redis(event.token()),
                     Token(t) if t >= LISTENER0 => {
                         let index = t - LISTENER0;
