@@ -1029,7 +1029,15 @@ fn serve_static(mount: &Mount, prefix: &str, req: &Request) -> Response {
             res
         }
         Outcome::Error(e) => {
-            log::error!("static file {raw}: {e}");
+            // Out of descriptors, every request for a file fails alike:
+            // said once per interval with a count, not once per request.
+            thread_local! {
+                static FAILED: std::cell::RefCell<crate::throttle::Throttle> =
+                    Default::default();
+            }
+            if let Some(more) = FAILED.with(|t| t.borrow_mut().allow(std::time::Instant::now())) {
+                log::error!("static file {raw}: {e}; answered 503{more}");
+            }
             Response::error(StatusCode::SERVICE_UNAVAILABLE)
         }
     }

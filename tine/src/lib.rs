@@ -106,6 +106,7 @@ mod service;
 mod sse;
 mod static_files;
 pub mod test;
+mod throttle;
 mod ws;
 
 pub use crate::access_log::{AccessLog, LogFormat};

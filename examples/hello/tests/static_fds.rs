@@ -254,3 +254,49 @@ fn an_idle_server_closes_its_cached_files_after_their_time() {
         open_fds(pid)
     );
 }
+
+/// Out of descriptors, every request for a static file fails alike: each
+/// is answered 503, and the log says so once (with a count later), not
+/// once per request (a burst once wrote hundreds of lines).
+#[cfg(target_os = "linux")]
+#[test]
+fn static_files_that_cannot_be_opened_are_logged_once_not_per_request() {
+    let dir = many_files(4);
+    let s = ServerTree::start_with_open_file_limit(
+        HELLO,
+        64,
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--static",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    // More connections than descriptors: the server takes what it can,
+    // and nothing is left to open a file with.
+    let mut clients: Vec<Client> = (0..80).map(|_| Client::connect(s.addr())).collect();
+    for c in clients.iter_mut() {
+        c.send(b"GET /static/f1.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let refused = clients
+        .iter_mut()
+        .map(|c| {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            c.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(10))))
+                .unwrap();
+            c.try_read_response(false)
+        })
+        .filter(|r| r.as_ref().is_ok_and(|r| r.status == 503))
+        .count();
+    assert!(refused >= 10, "{refused} answered 503:\n{}", s.stderr());
+    let log = s.stderr();
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("static file /static/f1.txt"))
+        .count();
+    assert_eq!(lines, 1, "{log}");
+    drop(clients);
+    s.stop(T);
+}

@@ -50,7 +50,7 @@
 //! per-address connection limit does not count.
 
 use std::io;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use std::os::fd::{AsFd, BorrowedFd};
 
@@ -449,31 +449,6 @@ impl EventLoop {
     }
 }
 
-/// A warning said at most once per [`Throttle::EVERY`], then with how many
-/// times it was held back since.
-#[derive(Debug, Default)]
-pub(super) struct Throttle {
-    next: Option<Instant>,
-    held: u64,
-}
-
-impl Throttle {
-    const EVERY: Duration = Duration::from_secs(10);
-
-    /// `Some` (what to append to the warning) when it may be said now.
-    pub(super) fn allow(&mut self, now: Instant) -> Option<String> {
-        if self.next.is_some_and(|next| now < next) {
-            self.held += 1;
-            return None;
-        }
-        self.next = Some(now + Self::EVERY);
-        Some(match std::mem::take(&mut self.held) {
-            0 => String::new(),
-            n => format!(" ({n} more time(s) in the last {}s)", Self::EVERY.as_secs()),
-        })
-    }
-}
-
 impl EventLoop {
     /// [`Listener::rotate`] for listener `index`; if it is left unwatched,
     /// watching it is retried like after descriptor exhaustion.
@@ -544,21 +519,6 @@ mod libc_errno {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_throttled_warning_is_said_every_ten_seconds_with_a_count() {
-        let mut t = Throttle::default();
-        let start = Instant::now();
-        assert_eq!(t.allow(start).as_deref(), Some(""));
-        for ms in [100, 200, 9_999] {
-            assert_eq!(t.allow(start + Duration::from_millis(ms)), None);
-        }
-        assert_eq!(
-            t.allow(start + Duration::from_secs(10)).as_deref(),
-            Some(" (3 more time(s) in the last 10s)")
-        );
-        assert_eq!(t.allow(start + Duration::from_secs(15)), None);
-    }
 
     /// Out of descriptors, accepting first takes back what the static
     /// open-file caches hold (an idle cache used to keep new clients out

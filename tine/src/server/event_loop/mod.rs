@@ -86,7 +86,7 @@ pub(crate) struct EventLoop {
     accept_resume: Option<Instant>,
     /// The warnings that accepting paused, which could otherwise repeat
     /// ten times a second for as long as the condition lasts.
-    accept_warnings: [accept::Throttle; 2],
+    accept_warnings: [crate::throttle::Throttle; 2],
     signals: Signals,
     master: Option<MasterLink>,
     /// WebSocket subscribers by topic.
