@@ -275,6 +275,8 @@ fn static_files_that_cannot_be_opened_are_logged_once_not_per_request() {
     // More connections than descriptors: the server takes what it can,
     // and nothing is left to open a file with.
     let mut clients: Vec<Client> = (0..80).map(|_| Client::connect(s.addr())).collect();
+    // Accepted (as far as they can be) before any request comes.
+    assert!(wait_until(T, || s.stderr().contains("accept failed")));
     for c in clients.iter_mut() {
         c.send(b"GET /static/f1.txt HTTP/1.1\r\nHost: t\r\n\r\n");
     }
