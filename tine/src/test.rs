@@ -88,7 +88,9 @@
 //! ```
 //!
 //! What is not simulated: the wire itself (parsing, timeouts, keep-alive,
-//! framing) and several processes. Test those over real TCP.
+//! framing; the head's size and field count are checked against the
+//! limits, as the server answers them) and several processes. Test those
+//! over real TCP.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -111,6 +113,7 @@ use crate::http::{Body, Request, Response};
 use crate::pubsub::{self, Payload};
 use crate::server::ServerConfig;
 use crate::service::{Admission, Answer, Service};
+use crate::sse::SseSession;
 use crate::ws::session::{Session, Wire};
 use crate::ws::{Upgrade, WsEvent};
 
@@ -175,6 +178,8 @@ pub struct TestClient {
     jar: RefCell<Vec<JarCookie>>,
     /// The open WebSockets, for delivering published messages.
     sockets: RefCell<Vec<std::rc::Weak<RefCell<Socket>>>>,
+    /// The event streams (SSE) of the responses still held.
+    streams: RefCell<Vec<std::rc::Weak<RefCell<SseSession>>>>,
     /// Everything published so far, for [`take_published`](Self::take_published).
     published: RefCell<Vec<(String, WsEvent)>>,
 }
@@ -224,6 +229,7 @@ impl TestClient {
             config,
             jar: RefCell::new(Vec::new()),
             sockets: RefCell::new(Vec::new()),
+            streams: RefCell::new(Vec::new()),
             published: RefCell::new(Vec::new()),
         }
     }
@@ -383,8 +389,34 @@ impl TestClient {
         std::mem::take(&mut *self.published.borrow_mut())
     }
 
+    /// The refusal a head this large would get from the server
+    /// ([`Limits::max_header`](crate::Limits::max_header),
+    /// [`max_headers`](crate::Limits::max_headers)), its size counted as
+    /// the request would be sent.
+    fn head_refused(&self, req: &Request) -> Option<StatusCode> {
+        let limits = &self.config.limits;
+        let line = req.method().as_str().len() + 1 + req.raw_target().len() + " HTTP/1.1\r\n".len();
+        if line > limits.max_header {
+            return Some(StatusCode::URI_TOO_LONG);
+        }
+        let fields = req.headers();
+        let size = fields
+            .iter()
+            .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+            .sum::<usize>()
+            + line
+            + 2;
+        (size > limits.max_header || fields.len() > limits.max_headers)
+            .then_some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+    }
+
     /// Answers `req` on the server's path, then delivers what it published.
     fn answer(&self, req: &mut Request, open_ws: bool) -> Result<TestResponse, Upgrade> {
+        if let Some(status) = self.head_refused(req) {
+            let res = TestResponse::new(self.service.refuse_request(status, req), req.method());
+            self.keep_cookies(res.headers(), req.raw_path());
+            return Ok(res);
+        }
         let answer = if req.body().is_empty() {
             self.service.answer(req)
         } else {
@@ -414,12 +446,12 @@ impl TestClient {
             Answer::Upgrade(_, accepted) if open_ws => Err(accepted),
             // A plain request that asked for an upgrade itself: its 101.
             Answer::Upgrade(res, _) => Ok(TestResponse::new(res, req.method())),
-            // Where the server gains other kinds of answer (server-sent
-            // events: a response whose connection subscribes to topics),
-            // they are turned into test handles here, next to WebSocket
-            // upgrades, and `deliver` below reaches them too.
         };
         if let Ok(res) = &result {
+            // An event stream follows its topics, as its connection does.
+            if let TestBody::Sse(stream) = &*res.body.borrow() {
+                self.streams.borrow_mut().push(Rc::downgrade(stream));
+            }
             // The path as sent: cookie paths match the request's raw path
             // (RFC 6265 §5.1.4), as `build` does.
             self.keep_cookies(res.headers(), req.raw_path());
@@ -470,7 +502,8 @@ impl TestClient {
     }
 
     /// Hands what handlers published to this client's subscribed
-    /// WebSockets, as a worker's event loop does after each handler.
+    /// WebSockets and event streams, as a worker's event loop does after
+    /// each handler.
     fn deliver(&self) {
         // Messages of other threads first (a worker's loop takes them
         // when they wake it).
@@ -480,6 +513,18 @@ impl TestClient {
             pubsub::handoff_pending().then(pubsub::take_handoff)?;
             pubsub::outbox_pop()
         }) {
+            let streams: Vec<_> = self
+                .streams
+                .borrow()
+                .iter()
+                .filter_map(std::rc::Weak::upgrade)
+                .collect();
+            for stream in streams {
+                let mut stream = stream.borrow_mut();
+                if stream.topics.contains(&published.topic) {
+                    stream.deliver(&published.payload);
+                }
+            }
             let (message, event) = match published.payload {
                 // What a WebSocket gets of a text or an event (as a worker
                 // delivers it).
@@ -505,6 +550,7 @@ impl TestClient {
             self.published.borrow_mut().push((published.topic, event));
         }
         self.sockets.borrow_mut().retain(|s| s.strong_count() > 0);
+        self.streams.borrow_mut().retain(|s| s.strong_count() > 0);
     }
 }
 
@@ -764,6 +810,8 @@ enum TestBody {
     Done(Bytes),
     /// A stream: what was pulled so far, and the rest.
     Stream(BytesMut, Option<Box<dyn Iterator<Item = Bytes>>>),
+    /// An event stream (SSE), fed by what is published to its topics.
+    Sse(Rc<RefCell<SseSession>>),
 }
 
 impl fmt::Debug for TestResponse {
@@ -774,6 +822,7 @@ impl fmt::Debug for TestResponse {
         match &*self.body.borrow() {
             TestBody::Done(b) => d.field("body", &String::from_utf8_lossy(b)),
             TestBody::Stream(..) => d.field("body", &"(stream)"),
+            TestBody::Sse(..) => d.field("body", &"(event stream)"),
         };
         d.finish()
     }
@@ -796,12 +845,12 @@ impl TestResponse {
             Body::Full(b) => TestBody::Done(b),
             Body::Vec(v) => TestBody::Done(Bytes::from(v)),
             Body::Stream(chunks) => TestBody::Stream(BytesMut::new(), Some(chunks.iter)),
-            // An event stream: what the route sent when it opened (its
-            // `retry:` and first events), unframed; later publishes to its
-            // topics are not followed here (test those over TCP).
+            // An event stream, unframed: what the route sent when it
+            // opened (its `retry:` and first events), then what is
+            // published to its topics.
             Body::Sse(mut sse) => {
                 sse.start(false);
-                TestBody::Done(Bytes::copy_from_slice(sse.unsent()))
+                TestBody::Sse(Rc::new(RefCell::new(*sse)))
             }
             Body::File(f) => TestBody::Done(read_file(&f)),
         };
@@ -860,6 +909,7 @@ impl TestResponse {
         }
         match &*body {
             TestBody::Done(b) => b.clone(),
+            TestBody::Sse(stream) => Bytes::copy_from_slice(stream.borrow().unsent()),
             TestBody::Stream(..) => unreachable!("pulled to its end above"),
         }
     }
@@ -885,7 +935,11 @@ impl TestResponse {
 
     /// The next chunk of a streamed body ([`Response::stream`]), pulled
     /// now; `None` at its end. For a body in memory, the whole body once.
-    /// Chunks read this way are not in [`bytes`](Self::bytes).
+    /// For an event stream ([`Sse`](crate::Sse)), what it was sent since
+    /// the last call (its first events, then what requests since
+    /// published to its topics; `None` when nothing waits). Chunks read
+    /// this way are not in [`bytes`](Self::bytes), which for an event
+    /// stream is what waits unread.
     ///
     /// ```
     /// use tine::{test::TestClient, App, Request, Response};
@@ -901,6 +955,12 @@ impl TestResponse {
         match &mut *body {
             TestBody::Done(b) if b.is_empty() => None,
             TestBody::Done(b) => Some(std::mem::take(b)),
+            TestBody::Sse(stream) => {
+                let mut stream = stream.borrow_mut();
+                let waiting = Bytes::copy_from_slice(stream.unsent());
+                stream.written(waiting.len());
+                (!waiting.is_empty()).then_some(waiting)
+            }
             TestBody::Stream(..) => {
                 let chunk = pull(&mut body)?;
                 if let TestBody::Stream(seen, _) = &mut *body {
@@ -1525,5 +1585,76 @@ mod tests {
         let mut ws = client.ws("/w").unwrap();
         ws.close(1000, "bye");
         assert!(returned.get(), "close(1006) panicked in the Close event");
+    }
+
+    /// An event stream follows its topics: what later requests publish
+    /// (a text, an event) arrives as the server's connection would send it,
+    /// and only on the streams subscribed to the topic.
+    #[test]
+    fn an_event_stream_gets_what_requests_publish_to_its_topics() {
+        use crate::{Sse, SseEvent};
+        let client = TestClient::new(
+            App::new()
+                .sse("/events/:room", |req: &Request, sse: &mut Sse| {
+                    sse.subscribe(req.param("room").unwrap());
+                    sse.send(SseEvent::new("welcome"));
+                })
+                .post("/say/:room", |req: &Request| {
+                    crate::publish(req.param("room").unwrap(), req.text().unwrap()).unwrap();
+                    "ok"
+                })
+                .post("/event", |_: &Request| {
+                    crate::publish_event("a", SseEvent::new("tick").event("clock")).unwrap();
+                    "ok"
+                }),
+        );
+        let a = client.get("/events/a").send();
+        let b = client.get("/events/b").send();
+        let first = a.next_chunk().unwrap();
+        assert!(first.ends_with(b"data: welcome\n\n"), "{first:?}");
+        assert_eq!(a.next_chunk(), None, "nothing more yet");
+        client.post("/say/a").body("hello").send();
+        client.post("/event").send();
+        assert_eq!(
+            a.next_chunk().unwrap(),
+            "data: hello\n\nevent: clock\ndata: tick\n\n"
+        );
+        // `b` got its welcome only.
+        assert!(b.next_chunk().unwrap().ends_with(b"data: welcome\n\n"));
+        assert_eq!(b.next_chunk(), None);
+        // A stream dropped is no longer fed.
+        drop(a);
+        client.post("/say/a").body("again").send();
+        assert!(client.streams.borrow().iter().all(|s| s.strong_count() > 0));
+    }
+
+    /// The head limits answer as the server's do: a head over
+    /// `max_header` or with more than `max_headers` fields is a `431`, a
+    /// request line over `max_header` a `414` (a big session cookie that
+    /// works here works in production).
+    #[test]
+    fn heads_over_the_limits_are_refused_as_the_server_refuses_them() {
+        let client = TestClient::new(
+            App::new()
+                .get("/", |_: &Request| "ok")
+                .limits(Limits::default().max_header(300).max_headers(5)),
+        );
+        assert_eq!(client.get("/").header("cookie", "a=1").send().status(), 200);
+        let big = format!("a={}", "x".repeat(300));
+        assert_eq!(client.get("/").header("cookie", &big).send().status(), 431);
+        let mut many = client.get("/");
+        for i in 0..6 {
+            many = many.header(format!("x-{i}").as_str(), "1");
+        }
+        assert_eq!(many.send().status(), 431);
+        let long = format!("/?q={}", "x".repeat(300));
+        assert_eq!(client.get(&long).send().status(), 414);
+        // Exactly at the limit: `GET / HTTP/1.1` and CRLF (16), the
+        // `host: localhost` line the client adds (17), `cookie: ` and a
+        // value and CRLF, and the empty line's CRLF.
+        let fits = format!("a={}", "x".repeat(300 - 16 - 17 - 8 - 2 - 2 - 2));
+        assert_eq!(client.get("/").header("cookie", &fits).send().status(), 200);
+        let over = format!("{fits}x");
+        assert_eq!(client.get("/").header("cookie", &over).send().status(), 431);
     }
 }
