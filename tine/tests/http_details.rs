@@ -214,3 +214,47 @@ fn handlers_cannot_make_tine_send_a_malformed_answer() {
     assert_eq!(r.status, 404);
     assert_eq!(c.get("/plaintext").text(), "Hello, World!");
 }
+
+/// Reads everything the server sends until it closes.
+fn all_until_close(c: &mut Client) -> Vec<u8> {
+    let mut all = Vec::new();
+    c.stream.read_to_end(&mut all).unwrap();
+    all
+}
+
+/// A `HEAD` request refused before it was routed (a malformed head, an
+/// unsupported version or expectation, a head too large or too slow)
+/// gets its refusal's head without content (RFC 9110 §9.3.2), as every
+/// other answer to `HEAD` does.
+#[test]
+fn a_refused_head_request_gets_no_content() {
+    let addr = serve(|| {
+        app().limits(
+            Limits::default()
+                .max_header(1024)
+                .header_timeout(Duration::from_millis(300)),
+        )
+    });
+    let big = format!("HEAD / HTTP/1.1\r\nHost: h\r\nX: {}\r\n\r\n", "a".repeat(2000));
+    for (request, status) in [
+        ("HEAD / HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\n", "400"),
+        ("HEAD / HTTP/1.1\r\nHost: h\r\nExpect: foo\r\n\r\n", "417"),
+        ("HEAD / HTTP/9.9\r\nHost: h\r\n\r\n", "505"),
+        ("HEAD /a\x01b HTTP/1.1\r\nHost: h\r\n\r\n", "400"),
+        (big.as_str(), "431"),
+        // Never finished: the header timeout's answer.
+        ("HEAD / HTTP/1.1\r\nHost: h\r\n", "408"),
+    ] {
+        let mut c = Client::connect(addr);
+        c.send(request.as_bytes());
+        let all = all_until_close(&mut c);
+        let text = String::from_utf8_lossy(&all);
+        assert!(text.starts_with(&format!("HTTP/1.1 {status} ")), "{text:?}");
+        assert!(text.ends_with("\r\n\r\n"), "content after the head: {text:?}");
+    }
+    // A `GET` refused alike still gets its page.
+    let mut c = Client::connect(addr);
+    c.send(b"GET / HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\n");
+    let all = all_until_close(&mut c);
+    assert!(String::from_utf8_lossy(&all).ends_with("400 Bad Request\n"));
+}

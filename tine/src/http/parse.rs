@@ -143,6 +143,19 @@ pub(crate) enum Seen {
 /// access log cuts it shorter).
 pub(crate) const MAX_SEEN_LINE: usize = 4096;
 
+impl Seen {
+    /// Whether what was seen is a `HEAD` request, whose answer (a refusal
+    /// too) carries no content (RFC 9110 §9.3.2): its request line read,
+    /// or at least its method when the rest of the line could not be.
+    pub(crate) fn is_head(&self) -> bool {
+        match self {
+            Seen::Head(head) => head.method == Method::HEAD,
+            Seen::Line(line) => line.starts_with(b"HEAD "),
+            Seen::Nothing => false,
+        }
+    }
+}
+
 #[cfg(test)]
 impl Seen {
     /// The head, if one was read.

@@ -271,8 +271,11 @@ impl<T: Transport> Conn<T> {
                         None => {
                             let max_headers = shared.config.limits.max_headers;
                             let seen = self.decoder.take_seen(&self.rbuf, max_headers);
-                            let res = shared.service.refuse(status, seen, self.peer);
-                            (res, Exchange::CLOSE)
+                            let exchange = Exchange {
+                                head: seen.is_head(),
+                                ..Exchange::CLOSE
+                            };
+                            (shared.service.refuse(status, seen, self.peer), exchange)
                         }
                     };
                     self.lend_output(shared);
@@ -622,12 +625,16 @@ impl<T: Transport> Conn<T> {
                     .refuse_request(StatusCode::REQUEST_TIMEOUT, &mut admitted.req),
                 admitted.exchange.closing(),
             ),
-            None => (
-                shared
+            None => {
+                let exchange = Exchange {
+                    head: seen.is_head(),
+                    ..Exchange::CLOSE
+                };
+                let res = shared
                     .service
-                    .refuse(StatusCode::REQUEST_TIMEOUT, seen, self.peer),
-                Exchange::CLOSE,
-            ),
+                    .refuse(StatusCode::REQUEST_TIMEOUT, seen, self.peer);
+                (res, exchange)
+            }
         };
         self.lend_output(shared);
         self.encode_response(res, exchange, shared);
