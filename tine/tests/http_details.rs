@@ -235,7 +235,10 @@ fn a_refused_head_request_gets_no_content() {
                 .header_timeout(Duration::from_millis(300)),
         )
     });
-    let big = format!("HEAD / HTTP/1.1\r\nHost: h\r\nX: {}\r\n\r\n", "a".repeat(2000));
+    let big = format!(
+        "HEAD / HTTP/1.1\r\nHost: h\r\nX: {}\r\n\r\n",
+        "a".repeat(2000)
+    );
     for (request, status) in [
         ("HEAD / HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\n", "400"),
         ("HEAD / HTTP/1.1\r\nHost: h\r\nExpect: foo\r\n\r\n", "417"),
@@ -250,7 +253,10 @@ fn a_refused_head_request_gets_no_content() {
         let all = all_until_close(&mut c);
         let text = String::from_utf8_lossy(&all);
         assert!(text.starts_with(&format!("HTTP/1.1 {status} ")), "{text:?}");
-        assert!(text.ends_with("\r\n\r\n"), "content after the head: {text:?}");
+        assert!(
+            text.ends_with("\r\n\r\n"),
+            "content after the head: {text:?}"
+        );
     }
     // A `GET` refused alike still gets its page.
     let mut c = Client::connect(addr);

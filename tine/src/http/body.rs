@@ -6,8 +6,15 @@
 
 use http::StatusCode;
 
-/// Longest chunk-size line (with extensions) accepted, in bytes.
+/// Longest chunk-size line (with extensions) accepted, in bytes, whether
+/// it arrives whole or in pieces.
 const MAX_SIZE_LINE: usize = 4096;
+
+/// Most bytes of chunk extensions in one body (what follows the size on
+/// its lines; hyper's bound too). Extensions are read and dropped, and do
+/// not count against the body's limit: without a bound of their own a
+/// client could send megabytes of them with a body of a few bytes.
+const MAX_EXTENSIONS: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -28,6 +35,8 @@ enum State {
 pub(crate) struct ChunkedDecoder {
     state: State,
     trailer_bytes: usize,
+    /// Chunk-extension bytes so far (see [`MAX_EXTENSIONS`]).
+    extension_bytes: usize,
     /// Body bytes announced so far (the decoded output may have been
     /// moved elsewhere: spilled to a file).
     total: u64,
@@ -38,6 +47,7 @@ impl ChunkedDecoder {
         ChunkedDecoder {
             state: State::Size,
             trailer_bytes: 0,
+            extension_bytes: 0,
             total: 0,
         }
     }
@@ -102,6 +112,14 @@ impl ChunkedDecoder {
                         // proxy that refuses such a line (RFC 9112 §7.1,
                         // `chunk-size = 1*HEXDIG`).
                         if !rest[0].is_ascii_hexdigit() {
+                            return Err(StatusCode::BAD_REQUEST);
+                        }
+                        if used > MAX_SIZE_LINE {
+                            return Err(StatusCode::BAD_REQUEST);
+                        }
+                        let digits = rest.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+                        self.extension_bytes += used - 2 - digits;
+                        if self.extension_bytes > MAX_EXTENSIONS {
                             return Err(StatusCode::BAD_REQUEST);
                         }
                         pos += used;
@@ -416,6 +434,39 @@ mod tests {
         );
         let long = vec![b'1'; MAX_SIZE_LINE + 10];
         assert_eq!(decode_all(&long).unwrap_err(), StatusCode::BAD_REQUEST);
+    }
+
+    /// A size line over the limit is refused whole as in pieces (it was
+    /// taken when it arrived in one read), and a body's extensions have a
+    /// bound of their own.
+    #[test]
+    fn long_size_lines_and_many_extensions_are_400_however_they_arrive() {
+        let mut body = b"5;".to_vec();
+        body.extend(std::iter::repeat_n(b'a', MAX_SIZE_LINE));
+        body.extend_from_slice(b"\r\nhello\r\n0\r\n\r\n");
+        assert_eq!(decode_all(&body).unwrap_err(), StatusCode::BAD_REQUEST);
+        let mut d = ChunkedDecoder::new();
+        let mut out = Vec::new();
+        let mut refused = false;
+        for piece in body.chunks(1000) {
+            match d.decode(piece, &mut out, 1 << 20, 1024) {
+                Err(s) => {
+                    assert_eq!(s, StatusCode::BAD_REQUEST);
+                    refused = true;
+                    break;
+                }
+                Ok(_) => {}
+            }
+        }
+        assert!(refused);
+        // Lines within the limit, but too many extensions in all.
+        let line = format!("1;{}\r\nx\r\n", "e".repeat(4000));
+        let mut body = line.repeat(4).into_bytes();
+        body.extend_from_slice(b"0\r\n\r\n");
+        assert_eq!(decode_all(&body).unwrap().0, b"xxxx");
+        let mut body = line.repeat(5).into_bytes();
+        body.extend_from_slice(b"0\r\n\r\n");
+        assert_eq!(decode_all(&body).unwrap_err(), StatusCode::BAD_REQUEST);
     }
 
     #[test]
