@@ -449,13 +449,10 @@ mod tests {
         let mut out = Vec::new();
         let mut refused = false;
         for piece in body.chunks(1000) {
-            match d.decode(piece, &mut out, 1 << 20, 1024) {
-                Err(s) => {
-                    assert_eq!(s, StatusCode::BAD_REQUEST);
-                    refused = true;
-                    break;
-                }
-                Ok(_) => {}
+            if let Err(s) = d.decode(piece, &mut out, 1 << 20, 1024) {
+                assert_eq!(s, StatusCode::BAD_REQUEST);
+                refused = true;
+                break;
             }
         }
         assert!(refused);
