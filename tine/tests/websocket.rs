@@ -85,6 +85,11 @@ fn bad_handshakes_get_400_or_426() {
     let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
     let r = req(&format!("{key}{key}Sec-WebSocket-Version: 13\r\n"));
     assert_eq!(r.status, 400);
+    // An HTTP/1.0 request's `Upgrade` is ignored (RFC 9110 §7.8): a plain
+    // request, which a WebSocket route answers `426`, not a bad handshake.
+    let mut c = Client::connect(addr);
+    c.send(b"GET /echo HTTP/1.0\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    assert_eq!(c.read_response().status, 426);
     // An upgrade to a path without a WebSocket route is plain HTTP.
     let mut c = Client::connect(addr);
     c.send(b"GET /nowhere HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");

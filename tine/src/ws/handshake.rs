@@ -9,11 +9,14 @@ use crate::http::{Request, Response};
 
 /// Whether a request asks to switch to WebSocket (`Upgrade: websocket`).
 /// Such a request is routed to WebSocket routes; everything else is plain
-/// HTTP.
+/// HTTP. An HTTP/1.0 request's `Upgrade` is ignored (RFC 9110 §7.8): it is
+/// plain HTTP too.
 pub(crate) fn is_upgrade(req: &Request) -> bool {
     // The parser noted whether an `Upgrade` field came at all: most
     // requests are answered without looking at their headers again.
-    req.has_upgrade_header() && has_token(req, header::UPGRADE, "websocket")
+    req.has_upgrade_header()
+        && req.version() != Version::HTTP_10
+        && has_token(req, header::UPGRADE, "websocket")
 }
 
 /// Validates the handshake and returns the `101` response, selecting the
