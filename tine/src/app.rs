@@ -391,7 +391,15 @@ impl App {
     /// assert_eq!(res.status(), 308);
     /// assert_eq!(res.headers()["location"], "https://example.com:8443/a?b=1");
     /// ```
+    ///
+    /// # Panics
+    /// If `https_port` is 0, which no client can connect to.
+    #[track_caller]
     pub fn redirect_https(self, https_port: u16) -> Self {
+        assert!(
+            https_port != 0,
+            "App::redirect_https(0): port 0 is no port a client can connect to"
+        );
         self.before(move |req: &mut Request| {
             // The scheme a trusted proxy reports: behind one that ends
             // TLS, the socket is plain for every request, and redirecting
@@ -1116,6 +1124,24 @@ fn https_redirect(req: &Request, port: u16) -> Response {
 mod tests {
     use super::*;
     use crate::handler;
+
+    #[test]
+    #[should_panic(expected = "App::redirect_https(0)")]
+    fn a_redirect_to_port_zero_is_refused() {
+        let _ = App::new().redirect_https(0);
+    }
+
+    #[test]
+    #[should_panic(expected = "WsConfig::protocols: \"a b\" is not a token")]
+    fn a_subprotocol_that_is_not_a_token_is_refused() {
+        let _ = WsConfig::default().protocols(["chat", "a b"]);
+    }
+
+    #[test]
+    #[should_panic(expected = "WsConfig::protocols: \"\" is not a token")]
+    fn an_empty_subprotocol_is_refused() {
+        let _ = WsConfig::default().protocols([""]);
+    }
 
     #[test]
     #[should_panic(expected = "App::every: the period must not be zero")]

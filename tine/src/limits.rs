@@ -80,8 +80,17 @@ impl Limits {
     /// ```
     /// let limits = tine::Limits::default().max_header(8 * 1024);
     /// ```
+    ///
+    /// # Panics
+    /// If `bytes` is under 64: no request line with a `Host` field fits,
+    /// and every request would be refused.
     #[must_use]
+    #[track_caller]
     pub fn max_header(mut self, bytes: usize) -> Self {
+        assert!(
+            bytes >= 64,
+            "Limits::max_header({bytes}): every request would be refused (the least is 64 bytes)"
+        );
         self.max_header = bytes;
         self
     }
@@ -94,8 +103,17 @@ impl Limits {
     /// ```
     /// let limits = tine::Limits::default().max_headers(50);
     /// ```
+    ///
+    /// # Panics
+    /// If `count` is 0: every HTTP/1.1 request has a `Host` field, and
+    /// would be refused.
     #[must_use]
+    #[track_caller]
     pub fn max_headers(mut self, count: usize) -> Self {
+        assert!(
+            count > 0,
+            "Limits::max_headers(0): every HTTP/1.1 request (which has a Host field) would be refused (the least is 1)"
+        );
         self.max_headers = count.min(MOST_HEADERS);
         self
     }
@@ -152,8 +170,17 @@ impl Limits {
     /// ```
     /// let limits = tine::Limits::default().header_timeout(std::time::Duration::from_secs(5));
     /// ```
+    ///
+    /// # Panics
+    /// If `timeout` is zero: a head that does not arrive in the
+    /// connection's first read would be refused.
     #[must_use]
+    #[track_caller]
     pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        assert!(
+            !timeout.is_zero(),
+            "Limits::header_timeout(0): a head not in the first read would be refused with 408"
+        );
         self.header_timeout = no_longer_than_forever(timeout);
         self
     }
@@ -255,6 +282,7 @@ impl Limits {
     /// If `count` is 0: a process that may hold no connection never
     /// accepts one, and its clients would wait in the queue for ever.
     #[must_use]
+    #[track_caller]
     pub fn max_connections(mut self, count: usize) -> Self {
         assert!(
             count > 0,
@@ -290,6 +318,7 @@ impl Limits {
     /// If `count` is 0: every connection would be closed unanswered (for
     /// no limit, leave it unset or pass `usize::MAX`).
     #[must_use]
+    #[track_caller]
     pub fn max_connections_per_ip(mut self, count: usize) -> Self {
         assert!(
             count > 0,
@@ -336,7 +365,7 @@ mod tests {
     fn setters_change_only_their_limit() {
         let d = Limits::default();
         let l = Limits::default()
-            .max_header(1)
+            .max_header(100)
             .max_headers(2)
             .max_body(3)
             .header_timeout(Duration::from_secs(4))
@@ -347,7 +376,7 @@ mod tests {
             .max_connections_per_ip(9);
         assert_eq!(
             (l.max_header, l.max_headers, l.max_body, l.max_connections),
-            (1, 2, 3, 6)
+            (100, 2, 3, 6)
         );
         assert_eq!(
             (l.header_timeout, l.idle_timeout, l.drain_timeout),
@@ -379,6 +408,24 @@ mod tests {
     )]
     fn no_connection_per_ip_is_refused() {
         let _ = Limits::default().max_connections_per_ip(0);
+    }
+
+    #[test]
+    #[should_panic(expected = "Limits::max_header(63): every request would be refused")]
+    fn a_head_limit_no_request_fits_is_refused() {
+        let _ = Limits::default().max_header(63);
+    }
+
+    #[test]
+    #[should_panic(expected = "Limits::max_headers(0): every HTTP/1.1 request")]
+    fn no_header_field_at_all_is_refused() {
+        let _ = Limits::default().max_headers(0);
+    }
+
+    #[test]
+    #[should_panic(expected = "Limits::header_timeout(0)")]
+    fn no_time_for_a_head_is_refused() {
+        let _ = Limits::default().header_timeout(Duration::ZERO);
     }
 
     #[test]

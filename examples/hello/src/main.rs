@@ -205,7 +205,7 @@ struct Args {
     #[arg(long)]
     log: bool,
     /// Header-read timeout in milliseconds (tests use a short one).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     header_timeout_ms: Option<u64>,
     /// Idle keep-alive timeout in milliseconds.
     #[arg(long)]

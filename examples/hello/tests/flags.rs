@@ -32,6 +32,14 @@ fn zero_connection_limits_are_refused() {
     }
 }
 
+/// No time at all for a request head would refuse every request not read
+/// whole at once (the library panics on it; the flag is refused first).
+#[test]
+fn a_zero_header_timeout_is_refused() {
+    let err = refused(&["--header-timeout-ms", "0"]);
+    assert!(err.contains("--header-timeout-ms"), "{err}");
+}
+
 /// Flags that only mean something beside another were ignored without a
 /// word: no access log file at all (even in a directory that does not
 /// exist), no open-file cache.

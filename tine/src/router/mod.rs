@@ -126,7 +126,25 @@ impl Pattern {
                 "route pattern {source:?} must start with '/' (or be \"*\")"
             ));
         };
+        // A pattern matches the path: a `?` or `#` in it would only ever
+        // match a path that has it percent-encoded, which is not what its
+        // writer meant (the query is read with `Request::query`).
+        if let Some(c) = source.chars().find(|&c| c == '?' || c == '#') {
+            return Err(format!(
+                "route pattern {source:?}: '{c}' is not part of a path (a pattern matches the \
+                 path only; read the query with Request::query)"
+            ));
+        }
         let parts: Vec<&str> = rest.split('/').collect();
+        // An empty segment (`//a`, `/a//b`) matches only a path with the
+        // same doubled slash: a typo, most likely (a trailing `/` is a
+        // route of its own and stays allowed).
+        if parts[..parts.len() - 1].iter().any(|p| p.is_empty()) {
+            return Err(format!(
+                "route pattern {source:?}: an empty segment ('//') matches only a path with \
+                 the same doubled slash"
+            ));
+        }
         let mut segments = Vec::with_capacity(parts.len());
         let mut names: Vec<&str> = Vec::new();
         for (i, part) in parts.iter().enumerate() {
@@ -959,6 +977,24 @@ fn merged<'a>(a: &'a [usize], b: &'a [usize]) -> impl Iterator<Item = usize> + '
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Patterns that could never match what their writer meant are
+    /// refused: a query or fragment, an empty segment.
+    #[test]
+    fn patterns_that_cannot_mean_what_they_say_are_refused() {
+        for (pattern, says) in [
+            ("/search?q=:q", "'?' is not part of a path"),
+            ("/a#top", "'#' is not part of a path"),
+            ("//a", "empty segment"),
+            ("/a//b", "empty segment"),
+        ] {
+            let err = Pattern::parse(pattern).map(|_| ()).unwrap_err();
+            assert!(err.contains(says), "{pattern}: {err}");
+        }
+        for fine in ["/", "/a/", "/a/b", "/a/:b/*"] {
+            assert!(Pattern::parse(fine).is_ok(), "{fine}");
+        }
+    }
 
     fn router(routes: &[(&str, &str)]) -> Router<usize> {
         let mut r = Router::default();

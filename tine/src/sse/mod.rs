@@ -329,7 +329,8 @@ impl Sse {
     }
 
     /// How long the stream may be silent before a comment line is sent
-    /// as a heartbeat (default 15 s).
+    /// as a heartbeat (default 15 s; at least 10 ms, a shorter interval
+    /// is taken as 10 ms).
     pub fn heartbeat(&mut self, interval: Duration) {
         self.session.heartbeat =
             crate::limits::no_longer_than_forever(interval.max(Duration::from_millis(10)));
@@ -337,7 +338,16 @@ impl Sse {
 
     /// Most bytes that may wait for a client that reads slowly (default
     /// 1 MiB); past that it is disconnected.
+    ///
+    /// # Panics
+    /// If `bytes` is 0: the stream's first line could not wait for the
+    /// socket, and every client would be disconnected at once.
+    #[track_caller]
     pub fn max_buffered(&mut self, bytes: usize) {
+        assert!(
+            bytes > 0,
+            "Sse::max_buffered(0): every stream would be cut off at once (the least is 1)"
+        );
         self.session.max_buffered = bytes;
     }
 
@@ -493,6 +503,13 @@ impl SseSession {
 mod tests {
     use super::*;
     use bytes::Bytes;
+
+    #[test]
+    #[should_panic(expected = "Sse::max_buffered(0)")]
+    fn no_room_for_a_slow_reader_is_refused() {
+        let req = Request::builder(http::Method::GET, "/events").finish();
+        Sse::new(&req).max_buffered(0);
+    }
 
     /// A client that keeps reading but stays behind by a constant lag:
     /// the session holds about the lag, not everything it ever sent.

@@ -245,9 +245,22 @@ impl WsConfig {
     /// ```
     /// let config = tine::WsConfig::default().protocols(["chat.v2", "chat.v1"]);
     /// ```
+    ///
+    /// # Panics
+    /// On a name that is not a token (RFC 6455 §4.1: empty, or with a
+    /// space, a comma or another separator), which no client could offer
+    /// and the answer could not name.
     #[must_use]
+    #[track_caller]
     pub fn protocols<S: Into<String>>(mut self, protocols: impl IntoIterator<Item = S>) -> Self {
         self.protocols = protocols.into_iter().map(Into::into).collect();
+        if let Some(bad) = self
+            .protocols
+            .iter()
+            .find(|p| p.is_empty() || !p.bytes().all(crate::http::parse::is_token))
+        {
+            panic!("WsConfig::protocols: {bad:?} is not a token (RFC 6455 §4.1)");
+        }
         self
     }
 }

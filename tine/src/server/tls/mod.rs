@@ -169,7 +169,7 @@ impl TlsConfig {
 
     /// One more certificate, for clients asking for `server_name` (SNI;
     /// `*.example.com` answers any one-label subdomain). Checked now, like
-    /// the default one. Ignored on a configuration made with
+    /// the default one, and so is the name (a DNS name, or `*.` and one). Ignored on a configuration made with
     /// [`from_rustls`](Self::from_rustls).
     ///
     /// ```no_run
@@ -183,6 +183,16 @@ impl TlsConfig {
         chain: impl AsRef<Path>,
         key: impl AsRef<Path>,
     ) -> Result<TlsConfig, TlsError> {
+        // A name no client can send would never be chosen: refused here,
+        // as a bad file is. `*.` may lead (a wildcard); the rest must be
+        // a DNS name.
+        let bare = server_name.trim_end_matches('.');
+        let host = bare.strip_prefix("*.").unwrap_or(bare);
+        if rustls::pki_types::DnsName::try_from(host).is_err() || host.contains('*') {
+            return Err(TlsError::new(format!(
+                "sni_cert: {server_name:?} is not a DNS name (or `*.` and one)"
+            )));
+        }
         if let Kind::Files { sources, pems, .. } = &mut self.kind {
             let source = Source {
                 chain: chain.as_ref().to_path_buf(),

@@ -217,6 +217,31 @@ fn garbage_instead_of_a_client_hello_is_an_error_not_a_hang() {
 }
 
 #[test]
+fn an_sni_name_no_client_can_send_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let default = make_cert(dir.path(), "default", &["localhost"]);
+    let other = make_cert(dir.path(), "other", &["other.test"]);
+    for bad in ["not a name!", "", "a..b", "*", "a.*.b", "**.b"] {
+        let err = TlsConfig::from_pem_files(&default.cert, &default.key)
+            .unwrap()
+            .sni_cert(bad, &other.cert, &other.key)
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("is not a DNS name"),
+            "{bad:?}: {err}"
+        );
+    }
+    for good in ["other.test", "Other.Test.", "*.other.test", "localhost"] {
+        let tls = TlsConfig::from_pem_files(&default.cert, &default.key).unwrap();
+        assert!(
+            tls.sni_cert(good, &other.cert, &other.key).is_ok(),
+            "{good}"
+        );
+    }
+}
+
+#[test]
 fn sni_picks_the_certificate_and_unknown_names_follow_the_setting() {
     let dir = tempfile::tempdir().unwrap();
     let default = make_cert(dir.path(), "default", &["localhost"]);
