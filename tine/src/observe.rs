@@ -223,6 +223,20 @@ pub(crate) fn encode_metrics(view: &View) -> String {
             o.sample(name, &[("worker", w)], f(i));
         }
     };
+    // A slot the master no longer runs (after `SIGTTOU`, or an upgrade to
+    // fewer workers) keeps its counters, which never go backwards, but
+    // has no gauges once no process of it is left: a `tine_worker_up`
+    // of 0 would read as a worker down for good.
+    let current = |i: usize| {
+        view.workers.is_none_or(|n| i < n) || view.entries.iter().any(|(_, s)| s.slot as usize == i)
+    };
+    let per_current_slot =
+        |o: &mut Out, name: &str, kind: &str, help: &str, f: &dyn Fn(usize) -> u64| {
+            o.family(name, kind, help);
+            for (i, w) in slots.iter().enumerate().filter(|(i, _)| current(*i)) {
+                o.sample(name, &[("worker", w)], f(i));
+            }
+        };
 
     o.family(
         "tine_http_requests_total",
@@ -294,21 +308,21 @@ pub(crate) fn encode_metrics(view: &View) -> String {
             .map(|(_, s)| f(s))
             .sum()
     };
-    per_slot(
+    per_current_slot(
         &mut o,
         "tine_open_connections",
         "gauge",
         "Open connections.",
         &|i| live(i, &|s| s.connections),
     );
-    per_slot(
+    per_current_slot(
         &mut o,
         "tine_open_websockets",
         "gauge",
         "Open WebSocket connections.",
         &|i| live(i, &|s| s.websockets),
     );
-    per_slot(
+    per_current_slot(
         &mut o,
         "tine_requests_in_flight",
         "gauge",
@@ -352,7 +366,7 @@ pub(crate) fn encode_metrics(view: &View) -> String {
         }
     }
     let serving = serving(view);
-    per_slot(
+    per_current_slot(
         &mut o,
         "tine_worker_up",
         "gauge",
@@ -813,6 +827,51 @@ mod tests {
         assert!(text.contains("tine_worker_pid{worker=\"1\"} 201\n"));
         assert!(text
             .contains("tine_http_handler_duration_seconds_bucket{worker=\"0\",le=\"0.001\"} 1\n"));
+    }
+
+    /// A slot removed by a scale-down keeps its counters but loses its
+    /// gauges once its process is gone; a slot still run whose worker is
+    /// down (crashed, not replaced yet) shows `tine_worker_up 0`.
+    #[test]
+    fn a_removed_slot_keeps_its_counters_and_loses_its_gauges() {
+        let b = served_board();
+        b.set_workers(2);
+        let text = encode_metrics(&b.view());
+        assert!(text.contains("tine_worker_up{worker=\"1\"} 1\n"), "{text}");
+        // `SIGTTOU`: slot 1 drains, then its worker exits.
+        b.set_workers(1);
+        let slot1 = (0..scoreboard::MAX_ENTRIES)
+            .find(|&i| b.entry(i).snapshot().slot == 1 && b.entry(i).snapshot().pid == 101)
+            .unwrap();
+        let text = encode_metrics(&b.view());
+        assert!(
+            text.contains("tine_open_connections{worker=\"1\"}"),
+            "draining: {text}"
+        );
+        b.free(slot1);
+        let text = encode_metrics(&b.view());
+        assert!(
+            text.contains("tine_http_requests_total{worker=\"1\",method=\"GET\"} 1\n"),
+            "{text}"
+        );
+        for gauge in [
+            "tine_worker_up",
+            "tine_open_connections",
+            "tine_open_websockets",
+        ] {
+            assert!(
+                !text.contains(&format!("{gauge}{{worker=\"1\"}}")),
+                "{gauge}: {text}"
+            );
+        }
+        assert!(text.contains("tine_worker_up{worker=\"0\"} 1\n"));
+        // Slot 0's worker crashes: still a slot, and down.
+        let slot0 = (0..scoreboard::MAX_ENTRIES)
+            .find(|&i| b.entry(i).snapshot().slot == 0 && b.entry(i).snapshot().pid == 100)
+            .unwrap();
+        b.free(slot0);
+        let text = encode_metrics(&b.view());
+        assert!(text.contains("tine_worker_up{worker=\"0\"} 0\n"), "{text}");
     }
 
     #[test]

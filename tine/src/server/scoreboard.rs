@@ -286,6 +286,11 @@ pub(crate) struct Header {
     /// The pids of the masters asked to stop (0: an unused mark); see
     /// [`Board::set_stopping`].
     stopping: [AtomicU32; STOP_MARKS],
+    /// Each master's worker count (its slots), as `pid << 32 | count`
+    /// (0: unused); see [`Board::set_workers`]. Slots past it were
+    /// removed (`SIGTTOU`, an upgrade to fewer workers): their counters
+    /// stay, their gauges go.
+    workers: [AtomicU64; STOP_MARKS],
 }
 
 /// How many masters the header can mark as stopping at once: two share
@@ -322,10 +327,15 @@ const REGION: usize = std::mem::size_of::<Header>() + MAX_ENTRIES * ENTRY_SIZE;
 // Entries stay whole cache lines (no false sharing between two workers'
 // entries) and small (256 entries in 112 KiB).
 const _: () = assert!(std::mem::size_of::<Header>() % 64 == 0);
-// The stop marks fill what was the header's tail padding: the header (and
-// so the region) keeps the size of layout version 2 without them.
+// The stop marks and the worker counts fill what was the header's tail
+// padding: the header (and so the region) keeps the size of layout
+// version 2 without them.
 const _: () = assert!(
     std::mem::offset_of!(Header, stopping).next_multiple_of(64) == std::mem::size_of::<Header>()
+);
+const _: () = assert!(
+    std::mem::offset_of!(Header, workers) + 8 * STOP_MARKS <= std::mem::size_of::<Header>()
+        && std::mem::offset_of!(Header, stopping) < std::mem::offset_of!(Header, workers)
 );
 const _: () = assert!(ENTRY_SIZE % 64 == 0 && ENTRY_SIZE <= 448);
 
@@ -475,6 +485,9 @@ pub(crate) struct View {
     pub stopping: bool,
     /// [`now_ms`] when read.
     pub now_ms: u64,
+    /// How many worker slots this process's master runs now
+    /// ([`Board::workers`]): slots past it were removed.
+    pub workers: Option<usize>,
 }
 
 impl Entry {
@@ -1073,8 +1086,8 @@ impl Board {
     }
 
     /// Master: the other master that shared the region (its predecessor,
-    /// or a new master whose upgrade failed) has exited: its stop mark,
-    /// and any other but this master's, is forgotten.
+    /// or a new master whose upgrade failed) has exited: its stop mark
+    /// and worker count, and any other but this master's, are forgotten.
     pub(crate) fn forget_other_masters(&self) {
         for m in &self.header().stopping {
             let pid = m.load(Relaxed);
@@ -1082,6 +1095,51 @@ impl Board {
                 let _ = m.compare_exchange(pid, 0, Relaxed, Relaxed);
             }
         }
+        for w in &self.header().workers {
+            let v = w.load(Relaxed);
+            if v >> 32 != u64::from(self.master) && v != 0 {
+                let _ = w.compare_exchange(v, 0, Relaxed, Relaxed);
+            }
+        }
+    }
+
+    /// Master: it runs `count` worker slots now (at start, and after each
+    /// `SIGTTIN` or `SIGTTOU`). Taken as [`set_stopping`](Self::set_stopping)
+    /// takes a mark: this master's entry, else a free one, else a gone
+    /// master's.
+    pub(crate) fn set_workers(&self, count: usize) {
+        let me = u64::from(self.master);
+        let value = (me << 32) | u64::try_from(count).unwrap_or(0).min(u64::from(u32::MAX));
+        let marks = &self.header().workers;
+        if let Some(m) = marks.iter().find(|m| m.load(Relaxed) >> 32 == me) {
+            m.store(value, Relaxed);
+            return;
+        }
+        if marks
+            .iter()
+            .any(|m| m.compare_exchange(0, value, Relaxed, Relaxed).is_ok())
+        {
+            return;
+        }
+        marks.iter().any(|m| {
+            let v = m.load(Relaxed);
+            let pid = (v >> 32) as i32;
+            pid != 0
+                && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                    == Err(nix::errno::Errno::ESRCH)
+                && m.compare_exchange(v, value, Relaxed, Relaxed).is_ok()
+        });
+    }
+
+    /// How many worker slots this process's master runs, if it said
+    /// (`None`: a single process, or a master of a build before the
+    /// count).
+    pub(crate) fn workers(&self) -> Option<usize> {
+        let me = u64::from(self.master);
+        self.header().workers.iter().find_map(|m| {
+            let v = m.load(Relaxed);
+            (v >> 32 == me).then(|| (v & u64::from(u32::MAX)) as usize)
+        })
     }
 
     /// Clears the stop mark of `pid`, if any (for a region mapped from an
@@ -1090,6 +1148,12 @@ impl Board {
     fn unmark(&self, pid: u32) {
         for m in &self.header().stopping {
             let _ = m.compare_exchange(pid, 0, Relaxed, Relaxed);
+        }
+        for w in &self.header().workers {
+            let v = w.load(Relaxed);
+            if v >> 32 == u64::from(pid) {
+                let _ = w.compare_exchange(v, 0, Relaxed, Relaxed);
+            }
         }
     }
 
@@ -1212,6 +1276,7 @@ impl Board {
             started_unix_ms: h.started_unix_ms.load(Relaxed),
             stopping: self.stopping(),
             now_ms: now_ms(Instant::now()),
+            workers: self.workers(),
         }
     }
 

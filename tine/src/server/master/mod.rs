@@ -801,6 +801,7 @@ impl Master {
                     b.set_restarts(slot, reason, n);
                 }
             }
+            b.set_workers(self.sup.slot_count());
             if self.sup.stop_requested() {
                 b.set_stopping();
             }

@@ -471,6 +471,11 @@ impl Supervisor {
         self.workers.values().filter_map(|w| w.pid).collect()
     }
 
+    /// How many worker slots there are now (`SIGTTIN`/`SIGTTOU` change it).
+    pub(crate) fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
     /// The serving workers whose memory the master watches: each slot's
     /// current, ready worker not already due for recycling, as
     /// `(worker, slot, pid)`.
