@@ -757,8 +757,21 @@ fn spill_out(spill: &mut Option<SpillFile>, out: &mut Vec<u8>) -> Result<(), Sta
 /// Parses the head at the start of `buf` (`Err(400)` if it is not
 /// whole) and applies the framing rules of RFC 9112 §6, rejecting
 /// anything ambiguous.
+///
+/// The common head is read by [`parse_plain`], which also checks its
+/// fields as it goes; anything else goes to `httparse`
+/// ([`parse_general`]).
 #[inline]
 fn parse_buf(buf: &[u8], max_headers: usize) -> Result<Parsed, StatusCode> {
+    match parse_plain(buf, max_headers) {
+        Some(parsed) => parsed,
+        None => parse_general(buf, max_headers),
+    }
+}
+
+/// [`parse_buf`] by `httparse`, for a head [`parse_plain`] does not read.
+#[inline(never)]
+fn parse_general(buf: &[u8], max_headers: usize) -> Result<Parsed, StatusCode> {
     if max_headers <= STACK_HEADERS {
         let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); STACK_HEADERS];
         parse_with(buf, &mut slots[..max_headers])
@@ -776,6 +789,206 @@ fn parse_buf(buf: &[u8], max_headers: usize) -> Result<Parsed, StatusCode> {
 #[cold]
 fn heap_slots(buf: &[u8], max_headers: usize) -> usize {
     max_headers.min(buf.len() / 3 + 1)
+}
+
+/// Byte classes for [`parse_plain`], each as `httparse` has it.
+const TCHAR: u8 = 1;
+/// A byte of a target `parse_plain` reads: visible ASCII (`httparse`
+/// takes bytes over 127 too, and then checks the target's UTF-8; those
+/// targets go to it).
+const VCHAR: u8 = 2;
+/// A byte of a field value: HTAB, SP, visible ASCII, obs-text.
+const FIELD: u8 = 4;
+
+/// [`TCHAR`], [`VCHAR`] and [`FIELD`], by byte.
+static CLASS: [u8; 256] = {
+    let mut t = [0; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let mut class = 0;
+        if c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            )
+        {
+            class |= TCHAR;
+        }
+        if c >= 0x21 && c < 0x7f {
+            class |= VCHAR;
+        }
+        if c == b'\t' || (c >= 0x20 && c != 0x7f) {
+            class |= FIELD;
+        }
+        t[b] = class;
+        b += 1;
+    }
+    t
+};
+
+/// Where the run of bytes of `class` from `i` on ends.
+#[inline(always)]
+fn span(raw: &[u8], mut i: usize, class: u8) -> usize {
+    while let Some(&b) = raw.get(i) {
+        if CLASS[b as usize] & class == 0 {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// Each byte of a word.
+const ONES: u64 = u64::from_le_bytes([1; 8]);
+/// Each byte's high bit.
+const HIGHS: u64 = ONES * 0x80;
+
+/// The bytes of `x` below `n` (`n` at most 128), as their high bits.
+/// A byte's borrow may mark bytes above it falsely, never below: the
+/// lowest mark is exact (the word is read little-endian).
+#[inline(always)]
+fn below(x: u64, n: u8) -> u64 {
+    x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS
+}
+
+/// [`span`] of [`VCHAR`] (a target), a word at a time.
+#[inline(always)]
+fn span_vchar(raw: &[u8], mut i: usize) -> usize {
+    while let Some(word) = raw.get(i..i + 8) {
+        let x = u64::from_le_bytes(word.try_into().unwrap_or_default());
+        // Below 0x21, or 0x7f and up (adding 1 sets the high bit of
+        // 0x7f; the carry out of 0xff only reaches bytes above it).
+        let out = below(x, 0x21) | ((x.wrapping_add(ONES) | x) & HIGHS);
+        if out != 0 {
+            return i + (out.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    span(raw, i, VCHAR)
+}
+
+/// [`span`] of [`FIELD`] (a field value), a word at a time.
+#[inline(always)]
+fn span_field(raw: &[u8], mut i: usize) -> usize {
+    while let Some(word) = raw.get(i..i + 8) {
+        let x = u64::from_le_bytes(word.try_into().unwrap_or_default());
+        // Controls (HTAB too, taken below) and DEL; obs-text is in.
+        let out = below(x, 0x20) | below(x ^ (ONES * 0x7f), 1);
+        if out != 0 {
+            let at = i + (out.trailing_zeros() / 8) as usize;
+            if raw[at] != b'\t' {
+                return at;
+            }
+            i = at + 1;
+            continue;
+        }
+        i += 8;
+    }
+    span(raw, i, FIELD)
+}
+
+/// The common head, read without `httparse` and with its fields checked
+/// as they are read (one pass over the head instead of the parser's and
+/// then the checks' over its fields): a token, a space, a target of
+/// visible ASCII, a space, `HTTP/1.1` or `HTTP/1.0`, CRLF; then fields
+/// `name:value` with optional whitespace around the value, each line
+/// ending in CRLF, then CRLF.
+///
+/// `None` for anything else (a byte over 127 in the target, a bare LF,
+/// an empty line before the request, an invalid byte, too many fields, a
+/// head not whole): [`parse_general`] then reads the head with `httparse`
+/// and answers exactly as before. What this reads, `httparse` reads
+/// alike (the same byte classes, the value trimmed the same way), so a
+/// head gets the same answer whichever way it went, and the errors in
+/// the same order: the request line's, then the first field's.
+#[inline]
+fn parse_plain(raw: &[u8], max_headers: usize) -> Option<Result<Parsed, StatusCode>> {
+    let method_end = match raw.get(..4) {
+        Some(b"GET ") => 3,
+        _ => span(raw, 0, TCHAR),
+    };
+    if method_end == 0 || raw.get(method_end) != Some(&b' ') {
+        return None;
+    }
+    let target = method_end + 1..span_vchar(raw, method_end + 1);
+    if target.is_empty() || raw.get(target.end) != Some(&b' ') {
+        return None;
+    }
+    let lines = target.end + 11;
+    // Two fixed-size loads compared as integers, not slices of a length
+    // known only at run time.
+    let sent = raw.get(target.end + 1..lines)?;
+    let (name, end) = sent.split_at(8);
+    if end != b"\r\n" {
+        return None;
+    }
+    let version = match u64::from_le_bytes(name.try_into().ok()?) {
+        v if v == u64::from_le_bytes(*b"HTTP/1.1") => Version::HTTP_11,
+        v if v == u64::from_le_bytes(*b"HTTP/1.0") => Version::HTTP_10,
+        _ => return None,
+    };
+    let mut fields = Fields::new(version);
+    // The first field refused; the head is still read to its end, since
+    // `httparse` would refuse a head that goes wrong further on first.
+    let mut refused = Ok(());
+    let mut count = 0;
+    let mut i = lines;
+    loop {
+        if raw.get(i..i + 2)? == b"\r\n" {
+            i += 2;
+            break;
+        }
+        let name_end = span(raw, i, TCHAR);
+        if name_end == i || raw.get(name_end) != Some(&b':') || count == max_headers {
+            return None;
+        }
+        count += 1;
+        let mut start = name_end + 1;
+        while let Some(b' ' | b'\t') = raw.get(start) {
+            start += 1;
+        }
+        let end = span_field(raw, start);
+        if raw.get(end..end + 2)? != b"\r\n" {
+            return None;
+        }
+        let value = raw[start..end].trim_ascii_end();
+        if refused.is_ok() {
+            refused = fields.field(&raw[i..name_end], value);
+        }
+        i = end + 2;
+    }
+    let method = match &raw[..method_end] {
+        // The common method without `Method::from_bytes`'s search.
+        b"GET" => Method::GET,
+        other => match Method::from_bytes(other) {
+            Ok(method) => method,
+            Err(_) => return Some(Err(StatusCode::BAD_REQUEST)),
+        },
+    };
+    let form = match target_form(&raw[target.clone()], &method) {
+        Ok(form) => form,
+        Err(status) => return Some(Err(status)),
+    };
+    if let Err(status) = refused {
+        return Some(Err(status));
+    }
+    // From the first field's name, or with none, the end (as `parse_with`).
+    let lines = if count == 0 { i } else { lines };
+    Some(fields.finish(i, method, version, target, form, lines))
 }
 
 /// The forms of request-target (RFC 9112 §3.2).
@@ -926,7 +1139,7 @@ fn salvage_head(
         PathAndQuery::try_from(target).ok()?
     } else if target == "*" && method == Method::OPTIONS {
         PathAndQuery::from_static("*")
-    } else if is_absolute_form(target) {
+    } else if is_absolute_form(target.as_bytes()) {
         let uri: http::Uri = target.parse().ok()?;
         uri.path_and_query()
             .cloned()
@@ -995,29 +1208,11 @@ fn parse_with<'b>(
         _ => return Err(StatusCode::HTTP_VERSION_NOT_SUPPORTED),
     };
     let path = req.path.unwrap_or("");
-    let form = target_form(path, &method)?;
+    let form = target_form(path.as_bytes(), &method)?;
     let target_start = path.as_ptr() as usize - raw.as_ptr() as usize;
     let target = target_start..target_start + path.len();
 
-    // The fields tine itself reads are recognised from the raw names (no
-    // `HeaderName`, no map): the rest stay as the header lines, for a map
-    // built only if a handler asks for one. `httparse` has checked every
-    // name (a token) and value (visible characters, tab, obs-text), which
-    // is all `HeaderName` and `HeaderValue` check too.
-    let mut content_length: Option<u64> = None;
-    let mut chunked = false;
-    let mut has_te = false;
-    // A transfer coding other than chunked came before it (RFC 9112
-    // §6.1: 501); read across every `Transfer-Encoding` line, which
-    // together make one list (empty items in it are ignored).
-    let mut te_unknown = false;
-    let mut hosts = 0;
-    let mut keep_alive = version == Version::HTTP_11;
-    // `close` anywhere wins over `keep-alive` anywhere (RFC 9112 §9.3),
-    // whatever their order.
-    let mut close = false;
-    let mut expect_continue = false;
-    let mut upgrade = false;
+    let mut fields = Fields::new(version);
     // Every line must end in CRLF. The parser also takes a bare LF (RFC
     // 9112 §2.2 lets a recipient do either), but a proxy in front that
     // does not would see other lines, or another end of the head, than
@@ -1035,80 +1230,141 @@ fn parse_with<'b>(
             return Err(StatusCode::BAD_REQUEST);
         }
         lines_start = lines_start.min(name_start);
+        fields.field(name, h.value)?;
+    }
+    // From the first field's name (or the blank line) to the end.
+    fields.finish(parsed, method, version, target, form, lines_start)
+}
+
+/// The fields tine itself reads, recognised from the raw names (no
+/// `HeaderName`, no map): the rest stay as the header lines, for a map
+/// built only if a handler asks for one. The parser has checked every
+/// name (a token) and value (visible characters, tab, obs-text), which
+/// is all `HeaderName` and `HeaderValue` check too.
+struct Fields {
+    http11: bool,
+    content_length: Option<u64>,
+    chunked: bool,
+    has_te: bool,
+    /// A transfer coding other than chunked came before it (RFC 9112
+    /// §6.1: 501); read across every `Transfer-Encoding` line, which
+    /// together make one list (empty items in it are ignored).
+    te_unknown: bool,
+    hosts: u32,
+    keep_alive: bool,
+    /// `close` anywhere wins over `keep-alive` anywhere (RFC 9112 §9.3),
+    /// whatever their order.
+    close: bool,
+    expect_continue: bool,
+    upgrade: bool,
+}
+
+impl Fields {
+    #[inline(always)]
+    fn new(version: Version) -> Self {
+        let http11 = version == Version::HTTP_11;
+        Fields {
+            http11,
+            content_length: None,
+            chunked: false,
+            has_te: false,
+            te_unknown: false,
+            hosts: 0,
+            keep_alive: http11,
+            close: false,
+            expect_continue: false,
+            upgrade: false,
+        }
+    }
+
+    /// Takes in one field, in the order they came.
+    #[inline(always)]
+    fn field(&mut self, name: &[u8], value: &[u8]) -> Result<(), StatusCode> {
         match name.len() {
             // Every HTTP/1.1 request has a Host field.
             4 if is_host(name) => {
-                hosts += 1;
-                if !valid_host(h.value) {
+                self.hosts += 1;
+                if !valid_host(value) {
                     return Err(StatusCode::BAD_REQUEST);
                 }
             }
             6 if name.eq_ignore_ascii_case(b"expect") => {
-                if h.value.eq_ignore_ascii_case(b"100-continue") {
-                    expect_continue = version == Version::HTTP_11;
+                if value.eq_ignore_ascii_case(b"100-continue") {
+                    self.expect_continue = self.http11;
                 } else {
                     return Err(StatusCode::EXPECTATION_FAILED);
                 }
             }
-            7 if name.eq_ignore_ascii_case(b"upgrade") => upgrade = true,
+            7 if name.eq_ignore_ascii_case(b"upgrade") => self.upgrade = true,
             10 if name.eq_ignore_ascii_case(b"connection") => {
-                for token in tokens(h.value) {
+                for token in tokens(value) {
                     if token.eq_ignore_ascii_case(b"close") {
-                        close = true;
-                    } else if token.eq_ignore_ascii_case(b"keep-alive")
-                        && version == Version::HTTP_10
-                    {
-                        keep_alive = true;
+                        self.close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") && !self.http11 {
+                        self.keep_alive = true;
                     }
                 }
             }
             14 if name.eq_ignore_ascii_case(b"content-length") => {
                 // Any second Content-Length, even an equal one, is
                 // refused: a proxy in front might have picked the other.
-                if content_length.is_some() {
+                if self.content_length.is_some() {
                     return Err(StatusCode::BAD_REQUEST);
                 }
-                content_length = Some(parse_content_length(h.value)?);
+                self.content_length = Some(parse_content_length(value)?);
             }
             17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
-                has_te = true;
-                transfer_codings(h.value, &mut chunked, &mut te_unknown)?;
+                self.has_te = true;
+                transfer_codings(value, &mut self.chunked, &mut self.te_unknown)?;
             }
             // `HeaderName` takes names up to 64 KiB.
             n if n > MAX_NAME => return Err(StatusCode::BAD_REQUEST),
             _ => {}
         }
+        Ok(())
     }
-    if version == Version::HTTP_11 && hosts != 1 {
-        return Err(StatusCode::BAD_REQUEST);
+
+    /// The head's checks over all its fields, and the head as parsed.
+    #[inline(always)]
+    fn finish(
+        self,
+        len: usize,
+        method: Method,
+        version: Version,
+        target: std::ops::Range<usize>,
+        form: Form,
+        lines: usize,
+    ) -> Result<Parsed, StatusCode> {
+        if self.http11 && self.hosts != 1 {
+            return Err(StatusCode::BAD_REQUEST);
+        }
+        if self.hosts > 1 {
+            return Err(StatusCode::BAD_REQUEST);
+        }
+        let framing = match (self.has_te, self.content_length) {
+            (true, Some(_)) => return Err(StatusCode::BAD_REQUEST),
+            (true, None) if !self.http11 => return Err(StatusCode::BAD_REQUEST),
+            // Chunked not last: the body's length cannot be known (RFC
+            // 9112 §6.3: 400, then close).
+            (true, None) if !self.chunked => return Err(StatusCode::BAD_REQUEST),
+            (true, None) if self.te_unknown => return Err(StatusCode::NOT_IMPLEMENTED),
+            (true, None) => Framing::Chunked,
+            (false, Some(0)) | (false, None) => Framing::Empty,
+            (false, Some(n)) => Framing::Length(n),
+        };
+        Ok(Parsed {
+            len,
+            method,
+            version,
+            target,
+            form,
+            lines,
+            framing,
+            keep_alive: self.keep_alive && !self.close,
+            expect_continue: self.expect_continue && framing != Framing::Empty,
+            upgrade: self.upgrade,
+        })
     }
-    if hosts > 1 {
-        return Err(StatusCode::BAD_REQUEST);
-    }
-    let framing = match (has_te, content_length) {
-        (true, Some(_)) => return Err(StatusCode::BAD_REQUEST),
-        (true, None) if version == Version::HTTP_10 => return Err(StatusCode::BAD_REQUEST),
-        // Chunked not last: the body's length cannot be known (RFC 9112
-        // §6.3: 400, then close).
-        (true, None) if !chunked => return Err(StatusCode::BAD_REQUEST),
-        (true, None) if te_unknown => return Err(StatusCode::NOT_IMPLEMENTED),
-        (true, None) => Framing::Chunked,
-        (false, Some(0)) | (false, None) => Framing::Empty,
-        (false, Some(n)) => Framing::Length(n),
-    };
-    Ok(Parsed {
-        len: parsed,
-        method,
-        version,
-        target,
-        form,
-        // From the first field's name (or the blank line) to the end.
-        lines: lines_start,
-        framing,
-        keep_alive: keep_alive && !close,
-        expect_continue: expect_continue && framing != Framing::Empty,
-        upgrade,
-    })
 }
 
 #[cfg(test)]
@@ -1345,10 +1601,10 @@ fn valid_ip_literal(inside: &[u8]) -> bool {
 /// The form of a request target: origin form (read in place), `*` for
 /// `OPTIONS`, or absolute form (RFC 9112 §3.2.2, routed on its path).
 #[inline]
-fn target_form(path: &str, method: &Method) -> Result<Form, StatusCode> {
-    if path.starts_with('/') {
+fn target_form(path: &[u8], method: &Method) -> Result<Form, StatusCode> {
+    if path.starts_with(b"/") {
         Ok(Form::Origin)
-    } else if path == "*" && method == Method::OPTIONS {
+    } else if path == b"*" && method == Method::OPTIONS {
         Ok(Form::Asterisk)
     } else if is_absolute_form(path) {
         Ok(Form::Absolute)
@@ -1361,13 +1617,13 @@ fn target_form(path: &str, method: &Method) -> Result<Form, StatusCode> {
 /// scheme in any case (RFC 3986 §3.1: schemes are case-insensitive, so
 /// `HTTP://h/` names the same resource as `http://h/`).
 #[inline]
-fn is_absolute_form(target: &str) -> bool {
-    let has = |scheme: &str| {
+fn is_absolute_form(target: &[u8]) -> bool {
+    let has = |scheme: &[u8]| {
         target
             .get(..scheme.len())
             .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
     };
-    has("http://") || has("https://")
+    has(b"http://") || has(b"https://")
 }
 
 /// `Content-Length`: one or more ASCII digits, nothing else (no sign, no
@@ -2378,5 +2634,77 @@ GET /g HTTP/1.1\r\nHost: h\r\n\r\n\r\n\r\n\r\nGET /h HTTP/1.1\r\nHost: h\r\n\r\n
         assert!(matches!(out, Decoded::Discarded(false)));
         let (out, ..) = skip(chunk.repeat(MAX_DISCARD as usize / 6 - 10).as_bytes());
         assert!(matches!(out, Decoded::NeedMore));
+    }
+}
+
+#[cfg(test)]
+mod plain_tests {
+    use super::*;
+
+    /// `parse_plain`, where it reads a head, answers as `httparse` and the
+    /// checks after it do.
+    fn agrees(input: &[u8], max_headers: usize) -> bool {
+        let Some(plain) = parse_plain(input, max_headers) else {
+            return false;
+        };
+        let general = parse_general(input, max_headers);
+        assert_eq!(
+            format!("{plain:?}"),
+            format!("{general:?}"),
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
+        true
+    }
+
+    #[test]
+    fn plain_heads_parse_as_httparse_does() {
+        let heads: &[&[u8]] = &[
+            b"GET /plaintext HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            b"GET / HTTP/1.0\r\n\r\n",
+            b"POST /a?b=c HTTP/1.1\r\nHost: x:80\r\nContent-Length: 5\r\n\r\nhello",
+            b"PUT /u HTTP/1.1\r\nhost: a\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n",
+            b"OPTIONS * HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, close\r\n\r\n",
+            b"GET http://h:8/p HTTP/1.1\r\nHost:  a \t\r\nX-Y:\r\nUpgrade: websocket\r\n\r\n",
+            b"GET /%41 HTTP/1.0\r\nConnection: Keep-Alive\r\nContent-Length: 01\r\n\r\nx",
+            b"BREW /pot HTTP/1.1\r\nHost: [::1]\r\nHost: b\r\n\r\n",
+            b"GET /a/rather/long/path/of/words?and=a&query=too HTTP/1.1\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64)\tx\r\nHost: example.com:8080\r\nAccept: */*\r\n\r\n",
+        ];
+        for head in heads {
+            assert!(agrees(head, 100), "{:?}", String::from_utf8_lossy(head));
+        }
+        let bytes = b"\r\n \t:/?%*#0aAzZ~\x7f\x80\xff\x00HTTP/1.1";
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let (mut plain, mut runs) = (0, 0);
+        for _ in 0..300_000 {
+            let mut input = heads[next() as usize % heads.len()].to_vec();
+            for _ in 0..1 + next() % 3 {
+                let at = next() as usize % (input.len() + 1);
+                let b = bytes[next() as usize % bytes.len()];
+                match next() % 3 {
+                    0 if at < input.len() => input[at] = b,
+                    1 if at < input.len() => {
+                        input.remove(at);
+                    }
+                    _ => input.insert(at, b),
+                }
+            }
+            if next() % 2 == 0 {
+                // Pipelined: the next request behind it.
+                input.extend_from_slice(heads[0]);
+            }
+            runs += 1;
+            if agrees(&input, [0, 1, 2, 3, 100][next() as usize % 5]) {
+                plain += 1;
+            }
+        }
+        // Most mutants are still heads for the plain reader to take.
+        assert!(plain > runs / 10, "{plain} of {runs}");
     }
 }
