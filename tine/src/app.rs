@@ -418,7 +418,8 @@ impl App {
     /// (400, 408, 413, 431, ...: the hook sees the method, target and the
     /// header lines that could be read, with an empty body). It does not
     /// see an accepted upgrade's `101`. If an after-hook panics, the answer
-    /// is a plain 500 page without the after-hooks.
+    /// is a 500 error page (rendered by the [`errors`](App::errors)
+    /// handler, if there is one) that no after-hook sees.
     ///
     /// ```
     /// use tine::{App, Request, Response};

@@ -143,6 +143,13 @@ pub use cookie;
 pub mod __fuzz {
     use bytes::BytesMut;
 
+    /// Reads `data` as a request head both ways, tine's one-pass reader of
+    /// the common head and `httparse` with the checks after it; panics if
+    /// the first reads it and the two disagree. Whether it read it.
+    pub fn plain_head(data: &[u8], max_headers: usize) -> bool {
+        crate::http::parse::plain_agrees(data, max_headers)
+    }
+
     /// Feeds `data` to a request decoder in pieces of `split` bytes, as the
     /// event loop would, decoding every request it yields. Returns what
     /// was decoded, one line per request, head, body or error (`100

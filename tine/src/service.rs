@@ -986,7 +986,8 @@ impl Service {
     }
 
     /// The after-hooks in their own panic boundary: if one panics, the
-    /// answer is the plain 500 page, without the hooks.
+    /// answer is a 500 error page (the app's `errors` handler renders it),
+    /// which no after-hook sees.
     fn after_hooks_caught(&self, req: &Request, res: Response, layer: Option<&Layer>) -> Response {
         if self.after.is_empty() && layer.is_none() {
             return res;

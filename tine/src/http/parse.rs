@@ -991,6 +991,24 @@ fn parse_plain(raw: &[u8], max_headers: usize) -> Option<Result<Parsed, StatusCo
     Some(fields.finish(i, method, version, target, form, lines))
 }
 
+/// Whether [`parse_plain`] read `input`; where it did, it must have
+/// answered as `httparse` and the checks after it ([`parse_general`]) do:
+/// panics, showing the head, if not. For the `plain_head` fuzz target and
+/// the tests.
+pub(crate) fn plain_agrees(input: &[u8], max_headers: usize) -> bool {
+    let Some(plain) = parse_plain(input, max_headers) else {
+        return false;
+    };
+    let general = parse_general(input, max_headers);
+    assert_eq!(
+        format!("{plain:?}"),
+        format!("{general:?}"),
+        "{:?}",
+        String::from_utf8_lossy(input)
+    );
+    true
+}
+
 /// The forms of request-target (RFC 9112 §3.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Form {
@@ -2641,21 +2659,7 @@ GET /g HTTP/1.1\r\nHost: h\r\n\r\n\r\n\r\n\r\nGET /h HTTP/1.1\r\nHost: h\r\n\r\n
 mod plain_tests {
     use super::*;
 
-    /// `parse_plain`, where it reads a head, answers as `httparse` and the
-    /// checks after it do.
-    fn agrees(input: &[u8], max_headers: usize) -> bool {
-        let Some(plain) = parse_plain(input, max_headers) else {
-            return false;
-        };
-        let general = parse_general(input, max_headers);
-        assert_eq!(
-            format!("{plain:?}"),
-            format!("{general:?}"),
-            "{:?}",
-            String::from_utf8_lossy(input)
-        );
-        true
-    }
+    use super::plain_agrees as agrees;
 
     #[test]
     fn plain_heads_parse_as_httparse_does() {

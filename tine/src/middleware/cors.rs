@@ -232,11 +232,11 @@ impl Cors {
         self
     }
 
-    /// The request headers preflights allow. Panics on a name that is not
-    /// valid header text.
+    /// The request headers preflights allow. Panics, naming it, on a name
+    /// that is not a header name (a token: no spaces, no separators).
     #[track_caller]
     pub fn allow_headers(mut self, headers: &[&str]) -> Self {
-        self.headers = HeaderValue::from_str(&headers.join(", ")).expect("valid header names");
+        self.headers = header_list("allow_headers", headers);
         self
     }
 
@@ -244,7 +244,8 @@ impl Cors {
     /// the CORS-safelisted ones (`Cache-Control`, `Content-Language`,
     /// `Content-Length`, `Content-Type`, `Expires`, `Last-Modified`,
     /// `Pragma`): sent as `Access-Control-Expose-Headers` on answers to
-    /// allowed origins. Panics on a name that is not valid header text.
+    /// allowed origins. Panics, naming it, on a name that is not a header
+    /// name.
     ///
     /// ```
     /// use tine::{test::TestClient, App, Cors, Request, Response};
@@ -256,8 +257,7 @@ impl Cors {
     /// ```
     #[track_caller]
     pub fn expose_headers(mut self, headers: &[&str]) -> Self {
-        self.expose = (!headers.is_empty())
-            .then(|| HeaderValue::from_str(&headers.join(", ")).expect("valid header names"));
+        self.expose = (!headers.is_empty()).then(|| header_list("expose_headers", headers));
         self
     }
 
@@ -422,9 +422,34 @@ fn is_preflight(req: &Request) -> bool {
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
+/// `names` as one list value; panics (at the caller's line) on one that
+/// is not a header name, naming it and the setter.
+#[track_caller]
+fn header_list(setter: &str, names: &[&str]) -> HeaderValue {
+    if let Some(bad) = names
+        .iter()
+        .find(|n| http::header::HeaderName::from_bytes(n.as_bytes()).is_err())
+    {
+        panic!("Cors::{setter}: {bad:?} is not a header name");
+    }
+    HeaderValue::from_str(&names.join(", ")).expect("header names are valid header text")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[should_panic(expected = "Cors::allow_headers: \"X Bad Header\" is not a header name")]
+    fn an_allowed_header_that_is_no_name_is_refused() {
+        let _ = Cors::new().allow_headers(&["X-Fine", "X Bad Header"]);
+    }
+
+    #[test]
+    #[should_panic(expected = "Cors::expose_headers: \"X-A\\nB\" is not a header name")]
+    fn an_exposed_header_that_is_no_name_is_refused() {
+        let _ = Cors::new().expose_headers(&["X-A\nB"]);
+    }
 
     fn app(cors: Cors) -> App {
         App::new().post("/x", |_: &Request| "ok").cors(cors)
