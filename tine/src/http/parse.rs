@@ -2657,8 +2657,6 @@ GET /g HTTP/1.1\r\nHost: h\r\n\r\n\r\n\r\n\r\nGET /h HTTP/1.1\r\nHost: h\r\n\r\n
 
 #[cfg(test)]
 mod plain_tests {
-    use super::*;
-
     use super::plain_agrees as agrees;
 
     #[test]
