@@ -262,5 +262,23 @@ fn ttin_and_ttou_change_the_worker_count_without_closing_listeners() {
     assert_eq!(s.children(), kids, "never below 1 worker");
     // A kept-alive connection on the last worker still works.
     assert_eq!(Client::connect(s.addr()).get(PID_PATH).status, 200);
+    // The slots scaled away keep their counters but are no workers down.
+    let metrics = Client::connect(s.addr()).get("/metrics").text();
+    assert!(
+        metrics.contains("tine_worker_up{worker=\"0\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("tine_worker_up{worker=\"1\"}"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("tine_worker_up{worker=\"2\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tine_worker_restarts_total{worker=\"1\","),
+        "{metrics}"
+    );
     s.stop(STOP);
 }
