@@ -51,6 +51,28 @@ fn not_root() -> bool {
     true
 }
 
+/// `tine::ServerHandle::stop` in a worker that runs as `nobody`: the
+/// worker may not signal its root master, so it asks over its control
+/// channel, and the server stops as on `SIGTERM`.
+#[test]
+fn a_worker_that_dropped_privileges_stops_the_server_with_its_handle() {
+    if not_root() {
+        return;
+    }
+    let mut s = ServerTree::start_workers(HELLO, 2, &["--user", "nobody", "--stop-route"]);
+    s.wait_ready(2, T);
+    let mut c = testkit::Client::connect(s.addr());
+    c.send(b"POST /stop HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(c.read_response().status, 202);
+    let status = s.wait_exit(STOP).expect("the master exits");
+    assert!(status.success(), "{status:?}: {}", s.stderr());
+    assert!(
+        s.stderr().contains("asked for a graceful stop"),
+        "{}",
+        s.stderr()
+    );
+}
+
 #[test]
 fn workers_run_as_the_user_and_group_the_master_stays_root() {
     if not_root() {

@@ -62,6 +62,10 @@ pub(crate) const RECYCLE: u8 = 5;
 /// see `server::tls`); no answer. Arrives as [`Msg::Other`].
 #[cfg_attr(not(feature = "tls"), allow(dead_code))]
 pub(crate) const TLS: u8 = 6;
+/// Worker → master: "stop the server gracefully", as `SIGTERM` would
+/// (a [`ServerHandle`](crate::ServerHandle) used in a worker: a worker
+/// that dropped privileges may not signal its master). No payload.
+pub(crate) const STOP: u8 = 7;
 
 /// Bytes in a frame header: one kind byte and a `u32` LE payload length.
 pub(crate) const HEADER_LEN: usize = 5;
@@ -104,6 +108,8 @@ pub(crate) enum Msg {
     Publish(Vec<u8>),
     /// See [`RECYCLE`]: the responses the worker served.
     Recycle(u64),
+    /// See [`STOP`].
+    Stop,
     /// A kind this version does not know; skip it.
     Other {
         /// The frame's kind byte.
@@ -225,6 +231,7 @@ impl Msg {
             Msg::Release(index) => encode(RELEASE, &index.to_le_bytes(), out),
             Msg::Publish(payload) => encode(PUBLISH, payload, out),
             Msg::Recycle(served) => encode(RECYCLE, &served.to_le_bytes(), out),
+            Msg::Stop => encode(STOP, &[], out),
             Msg::Other { kind, payload } => encode(*kind, payload, out),
             Msg::Malformed { .. } | Msg::Dropped { .. } => {
                 panic!("a malformed or dropped message is never encoded")
@@ -274,6 +281,7 @@ pub(crate) fn decode(buf: &[u8], max_payload: usize) -> Option<(Msg, usize)> {
     let payload = &buf[HEADER_LEN..end];
     let msg = match kind {
         READY => Msg::Ready,
+        STOP => Msg::Stop,
         ADOPT => match <[u8; 4]>::try_from(payload) {
             Ok(b) => Msg::Adopt(u32::from_le_bytes(b)),
             Err(_) => Msg::Malformed { kind, len },

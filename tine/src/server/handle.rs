@@ -7,8 +7,11 @@
 //! one process (a test's, each on its own thread) stop one at a time,
 //! which a signal to the process could not do. A master runs no thread of
 //! the app's (it refuses to fork beside one), so the code that holds its
-//! handle runs in its workers: there the handle sends the master the
-//! `SIGTERM` an operator would.
+//! handle runs in its workers: there the handle wakes the worker's loop,
+//! which asks the master over its control channel (`control::STOP`) for
+//! the stop an operator's `SIGTERM` makes. Not a signal: a worker that
+//! dropped privileges ([`App::user`](crate::App::user)) may not signal a
+//! master that runs as root.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,7 +56,12 @@ enum Target {
     Master(u32),
 }
 
-/// A single process's stop request, shared by its handles and its loop.
+/// A worker's stop request: its loop asks the master for the stop
+/// (`control::STOP`). One per process (a worker runs one loop).
+pub(crate) static WORKER_STOP: LocalStop = LocalStop::new();
+
+/// A single process's (or a worker's) stop request, shared by its handles
+/// and its loop.
 #[derive(Debug, Default)]
 pub(crate) struct LocalStop {
     requested: AtomicBool,
@@ -62,6 +70,19 @@ pub(crate) struct LocalStop {
 }
 
 impl LocalStop {
+    pub(crate) const fn new() -> Self {
+        LocalStop {
+            requested: AtomicBool::new(false),
+            waker: OnceLock::new(),
+        }
+    }
+
+    /// Takes a worker's request: whether there was one since the last
+    /// look.
+    pub(crate) fn take(&self) -> bool {
+        self.requested.swap(false, Ordering::AcqRel)
+    }
+
     /// Whether a handle asked the loop to stop.
     pub(crate) fn requested(&self) -> bool {
         self.requested.load(Ordering::Acquire)
@@ -98,31 +119,39 @@ impl ServerHandle {
     /// Begins the server's graceful stop, as `SIGTERM` does. Returns at
     /// once; [`Server::run`](crate::Server::run) returns when the stop is
     /// over. A second call, or one after the server stopped, does
-    /// nothing. With workers it signals the master, and only from the
-    /// master's own processes (a handler in one of its workers, say): in
-    /// any other process it returns an error rather than signal a pid the
-    /// master may no longer have.
+    /// nothing. With workers it works from the master's own processes: in
+    /// a worker (a handler, or a thread of the worker's) it asks the master
+    /// over the worker's control channel, also when workers run as another
+    /// user; in the master (before `run`) it raises `SIGTERM`. In any other
+    /// process it returns an error rather than signal a pid the master may
+    /// no longer have.
     pub fn stop(&self) -> io::Result<()> {
         match &self.target {
             Target::Local(stop) => {
                 stop.request();
                 Ok(())
             }
-            Target::Master(pid) => {
-                let ours = std::process::id() == *pid
-                    || rustix::process::getppid().map(|p| p.as_raw_nonzero().get())
-                        == Some(*pid as i32);
-                if !ours {
-                    return Err(io::Error::other(format!(
-                        "tine: ServerHandle::stop: master {pid} is neither this process \
-                         nor its parent"
-                    )));
-                }
+            // The master itself (before `run`: its signals are the
+            // server's from `bind` on).
+            Target::Master(pid) if std::process::id() == *pid => {
                 let pid = rustix::process::Pid::from_raw(*pid as i32)
                     .ok_or_else(|| io::Error::other("tine: no master pid"))?;
                 rustix::process::kill_process(pid, rustix::process::Signal::TERM)
                     .map_err(io::Error::from)
             }
+            // One of its workers: asked over the control channel, not with
+            // a signal, which a worker that dropped privileges may not
+            // send its master.
+            Target::Master(pid)
+                if rustix::process::getppid().map(|p| p.as_raw_nonzero().get())
+                    == Some(*pid as i32) =>
+            {
+                WORKER_STOP.request();
+                Ok(())
+            }
+            Target::Master(pid) => Err(io::Error::other(format!(
+                "tine: ServerHandle::stop: master {pid} is neither this process nor its parent"
+            ))),
         }
     }
 }

@@ -27,6 +27,18 @@ impl EventLoop {
         }
     }
 
+    /// A [`ServerHandle`](crate::ServerHandle) used in this worker asked
+    /// for the server's stop: the master is asked for it (`STOP`), which
+    /// it takes as `SIGTERM`.
+    pub(super) fn tell_master_stop(&mut self) {
+        if let Some(link) = &mut self.master {
+            link.channel.queue(control::STOP, &[]);
+            if let Err(e) = link.channel.flush_to(&mut SendNoSignal(&link.stream)) {
+                log::warn!("control channel: {e}");
+            }
+        }
+    }
+
     /// Past `max_requests`: asks the master, once, for a replacement
     /// (`RECYCLE`); this worker serves on until the master stops it.
     pub(super) fn ask_for_replacement(&mut self) {

@@ -238,6 +238,9 @@ impl EventLoop {
             });
             this.shared.budget = RequestBudget::for_worker(&this.shared.config);
             this.tell_master_ready();
+            // A `ServerHandle` used in this worker wakes the loop to ask
+            // the master for the stop.
+            crate::server::handle::WORKER_STOP.install(this.waker.clone());
         }
         Ok(this)
     }
@@ -272,6 +275,9 @@ impl EventLoop {
         let mut events = Events::with_capacity(1024);
         if self.stop.as_ref().is_some_and(|s| s.requested()) {
             self.begin_drain();
+        }
+        if self.master.is_some() && crate::server::handle::WORKER_STOP.take() {
+            self.tell_master_stop();
         }
         loop {
             let timeout = if self.ready.is_empty() && !self.more_to_deliver {
@@ -351,6 +357,9 @@ impl EventLoop {
                         pubsub::take_handoff();
                         if self.stop.as_ref().is_some_and(|s| s.requested()) {
                             self.begin_drain();
+                        }
+                        if self.master.is_some() && crate::server::handle::WORKER_STOP.take() {
+                            self.tell_master_stop();
                         }
                     }
                     REDIS_SUB | REDIS_PUB => self.on_redis(event.token()),

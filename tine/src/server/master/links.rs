@@ -6,13 +6,13 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use log::{debug, error, warn};
+use log::{debug, error, info, warn};
 use mio::Token;
 
 use super::Master;
 use crate::pubsub::relay;
 use crate::server::control::{self, Channel, Msg, Received, Refused, SendNoSignal};
-use crate::server::supervisor::{Event, WorkerId};
+use crate::server::supervisor::{Command, Event, WorkerId};
 
 pub(super) fn token(worker: WorkerId) -> Token {
     Token(worker + 1)
@@ -113,6 +113,15 @@ impl Master {
                         let who = format_args!("worker {} (pid {})", link.slot, link.pid);
                         link.lane.queued(Err(Refused::NoMemory), &who);
                     }
+                }
+                // `ServerHandle::stop` in a worker: the stop `SIGTERM`
+                // makes (the worker may run as a user that cannot signal
+                // its master).
+                Msg::Stop => {
+                    info!(
+                        "worker {slot} (pid {pid}) asked for a graceful stop (ServerHandle::stop)"
+                    );
+                    happened.push(Event::Command(Command::Stop));
                 }
                 Msg::Recycle(served) => happened.push(Event::Recycle {
                     worker,
