@@ -1039,12 +1039,20 @@ fn serve_static(mount: &Mount, prefix: &str, req: &Request) -> Response {
         }
         Outcome::Error(e) => {
             // Out of descriptors, every request for a file fails alike:
-            // said once per interval with a count, not once per request.
+            // said once per interval with a count, not once per request;
+            // each kind of error apart, so that one file's I/O error is
+            // not hidden behind the descriptor table's being full.
             thread_local! {
-                static FAILED: std::cell::RefCell<crate::throttle::Throttle> =
+                static FAILED: std::cell::RefCell<[crate::throttle::Throttle; 3]> =
                     Default::default();
             }
-            if let Some(more) = FAILED.with(|t| t.borrow_mut().allow(std::time::Instant::now())) {
+            let kind = match e.raw_os_error() {
+                Some(emfile) if emfile == rustix::io::Errno::MFILE.raw_os_error() => 0,
+                Some(enfile) if enfile == rustix::io::Errno::NFILE.raw_os_error() => 1,
+                _ => 2,
+            };
+            let now = std::time::Instant::now();
+            if let Some(more) = FAILED.with(|t| t.borrow_mut()[kind].allow(now)) {
                 log::error!("static file {raw}: {e}; answered 503{more}");
             }
             Response::error(StatusCode::SERVICE_UNAVAILABLE)

@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 /// A warning said at most once per [`Throttle::EVERY`], then with how many
-/// times it was held back since.
+/// times it was held back since it was last said (which may be longer
+/// ago than the interval: the count is told with the next occurrence).
 #[derive(Debug, Default)]
 pub(crate) struct Throttle {
     next: Option<Instant>,
@@ -24,7 +25,7 @@ impl Throttle {
         self.next = Some(now + Self::EVERY);
         Some(match std::mem::take(&mut self.held) {
             0 => String::new(),
-            n => format!(" ({n} more time(s) in the last {}s)", Self::EVERY.as_secs()),
+            n => format!(" ({n} more time(s) since it was last said)"),
         })
     }
 }
@@ -43,7 +44,7 @@ mod tests {
         }
         assert_eq!(
             t.allow(start + Duration::from_secs(10)).as_deref(),
-            Some(" (3 more time(s) in the last 10s)")
+            Some(" (3 more time(s) since it was last said)")
         );
         assert_eq!(t.allow(start + Duration::from_secs(15)), None);
     }
