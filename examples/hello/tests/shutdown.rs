@@ -11,18 +11,25 @@ use testkit::{Client, ServerProcess, TIMEOUT};
 
 const HELLO: &str = env!("CARGO_BIN_EXE_hello");
 
-fn drains_in_flight_request_on(sig: Signal) {
-    let mut server = ServerProcess::start(HELLO, &["--bind", "127.0.0.1:0"]);
+/// `GET /sleep?ms=MS` on a connection of its own, returned once its
+/// handler runs in `server` (a single process: hello names its thread
+/// meanwhile), so that what the test does next meets it in flight.
+fn sleeping_in(server: &ServerProcess, ms: u64) -> std::thread::JoinHandle<testkit::Resp> {
     let addr = server.addr;
-    let mut idle = Client::connect(addr);
-    assert_eq!(idle.get("/plaintext").status, 200);
-    let slow = std::thread::spawn(move || Client::connect(addr).get("/sleep?ms=1500"));
-    // Signal only once the handler runs (hello names its thread meanwhile).
+    let slow = std::thread::spawn(move || Client::connect(addr).get(&format!("/sleep?ms={ms}")));
     let serving = BTreeSet::from([server.pid()]);
     assert!(
         wait_sleeping(&serving, TIMEOUT).is_some(),
         "/sleep never started"
     );
+    slow
+}
+
+fn drains_in_flight_request_on(sig: Signal) {
+    let mut server = ServerProcess::start(HELLO, &["--bind", "127.0.0.1:0"]);
+    let mut idle = Client::connect(server.addr);
+    assert_eq!(idle.get("/plaintext").status, 200);
+    let slow = sleeping_in(&server, 1500);
     let start = Instant::now();
     server.signal(sig);
     let r = slow.join().unwrap();
@@ -177,12 +184,7 @@ fn a_websocket_upgraded_during_the_drain_gets_its_1001() {
 fn a_single_process_outlives_the_masters_signals() {
     let mut server = ServerProcess::start(HELLO, &["--bind", "127.0.0.1:0"]);
     let addr = server.addr;
-    let slow = std::thread::spawn(move || Client::connect(addr).get("/sleep?ms=600"));
-    let serving = BTreeSet::from([server.pid()]);
-    assert!(
-        wait_sleeping(&serving, TIMEOUT).is_some(),
-        "/sleep never started"
-    );
+    let slow = sleeping_in(&server, 600);
     for sig in [
         Signal::SIGHUP,
         Signal::SIGTTIN,
@@ -347,14 +349,8 @@ fn connections_queued_behind_a_busy_worker_are_served_at_its_drain() {
 fn a_handler_stops_the_server_with_its_handle() {
     let stop = b"POST /stop HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n";
     let mut server = ServerProcess::start(HELLO, &["--bind", "127.0.0.1:0", "--stop-route"]);
-    let addr = server.addr;
-    let slow = std::thread::spawn(move || Client::connect(addr).get("/sleep?ms=600"));
-    let serving = BTreeSet::from([server.pid()]);
-    assert!(
-        wait_sleeping(&serving, TIMEOUT).is_some(),
-        "/sleep never started"
-    );
-    let mut c = Client::connect(addr);
+    let slow = sleeping_in(&server, 600);
+    let mut c = Client::connect(server.addr);
     c.send(stop);
     let r = slow.join().unwrap();
     assert_eq!((r.status, r.text().as_str()), (200, "slept"));

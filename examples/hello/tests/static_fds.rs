@@ -27,6 +27,20 @@ fn many_files(n: usize) -> tempfile::TempDir {
     dir
 }
 
+/// hello serving `dir` at `/static` under an open-file limit of
+/// `nofile`, with `extra` flags.
+#[cfg(target_os = "linux")]
+fn serve_static_within(dir: &tempfile::TempDir, nofile: u64, extra: &[&str]) -> ServerTree {
+    let mut args = vec![
+        "--bind",
+        "127.0.0.1:0",
+        "--static",
+        dir.path().to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    ServerTree::start_with_open_file_limit(HELLO, nofile, &args)
+}
+
 /// Fetches every file of [`many_files`] on one keep-alive connection,
 /// each answered 200 with its own content.
 #[cfg(target_os = "linux")]
@@ -129,19 +143,10 @@ fn cached_files_leave_every_connection_its_descriptor() {
     const FILES: usize = 150;
     let dir = many_files(FILES);
     let max = MAX_CONNECTIONS.to_string();
-    let s = ServerTree::start_with_open_file_limit(
-        HELLO,
+    let s = serve_static_within(
+        &dir,
         LIMIT,
-        &[
-            "--bind",
-            "127.0.0.1:0",
-            "--static",
-            dir.path().to_str().unwrap(),
-            "--open-file-cache-ms",
-            "60000",
-            "--max-connections",
-            &max,
-        ],
+        &["--open-file-cache-ms", "60000", "--max-connections", &max],
     );
     let mut one = Client::connect(s.addr());
     fetch_all(&mut one, FILES);
@@ -190,18 +195,7 @@ fn cached_files_leave_every_connection_its_descriptor() {
 fn a_keep_alive_client_cannot_fill_the_descriptor_table_with_cached_files() {
     const FILES: usize = 60;
     let dir = many_files(FILES);
-    let s = ServerTree::start_with_open_file_limit(
-        HELLO,
-        64,
-        &[
-            "--bind",
-            "127.0.0.1:0",
-            "--static",
-            dir.path().to_str().unwrap(),
-            "--open-file-cache-ms",
-            "60000",
-        ],
-    );
+    let s = serve_static_within(&dir, 64, &["--open-file-cache-ms", "60000"]);
     let mut keep = Client::connect(s.addr());
     fetch_all(&mut keep, FILES);
     // Still connected: another client is accepted and served.
@@ -262,16 +256,7 @@ fn an_idle_server_closes_its_cached_files_after_their_time() {
 #[test]
 fn static_files_that_cannot_be_opened_are_logged_once_not_per_request() {
     let dir = many_files(4);
-    let s = ServerTree::start_with_open_file_limit(
-        HELLO,
-        64,
-        &[
-            "--bind",
-            "127.0.0.1:0",
-            "--static",
-            dir.path().to_str().unwrap(),
-        ],
-    );
+    let s = serve_static_within(&dir, 64, &[]);
     // More connections than descriptors: the server takes what it can,
     // and nothing is left to open a file with.
     let mut clients: Vec<Client> = (0..80).map(|_| Client::connect(s.addr())).collect();
