@@ -1088,11 +1088,21 @@ fn redirect(location: &str) -> Response {
     }
 }
 
+/// The address `bind` was given, resolved. Its errors say what was being
+/// done and what is expected: the standard library's alone ("invalid
+/// socket address", "invalid port value") do not say which address.
 fn resolve(addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
-    addr.to_socket_addrs()?.next().ok_or_else(|| {
+    let hint = "give HOST:PORT, such as 127.0.0.1:8080, [::1]:8080 or localhost:8080";
+    let resolved = addr.to_socket_addrs().map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot resolve the address to bind ({e}); {hint}"),
+        )
+    })?;
+    resolved.into_iter().next().ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
-            "the address resolved to nothing",
+            format!("the address to bind resolved to nothing; {hint}"),
         )
     })
 }
@@ -1133,6 +1143,20 @@ fn https_redirect(req: &Request, port: u16) -> Response {
 mod tests {
     use super::*;
     use crate::handler;
+
+    /// A bad address to `bind` says what was being done and what is
+    /// expected (the standard library's message alone named neither).
+    #[test]
+    fn a_bad_address_to_bind_says_what_is_expected() {
+        // None of these is looked up (no port, or a bad one): no DNS in a test.
+        for bad in ["abc", "127.0.0.1", "[::1]:80x", ""] {
+            let err = App::new().bind(bad).map(|_| ()).unwrap_err().to_string();
+            assert!(
+                err.contains("cannot resolve the address to bind") && err.contains("HOST:PORT"),
+                "{bad}: {err}"
+            );
+        }
+    }
 
     #[test]
     #[should_panic(expected = "App::redirect_https(0)")]
