@@ -1408,6 +1408,14 @@ mod tests {
         assert_eq!(client.get("/host").send().text(), "localhost");
         let res = client.get("/host").header("host", "example.com").send();
         assert_eq!(res.text(), "example.com");
+        // An absolute-form target names the host, as the server reads it
+        // (it was a panic here: "valid request target").
+        let res = client.get("http://proxied.example:8080/host?x=1").send();
+        assert_eq!(
+            (res.status().as_u16(), res.text().as_str()),
+            (200, "proxied.example:8080")
+        );
+        assert_eq!(client.get("HTTP://h").send().status(), 404);
     }
 
     #[test]

@@ -445,7 +445,9 @@ impl Request {
     }
 
     /// Starts building a request by hand, for testing handlers and hooks
-    /// without a socket.
+    /// without a socket. `target` is a path with an optional query, or an
+    /// absolute URL (`http://host/path`, as proxies send), whose host
+    /// becomes the request's `Host` as the server reads it.
     pub fn builder(method: Method, target: &str) -> RequestBuilder {
         RequestBuilder {
             method,
@@ -1135,7 +1137,24 @@ impl RequestBuilder {
     /// decode to UTF-8 (`/%FF`), which the server answers `400` (the test
     /// client does the same). Panics on a target that is not a valid path.
     #[track_caller]
-    pub(crate) fn try_finish(self) -> Result<Request, Box<Request>> {
+    pub(crate) fn try_finish(mut self) -> Result<Request, Box<Request>> {
+        // An absolute-form target (`http://host/path`, as proxies send)
+        // names the host, as the server reads it (RFC 9112 §3.2.2).
+        let scheme = |s: &str| {
+            self.target
+                .get(..s.len())
+                .is_some_and(|t| t.eq_ignore_ascii_case(s))
+        };
+        if scheme("http://") || scheme("https://") {
+            let uri: http::Uri = self.target.parse().expect("valid request target");
+            if let Some(authority) = uri.authority() {
+                let host = HeaderValue::from_str(authority.as_str()).expect("valid host");
+                self.headers.insert(http::header::HOST, host);
+            }
+            self.target = uri
+                .path_and_query()
+                .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
+        }
         let target = PathAndQuery::try_from(self.target.as_str()).expect("valid request target");
         let made = Request::from_parts(
             self.method,
