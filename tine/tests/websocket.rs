@@ -89,7 +89,13 @@ fn bad_handshakes_get_400_or_426() {
     // request, which a WebSocket route answers `426`, not a bad handshake.
     let mut c = Client::connect(addr);
     c.send(b"GET /echo HTTP/1.0\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
-    assert_eq!(c.read_response().status, 426);
+    let r = c.read_response();
+    // Its `Upgrade` is listed in `Connection` (RFC 9110 §7.8) beside the
+    // close an HTTP/1.0 exchange ends with.
+    assert_eq!(
+        (r.status, r.header("upgrade"), r.header("connection")),
+        (426, Some("websocket"), Some("upgrade, close"))
+    );
     // An upgrade to a path without a WebSocket route is plain HTTP.
     let mut c = Client::connect(addr);
     c.send(b"GET /nowhere HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");

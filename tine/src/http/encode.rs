@@ -75,6 +75,10 @@ pub(crate) fn encode_status(
         Connection::Close => out.extend_from_slice(b"\r\nconnection: close"),
         Connection::KeepAlive10 => out.extend_from_slice(b"\r\nconnection: keep-alive"),
         Connection::Upgrade => out.extend_from_slice(b"\r\nconnection: upgrade"),
+        Connection::UpgradeClose => out.extend_from_slice(b"\r\nconnection: upgrade, close"),
+        Connection::UpgradeKeepAlive10 => {
+            out.extend_from_slice(b"\r\nconnection: upgrade, keep-alive");
+        }
         Connection::Default => {}
     }
 }
@@ -189,8 +193,12 @@ pub(crate) enum Connection {
     Close,
     /// An HTTP/1.0 client asked for keep-alive and gets it.
     KeepAlive10,
-    /// A protocol switch (`101`).
+    /// A protocol switch (`101`), or a `426` on a connection kept open.
     Upgrade,
+    /// A `426` on a connection that closes: `Upgrade` is listed too.
+    UpgradeClose,
+    /// A `426` to an HTTP/1.0 client kept alive: `Upgrade` is listed too.
+    UpgradeKeepAlive10,
 }
 
 /// A response body's shape, as far as framing is concerned.
@@ -303,14 +311,19 @@ fn framing_general(status: StatusCode, body: BodyShape, exchange: Exchange) -> F
     };
     let connection = if status == StatusCode::SWITCHING_PROTOCOLS {
         Connection::Upgrade
+    } else if status == StatusCode::UPGRADE_REQUIRED {
+        // A `426` names the protocol in `Upgrade`, and a sender of
+        // `Upgrade` lists it in `Connection` (RFC 9110 §7.8), whatever
+        // else `Connection` says.
+        match (keep_alive, exchange.http10) {
+            (false, _) => Connection::UpgradeClose,
+            (true, true) => Connection::UpgradeKeepAlive10,
+            (true, false) => Connection::Upgrade,
+        }
     } else if !keep_alive {
         Connection::Close
     } else if exchange.http10 {
         Connection::KeepAlive10
-    } else if status == StatusCode::UPGRADE_REQUIRED {
-        // A `426` names the protocol in `Upgrade`, and a sender of
-        // `Upgrade` lists it in `Connection` (RFC 9110 §7.8).
-        Connection::Upgrade
     } else {
         Connection::Default
     };
@@ -521,7 +534,8 @@ mod tests {
             (205, Stream, false, false, true, Fixed(0), Default, false, true),
             // A 426 lists `upgrade` in `Connection`, as its `Upgrade` asks.
             (426, Sized(9), false, false, true, Fixed(9), Upgrade, true, true),
-            (426, Sized(9), false, false, false, Fixed(9), Close, true, false),
+            (426, Sized(9), false, false, false, Fixed(9), UpgradeClose, true, false),
+            (426, Sized(9), false, true, true, Fixed(9), UpgradeKeepAlive10, true, true),
         ];
         for (code, body, head, http10, keep, length, connection, send, stays) in table {
             let exchange = Exchange {
