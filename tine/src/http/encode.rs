@@ -503,7 +503,7 @@ mod tests {
     #[test]
     fn framing_table() {
         use BodyShape::{Empty, Sized, Stream};
-        use Connection::{Close, Default, KeepAlive10, Upgrade};
+        use Connection::{Close, Default, KeepAlive10, Upgrade, UpgradeClose, UpgradeKeepAlive10};
         use Length::{Chunked, Fixed, None as NoLength, UntilClose};
         let s = |code: u16| StatusCode::from_u16(code).unwrap();
         // (status, body, head, http10, keep-alive) =>
