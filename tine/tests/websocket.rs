@@ -579,3 +579,34 @@ fn a_groups_ws_config_replaces_the_apps_for_its_routes() {
         "{quiet}"
     );
 }
+
+/// An upgrade request that expects `100 Continue` gets it before its
+/// `101` (RFC 9110 §7.8), and the socket works.
+#[test]
+fn an_upgrade_that_expects_100_continue_gets_it_before_the_101() {
+    use std::io::{Read, Write};
+    let addr = serve(app);
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(testkit::TIMEOUT)).unwrap();
+    let request = String::from_utf8(ws::upgrade_request("/echo")).unwrap();
+    let request = request.replacen("\r\n\r\n", "\r\nExpect: 100-continue\r\n\r\n", 1);
+    s.write_all(request.as_bytes()).unwrap();
+    let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
+    let mut got = [0u8; 25];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(&got, interim, "{}", String::from_utf8_lossy(&got));
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101 "),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    ws::send(&mut s, &client_frame(op::TEXT, b"hi"));
+    let (_, opcode, payload) = read_frame(&mut s).unwrap();
+    assert_eq!((opcode, payload.as_slice()), (op::TEXT, &b"hi"[..]));
+}

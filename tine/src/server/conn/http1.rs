@@ -437,6 +437,19 @@ impl<T: Transport> Conn<T> {
                             Entry::gauge(&e.gauges.websockets, 1);
                         }
                         self.lend_output(shared);
+                        // An upgrade that expected `100 Continue` gets it
+                        // before its `101` (RFC 9110 §7.8). Only one
+                        // without a body: the decoder sends one that waits
+                        // for its body itself.
+                        if req.body().is_empty()
+                            && req.version() == http::Version::HTTP_11
+                            && req
+                                .header("expect")
+                                .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
+                        {
+                            self.wbuf
+                                .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                        }
                         self.encode_response(res, Exchange::UPGRADE, shared);
                         let leftover = std::mem::take(&mut self.rbuf).to_vec();
                         self.rbuf_lent = false;
