@@ -397,6 +397,7 @@ fn a_group_compresses_its_answers_only() {
 /// clients that ask and never read cannot make it hold an encoder each.
 #[test]
 fn at_most_max_streams_responses_are_compressed_as_they_stream() {
+    testkit::logs::capture();
     let addr = serve(|| {
         App::new()
             .get("/endless", |_: &Request| {
@@ -432,6 +433,11 @@ fn at_most_max_streams_responses_are_compressed_as_they_stream() {
     assert!(compressed);
     let (_third, compressed) = open();
     assert!(!compressed, "a third stream compressed at once");
+    // Said once per worker, not per stream sent uncompressed.
+    let (_fourth, compressed) = open();
+    assert!(!compressed);
+    let warned = testkit::logs::matching("compression: 2 files or streams are being compressed");
+    assert_eq!(warned.len(), 1, "{warned:?}");
     // Bodies in memory hold no encoder: still compressed.
     let r = request(addr, "GET", "/json", "Accept-Encoding: gzip\r\n");
     assert_eq!(r.header("content-encoding"), Some("gzip"));
