@@ -717,6 +717,27 @@ fn an_upgrade_to_more_workers_listens_on_the_new_sockets_once_their_workers_are_
     stop_new_master(&s, new);
 }
 
+/// A new master whose bridge variable names no descriptor of its own (a
+/// wrapper that rewrote it, say) warns and takes over without the bridge:
+/// the bridge is an extra, the hand-over is not.
+#[test]
+fn a_bridge_that_is_not_there_is_warned_about_and_the_upgrade_goes_on() {
+    let _g = heavy();
+    let r = Release::new(HELLO);
+    let s = start(&r, &[]);
+    s.wait_ready(2, T);
+    r.install_script("TINE_UPGRADE_BRIDGE=987 exec {real} \"$@\" --version-tag new");
+    s.signal(Signal::SIGUSR2);
+    s.wait_log(
+        "TINE_UPGRADE_BRIDGE=\"987\" names no descriptor of its own",
+        T,
+    );
+    s.wait_log("ready: handing over, the old master stops", T);
+    assert!(wait_until(T, || version(&s) == "new"));
+    let new = r.pid().expect("the new master's pid");
+    stop_new_master(&s, new);
+}
+
 /// While the old generation drains after a hand-over, a message published
 /// on either generation reaches the subscribers of both (the masters
 /// relay to each other over a bridge handed over with the sockets), as a
