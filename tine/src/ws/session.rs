@@ -218,6 +218,11 @@ struct Incoming {
     bytes: Vec<u8>,
     /// The fragmented message being received.
     message: Option<Partial>,
+    /// When the message being received began to arrive (a frame not whole
+    /// yet, or a fragmented message), for `WsConfig::message_timeout`.
+    /// Kept here, not in the session, so that an idle connection (which
+    /// holds no `Incoming`) does not pay for it.
+    started: Option<std::time::Instant>,
 }
 
 /// A WebSocket connection's state.
@@ -239,11 +244,6 @@ pub(crate) struct Session {
     closed_event_sent: bool,
     /// A turn's limit left whole frames in `incoming`.
     more_input: bool,
-    /// When the message being received began to arrive (a frame not whole
-    /// yet, or a fragmented message), for `WsConfig::message_timeout`.
-    pub(crate) message_started: Option<std::time::Instant>,
-    /// A whole data message was handled since [`time_message`](Self::time_message) last looked.
-    message_ended: bool,
 }
 
 impl Session {
@@ -269,14 +269,13 @@ impl Session {
                 Box::new(Incoming {
                     bytes: leftover,
                     message: None,
+                    started: None,
                 })
             }),
             finished: false,
             awaiting_pong: false,
             end_noted: false,
             closed_event_sent: false,
-            message_started: None,
-            message_ended: false,
         }
     }
 
@@ -286,26 +285,37 @@ impl Session {
     /// do not extend it (like `Limits::body_timeout`), so a frame trickled
     /// a byte at a time cannot hold its buffer for ever.
     pub(crate) fn time_message(&mut self, now: std::time::Instant) {
-        if std::mem::take(&mut self.message_ended) {
-            self.message_started = None;
+        if let Some(i) = self.incoming.as_deref_mut() {
+            let receiving = !i.bytes.is_empty() || i.message.is_some();
+            if !receiving {
+                i.started = None;
+            } else if i.started.is_none() {
+                i.started = Some(now);
+            }
         }
-        let receiving = self
-            .incoming
-            .as_deref()
-            .is_some_and(|i| !i.bytes.is_empty() || i.message.is_some());
-        if !receiving {
-            self.message_started = None;
-        } else if self.message_started.is_none() {
-            self.message_started = Some(now);
+    }
+
+    /// When the message being received began to arrive, if one is.
+    #[inline]
+    pub(crate) fn message_started(&self) -> Option<std::time::Instant> {
+        self.incoming.as_deref().and_then(|i| i.started)
+    }
+
+    /// A whole data message was handled: the next one's deadline counts
+    /// from its own first bytes.
+    #[inline]
+    fn message_ended(&mut self) {
+        if let Some(i) = self.incoming.as_deref_mut() {
+            i.started = None;
         }
     }
 
     /// The peer took longer than `WsConfig::message_timeout` over one
     /// message: closed with 1008, what it sent of the message dropped.
     pub(crate) fn message_too_slow(&mut self, wire: &dyn Wire) {
-        self.message_started = None;
         if let Some(i) = self.incoming.as_deref_mut() {
             i.bytes.clear();
+            i.started = None;
         }
         self.fail(
             Violation {
@@ -487,11 +497,11 @@ impl Session {
         match opcode {
             op::TEXT if fin => {
                 let text = std::str::from_utf8(payload).map_err(|_| frame::BAD_UTF8)?;
-                self.message_ended = true;
+                self.message_ended();
                 self.call(WsEvent::Text(text.to_owned()), wire);
             }
             op::BINARY if fin => {
-                self.message_ended = true;
+                self.message_ended();
                 self.call(WsEvent::Binary(Bytes::copy_from_slice(payload)), wire);
             }
             op::TEXT | op::BINARY => {
@@ -527,7 +537,7 @@ impl Session {
                     } else {
                         WsEvent::Binary(Bytes::from(m.data))
                     };
-                    self.message_ended = true;
+                    self.message_ended();
                     self.call(event, wire);
                 }
             }

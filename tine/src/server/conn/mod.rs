@@ -457,7 +457,7 @@ impl<T: Transport> Conn<T> {
                 now + Duration::from_secs(24 * 3600)
             };
             // A message being received has a deadline of its own.
-            return match ws.message_started.filter(|_| !ws.closing()) {
+            return match ws.message_started().filter(|_| !ws.closing()) {
                 Some(started) => own.min(started + config.message_timeout),
                 None => own,
             };
@@ -535,7 +535,7 @@ impl<T: Transport> Conn<T> {
         }
         if let Some(ws) = self.ws.as_mut() {
             let message_due = ws
-                .message_started
+                .message_started()
                 .filter(|_| !ws.closing())
                 .is_some_and(|started| started + ws.core.timing().message_timeout <= shared.now);
             if message_due {
