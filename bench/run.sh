@@ -5,12 +5,16 @@
 # Knobs (environment):
 #   ROUNDS=3  DURATION=10s  SERVERS="tine tine-shared actix axum may nginx"
 #   CONFIGS="1core 2core tail"
-#   SCENARIOS="idle plaintext json hello pipeline static4k static1m ws"
-#   IDLE_CONNS=5000  WS_SIZE=64  PORT_BASE=18000  SKIP_BUILD=0
+#   SCENARIOS="idle idlews plaintext json hello pipeline static4k static1m ws"
+#   IDLE_CONNS=5000  IDLE_WS_PATH=/ws/echo?subscribe=idle  WS_SIZE=64  PORT_BASE=18000  SKIP_BUILD=0
 #   TINE_BIN=<root>/target/release/hello  TINE_ARGS="--open-file-cache-ms 10000"
 #   tail config: TAIL_LOADS="new new-slow ka ka-slow" TAIL_RATE_NEW=8000
 #   TAIL_RATE_KA=20000 TAIL_CONNS=64 TAIL_SLOW_EVERY=1000 TAIL_SLOW_MS=20
 #   TAIL_THREADS=1
+# idle holds IDLE_CONNS keep-alive connections after one request each;
+# idlews as many WebSockets on IDLE_WS_PATH after one echoed message each
+# (tine's hello also subscribes each to a topic; the peers ignore the
+# query). Both report the server's RSS growth per connection.
 # tine-shared is tine's hello with --balance shared (one listener every
 # worker accepts from) instead of a SO_REUSEPORT listener per worker.
 # The tail config (4 workers each, tine tine-shared actix axum) runs the
@@ -33,8 +37,9 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 SERVERS=${SERVERS:-tine tine-shared actix axum may nginx}
 CONFIGS=${CONFIGS:-1core 2core tail}
-SCENARIOS=${SCENARIOS:-idle plaintext json hello pipeline static4k static1m ws}
+SCENARIOS=${SCENARIOS:-idle idlews plaintext json hello pipeline static4k static1m ws}
 IDLE_CONNS=${IDLE_CONNS:-5000}
+IDLE_WS_PATH=${IDLE_WS_PATH:-/ws/echo?subscribe=idle}
 WS_SIZE=${WS_SIZE:-64}
 PORT_BASE=${PORT_BASE:-18000}
 SKIP_BUILD=${SKIP_BUILD:-0}
@@ -209,7 +214,7 @@ declare -A PATHS=([plaintext]=/plaintext [json]=/json [hello]=/hello/bench
 
 supports() { # server scenario: what each peer can serve at all
     case $1:$2 in
-    may:static* | may:ws | nginx:ws) return 1 ;;
+    may:static* | may:ws | may:idlews | nginx:ws | nginx:idlews) return 1 ;;
     *) return 0 ;;
     esac
 }
@@ -255,8 +260,8 @@ cpu_per_req() { # ticks requests -> microseconds
 emit() { # the TSV line, and a readable one on stderr
     local IFS=$'\t'
     echo "$*" >>"$RESULTS"
-    if [[ $4 == idle ]]; then
-        log "  $2 $3 idle: ${11} bytes per idle connection ($9 open, $8 failed)"
+    if [[ $4 == idle* ]]; then
+        log "  $2 $3 $4: ${11} bytes per idle connection ($9 open, $8 failed)"
     else
         local unit=request
         [[ $4 == ws ]] && unit=message
@@ -357,13 +362,15 @@ run_tail() { # round server port load
     log "    fast p99.9 ${fast_p999_us}us; slow: $slow_requests, p99 ${slow_p99_us}us; client lag p99 ${client_lag_p99_us}us; errors: $client_failed failed, $client_bad_status not 200, $client_unanswered unanswered; listen overflows $overflows; load average $load1"
 }
 
-run_idle() { # round server port: RSS growth per idle keep-alive connection
-    local round=$1 server=$2 port=$3 ready=$OUT/idle.ready before after opened failed i
+run_idle() { # round server port scenario: RSS growth per idle connection
+    local round=$1 server=$2 port=$3 scenario=$4 ready=$OUT/idle.ready before after opened failed i
+    local ws=()
+    [[ $scenario == idlews ]] && ws=(--ws "$IDLE_WS_PATH")
     rm -f "$ready"
     sleep 0.5
     before=$(tree_rss_kb "$SPID")
     "${LOAD_PIN[@]}" python3 "$BENCH/idle.py" --port "$port" --conns "$IDLE_CONNS" \
-        --ready "$ready" --hold 120 >"$LOGS/$server-$CONFIG-idle-r$round.txt" 2>&1 &
+        --ready "$ready" --hold 120 "${ws[@]}" >"$LOGS/$server-$CONFIG-$scenario-r$round.txt" 2>&1 &
     IDLE_PID=$!
     for ((i = 0; i < 900; i++)); do # up to 90 s
         [[ -s $ready ]] && break
@@ -378,14 +385,14 @@ run_idle() { # round server port: RSS growth per idle keep-alive connection
     wait "$IDLE_PID" 2>/dev/null || true
     IDLE_PID=
     if [[ ! -s $ready ]]; then
-        warn "$server: idle client did not finish: idle skipped"
+        warn "$server: idle client did not finish: $scenario skipped"
         return
     fi
     read -r opened failed < <(sed 's/[a-z]*=//g' "$ready")
-    ((failed == 0)) || warn "$server: $failed of $IDLE_CONNS idle connections failed"
+    ((failed == 0)) || warn "$server: $failed of $IDLE_CONNS $scenario connections failed"
     local per_conn=-
     ((opened > 0)) && per_conn=$(((after - before) * 1024 / opened))
-    emit "$round" "$server" "$CONFIG" idle - - - "$failed" "$opened" - "$per_conn"
+    emit "$round" "$server" "$CONFIG" "$scenario" - - - "$failed" "$opened" - "$per_conn"
     sleep 1 # let the server close them
 }
 
@@ -413,7 +420,7 @@ for config in $CONFIGS; do
         fi
         for scenario in $SCENARIOS; do
             supports "$server" "$scenario" || continue
-            if [[ $scenario == idle ]]; then per_round=$((per_round + 4)); else per_round=$((per_round + SECS + 1)); fi
+            if [[ $scenario == idle* ]]; then per_round=$((per_round + 4)); else per_round=$((per_round + SECS + 1)); fi
         done
     done
 done
@@ -456,7 +463,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
             for scenario in $SCENARIOS; do
                 supports "$server" "$scenario" || continue
                 case $scenario in
-                idle) run_idle "$round" "$server" "$port" ;;
+                idle | idlews) run_idle "$round" "$server" "$port" "$scenario" ;;
                 plaintext | json | hello | pipeline | static4k | static1m | ws)
                     run_load "$round" "$server" "$port" "$scenario"
                     sleep 1

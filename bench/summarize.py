@@ -12,7 +12,8 @@ import os
 import statistics
 from collections import defaultdict
 
-SCENARIOS = ["plaintext", "json", "hello", "pipeline", "static4k", "static1m", "ws", "idle"]
+SCENARIOS = ["plaintext", "json", "hello", "pipeline", "static4k", "static1m", "ws", "idle", "idlews"]
+IDLE = {"idle": "keep-alive", "idlews": "WebSocket"}
 SERVERS = ["tine", "actix", "axum", "may", "nginx"]
 
 
@@ -67,15 +68,15 @@ def tables(groups):
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     idle = [
-        "| config | server | RSS bytes per idle connection (median) | min-max | connections | rounds |",
-        "|---|---|---:|---:|---:|---:|",
+        "| config | connection | server | RSS bytes per idle connection (median) | min-max | connections | rounds |",
+        "|---|---|---|---:|---:|---:|---:|",
     ]
     for server, config, scenario in order(groups):
         g = groups[(server, config, scenario)]
-        if scenario == "idle":
+        if scenario in IDLE:
             per_conn = g["idle_bytes_per_conn"]
             idle.append(
-                f"| {config} | {server} | {fmt(median(per_conn))} | "
+                f"| {config} | {IDLE[scenario]} | {server} | {fmt(median(per_conn))} | "
                 f"{fmt(min(per_conn, default=None))}-{fmt(max(per_conn, default=None))} | "
                 f"{fmt(median(g['requests']))} | {len(per_conn)} |"
             )
@@ -88,7 +89,7 @@ def tables(groups):
         )
     text = "\n".join(lines) if len(lines) > 2 else ""
     if len(idle) > 2:
-        text += "\n\nIdle keep-alive connections (server RSS growth, all processes):\n\n" + "\n".join(idle)
+        text += "\n\nIdle connections (server RSS growth, all processes):\n\n" + "\n".join(idle)
     return text.strip()
 
 
@@ -111,7 +112,7 @@ def chart(groups, path):
         return
     configs = sorted({k[1] for k in groups})
     servers = sorted({k[0] for k in groups}, key=lambda s: SERVERS.index(s) if s in SERVERS else 99)
-    scenarios = [s for s in SCENARIOS if s != "idle" and any(k[2] == s for k in groups)]
+    scenarios = [s for s in SCENARIOS if s not in IDLE and any(k[2] == s for k in groups)]
     panels = [("req_per_s", "requests (ws: messages) per second", True),
               ("cpu_us_per_req", "server CPU µs per request (message)", True),
               ("idle_bytes_per_conn", "idle: RSS bytes/conn", False)]
@@ -121,7 +122,7 @@ def chart(groups, path):
     for row, config in enumerate(configs):
         for col, (column, title, log) in enumerate(panels):
             ax = axes[row][col]
-            names = ["idle"] if column == "idle_bytes_per_conn" else scenarios
+            names = [s for s in IDLE if any(k[2] == s for k in groups)] if column == "idle_bytes_per_conn" else scenarios
             for i, server in enumerate(servers):
                 xs, mids, lows, highs = [], [], [], []
                 for j, scenario in enumerate(names):
