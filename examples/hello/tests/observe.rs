@@ -485,6 +485,47 @@ fn admin_addr(s: &ServerTree) -> (i32, std::net::SocketAddr) {
     (pid, addr)
 }
 
+/// The descriptors of process `pid` that name `path`.
+fn fds_naming(pid: i32, path: &std::path::Path) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == path))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// The admin process serves the admin routes only: it does not keep the
+/// app's resources open (here the static root's descriptor, which every
+/// worker holds; an app's database would be the same), which it held for
+/// its whole life before.
+#[test]
+fn the_admin_process_holds_none_of_the_apps_resources() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    std::fs::write(root.join("a.txt"), "a").unwrap();
+    let root_arg = root.to_str().unwrap();
+    let s = ServerTree::start_workers(
+        HELLO,
+        2,
+        &["--admin-bind", "127.0.0.1:0", "--static", root_arg],
+    );
+    s.wait_count(3, T);
+    let (admin_pid, admin) = admin_addr(&s);
+    assert!(wait_until(T, || s.ready_pids().len() == 2));
+    let worker = *s.ready_pids().iter().next().unwrap();
+    assert_eq!(get(s.addr(), "/static/a.txt").status, 200);
+    assert_eq!(get(admin, "/healthz").status, 200);
+    assert!(fds_naming(worker, &root) > 0, "the worker holds the root");
+    assert_eq!(
+        fds_naming(admin_pid, &root),
+        0,
+        "the admin process holds the root"
+    );
+    s.stop(T);
+}
+
 #[test]
 fn the_admin_process_answers_while_every_worker_is_stuck() {
     let _g = heavy();

@@ -680,6 +680,52 @@ fn an_ignored_hand_over_closes_the_descriptors_it_names() {
     tree.stop(T);
 }
 
+/// A `TINE_UPGRADE` left over in an environment copied without its
+/// descriptors (an exported shell variable, a restart tool copying
+/// `/proc/PID/environ`) names numbers this process uses itself: hello's
+/// log writer holds a copy of stderr at fd 3. They are left alone. Before,
+/// the ignored hand-over closed fd 3, the warning saying so was lost, and
+/// every later log line went into whatever took the number next (with
+/// workers, the scoreboard, whose counters `/metrics` then read from the
+/// log's text).
+#[test]
+fn a_leftover_upgrade_variable_leaves_the_processes_own_descriptors_alone() {
+    for workers in ["1", "2"] {
+        let s = ServerTree::start_env(
+            HELLO,
+            &["--bind", "127.0.0.1:0", "--workers", workers],
+            &[("TINE_UPGRADE", "parent=1 link=3 sockets=4:0:r:-")],
+        );
+        s.wait_log(
+            "TINE_UPGRADE names parent 1 but this process's parent is",
+            T,
+        );
+        assert!(
+            s.stderr()
+                .contains("ignored, and the 0 descriptor(s) it names closed"),
+            "{}",
+            s.stderr()
+        );
+        if workers == "2" {
+            s.wait_ready(2, T);
+            // The scoreboard is intact: what was served is counted as it was.
+            for _ in 0..3 {
+                assert_eq!(testkit::get(s.addr(), "/plaintext").status, 200);
+            }
+            let m = testkit::get(s.addr(), "/metrics").text();
+            let served: u64 = m
+                .lines()
+                .filter(|l| l.starts_with("tine_http_requests_total{"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .sum();
+            assert!((3..10).contains(&served), "{served}\n{m}");
+        } else {
+            assert_eq!(testkit::get(s.addr(), "/plaintext").status, 200);
+        }
+        s.stop(T);
+    }
+}
+
 /// An upgrade to more workers binds the extra `SO_REUSEPORT` sockets
 /// without listening on them: each listens once its worker is ready, so
 /// while the new build starts (slowly here) the kernel gives no

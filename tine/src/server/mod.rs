@@ -692,9 +692,16 @@ impl Server {
             admin_listener,
             predecessor,
             &mut |start| {
+                // In the forked process: what it will not serve is dropped
+                // first, so the admin process does not keep the app's
+                // resources open (a static root's descriptor, a database
+                // the app opened before serving), nor a worker the admin
+                // routes'.
                 if start.admin {
+                    drop(served.take());
                     worker_main(admin_served.take(), start)
                 } else {
+                    drop(admin_served.take());
                     worker_main(served.take(), start)
                 }
             },

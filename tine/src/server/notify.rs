@@ -107,10 +107,9 @@ fn watchdog_interval(usec: Option<&str>, pid: Option<&str>, me: u32) -> Option<D
 }
 
 /// `CLOCK_MONOTONIC` in microseconds, the clock systemd compares
-/// `MONOTONIC_USEC` with.
+/// `MONOTONIC_USEC` with (the scoreboard's reading of it).
 fn monotonic_usec() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    (t.tv_sec as u64) * 1_000_000 + (t.tv_nsec as u64) / 1_000
+    crate::server::scoreboard::monotonic_us()
 }
 
 /// The master's state as the protocol sees it, read from the supervisor

@@ -51,14 +51,32 @@ pub(crate) fn inherited_fd(fd: std::os::fd::RawFd) -> Option<std::os::fd::Borrow
     rustix::io::fcntl_getfd(borrowed).ok().map(|_| borrowed)
 }
 
-/// Takes ownership of an inherited fd checked with [`inherited_fd`]: the
-/// caller makes sure nothing else in the process owns it (it came from
-/// the parent across `exec`, named by `LISTEN_FDS`).
-pub(crate) fn own_inherited(fd: std::os::fd::BorrowedFd<'static>) -> std::os::fd::OwnedFd {
+/// Takes ownership of an inherited fd checked with [`inherited_fd`].
+///
+/// # Safety
+///
+/// Nothing else in the process may own `fd`: it came from the parent
+/// across `exec` (named by `LISTEN_FDS` or an old master's hand-over) and
+/// no other code took it. Taking an fd some other part of the process
+/// owns (the log writer's copy of stderr, an app's file) makes two owners
+/// of one number: the first to close it leaves the other writing to
+/// whatever is opened next under that number. A number read from the
+/// environment alone does not prove that: see [`crossed_exec`].
+pub(crate) unsafe fn own_inherited(fd: std::os::fd::BorrowedFd<'static>) -> std::os::fd::OwnedFd {
     use std::os::fd::{AsRawFd, FromRawFd};
-    // SAFETY: the fd is open (checked by `inherited_fd`) and was passed to
-    // this process for it to own; this is the only place that takes it.
+    // SAFETY: the fd is open (checked by `inherited_fd`), and the caller
+    // promises nothing else owns it.
     unsafe { std::os::fd::OwnedFd::from_raw_fd(fd.as_raw_fd()) }
+}
+
+/// Whether `fd` lacks close-on-exec, as every fd a parent passes across
+/// `exec` does. Everything this process opens itself through the standard
+/// library, rustix, mio or socket2 is close-on-exec, so an fd that is not
+/// was inherited (or made so on purpose): the check that tells a number
+/// named by an environment variable left over from another process (and
+/// now naming this process's own fds) from a real hand-over.
+pub(crate) fn crossed_exec(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    rustix::io::fcntl_getfd(fd).is_ok_and(|flags| !flags.contains(rustix::io::FdFlags::CLOEXEC))
 }
 
 /// Which side of a [`fork`] we are on.
@@ -278,9 +296,11 @@ pub(crate) fn keep_across_exec(
 ) {
     use std::os::unix::process::CommandExt;
     // SAFETY: the closure runs in the forked child before `exec`. The
-    // master is single-threaded (it checks before every fork), so the child
-    // is a plain copy and may call anything; still, it only makes system
-    // calls on its own fds and signal state and allocates nothing. The fds
+    // master is single-threaded (it starts no thread, and `fork` checks
+    // before every worker it forks; this fork is `Command::spawn`'s, which
+    // does not check), and even so the closure is what a child of a
+    // threaded parent may run: it only makes system calls on its own fds
+    // and signal state, and allocates nothing. The fds
     // in `keep` are open in the master (it owns them for its whole life),
     // hence in the child; borrowing them for one `fcntl` each is sound.
     // Setting `SIG_DFL` installs no handler, so no Rust code runs in

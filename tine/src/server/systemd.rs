@@ -195,7 +195,10 @@ pub(crate) fn inherited_listeners() -> Option<Vec<Socket>> {
             listeners.into_iter().for_each(std::mem::forget);
             return None;
         };
-        let owned = sys::own_inherited(borrowed);
+        // SAFETY: LISTEN_PID names this process, so systemd passed it
+        // the fds LISTEN_FDS counts, and nothing took them yet.
+        #[allow(unsafe_code)]
+        let owned = unsafe { sys::own_inherited(borrowed) };
         if let Err(e) = prepare(&owned) {
             // Checked a moment ago: not expected. Keep the fds (dropping
             // them would close systemd's sockets in this process only, but
@@ -232,9 +235,11 @@ fn close_listening(n: usize) -> usize {
         if check_fd(fd).is_err() {
             continue;
         }
-        if let Some(borrowed) = sys::inherited_fd(fd) {
-            // Named by LISTEN_FDS, owned by nothing else in the process.
-            drop(sys::own_inherited(borrowed));
+        if let Some(borrowed) = sys::inherited_fd(fd).filter(|&b| sys::crossed_exec(b)) {
+            // SAFETY: named by LISTEN_FDS, a listening socket that came
+            // across exec: systemd's, owned by nothing else in the process.
+            #[allow(unsafe_code)]
+            drop(unsafe { sys::own_inherited(borrowed) });
             closed += 1;
         }
     }

@@ -46,7 +46,10 @@
 //!    serves on.
 //!
 //! A variable that names another parent (left in the environment of some
-//! unrelated child) is ignored with a warning; one that is malformed, or
+//! unrelated child) is ignored with a warning, and of the descriptors it
+//! names only those a hand-over passes and that came across `exec` are
+//! closed (a copied environment names this process's own); one that is
+//! malformed, or
 //! names an fd that is not a listening TCP socket, is a start-up error
 //! naming the variable: the old master then sees the new one exit and
 //! keeps serving.
@@ -411,6 +414,17 @@ pub(crate) struct Inherited {
     pub(crate) tickets: Option<Vec<u8>>,
 }
 
+/// Whether `fd` is an open Unix stream socket, as a hand-over's link and
+/// bridge are.
+fn is_unix_stream(fd: RawFd) -> bool {
+    sys::inherited_fd(fd).is_some_and(|b| {
+        rustix::net::sockopt::socket_type(b).is_ok_and(|t| t == rustix::net::SocketType::STREAM)
+            && socket2::SockRef::from(&b)
+                .local_addr()
+                .is_ok_and(|a| a.is_unix())
+    })
+}
+
 /// The sockets handed over by an old master, if [`UPGRADE_VAR`] is set and
 /// names this process's parent (see the module docs). The variable is
 /// removed from the environment.
@@ -440,15 +454,45 @@ pub(crate) fn inherited() -> io::Result<Option<Inherited>> {
     if parent != spec.parent {
         // Not started by that master itself (it died meanwhile and this
         // process was reparented, or a wrapper runs between them): the
-        // hand-over is refused. The descriptors it names were inherited
-        // all the same, without close-on-exec; kept, they would stay open
-        // in this process and every worker, and a listening socket among
-        // them would make binding its address fail ("in use").
-        let closed = spec
-            .fds()
+        // hand-over is refused. The descriptors it names may have been
+        // inherited all the same, without close-on-exec; kept, they would
+        // stay open in this process and every worker, and a listening
+        // socket among them would make binding its address fail ("in
+        // use"), a link kept open would leave the old master waiting.
+        // But the variable may also be left over in an environment copied
+        // without its descriptors (an exported shell variable, a tool that
+        // restarts a process from its /proc/PID/environ), and then its
+        // numbers name this process's own descriptors: the log writer's
+        // copy of stderr is usually fd 3, and closing it sent every later
+        // log line into whatever took the number next (the scoreboard).
+        // So only what a hand-over passes, and what came across exec, is
+        // closed: listening sockets, and Unix sockets for the link and the
+        // bridge. A scoreboard or tickets descriptor left open costs
+        // nothing.
+        let listening = spec
+            .sockets
+            .iter()
+            .map(|h| h.fd)
+            .filter(|&fd| systemd::check_fd(fd).is_ok());
+        let unix = std::iter::once(spec.link)
             .chain(bridge_fd)
+            .filter(|&fd| is_unix_stream(fd));
+        let mut named: Vec<RawFd> = listening.chain(unix).collect();
+        named.sort_unstable();
+        named.dedup();
+        let closed = named
+            .into_iter()
             .filter_map(sys::inherited_fd)
-            .map(sys::own_inherited)
+            .filter(|&b| sys::crossed_exec(b))
+            // SAFETY: a socket of the kind a hand-over passes, open
+            // without close-on-exec, so not opened by this process (see
+            // `sys::crossed_exec`): inherited, and owned by nothing else.
+            // Each number once (deduplicated above).
+            .map(|b| {
+                #[allow(unsafe_code)]
+                let owned = unsafe { sys::own_inherited(b) };
+                owned
+            })
             .count();
         log::warn!(
             "{UPGRADE_VAR} names parent {} but this process's parent is {parent}: \
@@ -462,7 +506,12 @@ pub(crate) fn inherited() -> io::Result<Option<Inherited>> {
     }
     let link_fd = sys::inherited_fd(spec.link)
         .ok_or_else(|| bad(format!("link fd {} is not open", spec.link)))?;
-    let link = sys::own_inherited(link_fd);
+    // SAFETY: the variable names this process's parent, the old master,
+    // which passed these descriptors across exec for this process to own;
+    // `decode` refused a spec naming one number twice. (The same holds for
+    // the bridge, the board, the tickets and the sockets below.)
+    #[allow(unsafe_code)]
+    let link = unsafe { sys::own_inherited(link_fd) };
     rustix::io::fcntl_setfd(&link, rustix::io::FdFlags::CLOEXEC)?;
     let link = UnixStream::from(link);
     // The bridge is an extra: one that is not there, or not a socket, is
@@ -471,7 +520,12 @@ pub(crate) fn inherited() -> io::Result<Option<Inherited>> {
         let owned = bridge_fd
             .filter(|fd| !spec.fds().any(|named| named == *fd))
             .and_then(sys::inherited_fd)
-            .map(sys::own_inherited);
+            // SAFETY: as the link's; not a number the spec names (above).
+            .map(|b| {
+                #[allow(unsafe_code)]
+                let owned = unsafe { sys::own_inherited(b) };
+                owned
+            });
         let Some(owned) = owned else {
             log::warn!(
                 "{BRIDGE_VAR}={v:?} names no descriptor of its own: published messages \
@@ -496,7 +550,9 @@ pub(crate) fn inherited() -> io::Result<Option<Inherited>> {
         Some((fd, origin)) => {
             let borrowed =
                 sys::inherited_fd(fd).ok_or_else(|| bad(format!("board fd {fd} is not open")))?;
-            let owned = sys::own_inherited(borrowed);
+            // SAFETY: as the link's.
+            #[allow(unsafe_code)]
+            let owned = unsafe { sys::own_inherited(borrowed) };
             rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC)?;
             Some((owned, origin))
         }
@@ -506,7 +562,9 @@ pub(crate) fn inherited() -> io::Result<Option<Inherited>> {
         Some(fd) => {
             let borrowed =
                 sys::inherited_fd(fd).ok_or_else(|| bad(format!("tickets fd {fd} is not open")))?;
-            let mut file = std::fs::File::from(sys::own_inherited(borrowed));
+            // SAFETY: as the link's.
+            #[allow(unsafe_code)]
+            let mut file = std::fs::File::from(unsafe { sys::own_inherited(borrowed) });
             let mut wire = Vec::new();
             std::io::Read::read_to_end(&mut file, &mut wire)?;
             Some(wire)
@@ -517,7 +575,9 @@ pub(crate) fn inherited() -> io::Result<Option<Inherited>> {
     let mut socket_files = Vec::new();
     for h in &spec.sockets {
         let borrowed = sys::inherited_fd(h.fd).ok_or_else(|| bad(format!("fd {} closed", h.fd)))?;
-        let owned = sys::own_inherited(borrowed);
+        // SAFETY: as the link's.
+        #[allow(unsafe_code)]
+        let owned = unsafe { sys::own_inherited(borrowed) };
         systemd::prepare(&owned)?;
         // TCP or Unix, by the socket's own address.
         let socket = Socket::from_fd(owned).map_err(|e| bad(format!("fd {}: {e}", h.fd)))?;
