@@ -18,6 +18,7 @@ use crate::http::parse::{Decoded, Seen};
 use crate::http::{fill_stream, Body, Fill, Request, Response};
 use crate::pubsub;
 use crate::server::scoreboard::{self, Entry};
+use crate::server::timer::Stamp;
 use crate::service::Admission;
 use crate::ws::session::Session;
 
@@ -75,7 +76,7 @@ impl<T: Transport> Conn<T> {
                 }
                 return Next::Keep;
             }
-            match self.flush(shared.now) {
+            match self.flush(shared.stamp) {
                 Flush::Done => {}
                 Flush::Blocked => return Next::Keep,
                 Flush::Failed => return Next::Close,
@@ -89,7 +90,7 @@ impl<T: Transport> Conn<T> {
                 self.return_output(shared);
                 return self.drive_sse(shared, budget);
             }
-            match self.pump(shared.now, budget) {
+            match self.pump(shared.stamp, budget) {
                 Flush::Done => {}
                 Flush::Blocked => return Next::Keep,
                 Flush::Failed => return Next::Close,
@@ -97,7 +98,7 @@ impl<T: Transport> Conn<T> {
             }
             self.return_output(shared);
             if self.phase == Phase::Closing {
-                self.linger(shared.now);
+                self.linger(shared.stamp);
                 continue;
             }
             if budget.spent() {
@@ -121,7 +122,7 @@ impl<T: Transport> Conn<T> {
                 return Next::Keep;
             }
             self.lend_input(shared);
-            match self.read_some(&mut shared.scratch, shared.now) {
+            match self.read_some(&mut shared.scratch, shared.stamp) {
                 // EOF: a half-sent request cannot be answered; an answer
                 // held while its body was passed over still goes out (the
                 // client may only have shut its sending side).
@@ -220,7 +221,7 @@ impl<T: Transport> Conn<T> {
     fn lend_output(&mut self, shared: &mut Shared) {
         if self.wbuf.capacity() == 0 {
             std::mem::swap(&mut self.wbuf, &mut shared.spare_out);
-            self.timer_from = shared.now;
+            self.timer_from = shared.stamp;
         }
     }
 
@@ -250,7 +251,7 @@ impl<T: Transport> Conn<T> {
                 // The head is complete and its body is arriving: from here
                 // the body deadline applies instead of the header deadline.
                 self.head_started = None;
-                self.body_started = Some(shared.now);
+                self.body_started = Some(shared.stamp);
             }
             match decoded {
                 Decoded::NeedMore => break,
@@ -285,7 +286,7 @@ impl<T: Transport> Conn<T> {
                     produced = true;
                 }
                 Decoded::Request(head, body) => {
-                    self.request_read(shared.now);
+                    self.request_read(shared.stamp);
                     let exchange = Exchange {
                         head: head.raw.method == Method::HEAD,
                         http10: head.raw.version == Version::HTTP_10,
@@ -306,7 +307,7 @@ impl<T: Transport> Conn<T> {
                     }
                 }
                 Decoded::Discarded(whole) => {
-                    self.request_read(shared.now);
+                    self.request_read(shared.stamp);
                     if self.release_held(whole, shared) {
                         produced = true;
                     } else if !whole {
@@ -318,7 +319,7 @@ impl<T: Transport> Conn<T> {
                     }
                 }
                 Decoded::Body(body) => {
-                    self.request_read(shared.now);
+                    self.request_read(shared.stamp);
                     let Some(admitted) = self.admitted.take() else {
                         // A body is only decoded after its head was
                         // admitted; nothing to answer otherwise.
@@ -353,7 +354,7 @@ impl<T: Transport> Conn<T> {
     /// begin the next head now: it is timed by the header timeout from
     /// here, not by the idle timeout that every trickled byte would renew.
     #[inline]
-    fn request_read(&mut self, now: std::time::Instant) {
+    fn request_read(&mut self, now: Stamp) {
         self.head_started = if self.rbuf.is_empty() {
             None
         } else {
@@ -527,7 +528,7 @@ impl<T: Transport> Conn<T> {
     #[cold]
     fn admit(&mut self, head: crate::http::parse::Head, shared: &mut Shared) -> bool {
         self.head_started = None;
-        self.body_started = Some(shared.now);
+        self.body_started = Some(shared.stamp);
         let head_chunked = head.framing == crate::http::parse::Framing::Chunked;
         let exchange = Exchange {
             head: head.raw.method == Method::HEAD,
@@ -586,7 +587,7 @@ impl<T: Transport> Conn<T> {
                     if !self.decoder.discarding() {
                         // All of it came with the head: what follows it
                         // is the next request.
-                        self.request_read(shared.now);
+                        self.request_read(shared.stamp);
                     } else if head_chunked {
                         // How long a chunked body is, and whether it is
                         // well formed, shows only at its end: the answer
@@ -759,7 +760,7 @@ impl<T: Transport> Conn<T> {
     /// stops (the client sees a message without its last chunk); a body
     /// delimited by the close would look complete after a normal close, so
     /// that connection is reset instead. Returns `Failed`: close it.
-    fn abort_stream(&mut self, now: std::time::Instant) -> Flush {
+    fn abort_stream(&mut self, now: Stamp) -> Flush {
         // What the iterator produced before it panicked goes out if the
         // socket takes it now.
         let _ = self.flush(now);
@@ -773,7 +774,7 @@ impl<T: Transport> Conn<T> {
     }
 
     /// Reads once into `scratch` and appends to `rbuf`. `Ok(0)` is EOF.
-    fn read_some(&mut self, scratch: &mut [u8], now: std::time::Instant) -> io::Result<usize> {
+    fn read_some(&mut self, scratch: &mut [u8], now: Stamp) -> io::Result<usize> {
         loop {
             match self.stream.read(scratch) {
                 Ok(n) => {
@@ -800,7 +801,7 @@ impl<T: Transport> Conn<T> {
     /// resets the buffer's position (a call of about 35 instructions,
     /// callgrind); the rest is [`flush_queued`](Self::flush_queued).
     #[inline]
-    fn flush(&mut self, now: std::time::Instant) -> Flush {
+    fn flush(&mut self, now: Stamp) -> Flush {
         // A TLS transport may hold ciphertext even with nothing queued
         // here: its flush is always tried. Other transports' flush does
         // nothing.
@@ -813,7 +814,7 @@ impl<T: Transport> Conn<T> {
     }
 
     #[inline(never)]
-    fn flush_queued(&mut self, now: std::time::Instant) -> Flush {
+    fn flush_queued(&mut self, now: Stamp) -> Flush {
         // A head followed by sendfile: tell the kernel more is coming, so
         // head and first body bytes share a segment (like TCP_CORK).
         let more = matches!(self.pending, Some(Pending::File(_)));
@@ -851,7 +852,7 @@ impl<T: Transport> Conn<T> {
     /// a stream's producer for at most [`TURN_STREAM`] (it may wait for
     /// each chunk): then `Yield`, so that the worker's other connections,
     /// and its signals, are seen in between.
-    fn pump(&mut self, now: std::time::Instant, budget: &mut Budget) -> Flush {
+    fn pump(&mut self, now: Stamp, budget: &mut Budget) -> Flush {
         // When this turn began pulling a stream (read once it does).
         let mut streaming_since: Option<std::time::Instant> = None;
         loop {

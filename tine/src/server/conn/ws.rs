@@ -38,7 +38,7 @@ impl<T: Transport> Conn<T> {
                 // Close like HTTP does: shut our side, then read until the
                 // peer closes, so unread input cannot turn into a reset
                 // that makes the peer lose our close frame.
-                self.linger(shared.now);
+                self.linger(shared.stamp);
                 return Next::Keep;
             }
             if !self.input.ready() && !session.has_input() {
@@ -56,7 +56,7 @@ impl<T: Transport> Conn<T> {
                 budget.requests -= session.feed_some(&mut [], &self.stream, budget.requests);
                 session.time_message(shared.now);
                 if !session.awaiting_pong && !session.closing() {
-                    self.timer_from = shared.now;
+                    self.timer_from = shared.stamp;
                 }
                 continue;
             }
@@ -77,7 +77,7 @@ impl<T: Transport> Conn<T> {
                     // a pong just read ends the wait for it. Not once the
                     // session is closing, whose give-up time is fixed.
                     if !session.awaiting_pong && !session.closing() {
-                        self.timer_from = shared.now;
+                        self.timer_from = shared.stamp;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
