@@ -12,7 +12,9 @@ use std::io;
 use bytes::BytesMut;
 use http::{Method, StatusCode, Version};
 
-use super::{Admitted, Budget, Conn, Input, Next, Pending, Phase, Shared, Transport, OUT_BATCH};
+use super::{
+    Admitted, Budget, Conn, Input, Next, Pending, Phase, Proxy, Shared, Transport, OUT_BATCH,
+};
 use crate::http::encode::{encode_fields, encode_status, framing, BodyShape, Exchange};
 use crate::http::parse::{Decoded, Seen};
 use crate::http::{fill_stream, Body, Fill, Request, Response};
@@ -228,7 +230,7 @@ impl<T: Transport> Conn<T> {
     /// Decodes and answers the requests already in the read buffer,
     /// queueing their responses. Returns whether anything was queued.
     fn answer_buffered(&mut self, shared: &mut Shared, budget: &mut Budget) -> bool {
-        if self.proxy_header && !self.take_proxy_header(shared) {
+        if self.proxy == Proxy::Expected && !self.take_proxy_header(shared) {
             // Refused: answered (closing), or to be closed unanswered.
             return self.phase != Phase::Open;
         }
@@ -372,7 +374,6 @@ impl<T: Transport> Conn<T> {
         match super::proxy_header::take(&mut self.rbuf) {
             super::proxy_header::Taken::NeedMore => false,
             super::proxy_header::Taken::Header(addr) => {
-                self.proxy_header = false;
                 // Counted against `max_connections_per_ip` only now, under
                 // the client the header names (a `LOCAL` or `UNKNOWN` one:
                 // the balancer itself); not at accept, where every
@@ -382,17 +383,18 @@ impl<T: Transport> Conn<T> {
                 let client = addr.unwrap_or(self.peer);
                 if !shared.per_ip.admit(client.ip()) {
                     log::debug!("{} has too many connections; closing one", client.ip());
+                    self.proxy = Proxy::Refused;
                     self.rbuf.clear();
                     self.phase = Phase::Done;
                     return false;
                 }
-                self.counted_ip = client.ip();
+                self.proxy = Proxy::Counted;
                 self.peer = client;
                 true
             }
             super::proxy_header::Taken::Bad(why) => {
                 log::debug!("{}: bad PROXY protocol header ({why}); closing", self.peer);
-                self.proxy_header = false;
+                self.proxy = Proxy::Refused;
                 let res = shared
                     .service
                     .refuse(StatusCode::BAD_REQUEST, Seen::Nothing, self.peer);

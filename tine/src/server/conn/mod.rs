@@ -306,10 +306,25 @@ pub(crate) struct Conn<T> {
     held: Option<Box<(crate::http::Response, crate::http::encode::Exchange)>>,
     /// Set once the connection is a server-sent event stream.
     sse: Option<Box<SseSession>>,
-    /// A PROXY protocol header is expected before the first request.
-    proxy_header: bool,
-    /// See [`counted_ip`](Self::counted_ip).
-    counted_ip: std::net::IpAddr,
+    /// Whether a PROXY protocol header is expected, and what the
+    /// connection is counted under (see [`counted_ip`](Self::counted_ip)):
+    /// one byte where the address itself took twenty-four.
+    proxy: Proxy,
+}
+
+/// A connection's PROXY protocol header, and with it the address
+/// `max_connections_per_ip` counts the connection under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proxy {
+    /// No header is expected (any more): counted under the peer (the
+    /// socket's, or the client a header named).
+    Counted,
+    /// A header is expected before the first request; counted under
+    /// nobody until it is read.
+    Expected,
+    /// The header was bad, or its client over the limit: counted under
+    /// nobody, and closing.
+    Refused,
 }
 
 /// What the readiness events said about a connection's input since it
@@ -381,8 +396,7 @@ impl<T: Transport> Conn<T> {
             admitted: None,
             held: None,
             sse: None,
-            proxy_header: false,
-            counted_ip: peer.ip(),
+            proxy: Proxy::Counted,
         }
     }
 
@@ -392,7 +406,10 @@ impl<T: Transport> Conn<T> {
     /// address, until the header is read). The count is released under it
     /// when the connection closes.
     pub(crate) fn counted_ip(&self) -> std::net::IpAddr {
-        self.counted_ip
+        match self.proxy {
+            Proxy::Counted => self.peer.ip(),
+            Proxy::Expected | Proxy::Refused => std::net::Ipv4Addr::UNSPECIFIED.into(),
+        }
     }
 
     /// The connection starts with a PROXY protocol header (its listener
@@ -400,8 +417,7 @@ impl<T: Transport> Conn<T> {
     /// connection is counted per client address once the header is read
     /// (the accept did not count it).
     pub(crate) fn expect_proxy_header(&mut self) {
-        self.proxy_header = true;
-        self.counted_ip = std::net::Ipv4Addr::UNSPECIFIED.into();
+        self.proxy = Proxy::Expected;
     }
 
     /// The transport, to (de)register it with the poller.
