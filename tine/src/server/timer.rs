@@ -83,10 +83,20 @@ fn nanos(d: Duration) -> u64 {
 /// held that key when the entry was made (keys are reused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Entry {
-    pub(crate) key: usize,
+    /// The slab key, in a `u32` (see [`crate::pubsub::key32`]): sixteen
+    /// bytes an entry, not twenty-four, and every connection has one.
+    key: u32,
     pub(crate) generation: u32,
     /// The tick the entry was filed for.
     pub(crate) tick: u64,
+}
+
+impl Entry {
+    /// The connection's slab key.
+    #[inline]
+    pub(crate) fn key(&self) -> usize {
+        self.key as usize
+    }
 }
 
 #[derive(Debug)]
@@ -122,7 +132,7 @@ impl Wheel {
     pub(crate) fn schedule(&mut self, key: usize, generation: u32, at: Stamp) -> u64 {
         let tick = self.tick_of(at);
         self.slots[(tick % SLOTS as u64) as usize].push(Entry {
-            key,
+            key: crate::pubsub::key32(key),
             generation,
             tick,
         });
@@ -189,10 +199,10 @@ mod tests {
         w.expire(Stamp::since(t0, t0 + Duration::from_millis(900)), &mut due);
         assert!(due.is_empty());
         w.expire(Stamp::since(t0, t0 + Duration::from_millis(1000)), &mut due);
-        assert_eq!(due.iter().map(|e| e.key).collect::<Vec<_>>(), [1]);
+        assert_eq!(due.iter().map(Entry::key).collect::<Vec<_>>(), [1]);
         due.clear();
         w.expire(Stamp::since(t0, t0 + Duration::from_secs(5)), &mut due);
-        assert_eq!(due.iter().map(|e| e.key).collect::<Vec<_>>(), [2]);
+        assert_eq!(due.iter().map(Entry::key).collect::<Vec<_>>(), [2]);
     }
 
     /// No deadline, however far, gets the tick `u64::MAX`: the event

@@ -561,11 +561,14 @@ impl EventLoop {
         if let Some(ws) = slot.conn.any_session_mut() {
             // Taken, not drained: an idle connection keeps no buffer.
             let changes = ws.topic_changes.take();
-            self.topics.apply((key, slot.generation), changes);
+            self.topics
+                .apply((pubsub::key32(key), slot.generation), changes);
         }
         if let Some(sse) = slot.conn.any_sse_mut() {
-            self.topics
-                .apply((key, slot.generation), sse.topic_changes.drain(..));
+            self.topics.apply(
+                (pubsub::key32(key), slot.generation),
+                sse.topic_changes.drain(..),
+            );
         }
         let deadline = slot.conn.deadline(&self.shared);
         self.set_deadline(key, deadline);
@@ -586,7 +589,7 @@ impl EventLoop {
         self.wheel.expire(self.shared.stamp, &mut self.due);
         let due = std::mem::take(&mut self.due);
         for entry in &due {
-            let Some(slot) = self.conns.get_mut(entry.key) else {
+            let Some(slot) = self.conns.get_mut(entry.key()) else {
                 continue;
             };
             if slot.generation != entry.generation || slot.timer_tick != entry.tick {
@@ -594,13 +597,13 @@ impl EventLoop {
             }
             slot.timer_tick = NO_TICK;
             if slot.deadline > self.shared.stamp {
-                let (key, at) = (entry.key, slot.deadline);
+                let (key, at) = (entry.key(), slot.deadline);
                 self.set_deadline(key, at);
                 continue;
             }
             match slot.conn.timed_out(&mut self.shared) {
-                Expired::Close => self.close(entry.key),
-                Expired::Drive => self.drive(entry.key),
+                Expired::Close => self.close(entry.key()),
+                Expired::Drive => self.drive(entry.key()),
             }
         }
         self.due = due;
@@ -692,5 +695,5 @@ mod tests {
     const SLOT: usize = 320;
     const CONN: usize = 296;
     const SESSION: usize = 320;
-    const ENTRY: usize = 24;
+    const ENTRY: usize = 16;
 }
