@@ -451,7 +451,7 @@ impl<T: Transport> Conn<T> {
             // Asked first, so the moment is used up even when a ping
             // already waits for its pong: that earlier deadline stands.
             let began = ws.begins_to_end();
-            if began && !ws.awaiting_pong && self.phase != Phase::Lingering {
+            if began && !ws.awaiting_pong() && self.phase != Phase::Lingering {
                 self.timer_from = shared.stamp;
             }
         }
@@ -494,7 +494,7 @@ impl<T: Transport> Conn<T> {
             // Giving up is timed from a fixed moment (see `timer_from`);
             // the ping is a heartbeat, due an interval after the peer's
             // last input.
-            let own = if ws.closing() || ws.awaiting_pong {
+            let own = if ws.closing() || ws.awaiting_pong() {
                 self.timer_from.after(config.pong_timeout)
             } else if let Some(interval) = config.ping_interval {
                 self.timer_from.after(interval)
@@ -597,7 +597,7 @@ impl<T: Transport> Conn<T> {
             // frame (pinged meanwhile as usual); once it got it, any timer
             // ends it.
             let ended = shared.draining && self.retire.is_none();
-            if ws.awaiting_pong || ws.closing() || ended {
+            if ws.awaiting_pong() || ws.closing() || ended {
                 return Expired::Close;
             }
             ws.ping();

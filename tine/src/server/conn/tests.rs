@@ -827,7 +827,7 @@ fn a_finished_websocket_gets_a_fixed_time_for_its_last_output() {
     client.write_all(&input).unwrap();
     assert_eq!(conn.drive(&mut shared), Next::Keep);
     let ws = conn.any_session().unwrap();
-    assert!(ws.finished && !ws.unsent().is_empty());
+    assert!(ws.finished() && !ws.unsent().is_empty());
     let give_up = start + shared.config.ws.pong_timeout;
     assert_eq!(shared.instant(conn.deadline(&shared)), give_up);
     shared.set_now(start + Duration::from_secs(5));

@@ -694,6 +694,6 @@ mod tests {
     }
     const SLOT: usize = 320;
     const CONN: usize = 296;
-    const SESSION: usize = 320;
+    const SESSION: usize = 312;
     const ENTRY: usize = 16;
 }
