@@ -270,7 +270,7 @@ pub mod __fuzz {
             session.feed(piece, &NoWire);
             let backlog = session.core.backlog();
             session.core.advance(backlog);
-            if session.finished {
+            if session.finished() {
                 return;
             }
         }

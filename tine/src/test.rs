@@ -1118,7 +1118,7 @@ impl Socket {
             if to_server.is_empty() && from_server.is_empty() {
                 return;
             }
-            if !to_server.is_empty() && !self.session.finished {
+            if !to_server.is_empty() && !self.session.finished() {
                 self.session.feed(&to_server, &self.wire);
             }
         }

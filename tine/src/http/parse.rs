@@ -250,11 +250,14 @@ struct Chunked {
 #[derive(Debug)]
 pub(crate) struct Decoder {
     /// Bytes of the buffer already searched for the end of the head.
-    scanned: usize,
+    /// Positions as `u32`, eight bytes less in every connection: both stay
+    /// within a head still arriving, which is refused past `max_header`
+    /// (they saturate beyond 4 GiB, where a search would only look again).
+    scanned: u32,
     /// Bytes of empty lines (CRLF or bare LF) before the head's request
     /// line. They stay in the buffer and count against `max_header`;
     /// `httparse` skips them when it parses the head.
-    skip: usize,
+    skip: u32,
     state: State,
 }
 
@@ -418,7 +421,9 @@ impl Decoder {
     #[inline(always)]
     pub(crate) fn decode(&mut self, buf: &mut BytesMut, limits: &Limits) -> Decoded {
         if let State::Head(_) = self.state {
-            if self.scanned == self.skip && !matches!(buf.get(self.skip), Some(b'\r' | b'\n')) {
+            if self.scanned == self.skip
+                && !matches!(buf.get(self.skip as usize), Some(b'\r' | b'\n'))
+            {
                 // `parse_buf` by hand: the head is taken where the reader
                 // wrote it, not moved out of its `Option` first (a copy of
                 // the whole, about 10 instructions a request).
@@ -460,7 +465,9 @@ impl Decoder {
             // Only the first unscanned byte is looked at: a request line
             // never starts with CR or LF, so the common case costs one
             // comparison.
-            if self.scanned == self.skip && matches!(buf.get(self.skip), Some(b'\r' | b'\n')) {
+            if self.scanned == self.skip
+                && matches!(buf.get(self.skip as usize), Some(b'\r' | b'\n'))
+            {
                 if let Some(early) = self.skip_empty_lines(buf, limits.max_header) {
                     return early;
                 }
@@ -490,12 +497,12 @@ impl Decoder {
     /// again.
     #[inline(never)]
     fn search_head(&mut self, buf: &mut BytesMut, limits: &Limits) -> Decoded {
-        let checked = self.scanned;
+        let checked = self.scanned as usize;
         let Some(end) = self.find_head_end(buf) else {
             if buf.len() > limits.max_header {
                 return Decoded::Error(head_too_large(buf, limits.max_header));
             }
-            if has_bare_lf(buf, checked.max(self.skip)) {
+            if has_bare_lf(buf, checked.max(self.skip as usize)) {
                 return Decoded::Error(StatusCode::BAD_REQUEST);
             }
             // Only a head still arriving is checked here: a whole one
@@ -651,7 +658,7 @@ impl Decoder {
     /// Returns what to answer now if the buffer holds nothing else yet.
     #[cold]
     fn skip_empty_lines(&mut self, buf: &[u8], max_header: usize) -> Option<Decoded> {
-        let mut at = self.skip;
+        let mut at = self.skip as usize;
         loop {
             match &buf[at..] {
                 [b'\r', b'\n', ..] => at += 2,
@@ -659,8 +666,8 @@ impl Decoder {
                 _ => break,
             }
         }
-        self.skip = at;
-        self.scanned = at;
+        self.skip = position(at);
+        self.scanned = self.skip;
         match &buf[at..] {
             // Nothing but empty lines (and maybe half of the next): wait
             // for more, within the head's size limit.
@@ -683,7 +690,7 @@ impl Decoder {
     #[cold]
     #[inline(never)]
     fn check_start(&mut self, buf: &[u8], checked: usize) -> Decoded {
-        let skip = self.skip;
+        let skip = self.skip as usize;
         let State::Head(line) = &mut self.state else {
             return Decoded::NeedMore;
         };
@@ -704,15 +711,21 @@ impl Decoder {
     /// Finds the end of the head (just past the blank line), scanning only
     /// bytes not scanned before and none of the empty lines before it.
     fn find_head_end(&mut self, buf: &[u8]) -> Option<usize> {
-        let start = self.scanned.saturating_sub(3).max(self.skip);
+        let start = self.scanned.saturating_sub(3).max(self.skip) as usize;
         match HEAD_END.find(&buf[start..]) {
             Some(i) => Some(start + i + 4),
             None => {
-                self.scanned = buf.len();
+                self.scanned = position(buf.len());
                 None
             }
         }
     }
+}
+
+/// A position in the read buffer as the [`Decoder`] keeps it.
+#[inline]
+fn position(at: usize) -> u32 {
+    u32::try_from(at).unwrap_or(u32::MAX)
 }
 
 /// The status for a head over `max_header` bytes: `414 URI Too Long` when

@@ -325,12 +325,19 @@ impl HeadBytes {
         self.bytes.get(self.lines as usize..).unwrap_or(&[])
     }
 
-    /// The same head in a buffer of its own.
+    /// The same head in a buffer of its own: only its target and header
+    /// lines, which are all that is read of it (the method and version are
+    /// fields of the request), not the request line's method and version
+    /// between them. A detached head is kept as long as a WebSocket lives:
+    /// that is fifteen bytes less for most, and a smaller allocation.
     #[cold]
     fn detached(&self) -> HeadBytes {
-        HeadBytes {
-            bytes: Bytes::copy_from_slice(&self.bytes),
-            ..*self
+        match HeadBytes::owned(self.target(), self.lines()) {
+            Some((head, _)) => head,
+            None => HeadBytes {
+                bytes: Bytes::copy_from_slice(&self.bytes),
+                ..*self
+            },
         }
     }
 }
@@ -1627,6 +1634,44 @@ mod tests {
         // Once the map is built, from the map: the same answers.
         assert_eq!(req.headers().len(), 4);
         assert_eq!(req.header_pair(["x-a", "USER-AGENT"]), pair);
+    }
+
+    /// A detached request (a WebSocket's, kept for the connection's life)
+    /// holds only its target and header lines: what it answers is the
+    /// same, captures included.
+    #[test]
+    fn a_detached_request_reads_as_before() {
+        let mut buf = bytes::BytesMut::from(
+            &b"GET /rooms/r1/x?a=1 HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nx-a: 2\r\n\r\n"[..],
+        );
+        let limits = crate::Limits::default();
+        let crate::http::parse::Decoded::Request(head, body) =
+            crate::http::parse::Decoder::new().decode(&mut buf, &limits)
+        else {
+            panic!("a request");
+        };
+        let mut req = Request::new(head.raw, body, "127.0.0.1:1".parse().unwrap()).unwrap();
+        let mut params = Captures::new();
+        params.push((Some(Rc::from("room")), Capture::Raw(7, 9)));
+        req.set_params(params);
+        let before = format!("{req:?}");
+        let len = req.params.src.bytes.len();
+        req.detach();
+        assert_eq!(
+            req.params.src.bytes.len(),
+            len - "GET ".len() - " HTTP/1.1\r\n".len()
+        );
+        assert_eq!(format!("{req:?}"), before);
+        assert_eq!(req.method(), Method::GET);
+        assert_eq!(req.version(), ::http::Version::HTTP_11);
+        assert_eq!(req.raw_target(), "/rooms/r1/x?a=1");
+        assert_eq!(req.path(), "/rooms/r1/x");
+        assert_eq!(req.query_string(), Some("a=1"));
+        assert_eq!(req.query_param("a").as_deref(), Some("1"));
+        assert_eq!(req.param("room"), Some("r1"));
+        assert_eq!(req.header("host"), Some("h"));
+        assert_eq!(req.header_all("x-a").collect::<Vec<_>>(), [b"1", b"2"]);
+        assert_eq!(req.headers().len(), 3);
     }
 
     #[test]

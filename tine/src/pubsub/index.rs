@@ -15,8 +15,18 @@
 use std::collections::HashMap;
 
 /// A subscribed connection: its slab key and generation (a key is reused
-/// after a close; the generation tells the connections apart).
-pub(crate) type Subscriber = (usize, u32);
+/// after a close; the generation tells the connections apart). The key in
+/// a `u32` (see [`key32`]): eight bytes a subscription, not sixteen.
+pub(crate) type Subscriber = (u32, u32);
+
+/// A slab key as a [`Subscriber`] holds it. Keys count open connections,
+/// one socket each, and a process holds fewer than 2^31 descriptors: a key
+/// always fits.
+#[inline]
+pub(crate) fn key32(key: usize) -> u32 {
+    debug_assert!(u32::try_from(key).is_ok());
+    key as u32
+}
 
 /// Topic name to subscribers.
 #[derive(Debug, Default)]
@@ -51,6 +61,7 @@ impl Topics {
         let Some(subscribers) = self.map.get_mut(topic) else {
             return;
         };
+        let key = key32(key);
         let before = subscribers.len();
         subscribers.retain(|&(k, _)| k != key);
         self.subscriptions -= before - subscribers.len();
@@ -75,7 +86,7 @@ impl Topics {
             if subscribed {
                 self.subscribe(&topic, sub);
             } else {
-                self.unsubscribe(&topic, sub.0);
+                self.unsubscribe(&topic, sub.0 as usize);
             }
         }
     }
@@ -160,10 +171,10 @@ mod tests {
     #[test]
     fn many_short_lived_topics_leave_nothing_behind() {
         let mut t = Topics::new();
-        for key in 0..10_000 {
+        for key in 0..10_000usize {
             let room = format!("{key:08}{}", "r".repeat(100));
-            t.subscribe(&room, (key, 0));
-            t.subscribe("lobby", (key, 0));
+            t.subscribe(&room, (key32(key), 0));
+            t.subscribe("lobby", (key32(key), 0));
             t.unsubscribe(&room, key);
         }
         assert_eq!((t.len(), t.subscriptions()), (1, 10_000));

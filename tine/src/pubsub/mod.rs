@@ -111,7 +111,7 @@ pub(crate) use handoff::{
     take as take_handoff,
 };
 pub use handoff::{publisher, Publisher};
-pub(crate) use index::Topics;
+pub(crate) use index::{key32, Topics};
 pub(crate) use outbox::{has_room as outbox_has_room, is_empty as outbox_is_empty};
 pub(crate) use outbox::{pop as outbox_pop, unpop as outbox_unpop};
 pub use stats::Stats;

@@ -8,6 +8,7 @@
 //! a busy connection costs nothing per request. Firing visits only the
 //! slots that came due, never every connection.
 
+use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
 
 /// Resolution of deadlines.
@@ -30,14 +31,72 @@ pub(crate) fn later(at: Instant, d: Duration) -> Instant {
     at.checked_add(d.min(FOREVER)).unwrap_or(at)
 }
 
+/// A moment on an event loop's clock: nanoseconds since the loop's epoch
+/// (its start), plus one, so that an `Option<Stamp>` is as small as a
+/// `Stamp`. Eight bytes where an `Instant` takes sixteen: every connection
+/// keeps several moments for its timers, and an idle one should cost
+/// little more than its own fields. As exact as an `Instant` (which counts
+/// nanoseconds too), for 584 years past the epoch; later moments saturate,
+/// which for a deadline means never. Moments before the epoch read as the
+/// epoch (none is ever taken: the loop's clock only moves on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Stamp(NonZeroU64);
+
+impl Stamp {
+    /// The latest moment: a deadline that never comes.
+    #[cfg(test)]
+    pub(crate) const NEVER: Stamp = Stamp(NonZeroU64::MAX);
+
+    /// `at` on the clock that started at `epoch`.
+    #[inline]
+    pub(crate) fn since(epoch: Instant, at: Instant) -> Stamp {
+        Stamp(NonZeroU64::MIN.saturating_add(nanos(at.saturating_duration_since(epoch))))
+    }
+
+    /// This moment as an `Instant`, on the clock that started at `epoch`.
+    #[cfg(test)]
+    pub(crate) fn instant(self, epoch: Instant) -> Instant {
+        let d = Duration::from_nanos(self.nanos());
+        epoch.checked_add(d).unwrap_or_else(|| later(epoch, d))
+    }
+
+    /// Nanoseconds since the epoch.
+    #[inline]
+    pub(crate) fn nanos(self) -> u64 {
+        self.0.get() - 1
+    }
+
+    /// `self + d`, saturating (a timeout of `Duration::MAX` is no limit).
+    #[inline]
+    pub(crate) fn after(self, d: Duration) -> Stamp {
+        Stamp(self.0.saturating_add(nanos(d)))
+    }
+}
+
+/// `d` in nanoseconds, saturating.
+#[inline]
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// An entry: a connection key and the generation of the connection that
 /// held that key when the entry was made (keys are reused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Entry {
-    pub(crate) key: usize,
+    /// The slab key, in a `u32` (see [`crate::pubsub::key32`]): sixteen
+    /// bytes an entry, not twenty-four, and every connection has one.
+    key: u32,
     pub(crate) generation: u32,
     /// The tick the entry was filed for.
     pub(crate) tick: u64,
+}
+
+impl Entry {
+    /// The connection's slab key.
+    #[inline]
+    pub(crate) fn key(&self) -> usize {
+        self.key as usize
+    }
 }
 
 #[derive(Debug)]
@@ -58,42 +117,31 @@ impl Wheel {
     }
 
     /// The tick a deadline falls in (rounded up: never fires early by more
-    /// than the lazy re-check allows).
-    pub(crate) fn tick_of(&self, at: Instant) -> u64 {
-        let nanos = at.saturating_duration_since(self.start).as_nanos();
-        // In a `u64` (any deadline within 584 years), dividing by the tick
-        // is a multiplication; in the `u128` it was a call to a 128-bit
-        // division on every loop turn (callgrind).
-        let tick = match u64::try_from(nanos) {
-            Ok(nanos) => nanos.div_ceil(TICK_NANOS),
-            // Saturates below `u64::MAX`, which the loop keeps for "no
-            // entry".
-            Err(_) => u64::try_from(nanos.div_ceil(TICK.as_nanos())).unwrap_or(u64::MAX - 1),
-        };
-        tick.clamp(self.next_tick, u64::MAX - 1)
+    /// than the lazy re-check allows). `at` is on the clock that started
+    /// with the wheel (see [`Stamp`]): in a `u64`, dividing by the tick is
+    /// a multiplication.
+    pub(crate) fn tick_of(&self, at: Stamp) -> u64 {
+        // Saturates below `u64::MAX`, which the loop keeps for "no entry".
+        at.nanos()
+            .div_ceil(TICK_NANOS)
+            .clamp(self.next_tick, u64::MAX - 1)
     }
 
     /// Files an entry for `key` at `at`; returns the tick used, which the
     /// caller remembers to recognise the entry when it fires.
-    pub(crate) fn schedule(&mut self, key: usize, generation: u32, at: Instant) -> u64 {
+    pub(crate) fn schedule(&mut self, key: usize, generation: u32, at: Stamp) -> u64 {
         let tick = self.tick_of(at);
         self.slots[(tick % SLOTS as u64) as usize].push(Entry {
-            key,
+            key: crate::pubsub::key32(key),
             generation,
             tick,
         });
         tick
     }
 
-    /// Moves every entry due by `now` into `due`.
-    pub(crate) fn expire(&mut self, now: Instant, due: &mut Vec<Entry>) {
-        let nanos = now.saturating_duration_since(self.start).as_nanos();
-        // As in `tick_of`: a `u64` division (a multiplication) unless the
-        // clock is 584 years past the wheel's start.
-        let now_tick = match u64::try_from(nanos) {
-            Ok(nanos) => nanos / TICK_NANOS,
-            Err(_) => (nanos / TICK.as_nanos()) as u64,
-        };
+    /// Moves every entry due by `now` (on the wheel's clock) into `due`.
+    pub(crate) fn expire(&mut self, now: Stamp, due: &mut Vec<Entry>) {
+        let now_tick = now.nanos() / TICK_NANOS;
         while self.next_tick <= now_tick {
             let slot = &mut self.slots[(self.next_tick % SLOTS as u64) as usize];
             let current = self.next_tick;
@@ -145,16 +193,16 @@ mod tests {
     fn fires_when_due_and_not_before() {
         let t0 = Instant::now();
         let mut w = Wheel::new(t0);
-        w.schedule(1, 0, t0 + Duration::from_secs(1));
-        w.schedule(2, 0, t0 + Duration::from_secs(3));
+        w.schedule(1, 0, Stamp::since(t0, t0 + Duration::from_secs(1)));
+        w.schedule(2, 0, Stamp::since(t0, t0 + Duration::from_secs(3)));
         let mut due = Vec::new();
-        w.expire(t0 + Duration::from_millis(900), &mut due);
+        w.expire(Stamp::since(t0, t0 + Duration::from_millis(900)), &mut due);
         assert!(due.is_empty());
-        w.expire(t0 + Duration::from_millis(1000), &mut due);
-        assert_eq!(due.iter().map(|e| e.key).collect::<Vec<_>>(), [1]);
+        w.expire(Stamp::since(t0, t0 + Duration::from_millis(1000)), &mut due);
+        assert_eq!(due.iter().map(Entry::key).collect::<Vec<_>>(), [1]);
         due.clear();
-        w.expire(t0 + Duration::from_secs(5), &mut due);
-        assert_eq!(due.iter().map(|e| e.key).collect::<Vec<_>>(), [2]);
+        w.expire(Stamp::since(t0, t0 + Duration::from_secs(5)), &mut due);
+        assert_eq!(due.iter().map(Entry::key).collect::<Vec<_>>(), [2]);
     }
 
     /// No deadline, however far, gets the tick `u64::MAX`: the event
@@ -163,22 +211,20 @@ mod tests {
     fn ticks_stay_below_the_loop_s_sentinel() {
         let t0 = Instant::now();
         let w = Wheel::new(t0);
-        // About 146 billion years: past what a u64 of 250 ms ticks holds.
-        let far = t0.checked_add(Duration::from_secs(1 << 62));
-        if let Some(far) = far {
-            assert_eq!(w.tick_of(far), u64::MAX - 1);
-        }
-        assert!(w.tick_of(t0 + Duration::from_secs(3600)) < u64::MAX - 1);
+        assert!(w.tick_of(Stamp::NEVER) < u64::MAX);
+        let far = Stamp::since(t0, t0).after(Duration::MAX);
+        assert_eq!(far, Stamp::NEVER);
+        assert!(w.tick_of(Stamp::since(t0, t0 + Duration::from_secs(3600))) < u64::MAX - 1);
     }
 
     #[test]
     fn far_deadlines_wrap_and_wait_their_turn() {
         let t0 = Instant::now();
         let mut w = Wheel::new(t0);
-        let far = t0 + TICK * (SLOTS as u32 + 10);
+        let far = Stamp::since(t0, t0 + TICK * (SLOTS as u32 + 10));
         let tick = w.schedule(7, 3, far);
         let mut due = Vec::new();
-        w.expire(t0 + TICK * 20, &mut due);
+        w.expire(Stamp::since(t0, t0 + TICK * 20), &mut due);
         assert!(
             due.is_empty(),
             "an entry for a later lap must not fire early"
@@ -202,11 +248,11 @@ mod tests {
         // 100,000 deadlines in each of 8 ticks.
         for t in 0..8u32 {
             for key in 0..100_000 {
-                w.schedule(key, 0, now + TICK * t);
+                w.schedule(key, 0, Stamp::since(now, now + TICK * t));
             }
         }
         assert!(w.capacity() >= 800_000);
-        w.expire(now + TICK * 8, &mut due);
+        w.expire(Stamp::since(now, now + TICK * 8), &mut due);
         assert_eq!(due.len(), 800_000);
         assert!(
             w.capacity() <= SLOTS * KEEP,
@@ -223,14 +269,35 @@ mod tests {
         assert_eq!(kept.capacity(), 1000, "a quarter or more in use: kept");
     }
 
+    /// A stamp is exact to the nanosecond both ways, and ordered as the
+    /// moments are.
+    #[test]
+    fn stamps_are_exact() {
+        let t0 = Instant::now();
+        let at = t0 + Duration::new(3, 7);
+        let s = Stamp::since(t0, at);
+        assert_eq!(s.nanos(), 3_000_000_007);
+        assert_eq!(s.instant(t0), at);
+        assert_eq!(
+            s.after(Duration::from_nanos(5)).instant(t0),
+            at + Duration::from_nanos(5)
+        );
+        assert!(Stamp::since(t0, t0) < s);
+        assert_eq!(Stamp::since(at, t0), Stamp::since(at, at));
+        assert_eq!(std::mem::size_of::<Option<Stamp>>(), 8);
+    }
+
     #[test]
     fn past_deadlines_fire_on_the_next_expire() {
         let t0 = Instant::now();
         let mut w = Wheel::new(t0);
         let mut due = Vec::new();
-        w.expire(t0 + Duration::from_secs(2), &mut due);
-        w.schedule(1, 0, t0);
-        w.expire(t0 + Duration::from_secs(2) + TICK, &mut due);
+        w.expire(Stamp::since(t0, t0 + Duration::from_secs(2)), &mut due);
+        w.schedule(1, 0, Stamp::since(t0, t0));
+        w.expire(
+            Stamp::since(t0, t0 + Duration::from_secs(2) + TICK),
+            &mut due,
+        );
         assert_eq!(due.len(), 1);
     }
 }

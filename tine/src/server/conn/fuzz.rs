@@ -155,9 +155,9 @@ pub fn connection(data: &[u8], split: usize, proxied: bool) {
     client.set_nonblocking(true).expect("non-blocking");
     let now = Instant::now();
     let peer: std::net::SocketAddr = "127.0.0.1:9".parse().expect("an address");
-    let mut conn = Conn::new(mio::net::UnixStream::from_std(server), peer, now);
     let (service, config) = app().into_parts();
     let mut shared = Shared::new(service, config, now);
+    let mut conn = Conn::new(mio::net::UnixStream::from_std(server), peer, shared.stamp);
     // Counted as the event loop counts it at accept.
     let counted = if proxied {
         conn.expect_proxy_header();
@@ -198,12 +198,12 @@ fn drive_all(
         if !settle(conn, client, shared) {
             return;
         }
-        shared.now += Duration::from_millis(10);
+        shared.set_now(shared.now + Duration::from_millis(10));
     }
     // Time passes: deadlines fire as the event loop's timer would.
     for _ in 0..3 {
-        shared.now += Duration::from_secs(3600);
-        if conn.deadline(shared) <= shared.now {
+        shared.set_now(shared.now + Duration::from_secs(3600));
+        if conn.deadline(shared) <= shared.stamp {
             match conn.timed_out(shared) {
                 Expired::Close => return,
                 Expired::Drive => {

@@ -12,12 +12,15 @@ use std::io;
 use bytes::BytesMut;
 use http::{Method, StatusCode, Version};
 
-use super::{Admitted, Budget, Conn, Input, Next, Pending, Phase, Shared, Transport, OUT_BATCH};
+use super::{
+    Admitted, Budget, Conn, Input, Next, Pending, Phase, Proxy, Shared, Transport, OUT_BATCH,
+};
 use crate::http::encode::{encode_fields, encode_status, framing, BodyShape, Exchange};
 use crate::http::parse::{Decoded, Seen};
 use crate::http::{fill_stream, Body, Fill, Request, Response};
 use crate::pubsub;
 use crate::server::scoreboard::{self, Entry};
+use crate::server::timer::Stamp;
 use crate::service::Admission;
 use crate::ws::session::Session;
 
@@ -75,7 +78,7 @@ impl<T: Transport> Conn<T> {
                 }
                 return Next::Keep;
             }
-            match self.flush(shared.now) {
+            match self.flush(shared.stamp) {
                 Flush::Done => {}
                 Flush::Blocked => return Next::Keep,
                 Flush::Failed => return Next::Close,
@@ -89,7 +92,7 @@ impl<T: Transport> Conn<T> {
                 self.return_output(shared);
                 return self.drive_sse(shared, budget);
             }
-            match self.pump(shared.now, budget) {
+            match self.pump(shared.stamp, budget) {
                 Flush::Done => {}
                 Flush::Blocked => return Next::Keep,
                 Flush::Failed => return Next::Close,
@@ -97,7 +100,7 @@ impl<T: Transport> Conn<T> {
             }
             self.return_output(shared);
             if self.phase == Phase::Closing {
-                self.linger(shared.now);
+                self.linger(shared.stamp);
                 continue;
             }
             if budget.spent() {
@@ -121,7 +124,7 @@ impl<T: Transport> Conn<T> {
                 return Next::Keep;
             }
             self.lend_input(shared);
-            match self.read_some(&mut shared.scratch, shared.now) {
+            match self.read_some(&mut shared.scratch, shared.stamp) {
                 // EOF: a half-sent request cannot be answered; an answer
                 // held while its body was passed over still goes out (the
                 // client may only have shut its sending side).
@@ -220,14 +223,14 @@ impl<T: Transport> Conn<T> {
     fn lend_output(&mut self, shared: &mut Shared) {
         if self.wbuf.capacity() == 0 {
             std::mem::swap(&mut self.wbuf, &mut shared.spare_out);
-            self.timer_from = shared.now;
+            self.timer_from = shared.stamp;
         }
     }
 
     /// Decodes and answers the requests already in the read buffer,
     /// queueing their responses. Returns whether anything was queued.
     fn answer_buffered(&mut self, shared: &mut Shared, budget: &mut Budget) -> bool {
-        if self.proxy_header && !self.take_proxy_header(shared) {
+        if self.proxy == Proxy::Expected && !self.take_proxy_header(shared) {
             // Refused: answered (closing), or to be closed unanswered.
             return self.phase != Phase::Open;
         }
@@ -250,7 +253,7 @@ impl<T: Transport> Conn<T> {
                 // The head is complete and its body is arriving: from here
                 // the body deadline applies instead of the header deadline.
                 self.head_started = None;
-                self.body_started = Some(shared.now);
+                self.body_started = Some(shared.stamp);
             }
             match decoded {
                 Decoded::NeedMore => break,
@@ -285,7 +288,7 @@ impl<T: Transport> Conn<T> {
                     produced = true;
                 }
                 Decoded::Request(head, body) => {
-                    self.request_read(shared.now);
+                    self.request_read(shared.stamp);
                     let exchange = Exchange {
                         head: head.raw.method == Method::HEAD,
                         http10: head.raw.version == Version::HTTP_10,
@@ -306,7 +309,7 @@ impl<T: Transport> Conn<T> {
                     }
                 }
                 Decoded::Discarded(whole) => {
-                    self.request_read(shared.now);
+                    self.request_read(shared.stamp);
                     if self.release_held(whole, shared) {
                         produced = true;
                     } else if !whole {
@@ -318,7 +321,7 @@ impl<T: Transport> Conn<T> {
                     }
                 }
                 Decoded::Body(body) => {
-                    self.request_read(shared.now);
+                    self.request_read(shared.stamp);
                     let Some(admitted) = self.admitted.take() else {
                         // A body is only decoded after its head was
                         // admitted; nothing to answer otherwise.
@@ -353,7 +356,7 @@ impl<T: Transport> Conn<T> {
     /// begin the next head now: it is timed by the header timeout from
     /// here, not by the idle timeout that every trickled byte would renew.
     #[inline]
-    fn request_read(&mut self, now: std::time::Instant) {
+    fn request_read(&mut self, now: Stamp) {
         self.head_started = if self.rbuf.is_empty() {
             None
         } else {
@@ -371,7 +374,6 @@ impl<T: Transport> Conn<T> {
         match super::proxy_header::take(&mut self.rbuf) {
             super::proxy_header::Taken::NeedMore => false,
             super::proxy_header::Taken::Header(addr) => {
-                self.proxy_header = false;
                 // Counted against `max_connections_per_ip` only now, under
                 // the client the header names (a `LOCAL` or `UNKNOWN` one:
                 // the balancer itself); not at accept, where every
@@ -381,17 +383,18 @@ impl<T: Transport> Conn<T> {
                 let client = addr.unwrap_or(self.peer);
                 if !shared.per_ip.admit(client.ip()) {
                     log::debug!("{} has too many connections; closing one", client.ip());
+                    self.proxy = Proxy::Refused;
                     self.rbuf.clear();
                     self.phase = Phase::Done;
                     return false;
                 }
-                self.counted_ip = client.ip();
+                self.proxy = Proxy::Counted;
                 self.peer = client;
                 true
             }
             super::proxy_header::Taken::Bad(why) => {
                 log::debug!("{}: bad PROXY protocol header ({why}); closing", self.peer);
-                self.proxy_header = false;
+                self.proxy = Proxy::Refused;
                 let res = shared
                     .service
                     .refuse(StatusCode::BAD_REQUEST, Seen::Nothing, self.peer);
@@ -527,7 +530,7 @@ impl<T: Transport> Conn<T> {
     #[cold]
     fn admit(&mut self, head: crate::http::parse::Head, shared: &mut Shared) -> bool {
         self.head_started = None;
-        self.body_started = Some(shared.now);
+        self.body_started = Some(shared.stamp);
         let head_chunked = head.framing == crate::http::parse::Framing::Chunked;
         let exchange = Exchange {
             head: head.raw.method == Method::HEAD,
@@ -586,7 +589,7 @@ impl<T: Transport> Conn<T> {
                     if !self.decoder.discarding() {
                         // All of it came with the head: what follows it
                         // is the next request.
-                        self.request_read(shared.now);
+                        self.request_read(shared.stamp);
                     } else if head_chunked {
                         // How long a chunked body is, and whether it is
                         // well formed, shows only at its end: the answer
@@ -759,7 +762,7 @@ impl<T: Transport> Conn<T> {
     /// stops (the client sees a message without its last chunk); a body
     /// delimited by the close would look complete after a normal close, so
     /// that connection is reset instead. Returns `Failed`: close it.
-    fn abort_stream(&mut self, now: std::time::Instant) -> Flush {
+    fn abort_stream(&mut self, now: Stamp) -> Flush {
         // What the iterator produced before it panicked goes out if the
         // socket takes it now.
         let _ = self.flush(now);
@@ -773,7 +776,7 @@ impl<T: Transport> Conn<T> {
     }
 
     /// Reads once into `scratch` and appends to `rbuf`. `Ok(0)` is EOF.
-    fn read_some(&mut self, scratch: &mut [u8], now: std::time::Instant) -> io::Result<usize> {
+    fn read_some(&mut self, scratch: &mut [u8], now: Stamp) -> io::Result<usize> {
         loop {
             match self.stream.read(scratch) {
                 Ok(n) => {
@@ -800,7 +803,7 @@ impl<T: Transport> Conn<T> {
     /// resets the buffer's position (a call of about 35 instructions,
     /// callgrind); the rest is [`flush_queued`](Self::flush_queued).
     #[inline]
-    fn flush(&mut self, now: std::time::Instant) -> Flush {
+    fn flush(&mut self, now: Stamp) -> Flush {
         // A TLS transport may hold ciphertext even with nothing queued
         // here: its flush is always tried. Other transports' flush does
         // nothing.
@@ -813,7 +816,7 @@ impl<T: Transport> Conn<T> {
     }
 
     #[inline(never)]
-    fn flush_queued(&mut self, now: std::time::Instant) -> Flush {
+    fn flush_queued(&mut self, now: Stamp) -> Flush {
         // A head followed by sendfile: tell the kernel more is coming, so
         // head and first body bytes share a segment (like TCP_CORK).
         let more = matches!(self.pending, Some(Pending::File(_)));
@@ -851,7 +854,7 @@ impl<T: Transport> Conn<T> {
     /// a stream's producer for at most [`TURN_STREAM`] (it may wait for
     /// each chunk): then `Yield`, so that the worker's other connections,
     /// and its signals, are seen in between.
-    fn pump(&mut self, now: std::time::Instant, budget: &mut Budget) -> Flush {
+    fn pump(&mut self, now: Stamp, budget: &mut Budget) -> Flush {
         // When this turn began pulling a stream (read once it does).
         let mut streaming_since: Option<std::time::Instant> = None;
         loop {

@@ -60,6 +60,7 @@ use crate::http::date::DateCache;
 use crate::http::parse::Decoder;
 use crate::http::FileBody;
 use crate::server::recycle::RequestBudget;
+use crate::server::timer::Stamp;
 use crate::server::ServerConfig;
 use crate::service::Service;
 use crate::sse::SseSession;
@@ -109,8 +110,14 @@ pub(crate) struct Shared {
     /// `Limits::max_connections_per_ip`: counted at accept, or on a PROXY
     /// protocol listener once the header names the client.
     pub(crate) per_ip: crate::server::per_ip::PerIp,
-    /// The time of the current loop turn.
+    /// The time of the current loop turn (set with
+    /// [`set_now`](Self::set_now)).
     pub(crate) now: Instant,
+    /// `now` on the loop's clock, which connections keep their moments on
+    /// (see [`Stamp`]).
+    pub(crate) stamp: Stamp,
+    /// The start of the loop's clock (the timing wheel's start too).
+    pub(crate) epoch: Instant,
     /// Responses served against `max_requests` (see `recycle.rs`):
     /// unlimited until the loop of a worker sets it.
     pub(crate) budget: RequestBudget,
@@ -135,10 +142,31 @@ impl Shared {
             draining: false,
             per_ip,
             now,
+            stamp: Stamp::since(now, now),
+            epoch: now,
             budget: RequestBudget::new(None),
             clock: now,
             fast_until: now,
         }
+    }
+
+    /// Sets the time of the loop turn.
+    #[inline]
+    pub(crate) fn set_now(&mut self, now: Instant) {
+        self.now = now;
+        self.stamp = self.stamp_of(now);
+    }
+
+    /// `at` on the loop's clock.
+    #[inline]
+    pub(crate) fn stamp_of(&self, at: Instant) -> Stamp {
+        Stamp::since(self.epoch, at)
+    }
+
+    /// A moment of the loop's clock as an `Instant`.
+    #[cfg(test)]
+    pub(crate) fn instant(&self, at: Stamp) -> Instant {
+        at.instant(self.epoch)
     }
 }
 
@@ -231,13 +259,14 @@ pub(crate) struct Conn<T> {
     served: u32,
     /// Whether the socket may have unread data (edge-triggered readiness).
     input: Input,
-    /// When the connection was accepted.
-    opened: Instant,
+    /// When the connection was accepted. (This and the other moments are
+    /// [`Stamp`]s, half the size of an `Instant`: a connection keeps five.)
+    opened: Stamp,
     /// When the current request head started arriving.
-    head_started: Option<Instant>,
+    head_started: Option<Stamp>,
     /// When the current request's head was complete, while its body is
     /// still arriving.
-    body_started: Option<Instant>,
+    body_started: Option<Stamp>,
     /// The moment the connection's give-up timer counts from, for the
     /// phase it is in (one field for all: a connection is in one at a
     /// time, and an idle one keeps no more than this):
@@ -263,12 +292,12 @@ pub(crate) struct Conn<T> {
     /// what is queued for it until its buffer overflowed. (A deadline
     /// recomputed from the time of each drive would be moved by every
     /// event, deliveries included.)
-    timer_from: Instant,
+    timer_from: Stamp,
     /// Set once the connection has switched to WebSocket.
     ws: Option<Box<Session>>,
     /// When a draining worker ends this long-lived connection (see the
     /// module docs), until it did.
-    retire: Option<Instant>,
+    retire: Option<Stamp>,
     /// The request whose head was admitted and whose body is being read.
     admitted: Option<Box<Admitted>>,
     /// The answer to a request whose chunked body is being passed over
@@ -277,10 +306,25 @@ pub(crate) struct Conn<T> {
     held: Option<Box<(crate::http::Response, crate::http::encode::Exchange)>>,
     /// Set once the connection is a server-sent event stream.
     sse: Option<Box<SseSession>>,
-    /// A PROXY protocol header is expected before the first request.
-    proxy_header: bool,
-    /// See [`counted_ip`](Self::counted_ip).
-    counted_ip: std::net::IpAddr,
+    /// Whether a PROXY protocol header is expected, and what the
+    /// connection is counted under (see [`counted_ip`](Self::counted_ip)):
+    /// one byte where the address itself took twenty-four.
+    proxy: Proxy,
+}
+
+/// A connection's PROXY protocol header, and with it the address
+/// `max_connections_per_ip` counts the connection under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proxy {
+    /// No header is expected (any more): counted under the peer (the
+    /// socket's, or the client a header named).
+    Counted,
+    /// A header is expected before the first request; counted under
+    /// nobody until it is read.
+    Expected,
+    /// The header was bad, or its client over the limit: counted under
+    /// nobody, and closing.
+    Refused,
 }
 
 /// What the readiness events said about a connection's input since it
@@ -330,7 +374,7 @@ pub(crate) struct Admitted {
 }
 
 impl<T: Transport> Conn<T> {
-    pub(crate) fn new(stream: T, peer: SocketAddr, now: Instant) -> Self {
+    pub(crate) fn new(stream: T, peer: SocketAddr, now: Stamp) -> Self {
         Conn {
             stream,
             peer,
@@ -352,8 +396,7 @@ impl<T: Transport> Conn<T> {
             admitted: None,
             held: None,
             sse: None,
-            proxy_header: false,
-            counted_ip: peer.ip(),
+            proxy: Proxy::Counted,
         }
     }
 
@@ -363,7 +406,10 @@ impl<T: Transport> Conn<T> {
     /// address, until the header is read). The count is released under it
     /// when the connection closes.
     pub(crate) fn counted_ip(&self) -> std::net::IpAddr {
-        self.counted_ip
+        match self.proxy {
+            Proxy::Counted => self.peer.ip(),
+            Proxy::Expected | Proxy::Refused => std::net::Ipv4Addr::UNSPECIFIED.into(),
+        }
     }
 
     /// The connection starts with a PROXY protocol header (its listener
@@ -371,8 +417,7 @@ impl<T: Transport> Conn<T> {
     /// connection is counted per client address once the header is read
     /// (the accept did not count it).
     pub(crate) fn expect_proxy_header(&mut self) {
-        self.proxy_header = true;
-        self.counted_ip = std::net::Ipv4Addr::UNSPECIFIED.into();
+        self.proxy = Proxy::Expected;
     }
 
     /// The transport, to (de)register it with the poller.
@@ -406,8 +451,8 @@ impl<T: Transport> Conn<T> {
             // Asked first, so the moment is used up even when a ping
             // already waits for its pong: that earlier deadline stands.
             let began = ws.begins_to_end();
-            if began && !ws.awaiting_pong && self.phase != Phase::Lingering {
-                self.timer_from = shared.now;
+            if began && !ws.awaiting_pong() && self.phase != Phase::Lingering {
+                self.timer_from = shared.stamp;
             }
         }
         next
@@ -427,19 +472,19 @@ impl<T: Transport> Conn<T> {
 
     /// A draining worker ends this connection at `at` (see the module
     /// docs); [`deadline`](Self::deadline) includes it from now on.
-    pub(crate) fn retire_at(&mut self, at: Instant) {
+    pub(crate) fn retire_at(&mut self, at: Stamp) {
         self.retire = Some(at);
     }
 
     /// When this connection wants its timer to fire, given its state
     /// after [`drive`](Self::drive).
-    pub(crate) fn deadline(&self, shared: &Shared) -> Instant {
+    pub(crate) fn deadline(&self, shared: &Shared) -> Stamp {
         let own = self.own_deadline(shared);
         self.retire.map_or(own, |at| own.min(at))
     }
 
-    fn own_deadline(&self, shared: &Shared) -> Instant {
-        let now = shared.now;
+    fn own_deadline(&self, shared: &Shared) -> Stamp {
+        let now = shared.stamp;
         if let Some(ws) = self
             .ws
             .as_deref()
@@ -449,16 +494,16 @@ impl<T: Transport> Conn<T> {
             // Giving up is timed from a fixed moment (see `timer_from`);
             // the ping is a heartbeat, due an interval after the peer's
             // last input.
-            let own = if ws.closing() || ws.awaiting_pong {
-                self.timer_from + config.pong_timeout
+            let own = if ws.closing() || ws.awaiting_pong() {
+                self.timer_from.after(config.pong_timeout)
             } else if let Some(interval) = config.ping_interval {
-                self.timer_from + interval
+                self.timer_from.after(interval)
             } else {
-                now + Duration::from_secs(24 * 3600)
+                now.after(Duration::from_secs(24 * 3600))
             };
             // A message being received has a deadline of its own.
             return match ws.message_started().filter(|_| !ws.closing()) {
-                Some(started) => own.min(started + config.message_timeout),
+                Some(started) => own.min(shared.stamp_of(started).after(config.message_timeout)),
                 None => own,
             };
         }
@@ -466,52 +511,51 @@ impl<T: Transport> Conn<T> {
             if self.phase != Phase::Lingering {
                 // The heartbeat is due an interval after the last write;
                 // output still waiting then gives up.
-                return self.timer_from + sse.heartbeat;
+                return self.timer_from.after(sse.heartbeat);
             }
         }
         let limits = &shared.config.limits;
         if self.phase == Phase::Lingering {
-            self.timer_from + LINGER
+            self.timer_from.after(LINGER)
         } else if self.writing() {
             // nginx's `send_timeout`: the longest pause between two writes
             // that made progress, not renewed by the client's input.
-            self.timer_from + limits.idle_timeout
+            self.timer_from.after(limits.idle_timeout)
         } else if let Some(started) = self.head_started {
-            started + limits.header_timeout
+            started.after(limits.header_timeout)
         } else if let Some(started) = self.body_started {
             let whole = self
                 .admitted
                 .as_ref()
                 .and_then(|a| a.body_timeout)
                 .unwrap_or(limits.body_timeout);
-            // A timeout too long to add (`Duration::MAX`) is no deadline:
-            // only the pause inside the body is timed.
-            let pause = now + limits.idle_timeout;
-            started
-                .checked_add(whole)
-                .map_or(pause, |end| end.min(pause))
+            // A timeout too long to add (`Duration::MAX`, which saturates
+            // to never) is no deadline: only the pause inside the body is
+            // timed.
+            let pause = now.after(limits.idle_timeout);
+            started.after(whole).min(pause)
         } else if self.decoder.mid_request() {
-            now + limits.idle_timeout
+            now.after(limits.idle_timeout)
         } else if self.served == 0 {
             // Accepted, nothing read yet (a browser's preconnect, a first
             // packet retransmitted, a TLS hello to come): its request is
             // still owed an answer, draining or not, as nginx gives one.
-            self.opened + limits.header_timeout
+            self.opened.after(limits.header_timeout)
         } else if shared.draining {
             // Idle between requests while draining: close soon, but not at
             // once, so a client that is sending its next request right now
             // gets an answer (with `Connection: close`) instead of a closed
             // socket.
-            now + DRAIN_IDLE
+            now.after(DRAIN_IDLE)
         } else {
-            now + limits.idle_timeout
+            now.after(limits.idle_timeout)
         }
     }
 
     /// Its deadline passed: close it, or (a request that did not arrive in
     /// time, a WebSocket peer due a ping) queue something and drive it.
     pub(crate) fn timed_out(&mut self, shared: &mut Shared) -> Expired {
-        if self.retire.is_some_and(|at| at <= shared.now) {
+        if self.retire.is_some_and(|at| at <= shared.stamp) {
             self.retire = None;
             if self.phase != Phase::Lingering {
                 if let Some(ws) = self.ws.as_mut() {
@@ -529,30 +573,35 @@ impl<T: Transport> Conn<T> {
                 }
             }
             // Ended on its own meanwhile: its own timer rules apply.
-            if self.own_deadline(shared) > shared.now {
+            if self.own_deadline(shared) > shared.stamp {
                 return Expired::Drive;
             }
         }
         if let Some(ws) = self.ws.as_mut() {
-            let message_due = ws
-                .message_started()
-                .filter(|_| !ws.closing())
-                .is_some_and(|started| started + ws.core.timing().message_timeout <= shared.now);
+            let message_due =
+                ws.message_started()
+                    .filter(|_| !ws.closing())
+                    .is_some_and(|started| {
+                        shared
+                            .stamp_of(started)
+                            .after(ws.core.timing().message_timeout)
+                            <= shared.stamp
+                    });
             if message_due {
                 // The close frame gets the closing's usual time to go out.
                 ws.message_too_slow(&self.stream);
-                self.timer_from = shared.now;
+                self.timer_from = shared.stamp;
                 return Expired::Drive;
             }
             // Draining, a WebSocket waits for its moment to get the close
             // frame (pinged meanwhile as usual); once it got it, any timer
             // ends it.
             let ended = shared.draining && self.retire.is_none();
-            if ws.awaiting_pong || ws.closing() || ended {
+            if ws.awaiting_pong() || ws.closing() || ended {
                 return Expired::Close;
             }
             ws.ping();
-            self.timer_from = shared.now;
+            self.timer_from = shared.stamp;
             return Expired::Drive;
         }
         if let Some(sse) = self.sse.as_mut().filter(|_| self.phase != Phase::Lingering) {
@@ -566,7 +615,7 @@ impl<T: Transport> Conn<T> {
             }
             sse.heartbeat();
             // The comment has an interval to go out.
-            self.timer_from = shared.now;
+            self.timer_from = shared.stamp;
             return Expired::Drive;
         }
         if self.phase != Phase::Open || self.writing() || !self.reading_request() {
@@ -581,7 +630,7 @@ impl<T: Transport> Conn<T> {
             // a client still sending does not get a reset that could cost
             // it the answer.
             if !self.release_held(false, shared) {
-                self.linger(shared.now);
+                self.linger(shared.stamp);
             }
             return Expired::Drive;
         }
@@ -661,7 +710,7 @@ impl<T: Transport> Conn<T> {
 
     /// Output done: shut our side and discard input until the peer closes
     /// or the linger time passes.
-    fn linger(&mut self, now: Instant) {
+    fn linger(&mut self, now: Stamp) {
         self.stream.shutdown_write();
         self.phase = Phase::Lingering;
         self.timer_from = now;

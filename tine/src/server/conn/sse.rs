@@ -29,7 +29,7 @@ impl<T: Transport> Conn<T> {
                     // still waiting) is an interval from here. Input and
                     // published events do not move it (see
                     // `Conn::timer_from`).
-                    self.timer_from = shared.now;
+                    self.timer_from = shared.stamp;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -37,7 +37,7 @@ impl<T: Transport> Conn<T> {
             }
         }
         if session.finished && session.unsent().is_empty() {
-            self.linger(shared.now);
+            self.linger(shared.stamp);
             return Next::Keep;
         }
         // A client sends nothing on an event stream: read only to see

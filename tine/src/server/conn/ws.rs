@@ -34,11 +34,11 @@ impl<T: Transport> Conn<T> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Keep,
                 Err(_) => return Next::Close,
             }
-            if session.finished {
+            if session.finished() {
                 // Close like HTTP does: shut our side, then read until the
                 // peer closes, so unread input cannot turn into a reset
                 // that makes the peer lose our close frame.
-                self.linger(shared.now);
+                self.linger(shared.stamp);
                 return Next::Keep;
             }
             if !self.input.ready() && !session.has_input() {
@@ -55,8 +55,8 @@ impl<T: Transport> Conn<T> {
                 // among them ends the wait for it, as below).
                 budget.requests -= session.feed_some(&mut [], &self.stream, budget.requests);
                 session.time_message(shared.now);
-                if !session.awaiting_pong && !session.closing() {
-                    self.timer_from = shared.now;
+                if !session.awaiting_pong() && !session.closing() {
+                    self.timer_from = shared.stamp;
                 }
                 continue;
             }
@@ -76,8 +76,8 @@ impl<T: Transport> Conn<T> {
                     // due an interval after it (see `Conn::timer_from`);
                     // a pong just read ends the wait for it. Not once the
                     // session is closing, whose give-up time is fixed.
-                    if !session.awaiting_pong && !session.closing() {
-                        self.timer_from = shared.now;
+                    if !session.awaiting_pong() && !session.closing() {
+                        self.timer_from = shared.stamp;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

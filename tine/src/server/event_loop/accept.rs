@@ -382,18 +382,21 @@ impl EventLoop {
                     if let Some(e) = super::scoreboard::mine() {
                         super::scoreboard::Entry::gauge(&e.gauges.connections, 1);
                     }
-                    let mut conn = Conn::new(link, peer, self.now);
+                    let mut conn = Conn::new(link, peer, self.shared.stamp);
                     if proxied {
                         conn.expect_proxy_header();
                     }
                     entry.insert(Slot {
                         conn,
                         generation: self.generation,
-                        deadline: self.now,
+                        deadline: self.shared.stamp,
                         timer_tick: super::NO_TICK,
                         scheduled: false,
                     });
-                    let deadline = self.now + self.shared.config.limits.header_timeout;
+                    let deadline = self
+                        .shared
+                        .stamp
+                        .after(self.shared.config.limits.header_timeout);
                     self.set_deadline(key, deadline);
                     if one {
                         #[cfg(target_os = "linux")]

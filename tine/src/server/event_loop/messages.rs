@@ -184,6 +184,7 @@ impl EventLoop {
         let keys: Vec<usize> = subscribers
             .iter()
             .filter_map(|&(key, generation)| {
+                let key = key as usize;
                 let slot = self
                     .conns
                     .get_mut(key)

@@ -39,7 +39,7 @@ use super::conn::{Conn, Expired, Link, Next, Shared, DRAIN_IDLE};
 use super::control::Channel;
 use super::recycle::RequestBudget;
 use super::scoreboard;
-use super::timer::{later, Entry, Wheel};
+use super::timer::{later, Entry, Stamp, Wheel};
 use super::ServerConfig;
 use crate::pubsub::{self, Bus, Topics};
 use crate::service::Service;
@@ -62,8 +62,9 @@ struct Slot {
     conn: Conn<Link>,
     /// Tells this connection from a later one given the same key.
     generation: u32,
-    /// The deadline its timer was last set for.
-    deadline: Instant,
+    /// The deadline its timer was last set for (on the loop's clock: half
+    /// the size of an `Instant`).
+    deadline: Stamp,
     /// The wheel tick of its earliest live timer entry, [`NO_TICK`] for
     /// none (a plain `u64`: an `Option` would add a word to every
     /// connection's slot).
@@ -300,7 +301,7 @@ impl EventLoop {
                 }
             }
             self.now = Instant::now();
-            self.shared.now = self.now;
+            self.shared.set_now(self.now);
             self.shared.clock = self.now;
             self.shared.fast_until = self.now + scoreboard::FAST;
             if let Some(e) = board {
@@ -479,7 +480,7 @@ impl EventLoop {
             .map(|(k, _)| k)
             .collect();
         for key in idle {
-            self.set_deadline(key, self.now + DRAIN_IDLE);
+            self.set_deadline(key, self.shared.stamp.after(DRAIN_IDLE));
         }
         // WebSockets (a close with 1001) and streams still running are
         // ended one after another over the first half of the drain
@@ -494,7 +495,7 @@ impl EventLoop {
         let window = self.shared.config.limits.drain_timeout / 2;
         let n = long.len() as u32;
         for (i, key) in (0u32..).zip(long) {
-            let at = later(self.now, spread(window, i, n));
+            let at = self.shared.stamp.after(spread(window, i, n));
             let conn = &mut self.conns[key].conn;
             conn.retire_at(at);
             let deadline = conn.deadline(&self.shared);
@@ -560,17 +561,20 @@ impl EventLoop {
         if let Some(ws) = slot.conn.any_session_mut() {
             // Taken, not drained: an idle connection keeps no buffer.
             let changes = ws.topic_changes.take();
-            self.topics.apply((key, slot.generation), changes);
+            self.topics
+                .apply((pubsub::key32(key), slot.generation), changes);
         }
         if let Some(sse) = slot.conn.any_sse_mut() {
-            self.topics
-                .apply((key, slot.generation), sse.topic_changes.drain(..));
+            self.topics.apply(
+                (pubsub::key32(key), slot.generation),
+                sse.topic_changes.drain(..),
+            );
         }
         let deadline = slot.conn.deadline(&self.shared);
         self.set_deadline(key, deadline);
     }
 
-    fn set_deadline(&mut self, key: usize, at: Instant) {
+    fn set_deadline(&mut self, key: usize, at: Stamp) {
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
@@ -582,24 +586,24 @@ impl EventLoop {
     }
 
     fn fire_timers(&mut self) {
-        self.wheel.expire(self.now, &mut self.due);
+        self.wheel.expire(self.shared.stamp, &mut self.due);
         let due = std::mem::take(&mut self.due);
         for entry in &due {
-            let Some(slot) = self.conns.get_mut(entry.key) else {
+            let Some(slot) = self.conns.get_mut(entry.key()) else {
                 continue;
             };
             if slot.generation != entry.generation || slot.timer_tick != entry.tick {
                 continue; // a stale entry: the connection has a sooner one
             }
             slot.timer_tick = NO_TICK;
-            if slot.deadline > self.now {
-                let (key, at) = (entry.key, slot.deadline);
+            if slot.deadline > self.shared.stamp {
+                let (key, at) = (entry.key(), slot.deadline);
                 self.set_deadline(key, at);
                 continue;
             }
             match slot.conn.timed_out(&mut self.shared) {
-                Expired::Close => self.close(entry.key),
-                Expired::Drive => self.drive(entry.key),
+                Expired::Close => self.close(entry.key()),
+                Expired::Drive => self.drive(entry.key()),
             }
         }
         self.due = due;
@@ -667,4 +671,29 @@ mod tests {
         assert!(later(now, moments[4]) > now);
         assert!(later(now, Duration::MAX) > now);
     }
+
+    /// What an idle connection costs the worker: its slot (the connection
+    /// and the loop's bookkeeping, in a slab sized for every open
+    /// connection, HTTP or WebSocket alike), and for a WebSocket its boxed
+    /// session (the upgrade request in it) and its timer entry. An idle
+    /// WebSocket should cost well under a kilobyte in all (see
+    /// `bench/idle_ws.sh`): these bounds keep the pieces from growing back
+    /// unnoticed. A field added to one of them must pay for itself.
+    #[test]
+    fn an_idle_connection_stays_small() {
+        use std::mem::size_of;
+        let sizes = [
+            ("Slot", size_of::<Slot>(), SLOT),
+            ("Conn", size_of::<Conn<Link>>(), CONN),
+            ("Session", size_of::<crate::ws::session::Session>(), SESSION),
+            ("timer Entry", size_of::<Entry>(), ENTRY),
+        ];
+        for (name, size, most) in sizes {
+            assert!(size <= most, "{name} is {size} bytes, over {most}");
+        }
+    }
+    const SLOT: usize = 312;
+    const CONN: usize = 288;
+    const SESSION: usize = 312;
+    const ENTRY: usize = 16;
 }
