@@ -8,6 +8,14 @@ use std::time::Duration;
 /// read forwarding headers or to log a refused request).
 const MOST_HEADERS: usize = 10_000;
 
+/// The largest `max_header`: 1 GiB. The decoder keeps its positions in a
+/// head as `u32`s (8 bytes less in every connection); a head is refused
+/// past `max_header`, and the read buffer holds at most one read more than
+/// that, so with this bound no position can reach `u32::MAX`. (A larger
+/// limit made them saturate, and a head searched from a saturated
+/// position was searched from near its start again on every read.)
+const MOST_HEADER_BYTES: usize = 1 << 30;
+
 /// Resource limits for one server, set with [`App::limits`](crate::App::limits).
 ///
 /// Each limit is a hard bound the event loop enforces per connection or per
@@ -75,7 +83,8 @@ impl Limits {
     /// lines before the request line), in bytes. Default 16 KiB: more than
     /// any browser sends, small enough that a client cannot make a worker
     /// buffer much. Over it: `431` (`414` when the request line alone does
-    /// not end within it), then close.
+    /// not end within it), then close. At most 1 GiB: a larger value is
+    /// taken as 1 GiB.
     ///
     /// ```
     /// let limits = tine::Limits::default().max_header(8 * 1024);
@@ -91,7 +100,7 @@ impl Limits {
             bytes >= 64,
             "Limits::max_header({bytes}): every request would be refused (the least is 64 bytes)"
         );
-        self.max_header = bytes;
+        self.max_header = bytes.min(MOST_HEADER_BYTES);
         self
     }
 
@@ -394,6 +403,17 @@ mod tests {
         assert_eq!(only_body.max_body, 9);
         assert_eq!(only_body.max_header, d.max_header);
         assert_eq!(only_body.idle_timeout, d.idle_timeout);
+    }
+
+    /// The decoder's positions in a head are `u32`s: a limit they could
+    /// not reach is taken as the most they can (see `MOST_HEADER_BYTES`).
+    #[test]
+    fn a_head_limit_past_a_gibibyte_is_taken_as_one() {
+        for bytes in [usize::MAX, 5 << 30, (1 << 30) + 1] {
+            assert_eq!(Limits::default().max_header(bytes).max_header, 1 << 30);
+        }
+        assert_eq!(Limits::default().max_header(1 << 30).max_header, 1 << 30);
+        assert_eq!(Limits::default().max_header(64).max_header, 64);
     }
 
     #[test]

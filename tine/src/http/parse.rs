@@ -722,9 +722,12 @@ impl Decoder {
     }
 }
 
-/// A position in the read buffer as the [`Decoder`] keeps it.
+/// A position in the read buffer as the [`Decoder`] keeps it. Never
+/// saturates in practice: `Limits::max_header` is at most 1 GiB, and the
+/// buffer never holds much more than that before its head is refused.
 #[inline]
 fn position(at: usize) -> u32 {
+    debug_assert!(at <= u32::MAX as usize, "a head position past 4 GiB: {at}");
     u32::try_from(at).unwrap_or(u32::MAX)
 }
 
