@@ -434,9 +434,14 @@ impl<T: Transport> Conn<T> {
             e.begin(req.method(), req.raw_target());
         }
         let mut upgrade = None;
-        let res = shared.service.answer_into(&mut req, &mut upgrade);
+        // The response is encoded from where the service put it (see
+        // `Service::answer_into`).
+        let mut answer = None;
+        shared
+            .service
+            .answer_into(&mut req, &mut upgrade, &mut answer);
         if let Some(accepted) = upgrade {
-            self.upgrade(req, res, accepted, shared, *handled);
+            self.upgrade(req, answer, accepted, shared, *handled);
             return true;
         }
         if let Some(e) = board {
@@ -444,7 +449,7 @@ impl<T: Transport> Conn<T> {
             *handled += 1;
         }
         self.lend_output(shared);
-        self.encode_response(res, exchange, shared);
+        self.encode_answer(&mut answer, exchange, shared);
         self.served = self.served.saturating_add(1);
         shared.budget.count();
         false
@@ -472,7 +477,7 @@ impl<T: Transport> Conn<T> {
     fn upgrade(
         &mut self,
         mut req: Request,
-        res: Response,
+        mut answer: Option<Response>,
         accepted: crate::ws::Upgrade,
         shared: &mut Shared,
         handled: u32,
@@ -495,7 +500,7 @@ impl<T: Transport> Conn<T> {
             self.wbuf
                 .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
-        self.encode_response(res, Exchange::UPGRADE, shared);
+        self.encode_answer(&mut answer, Exchange::UPGRADE, shared);
         let leftover = std::mem::take(&mut self.rbuf).to_vec();
         self.rbuf_lent = false;
         // The session keeps the request for the connection's life: it
@@ -682,7 +687,25 @@ impl<T: Transport> Conn<T> {
     }
 
     /// Queues a response: its head, and its body inline or as pending.
+    #[inline]
     fn encode_response(&mut self, res: Response, exchange: Exchange, shared: &Shared) {
+        self.encode_answer(&mut Some(res), exchange, shared);
+    }
+
+    /// [`encode_response`](Self::encode_response) of the response where
+    /// it lies (see `Service::answer_into`), taken out of `answer` (left
+    /// `None`). Passed by value, it was copied whole for the call; taken
+    /// here, it is read field by field where it lies, and the caller's
+    /// drop is one test.
+    fn encode_answer(
+        &mut self,
+        answer: &mut Option<Response>,
+        exchange: Exchange,
+        shared: &Shared,
+    ) {
+        let Some(res) = answer.take() else {
+            return;
+        };
         let status = res.status;
         let shape = match &res.body {
             Body::Empty if exchange.head => declared_length(&res),
