@@ -410,13 +410,28 @@ impl Decoder {
 
     /// Decodes the next request from `buf`, consuming its bytes.
     ///
-    /// Inlined into the connection's loop, the common case only (a head
-    /// none of which was searched yet, not after empty lines): the head
-    /// then goes from the parser to the request without being moved
-    /// through a returned `Decoded` and a call (about 60 instructions a
-    /// pipelined request). Everything else is [`decode_other`](Self::decode_other).
+    /// In three steps, which the connection's loop takes itself, inlined:
+    /// [`parse_next`](Self::parse_next) and [`take_request`](Self::take_request)
+    /// for the common case (a head none of which was searched yet, not
+    /// after empty lines), whose head then goes from the parser to the
+    /// request without being moved through a returned `Decoded` and a
+    /// call (about 60 instructions a pipelined request), then
+    /// [`decode_parsed`](Self::decode_parsed) for everything else.
     #[inline(always)]
     pub(crate) fn decode(&mut self, buf: &mut BytesMut, limits: &Limits) -> Decoded {
+        let mut parse = self.parse_next(buf, limits);
+        match self.take_request(buf, limits, &mut parse) {
+            Some(Ok(head)) => Decoded::Request(head, Bytes::new()),
+            Some(Err(status)) => Decoded::Error(status),
+            None => self.decode_parsed(buf, limits, &mut parse),
+        }
+    }
+
+    /// The first step of [`decode`](Self::decode): the head at the start
+    /// of `buf` parsed where it lies, in the common case (a head none of
+    /// which was searched yet, not after empty lines).
+    #[inline(always)]
+    pub(crate) fn parse_next(&self, buf: &[u8], limits: &Limits) -> Parse {
         if let State::Head(_) = self.state {
             if self.scanned == self.skip && !matches!(buf.get(self.skip), Some(b'\r' | b'\n')) {
                 // `parse_buf` by hand: the head is taken where the reader
@@ -426,19 +441,74 @@ impl Decoder {
                 if parsed.is_none() {
                     parsed = Some(parse_general(buf, limits.max_headers));
                 }
-                if let Some(Ok(parsed)) = &mut parsed {
+                return Parse(parsed);
+            }
+        }
+        Parse(None)
+    }
+
+    /// The second step of [`decode`](Self::decode): the common request
+    /// (whole, without a body, its target in origin form) taken from
+    /// `buf`, or `Err` with the status to answer if its target is
+    /// invalid; `None` (nothing consumed) for anything else, which
+    /// [`decode_parsed`](Self::decode_parsed) then decodes.
+    ///
+    /// Apart from the other outcomes, which come out of a call through
+    /// memory: an answer that a call writes must live in memory, and the
+    /// common request's head was stored there field by field and loaded
+    /// back to build the `Request` (about 35 instructions a request,
+    /// callgrind); here it stays in registers.
+    #[inline(always)]
+    pub(crate) fn take_request(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: &Limits,
+        parse: &mut Parse,
+    ) -> Option<Result<Head, StatusCode>> {
+        let Some(Ok(parsed)) = &mut parse.0 else {
+            return None;
+        };
+        if parsed.len > limits.max_header
+            || parsed.framing != Framing::Empty
+            || parsed.form != Form::Origin
+        {
+            return None;
+        }
+        self.next_head();
+        let raw = buf.split_to(parsed.len).freeze();
+        match HeadBytes::new(raw, parsed.target.clone(), parsed.lines) {
+            Ok((bytes, escaped)) => Some(Ok(parsed.head(bytes, escaped))),
+            Err(raw) => {
+                self.state = State::Refused(salvage(&raw, limits.max_headers));
+                Some(Err(StatusCode::BAD_REQUEST))
+            }
+        }
+    }
+
+    /// The last step of [`decode`](Self::decode), where
+    /// [`take_request`](Self::take_request) took nothing.
+    #[inline(never)]
+    pub(crate) fn decode_parsed(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: &Limits,
+        parse: &mut Parse,
+    ) -> Decoded {
+        match &mut parse.0 {
+            Some(parsed) => {
+                if let Ok(parsed) = parsed {
                     if parsed.len <= limits.max_header {
                         return self.take_head(buf, parsed, limits.max_headers);
                     }
                 }
-                return self.search_head(buf, limits);
+                self.search_head(buf, limits)
             }
+            None => self.decode_other(buf, limits),
         }
-        self.decode_other(buf, limits)
     }
 
     /// [`decode`](Self::decode) from its start.
-    #[inline(never)]
+    #[inline]
     fn decode_other(&mut self, buf: &mut BytesMut, limits: &Limits) -> Decoded {
         if let State::Refused(_) | State::Admit { .. } = self.state {
             return Decoded::NeedMore;
@@ -522,10 +592,8 @@ impl Decoder {
     /// head is built in the answer itself, in each branch: moving the
     /// parsed head into the call, and the finished head through a
     /// `Result` and a local, each copied it whole (about 36 instructions
-    /// a request together, callgrind). Always inlined: as a call, its
-    /// answer went through memory, stored field by field and loaded back
-    /// to build the `Request` (about 34 instructions a request).
-    #[inline(always)]
+    /// a request together, callgrind).
+    #[inline]
     fn take_head(
         &mut self,
         buf: &mut BytesMut,
@@ -1060,6 +1128,11 @@ enum Form {
     /// `http://host/path?query`, routed on its path.
     Absolute,
 }
+
+/// What [`Decoder::parse_next`] read: `None` if it was not the common
+/// case it reads.
+#[derive(Debug)]
+pub(crate) struct Parse(Option<Result<Parsed, StatusCode>>);
 
 /// A head as parsed, by positions in the buffer it was parsed from (so
 /// the buffer can be split after the parser's borrow of it ends).

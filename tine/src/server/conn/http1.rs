@@ -9,7 +9,7 @@
 
 use std::io;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode, Version};
 
 use super::{Admitted, Budget, Conn, Input, Next, Pending, Phase, Shared, Transport, OUT_BATCH};
@@ -245,7 +245,28 @@ impl<T: Transport> Conn<T> {
             if budget.requests == 0 || (produced && !pubsub::outbox_has_room()) {
                 break;
             }
-            let decoded = self.decoder.decode(&mut self.rbuf, &shared.config.limits);
+            // `Decoder::decode` in its steps: the common request (no body)
+            // answered straight from the parser's reading, everything else
+            // decoded as a whole.
+            let mut parse = self.decoder.parse_next(&self.rbuf, &shared.config.limits);
+            let taken =
+                self.decoder
+                    .take_request(&mut self.rbuf, &shared.config.limits, &mut parse);
+            let decoded = match taken {
+                Some(Ok(head)) => {
+                    if self.answer_head(head, Bytes::new(), shared, &mut handled) {
+                        return true;
+                    }
+                    budget.requests -= 1;
+                    produced = true;
+                    continue;
+                }
+                Some(Err(status)) => Decoded::Error(status),
+                None => {
+                    self.decoder
+                        .decode_parsed(&mut self.rbuf, &shared.config.limits, &mut parse)
+                }
+            };
             if self.body_started.is_none() && self.decoder.mid_request() {
                 // The head is complete and its body is arriving: from here
                 // the body deadline applies instead of the header deadline.
@@ -285,15 +306,7 @@ impl<T: Transport> Conn<T> {
                     produced = true;
                 }
                 Decoded::Request(head, body) => {
-                    self.request_read(shared.now);
-                    let exchange = Exchange {
-                        head: head.raw.method == Method::HEAD,
-                        http10: head.raw.version == Version::HTTP_10,
-                        keep_alive: head.keep_alive
-                            && stays_open(shared, self.served.saturating_add(1)),
-                    };
-                    let req = Request::decoded(head.raw, body, self.peer);
-                    if self.answer_request(req, exchange, shared, &mut handled) {
+                    if self.answer_head(head, body, shared, &mut handled) {
                         return true;
                     }
                     budget.requests -= 1;
@@ -346,6 +359,26 @@ impl<T: Transport> Conn<T> {
             handlers_done(shared, e, handled);
         }
         produced
+    }
+
+    /// Answers a request read whole ([`Decoded::Request`]); returns
+    /// whether the connection switched to WebSocket.
+    #[inline(always)]
+    fn answer_head(
+        &mut self,
+        head: crate::http::parse::Head,
+        body: Bytes,
+        shared: &mut Shared,
+        handled: &mut u32,
+    ) -> bool {
+        self.request_read(shared.now);
+        let exchange = Exchange {
+            head: head.raw.method == Method::HEAD,
+            http10: head.raw.version == Version::HTTP_10,
+            keep_alive: head.keep_alive && stays_open(shared, self.served.saturating_add(1)),
+        };
+        let req = Request::decoded(head.raw, body, self.peer);
+        self.answer_request(req, exchange, shared, handled)
     }
 
     /// A request (or the body passed over behind one) was read to its end.
