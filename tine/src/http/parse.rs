@@ -476,7 +476,7 @@ impl Decoder {
         }
         self.next_head();
         let raw = buf.split_to(parsed.len).freeze();
-        match HeadBytes::new(raw, parsed.target.clone(), parsed.lines) {
+        match HeadBytes::with(raw, parsed.target.clone(), parsed.lines, parsed.plain) {
             Ok((bytes, escaped)) => Some(Ok(parsed.head(bytes, escaped))),
             Err(raw) => {
                 self.state = State::Refused(salvage(&raw, limits.max_headers));
@@ -904,8 +904,14 @@ const TCHAR: u8 = 1;
 const VCHAR: u8 = 2;
 /// A byte of a field value: HTAB, SP, visible ASCII, obs-text.
 const FIELD: u8 = 4;
+/// A byte of a target that needs no second look when the request is
+/// built (see [`Parsed::plain`]): visible ASCII from `&` (0x26) on, but
+/// `<`, `=`, `>`, `?` and `` ` ``. Narrower than what needs none (the
+/// request's `PLAIN` table), so that [`span_plain`] finds the others a
+/// word at a time in a few operations.
+const PLAIN_TARGET: u8 = 8;
 
-/// [`TCHAR`], [`VCHAR`] and [`FIELD`], by byte.
+/// [`TCHAR`], [`VCHAR`], [`FIELD`] and [`PLAIN_TARGET`], by byte.
 static CLASS: [u8; 256] = {
     let mut t = [0; 256];
     let mut b = 0;
@@ -938,6 +944,9 @@ static CLASS: [u8; 256] = {
         }
         if c == b'\t' || (c >= 0x20 && c != 0x7f) {
             class |= FIELD;
+        }
+        if c >= 0x26 && c < 0x7f && !(c >= 0x3c && c <= 0x3f) && c != 0x60 {
+            class |= PLAIN_TARGET;
         }
         t[b] = class;
         b += 1;
@@ -984,6 +993,45 @@ fn span_vchar(raw: &[u8], mut i: usize) -> usize {
         i += 8;
     }
     span(raw, i, VCHAR)
+}
+
+/// [`span`] of [`PLAIN_TARGET`], a word at a time.
+#[inline(always)]
+fn span_plain(raw: &[u8], mut i: usize) -> usize {
+    while let Some(word) = raw.get(i..i + 8) {
+        let x = u64::from_le_bytes(word.try_into().unwrap_or_default());
+        // Below 0x26; 0x7f and up (as in `span_vchar`); 0x3c to 0x3f
+        // (the bytes whose six high bits are 0x3c's); 0x60.
+        let quad = (x & (ONES * 0xfc)) ^ (ONES * 0x3c);
+        let out = below(x, 0x26)
+            | ((x.wrapping_add(ONES) | x) & HIGHS)
+            | below(quad, 1)
+            | below(x ^ (ONES * 0x60), 1);
+        if out != 0 {
+            return i + (out.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    span(raw, i, PLAIN_TARGET)
+}
+
+/// Where a target from `i` on ends ([`span_vchar`]), and whether all of
+/// it is [`PLAIN_TARGET`]: one pass over the common target, which then
+/// needs no second look when the request is built.
+#[inline(always)]
+fn span_target(raw: &[u8], i: usize) -> (usize, bool) {
+    let at = span_plain(raw, i);
+    match raw.get(at) {
+        Some(&b) if CLASS[b as usize] & VCHAR != 0 => (span_vchar(raw, at), false),
+        _ => (at, true),
+    }
+}
+
+/// Whether all of `target` is [`PLAIN_TARGET`], as [`span_target`] says.
+fn plain_target(target: &[u8]) -> bool {
+    target
+        .iter()
+        .all(|&b| CLASS[b as usize] & PLAIN_TARGET != 0)
 }
 
 /// [`span`] of [`FIELD`] (a field value), a word at a time.
@@ -1033,7 +1081,8 @@ fn parse_plain(raw: &[u8], max_headers: usize) -> Option<Result<Parsed, StatusCo
     if method_end == 0 || raw.get(method_end) != Some(&b' ') {
         return None;
     }
-    let target = method_end + 1..span_vchar(raw, method_end + 1);
+    let (target_end, plain) = span_target(raw, method_end + 1);
+    let target = method_end + 1..target_end;
     if target.is_empty() || raw.get(target.end) != Some(&b' ') {
         return None;
     }
@@ -1097,7 +1146,7 @@ fn parse_plain(raw: &[u8], max_headers: usize) -> Option<Result<Parsed, StatusCo
     }
     // From the first field's name, or with none, the end (as `parse_with`).
     let lines = if count == 0 { i } else { lines };
-    Some(fields.finish(i, method, version, target, form, lines))
+    Some(fields.finish(i, method, version, target, form, lines, plain))
 }
 
 /// Whether [`parse_plain`] read `input`; where it did, it must have
@@ -1150,6 +1199,9 @@ struct Parsed {
     keep_alive: bool,
     expect_continue: bool,
     upgrade: bool,
+    /// Every byte of the target is [`PLAIN_TARGET`]: no query, no
+    /// escape, nothing `HeadBytes` refuses (it need not scan it again).
+    plain: bool,
 }
 
 impl Parsed {
@@ -1360,7 +1412,8 @@ fn parse_with<'b>(
         fields.field(name, h.value)?;
     }
     // From the first field's name (or the blank line) to the end.
-    fields.finish(parsed, method, version, target, form, lines_start)
+    let plain = plain_target(&raw[target.clone()]);
+    fields.finish(parsed, method, version, target, form, lines_start, plain)
 }
 
 /// The fields tine itself reads, recognised from the raw names (no
@@ -1475,6 +1528,10 @@ impl Fields {
     }
 
     /// The head's checks over all its fields, and the head as parsed.
+    // The parts of the head the two readers found, as they found them:
+    // gathered into a struct, they were one more thing built and taken
+    // apart on every request's way.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn finish(
         self,
@@ -1484,6 +1541,7 @@ impl Fields {
         target: std::ops::Range<usize>,
         form: Form,
         lines: usize,
+        plain: bool,
     ) -> Result<Parsed, StatusCode> {
         let http11 = self.has(flag::HTTP11);
         if http11 && self.hosts != 1 {
@@ -1514,6 +1572,7 @@ impl Fields {
             keep_alive: self.has(flag::KEEP_ALIVE) && !self.has(flag::CLOSE),
             expect_continue: self.has(flag::EXPECT_CONTINUE) && framing != Framing::Empty,
             upgrade: self.has(flag::UPGRADE),
+            plain,
         })
     }
 }
