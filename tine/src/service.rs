@@ -439,7 +439,9 @@ impl Service {
     /// the after-hooks, unless an after-hook was what panicked).
     pub(crate) fn answer(&self, req: &mut Request) -> Answer {
         let mut upgrade = None;
-        let res = self.answer_into(req, &mut upgrade);
+        let mut answer = None;
+        self.answer_into(req, &mut upgrade, &mut answer);
+        let res = answer.unwrap_or_else(|| default_error(StatusCode::INTERNAL_SERVER_ERROR));
         match upgrade {
             Some(accepted) => Answer::Upgrade(res, accepted),
             None => Answer::Response(res),
@@ -447,12 +449,21 @@ impl Service {
     }
 
     /// [`answer`](Self::answer) for the connection's loop: the response,
-    /// and the WebSocket handler in `upgrade` when it is the `101` of an
-    /// accepted upgrade. The response is returned as it is, not wrapped in
-    /// an [`Answer`] to be taken out again: one move of it less on every
-    /// request.
+    /// put in `answer` (an empty slot of the caller's), and the WebSocket
+    /// handler in `upgrade` when it is the `101` of an accepted upgrade.
+    ///
+    /// The response stays where the handler's answer was first put,
+    /// through the hooks, the error rule and the log line, and the
+    /// connection encodes it from there: returned through the panic
+    /// boundary, then from here, then passed on, it was copied whole at
+    /// each step (about 8 instructions a move, callgrind).
     #[inline]
-    pub(crate) fn answer_into(&self, req: &mut Request, upgrade: &mut Option<Upgrade>) -> Response {
+    pub(crate) fn answer_into<'a>(
+        &self,
+        req: &mut Request,
+        upgrade: &mut Option<Upgrade>,
+        answer: &'a mut Option<Response>,
+    ) -> &'a mut Response {
         req.set_state(self.state.clone());
         // A request admitted before its body (see `admit`) already has
         // its client and request id.
@@ -463,28 +474,26 @@ impl Service {
         let mut stage = Stage::Inner;
         let mut layer = None;
         let answered = handler::catch(|| {
-            let res = self.inner(req, upgrade, &mut layer);
-            if upgrade.is_some() {
-                return res;
+            let res = self.inner(req, upgrade, &mut layer, answer);
+            if upgrade.is_none() {
+                stage = Stage::After;
+                self.after_hooks_in(req, res, layer.as_deref());
             }
-            stage = Stage::After;
-            self.after_hooks(req, res, layer.as_deref())
         });
-        let mut res = match answered {
-            Some(res) => res,
-            None => {
-                *upgrade = None;
-                let page = self.error_page(Some(req), StatusCode::INTERNAL_SERVER_ERROR);
-                match stage {
-                    Stage::Inner => self.after_hooks_caught(req, page, layer.as_deref()),
-                    Stage::After => page,
-                }
-            }
-        };
-        if !is_final(res.status) && upgrade.is_none() {
-            res = self.not_final(req, res.status);
+        if answered.is_none() {
+            *upgrade = None;
+            let page = self.error_page(Some(req), StatusCode::INTERNAL_SERVER_ERROR);
+            *answer = Some(match stage {
+                Stage::Inner => self.after_hooks_caught(req, page, layer.as_deref()),
+                Stage::After => page,
+            });
         }
-        self.log(req, &mut res, started);
+        // (Set by now: by the handler's side, or by the panic's page.)
+        let res = answer.get_or_insert_with(|| default_error(StatusCode::INTERNAL_SERVER_ERROR));
+        if !is_final(res.status) && upgrade.is_none() {
+            *res = self.not_final(req, res.status);
+        }
+        self.log(req, res, started);
         res
     }
 
@@ -716,13 +725,15 @@ impl Service {
         layer.and_then(|l| l.before(req))
     }
 
-    /// Routing, before-hooks, handler or handshake, error page.
-    fn inner(
+    /// Routing, before-hooks, handler or handshake, error page: the
+    /// response put in `answer` (see [`answer_into`](Self::answer_into)).
+    fn inner<'a>(
         &self,
         req: &mut Request,
         upgrade: &mut Option<Upgrade>,
         layer: &mut Option<Rc<Layer>>,
-    ) -> Response {
+        answer: &'a mut Option<Response>,
+    ) -> &'a mut Response {
         let routed = self.route(req);
         match &routed {
             Routed::Http(route) if route.layer.is_some() => layer.clone_from(&route.layer),
@@ -734,7 +745,7 @@ impl Service {
         // through them (see `admit`).
         if !req.hooks_done() {
             if let Some(res) = self.before_hooks(req, layer.as_deref()) {
-                return self.render(req, res);
+                return answer.insert(self.render(req, res));
             }
         }
         let res = match routed {
@@ -749,28 +760,34 @@ impl Service {
                             handler: route.handler.clone(),
                             config: route.config.clone(),
                         });
-                        return res;
+                        return answer.insert(res);
                     }
-                    Err(res) => *res,
+                    Err(res) => answer.insert(*res),
                 }
             }
             Routed::Http(Route {
                 handler,
                 kind: RouteKind::Mount(depth),
                 ..
-            }) => match handler(req) {
+            }) => answer.insert(match handler(req) {
                 res if res.error_page && res.status == StatusCode::NOT_FOUND => {
                     self.mount_missed(req, layer, *depth).unwrap_or(res)
                 }
                 res => res,
-            },
-            Routed::Http(route) => (route.handler)(req),
-            Routed::NotAllowed(allowed) => return self.method_not_allowed(req, &allowed),
-            Routed::Asterisk => return Response::empty(StatusCode::NO_CONTENT),
-            Routed::UpgradeRequired(_) => return self.upgrade_required(req),
-            Routed::NotFound => return self.error_page(Some(req), StatusCode::NOT_FOUND),
+            }),
+            // The handler's answer goes where it stays.
+            Routed::Http(route) => answer.insert((route.handler)(req)),
+            Routed::NotAllowed(allowed) => {
+                return answer.insert(self.method_not_allowed(req, &allowed))
+            }
+            Routed::Asterisk => return answer.insert(Response::empty(StatusCode::NO_CONTENT)),
+            Routed::UpgradeRequired(_) => return answer.insert(self.upgrade_required(req)),
+            Routed::NotFound => {
+                return answer.insert(self.error_page(Some(req), StatusCode::NOT_FOUND))
+            }
         };
-        self.render(req, res)
+        self.render_in(req, res);
+        res
     }
 
     /// What answers a path a static mount has no file for: a WebSocket
@@ -913,24 +930,32 @@ impl Service {
     }
 
     /// Renders `res` through the error handler if it is an error page;
-    /// answers a conditional or range request for a whole file. (One
-    /// test of both flags on the way of every answer.)
+    /// answers a conditional or range request for a whole file.
     #[inline]
-    fn render(&self, req: &Request, res: Response) -> Response {
+    fn render(&self, req: &Request, mut res: Response) -> Response {
+        self.render_in(req, &mut res);
+        res
+    }
+
+    /// [`render`](Self::render) where the response lies: one test of both
+    /// flags on the way of every answer, and the response not moved (a
+    /// response returned from here and there was copied whole to one
+    /// place, about 8 instructions a move, callgrind).
+    #[inline]
+    fn render_in(&self, req: &Request, res: &mut Response) {
         if res.error_page | res.whole_file {
-            self.render_cold(req, res)
-        } else {
-            res
+            self.render_cold(req, res);
         }
     }
 
     #[cold]
-    fn render_cold(&self, req: &Request, res: Response) -> Response {
-        if res.error_page {
-            self.render_page(req, res)
+    fn render_cold(&self, req: &Request, res: &mut Response) {
+        let taken = std::mem::replace(res, Response::empty(StatusCode::OK));
+        *res = if taken.error_page {
+            self.render_page(req, taken)
         } else {
-            crate::static_files::answer_file(req.method(), req.headers(), res)
-        }
+            crate::static_files::answer_file(req.method(), req.headers(), taken)
+        };
     }
 
     /// Renders an error page through the error handler, keeping its status
@@ -971,18 +996,36 @@ impl Service {
 
     /// The group's after-hooks (innermost group first), then the app's.
     /// An error page one of them returns is rendered like any other (the
-    /// hooks do not run again on it). Inlined: on every answer's way, and
-    /// most have no hook to run (as a call it cost about 35 instructions a
-    /// request, callgrind).
-    #[inline]
+    /// hooks do not run again on it).
     fn after_hooks(&self, req: &Request, mut res: Response, layer: Option<&Layer>) -> Response {
+        self.after_hooks_in(req, &mut res, layer);
+        res
+    }
+
+    /// [`after_hooks`](Self::after_hooks) where the response lies.
+    /// Inlined: on every answer's way, and most have no hook to run (as a
+    /// call it cost about 35 instructions a request, callgrind); the
+    /// hooks, when there are any, run in a call of their own.
+    #[inline]
+    fn after_hooks_in(&self, req: &Request, res: &mut Response, layer: Option<&Layer>) {
+        if layer.is_some() || !self.after.is_empty() {
+            self.run_after_hooks(req, res, layer);
+        }
+        self.render_in(req, res);
+    }
+
+    #[inline(never)]
+    fn run_after_hooks(&self, req: &Request, res: &mut Response, layer: Option<&Layer>) {
+        // (A hook that panics leaves this stand-in, which the panic's
+        // error page replaces.)
+        let mut taken = std::mem::replace(res, Response::empty(StatusCode::OK));
         if let Some(layer) = layer {
-            res = layer.after(req, res);
+            taken = layer.after(req, taken);
         }
         for hook in &self.after {
-            res = hook(req, res);
+            taken = hook(req, taken);
         }
-        self.render(req, res)
+        *res = taken;
     }
 
     /// The after-hooks in their own panic boundary: if one panics, the

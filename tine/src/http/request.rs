@@ -253,8 +253,30 @@ impl HeadBytes {
         target: std::ops::Range<usize>,
         lines: usize,
     ) -> Result<(HeadBytes, bool), Bytes> {
-        let Some(Ok(scanned)) = bytes.get(target.clone()).map(scan_target) else {
-            return Err(bytes);
+        Self::with(bytes, target, lines, false)
+    }
+
+    /// [`new`](Self::new) of a target the parser found plain (visible
+    /// ASCII without `?`, `#`, `%`, `<`, `>` or `` ` ``): not scanned
+    /// again.
+    #[inline(always)]
+    pub(crate) fn with(
+        bytes: Bytes,
+        target: std::ops::Range<usize>,
+        lines: usize,
+        plain: bool,
+    ) -> Result<(HeadBytes, bool), Bytes> {
+        let scanned = match bytes.get(target.clone()) {
+            Some(t) if plain && t.len() <= MAX_TARGET => Scanned {
+                query: t.len(),
+                end: t.len(),
+                escaped: false,
+            },
+            Some(t) => match scan_target(t) {
+                Ok(scanned) => scanned,
+                Err(InvalidTarget) => return Err(bytes),
+            },
+            None => return Err(bytes),
         };
         // Positions as `u32` (a request is large enough as it is): the
         // target's end within them, so all of its positions are.

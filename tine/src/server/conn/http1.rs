@@ -9,7 +9,7 @@
 
 use std::io;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode, Version};
 
 use super::{
@@ -248,7 +248,28 @@ impl<T: Transport> Conn<T> {
             if budget.requests == 0 || (produced && !pubsub::outbox_has_room()) {
                 break;
             }
-            let decoded = self.decoder.decode(&mut self.rbuf, &shared.config.limits);
+            // `Decoder::decode` in its steps: the common request (no body)
+            // answered straight from the parser's reading, everything else
+            // decoded as a whole.
+            let mut parse = self.decoder.parse_next(&self.rbuf, &shared.config.limits);
+            let taken =
+                self.decoder
+                    .take_request(&mut self.rbuf, &shared.config.limits, &mut parse);
+            let decoded = match taken {
+                Some(Ok(head)) => {
+                    if self.answer_head(head, Bytes::new(), shared, &mut handled) {
+                        return true;
+                    }
+                    budget.requests -= 1;
+                    produced = true;
+                    continue;
+                }
+                Some(Err(status)) => Decoded::Error(status),
+                None => {
+                    self.decoder
+                        .decode_parsed(&mut self.rbuf, &shared.config.limits, &mut parse)
+                }
+            };
             if self.body_started.is_none() && self.decoder.mid_request() {
                 // The head is complete and its body is arriving: from here
                 // the body deadline applies instead of the header deadline.
@@ -288,15 +309,7 @@ impl<T: Transport> Conn<T> {
                     produced = true;
                 }
                 Decoded::Request(head, body) => {
-                    self.request_read(shared.stamp);
-                    let exchange = Exchange {
-                        head: head.raw.method == Method::HEAD,
-                        http10: head.raw.version == Version::HTTP_10,
-                        keep_alive: head.keep_alive
-                            && stays_open(shared, self.served.saturating_add(1)),
-                    };
-                    let req = Request::decoded(head.raw, body, self.peer);
-                    if self.answer_request(req, exchange, shared, &mut handled) {
+                    if self.answer_head(head, body, shared, &mut handled) {
                         return true;
                     }
                     budget.requests -= 1;
@@ -349,6 +362,26 @@ impl<T: Transport> Conn<T> {
             handlers_done(shared, e, handled);
         }
         produced
+    }
+
+    /// Answers a request read whole ([`Decoded::Request`]); returns
+    /// whether the connection switched to WebSocket.
+    #[inline(always)]
+    fn answer_head(
+        &mut self,
+        head: crate::http::parse::Head,
+        body: Bytes,
+        shared: &mut Shared,
+        handled: &mut u32,
+    ) -> bool {
+        self.request_read(shared.stamp);
+        let exchange = Exchange {
+            head: head.raw.method == Method::HEAD,
+            http10: head.raw.version == Version::HTTP_10,
+            keep_alive: head.keep_alive && stays_open(shared, self.served.saturating_add(1)),
+        };
+        let req = Request::decoded(head.raw, body, self.peer);
+        self.answer_request(req, exchange, shared, handled)
     }
 
     /// A request (or the body passed over behind one) was read to its end.
@@ -437,9 +470,14 @@ impl<T: Transport> Conn<T> {
             e.begin(req.method(), req.raw_target());
         }
         let mut upgrade = None;
-        let res = shared.service.answer_into(&mut req, &mut upgrade);
+        // The response is encoded from where the service put it (see
+        // `Service::answer_into`).
+        let mut answer = None;
+        shared
+            .service
+            .answer_into(&mut req, &mut upgrade, &mut answer);
         if let Some(accepted) = upgrade {
-            self.upgrade(req, res, accepted, shared, *handled);
+            self.upgrade(req, answer, accepted, shared, *handled);
             return true;
         }
         if let Some(e) = board {
@@ -447,7 +485,7 @@ impl<T: Transport> Conn<T> {
             *handled += 1;
         }
         self.lend_output(shared);
-        self.encode_response(res, exchange, shared);
+        self.encode_answer(&mut answer, exchange, shared);
         self.served = self.served.saturating_add(1);
         shared.budget.count();
         false
@@ -475,7 +513,7 @@ impl<T: Transport> Conn<T> {
     fn upgrade(
         &mut self,
         mut req: Request,
-        res: Response,
+        mut answer: Option<Response>,
         accepted: crate::ws::Upgrade,
         shared: &mut Shared,
         handled: u32,
@@ -498,7 +536,7 @@ impl<T: Transport> Conn<T> {
             self.wbuf
                 .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
-        self.encode_response(res, Exchange::UPGRADE, shared);
+        self.encode_answer(&mut answer, Exchange::UPGRADE, shared);
         let leftover = std::mem::take(&mut self.rbuf).to_vec();
         self.rbuf_lent = false;
         // The session keeps the request for the connection's life: it
@@ -685,7 +723,25 @@ impl<T: Transport> Conn<T> {
     }
 
     /// Queues a response: its head, and its body inline or as pending.
+    #[inline]
     fn encode_response(&mut self, res: Response, exchange: Exchange, shared: &Shared) {
+        self.encode_answer(&mut Some(res), exchange, shared);
+    }
+
+    /// [`encode_response`](Self::encode_response) of the response where
+    /// it lies (see `Service::answer_into`), taken out of `answer` (left
+    /// `None`). Passed by value, it was copied whole for the call; taken
+    /// here, it is read field by field where it lies, and the caller's
+    /// drop is one test.
+    fn encode_answer(
+        &mut self,
+        answer: &mut Option<Response>,
+        exchange: Exchange,
+        shared: &Shared,
+    ) {
+        let Some(res) = answer.take() else {
+            return;
+        };
         let status = res.status;
         let shape = match &res.body {
             Body::Empty if exchange.head => declared_length(&res),
