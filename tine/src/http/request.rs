@@ -256,9 +256,11 @@ impl HeadBytes {
         Self::with(bytes, target, lines, false)
     }
 
-    /// [`new`](Self::new) of a target the parser found plain (visible
-    /// ASCII without `?`, `#`, `%`, `<`, `>` or `` ` ``): not scanned
-    /// again.
+    /// [`new`](Self::new) of a target the parser found plain (its
+    /// `PLAIN_TARGET` bytes: visible ASCII from `&` on, without `<`, `=`,
+    /// `>`, `?` or `` ` ``, so no query, fragment or escape): not scanned
+    /// again. A stricter test than this module's, which only costs a
+    /// target outside it the second scan.
     #[inline(always)]
     pub(crate) fn with(
         bytes: Bytes,
